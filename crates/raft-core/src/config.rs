@@ -1,0 +1,90 @@
+//! Tunables of a peer.
+
+use crate::error::ConfigError;
+use crate::types::NodeId;
+
+/// How a peer behaves. Every limit is explicit so that no queue or message grows unbounded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// This peer's id.
+    pub id: NodeId,
+    /// Seed of the peer's random generator (election timeouts). Same seed, same inputs: same
+    /// outputs.
+    pub seed: u64,
+    /// The election timeout is drawn uniformly from `[election_ticks, 2 * election_ticks)`
+    /// after every reset (§5.2).
+    pub election_ticks: u32,
+    /// A leader sends heartbeats every this many ticks. Must be below `election_ticks`.
+    pub heartbeat_ticks: u32,
+    /// Probe with a pre-vote before raising the term (thesis §9.6).
+    pub pre_vote: bool,
+    /// A leader that has not heard from a quorum for an election timeout steps down, and
+    /// followers that heard from a leader recently ignore vote requests (thesis §6.2, §4.2.3).
+    pub check_quorum: bool,
+    /// Append messages in flight to one follower before waiting for acknowledgements.
+    pub inflight_messages_max: usize,
+    /// Bytes of entries per append message (at least one entry is always sent).
+    pub message_bytes_max: u64,
+    /// Bytes per snapshot chunk.
+    pub snapshot_chunk_bytes: u64,
+    /// Bytes of a snapshot a follower accepts from a leader.
+    pub snapshot_bytes_max: u64,
+    /// Bytes of one proposal; larger ones are refused with `TooLarge`.
+    pub proposal_bytes_max: u64,
+    /// Bytes of proposed but uncommitted entries a leader holds before refusing proposals with
+    /// `Busy`.
+    pub uncommitted_bytes_max: u64,
+    /// Bytes of committed entries handed out in one [`crate::Ready`].
+    pub apply_bytes_max: u64,
+    /// Pending ReadIndex requests a leader holds before refusing more with `Busy`.
+    pub pending_reads_max: usize,
+}
+
+impl Config {
+    /// Defaults suited to a 10 ms tick: election timeout 150–300 ms, heartbeat every 30 ms.
+    pub fn new(id: NodeId, seed: u64) -> Config {
+        Config {
+            id,
+            seed,
+            election_ticks: 15,
+            heartbeat_ticks: 3,
+            pre_vote: true,
+            check_quorum: true,
+            inflight_messages_max: 64,
+            message_bytes_max: 1024 * 1024,
+            snapshot_chunk_bytes: 1024 * 1024,
+            snapshot_bytes_max: 4 * 1024 * 1024 * 1024,
+            proposal_bytes_max: 8 * 1024 * 1024,
+            uncommitted_bytes_max: 256 * 1024 * 1024,
+            apply_bytes_max: 16 * 1024 * 1024,
+            pending_reads_max: 65_536,
+        }
+    }
+
+    /// Checks the values make sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |reason: &str| Err(ConfigError(reason.to_string()));
+        if self.id == NodeId(0) {
+            return invalid("id must not be 0");
+        }
+        if self.heartbeat_ticks == 0 {
+            return invalid("heartbeat_ticks must be at least 1");
+        }
+        if self.election_ticks <= self.heartbeat_ticks {
+            return invalid("election_ticks must be greater than heartbeat_ticks");
+        }
+        if self.inflight_messages_max == 0 {
+            return invalid("inflight_messages_max must be at least 1");
+        }
+        if self.message_bytes_max == 0 || self.snapshot_chunk_bytes == 0 {
+            return invalid("message_bytes_max and snapshot_chunk_bytes must be at least 1");
+        }
+        if self.apply_bytes_max == 0 || self.pending_reads_max == 0 {
+            return invalid("apply_bytes_max and pending_reads_max must be at least 1");
+        }
+        if self.proposal_bytes_max > self.uncommitted_bytes_max {
+            return invalid("proposal_bytes_max must not exceed uncommitted_bytes_max");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,164 @@
+//! Leader election (§5.2, §5.4.1) with PreVote (thesis §9.6) and leadership transfer
+//! (thesis §3.10).
+//!
+//! ```text
+//!  Follower ──timeout──► PreCandidate ──majority would vote──► Candidate ──majority──► Leader
+//!      ▲                      │ refused / leader heard             │ refused / leader heard
+//!      └──────────────────────┴────────────────────────────────────┘
+//!  TimeoutNow skips the pre-vote: the leader itself asked for the election.
+//! ```
+
+use crate::message::MessageBody;
+use crate::quorum::{vote_result, VoteResult};
+use crate::raft::{Raft, StepError};
+use crate::storage::{Storage, StorageError};
+use crate::types::{LogId, NodeId, Role, Term};
+
+impl<S: Storage> Raft<S> {
+    /// Starts campaigning: with a pre-vote round first when configured, unless the election
+    /// was ordered by the leader (`transfer`).
+    pub(crate) fn start_election(&mut self, transfer: bool) -> Result<(), StorageError> {
+        if !self.is_promotable() {
+            return Ok(());
+        }
+        if self.config.pre_vote && !transfer {
+            self.campaign(true, false)
+        } else {
+            self.campaign(false, transfer)
+        }
+    }
+
+    fn campaign(&mut self, pre_vote: bool, transfer: bool) -> Result<(), StorageError> {
+        let campaign_term = if pre_vote {
+            self.become_pre_candidate();
+            // A pre-vote asks about the term the peer would campaign in, without entering it.
+            self.term.next()
+        } else {
+            self.become_candidate();
+            self.term
+        };
+        let last_log = self.log.last_log_id()?;
+        self.votes.insert(self.id, true);
+        if self.tally_votes(pre_vote)? {
+            return Ok(());
+        }
+        let voters: Vec<NodeId> = self
+            .configuration
+            .members()
+            .filter(|&voter| voter != self.id)
+            .collect();
+        for voter in voters {
+            let body = MessageBody::VoteRequest {
+                last_log,
+                pre_vote,
+                leadership_transfer: transfer,
+            };
+            if pre_vote {
+                // A pre-vote changes no durable state, so it needs no write first.
+                self.messages.push(crate::message::Message {
+                    from: self.id,
+                    to: voter,
+                    term: campaign_term,
+                    body,
+                });
+            } else {
+                // The candidate's own vote must be durable before it asks for others'.
+                self.send_after_persist(voter, campaign_term, body);
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts the votes so far; acts and returns `true` when the campaign is decided.
+    fn tally_votes(&mut self, pre_vote: bool) -> Result<bool, StorageError> {
+        match vote_result(&self.configuration, &self.votes) {
+            VoteResult::Won if pre_vote => {
+                self.campaign(false, false)?;
+                Ok(true)
+            }
+            VoteResult::Won => {
+                self.become_leader()?;
+                Ok(true)
+            }
+            VoteResult::Lost => {
+                self.become_follower(self.term, None);
+                Ok(true)
+            }
+            VoteResult::Pending => Ok(false),
+        }
+    }
+
+    /// RequestVote receiver (Figure 2): grant at most one vote per term, and only to a
+    /// candidate whose log is at least as up to date as ours (§5.4.1).
+    pub(crate) fn handle_vote_request(
+        &mut self,
+        from: NodeId,
+        request_term: Term,
+        candidate_last: LogId,
+        pre_vote: bool,
+    ) -> Result<(), StepError> {
+        let our_last = self.log.last_log_id().map_err(StepError::Fatal)?;
+        let can_vote = self.vote == Some(from)
+            || (self.vote.is_none() && self.leader.is_none())
+            || (pre_vote && request_term > self.term);
+        let granted = can_vote && candidate_last.is_up_to_date_with(our_last);
+        if pre_vote {
+            // A granted pre-vote answers in the candidate's prospective term, so the candidate
+            // can match it with its campaign; a refusal tells our term.
+            let term = if granted { request_term } else { self.term };
+            self.messages.push(crate::message::Message {
+                from: self.id,
+                to: from,
+                term,
+                body: MessageBody::VoteResponse {
+                    granted,
+                    pre_vote: true,
+                },
+            });
+            return Ok(());
+        }
+        if granted {
+            self.vote = Some(from);
+            self.election_elapsed = 0;
+        }
+        let term = self.term;
+        self.send_after_persist(
+            from,
+            term,
+            MessageBody::VoteResponse {
+                granted,
+                pre_vote: false,
+            },
+        );
+        Ok(())
+    }
+
+    pub(crate) fn handle_vote_response(
+        &mut self,
+        from: NodeId,
+        granted: bool,
+        pre_vote: bool,
+    ) -> Result<(), StepError> {
+        let expected = if pre_vote {
+            Role::PreCandidate
+        } else {
+            Role::Candidate
+        };
+        if self.role != expected {
+            return Err(StepError::Ignored("vote response outside a campaign"));
+        }
+        self.votes.insert(from, granted);
+        self.tally_votes(pre_vote).map_err(StepError::Fatal)?;
+        Ok(())
+    }
+
+    /// The leader asks this peer to campaign now (leadership transfer).
+    pub(crate) fn handle_timeout_now(&mut self, from: NodeId) -> Result<(), StepError> {
+        if self.role != Role::Follower || self.leader != Some(from) {
+            return Err(StepError::Ignored(
+                "TimeoutNow from a peer that is not our leader",
+            ));
+        }
+        self.start_election(true).map_err(StepError::Fatal)
+    }
+}

@@ -1,0 +1,49 @@
+//! # raft-core
+//!
+//! A deterministic, I/O-free Raft consensus state machine. The caller owns every clock,
+//! thread, socket and file; the core only reacts to inputs and tells the caller what to do.
+//!
+//! ```text
+//!  loop {
+//!      on timer:    raft.tick()
+//!      on message:  raft.step(message)
+//!      on request:  raft.propose(data) / raft.read_index(ctx) / raft.transfer_leader(id)
+//!      let ready = raft.ready();
+//!      send ready.messages                      (need no write first)
+//!      write ready.persist → raft.on_persisted(id)   (held-back messages then appear)
+//!      apply ready.snapshot_to_apply, ready.committed_entries → raft.on_applied(index)
+//!      serve ready.read_states once applied through their index
+//!  }
+//! ```
+//!
+//! Protocol references cite the Raft paper (Ongaro and Ousterhout, 2014) by section, and
+//! Ongaro's thesis (2014) as "thesis §".
+
+#![deny(missing_docs)]
+
+mod config;
+mod election;
+mod error;
+mod log;
+mod message;
+mod progress;
+pub mod quorum;
+mod raft;
+mod read_index;
+mod ready;
+mod replication;
+mod snapshot;
+mod storage;
+mod types;
+
+pub use config::Config;
+pub use error::{CompactError, ConfigError, InitError, ProposeError};
+pub use message::{Message, MessageBody, ReadContext};
+pub use progress::ProgressState;
+pub use raft::{Counters, PeerStatus, Raft, Status, StepError};
+pub use ready::{PersistId, PersistRequest, ReadState, Ready, SoftState};
+pub use storage::{InitialState, MemStorage, Storage, StorageError};
+pub use types::{
+    Configuration, Entry, EntryKind, HardState, Index, LogId, NodeId, Role, Snapshot, SnapshotMeta,
+    Term,
+};

@@ -1,0 +1,451 @@
+//! The log as the core sees it: the durable part read through [`Storage`], and an in-memory
+//! tail of entries not yet reported durable.
+//!
+//! ```text
+//!   snapshot ─┐  storage (durable)             unstable (memory)
+//!   ..........│[first ............ offset-1][offset ...... last]
+//!                                     handed_out ─┘ (given to the caller, write in progress)
+//!   applied ≤ applying ≤ committed ≤ last
+//! ```
+//!
+//! Entries move from unstable to storage when the caller reports the write durable
+//! ([`RaftLog::stable_to`]); an entry the caller wrote but that was overwritten meanwhile is
+//! recognised by its term and stays unstable.
+
+use std::collections::VecDeque;
+
+use crate::storage::{Storage, StorageError};
+use crate::types::{Entry, Index, LogId, Snapshot, Term};
+
+/// Entries (and possibly a snapshot received from a leader) that are not yet durable.
+#[derive(Debug)]
+struct Unstable {
+    /// A snapshot received from the leader, replacing everything before `offset`.
+    snapshot: Option<Snapshot>,
+    /// `snapshot` was given to the caller to persist.
+    snapshot_handed_out: bool,
+    /// Invariant: `entries[k].index() == offset + k`.
+    entries: VecDeque<Entry>,
+    /// Index of the first unstable entry.
+    offset: Index,
+    /// Entries with index below this were given to the caller to persist.
+    handed_out_below: Index,
+}
+
+/// The log window: storage plus the unstable tail, and the commit and apply cursors.
+#[derive(Debug)]
+pub struct RaftLog<S: Storage> {
+    storage: S,
+    unstable: Unstable,
+    /// Highest index known committed. Invariant: `committed <= last_index()`.
+    committed: Index,
+    /// Highest index handed to the caller for applying. Invariant: `applying <= committed`.
+    applying: Index,
+    /// Highest index the caller reported applied. Invariant: `applied <= applying`.
+    applied: Index,
+}
+
+impl<S: Storage> RaftLog<S> {
+    /// A log over `storage`, committed through `committed` (clamped to what storage holds).
+    pub fn new(storage: S, committed: Index) -> Result<RaftLog<S>, StorageError> {
+        let first = storage.first_index()?;
+        let last = storage.last_index()?;
+        let snapshot_index = first.prev();
+        let committed = committed.clamp(snapshot_index, last);
+        Ok(RaftLog {
+            storage,
+            unstable: Unstable {
+                snapshot: None,
+                snapshot_handed_out: false,
+                entries: VecDeque::new(),
+                offset: last.next(),
+                handed_out_below: last.next(),
+            },
+            committed,
+            applying: snapshot_index,
+            applied: snapshot_index,
+        })
+    }
+
+    /// The storage underneath.
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    /// Mutable access to the storage underneath (for callers that write through the core).
+    pub fn storage_mut(&mut self) -> &mut S {
+        &mut self.storage
+    }
+
+    /// Gives the storage back.
+    pub fn into_storage(self) -> S {
+        self.storage
+    }
+
+    /// Highest committed index.
+    pub fn committed(&self) -> Index {
+        self.committed
+    }
+
+    /// Highest index reported applied.
+    pub fn applied(&self) -> Index {
+        self.applied
+    }
+
+    /// Index of the last entry replaced by a snapshot (durable or pending).
+    pub fn snapshot_index(&self) -> Result<Index, StorageError> {
+        match &self.unstable.snapshot {
+            Some(snapshot) => Ok(snapshot.meta.last_included.index),
+            None => Ok(self.storage.first_index()?.prev()),
+        }
+    }
+
+    /// The first index still held as an entry.
+    pub fn first_index(&self) -> Result<Index, StorageError> {
+        Ok(self.snapshot_index()?.next())
+    }
+
+    /// The last index in the log.
+    pub fn last_index(&self) -> Index {
+        self.unstable
+            .offset
+            .plus(self.unstable.entries.len() as u64)
+            .prev()
+    }
+
+    /// The id of the last entry.
+    pub fn last_log_id(&self) -> Result<LogId, StorageError> {
+        let index = self.last_index();
+        Ok(LogId::new(self.term(index)?, index))
+    }
+
+    /// The term of the entry at `index` (the snapshot's term at the snapshot index; term 0 at
+    /// index 0).
+    pub fn term(&self, index: Index) -> Result<Term, StorageError> {
+        if index >= self.unstable.offset {
+            let offset = (index.0 - self.unstable.offset.0) as usize;
+            return self
+                .unstable
+                .entries
+                .get(offset)
+                .map(Entry::term)
+                .ok_or(StorageError::Unavailable(index));
+        }
+        if let Some(snapshot) = &self.unstable.snapshot {
+            let last = snapshot.meta.last_included;
+            return match index.cmp(&last.index) {
+                std::cmp::Ordering::Equal => Ok(last.term),
+                _ => Err(StorageError::Compacted(index)),
+            };
+        }
+        if index == Index(0) {
+            return Ok(Term(0));
+        }
+        self.storage.term(index)
+    }
+
+    /// Whether the log holds `id`. Compacted or missing entries do not match.
+    pub fn matches(&self, id: LogId) -> bool {
+        self.term(id.index).is_ok_and(|term| term == id.term)
+    }
+
+    /// Entries in `[low, high)`, up to `max_bytes` (at least one when the range is non-empty).
+    pub fn entries(
+        &self,
+        low: Index,
+        high: Index,
+        max_bytes: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        if low >= high {
+            return Ok(Vec::new());
+        }
+        if high > self.last_index().next() {
+            return Err(StorageError::Unavailable(high.prev()));
+        }
+        if low < self.first_index()? {
+            return Err(StorageError::Compacted(low));
+        }
+        let mut out = Vec::new();
+        let mut bytes = 0u64;
+        if low < self.unstable.offset {
+            let stable_high = high.min(self.unstable.offset);
+            out = self.storage.entries(low, stable_high, max_bytes)?;
+            bytes = out.iter().map(Entry::size_bytes).sum();
+            let complete = out
+                .last()
+                .is_some_and(|entry| entry.index().next() == stable_high);
+            if !complete {
+                return Ok(out);
+            }
+        }
+        let unstable_low = low.max(self.unstable.offset);
+        for index in unstable_low.0..high.0 {
+            let entry = &self.unstable.entries[(index - self.unstable.offset.0) as usize];
+            bytes += entry.size_bytes();
+            if !out.is_empty() && bytes > max_bytes {
+                break;
+            }
+            out.push(entry.clone());
+        }
+        Ok(out)
+    }
+
+    /// Appends `entries` (contiguous, starting at most one past the last index), replacing any
+    /// suffix from the first entry's index on. Returns the new last index.
+    pub fn append(&mut self, entries: &[Entry]) -> Index {
+        let Some(first) = entries.first() else {
+            return self.last_index();
+        };
+        let first_index = first.index();
+        assert!(
+            first_index > self.committed,
+            "invariant committed-entries-immutable: overwriting {first_index} below commit {}",
+            self.committed
+        );
+        assert!(
+            first_index <= self.last_index().next(),
+            "invariant log-contiguous: append at {first_index} after last {}",
+            self.last_index()
+        );
+        let unstable = &mut self.unstable;
+        if first_index >= unstable.offset {
+            unstable
+                .entries
+                .truncate((first_index.0 - unstable.offset.0) as usize);
+        } else {
+            // The stored suffix from `first_index` is replaced: the write that persists these
+            // entries truncates it.
+            unstable.entries.clear();
+            unstable.offset = first_index;
+        }
+        unstable.handed_out_below = unstable.handed_out_below.min(first_index);
+        unstable.entries.extend(entries.iter().cloned());
+        self.last_index()
+    }
+
+    /// The index of the first entry in `entries` that the log does not hold (a conflict or an
+    /// entry beyond the end), or `None` when the log holds all of them.
+    pub fn find_conflict(&self, entries: &[Entry]) -> Option<Index> {
+        entries
+            .iter()
+            .find(|entry| !self.matches(entry.id))
+            .map(Entry::index)
+    }
+
+    /// For fast backtracking (thesis §5.3 optimisation): the last entry at or below `index`
+    /// whose term is at most `term`. Compacted entries answer with the snapshot's id.
+    pub fn find_conflict_by_term(&self, index: Index, term: Term) -> Result<LogId, StorageError> {
+        let mut index = index.min(self.last_index());
+        let snapshot_index = self.snapshot_index()?;
+        loop {
+            let entry_term = self.term(index)?;
+            if entry_term <= term || index <= snapshot_index {
+                return Ok(LogId::new(entry_term, index));
+            }
+            index = index.prev();
+        }
+    }
+
+    /// Advances the commit index (never backwards, never past the log).
+    pub fn commit_to(&mut self, index: Index) -> bool {
+        let index = index.min(self.last_index());
+        if index > self.committed {
+            self.committed = index;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Records that the caller applied through `index`.
+    pub fn applied_to(&mut self, index: Index) {
+        let index = index.min(self.applying);
+        if index > self.applied {
+            self.applied = index;
+        }
+    }
+
+    /// Replaces the log by a snapshot received from the leader. The snapshot must be made
+    /// durable before entries after it can be.
+    pub fn restore(&mut self, snapshot: Snapshot) {
+        let last = snapshot.meta.last_included;
+        assert!(
+            last.index > self.committed,
+            "invariant snapshot-restore-beyond-commit: {} <= {}",
+            last.index,
+            self.committed
+        );
+        self.unstable.entries.clear();
+        self.unstable.offset = last.index.next();
+        self.unstable.handed_out_below = last.index.next();
+        self.unstable.snapshot = Some(snapshot);
+        self.unstable.snapshot_handed_out = false;
+        self.committed = last.index;
+    }
+
+    /// What still has to be given to the caller for persisting: a restored snapshot and
+    /// entries not yet handed out. Marks them handed out.
+    pub fn take_unpersisted(&mut self) -> (Option<Snapshot>, Vec<Entry>) {
+        let unstable = &mut self.unstable;
+        let snapshot = match (&unstable.snapshot, unstable.snapshot_handed_out) {
+            (Some(snapshot), false) => {
+                unstable.snapshot_handed_out = true;
+                Some(snapshot.clone())
+            }
+            _ => None,
+        };
+        let from = (unstable.handed_out_below.0 - unstable.offset.0) as usize;
+        let entries: Vec<Entry> = unstable.entries.range(from..).cloned().collect();
+        unstable.handed_out_below = unstable.offset.plus(unstable.entries.len() as u64);
+        (snapshot, entries)
+    }
+
+    /// Whether [`RaftLog::take_unpersisted`] would return something.
+    pub fn has_unpersisted(&self) -> bool {
+        let unstable = &self.unstable;
+        (unstable.snapshot.is_some() && !unstable.snapshot_handed_out)
+            || unstable.handed_out_below < unstable.offset.plus(unstable.entries.len() as u64)
+    }
+
+    /// The caller made entries through `id` durable. Ignored when the log no longer holds `id`
+    /// in memory (it was overwritten after the write was handed out).
+    pub fn stable_to(&mut self, id: LogId) {
+        let unstable = &mut self.unstable;
+        if id.index < unstable.offset {
+            return;
+        }
+        let position = (id.index.0 - unstable.offset.0) as usize;
+        let Some(entry) = unstable.entries.get(position) else {
+            return;
+        };
+        if entry.term() != id.term || id.index >= unstable.handed_out_below {
+            return;
+        }
+        unstable.entries.drain(..=position);
+        unstable.offset = id.index.next();
+    }
+
+    /// The caller made the snapshot at `index` durable. Returns it, so it can be applied.
+    pub fn stable_snapshot_to(&mut self, index: Index) -> Option<Snapshot> {
+        let matches = self
+            .unstable
+            .snapshot
+            .as_ref()
+            .is_some_and(|snapshot| snapshot.meta.last_included.index == index);
+        if matches && self.unstable.snapshot_handed_out {
+            return self.unstable.snapshot.take();
+        }
+        None
+    }
+
+    /// The last index that is durable and part of this log.
+    pub fn durable_index(&self) -> Index {
+        if self.unstable.snapshot.is_some() {
+            return self.applying.min(self.committed);
+        }
+        self.unstable.offset.prev()
+    }
+
+    /// Marks a restored snapshot as handed to the caller for applying.
+    pub fn snapshot_applying(&mut self, index: Index) {
+        assert!(
+            index >= self.applying,
+            "invariant apply-monotonic: snapshot {index} below applying {}",
+            self.applying
+        );
+        self.applying = index;
+    }
+
+    /// Committed, durable entries not yet handed out for applying, up to `max_bytes`; marks
+    /// them handed out.
+    pub fn take_committed(&mut self, max_bytes: u64) -> Result<Vec<Entry>, StorageError> {
+        if self.unstable.snapshot.is_some() {
+            return Ok(Vec::new());
+        }
+        let high = self.committed.min(self.durable_index()).next();
+        let low = self.applying.next();
+        let entries = self.entries(low, high, max_bytes)?;
+        if let Some(last) = entries.last() {
+            self.applying = last.index();
+        }
+        Ok(entries)
+    }
+
+    /// Whether [`RaftLog::take_committed`] would return something.
+    pub fn has_committed_to_apply(&self) -> bool {
+        self.unstable.snapshot.is_none() && self.committed.min(self.durable_index()) > self.applying
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemStorage;
+    use crate::types::{Configuration, EntryKind, NodeId};
+    use bytes::Bytes;
+
+    fn entry(term: u64, index: u64) -> Entry {
+        Entry {
+            id: LogId::new(Term(term), Index(index)),
+            kind: EntryKind::Normal,
+            data: Bytes::from(vec![index as u8; 10]),
+        }
+    }
+
+    fn new_log() -> RaftLog<MemStorage> {
+        let storage = MemStorage::new(Configuration::new([NodeId(1)]));
+        RaftLog::new(storage, Index(0)).expect("memory storage")
+    }
+
+    #[test]
+    fn unstable_entries_become_stable_only_when_reported() {
+        let mut log = new_log();
+        log.append(&[entry(1, 1), entry(1, 2)]);
+        assert_eq!(log.durable_index(), Index(0));
+        let (_, handed) = log.take_unpersisted();
+        assert_eq!(handed.len(), 2);
+        assert!(!log.has_unpersisted());
+        log.stable_to(LogId::new(Term(1), Index(1)));
+        assert_eq!(log.durable_index(), Index(1));
+        log.stable_to(LogId::new(Term(1), Index(2)));
+        assert_eq!(log.durable_index(), Index(2));
+    }
+
+    #[test]
+    fn overwritten_entries_are_not_marked_stable() {
+        let mut log = new_log();
+        log.append(&[entry(1, 1), entry(1, 2)]);
+        let _ = log.take_unpersisted();
+        log.append(&[entry(2, 2)]);
+        log.stable_to(LogId::new(Term(1), Index(2)));
+        assert_eq!(log.durable_index(), Index(0));
+        let (_, handed) = log.take_unpersisted();
+        assert_eq!(handed, vec![entry(2, 2)]);
+        log.stable_to(LogId::new(Term(2), Index(2)));
+        assert_eq!(log.durable_index(), Index(2));
+    }
+
+    #[test]
+    fn find_conflict_by_term_skips_higher_terms() {
+        let mut log = new_log();
+        log.append(&[
+            entry(1, 1),
+            entry(2, 2),
+            entry(2, 3),
+            entry(5, 4),
+            entry(5, 5),
+        ]);
+        let hint = log
+            .find_conflict_by_term(Index(5), Term(3))
+            .expect("in memory");
+        assert_eq!(hint, LogId::new(Term(2), Index(3)));
+        let hint = log
+            .find_conflict_by_term(Index(9), Term(9))
+            .expect("in memory");
+        assert_eq!(hint, LogId::new(Term(5), Index(5)));
+        let hint = log
+            .find_conflict_by_term(Index(5), Term(0))
+            .expect("in memory");
+        assert_eq!(hint, LogId::new(Term(0), Index(0)));
+    }
+}

@@ -1,0 +1,151 @@
+//! The messages peers exchange. These are the core's own types; a transport encodes them in
+//! whatever wire format it likes.
+
+use bytes::Bytes;
+
+use crate::types::{Entry, Index, LogId, NodeId, SnapshotMeta, Term};
+
+/// A message between two peers, stamped with the sender's term.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// The sender.
+    pub from: NodeId,
+    /// The receiver.
+    pub to: NodeId,
+    /// The sender's current term (for a pre-vote request: the term it would campaign in).
+    pub term: Term,
+    /// What the message says.
+    pub body: MessageBody,
+}
+
+/// An opaque token a caller attaches to a read request; handed back with the read's index.
+pub type ReadContext = u64;
+
+/// The payload of a [`Message`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MessageBody {
+    /// RequestVote (§5.2), or a pre-vote probe (thesis §9.6) when `pre_vote` is set.
+    VoteRequest {
+        /// The candidate's last log entry, for the up-to-date check (§5.4.1).
+        last_log: LogId,
+        /// A pre-vote probe: asks "would you vote for me?" without anyone changing term.
+        pre_vote: bool,
+        /// Sent because the leader asked the candidate to take over (thesis §3.10); lets the
+        /// request through the leader-lease check of receivers.
+        leadership_transfer: bool,
+    },
+    /// Answer to a [`MessageBody::VoteRequest`].
+    VoteResponse {
+        /// Whether the vote (or pre-vote) is granted.
+        granted: bool,
+        /// Answers a pre-vote probe.
+        pre_vote: bool,
+    },
+    /// AppendEntries (§5.3). An empty `entries` still carries the consistency check.
+    Append {
+        /// The entry immediately before `entries`.
+        prev: LogId,
+        /// Entries to append, in index order, starting at `prev.index + 1`.
+        entries: Vec<Entry>,
+        /// The leader's commit index.
+        commit: Index,
+    },
+    /// Answer to [`MessageBody::Append`].
+    AppendResponse {
+        /// On success: the last index the follower now durably matches. On rejection: the
+        /// `prev.index` of the rejected request.
+        index: Index,
+        /// Whether the consistency check passed.
+        success: bool,
+        /// On rejection, a hint for fast backtracking: the follower's last log entry whose
+        /// index is at most the rejected `prev.index` and whose term is at most the rejected
+        /// `prev.term` (or the follower's last entry, when its log is shorter).
+        hint: LogId,
+    },
+    /// A heartbeat: asserts leadership and carries the commit index, bounded by what the
+    /// follower is known to hold. `read_round` echoes ReadIndex confirmation rounds.
+    Heartbeat {
+        /// `min(leader commit, follower match)`: never beyond what the follower holds.
+        commit: Index,
+        /// The leader's current ReadIndex round, echoed back in the response.
+        read_round: u64,
+    },
+    /// Answer to [`MessageBody::Heartbeat`].
+    HeartbeatResponse {
+        /// The echoed read round.
+        read_round: u64,
+    },
+    /// One chunk of a snapshot (§7). Chunks are sent in order; `offset` lets a receiver that
+    /// lost a chunk ask for the transfer to resume where it has data.
+    InstallSnapshot {
+        /// What the snapshot covers.
+        meta: SnapshotMeta,
+        /// Byte offset of `data` within the snapshot.
+        offset: u64,
+        /// The chunk.
+        data: Bytes,
+        /// This is the last chunk.
+        done: bool,
+    },
+    /// Answer to [`MessageBody::InstallSnapshot`].
+    InstallSnapshotResponse {
+        /// The snapshot being transferred.
+        last_included: LogId,
+        /// The offset the receiver expects next; on `done`, the size of the snapshot.
+        next_offset: u64,
+        /// The snapshot has been received completely and will be installed (or is already
+        /// covered by the receiver's log).
+        done: bool,
+    },
+    /// Tells the recipient to start an election at once (leadership transfer, thesis §3.10).
+    TimeoutNow,
+    /// A follower forwards a ReadIndex request to its leader (thesis §6.4).
+    ReadIndexRequest {
+        /// The requester's token.
+        context: ReadContext,
+    },
+    /// The leader's answer to a forwarded [`MessageBody::ReadIndexRequest`].
+    ReadIndexResponse {
+        /// The requester's token.
+        context: ReadContext,
+        /// The index the requester must have applied before serving the read; `None` if the
+        /// leader could not serve it (it is stepping down or not yet ready).
+        index: Option<Index>,
+    },
+}
+
+impl MessageBody {
+    /// A short name for logs and per-kind counters.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            MessageBody::VoteRequest { pre_vote: true, .. } => "PreVote",
+            MessageBody::VoteRequest { .. } => "Vote",
+            MessageBody::VoteResponse { pre_vote: true, .. } => "PreVoteResp",
+            MessageBody::VoteResponse { .. } => "VoteResp",
+            MessageBody::Append { .. } => "Append",
+            MessageBody::AppendResponse { .. } => "AppendResp",
+            MessageBody::Heartbeat { .. } => "Heartbeat",
+            MessageBody::HeartbeatResponse { .. } => "HeartbeatResp",
+            MessageBody::InstallSnapshot { .. } => "InstallSnapshot",
+            MessageBody::InstallSnapshotResponse { .. } => "InstallSnapshotResp",
+            MessageBody::TimeoutNow => "TimeoutNow",
+            MessageBody::ReadIndexRequest { .. } => "ReadIndex",
+            MessageBody::ReadIndexResponse { .. } => "ReadIndexResp",
+        }
+    }
+
+    /// Approximate encoded size, for byte accounting in tests and simulators.
+    pub fn size_bytes(&self) -> u64 {
+        const HEADER_BYTES: u64 = 32;
+        HEADER_BYTES
+            + match self {
+                MessageBody::Append { entries, .. } => {
+                    entries.iter().map(Entry::size_bytes).sum::<u64>()
+                }
+                MessageBody::InstallSnapshot { data, meta, .. } => {
+                    data.len() as u64 + 8 * meta.configuration.voters.len() as u64
+                }
+                _ => 0,
+            }
+    }
+}

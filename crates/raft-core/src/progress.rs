@@ -1,0 +1,269 @@
+//! What a leader knows about each follower's log, and how it decides what to send next.
+//!
+//! ```text
+//!            reject / unreachable / stall
+//!   ┌────────────────────────────────────────┐
+//!   ▼                                        │
+//!  Probe ──(append accepted)──► Replicate ───┘
+//!   │  ▲
+//!   │  └──(snapshot received / failed / stalled)──┐
+//!   └──(next entry compacted)──► Snapshot ────────┘
+//! ```
+//!
+//! In `Probe` one append is outstanding at a time, to find where the logs agree; in `Replicate`
+//! appends are pipelined up to a bounded window; in `Snapshot` the follower receives a snapshot
+//! and nothing else is sent.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use crate::types::{Index, SnapshotMeta};
+
+/// How the leader replicates to one follower.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgressState {
+    /// Searching for the point where the logs agree, one append at a time.
+    Probe,
+    /// Streaming appends, optimistically advancing `next_index`.
+    Replicate,
+    /// Sending the snapshot ending at the given index.
+    Snapshot(Index),
+}
+
+/// A snapshot being sent, one chunk at a time.
+#[derive(Clone, Debug)]
+pub struct OutgoingSnapshot {
+    /// What the snapshot covers.
+    pub meta: SnapshotMeta,
+    /// The whole snapshot.
+    pub data: Bytes,
+    /// The offset of the next chunk to send.
+    pub offset: u64,
+}
+
+/// Bounded window of append messages in flight, each remembered by its last index.
+#[derive(Clone, Debug)]
+pub struct Inflights {
+    last_indexes: VecDeque<Index>,
+    capacity: usize,
+}
+
+impl Inflights {
+    /// An empty window of `capacity` messages.
+    pub fn new(capacity: usize) -> Inflights {
+        assert!(
+            capacity > 0,
+            "inflight window must hold at least one message"
+        );
+        Inflights {
+            last_indexes: VecDeque::with_capacity(capacity),
+            capacity,
+        }
+    }
+
+    /// Records a message whose last entry is `last`.
+    pub fn add(&mut self, last: Index) {
+        assert!(!self.is_full(), "invariant inflight-bounded: window full");
+        if let Some(&back) = self.last_indexes.back() {
+            assert!(back < last, "invariant inflight-ordered: {back} >= {last}");
+        }
+        self.last_indexes.push_back(last);
+    }
+
+    /// Forgets messages whose entries are all at or below `index` (acknowledged).
+    pub fn free_through(&mut self, index: Index) {
+        while self.last_indexes.front().is_some_and(|&last| last <= index) {
+            self.last_indexes.pop_front();
+        }
+    }
+
+    /// Whether no more messages may be sent.
+    pub fn is_full(&self) -> bool {
+        self.last_indexes.len() >= self.capacity
+    }
+
+    /// Whether nothing is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.last_indexes.is_empty()
+    }
+
+    /// Forgets everything.
+    pub fn clear(&mut self) {
+        self.last_indexes.clear();
+    }
+}
+
+/// The leader's view of one peer.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    /// Highest index known to be durably replicated on the peer.
+    /// Invariant: `match_index < next_index`.
+    pub match_index: Index,
+    /// The next index to send.
+    pub next_index: Index,
+    /// Replication mode.
+    pub state: ProgressState,
+    /// In `Probe`: an append is outstanding, wait for its answer (or a heartbeat answer).
+    pub probe_sent: bool,
+    /// Appends in flight in `Replicate`.
+    pub inflights: Inflights,
+    /// Heard from since the last CheckQuorum round.
+    pub recent_active: bool,
+    /// Ticks since the peer last answered an append or snapshot chunk while something was
+    /// outstanding; used to detect lost messages and stalled snapshot transfers.
+    pub idle_ticks: u32,
+    /// The highest commit index sent to the peer, so commit advances are told promptly.
+    pub commit_sent: Index,
+    /// The snapshot being sent in `Snapshot` state.
+    pub outgoing_snapshot: Option<OutgoingSnapshot>,
+}
+
+impl Progress {
+    /// A fresh progress for a leader whose log ends at `last_index`.
+    pub fn new(last_index: Index, inflight_messages_max: usize) -> Progress {
+        Progress {
+            match_index: Index(0),
+            next_index: last_index.next(),
+            state: ProgressState::Probe,
+            probe_sent: false,
+            inflights: Inflights::new(inflight_messages_max),
+            recent_active: false,
+            idle_ticks: 0,
+            commit_sent: Index(0),
+            outgoing_snapshot: None,
+        }
+    }
+
+    /// Whether nothing may be sent now.
+    pub fn is_paused(&self) -> bool {
+        match self.state {
+            ProgressState::Probe => self.probe_sent,
+            ProgressState::Replicate => self.inflights.is_full(),
+            ProgressState::Snapshot(_) => true,
+        }
+    }
+
+    fn reset_state(&mut self, state: ProgressState) {
+        self.state = state;
+        self.probe_sent = false;
+        self.inflights.clear();
+        self.idle_ticks = 0;
+        self.outgoing_snapshot = None;
+    }
+
+    /// Back to probing from just after the match (or after the snapshot just sent).
+    pub fn become_probe(&mut self) {
+        let floor = match self.state {
+            ProgressState::Snapshot(pending) => pending.max(self.match_index),
+            _ => self.match_index,
+        };
+        self.reset_state(ProgressState::Probe);
+        self.next_index = floor.next();
+    }
+
+    /// Start streaming from just after the match.
+    pub fn become_replicate(&mut self) {
+        self.reset_state(ProgressState::Replicate);
+        self.next_index = self.match_index.next();
+    }
+
+    /// Start sending `snapshot`.
+    pub fn become_snapshot(&mut self, snapshot: OutgoingSnapshot) {
+        let index = snapshot.meta.last_included.index;
+        self.reset_state(ProgressState::Snapshot(index));
+        self.outgoing_snapshot = Some(snapshot);
+    }
+
+    /// The peer acknowledged holding everything through `index`. Returns whether that is news.
+    pub fn maybe_update(&mut self, index: Index) -> bool {
+        let updated = index > self.match_index;
+        if updated {
+            self.match_index = index;
+            self.probe_sent = false;
+        }
+        self.next_index = self.next_index.max(index.next());
+        updated
+    }
+
+    /// The peer rejected an append whose previous index was `rejected`; `probe_from` is the
+    /// highest index at which the logs may agree. Returns whether `next_index` moved (a
+    /// stale rejection changes nothing).
+    pub fn maybe_decrease_to(&mut self, rejected: Index, probe_from: Index) -> bool {
+        if self.state == ProgressState::Replicate {
+            // Rejections of appends sent before the match are stale.
+            if rejected <= self.match_index {
+                return false;
+            }
+            self.next_index = self.match_index.next();
+            return true;
+        }
+        // In Probe, only the answer to the outstanding probe counts.
+        if rejected != self.next_index.prev() {
+            return false;
+        }
+        self.next_index = rejected.min(probe_from.next()).max(self.match_index.next());
+        self.probe_sent = false;
+        true
+    }
+
+    /// Records that an append ending at `last` was sent.
+    pub fn sent_entries(&mut self, last: Index) {
+        match self.state {
+            ProgressState::Replicate => {
+                self.next_index = last.next();
+                self.inflights.add(last);
+            }
+            ProgressState::Probe => self.probe_sent = true,
+            ProgressState::Snapshot(_) => {
+                panic!("invariant no-append-while-snapshot: append sent in Snapshot state")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_ignores_stale_rejections_and_uses_hint() {
+        let mut progress = Progress::new(Index(10), 4);
+        progress.sent_entries(Index(10));
+        assert!(progress.is_paused());
+        assert!(
+            !progress.maybe_decrease_to(Index(5), Index(0)),
+            "not the outstanding probe"
+        );
+        assert!(progress.maybe_decrease_to(Index(10), Index(3)));
+        assert_eq!(progress.next_index, Index(4));
+        assert!(!progress.is_paused());
+    }
+
+    #[test]
+    fn replicate_window_is_bounded_and_freed_by_acks() {
+        let mut progress = Progress::new(Index(0), 2);
+        progress.maybe_update(Index(0));
+        progress.become_replicate();
+        progress.sent_entries(Index(3));
+        progress.sent_entries(Index(6));
+        assert!(progress.is_paused());
+        progress.maybe_update(Index(3));
+        progress.inflights.free_through(Index(3));
+        assert!(!progress.is_paused());
+        assert_eq!(progress.next_index, Index(7));
+    }
+
+    #[test]
+    fn snapshot_then_probe_resumes_after_snapshot() {
+        let mut progress = Progress::new(Index(100), 4);
+        progress.become_snapshot(OutgoingSnapshot {
+            meta: SnapshotMeta::default(),
+            data: Bytes::new(),
+            offset: 0,
+        });
+        progress.state = ProgressState::Snapshot(Index(50));
+        progress.become_probe();
+        assert_eq!(progress.next_index, Index(51));
+    }
+}

@@ -1,0 +1,406 @@
+//! Log replication (§5.3): the leader's sending side, the follower's consistency check and
+//! append, commit by counting replicas of current-term entries (§5.4.2), heartbeats and
+//! CheckQuorum.
+//!
+//! ```text
+//!  leader                                   follower
+//!  ready() ─► send_append(peer) ─ Append ─► handle_append: check prev, truncate, append
+//!     ▲          (batched, windowed)                  │ (after its write is durable)
+//!     └── handle_append_response ◄─ AppendResponse ───┘ success: match / reject: hint
+//!           maybe_commit (majority match, current term only)
+//! ```
+
+use crate::message::MessageBody;
+use crate::progress::ProgressState;
+use crate::quorum::{is_majority, majority_value};
+use crate::raft::{Raft, StepError};
+use crate::storage::{Storage, StorageError};
+use crate::types::{Entry, Index, LogId, NodeId, Role};
+
+impl<S: Storage> Raft<S> {
+    /// Offers the log to every follower, filling each one's window, and tells followers about
+    /// commit advances. Called once per `ready()`, so proposals made since the last one travel
+    /// together.
+    pub(crate) fn replicate_to_all(&mut self) -> Result<(), StorageError> {
+        self.replication_due = false;
+        let peers: Vec<NodeId> = self
+            .progress
+            .keys()
+            .copied()
+            .filter(|&peer| peer != self.id)
+            .collect();
+        for peer in peers {
+            while self.send_append(peer, false)? {}
+            let wants_commit = self.progress.get(&peer).is_some_and(|progress| {
+                let can_commit = self.log.committed().min(progress.next_index.prev());
+                can_commit > progress.commit_sent && !progress.is_paused()
+            });
+            if wants_commit {
+                self.send_append(peer, true)?;
+            }
+        }
+        if self.reads.take_heartbeat_due() {
+            self.broadcast_heartbeat();
+        }
+        Ok(())
+    }
+
+    /// Sends one append to `peer` if its progress allows. Returns whether entries were sent
+    /// (so the caller may try again to fill the window).
+    fn send_append(&mut self, peer: NodeId, allow_empty: bool) -> Result<bool, StorageError> {
+        let Some(progress) = self.progress.get(&peer) else {
+            return Ok(false);
+        };
+        if progress.is_paused() {
+            return Ok(false);
+        }
+        let next = progress.next_index;
+        let probing = progress.state == ProgressState::Probe;
+        let last = self.log.last_index();
+        if !probing && !allow_empty && next > last {
+            return Ok(false);
+        }
+        let prev_index = next.prev();
+        let prev_term = match self.log.term(prev_index) {
+            Ok(term) => term,
+            Err(StorageError::Compacted(_)) => return self.send_snapshot(peer),
+            Err(StorageError::Unavailable(_)) => {
+                // The follower claims more than we hold: start over from its match.
+                if let Some(progress) = self.progress.get_mut(&peer) {
+                    progress.become_probe();
+                }
+                return Ok(false);
+            }
+            Err(error) => return Err(error),
+        };
+        let entries = if next <= last {
+            match self
+                .log
+                .entries(next, last.next(), self.config.message_bytes_max)
+            {
+                Ok(entries) => entries,
+                Err(StorageError::Compacted(_)) => return self.send_snapshot(peer),
+                Err(error) => return Err(error),
+            }
+        } else {
+            Vec::new()
+        };
+        let commit = self.log.committed();
+        let last_sent = entries.last().map(Entry::index).unwrap_or(prev_index);
+        let sent_entries = !entries.is_empty();
+        let Some(progress) = self.progress.get_mut(&peer) else {
+            return Ok(false);
+        };
+        progress.commit_sent = progress.commit_sent.max(commit.min(last_sent));
+        if sent_entries {
+            progress.sent_entries(last_sent);
+        } else if probing {
+            progress.probe_sent = true;
+        }
+        self.send(
+            peer,
+            MessageBody::Append {
+                prev: LogId::new(prev_term, prev_index),
+                entries,
+                commit,
+            },
+        );
+        Ok(sent_entries && !probing)
+    }
+
+    /// AppendEntries receiver (Figure 2).
+    pub(crate) fn handle_append(
+        &mut self,
+        from: NodeId,
+        prev: LogId,
+        mut entries: Vec<Entry>,
+        leader_commit: Index,
+    ) -> Result<(), StepError> {
+        validate_entries(prev, &entries, self.term)?;
+        let committed = self.log.committed();
+        let mut prev = prev;
+        if prev.index < committed {
+            // Everything through our commit index already matches the leader's log (Leader
+            // Completeness, §5.4), so skip that prefix rather than re-checking it.
+            let skip = (committed.0 - prev.index.0).min(entries.len() as u64) as usize;
+            entries.drain(..skip);
+            if entries.is_empty() {
+                let term = self.term;
+                self.send_after_persist(
+                    from,
+                    term,
+                    MessageBody::AppendResponse {
+                        index: committed,
+                        success: true,
+                        hint: LogId::default(),
+                    },
+                );
+                return Ok(());
+            }
+            let term = self.log.term(committed).map_err(StepError::Fatal)?;
+            prev = LogId::new(term, committed);
+        }
+        if !self.log.matches(prev) {
+            let hint = match self.log.find_conflict_by_term(prev.index, prev.term) {
+                Ok(hint) => hint,
+                Err(StorageError::Failed(error)) => {
+                    return Err(StepError::Fatal(StorageError::Failed(error)))
+                }
+                Err(_) => LogId::default(),
+            };
+            self.send(
+                from,
+                MessageBody::AppendResponse {
+                    index: prev.index,
+                    success: false,
+                    hint,
+                },
+            );
+            return Ok(());
+        }
+        let last_new = prev.index.plus(entries.len() as u64);
+        if let Some(conflict) = self.log.find_conflict(&entries) {
+            if conflict <= committed {
+                return Err(StepError::Invalid(
+                    "append conflicts with a committed entry",
+                ));
+            }
+            let from_conflict = (conflict.0 - prev.index.0 - 1) as usize;
+            self.log.append(&entries[from_conflict..]);
+        }
+        self.log.commit_to(leader_commit.min(last_new));
+        let term = self.term;
+        self.send_after_persist(
+            from,
+            term,
+            MessageBody::AppendResponse {
+                index: last_new,
+                success: true,
+                hint: LogId::default(),
+            },
+        );
+        Ok(())
+    }
+
+    pub(crate) fn handle_heartbeat(
+        &mut self,
+        from: NodeId,
+        commit: Index,
+        read_round: u64,
+    ) -> Result<(), StepError> {
+        // The leader bounds `commit` by our acknowledged match, so it is safe to adopt.
+        self.log.commit_to(commit);
+        self.send(from, MessageBody::HeartbeatResponse { read_round });
+        Ok(())
+    }
+
+    pub(crate) fn handle_append_response(
+        &mut self,
+        from: NodeId,
+        index: Index,
+        success: bool,
+        hint: LogId,
+    ) -> Result<(), StepError> {
+        if self.role != Role::Leader {
+            return Err(StepError::Ignored("append response while not leader"));
+        }
+        let last = self.log.last_index();
+        if index > last {
+            return Err(StepError::Invalid(
+                "append response beyond the leader's log",
+            ));
+        }
+        let probe_from = if success {
+            Index(0)
+        } else {
+            // Fast backtracking: skip every entry whose term is above the follower's hint.
+            match self.log.find_conflict_by_term(hint.index, hint.term) {
+                Ok(found) => found.index,
+                Err(StorageError::Failed(error)) => {
+                    return Err(StepError::Fatal(StorageError::Failed(error)))
+                }
+                Err(_) => hint.index,
+            }
+        };
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return Err(StepError::UnknownPeer(from));
+        };
+        progress.recent_active = true;
+        progress.idle_ticks = 0;
+        if !success {
+            if progress.maybe_decrease_to(index, probe_from) {
+                if progress.state == ProgressState::Replicate {
+                    progress.become_probe();
+                }
+                self.replication_due = true;
+            }
+            return Ok(());
+        }
+        if progress.maybe_update(index) {
+            match progress.state {
+                ProgressState::Probe => progress.become_replicate(),
+                ProgressState::Snapshot(pending) if progress.match_index >= pending => {
+                    progress.become_probe();
+                    progress.become_replicate();
+                }
+                ProgressState::Snapshot(_) => {}
+                ProgressState::Replicate => progress.inflights.free_through(index),
+            }
+            let caught_up = progress.match_index == last;
+            self.maybe_commit().map_err(StepError::Fatal)?;
+            if caught_up
+                && self
+                    .transfer_target
+                    .is_some_and(|(target, _)| target == from)
+            {
+                self.send(from, MessageBody::TimeoutNow);
+            }
+        } else if progress.state == ProgressState::Replicate {
+            progress.inflights.free_through(index);
+        }
+        self.replication_due = true;
+        Ok(())
+    }
+
+    pub(crate) fn handle_heartbeat_response(
+        &mut self,
+        from: NodeId,
+        read_round: u64,
+    ) -> Result<(), StepError> {
+        if self.role != Role::Leader {
+            return Err(StepError::Ignored("heartbeat response while not leader"));
+        }
+        let last = self.log.last_index();
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return Err(StepError::UnknownPeer(from));
+        };
+        progress.recent_active = true;
+        // A probe may have been lost: the heartbeat answer shows the peer is reachable, so
+        // probe again.
+        progress.probe_sent = false;
+        // The peer answers heartbeats but not the appends in flight: they were lost. Probe
+        // rather than wait for the window to time out.
+        let appends_lost = progress.state == ProgressState::Replicate
+            && !progress.inflights.is_empty()
+            && progress.idle_ticks >= 2 * self.config.heartbeat_ticks;
+        if appends_lost {
+            progress.become_probe();
+        }
+        if progress.match_index < last {
+            self.replication_due = true;
+        }
+        self.acknowledge_read_round(from, read_round);
+        Ok(())
+    }
+
+    /// Commits the highest index a majority has durably replicated, if it is from the current
+    /// term: entries of earlier terms commit only indirectly (§5.4.2, Figure 8).
+    pub(crate) fn maybe_commit(&mut self) -> Result<(), StorageError> {
+        let quorum_match = majority_value(&self.configuration, |id| {
+            self.progress.get(&id).map(|progress| progress.match_index)
+        });
+        if quorum_match <= self.log.committed() || self.log.term(quorum_match)? != self.term {
+            return Ok(());
+        }
+        let first_commit_in_term = self.log.term(self.log.committed())? != self.term;
+        self.log.commit_to(quorum_match);
+        while self
+            .uncommitted
+            .front()
+            .is_some_and(|&(index, _)| index <= quorum_match)
+        {
+            if let Some((_, bytes)) = self.uncommitted.pop_front() {
+                self.uncommitted_bytes -= bytes;
+            }
+        }
+        self.replication_due = true;
+        if first_commit_in_term {
+            self.start_reads_waiting_for_commit();
+        }
+        Ok(())
+    }
+
+    pub(crate) fn broadcast_heartbeat(&mut self) {
+        let round = self.reads.round();
+        let committed = self.log.committed();
+        let targets: Vec<(NodeId, Index)> = self
+            .progress
+            .iter()
+            .filter(|(&peer, _)| peer != self.id)
+            .map(|(&peer, progress)| (peer, committed.min(progress.match_index)))
+            .collect();
+        for (peer, commit) in targets {
+            self.send(
+                peer,
+                MessageBody::Heartbeat {
+                    commit,
+                    read_round: round,
+                },
+            );
+        }
+    }
+
+    /// CheckQuorum (thesis §6.2): whether a majority was heard from since the last check.
+    /// Resets the activity marks for the next round.
+    pub(crate) fn quorum_recently_active(&mut self) -> bool {
+        let own = self.id;
+        let active = is_majority(&self.configuration, |id| {
+            id == own || self.progress.get(&id).is_some_and(|p| p.recent_active)
+        });
+        for (&id, progress) in self.progress.iter_mut() {
+            progress.recent_active = id == own;
+        }
+        active
+    }
+
+    /// Detects lost appends and stalled snapshot transfers: a follower silent for an election
+    /// timeout while something is outstanding goes back to probing.
+    pub(crate) fn tick_replication_timeouts(&mut self) {
+        let limit = self.config.election_ticks;
+        let own = self.id;
+        for (&id, progress) in self.progress.iter_mut() {
+            if id == own {
+                continue;
+            }
+            let waiting = match progress.state {
+                ProgressState::Probe => progress.probe_sent,
+                ProgressState::Replicate => !progress.inflights.is_empty(),
+                ProgressState::Snapshot(_) => true,
+            };
+            if !waiting {
+                progress.idle_ticks = 0;
+                continue;
+            }
+            progress.idle_ticks += 1;
+            if progress.idle_ticks >= limit {
+                progress.become_probe();
+                self.replication_due = true;
+            }
+        }
+    }
+}
+
+/// Rejects appends no correct leader could send: entries not contiguous after `prev`, terms
+/// going backwards, or terms beyond the leader's.
+fn validate_entries(
+    prev: LogId,
+    entries: &[Entry],
+    leader_term: crate::types::Term,
+) -> Result<(), StepError> {
+    if prev.index == Index(0) && prev.term.0 != 0 {
+        return Err(StepError::Invalid("prev entry at index 0 must have term 0"));
+    }
+    let mut expected = prev.index.next();
+    let mut term = prev.term;
+    for entry in entries {
+        if entry.index() != expected {
+            return Err(StepError::Invalid("append entries are not contiguous"));
+        }
+        if entry.term() < term || entry.term() > leader_term {
+            return Err(StepError::Invalid("append entry terms out of order"));
+        }
+        expected = expected.next();
+        term = entry.term();
+    }
+    Ok(())
+}

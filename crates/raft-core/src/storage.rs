@@ -1,0 +1,231 @@
+//! Stable storage as the core sees it: a read-only view of what has been made durable.
+//!
+//! ```text
+//!   core.ready() ──► PersistRequest ──► caller writes it (MemStorage::persist, a WAL, ...)
+//!        ▲                                         │
+//!        └──────── core.on_persisted(id) ◄─────────┘
+//! ```
+//!
+//! The core never writes to storage itself; it hands out [`PersistRequest`]s and reads back
+//! through [`Storage`] what the caller reported durable. Entries handed out but not yet reported
+//! durable are kept in the core's memory, so storage is only ever read below that point.
+
+use std::collections::VecDeque;
+
+use thiserror::Error;
+
+use crate::ready::PersistRequest;
+use crate::types::{Configuration, Entry, HardState, Index, LogId, Snapshot, SnapshotMeta, Term};
+
+/// Why storage could not answer a read.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum StorageError {
+    /// The requested index is at or below the snapshot: it was compacted away.
+    #[error("index {0} is compacted")]
+    Compacted(Index),
+    /// The requested index is beyond the last stored entry.
+    #[error("index {0} is beyond the stored log")]
+    Unavailable(Index),
+    /// The storage failed (I/O error, corruption). Fatal to the node.
+    #[error("storage failure: {0}")]
+    Failed(String),
+}
+
+/// What a peer recovers from its storage at start-up.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InitialState {
+    /// The durable term, vote and commit.
+    pub hard_state: HardState,
+    /// The configuration in force at the end of the stored log (from the newest snapshot or
+    /// the initial bootstrap).
+    pub configuration: Configuration,
+}
+
+/// Read access to the durable log, hard state and newest snapshot.
+///
+/// Invariant: the stored log is contiguous from `first_index()` to `last_index()`, and the entry
+/// at `first_index() - 1` is described by the newest snapshot (or is the empty prefix).
+pub trait Storage {
+    /// The state to start from.
+    fn initial_state(&self) -> Result<InitialState, StorageError>;
+
+    /// Entries in `[low, high)`, stopping early once more than `max_bytes` are collected; at
+    /// least one entry is returned when the range is non-empty.
+    fn entries(&self, low: Index, high: Index, max_bytes: u64) -> Result<Vec<Entry>, StorageError>;
+
+    /// The term of the entry at `index`. `index = first_index() - 1` answers from the snapshot.
+    fn term(&self, index: Index) -> Result<Term, StorageError>;
+
+    /// The first index still stored as an entry (snapshot index + 1).
+    fn first_index(&self) -> Result<Index, StorageError>;
+
+    /// The last stored index (the snapshot index if no entries follow it).
+    fn last_index(&self) -> Result<Index, StorageError>;
+
+    /// The newest durable snapshot, for sending to a follower.
+    fn snapshot(&self) -> Result<Snapshot, StorageError>;
+}
+
+/// Storage in memory, for tests and simulation. It stands for what a disk holds: the simulator
+/// keeps it across a crash and drops everything else.
+#[derive(Clone, Debug)]
+pub struct MemStorage {
+    hard_state: HardState,
+    snapshot: Snapshot,
+    /// Invariant: `entries[k].index() == snapshot.meta.last_included.index + 1 + k`.
+    entries: VecDeque<Entry>,
+}
+
+impl MemStorage {
+    /// An empty log whose initial configuration is `configuration` (every peer of a new cluster
+    /// starts from the same one).
+    pub fn new(configuration: Configuration) -> MemStorage {
+        MemStorage {
+            hard_state: HardState::default(),
+            snapshot: Snapshot {
+                meta: SnapshotMeta {
+                    last_included: LogId::default(),
+                    configuration,
+                },
+                data: bytes::Bytes::new(),
+            },
+            entries: VecDeque::new(),
+        }
+    }
+
+    /// Makes a [`PersistRequest`] durable, in the documented order: snapshot, then entries
+    /// (replacing any conflicting suffix), then hard state.
+    pub fn persist(&mut self, request: &PersistRequest) {
+        if let Some(snapshot) = &request.snapshot {
+            self.apply_snapshot(snapshot.clone());
+        }
+        if let Some(first) = request.entries.first() {
+            self.append(&request.entries, first.index());
+        }
+        if let Some(hard_state) = request.hard_state {
+            self.hard_state = hard_state;
+        }
+    }
+
+    /// The durable hard state.
+    pub fn hard_state(&self) -> HardState {
+        self.hard_state
+    }
+
+    /// The newest snapshot's metadata.
+    pub fn snapshot_meta(&self) -> &SnapshotMeta {
+        &self.snapshot.meta
+    }
+
+    /// Every stored entry, in order (for invariant checks).
+    pub fn stored_entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter()
+    }
+
+    fn snapshot_index(&self) -> Index {
+        self.snapshot.meta.last_included.index
+    }
+
+    fn append(&mut self, entries: &[Entry], first: Index) {
+        let snapshot_index = self.snapshot_index();
+        // Entries at or below the snapshot are already covered by it.
+        let skip = snapshot_index.0.saturating_sub(first.0 - 1) as usize;
+        if skip >= entries.len() {
+            return;
+        }
+        let entries = &entries[skip..];
+        let first = entries[0].index();
+        assert!(
+            first.0 <= snapshot_index.0 + 1 + self.entries.len() as u64,
+            "MemStorage::append leaves a gap: first {first}, snapshot {snapshot_index}, len {}",
+            self.entries.len()
+        );
+        let keep = (first.0 - snapshot_index.0 - 1) as usize;
+        self.entries.truncate(keep);
+        self.entries.extend(entries.iter().cloned());
+    }
+
+    fn apply_snapshot(&mut self, snapshot: Snapshot) {
+        let last = snapshot.meta.last_included;
+        if last.index <= self.snapshot_index() {
+            return;
+        }
+        let matches = self
+            .entry_at(last.index)
+            .is_some_and(|entry| entry.term() == last.term);
+        if matches {
+            let drop = (last.index.0 - self.snapshot_index().0) as usize;
+            self.entries.drain(..drop);
+        } else {
+            self.entries.clear();
+        }
+        if self.hard_state.commit < last.index {
+            self.hard_state.commit = last.index;
+        }
+        self.snapshot = snapshot;
+    }
+
+    fn entry_at(&self, index: Index) -> Option<&Entry> {
+        let offset = index.0.checked_sub(self.snapshot_index().0 + 1)?;
+        self.entries.get(offset as usize)
+    }
+}
+
+impl Storage for MemStorage {
+    fn initial_state(&self) -> Result<InitialState, StorageError> {
+        // NB: configuration entries arrive with membership changes; until then the snapshot's
+        // configuration is the configuration at the end of the log.
+        Ok(InitialState {
+            hard_state: self.hard_state,
+            configuration: self.snapshot.meta.configuration.clone(),
+        })
+    }
+
+    fn entries(&self, low: Index, high: Index, max_bytes: u64) -> Result<Vec<Entry>, StorageError> {
+        if low <= self.snapshot_index() {
+            return Err(StorageError::Compacted(low));
+        }
+        let last = self.snapshot_index().plus(self.entries.len() as u64);
+        if high.0 > last.0 + 1 {
+            return Err(StorageError::Unavailable(high.prev()));
+        }
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for index in low.0..high.0 {
+            let Some(entry) = self.entry_at(Index(index)) else {
+                return Err(StorageError::Unavailable(Index(index)));
+            };
+            bytes += entry.size_bytes();
+            if !out.is_empty() && bytes > max_bytes {
+                break;
+            }
+            out.push(entry.clone());
+        }
+        Ok(out)
+    }
+
+    fn term(&self, index: Index) -> Result<Term, StorageError> {
+        let snapshot = self.snapshot.meta.last_included;
+        if index == snapshot.index {
+            return Ok(snapshot.term);
+        }
+        if index < snapshot.index {
+            return Err(StorageError::Compacted(index));
+        }
+        self.entry_at(index)
+            .map(Entry::term)
+            .ok_or(StorageError::Unavailable(index))
+    }
+
+    fn first_index(&self) -> Result<Index, StorageError> {
+        Ok(self.snapshot_index().next())
+    }
+
+    fn last_index(&self) -> Result<Index, StorageError> {
+        Ok(self.snapshot_index().plus(self.entries.len() as u64))
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, StorageError> {
+        Ok(self.snapshot.clone())
+    }
+}

@@ -1,0 +1,531 @@
+//! Core behaviour tests: each feeds inputs and checks the exact effect.
+
+mod common;
+
+use bytes::Bytes;
+use common::{config, Net};
+use raft_core::{
+    Configuration, Entry, EntryKind, Index, LogId, MemStorage, Message, MessageBody, NodeId,
+    ProposeError, Raft, Role, SnapshotMeta, Term,
+};
+
+fn msg(from: u64, to: u64, term: u64, body: MessageBody) -> Message {
+    Message {
+        from: NodeId(from),
+        to: NodeId(to),
+        term: Term(term),
+        body,
+    }
+}
+
+#[test]
+fn single_peer_elects_itself_and_commits_after_its_write_is_durable() {
+    let mut net = Net::new(1);
+    net.elect(1);
+    let id = net
+        .peer(1)
+        .propose(Bytes::from_static(b"x"))
+        .expect("leader");
+    assert_eq!(id.index, Index(2), "index 1 is the leader's no-op");
+    let ready = net.peer(1).ready();
+    let persist = ready.persist.expect("entry to persist");
+    assert_eq!(
+        net.peer(1).commit_index(),
+        Index(1),
+        "not committed before durable"
+    );
+    net.peer(1).storage_mut().persist(&persist);
+    net.peer(1).on_persisted(persist.id);
+    assert_eq!(net.peer(1).commit_index(), Index(2));
+}
+
+#[test]
+fn three_peers_elect_one_leader_and_replicate() {
+    let mut net = Net::new(3);
+    net.elect(1);
+    assert_eq!(net.peer(2).leader(), Some(NodeId(1)));
+    assert_eq!(net.peer(3).role(), Role::Follower);
+    for value in [b"a", b"b", b"c"] {
+        net.peer(1)
+            .propose(Bytes::from_static(value))
+            .expect("leader");
+    }
+    net.settle();
+    net.tick_all(3);
+    for id in 1..=3 {
+        assert_eq!(net.applied_data(id), vec!["a", "b", "c"], "peer {id}");
+    }
+}
+
+#[test]
+fn proposals_on_a_follower_name_the_leader() {
+    let mut net = Net::new(3);
+    net.elect(1);
+    let error = net.peer(2).propose(Bytes::from_static(b"x")).unwrap_err();
+    assert_eq!(
+        error,
+        ProposeError::NotLeader {
+            leader: Some(NodeId(1))
+        }
+    );
+}
+
+#[test]
+fn vote_response_waits_for_the_vote_to_be_durable() {
+    let storage = MemStorage::new(Configuration::new([NodeId(1), NodeId(2), NodeId(3)]));
+    let mut raft = Raft::new(config(2), storage).expect("valid");
+    raft.step(msg(
+        1,
+        2,
+        1,
+        MessageBody::VoteRequest {
+            last_log: LogId::default(),
+            pre_vote: false,
+            leadership_transfer: false,
+        },
+    ))
+    .expect("accepted");
+    let ready = raft.ready();
+    assert!(ready.messages.is_empty(), "vote sent before it was durable");
+    let persist = ready.persist.expect("vote to persist");
+    assert_eq!(persist.hard_state.map(|hs| hs.vote), Some(Some(NodeId(1))));
+    raft.on_persisted(persist.id);
+    let ready = raft.ready();
+    assert_eq!(ready.messages.len(), 1);
+    assert_eq!(
+        ready.messages[0].body,
+        MessageBody::VoteResponse {
+            granted: true,
+            pre_vote: false
+        }
+    );
+}
+
+#[test]
+fn vote_is_refused_to_a_candidate_with_an_older_log() {
+    let mut net = Net::new(3);
+    net.elect(1);
+    net.peer(1)
+        .propose(Bytes::from_static(b"x"))
+        .expect("leader");
+    net.settle();
+    // Peer 3 missed nothing; a candidate claiming an empty log in a later term is refused.
+    net.tick_all(20); // leave the leader lease
+    let result = net.peer(3).step(msg(
+        2,
+        3,
+        9,
+        MessageBody::VoteRequest {
+            last_log: LogId::default(),
+            pre_vote: false,
+            leadership_transfer: false,
+        },
+    ));
+    // Inside the lease the request is ignored; outside it, it is refused on log grounds.
+    if result.is_ok() {
+        let ready = net.peer(3).ready();
+        let persist = ready.persist.expect("new term");
+        assert_eq!(persist.hard_state.expect("hs").vote, None);
+    }
+}
+
+#[test]
+fn leader_sends_appends_before_its_own_write_and_followers_ack_after_theirs() {
+    let mut net = Net::new(3);
+    net.elect(1);
+    net.peer(1)
+        .propose(Bytes::from_static(b"x"))
+        .expect("leader");
+    let ready = net.peer(1).ready();
+    assert!(ready.persist.is_some());
+    let appends: Vec<_> = ready
+        .messages
+        .iter()
+        .filter(|m| matches!(&m.body, MessageBody::Append { entries, .. } if !entries.is_empty()))
+        .collect();
+    assert_eq!(
+        appends.len(),
+        2,
+        "both followers get the entry before the leader's fsync"
+    );
+    let append = appends[0].clone();
+    let follower = append.to;
+    let raft = &mut net.peers.get_mut(&follower).expect("peer").raft;
+    raft.step(append).expect("accepted");
+    let ready = raft.ready();
+    assert!(
+        !ready
+            .messages
+            .iter()
+            .any(|m| matches!(m.body, MessageBody::AppendResponse { .. })),
+        "ack sent before durable"
+    );
+    let persist = ready.persist.expect("entries");
+    raft.storage_mut().persist(&persist);
+    raft.on_persisted(persist.id);
+    let ready = raft.ready();
+    assert!(matches!(
+        ready.messages[0].body,
+        MessageBody::AppendResponse { success: true, .. }
+    ));
+}
+
+/// Figure 8: a leader must not commit an entry of an earlier term by counting replicas.
+#[test]
+fn entries_of_earlier_terms_are_not_committed_by_counting() {
+    let config = |id: u64| {
+        let mut config = config(id);
+        config.pre_vote = false;
+        config
+    };
+    let make = |id: u64| {
+        let storage = MemStorage::new(Configuration::new([NodeId(1), NodeId(2), NodeId(3)]));
+        let mut raft = Raft::new(config(id), storage).expect("valid");
+        // Every peer holds entry 1 of term 1; peer 1 also holds entry 2 of term 2 alone.
+        let mut entries = vec![Entry {
+            id: LogId::new(Term(1), Index(1)),
+            kind: EntryKind::Normal,
+            data: Bytes::from_static(b"one"),
+        }];
+        if id == 1 {
+            entries.push(Entry {
+                id: LogId::new(Term(2), Index(2)),
+                kind: EntryKind::Normal,
+                data: Bytes::from_static(b"two"),
+            });
+        }
+        raft.storage_mut().persist(&raft_core::PersistRequest {
+            id: 0,
+            snapshot: None,
+            entries,
+            hard_state: Some(raft_core::HardState {
+                term: Term(3),
+                vote: None,
+                commit: Index(0),
+            }),
+        });
+        Raft::new(config(id), raft.into_storage()).expect("valid")
+    };
+    let mut leader = make(1);
+    // Make peer 1 leader of term 4 by hand.
+    for _ in 0..40 {
+        leader.tick();
+        if leader.role() != Role::Follower {
+            break;
+        }
+    }
+    assert_eq!(leader.role(), Role::Candidate);
+    let ready = leader.ready();
+    let persist = ready.persist.expect("term and vote");
+    leader.storage_mut().persist(&persist);
+    leader.on_persisted(persist.id);
+    let requests = leader.ready().messages;
+    assert_eq!(
+        requests.len(),
+        2,
+        "vote requests released once the vote is durable"
+    );
+    let term = leader.term();
+    leader
+        .step(msg(
+            2,
+            1,
+            term.0,
+            MessageBody::VoteResponse {
+                granted: true,
+                pre_vote: false,
+            },
+        ))
+        .expect("vote");
+    assert_eq!(leader.role(), Role::Leader);
+    // Peer 2 acknowledges index 2 (the old-term entry) but not the no-op at index 3.
+    leader
+        .step(msg(
+            2,
+            1,
+            term.0,
+            MessageBody::AppendResponse {
+                index: Index(2),
+                success: true,
+                hint: LogId::default(),
+            },
+        ))
+        .expect("ack");
+    assert_eq!(
+        leader.commit_index(),
+        Index(0),
+        "old-term entry committed by counting"
+    );
+    let ready = leader.ready();
+    if let Some(persist) = ready.persist {
+        leader.storage_mut().persist(&persist);
+        leader.on_persisted(persist.id);
+    }
+    leader
+        .step(msg(
+            2,
+            1,
+            term.0,
+            MessageBody::AppendResponse {
+                index: Index(3),
+                success: true,
+                hint: LogId::default(),
+            },
+        ))
+        .expect("ack");
+    assert_eq!(
+        leader.commit_index(),
+        Index(3),
+        "no-op commits the earlier entries with it"
+    );
+}
+
+#[test]
+fn partitioned_peer_rejoining_does_not_depose_the_leader() {
+    let mut net = Net::new(3);
+    net.elect(1);
+    let term = net.peer(1).term();
+    net.cut.insert(NodeId(3));
+    net.tick_all(100);
+    assert_eq!(
+        net.peer(3).term(),
+        term,
+        "pre-vote keeps the isolated peer's term"
+    );
+    net.cut.clear();
+    net.tick_all(10);
+    assert!(net.peer(1).state().1);
+    assert_eq!(net.peer(1).term(), term);
+}
+
+#[test]
+fn leader_without_quorum_steps_down_within_an_election_timeout() {
+    let mut net = Net::new(3);
+    net.elect(1);
+    net.cut.insert(NodeId(1));
+    net.tick_all(2 * 10 + 1);
+    assert_eq!(net.peer(1).role(), Role::Follower);
+}
+
+#[test]
+fn far_behind_follower_with_divergent_log_catches_up_in_few_round_trips() {
+    let mut net = Net::new(3);
+    net.elect(1);
+    // Peer 3 is cut off while the old leader appends 50 entries it cannot commit.
+    net.cut.insert(NodeId(2));
+    net.cut.insert(NodeId(3));
+    for k in 0..50u8 {
+        net.peer(1).propose(Bytes::from(vec![k])).expect("leader");
+    }
+    net.settle();
+    net.cut.clear();
+    net.cut.insert(NodeId(1));
+    net.tick_all(60);
+    let new_leader = if net.peer(2).state().1 { 2 } else { 3 };
+    assert!(net.peer(new_leader).state().1);
+    for k in 0..50u8 {
+        net.peer(new_leader)
+            .propose(Bytes::from(vec![100 + k]))
+            .expect("leader");
+    }
+    net.settle();
+    net.cut.clear();
+    net.delivered.clear();
+    net.tick_all(4);
+    let rejections = net
+        .delivered
+        .iter()
+        .filter(|m| m.to == NodeId(new_leader) && m.from == NodeId(1))
+        .filter(|m| matches!(m.body, MessageBody::AppendResponse { success: false, .. }))
+        .count();
+    assert!(
+        rejections <= 3,
+        "{rejections} rejections: backtracking is not fast"
+    );
+    assert_eq!(net.applied_data(1), net.applied_data(new_leader));
+    assert_eq!(net.applied_data(1).len(), 50);
+}
+
+#[test]
+fn read_index_on_leader_and_follower_reflect_committed_writes() {
+    let mut net = Net::new(3);
+    net.elect(1);
+    net.peer(1)
+        .propose(Bytes::from_static(b"x"))
+        .expect("leader");
+    net.settle();
+    let committed = net.commit(1);
+    net.peer(1).read_index(7).expect("leader read");
+    net.peer(2).read_index(8).expect("follower read");
+    net.settle();
+    let leader_reads = &net.peers[&NodeId(1)].read_states;
+    assert_eq!(leader_reads.len(), 1);
+    assert_eq!(leader_reads[0].context, 7);
+    assert!(leader_reads[0].index >= committed);
+    let follower_reads = &net.peers[&NodeId(2)].read_states;
+    assert_eq!(follower_reads.len(), 1);
+    assert_eq!(follower_reads[0].context, 8);
+    assert!(follower_reads[0].index >= committed);
+}
+
+#[test]
+fn read_index_fails_when_the_leader_cannot_confirm() {
+    let mut net = Net::new(3);
+    net.elect(1);
+    net.cut.insert(NodeId(1));
+    net.peer(1).read_index(1).expect("accepted");
+    net.tick_all(25);
+    let ready_reads = &net.peers[&NodeId(1)].read_states;
+    assert!(ready_reads.is_empty(), "read served without a quorum");
+}
+
+#[test]
+fn leadership_transfer_hands_over_to_the_target() {
+    let mut net = Net::new(3);
+    net.elect(1);
+    net.peer(1)
+        .propose(Bytes::from_static(b"x"))
+        .expect("leader");
+    net.settle();
+    net.peer(1).transfer_leader(NodeId(3)).expect("transfer");
+    net.settle();
+    assert!(net.peer(3).state().1, "target is leader");
+    assert_eq!(net.peer(1).role(), Role::Follower);
+}
+
+#[test]
+fn compaction_then_snapshot_install_catches_up_a_lagging_follower() {
+    let mut net = Net::with_config(3, |id| {
+        let mut config = config(id);
+        config.snapshot_chunk_bytes = 3; // several chunks
+        config
+    });
+    net.elect(1);
+    net.cut.insert(NodeId(3));
+    for k in 0..20u8 {
+        net.peer(1).propose(Bytes::from(vec![k])).expect("leader");
+    }
+    net.settle();
+    let applied = net.peers[&NodeId(1)].raft.status().applied;
+    net.peer(1)
+        .compact(applied, Bytes::from_static(b"state-of-the-service"))
+        .expect("compact");
+    net.settle();
+    assert_eq!(net.peer(1).status().snapshot_index, applied);
+    net.cut.clear();
+    net.tick_all(6);
+    let follower = &net.peers[&NodeId(3)];
+    let snapshot = follower.snapshot.as_ref().expect("installed snapshot");
+    assert_eq!(snapshot.data, Bytes::from_static(b"state-of-the-service"));
+    assert_eq!(net.commit(3), net.commit(1));
+    assert_eq!(net.peer(3).counters().snapshots_installed, 1);
+}
+
+#[test]
+fn restart_resumes_from_snapshot_and_log_tail() {
+    let mut net = Net::new(1);
+    net.elect(1);
+    for k in 0..5u8 {
+        net.peer(1).propose(Bytes::from(vec![k])).expect("leader");
+    }
+    net.settle();
+    net.peer(1)
+        .compact(Index(3), Bytes::from_static(b"snap"))
+        .expect("compact");
+    net.settle();
+    let storage = std::mem::replace(
+        &mut net.peers.get_mut(&NodeId(1)).expect("peer").raft,
+        Raft::new(config(1), MemStorage::new(Configuration::new([NodeId(1)]))).expect("valid"),
+    )
+    .into_storage();
+    let mut raft = Raft::new(config(1), storage).expect("restart");
+    let ready = raft.ready();
+    let snapshot = ready.snapshot_to_apply.expect("snapshot first");
+    assert_eq!(snapshot.meta.last_included.index, Index(3));
+    raft.on_applied(Index(3));
+    let ready = raft.ready();
+    let indexes: Vec<u64> = ready
+        .committed_entries
+        .iter()
+        .map(|e| e.index().0)
+        .collect();
+    assert_eq!(indexes, vec![4, 5, 6]);
+}
+
+#[test]
+fn bad_input_is_dropped_and_counted_not_panicked_on() {
+    let mut net = Net::new(3);
+    net.elect(1);
+    let term = net.peer(2).term().0;
+    let cases = vec![
+        msg(9, 2, term, MessageBody::TimeoutNow),
+        msg(2, 3, term, MessageBody::TimeoutNow),
+        msg(
+            1,
+            2,
+            term,
+            MessageBody::Append {
+                prev: LogId::new(Term(0), Index(0)),
+                entries: vec![Entry {
+                    id: LogId::new(Term(term + 5), Index(7)),
+                    kind: EntryKind::Normal,
+                    data: Bytes::new(),
+                }],
+                commit: Index(u64::MAX),
+            },
+        ),
+        msg(
+            1,
+            2,
+            term,
+            MessageBody::InstallSnapshot {
+                meta: SnapshotMeta::default(),
+                offset: 5,
+                data: Bytes::new(),
+                done: true,
+            },
+        ),
+        msg(
+            3,
+            1,
+            term,
+            MessageBody::AppendResponse {
+                index: Index(u64::MAX),
+                success: true,
+                hint: LogId::default(),
+            },
+        ),
+        msg(
+            3,
+            1,
+            term,
+            MessageBody::InstallSnapshotResponse {
+                last_included: LogId::new(Term(1), Index(99)),
+                next_offset: u64::MAX,
+                done: false,
+            },
+        ),
+        msg(
+            1,
+            2,
+            term,
+            MessageBody::Heartbeat {
+                commit: Index(u64::MAX),
+                read_round: 0,
+            },
+        ),
+        msg(1, 2, 0, MessageBody::TimeoutNow),
+    ];
+    for case in cases {
+        let to = case.to.0;
+        let _ = net.peer(to).step(case);
+    }
+    let counters2 = net.peer(2).counters();
+    let counters1 = net.peer(1).counters();
+    assert!(counters2.dropped_unknown_peer >= 1);
+    assert!(counters2.dropped_invalid >= 2);
+    assert!(counters1.dropped_invalid + counters1.dropped_ignored >= 2);
+    assert!(net.peer(2).commit_index() <= net.peer(2).last_index());
+    net.tick_all(3);
+    assert!(net.peer(1).state().1, "cluster still healthy");
+}

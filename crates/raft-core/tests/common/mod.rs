@@ -1,0 +1,161 @@
+//! A tiny synchronous harness for core tests: peers with memory storage, instant writes, and a
+//! message queue the test controls.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::Bytes;
+use raft_core::{
+    Config, Configuration, Entry, EntryKind, Index, MemStorage, Message, NodeId, Raft, ReadState,
+    Snapshot,
+};
+
+/// A peer with its applied state.
+pub struct Peer {
+    pub raft: Raft<MemStorage>,
+    pub applied: Vec<Entry>,
+    pub snapshot: Option<Snapshot>,
+    pub read_states: Vec<ReadState>,
+}
+
+/// Peers joined by a queue; persistence is instant unless a peer's disk is "held".
+pub struct Net {
+    pub peers: BTreeMap<NodeId, Peer>,
+    pub queue: VecDeque<Message>,
+    pub cut: BTreeSet<NodeId>,
+    pub delivered: Vec<Message>,
+}
+
+pub fn config(id: u64) -> Config {
+    let mut config = Config::new(NodeId(id), 7);
+    config.election_ticks = 10;
+    config.heartbeat_ticks = 2;
+    config
+}
+
+impl Net {
+    pub fn new(size: u64) -> Net {
+        Net::with_config(size, config)
+    }
+
+    pub fn with_config(size: u64, make: impl Fn(u64) -> Config) -> Net {
+        let configuration = Configuration::new((1..=size).map(NodeId));
+        let peers = (1..=size)
+            .map(|id| {
+                let storage = MemStorage::new(configuration.clone());
+                let raft = Raft::new(make(id), storage).expect("valid config");
+                (
+                    NodeId(id),
+                    Peer {
+                        raft,
+                        applied: Vec::new(),
+                        snapshot: None,
+                        read_states: Vec::new(),
+                    },
+                )
+            })
+            .collect();
+        Net {
+            peers,
+            queue: VecDeque::new(),
+            cut: BTreeSet::new(),
+            delivered: Vec::new(),
+        }
+    }
+
+    pub fn peer(&mut self, id: u64) -> &mut Raft<MemStorage> {
+        &mut self.peers.get_mut(&NodeId(id)).expect("peer exists").raft
+    }
+
+    /// Processes one peer's ready: persists at once, queues messages, applies.
+    pub fn process_ready(&mut self, id: NodeId) {
+        let peer = self.peers.get_mut(&id).expect("peer exists");
+        loop {
+            let ready = peer.raft.ready();
+            if ready.is_empty() {
+                break;
+            }
+            self.queue.extend(ready.messages);
+            if let Some(persist) = ready.persist {
+                peer.raft.storage_mut().persist(&persist);
+                peer.raft.on_persisted(persist.id);
+            }
+            if let Some(snapshot) = ready.snapshot_to_apply {
+                peer.applied
+                    .retain(|entry| entry.index() > snapshot.meta.last_included.index);
+                peer.raft.on_applied(snapshot.meta.last_included.index);
+                peer.snapshot = Some(snapshot);
+            }
+            if let Some(last) = ready.committed_entries.last() {
+                let last = last.index();
+                peer.applied.extend(ready.committed_entries);
+                peer.raft.on_applied(last);
+            }
+            peer.read_states.extend(ready.read_states);
+        }
+    }
+
+    /// Delivers queued messages (and the messages they cause) until quiet.
+    pub fn settle(&mut self) {
+        let ids: Vec<NodeId> = self.peers.keys().copied().collect();
+        for &id in &ids {
+            self.process_ready(id);
+        }
+        while let Some(message) = self.queue.pop_front() {
+            if self.cut.contains(&message.from) || self.cut.contains(&message.to) {
+                continue;
+            }
+            let to = message.to;
+            self.delivered.push(message.clone());
+            if let Some(peer) = self.peers.get_mut(&to) {
+                let _ = peer.raft.step(message);
+                self.process_ready(to);
+            }
+        }
+    }
+
+    /// Ticks one peer until it starts an election, then settles.
+    pub fn elect(&mut self, id: u64) {
+        let node = NodeId(id);
+        for _ in 0..100 {
+            self.peer(id).tick();
+            self.process_ready(node);
+            if !self.queue.is_empty() || self.peer(id).state().1 {
+                break;
+            }
+        }
+        self.settle();
+        assert!(self.peer(id).state().1, "peer {id} should be leader");
+    }
+
+    pub fn tick_all(&mut self, ticks: u32) {
+        for _ in 0..ticks {
+            let ids: Vec<NodeId> = self.peers.keys().copied().collect();
+            for id in ids {
+                if self.cut.contains(&id) {
+                    self.peers.get_mut(&id).expect("peer").raft.tick();
+                    self.process_ready(id);
+                    self.queue.retain(|m| m.from != id && m.to != id);
+                    continue;
+                }
+                self.peers.get_mut(&id).expect("peer").raft.tick();
+                self.process_ready(id);
+            }
+            self.settle();
+        }
+    }
+
+    pub fn applied_data(&self, id: u64) -> Vec<Bytes> {
+        self.peers[&NodeId(id)]
+            .applied
+            .iter()
+            .filter(|entry| entry.kind == EntryKind::Normal)
+            .map(|entry| entry.data.clone())
+            .collect()
+    }
+
+    pub fn commit(&self, id: u64) -> Index {
+        self.peers[&NodeId(id)].raft.commit_index()
+    }
+}
