@@ -448,4 +448,119 @@ mod tests {
             .expect("in memory");
         assert_eq!(hint, LogId::new(Term(0), Index(0)));
     }
+
+    mod model {
+        use super::*;
+        use crate::ready::PersistRequest;
+        use proptest::prelude::*;
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            /// Append `count` entries of `term` replacing the suffix from `back` entries before
+            /// the end (clamped so committed entries are never replaced).
+            Append {
+                back: u64,
+                count: u64,
+                term_bump: bool,
+            },
+            /// Hand out what is unpersisted as one write.
+            HandOut,
+            /// Complete the oldest outstanding write.
+            Complete,
+            /// Commit up to `fraction` of the durable log.
+            Commit { fraction: u8 },
+            /// Compact through the applied index.
+            Compact,
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                (0u64..4, 1u64..4, any::<bool>()).prop_map(|(back, count, term_bump)| Op::Append {
+                    back,
+                    count,
+                    term_bump
+                }),
+                Just(Op::HandOut),
+                Just(Op::Complete),
+                (0u8..=100).prop_map(|fraction| Op::Commit { fraction }),
+                Just(Op::Compact),
+            ]
+        }
+
+        proptest! {
+            /// The log view (storage + unstable tail) always equals a plain vector of entries,
+            /// whatever the interleaving of appends, overwrites, writes and compactions.
+            #[test]
+            fn log_matches_vector_model(ops in proptest::collection::vec(op(), 1..80)) {
+                let mut log = new_log();
+                let mut model: Vec<Entry> = Vec::new();
+                let mut term = 1u64;
+                let mut outstanding: VecDeque<PersistRequest> = VecDeque::new();
+                for op in ops {
+                    match op {
+                        Op::Append { back, count, term_bump } => {
+                            // Log matching (§5.3): one (term, index) has one prefix, so an
+                            // overwrite always comes from a leader of a newer term.
+                            if term_bump || back > 0 { term += 1; }
+                            let last = model.len() as u64;
+                            let floor = log.committed().0;
+                            let first = last.saturating_sub(back).max(floor) + 1;
+                            let entries: Vec<Entry> = (first..first + count).map(|i| entry(term, i)).collect();
+                            log.append(&entries);
+                            model.truncate((first - 1) as usize);
+                            model.extend(entries);
+                        }
+                        Op::HandOut => {
+                            let (snapshot, entries) = log.take_unpersisted();
+                            prop_assert!(snapshot.is_none());
+                            if !entries.is_empty() {
+                                outstanding.push_back(PersistRequest { id: 0, snapshot: None, entries, hard_state: None });
+                            }
+                        }
+                        Op::Complete => {
+                            if let Some(request) = outstanding.pop_front() {
+                                log.storage_mut().persist(&request);
+                                if let Some(last) = request.entries.last() {
+                                    log.stable_to(last.id);
+                                }
+                            }
+                        }
+                        Op::Commit { fraction } => {
+                            let durable = log.durable_index().0;
+                            log.commit_to(Index(durable * fraction as u64 / 100));
+                            let entries = log.take_committed(u64::MAX).expect("readable");
+                            if let Some(last) = entries.last() {
+                                log.applied_to(last.index());
+                            }
+                        }
+                        Op::Compact => {
+                            let applied = log.applied();
+                            if applied > log.snapshot_index().expect("memory") {
+                                let term = log.term(applied).expect("applied entries readable");
+                                let snapshot = Snapshot {
+                                    meta: crate::types::SnapshotMeta {
+                                        last_included: LogId::new(term, applied),
+                                        configuration: Configuration::new([NodeId(1)]),
+                                    },
+                                    data: Bytes::new(),
+                                };
+                                log.storage_mut().persist(&PersistRequest { id: 0, snapshot: Some(snapshot), entries: vec![], hard_state: None });
+                            }
+                        }
+                    }
+                    // Invariants after every operation.
+                    prop_assert_eq!(log.last_index().0, model.len() as u64);
+                    prop_assert!(log.committed() <= log.last_index());
+                    prop_assert!(log.applied() <= log.committed());
+                    prop_assert!(log.durable_index() <= log.last_index());
+                    let first = log.first_index().expect("memory");
+                    let view = log.entries(first, log.last_index().next(), u64::MAX).expect("readable");
+                    prop_assert_eq!(&view[..], &model[(first.0 - 1) as usize..]);
+                    for e in &model[(first.0 - 1) as usize..] {
+                        prop_assert_eq!(log.term(e.index()).expect("readable"), e.term());
+                    }
+                }
+            }
+        }
+    }
 }

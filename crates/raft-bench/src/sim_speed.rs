@@ -1,0 +1,3 @@
+pub fn run() {
+    println!("sim speed: pending raft-sim API");
+}
