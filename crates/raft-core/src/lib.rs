@@ -38,7 +38,7 @@ mod types;
 
 pub use config::Config;
 pub use error::{CompactError, ConfigError, InitError, ProposeError};
-pub use message::{Message, MessageBody, ReadContext};
+pub use message::{Message, MessageBody, ReadContext, TERM_OR_INDEX_MAX};
 pub use progress::ProgressState;
 pub use raft::{Counters, PeerStatus, Raft, Status, StepError};
 pub use ready::{PersistId, PersistRequest, ReadState, Ready, SoftState};

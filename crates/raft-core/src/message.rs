@@ -114,6 +114,36 @@ pub enum MessageBody {
     },
 }
 
+/// The largest term or index an honest peer can produce in practice; larger values (which would
+/// overflow arithmetic or exhaust the term space) mark a message as invalid.
+pub const TERM_OR_INDEX_MAX: u64 = u64::MAX >> 1;
+
+impl Message {
+    /// Whether every term and index the message carries is within [`TERM_OR_INDEX_MAX`].
+    pub fn is_within_limits(&self) -> bool {
+        let ok = |value: u64| value <= TERM_OR_INDEX_MAX;
+        let id_ok = |id: &LogId| ok(id.term.0) && ok(id.index.0);
+        ok(self.term.0)
+            && match &self.body {
+                MessageBody::VoteRequest { last_log, .. } => id_ok(last_log),
+                MessageBody::Append {
+                    prev,
+                    entries,
+                    commit,
+                } => id_ok(prev) && ok(commit.0) && entries.iter().all(|entry| id_ok(&entry.id)),
+                MessageBody::AppendResponse { index, hint, .. } => ok(index.0) && id_ok(hint),
+                MessageBody::Heartbeat { commit, .. } => ok(commit.0),
+                MessageBody::InstallSnapshot { meta, .. } => id_ok(&meta.last_included),
+                MessageBody::InstallSnapshotResponse { last_included, .. } => id_ok(last_included),
+                MessageBody::ReadIndexResponse { index, .. } => index.is_none_or(|i| ok(i.0)),
+                MessageBody::VoteResponse { .. }
+                | MessageBody::HeartbeatResponse { .. }
+                | MessageBody::TimeoutNow
+                | MessageBody::ReadIndexRequest { .. } => true,
+            }
+    }
+}
+
 impl MessageBody {
     /// A short name for logs and per-kind counters.
     pub fn kind_name(&self) -> &'static str {

@@ -321,6 +321,9 @@ impl<S: Storage> Raft<S> {
         if !self.configuration.contains(message.from) {
             return Err(StepError::UnknownPeer(message.from));
         }
+        if !message.is_within_limits() {
+            return Err(StepError::Invalid("term or index out of range"));
+        }
         if message.term > self.term {
             self.step_higher_term(&message)?;
         } else if message.term < self.term {

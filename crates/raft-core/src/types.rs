@@ -38,16 +38,16 @@ impl fmt::Display for Index {
 }
 
 impl Term {
-    /// The term after this one.
+    /// The term after this one (saturating: a term of `u64::MAX` is never reached honestly).
     pub fn next(self) -> Term {
-        Term(self.0 + 1)
+        Term(self.0.saturating_add(1))
     }
 }
 
 impl Index {
-    /// The index after this one.
+    /// The index after this one (saturating, so hostile indexes cannot overflow).
     pub fn next(self) -> Index {
-        Index(self.0 + 1)
+        Index(self.0.saturating_add(1))
     }
 
     /// The index before this one, or zero.

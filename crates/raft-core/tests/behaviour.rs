@@ -529,3 +529,116 @@ fn bad_input_is_dropped_and_counted_not_panicked_on() {
     net.tick_all(3);
     assert!(net.peer(1).state().1, "cluster still healthy");
 }
+
+#[test]
+fn snapshot_transfer_resumes_after_a_lost_chunk_without_restarting() {
+    let mut net = Net::with_config(3, |id| {
+        let mut config = config(id);
+        config.snapshot_chunk_bytes = 4;
+        config
+    });
+    net.elect(1);
+    net.cut.insert(NodeId(3));
+    for k in 0..10u8 {
+        net.peer(1).propose(Bytes::from(vec![k])).expect("leader");
+    }
+    net.settle();
+    let applied = net.peer(1).status().applied;
+    let snapshot_data = Bytes::from_static(b"0123456789abcdefghij"); // 5 chunks
+    net.peer(1)
+        .compact(applied, snapshot_data.clone())
+        .expect("compact");
+    net.settle();
+    net.cut.clear();
+    // Lose the third chunk once.
+    let lost = std::rc::Rc::new(std::cell::Cell::new(None));
+    let lost_in_filter = lost.clone();
+    let mut chunks_seen = 0;
+    net.drop_if = Some(Box::new(move |m: &Message| {
+        if let MessageBody::InstallSnapshot { offset, .. } = &m.body {
+            chunks_seen += 1;
+            if chunks_seen == 3 {
+                lost_in_filter.set(Some(*offset));
+                return true;
+            }
+        }
+        false
+    }));
+    for _ in 0..60 {
+        net.tick_all(1);
+        if net.peers[&NodeId(3)].snapshot.is_some() {
+            break;
+        }
+    }
+    let lost_offset = lost.get();
+    let follower = &net.peers[&NodeId(3)];
+    assert_eq!(
+        follower.snapshot.as_ref().map(|s| s.data.clone()),
+        Some(snapshot_data)
+    );
+    let resent_from_zero = net
+        .delivered
+        .iter()
+        .filter(|m| matches!(m.body, MessageBody::InstallSnapshot { offset: 0, .. }))
+        .count();
+    assert!(lost_offset.is_some_and(|offset| offset > 0));
+    // The first chunk may be re-offered once after the stall, but the follower answers with
+    // the offset it has, so chunks before the loss are not all sent again.
+    let chunk_messages = net
+        .delivered
+        .iter()
+        .filter(|m| matches!(m.body, MessageBody::InstallSnapshot { .. }))
+        .count();
+    assert!(
+        resent_from_zero <= 2,
+        "restarted from zero {resent_from_zero} times"
+    );
+    assert!(
+        chunk_messages <= 5 + 2,
+        "{chunk_messages} chunks for a 5-chunk snapshot"
+    );
+}
+
+#[test]
+fn unreachable_report_returns_follower_to_probing() {
+    let mut net = Net::new(3);
+    net.elect(1);
+    net.peer(1)
+        .propose(Bytes::from_static(b"x"))
+        .expect("leader");
+    net.settle();
+    let state = |net: &mut Net| {
+        net.peer(1)
+            .status()
+            .peers
+            .iter()
+            .find(|p| p.id == NodeId(2))
+            .map(|p| p.state)
+    };
+    assert_eq!(state(&mut net), Some(raft_core::ProgressState::Replicate));
+    net.peer(1).report_unreachable(NodeId(2));
+    assert_eq!(state(&mut net), Some(raft_core::ProgressState::Probe));
+    net.peer(1)
+        .propose(Bytes::from_static(b"y"))
+        .expect("leader");
+    net.settle();
+    assert_eq!(state(&mut net), Some(raft_core::ProgressState::Replicate));
+    assert_eq!(net.applied_data(2).len(), 2);
+}
+
+#[test]
+fn leadership_transfer_to_an_unreachable_peer_is_abandoned() {
+    let mut net = Net::new(3);
+    net.elect(1);
+    net.cut.insert(NodeId(3));
+    net.peer(1).transfer_leader(NodeId(3)).expect("transfer");
+    assert_eq!(
+        net.peer(1).propose(Bytes::from_static(b"x")),
+        Err(ProposeError::TransferInProgress)
+    );
+    net.tick_all(11);
+    assert!(net.peer(1).state().1);
+    net.peer(1)
+        .propose(Bytes::from_static(b"x"))
+        .expect("transfer abandoned");
+}

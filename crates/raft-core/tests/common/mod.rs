@@ -25,6 +25,8 @@ pub struct Net {
     pub queue: VecDeque<Message>,
     pub cut: BTreeSet<NodeId>,
     pub delivered: Vec<Message>,
+    /// Messages for which this returns `true` are lost.
+    pub drop_if: Option<Box<dyn FnMut(&Message) -> bool>>,
 }
 
 pub fn config(id: u64) -> Config {
@@ -61,6 +63,7 @@ impl Net {
             queue: VecDeque::new(),
             cut: BTreeSet::new(),
             delivered: Vec::new(),
+            drop_if: None,
         }
     }
 
@@ -104,6 +107,13 @@ impl Net {
         }
         while let Some(message) = self.queue.pop_front() {
             if self.cut.contains(&message.from) || self.cut.contains(&message.to) {
+                continue;
+            }
+            if self
+                .drop_if
+                .as_mut()
+                .is_some_and(|drop_if| drop_if(&message))
+            {
                 continue;
             }
             let to = message.to;
