@@ -19,6 +19,9 @@ pub struct Peer {
     pub read_states: Vec<ReadState>,
 }
 
+/// Decides which messages are lost.
+pub type DropFilter = Box<dyn FnMut(&Message) -> bool>;
+
 /// Peers joined by a queue; persistence is instant unless a peer's disk is "held".
 pub struct Net {
     pub peers: BTreeMap<NodeId, Peer>,
@@ -26,7 +29,7 @@ pub struct Net {
     pub cut: BTreeSet<NodeId>,
     pub delivered: Vec<Message>,
     /// Messages for which this returns `true` are lost.
-    pub drop_if: Option<Box<dyn FnMut(&Message) -> bool>>,
+    pub drop_if: Option<DropFilter>,
 }
 
 pub fn config(id: u64) -> Config {
