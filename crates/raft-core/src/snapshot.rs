@@ -22,6 +22,10 @@ use crate::types::{LogId, NodeId, Role, Snapshot, SnapshotMeta, Term};
 /// A snapshot being received.
 #[derive(Debug)]
 pub(crate) struct IncomingSnapshot {
+    /// The leader sending it, in `term`: chunks from two transfers are never mixed, even of
+    /// the same snapshot index (two leaders may encode one state differently).
+    leader: NodeId,
+    term: Term,
     meta: SnapshotMeta,
     data: Vec<u8>,
 }
@@ -101,10 +105,9 @@ impl<S: Storage> Raft<S> {
             );
             return Ok(());
         }
-        let same_transfer = self
-            .incoming_snapshot
-            .as_ref()
-            .is_some_and(|incoming| incoming.meta == meta);
+        let same_transfer = self.incoming_snapshot.as_ref().is_some_and(|incoming| {
+            incoming.meta == meta && incoming.leader == from && incoming.term == term
+        });
         if !same_transfer {
             if offset != 0 {
                 self.send(
@@ -118,6 +121,8 @@ impl<S: Storage> Raft<S> {
                 return Ok(());
             }
             self.incoming_snapshot = Some(IncomingSnapshot {
+                leader: from,
+                term,
                 meta: meta.clone(),
                 data: Vec::new(),
             });
