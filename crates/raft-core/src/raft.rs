@@ -546,15 +546,24 @@ impl<S: Storage> Raft<S> {
         if index > applied {
             return Err(CompactError::NotApplied { index, applied });
         }
-        let snapshot = self
+        // A snapshot restored from the leader but not yet durable also counts: it is newer than
+        // anything the service could snapshot.
+        let pending = self
             .pending_compaction
             .as_ref()
             .map(|snapshot| snapshot.meta.last_included.index)
-            .unwrap_or(self.log.snapshot_index()?);
+            .unwrap_or_default();
+        let snapshot = pending.max(self.log.snapshot_index()?);
         if index <= snapshot {
             return Err(CompactError::AlreadyCompacted { index, snapshot });
         }
-        let term = self.log.term(index)?;
+        let term = match self.log.term(index) {
+            Ok(term) => term,
+            Err(StorageError::Compacted(_)) => {
+                return Err(CompactError::AlreadyCompacted { index, snapshot })
+            }
+            Err(error) => return Err(error.into()),
+        };
         // NB: with membership changes this must be the configuration as of `index`.
         self.pending_compaction = Some(Snapshot {
             meta: SnapshotMeta {
