@@ -1,0 +1,273 @@
+//! The randomized long run: a seed picks a cluster configuration and a stream of faults and
+//! client requests (the safety phase), then every fault stops and the cluster must converge
+//! (the liveness phase), in the TigerBeetle VOPR style.
+//!
+//! ```text
+//!  seed ─► chaos_config: peers 3/5/7, timeouts, PreVote/CheckQuorum, windows, snapshots,
+//!          loss/duplication rates, ready() batching, asynchronous apply
+//!       ─► safety phase: every few ms one of
+//!            propose · read · partition · heal · disconnect · connect · crash · restart
+//!            reliable on/off · long reordering on/off · slow peer or stalled disk
+//!            one-way link cut · leader transfer
+//!          (invariants checked after every event)
+//!       ─► liveness phase: heal, restart all, reliable, no slow peers
+//!            ─► a leader within 5 s ─► a new command applied on every peer within 10 s
+//!            ─► every acknowledged write applied on every peer
+//! ```
+
+use raft_core::NodeId;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+use crate::cluster::{Cluster, SimCounters};
+use crate::config::SimConfig;
+use crate::network::NetworkStats;
+use crate::SimRng;
+
+/// Shape of a randomized run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChaosOptions {
+    /// Cluster size; `None` lets the seed choose 3, 5 or 7.
+    pub peers: Option<usize>,
+    /// Virtual duration of the safety phase (faults and requests).
+    pub safety_ms: u64,
+    /// Whether the seed also varies the core and service configuration.
+    pub vary_config: bool,
+}
+
+impl Default for ChaosOptions {
+    fn default() -> ChaosOptions {
+        ChaosOptions {
+            peers: None,
+            safety_ms: 5_000,
+            vary_config: true,
+        }
+    }
+}
+
+/// What a randomized run did.
+#[derive(Clone, Debug)]
+pub struct ChaosReport {
+    /// The seed.
+    pub seed: u64,
+    /// The configuration the seed chose.
+    pub config: SimConfig,
+    /// Virtual time the run took, both phases.
+    pub virtual_ms: u64,
+    /// Virtual time from the end of faults to convergence.
+    pub liveness_ms: u64,
+    /// Counters of the run.
+    pub counters: SimCounters,
+    /// Network traffic of the run.
+    pub network: NetworkStats,
+    /// Writes acknowledged to clients.
+    pub acknowledged_writes: usize,
+    /// Terms that had a leader.
+    pub terms_with_leader: usize,
+    /// Digest of the whole event trace.
+    pub digest: u64,
+}
+
+/// The cluster configuration a seed chooses.
+pub fn chaos_config(seed: u64, options: &ChaosOptions) -> SimConfig {
+    // A generator of its own, so the configuration does not shift the run's random stream.
+    let mut rng = SimRng::seed_from_u64(seed ^ 0x6a09_e667_f3bc_c908);
+    let peers = options
+        .peers
+        .unwrap_or_else(|| *[3, 3, 5, 5, 7].choose(&mut rng).unwrap_or(&5));
+    let mut config = SimConfig::new(peers, seed);
+    if !options.vary_config {
+        config.service.snapshot_interval = Some(10);
+        return config;
+    }
+    let core = &mut config.core;
+    core.election_ticks = rng.gen_range(10..=20);
+    core.heartbeat_ticks = rng.gen_range(1..=4);
+    core.pre_vote = rng.gen_bool(0.8);
+    core.check_quorum = rng.gen_bool(0.8);
+    core.inflight_messages_max = *[1, 4, 64].choose(&mut rng).unwrap_or(&64);
+    core.message_bytes_max = *[1, 200, 1 << 20].choose(&mut rng).unwrap_or(&(1 << 20));
+    core.snapshot_chunk_bytes = *[64, 1024, 1 << 20].choose(&mut rng).unwrap_or(&(1 << 20));
+    config.service.snapshot_interval = *[None, Some(3), Some(10), Some(30)]
+        .choose(&mut rng)
+        .unwrap_or(&None);
+    config.service.snapshot_padding_bytes = *[0, 100, 3_000].choose(&mut rng).unwrap_or(&0);
+    // Flow-control limits small enough to be hit: refused proposals and reads, applies
+    // handed out over several rounds.
+    if rng.gen_bool(0.3) {
+        config.core.uncommitted_bytes_max = rng.gen_range(200..=4_000);
+        config.core.proposal_bytes_max = 100;
+    }
+    if rng.gen_bool(0.3) {
+        config.core.apply_bytes_max = rng.gen_range(1..=300);
+    }
+    if rng.gen_bool(0.3) {
+        config.core.pending_reads_max = rng.gen_range(1..=4);
+    }
+    config.scale_long_reordering();
+    config.network.delay_max_us = rng.gen_range(1_000..=10_000);
+    config.network.reliable = rng.gen_bool(0.7);
+    config.network.drop_probability = rng.gen_range(0.0..0.3);
+    config.network.duplicate_probability = rng.gen_range(0.0..0.2);
+    config.network.long_reorder_requests = rng.gen_bool(0.5);
+    config.disk.latency_max_us = rng.gen_range(0..=5_000);
+    if rng.gen_bool(0.5) {
+        config.ready_delay_max_us = rng.gen_range(0..=3_000);
+    }
+    if rng.gen_bool(0.5) {
+        config.service.apply_delay_max_us = rng.gen_range(0..=5_000);
+    }
+    config
+}
+
+/// Runs one randomized scenario: safety phase, then liveness phase. Panics on any violated
+/// invariant or missed liveness deadline, naming the seed.
+pub fn run_chaos(seed: u64, options: &ChaosOptions) -> ChaosReport {
+    let config = chaos_config(seed, options);
+    let mut cluster = Cluster::new(config.clone());
+    let ids = cluster.ids();
+    while cluster.now_ms() < options.safety_ms {
+        let pause_ms = cluster.rng().gen_range(0..=20);
+        cluster.run_for(pause_ms);
+        inject(&mut cluster, &ids);
+    }
+    let healed_ms = cluster.now_ms();
+    converge(&mut cluster, &ids);
+    ChaosReport {
+        seed,
+        config,
+        virtual_ms: cluster.now_ms(),
+        liveness_ms: cluster.now_ms() - healed_ms,
+        counters: cluster.counters(),
+        network: cluster.network_stats().clone(),
+        acknowledged_writes: cluster.acknowledged_writes(),
+        terms_with_leader: cluster.terms_with_leader(),
+        digest: cluster.digest().value(),
+    }
+}
+
+fn pick(cluster: &mut Cluster, candidates: &[NodeId]) -> Option<NodeId> {
+    candidates.choose(cluster.rng()).copied()
+}
+
+/// One random action of the safety phase.
+fn inject(cluster: &mut Cluster, ids: &[NodeId]) {
+    let alive: Vec<NodeId> = ids
+        .iter()
+        .copied()
+        .filter(|&id| cluster.is_alive(id))
+        .collect();
+    let crashed: Vec<NodeId> = ids
+        .iter()
+        .copied()
+        .filter(|&id| !cluster.is_alive(id))
+        .collect();
+    let roll = cluster.rng().gen_range(0..100);
+    match roll {
+        0..=39 => {
+            // Clients mostly find the leader; sometimes they knock on the wrong door.
+            let target = match cluster.any_leader() {
+                Some(leader) if cluster.rng().gen_bool(0.8) => Some(leader),
+                _ => pick(cluster, &alive),
+            };
+            if let Some(target) = target {
+                let burst = cluster.rng().gen_range(1..=5);
+                for _ in 0..burst {
+                    let command = cluster.random_command();
+                    cluster.start(target, command);
+                }
+            }
+        }
+        40..=49 => {
+            if let Some(target) = pick(cluster, &alive) {
+                let _ = cluster.read_index(target);
+            }
+        }
+        50..=53 => {
+            let mut shuffled = ids.to_vec();
+            shuffled.shuffle(cluster.rng());
+            let split = cluster.rng().gen_range(1..shuffled.len().max(2));
+            let (left, right) = shuffled.split_at(split.min(shuffled.len()));
+            cluster.partition(&[left, right]);
+        }
+        54..=58 => cluster.heal(),
+        59..=61 => {
+            if let Some(target) = pick(cluster, ids) {
+                cluster.disconnect(target);
+            }
+        }
+        62..=65 => {
+            if let Some(target) = pick(cluster, ids) {
+                cluster.connect(target);
+            }
+        }
+        66..=69 => {
+            if let Some(target) = pick(cluster, &alive) {
+                cluster.crash(target);
+            }
+        }
+        70..=76 => {
+            if let Some(target) = pick(cluster, &crashed) {
+                cluster.restart(target);
+            }
+        }
+        77..=79 => {
+            let reliable = !cluster.is_reliable();
+            cluster.set_reliable(reliable);
+        }
+        80..=81 => {
+            let long = cluster.rng().gen_bool(0.3);
+            cluster.set_long_reordering(long);
+        }
+        82..=84 => {
+            if let Some(target) = pick(cluster, ids) {
+                let (network_ms, disk_ms) = match cluster.rng().gen_range(0..10) {
+                    0..=4 => (0, 0),
+                    // A disk that stalls for longer than an election timeout.
+                    5 => (0, cluster.rng().gen_range(200..=1_000)),
+                    _ => (
+                        cluster.rng().gen_range(0..=20),
+                        cluster.rng().gen_range(0..=20),
+                    ),
+                };
+                cluster.set_slow(target, network_ms, disk_ms);
+            }
+        }
+        87..=88 => {
+            let (Some(from), Some(to)) = (pick(cluster, ids), pick(cluster, ids)) else {
+                return;
+            };
+            if from != to {
+                cluster.cut_link(from, to);
+            }
+        }
+        85..=86 => {
+            if let (Some(leader), Some(target)) = (cluster.any_leader(), pick(cluster, ids)) {
+                let _ = cluster.transfer_leader(leader, target);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The liveness phase: stop every fault and require convergence within bounds.
+fn converge(cluster: &mut Cluster, ids: &[NodeId]) {
+    cluster.heal();
+    cluster.set_reliable(true);
+    cluster.set_long_reordering(false);
+    for &id in ids {
+        cluster.set_slow(id, 0, 0);
+        if !cluster.is_alive(id) {
+            cluster.restart(id);
+        }
+    }
+    cluster.note("liveness phase".to_string());
+    cluster.check_one_leader();
+    let leader_ms = cluster.now_ms();
+    let command = cluster.random_command();
+    cluster.one(command, ids.len(), true);
+    if cluster.now_ms() - leader_ms > 10_000 {
+        cluster.fail_scenario("the healed cluster took over 10 s to commit a command");
+    }
+    cluster.check_acknowledged_applied();
+}

@@ -1,0 +1,397 @@
+//! The simulated cluster: peers driven by one event loop over virtual time.
+//!
+//! ```text
+//!           ┌──────────────────────── EventQueue (time, sequence) ───────────────────────┐
+//!           ▼                                                                            │
+//!  pop ─► Tick ─► core.tick() ──────┐                                                    │
+//!         Deliver ─► core.step(m) ──┼─► drive(peer): while has_ready { ready() }         │
+//!         DiskDone ─► storage.persist, core.on_persisted(id)   (now, or at a Flush when  │
+//!         Flush (start/read/restart, batching)                 ready() is batched)       │
+//!         ApplyDone (asynchronous service)  │                                            │
+//!                                   │   persist   ─► Disk ─► DiskDone ───────────────────┤
+//!                                   │   messages  ─► Network ─► Deliver ─────────────────┤
+//!                                   │   snapshot / committed ─► Service (now, or ────────┘
+//!                                   │        ApplyDone later) ─► on_applied, compact
+//!                                   └─► invariants checked for the peer the event touched
+//! ```
+//!
+//! Nothing here reads a clock, spawns a thread or iterates a hash map: the seed and the calls
+//! made on the cluster fix the whole run.
+//!
+//! Submodules: `inputs` (what each event does), `ready` (the driving loop), `requests`
+//! (client calls), `faults` (fault injection), `checks` (invariant hooks and reports).
+
+mod checks;
+mod faults;
+mod inputs;
+mod ready;
+mod requests;
+
+use std::panic::{self, AssertUnwindSafe};
+
+use bytes::Bytes;
+use raft_core::{Configuration, Index, LogId, MemStorage, NodeId, Raft, ReadState};
+use rand::SeedableRng;
+
+use crate::config::SimConfig;
+use crate::disk::Disk;
+use crate::event::{Event, EventQueue};
+use crate::invariants::{Invariants, Violation};
+use crate::network::{Network, NetworkStats};
+use crate::service::Service;
+use crate::trace::{Digest, Trace};
+use crate::SimRng;
+
+/// The text of a panic payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else {
+        "a panic without a message".to_string()
+    }
+}
+
+/// How many `ready()` rounds one event may take before the core is declared stuck.
+const READY_ROUNDS_MAX: usize = 100_000;
+/// How many consecutive empty `Ready`s (while `has_ready()` says otherwise) mean a stuck core.
+/// One is normal: a leader with nothing to send clears its replication flag.
+const EMPTY_READY_ROUNDS_MAX: usize = 3;
+
+/// Counters of what happened in a run, besides network traffic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SimCounters {
+    /// Events processed.
+    pub events: u64,
+    /// Crashes injected.
+    pub crashes: u64,
+    /// Restarts.
+    pub restarts: u64,
+    /// Persist requests completed.
+    pub disk_writes: u64,
+    /// Entries applied by all services.
+    pub entries_applied: u64,
+    /// Snapshots the services took.
+    pub snapshots_taken: u64,
+    /// Snapshots the services restored (from a leader or at restart).
+    pub snapshots_restored: u64,
+    /// Messages the cores dropped (stale, ignored, invalid...).
+    pub messages_rejected: u64,
+    /// Proposals accepted by a leader.
+    pub proposals: u64,
+    /// Reads answered.
+    pub reads_served: u64,
+    /// Reads that failed (leader changed, lost request).
+    pub reads_failed: u64,
+}
+
+/// One simulated server: the core (absent while crashed), its disk and its service.
+pub(crate) struct Peer {
+    id: NodeId,
+    /// The running core; `None` while crashed.
+    node: Option<Raft<MemStorage>>,
+    /// The disk of a crashed peer.
+    parked_storage: Option<MemStorage>,
+    /// With a disk that lies about durability: what really reached the disk.
+    shadow_storage: Option<MemStorage>,
+    /// Bumped by every crash: events of an older incarnation are void.
+    incarnation: u64,
+    service: Service,
+    flush_scheduled: bool,
+    /// Proposals of this incarnation not yet applied: index → (id, command hash).
+    proposals: std::collections::BTreeMap<Index, (LogId, u64)>,
+    /// Reads answered to this peer: (context, index).
+    reads: Vec<ReadState>,
+    /// Reads that failed on this peer.
+    failed_reads: Vec<u64>,
+    /// Work handed to an asynchronous service, oldest first.
+    apply_queue: std::collections::VecDeque<ApplyItem>,
+    /// Completion time of the newest item of `apply_queue`.
+    apply_done_us: u64,
+}
+
+/// Work for the service.
+enum ApplyItem {
+    Snapshot(raft_core::Snapshot),
+    Entries(Vec<raft_core::Entry>),
+}
+
+/// A deterministic cluster of Raft peers. See the module documentation for the flow.
+pub struct Cluster {
+    config: SimConfig,
+    now_us: u64,
+    rng: SimRng,
+    queue: EventQueue,
+    peers: Vec<Peer>,
+    network: Network,
+    disk: Disk,
+    pub(crate) invariants: Invariants,
+    trace: Trace,
+    counters: SimCounters,
+    next_read_context: u64,
+}
+
+impl Cluster {
+    /// Starts a cluster: every peer boots from empty storage naming all peers as voters.
+    pub fn new(config: SimConfig) -> Cluster {
+        assert!(config.peers >= 1, "a cluster needs at least one peer");
+        assert!(config.tick_us > 0, "the tick must last some time");
+        let voters = Configuration::new((1..=config.peers as u64).map(NodeId));
+        let peers = (1..=config.peers as u64)
+            .map(|id| Peer {
+                id: NodeId(id),
+                node: None,
+                parked_storage: Some(MemStorage::new(voters.clone())),
+                shadow_storage: None,
+                incarnation: 0,
+                service: Service::new(),
+                flush_scheduled: false,
+                proposals: Default::default(),
+                reads: Vec::new(),
+                failed_reads: Vec::new(),
+                apply_queue: Default::default(),
+                apply_done_us: 0,
+            })
+            .collect();
+        let mut cluster = Cluster {
+            now_us: 0,
+            rng: SimRng::seed_from_u64(config.seed),
+            queue: EventQueue::default(),
+            peers,
+            network: Network::new(config.network.clone(), config.peers),
+            disk: Disk::new(config.disk.clone(), config.peers),
+            invariants: Invariants::default(),
+            trace: Trace::new(config.trace_capacity),
+            counters: SimCounters::default(),
+            next_read_context: 1,
+            config,
+        };
+        for peer in 0..cluster.peers.len() {
+            cluster.boot(peer);
+        }
+        cluster
+    }
+
+    /// Runs every event up to `ms` virtual milliseconds from now.
+    pub fn run_for(&mut self, ms: u64) {
+        let end_us = self.now_us + ms * 1_000;
+        while self.queue.next_time_us().is_some_and(|at| at <= end_us) {
+            self.step_event();
+        }
+        self.now_us = end_us;
+    }
+
+    /// Runs events until `done` holds (checked before the first event and after each one) or
+    /// `deadline_ms` virtual milliseconds have passed. Returns whether `done` held.
+    pub fn run_until(&mut self, mut done: impl FnMut(&Cluster) -> bool, deadline_ms: u64) -> bool {
+        let end_us = self.now_us + deadline_ms * 1_000;
+        loop {
+            if done(self) {
+                return true;
+            }
+            match self.queue.next_time_us() {
+                Some(at_us) if at_us <= end_us => self.step_event(),
+                _ => {
+                    self.now_us = end_us;
+                    return done(self);
+                }
+            }
+        }
+    }
+
+    /// Virtual milliseconds since the cluster started.
+    pub fn now_ms(&self) -> u64 {
+        self.now_us / 1_000
+    }
+
+    /// Virtual microseconds since the cluster started.
+    pub fn now_us(&self) -> u64 {
+        self.now_us
+    }
+
+    fn step_event(&mut self) {
+        let Some((at_us, event)) = self.queue.pop() else {
+            return;
+        };
+        assert!(
+            at_us >= self.now_us,
+            "invariant time-monotonic: event in the past"
+        );
+        self.now_us = at_us;
+        self.counters.events += 1;
+        // A panic inside the core (its own invariant assertions) is reported like a violated
+        // invariant, with the seed and the trace.
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| self.dispatch(event)));
+        match outcome {
+            Ok(Some(peer)) => self.check_peer(peer),
+            Ok(None) => {}
+            Err(payload) => {
+                let message = panic_message(payload.as_ref());
+                if message.starts_with("invariant violated") {
+                    panic::resume_unwind(payload);
+                }
+                self.fail(Violation {
+                    invariant: "core-panicked",
+                    detail: message,
+                });
+            }
+        }
+    }
+
+    fn dispatch(&mut self, event: Event) -> Option<usize> {
+        match event {
+            Event::Tick { peer, incarnation } => self.on_tick(peer, incarnation),
+            Event::Deliver {
+                message,
+                from_incarnation,
+            } => self.on_deliver(message, from_incarnation),
+            Event::DiskDone {
+                peer,
+                incarnation,
+                request,
+            } => self.on_disk_done(peer, incarnation, request),
+            Event::Flush { peer, incarnation } => self.on_flush(peer, incarnation),
+            Event::ApplyDone { peer, incarnation } => self.on_apply_done(peer, incarnation),
+        }
+    }
+
+    fn index_of(&self, id: NodeId) -> Option<usize> {
+        let index = (id.0 as usize).checked_sub(1)?;
+        (index < self.peers.len()).then_some(index)
+    }
+
+    pub(crate) fn peer_index(&self, id: NodeId) -> usize {
+        match self.index_of(id) {
+            Some(index) => index,
+            None => self.fail_scenario(&format!("{id} is not a peer of this cluster")),
+        }
+    }
+
+    /// The ids of all peers, `NodeId(1)` to `NodeId(n)`.
+    pub fn ids(&self) -> Vec<NodeId> {
+        self.peers.iter().map(|peer| peer.id).collect()
+    }
+
+    /// Number of peers.
+    pub fn size(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// The running core of `peer`, or `None` while it is crashed.
+    pub fn node(&self, peer: NodeId) -> Option<&Raft<MemStorage>> {
+        self.index_of(peer)
+            .and_then(|index| self.peers[index].node.as_ref())
+    }
+
+    /// The service (state machine) of `peer`; after a crash, the state it had.
+    pub fn service(&self, peer: NodeId) -> &Service {
+        &self.peers[self.peer_index(peer)].service
+    }
+
+    /// Whether `peer` is running.
+    pub fn is_alive(&self, peer: NodeId) -> bool {
+        self.node(peer).is_some()
+    }
+
+    /// Whether `peer` is attached to the network (regardless of partitions and crashes).
+    pub fn is_connected(&self, peer: NodeId) -> bool {
+        self.network.is_connected(self.peer_index(peer))
+    }
+
+    /// Whether messages from `from` currently reach `to`.
+    pub fn can_reach(&self, from: NodeId, to: NodeId) -> bool {
+        self.network
+            .can_reach(self.peer_index(from), self.peer_index(to))
+    }
+
+    /// Reads answered to `peer` so far (context and index), in order.
+    pub fn reads(&self, peer: NodeId) -> &[ReadState] {
+        &self.peers[self.peer_index(peer)].reads
+    }
+
+    /// Contexts of reads that failed on `peer` so far.
+    pub fn failed_reads(&self, peer: NodeId) -> &[u64] {
+        &self.peers[self.peer_index(peer)].failed_reads
+    }
+
+    /// The configuration the cluster runs with.
+    pub fn config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    /// The random generator of the run, for scenarios that need random choices (so that the
+    /// seed fixes them too).
+    pub fn rng(&mut self) -> &mut SimRng {
+        &mut self.rng
+    }
+
+    /// Message and byte counts per kind.
+    pub fn network_stats(&self) -> &NetworkStats {
+        self.network.stats()
+    }
+
+    /// Whether the network is currently reliable.
+    pub fn is_reliable(&self) -> bool {
+        self.network.config().reliable
+    }
+
+    /// Counters of the run.
+    pub fn counters(&self) -> SimCounters {
+        self.counters
+    }
+
+    /// Digest of every event so far: two runs of one seed have equal digests.
+    pub fn digest(&self) -> Digest {
+        self.trace.digest()
+    }
+
+    /// Events recorded in the trace so far.
+    pub fn traced_events(&self) -> u64 {
+        self.trace.events()
+    }
+
+    /// Pending events (messages in flight, writes, ticks).
+    pub fn pending_events(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Entries any peer applied, at most.
+    pub fn max_applied(&self) -> Index {
+        self.invariants.state_machine.max_applied()
+    }
+
+    /// The highest index known committed.
+    pub fn max_committed(&self) -> Index {
+        self.invariants.committed.max()
+    }
+
+    /// Writes acknowledged to clients so far.
+    pub fn acknowledged_writes(&self) -> usize {
+        self.invariants.acknowledged.count()
+    }
+
+    /// Terms in which some peer was leader.
+    pub fn terms_with_leader(&self) -> usize {
+        self.invariants.election.terms_with_leader()
+    }
+
+    /// Distinct log entries seen in any peer's log.
+    pub fn distinct_entries(&self) -> usize {
+        self.invariants.log_matching.len()
+    }
+
+    /// Reads answered, in total, with an index checked against the commit history.
+    pub fn reads_verified(&self) -> u64 {
+        self.invariants.reads.served()
+    }
+
+    /// The command applied at `index` by any peer (all peers agree, or an invariant failed).
+    pub fn command_at(&self, index: Index) -> Option<&Bytes> {
+        self.invariants.state_machine.command_at(index)
+    }
+
+    pub(crate) fn services(&self) -> impl Iterator<Item = &Service> + '_ {
+        self.peers.iter().map(|peer| &peer.service)
+    }
+}

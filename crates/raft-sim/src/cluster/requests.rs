@@ -1,0 +1,64 @@
+//! Client requests on a peer: proposals, linearizable reads and leadership transfers.
+//!
+//! ```text
+//!  start(p, cmd) ─► propose ─► Flush event ─► the driving loop sends the entries
+//!  read_index(p) ─► read check begins (floor: everything committed now) ─► Flush
+//! ```
+
+use bytes::Bytes;
+use raft_core::{LogId, NodeId, ProposeError};
+
+use super::Cluster;
+use crate::trace::{hash_bytes, TraceEvent};
+
+impl Cluster {
+    /// Proposes `command` on `peer` (6.824's `Start`). Returns the id the entry will have if it
+    /// commits, or `None` when the peer is down or not the leader.
+    pub fn start(&mut self, peer: NodeId, command: Bytes) -> Option<LogId> {
+        let index = self.peer_index(peer);
+        let hash = hash_bytes(&command);
+        let node = self.peers[index].node.as_mut()?;
+        let id = node.propose(command).ok()?;
+        self.peers[index].proposals.insert(id.index, (id, hash));
+        self.counters.proposals += 1;
+        self.trace
+            .record(self.now_us, TraceEvent::Propose { peer: peer.0, id });
+        self.schedule_flush(index);
+        Some(id)
+    }
+
+    /// Requests a linearizable read on `peer`. Returns the read's context; its answer appears
+    /// in [`Cluster::reads`] (or [`Cluster::failed_reads`]).
+    pub fn read_index(&mut self, peer: NodeId) -> Result<u64, ProposeError> {
+        let index = self.peer_index(peer);
+        let context = self.next_read_context;
+        let committed = self.invariants.committed.max();
+        let Some(node) = self.peers[index].node.as_mut() else {
+            return Err(ProposeError::NotLeader { leader: None });
+        };
+        node.read_index(context)?;
+        self.next_read_context += 1;
+        self.invariants.reads.begin(context, peer, committed);
+        self.trace.record(
+            self.now_us,
+            TraceEvent::Note(format!("n{} read_index ctx={context}", peer.0)),
+        );
+        self.schedule_flush(index);
+        Ok(context)
+    }
+
+    /// Asks `leader` to hand leadership to `target`.
+    pub fn transfer_leader(&mut self, leader: NodeId, target: NodeId) -> Result<(), ProposeError> {
+        let index = self.peer_index(leader);
+        let Some(node) = self.peers[index].node.as_mut() else {
+            return Err(ProposeError::NotLeader { leader: None });
+        };
+        node.transfer_leader(target)?;
+        self.trace.record(
+            self.now_us,
+            TraceEvent::Note(format!("n{} transfer leadership to {target}", leader.0)),
+        );
+        self.schedule_flush(index);
+        Ok(())
+    }
+}

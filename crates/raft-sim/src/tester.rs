@@ -1,0 +1,368 @@
+//! The classic tester helpers, mirroring MIT 6.824's `config.go` over virtual time.
+//!
+//! ```text
+//!  check_one_leader ─► run until a connected peer leads (5 s virtual) ─► its id
+//!  one(cmd, n, retry) ─► start on connected peers in turn ─► run until n peers applied cmd
+//!  n_committed(i) ─► how many services applied index i, and the command there
+//!  wait(i, n, term) ─► like 6.824's wait: back off until n applied, give up on a new term
+//! ```
+//!
+//! Nothing here sleeps: every wait runs virtual time until a condition holds or a deadline
+//! passes, and a missed deadline panics with the seed and the trace.
+
+use bytes::Bytes;
+use raft_core::{Index, NodeId, Term};
+use rand::Rng;
+
+use crate::cluster::Cluster;
+
+/// Virtual time within which a leader must emerge once a majority can talk (6.824's 5 s).
+pub const LEADER_DEADLINE_MS: u64 = 5_000;
+/// How long [`Cluster::one`] keeps trying to get a command committed (6.824's 10 s).
+pub const AGREEMENT_DEADLINE_MS: u64 = 10_000;
+/// How long [`Cluster::one`] waits for one attempt to commit (6.824's 2 s).
+pub const ATTEMPT_DEADLINE_MS: u64 = 2_000;
+
+/// The bytes of a numeric command (8 bytes, little endian), as the classic tests use.
+pub fn command(value: u64) -> Bytes {
+    Bytes::copy_from_slice(&value.to_le_bytes())
+}
+
+impl Cluster {
+    /// A random numeric command drawn from the run's generator.
+    pub fn random_command(&mut self) -> Bytes {
+        let value: u64 = self.rng().gen();
+        command(value)
+    }
+
+    /// Peers that run and are attached to the network.
+    pub fn connected_peers(&self) -> Vec<NodeId> {
+        self.ids()
+            .into_iter()
+            .filter(|&id| self.is_alive(id) && self.is_connected(id))
+            .collect()
+    }
+
+    /// The leader of the highest term among connected running peers, if one leads.
+    pub fn connected_leader(&self) -> Option<NodeId> {
+        self.highest_term_leader(self.connected_peers())
+    }
+
+    /// Any running peer that believes it is the leader, with the highest term.
+    pub fn any_leader(&self) -> Option<NodeId> {
+        self.highest_term_leader(self.ids())
+    }
+
+    fn highest_term_leader(&self, peers: Vec<NodeId>) -> Option<NodeId> {
+        peers
+            .into_iter()
+            .filter_map(|id| {
+                let (term, is_leader) = self.node(id)?.state();
+                is_leader.then_some((term, id))
+            })
+            .max()
+            .map(|(_, id)| id)
+    }
+
+    /// Runs until a connected peer is leader (at most [`LEADER_DEADLINE_MS`]) and returns it.
+    pub fn check_one_leader(&mut self) -> NodeId {
+        self.run_until(
+            |cluster| cluster.connected_leader().is_some(),
+            LEADER_DEADLINE_MS,
+        );
+        match self.connected_leader() {
+            Some(leader) => leader,
+            None => self.fail_scenario(&format!(
+                "expected one leader among connected peers within {LEADER_DEADLINE_MS} ms"
+            )),
+        }
+    }
+
+    /// Runs until every connected running peer is in the same term (at most 1 s) and
+    /// returns that term.
+    pub fn check_terms(&mut self) -> Term {
+        let agreed = |cluster: &Cluster| {
+            let mut terms = cluster
+                .connected_peers()
+                .into_iter()
+                .filter_map(|id| cluster.node(id).map(|node| node.term()));
+            let first = terms.next();
+            first.filter(|&first| terms.all(|term| term == first))
+        };
+        self.run_until(|cluster| agreed(cluster).is_some(), 1_000);
+        match agreed(self) {
+            Some(term) => term,
+            None => self.fail_scenario("connected peers disagree on the term"),
+        }
+    }
+
+    /// Fails unless no connected running peer believes it is the leader.
+    pub fn check_no_leader(&self) {
+        for id in self.connected_peers() {
+            if self.node(id).is_some_and(|node| node.state().1) {
+                self.fail_scenario(&format!("{id} is leader, but no leader was expected"));
+            }
+        }
+    }
+
+    /// How many services applied `index`, and the command applied there (6.824's
+    /// `nCommitted`; the invariant checkers guarantee all of them agree).
+    pub fn n_committed(&self, index: Index) -> (usize, Option<Bytes>) {
+        let count = self
+            .services()
+            .filter(|service| service.applied() >= index)
+            .count();
+        (count, self.command_at(index).cloned())
+    }
+
+    /// Gets `command` committed on at least `expected_servers` peers, proposing it on the
+    /// connected peers in turn (6.824's `one`). With `retry`, a failed attempt is retried
+    /// until [`AGREEMENT_DEADLINE_MS`]. Returns the index it committed at.
+    pub fn one(&mut self, command: Bytes, expected_servers: usize, retry: bool) -> Index {
+        let started_ms = self.now_ms();
+        let ids = self.ids();
+        let mut next = 0;
+        while self.now_ms() - started_ms < AGREEMENT_DEADLINE_MS {
+            let mut proposed = None;
+            for _ in 0..ids.len() {
+                next = (next + 1) % ids.len();
+                let id = ids[next];
+                if self.is_alive(id) && self.is_connected(id) {
+                    if let Some(log_id) = self.start(id, command.clone()) {
+                        proposed = Some(log_id.index);
+                        break;
+                    }
+                }
+            }
+            let Some(index) = proposed else {
+                self.run_for(50);
+                continue;
+            };
+            let mut lost = false;
+            let committed = self.run_until(
+                |cluster| {
+                    let (count, applied) = cluster.n_committed(index);
+                    lost = applied.as_ref().is_some_and(|applied| *applied != command)
+                        || (count > 0 && applied.is_none());
+                    lost || (count > 0
+                        && count >= expected_servers
+                        && applied.as_ref() == Some(&command))
+                },
+                ATTEMPT_DEADLINE_MS,
+            );
+            if committed && !lost {
+                return index;
+            }
+            if !retry {
+                self.fail_scenario(&format!(
+                    "one({command:?}) failed to reach agreement on {expected_servers} peers"
+                ));
+            }
+        }
+        self.fail_scenario(&format!(
+            "one({command:?}) failed to reach agreement on {expected_servers} peers within {AGREEMENT_DEADLINE_MS} ms"
+        ))
+    }
+
+    /// Waits for `index` to be applied on `n` peers, backing off as 6.824's `wait` does.
+    /// Returns the command there, or `None` if some peer moved past `start_term` (the
+    /// proposal may have been lost with its leader).
+    pub fn wait(&mut self, index: Index, n: usize, start_term: Option<Term>) -> Option<Bytes> {
+        let mut backoff_ms = 10;
+        for _ in 0..30 {
+            if self.n_committed(index).0 >= n {
+                break;
+            }
+            self.run_for(backoff_ms);
+            if backoff_ms < 1_000 {
+                backoff_ms *= 2;
+            }
+            if let Some(start_term) = start_term {
+                let moved_on = self
+                    .ids()
+                    .into_iter()
+                    .filter_map(|id| self.node(id))
+                    .any(|node| node.term() > start_term);
+                if moved_on {
+                    return None;
+                }
+            }
+        }
+        let (count, command) = self.n_committed(index);
+        if count < n {
+            self.fail_scenario(&format!("only {count} peers applied {index}, wanted {n}"));
+        }
+        command
+    }
+
+    /// Entries held in `peer`'s storage (the durable log beyond its snapshot).
+    pub fn log_size(&self, peer: NodeId) -> usize {
+        match self.node(peer) {
+            Some(node) => node.storage().stored_entries().count(),
+            None => 0,
+        }
+    }
+
+    /// The largest [`Cluster::log_size`] over running peers.
+    pub fn max_log_size(&self) -> usize {
+        self.ids()
+            .into_iter()
+            .map(|id| self.log_size(id))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Requests sent so far (labrpc's RPC count: responses are not counted).
+    pub fn rpc_total(&self) -> u64 {
+        self.network_stats().rpc_count()
+    }
+
+    /// Bytes of requests sent so far (labrpc's byte count).
+    pub fn bytes_total(&self) -> u64 {
+        self.network_stats().rpc_bytes()
+    }
+
+    /// Runs until a leader is elected among the connected peers, it has committed an entry
+    /// of its term, and every connected running peer applied through that entry; returns the
+    /// leader. Fails after `deadline_ms`.
+    pub fn wait_for_stable_leader(&mut self, deadline_ms: u64) -> NodeId {
+        let stable = |cluster: &Cluster| {
+            let leader = cluster.connected_leader()?;
+            let node = cluster.node(leader)?;
+            let commit = node.commit_index();
+            let term_committed = node.term_at(commit).ok()? == node.term();
+            let all_applied = cluster
+                .connected_peers()
+                .into_iter()
+                .all(|id| cluster.service(id).applied() >= commit);
+            (term_committed && all_applied).then_some(leader)
+        };
+        self.run_until(|cluster| stable(cluster).is_some(), deadline_ms);
+        match stable(self) {
+            Some(leader) => leader,
+            None => self.fail_scenario(&format!(
+                "no stable leader (committed in its term, applied everywhere) within {deadline_ms} ms"
+            )),
+        }
+    }
+}
+
+/// Where an [`Agreement`] stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgreementState {
+    /// Still trying.
+    Pending,
+    /// Committed at this index on enough peers.
+    Committed(Index),
+    /// Gave up; the text says why.
+    Failed(String),
+}
+
+/// One client's `one()` as a step-by-step state machine, so several can run at once (the
+/// classic tests run `one()` in goroutines).
+#[derive(Clone, Debug)]
+pub struct Agreement {
+    command: Bytes,
+    expected_servers: usize,
+    retry: bool,
+    started_ms: u64,
+    next_peer: usize,
+    /// The index proposed at, and when.
+    attempt: Option<(Index, u64)>,
+    idle_until_ms: u64,
+}
+
+impl Agreement {
+    /// A client that wants `command` committed on `expected_servers` peers.
+    pub fn new(
+        cluster: &Cluster,
+        command: Bytes,
+        expected_servers: usize,
+        retry: bool,
+    ) -> Agreement {
+        Agreement {
+            command,
+            expected_servers,
+            retry,
+            started_ms: cluster.now_ms(),
+            next_peer: 0,
+            attempt: None,
+            idle_until_ms: 0,
+        }
+    }
+
+    /// Advances the client: checks its attempt, or proposes again.
+    pub fn poll(&mut self, cluster: &mut Cluster) -> AgreementState {
+        let now_ms = cluster.now_ms();
+        if let Some((index, since_ms)) = self.attempt {
+            let (count, applied) = cluster.n_committed(index);
+            let lost = match &applied {
+                Some(applied) => *applied != self.command,
+                None => count > 0,
+            };
+            if !lost && count >= self.expected_servers.max(1) {
+                return AgreementState::Committed(index);
+            }
+            if !lost && now_ms - since_ms < ATTEMPT_DEADLINE_MS {
+                return AgreementState::Pending;
+            }
+            if !self.retry {
+                return AgreementState::Failed(format!(
+                    "{:?} did not reach agreement on {} peers",
+                    self.command, self.expected_servers
+                ));
+            }
+            self.attempt = None;
+        }
+        if now_ms - self.started_ms >= AGREEMENT_DEADLINE_MS {
+            return AgreementState::Failed(format!(
+                "{:?} did not reach agreement on {} peers within {AGREEMENT_DEADLINE_MS} ms",
+                self.command, self.expected_servers
+            ));
+        }
+        if now_ms < self.idle_until_ms {
+            return AgreementState::Pending;
+        }
+        let ids = cluster.ids();
+        for _ in 0..ids.len() {
+            self.next_peer = (self.next_peer + 1) % ids.len();
+            let id = ids[self.next_peer];
+            if cluster.is_alive(id) && cluster.is_connected(id) {
+                if let Some(log_id) = cluster.start(id, self.command.clone()) {
+                    self.attempt = Some((log_id.index, now_ms));
+                    return AgreementState::Pending;
+                }
+            }
+        }
+        self.idle_until_ms = now_ms + 50;
+        AgreementState::Pending
+    }
+}
+
+impl Cluster {
+    /// Runs several `one()`s at once (each a client retrying on its own) and returns the
+    /// index each committed at; fails if any gives up.
+    pub fn one_concurrently(&mut self, requests: Vec<(Bytes, usize, bool)>) -> Vec<Index> {
+        let mut clients: Vec<Agreement> = requests
+            .into_iter()
+            .map(|(command, expected, retry)| Agreement::new(self, command, expected, retry))
+            .collect();
+        let mut done: Vec<Option<Index>> = vec![None; clients.len()];
+        loop {
+            for (client, slot) in clients.iter_mut().zip(done.iter_mut()) {
+                if slot.is_some() {
+                    continue;
+                }
+                match client.poll(self) {
+                    AgreementState::Pending => {}
+                    AgreementState::Committed(index) => *slot = Some(index),
+                    AgreementState::Failed(why) => self.fail_scenario(&why),
+                }
+            }
+            if done.iter().all(Option::is_some) {
+                return done.into_iter().flatten().collect();
+            }
+            self.run_for(1);
+        }
+    }
+}
