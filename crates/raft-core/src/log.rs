@@ -192,8 +192,9 @@ impl<S: Storage> RaftLog<S> {
 
     /// Appends `entries` (contiguous, starting at most one past the last index), replacing any
     /// suffix from the first entry's index on. Returns the new last index.
-    pub fn append(&mut self, entries: &[Entry]) -> Index {
-        let Some(first) = entries.first() else {
+    pub fn append(&mut self, entries: impl IntoIterator<Item = Entry>) -> Index {
+        let mut entries = entries.into_iter().peekable();
+        let Some(first) = entries.peek() else {
             return self.last_index();
         };
         let first_index = first.index();
@@ -219,7 +220,7 @@ impl<S: Storage> RaftLog<S> {
             unstable.offset = first_index;
         }
         unstable.handed_out_below = unstable.handed_out_below.min(first_index);
-        unstable.entries.extend(entries.iter().cloned());
+        unstable.entries.extend(entries);
         self.last_index()
     }
 
@@ -400,7 +401,7 @@ mod tests {
     #[test]
     fn unstable_entries_become_stable_only_when_reported() {
         let mut log = new_log();
-        log.append(&[entry(1, 1), entry(1, 2)]);
+        log.append([entry(1, 1), entry(1, 2)]);
         assert_eq!(log.durable_index(), Index(0));
         let (_, handed) = log.take_unpersisted();
         assert_eq!(handed.len(), 2);
@@ -414,9 +415,9 @@ mod tests {
     #[test]
     fn overwritten_entries_are_not_marked_stable() {
         let mut log = new_log();
-        log.append(&[entry(1, 1), entry(1, 2)]);
+        log.append([entry(1, 1), entry(1, 2)]);
         let _ = log.take_unpersisted();
-        log.append(&[entry(2, 2)]);
+        log.append([entry(2, 2)]);
         log.stable_to(LogId::new(Term(1), Index(2)));
         assert_eq!(log.durable_index(), Index(0));
         let (_, handed) = log.take_unpersisted();
@@ -428,7 +429,7 @@ mod tests {
     #[test]
     fn find_conflict_by_term_skips_higher_terms() {
         let mut log = new_log();
-        log.append(&[
+        log.append([
             entry(1, 1),
             entry(2, 2),
             entry(2, 3),
@@ -506,7 +507,7 @@ mod tests {
                             let floor = log.committed().0;
                             let first = last.saturating_sub(back).max(floor) + 1;
                             let entries: Vec<Entry> = (first..first + count).map(|i| entry(term, i)).collect();
-                            log.append(&entries);
+                            log.append(entries.iter().cloned());
                             model.truncate((first - 1) as usize);
                             model.extend(entries);
                         }
@@ -519,7 +520,7 @@ mod tests {
                         }
                         Op::Complete => {
                             if let Some(request) = outstanding.pop_front() {
-                                log.storage_mut().persist(&request);
+                                log.storage_mut().persist(request.clone());
                                 if let Some(last) = request.entries.last() {
                                     log.stable_to(last.id);
                                 }
@@ -544,7 +545,7 @@ mod tests {
                                     },
                                     data: Bytes::new(),
                                 };
-                                log.storage_mut().persist(&PersistRequest { id: 0, snapshot: Some(snapshot), entries: vec![], hard_state: None });
+                                log.storage_mut().persist(PersistRequest { id: 0, snapshot: Some(snapshot), entries: vec![], hard_state: None });
                             }
                         }
                     }

@@ -505,7 +505,7 @@ impl<S: Storage> Raft<S> {
             return Err(ProposeError::Busy);
         }
         let id = LogId::new(self.term, self.log.last_index().next());
-        self.log.append(&[Entry { id, kind, data }]);
+        self.log.append(std::iter::once(Entry { id, kind, data }));
         self.uncommitted.push_back((id.index, entry_bytes));
         self.uncommitted_bytes += entry_bytes;
         self.replication_due = true;

@@ -166,7 +166,7 @@ impl<S: Storage> Raft<S> {
                 ));
             }
             let from_conflict = (conflict.0 - prev.index.0 - 1) as usize;
-            self.log.append(&entries[from_conflict..]);
+            self.log.append(entries.into_iter().skip(from_conflict));
         }
         self.log.commit_to(leader_commit.min(last_new));
         let term = self.term;

@@ -95,12 +95,13 @@ impl MemStorage {
 
     /// Makes a [`PersistRequest`] durable, in the documented order: snapshot, then entries
     /// (replacing any conflicting suffix), then hard state.
-    pub fn persist(&mut self, request: &PersistRequest) {
-        if let Some(snapshot) = &request.snapshot {
-            self.apply_snapshot(snapshot.clone());
+    pub fn persist(&mut self, request: PersistRequest) {
+        if let Some(snapshot) = request.snapshot {
+            self.apply_snapshot(snapshot);
         }
         if let Some(first) = request.entries.first() {
-            self.append(&request.entries, first.index());
+            let first = first.index();
+            self.append(request.entries, first);
         }
         if let Some(hard_state) = request.hard_state {
             self.hard_state = hard_state;
@@ -126,14 +127,14 @@ impl MemStorage {
         self.snapshot.meta.last_included.index
     }
 
-    fn append(&mut self, entries: &[Entry], first: Index) {
+    fn append(&mut self, mut entries: Vec<Entry>, first: Index) {
         let snapshot_index = self.snapshot_index();
         // Entries at or below the snapshot are already covered by it.
         let skip = snapshot_index.0.saturating_sub(first.0 - 1) as usize;
         if skip >= entries.len() {
             return;
         }
-        let entries = &entries[skip..];
+        entries.drain(..skip);
         let first = entries[0].index();
         assert!(
             first.0 <= snapshot_index.0 + 1 + self.entries.len() as u64,
@@ -142,7 +143,7 @@ impl MemStorage {
         );
         let keep = (first.0 - snapshot_index.0 - 1) as usize;
         self.entries.truncate(keep);
-        self.entries.extend(entries.iter().cloned());
+        self.entries.extend(entries);
     }
 
     fn apply_snapshot(&mut self, snapshot: Snapshot) {

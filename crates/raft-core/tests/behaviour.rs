@@ -34,8 +34,9 @@ fn single_peer_elects_itself_and_commits_after_its_write_is_durable() {
         Index(1),
         "not committed before durable"
     );
-    net.peer(1).storage_mut().persist(&persist);
-    net.peer(1).on_persisted(persist.id);
+    let persist_id = persist.id;
+    net.peer(1).storage_mut().persist(persist);
+    net.peer(1).on_persisted(persist_id);
     assert_eq!(net.peer(1).commit_index(), Index(2));
 }
 
@@ -161,8 +162,9 @@ fn leader_sends_appends_before_its_own_write_and_followers_ack_after_theirs() {
         "ack sent before durable"
     );
     let persist = ready.persist.expect("entries");
-    raft.storage_mut().persist(&persist);
-    raft.on_persisted(persist.id);
+    let persist_id = persist.id;
+    raft.storage_mut().persist(persist);
+    raft.on_persisted(persist_id);
     let ready = raft.ready();
     assert!(matches!(
         ready.messages[0].body,
@@ -194,7 +196,7 @@ fn entries_of_earlier_terms_are_not_committed_by_counting() {
                 data: Bytes::from_static(b"two"),
             });
         }
-        raft.storage_mut().persist(&raft_core::PersistRequest {
+        raft.storage_mut().persist(raft_core::PersistRequest {
             id: 0,
             snapshot: None,
             entries,
@@ -217,8 +219,9 @@ fn entries_of_earlier_terms_are_not_committed_by_counting() {
     assert_eq!(leader.role(), Role::Candidate);
     let ready = leader.ready();
     let persist = ready.persist.expect("term and vote");
-    leader.storage_mut().persist(&persist);
-    leader.on_persisted(persist.id);
+    let persist_id = persist.id;
+    leader.storage_mut().persist(persist);
+    leader.on_persisted(persist_id);
     let requests = leader.ready().messages;
     assert_eq!(
         requests.len(),
@@ -258,8 +261,9 @@ fn entries_of_earlier_terms_are_not_committed_by_counting() {
     );
     let ready = leader.ready();
     if let Some(persist) = ready.persist {
-        leader.storage_mut().persist(&persist);
-        leader.on_persisted(persist.id);
+        let persist_id = persist.id;
+        leader.storage_mut().persist(persist);
+        leader.on_persisted(persist_id);
     }
     leader
         .step(msg(

@@ -84,8 +84,9 @@ impl Net {
             }
             self.queue.extend(ready.messages);
             if let Some(persist) = ready.persist {
-                peer.raft.storage_mut().persist(&persist);
-                peer.raft.on_persisted(persist.id);
+                let persist_id = persist.id;
+                peer.raft.storage_mut().persist(persist);
+                peer.raft.on_persisted(persist_id);
             }
             if let Some(snapshot) = ready.snapshot_to_apply {
                 peer.applied

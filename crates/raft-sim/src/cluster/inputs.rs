@@ -86,25 +86,27 @@ impl Cluster {
         }
         let id = current.id;
         let node = current.node.as_mut()?;
+        let (persist_id, hard_state, entry_count) =
+            (request.id, request.hard_state, request.entries.len());
         match current.shadow_storage.as_mut() {
-            Some(shadow) => shadow.persist(&request),
-            None => node.storage_mut().persist(&request),
+            Some(shadow) => shadow.persist(request),
+            None => node.storage_mut().persist(request),
         }
-        if let Some(hard_state) = request.hard_state {
+        if let Some(hard_state) = hard_state {
             let check = self.invariants.durable.on_persisted(id, hard_state);
             self.check(check);
         }
         if self.peers[peer].shadow_storage.is_none() {
             let node = self.peers[peer].node.as_mut()?;
-            node.on_persisted(request.id);
+            node.on_persisted(persist_id);
         }
         self.counters.disk_writes += 1;
         self.trace.record(
             self.now_us,
             TraceEvent::DiskDone {
                 peer: id.0,
-                id: request.id,
-                entries: request.entries.len(),
+                id: persist_id,
+                entries: entry_count,
             },
         );
         self.after_input(peer);

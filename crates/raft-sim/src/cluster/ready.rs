@@ -163,7 +163,7 @@ impl Cluster {
             // The planted bug: the write is visible and acknowledged at once; only the shadow
             // (what really reached the disk) waits for the completion.
             if let Some(node) = self.peers[peer].node.as_mut() {
-                node.storage_mut().persist(&request);
+                node.storage_mut().persist(request.clone());
                 node.on_persisted(request.id);
             }
         }
