@@ -397,25 +397,38 @@ fn leadership_transfer_hands_over_to_the_target() {
     assert_eq!(net.peer(1).role(), Role::Follower);
 }
 
-#[test]
-fn compaction_then_snapshot_install_catches_up_a_lagging_follower() {
+/// A 3-peer cluster whose leader (peer 1) committed `entries` while peer 3 was cut off, then
+/// compacted its log into a snapshot holding `snapshot_data`; peer 3 is still cut off.
+fn leader_compacted_past_lagging_follower(
+    snapshot_chunk_bytes: u64,
+    entries: u8,
+    snapshot_data: Bytes,
+) -> Net {
     let mut net = Net::with_config(3, |id| {
         let mut config = config(id);
-        config.snapshot_chunk_bytes = 3; // several chunks
+        config.snapshot_chunk_bytes = snapshot_chunk_bytes;
         config
     });
     net.elect(1);
     net.cut.insert(NodeId(3));
-    for k in 0..20u8 {
+    for k in 0..entries {
         net.peer(1).propose(Bytes::from(vec![k])).expect("leader");
     }
     net.settle();
-    let applied = net.peers[&NodeId(1)].raft.status().applied;
+    let applied = net.peer(1).status().applied;
     net.peer(1)
-        .compact(applied, Bytes::from_static(b"state-of-the-service"))
+        .compact(applied, snapshot_data)
         .expect("compact");
     net.settle();
     assert_eq!(net.peer(1).status().snapshot_index, applied);
+    net
+}
+
+#[test]
+fn compaction_then_snapshot_install_catches_up_a_lagging_follower() {
+    // Several chunks of 3 bytes.
+    let mut net =
+        leader_compacted_past_lagging_follower(3, 20, Bytes::from_static(b"state-of-the-service"));
     net.cut.clear();
     net.tick_all(6);
     let follower = &net.peers[&NodeId(3)];
@@ -536,23 +549,8 @@ fn bad_input_is_dropped_and_counted_not_panicked_on() {
 
 #[test]
 fn snapshot_transfer_resumes_after_a_lost_chunk_without_restarting() {
-    let mut net = Net::with_config(3, |id| {
-        let mut config = config(id);
-        config.snapshot_chunk_bytes = 4;
-        config
-    });
-    net.elect(1);
-    net.cut.insert(NodeId(3));
-    for k in 0..10u8 {
-        net.peer(1).propose(Bytes::from(vec![k])).expect("leader");
-    }
-    net.settle();
-    let applied = net.peer(1).status().applied;
-    let snapshot_data = Bytes::from_static(b"0123456789abcdefghij"); // 5 chunks
-    net.peer(1)
-        .compact(applied, snapshot_data.clone())
-        .expect("compact");
-    net.settle();
+    let snapshot_data = Bytes::from_static(b"0123456789abcdefghij"); // 5 chunks of 4 bytes
+    let mut net = leader_compacted_past_lagging_follower(4, 10, snapshot_data.clone());
     net.cut.clear();
     // Lose the third chunk once.
     let lost = std::rc::Rc::new(std::cell::Cell::new(None));
