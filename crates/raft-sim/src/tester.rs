@@ -35,6 +35,14 @@ impl Cluster {
         command(value)
     }
 
+    /// The peer `offset` places after `peer` in id order (wrapping), so scenarios can pick
+    /// "another peer" deterministically.
+    pub fn peer_after(&self, peer: NodeId, offset: usize) -> NodeId {
+        let ids = self.ids();
+        let position = ids.iter().position(|&id| id == peer).unwrap_or(0);
+        ids[(position + offset) % ids.len()]
+    }
+
     /// Peers that run and are attached to the network.
     pub fn connected_peers(&self) -> Vec<NodeId> {
         self.ids()

@@ -10,13 +10,6 @@ fn cluster(peers: usize, seed: u64) -> Cluster {
     Cluster::new(SimConfig::new(peers, seed))
 }
 
-/// The peer `offset` places after `peer` in id order.
-fn after(cluster: &Cluster, peer: NodeId, offset: usize) -> NodeId {
-    let ids = cluster.ids();
-    let position = ids.iter().position(|&id| id == peer).unwrap_or(0);
-    ids[(position + offset) % ids.len()]
-}
-
 /// Heartbeats a leader sends to one follower in `ms` of idleness, plus slack for one more.
 fn heartbeats_in(cluster: &Cluster, ms: u64) -> u64 {
     let config = cluster.config();
@@ -77,13 +70,13 @@ fn progressive_follower_failure() {
         let timeout = cluster.config().election_timeout_ms();
         cluster.one(command(101), 3, false);
         let leader1 = cluster.check_one_leader();
-        cluster.disconnect(after(&cluster, leader1, 1));
+        cluster.disconnect(cluster.peer_after(leader1, 1));
         cluster.one(command(102), 2, false);
         cluster.run_for(timeout);
         let last = cluster.one(command(103), 2, false);
         let leader2 = cluster.check_one_leader();
-        cluster.disconnect(after(&cluster, leader2, 1));
-        cluster.disconnect(after(&cluster, leader2, 2));
+        cluster.disconnect(cluster.peer_after(leader2, 1));
+        cluster.disconnect(cluster.peer_after(leader2, 2));
         let Some(id) = cluster.start(leader2, command(104)) else {
             cluster.fail_scenario("leader rejected Start()");
         };
@@ -130,7 +123,7 @@ fn agreement_despite_follower_disconnection() {
         let timeout = cluster.config().election_timeout_ms();
         cluster.one(command(101), 3, false);
         let leader = cluster.check_one_leader();
-        let follower = after(&cluster, leader, 1);
+        let follower = cluster.peer_after(leader, 1);
         cluster.disconnect(follower);
         cluster.one(command(102), 2, false);
         cluster.one(command(103), 2, false);
@@ -152,7 +145,7 @@ fn no_agreement_without_majority() {
         let first = cluster.one(command(10), 5, false);
         let leader = cluster.check_one_leader();
         for offset in 1..=3 {
-            cluster.disconnect(after(&cluster, leader, offset));
+            cluster.disconnect(cluster.peer_after(leader, offset));
         }
         let Some(id) = cluster.start(leader, command(20)) else {
             cluster.fail_scenario("leader rejected Start()");
@@ -169,7 +162,7 @@ fn no_agreement_without_majority() {
             cluster.fail_scenario(&format!("{} committed without a majority", id.index));
         }
         for offset in 1..=3 {
-            cluster.connect(after(&cluster, leader, offset));
+            cluster.connect(cluster.peer_after(leader, offset));
         }
         // The disconnected majority may elect a leader of its own, or the old one returns.
         let leader2 = cluster.check_one_leader();
@@ -263,7 +256,7 @@ fn leader_backs_up_over_long_divergent_logs_quickly() {
         // Put the leader and one follower in a partition, with 50 entries that cannot commit.
         let leader1 = cluster.check_one_leader();
         for offset in 2..=4 {
-            cluster.disconnect(after(&cluster, leader1, offset));
+            cluster.disconnect(cluster.peer_after(leader1, offset));
         }
         for _ in 0..50 {
             let command = cluster.random_command();
@@ -271,10 +264,10 @@ fn leader_backs_up_over_long_divergent_logs_quickly() {
         }
         cluster.run_for(timeout / 2);
         cluster.disconnect(leader1);
-        cluster.disconnect(after(&cluster, leader1, 1));
+        cluster.disconnect(cluster.peer_after(leader1, 1));
         // The other three commit 50 entries of their own.
         for offset in 2..=4 {
-            cluster.connect(after(&cluster, leader1, offset));
+            cluster.connect(cluster.peer_after(leader1, offset));
         }
         for _ in 0..50 {
             let command = cluster.random_command();
@@ -282,9 +275,9 @@ fn leader_backs_up_over_long_divergent_logs_quickly() {
         }
         // Their leader and one follower are cut off with 50 more uncommittable entries.
         let leader2 = cluster.check_one_leader();
-        let mut other = after(&cluster, leader1, 2);
+        let mut other = cluster.peer_after(leader1, 2);
         if other == leader2 {
-            other = after(&cluster, leader2, 1);
+            other = cluster.peer_after(leader2, 1);
         }
         cluster.disconnect(other);
         for _ in 0..50 {
@@ -298,7 +291,7 @@ fn leader_backs_up_over_long_divergent_logs_quickly() {
             cluster.disconnect(id);
         }
         cluster.connect(leader1);
-        cluster.connect(after(&cluster, leader1, 1));
+        cluster.connect(cluster.peer_after(leader1, 1));
         cluster.connect(other);
         // Fast backtracking: the first agreement costs a few appends per follower, not one per
         // divergent entry (over 50 here).
@@ -452,7 +445,7 @@ fn read_index_sees_every_acknowledged_write() {
         }
         // A leader cut off in a minority must not answer reads.
         let leader = cluster.check_one_leader();
-        let partner = after(&cluster, leader, 1);
+        let partner = cluster.peer_after(leader, 1);
         let majority: Vec<NodeId> = ids
             .iter()
             .copied()

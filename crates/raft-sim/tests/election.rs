@@ -8,13 +8,6 @@ fn cluster(peers: usize, seed: u64) -> Cluster {
     Cluster::new(SimConfig::new(peers, seed))
 }
 
-/// A follower of `leader` chosen by the seed.
-fn follower_of(cluster: &mut Cluster, leader: NodeId, skip: usize) -> NodeId {
-    let ids = cluster.ids();
-    let position = ids.iter().position(|&id| id == leader).unwrap_or(0);
-    ids[(position + 1 + skip) % ids.len()]
-}
-
 #[test]
 fn initial_election_elects_one_leader_and_terms_stay_stable() {
     for_each_seed(
@@ -64,7 +57,7 @@ fn re_election_after_leader_loss() {
         cluster.connect(leader1);
         let leader2 = cluster.check_one_leader();
         // No quorum: no leader.
-        let other = follower_of(&mut cluster, leader2, 0);
+        let other = cluster.peer_after(leader2, 1);
         cluster.disconnect(leader2);
         cluster.disconnect(other);
         cluster.run_for(2 * timeout);
@@ -110,7 +103,7 @@ fn rejoining_peer_does_not_disturb_healthy_leader() {
         let mut cluster = cluster(5, seed);
         let leader = cluster.wait_for_stable_leader(5_000);
         let term = cluster.check_terms();
-        let isolated = follower_of(&mut cluster, leader, 1);
+        let isolated = cluster.peer_after(leader, 2);
         cluster.disconnect(isolated);
         // Many election timeouts alone: with PreVote its term must not grow.
         cluster.run_for(10 * cluster.config().election_timeout_ms());
@@ -140,7 +133,7 @@ fn leader_in_minority_steps_down() {
         let timeout = cluster.config().election_timeout_ms();
         let leader = cluster.wait_for_stable_leader(5_000);
         let ids = cluster.ids();
-        let partner = follower_of(&mut cluster, leader, 0);
+        let partner = cluster.peer_after(leader, 1);
         let majority: Vec<NodeId> = ids
             .iter()
             .copied()
@@ -183,7 +176,7 @@ fn leadership_transfer_hands_over_quickly() {
         let mut cluster = cluster(5, seed);
         let timeout = cluster.config().election_timeout_ms();
         let leader = cluster.wait_for_stable_leader(5_000);
-        let target = follower_of(&mut cluster, leader, 2);
+        let target = cluster.peer_after(leader, 3);
         // Let the target fall behind, so the transfer must catch it up first.
         cluster.disconnect(target);
         for _ in 0..5 {

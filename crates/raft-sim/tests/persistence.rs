@@ -10,12 +10,6 @@ fn cluster(peers: usize, seed: u64) -> Cluster {
     Cluster::new(SimConfig::new(peers, seed))
 }
 
-fn after(cluster: &Cluster, peer: NodeId, offset: usize) -> NodeId {
-    let ids = cluster.ids();
-    let position = ids.iter().position(|&id| id == peer).unwrap_or(0);
-    ids[(position + offset) % ids.len()]
-}
-
 /// 6.824's `crash1`: the peer stops and is detached from the network.
 fn crash1(cluster: &mut Cluster, peer: NodeId) {
     cluster.crash(peer);
@@ -48,7 +42,7 @@ fn persist_survives_full_restarts() {
         // Wait for the restarted leader to catch up before the next victim.
         cluster.wait(index, 3, None);
         let leader3 = cluster.check_one_leader();
-        let victim = after(&cluster, leader3, 1);
+        let victim = cluster.peer_after(leader3, 1);
         cluster.disconnect(victim);
         cluster.one(command(15), 2, true);
         cluster.restart(victim);
@@ -67,7 +61,7 @@ fn persist_survives_partitioned_restarts() {
             value += 1;
             cluster.one(command(value), 5, true);
             let leader = cluster.check_one_leader();
-            let peer = |offset| after(&cluster, leader, offset);
+            let peer = |offset| cluster.peer_after(leader, offset);
             let (p1, p2, p3, p4) = (peer(1), peer(2), peer(3), peer(4));
             cluster.disconnect(p1);
             cluster.disconnect(p2);
@@ -98,7 +92,7 @@ fn persist_survives_leader_and_follower_crash() {
         let mut cluster = cluster(3, seed);
         cluster.one(command(101), 3, true);
         let leader = cluster.check_one_leader();
-        let (p1, p2) = (after(&cluster, leader, 1), after(&cluster, leader, 2));
+        let (p1, p2) = (cluster.peer_after(leader, 1), cluster.peer_after(leader, 2));
         cluster.disconnect(p2);
         cluster.one(command(102), 2, true);
         crash1(&mut cluster, leader);

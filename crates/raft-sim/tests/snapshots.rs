@@ -2,7 +2,6 @@
 //! [`SNAPSHOT_INTERVAL`] entries, lagging followers are brought up to date by InstallSnapshot,
 //! and peers restart from snapshots. Every scenario runs over many seeds.
 
-use raft_core::NodeId;
 use raft_sim::{for_each_seed, Cluster, SimConfig};
 use rand::Rng;
 
@@ -23,12 +22,6 @@ fn snapshot_cluster(peers: usize, seed: u64, reliable: bool) -> Cluster {
     Cluster::new(config)
 }
 
-fn after(cluster: &Cluster, peer: NodeId, offset: usize) -> NodeId {
-    let ids = cluster.ids();
-    let position = ids.iter().position(|&id| id == peer).unwrap_or(0);
-    ids[(position + offset) % ids.len()]
-}
-
 fn check_log_size(cluster: &Cluster) {
     let size = cluster.max_log_size();
     if size > LOG_SIZE_MAX {
@@ -43,9 +36,9 @@ fn snapshot_common(seed: u64, disconnect: bool, reliable: bool, crash: bool) -> 
     cluster.one(first, 3, true);
     let mut leader = cluster.check_one_leader();
     for iteration in 0..30 {
-        let (mut victim, mut sender) = (after(&cluster, leader, 1), leader);
+        let (mut victim, mut sender) = (cluster.peer_after(leader, 1), leader);
         if iteration % 3 == 1 {
-            sender = after(&cluster, leader, 1);
+            sender = cluster.peer_after(leader, 1);
             victim = leader;
         }
         if disconnect {
