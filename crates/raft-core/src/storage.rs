@@ -104,7 +104,12 @@ impl MemStorage {
             self.append(request.entries, first);
         }
         if let Some(hard_state) = request.hard_state {
-            self.hard_state = hard_state;
+            // Everything the snapshot covers is committed, whatever the request says.
+            let commit = hard_state.commit.max(self.snapshot_index());
+            self.hard_state = HardState {
+                commit,
+                ..hard_state
+            };
         }
     }
 

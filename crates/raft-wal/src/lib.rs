@@ -1,0 +1,50 @@
+//! # raft-wal
+//!
+//! Durable storage for [`raft_core`]: a segmented write-ahead log holding the entries and the
+//! hard state, and snapshot files, in one data directory.
+//!
+//! ```text
+//!  data-dir/
+//!    LOCK                                  held while a process has the log open
+//!    00000000000000000001.wal ...          segments: header, then framed records (codec)
+//!    snapshot-<index>-<term>.snap          the newest snapshot (written via a .tmp + rename)
+//!
+//!  core.ready().persist ─► Wal::write / GroupCommit::submit ─► fdatasync ─► core.on_persisted
+//!  core reads            ◄─ WalStorage (index in memory, tail cache, positioned file reads)
+//! ```
+//!
+//! Guarantees: a write is reported durable only after its fdatasync; a torn write at the end
+//! of the log is truncated on the next open; damage anywhere else stops the open with an error
+//! naming the file and the offset; after an I/O error the log accepts no more writes.
+//!
+//! ```no_run
+//! use raft_core::{Configuration, NodeId, PersistRequest};
+//! use raft_wal::{Wal, WalOptions};
+//!
+//! let configuration = Configuration::new([NodeId(1), NodeId(2), NodeId(3)]);
+//! let mut wal = Wal::open("/var/lib/raftkv/1", configuration, WalOptions::default())?;
+//! let storage = wal.storage(); // give this to raft_core::Raft::new
+//! # let request = PersistRequest { id: 1, snapshot: None, entries: vec![], hard_state: None };
+//! wal.persist(request)?;       // then raft.on_persisted(id)
+//! # Ok::<(), raft_wal::WalError>(())
+//! ```
+
+#![deny(missing_docs)]
+
+mod codec;
+mod error;
+mod fsutil;
+mod index;
+mod pending;
+mod recovery;
+mod segment;
+mod snapshot_file;
+mod storage;
+mod wal;
+mod writer;
+
+pub use error::WalError;
+pub use recovery::RecoveryReport;
+pub use storage::WalStorage;
+pub use wal::{Wal, WalOptions};
+pub use writer::{Durable, GroupCommit};

@@ -1,0 +1,520 @@
+//! Opening a data directory: bootstrap a new one, or rebuild the durable state of an old one.
+//!
+//! ```text
+//!  lock ─► list files ─► newest snapshot file (older ones and temporaries removed)
+//!       ─► replay every segment in order into the index (entries, hard state, markers)
+//!            damage in the last segment with no intact frame after it: torn tail, truncated
+//!            any other damage: refuse to start, naming file and offset
+//!       ─► apply the snapshot ─► check the log reaches it ─► open the last segment for appends
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use raft_core::{Configuration, HardState, LogId, Snapshot, SnapshotMeta, Term};
+
+use crate::codec::{encode_frame, Record};
+use crate::error::{Result, WalError};
+use crate::fsutil::{sync_dir, DirectoryLock};
+use crate::index::{Location, LogIndex, TailCache};
+use crate::segment;
+use crate::snapshot_file;
+use crate::storage::{DurableState, SegmentFile, Shared};
+use crate::wal::{ActiveSegment, Wal, WalOptions};
+
+/// What recovery found when a log was opened.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// The directory held no log, and a new one was created from the bootstrap configuration.
+    pub bootstrapped: bool,
+    /// Segment files replayed.
+    pub segments: usize,
+    /// Records replayed.
+    pub records: u64,
+    /// Bytes of segment files read.
+    pub bytes_scanned: u64,
+    /// Live entries after recovery.
+    pub entries: u64,
+    /// The snapshot the log follows.
+    pub snapshot: LogId,
+    /// Bytes cut from the end of the last segment as a torn write.
+    pub torn_tail_bytes: u64,
+    /// Bytes dropped at damage because [`WalOptions::truncate_corrupt_tail`] allowed it.
+    pub corrupt_bytes_dropped: u64,
+    /// The newest snapshot's marker record was missing (a crash right after the snapshot file
+    /// became durable) and was written.
+    pub snapshot_marker_restored: bool,
+    /// Files removed: temporaries, superseded snapshots, a segment whose creation was torn.
+    pub removed_files: Vec<PathBuf>,
+}
+
+/// The files of a data directory, by kind.
+#[derive(Default)]
+struct Listing {
+    segments: BTreeMap<u64, PathBuf>,
+    snapshots: BTreeMap<(u64, u64), PathBuf>,
+    temporaries: Vec<PathBuf>,
+}
+
+fn list(dir: &Path) -> Result<Listing> {
+    let mut listing = Listing::default();
+    let entries = fs::read_dir(dir).map_err(|error| WalError::io("list directory", dir, error))?;
+    for entry in entries {
+        let entry = entry.map_err(|error| WalError::io("list directory", dir, error))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(sequence) = segment::parse_file_name(name) {
+            listing.segments.insert(sequence, entry.path());
+        } else if let Some(id) = snapshot_file::parse_file_name(name) {
+            listing
+                .snapshots
+                .insert((id.index.0, id.term.0), entry.path());
+        } else if name.ends_with(snapshot_file::TEMPORARY_SUFFIX) {
+            listing.temporaries.push(entry.path());
+        }
+    }
+    Ok(listing)
+}
+
+fn remove(path: &Path, report: &mut RecoveryReport) -> Result<()> {
+    fs::remove_file(path).map_err(|error| WalError::io("remove file", path, error))?;
+    report.removed_files.push(path.to_path_buf());
+    Ok(())
+}
+
+fn read_whole(path: &Path) -> Result<Bytes> {
+    let mut contents = Vec::new();
+    File::open(path)
+        .and_then(|mut file| file.read_to_end(&mut contents))
+        .map_err(|error| WalError::io("read segment", path, error))?;
+    Ok(Bytes::from(contents))
+}
+
+/// Cuts the segment at `path` to `length` bytes durably; a segment cut to nothing (its header
+/// was torn) is removed.
+fn truncate_segment(path: &Path, length: u64, report: &mut RecoveryReport) -> Result<()> {
+    if length == 0 {
+        return remove(path, report);
+    }
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|error| WalError::io("open segment", path, error))?;
+    file.set_len(length)
+        .and_then(|()| file.sync_all())
+        .map_err(|error| WalError::io("truncate segment", path, error))
+}
+
+/// Replays segment records, in write order, into the log that follows the newest snapshot.
+///
+/// Starting from the snapshot rather than from the first record makes the replay independent
+/// of which older segments compaction has deleted: entries the snapshot covers are skipped
+/// (though writing one cut off every entry after it), and markers of older snapshots only
+/// matter for the entries they discarded.
+struct Replay {
+    log: LogIndex,
+    hard_state: HardState,
+    /// Whether the newest snapshot's own marker was found (the bootstrap snapshot has none).
+    marker_found: bool,
+    /// The term of the entry at the snapshot's index in the log as replayed so far: what the
+    /// snapshot is checked against if its marker was never written.
+    term_at_snapshot: Option<Term>,
+    /// The first entry met since the log was last empty that did not connect to the snapshot,
+    /// with where it is. Such entries follow entries in deleted segments; they are dead if a
+    /// later entry replaces them, and a sign of a lost segment if none does.
+    unconnected: Option<(PathBuf, u64, LogId)>,
+}
+
+impl Replay {
+    fn record(
+        &mut self,
+        path: &Path,
+        sequence: u64,
+        offset: u64,
+        payload_len: u32,
+        record: Record,
+    ) -> Result<()> {
+        let snapshot = self.log.base();
+        match record {
+            Record::Entry(entry) => {
+                if entry.index() == snapshot.index {
+                    self.term_at_snapshot = Some(entry.term());
+                } else if entry.index() < snapshot.index {
+                    self.term_at_snapshot = None;
+                }
+                if entry.index() > self.log.last_index().next() && self.log.len() == 0 {
+                    if self.unconnected.is_none() {
+                        self.unconnected = Some((path.to_path_buf(), offset, entry.id));
+                    }
+                    return Ok(());
+                }
+                self.unconnected = None;
+                let location = Location {
+                    segment: sequence,
+                    offset: offset as u32,
+                    payload_len,
+                };
+                self.log
+                    .append(entry.id, location)
+                    .map_err(|reason| WalError::corrupt(path, offset, reason))?;
+            }
+            Record::HardState(hard_state) => self.hard_state = hard_state,
+            Record::Snapshot { id, discard } => {
+                if id.index > snapshot.index {
+                    return Err(WalError::corrupt(
+                        path,
+                        offset,
+                        format!(
+                            "the log records snapshot {id} but the newest snapshot file covers \
+                             only {snapshot}"
+                        ),
+                    ));
+                }
+                if discard {
+                    self.term_at_snapshot = None;
+                    self.unconnected = None;
+                }
+                self.marker_found |= id == snapshot;
+                self.log.apply_snapshot(id, discard);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Wal {
+    /// Opens the log in `dir`, creating the directory and a new log whose initial
+    /// configuration is `bootstrap` if it holds none (an existing log keeps its own).
+    pub fn open(
+        dir: impl AsRef<Path>,
+        bootstrap: Configuration,
+        options: WalOptions,
+    ) -> Result<Wal> {
+        let dir = dir.as_ref().to_path_buf();
+        validate(&options)?;
+        if !dir.exists() {
+            fs::create_dir_all(&dir)
+                .map_err(|error| WalError::io("create directory", &dir, error))?;
+            // The new directory's own entry must survive a crash too.
+            if let Some(parent) = dir.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+                sync_dir(parent)?;
+            }
+        }
+        let lock = DirectoryLock::acquire(&dir)?;
+        let mut report = RecoveryReport::default();
+        let mut listing = list(&dir)?;
+        if listing.segments.is_empty() && listing.snapshots.is_empty() {
+            bootstrap_directory(&dir, bootstrap)?;
+            report.bootstrapped = true;
+            listing = list(&dir)?;
+        }
+        for temporary in &listing.temporaries {
+            remove(temporary, &mut report)?;
+        }
+        let snapshot = newest_snapshot(&dir, &listing, &mut report)?;
+        let Replayed {
+            log,
+            hard_state,
+            segments,
+            missing_marker,
+        } = replay(&listing, &snapshot, &options, &mut report)?;
+        let (mut active, segments) = open_active(&dir, segments, hard_state)?;
+        if let Some(discard) = missing_marker {
+            let id = snapshot.meta.last_included;
+            append_durably(&mut active, &Record::Snapshot { id, discard }, &options)?;
+            report.snapshot_marker_restored = true;
+        }
+        report.entries = log.len();
+        report.snapshot = snapshot.meta.last_included;
+        tracing::info!(
+            dir = %dir.display(),
+            segments = report.segments,
+            entries = report.entries,
+            snapshot = %report.snapshot,
+            torn_tail_bytes = report.torn_tail_bytes,
+            "write-ahead log recovered"
+        );
+        let shared = Shared::new(DurableState {
+            hard_state,
+            snapshot,
+            log,
+            cache: TailCache::new(options.cache_bytes_max),
+            segments,
+        });
+        Ok(Wal {
+            dir,
+            options,
+            shared,
+            active,
+            report,
+            failure: None,
+            _lock: lock,
+            buffer: Vec::new(),
+        })
+    }
+}
+
+fn validate(options: &WalOptions) -> Result<()> {
+    let invalid = |reason: &str| Err(WalError::InvalidOptions(reason.into()));
+    if options.segment_bytes_max == 0 || options.segment_bytes_max > 2 << 30 {
+        return invalid("segment_bytes_max must be between 1 byte and 2 GiB");
+    }
+    if options.batch_bytes_max == 0 || options.batch_bytes_max > 1 << 30 {
+        return invalid("batch_bytes_max must be between 1 byte and 1 GiB");
+    }
+    Ok(())
+}
+
+/// Writes the initial snapshot (index 0, the bootstrap configuration); the first segment is
+/// created when the log is opened.
+fn bootstrap_directory(dir: &Path, configuration: Configuration) -> Result<()> {
+    let snapshot = Snapshot {
+        meta: SnapshotMeta {
+            last_included: LogId::default(),
+            configuration,
+        },
+        data: Bytes::new(),
+    };
+    snapshot_file::write(dir, &snapshot)?;
+    Ok(())
+}
+
+/// Reads the newest snapshot file and removes the ones it supersedes. Only the newest is
+/// trusted: a damaged newest snapshot is an error, never a reason to fall back.
+fn newest_snapshot(dir: &Path, listing: &Listing, report: &mut RecoveryReport) -> Result<Snapshot> {
+    let Some((_, newest_path)) = listing.snapshots.last_key_value() else {
+        return Err(WalError::corrupt(
+            dir,
+            0,
+            "segments exist but no snapshot file does",
+        ));
+    };
+    let snapshot = snapshot_file::read(newest_path)?;
+    for path in listing.snapshots.values() {
+        if path != newest_path {
+            remove(path, report)?;
+        }
+    }
+    Ok(snapshot)
+}
+
+type Segments = BTreeMap<u64, Arc<SegmentFile>>;
+
+/// The outcome of replaying the segments.
+struct Replayed {
+    log: LogIndex,
+    hard_state: HardState,
+    segments: Segments,
+    /// The newest snapshot's marker must be written, with this discard decision.
+    missing_marker: Option<bool>,
+}
+
+fn replay(
+    listing: &Listing,
+    snapshot: &Snapshot,
+    options: &WalOptions,
+    report: &mut RecoveryReport,
+) -> Result<Replayed> {
+    let snapshot_id = snapshot.meta.last_included;
+    let mut replay = Replay {
+        log: LogIndex::new(snapshot_id),
+        hard_state: HardState::default(),
+        marker_found: snapshot_id.index.0 == 0,
+        term_at_snapshot: None,
+        unconnected: None,
+    };
+    let mut retained = BTreeMap::new();
+    let sequences: Vec<u64> = listing.segments.keys().copied().collect();
+    for (position, &sequence) in sequences.iter().enumerate() {
+        let path = &listing.segments[&sequence];
+        if position > 0 && sequences[position - 1] + 1 != sequence {
+            return Err(WalError::corrupt(
+                path,
+                0,
+                format!(
+                    "segment {} is missing before this one",
+                    sequences[position - 1] + 1
+                ),
+            ));
+        }
+        let contents = read_whole(path)?;
+        if contents.len() as u64 > u32::MAX as u64 {
+            return Err(WalError::corrupt(
+                path,
+                u32::MAX as u64,
+                "segment larger than 4 GiB",
+            ));
+        }
+        report.segments += 1;
+        report.bytes_scanned += contents.len() as u64;
+        let damage = segment::scan(path, sequence, &contents, |offset, payload_len, record| {
+            report.records += 1;
+            replay.record(path, sequence, offset, payload_len, record)
+        })?;
+        let mut kept = true;
+        if let Some(damage) = damage {
+            let is_last = position + 1 == sequences.len();
+            let dropped = contents.len() as u64 - damage.offset;
+            if is_last && damage.intact_frame_after.is_none() {
+                tracing::warn!(
+                    path = %path.display(),
+                    offset = damage.offset,
+                    bytes = dropped,
+                    reason = damage.reason,
+                    "truncating a torn write at the end of the log"
+                );
+                report.torn_tail_bytes += dropped;
+            } else if options.truncate_corrupt_tail {
+                let later: Vec<&PathBuf> = sequences[position + 1..]
+                    .iter()
+                    .map(|sequence| &listing.segments[sequence])
+                    .collect();
+                tracing::error!(
+                    path = %path.display(),
+                    offset = damage.offset,
+                    reason = damage.reason,
+                    later_segments = later.len(),
+                    "CORRUPT WRITE-AHEAD LOG: truncating at the damage as the operator allowed; \
+                     everything after it is lost"
+                );
+                report.corrupt_bytes_dropped += dropped;
+                for later_path in later {
+                    report.corrupt_bytes_dropped +=
+                        fs::metadata(later_path).map(|meta| meta.len()).unwrap_or(0);
+                    remove(later_path, report)?;
+                }
+                truncate_segment(path, damage.offset, report)?;
+                if damage.offset > 0 {
+                    retained.insert(sequence, open_segment(path)?);
+                }
+                break;
+            } else {
+                let mut reason = damage.reason.to_string();
+                if let Some(intact) = damage.intact_frame_after {
+                    reason.push_str(&format!(" (an intact record follows at byte {intact})"));
+                }
+                return Err(WalError::corrupt(path, damage.offset, reason));
+            }
+            truncate_segment(path, damage.offset, report)?;
+            kept = damage.offset > 0;
+        }
+        if kept {
+            retained.insert(sequence, open_segment(path)?);
+        }
+    }
+    let Replay {
+        mut log,
+        mut hard_state,
+        marker_found,
+        term_at_snapshot,
+        unconnected,
+    } = replay;
+    if let Some((path, offset, id)) = unconnected {
+        return Err(WalError::corrupt(
+            path,
+            offset,
+            format!(
+                "entry {id} does not follow snapshot {snapshot_id}: a segment before it is missing"
+            ),
+        ));
+    }
+    // A crash between making the snapshot file durable and writing its marker: settle now
+    // what the marker would have said, and have it written before any new entry.
+    let missing_marker = (!marker_found).then(|| {
+        let discard = term_at_snapshot != Some(snapshot_id.term);
+        log.apply_snapshot(snapshot_id, discard);
+        discard
+    });
+    hard_state.commit = hard_state.commit.max(snapshot_id.index);
+    if hard_state.commit > log.last_index() {
+        return Err(WalError::corrupt(
+            listing
+                .segments
+                .values()
+                .last()
+                .map_or(Path::new(""), PathBuf::as_path),
+            0,
+            format!(
+                "commit index {} is beyond the last durable entry {}",
+                hard_state.commit,
+                log.last_index()
+            ),
+        ));
+    }
+    Ok(Replayed {
+        log,
+        hard_state,
+        segments: retained,
+        missing_marker,
+    })
+}
+
+/// Appends one record to the active segment and makes it durable.
+fn append_durably(active: &mut ActiveSegment, record: &Record, options: &WalOptions) -> Result<()> {
+    let mut frame = Vec::new();
+    encode_frame(record, &mut frame);
+    let file = &active.file;
+    file.file
+        .write_all_at(&frame, active.bytes)
+        .map_err(|error| WalError::io("write segment", &file.path, error))?;
+    if !options.unsafe_no_sync {
+        file.file
+            .sync_data()
+            .map_err(|error| WalError::io("fdatasync segment", &file.path, error))?;
+    }
+    active.bytes += frame.len() as u64;
+    Ok(())
+}
+
+fn open_segment(path: &Path) -> Result<Arc<SegmentFile>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|error| WalError::io("open segment", path, error))?;
+    Ok(Arc::new(SegmentFile {
+        path: path.to_path_buf(),
+        file,
+    }))
+}
+
+/// The last retained segment becomes the active one; with none, a new segment starts with the
+/// hard state.
+fn open_active(
+    dir: &Path,
+    mut segments: Segments,
+    hard_state: HardState,
+) -> Result<(ActiveSegment, Segments)> {
+    if let Some((&sequence, file)) = segments.last_key_value() {
+        let bytes = file
+            .file
+            .metadata()
+            .map_err(|error| WalError::io("stat segment", &file.path, error))?
+            .len();
+        let active = ActiveSegment {
+            sequence,
+            file: Arc::clone(file),
+            bytes,
+        };
+        return Ok((active, segments));
+    }
+    let mut initial = Vec::new();
+    encode_frame(&Record::HardState(hard_state), &mut initial);
+    let sequence = 1;
+    let (file, path, bytes) = segment::create(dir, sequence, &initial)?;
+    let file = Arc::new(SegmentFile { path, file });
+    segments.insert(sequence, Arc::clone(&file));
+    Ok((
+        ActiveSegment {
+            sequence,
+            file,
+            bytes,
+        },
+        segments,
+    ))
+}

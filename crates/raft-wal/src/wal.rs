@@ -1,0 +1,321 @@
+//! The writer: turns the core's [`PersistRequest`]s into durable records.
+//!
+//! ```text
+//!  write(batch of requests)
+//!    for each request:  snapshot? → snapshot file (tmp, fsync, rename, dir fsync) + marker record
+//!                       entries   → entry records (a lower index replaces the suffix)
+//!                       hard state→ hard state record
+//!    one pwrite of every record at the end of the active segment, one fdatasync
+//!    publish to readers (index, cache, hard state, snapshot) → delete compacted segments
+//! ```
+//!
+//! A batch is all or nothing for the caller: only after `write` returns `Ok` may it report the
+//! requests persisted. After any failure the log stops and refuses further writes.
+
+use std::fs;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use raft_core::{Entry, HardState, PersistId, PersistRequest, Snapshot};
+
+use crate::codec::{encode_frame, frame_bytes, Record, FRAME_HEADER_BYTES};
+use crate::error::{Result, WalError};
+use crate::fsutil::{sync_dir, DirectoryLock};
+use crate::index::Location;
+use crate::pending::PendingView;
+use crate::recovery::RecoveryReport;
+use crate::segment;
+use crate::snapshot_file;
+use crate::storage::{SegmentFile, Shared, WalStorage};
+
+/// Settings of a write-ahead log.
+#[derive(Clone, Debug)]
+pub struct WalOptions {
+    /// A new segment is started once the active one reaches this size (a segment may exceed it
+    /// by one batch). At most 2 GiB.
+    pub segment_bytes_max: u64,
+    /// Bytes of the newest entries kept in memory for reads.
+    pub cache_bytes_max: u64,
+    /// Largest batch [`Wal::write`] accepts, in encoded bytes.
+    pub batch_bytes_max: u64,
+    /// Skip every fsync. A power failure then loses acknowledged writes; only for tests and
+    /// simulation, where a crash is a process crash and the page cache survives it.
+    pub unsafe_no_sync: bool,
+    /// Operator override: when recovery finds damage that is not a torn tail, truncate the log
+    /// there (losing everything after it, loudly) instead of refusing to start.
+    pub truncate_corrupt_tail: bool,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        WalOptions {
+            segment_bytes_max: 64 << 20,
+            cache_bytes_max: 32 << 20,
+            batch_bytes_max: 1 << 30,
+            unsafe_no_sync: false,
+            truncate_corrupt_tail: false,
+        }
+    }
+}
+
+/// The segment appends go to.
+#[derive(Debug)]
+pub(crate) struct ActiveSegment {
+    pub(crate) sequence: u64,
+    pub(crate) file: Arc<SegmentFile>,
+    /// Bytes written so far; the next frame goes here.
+    pub(crate) bytes: u64,
+}
+
+/// A change to publish once its batch is durable.
+enum Published {
+    Entry(Entry, Location),
+    Snapshot(Snapshot, bool),
+    HardState(HardState),
+}
+
+/// A durable write-ahead log in one data directory: the single writer of its files. Reads go
+/// through [`Wal::storage`].
+#[derive(Debug)]
+pub struct Wal {
+    pub(crate) dir: PathBuf,
+    pub(crate) options: WalOptions,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) active: ActiveSegment,
+    pub(crate) report: RecoveryReport,
+    /// Why the log stopped accepting writes, if it did.
+    pub(crate) failure: Option<String>,
+    pub(crate) _lock: DirectoryLock,
+    /// Reused encoding buffer.
+    pub(crate) buffer: Vec<u8>,
+}
+
+impl Wal {
+    /// A read handle implementing [`raft_core::Storage`].
+    pub fn storage(&self) -> WalStorage {
+        WalStorage::new(Arc::clone(&self.shared))
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// What recovery found when the log was opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// Why the log stopped accepting writes, if it did.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
+    }
+
+    /// Makes one request durable (a batch of one).
+    pub fn persist(&mut self, request: PersistRequest) -> Result<()> {
+        self.write(std::iter::once(request)).map(|_| ())
+    }
+
+    /// Makes every request durable with one fdatasync, in order, and returns the id of the last
+    /// one (every earlier one is durable too). Nothing is visible to readers before it is
+    /// durable. After an error the log accepts no more writes.
+    pub fn write(
+        &mut self,
+        requests: impl IntoIterator<Item = PersistRequest>,
+    ) -> Result<Option<PersistId>> {
+        if let Some(failure) = &self.failure {
+            return Err(WalError::Stopped(failure.clone()));
+        }
+        let result = self.write_batch(requests);
+        if let Err(error) = &result {
+            tracing::error!(dir = %self.dir.display(), %error, "write-ahead log stopped");
+            self.failure = Some(error.to_string());
+        }
+        result
+    }
+
+    fn write_batch(
+        &mut self,
+        requests: impl IntoIterator<Item = PersistRequest>,
+    ) -> Result<Option<PersistId>> {
+        if self.active.bytes >= self.options.segment_bytes_max {
+            self.roll_segment()?;
+        }
+        let mut published = Vec::new();
+        let mut last_id = None;
+        let mut wrote_snapshot = false;
+        let mut buffer = std::mem::take(&mut self.buffer);
+        buffer.clear();
+        {
+            let state = self
+                .shared
+                .read()
+                .map_err(|error| WalError::Stopped(error.to_string()))?;
+            let mut view = PendingView::new(&state.log);
+            for request in requests {
+                last_id = Some(request.id);
+                if let Some(snapshot) = request.snapshot {
+                    let id = snapshot.meta.last_included;
+                    if let Some(discard) = view.apply_snapshot(id) {
+                        // The file is durable before the marker that refers to it.
+                        snapshot_file::write(&self.dir, &snapshot)?;
+                        self.encode(&Record::Snapshot { id, discard }, &mut buffer)?;
+                        published.push(Published::Snapshot(snapshot, discard));
+                        wrote_snapshot = true;
+                    }
+                }
+                for entry in request.entries {
+                    if view.append(entry.id).map_err(WalError::InvalidWrite)? {
+                        let record = Record::Entry(entry);
+                        let location = self.encode(&record, &mut buffer)?;
+                        if let Record::Entry(entry) = record {
+                            published.push(Published::Entry(entry, location));
+                        }
+                    }
+                }
+                if let Some(hard_state) = request.hard_state {
+                    self.encode(&Record::HardState(hard_state), &mut buffer)?;
+                    published.push(Published::HardState(hard_state));
+                }
+            }
+        }
+        if !buffer.is_empty() {
+            let file = &self.active.file;
+            file.file
+                .write_all_at(&buffer, self.active.bytes)
+                .map_err(|error| WalError::io("write segment", &file.path, error))?;
+            if !self.options.unsafe_no_sync {
+                file.file
+                    .sync_data()
+                    .map_err(|error| WalError::io("fdatasync segment", &file.path, error))?;
+            }
+            self.active.bytes += buffer.len() as u64;
+        }
+        self.buffer = buffer;
+        self.publish(published);
+        if wrote_snapshot {
+            self.remove_compacted();
+        }
+        Ok(last_id)
+    }
+
+    /// Appends `record`'s frame to `buffer`; returns where the frame will be in the segment.
+    fn encode(&self, record: &Record, buffer: &mut Vec<u8>) -> Result<Location> {
+        let offset = self.active.bytes + buffer.len() as u64;
+        if buffer.len() as u64 + frame_bytes(record) > self.options.batch_bytes_max {
+            return Err(WalError::InvalidWrite(format!(
+                "batch exceeds {} bytes",
+                self.options.batch_bytes_max
+            )));
+        }
+        encode_frame(record, buffer);
+        let payload_len = frame_bytes(record) - FRAME_HEADER_BYTES;
+        Ok(Location {
+            segment: self.active.sequence,
+            offset: u32::try_from(offset).expect("segments stay below 4 GiB"),
+            payload_len: payload_len as u32,
+        })
+    }
+
+    /// Makes a durable batch visible to readers, in write order.
+    fn publish(&mut self, published: Vec<Published>) {
+        let mut state = self.shared.write();
+        for change in published {
+            match change {
+                Published::Entry(entry, location) => {
+                    if let Err(reason) = state.log.append(entry.id, location) {
+                        panic!("Wal::publish: validated entries apply to the index: {reason}");
+                    }
+                    state.cache.push(entry);
+                }
+                Published::Snapshot(snapshot, discard) => {
+                    let id = snapshot.meta.last_included;
+                    state.log.apply_snapshot(id, discard);
+                    if discard {
+                        state.cache.clear();
+                    } else {
+                        state.cache.drop_through(id.index);
+                    }
+                    state.hard_state.commit = state.hard_state.commit.max(id.index);
+                    state.snapshot = snapshot;
+                }
+                Published::HardState(hard_state) => {
+                    state.hard_state = HardState {
+                        commit: hard_state
+                            .commit
+                            .max(state.snapshot.meta.last_included.index),
+                        ..hard_state
+                    };
+                }
+            }
+        }
+    }
+
+    /// Starts a new segment whose first record is the durable hard state, so that deleting
+    /// older segments never loses the newest one.
+    fn roll_segment(&mut self) -> Result<()> {
+        let hard_state = self
+            .shared
+            .read()
+            .map_err(|error| WalError::Stopped(error.to_string()))?
+            .hard_state;
+        let mut initial = Vec::new();
+        encode_frame(&Record::HardState(hard_state), &mut initial);
+        let sequence = self.active.sequence + 1;
+        let (file, path, bytes) = segment::create(&self.dir, sequence, &initial)?;
+        let file = Arc::new(SegmentFile { path, file });
+        self.shared
+            .write()
+            .segments
+            .insert(sequence, Arc::clone(&file));
+        self.active = ActiveSegment {
+            sequence,
+            file,
+            bytes,
+        };
+        Ok(())
+    }
+
+    /// Deletes segments that hold nothing the newest snapshot does not cover, oldest first
+    /// with a directory fsync after each, so that a crash leaves a prefix of them deleted and
+    /// never a hole; then the snapshot files older than the newest. A failure here loses
+    /// nothing (the files just stay), so it is logged and the deletion stops.
+    fn remove_compacted(&mut self) {
+        let (removable, newest) = {
+            let mut state = self.shared.write();
+            let keep_from = state.log.first_segment().unwrap_or(self.active.sequence);
+            let keep_from = keep_from.min(self.active.sequence);
+            let kept = state.segments.split_off(&keep_from);
+            let removable = std::mem::replace(&mut state.segments, kept);
+            (removable, state.snapshot.meta.last_included)
+        };
+        for segment in removable.values() {
+            let removed = fs::remove_file(&segment.path)
+                .map_err(|error| WalError::io("delete compacted segment", &segment.path, error))
+                .and_then(|()| sync_dir(&self.dir));
+            if let Err(error) = removed {
+                tracing::warn!(%error, "stopped deleting compacted segments");
+                return;
+            }
+        }
+        let listing = match fs::read_dir(&self.dir) {
+            Ok(listing) => listing,
+            Err(error) => {
+                tracing::warn!(dir = %self.dir.display(), %error, "could not list old snapshots");
+                return;
+            }
+        };
+        for item in listing.flatten() {
+            let name = item.file_name();
+            let Some(id) = name.to_str().and_then(snapshot_file::parse_file_name) else {
+                continue;
+            };
+            if id.index < newest.index {
+                if let Err(error) = fs::remove_file(item.path()) {
+                    tracing::warn!(path = %item.path().display(), %error, "could not delete an old snapshot");
+                }
+            }
+        }
+    }
+}
