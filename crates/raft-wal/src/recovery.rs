@@ -352,14 +352,24 @@ fn replay(
         }
         report.segments += 1;
         report.bytes_scanned += contents.len() as u64;
+        let mut segment_records = 0;
         let damage = segment::scan(path, sequence, &contents, |offset, payload_len, record| {
-            report.records += 1;
+            segment_records += 1;
             replay.record(path, sequence, offset, payload_len, record)
         })?;
+        report.records += segment_records;
+        let is_last = position + 1 == sequences.len();
         let mut kept = true;
         if let Some(damage) = damage {
-            let is_last = position + 1 == sequences.len();
             let dropped = contents.len() as u64 - damage.offset;
+            // A segment starts with the hard state in the same write as its header; one cut
+            // before that record ends never became part of the log and goes whole, so that
+            // the segment kept last always holds the hard state.
+            let cut_at = if segment_records == 0 {
+                0
+            } else {
+                damage.offset
+            };
             if is_last && damage.intact_frame_after.is_none() {
                 tracing::warn!(
                     path = %path.display(),
@@ -388,8 +398,8 @@ fn replay(
                         fs::metadata(later_path).map(|meta| meta.len()).unwrap_or(0);
                     remove(later_path, report)?;
                 }
-                truncate_segment(path, damage.offset, report)?;
-                if damage.offset > 0 {
+                truncate_segment(path, cut_at, report)?;
+                if cut_at > 0 {
                     retained.insert(sequence, open_segment(path)?);
                 }
                 break;
@@ -400,8 +410,12 @@ fn replay(
                 }
                 return Err(WalError::corrupt(path, damage.offset, reason));
             }
-            truncate_segment(path, damage.offset, report)?;
-            kept = damage.offset > 0;
+            truncate_segment(path, cut_at, report)?;
+            kept = cut_at > 0;
+        } else if is_last && segment_records == 0 {
+            // Only a header: the same torn creation, cut exactly after the header.
+            remove(path, report)?;
+            kept = false;
         }
         if kept {
             retained.insert(sequence, open_segment(path)?);

@@ -543,7 +543,7 @@ fn operator_override_cuts_the_log_at_damage_in_a_middle_segment() {
         .sum();
     let segment_bytes = built.image[name].len() as u64;
     let mut cases = 0;
-    // Damage in every frame, and in the segment header (offset 0: the segment goes too).
+    // Damage in every frame, and in the segment header.
     let mut flips: Vec<(u64, u64, u32)> = Vec::new();
     for frame in built.frames(name) {
         flips.extend(
@@ -562,7 +562,9 @@ fn operator_override_cuts_the_log_at_damage_in_a_middle_segment() {
         for segment in later {
             files.remove(segment);
         }
-        if offset == 0 {
+        // Damage in the header or the first frame leaves the segment without its opening
+        // hard state record, and it goes whole.
+        if offset <= SEGMENT_HEADER_BYTES {
             files.remove(name);
             removed.push(name.to_string());
         } else {

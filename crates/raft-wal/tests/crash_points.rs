@@ -309,11 +309,15 @@ fn predicted_recovery(image: &CrashImage) -> (Image, Vec<String>, u64) {
             .get_mut(name)
             .expect("the torn segment is in the image");
         torn_bytes = contents.len() as u64 - kept;
-        if *kept == 0 {
-            files.remove(name);
-            removed.push(name.clone());
-        } else {
-            contents.truncate(*kept as usize);
+        contents.truncate(*kept as usize);
+    }
+    // A last segment cut before its first record ends (the hard state written with its
+    // header) is removed whole.
+    let last_segment = files.keys().rfind(|name| name.ends_with(".wal")).cloned();
+    if let Some(name) = last_segment {
+        if frames(&files[&name]).is_empty() {
+            files.remove(&name);
+            removed.push(name);
         }
     }
     removed.sort();
