@@ -16,6 +16,8 @@
 //! The limit is per process, so this file holds a single test that runs the phases in turn
 //! (cargo runs each test file as its own process).
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -26,6 +28,8 @@ use raft_core::{
     SnapshotMeta, Storage, Term,
 };
 use raft_wal::{Durable, GroupCommit, Wal, WalError, WalOptions};
+
+use common::{newest_segment, stored};
 
 /// Payload of every entry: with the 12-byte frame header and the 18-byte entry prefix, each
 /// entry's frame is 130 bytes.
@@ -111,32 +115,8 @@ fn append(index: u64) -> PersistRequest {
     }
 }
 
-fn stored(wal: &Wal) -> Vec<Entry> {
-    let storage = wal.storage();
-    let first = storage.first_index().expect("first index");
-    let last = storage.last_index().expect("last index");
-    storage
-        .entries(first, last.next(), u64::MAX)
-        .expect("every live entry reads back")
-}
-
 fn segment_path(dir: &Path, sequence: u64) -> PathBuf {
     dir.join(format!("{sequence:020}.wal"))
-}
-
-fn newest_segment(dir: &Path) -> u64 {
-    fs::read_dir(dir)
-        .expect("lists")
-        .filter_map(|item| {
-            item.ok()?
-                .file_name()
-                .to_str()?
-                .strip_suffix(".wal")?
-                .parse()
-                .ok()
-        })
-        .max()
-        .expect("a log has a segment")
 }
 
 fn file_size(path: &Path) -> u64 {

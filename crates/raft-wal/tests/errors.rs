@@ -7,6 +7,8 @@
 //! rest of the process keeps them. Where that is not possible the permission tests say so and
 //! skip.
 
+mod common;
+
 use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;
@@ -17,6 +19,8 @@ use raft_core::{
     Configuration, Entry, EntryKind, Index, LogId, NodeId, PersistRequest, Storage, Term,
 };
 use raft_wal::{Wal, WalError, WalOptions};
+
+use common::newest_segment;
 
 fn voters() -> Configuration {
     Configuration::new([NodeId(1), NodeId(2), NodeId(3)])
@@ -195,22 +199,6 @@ fn open_with_an_unwritable_segment_names_it() {
     }
     let wal = Wal::open(dir.path(), voters(), WalOptions::default()).expect("opens once writable");
     assert_eq!(wal.storage().last_index(), Ok(Index(1)));
-}
-
-/// The sequence number of the newest segment file in `dir`.
-fn newest_segment(dir: &Path) -> u64 {
-    fs::read_dir(dir)
-        .expect("lists")
-        .filter_map(|item| {
-            item.ok()?
-                .file_name()
-                .to_str()?
-                .strip_suffix(".wal")?
-                .parse()
-                .ok()
-        })
-        .max()
-        .expect("a log has a segment")
 }
 
 /// A directory that turns read-only while the log is open: the next segment cannot be

@@ -1,6 +1,8 @@
 //! Behaviour of the write-ahead log through its public interface: what is written is read
 //! back, survives reopening, and is replaced, compacted and locked as documented.
 
+mod common;
+
 use std::path::Path;
 use std::sync::mpsc;
 
@@ -10,6 +12,8 @@ use raft_core::{
     SnapshotMeta, Storage, StorageError, Term,
 };
 use raft_wal::{GroupCommit, Wal, WalError, WalOptions};
+
+use common::stored;
 
 fn voters() -> Configuration {
     Configuration::new([NodeId(1), NodeId(2), NodeId(3)])
@@ -53,15 +57,6 @@ fn snapshot(term: u64, index: u64) -> Snapshot {
         },
         data: Bytes::from(format!("state through {index}")),
     }
-}
-
-fn stored(wal: &Wal) -> Vec<Entry> {
-    let storage = wal.storage();
-    let first = storage.first_index().expect("first index");
-    let last = storage.last_index().expect("last index");
-    storage
-        .entries(first, last.next(), u64::MAX)
-        .expect("every live entry reads back")
 }
 
 fn reopen(wal: Wal, options: WalOptions) -> Wal {

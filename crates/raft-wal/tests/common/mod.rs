@@ -157,6 +157,32 @@ pub fn install(dir: &Path, image: &Image) {
     }
 }
 
+/// Every live entry of `wal`, read through its storage.
+pub fn stored(wal: &raft_wal::Wal) -> Vec<Entry> {
+    let storage = wal.storage();
+    let first = storage.first_index().expect("first index");
+    let last = storage.last_index().expect("last index");
+    storage
+        .entries(first, last.next(), u64::MAX)
+        .expect("every live entry reads back")
+}
+
+/// The sequence number of the newest segment file in `dir`.
+pub fn newest_segment(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .expect("lists")
+        .filter_map(|item| {
+            item.ok()?
+                .file_name()
+                .to_str()?
+                .strip_suffix(".wal")?
+                .parse()
+                .ok()
+        })
+        .max()
+        .expect("a log has a segment")
+}
+
 pub fn segment_name(sequence: u64) -> String {
     format!("{sequence:020}.wal")
 }
