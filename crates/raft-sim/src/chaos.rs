@@ -123,7 +123,13 @@ pub fn chaos_config(seed: u64, options: &ChaosOptions) -> SimConfig {
 /// Runs one randomized scenario: safety phase, then liveness phase. Panics on any violated
 /// invariant or missed liveness deadline, naming the seed.
 pub fn run_chaos(seed: u64, options: &ChaosOptions) -> ChaosReport {
-    let config = chaos_config(seed, options);
+    run_chaos_with(chaos_config(seed, options), options)
+}
+
+/// [`run_chaos`] on a configuration the caller adjusted, typically [`chaos_config`] with
+/// another storage (`config.seed` drives the run).
+pub fn run_chaos_with(config: SimConfig, options: &ChaosOptions) -> ChaosReport {
+    let seed = config.seed;
     let mut cluster = Cluster::new(config.clone());
     let ids = cluster.ids();
     while cluster.now_ms() < options.safety_ms {

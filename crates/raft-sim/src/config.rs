@@ -4,6 +4,7 @@
 //!  SimConfig ─┬─ core: raft_core::Config template (id and seed replaced per peer)
 //!             ├─ network: NetworkConfig (delays, loss, duplication, reordering)
 //!             ├─ disk: DiskConfig (write latency)
+//!             ├─ storage: StorageKind (memory, or a write-ahead log per peer)
 //!             └─ service: snapshot interval and size
 //! ```
 //!
@@ -11,6 +12,8 @@
 //! virtual milliseconds (`_ms`).
 
 use raft_core::{Config, NodeId};
+
+use crate::storage::StorageKind;
 
 /// How messages travel between peers.
 #[derive(Clone, Debug, PartialEq)]
@@ -69,7 +72,8 @@ pub struct DiskConfig {
     /// Largest latency of one persist request.
     pub latency_max_us: u64,
     /// A planted bug for testing the checkers: the disk reports writes durable as soon as
-    /// they are issued, so a crash loses acknowledged state. Never set it elsewhere.
+    /// they are issued, so a crash loses acknowledged state. Never set it elsewhere. Works
+    /// with [`StorageKind::Memory`] only (it keeps a copy of what really reached the disk).
     pub lie_about_durability: bool,
 }
 
@@ -112,6 +116,8 @@ pub struct SimConfig {
     pub network: NetworkConfig,
     /// Disk behaviour.
     pub disk: DiskConfig,
+    /// What every peer stores its durable state in.
+    pub storage: StorageKind,
     /// Service behaviour.
     pub service: ServiceConfig,
     /// Number of recent events kept for failure reports. The `RAFT_SIM_TRACE` environment
@@ -128,8 +134,8 @@ pub struct SimConfig {
 
 impl SimConfig {
     /// A reliable cluster of `peers` peers with the core's default configuration, a 10 ms
-    /// tick and no snapshots. Long reordering delays are scaled to the election timeout (see
-    /// [`NetworkConfig::long_reorder_min_us`]).
+    /// tick, memory storage and no snapshots. Long reordering delays are scaled to the election
+    /// timeout (see [`NetworkConfig::long_reorder_min_us`]).
     pub fn new(peers: usize, seed: u64) -> SimConfig {
         let mut config = SimConfig {
             seed,
@@ -138,6 +144,7 @@ impl SimConfig {
             core: Config::new(NodeId(1), 0),
             network: NetworkConfig::default(),
             disk: DiskConfig::default(),
+            storage: StorageKind::Memory,
             service: ServiceConfig::default(),
             trace_capacity: 40,
             strict_invalid: true,
@@ -158,6 +165,12 @@ impl SimConfig {
     /// The same configuration with snapshots every `interval` applied entries.
     pub fn with_snapshots(mut self, interval: u64) -> SimConfig {
         self.service.snapshot_interval = Some(interval);
+        self
+    }
+
+    /// The same configuration with every peer on `storage`.
+    pub fn with_storage(mut self, storage: StorageKind) -> SimConfig {
+        self.storage = storage;
         self
     }
 

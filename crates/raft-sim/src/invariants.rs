@@ -5,7 +5,8 @@
 //!                                    ├─ LeaderAppendOnly    a leader only appends in its term
 //!                                    ├─ LogMatching         one content per LogId, one predecessor
 //!                                    ├─ CommittedEntries    a committed index never changes term
-//!                                    ├─ durable majority    committed ⇒ on a majority of disks
+//!                                    ├─ durable majority    committed ⇒ on a majority of disks,
+//!                                    │                      read back intact from each
 //!                                    ├─ durable before answer  votes and acks only once on disk
 //!                                    ├─ LeaderCompleteness  a new leader holds every committed entry
 //!                                    ├─ StateMachineSafety  one command and one state per index
@@ -24,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use raft_core::{
-    Entry, EntryKind, HardState, Index, LogId, MemStorage, Message, NodeId, Raft, Term,
+    Entry, EntryKind, HardState, Index, LogId, Message, NodeId, Raft, Storage, StorageError, Term,
 };
 
 use crate::trace::hash_bytes;
@@ -179,6 +180,13 @@ impl LogMatching {
         Ok(())
     }
 
+    /// The content hash of the entry first recorded at `id`.
+    pub(crate) fn content(&self, id: LogId) -> Option<u64> {
+        self.entries
+            .get(&(id.index, id.term))
+            .map(|facts| facts.content)
+    }
+
     /// Distinct entries seen.
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
@@ -207,7 +215,7 @@ pub(crate) struct CommittedEntries {
 
 impl CommittedEntries {
     /// Scans the part of `node`'s log that became committed since the last call.
-    pub(crate) fn observe(&mut self, node: &Raft<MemStorage>, incarnation: u64) -> Check {
+    pub(crate) fn observe<S: Storage>(&mut self, node: &Raft<S>, incarnation: u64) -> Check {
         let peer = node.id();
         let commit = node.commit_index();
         let scanned = self.scanned.entry(peer).or_insert((incarnation, Index(0)));
@@ -271,21 +279,33 @@ impl CommittedEntries {
 
 /// An entry is committed only once a majority of peers hold it durably (§5.3: "replicated it
 /// on a majority"), so no combination of crashes can lose it. Checked the moment any peer
-/// first counts it committed, against what each peer's disk holds.
+/// first counts it committed, against what each peer's disk holds; a disk holding it must give
+/// back the content first written at `id` (`content`, from [`LogMatching::content`]) through
+/// [`Storage::entries`], which reads a write-ahead log's segment files.
 pub(crate) fn check_durable_majority<'a>(
     id: LogId,
-    disks: impl Iterator<Item = &'a MemStorage>,
+    content: Option<u64>,
+    disks: impl Iterator<Item = (NodeId, &'a dyn Storage)>,
     peers: usize,
 ) -> Check {
-    use raft_core::{Storage, StorageError};
-    let holding = disks
-        .filter(|disk| match disk.term(id.index) {
-            Ok(term) => term == id.term,
+    let mut holding = 0;
+    for (peer, disk) in disks {
+        match disk.term(id.index) {
+            Ok(term) if term == id.term => {
+                check_stored_content(peer, disk, id, content)?;
+                holding += 1;
+            }
+            Ok(_) | Err(StorageError::Unavailable(_)) => {}
             // A snapshot beyond the index covers it.
-            Err(StorageError::Compacted(_)) => true,
-            Err(_) => false,
-        })
-        .count();
+            Err(StorageError::Compacted(_)) => holding += 1,
+            Err(StorageError::Failed(reason)) => {
+                return violated(
+                    "storage-never-fails",
+                    format!("{peer} cannot read the term at {}: {reason}", id.index),
+                )
+            }
+        }
+    }
     if holding <= peers / 2 {
         return violated(
             "commit-durable-on-majority",
@@ -295,16 +315,50 @@ pub(crate) fn check_durable_majority<'a>(
     Ok(())
 }
 
+/// The entry `peer`'s disk gives back at `id` has the content first written there.
+fn check_stored_content(
+    peer: NodeId,
+    disk: &dyn Storage,
+    id: LogId,
+    content: Option<u64>,
+) -> Check {
+    let Some(content) = content else {
+        return Ok(());
+    };
+    match disk.entries(id.index, id.index.next(), u64::MAX) {
+        Ok(entries) => match entries.first() {
+            Some(entry) if entry.id == id && content_hash(entry) == content => Ok(()),
+            Some(entry) => violated(
+                "durable-entry-intact",
+                format!(
+                    "{peer}'s disk gives back {} with other content where {id} was written",
+                    entry.id
+                ),
+            ),
+            None => violated(
+                "durable-entry-intact",
+                format!("{peer}'s disk has the term of {id} but returns no entry"),
+            ),
+        },
+        // The term came from the metadata of a snapshot through exactly this index.
+        Err(StorageError::Compacted(_)) => Ok(()),
+        Err(error) => violated(
+            "storage-never-fails",
+            format!("{peer} cannot read {id} back: {error}"),
+        ),
+    }
+}
+
 /// A peer answers only for what is on its disk (Raft paper Figure 2: persistent state is
 /// updated "before responding to RPCs"): a granted vote is in the durable hard state, and a
 /// successful append or snapshot acknowledgment covers only entries the disk holds, with the
 /// same terms as the peer's log.
-pub(crate) fn check_durable_before_answer(
+pub(crate) fn check_durable_before_answer<S: Storage>(
     message: &Message,
-    node: &Raft<MemStorage>,
-    disk: &MemStorage,
+    node: &Raft<S>,
+    disk: &dyn Storage,
 ) -> Check {
-    use raft_core::{MessageBody, Storage, StorageError};
+    use raft_core::MessageBody;
     // The core holds answers back until their write is durable, so one may leave after the
     // peer moved to a later term and overwrote what it answered for. Within one term a vote
     // never changes and an acknowledged prefix only grows, so answers of the current term
@@ -323,7 +377,15 @@ pub(crate) fn check_durable_before_answer(
             granted: true,
             pre_vote: false,
         } => {
-            let durable = disk.hard_state();
+            let durable = match disk.initial_state() {
+                Ok(state) => state.hard_state,
+                Err(error) => {
+                    return violated(
+                        "storage-never-fails",
+                        format!("{} cannot read its hard state: {error}", message.from),
+                    )
+                }
+            };
             if durable.term != message.term || durable.vote != Some(message.to) {
                 return violated(
                     "durable-before-answer",
@@ -380,9 +442,9 @@ pub(crate) struct LeaderCompleteness {
 }
 
 impl LeaderCompleteness {
-    pub(crate) fn observe(
+    pub(crate) fn observe<S: Storage>(
         &mut self,
-        node: &Raft<MemStorage>,
+        node: &Raft<S>,
         committed: &CommittedEntries,
     ) -> Check {
         let (term, is_leader) = node.state();

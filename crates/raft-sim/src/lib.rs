@@ -9,8 +9,9 @@
 //!        │ start · one · crash · partition ...
 //!        ▼
 //!   Cluster ── EventQueue (virtual time) ──► Tick / Deliver / DiskDone / Flush
-//!     │  peers: raft_core::Raft<MemStorage> + Service          │
+//!     │  peers: raft_core::Raft<SimStorage> + Service          │
 //!     │  Network (network.rs) · Disk (disk.rs)                 ▼
+//!     │  SimStorage (storage.rs): MemStorage, or raft-wal in a temporary directory
 //!     └─ Invariants (invariants.rs) after every event ◄── ready() handling
 //!        Trace (trace.rs): last events + digest for replay checks
 //! ```
@@ -21,13 +22,15 @@
 //! ## Running
 //!
 //! ```text
-//! cargo test -p raft-sim                          every scenario, default seeds (50; chaos 2000)
+//! cargo test -p raft-sim                          every scenario, default seeds (200; chaos
+//!                                                 2000; on the write-ahead log 100 and 300)
 //! RAFT_SIM_SEEDS=10000 cargo test -p raft-sim     more seeds
 //! RAFT_SIM_SEED=1234 cargo test -p raft-sim NAME  replay one seed
 //! RAFT_SIM_SEED_START=K                           start the sweep at seed K
 //! RAFT_SIM_THREADS=T                              worker threads of a sweep (default: cores)
 //! RAFT_SIM_TRACE=N                                events kept for failure reports (default 40)
 //! RAFT_SIM_CHAOS_MS=MS                            fault phase of the randomized run (soaks)
+//! RAFT_SIM_WAL_DIR=DIR                            where write-ahead logs go (default /dev/shm)
 //! cargo run -p raft-bench --release -- sim               simulated seconds per real second
 //! ```
 //!
@@ -47,6 +50,18 @@
 //!
 //! A failure panics with the invariant's name, the seed and the last events; the sweep prints
 //! the command that replays it.
+//!
+//! ## Storage
+//!
+//! Peers keep their durable state in `raft_core::MemStorage` by default. With
+//! `SimConfig::storage` set to [`StorageKind::wal`], every peer runs on a real `raft_wal`
+//! write-ahead log in a temporary directory of its own: a crash closes the log, a restart
+//! recovers it from its files, and what recovery finds must equal what was durable
+//! (`tests/wal_storage.rs` runs the classic scenarios this way). The lying disk
+//! (`DiskConfig::lie_about_durability`) is supported with memory storage only.
+//!
+//! The classic scenarios are functions of the storage kind and the seed
+//! (`tests/scenarios/*.rs`), so one body serves both the memory tests and the WAL tests.
 
 #![deny(missing_docs)]
 
@@ -59,16 +74,20 @@ mod invariants;
 mod network;
 mod seeds;
 mod service;
+mod storage;
 mod tester;
 mod trace;
 
-pub use chaos::{chaos_config, run_chaos, ChaosOptions, ChaosReport};
+pub use chaos::{chaos_config, run_chaos, run_chaos_with, ChaosOptions, ChaosReport};
 pub use cluster::{Cluster, SimCounters};
 pub use config::{DiskConfig, NetworkConfig, ServiceConfig, SimConfig};
 pub use invariants::{Check, Violation};
 pub use network::{KindStats, NetworkStats, KIND_NAMES};
 pub use seeds::{for_each_seed, for_each_seed_n, seeds, DEFAULT_SEEDS};
 pub use service::Service;
+pub use storage::{
+    wal_parent_dir, SimStorage, StorageKind, WalDisk, WAL_CACHE_BYTES_MAX, WAL_SEGMENT_BYTES_MAX,
+};
 pub use tester::{
     command, Agreement, AgreementState, AGREEMENT_DEADLINE_MS, ATTEMPT_DEADLINE_MS,
     LEADER_DEADLINE_MS,

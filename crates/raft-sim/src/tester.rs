@@ -205,9 +205,12 @@ impl Cluster {
 
     /// Entries held in `peer`'s storage (the durable log beyond its snapshot).
     pub fn log_size(&self, peer: NodeId) -> usize {
-        match self.node(peer) {
-            Some(node) => node.storage().stored_entries().count(),
-            None => 0,
+        let Some(node) = self.node(peer) else {
+            return 0;
+        };
+        match node.storage().stored_entry_count() {
+            Ok(count) => count as usize,
+            Err(error) => self.fail_scenario(&format!("{peer} cannot read its log: {error}")),
         }
     }
 

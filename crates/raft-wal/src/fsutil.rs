@@ -8,11 +8,45 @@ use crate::error::{Result, WalError};
 /// Name of the lock file inside a data directory.
 pub(crate) const LOCK_FILE: &str = "LOCK";
 
-/// Makes the creation, rename or removal of entries in `dir` durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|handle| handle.sync_all())
-        .map_err(|error| WalError::io("fsync directory", dir, error))
+/// Makes writes durable, or, for tests and simulation ([`crate::WalOptions::unsafe_no_sync`]),
+/// does nothing at all.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Syncer {
+    enabled: bool,
+}
+
+impl Syncer {
+    pub(crate) fn new(enabled: bool) -> Syncer {
+        Syncer { enabled }
+    }
+
+    /// fsync: the file's data and metadata.
+    pub(crate) fn file(self, file: &File, path: &Path, operation: &'static str) -> Result<()> {
+        if !self.enabled {
+            return Ok(());
+        }
+        file.sync_all()
+            .map_err(|error| WalError::io(operation, path, error))
+    }
+
+    /// fdatasync: the file's data and the metadata needed to read it back (its size).
+    pub(crate) fn data(self, file: &File, path: &Path) -> Result<()> {
+        if !self.enabled {
+            return Ok(());
+        }
+        file.sync_data()
+            .map_err(|error| WalError::io("fdatasync segment", path, error))
+    }
+
+    /// Makes the creation, rename or removal of entries in `dir` durable.
+    pub(crate) fn dir(self, dir: &Path) -> Result<()> {
+        if !self.enabled {
+            return Ok(());
+        }
+        File::open(dir)
+            .and_then(|handle| handle.sync_all())
+            .map_err(|error| WalError::io("fsync directory", dir, error))
+    }
 }
 
 /// An exclusive lock on a data directory, held until dropped. The operating system releases

@@ -20,7 +20,7 @@ use raft_core::{Configuration, HardState, LogId, Snapshot, SnapshotMeta, Term};
 
 use crate::codec::{encode_frame, Record};
 use crate::error::{Result, WalError};
-use crate::fsutil::{sync_dir, DirectoryLock};
+use crate::fsutil::{DirectoryLock, Syncer};
 use crate::index::{Location, LogIndex, TailCache};
 use crate::segment;
 use crate::snapshot_file;
@@ -97,7 +97,12 @@ fn read_whole(path: &Path) -> Result<Bytes> {
 
 /// Cuts the segment at `path` to `length` bytes durably; a segment cut to nothing (its header
 /// was torn) is removed.
-fn truncate_segment(path: &Path, length: u64, report: &mut RecoveryReport) -> Result<()> {
+fn truncate_segment(
+    syncer: Syncer,
+    path: &Path,
+    length: u64,
+    report: &mut RecoveryReport,
+) -> Result<()> {
     if length == 0 {
         return remove(path, report);
     }
@@ -106,8 +111,8 @@ fn truncate_segment(path: &Path, length: u64, report: &mut RecoveryReport) -> Re
         .open(path)
         .map_err(|error| WalError::io("open segment", path, error))?;
     file.set_len(length)
-        .and_then(|()| file.sync_all())
-        .map_err(|error| WalError::io("truncate segment", path, error))
+        .map_err(|error| WalError::io("truncate segment", path, error))?;
+    syncer.file(&file, path, "fsync truncated segment")
 }
 
 /// Replays segment records, in write order, into the log that follows the newest snapshot.
@@ -202,14 +207,14 @@ impl Wal {
                 .map_err(|error| WalError::io("create directory", &dir, error))?;
             // The new directory's own entry must survive a crash too.
             if let Some(parent) = dir.parent().filter(|parent| !parent.as_os_str().is_empty()) {
-                sync_dir(parent)?;
+                options.syncer().dir(parent)?;
             }
         }
         let lock = DirectoryLock::acquire(&dir)?;
         let mut report = RecoveryReport::default();
         let mut listing = list(&dir)?;
         if listing.segments.is_empty() && listing.snapshots.is_empty() {
-            bootstrap_directory(&dir, bootstrap)?;
+            bootstrap_directory(options.syncer(), &dir, bootstrap)?;
             report.bootstrapped = true;
             listing = list(&dir)?;
         }
@@ -223,7 +228,7 @@ impl Wal {
             segments,
             missing_marker,
         } = replay(&listing, &snapshot, &options, &mut report)?;
-        let (mut active, segments) = open_active(&dir, segments, hard_state)?;
+        let (mut active, segments) = open_active(&options, &dir, segments, hard_state)?;
         if let Some(discard) = missing_marker {
             let id = snapshot.meta.last_included;
             append_durably(&mut active, &Record::Snapshot { id, discard }, &options)?;
@@ -272,7 +277,7 @@ fn validate(options: &WalOptions) -> Result<()> {
 
 /// Writes the initial snapshot (index 0, the bootstrap configuration); the first segment is
 /// created when the log is opened.
-fn bootstrap_directory(dir: &Path, configuration: Configuration) -> Result<()> {
+fn bootstrap_directory(syncer: Syncer, dir: &Path, configuration: Configuration) -> Result<()> {
     let snapshot = Snapshot {
         meta: SnapshotMeta {
             last_included: LogId::default(),
@@ -280,7 +285,7 @@ fn bootstrap_directory(dir: &Path, configuration: Configuration) -> Result<()> {
         },
         data: Bytes::new(),
     };
-    snapshot_file::write(dir, &snapshot)?;
+    snapshot_file::write(syncer, dir, &snapshot)?;
     Ok(())
 }
 
@@ -398,7 +403,7 @@ fn replay(
                         fs::metadata(later_path).map(|meta| meta.len()).unwrap_or(0);
                     remove(later_path, report)?;
                 }
-                truncate_segment(path, cut_at, report)?;
+                truncate_segment(options.syncer(), path, cut_at, report)?;
                 if cut_at > 0 {
                     retained.insert(sequence, open_segment(path)?);
                 }
@@ -410,7 +415,7 @@ fn replay(
                 }
                 return Err(WalError::corrupt(path, damage.offset, reason));
             }
-            truncate_segment(path, cut_at, report)?;
+            truncate_segment(options.syncer(), path, cut_at, report)?;
             kept = cut_at > 0;
         } else if is_last && segment_records == 0 {
             // Only a header: the same torn creation, cut exactly after the header.
@@ -476,11 +481,7 @@ fn append_durably(active: &mut ActiveSegment, record: &Record, options: &WalOpti
     file.file
         .write_all_at(&frame, active.bytes)
         .map_err(|error| WalError::io("write segment", &file.path, error))?;
-    if !options.unsafe_no_sync {
-        file.file
-            .sync_data()
-            .map_err(|error| WalError::io("fdatasync segment", &file.path, error))?;
-    }
+    options.syncer().data(&file.file, &file.path)?;
     active.bytes += frame.len() as u64;
     Ok(())
 }
@@ -500,6 +501,7 @@ fn open_segment(path: &Path) -> Result<Arc<SegmentFile>> {
 /// The last retained segment becomes the active one; with none, a new segment starts with the
 /// hard state.
 fn open_active(
+    options: &WalOptions,
     dir: &Path,
     mut segments: Segments,
     hard_state: HardState,
@@ -520,7 +522,7 @@ fn open_active(
     let mut initial = Vec::new();
     encode_frame(&Record::HardState(hard_state), &mut initial);
     let sequence = 1;
-    let (file, path, bytes) = segment::create(dir, sequence, &initial)?;
+    let (file, path, bytes) = segment::create(options.syncer(), dir, sequence, &initial)?;
     let file = Arc::new(SegmentFile { path, file });
     segments.insert(sequence, Arc::clone(&file));
     Ok((

@@ -16,7 +16,7 @@ use crate::codec::{
     SegmentHeader, FORMAT_VERSION, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES,
 };
 use crate::error::{Result, WalError};
-use crate::fsutil::sync_dir;
+use crate::fsutil::Syncer;
 
 const SUFFIX: &str = ".wal";
 
@@ -40,6 +40,7 @@ pub(crate) fn parse_file_name(name: &str) -> Option<u64> {
 /// Creates segment `sequence` in `dir` holding its header followed by `initial_frames`, and
 /// makes the file and its directory entry durable before returning.
 pub(crate) fn create(
+    syncer: Syncer,
     dir: &Path,
     sequence: u64,
     initial_frames: &[u8],
@@ -56,9 +57,8 @@ pub(crate) fn create(
     contents.extend_from_slice(initial_frames);
     file.write_all_at(&contents, 0)
         .map_err(|error| WalError::io("write segment", &path, error))?;
-    file.sync_all()
-        .map_err(|error| WalError::io("fsync segment", &path, error))?;
-    sync_dir(dir)?;
+    syncer.file(&file, &path, "fsync segment")?;
+    syncer.dir(dir)?;
     Ok((file, path, contents.len() as u64))
 }
 

@@ -16,7 +16,7 @@ use raft_core::{Configuration, Index, LogId, NodeId, Snapshot, SnapshotMeta, Ter
 
 use crate::codec::FORMAT_VERSION;
 use crate::error::{Result, WalError};
-use crate::fsutil::sync_dir;
+use crate::fsutil::Syncer;
 
 const SNAPSHOT_MAGIC: [u8; 8] = *b"RAFTSNAP";
 const SUFFIX: &str = ".snap";
@@ -111,7 +111,7 @@ fn decode(path: &Path, contents: Vec<u8>) -> Result<Snapshot> {
 
 /// Writes `snapshot` durably into `dir`: temporary file, fsync, rename, directory fsync.
 /// Returns the final path.
-pub(crate) fn write(dir: &Path, snapshot: &Snapshot) -> Result<PathBuf> {
+pub(crate) fn write(syncer: Syncer, dir: &Path, snapshot: &Snapshot) -> Result<PathBuf> {
     let name = file_name(snapshot.meta.last_included);
     let final_path = dir.join(&name);
     let temporary_path = dir.join(format!("{name}.tmp"));
@@ -120,12 +120,11 @@ pub(crate) fn write(dir: &Path, snapshot: &Snapshot) -> Result<PathBuf> {
         .map_err(|error| WalError::io("create snapshot", &temporary_path, error))?;
     file.write_all(&contents)
         .map_err(|error| WalError::io("write snapshot", &temporary_path, error))?;
-    file.sync_all()
-        .map_err(|error| WalError::io("fsync snapshot", &temporary_path, error))?;
+    syncer.file(&file, &temporary_path, "fsync snapshot")?;
     drop(file);
     fs::rename(&temporary_path, &final_path)
         .map_err(|error| WalError::io("rename snapshot", &final_path, error))?;
-    sync_dir(dir)?;
+    syncer.dir(dir)?;
     Ok(final_path)
 }
 
@@ -171,7 +170,7 @@ mod tests {
     #[test]
     fn snapshot_file_roundtrip() {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let path = write(dir.path(), &sample()).expect("written");
+        let path = write(Syncer::new(true), dir.path(), &sample()).expect("written");
         assert_eq!(
             parse_file_name(&file_name(LogId::new(Term(4), Index(120)))),
             Some(LogId::new(Term(4), Index(120)))

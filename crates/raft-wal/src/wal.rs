@@ -21,7 +21,7 @@ use raft_core::{Entry, HardState, PersistId, PersistRequest, Snapshot};
 
 use crate::codec::{encode_frame, frame_bytes, Record, FRAME_HEADER_BYTES};
 use crate::error::{Result, WalError};
-use crate::fsutil::{sync_dir, DirectoryLock};
+use crate::fsutil::{DirectoryLock, Syncer};
 use crate::index::Location;
 use crate::pending::PendingView;
 use crate::recovery::RecoveryReport;
@@ -39,12 +39,19 @@ pub struct WalOptions {
     pub cache_bytes_max: u64,
     /// Largest batch [`Wal::write`] accepts, in encoded bytes.
     pub batch_bytes_max: u64,
-    /// Skip every fsync. A power failure then loses acknowledged writes; only for tests and
-    /// simulation, where a crash is a process crash and the page cache survives it.
+    /// Skip every fsync and fdatasync (of segments, snapshot files and directories). A power
+    /// failure then loses acknowledged writes; only for tests and simulation, where a crash is
+    /// a process crash and the page cache survives it.
     pub unsafe_no_sync: bool,
     /// Operator override: when recovery finds damage that is not a torn tail, truncate the log
     /// there (losing everything after it, loudly) instead of refusing to start.
     pub truncate_corrupt_tail: bool,
+}
+
+impl WalOptions {
+    pub(crate) fn syncer(&self) -> Syncer {
+        Syncer::new(!self.unsafe_no_sync)
+    }
 }
 
 impl Default for WalOptions {
@@ -159,7 +166,7 @@ impl Wal {
                     let id = snapshot.meta.last_included;
                     if let Some(discard) = view.apply_snapshot(id) {
                         // The file is durable before the marker that refers to it.
-                        snapshot_file::write(&self.dir, &snapshot)?;
+                        snapshot_file::write(self.options.syncer(), &self.dir, &snapshot)?;
                         self.encode(&Record::Snapshot { id, discard }, &mut buffer)?;
                         published.push(Published::Snapshot(snapshot, discard));
                         wrote_snapshot = true;
@@ -185,11 +192,7 @@ impl Wal {
             file.file
                 .write_all_at(&buffer, self.active.bytes)
                 .map_err(|error| WalError::io("write segment", &file.path, error))?;
-            if !self.options.unsafe_no_sync {
-                file.file
-                    .sync_data()
-                    .map_err(|error| WalError::io("fdatasync segment", &file.path, error))?;
-            }
+            self.options.syncer().data(&file.file, &file.path)?;
             self.active.bytes += buffer.len() as u64;
         }
         self.buffer = buffer;
@@ -263,7 +266,8 @@ impl Wal {
         let mut initial = Vec::new();
         encode_frame(&Record::HardState(hard_state), &mut initial);
         let sequence = self.active.sequence + 1;
-        let (file, path, bytes) = segment::create(&self.dir, sequence, &initial)?;
+        let (file, path, bytes) =
+            segment::create(self.options.syncer(), &self.dir, sequence, &initial)?;
         let file = Arc::new(SegmentFile { path, file });
         self.shared
             .write()
@@ -293,7 +297,7 @@ impl Wal {
         for segment in removable.values() {
             let removed = fs::remove_file(&segment.path)
                 .map_err(|error| WalError::io("delete compacted segment", &segment.path, error))
-                .and_then(|()| sync_dir(&self.dir));
+                .and_then(|()| self.options.syncer().dir(&self.dir));
             if let Err(error) = removed {
                 tracing::warn!(%error, "stopped deleting compacted segments");
                 return;

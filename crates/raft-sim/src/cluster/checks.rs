@@ -2,10 +2,13 @@
 //!
 //! ```text
 //!  after every event touching peer p ─► check_peer(p):
-//!      fatal error? · commit scan ─► durable-majority check of fresh commits
+//!      fatal error? · commit scan ─► durable-majority check of fresh commits (each disk
+//!                                    read back through Storage)
 //!      election safety · leader completeness · index monotonicity
 //!  failure ─► panic: invariant name, detail, seed, virtual time, recent trace
 //! ```
+
+use raft_core::Storage;
 
 use super::Cluster;
 use crate::invariants::{check_durable_majority, Check, Violation};
@@ -53,12 +56,15 @@ impl Cluster {
         let fresh = self.invariants.committed.take_fresh();
         for id in fresh {
             let disks = self.peers.iter().filter_map(|peer| {
-                peer.shadow_storage
-                    .as_ref()
-                    .or(peer.parked_storage.as_ref())
-                    .or_else(|| peer.node.as_ref().map(|node| node.storage()))
+                let disk: &dyn Storage = match (&peer.shadow_storage, &peer.parked_storage) {
+                    (Some(shadow), _) => shadow,
+                    (None, Some(parked)) => parked,
+                    (None, None) => peer.node.as_ref()?.storage(),
+                };
+                Some((peer.id, disk))
             });
-            self.check(check_durable_majority(id, disks, self.peers.len()));
+            let content = self.invariants.log_matching.content(id);
+            self.check(check_durable_majority(id, content, disks, self.peers.len()));
         }
     }
 

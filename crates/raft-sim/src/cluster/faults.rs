@@ -2,9 +2,10 @@
 //! unreliable and slow networks, slow disks.
 //!
 //! ```text
-//!  crash(p)   ─► core dropped, storage parked, incarnation += 1
+//!  crash(p)   ─► core dropped, storage parked (a write-ahead log is closed), incarnation += 1
 //!                (its in-flight writes, ticks and undelivered messages become void)
-//!  restart(p) ─► Raft::new(config, parked storage), fresh Service, new tick chain
+//!  restart(p) ─► storage recovered (a write-ahead log is opened again from its files)
+//!             ─► Raft::new(config, storage), fresh Service, new tick chain
 //! ```
 
 use raft_core::{NodeId, Raft};
@@ -14,16 +15,26 @@ use super::Cluster;
 use crate::event::Event;
 use crate::invariants::Violation;
 use crate::service::Service;
+use crate::storage::SimStorage;
 use crate::trace::TraceEvent;
 
 impl Cluster {
     /// Starts (or restarts) a peer from its parked storage.
     pub(super) fn boot(&mut self, peer: usize) {
-        let Some(storage) = self.peers[peer].parked_storage.take() else {
+        let Some(mut storage) = self.peers[peer].parked_storage.take() else {
             return;
         };
+        if let Err(error) = storage.recover() {
+            self.fail(Violation {
+                invariant: "storage-recovers-durable-state",
+                detail: error,
+            });
+        }
         if self.config.disk.lie_about_durability {
-            self.peers[peer].shadow_storage = Some(storage.clone());
+            let Some(memory) = storage.as_memory() else {
+                panic!("Cluster::new admits the lying disk with memory storage only");
+            };
+            self.peers[peer].shadow_storage = Some(memory.clone());
         }
         let mut config = self.config.core.clone();
         config.id = self.peers[peer].id;
@@ -54,8 +65,14 @@ impl Cluster {
         let Some(node) = current.node.take() else {
             return;
         };
-        let storage = node.into_storage();
-        current.parked_storage = Some(current.shadow_storage.take().unwrap_or(storage));
+        let mut storage = node.into_storage();
+        storage.crash();
+        current.parked_storage = Some(
+            current
+                .shadow_storage
+                .take()
+                .map_or(storage, SimStorage::Memory),
+        );
         current.incarnation += 1;
         current.flush_scheduled = false;
         current.proposals.clear();

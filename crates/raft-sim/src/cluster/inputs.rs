@@ -88,9 +88,18 @@ impl Cluster {
         let node = current.node.as_mut()?;
         let (persist_id, hard_state, entry_count) =
             (request.id, request.hard_state, request.entries.len());
-        match current.shadow_storage.as_mut() {
-            Some(shadow) => shadow.persist(request),
+        let persisted = match current.shadow_storage.as_mut() {
+            Some(shadow) => {
+                shadow.persist(request);
+                Ok(())
+            }
             None => node.storage_mut().persist(request),
+        };
+        if let Err(error) = persisted {
+            self.fail(Violation {
+                invariant: "storage-never-fails",
+                detail: error,
+            });
         }
         if let Some(hard_state) = hard_state {
             let check = self.invariants.durable.on_persisted(id, hard_state);

@@ -39,6 +39,7 @@ use crate::event::{Event, EventQueue};
 use crate::invariants::{Invariants, Violation};
 use crate::network::{Network, NetworkStats};
 use crate::service::Service;
+use crate::storage::{SimStorage, StorageKind};
 use crate::trace::{Digest, Trace};
 use crate::SimRng;
 
@@ -90,10 +91,11 @@ pub struct SimCounters {
 pub(crate) struct Peer {
     id: NodeId,
     /// The running core; `None` while crashed.
-    node: Option<Raft<MemStorage>>,
+    node: Option<Raft<SimStorage>>,
     /// The disk of a crashed peer.
-    parked_storage: Option<MemStorage>,
-    /// With a disk that lies about durability: what really reached the disk.
+    parked_storage: Option<SimStorage>,
+    /// With a disk that lies about durability (memory storage only): what really reached the
+    /// disk.
     shadow_storage: Option<MemStorage>,
     /// Bumped by every crash: events of an older incarnation are void.
     incarnation: u64,
@@ -133,16 +135,26 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts a cluster: every peer boots from empty storage naming all peers as voters.
+    /// Starts a cluster: every peer boots from empty storage (of the configured kind) naming
+    /// all peers as voters.
     pub fn new(config: SimConfig) -> Cluster {
         assert!(config.peers >= 1, "a cluster needs at least one peer");
         assert!(config.tick_us > 0, "the tick must last some time");
+        assert!(
+            !config.disk.lie_about_durability || config.storage == StorageKind::Memory,
+            "a disk that lies about durability is simulated with memory storage only, not {:?}",
+            config.storage
+        );
         let voters = Configuration::new((1..=config.peers as u64).map(NodeId));
         let peers = (1..=config.peers as u64)
             .map(|id| Peer {
                 id: NodeId(id),
                 node: None,
-                parked_storage: Some(MemStorage::new(voters.clone())),
+                parked_storage: Some(
+                    SimStorage::new(config.storage, NodeId(id), voters.clone()).unwrap_or_else(
+                        |error| panic!("seed {}: cannot create storage: {error}", config.seed),
+                    ),
+                ),
                 shadow_storage: None,
                 incarnation: 0,
                 service: Service::new(),
@@ -279,7 +291,7 @@ impl Cluster {
     }
 
     /// The running core of `peer`, or `None` while it is crashed.
-    pub fn node(&self, peer: NodeId) -> Option<&Raft<MemStorage>> {
+    pub fn node(&self, peer: NodeId) -> Option<&Raft<SimStorage>> {
         self.index_of(peer)
             .and_then(|index| self.peers[index].node.as_ref())
     }

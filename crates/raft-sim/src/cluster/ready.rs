@@ -8,7 +8,7 @@
 //!           └─ read_states / failed_reads ─► read checks
 //! ```
 
-use raft_core::{CompactError, LogId, Message, NodeId};
+use raft_core::{CompactError, LogId, Message, NodeId, Storage};
 use rand::Rng;
 
 use super::{ApplyItem, Cluster, EMPTY_READY_ROUNDS_MAX, READY_ROUNDS_MAX};
@@ -163,7 +163,12 @@ impl Cluster {
             // The planted bug: the write is visible and acknowledged at once; only the shadow
             // (what really reached the disk) waits for the completion.
             if let Some(node) = self.peers[peer].node.as_mut() {
-                node.storage_mut().persist(request.clone());
+                if let Err(error) = node.storage_mut().persist(request.clone()) {
+                    self.fail(Violation {
+                        invariant: "storage-never-fails",
+                        detail: error,
+                    });
+                }
                 node.on_persisted(request.id);
             }
         }
@@ -187,10 +192,10 @@ impl Cluster {
             });
         };
         if let Some(node) = self.peers[peer].node.as_ref() {
-            let disk = self.peers[peer]
-                .shadow_storage
-                .as_ref()
-                .unwrap_or_else(|| node.storage());
+            let disk: &dyn Storage = match self.peers[peer].shadow_storage.as_ref() {
+                Some(shadow) => shadow,
+                None => node.storage(),
+            };
             self.check(check_durable_before_answer(&message, node, disk));
         }
         match self.network.send(peer, to, &message.body, &mut self.rng) {
