@@ -47,4 +47,4 @@ pub use error::WalError;
 pub use recovery::RecoveryReport;
 pub use storage::WalStorage;
 pub use wal::{Wal, WalOptions};
-pub use writer::{Durable, GroupCommit};
+pub use writer::{Durable, GroupCommit, QUEUED_REQUESTS_MAX};

@@ -87,12 +87,20 @@ fn remove(path: &Path, report: &mut RecoveryReport) -> Result<()> {
     Ok(())
 }
 
-fn read_whole(path: &Path) -> Result<Bytes> {
-    let mut contents = Vec::new();
+/// Reads the whole file at `path` into `buffer`'s allocation (reused from segment to segment,
+/// so recovery pays for page faults on one segment's worth of memory, not on every segment).
+fn read_whole(path: &Path, buffer: &mut Vec<u8>) -> Result<Bytes> {
+    let mut contents = std::mem::take(buffer);
+    contents.clear();
     File::open(path)
         .and_then(|mut file| file.read_to_end(&mut contents))
         .map_err(|error| WalError::io("read segment", path, error))?;
     Ok(Bytes::from(contents))
+}
+
+/// Takes the allocation back from a segment's contents once nothing refers to them.
+fn reclaim(contents: Bytes) -> Vec<u8> {
+    contents.try_into_mut().map(Vec::from).unwrap_or_default()
 }
 
 /// Cuts the segment at `path` to `length` bytes durably; a segment cut to nothing (its header
@@ -334,6 +342,7 @@ fn replay(
         unconnected: None,
     };
     let mut retained = BTreeMap::new();
+    let mut read_buffer = Vec::new();
     let sequences: Vec<u64> = listing.segments.keys().copied().collect();
     for (position, &sequence) in sequences.iter().enumerate() {
         let path = &listing.segments[&sequence];
@@ -347,7 +356,7 @@ fn replay(
                 ),
             ));
         }
-        let contents = read_whole(path)?;
+        let contents = read_whole(path, &mut read_buffer)?;
         if contents.len() as u64 > u32::MAX as u64 {
             return Err(WalError::corrupt(
                 path,
@@ -422,6 +431,7 @@ fn replay(
             remove(path, report)?;
             kept = false;
         }
+        read_buffer = reclaim(contents);
         if kept {
             retained.insert(sequence, open_segment(path)?);
         }

@@ -100,7 +100,8 @@ impl WalStorage {
         Ok(self.shared.read()?.cache.bytes())
     }
 
-    /// Approximate memory the log index uses, in bytes.
+    /// Memory allocated for the log index, in bytes (its buffers grow by doubling, so up to
+    /// half of it may not be in use yet).
     pub fn index_bytes(&self) -> Result<u64, StorageError> {
         Ok(self.shared.read()?.log.heap_bytes())
     }

@@ -10,7 +10,7 @@
 //! cost is shared, so throughput grows with the offered load until the disk's bandwidth is
 //! the limit.
 
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::{self, JoinHandle};
 
 use raft_core::{PersistId, PersistRequest};
@@ -22,11 +22,15 @@ use crate::wal::Wal;
 /// does not delay every acknowledgement behind a huge write.
 const GROUP_BYTES_MAX: u64 = 16 << 20;
 
+/// Requests that may wait for the writer; [`GroupCommit::submit`] blocks while this many do,
+/// which pushes back on the producer instead of queueing without bound.
+pub const QUEUED_REQUESTS_MAX: usize = 4096;
+
 /// Handle on the group-commit thread. Dropping it stops the thread after the queued
 /// requests are written.
 #[derive(Debug)]
 pub struct GroupCommit {
-    sender: Option<Sender<PersistRequest>>,
+    sender: Option<SyncSender<PersistRequest>>,
     thread: Option<JoinHandle<Wal>>,
 }
 
@@ -36,12 +40,14 @@ pub type Durable = Result<PersistId, WalError>;
 impl GroupCommit {
     /// Moves `wal` to a new thread. `on_durable` is called on that thread after each group
     /// with the id of the group's last request (every earlier one is durable too), or with the
-    /// error that stopped the log; after an error no more requests are written.
+    /// error that stopped the log; after an error no more requests are written. The next group
+    /// waits for `on_durable` to return, so it should only hand the id on (send it to a
+    /// channel, wake a task), not do work of its own.
     pub fn spawn(
         wal: Wal,
         on_durable: impl FnMut(Durable) + Send + 'static,
     ) -> std::io::Result<GroupCommit> {
-        let (sender, receiver) = mpsc::channel();
+        let (sender, receiver) = mpsc::sync_channel(QUEUED_REQUESTS_MAX);
         let thread = thread::Builder::new()
             .name("raft-wal-writer".into())
             .spawn(move || run(wal, receiver, on_durable))?;
@@ -51,7 +57,7 @@ impl GroupCommit {
         })
     }
 
-    /// Queues a request to be made durable.
+    /// Queues a request to be made durable; blocks while [`QUEUED_REQUESTS_MAX`] requests wait.
     pub fn submit(&self, request: PersistRequest) -> Result<(), WalError> {
         let stopped = || WalError::Stopped("the group-commit thread has exited".into());
         let sender = self.sender.as_ref().ok_or_else(stopped)?;
