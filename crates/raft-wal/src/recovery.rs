@@ -11,7 +11,6 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -239,7 +238,9 @@ impl Wal {
         let (mut active, segments) = open_active(&options, &dir, segments, hard_state)?;
         if let Some(discard) = missing_marker {
             let id = snapshot.meta.last_included;
-            append_durably(&mut active, &Record::Snapshot { id, discard }, &options)?;
+            let mut frame = Vec::new();
+            encode_frame(&Record::Snapshot { id, discard }, &mut frame);
+            active.append(&frame, options.syncer())?;
             report.snapshot_marker_restored = true;
         }
         report.entries = log.len();
@@ -481,19 +482,6 @@ fn replay(
         segments: retained,
         missing_marker,
     })
-}
-
-/// Appends one record to the active segment and makes it durable.
-fn append_durably(active: &mut ActiveSegment, record: &Record, options: &WalOptions) -> Result<()> {
-    let mut frame = Vec::new();
-    encode_frame(record, &mut frame);
-    let file = &active.file;
-    file.file
-        .write_all_at(&frame, active.bytes)
-        .map_err(|error| WalError::io("write segment", &file.path, error))?;
-    options.syncer().data(&file.file, &file.path)?;
-    active.bytes += frame.len() as u64;
-    Ok(())
 }
 
 fn open_segment(path: &Path) -> Result<Arc<SegmentFile>> {

@@ -75,6 +75,19 @@ pub(crate) struct ActiveSegment {
     pub(crate) bytes: u64,
 }
 
+impl ActiveSegment {
+    /// Writes `frames` at the end of the segment and makes them durable.
+    pub(crate) fn append(&mut self, frames: &[u8], syncer: Syncer) -> Result<()> {
+        let file = &self.file;
+        file.file
+            .write_all_at(frames, self.bytes)
+            .map_err(|error| WalError::io("write segment", &file.path, error))?;
+        syncer.data(&file.file, &file.path)?;
+        self.bytes += frames.len() as u64;
+        Ok(())
+    }
+}
+
 /// A change to publish once its batch is durable.
 enum Published {
     Entry(Entry, Location),
@@ -188,12 +201,7 @@ impl Wal {
             }
         }
         if !buffer.is_empty() {
-            let file = &self.active.file;
-            file.file
-                .write_all_at(&buffer, self.active.bytes)
-                .map_err(|error| WalError::io("write segment", &file.path, error))?;
-            self.options.syncer().data(&file.file, &file.path)?;
-            self.active.bytes += buffer.len() as u64;
+            self.active.append(&buffer, self.options.syncer())?;
         }
         self.buffer = buffer;
         self.publish(published);
