@@ -268,7 +268,7 @@ impl Wal {
             report,
             failure: None,
             _lock: lock,
-            buffer: Vec::new(),
+            buffer: Default::default(),
         })
     }
 }

@@ -48,8 +48,10 @@ const OPERATIONS_MAX: usize = 80;
 /// Shrinking stops after this many attempts (each runs a case, which gets faster as the case
 /// shrinks).
 const SHRINK_ITERATIONS_MAX: u32 = 20_000;
-/// Largest payload of a generated entry.
+/// Largest payload of a generated entry, most of the time.
 const DATA_BYTES_MAX: usize = 300;
+/// Largest payload of the occasional large entry.
+const LARGE_DATA_BYTES_MAX: usize = 6000;
 /// Most entries one generated request appends.
 const ENTRIES_PER_REQUEST_MAX: usize = 8;
 
@@ -142,6 +144,8 @@ fn entry_spec() -> impl Strategy<Value = EntrySpec> {
     prop_oneof![
         6 => (0..=DATA_BYTES_MAX).prop_map(|data_bytes| EntrySpec { noop: false, data_bytes }),
         1 => Just(EntrySpec { noop: true, data_bytes: 0 }),
+        // Payloads of 2 KiB and more are written from their own buffers, not copied.
+        1 => (2000..=LARGE_DATA_BYTES_MAX).prop_map(|data_bytes| EntrySpec { noop: false, data_bytes }),
     ]
 }
 
