@@ -86,7 +86,7 @@ pub enum SimStorage {
     /// In memory.
     Memory(MemStorage),
     /// A write-ahead log on disk.
-    Wal(WalDisk),
+    Wal(Box<WalDisk>),
 }
 
 impl SimStorage {
@@ -109,7 +109,7 @@ impl SimStorage {
                     unsafe_no_sync: true,
                     ..WalOptions::default()
                 };
-                WalDisk::create(peer, voters, options).map(SimStorage::Wal)
+                WalDisk::create(peer, voters, options).map(|disk| SimStorage::Wal(Box::new(disk)))
             }
         }
     }
