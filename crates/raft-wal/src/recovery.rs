@@ -23,8 +23,12 @@ use crate::fsutil::{DirectoryLock, Syncer};
 use crate::index::{Location, LogIndex, TailCache};
 use crate::segment;
 use crate::snapshot_file;
-use crate::storage::{DurableState, SegmentFile, Shared};
+use crate::storage::{DurableState, SegmentFile, Shared, WalStorage};
 use crate::wal::{ActiveSegment, Wal, WalOptions};
+
+/// At most this much of the log's end is read back into the tail cache after recovery, so
+/// that a restart does not read a large cache's worth of entries before it can serve.
+const WARM_CACHE_BYTES_MAX: u64 = 4 << 20;
 
 /// What recovery found when a log was opened.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -260,6 +264,12 @@ impl Wal {
             cache: TailCache::new(options.cache_bytes_max),
             segments,
         });
+        let warm = WalStorage::new(Arc::clone(&shared))
+            .warm_cache(options.cache_bytes_max.min(WARM_CACHE_BYTES_MAX));
+        if let Err(error) = warm {
+            // Only an optimisation: the same read fails again, loudly, when the core needs it.
+            tracing::warn!(dir = %dir.display(), %error, "could not read the log's end into the cache");
+        }
         Ok(Wal {
             dir,
             options,

@@ -106,6 +106,35 @@ impl WalStorage {
         Ok(self.shared.read()?.log.heap_bytes())
     }
 
+    /// Reads the newest entries, up to `bytes_max` of them, into the tail cache (after
+    /// recovery, so that a restarted leader serves followers that are close behind from
+    /// memory, as before the restart).
+    pub(crate) fn warm_cache(&self, bytes_max: u64) -> Result<(), StorageError> {
+        let (low, high) = {
+            let state = self.shared.read()?;
+            let last = state.log.last_index();
+            let mut low = last.next();
+            let mut bytes = 0;
+            while low > state.log.first_index() {
+                let Some(location) = state.log.location(low.prev()) else {
+                    break;
+                };
+                bytes += entry_size_bytes(location.payload_len);
+                if bytes > bytes_max {
+                    break;
+                }
+                low = low.prev();
+            }
+            (low, last.next())
+        };
+        let entries = self.entries(low, high, u64::MAX)?;
+        let mut state = self.shared.write();
+        for entry in entries {
+            state.cache.push(entry);
+        }
+        Ok(())
+    }
+
     /// Plans the reads of `[low, high)`, stopping once `max_bytes` are planned.
     fn plan(&self, low: Index, high: Index, max_bytes: u64) -> Result<Vec<Piece>, StorageError> {
         let state = self.shared.read()?;

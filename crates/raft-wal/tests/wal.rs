@@ -289,3 +289,22 @@ fn group_commit_reports_every_group_in_order() {
     let wal = writer.shutdown().expect("stops");
     assert_eq!(stored(&wal), entries(1, 1..=500));
 }
+
+#[test]
+fn reopening_reads_the_newest_entries_back_into_the_cache() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let options = WalOptions {
+        segment_bytes_max: 512,
+        cache_bytes_max: 1000,
+        ..WalOptions::default()
+    };
+    let mut wal = Wal::open(dir.path(), voters(), options.clone()).expect("opens");
+    append(&mut wal, 1, entries(1, 1..=100));
+    let wal = reopen(wal, options);
+    let cached = wal.storage().cached_bytes().expect("cache size");
+    assert!(
+        cached > 800 && cached <= 1000,
+        "cache warmed to its bound: {cached}"
+    );
+    assert_eq!(stored(&wal), entries(1, 1..=100));
+}
