@@ -21,7 +21,7 @@ use crate::codec::{encode_frame, Record};
 use crate::error::{Result, WalError};
 use crate::fsutil::{DirectoryLock, Syncer};
 use crate::index::{Location, LogIndex, TailCache};
-use crate::segment;
+use crate::segment::{self, Damage, ScanEnd};
 use crate::snapshot_file;
 use crate::storage::{DurableState, SegmentFile, Shared, WalStorage};
 use crate::wal::{ActiveSegment, Wal, WalOptions};
@@ -237,9 +237,11 @@ impl Wal {
             log,
             hard_state,
             segments,
+            last_data_end,
             missing_marker,
         } = replay(&listing, &snapshot, &options, &mut report)?;
-        let (mut active, segments) = open_active(&options, &dir, segments, hard_state)?;
+        let (mut active, segments) =
+            open_active(&options, &dir, segments, last_data_end, hard_state)?;
         if let Some(discard) = missing_marker {
             let id = snapshot.meta.last_included;
             let mut frame = Vec::new();
@@ -334,6 +336,8 @@ struct Replayed {
     log: LogIndex,
     hard_state: HardState,
     segments: Segments,
+    /// Where the valid frames of the last segment end.
+    last_data_end: u64,
     /// The newest snapshot's marker must be written, with this discard decision.
     missing_marker: Option<bool>,
 }
@@ -354,6 +358,8 @@ fn replay(
     };
     let mut retained = BTreeMap::new();
     let mut read_buffer = Vec::new();
+    // Where the next frame goes in the last segment kept.
+    let mut last_data_end = 0;
     let sequences: Vec<u64> = listing.segments.keys().copied().collect();
     for (position, &sequence) in sequences.iter().enumerate() {
         let path = &listing.segments[&sequence];
@@ -378,12 +384,29 @@ fn replay(
         report.segments += 1;
         report.bytes_scanned += contents.len() as u64;
         let mut segment_records = 0;
-        let damage = segment::scan(path, sequence, &contents, |offset, payload_len, record| {
+        let end = segment::scan(path, sequence, &contents, |offset, payload_len, record| {
             segment_records += 1;
             replay.record(path, sequence, offset, payload_len, record)
         })?;
         report.records += segment_records;
         let is_last = position + 1 == sequences.len();
+        let (damage, mut data_end) = match end {
+            ScanEnd::Clean => (None, contents.len() as u64),
+            ScanEnd::ZeroFilled { offset } if is_last => (None, offset),
+            // Segments are trimmed to their data when the next one starts.
+            ScanEnd::ZeroFilled { offset } => (
+                Some(Damage {
+                    offset,
+                    reason: "zeros where records should be",
+                    intact_frame_after: None,
+                }),
+                offset,
+            ),
+            ScanEnd::Damaged(damage) => {
+                let offset = damage.offset;
+                (Some(damage), offset)
+            }
+        };
         let mut kept = true;
         if let Some(damage) = damage {
             let dropped = contents.len() as u64 - damage.offset;
@@ -426,6 +449,7 @@ fn replay(
                 truncate_segment(options.syncer(), path, cut_at, report)?;
                 if cut_at > 0 {
                     retained.insert(sequence, open_segment(path)?);
+                    last_data_end = cut_at;
                 }
                 break;
             } else {
@@ -436,7 +460,18 @@ fn replay(
                 return Err(WalError::corrupt(path, damage.offset, reason));
             }
             truncate_segment(options.syncer(), path, cut_at, report)?;
+            if cut_at > 0 && options.preallocate_bytes() > cut_at {
+                // Give the segment back the space appends go to (see segment::create).
+                let file = open_segment(path)?;
+                file.file
+                    .set_len(options.preallocate_bytes())
+                    .map_err(|error| WalError::io("preallocate segment", path, error))?;
+                options
+                    .syncer()
+                    .file(&file.file, path, "fsync preallocated segment")?;
+            }
             kept = cut_at > 0;
+            data_end = cut_at;
         } else if is_last && segment_records == 0 {
             // Only a header: the same torn creation, cut exactly after the header.
             remove(path, report)?;
@@ -445,6 +480,7 @@ fn replay(
         read_buffer = reclaim(contents);
         if kept {
             retained.insert(sequence, open_segment(path)?);
+            last_data_end = data_end;
         }
     }
     let Replay {
@@ -490,6 +526,7 @@ fn replay(
         log,
         hard_state,
         segments: retained,
+        last_data_end,
         missing_marker,
     })
 }
@@ -512,25 +549,27 @@ fn open_active(
     options: &WalOptions,
     dir: &Path,
     mut segments: Segments,
+    last_data_end: u64,
     hard_state: HardState,
 ) -> Result<(ActiveSegment, Segments)> {
     if let Some((&sequence, file)) = segments.last_key_value() {
-        let bytes = file
-            .file
-            .metadata()
-            .map_err(|error| WalError::io("stat segment", &file.path, error))?
-            .len();
         let active = ActiveSegment {
             sequence,
             file: Arc::clone(file),
-            bytes,
+            bytes: last_data_end,
         };
         return Ok((active, segments));
     }
     let mut initial = Vec::new();
     encode_frame(&Record::HardState(hard_state), &mut initial);
     let sequence = 1;
-    let (file, path, bytes) = segment::create(options.syncer(), dir, sequence, &initial)?;
+    let (file, path, bytes) = segment::create(
+        options.syncer(),
+        dir,
+        sequence,
+        &initial,
+        options.preallocate_bytes(),
+    )?;
     let file = Arc::new(SegmentFile { path, file });
     segments.insert(sequence, Arc::clone(&file));
     Ok((

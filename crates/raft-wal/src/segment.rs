@@ -37,13 +37,18 @@ pub(crate) fn parse_file_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// Creates segment `sequence` in `dir` holding its header followed by `initial_frames`, and
-/// makes the file and its directory entry durable before returning.
+/// Creates segment `sequence` in `dir` holding its header followed by `initial_frames`,
+/// extended with zeros to `preallocate_bytes`, and makes the file and its directory entry
+/// durable before returning. Returns the file, its path and where the next frame goes.
+///
+/// Preallocating matters for speed, not safety: an fdatasync after an append that grows the
+/// file must also record the new size, one that writes within the file's length need not.
 pub(crate) fn create(
     syncer: Syncer,
     dir: &Path,
     sequence: u64,
     initial_frames: &[u8],
+    preallocate_bytes: u64,
 ) -> Result<(File, PathBuf, u64)> {
     let path = dir.join(file_name(sequence));
     let file = OpenOptions::new()
@@ -57,6 +62,10 @@ pub(crate) fn create(
     contents.extend_from_slice(initial_frames);
     file.write_all_at(&contents, 0)
         .map_err(|error| WalError::io("write segment", &path, error))?;
+    if preallocate_bytes > contents.len() as u64 {
+        file.set_len(preallocate_bytes)
+            .map_err(|error| WalError::io("preallocate segment", &path, error))?;
+    }
     syncer.file(&file, &path, "fsync segment")?;
     syncer.dir(dir)?;
     Ok((file, path, contents.len() as u64))
@@ -75,11 +84,50 @@ pub(crate) struct Damage {
     pub(crate) intact_frame_after: Option<u64>,
 }
 
+/// How a scan ended.
+#[derive(Debug)]
+pub(crate) enum ScanEnd {
+    /// Every byte belongs to a valid frame.
+    Clean,
+    /// Valid frames up to `offset`, then only zeros: space preallocated for frames not yet
+    /// written (or never written because of a crash, which is the same thing).
+    ZeroFilled {
+        /// Where the zeros start.
+        offset: u64,
+    },
+    /// A frame fails its checks.
+    Damaged(Damage),
+}
+
 /// Walks the frames of the segment at `path` whose bytes are `contents`, handing every valid
-/// record to `visit` with its frame offset and payload length. Returns the damage that ended
-/// the scan early, if any. A record that passes its checksum but cannot be decoded is an
-/// error right away: no torn write produces one.
+/// record to `visit` with its frame offset and payload length, and says how the frames end.
+/// A record that passes its checksum but cannot be decoded is an error right away: no torn
+/// write produces one.
 pub(crate) fn scan(
+    path: &Path,
+    expected_sequence: u64,
+    contents: &Bytes,
+    visit: impl FnMut(u64, u32, Record) -> Result<()>,
+) -> Result<ScanEnd> {
+    Ok(
+        match scan_frames(path, expected_sequence, contents, visit)? {
+            None => ScanEnd::Clean,
+            Some(damage)
+                if damage.offset >= SEGMENT_HEADER_BYTES
+                    && contents[damage.offset as usize..]
+                        .iter()
+                        .all(|&byte| byte == 0) =>
+            {
+                ScanEnd::ZeroFilled {
+                    offset: damage.offset,
+                }
+            }
+            Some(damage) => ScanEnd::Damaged(damage),
+        },
+    )
+}
+
+fn scan_frames(
     path: &Path,
     expected_sequence: u64,
     contents: &Bytes,
@@ -122,10 +170,17 @@ pub(crate) fn scan(
     let mut offset = SEGMENT_HEADER_BYTES;
     while offset < total {
         let damage = |reason: &'static str, search_from: u64| {
+            // Zeros to the end hold no frame; checking that first spares a byte-by-byte search
+            // of a large preallocated tail.
+            let zeros = contents[offset as usize..].iter().all(|&byte| byte == 0);
             Ok(Some(Damage {
                 offset,
                 reason,
-                intact_frame_after: find_intact_frame(contents, search_from),
+                intact_frame_after: if zeros {
+                    None
+                } else {
+                    find_intact_frame(contents, search_from)
+                },
             }))
         };
         if total - offset < FRAME_HEADER_BYTES {
@@ -196,7 +251,7 @@ mod tests {
 
     fn scan_all(contents: Vec<u8>) -> (Vec<Record>, Option<Damage>) {
         let mut records = Vec::new();
-        let damage = scan(
+        let damage = scan_frames(
             Path::new("s.wal"),
             5,
             &Bytes::from(contents),
@@ -214,6 +269,28 @@ mod tests {
             id: LogId::new(Term(1), Index(index)),
             discard: false,
         }
+    }
+
+    #[test]
+    fn zeros_after_the_last_record_are_preallocated_space() {
+        let mut contents = segment_with(&[marker(1)]);
+        let end = contents.len() as u64;
+        contents.resize(4096, 0);
+        let scanned = scan(
+            Path::new("s.wal"),
+            5,
+            &Bytes::from(contents.clone()),
+            |_, _, _| Ok(()),
+        );
+        assert!(
+            matches!(scanned, Ok(ScanEnd::ZeroFilled { offset }) if offset == end),
+            "{scanned:?}"
+        );
+        contents[3000] = 1;
+        let scanned = scan(Path::new("s.wal"), 5, &Bytes::from(contents), |_, _, _| {
+            Ok(())
+        });
+        assert!(matches!(scanned, Ok(ScanEnd::Damaged(_))), "{scanned:?}");
     }
 
     #[test]

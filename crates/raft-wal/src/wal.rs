@@ -50,11 +50,24 @@ pub struct WalOptions {
     /// Operator override: when recovery finds damage that is not a torn tail, truncate the log
     /// there (losing everything after it, loudly) instead of refusing to start.
     pub truncate_corrupt_tail: bool,
+    /// Give each new segment its full size up front (a sparse file), so that an fdatasync
+    /// after an append need not record a new file size; a segment is cut back to its data
+    /// when the next one starts. Only the last segment may end in unwritten zeros.
+    pub preallocate: bool,
 }
 
 impl WalOptions {
     pub(crate) fn syncer(&self) -> Syncer {
         Syncer::new(!self.unsafe_no_sync)
+    }
+
+    /// The size a new segment is given when it is created.
+    pub(crate) fn preallocate_bytes(&self) -> u64 {
+        if self.preallocate {
+            self.segment_bytes_max
+        } else {
+            0
+        }
     }
 }
 
@@ -66,6 +79,7 @@ impl Default for WalOptions {
             batch_bytes_max: 1 << 30,
             unsafe_no_sync: false,
             truncate_corrupt_tail: false,
+            preallocate: true,
         }
     }
 }
@@ -353,11 +367,33 @@ impl Wal {
             .read()
             .map_err(|error| WalError::Stopped(error.to_string()))?
             .hard_state;
+        // The finished segment gives back its unused preallocated space first, so that a
+        // segment other than the last never ends in zeros (there they would be lost data).
+        let finished = &self.active.file;
+        let length = finished
+            .file
+            .metadata()
+            .map_err(|error| WalError::io("stat segment", &finished.path, error))?
+            .len();
+        if length > self.active.bytes {
+            finished
+                .file
+                .set_len(self.active.bytes)
+                .map_err(|error| WalError::io("trim segment", &finished.path, error))?;
+            self.options
+                .syncer()
+                .file(&finished.file, &finished.path, "fsync trimmed segment")?;
+        }
         let mut initial = Vec::new();
         encode_frame(&Record::HardState(hard_state), &mut initial);
         let sequence = self.active.sequence + 1;
-        let (file, path, bytes) =
-            segment::create(self.options.syncer(), &self.dir, sequence, &initial)?;
+        let (file, path, bytes) = segment::create(
+            self.options.syncer(),
+            &self.dir,
+            sequence,
+            &initial,
+            self.options.preallocate_bytes(),
+        )?;
         let file = Arc::new(SegmentFile { path, file });
         self.shared
             .write()

@@ -29,6 +29,9 @@ fn options() -> WalOptions {
     WalOptions {
         segment_bytes_max: 300,
         cache_bytes_max: 0,
+        // The tests cut and damage files at byte offsets of an appended layout; the
+        // preallocated one is covered in preallocation.rs.
+        preallocate: false,
         ..WalOptions::default()
     }
 }
@@ -651,31 +654,49 @@ fn garbage_after_the_last_record_is_cut_as_a_torn_tail() {
     let built = Built::new(&scratch.path().join("log"), one_record_per_call());
     let dir = scratch.path().join("image");
     let name = built.last_segment();
-    let tails = [1, 11, 12, 13, 64, 4096]
-        .map(|length| (format!("{length} zero bytes"), vec![0u8; length]))
-        .into_iter()
-        .chain([1, 12, 37, 4096].map(|length| {
-            (
-                format!("{length} random bytes"),
-                garbage(length, 0x5eed + length as u64),
-            )
-        }));
-    for (tail, bytes) in tails {
+    for length in [1, 12, 37, 4096] {
         let mut image = built.image.clone();
         image
             .get_mut(name)
             .expect("last segment")
-            .extend_from_slice(&bytes);
-        let case = format!("{name} followed by {tail}");
+            .extend_from_slice(&garbage(length, 0x5eed + length as u64));
+        let case = format!("{name} followed by {length} random bytes");
         expect_recovered(
             &dir,
             &case,
             &image,
             options(),
             &built.model(),
-            (bytes.len() as u64, 0),
+            (length as u64, 0),
             &[],
             &built.image,
+        );
+    }
+}
+
+#[test]
+fn zeros_after_the_last_record_are_space_for_more_records() {
+    let scratch = scratch_directory();
+    let built = Built::new(&scratch.path().join("log"), one_record_per_call());
+    let dir = scratch.path().join("image");
+    let name = built.last_segment();
+    for length in [1, 11, 12, 13, 64, 4096] {
+        let mut image = built.image.clone();
+        image
+            .get_mut(name)
+            .expect("last segment")
+            .extend_from_slice(&vec![0u8; length]);
+        let case = format!("{name} followed by {length} zero bytes");
+        // Nothing is torn and nothing changes: the zeros are where the next records go.
+        expect_recovered(
+            &dir,
+            &case,
+            &image,
+            options(),
+            &built.model(),
+            (0, 0),
+            &[],
+            &image,
         );
     }
 }

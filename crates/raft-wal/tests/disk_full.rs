@@ -88,6 +88,8 @@ fn options() -> WalOptions {
         segment_bytes_max: 1 << 20,
         // Reads after the failure come from the files, not from memory.
         cache_bytes_max: 0,
+        // The file-size limit is placed by the sizes of appended segments.
+        preallocate: false,
         ..WalOptions::default()
     }
 }

@@ -19,8 +19,8 @@ use std::path::Path;
 
 use bytes::Bytes;
 use raft_core::{
-    Configuration, Entry, EntryKind, HardState, Index, LogId, NodeId, PersistRequest, Snapshot,
-    SnapshotMeta, Storage, Term,
+    Configuration, Entry, EntryKind, HardState, Index, LogId, MemStorage, NodeId, PersistRequest,
+    Snapshot, SnapshotMeta, Storage, Term,
 };
 
 /// The files of a data directory (without the lock file), by name.
@@ -329,4 +329,106 @@ pub fn read_state(storage: &impl Storage) -> Result<LogState, String> {
 /// [`read_state`] of a model, which cannot fail.
 pub fn model_state(storage: &impl Storage) -> LogState {
     read_state(storage).expect("the model answers every read")
+}
+
+/// The logs a crash during `request` can leave, in write order: none of its records, then the
+/// snapshot marker, then each entry in turn, then the hard state.
+pub fn candidates(before: &MemStorage, request: &PersistRequest) -> Vec<MemStorage> {
+    let piece = |snapshot, entries, hard_state| PersistRequest {
+        id: request.id,
+        snapshot,
+        entries,
+        hard_state,
+    };
+    let mut candidates = vec![before.clone()];
+    let mut current = before.clone();
+    if let Some(snapshot) = &request.snapshot {
+        current.persist(piece(Some(snapshot.clone()), Vec::new(), None));
+        candidates.push(current.clone());
+    }
+    // Entries are applied as prefixes of the request's list: each one replaces the suffix
+    // from its index, as its record does on replay.
+    let after_snapshot = current.clone();
+    for written in 1..=request.entries.len() {
+        current = after_snapshot.clone();
+        current.persist(piece(None, request.entries[..written].to_vec(), None));
+        candidates.push(current.clone());
+    }
+    if let Some(hard_state) = request.hard_state {
+        current.persist(piece(None, Vec::new(), Some(hard_state)));
+        candidates.push(current);
+    }
+    candidates
+}
+
+/// Appends of one and several entries, hard-state changes alone and with entries, a follower
+/// overwriting a conflicting suffix, compactions (alone and with entries and hard state), an
+/// installed snapshot that disagrees with the log at its last entry and one beyond the end of
+/// the log, and an entry larger than a segment.
+pub fn mixed_workload() -> Vec<PersistRequest> {
+    let mut script = Script::default();
+    script.hard_state(hard_state(1, Some(1), 0));
+    script.append(entries(1, 1..=1));
+    script.append(entries(1, 2..=4));
+    script.persist(None, entries(1, 5..=9), Some(hard_state(1, Some(1), 4)));
+    script.append(entries(1, 10..=10));
+    script.hard_state(hard_state(1, Some(1), 9));
+    script.append(entries(1, 11..=14));
+    script.append(entries(1, 15..=20));
+    script.hard_state(hard_state(1, Some(1), 12));
+    // A new leader in term 2 never had 16..=20: this follower replaces them.
+    script.hard_state(hard_state(2, Some(2), 12));
+    script.persist(None, entries(2, 16..=18), Some(hard_state(2, Some(2), 14)));
+    script.append(entries(2, 19..=22));
+    script.hard_state(hard_state(2, Some(2), 20));
+    script.persist(None, entries(2, 23..=26), Some(hard_state(2, Some(2), 22)));
+    script.snapshot(snapshot(2, 18));
+    script.append(entries(2, 27..=30));
+    script.persist(
+        Some(snapshot(2, 25)),
+        entries(2, 31..=32),
+        Some(hard_state(2, Some(2), 28)),
+    );
+    script.append(entries(2, 33..=36));
+    script.hard_state(hard_state(3, None, 28));
+    script.hard_state(hard_state(3, Some(3), 28));
+    script.persist(None, vec![entry(3, 37)], Some(hard_state(3, Some(3), 32)));
+    script.append(entries(3, 38..=41));
+    script.snapshot(snapshot(2, 30));
+    // A leader of term 5 sends a snapshot through 41, where this log has term 3: all of it goes.
+    script.hard_state(hard_state(5, None, 32));
+    script.persist(
+        Some(snapshot(5, 41)),
+        Vec::new(),
+        Some(hard_state(5, None, 41)),
+    );
+    script.append(entries(5, 42..=44));
+    // A snapshot beyond the end of the log, installed with the entries that follow it.
+    script.persist(
+        Some(snapshot(6, 60)),
+        entries(6, 61..=62),
+        Some(hard_state(6, Some(2), 60)),
+    );
+    script.append(entries(6, 63..=66));
+    script.hard_state(hard_state(6, Some(2), 64));
+    script.append(vec![entry(6, 67)]);
+    script.snapshot(snapshot(6, 64));
+    script.persist(None, entries(7, 67..=69), Some(hard_state(7, Some(3), 65)));
+    script.append(entries(7, 70..=72));
+    script.hard_state(hard_state(7, Some(3), 70));
+    script.persist(
+        Some(snapshot(7, 69)),
+        vec![entry(7, 73)],
+        Some(hard_state(7, Some(3), 71)),
+    );
+    script.append(entries(7, 74..=76));
+    script.persist(
+        None,
+        vec![big_entry(7, 77, 500)],
+        Some(hard_state(7, Some(3), 76)),
+    );
+    script.append(entries(7, 78..=79));
+    script.snapshot(snapshot(7, 78));
+    script.hard_state(hard_state(8, None, 78));
+    script.requests
 }
