@@ -241,17 +241,7 @@ fn expect_recovered(
         (torn_bytes, corrupt_bytes),
         "{case}: (torn_tail_bytes, corrupt_bytes_dropped)"
     );
-    let mut reported: Vec<String> = report
-        .removed_files
-        .iter()
-        .map(|path| {
-            path.file_name()
-                .expect("a file")
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    reported.sort();
+    let reported = removed_names(report);
     let mut removed = removed.to_vec();
     removed.sort();
     assert_eq!(reported, removed, "{case}: removed files");

@@ -343,22 +343,6 @@ fn strip_restored_marker(on_disk: &mut Image, predicted: &Image) -> Result<(), S
     Ok(())
 }
 
-fn removed_names(wal: &Wal) -> Vec<String> {
-    let mut names: Vec<String> = wal
-        .recovery_report()
-        .removed_files
-        .iter()
-        .map(|path| {
-            path.file_name()
-                .expect("a file")
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    names.sort();
-    names
-}
-
 /// Every entry acknowledged before the crash is still there, unless a record of the crashed
 /// call itself superseded it: its snapshot covers or discarded it, or its entries replaced it.
 fn acknowledged_entries_survive(
@@ -445,10 +429,10 @@ fn check_image(
             report.torn_tail_bytes, report.corrupt_bytes_dropped
         ));
     }
-    if removed_names(&wal) != removed {
+    if removed_names(wal.recovery_report()) != removed {
         return Err(format!(
             "removed {:?}, expected {removed:?}",
-            removed_names(&wal)
+            removed_names(wal.recovery_report())
         ));
     }
     let mut on_disk = capture(dir);

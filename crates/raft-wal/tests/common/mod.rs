@@ -432,3 +432,19 @@ pub fn mixed_workload() -> Vec<PersistRequest> {
     script.hard_state(hard_state(8, None, 78));
     script.requests
 }
+
+/// The names of the files recovery reports it removed, sorted.
+pub fn removed_names(report: &raft_wal::RecoveryReport) -> Vec<String> {
+    let mut names: Vec<String> = report
+        .removed_files
+        .iter()
+        .map(|path| {
+            path.file_name()
+                .expect("a file")
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}
