@@ -16,6 +16,8 @@
 use bytes::{Buf, BufMut, Bytes};
 use raft_core::{Entry, EntryKind, HardState, Index, LogId, NodeId, Term};
 
+use crate::checksum;
+
 /// Identifies a segment file of this format.
 pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"RAFTWAL\n";
 /// The segment format this build writes and reads.
@@ -60,7 +62,7 @@ pub(crate) fn encode_segment_header(sequence: u64) -> [u8; SEGMENT_HEADER_BYTES 
     cursor.put_u32_le(FORMAT_VERSION);
     cursor.put_u32_le(0);
     cursor.put_u64_le(sequence);
-    let crc = crc32c::crc32c(&header[..24]);
+    let crc = checksum::crc32c(&header[..24]);
     header[24..28].copy_from_slice(&crc.to_le_bytes());
     header
 }
@@ -83,7 +85,7 @@ pub(crate) fn decode_segment_header(header: &[u8]) -> SegmentHeader {
         return SegmentHeader::Damaged("bad magic number");
     }
     let stored_crc = u32::from_le_bytes([header[24], header[25], header[26], header[27]]);
-    if crc32c::crc32c(&header[..24]) != stored_crc {
+    if checksum::crc32c(&header[..24]) != stored_crc {
         return SegmentHeader::Damaged("segment header checksum mismatch");
     }
     let mut cursor = &header[8..24];
@@ -159,10 +161,11 @@ pub(crate) fn encode_frame_leaving_data(record: &Record, out: &mut Vec<u8>, leav
         (out.len() - payload_start + data_left_out.len()) as u64,
         payload_len
     );
-    let payload_crc = crc32c::crc32c_append(crc32c::crc32c(&out[payload_start..]), data_left_out);
+    let payload_crc =
+        checksum::crc32c_append(checksum::crc32c(&out[payload_start..]), data_left_out);
     out[start..start + 4].copy_from_slice(&(payload_len as u32).to_le_bytes());
     out[start + 4..start + 8].copy_from_slice(&payload_crc.to_le_bytes());
-    let header_crc = crc32c::crc32c(&out[start..start + 8]);
+    let header_crc = checksum::crc32c(&out[start..start + 8]);
     out[start + 8..start + 12].copy_from_slice(&header_crc.to_le_bytes());
 }
 
@@ -181,7 +184,7 @@ pub(crate) fn decode_frame_header(bytes: &[u8]) -> Option<FrameHeader> {
     assert_eq!(bytes.len() as u64, FRAME_HEADER_BYTES);
     let word =
         |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-    if crc32c::crc32c(&bytes[..8]) != word(8) {
+    if checksum::crc32c(&bytes[..8]) != word(8) {
         return None;
     }
     Some(FrameHeader {
@@ -271,7 +274,7 @@ mod tests {
         assert_eq!(out.len() as u64, frame_bytes(&record));
         let header = decode_frame_header(&out[..12]).expect("header checksum holds");
         assert_eq!(header.payload_len as usize, out.len() - 12);
-        assert_eq!(crc32c::crc32c(&out[12..]), header.payload_crc);
+        assert_eq!(checksum::crc32c(&out[12..]), header.payload_crc);
         let decoded = decode_payload(Bytes::copy_from_slice(&out[12..])).expect("decodes");
         assert_eq!(decoded, record);
     }

@@ -31,6 +31,7 @@
 
 #![deny(missing_docs)]
 
+mod checksum;
 mod codec;
 mod error;
 mod fsutil;

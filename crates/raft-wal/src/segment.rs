@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
+use crate::checksum;
 use crate::codec::{
     decode_frame_header, decode_payload, decode_segment_header, encode_segment_header, Record,
     SegmentHeader, FORMAT_VERSION, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES,
@@ -200,7 +201,7 @@ fn scan_frames(
             return damage("record runs past the end of the file", total);
         }
         let payload = contents.slice(header_end as usize..frame_end as usize);
-        if crc32c::crc32c(&payload) != header.payload_crc {
+        if checksum::crc32c(&payload) != header.payload_crc {
             // The header's own checksum holds, so its length can be trusted to find what
             // follows.
             return damage("record checksum mismatch", frame_end);
@@ -224,7 +225,7 @@ fn find_intact_frame(contents: &[u8], from: u64) -> Option<u64> {
             let frame_end = header_end + header.payload_len as u64;
             if header.payload_len > 0
                 && frame_end <= total
-                && crc32c::crc32c(&contents[header_end as usize..frame_end as usize])
+                && checksum::crc32c(&contents[header_end as usize..frame_end as usize])
                     == header.payload_crc
             {
                 return Some(offset);

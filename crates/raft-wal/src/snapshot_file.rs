@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use bytes::{Buf, BufMut, Bytes};
 use raft_core::{Configuration, Index, LogId, NodeId, Snapshot, SnapshotMeta, Term};
 
+use crate::checksum;
 use crate::codec::FORMAT_VERSION;
 use crate::error::{Result, WalError};
 use crate::fsutil::Syncer;
@@ -55,7 +56,7 @@ fn encode(snapshot: &Snapshot) -> Vec<u8> {
     }
     out.put_u64_le(snapshot.data.len() as u64);
     out.put_slice(&snapshot.data);
-    let crc = crc32c::crc32c(&out);
+    let crc = checksum::crc32c(&out);
     out.put_u32_le(crc);
     out
 }
@@ -71,7 +72,7 @@ fn decode(path: &Path, contents: Vec<u8>) -> Result<Snapshot> {
         return Err(corrupt(0, "bad snapshot magic number"));
     }
     let stored_crc = u32::from_le_bytes(contents[total - 4..].try_into().expect("four bytes"));
-    if crc32c::crc32c(&contents[..total - 4]) != stored_crc {
+    if checksum::crc32c(&contents[..total - 4]) != stored_crc {
         return Err(corrupt(total - 4, "snapshot checksum mismatch"));
     }
     let contents = Bytes::from(contents);

@@ -17,6 +17,7 @@ use raft_core::{
     Entry, HardState, Index, InitialState, Snapshot, SnapshotMeta, Storage, StorageError, Term,
 };
 
+use crate::checksum;
 use crate::codec::{decode_entry, decode_frame_header, ENTRY_PREFIX_BYTES, FRAME_HEADER_BYTES};
 use crate::index::{Location, LogIndex, TailCache};
 
@@ -227,7 +228,7 @@ fn read_run(segment: &SegmentFile, locations: &[Location]) -> Result<Vec<Entry>,
             return Err(damaged("record length changed since recovery"));
         }
         let payload = buffer.slice(payload_start..payload_start + location.payload_len as usize);
-        if crc32c::crc32c(&payload) != header.payload_crc {
+        if checksum::crc32c(&payload) != header.payload_crc {
             return Err(damaged("record checksum mismatch"));
         }
         entries.push(decode_entry(payload).map_err(|reason| damaged(&reason))?);
