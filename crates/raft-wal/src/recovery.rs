@@ -281,6 +281,7 @@ impl Wal {
             failure: None,
             _lock: lock,
             buffer: Default::default(),
+            published: Vec::new(),
         })
     }
 }

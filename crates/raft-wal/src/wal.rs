@@ -173,7 +173,8 @@ fn write_all_vectored_at(
 }
 
 /// A change to publish once its batch is durable.
-enum Published {
+#[derive(Debug)]
+pub(crate) enum Published {
     Entry(Entry, Location),
     Snapshot(Snapshot, bool),
     HardState(HardState),
@@ -193,6 +194,8 @@ pub struct Wal {
     pub(crate) _lock: DirectoryLock,
     /// Reused encoding buffer.
     pub(crate) buffer: Batch,
+    /// Reused list of what a batch changes, published once it is durable.
+    pub(crate) published: Vec<Published>,
 }
 
 impl Wal {
@@ -246,7 +249,7 @@ impl Wal {
         if self.active.bytes >= self.options.segment_bytes_max {
             self.roll_segment()?;
         }
-        let mut published = Vec::new();
+        let mut published = std::mem::take(&mut self.published);
         let mut last_id = None;
         let mut wrote_snapshot = false;
         let mut buffer = std::mem::take(&mut self.buffer);
@@ -269,6 +272,7 @@ impl Wal {
                         wrote_snapshot = true;
                     }
                 }
+                published.reserve(request.entries.len());
                 for entry in request.entries {
                     if view.append(entry.id).map_err(WalError::InvalidWrite)? {
                         let record = Record::Entry(entry);
@@ -290,7 +294,8 @@ impl Wal {
                 .append_vectored(&mut slices, self.options.syncer())?;
         }
         self.buffer = buffer;
-        self.publish(published);
+        self.publish(&mut published);
+        self.published = published;
         if wrote_snapshot {
             self.remove_compacted();
         }
@@ -326,9 +331,9 @@ impl Wal {
     }
 
     /// Makes a durable batch visible to readers, in write order.
-    fn publish(&mut self, published: Vec<Published>) {
+    fn publish(&mut self, published: &mut Vec<Published>) {
         let mut state = self.shared.write();
-        for change in published {
+        for change in published.drain(..) {
             match change {
                 Published::Entry(entry, location) => {
                     if let Err(reason) = state.log.append(entry.id, location) {
