@@ -2,7 +2,7 @@
 //! in length-prefixed frames.
 //!
 //! ```text
-//!  connection := frame*          the first frame each way is a Handshake, then Envelopes
+//!  connection := frame*          the dialer's first frame is a Handshake, then Envelopes
 //!  frame      := length u32 (big-endian) | payload (protobuf)       length <= frame_bytes_max
 //! ```
 //!
@@ -50,8 +50,8 @@ pub enum WireError {
     },
 }
 
-/// The first frame each side sends on a connection: who it is and which cluster it belongs to,
-/// so that a connection from a foreign cluster or to the wrong node is refused.
+/// The first frame the dialing side sends on a connection: who it is and which cluster it
+/// belongs to, so that a connection from a foreign cluster or to the wrong node is refused.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Handshake {
     /// [`PROTOCOL_VERSION`] of the sender.
