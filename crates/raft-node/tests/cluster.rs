@@ -1,0 +1,212 @@
+//! Clusters of real nodes (event loop, write-ahead log on disk, apply task) over the in-process
+//! network, in real time: outcomes are awaited with generous deadlines, never fixed sleeps.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use raft_core::{Configuration, NodeId};
+use raft_node::transport::memory::MemoryNetwork;
+use raft_node::{ApplyMsg, NodeConfig, RaftNode};
+use raft_wal::{Wal, WalOptions};
+use tokio::sync::mpsc;
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+struct Cluster {
+    network: MemoryNetwork,
+    voters: Configuration,
+    dirs: Vec<tempfile::TempDir>,
+    nodes: Vec<Option<RaftNode>>,
+    /// Commands each peer's service received, per incarnation (cleared at restart).
+    applied: Vec<Arc<Mutex<Vec<Bytes>>>>,
+}
+
+impl Cluster {
+    async fn new(peers: u64, seed: u64) -> Cluster {
+        let voters = Configuration::new((1..=peers).map(NodeId));
+        let mut cluster = Cluster {
+            network: MemoryNetwork::new(seed),
+            voters,
+            dirs: (0..peers)
+                .map(|_| tempfile::tempdir().expect("temporary directory"))
+                .collect(),
+            nodes: (0..peers).map(|_| None).collect(),
+            applied: (0..peers).map(|_| Arc::default()).collect(),
+        };
+        for peer in 0..peers as usize {
+            cluster.start(peer, seed);
+        }
+        cluster
+    }
+
+    fn start(&mut self, peer: usize, seed: u64) {
+        let id = NodeId(peer as u64 + 1);
+        let wal = Wal::open(
+            self.dirs[peer].path(),
+            self.voters.clone(),
+            WalOptions::default(),
+        )
+        .expect("the log opens");
+        let (inbound_sender, inbound) = mpsc::channel(4096);
+        let transport = self.network.endpoint(id, inbound_sender);
+        let (apply, mut applied_messages) = mpsc::channel(1024);
+        let applied = Arc::clone(&self.applied[peer]);
+        applied.lock().expect("not poisoned").clear();
+        tokio::spawn(async move {
+            while let Some(message) = applied_messages.recv().await {
+                if let ApplyMsg::Command { data, .. } = message {
+                    applied.lock().expect("not poisoned").push(data);
+                }
+            }
+        });
+        let config = NodeConfig::new(id, seed * 100 + peer as u64);
+        let node = RaftNode::start(config, wal, transport, inbound, apply).expect("starts");
+        self.nodes[peer] = Some(node);
+    }
+
+    async fn stop(&mut self, peer: usize) {
+        self.network.disconnect(NodeId(peer as u64 + 1));
+        if let Some(node) = self.nodes[peer].take() {
+            node.shutdown().await;
+        }
+    }
+
+    /// The one running peer that believes it leads, once there is exactly one.
+    async fn leader(&self) -> usize {
+        wait_for("one leader", || {
+            let leaders: Vec<usize> = (0..self.nodes.len())
+                .filter(|&peer| {
+                    self.nodes[peer]
+                        .as_ref()
+                        .is_some_and(|node| node.get_state().1)
+                })
+                .collect();
+            (leaders.len() == 1).then(|| leaders[0])
+        })
+        .await
+    }
+
+    fn applied(&self, peer: usize) -> Vec<Bytes> {
+        self.applied[peer].lock().expect("not poisoned").clone()
+    }
+}
+
+async fn wait_for<T>(what: &str, mut condition: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = condition() {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not reached within {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn command(number: u64) -> Bytes {
+    Bytes::from(format!("command {number}"))
+}
+
+async fn propose(cluster: &Cluster, numbers: std::ops::Range<u64>) {
+    for number in numbers {
+        loop {
+            let leader = cluster.leader().await;
+            let node = cluster.nodes[leader].as_ref().expect("the leader runs");
+            if node.start_command(command(number)).await.is_ok() {
+                break;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_peers_elect_a_leader_and_apply_every_command_in_order() {
+    let cluster = Cluster::new(3, 1).await;
+    propose(&cluster, 0..50).await;
+    let expected: Vec<Bytes> = (0..50).map(command).collect();
+    for peer in 0..3 {
+        wait_for("every command applied", || {
+            (cluster.applied(peer) == expected).then_some(())
+        })
+        .await;
+    }
+    let (term, _) = cluster.nodes[cluster.leader().await]
+        .as_ref()
+        .expect("runs")
+        .get_state();
+    assert!(term.0 >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_takes_over_and_a_restarted_peer_catches_up_from_its_log() {
+    let mut cluster = Cluster::new(3, 2).await;
+    propose(&cluster, 0..20).await;
+    // Acknowledged by the leader is not committed: wait until every peer has them.
+    let committed: Vec<Bytes> = (0..20).map(command).collect();
+    for peer in 0..3 {
+        wait_for("the first commands applied", || {
+            (cluster.applied(peer) == committed).then_some(())
+        })
+        .await;
+    }
+    let first_leader = cluster.leader().await;
+    cluster.stop(first_leader).await;
+    propose(&cluster, 20..40).await;
+    let expected: Vec<Bytes> = (0..40).map(command).collect();
+    for peer in (0..3).filter(|&peer| peer != first_leader) {
+        wait_for("the survivors apply everything", || {
+            (cluster.applied(peer) == expected).then_some(())
+        })
+        .await;
+    }
+    // The old leader restarts from its own log and hears about the rest.
+    cluster.start(first_leader, 2);
+    cluster.network.connect(NodeId(first_leader as u64 + 1));
+    wait_for("the restarted peer applies everything", || {
+        (cluster.applied(first_leader) == expected).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_refuses_commands_and_names_the_leader() {
+    let cluster = Cluster::new(3, 3).await;
+    let leader = cluster.leader().await;
+    let follower = (leader + 1) % 3;
+    let refused = cluster.nodes[follower]
+        .as_ref()
+        .expect("runs")
+        .start_command(command(0))
+        .await;
+    // The follower may not have heard from the new leader yet; once it has, it names it.
+    match refused {
+        Err(raft_node::NodeError::NotLeader { leader: named }) => {
+            assert!(named.is_none() || named == Some(NodeId(leader as u64 + 1)));
+        }
+        // Only if leadership moved to it in the meantime (a slow machine can delay heartbeats).
+        Ok(_) => assert!(
+            cluster.nodes[follower]
+                .as_ref()
+                .expect("runs")
+                .get_state()
+                .1,
+            "a follower accepted a command"
+        ),
+        Err(other) => panic!("unexpected refusal: {other:?}"),
+    }
+    // The leader serves a linearizable read (retried if leadership moves meanwhile).
+    let read = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let leader = cluster.leader().await;
+            let node = cluster.nodes[leader].as_ref().expect("runs");
+            if let Ok(index) = node.read_index().await {
+                break index;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no read served within {DEADLINE:?}");
+}
