@@ -135,6 +135,8 @@ struct Published {
 /// queued writes to reach the disk.
 pub struct RaftNode {
     id: NodeId,
+    /// The runtime the node runs on, for the blocking calls.
+    runtime: tokio::runtime::Handle,
     commands: mpsc::Sender<Command>,
     published: Arc<Published>,
     event_loop: Option<JoinHandle<()>>,
@@ -177,6 +179,7 @@ impl RaftNode {
         let handle = tokio::spawn(event_loop.run(config.tick, commands, inbound, durable, applied));
         Ok(RaftNode {
             id,
+            runtime: tokio::runtime::Handle::current(),
             commands: commands_sender,
             published,
             event_loop: Some(handle),
@@ -241,6 +244,38 @@ impl RaftNode {
     /// Role, leader, commit and applied index, last log index and per-follower progress.
     pub async fn status(&self) -> Result<Status, NodeError> {
         self.ask(Command::Status).await
+    }
+
+    /// [`RaftNode::start_command`] for a plain thread (outside the node's runtime: calling it
+    /// on a runtime thread panics, as blocking there would stall the runtime).
+    pub fn blocking_start_command(&self, command: Bytes) -> Result<(Index, Term), NodeError> {
+        self.runtime.block_on(self.start_command(command))
+    }
+
+    /// [`RaftNode::read_index`] for a plain thread.
+    pub fn blocking_read_index(&self) -> Result<Index, NodeError> {
+        self.runtime.block_on(self.read_index())
+    }
+
+    /// [`RaftNode::snapshot`] for a plain thread.
+    pub fn blocking_snapshot(&self, index: Index, data: Bytes) -> Result<(), NodeError> {
+        self.runtime.block_on(self.snapshot(index, data))
+    }
+
+    /// [`RaftNode::transfer_leadership`] for a plain thread.
+    pub fn blocking_transfer_leadership(&self, to: NodeId) -> Result<(), NodeError> {
+        self.runtime.block_on(self.transfer_leadership(to))
+    }
+
+    /// [`RaftNode::status`] for a plain thread.
+    pub fn blocking_status(&self) -> Result<Status, NodeError> {
+        self.runtime.block_on(self.status())
+    }
+
+    /// [`RaftNode::shutdown`] for a plain thread.
+    pub fn blocking_shutdown(self) {
+        let runtime = self.runtime.clone();
+        runtime.block_on(self.shutdown());
     }
 
     /// Stops the node after the writes already handed to the storage thread are durable.

@@ -210,3 +210,35 @@ async fn a_follower_refuses_commands_and_names_the_leader() {
     .await;
     assert!(read.is_ok(), "no read served within {DEADLINE:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_threads_use_the_blocking_calls() {
+    let cluster = Arc::new(Cluster::new(3, 4).await);
+    cluster.leader().await;
+    let from_thread = Arc::clone(&cluster);
+    // A plain thread offers the command to every peer until the leader takes it.
+    let (peer, index, status) = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + DEADLINE;
+        loop {
+            for (peer, node) in from_thread.nodes.iter().enumerate() {
+                let node = node.as_ref().expect("runs");
+                if let Ok((index, _)) = node.blocking_start_command(command(7)) {
+                    return (peer, index, node.blocking_status().expect("status"));
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no peer took the command"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    })
+    .await
+    .expect("the thread finishes");
+    assert_eq!(status.id, NodeId(peer as u64 + 1));
+    assert!(status.last_index >= index);
+    wait_for("the command applied", || {
+        (cluster.applied(peer) == vec![command(7)]).then_some(())
+    })
+    .await;
+}
