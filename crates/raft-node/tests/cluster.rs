@@ -1,11 +1,12 @@
 //! Clusters of real nodes (event loop, write-ahead log on disk, apply task) over the in-process
 //! network, in real time: outcomes are awaited with generous deadlines, never fixed sleeps.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use raft_core::{Configuration, NodeId};
+use raft_core::{Configuration, Index, NodeId};
 use raft_node::transport::memory::MemoryNetwork;
 use raft_node::{ApplyMsg, NodeConfig, RaftNode};
 use raft_wal::{Wal, WalOptions};
@@ -13,13 +14,20 @@ use tokio::sync::mpsc;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
+/// What a peer's service was handed, shared with the task that collects it.
+type Received<T> = Arc<Mutex<Vec<T>>>;
+
 struct Cluster {
     network: MemoryNetwork,
     voters: Configuration,
     dirs: Vec<tempfile::TempDir>,
     nodes: Vec<Option<RaftNode>>,
     /// Commands each peer's service received, per incarnation (cleared at restart).
-    applied: Vec<Arc<Mutex<Vec<Bytes>>>>,
+    applied: Vec<Received<Bytes>>,
+    /// Index of the last command or snapshot each peer's service received.
+    applied_index: Vec<Arc<AtomicU64>>,
+    /// Snapshots each peer's service was handed: (last index, data).
+    snapshots: Vec<Received<(Index, Bytes)>>,
 }
 
 impl Cluster {
@@ -33,6 +41,8 @@ impl Cluster {
                 .collect(),
             nodes: (0..peers).map(|_| None).collect(),
             applied: (0..peers).map(|_| Arc::default()).collect(),
+            applied_index: (0..peers).map(|_| Arc::default()).collect(),
+            snapshots: (0..peers).map(|_| Arc::default()).collect(),
         };
         for peer in 0..peers as usize {
             cluster.start(peer, seed);
@@ -52,11 +62,20 @@ impl Cluster {
         let transport = self.network.endpoint(id, inbound_sender);
         let (apply, mut applied_messages) = mpsc::channel(1024);
         let applied = Arc::clone(&self.applied[peer]);
+        let applied_index = Arc::clone(&self.applied_index[peer]);
+        let snapshots = Arc::clone(&self.snapshots[peer]);
         applied.lock().expect("not poisoned").clear();
         tokio::spawn(async move {
             while let Some(message) = applied_messages.recv().await {
-                if let ApplyMsg::Command { data, .. } = message {
-                    applied.lock().expect("not poisoned").push(data);
+                match message {
+                    ApplyMsg::Command { index, data, .. } => {
+                        applied.lock().expect("not poisoned").push(data);
+                        applied_index.store(index.0, Ordering::Release);
+                    }
+                    ApplyMsg::Snapshot { index, data, .. } => {
+                        snapshots.lock().expect("not poisoned").push((index, data));
+                        applied_index.store(index.0, Ordering::Release);
+                    }
                 }
             }
         });
@@ -239,6 +258,47 @@ async fn plain_threads_use_the_blocking_calls() {
     assert!(status.last_index >= index);
     wait_for("the command applied", || {
         (cluster.applied(peer) == vec![command(7)]).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_peer_is_caught_up_by_a_snapshot_over_the_network() {
+    let cluster = Cluster::new(3, 5).await;
+    let leader = cluster.leader().await;
+    let lagging = (leader + 1) % 3;
+    cluster.network.disconnect(NodeId(lagging as u64 + 1));
+    propose(&cluster, 0..100).await;
+    let leader = cluster.leader().await;
+    wait_for("the leader applies the first commands", || {
+        (cluster.applied(leader).len() == 100).then_some(())
+    })
+    .await;
+    // The service snapshots what it applied; the log before it goes.
+    let snapshot_index = Index(cluster.applied_index[leader].load(Ordering::Acquire));
+    let state = Bytes::from("the state after 100 commands");
+    cluster.nodes[leader]
+        .as_ref()
+        .expect("runs")
+        .snapshot(snapshot_index, state.clone())
+        .await
+        .expect("the leader compacts");
+    propose(&cluster, 100..110).await;
+    cluster.network.connect(NodeId(lagging as u64 + 1));
+    wait_for("the lagging peer installs the snapshot", || {
+        let snapshots = cluster.snapshots[lagging]
+            .lock()
+            .expect("not poisoned")
+            .clone();
+        snapshots
+            .iter()
+            .any(|(index, data)| *index >= snapshot_index && *data == state)
+            .then_some(())
+    })
+    .await;
+    let after: Vec<Bytes> = (100..110).map(command).collect();
+    wait_for("the lagging peer applies what followed", || {
+        cluster.applied(lagging).ends_with(&after).then_some(())
     })
     .await;
 }
