@@ -57,11 +57,13 @@ pub enum ApplyMsg {
 /// Why a request to the node failed.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum NodeError {
-    /// This peer is not the leader; the leader it knows of, if any.
-    #[error("not the leader (leader: {leader:?})")]
+    /// This peer is not the leader; the leader it knows of, if any, and its address.
+    #[error("not the leader (leader: {leader:?} at {address:?})")]
     NotLeader {
         /// The known leader.
         leader: Option<NodeId>,
+        /// The known leader's address, from [`NodeConfig::addresses`].
+        address: Option<String>,
     },
     /// Too much is queued or in flight; retry later.
     #[error("busy: too many requests in flight")]
@@ -77,10 +79,14 @@ pub enum NodeError {
     Stopped(String),
 }
 
-impl From<ProposeError> for NodeError {
-    fn from(error: ProposeError) -> NodeError {
+impl NodeError {
+    /// The error for a core refusal, with the leader's address looked up in `addresses`.
+    fn from_propose(error: ProposeError, addresses: &BTreeMap<NodeId, String>) -> NodeError {
         match error {
-            ProposeError::NotLeader { leader } => NodeError::NotLeader { leader },
+            ProposeError::NotLeader { leader } => NodeError::NotLeader {
+                leader,
+                address: leader.and_then(|leader| addresses.get(&leader).cloned()),
+            },
             ProposeError::Busy => NodeError::Busy,
             other => NodeError::Rejected(other.to_string()),
         }
@@ -96,6 +102,9 @@ pub struct NodeConfig {
     pub tick: Duration,
     /// Requests that may wait for the event loop; more are refused with [`NodeError::Busy`].
     pub commands_max: usize,
+    /// An address for each peer (whatever a client should be redirected to), named in
+    /// [`NodeError::NotLeader`].
+    pub addresses: BTreeMap<NodeId, String>,
 }
 
 impl NodeConfig {
@@ -105,6 +114,7 @@ impl NodeConfig {
             raft: Config::new(id, seed),
             tick: Duration::from_millis(20),
             commands_max: 4096,
+            addresses: BTreeMap::new(),
         }
     }
 }
@@ -169,6 +179,7 @@ impl RaftNode {
         let published = Arc::new(Published::default());
         let event_loop = EventLoop {
             raft,
+            addresses: config.addresses.clone(),
             transport,
             writer: Some(writer),
             apply_work,
@@ -297,6 +308,7 @@ impl Drop for RaftNode {
 
 struct EventLoop<T> {
     raft: Raft<WalStorage>,
+    addresses: BTreeMap<NodeId, String>,
     transport: T,
     writer: Option<GroupCommit>,
     apply_work: mpsc::UnboundedSender<ApplyWork>,
@@ -359,7 +371,7 @@ impl<T: Transport> EventLoop<T> {
                     .raft
                     .propose(data)
                     .map(|id| (id.index, id.term))
-                    .map_err(NodeError::from);
+                    .map_err(|error| NodeError::from_propose(error, &self.addresses));
                 let _ = reply.send(result);
             }
             Command::ReadIndex(reply) => {
@@ -370,7 +382,7 @@ impl<T: Transport> EventLoop<T> {
                         self.reads.insert(context, reply);
                     }
                     Err(error) => {
-                        let _ = reply.send(Err(error.into()));
+                        let _ = reply.send(Err(NodeError::from_propose(error, &self.addresses)));
                     }
                 }
             }
@@ -382,7 +394,11 @@ impl<T: Transport> EventLoop<T> {
                 let _ = reply.send(result);
             }
             Command::Transfer(to, reply) => {
-                let _ = reply.send(self.raft.transfer_leader(to).map_err(NodeError::from));
+                let result = self
+                    .raft
+                    .transfer_leader(to)
+                    .map_err(|error| NodeError::from_propose(error, &self.addresses));
+                let _ = reply.send(result);
             }
             Command::Status(reply) => {
                 let _ = reply.send(self.raft.status());

@@ -79,7 +79,12 @@ impl Cluster {
                 }
             }
         });
-        let config = NodeConfig::new(id, seed * 100 + peer as u64);
+        let mut config = NodeConfig::new(id, seed * 100 + peer as u64);
+        config.addresses = self
+            .voters
+            .members()
+            .map(|member| (member, format!("node-{}.test:7000", member.0)))
+            .collect();
         let node = RaftNode::start(config, wal, transport, inbound, apply).expect("starts");
         self.nodes[peer] = Some(node);
     }
@@ -202,8 +207,14 @@ async fn a_follower_refuses_commands_and_names_the_leader() {
         .await;
     // The follower may not have heard from the new leader yet; once it has, it names it.
     match refused {
-        Err(raft_node::NodeError::NotLeader { leader: named }) => {
+        Err(raft_node::NodeError::NotLeader {
+            leader: named,
+            address,
+        }) => {
             assert!(named.is_none() || named == Some(NodeId(leader as u64 + 1)));
+            if named.is_some() {
+                assert_eq!(address, Some(format!("node-{}.test:7000", leader + 1)));
+            }
         }
         // Only if leadership moved to it in the meantime (a slow machine can delay heartbeats).
         Ok(_) => assert!(
