@@ -313,3 +313,123 @@ async fn a_lagging_peer_is_caught_up_by_a_snapshot_over_the_network() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_election_after_the_leader_is_cut_off_and_one_leader_after_it_returns() {
+    let cluster = Cluster::new(3, 6).await;
+    let first = cluster.leader().await;
+    let (first_term, _) = cluster.nodes[first].as_ref().expect("runs").get_state();
+    cluster.network.disconnect(NodeId(first as u64 + 1));
+    // The other two elect a leader of a later term.
+    let second = wait_for("a new leader", || {
+        (0..3).filter(|&peer| peer != first).find(|&peer| {
+            let (term, leads) = cluster.nodes[peer].as_ref().expect("runs").get_state();
+            leads && term > first_term
+        })
+    })
+    .await;
+    cluster.network.connect(NodeId(first as u64 + 1));
+    // The old leader learns of the new term and steps down: one leader again.
+    wait_for("the old leader steps down", || {
+        (!cluster.nodes[first].as_ref().expect("runs").get_state().1).then_some(())
+    })
+    .await;
+    assert_ne!(second, first);
+    propose(&cluster, 0..5).await;
+    let expected: Vec<Bytes> = (0..5).map(command).collect();
+    for peer in 0..3 {
+        wait_for("everyone applies after the return", || {
+            (cluster.applied(peer) == expected).then_some(())
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agreement_continues_without_a_follower_and_it_catches_up() {
+    let cluster = Cluster::new(3, 7).await;
+    let leader = cluster.leader().await;
+    let follower = (leader + 2) % 3;
+    cluster.network.disconnect(NodeId(follower as u64 + 1));
+    propose(&cluster, 0..20).await;
+    let expected: Vec<Bytes> = (0..20).map(command).collect();
+    for peer in (0..3).filter(|&peer| peer != follower) {
+        wait_for("the majority applies", || {
+            (cluster.applied(peer) == expected).then_some(())
+        })
+        .await;
+    }
+    assert!(
+        cluster.applied(follower).is_empty(),
+        "a cut-off follower applies nothing"
+    );
+    cluster.network.connect(NodeId(follower as u64 + 1));
+    wait_for("the follower catches up", || {
+        (cluster.applied(follower) == expected).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreliable_network_with_churn_converges_once_healed() {
+    use raft_node::transport::memory::Faults;
+    let cluster = Cluster::new(5, 8).await;
+    cluster.network.set_faults(Faults::unreliable());
+    let mut rng_state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut accepted = Vec::new();
+    for number in 0..60u64 {
+        // Every few commands, a random peer drops off or comes back.
+        if number.is_multiple_of(6) {
+            rng_state ^= rng_state << 13;
+            rng_state ^= rng_state >> 7;
+            rng_state ^= rng_state << 17;
+            let peer = NodeId(rng_state % 5 + 1);
+            if rng_state.is_multiple_of(2) {
+                cluster.network.disconnect(peer);
+            } else {
+                cluster.network.connect(peer);
+            }
+        }
+        // Offer the command to whichever peer leads now; it may be lost with a deposed leader.
+        for node in cluster.nodes.iter().flatten() {
+            if node.start_command(command(number)).await.is_ok() {
+                accepted.push(command(number));
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cluster.network.heal();
+    cluster.network.set_faults(Faults::reliable());
+    // One command after healing; once every peer applies it, every peer has the same log.
+    propose(&cluster, 1000..1001).await;
+    let last = command(1000);
+    for peer in 0..5 {
+        wait_for("every peer applies the last command", || {
+            cluster
+                .applied(peer)
+                .last()
+                .is_some_and(|applied| *applied == last)
+                .then_some(())
+        })
+        .await;
+    }
+    let reference = cluster.applied(0);
+    for peer in 1..5 {
+        assert_eq!(
+            cluster.applied(peer),
+            reference,
+            "peer {peer} applied another log"
+        );
+    }
+    let mut unique = reference.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), reference.len(), "no command applied twice");
+    assert!(
+        reference
+            .iter()
+            .all(|applied| accepted.contains(applied) || *applied == last),
+        "only proposed commands are applied"
+    );
+}
