@@ -1,15 +1,18 @@
-//! `raft-bench`: prints figures for the consensus core, the simulator and the write-ahead log.
+//! `raft-bench`: prints figures for the consensus core, the simulator, the write-ahead log and a
+//! 3-peer cluster of real nodes.
 //!
 //! ```text
 //! cargo run --release -p raft-bench -- core     # committed entries/s, 1..1024 writers
 //! cargo run --release -p raft-bench -- sim      # simulated seconds per real second
 //! cargo run --release -p raft-bench -- wal      # synced appends vs the disk, group commit, recovery
+//! cargo run --release -p raft-bench -- node     # 3 nodes on loopback TCP: commands/s, latency vs floor
 //! cargo run --release -p raft-bench             # all of them
 //! ```
 //!
 //! Figures are measured, never asserted; run on an idle machine and compare ratios.
 
 mod core_throughput;
+mod node_throughput;
 mod sim_speed;
 mod wal_throughput;
 
@@ -22,15 +25,17 @@ fn main() -> ExitCode {
         "core" => core_throughput::run(),
         "sim" => sim_speed::run(),
         "wal" => wal_throughput::run(),
+        "node" => node_throughput::run(),
         // Hidden: the child process in which `wal` measures recovery.
         "wal-recover" => return wal_throughput::recover_child(&args[1..]),
         "all" => {
             core_throughput::run();
             sim_speed::run();
             wal_throughput::run();
+            node_throughput::run();
         }
         other => {
-            eprintln!("unknown benchmark {other:?}; expected core, sim, wal or all");
+            eprintln!("unknown benchmark {other:?}; expected core, sim, wal, node or all");
             return ExitCode::from(2);
         }
     }
