@@ -343,7 +343,11 @@ impl<T: Transport> EventLoop<T> {
                     Ok(id) => self.raft.on_persisted(id),
                     Err(error) => break format!("storage failed: {error}"),
                 },
-                Some(index) = applied.recv() => self.raft.on_applied(index),
+                index = applied.recv() => match index {
+                    Some(index) => self.raft.on_applied(index),
+                    // Nobody applies what commits any more: serving on would be a lie.
+                    None => break "the service closed its apply channel".to_string(),
+                },
             }
             if let Some(error) = self.raft.fatal_error() {
                 break format!("storage failed: {error}");

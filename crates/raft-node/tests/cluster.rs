@@ -433,3 +433,43 @@ async fn an_unreliable_network_with_churn_converges_once_healed() {
         "only proposed commands are applied"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_service_closed_its_apply_channel_stops() {
+    let voters = Configuration::new([NodeId(1)]);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let wal = Wal::open(dir.path(), voters, WalOptions::default()).expect("opens");
+    let network = MemoryNetwork::new(9);
+    let (inbound_sender, inbound) = mpsc::channel(16);
+    let transport = network.endpoint(NodeId(1), inbound_sender);
+    let (apply, apply_receiver) = mpsc::channel(16);
+    let node = RaftNode::start(
+        NodeConfig::new(NodeId(1), 9),
+        wal,
+        transport,
+        inbound,
+        apply,
+    )
+    .expect("starts");
+    wait_for("a single peer leads itself", || {
+        node.get_state().1.then_some(())
+    })
+    .await;
+    drop(apply_receiver);
+    node.start_command(command(1))
+        .await
+        .expect("accepted before the apply");
+    let stopped = tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let Err(raft_node::NodeError::Stopped(reason)) = node.start_command(command(2)).await
+            {
+                break reason;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the node stops");
+    assert!(stopped.contains("event loop ended"), "{stopped}");
+    assert!(!node.get_state().1, "a stopped node does not claim to lead");
+}
