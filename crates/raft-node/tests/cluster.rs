@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use raft_core::{Configuration, Index, NodeId};
-use raft_node::transport::memory::MemoryNetwork;
+use raft_node::transport::memory::{Faults, MemoryNetwork};
 use raft_node::{ApplyMsg, NodeConfig, RaftNode};
 use raft_wal::{Wal, WalOptions};
 use tokio::sync::mpsc;
 
-const DEADLINE: Duration = Duration::from_secs(10);
+mod common;
+
+use common::{wait_for, DEADLINE};
 
 /// What a peer's service was handed, shared with the task that collects it.
 type Received<T> = Arc<Mutex<Vec<T>>>;
@@ -114,20 +116,40 @@ impl Cluster {
     fn applied(&self, peer: usize) -> Vec<Bytes> {
         self.applied[peer].lock().expect("not poisoned").clone()
     }
+
+    /// Heals the network, commits one more command and, once every peer applied it, checks
+    /// that every peer applied the same log; returns that log.
+    async fn converge_to_one_log(&self) -> Vec<Bytes> {
+        self.network.heal();
+        self.network.set_faults(Faults::reliable());
+        propose(self, 1000..1001).await;
+        let last = command(1000);
+        for peer in 0..self.nodes.len() {
+            wait_for("every peer applies the last command", || {
+                self.applied(peer)
+                    .last()
+                    .is_some_and(|applied| *applied == last)
+                    .then_some(())
+            })
+            .await;
+        }
+        let reference = self.applied(0);
+        for peer in 1..self.nodes.len() {
+            assert_eq!(
+                self.applied(peer),
+                reference,
+                "peer {peer} applied another log"
+            );
+        }
+        reference
+    }
 }
 
-async fn wait_for<T>(what: &str, mut condition: impl FnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        if let Some(value) = condition() {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not reached within {DEADLINE:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+/// A step of a xorshift generator: the tests' fault schedules are fixed by their seed.
+fn next_random(state: &mut u64) {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
 }
 
 fn command(number: u64) -> Bytes {
@@ -372,7 +394,6 @@ async fn agreement_continues_without_a_follower_and_it_catches_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreliable_network_with_churn_converges_once_healed() {
-    use raft_node::transport::memory::Faults;
     let cluster = Cluster::new(5, 8).await;
     cluster.network.set_faults(Faults::unreliable());
     let mut rng_state = 0x9e37_79b9_7f4a_7c15u64;
@@ -380,9 +401,7 @@ async fn an_unreliable_network_with_churn_converges_once_healed() {
     for number in 0..60u64 {
         // Every few commands, a random peer drops off or comes back.
         if number.is_multiple_of(6) {
-            rng_state ^= rng_state << 13;
-            rng_state ^= rng_state >> 7;
-            rng_state ^= rng_state << 17;
+            next_random(&mut rng_state);
             let peer = NodeId(rng_state % 5 + 1);
             if rng_state.is_multiple_of(2) {
                 cluster.network.disconnect(peer);
@@ -399,29 +418,7 @@ async fn an_unreliable_network_with_churn_converges_once_healed() {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    cluster.network.heal();
-    cluster.network.set_faults(Faults::reliable());
-    // One command after healing; once every peer applies it, every peer has the same log.
-    propose(&cluster, 1000..1001).await;
-    let last = command(1000);
-    for peer in 0..5 {
-        wait_for("every peer applies the last command", || {
-            cluster
-                .applied(peer)
-                .last()
-                .is_some_and(|applied| *applied == last)
-                .then_some(())
-        })
-        .await;
-    }
-    let reference = cluster.applied(0);
-    for peer in 1..5 {
-        assert_eq!(
-            cluster.applied(peer),
-            reference,
-            "peer {peer} applied another log"
-        );
-    }
+    let reference = cluster.converge_to_one_log().await;
     let mut unique = reference.clone();
     unique.sort();
     unique.dedup();
@@ -429,7 +426,7 @@ async fn an_unreliable_network_with_churn_converges_once_healed() {
     assert!(
         reference
             .iter()
-            .all(|applied| accepted.contains(applied) || *applied == last),
+            .all(|applied| accepted.contains(applied) || *applied == command(1000)),
         "only proposed commands are applied"
     );
 }
@@ -476,7 +473,6 @@ async fn a_node_whose_service_closed_its_apply_channel_stops() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashes_and_restarts_on_an_unreliable_network_keep_one_log() {
-    use raft_node::transport::memory::Faults;
     let seed = 10;
     let mut cluster = Cluster::new(5, seed).await;
     cluster.network.set_faults(Faults::unreliable());
@@ -496,9 +492,7 @@ async fn crashes_and_restarts_on_an_unreliable_network_keep_one_log() {
                 }
             }
         }
-        rng_state ^= rng_state << 13;
-        rng_state ^= rng_state >> 7;
-        rng_state ^= rng_state << 17;
+        next_random(&mut rng_state);
         // Crash the leader or a random peer, keeping a majority up; restart one that is down.
         if down.len() < 2 {
             let victim = (0..5)
@@ -523,27 +517,7 @@ async fn crashes_and_restarts_on_an_unreliable_network_keep_one_log() {
         cluster.start(back, seed);
         cluster.network.connect(NodeId(back as u64 + 1));
     }
-    cluster.network.set_faults(Faults::reliable());
-    propose(&cluster, 1000..1001).await;
-    let last = command(1000);
-    for peer in 0..5 {
-        wait_for("every peer applies the last command", || {
-            cluster
-                .applied(peer)
-                .last()
-                .is_some_and(|applied| *applied == last)
-                .then_some(())
-        })
-        .await;
-    }
     // Nothing was compacted, so a restarted peer applies its whole log again: every peer's
     // service has seen the same commands in the same order.
-    let reference = cluster.applied(0);
-    for peer in 1..5 {
-        assert_eq!(
-            cluster.applied(peer),
-            reference,
-            "peer {peer} applied another log"
-        );
-    }
+    cluster.converge_to_one_log().await;
 }

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
 use raft_core::{Configuration, NodeId};
@@ -12,21 +11,9 @@ use raft_wal::{Wal, WalOptions};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-const DEADLINE: Duration = Duration::from_secs(15);
+mod common;
 
-async fn wait_for<T>(what: &str, mut condition: impl FnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        if let Some(value) = condition() {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not reached within {DEADLINE:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+use common::wait_for;
 
 async fn elect_and_commit(peers: u64, seed: u64) {
     let ids: Vec<NodeId> = (1..=peers).map(NodeId).collect();
