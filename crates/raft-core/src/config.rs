@@ -34,7 +34,9 @@ pub struct Config {
     /// Bytes of proposed but uncommitted entries a leader holds before refusing proposals with
     /// `Busy`.
     pub uncommitted_bytes_max: u64,
-    /// Bytes of committed entries handed out in one [`crate::Ready`].
+    /// Bytes of committed entries handed out for applying and not yet reported applied with
+    /// [`crate::Raft::on_applied`]: a slow service holds back further hand-outs, so the apply
+    /// pipeline stays bounded (an entry larger than this still goes out, alone).
     pub apply_bytes_max: u64,
     /// Pending ReadIndex requests a leader holds before refusing more with `Busy`.
     pub pending_reads_max: usize,

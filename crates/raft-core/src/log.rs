@@ -43,6 +43,10 @@ pub struct RaftLog<S: Storage> {
     applying: Index,
     /// Highest index the caller reported applied. Invariant: `applied <= applying`.
     applied: Index,
+    /// Batches handed out for applying and not yet reported applied: (last index, bytes).
+    unapplied: VecDeque<(Index, u64)>,
+    /// Invariant: the sum of the bytes in `unapplied`.
+    unapplied_bytes: u64,
 }
 
 impl<S: Storage> RaftLog<S> {
@@ -64,6 +68,8 @@ impl<S: Storage> RaftLog<S> {
             committed,
             applying: snapshot_index,
             applied: snapshot_index,
+            unapplied: VecDeque::new(),
+            unapplied_bytes: 0,
         })
     }
 
@@ -264,6 +270,13 @@ impl<S: Storage> RaftLog<S> {
         if index > self.applied {
             self.applied = index;
         }
+        while let Some(&(last, bytes)) = self.unapplied.front() {
+            if last > self.applied {
+                break;
+            }
+            self.unapplied.pop_front();
+            self.unapplied_bytes -= bytes;
+        }
     }
 
     /// Replaces the log by a snapshot received from the leader. The snapshot must be made
@@ -357,30 +370,37 @@ impl<S: Storage> RaftLog<S> {
         self.applying = index;
     }
 
-    /// Committed, durable entries not yet handed out for applying, up to `max_bytes`; marks
-    /// them handed out.
-    pub fn take_committed(&mut self, max_bytes: u64) -> Result<Vec<Entry>, StorageError> {
-        if self.unstable.snapshot.is_some() {
+    /// Committed, durable entries not yet handed out for applying, so that at most
+    /// `unapplied_bytes_max` are handed out and not reported applied (one larger entry goes
+    /// out alone); marks them handed out.
+    pub fn take_committed(&mut self, unapplied_bytes_max: u64) -> Result<Vec<Entry>, StorageError> {
+        if !self.has_committed_to_apply(unapplied_bytes_max) {
             return Ok(Vec::new());
         }
         let high = self.committed.min(self.durable_index()).next();
         let low = self.applying.next();
-        let entries = self.entries(low, high, max_bytes)?;
+        let entries = self.entries(low, high, unapplied_bytes_max - self.unapplied_bytes)?;
         if let Some(last) = entries.last() {
             self.applying = last.index();
+            let bytes: u64 = entries.iter().map(Entry::size_bytes).sum();
+            self.unapplied.push_back((last.index(), bytes));
+            self.unapplied_bytes += bytes;
         }
         Ok(entries)
     }
 
     /// Whether [`RaftLog::take_committed`] would return something.
-    pub fn has_committed_to_apply(&self) -> bool {
-        self.unstable.snapshot.is_none() && self.committed.min(self.durable_index()) > self.applying
+    pub fn has_committed_to_apply(&self, unapplied_bytes_max: u64) -> bool {
+        self.unstable.snapshot.is_none()
+            && self.unapplied_bytes < unapplied_bytes_max
+            && self.committed.min(self.durable_index()) > self.applying
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ready::PersistRequest;
     use crate::storage::MemStorage;
     use crate::types::{Configuration, EntryKind, NodeId};
     use bytes::Bytes;
@@ -410,6 +430,39 @@ mod tests {
         assert_eq!(log.durable_index(), Index(1));
         log.stable_to(LogId::new(Term(1), Index(2)));
         assert_eq!(log.durable_index(), Index(2));
+    }
+
+    #[test]
+    fn entries_handed_out_for_applying_are_bounded_until_reported_applied() {
+        let mut log = new_log();
+        log.append((1..=10).map(|index| entry(1, index)));
+        let (_, entries) = log.take_unpersisted();
+        log.storage_mut().persist(PersistRequest {
+            id: 0,
+            snapshot: None,
+            entries,
+            hard_state: None,
+        });
+        log.stable_to(LogId::new(Term(1), Index(10)));
+        log.commit_to(Index(10));
+        let entry_bytes = entry(1, 1).size_bytes();
+        let budget = 3 * entry_bytes;
+        let first = log.take_committed(budget).expect("readable");
+        assert_eq!(first.len(), 3);
+        assert!(!log.has_committed_to_apply(budget), "the budget is spent");
+        assert!(log.take_committed(budget).expect("readable").is_empty());
+        // Applying part of the batch frees nothing: budgets are returned per batch.
+        log.applied_to(Index(2));
+        assert!(!log.has_committed_to_apply(budget));
+        log.applied_to(Index(3));
+        let second = log.take_committed(budget).expect("readable");
+        assert_eq!(second.first().map(Entry::index), Some(Index(4)));
+        assert_eq!(second.len(), 3);
+        // An entry larger than the whole budget still goes out, alone.
+        log.applied_to(Index(6));
+        let alone = log.take_committed(entry_bytes / 2).expect("readable");
+        assert_eq!(alone.len(), 1);
+        assert!(!log.has_committed_to_apply(entry_bytes / 2));
     }
 
     #[test]
@@ -452,7 +505,6 @@ mod tests {
 
     mod model {
         use super::*;
-        use crate::ready::PersistRequest;
         use proptest::prelude::*;
 
         #[derive(Clone, Debug)]

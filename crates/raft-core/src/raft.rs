@@ -646,7 +646,7 @@ impl<S: Storage> Raft<S> {
         !self.messages.is_empty()
             || self.replication_due
             || self.log.has_unpersisted()
-            || self.log.has_committed_to_apply()
+            || self.log.has_committed_to_apply(self.config.apply_bytes_max)
             || self.snapshot_to_apply.is_some()
             || self.pending_compaction.is_some()
             || self.hard_state() != self.handed_out_hard_state

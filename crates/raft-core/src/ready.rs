@@ -56,7 +56,8 @@ pub struct ReadState {
 ///   wait for a write until that write is reported durable);
 /// - make `persist` durable and report it with [`crate::Raft::on_persisted`];
 /// - restore the state machine from `snapshot_to_apply`, then apply `committed_entries` in order,
-///   reporting progress with [`crate::Raft::on_applied`];
+///   reporting progress with [`crate::Raft::on_applied`] (entries stop coming while
+///   `Config::apply_bytes_max` of them are unreported);
 /// - serve the reads in `read_states` once applied through their index, and fail those in
 ///   `failed_reads`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

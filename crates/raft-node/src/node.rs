@@ -15,14 +15,15 @@
 //! synced (thesis §10.2.1); the core holds back anything that must wait for the write. The
 //! state machine is fed by its own task, so a slow service delays applying, never elections.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use raft_core::{
-    Config, Entry, EntryKind, Index, Message, NodeId, ProposeError, Raft, Snapshot, Status, Term,
+    Config, Entry, EntryKind, Index, Message, NodeId, PersistRequest, ProposeError, Raft, Snapshot,
+    Status, Term,
 };
 use raft_wal::{GroupCommit, Wal, WalStorage};
 use thiserror::Error;
@@ -182,6 +183,7 @@ impl RaftNode {
             addresses: config.addresses.clone(),
             transport,
             writer: Some(writer),
+            persist_backlog: VecDeque::new(),
             apply_work,
             published: Arc::clone(&published),
             reads: BTreeMap::new(),
@@ -311,6 +313,11 @@ struct EventLoop<T> {
     addresses: BTreeMap<NodeId, String>,
     transport: T,
     writer: Option<GroupCommit>,
+    /// Writes the storage thread's full queue refused, offered again in order after the next
+    /// durable report, so that the event loop never blocks on the disk.
+    persist_backlog: VecDeque<PersistRequest>,
+    /// Bounded by the core: it hands out no more than `Config::apply_bytes_max` of entries
+    /// the apply task has not reported applied.
     apply_work: mpsc::UnboundedSender<ApplyWork>,
     published: Arc<Published>,
     reads: BTreeMap<u64, oneshot::Sender<Result<Index, NodeError>>>,
@@ -363,8 +370,17 @@ impl<T: Transport> EventLoop<T> {
             let _ = waiter.send(Err(NodeError::Stopped(stop_reason.clone())));
         }
         if let Some(writer) = self.writer.take() {
+            let backlog = std::mem::take(&mut self.persist_backlog);
             // Joins the storage thread after it wrote what it was handed.
-            let _ = tokio::task::spawn_blocking(move || writer.shutdown()).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                for request in backlog {
+                    if writer.submit(request).is_err() {
+                        break;
+                    }
+                }
+                writer.shutdown()
+            })
+            .await;
         }
     }
 
@@ -419,18 +435,12 @@ impl<T: Transport> EventLoop<T> {
                 self.transport.send(message);
             }
             if let Some(request) = ready.persist {
-                let writer = self.writer.as_ref().ok_or(())?;
-                // NB: blocks this worker while the storage queue is full (4,096 requests); the
-                // core's uncommitted-bytes limit keeps that rare, but an async hand-off would
-                // be better.
-                writer.submit(request).map_err(|_| ())?;
+                self.persist_backlog.push_back(request);
             }
+            self.submit_backlog()?;
             if let Some(snapshot) = ready.snapshot_to_apply {
                 let _ = self.apply_work.send(ApplyWork::Snapshot(snapshot));
             }
-            // NB: the apply queue is unbounded. The core bounds each hand-out by
-            // `apply_bytes_max` but not the total waiting for a slow service; bounding it needs
-            // the core to stop handing out entries until `on_applied` catches up.
             if !ready.committed_entries.is_empty() {
                 let _ = self
                     .apply_work
@@ -447,9 +457,24 @@ impl<T: Transport> EventLoop<T> {
                 }
             }
         }
+        // A durable report may have made room for writes refused earlier.
+        self.submit_backlog()?;
         let (term, is_leader) = self.raft.state();
         self.published.term.store(term.0, Ordering::Release);
         self.published.is_leader.store(is_leader, Ordering::Release);
+        Ok(())
+    }
+
+    /// Offers the storage thread the waiting writes, oldest first, until its queue is full.
+    /// Errs if the storage thread is gone.
+    fn submit_backlog(&mut self) -> Result<(), ()> {
+        let writer = self.writer.as_ref().ok_or(())?;
+        while let Some(request) = self.persist_backlog.pop_front() {
+            if let Some(refused) = writer.try_submit(request).map_err(|_| ())? {
+                self.persist_backlog.push_front(refused);
+                break;
+            }
+        }
         Ok(())
     }
 }

@@ -1,307 +1,103 @@
-//! Clusters of real nodes (event loop, write-ahead log on disk, apply task) over the in-process
-//! network, in real time: outcomes are awaited with generous deadlines, never fixed sleeps.
+//! Clusters of real nodes (event loop, write-ahead log on disk, apply task) in real time. Each
+//! scenario runs over the in-process network and over loopback TCP with fsync; outcomes are
+//! awaited with generous deadlines, never fixed sleeps.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use raft_core::{Configuration, Index, NodeId};
+use raft_core::{Configuration, Index, NodeId, ProgressState};
 use raft_node::transport::memory::{Faults, MemoryNetwork};
-use raft_node::{ApplyMsg, NodeConfig, RaftNode};
+use raft_node::{NodeConfig, NodeError, RaftNode};
 use raft_wal::{Wal, WalOptions};
 use tokio::sync::mpsc;
 
 mod common;
 
+use common::cluster::{command, next_random, Cluster, Net};
 use common::{wait_for, DEADLINE};
 
-/// What a peer's service was handed, shared with the task that collects it.
-type Received<T> = Arc<Mutex<Vec<T>>>;
-
-struct Cluster {
-    network: MemoryNetwork,
-    voters: Configuration,
-    dirs: Vec<tempfile::TempDir>,
-    nodes: Vec<Option<RaftNode>>,
-    /// Commands each peer's service received, per incarnation (cleared at restart).
-    applied: Vec<Received<Bytes>>,
-    /// Index of the last command or snapshot each peer's service received.
-    applied_index: Vec<Arc<AtomicU64>>,
-    /// Snapshots each peer's service was handed: (last index, data).
-    snapshots: Vec<Received<(Index, Bytes)>>,
-}
-
-impl Cluster {
-    async fn new(peers: u64, seed: u64) -> Cluster {
-        let voters = Configuration::new((1..=peers).map(NodeId));
-        let mut cluster = Cluster {
-            network: MemoryNetwork::new(seed),
-            voters,
-            dirs: (0..peers)
-                .map(|_| tempfile::tempdir().expect("temporary directory"))
-                .collect(),
-            nodes: (0..peers).map(|_| None).collect(),
-            applied: (0..peers).map(|_| Arc::default()).collect(),
-            applied_index: (0..peers).map(|_| Arc::default()).collect(),
-            snapshots: (0..peers).map(|_| Arc::default()).collect(),
-        };
-        for peer in 0..peers as usize {
-            cluster.start(peer, seed);
-        }
-        cluster
-    }
-
-    fn start(&mut self, peer: usize, seed: u64) {
-        let id = NodeId(peer as u64 + 1);
-        let wal = Wal::open(
-            self.dirs[peer].path(),
-            self.voters.clone(),
-            WalOptions::default(),
-        )
-        .expect("the log opens");
-        let (inbound_sender, inbound) = mpsc::channel(4096);
-        let transport = self.network.endpoint(id, inbound_sender);
-        let (apply, mut applied_messages) = mpsc::channel(1024);
-        let applied = Arc::clone(&self.applied[peer]);
-        let applied_index = Arc::clone(&self.applied_index[peer]);
-        let snapshots = Arc::clone(&self.snapshots[peer]);
-        applied.lock().expect("not poisoned").clear();
-        tokio::spawn(async move {
-            while let Some(message) = applied_messages.recv().await {
-                match message {
-                    ApplyMsg::Command { index, data, .. } => {
-                        applied.lock().expect("not poisoned").push(data);
-                        applied_index.store(index.0, Ordering::Release);
-                    }
-                    ApplyMsg::Snapshot { index, data, .. } => {
-                        snapshots.lock().expect("not poisoned").push((index, data));
-                        applied_index.store(index.0, Ordering::Release);
-                    }
+/// Runs each named scenario `async fn name(net: Net)` once per network.
+macro_rules! over_both_networks {
+    ($($scenario:ident),* $(,)?) => {
+        mod in_process {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(super::Net::Memory).await
                 }
-            }
-        });
-        let mut config = NodeConfig::new(id, seed * 100 + peer as u64);
-        config.addresses = self
-            .voters
-            .members()
-            .map(|member| (member, format!("node-{}.test:7000", member.0)))
-            .collect();
-        let node = RaftNode::start(config, wal, transport, inbound, apply).expect("starts");
-        self.nodes[peer] = Some(node);
-    }
-
-    async fn stop(&mut self, peer: usize) {
-        self.network.disconnect(NodeId(peer as u64 + 1));
-        if let Some(node) = self.nodes[peer].take() {
-            node.shutdown().await;
+            )*
         }
-    }
-
-    /// The one running peer that believes it leads, once there is exactly one.
-    async fn leader(&self) -> usize {
-        wait_for("one leader", || {
-            let leaders: Vec<usize> = (0..self.nodes.len())
-                .filter(|&peer| {
-                    self.nodes[peer]
-                        .as_ref()
-                        .is_some_and(|node| node.get_state().1)
-                })
-                .collect();
-            (leaders.len() == 1).then(|| leaders[0])
-        })
-        .await
-    }
-
-    fn applied(&self, peer: usize) -> Vec<Bytes> {
-        self.applied[peer].lock().expect("not poisoned").clone()
-    }
-
-    /// Heals the network, commits one more command and, once every peer applied it, checks
-    /// that every peer applied the same log; returns that log.
-    async fn converge_to_one_log(&self) -> Vec<Bytes> {
-        self.network.heal();
-        self.network.set_faults(Faults::reliable());
-        propose(self, 1000..1001).await;
-        let last = command(1000);
-        for peer in 0..self.nodes.len() {
-            wait_for("every peer applies the last command", || {
-                self.applied(peer)
-                    .last()
-                    .is_some_and(|applied| *applied == last)
-                    .then_some(())
-            })
-            .await;
+        mod over_tcp {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(super::Net::Tcp).await
+                }
+            )*
         }
-        let reference = self.applied(0);
-        for peer in 1..self.nodes.len() {
-            assert_eq!(
-                self.applied(peer),
-                reference,
-                "peer {peer} applied another log"
-            );
-        }
-        reference
-    }
+    };
 }
 
-/// A step of a xorshift generator: the tests' fault schedules are fixed by their seed.
-fn next_random(state: &mut u64) {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-}
+over_both_networks!(
+    three_peers_elect_a_leader_and_apply_every_command_in_order,
+    five_peers_elect_a_leader_and_apply_every_command_in_order,
+    a_new_leader_takes_over_and_a_restarted_peer_catches_up_from_its_log,
+    a_lagging_peer_is_caught_up_by_a_snapshot_over_the_network,
+    a_peer_crashed_while_installing_a_snapshot_installs_it_after_restart,
+    re_election_after_the_leader_is_cut_off_and_one_leader_after_it_returns,
+    agreement_continues_without_a_follower_and_it_catches_up,
+    a_healed_partition_keeps_the_majority_log_and_drops_the_minority_proposals,
+    an_unreliable_network_with_churn_converges_once_healed,
+    crashes_and_restarts_on_an_unreliable_network_keep_one_log,
+);
 
-fn command(number: u64) -> Bytes {
-    Bytes::from(format!("command {number}"))
-}
-
-async fn propose(cluster: &Cluster, numbers: std::ops::Range<u64>) {
-    for number in numbers {
-        loop {
-            let leader = cluster.leader().await;
-            let node = cluster.nodes[leader].as_ref().expect("the leader runs");
-            if node.start_command(command(number)).await.is_ok() {
-                break;
-            }
-        }
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_peers_elect_a_leader_and_apply_every_command_in_order() {
-    let cluster = Cluster::new(3, 1).await;
-    propose(&cluster, 0..50).await;
+async fn elect_and_apply(net: Net, peers: u64, seed: u64) {
+    let cluster = Cluster::new(net, peers, seed).await;
+    cluster.propose(0..50).await;
     let expected: Vec<Bytes> = (0..50).map(command).collect();
-    for peer in 0..3 {
-        wait_for("every command applied", || {
-            (cluster.applied(peer) == expected).then_some(())
-        })
-        .await;
+    for peer in 0..peers as usize {
+        cluster.wait_applied(peer, &expected).await;
     }
-    let (term, _) = cluster.nodes[cluster.leader().await]
-        .as_ref()
-        .expect("runs")
-        .get_state();
+    let (term, _) = cluster.running(cluster.leader().await).get_state();
     assert!(term.0 >= 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_leader_takes_over_and_a_restarted_peer_catches_up_from_its_log() {
-    let mut cluster = Cluster::new(3, 2).await;
-    propose(&cluster, 0..20).await;
+async fn three_peers_elect_a_leader_and_apply_every_command_in_order(net: Net) {
+    elect_and_apply(net, 3, 1).await;
+}
+
+async fn five_peers_elect_a_leader_and_apply_every_command_in_order(net: Net) {
+    elect_and_apply(net, 5, 11).await;
+}
+
+async fn a_new_leader_takes_over_and_a_restarted_peer_catches_up_from_its_log(net: Net) {
+    let mut cluster = Cluster::new(net, 3, 2).await;
+    cluster.propose(0..20).await;
     // Acknowledged by the leader is not committed: wait until every peer has them.
     let committed: Vec<Bytes> = (0..20).map(command).collect();
     for peer in 0..3 {
-        wait_for("the first commands applied", || {
-            (cluster.applied(peer) == committed).then_some(())
-        })
-        .await;
+        cluster.wait_applied(peer, &committed).await;
     }
     let first_leader = cluster.leader().await;
     cluster.stop(first_leader).await;
-    propose(&cluster, 20..40).await;
+    cluster.propose(20..40).await;
     let expected: Vec<Bytes> = (0..40).map(command).collect();
     for peer in (0..3).filter(|&peer| peer != first_leader) {
-        wait_for("the survivors apply everything", || {
-            (cluster.applied(peer) == expected).then_some(())
-        })
-        .await;
+        cluster.wait_applied(peer, &expected).await;
     }
     // The old leader restarts from its own log and hears about the rest.
-    cluster.start(first_leader, 2);
-    cluster.network.connect(NodeId(first_leader as u64 + 1));
-    wait_for("the restarted peer applies everything", || {
-        (cluster.applied(first_leader) == expected).then_some(())
-    })
-    .await;
+    cluster.start(first_leader).await;
+    cluster.wait_applied(first_leader, &expected).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_follower_refuses_commands_and_names_the_leader() {
-    let cluster = Cluster::new(3, 3).await;
-    let leader = cluster.leader().await;
-    let follower = (leader + 1) % 3;
-    let refused = cluster.nodes[follower]
-        .as_ref()
-        .expect("runs")
-        .start_command(command(0))
-        .await;
-    // The follower may not have heard from the new leader yet; once it has, it names it.
-    match refused {
-        Err(raft_node::NodeError::NotLeader {
-            leader: named,
-            address,
-        }) => {
-            assert!(named.is_none() || named == Some(NodeId(leader as u64 + 1)));
-            if named.is_some() {
-                assert_eq!(address, Some(format!("node-{}.test:7000", leader + 1)));
-            }
-        }
-        // Only if leadership moved to it in the meantime (a slow machine can delay heartbeats).
-        Ok(_) => assert!(
-            cluster.nodes[follower]
-                .as_ref()
-                .expect("runs")
-                .get_state()
-                .1,
-            "a follower accepted a command"
-        ),
-        Err(other) => panic!("unexpected refusal: {other:?}"),
-    }
-    // The leader serves a linearizable read (retried if leadership moves meanwhile).
-    let read = tokio::time::timeout(DEADLINE, async {
-        loop {
-            let leader = cluster.leader().await;
-            let node = cluster.nodes[leader].as_ref().expect("runs");
-            if let Ok(index) = node.read_index().await {
-                break index;
-            }
-        }
-    })
-    .await;
-    assert!(read.is_ok(), "no read served within {DEADLINE:?}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plain_threads_use_the_blocking_calls() {
-    let cluster = Arc::new(Cluster::new(3, 4).await);
-    cluster.leader().await;
-    let from_thread = Arc::clone(&cluster);
-    // A plain thread offers the command to every peer until the leader takes it.
-    let (peer, index, status) = tokio::task::spawn_blocking(move || {
-        let deadline = std::time::Instant::now() + DEADLINE;
-        loop {
-            for (peer, node) in from_thread.nodes.iter().enumerate() {
-                let node = node.as_ref().expect("runs");
-                if let Ok((index, _)) = node.blocking_start_command(command(7)) {
-                    return (peer, index, node.blocking_status().expect("status"));
-                }
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no peer took the command"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    })
-    .await
-    .expect("the thread finishes");
-    assert_eq!(status.id, NodeId(peer as u64 + 1));
-    assert!(status.last_index >= index);
-    wait_for("the command applied", || {
-        (cluster.applied(peer) == vec![command(7)]).then_some(())
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lagging_peer_is_caught_up_by_a_snapshot_over_the_network() {
-    let cluster = Cluster::new(3, 5).await;
-    let leader = cluster.leader().await;
-    let lagging = (leader + 1) % 3;
-    cluster.network.disconnect(NodeId(lagging as u64 + 1));
-    propose(&cluster, 0..100).await;
+/// Cuts `lagging` off, commits 100 commands, has the leader's service snapshot them as
+/// `state` (compacting the log), and commits ten more; returns the leader and the snapshot's
+/// index.
+async fn compact_while_cut_off(cluster: &Cluster, lagging: usize, state: Bytes) -> (usize, Index) {
+    cluster.network.disconnect(Cluster::id(lagging));
+    cluster.propose(0..100).await;
     let leader = cluster.leader().await;
     wait_for("the leader applies the first commands", || {
         (cluster.applied(leader).len() == 100).then_some(())
@@ -309,92 +105,202 @@ async fn a_lagging_peer_is_caught_up_by_a_snapshot_over_the_network() {
     .await;
     // The service snapshots what it applied; the log before it goes.
     let snapshot_index = Index(cluster.applied_index[leader].load(Ordering::Acquire));
-    let state = Bytes::from("the state after 100 commands");
-    cluster.nodes[leader]
-        .as_ref()
-        .expect("runs")
-        .snapshot(snapshot_index, state.clone())
+    cluster
+        .running(leader)
+        .snapshot(snapshot_index, state)
         .await
         .expect("the leader compacts");
-    propose(&cluster, 100..110).await;
-    cluster.network.connect(NodeId(lagging as u64 + 1));
+    cluster.propose(100..110).await;
+    (leader, snapshot_index)
+}
+
+/// Waits until `peer` installed a snapshot through at least `index` holding `state`, then
+/// applied the ten commands proposed after it.
+async fn wait_installed(cluster: &Cluster, peer: usize, index: Index, state: &Bytes) {
     wait_for("the lagging peer installs the snapshot", || {
-        let snapshots = cluster.snapshots[lagging]
+        let snapshots = cluster.snapshots[peer]
             .lock()
             .expect("not poisoned")
             .clone();
         snapshots
             .iter()
-            .any(|(index, data)| *index >= snapshot_index && *data == state)
+            .any(|(installed, data)| *installed >= index && data == state)
             .then_some(())
     })
     .await;
     let after: Vec<Bytes> = (100..110).map(command).collect();
     wait_for("the lagging peer applies what followed", || {
-        cluster.applied(lagging).ends_with(&after).then_some(())
+        cluster.applied(peer).ends_with(&after).then_some(())
     })
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn re_election_after_the_leader_is_cut_off_and_one_leader_after_it_returns() {
-    let cluster = Cluster::new(3, 6).await;
+async fn a_lagging_peer_is_caught_up_by_a_snapshot_over_the_network(net: Net) {
+    let cluster = Cluster::new(net, 3, 5).await;
+    let lagging = (cluster.leader().await + 1) % 3;
+    let state = Bytes::from("the state after 100 commands");
+    let (_, snapshot_index) = compact_while_cut_off(&cluster, lagging, state.clone()).await;
+    cluster.network.connect(Cluster::id(lagging));
+    wait_installed(&cluster, lagging, snapshot_index, &state).await;
+}
+
+async fn a_peer_crashed_while_installing_a_snapshot_installs_it_after_restart(net: Net) {
+    // A 512 KiB snapshot in 1 KiB chunks, each a round trip of 2–4 ms: the transfer takes
+    // seconds, and the peer is killed in the middle of it.
+    let mut cluster = Cluster::with_settings(
+        net,
+        3,
+        12,
+        Box::new(|config: &mut NodeConfig| config.raft.snapshot_chunk_bytes = 1024),
+    )
+    .await;
+    let lagging = (cluster.leader().await + 1) % 3;
+    let state = Bytes::from(
+        (0..512 * 1024u32)
+            .map(|byte| (byte % 251) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    let (leader, snapshot_index) = compact_while_cut_off(&cluster, lagging, state.clone()).await;
+    cluster.network.set_faults(Faults {
+        drop_probability: 0.0,
+        delay_min: Duration::from_millis(1),
+        delay_max: Duration::from_millis(2),
+    });
+    cluster.network.connect(Cluster::id(lagging));
+    let sending = || async {
+        cluster.running(leader).status().await.is_ok_and(|status| {
+            status.peers.iter().any(|progress| {
+                progress.id == Cluster::id(lagging)
+                    && matches!(progress.state, ProgressState::Snapshot(_))
+            })
+        })
+    };
+    tokio::time::timeout(DEADLINE, async {
+        while !sending().await {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the leader starts sending the snapshot");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(sending().await, "the transfer is still under way");
+    assert!(
+        cluster.snapshots[lagging]
+            .lock()
+            .expect("not poisoned")
+            .is_empty(),
+        "the snapshot is not installed yet"
+    );
+    cluster.crash(lagging);
+    cluster.start(lagging).await;
+    wait_installed(&cluster, lagging, snapshot_index, &state).await;
+}
+
+async fn re_election_after_the_leader_is_cut_off_and_one_leader_after_it_returns(net: Net) {
+    let cluster = Cluster::new(net, 3, 6).await;
     let first = cluster.leader().await;
-    let (first_term, _) = cluster.nodes[first].as_ref().expect("runs").get_state();
-    cluster.network.disconnect(NodeId(first as u64 + 1));
+    let (first_term, _) = cluster.running(first).get_state();
+    cluster.network.disconnect(Cluster::id(first));
     // The other two elect a leader of a later term.
     let second = wait_for("a new leader", || {
         (0..3).filter(|&peer| peer != first).find(|&peer| {
-            let (term, leads) = cluster.nodes[peer].as_ref().expect("runs").get_state();
+            let (term, leads) = cluster.running(peer).get_state();
             leads && term > first_term
         })
     })
     .await;
-    cluster.network.connect(NodeId(first as u64 + 1));
+    cluster.network.connect(Cluster::id(first));
     // The old leader learns of the new term and steps down: one leader again.
     wait_for("the old leader steps down", || {
-        (!cluster.nodes[first].as_ref().expect("runs").get_state().1).then_some(())
+        (!cluster.running(first).get_state().1).then_some(())
     })
     .await;
     assert_ne!(second, first);
-    propose(&cluster, 0..5).await;
+    cluster.propose(0..5).await;
     let expected: Vec<Bytes> = (0..5).map(command).collect();
     for peer in 0..3 {
-        wait_for("everyone applies after the return", || {
-            (cluster.applied(peer) == expected).then_some(())
-        })
-        .await;
+        cluster.wait_applied(peer, &expected).await;
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agreement_continues_without_a_follower_and_it_catches_up() {
-    let cluster = Cluster::new(3, 7).await;
+async fn agreement_continues_without_a_follower_and_it_catches_up(net: Net) {
+    let cluster = Cluster::new(net, 3, 7).await;
     let leader = cluster.leader().await;
     let follower = (leader + 2) % 3;
-    cluster.network.disconnect(NodeId(follower as u64 + 1));
-    propose(&cluster, 0..20).await;
+    cluster.network.disconnect(Cluster::id(follower));
+    cluster.propose(0..20).await;
     let expected: Vec<Bytes> = (0..20).map(command).collect();
     for peer in (0..3).filter(|&peer| peer != follower) {
-        wait_for("the majority applies", || {
-            (cluster.applied(peer) == expected).then_some(())
-        })
-        .await;
+        cluster.wait_applied(peer, &expected).await;
     }
     assert!(
         cluster.applied(follower).is_empty(),
         "a cut-off follower applies nothing"
     );
-    cluster.network.connect(NodeId(follower as u64 + 1));
-    wait_for("the follower catches up", || {
-        (cluster.applied(follower) == expected).then_some(())
-    })
-    .await;
+    cluster.network.connect(Cluster::id(follower));
+    cluster.wait_applied(follower, &expected).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unreliable_network_with_churn_converges_once_healed() {
-    let cluster = Cluster::new(5, 8).await;
+async fn a_healed_partition_keeps_the_majority_log_and_drops_the_minority_proposals(net: Net) {
+    let cluster = Cluster::new(net, 5, 13).await;
+    cluster.propose(0..5).await;
+    let committed: Vec<Bytes> = (0..5).map(command).collect();
+    for peer in 0..5 {
+        cluster.wait_applied(peer, &committed).await;
+    }
+    let old_leader = cluster.leader().await;
+    let (old_term, _) = cluster.running(old_leader).get_state();
+    let minority = [old_leader, (old_leader + 1) % 5];
+    let majority: Vec<usize> = (0..5).filter(|peer| !minority.contains(peer)).collect();
+    let ids = |peers: &[usize]| {
+        peers
+            .iter()
+            .map(|&peer| Cluster::id(peer))
+            .collect::<Vec<_>>()
+    };
+    cluster
+        .network
+        .partition(&[&ids(&minority), &ids(&majority)]);
+    // The deposed leader still takes proposals; it can never commit them.
+    for number in 500..505 {
+        let _ = cluster
+            .running(old_leader)
+            .start_command(command(number))
+            .await;
+    }
+    let new_leader = wait_for("the majority elects a leader", || {
+        majority.iter().copied().find(|&peer| {
+            let (term, leads) = cluster.running(peer).get_state();
+            leads && term > old_term
+        })
+    })
+    .await;
+    for number in 5..15 {
+        loop {
+            if cluster
+                .running(new_leader)
+                .start_command(command(number))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let log = cluster.converge_to_one_log().await;
+    assert!(
+        !log.iter()
+            .any(|applied| (500..505).map(command).any(|lost| lost == *applied)),
+        "a proposal the minority could not commit was applied"
+    );
+    for number in 0..15 {
+        assert!(log.contains(&command(number)), "command {number} lost");
+    }
+}
+
+async fn an_unreliable_network_with_churn_converges_once_healed(net: Net) {
+    let cluster = Cluster::new(net, 5, 8).await;
     cluster.network.set_faults(Faults::unreliable());
     let mut rng_state = 0x9e37_79b9_7f4a_7c15u64;
     let mut accepted = Vec::new();
@@ -410,11 +316,8 @@ async fn an_unreliable_network_with_churn_converges_once_healed() {
             }
         }
         // Offer the command to whichever peer leads now; it may be lost with a deposed leader.
-        for node in cluster.nodes.iter().flatten() {
-            if node.start_command(command(number)).await.is_ok() {
-                accepted.push(command(number));
-                break;
-            }
+        if cluster.offer(command(number)).await {
+            accepted.push(command(number));
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -429,6 +332,107 @@ async fn an_unreliable_network_with_churn_converges_once_healed() {
             .all(|applied| accepted.contains(applied) || *applied == command(1000)),
         "only proposed commands are applied"
     );
+}
+
+async fn crashes_and_restarts_on_an_unreliable_network_keep_one_log(net: Net) {
+    let mut cluster = Cluster::new(net, 5, 10).await;
+    cluster.network.set_faults(Faults::unreliable());
+    let mut rng_state = 0x2545_f491_4f6c_dd1du64;
+    let mut down: Vec<usize> = Vec::new();
+    for round in 0..12u64 {
+        // Offer a few commands to whoever leads now (Figure 8: leaders come and go with
+        // uncommitted entries).
+        for offset in 0..3 {
+            cluster.offer(command(round * 10 + offset)).await;
+        }
+        next_random(&mut rng_state);
+        // Crash the leader or a random peer, keeping a majority up; restart one that is down.
+        if down.len() < 2 {
+            let victim = (0..5)
+                .find(|&peer| cluster.node(peer).is_some_and(|node| node.get_state().1))
+                .unwrap_or((rng_state % 5) as usize);
+            if cluster.node(victim).is_some() {
+                cluster.crash(victim);
+                down.push(victim);
+            }
+        } else {
+            let back = down.remove((rng_state % down.len() as u64) as usize);
+            cluster.start(back).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for back in down.drain(..) {
+        cluster.start(back).await;
+    }
+    // Nothing was compacted, so a restarted peer applies its whole log again: every peer's
+    // service has seen the same commands in the same order.
+    cluster.converge_to_one_log().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_refuses_commands_and_names_the_leader() {
+    let cluster = Cluster::new(Net::Memory, 3, 3).await;
+    let leader = cluster.leader().await;
+    let follower = (leader + 1) % 3;
+    let refused = cluster.running(follower).start_command(command(0)).await;
+    // The follower may not have heard from the new leader yet; once it has, it names it.
+    match refused {
+        Err(NodeError::NotLeader {
+            leader: named,
+            address,
+        }) => {
+            assert!(named.is_none() || named == Some(Cluster::id(leader)));
+            if named.is_some() {
+                assert_eq!(address, Some(format!("node-{}.test:7000", leader + 1)));
+            }
+        }
+        // Only if leadership moved to it in the meantime (a slow machine can delay heartbeats).
+        Ok(_) => assert!(
+            cluster.running(follower).get_state().1,
+            "a follower accepted a command"
+        ),
+        Err(other) => panic!("unexpected refusal: {other:?}"),
+    }
+    // The leader serves a linearizable read (retried if leadership moves meanwhile).
+    let read = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let leader = cluster.leader().await;
+            if let Ok(index) = cluster.running(leader).read_index().await {
+                break index;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no read served within {DEADLINE:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_threads_use_the_blocking_calls() {
+    let cluster = Arc::new(Cluster::new(Net::Memory, 3, 4).await);
+    cluster.leader().await;
+    let from_thread = Arc::clone(&cluster);
+    // A plain thread offers the command to every peer until the leader takes it.
+    let (peer, index, status) = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + DEADLINE;
+        loop {
+            for peer in 0..3 {
+                let node = from_thread.running(peer);
+                if let Ok((index, _)) = node.blocking_start_command(command(7)) {
+                    return (peer, index, node.blocking_status().expect("status"));
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no peer took the command"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    })
+    .await
+    .expect("the thread finishes");
+    assert_eq!(status.id, Cluster::id(peer));
+    assert!(status.last_index >= index);
+    cluster.wait_applied(peer, &[command(7)]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -458,8 +462,7 @@ async fn a_node_whose_service_closed_its_apply_channel_stops() {
         .expect("accepted before the apply");
     let stopped = tokio::time::timeout(DEADLINE, async {
         loop {
-            if let Err(raft_node::NodeError::Stopped(reason)) = node.start_command(command(2)).await
-            {
+            if let Err(NodeError::Stopped(reason)) = node.start_command(command(2)).await {
                 break reason;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -469,55 +472,4 @@ async fn a_node_whose_service_closed_its_apply_channel_stops() {
     .expect("the node stops");
     assert!(stopped.contains("event loop ended"), "{stopped}");
     assert!(!node.get_state().1, "a stopped node does not claim to lead");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crashes_and_restarts_on_an_unreliable_network_keep_one_log() {
-    let seed = 10;
-    let mut cluster = Cluster::new(5, seed).await;
-    cluster.network.set_faults(Faults::unreliable());
-    let mut rng_state = 0x2545_f491_4f6c_dd1du64;
-    let mut down: Vec<usize> = Vec::new();
-    for round in 0..12u64 {
-        // Offer a few commands to whoever leads now (Figure 8: leaders come and go with
-        // uncommitted entries).
-        for offset in 0..3 {
-            for node in cluster.nodes.iter().flatten() {
-                if node
-                    .start_command(command(round * 10 + offset))
-                    .await
-                    .is_ok()
-                {
-                    break;
-                }
-            }
-        }
-        next_random(&mut rng_state);
-        // Crash the leader or a random peer, keeping a majority up; restart one that is down.
-        if down.len() < 2 {
-            let victim = (0..5)
-                .find(|&peer| {
-                    cluster.nodes[peer]
-                        .as_ref()
-                        .is_some_and(|node| node.get_state().1)
-                })
-                .unwrap_or((rng_state % 5) as usize);
-            if cluster.nodes[victim].is_some() {
-                cluster.stop(victim).await;
-                down.push(victim);
-            }
-        } else {
-            let back = down.remove((rng_state % down.len() as u64) as usize);
-            cluster.start(back, seed);
-            cluster.network.connect(NodeId(back as u64 + 1));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    for back in down.drain(..) {
-        cluster.start(back, seed);
-        cluster.network.connect(NodeId(back as u64 + 1));
-    }
-    // Nothing was compacted, so a restarted peer applies its whole log again: every peer's
-    // service has seen the same commands in the same order.
-    cluster.converge_to_one_log().await;
 }

@@ -10,7 +10,7 @@
 //! cost is shared, so throughput grows with the offered load until the disk's bandwidth is
 //! the limit.
 
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::{self, JoinHandle};
 
 use raft_core::{PersistId, PersistRequest};
@@ -62,6 +62,19 @@ impl GroupCommit {
         let stopped = || WalError::Stopped("the group-commit thread has exited".into());
         let sender = self.sender.as_ref().ok_or_else(stopped)?;
         sender.send(request).map_err(|_| stopped())
+    }
+
+    /// Queues a request without blocking: a full queue hands it back as `Ok(Some(request))`,
+    /// for a caller that must not block (an async event loop) to offer again after the next
+    /// durable report.
+    pub fn try_submit(&self, request: PersistRequest) -> Result<Option<PersistRequest>, WalError> {
+        let stopped = || WalError::Stopped("the group-commit thread has exited".into());
+        let sender = self.sender.as_ref().ok_or_else(stopped)?;
+        match sender.try_send(request) {
+            Ok(()) => Ok(None),
+            Err(TrySendError::Full(request)) => Ok(Some(request)),
+            Err(TrySendError::Disconnected(_)) => Err(stopped()),
+        }
     }
 
     /// Writes what is queued, stops the thread and hands the log back.

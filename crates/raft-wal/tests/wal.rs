@@ -308,3 +308,49 @@ fn reopening_reads_the_newest_entries_back_into_the_cache() {
     );
     assert_eq!(stored(&wal), entries(1, 1..=100));
 }
+
+#[test]
+fn try_submit_hands_a_request_back_when_the_queue_is_full_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let wal = Wal::open(dir.path(), voters(), WalOptions::default()).expect("opens");
+    // The writer holds its first report until the test lets it go, so the queue fills.
+    let (release_sender, release) = mpsc::channel::<()>();
+    let (done_sender, done) = mpsc::channel();
+    let writer = GroupCommit::spawn(wal, move |result| {
+        let _ = release.recv();
+        done_sender
+            .send(result.expect("durable"))
+            .expect("test listens");
+    })
+    .expect("thread starts");
+    // Declared after the writer so that a failing assertion drops it first, letting the
+    // writer go before it is joined.
+    let release_sender = release_sender;
+    let request = |index: u64| PersistRequest {
+        id: index,
+        snapshot: None,
+        entries: vec![entry(1, index)],
+        hard_state: None,
+    };
+    let mut index = 1;
+    let handed_back = loop {
+        match writer.try_submit(request(index)).expect("the writer runs") {
+            None => index += 1,
+            Some(back) => break back,
+        }
+        // The writer may have taken many requests into its first group before it stopped.
+        assert!(index < 1_000_000, "the queue never filled");
+    };
+    assert_eq!(
+        handed_back.id, index,
+        "the refused request comes back whole"
+    );
+    // Once the writer moves on, the refused request is accepted and everything is written.
+    drop(release_sender);
+    writer
+        .submit(handed_back)
+        .expect("queued once there is room");
+    while done.recv().expect("a report per group") != index {}
+    let wal = writer.shutdown().expect("stops");
+    assert_eq!(stored(&wal), entries(1, 1..=index));
+}

@@ -9,7 +9,12 @@
 //! ```
 //!
 //! Every message goes through the wire format, so tests over this network exercise the codec
-//! too. Links are checked both when a message is sent and when it would be delivered, so a
+//! too.
+//!
+//! [`MemoryNetwork::wrap`] puts a real transport (TCP) behind the same faults: a wrapped peer's
+//! messages are delayed, dropped and stopped by links here, then leave through the real
+//! transport instead of being delivered in process. With every peer wrapped, partitions and
+//! crashes can be played over real sockets. Links are checked both when a message is sent and when it would be delivered, so a
 //! message in flight when a partition starts is lost, as on a real network.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -85,6 +90,8 @@ struct Counters {
 
 struct State {
     endpoints: BTreeMap<NodeId, mpsc::Sender<Message>>,
+    /// Real transports of wrapped peers: what they send leaves through these.
+    wrapped: BTreeMap<NodeId, Arc<dyn Transport>>,
     faults: Faults,
     disconnected: BTreeSet<NodeId>,
     /// Directed links that carry nothing.
@@ -118,7 +125,7 @@ impl Shared {
     }
 
     fn deliver(&self, message: Message) {
-        let endpoint = {
+        let (endpoint, wrapped) = {
             let state = self.state();
             if !state.link_open(message.from, message.to) {
                 self.counters
@@ -126,8 +133,17 @@ impl Shared {
                     .fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            state.endpoints.get(&message.to).cloned()
+            (
+                state.endpoints.get(&message.to).cloned(),
+                state.wrapped.get(&message.from).cloned(),
+            )
         };
+        if let Some(transport) = wrapped {
+            // Handed to the real transport, which counts its own losses.
+            transport.send(message);
+            self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let Some(endpoint) = endpoint else {
             self.counters
                 .dropped_at_receiver
@@ -180,6 +196,7 @@ impl MemoryNetwork {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
                     endpoints: BTreeMap::new(),
+                    wrapped: BTreeMap::new(),
                     faults: Faults::reliable(),
                     disconnected: BTreeSet::new(),
                     cut: BTreeSet::new(),
@@ -195,11 +212,39 @@ impl MemoryNetwork {
     /// Registers peer `id`, whose inbound messages go to `inbound`, and returns its transport.
     /// Registering an id again replaces the old endpoint (a restarted peer).
     pub fn endpoint(&self, id: NodeId, inbound: mpsc::Sender<Message>) -> MemoryTransport {
-        self.shared.state().endpoints.insert(id, inbound);
+        let mut state = self.shared.state();
+        state.wrapped.remove(&id);
+        state.endpoints.insert(id, inbound);
         MemoryTransport {
             id,
             shared: Arc::clone(&self.shared),
         }
+    }
+
+    /// Puts peer `id`'s real `transport` behind this network's faults and links: what `id`
+    /// sends through the returned transport is delayed, dropped or stopped here first, then
+    /// handed to `transport`. Faults act on the sending side only, so a partition holds when
+    /// every peer is wrapped. Wrapping an id again replaces the old transport.
+    pub fn wrap<T: Transport>(&self, id: NodeId, transport: T) -> MemoryTransport {
+        let mut state = self.shared.state();
+        state.endpoints.remove(&id);
+        state.wrapped.insert(id, Arc::new(transport));
+        MemoryTransport {
+            id,
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Forgets peer `id` (a crashed peer): messages to it are lost, and a wrapped transport is
+    /// dropped, which stops it.
+    pub fn remove(&self, id: NodeId) {
+        let removed = {
+            let mut state = self.shared.state();
+            state.endpoints.remove(&id);
+            state.wrapped.remove(&id)
+        };
+        // Dropped outside the lock: stopping a transport may take a while.
+        drop(removed);
     }
 
     /// Sets what happens to messages from now on.

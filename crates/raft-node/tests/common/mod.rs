@@ -20,3 +20,5 @@ pub async fn wait_for<T>(what: &str, mut condition: impl FnMut() -> Option<T>) -
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+pub mod cluster;
