@@ -8,6 +8,8 @@
 //!  per peer: apply channel ─► dispatcher ─► Tracker: wakes the waiter of each applied index
 //!  floor:    median fdatasync (130 B appended + File::sync_data, same directory)
 //!          + median loopback round trip (tokio TcpStream ping-pong of 8 bytes)
+//!  shared-disk floor: the same, with the fdatasync measured while three files (one per
+//!          peer) are synced at once, as the three peers share one disk here
 //! ```
 //!
 //! A commit needs the leader's fsync and one follower's fsync, which run in parallel, plus one
@@ -362,6 +364,8 @@ fn micros(duration: Duration) -> String {
 #[derive(Debug, Default)]
 struct Floor {
     syncs: Vec<Duration>,
+    /// fdatasyncs while every peer's file is synced at once, as the three peers share a disk.
+    shared_syncs: Vec<Duration>,
     round_trips: Vec<Duration>,
 }
 
@@ -373,15 +377,34 @@ impl Floor {
             .await
             .expect("sync sampling does not panic");
         self.syncs.extend(syncs);
+        let dir = dir.to_path_buf();
+        let shared = tokio::task::spawn_blocking(move || {
+            let syncers: Vec<_> = (0..PEERS)
+                .map(|peer| {
+                    let path = dir.join(format!("floor-{round}-peer-{peer}"));
+                    std::thread::spawn(move || sync_latencies(&path))
+                })
+                .collect();
+            syncers
+                .into_iter()
+                .flat_map(|syncer| syncer.join().expect("sync sampling does not panic"))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .expect("sync sampling does not panic");
+        self.shared_syncs.extend(shared);
         self.round_trips.extend(round_trip_latencies().await);
     }
 
-    /// The median fdatasync and the median round trip.
-    fn medians(&mut self) -> (Duration, Duration) {
+    /// The median lone fdatasync, the median fdatasync while every peer syncs, and the median
+    /// round trip.
+    fn medians(&mut self) -> (Duration, Duration, Duration) {
         self.syncs.sort_unstable();
+        self.shared_syncs.sort_unstable();
         self.round_trips.sort_unstable();
         (
             percentile(&self.syncs, 0.5),
+            percentile(&self.shared_syncs, 0.5),
             percentile(&self.round_trips, 0.5),
         )
     }
@@ -472,8 +495,9 @@ async fn measure(settings: &Settings, scratch: &ScratchDir) {
         .await;
 
     floor.sample(scratch.path(), 1).await;
-    let (sync, round_trip) = floor.medians();
+    let (sync, shared_sync, round_trip) = floor.medians();
     let total = sync + round_trip;
+    let shared_total = shared_sync + round_trip;
     println!(
         "floor: fdatasync of {FLOOR_SYNC_BYTES} B {} (median of {}) + loopback round trip {} \
          (median of {}) = {}",
@@ -483,11 +507,19 @@ async fn measure(settings: &Settings, scratch: &ScratchDir) {
         floor.round_trips.len(),
         micros(total),
     );
+    println!(
+        "shared-disk floor: fdatasync while {PEERS} files sync at once {} (median of {}) + \
+         round trip = {}",
+        micros(shared_sync),
+        floor.shared_syncs.len(),
+        micros(shared_total),
+    );
     let single_p50 = single_p50.expect("the 1-proposer run is measured");
     println!(
-        "1-proposer p50 ÷ floor: {:.2} (expected best ~1.0–1.5: the leader's and a follower's \
-         fsync in parallel plus a round trip)",
-        single_p50.as_secs_f64() / total.as_secs_f64()
+        "1-proposer p50 ÷ floor: {:.2}; ÷ shared-disk floor: {:.2} (expected best ~1.0–1.5: \
+         the leader's and a follower's fsync in parallel plus a round trip)",
+        single_p50.as_secs_f64() / total.as_secs_f64(),
+        single_p50.as_secs_f64() / shared_total.as_secs_f64(),
     );
 }
 

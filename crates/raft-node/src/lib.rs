@@ -1,9 +1,10 @@
 //! # raft-node
 //!
-//! The service-facing Raft API over a real network transport and durable storage (issue 4).
-//! Built so far: the wire format between peers ([`wire`]), the transports ([`transport`]) and a
-//! first [`RaftNode`]: the event loop driving the core, the storage thread with group commit and
-//! the apply task.
+//! The service-facing Raft API over a real network transport and durable storage: a
+//! [`RaftNode`] runs one peer (the event loop driving `raft-core`, `raft-wal`'s group-commit
+//! thread, and the task that feeds committed commands to the service's [`ApplyMsg`] channel),
+//! talking to its peers through a [`transport::Transport`]: TCP, or the in-process network with
+//! fault injection used by tests. [`wire`] is the versioned format they exchange.
 
 #![deny(missing_docs)]
 

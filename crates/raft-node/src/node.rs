@@ -32,7 +32,8 @@ use tokio::task::JoinHandle;
 
 use crate::transport::Transport;
 
-/// What the node delivers to the service, in log order.
+/// What the node delivers to the service, in log order. A peer restarted after a compaction
+/// first delivers its stored snapshot, then the commands after it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ApplyMsg {
     /// A committed command.

@@ -44,6 +44,7 @@ over_both_networks!(
     three_peers_elect_a_leader_and_apply_every_command_in_order,
     five_peers_elect_a_leader_and_apply_every_command_in_order,
     a_new_leader_takes_over_and_a_restarted_peer_catches_up_from_its_log,
+    a_restarted_peer_delivers_its_snapshot_then_the_commands_after_it,
     a_lagging_peer_is_caught_up_by_a_snapshot_over_the_network,
     a_peer_crashed_while_installing_a_snapshot_installs_it_after_restart,
     re_election_after_the_leader_is_cut_off_and_one_leader_after_it_returns,
@@ -90,6 +91,35 @@ async fn a_new_leader_takes_over_and_a_restarted_peer_catches_up_from_its_log(ne
     // The old leader restarts from its own log and hears about the rest.
     cluster.start(first_leader).await;
     cluster.wait_applied(first_leader, &expected).await;
+}
+
+async fn a_restarted_peer_delivers_its_snapshot_then_the_commands_after_it(net: Net) {
+    let mut cluster = Cluster::new(net, 3, 14).await;
+    cluster.propose(0..20).await;
+    let first: Vec<Bytes> = (0..20).map(command).collect();
+    let peer = (cluster.leader().await + 1) % 3;
+    cluster.wait_applied(peer, &first).await;
+    let snapshot_index = Index(cluster.applied_index[peer].load(Ordering::Acquire));
+    let state = Bytes::from("the state after 20 commands");
+    cluster
+        .running(peer)
+        .snapshot(snapshot_index, state.clone())
+        .await
+        .expect("the follower compacts");
+    cluster.propose(20..30).await;
+    let all: Vec<Bytes> = (0..30).map(command).collect();
+    cluster.wait_applied(peer, &all).await;
+    cluster.stop(peer).await;
+    cluster.start(peer).await;
+    // The service of the new incarnation restores the snapshot, then applies only what
+    // followed it.
+    let after: Vec<Bytes> = (20..30).map(command).collect();
+    cluster.wait_applied(peer, &after).await;
+    let snapshots = cluster.snapshots[peer]
+        .lock()
+        .expect("not poisoned")
+        .clone();
+    assert_eq!(snapshots, vec![(snapshot_index, state)]);
 }
 
 /// Cuts `lagging` off, commits 100 commands, has the leader's service snapshot them as
