@@ -40,6 +40,14 @@ pub struct Config {
     pub apply_bytes_max: u64,
     /// Pending ReadIndex requests a leader holds before refusing more with `Busy`.
     pub pending_reads_max: usize,
+    /// The clock-drift margin of lease reads (thesis §6.4.1): a leader whose heartbeat sent at
+    /// tick `t` was acknowledged by a majority serves [`crate::Raft::lease_read`] without a
+    /// round trip while its tick counter is below `t + election_ticks - lease_margin_ticks`.
+    /// One tick covers the unknown phase between two peers' ticks; the rest covers clocks
+    /// that run at different rates (2 ticks of 15 tolerate rates about 7% apart). Must be at
+    /// least 1 and below `election_ticks`. Leases also need `check_quorum`, which makes
+    /// followers honour them.
+    pub lease_margin_ticks: u32,
 }
 
 impl Config {
@@ -60,6 +68,7 @@ impl Config {
             uncommitted_bytes_max: 256 * 1024 * 1024,
             apply_bytes_max: 16 * 1024 * 1024,
             pending_reads_max: 65_536,
+            lease_margin_ticks: 2,
         }
     }
 
@@ -83,6 +92,9 @@ impl Config {
         }
         if self.apply_bytes_max == 0 || self.pending_reads_max == 0 {
             return invalid("apply_bytes_max and pending_reads_max must be at least 1");
+        }
+        if self.lease_margin_ticks == 0 || self.lease_margin_ticks >= self.election_ticks {
+            return invalid("lease_margin_ticks must be at least 1 and below election_ticks");
         }
         if self.proposal_bytes_max > self.uncommitted_bytes_max {
             return invalid("proposal_bytes_max must not exceed uncommitted_bytes_max");

@@ -7,7 +7,8 @@
 //!  loop {
 //!      on timer:    raft.tick()
 //!      on message:  raft.step(message)
-//!      on request:  raft.propose(data) / raft.read_index(ctx) / raft.transfer_leader(id)
+//!      on request:  raft.propose(data) / raft.read_index(ctx) / raft.lease_read(ctx)
+//!                   / raft.transfer_leader(id)
 //!      let ready = raft.ready();
 //!      send ready.messages                      (need no write first)
 //!      write ready.persist → raft.on_persisted(id)   (held-back messages then appear)

@@ -79,6 +79,8 @@ pub struct Counters {
     pub snapshots_sent: u64,
     /// Snapshots installed from a leader.
     pub snapshots_installed: u64,
+    /// Reads served on the leader's lease, without a confirmation round (thesis §6.4.1).
+    pub lease_reads: u64,
 }
 
 /// A follower's replication state as shown by [`Raft::status`].
@@ -140,9 +142,17 @@ pub struct Raft<S: Storage> {
     pub(crate) log: RaftLog<S>,
     pub(crate) configuration: Configuration,
 
+    /// The core's clock: ticks since this peer was created. Only leases read it.
+    pub(crate) now_ticks: u64,
     /// Ticks since the last election-timer reset (followers, candidates) or since the last
     /// CheckQuorum round (leaders).
     pub(crate) election_elapsed: u32,
+    /// A peer that restarts with a term may have acknowledged a leader's heartbeat just before
+    /// it went down, and that leader may be serving lease reads on the strength of it. Until
+    /// `now_ticks` reaches this the peer honours that lease as if it had just heard from the
+    /// leader, ignoring campaigns, or a quick restart would let a rival win inside the lease
+    /// (thesis §6.4.1). Zero without CheckQuorum or on a fresh peer.
+    restart_lease_end_ticks: u64,
     heartbeat_elapsed: u32,
     /// Invariant: `config.election_ticks <= randomized_election_ticks < 2 * config.election_ticks`.
     randomized_election_ticks: u32,
@@ -200,7 +210,17 @@ impl<S: Storage> Raft<S> {
             commit: log.committed(),
             ..initial.hard_state
         };
-        let reads = ReadIndexState::new(config.pending_reads_max);
+        // Leases rely on followers ignoring campaigns while they hear from a leader, which
+        // they do only with CheckQuorum (thesis §6.4.1, §4.2.3).
+        let lease_ticks = config
+            .check_quorum
+            .then(|| u64::from(config.election_ticks - config.lease_margin_ticks));
+        let reads = ReadIndexState::new(config.pending_reads_max, lease_ticks);
+        let restart_lease_end_ticks = if config.check_quorum && hard_state.term > Term(0) {
+            u64::from(config.election_ticks)
+        } else {
+            0
+        };
         Ok(Raft {
             id,
             rng,
@@ -210,7 +230,9 @@ impl<S: Storage> Raft<S> {
             leader: None,
             log,
             configuration: initial.configuration,
+            now_ticks: 0,
             election_elapsed: 0,
+            restart_lease_end_ticks,
             heartbeat_elapsed: 0,
             randomized_election_ticks,
             votes: BTreeMap::new(),
@@ -247,6 +269,7 @@ impl<S: Storage> Raft<S> {
         if self.fatal.is_some() {
             return;
         }
+        self.now_ticks += 1;
         match self.role {
             Role::Leader => self.tick_leader(),
             _ => self.tick_election(),
@@ -344,9 +367,13 @@ impl<S: Storage> Raft<S> {
                 // Leader lease (thesis §4.2.3): a follower that heard from a leader within the
                 // minimum election timeout ignores campaigns, so a partitioned peer cannot
                 // depose a healthy leader. A transfer ordered by the leader passes.
-                let in_lease = self.config.check_quorum
-                    && self.leader.is_some()
-                    && self.election_elapsed < self.config.election_ticks;
+                // Lease reads rely on this check too (thesis §6.4.1); a recently restarted peer
+                // honours the lease it may have acknowledged before it went down.
+                let heard_from_leader =
+                    self.leader.is_some() && self.election_elapsed < self.config.election_ticks;
+                let restarted_recently = self.now_ticks < self.restart_lease_end_ticks;
+                let in_lease =
+                    self.config.check_quorum && (heard_from_leader || restarted_recently);
                 if in_lease && !leadership_transfer {
                     return Err(StepError::Ignored("vote request inside leader lease"));
                 }
@@ -526,6 +553,10 @@ impl<S: Storage> Raft<S> {
         if !self.configuration.contains(target) {
             return Err(ProposeError::Invalid(format!("{target} is not a voter")));
         }
+        // The target's campaign passes followers' lease check, and its vote requests may be
+        // delayed past any deadline, so this leader can no longer vouch that nobody else is
+        // elected: no lease reads for the rest of its term.
+        self.reads.forbid_lease();
         self.transfer_target = Some((target, 0));
         let caught_up = self
             .progress
@@ -792,6 +823,11 @@ impl<S: Storage> Raft<S> {
         self.log.last_index()
     }
 
+    /// The index covered by the newest snapshot (zero when the log was never compacted).
+    pub fn snapshot_index(&self) -> Index {
+        self.log.snapshot_index().unwrap_or_default()
+    }
+
     /// The configuration in force.
     pub fn configuration(&self) -> &Configuration {
         &self.configuration
@@ -910,6 +946,7 @@ impl<S: Storage> Raft<S> {
         self.role = Role::Leader;
         self.reset_role_state();
         self.set_leader(Some(self.id));
+        self.reads.start_term_as_leader();
         self.counters.became_leader += 1;
         let last = self.log.last_index();
         for member in self.configuration.members().collect::<Vec<_>>() {

@@ -1,4 +1,4 @@
-//! Linearizable reads by ReadIndex (thesis §6.4).
+//! Linearizable reads by ReadIndex (thesis §6.4) and by leader lease (thesis §6.4.1).
 //!
 //! ```text
 //!  read_index(ctx) ─► leader: committed in its term? ── no ──► wait for the first commit
@@ -6,9 +6,22 @@
 //!                        ▼
 //!                     heartbeat(r) to all ── majority echoes round >= r ──► ReadState(ctx, index)
 //!  follower: forward ReadIndexRequest to the leader ─► ReadIndexResponse(ctx, index)
+//!
+//!  lease_read(ctx) ─► leader: lease holds and committed in its term? ── yes ──► ReadState(ctx, commit)
+//!                        │ no: as read_index (its round renews the lease)
+//!  follower: NotLeader (the service forwards to the leader)
 //! ```
 //!
 //! Reads registered before one heartbeat broadcast share it, so many reads cost one round.
+//!
+//! Every heartbeat broadcast, periodic or asked for by reads, carries a round no earlier one
+//! carried, and the leader notes the tick it went out at. When a majority (the leader
+//! included) has echoed round `r` or later, each of those followers heard from the leader at
+//! or after the tick `t` that `r` went out at, and ignores campaigns for `election_ticks` of
+//! its own ticks after that (the check in `Raft::step_higher_term`): nobody else can become
+//! leader before `t + election_ticks`. The leader's lease holds while its own tick counter is
+//! below `t + election_ticks - lease_margin_ticks`, the margin covering tick phase and clock
+//! drift. Periodic heartbeats renew it, so an idle leader keeps it without extra rounds.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -35,8 +48,21 @@ pub(crate) struct ReadIndexState {
     /// The latest confirmation round. Invariant: rounds of `pending` are non-decreasing and at
     /// most `round`.
     round: u64,
-    /// A heartbeat broadcast for `round` is due.
+    /// A heartbeat broadcast for `round` is due: reads registered since the last broadcast
+    /// wait for it.
     heartbeat_due: bool,
+    /// `election_ticks - lease_margin_ticks`: how long after a heartbeat goes out a majority's
+    /// echo of it vouches for the leader. `None` without CheckQuorum: followers then do not
+    /// honour leases, so there are none.
+    lease_ticks: Option<u64>,
+    /// Leader: heartbeat broadcasts no majority has echoed yet, as `(tick, first round sent at
+    /// that tick)`, oldest first. Invariant: ticks strictly increase, rounds increase, and no
+    /// entry is older than `lease_ticks` (so there are at most `lease_ticks + 1`).
+    broadcasts: VecDeque<(u64, u64)>,
+    /// Leader: the lease holds while the tick counter is below this.
+    lease_end_ticks: Option<u64>,
+    /// Leader: a leadership transfer began in this term, so no lease until the next one.
+    lease_forbidden: bool,
     pending: VecDeque<PendingRead>,
     /// Leader: reads that arrived before the leader committed an entry of its term.
     waiting_for_commit: VecDeque<(NodeId, ReadContext)>,
@@ -49,11 +75,19 @@ pub(crate) struct ReadIndexState {
 }
 
 impl ReadIndexState {
-    pub(crate) fn new(capacity: usize) -> ReadIndexState {
+    pub(crate) fn new(capacity: usize, lease_ticks: Option<u64>) -> ReadIndexState {
+        assert!(
+            lease_ticks != Some(0),
+            "invariant lease-positive: a lease must last at least one tick"
+        );
         ReadIndexState {
             capacity,
             round: 0,
             heartbeat_due: false,
+            lease_ticks,
+            broadcasts: VecDeque::new(),
+            lease_end_ticks: None,
+            lease_forbidden: false,
             pending: VecDeque::new(),
             waiting_for_commit: VecDeque::new(),
             acked_rounds: BTreeMap::new(),
@@ -63,12 +97,81 @@ impl ReadIndexState {
         }
     }
 
-    pub(crate) fn round(&self) -> u64 {
+    /// Whether reads wait for a heartbeat broadcast.
+    pub(crate) fn heartbeat_due(&self) -> bool {
+        self.heartbeat_due
+    }
+
+    /// The round a heartbeat broadcast at tick `now_ticks` carries: the one reads registered
+    /// since the last broadcast wait for, or else a new one. Either way no earlier broadcast
+    /// carried it, so an echo of it dates from `now_ticks`, which the lease is measured from.
+    pub(crate) fn begin_broadcast_round(&mut self, now_ticks: u64) -> u64 {
+        if !std::mem::take(&mut self.heartbeat_due) {
+            self.round += 1;
+        }
+        let Some(lease_ticks) = self.lease_ticks else {
+            return self.round;
+        };
+        // An echo of a broadcast older than a lease would grant a lease already over.
+        while self
+            .broadcasts
+            .front()
+            .is_some_and(|&(tick, _)| tick + lease_ticks <= now_ticks)
+        {
+            self.broadcasts.pop_front();
+        }
+        match self.broadcasts.back() {
+            Some(&(tick, _)) if tick == now_ticks => {}
+            Some(&(tick, _)) => {
+                assert!(tick < now_ticks, "invariant lease-broadcast-ticks-increase");
+                self.broadcasts.push_back((now_ticks, self.round));
+            }
+            None => self.broadcasts.push_back((now_ticks, self.round)),
+        }
+        assert!(
+            self.broadcasts.len() as u64 <= lease_ticks + 1,
+            "invariant lease-broadcasts-bounded"
+        );
         self.round
     }
 
-    pub(crate) fn take_heartbeat_due(&mut self) -> bool {
-        std::mem::take(&mut self.heartbeat_due)
+    /// A majority has echoed `confirmed` or a later round: the newest broadcast of a round at
+    /// most `confirmed` starts a lease, unless leases are forbidden.
+    fn renew_lease(&mut self, confirmed: u64) {
+        let Some(lease_ticks) = self.lease_ticks else {
+            return;
+        };
+        let mut newest = None;
+        while let Some(&(tick, round)) = self.broadcasts.front() {
+            if round > confirmed {
+                break;
+            }
+            newest = Some(tick);
+            self.broadcasts.pop_front();
+        }
+        if let Some(tick) = newest.filter(|_| !self.lease_forbidden) {
+            let end = tick + lease_ticks;
+            self.lease_end_ticks = Some(self.lease_end_ticks.map_or(end, |old| old.max(end)));
+        }
+    }
+
+    /// Whether the lease holds at `now_ticks`.
+    pub(crate) fn lease_holds(&self, now_ticks: u64) -> bool {
+        self.lease_end_ticks.is_some_and(|end| now_ticks < end)
+    }
+
+    /// A leadership transfer began: the lease ends now and is not renewed in this term.
+    pub(crate) fn forbid_lease(&mut self) {
+        self.lease_end_ticks = None;
+        self.lease_forbidden = true;
+    }
+
+    /// This peer just became leader: it holds no lease until a majority echoes one of its
+    /// heartbeats.
+    pub(crate) fn start_term_as_leader(&mut self) {
+        self.broadcasts.clear();
+        self.lease_end_ticks = None;
+        self.lease_forbidden = false;
     }
 
     pub(crate) fn has_output(&self) -> bool {
@@ -116,10 +219,58 @@ impl<S: Storage> Raft<S> {
         }
     }
 
+    /// Requests a read served on the leader's lease (thesis §6.4.1). While the lease holds
+    /// and the leader has committed an entry of its term, the [`ReadState`] (at the commit
+    /// index) arrives at the next [`crate::Ready`] with no message exchanged; otherwise this is
+    /// [`Raft::read_index`], whose confirmation round also renews the lease. Only the leader
+    /// serves lease reads: a follower refuses with `NotLeader`, naming the leader to forward
+    /// to. Safe as long as no peer's clock runs faster than `Config::lease_margin_ticks`
+    /// allows; without `Config::check_quorum` every lease read takes a round.
+    pub fn lease_read(&mut self, context: ReadContext) -> Result<(), ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader {
+                leader: self.leader,
+            });
+        }
+        if self.reads.is_full() {
+            return Err(ProposeError::Busy);
+        }
+        let lease_holds = self.lease_holds();
+        if lease_holds {
+            assert!(
+                self.transfer_target.is_none(),
+                "invariant lease-ends-on-transfer"
+            );
+        }
+        if lease_holds && self.committed_in_term() {
+            let index = self.log.committed();
+            self.reads.ready.push(ReadState { context, index });
+            self.counters.lease_reads += 1;
+            return Ok(());
+        }
+        self.leader_read(self.id, context);
+        Ok(())
+    }
+
+    /// Whether this leader's lease holds now.
+    pub(crate) fn lease_holds(&self) -> bool {
+        if self.reads.lease_holds(self.now_ticks) {
+            assert!(self.role == Role::Leader, "invariant lease-only-on-leader");
+            return true;
+        }
+        false
+    }
+
+    /// Whether the commit index is of this term: before that, it may be behind what earlier
+    /// leaders committed (thesis §6.4 step 1).
+    fn committed_in_term(&self) -> bool {
+        let committed = self.log.committed();
+        self.log.term(committed).is_ok_and(|term| term == self.term)
+    }
+
     fn leader_read(&mut self, origin: NodeId, context: ReadContext) {
         let committed = self.log.committed();
-        let committed_in_term = self.log.term(committed).is_ok_and(|term| term == self.term);
-        if !committed_in_term {
+        if !self.committed_in_term() {
             // Until the no-op of this term commits, the leader's commit index may be behind
             // what earlier leaders committed (thesis §6.4 step 1).
             self.reads.waiting_for_commit.push_back((origin, context));
@@ -163,11 +314,12 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    /// A heartbeat answer echoing `round`: reads of rounds a majority has echoed are safe.
+    /// A heartbeat answer echoing `round`: reads of rounds a majority has echoed are safe, and
+    /// the lease is renewed from the broadcast of that round.
     pub(crate) fn acknowledge_read_round(&mut self, from: NodeId, round: u64) {
         let acked = self.reads.acked_rounds.entry(from).or_insert(0);
         *acked = (*acked).max(round.min(self.reads.round));
-        if self.reads.pending.is_empty() {
+        if self.reads.pending.is_empty() && self.reads.broadcasts.is_empty() {
             return;
         }
         let own = self.id;
@@ -179,6 +331,7 @@ impl<S: Storage> Raft<S> {
                 self.reads.acked_rounds.get(&id).copied()
             }
         });
+        self.reads.renew_lease(confirmed);
         while self
             .reads
             .pending
@@ -256,6 +409,9 @@ impl<S: Storage> Raft<S> {
         }
         self.reads.acked_rounds.clear();
         self.reads.heartbeat_due = false;
+        // Stepping down ends the lease: a later term may already have a leader.
+        self.reads.broadcasts.clear();
+        self.reads.lease_end_ticks = None;
     }
 
     /// Fails forwarded reads the leader has not answered within two election timeouts (the

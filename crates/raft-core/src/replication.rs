@@ -39,7 +39,7 @@ impl<S: Storage> Raft<S> {
                 self.send_append(peer, true)?;
             }
         }
-        if self.reads.take_heartbeat_due() {
+        if self.reads.heartbeat_due() {
             self.broadcast_heartbeat();
         }
         Ok(())
@@ -320,8 +320,10 @@ impl<S: Storage> Raft<S> {
         Ok(())
     }
 
+    /// Sends every follower a heartbeat carrying a fresh read round (see `read_index.rs`),
+    /// which confirms waiting reads and renews the lease once a majority echoes it.
     pub(crate) fn broadcast_heartbeat(&mut self) {
-        let round = self.reads.round();
+        let round = self.reads.begin_broadcast_round(self.now_ticks);
         let committed = self.log.committed();
         let targets: Vec<(NodeId, Index)> = self
             .progress

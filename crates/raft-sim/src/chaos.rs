@@ -6,7 +6,8 @@
 //!  seed ─► chaos_config: peers 3/5/7, timeouts, PreVote/CheckQuorum, windows, snapshots,
 //!          loss/duplication rates, ready() batching, asynchronous apply
 //!       ─► safety phase: every few ms one of
-//!            propose · read · partition · heal · disconnect · connect · crash · restart
+//!            propose · read (ReadIndex or lease) · partition · heal · disconnect · connect
+//!            · crash · restart
 //!            reliable on/off · long reordering on/off · slow peer or stalled disk
 //!            one-way link cut · leader transfer
 //!          (invariants checked after every event)
@@ -184,9 +185,25 @@ fn inject(cluster: &mut Cluster, ids: &[NodeId]) {
                 }
             }
         }
-        40..=49 => {
+        40..=44 => {
             if let Some(target) = pick(cluster, &alive) {
                 let _ = cluster.read_index(target);
+            }
+        }
+        45..=49 => {
+            // Lease reads go to the leader (a follower refuses them); a deposed leader that
+            // still believes it leads is exactly what the read check is there to catch.
+            let leaders: Vec<NodeId> = alive
+                .iter()
+                .copied()
+                .filter(|&id| cluster.node(id).is_some_and(|node| node.state().1))
+                .collect();
+            let target = match pick(cluster, &leaders) {
+                Some(leader) => Some(leader),
+                None => pick(cluster, &alive),
+            };
+            if let Some(target) = target {
+                let _ = cluster.lease_read(target);
             }
         }
         50..=53 => {

@@ -83,3 +83,16 @@ fn read_index_sees_every_acknowledged_write() {
         scenarios::read_index_sees_every_acknowledged_write(StorageKind::Memory, seed);
     });
 }
+
+#[test]
+fn lease_reads_of_a_cut_off_leader_end_before_a_new_leader_commits() {
+    for_each_seed(
+        "lease_reads_of_a_cut_off_leader_end_before_a_new_leader_commits",
+        |seed| {
+            scenarios::lease_reads_of_a_cut_off_leader_end_before_a_new_leader_commits(
+                StorageKind::Memory,
+                seed,
+            );
+        },
+    );
+}

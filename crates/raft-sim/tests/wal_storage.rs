@@ -226,6 +226,14 @@ fn read_index_sees_every_acknowledged_write_on_wal() {
 }
 
 #[test]
+fn lease_reads_of_a_cut_off_leader_end_before_a_new_leader_commits_on_wal() {
+    on_wal(
+        "lease_reads_of_a_cut_off_leader_end_before_a_new_leader_commits_on_wal",
+        agreement::lease_reads_of_a_cut_off_leader_end_before_a_new_leader_commits,
+    );
+}
+
+#[test]
 fn persist_survives_full_restarts_on_wal() {
     on_wal(
         "persist_survives_full_restarts_on_wal",

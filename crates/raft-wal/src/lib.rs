@@ -10,6 +10,7 @@
 //!    snapshot-<index>-<term>.snap          the newest snapshot (written via a .tmp + rename)
 //!
 //!  core.ready().persist ─► Wal::write / GroupCommit::submit ─► fdatasync ─► core.on_persisted
+//!                                                     (timed into Wal::sync_latency, a SyncLatency)
 //!  core reads            ◄─ WalStorage (index in memory, tail cache, positioned file reads)
 //! ```
 //!
@@ -36,6 +37,7 @@ mod codec;
 mod error;
 mod fsutil;
 mod index;
+mod metrics;
 mod pending;
 mod recovery;
 mod segment;
@@ -45,6 +47,7 @@ mod wal;
 mod writer;
 
 pub use error::WalError;
+pub use metrics::{HistogramSnapshot, SyncLatency};
 pub use recovery::RecoveryReport;
 pub use storage::WalStorage;
 pub use wal::{Wal, WalOptions};

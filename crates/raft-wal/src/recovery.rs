@@ -21,6 +21,7 @@ use crate::codec::{encode_frame, Record};
 use crate::error::{Result, WalError};
 use crate::fsutil::{DirectoryLock, Syncer};
 use crate::index::{Location, LogIndex, TailCache};
+use crate::metrics::SyncLatency;
 use crate::segment::{self, Damage, ScanEnd};
 use crate::snapshot_file;
 use crate::storage::{DurableState, SegmentFile, Shared, WalStorage};
@@ -242,11 +243,12 @@ impl Wal {
         } = replay(&listing, &snapshot, &options, &mut report)?;
         let (mut active, segments) =
             open_active(&options, &dir, segments, last_data_end, hard_state)?;
+        let sync_latency = Arc::new(SyncLatency::new());
         if let Some(discard) = missing_marker {
             let id = snapshot.meta.last_included;
             let mut frame = Vec::new();
             encode_frame(&Record::Snapshot { id, discard }, &mut frame);
-            active.append(&frame, options.syncer())?;
+            active.append(&frame, options.syncer(), &sync_latency)?;
             report.snapshot_marker_restored = true;
         }
         report.entries = log.len();
@@ -282,6 +284,7 @@ impl Wal {
             _lock: lock,
             buffer: Default::default(),
             published: Vec::new(),
+            sync_latency,
         })
     }
 }

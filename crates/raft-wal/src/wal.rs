@@ -27,6 +27,7 @@ use crate::codec::{
 use crate::error::{Result, WalError};
 use crate::fsutil::{DirectoryLock, Syncer};
 use crate::index::Location;
+use crate::metrics::SyncLatency;
 use crate::pending::PendingView;
 use crate::recovery::RecoveryReport;
 use crate::segment;
@@ -130,23 +131,30 @@ impl Batch {
 }
 
 impl ActiveSegment {
-    /// Writes `frames` at the end of the segment and makes them durable.
-    pub(crate) fn append(&mut self, frames: &[u8], syncer: Syncer) -> Result<()> {
-        self.append_vectored(&mut [IoSlice::new(frames)], syncer)
+    /// Writes `frames` at the end of the segment and makes them durable, timing the sync into
+    /// `latency`.
+    pub(crate) fn append(
+        &mut self,
+        frames: &[u8],
+        syncer: Syncer,
+        latency: &SyncLatency,
+    ) -> Result<()> {
+        self.append_vectored(&mut [IoSlice::new(frames)], syncer, latency)
     }
 
     /// Writes the bytes of `slices`, in order, at the end of the segment and makes them
-    /// durable.
+    /// durable, timing the sync into `latency`.
     pub(crate) fn append_vectored(
         &mut self,
         slices: &mut [IoSlice<'_>],
         syncer: Syncer,
+        latency: &SyncLatency,
     ) -> Result<()> {
         let file = &self.file;
         let bytes: u64 = slices.iter().map(|slice| slice.len() as u64).sum();
         write_all_vectored_at(&file.file, slices, self.bytes)
             .map_err(|error| WalError::io("write segment", &file.path, error))?;
-        syncer.data(&file.file, &file.path)?;
+        syncer.data(&file.file, &file.path, latency)?;
         self.bytes += bytes;
         Ok(())
     }
@@ -196,6 +204,8 @@ pub struct Wal {
     pub(crate) buffer: Batch,
     /// Reused list of what a batch changes, published once it is durable.
     pub(crate) published: Vec<Published>,
+    /// Durations of the segment fdatasyncs, shared with [`Wal::sync_latency`]'s callers.
+    pub(crate) sync_latency: Arc<SyncLatency>,
 }
 
 impl Wal {
@@ -217,6 +227,15 @@ impl Wal {
     /// Why the log stopped accepting writes, if it did.
     pub fn failure(&self) -> Option<&str> {
         self.failure.as_deref()
+    }
+
+    /// The histogram of how long each fdatasync of a segment took (the sync every write
+    /// ends with, and the one of a marker restored at open), shared: take it before handing
+    /// the log to [`crate::GroupCommit`], and read it from any thread. Syncs skipped with
+    /// [`WalOptions::unsafe_no_sync`] are not recorded; the rarer fsyncs of snapshot files,
+    /// trimmed segments and directories are not either.
+    pub fn sync_latency(&self) -> Arc<SyncLatency> {
+        Arc::clone(&self.sync_latency)
     }
 
     /// Makes one request durable (a batch of one).
@@ -291,7 +310,7 @@ impl Wal {
         if buffer.bytes > 0 {
             let mut slices = buffer.io_slices();
             self.active
-                .append_vectored(&mut slices, self.options.syncer())?;
+                .append_vectored(&mut slices, self.options.syncer(), &self.sync_latency)?;
         }
         self.buffer = buffer;
         self.publish(&mut published);

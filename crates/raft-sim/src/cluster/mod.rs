@@ -85,6 +85,8 @@ pub struct SimCounters {
     pub reads_served: u64,
     /// Reads that failed (leader changed, lost request).
     pub reads_failed: u64,
+    /// Lease reads a leader served at once, on its lease (the rest took a round).
+    pub lease_reads: u64,
 }
 
 /// One simulated server: the core (absent while crashed), its disk and its service.

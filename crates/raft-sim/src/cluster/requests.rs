@@ -3,6 +3,7 @@
 //! ```text
 //!  start(p, cmd) ─► propose ─► Flush event ─► the driving loop sends the entries
 //!  read_index(p) ─► read check begins (floor: everything committed now) ─► Flush
+//!  lease_read(p) ─► the same check; a leader whose lease holds answers at the next ready()
 //! ```
 
 use bytes::Bytes;
@@ -30,18 +31,35 @@ impl Cluster {
     /// Requests a linearizable read on `peer`. Returns the read's context; its answer appears
     /// in [`Cluster::reads`] (or [`Cluster::failed_reads`]).
     pub fn read_index(&mut self, peer: NodeId) -> Result<u64, ProposeError> {
+        self.begin_read(peer, false)
+    }
+
+    /// Requests a lease read on `peer` (only a leader takes it); checked like
+    /// [`Cluster::read_index`]: the answer must cover every write committed before it began.
+    pub fn lease_read(&mut self, peer: NodeId) -> Result<u64, ProposeError> {
+        self.begin_read(peer, true)
+    }
+
+    fn begin_read(&mut self, peer: NodeId, lease: bool) -> Result<u64, ProposeError> {
         let index = self.peer_index(peer);
         let context = self.next_read_context;
         let committed = self.invariants.committed.max();
         let Some(node) = self.peers[index].node.as_mut() else {
             return Err(ProposeError::NotLeader { leader: None });
         };
-        node.read_index(context)?;
+        if lease {
+            let served_before = node.counters().lease_reads;
+            node.lease_read(context)?;
+            self.counters.lease_reads += node.counters().lease_reads - served_before;
+        } else {
+            node.read_index(context)?;
+        }
         self.next_read_context += 1;
         self.invariants.reads.begin(context, peer, committed);
+        let kind = if lease { "lease_read" } else { "read_index" };
         self.trace.record(
             self.now_us,
-            TraceEvent::Note(format!("n{} read_index ctx={context}", peer.0)),
+            TraceEvent::Note(format!("n{} {kind} ctx={context}", peer.0)),
         );
         self.schedule_flush(index);
         Ok(context)

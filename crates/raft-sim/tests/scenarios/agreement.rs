@@ -437,3 +437,66 @@ pub fn read_index_sees_every_acknowledged_write(storage: StorageKind, seed: u64)
     let command = cluster.random_command();
     cluster.one(command, 5, true);
 }
+
+/// A leader cut off in a minority keeps serving lease reads only while its lease holds, which
+/// ends before the majority can elect a leader and commit past it: the read checker (every
+/// read covers every write committed before it began) fails the seed otherwise.
+pub fn lease_reads_of_a_cut_off_leader_end_before_a_new_leader_commits(
+    storage: StorageKind,
+    seed: u64,
+) {
+    let mut cluster = cluster(5, seed, storage);
+    let ids = cluster.ids();
+    cluster.one(command(1), 5, true);
+    // Periodic heartbeats alone give an idle leader its lease.
+    cluster.run_for(cluster.config().election_timeout_ms());
+    let leader = cluster.check_one_leader();
+    let served_before = cluster.counters().lease_reads;
+    if let Err(error) = cluster.lease_read(leader) {
+        cluster.fail_scenario(&format!("the leader refused a lease read: {error}"));
+    }
+    if cluster.counters().lease_reads != served_before + 1 {
+        cluster.fail_scenario("an idle healthy leader took a round for a lease read");
+    }
+    let partner = cluster.peer_after(leader, 1);
+    let majority: Vec<NodeId> = ids
+        .iter()
+        .copied()
+        .filter(|&id| id != leader && id != partner)
+        .collect();
+    cluster.partition(&[&[leader, partner], &majority]);
+    let served_at_partition = cluster.counters().lease_reads;
+    let mut written: Option<(Index, Bytes)> = None;
+    let started_ms = cluster.now_ms();
+    while cluster.now_ms() - started_ms < 4 * cluster.config().election_timeout_ms() {
+        if cluster.node(leader).is_some_and(|node| node.state().1) {
+            let _ = cluster.lease_read(leader);
+        }
+        if written.is_none() {
+            let new_leader = majority
+                .iter()
+                .copied()
+                .find(|&id| cluster.node(id).is_some_and(|node| node.state().1));
+            if let Some(new_leader) = new_leader {
+                let command = cluster.random_command();
+                if let Some(id) = cluster.start(new_leader, command.clone()) {
+                    written = Some((id.index, command));
+                }
+            }
+        }
+        cluster.run_for(5);
+    }
+    if cluster.counters().lease_reads == served_at_partition {
+        cluster.fail_scenario("the cut-off leader served no lease read while its lease held");
+    }
+    let Some((index, command)) = written else {
+        cluster.fail_scenario("the majority elected no leader");
+    };
+    let (count, applied) = cluster.n_committed(index);
+    if count < 3 || applied != Some(command) {
+        cluster.fail_scenario("the majority's leader did not commit its write");
+    }
+    cluster.heal();
+    let command = cluster.random_command();
+    cluster.one(command, 5, true);
+}
