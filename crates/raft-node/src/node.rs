@@ -2,7 +2,7 @@
 //! task, behind the API a service uses.
 //!
 //! ```text
-//!  RaftNode::start_command / read_index / ... ─► commands (bounded) ─┐
+//!  RaftNode::start_command / read_index / lease_read_index / ... ─► commands (bounded) ─┐
 //!  transport inbound ───────────────────────────────────────────────┤
 //!  timer ticks ─────────────────────────────────────────────────────┤► event loop: Raft<WalStorage>
 //!  storage thread (GroupCommit): durable ids ───────────────────────┤      │ ready()
@@ -14,6 +14,10 @@
 //! Messages go out as soon as `ready()` hands them over, while the leader's own write is being
 //! synced (thesis §10.2.1); the core holds back anything that must wait for the write. The
 //! state machine is fed by its own task, so a slow service delays applying, never elections.
+//!
+//! After each round of work the event loop (and, for applying, the apply task) stores its
+//! figures in atomics, so [`RaftNode::get_state`] and [`RaftNode::metrics`] answer at once,
+//! without a round trip to the loop.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,10 +26,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use raft_core::{
-    Config, Entry, EntryKind, Index, Message, NodeId, PersistRequest, ProposeError, Raft, Snapshot,
-    Status, Term,
+    Config, Entry, EntryKind, Index, Message, NodeId, PersistRequest, ProposeError, Raft,
+    ReadContext, Snapshot, Status, Term,
 };
-use raft_wal::{GroupCommit, Wal, WalStorage};
+use raft_wal::{GroupCommit, HistogramSnapshot, SyncLatency, Wal, WalStorage};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -44,6 +48,15 @@ pub enum ApplyMsg {
         term: Term,
         /// The command.
         data: Bytes,
+    },
+    /// A committed entry that carries no command (a new leader's no-op): nothing to apply,
+    /// but everything through `index` has now been delivered, which a service waiting to
+    /// serve a read at `index` needs to know.
+    Noop {
+        /// Its log index.
+        index: Index,
+        /// Its term.
+        term: Term,
     },
     /// A snapshot installed from the leader: the service replaces its state with it.
     Snapshot {
@@ -121,9 +134,13 @@ impl NodeConfig {
     }
 }
 
+/// What a read waits for: the index to apply before serving it.
+type ReadReply = oneshot::Sender<Result<Index, NodeError>>;
+
 enum Command {
     Propose(Bytes, oneshot::Sender<Result<(Index, Term), NodeError>>),
-    ReadIndex(oneshot::Sender<Result<Index, NodeError>>),
+    ReadIndex(ReadReply),
+    LeaseRead(ReadReply),
     Snapshot(Index, Bytes, oneshot::Sender<Result<(), NodeError>>),
     Transfer(NodeId, oneshot::Sender<Result<(), NodeError>>),
     Status(oneshot::Sender<Status>),
@@ -135,12 +152,85 @@ enum ApplyWork {
     Entries(Vec<Entry>),
 }
 
-/// Term and leadership, readable without a round trip to the event loop.
+/// A node's figures for monitoring, read by [`RaftNode::metrics`]. Gauges are as of the event
+/// loop's last round of work (or the apply task's last hand-over); counters (`_total`) count
+/// from this node's start and never decrease.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeMetrics {
+    /// The current term.
+    pub term: Term,
+    /// Whether this peer is the leader.
+    pub is_leader: bool,
+    /// The leader this peer knows of in its term, itself included.
+    pub leader: Option<NodeId>,
+    /// The highest index known committed.
+    pub commit_index: Index,
+    /// The last index the apply task handed to the service (a command, a skipped no-op, or
+    /// the end of a snapshot), as of this node's start: zero until the first hand-over.
+    pub applied_index: Index,
+    /// The last index in the log, durable or not.
+    pub last_log_index: Index,
+    /// The last index covered by the newest snapshot (zero if the log was never compacted).
+    pub snapshot_index: Index,
+    /// Proposals the leader appended to its log.
+    pub proposals_accepted_total: u64,
+    /// Proposals refused: not the leader, busy (core limits or a full command queue), too
+    /// large, or during a leadership transfer.
+    pub proposals_refused_total: u64,
+    /// Entries committed: the sum of every advance of the commit index, no-ops and entries a
+    /// snapshot from the leader covers included.
+    pub entries_committed_total: u64,
+    /// Log entries the apply task handed to the service (no-ops counted, though the service
+    /// never sees them; entries covered by a snapshot are not).
+    pub entries_applied_total: u64,
+    /// Elections this peer started (real campaigns, not pre-votes).
+    pub elections_started_total: u64,
+    /// Times this peer learned of a leader it did not know: another peer, or the same peer
+    /// elected in a new term. The first leader counts.
+    pub leader_changes_total: u64,
+    /// Snapshots received from a leader and handed to the service (not the snapshot a
+    /// restarted peer restores from its own log).
+    pub snapshots_installed_total: u64,
+    /// Snapshots the service handed to [`RaftNode::snapshot`] that compacted the log.
+    pub snapshots_taken_total: u64,
+    /// Messages handed to the transport.
+    pub messages_sent_total: u64,
+    /// Messages received from the transport (including those the core then dropped).
+    pub messages_received_total: u64,
+    /// How long the write-ahead log's fdatasyncs took.
+    pub wal_sync_latency: HistogramSnapshot,
+}
+
+/// What the event loop and the apply task publish for readers on other threads: term and
+/// leadership for [`RaftNode::get_state`] (Release / Acquire), and the figures of
+/// [`NodeMetrics`], each read and written on its own (Relaxed), as monitoring needs no
+/// ordering between them.
 #[derive(Default)]
 struct Published {
     term: AtomicU64,
     is_leader: AtomicBool,
     stopped: AtomicBool,
+    /// The known leader's id, or 0 for none (no peer has id 0).
+    leader: AtomicU64,
+    commit_index: AtomicU64,
+    applied_index: AtomicU64,
+    last_log_index: AtomicU64,
+    snapshot_index: AtomicU64,
+    proposals_accepted_total: AtomicU64,
+    proposals_refused_total: AtomicU64,
+    entries_committed_total: AtomicU64,
+    entries_applied_total: AtomicU64,
+    elections_started_total: AtomicU64,
+    leader_changes_total: AtomicU64,
+    snapshots_installed_total: AtomicU64,
+    snapshots_taken_total: AtomicU64,
+    messages_sent_total: AtomicU64,
+    messages_received_total: AtomicU64,
+}
+
+/// Adds `amount` to a published counter.
+fn count(counter: &AtomicU64, amount: u64) {
+    counter.fetch_add(amount, Ordering::Relaxed);
 }
 
 /// A running peer. Dropping it stops the event loop; [`RaftNode::shutdown`] also waits for
@@ -151,7 +241,9 @@ pub struct RaftNode {
     runtime: tokio::runtime::Handle,
     commands: mpsc::Sender<Command>,
     published: Arc<Published>,
-    event_loop: Option<JoinHandle<()>>,
+    /// The write-ahead log's fdatasync durations, recorded by the storage thread.
+    sync_latency: Arc<SyncLatency>,
+    event_loop: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl RaftNode {
@@ -168,18 +260,27 @@ impl RaftNode {
         let id = config.raft.id;
         let raft = Raft::new(config.raft.clone(), wal.storage())
             .map_err(|error| NodeError::Rejected(format!("cannot start the core: {error}")))?;
+        // The core hands out the snapshot in its own log first; that one is no install.
+        let restoring_snapshot = raft.snapshot_index() > Index(0);
+        let sync_latency = wal.sync_latency();
         let (durable_sender, durable) = mpsc::unbounded_channel();
         let writer = GroupCommit::spawn(wal, move |result| {
             // The loop may be gone at shutdown; nothing is waiting then.
             let _ = durable_sender.send(result);
         })
         .map_err(|error| NodeError::Stopped(format!("cannot start the storage thread: {error}")))?;
+        let published = Arc::new(Published::default());
         let (applied_sender, applied) = mpsc::unbounded_channel();
         let (apply_work, apply_queue) = mpsc::unbounded_channel();
-        tokio::spawn(apply_task(apply_queue, apply, applied_sender));
+        tokio::spawn(apply_task(
+            apply_queue,
+            apply,
+            applied_sender,
+            Arc::clone(&published),
+        ));
         let (commands_sender, commands) = mpsc::channel(config.commands_max);
-        let published = Arc::new(Published::default());
-        let event_loop = EventLoop {
+        let commit_index = raft.commit_index();
+        let mut event_loop = EventLoop {
             raft,
             addresses: config.addresses.clone(),
             transport,
@@ -189,14 +290,20 @@ impl RaftNode {
             published: Arc::clone(&published),
             reads: BTreeMap::new(),
             next_read: 0,
+            restoring_snapshot,
+            commit_index,
+            known_leader: None,
+            clock: Clock::new(config.tick, config.raft.election_ticks),
         };
-        let handle = tokio::spawn(event_loop.run(config.tick, commands, inbound, durable, applied));
+        event_loop.publish();
+        let handle = tokio::spawn(event_loop.run(commands, inbound, durable, applied));
         Ok(RaftNode {
             id,
             runtime: tokio::runtime::Handle::current(),
             commands: commands_sender,
             published,
-            event_loop: Some(handle),
+            sync_latency,
+            event_loop: std::sync::Mutex::new(Some(handle)),
         })
     }
 
@@ -234,13 +341,56 @@ impl RaftNode {
     /// Proposes `command`; returns at once with the index and term it will have if it is
     /// committed (it then arrives on the apply channel), or why it cannot be proposed here.
     pub async fn start_command(&self, command: Bytes) -> Result<(Index, Term), NodeError> {
-        self.ask(|reply| Command::Propose(command, reply)).await?
+        let answer = self.ask(|reply| Command::Propose(command, reply)).await;
+        if let Err(NodeError::Busy) = answer {
+            // Refused before the event loop saw it, so the loop did not count it.
+            count(&self.published.proposals_refused_total, 1);
+        }
+        answer?
     }
 
     /// Resolves with an index once a linearizable read may be served: the service answers it
     /// after applying through that index (thesis §6.4).
     pub async fn read_index(&self) -> Result<Index, NodeError> {
         self.ask(Command::ReadIndex).await?
+    }
+
+    /// [`RaftNode::read_index`] served on the leader's lease (thesis §6.4.1): while the lease
+    /// holds it resolves with no message exchanged, otherwise after a confirmation round as
+    /// `read_index` does. Only the leader serves it: elsewhere it fails with
+    /// [`NodeError::NotLeader`], for the service to forward to the leader. It is linearizable
+    /// as long as no peer's clock runs faster than `Config::lease_margin_ticks` allows.
+    pub async fn lease_read_index(&self) -> Result<Index, NodeError> {
+        self.ask(Command::LeaseRead).await?
+    }
+
+    /// The node's figures for monitoring: cheap, synchronous, and never waits for the event
+    /// loop (it reads what the loop last published). Still answers after the node stopped,
+    /// with the last figures.
+    pub fn metrics(&self) -> NodeMetrics {
+        let published = &self.published;
+        let load = |value: &AtomicU64| value.load(Ordering::Relaxed);
+        let leader = load(&published.leader);
+        NodeMetrics {
+            term: Term(load(&published.term)),
+            is_leader: published.is_leader.load(Ordering::Relaxed),
+            leader: (leader != 0).then_some(NodeId(leader)),
+            commit_index: Index(load(&published.commit_index)),
+            applied_index: Index(load(&published.applied_index)),
+            last_log_index: Index(load(&published.last_log_index)),
+            snapshot_index: Index(load(&published.snapshot_index)),
+            proposals_accepted_total: load(&published.proposals_accepted_total),
+            proposals_refused_total: load(&published.proposals_refused_total),
+            entries_committed_total: load(&published.entries_committed_total),
+            entries_applied_total: load(&published.entries_applied_total),
+            elections_started_total: load(&published.elections_started_total),
+            leader_changes_total: load(&published.leader_changes_total),
+            snapshots_installed_total: load(&published.snapshots_installed_total),
+            snapshots_taken_total: load(&published.snapshots_taken_total),
+            messages_sent_total: load(&published.messages_sent_total),
+            messages_received_total: load(&published.messages_received_total),
+            wal_sync_latency: self.sync_latency.snapshot(),
+        }
     }
 
     /// Tells the node the service has snapshotted its state through `index` (which it has
@@ -271,6 +421,11 @@ impl RaftNode {
         self.runtime.block_on(self.read_index())
     }
 
+    /// [`RaftNode::lease_read_index`] for a plain thread.
+    pub fn blocking_lease_read_index(&self) -> Result<Index, NodeError> {
+        self.runtime.block_on(self.lease_read_index())
+    }
+
     /// [`RaftNode::snapshot`] for a plain thread.
     pub fn blocking_snapshot(&self, index: Index, data: Bytes) -> Result<(), NodeError> {
         self.runtime.block_on(self.snapshot(index, data))
@@ -287,23 +442,32 @@ impl RaftNode {
     }
 
     /// [`RaftNode::shutdown`] for a plain thread.
-    pub fn blocking_shutdown(self) {
-        let runtime = self.runtime.clone();
-        runtime.block_on(self.shutdown());
+    pub fn blocking_shutdown(&self) {
+        self.runtime.block_on(self.shutdown());
     }
 
     /// Stops the node after the writes already handed to the storage thread are durable.
-    pub async fn shutdown(mut self) {
+    /// Takes `&self` so a node shared by a service can be stopped; later calls fail with
+    /// [`NodeError::Stopped`], and a second `shutdown` returns at once.
+    pub async fn shutdown(&self) {
         let _ = self.commands.send(Command::Shutdown).await;
-        if let Some(handle) = self.event_loop.take() {
+        let handle = self.take_event_loop();
+        if let Some(handle) = handle {
             let _ = handle.await;
         }
+    }
+
+    fn take_event_loop(&self) -> Option<JoinHandle<()>> {
+        self.event_loop
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
     }
 }
 
 impl Drop for RaftNode {
     fn drop(&mut self) {
-        if let Some(handle) = self.event_loop.take() {
+        if let Some(handle) = self.take_event_loop() {
             handle.abort();
         }
     }
@@ -321,25 +485,72 @@ struct EventLoop<T> {
     /// the apply task has not reported applied.
     apply_work: mpsc::UnboundedSender<ApplyWork>,
     published: Arc<Published>,
-    reads: BTreeMap<u64, oneshot::Sender<Result<Index, NodeError>>>,
-    next_read: u64,
+    reads: BTreeMap<ReadContext, ReadReply>,
+    next_read: ReadContext,
+    /// The core's first snapshot hand-out restores the peer's own snapshot, not a leader's.
+    restoring_snapshot: bool,
+    /// The commit index last published, to count its advances.
+    commit_index: Index,
+    /// The leader last published and its term, to count leader changes.
+    known_leader: Option<(Term, NodeId)>,
+    clock: Clock,
+}
+
+/// Keeps the core's ticks in step with real (monotonic) time. The timer alone would not: after
+/// the loop stalls (a paused process, an overloaded machine) it fires once, not once per tick
+/// missed, and a leader whose ticks lag real time would think its lease lasts longer than it
+/// does (thesis §6.4.1). So the loop ticks the core for every tick that has really passed, on
+/// each timer fire and before every lease read.
+struct Clock {
+    started: tokio::time::Instant,
+    tick: Duration,
+    /// Ticks handed to the core so far.
+    ticks_done: u64,
+    /// The most ticks one catch-up hands out. Two election timeouts end any lease, timer and
+    /// election the stall overran; more would only spin.
+    catch_up_ticks_max: u64,
+}
+
+impl Clock {
+    fn new(tick: Duration, election_ticks: u32) -> Clock {
+        assert!(!tick.is_zero(), "invariant tick-positive");
+        Clock {
+            started: tokio::time::Instant::now(),
+            tick,
+            ticks_done: 0,
+            catch_up_ticks_max: 2 * u64::from(election_ticks),
+        }
+    }
+
+    /// How many ticks to hand the core now: every tick that has passed since the start and
+    /// was not handed out yet (the first one at the start itself, as the timer's), at most
+    /// `catch_up_ticks_max`; ticks beyond that are dropped.
+    fn ticks_due(&mut self) -> u64 {
+        let elapsed_ticks = self.started.elapsed().as_nanos() / self.tick.as_nanos();
+        let due = u64::try_from(elapsed_ticks)
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
+        let ticks = due.saturating_sub(self.ticks_done);
+        self.ticks_done = self.ticks_done.max(due);
+        ticks.min(self.catch_up_ticks_max)
+    }
 }
 
 impl<T: Transport> EventLoop<T> {
     async fn run(
         mut self,
-        tick: Duration,
         mut commands: mpsc::Receiver<Command>,
         mut inbound: mpsc::Receiver<Message>,
         mut durable: mpsc::UnboundedReceiver<raft_wal::Durable>,
         mut applied: mpsc::UnboundedReceiver<Index>,
     ) {
-        let mut ticker = tokio::time::interval(tick);
+        let mut ticker = tokio::time::interval(self.clock.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let stop_reason = loop {
             tokio::select! {
-                _ = ticker.tick() => self.raft.tick(),
+                _ = ticker.tick() => self.tick_core(),
                 Some(message) = inbound.recv() => {
+                    count(&self.published.messages_received_total, 1);
                     // Rejected input is counted by the core; nothing else to do here.
                     let _ = self.raft.step(message);
                 }
@@ -393,25 +604,23 @@ impl<T: Transport> EventLoop<T> {
                     .propose(data)
                     .map(|id| (id.index, id.term))
                     .map_err(|error| NodeError::from_propose(error, &self.addresses));
+                let counter = match result {
+                    Ok(_) => &self.published.proposals_accepted_total,
+                    Err(_) => &self.published.proposals_refused_total,
+                };
+                count(counter, 1);
                 let _ = reply.send(result);
             }
-            Command::ReadIndex(reply) => {
-                let context = self.next_read;
-                self.next_read += 1;
-                match self.raft.read_index(context) {
-                    Ok(()) => {
-                        self.reads.insert(context, reply);
-                    }
-                    Err(error) => {
-                        let _ = reply.send(Err(NodeError::from_propose(error, &self.addresses)));
-                    }
-                }
-            }
+            Command::ReadIndex(reply) => self.start_read(reply, false),
+            Command::LeaseRead(reply) => self.start_read(reply, true),
             Command::Snapshot(index, data, reply) => {
                 let result = self
                     .raft
                     .compact(index, data)
                     .map_err(|error| NodeError::Rejected(error.to_string()));
+                if result.is_ok() {
+                    count(&self.published.snapshots_taken_total, 1);
+                }
                 let _ = reply.send(result);
             }
             Command::Transfer(to, reply) => {
@@ -428,10 +637,43 @@ impl<T: Transport> EventLoop<T> {
         }
     }
 
+    /// Hands the core the ticks that have passed (see [`Clock`]).
+    fn tick_core(&mut self) {
+        for _ in 0..self.clock.ticks_due() {
+            self.raft.tick();
+        }
+    }
+
+    /// Registers a read (ReadIndex, or on the lease) under a fresh context; the answer comes
+    /// with a later `ready()`.
+    fn start_read(&mut self, reply: ReadReply, lease: bool) {
+        let context = self.next_read;
+        self.next_read += 1;
+        let started = if lease {
+            // The lease is judged by the core's ticks: they must not lag real time.
+            self.tick_core();
+            self.raft.lease_read(context)
+        } else {
+            self.raft.read_index(context)
+        };
+        match started {
+            Ok(()) => {
+                self.reads.insert(context, reply);
+            }
+            Err(error) => {
+                let _ = reply.send(Err(NodeError::from_propose(error, &self.addresses)));
+            }
+        }
+    }
+
     /// Hands out everything the core has ready. Errs if the storage thread is gone.
     fn process_ready(&mut self) -> Result<(), ()> {
         while self.raft.has_ready() {
             let ready = self.raft.ready();
+            count(
+                &self.published.messages_sent_total,
+                ready.messages.len() as u64,
+            );
             for message in ready.messages {
                 self.transport.send(message);
             }
@@ -440,6 +682,9 @@ impl<T: Transport> EventLoop<T> {
             }
             self.submit_backlog()?;
             if let Some(snapshot) = ready.snapshot_to_apply {
+                if !std::mem::take(&mut self.restoring_snapshot) {
+                    count(&self.published.snapshots_installed_total, 1);
+                }
                 let _ = self.apply_work.send(ApplyWork::Snapshot(snapshot));
             }
             if !ready.committed_entries.is_empty() {
@@ -460,10 +705,49 @@ impl<T: Transport> EventLoop<T> {
         }
         // A durable report may have made room for writes refused earlier.
         self.submit_backlog()?;
-        let (term, is_leader) = self.raft.state();
-        self.published.term.store(term.0, Ordering::Release);
-        self.published.is_leader.store(is_leader, Ordering::Release);
+        self.publish();
         Ok(())
+    }
+
+    /// Publishes the core's state for [`RaftNode::get_state`] and [`RaftNode::metrics`].
+    fn publish(&mut self) {
+        let published = &self.published;
+        let (term, is_leader) = self.raft.state();
+        published.term.store(term.0, Ordering::Release);
+        published.is_leader.store(is_leader, Ordering::Release);
+        let leader = self.raft.leader();
+        published
+            .leader
+            .store(leader.map_or(0, |leader| leader.0), Ordering::Relaxed);
+        if let Some(leader) = leader {
+            if self.known_leader != Some((term, leader)) {
+                self.known_leader = Some((term, leader));
+                count(&published.leader_changes_total, 1);
+            }
+        }
+        let commit_index = self.raft.commit_index();
+        assert!(
+            commit_index >= self.commit_index,
+            "invariant commit-monotonic: {commit_index} < {}",
+            self.commit_index
+        );
+        count(
+            &published.entries_committed_total,
+            commit_index.0 - self.commit_index.0,
+        );
+        self.commit_index = commit_index;
+        published
+            .commit_index
+            .store(commit_index.0, Ordering::Relaxed);
+        published
+            .last_log_index
+            .store(self.raft.last_index().0, Ordering::Relaxed);
+        published
+            .snapshot_index
+            .store(self.raft.snapshot_index().0, Ordering::Relaxed);
+        published
+            .elections_started_total
+            .store(self.raft.counters().elections_started, Ordering::Relaxed);
     }
 
     /// Offers the storage thread the waiting writes, oldest first, until its queue is full.
@@ -480,13 +764,19 @@ impl<T: Transport> EventLoop<T> {
     }
 }
 
-/// Feeds the service in log order and reports what it has been handed.
+/// Feeds the service in log order and reports what it has been handed, to the event loop and
+/// in the published metrics.
 async fn apply_task(
     mut work: mpsc::UnboundedReceiver<ApplyWork>,
     service: mpsc::Sender<ApplyMsg>,
     applied: mpsc::UnboundedSender<Index>,
+    published: Arc<Published>,
 ) {
     while let Some(item) = work.recv().await {
+        let entries_applied = match &item {
+            ApplyWork::Snapshot(_) => 0,
+            ApplyWork::Entries(entries) => entries.len() as u64,
+        };
         let last = match item {
             ApplyWork::Snapshot(snapshot) => {
                 let id = snapshot.meta.last_included;
@@ -505,13 +795,17 @@ async fn apply_task(
                     continue;
                 };
                 for entry in entries {
-                    if entry.kind == EntryKind::Noop {
-                        continue;
-                    }
-                    let message = ApplyMsg::Command {
-                        index: entry.index(),
-                        term: entry.term(),
-                        data: entry.data,
+                    let message = if entry.kind == EntryKind::Noop {
+                        ApplyMsg::Noop {
+                            index: entry.index(),
+                            term: entry.term(),
+                        }
+                    } else {
+                        ApplyMsg::Command {
+                            index: entry.index(),
+                            term: entry.term(),
+                            data: entry.data,
+                        }
                     };
                     if service.send(message).await.is_err() {
                         return;
@@ -520,8 +814,45 @@ async fn apply_task(
                 last
             }
         };
+        published.applied_index.store(last.0, Ordering::Relaxed);
+        count(&published.entries_applied_total, entries_applied);
         if applied.send(last).is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_hands_out_one_tick_at_the_start_and_every_tick_that_passed() {
+        let mut hourly = Clock::new(Duration::from_secs(3600), 100);
+        assert_eq!(
+            hourly.ticks_due(),
+            1,
+            "the timer's first tick is at the start"
+        );
+        assert_eq!(hourly.ticks_due(), 0);
+        let mut clock = Clock::new(Duration::from_millis(1), 100);
+        // Time is the input here: the loop stalled for 20 ticks.
+        std::thread::sleep(Duration::from_millis(20));
+        let caught_up = clock.ticks_due();
+        assert!(
+            (20..=200).contains(&caught_up),
+            "{caught_up} ticks after 20 ms"
+        );
+    }
+
+    #[test]
+    fn a_long_stall_hands_out_two_election_timeouts_and_drops_the_rest() {
+        let mut clock = Clock::new(Duration::from_millis(5), 5);
+        std::thread::sleep(Duration::from_millis(150));
+        assert_eq!(clock.ticks_due(), 10);
+        assert!(
+            clock.ticks_due() <= 2,
+            "the dropped ticks do not come later"
+        );
     }
 }

@@ -140,6 +140,12 @@ async fn compact_while_cut_off(cluster: &Cluster, lagging: usize, state: Bytes) 
         .snapshot(snapshot_index, state)
         .await
         .expect("the leader compacts");
+    // The compaction takes effect once the snapshot is durable; only then must the leader
+    // send a snapshot rather than entries.
+    wait_for("the leader's snapshot is durable", || {
+        (cluster.running(leader).metrics().snapshot_index >= snapshot_index).then_some(())
+    })
+    .await;
     cluster.propose(100..110).await;
     (leader, snapshot_index)
 }

@@ -120,6 +120,9 @@ impl Cluster {
                         applied.lock().expect("not poisoned").push(data);
                         applied_index.store(index.0, Ordering::Release);
                     }
+                    ApplyMsg::Noop { index, .. } => {
+                        applied_index.store(index.0, Ordering::Release);
+                    }
                     ApplyMsg::Snapshot { index, data, .. } => {
                         snapshots.lock().expect("not poisoned").push((index, data));
                         applied_index.store(index.0, Ordering::Release);
