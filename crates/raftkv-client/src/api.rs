@@ -1,0 +1,192 @@
+//! The HTTP API's routes, headers and JSON bodies, shared by the server and the client so the
+//! two cannot drift apart.
+//!
+//! ```text
+//!  PUT    /v1/kv/{key}          body = value bytes        → 200 WriteResponse
+//!  GET    /v1/kv/{key}?consistency=linearizable|lease|stale → 200 value bytes, 404
+//!  DELETE /v1/kv/{key}                                    → 200 DeleteResponse
+//!  POST   /v1/kv/{key}/append   body = suffix bytes       → 200 AppendResponse
+//!  POST   /v1/kv/{key}/cas      JSON CasRequest           → 200 CasResponse, 409 CasResponse
+//!  GET    /v1/kv?prefix=P&limit=N                         → 200 ScanResponse
+//!  GET    /v1/status                                      → 200 StatusResponse
+//!  GET    /metrics                                        → Prometheus text
+//!  errors: JSON ErrorResponse with 400 / 404 / 409 / 413 / 503 (+ Retry-After) / 500
+//! ```
+//!
+//! Keys are UTF-8 strings, percent-encoded in the path. Values are bytes; where JSON must carry
+//! one (scans, compare-and-swap), it is a string, and a scanned value that is not UTF-8 is
+//! given as base64 instead.
+
+use serde::{Deserialize, Serialize};
+
+/// Header naming the client's session, for exactly-once writes.
+pub const CLIENT_ID_HEADER: &str = "client-id";
+/// Header carrying the request's sequence number within its client's session.
+pub const REQUEST_SEQ_HEADER: &str = "request-seq";
+/// Header a node sets on a request it forwards to the leader, naming itself, so a request is
+/// forwarded at most once.
+pub const FORWARDED_HEADER: &str = "raftkv-forwarded";
+
+/// Longest key, in bytes (the default; servers may be configured otherwise).
+pub const KEY_BYTES_MAX: usize = 4 * 1024;
+/// Largest value, in bytes (the default; servers may be configured otherwise).
+pub const VALUE_BYTES_MAX: usize = 1024 * 1024;
+
+/// Read consistency of a `GET`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Consistency {
+    /// Confirmed with a quorum (ReadIndex) before it is served: sees every write acknowledged
+    /// before the read began.
+    #[default]
+    Linearizable,
+    /// Served by the leader while its lease holds (no round trip); linearizable unless clocks
+    /// drift by more than the configured margin.
+    Lease,
+    /// The local state of whichever node answers; may be behind.
+    Stale,
+}
+
+impl Consistency {
+    /// The query-string value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Consistency::Linearizable => "linearizable",
+            Consistency::Lease => "lease",
+            Consistency::Stale => "stale",
+        }
+    }
+}
+
+/// Answer to a `PUT`: where the write sits in the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteResponse {
+    /// Log index of the write.
+    pub index: u64,
+    /// Term it was committed in.
+    pub term: u64,
+}
+
+/// Answer to a `DELETE`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteResponse {
+    /// Whether the key existed.
+    pub deleted: bool,
+    /// Log index of the delete.
+    pub index: u64,
+    /// Term it was committed in.
+    pub term: u64,
+}
+
+/// Answer to an append.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendResponse {
+    /// Length of the value after the append, in bytes.
+    pub length: u64,
+    /// Log index of the append.
+    pub index: u64,
+    /// Term it was committed in.
+    pub term: u64,
+}
+
+/// Body of a compare-and-swap.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CasRequest {
+    /// The value the key must hold for the swap to happen; `null` means the key must be absent.
+    pub expect: Option<String>,
+    /// The value to store.
+    pub value: String,
+}
+
+/// Answer to a compare-and-swap: 200 when it swapped, 409 when it did not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CasResponse {
+    /// Whether the value was swapped.
+    pub ok: bool,
+    /// On a failed swap, the value found: `null` when the key is absent. Always `null` on a
+    /// swap that happened.
+    pub current: Option<String>,
+    /// Log index of the operation.
+    pub index: u64,
+    /// Term it was committed in.
+    pub term: u64,
+}
+
+/// One key and its value in a scan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyValue {
+    /// The key.
+    pub key: String,
+    /// The value, when it is UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// The value in standard base64, when it is not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_base64: Option<String>,
+}
+
+/// Answer to a scan: keys in order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanResponse {
+    /// The keys with the prefix, in key order, at most `limit`.
+    pub items: Vec<KeyValue>,
+    /// More keys with the prefix follow the last one returned.
+    pub truncated: bool,
+}
+
+/// A follower's replication progress, as the leader sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowerStatus {
+    /// The follower.
+    pub id: u64,
+    /// Highest index known replicated on it.
+    pub match_index: u64,
+    /// Next index the leader sends it.
+    pub next_index: u64,
+    /// `probe`, `replicate` or `snapshot`.
+    pub state: String,
+}
+
+/// Answer to `GET /v1/status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusResponse {
+    /// This node.
+    pub id: u64,
+    /// `leader`, `follower`, `candidate` or `precandidate`.
+    pub role: String,
+    /// Current term.
+    pub term: u64,
+    /// The leader this node knows of.
+    pub leader: Option<u64>,
+    /// That leader's HTTP address, once known.
+    pub leader_http: Option<String>,
+    /// Highest index known committed.
+    pub commit_index: u64,
+    /// Highest index applied to the key-value state.
+    pub applied_index: u64,
+    /// Last index in this node's log.
+    pub last_log_index: u64,
+    /// Last index covered by this node's snapshot.
+    pub snapshot_index: u64,
+    /// Voting members.
+    pub members: Vec<u64>,
+    /// On the leader, each follower's progress; empty elsewhere.
+    pub followers: Vec<FollowerStatus>,
+    /// Keys held.
+    pub keys: u64,
+    /// This node's HTTP address.
+    pub http_address: String,
+}
+
+/// The body of every error answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    /// What went wrong, for a person.
+    pub error: String,
+    /// The leader, when the error is about leadership.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<u64>,
+    /// The leader's HTTP address, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_http: Option<String>,
+}

@@ -1,0 +1,890 @@
+//! The async client: one call per API route, with retries across the cluster's nodes and a
+//! session that makes retried writes safe.
+//!
+//! ```text
+//!  put / delete / append / cas          get / scan              status(endpoint)
+//!        │ take the session lock,          │ no session              │ one node,
+//!        │ next sequence number            │                         │ one attempt
+//!        ▼                                 ▼                         ▼
+//!  execute(call) ── attempt ──▶ target node ──▶ answer (2xx/4xx) ──▶ interpret ──▶ Ok / Server
+//!        ▲              │
+//!        │              └─ connection error, timeout, 5xx ──▶ failure
+//!        │                                                      │
+//!        └── next target: the leader the failure named, else the next endpoint;
+//!            wait the backoff between passes; past the retry deadline ──▶ Unavailable
+//! ```
+//!
+//! Every write carries the `client-id` and `request-seq` headers. The sequence number is taken
+//! once per call and kept across its retries, so a write the server already applied is answered
+//! with its original result rather than applied twice. The server remembers only the last result
+//! of each client, so a client has at most one write in flight: writes through one [`Client`]
+//! (and its clones, which share the session) are serialized. Create more clients for concurrent
+//! writes.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::{Arc, Mutex as StdMutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::{header, Method, Request, StatusCode, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+
+use crate::api::{
+    AppendResponse, CasRequest, CasResponse, Consistency, DeleteResponse, ErrorResponse,
+    ScanResponse, StatusResponse, WriteResponse, CLIENT_ID_HEADER, KEY_BYTES_MAX,
+    REQUEST_SEQ_HEADER,
+};
+
+/// Largest answer body the client reads, in bytes. A scan of many large values can be big, but an
+/// answer past this is a misbehaving peer, not data: it is refused rather than buffered.
+pub const RESPONSE_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// Wait after the first pass over the endpoints fails; it doubles after every further pass.
+pub const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(50);
+
+/// Longest wait between passes, so a client notices a new leader within about a second.
+pub const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Longest part of an error body quoted in an error message, in bytes.
+const ERROR_QUOTE_BYTES_MAX: usize = 200;
+
+/// Characters left as they are in a path segment or query value: RFC 3986's unreserved set.
+/// Everything else, `/` and `?` included, is percent-encoded, so a key is always one segment.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Timeouts of a [`Client`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// Longest wait for one attempt's answer, body included (default 5 s). Must not be zero.
+    pub request_timeout: Duration,
+    /// Longest time one call spends retrying, counted from its start (default 20 s). The first
+    /// attempt always goes out, so zero means "try once"; later attempts are cut short so the
+    /// call ends near the deadline.
+    pub retry_deadline: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            request_timeout: Duration::from_secs(5),
+            retry_deadline: Duration::from_secs(20),
+        }
+    }
+}
+
+/// What went wrong with a call.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The call was refused before anything was sent: an empty or too long key, a bad endpoint
+    /// or option.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// A node gave a definite answer that is an error (400, 404 outside `get`, 409 outside
+    /// `cas`, 413 ...). Such answers are final: the call was not retried.
+    #[error("server answered {status}: {}", error.error)]
+    Server {
+        /// The HTTP status.
+        status: u16,
+        /// The error body (made up from the status and body text when it was not JSON).
+        error: ErrorResponse,
+    },
+    /// No node gave a definite answer before the retry deadline passed; the message describes
+    /// the last failure (connection refused, a timeout, 503 no leader, 500). A write's outcome
+    /// is unknown: it may or may not have been applied.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// A node's answer did not parse.
+    #[error("undecodable answer: {0}")]
+    Decode(String),
+}
+
+/// A client of a raftkv cluster. Cheap to clone; clones share the connection pool and the
+/// session, so their writes are serialized too.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("Client")
+            .field("endpoints", &self.inner.endpoints)
+            .field("client_id", &self.inner.client_id)
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    /// The endpoints as given to [`Client::new`], trimmed.
+    endpoints: Vec<String>,
+    /// Invariant: one `http://authority` base URL per entry of `endpoints`, in the same order.
+    base_urls: Vec<String>,
+    options: ClientOptions,
+    http: HttpClient<HttpConnector, Full<Bytes>>,
+    /// Invariant: not zero, so it cannot be mistaken for a missing session.
+    client_id: u64,
+    /// The last sequence number taken (0 before the first write). A write holds this lock for its
+    /// whole retry loop, which is what keeps one write in flight per client.
+    session: tokio::sync::Mutex<u64>,
+    /// Base URL of the node that last gave a definite answer; tried first by the next call, as it
+    /// is most likely the leader (or a node that reaches it).
+    preferred: StdMutex<Option<String>>,
+    /// Jitter for the backoff; per client rather than global so clients do not share state.
+    random: StdMutex<StdRng>,
+}
+
+/// A request, ready to be sent to any node.
+struct Call {
+    method: Method,
+    /// Starts with `/`; every key and query value in it is percent-encoded.
+    path_and_query: String,
+    body: Bytes,
+    content_type: Option<&'static str>,
+    session: Option<Session>,
+}
+
+/// The exactly-once identity of a write.
+#[derive(Clone, Copy, Debug)]
+struct Session {
+    client_id: u64,
+    sequence: u64,
+}
+
+/// A node's answer, whatever its status.
+struct Answer {
+    status: StatusCode,
+    body: Bytes,
+    /// The `Retry-After` header, when it held a number of seconds.
+    retry_after: Option<Duration>,
+}
+
+/// Why an attempt got no definite answer.
+struct Failure {
+    kind: FailureKind,
+    description: String,
+    /// A leader address the failing node named.
+    leader_http: Option<String>,
+    retry_after: Option<Duration>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FailureKind {
+    /// Could not connect: the node is down or the address is wrong.
+    Connect,
+    /// No full answer within the attempt's timeout.
+    Timeout,
+    /// The connection broke during the exchange.
+    Transport,
+    /// The node answered with a 5xx status.
+    ServerStatus,
+}
+
+/// The outcome of one attempt.
+enum Exchange {
+    Answered(Answer),
+    Failed(Failure),
+    /// Retrying cannot help (the request could not be built, the answer is too large).
+    Final(ClientError),
+}
+
+impl Client {
+    /// A client of the cluster reachable at `endpoints`, each `host:port` or `http://host:port`,
+    /// with [`ClientOptions::default`]. At least one endpoint is needed; any node will do, as
+    /// nodes forward requests to the leader.
+    pub fn new<I, S>(endpoints: I) -> Result<Client, ClientError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Client::with_options(endpoints, ClientOptions::default())
+    }
+
+    /// Like [`Client::new`], with the given timeouts.
+    pub fn with_options<I, S>(endpoints: I, options: ClientOptions) -> Result<Client, ClientError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        if options.request_timeout.is_zero() {
+            return Err(ClientError::InvalidInput(
+                "request_timeout must not be zero".to_string(),
+            ));
+        }
+        let mut given = Vec::new();
+        let mut base_urls = Vec::new();
+        for endpoint in endpoints {
+            let endpoint = endpoint.as_ref().trim();
+            base_urls.push(parse_endpoint(endpoint)?);
+            given.push(endpoint.to_string());
+        }
+        if given.is_empty() {
+            return Err(ClientError::InvalidInput(
+                "at least one endpoint is needed".to_string(),
+            ));
+        }
+        assert_eq!(given.len(), base_urls.len(), "one base URL per endpoint");
+
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(options.request_timeout));
+        // Requests are small and latency matters more than packet count.
+        connector.set_nodelay(true);
+        let http = HttpClient::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+
+        let mut random = StdRng::from_entropy();
+        let client_id = random.gen_range(1..=u64::MAX);
+        Ok(Client {
+            inner: Arc::new(Inner {
+                endpoints: given,
+                base_urls,
+                options,
+                http,
+                client_id,
+                session: tokio::sync::Mutex::new(0),
+                preferred: StdMutex::new(None),
+                random: StdMutex::new(random),
+            }),
+        })
+    }
+
+    /// This client's session id, sent in the `client-id` header of every write.
+    pub fn client_id(&self) -> u64 {
+        self.inner.client_id
+    }
+
+    /// The endpoints as given to [`Client::new`] (trimmed).
+    pub fn endpoints(&self) -> &[String] {
+        &self.inner.endpoints
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> ClientOptions {
+        self.inner.options
+    }
+
+    /// Sets `key` to `value`.
+    pub async fn put(
+        &self,
+        key: &str,
+        value: impl Into<Bytes>,
+    ) -> Result<WriteResponse, ClientError> {
+        let call = Call {
+            method: Method::PUT,
+            path_and_query: key_path(key)?,
+            body: value.into(),
+            content_type: Some("application/octet-stream"),
+            session: None,
+        };
+        let answer = self.write(call).await?;
+        decode_success(answer, "WriteResponse")
+    }
+
+    /// The value of `key`, or `None` when it does not exist.
+    pub async fn get(
+        &self,
+        key: &str,
+        consistency: Consistency,
+    ) -> Result<Option<Bytes>, ClientError> {
+        let call = Call {
+            method: Method::GET,
+            path_and_query: format!("{}?consistency={}", key_path(key)?, consistency.as_str()),
+            body: Bytes::new(),
+            content_type: None,
+            session: None,
+        };
+        let answer = self.execute(&call).await?;
+        if answer.status.is_success() {
+            Ok(Some(answer.body))
+        } else if answer.status == StatusCode::NOT_FOUND {
+            Ok(None)
+        } else {
+            Err(server_error(&answer))
+        }
+    }
+
+    /// Deletes `key`; the answer says whether it existed.
+    pub async fn delete(&self, key: &str) -> Result<DeleteResponse, ClientError> {
+        let call = Call {
+            method: Method::DELETE,
+            path_and_query: key_path(key)?,
+            body: Bytes::new(),
+            content_type: None,
+            session: None,
+        };
+        let answer = self.write(call).await?;
+        decode_success(answer, "DeleteResponse")
+    }
+
+    /// Appends `suffix` to the value of `key` (an absent key counts as empty).
+    pub async fn append(
+        &self,
+        key: &str,
+        suffix: impl Into<Bytes>,
+    ) -> Result<AppendResponse, ClientError> {
+        let call = Call {
+            method: Method::POST,
+            path_and_query: format!("{}/append", key_path(key)?),
+            body: suffix.into(),
+            content_type: Some("application/octet-stream"),
+            session: None,
+        };
+        let answer = self.write(call).await?;
+        decode_success(answer, "AppendResponse")
+    }
+
+    /// Sets `key` to `value` if it holds `expect` (`None`: if it is absent).
+    ///
+    /// A swap that did not happen is `Ok(CasResponse { ok: false, current, .. })`, not an error.
+    pub async fn cas(
+        &self,
+        key: &str,
+        expect: Option<&str>,
+        value: &str,
+    ) -> Result<CasResponse, ClientError> {
+        let request = CasRequest {
+            expect: expect.map(str::to_string),
+            value: value.to_string(),
+        };
+        let body = serde_json::to_vec(&request).map_err(|error| {
+            ClientError::InvalidInput(format!("compare-and-swap body: {error}"))
+        })?;
+        let call = Call {
+            method: Method::POST,
+            path_and_query: format!("{}/cas", key_path(key)?),
+            body: Bytes::from(body),
+            content_type: Some("application/json"),
+            session: None,
+        };
+        let answer = self.write(call).await?;
+        if answer.status == StatusCode::CONFLICT {
+            // 409 is the contract's "did not swap", with a CasResponse body; a 409 whose body is
+            // an ErrorResponse instead is some other conflict, reported as such.
+            return match decode_cas_response(&answer.body) {
+                Ok(response) => Ok(response),
+                Err(_) => Err(server_error(&answer)),
+            };
+        }
+        if !answer.status.is_success() {
+            return Err(server_error(&answer));
+        }
+        decode_cas_response(&answer.body).map_err(|error| {
+            ClientError::Decode(format!("CasResponse: {error}: {}", quote(&answer.body)))
+        })
+    }
+
+    /// The keys starting with `prefix`, in key order, at most `limit` of them.
+    pub async fn scan(&self, prefix: &str, limit: usize) -> Result<ScanResponse, ClientError> {
+        let call = Call {
+            method: Method::GET,
+            path_and_query: format!(
+                "/v1/kv?prefix={}&limit={limit}",
+                utf8_percent_encode(prefix, UNRESERVED)
+            ),
+            body: Bytes::new(),
+            content_type: None,
+            session: None,
+        };
+        let answer = self.execute(&call).await?;
+        decode_success(answer, "ScanResponse")
+    }
+
+    /// The status of the one node at `endpoint` (in the same forms [`Client::new`] accepts). It
+    /// is asked once, with the request timeout; other nodes are never tried, since the point is
+    /// to learn about this one. A node that does not answer is [`ClientError::Unavailable`].
+    pub async fn status(&self, endpoint: &str) -> Result<StatusResponse, ClientError> {
+        let base_url = parse_endpoint(endpoint.trim())?;
+        let call = Call {
+            method: Method::GET,
+            path_and_query: "/v1/status".to_string(),
+            body: Bytes::new(),
+            content_type: None,
+            session: None,
+        };
+        match self
+            .exchange(&base_url, &call, self.inner.options.request_timeout)
+            .await
+        {
+            Exchange::Answered(answer) => decode_success(answer, "StatusResponse"),
+            Exchange::Failed(failure) => Err(ClientError::Unavailable(format!(
+                "{base_url}: {}",
+                failure.description
+            ))),
+            Exchange::Final(error) => Err(error),
+        }
+    }
+
+    /// Sends a write with the next sequence number of the session, holding the session for the
+    /// whole retry loop so that this client has one write in flight.
+    async fn write(&self, mut call: Call) -> Result<Answer, ClientError> {
+        assert!(call.session.is_none(), "a write's session is assigned here");
+        let mut last_sequence = self.inner.session.lock().await;
+        // The number is consumed even if the call fails: the server may have applied it, and a
+        // later write must not be mistaken for its retry.
+        *last_sequence += 1;
+        call.session = Some(Session {
+            client_id: self.inner.client_id,
+            sequence: *last_sequence,
+        });
+        let result = self.execute(&call).await;
+        drop(last_sequence);
+        result
+    }
+
+    /// Sends `call` until a node gives a definite answer (any status but 5xx) or the retry
+    /// deadline passes.
+    ///
+    /// Order of targets: the node that answered last, then the endpoints in turn; a leader named
+    /// by a failing node is tried next. After a failure that says nothing about the cluster
+    /// (connection refused, a timeout) or that names a leader, the next target is tried at once,
+    /// until as many attempts as there are endpoints went out since the last wait; then, and
+    /// after every 5xx, the client waits the backoff (50 ms doubling to 1 s, half of it random,
+    /// at least the `Retry-After` capped at 1 s).
+    async fn execute(&self, call: &Call) -> Result<Answer, ClientError> {
+        let options = self.inner.options;
+        let start = Instant::now();
+        let deadline = start + options.retry_deadline;
+        let mut rotation = Rotation::new(&self.inner.base_urls, self.preferred());
+        let mut backoff = RETRY_BACKOFF_MIN;
+        let mut attempts: u32 = 0;
+        let mut attempts_since_wait: usize = 0;
+        loop {
+            let target = rotation.next_target();
+            let timeout = if attempts == 0 {
+                options.request_timeout
+            } else {
+                options
+                    .request_timeout
+                    .min(deadline.saturating_duration_since(Instant::now()))
+            };
+            attempts += 1;
+            attempts_since_wait += 1;
+            let failure = match self.exchange(&target, call, timeout).await {
+                Exchange::Final(error) => return Err(error),
+                Exchange::Answered(answer) if !answer.status.is_server_error() => {
+                    self.remember(&target);
+                    return Ok(answer);
+                }
+                Exchange::Answered(answer) => failure_of_answer(&answer),
+                Exchange::Failed(failure) => failure,
+            };
+
+            let hinted = match failure.leader_http.as_deref().map(parse_endpoint) {
+                Some(Ok(leader)) if leader != target => {
+                    rotation.hint(leader);
+                    true
+                }
+                _ => false,
+            };
+            let quick =
+                hinted || matches!(failure.kind, FailureKind::Connect | FailureKind::Timeout);
+            let delay = if quick && attempts_since_wait < self.inner.base_urls.len() {
+                Duration::ZERO
+            } else {
+                let retry_after = failure.retry_after.unwrap_or(Duration::ZERO);
+                self.jittered(backoff)
+                    .max(retry_after.min(RETRY_BACKOFF_MAX))
+            };
+            let now = Instant::now();
+            if now + delay >= deadline {
+                return Err(ClientError::Unavailable(format!(
+                    "no definite answer within {:?} ({attempts} attempts); last failure: {target}: {}",
+                    now.saturating_duration_since(start),
+                    failure.description
+                )));
+            }
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+                attempts_since_wait = 0;
+                backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
+            }
+        }
+    }
+
+    /// One attempt: sends `call` to `base_url` and reads the whole answer within `timeout`.
+    async fn exchange(&self, base_url: &str, call: &Call, timeout: Duration) -> Exchange {
+        let request = match build_request(base_url, call) {
+            Ok(request) => request,
+            Err(error) => return Exchange::Final(error),
+        };
+        let attempt = async {
+            let response = match self.inner.http.request(request).await {
+                Ok(response) => response,
+                Err(error) => {
+                    let kind = if error.is_connect() {
+                        FailureKind::Connect
+                    } else {
+                        FailureKind::Transport
+                    };
+                    return Exchange::Failed(Failure {
+                        kind,
+                        description: describe(&error),
+                        leader_http: None,
+                        retry_after: None,
+                    });
+                }
+            };
+            let (parts, body) = response.into_parts();
+            let body = match Limited::new(body, RESPONSE_BYTES_MAX).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+                    return Exchange::Final(ClientError::Decode(format!(
+                        "{base_url}: answer larger than {RESPONSE_BYTES_MAX} bytes"
+                    )));
+                }
+                Err(error) => {
+                    return Exchange::Failed(Failure {
+                        kind: FailureKind::Transport,
+                        description: format!("reading the answer: {}", describe(&*error)),
+                        leader_http: None,
+                        retry_after: None,
+                    });
+                }
+            };
+            let retry_after = parts
+                .headers
+                .get(header::RETRY_AFTER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            Exchange::Answered(Answer {
+                status: parts.status,
+                body,
+                retry_after,
+            })
+        };
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(exchange) => exchange,
+            Err(_) => Exchange::Failed(Failure {
+                kind: FailureKind::Timeout,
+                description: format!("no answer within {timeout:?}"),
+                leader_http: None,
+                retry_after: None,
+            }),
+        }
+    }
+
+    fn preferred(&self) -> Option<String> {
+        lock(&self.inner.preferred).clone()
+    }
+
+    fn remember(&self, base_url: &str) {
+        let mut preferred = lock(&self.inner.preferred);
+        if preferred.as_deref() != Some(base_url) {
+            *preferred = Some(base_url.to_string());
+        }
+    }
+
+    /// `backoff` with its upper half random ("equal jitter"), so clients that failed together do
+    /// not retry together.
+    fn jittered(&self, backoff: Duration) -> Duration {
+        let half = backoff / 2;
+        let random_nanos = lock(&self.inner.random).gen_range(0..=half.as_nanos() as u64);
+        half + Duration::from_nanos(random_nanos)
+    }
+}
+
+/// The order in which one call tries nodes.
+struct Rotation<'a> {
+    /// Invariant: not empty.
+    base_urls: &'a [String],
+    /// Index into `base_urls` of the next endpoint in turn.
+    position: usize,
+    /// Tried before anything else: a leader a failing node named.
+    hint: Option<String>,
+    /// Tried first: the node that answered the previous call.
+    first: Option<String>,
+}
+
+impl<'a> Rotation<'a> {
+    fn new(base_urls: &'a [String], preferred: Option<String>) -> Rotation<'a> {
+        assert!(!base_urls.is_empty(), "a client has at least one endpoint");
+        // Continue the rotation after the preferred node, so it is not tried twice in a row.
+        let position = preferred
+            .as_ref()
+            .and_then(|preferred| base_urls.iter().position(|url| url == preferred))
+            .map_or(0, |index| (index + 1) % base_urls.len());
+        Rotation {
+            base_urls,
+            position,
+            hint: None,
+            first: preferred,
+        }
+    }
+
+    fn hint(&mut self, base_url: String) {
+        self.hint = Some(base_url);
+    }
+
+    fn next_target(&mut self) -> String {
+        if let Some(hint) = self.hint.take() {
+            return hint;
+        }
+        if let Some(first) = self.first.take() {
+            return first;
+        }
+        let target = self.base_urls[self.position].clone();
+        self.position = (self.position + 1) % self.base_urls.len();
+        target
+    }
+}
+
+/// `http://authority` for an endpoint given as `host:port` or `http://host:port` (a trailing `/`
+/// is tolerated). Anything with a path, a query, user information or another scheme is refused.
+fn parse_endpoint(endpoint: &str) -> Result<String, ClientError> {
+    let invalid = |why: &str| ClientError::InvalidInput(format!("endpoint {endpoint:?}: {why}"));
+    if endpoint.is_empty() {
+        return Err(invalid("empty"));
+    }
+    let with_scheme = if endpoint.contains("://") {
+        endpoint.to_string()
+    } else {
+        format!("http://{endpoint}")
+    };
+    let uri: Uri = with_scheme
+        .parse()
+        .map_err(|error| invalid(&format!("{error}")))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(invalid("only http:// is supported"));
+    }
+    let authority = uri.authority().ok_or_else(|| invalid("no host"))?;
+    if authority.host().is_empty() {
+        return Err(invalid("no host"));
+    }
+    if authority.as_str().contains('@') {
+        return Err(invalid("user information is not supported"));
+    }
+    if !(uri.path().is_empty() || uri.path() == "/") || uri.query().is_some() {
+        return Err(invalid("expected host:port without a path"));
+    }
+    Ok(format!("http://{authority}"))
+}
+
+/// `/v1/kv/{key}` with the key percent-encoded as one path segment.
+fn key_path(key: &str) -> Result<String, ClientError> {
+    if key.is_empty() {
+        return Err(ClientError::InvalidInput("empty key".to_string()));
+    }
+    if key.len() > KEY_BYTES_MAX {
+        return Err(ClientError::InvalidInput(format!(
+            "key of {} bytes is longer than {KEY_BYTES_MAX} bytes",
+            key.len()
+        )));
+    }
+    Ok(format!("/v1/kv/{}", utf8_percent_encode(key, UNRESERVED)))
+}
+
+fn build_request(base_url: &str, call: &Call) -> Result<Request<Full<Bytes>>, ClientError> {
+    assert!(call.path_and_query.starts_with('/'), "a path is absolute");
+    let mut builder = Request::builder()
+        .method(call.method.clone())
+        .uri(format!("{base_url}{}", call.path_and_query));
+    if let Some(content_type) = call.content_type {
+        builder = builder.header(header::CONTENT_TYPE, content_type);
+    }
+    if let Some(session) = call.session {
+        builder = builder
+            .header(CLIENT_ID_HEADER, session.client_id)
+            .header(REQUEST_SEQ_HEADER, session.sequence);
+    }
+    builder
+        .body(Full::new(call.body.clone()))
+        .map_err(|error| ClientError::InvalidInput(format!("request to {base_url}: {error}")))
+}
+
+/// The failure a 5xx answer stands for, with the leader it names, if any.
+fn failure_of_answer(answer: &Answer) -> Failure {
+    assert!(
+        answer.status.is_server_error(),
+        "only 5xx answers are retried"
+    );
+    let error = error_response(answer);
+    Failure {
+        kind: FailureKind::ServerStatus,
+        description: format!("{}: {}", answer.status, error.error),
+        leader_http: error.leader_http,
+        retry_after: answer.retry_after,
+    }
+}
+
+/// A 2xx answer's JSON body; anything else is a [`ClientError::Server`].
+fn decode_success<T: DeserializeOwned>(answer: Answer, what: &str) -> Result<T, ClientError> {
+    if !answer.status.is_success() {
+        return Err(server_error(&answer));
+    }
+    serde_json::from_slice(&answer.body)
+        .map_err(|error| ClientError::Decode(format!("{what}: {error}: {}", quote(&answer.body))))
+}
+
+fn decode_cas_response(body: &[u8]) -> Result<CasResponse, serde_json::Error> {
+    serde_json::from_slice(body)
+}
+
+fn server_error(answer: &Answer) -> ClientError {
+    ClientError::Server {
+        status: answer.status.as_u16(),
+        error: error_response(answer),
+    }
+}
+
+/// The answer's `ErrorResponse`, or one made up from its status and text when the body is not
+/// one (a proxy's page, an empty body).
+fn error_response(answer: &Answer) -> ErrorResponse {
+    match serde_json::from_slice::<ErrorResponse>(&answer.body) {
+        Ok(error) => error,
+        Err(_) => {
+            let reason = answer.status.canonical_reason().unwrap_or("unknown status");
+            let error = if answer.body.is_empty() {
+                reason.to_string()
+            } else {
+                format!("{reason}: {}", quote(&answer.body))
+            };
+            ErrorResponse {
+                error,
+                leader: None,
+                leader_http: None,
+            }
+        }
+    }
+}
+
+/// The start of a body, as text, for an error message.
+fn quote(body: &[u8]) -> String {
+    let shown = &body[..body.len().min(ERROR_QUOTE_BYTES_MAX)];
+    let mut text = String::from_utf8_lossy(shown).into_owned();
+    if body.len() > shown.len() {
+        text.push('…');
+    }
+    text
+}
+
+/// An error and its chain of sources, since hyper's own message ("client error (Connect)") hides
+/// the useful part ("Connection refused").
+fn describe(error: &(dyn StdError + 'static)) -> String {
+    let mut description = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        description.push_str(": ");
+        description.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    description
+}
+
+/// Locks a mutex that guards plain data: a panic elsewhere cannot leave it inconsistent, so a
+/// poisoned lock is used as it is.
+fn lock<T>(mutex: &StdMutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_normalized_to_base_urls() {
+        assert_eq!(
+            parse_endpoint("127.0.0.1:8001").ok(),
+            Some("http://127.0.0.1:8001".to_string())
+        );
+        assert_eq!(
+            parse_endpoint("http://node-1:8001/").ok(),
+            Some("http://node-1:8001".to_string())
+        );
+        assert_eq!(
+            parse_endpoint("[::1]:8001").ok(),
+            Some("http://[::1]:8001".to_string())
+        );
+        for bad in [
+            "",
+            "https://node:1",
+            "node:1/path",
+            "http://",
+            "user@node:1",
+            "node:1?x=1",
+        ] {
+            assert!(
+                matches!(parse_endpoint(bad), Err(ClientError::InvalidInput(_))),
+                "{bad:?} should be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_are_one_encoded_path_segment() {
+        assert_eq!(key_path("a/b c").ok(), Some("/v1/kv/a%2Fb%20c".to_string()));
+        assert_eq!(
+            key_path("A-z_0.9~").ok(),
+            Some("/v1/kv/A-z_0.9~".to_string())
+        );
+        assert_eq!(
+            key_path("é?#%").ok(),
+            Some("/v1/kv/%C3%A9%3F%23%25".to_string())
+        );
+        assert!(matches!(key_path(""), Err(ClientError::InvalidInput(_))));
+        assert!(key_path(&"k".repeat(KEY_BYTES_MAX)).is_ok());
+        assert!(matches!(
+            key_path(&"k".repeat(KEY_BYTES_MAX + 1)),
+            Err(ClientError::InvalidInput(_))
+        ));
+    }
+
+    #[test]
+    fn rotation_starts_after_the_preferred_node_and_follows_hints() {
+        let urls = vec![
+            "http://a".to_string(),
+            "http://b".to_string(),
+            "http://c".to_string(),
+        ];
+        let mut rotation = Rotation::new(&urls, Some("http://b".to_string()));
+        assert_eq!(rotation.next_target(), "http://b");
+        assert_eq!(rotation.next_target(), "http://c");
+        rotation.hint("http://leader".to_string());
+        assert_eq!(rotation.next_target(), "http://leader");
+        assert_eq!(rotation.next_target(), "http://a");
+        assert_eq!(rotation.next_target(), "http://b");
+
+        let mut rotation = Rotation::new(&urls, None);
+        assert_eq!(rotation.next_target(), "http://a");
+    }
+
+    #[test]
+    fn error_bodies_that_are_not_json_become_error_responses() {
+        let answer = Answer {
+            status: StatusCode::BAD_GATEWAY,
+            body: Bytes::from_static(b"<html>oops</html>"),
+            retry_after: None,
+        };
+        assert_eq!(
+            error_response(&answer).error,
+            "Bad Gateway: <html>oops</html>"
+        );
+        let answer = Answer {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            body: Bytes::from_static(br#"{"error":"no leader","leader_http":"10.0.0.2:8001"}"#),
+            retry_after: Some(Duration::from_secs(1)),
+        };
+        let failure = failure_of_answer(&answer);
+        assert_eq!(failure.kind, FailureKind::ServerStatus);
+        assert_eq!(failure.leader_http.as_deref(), Some("10.0.0.2:8001"));
+        assert_eq!(failure.description, "503 Service Unavailable: no leader");
+    }
+}

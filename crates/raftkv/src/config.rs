@@ -1,0 +1,360 @@
+//! Settings of one `raftkv serve` node, from flags, environment variables and a TOML file.
+//!
+//! ```text
+//!  --flag  >  RAFTKV_* environment variable  >  --config FILE (TOML)  >  default
+//! ```
+//!
+//! clap resolves a flag and its environment variable; the file fills what both left unset.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use raft_core::NodeId;
+use serde::Deserialize;
+use thiserror::Error;
+
+/// A setting that cannot be used.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// A required setting is missing everywhere.
+    #[error("missing setting `{0}` (give --{1}, the environment variable, or set it in the config file)")]
+    Missing(&'static str, &'static str),
+    /// A setting does not parse or is out of range.
+    #[error("invalid setting `{name}`: {reason}")]
+    Invalid {
+        /// The setting.
+        name: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The config file cannot be read or parsed.
+    #[error("config file {path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// `raftkv serve` flags; every one may also come from its environment variable or the config
+/// file.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct ServeArgs {
+    /// A TOML file with any of the settings below (keys as the flags, with underscores:
+    /// `id`, `data_dir`, `raft_addr`, `http_addr`, `peers`, ...).
+    #[arg(long, env = "RAFTKV_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// This node's id (a positive integer, one of the ids in --peers).
+    #[arg(long, env = "RAFTKV_ID")]
+    pub id: Option<u64>,
+    /// Directory of this node's write-ahead log and snapshots; created if missing. A node
+    /// restarted on the same directory rejoins with its state.
+    #[arg(long, env = "RAFTKV_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address the Raft transport listens on (peers connect here).
+    #[arg(long, env = "RAFTKV_RAFT_ADDR")]
+    pub raft_addr: Option<SocketAddr>,
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "RAFTKV_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    /// Every member, this node included, as ID=RAFT_ADDR pairs separated by commas, e.g.
+    /// `1=127.0.0.1:9001,2=127.0.0.1:9002,3=127.0.0.1:9003`.
+    #[arg(long, env = "RAFTKV_PEERS")]
+    pub peers: Option<String>,
+    /// A name shared by the members; a connection from another cluster is refused.
+    #[arg(long, env = "RAFTKV_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
+    /// Take a snapshot once this many bytes of commands were applied since the last one.
+    #[arg(long, env = "RAFTKV_SNAPSHOT_THRESHOLD_BYTES")]
+    pub snapshot_threshold_bytes: Option<u64>,
+    /// Client sessions remembered for exactly-once writes; beyond it the least recently
+    /// active is forgotten.
+    #[arg(long, env = "RAFTKV_SESSIONS_MAX")]
+    pub sessions_max: Option<usize>,
+    /// Longest key, in bytes.
+    #[arg(long, env = "RAFTKV_KEY_BYTES_MAX")]
+    pub key_bytes_max: Option<usize>,
+    /// Largest value, in bytes.
+    #[arg(long, env = "RAFTKV_VALUE_BYTES_MAX")]
+    pub value_bytes_max: Option<usize>,
+    /// How long a request may wait for commit (or for the leader, when forwarded), in
+    /// milliseconds.
+    #[arg(long, env = "RAFTKV_REQUEST_TIMEOUT_MS")]
+    pub request_timeout_ms: Option<u64>,
+    /// Length of a Raft tick in milliseconds (elections time out after 15–30 ticks).
+    #[arg(long, env = "RAFTKV_TICK_MS")]
+    pub tick_ms: Option<u64>,
+}
+
+/// The same settings as read from a TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    id: Option<u64>,
+    data_dir: Option<PathBuf>,
+    raft_addr: Option<SocketAddr>,
+    http_addr: Option<SocketAddr>,
+    peers: Option<String>,
+    cluster_id: Option<String>,
+    snapshot_threshold_bytes: Option<u64>,
+    sessions_max: Option<usize>,
+    key_bytes_max: Option<usize>,
+    value_bytes_max: Option<usize>,
+    request_timeout_ms: Option<u64>,
+    tick_ms: Option<u64>,
+}
+
+/// Everything a node needs, validated.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// This node.
+    pub id: NodeId,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// Where the Raft transport listens.
+    pub raft_addr: SocketAddr,
+    /// Where the HTTP API listens.
+    pub http_addr: SocketAddr,
+    /// Every member's Raft address, this node's included.
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// The cluster's name.
+    pub cluster_id: String,
+    /// Applied command bytes between snapshots.
+    pub snapshot_threshold_bytes: u64,
+    /// Sessions remembered.
+    pub sessions_max: usize,
+    /// Longest key.
+    pub key_bytes_max: usize,
+    /// Largest value.
+    pub value_bytes_max: usize,
+    /// How long a request may wait.
+    pub request_timeout: Duration,
+    /// Length of a Raft tick.
+    pub tick: Duration,
+}
+
+impl ServeArgs {
+    /// Merges flags, environment and file, and validates the result.
+    pub fn resolve(self) -> Result<ServeConfig, ConfigError> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        let id = self
+            .id
+            .or(file.id)
+            .ok_or(ConfigError::Missing("id", "id"))?;
+        let peers_text = self
+            .peers
+            .or(file.peers)
+            .ok_or(ConfigError::Missing("peers", "peers"))?;
+        let peers = parse_peers(&peers_text)?;
+        let id = NodeId(id);
+        let Some(own_raft_addr) = peers.get(&id).copied() else {
+            return Err(invalid("peers", format!("node {} is not listed", id.0)));
+        };
+        let raft_addr = self.raft_addr.or(file.raft_addr).unwrap_or(own_raft_addr);
+        let config = ServeConfig {
+            id,
+            data_dir: self
+                .data_dir
+                .or(file.data_dir)
+                .ok_or(ConfigError::Missing("data_dir", "data-dir"))?,
+            raft_addr,
+            http_addr: self
+                .http_addr
+                .or(file.http_addr)
+                .ok_or(ConfigError::Missing("http_addr", "http-addr"))?,
+            peers,
+            cluster_id: self
+                .cluster_id
+                .or(file.cluster_id)
+                .unwrap_or_else(|| "raftkv".to_string()),
+            snapshot_threshold_bytes: self
+                .snapshot_threshold_bytes
+                .or(file.snapshot_threshold_bytes)
+                .unwrap_or(64 * 1024 * 1024),
+            sessions_max: self.sessions_max.or(file.sessions_max).unwrap_or(100_000),
+            key_bytes_max: self
+                .key_bytes_max
+                .or(file.key_bytes_max)
+                .unwrap_or(raftkv_client::api::KEY_BYTES_MAX),
+            value_bytes_max: self
+                .value_bytes_max
+                .or(file.value_bytes_max)
+                .unwrap_or(raftkv_client::api::VALUE_BYTES_MAX),
+            request_timeout: Duration::from_millis(
+                self.request_timeout_ms
+                    .or(file.request_timeout_ms)
+                    .unwrap_or(5_000),
+            ),
+            tick: Duration::from_millis(self.tick_ms.or(file.tick_ms).unwrap_or(20)),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+impl ServeConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.id.0 == 0 {
+            return Err(invalid("id", "must be at least 1".into()));
+        }
+        if self.sessions_max == 0 {
+            return Err(invalid("sessions_max", "must be at least 1".into()));
+        }
+        if self.key_bytes_max == 0 || self.value_bytes_max == 0 {
+            return Err(invalid(
+                "key_bytes_max / value_bytes_max",
+                "must be at least 1".into(),
+            ));
+        }
+        // A value travels in one log entry, and the core refuses proposals above 8 MiB.
+        if self.value_bytes_max > 4 * 1024 * 1024 || self.key_bytes_max > 64 * 1024 {
+            return Err(invalid(
+                "key_bytes_max / value_bytes_max",
+                "at most 64 KiB keys and 4 MiB values".into(),
+            ));
+        }
+        if self.request_timeout.is_zero() {
+            return Err(invalid("request_timeout_ms", "must be at least 1".into()));
+        }
+        if self.tick.is_zero() || self.tick > Duration::from_secs(1) {
+            return Err(invalid("tick_ms", "must be between 1 and 1000".into()));
+        }
+        if self.snapshot_threshold_bytes == 0 {
+            return Err(invalid(
+                "snapshot_threshold_bytes",
+                "must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(name: &'static str, reason: String) -> ConfigError {
+    ConfigError::Invalid { name, reason }
+}
+
+fn read_file(path: &PathBuf) -> Result<FileSettings, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::File {
+        path: path.clone(),
+        reason: error.to_string(),
+    })?;
+    toml::from_str(&text).map_err(|error| ConfigError::File {
+        path: path.clone(),
+        reason: error.to_string(),
+    })
+}
+
+/// Parses `1=host:port,2=host:port,...`.
+pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, SocketAddr>, ConfigError> {
+    let mut peers = BTreeMap::new();
+    for pair in text
+        .split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+    {
+        let (id, address) = pair
+            .split_once('=')
+            .ok_or_else(|| invalid("peers", format!("`{pair}` is not ID=ADDRESS")))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| invalid("peers", format!("`{id}` is not a node id")))?;
+        if id == 0 {
+            return Err(invalid("peers", "node ids start at 1".into()));
+        }
+        let address: SocketAddr = address
+            .trim()
+            .parse()
+            .map_err(|error| invalid("peers", format!("`{address}`: {error}")))?;
+        if peers.insert(NodeId(id), address).is_some() {
+            return Err(invalid("peers", format!("node {id} is listed twice")));
+        }
+    }
+    if peers.is_empty() {
+        return Err(invalid("peers", "no members".into()));
+    }
+    Ok(peers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> ServeArgs {
+        ServeArgs {
+            id: Some(2),
+            data_dir: Some("data".into()),
+            http_addr: Some("127.0.0.1:8002".parse().expect("address")),
+            peers: Some("1=127.0.0.1:9001, 2=127.0.0.1:9002,3=127.0.0.1:9003".into()),
+            ..ServeArgs::default()
+        }
+    }
+
+    #[test]
+    fn the_raft_address_defaults_to_this_node_in_the_peer_list() {
+        let config = args().resolve().expect("valid");
+        assert_eq!(config.raft_addr, "127.0.0.1:9002".parse().expect("address"));
+        assert_eq!(config.peers.len(), 3);
+        assert_eq!(config.value_bytes_max, 1024 * 1024);
+    }
+
+    #[test]
+    fn bad_peer_lists_are_refused_with_a_reason() {
+        for (text, reason) in [
+            ("1=127.0.0.1:9001,1=127.0.0.1:9002", "twice"),
+            ("x=127.0.0.1:9001", "not a node id"),
+            ("1=nowhere", "nowhere"),
+            ("1", "not ID=ADDRESS"),
+            ("0=127.0.0.1:1", "start at 1"),
+            ("", "no members"),
+        ] {
+            let error = parse_peers(text).expect_err(text).to_string();
+            assert!(error.contains(reason), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_node_missing_from_its_peer_list_is_refused() {
+        let mut args = args();
+        args.id = Some(7);
+        let error = args.resolve().expect_err("not listed").to_string();
+        assert!(error.contains("node 7 is not listed"), "{error}");
+    }
+
+    #[test]
+    fn the_file_fills_what_flags_leave_unset_and_flags_win() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "id = 3\nsessions_max = 10\ndata_dir = \"from-file\"\nhttp_addr = \"127.0.0.1:8003\"\n\
+             peers = \"3=127.0.0.1:9003\"\n",
+        )
+        .expect("writes");
+        let config = ServeArgs {
+            config: Some(path.clone()),
+            data_dir: Some("from-flag".into()),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .expect("valid");
+        assert_eq!(config.id, NodeId(3));
+        assert_eq!(config.sessions_max, 10);
+        assert_eq!(config.data_dir, PathBuf::from("from-flag"));
+        std::fs::write(&path, "idd = 3\n").expect("writes");
+        let error = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .expect_err("unknown key")
+        .to_string();
+        assert!(error.contains("idd"), "{error}");
+    }
+}

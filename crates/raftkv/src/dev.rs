@@ -1,0 +1,268 @@
+//! `raftkv dev`: a local cluster in one command. Each node is a `raftkv serve` child process
+//! with its own data directory and log file; Ctrl-C stops them all cleanly.
+//!
+//! ```text
+//!  raftkv dev ─► spawn raftkv serve --id 1..N (logs: DATA/node-N.log)
+//!             ─► wait until a leader is elected, print endpoints and examples
+//!             ─► a node exits (killed to try failover): say so, keep the others running
+//!             ─► Ctrl-C / SIGTERM / every node gone ─► SIGTERM to every node ─► wait ─► exit
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::time::Duration;
+
+use raftkv_client::Client;
+use tokio::process::{Child, Command};
+
+/// `raftkv dev` options.
+#[derive(Clone, Debug, clap::Args)]
+pub struct DevArgs {
+    /// Where the nodes keep their data and logs (node-1/, node-1.log, ...). Kept across runs,
+    /// so a restarted cluster has its data back; delete it to start empty.
+    #[arg(long, env = "RAFTKV_DEV_DATA_DIR", default_value = "./raftkv-data")]
+    pub data_dir: PathBuf,
+    /// Number of nodes.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=9))]
+    pub nodes: u64,
+    /// HTTP port of node 1; node N listens on this + N - 1.
+    #[arg(long, default_value_t = 8001)]
+    pub http_port: u16,
+    /// Raft port of node 1; node N listens on this + N - 1.
+    #[arg(long, default_value_t = 9001)]
+    pub raft_port: u16,
+    /// Interface the nodes listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+}
+
+struct Node {
+    id: u64,
+    child: Child,
+    log: PathBuf,
+    http: String,
+    /// Its exit was reported.
+    exited: bool,
+}
+
+/// Runs the development cluster until Ctrl-C.
+pub async fn run(args: DevArgs) -> ExitCode {
+    match run_cluster(args).await {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("raftkv: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run_cluster(args: DevArgs) -> Result<ExitCode, String> {
+    let executable = std::env::current_exe()
+        .map_err(|error| format!("cannot find the raftkv executable: {error}"))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .map_err(|error| format!("cannot create {}: {error}", args.data_dir.display()))?;
+    let port = |base: u16, id: u64| -> Result<u16, String> {
+        u16::try_from(u64::from(base) + id - 1).map_err(|_| "port number out of range".to_string())
+    };
+    let mut peers = Vec::new();
+    for id in 1..=args.nodes {
+        peers.push(format!("{id}={}:{}", args.host, port(args.raft_port, id)?));
+    }
+    let peers = peers.join(",");
+    for id in 1..=args.nodes {
+        for address in [
+            format!("{}:{}", args.host, port(args.http_port, id)?),
+            format!("{}:{}", args.host, port(args.raft_port, id)?),
+        ] {
+            if let Err(error) = std::net::TcpListener::bind(&address) {
+                return Err(format!(
+                    "{address} is not free ({error}); is another raftkv running? \
+                     (--http-port and --raft-port choose other ports)"
+                ));
+            }
+        }
+    }
+    let mut nodes = Vec::new();
+    for id in 1..=args.nodes {
+        let http = format!("{}:{}", args.host, port(args.http_port, id)?);
+        let raft = format!("{}:{}", args.host, port(args.raft_port, id)?);
+        let log = args.data_dir.join(format!("node-{id}.log"));
+        match spawn_node(&executable, &args.data_dir, id, &http, &raft, &peers, &log) {
+            Ok(child) => nodes.push(Node {
+                id,
+                child,
+                log,
+                http,
+                exited: false,
+            }),
+            Err(message) => {
+                stop_all(&mut nodes).await;
+                return Err(message);
+            }
+        }
+    }
+    let endpoints: Vec<String> = nodes.iter().map(|node| node.http.clone()).collect();
+    println!(
+        "raftkv dev: {} nodes, data in {}",
+        args.nodes,
+        args.data_dir.display()
+    );
+    for node in &nodes {
+        println!(
+            "  node {}  http://{}  (log: {})",
+            node.id,
+            node.http,
+            node.log.display()
+        );
+    }
+    let ready = tokio::select! {
+        leader = wait_for_leader(&endpoints) => leader,
+        exited = first_exit(&mut nodes) => Err(exited),
+        _ = crate::serve::stop_signal() => Err("interrupted".to_string()),
+    };
+    match ready {
+        Ok(leader) => {
+            let first = &endpoints[0];
+            let second = endpoints.get(1).unwrap_or(first);
+            println!("cluster ready: node {leader} leads. Try:");
+            println!("  curl -X PUT --data-binary world http://{first}/v1/kv/hello");
+            println!("  curl http://{second}/v1/kv/hello");
+            println!("  curl http://{first}/v1/status");
+            println!(
+                "  raftkv --endpoints {} put greeting hi",
+                endpoints.join(",")
+            );
+            println!("  raftkv get greeting        (default endpoints: 127.0.0.1:8001-8003)");
+            println!("  raftkv status");
+            println!(
+                "Ctrl-C stops the cluster (the data stays in {}).",
+                args.data_dir.display()
+            );
+        }
+        Err(reason) => {
+            eprintln!("raftkv: the cluster did not come up: {reason}");
+            print_log_tails(&nodes);
+            stop_all(&mut nodes).await;
+            return Ok(ExitCode::from(1));
+        }
+    }
+    let mut running = nodes.len();
+    let code = loop {
+        tokio::select! {
+            _ = crate::serve::stop_signal() => {
+                println!("stopping...");
+                break ExitCode::SUCCESS;
+            }
+            exited = first_exit(&mut nodes) => {
+                running -= 1;
+                if running == 0 {
+                    eprintln!("raftkv: {exited}; no node is left");
+                    break ExitCode::from(1);
+                }
+                eprintln!("raftkv: {exited}; the other {running} keep running (Ctrl-C stops them)");
+            }
+        }
+    };
+    stop_all(&mut nodes).await;
+    Ok(code)
+}
+
+fn spawn_node(
+    executable: &Path,
+    data_dir: &Path,
+    id: u64,
+    http: &str,
+    raft: &str,
+    peers: &str,
+    log: &Path,
+) -> Result<Child, String> {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|error| format!("cannot open {}: {error}", log.display()))?;
+    let log_file_too = log_file
+        .try_clone()
+        .map_err(|error| format!("cannot open {}: {error}", log.display()))?;
+    Command::new(executable)
+        .arg("serve")
+        .args(["--id", &id.to_string()])
+        .arg("--data-dir")
+        .arg(data_dir.join(format!("node-{id}")))
+        .args(["--http-addr", http, "--raft-addr", raft, "--peers", peers])
+        .args(["--cluster-id", "raftkv-dev"])
+        .env_remove("RAFTKV_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log_file))
+        .stderr(Stdio::from(log_file_too))
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|error| format!("cannot start node {id}: {error}"))
+}
+
+/// Polls the nodes until one of them names a leader whose address is published.
+async fn wait_for_leader(endpoints: &[String]) -> Result<u64, String> {
+    let client = Client::new(endpoints).map_err(|error| error.to_string())?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        for endpoint in endpoints {
+            if let Ok(status) = client.status(endpoint).await {
+                if let (Some(leader), Some(_)) = (status.leader, status.leader_http) {
+                    return Ok(leader);
+                }
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err("no leader within 30 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Resolves when a node not reported before exits, describing how.
+async fn first_exit(nodes: &mut [Node]) -> String {
+    loop {
+        for node in nodes.iter_mut().filter(|node| !node.exited) {
+            if let Ok(Some(status)) = node.child.try_wait() {
+                node.exited = true;
+                return format!("node {} exited ({status})", node.id);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Asks every node to stop (SIGTERM), waits up to 10 s, then kills what is left.
+async fn stop_all(nodes: &mut [Node]) {
+    for node in nodes.iter() {
+        if let Some(pid) = node.child.id().and_then(|pid| i32::try_from(pid).ok()) {
+            // SAFETY: kill(2) with a pid of our own child and a valid signal number has no
+            // memory-safety preconditions.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+    }
+    for node in nodes.iter_mut() {
+        match tokio::time::timeout(Duration::from_secs(10), node.child.wait()).await {
+            Ok(_) => {}
+            Err(_) => {
+                eprintln!("raftkv: node {} did not stop in 10 s; killing it", node.id);
+                let _ = node.child.kill().await;
+            }
+        }
+    }
+}
+
+fn print_log_tails(nodes: &[Node]) {
+    for node in nodes {
+        let Ok(text) = std::fs::read_to_string(&node.log) else {
+            continue;
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        eprintln!("--- last lines of {} ---", node.log.display());
+        for line in &lines[lines.len().saturating_sub(8)..] {
+            eprintln!("{line}");
+        }
+    }
+}

@@ -1,0 +1,824 @@
+//! The HTTP API (routes and bodies in [`raftkv_client::api`]) over a [`KvServer`].
+//!
+//! ```text
+//!  request ─► metrics middleware ─► handler: validate (400 / 413) ─► leader? ── yes ─► KvServer
+//!                                                 │ no (writes, lease reads)
+//!                                                 └─► forward once to the leader's HTTP address
+//!                                                     (header raftkv-forwarded), or 503 + Retry-After
+//! ```
+//!
+//! Linearizable reads are served by whichever node is asked: it confirms the read index with
+//! the leader over Raft and waits to apply through it, so no HTTP hop is needed.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::rt::TokioExecutor;
+use raft_core::{NodeId, ProgressState};
+use raftkv_client::api::{
+    AppendResponse, CasRequest, CasResponse, Consistency, DeleteResponse, ErrorResponse,
+    FollowerStatus, KeyValue, ScanResponse, StatusResponse, WriteResponse, CLIENT_ID_HEADER,
+    FORWARDED_HEADER, REQUEST_SEQ_HEADER,
+};
+use serde::Deserialize;
+
+use crate::command::{Operation, Session};
+use crate::metrics::{Metrics, RequestLabels};
+use crate::server::{AnnounceForwarder, KvServer, ReadMode, ServeError, WriteResult};
+use crate::state_machine::Outcome;
+
+/// Most keys one scan returns.
+const SCAN_LIMIT_MAX: usize = 10_000;
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    server: Arc<KvServer>,
+    metrics: Arc<Metrics>,
+    forwarder: Forwarder,
+}
+
+impl AppState {
+    /// The state of the API of `server`.
+    pub fn new(server: Arc<KvServer>) -> AppState {
+        let metrics = Arc::new(Metrics::new(&server));
+        AppState {
+            forwarder: Forwarder::new(server.config().request_timeout),
+            server,
+            metrics,
+        }
+    }
+
+    /// The forwarder, for the announce loop.
+    pub fn forwarder(&self) -> Forwarder {
+        self.forwarder.clone()
+    }
+}
+
+/// The API's routes.
+pub fn router(state: AppState) -> Router {
+    let config = state.server.config();
+    // A compare-and-swap carries two values in JSON; anything larger is refused with 413
+    // before it is buffered.
+    let body_bytes_max = 2 * config.value_bytes_max + 2 * config.key_bytes_max + 4096;
+    Router::new()
+        .route("/v1/kv", get(scan))
+        .route("/v1/kv/", get(empty_key).put(empty_key).delete(empty_key))
+        .route(
+            "/v1/kv/{key}",
+            put(put_value).get(get_value).delete(delete_value),
+        )
+        .route("/v1/kv/{key}/append", post(append_value))
+        .route("/v1/kv/{key}/cas", post(compare_and_swap))
+        .route("/v1/status", get(status))
+        .route("/v1/internal/announce", post(announce))
+        .route("/metrics", get(metrics))
+        .route("/set", get(demo_set))
+        .route("/get", get(demo_get))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_bytes_max))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// An error answer: status, JSON body, and for 503 a Retry-After.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    body: ErrorResponse,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, error: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            body: ErrorResponse {
+                error: error.into(),
+                leader: None,
+                leader_http: None,
+            },
+        }
+    }
+
+    fn bad_request(error: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, error)
+    }
+
+    fn unavailable(error: impl Into<String>, server: &KvServer) -> ApiError {
+        let mut error = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error);
+        if let Some(leader) = server.node().metrics().leader {
+            error.body.leader = Some(leader.0);
+            error.body.leader_http = server.http_address_of(leader);
+        }
+        error
+    }
+
+    fn from_serve(error: ServeError, server: &KvServer) -> ApiError {
+        match error {
+            ServeError::Invalid(reason) => ApiError::bad_request(reason),
+            ServeError::NotLeader { .. } => ApiError::unavailable(
+                "this node is not the leader and the request was already forwarded; retry",
+                server,
+            ),
+            other @ (ServeError::Unavailable(_)
+            | ServeError::NotCommitted
+            | ServeError::OutcomeUnknown(_)
+            | ServeError::Stopped(_)) => ApiError::unavailable(other.to_string(), server),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let retry = self.status == StatusCode::SERVICE_UNAVAILABLE;
+        let mut response = (self.status, Json(self.body)).into_response();
+        if retry {
+            response
+                .headers_mut()
+                .insert("retry-after", HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// Times every request by route.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |path| path.as_str().to_string());
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route,
+            method,
+            status: response.status().as_u16(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// The parts of a request needed to forward it.
+struct Original {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+fn check_key(key: &str, server: &KvServer) -> Result<(), ApiError> {
+    if key.is_empty() {
+        return Err(ApiError::bad_request("the key is empty"));
+    }
+    let limit = server.config().key_bytes_max;
+    if key.len() > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the key is {} bytes; at most {limit} are allowed",
+                key.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_value(value: &[u8], server: &KvServer) -> Result<(), ApiError> {
+    let limit = server.config().value_bytes_max;
+    if value.len() > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the value is {} bytes; at most {limit} are allowed",
+                value.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The session of a request: both headers or neither.
+fn session(headers: &HeaderMap) -> Result<Option<Session>, ApiError> {
+    let number = |name: &str| -> Result<Option<u64>, ApiError> {
+        headers
+            .get(name)
+            .map(|value| {
+                value
+                    .to_str()
+                    .ok()
+                    .and_then(|text| text.trim().parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!("header {name} must be an unsigned integer"))
+                    })
+            })
+            .transpose()
+    };
+    match (number(CLIENT_ID_HEADER)?, number(REQUEST_SEQ_HEADER)?) {
+        (Some(client_id), Some(sequence)) if sequence >= 1 => Ok(Some(Session {
+            client_id,
+            sequence,
+        })),
+        (Some(_), Some(_)) => Err(ApiError::bad_request("request-seq starts at 1")),
+        (None, None) => Ok(None),
+        _ => Err(ApiError::bad_request(
+            "client-id and request-seq must be given together",
+        )),
+    }
+}
+
+/// Runs a write here if this node leads, else forwards it once to the leader.
+async fn write(
+    state: &AppState,
+    original: Original,
+    operation: Operation,
+) -> Result<WriteResult, Response> {
+    let server = &state.server;
+    let session = session(&original.headers).map_err(IntoResponse::into_response)?;
+    let forwarded = original.headers.contains_key(FORWARDED_HEADER);
+    if !server.is_leader() && !forwarded {
+        return Err(state.forward(original).await);
+    }
+    match server.write(session, operation).await {
+        Ok(result) => Ok(result),
+        Err(ServeError::NotLeader { .. }) if !forwarded => Err(state.forward(original).await),
+        Err(error) => Err(ApiError::from_serve(error, server).into_response()),
+    }
+}
+
+/// A write outcome that is not the one the route expects (a stale session sequence).
+fn unexpected(outcome: Outcome) -> Response {
+    match outcome {
+        Outcome::StaleSequence { last } => ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "request-seq is older than this client's last request ({last}); its result is \
+                 no longer kept"
+            ),
+        )
+        .into_response(),
+        Outcome::Rejected { reason } => ApiError::bad_request(reason).into_response(),
+        other => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("unexpected outcome {other:?}"),
+        )
+        .into_response(),
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Original {
+    type Rejection = Response;
+
+    /// Takes the parts a forward needs; a body that cannot be read is answered with its status
+    /// (413 when too large) as JSON.
+    async fn from_request(request: Request, state: &S) -> Result<Original, Response> {
+        let (parts, body) = request.into_parts();
+        let body = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|rejection| {
+                ApiError::new(rejection.status(), rejection.body_text()).into_response()
+            })?;
+        Ok(Original {
+            method: parts.method,
+            uri: parts.uri,
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
+/// Validates `key` and the body (the value, for the routes that carry one), then writes the
+/// operation `make` builds from them.
+async fn keyed_write(
+    state: &AppState,
+    key: String,
+    original: Original,
+    make: impl FnOnce(String, Bytes) -> Operation,
+) -> Result<WriteResult, Response> {
+    let server = &state.server;
+    check_key(&key, server)
+        .and_then(|()| check_value(&original.body, server))
+        .map_err(IntoResponse::into_response)?;
+    let operation = make(key, original.body.clone());
+    write(state, original, operation).await
+}
+
+async fn put_value(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    original: Original,
+) -> Response {
+    match keyed_write(&state, key, original, |key, value| Operation::Put {
+        key,
+        value,
+    })
+    .await
+    {
+        Ok(WriteResult {
+            outcome: Outcome::Put,
+            index,
+            term,
+        }) => Json(WriteResponse { index, term }).into_response(),
+        Ok(result) => unexpected(result.outcome),
+        Err(response) => response,
+    }
+}
+
+async fn delete_value(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    original: Original,
+) -> Response {
+    match keyed_write(&state, key, original, |key, _| Operation::Delete { key }).await {
+        Ok(WriteResult {
+            outcome: Outcome::Deleted { existed },
+            index,
+            term,
+        }) => Json(DeleteResponse {
+            deleted: existed,
+            index,
+            term,
+        })
+        .into_response(),
+        Ok(result) => unexpected(result.outcome),
+        Err(response) => response,
+    }
+}
+
+async fn append_value(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    original: Original,
+) -> Response {
+    let append = |key, suffix| Operation::Append { key, suffix };
+    match keyed_write(&state, key, original, append).await {
+        Ok(WriteResult {
+            outcome: Outcome::Appended { length },
+            index,
+            term,
+        }) => Json(AppendResponse {
+            length,
+            index,
+            term,
+        })
+        .into_response(),
+        Ok(result) => unexpected(result.outcome),
+        Err(response) => response,
+    }
+}
+
+async fn compare_and_swap(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    original: Original,
+) -> Response {
+    let server = &state.server;
+    let parsed = check_key(&key, server).and_then(|()| {
+        let request: CasRequest = serde_json::from_slice(&original.body).map_err(|error| {
+            ApiError::bad_request(format!(
+                "the body must be JSON {{\"expect\": string or null, \"value\": string}}: {error}"
+            ))
+        })?;
+        check_value(request.value.as_bytes(), server)?;
+        if let Some(expect) = &request.expect {
+            check_value(expect.as_bytes(), server)?;
+        }
+        Ok(request)
+    });
+    let request = match parsed {
+        Ok(request) => request,
+        Err(error) => return error.into_response(),
+    };
+    let operation = Operation::Cas {
+        key,
+        expect: request.expect.map(Bytes::from),
+        value: Bytes::from(request.value),
+    };
+    match write(&state, original, operation).await {
+        Ok(WriteResult {
+            outcome: Outcome::Cas { swapped, current },
+            index,
+            term,
+        }) => {
+            let status = if swapped {
+                StatusCode::OK
+            } else {
+                StatusCode::CONFLICT
+            };
+            let current = current.map(|value| String::from_utf8_lossy(&value).into_owned());
+            (
+                status,
+                Json(CasResponse {
+                    ok: swapped,
+                    current,
+                    index,
+                    term,
+                }),
+            )
+                .into_response()
+        }
+        Ok(result) => unexpected(result.outcome),
+        Err(response) => response,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ReadQuery {
+    #[serde(default)]
+    consistency: Consistency,
+}
+
+/// Confirms a read in `consistency` here, or forwards it to the leader (lease reads).
+async fn read_barrier(
+    state: &AppState,
+    consistency: Consistency,
+    original: Original,
+) -> Result<(), Response> {
+    let server = &state.server;
+    let mode = match consistency {
+        Consistency::Linearizable => ReadMode::Linearizable,
+        Consistency::Lease => ReadMode::Lease,
+        Consistency::Stale => ReadMode::Stale,
+    };
+    let forwarded = original.headers.contains_key(FORWARDED_HEADER);
+    if mode == ReadMode::Lease && !server.is_leader() && !forwarded {
+        return Err(state.forward(original).await);
+    }
+    match server.read_barrier(mode).await {
+        Ok(()) => Ok(()),
+        Err(ServeError::NotLeader { .. }) if !forwarded => Err(state.forward(original).await),
+        Err(error) => Err(ApiError::from_serve(error, server).into_response()),
+    }
+}
+
+async fn get_value(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    query: Result<Query<ReadQuery>, axum::extract::rejection::QueryRejection>,
+    original: Original,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return ApiError::bad_request("consistency must be linearizable, lease or stale")
+            .into_response();
+    };
+    if let Err(error) = check_key(&key, &state.server) {
+        return error.into_response();
+    }
+    if let Err(response) = read_barrier(&state, query.consistency, original).await {
+        return response;
+    }
+    serve_value(&state.server, &key)
+}
+
+fn serve_value(server: &KvServer, key: &str) -> Response {
+    match server.state().get(key).cloned() {
+        Some(value) => (
+            [("content-type", "application/octet-stream")],
+            Body::from(value),
+        )
+            .into_response(),
+        None => {
+            ApiError::new(StatusCode::NOT_FOUND, format!("key `{key}` not found")).into_response()
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ScanQuery {
+    #[serde(default)]
+    prefix: String,
+    limit: Option<usize>,
+    #[serde(default)]
+    consistency: Consistency,
+}
+
+async fn scan(
+    State(state): State<AppState>,
+    query: Result<Query<ScanQuery>, axum::extract::rejection::QueryRejection>,
+    original: Original,
+) -> Response {
+    let query = match query {
+        Ok(Query(query)) => query,
+        Err(rejection) => return ApiError::bad_request(rejection.body_text()).into_response(),
+    };
+    let limit = query.limit.unwrap_or(1000);
+    if limit == 0 || limit > SCAN_LIMIT_MAX {
+        return ApiError::bad_request(format!("limit must be between 1 and {SCAN_LIMIT_MAX}"))
+            .into_response();
+    }
+    if let Err(response) = read_barrier(&state, query.consistency, original).await {
+        return response;
+    }
+    let (pairs, truncated) = state.server.state().scan(&query.prefix, limit);
+    let items = pairs
+        .into_iter()
+        .map(|(key, value)| match String::from_utf8(value.to_vec()) {
+            Ok(text) => KeyValue {
+                key,
+                value: Some(text),
+                value_base64: None,
+            },
+            Err(_) => KeyValue {
+                key,
+                value: None,
+                value_base64: Some(base64::engine::general_purpose::STANDARD.encode(&value)),
+            },
+        })
+        .collect();
+    Json(ScanResponse { items, truncated }).into_response()
+}
+
+async fn status(State(state): State<AppState>) -> Response {
+    let server = &state.server;
+    let status = match server.node().status().await {
+        Ok(status) => status,
+        Err(error) => {
+            return ApiError::from_serve(ServeError::Stopped(error.to_string()), server)
+                .into_response()
+        }
+    };
+    let followers = status
+        .peers
+        .iter()
+        .map(|peer| FollowerStatus {
+            id: peer.id.0,
+            match_index: peer.match_index.0,
+            next_index: peer.next_index.0,
+            state: match peer.state {
+                ProgressState::Probe => "probe",
+                ProgressState::Replicate => "replicate",
+                ProgressState::Snapshot(_) => "snapshot",
+            }
+            .to_string(),
+        })
+        .collect();
+    let (applied_index, keys) = {
+        let kv = server.state();
+        (kv.applied_index(), kv.keys() as u64)
+    };
+    Json(StatusResponse {
+        id: status.id.0,
+        role: KvServer::role_name(status.role).to_string(),
+        term: status.term.0,
+        leader: status.leader.map(|leader| leader.0),
+        leader_http: status
+            .leader
+            .and_then(|leader| server.http_address_of(leader)),
+        commit_index: status.commit.0,
+        applied_index,
+        last_log_index: status.last_index.0,
+        snapshot_index: status.snapshot_index.0,
+        members: status
+            .configuration
+            .members()
+            .map(|member| member.0)
+            .collect(),
+        followers,
+        keys,
+        http_address: server.config().http_addr.to_string(),
+    })
+    .into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Body of the internal announce route.
+#[derive(Debug, serde::Serialize, Deserialize)]
+struct Announcement {
+    node: u64,
+    http_address: String,
+}
+
+async fn announce(State(state): State<AppState>, original: Original) -> Response {
+    let server = &state.server;
+    let announcement = match serde_json::from_slice::<Announcement>(&original.body) {
+        Ok(announcement) => announcement,
+        Err(error) => {
+            return ApiError::bad_request(format!("bad announcement: {error}")).into_response()
+        }
+    };
+    let member = server
+        .config()
+        .peers
+        .contains_key(&NodeId(announcement.node));
+    if !member {
+        return ApiError::bad_request("not a member").into_response();
+    }
+    if announcement
+        .http_address
+        .parse::<std::net::SocketAddr>()
+        .is_err()
+    {
+        return ApiError::bad_request("http_address must be HOST:PORT").into_response();
+    }
+    let operation = Operation::Announce {
+        node: announcement.node,
+        http_address: announcement.http_address,
+    };
+    match write(&state, original, operation).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(response) => response,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct DemoQuery {
+    key: Option<String>,
+    value: Option<String>,
+}
+
+/// The original demo's `GET /set?key=K&value=V`.
+async fn demo_set(
+    State(state): State<AppState>,
+    Query(query): Query<DemoQuery>,
+    original: Original,
+) -> Response {
+    let (Some(key), Some(value)) = (query.key, query.value) else {
+        return ApiError::bad_request("give key and value: /set?key=K&value=V").into_response();
+    };
+    let value = Bytes::from(value);
+    if let Err(error) =
+        check_key(&key, &state.server).and_then(|()| check_value(&value, &state.server))
+    {
+        return error.into_response();
+    }
+    match write(&state, original, Operation::Put { key, value }).await {
+        Ok(WriteResult { index, term, .. }) => Json(WriteResponse { index, term }).into_response(),
+        Err(response) => response,
+    }
+}
+
+/// The original demo's `GET /get?key=K` (linearizable).
+async fn demo_get(
+    State(state): State<AppState>,
+    Query(query): Query<DemoQuery>,
+    original: Original,
+) -> Response {
+    let Some(key) = query.key else {
+        return ApiError::bad_request("give a key: /get?key=K").into_response();
+    };
+    if let Err(error) = check_key(&key, &state.server) {
+        return error.into_response();
+    }
+    if let Err(response) = read_barrier(&state, Consistency::Linearizable, original).await {
+        return response;
+    }
+    serve_value(&state.server, &key)
+}
+
+async fn empty_key() -> Response {
+    ApiError::bad_request("the key is empty").into_response()
+}
+
+async fn not_found(uri: Uri) -> Response {
+    ApiError::new(StatusCode::NOT_FOUND, format!("no route {}", uri.path())).into_response()
+}
+
+/// Sends requests on to the leader's HTTP API.
+#[derive(Clone)]
+pub struct Forwarder {
+    client: HttpClient<HttpConnector, Full<Bytes>>,
+    timeout: std::time::Duration,
+}
+
+impl Forwarder {
+    fn new(timeout: std::time::Duration) -> Forwarder {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        Forwarder {
+            client: HttpClient::builder(TokioExecutor::new()).build(connector),
+            timeout,
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        url: String,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<Response, String> {
+        let mut request = hyper::Request::builder().method(method).uri(&url);
+        for name in [
+            CLIENT_ID_HEADER,
+            REQUEST_SEQ_HEADER,
+            "content-type",
+            FORWARDED_HEADER,
+        ] {
+            if let Some(value) = headers.get(name) {
+                request = request.header(name, value);
+            }
+        }
+        let request = request
+            .body(Full::new(body))
+            .map_err(|error| format!("cannot build the request to {url}: {error}"))?;
+        let response = tokio::time::timeout(self.timeout, self.client.request(request))
+            .await
+            .map_err(|_| format!("the leader at {url} did not answer in {:?}", self.timeout))?
+            .map_err(|error| format!("cannot reach the leader at {url}: {error}"))?;
+        let (parts, body) = response.into_parts();
+        let body = tokio::time::timeout(self.timeout, body.collect())
+            .await
+            .map_err(|_| format!("the leader at {url} did not finish its answer"))?
+            .map_err(|error| format!("the leader's answer broke off: {error}"))?
+            .to_bytes();
+        let mut answer = Response::new(Body::from(body));
+        *answer.status_mut() = parts.status;
+        for name in ["content-type", "retry-after"] {
+            if let Some(value) = parts.headers.get(name) {
+                answer.headers_mut().insert(name, value.clone());
+            }
+        }
+        Ok(answer)
+    }
+}
+
+impl AppState {
+    /// Forwards `original` once to the leader, or answers 503 if it cannot.
+    async fn forward(&self, original: Original) -> Response {
+        let server = &self.server;
+        let Some(leader) = server
+            .node()
+            .metrics()
+            .leader
+            .filter(|leader| *leader != server.config().id)
+        else {
+            return ApiError::unavailable("no leader is known right now; retry", server)
+                .into_response();
+        };
+        let Some(address) = server.http_address_of(leader) else {
+            return ApiError::unavailable(
+                format!(
+                    "the leader (node {}) has not published its HTTP address yet; retry",
+                    leader.0
+                ),
+                server,
+            )
+            .into_response();
+        };
+        server
+            .counters
+            .forwarded_total
+            .fetch_add(1, Ordering::Relaxed);
+        let path = original
+            .uri
+            .path_and_query()
+            .map_or("/", |path| path.as_str());
+        let mut headers = original.headers;
+        headers.insert(FORWARDED_HEADER, HeaderValue::from(server.config().id.0));
+        match self
+            .forwarder
+            .send(
+                original.method,
+                format!("http://{address}{path}"),
+                headers,
+                original.body,
+            )
+            .await
+        {
+            Ok(response) => response,
+            Err(reason) => ApiError::unavailable(reason, server).into_response(),
+        }
+    }
+}
+
+impl AnnounceForwarder for Forwarder {
+    async fn announce(&self, leader_http: String, node: u64, http_address: String) {
+        let body = match serde_json::to_vec(&Announcement { node, http_address }) {
+            Ok(body) => Bytes::from(body),
+            Err(_) => return,
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        headers.insert(FORWARDED_HEADER, HeaderValue::from(node));
+        let url = format!("http://{leader_http}/v1/internal/announce");
+        if let Err(reason) = self.send(Method::POST, url, headers, body).await {
+            tracing::debug!(%reason, "announcing to the leader failed; retrying");
+        }
+    }
+}

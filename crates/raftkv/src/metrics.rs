@@ -1,0 +1,275 @@
+//! Prometheus metrics: request latency by route, the Raft node's counters and its fsync
+//! latency, and the key-value state, rendered in the text exposition format at `/metrics`.
+//!
+//! ```text
+//!  HTTP middleware ─► request_seconds{route,method,status}  (histogram, observed per request)
+//!  scrape ─► NodeCollector ─► RaftNode::metrics() + KvServer state  (read at scrape time)
+//! ```
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::server::KvServer;
+
+/// Labels of a request observation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The route pattern, e.g. `/v1/kv/{key}`.
+    pub route: String,
+    /// The HTTP method.
+    pub method: String,
+    /// The status code.
+    pub status: u16,
+}
+
+/// The registry and the metrics observed directly.
+pub struct Metrics {
+    registry: Registry,
+    /// Request latency in seconds by route, method and status.
+    pub requests: Family<RequestLabels, Histogram>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    /// Metrics of `server` (held weakly, so metrics never keep a stopped server alive).
+    pub fn new(server: &Arc<KvServer>) -> Metrics {
+        let mut registry = Registry::with_prefix("raftkv");
+        let requests = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
+            // 100 µs to about 13 s.
+            Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+        });
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request, by route, method and status",
+            requests.clone(),
+        );
+        registry.register_collector(Box::new(NodeCollector {
+            server: Arc::downgrade(server),
+        }));
+        Metrics { registry, requests }
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::error!(%error, "metrics could not be rendered");
+        }
+        text
+    }
+}
+
+/// Reads the node's and the service's figures at scrape time.
+#[derive(Debug)]
+struct NodeCollector {
+    server: Weak<KvServer>,
+}
+
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
+    let metric = ConstCounter::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: i64,
+) -> Result<(), std::fmt::Error> {
+    let metric = ConstGauge::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+impl Collector for NodeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(server) = self.server.upgrade() else {
+            return Ok(());
+        };
+        let node = server.node().metrics();
+        let encoder = &mut encoder;
+        let as_gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        gauge(
+            encoder,
+            "raft_term",
+            "Current Raft term",
+            as_gauge(node.term.0),
+        )?;
+        gauge(
+            encoder,
+            "raft_is_leader",
+            "1 if this node leads",
+            i64::from(node.is_leader),
+        )?;
+        gauge(
+            encoder,
+            "raft_commit_index",
+            "Highest log index known committed",
+            as_gauge(node.commit_index.0),
+        )?;
+        gauge(
+            encoder,
+            "raft_applied_index",
+            "Highest log index handed to the state machine",
+            as_gauge(node.applied_index.0),
+        )?;
+        gauge(
+            encoder,
+            "raft_last_log_index",
+            "Last index in the log",
+            as_gauge(node.last_log_index.0),
+        )?;
+        gauge(
+            encoder,
+            "raft_snapshot_index",
+            "Last index covered by the snapshot",
+            as_gauge(node.snapshot_index.0),
+        )?;
+        counter(
+            encoder,
+            "raft_proposals_accepted",
+            "Commands accepted for proposal by this node as leader",
+            node.proposals_accepted_total,
+        )?;
+        counter(
+            encoder,
+            "raft_proposals_refused",
+            "Commands refused (not leader, busy, too large)",
+            node.proposals_refused_total,
+        )?;
+        counter(
+            encoder,
+            "raft_entries_committed",
+            "Log entries this node saw committed",
+            node.entries_committed_total,
+        )?;
+        counter(
+            encoder,
+            "raft_entries_applied",
+            "Log entries handed to the state machine",
+            node.entries_applied_total,
+        )?;
+        counter(
+            encoder,
+            "raft_elections_started",
+            "Elections this node started",
+            node.elections_started_total,
+        )?;
+        counter(
+            encoder,
+            "raft_leader_changes",
+            "Times the leader this node knows of changed",
+            node.leader_changes_total,
+        )?;
+        counter(
+            encoder,
+            "raft_snapshots_installed",
+            "Snapshots installed from a leader",
+            node.snapshots_installed_total,
+        )?;
+        counter(
+            encoder,
+            "raft_snapshots_taken",
+            "Snapshots of the local state that compacted the log",
+            node.snapshots_taken_total,
+        )?;
+        counter(
+            encoder,
+            "raft_messages_sent",
+            "Raft messages sent",
+            node.messages_sent_total,
+        )?;
+        counter(
+            encoder,
+            "raft_messages_received",
+            "Raft messages received",
+            node.messages_received_total,
+        )?;
+        let sync = &node.wal_sync_latency;
+        let mut previous = 0;
+        let buckets: Vec<(f64, u64)> = sync
+            .bounds_seconds
+            .iter()
+            .zip(&sync.cumulative_counts)
+            .map(|(bound, cumulative)| {
+                let in_bucket = cumulative.saturating_sub(previous);
+                previous = *cumulative;
+                (*bound, in_bucket)
+            })
+            .collect();
+        encoder
+            .encode_descriptor(
+                "wal_fsync_duration_seconds",
+                "Time of each fdatasync of the write-ahead log",
+                None,
+                MetricType::Histogram,
+            )?
+            .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                sync.sum_seconds,
+                sync.count,
+                &buckets,
+                None,
+            )?;
+        let (keys, sessions, data_bytes) = {
+            let state = server.state();
+            (state.keys(), state.sessions(), state.data_bytes())
+        };
+        gauge(encoder, "kv_keys", "Keys held", keys as i64)?;
+        gauge(
+            encoder,
+            "kv_sessions",
+            "Client sessions remembered for exactly-once writes",
+            sessions as i64,
+        )?;
+        gauge(
+            encoder,
+            "kv_data_bytes",
+            "Bytes of keys and values held",
+            as_gauge(data_bytes),
+        )?;
+        let counters = &server.counters;
+        counter(
+            encoder,
+            "kv_requests_forwarded",
+            "Requests this node forwarded to the leader",
+            counters.forwarded_total.load(Ordering::Relaxed),
+        )?;
+        counter(
+            encoder,
+            "kv_snapshots_taken",
+            "Snapshots the service took of its state",
+            counters.snapshots_taken_total.load(Ordering::Relaxed),
+        )?;
+        counter(
+            encoder,
+            "kv_writes_not_committed",
+            "Writes answered not committed (leadership changed)",
+            counters.writes_not_committed_total.load(Ordering::Relaxed),
+        )?;
+        counter(
+            encoder,
+            "kv_writes_outcome_unknown",
+            "Writes answered with an unknown outcome (timeout or snapshot)",
+            counters.writes_unknown_total.load(Ordering::Relaxed),
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,525 @@
+//! One raftkv node: a [`RaftNode`] over TCP and a write-ahead log, the key-value state machine
+//! fed by the apply channel, and the write and read paths the HTTP API calls.
+//!
+//! ```text
+//!  write: register waiter(request id) ─► node.start_command(Command) ─► (index, term) placed
+//!                                                                            │
+//!  apply loop: ApplyMsg ─► StateMachine::apply ─► waiter(request id) ◄───────┘ Outcome
+//!                       └► every waiter placed at or below the index and not applied there:
+//!                          not committed (another entry won that index)
+//!  read:  node.read_index() (any node; a follower asks the leader) ─► wait applied ≥ index ─► get
+//! ```
+//!
+//! A waiter is registered under a request id carried in the command before it is proposed, so
+//! its outcome cannot be missed however fast the entry commits. A write is answered only once
+//! it is applied; a write whose entry lost its index to another leader's entry is answered
+//! "not committed" (a definite no), and one swallowed by an installed snapshot or a timeout is
+//! answered "outcome unknown" (the session makes a retry safe).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use raft_core::{Config, Configuration, Index, NodeId, Role};
+use raft_node::transport::tcp::{TcpConfig, TcpTransport};
+use raft_node::{ApplyMsg, NodeConfig, NodeError, RaftNode};
+use raft_wal::{Wal, WalOptions};
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::command::{Command, Operation, Session};
+use crate::config::ServeConfig;
+use crate::state_machine::{Outcome, StateMachine};
+
+/// Why a request could not be served.
+#[derive(Debug, Error)]
+pub enum ServeError {
+    /// This node is not the leader (and the request must be served by it).
+    #[error("not the leader")]
+    NotLeader {
+        /// The leader this node knows of.
+        leader: Option<NodeId>,
+    },
+    /// No leader is known right now, or the cluster is busy: retry shortly.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The write's entry lost its place to another leader's entry: it was not applied.
+    #[error("not committed: leadership changed before the write was committed; retry")]
+    NotCommitted,
+    /// The write may or may not have been applied (timed out, or covered by a snapshot).
+    #[error("{0}")]
+    OutcomeUnknown(String),
+    /// The request is wrong as it stands.
+    #[error("{0}")]
+    Invalid(String),
+    /// The node stopped.
+    #[error("node stopped: {0}")]
+    Stopped(String),
+}
+
+/// What a write achieved, and where it sits in the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteResult {
+    /// The state machine's answer.
+    pub outcome: Outcome,
+    /// Log index of the entry.
+    pub index: u64,
+    /// Term of the entry.
+    pub term: u64,
+}
+
+/// How a read is confirmed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadMode {
+    /// ReadIndex: a quorum confirms leadership; any node can serve it.
+    Linearizable,
+    /// The leader's lease; only the leader serves it.
+    Lease,
+    /// Local state as it is.
+    Stale,
+}
+
+enum Resolution {
+    Applied(WriteResult),
+    NotCommitted,
+    Unknown(&'static str),
+}
+
+struct Waiter {
+    reply: oneshot::Sender<Resolution>,
+    /// Where the entry was placed, once `start_command` answered.
+    placed_at: Option<u64>,
+}
+
+/// Writes this node proposed and not yet answered.
+#[derive(Default)]
+struct Waiters {
+    by_request: HashMap<u64, Waiter>,
+    /// Index → request id, for waiters that know their index.
+    by_index: BTreeMap<u64, u64>,
+    /// Highest index the apply loop finished. Invariant: no waiter in `by_index` at or below
+    /// it (each was resolved when that index was applied).
+    applied_through: u64,
+}
+
+impl Waiters {
+    /// Records where `request` was placed; answers at once if that index is already past.
+    fn placed(&mut self, request: u64, index: u64) {
+        let applied_through = self.applied_through;
+        let Some(waiter) = self.by_request.get_mut(&request) else {
+            return; // Already answered: applied before its placement was known.
+        };
+        if index <= applied_through {
+            // Applied entries at that index resolved their own waiter; this one lost it.
+            if let Some(waiter) = self.by_request.remove(&request) {
+                let _ = waiter.reply.send(Resolution::NotCommitted);
+            }
+            return;
+        }
+        waiter.placed_at = Some(index);
+        self.by_index.insert(index, request);
+    }
+
+    /// The entry at `index` was applied; `request` is the request id it carried, if any.
+    fn applied(&mut self, index: u64, request: Option<u64>, result: Option<WriteResult>) {
+        if let (Some(request), Some(result)) = (request, result) {
+            if let Some(waiter) = self.by_request.remove(&request) {
+                if let Some(at) = waiter.placed_at {
+                    self.by_index.remove(&at);
+                }
+                let _ = waiter.reply.send(Resolution::Applied(result));
+            }
+        }
+        self.settle_through(index, Resolution::NotCommitted);
+    }
+
+    /// Answers every placed waiter at or below `index` (their entries did not apply there).
+    fn settle_through(&mut self, index: u64, resolution: Resolution) {
+        self.applied_through = self.applied_through.max(index);
+        let later = self.by_index.split_off(&(index + 1));
+        let settled = std::mem::replace(&mut self.by_index, later);
+        for request in settled.into_values() {
+            if let Some(waiter) = self.by_request.remove(&request) {
+                let resolution = match &resolution {
+                    Resolution::NotCommitted => Resolution::NotCommitted,
+                    Resolution::Unknown(reason) => Resolution::Unknown(reason),
+                    Resolution::Applied(result) => Resolution::Applied(result.clone()),
+                };
+                let _ = waiter.reply.send(resolution);
+            }
+        }
+    }
+}
+
+/// Counters of the service itself (the node keeps its own).
+#[derive(Debug, Default)]
+pub struct ServiceCounters {
+    /// Requests forwarded to the leader.
+    pub forwarded_total: AtomicU64,
+    /// Snapshots the service took.
+    pub snapshots_taken_total: AtomicU64,
+    /// Writes answered "not committed".
+    pub writes_not_committed_total: AtomicU64,
+    /// Writes answered "outcome unknown".
+    pub writes_unknown_total: AtomicU64,
+}
+
+/// A running raftkv node. Cheap to share (`Arc`).
+pub struct KvServer {
+    config: ServeConfig,
+    node: RaftNode,
+    state: Mutex<StateMachine>,
+    waiters: Mutex<Waiters>,
+    /// The apply loop's progress: every entry through this index is reflected in `state`.
+    applied: watch::Receiver<u64>,
+    request_base: u64,
+    next_request: AtomicU64,
+    /// Service-level counters, exported as metrics.
+    pub counters: ServiceCounters,
+}
+
+impl KvServer {
+    /// Opens the data directory, starts the transport and the node, and the apply loop.
+    pub async fn start(config: ServeConfig) -> Result<Arc<KvServer>, String> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|error| format!("cannot create {}: {error}", config.data_dir.display()))?;
+        let voters = Configuration::new(config.peers.keys().copied());
+        let wal = Wal::open(&config.data_dir, voters, WalOptions::default())
+            .map_err(|error| format!("cannot open the log: {error}"))?;
+        let report = wal.recovery_report();
+        tracing::info!(?report, "write-ahead log opened");
+        let listener = TcpListener::bind(config.raft_addr)
+            .await
+            .map_err(|error| format!("cannot listen on {}: {error}", config.raft_addr))?;
+        let (inbound_sender, inbound) = mpsc::channel(4096);
+        let peers = config
+            .peers
+            .iter()
+            .filter(|(id, _)| **id != config.id)
+            .map(|(id, address)| (*id, *address))
+            .collect();
+        let transport = TcpTransport::start(
+            TcpConfig::new(config.id, config.cluster_id.clone(), peers),
+            listener,
+            inbound_sender,
+        )
+        .map_err(|error| format!("cannot start the transport: {error}"))?;
+        let (apply, apply_messages) = mpsc::channel(4096);
+        let node_config = NodeConfig {
+            raft: Config::new(config.id, rand::random()),
+            tick: config.tick,
+            commands_max: 4096,
+            addresses: BTreeMap::new(),
+        };
+        let node = RaftNode::start(node_config, wal, transport, inbound, apply)
+            .map_err(|error| format!("cannot start the node: {error}"))?;
+        let (applied_sender, applied) = watch::channel(0);
+        let server = Arc::new(KvServer {
+            state: Mutex::new(StateMachine::new(config.sessions_max)),
+            config,
+            node,
+            waiters: Mutex::new(Waiters::default()),
+            applied,
+            request_base: rand::random::<u64>() & !0xFFFF_FFFF,
+            next_request: AtomicU64::new(1),
+            counters: ServiceCounters::default(),
+        });
+        tokio::spawn(apply_loop(
+            Arc::clone(&server),
+            apply_messages,
+            applied_sender,
+        ));
+        Ok(server)
+    }
+
+    /// The settings the node runs with.
+    pub fn config(&self) -> &ServeConfig {
+        &self.config
+    }
+
+    /// The Raft node underneath.
+    pub fn node(&self) -> &RaftNode {
+        &self.node
+    }
+
+    /// The state machine, locked. Held briefly: the apply loop waits for it.
+    pub fn state(&self) -> MutexGuard<'_, StateMachine> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn waiters(&self) -> MutexGuard<'_, Waiters> {
+        self.waiters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether this node leads now.
+    pub fn is_leader(&self) -> bool {
+        self.node.get_state().1
+    }
+
+    /// The HTTP address of node `id`, as it announced it.
+    pub fn http_address_of(&self, id: NodeId) -> Option<String> {
+        if id == self.config.id {
+            return Some(self.config.http_addr.to_string());
+        }
+        self.state().http_address(id.0).map(str::to_string)
+    }
+
+    /// Proposes `operation` on this node (which must lead) and waits until it is applied.
+    pub async fn write(
+        &self,
+        session: Option<Session>,
+        operation: Operation,
+    ) -> Result<WriteResult, ServeError> {
+        let request = self.request_base | self.next_request.fetch_add(1, Ordering::Relaxed);
+        let (reply, answer) = oneshot::channel();
+        self.waiters().by_request.insert(
+            request,
+            Waiter {
+                reply,
+                placed_at: None,
+            },
+        );
+        let command = Command {
+            session,
+            operation,
+            request_id: Some(request),
+        };
+        match self.node.start_command(command.encode()).await {
+            Ok((index, _)) => self.waiters().placed(request, index.0),
+            Err(error) => {
+                self.waiters().by_request.remove(&request);
+                return Err(from_node_error(error));
+            }
+        }
+        match tokio::time::timeout(self.config.request_timeout, answer).await {
+            Ok(Ok(Resolution::Applied(result))) => Ok(result),
+            Ok(Ok(Resolution::NotCommitted)) => {
+                self.counters
+                    .writes_not_committed_total
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(ServeError::NotCommitted)
+            }
+            Ok(Ok(Resolution::Unknown(reason))) => {
+                self.counters
+                    .writes_unknown_total
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(ServeError::OutcomeUnknown(reason.to_string()))
+            }
+            Ok(Err(_)) => Err(ServeError::Stopped("the apply loop ended".into())),
+            Err(_) => {
+                let mut waiters = self.waiters();
+                if let Some(waiter) = waiters.by_request.remove(&request) {
+                    if let Some(at) = waiter.placed_at {
+                        waiters.by_index.remove(&at);
+                    }
+                }
+                drop(waiters);
+                self.counters
+                    .writes_unknown_total
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(ServeError::OutcomeUnknown(format!(
+                    "not applied within {:?}; the outcome is unknown (retry with the same \
+                     client-id and request-seq to be safe)",
+                    self.config.request_timeout
+                )))
+            }
+        }
+    }
+
+    /// Waits until a read in `mode` may be served from the local state.
+    pub async fn read_barrier(&self, mode: ReadMode) -> Result<(), ServeError> {
+        let index = match mode {
+            ReadMode::Stale => return Ok(()),
+            ReadMode::Linearizable => self.node.read_index().await,
+            ReadMode::Lease => self.node.lease_read_index().await,
+        }
+        .map_err(from_node_error)?;
+        self.wait_applied(index).await
+    }
+
+    async fn wait_applied(&self, index: Index) -> Result<(), ServeError> {
+        let mut applied = self.applied.clone();
+        let reached = tokio::time::timeout(
+            self.config.request_timeout,
+            applied.wait_for(|applied| *applied >= index.0),
+        )
+        .await;
+        match reached {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(ServeError::Stopped("the apply loop ended".into())),
+            Err(_) => Err(ServeError::Unavailable(format!(
+                "this node did not apply through index {} within {:?}",
+                index.0, self.config.request_timeout
+            ))),
+        }
+    }
+
+    /// Keeps this node's HTTP address in the replicated state, so other nodes can forward to
+    /// it when it leads. Runs until the node stops.
+    pub async fn announce_loop(self: Arc<KvServer>, forward: impl AnnounceForwarder) {
+        let own = self.config.http_addr.to_string();
+        loop {
+            let recorded = self.state().http_address(self.config.id.0) == Some(own.as_str());
+            if recorded {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            let operation = Operation::Announce {
+                node: self.config.id.0,
+                http_address: own.clone(),
+            };
+            if self.is_leader() {
+                if let Err(error) = self.write(None, operation).await {
+                    tracing::debug!(%error, "announcing the HTTP address failed; retrying");
+                }
+            } else if let Some(leader) = self.node.metrics().leader {
+                if let Some(address) = self.http_address_of(leader) {
+                    forward
+                        .announce(address, self.config.id.0, own.clone())
+                        .await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Stops the node after what it was handed is durable.
+    pub async fn shutdown(self: Arc<KvServer>) {
+        match Arc::try_unwrap(self) {
+            Ok(server) => server.node.shutdown().await,
+            Err(shared) => {
+                // Requests still hold the server: stop accepting and let them fail.
+                tracing::warn!("shutting down with requests in flight");
+                drop(shared);
+            }
+        }
+    }
+
+    /// The role name used in status answers.
+    pub fn role_name(role: Role) -> &'static str {
+        match role {
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+            Role::Candidate => "candidate",
+            Role::PreCandidate => "precandidate",
+        }
+    }
+}
+
+/// How the announce loop reaches the leader's HTTP API (the HTTP layer implements it).
+pub trait AnnounceForwarder: Send + Sync + 'static {
+    /// Asks the node at `leader_http` to record `http_address` for `node`.
+    fn announce(
+        &self,
+        leader_http: String,
+        node: u64,
+        http_address: String,
+    ) -> impl std::future::Future<Output = ()> + Send;
+}
+
+fn from_node_error(error: NodeError) -> ServeError {
+    match error {
+        NodeError::NotLeader { leader, .. } => match leader {
+            Some(leader) => ServeError::NotLeader {
+                leader: Some(leader),
+            },
+            None => ServeError::Unavailable("no leader is known right now; retry".into()),
+        },
+        NodeError::Busy => ServeError::Unavailable("the node is busy; retry".into()),
+        NodeError::ReadFailed => {
+            ServeError::Unavailable("the read could not be confirmed; retry".into())
+        }
+        NodeError::Rejected(reason) => ServeError::Invalid(reason),
+        NodeError::Stopped(reason) => ServeError::Stopped(reason),
+    }
+}
+
+/// Feeds the state machine from the apply channel, answers waiters, takes snapshots.
+async fn apply_loop(
+    server: Arc<KvServer>,
+    mut messages: mpsc::Receiver<ApplyMsg>,
+    applied: watch::Sender<u64>,
+) {
+    let mut bytes_since_snapshot = 0u64;
+    while let Some(message) = messages.recv().await {
+        let index = match message {
+            ApplyMsg::Command { index, term, data } => {
+                let request = Command::decode(&data)
+                    .ok()
+                    .and_then(|command| command.request_id);
+                let applied = server.state().apply_entry(index.0, term.0, &data);
+                bytes_since_snapshot += data.len() as u64;
+                let result = WriteResult {
+                    outcome: applied.outcome,
+                    index: applied.index,
+                    term: applied.term,
+                };
+                server.waiters().applied(index.0, request, Some(result));
+                index.0
+            }
+            ApplyMsg::Noop { index, .. } => {
+                server.state().skip(index.0);
+                server.waiters().applied(index.0, None, None);
+                index.0
+            }
+            ApplyMsg::Snapshot { index, data, .. } => {
+                match StateMachine::restore(&data, server.config.sessions_max) {
+                    Ok(restored) => *server.state() = restored,
+                    Err(error) => {
+                        // Every replica wrote this snapshot with the same code; failing to read
+                        // it means the state is lost, so serving on would be wrong.
+                        tracing::error!(%error, "cannot restore the installed snapshot; stopping");
+                        return;
+                    }
+                }
+                bytes_since_snapshot = 0;
+                server.waiters().settle_through(
+                    index.0,
+                    Resolution::Unknown(
+                        "a snapshot replaced this node's state before the write was seen \
+                         applied; the outcome is unknown (retry with the same session)",
+                    ),
+                );
+                index.0
+            }
+        };
+        applied.send_replace(index);
+        if bytes_since_snapshot >= server.config.snapshot_threshold_bytes {
+            bytes_since_snapshot = 0;
+            let data = server.state().snapshot();
+            tokio::spawn(compact(Arc::clone(&server), index, data));
+        }
+    }
+}
+
+/// Hands a snapshot to the node, retrying while the node has not yet seen `index` applied
+/// (its applied report trails the apply channel by a moment).
+async fn compact(server: Arc<KvServer>, index: u64, data: Bytes) {
+    for _ in 0..100 {
+        match server.node.snapshot(Index(index), data.clone()).await {
+            Ok(()) => {
+                server
+                    .counters
+                    .snapshots_taken_total
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(index, bytes = data.len(), "snapshot taken");
+                return;
+            }
+            Err(NodeError::Rejected(reason)) => {
+                tracing::debug!(%reason, index, "snapshot not taken yet");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, index, "snapshot not taken");
+                return;
+            }
+        }
+    }
+}

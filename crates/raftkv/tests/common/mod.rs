@@ -1,0 +1,269 @@
+//! Real `raftkv serve` processes on free loopback ports with temporary data directories.
+
+#![allow(dead_code)] // Each test file uses a different part.
+
+use std::net::TcpListener as StdListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::rt::TokioExecutor;
+use raftkv_client::api::StatusResponse;
+use raftkv_client::{Client, ClientOptions};
+
+/// How long any awaited outcome may take.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// One node's process and where it listens.
+pub struct Node {
+    pub id: u64,
+    pub http: String,
+    pub raft: String,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    pub process: Option<Child>,
+}
+
+/// A cluster of `raftkv serve` processes.
+pub struct TestCluster {
+    pub nodes: Vec<Node>,
+    peers: String,
+    extra_args: Vec<String>,
+    _dir: tempfile::TempDir,
+    http: HttpClient<HttpConnector, Full<Bytes>>,
+}
+
+/// A port nothing listens on right now (the OS picks it; the test binds it soon after).
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+impl TestCluster {
+    /// Starts `size` nodes with `extra_args` passed to each `serve`, and waits for a leader.
+    pub async fn start(size: u64, extra_args: &[&str]) -> TestCluster {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut nodes = Vec::new();
+        for id in 1..=size {
+            nodes.push(Node {
+                id,
+                http: format!("127.0.0.1:{}", free_port()),
+                raft: format!("127.0.0.1:{}", free_port()),
+                data_dir: dir.path().join(format!("node-{id}")),
+                log: dir.path().join(format!("node-{id}.log")),
+                process: None,
+            });
+        }
+        let peers = nodes
+            .iter()
+            .map(|node| format!("{}={}", node.id, node.raft))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = TestCluster {
+            nodes,
+            peers,
+            extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
+            _dir: dir,
+            http: HttpClient::builder(TokioExecutor::new()).build(HttpConnector::new()),
+        };
+        for index in 0..cluster.nodes.len() {
+            cluster.spawn(index);
+        }
+        cluster.wait_for_leader().await;
+        cluster
+    }
+
+    /// Starts node `index` (0-based) on its data directory.
+    pub fn spawn(&mut self, index: usize) {
+        let node = &self.nodes[index];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .expect("log file");
+        let process = Command::new(env!("CARGO_BIN_EXE_raftkv"))
+            .arg("serve")
+            .args(["--id", &node.id.to_string()])
+            .arg("--data-dir")
+            .arg(&node.data_dir)
+            .args(["--http-addr", &node.http, "--raft-addr", &node.raft])
+            .args(["--peers", &self.peers, "--cluster-id", "raftkv-test"])
+            .args(&self.extra_args)
+            .env("RAFTKV_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().expect("log file")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("raftkv starts");
+        self.nodes[index].process = Some(process);
+    }
+
+    /// SIGKILLs node `index`.
+    pub fn kill(&mut self, index: usize) {
+        if let Some(mut process) = self.nodes[index].process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+
+    /// SIGTERMs node `index` and waits for it to exit; returns its exit status.
+    pub fn terminate(&mut self, index: usize) -> Option<std::process::ExitStatus> {
+        let mut process = self.nodes[index].process.take()?;
+        let pid = i32::try_from(process.id()).expect("pid fits");
+        // SAFETY: kill(2) on our own child's pid with a valid signal.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Ok(Some(status)) = process.try_wait() {
+                return Some(status);
+            }
+            assert!(Instant::now() < deadline, "node did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Every endpoint.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.nodes.iter().map(|node| node.http.clone()).collect()
+    }
+
+    /// A client of every running node.
+    pub fn client(&self) -> Client {
+        Client::with_options(
+            self.nodes
+                .iter()
+                .filter(|node| node.process.is_some())
+                .map(|node| node.http.clone()),
+            ClientOptions {
+                request_timeout: Duration::from_secs(5),
+                retry_deadline: DEADLINE,
+            },
+        )
+        .expect("valid endpoints")
+    }
+
+    /// A client of node `index` only.
+    pub fn client_of(&self, index: usize) -> Client {
+        Client::with_options(
+            [self.nodes[index].http.clone()],
+            ClientOptions {
+                request_timeout: Duration::from_secs(5),
+                retry_deadline: DEADLINE,
+            },
+        )
+        .expect("valid endpoint")
+    }
+
+    /// Status of node `index`, if it answers.
+    pub async fn status(&self, index: usize) -> Option<StatusResponse> {
+        self.client_of(index)
+            .status(&self.nodes[index].http)
+            .await
+            .ok()
+    }
+
+    /// Waits until every running node names the same leader and knows its HTTP address (so
+    /// any node can forward); returns the leader's index.
+    pub async fn wait_for_leader(&self) -> usize {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let mut leaders = Vec::new();
+            for (index, node) in self.nodes.iter().enumerate() {
+                if node.process.is_none() {
+                    continue;
+                }
+                let known = self
+                    .status(index)
+                    .await
+                    .and_then(|status| status.leader.zip(status.leader_http));
+                leaders.push(known.map(|(leader, _)| leader));
+            }
+            if let Some(Some(leader)) = leaders.first() {
+                if leaders.iter().all(|known| *known == Some(*leader)) {
+                    return (*leader - 1) as usize;
+                }
+            }
+            if Instant::now() > deadline {
+                self.dump_logs();
+                panic!("no leader known to every node within {DEADLINE:?}: {leaders:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends a raw request to node `index`; returns status, headers and body.
+    pub async fn request(
+        &self,
+        index: usize,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> (u16, hyper::HeaderMap, Bytes) {
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path_and_query}", self.nodes[index].http));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Full::new(body.into())).expect("valid request");
+        let response = tokio::time::timeout(DEADLINE, self.http.request(request))
+            .await
+            .expect("answers in time")
+            .expect("the node answers");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("whole body").to_bytes();
+        (parts.status.as_u16(), parts.headers, body)
+    }
+
+    /// Prints every node's log (for a failing test).
+    pub fn dump_logs(&self) {
+        for node in &self.nodes {
+            if let Ok(text) = std::fs::read_to_string(&node.log) {
+                let lines: Vec<&str> = text.lines().collect();
+                eprintln!("--- node {} log (last 40 lines) ---", node.id);
+                for line in &lines[lines.len().saturating_sub(40)..] {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_logs();
+        }
+        for index in 0..self.nodes.len() {
+            self.kill(index);
+        }
+    }
+}
+
+/// Polls `condition` until it yields a value, failing after [`DEADLINE`].
+pub async fn wait_for<T, F, Fut>(what: &str, mut condition: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = condition().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not reached within {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

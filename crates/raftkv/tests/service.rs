@@ -1,0 +1,482 @@
+//! Three real `raftkv serve` processes per test: writes through every node, linearizable reads,
+//! a SIGKILLed leader, restarts, exactly-once retries, snapshots and bad input.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use raftkv_client::api::{Consistency, ErrorResponse, StatusResponse, WriteResponse};
+
+mod common;
+
+use common::{wait_for, TestCluster};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_through_every_node_are_read_back_linearizably_from_every_node() {
+    let cluster = TestCluster::start(3, &[]).await;
+    for (index, key) in ["a", "b", "c"].iter().enumerate() {
+        cluster
+            .client_of(index)
+            .put(key, format!("written through node {}", index + 1))
+            .await
+            .expect("any node takes a write");
+    }
+    // A linearizable read on any node sees every write acknowledged before it began.
+    for reader in 0..3 {
+        let client = cluster.client_of(reader);
+        for (index, key) in ["a", "b", "c"].iter().enumerate() {
+            let value = client
+                .get(key, Consistency::Linearizable)
+                .await
+                .expect("read");
+            assert_eq!(
+                value,
+                Some(Bytes::from(format!("written through node {}", index + 1))),
+                "node {reader} read {key}"
+            );
+        }
+    }
+    let leader = cluster.wait_for_leader().await;
+    let lease = cluster
+        .client_of(leader)
+        .get("a", Consistency::Lease)
+        .await
+        .expect("lease read");
+    assert_eq!(lease, Some(Bytes::from("written through node 1")));
+    let follower = (leader + 1) % 3;
+    let forwarded = cluster
+        .client_of(follower)
+        .get("b", Consistency::Lease)
+        .await
+        .expect("a follower forwards a lease read");
+    assert_eq!(forwarded, Some(Bytes::from("written through node 2")));
+    // The demo routes of the original project.
+    let (status, _, _) = cluster
+        .request(follower, "GET", "/set?key=demo&value=42", &[], Bytes::new())
+        .await;
+    assert_eq!(status, 200);
+    let (status, _, body) = cluster
+        .request(leader, "GET", "/get?key=demo", &[], Bytes::new())
+        .await;
+    assert_eq!((status, body), (200, Bytes::from("42")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_leader_is_replaced_and_catches_up_after_restart() {
+    let mut cluster = TestCluster::start(3, &[]).await;
+    let client = cluster.client();
+    client.put("before", "1").await.expect("write");
+    let leader = cluster.wait_for_leader().await;
+    cluster.kill(leader);
+    // The other two elect a leader and keep serving.
+    let survivors = cluster.client();
+    for number in 0..20 {
+        survivors
+            .put(&format!("after-{number}"), number.to_string())
+            .await
+            .expect("the survivors serve writes");
+    }
+    let new_leader = cluster.wait_for_leader().await;
+    assert_ne!(new_leader, leader);
+    cluster.spawn(leader);
+    let restarted = cluster.client_of(leader);
+    wait_for(
+        "the restarted node applies the writes made without it",
+        || {
+            let restarted = &restarted;
+            async move {
+                let value = restarted.get("after-19", Consistency::Stale).await.ok()?;
+                (value == Some(Bytes::from("19"))).then_some(())
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        restarted
+            .get("before", Consistency::Stale)
+            .await
+            .expect("read"),
+        Some(Bytes::from("1"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_write_survives_killing_and_restarting_all_nodes() {
+    let mut cluster = TestCluster::start(3, &[]).await;
+    let client = cluster.client();
+    let mut acknowledged = Vec::new();
+    for number in 0..100u32 {
+        let key = format!("key-{number:03}");
+        client
+            .put(&key, format!("value-{number}"))
+            .await
+            .expect("write");
+        acknowledged.push(key);
+    }
+    for index in 0..3 {
+        cluster.kill(index);
+    }
+    for index in 0..3 {
+        cluster.spawn(index);
+    }
+    cluster.wait_for_leader().await;
+    let client = cluster.client();
+    for (number, key) in acknowledged.iter().enumerate() {
+        assert_eq!(
+            client
+                .get(key, Consistency::Linearizable)
+                .await
+                .expect("read"),
+            Some(Bytes::from(format!("value-{number}"))),
+            "{key} lost"
+        );
+    }
+    let scan = client.scan("key-", 1000).await.expect("scan");
+    assert_eq!(scan.items.len(), 100);
+    assert!(!scan.truncated);
+    assert!(scan.items.windows(2).all(|pair| pair[0].key < pair[1].key));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_write_is_applied_once_and_answered_with_the_first_result() {
+    let cluster = TestCluster::start(3, &[]).await;
+    let follower = (cluster.wait_for_leader().await + 1) % 3;
+    let session = [("client-id", "77"), ("request-seq", "1")];
+    let (status, _, first) = cluster
+        .request(follower, "POST", "/v1/kv/log/append", &session, "x")
+        .await;
+    assert_eq!(status, 200, "{first:?}");
+    // The same request again (a client that did not see the answer retries) through another node.
+    let (status, _, again) = cluster
+        .request(
+            (follower + 1) % 3,
+            "POST",
+            "/v1/kv/log/append",
+            &session,
+            "x",
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(again, first, "the retry is answered with the first result");
+    let value = cluster
+        .client()
+        .get("log", Consistency::Linearizable)
+        .await
+        .expect("read");
+    assert_eq!(value, Some(Bytes::from("x")), "applied once");
+    let next = [("client-id", "77"), ("request-seq", "2")];
+    let (status, _, _) = cluster
+        .request(follower, "POST", "/v1/kv/log/append", &next, "y")
+        .await;
+    assert_eq!(status, 200);
+    // An older sequence than the session's last is refused, not applied.
+    let (status, _, body) = cluster
+        .request(follower, "POST", "/v1/kv/log/append", &session, "z")
+        .await;
+    assert_eq!(status, 409, "{body:?}");
+    let value = cluster
+        .client()
+        .get("log", Consistency::Linearizable)
+        .await
+        .expect("read");
+    assert_eq!(value, Some(Bytes::from("xy")));
+    // The Rust client's retries are safe the same way: each call is one application.
+    let client = cluster.client();
+    for _ in 0..5 {
+        client.append("counter", "+").await.expect("append");
+    }
+    assert_eq!(
+        client
+            .get("counter", Consistency::Linearizable)
+            .await
+            .expect("read"),
+        Some(Bytes::from("+++++"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_node_recovers_from_a_snapshot_and_the_log() {
+    let mut cluster = TestCluster::start(3, &["--snapshot-threshold-bytes", "20000"]).await;
+    let leader = cluster.wait_for_leader().await;
+    let lagging = (leader + 1) % 3;
+    cluster.kill(lagging);
+    let client = cluster.client();
+    let value = "v".repeat(500);
+    for number in 0..200 {
+        client
+            .put(&format!("bulk-{number:03}"), value.clone())
+            .await
+            .expect("write");
+    }
+    let leader = cluster.wait_for_leader().await;
+    wait_for("the leader compacts its log", || {
+        let cluster = &cluster;
+        async move {
+            let status: StatusResponse = cluster.status(leader).await?;
+            (status.snapshot_index > 0).then_some(())
+        }
+    })
+    .await;
+    cluster.spawn(lagging);
+    let restarted = cluster.client_of(lagging);
+    wait_for("the lagging node catches up", || {
+        let restarted = &restarted;
+        let value = value.clone();
+        async move {
+            let got = restarted.get("bulk-199", Consistency::Stale).await.ok()?;
+            (got == Some(Bytes::from(value))).then_some(())
+        }
+    })
+    .await;
+    let (status, _, metrics) = cluster
+        .request(lagging, "GET", "/metrics", &[], Bytes::new())
+        .await;
+    assert_eq!(status, 200);
+    let metrics = String::from_utf8_lossy(&metrics);
+    let installed = metrics
+        .lines()
+        .find(|line| line.starts_with("raftkv_raft_snapshots_installed_total"))
+        .and_then(|line| line.split_whitespace().last())
+        .and_then(|value| value.parse::<u64>().ok())
+        .expect("the installed-snapshot counter is exported");
+    assert!(installed >= 1, "the lagging node installed a snapshot");
+    // A node restarted after compacting recovers from its own snapshot plus log.
+    cluster.kill(leader);
+    cluster.spawn(leader);
+    let again = cluster.client_of(leader);
+    wait_for("the restarted leader serves its data", || {
+        let again = &again;
+        async move {
+            let got = again.get("bulk-000", Consistency::Stale).await.ok()?;
+            got.is_some().then_some(())
+        }
+    })
+    .await;
+}
+
+/// Method, path, headers, body and the status it must get.
+type BadRequest = (&'static str, String, Vec<(&'static str, &'static str)>, Bytes, u16);
+
+fn error_of(body: &Bytes) -> ErrorResponse {
+    serde_json::from_slice(body).unwrap_or_else(|error| {
+        panic!(
+            "error bodies are JSON ({error}): {}",
+            String::from_utf8_lossy(body)
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_the_right_status_and_the_node_stays_healthy() {
+    let cluster = TestCluster::start(3, &[]).await;
+    let node = (cluster.wait_for_leader().await + 1) % 3;
+    let long_key = "k".repeat(5000);
+    let big_value = Bytes::from(vec![b'v'; 1024 * 1024 + 1]);
+    let cases: Vec<BadRequest> = vec![
+        ("PUT", "/v1/kv/".into(), vec![], Bytes::from("x"), 400),
+        (
+            "PUT",
+            format!("/v1/kv/{long_key}"),
+            vec![],
+            Bytes::from("x"),
+            413,
+        ),
+        ("PUT", "/v1/kv/big".into(), vec![], big_value, 413),
+        ("GET", "/v1/kv/missing".into(), vec![], Bytes::new(), 404),
+        (
+            "GET",
+            "/v1/kv/a?consistency=psychic".into(),
+            vec![],
+            Bytes::new(),
+            400,
+        ),
+        (
+            "PUT",
+            "/v1/kv/a".into(),
+            vec![("client-id", "x"), ("request-seq", "1")],
+            Bytes::from("v"),
+            400,
+        ),
+        (
+            "PUT",
+            "/v1/kv/a".into(),
+            vec![("client-id", "1")],
+            Bytes::from("v"),
+            400,
+        ),
+        (
+            "PUT",
+            "/v1/kv/a".into(),
+            vec![("client-id", "1"), ("request-seq", "0")],
+            Bytes::from("v"),
+            400,
+        ),
+        (
+            "POST",
+            "/v1/kv/a/cas".into(),
+            vec![],
+            Bytes::from("{not json"),
+            400,
+        ),
+        (
+            "POST",
+            "/v1/kv/a/cas".into(),
+            vec![],
+            Bytes::from(r#"{"value": 5}"#),
+            400,
+        ),
+        ("GET", "/v1/kv?limit=0".into(), vec![], Bytes::new(), 400),
+        ("GET", "/v1/kv?limit=many".into(), vec![], Bytes::new(), 400),
+        ("GET", "/nowhere".into(), vec![], Bytes::new(), 404),
+        ("GET", "/set?key=a".into(), vec![], Bytes::new(), 400),
+        (
+            "POST",
+            "/v1/internal/announce".into(),
+            vec![],
+            Bytes::from(r#"{"node": 99, "http_address": "1.2.3.4:5"}"#),
+            400,
+        ),
+    ];
+    for (method, path, headers, body, expected) in cases {
+        let (status, _, answer) = cluster.request(node, method, &path, &headers, body).await;
+        assert_eq!(
+            status,
+            expected,
+            "{method} {}: {:?}",
+            &path[..path.len().min(60)],
+            String::from_utf8_lossy(&answer)
+        );
+        let error = error_of(&answer);
+        assert!(!error.error.is_empty());
+    }
+    // Compare-and-swap: 409 with the current value, then 200.
+    let client = cluster.client();
+    client.put("cas-key", "old").await.expect("write");
+    let failed = client
+        .cas("cas-key", Some("wrong"), "new")
+        .await
+        .expect("answered");
+    assert!(!failed.ok);
+    assert_eq!(failed.current, Some("old".to_string()));
+    let absent = client
+        .cas("cas-missing", Some("x"), "new")
+        .await
+        .expect("answered");
+    assert_eq!(absent.current, None);
+    assert!(
+        client
+            .cas("cas-key", Some("old"), "new")
+            .await
+            .expect("answered")
+            .ok
+    );
+    assert!(
+        client
+            .cas("cas-created", None, "first")
+            .await
+            .expect("answered")
+            .ok
+    );
+    // Garbage on the socket closes that connection and nothing else.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut raw = tokio::net::TcpStream::connect(&cluster.nodes[node].http)
+        .await
+        .expect("connects");
+    raw.write_all(b"\x00\xff garbage that is not HTTP\r\n\r\n")
+        .await
+        .expect("writes");
+    let mut sink = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut sink)).await;
+    // Still healthy: it answers status and serves writes and reads.
+    let (status, _, body) = cluster
+        .request(node, "GET", "/v1/status", &[], Bytes::new())
+        .await;
+    assert_eq!(status, 200);
+    let status: StatusResponse = serde_json::from_slice(&body).expect("status JSON");
+    assert_eq!(status.members, vec![1, 2, 3]);
+    let (code, _, body) = cluster
+        .request(node, "PUT", "/v1/kv/after", &[], Bytes::from("ok"))
+        .await;
+    assert_eq!(code, 200);
+    let written: WriteResponse = serde_json::from_slice(&body).expect("write JSON");
+    assert!(written.index > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stops_cleanly_on_sigterm_and_without_a_leader_requests_get_503() {
+    let mut cluster = TestCluster::start(3, &[]).await;
+    cluster.client().put("k", "v").await.expect("write");
+    let status = cluster.terminate(0).expect("was running");
+    assert!(status.success(), "SIGTERM exits 0: {status}");
+    let status = cluster.terminate(1).expect("was running");
+    assert!(status.success());
+    // One node of three cannot elect a leader or commit: it says so, with Retry-After.
+    let (code, headers, body) = cluster
+        .request(2, "PUT", "/v1/kv/k", &[], Bytes::from("w"))
+        .await;
+    assert_eq!(code, 503, "{:?}", String::from_utf8_lossy(&body));
+    assert!(headers.contains_key("retry-after"));
+    error_of(&body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_talks_to_the_cluster_with_exit_codes_scripts_can_rely_on() {
+    let cluster = TestCluster::start(3, &[]).await;
+    let endpoints = cluster.endpoints().join(",");
+    let run = move |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_raftkv"))
+            .arg("--endpoints")
+            .arg(&endpoints)
+            .args(args)
+            .output()
+            .expect("raftkv runs");
+        (
+            output.status.code().expect("exited"),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let blocking = tokio::task::spawn_blocking(move || {
+        let (code, stdout, _) = run(&["put", "colour", "blue"]);
+        assert_eq!(code, 0);
+        assert!(stdout.starts_with("OK index="), "{stdout}");
+        assert_eq!(
+            run(&["get", "colour"]),
+            (0, "blue\n".to_string(), String::new())
+        );
+        let (code, _, stderr) = run(&["get", "no-such-key"]);
+        assert_eq!(code, 1, "{stderr}");
+        let (code, _, stderr) = run(&["cas", "colour", "--expect", "red", "--value", "green"]);
+        assert_eq!(
+            (code, stderr.trim()),
+            (1, "raftkv: not swapped; current: blue")
+        );
+        assert_eq!(
+            run(&["cas", "colour", "--expect", "blue", "--value", "green"]).0,
+            0
+        );
+        assert_eq!(run(&["append", "colour", "ish"]).0, 0);
+        let (code, stdout, _) = run(&["scan", "--prefix", "col"]);
+        assert_eq!((code, stdout.as_str()), (0, "colour\tgreenish\n"));
+        let (code, stdout, _) = run(&["status"]);
+        assert_eq!(code, 0);
+        assert_eq!(
+            stdout.lines().count(),
+            4,
+            "a header and a row per node: {stdout}"
+        );
+        assert!(stdout.contains("leader"), "{stdout}");
+        assert_eq!(run(&["delete", "colour"]).0, 0);
+        assert_eq!(run(&["cas", "colour"]).0, 2, "usage error");
+    });
+    blocking.await.expect("the command-line checks pass");
+    // Nothing listens on port 1: unavailable.
+    let output = tokio::task::spawn_blocking(|| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_raftkv"))
+            .args(["--endpoints", "127.0.0.1:1", "status"])
+            .output()
+            .expect("raftkv runs")
+    })
+    .await
+    .expect("runs");
+    assert_eq!(output.status.code(), Some(3));
+}
