@@ -390,18 +390,6 @@ impl KvServer {
         }
     }
 
-    /// Stops the node after what it was handed is durable.
-    pub async fn shutdown(self: Arc<KvServer>) {
-        match Arc::try_unwrap(self) {
-            Ok(server) => server.node.shutdown().await,
-            Err(shared) => {
-                // Requests still hold the server: stop accepting and let them fail.
-                tracing::warn!("shutting down with requests in flight");
-                drop(shared);
-            }
-        }
-    }
-
     /// The role name used in status answers.
     pub fn role_name(role: Role) -> &'static str {
         match role {
