@@ -9,6 +9,11 @@
 //!  POST   /v1/kv/{key}/cas      JSON CasRequest           → 200 CasResponse, 409 CasResponse
 //!  GET    /v1/kv?prefix=P&limit=N                         → 200 ScanResponse
 //!  GET    /v1/status                                      → 200 StatusResponse
+//!  GET    /v1/members                                     → 200 MembersResponse
+//!  POST   /v1/members           JSON AddMemberRequest     → 200 MembershipChangeResponse (a learner)
+//!  POST   /v1/members/{id}/promote                        → 200 MembershipChangeResponse, 409 not caught up
+//!  DELETE /v1/members/{id}                                → 200 MembershipChangeResponse
+//!  POST   /v1/leader/transfer   JSON TransferRequest      → 200
 //!  GET    /metrics                                        → Prometheus text
 //!  errors: JSON ErrorResponse with 400 / 404 / 409 / 413 / 503 (+ Retry-After) / 500
 //! ```
@@ -189,4 +194,57 @@ pub struct ErrorResponse {
     /// The leader's HTTP address, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader_http: Option<String>,
+}
+
+/// One member of the cluster, in `GET /v1/members`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The node's id.
+    pub id: u64,
+    /// `voter`, `learner` (receives the log, does not vote), or `outgoing` (a voter being
+    /// removed while a change is in progress).
+    pub role: String,
+    /// Where its peers reach its Raft transport.
+    pub raft_address: Option<String>,
+    /// Its HTTP API, once it published it.
+    pub http_address: Option<String>,
+    /// On the leader: the highest log index known replicated on it.
+    pub match_index: Option<u64>,
+}
+
+/// Answer to `GET /v1/members`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembersResponse {
+    /// Every member, in id order.
+    pub members: Vec<Member>,
+    /// A change is in progress (joint consensus): decisions need majorities of both the old
+    /// and the new voters.
+    pub joint: bool,
+    /// The leader this node knows of.
+    pub leader: Option<u64>,
+}
+
+/// Body of `POST /v1/members`: adds a node as a learner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddMemberRequest {
+    /// The new node's id (unused so far in this cluster).
+    pub id: u64,
+    /// Where the other nodes reach its Raft transport.
+    pub raft_address: String,
+}
+
+/// Answer to a membership change: the log entry that carries it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipChangeResponse {
+    /// Log index of the configuration entry.
+    pub index: u64,
+    /// Its term.
+    pub term: u64,
+}
+
+/// Body of `POST /v1/leader/transfer`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferRequest {
+    /// The voter that should lead.
+    pub to: u64,
 }

@@ -39,9 +39,9 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
 use crate::api::{
-    AppendResponse, CasRequest, CasResponse, Consistency, DeleteResponse, ErrorResponse,
-    ScanResponse, StatusResponse, WriteResponse, CLIENT_ID_HEADER, KEY_BYTES_MAX,
-    REQUEST_SEQ_HEADER,
+    AddMemberRequest, AppendResponse, CasRequest, CasResponse, Consistency, DeleteResponse,
+    ErrorResponse, MembersResponse, MembershipChangeResponse, ScanResponse, StatusResponse,
+    TransferRequest, WriteResponse, CLIENT_ID_HEADER, KEY_BYTES_MAX, REQUEST_SEQ_HEADER,
 };
 
 /// Largest answer body the client reads, in bytes. A scan of many large values can be big, but an
@@ -156,6 +156,19 @@ struct Call {
     body: Bytes,
     content_type: Option<&'static str>,
     session: Option<Session>,
+}
+
+impl Call {
+    /// A call without a session whose body (possibly empty) is JSON.
+    fn json(method: Method, path_and_query: &str, body: Bytes) -> Call {
+        Call {
+            method,
+            path_and_query: path_and_query.to_string(),
+            content_type: (!body.is_empty()).then_some("application/json"),
+            body,
+            session: None,
+        }
+    }
 }
 
 /// The exactly-once identity of a write.
@@ -427,6 +440,59 @@ impl Client {
                 failure.description
             ))),
             Exchange::Final(error) => Err(error),
+        }
+    }
+
+    /// The members of the cluster, with their roles and addresses.
+    pub async fn members(&self) -> Result<MembersResponse, ClientError> {
+        let answer = self
+            .execute(&Call::json(Method::GET, "/v1/members", Bytes::new()))
+            .await?;
+        decode_success(answer, "MembersResponse")
+    }
+
+    /// Adds node `id`, reachable for Raft at `raft_address`, as a learner: it receives the log
+    /// but does not vote until [`Client::promote`].
+    pub async fn add_member(
+        &self,
+        id: u64,
+        raft_address: &str,
+    ) -> Result<MembershipChangeResponse, ClientError> {
+        let body = serde_json::to_vec(&AddMemberRequest {
+            id,
+            raft_address: raft_address.to_string(),
+        })
+        .map_err(|error| ClientError::InvalidInput(error.to_string()))?;
+        let call = Call::json(Method::POST, "/v1/members", Bytes::from(body));
+        decode_success(self.execute(&call).await?, "MembershipChangeResponse")
+    }
+
+    /// Makes learner `id` a voter; refused (409) until it has caught up with the leader.
+    pub async fn promote(&self, id: u64) -> Result<MembershipChangeResponse, ClientError> {
+        let call = Call::json(
+            Method::POST,
+            &format!("/v1/members/{id}/promote"),
+            Bytes::new(),
+        );
+        decode_success(self.execute(&call).await?, "MembershipChangeResponse")
+    }
+
+    /// Removes member `id` (the leader included: it hands over after the change commits).
+    pub async fn remove_member(&self, id: u64) -> Result<MembershipChangeResponse, ClientError> {
+        let call = Call::json(Method::DELETE, &format!("/v1/members/{id}"), Bytes::new());
+        decode_success(self.execute(&call).await?, "MembershipChangeResponse")
+    }
+
+    /// Asks the leader to hand leadership to voter `to`.
+    pub async fn transfer_leader(&self, to: u64) -> Result<(), ClientError> {
+        let body = serde_json::to_vec(&TransferRequest { to })
+            .map_err(|error| ClientError::InvalidInput(error.to_string()))?;
+        let call = Call::json(Method::POST, "/v1/leader/transfer", Bytes::from(body));
+        let answer = self.execute(&call).await?;
+        if answer.status.is_success() {
+            Ok(())
+        } else {
+            Err(server_error(&answer))
         }
     }
 

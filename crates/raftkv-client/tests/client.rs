@@ -637,3 +637,51 @@ async fn writes_through_clones_of_one_client_are_serialized() {
         .collect();
     assert_eq!(sequences, BTreeSet::from([1, 2, 3, 4]));
 }
+
+#[tokio::test]
+async fn membership_calls_use_their_routes_and_bodies() {
+    let change = r#"{"index":7,"term":2}"#;
+    let members = r#"{"members":[{"id":1,"role":"voter","raft_address":"10.0.0.1:9001",
+        "http_address":"10.0.0.1:8001","match_index":7}],"joint":false,"leader":1}"#;
+    let node = FakeNode::start(vec![
+        canned(200, members),
+        canned(200, change),
+        canned(409, r#"{"error":"node 4 has not caught up"}"#),
+        canned(200, change),
+        canned(200, "{}"),
+    ])
+    .await;
+    let client = Client::new([&node.address]).expect("client");
+    let listed = client.members().await.expect("members");
+    assert_eq!((listed.members.len(), listed.leader), (1, Some(1)));
+    let added = client.add_member(4, "10.0.0.4:9001").await.expect("added");
+    assert_eq!((added.index, added.term), (7, 2));
+    let refused = client.promote(4).await;
+    assert!(
+        matches!(refused, Err(ClientError::Server { status: 409, .. })),
+        "{refused:?}"
+    );
+    client.remove_member(2).await.expect("removed");
+    client.transfer_leader(3).await.expect("transfer started");
+    let requests = node.requests();
+    let targets: Vec<(&str, &str)> = requests
+        .iter()
+        .map(|request| (request.method.as_str(), request.target.as_str()))
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            ("GET", "/v1/members"),
+            ("POST", "/v1/members"),
+            ("POST", "/v1/members/4/promote"),
+            ("DELETE", "/v1/members/2"),
+            ("POST", "/v1/leader/transfer"),
+        ]
+    );
+    let added: serde_json::Value = serde_json::from_slice(&requests[1].body).expect("JSON body");
+    assert_eq!(added["id"], 4);
+    assert_eq!(added["raft_address"], "10.0.0.4:9001");
+    let transfer: serde_json::Value =
+        serde_json::from_slice(&requests[4].body).expect("JSON body");
+    assert_eq!(transfer["to"], 3);
+}

@@ -22,7 +22,9 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use raftkv_client::api::{Consistency, KeyValue, StatusResponse};
+use raftkv_client::api::{
+    Consistency, KeyValue, MembersResponse, MembershipChangeResponse, StatusResponse,
+};
 use raftkv_client::{CasResponse, Client, ClientError};
 
 /// Exit statuses, as in the module's table.
@@ -174,12 +176,158 @@ pub enum ClientCommand {
     ///
     /// Exit status: 0 at least one node answered, 3 none did.
     Status,
+    /// Lists, adds, promotes and removes members.
+    Members {
+        /// What to do.
+        #[command(subcommand)]
+        action: MembersAction,
+    },
+    /// Leadership.
+    Leader {
+        /// What to do.
+        #[command(subcommand)]
+        action: LeaderAction,
+    },
+}
+
+/// `raftkv members ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum MembersAction {
+    /// A table of the members: id, role (voter, learner, outgoing), Raft and HTTP addresses,
+    /// and on the leader how far each has replicated.
+    ///
+    /// Exit status: 0 done, 3 unavailable, 4 other server error.
+    List,
+    /// Adds node ID, reachable for Raft at RAFT_ADDR, as a learner (it receives the log but
+    /// does not vote until promoted).
+    ///
+    /// Exit status: 0 done, 2 refused as it stands (e.g. ID is already a member), 3
+    /// unavailable, 4 other server error.
+    Add {
+        /// The new node's id.
+        id: u64,
+        /// Where the other nodes reach its Raft transport (HOST:PORT).
+        raft_addr: String,
+    },
+    /// Makes learner ID a voter, once it has caught up with the leader.
+    ///
+    /// Exit status: 0 done, 1 not caught up yet (retry later), 2 refused, 3 unavailable, 4
+    /// other server error.
+    Promote {
+        /// The learner.
+        id: u64,
+    },
+    /// Removes member ID (the leader too: it hands over once the change commits).
+    ///
+    /// Exit status: 0 done, 2 refused, 3 unavailable, 4 other server error.
+    Remove {
+        /// The member.
+        id: u64,
+    },
+}
+
+/// `raftkv leader ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum LeaderAction {
+    /// Hands leadership to voter --to.
+    ///
+    /// Exit status: 0 the transfer started, 2 refused, 3 unavailable, 4 other server error.
+    Transfer {
+        /// The voter that should lead.
+        #[arg(long)]
+        to: u64,
+    },
 }
 
 /// Runs `command` against the cluster at `endpoints`, prints its result, and returns the exit
 /// status of the module's table.
 pub async fn run(endpoints: Vec<String>, command: ClientCommand) -> ExitCode {
     execute(endpoints, command).await.print()
+}
+
+async fn members(client: &Client, action: MembersAction) -> Output {
+    let changed = |result: Result<MembershipChangeResponse, ClientError>, what: String| match result
+    {
+        Ok(change) => Output::success(format!(
+            "{what} index={} term={}",
+            change.index, change.term
+        )),
+        // A learner that has not caught up is "not yet", like a refused compare-and-swap.
+        Err(ClientError::Server { status: 409, error }) => {
+            Output::failure(Exit::NotFoundOrNotSwapped, error.error)
+        }
+        Err(error) => Output::from_error(&error),
+    };
+    match action {
+        MembersAction::List => match client.members().await {
+            Ok(members) => members_output(&members),
+            Err(error) => Output::from_error(&error),
+        },
+        MembersAction::Add { id, raft_addr } => changed(
+            client.add_member(id, &raft_addr).await,
+            format!("added node {id} as a learner"),
+        ),
+        MembersAction::Promote { id } => {
+            changed(client.promote(id).await, format!("promoted node {id}"))
+        }
+        MembersAction::Remove { id } => {
+            changed(client.remove_member(id).await, format!("removed node {id}"))
+        }
+    }
+}
+
+/// Left-aligned columns two spaces apart, the last one unpadded.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|cell| cell.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let header: Vec<String> = header.iter().map(|cell| cell.to_string()).collect();
+    let mut text = String::new();
+    for row in std::iter::once(&header).chain(rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        text.push_str(cells.join("  ").trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+fn members_output(response: &MembersResponse) -> Output {
+    let dash = || "-".to_string();
+    let rows: Vec<Vec<String>> = response
+        .members
+        .iter()
+        .map(|member| {
+            vec![
+                member.id.to_string(),
+                if response.leader == Some(member.id) {
+                    format!("{} (leader)", member.role)
+                } else {
+                    member.role.clone()
+                },
+                member.raft_address.clone().unwrap_or_else(dash),
+                member.http_address.clone().unwrap_or_else(dash),
+                member
+                    .match_index
+                    .map_or_else(dash, |index| index.to_string()),
+            ]
+        })
+        .collect();
+    let mut stdout = table(&["ID", "ROLE", "RAFT", "HTTP", "MATCH"], &rows).into_bytes();
+    if response.joint {
+        stdout.extend_from_slice(b"(a membership change is in progress)\n");
+    }
+    Output {
+        stdout,
+        stderr: Vec::new(),
+        exit: Exit::Success,
+    }
 }
 
 /// What a command prints and how it exits, kept apart from printing so it can be tested.
@@ -253,6 +401,13 @@ async fn execute(endpoints: Vec<String>, command: ClientCommand) -> Output {
         Err(error) => return Output::from_error(&error),
     };
     match command {
+        ClientCommand::Members { action } => members(&client, action).await,
+        ClientCommand::Leader {
+            action: LeaderAction::Transfer { to },
+        } => match client.transfer_leader(to).await {
+            Ok(()) => Output::success(format!("transferring leadership to node {to}")),
+            Err(error) => Output::from_error(&error),
+        },
         ClientCommand::Put { key, value } => match client.put(&key, value.into_bytes()).await {
             Ok(written) => {
                 Output::success(format!("OK index={} term={}", written.index, written.term))
@@ -575,6 +730,35 @@ mod tests {
         assert_eq!(
             Output::from_error(&server_error(400, "key is empty")).stderr,
             ["raftkv: server answered 400: key is empty"]
+        );
+    }
+
+    #[test]
+    fn members_table_marks_the_leader_and_a_change_in_progress() {
+        let member = |id: u64, role: &str, matched: Option<u64>| raftkv_client::api::Member {
+            id,
+            role: role.to_string(),
+            raft_address: Some(format!("10.0.0.{id}:9001")),
+            http_address: (id != 4).then(|| format!("10.0.0.{id}:8001")),
+            match_index: matched,
+        };
+        let output = members_output(&MembersResponse {
+            members: vec![
+                member(1, "voter", Some(40)),
+                member(2, "outgoing", Some(38)),
+                member(4, "learner", None),
+            ],
+            joint: true,
+            leader: Some(1),
+        });
+        assert_eq!(output.exit, Exit::Success);
+        assert_eq!(
+            String::from_utf8(output.stdout).expect("text"),
+            "ID  ROLE            RAFT           HTTP           MATCH\n\
+             1   voter (leader)  10.0.0.1:9001  10.0.0.1:8001  40\n\
+             2   outgoing        10.0.0.2:9001  10.0.0.2:8001  38\n\
+             4   learner         10.0.0.4:9001  -              -\n\
+             (a membership change is in progress)\n"
         );
     }
 
