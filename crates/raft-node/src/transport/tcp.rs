@@ -25,12 +25,32 @@
 //!
 //! Snapshots need nothing special: the core cuts them into chunks (1 MiB), each an ordinary
 //! message, so heartbeats interleave with chunks at message granularity.
+//!
+//! The peer set changes at run time, for membership changes (thesis §4): [`TcpTransport`] is a
+//! handle the service keeps a clone of after handing one to the node, and
+//! [`TcpTransport::set_peer`] and [`TcpTransport::remove_peer`] edit one table that both
+//! `send` and the acceptor read.
+//!
+//! ```text
+//!  set_peer(id, address) ─► peer table (RwLock) ◄─ read on every send (finds the queue)
+//!  remove_peer(id)        ─►   id → address,     ◄─ read on every handshake (known peer?)
+//!                              queue, outbound task,
+//!                              membership channel ─(closes on removal)─► inbound connections
+//!                                                                        from that peer end
+//! ```
+//!
+//! Adding a peer starts its queue and outbound task; moving it to another address aborts the
+//! task and starts a new one, with a new queue; removing it aborts the task and drops the queue.
+//! Messages left in a dropped queue are counted as dropped, so every message given to `send`
+//! ends up counted once, as sent or as dropped. Removing a peer also closes the connections it
+//! dialed to us: a node that left the configuration must stop reaching this one, whose core no
+//! longer expects its messages.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -38,7 +58,7 @@ use raft_core::{Message, MessageBody, NodeId};
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::Instrument;
 
@@ -63,7 +83,9 @@ pub struct TcpConfig {
     pub id: NodeId,
     /// The cluster this node belongs to; a connection from another cluster is refused.
     pub cluster_id: String,
-    /// Every peer (this node excluded) and the address it listens on.
+    /// The initial peers (this node excluded) and the addresses they listen on. The set is
+    /// changed at run time with [`TcpTransport::set_peer`] and [`TcpTransport::remove_peer`];
+    /// [`TcpTransport::peers`] reads the current one.
     pub peers: BTreeMap<NodeId, SocketAddr>,
     /// The largest frame payload accepted or sent.
     pub frame_bytes_max: u64,
@@ -144,8 +166,9 @@ impl TcpConfig {
 pub struct TcpCounters {
     /// Messages written to a peer's connection.
     pub messages_sent: u64,
-    /// Messages dropped before the network: unknown peer, full queue, too large a frame, or
-    /// queued while the peer was unreachable.
+    /// Messages dropped before the network: unknown (or removed) peer, full queue, too large a
+    /// frame, queued while the peer was unreachable, lost with a failed write, or still queued
+    /// when the peer was removed or moved or the transport stopped.
     pub messages_dropped: u64,
     /// Messages received and handed to the inbound channel.
     pub messages_received: u64,
@@ -154,7 +177,8 @@ pub struct TcpCounters {
     pub messages_misaddressed: u64,
     /// Outbound connections established (a reconnect counts again).
     pub connections_established: u64,
-    /// Inbound connections refused: bad or missing handshake, or too many connections.
+    /// Inbound connections refused: bad or missing handshake (including one from a node that
+    /// is not a peer now), or too many connections.
     pub connections_refused: u64,
     /// Inbound connections closed for an oversized or undecodable frame.
     pub frames_rejected: u64,
@@ -192,8 +216,50 @@ impl AtomicCounters {
 
 #[derive(Debug)]
 struct Shared {
+    /// The settings the transport started with.
+    /// Invariant: `config.peers` is empty; the current peers live in `peers` only, so that
+    /// nothing can consult a stale set.
     config: TcpConfig,
     counters: AtomicCounters,
+    peers: RwLock<PeerTable>,
+}
+
+impl Shared {
+    /// The peer table for reading. A panic while the lock was held leaves every entry whole
+    /// (an entry is built before it is inserted), so a poisoned lock is carried on.
+    fn peers(&self) -> RwLockReadGuard<'_, PeerTable> {
+        self.peers.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The peer table for changing; see [`Shared::peers`] about poisoning.
+    fn peers_mut(&self) -> RwLockWriteGuard<'_, PeerTable> {
+        self.peers.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The current peers: read on every send and every handshake, changed by
+/// [`TcpTransport::set_peer`] and [`TcpTransport::remove_peer`].
+#[derive(Debug, Default)]
+struct PeerTable {
+    /// Invariant: holds neither this node nor id 0.
+    peers: BTreeMap<NodeId, Peer>,
+    /// Set once, when the transport stops.
+    /// Invariant: when set, `peers` is empty, so every send is dropped and every handshake
+    /// refused.
+    stopped: bool,
+}
+
+/// One peer: where it listens, its queue, and the task that owns the connection to it.
+#[derive(Debug)]
+struct Peer {
+    address: SocketAddr,
+    queue: PeerQueue,
+    /// Dials `address` and writes the queue; aborted when the peer moves or is removed.
+    outbound: JoinHandle<()>,
+    /// Nothing is ever sent on it: each inbound connection from the peer subscribes at its
+    /// handshake, and dropping this sender, when the peer is removed, closes them all. An
+    /// address change keeps it, since the peer is still a member.
+    membership: watch::Sender<()>,
 }
 
 /// The sending side of one peer's queue.
@@ -205,91 +271,275 @@ struct PeerQueue {
     queued_bytes: Arc<AtomicU64>,
 }
 
-/// A [`Transport`] over TCP. Dropping it, or [`TcpTransport::shutdown`], stops every task and
-/// closes every connection.
-#[derive(Debug)]
+/// What [`TcpTransport::set_peer`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerChange {
+    /// The node was not a peer; it now has a queue and an outbound connection.
+    Added,
+    /// The peer listened elsewhere: its old connection and queued messages were dropped and it
+    /// is dialed at the new address.
+    AddressChanged {
+        /// The address it had until now.
+        previous: SocketAddr,
+    },
+    /// The peer already had this address; nothing changed.
+    Unchanged,
+}
+
+/// Why [`TcpTransport::set_peer`] refused a change.
+#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+pub enum PeerError {
+    /// A node is not its own peer.
+    #[error("node {0} is this node, not a peer")]
+    ThisNode(NodeId),
+    /// `NodeId(0)` is never a valid node.
+    #[error("node id 0 is not a valid id")]
+    InvalidId,
+    /// [`TcpTransport::shutdown`] was called through another clone.
+    #[error("the transport is shut down")]
+    ShutDown,
+}
+
+/// A [`Transport`] over TCP, and the handle that manages its peers.
+///
+/// Cloning is cheap and every clone is the same transport: the service keeps one to change the
+/// peer set after handing another to the node. The tasks stop, and every connection closes,
+/// when the last clone is dropped or when [`TcpTransport::shutdown`] is called through any
+/// clone.
+#[derive(Clone, Debug)]
 pub struct TcpTransport {
+    inner: Arc<Inner>,
+}
+
+/// What every clone of a [`TcpTransport`] shares. Tasks hold [`Shared`], never this, so that
+/// dropping the last clone drops it and stops them.
+#[derive(Debug)]
+struct Inner {
     shared: Arc<Shared>,
-    queues: BTreeMap<NodeId, PeerQueue>,
     local_addr: SocketAddr,
-    tasks: Vec<JoinHandle<()>>,
+    /// The runtime the transport started in, where outbound tasks are spawned, so that peers
+    /// can be changed from any thread.
+    runtime: tokio::runtime::Handle,
+    /// The accept loop; `None` before it starts and once the transport stops.
+    listener: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Inner {
+    /// Empties the peer table for good and aborts every task; returns them so that
+    /// [`TcpTransport::shutdown`] can wait for them. Doing it again does nothing.
+    fn stop(&self) -> Vec<JoinHandle<()>> {
+        let peers = {
+            let mut table = self.shared.peers_mut();
+            table.stopped = true;
+            std::mem::take(&mut table.peers)
+        };
+        let mut tasks: Vec<JoinHandle<()>> =
+            peers.into_values().map(|peer| peer.outbound).collect();
+        tasks.extend(
+            self.listener
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        for task in &tasks {
+            task.abort();
+        }
+        let table = self.shared.peers();
+        assert!(
+            table.stopped && table.peers.is_empty(),
+            "a stopped table stays empty"
+        );
+        tasks
+    }
+
+    /// Starts the queue and the outbound task of `id` at `address`.
+    fn start_peer(&self, id: NodeId, address: SocketAddr, membership: watch::Sender<()>) -> Peer {
+        let config = &self.shared.config;
+        assert!(
+            id != config.id && id != NodeId(0),
+            "a peer is another, valid node"
+        );
+        let (sender, receiver) = mpsc::channel(config.queue_messages_max);
+        let queued_bytes = Arc::new(AtomicU64::new(0));
+        let queue = QueueReceiver {
+            receiver,
+            queued_bytes: Arc::clone(&queued_bytes),
+            shared: Arc::clone(&self.shared),
+        };
+        let span = tracing::info_span!("tcp_outbound", node = config.id.0, peer = id.0);
+        let outbound = self
+            .runtime
+            .spawn(run_outbound(Arc::clone(&self.shared), id, address, queue).instrument(span));
+        Peer {
+            address,
+            queue: PeerQueue {
+                sender,
+                queued_bytes,
+            },
+            outbound,
+            membership,
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last clone is gone: nothing can send or change peers any more.
+        self.stop();
+    }
 }
 
 impl TcpTransport {
-    /// Starts serving `listener` and dialing every peer; messages received are sent to
-    /// `inbound`. Must be called within a tokio runtime.
+    /// Starts serving `listener` and dialing every peer of `config.peers`; messages received
+    /// are sent to `inbound`. Must be called within a tokio runtime, where every task of the
+    /// transport then runs.
     ///
     /// The caller binds the listener (port 0 works), so that every node's address can be known
     /// before any transport starts. A full `inbound` channel holds up the connection the next
     /// message arrived on (TCP backpressure to that peer), not the other connections.
     pub fn start(
-        config: TcpConfig,
+        mut config: TcpConfig,
         listener: TcpListener,
         inbound: mpsc::Sender<Message>,
     ) -> io::Result<TcpTransport> {
         config
             .validate()
             .map_err(|reason| io::Error::new(io::ErrorKind::InvalidInput, reason))?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
         let local_addr = listener.local_addr()?;
-        let shared = Arc::new(Shared {
-            config,
-            counters: AtomicCounters::default(),
-        });
-        let config = &shared.config;
-        let mut queues = BTreeMap::new();
-        let mut tasks = Vec::with_capacity(config.peers.len() + 1);
-        for (&peer, &address) in &config.peers {
-            let (sender, receiver) = mpsc::channel(config.queue_messages_max);
-            let queued_bytes = Arc::new(AtomicU64::new(0));
-            let span = tracing::info_span!("tcp_outbound", node = config.id.0, peer = peer.0);
-            tasks.push(tokio::spawn(
-                run_outbound(
-                    Arc::clone(&shared),
-                    peer,
-                    address,
-                    receiver,
-                    Arc::clone(&queued_bytes),
-                )
-                .instrument(span),
-            ));
-            queues.insert(
-                peer,
-                PeerQueue {
-                    sender,
-                    queued_bytes,
-                },
-            );
+        let initial_peers = std::mem::take(&mut config.peers);
+        let node = config.id;
+        let transport = TcpTransport {
+            inner: Arc::new(Inner {
+                shared: Arc::new(Shared {
+                    config,
+                    counters: AtomicCounters::default(),
+                    peers: RwLock::new(PeerTable::default()),
+                }),
+                local_addr,
+                runtime,
+                listener: Mutex::new(None),
+            }),
+        };
+        // Peers first, so that the acceptor never refuses an initial peer.
+        for (&peer, &address) in &initial_peers {
+            let change = transport
+                .set_peer(peer, address)
+                .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
+            assert_eq!(change, PeerChange::Added, "the initial peers are distinct");
         }
-        let span = tracing::info_span!("tcp_listener", node = config.id.0, %local_addr);
-        tasks.push(tokio::spawn(
-            run_listener(Arc::clone(&shared), listener, inbound).instrument(span),
-        ));
-        assert_eq!(queues.len(), shared.config.peers.len());
-        Ok(TcpTransport {
-            shared,
-            queues,
-            local_addr,
-            tasks,
-        })
+        assert_eq!(transport.peers(), initial_peers);
+        let inner = &transport.inner;
+        assert!(
+            inner.shared.config.peers.is_empty(),
+            "the peer table is the only set"
+        );
+        let span = tracing::info_span!("tcp_listener", node = node.0, %local_addr);
+        let accept_loop = inner
+            .runtime
+            .spawn(run_listener(Arc::clone(&inner.shared), listener, inbound).instrument(span));
+        *inner
+            .listener
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(accept_loop);
+        Ok(transport)
     }
 
     /// The address the transport listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.inner.local_addr
     }
 
     /// The counters so far.
     pub fn counters(&self) -> TcpCounters {
-        self.shared.counters.snapshot()
+        self.inner.shared.counters.snapshot()
+    }
+
+    /// The current peers and the addresses they are dialed at; empty once shut down.
+    pub fn peers(&self) -> BTreeMap<NodeId, SocketAddr> {
+        self.inner
+            .shared
+            .peers()
+            .peers
+            .iter()
+            .map(|(&id, peer)| (id, peer.address))
+            .collect()
+    }
+
+    /// Makes `id` a peer listening on `address`: a new peer gets a queue and an outbound
+    /// connection at once; a peer known at another address loses its connection and whatever
+    /// it had queued (counted as dropped) and is dialed at `address`; the same address changes
+    /// nothing, so callers can apply a whole configuration without comparing first.
+    ///
+    /// Inbound connections from `id` are accepted from now on. An address change keeps those
+    /// already open: the peer decides when to dial again.
+    pub fn set_peer(&self, id: NodeId, address: SocketAddr) -> Result<PeerChange, PeerError> {
+        let inner = &self.inner;
+        if id == NodeId(0) {
+            return Err(PeerError::InvalidId);
+        }
+        if id == inner.shared.config.id {
+            return Err(PeerError::ThisNode(id));
+        }
+        let mut table = inner.shared.peers_mut();
+        if table.stopped {
+            assert!(table.peers.is_empty());
+            return Err(PeerError::ShutDown);
+        }
+        let (membership, change) = match table.peers.remove(&id) {
+            Some(previous) if previous.address == address => {
+                table.peers.insert(id, previous);
+                return Ok(PeerChange::Unchanged);
+            }
+            Some(Peer {
+                address: previous,
+                outbound,
+                membership,
+                queue: _,
+            }) => {
+                // Its queue goes with the task: the messages in it were meant for a process
+                // that is gone or moving, and counting them as dropped keeps the books whole.
+                outbound.abort();
+                (membership, PeerChange::AddressChanged { previous })
+            }
+            None => (watch::Sender::new(()), PeerChange::Added),
+        };
+        let peer = inner.start_peer(id, address, membership);
+        let replaced = table.peers.insert(id, peer);
+        assert!(replaced.is_none());
+        drop(table);
+        tracing::info!(node = inner.shared.config.id.0, peer = id.0, %address, ?change, "peer set");
+        Ok(change)
+    }
+
+    /// Removes `id` from the peers and returns the address it had, or `None` if it was not a
+    /// peer. Its outbound task stops, what was queued for it is counted as dropped, and later
+    /// sends to it are dropped and counted.
+    ///
+    /// Inbound connections from `id` are closed, those already open included (a removed node
+    /// must stop reaching this one), and new ones are refused at their handshake.
+    pub fn remove_peer(&self, id: NodeId) -> Option<SocketAddr> {
+        let removed = self.inner.shared.peers_mut().peers.remove(&id)?;
+        removed.outbound.abort();
+        tracing::info!(
+            node = self.inner.shared.config.id.0,
+            peer = id.0,
+            address = %removed.address,
+            "peer removed"
+        );
+        // Dropping `removed` closes its queue and its membership channel, and so the inbound
+        // connections from it.
+        Some(removed.address)
     }
 
     /// Stops every task and waits until they are gone, so that the listening address can be
     /// bound again once this returns.
-    pub async fn shutdown(mut self) {
-        let tasks = std::mem::take(&mut self.tasks);
-        for task in &tasks {
-            task.abort();
-        }
+    ///
+    /// Other clones stay valid but inert: their sends are dropped and counted,
+    /// [`TcpTransport::peers`] is empty and [`TcpTransport::set_peer`] returns
+    /// [`PeerError::ShutDown`].
+    pub async fn shutdown(self) {
+        let tasks = self.inner.stop();
         for task in tasks {
             // An aborted task reports cancellation; nothing else is expected, and nothing
             // could be done about it here.
@@ -298,29 +548,22 @@ impl TcpTransport {
     }
 }
 
-impl Drop for TcpTransport {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
-}
-
 impl Transport for TcpTransport {
     fn send(&self, message: Message) {
-        assert_eq!(
-            message.from, self.shared.config.id,
-            "a node sends as itself"
-        );
-        let counters = &self.shared.counters;
-        let Some(queue) = self.queues.get(&message.to) else {
+        let shared = &self.inner.shared;
+        assert_eq!(message.from, shared.config.id, "a node sends as itself");
+        let counters = &shared.counters;
+        // The read lock is held only for the lookup and `try_send`, neither of which waits.
+        let table = shared.peers();
+        let Some(peer) = table.peers.get(&message.to) else {
             tracing::debug!(to = message.to.0, "message to an unknown peer dropped");
             AtomicCounters::add(&counters.messages_dropped, 1);
             return;
         };
+        let queue = &peer.queue;
         let bytes = message_bytes(&message);
         let queued = queue.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
-        if queued + bytes > self.shared.config.queue_bytes_max {
+        if queued + bytes > shared.config.queue_bytes_max {
             queue.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
             AtomicCounters::add(&counters.messages_dropped, 1);
             return;
@@ -361,14 +604,78 @@ enum OutboundError {
     Io(#[from] io::Error),
 }
 
+/// The receiving side of one peer's queue, owned by its outbound task.
+struct QueueReceiver {
+    receiver: mpsc::Receiver<Message>,
+    /// Shared with the [`PeerQueue`]; see its invariant.
+    queued_bytes: Arc<AtomicU64>,
+    shared: Arc<Shared>,
+}
+
+impl QueueReceiver {
+    /// The next message, once there is one; `None` when the queue is closed and empty.
+    /// Cancel-safe, as [`mpsc::Receiver::recv`] is.
+    async fn recv(&mut self) -> Option<Message> {
+        let message = self.receiver.recv().await?;
+        self.taken(&message);
+        Some(message)
+    }
+
+    /// The next message if one is queued.
+    fn try_recv(&mut self) -> Option<Message> {
+        let message = self.receiver.try_recv().ok()?;
+        self.taken(&message);
+        Some(message)
+    }
+
+    fn taken(&self, message: &Message) {
+        self.queued_bytes
+            .fetch_sub(message_bytes(message), Ordering::Relaxed);
+    }
+
+    /// Drops every message queued now, counting each as dropped.
+    fn discard_queued(&mut self) {
+        let mut discarded = 0;
+        while self.try_recv().is_some() {
+            discarded += 1;
+        }
+        AtomicCounters::add(&self.shared.counters.messages_dropped, discarded);
+    }
+}
+
+impl Drop for QueueReceiver {
+    fn drop(&mut self) {
+        // The task ended or was aborted (the peer moved or was removed, or the transport
+        // stopped): what is still queued will never be written. Closing first makes later
+        // sends fail, and count themselves, instead of landing behind the drain.
+        self.receiver.close();
+        self.discard_queued();
+    }
+}
+
+/// Messages taken from the queue whose write has not completed. Whatever is left when this is
+/// dropped, because the write failed or the task was aborted during it, counts as dropped.
+struct Unwritten<'a> {
+    counters: &'a AtomicCounters,
+    messages: u64,
+}
+
+impl Drop for Unwritten<'_> {
+    fn drop(&mut self) {
+        if self.messages > 0 {
+            AtomicCounters::add(&self.counters.messages_dropped, self.messages);
+        }
+    }
+}
+
 /// Owns the connection to `peer`: dials, writes queued messages in batches, and on any failure
-/// backs off (doubling up to the maximum) and dials again. Returns when the queue closes.
+/// backs off (doubling up to the maximum) and dials again. Returns when the queue closes; is
+/// aborted when the peer moves or is removed.
 async fn run_outbound(
     shared: Arc<Shared>,
     peer: NodeId,
     address: SocketAddr,
-    mut queue: mpsc::Receiver<Message>,
-    queued_bytes: Arc<AtomicU64>,
+    mut queue: QueueReceiver,
 ) {
     let config = &shared.config;
     let mut backoff = config.reconnect_backoff_min;
@@ -378,7 +685,7 @@ async fn run_outbound(
                 AtomicCounters::add(&shared.counters.connections_established, 1);
                 tracing::debug!(%address, "connected");
                 backoff = config.reconnect_backoff_min;
-                match write_loop(&shared, stream, &mut queue, &queued_bytes).await {
+                match write_loop(&shared, stream, &mut queue).await {
                     Ok(()) => return,
                     Err(error) => tracing::info!(%address, %error, "connection lost"),
                 }
@@ -387,10 +694,7 @@ async fn run_outbound(
         }
         // Messages queued for an unreachable peer are stale by the time it is back, and the
         // core sends again what matters; dropping them keeps an outage from pinning memory.
-        while let Ok(message) = queue.try_recv() {
-            queued_bytes.fetch_sub(message_bytes(&message), Ordering::Relaxed);
-            AtomicCounters::add(&shared.counters.messages_dropped, 1);
-        }
+        queue.discard_queued();
         tokio::time::sleep(backoff).await;
         backoff = backoff.saturating_mul(2).min(config.reconnect_backoff_max);
         assert!(backoff >= config.reconnect_backoff_min);
@@ -429,14 +733,21 @@ async fn connect(
 async fn write_loop(
     shared: &Shared,
     mut stream: TcpStream,
-    queue: &mut mpsc::Receiver<Message>,
-    queued_bytes: &AtomicU64,
+    queue: &mut QueueReceiver,
 ) -> Result<(), OutboundError> {
     let config = &shared.config;
     let (mut reader, mut writer) = stream.split();
     let mut batch = BytesMut::new();
     let mut probe = [0u8; 64];
+    let mut unwritten = Unwritten {
+        counters: &shared.counters,
+        messages: 0,
+    };
     loop {
+        assert_eq!(
+            unwritten.messages, 0,
+            "a batch is counted before the next one"
+        );
         // Both branches are cancel-safe: an unchosen `recv` loses no message and an unchosen
         // `read` consumes no bytes.
         let first = tokio::select! {
@@ -453,10 +764,8 @@ async fn write_loop(
             }
         };
         batch.clear();
-        let mut count = 0u64;
         let mut next = Some(first);
         while let Some(message) = next {
-            queued_bytes.fetch_sub(message_bytes(&message), Ordering::Relaxed);
             let frame_start = batch.len();
             encode_message(&message, &mut batch);
             let payload_bytes = (batch.len() - frame_start - FRAME_PREFIX_BYTES) as u64;
@@ -466,21 +775,23 @@ async fn write_loop(
                 tracing::warn!(payload_bytes, "message larger than a frame dropped");
                 AtomicCounters::add(&shared.counters.messages_dropped, 1);
             } else {
-                count += 1;
+                unwritten.messages += 1;
             }
             next = if batch.len() < config.write_batch_bytes_max {
-                queue.try_recv().ok()
+                queue.try_recv()
             } else {
                 None
             };
         }
         if batch.is_empty() {
+            assert_eq!(unwritten.messages, 0);
             continue;
         }
         tokio::time::timeout(config.io_timeout, writer.write_all(&batch))
             .await
             .map_err(|_| OutboundError::Timeout)??;
-        AtomicCounters::add(&shared.counters.messages_sent, count);
+        let written = std::mem::take(&mut unwritten.messages);
+        AtomicCounters::add(&shared.counters.messages_sent, written);
     }
 }
 
@@ -550,7 +861,7 @@ async fn handle_inbound(
 }
 
 /// Reads and checks the handshake, then forwards every well-addressed message. Returns `Ok`
-/// when the peer closes the connection or the inbound channel is gone.
+/// when the peer closes the connection, the inbound channel is gone, or the peer is removed.
 async fn serve_inbound(
     shared: &Shared,
     stream: &mut TcpStream,
@@ -573,14 +884,36 @@ async fn serve_inbound(
     };
     let handshake = decode_handshake(frame)
         .map_err(|error| InboundError::Refused(format!("bad handshake: {error}")))?;
-    check_handshake(config, &handshake).map_err(InboundError::Refused)?;
+    let mut membership = admit(shared, &handshake).map_err(InboundError::Refused)?;
     let from = NodeId(handshake.from);
     tracing::debug!(from = from.0, "handshake accepted");
 
     let mut decoder = FrameDecoder::new(config.frame_bytes_max);
     // Frames sent right behind the handshake may already be in its decoder's buffer.
     decoder.extend(handshake_decoder.buffer_mut());
-    while let Some(frame) = read_frame(stream, &mut decoder).await? {
+    tokio::select! {
+        result = forward_messages(shared, stream, &mut decoder, from, inbound) => result,
+        // Nothing is ever sent on the channel, so `changed` only returns when the sender is
+        // dropped: the peer was removed, or the transport stopped. A message cut off here was
+        // from a node this one no longer talks to.
+        _ = membership.changed() => {
+            tracing::info!(from = from.0, "no longer a peer; connection closed");
+            Ok(())
+        }
+    }
+}
+
+/// Forwards every well-addressed message from `from`. Returns `Ok` when the peer closes the
+/// connection or the inbound channel is gone.
+async fn forward_messages(
+    shared: &Shared,
+    stream: &mut TcpStream,
+    decoder: &mut FrameDecoder,
+    from: NodeId,
+    inbound: &mpsc::Sender<Message>,
+) -> Result<(), InboundError> {
+    let config = &shared.config;
+    while let Some(frame) = read_frame(stream, decoder).await? {
         let message = decode_message(frame)?;
         if message.from != from || message.to != config.id {
             tracing::warn!(
@@ -600,8 +933,12 @@ async fn serve_inbound(
     Ok(())
 }
 
-/// Why a handshake is refused, if it is.
-fn check_handshake(config: &TcpConfig, handshake: &Handshake) -> Result<(), String> {
+/// Checks a handshake against this node and the current peer set. Returns why it is refused,
+/// or a subscription to the dialer's membership, which ends when the dialer stops being a
+/// peer. Checking and subscribing under one read lock means a removal cannot slip between
+/// them.
+fn admit(shared: &Shared, handshake: &Handshake) -> Result<watch::Receiver<()>, String> {
+    let config = &shared.config;
     if handshake.protocol_version != PROTOCOL_VERSION {
         return Err(format!(
             "protocol version {} (this node speaks {PROTOCOL_VERSION})",
@@ -614,10 +951,10 @@ fn check_handshake(config: &TcpConfig, handshake: &Handshake) -> Result<(), Stri
     if handshake.to != config.id.0 {
         return Err(format!("addressed to node {}", handshake.to));
     }
-    if !config.peers.contains_key(&NodeId(handshake.from)) {
-        return Err(format!("unknown peer {}", handshake.from));
+    match shared.peers().peers.get(&NodeId(handshake.from)) {
+        Some(peer) => Ok(peer.membership.subscribe()),
+        None => Err(format!("unknown peer {}", handshake.from)),
     }
-    Ok(())
 }
 
 /// The next frame's payload, or `None` when the peer closed the connection (a partial frame
