@@ -32,6 +32,7 @@
 //!      4  append        { 1 key: bytes (UTF-8), 2 suffix: bytes }
 //!      5  cas           { 1 key: bytes (UTF-8), 2 expect: optional bytes, 3 value: bytes }
 //!      6  announce      { 1 node: uint64, 2 http_address: string }
+//!      7  raft_address  { 1 node: uint64, 2 raft_address: string }
 //!    15 format_version  uint32, 0 (absent) for this format
 //!    16 request_id      uint64, optional: the proposing node's id for its waiter
 //! ```
@@ -93,6 +94,14 @@ pub enum Operation {
         node: u64,
         /// Its HTTP address, e.g. `127.0.0.1:8080`.
         http_address: String,
+    },
+    /// Records where the other nodes reach `node`'s Raft transport, before it is added to the
+    /// cluster, so every node (and any later leader) can dial it.
+    RaftAddress {
+        /// The node.
+        node: u64,
+        /// Its Raft address, e.g. `10.0.0.4:9001`.
+        raft_address: String,
     },
 }
 
@@ -157,7 +166,7 @@ struct CommandRecord {
     #[prost(message, optional, tag = "1")]
     session: Option<SessionRecord>,
     /// The operation; `None` when absent or of a kind this build does not know.
-    #[prost(oneof = "OperationRecord", tags = "2, 3, 4, 5, 6")]
+    #[prost(oneof = "OperationRecord", tags = "2, 3, 4, 5, 6, 7")]
     operation: Option<OperationRecord>,
     /// [`COMMAND_FORMAT_VERSION`] of the writer; 0 is not encoded, so today it costs nothing.
     #[prost(uint32, tag = "15")]
@@ -189,6 +198,8 @@ enum OperationRecord {
     Cas(CasRecord),
     #[prost(message, tag = "6")]
     Announce(AnnounceRecord),
+    #[prost(message, tag = "7")]
+    RaftAddress(RaftAddressRecord),
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -223,6 +234,14 @@ struct CasRecord {
     expect: Option<Bytes>,
     #[prost(bytes = "bytes", tag = "3")]
     value: Bytes,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct RaftAddressRecord {
+    #[prost(uint64, tag = "1")]
+    node: u64,
+    #[prost(string, tag = "2")]
+    raft_address: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -264,6 +283,12 @@ impl From<&Command> for CommandRecord {
                 OperationRecord::Announce(AnnounceRecord {
                     node: *node,
                     http_address: http_address.clone(),
+                })
+            }
+            Operation::RaftAddress { node, raft_address } => {
+                OperationRecord::RaftAddress(RaftAddressRecord {
+                    node: *node,
+                    raft_address: raft_address.clone(),
                 })
             }
         };
@@ -311,6 +336,10 @@ impl TryFrom<CommandRecord> for Command {
             OperationRecord::Announce(announce) => Operation::Announce {
                 node: announce.node,
                 http_address: announce.http_address,
+            },
+            OperationRecord::RaftAddress(record) => Operation::RaftAddress {
+                node: record.node,
+                raft_address: record.raft_address,
             },
         };
         Ok(Command {

@@ -50,6 +50,7 @@
 //!                                4 outcome: OutcomeRecord, 5 applied_index,
 //!                                6 applied_term }                                client order
 //!    5 addresses      repeated { 1 node: uint64, 2 http_address: string }        node order
+//!    6 raft_addresses repeated { 1 node: uint64, 2 address: string }             node order
 //!  OutcomeRecord oneof: 1 put {}, 2 deleted { 1 existed }, 3 appended { 1 length },
 //!    4 cas { 1 swapped, 2 current: optional bytes }, 5 announced {}, 6 rejected { 1 reason },
 //!    7 stale_sequence { 1 last }
@@ -173,6 +174,8 @@ pub struct StateMachine {
     sessions_max: usize,
     /// The HTTP address each node announced.
     http_addresses: BTreeMap<u64, String>,
+    /// The Raft address recorded for each node added at run time.
+    raft_addresses: BTreeMap<u64, String>,
     /// The index of the last entry applied or skipped.
     /// Invariant: no session is active at a later index.
     applied_index: u64,
@@ -189,6 +192,7 @@ impl fmt::Debug for StateMachine {
             .field("sessions", &self.sessions.len())
             .field("sessions_max", &self.sessions_max)
             .field("http_addresses", &self.http_addresses)
+            .field("raft_addresses", &self.raft_addresses)
             .finish()
     }
 }
@@ -211,6 +215,7 @@ impl StateMachine {
             activity: BTreeSet::new(),
             sessions_max,
             http_addresses: BTreeMap::new(),
+            raft_addresses: BTreeMap::new(),
             applied_index: 0,
         }
     }
@@ -312,6 +317,16 @@ impl StateMachine {
         self.http_addresses.get(&node).map(String::as_str)
     }
 
+    /// The Raft address recorded for node `node`, if any.
+    pub fn raft_address(&self, node: u64) -> Option<&str> {
+        self.raft_addresses.get(&node).map(String::as_str)
+    }
+
+    /// Every recorded Raft address.
+    pub fn raft_addresses(&self) -> &BTreeMap<u64, String> {
+        &self.raft_addresses
+    }
+
     /// Approximate bytes of keys and values held (for metrics): the sum of their lengths,
     /// without the maps' overhead.
     pub fn data_bytes(&self) -> u64 {
@@ -350,6 +365,14 @@ impl StateMachine {
                 .map(|(node, http_address)| AddressRecord {
                     node: *node,
                     http_address: http_address.clone(),
+                })
+                .collect(),
+            raft_addresses: self
+                .raft_addresses
+                .iter()
+                .map(|(node, address)| AddressRecord {
+                    node: *node,
+                    http_address: address.clone(),
                 })
                 .collect(),
         };
@@ -419,6 +442,17 @@ impl StateMachine {
             if previous.is_some() {
                 return Err(SnapshotError::Malformed {
                     what: "address",
+                    reason: "node appears twice",
+                });
+            }
+        }
+        for address in record.raft_addresses {
+            let previous = machine
+                .raft_addresses
+                .insert(address.node, address.http_address);
+            if previous.is_some() {
+                return Err(SnapshotError::Malformed {
+                    what: "raft address",
                     reason: "node appears twice",
                 });
             }
@@ -522,6 +556,10 @@ impl StateMachine {
                 self.http_addresses.insert(node, http_address);
                 Outcome::Announced
             }
+            Operation::RaftAddress { node, raft_address } => {
+                self.raft_addresses.insert(node, raft_address);
+                Outcome::Announced
+            }
         }
     }
 
@@ -609,6 +647,9 @@ struct SnapshotRecord {
     sessions: Vec<SessionRecord>,
     #[prost(message, repeated, tag = "5")]
     addresses: Vec<AddressRecord>,
+    /// Raft addresses, in the same record shape (its `http_address` field holds the address).
+    #[prost(message, repeated, tag = "6")]
+    raft_addresses: Vec<AddressRecord>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -209,6 +209,23 @@ fn announce_records_an_address_and_a_later_announce_replaces_it() {
 }
 
 #[test]
+fn raft_addresses_are_recorded_and_survive_a_snapshot() {
+    let mut harness = Harness::new(SESSIONS_MAX);
+    let record = |address: &str| Operation::RaftAddress {
+        node: 4,
+        raft_address: address.into(),
+    };
+    assert_eq!(harness.apply(record("10.0.0.4:9001")), Outcome::Announced);
+    assert_eq!(harness.apply(record("10.0.0.4:9002")), Outcome::Announced);
+    assert_eq!(harness.machine.raft_address(4), Some("10.0.0.4:9002"));
+    assert_eq!(harness.machine.http_address(4), None, "a separate map");
+    let restored =
+        StateMachine::restore(&harness.machine.snapshot(), SESSIONS_MAX).expect("restores");
+    assert_eq!(restored.raft_address(4), Some("10.0.0.4:9002"));
+    assert_eq!(restored.raft_addresses().len(), 1);
+}
+
+#[test]
 fn undecodable_entry_is_rejected_and_advances_the_applied_index() {
     let mut harness = Harness::new(SESSIONS_MAX);
     let outcome = harness.apply_bytes(&[0xff, 0xff, 0xff]);
@@ -617,6 +634,10 @@ fn every_operation_roundtrips_through_its_encoding() {
             node: u64::MAX,
             http_address: "[::1]:80".into(),
         },
+        Operation::RaftAddress {
+            node: 4,
+            raft_address: "10.0.0.4:9001".into(),
+        },
     ];
     for operation in operations {
         for session in [None, Some((0, 0)), Some((u64::MAX, u64::MAX))] {
@@ -646,9 +667,9 @@ fn unknown_fields_are_skipped_but_an_unknown_operation_is_refused() {
             request_id: None,
         })
     );
-    // Field 7 (the next operation tag), an empty message: an operation this build lacks.
+    // Field 8 (the next operation tag), an empty message: an operation this build lacks.
     assert_eq!(
-        Command::decode(&[0x3a, 0x00]),
+        Command::decode(&[0x42, 0x00]),
         Err(CommandError::UnknownOperation)
     );
 }
@@ -772,6 +793,8 @@ impl Model {
                 self.addresses.insert(node, http_address);
                 Outcome::Announced
             }
+            // Raft addresses are checked by their own test; the model only acknowledges them.
+            Operation::RaftAddress { .. } => Outcome::Announced,
         }
     }
 }
