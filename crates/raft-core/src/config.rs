@@ -48,6 +48,11 @@ pub struct Config {
     /// least 1 and below `election_ticks`. Leases also need `check_quorum`, which makes
     /// followers honour them.
     pub lease_margin_ticks: u32,
+    /// How many entries a learner's match index may trail the leader's last index and still be
+    /// promoted to voter ([`crate::ConfChange::Promote`]), so adding a member never stalls
+    /// writes: a voter far behind would leave the new majority waiting for it to catch up
+    /// (thesis §4.2.1).
+    pub promotion_lag_max: u64,
 }
 
 impl Config {
@@ -69,6 +74,7 @@ impl Config {
             apply_bytes_max: 16 * 1024 * 1024,
             pending_reads_max: 65_536,
             lease_margin_ticks: 2,
+            promotion_lag_max: 1_000,
         }
     }
 

@@ -38,13 +38,21 @@ impl<S: Storage> Raft<S> {
             self.term
         };
         let last_log = self.log.last_log_id()?;
-        self.votes.insert(self.id, true);
-        if self.tally_votes(pre_vote)? {
-            return Ok(());
+        // A pre-vote changes nothing durable, so this peer's own answer counts at once. Its
+        // real vote counts only once written (`count_own_durable_vote`): a peer that is a
+        // quorum by itself would otherwise lead before its term is durable, and a crash could
+        // bring it back in the previous term, to be elected in this one again and hand out
+        // other entries under the same ids (Figure 2: persist before acting).
+        if pre_vote {
+            self.votes.insert(self.id, true);
+            if self.tally_votes(pre_vote)? {
+                return Ok(());
+            }
         }
+        // Voters of both sets when joint (thesis §4.3); learners are not asked.
         let voters: Vec<NodeId> = self
             .configuration
-            .members()
+            .voting_members()
             .filter(|&voter| voter != self.id)
             .collect();
         for voter in voters {
@@ -65,6 +73,18 @@ impl<S: Storage> Raft<S> {
                 // The candidate's own vote must be durable before it asks for others'.
                 self.send_after_persist(voter, campaign_term, body);
             }
+        }
+        Ok(())
+    }
+
+    /// A candidate's own vote became durable: count it (see `campaign`).
+    pub(crate) fn count_own_durable_vote(&mut self) -> Result<(), StorageError> {
+        let own_vote_durable = self.role == Role::Candidate
+            && self.vote == Some(self.id)
+            && self.durable_vote == Some((self.term, self.id));
+        if own_vote_durable && !self.votes.contains_key(&self.id) {
+            self.votes.insert(self.id, true);
+            self.tally_votes(false)?;
         }
         Ok(())
     }

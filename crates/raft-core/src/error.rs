@@ -50,6 +50,50 @@ pub enum ProposeError {
     Invalid(String),
 }
 
+/// Why [`crate::Raft::propose_conf_change`] refused a membership change. Every refusal leaves
+/// the configuration as it was.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ConfChangeError {
+    /// This peer is not the leader; `leader` is the one it knows of, if any.
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader {
+        /// The current leader, when known.
+        leader: Option<NodeId>,
+    },
+    /// A change is under way: the latest configuration entry is not committed yet, or the
+    /// configuration is joint. One change at a time keeps every pair of consecutive
+    /// configurations overlapping (thesis §4.3); retry once it completes.
+    #[error("a configuration change is in progress")]
+    InProgress,
+    /// A leadership transfer is under way; changes are refused until it ends.
+    #[error("leadership transfer in progress")]
+    TransferInProgress,
+    /// The learner to promote trails the leader's log by more than
+    /// `Config::promotion_lag_max` entries.
+    #[error("learner has not caught up: match index {match_index}, last index {last_index}")]
+    NotCaughtUp {
+        /// The learner's match index, as the leader knows it.
+        match_index: Index,
+        /// The leader's last index.
+        last_index: Index,
+    },
+    /// The peer to add is a member already (voter or learner).
+    #[error("{0} is already a member")]
+    AlreadyMember(NodeId),
+    /// The peer to promote is a voter already.
+    #[error("{0} is already a voter")]
+    AlreadyVoter(NodeId),
+    /// The peer to promote or remove is not a member.
+    #[error("{0} is not a member")]
+    NotMember(NodeId),
+    /// Removing the peer would leave no voter.
+    #[error("{0} is the last voter")]
+    LastVoter(NodeId),
+    /// `NodeId(0)` is never a peer.
+    #[error("node id 0 is not a valid peer")]
+    InvalidNode,
+}
+
 /// Why [`crate::Raft::compact`] refused.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum CompactError {

@@ -8,7 +8,7 @@
 //!      on timer:    raft.tick()
 //!      on message:  raft.step(message)
 //!      on request:  raft.propose(data) / raft.read_index(ctx) / raft.lease_read(ctx)
-//!                   / raft.transfer_leader(id)
+//!                   / raft.transfer_leader(id) / raft.propose_conf_change(change)
 //!      let ready = raft.ready();
 //!      send ready.messages                      (need no write first)
 //!      write ready.persist → raft.on_persisted(id)   (held-back messages then appear)
@@ -23,6 +23,8 @@
 #![deny(missing_docs)]
 
 mod config;
+mod config_change;
+mod configuration;
 mod election;
 mod error;
 mod log;
@@ -38,7 +40,9 @@ mod storage;
 mod types;
 
 pub use config::Config;
-pub use error::{CompactError, ConfigError, InitError, ProposeError};
+pub use config_change::ConfChange;
+pub use configuration::ConfigurationError;
+pub use error::{CompactError, ConfChangeError, ConfigError, InitError, ProposeError};
 pub use message::{Message, MessageBody, ReadContext, TERM_OR_INDEX_MAX};
 pub use progress::ProgressState;
 pub use raft::{Counters, PeerStatus, Raft, Status, StepError};

@@ -173,7 +173,7 @@ impl MessageBody {
                     entries.iter().map(Entry::size_bytes).sum::<u64>()
                 }
                 MessageBody::InstallSnapshot { data, meta, .. } => {
-                    data.len() as u64 + 8 * meta.configuration.voters.len() as u64
+                    data.len() as u64 + 8 * meta.configuration.members().count() as u64
                 }
                 _ => 0,
             }

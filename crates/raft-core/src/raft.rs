@@ -4,9 +4,10 @@
 //!  tick() ─┐
 //!  step(m) ─┼─► term check ─► role handler ─► log / progress / outputs ─► ready()
 //!  propose ─┘    (§5.1)       election.rs       log.rs  progress.rs         │
-//!                             replication.rs                             persist ─► on_persisted()
+//!  propose_conf_change        replication.rs                             persist ─► on_persisted()
 //!                             snapshot.rs                                apply   ─► on_applied()
 //!                             read_index.rs
+//!                             config_change.rs (membership: configuration.rs, quorum.rs)
 //! ```
 //!
 //! Protocol rules live in the role modules; this file holds the plumbing: state, timers, role
@@ -19,6 +20,7 @@ use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::config::Config;
+use crate::config_change::ConfigurationHistory;
 use crate::error::{CompactError, InitError, ProposeError};
 use crate::log::RaftLog;
 use crate::message::{Message, MessageBody};
@@ -43,7 +45,8 @@ pub enum StepError {
         /// Addressee.
         to: NodeId,
     },
-    /// The sender is not a member of the configuration.
+    /// The sender is not a member of the configuration (a campaign or request from a peer
+    /// outside it), or a response comes from a peer the leader does not replicate to.
     #[error("message from unknown peer {0}")]
     UnknownPeer(NodeId),
     /// The message is from an older term and needs no answer.
@@ -81,13 +84,21 @@ pub struct Counters {
     pub snapshots_installed: u64,
     /// Reads served on the leader's lease, without a confirmation round (thesis §6.4.1).
     pub lease_reads: u64,
+    /// Configuration entries this peer appended as leader: accepted
+    /// [`Raft::propose_conf_change`] calls and the second step of each joint change.
+    pub configuration_changes_proposed: u64,
+    /// Times the configuration in effect changed on this peer: a configuration entry appended
+    /// or received, a truncated one fallen back from, a snapshot's installed.
+    pub configurations_adopted: u64,
 }
 
-/// A follower's replication state as shown by [`Raft::status`].
+/// A follower's or learner's replication state as shown by [`Raft::status`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerStatus {
     /// The peer.
     pub id: NodeId,
+    /// The peer is a learner: it receives the log but does not vote.
+    pub learner: bool,
     /// Highest index known replicated.
     pub match_index: Index,
     /// Next index to send.
@@ -115,9 +126,10 @@ pub struct Status {
     pub last_index: Index,
     /// Index covered by the newest snapshot.
     pub snapshot_index: Index,
-    /// Current configuration.
+    /// The configuration in effect (the latest in the log): voters, the outgoing voters while
+    /// a change is joint, and learners.
     pub configuration: Configuration,
-    /// Per-follower progress, on a leader.
+    /// Per-peer progress (followers and learners), on a leader.
     pub peers: Vec<PeerStatus>,
 }
 
@@ -127,6 +139,8 @@ struct PendingPersist {
     id: PersistId,
     snapshot_index: Option<Index>,
     last_entry: Option<LogId>,
+    /// The hard state the write carries, if it carries one.
+    hard_state: Option<HardState>,
 }
 
 /// One Raft peer. See the crate documentation for the driving loop.
@@ -140,7 +154,12 @@ pub struct Raft<S: Storage> {
     pub(crate) role: Role,
     pub(crate) leader: Option<NodeId>,
     pub(crate) log: RaftLog<S>,
+    /// The configuration in effect: the latest in the log, committed or not (thesis §4.1).
+    /// Invariant: equal to `configuration_history.latest()`.
     pub(crate) configuration: Configuration,
+    /// Every configuration of the log since the snapshot, to fall back on when a suffix is
+    /// replaced and to describe a snapshot's configuration.
+    pub(crate) configuration_history: ConfigurationHistory,
 
     /// The core's clock: ticks since this peer was created. Only leases read it.
     pub(crate) now_ticks: u64,
@@ -186,6 +205,9 @@ pub struct Raft<S: Storage> {
     persisted_id: PersistId,
     /// The hard state last handed out for persisting.
     handed_out_hard_state: HardState,
+    /// The term and vote of the newest hard state known durable, when it holds a vote: a
+    /// candidate counts its own vote only once it is here.
+    pub(crate) durable_vote: Option<(Term, NodeId)>,
     handed_out_soft_state: SoftState,
 
     pub(crate) counters: Counters,
@@ -199,6 +221,18 @@ impl<S: Storage> Raft<S> {
         config.validate()?;
         let initial = storage.initial_state()?;
         let stored_snapshot = storage.snapshot()?;
+        let configuration_history = ConfigurationHistory::new(
+            stored_snapshot.meta.last_included.index,
+            stored_snapshot.meta.configuration.clone(),
+            initial.configuration_entries,
+        );
+        if *configuration_history.latest() != initial.configuration {
+            return Err(InitError::Storage(StorageError::Failed(format!(
+                "storage reports {:?} in effect, but its log and snapshot say {:?}",
+                initial.configuration,
+                configuration_history.latest()
+            ))));
+        }
         let log = RaftLog::new(storage, initial.hard_state.commit)?;
         let id = config.id;
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(config.seed ^ id.0.rotate_left(32));
@@ -230,6 +264,7 @@ impl<S: Storage> Raft<S> {
             leader: None,
             log,
             configuration: initial.configuration,
+            configuration_history,
             now_ticks: 0,
             election_elapsed: 0,
             restart_lease_end_ticks,
@@ -252,6 +287,7 @@ impl<S: Storage> Raft<S> {
             last_persist_id: 0,
             persisted_id: 0,
             handed_out_hard_state: hard_state,
+            durable_vote: hard_state.vote.map(|vote| (hard_state.term, vote)),
             handed_out_soft_state: SoftState {
                 role: Role::Follower,
                 leader: None,
@@ -281,6 +317,15 @@ impl<S: Storage> Raft<S> {
         self.election_elapsed += 1;
         if self.election_elapsed >= self.randomized_election_ticks {
             self.election_elapsed = 0;
+            if !self.is_promotable() {
+                // A learner or a removed peer does not campaign, but it has not heard from a
+                // leader for an election timeout either: it forgets it, as a campaign would,
+                // so that the leader-lease check stops ignoring the campaigns of others —
+                // which may need its vote (a new voter that has not seen the configuration
+                // that made it one).
+                self.set_leader(None);
+                return;
+            }
             if let Err(error) = self.start_election(false) {
                 self.fail(error);
             }
@@ -341,7 +386,7 @@ impl<S: Storage> Raft<S> {
                 to: message.to,
             });
         }
-        if !self.configuration.contains(message.from) {
+        if message.from == NodeId(0) || self.refuses_stranger(&message)? {
             return Err(StepError::UnknownPeer(message.from));
         }
         if !message.is_within_limits() {
@@ -353,6 +398,36 @@ impl<S: Storage> Raft<S> {
             return self.step_lower_term(message);
         }
         self.step_current_term(message)
+    }
+
+    /// Whether `message` comes from a peer outside the configuration and is one this peer
+    /// does not take from a stranger. A leader's messages pass whoever sends them: this peer's
+    /// configuration may be behind the leader's, and a new peer learns its first
+    /// configuration from them (thesis §4.1); that includes the `TimeoutNow` of a leader that
+    /// removed itself and hands over (its handler checks the sender is the leader). Forwarded
+    /// reads come only from members.
+    ///
+    /// A stranger's campaign passes only if its log is at least as up to date as this peer's,
+    /// that is, only if this peer could grant it. The thesis grants votes to candidates
+    /// outside the voter's configuration, because one may be a member of a configuration the
+    /// voter has not seen yet and be needed to keep the cluster available (thesis §4.1: a new
+    /// voter whose empty log knows no configuration must be able to vote for the leader that
+    /// promoted it). A removed peer that missed its removal lacks the entry that removed it,
+    /// so its log is behind every peer that has that entry: their refusal costs nothing, and
+    /// it keeps the removed peer's ever higher terms from deposing the leader whatever
+    /// PreVote and CheckQuorum are set to (thesis §4.2.3).
+    fn refuses_stranger(&self, message: &Message) -> Result<bool, StepError> {
+        if self.configuration.is_member(message.from) {
+            return Ok(false);
+        }
+        match message.body {
+            MessageBody::VoteRequest { last_log, .. } => {
+                let our_last = self.log.last_log_id().map_err(StepError::Fatal)?;
+                Ok(!last_log.is_up_to_date_with(our_last))
+            }
+            MessageBody::ReadIndexRequest { .. } => Ok(true),
+            _ => Ok(false),
+        }
     }
 
     /// A message from a higher term (§5.1): usually adopt the term and follow; pre-votes and
@@ -402,10 +477,11 @@ impl<S: Storage> Raft<S> {
     fn step_lower_term(&mut self, message: Message) -> Result<(), StepError> {
         match message.body {
             MessageBody::Append { .. } | MessageBody::Heartbeat { .. }
-                if self.config.check_quorum || self.config.pre_vote =>
+                if self.config.check_quorum || self.config.pre_vote || !self.is_promotable() =>
             {
                 // With CheckQuorum or PreVote a peer with a higher term may never get to
-                // campaign, so tell the stale leader to step down.
+                // campaign, and a learner or removed peer never does: tell the stale leader to
+                // step down, so that the next one's term reaches this peer's.
                 self.send(
                     message.from,
                     MessageBody::AppendResponse {
@@ -415,12 +491,16 @@ impl<S: Storage> Raft<S> {
                     },
                 );
             }
-            MessageBody::VoteRequest { pre_vote: true, .. } => {
+            MessageBody::VoteRequest { pre_vote, .. } => {
+                // The refusal carries our term (Figure 2: RequestVote answers with
+                // currentTerm), so a candidate behind it moves up and its next campaign can
+                // reach us: a peer whose term others keep raising (a removed peer campaigning
+                // through it, say) would otherwise drop every campaign for good.
                 self.send(
                     message.from,
                     MessageBody::VoteResponse {
                         granted: false,
-                        pre_vote: true,
+                        pre_vote,
                     },
                 );
             }
@@ -510,6 +590,10 @@ impl<S: Storage> Raft<S> {
         kind: EntryKind,
         data: Bytes,
     ) -> Result<LogId, ProposeError> {
+        assert!(
+            kind != EntryKind::Configuration,
+            "invariant configuration-entries-via-propose-conf-change"
+        );
         if self.role != Role::Leader || self.fatal.is_some() {
             return Err(ProposeError::NotLeader {
                 leader: self.leader.filter(|&leader| leader != self.id),
@@ -531,12 +615,22 @@ impl<S: Storage> Raft<S> {
         {
             return Err(ProposeError::Busy);
         }
+        Ok(self.append_as_leader(kind, data))
+    }
+
+    /// Appends one entry of this leader's term, past every check of `propose_entry` (the
+    /// no-op and configuration entries must go in even while proposals are refused).
+    pub(crate) fn append_as_leader(&mut self, kind: EntryKind, data: Bytes) -> LogId {
+        assert!(self.role == Role::Leader, "invariant only-leader-appends");
+        let entry_bytes = data.len() as u64 + 24;
         let id = LogId::new(self.term, self.log.last_index().next());
-        self.log.append(std::iter::once(Entry { id, kind, data }));
+        if let Err(error) = self.append_entries(vec![Entry { id, kind, data }]) {
+            panic!("invariant leader-configuration-encodes: {error}");
+        }
         self.uncommitted.push_back((id.index, entry_bytes));
         self.uncommitted_bytes += entry_bytes;
         self.replication_due = true;
-        Ok(id)
+        id
     }
 
     /// Asks the leader to hand leadership to `target` (thesis §3.10): the target is caught up,
@@ -550,7 +644,8 @@ impl<S: Storage> Raft<S> {
         if target == self.id {
             return Ok(());
         }
-        if !self.configuration.contains(target) {
+        // A peer in the outgoing set only is on its way out: it would lead just to step down.
+        if !self.configuration.voters.contains(&target) {
             return Err(ProposeError::Invalid(format!("{target} is not a voter")));
         }
         // The target's campaign passes followers' lease check, and its vote requests may be
@@ -595,11 +690,15 @@ impl<S: Storage> Raft<S> {
             }
             Err(error) => return Err(error.into()),
         };
-        // NB: with membership changes this must be the configuration as of `index`.
+        // The snapshot carries "the latest configuration as of the last included index" (Raft
+        // paper §7), which may be older than the one in effect: configurations after `index`
+        // are still entries of the log.
+        let configuration = self.configuration_history.at(index).clone();
+        self.configuration_history.compact_to(index);
         self.pending_compaction = Some(Snapshot {
             meta: SnapshotMeta {
                 last_included: LogId::new(term, index),
-                configuration: self.configuration.clone(),
+                configuration,
             },
             data,
         });
@@ -642,6 +741,9 @@ impl<S: Storage> Raft<S> {
             if let Some(last) = pending.last_entry {
                 self.log.stable_to(last);
             }
+            if let Some(hard_state) = pending.hard_state {
+                self.durable_vote = hard_state.vote.map(|vote| (hard_state.term, vote));
+            }
         }
         self.persisted_id = id;
         while self
@@ -662,6 +764,8 @@ impl<S: Storage> Raft<S> {
             if let Err(error) = self.maybe_commit() {
                 self.fail(error);
             }
+        } else if let Err(error) = self.count_own_durable_vote() {
+            self.fail(error);
         }
     }
 
@@ -675,7 +779,7 @@ impl<S: Storage> Raft<S> {
     /// Whether [`Raft::ready`] has anything to hand out.
     pub fn has_ready(&self) -> bool {
         !self.messages.is_empty()
-            || self.replication_due
+            || (self.replication_due && self.role == Role::Leader)
             || self.log.has_unpersisted()
             || self.log.has_committed_to_apply(self.config.apply_bytes_max)
             || self.snapshot_to_apply.is_some()
@@ -697,6 +801,8 @@ impl<S: Storage> Raft<S> {
                 self.fail(error);
                 return ready;
             }
+        } else {
+            self.replication_due = false;
         }
         ready.persist = self.take_persist_request();
         let after_persist = std::mem::take(&mut self.messages_after_persist);
@@ -761,6 +867,7 @@ impl<S: Storage> Raft<S> {
             id,
             snapshot_index: restored_index,
             last_entry: entries.last().map(|entry| entry.id),
+            hard_state: hard_state_changed.then_some(hard_state),
         });
         Some(PersistRequest {
             id,
@@ -828,7 +935,7 @@ impl<S: Storage> Raft<S> {
         self.log.snapshot_index().unwrap_or_default()
     }
 
-    /// The configuration in force.
+    /// The configuration in effect: the latest in the log, committed or not (thesis §4.1).
     pub fn configuration(&self) -> &Configuration {
         &self.configuration
     }
@@ -876,6 +983,7 @@ impl<S: Storage> Raft<S> {
                 .filter(|(&id, _)| id != self.id)
                 .map(|(&id, progress)| PeerStatus {
                     id,
+                    learner: self.configuration.is_learner(id),
                     match_index: progress.match_index,
                     next_index: progress.next_index,
                     state: progress.state,
@@ -943,26 +1051,29 @@ impl<S: Storage> Raft<S> {
             self.role == Role::Candidate,
             "invariant leader-from-candidate"
         );
+        assert!(
+            self.durable_vote == Some((self.term, self.id)),
+            "invariant leader-vote-durable: {:?} in {}",
+            self.durable_vote,
+            self.term
+        );
         self.role = Role::Leader;
         self.reset_role_state();
         self.set_leader(Some(self.id));
         self.reads.start_term_as_leader();
         self.counters.became_leader += 1;
         let last = self.log.last_index();
-        for member in self.configuration.members().collect::<Vec<_>>() {
-            let mut progress = Progress::new(last, self.config.inflight_messages_max);
-            progress.recent_active = true;
-            if member == self.id {
-                progress.maybe_update(self.log.durable_index());
-                progress.become_replicate();
-            }
-            self.progress.insert(member, progress);
-        }
+        self.sync_progress_with_configuration();
+        let durable = self.log.durable_index();
+        let own = self
+            .progress
+            .entry(self.id)
+            .or_insert_with(|| Progress::new(last, self.config.inflight_messages_max));
+        own.maybe_update(durable);
+        own.become_replicate();
         // The no-op lets the leader commit entries from earlier terms (§5.4.2) and learn the
         // commit index needed for ReadIndex (thesis §6.4).
-        if let Err(error) = self.propose_entry(EntryKind::Noop, Bytes::new()) {
-            panic!("invariant leader-can-append-noop: {error}");
-        }
+        self.append_as_leader(EntryKind::Noop, Bytes::new());
         tracing::debug!(id = %self.id, term = %self.term, last = %last, "became leader");
         self.maybe_commit()
     }
@@ -1010,9 +1121,23 @@ impl<S: Storage> Raft<S> {
         });
     }
 
-    /// Whether this peer may campaign: it is a voter.
+    /// Whether this peer may campaign: it is a voter (of either set, while joint) of the
+    /// configuration in effect — or of one that is in effect only until a later entry
+    /// commits. A peer that is not part of its own latest configuration "should still start
+    /// new elections, as it might still be needed until the C_new entry is committed"; it
+    /// does not count its own vote then (thesis §4.2.2): without that, a leader that removed
+    /// itself and crashed could leave the rest unable to elect anyone. Learners, and peers
+    /// that know their removal committed, never campaign.
     pub(crate) fn is_promotable(&self) -> bool {
-        self.configuration.contains(self.id)
+        if self.configuration.is_voter(self.id) {
+            return true;
+        }
+        let committed = self.log.committed();
+        let own = self.id;
+        self.configuration_history.latest_index() > committed
+            && self
+                .configuration_history
+                .any_since(committed, |configuration| configuration.is_voter(own))
     }
 
     pub(crate) fn fail(&mut self, error: StorageError) {

@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crate::error::ProposeError;
 use crate::message::{MessageBody, ReadContext};
-use crate::quorum::majority_value;
+use crate::quorum::{is_majority, majority_value};
 use crate::raft::{Raft, StepError};
 use crate::ready::ReadState;
 use crate::storage::Storage;
@@ -276,7 +276,9 @@ impl<S: Storage> Raft<S> {
             self.reads.waiting_for_commit.push_back((origin, context));
             return;
         }
-        if self.configuration.voters.len() == 1 && self.configuration.contains(self.id) {
+        let own = self.id;
+        if is_majority(&self.configuration, |id| id == own) {
+            // This leader alone is a quorum: there is nobody to confirm with.
             self.complete_read(origin, context, committed);
             return;
         }

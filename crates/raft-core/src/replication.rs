@@ -166,7 +166,14 @@ impl<S: Storage> Raft<S> {
                 ));
             }
             let from_conflict = (conflict.0 - prev.index.0 - 1) as usize;
-            self.log.append(entries.into_iter().skip(from_conflict));
+            entries.drain(..from_conflict);
+            // Configuration entries take effect as they arrive, and those of a replaced
+            // suffix stop being in effect (thesis §4.1).
+            if self.append_entries(entries).is_err() {
+                return Err(StepError::Invalid(
+                    "append carries a configuration entry that does not decode",
+                ));
+            }
         }
         self.log.commit_to(leader_commit.min(last_new));
         let term = self.term;
@@ -293,9 +300,32 @@ impl<S: Storage> Raft<S> {
         Ok(())
     }
 
-    /// Commits the highest index a majority has durably replicated, if it is from the current
-    /// term: entries of earlier terms commit only indirectly (§5.4.2, Figure 8).
+    /// Commits the highest index a majority has durably replicated, then takes the steps a
+    /// commit may allow in a membership change: leaving a committed joint configuration
+    /// (which may let more commit, under C_new alone), and stepping down once a configuration
+    /// without this leader is committed (thesis §4.3, §4.2.2).
     pub(crate) fn maybe_commit(&mut self) -> Result<(), StorageError> {
+        let before = self.log.committed();
+        self.advance_commit()?;
+        if self.maybe_leave_joint() {
+            self.advance_commit()?;
+        }
+        if self.maybe_step_down_when_removed() {
+            return Ok(());
+        }
+        if self.role == Role::Leader && self.log.committed() > before {
+            self.on_commit_advanced(before);
+        }
+        Ok(())
+    }
+
+    /// Commits the highest index a majority (both majorities, while joint) has durably
+    /// replicated, if it is from the current term: entries of earlier terms commit only
+    /// indirectly (§5.4.2, Figure 8).
+    fn advance_commit(&mut self) -> Result<(), StorageError> {
+        if self.role != Role::Leader {
+            return Ok(());
+        }
         let quorum_match = majority_value(&self.configuration, |id| {
             self.progress.get(&id).map(|progress| progress.match_index)
         });

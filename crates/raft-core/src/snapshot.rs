@@ -87,6 +87,7 @@ impl<S: Storage> Raft<S> {
             || last.term == Term(0)
             || last.term > self.term
             || meta.configuration.voters.is_empty()
+            || meta.configuration.validate().is_err()
         {
             return Err(StepError::Invalid("impossible snapshot metadata"));
         }
@@ -169,7 +170,11 @@ impl<S: Storage> Raft<S> {
             self.log.commit_to(last.index);
         } else {
             tracing::debug!(id = %self.id, snapshot = %last, "installing snapshot from leader");
-            self.configuration = incoming.meta.configuration.clone();
+            // The snapshot's configuration, joint and learner state included, replaces every
+            // configuration of the discarded log.
+            self.configuration_history
+                .reset(last.index, incoming.meta.configuration.clone());
+            self.adopt_latest_configuration();
             self.log.restore(Snapshot {
                 meta: incoming.meta,
                 data: Bytes::from(incoming.data),

@@ -15,7 +15,9 @@ use std::collections::VecDeque;
 use thiserror::Error;
 
 use crate::ready::PersistRequest;
-use crate::types::{Configuration, Entry, HardState, Index, LogId, Snapshot, SnapshotMeta, Term};
+use crate::types::{
+    Configuration, Entry, EntryKind, HardState, Index, LogId, Snapshot, SnapshotMeta, Term,
+};
 
 /// Why storage could not answer a read.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -36,9 +38,13 @@ pub enum StorageError {
 pub struct InitialState {
     /// The durable term, vote and commit.
     pub hard_state: HardState,
-    /// The configuration in force at the end of the stored log (from the newest snapshot or
-    /// the initial bootstrap).
+    /// The configuration in effect at start-up: the latest configuration entry in the stored
+    /// log, committed or not (thesis §4.1), else the newest snapshot's (or the bootstrap's).
     pub configuration: Configuration,
+    /// Every configuration entry of the stored log after the snapshot, decoded, oldest first:
+    /// the ones a peer falls back along when a leader replaces its log's suffix. Its last
+    /// element, when there is one, is `configuration`.
+    pub configuration_entries: Vec<(Index, Configuration)>,
 }
 
 /// Read access to the durable log, hard state and newest snapshot.
@@ -179,11 +185,29 @@ impl MemStorage {
 
 impl Storage for MemStorage {
     fn initial_state(&self) -> Result<InitialState, StorageError> {
-        // NB: configuration entries arrive with membership changes; until then the snapshot's
-        // configuration is the configuration at the end of the log.
+        // Memory is cheap to scan; a durable log tracks these as it writes instead.
+        let mut configuration_entries = Vec::new();
+        for entry in &self.entries {
+            if entry.kind == EntryKind::Configuration {
+                let configuration = Configuration::decode(&entry.data).map_err(|error| {
+                    StorageError::Failed(format!(
+                        "configuration entry {} does not decode: {error}",
+                        entry.id
+                    ))
+                })?;
+                configuration_entries.push((entry.index(), configuration));
+            }
+        }
+        let configuration = configuration_entries
+            .last()
+            .map_or(&self.snapshot.meta.configuration, |(_, configuration)| {
+                configuration
+            })
+            .clone();
         Ok(InitialState {
             hard_state: self.hard_state,
-            configuration: self.snapshot.meta.configuration.clone(),
+            configuration,
+            configuration_entries,
         })
     }
 

@@ -1,10 +1,11 @@
 //! Plain value types shared by every part of the core: identifiers, log entries, hard state,
 //! configurations and snapshots.
 
-use std::collections::BTreeSet;
 use std::fmt;
 
 use bytes::Bytes;
+
+pub use crate::configuration::Configuration;
 
 /// The identity of a Raft peer. `NodeId(0)` is never a valid peer: it is rejected at
 /// construction so that it can never be confused with "no node".
@@ -98,6 +99,9 @@ pub enum EntryKind {
     /// The empty entry a new leader appends so that it can commit entries of earlier terms
     /// (§5.4.2, and the ReadIndex precondition of thesis §6.4).
     Noop,
+    /// A new cluster configuration, encoded by [`Configuration::encode`]. It takes effect on a
+    /// peer as soon as it is in the peer's log, committed or not (thesis §4.1).
+    Configuration,
 }
 
 /// One log entry.
@@ -107,7 +111,8 @@ pub struct Entry {
     pub id: LogId,
     /// Kind of payload.
     pub kind: EntryKind,
-    /// The command bytes; empty for [`EntryKind::Noop`].
+    /// The command bytes; empty for [`EntryKind::Noop`]; the encoded configuration for
+    /// [`EntryKind::Configuration`].
     pub data: Bytes,
 }
 
@@ -149,35 +154,8 @@ pub struct HardState {
     pub commit: Index,
 }
 
-/// The voting membership of the cluster. Quorum decisions are always taken against a value of
-/// this type, never a hard-coded count, so joint consensus can later be a pair of these.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Configuration {
-    /// Peers whose votes and acknowledgements count.
-    pub voters: BTreeSet<NodeId>,
-}
-
-impl Configuration {
-    /// A configuration of the given voters.
-    pub fn new(voters: impl IntoIterator<Item = NodeId>) -> Configuration {
-        Configuration {
-            voters: voters.into_iter().collect(),
-        }
-    }
-
-    /// Whether `node` is a voter.
-    pub fn contains(&self, node: NodeId) -> bool {
-        self.voters.contains(&node)
-    }
-
-    /// Every peer the configuration names.
-    pub fn members(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.voters.iter().copied()
-    }
-}
-
 /// Describes what a snapshot covers: the last entry it replaces and the configuration in force
-/// at that entry.
+/// at that entry (joint and learner state included).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct SnapshotMeta {
     /// The last log entry the snapshot includes.
@@ -201,7 +179,7 @@ impl fmt::Debug for Snapshot {
             f,
             "Snapshot({} {:?} {}B)",
             self.meta.last_included,
-            self.meta.configuration.voters,
+            self.meta.configuration,
             self.data.len()
         )
     }

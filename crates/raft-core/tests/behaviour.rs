@@ -471,6 +471,17 @@ fn bad_input_is_dropped_and_counted_not_panicked_on() {
     net.elect(1);
     let term = net.peer(2).term().0;
     let cases = vec![
+        // A campaign from outside the configuration with a log behind ours (thesis §4.2.3).
+        msg(
+            9,
+            2,
+            term + 1,
+            MessageBody::VoteRequest {
+                last_log: LogId::default(),
+                pre_vote: false,
+                leadership_transfer: true,
+            },
+        ),
         msg(9, 2, term, MessageBody::TimeoutNow),
         msg(2, 3, term, MessageBody::TimeoutNow),
         msg(
@@ -634,4 +645,44 @@ fn leadership_transfer_to_an_unreachable_peer_is_abandoned() {
     net.peer(1)
         .propose(Bytes::from_static(b"x"))
         .expect("transfer abandoned");
+}
+
+#[test]
+fn a_stale_campaign_is_refused_with_the_current_term() {
+    // Figure 2: the answer carries currentTerm, so a candidate that fell behind catches up;
+    // without it, a peer whose term others keep raising would drop its campaigns for good.
+    let storage = MemStorage::new(Configuration::new([NodeId(1), NodeId(2), NodeId(3)]));
+    let mut raft = Raft::new(config(2), storage).expect("valid");
+    let vote_request = |term: u64| {
+        msg(
+            3,
+            2,
+            term,
+            MessageBody::VoteRequest {
+                last_log: LogId::default(),
+                pre_vote: false,
+                leadership_transfer: false,
+            },
+        )
+    };
+    raft.step(vote_request(5)).expect("a newer term");
+    let ready = raft.ready();
+    if let Some(persist) = ready.persist {
+        raft.on_persisted(persist.id);
+    }
+    let _ = raft.ready();
+    assert!(raft.step(vote_request(3)).is_err(), "stale");
+    let ready = raft.ready();
+    assert_eq!(
+        ready.messages,
+        vec![msg(
+            2,
+            3,
+            5,
+            MessageBody::VoteResponse {
+                granted: false,
+                pre_vote: false
+            }
+        )]
+    );
 }

@@ -22,17 +22,49 @@ fn log_id() -> impl Strategy<Value = LogId> {
     (term(), index()).prop_map(|(term, index)| LogId::new(term, index))
 }
 
+/// A configuration of peers among 1..=5 (the harness has 3): joint or not, with learners.
+fn configuration() -> impl Strategy<Value = Configuration> {
+    (0u8..32, 0u8..32, 0u8..32).prop_map(|(voters, outgoing, learners)| {
+        let set = |mask: u8| {
+            (1..=5u64)
+                .filter(move |bit| mask & (1 << (bit - 1)) != 0)
+                .map(NodeId)
+        };
+        let voters: std::collections::BTreeSet<NodeId> = set(voters).collect();
+        let outgoing: std::collections::BTreeSet<NodeId> = if voters.is_empty() {
+            Default::default()
+        } else {
+            set(outgoing).collect()
+        };
+        let learners = set(learners)
+            .filter(|id| !voters.contains(id) && !outgoing.contains(id))
+            .collect();
+        Configuration {
+            voters,
+            outgoing,
+            learners,
+        }
+    })
+}
+
 fn entries() -> impl Strategy<Value = Vec<Entry>> {
     proptest::collection::vec(
-        (log_id(), any::<bool>()).prop_map(|(id, noop)| Entry {
-            id,
-            kind: if noop {
-                EntryKind::Noop
-            } else {
-                EntryKind::Normal
-            },
-            data: Bytes::from_static(b"payload"),
-        }),
+        (
+            log_id(),
+            0u8..4,
+            configuration(),
+            proptest::collection::vec(any::<u8>(), 0..8),
+        )
+            .prop_map(|(id, kind, configuration, garbage)| {
+                let (kind, data) = match kind {
+                    0 => (EntryKind::Noop, Bytes::new()),
+                    1 => (EntryKind::Configuration, configuration.encode()),
+                    // Configuration entries whose data does not decode must be refused.
+                    2 => (EntryKind::Configuration, Bytes::from(garbage)),
+                    _ => (EntryKind::Normal, Bytes::from_static(b"payload")),
+                };
+                Entry { id, kind, data }
+            }),
         0..4,
     )
 }
@@ -65,16 +97,16 @@ fn body() -> impl Strategy<Value = MessageBody> {
         any::<u64>().prop_map(|read_round| MessageBody::HeartbeatResponse { read_round }),
         (
             log_id(),
-            0u64..4,
+            configuration(),
             any::<u64>(),
             any::<bool>(),
             any::<bool>()
         )
-            .prop_map(|(last_included, voters, offset, done, small)| {
+            .prop_map(|(last_included, configuration, offset, done, small)| {
                 MessageBody::InstallSnapshot {
                     meta: SnapshotMeta {
                         last_included,
-                        configuration: Configuration::new((1..=voters).map(NodeId)),
+                        configuration,
                     },
                     offset: if small { offset % 8 } else { offset },
                     data: Bytes::from_static(b"snap"),

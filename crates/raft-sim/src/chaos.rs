@@ -3,20 +3,30 @@
 //! (the liveness phase), in the TigerBeetle VOPR style.
 //!
 //! ```text
-//!  seed ─► chaos_config: peers 3/5/7, timeouts, PreVote/CheckQuorum, windows, snapshots,
-//!          loss/duplication rates, ready() batching, asynchronous apply
+//!  seed ─► chaos_config: peers 3/5/7 (some not in the initial configuration), timeouts,
+//!          PreVote/CheckQuorum, windows, snapshots, loss/duplication rates, ready() batching,
+//!          asynchronous apply, promotion lag
 //!       ─► safety phase: every few ms one of
 //!            propose · read (ReadIndex or lease) · partition · heal · disconnect · connect
 //!            · crash · restart
 //!            reliable on/off · long reordering on/off · slow peer or stalled disk
 //!            one-way link cut · leader transfer
+//!            membership churn: add a learner · promote · remove a learner or a voter (the
+//!            leader too); the core refuses removing the last voter (not on seeds with
+//!            neither PreVote nor CheckQuorum, see `inject`)
 //!          (invariants checked after every event)
 //!       ─► liveness phase: heal, restart all, reliable, no slow peers
+//!            ─► every peer made a voter again, one change at a time (each within 10 s)
 //!            ─► a leader within 5 s ─► a new command applied on every peer within 10 s
 //!            ─► every acknowledged write applied on every peer
 //! ```
+//!
+//! Membership churn leaves removed peers running: one that missed its removal still believes
+//! it votes, which is what the invariants must survive (thesis §4.2.3). Restoring the full
+//! membership before the final check keeps "every peer applies every acknowledged write"
+//! meaningful, and proves a healed cluster completes membership changes.
 
-use raft_core::NodeId;
+use raft_core::{ConfChange, NodeId};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
@@ -118,6 +128,12 @@ pub fn chaos_config(seed: u64, options: &ChaosOptions) -> SimConfig {
     if rng.gen_bool(0.5) {
         config.service.apply_delay_max_us = rng.gen_range(0..=5_000);
     }
+    // Some peers start outside the configuration, as new servers waiting to be added.
+    if rng.gen_bool(0.3) {
+        config.initial_voters = peers - rng.gen_range(1..=2.min(peers - 1));
+    }
+    // Small lags make promotions wait for learners to catch up (and be refused meanwhile).
+    config.core.promotion_lag_max = *[0, 10, 1_000].choose(&mut rng).unwrap_or(&1_000);
     config
 }
 
@@ -269,8 +285,42 @@ fn inject(cluster: &mut Cluster, ids: &[NodeId]) {
                 let _ = cluster.transfer_leader(leader, target);
             }
         }
+        // A peer removed while cut off never learns of its removal and campaigns for ever; only
+        // PreVote or CheckQuorum keep that from disrupting the cluster for good (thesis
+        // §4.2.3), so seeds with neither make no membership changes.
+        89..=91 if cluster.config().core.pre_vote || cluster.config().core.check_quorum => {
+            churn_membership(cluster, ids)
+        }
         _ => {}
     }
+}
+
+/// One random membership change on the leader: a peer outside the configuration is added as
+/// a learner; a learner is mostly promoted, sometimes removed; a voter (the leader included)
+/// is removed. Refusals (a change in progress, a learner behind, the last voter) are part of
+/// the test.
+fn churn_membership(cluster: &mut Cluster, ids: &[NodeId]) {
+    let Some(leader) = cluster.any_leader() else {
+        return;
+    };
+    let Some(configuration) = cluster.configuration(leader).cloned() else {
+        return;
+    };
+    let Some(target) = pick(cluster, ids) else {
+        return;
+    };
+    let change = if configuration.is_voter(target) {
+        ConfChange::Remove(target)
+    } else if configuration.is_learner(target) {
+        if cluster.rng().gen_bool(0.8) {
+            ConfChange::Promote(target)
+        } else {
+            ConfChange::Remove(target)
+        }
+    } else {
+        ConfChange::AddLearner(target)
+    };
+    let _ = cluster.propose_conf_change(leader, change);
 }
 
 /// The liveness phase: stop every fault and require convergence within bounds.
@@ -285,6 +335,7 @@ fn converge(cluster: &mut Cluster, ids: &[NodeId]) {
         }
     }
     cluster.note("liveness phase".to_string());
+    cluster.restore_full_membership();
     cluster.check_one_leader();
     let leader_ms = cluster.now_ms();
     let command = cluster.random_command();

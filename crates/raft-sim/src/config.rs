@@ -108,6 +108,12 @@ pub struct SimConfig {
     pub seed: u64,
     /// Number of peers; they are `NodeId(1)` to `NodeId(peers)`.
     pub peers: usize,
+    /// How many of the peers form the initial configuration: `NodeId(1)` to
+    /// `NodeId(initial_voters)` are its voters. The others run from the start with empty
+    /// storage and an empty configuration, as a new server does: they never campaign, and
+    /// they learn the log and their configuration from a leader once a membership change
+    /// adds them (see `Cluster::propose_conf_change`). At least 1, at most `peers`.
+    pub initial_voters: usize,
     /// Virtual time between two ticks of one peer.
     pub tick_us: u64,
     /// Template of every peer's core configuration; `id` and `seed` are set per peer.
@@ -140,6 +146,7 @@ impl SimConfig {
         let mut config = SimConfig {
             seed,
             peers,
+            initial_voters: peers,
             tick_us: 10_000,
             core: Config::new(NodeId(1), 0),
             network: NetworkConfig::default(),
@@ -165,6 +172,13 @@ impl SimConfig {
     /// The same configuration with snapshots every `interval` applied entries.
     pub fn with_snapshots(mut self, interval: u64) -> SimConfig {
         self.service.snapshot_interval = Some(interval);
+        self
+    }
+
+    /// The same configuration with only the first `voters` peers in the initial
+    /// configuration; the others wait to be added.
+    pub fn with_initial_voters(mut self, voters: usize) -> SimConfig {
+        self.initial_voters = voters;
         self
     }
 

@@ -4,9 +4,12 @@
 //!  event ─► cluster updates peer p ─┬─ ElectionSafety      at most one leader per term
 //!                                    ├─ LeaderAppendOnly    a leader only appends in its term
 //!                                    ├─ LogMatching         one content per LogId, one predecessor
+//!                                    ├─ membership steps    configuration entries decode, are
+//!                                    │                      valid and change one peer at a time
 //!                                    ├─ CommittedEntries    a committed index never changes term
-//!                                    ├─ durable majority    committed ⇒ on a majority of disks,
-//!                                    │                      read back intact from each
+//!                                    ├─ durable majority    committed ⇒ on a majority of the
+//!                                    │                      voters' disks (of both sets while
+//!                                    │                      joint), read back intact from each
 //!                                    ├─ durable before answer  votes and acks only once on disk
 //!                                    ├─ LeaderCompleteness  a new leader holds every committed entry
 //!                                    ├─ StateMachineSafety  one command and one state per index
@@ -25,7 +28,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use raft_core::{
-    Entry, EntryKind, HardState, Index, LogId, Message, NodeId, Raft, Storage, StorageError, Term,
+    Configuration, Entry, EntryKind, HardState, Index, LogId, Message, NodeId, Raft, Storage,
+    StorageError, Term,
 };
 
 use crate::trace::hash_bytes;
@@ -193,10 +197,82 @@ impl LogMatching {
     }
 }
 
+/// Configuration entries are well formed and each changes one peer at a time (thesis §4.3):
+/// a joint configuration's two voter sets differ by one peer, and consecutive configuration
+/// entries of one write go from a stable configuration to its joint one (the old voters
+/// outgoing), from a joint one to its C_new, or add or remove one learner.
+pub(crate) fn check_membership_steps(peer: NodeId, entries: &[Entry]) -> Check {
+    let mut previous: Option<(LogId, Configuration)> = None;
+    for entry in entries {
+        if entry.kind != EntryKind::Configuration {
+            continue;
+        }
+        let configuration = match Configuration::decode(&entry.data) {
+            Ok(configuration) => configuration,
+            Err(error) => {
+                return violated(
+                    "configuration-entry-valid",
+                    format!(
+                        "{peer} writes configuration entry {} that does not decode: {error}",
+                        entry.id
+                    ),
+                )
+            }
+        };
+        if configuration.voters.is_empty() {
+            return violated(
+                "configuration-entry-valid",
+                format!(
+                    "{peer} writes configuration entry {} without voters",
+                    entry.id
+                ),
+            );
+        }
+        if configuration.is_joint()
+            && configuration
+                .voters
+                .symmetric_difference(&configuration.outgoing)
+                .count()
+                != 1
+        {
+            return violated(
+                "membership-one-peer-at-a-time",
+                format!("{peer} writes joint configuration {} changing more than one voter: {configuration:?}", entry.id),
+            );
+        }
+        if let Some((previous_id, before)) = &previous {
+            let legal = if configuration.is_joint() {
+                !before.is_joint() && configuration.outgoing == before.voters
+            } else if before.is_joint() {
+                configuration.voters == before.voters && configuration.learners == before.learners
+            } else {
+                configuration.voters == before.voters
+                    && configuration
+                        .learners
+                        .symmetric_difference(&before.learners)
+                        .count()
+                        == 1
+            };
+            if !legal {
+                return violated(
+                    "membership-one-peer-at-a-time",
+                    format!(
+                        "{peer} writes {} ({configuration:?}) right after {previous_id} ({before:?})",
+                        entry.id
+                    ),
+                );
+            }
+        }
+        previous = Some((entry.id, configuration));
+    }
+    Ok(())
+}
+
 fn content_hash(entry: &Entry) -> u64 {
     let kind = match entry.kind {
         EntryKind::Normal => 1,
         EntryKind::Noop => 2,
+        EntryKind::Configuration => 3,
     };
     hash_bytes(&entry.data) ^ kind
 }
@@ -209,8 +285,9 @@ pub(crate) struct CommittedEntries {
     /// Per peer: (incarnation, commit index already scanned).
     scanned: BTreeMap<NodeId, (u64, Index)>,
     max: Index,
-    /// Indexes learned committed since the last [`CommittedEntries::take_fresh`].
-    fresh: Vec<LogId>,
+    /// Indexes learned committed since the last [`CommittedEntries::take_fresh`], with the
+    /// configuration in effect on the peer that first counted each committed.
+    fresh: Vec<(LogId, Configuration)>,
 }
 
 impl CommittedEntries {
@@ -230,19 +307,25 @@ impl CommittedEntries {
         for index in from.0..=commit.0 {
             // Compacted entries were checked when they were committed.
             if let Ok(term) = node.term_at(Index(index)) {
-                self.record(peer, LogId::new(term, Index(index)))?;
+                self.record(peer, LogId::new(term, Index(index)), node.configuration())?;
             }
         }
         Ok(())
     }
 
-    /// Records that `id` is committed, as `peer` knows.
-    pub(crate) fn record(&mut self, peer: NodeId, id: LogId) -> Check {
+    /// Records that `id` is committed, as `peer` knows, whose configuration in effect is
+    /// `configuration`.
+    pub(crate) fn record(
+        &mut self,
+        peer: NodeId,
+        id: LogId,
+        configuration: &Configuration,
+    ) -> Check {
         if id.index == Index(0) {
             return Ok(());
         }
         let known = *self.terms.entry(id.index).or_insert_with(|| {
-            self.fresh.push(id);
+            self.fresh.push((id, configuration.clone()));
             id.term
         });
         if known != id.term {
@@ -263,8 +346,9 @@ impl CommittedEntries {
         self.max
     }
 
-    /// Entries that became known committed since the last call.
-    pub(crate) fn take_fresh(&mut self) -> Vec<LogId> {
+    /// Entries that became known committed since the last call, with the configuration of
+    /// the peer that first counted each.
+    pub(crate) fn take_fresh(&mut self) -> Vec<(LogId, Configuration)> {
         std::mem::take(&mut self.fresh)
     }
 
@@ -277,27 +361,34 @@ impl CommittedEntries {
     }
 }
 
-/// An entry is committed only once a majority of peers hold it durably (§5.3: "replicated it
+/// An entry is committed only once a majority of voters hold it durably (§5.3: "replicated it
 /// on a majority"), so no combination of crashes can lose it. Checked the moment any peer
-/// first counts it committed, against what each peer's disk holds; a disk holding it must give
-/// back the content first written at `id` (`content`, from [`LogMatching::content`]) through
+/// first counts it committed — that peer is the leader that committed it, and `configuration`
+/// its configuration in effect: a majority of its voters and, while it is joint, of its
+/// outgoing voters too (thesis §4.3). Learners' and other peers' disks do not count. (When the
+/// commit let the leader leave a joint configuration in the same step, `configuration` is
+/// C_new, whose voters are the joint configuration's incoming ones: the check is weaker than
+/// the rule the leader applied, never stronger.) A disk holding the entry must give back the
+/// content first written at `id` (`content`, from [`LogMatching::content`]) through
 /// [`Storage::entries`], which reads a write-ahead log's segment files.
 pub(crate) fn check_durable_majority<'a>(
     id: LogId,
     content: Option<u64>,
     disks: impl Iterator<Item = (NodeId, &'a dyn Storage)>,
-    peers: usize,
+    configuration: &Configuration,
 ) -> Check {
-    let mut holding = 0;
+    let mut holding = BTreeSet::new();
     for (peer, disk) in disks {
         match disk.term(id.index) {
             Ok(term) if term == id.term => {
                 check_stored_content(peer, disk, id, content)?;
-                holding += 1;
+                holding.insert(peer);
             }
             Ok(_) | Err(StorageError::Unavailable(_)) => {}
             // A snapshot beyond the index covers it.
-            Err(StorageError::Compacted(_)) => holding += 1,
+            Err(StorageError::Compacted(_)) => {
+                holding.insert(peer);
+            }
             Err(StorageError::Failed(reason)) => {
                 return violated(
                     "storage-never-fails",
@@ -306,11 +397,29 @@ pub(crate) fn check_durable_majority<'a>(
             }
         }
     }
-    if holding <= peers / 2 {
-        return violated(
-            "commit-durable-on-majority",
-            format!("{id} counted committed while only {holding} of {peers} disks hold it"),
-        );
+    let held_by_majority = |voters: &BTreeSet<NodeId>| {
+        let held = voters.intersection(&holding).count();
+        (held * 2 > voters.len(), held)
+    };
+    let sets = [
+        ("voters", &configuration.voters),
+        ("outgoing voters", &configuration.outgoing),
+    ];
+    for (name, voters) in sets {
+        if voters.is_empty() && name == "outgoing voters" {
+            continue;
+        }
+        let (majority, held) = held_by_majority(voters);
+        if !majority {
+            return violated(
+                "commit-durable-on-majority",
+                format!(
+                    "{id} counted committed while only {held} of the {} {name} {voters:?} hold it \
+                     on disk (disks holding it: {holding:?}; configuration {configuration:?})",
+                    voters.len()
+                ),
+            );
+        }
     }
     Ok(())
 }
@@ -786,6 +895,37 @@ mod tests {
         assert!(checker.on_apply(NodeId(2), &entry(1, 1, b"a"), 7).is_ok());
         assert!(checker.on_apply(NodeId(3), &entry(2, 1, b"a"), 7).is_err());
         assert!(checker.on_restore(NodeId(3), Index(1), 8).is_err());
+    }
+
+    #[test]
+    fn membership_steps_catch_two_changes_at_once() {
+        let configuration_entry = |index: u64, configuration: &Configuration| Entry {
+            id: LogId::new(Term(1), Index(index)),
+            kind: EntryKind::Configuration,
+            data: configuration.encode(),
+        };
+        let stable = Configuration::new([NodeId(1), NodeId(2), NodeId(3)]);
+        let mut joint = stable.clone();
+        joint.outgoing = stable.voters.clone();
+        joint.voters.insert(NodeId(4));
+        let mut after = joint.clone();
+        after.outgoing.clear();
+        let steps = [
+            configuration_entry(1, &stable),
+            configuration_entry(2, &joint),
+            configuration_entry(3, &after),
+        ];
+        assert!(check_membership_steps(NodeId(1), &steps).is_ok());
+        let mut two_at_once = joint.clone();
+        two_at_once.voters.insert(NodeId(5));
+        let error = check_membership_steps(NodeId(1), &[configuration_entry(1, &two_at_once)])
+            .expect_err("two voters added at once");
+        assert_eq!(error.invariant, "membership-one-peer-at-a-time");
+        let skipping_joint = [
+            configuration_entry(1, &stable),
+            configuration_entry(2, &after),
+        ];
+        assert!(check_membership_steps(NodeId(1), &skipping_joint).is_err());
     }
 
     #[test]

@@ -25,8 +25,8 @@
 use std::path::{Path, PathBuf};
 
 use raft_core::{
-    Configuration, Entry, HardState, Index, InitialState, MemStorage, NodeId, PersistRequest,
-    Snapshot, Storage, StorageError, Term,
+    Configuration, Entry, EntryKind, HardState, Index, InitialState, MemStorage, NodeId,
+    PersistRequest, Snapshot, Storage, StorageError, Term,
 };
 use raft_wal::{Wal, WalOptions, WalStorage};
 use tempfile::TempDir;
@@ -326,6 +326,8 @@ impl WalDisk {
 
 /// Everything a peer's storage holds, for comparing a log before a crash with its recovery.
 struct DurableImage {
+    /// The hard state and the configurations as `Storage::initial_state` reports them.
+    initial: InitialState,
     hard_state: HardState,
     snapshot: Snapshot,
     first_index: Index,
@@ -337,9 +339,39 @@ impl DurableImage {
     fn read(storage: &impl Storage) -> Result<DurableImage, StorageError> {
         let (first_index, last_index) = (storage.first_index()?, storage.last_index()?);
         let entries = storage.entries(first_index, last_index.next(), u64::MAX)?;
+        let initial = storage.initial_state()?;
+        // The log tracks its configuration entries as it writes and replays instead of
+        // reading them back: they must be exactly those of the entries it holds, and the
+        // one in effect the latest of them or the snapshot's.
+        let mut configuration_entries = Vec::new();
+        for entry in entries
+            .iter()
+            .filter(|entry| entry.kind == EntryKind::Configuration)
+        {
+            let configuration = Configuration::decode(&entry.data).map_err(|error| {
+                StorageError::Failed(format!("configuration entry {}: {error}", entry.id))
+            })?;
+            configuration_entries.push((entry.index(), configuration));
+        }
+        let snapshot = storage.snapshot()?;
+        let in_effect = configuration_entries
+            .last()
+            .map_or(&snapshot.meta.configuration, |(_, configuration)| {
+                configuration
+            });
+        if initial.configuration_entries != configuration_entries
+            || initial.configuration != *in_effect
+        {
+            return Err(StorageError::Failed(format!(
+                "initial_state reports configurations {:?} (in effect {:?}), but the log holds \
+                 {configuration_entries:?} after a snapshot of {:?}",
+                initial.configuration_entries, initial.configuration, snapshot.meta.configuration
+            )));
+        }
         Ok(DurableImage {
-            hard_state: storage.initial_state()?.hard_state,
-            snapshot: storage.snapshot()?,
+            hard_state: initial.hard_state,
+            initial,
+            snapshot,
             first_index,
             last_index,
             entries,
@@ -348,6 +380,12 @@ impl DurableImage {
 
     /// How `other` differs from this image, if it does.
     fn difference(&self, other: &DurableImage) -> Option<String> {
+        if self.initial.configuration_entries != other.initial.configuration_entries {
+            return Some(format!(
+                "configuration entries {:?} became {:?}",
+                self.initial.configuration_entries, other.initial.configuration_entries
+            ));
+        }
         if self.hard_state != other.hard_state {
             return Some(format!(
                 "hard state {:?} became {:?}",

@@ -5,13 +5,15 @@
 //!  one(cmd, n, retry) ─► start on connected peers in turn ─► run until n peers applied cmd
 //!  n_committed(i) ─► how many services applied index i, and the command there
 //!  wait(i, n, term) ─► like 6.824's wait: back off until n applied, give up on a new term
+//!  change_membership(c) ─► propose on the connected leader until accepted ─► run until a
+//!                          connected leader shows it done, with no change in progress
 //! ```
 //!
 //! Nothing here sleeps: every wait runs virtual time until a condition holds or a deadline
 //! passes, and a missed deadline panics with the seed and the trace.
 
 use bytes::Bytes;
-use raft_core::{Index, NodeId, Term};
+use raft_core::{ConfChange, ConfChangeError, Configuration, Index, NodeId, Term};
 use rand::Rng;
 
 use crate::cluster::Cluster;
@@ -22,6 +24,21 @@ pub const LEADER_DEADLINE_MS: u64 = 5_000;
 pub const AGREEMENT_DEADLINE_MS: u64 = 10_000;
 /// How long [`Cluster::one`] waits for one attempt to commit (6.824's 2 s).
 pub const ATTEMPT_DEADLINE_MS: u64 = 2_000;
+
+/// How long [`Cluster::change_membership`] keeps trying to complete a change.
+pub const MEMBERSHIP_DEADLINE_MS: u64 = 10_000;
+
+/// Whether `configuration` shows `change` done, with no joint phase left.
+fn change_done(configuration: &Configuration, change: ConfChange) -> bool {
+    if configuration.is_joint() {
+        return false;
+    }
+    match change {
+        ConfChange::AddLearner(node) => configuration.is_member(node),
+        ConfChange::Promote(node) => configuration.voters.contains(&node),
+        ConfChange::Remove(node) => !configuration.is_member(node),
+    }
+}
 
 /// The bytes of a numeric command (8 bytes, little endian), as the classic tests use.
 pub fn command(value: u64) -> Bytes {
@@ -81,9 +98,33 @@ impl Cluster {
         match self.connected_leader() {
             Some(leader) => leader,
             None => self.fail_scenario(&format!(
-                "expected one leader among connected peers within {LEADER_DEADLINE_MS} ms"
+                "expected one leader among connected peers within {LEADER_DEADLINE_MS} ms; \
+                 peers: {}",
+                self.describe_peers()
             )),
         }
+    }
+
+    /// Each running peer's role, term, log and configuration, for failure reports.
+    pub fn describe_peers(&self) -> String {
+        self.ids()
+            .into_iter()
+            .filter_map(|id| {
+                let node = self.node(id)?;
+                let configuration = node.configuration();
+                Some(format!(
+                    "{id} {:?} {} commit {} last {} voters {:?} outgoing {:?} learners {:?}",
+                    node.role(),
+                    node.term(),
+                    node.commit_index(),
+                    node.last_index(),
+                    configuration.voters,
+                    configuration.outgoing,
+                    configuration.learners
+                ))
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     /// Runs until every connected running peer is in the same term (at most 1 s) and
@@ -168,7 +209,8 @@ impl Cluster {
             }
         }
         self.fail_scenario(&format!(
-            "one({command:?}) failed to reach agreement on {expected_servers} peers within {AGREEMENT_DEADLINE_MS} ms"
+            "one({command:?}) failed to reach agreement on {expected_servers} peers within {AGREEMENT_DEADLINE_MS} ms; peers: {}",
+            self.describe_peers()
         ))
     }
 
@@ -201,6 +243,108 @@ impl Cluster {
             self.fail_scenario(&format!("only {count} peers applied {index}, wanted {n}"));
         }
         command
+    }
+
+    /// The connected leader and its configuration, if that configuration is the committed
+    /// one: the leader has committed an entry of its term (so its log holds every committed
+    /// entry, §5.4) and no change is in progress on it. A leader elected on a stale log may
+    /// show a configuration that the next leader's log has long replaced.
+    fn settled_leader(&self) -> Option<(NodeId, &Configuration)> {
+        let leader = self.connected_leader()?;
+        let node = self.node(leader)?;
+        let committed_in_term = node.term_at(node.commit_index()).ok() == Some(node.term());
+        let settled = committed_in_term && !node.configuration_change_in_progress();
+        settled.then(|| (leader, node.configuration()))
+    }
+
+    /// The settled leader (see `settled_leader`), if its configuration shows `change` done.
+    fn leader_done_with(&self, change: ConfChange) -> Option<NodeId> {
+        let (leader, configuration) = self.settled_leader()?;
+        change_done(configuration, change).then_some(leader)
+    }
+
+    /// Makes the membership change `change` (the membership counterpart of
+    /// [`Cluster::one`]): proposes it on the connected leader until one accepts it, retrying
+    /// after refusals (a change in progress, a learner not caught up, no leader), and runs
+    /// until a connected leader shows it done with no change in progress. Returns that
+    /// leader. Fails after [`MEMBERSHIP_DEADLINE_MS`].
+    pub fn change_membership(&mut self, change: ConfChange) -> NodeId {
+        let started_ms = self.now_ms();
+        loop {
+            if let Some(leader) = self.leader_done_with(change) {
+                return leader;
+            }
+            if self.now_ms() - started_ms >= MEMBERSHIP_DEADLINE_MS {
+                self.fail_scenario(&format!(
+                    "{change:?} not done within {MEMBERSHIP_DEADLINE_MS} ms; peers: {}",
+                    self.describe_peers()
+                ));
+            }
+            let Some(leader) = self.connected_leader() else {
+                self.run_for(50);
+                continue;
+            };
+            match self.propose_conf_change(leader, change) {
+                Ok(_) => {
+                    self.run_until(
+                        |cluster| cluster.leader_done_with(change).is_some(),
+                        ATTEMPT_DEADLINE_MS,
+                    );
+                }
+                Err(error @ (ConfChangeError::InvalidNode | ConfChangeError::LastVoter(_))) => {
+                    self.fail_scenario(&format!("{change:?} is impossible: {error}"))
+                }
+                Err(_) => self.run_for(20),
+            }
+        }
+    }
+
+    /// Makes every peer a voter again, one change at a time (peers outside the configuration
+    /// are added as learners, learners promoted), and returns the leader of the full
+    /// configuration. The next change is planned from the leader's configuration each time,
+    /// so a change lost with its leader is planned again. Fails unless the full
+    /// configuration is in place within three times [`MEMBERSHIP_DEADLINE_MS`].
+    pub fn restore_full_membership(&mut self) -> NodeId {
+        let full = Configuration::new(self.ids());
+        let started_ms = self.now_ms();
+        loop {
+            if self.now_ms() - started_ms > 3 * MEMBERSHIP_DEADLINE_MS {
+                self.fail_scenario(&format!(
+                    "the full membership was not restored in time; peers: {}",
+                    self.describe_peers()
+                ));
+            }
+            self.check_one_leader();
+            let Some((leader, configuration)) = self.settled_leader() else {
+                // Wait for the leader to commit in its term and finish any change under way.
+                self.run_for(20);
+                continue;
+            };
+            let configuration = configuration.clone();
+            if configuration == full {
+                return leader;
+            }
+            let missing = self
+                .ids()
+                .into_iter()
+                .find(|id| !configuration.voters.contains(id));
+            let change = match missing {
+                Some(node) if configuration.is_learner(node) => ConfChange::Promote(node),
+                Some(node) => ConfChange::AddLearner(node),
+                None => self.fail_scenario(&format!(
+                    "every peer votes, yet the configuration is {configuration:?}"
+                )),
+            };
+            match self.propose_conf_change(leader, change) {
+                Ok(_) => {
+                    self.run_until(
+                        |cluster| cluster.leader_done_with(change).is_some(),
+                        ATTEMPT_DEADLINE_MS,
+                    );
+                }
+                Err(_) => self.run_for(20),
+            }
+        }
     }
 
     /// Entries held in `peer`'s storage (the durable log beyond its snapshot).

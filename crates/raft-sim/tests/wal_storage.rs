@@ -23,6 +23,9 @@ mod persistence;
 #[path = "scenarios/snapshots.rs"]
 mod snapshots;
 
+#[path = "scenarios/membership.rs"]
+mod membership;
+
 use raft_sim::{
     chaos_config, for_each_seed_n, run_chaos_with, ChaosOptions, Cluster, SimConfig, StorageKind,
     WAL_CACHE_BYTES_MAX, WAL_SEGMENT_BYTES_MAX,
@@ -335,5 +338,37 @@ fn snapshot_init_after_restarts_on_wal() {
     on_wal(
         "snapshot_init_after_restarts_on_wal",
         snapshots::snapshot_init_after_restarts,
+    );
+}
+
+#[test]
+fn removing_the_leader_hands_over_and_the_rest_carry_on_on_wal() {
+    on_wal(
+        "removing_the_leader_hands_over_and_the_rest_carry_on_on_wal",
+        membership::removing_the_leader_hands_over_and_the_rest_carry_on,
+    );
+}
+
+#[test]
+fn adding_to_a_cluster_with_a_partitioned_member_on_wal() {
+    on_wal(
+        "adding_to_a_cluster_with_a_partitioned_member_on_wal",
+        membership::adding_to_a_cluster_with_a_partitioned_member,
+    );
+}
+
+#[test]
+fn shrinking_five_to_three_to_one_and_growing_back_to_five_on_wal() {
+    on_wal(
+        "shrinking_five_to_three_to_one_and_growing_back_to_five_on_wal",
+        membership::shrinking_five_to_three_to_one_and_growing_back_to_five,
+    );
+}
+
+#[test]
+fn a_removed_peer_that_missed_its_removal_never_disrupts_on_wal() {
+    on_wal(
+        "a_removed_peer_that_missed_its_removal_never_disrupts_on_wal",
+        membership::a_removed_peer_that_missed_its_removal_never_disrupts,
     );
 }

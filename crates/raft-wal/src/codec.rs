@@ -4,17 +4,23 @@
 //!  segment := header frame*
 //!  header  := magic "RAFTWAL\n" | version u32 | reserved u32 | sequence u64 | crc u32 | pad u32   (32 bytes)
 //!  frame   := payload_len u32 | payload_crc u32 | header_crc u32 | payload                        (12 + n bytes)
-//!  payload := 1 | index u64 | term u64 | kind u8 | data        an entry
+//!  payload := 1 | index u64 | term u64 | kind u8 | data        an entry (kind 0 command,
+//!                                                              1 no-op, 2 configuration)
 //!           | 2 | term u64 | vote u64 (0 = none) | commit u64  the hard state
 //!           | 3 | index u64 | term u64 | discard u8           the log now follows this snapshot
 //! ```
 //!
-//! Integers are little-endian; checksums are CRC32C. The frame header carries its own checksum
-//! so that a damaged length is recognised as damage instead of sending the reader off to a
-//! wrong offset, and so that recovery can look for intact frames after a damaged one.
+//! Integers are little-endian; checksums are CRC32C. The configuration entry kind (2) came
+//! with membership changes without a new format version: logs written before it read as
+//! before, and a build that predates it refuses a log holding one as damaged ("unknown entry
+//! kind 2") rather than misreading it.
+//!
+//! The frame header carries its own checksum so that a damaged length is recognised as damage
+//! instead of sending the reader off to a wrong offset, and so that recovery can look for
+//! intact frames after a damaged one.
 
 use bytes::{Buf, BufMut, Bytes};
-use raft_core::{Entry, EntryKind, HardState, Index, LogId, NodeId, Term};
+use raft_core::{Configuration, Entry, EntryKind, HardState, Index, LogId, NodeId, Term};
 
 use crate::checksum;
 
@@ -32,6 +38,8 @@ const RECORD_HARD_STATE: u8 = 2;
 const RECORD_SNAPSHOT: u8 = 3;
 const ENTRY_NORMAL: u8 = 0;
 const ENTRY_NOOP: u8 = 1;
+/// A configuration entry; its data is `raft_core::Configuration::encode`'s form.
+const ENTRY_CONFIGURATION: u8 = 2;
 /// Bytes of an entry payload before its data.
 pub(crate) const ENTRY_PREFIX_BYTES: u64 = 1 + 8 + 8 + 1;
 
@@ -136,6 +144,7 @@ pub(crate) fn encode_frame_leaving_data(record: &Record, out: &mut Vec<u8>, leav
             out.put_u8(match entry.kind {
                 EntryKind::Normal => ENTRY_NORMAL,
                 EntryKind::Noop => ENTRY_NOOP,
+                EntryKind::Configuration => ENTRY_CONFIGURATION,
             });
             if leave_data {
                 data_left_out = &entry.data;
@@ -216,6 +225,7 @@ pub(crate) fn decode_payload(payload: Bytes) -> Result<Record, String> {
             let entry_kind = match cursor.get_u8() {
                 ENTRY_NORMAL => EntryKind::Normal,
                 ENTRY_NOOP => EntryKind::Noop,
+                ENTRY_CONFIGURATION => EntryKind::Configuration,
                 other => return Err(format!("unknown entry kind {other}")),
             };
             if index.0 == 0 {
@@ -256,6 +266,16 @@ pub(crate) fn decode_payload(payload: Bytes) -> Result<Record, String> {
     }
 }
 
+/// The configuration a configuration entry carries; `None` for other kinds.
+pub(crate) fn decode_configuration(entry: &Entry) -> Result<Option<Configuration>, String> {
+    if entry.kind != EntryKind::Configuration {
+        return Ok(None);
+    }
+    Configuration::decode(&entry.data)
+        .map(Some)
+        .map_err(|error| format!("configuration entry {} does not decode: {error}", entry.id))
+}
+
 /// Decodes the entry at the start of a payload read back for [`raft_core::Storage`].
 pub(crate) fn decode_entry(payload: Bytes) -> Result<Entry, String> {
     match decode_payload(payload)? {
@@ -290,6 +310,11 @@ mod tests {
             id: LogId::new(Term(1), Index(1)),
             kind: EntryKind::Noop,
             data: Bytes::new(),
+        }));
+        roundtrip(Record::Entry(Entry {
+            id: LogId::new(Term(2), Index(3)),
+            kind: EntryKind::Configuration,
+            data: raft_core::Configuration::new([NodeId(1), NodeId(2)]).encode(),
         }));
         roundtrip(Record::HardState(HardState {
             term: Term(9),

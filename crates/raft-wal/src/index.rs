@@ -7,6 +7,7 @@
 //!                  │ term_runs:    [(first index, term)]           (one per term change)
 //!                  │ segment_runs: [(first index, segment)]        (one per segment)
 //!                  │                               cache: the newest entries' bytes
+//!                  │ configurations: {index: Configuration}   (configuration entries only)
 //! ```
 //!
 //! Replaying the records of the segments in write order through [`LogIndex::append`] and
@@ -15,9 +16,9 @@
 //! there (a follower overwriting a conflicting suffix), so truncation needs no record of its
 //! own and files are only ever appended to.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
-use raft_core::{Entry, Index, LogId, Term};
+use raft_core::{Configuration, Entry, Index, LogId, Term};
 
 /// Where an entry's record is: frame offset within its segment and payload length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -201,6 +202,62 @@ fn drop_runs_before<T>(runs: &mut Runs<T>, first: Index, log_empty: bool) {
     }
     if let Some(front) = runs.front_mut() {
         front.0 = front.0.max(first);
+    }
+}
+
+/// The configuration entries of the live log, decoded, so that
+/// [`raft_core::Storage::initial_state`] can name the configuration in effect (the latest
+/// one, thesis §4.1) and the ones before it without reading the log back. Updated alongside
+/// [`LogIndex`], by the same records in the same order: a replaced suffix takes its
+/// configurations with it, and a snapshot drops those it covers (its own metadata describes
+/// the configuration as of its index). Membership changes are rare, so this stays small.
+#[derive(Debug, Default)]
+pub(crate) struct ConfigurationIndex {
+    /// Invariant: every key is a live entry's index, above the log's base.
+    entries: BTreeMap<Index, Configuration>,
+}
+
+impl ConfigurationIndex {
+    /// The entry at `index` was appended to a log following `base` (after
+    /// [`LogIndex::append`] accepted it); `configuration` is its decoded data when it is a
+    /// configuration entry.
+    pub(crate) fn append(
+        &mut self,
+        base: Index,
+        index: Index,
+        configuration: Option<Configuration>,
+    ) {
+        if index <= base {
+            // As in `LogIndex::append`: every entry goes.
+            self.entries.clear();
+            return;
+        }
+        self.entries.split_off(&index);
+        if let Some(configuration) = configuration {
+            self.entries.insert(index, configuration);
+        }
+    }
+
+    /// A snapshot through `id` was applied, as in [`LogIndex::apply_snapshot`].
+    pub(crate) fn apply_snapshot(&mut self, id: LogId, discard: bool) {
+        if discard {
+            self.entries.clear();
+        } else {
+            self.entries = self.entries.split_off(&id.index.next());
+        }
+    }
+
+    /// The latest configuration entry's configuration, if the live log holds one.
+    pub(crate) fn latest(&self) -> Option<&Configuration> {
+        self.entries.values().next_back()
+    }
+
+    /// Every configuration entry, oldest first.
+    pub(crate) fn to_vec(&self) -> Vec<(Index, Configuration)> {
+        self.entries
+            .iter()
+            .map(|(&index, configuration)| (index, configuration.clone()))
+            .collect()
     }
 }
 

@@ -11,7 +11,8 @@
 //!
 //!  core.ready().persist ─► Wal::write / GroupCommit::submit ─► fdatasync ─► core.on_persisted
 //!                                                     (timed into Wal::sync_latency, a SyncLatency)
-//!  core reads            ◄─ WalStorage (index in memory, tail cache, positioned file reads)
+//!  core reads            ◄─ WalStorage (index in memory, tail cache, positioned file reads;
+//!                                      configuration entries tracked as written and replayed)
 //! ```
 //!
 //! Guarantees: a write is reported durable only after its fdatasync; a torn write at the end

@@ -2,7 +2,9 @@
 //!
 //! ```text
 //!  lock ─► list files ─► newest snapshot file (older ones and temporaries removed)
-//!       ─► replay every segment in order into the index (entries, hard state, markers)
+//!       ─► replay every segment in order into the index (entries, hard state, markers),
+//!            decoding configuration entries as they pass (the configuration in effect at
+//!            start-up, with no second read)
 //!            damage in the last segment with no intact frame after it: torn tail, truncated
 //!            any other damage: refuse to start, naming file and offset
 //!       ─► apply the snapshot ─► check the log reaches it ─► open the last segment for appends
@@ -17,10 +19,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use raft_core::{Configuration, HardState, LogId, Snapshot, SnapshotMeta, Term};
 
-use crate::codec::{encode_frame, Record};
+use crate::codec::{decode_configuration, encode_frame, Record};
 use crate::error::{Result, WalError};
 use crate::fsutil::{DirectoryLock, Syncer};
-use crate::index::{Location, LogIndex, TailCache};
+use crate::index::{ConfigurationIndex, Location, LogIndex, TailCache};
 use crate::metrics::SyncLatency;
 use crate::segment::{self, Damage, ScanEnd};
 use crate::snapshot_file;
@@ -135,6 +137,7 @@ fn truncate_segment(
 /// matter for the entries they discarded.
 struct Replay {
     log: LogIndex,
+    configurations: ConfigurationIndex,
     hard_state: HardState,
     /// Whether the newest snapshot's own marker was found (the bootstrap snapshot has none).
     marker_found: bool,
@@ -176,9 +179,13 @@ impl Replay {
                     offset: offset as u32,
                     payload_len,
                 };
+                let configuration = decode_configuration(&entry)
+                    .map_err(|reason| WalError::corrupt(path, offset, reason))?;
                 self.log
                     .append(entry.id, location)
                     .map_err(|reason| WalError::corrupt(path, offset, reason))?;
+                self.configurations
+                    .append(snapshot.index, entry.index(), configuration);
             }
             Record::HardState(hard_state) => self.hard_state = hard_state,
             Record::Snapshot { id, discard } => {
@@ -198,6 +205,7 @@ impl Replay {
                 }
                 self.marker_found |= id == snapshot;
                 self.log.apply_snapshot(id, discard);
+                self.configurations.apply_snapshot(id, discard);
             }
         }
         Ok(())
@@ -236,6 +244,7 @@ impl Wal {
         let snapshot = newest_snapshot(&dir, &listing, &mut report)?;
         let Replayed {
             log,
+            configurations,
             hard_state,
             segments,
             last_data_end,
@@ -265,6 +274,7 @@ impl Wal {
             hard_state,
             snapshot,
             log,
+            configurations,
             cache: TailCache::new(options.cache_bytes_max),
             segments,
         });
@@ -338,6 +348,7 @@ type Segments = BTreeMap<u64, Arc<SegmentFile>>;
 /// The outcome of replaying the segments.
 struct Replayed {
     log: LogIndex,
+    configurations: ConfigurationIndex,
     hard_state: HardState,
     segments: Segments,
     /// Where the valid frames of the last segment end.
@@ -355,6 +366,7 @@ fn replay(
     let snapshot_id = snapshot.meta.last_included;
     let mut replay = Replay {
         log: LogIndex::new(snapshot_id),
+        configurations: ConfigurationIndex::default(),
         hard_state: HardState::default(),
         marker_found: snapshot_id.index.0 == 0,
         term_at_snapshot: None,
@@ -489,6 +501,7 @@ fn replay(
     }
     let Replay {
         mut log,
+        mut configurations,
         mut hard_state,
         marker_found,
         term_at_snapshot,
@@ -508,6 +521,7 @@ fn replay(
     let missing_marker = (!marker_found).then(|| {
         let discard = term_at_snapshot != Some(snapshot_id.term);
         log.apply_snapshot(snapshot_id, discard);
+        configurations.apply_snapshot(snapshot_id, discard);
         discard
     });
     hard_state.commit = hard_state.commit.max(snapshot_id.index);
@@ -528,6 +542,7 @@ fn replay(
     }
     Ok(Replayed {
         log,
+        configurations,
         hard_state,
         segments: retained,
         last_data_end,

@@ -4,9 +4,19 @@
 //! ```text
 //!  snapshot-<index>-<term>.snap :=
 //!      magic "RAFTSNAP" | version u32 | reserved u32 | index u64 | term u64
-//!      | voter_count u32 | voter u64 * voter_count | data_len u64 | data | crc u32 (of all before)
+//!      | set voters
+//!      | set outgoing | set learners                      (version 2 only)
+//!      | data_len u64 | data | crc u32 (of all before)
+//!  set := count u32 | node id u64 * count
 //! ```
+//!
+//! Version 1 files (written before membership changes) carry voters only and read as a
+//! configuration without outgoing voters or learners. A snapshot whose configuration has
+//! neither is still written as version 1, so a build that predates membership changes can read
+//! every file a cluster that never changed its membership writes; version 2 is written only
+//! when there is more to say.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -20,6 +30,10 @@ use crate::error::{Result, WalError};
 use crate::fsutil::Syncer;
 
 const SNAPSHOT_MAGIC: [u8; 8] = *b"RAFTSNAP";
+/// Files whose configuration is a voter set only (the segment format's version number).
+const VERSION_VOTERS_ONLY: u32 = FORMAT_VERSION;
+/// Files whose configuration also names outgoing voters and learners.
+const VERSION_MEMBERSHIP: u32 = 2;
 const SUFFIX: &str = ".snap";
 const PREFIX: &str = "snapshot-";
 /// Suffix of a snapshot still being written; such files are never read and are removed at
@@ -43,16 +57,33 @@ pub(crate) fn parse_file_name(name: &str) -> Option<LogId> {
 
 /// Encodes a snapshot into its file contents.
 fn encode(snapshot: &Snapshot) -> Vec<u8> {
-    let voters = &snapshot.meta.configuration.voters;
-    let mut out = Vec::with_capacity(64 + voters.len() * 8 + snapshot.data.len());
+    let configuration = &snapshot.meta.configuration;
+    let voters_only = configuration.outgoing.is_empty() && configuration.learners.is_empty();
+    let sets: &[&BTreeSet<NodeId>] = if voters_only {
+        &[&configuration.voters]
+    } else {
+        &[
+            &configuration.voters,
+            &configuration.outgoing,
+            &configuration.learners,
+        ]
+    };
+    let ids: usize = sets.iter().map(|set| set.len()).sum();
+    let mut out = Vec::with_capacity(64 + ids * 8 + snapshot.data.len());
     out.put_slice(&SNAPSHOT_MAGIC);
-    out.put_u32_le(FORMAT_VERSION);
+    out.put_u32_le(if voters_only {
+        VERSION_VOTERS_ONLY
+    } else {
+        VERSION_MEMBERSHIP
+    });
     out.put_u32_le(0);
     out.put_u64_le(snapshot.meta.last_included.index.0);
     out.put_u64_le(snapshot.meta.last_included.term.0);
-    out.put_u32_le(voters.len() as u32);
-    for voter in voters {
-        out.put_u64_le(voter.0);
+    for set in sets {
+        out.put_u32_le(set.len() as u32);
+        for node in *set {
+            out.put_u64_le(node.0);
+        }
     }
     out.put_u64_le(snapshot.data.len() as u64);
     out.put_slice(&snapshot.data);
@@ -78,22 +109,59 @@ fn decode(path: &Path, contents: Vec<u8>) -> Result<Snapshot> {
     let contents = Bytes::from(contents);
     let mut cursor = contents.slice(8..total - 4);
     let version = cursor.get_u32_le();
-    if version != FORMAT_VERSION {
+    if version != VERSION_VOTERS_ONLY && version != VERSION_MEMBERSHIP {
         return Err(WalError::UnsupportedVersion {
             path: path.to_path_buf(),
             found: version,
-            supported: FORMAT_VERSION,
+            supported: VERSION_MEMBERSHIP,
         });
     }
     let _reserved = cursor.get_u32_le();
     let index = Index(cursor.get_u64_le());
     let term = Term(cursor.get_u64_le());
-    let voter_count = cursor.get_u32_le() as usize;
-    if cursor.remaining() < voter_count.saturating_mul(8).saturating_add(8) {
-        return Err(corrupt(36, "voter count runs past the end of the file"));
+    let read_set = |cursor: &mut Bytes, what: &str| {
+        let offset = total - 4 - cursor.remaining();
+        if cursor.remaining() < 4 {
+            return Err(corrupt(
+                offset,
+                &format!("{what} count runs past the end of the file"),
+            ));
+        }
+        let count = cursor.get_u32_le() as usize;
+        // The data length follows every set.
+        if cursor.remaining() < count.saturating_mul(8).saturating_add(8) {
+            return Err(corrupt(
+                offset,
+                &format!("{what} count runs past the end of the file"),
+            ));
+        }
+        Ok((0..count)
+            .map(|_| NodeId(cursor.get_u64_le()))
+            .collect::<BTreeSet<NodeId>>())
+    };
+    let voters = read_set(&mut cursor, "voter")?;
+    let (outgoing, learners) = if version == VERSION_MEMBERSHIP {
+        (
+            read_set(&mut cursor, "outgoing voter")?,
+            read_set(&mut cursor, "learner")?,
+        )
+    } else {
+        Default::default()
+    };
+    let configuration = Configuration {
+        voters,
+        outgoing,
+        learners,
+    };
+    if let Err(error) = configuration.validate() {
+        return Err(corrupt(36, &format!("invalid configuration: {error}")));
     }
-    let voters = (0..voter_count).map(|_| NodeId(cursor.get_u64_le()));
-    let configuration = Configuration::new(voters);
+    if cursor.remaining() < 8 {
+        return Err(corrupt(
+            total - 4,
+            "data length runs past the end of the file",
+        ));
+    }
     let data_len = cursor.get_u64_le();
     if data_len != cursor.remaining() as u64 {
         return Err(corrupt(
@@ -186,9 +254,80 @@ mod tests {
             .exists());
     }
 
+    fn sample_with_membership() -> Snapshot {
+        let mut snapshot = sample();
+        snapshot.meta.configuration = Configuration {
+            voters: [NodeId(1), NodeId(2), NodeId(4)].into_iter().collect(),
+            outgoing: [NodeId(1), NodeId(2), NodeId(3)].into_iter().collect(),
+            learners: [NodeId(5)].into_iter().collect(),
+        };
+        snapshot
+    }
+
+    #[test]
+    fn joint_and_learner_state_roundtrips_in_version_2() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let snapshot = sample_with_membership();
+        let path = write(Syncer::new(true), dir.path(), &snapshot).expect("written");
+        let contents = fs::read(&path).expect("readable");
+        assert_eq!(contents[8..12], VERSION_MEMBERSHIP.to_le_bytes());
+        assert_eq!(read(&path).expect("read back"), snapshot);
+        // Only learners, no joint state: still version 2.
+        let mut learners_only = sample();
+        learners_only.meta.configuration.learners.insert(NodeId(9));
+        let decoded = decode(Path::new("x.snap"), encode(&learners_only)).expect("decodes");
+        assert_eq!(decoded, learners_only);
+    }
+
+    #[test]
+    fn voters_only_snapshots_are_written_in_version_1_as_before() {
+        let contents = encode(&sample());
+        assert_eq!(contents[8..12], VERSION_VOTERS_ONLY.to_le_bytes());
+        // The exact bytes a build before membership changes wrote.
+        let mut expected = Vec::new();
+        expected.extend_from_slice(b"RAFTSNAP");
+        expected.extend_from_slice(&1u32.to_le_bytes());
+        expected.extend_from_slice(&0u32.to_le_bytes());
+        expected.extend_from_slice(&120u64.to_le_bytes());
+        expected.extend_from_slice(&4u64.to_le_bytes());
+        expected.extend_from_slice(&3u32.to_le_bytes());
+        for voter in 1..=3u64 {
+            expected.extend_from_slice(&voter.to_le_bytes());
+        }
+        let data = b"state machine bytes";
+        expected.extend_from_slice(&(data.len() as u64).to_le_bytes());
+        expected.extend_from_slice(data);
+        let crc = checksum::crc32c(&expected);
+        expected.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(contents, expected);
+        assert_eq!(
+            decode(Path::new("x.snap"), expected).expect("version 1 reads"),
+            sample()
+        );
+    }
+
+    #[test]
+    fn an_unknown_version_is_refused() {
+        let mut contents = encode(&sample());
+        contents[8..12].copy_from_slice(&3u32.to_le_bytes());
+        let total = contents.len();
+        let crc = checksum::crc32c(&contents[..total - 4]);
+        contents[total - 4..].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(
+            decode(Path::new("x.snap"), contents),
+            Err(WalError::UnsupportedVersion { found: 3, .. })
+        ));
+    }
+
     #[test]
     fn every_flipped_byte_is_detected() {
-        let contents = encode(&sample());
+        for snapshot in [sample(), sample_with_membership()] {
+            every_flipped_byte_is_detected_in(&snapshot);
+        }
+    }
+
+    fn every_flipped_byte_is_detected_in(snapshot: &Snapshot) {
+        let contents = encode(snapshot);
         for byte in 0..contents.len() {
             let mut damaged = contents.clone();
             damaged[byte] ^= 0x01;

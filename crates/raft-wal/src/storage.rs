@@ -19,7 +19,7 @@ use raft_core::{
 
 use crate::checksum;
 use crate::codec::{decode_entry, decode_frame_header, ENTRY_PREFIX_BYTES, FRAME_HEADER_BYTES};
-use crate::index::{Location, LogIndex, TailCache};
+use crate::index::{ConfigurationIndex, Location, LogIndex, TailCache};
 
 /// An open segment file, shared by the writer and readers.
 #[derive(Debug)]
@@ -35,6 +35,8 @@ pub(crate) struct DurableState {
     /// The newest durable snapshot.
     pub(crate) snapshot: Snapshot,
     pub(crate) log: LogIndex,
+    /// The configuration entries of `log`.
+    pub(crate) configurations: ConfigurationIndex,
     pub(crate) cache: TailCache,
     /// Every segment still on disk, by sequence number.
     pub(crate) segments: BTreeMap<u64, Arc<SegmentFile>>,
@@ -247,11 +249,16 @@ fn adjacent(previous: &Location, next: &Location, run_start: u32) -> bool {
 impl Storage for WalStorage {
     fn initial_state(&self) -> Result<InitialState, StorageError> {
         let state = self.shared.read()?;
-        // NB: configuration entries arrive with membership changes; until then the snapshot's
-        // configuration is the configuration at the end of the log.
+        // Tracked as records are replayed and written, so no entry is read back here.
+        let configuration = state
+            .configurations
+            .latest()
+            .unwrap_or(&state.snapshot.meta.configuration)
+            .clone();
         Ok(InitialState {
             hard_state: state.hard_state,
-            configuration: state.snapshot.meta.configuration.clone(),
+            configuration,
+            configuration_entries: state.configurations.to_vec(),
         })
     }
 

@@ -19,10 +19,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use raft_core::{Entry, HardState, PersistId, PersistRequest, Snapshot};
+use raft_core::{Configuration, Entry, HardState, PersistId, PersistRequest, Snapshot};
 
 use crate::codec::{
-    encode_frame, encode_frame_leaving_data, frame_bytes, Record, FRAME_HEADER_BYTES,
+    decode_configuration, encode_frame, encode_frame_leaving_data, frame_bytes, Record,
+    FRAME_HEADER_BYTES,
 };
 use crate::error::{Result, WalError};
 use crate::fsutil::{DirectoryLock, Syncer};
@@ -183,7 +184,8 @@ fn write_all_vectored_at(
 /// A change to publish once its batch is durable.
 #[derive(Debug)]
 pub(crate) enum Published {
-    Entry(Entry, Location),
+    /// An entry, where it is, and the configuration it carries if it is a configuration entry.
+    Entry(Entry, Location, Option<Configuration>),
     Snapshot(Snapshot, bool),
     HardState(HardState),
 }
@@ -294,10 +296,13 @@ impl Wal {
                 published.reserve(request.entries.len());
                 for entry in request.entries {
                     if view.append(entry.id).map_err(WalError::InvalidWrite)? {
+                        // Refused before anything is written: recovery could not read it back.
+                        let configuration =
+                            decode_configuration(&entry).map_err(WalError::InvalidWrite)?;
                         let record = Record::Entry(entry);
                         let location = self.encode(&record, &mut buffer)?;
                         if let Record::Entry(entry) = record {
-                            published.push(Published::Entry(entry, location));
+                            published.push(Published::Entry(entry, location, configuration));
                         }
                     }
                 }
@@ -354,15 +359,20 @@ impl Wal {
         let mut state = self.shared.write();
         for change in published.drain(..) {
             match change {
-                Published::Entry(entry, location) => {
+                Published::Entry(entry, location, configuration) => {
                     if let Err(reason) = state.log.append(entry.id, location) {
                         panic!("Wal::publish: validated entries apply to the index: {reason}");
                     }
+                    let base = state.log.base().index;
+                    state
+                        .configurations
+                        .append(base, entry.index(), configuration);
                     state.cache.push(entry);
                 }
                 Published::Snapshot(snapshot, discard) => {
                     let id = snapshot.meta.last_included;
                     state.log.apply_snapshot(id, discard);
+                    state.configurations.apply_snapshot(id, discard);
                     if discard {
                         state.cache.clear();
                     } else {

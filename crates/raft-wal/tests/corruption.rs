@@ -793,18 +793,19 @@ fn damaged_newest_snapshot_file_is_corrupt_even_next_to_an_older_one() {
             other => panic!("{case}: expected Corrupt, got {other:?}"),
         }
     }
-    // A valid checksum over another version is a file from another build.
+    // A valid checksum over another version is a file from another build (versions 1 and 2
+    // are this build's: voters only, and with outgoing voters and learners).
     let mut other_version = contents.clone();
-    other_version[8..12].copy_from_slice(&2u32.to_le_bytes());
+    other_version[8..12].copy_from_slice(&3u32.to_le_bytes());
     let crc = crc32c::crc32c(&other_version[..total as usize - 4]);
     other_version[total as usize - 4..].copy_from_slice(&crc.to_le_bytes());
     let mut versioned = image.clone();
     versioned.insert(name.clone(), other_version);
     match open_image(&dir, &versioned, options()).map(|wal| wal.recovery_report().clone()) {
         Err(WalError::UnsupportedVersion { path, found, .. }) => {
-            assert_eq!((path, found), (dir.join(name), 2));
+            assert_eq!((path, found), (dir.join(name), 3));
         }
-        other => panic!("{name} of version 2: expected UnsupportedVersion, got {other:?}"),
+        other => panic!("{name} of version 3: expected UnsupportedVersion, got {other:?}"),
     }
 }
 

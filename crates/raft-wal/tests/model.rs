@@ -59,6 +59,9 @@ const ENTRIES_PER_REQUEST_MAX: usize = 8;
 #[derive(Clone)]
 struct EntrySpec {
     noop: bool,
+    /// A configuration entry (its configuration follows from its index and term), which the
+    /// log tracks for `initial_state`.
+    configuration: bool,
     data_bytes: usize,
 }
 
@@ -66,6 +69,8 @@ impl std::fmt::Debug for EntrySpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.noop {
             write!(f, "noop")
+        } else if self.configuration {
+            write!(f, "configuration")
         } else {
             write!(f, "{}B", self.data_bytes)
         }
@@ -142,10 +147,11 @@ impl CaseOptions {
 
 fn entry_spec() -> impl Strategy<Value = EntrySpec> {
     prop_oneof![
-        6 => (0..=DATA_BYTES_MAX).prop_map(|data_bytes| EntrySpec { noop: false, data_bytes }),
-        1 => Just(EntrySpec { noop: true, data_bytes: 0 }),
+        6 => (0..=DATA_BYTES_MAX).prop_map(|data_bytes| EntrySpec { noop: false, configuration: false, data_bytes }),
+        1 => Just(EntrySpec { noop: true, configuration: false, data_bytes: 0 }),
+        1 => Just(EntrySpec { noop: false, configuration: true, data_bytes: 0 }),
         // Payloads of 2 KiB and more are written from their own buffers, not copied.
-        1 => (2000..=LARGE_DATA_BYTES_MAX).prop_map(|data_bytes| EntrySpec { noop: false, data_bytes }),
+        1 => (2000..=LARGE_DATA_BYTES_MAX).prop_map(|data_bytes| EntrySpec { noop: false, configuration: false, data_bytes }),
     ]
 }
 
@@ -217,9 +223,28 @@ fn data(index: u64, term: u64, bytes: usize) -> Bytes {
     Bytes::from(out)
 }
 
+/// A configuration chosen by `selector`: one to five voters, sometimes joint, sometimes with
+/// learners.
+fn configuration(selector: u64) -> Configuration {
+    let voters = 1 + selector % 5;
+    let mut configuration = Configuration::new((1..=voters).map(NodeId));
+    if (selector / 5) % 3 == 1 {
+        configuration.outgoing = (1..=voters + 1).map(NodeId).collect();
+    }
+    if (selector / 15) % 2 == 1 {
+        configuration.learners = [NodeId(7), NodeId(8)].into_iter().collect();
+    }
+    configuration
+}
+
 fn entry(index: u64, term: u64, spec: &EntrySpec) -> Entry {
     let (kind, data) = if spec.noop {
         (EntryKind::Noop, Bytes::new())
+    } else if spec.configuration {
+        (
+            EntryKind::Configuration,
+            configuration(index.wrapping_mul(7) ^ term).encode(),
+        )
     } else {
         (EntryKind::Normal, data(index, term, spec.data_bytes))
     };
@@ -231,11 +256,10 @@ fn entry(index: u64, term: u64, spec: &EntrySpec) -> Entry {
 }
 
 fn snapshot(index: u64, term: u64, voters: u64, data_bytes: usize) -> Snapshot {
-    let voters = 1 + voters % 5;
     Snapshot {
         meta: SnapshotMeta {
             last_included: LogId::new(Term(term), Index(index)),
-            configuration: Configuration::new((1..=voters).map(NodeId)),
+            configuration: configuration(voters),
         },
         data: data(index, term ^ 0xFF, data_bytes),
     }
@@ -689,6 +713,7 @@ fn empty_entry(term: u64, index: u64) -> Entry {
         term,
         &EntrySpec {
             noop: false,
+            configuration: false,
             data_bytes: 0,
         },
     )

@@ -92,6 +92,88 @@ fn new_directory_starts_from_the_bootstrap_configuration() {
     );
 }
 
+fn configuration_entry(term: u64, index: u64, configuration: &Configuration) -> Entry {
+    Entry {
+        id: LogId::new(Term(term), Index(index)),
+        kind: EntryKind::Configuration,
+        data: configuration.encode(),
+    }
+}
+
+#[test]
+fn the_configuration_in_effect_follows_the_log_through_truncation_compaction_and_reopening() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut wal = Wal::open(dir.path(), voters(), small_segments()).expect("opens");
+    let mut with_learner = voters();
+    with_learner.learners.insert(NodeId(4));
+    let joint = Configuration {
+        voters: [1, 2, 3, 4].into_iter().map(NodeId).collect(),
+        outgoing: [1, 2, 3].into_iter().map(NodeId).collect(),
+        learners: Default::default(),
+    };
+    let mut log = entries(1, 1..=3);
+    log.push(configuration_entry(1, 4, &with_learner));
+    log.extend(entries(1, 5..=6));
+    log.push(configuration_entry(1, 7, &joint));
+    append(&mut wal, 1, log);
+    let state = wal.storage().initial_state().expect("state");
+    assert_eq!(state.configuration, joint, "the latest entry, uncommitted");
+    assert_eq!(
+        state.configuration_entries,
+        vec![(Index(4), with_learner.clone()), (Index(7), joint.clone())]
+    );
+    // A new leader replaces the suffix from 6: the joint entry goes, the learner's stays.
+    append(&mut wal, 2, entries(2, 6..=8));
+    let wal = reopen(wal, small_segments());
+    let state = wal.storage().initial_state().expect("state");
+    assert_eq!(state.configuration, with_learner);
+    assert_eq!(
+        state.configuration_entries,
+        vec![(Index(4), with_learner.clone())]
+    );
+    // Compacting past the entry leaves the snapshot to describe the configuration.
+    let mut wal = wal;
+    let mut compacted = snapshot(2, 7);
+    compacted.meta.configuration = with_learner.clone();
+    wal.persist(PersistRequest {
+        id: 3,
+        snapshot: Some(compacted),
+        entries: Vec::new(),
+        hard_state: None,
+    })
+    .expect("durable");
+    let check = |wal: &Wal| {
+        let state = wal.storage().initial_state().expect("state");
+        assert_eq!(state.configuration, with_learner);
+        assert!(state.configuration_entries.is_empty());
+        let snapshot = wal.storage().snapshot().expect("snapshot");
+        assert_eq!(
+            snapshot.meta.configuration, with_learner,
+            "learners are kept in the snapshot file"
+        );
+    };
+    check(&wal);
+    check(&reopen(wal, small_segments()));
+}
+
+#[test]
+fn a_configuration_entry_that_does_not_decode_is_refused_before_it_is_written() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut wal = Wal::open(dir.path(), voters(), small_segments()).expect("opens");
+    let mut bad = entry(1, 1);
+    bad.kind = EntryKind::Configuration;
+    let result = wal.persist(PersistRequest {
+        id: 1,
+        snapshot: None,
+        entries: vec![bad],
+        hard_state: None,
+    });
+    assert!(
+        matches!(result, Err(WalError::InvalidWrite(_))),
+        "{result:?}"
+    );
+}
+
 #[test]
 fn entries_and_hard_state_survive_reopening_across_segments() {
     let dir = tempfile::tempdir().expect("temporary directory");

@@ -45,10 +45,21 @@ impl Net {
     }
 
     pub fn with_config(size: u64, make: impl Fn(u64) -> Config) -> Net {
-        let configuration = Configuration::new((1..=size).map(NodeId));
-        let peers = (1..=size)
+        Net::with_members(size, size, make)
+    }
+
+    /// `peers` peers of which `1..=voters` form the initial configuration; the others start
+    /// with an empty configuration, as a new server does, and learn theirs from the leader.
+    pub fn with_members(peers: u64, voters: u64, make: impl Fn(u64) -> Config) -> Net {
+        let configuration = Configuration::new((1..=voters).map(NodeId));
+        let peers = (1..=peers)
             .map(|id| {
-                let storage = MemStorage::new(configuration.clone());
+                let initial = if id <= voters {
+                    configuration.clone()
+                } else {
+                    Configuration::default()
+                };
+                let storage = MemStorage::new(initial);
                 let raft = Raft::new(make(id), storage).expect("valid config");
                 (
                     NodeId(id),
@@ -68,6 +79,27 @@ impl Net {
             delivered: Vec::new(),
             drop_if: None,
         }
+    }
+
+    /// Restarts a peer from what its storage holds (everything persisted, since writes here
+    /// are instant), with a fresh service.
+    pub fn restart(&mut self, id: u64, make: impl Fn(u64) -> Config) {
+        let node = NodeId(id);
+        let peer = self.peers.remove(&node).expect("peer exists");
+        let storage = peer.raft.into_storage();
+        let raft = Raft::new(make(id), storage).expect("restarts from its storage");
+        self.peers.insert(
+            node,
+            Peer {
+                raft,
+                applied: Vec::new(),
+                snapshot: None,
+                read_states: Vec::new(),
+            },
+        );
+        self.queue
+            .retain(|message| message.to != node && message.from != node);
+        self.process_ready(node);
     }
 
     pub fn peer(&mut self, id: u64) -> &mut Raft<MemStorage> {

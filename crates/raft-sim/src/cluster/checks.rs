@@ -51,10 +51,11 @@ impl Cluster {
         }
     }
 
-    /// Checks every entry newly known committed against the peers' disks.
+    /// Checks every entry newly known committed against the disks of the voters of the
+    /// configuration it was committed under.
     pub(super) fn check_fresh_commits(&mut self) {
         let fresh = self.invariants.committed.take_fresh();
-        for id in fresh {
+        for (id, configuration) in fresh {
             let disks = self.peers.iter().filter_map(|peer| {
                 let disk: &dyn Storage = match (&peer.shadow_storage, &peer.parked_storage) {
                     (Some(shadow), _) => shadow,
@@ -64,7 +65,7 @@ impl Cluster {
                 Some((peer.id, disk))
             });
             let content = self.invariants.log_matching.content(id);
-            self.check(check_durable_majority(id, content, disks, self.peers.len()));
+            self.check(check_durable_majority(id, content, disks, &configuration));
         }
     }
 

@@ -137,23 +137,38 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts a cluster: every peer boots from empty storage (of the configured kind) naming
-    /// all peers as voters.
+    /// Starts a cluster: every peer boots from empty storage (of the configured kind). The
+    /// first `config.initial_voters` name themselves as the voters; the others start with an
+    /// empty configuration and wait to be added.
     pub fn new(config: SimConfig) -> Cluster {
         assert!(config.peers >= 1, "a cluster needs at least one peer");
+        assert!(
+            (1..=config.peers).contains(&config.initial_voters),
+            "between one voter and every peer start in the configuration, not {} of {}",
+            config.initial_voters,
+            config.peers
+        );
         assert!(config.tick_us > 0, "the tick must last some time");
         assert!(
             !config.disk.lie_about_durability || config.storage == StorageKind::Memory,
             "a disk that lies about durability is simulated with memory storage only, not {:?}",
             config.storage
         );
-        let voters = Configuration::new((1..=config.peers as u64).map(NodeId));
+        let voters = Configuration::new((1..=config.initial_voters as u64).map(NodeId));
         let peers = (1..=config.peers as u64)
-            .map(|id| Peer {
+            .map(|id| {
+                let bootstrap = if id <= config.initial_voters as u64 {
+                    voters.clone()
+                } else {
+                    Configuration::default()
+                };
+                (id, bootstrap)
+            })
+            .map(|(id, bootstrap)| Peer {
                 id: NodeId(id),
                 node: None,
                 parked_storage: Some(
-                    SimStorage::new(config.storage, NodeId(id), voters.clone()).unwrap_or_else(
+                    SimStorage::new(config.storage, NodeId(id), bootstrap).unwrap_or_else(
                         |error| panic!("seed {}: cannot create storage: {error}", config.seed),
                     ),
                 ),
@@ -296,6 +311,12 @@ impl Cluster {
     pub fn node(&self, peer: NodeId) -> Option<&Raft<SimStorage>> {
         self.index_of(peer)
             .and_then(|index| self.peers[index].node.as_ref())
+    }
+
+    /// The configuration in effect on `peer` (the latest in its log), or `None` while it is
+    /// crashed.
+    pub fn configuration(&self, peer: NodeId) -> Option<&Configuration> {
+        self.node(peer).map(|node| node.configuration())
     }
 
     /// The service (state machine) of `peer`; after a crash, the state it had.

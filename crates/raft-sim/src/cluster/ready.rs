@@ -13,7 +13,7 @@ use rand::Rng;
 
 use super::{ApplyItem, Cluster, EMPTY_READY_ROUNDS_MAX, READY_ROUNDS_MAX};
 use crate::event::Event;
-use crate::invariants::{check_durable_before_answer, Violation};
+use crate::invariants::{check_durable_before_answer, check_membership_steps, Violation};
 use crate::network::Fate;
 use crate::service::Service;
 use crate::trace::{DropReason, TraceEvent};
@@ -150,12 +150,18 @@ impl Cluster {
                 .log_matching
                 .record(id, previous, &request.entries);
             self.check(check);
+            self.check(check_membership_steps(id, &request.entries));
         }
         if let Some(snapshot) = &request.snapshot {
-            let check = self
-                .invariants
-                .committed
-                .record(id, snapshot.meta.last_included);
+            // A snapshot covers committed entries; should this be the first the checkers hear
+            // of them (a leader compacting in the event that committed them), the leader's
+            // configuration is the one its commit counted on, not the snapshot's (which is as
+            // of its index and may be the joint configuration the commit just left).
+            let check = self.invariants.committed.record(
+                id,
+                snapshot.meta.last_included,
+                node.configuration(),
+            );
             self.check(check);
         }
         let done_us = self.disk.completion_us(peer, self.now_us, &mut self.rng);
@@ -279,10 +285,15 @@ impl Cluster {
             .state_machine
             .on_restore(id, index, restored.digest());
         self.check(check);
-        let check = self
-            .invariants
-            .committed
-            .record(id, snapshot.meta.last_included);
+        // As in `issue_write`: the configuration of the peer, not the snapshot's.
+        let configuration = match self.peers[peer].node.as_ref() {
+            Some(node) => node.configuration().clone(),
+            None => snapshot.meta.configuration.clone(),
+        };
+        let check =
+            self.invariants
+                .committed
+                .record(id, snapshot.meta.last_included, &configuration);
         self.check(check);
         let current = &mut self.peers[peer];
         current.service = restored;

@@ -4,10 +4,11 @@
 //!  start(p, cmd) ─► propose ─► Flush event ─► the driving loop sends the entries
 //!  read_index(p) ─► read check begins (floor: everything committed now) ─► Flush
 //!  lease_read(p) ─► the same check; a leader whose lease holds answers at the next ready()
+//!  propose_conf_change(p, change) ─► the configuration entry, in effect at once ─► Flush
 //! ```
 
 use bytes::Bytes;
-use raft_core::{LogId, NodeId, ProposeError};
+use raft_core::{ConfChange, ConfChangeError, LogId, NodeId, ProposeError};
 
 use super::Cluster;
 use crate::trace::{hash_bytes, TraceEvent};
@@ -63,6 +64,27 @@ impl Cluster {
         );
         self.schedule_flush(index);
         Ok(context)
+    }
+
+    /// Proposes a membership change on `leader` (see `raft_core::ConfChange`). The change is
+    /// in effect on the leader at once; a voter change completes by itself once its joint
+    /// configuration commits.
+    pub fn propose_conf_change(
+        &mut self,
+        leader: NodeId,
+        change: ConfChange,
+    ) -> Result<LogId, ConfChangeError> {
+        let index = self.peer_index(leader);
+        let Some(node) = self.peers[index].node.as_mut() else {
+            return Err(ConfChangeError::NotLeader { leader: None });
+        };
+        let id = node.propose_conf_change(change)?;
+        self.trace.record(
+            self.now_us,
+            TraceEvent::Note(format!("n{} proposes {change:?} at {id}", leader.0)),
+        );
+        self.schedule_flush(index);
+        Ok(id)
     }
 
     /// Asks `leader` to hand leadership to `target`.
