@@ -273,8 +273,8 @@ async fn dispatch(mut applied: mpsc::Receiver<ApplyMsg>, tracker: Arc<Tracker>) 
     while let Some(message) = applied.recv().await {
         match message {
             ApplyMsg::Command { index, term, .. } => tracker.on_applied(index, term),
-            // A new leader's no-op: no proposer waits for it.
-            ApplyMsg::Noop { .. } => {}
+            // A new leader's no-op or a membership change: no proposer waits for it.
+            ApplyMsg::Noop { .. } | ApplyMsg::Configuration { .. } => {}
             ApplyMsg::Snapshot { .. } => {
                 unreachable!("the benchmark never snapshots, so no peer installs one")
             }

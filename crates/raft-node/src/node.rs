@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use raft_core::{
-    Config, Entry, EntryKind, Index, Message, NodeId, PersistRequest, ProposeError, Raft,
-    ReadContext, Snapshot, Status, Term,
+    Config, Configuration, Entry, EntryKind, Index, Message, NodeId, PersistRequest, ProposeError,
+    Raft, ReadContext, Snapshot, Status, Term,
 };
 use raft_wal::{GroupCommit, HistogramSnapshot, SyncLatency, Wal, WalStorage};
 use thiserror::Error;
@@ -57,6 +57,17 @@ pub enum ApplyMsg {
         index: Index,
         /// Its term.
         term: Term,
+    },
+    /// A committed configuration entry (a membership change): not a command, so nothing to
+    /// apply to the service's state, but like [`ApplyMsg::Noop`] it tells the service that
+    /// everything through `index` has been delivered, and which membership is now committed.
+    Configuration {
+        /// Its log index.
+        index: Index,
+        /// Its term.
+        term: Term,
+        /// The configuration it carries.
+        configuration: Configuration,
     },
     /// A snapshot installed from the leader: the service replaces its state with it.
     Snapshot {
@@ -795,17 +806,27 @@ async fn apply_task(
                     continue;
                 };
                 for entry in entries {
-                    let message = if entry.kind == EntryKind::Noop {
-                        ApplyMsg::Noop {
-                            index: entry.index(),
-                            term: entry.term(),
-                        }
-                    } else {
-                        ApplyMsg::Command {
-                            index: entry.index(),
-                            term: entry.term(),
+                    let (index, term) = (entry.index(), entry.term());
+                    let message = match entry.kind {
+                        EntryKind::Noop => ApplyMsg::Noop { index, term },
+                        EntryKind::Normal => ApplyMsg::Command {
+                            index,
+                            term,
                             data: entry.data,
-                        }
+                        },
+                        // The core decoded this entry before appending it, so a failure here
+                        // is a broken invariant, not bad input.
+                        EntryKind::Configuration => match Configuration::decode(&entry.data) {
+                            Ok(configuration) => ApplyMsg::Configuration {
+                                index,
+                                term,
+                                configuration,
+                            },
+                            Err(error) => panic!(
+                                "invariant committed-configuration-decodes: entry {}: {error}",
+                                entry.id
+                            ),
+                        },
                     };
                     if service.send(message).await.is_err() {
                         return;

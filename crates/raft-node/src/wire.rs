@@ -131,21 +131,34 @@ pub struct WireEntry {
     pub term: u64,
     #[prost(uint64, tag = "2")]
     pub index: u64,
-    /// 0: a command, 1: a leader's no-op.
+    /// 0: a command, 1: a leader's no-op, 2: a configuration (data: the core's
+    /// `Configuration::encode` form). An older peer refuses kind 2 as malformed, which the
+    /// core treats as a lost message.
     #[prost(uint32, tag = "3")]
     pub kind: u32,
     #[prost(bytes = "bytes", tag = "4")]
     pub data: Bytes,
 }
 
-/// What a snapshot covers.
-#[allow(missing_docs)]
+/// What a snapshot covers: its last entry and the configuration as of it. `outgoing` and
+/// `learners` came with membership changes (tags 3 and 4): a message from an older peer has
+/// neither and decodes as a configuration of voters only. An older peer skips them, so it
+/// would read a joint or learner configuration as its voters alone: membership changes wait
+/// until every peer runs a build that knows them.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct WireSnapshotMeta {
+    /// The last entry the snapshot covers.
     #[prost(message, optional, tag = "1")]
     pub last_included: Option<WireLogId>,
+    /// The voters (C_new while joint).
     #[prost(uint64, repeated, tag = "2")]
     pub voters: Vec<u64>,
+    /// The outgoing voters (C_old) while the configuration is joint.
+    #[prost(uint64, repeated, tag = "3")]
+    pub outgoing: Vec<u64>,
+    /// The learners.
+    #[prost(uint64, repeated, tag = "4")]
+    pub learners: Vec<u64>,
 }
 
 #[allow(missing_docs)]
@@ -250,6 +263,17 @@ pub struct ReadIndexResponse {
     pub index: Option<u64>,
 }
 
+/// [`WireEntry::kind`] of a command.
+const ENTRY_NORMAL: u32 = 0;
+/// [`WireEntry::kind`] of a leader's no-op.
+const ENTRY_NOOP: u32 = 1;
+/// [`WireEntry::kind`] of a configuration entry.
+const ENTRY_CONFIGURATION: u32 = 2;
+
+fn node_ids(set: &std::collections::BTreeSet<NodeId>) -> Vec<u64> {
+    set.iter().map(|node| node.0).collect()
+}
+
 fn wire_log_id(id: LogId) -> Option<WireLogId> {
     Some(WireLogId {
         term: id.term.0,
@@ -293,8 +317,9 @@ impl From<&Message> for Envelope {
                         term: entry.id.term.0,
                         index: entry.id.index.0,
                         kind: match entry.kind {
-                            EntryKind::Normal => 0,
-                            EntryKind::Noop => 1,
+                            EntryKind::Normal => ENTRY_NORMAL,
+                            EntryKind::Noop => ENTRY_NOOP,
+                            EntryKind::Configuration => ENTRY_CONFIGURATION,
                         },
                         data: entry.data.clone(),
                     })
@@ -327,7 +352,9 @@ impl From<&Message> for Envelope {
             } => Body::InstallSnapshot(InstallSnapshot {
                 meta: Some(WireSnapshotMeta {
                     last_included: wire_log_id(meta.last_included),
-                    voters: meta.configuration.members().map(|node| node.0).collect(),
+                    voters: node_ids(&meta.configuration.voters),
+                    outgoing: node_ids(&meta.configuration.outgoing),
+                    learners: node_ids(&meta.configuration.learners),
                 }),
                 offset: *offset,
                 data: data.clone(),
@@ -386,8 +413,9 @@ impl TryFrom<Envelope> for Message {
                     .into_iter()
                     .map(|entry| {
                         let kind = match entry.kind {
-                            0 => EntryKind::Normal,
-                            1 => EntryKind::Noop,
+                            ENTRY_NORMAL => EntryKind::Normal,
+                            ENTRY_NOOP => EntryKind::Noop,
+                            ENTRY_CONFIGURATION => EntryKind::Configuration,
                             _ => {
                                 return Err(WireError::Malformed {
                                     what: "entry",
@@ -424,7 +452,11 @@ impl TryFrom<Envelope> for Message {
                 MessageBody::InstallSnapshot {
                     meta: SnapshotMeta {
                         last_included: log_id(meta.last_included, "snapshot metadata")?,
-                        configuration: Configuration::new(meta.voters.into_iter().map(NodeId)),
+                        configuration: Configuration {
+                            voters: meta.voters.into_iter().map(NodeId).collect(),
+                            outgoing: meta.outgoing.into_iter().map(NodeId).collect(),
+                            learners: meta.learners.into_iter().map(NodeId).collect(),
+                        },
                     },
                     offset: install.offset,
                     data: install.data,
@@ -562,6 +594,11 @@ mod tests {
                         kind: EntryKind::Normal,
                         data: Bytes::from_static(b"put x 1"),
                     },
+                    Entry {
+                        id: id(3, 7),
+                        kind: EntryKind::Configuration,
+                        data: Configuration::new([NodeId(1), NodeId(2)]).encode(),
+                    },
                 ],
                 commit: Index(4),
             },
@@ -583,6 +620,19 @@ mod tests {
                 offset: 4096,
                 data: Bytes::from(vec![5u8; 1000]),
                 done: true,
+            },
+            MessageBody::InstallSnapshot {
+                meta: SnapshotMeta {
+                    last_included: id(3, 101),
+                    configuration: Configuration {
+                        voters: [NodeId(1), NodeId(2), NodeId(4)].into_iter().collect(),
+                        outgoing: [NodeId(1), NodeId(2), NodeId(3)].into_iter().collect(),
+                        learners: [NodeId(5)].into_iter().collect(),
+                    },
+                },
+                offset: 0,
+                data: Bytes::from_static(b"joint"),
+                done: false,
             },
             MessageBody::InstallSnapshotResponse {
                 last_included: id(3, 100),
@@ -669,6 +719,36 @@ mod tests {
             Message::try_from(no_prev),
             Err(WireError::Malformed { .. })
         ));
+    }
+
+    /// The snapshot metadata an older peer sends (voters only, tags 1 and 2) decodes as a
+    /// configuration without outgoing voters or learners.
+    #[test]
+    fn snapshot_metadata_of_an_older_peer_decodes_as_voters_only() {
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct OlderSnapshotMeta {
+            #[prost(message, optional, tag = "1")]
+            last_included: Option<WireLogId>,
+            #[prost(uint64, repeated, tag = "2")]
+            voters: Vec<u64>,
+        }
+        let older = OlderSnapshotMeta {
+            last_included: Some(WireLogId { term: 2, index: 9 }),
+            voters: vec![1, 2, 3],
+        };
+        let decoded = WireSnapshotMeta::decode(older.encode_to_vec().as_slice()).expect("decodes");
+        assert_eq!(decoded.voters, vec![1, 2, 3]);
+        assert!(decoded.outgoing.is_empty() && decoded.learners.is_empty());
+        // And an older peer reads the voters of a newer peer's metadata.
+        let newer = WireSnapshotMeta {
+            last_included: Some(WireLogId { term: 2, index: 9 }),
+            voters: vec![1, 2, 4],
+            outgoing: vec![1, 2, 3],
+            learners: vec![5],
+        };
+        let read_by_older =
+            OlderSnapshotMeta::decode(newer.encode_to_vec().as_slice()).expect("skips new fields");
+        assert_eq!(read_by_older.voters, vec![1, 2, 4]);
     }
 
     #[test]

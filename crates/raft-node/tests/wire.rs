@@ -15,18 +15,29 @@ fn log_id() -> impl Strategy<Value = LogId> {
 fn entry() -> impl Strategy<Value = Entry> {
     (
         log_id(),
-        any::<bool>(),
+        0u8..3,
         proptest::collection::vec(any::<u8>(), 0..64),
+        configuration(),
     )
-        .prop_map(|(id, noop, data)| Entry {
-            id,
-            kind: if noop {
-                EntryKind::Noop
-            } else {
-                EntryKind::Normal
-            },
-            data: Bytes::from(data),
+        .prop_map(|(id, kind, data, configuration)| {
+            let (kind, data) = match kind {
+                0 => (EntryKind::Normal, Bytes::from(data)),
+                1 => (EntryKind::Noop, Bytes::from(data)),
+                _ => (EntryKind::Configuration, configuration.encode()),
+            };
+            Entry { id, kind, data }
         })
+}
+
+/// Configurations as a snapshot may carry them: joint or not, with or without learners. The
+/// wire format carries the sets as they are; the core checks them.
+fn configuration() -> impl Strategy<Value = Configuration> {
+    let set = || proptest::collection::btree_set(1..10u64, 0..5);
+    (set(), set(), set()).prop_map(|(voters, outgoing, learners)| Configuration {
+        voters: voters.into_iter().map(NodeId).collect(),
+        outgoing: outgoing.into_iter().map(NodeId).collect(),
+        learners: learners.into_iter().map(NodeId).collect(),
+    })
 }
 
 fn body() -> impl Strategy<Value = MessageBody> {
@@ -64,16 +75,16 @@ fn body() -> impl Strategy<Value = MessageBody> {
         any::<u64>().prop_map(|read_round| MessageBody::HeartbeatResponse { read_round }),
         (
             log_id(),
-            proptest::collection::btree_set(1..10u64, 0..5),
+            configuration(),
             any::<u64>(),
             proptest::collection::vec(any::<u8>(), 0..64),
             any::<bool>()
         )
-            .prop_map(|(last_included, voters, offset, data, done)| {
+            .prop_map(|(last_included, configuration, offset, data, done)| {
                 MessageBody::InstallSnapshot {
                     meta: SnapshotMeta {
                         last_included,
-                        configuration: Configuration::new(voters.into_iter().map(NodeId)),
+                        configuration,
                     },
                     offset,
                     data: Bytes::from(data),

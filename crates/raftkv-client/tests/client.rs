@@ -681,7 +681,6 @@ async fn membership_calls_use_their_routes_and_bodies() {
     let added: serde_json::Value = serde_json::from_slice(&requests[1].body).expect("JSON body");
     assert_eq!(added["id"], 4);
     assert_eq!(added["raft_address"], "10.0.0.4:9001");
-    let transfer: serde_json::Value =
-        serde_json::from_slice(&requests[4].body).expect("JSON body");
+    let transfer: serde_json::Value = serde_json::from_slice(&requests[4].body).expect("JSON body");
     assert_eq!(transfer["to"], 3);
 }

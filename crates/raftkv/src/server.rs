@@ -452,7 +452,8 @@ async fn apply_loop(
                 server.waiters().applied(index.0, request, Some(result));
                 index.0
             }
-            ApplyMsg::Noop { index, .. } => {
+            // A membership change carries no command: skipped like a no-op.
+            ApplyMsg::Noop { index, .. } | ApplyMsg::Configuration { index, .. } => {
                 server.state().skip(index.0);
                 server.waiters().applied(index.0, None, None);
                 index.0

@@ -859,6 +859,7 @@ mod tests {
             entries: Vec::new(),
             sessions: vec![session.clone(), session],
             addresses: Vec::new(),
+            raft_addresses: Vec::new(),
         };
         assert!(matches!(
             StateMachine::restore(&record.encode_to_vec(), 10),

@@ -254,7 +254,13 @@ async fn a_lagging_node_recovers_from_a_snapshot_and_the_log() {
 }
 
 /// Method, path, headers, body and the status it must get.
-type BadRequest = (&'static str, String, Vec<(&'static str, &'static str)>, Bytes, u16);
+type BadRequest = (
+    &'static str,
+    String,
+    Vec<(&'static str, &'static str)>,
+    Bytes,
+    u16,
+);
 
 fn error_of(body: &Bytes) -> ErrorResponse {
     serde_json::from_slice(body).unwrap_or_else(|error| {

@@ -120,7 +120,7 @@ impl Cluster {
                         applied.lock().expect("not poisoned").push(data);
                         applied_index.store(index.0, Ordering::Release);
                     }
-                    ApplyMsg::Noop { index, .. } => {
+                    ApplyMsg::Noop { index, .. } | ApplyMsg::Configuration { index, .. } => {
                         applied_index.store(index.0, Ordering::Release);
                     }
                     ApplyMsg::Snapshot { index, data, .. } => {
