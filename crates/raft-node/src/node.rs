@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use raft_core::{
-    Config, Configuration, Entry, EntryKind, Index, Message, NodeId, PersistRequest, ProposeError,
-    Raft, ReadContext, Snapshot, Status, Term,
+    ConfChange, ConfChangeError, Config, Configuration, Entry, EntryKind, Index, Message, NodeId,
+    PersistRequest, ProposeError, Raft, ReadContext, Snapshot, Status, Term,
 };
 use raft_wal::{GroupCommit, HistogramSnapshot, SyncLatency, Wal, WalStorage};
 use thiserror::Error;
@@ -103,6 +103,10 @@ pub enum NodeError {
     /// The node has stopped (shut down, or stopped by a storage failure).
     #[error("node stopped: {0}")]
     Stopped(String),
+    /// The membership change was refused as it stands (one already in progress, a learner not
+    /// caught up, an unknown member...); the core's reason says which.
+    #[error("membership change refused: {0}")]
+    Membership(ConfChangeError),
 }
 
 impl NodeError {
@@ -154,6 +158,10 @@ enum Command {
     LeaseRead(ReadReply),
     Snapshot(Index, Bytes, oneshot::Sender<Result<(), NodeError>>),
     Transfer(NodeId, oneshot::Sender<Result<(), NodeError>>),
+    ChangeMembership(
+        ConfChange,
+        oneshot::Sender<Result<(Index, Term), NodeError>>,
+    ),
     Status(oneshot::Sender<Status>),
     Shutdown,
 }
@@ -416,6 +424,24 @@ impl RaftNode {
         self.ask(|reply| Command::Transfer(to, reply)).await?
     }
 
+    /// Proposes a membership change on the leader (thesis §4.3): adding a learner, promoting
+    /// a caught-up learner or removing a member. Returns where its configuration entry sits;
+    /// a promotion or a voter's removal then goes through the joint configuration, and the
+    /// leader appends the final one itself once the joint one is committed. The service learns
+    /// of committed configurations through [`ApplyMsg::Configuration`].
+    pub async fn change_membership(&self, change: ConfChange) -> Result<(Index, Term), NodeError> {
+        self.ask(|reply| Command::ChangeMembership(change, reply))
+            .await?
+    }
+
+    /// [`RaftNode::change_membership`] for a plain thread.
+    pub fn blocking_change_membership(
+        &self,
+        change: ConfChange,
+    ) -> Result<(Index, Term), NodeError> {
+        self.runtime.block_on(self.change_membership(change))
+    }
+
     /// Role, leader, commit and applied index, last log index and per-follower progress.
     pub async fn status(&self) -> Result<Status, NodeError> {
         self.ask(Command::Status).await
@@ -639,6 +665,17 @@ impl<T: Transport> EventLoop<T> {
                     .raft
                     .transfer_leader(to)
                     .map_err(|error| NodeError::from_propose(error, &self.addresses));
+                let _ = reply.send(result);
+            }
+            Command::ChangeMembership(change, reply) => {
+                let result = match self.raft.propose_conf_change(change) {
+                    Ok(id) => Ok((id.index, id.term)),
+                    Err(ConfChangeError::NotLeader { leader }) => Err(NodeError::NotLeader {
+                        leader,
+                        address: leader.and_then(|leader| self.addresses.get(&leader).cloned()),
+                    }),
+                    Err(error) => Err(NodeError::Membership(error)),
+                };
                 let _ = reply.send(result);
             }
             Command::Status(reply) => {

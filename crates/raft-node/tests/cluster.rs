@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use raft_core::{Configuration, Index, NodeId, ProgressState};
+use raft_core::{ConfChange, Configuration, Index, NodeId, ProgressState};
 use raft_node::transport::memory::{Faults, MemoryNetwork};
 use raft_node::{NodeConfig, NodeError, RaftNode};
 use raft_wal::{Wal, WalOptions};
@@ -52,7 +52,69 @@ over_both_networks!(
     a_healed_partition_keeps_the_majority_log_and_drops_the_minority_proposals,
     an_unreliable_network_with_churn_converges_once_healed,
     crashes_and_restarts_on_an_unreliable_network_keep_one_log,
+    membership_changes_add_a_learner_and_remove_the_leader,
 );
+
+async fn membership_changes_add_a_learner_and_remove_the_leader(net: Net) {
+    let cluster = Cluster::new(net, 3, 15).await;
+    cluster.propose(0..5).await;
+    let leader = cluster.leader().await;
+    let node = cluster.running(leader);
+    // A learner (no process behind it here) joins the configuration without a joint phase.
+    node.change_membership(ConfChange::AddLearner(NodeId(9)))
+        .await
+        .expect("the leader adds a learner");
+    let status = node.status().await.expect("status");
+    assert!(status.configuration.learners.contains(&NodeId(9)));
+    assert!(!status.configuration.is_voter(NodeId(9)));
+    let refused = node.change_membership(ConfChange::Remove(NodeId(42))).await;
+    assert!(
+        matches!(refused, Err(NodeError::Membership(_))),
+        "{refused:?}"
+    );
+    // The leader removes itself: it hands over once the change commits.
+    let removed = Cluster::id(leader);
+    loop {
+        match cluster
+            .running(leader)
+            .change_membership(ConfChange::Remove(removed))
+            .await
+        {
+            Ok(_) => break,
+            // The learner's entry may still be committing.
+            Err(NodeError::Membership(raft_core::ConfChangeError::InProgress)) => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(other) => panic!("the leader could not remove itself: {other:?}"),
+        }
+    }
+    let successor = wait_for("another member leads", || {
+        (0..3)
+            .filter(|&peer| peer != leader)
+            .find(|&peer| cluster.running(peer).get_state().1)
+    })
+    .await;
+    let status = cluster.running(successor).status().await.expect("status");
+    assert!(!status.configuration.is_voter(removed), "{status:?}");
+    assert!(!status.configuration.is_joint());
+    for number in 5..10 {
+        loop {
+            if cluster
+                .running(successor)
+                .start_command(command(number))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let expected: Vec<Bytes> = (0..10).map(command).collect();
+    for peer in (0..3).filter(|&peer| peer != leader) {
+        cluster.wait_applied(peer, &expected).await;
+    }
+}
 
 async fn elect_and_apply(net: Net, peers: u64, seed: u64) {
     let cluster = Cluster::new(net, peers, seed).await;

@@ -425,6 +425,7 @@ fn from_node_error(error: NodeError) -> ServeError {
             ServeError::Unavailable("the read could not be confirmed; retry".into())
         }
         NodeError::Rejected(reason) => ServeError::Invalid(reason),
+        NodeError::Membership(error) => ServeError::Invalid(error.to_string()),
         NodeError::Stopped(reason) => ServeError::Stopped(reason),
     }
 }
