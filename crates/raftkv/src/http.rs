@@ -27,10 +27,12 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
-use raft_core::{NodeId, ProgressState};
+use raft_core::{ConfChange, NodeId, ProgressState};
+use raft_node::NodeError;
 use raftkv_client::api::{
-    AppendResponse, CasRequest, CasResponse, Consistency, DeleteResponse, ErrorResponse,
-    FollowerStatus, KeyValue, ScanResponse, StatusResponse, WriteResponse, CLIENT_ID_HEADER,
+    AddMemberRequest, AppendResponse, CasRequest, CasResponse, Consistency, DeleteResponse,
+    ErrorResponse, FollowerStatus, KeyValue, Member, MembersResponse, MembershipChangeResponse,
+    ScanResponse, StatusResponse, TransferRequest, WriteResponse, CLIENT_ID_HEADER,
     FORWARDED_HEADER, REQUEST_SEQ_HEADER,
 };
 use serde::Deserialize;
@@ -84,6 +86,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/kv/{key}/append", post(append_value))
         .route("/v1/kv/{key}/cas", post(compare_and_swap))
         .route("/v1/status", get(status))
+        .route("/v1/members", get(list_members).post(add_member))
+        .route("/v1/members/{id}", axum::routing::delete(remove_member))
+        .route("/v1/members/{id}/promote", post(promote_member))
+        .route("/v1/leader/transfer", post(transfer_leader))
         .route("/v1/internal/announce", post(announce))
         .route("/metrics", get(metrics))
         .route("/set", get(demo_set))
@@ -176,6 +182,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
 }
 
 /// The parts of a request needed to forward it.
+#[derive(Clone)]
 struct Original {
     method: Method,
     uri: Uri,
@@ -820,5 +827,153 @@ impl AnnounceForwarder for Forwarder {
         if let Err(reason) = self.send(Method::POST, url, headers, body).await {
             tracing::debug!(%reason, "announcing to the leader failed; retrying");
         }
+    }
+}
+
+/// The answer to a refused or failed membership call.
+fn membership_error(error: NodeError, server: &KvServer) -> Response {
+    match error {
+        NodeError::Membership(refusal) => {
+            ApiError::new(StatusCode::CONFLICT, refusal.to_string()).into_response()
+        }
+        other => {
+            ApiError::from_serve(ServeError::Unavailable(other.to_string()), server).into_response()
+        }
+    }
+}
+
+/// Runs `change` on the leader (forwarding once if this node is not it).
+async fn change_membership(state: &AppState, original: Original, change: ConfChange) -> Response {
+    let server = &state.server;
+    let forwarded = original.headers.contains_key(FORWARDED_HEADER);
+    if !server.is_leader() && !forwarded {
+        return state.forward(original).await;
+    }
+    match server.node().change_membership(change).await {
+        Ok((index, term)) => Json(MembershipChangeResponse {
+            index: index.0,
+            term: term.0,
+        })
+        .into_response(),
+        Err(NodeError::NotLeader { .. }) if !forwarded => state.forward(original).await,
+        Err(error) => membership_error(error, server),
+    }
+}
+
+async fn list_members(State(state): State<AppState>) -> Response {
+    let server = &state.server;
+    let status = match server.node().status().await {
+        Ok(status) => status,
+        Err(error) => return membership_error(error, server),
+    };
+    let configuration = &status.configuration;
+    let members = configuration
+        .members()
+        .map(|id| {
+            let role = if configuration.voters.contains(&id) {
+                "voter"
+            } else if configuration.outgoing.contains(&id) {
+                "outgoing"
+            } else {
+                "learner"
+            };
+            let match_index = if id == status.id {
+                (status.role == raft_core::Role::Leader).then_some(status.last_index.0)
+            } else {
+                status
+                    .peers
+                    .iter()
+                    .find(|peer| peer.id == id)
+                    .map(|peer| peer.match_index.0)
+            };
+            Member {
+                id: id.0,
+                role: role.to_string(),
+                raft_address: server
+                    .raft_address_of(id)
+                    .map(|address| address.to_string()),
+                http_address: server.http_address_of(id),
+                match_index,
+            }
+        })
+        .collect();
+    Json(MembersResponse {
+        members,
+        joint: configuration.is_joint(),
+        leader: status.leader.map(|leader| leader.0),
+    })
+    .into_response()
+}
+
+async fn add_member(State(state): State<AppState>, original: Original) -> Response {
+    let server = &state.server;
+    let request: AddMemberRequest = match serde_json::from_slice(&original.body) {
+        Ok(request) => request,
+        Err(error) => {
+            return ApiError::bad_request(format!(
+                "the body must be JSON {{\"id\": number, \"raft_address\": \"HOST:PORT\"}}: {error}"
+            ))
+            .into_response()
+        }
+    };
+    if request.id == 0
+        || request
+            .raft_address
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+    {
+        return ApiError::bad_request("id must be at least 1 and raft_address HOST:PORT")
+            .into_response();
+    }
+    let forwarded = original.headers.contains_key(FORWARDED_HEADER);
+    if !server.is_leader() && !forwarded {
+        return state.forward(original).await;
+    }
+    // Every node (and any later leader) must be able to dial the newcomer: its address goes
+    // through the log before it joins the configuration.
+    let address = Operation::RaftAddress {
+        node: request.id,
+        raft_address: request.raft_address.clone(),
+    };
+    if let Err(response) = write(&state, original.clone(), address).await {
+        return response;
+    }
+    change_membership(&state, original, ConfChange::AddLearner(NodeId(request.id))).await
+}
+
+async fn promote_member(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+    original: Original,
+) -> Response {
+    change_membership(&state, original, ConfChange::Promote(NodeId(id))).await
+}
+
+async fn remove_member(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+    original: Original,
+) -> Response {
+    change_membership(&state, original, ConfChange::Remove(NodeId(id))).await
+}
+
+async fn transfer_leader(State(state): State<AppState>, original: Original) -> Response {
+    let server = &state.server;
+    let request: TransferRequest = match serde_json::from_slice(&original.body) {
+        Ok(request) => request,
+        Err(error) => {
+            return ApiError::bad_request(format!("the body must be JSON {{\"to\": id}}: {error}"))
+                .into_response()
+        }
+    };
+    let forwarded = original.headers.contains_key(FORWARDED_HEADER);
+    if !server.is_leader() && !forwarded {
+        return state.forward(original).await;
+    }
+    match server.node().transfer_leadership(NodeId(request.to)).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(NodeError::NotLeader { .. }) if !forwarded => state.forward(original).await,
+        Err(NodeError::Rejected(reason)) => ApiError::bad_request(reason).into_response(),
+        Err(error) => membership_error(error, server),
     }
 }

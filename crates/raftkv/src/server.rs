@@ -171,6 +171,8 @@ pub struct ServiceCounters {
 pub struct KvServer {
     config: ServeConfig,
     node: RaftNode,
+    /// A handle on the node's transport, to follow membership changes.
+    transport: TcpTransport,
     state: Mutex<StateMachine>,
     waiters: Mutex<Waiters>,
     /// The apply loop's progress: every entry through this index is reflected in `state`.
@@ -214,13 +216,14 @@ impl KvServer {
             commands_max: 4096,
             addresses: BTreeMap::new(),
         };
-        let node = RaftNode::start(node_config, wal, transport, inbound, apply)
+        let node = RaftNode::start(node_config, wal, transport.clone(), inbound, apply)
             .map_err(|error| format!("cannot start the node: {error}"))?;
         let (applied_sender, applied) = watch::channel(0);
         let server = Arc::new(KvServer {
             state: Mutex::new(StateMachine::new(config.sessions_max)),
             config,
             node,
+            transport,
             waiters: Mutex::new(Waiters::default()),
             applied,
             request_base: rand::random::<u64>() & !0xFFFF_FFFF,
@@ -269,6 +272,39 @@ impl KvServer {
             return Some(self.config.http_addr.to_string());
         }
         self.state().http_address(id.0).map(str::to_string)
+    }
+
+    /// Where node `id`'s Raft transport listens: recorded when it was added, else from
+    /// `--peers`.
+    pub fn raft_address_of(&self, id: NodeId) -> Option<std::net::SocketAddr> {
+        let recorded = self
+            .state()
+            .raft_address(id.0)
+            .and_then(|address| address.parse().ok());
+        recorded.or_else(|| self.config.peers.get(&id).copied())
+    }
+
+    /// Points the transport at every member of `configuration` whose address is known and
+    /// stops talking to members of `previous` that left.
+    fn follow_configuration(&self, previous: &Configuration, configuration: &Configuration) {
+        for member in configuration.members() {
+            if member == self.config.id {
+                continue;
+            }
+            match self.raft_address_of(member) {
+                Some(address) => {
+                    if let Err(error) = self.transport.set_peer(member, address) {
+                        tracing::warn!(%error, node = member.0, "cannot dial a member");
+                    }
+                }
+                None => tracing::warn!(node = member.0, "a member's Raft address is unknown"),
+            }
+        }
+        for gone in previous.members() {
+            if gone != self.config.id && !configuration.members().any(|member| member == gone) {
+                self.transport.remove_peer(gone);
+            }
+        }
     }
 
     /// Proposes `operation` on this node (which must lead) and waits until it is applied.
@@ -437,12 +473,24 @@ async fn apply_loop(
     applied: watch::Sender<u64>,
 ) {
     let mut bytes_since_snapshot = 0u64;
+    let mut configuration = Configuration::new(server.config.peers.keys().copied());
     while let Some(message) = messages.recv().await {
         let index = match message {
             ApplyMsg::Command { index, term, data } => {
-                let request = Command::decode(&data)
-                    .ok()
-                    .and_then(|command| command.request_id);
+                let decoded = Command::decode(&data).ok();
+                let request = decoded.as_ref().and_then(|command| command.request_id);
+                if let Some(Command {
+                    operation: Operation::RaftAddress { node, raft_address },
+                    ..
+                }) = &decoded
+                {
+                    // Dial a node about to be added at once: the leader replicates to it as
+                    // soon as its configuration entry is appended.
+                    if let (true, Ok(address)) = (*node != server.config.id.0, raft_address.parse())
+                    {
+                        let _ = server.transport.set_peer(NodeId(*node), address);
+                    }
+                }
                 let applied = server.state().apply_entry(index.0, term.0, &data);
                 bytes_since_snapshot += data.len() as u64;
                 let result = WriteResult {
@@ -454,7 +502,18 @@ async fn apply_loop(
                 index.0
             }
             // A membership change carries no command: skipped like a no-op.
-            ApplyMsg::Noop { index, .. } | ApplyMsg::Configuration { index, .. } => {
+            ApplyMsg::Configuration {
+                index,
+                configuration: committed,
+                ..
+            } => {
+                server.state().skip(index.0);
+                server.waiters().applied(index.0, None, None);
+                server.follow_configuration(&configuration, &committed);
+                configuration = committed;
+                index.0
+            }
+            ApplyMsg::Noop { index, .. } => {
                 server.state().skip(index.0);
                 server.waiters().applied(index.0, None, None);
                 index.0

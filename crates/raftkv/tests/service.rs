@@ -486,3 +486,70 @@ async fn the_command_line_talks_to_the_cluster_with_exit_codes_scripts_can_rely_
     .expect("runs");
     assert_eq!(output.status.code(), Some(3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_are_listed_leadership_moves_and_a_member_is_removed() {
+    let cluster = TestCluster::start(3, &[]).await;
+    let client = cluster.client();
+    let members = client.members().await.expect("members");
+    assert_eq!(
+        members
+            .members
+            .iter()
+            .map(|member| (member.id, member.role.as_str()))
+            .collect::<Vec<_>>(),
+        [(1, "voter"), (2, "voter"), (3, "voter")]
+    );
+    assert!(members
+        .members
+        .iter()
+        .all(|member| member.raft_address.is_some()));
+    let leader = cluster.wait_for_leader().await;
+    let target = (leader + 1) % 3;
+    client
+        .transfer_leader(target as u64 + 1)
+        .await
+        .expect("transfer starts");
+    wait_for("the target leads", || {
+        let cluster = &cluster;
+        async move {
+            let status = cluster.status(target).await?;
+            (status.role == "leader").then_some(())
+        }
+    })
+    .await;
+    // Refusals are 409 with the core's reason.
+    let unknown = client.remove_member(42).await;
+    assert!(
+        matches!(
+            unknown,
+            Err(raftkv_client::ClientError::Server { status: 409, .. })
+        ),
+        "{unknown:?}"
+    );
+    // Remove a follower: the other two carry on.
+    let removed = (target + 1) % 3;
+    client
+        .remove_member(removed as u64 + 1)
+        .await
+        .expect("removed");
+    let survivors = cluster.client_of(target);
+    wait_for("the removal is final", || {
+        let survivors = &survivors;
+        async move {
+            let members = survivors.members().await.ok()?;
+            (!members.joint && members.members.len() == 2).then_some(())
+        }
+    })
+    .await;
+    survivors.put("after-removal", "ok").await.expect("write");
+    let other = 3 - target - removed;
+    assert_eq!(
+        cluster
+            .client_of(other)
+            .get("after-removal", Consistency::Linearizable)
+            .await
+            .expect("read"),
+        Some(Bytes::from("ok"))
+    );
+}
