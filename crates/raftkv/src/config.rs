@@ -62,8 +62,13 @@ pub struct ServeArgs {
     pub http_addr: Option<SocketAddr>,
     /// Every member, this node included, as ID=RAFT_ADDR pairs separated by commas, e.g.
     /// `1=127.0.0.1:9001,2=127.0.0.1:9002,3=127.0.0.1:9003`.
-    #[arg(long, env = "RAFTKV_PEERS")]
+    #[arg(long, env = "RAFTKV_PEERS", conflicts_with = "join")]
     pub peers: Option<String>,
+    /// Instead of --peers: the HTTP address of any member of a running cluster. A new node
+    /// asks it for the members, is added as a learner and promotes itself to voter once it
+    /// has caught up; restarted later (same data directory), it rejoins with its state.
+    #[arg(long, env = "RAFTKV_JOIN")]
+    pub join: Option<String>,
     /// A name shared by the members; a connection from another cluster is refused.
     #[arg(long, env = "RAFTKV_CLUSTER_ID")]
     pub cluster_id: Option<String>,
@@ -98,6 +103,7 @@ struct FileSettings {
     raft_addr: Option<SocketAddr>,
     http_addr: Option<SocketAddr>,
     peers: Option<String>,
+    join: Option<String>,
     cluster_id: Option<String>,
     snapshot_threshold_bytes: Option<u64>,
     sessions_max: Option<usize>,
@@ -118,8 +124,10 @@ pub struct ServeConfig {
     pub raft_addr: SocketAddr,
     /// Where the HTTP API listens.
     pub http_addr: SocketAddr,
-    /// Every member's Raft address, this node's included.
+    /// Every member's Raft address, this node's included; empty when joining.
     pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// The HTTP address of a member to join through, instead of `peers`.
+    pub join: Option<String>,
     /// The cluster's name.
     pub cluster_id: String,
     /// Applied command bytes between snapshots.
@@ -147,16 +155,30 @@ impl ServeArgs {
             .id
             .or(file.id)
             .ok_or(ConfigError::Missing("id", "id"))?;
-        let peers_text = self
-            .peers
-            .or(file.peers)
-            .ok_or(ConfigError::Missing("peers", "peers"))?;
-        let peers = parse_peers(&peers_text)?;
         let id = NodeId(id);
-        let Some(own_raft_addr) = peers.get(&id).copied() else {
-            return Err(invalid("peers", format!("node {} is not listed", id.0)));
+        let join = self.join.or(file.join);
+        let peers_text = self.peers.or(file.peers);
+        let (peers, raft_addr) = match (peers_text, join.as_ref()) {
+            (Some(_), Some(_)) => {
+                return Err(invalid("peers", "give --peers or --join, not both".into()))
+            }
+            (None, None) => return Err(ConfigError::Missing("peers", "peers (or --join)")),
+            (Some(text), None) => {
+                let peers = parse_peers(&text)?;
+                let Some(own_raft_addr) = peers.get(&id).copied() else {
+                    return Err(invalid("peers", format!("node {} is not listed", id.0)));
+                };
+                let raft_addr = self.raft_addr.or(file.raft_addr).unwrap_or(own_raft_addr);
+                (peers, raft_addr)
+            }
+            (None, Some(_)) => {
+                let raft_addr = self
+                    .raft_addr
+                    .or(file.raft_addr)
+                    .ok_or(ConfigError::Missing("raft_addr", "raft-addr"))?;
+                (BTreeMap::new(), raft_addr)
+            }
         };
-        let raft_addr = self.raft_addr.or(file.raft_addr).unwrap_or(own_raft_addr);
         let config = ServeConfig {
             id,
             data_dir: self
@@ -169,6 +191,7 @@ impl ServeArgs {
                 .or(file.http_addr)
                 .ok_or(ConfigError::Missing("http_addr", "http-addr"))?,
             peers,
+            join,
             cluster_id: self
                 .cluster_id
                 .or(file.cluster_id)
@@ -317,6 +340,22 @@ mod tests {
             let error = parse_peers(text).expect_err(text).to_string();
             assert!(error.contains(reason), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn a_joining_node_needs_its_raft_address_and_no_peer_list() {
+        let mut args = args();
+        args.peers = None;
+        args.join = Some("127.0.0.1:8001".into());
+        let error = args.clone().resolve().expect_err("no raft address").to_string();
+        assert!(error.contains("raft_addr"), "{error}");
+        args.raft_addr = Some("127.0.0.1:9004".parse().expect("address"));
+        let config = args.clone().resolve().expect("valid");
+        assert!(config.peers.is_empty());
+        assert_eq!(config.join.as_deref(), Some("127.0.0.1:8001"));
+        args.peers = Some("2=127.0.0.1:9002".into());
+        let error = args.resolve().expect_err("both").to_string();
+        assert!(error.contains("not both"), "{error}");
     }
 
     #[test]

@@ -619,6 +619,9 @@ async fn metrics(State(state): State<AppState>) -> Response {
 struct Announcement {
     node: u64,
     http_address: String,
+    /// Where the others dial the node's Raft transport (absent from older nodes).
+    #[serde(default)]
+    raft_address: Option<String>,
 }
 
 async fn announce(State(state): State<AppState>, original: Original) -> Response {
@@ -642,6 +645,18 @@ async fn announce(State(state): State<AppState>, original: Original) -> Response
         .is_err()
     {
         return ApiError::bad_request("http_address must be HOST:PORT").into_response();
+    }
+    if let Some(raft_address) = &announcement.raft_address {
+        if raft_address.parse::<std::net::SocketAddr>().is_err() {
+            return ApiError::bad_request("raft_address must be HOST:PORT").into_response();
+        }
+        let operation = Operation::RaftAddress {
+            node: announcement.node,
+            raft_address: raft_address.clone(),
+        };
+        if let Err(response) = write(&state, original.clone(), operation).await {
+            return response;
+        }
     }
     let operation = Operation::Announce {
         node: announcement.node,
@@ -815,8 +830,19 @@ impl AppState {
 }
 
 impl AnnounceForwarder for Forwarder {
-    async fn announce(&self, leader_http: String, node: u64, http_address: String) {
-        let body = match serde_json::to_vec(&Announcement { node, http_address }) {
+    async fn announce(
+        &self,
+        leader_http: String,
+        node: u64,
+        http_address: String,
+        raft_address: String,
+    ) {
+        let announcement = Announcement {
+            node,
+            http_address,
+            raft_address: Some(raft_address),
+        };
+        let body = match serde_json::to_vec(&announcement) {
             Ok(body) => Bytes::from(body),
             Err(_) => return,
         };

@@ -30,7 +30,7 @@ struct Cli {
 enum Command {
     /// Runs one node. Settings come from flags, RAFTKV_* environment variables or a TOML
     /// file (--config); logs go to stderr (filter with RAFTKV_LOG, e.g. `info,raft_node=debug`).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Runs a local cluster (3 nodes unless --nodes) until Ctrl-C.
     Dev(DevArgs),
     #[command(flatten)]
@@ -61,7 +61,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => {
             init_logging("info");
-            let config = match args.resolve() {
+            let config = match (*args).resolve() {
                 Ok(config) => config,
                 Err(error) => {
                     eprintln!("raftkv: {error}");

@@ -188,7 +188,13 @@ impl KvServer {
     pub async fn start(config: ServeConfig) -> Result<Arc<KvServer>, String> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|error| format!("cannot create {}: {error}", config.data_dir.display()))?;
+        // A joining node starts outside any configuration: it learns the membership, itself
+        // included, from the leader's log once it is added.
         let voters = Configuration::new(config.peers.keys().copied());
+        let joined_peers = match &config.join {
+            Some(join) => members_at(join, config.id).await?,
+            None => BTreeMap::new(),
+        };
         let wal = Wal::open(&config.data_dir, voters, WalOptions::default())
             .map_err(|error| format!("cannot open the log: {error}"))?;
         let report = wal.recovery_report();
@@ -200,6 +206,7 @@ impl KvServer {
         let peers = config
             .peers
             .iter()
+            .chain(&joined_peers)
             .filter(|(id, _)| **id != config.id)
             .map(|(id, address)| (*id, *address))
             .collect();
@@ -230,6 +237,9 @@ impl KvServer {
             next_request: AtomicU64::new(1),
             counters: ServiceCounters::default(),
         });
+        if let Some(join) = server.config.join.clone() {
+            tokio::spawn(join_loop(Arc::clone(&server), join));
+        }
         tokio::spawn(apply_loop(
             Arc::clone(&server),
             apply_messages,
@@ -397,28 +407,50 @@ impl KvServer {
         }
     }
 
-    /// Keeps this node's HTTP address in the replicated state, so other nodes can forward to
-    /// it when it leads. Runs until the node stops.
+    /// Keeps this node's HTTP and Raft addresses in the replicated state, so other nodes can
+    /// forward to it when it leads and nodes that join later can dial it. Runs until the node
+    /// stops.
     pub async fn announce_loop(self: Arc<KvServer>, forward: impl AnnounceForwarder) {
-        let own = self.config.http_addr.to_string();
+        let own_http = self.config.http_addr.to_string();
+        // What the others dial: this node's entry in --peers, else the address it binds.
+        let own_raft = self
+            .config
+            .peers
+            .get(&self.config.id)
+            .copied()
+            .unwrap_or(self.config.raft_addr)
+            .to_string();
+        let id = self.config.id.0;
         loop {
-            let recorded = self.state().http_address(self.config.id.0) == Some(own.as_str());
-            if recorded {
+            let (http_recorded, raft_recorded) = {
+                let state = self.state();
+                (
+                    state.http_address(id) == Some(own_http.as_str()),
+                    state.raft_address(id) == Some(own_raft.as_str()),
+                )
+            };
+            if http_recorded && raft_recorded {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
-            let operation = Operation::Announce {
-                node: self.config.id.0,
-                http_address: own.clone(),
-            };
             if self.is_leader() {
-                if let Err(error) = self.write(None, operation).await {
-                    tracing::debug!(%error, "announcing the HTTP address failed; retrying");
+                let http = Operation::Announce {
+                    node: id,
+                    http_address: own_http.clone(),
+                };
+                let raft = Operation::RaftAddress {
+                    node: id,
+                    raft_address: own_raft.clone(),
+                };
+                for operation in [http, raft] {
+                    if let Err(error) = self.write(None, operation).await {
+                        tracing::debug!(%error, "announcing addresses failed; retrying");
+                    }
                 }
             } else if let Some(leader) = self.node.metrics().leader {
                 if let Some(address) = self.http_address_of(leader) {
                     forward
-                        .announce(address, self.config.id.0, own.clone())
+                        .announce(address, id, own_http.clone(), own_raft.clone())
                         .await;
                 }
             }
@@ -439,13 +471,75 @@ impl KvServer {
 
 /// How the announce loop reaches the leader's HTTP API (the HTTP layer implements it).
 pub trait AnnounceForwarder: Send + Sync + 'static {
-    /// Asks the node at `leader_http` to record `http_address` for `node`.
+    /// Asks the node at `leader_http` to record `http_address` and `raft_address` for `node`.
     fn announce(
         &self,
         leader_http: String,
         node: u64,
         http_address: String,
+        raft_address: String,
     ) -> impl std::future::Future<Output = ()> + Send;
+}
+
+/// The Raft addresses of the members of the cluster at `join` (an HTTP address), this node
+/// excluded.
+async fn members_at(
+    join: &str,
+    own: NodeId,
+) -> Result<BTreeMap<NodeId, std::net::SocketAddr>, String> {
+    let client =
+        raftkv_client::Client::new([join]).map_err(|error| format!("--join {join}: {error}"))?;
+    let members = client
+        .members()
+        .await
+        .map_err(|error| format!("cannot learn the members from {join}: {error}"))?;
+    Ok(members
+        .members
+        .iter()
+        .filter(|member| member.id != own.0)
+        .filter_map(|member| {
+            let address = member.raft_address.as_ref()?.parse().ok()?;
+            Some((NodeId(member.id), address))
+        })
+        .collect())
+}
+
+/// Joins the cluster at `join`: asks to be added as a learner, then to be promoted until the
+/// leader finds this node caught up. Ends once it is a voter, or was removed after being one.
+async fn join_loop(server: Arc<KvServer>, join: String) {
+    let Ok(client) = raftkv_client::Client::new([join.as_str()]) else {
+        return;
+    };
+    let id = server.config.id.0;
+    loop {
+        let role = client.members().await.ok().map(|members| {
+            members
+                .members
+                .iter()
+                .find(|member| member.id == id)
+                .map(|member| member.role.clone())
+        });
+        match role.as_ref().map(|role| role.as_deref()) {
+            Some(Some("voter")) => {
+                tracing::info!(id, "joined the cluster as a voter");
+                return;
+            }
+            Some(Some("learner")) => match client.promote(id).await {
+                Ok(_) => tracing::info!(id, "promotion to voter proposed"),
+                Err(error) => tracing::debug!(%error, "not promoted yet"),
+            },
+            Some(None) => {
+                let address = server.config.raft_addr.to_string();
+                match client.add_member(id, &address).await {
+                    Ok(_) => tracing::info!(id, %address, "added as a learner"),
+                    Err(error) => tracing::warn!(%error, "cannot be added yet"),
+                }
+            }
+            // A member being removed, or the cluster unreachable: ask again shortly.
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 fn from_node_error(error: NodeError) -> ServeError {
@@ -520,7 +614,17 @@ async fn apply_loop(
             }
             ApplyMsg::Snapshot { index, data, .. } => {
                 match StateMachine::restore(&data, server.config.sessions_max) {
-                    Ok(restored) => *server.state() = restored,
+                    Ok(restored) => {
+                        // Nodes added at run time are known by the addresses in the state.
+                        for (node, address) in restored.raft_addresses() {
+                            if let (true, Ok(address)) =
+                                (*node != server.config.id.0, address.parse())
+                            {
+                                let _ = server.transport.set_peer(NodeId(*node), address);
+                            }
+                        }
+                        *server.state() = restored;
+                    }
                     Err(error) => {
                         // Every replica wrote this snapshot with the same code; failing to read
                         // it means the state is lost, so serving on would be wrong.

@@ -553,3 +553,94 @@ async fn members_are_listed_leadership_moves_and_a_member_is_removed() {
         Some(Bytes::from("ok"))
     );
 }
+
+/// Waits until the cluster (asked through node `through`) has exactly `voters` as voters,
+/// no learners and no change in progress.
+async fn wait_for_voters(cluster: &TestCluster, through: usize, voters: &[u64]) {
+    let client = cluster.client_of(through);
+    wait_for(&format!("voters {voters:?}"), || {
+        let client = &client;
+        async move {
+            let members = client.members().await.ok()?;
+            let ids: Vec<u64> = members.members.iter().map(|member| member.id).collect();
+            let all_voters = members.members.iter().all(|member| member.role == "voter");
+            (!members.joint && all_voters && ids == voters).then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_grows_to_five_while_writing_replaces_a_node_and_shrinks_back_to_three() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let mut cluster = TestCluster::start(3, &[]).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let writer = {
+        let client = cluster.client();
+        let stop = Arc::clone(&stop);
+        let acknowledged = Arc::clone(&acknowledged);
+        tokio::spawn(async move {
+            let mut number = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                if client
+                    .put(&format!("grow-{number}"), number.to_string())
+                    .await
+                    .is_ok()
+                {
+                    acknowledged.lock().expect("not poisoned").push(number);
+                }
+                number += 1;
+            }
+        })
+    };
+    // Grow: two new nodes join (as learners, then promote themselves once caught up).
+    let fourth = cluster.join(0);
+    wait_for_voters(&cluster, 0, &[1, 2, 3, 4]).await;
+    let fifth = cluster.join(1);
+    wait_for_voters(&cluster, 0, &[1, 2, 3, 4, 5]).await;
+    // Replace node 1 by node 6.
+    let sixth = cluster.join(fourth);
+    wait_for_voters(&cluster, fourth, &[1, 2, 3, 4, 5, 6]).await;
+    cluster
+        .client_of(fourth)
+        .remove_member(1)
+        .await
+        .expect("node 1 removed");
+    wait_for_voters(&cluster, fourth, &[2, 3, 4, 5, 6]).await;
+    cluster.kill(0);
+    // Shrink back to three, one change at a time (a second one is refused while the first
+    // is in progress).
+    for (removed, left) in [(2u64, &[3u64, 4, 5, 6][..]), (4, &[3, 5, 6][..])] {
+        cluster
+            .client_of(fifth)
+            .remove_member(removed)
+            .await
+            .expect("removed");
+        wait_for_voters(&cluster, fifth, left).await;
+    }
+    wait_for_voters(&cluster, fifth, &[3, 5, 6]).await;
+    cluster.kill(1);
+    cluster.kill(fourth);
+    stop.store(true, Ordering::Release);
+    // The writer's endpoints were the first three nodes; it may be mid-retry: give it time.
+    let _ = tokio::time::timeout(Duration::from_secs(30), writer).await;
+    let written = acknowledged.lock().expect("not poisoned").clone();
+    assert!(
+        written.len() >= 10,
+        "writes went on during the changes: {}",
+        written.len()
+    );
+    let client = cluster.client_of(sixth);
+    for number in written {
+        assert_eq!(
+            client
+                .get(&format!("grow-{number}"), Consistency::Linearizable)
+                .await
+                .expect("read"),
+            Some(Bytes::from(number.to_string())),
+            "acknowledged write {number} lost"
+        );
+    }
+}

@@ -26,6 +26,8 @@ pub struct Node {
     pub data_dir: PathBuf,
     pub log: PathBuf,
     pub process: Option<Child>,
+    /// Started with `--join` this HTTP address instead of `--peers`.
+    pub join: Option<String>,
 }
 
 /// A cluster of `raftkv serve` processes.
@@ -33,7 +35,7 @@ pub struct TestCluster {
     pub nodes: Vec<Node>,
     peers: String,
     extra_args: Vec<String>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     http: HttpClient<HttpConnector, Full<Bytes>>,
 }
 
@@ -58,6 +60,7 @@ impl TestCluster {
                 data_dir: dir.path().join(format!("node-{id}")),
                 log: dir.path().join(format!("node-{id}.log")),
                 process: None,
+                join: None,
             });
         }
         let peers = nodes
@@ -69,7 +72,7 @@ impl TestCluster {
             nodes,
             peers,
             extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
-            _dir: dir,
+            dir,
             http: HttpClient::builder(TokioExecutor::new()).build(HttpConnector::new()),
         };
         for index in 0..cluster.nodes.len() {
@@ -93,7 +96,11 @@ impl TestCluster {
             .arg("--data-dir")
             .arg(&node.data_dir)
             .args(["--http-addr", &node.http, "--raft-addr", &node.raft])
-            .args(["--peers", &self.peers, "--cluster-id", "raftkv-test"])
+            .args(match &node.join {
+                Some(join) => ["--join", join.as_str()],
+                None => ["--peers", self.peers.as_str()],
+            })
+            .args(["--cluster-id", "raftkv-test"])
             .args(&self.extra_args)
             .env("RAFTKV_LOG", "info")
             .stdin(Stdio::null())
@@ -102,6 +109,23 @@ impl TestCluster {
             .spawn()
             .expect("raftkv starts");
         self.nodes[index].process = Some(process);
+    }
+
+    /// Starts a new node that joins through node `through`; returns its index.
+    pub fn join(&mut self, through: usize) -> usize {
+        let id = self.nodes.len() as u64 + 1;
+        self.nodes.push(Node {
+            id,
+            http: format!("127.0.0.1:{}", free_port()),
+            raft: format!("127.0.0.1:{}", free_port()),
+            data_dir: self.dir.path().join(format!("node-{id}")),
+            log: self.dir.path().join(format!("node-{id}.log")),
+            process: None,
+            join: Some(self.nodes[through].http.clone()),
+        });
+        let index = self.nodes.len() - 1;
+        self.spawn(index);
+        index
     }
 
     /// SIGKILLs node `index`.
