@@ -347,7 +347,11 @@ mod tests {
         let mut args = args();
         args.peers = None;
         args.join = Some("127.0.0.1:8001".into());
-        let error = args.clone().resolve().expect_err("no raft address").to_string();
+        let error = args
+            .clone()
+            .resolve()
+            .expect_err("no raft address")
+            .to_string();
         assert!(error.contains("raft_addr"), "{error}");
         args.raft_addr = Some("127.0.0.1:9004".parse().expect("address"));
         let config = args.clone().resolve().expect("valid");

@@ -632,10 +632,12 @@ async fn announce(State(state): State<AppState>, original: Original) -> Response
             return ApiError::bad_request(format!("bad announcement: {error}")).into_response()
         }
     };
+    // A node started with --peers, or one added at run time (its Raft address is in the log).
     let member = server
         .config()
         .peers
-        .contains_key(&NodeId(announcement.node));
+        .contains_key(&NodeId(announcement.node))
+        || server.state().raft_address(announcement.node).is_some();
     if !member {
         return ApiError::bad_request("not a member").into_response();
     }

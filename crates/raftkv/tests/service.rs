@@ -598,6 +598,19 @@ async fn the_cluster_grows_to_five_while_writing_replaces_a_node_and_shrinks_bac
     // Grow: two new nodes join (as learners, then promote themselves once caught up).
     let fourth = cluster.join(0);
     wait_for_voters(&cluster, 0, &[1, 2, 3, 4]).await;
+    // A joined node publishes its HTTP address like the others.
+    wait_for("node 4's HTTP address is known", || {
+        let client = cluster.client_of(0);
+        async move {
+            let members = client.members().await.ok()?;
+            members
+                .members
+                .iter()
+                .any(|member| member.id == 4 && member.http_address.is_some())
+                .then_some(())
+        }
+    })
+    .await;
     let fifth = cluster.join(1);
     wait_for_voters(&cluster, 0, &[1, 2, 3, 4, 5]).await;
     // Replace node 1 by node 6.
