@@ -18,17 +18,6 @@ fn msg(from: u64, to: u64, term: u64, body: MessageBody) -> Message {
     }
 }
 
-/// Three peers, peer 1 leading, one entry ("x") proposed and replicated.
-fn three_peers_with_one_entry() -> Net {
-    let mut net = Net::new(3);
-    net.elect(1);
-    net.peer(1)
-        .propose(Bytes::from_static(b"x"))
-        .expect("leader");
-    net.settle();
-    net
-}
-
 #[test]
 fn single_peer_elects_itself_and_commits_after_its_write_is_durable() {
     let mut net = Net::new(1);
@@ -115,7 +104,7 @@ fn vote_response_waits_for_the_vote_to_be_durable() {
 
 #[test]
 fn vote_is_refused_to_a_candidate_with_an_older_log() {
-    let mut net = three_peers_with_one_entry();
+    let mut net = Net::three_peers_with_one_entry();
     // Peer 3 missed nothing; a candidate claiming an empty log in a later term is refused.
     net.tick_all(20); // leave the leader lease
     let result = net.peer(3).step(msg(
@@ -358,7 +347,7 @@ fn far_behind_follower_with_divergent_log_catches_up_in_few_round_trips() {
 
 #[test]
 fn read_index_on_leader_and_follower_reflect_committed_writes() {
-    let mut net = three_peers_with_one_entry();
+    let mut net = Net::three_peers_with_one_entry();
     let committed = net.commit(1);
     net.peer(1).read_index(7).expect("leader read");
     net.peer(2).read_index(8).expect("follower read");
@@ -386,7 +375,7 @@ fn read_index_fails_when_the_leader_cannot_confirm() {
 
 #[test]
 fn leadership_transfer_hands_over_to_the_target() {
-    let mut net = three_peers_with_one_entry();
+    let mut net = Net::three_peers_with_one_entry();
     net.peer(1).transfer_leader(NodeId(3)).expect("transfer");
     net.settle();
     assert!(net.peer(3).state().1, "target is leader");
@@ -610,7 +599,7 @@ fn snapshot_transfer_resumes_after_a_lost_chunk_without_restarting() {
 
 #[test]
 fn unreachable_report_returns_follower_to_probing() {
-    let mut net = three_peers_with_one_entry();
+    let mut net = Net::three_peers_with_one_entry();
     let state = |net: &mut Net| {
         net.peer(1)
             .status()

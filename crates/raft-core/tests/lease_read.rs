@@ -19,12 +19,7 @@ const LEASE_TICKS: u32 = 8;
 /// round it broadcast at its current tick echoed by both followers: its lease runs for
 /// [`LEASE_TICKS`] ticks from now.
 fn leader_with_fresh_lease() -> Net {
-    let mut net = Net::new(3);
-    net.elect(1);
-    net.peer(1)
-        .propose(Bytes::from_static(b"x"))
-        .expect("leader");
-    net.settle();
+    let mut net = Net::three_peers_with_one_entry();
     tick_leader_until_heartbeat(&mut net);
     net.settle();
     net

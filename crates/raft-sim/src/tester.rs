@@ -60,6 +60,19 @@ impl Cluster {
         ids[(position + offset) % ids.len()]
     }
 
+    /// Partitions `leader` and the peer after it away from the rest (a minority in a cluster
+    /// of five); returns that peer and the majority side.
+    pub fn partition_with_one_follower(&mut self, leader: NodeId) -> (NodeId, Vec<NodeId>) {
+        let partner = self.peer_after(leader, 1);
+        let majority: Vec<NodeId> = self
+            .ids()
+            .into_iter()
+            .filter(|&id| id != leader && id != partner)
+            .collect();
+        self.partition(&[&[leader, partner], &majority]);
+        (partner, majority)
+    }
+
     /// Peers that run and are attached to the network.
     pub fn connected_peers(&self) -> Vec<NodeId> {
         self.ids()

@@ -205,3 +205,16 @@ impl Net {
         self.peers[&NodeId(id)].raft.commit_index()
     }
 }
+
+impl Net {
+    /// Three peers, peer 1 leading, one entry ("x") proposed and replicated.
+    pub fn three_peers_with_one_entry() -> Net {
+        let mut net = Net::new(3);
+        net.elect(1);
+        net.peer(1)
+            .propose(Bytes::from_static(b"x"))
+            .expect("leader");
+        net.settle();
+        net
+    }
+}

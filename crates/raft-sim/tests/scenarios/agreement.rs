@@ -414,13 +414,7 @@ pub fn read_index_sees_every_acknowledged_write(storage: StorageKind, seed: u64)
     }
     // A leader cut off in a minority must not answer reads.
     let leader = cluster.check_one_leader();
-    let partner = cluster.peer_after(leader, 1);
-    let majority: Vec<NodeId> = ids
-        .iter()
-        .copied()
-        .filter(|&id| id != leader && id != partner)
-        .collect();
-    cluster.partition(&[&[leader, partner], &majority]);
+    cluster.partition_with_one_follower(leader);
     let served_before = cluster.reads(leader).len();
     let context = match cluster.read_index(leader) {
         Ok(context) => context,
@@ -446,7 +440,6 @@ pub fn lease_reads_of_a_cut_off_leader_end_before_a_new_leader_commits(
     seed: u64,
 ) {
     let mut cluster = cluster(5, seed, storage);
-    let ids = cluster.ids();
     cluster.one(command(1), 5, true);
     // Periodic heartbeats alone give an idle leader its lease.
     cluster.run_for(cluster.config().election_timeout_ms());
@@ -458,13 +451,7 @@ pub fn lease_reads_of_a_cut_off_leader_end_before_a_new_leader_commits(
     if cluster.counters().lease_reads != served_before + 1 {
         cluster.fail_scenario("an idle healthy leader took a round for a lease read");
     }
-    let partner = cluster.peer_after(leader, 1);
-    let majority: Vec<NodeId> = ids
-        .iter()
-        .copied()
-        .filter(|&id| id != leader && id != partner)
-        .collect();
-    cluster.partition(&[&[leader, partner], &majority]);
+    let (_, majority) = cluster.partition_with_one_follower(leader);
     let served_at_partition = cluster.counters().lease_reads;
     let mut written: Option<(Index, Bytes)> = None;
     let started_ms = cluster.now_ms();

@@ -2,7 +2,6 @@
 //! transfer. Each scenario is a function of the storage kind and the seed: `tests/election.rs`
 //! runs them on memory storage, `tests/wal_storage.rs` on the write-ahead log.
 
-use raft_core::NodeId;
 use raft_sim::{Cluster, SimConfig, StorageKind};
 
 fn cluster(peers: usize, seed: u64, storage: StorageKind) -> Cluster {
@@ -116,14 +115,7 @@ pub fn leader_in_minority_steps_down(storage: StorageKind, seed: u64) {
     let mut cluster = cluster(5, seed, storage);
     let timeout = cluster.config().election_timeout_ms();
     let leader = cluster.wait_for_stable_leader(5_000);
-    let ids = cluster.ids();
-    let partner = cluster.peer_after(leader, 1);
-    let majority: Vec<NodeId> = ids
-        .iter()
-        .copied()
-        .filter(|&id| id != leader && id != partner)
-        .collect();
-    cluster.partition(&[&[leader, partner], &majority]);
+    let (_, majority) = cluster.partition_with_one_follower(leader);
     let cut_ms = cluster.now_ms();
     // CheckQuorum: the old leader notices within about two election timeouts.
     let stepped_down = cluster.run_until(
