@@ -571,9 +571,9 @@ async fn apply_loop(
     while let Some(message) = messages.recv().await {
         let index = match message {
             ApplyMsg::Command { index, term, data } => {
-                let decoded = Command::decode(&data).ok();
-                let request = decoded.as_ref().and_then(|command| command.request_id);
-                if let Some(Command {
+                let decoded = Command::decode(&data);
+                let request = decoded.as_ref().ok().and_then(|command| command.request_id);
+                if let Ok(Command {
                     operation: Operation::RaftAddress { node, raft_address },
                     ..
                 }) = &decoded
@@ -585,7 +585,7 @@ async fn apply_loop(
                         let _ = server.transport.set_peer(NodeId(*node), address);
                     }
                 }
-                let applied = server.state().apply_entry(index.0, term.0, &data);
+                let applied = server.state().apply_decoded(index.0, term.0, decoded);
                 bytes_since_snapshot += data.len() as u64;
                 let result = WriteResult {
                     outcome: applied.outcome,

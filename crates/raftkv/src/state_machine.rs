@@ -67,7 +67,7 @@ use bytes::{Bytes, BytesMut};
 use prost::Message as _;
 use thiserror::Error;
 
-use crate::command::{Command, Operation, Session};
+use crate::command::{Command, CommandError, Operation, Session};
 
 /// The snapshot format this build writes and the only one it reads.
 pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
@@ -232,7 +232,18 @@ impl StateMachine {
     /// applied the request: for a retry answered from its session, the first application's
     /// index and term, so the retry gets exactly the first answer.
     pub fn apply_entry(&mut self, index: u64, term: u64, data: &[u8]) -> Applied {
-        let (outcome, applied_at) = self.apply_command(index, term, data);
+        self.apply_decoded(index, term, Command::decode(data))
+    }
+
+    /// [`StateMachine::apply_entry`] for a caller that already decoded the entry (to look at
+    /// it before applying), so it is decoded once.
+    pub fn apply_decoded(
+        &mut self,
+        index: u64,
+        term: u64,
+        decoded: Result<Command, CommandError>,
+    ) -> Applied {
+        let (outcome, applied_at) = self.apply_command(index, term, decoded);
         Applied {
             outcome,
             index: applied_at.0,
@@ -240,10 +251,15 @@ impl StateMachine {
         }
     }
 
-    fn apply_command(&mut self, index: u64, term: u64, data: &[u8]) -> (Outcome, (u64, u64)) {
+    fn apply_command(
+        &mut self,
+        index: u64,
+        term: u64,
+        decoded: Result<Command, CommandError>,
+    ) -> (Outcome, (u64, u64)) {
         let here = (index, term);
         self.advance_applied_index(index);
-        let command = match Command::decode(data) {
+        let command = match decoded {
             Ok(command) => command,
             Err(error) => {
                 let reason = error.to_string();
