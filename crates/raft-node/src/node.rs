@@ -533,6 +533,21 @@ struct EventLoop<T> {
     clock: Clock,
 }
 
+/// Most events the loop takes in one round before it hands out the core's output, so a flood
+/// of input cannot hold back messages and disk writes indefinitely.
+const EVENTS_PER_ROUND_MAX: usize = 1024;
+
+/// One input of the event loop.
+enum Event {
+    Tick,
+    Message(Message),
+    /// `None`: every handle to the node is gone.
+    Command(Option<Command>),
+    Durable(raft_wal::Durable),
+    /// `None`: the apply task is gone.
+    Applied(Option<Index>),
+}
+
 /// Keeps the core's ticks in step with real (monotonic) time. The timer alone would not: after
 /// the loop stalls (a paused process, an overloaded machine) it fires once, not once per tick
 /// missed, and a leader whose ticks lag real time would think its lease lasts longer than it
@@ -583,27 +598,40 @@ impl<T: Transport> EventLoop<T> {
     ) {
         let mut ticker = tokio::time::interval(self.clock.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let stop_reason = loop {
-            tokio::select! {
-                _ = ticker.tick() => self.tick_core(),
-                Some(message) = inbound.recv() => {
-                    count(&self.published.messages_received_total, 1);
-                    // Rejected input is counted by the core; nothing else to do here.
-                    let _ = self.raft.step(message);
+        let stop_reason = 'run: loop {
+            let event = tokio::select! {
+                _ = ticker.tick() => Event::Tick,
+                Some(message) = inbound.recv() => Event::Message(message),
+                command = commands.recv() => Event::Command(command),
+                Some(result) = durable.recv() => Event::Durable(result),
+                index = applied.recv() => Event::Applied(index),
+            };
+            if let Some(reason) = self.on_event(event) {
+                break reason;
+            }
+            // Take what else is already waiting before asking the core for its output, so that
+            // many proposals, replies and durable reports share one append message, one disk
+            // write and one wake-up of the storage thread (batching under load costs nothing
+            // when idle: the channels are empty then).
+            for _ in 0..EVENTS_PER_ROUND_MAX {
+                let event = if let Ok(message) = inbound.try_recv() {
+                    Event::Message(message)
+                } else if let Ok(result) = durable.try_recv() {
+                    Event::Durable(result)
+                } else {
+                    match commands.try_recv() {
+                        Ok(command) => Event::Command(Some(command)),
+                        Err(mpsc::error::TryRecvError::Disconnected) => Event::Command(None),
+                        Err(mpsc::error::TryRecvError::Empty) => match applied.try_recv() {
+                            Ok(index) => Event::Applied(Some(index)),
+                            Err(mpsc::error::TryRecvError::Disconnected) => Event::Applied(None),
+                            Err(mpsc::error::TryRecvError::Empty) => break,
+                        },
+                    }
+                };
+                if let Some(reason) = self.on_event(event) {
+                    break 'run reason;
                 }
-                command = commands.recv() => match command {
-                    Some(Command::Shutdown) | None => break "shut down".to_string(),
-                    Some(command) => self.handle(command),
-                },
-                Some(result) = durable.recv() => match result {
-                    Ok(id) => self.raft.on_persisted(id),
-                    Err(error) => break format!("storage failed: {error}"),
-                },
-                index = applied.recv() => match index {
-                    Some(index) => self.raft.on_applied(index),
-                    // Nobody applies what commits any more: serving on would be a lie.
-                    None => break "the service closed its apply channel".to_string(),
-                },
             }
             if let Some(error) = self.raft.fatal_error() {
                 break format!("storage failed: {error}");
@@ -631,6 +659,28 @@ impl<T: Transport> EventLoop<T> {
             })
             .await;
         }
+    }
+
+    /// Feeds one event to the core; `Some(reason)` when the loop must stop.
+    fn on_event(&mut self, event: Event) -> Option<String> {
+        match event {
+            Event::Tick => self.tick_core(),
+            Event::Message(message) => {
+                count(&self.published.messages_received_total, 1);
+                // Rejected input is counted by the core; nothing else to do here.
+                let _ = self.raft.step(message);
+            }
+            Event::Command(Some(Command::Shutdown) | None) => return Some("shut down".to_string()),
+            Event::Command(Some(command)) => self.handle(command),
+            Event::Durable(Ok(id)) => self.raft.on_persisted(id),
+            Event::Durable(Err(error)) => return Some(format!("storage failed: {error}")),
+            Event::Applied(Some(index)) => self.raft.on_applied(index),
+            // Nobody applies what commits any more: serving on would be a lie.
+            Event::Applied(None) => {
+                return Some("the service closed its apply channel".to_string())
+            }
+        }
+        None
     }
 
     fn handle(&mut self, command: Command) {

@@ -559,9 +559,13 @@ impl FrameDecoder {
             self.buffer.reserve(frame_end - self.buffer.len());
             return Ok(None);
         }
-        let mut frame = self.buffer.split_to(frame_end);
-        frame.advance(FRAME_PREFIX_BYTES);
-        Ok(Some(frame.freeze()))
+        // Copied out rather than split off: the entries decoded from a frame are slices of it
+        // and live on in the log, and a split-off frame would keep the whole read buffer it
+        // shares alive with them (measured: followers' resident size several times the log's).
+        // The copy is one exact-size allocation per frame, and the read buffer is reused.
+        let frame = Bytes::copy_from_slice(&self.buffer[FRAME_PREFIX_BYTES..frame_end]);
+        self.buffer.advance(frame_end);
+        Ok(Some(frame))
     }
 }
 
