@@ -7,11 +7,16 @@
 //! cargo run --release -p raft-bench -- wal      # synced appends vs the disk, group commit, recovery
 //! cargo run --release -p raft-bench -- node     # 3 nodes on loopback TCP: commands/s, latency vs floor
 //! cargo run --release -p raft-bench             # all of them
+//! cargo run --release -p raft-bench -- floor --dir DIR [--json]
+//!     # not part of `all`: ~2 s of fdatasync (4 KiB appends, alone and 3 files at once) and
+//!     # loopback round trips in DIR; medians, p90s and the floor of one replicated write,
+//!     # 2 × fdatasync + round trip (bench/compare-etcd.sh reads the JSON)
 //! ```
 //!
 //! Figures are measured, never asserted; run on an idle machine and compare ratios.
 
 mod core_throughput;
+mod floor;
 mod node_throughput;
 mod sim_speed;
 mod wal_throughput;
@@ -26,6 +31,7 @@ fn main() -> ExitCode {
         "sim" => sim_speed::run(),
         "wal" => wal_throughput::run(),
         "node" => node_throughput::run(),
+        "floor" => return floor::run(&args[1..]),
         // Hidden: the child process in which `wal` measures recovery.
         "wal-recover" => return wal_throughput::recover_child(&args[1..]),
         "all" => {
@@ -35,7 +41,7 @@ fn main() -> ExitCode {
             node_throughput::run();
         }
         other => {
-            eprintln!("unknown benchmark {other:?}; expected core, sim, wal, node or all");
+            eprintln!("unknown benchmark {other:?}; expected core, sim, wal, node, floor or all");
             return ExitCode::from(2);
         }
     }

@@ -14,8 +14,9 @@
 //!
 //! A commit needs the leader's fsync and one follower's fsync, which run in parallel, plus one
 //! round trip to that follower, so the 1-proposer latency is expected at 1.0–1.5× the floor.
-//! The floor is sampled before and after the cluster runs, and the samples are pooled, so a
-//! disk whose speed drifts during the run shows up in both figures.
+//! The floor is sampled before and after the cluster runs (by `crate::floor`, which `raft-bench
+//! floor` also runs on its own), and the samples are pooled, so a disk whose speed drifts
+//! during the run shows up in both figures.
 //!
 //! Environment variables:
 //!
@@ -23,8 +24,7 @@
 //! - `RAFT_BENCH_SECONDS`: length of each timed run; default 2.
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -35,9 +35,10 @@ use raft_core::{Configuration, Index, NodeId, Term};
 use raft_node::transport::tcp::{TcpConfig, TcpTransport};
 use raft_node::{ApplyMsg, NodeConfig, NodeError, RaftNode};
 use raft_wal::{Wal, WalOptions};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
+
+use crate::floor::{percentile, Floor, FloorShape};
 
 /// Peers in the cluster.
 const PEERS: u64 = 3;
@@ -50,8 +51,6 @@ const PROPOSERS: [usize; 3] = [1, 16, 256];
 /// Bytes appended before each fdatasync of the floor: a 100-byte command plus a WAL record's
 /// framing, roughly.
 const FLOOR_SYNC_BYTES: usize = 130;
-/// Bytes of each ping and pong of the loopback round trip.
-const FLOOR_PING_BYTES: usize = 8;
 /// How long each half of the floor is sampled, before and after the cluster runs.
 const FLOOR_SAMPLE_TIME: Duration = Duration::from_millis(500);
 /// How long the cluster may take to elect a leader, or a proposer to find one again.
@@ -349,127 +348,19 @@ async fn measure_run(cluster: &Arc<Cluster>, proposers: usize, measure: Duration
     p50
 }
 
-/// The element at `fraction` of the sorted `samples` (nearest rank).
-fn percentile(samples: &[Duration], fraction: f64) -> Duration {
-    assert!(!samples.is_empty(), "percentile of no samples");
-    assert!((0.0..=1.0).contains(&fraction), "fraction within 0..=1");
-    let rank = ((samples.len() as f64 * fraction).ceil() as usize).max(1);
-    samples[rank - 1]
-}
-
 /// A duration as whole microseconds followed by the unit, for the tables.
 fn micros(duration: Duration) -> String {
     format!("{} µs", duration.as_micros())
 }
 
-/// Samples of the physical floor: fdatasync latencies and loopback round trips.
-#[derive(Debug, Default)]
-struct Floor {
-    syncs: Vec<Duration>,
-    /// fdatasyncs while every peer's file is synced at once, as the three peers share a disk.
-    shared_syncs: Vec<Duration>,
-    round_trips: Vec<Duration>,
-}
-
-impl Floor {
-    /// Adds `FLOOR_SAMPLE_TIME` of each kind of sample; `round` names the file it syncs.
-    async fn sample(&mut self, dir: &Path, round: usize) {
-        let path = dir.join(format!("floor-{round}"));
-        let syncs = tokio::task::spawn_blocking(move || sync_latencies(&path))
-            .await
-            .expect("sync sampling does not panic");
-        self.syncs.extend(syncs);
-        let dir = dir.to_path_buf();
-        let shared = tokio::task::spawn_blocking(move || {
-            let syncers: Vec<_> = (0..PEERS)
-                .map(|peer| {
-                    let path = dir.join(format!("floor-{round}-peer-{peer}"));
-                    std::thread::spawn(move || sync_latencies(&path))
-                })
-                .collect();
-            syncers
-                .into_iter()
-                .flat_map(|syncer| syncer.join().expect("sync sampling does not panic"))
-                .collect::<Vec<_>>()
-        })
-        .await
-        .expect("sync sampling does not panic");
-        self.shared_syncs.extend(shared);
-        self.round_trips.extend(round_trip_latencies().await);
-    }
-
-    /// The median lone fdatasync, the median fdatasync while every peer syncs, and the median
-    /// round trip.
-    fn medians(&mut self) -> (Duration, Duration, Duration) {
-        self.syncs.sort_unstable();
-        self.shared_syncs.sort_unstable();
-        self.round_trips.sort_unstable();
-        (
-            percentile(&self.syncs, 0.5),
-            percentile(&self.shared_syncs, 0.5),
-            percentile(&self.round_trips, 0.5),
-        )
-    }
-}
-
-/// Appends `FLOOR_SYNC_BYTES` to a new file at `path` and `sync_data`s it, for
-/// `FLOOR_SAMPLE_TIME`; returns each append-and-sync's latency and removes the file.
-fn sync_latencies(path: &Path) -> Vec<Duration> {
-    let mut file = OpenOptions::new()
-        .create_new(true)
-        .append(true)
-        .open(path)
-        .unwrap_or_else(|error| panic!("create {}: {error}", path.display()));
-    let block = [0x5a; FLOOR_SYNC_BYTES];
-    let mut latencies = Vec::new();
-    let end = Instant::now() + FLOOR_SAMPLE_TIME;
-    while Instant::now() < end {
-        let start = Instant::now();
-        file.write_all(&block).expect("floor file write");
-        file.sync_data().expect("floor file fdatasync");
-        latencies.push(start.elapsed());
-    }
-    drop(file);
-    fs::remove_file(path).unwrap_or_else(|error| panic!("remove {}: {error}", path.display()));
-    latencies
-}
-
-/// Ping-pongs `FLOOR_PING_BYTES` over a loopback TCP connection (no Nagle delay) for
-/// `FLOOR_SAMPLE_TIME`; returns each round trip's latency.
-async fn round_trip_latencies() -> Vec<Duration> {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binds a loopback port");
-    let address = listener.local_addr().expect("listener is bound");
-    let echo = tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.expect("accepts the pinger");
-        stream.set_nodelay(true).expect("sets TCP_NODELAY");
-        let mut buffer = [0u8; FLOOR_PING_BYTES];
-        // The pinger closing the connection ends the echo.
-        while stream.read_exact(&mut buffer).await.is_ok() {
-            stream.write_all(&buffer).await.expect("pong");
-        }
-    });
-    let mut stream = TcpStream::connect(address).await.expect("connects");
-    stream.set_nodelay(true).expect("sets TCP_NODELAY");
-    let mut buffer = [0x5a; FLOOR_PING_BYTES];
-    let mut latencies = Vec::new();
-    let end = Instant::now() + FLOOR_SAMPLE_TIME;
-    while Instant::now() < end {
-        let start = Instant::now();
-        stream.write_all(&buffer).await.expect("ping");
-        stream.read_exact(&mut buffer).await.expect("pong");
-        latencies.push(start.elapsed());
-    }
-    drop(stream);
-    echo.await.expect("echo does not panic");
-    latencies
-}
-
 /// Measures the floor, the cluster under 1, 16 and 256 proposers, then the floor again.
 async fn measure(settings: &Settings, scratch: &ScratchDir) {
-    let mut floor = Floor::default();
-    floor.sample(scratch.path(), 0).await;
+    let mut floor = Floor::new(FloorShape {
+        sync_bytes: FLOOR_SYNC_BYTES,
+        shared_files: PEERS as usize,
+        sample_time: FLOOR_SAMPLE_TIME,
+    });
+    sample_floor(&mut floor, scratch.path(), 0).await;
 
     let cluster = Arc::new(Cluster::start(scratch.path()).await);
     let leader = cluster.leader().await;
@@ -496,24 +387,29 @@ async fn measure(settings: &Settings, scratch: &ScratchDir) {
         .shutdown()
         .await;
 
-    floor.sample(scratch.path(), 1).await;
-    let (sync, shared_sync, round_trip) = floor.medians();
+    sample_floor(&mut floor, scratch.path(), 1).await;
+    let summary = floor.summary();
+    let (sync, shared_sync, round_trip) = (
+        summary.sync.p50,
+        summary.shared_sync.p50,
+        summary.round_trip.p50,
+    );
     let total = sync + round_trip;
     let shared_total = shared_sync + round_trip;
     println!(
         "floor: fdatasync of {FLOOR_SYNC_BYTES} B {} (median of {}) + loopback round trip {} \
          (median of {}) = {}",
         micros(sync),
-        floor.syncs.len(),
+        summary.sync.samples,
         micros(round_trip),
-        floor.round_trips.len(),
+        summary.round_trip.samples,
         micros(total),
     );
     println!(
         "shared-disk floor: fdatasync while {PEERS} files sync at once {} (median of {}) + \
          round trip = {}",
         micros(shared_sync),
-        floor.shared_syncs.len(),
+        summary.shared_sync.samples,
         micros(shared_total),
     );
     let single_p50 = single_p50.expect("the 1-proposer run is measured");
@@ -523,6 +419,13 @@ async fn measure(settings: &Settings, scratch: &ScratchDir) {
         single_p50.as_secs_f64() / total.as_secs_f64(),
         single_p50.as_secs_f64() / shared_total.as_secs_f64(),
     );
+}
+
+/// Adds one round of floor samples; the benchmark cannot go on without them.
+async fn sample_floor(floor: &mut Floor, dir: &Path, round: usize) {
+    if let Err(error) = floor.sample(dir, round).await {
+        panic!("floor sampling in {}: {error}", dir.display());
+    }
 }
 
 /// Runs the node benchmark and prints its tables.

@@ -31,6 +31,9 @@ pub const REQUEST_SEQ_HEADER: &str = "request-seq";
 /// Header a node sets on a request it forwards to the leader, naming itself, so a request is
 /// forwarded at most once.
 pub const FORWARDED_HEADER: &str = "raftkv-forwarded";
+/// Header on an answer a node got by forwarding the request: the HTTP address of the leader that
+/// served it. Clients send their next requests there directly, saving the extra hop.
+pub const LEADER_HEADER: &str = "raftkv-leader";
 
 /// Longest key, in bytes (the default; servers may be configured otherwise).
 pub const KEY_BYTES_MAX: usize = 4 * 1024;

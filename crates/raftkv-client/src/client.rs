@@ -41,7 +41,8 @@ use tokio::time::Instant;
 use crate::api::{
     AddMemberRequest, AppendResponse, CasRequest, CasResponse, Consistency, DeleteResponse,
     ErrorResponse, MembersResponse, MembershipChangeResponse, ScanResponse, StatusResponse,
-    TransferRequest, WriteResponse, CLIENT_ID_HEADER, KEY_BYTES_MAX, REQUEST_SEQ_HEADER,
+    TransferRequest, WriteResponse, CLIENT_ID_HEADER, KEY_BYTES_MAX, LEADER_HEADER,
+    REQUEST_SEQ_HEADER,
 };
 
 /// Largest answer body the client reads, in bytes. A scan of many large values can be big, but an
@@ -184,6 +185,8 @@ struct Answer {
     body: Bytes,
     /// The `Retry-After` header, when it held a number of seconds.
     retry_after: Option<Duration>,
+    /// Base URL of the leader, when a follower forwarded the request to it.
+    served_by_leader: Option<String>,
 }
 
 /// Why an attempt got no definite answer.
@@ -260,12 +263,20 @@ impl Client {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
+        Ok(Client::with_parts(given, base_urls, options, http))
+    }
 
+    fn with_parts(
+        endpoints: Vec<String>,
+        base_urls: Vec<String>,
+        options: ClientOptions,
+        http: HttpClient<HttpConnector, Full<Bytes>>,
+    ) -> Client {
         let mut random = StdRng::from_entropy();
         let client_id = random.gen_range(1..=u64::MAX);
-        Ok(Client {
+        Client {
             inner: Arc::new(Inner {
-                endpoints: given,
+                endpoints,
                 base_urls,
                 options,
                 http,
@@ -274,7 +285,25 @@ impl Client {
                 preferred: StdMutex::new(None),
                 random: StdMutex::new(random),
             }),
-        })
+        }
+    }
+
+    /// A client of the same cluster with a session of its own, sharing this client's connection
+    /// pool. Its writes are not serialized with this client's: this is how one process runs
+    /// many concurrent writers without a pool (and a client id) per writer. Over HTTP/1.1 each
+    /// request in flight still takes a connection of the pool.
+    pub fn new_session(&self) -> Client {
+        let inner = &self.inner;
+        let client = Client::with_parts(
+            inner.endpoints.clone(),
+            inner.base_urls.clone(),
+            inner.options,
+            inner.http.clone(),
+        );
+        if let Some(preferred) = self.preferred() {
+            client.remember(&preferred);
+        }
+        client
     }
 
     /// This client's session id, sent in the `client-id` header of every write.
@@ -544,7 +573,7 @@ impl Client {
             let failure = match self.exchange(&target, call, timeout).await {
                 Exchange::Final(error) => return Err(error),
                 Exchange::Answered(answer) if !answer.status.is_server_error() => {
-                    self.remember(&target);
+                    self.remember(answer.served_by_leader.as_deref().unwrap_or(&target));
                     return Ok(answer);
                 }
                 Exchange::Answered(answer) => failure_of_answer(&answer),
@@ -629,10 +658,16 @@ impl Client {
                 .and_then(|value| value.to_str().ok())
                 .and_then(|value| value.trim().parse::<u64>().ok())
                 .map(Duration::from_secs);
+            let served_by_leader = parts
+                .headers
+                .get(LEADER_HEADER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|address| parse_endpoint(address.trim()).ok());
             Exchange::Answered(Answer {
                 status: parts.status,
                 body,
                 retry_after,
+                served_by_leader,
             })
         };
         match tokio::time::timeout(timeout, attempt).await {
@@ -938,6 +973,7 @@ mod tests {
             status: StatusCode::BAD_GATEWAY,
             body: Bytes::from_static(b"<html>oops</html>"),
             retry_after: None,
+            served_by_leader: None,
         };
         assert_eq!(
             error_response(&answer).error,
@@ -947,6 +983,7 @@ mod tests {
             status: StatusCode::SERVICE_UNAVAILABLE,
             body: Bytes::from_static(br#"{"error":"no leader","leader_http":"10.0.0.2:8001"}"#),
             retry_after: Some(Duration::from_secs(1)),
+            served_by_leader: None,
         };
         let failure = failure_of_answer(&answer);
         assert_eq!(failure.kind, FailureKind::ServerStatus);

@@ -684,3 +684,59 @@ async fn membership_calls_use_their_routes_and_bodies() {
     let transfer: serde_json::Value = serde_json::from_slice(&requests[4].body).expect("JSON body");
     assert_eq!(transfer["to"], 3);
 }
+
+#[tokio::test]
+async fn a_forwarded_answer_sends_the_next_call_straight_to_the_leader_it_names() {
+    let leader = FakeNode::start(vec![canned(200, WRITE_OK)]).await;
+    let mut forwarded = canned(200, WRITE_OK);
+    forwarded
+        .headers
+        .push((raftkv_client::api::LEADER_HEADER, leader.address.clone()));
+    let follower = FakeNode::start(vec![forwarded]).await;
+    let client = Client::with_options([&follower.address], quick_options()).expect("client");
+
+    client.put("k", "1").await.expect("first put, forwarded");
+    client.put("k", "2").await.expect("second put");
+    client
+        .get("k", Consistency::Linearizable)
+        .await
+        .expect("read");
+
+    assert_eq!(
+        follower.requests().len(),
+        1,
+        "only the first call went there"
+    );
+    let sequences: Vec<_> = leader.requests().iter().map(Recorded::sequence).collect();
+    assert_eq!(sequences, vec![Some(2), None], "then the leader, directly");
+}
+
+#[tokio::test]
+async fn sessions_made_from_one_client_write_concurrently_under_their_own_ids() {
+    let mut slow = canned(200, WRITE_OK);
+    slow.delay = Duration::from_millis(50);
+    let node = FakeNode::start(vec![slow]).await;
+    let client = Client::new([&node.address]).expect("client");
+    let sessions: Vec<Client> = (0..4).map(|_| client.new_session()).collect();
+    let ids: BTreeSet<u64> = sessions.iter().map(Client::client_id).collect();
+    assert_eq!(ids.len(), 4, "each session has its own id");
+    assert!(!ids.contains(&client.client_id()));
+
+    let writers: Vec<_> = sessions
+        .into_iter()
+        .map(|session| tokio::spawn(async move { session.put("k", "v").await }))
+        .collect();
+    for writer in writers {
+        writer.await.expect("writer task").expect("put");
+    }
+
+    assert_eq!(
+        node.in_flight_max.load(Ordering::SeqCst),
+        4,
+        "the sessions' writes overlap"
+    );
+    assert!(node
+        .requests()
+        .iter()
+        .all(|request| request.sequence() == Some(1)));
+}

@@ -92,6 +92,10 @@ pub struct ServeArgs {
     /// Length of a Raft tick in milliseconds (elections time out after 15–30 ticks).
     #[arg(long, env = "RAFTKV_TICK_MS")]
     pub tick_ms: Option<u64>,
+    /// Threads running the node's async work (default: one per CPU core). Nodes sharing a
+    /// machine do better with fewer: the cores divided among them (`raftkv dev` does this).
+    #[arg(long, env = "RAFTKV_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
 }
 
 /// The same settings as read from a TOML file.
@@ -111,6 +115,7 @@ struct FileSettings {
     value_bytes_max: Option<usize>,
     request_timeout_ms: Option<u64>,
     tick_ms: Option<u64>,
+    worker_threads: Option<usize>,
 }
 
 /// Everything a node needs, validated.
@@ -142,6 +147,8 @@ pub struct ServeConfig {
     pub request_timeout: Duration,
     /// Length of a Raft tick.
     pub tick: Duration,
+    /// Async worker threads; `None`: one per core.
+    pub worker_threads: Option<usize>,
 }
 
 impl ServeArgs {
@@ -215,6 +222,7 @@ impl ServeArgs {
                     .unwrap_or(5_000),
             ),
             tick: Duration::from_millis(self.tick_ms.or(file.tick_ms).unwrap_or(20)),
+            worker_threads: self.worker_threads.or(file.worker_threads),
         };
         config.validate()?;
         Ok(config)
@@ -247,6 +255,15 @@ impl ServeConfig {
         }
         if self.tick.is_zero() || self.tick > Duration::from_secs(1) {
             return Err(invalid("tick_ms", "must be between 1 and 1000".into()));
+        }
+        if self
+            .worker_threads
+            .is_some_and(|threads| threads == 0 || threads > 1024)
+        {
+            return Err(invalid(
+                "worker_threads",
+                "must be between 1 and 1024".into(),
+            ));
         }
         if self.snapshot_threshold_bytes == 0 {
             return Err(invalid(

@@ -33,7 +33,7 @@ use raftkv_client::api::{
     AddMemberRequest, AppendResponse, CasRequest, CasResponse, Consistency, DeleteResponse,
     ErrorResponse, FollowerStatus, KeyValue, Member, MembersResponse, MembershipChangeResponse,
     ScanResponse, StatusResponse, TransferRequest, WriteResponse, CLIENT_ID_HEADER,
-    FORWARDED_HEADER, REQUEST_SEQ_HEADER,
+    FORWARDED_HEADER, LEADER_HEADER, REQUEST_SEQ_HEADER,
 };
 use serde::Deserialize;
 
@@ -51,14 +51,20 @@ pub struct AppState {
     server: Arc<KvServer>,
     metrics: Arc<Metrics>,
     forwarder: Forwarder,
+    /// Largest request body read; larger ones get 413 before they are buffered.
+    body_bytes_max: usize,
 }
 
 impl AppState {
     /// The state of the API of `server`.
     pub fn new(server: Arc<KvServer>) -> AppState {
         let metrics = Arc::new(Metrics::new(&server));
+        let config = server.config();
+        // A compare-and-swap carries two values in JSON.
+        let body_bytes_max = 2 * config.value_bytes_max + 2 * config.key_bytes_max + 4096;
         AppState {
-            forwarder: Forwarder::new(server.config().request_timeout),
+            forwarder: Forwarder::new(config.request_timeout),
+            body_bytes_max,
             server,
             metrics,
         }
@@ -70,12 +76,41 @@ impl AppState {
     }
 }
 
+/// Every route pattern of [`router`], for the metrics' route label.
+const ROUTES: &[&str] = &[
+    "/v1/kv",
+    "/v1/kv/",
+    "/v1/kv/{key}",
+    "/v1/kv/{key}/append",
+    "/v1/kv/{key}/cas",
+    "/v1/status",
+    "/v1/members",
+    "/v1/members/{id}",
+    "/v1/members/{id}/promote",
+    "/v1/leader/transfer",
+    "/v1/internal/announce",
+    "/metrics",
+    "/set",
+    "/get",
+];
+
+/// The metrics' label for `method`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::PUT => "PUT",
+        Method::POST => "POST",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
 /// The API's routes.
 pub fn router(state: AppState) -> Router {
-    let config = state.server.config();
-    // A compare-and-swap carries two values in JSON; anything larger is refused with 413
-    // before it is buffered.
-    let body_bytes_max = 2 * config.value_bytes_max + 2 * config.key_bytes_max + 4096;
+    let body_bytes_max = state.body_bytes_max;
     Router::new()
         .route("/v1/kv", get(scan))
         .route("/v1/kv/", get(empty_key).put(empty_key).delete(empty_key))
@@ -163,11 +198,23 @@ impl IntoResponse for ApiError {
 /// Times every request by route.
 async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |path| path.as_str().to_string());
-    let method = request.method().to_string();
+    // Static labels: a request costs no allocation for its metrics.
+    let route = match request.extensions().get::<MatchedPath>() {
+        Some(path) => {
+            let known = ROUTES
+                .iter()
+                .find(|route| **route == path.as_str())
+                .copied();
+            debug_assert!(
+                known.is_some(),
+                "route {} is missing from ROUTES",
+                path.as_str()
+            );
+            known.unwrap_or("unlisted")
+        }
+        None => "unmatched",
+    };
+    let method = method_label(request.method());
     let response = next.run(request).await;
     state
         .metrics
@@ -289,17 +336,30 @@ fn unexpected(outcome: Outcome) -> Response {
     }
 }
 
-impl<S: Send + Sync> axum::extract::FromRequest<S> for Original {
+impl axum::extract::FromRequest<AppState> for Original {
     type Rejection = Response;
 
     /// Takes the parts a forward needs; a body that cannot be read is answered with its status
     /// (413 when too large) as JSON.
-    async fn from_request(request: Request, state: &S) -> Result<Original, Response> {
+    async fn from_request(request: Request, state: &AppState) -> Result<Original, Response> {
         let (parts, body) = request.into_parts();
-        let body = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+        let body = axum::body::to_bytes(body, state.body_bytes_max)
             .await
-            .map_err(|rejection| {
-                ApiError::new(rejection.status(), rejection.body_text()).into_response()
+            .map_err(|error| {
+                let too_large = std::error::Error::source(&error)
+                    .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+                if too_large {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!(
+                            "the request body is larger than {} bytes",
+                            state.body_bytes_max
+                        ),
+                    )
+                } else {
+                    ApiError::bad_request(format!("cannot read the request body: {error}"))
+                }
+                .into_response()
             })?;
         Ok(Original {
             method: parts.method,
@@ -743,10 +803,12 @@ impl Forwarder {
     async fn send(
         &self,
         method: Method,
-        url: String,
+        leader_http: &str,
+        path: &str,
         headers: HeaderMap,
         body: Bytes,
     ) -> Result<Response, String> {
+        let url = format!("http://{leader_http}{path}");
         let mut request = hyper::Request::builder().method(method).uri(&url);
         for name in [
             CLIENT_ID_HEADER,
@@ -776,6 +838,11 @@ impl Forwarder {
         for name in ["content-type", "retry-after"] {
             if let Some(value) = parts.headers.get(name) {
                 answer.headers_mut().insert(name, value.clone());
+            }
+        }
+        if !parts.status.is_server_error() {
+            if let Ok(leader) = HeaderValue::from_str(leader_http) {
+                answer.headers_mut().insert(LEADER_HEADER, leader);
             }
         }
         Ok(answer)
@@ -817,12 +884,7 @@ impl AppState {
         headers.insert(FORWARDED_HEADER, HeaderValue::from(server.config().id.0));
         match self
             .forwarder
-            .send(
-                original.method,
-                format!("http://{address}{path}"),
-                headers,
-                original.body,
-            )
+            .send(original.method, &address, path, headers, original.body)
             .await
         {
             Ok(response) => response,
@@ -851,8 +913,16 @@ impl AnnounceForwarder for Forwarder {
         let mut headers = HeaderMap::new();
         headers.insert("content-type", HeaderValue::from_static("application/json"));
         headers.insert(FORWARDED_HEADER, HeaderValue::from(node));
-        let url = format!("http://{leader_http}/v1/internal/announce");
-        if let Err(reason) = self.send(Method::POST, url, headers, body).await {
+        if let Err(reason) = self
+            .send(
+                Method::POST,
+                &leader_http,
+                "/v1/internal/announce",
+                headers,
+                body,
+            )
+            .await
+        {
             tracing::debug!(%reason, "announcing to the leader failed; retrying");
         }
     }

@@ -23,10 +23,10 @@ use crate::server::KvServer;
 /// Labels of a request observation.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    /// The route pattern, e.g. `/v1/kv/{key}`.
-    pub route: String,
-    /// The HTTP method.
-    pub method: String,
+    /// The route pattern, e.g. `/v1/kv/{key}`, or `unmatched`.
+    pub route: &'static str,
+    /// The HTTP method, or `other` for one outside the standard set.
+    pub method: &'static str,
     /// The status code.
     pub status: u16,
 }

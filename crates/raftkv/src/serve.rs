@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
+
 use crate::config::ServeConfig;
 use crate::http::{router, AppState};
 use crate::server::KvServer;
@@ -22,6 +24,12 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         data = %config.data_dir.display(),
         "raftkv node serving"
     );
+    // Answers are small and a client waits for each: send them without Nagle's delay.
+    let http_listener = http_listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY on an HTTP connection");
+        }
+    });
     let served = axum::serve(http_listener, router(state))
         .with_graceful_shutdown(stop_signal())
         .await

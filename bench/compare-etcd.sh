@@ -1,0 +1,518 @@
+#!/usr/bin/env bash
+# Compares raftkv with etcd on this machine: the same closed-loop workloads from the same load
+# generator (`raftkv bench`), against a 3-member cluster of each on loopback, with the disk's
+# floor measured alongside.
+#
+#   install  etcd-server, etcd-client, protobuf-compiler, python3 (apt-get, only if missing)
+#   build    raftkv --features etcd, raft-bench (release)
+#   start    etcd   client 127.0.0.1:23791-23793, peer 23801-23803 (fsync on, the default)
+#            raftkv HTTP   127.0.0.1:18001-18003, Raft 19001-19003
+#            wait for both to be healthy (30 s), record the 6 server pids
+#   floor    raft-bench floor --dir WORKDIR --json: 2 × fdatasync p50 + loopback round trip p50
+#   run      per mix (writes: --read-ratio 0; reads: --read-ratio 0.9, linearizable reads) and
+#            client count: per system, a 2 s warm-up (discarded), then the measured run; the
+#            two systems alternate, and which goes first alternates from point to point
+#   memory   MEMORY_WRITES writes of 256 B by 256 clients per system, then each node's RSS
+#   report   a table (printed and in results/summary.txt)
+#   cleanup  on exit, Ctrl-C or SIGTERM: stop the 6 servers (SIGTERM, SIGKILL after 15 s;
+#            etcd takes a few seconds, its leader tries to hand over first), remove the data
+#            directories unless KEEP_DATA=1; results/ and logs/ are kept
+#
+# Usage: bench/compare-etcd.sh   (from anywhere; the paths below are relative to the repo)
+#
+# Environment:
+#   DURATION       length of each measured run (default 10s; any `raftkv bench --duration`)
+#   CLIENTS        client counts, space-separated (default "1 16 64 256")
+#   MIXES          workloads, space-separated, from "writes reads" (default both)
+#   MEMORY_WRITES  writes of the memory run (default 1000000; 0 skips it)
+#   WORKDIR        where data/, logs/ and results/ go (default target/compare-etcd, on the
+#                  repo's disk, which is the disk measured)
+#   KEEP_DATA      1 keeps the servers' data directories after the run
+#   RAFTKV_WORKER_THREADS  async threads per raftkv node (default: cores ÷ 3, at least 1)
+#   GOMAXPROCS     passed to etcd as usual (default: unset, one per core)
+#
+# Output: WORKDIR/results/<mix>-<clients>-<system>.json (one `raftkv bench --json` object each),
+# memory-<system>.json, floor.json, summary.txt; WORKDIR/logs/<system>-<n>.log; WORKDIR/pids.
+# A new run starts both clusters empty and replaces data/, logs/ and results/.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+
+DURATION=${DURATION:-10s}
+CLIENTS=${CLIENTS:-"1 16 64 256"}
+MIXES=${MIXES:-"writes reads"}
+MEMORY_WRITES=${MEMORY_WRITES:-1000000}
+WORKDIR=${WORKDIR:-$REPO/target/compare-etcd}
+KEEP_DATA=${KEEP_DATA:-0}
+# The three raftkv nodes share the machine's cores, as `raftkv dev` sizes them; etcd keeps its
+# default GOMAXPROCS (one per core), which measured faster here than GOMAXPROCS=1.
+RAFTKV_WORKER_THREADS=${RAFTKV_WORKER_THREADS:-$(( $(nproc) / 3 > 0 ? $(nproc) / 3 : 1 ))}
+
+# Fixed settings of every run.
+readonly WARMUP=2s
+readonly VALUE_SIZE=256
+readonly KEYS=100000
+readonly MEMORY_CLIENTS=256
+readonly HEALTH_DEADLINE_SECONDS=30
+readonly STOP_DEADLINE_SECONDS=15
+# Large enough for 1M writes of 256 B with every revision kept (no compaction by default).
+readonly ETCD_QUOTA_BACKEND_BYTES=$((8 * 1024 * 1024 * 1024))
+
+readonly NODES=(1 2 3)
+readonly ETCD_CLIENT_PORTS=(23791 23792 23793)
+readonly ETCD_PEER_PORTS=(23801 23802 23803)
+readonly RAFTKV_HTTP_PORTS=(18001 18002 18003)
+readonly RAFTKV_RAFT_PORTS=(19001 19002 19003)
+
+readonly RAFTKV=$REPO/target/release/raftkv
+readonly RAFT_BENCH=$REPO/target/release/raft-bench
+
+DATA_DIR=$WORKDIR/data
+LOG_DIR=$WORKDIR/logs
+RESULTS_DIR=$WORKDIR/results
+
+ETCD_PIDS=()
+RAFTKV_PIDS=()
+# The load generator or floor run in progress, stopped by the cleanup too.
+CHILD_PID=""
+# Whether this run made DATA_DIR (so the cleanup never removes a kept one it did not start).
+DATA_CREATED=0
+
+say() { printf '== %s\n' "$*" >&2; }
+die() {
+    printf 'compare-etcd: %s\n' "$*" >&2
+    exit 1
+}
+
+# ---------------------------------------------------------------------------------------------
+# Cleanup: everything started here is stopped on any exit.
+
+stop_pids() {
+    local pids=("$@") pid deadline
+    ((${#pids[@]})) || return 0
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    deadline=$((SECONDS + STOP_DEADLINE_SECONDS))
+    for pid in "${pids[@]}"; do
+        while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+        if kill -0 "$pid" 2>/dev/null; then
+            printf 'compare-etcd: pid %s did not stop within %s s; killing it\n' \
+                "$pid" "$STOP_DEADLINE_SECONDS" >&2
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+        wait "$pid" 2>/dev/null || true
+    done
+}
+
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    if [[ -n $CHILD_PID ]]; then stop_pids "$CHILD_PID"; fi
+    stop_pids "${ETCD_PIDS[@]}" "${RAFTKV_PIDS[@]}"
+    if ((DATA_CREATED)); then
+        if [[ $KEEP_DATA == 1 ]]; then
+            say "data kept in $DATA_DIR"
+        else
+            rm -rf "$DATA_DIR"
+        fi
+    fi
+    exit "$status"
+}
+
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Runs "$@" in the background and waits for it, so a signal reaches the traps at once rather
+# than after the command ends; returns its exit status.
+run_child() {
+    local status=0
+    "$@" &
+    CHILD_PID=$!
+    wait "$CHILD_PID" || status=$?
+    CHILD_PID=""
+    return "$status"
+}
+
+# ---------------------------------------------------------------------------------------------
+# 1. Tools.
+
+install_missing() {
+    local packages=()
+    command -v etcd >/dev/null || packages+=(etcd-server)
+    command -v etcdctl >/dev/null || packages+=(etcd-client)
+    command -v protoc >/dev/null || packages+=(protobuf-compiler)
+    command -v python3 >/dev/null || packages+=(python3)
+    ((${#packages[@]})) || return 0
+    local sudo=()
+    if ((EUID != 0)); then sudo=(sudo); fi
+    say "installing ${packages[*]}"
+    "${sudo[@]}" apt-get update -q
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q "${packages[@]}"
+}
+
+# ---------------------------------------------------------------------------------------------
+# 3. Clusters.
+
+# Whether something listens on 127.0.0.1:$1.
+port_in_use() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+check_ports_free() {
+    local port
+    for port in "${ETCD_CLIENT_PORTS[@]}" "${ETCD_PEER_PORTS[@]}" \
+        "${RAFTKV_HTTP_PORTS[@]}" "${RAFTKV_RAFT_PORTS[@]}"; do
+        if port_in_use "$port"; then
+            die "port $port on 127.0.0.1 is taken (see: ss -ltnp 'sport = :$port'); stop what uses it"
+        fi
+    done
+}
+
+# Prints the end of a server's log, for a failure message.
+show_log() {
+    printf -- '--- last lines of %s ---\n' "$1" >&2
+    tail -n 30 "$1" >&2 || true
+}
+
+etcd_endpoints() {
+    local IFS=,
+    local endpoints=() port
+    for port in "${ETCD_CLIENT_PORTS[@]}"; do endpoints+=("127.0.0.1:$port"); done
+    printf '%s' "${endpoints[*]}"
+}
+
+raftkv_endpoints() {
+    local IFS=,
+    local endpoints=() port
+    for port in "${RAFTKV_HTTP_PORTS[@]}"; do endpoints+=("127.0.0.1:$port"); done
+    printf '%s' "${endpoints[*]}"
+}
+
+start_etcd() {
+    local initial_cluster="" i
+    for i in "${!NODES[@]}"; do
+        initial_cluster+="${initial_cluster:+,}etcd-${NODES[i]}=http://127.0.0.1:${ETCD_PEER_PORTS[i]}"
+    done
+    for i in "${!NODES[@]}"; do
+        local n=${NODES[i]}
+        local client_url=http://127.0.0.1:${ETCD_CLIENT_PORTS[i]}
+        local peer_url=http://127.0.0.1:${ETCD_PEER_PORTS[i]}
+        etcd --name "etcd-$n" --data-dir "$DATA_DIR/etcd-$n" \
+            --listen-client-urls "$client_url" --advertise-client-urls "$client_url" \
+            --listen-peer-urls "$peer_url" --initial-advertise-peer-urls "$peer_url" \
+            --initial-cluster "$initial_cluster" --initial-cluster-state new \
+            --initial-cluster-token compare-etcd \
+            --quota-backend-bytes "$ETCD_QUOTA_BACKEND_BYTES" \
+            --logger zap --log-outputs stderr \
+            >"$LOG_DIR/etcd-$n.log" 2>&1 &
+        ETCD_PIDS+=($!)
+    done
+}
+
+start_raftkv() {
+    local peers="" i
+    for i in "${!NODES[@]}"; do
+        peers+="${peers:+,}${NODES[i]}=127.0.0.1:${RAFTKV_RAFT_PORTS[i]}"
+    done
+    for i in "${!NODES[@]}"; do
+        local n=${NODES[i]}
+        "$RAFTKV" serve --id "$n" \
+            --http-addr "127.0.0.1:${RAFTKV_HTTP_PORTS[i]}" \
+            --raft-addr "127.0.0.1:${RAFTKV_RAFT_PORTS[i]}" \
+            --peers "$peers" --data-dir "$DATA_DIR/raftkv-$n" --cluster-id compare-etcd \
+            --worker-threads "$RAFTKV_WORKER_THREADS" \
+            >"$LOG_DIR/raftkv-$n.log" 2>&1 &
+        RAFTKV_PIDS+=($!)
+    done
+}
+
+# check_alive SYSTEM PID...: fails with the log of a server of SYSTEM (etcd or raftkv) that
+# has exited; the pids are in the order of NODES.
+check_alive() {
+    local system=$1 i
+    shift
+    local pids=("$@")
+    for i in "${!pids[@]}"; do
+        if ! kill -0 "${pids[i]}" 2>/dev/null; then
+            show_log "$LOG_DIR/$system-${NODES[i]}.log"
+            die "$system node ${NODES[i]} (pid ${pids[i]}) exited during start-up"
+        fi
+    done
+}
+
+etcd_member_healthy() {
+    ETCDCTL_API=3 etcdctl --endpoints="$1" --command-timeout=2s endpoint health >/dev/null 2>&1
+}
+
+# Whether every raftkv node answers /v1/status, exactly one says it leads, and every node
+# knows that leader and its HTTP address (so forwarded requests work from the start).
+# Prints the nodes that did not answer, for a failure message.
+raftkv_healthy() {
+    python3 - "${RAFTKV_HTTP_PORTS[@]}" <<'EOF'
+import json, sys, urllib.request
+
+statuses, silent = [], []
+for port in sys.argv[1:]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/status", timeout=1) as answer:
+            statuses.append(json.load(answer))
+    except Exception:
+        silent.append(port)
+print(" ".join(silent))
+leaders = [status["id"] for status in statuses if status.get("role") == "leader"]
+ready = (
+    not silent
+    and len(leaders) == 1
+    and all(s.get("leader") == leaders[0] and s.get("leader_http") for s in statuses)
+)
+sys.exit(0 if ready else 1)
+EOF
+}
+
+wait_healthy() {
+    local deadline=$((SECONDS + HEALTH_DEADLINE_SECONDS)) i silent
+    say "waiting for etcd ($(etcd_endpoints))"
+    until etcd_member_healthy "$(etcd_endpoints)"; do
+        check_alive etcd "${ETCD_PIDS[@]}"
+        if ((SECONDS >= deadline)); then
+            for i in "${!NODES[@]}"; do
+                if ! etcd_member_healthy "127.0.0.1:${ETCD_CLIENT_PORTS[i]}"; then
+                    show_log "$LOG_DIR/etcd-${NODES[i]}.log"
+                fi
+            done
+            die "etcd did not become healthy within ${HEALTH_DEADLINE_SECONDS} s"
+        fi
+        sleep 0.2
+    done
+    say "waiting for raftkv ($(raftkv_endpoints))"
+    until silent=$(raftkv_healthy); do
+        check_alive raftkv "${RAFTKV_PIDS[@]}"
+        if ((SECONDS >= deadline)); then
+            for i in "${!NODES[@]}"; do
+                # A node that answers but knows no leader is as suspect as a silent one when
+                # none answers; show every log unless some nodes are silent.
+                if [[ -z $silent || " $silent " == *" ${RAFTKV_HTTP_PORTS[i]} "* ]]; then
+                    show_log "$LOG_DIR/raftkv-${NODES[i]}.log"
+                fi
+            done
+            die "raftkv has no leader known to every node within ${HEALTH_DEADLINE_SECONDS} s" \
+                "${silent:+(not answering: ports $silent)}"
+        fi
+        sleep 0.2
+    done
+}
+
+# ---------------------------------------------------------------------------------------------
+# 5-6. Workloads.
+
+# bench SYSTEM ARGS...: one `raftkv bench --json` run against SYSTEM (etcd or raftkv), with its
+# servers' pids; the JSON goes to stdout.
+bench() {
+    local system=$1
+    shift
+    local endpoints pids
+    if [[ $system == etcd ]]; then
+        endpoints=$(etcd_endpoints)
+        pids=$(IFS=,; printf '%s' "${ETCD_PIDS[*]}")
+    else
+        endpoints=$(raftkv_endpoints)
+        pids=$(IFS=,; printf '%s' "${RAFTKV_PIDS[*]}")
+    fi
+    run_child "$RAFTKV" bench --target "$system" --endpoints "$endpoints" \
+        --value-size "$VALUE_SIZE" --json --server-pids "$pids" "$@"
+}
+
+read_ratio_of() {
+    case $1 in
+    writes) printf '0' ;;
+    reads) printf '0.9' ;;
+    *) die "unknown mix \"$1\" in MIXES (expected writes or reads)" ;;
+    esac
+}
+
+run_workloads() {
+    local mix clients system ratio point=0 order
+    for mix in $MIXES; do
+        ratio=$(read_ratio_of "$mix")
+        for clients in $CLIENTS; do
+            # The system measured first alternates, so a drift of the disk or of the other
+            # load on the machine does not always favour the same one.
+            if ((point % 2 == 0)); then order="etcd raftkv"; else order="raftkv etcd"; fi
+            point=$((point + 1))
+            for system in $order; do
+                local common=(--clients "$clients" --keys "$KEYS" --read-ratio "$ratio"
+                    --consistency linearizable)
+                local result=$RESULTS_DIR/$mix-$clients-$system.json
+                say "$mix, $clients clients, $system: warm-up $WARMUP, then $DURATION"
+                bench "$system" "${common[@]}" --duration "$WARMUP" >/dev/null ||
+                    die "warm-up failed: $mix, $clients clients, $system"
+                bench "$system" "${common[@]}" --duration "$DURATION" >"$result" ||
+                    die "run failed: $mix, $clients clients, $system (see $result)"
+            done
+        done
+    done
+}
+
+run_memory() {
+    local system
+    for system in etcd raftkv; do
+        say "memory: $MEMORY_WRITES writes by $MEMORY_CLIENTS clients, $system"
+        bench "$system" --ops "$MEMORY_WRITES" --clients "$MEMORY_CLIENTS" --keys "$KEYS" \
+            --read-ratio 0 >"$RESULTS_DIR/memory-$system.json" ||
+            die "memory run failed: $system"
+    done
+}
+
+# ---------------------------------------------------------------------------------------------
+# 7. Report.
+
+summarize() {
+    python3 - "$RESULTS_DIR" "$MIXES" "$CLIENTS" "$MEMORY_WRITES" <<'EOF'
+import json, os, sys
+
+results, mixes, clients_list, memory_writes = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), int(sys.argv[4])
+systems = ("etcd", "raftkv")
+
+def load(name):
+    with open(os.path.join(results, name)) as file:
+        return json.load(file)
+
+def ratio(numerator, denominator):
+    return f"{numerator / denominator:.2f}" if numerator and denominator else "-"
+
+def cpu(run, part):
+    figures = run.get(part)
+    return f"{figures['us_per_op']:.0f}" if figures and figures.get("us_per_op") is not None else "-"
+
+# Column groups: a title over (header, width) columns; the first column is left-aligned.
+groups = [
+    ("", [("mix", 7), ("clients", 7)]),
+    ("etcd", [("ops/s", 8), ("p50 µs", 7), ("p99 µs", 7)]),
+    ("raftkv", [("ops/s", 8), ("p50 µs", 7), ("p99 µs", 7)]),
+    ("raftkv ÷ etcd", [("ops/s", 5), ("p50", 5), ("p99", 5)]),
+    ("server CPU µs/op", [("etcd", 8), ("raftkv", 7)]),
+    ("client CPU µs/op", [("etcd", 8), ("raftkv", 7)]),
+]
+
+def render(cells):
+    """One line of the table from one list of texts per group."""
+    parts = []
+    for (_, columns), texts in zip(groups, cells):
+        parts.append(" ".join(
+            f"{text:<{width}}" if (not parts and index == 0) else f"{text:>{width}}"
+            for index, ((_, width), text) in enumerate(zip(columns, texts))))
+    return " | ".join(parts).rstrip()
+
+def group_width(columns):
+    return sum(width for _, width in columns) + len(columns) - 1
+
+lines = []
+lines.append(" | ".join(f"{title:^{group_width(columns)}}" for title, columns in groups).rstrip())
+lines.append(render([[name for name, _ in columns] for _, columns in groups]))
+lines.append("-" * len(lines[-1]))
+errors = []
+for mix in mixes:
+    for clients in clients_list:
+        runs = {system: load(f"{mix}-{clients}-{system}.json") for system in systems}
+        e, r = runs["etcd"], runs["raftkv"]
+        el, rl = e["latency_us"], r["latency_us"]
+        et, rt = e["throughput_ops_per_sec"], r["throughput_ops_per_sec"]
+        lines.append(render([
+            [mix, clients],
+            [f"{et:.0f}", str(el["p50"]), str(el["p99"])],
+            [f"{rt:.0f}", str(rl["p50"]), str(rl["p99"])],
+            [ratio(rt, et), ratio(rl["p50"], el["p50"]), ratio(rl["p99"], el["p99"])],
+            [cpu(e, "servers"), cpu(r, "servers")],
+            [cpu(e, "client_cpu"), cpu(r, "client_cpu")],
+        ]))
+        for system, run in runs.items():
+            if run["ops"]["errors"]:
+                errors.append(f"  {mix}, {clients} clients, {system}: {run['ops']['errors']} errors "
+                              f"of {run['ops']['total']}; first: {run.get('first_error')}")
+lines.append("p50, p99: latency of every operation (reads and writes together); server CPU: the "
+             "three nodes' CPU time together per operation; client CPU: the load generator's")
+if errors:
+    lines.append("errors:")
+    lines.extend(errors)
+
+floor = load("floor.json")
+lines.append("")
+lines.append(
+    f"floor (raft-bench floor): fdatasync of 4 KiB p50 {floor['fdatasync_us_p50']:.0f} µs "
+    f"(p90 {floor['fdatasync_us_p90']:.0f}), with 3 files syncing at once p50 "
+    f"{floor['shared_fdatasync_us_p50']:.0f} µs, loopback round trip p50 "
+    f"{floor['round_trip_us_p50']:.0f} µs")
+lines.append(
+    f"one replicated write = 2 × fdatasync + round trip: {floor['floor_us']:.0f} µs; "
+    f"shared-disk: {floor['shared_floor_us']:.0f} µs")
+if "writes" in mixes and "1" in clients_list:
+    for system in systems:
+        p50 = load(f"writes-1-{system}.json")["latency_us"]["p50"]
+        lines.append(
+            f"{system:>6} 1-client write p50 {p50} µs = {p50 / floor['floor_us']:.2f} × floor, "
+            f"{p50 / floor['shared_floor_us']:.2f} × shared-disk floor")
+else:
+    lines.append("(no 1-client write run, so no latency ÷ floor)")
+
+if memory_writes > 0:
+    lines.append("")
+    for system in systems:
+        run = load(f"memory-{system}.json")
+        servers = run.get("servers") or {}
+        rss = servers.get("rss_bytes") or []
+        per_node = " / ".join(f"{value / 2**20:.0f}" for value in rss) or "-"
+        lines.append(
+            f"memory after {run['ops']['ok']} of {memory_writes} writes of {run['value_size']} B "
+            f"over {run['keys']} keys, {system:>6}: resident MiB per node {per_node} "
+            f"({run['throughput_ops_per_sec']:.0f} writes/s, {run['ops']['errors']} errors)")
+
+text = "\n".join(lines) + "\n"
+with open(os.path.join(results, "summary.txt"), "w") as file:
+    file.write(text)
+sys.stdout.write(text)
+EOF
+}
+
+# ---------------------------------------------------------------------------------------------
+
+main() {
+    [[ $MEMORY_WRITES =~ ^[0-9]+$ ]] || die "MEMORY_WRITES=$MEMORY_WRITES is not a count"
+    local mix clients
+    for mix in $MIXES; do read_ratio_of "$mix" >/dev/null; done
+    for clients in $CLIENTS; do
+        [[ $clients =~ ^[1-9][0-9]*$ ]] || die "CLIENTS holds \"$clients\", not a count"
+    done
+
+    install_missing
+    # Before the build, to fail fast; a port taken during the build shows as a server that
+    # exits at start-up, with its log.
+    check_ports_free
+
+    say "building raftkv (--features etcd) and raft-bench"
+    cargo build --release -p raftkv --features etcd
+    cargo build --release -p raft-bench
+
+    rm -rf "$DATA_DIR" "$RESULTS_DIR" "$WORKDIR/pids"
+    mkdir -p "$DATA_DIR" "$LOG_DIR" "$RESULTS_DIR"
+    DATA_CREATED=1
+    say "work directory $WORKDIR"
+
+    start_etcd
+    start_raftkv
+    wait_healthy
+    say "etcd pids ${ETCD_PIDS[*]}; raftkv pids ${RAFTKV_PIDS[*]}"
+    printf 'etcd %s\nraftkv %s\n' "${ETCD_PIDS[*]}" "${RAFTKV_PIDS[*]}" >"$WORKDIR/pids"
+
+    say "floor: $RAFT_BENCH floor --dir $WORKDIR --json"
+    run_child "$RAFT_BENCH" floor --dir "$WORKDIR" --json >"$RESULTS_DIR/floor.json" ||
+        die "raft-bench floor failed"
+
+    run_workloads
+    if ((MEMORY_WRITES > 0)); then run_memory; fi
+
+    say "summary (also in $RESULTS_DIR/summary.txt)"
+    summarize
+}
+
+main "$@"

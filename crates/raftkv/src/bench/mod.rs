@@ -1,0 +1,469 @@
+//! `raftkv bench`: a closed-loop load generator for raftkv, and for etcd with the same workload.
+//!
+//! ```text
+//!  --clients N workers, each with its own session/connection
+//!     loop: key = uniform over --keys, read with probability --read-ratio
+//!           send, wait for the answer, record (completion time, latency, ok) ──▶ worker's
+//!           until --ops are issued or --duration passes                         histograms
+//!  at the end: merge ──▶ summary (text or --json), latency plot (--plot), CPU of this process
+//!              and of the servers (--server-pids) over the run
+//! ```
+//!
+//! Each worker keeps its own histograms and samples, so recording takes no lock and allocates
+//! only when its sample buffer grows; keys are built once up front and values are one shared
+//! buffer.
+
+pub mod plot;
+mod report;
+mod target;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
+
+pub use report::{CpuFigures, LatencySummary, OpCounts, Report, ServerFigures};
+use target::Driver;
+
+/// How long a run lasts when neither --ops nor --duration is given.
+const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+
+/// Slowest latency the histograms hold; slower operations are recorded at this value.
+const LATENCY_MAX_MICROS: u64 = 120_000_000;
+
+/// `raftkv bench` options.
+#[derive(Clone, Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Concurrent clients; each has one request in flight (closed loop).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub clients: u64,
+    /// Stop after this many operations in all (instead of --duration).
+    #[arg(long, conflicts_with = "duration")]
+    pub ops: Option<u64>,
+    /// Run for this long (e.g. 30s, 500ms, 2m); 10s when neither this nor --ops is given.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Bytes in each written value.
+    #[arg(long, default_value_t = 256)]
+    pub value_size: usize,
+    /// Number of distinct keys, chosen uniformly at random.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub keys: u64,
+    /// Fraction of operations that are reads (0.0 to 1.0); the rest are puts.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_ratio)]
+    pub read_ratio: f64,
+    /// Consistency of reads. etcd has no lease reads: its reads are linearizable or
+    /// serializable (what `stale` selects there).
+    #[arg(long, value_enum, default_value_t = ReadConsistency::Linearizable)]
+    pub consistency: ReadConsistency,
+    /// The system to drive: raftkv over its HTTP API, or etcd over its gRPC API (needs a
+    /// build with `--features etcd`).
+    #[arg(long, value_enum, default_value_t = TargetKind::Raftkv)]
+    pub target: TargetKind,
+    /// etcd only: gRPC connections the clients share (round robin). raftkv's clients each
+    /// have their own HTTP/1.1 keep-alive connection.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub connections: u64,
+    /// Prefix of every key, so a run does not disturb other data.
+    #[arg(long, default_value = "bench-")]
+    pub key_prefix: String,
+    /// Longest wait for one answer before the operation counts as failed.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Threads of the load generator. One drives tens of thousands of operations a second
+    /// and leaves the cores to the servers when they share the machine; raise it when the
+    /// report warns that the load generator was nearly always busy.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: u16,
+    /// Seed of the workload's random choices (printed; random when not given).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Process ids of the servers, to report their CPU time during the run and their resident
+    /// size at its end (Linux /proc).
+    #[arg(long, value_delimiter = ',')]
+    pub server_pids: Vec<u32>,
+    /// Print the result as one JSON object on stdout instead of a text summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Write an SVG of latency over time and the latency distribution here.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+/// Read consistency asked of the target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadConsistency {
+    /// Confirmed with a quorum before it is served.
+    Linearizable,
+    /// raftkv only: served by the leader under its lease.
+    Lease,
+    /// Whatever the answering node has (etcd: serializable).
+    Stale,
+}
+
+/// The system under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    /// raftkv's HTTP API.
+    Raftkv,
+    /// etcd's v3 gRPC API.
+    Etcd,
+}
+
+/// Parses `30s`, `500ms`, `2m`, `1h` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|character: char| !(character.is_ascii_digit() || character == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30s, 500ms or 2m"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => number,
+        "ms" => number / 1000.0,
+        "m" | "min" => number * 60.0,
+        "h" => number * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|error| format!("{text:?}: {error}"))
+}
+
+fn parse_ratio(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
+        _ => Err(format!("{text:?} is not a fraction between 0.0 and 1.0")),
+    }
+}
+
+/// What every worker reads: fixed before the run starts.
+struct Plan {
+    keys: Vec<String>,
+    value: Bytes,
+    read_ratio: f64,
+    seed: u64,
+    stop: Stop,
+    record_samples: bool,
+}
+
+enum Stop {
+    AfterOps(u64),
+    At(Instant),
+}
+
+/// Counters the progress display reads while the workers run.
+#[derive(Default)]
+struct Progress {
+    issued: AtomicU64,
+    completed: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// What one worker measured.
+struct WorkerResult {
+    reads: Histogram<u64>,
+    writes: Histogram<u64>,
+    errors: u64,
+    first_error: Option<String>,
+    samples: Vec<plot::Sample>,
+}
+
+impl WorkerResult {
+    fn new() -> WorkerResult {
+        WorkerResult {
+            reads: new_histogram(),
+            writes: new_histogram(),
+            errors: 0,
+            first_error: None,
+            samples: Vec::new(),
+        }
+    }
+}
+
+/// A histogram of microseconds from 1 µs to two minutes with 3 significant digits.
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_MAX_MICROS, 3)
+        .expect("constant histogram bounds are valid")
+}
+
+/// Runs `raftkv bench` against `endpoints` and prints the result.
+pub async fn run(endpoints: Vec<String>, args: BenchArgs) -> ExitCode {
+    match run_bench(endpoints, &args).await {
+        Ok(report) => {
+            if args.json {
+                match serde_json::to_string(&report) {
+                    Ok(json) => println!("{json}"),
+                    Err(error) => {
+                        eprintln!("raftkv bench: cannot encode the result: {error}");
+                        return ExitCode::from(1);
+                    }
+                }
+            } else {
+                print!("{}", report.text());
+            }
+            if report.ops.ok == 0 {
+                eprintln!("raftkv bench: no operation succeeded");
+                return ExitCode::from(1);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("raftkv bench: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run_bench(endpoints: Vec<String>, args: &BenchArgs) -> Result<Report, String> {
+    if args.target == TargetKind::Etcd && args.consistency == ReadConsistency::Lease {
+        return Err("etcd has no lease reads: use --consistency linearizable or stale".into());
+    }
+    let seed = args.seed.unwrap_or_else(|| rand::thread_rng().gen());
+    let mut value = vec![0u8; args.value_size];
+    StdRng::seed_from_u64(seed).fill_bytes(&mut value);
+    let key_width = args.keys.saturating_sub(1).to_string().len();
+    let keys = (0..args.keys)
+        .map(|key| format!("{}{key:0key_width$}", args.key_prefix))
+        .collect();
+    let drivers = target::connect(&endpoints, args).await?;
+    let server_cpu_start = servers_cpu_seconds(&args.server_pids)?;
+    let cpu_start = report::own_cpu_seconds();
+    let started = Instant::now();
+    // The deadline counts from now, not from before the connections were made.
+    let stop = match args.ops {
+        Some(ops) => Stop::AfterOps(ops),
+        None => Stop::At(started + args.duration.unwrap_or(DEFAULT_DURATION)),
+    };
+    let plan = Arc::new(Plan {
+        keys,
+        value: Bytes::from(value),
+        read_ratio: args.read_ratio,
+        seed,
+        stop,
+        record_samples: args.plot.is_some(),
+    });
+    let progress = Arc::new(Progress::default());
+    let display = show_progress(args, Arc::clone(&progress), started);
+
+    let mut workers = tokio::task::JoinSet::new();
+    for (index, driver) in drivers.into_iter().enumerate() {
+        let plan = Arc::clone(&plan);
+        let progress = Arc::clone(&progress);
+        workers.spawn(work(index as u64, driver, plan, progress, started));
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = workers.join_next().await {
+        results.push(joined.map_err(|error| format!("a client task failed: {error}"))?);
+    }
+    let elapsed = started.elapsed();
+    let client_cpu = report::own_cpu_seconds() - cpu_start;
+    let servers = if args.server_pids.is_empty() {
+        None
+    } else {
+        let cpu = servers_cpu_seconds(&args.server_pids)? - server_cpu_start;
+        let rss = args
+            .server_pids
+            .iter()
+            .map(|pid| report::process_rss_bytes(*pid))
+            .collect::<Result<Vec<_>, _>>()?;
+        Some((cpu, rss))
+    };
+    display.abort();
+
+    let mut reads = new_histogram();
+    let mut writes = new_histogram();
+    let mut errors = 0;
+    let mut first_error = None;
+    let mut samples = Vec::new();
+    for result in results {
+        reads
+            .add(&result.reads)
+            .map_err(|error| format!("merging histograms: {error}"))?;
+        writes
+            .add(&result.writes)
+            .map_err(|error| format!("merging histograms: {error}"))?;
+        errors += result.errors;
+        first_error = first_error.or(result.first_error);
+        samples.extend(result.samples);
+    }
+    let report = Report::new(
+        args,
+        &endpoints,
+        seed,
+        elapsed,
+        &reads,
+        &writes,
+        errors,
+        first_error,
+        client_cpu,
+        servers,
+    );
+    if let Some(path) = &args.plot {
+        samples.sort_by_key(|sample| sample.at_micros);
+        let mut all = reads.clone();
+        all.add(&writes)
+            .map_err(|error| format!("merging histograms: {error}"))?;
+        let svg = plot::render_svg(&report.title(), &samples, &all);
+        std::fs::write(path, svg)
+            .map_err(|error| format!("cannot write the plot to {}: {error}", path.display()))?;
+    }
+    Ok(report)
+}
+
+/// One closed-loop client: one operation in flight until the plan says stop.
+async fn work(
+    index: u64,
+    mut driver: Driver,
+    plan: Arc<Plan>,
+    progress: Arc<Progress>,
+    started: Instant,
+) -> WorkerResult {
+    let mut random =
+        StdRng::seed_from_u64(plan.seed ^ (index + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let mut result = WorkerResult::new();
+    loop {
+        match plan.stop {
+            Stop::AfterOps(total) => {
+                if progress.issued.fetch_add(1, Ordering::Relaxed) >= total {
+                    break;
+                }
+            }
+            Stop::At(deadline) => {
+                if Instant::now() >= deadline {
+                    break;
+                }
+            }
+        }
+        let key = &plan.keys[random.gen_range(0..plan.keys.len())];
+        let is_read = plan.read_ratio > 0.0 && random.gen_bool(plan.read_ratio);
+        let begin = Instant::now();
+        let outcome = if is_read {
+            driver.read(key).await
+        } else {
+            driver.write(key, &plan.value).await
+        };
+        let end = Instant::now();
+        let latency = micros(end - begin).clamp(1, LATENCY_MAX_MICROS);
+        let ok = outcome.is_ok();
+        match outcome {
+            Ok(()) => {
+                let histogram = if is_read {
+                    &mut result.reads
+                } else {
+                    &mut result.writes
+                };
+                histogram.saturating_record(latency);
+            }
+            Err(error) => {
+                result.errors += 1;
+                progress.errors.fetch_add(1, Ordering::Relaxed);
+                result.first_error.get_or_insert(error);
+            }
+        }
+        progress.completed.fetch_add(1, Ordering::Relaxed);
+        if plan.record_samples {
+            result.samples.push(plot::Sample {
+                at_micros: micros(end - started),
+                latency_micros: latency,
+                ok,
+            });
+        }
+    }
+    result
+}
+
+/// CPU time of all of `pids` together so far, in seconds.
+fn servers_cpu_seconds(pids: &[u32]) -> Result<f64, String> {
+    pids.iter()
+        .map(|pid| report::process_cpu_seconds(*pid))
+        .sum()
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Draws a progress bar on a terminal (nothing when stderr is piped or --json is given).
+fn show_progress(
+    args: &BenchArgs,
+    progress: Arc<Progress>,
+    started: Instant,
+) -> tokio::task::JoinHandle<()> {
+    let visible = std::io::stderr().is_terminal() && !args.json;
+    let (length, by_ops) = match (args.ops, args.duration) {
+        (Some(ops), _) => (ops, true),
+        (None, duration) => (micros(duration.unwrap_or(DEFAULT_DURATION)) / 1000, false),
+    };
+    let bar = ProgressBar::with_draw_target(
+        Some(length),
+        if visible {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
+    let template = if by_ops {
+        "{bar:40} {pos}/{len} ops {msg}"
+    } else {
+        "{bar:40} {elapsed}/{duration} {msg}"
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            ticker.tick().await;
+            let completed = progress.completed.load(Ordering::Relaxed);
+            let errors = progress.errors.load(Ordering::Relaxed);
+            let seconds = started.elapsed().as_secs_f64().max(1e-3);
+            bar.set_position(if by_ops {
+                completed
+            } else {
+                micros(started.elapsed()) / 1000
+            });
+            bar.set_message(format!(
+                "{:.0} ops/s, {completed} done, {errors} errors",
+                completed as f64 / seconds
+            ));
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_and_without_units() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("3 fortnights").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn ratios_outside_zero_to_one_are_refused() {
+        assert_eq!(parse_ratio("0.9"), Ok(0.9));
+        assert!(parse_ratio("1.5").is_err());
+        assert!(parse_ratio("NaN").is_err());
+    }
+}
