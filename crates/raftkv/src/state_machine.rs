@@ -352,6 +352,12 @@ impl StateMachine {
     /// Serialized state: data, sessions (with cached outcomes), announced addresses, applied
     /// index. Equal states give equal bytes.
     pub fn snapshot(&self) -> Bytes {
+        self.snapshot_image().encode()
+    }
+
+    /// A copy of the state for [`SnapshotImage::encode`], so that the slow part, encoding
+    /// (about 100 ms for 25 MB), can run off the apply path and without the state's lock.
+    pub fn snapshot_image(&self) -> SnapshotImage {
         let record = SnapshotRecord {
             version: SNAPSHOT_FORMAT_VERSION,
             applied_index: self.applied_index,
@@ -392,7 +398,7 @@ impl StateMachine {
                 })
                 .collect(),
         };
-        Bytes::from(record.encode_to_vec())
+        SnapshotImage { record }
     }
 
     /// The machine `data` (from [`StateMachine::snapshot`]) describes, keeping at most
@@ -587,12 +593,13 @@ impl StateMachine {
     /// to several times the data they held).
     fn insert(&mut self, key: String, value: Bytes) {
         let value = Bytes::copy_from_slice(&value);
-        let added = entry_bytes(&key, &value);
-        if let Some(previous) = self.data.get(&key) {
-            self.data_bytes -= entry_bytes(&key, previous);
+        let key_bytes = key.len() as u64;
+        self.data_bytes += key_bytes + value.len() as u64;
+        // One search of the map, not a lookup and then an insert: this runs on every write on
+        // every node.
+        if let Some(previous) = self.data.insert(key, value) {
+            self.data_bytes -= key_bytes + previous.len() as u64;
         }
-        self.data.insert(key, value);
-        self.data_bytes += added;
     }
 
     /// Caches the outcome of a newly applied request of `session`, then evicts sessions beyond
@@ -653,6 +660,19 @@ impl StateMachine {
             let removed = self.sessions.remove(&client_id);
             assert!(removed.is_some(), "invariant activity-indexes-sessions");
         }
+    }
+}
+
+/// The state machine at one applied index, detached from it (values are shared, not copied).
+#[derive(Debug)]
+pub struct SnapshotImage {
+    record: SnapshotRecord,
+}
+
+impl SnapshotImage {
+    /// The snapshot's bytes: what [`StateMachine::snapshot`] gives for the same state.
+    pub fn encode(&self) -> Bytes {
+        Bytes::from(self.record.encode_to_vec())
     }
 }
 

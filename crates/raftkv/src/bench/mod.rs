@@ -110,6 +110,17 @@ pub enum ReadConsistency {
     Stale,
 }
 
+impl ReadConsistency {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadConsistency::Linearizable => "linearizable",
+            ReadConsistency::Lease => "lease",
+            ReadConsistency::Stale => "stale",
+        }
+    }
+}
+
 /// The system under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -142,6 +153,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         }
     };
     Duration::try_from_secs_f64(seconds).map_err(|error| format!("{text:?}: {error}"))
+}
+
+impl TargetKind {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            TargetKind::Raftkv => "raftkv",
+            TargetKind::Etcd => "etcd",
+        }
+    }
 }
 
 fn parse_ratio(text: &str) -> Result<f64, String> {

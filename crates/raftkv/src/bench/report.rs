@@ -212,16 +212,15 @@ impl Report {
     /// One line naming the run, for the plot.
     pub fn title(&self) -> String {
         format!(
-            "{:?} — {} clients, {} B values, {} keys, {:.0}% reads ({:?}): {:.0} ops/s",
-            self.target,
+            "{} — {} clients, {} B values, {} keys, {:.0}% reads ({}): {:.0} ops/s",
+            self.target.name(),
             self.clients,
             self.value_size,
             self.keys,
             self.read_ratio * 100.0,
-            self.consistency,
+            self.consistency.name(),
             self.throughput_ops_per_sec
         )
-        .to_lowercase()
     }
 
     /// The human-readable summary.
@@ -230,8 +229,8 @@ impl Report {
         // Writing to a String cannot fail.
         let _ = writeln!(
             text,
-            "target      {:?} at {}",
-            self.target,
+            "target      {} at {}",
+            self.target.name(),
             self.endpoints.join(",")
         );
         let _ = writeln!(
@@ -241,7 +240,7 @@ impl Report {
             self.value_size,
             self.keys,
             self.read_ratio * 100.0,
-            format!("{:?}", self.consistency).to_lowercase(),
+            self.consistency.name(),
             self.seed
         );
         let _ = writeln!(
