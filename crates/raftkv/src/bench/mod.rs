@@ -10,13 +10,14 @@
 //! ```
 //!
 //! Each worker keeps its own histograms and samples, so recording takes no lock and allocates
-//! only when its sample buffer grows; keys are built once up front and values are one shared
-//! buffer.
+//! only when its sample buffer grows; each worker writes its keys into one reused buffer, and
+//! values are one shared buffer.
 
 pub mod plot;
 mod report;
 mod target;
 
+use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -174,7 +175,10 @@ fn parse_ratio(text: &str) -> Result<f64, String> {
 
 /// What every worker reads: fixed before the run starts.
 struct Plan {
-    keys: Vec<String>,
+    key_prefix: String,
+    keys: u64,
+    /// Digits of the largest key number: keys are zero-padded to it, so they sort numerically.
+    key_width: usize,
     value: Bytes,
     read_ratio: f64,
     seed: u64,
@@ -257,10 +261,6 @@ async fn run_bench(endpoints: Vec<String>, args: &BenchArgs) -> Result<Report, S
     let seed = args.seed.unwrap_or_else(|| rand::thread_rng().gen());
     let mut value = vec![0u8; args.value_size];
     StdRng::seed_from_u64(seed).fill_bytes(&mut value);
-    let key_width = args.keys.saturating_sub(1).to_string().len();
-    let keys = (0..args.keys)
-        .map(|key| format!("{}{key:0key_width$}", args.key_prefix))
-        .collect();
     let drivers = target::connect(&endpoints, args).await?;
     let server_cpu_start = servers_cpu_seconds(&args.server_pids)?;
     let cpu_start = report::own_cpu_seconds();
@@ -271,7 +271,9 @@ async fn run_bench(endpoints: Vec<String>, args: &BenchArgs) -> Result<Report, S
         None => Stop::At(started + args.duration.unwrap_or(DEFAULT_DURATION)),
     };
     let plan = Arc::new(Plan {
-        keys,
+        key_prefix: args.key_prefix.clone(),
+        keys: args.keys,
+        key_width: args.keys.saturating_sub(1).to_string().len(),
         value: Bytes::from(value),
         read_ratio: args.read_ratio,
         seed,
@@ -279,7 +281,7 @@ async fn run_bench(endpoints: Vec<String>, args: &BenchArgs) -> Result<Report, S
         record_samples: args.plot.is_some(),
     });
     let progress = Arc::new(Progress::default());
-    let display = show_progress(args, Arc::clone(&progress), started);
+    let (bar, display) = show_progress(args, Arc::clone(&progress), started);
 
     let mut workers = tokio::task::JoinSet::new();
     for (index, driver) in drivers.into_iter().enumerate() {
@@ -305,6 +307,7 @@ async fn run_bench(endpoints: Vec<String>, args: &BenchArgs) -> Result<Report, S
         Some((cpu, rss))
     };
     display.abort();
+    bar.finish_and_clear();
 
     let mut reads = new_histogram();
     let mut writes = new_histogram();
@@ -357,6 +360,7 @@ async fn work(
     let mut random =
         StdRng::seed_from_u64(plan.seed ^ (index + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let mut result = WorkerResult::new();
+    let mut key = String::with_capacity(plan.key_prefix.len() + plan.key_width);
     loop {
         match plan.stop {
             Stop::AfterOps(total) => {
@@ -370,13 +374,21 @@ async fn work(
                 }
             }
         }
-        let key = &plan.keys[random.gen_range(0..plan.keys.len())];
+        key.clear();
+        key.push_str(&plan.key_prefix);
+        // Writing to a String cannot fail.
+        let _ = write!(
+            key,
+            "{:0width$}",
+            random.gen_range(0..plan.keys),
+            width = plan.key_width
+        );
         let is_read = plan.read_ratio > 0.0 && random.gen_bool(plan.read_ratio);
         let begin = Instant::now();
         let outcome = if is_read {
-            driver.read(key).await
+            driver.read(&key).await
         } else {
-            driver.write(key, &plan.value).await
+            driver.write(&key, &plan.value).await
         };
         let end = Instant::now();
         let latency = micros(end - begin).clamp(1, LATENCY_MAX_MICROS);
@@ -424,7 +436,7 @@ fn show_progress(
     args: &BenchArgs,
     progress: Arc<Progress>,
     started: Instant,
-) -> tokio::task::JoinHandle<()> {
+) -> (ProgressBar, tokio::task::JoinHandle<()>) {
     let visible = std::io::stderr().is_terminal() && !args.json;
     let (length, by_ops) = match (args.ops, args.duration) {
         (Some(ops), _) => (ops, true),
@@ -446,7 +458,8 @@ fn show_progress(
     if let Ok(style) = ProgressStyle::with_template(template) {
         bar.set_style(style);
     }
-    tokio::spawn(async move {
+    let shown = bar.clone();
+    let updater = tokio::spawn(async move {
         let mut ticker = tokio::time::interval(Duration::from_millis(200));
         loop {
             ticker.tick().await;
@@ -463,7 +476,8 @@ fn show_progress(
                 completed as f64 / seconds
             ));
         }
-    })
+    });
+    (shown, updater)
 }
 
 #[cfg(test)]
