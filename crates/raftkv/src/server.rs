@@ -138,9 +138,14 @@ impl Waiters {
     /// Answers every placed waiter at or below `index` (their entries did not apply there).
     fn settle_through(&mut self, index: u64, resolution: Resolution) {
         self.applied_through = self.applied_through.max(index);
-        let later = self.by_index.split_off(&(index + 1));
-        let settled = std::mem::replace(&mut self.by_index, later);
-        for request in settled.into_values() {
+        // Oldest first, stopping at the first later one: this runs for every applied entry, and
+        // splitting the map instead copied every later waiter each time (quadratic in the
+        // writes in flight).
+        while let Some(entry) = self.by_index.first_entry() {
+            if *entry.key() > index {
+                break;
+            }
+            let request = entry.remove();
             if let Some(waiter) = self.by_request.remove(&request) {
                 let resolution = match &resolution {
                     Resolution::NotCommitted => Resolution::NotCommitted,
