@@ -129,6 +129,9 @@ pub struct Status {
     /// The configuration in effect (the latest in the log): voters, the outgoing voters while
     /// a change is joint, and learners.
     pub configuration: Configuration,
+    /// A membership change is under way: `configuration` is joint or its entry is not
+    /// committed yet (a leader refuses another change meanwhile).
+    pub configuration_change_in_progress: bool,
     /// Per-peer progress (followers and learners), on a leader.
     pub peers: Vec<PeerStatus>,
 }
@@ -1002,6 +1005,7 @@ impl<S: Storage> Raft<S> {
             last_index: self.log.last_index(),
             snapshot_index: self.log.snapshot_index().unwrap_or_default(),
             configuration: self.configuration.clone(),
+            configuration_change_in_progress: self.configuration_change_in_progress(),
             peers,
         }
     }

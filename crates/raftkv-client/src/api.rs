@@ -223,6 +223,10 @@ pub struct MembersResponse {
     /// A change is in progress (joint consensus): decisions need majorities of both the old
     /// and the new voters.
     pub joint: bool,
+    /// A change is under way: the configuration is joint or its entry is not committed yet.
+    /// The leader refuses another change (409) until this is false.
+    #[serde(default)]
+    pub change_in_progress: bool,
     /// The leader this node knows of.
     pub leader: Option<u64>,
 }

@@ -320,7 +320,7 @@ fn members_output(response: &MembersResponse) -> Output {
         })
         .collect();
     let mut stdout = table(&["ID", "ROLE", "RAFT", "HTTP", "MATCH"], &rows).into_bytes();
-    if response.joint {
+    if response.joint || response.change_in_progress {
         stdout.extend_from_slice(b"(a membership change is in progress)\n");
     }
     Output {
@@ -749,6 +749,7 @@ mod tests {
                 member(4, "learner", None),
             ],
             joint: true,
+            change_in_progress: true,
             leader: Some(1),
         });
         assert_eq!(output.exit, Exit::Success);

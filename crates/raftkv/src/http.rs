@@ -1070,6 +1070,7 @@ async fn list_members(State(state): State<AppState>) -> Response {
     Json(MembersResponse {
         members,
         joint: configuration.is_joint(),
+        change_in_progress: status.configuration_change_in_progress,
         leader: status.leader.map(|leader| leader.0),
     })
     .into_response()

@@ -555,7 +555,9 @@ async fn members_are_listed_leadership_moves_and_a_member_is_removed() {
 }
 
 /// Waits until the cluster (asked through node `through`) has exactly `voters` as voters,
-/// no learners and no change in progress.
+/// no learners and no change in progress (not joint, and the configuration committed: the
+/// final entry of a change can be appended yet uncommitted, and the next change is refused
+/// until it commits).
 async fn wait_for_voters(cluster: &TestCluster, through: usize, voters: &[u64]) {
     let client = cluster.client_of(through);
     wait_for(&format!("voters {voters:?}"), || {
@@ -564,7 +566,8 @@ async fn wait_for_voters(cluster: &TestCluster, through: usize, voters: &[u64]) 
             let members = client.members().await.ok()?;
             let ids: Vec<u64> = members.members.iter().map(|member| member.id).collect();
             let all_voters = members.members.iter().all(|member| member.role == "voter");
-            (!members.joint && all_voters && ids == voters).then_some(())
+            let settled = !members.joint && !members.change_in_progress;
+            (settled && all_voters && ids == voters).then_some(())
         }
     })
     .await;
