@@ -564,6 +564,9 @@ fn from_node_error(error: NodeError) -> ServeError {
     }
 }
 
+/// Most applied messages handled before the reads waiting for an index are told.
+const APPLY_BATCH_MAX: usize = 256;
+
 /// Feeds the state machine from the apply channel, answers waiters, takes snapshots.
 async fn apply_loop(
     server: Arc<KvServer>,
@@ -572,90 +575,115 @@ async fn apply_loop(
 ) {
     let mut bytes_since_snapshot = 0u64;
     let mut configuration = Configuration::new(server.config.peers.keys().copied());
-    while let Some(message) = messages.recv().await {
-        let index = match message {
-            ApplyMsg::Command { index, term, data } => {
-                let decoded = Command::decode(&data);
-                let request = decoded.as_ref().ok().and_then(|command| command.request_id);
-                if let Ok(Command {
-                    operation: Operation::RaftAddress { node, raft_address },
-                    ..
-                }) = &decoded
-                {
-                    // Dial a node about to be added at once: the leader replicates to it as
-                    // soon as its configuration entry is appended.
-                    if let (true, Ok(address)) = (*node != server.config.id.0, raft_address.parse())
-                    {
-                        let _ = server.transport.set_peer(NodeId(*node), address);
-                    }
-                }
-                let applied = server.state().apply_decoded(index.0, term.0, decoded);
-                bytes_since_snapshot += data.len() as u64;
-                let result = WriteResult {
-                    outcome: applied.outcome,
-                    index: applied.index,
-                    term: applied.term,
-                };
-                server.waiters().applied(index.0, request, Some(result));
-                index.0
-            }
-            // A membership change carries no command: skipped like a no-op.
-            ApplyMsg::Configuration {
-                index,
-                configuration: committed,
-                ..
-            } => {
-                server.state().skip(index.0);
-                server.waiters().applied(index.0, None, None);
-                server.follow_configuration(&configuration, &committed);
-                configuration = committed;
-                index.0
-            }
-            ApplyMsg::Noop { index, .. } => {
-                server.state().skip(index.0);
-                server.waiters().applied(index.0, None, None);
-                index.0
-            }
-            ApplyMsg::Snapshot { index, data, .. } => {
-                match StateMachine::restore(&data, server.config.sessions_max) {
-                    Ok(restored) => {
-                        // Nodes added at run time are known by the addresses in the state.
-                        for (node, address) in restored.raft_addresses() {
-                            if let (true, Ok(address)) =
-                                (*node != server.config.id.0, address.parse())
-                            {
-                                let _ = server.transport.set_peer(NodeId(*node), address);
-                            }
-                        }
-                        *server.state() = restored;
-                    }
-                    Err(error) => {
-                        // Every replica wrote this snapshot with the same code; failing to read
-                        // it means the state is lost, so serving on would be wrong.
-                        tracing::error!(%error, "cannot restore the installed snapshot; stopping");
-                        return;
-                    }
-                }
+    let mut batch = Vec::with_capacity(APPLY_BATCH_MAX);
+    while messages.recv_many(&mut batch, APPLY_BATCH_MAX).await > 0 {
+        let mut last_applied = None;
+        for message in batch.drain(..) {
+            let Some(index) = apply_message(
+                &server,
+                message,
+                &mut configuration,
+                &mut bytes_since_snapshot,
+            ) else {
+                return;
+            };
+            last_applied = Some(index);
+            if bytes_since_snapshot >= server.config.snapshot_threshold_bytes {
                 bytes_since_snapshot = 0;
-                server.waiters().settle_through(
-                    index.0,
-                    Resolution::Unknown(
-                        "a snapshot replaced this node's state before the write was seen \
-                         applied; the outcome is unknown (retry with the same session)",
-                    ),
-                );
-                index.0
+                // Only the copy is made here, under the lock; encoding 25 MB takes about
+                // 100 ms, which on this path stalled every write and read for as long.
+                let image = server.state().snapshot_image();
+                tokio::spawn(compact(Arc::clone(&server), index, image));
             }
-        };
-        applied.send_replace(index);
-        if bytes_since_snapshot >= server.config.snapshot_threshold_bytes {
-            bytes_since_snapshot = 0;
-            // Only the copy is made here, under the lock; encoding 25 MB takes about 100 ms,
-            // which on this path stalled every write and read for as long.
-            let image = server.state().snapshot_image();
-            tokio::spawn(compact(Arc::clone(&server), index, image));
+        }
+        // Once per batch, not per entry: every read waiting for an index wakes on each change.
+        if let Some(index) = last_applied {
+            applied.send_replace(index);
         }
     }
+}
+
+/// Applies one message from the node and answers its waiters; the index the state is at
+/// afterwards, or `None` when the state cannot go on (an installed snapshot does not decode).
+fn apply_message(
+    server: &Arc<KvServer>,
+    message: ApplyMsg,
+    configuration: &mut Configuration,
+    bytes_since_snapshot: &mut u64,
+) -> Option<u64> {
+    let index = match message {
+        ApplyMsg::Command { index, term, data } => {
+            let decoded = Command::decode(&data);
+            let request = decoded.as_ref().ok().and_then(|command| command.request_id);
+            if let Ok(Command {
+                operation: Operation::RaftAddress { node, raft_address },
+                ..
+            }) = &decoded
+            {
+                // Dial a node about to be added at once: the leader replicates to it as
+                // soon as its configuration entry is appended.
+                if let (true, Ok(address)) = (*node != server.config.id.0, raft_address.parse()) {
+                    let _ = server.transport.set_peer(NodeId(*node), address);
+                }
+            }
+            let applied = server.state().apply_decoded(index.0, term.0, decoded);
+            *bytes_since_snapshot += data.len() as u64;
+            let result = WriteResult {
+                outcome: applied.outcome,
+                index: applied.index,
+                term: applied.term,
+            };
+            server.waiters().applied(index.0, request, Some(result));
+            index.0
+        }
+        // A membership change carries no command: skipped like a no-op.
+        ApplyMsg::Configuration {
+            index,
+            configuration: committed,
+            ..
+        } => {
+            server.state().skip(index.0);
+            server.waiters().applied(index.0, None, None);
+            server.follow_configuration(configuration, &committed);
+            *configuration = committed;
+            index.0
+        }
+        ApplyMsg::Noop { index, .. } => {
+            server.state().skip(index.0);
+            server.waiters().applied(index.0, None, None);
+            index.0
+        }
+        ApplyMsg::Snapshot { index, data, .. } => {
+            match StateMachine::restore(&data, server.config.sessions_max) {
+                Ok(restored) => {
+                    // Nodes added at run time are known by the addresses in the state.
+                    for (node, address) in restored.raft_addresses() {
+                        if let (true, Ok(address)) = (*node != server.config.id.0, address.parse())
+                        {
+                            let _ = server.transport.set_peer(NodeId(*node), address);
+                        }
+                    }
+                    *server.state() = restored;
+                }
+                Err(error) => {
+                    // Every replica wrote this snapshot with the same code; failing to read
+                    // it means the state is lost, so serving on would be wrong.
+                    tracing::error!(%error, "cannot restore the installed snapshot; stopping");
+                    return None;
+                }
+            }
+            *bytes_since_snapshot = 0;
+            server.waiters().settle_through(
+                index.0,
+                Resolution::Unknown(
+                    "a snapshot replaced this node's state before the write was seen \
+                     applied; the outcome is unknown (retry with the same session)",
+                ),
+            );
+            index.0
+        }
+    };
+    Some(index)
 }
 
 /// Encodes `image` on a blocking thread and hands it to the node, retrying while the node has
