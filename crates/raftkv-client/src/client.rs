@@ -431,13 +431,27 @@ impl Client {
         })
     }
 
-    /// The keys starting with `prefix`, in key order, at most `limit` of them.
+    /// The keys starting with `prefix`, in key order, at most `limit` of them (a linearizable
+    /// read).
     pub async fn scan(&self, prefix: &str, limit: usize) -> Result<ScanResponse, ClientError> {
+        self.scan_with(prefix, limit, Consistency::Linearizable)
+            .await
+    }
+
+    /// [`Client::scan`] in the given consistency: `Stale` answers from the node's own state
+    /// without asking the leader, which is how one node's copy is inspected.
+    pub async fn scan_with(
+        &self,
+        prefix: &str,
+        limit: usize,
+        consistency: Consistency,
+    ) -> Result<ScanResponse, ClientError> {
         let call = Call {
             method: Method::GET,
             path_and_query: format!(
-                "/v1/kv?prefix={}&limit={limit}",
-                utf8_percent_encode(prefix, UNRESERVED)
+                "/v1/kv?prefix={}&limit={limit}&consistency={}",
+                utf8_percent_encode(prefix, UNRESERVED),
+                consistency.as_str()
             ),
             body: Bytes::new(),
             content_type: None,

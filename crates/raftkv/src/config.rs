@@ -60,6 +60,11 @@ pub struct ServeArgs {
     /// Address the HTTP API listens on.
     #[arg(long, env = "RAFTKV_HTTP_ADDR")]
     pub http_addr: Option<SocketAddr>,
+    /// The Raft address other nodes dial to reach this one, when it is not the address it
+    /// listens on (behind a proxy or NAT). Default: this node's entry in --peers, else
+    /// --raft-addr.
+    #[arg(long, env = "RAFTKV_ADVERTISE_RAFT_ADDR")]
+    pub advertise_raft_addr: Option<SocketAddr>,
     /// Every member, this node included, as ID=RAFT_ADDR pairs separated by commas, e.g.
     /// `1=127.0.0.1:9001,2=127.0.0.1:9002,3=127.0.0.1:9003`.
     #[arg(long, env = "RAFTKV_PEERS", conflicts_with = "join")]
@@ -105,6 +110,7 @@ struct FileSettings {
     id: Option<u64>,
     data_dir: Option<PathBuf>,
     raft_addr: Option<SocketAddr>,
+    advertise_raft_addr: Option<SocketAddr>,
     http_addr: Option<SocketAddr>,
     peers: Option<String>,
     join: Option<String>,
@@ -127,6 +133,9 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// Where the Raft transport listens.
     pub raft_addr: SocketAddr,
+    /// The Raft address the others dial to reach this node: --advertise-raft-addr, else this
+    /// node's entry in --peers, else `raft_addr`.
+    pub advertised_raft_addr: SocketAddr,
     /// Where the HTTP API listens.
     pub http_addr: SocketAddr,
     /// Every member's Raft address, this node's included; empty when joining.
@@ -186,8 +195,14 @@ impl ServeArgs {
                 (BTreeMap::new(), raft_addr)
             }
         };
+        let advertised_raft_addr = self
+            .advertise_raft_addr
+            .or(file.advertise_raft_addr)
+            .or_else(|| peers.get(&id).copied())
+            .unwrap_or(raft_addr);
         let config = ServeConfig {
             id,
+            advertised_raft_addr,
             data_dir: self
                 .data_dir
                 .or(file.data_dir)
@@ -342,6 +357,32 @@ mod tests {
         assert_eq!(config.raft_addr, "127.0.0.1:9002".parse().expect("address"));
         assert_eq!(config.peers.len(), 3);
         assert_eq!(config.value_bytes_max, 1024 * 1024);
+    }
+
+    #[test]
+    fn the_advertised_raft_address_is_the_flag_else_the_peer_entry_else_the_bind_address() {
+        let mut args = args();
+        args.raft_addr = Some("0.0.0.0:9002".parse().expect("address"));
+        let config = args.clone().resolve().expect("valid");
+        assert_eq!(config.raft_addr, "0.0.0.0:9002".parse().expect("address"));
+        assert_eq!(
+            config.advertised_raft_addr,
+            "127.0.0.1:9002".parse().expect("address")
+        );
+        args.advertise_raft_addr = Some("10.0.0.9:7102".parse().expect("address"));
+        let config = args.clone().resolve().expect("valid");
+        assert_eq!(
+            config.advertised_raft_addr,
+            "10.0.0.9:7102".parse().expect("address")
+        );
+        args.peers = None;
+        args.advertise_raft_addr = None;
+        args.join = Some("127.0.0.1:8001".into());
+        let config = args.resolve().expect("valid");
+        assert_eq!(
+            config.advertised_raft_addr,
+            "0.0.0.0:9002".parse().expect("address")
+        );
     }
 
     #[test]

@@ -416,14 +416,7 @@ impl KvServer {
     /// stops.
     pub async fn announce_loop(self: Arc<KvServer>, forward: impl AnnounceForwarder) {
         let own_http = self.config.http_addr.to_string();
-        // What the others dial: this node's entry in --peers, else the address it binds.
-        let own_raft = self
-            .config
-            .peers
-            .get(&self.config.id)
-            .copied()
-            .unwrap_or(self.config.raft_addr)
-            .to_string();
+        let own_raft = self.config.advertised_raft_addr.to_string();
         let id = self.config.id.0;
         loop {
             let (http_recorded, raft_recorded) = {
@@ -533,7 +526,7 @@ async fn join_loop(server: Arc<KvServer>, join: String) {
                 Err(error) => tracing::debug!(%error, "not promoted yet"),
             },
             Some(None) => {
-                let address = server.config.raft_addr.to_string();
+                let address = server.config.advertised_raft_addr.to_string();
                 match client.add_member(id, &address).await {
                     Ok(_) => tracing::info!(id, %address, "added as a learner"),
                     Err(error) => tracing::warn!(%error, "cannot be added yet"),

@@ -41,9 +41,35 @@ pub struct Sample {
 /// HdrHistogram percentile plot. Either input may be empty: the panel then shows its axes and
 /// "no samples".
 pub fn render_svg(title: &str, samples: &[Sample], histogram: &Histogram<u64>) -> String {
-    let series = TimeSeries::from_samples(samples);
+    render_svg_with_bands(title, samples, histogram, &[])
+}
+
+/// A stretch of the run to shade behind the latency-over-time panel, such as a fault in force.
+#[derive(Clone, Debug)]
+pub struct Band {
+    /// Its start, in microseconds since the run started.
+    pub start_micros: u64,
+    /// Its end, in microseconds since the run started (equal to the start for an instant).
+    pub end_micros: u64,
+    /// Its row: bands of one row share a colour and a lane label, so families of faults stay
+    /// apart. Rows are drawn in order of first appearance.
+    pub row: String,
+}
+
+/// [`render_svg`] with `bands` shaded behind the latency-over-time panel, one translucent lane
+/// per distinct row, labelled on the right. An instant band is drawn as a thin line.
+pub fn render_svg_with_bands(
+    title: &str,
+    samples: &[Sample],
+    histogram: &Histogram<u64>,
+    bands: &[Band],
+) -> String {
+    let mut series = TimeSeries::from_samples(samples);
+    let band_end = bands.iter().map(|band| band.end_micros).max().unwrap_or(0);
+    series.run_micros = series.run_micros.max(band_end);
     let mut svg = Svg::new(WIDTH, HEIGHT);
     draw_header(&mut svg, title, samples, &series);
+    draw_bands(&mut svg, samples, &series, bands);
     draw_time_panel(&mut svg, samples, &series);
     draw_distribution_panel(&mut svg, histogram);
     svg.finish()
@@ -1034,6 +1060,57 @@ fn draw_time_panel(svg: &mut Svg, samples: &[Sample], series: &TimeSeries) {
     draw_frame(svg, area);
 }
 
+/// The band colours, cycled through by row.
+const BAND_COLOURS: [&str; 7] = [
+    "#e45756", "#f58518", "#54a24b", "#b279a2", "#9d755d", "#4c78a8", "#72b7b2",
+];
+const BAND_OPACITY: f64 = 0.16;
+/// The narrowest band drawn, in pixels, so an instant stays visible.
+const BAND_WIDTH_MIN: f64 = 1.5;
+
+/// Shades every band in its row's lane of the time panel: the panel's height is split evenly
+/// between the rows.
+fn draw_bands(svg: &mut Svg, samples: &[Sample], series: &TimeSeries, bands: &[Band]) {
+    if bands.is_empty() {
+        return;
+    }
+    let area = TIME_AREA;
+    let scales = TimeScales::new(samples, series, area);
+    let mut rows: Vec<&str> = Vec::new();
+    for band in bands {
+        if !rows.contains(&band.row.as_str()) {
+            rows.push(&band.row);
+        }
+    }
+    let lane_height = area.height / rows.len() as f64;
+    for (index, row) in rows.iter().enumerate() {
+        let colour = BAND_COLOURS[index % BAND_COLOURS.len()];
+        let top = area.top + lane_height * index as f64;
+        svg.open_group(&format!(
+            r#"class="band" fill="{colour}" fill-opacity="{BAND_OPACITY}""#
+        ));
+        for band in bands.iter().filter(|band| band.row == *row) {
+            let left = scales.time.pixel(band.start_micros as f64).max(area.left);
+            let right = scales.time.pixel(band.end_micros as f64).min(area.right());
+            let width = (right - left).max(BAND_WIDTH_MIN);
+            svg.text.push_str(&format!(
+                r#"<rect x="{left:.1}" y="{top:.1}" width="{width:.1}" height="{lane_height:.1}"/>"#
+            ));
+            svg.text.push('\n');
+        }
+        svg.close_group();
+        svg.text(
+            (area.left + 4.0, top + 12.0),
+            Anchor::Start,
+            TextStyle {
+                colour,
+                ..STYLE_TICK
+            },
+            row,
+        );
+    }
+}
+
 fn draw_time_legend(svg: &mut Svg, area: Area, failed_count: u64) {
     let items = [
         LegendItem {
@@ -1381,6 +1458,34 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    #[test]
+    fn bands_are_shaded_one_lane_per_row_and_widen_the_time_axis() {
+        let samples = synthetic(1_000, 10_000_000, 0);
+        let histogram = histogram_of(&samples);
+        let band = |start_micros, end_micros, row: &str| Band {
+            start_micros,
+            end_micros,
+            row: row.to_string(),
+        };
+        let bands = [
+            band(1_000_000, 3_000_000, "partition"),
+            band(5_000_000, 5_000_000, "clock"),
+            band(6_000_000, 14_000_000, "partition"),
+        ];
+        let svg = render_svg_with_bands("faults", &samples, &histogram, &bands);
+        assert_well_formed(&svg);
+        assert_eq!(
+            svg.matches(r#"class="band""#).count(),
+            2,
+            "one group per row"
+        );
+        assert!(svg.contains(">partition</text>") && svg.contains(">clock</text>"));
+        let plain = render_svg("faults", &samples, &histogram);
+        assert!(!plain.contains(r#"class="band""#));
+        // The last band ends after the last sample, so the axis reaches 14 s.
+        assert!(svg.contains(">14</text>"), "the time axis reaches 14 s");
     }
 
     fn assert_well_formed(svg: &str) {
