@@ -66,6 +66,11 @@ pub struct Handshake {
     /// The node id the sender believes it is talking to.
     #[prost(uint64, tag = "4")]
     pub to: u64,
+    /// Where the sender listens for Raft traffic, `host:port`; empty when it does not say. A
+    /// node that does not know the sender yet (it joined while this one was down) admits it
+    /// and answers at this address.
+    #[prost(string, tag = "5")]
+    pub from_address: String,
 }
 
 /// One Raft message on the wire.
@@ -762,6 +767,7 @@ mod tests {
             cluster_id: "prod-eu".into(),
             from: 1,
             to: 3,
+            from_address: "10.0.0.1:9001".into(),
         };
         let mut stream = BytesMut::new();
         encode_frame(&handshake, &mut stream);

@@ -139,6 +139,16 @@ fn messages_between(from: u64, to: u64) -> Vec<Message> {
 }
 
 fn handshake_frame(cluster_id: &str, from: u64, to: u64, protocol_version: u32) -> BytesMut {
+    handshake_frame_from(cluster_id, from, to, protocol_version, "")
+}
+
+fn handshake_frame_from(
+    cluster_id: &str,
+    from: u64,
+    to: u64,
+    protocol_version: u32,
+    from_address: &str,
+) -> BytesMut {
     let mut frame = BytesMut::new();
     encode_frame(
         &Handshake {
@@ -146,6 +156,7 @@ fn handshake_frame(cluster_id: &str, from: u64, to: u64, protocol_version: u32) 
             cluster_id: cluster_id.into(),
             from,
             to,
+            from_address: from_address.into(),
         },
         &mut frame,
     );
@@ -396,6 +407,52 @@ async fn peers_added_at_run_time_exchange_messages_both_ways() {
     );
     expect_delivery(&mut nodes, 1, 2).await;
     expect_delivery(&mut nodes, 2, 1).await;
+    for (_, node) in nodes {
+        node.transport.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dialer_that_says_where_it_listens_is_admitted_and_answered_unless_removed() {
+    // Node 2 knows node 1; node 1 knows nobody (it restarted from a state older than node 2).
+    let listener_1 = bind_any().await;
+    let address_1 = listener_1.local_addr().expect("bound");
+    let listener_2 = bind_any().await;
+    let address_2 = listener_2.local_addr().expect("bound");
+    let mut config_2 = config(2, &BTreeMap::from([(NodeId(1), address_1)]));
+    config_2.advertised_address = Some(address_2);
+    let mut nodes = BTreeMap::from([
+        (1, start_node(config(1, &BTreeMap::new()), listener_1)),
+        (2, start_node(config_2, listener_2)),
+    ]);
+    expect_delivery(&mut nodes, 2, 1).await;
+    assert_eq!(
+        nodes[&1].transport.peers(),
+        BTreeMap::from([(NodeId(2), address_2)]),
+        "node 1 learned where node 2 listens from its handshake"
+    );
+    expect_delivery(&mut nodes, 1, 2).await;
+
+    // Removed, node 2 is refused even though it says where it listens ...
+    assert_eq!(nodes[&1].transport.remove_peer(NodeId(2)), Some(address_2));
+    let refused_before = nodes[&1].transport.counters().connections_refused;
+    send_raw_and_expect_close(
+        address_1,
+        &handshake_frame_from(CLUSTER, 2, 1, PROTOCOL_VERSION, &address_2.to_string()),
+    )
+    .await;
+    wait_until("the removed peer's refusal to be counted", || {
+        nodes[&1].transport.counters().connections_refused > refused_before
+    })
+    .await;
+    assert!(nodes[&1].transport.peers().is_empty());
+    // ... until it is set again.
+    assert_eq!(
+        nodes[&1].transport.set_peer(NodeId(2), address_2),
+        Ok(PeerChange::Added)
+    );
+    expect_delivery(&mut nodes, 2, 1).await;
+    expect_delivery(&mut nodes, 1, 2).await;
     for (_, node) in nodes {
         node.transport.shutdown().await;
     }

@@ -195,14 +195,18 @@ impl KvServer {
         // A joining node starts outside any configuration: it learns the membership, itself
         // included, from the leader's log once it is added.
         let voters = Configuration::new(config.peers.keys().copied());
-        let joined_peers = match &config.join {
-            Some(join) => members_at(join, config.id).await?,
-            None => BTreeMap::new(),
-        };
         let wal = Wal::open(&config.data_dir, voters, WalOptions::default())
             .map_err(|error| format!("cannot open the log: {error}"))?;
         let report = wal.recovery_report();
         tracing::info!(?report, "write-ahead log opened");
+        // Only a node that holds nothing yet asks the --join address who the members are. One
+        // that joined before knows them from its own snapshot and log, and must start even when
+        // the node it once joined through has left the cluster since.
+        let holds_nothing = report.entries == 0 && report.snapshot.index.0 == 0;
+        let joined_peers = match &config.join {
+            Some(join) if holds_nothing => members_at(join, config.id).await?,
+            _ => BTreeMap::new(),
+        };
         let listener = TcpListener::bind(config.raft_addr)
             .await
             .map_err(|error| format!("cannot listen on {}: {error}", config.raft_addr))?;
@@ -214,12 +218,12 @@ impl KvServer {
             .filter(|(id, _)| **id != config.id)
             .map(|(id, address)| (*id, *address))
             .collect();
-        let transport = TcpTransport::start(
-            TcpConfig::new(config.id, config.cluster_id.clone(), peers),
-            listener,
-            inbound_sender,
-        )
-        .map_err(|error| format!("cannot start the transport: {error}"))?;
+        let mut tcp_config = TcpConfig::new(config.id, config.cluster_id.clone(), peers);
+        // Members that joined while this node was down learn where to answer it from its
+        // handshake, and it theirs from their handshakes.
+        tcp_config.advertised_address = Some(config.advertised_raft_addr);
+        let transport = TcpTransport::start(tcp_config, listener, inbound_sender)
+            .map_err(|error| format!("cannot start the transport: {error}"))?;
         let (apply, apply_messages) = mpsc::channel(4096);
         let node_config = NodeConfig {
             raft: Config::new(config.id, rand::random()),
@@ -504,11 +508,28 @@ async fn members_at(
 /// Joins the cluster at `join`: asks to be added as a learner, then to be promoted until the
 /// leader finds this node caught up. Ends once it is a voter, or was removed after being one.
 async fn join_loop(server: Arc<KvServer>, join: String) {
-    let Ok(client) = raftkv_client::Client::new([join.as_str()]) else {
-        return;
-    };
     let id = server.config.id.0;
     loop {
+        // The --join address, and every node whose address this node has learned: the node
+        // joined through may have left the cluster since.
+        let mut endpoints = vec![join.clone()];
+        for address in server.state().http_addresses().values() {
+            if !endpoints.contains(address) {
+                endpoints.push(address.clone());
+            }
+        }
+        let options = raftkv_client::ClientOptions {
+            request_timeout: Duration::from_secs(2),
+            retry_deadline: Duration::from_secs(5),
+        };
+        let client = match raftkv_client::Client::with_options(&endpoints, options) {
+            Ok(client) => client,
+            // A recorded address that does not parse: the --join address alone, then.
+            Err(_) => match raftkv_client::Client::with_options([join.as_str()], options) {
+                Ok(client) => client,
+                Err(_) => return,
+            },
+        };
         let role = client.members().await.ok().map(|members| {
             members
                 .members

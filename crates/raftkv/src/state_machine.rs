@@ -333,6 +333,11 @@ impl StateMachine {
         self.http_addresses.get(&node).map(String::as_str)
     }
 
+    /// Every node's recorded HTTP address.
+    pub fn http_addresses(&self) -> &BTreeMap<u64, String> {
+        &self.http_addresses
+    }
+
     /// The Raft address recorded for node `node`, if any.
     pub fn raft_address(&self, node: u64) -> Option<&str> {
         self.raft_addresses.get(&node).map(String::as_str)

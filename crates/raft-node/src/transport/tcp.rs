@@ -46,7 +46,7 @@
 //! dialed to us: a node that left the configuration must stop reaching this one, whose core no
 //! longer expects its messages.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,7 +70,7 @@ use crate::wire::{
 
 /// The largest handshake frame accepted: a handshake is a few dozen bytes, and an
 /// unauthenticated dialer must not make us buffer a full-size frame.
-const HANDSHAKE_BYTES_MAX: u64 = 1024;
+pub const HANDSHAKE_BYTES_MAX: u64 = 1024;
 /// The longest cluster id, so that a handshake always fits in the 1 KiB accepted for it.
 pub const CLUSTER_ID_BYTES_MAX: usize = 256;
 /// Spare capacity ensured before each read, so reads are not a few bytes at a time.
@@ -103,6 +103,10 @@ pub struct TcpConfig {
     pub io_timeout: Duration,
     /// Inbound connections served at once; more are refused.
     pub connections_inbound_max: usize,
+    /// The address this node tells the peers it dials, so that one that does not know it yet
+    /// can answer (see [`TcpTransport::set_peer`]). `None`: it tells none, and only peers that
+    /// were given its address accept its connections.
+    pub advertised_address: Option<SocketAddr>,
 }
 
 impl TcpConfig {
@@ -124,6 +128,7 @@ impl TcpConfig {
             reconnect_backoff_max: Duration::from_secs(2),
             io_timeout: Duration::from_secs(5),
             connections_inbound_max: 1024,
+            advertised_address: None,
         }
     }
 
@@ -243,6 +248,9 @@ impl Shared {
 struct PeerTable {
     /// Invariant: holds neither this node nor id 0.
     peers: BTreeMap<NodeId, Peer>,
+    /// Peers removed with [`TcpTransport::remove_peer`] and not set again since: their
+    /// handshakes are refused even when they carry an address.
+    removed: BTreeSet<NodeId>,
     /// Set once, when the transport stops.
     /// Invariant: when set, `peers` is empty, so every send is dropped and every handshake
     /// refused.
@@ -354,31 +362,41 @@ impl Inner {
 
     /// Starts the queue and the outbound task of `id` at `address`.
     fn start_peer(&self, id: NodeId, address: SocketAddr, membership: watch::Sender<()>) -> Peer {
-        let config = &self.shared.config;
-        assert!(
-            id != config.id && id != NodeId(0),
-            "a peer is another, valid node"
-        );
-        let (sender, receiver) = mpsc::channel(config.queue_messages_max);
-        let queued_bytes = Arc::new(AtomicU64::new(0));
-        let queue = QueueReceiver {
-            receiver,
-            queued_bytes: Arc::clone(&queued_bytes),
-            shared: Arc::clone(&self.shared),
-        };
-        let span = tracing::info_span!("tcp_outbound", node = config.id.0, peer = id.0);
-        let outbound = self
-            .runtime
-            .spawn(run_outbound(Arc::clone(&self.shared), id, address, queue).instrument(span));
-        Peer {
-            address,
-            queue: PeerQueue {
-                sender,
-                queued_bytes,
-            },
-            outbound,
-            membership,
-        }
+        start_peer(&self.shared, &self.runtime, id, address, membership)
+    }
+}
+
+/// Starts the queue and the outbound task of `id` at `address`, on `runtime`.
+fn start_peer(
+    shared: &Arc<Shared>,
+    runtime: &tokio::runtime::Handle,
+    id: NodeId,
+    address: SocketAddr,
+    membership: watch::Sender<()>,
+) -> Peer {
+    let config = &shared.config;
+    assert!(
+        id != config.id && id != NodeId(0),
+        "a peer is another, valid node"
+    );
+    let (sender, receiver) = mpsc::channel(config.queue_messages_max);
+    let queued_bytes = Arc::new(AtomicU64::new(0));
+    let queue = QueueReceiver {
+        receiver,
+        queued_bytes: Arc::clone(&queued_bytes),
+        shared: Arc::clone(shared),
+    };
+    let span = tracing::info_span!("tcp_outbound", node = config.id.0, peer = id.0);
+    let outbound =
+        runtime.spawn(run_outbound(Arc::clone(shared), id, address, queue).instrument(span));
+    Peer {
+        address,
+        queue: PeerQueue {
+            sender,
+            queued_bytes,
+        },
+        outbound,
+        membership,
     }
 }
 
@@ -473,6 +491,12 @@ impl TcpTransport {
     ///
     /// Inbound connections from `id` are accepted from now on. An address change keeps those
     /// already open: the peer decides when to dial again.
+    ///
+    /// A node that is not a peer yet is also made one when it dials in with a handshake that
+    /// says where it listens (its [`TcpConfig::advertised_address`]) and the right cluster id,
+    /// unless it was removed with [`TcpTransport::remove_peer`] and not set since. This is how
+    /// a node that restarts from an old state hears from members that joined after it, the
+    /// leader among them, and can answer them.
     pub fn set_peer(&self, id: NodeId, address: SocketAddr) -> Result<PeerChange, PeerError> {
         let inner = &self.inner;
         if id == NodeId(0) {
@@ -486,6 +510,7 @@ impl TcpTransport {
             assert!(table.peers.is_empty());
             return Err(PeerError::ShutDown);
         }
+        table.removed.remove(&id);
         let (membership, change) = match table.peers.remove(&id) {
             Some(previous) if previous.address == address => {
                 table.peers.insert(id, previous);
@@ -519,7 +544,12 @@ impl TcpTransport {
     /// Inbound connections from `id` are closed, those already open included (a removed node
     /// must stop reaching this one), and new ones are refused at their handshake.
     pub fn remove_peer(&self, id: NodeId) -> Option<SocketAddr> {
-        let removed = self.inner.shared.peers_mut().peers.remove(&id)?;
+        let removed = {
+            let mut table = self.inner.shared.peers_mut();
+            let removed = table.peers.remove(&id)?;
+            table.removed.insert(id);
+            removed
+        };
         removed.outbound.abort();
         tracing::info!(
             node = self.inner.shared.config.id.0,
@@ -718,6 +748,10 @@ async fn connect(
         cluster_id: config.cluster_id.clone(),
         from: config.id.0,
         to: peer.0,
+        from_address: config
+            .advertised_address
+            .map(|address| address.to_string())
+            .unwrap_or_default(),
     };
     let mut frame = BytesMut::new();
     encode_frame(&handshake, &mut frame);
@@ -863,7 +897,7 @@ async fn handle_inbound(
 /// Reads and checks the handshake, then forwards every well-addressed message. Returns `Ok`
 /// when the peer closes the connection, the inbound channel is gone, or the peer is removed.
 async fn serve_inbound(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     stream: &mut TcpStream,
     inbound: &mpsc::Sender<Message>,
 ) -> Result<(), InboundError> {
@@ -937,7 +971,7 @@ async fn forward_messages(
 /// or a subscription to the dialer's membership, which ends when the dialer stops being a
 /// peer. Checking and subscribing under one read lock means a removal cannot slip between
 /// them.
-fn admit(shared: &Shared, handshake: &Handshake) -> Result<watch::Receiver<()>, String> {
+fn admit(shared: &Arc<Shared>, handshake: &Handshake) -> Result<watch::Receiver<()>, String> {
     let config = &shared.config;
     if handshake.protocol_version != PROTOCOL_VERSION {
         return Err(format!(
@@ -951,10 +985,37 @@ fn admit(shared: &Shared, handshake: &Handshake) -> Result<watch::Receiver<()>, 
     if handshake.to != config.id.0 {
         return Err(format!("addressed to node {}", handshake.to));
     }
-    match shared.peers().peers.get(&NodeId(handshake.from)) {
-        Some(peer) => Ok(peer.membership.subscribe()),
-        None => Err(format!("unknown peer {}", handshake.from)),
+    let from = NodeId(handshake.from);
+    if let Some(peer) = shared.peers().peers.get(&from) {
+        return Ok(peer.membership.subscribe());
     }
+    // Not a peer: one that says where it listens is made one (see `TcpTransport::set_peer`).
+    let Ok(address) = handshake.from_address.parse::<SocketAddr>() else {
+        return Err(format!("unknown peer {}", handshake.from));
+    };
+    if from == NodeId(0) || from == config.id {
+        return Err(format!("peer id {}", handshake.from));
+    }
+    let mut table = shared.peers_mut();
+    if table.stopped || table.removed.contains(&from) {
+        return Err(format!("removed peer {}", handshake.from));
+    }
+    if let Some(peer) = table.peers.get(&from) {
+        // Set by another connection or by the owner meanwhile.
+        return Ok(peer.membership.subscribe());
+    }
+    let peer = start_peer(
+        shared,
+        &tokio::runtime::Handle::current(),
+        from,
+        address,
+        watch::Sender::new(()),
+    );
+    let membership = peer.membership.subscribe();
+    table.peers.insert(from, peer);
+    drop(table);
+    tracing::info!(node = config.id.0, peer = from.0, %address, "peer admitted from its handshake");
+    Ok(membership)
 }
 
 /// The next frame's payload, or `None` when the peer closed the connection (a partial frame
