@@ -485,7 +485,7 @@ async fn keys_and_prefixes_are_percent_encoded() {
         [
             "/v1/kv/a%2Fb%20c",
             "/v1/kv/a%2Fb%20c?consistency=lease",
-            "/v1/kv?prefix=a%2Fb%20c%26limit%3D1&limit=10",
+            "/v1/kv?prefix=a%2Fb%20c%26limit%3D1&limit=10&consistency=linearizable",
         ]
     );
 }
