@@ -45,7 +45,7 @@ pub(crate) const ENTRY_PREFIX_BYTES: u64 = 1 + 8 + 8 + 1;
 
 /// One logical record of the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Record {
+pub enum Record {
     /// A log entry; a later entry at the same or a lower index replaces the suffix from there.
     Entry(Entry),
     /// The term, vote and commit as of this point.
@@ -217,6 +217,16 @@ pub(crate) fn decode_payload(payload: Bytes) -> Result<Record, String> {
             Ok(())
         }
     };
+    // Hard-state and snapshot records have a fixed size: bytes after them were not written by
+    // this format, and reading past them would accept a record the encoder never makes.
+    let exactly = |cursor: &Bytes, bytes: usize| {
+        need(cursor, bytes)?;
+        if cursor.remaining() > bytes {
+            Err(format!("record of kind {kind} is too long"))
+        } else {
+            Ok(())
+        }
+    };
     match kind {
         RECORD_ENTRY => {
             need(&cursor, (ENTRY_PREFIX_BYTES - 1) as usize)?;
@@ -238,7 +248,7 @@ pub(crate) fn decode_payload(payload: Bytes) -> Result<Record, String> {
             }))
         }
         RECORD_HARD_STATE => {
-            need(&cursor, 24)?;
+            exactly(&cursor, 24)?;
             let term = Term(cursor.get_u64_le());
             let vote = cursor.get_u64_le();
             let commit = Index(cursor.get_u64_le());
@@ -249,7 +259,7 @@ pub(crate) fn decode_payload(payload: Bytes) -> Result<Record, String> {
             }))
         }
         RECORD_SNAPSHOT => {
-            need(&cursor, 17)?;
+            exactly(&cursor, 17)?;
             let index = Index(cursor.get_u64_le());
             let term = Term(cursor.get_u64_le());
             let discard = match cursor.get_u8() {
@@ -330,6 +340,37 @@ mod tests {
             id: LogId::new(Term(5), Index(41)),
             discard: true,
         });
+    }
+
+    /// Found by fuzzing (fuzz/regressions/wal_record/): a hard-state payload with bytes after
+    /// its fields decoded as if they were not there.
+    #[test]
+    fn fixed_size_records_with_bytes_after_them_are_refused() {
+        let records = [
+            Record::HardState(HardState {
+                term: Term(9),
+                vote: Some(NodeId(2)),
+                commit: Index(4),
+            }),
+            Record::Snapshot {
+                id: LogId::new(Term(2), Index(40)),
+                discard: true,
+            },
+        ];
+        for record in records {
+            let mut out = Vec::new();
+            encode_frame(&record, &mut out);
+            let mut payload = out.split_off(FRAME_HEADER_BYTES as usize);
+            assert_eq!(decode_payload(Bytes::from(payload.clone())), Ok(record));
+            payload.push(0);
+            let refused = decode_payload(Bytes::from(payload));
+            assert!(
+                refused
+                    .as_ref()
+                    .is_err_and(|reason| reason.contains("too long")),
+                "{refused:?}"
+            );
+        }
     }
 
     #[test]

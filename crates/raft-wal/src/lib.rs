@@ -37,6 +37,8 @@ mod checksum;
 mod codec;
 mod error;
 mod fsutil;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod index;
 mod metrics;
 mod pending;

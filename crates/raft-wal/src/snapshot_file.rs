@@ -56,7 +56,7 @@ pub(crate) fn parse_file_name(name: &str) -> Option<LogId> {
 }
 
 /// Encodes a snapshot into its file contents.
-fn encode(snapshot: &Snapshot) -> Vec<u8> {
+pub(crate) fn encode(snapshot: &Snapshot) -> Vec<u8> {
     let configuration = &snapshot.meta.configuration;
     let voters_only = configuration.outgoing.is_empty() && configuration.learners.is_empty();
     let sets: &[&BTreeSet<NodeId>] = if voters_only {
@@ -93,7 +93,7 @@ fn encode(snapshot: &Snapshot) -> Vec<u8> {
 }
 
 /// Decodes the contents of the snapshot file at `path`.
-fn decode(path: &Path, contents: Vec<u8>) -> Result<Snapshot> {
+pub(crate) fn decode(path: &Path, contents: Vec<u8>) -> Result<Snapshot> {
     let corrupt = |offset: usize, reason: &str| WalError::corrupt(path, offset as u64, reason);
     let total = contents.len();
     if total < 8 + 4 + 4 + 16 + 4 + 8 + 4 {

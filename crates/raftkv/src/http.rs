@@ -368,7 +368,10 @@ async fn write(
     }
 }
 
-/// A write outcome that is not the one the route expects (a stale session sequence).
+/// A write outcome that is not the one the route expects: a stale session sequence, or the
+/// cached outcome of a different request sent earlier under the same session sequence (the
+/// state machine answers a repeated sequence with the first request's outcome, whatever the
+/// repeat asks).
 fn unexpected(outcome: Outcome) -> Response {
     match outcome {
         Outcome::StaleSequence { last } => ApiError::new(
@@ -380,9 +383,14 @@ fn unexpected(outcome: Outcome) -> Response {
         )
         .into_response(),
         Outcome::Rejected { reason } => ApiError::bad_request(reason).into_response(),
+        // Found by fuzzing (fuzz/regressions/http_request/): this was a 500, which a client
+        // retries under the same sequence forever.
         other => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("unexpected outcome {other:?}"),
+            StatusCode::CONFLICT,
+            format!(
+                "request-seq was already used by a different request of this client; that \
+                 request's outcome: {other:?}"
+            ),
         )
         .into_response(),
     }
@@ -1126,5 +1134,38 @@ async fn transfer_leader(State(state): State<AppState>, original: Original) -> R
         Err(NodeError::NotLeader { .. }) if !forwarded => state.forward(original).await,
         Err(NodeError::Rejected(reason)) => ApiError::bad_request(reason).into_response(),
         Err(error) => membership_error(error, server),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzzing (fuzz/regressions/http_request/): a request-seq reused for a different
+    /// request gets the first request's outcome, which the route cannot report; that is the
+    /// client's conflict, not a server error a client would retry.
+    #[test]
+    fn an_outcome_of_another_request_under_the_same_sequence_is_a_conflict() {
+        for outcome in [
+            Outcome::Put,
+            Outcome::Deleted { existed: true },
+            Outcome::Appended { length: 3 },
+            Outcome::Cas {
+                swapped: true,
+                current: None,
+            },
+            Outcome::Announced,
+            Outcome::StaleSequence { last: 4 },
+        ] {
+            assert_eq!(
+                unexpected(outcome.clone()).status(),
+                StatusCode::CONFLICT,
+                "{outcome:?}"
+            );
+        }
+        let rejected = Outcome::Rejected {
+            reason: "undecodable".into(),
+        };
+        assert_eq!(unexpected(rejected).status(), StatusCode::BAD_REQUEST);
     }
 }

@@ -1,0 +1,236 @@
+//! raftkv's state machine input: commands as they come out of the log (written by any peer,
+//! possibly a newer release) and snapshots as a leader sends them ([`raftkv::command`],
+//! [`raftkv::state_machine`]).
+
+use bytes::Bytes;
+use raftkv::command::{Command, Operation, Session};
+use raftkv::state_machine::{Outcome, StateMachine};
+
+use crate::Seed;
+
+/// Sessions the machines here keep: few, so that eviction is reached.
+const SESSIONS_MAX: usize = 4;
+
+fn put(key: &str, value: &'static [u8], session: Option<(u64, u64)>) -> Command {
+    Command {
+        session: session.map(|(client_id, sequence)| Session {
+            client_id,
+            sequence,
+        }),
+        operation: Operation::Put {
+            key: key.into(),
+            value: Bytes::from_static(value),
+        },
+        request_id: None,
+    }
+}
+
+/// A machine with keys, sessions (one evicted) and addresses, at applied index 10.
+fn sample_machine() -> StateMachine {
+    let commands = [
+        put("alpha", b"1", Some((7, 1))),
+        put("beta", b"\xff\xfe", None),
+        put("gamma", b"", Some((8, 3))),
+        put("alphabet", b"abc", Some((9, 1))),
+        put("delta", b"4", Some((10, 1))),
+        put("epsilon", b"5", Some((11, 1))),
+        Command {
+            session: None,
+            operation: Operation::Announce {
+                node: 2,
+                http_address: "127.0.0.1:8002".into(),
+            },
+            request_id: Some(5),
+        },
+        Command {
+            session: None,
+            operation: Operation::RaftAddress {
+                node: 4,
+                raft_address: "127.0.0.1:9004".into(),
+            },
+            request_id: None,
+        },
+    ];
+    let mut machine = StateMachine::new(SESSIONS_MAX);
+    machine.skip(1);
+    for (index, command) in (2..).zip(commands) {
+        machine.apply(index, &command.encode());
+    }
+    machine.skip(10);
+    machine
+}
+
+/// Checks that `machine` survives its snapshot: restoring it gives a machine with the same
+/// snapshot.
+fn check_snapshot_roundtrip(machine: &StateMachine) {
+    let snapshot = machine.snapshot();
+    match StateMachine::restore(&snapshot, SESSIONS_MAX) {
+        Ok(restored) => assert_eq!(restored.snapshot(), snapshot, "a snapshot round-trips"),
+        Err(error) => panic!("a machine's own snapshot does not restore: {error}"),
+    }
+}
+
+/// `data` as a log entry's data ([`Command::decode`]). A command that decodes round-trips;
+/// applied to a machine with keys and sessions, whatever it is keeps the machine's invariants
+/// and snapshot, is rejected when it does not decode, and, retried under its session, is
+/// answered with the first outcome and not applied again.
+pub fn kv_command(data: &[u8]) {
+    let decoded = Command::decode(data);
+    if let Ok(command) = &decoded {
+        assert_eq!(
+            Command::decode(&command.encode()).as_ref(),
+            Ok(command),
+            "a decoded command round-trips"
+        );
+    }
+    let mut machine = sample_machine();
+    let index = machine.applied_index() + 1;
+    let applied = machine.apply_entry(index, 3, data);
+    machine.check_invariants();
+    assert_eq!(
+        decoded.is_err(),
+        matches!(applied.outcome, Outcome::Rejected { .. }),
+        "rejected exactly when it does not decode"
+    );
+    check_snapshot_roundtrip(&machine);
+    let Ok(Command {
+        session: Some(_), ..
+    }) = decoded
+    else {
+        return;
+    };
+    if matches!(applied.outcome, Outcome::StaleSequence { .. }) {
+        return;
+    }
+    let before = all_pairs(&machine);
+    let retried = machine.apply_entry(index + 1, 3, data);
+    machine.check_invariants();
+    assert_eq!(retried, applied, "a retry gets the first answer");
+    assert_eq!(all_pairs(&machine), before, "a retry changes no data");
+}
+
+/// Every key of `machine` with its value, in key order.
+fn all_pairs(machine: &StateMachine) -> Vec<(String, Bytes)> {
+    machine.scan("", usize::MAX).0
+}
+
+/// `data` as a snapshot a leader sent ([`StateMachine::restore`]). A snapshot that restores
+/// gives a machine whose invariants hold, whose own snapshot restores to the same, which holds
+/// at most its session limit, and which applies the next entry.
+pub fn kv_snapshot(data: &[u8]) {
+    let Ok(mut machine) = StateMachine::restore(data, SESSIONS_MAX) else {
+        return;
+    };
+    machine.check_invariants();
+    assert!(
+        machine.sessions() <= SESSIONS_MAX,
+        "sessions within the limit"
+    );
+    check_snapshot_roundtrip(&machine);
+    let Some(next) = machine.applied_index().checked_add(1) else {
+        return;
+    };
+    // Without a session: the snapshot's sessions may have moved past any given sequence.
+    let command = put("alpha", b"after restore", None);
+    machine.apply(next, &command.encode());
+    machine.check_invariants();
+    assert_eq!(
+        machine.get("alpha").map(|value| &value[..]),
+        Some(&b"after restore"[..]),
+        "the next entry applies"
+    )
+}
+
+/// Seeds of [`kv_command`]: every operation, with and without a session.
+pub(crate) fn command_seeds() -> Vec<Seed> {
+    let session = Some(Session {
+        client_id: 7,
+        sequence: 2,
+    });
+    let command = |session, operation| Command {
+        session,
+        operation,
+        request_id: Some(42),
+    };
+    let commands = [
+        (
+            "put",
+            command(
+                session,
+                Operation::Put {
+                    key: "alpha".into(),
+                    value: Bytes::from_static(b"new"),
+                },
+            ),
+        ),
+        (
+            "delete",
+            command(None, Operation::Delete { key: "beta".into() }),
+        ),
+        (
+            "append",
+            command(
+                session,
+                Operation::Append {
+                    key: "gamma".into(),
+                    suffix: Bytes::from_static(b"+"),
+                },
+            ),
+        ),
+        (
+            "cas_absent",
+            command(
+                None,
+                Operation::Cas {
+                    key: "zeta".into(),
+                    expect: None,
+                    value: Bytes::from_static(b"z"),
+                },
+            ),
+        ),
+        (
+            "cas_value",
+            command(
+                session,
+                Operation::Cas {
+                    key: "alpha".into(),
+                    expect: Some(Bytes::from_static(b"1")),
+                    value: Bytes::from_static(b"2"),
+                },
+            ),
+        ),
+        (
+            "announce",
+            command(
+                None,
+                Operation::Announce {
+                    node: 3,
+                    http_address: "127.0.0.1:8003".into(),
+                },
+            ),
+        ),
+        (
+            "raft_address",
+            command(
+                None,
+                Operation::RaftAddress {
+                    node: 5,
+                    raft_address: "127.0.0.1:9005".into(),
+                },
+            ),
+        ),
+        ("stale_session", put("alpha", b"old", Some((8, 1)))),
+    ];
+    commands
+        .into_iter()
+        .map(|(name, command)| (name, command.encode().to_vec()))
+        .collect()
+}
+
+/// Seeds of [`kv_snapshot`]: an empty machine and one with keys, sessions and addresses.
+pub(crate) fn snapshot_seeds() -> Vec<Seed> {
+    vec![
+        ("empty", StateMachine::new(SESSIONS_MAX).snapshot().to_vec()),
+        ("sample", sample_machine().snapshot().to_vec()),
+    ]
+}
