@@ -1,0 +1,683 @@
+//! The nemeses: faults injected into a running cluster, each family on its own schedule.
+//!
+//! Every family runs as one loop: calm for a while, inject a fault, hold it, heal it, and so on
+//! until the run ends, when the fault in force is healed. With several families enabled their
+//! loops run side by side, so faults combine (a partition during a pause during a membership
+//! change). Process faults never take down more than a minority of the founding voters at
+//! once; everything else is unbounded. Every fault is written to the timeline with its start
+//! and end.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use raftkv_client::Client;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use serde::Serialize;
+use tokio::sync::{watch, Mutex};
+use tokio::time::Instant;
+
+use crate::cluster::{Cluster, ProcessState};
+use crate::proxy::{LinkDelay, LinkProxies};
+use crate::topology::NetworkFaults;
+use crate::workload::nanos;
+
+/// A family of faults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Nemesis {
+    /// Network partitions: random halves, the leader isolated, a bridge or majority ring.
+    Partition,
+    /// `kill -9` of a node, restarted after the hold.
+    Kill,
+    /// SIGSTOP of a node, SIGCONT after the hold.
+    Pause,
+    /// Delay and jitter on links, through the link proxies.
+    Slow,
+    /// Random packet loss on links, and connection resets.
+    Flaky,
+    /// A node added (joining as a learner, then promoted), or a voter removed.
+    Membership,
+    /// A node's clocks (wall and monotonic) jumped forward, through libfaketime.
+    Clock,
+}
+
+impl Nemesis {
+    /// Every family.
+    pub const ALL: [Nemesis; 7] = [
+        Nemesis::Partition,
+        Nemesis::Kill,
+        Nemesis::Pause,
+        Nemesis::Slow,
+        Nemesis::Flaky,
+        Nemesis::Membership,
+        Nemesis::Clock,
+    ];
+
+    /// Its name on the command line and in the timeline.
+    pub fn name(self) -> &'static str {
+        match self {
+            Nemesis::Partition => "partition",
+            Nemesis::Kill => "kill",
+            Nemesis::Pause => "pause",
+            Nemesis::Slow => "slow",
+            Nemesis::Flaky => "flaky",
+            Nemesis::Membership => "membership",
+            Nemesis::Clock => "clock",
+        }
+    }
+
+    /// Whether it needs network namespaces.
+    pub fn needs_namespaces(self) -> bool {
+        matches!(self, Nemesis::Partition | Nemesis::Slow | Nemesis::Flaky)
+    }
+}
+
+impl fmt::Display for Nemesis {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.name())
+    }
+}
+
+impl FromStr for Nemesis {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Nemesis, String> {
+        Nemesis::ALL
+            .into_iter()
+            .find(|nemesis| nemesis.name() == text)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Nemesis::ALL.iter().map(|n| n.name()).collect();
+                format!(
+                    "unknown nemesis `{text}`; one of {} or all",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// Parses `all` or a comma-separated list of nemesis names.
+pub fn parse_nemeses(text: &str) -> Result<BTreeSet<Nemesis>, String> {
+    let mut nemeses = BTreeSet::new();
+    for part in text
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+    {
+        if part == "all" {
+            nemeses.extend(Nemesis::ALL);
+        } else if part != "none" {
+            nemeses.insert(part.parse()?);
+        }
+    }
+    Ok(nemeses)
+}
+
+/// One fault in the timeline.
+#[derive(Clone, Debug, Serialize)]
+pub struct FaultRecord {
+    /// Its family.
+    pub nemesis: Nemesis,
+    /// What exactly, for a person.
+    pub detail: String,
+    /// When it started, since the run's origin.
+    pub start_ns: u64,
+    /// When it was healed; `None` while in force. Equal to the start for an instant fault.
+    pub end_ns: Option<u64>,
+}
+
+/// The faults of a run, in order of start.
+#[derive(Debug, Default)]
+pub struct Timeline {
+    records: StdMutex<Vec<FaultRecord>>,
+}
+
+impl Timeline {
+    fn begin(&self, origin: Instant, nemesis: Nemesis, detail: String) -> usize {
+        let mut records = self.lock();
+        records.push(FaultRecord {
+            nemesis,
+            detail,
+            start_ns: nanos(origin.elapsed()),
+            end_ns: None,
+        });
+        records.len() - 1
+    }
+
+    fn end(&self, origin: Instant, index: usize) {
+        if let Some(record) = self.lock().get_mut(index) {
+            record.end_ns = Some(nanos(origin.elapsed()));
+        }
+    }
+
+    fn instant(&self, origin: Instant, nemesis: Nemesis, detail: String) {
+        let index = self.begin(origin, nemesis, detail);
+        self.end(origin, index);
+    }
+
+    /// A copy of every record so far.
+    pub fn records(&self) -> Vec<FaultRecord> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<FaultRecord>> {
+        self.records
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// How long faults last and how long the calm between them is.
+#[derive(Clone, Copy, Debug)]
+pub struct Schedule {
+    /// Calm between faults of one family: uniformly between these.
+    pub calm: (Duration, Duration),
+    /// How long a fault is held: uniformly between these.
+    pub hold: (Duration, Duration),
+}
+
+/// What the nemeses act on.
+pub struct FaultContext {
+    /// The nodes.
+    pub cluster: Arc<Mutex<Cluster>>,
+    /// The link proxies, in namespaces.
+    pub proxies: Option<LinkProxies>,
+    /// A client with every slot's endpoint, for status and membership calls.
+    pub admin: Client,
+    /// The run's time origin.
+    pub origin: Instant,
+    /// Where faults are recorded.
+    pub timeline: Arc<Timeline>,
+    /// The founding voters: process faults keep a majority of this many running.
+    pub voters: usize,
+    network: StdMutex<NetworkState>,
+}
+
+#[derive(Debug, Default)]
+struct NetworkState {
+    partition: BTreeSet<(usize, usize)>,
+    loss_percent: BTreeMap<(usize, usize), u8>,
+}
+
+impl FaultContext {
+    /// A context over `cluster`.
+    pub fn new(
+        cluster: Arc<Mutex<Cluster>>,
+        proxies: Option<LinkProxies>,
+        admin: Client,
+        origin: Instant,
+        timeline: Arc<Timeline>,
+        voters: usize,
+    ) -> FaultContext {
+        FaultContext {
+            cluster,
+            proxies,
+            admin,
+            origin,
+            timeline,
+            voters,
+            network: StdMutex::new(NetworkState::default()),
+        }
+    }
+
+    async fn apply_network(&self, change: impl FnOnce(&mut NetworkState)) {
+        let faults = {
+            let mut state = self
+                .network
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            change(&mut state);
+            NetworkFaults {
+                blocked: state.partition.clone(),
+                loss_percent: state.loss_percent.clone(),
+            }
+        };
+        let cluster = self.cluster.lock().await;
+        if let Err(error) = cluster.topology().apply_network(&faults) {
+            tracing_error(&format!("applying network faults: {error}"));
+        }
+    }
+
+    /// Heals every fault: the network, link delays, paused and killed nodes.
+    pub async fn heal_everything(&self) -> Result<(), crate::ChaosError> {
+        self.apply_network(|state| *state = NetworkState::default())
+            .await;
+        if let Some(proxies) = &self.proxies {
+            proxies.clear_delays();
+        }
+        self.cluster.lock().await.revive_all()
+    }
+
+    /// The slot of the leader with the highest term among the nodes that answer, if any.
+    pub async fn leader_slot(&self) -> Option<usize> {
+        let occupants = self.cluster.lock().await.occupants();
+        let mut best: Option<(u64, usize)> = None;
+        for (slot, _) in occupants {
+            let endpoint = {
+                let cluster = self.cluster.lock().await;
+                if cluster.state(slot) != Some(ProcessState::Running) {
+                    continue;
+                }
+                cluster.topology().http_addr(slot).to_string()
+            };
+            if let Ok(status) = self.admin.status(&endpoint).await {
+                if status.role == "leader" && best.is_none_or(|(term, _)| status.term > term) {
+                    best = Some((status.term, slot));
+                }
+            }
+        }
+        best.map(|(_, slot)| slot)
+    }
+}
+
+fn tracing_error(message: &str) {
+    eprintln!("raftkv-chaos: {message}");
+}
+
+/// Runs `nemesis`'s loop until `stop` turns true, healing its fault in force at the end.
+pub async fn run_nemesis(
+    nemesis: Nemesis,
+    context: Arc<FaultContext>,
+    schedule: Schedule,
+    seed: u64,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut random = Xoshiro256PlusPlus::seed_from_u64(seed);
+    loop {
+        let calm = between(&mut random, schedule.calm);
+        if sleep_or_stop(calm, &mut stop).await {
+            return;
+        }
+        let hold = between(&mut random, schedule.hold);
+        match nemesis {
+            Nemesis::Partition => partition(&context, &mut random, hold, &mut stop).await,
+            Nemesis::Kill | Nemesis::Pause => {
+                process_fault(nemesis, &context, &mut random, hold, &mut stop).await
+            }
+            Nemesis::Slow => slow(&context, &mut random, hold, &mut stop).await,
+            Nemesis::Flaky => flaky(&context, &mut random, hold, &mut stop).await,
+            Nemesis::Membership => membership(&context, &mut random, hold).await,
+            Nemesis::Clock => clock(&context, &mut random).await,
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
+
+fn between(random: &mut Xoshiro256PlusPlus, (low, high): (Duration, Duration)) -> Duration {
+    if high <= low {
+        return low;
+    }
+    low + Duration::from_micros(random.gen_range(0..=(high - low).as_micros() as u64))
+}
+
+/// Sleeps for `duration`; true when `stop` turned true first.
+async fn sleep_or_stop(duration: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    if *stop.borrow() {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(duration) => *stop.borrow(),
+        _ = stop.changed() => true,
+    }
+}
+
+async fn member_slots(context: &FaultContext) -> Vec<usize> {
+    context
+        .cluster
+        .lock()
+        .await
+        .occupants()
+        .into_iter()
+        .map(|(slot, _)| slot)
+        .collect()
+}
+
+async fn partition(
+    context: &FaultContext,
+    random: &mut Xoshiro256PlusPlus,
+    hold: Duration,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let mut slots = member_slots(context).await;
+    if slots.len() < 2 {
+        return;
+    }
+    slots.shuffle(random);
+    let mut blocked = BTreeSet::new();
+    let mut block = |a: usize, b: usize| {
+        blocked.insert((a, b));
+        blocked.insert((b, a));
+    };
+    let detail = match random.gen_range(0..3) {
+        0 => {
+            let (small, large) = slots.split_at(slots.len() / 2);
+            for &a in small {
+                for &b in large {
+                    block(a, b);
+                }
+            }
+            format!("halves {small:?} | {large:?}")
+        }
+        1 => {
+            let leader = context.leader_slot().await.unwrap_or(slots[0]);
+            for &other in slots.iter().filter(|&&slot| slot != leader) {
+                block(leader, other);
+            }
+            format!("leader (slot {leader}) isolated")
+        }
+        _ if slots.len() >= 5 => {
+            // Majority ring: each node hears only its two ring neighbours, so every node sees
+            // a majority and no two see the same one.
+            let count = slots.len();
+            for i in 0..count {
+                for j in (i + 1)..count {
+                    let distance = (j - i).min(count - (j - i));
+                    if distance > 1 {
+                        block(slots[i], slots[j]);
+                    }
+                }
+            }
+            format!("majority ring {slots:?}")
+        }
+        _ => {
+            // Bridge: two sides that cannot hear each other, and one node that hears both.
+            let bridge = slots[0];
+            let rest = &slots[1..];
+            let (left, right) = rest.split_at(rest.len() / 2);
+            for &a in left {
+                for &b in right {
+                    block(a, b);
+                }
+            }
+            format!("bridge: {left:?} | {right:?} both hear slot {bridge}")
+        }
+    };
+    context
+        .apply_network(|state| state.partition = blocked)
+        .await;
+    let index = context
+        .timeline
+        .begin(context.origin, Nemesis::Partition, detail);
+    sleep_or_stop(hold, stop).await;
+    context.apply_network(|state| state.partition.clear()).await;
+    context.timeline.end(context.origin, index);
+}
+
+/// Picks a running node to kill or pause, the leader half the time, while at most a minority
+/// of the founding voters' count is down.
+async fn process_victim(context: &FaultContext, random: &mut Xoshiro256PlusPlus) -> Option<usize> {
+    let leader = if random.gen_bool(0.5) {
+        context.leader_slot().await
+    } else {
+        None
+    };
+    let cluster = context.cluster.lock().await;
+    let down_max = (context.voters.saturating_sub(1)) / 2;
+    if cluster.impaired_slots().len() >= down_max.max(1) {
+        return None;
+    }
+    let running: Vec<usize> = cluster
+        .occupants()
+        .into_iter()
+        .map(|(slot, _)| slot)
+        .filter(|&slot| cluster.state(slot) == Some(ProcessState::Running))
+        .collect();
+    match leader {
+        Some(slot) if running.contains(&slot) => Some(slot),
+        _ => running.choose(random).copied(),
+    }
+}
+
+/// Kills (`Nemesis::Kill`) or pauses (`Nemesis::Pause`) one node for `hold`, then restarts or
+/// resumes it.
+async fn process_fault(
+    nemesis: Nemesis,
+    context: &FaultContext,
+    random: &mut Xoshiro256PlusPlus,
+    hold: Duration,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let Some(slot) = process_victim(context, random).await else {
+        return;
+    };
+    let kill = nemesis == Nemesis::Kill;
+    let id = {
+        let mut cluster = context.cluster.lock().await;
+        if kill {
+            cluster.kill(slot);
+        } else {
+            cluster.pause(slot);
+        }
+        cluster.id_in(slot)
+    };
+    let what = if kill { "kill -9" } else { "SIGSTOP" };
+    let index = context.timeline.begin(
+        context.origin,
+        nemesis,
+        format!("{what} node {} (slot {slot})", id.unwrap_or(0)),
+    );
+    sleep_or_stop(hold, stop).await;
+    let mut cluster = context.cluster.lock().await;
+    // The membership nemesis may have removed the node meanwhile, and its slot moved on.
+    if id.is_some() && cluster.id_in(slot) == id {
+        if kill {
+            if let Err(error) = cluster.start(slot) {
+                tracing_error(&format!("restarting slot {slot}: {error}"));
+            }
+        } else {
+            cluster.resume(slot);
+        }
+    }
+    drop(cluster);
+    context.timeline.end(context.origin, index);
+}
+
+/// The directed links touched by a link fault: every link of one node, or every link.
+fn chosen_links(slots: &[usize], random: &mut Xoshiro256PlusPlus) -> (Vec<(usize, usize)>, String) {
+    let every = slots
+        .iter()
+        .flat_map(|&a| slots.iter().map(move |&b| (a, b)))
+        .filter(|(a, b)| a != b);
+    if random.gen_bool(0.5) {
+        (every.collect(), "every link".to_string())
+    } else {
+        let node = *slots.choose(random).unwrap_or(&1);
+        (
+            every.filter(|(a, b)| *a == node || *b == node).collect(),
+            format!("links of slot {node}"),
+        )
+    }
+}
+
+async fn slow(
+    context: &FaultContext,
+    random: &mut Xoshiro256PlusPlus,
+    hold: Duration,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let Some(proxies) = context.proxies.clone() else {
+        return;
+    };
+    let slots = member_slots(context).await;
+    let (links, which) = chosen_links(&slots, random);
+    let delay = LinkDelay {
+        base: Duration::from_millis(random.gen_range(20..=200)),
+        jitter: Duration::from_millis(random.gen_range(0..=100)),
+    };
+    for &(from, to) in &links {
+        proxies.set_delay(from, to, Some(delay));
+    }
+    let index = context.timeline.begin(
+        context.origin,
+        Nemesis::Slow,
+        format!(
+            "{which}: +{} ms, jitter {} ms",
+            delay.base.as_millis(),
+            delay.jitter.as_millis()
+        ),
+    );
+    sleep_or_stop(hold, stop).await;
+    for &(from, to) in &links {
+        proxies.set_delay(from, to, None);
+    }
+    context.timeline.end(context.origin, index);
+}
+
+async fn flaky(
+    context: &FaultContext,
+    random: &mut Xoshiro256PlusPlus,
+    hold: Duration,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let slots = member_slots(context).await;
+    let (links, which) = chosen_links(&slots, random);
+    let percent: u8 = random.gen_range(5..=35);
+    let reset = random.gen_bool(0.5);
+    if reset {
+        if let Some(proxies) = &context.proxies {
+            proxies.reset_connections();
+        }
+    }
+    let loss: BTreeMap<(usize, usize), u8> = links.iter().map(|&link| (link, percent)).collect();
+    context
+        .apply_network(|state| state.loss_percent = loss)
+        .await;
+    let index = context.timeline.begin(
+        context.origin,
+        Nemesis::Flaky,
+        format!(
+            "{which}: {percent}% packet loss{}",
+            if reset { ", connections reset" } else { "" }
+        ),
+    );
+    sleep_or_stop(hold, stop).await;
+    context
+        .apply_network(|state| state.loss_percent.clear())
+        .await;
+    context.timeline.end(context.origin, index);
+}
+
+/// One membership step: while the cluster has its founding number of voters, a new node joins
+/// (as a learner that promotes itself); once it has more, a random voter is removed and its
+/// process retired. Bounded by a few holds; a step that does not finish is left to finish on
+/// its own.
+async fn membership(context: &FaultContext, random: &mut Xoshiro256PlusPlus, hold: Duration) {
+    let deadline = Instant::now() + hold * 4 + Duration::from_secs(5);
+    let Ok(members) = context.admin.members().await else {
+        context.timeline.instant(
+            context.origin,
+            Nemesis::Membership,
+            "skipped: the members could not be read".into(),
+        );
+        return;
+    };
+    let voters: Vec<u64> = members
+        .members
+        .iter()
+        .filter(|member| member.role == "voter")
+        .map(|member| member.id)
+        .collect();
+    if members.change_in_progress {
+        return;
+    }
+    if voters.len() <= context.voters {
+        let (slot, join) = {
+            let cluster = context.cluster.lock().await;
+            let Some(slot) = cluster.free_slot() else {
+                return;
+            };
+            let running: Vec<usize> = cluster
+                .occupants()
+                .into_iter()
+                .map(|(slot, _)| slot)
+                .filter(|&s| cluster.state(s) == Some(ProcessState::Running))
+                .collect();
+            let Some(&through) = running.choose(random) else {
+                return;
+            };
+            (slot, cluster.topology().http_addr(through).to_string())
+        };
+        let added = context.cluster.lock().await.add_joiner(slot, join);
+        let id = match added {
+            Ok(id) => id,
+            Err(error) => {
+                tracing_error(&format!("adding a node: {error}"));
+                return;
+            }
+        };
+        let index = context.timeline.begin(
+            context.origin,
+            Nemesis::Membership,
+            format!("node {id} joins in slot {slot}"),
+        );
+        while Instant::now() < deadline {
+            let promoted = context.admin.members().await.is_ok_and(|members| {
+                members
+                    .members
+                    .iter()
+                    .any(|member| member.id == id && member.role == "voter")
+            });
+            if promoted {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        context.timeline.end(context.origin, index);
+    } else {
+        let Some(&victim) = voters.choose(random) else {
+            return;
+        };
+        let index = context.timeline.begin(
+            context.origin,
+            Nemesis::Membership,
+            format!("node {victim} removed"),
+        );
+        let _ = context.admin.remove_member(victim).await;
+        let mut removed = false;
+        while Instant::now() < deadline {
+            removed = context
+                .admin
+                .members()
+                .await
+                .is_ok_and(|members| members.members.iter().all(|member| member.id != victim));
+            if removed {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if removed {
+            let mut cluster = context.cluster.lock().await;
+            if let Some(slot) = cluster.slot_of_id(victim) {
+                cluster.retire(slot);
+            }
+        }
+        context.timeline.end(context.origin, index);
+    }
+}
+
+async fn clock(context: &FaultContext, random: &mut Xoshiro256PlusPlus) {
+    let mut cluster = context.cluster.lock().await;
+    let running: Vec<(usize, u64)> = cluster
+        .occupants()
+        .into_iter()
+        .filter(|(slot, _)| cluster.state(*slot) == Some(ProcessState::Running))
+        .collect();
+    let Some(&(slot, id)) = running.choose(random) else {
+        return;
+    };
+    let seconds = random.gen_range(1..=5);
+    match cluster.jump_clock(slot, seconds) {
+        Ok(total) => context.timeline.instant(
+            context.origin,
+            Nemesis::Clock,
+            format!("node {id}'s clocks jump +{seconds} s (+{total} s in all)"),
+        ),
+        Err(error) => tracing_error(&format!("jumping a clock: {error}")),
+    }
+}

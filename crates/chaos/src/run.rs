@@ -1,0 +1,709 @@
+//! One chaos run, from setting up the hosts to writing the reports.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use lincheck::{CheckOptions, Entry, History, Operation, Outcome, Output};
+use raftkv::bench::plot::{render_svg_with_bands, Band, Sample};
+use raftkv_client::{Client, ClientOptions, Consistency};
+use tokio::sync::{watch, Mutex};
+use tokio::time::Instant;
+
+use crate::analysis::{self, Copy, LincheckFigures, Skipped, Summary};
+use crate::cluster::{libfaketime, Cluster, NodeOptions, ProcessState};
+use crate::nemesis::{run_nemesis, FaultContext, FaultRecord, Nemesis, Schedule, Timeline};
+use crate::proxy::LinkProxies;
+use crate::topology::{is_root, namespace_tools_missing, Isolation, Topology};
+use crate::workload::{nanos, run_client, ClientRecord, WorkloadOptions, WorkloadShared};
+use crate::ChaosError;
+
+/// How a run goes.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The fault families to inject, all at once.
+    pub nemeses: BTreeSet<Nemesis>,
+    /// How long the clients run while faults come and go.
+    pub duration: Duration,
+    /// Founding voters (3 or 5).
+    pub nodes: usize,
+    /// Concurrent client sessions.
+    pub clients: usize,
+    /// The seed of every random choice of the harness.
+    pub seed: u64,
+    /// Where the run's files go; created if missing.
+    pub out_dir: PathBuf,
+    /// The `raftkv` executable.
+    pub raftkv_bin: PathBuf,
+    /// How nodes are separated; `None` picks namespaces when running as root with `ip` and
+    /// `nft` installed, else loopback addresses.
+    pub isolation: Option<Isolation>,
+    /// How long faults last and the calm between them.
+    pub schedule: Schedule,
+    /// Percentage of reads done as lease reads.
+    pub lease_read_percent: u8,
+    /// A client's pause after each operation.
+    pub pause_between_operations: Duration,
+    /// Operations, over all clients, before the clients move to fresh keys.
+    pub operations_per_generation: u64,
+    /// Longest wait for the cluster to settle once every fault is healed.
+    pub settle_timeout: Duration,
+    /// Raft tick of the nodes.
+    pub tick_ms: u64,
+    /// Print a progress line to stderr every this often; `None` for quiet.
+    pub progress_every: Option<Duration>,
+}
+
+impl RunOptions {
+    /// Defaults sized for a short run: 3 nodes, 8 clients, 10 s, every nemesis.
+    pub fn new(raftkv_bin: PathBuf, out_dir: PathBuf) -> RunOptions {
+        RunOptions {
+            nemeses: Nemesis::ALL.into_iter().collect(),
+            duration: Duration::from_secs(10),
+            nodes: 3,
+            clients: 8,
+            seed: 1,
+            out_dir,
+            raftkv_bin,
+            isolation: None,
+            schedule: Schedule {
+                calm: (Duration::from_millis(500), Duration::from_secs(2)),
+                hold: (Duration::from_secs(1), Duration::from_secs(4)),
+            },
+            lease_read_percent: 20,
+            pause_between_operations: Duration::from_millis(5),
+            operations_per_generation: 400,
+            settle_timeout: Duration::from_secs(60),
+            tick_ms: 20,
+            progress_every: None,
+        }
+    }
+}
+
+/// What a run produced.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    /// The findings.
+    pub summary: Summary,
+    /// Where its files are.
+    pub out_dir: PathBuf,
+}
+
+impl RunReport {
+    /// Whether it found nothing wrong and proved the history linearizable.
+    pub fn passed(&self) -> bool {
+        self.summary.passed()
+    }
+}
+
+/// The client id of the final reads in the history (the workload's clients count from 1).
+const FINAL_READER: u64 = 0;
+/// Keys scanned per request when comparing copies.
+const SCAN_LIMIT: usize = 10_000;
+/// Longest wait for the first leader.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Carries out one run: sets up the hosts and nodes, runs the clients and the nemeses for
+/// `options.duration`, heals, settles, checks, and writes everything to `options.out_dir`.
+/// An error means the run could not be carried out; what it found is in the report.
+pub async fn run(options: RunOptions) -> Result<RunReport, ChaosError> {
+    let out_dir = options.out_dir.clone();
+    std::fs::create_dir_all(&out_dir).map_err(|source| output_error(&out_dir, source))?;
+    let Plan {
+        isolation,
+        nemeses,
+        skipped,
+    } = plan(&options)?;
+    for skip in &skipped {
+        eprintln!("raftkv-chaos: skipping {}: {}", skip.nemesis, skip.reason);
+    }
+    let membership = nemeses.contains(&Nemesis::Membership);
+    // A joining node needs a slot of its own while the one it replaces is still a member.
+    let slots = options.nodes + usize::from(membership);
+    let topology = tokio::task::spawn_blocking(move || Topology::create(slots, isolation))
+        .await
+        .map_err(|error| ChaosError::Setup(format!("creating the hosts: {error}")))??;
+    let proxies = match isolation {
+        Isolation::Namespaces => Some(
+            LinkProxies::start(&topology, options.seed)
+                .await
+                .map_err(|error| {
+                    ChaosError::Setup(format!("starting the link proxies: {error}"))
+                })?,
+        ),
+        Isolation::Loopback => None,
+    };
+    let node_options = NodeOptions {
+        raftkv_bin: options.raftkv_bin.clone(),
+        tick_ms: options.tick_ms,
+        snapshot_threshold_bytes: 256 * 1024,
+        request_timeout_ms: 2_000,
+        worker_threads: 2,
+        fake_clock: if nemeses.contains(&Nemesis::Clock) {
+            libfaketime()
+        } else {
+            None
+        },
+    };
+    let cluster = Cluster::launch(topology, &out_dir, node_options, options.nodes)?;
+    let endpoints = cluster.all_endpoints();
+    let cluster = Arc::new(Mutex::new(cluster));
+    let admin = Client::with_options(
+        &endpoints,
+        ClientOptions {
+            request_timeout: Duration::from_secs(1),
+            retry_deadline: Duration::from_secs(5),
+        },
+    )
+    .map_err(|error| ChaosError::Setup(format!("admin client: {error}")))?;
+    wait_until_ready(&admin).await?;
+
+    let origin = Instant::now();
+    let timeline = Arc::new(Timeline::default());
+    let context = Arc::new(FaultContext::new(
+        cluster.clone(),
+        proxies,
+        admin.clone(),
+        origin,
+        timeline.clone(),
+        options.nodes,
+    ));
+    let (stop_sender, stop) = watch::channel(false);
+    let workload = WorkloadOptions {
+        clients: options.clients,
+        keys_per_kind: 3,
+        operations_per_generation: options.operations_per_generation,
+        lease_read_percent: options.lease_read_percent,
+        request_timeout: Duration::from_secs(1),
+        operation_deadline: Duration::from_secs(3),
+        pause_between_operations: options.pause_between_operations,
+    };
+    let shared = Arc::new(WorkloadShared {
+        origin,
+        operations_started: AtomicU64::new(0),
+        stop: stop.clone(),
+    });
+    let client_base = Client::with_options(
+        &endpoints,
+        ClientOptions {
+            request_timeout: workload.request_timeout,
+            retry_deadline: workload.operation_deadline,
+        },
+    )
+    .map_err(|error| ChaosError::Setup(format!("workload client: {error}")))?;
+    let clients: Vec<_> = (1..=options.clients as u64)
+        .map(|number| {
+            tokio::spawn(run_client(
+                number,
+                client_base.new_session(),
+                workload.clone(),
+                shared.clone(),
+                derive_seed(options.seed, 1_000 + number),
+            ))
+        })
+        .collect();
+    let nemesis_tasks: Vec<_> = nemeses
+        .iter()
+        .map(|&nemesis| {
+            tokio::spawn(run_nemesis(
+                nemesis,
+                context.clone(),
+                options.schedule,
+                derive_seed(options.seed, nemesis as u64),
+                stop.clone(),
+            ))
+        })
+        .collect();
+
+    let unexpected = watch_processes(&cluster, origin, &options, &shared, &timeline).await;
+    let workload_seconds = origin.elapsed().as_secs_f64();
+    let _ = stop_sender.send(true);
+    let mut records = Vec::new();
+    for client in clients {
+        match client.await {
+            Ok(record) => records.push(record),
+            Err(error) => return Err(ChaosError::Setup(format!("a client task failed: {error}"))),
+        }
+    }
+    for task in nemesis_tasks {
+        let _ = task.await;
+    }
+    let mut unexpected_exits = unexpected;
+    unexpected_exits.extend(describe_exits(&cluster).await);
+    context.heal_everything().await?;
+
+    let settle_started = Instant::now();
+    let settled = settle(&context, options.settle_timeout).await;
+    let settle_seconds = settle_started.elapsed().as_secs_f64();
+    let mut anomalies = Vec::new();
+    let members = match &settled {
+        Ok(members) => members.clone(),
+        Err(reason) => {
+            anomalies.push(format!("the cluster did not settle once healed: {reason}"));
+            Vec::new()
+        }
+    };
+
+    let mut history = History::new();
+    let mut samples = Vec::new();
+    for ClientRecord {
+        entries,
+        samples: s,
+    } in records
+    {
+        history.entries.extend(entries);
+        samples.extend(s);
+    }
+    history.entries.sort_by_key(|entry| entry.id);
+    let workload_entries = history.entries.len();
+    let final_values = read_final_values(&admin, &mut history, origin).await;
+    if final_values.len() < history.keys().len() {
+        anomalies.push(format!(
+            "{} of {} keys could not be read at the end",
+            history.keys().len() - final_values.len(),
+            history.keys().len()
+        ));
+    }
+    anomalies.extend(analysis::append_anomalies(
+        &history.entries,
+        &final_values
+            .iter()
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect(),
+    ));
+    if !members.is_empty() {
+        let copies = read_copies(&cluster, &members, &history).await;
+        match copies {
+            Ok(copies) => anomalies.extend(analysis::copy_anomalies(&copies)),
+            Err(reason) => anomalies.push(reason),
+        }
+    }
+    unexpected_exits.extend(describe_exits(&cluster).await);
+    for exit in &unexpected_exits {
+        anomalies.push(format!("a node exited on its own: {exit}"));
+    }
+
+    let check_started = std::time::Instant::now();
+    let history = Arc::new(history);
+    let report = {
+        let history = history.clone();
+        tokio::task::spawn_blocking(move || lincheck::check(&history, &CheckOptions::default()))
+            .await
+            .map_err(|error| ChaosError::Setup(format!("the checker failed: {error}")))?
+    };
+    let lincheck = LincheckFigures::of(&report, check_started.elapsed().as_secs_f64());
+    if let Some(violation) = report.verdict.violation() {
+        anomalies.push(format!(
+            "the history is not linearizable: key {} (see violation.txt / violation.html)",
+            violation.key
+        ));
+        write_file(&out_dir.join("violation.txt"), violation.to_string())?;
+        write_file(
+            &out_dir.join("violation.html"),
+            lincheck::render_html(violation),
+        )?;
+    }
+
+    let workload_history = &history.entries[..workload_entries];
+    let faults_records = timeline.records();
+    let (operations, operations_by_kind) = analysis::count_outcomes(workload_history);
+    let mut faults = BTreeMap::new();
+    for record in &faults_records {
+        *faults.entry(record.nemesis.name().to_string()).or_insert(0) += 1;
+    }
+    let summary = Summary {
+        seed: options.seed,
+        nodes: options.nodes,
+        isolation: match isolation {
+            Isolation::Namespaces => "namespaces".into(),
+            Isolation::Loopback => "loopback".into(),
+        },
+        nemeses: nemeses.iter().map(|n| n.name().to_string()).collect(),
+        skipped,
+        workload_seconds,
+        operations,
+        operations_by_kind,
+        faults,
+        availability: analysis::availability(workload_history, &faults_records),
+        latency: analysis::latency_figures(workload_history),
+        settle_seconds: settled.is_ok().then_some(settle_seconds),
+        lincheck,
+        unexpected_exits,
+        anomalies,
+    };
+
+    write_outputs(
+        &out_dir,
+        &history,
+        &faults_records,
+        &summary,
+        &samples_of(&samples),
+    )?;
+    cluster.lock().await.shutdown();
+    Ok(RunReport { summary, out_dir })
+}
+
+/// What a run will do on this machine.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// How the nodes are separated.
+    pub isolation: Isolation,
+    /// The nemeses that can run.
+    pub nemeses: BTreeSet<Nemesis>,
+    /// Those asked for that cannot, and why.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Which isolation and nemeses this machine allows for `options`, and what is skipped and why.
+/// An error when `options` asks for what cannot be had (namespaces without root).
+pub fn plan(options: &RunOptions) -> Result<Plan, ChaosError> {
+    if !(1..=crate::topology::SLOTS_MAX - 1).contains(&options.nodes) {
+        return Err(ChaosError::Setup(format!(
+            "--nodes must be between 1 and {}",
+            crate::topology::SLOTS_MAX - 1
+        )));
+    }
+    let missing = namespace_tools_missing();
+    let namespaces_possible = is_root() && missing.is_empty();
+    let isolation = match options.isolation {
+        Some(Isolation::Namespaces) if !namespaces_possible => {
+            return Err(ChaosError::Unsupported(namespaces_refusal(&missing)));
+        }
+        Some(isolation) => isolation,
+        None if namespaces_possible => Isolation::Namespaces,
+        None => Isolation::Loopback,
+    };
+    let mut nemeses = BTreeSet::new();
+    let mut skipped = Vec::new();
+    for &nemesis in &options.nemeses {
+        let reason = if nemesis.needs_namespaces() && isolation == Isolation::Loopback {
+            Some(if namespaces_possible {
+                "network faults need network namespaces; this run uses loopback".to_string()
+            } else {
+                namespaces_refusal(&missing)
+            })
+        } else if nemesis == Nemesis::Clock && libfaketime().is_none() {
+            Some(
+                "clock jumps need libfaketime (Debian/Ubuntu package `faketime`; .ci/run installs it)"
+                    .to_string(),
+            )
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => skipped.push(Skipped {
+                nemesis: nemesis.name().to_string(),
+                reason,
+            }),
+            None => {
+                nemeses.insert(nemesis);
+            }
+        }
+    }
+    Ok(Plan {
+        isolation,
+        nemeses,
+        skipped,
+    })
+}
+
+fn namespaces_refusal(missing: &[&str]) -> String {
+    if !is_root() {
+        "network faults need network namespaces, which need root: run as root (or in a container \
+         with CAP_NET_ADMIN and CAP_SYS_ADMIN)"
+            .to_string()
+    } else {
+        format!(
+            "network faults need {} (Debian/Ubuntu packages iproute2 and nftables)",
+            missing.join(" and ")
+        )
+    }
+}
+
+/// A seed for the stream `stream` of a run seeded with `seed`.
+fn derive_seed(seed: u64, stream: u64) -> u64 {
+    // SplitMix64's finalizer: nearby streams get unrelated seeds.
+    let mut z = seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Waits until a write commits.
+async fn wait_until_ready(admin: &Client) -> Result<(), ChaosError> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        match admin.put("chaos/ready", "1").await {
+            Ok(_) => return Ok(()),
+            Err(error) if Instant::now() >= deadline => {
+                return Err(ChaosError::NotReady(format!(
+                    "no write committed within {READY_TIMEOUT:?}: {error}"
+                )))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Sleeps out the workload phase, restarting any node that exits on its own (a finding) and
+/// printing progress; returns the exits seen.
+async fn watch_processes(
+    cluster: &Mutex<Cluster>,
+    origin: Instant,
+    options: &RunOptions,
+    shared: &WorkloadShared,
+    timeline: &Timeline,
+) -> Vec<String> {
+    let mut exits = Vec::new();
+    let end = origin + options.duration;
+    let mut next_progress = options.progress_every.map(|every| origin + every);
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(500).min(end - Instant::now())).await;
+        exits.extend(describe_exits(cluster).await);
+        if let Some(at) = next_progress {
+            if Instant::now() >= at {
+                eprintln!(
+                    "raftkv-chaos: {:>6.0} s: {} operations, {} faults",
+                    origin.elapsed().as_secs_f64(),
+                    shared.operations_started.load(Ordering::Relaxed),
+                    timeline.records().len()
+                );
+                next_progress = options.progress_every.map(|every| at + every);
+            }
+        }
+    }
+    exits
+}
+
+/// Reaps nodes that exited on their own, restarts them, and describes each exit.
+async fn describe_exits(cluster: &Mutex<Cluster>) -> Vec<String> {
+    let mut cluster = cluster.lock().await;
+    let exits = cluster.reap_unexpected_exits();
+    let mut described = Vec::new();
+    for exit in exits {
+        described.push(format!("node {} ({})", exit.id, exit.status));
+        if let Some(slot) = cluster.slot_of_id(exit.id) {
+            if let Err(error) = cluster.start(slot) {
+                eprintln!("raftkv-chaos: restarting node {}: {error}", exit.id);
+            }
+        }
+    }
+    described
+}
+
+/// Waits until a write made after healing is applied on every member, every member process
+/// runs, and no membership change is in progress. Returns the members' (id, slot).
+async fn settle(context: &FaultContext, timeout: Duration) -> Result<Vec<(u64, usize)>, String> {
+    let deadline = Instant::now() + timeout;
+    let mut last_problem = String::from("nothing tried");
+    while Instant::now() < deadline {
+        match settled_members(context).await {
+            Ok(members) => return Ok(members),
+            Err(problem) => last_problem = problem,
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Err(last_problem)
+}
+
+async fn settled_members(context: &FaultContext) -> Result<Vec<(u64, usize)>, String> {
+    let written = context
+        .admin
+        .put("chaos/settle", "1")
+        .await
+        .map_err(|error| format!("no write commits: {error}"))?;
+    let members = context
+        .admin
+        .members()
+        .await
+        .map_err(|error| format!("the members cannot be read: {error}"))?;
+    if members.change_in_progress {
+        return Err("a membership change is in progress".into());
+    }
+    let mut settled = Vec::new();
+    for member in &members.members {
+        let (slot, endpoint) = {
+            let cluster = context.cluster.lock().await;
+            let Some(slot) = cluster.slot_of_id(member.id) else {
+                return Err(format!("member {} has no process", member.id));
+            };
+            if cluster.state(slot) != Some(ProcessState::Running) {
+                return Err(format!("member {} is not running", member.id));
+            }
+            (slot, cluster.topology().http_addr(slot).to_string())
+        };
+        let status = context
+            .admin
+            .status(&endpoint)
+            .await
+            .map_err(|error| format!("member {} does not answer: {error}", member.id))?;
+        if status.applied_index < written.index {
+            return Err(format!(
+                "member {} has applied {} of {}",
+                member.id, status.applied_index, written.index
+            ));
+        }
+        settled.push((member.id, slot));
+    }
+    Ok(settled)
+}
+
+/// Reads every key of the history linearizably, adding the reads to the history as entries of
+/// client [`FINAL_READER`]. Returns the values read (keys that could not be read are missing).
+async fn read_final_values(
+    admin: &Client,
+    history: &mut History,
+    origin: Instant,
+) -> BTreeMap<String, Option<String>> {
+    let keys: Vec<String> = history.keys().into_iter().map(str::to_string).collect();
+    let first_id = history
+        .entries
+        .iter()
+        .map(|entry| entry.id + 1)
+        .max()
+        .unwrap_or(0);
+    let mut values = BTreeMap::new();
+    for (id, key) in (first_id..).zip(keys) {
+        let invoke = origin.elapsed();
+        let outcome =
+            crate::workload::execute(admin, &Operation::Get { key: key.clone() }, false).await;
+        let complete = origin.elapsed();
+        if let Outcome::Ok {
+            output: Output::Get { value },
+        } = &outcome
+        {
+            values.insert(key.clone(), value.clone());
+        }
+        history.push(Entry {
+            id,
+            client: FINAL_READER,
+            operation: Operation::Get { key },
+            invoke_ns: nanos(invoke),
+            complete_ns: nanos(complete),
+            outcome,
+        });
+    }
+    values
+}
+
+/// Every member's own copy of the workload's keys, by stale scans of each key generation.
+async fn read_copies(
+    cluster: &Mutex<Cluster>,
+    members: &[(u64, usize)],
+    history: &History,
+) -> Result<Vec<(u64, Copy)>, String> {
+    let prefixes: BTreeSet<String> = history
+        .keys()
+        .into_iter()
+        .filter_map(|key| key.rfind('/').map(|end| key[..=end].to_string()))
+        .collect();
+    let mut copies = Vec::new();
+    for &(id, slot) in members {
+        let endpoint = cluster.lock().await.topology().http_addr(slot).to_string();
+        let client = Client::with_options(
+            [endpoint],
+            ClientOptions {
+                request_timeout: Duration::from_secs(2),
+                retry_deadline: Duration::from_secs(5),
+            },
+        )
+        .map_err(|error| format!("a client of node {id}: {error}"))?;
+        let mut copy = Copy::new();
+        for prefix in &prefixes {
+            let scan = client
+                .scan_with(prefix, SCAN_LIMIT, Consistency::Stale)
+                .await
+                .map_err(|error| format!("node {id} cannot be scanned: {error}"))?;
+            if scan.truncated {
+                return Err(format!("{prefix} holds more than {SCAN_LIMIT} keys"));
+            }
+            for item in scan.items {
+                copy.insert(item.key, item.value.unwrap_or_default());
+            }
+        }
+        copies.push((id, copy));
+    }
+    Ok(copies)
+}
+
+fn samples_of(samples: &[crate::workload::LatencySample]) -> Vec<Sample> {
+    samples
+        .iter()
+        .map(|sample| Sample {
+            at_micros: u64::try_from(sample.at.as_micros()).unwrap_or(u64::MAX),
+            latency_micros: u64::try_from(sample.latency.as_micros()).unwrap_or(u64::MAX),
+            ok: sample.ok,
+        })
+        .collect()
+}
+
+fn write_outputs(
+    out_dir: &Path,
+    history: &History,
+    faults: &[FaultRecord],
+    summary: &Summary,
+    samples: &[Sample],
+) -> Result<(), ChaosError> {
+    let history_path = out_dir.join("history.jsonl");
+    let file = std::fs::File::create(&history_path)
+        .map_err(|source| output_error(&history_path, source))?;
+    history
+        .write_jsonl(std::io::BufWriter::new(file))
+        .map_err(|source| output_error(&history_path, source))?;
+    let mut timeline = String::new();
+    for fault in faults {
+        timeline.push_str(&serde_json::to_string(fault).unwrap_or_default());
+        timeline.push('\n');
+    }
+    write_file(&out_dir.join("nemesis.jsonl"), timeline)?;
+    write_file(
+        &out_dir.join("summary.json"),
+        serde_json::to_string_pretty(summary).unwrap_or_default() + "\n",
+    )?;
+    write_file(&out_dir.join("summary.txt"), summary.to_text())?;
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
+        .map_err(|error| ChaosError::Setup(format!("histogram: {error}")))?;
+    for sample in samples.iter().filter(|sample| sample.ok) {
+        let _ = histogram.record(sample.latency_micros.clamp(1, 3_600_000_000));
+    }
+    let end_ns = samples
+        .iter()
+        .map(|sample| sample.at_micros * 1_000)
+        .max()
+        .unwrap_or(0);
+    let bands: Vec<Band> = faults
+        .iter()
+        .map(|fault| Band {
+            start_micros: fault.start_ns / 1_000,
+            end_micros: fault.end_ns.unwrap_or(end_ns) / 1_000,
+            row: fault.nemesis.name().to_string(),
+        })
+        .collect();
+    let title = format!(
+        "raftkv-chaos seed {}: {}",
+        summary.seed,
+        if summary.nemeses.is_empty() {
+            "no faults".to_string()
+        } else {
+            summary.nemeses.join(", ")
+        }
+    );
+    write_file(
+        &out_dir.join("latency.svg"),
+        render_svg_with_bands(&title, samples, &histogram, &bands),
+    )
+}
+
+fn write_file(path: &Path, contents: String) -> Result<(), ChaosError> {
+    std::fs::write(path, contents).map_err(|source| output_error(path, source))
+}
+
+fn output_error(path: &Path, source: std::io::Error) -> ChaosError {
+    ChaosError::Output {
+        path: path.display().to_string(),
+        source,
+    }
+}
