@@ -29,7 +29,9 @@ fn raftkv_bin() -> PathBuf {
         .expect("target/<profile>/deps")
         .to_path_buf();
     let mut build = std::process::Command::new(env!("CARGO"));
-    build.args(["build", "--quiet", "--locked", "-p", "raftkv", "--bin", "raftkv"]);
+    build.args([
+        "build", "--quiet", "--locked", "-p", "raftkv", "--bin", "raftkv",
+    ]);
     // The profile this test was built with, so the binary is the one `cargo test` itself
     // builds for raftkv's own tests (and not overwritten by a differently optimized one).
     if profile_dir

@@ -14,6 +14,9 @@
 //!            wait the backoff between passes; past the retry deadline ──▶ Unavailable
 //! ```
 //!
+//! A client made with [`Client::with_bearer_token`] sends `Authorization: Bearer <token>` on
+//! every request, to nodes run with `--auth-tokens`.
+//!
 //! Every write carries the `client-id` and `request-seq` headers. The sequence number is taken
 //! once per call and kept across its retries, so a write the server already applied is answered
 //! with its original result rather than applied twice. The server remembers only the last result
@@ -29,6 +32,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::{header, Method, Request, StatusCode, Uri};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -44,6 +48,7 @@ use crate::api::{
     TransferRequest, WriteResponse, CLIENT_ID_HEADER, KEY_BYTES_MAX, LEADER_HEADER,
     REQUEST_SEQ_HEADER,
 };
+use crate::tls::ClientTls;
 
 /// Largest answer body the client reads, in bytes. A scan of many large values can be big, but an
 /// answer past this is a misbehaving peer, not data: it is refused rather than buffered.
@@ -126,6 +131,7 @@ impl fmt::Debug for Client {
             .field("endpoints", &self.inner.endpoints)
             .field("client_id", &self.inner.client_id)
             .field("options", &self.inner.options)
+            .field("authenticated", &self.inner.authorization.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -136,7 +142,7 @@ struct Inner {
     /// Invariant: one `http://authority` base URL per entry of `endpoints`, in the same order.
     base_urls: Vec<String>,
     options: ClientOptions,
-    http: HttpClient<HttpConnector, Full<Bytes>>,
+    http: Http,
     /// Invariant: not zero, so it cannot be mistaken for a missing session.
     client_id: u64,
     /// The last sequence number taken (0 before the first write). A write holds this lock for its
@@ -147,6 +153,8 @@ struct Inner {
     preferred: StdMutex<Option<String>>,
     /// Jitter for the backoff; per client rather than global so clients do not share state.
     random: StdMutex<StdRng>,
+    /// `Bearer <token>`, sent with every request; marked sensitive.
+    authorization: Option<header::HeaderValue>,
 }
 
 /// A request, ready to be sent to any node.
@@ -236,6 +244,35 @@ impl Client {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
+        Client::build(endpoints, options, None)
+    }
+
+    /// Like [`Client::with_options`], over HTTPS: endpoints given as `host:port`, and leader
+    /// addresses the nodes name, are reached with `https://` (an explicit `http://` endpoint
+    /// stays plain). Each node's certificate must be signed by the CA in `tls` and carry the
+    /// host of its endpoint.
+    pub fn with_tls<I, S>(
+        endpoints: I,
+        options: ClientOptions,
+        tls: ClientTls,
+    ) -> Result<Client, ClientError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Client::build(endpoints, options, Some(tls))
+    }
+
+    fn build<I, S>(
+        endpoints: I,
+        options: ClientOptions,
+        tls: Option<ClientTls>,
+    ) -> Result<Client, ClientError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let https = tls.is_some();
         if options.request_timeout.is_zero() {
             return Err(ClientError::InvalidInput(
                 "request_timeout must not be zero".to_string(),
@@ -245,7 +282,7 @@ impl Client {
         let mut base_urls = Vec::new();
         for endpoint in endpoints {
             let endpoint = endpoint.as_ref().trim();
-            base_urls.push(parse_endpoint(endpoint)?);
+            base_urls.push(parse_endpoint(endpoint, https)?);
             given.push(endpoint.to_string());
         }
         if given.is_empty() {
@@ -259,18 +296,57 @@ impl Client {
         connector.set_connect_timeout(Some(options.request_timeout));
         // Requests are small and latency matters more than packet count.
         connector.set_nodelay(true);
-        let http = HttpClient::builder(TokioExecutor::new())
+        // The TLS connector hands `https://` URIs to this one for the TCP part.
+        connector.enforce_http(false);
+        let tls_config = tls.map_or_else(crate::tls::plain_config, |tls| tls.config());
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls_config).clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
+        let client = HttpClient::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        Ok(Client::with_parts(given, base_urls, options, http))
+        let http = Http { client, https };
+        Ok(Client::with_parts(given, base_urls, options, http, None))
+    }
+
+    /// A client of the same cluster that sends `Authorization: Bearer <token>` with every
+    /// request (for nodes run with `--auth-tokens`). It shares this client's connection pool
+    /// and has a session of its own, as [`Client::new_session`]. The token must be visible
+    /// ASCII without spaces; the error never quotes it.
+    pub fn with_bearer_token(&self, token: &str) -> Result<Client, ClientError> {
+        let token = token.trim();
+        if token.is_empty() || !token.bytes().all(|byte| byte.is_ascii_graphic()) {
+            return Err(ClientError::InvalidInput(
+                "a token is visible ASCII characters without spaces, and not empty".to_string(),
+            ));
+        }
+        let mut authorization = header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| ClientError::InvalidInput("the token is not a valid header".into()))?;
+        // Kept out of debug output and header compression tables.
+        authorization.set_sensitive(true);
+        let inner = &self.inner;
+        let client = Client::with_parts(
+            inner.endpoints.clone(),
+            inner.base_urls.clone(),
+            inner.options,
+            inner.http.clone(),
+            Some(authorization),
+        );
+        if let Some(preferred) = self.preferred() {
+            client.remember(&preferred);
+        }
+        Ok(client)
     }
 
     fn with_parts(
         endpoints: Vec<String>,
         base_urls: Vec<String>,
         options: ClientOptions,
-        http: HttpClient<HttpConnector, Full<Bytes>>,
+        http: Http,
+        authorization: Option<header::HeaderValue>,
     ) -> Client {
         let mut random = StdRng::from_entropy();
         let client_id = random.gen_range(1..=u64::MAX);
@@ -284,6 +360,7 @@ impl Client {
                 session: tokio::sync::Mutex::new(0),
                 preferred: StdMutex::new(None),
                 random: StdMutex::new(random),
+                authorization,
             }),
         }
     }
@@ -299,6 +376,7 @@ impl Client {
             inner.base_urls.clone(),
             inner.options,
             inner.http.clone(),
+            inner.authorization.clone(),
         );
         if let Some(preferred) = self.preferred() {
             client.remember(&preferred);
@@ -465,7 +543,7 @@ impl Client {
     /// is asked once, with the request timeout; other nodes are never tried, since the point is
     /// to learn about this one. A node that does not answer is [`ClientError::Unavailable`].
     pub async fn status(&self, endpoint: &str) -> Result<StatusResponse, ClientError> {
-        let base_url = parse_endpoint(endpoint.trim())?;
+        let base_url = parse_endpoint(endpoint.trim(), self.inner.http.https)?;
         let call = Call {
             method: Method::GET,
             path_and_query: "/v1/status".to_string(),
@@ -594,7 +672,11 @@ impl Client {
                 Exchange::Failed(failure) => failure,
             };
 
-            let hinted = match failure.leader_http.as_deref().map(parse_endpoint) {
+            let hinted = match failure
+                .leader_http
+                .as_deref()
+                .map(|leader| parse_endpoint(leader, self.inner.http.https))
+            {
                 Some(Ok(leader)) if leader != target => {
                     rotation.hint(leader);
                     true
@@ -628,12 +710,12 @@ impl Client {
 
     /// One attempt: sends `call` to `base_url` and reads the whole answer within `timeout`.
     async fn exchange(&self, base_url: &str, call: &Call, timeout: Duration) -> Exchange {
-        let request = match build_request(base_url, call) {
+        let request = match build_request(base_url, call, self.inner.authorization.as_ref()) {
             Ok(request) => request,
             Err(error) => return Exchange::Final(error),
         };
         let attempt = async {
-            let response = match self.inner.http.request(request).await {
+            let response = match self.inner.http.client.request(request).await {
                 Ok(response) => response,
                 Err(error) => {
                     let kind = if error.is_connect() {
@@ -676,7 +758,7 @@ impl Client {
                 .headers
                 .get(LEADER_HEADER)
                 .and_then(|value| value.to_str().ok())
-                .and_then(|address| parse_endpoint(address.trim()).ok());
+                .and_then(|address| parse_endpoint(address.trim(), self.inner.http.https).ok());
             Exchange::Answered(Answer {
                 status: parts.status,
                 body,
@@ -760,24 +842,42 @@ impl<'a> Rotation<'a> {
     }
 }
 
-/// `http://authority` for an endpoint given as `host:port` or `http://host:port` (a trailing `/`
-/// is tolerated). Anything with a path, a query, user information or another scheme is refused.
-fn parse_endpoint(endpoint: &str) -> Result<String, ClientError> {
+/// The connection pool, and whether it speaks TLS (then endpoints without a scheme are
+/// `https://`). Cloned into every client that shares the pool.
+#[derive(Clone)]
+struct Http {
+    client: HttpClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    https: bool,
+}
+
+/// `scheme://authority` for an endpoint given as `host:port`, `http://host:port` or (with TLS,
+/// `https` true) `https://host:port`; without a scheme it is `https` when `https`, else `http`.
+/// A trailing `/` is tolerated. Anything with a path, a query, user information or another
+/// scheme is refused.
+fn parse_endpoint(endpoint: &str, https: bool) -> Result<String, ClientError> {
     let invalid = |why: &str| ClientError::InvalidInput(format!("endpoint {endpoint:?}: {why}"));
     if endpoint.is_empty() {
         return Err(invalid("empty"));
     }
+    let default_scheme = if https { "https" } else { "http" };
     let with_scheme = if endpoint.contains("://") {
         endpoint.to_string()
     } else {
-        format!("http://{endpoint}")
+        format!("{default_scheme}://{endpoint}")
     };
     let uri: Uri = with_scheme
         .parse()
         .map_err(|error| invalid(&format!("{error}")))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(invalid("only http:// is supported"));
-    }
+    let scheme = match uri.scheme_str() {
+        Some("http") => "http",
+        Some("https") if https => "https",
+        Some("https") => {
+            return Err(invalid(
+                "https:// needs TLS settings (a CA certificate: Client::with_tls, --ca-cert)",
+            ))
+        }
+        _ => return Err(invalid("only http:// and https:// are supported")),
+    };
     let authority = uri.authority().ok_or_else(|| invalid("no host"))?;
     if authority.host().is_empty() {
         return Err(invalid("no host"));
@@ -788,7 +888,7 @@ fn parse_endpoint(endpoint: &str) -> Result<String, ClientError> {
     if !(uri.path().is_empty() || uri.path() == "/") || uri.query().is_some() {
         return Err(invalid("expected host:port without a path"));
     }
-    Ok(format!("http://{authority}"))
+    Ok(format!("{scheme}://{authority}"))
 }
 
 /// `/v1/kv/{key}` with the key percent-encoded as one path segment.
@@ -805,11 +905,18 @@ fn key_path(key: &str) -> Result<String, ClientError> {
     Ok(format!("/v1/kv/{}", utf8_percent_encode(key, UNRESERVED)))
 }
 
-fn build_request(base_url: &str, call: &Call) -> Result<Request<Full<Bytes>>, ClientError> {
+fn build_request(
+    base_url: &str,
+    call: &Call,
+    authorization: Option<&header::HeaderValue>,
+) -> Result<Request<Full<Bytes>>, ClientError> {
     assert!(call.path_and_query.starts_with('/'), "a path is absolute");
     let mut builder = Request::builder()
         .method(call.method.clone())
         .uri(format!("{base_url}{}", call.path_and_query));
+    if let Some(authorization) = authorization {
+        builder = builder.header(header::AUTHORIZATION, authorization.clone());
+    }
     if let Some(content_type) = call.content_type {
         builder = builder.header(header::CONTENT_TYPE, content_type);
     }
@@ -917,15 +1024,15 @@ mod tests {
     #[test]
     fn endpoints_are_normalized_to_base_urls() {
         assert_eq!(
-            parse_endpoint("127.0.0.1:8001").ok(),
+            parse_endpoint("127.0.0.1:8001", false).ok(),
             Some("http://127.0.0.1:8001".to_string())
         );
         assert_eq!(
-            parse_endpoint("http://node-1:8001/").ok(),
+            parse_endpoint("http://node-1:8001/", false).ok(),
             Some("http://node-1:8001".to_string())
         );
         assert_eq!(
-            parse_endpoint("[::1]:8001").ok(),
+            parse_endpoint("[::1]:8001", false).ok(),
             Some("http://[::1]:8001".to_string())
         );
         for bad in [
@@ -937,10 +1044,32 @@ mod tests {
             "node:1?x=1",
         ] {
             assert!(
-                matches!(parse_endpoint(bad), Err(ClientError::InvalidInput(_))),
+                matches!(
+                    parse_endpoint(bad, false),
+                    Err(ClientError::InvalidInput(_))
+                ),
                 "{bad:?} should be refused"
             );
         }
+    }
+
+    #[test]
+    fn with_tls_endpoints_default_to_https_and_http_stays_possible() {
+        assert_eq!(
+            parse_endpoint("127.0.0.1:8001", true).ok(),
+            Some("https://127.0.0.1:8001".to_string())
+        );
+        assert_eq!(
+            parse_endpoint("https://node-1:8001/", true).ok(),
+            Some("https://node-1:8001".to_string())
+        );
+        assert_eq!(
+            parse_endpoint("http://node-1:8001", true).ok(),
+            Some("http://node-1:8001".to_string())
+        );
+        let error = parse_endpoint("https://node-1:8001", false).expect_err("no TLS settings");
+        assert!(error.to_string().contains("--ca-cert"), "{error}");
+        assert!(parse_endpoint("ftp://node-1:8001", true).is_err());
     }
 
     #[test]

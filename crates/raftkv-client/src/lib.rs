@@ -19,9 +19,11 @@
 
 pub mod api;
 pub mod client;
+pub mod tls;
 
 pub use api::{
     AppendResponse, CasResponse, Consistency, DeleteResponse, ErrorResponse, KeyValue,
     ScanResponse, StatusResponse, WriteResponse,
 };
 pub use client::{Client, ClientError, ClientOptions};
+pub use tls::ClientTls;

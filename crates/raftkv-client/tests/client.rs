@@ -740,3 +740,37 @@ async fn sessions_made_from_one_client_write_concurrently_under_their_own_ids() 
         .iter()
         .all(|request| request.sequence() == Some(1)));
 }
+
+#[tokio::test]
+async fn a_bearer_token_goes_with_every_request_of_the_client_and_its_sessions() {
+    let node = FakeNode::start(vec![canned(200, WRITE_OK)]).await;
+    let anonymous = Client::new([&node.address]).expect("client");
+    let token = "a-token-of-the-cluster-0123";
+    let client = anonymous.with_bearer_token(token).expect("a valid token");
+    assert!(
+        !format!("{client:?}").contains(token),
+        "the token stays out of debug output"
+    );
+    client.put("k", "v").await.expect("put");
+    client.new_session().put("k", "w").await.expect("put");
+    anonymous.put("k", "x").await.expect("put");
+
+    let requests = node.requests();
+    let expected = format!("Bearer {token}");
+    assert_eq!(requests[0].header("authorization"), Some(expected.as_str()));
+    assert_eq!(requests[1].header("authorization"), Some(expected.as_str()));
+    assert_eq!(
+        requests[2].header("authorization"),
+        None,
+        "the client it was made from is unchanged"
+    );
+    for bad in ["", "two words", "tab\there"] {
+        assert!(
+            matches!(
+                anonymous.with_bearer_token(bad),
+                Err(ClientError::InvalidInput(_))
+            ),
+            "{bad:?} is refused"
+        );
+    }
+}

@@ -15,9 +15,11 @@
 //! | 1 | `get`: the key does not exist; `cas`: the swap did not happen | stderr: `raftkv: not found: KEY`, or `raftkv: not swapped; current: VALUE` (`(absent)` when the key does not exist) |
 //! | 2 | usage or input error: bad flags, an empty or too long key, a bad endpoint, or a request the server refused as invalid (400) or too large (413) | stderr: `raftkv: ...` (clap's own message for bad flags) |
 //! | 3 | unavailable: no node answered, or there was no leader, within the retry deadline; for `status`, no node answered | stderr: `raftkv: unavailable: ...` |
-//! | 4 | any other server error, or an answer that did not parse | stderr: `raftkv: ...` with the server's message |
+//! | 4 | any other server error (401 without a valid `--token`, 403 when its role is not enough), or an answer that did not parse | stderr: `raftkv: ...` with the server's message |
 //!
-//! Everything but the command's result goes to stderr, prefixed `raftkv: `.
+//! Everything but the command's result goes to stderr, prefixed `raftkv: `. With `--token`
+//! (or `RAFTKV_TOKEN`, which keeps it out of the process list) every request carries
+//! `Authorization: Bearer <token>`, for nodes run with `--auth-tokens`.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -239,10 +241,27 @@ pub enum LeaderAction {
     },
 }
 
-/// Runs `command` against the cluster at `endpoints`, prints its result, and returns the exit
-/// status of the module's table.
-pub async fn run(endpoints: Vec<String>, command: ClientCommand) -> ExitCode {
-    execute(endpoints, command).await.print()
+/// Runs `command` against the cluster at `endpoints` (with `token` as bearer token, when
+/// given), prints its result, and returns the exit status of the module's table.
+pub async fn run(
+    endpoints: Vec<String>,
+    token: Option<String>,
+    command: ClientCommand,
+) -> ExitCode {
+    run_with_tls(endpoints, token, None, command).await
+}
+
+/// [`run`], over HTTPS with `tls` when given (`--ca-cert`, `--client-cert`, `--client-key`):
+/// endpoints without a scheme are then reached with `https://`.
+pub async fn run_with_tls(
+    endpoints: Vec<String>,
+    token: Option<String>,
+    tls: Option<raftkv_client::ClientTls>,
+    command: ClientCommand,
+) -> ExitCode {
+    execute_with_tls(endpoints, token.as_deref(), tls, command)
+        .await
+        .print()
 }
 
 async fn members(client: &Client, action: MembersAction) -> Output {
@@ -395,8 +414,26 @@ fn exit_of(error: &ClientError) -> Exit {
     }
 }
 
-async fn execute(endpoints: Vec<String>, command: ClientCommand) -> Output {
-    let client = match Client::new(&endpoints) {
+#[cfg(test)]
+async fn execute(endpoints: Vec<String>, token: Option<&str>, command: ClientCommand) -> Output {
+    execute_with_tls(endpoints, token, None, command).await
+}
+
+async fn execute_with_tls(
+    endpoints: Vec<String>,
+    token: Option<&str>,
+    tls: Option<raftkv_client::ClientTls>,
+    command: ClientCommand,
+) -> Output {
+    let client = match tls {
+        Some(tls) => Client::with_tls(&endpoints, raftkv_client::ClientOptions::default(), tls),
+        None => Client::new(&endpoints),
+    };
+    let client = client.and_then(|client| match token {
+        Some(token) => client.with_bearer_token(token),
+        None => Ok(client),
+    });
+    let client = match client {
         Ok(client) => client,
         Err(error) => return Output::from_error(&error),
     };
@@ -932,6 +969,7 @@ http://127.0.0.1:8003  unreachable: connection refused
     async fn input_errors_exit_2_before_anything_is_sent() {
         let bad_endpoint = execute(
             vec!["https://127.0.0.1:8001".to_string()],
+            None,
             ClientCommand::Status,
         )
         .await;
@@ -943,6 +981,7 @@ http://127.0.0.1:8003  unreachable: connection refused
         let endpoints = vec!["127.0.0.1:9".to_string()];
         let empty_key = execute(
             endpoints.clone(),
+            None,
             ClientCommand::Put {
                 key: String::new(),
                 value: "v".to_string(),
@@ -952,8 +991,25 @@ http://127.0.0.1:8003  unreachable: connection refused
         assert_eq!(empty_key.exit.code(), 2);
         assert_eq!(empty_key.stderr, ["raftkv: invalid input: empty key"]);
 
+        let bad_token = execute(
+            endpoints.clone(),
+            Some("two words"),
+            ClientCommand::Get {
+                key: "k".to_string(),
+                consistency: ConsistencyArg::Linearizable,
+            },
+        )
+        .await;
+        assert_eq!(bad_token.exit.code(), 2);
+        assert!(
+            !bad_token.stderr.concat().contains("two words"),
+            "the token is not echoed: {:?}",
+            bad_token.stderr
+        );
+
         let both = execute(
             endpoints,
+            None,
             ClientCommand::Cas {
                 key: "k".to_string(),
                 expect: Some("a".to_string()),

@@ -77,6 +77,31 @@ pub struct ServeArgs {
     /// A name shared by the members; a connection from another cluster is refused.
     #[arg(long, env = "RAFTKV_CLUSTER_ID")]
     pub cluster_id: Option<String>,
+    /// Serve the HTTP API over HTTPS with this certificate (PEM, the node's certificate
+    /// first). Needs --tls-key, and a CA to verify the other nodes with when it calls them
+    /// (--tls-ca or --peer-tls-ca): with it, the node reaches the others' HTTP addresses
+    /// over https:// and presents this certificate. `raftkv certs` makes suitable files.
+    #[arg(long, env = "RAFTKV_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "RAFTKV_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Require HTTPS clients to present a certificate signed by this CA (PEM). The node also
+    /// trusts it for the other nodes' HTTPS certificates.
+    #[arg(long, env = "RAFTKV_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Mutual TLS on the Raft transport: this node's certificate (PEM), which must carry the
+    /// DNS name `node-ID` and be signed by --peer-tls-ca. Give all three --peer-tls-* or none;
+    /// every member must then use TLS with the same CA.
+    #[arg(long, env = "RAFTKV_PEER_TLS_CERT")]
+    pub peer_tls_cert: Option<PathBuf>,
+    /// The private key of --peer-tls-cert (PEM).
+    #[arg(long, env = "RAFTKV_PEER_TLS_KEY")]
+    pub peer_tls_key: Option<PathBuf>,
+    /// The cluster CA (PEM) every peer's certificate must chain to; a peer with another
+    /// certificate is refused during the TLS handshake.
+    #[arg(long, env = "RAFTKV_PEER_TLS_CA")]
+    pub peer_tls_ca: Option<PathBuf>,
     /// Take a snapshot once this many bytes of commands were applied since the last one.
     #[arg(long, env = "RAFTKV_SNAPSHOT_THRESHOLD_BYTES")]
     pub snapshot_threshold_bytes: Option<u64>,
@@ -101,6 +126,46 @@ pub struct ServeArgs {
     /// machine do better with fewer: the cores divided among them (`raftkv dev` does this).
     #[arg(long, env = "RAFTKV_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
+    /// A TOML file of bearer tokens: `[[token]]` tables with a unique `name`, a `role`
+    /// (read-only, read-write or admin) and `token_sha256` (64 hex digits: the SHA-256 of the
+    /// token, `printf %s TOKEN | sha256sum`) or `token` (the token itself, 16 characters or
+    /// more). Every HTTP request must then carry `Authorization: Bearer <token>` whose role
+    /// allows it: reads need read-only, writes read-write, membership changes and leader
+    /// transfer admin. Without this file the API is open to anyone.
+    #[arg(long, env = "RAFTKV_AUTH_TOKENS")]
+    pub auth_tokens: Option<PathBuf>,
+    /// A file whose first line is the token this node sends on its own calls to other nodes
+    /// (announcing its address, joining); it must be an admin token of theirs. Default: the
+    /// first admin entry of --auth-tokens given as `token`.
+    #[arg(long, env = "RAFTKV_CLUSTER_TOKEN_FILE")]
+    pub cluster_token_file: Option<PathBuf>,
+    /// With --auth-tokens: let anyone read /metrics (for a scraper without a token).
+    #[arg(long, env = "RAFTKV_PUBLIC_METRICS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub public_metrics: bool,
+    /// With --auth-tokens: let anyone read /v1/status (for load balancers' health checks).
+    #[arg(long, env = "RAFTKV_PUBLIC_STATUS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub public_status: bool,
+    /// HTTP connections open at once (default 10000); one more is closed as it is accepted.
+    #[arg(long, env = "RAFTKV_HTTP_CONNECTIONS_MAX")]
+    pub http_connections_max: Option<usize>,
+    /// HTTP requests handled at once (default 4096); one more is answered 503 with
+    /// Retry-After, its body unread.
+    #[arg(long, env = "RAFTKV_HTTP_REQUESTS_IN_FLIGHT_MAX")]
+    pub http_requests_in_flight_max: Option<usize>,
+    /// Bytes of a request's line and headers (default 65536); more is answered 431.
+    #[arg(long, env = "RAFTKV_HTTP_HEADER_BYTES_MAX")]
+    pub http_header_bytes_max: Option<usize>,
+    /// Headers in a request (default 100); more is answered 431.
+    #[arg(long, env = "RAFTKV_HTTP_HEADERS_MAX")]
+    pub http_headers_max: Option<usize>,
+    /// Milliseconds a client has to send a request's head once it started (against
+    /// slowloris: the connection is closed), and again its body (408); default 10000.
+    #[arg(long, env = "RAFTKV_HTTP_REQUEST_READ_TIMEOUT_MS")]
+    pub http_request_read_timeout_ms: Option<u64>,
+    /// Milliseconds a connection may wait for its next request before it is closed
+    /// (default 60000).
+    #[arg(long, env = "RAFTKV_HTTP_IDLE_TIMEOUT_MS")]
+    pub http_idle_timeout_ms: Option<u64>,
 }
 
 /// The same settings as read from a TOML file.
@@ -115,6 +180,12 @@ struct FileSettings {
     peers: Option<String>,
     join: Option<String>,
     cluster_id: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
+    peer_tls_cert: Option<PathBuf>,
+    peer_tls_key: Option<PathBuf>,
+    peer_tls_ca: Option<PathBuf>,
     snapshot_threshold_bytes: Option<u64>,
     sessions_max: Option<usize>,
     key_bytes_max: Option<usize>,
@@ -122,6 +193,26 @@ struct FileSettings {
     request_timeout_ms: Option<u64>,
     tick_ms: Option<u64>,
     worker_threads: Option<usize>,
+    auth_tokens: Option<PathBuf>,
+    cluster_token_file: Option<PathBuf>,
+    public_metrics: Option<bool>,
+    public_status: Option<bool>,
+    http_connections_max: Option<usize>,
+    http_requests_in_flight_max: Option<usize>,
+    http_header_bytes_max: Option<usize>,
+    http_headers_max: Option<usize>,
+    http_request_read_timeout_ms: Option<u64>,
+    http_idle_timeout_ms: Option<u64>,
+}
+
+/// The HTTP server's settings, beside the node's ([`ServeConfig`]): who may use the API and
+/// the limits it holds. Resolved by [`ServeArgs::resolve_http`].
+#[derive(Clone, Debug, Default)]
+pub struct HttpSettings {
+    /// Tokens and the node's own token (see [`crate::auth`]).
+    pub access: crate::auth::Access,
+    /// Connection, request and time limits (see [`crate::limits`]).
+    pub limits: crate::limits::HttpLimits,
 }
 
 /// Everything a node needs, validated.
@@ -241,6 +332,97 @@ impl ServeArgs {
         };
         config.validate()?;
         Ok(config)
+    }
+}
+
+impl ServeArgs {
+    /// The HTTP server's settings from flags, environment and file (the same precedence as
+    /// [`ServeArgs::resolve`]), validated against the node's `config`: the token files are
+    /// read and checked now, so a bad one stops the node at start with the reason.
+    pub fn resolve_http(&self, config: &ServeConfig) -> Result<HttpSettings, ConfigError> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        let defaults = crate::limits::HttpLimits::default();
+        let milliseconds =
+            |flag: Option<u64>, file: Option<u64>, default: Duration| match flag.or(file) {
+                Some(milliseconds) => Duration::from_millis(milliseconds),
+                None => default,
+            };
+        let limits = crate::limits::HttpLimits {
+            connections_max: self
+                .http_connections_max
+                .or(file.http_connections_max)
+                .unwrap_or(defaults.connections_max),
+            requests_in_flight_max: self
+                .http_requests_in_flight_max
+                .or(file.http_requests_in_flight_max)
+                .unwrap_or(defaults.requests_in_flight_max),
+            header_bytes_max: self
+                .http_header_bytes_max
+                .or(file.http_header_bytes_max)
+                .unwrap_or(defaults.header_bytes_max),
+            headers_max: self
+                .http_headers_max
+                .or(file.http_headers_max)
+                .unwrap_or(defaults.headers_max),
+            request_read_timeout: milliseconds(
+                self.http_request_read_timeout_ms,
+                file.http_request_read_timeout_ms,
+                defaults.request_read_timeout,
+            ),
+            idle_timeout: milliseconds(
+                self.http_idle_timeout_ms,
+                file.http_idle_timeout_ms,
+                defaults.idle_timeout,
+            ),
+        };
+        limits
+            .validate(config.key_bytes_max)
+            .map_err(|(name, reason)| invalid(name, reason))?;
+        let auth_tokens = self.auth_tokens.clone().or(file.auth_tokens);
+        let cluster_token_file = self.cluster_token_file.clone().or(file.cluster_token_file);
+        // A flag can only turn these on; the file decides when the flag is absent.
+        let public_metrics = self.public_metrics || file.public_metrics.unwrap_or(false);
+        let public_status = self.public_status || file.public_status.unwrap_or(false);
+        let access = crate::auth::Access::load(
+            auth_tokens.as_deref(),
+            cluster_token_file.as_deref(),
+            public_metrics,
+            public_status,
+        )
+        .map_err(|reason| invalid("auth_tokens", reason))?;
+        Ok(HttpSettings { access, limits })
+    }
+}
+
+impl ServeArgs {
+    /// The node's TLS settings from flags, environment and file (the same precedence as
+    /// [`ServeArgs::resolve`]): checked to come in usable groups, then every file is read and
+    /// parsed now, so a bad one stops the node at start with the reason.
+    pub fn resolve_tls(&self) -> Result<crate::tls::NodeTls, ConfigError> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        let paths = crate::tls::TlsPaths {
+            http_certificate: self.tls_cert.clone().or(file.tls_cert),
+            http_key: self.tls_key.clone().or(file.tls_key),
+            http_client_ca: self.tls_ca.clone().or(file.tls_ca),
+            peer_certificate: self.peer_tls_cert.clone().or(file.peer_tls_cert),
+            peer_key: self.peer_tls_key.clone().or(file.peer_tls_key),
+            peer_ca: self.peer_tls_ca.clone().or(file.peer_tls_ca),
+        };
+        let tls =
+            crate::tls::NodeTls::load(&paths).map_err(|(name, reason)| invalid(name, reason))?;
+        if let (Some(peer), Some(id)) = (tls.peer(), self.id.or(file.id)) {
+            // Here rather than when the transport starts, so that it is reported as the
+            // configuration error it is.
+            peer.check_identity(NodeId(id))
+                .map_err(|error| invalid("peer_tls_cert", error.to_string()))?;
+        }
+        Ok(tls)
     }
 }
 
@@ -457,5 +639,53 @@ mod tests {
         .expect_err("unknown key")
         .to_string();
         assert!(error.contains("idd"), "{error}");
+    }
+
+    #[test]
+    fn http_limits_and_tokens_come_from_flags_or_the_file_and_are_checked_at_start() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let tokens = dir.path().join("tokens.toml");
+        std::fs::write(
+            &tokens,
+            "[[token]]\nname = \"nodes\"\nrole = \"admin\"\ntoken = \"0123456789abcdef-admin\"\n",
+        )
+        .expect("writes");
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "http_connections_max = 5\nhttp_idle_timeout_ms = 1500\npublic_status = true\n\
+                 auth_tokens = {:?}\n",
+                tokens.display().to_string()
+            ),
+        )
+        .expect("writes");
+        let mut args = args();
+        args.config = Some(path);
+        args.http_connections_max = Some(7);
+        let config = args.clone().resolve().expect("valid");
+        let http = args.resolve_http(&config).expect("valid");
+        assert_eq!(http.limits.connections_max, 7, "the flag wins");
+        assert_eq!(http.limits.idle_timeout, Duration::from_millis(1500));
+        assert_eq!(http.limits.requests_in_flight_max, 4096, "the default");
+        assert!(http.access.policy.is_some());
+        assert!(http.access.node_token.is_some());
+
+        let open = ServeArgs::default().resolve_http(&config).expect("valid");
+        assert!(
+            open.access.policy.is_none(),
+            "no token file: open as before"
+        );
+
+        args.http_header_bytes_max = Some(4096);
+        let error = args.clone().resolve_http(&config).expect_err("too small");
+        assert!(
+            error.to_string().contains("http_header_bytes_max"),
+            "{error}"
+        );
+        args.http_header_bytes_max = None;
+        args.auth_tokens = Some(dir.path().join("missing.toml"));
+        let error = args.resolve_http(&config).expect_err("no such file");
+        assert!(error.to_string().contains("missing.toml"), "{error}");
     }
 }

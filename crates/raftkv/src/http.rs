@@ -1,11 +1,16 @@
 //! The HTTP API (routes and bodies in [`raftkv_client::api`]) over a [`KvServer`].
 //!
 //! ```text
-//!  request ─► metrics middleware ─► handler: validate (400 / 413) ─► leader? ── yes ─► KvServer
+//!  request ─► metrics middleware ─► access guard (401 / 403, with --auth-tokens)
+//!          ─► handler: validate (400 / 413) ─► leader? ── yes ─► KvServer
 //!                                                 │ no (writes, lease reads)
 //!                                                 └─► forward once to the leader's HTTP address
 //!                                                     (header raftkv-forwarded), or 503 + Retry-After
 //! ```
+//!
+//! A forwarded request carries the client's `Authorization` header as it came, and the
+//! leader's guard checks it again; the node's own announcements carry the node's token
+//! ([`crate::auth`]).
 //!
 //! Linearizable reads are served by whichever node is asked: it confirms the read index with
 //! the leader over Raft and waits to apply through it, so no HTTP hop is needed.
@@ -23,6 +28,7 @@ use axum::{Json, Router};
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
@@ -36,7 +42,9 @@ use raftkv_client::api::{
 };
 use serde::Deserialize;
 
+use crate::auth::{Access, AccessLayer, AccessPolicy};
 use crate::command::{Operation, Session};
+use crate::limits::HttpLimits;
 use crate::metrics::{Metrics, RequestLabels};
 use crate::server::{AnnounceForwarder, KvServer, ReadMode, ServeError, WriteResult};
 use crate::state_machine::Outcome;
@@ -52,6 +60,10 @@ pub struct AppState {
     forwarder: Forwarder,
     /// Largest request body read; larger ones get 413 before they are buffered.
     body_bytes_max: usize,
+    /// Longest wait for a request's body; a slower one gets 408.
+    body_read_timeout: std::time::Duration,
+    /// Who may do what; `None`: anyone may do anything.
+    access: Option<Arc<AccessPolicy>>,
 }
 
 impl AppState {
@@ -62,11 +74,35 @@ impl AppState {
         // A compare-and-swap carries two values in JSON.
         let body_bytes_max = 2 * config.value_bytes_max + 2 * config.key_bytes_max + 4096;
         AppState {
-            forwarder: Forwarder::new(config.request_timeout),
+            forwarder: Forwarder::new(config.request_timeout, server.tls()),
             body_bytes_max,
+            body_read_timeout: HttpLimits::default().request_read_timeout,
+            access: None,
             server,
             metrics,
         }
+    }
+
+    /// The same state with `access` in force: its policy guards every route, and its node
+    /// token goes with this node's own announcements.
+    pub fn with_access(mut self, access: &Access) -> AppState {
+        self.access = access.policy.clone();
+        self.forwarder.node_authorization = access
+            .node_token
+            .as_ref()
+            .map(crate::auth::BearerToken::authorization);
+        self
+    }
+
+    /// The same state with the body read timeout of `limits`.
+    pub fn with_limits(mut self, limits: &HttpLimits) -> AppState {
+        self.body_read_timeout = limits.request_read_timeout;
+        self
+    }
+
+    /// The metrics the API records into, for the connection loop to add its own.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
     }
 
     /// The forwarder, for the announce loop.
@@ -114,11 +150,23 @@ pub fn router(state: AppState) -> Router {
         route,
         metrics: Arc::clone(&state.metrics),
     };
-    let fallback: MethodRouter<()> = any(not_found).layer(observe("unmatched"));
+    // Inside the metrics layer, so refusals are timed and counted like other answers.
+    let guard = |route: &'static str, handlers: MethodRouter<AppState>| match &state.access {
+        Some(policy) => handlers.layer(AccessLayer::new(
+            route,
+            Arc::clone(policy),
+            Arc::clone(&state.metrics),
+        )),
+        None => handlers,
+    };
+    let fallback: MethodRouter<AppState> = guard("unmatched", any(not_found));
+    let fallback: MethodRouter<()> = fallback
+        .layer(observe("unmatched"))
+        .with_state(state.clone());
     routes
         .into_iter()
         .fold(Router::new(), |router, (route, handlers)| {
-            router.route(route, handlers.layer(observe(route)))
+            router.route(route, guard(route, handlers).layer(observe(route)))
         })
         .fallback_service(fallback)
         .layer(DefaultBodyLimit::max(state.body_bytes_max))
@@ -403,24 +451,47 @@ impl axum::extract::FromRequest<AppState> for Original {
     /// (413 when too large) as JSON.
     async fn from_request(request: Request, state: &AppState) -> Result<Original, Response> {
         let (parts, body) = request.into_parts();
-        let body = axum::body::to_bytes(body, state.body_bytes_max)
-            .await
-            .map_err(|error| {
-                let too_large = std::error::Error::source(&error)
-                    .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
-                if too_large {
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!(
-                            "the request body is larger than {} bytes",
-                            state.body_bytes_max
-                        ),
-                    )
-                } else {
-                    ApiError::bad_request(format!("cannot read the request body: {error}"))
-                }
-                .into_response()
-            })?;
+        let body_too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the request body is larger than {} bytes",
+                    state.body_bytes_max
+                ),
+            )
+            .into_response()
+        };
+        // A declared length over the limit is refused before a byte of the body is read.
+        let declared_length = parts
+            .headers
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok());
+        if declared_length.is_some_and(|length| length > state.body_bytes_max as u64) {
+            return Err(body_too_large());
+        }
+        let reading = axum::body::to_bytes(body, state.body_bytes_max);
+        let Ok(read) = tokio::time::timeout(state.body_read_timeout, reading).await else {
+            // A body trickling in would hold a request slot for as long as it pleased.
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {:?}",
+                    state.body_read_timeout
+                ),
+            )
+            .into_response());
+        };
+        let body = read.map_err(|error| {
+            let over_limit = std::error::Error::source(&error)
+                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            if over_limit {
+                body_too_large()
+            } else {
+                ApiError::bad_request(format!("cannot read the request body: {error}"))
+                    .into_response()
+            }
+        })?;
         Ok(Original {
             method: parts.method,
             uri: parts.uri,
@@ -846,17 +917,27 @@ async fn not_found(uri: Uri) -> Response {
 /// Sends requests on to the leader's HTTP API.
 #[derive(Clone)]
 pub struct Forwarder {
-    client: HttpClient<HttpConnector, Full<Bytes>>,
+    client: HttpClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// `https` when the nodes serve HTTPS (their published addresses carry no scheme).
+    scheme: &'static str,
     timeout: std::time::Duration,
+    /// `Bearer <node token>` for this node's own calls (announcements), when it has one.
+    node_authorization: Option<HeaderValue>,
 }
 
 impl Forwarder {
-    fn new(timeout: std::time::Duration) -> Forwarder {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
+    fn new(timeout: std::time::Duration, tls: &crate::tls::NodeTls) -> Forwarder {
+        let connector = tls.connector();
         Forwarder {
-            client: HttpClient::builder(TokioExecutor::new()).build(connector),
+            scheme: tls.scheme(),
+            client: HttpClient::builder(TokioExecutor::new())
+                // Below the nodes' idle timeout (60 s by default), so a pooled connection is
+                // dropped here before the leader closes it under a request.
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .pool_idle_timeout(std::time::Duration::from_secs(30))
+                .build(connector),
             timeout,
+            node_authorization: None,
         }
     }
 
@@ -868,12 +949,14 @@ impl Forwarder {
         headers: HeaderMap,
         body: Bytes,
     ) -> Result<Response, String> {
-        let url = format!("http://{leader_http}{path}");
+        let url = format!("{}://{leader_http}{path}", self.scheme);
         let mut request = hyper::Request::builder().method(method).uri(&url);
+        // The client's credentials go as they came: the leader checks them again.
         for name in [
             CLIENT_ID_HEADER,
             REQUEST_SEQ_HEADER,
             "content-type",
+            "authorization",
             FORWARDED_HEADER,
         ] {
             if let Some(value) = headers.get(name) {
@@ -895,7 +978,7 @@ impl Forwarder {
             .to_bytes();
         let mut answer = Response::new(Body::from(body));
         *answer.status_mut() = parts.status;
-        for name in ["content-type", "retry-after"] {
+        for name in ["content-type", "retry-after", "www-authenticate"] {
             if let Some(value) = parts.headers.get(name) {
                 answer.headers_mut().insert(name, value.clone());
             }
@@ -973,6 +1056,9 @@ impl AnnounceForwarder for Forwarder {
         let mut headers = HeaderMap::new();
         headers.insert("content-type", HeaderValue::from_static("application/json"));
         headers.insert(FORWARDED_HEADER, HeaderValue::from(node));
+        if let Some(authorization) = &self.node_authorization {
+            headers.insert("authorization", authorization.clone());
+        }
         if let Err(reason) = self
             .send(
                 Method::POST,

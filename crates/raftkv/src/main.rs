@@ -28,6 +28,21 @@ struct Cli {
         default_value = "127.0.0.1:8001,127.0.0.1:8002,127.0.0.1:8003"
     )]
     endpoints: Vec<String>,
+    /// Bearer token the client commands and `bench` send, for nodes run with --auth-tokens.
+    /// The environment variable keeps it out of the process list.
+    #[arg(long, global = true, env = "RAFTKV_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// CA certificate (PEM) the client commands verify the nodes' HTTPS certificates with;
+    /// endpoints without a scheme are then reached with https://.
+    #[arg(long, global = true, env = "RAFTKV_CA_CERT")]
+    ca_cert: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) the client commands present, for nodes run with --tls-ca;
+    /// needs --client-key and --ca-cert.
+    #[arg(long, global = true, env = "RAFTKV_CLIENT_CERT")]
+    client_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of --client-cert.
+    #[arg(long, global = true, env = "RAFTKV_CLIENT_KEY")]
+    client_key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -39,6 +54,9 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Runs a local cluster (3 nodes unless --nodes) until Ctrl-C.
     Dev(DevArgs),
+    /// Writes a cluster CA, a certificate and key per node (for --tls-cert and
+    /// --peer-tls-cert alike) and a client certificate, as PEM files.
+    Certs(raftkv::certs::CertsArgs),
     /// Drives a cluster (raftkv, or etcd with --target etcd) with a closed-loop load and
     /// prints throughput, latency percentiles, errors and CPU use.
     Bench(Box<BenchArgs>),
@@ -62,20 +80,50 @@ fn main() -> ExitCode {
         Command::Dev(args) => {
             with_runtime(None, |runtime| runtime.block_on(raftkv::dev::run(args)))
         }
+        Command::Certs(args) => {
+            init_logging("warn");
+            raftkv::certs::run(&args)
+        }
         Command::Bench(args) => with_runtime(Some(usize::from(args.threads)), |runtime| {
-            runtime.block_on(raftkv::bench::run(cli.endpoints, *args))
+            runtime.block_on(raftkv::bench::run(cli.endpoints, cli.token, *args))
         }),
-        Command::Client(command) => with_runtime(None, |runtime| {
-            runtime.block_on(cli::run(cli.endpoints, command))
-        }),
+        Command::Client(command) => {
+            let tls = raftkv::tls::cli_client_tls(
+                cli.ca_cert.as_deref(),
+                cli.client_cert.as_deref(),
+                cli.client_key.as_deref(),
+            );
+            let tls = match tls {
+                Ok(tls) => tls,
+                Err(error) => {
+                    eprintln!("raftkv: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            with_runtime(None, |runtime| {
+                runtime.block_on(cli::run_with_tls(cli.endpoints, cli.token, tls, command))
+            })
+        }
     }
 }
 
 /// `raftkv serve`: the runtime is sized by the node's settings, so they are read first.
 fn serve(args: ServeArgs) -> ExitCode {
     init_logging("info");
-    let config = match args.resolve() {
-        Ok(config) => config,
+    let settings = args
+        .clone()
+        .resolve()
+        .and_then(|config| Ok((args.resolve_http(&config)?, config)));
+    let (http, config) = match settings {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("raftkv: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    // Certificates and keys are read here, so a bad file is reported as a configuration error.
+    let tls = match args.resolve_tls() {
+        Ok(tls) => tls,
         Err(error) => {
             eprintln!("raftkv: {error}");
             return ExitCode::from(2);
@@ -84,7 +132,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     let Some(runtime) = runtime(config.worker_threads) else {
         return ExitCode::from(1);
     };
-    match runtime.block_on(raftkv::serve::serve(config)) {
+    match runtime.block_on(raftkv::serve::serve(config, http, tls)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("raftkv: {error}");

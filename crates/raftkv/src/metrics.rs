@@ -3,6 +3,8 @@
 //!
 //! ```text
 //!  HTTP middleware ─► request_seconds{route,method,status}  (histogram, observed per request)
+//!  access guard ─► auth_refusals_total{reason}; connection loop ─► http_connections_* and
+//!                  http_requests_* (counted as they happen)
 //!  scrape ─► NodeCollector ─► RaftNode::metrics() + KvServer state  (read at scrape time)
 //! ```
 
@@ -11,9 +13,9 @@ use std::sync::{Arc, Weak};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
@@ -31,11 +33,30 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+/// Labels of a request refused by the access guard.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// `unauthenticated` (401) or `forbidden` (403).
+    pub reason: &'static str,
+}
+
 /// The registry and the metrics observed directly.
 pub struct Metrics {
     registry: Registry,
     /// Request latency in seconds by route, method and status.
     pub requests: Family<RequestLabels, Histogram>,
+    /// Requests refused by the access guard, by reason.
+    pub auth_refusals: Family<RefusalLabels, Counter>,
+    /// HTTP connections open now.
+    pub http_connections_open: Gauge,
+    /// Connections closed at once because `--http-connections-max` were open.
+    pub http_connections_refused: Counter,
+    /// Connections closed because a request's head did not arrive within the read timeout.
+    pub http_connections_timed_out: Counter,
+    /// Requests being handled now.
+    pub http_requests_in_flight: Gauge,
+    /// Requests answered 503 because `--http-requests-in-flight-max` were being handled.
+    pub http_requests_shed: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -57,10 +78,59 @@ impl Metrics {
             "Time to answer an HTTP request, by route, method and status",
             requests.clone(),
         );
+        let auth_refusals = Family::<RefusalLabels, Counter>::default();
+        // Both series exist from the start, so a dashboard shows 0 rather than nothing.
+        for reason in ["unauthenticated", "forbidden"] {
+            drop(auth_refusals.get_or_create(&RefusalLabels { reason }));
+        }
+        registry.register(
+            "auth_refusals",
+            "Requests refused by client authentication: unauthenticated (401) or forbidden (403)",
+            auth_refusals.clone(),
+        );
+        let http_connections_open = Gauge::default();
+        registry.register(
+            "http_connections_open",
+            "HTTP connections open",
+            http_connections_open.clone(),
+        );
+        let http_connections_refused = Counter::default();
+        registry.register(
+            "http_connections_refused",
+            "HTTP connections closed at once because the connection limit was reached",
+            http_connections_refused.clone(),
+        );
+        let http_connections_timed_out = Counter::default();
+        registry.register(
+            "http_connections_timed_out",
+            "HTTP connections closed because a request head was not received in time",
+            http_connections_timed_out.clone(),
+        );
+        let http_requests_in_flight = Gauge::default();
+        registry.register(
+            "http_requests_in_flight",
+            "HTTP requests being handled",
+            http_requests_in_flight.clone(),
+        );
+        let http_requests_shed = Counter::default();
+        registry.register(
+            "http_requests_shed",
+            "HTTP requests answered 503 because the in-flight request limit was reached",
+            http_requests_shed.clone(),
+        );
         registry.register_collector(Box::new(NodeCollector {
             server: Arc::downgrade(server),
         }));
-        Metrics { registry, requests }
+        Metrics {
+            registry,
+            requests,
+            auth_refusals,
+            http_connections_open,
+            http_connections_refused,
+            http_connections_timed_out,
+            http_requests_in_flight,
+            http_requests_shed,
+        }
     }
 
     /// The text exposition of every metric.
@@ -202,6 +272,28 @@ impl Collector for NodeCollector {
             "raft_messages_received",
             "Raft messages received",
             node.messages_received_total,
+        )?;
+        let transport = server.transport_counters();
+        counter(
+            encoder,
+            "raft_peer_tls_handshakes_failed",
+            "TLS handshakes with peers that failed: a certificate from another CA or none, \
+             one not for the node dialed, a plain-TCP peer, or too slow a handshake",
+            transport.tls_handshakes_failed,
+        )?;
+        counter(
+            encoder,
+            "raft_peer_connections_refused",
+            "Inbound Raft connections refused at their handshake (wrong cluster, unknown or \
+             removed peer, a certificate for another node) or for too many connections",
+            transport.connections_refused,
+        )?;
+        counter(
+            encoder,
+            "http_tls_handshakes_failed",
+            "HTTPS handshakes that failed: a client certificate missing or from another CA, \
+             plain HTTP on the HTTPS port, or too slow a handshake",
+            server.tls().http_handshakes_failed(),
         )?;
         let sync = &node.wal_sync_latency;
         let mut previous = 0;

@@ -4,24 +4,48 @@ use std::sync::Arc;
 
 use axum::serve::ListenerExt;
 
-use crate::config::ServeConfig;
+use crate::config::{HttpSettings, ServeConfig};
 use crate::http::{router, AppState};
 use crate::server::KvServer;
 
 /// Runs a node until SIGINT or SIGTERM; then stops taking requests, lets the ones in flight
-/// finish, and stops the node after its writes are durable.
-pub async fn serve(config: ServeConfig) -> Result<(), String> {
+/// finish, and stops the node after its writes are durable. `http` says who may use the API
+/// and the limits its server holds; `tls` whether the API is served over HTTPS and the Raft
+/// transport over mutual TLS.
+pub async fn serve(
+    config: ServeConfig,
+    http: HttpSettings,
+    tls: crate::tls::NodeTls,
+) -> Result<(), String> {
     let http_listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .map_err(|error| format!("cannot listen on {}: {error}", config.http_addr))?;
-    let server = KvServer::start(config.clone()).await?;
-    let state = AppState::new(Arc::clone(&server));
+    let server =
+        KvServer::start_with_tls(config.clone(), http.access.node_token.clone(), tls.clone())
+            .await?;
+    let state = AppState::new(Arc::clone(&server))
+        .with_access(&http.access)
+        .with_limits(&http.limits);
+    match &http.access.policy {
+        Some(policy) => tracing::info!(
+            tokens = policy.tokens().len(),
+            "HTTP API requires bearer tokens"
+        ),
+        None if !config.http_addr.ip().is_loopback() => tracing::warn!(
+            http = %config.http_addr,
+            "the HTTP API is unauthenticated and listens beyond loopback: anyone who can \
+             reach it can read, write and change the membership (give --auth-tokens)"
+        ),
+        None => {}
+    }
     let announcer = tokio::spawn(Arc::clone(&server).announce_loop(state.forwarder()));
     tracing::info!(
         id = config.id.0,
         http = %config.http_addr,
         raft = %config.raft_addr,
         data = %config.data_dir.display(),
+        https = tls.https(),
+        peer_tls = tls.peer().is_some(),
         "raftkv node serving"
     );
     // Answers are small and a client waits for each: send them without Nagle's delay.
@@ -30,14 +54,22 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
             tracing::debug!(%error, "cannot set TCP_NODELAY on an HTTP connection");
         }
     });
-    let served = axum::serve(http_listener, router(state))
-        .with_graceful_shutdown(stop_signal())
-        .await
-        .map_err(|error| format!("the HTTP server failed: {error}"));
+    let metrics = state.metrics();
+    let router = router(state);
+    match tls.http_listener(http_listener) {
+        // The same server and limits; the streams it gets do their TLS handshake first.
+        Ok(listener) => {
+            crate::limits::serve_http(listener, router, http.limits, metrics, stop_signal()).await
+        }
+        Err(http_listener) => {
+            crate::limits::serve_http(http_listener, router, http.limits, metrics, stop_signal())
+                .await
+        }
+    }
     announcer.abort();
     server.node().shutdown().await;
     tracing::info!(id = config.id.0, "raftkv node stopped");
-    served
+    Ok(())
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -29,6 +29,7 @@ use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::auth::BearerToken;
 use crate::command::{Command, Operation, Session};
 use crate::config::ServeConfig;
 use crate::state_machine::{Outcome, SnapshotImage, StateMachine};
@@ -183,6 +184,10 @@ pub struct KvServer {
     applied: watch::Receiver<u64>,
     request_base: u64,
     next_request: AtomicU64,
+    /// The token of this node's own calls to other nodes (joining), when they need one.
+    node_token: Option<BearerToken>,
+    /// HTTPS and peer TLS settings; none by default.
+    tls: crate::tls::NodeTls,
     /// Service-level counters, exported as metrics.
     pub counters: ServiceCounters,
 }
@@ -190,6 +195,26 @@ pub struct KvServer {
 impl KvServer {
     /// Opens the data directory, starts the transport and the node, and the apply loop.
     pub async fn start(config: ServeConfig) -> Result<Arc<KvServer>, String> {
+        KvServer::start_with_node_token(config, None).await
+    }
+
+    /// [`KvServer::start`] for a cluster whose nodes run with `--auth-tokens`: joining
+    /// (`--join`) asks the other nodes with `node_token`, which must be an admin token of
+    /// theirs (adding and promoting a member are admin requests).
+    pub async fn start_with_node_token(
+        config: ServeConfig,
+        node_token: Option<BearerToken>,
+    ) -> Result<Arc<KvServer>, String> {
+        KvServer::start_with_tls(config, node_token, crate::tls::NodeTls::default()).await
+    }
+
+    /// [`KvServer::start_with_node_token`] with TLS: the Raft transport uses `tls`'s peer
+    /// settings, and calls to other nodes (joining) go over HTTPS when `tls` serves it.
+    pub async fn start_with_tls(
+        config: ServeConfig,
+        node_token: Option<BearerToken>,
+        tls: crate::tls::NodeTls,
+    ) -> Result<Arc<KvServer>, String> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|error| format!("cannot create {}: {error}", config.data_dir.display()))?;
         // A joining node starts outside any configuration: it learns the membership, itself
@@ -204,7 +229,9 @@ impl KvServer {
         // the node it once joined through has left the cluster since.
         let holds_nothing = report.entries == 0 && report.snapshot.index.0 == 0;
         let joined_peers = match &config.join {
-            Some(join) if holds_nothing => members_at(join, config.id).await?,
+            Some(join) if holds_nothing => {
+                members_at(join, config.id, node_token.as_ref(), &tls).await?
+            }
             _ => BTreeMap::new(),
         };
         let listener = TcpListener::bind(config.raft_addr)
@@ -222,6 +249,7 @@ impl KvServer {
         // Members that joined while this node was down learn where to answer it from its
         // handshake, and it theirs from their handshakes.
         tcp_config.advertised_address = Some(config.advertised_raft_addr);
+        tcp_config.tls = tls.peer().cloned();
         let transport = TcpTransport::start(tcp_config, listener, inbound_sender)
             .map_err(|error| format!("cannot start the transport: {error}"))?;
         let (apply, apply_messages) = mpsc::channel(4096);
@@ -243,6 +271,8 @@ impl KvServer {
             applied,
             request_base: rand::random::<u64>() & !0xFFFF_FFFF,
             next_request: AtomicU64::new(1),
+            node_token,
+            tls,
             counters: ServiceCounters::default(),
         });
         if let Some(join) = server.config.join.clone() {
@@ -259,6 +289,16 @@ impl KvServer {
     /// The settings the node runs with.
     pub fn config(&self) -> &ServeConfig {
         &self.config
+    }
+
+    /// Its TLS settings (HTTPS, peer TLS).
+    pub fn tls(&self) -> &crate::tls::NodeTls {
+        &self.tls
+    }
+
+    /// The counters of its Raft transport (TLS handshake failures among them).
+    pub fn transport_counters(&self) -> raft_node::transport::tcp::TcpCounters {
+        self.transport.counters()
     }
 
     /// The Raft node underneath.
@@ -487,9 +527,13 @@ pub trait AnnounceForwarder: Send + Sync + 'static {
 async fn members_at(
     join: &str,
     own: NodeId,
+    node_token: Option<&BearerToken>,
+    tls: &crate::tls::NodeTls,
 ) -> Result<BTreeMap<NodeId, std::net::SocketAddr>, String> {
-    let client =
-        raftkv_client::Client::new([join]).map_err(|error| format!("--join {join}: {error}"))?;
+    let client = tls
+        .client([join], raftkv_client::ClientOptions::default())
+        .and_then(|client| authenticated(client, node_token))
+        .map_err(|error| format!("--join {join}: {error}"))?;
     let members = client
         .members()
         .await
@@ -522,13 +566,20 @@ async fn join_loop(server: Arc<KvServer>, join: String) {
             request_timeout: Duration::from_secs(2),
             retry_deadline: Duration::from_secs(5),
         };
-        let client = match raftkv_client::Client::with_options(&endpoints, options) {
+        let client = match server.tls.client(&endpoints, options) {
             Ok(client) => client,
             // A recorded address that does not parse: the --join address alone, then.
-            Err(_) => match raftkv_client::Client::with_options([join.as_str()], options) {
+            Err(_) => match server.tls.client([join.as_str()], options) {
                 Ok(client) => client,
                 Err(_) => return,
             },
+        };
+        let client = match authenticated(client, server.node_token.as_ref()) {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::error!(%error, "cannot join: the node token is unusable");
+                return;
+            }
         };
         let role = client.members().await.ok().map(|members| {
             members
@@ -557,6 +608,17 @@ async fn join_loop(server: Arc<KvServer>, join: String) {
             _ => {}
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// `client`, sending `node_token` with every request when there is one.
+fn authenticated(
+    client: raftkv_client::Client,
+    node_token: Option<&BearerToken>,
+) -> Result<raftkv_client::Client, raftkv_client::ClientError> {
+    match node_token {
+        Some(token) => client.with_bearer_token(token.secret()),
+        None => Ok(client),
     }
 }
 

@@ -13,6 +13,7 @@ use raft_core::Message;
 
 pub mod memory;
 pub mod tcp;
+pub mod tls;
 
 /// Sends messages to peers.
 pub trait Transport: Send + Sync + 'static {

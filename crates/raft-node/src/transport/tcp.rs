@@ -23,6 +23,13 @@
 //! dropped. NB: the acceptor sends no handshake back (the dialer does not need to check whom it
 //! reached: the acceptor already refuses a connection meant for another node).
 //!
+//! With [`TcpConfig::tls`] set, every connection is mutual TLS 1.3 first and the frames above
+//! travel inside it: the dialer checks that the acceptor's certificate is the addressed
+//! node's, the acceptor that the dialer's is signed by the cluster CA and, once the handshake
+//! frame names the dialer, that it is that node's (see [`super::tls`]). A failed TLS handshake
+//! closes the connection and is counted in [`TcpCounters::tls_handshakes_failed`]. Without it
+//! the transport is plain TCP, for a private network only.
+//!
 //! Snapshots need nothing special: the core cuts them into chunks (1 MiB), each an ordinary
 //! message, so heartbeats interleave with chunks at message granularity.
 //!
@@ -55,13 +62,15 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use raft_core::{Message, MessageBody, NodeId};
+use rustls::pki_types::CertificateDer;
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::Instrument;
 
+use super::tls::{self, PeerTls};
 use super::Transport;
 use crate::wire::{
     decode_handshake, decode_message, encode_frame, encode_message, FrameDecoder, Handshake,
@@ -107,6 +116,9 @@ pub struct TcpConfig {
     /// can answer (see [`TcpTransport::set_peer`]). `None`: it tells none, and only peers that
     /// were given its address accept its connections.
     pub advertised_address: Option<SocketAddr>,
+    /// Mutual TLS on every connection, both ways; `None` (the default): plain TCP. Every peer
+    /// must use the same setting and CA: a TLS node refuses a plain dialer and the reverse.
+    pub tls: Option<PeerTls>,
 }
 
 impl TcpConfig {
@@ -129,6 +141,7 @@ impl TcpConfig {
             io_timeout: Duration::from_secs(5),
             connections_inbound_max: 1024,
             advertised_address: None,
+            tls: None,
         }
     }
 
@@ -183,10 +196,15 @@ pub struct TcpCounters {
     /// Outbound connections established (a reconnect counts again).
     pub connections_established: u64,
     /// Inbound connections refused: bad or missing handshake (including one from a node that
-    /// is not a peer now), or too many connections.
+    /// is not a peer now, and, with TLS, one whose certificate is not the claimed node's), or
+    /// too many connections.
     pub connections_refused: u64,
     /// Inbound connections closed for an oversized or undecodable frame.
     pub frames_rejected: u64,
+    /// TLS handshakes that failed, inbound or outbound: a certificate from another CA, none, an
+    /// expired one, a server certificate not for the node dialed, a plain-TCP dialer, or a
+    /// handshake cut off or too slow. Always 0 without [`TcpConfig::tls`].
+    pub tls_handshakes_failed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -198,6 +216,7 @@ struct AtomicCounters {
     connections_established: AtomicU64,
     connections_refused: AtomicU64,
     frames_rejected: AtomicU64,
+    tls_handshakes_failed: AtomicU64,
 }
 
 impl AtomicCounters {
@@ -215,6 +234,7 @@ impl AtomicCounters {
             connections_established: load(&self.connections_established),
             connections_refused: load(&self.connections_refused),
             frames_rejected: load(&self.frames_rejected),
+            tls_handshakes_failed: load(&self.tls_handshakes_failed),
         }
     }
 }
@@ -423,6 +443,10 @@ impl TcpTransport {
         config
             .validate()
             .map_err(|reason| io::Error::new(io::ErrorKind::InvalidInput, reason))?;
+        if let Some(tls) = &config.tls {
+            tls.check_identity(config.id)
+                .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
+        }
         let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
         let local_addr = listener.local_addr()?;
         let initial_peers = std::mem::take(&mut config.peers);
@@ -630,6 +654,8 @@ enum OutboundError {
     ClosedByPeer,
     #[error("the peer sent bytes on a connection it should only read")]
     UnexpectedBytes,
+    #[error("TLS handshake failed: {0}")]
+    Tls(io::Error),
     #[error(transparent)]
     Io(#[from] io::Error),
 }
@@ -715,10 +741,18 @@ async fn run_outbound(
                 AtomicCounters::add(&shared.counters.connections_established, 1);
                 tracing::debug!(%address, "connected");
                 backoff = config.reconnect_backoff_min;
-                match write_loop(&shared, stream, &mut queue).await {
+                let written = match stream {
+                    OutboundStream::Plain(stream) => write_loop(&shared, stream, &mut queue).await,
+                    OutboundStream::Tls(stream) => write_loop(&shared, *stream, &mut queue).await,
+                };
+                match written {
                     Ok(()) => return,
                     Err(error) => tracing::info!(%address, %error, "connection lost"),
                 }
+            }
+            Err(error @ OutboundError::Tls(_)) => {
+                // Unlike a peer that is down, this does not heal by itself: say so loudly.
+                tracing::warn!(%address, %error, "TLS handshake with a peer failed");
             }
             Err(error) => tracing::debug!(%address, %error, "connect failed"),
         }
@@ -731,18 +765,55 @@ async fn run_outbound(
     }
 }
 
-/// Dials `address`, disables Nagle's algorithm (Raft messages are latency-bound) and sends the
-/// handshake.
+/// An established outbound connection, plain or TLS. An enum rather than a trait object, so
+/// the write loop stays monomorphic for the plain default.
+enum OutboundStream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// Dials `address`, disables Nagle's algorithm (Raft messages are latency-bound), does the TLS
+/// handshake when configured, and sends the handshake frame.
 async fn connect(
     shared: &Shared,
     peer: NodeId,
     address: SocketAddr,
-) -> Result<TcpStream, OutboundError> {
+) -> Result<OutboundStream, OutboundError> {
     let config = &shared.config;
-    let mut stream = tokio::time::timeout(config.io_timeout, TcpStream::connect(address))
+    let stream = tokio::time::timeout(config.io_timeout, TcpStream::connect(address))
         .await
         .map_err(|_| OutboundError::Timeout)??;
     stream.set_nodelay(true)?;
+    let Some(tls) = &config.tls else {
+        let mut stream = stream;
+        send_handshake(config, peer, &mut stream).await?;
+        return Ok(OutboundStream::Plain(stream));
+    };
+    // The server certificate must name the node meant, not merely chain to the CA: see
+    // `super::tls` on identity.
+    let handshake = tls.connector().connect(tls::server_name(peer), stream);
+    let established = tokio::time::timeout(config.io_timeout, handshake).await;
+    let mut stream = match established {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            AtomicCounters::add(&shared.counters.tls_handshakes_failed, 1);
+            return Err(OutboundError::Tls(error));
+        }
+        Err(_) => {
+            AtomicCounters::add(&shared.counters.tls_handshakes_failed, 1);
+            return Err(OutboundError::Timeout);
+        }
+    };
+    send_handshake(config, peer, &mut stream).await?;
+    Ok(OutboundStream::Tls(Box::new(stream)))
+}
+
+/// Writes this node's handshake frame, addressed to `peer`.
+async fn send_handshake(
+    config: &TcpConfig,
+    peer: NodeId,
+    stream: &mut (impl AsyncWrite + Unpin),
+) -> Result<(), OutboundError> {
     let handshake = Handshake {
         protocol_version: PROTOCOL_VERSION,
         cluster_id: config.cluster_id.clone(),
@@ -755,10 +826,24 @@ async fn connect(
     };
     let mut frame = BytesMut::new();
     encode_frame(&handshake, &mut frame);
-    tokio::time::timeout(config.io_timeout, stream.write_all(&frame))
+    tokio::time::timeout(config.io_timeout, write_flushed(stream, &frame))
         .await
         .map_err(|_| OutboundError::Timeout)??;
-    Ok(stream)
+    Ok(())
+}
+
+/// Whether `error` comes from TLS (an alert, a bad record) rather than from the socket.
+fn is_tls_error(error: &io::Error) -> bool {
+    error
+        .get_ref()
+        .is_some_and(|inner| inner.is::<rustls::Error>())
+}
+
+/// Writes `bytes` and flushes them: a TLS stream may hold records back until flushed (a plain
+/// socket's flush does nothing).
+async fn write_flushed(stream: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
 }
 
 /// Waits for a message, coalesces everything else queued (up to the batch limit) into one
@@ -766,11 +851,10 @@ async fn connect(
 /// side, which the acceptor never writes to, to notice a closed connection while idle.
 async fn write_loop(
     shared: &Shared,
-    mut stream: TcpStream,
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
     queue: &mut QueueReceiver,
 ) -> Result<(), OutboundError> {
     let config = &shared.config;
-    let (mut reader, mut writer) = stream.split();
     let mut batch = BytesMut::new();
     let mut probe = [0u8; 64];
     let mut unwritten = Unwritten {
@@ -789,10 +873,16 @@ async fn write_loop(
                 Some(message) => message,
                 None => return Ok(()),
             },
-            read = reader.read(&mut probe) => {
+            read = stream.read(&mut probe) => {
                 return Err(match read {
                     Ok(0) => OutboundError::ClosedByPeer,
                     Ok(_) => OutboundError::UnexpectedBytes,
+                    // In TLS 1.3 the client finishes its handshake before the server has judged
+                    // its certificate, so a refusal (an alert) arrives here, on the first read.
+                    Err(error) if is_tls_error(&error) => {
+                        AtomicCounters::add(&shared.counters.tls_handshakes_failed, 1);
+                        OutboundError::Tls(error)
+                    }
                     Err(error) => OutboundError::Io(error),
                 });
             }
@@ -821,7 +911,7 @@ async fn write_loop(
             assert_eq!(unwritten.messages, 0);
             continue;
         }
-        tokio::time::timeout(config.io_timeout, writer.write_all(&batch))
+        tokio::time::timeout(config.io_timeout, write_flushed(&mut stream, &batch))
             .await
             .map_err(|_| OutboundError::Timeout)??;
         let written = std::mem::take(&mut unwritten.messages);
@@ -870,16 +960,68 @@ enum InboundError {
     Io(#[from] io::Error),
 }
 
-/// Serves one inbound connection, then counts and logs why it ended. The stream is closed only
-/// after the counting, so that whoever sees the close also sees the count.
+/// Serves one inbound connection, TLS first when configured, then counts and logs why it
+/// ended. The stream is closed only after the counting, so that whoever sees the close also
+/// sees the count.
 async fn handle_inbound(
     shared: Arc<Shared>,
-    mut stream: TcpStream,
+    stream: TcpStream,
     remote: SocketAddr,
     inbound: mpsc::Sender<Message>,
 ) {
+    let Some(tls) = shared.config.tls.clone() else {
+        return finish_inbound(&shared, stream, None, remote, &inbound).await;
+    };
+    // Bounded like the handshake frame: an unauthenticated dialer must not hold a connection
+    // slot for long.
+    let accepted = tokio::time::timeout(
+        shared.config.io_timeout,
+        tls.acceptor().accept(stream).into_fallible(),
+    )
+    .await;
+    let stream = match accepted {
+        Ok(Ok(stream)) => stream,
+        Ok(Err((error, stream))) => {
+            AtomicCounters::add(&shared.counters.tls_handshakes_failed, 1);
+            tracing::warn!(%remote, %error, "TLS handshake failed; connection refused");
+            drop(stream);
+            return;
+        }
+        Err(_) => {
+            AtomicCounters::add(&shared.counters.tls_handshakes_failed, 1);
+            tracing::warn!(%remote, "no TLS handshake in time; connection refused");
+            return;
+        }
+    };
+    // rustls verified the chain against the CA during the handshake; which node it belongs to
+    // is checked once the handshake frame says which node the dialer claims to be.
+    let certificate = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .cloned();
+    let Some(certificate) = certificate else {
+        // Unreachable with the verifier in `PeerTls`, which requires a certificate; refusing
+        // keeps a future change of verifier from opening the door.
+        AtomicCounters::add(&shared.counters.tls_handshakes_failed, 1);
+        tracing::warn!(%remote, "TLS peer without a certificate; connection refused");
+        return;
+    };
+    finish_inbound(&shared, stream, Some(certificate), remote, &inbound).await;
+}
+
+/// Serves one inbound connection (see [`handle_inbound`]); `certificate` is the dialer's TLS
+/// certificate, when TLS is on.
+async fn finish_inbound(
+    shared: &Arc<Shared>,
+    mut stream: impl AsyncRead + Unpin,
+    certificate: Option<CertificateDer<'static>>,
+    remote: SocketAddr,
+    inbound: &mpsc::Sender<Message>,
+) {
     let counters = &shared.counters;
-    match serve_inbound(&shared, &mut stream, &inbound).await {
+    match serve_inbound(shared, &mut stream, certificate.as_ref(), inbound).await {
         Ok(()) => tracing::debug!(%remote, "connection closed"),
         Err(InboundError::Refused(reason)) => {
             AtomicCounters::add(&counters.connections_refused, 1);
@@ -894,11 +1036,13 @@ async fn handle_inbound(
     drop(stream);
 }
 
-/// Reads and checks the handshake, then forwards every well-addressed message. Returns `Ok`
-/// when the peer closes the connection, the inbound channel is gone, or the peer is removed.
+/// Reads and checks the handshake (against `certificate`, the dialer's, when TLS is on), then
+/// forwards every well-addressed message. Returns `Ok` when the peer closes the connection,
+/// the inbound channel is gone, or the peer is removed.
 async fn serve_inbound(
     shared: &Arc<Shared>,
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + Unpin),
+    certificate: Option<&CertificateDer<'static>>,
     inbound: &mpsc::Sender<Message>,
 ) -> Result<(), InboundError> {
     let config = &shared.config;
@@ -918,6 +1062,12 @@ async fn serve_inbound(
     };
     let handshake = decode_handshake(frame)
         .map_err(|error| InboundError::Refused(format!("bad handshake: {error}")))?;
+    if let Some(certificate) = certificate {
+        // Before `admit`, which may make the dialer a peer: only the holder of node N's
+        // certificate may speak as node N.
+        tls::certificate_names_node(certificate, NodeId(handshake.from))
+            .map_err(InboundError::Refused)?;
+    }
     let mut membership = admit(shared, &handshake).map_err(InboundError::Refused)?;
     let from = NodeId(handshake.from);
     tracing::debug!(from = from.0, "handshake accepted");
@@ -941,7 +1091,7 @@ async fn serve_inbound(
 /// connection or the inbound channel is gone.
 async fn forward_messages(
     shared: &Shared,
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + Unpin),
     decoder: &mut FrameDecoder,
     from: NodeId,
     inbound: &mpsc::Sender<Message>,
@@ -1021,7 +1171,7 @@ fn admit(shared: &Arc<Shared>, handshake: &Handshake) -> Result<watch::Receiver<
 /// The next frame's payload, or `None` when the peer closed the connection (a partial frame
 /// at the end is discarded: it could not be a whole message).
 async fn read_frame(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + Unpin),
     decoder: &mut FrameDecoder,
 ) -> Result<Option<Bytes>, InboundError> {
     loop {

@@ -226,9 +226,10 @@ fn new_histogram() -> Histogram<u64> {
         .expect("constant histogram bounds are valid")
 }
 
-/// Runs `raftkv bench` against `endpoints` and prints the result.
-pub async fn run(endpoints: Vec<String>, args: BenchArgs) -> ExitCode {
-    match run_bench(endpoints, &args).await {
+/// Runs `raftkv bench` against `endpoints` and prints the result; `token` is sent as bearer
+/// token by every raftkv client (for nodes run with `--auth-tokens`).
+pub async fn run(endpoints: Vec<String>, token: Option<String>, args: BenchArgs) -> ExitCode {
+    match run_bench(endpoints, token.as_deref(), &args).await {
         Ok(report) => {
             if args.json {
                 match serde_json::to_string(&report) {
@@ -254,14 +255,18 @@ pub async fn run(endpoints: Vec<String>, args: BenchArgs) -> ExitCode {
     }
 }
 
-async fn run_bench(endpoints: Vec<String>, args: &BenchArgs) -> Result<Report, String> {
+async fn run_bench(
+    endpoints: Vec<String>,
+    token: Option<&str>,
+    args: &BenchArgs,
+) -> Result<Report, String> {
     if args.target == TargetKind::Etcd && args.consistency == ReadConsistency::Lease {
         return Err("etcd has no lease reads: use --consistency linearizable or stale".into());
     }
     let seed = args.seed.unwrap_or_else(|| rand::thread_rng().gen());
     let mut value = vec![0u8; args.value_size];
     StdRng::seed_from_u64(seed).fill_bytes(&mut value);
-    let drivers = target::connect(&endpoints, args).await?;
+    let drivers = target::connect(&endpoints, token, args).await?;
     let server_cpu_start = servers_cpu_seconds(&args.server_pids)?;
     let cpu_start = report::own_cpu_seconds();
     let started = Instant::now();

@@ -20,8 +20,12 @@ pub(super) enum Driver {
     },
 }
 
-/// Makes one driver per client of `args`.
-pub(super) async fn connect(endpoints: &[String], args: &BenchArgs) -> Result<Vec<Driver>, String> {
+/// Makes one driver per client of `args`; raftkv clients send `token` as bearer token.
+pub(super) async fn connect(
+    endpoints: &[String],
+    token: Option<&str>,
+    args: &BenchArgs,
+) -> Result<Vec<Driver>, String> {
     let clients = usize::try_from(args.clients).map_err(|_| "too many clients".to_string())?;
     match args.target {
         TargetKind::Raftkv => {
@@ -36,8 +40,12 @@ pub(super) async fn connect(endpoints: &[String], args: &BenchArgs) -> Result<Ve
             };
             // One pool; every client is a session of its own on it (a connection each, as an
             // HTTP/1.1 connection carries one request at a time).
-            let pool =
-                Client::with_options(endpoints, options).map_err(|error| error.to_string())?;
+            let pool = Client::with_options(endpoints, options)
+                .and_then(|pool| match token {
+                    Some(token) => pool.with_bearer_token(token),
+                    None => Ok(pool),
+                })
+                .map_err(|error| error.to_string())?;
             Ok((0..clients)
                 .map(|_| Driver::Raftkv {
                     client: pool.new_session(),

@@ -37,6 +37,8 @@ pub struct TestCluster {
     extra_args: Vec<String>,
     dir: tempfile::TempDir,
     http: HttpClient<HttpConnector, Full<Bytes>>,
+    /// The bearer token of the cluster's own clients, when its nodes run with --auth-tokens.
+    token: Option<String>,
 }
 
 /// A port nothing listens on right now (the OS picks it; the test binds it soon after).
@@ -50,6 +52,16 @@ fn free_port() -> u16 {
 impl TestCluster {
     /// Starts `size` nodes with `extra_args` passed to each `serve`, and waits for a leader.
     pub async fn start(size: u64, extra_args: &[&str]) -> TestCluster {
+        TestCluster::start_with_token(size, extra_args, None).await
+    }
+
+    /// [`TestCluster::start`] for nodes run with `--auth-tokens`: the cluster's clients (its
+    /// leader checks among them) send `token`.
+    pub async fn start_with_token(
+        size: u64,
+        extra_args: &[&str],
+        token: Option<&str>,
+    ) -> TestCluster {
         let dir = tempfile::tempdir().expect("temporary directory");
         let mut nodes = Vec::new();
         for id in 1..=size {
@@ -74,6 +86,7 @@ impl TestCluster {
             extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
             dir,
             http: HttpClient::builder(TokioExecutor::new()).build(HttpConnector::new()),
+            token: token.map(str::to_string),
         };
         for index in 0..cluster.nodes.len() {
             cluster.spawn(index);
@@ -159,9 +172,17 @@ impl TestCluster {
         self.nodes.iter().map(|node| node.http.clone()).collect()
     }
 
+    /// `client` with the cluster's token, if it has one.
+    fn authenticated(&self, client: Client) -> Client {
+        match &self.token {
+            Some(token) => client.with_bearer_token(token).expect("a valid token"),
+            None => client,
+        }
+    }
+
     /// A client of every running node.
     pub fn client(&self) -> Client {
-        Client::with_options(
+        let client = Client::with_options(
             self.nodes
                 .iter()
                 .filter(|node| node.process.is_some())
@@ -171,19 +192,21 @@ impl TestCluster {
                 retry_deadline: DEADLINE,
             },
         )
-        .expect("valid endpoints")
+        .expect("valid endpoints");
+        self.authenticated(client)
     }
 
     /// A client of node `index` only.
     pub fn client_of(&self, index: usize) -> Client {
-        Client::with_options(
+        let client = Client::with_options(
             [self.nodes[index].http.clone()],
             ClientOptions {
                 request_timeout: Duration::from_secs(5),
                 retry_deadline: DEADLINE,
             },
         )
-        .expect("valid endpoint")
+        .expect("valid endpoint");
+        self.authenticated(client)
     }
 
     /// Status of node `index`, if it answers.

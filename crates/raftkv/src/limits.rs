@@ -1,0 +1,525 @@
+//! The HTTP server's accept loop, and the limits it holds under abuse.
+//!
+//! ```text
+//!  accept ─► connections open < --http-connections-max? ── no ─► close at once (counted)
+//!              │ yes: a task per connection (HTTP/1.1, hyper)
+//!              ├─ head larger than --http-header-bytes-max, or more than --http-headers-max
+//!              │  headers ─► 431 from hyper, connection closed
+//!              ├─ request head not complete --http-request-read-timeout-ms after its first
+//!              │  byte (slowloris) ─► connection closed (counted)
+//!              ├─ silent for --http-idle-timeout-ms while waiting for a request ─► closed
+//!              └─ request ─► requests in flight < --http-requests-in-flight-max?
+//!                               ├─ no ─► 503 + Retry-After, body never read (counted)
+//!                               └─ yes ─► router: access guard, handler (its body bounded in
+//!                                         size, 413, and in time, 408, before it is buffered)
+//!  stop signal ─► stop accepting; every connection finishes its request in flight and closes
+//!                 (idle ones at once) ─► return once all are closed
+//! ```
+//!
+//! Every limit has a generous default that costs the benchmark nothing (`raftkv bench` runs
+//! 256 clients on as many keep-alive connections) and a flag to tighten it. Overload is
+//! answered 503 with `Retry-After` rather than 429: the Rust client and other well-behaved
+//! clients retry a 5xx on another node after the pause, where a 4xx is final.
+//!
+//! hyper's own `header_read_timeout` is armed whenever a connection waits for a request head,
+//! so it measures idleness plus the head's arrival from the same instant; it serves here as
+//! the idle timeout. The slowloris limit is counted from a head's first byte, by a watchdog
+//! per connection that sees the bytes as they are read ([`WatchedIo`]): that way an idle
+//! keep-alive connection may wait long (clients pool them for up to 30 s) while a head that
+//! started must finish quickly.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use raftkv_client::api::ErrorResponse;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{watch, Notify, Semaphore};
+use tokio::time::Instant;
+
+use crate::metrics::Metrics;
+
+/// hyper's smallest read buffer; a smaller header limit would make it panic.
+pub const HEADER_BYTES_MAX_MIN: usize = 8192;
+
+/// hyper's default number of headers, kept on the stack (a different number costs an
+/// allocation per request).
+const HEADERS_MAX_DEFAULT: usize = 100;
+
+/// Most connections or requests in flight a limit may allow (the semaphores count in `u32`).
+const COUNT_LIMIT_MAX: usize = 1_000_000;
+
+/// Limits of the HTTP server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Connections open at once; one more is closed as soon as it is accepted.
+    pub connections_max: usize,
+    /// Requests handled at once over all connections; one more is answered 503.
+    pub requests_in_flight_max: usize,
+    /// Bytes of a request head (request line and headers); more is answered 431.
+    pub header_bytes_max: usize,
+    /// Headers in a request; more is answered 431.
+    pub headers_max: usize,
+    /// Time a client has to send a request head, from its first byte, and again its body.
+    pub request_read_timeout: Duration,
+    /// Time a connection may wait for its next request (from its start, or from the end of
+    /// the previous answer) before it is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            connections_max: 10_000,
+            requests_in_flight_max: 4096,
+            header_bytes_max: 64 * 1024,
+            headers_max: HEADERS_MAX_DEFAULT,
+            request_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl HttpLimits {
+    /// Checks every limit; `key_bytes_max` is the longest key, which the head must be able to
+    /// carry percent-encoded in the path. The error names the setting and says why.
+    pub fn validate(&self, key_bytes_max: usize) -> Result<(), (&'static str, String)> {
+        let count = |name: &'static str, value: usize| {
+            if value == 0 || value > COUNT_LIMIT_MAX {
+                Err((name, format!("must be between 1 and {COUNT_LIMIT_MAX}")))
+            } else {
+                Ok(())
+            }
+        };
+        count("http_connections_max", self.connections_max)?;
+        count("http_requests_in_flight_max", self.requests_in_flight_max)?;
+        // Each byte of a key is at most three in the path (%XX), plus the rest of the head.
+        let header_bytes_min = HEADER_BYTES_MAX_MIN.max(3 * key_bytes_max + 4096);
+        if self.header_bytes_max < header_bytes_min || self.header_bytes_max > 16 * 1024 * 1024 {
+            return Err((
+                "http_header_bytes_max",
+                format!(
+                    "must be between {header_bytes_min} (room for the longest key, \
+                     percent-encoded) and 16 MiB"
+                ),
+            ));
+        }
+        if self.headers_max < 8 || self.headers_max > 10_000 {
+            return Err(("http_headers_max", "must be between 8 and 10000".into()));
+        }
+        for (name, timeout) in [
+            ("http_request_read_timeout_ms", self.request_read_timeout),
+            ("http_idle_timeout_ms", self.idle_timeout),
+        ] {
+            if timeout.is_zero() || timeout > Duration::from_secs(3600) {
+                return Err((name, "must be between 1 ms and one hour".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The HTTP/1.1 settings of every connection.
+    fn connection_builder(&self) -> http1::Builder {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .keep_alive(true)
+            // Armed whenever the connection waits for a head: the idle limit (module doc).
+            .header_read_timeout(self.idle_timeout)
+            // The read buffer is bounded, so a connection holds at most this much of a head;
+            // bodies stream through it in pieces. Twice the head limit: a head somewhat over
+            // the limit is read whole and answered 431 (a head cut off in a full buffer is
+            // answered 431 too, but the unread rest can turn the close into a reset that
+            // loses the answer).
+            .max_buf_size((2 * self.header_bytes_max).max(HEADER_BYTES_MAX_MIN))
+            .max_header_size(self.header_bytes_max);
+        if self.headers_max != HEADERS_MAX_DEFAULT {
+            builder.max_headers(self.headers_max);
+        }
+        builder
+    }
+}
+
+/// What every connection task shares.
+struct Shared {
+    router: Router,
+    limits: HttpLimits,
+    metrics: Arc<Metrics>,
+    builder: http1::Builder,
+    /// One permit per request that may be in flight.
+    requests: Arc<Semaphore>,
+}
+
+/// Serves `router` on the connections of `listener` within `limits` until `shutdown`
+/// resolves; then stops accepting, lets every connection finish the request it is handling
+/// (idle ones close at once), and returns once all are closed.
+///
+/// Any [`axum::serve::Listener`] will do (plain TCP, or one that wraps its streams).
+pub async fn serve_http<L>(
+    mut listener: L,
+    router: Router,
+    limits: HttpLimits,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()>,
+) where
+    L: axum::serve::Listener,
+{
+    assert!(
+        limits.validate(0).is_ok(),
+        "limits are validated with the configuration"
+    );
+    let connections_max = u32::try_from(limits.connections_max).unwrap_or(u32::MAX);
+    let connections = Arc::new(Semaphore::new(connections_max as usize));
+    let shared = Arc::new(Shared {
+        // Turns every route into its service once, not per request (as `axum::serve` does).
+        router: router.with_state(()),
+        limits,
+        builder: limits.connection_builder(),
+        requests: Arc::new(Semaphore::new(limits.requests_in_flight_max)),
+        metrics,
+    });
+    let (stop_sender, stop) = watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, _address) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = Arc::clone(&connections).try_acquire_owned() else {
+            // Closing at once tells the client to try another node, where waiting in the
+            // kernel's backlog would leave it hanging until its own timeout.
+            shared.metrics.http_connections_refused.inc();
+            drop(stream);
+            continue;
+        };
+        let shared = Arc::clone(&shared);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, &shared, stop).await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    stop_sender.send_replace(true);
+    // Every connection task holds a permit until it ends: all are back once all have ended.
+    let all_closed = connections.acquire_many(connections_max).await;
+    drop(all_closed);
+}
+
+/// Serves one connection until it closes, its head watchdog fires, or (after `stop` turns
+/// true) it finished its request in flight.
+async fn serve_connection<S>(stream: S, shared: &Arc<Shared>, mut stop: watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let metrics = &shared.metrics;
+    metrics.http_connections_open.inc();
+    let clock = Arc::new(RequestClock::new());
+    let io = TokioIo::new(WatchedIo {
+        inner: stream,
+        clock: Arc::clone(&clock),
+    });
+    let service = {
+        let shared = Arc::clone(shared);
+        let clock = Arc::clone(&clock);
+        hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+            // Synchronously, before any of the body is read: what arrives from now on is
+            // body, not a new head.
+            let visit = clock.request_started();
+            let shared = Arc::clone(&shared);
+            async move {
+                let _visit = visit;
+                let Ok(_slot) = shared.requests.try_acquire() else {
+                    shared.metrics.http_requests_shed.inc();
+                    return Ok::<_, Infallible>(overloaded(shared.limits.requests_in_flight_max));
+                };
+                shared.metrics.http_requests_in_flight.inc();
+                let _in_flight = GaugeDecrement(&shared.metrics.http_requests_in_flight);
+                // A `Router` is always ready (its `poll_ready` returns `Ready`), so it is
+                // called without waiting for readiness.
+                let mut router = shared.router.clone();
+                tower_service::Service::call(&mut router, request).await
+            }
+        })
+    };
+    let connection = shared.builder.serve_connection(io, service);
+    let mut connection = std::pin::pin!(connection);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "HTTP connection ended with an error");
+                }
+                break;
+            }
+            _ = stop.wait_for(|stop| *stop), if !stopping => {
+                // Closes the connection once its request in flight is answered, or at once
+                // when it is idle.
+                connection.as_mut().graceful_shutdown();
+                stopping = true;
+            }
+            () = clock.head_overdue(shared.limits.request_read_timeout) => {
+                metrics.http_connections_timed_out.inc();
+                tracing::debug!(
+                    timeout = ?shared.limits.request_read_timeout,
+                    "closing an HTTP connection whose request head did not arrive in time"
+                );
+                break;
+            }
+        }
+    }
+    metrics.http_connections_open.dec();
+}
+
+/// Decrements a gauge when dropped, however the request ends.
+struct GaugeDecrement<'a>(&'a prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for GaugeDecrement<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// The answer to a request beyond the in-flight limit.
+fn overloaded(requests_in_flight_max: usize) -> Response {
+    let body = ErrorResponse {
+        error: format!(
+            "this node is handling its limit of {requests_in_flight_max} requests; retry shortly"
+        ),
+        leader: None,
+        leader_http: None,
+    };
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert("retry-after", HeaderValue::from_static("1"));
+    response
+}
+
+/// When the request head a connection is reading started arriving.
+struct RequestClock {
+    opened: Instant,
+    /// Nanoseconds after `opened`, plus one, at which the first byte of the head now being
+    /// read arrived; 0 while no head is being read. Invariant: 0 while `in_flight` > 0.
+    head_started: AtomicU64,
+    /// Requests handed to the service and not answered yet.
+    in_flight: AtomicUsize,
+    /// Woken when a head starts.
+    head_began: Notify,
+}
+
+impl RequestClock {
+    fn new() -> RequestClock {
+        RequestClock {
+            opened: Instant::now(),
+            head_started: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            head_began: Notify::new(),
+        }
+    }
+
+    /// Bytes were read: the start of a head, unless a request is being handled (then they
+    /// are its body, or a pipelined request the idle timeout covers) or a head already
+    /// started.
+    fn bytes_arrived(&self) {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return;
+        }
+        let now = u64::try_from(self.opened.elapsed().as_nanos())
+            .unwrap_or(u64::MAX - 1)
+            .saturating_add(1);
+        if self
+            .head_started
+            .compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.head_began.notify_one();
+        }
+    }
+
+    /// A head was complete and its request handed to the service; the returned guard marks
+    /// it answered when dropped.
+    fn request_started(self: &Arc<Self>) -> RequestVisit {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.head_started.store(0, Ordering::Release);
+        RequestVisit {
+            clock: Arc::clone(self),
+        }
+    }
+
+    /// Resolves once a head has been arriving for longer than `limit`.
+    async fn head_overdue(&self, limit: Duration) {
+        loop {
+            let started = self.head_started.load(Ordering::Acquire);
+            if started == 0 {
+                self.head_began.notified().await;
+                continue;
+            }
+            let deadline = self.opened + Duration::from_nanos(started - 1) + limit;
+            tokio::time::sleep_until(deadline).await;
+            // The same head still not complete (a new one would have another start).
+            if self.head_started.load(Ordering::Acquire) == started {
+                return;
+            }
+        }
+    }
+}
+
+/// A request between its head and its answer.
+struct RequestVisit {
+    clock: Arc<RequestClock>,
+}
+
+impl Drop for RequestVisit {
+    fn drop(&mut self) {
+        self.clock.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A connection's stream, telling its [`RequestClock`] when bytes arrive.
+struct WatchedIo<S> {
+    inner: S,
+    clock: Arc<RequestClock>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WatchedIo<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buffer.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(context, buffer);
+        if buffer.filled().len() > before {
+            self.clock.bytes_arrived();
+        }
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WatchedIo<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(context, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffers: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(context, buffers)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(context)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(context)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid_and_each_limit_is_checked() {
+        let defaults = HttpLimits::default();
+        assert_eq!(defaults.validate(4096), Ok(()));
+        let refused = |limits: HttpLimits, key_bytes_max: usize| {
+            limits.validate(key_bytes_max).expect_err("out of range").0
+        };
+        assert_eq!(
+            refused(
+                HttpLimits {
+                    connections_max: 0,
+                    ..defaults
+                },
+                4096
+            ),
+            "http_connections_max"
+        );
+        assert_eq!(
+            refused(
+                HttpLimits {
+                    requests_in_flight_max: 2_000_000,
+                    ..defaults
+                },
+                4096
+            ),
+            "http_requests_in_flight_max"
+        );
+        assert_eq!(
+            refused(
+                HttpLimits {
+                    header_bytes_max: 4096,
+                    ..defaults
+                },
+                16
+            ),
+            "http_header_bytes_max"
+        );
+        // The head must carry the longest key percent-encoded.
+        assert_eq!(refused(defaults, 64 * 1024), "http_header_bytes_max");
+        assert_eq!(
+            refused(
+                HttpLimits {
+                    request_read_timeout: Duration::ZERO,
+                    ..defaults
+                },
+                4096
+            ),
+            "http_request_read_timeout_ms"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_is_overdue_only_when_it_started_and_did_not_finish_in_time() {
+        let clock = Arc::new(RequestClock::new());
+        let limit = Duration::from_secs(10);
+        // Idle: nothing is overdue however long it waits.
+        let idle = tokio::time::timeout(Duration::from_secs(60), clock.head_overdue(limit)).await;
+        assert!(idle.is_err());
+        // A head starts and completes in time; the body that follows does not count.
+        clock.bytes_arrived();
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let visit = clock.request_started();
+        clock.bytes_arrived();
+        let answered = tokio::time::timeout(Duration::from_secs(60), clock.head_overdue(limit));
+        assert!(
+            answered.await.is_err(),
+            "a request in flight is not a slow head"
+        );
+        drop(visit);
+        // The next head trickles in and is cut off after the limit.
+        clock.bytes_arrived();
+        let started = tokio::time::Instant::now();
+        clock.head_overdue(limit).await;
+        assert!(started.elapsed() >= limit);
+    }
+}

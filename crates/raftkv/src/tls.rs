@@ -1,0 +1,721 @@
+//! TLS for a raftkv node: HTTPS for its API, mutual TLS for its Raft transport, and HTTPS for
+//! its own calls to the other nodes (forwarding to the leader, announcing, joining).
+//!
+//! ```text
+//!  --tls-cert/--tls-key [--tls-ca]  ─► HTTPS on --http-addr (client certificates required and
+//!                                      checked against --tls-ca when given)
+//!                                   └► node-to-node HTTPS: https:// to the other nodes, trusting
+//!                                      --tls-ca and --peer-tls-ca, presenting --tls-cert
+//!  --peer-tls-cert/-key/-ca         ─► mutual TLS on every Raft connection (raft_node::transport::tls)
+//! ```
+//!
+//! Every file is read and parsed when the node starts ([`ServeArgs::resolve_tls`]), so a
+//! missing file, a key that does not fit its certificate or a certificate not signed by the CA
+//! stops the node with the reason instead of failing every connection later.
+//!
+//! HTTPS connections are accepted by [`TlsListener`], which hands the HTTP server streams that
+//! do their TLS handshake on first use, inside the connection's own task: one slow client's
+//! handshake never holds up the accept loop, and the server's per-connection limits and
+//! graceful shutdown apply to TLS connections as they are.
+//!
+//! [`ServeArgs::resolve_tls`]: crate::config::ServeArgs::resolve_tls
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use raft_node::transport::tls::{self as peer_tls, PeerTls};
+use raftkv_client::{Client, ClientError, ClientOptions, ClientTls};
+use rustls::server::WebPkiClientVerifier;
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_rustls::TlsAcceptor;
+
+/// Longest time an HTTPS client has to finish its TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The TLS files of a node as given (flags, environment, file), before they are read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsPaths {
+    /// `--tls-cert`: the HTTPS certificate chain.
+    pub http_certificate: Option<PathBuf>,
+    /// `--tls-key`: its private key.
+    pub http_key: Option<PathBuf>,
+    /// `--tls-ca`: the CA client certificates must chain to (then they are required).
+    pub http_client_ca: Option<PathBuf>,
+    /// `--peer-tls-cert`: this node's certificate on the Raft transport.
+    pub peer_certificate: Option<PathBuf>,
+    /// `--peer-tls-key`: its private key.
+    pub peer_key: Option<PathBuf>,
+    /// `--peer-tls-ca`: the cluster CA every peer's certificate must chain to.
+    pub peer_ca: Option<PathBuf>,
+}
+
+impl TlsPaths {
+    /// Checks that the settings come in usable groups: the HTTPS certificate with its key, the
+    /// client CA only with them, the three peer settings together, and a CA for the node's own
+    /// HTTPS calls. Returns the setting at fault and why.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        match (&self.http_certificate, &self.http_key) {
+            (Some(_), None) => {
+                return Err((
+                    "tls_key",
+                    "--tls-cert needs --tls-key (its private key)".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(("tls_cert", "--tls-key needs --tls-cert".into()));
+            }
+            _ => {}
+        }
+        if self.http_client_ca.is_some() && self.http_certificate.is_none() {
+            return Err((
+                "tls_ca",
+                "--tls-ca (require client certificates) needs --tls-cert and --tls-key".into(),
+            ));
+        }
+        let peer = [
+            ("--peer-tls-cert", self.peer_certificate.is_some()),
+            ("--peer-tls-key", self.peer_key.is_some()),
+            ("--peer-tls-ca", self.peer_ca.is_some()),
+        ];
+        let given = peer.iter().filter(|(_, given)| *given).count();
+        if given != 0 && given != peer.len() {
+            let missing: Vec<&str> = peer
+                .iter()
+                .filter(|(_, given)| !given)
+                .map(|(name, _)| *name)
+                .collect();
+            return Err((
+                "peer_tls",
+                format!(
+                    "give --peer-tls-cert, --peer-tls-key and --peer-tls-ca together (missing: {})",
+                    missing.join(", ")
+                ),
+            ));
+        }
+        if self.http_certificate.is_some()
+            && self.http_client_ca.is_none()
+            && self.peer_ca.is_none()
+        {
+            return Err((
+                "tls_ca",
+                "with --tls-cert the node calls the other nodes over HTTPS (forwarding to the \
+                 leader, joining) and must verify their certificates: give --tls-ca or the \
+                 --peer-tls-* settings, whose CA it then trusts"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A node's TLS settings, read and checked: what [`crate::serve::serve`] and
+/// [`crate::server::KvServer`] use. The default is no TLS anywhere. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct NodeTls {
+    http_server: Option<Arc<ServerConfig>>,
+    http_client: Option<ClientTls>,
+    peer: Option<PeerTls>,
+    /// Shared with the HTTPS listener, read by the metrics.
+    http_handshakes: Arc<HandshakeCounters>,
+}
+
+impl fmt::Debug for NodeTls {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The configurations hold private keys: say only what is on.
+        formatter
+            .debug_struct("NodeTls")
+            .field("https", &self.http_server.is_some())
+            .field("peer_tls", &self.peer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeTls {
+    /// Reads and checks every file of `paths` (which must [`TlsPaths::validate`]). Returns the
+    /// setting at fault and why.
+    pub fn load(paths: &TlsPaths) -> Result<NodeTls, (&'static str, String)> {
+        paths.validate()?;
+        let peer = match (&paths.peer_certificate, &paths.peer_key, &paths.peer_ca) {
+            (Some(certificate), Some(key), Some(ca)) => Some(
+                PeerTls::from_pem_files(ca, certificate, key)
+                    .map_err(|error| ("peer_tls", error.to_string()))?,
+            ),
+            _ => None,
+        };
+        let (http_server, http_client) = match (&paths.http_certificate, &paths.http_key) {
+            (Some(certificate), Some(key)) => {
+                let server = http_server_config(certificate, key, paths.http_client_ca.as_deref())?;
+                let client = node_client_tls(paths, certificate, key)?;
+                (Some(server), Some(client))
+            }
+            _ => (None, None),
+        };
+        Ok(NodeTls {
+            http_server,
+            http_client,
+            peer,
+            http_handshakes: Arc::default(),
+        })
+    }
+
+    /// Whether the HTTP API is served over HTTPS (and the other nodes are called with it).
+    pub fn https(&self) -> bool {
+        self.http_server.is_some()
+    }
+
+    /// `inner` wrapped to serve HTTPS, or `inner` itself back when the API is plain HTTP.
+    pub fn http_listener<L>(&self, inner: L) -> Result<TlsListener<L>, L> {
+        match &self.http_server {
+            Some(config) => Ok(TlsListener {
+                inner,
+                acceptor: TlsAcceptor::from(Arc::clone(config)),
+                counters: Arc::clone(&self.http_handshakes),
+            }),
+            None => Err(inner),
+        }
+    }
+
+    /// HTTPS handshakes that failed so far (a client without a certificate the CA signed,
+    /// plain HTTP sent to the HTTPS port, a handshake that took too long).
+    pub fn http_handshakes_failed(&self) -> u64 {
+        self.http_handshakes.failed.load(Ordering::Relaxed)
+    }
+
+    /// The settings of this node's HTTPS calls to the other nodes.
+    pub fn http_client(&self) -> Option<&ClientTls> {
+        self.http_client.as_ref()
+    }
+
+    /// The Raft transport's mutual TLS settings.
+    pub fn peer(&self) -> Option<&PeerTls> {
+        self.peer.as_ref()
+    }
+
+    /// A client of the nodes at `endpoints`, over HTTPS when this node uses it.
+    pub fn client<I, S>(&self, endpoints: I, options: ClientOptions) -> Result<Client, ClientError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        match &self.http_client {
+            Some(tls) => Client::with_tls(endpoints, options, tls.clone()),
+            None => Client::with_options(endpoints, options),
+        }
+    }
+
+    /// The scheme of the other nodes' HTTP addresses.
+    pub fn scheme(&self) -> &'static str {
+        if self.https() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// A connector for hyper clients calling the other nodes: `https://` with this node's
+    /// settings when on, plain `http://` always.
+    pub fn connector(&self) -> HttpsConnector<HttpConnector> {
+        let mut http = HttpConnector::new();
+        // Forwarded requests are small and latency-bound.
+        http.set_nodelay(true);
+        // The TLS connector hands `https://` URIs to this one for the TCP part.
+        http.enforce_http(false);
+        let config = match &self.http_client {
+            Some(tls) => (*tls.config()).clone(),
+            None => plain_client_config(),
+        };
+        hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http)
+    }
+}
+
+/// Settings for a connector that is only ever used for `http://` (the forwarder of a node
+/// without HTTPS): no CA, so an `https://` address would fail rather than go unverified.
+fn plain_client_config() -> rustls::ClientConfig {
+    let builder = rustls::ClientConfig::builder_with_provider(peer_tls::crypto_provider())
+        .with_protocol_versions(&[&rustls::version::TLS13]);
+    match builder {
+        Ok(builder) => builder
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+        // The ring provider supports TLS 1.3: this would be a broken build, not bad input.
+        Err(error) => panic!("the ring provider refuses TLS 1.3: {error}"),
+    }
+}
+
+/// The HTTPS server settings: `certificate` and `key`, and client certificates required and
+/// verified against `client_ca` when given.
+fn http_server_config(
+    certificate: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<Arc<ServerConfig>, (&'static str, String)> {
+    let chain = peer_tls::read_certificates(certificate)
+        .map_err(|error| ("tls_cert", error.to_string()))?;
+    let key_der =
+        peer_tls::read_private_key(key).map_err(|error| ("tls_key", error.to_string()))?;
+    let provider = peer_tls::crypto_provider();
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|error| ("tls_cert", error.to_string()))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let authorities =
+                peer_tls::read_certificates(ca).map_err(|error| ("tls_ca", error.to_string()))?;
+            let roots = peer_tls::root_store(&authorities, &ca.display().to_string())
+                .map_err(|error| ("tls_ca", error.to_string()))?;
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|error| ("tls_ca", format!("{}: {error}", ca.display())))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder.with_single_cert(chain, key_der).map_err(|error| {
+        (
+            "tls_key",
+            format!(
+                "{} and {} do not fit together: {error}",
+                certificate.display(),
+                key.display()
+            ),
+        )
+    })?;
+    Ok(Arc::new(config))
+}
+
+/// The settings of this node's HTTPS calls to the other nodes: it trusts the client CA and the
+/// peer CA (whichever are given; usually one cluster CA) and presents its HTTPS certificate,
+/// which the other nodes require when they run with `--tls-ca`.
+fn node_client_tls(
+    paths: &TlsPaths,
+    certificate: &Path,
+    key: &Path,
+) -> Result<ClientTls, (&'static str, String)> {
+    let mut authorities = Vec::new();
+    for ca in [&paths.http_client_ca, &paths.peer_ca]
+        .into_iter()
+        .flatten()
+    {
+        let pem = std::fs::read(ca)
+            .map_err(|error| ("tls_ca", format!("cannot read {}: {error}", ca.display())))?;
+        authorities.extend_from_slice(&pem);
+        authorities.push(b'\n');
+    }
+    assert!(
+        !authorities.is_empty(),
+        "validate requires a CA with --tls-cert"
+    );
+    let read = |path: &Path, name: &'static str| {
+        std::fs::read(path)
+            .map_err(|error| (name, format!("cannot read {}: {error}", path.display())))
+    };
+    let certificate_pem = read(certificate, "tls_cert")?;
+    let key_pem = read(key, "tls_key")?;
+    ClientTls::from_pem(&authorities, Some((&certificate_pem, &key_pem))).map_err(|error| {
+        (
+            "tls_cert",
+            format!("as this node's client certificate: {error}"),
+        )
+    })
+}
+
+/// The TLS settings of the command line's client: `ca` to trust, `certificate` and `key` to
+/// present. `None` when none is given; an error when a certificate comes without its key (or
+/// the reverse), or without a CA.
+pub fn cli_client_tls(
+    ca: Option<&Path>,
+    certificate: Option<&Path>,
+    key: Option<&Path>,
+) -> Result<Option<ClientTls>, String> {
+    let identity = match (certificate, key) {
+        (Some(certificate), Some(key)) => Some((certificate, key)),
+        (None, None) => None,
+        (Some(_), None) => return Err("--client-cert needs --client-key".into()),
+        (None, Some(_)) => return Err("--client-key needs --client-cert".into()),
+    };
+    match (ca, identity) {
+        (Some(ca), identity) => ClientTls::from_pem_files(ca, identity)
+            .map(Some)
+            .map_err(|error| error.to_string()),
+        (None, Some(_)) => Err("--client-cert needs --ca-cert (the CA of the nodes)".into()),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Counts HTTPS handshakes that failed.
+#[derive(Debug, Default)]
+struct HandshakeCounters {
+    /// TLS handshakes that failed or timed out.
+    failed: AtomicU64,
+}
+
+/// An [`axum::serve::Listener`] whose connections speak TLS: it accepts from `inner` and hands
+/// out streams that do the server side of the handshake on first use (see the module doc).
+/// Made by [`NodeTls::http_listener`].
+pub struct TlsListener<L> {
+    inner: L,
+    acceptor: TlsAcceptor,
+    counters: Arc<HandshakeCounters>,
+}
+
+impl<L> axum::serve::Listener for TlsListener<L>
+where
+    L: axum::serve::Listener,
+    L::Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Io = TlsIo<L::Io>;
+    type Addr = L::Addr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (stream, address) = self.inner.accept().await;
+        let io = TlsIo {
+            state: State::Handshaking {
+                accept: Box::new(self.acceptor.accept(stream)),
+                deadline: Box::pin(tokio::time::sleep(HANDSHAKE_TIMEOUT)),
+            },
+            counters: Arc::clone(&self.counters),
+        };
+        (io, address)
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// One HTTPS connection: handshakes on the first read or write, then reads and writes
+/// plaintext through the TLS session.
+pub struct TlsIo<S> {
+    state: State<S>,
+    counters: Arc<HandshakeCounters>,
+}
+
+enum State<S> {
+    /// Boxed, like the stream it becomes: a TLS session is over a kilobyte.
+    Handshaking {
+        accept: Box<tokio_rustls::Accept<S>>,
+        deadline: Pin<Box<tokio::time::Sleep>>,
+    },
+    Ready(Box<tokio_rustls::server::TlsStream<S>>),
+    /// The handshake failed; the connection is useless and is closed by its owner.
+    Failed,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> TlsIo<S> {
+    /// Drives the handshake to its end; `Ready(Ok)` once the stream is usable.
+    fn poll_handshake(&mut self, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let outcome = match &mut self.state {
+            State::Ready(_) => return Poll::Ready(Ok(())),
+            State::Failed => {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "the TLS handshake failed",
+                )))
+            }
+            State::Handshaking { accept, deadline } => {
+                match Pin::new(accept.as_mut()).poll(context) {
+                    Poll::Ready(outcome) => outcome,
+                    Poll::Pending => match deadline.as_mut().poll(context) {
+                        Poll::Ready(()) => Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("no TLS handshake within {HANDSHAKE_TIMEOUT:?}"),
+                        )),
+                        Poll::Pending => return Poll::Pending,
+                    },
+                }
+            }
+        };
+        match outcome {
+            Ok(stream) => {
+                self.state = State::Ready(Box::new(stream));
+                Poll::Ready(Ok(()))
+            }
+            Err(error) => {
+                self.state = State::Failed;
+                self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%error, "HTTPS handshake failed");
+                Poll::Ready(Err(error))
+            }
+        }
+    }
+
+    /// The TLS stream, once the handshake is done.
+    fn ready_stream(&mut self) -> Pin<&mut tokio_rustls::server::TlsStream<S>> {
+        match &mut self.state {
+            State::Ready(stream) => Pin::new(stream.as_mut()),
+            _ => unreachable!("called after poll_handshake returned Ready(Ok)"),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsIo<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_handshake(context))?;
+        this.ready_stream().poll_read(context, buffer)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsIo<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_handshake(context))?;
+        this.ready_stream().poll_write(context, buffer)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffers: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_handshake(context))?;
+        this.ready_stream().poll_write_vectored(context, buffers)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        // rustls copies every write into records anyway; a vectored write saves the caller
+        // from concatenating first.
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_handshake(context))?;
+        this.ready_stream().poll_flush(context)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match this.state {
+            // Nothing was said over TLS yet: dropping the socket is the whole goodbye.
+            State::Handshaking { .. } | State::Failed => Poll::Ready(Ok(())),
+            State::Ready(_) => this.ready_stream().poll_shutdown(context),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::certs::{generate, CertsArgs};
+    use crate::config::ServeArgs;
+
+    /// `raftkv certs` output for nodes 1 and 2 in a fresh directory.
+    fn certificates() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        generate(&CertsArgs {
+            out: dir.path().to_path_buf(),
+            nodes: vec![1, 2],
+            ip: Vec::new(),
+            dns: Vec::new(),
+            days: 30,
+            no_client: false,
+            force: false,
+        })
+        .expect("certificates");
+        dir
+    }
+
+    fn full(dir: &Path, id: u64) -> TlsPaths {
+        let file = |name: String| Some(dir.join(name));
+        TlsPaths {
+            http_certificate: file(format!("node-{id}.pem")),
+            http_key: file(format!("node-{id}-key.pem")),
+            http_client_ca: file("ca.pem".into()),
+            peer_certificate: file(format!("node-{id}.pem")),
+            peer_key: file(format!("node-{id}-key.pem")),
+            peer_ca: file("ca.pem".into()),
+        }
+    }
+
+    #[test]
+    fn settings_come_in_groups_or_are_refused_with_the_missing_one_named() {
+        let some = || Some(PathBuf::from("x.pem"));
+        assert_eq!(TlsPaths::default().validate(), Ok(()));
+        let cases = [
+            (
+                TlsPaths {
+                    http_certificate: some(),
+                    ..TlsPaths::default()
+                },
+                "--tls-key",
+            ),
+            (
+                TlsPaths {
+                    http_key: some(),
+                    ..TlsPaths::default()
+                },
+                "--tls-cert",
+            ),
+            (
+                TlsPaths {
+                    http_client_ca: some(),
+                    ..TlsPaths::default()
+                },
+                "needs --tls-cert",
+            ),
+            (
+                TlsPaths {
+                    peer_certificate: some(),
+                    peer_ca: some(),
+                    ..TlsPaths::default()
+                },
+                "missing: --peer-tls-key",
+            ),
+            // HTTPS without any CA to verify the other nodes with.
+            (
+                TlsPaths {
+                    http_certificate: some(),
+                    http_key: some(),
+                    ..TlsPaths::default()
+                },
+                "give --tls-ca or the --peer-tls-*",
+            ),
+        ];
+        for (paths, reason) in cases {
+            let (_, error) = paths.validate().expect_err(reason);
+            assert!(error.contains(reason), "{reason}: {error}");
+        }
+        let peer_only = TlsPaths {
+            peer_certificate: some(),
+            peer_key: some(),
+            peer_ca: some(),
+            ..TlsPaths::default()
+        };
+        assert_eq!(peer_only.validate(), Ok(()));
+    }
+
+    #[test]
+    fn files_are_read_at_start_and_bad_ones_named() {
+        let dir = certificates();
+        let tls = NodeTls::load(&full(dir.path(), 1)).expect("valid files");
+        assert!(tls.https() && tls.peer().is_some() && tls.http_client().is_some());
+        assert_eq!(tls.scheme(), "https");
+        assert_eq!(
+            format!("{tls:?}"),
+            "NodeTls { https: true, peer_tls: true, .. }"
+        );
+        let none = NodeTls::load(&TlsPaths::default()).expect("no TLS");
+        assert!(!none.https() && none.peer().is_none());
+        assert_eq!(none.scheme(), "http");
+
+        // A missing file, a key of another certificate, a certificate in place of a key.
+        let mut missing = full(dir.path(), 1);
+        missing.peer_ca = Some(dir.path().join("nowhere.pem"));
+        let (name, error) = NodeTls::load(&missing).expect_err("missing file");
+        assert_eq!(name, "peer_tls");
+        assert!(error.contains("nowhere.pem"), "{error}");
+        let mut mismatched = full(dir.path(), 1);
+        mismatched.http_key = Some(dir.path().join("node-2-key.pem"));
+        let (name, error) = NodeTls::load(&mismatched).expect_err("another key");
+        assert_eq!(name, "tls_key");
+        assert!(error.contains("do not fit"), "{error}");
+        let mut not_a_key = full(dir.path(), 1);
+        not_a_key.peer_key = Some(dir.path().join("node-1.pem"));
+        let (_, error) = NodeTls::load(&not_a_key).expect_err("not a key");
+        assert!(error.contains("no PRIVATE KEY"), "{error}");
+    }
+
+    #[test]
+    fn the_config_file_names_the_files_and_another_nodes_certificate_is_refused() {
+        let dir = certificates();
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        let config = dir.path().join("node.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "id = 1\ntls_cert = {:?}\ntls_key = {:?}\ntls_ca = {:?}\n\
+                 peer_tls_cert = {:?}\npeer_tls_key = {:?}\npeer_tls_ca = {:?}\n",
+                path("node-1.pem"),
+                path("node-1-key.pem"),
+                path("ca.pem"),
+                path("node-1.pem"),
+                path("node-1-key.pem"),
+                path("ca.pem"),
+            ),
+        )
+        .expect("writes");
+        let args = ServeArgs {
+            config: Some(config),
+            ..ServeArgs::default()
+        };
+        let tls = args.resolve_tls().expect("valid");
+        assert!(tls.https() && tls.peer().is_some());
+        // Node 2's peer certificate given to node 1 (a flag wins over the file).
+        let args = ServeArgs {
+            peer_tls_cert: Some(dir.path().join("node-2.pem")),
+            peer_tls_key: Some(dir.path().join("node-2-key.pem")),
+            ..args
+        };
+        let error = args.resolve_tls().expect_err("another node's").to_string();
+        assert!(
+            error.contains("peer_tls_cert") && error.contains("node-1"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_command_line_needs_a_ca_for_a_client_certificate() {
+        let dir = certificates();
+        let file = |name: &str| dir.path().join(name);
+        assert!(cli_client_tls(None, None, None).expect("plain").is_none());
+        assert!(cli_client_tls(Some(&file("ca.pem")), None, None)
+            .expect("a CA")
+            .is_some());
+        assert!(cli_client_tls(
+            Some(&file("ca.pem")),
+            Some(&file("client.pem")),
+            Some(&file("client-key.pem"))
+        )
+        .expect("a client certificate")
+        .is_some());
+        for (ca, certificate, key, reason) in [
+            (
+                None,
+                Some(file("client.pem")),
+                Some(file("client-key.pem")),
+                "--ca-cert",
+            ),
+            (
+                Some(file("ca.pem")),
+                Some(file("client.pem")),
+                None,
+                "--client-key",
+            ),
+            (
+                Some(file("ca.pem")),
+                None,
+                Some(file("client-key.pem")),
+                "--client-cert",
+            ),
+            (Some(file("missing.pem")), None, None, "missing.pem"),
+        ] {
+            let error = cli_client_tls(ca.as_deref(), certificate.as_deref(), key.as_deref())
+                .expect_err(reason);
+            assert!(error.contains(reason), "{reason}: {error}");
+        }
+    }
+}
