@@ -3,6 +3,9 @@
 //!
 //! ```text
 //!  raftkv dev ─► spawn raftkv serve --id 1..N (logs: DATA/node-N.log)
+//!             ─► with --secure: first a CA, node certificates (DATA/certs/) and tokens
+//!                (DATA/tokens.toml), made once and reused; the nodes then speak TLS to each
+//!                other (mutual) and HTTPS to clients, and want a bearer token
 //!             ─► wait until a leader is elected, print endpoints and examples
 //!             ─► a node exits (killed to try failover): say so, keep the others running
 //!             ─► Ctrl-C / SIGTERM / every node gone ─► SIGTERM to every node ─► wait ─► exit
@@ -12,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
-use raftkv_client::Client;
+use raftkv_client::{Client, ClientOptions, ClientTls};
 use tokio::process::{Child, Command};
 
 /// `raftkv dev` options.
@@ -34,6 +37,135 @@ pub struct DevArgs {
     /// Interface the nodes listen on.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
+    /// Run the cluster as a secure deployment would: mutual TLS between the nodes, HTTPS for
+    /// clients and bearer tokens (an admin and a read-only one). The CA, certificates and
+    /// tokens are made in the data directory on the first run and reused after.
+    #[arg(long)]
+    pub secure: bool,
+}
+
+/// What a `--secure` cluster's nodes and clients are started with.
+struct Secure {
+    /// `raftkv certs` output: ca.pem, node-N.pem, node-N-key.pem, client.pem ...
+    certs: PathBuf,
+    /// The `--auth-tokens` file.
+    tokens: PathBuf,
+    /// The admin token of `tokens`, which the examples and the readiness check use.
+    admin_token: String,
+}
+
+impl Secure {
+    /// Makes the certificates and the token file that are missing in `data_dir`.
+    fn prepare(data_dir: &Path, nodes: u64, host: &str) -> Result<Secure, String> {
+        let certs = data_dir.join("certs");
+        let missing: Vec<u64> = (1..=nodes)
+            .filter(|id| {
+                !certs.join(format!("node-{id}.pem")).exists()
+                    || !certs.join(format!("node-{id}-key.pem")).exists()
+            })
+            .collect();
+        if !missing.is_empty() {
+            let is_ip = host.parse::<std::net::IpAddr>().is_ok();
+            let local = host == "127.0.0.1" || host == "localhost";
+            let args = crate::certs::CertsArgs {
+                out: certs.clone(),
+                nodes: missing,
+                // The defaults (127.0.0.1, ::1, localhost) suit the usual loopback cluster.
+                ip: if is_ip && !local {
+                    vec![host.to_string()]
+                } else {
+                    Vec::new()
+                },
+                dns: if is_ip || local {
+                    Vec::new()
+                } else {
+                    vec![host.to_string()]
+                },
+                days: 825,
+                no_client: certs.join("client.pem").exists(),
+                // Files of a node made before are replaced when one of the pair went missing.
+                force: false,
+            };
+            crate::certs::generate(&args).map_err(|error| {
+                format!(
+                    "cannot make the certificates in {}: {error}",
+                    certs.display()
+                )
+            })?;
+        }
+        let tokens = data_dir.join("tokens.toml");
+        if !tokens.exists() {
+            write_dev_tokens(&tokens)?;
+        }
+        let store = crate::auth::TokenStore::load(&tokens).map_err(|error| error.to_string())?;
+        let admin_token = store
+            .first_admin_token()
+            .ok_or_else(|| format!("{} holds no admin token in clear", tokens.display()))?
+            .secret()
+            .to_string();
+        Ok(Secure {
+            certs,
+            tokens,
+            admin_token,
+        })
+    }
+
+    /// The `raftkv serve` flags of node `id`.
+    fn serve_args(&self, id: u64) -> Vec<std::ffi::OsString> {
+        let certificate = self.certs.join(format!("node-{id}.pem"));
+        let key = self.certs.join(format!("node-{id}-key.pem"));
+        let ca = self.certs.join("ca.pem");
+        let mut args = Vec::new();
+        for (flag, path) in [
+            ("--tls-cert", &certificate),
+            ("--tls-key", &key),
+            ("--peer-tls-cert", &certificate),
+            ("--peer-tls-key", &key),
+            ("--peer-tls-ca", &ca),
+            ("--auth-tokens", &self.tokens),
+        ] {
+            args.push(flag.into());
+            args.push(path.into());
+        }
+        args
+    }
+
+    /// A client of the cluster over HTTPS with the admin token.
+    fn client(&self, endpoints: &[String]) -> Result<Client, String> {
+        let tls = ClientTls::from_pem_files(&self.certs.join("ca.pem"), None)
+            .map_err(|error| error.to_string())?;
+        Client::with_tls(endpoints, ClientOptions::default(), tls)
+            .and_then(|client| client.with_bearer_token(&self.admin_token))
+            .map_err(|error| error.to_string())
+    }
+}
+
+/// Writes a token file with a random admin token and a random read-only one, readable by its
+/// owner only.
+fn write_dev_tokens(path: &Path) -> Result<(), String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let random_token = || {
+        let bytes: [u8; 24] = rand::random();
+        bytes
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect::<String>()
+    };
+    let text = format!(
+        "# Written by `raftkv dev --secure`: the development cluster's tokens.\n\
+         [[token]]\nname = \"dev-admin\"\nrole = \"admin\"\ntoken = \"{}\"\n\n\
+         [[token]]\nname = \"dev-reader\"\nrole = \"read-only\"\ntoken = \"{}\"\n",
+        random_token(),
+        random_token()
+    );
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .map_err(|error| format!("cannot write {}: {error}", path.display()))
 }
 
 struct Node {
@@ -61,6 +193,10 @@ async fn run_cluster(args: DevArgs) -> Result<ExitCode, String> {
         .map_err(|error| format!("cannot find the raftkv executable: {error}"))?;
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|error| format!("cannot create {}: {error}", args.data_dir.display()))?;
+    let secure = match args.secure {
+        true => Some(Secure::prepare(&args.data_dir, args.nodes, &args.host)?),
+        false => None,
+    };
     let port = |base: u16, id: u64| -> Result<u16, String> {
         u16::try_from(u64::from(base) + id - 1).map_err(|_| "port number out of range".to_string())
     };
@@ -97,6 +233,7 @@ async fn run_cluster(args: DevArgs) -> Result<ExitCode, String> {
             raft: &raft,
             peers: &peers,
             worker_threads,
+            secure: secure.as_ref(),
         };
         match spawn_node(&executable, &args.data_dir, &node, &log) {
             Ok(child) => nodes.push(Node {
@@ -118,33 +255,23 @@ async fn run_cluster(args: DevArgs) -> Result<ExitCode, String> {
         args.nodes,
         args.data_dir.display()
     );
+    let scheme = if secure.is_some() { "https" } else { "http" };
     for node in &nodes {
         println!(
-            "  node {}  http://{}  (log: {})",
+            "  node {}  {scheme}://{}  (log: {})",
             node.id,
             node.http,
             node.log.display()
         );
     }
     let ready = tokio::select! {
-        leader = wait_for_leader(&endpoints) => leader,
+        leader = wait_for_leader(&endpoints, secure.as_ref()) => leader,
         exited = first_exit(&mut nodes) => Err(exited),
         _ = crate::serve::stop_signal() => Err("interrupted".to_string()),
     };
     match ready {
         Ok(leader) => {
-            let first = &endpoints[0];
-            let second = endpoints.get(1).unwrap_or(first);
-            println!("cluster ready: node {leader} leads. Try:");
-            println!("  curl -X PUT --data-binary world http://{first}/v1/kv/hello");
-            println!("  curl http://{second}/v1/kv/hello");
-            println!("  curl http://{first}/v1/status");
-            println!(
-                "  raftkv --endpoints {} put greeting hi",
-                endpoints.join(",")
-            );
-            println!("  raftkv get greeting        (default endpoints: 127.0.0.1:8001-8003)");
-            println!("  raftkv status");
+            print_examples(&endpoints, leader, secure.as_ref());
             println!(
                 "Ctrl-C stops the cluster (the data stays in {}).",
                 args.data_dir.display()
@@ -185,6 +312,7 @@ struct NodeSpec<'a> {
     raft: &'a str,
     peers: &'a str,
     worker_threads: usize,
+    secure: Option<&'a Secure>,
 }
 
 fn spawn_node(
@@ -199,6 +327,7 @@ fn spawn_node(
         raft,
         peers,
         worker_threads,
+        secure,
     } = *node;
     let log_file = std::fs::OpenOptions::new()
         .create(true)
@@ -208,7 +337,15 @@ fn spawn_node(
     let log_file_too = log_file
         .try_clone()
         .map_err(|error| format!("cannot open {}: {error}", log.display()))?;
-    Command::new(executable)
+    let mut command = Command::new(executable);
+    // Settings meant for a node of another cluster (a token file, certificates, a config file)
+    // must not leak into these: the flags here are the whole configuration.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("RAFTKV_") && name != "RAFTKV_LOG" {
+            command.env_remove(name);
+        }
+    }
+    command
         .arg("serve")
         .args(["--id", &id.to_string()])
         .arg("--data-dir")
@@ -216,7 +353,11 @@ fn spawn_node(
         .args(["--http-addr", http, "--raft-addr", raft, "--peers", peers])
         .args(["--cluster-id", "raftkv-dev"])
         .args(["--worker-threads", &worker_threads.to_string()])
-        .env_remove("RAFTKV_CONFIG")
+        .args(
+            secure
+                .map(|secure| secure.serve_args(id))
+                .unwrap_or_default(),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::from(log_file))
         .stderr(Stdio::from(log_file_too))
@@ -225,9 +366,45 @@ fn spawn_node(
         .map_err(|error| format!("cannot start node {id}: {error}"))
 }
 
+/// Prints how to talk to the cluster, once it is up.
+fn print_examples(endpoints: &[String], leader: u64, secure: Option<&Secure>) {
+    let first = &endpoints[0];
+    let second = endpoints.get(1).unwrap_or(first);
+    let all = endpoints.join(",");
+    println!("cluster ready: node {leader} leads. Try:");
+    match secure {
+        None => {
+            println!("  curl -X PUT --data-binary world http://{first}/v1/kv/hello");
+            println!("  curl http://{second}/v1/kv/hello");
+            println!("  curl http://{first}/v1/status");
+            println!("  raftkv --endpoints {all} put greeting hi");
+            println!("  raftkv get greeting        (default endpoints: 127.0.0.1:8001-8003)");
+            println!("  raftkv status");
+        }
+        Some(secure) => {
+            let ca = secure.certs.join("ca.pem");
+            let ca = ca.display();
+            println!(
+                "  export RAFTKV_CA_CERT={ca} RAFTKV_TOKEN={}   (admin; all tokens: {})",
+                secure.admin_token,
+                secure.tokens.display()
+            );
+            let curl = format!("curl --cacert {ca} -H \"Authorization: Bearer $RAFTKV_TOKEN\"");
+            println!("  {curl} -X PUT --data-binary world https://{first}/v1/kv/hello");
+            println!("  {curl} https://{second}/v1/kv/hello");
+            println!("  curl --cacert {ca} https://{first}/v1/status      (401: no token)");
+            println!("  raftkv --endpoints {all} put greeting hi");
+            println!("  raftkv status");
+        }
+    }
+}
+
 /// Polls the nodes until one of them names a leader whose address is published.
-async fn wait_for_leader(endpoints: &[String]) -> Result<u64, String> {
-    let client = Client::new(endpoints).map_err(|error| error.to_string())?;
+async fn wait_for_leader(endpoints: &[String], secure: Option<&Secure>) -> Result<u64, String> {
+    let client = match secure {
+        Some(secure) => secure.client(endpoints)?,
+        None => Client::new(endpoints).map_err(|error| error.to_string())?,
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         for endpoint in endpoints {

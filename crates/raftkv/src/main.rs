@@ -1,5 +1,6 @@
 //! The `raftkv` command: run a node, a local cluster, or talk to one.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -32,17 +33,17 @@ struct Cli {
     /// The environment variable keeps it out of the process list.
     #[arg(long, global = true, env = "RAFTKV_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// CA certificate (PEM) the client commands verify the nodes' HTTPS certificates with;
-    /// endpoints without a scheme are then reached with https://.
+    /// CA certificate (PEM) the client commands and `bench` verify the nodes' HTTPS
+    /// certificates with; endpoints without a scheme are then reached with https://.
     #[arg(long, global = true, env = "RAFTKV_CA_CERT")]
-    ca_cert: Option<std::path::PathBuf>,
-    /// Client certificate (PEM) the client commands present, for nodes run with --tls-ca;
-    /// needs --client-key and --ca-cert.
+    ca_cert: Option<PathBuf>,
+    /// Client certificate (PEM) the client commands and `bench` present, for nodes run with
+    /// --tls-ca; needs --client-key and --ca-cert.
     #[arg(long, global = true, env = "RAFTKV_CLIENT_CERT")]
-    client_cert: Option<std::path::PathBuf>,
+    client_cert: Option<PathBuf>,
     /// Private key (PEM) of --client-cert.
     #[arg(long, global = true, env = "RAFTKV_CLIENT_KEY")]
-    client_key: Option<std::path::PathBuf>,
+    client_key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -84,27 +85,38 @@ fn main() -> ExitCode {
             init_logging("warn");
             raftkv::certs::run(&args)
         }
-        Command::Bench(args) => with_runtime(Some(usize::from(args.threads)), |runtime| {
-            runtime.block_on(raftkv::bench::run(cli.endpoints, cli.token, *args))
-        }),
+        Command::Bench(args) => {
+            let Some(tls) = client_tls(&cli.ca_cert, &cli.client_cert, &cli.client_key) else {
+                return ExitCode::from(2);
+            };
+            with_runtime(Some(usize::from(args.threads)), |runtime| {
+                runtime.block_on(raftkv::bench::run(cli.endpoints, cli.token, tls, *args))
+            })
+        }
         Command::Client(command) => {
-            let tls = raftkv::tls::cli_client_tls(
-                cli.ca_cert.as_deref(),
-                cli.client_cert.as_deref(),
-                cli.client_key.as_deref(),
-            );
-            let tls = match tls {
-                Ok(tls) => tls,
-                Err(error) => {
-                    eprintln!("raftkv: {error}");
-                    return ExitCode::from(2);
-                }
+            let Some(tls) = client_tls(&cli.ca_cert, &cli.client_cert, &cli.client_key) else {
+                return ExitCode::from(2);
             };
             with_runtime(None, |runtime| {
                 runtime.block_on(cli::run_with_tls(cli.endpoints, cli.token, tls, command))
             })
         }
     }
+}
+
+/// The HTTPS settings of the client commands and `bench`: `Some(None)` for plain HTTP, `None`
+/// (the reason printed) when the flags are unusable.
+fn client_tls(
+    ca_cert: &Option<PathBuf>,
+    client_cert: &Option<PathBuf>,
+    client_key: &Option<PathBuf>,
+) -> Option<Option<raftkv_client::ClientTls>> {
+    let tls = raftkv::tls::cli_client_tls(
+        ca_cert.as_deref(),
+        client_cert.as_deref(),
+        client_key.as_deref(),
+    );
+    tls.map_err(|error| eprintln!("raftkv: {error}")).ok()
 }
 
 /// `raftkv serve`: the runtime is sized by the node's settings, so they are read first.

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use raftkv_client::ClientTls;
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 
@@ -227,9 +228,15 @@ fn new_histogram() -> Histogram<u64> {
 }
 
 /// Runs `raftkv bench` against `endpoints` and prints the result; `token` is sent as bearer
-/// token by every raftkv client (for nodes run with `--auth-tokens`).
-pub async fn run(endpoints: Vec<String>, token: Option<String>, args: BenchArgs) -> ExitCode {
-    match run_bench(endpoints, token.as_deref(), &args).await {
+/// token by every raftkv client (for nodes run with `--auth-tokens`), and with `tls` they
+/// speak HTTPS (for nodes run with `--tls-cert`).
+pub async fn run(
+    endpoints: Vec<String>,
+    token: Option<String>,
+    tls: Option<ClientTls>,
+    args: BenchArgs,
+) -> ExitCode {
+    match run_bench(endpoints, token.as_deref(), tls, &args).await {
         Ok(report) => {
             if args.json {
                 match serde_json::to_string(&report) {
@@ -258,6 +265,7 @@ pub async fn run(endpoints: Vec<String>, token: Option<String>, args: BenchArgs)
 async fn run_bench(
     endpoints: Vec<String>,
     token: Option<&str>,
+    tls: Option<ClientTls>,
     args: &BenchArgs,
 ) -> Result<Report, String> {
     if args.target == TargetKind::Etcd && args.consistency == ReadConsistency::Lease {
@@ -266,7 +274,7 @@ async fn run_bench(
     let seed = args.seed.unwrap_or_else(|| rand::thread_rng().gen());
     let mut value = vec![0u8; args.value_size];
     StdRng::seed_from_u64(seed).fill_bytes(&mut value);
-    let drivers = target::connect(&endpoints, token, args).await?;
+    let drivers = target::connect(&endpoints, token, tls, args).await?;
     let server_cpu_start = servers_cpu_seconds(&args.server_pids)?;
     let cpu_start = report::own_cpu_seconds();
     let started = Instant::now();

@@ -1,7 +1,7 @@
 //! The systems `raftkv bench` drives: one [`Driver`] per client.
 
 use bytes::Bytes;
-use raftkv_client::{Client, ClientOptions, Consistency};
+use raftkv_client::{Client, ClientOptions, ClientTls, Consistency};
 
 use super::{BenchArgs, ReadConsistency, TargetKind};
 
@@ -20,10 +20,12 @@ pub(super) enum Driver {
     },
 }
 
-/// Makes one driver per client of `args`; raftkv clients send `token` as bearer token.
+/// Makes one driver per client of `args`; raftkv clients send `token` as bearer token and
+/// speak HTTPS with `tls`.
 pub(super) async fn connect(
     endpoints: &[String],
     token: Option<&str>,
+    tls: Option<ClientTls>,
     args: &BenchArgs,
 ) -> Result<Vec<Driver>, String> {
     let clients = usize::try_from(args.clients).map_err(|_| "too many clients".to_string())?;
@@ -40,7 +42,11 @@ pub(super) async fn connect(
             };
             // One pool; every client is a session of its own on it (a connection each, as an
             // HTTP/1.1 connection carries one request at a time).
-            let pool = Client::with_options(endpoints, options)
+            let pool = match tls {
+                Some(tls) => Client::with_tls(endpoints, options, tls),
+                None => Client::with_options(endpoints, options),
+            };
+            let pool = pool
                 .and_then(|pool| match token {
                     Some(token) => pool.with_bearer_token(token),
                     None => Ok(pool),
