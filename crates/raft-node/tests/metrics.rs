@@ -9,7 +9,6 @@ use bytes::Bytes;
 use raft_core::Index;
 use raft_node::{NodeError, NodeMetrics};
 
-#[allow(dead_code)]
 mod common;
 
 use common::cluster::{command, Cluster, Net};

@@ -2,8 +2,9 @@
 //! rejected frames, reconnection after a peer restarts, and peers added, moved and removed at
 //! run time through clones of the transport. Every wait has a deadline.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -19,24 +20,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+use common::{wait_until, within_deadline};
+
 const CLUSTER: &str = "test-cluster";
-const DEADLINE: Duration = Duration::from_secs(10);
-
-async fn within_deadline<T>(what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(DEADLINE, future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-/// Polls `condition` until it holds, failing after the deadline.
-async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    within_deadline(what, async {
-        while !condition() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
-}
 
 struct Node {
     transport: TcpTransport,

@@ -4,7 +4,8 @@
 //! and counted. Certificates are made by each test with rcgen; no key is checked in. Every wait
 //! has a deadline.
 
-use std::future::Future;
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,24 +25,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+use common::{wait_until, within_deadline};
+
 const CLUSTER: &str = "tls-cluster";
-const DEADLINE: Duration = Duration::from_secs(10);
-
-async fn within_deadline<T>(what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(DEADLINE, future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-/// Polls `condition` until it holds, failing after the deadline.
-async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    within_deadline(what, async {
-        while !condition() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
-}
 
 /// A certificate authority made for one test.
 struct Authority {

@@ -3,109 +3,52 @@
 //! (forwarding to the leader, announcing). Certificates are made at test time by
 //! `raftkv certs` in a temporary directory; no key is checked in. Every wait has a deadline.
 
-use std::net::TcpListener as StdListener;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client as HttpClient;
-use hyper_util::rt::TokioExecutor;
-use raftkv_client::api::{StatusResponse, LEADER_HEADER};
+use common::{client_tls, free_port, make_certs, tls_args, TestCluster, DEADLINE};
+use raftkv_client::api::LEADER_HEADER;
 use raftkv_client::{Client, ClientOptions, ClientTls, Consistency};
 
-/// How long any awaited outcome may take.
-const DEADLINE: Duration = Duration::from_secs(30);
-
-/// A port nothing listens on right now (the OS picks it; the test binds it soon after).
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
-}
-
-fn raftkv() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_raftkv"))
-}
-
-/// Runs `raftkv certs` for `nodes` (comma-separated ids) into `out`: a CA of its own.
-fn make_certs(out: &Path, nodes: &str) {
-    let output = raftkv()
-        .args(["certs", "--out"])
-        .arg(out)
-        .args(["--nodes", nodes, "--ip", "127.0.0.1"])
-        .output()
-        .expect("raftkv certs runs");
-    assert!(
-        output.status.success(),
-        "raftkv certs failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// The client side of a set of certificates: its CA, and its client certificate.
-fn client_tls(certs: &Path) -> ClientTls {
-    ClientTls::from_pem_files(
-        &certs.join("ca.pem"),
-        Some((&certs.join("client.pem"), &certs.join("client-key.pem"))),
-    )
-    .expect("valid client TLS files")
-}
-
-fn options() -> ClientOptions {
-    ClientOptions {
-        request_timeout: Duration::from_secs(5),
-        retry_deadline: DEADLINE,
-    }
-}
-
-/// One `raftkv serve` process with every TLS setting from `certs`, killed when dropped.
-struct Node {
-    id: u64,
-    http: String,
+/// A node that is not one of the cluster's: certificates from another CA, its own
+/// membership flags. Killed when dropped.
+struct Outsider {
     log: PathBuf,
     process: Child,
 }
 
-impl Node {
-    fn spawn(dir: &Path, certs: &Path, id: u64, http: &str, raft: &str, members: &str) -> Node {
+impl Outsider {
+    /// Starts node `id` with the certificates in `certs` and `membership` (`--peers ...` or
+    /// `--join ...`).
+    fn spawn(
+        dir: &Path,
+        certs: &Path,
+        id: u64,
+        http: &str,
+        raft: &str,
+        membership: [&str; 2],
+    ) -> Outsider {
         let log = dir.join(format!("node-{id}.log"));
         let log_file = std::fs::File::create(&log).expect("log file");
-        let file = |name: String| certs.join(name);
-        let process = raftkv()
+        let process = Command::new(env!("CARGO_BIN_EXE_raftkv"))
             .arg("serve")
             .args(["--id", &id.to_string()])
             .arg("--data-dir")
             .arg(dir.join(format!("node-{id}")))
             .args(["--http-addr", http, "--raft-addr", raft])
-            .args(members.split(' '))
-            .args(["--cluster-id", "raftkv-tls-test"])
-            .arg("--tls-cert")
-            .arg(file(format!("node-{id}.pem")))
-            .arg("--tls-key")
-            .arg(file(format!("node-{id}-key.pem")))
-            .arg("--tls-ca")
-            .arg(file("ca.pem".into()))
-            .arg("--peer-tls-cert")
-            .arg(file(format!("node-{id}.pem")))
-            .arg("--peer-tls-key")
-            .arg(file(format!("node-{id}-key.pem")))
-            .arg("--peer-tls-ca")
-            .arg(file("ca.pem".into()))
+            .args(membership)
+            .args(["--cluster-id", "raftkv-test"])
+            .args(tls_args(certs, id))
             .env("RAFTKV_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log_file.try_clone().expect("log file")))
             .stderr(Stdio::from(log_file))
             .spawn()
             .expect("raftkv starts");
-        Node {
-            id,
-            http: http.to_string(),
-            log,
-            process,
-        }
+        Outsider { log, process }
     }
 
     /// Waits for the process to exit by itself; `None` if it is still running at the deadline.
@@ -125,157 +68,23 @@ impl Node {
     }
 }
 
-impl Drop for Node {
+impl Drop for Outsider {
     fn drop(&mut self) {
         let _ = self.process.kill();
         let _ = self.process.wait();
     }
 }
 
-/// Three nodes with certificates from one CA.
-struct TlsCluster {
-    dir: tempfile::TempDir,
-    certs: PathBuf,
-    nodes: Vec<Node>,
-    /// `--peers`, every member's Raft address.
-    peers: String,
-}
-
-impl TlsCluster {
-    async fn start() -> TlsCluster {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let certs = dir.path().join("certs");
-        make_certs(&certs, "1,2,3");
-        let addresses: Vec<(u64, String, String)> = (1..=3)
-            .map(|id| {
-                (
-                    id,
-                    format!("127.0.0.1:{}", free_port()),
-                    format!("127.0.0.1:{}", free_port()),
-                )
-            })
-            .collect();
-        let peers = addresses
-            .iter()
-            .map(|(id, _, raft)| format!("{id}={raft}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let nodes = addresses
-            .iter()
-            .map(|(id, http, raft)| {
-                Node::spawn(
-                    dir.path(),
-                    &certs,
-                    *id,
-                    http,
-                    raft,
-                    &format!("--peers {peers}"),
-                )
-            })
-            .collect();
-        TlsCluster {
-            dir,
-            certs,
-            nodes,
-            peers,
-        }
+fn options() -> ClientOptions {
+    ClientOptions {
+        request_timeout: Duration::from_secs(5),
+        retry_deadline: DEADLINE,
     }
-
-    /// A client of node `index` only, over HTTPS with the cluster's client certificate.
-    fn client_of(&self, index: usize) -> Client {
-        Client::with_tls(
-            [self.nodes[index].http.as_str()],
-            options(),
-            client_tls(&self.certs),
-        )
-        .expect("valid endpoint")
-    }
-
-    async fn status(&self, index: usize) -> Option<StatusResponse> {
-        self.client_of(index)
-            .status(&self.nodes[index].http)
-            .await
-            .ok()
-    }
-
-    /// Waits until every node names the same leader and knows its HTTP address; returns the
-    /// leader's index.
-    async fn wait_for_leader(&self) -> usize {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let mut leaders = Vec::new();
-            for index in 0..self.nodes.len() {
-                let known = self
-                    .status(index)
-                    .await
-                    .and_then(|status| status.leader.zip(status.leader_http));
-                leaders.push(known.map(|(leader, _)| leader));
-            }
-            if let Some(Some(leader)) = leaders.first() {
-                if leaders.iter().all(|known| *known == Some(*leader)) {
-                    return (*leader - 1) as usize;
-                }
-            }
-            if Instant::now() > deadline {
-                self.dump_logs();
-                panic!("no leader known to every node within {DEADLINE:?}: {leaders:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn dump_logs(&self) {
-        for node in &self.nodes {
-            let text = node.log_text();
-            let lines: Vec<&str> = text.lines().collect();
-            eprintln!("--- node {} log (last 40 lines) ---", node.id);
-            for line in &lines[lines.len().saturating_sub(40)..] {
-                eprintln!("{line}");
-            }
-        }
-    }
-}
-
-impl Drop for TlsCluster {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.dump_logs();
-        }
-    }
-}
-
-/// Sends one request over HTTPS with `tls`; returns the status, the headers and the body.
-async fn https_request(
-    tls: &ClientTls,
-    method: &str,
-    url: &str,
-    body: &'static str,
-) -> (u16, hyper::HeaderMap, Bytes) {
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config((*tls.config()).clone())
-        .https_only()
-        .enable_http1()
-        .build();
-    let client: HttpClient<_, Full<Bytes>> =
-        HttpClient::builder(TokioExecutor::new()).build(connector);
-    let request = hyper::Request::builder()
-        .method(method)
-        .uri(url)
-        .body(Full::new(Bytes::from_static(body.as_bytes())))
-        .expect("a valid request");
-    let response = tokio::time::timeout(DEADLINE, client.request(request))
-        .await
-        .expect("answered in time")
-        .expect("the node answers");
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await.expect("the whole body").to_bytes();
-    (parts.status.as_u16(), parts.headers, body)
 }
 
 /// The value of counter `name` in node `index`'s metrics.
-async fn counter(cluster: &TlsCluster, index: usize, name: &str) -> u64 {
-    let url = format!("https://{}/metrics", cluster.nodes[index].http);
-    let (status, _, body) = https_request(&client_tls(&cluster.certs), "GET", &url, "").await;
+async fn counter(cluster: &TestCluster, index: usize, name: &str) -> u64 {
+    let (status, _, body) = cluster.request(index, "GET", "/metrics", &[], "").await;
     assert_eq!(status, 200);
     let text = String::from_utf8_lossy(&body).into_owned();
     text.lines()
@@ -292,7 +101,7 @@ async fn counter(cluster: &TlsCluster, index: usize, name: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_cluster_serves_writes_and_linearizable_reads_through_every_node_over_https() {
-    let cluster = TlsCluster::start().await;
+    let cluster = TestCluster::start_tls(3).await;
     let leader = cluster.wait_for_leader().await;
 
     // Each node gets writes from a client that knows only that node: followers forward them
@@ -321,9 +130,9 @@ async fn a_tls_cluster_serves_writes_and_linearizable_reads_through_every_node_o
 
     // A write sent to a follower is answered by the leader, through the follower.
     let follower = (leader + 1) % 3;
-    let url = format!("https://{}/v1/kv/forwarded", cluster.nodes[follower].http);
-    let (status, headers, body) =
-        https_request(&client_tls(&cluster.certs), "PUT", &url, "yes").await;
+    let (status, headers, body) = cluster
+        .request(follower, "PUT", "/v1/kv/forwarded", &[], "yes")
+        .await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     assert_eq!(
         headers
@@ -374,7 +183,7 @@ async fn a_tls_cluster_serves_writes_and_linearizable_reads_through_every_node_o
     let plain = Client::with_options([endpoint], quick).expect("valid endpoint");
     assert!(plain.status(endpoint).await.is_err(), "plain HTTP answered");
     let anonymous_tls =
-        ClientTls::from_pem_files(&cluster.certs.join("ca.pem"), None).expect("a CA");
+        ClientTls::from_pem_files(&cluster.certs().join("ca.pem"), None).expect("a CA");
     let anonymous = Client::with_tls([endpoint], quick, anonymous_tls).expect("valid endpoint");
     assert!(
         anonymous.status(endpoint).await.is_err(),
@@ -385,7 +194,7 @@ async fn a_tls_cluster_serves_writes_and_linearizable_reads_through_every_node_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_a_foreign_ca_certificate_cannot_join_or_disturb_the_cluster() {
-    let cluster = TlsCluster::start().await;
+    let cluster = TestCluster::start_tls(3).await;
     let leader = cluster.wait_for_leader().await;
     let term = cluster
         .status(leader)
@@ -399,27 +208,27 @@ async fn a_node_with_a_foreign_ca_certificate_cannot_join_or_disturb_the_cluster
         .expect("a write before");
 
     // Certificates for nodes 4 and 5 from another CA, as consistent as the real ones.
-    let foreign = cluster.dir.path().join("foreign");
+    let foreign = cluster.dir().join("foreign");
     make_certs(&foreign, "4,5");
     // Node 4 counts itself a member beside the three and dials them all, to campaign.
     let intruder_http = format!("127.0.0.1:{}", free_port());
     let intruder_raft = format!("127.0.0.1:{}", free_port());
-    let intruder = Node::spawn(
-        cluster.dir.path(),
+    let intruder = Outsider::spawn(
+        cluster.dir(),
         &foreign,
         4,
         &intruder_http,
         &intruder_raft,
-        &format!("--peers {},4={intruder_raft}", cluster.peers),
+        ["--peers", &format!("{},4={intruder_raft}", cluster.peers())],
     );
     // Node 5 asks to join through the leader.
-    let mut joiner = Node::spawn(
-        cluster.dir.path(),
+    let mut joiner = Outsider::spawn(
+        cluster.dir(),
         &foreign,
         5,
         &format!("127.0.0.1:{}", free_port()),
         &format!("127.0.0.1:{}", free_port()),
-        &format!("--join {}", cluster.nodes[leader].http),
+        ["--join", &cluster.nodes[leader].http],
     );
 
     // The cluster keeps serving while node 4 knocks at every member, again and again.

@@ -2,21 +2,26 @@
 
 #![allow(dead_code)] // Each test file uses a different part.
 
+use std::ffi::OsString;
 use std::net::TcpListener as StdListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
 use raftkv_client::api::StatusResponse;
-use raftkv_client::{Client, ClientOptions};
+use raftkv_client::{Client, ClientOptions, ClientTls};
 
 /// How long any awaited outcome may take.
 pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A raw HTTPS client, for requests the raftkv client does not make.
+type HttpsClient = HttpClient<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// One node's process and where it listens.
 pub struct Node {
@@ -39,10 +44,13 @@ pub struct TestCluster {
     http: HttpClient<HttpConnector, Full<Bytes>>,
     /// The bearer token of the cluster's own clients, when its nodes run with --auth-tokens.
     token: Option<String>,
+    /// With TLS: the certificates (`raftkv certs` output), and an HTTPS client presenting the
+    /// client certificate.
+    tls: Option<(PathBuf, HttpsClient)>,
 }
 
 /// A port nothing listens on right now (the OS picks it; the test binds it soon after).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
@@ -62,7 +70,32 @@ impl TestCluster {
         extra_args: &[&str],
         token: Option<&str>,
     ) -> TestCluster {
+        TestCluster::launch(size, extra_args, token, false).await
+    }
+
+    /// [`TestCluster::start`] with a CA and certificates of its own (`raftkv certs`): HTTPS
+    /// wanting a client certificate, and mutual TLS between the nodes. Its clients present the
+    /// client certificate.
+    pub async fn start_tls(size: u64) -> TestCluster {
+        TestCluster::launch(size, &[], None, true).await
+    }
+
+    async fn launch(size: u64, extra_args: &[&str], token: Option<&str>, tls: bool) -> TestCluster {
         let dir = tempfile::tempdir().expect("temporary directory");
+        let tls = tls.then(|| {
+            let certs = dir.path().join("certs");
+            let ids: Vec<String> = (1..=size).map(|id| id.to_string()).collect();
+            make_certs(&certs, &ids.join(","));
+            let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config((*client_tls(&certs).config()).clone())
+                .https_only()
+                .enable_http1()
+                .build();
+            (
+                certs,
+                HttpClient::builder(TokioExecutor::new()).build(connector),
+            )
+        });
         let mut nodes = Vec::new();
         for id in 1..=size {
             nodes.push(Node {
@@ -87,6 +120,7 @@ impl TestCluster {
             dir,
             http: HttpClient::builder(TokioExecutor::new()).build(HttpConnector::new()),
             token: token.map(str::to_string),
+            tls,
         };
         for index in 0..cluster.nodes.len() {
             cluster.spawn(index);
@@ -115,6 +149,10 @@ impl TestCluster {
             })
             .args(["--cluster-id", "raftkv-test"])
             .args(&self.extra_args)
+            .args(match &self.tls {
+                Some((certs, _)) => tls_args(certs, node.id),
+                None => Vec::new(),
+            })
             .env("RAFTKV_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().expect("log file")))
@@ -172,6 +210,35 @@ impl TestCluster {
         self.nodes.iter().map(|node| node.http.clone()).collect()
     }
 
+    /// The certificates of a cluster started with [`TestCluster::start_tls`].
+    pub fn certs(&self) -> &Path {
+        &self.tls.as_ref().expect("a cluster with TLS").0
+    }
+
+    /// The temporary directory the nodes' data and logs are in.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `--peers` of the first nodes: every one's Raft address.
+    pub fn peers(&self) -> &str {
+        &self.peers
+    }
+
+    /// A client of `endpoints`, over HTTPS with the client certificate in a TLS cluster, and
+    /// with the cluster's token if it has one.
+    fn client_for(&self, endpoints: impl IntoIterator<Item = String>) -> Client {
+        let options = ClientOptions {
+            request_timeout: Duration::from_secs(5),
+            retry_deadline: DEADLINE,
+        };
+        let client = match &self.tls {
+            Some((certs, _)) => Client::with_tls(endpoints, options, client_tls(certs)),
+            None => Client::with_options(endpoints, options),
+        };
+        self.authenticated(client.expect("valid endpoints"))
+    }
+
     /// `client` with the cluster's token, if it has one.
     fn authenticated(&self, client: Client) -> Client {
         match &self.token {
@@ -182,31 +249,17 @@ impl TestCluster {
 
     /// A client of every running node.
     pub fn client(&self) -> Client {
-        let client = Client::with_options(
+        self.client_for(
             self.nodes
                 .iter()
                 .filter(|node| node.process.is_some())
                 .map(|node| node.http.clone()),
-            ClientOptions {
-                request_timeout: Duration::from_secs(5),
-                retry_deadline: DEADLINE,
-            },
         )
-        .expect("valid endpoints");
-        self.authenticated(client)
     }
 
     /// A client of node `index` only.
     pub fn client_of(&self, index: usize) -> Client {
-        let client = Client::with_options(
-            [self.nodes[index].http.clone()],
-            ClientOptions {
-                request_timeout: Duration::from_secs(5),
-                retry_deadline: DEADLINE,
-            },
-        )
-        .expect("valid endpoint");
-        self.authenticated(client)
+        self.client_for([self.nodes[index].http.clone()])
     }
 
     /// Status of node `index`, if it answers.
@@ -255,15 +308,20 @@ impl TestCluster {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> (u16, hyper::HeaderMap, Bytes) {
-        let mut request = hyper::Request::builder()
-            .method(method)
-            .uri(format!("http://{}{path_and_query}", self.nodes[index].http));
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut request = hyper::Request::builder().method(method).uri(format!(
+            "{scheme}://{}{path_and_query}",
+            self.nodes[index].http
+        ));
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
         let request = request.body(Full::new(body.into())).expect("valid request");
-        let response = tokio::time::timeout(DEADLINE, self.http.request(request))
-            .await
+        let response = match &self.tls {
+            Some((_, https)) => tokio::time::timeout(DEADLINE, https.request(request)).await,
+            None => tokio::time::timeout(DEADLINE, self.http.request(request)).await,
+        };
+        let response = response
             .expect("answers in time")
             .expect("the node answers");
         let (parts, body) = response.into_parts();
@@ -313,4 +371,47 @@ where
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Runs `raftkv certs` for `nodes` (comma-separated ids) into `out`: a CA of its own.
+pub fn make_certs(out: &Path, nodes: &str) {
+    let output = Command::new(env!("CARGO_BIN_EXE_raftkv"))
+        .args(["certs", "--out"])
+        .arg(out)
+        .args(["--nodes", nodes, "--ip", "127.0.0.1"])
+        .output()
+        .expect("raftkv certs runs");
+    assert!(
+        output.status.success(),
+        "raftkv certs failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The client side of a set of certificates: its CA, and its client certificate.
+pub fn client_tls(certs: &Path) -> ClientTls {
+    ClientTls::from_pem_files(
+        &certs.join("ca.pem"),
+        Some((&certs.join("client.pem"), &certs.join("client-key.pem"))),
+    )
+    .expect("valid client TLS files")
+}
+
+/// The `raftkv serve` flags of node `id` with the certificates in `certs`: HTTPS wanting a
+/// client certificate, and mutual TLS between the nodes.
+pub fn tls_args(certs: &Path, id: u64) -> Vec<OsString> {
+    let certificate = certs.join(format!("node-{id}.pem"));
+    let key = certs.join(format!("node-{id}-key.pem"));
+    let ca = certs.join("ca.pem");
+    [
+        ("--tls-cert", &certificate),
+        ("--tls-key", &key),
+        ("--tls-ca", &ca),
+        ("--peer-tls-cert", &certificate),
+        ("--peer-tls-key", &key),
+        ("--peer-tls-ca", &ca),
+    ]
+    .into_iter()
+    .flat_map(|(flag, path)| [OsString::from(flag), path.clone().into_os_string()])
+    .collect()
 }
