@@ -152,6 +152,11 @@ pub struct ServeArgs {
     /// Retry-After, its body unread.
     #[arg(long, env = "RAFTKV_HTTP_REQUESTS_IN_FLIGHT_MAX")]
     pub http_requests_in_flight_max: Option<usize>,
+    /// Bytes of request bodies held at once over all requests, each counted at its declared
+    /// length from before it is read until it is answered (default 268435456); a body beyond
+    /// it is answered 503 with Retry-After, unread.
+    #[arg(long, env = "RAFTKV_HTTP_BODY_BYTES_IN_FLIGHT_MAX")]
+    pub http_body_bytes_in_flight_max: Option<usize>,
     /// Bytes of a request's line and headers (default 65536); more is answered 431.
     #[arg(long, env = "RAFTKV_HTTP_HEADER_BYTES_MAX")]
     pub http_header_bytes_max: Option<usize>,
@@ -199,6 +204,7 @@ struct FileSettings {
     public_status: Option<bool>,
     http_connections_max: Option<usize>,
     http_requests_in_flight_max: Option<usize>,
+    http_body_bytes_in_flight_max: Option<usize>,
     http_header_bytes_max: Option<usize>,
     http_headers_max: Option<usize>,
     http_request_read_timeout_ms: Option<u64>,
@@ -350,6 +356,8 @@ impl ServeArgs {
                 Some(milliseconds) => Duration::from_millis(milliseconds),
                 None => default,
             };
+        let body_bytes_max =
+            crate::limits::request_body_bytes_max(config.key_bytes_max, config.value_bytes_max);
         let limits = crate::limits::HttpLimits {
             connections_max: self
                 .http_connections_max
@@ -359,6 +367,11 @@ impl ServeArgs {
                 .http_requests_in_flight_max
                 .or(file.http_requests_in_flight_max)
                 .unwrap_or(defaults.requests_in_flight_max),
+            body_bytes_in_flight_max: self
+                .http_body_bytes_in_flight_max
+                .or(file.http_body_bytes_in_flight_max)
+                // Values larger than the default allows raise it to fit one request.
+                .unwrap_or(defaults.body_bytes_in_flight_max.max(body_bytes_max)),
             header_bytes_max: self
                 .http_header_bytes_max
                 .or(file.http_header_bytes_max)
@@ -379,7 +392,7 @@ impl ServeArgs {
             ),
         };
         limits
-            .validate(config.key_bytes_max)
+            .validate(config.key_bytes_max, body_bytes_max)
             .map_err(|(name, reason)| invalid(name, reason))?;
         let auth_tokens = self.auth_tokens.clone().or(file.auth_tokens);
         let cluster_token_file = self.cluster_token_file.clone().or(file.cluster_token_file);

@@ -41,10 +41,11 @@ use raftkv_client::api::{
     FORWARDED_HEADER, LEADER_HEADER, REQUEST_SEQ_HEADER,
 };
 use serde::Deserialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::{Access, AccessLayer, AccessPolicy};
 use crate::command::{Operation, Session};
-use crate::limits::HttpLimits;
+use crate::limits::{request_body_bytes_max, retry_later, HttpLimits};
 use crate::metrics::{Metrics, RequestLabels};
 use crate::server::{AnnounceForwarder, KvServer, ReadMode, ServeError, WriteResult};
 use crate::state_machine::Outcome;
@@ -62,6 +63,11 @@ pub struct AppState {
     body_bytes_max: usize,
     /// Longest wait for a request's body; a slower one gets 408.
     body_read_timeout: std::time::Duration,
+    /// One permit per byte of request bodies that may be held at once; a request holds its
+    /// declared length from before its body is read until it is answered.
+    body_budget: Arc<Semaphore>,
+    /// The permits `body_budget` started with.
+    body_budget_bytes: usize,
     /// Who may do what; `None`: anyone may do anything.
     access: Option<Arc<AccessPolicy>>,
 }
@@ -71,12 +77,15 @@ impl AppState {
     pub fn new(server: Arc<KvServer>) -> AppState {
         let metrics = Arc::new(Metrics::new(&server));
         let config = server.config();
-        // A compare-and-swap carries two values in JSON.
-        let body_bytes_max = 2 * config.value_bytes_max + 2 * config.key_bytes_max + 4096;
+        let body_bytes_max = request_body_bytes_max(config.key_bytes_max, config.value_bytes_max);
+        let defaults = HttpLimits::default();
+        let body_budget_bytes = defaults.body_bytes_in_flight_max.max(body_bytes_max);
         AppState {
             forwarder: Forwarder::new(config.request_timeout, server.tls()),
             body_bytes_max,
-            body_read_timeout: HttpLimits::default().request_read_timeout,
+            body_read_timeout: defaults.request_read_timeout,
+            body_budget: Arc::new(Semaphore::new(body_budget_bytes)),
+            body_budget_bytes,
             access: None,
             server,
             metrics,
@@ -94,9 +103,11 @@ impl AppState {
         self
     }
 
-    /// The same state with the body read timeout of `limits`.
+    /// The same state with the body read timeout and the body budget of `limits`.
     pub fn with_limits(mut self, limits: &HttpLimits) -> AppState {
         self.body_read_timeout = limits.request_read_timeout;
+        self.body_budget_bytes = limits.body_bytes_in_flight_max;
+        self.body_budget = Arc::new(Semaphore::new(limits.body_bytes_in_flight_max));
         self
     }
 
@@ -335,6 +346,9 @@ struct Original {
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
+    /// The body's share of the body budget, given back when the request is answered (and
+    /// every copy made to forward it is gone).
+    _body_budget: Option<Arc<OwnedSemaphorePermit>>,
 }
 
 fn check_key(key: &str, server: &KvServer) -> Result<(), ApiError> {
@@ -470,6 +484,35 @@ impl axum::extract::FromRequest<AppState> for Original {
         if declared_length.is_some_and(|length| length > state.body_bytes_max as u64) {
             return Err(body_too_large());
         }
+        // The body is counted against the node's budget before a byte of it is read, so a
+        // flood of large bodies is answered 503 instead of filling memory. A chunked body's
+        // length is not known: it counts as the largest allowed. Without either header a
+        // request has no body (HTTP/1.1).
+        let chunked = parts
+            .headers
+            .contains_key(axum::http::header::TRANSFER_ENCODING);
+        let reserved = match declared_length {
+            Some(length) => length as usize,
+            None if chunked => state.body_bytes_max,
+            None => 0,
+        };
+        let body_budget = match reserved {
+            0 => None,
+            reserved => {
+                let permits = u32::try_from(reserved).unwrap_or(u32::MAX);
+                match Arc::clone(&state.body_budget).try_acquire_many_owned(permits) {
+                    Ok(permit) => Some(Arc::new(permit)),
+                    Err(_) => {
+                        state.metrics.http_request_bodies_shed.inc();
+                        return Err(retry_later(format!(
+                            "this node holds its limit of {} bytes of request bodies; retry \
+                             shortly",
+                            state.body_budget_bytes
+                        )));
+                    }
+                }
+            }
+        };
         let reading = axum::body::to_bytes(body, state.body_bytes_max);
         let Ok(read) = tokio::time::timeout(state.body_read_timeout, reading).await else {
             // A body trickling in would hold a request slot for as long as it pleased.
@@ -497,6 +540,7 @@ impl axum::extract::FromRequest<AppState> for Original {
             uri: parts.uri,
             headers: parts.headers,
             body,
+            _body_budget: body_budget,
         })
     }
 }

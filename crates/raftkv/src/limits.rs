@@ -10,8 +10,10 @@
 //!              ├─ silent for --http-idle-timeout-ms while waiting for a request ─► closed
 //!              └─ request ─► requests in flight < --http-requests-in-flight-max?
 //!                               ├─ no ─► 503 + Retry-After, body never read (counted)
-//!                               └─ yes ─► router: access guard, handler (its body bounded in
-//!                                         size, 413, and in time, 408, before it is buffered)
+//!                               └─ yes ─► router: access guard, handler: its body bounded in
+//!                                         size (413) and in time (408), and its declared size
+//!                                         taken from --http-body-bytes-in-flight-max before it
+//!                                         is read (none left: 503 + Retry-After, counted)
 //!  stop signal ─► stop accepting; every connection finishes its request in flight and closes
 //!                 (idle ones at once) ─► return once all are closed
 //! ```
@@ -65,6 +67,9 @@ pub struct HttpLimits {
     pub connections_max: usize,
     /// Requests handled at once over all connections; one more is answered 503.
     pub requests_in_flight_max: usize,
+    /// Bytes of request bodies held at once over all requests (each counted at its declared
+    /// length from before it is read until it is answered); a body beyond it is answered 503.
+    pub body_bytes_in_flight_max: usize,
     /// Bytes of a request head (request line and headers); more is answered 431.
     pub header_bytes_max: usize,
     /// Headers in a request; more is answered 431.
@@ -81,6 +86,7 @@ impl Default for HttpLimits {
         HttpLimits {
             connections_max: 10_000,
             requests_in_flight_max: 4096,
+            body_bytes_in_flight_max: 256 * 1024 * 1024,
             header_bytes_max: 64 * 1024,
             headers_max: HEADERS_MAX_DEFAULT,
             request_read_timeout: Duration::from_secs(10),
@@ -91,8 +97,13 @@ impl Default for HttpLimits {
 
 impl HttpLimits {
     /// Checks every limit; `key_bytes_max` is the longest key, which the head must be able to
-    /// carry percent-encoded in the path. The error names the setting and says why.
-    pub fn validate(&self, key_bytes_max: usize) -> Result<(), (&'static str, String)> {
+    /// carry percent-encoded in the path, and `body_bytes_max` the largest body, which the
+    /// body budget must hold. The error names the setting and says why.
+    pub fn validate(
+        &self,
+        key_bytes_max: usize,
+        body_bytes_max: usize,
+    ) -> Result<(), (&'static str, String)> {
         let count = |name: &'static str, value: usize| {
             if value == 0 || value > COUNT_LIMIT_MAX {
                 Err((name, format!("must be between 1 and {COUNT_LIMIT_MAX}")))
@@ -102,6 +113,19 @@ impl HttpLimits {
         };
         count("http_connections_max", self.connections_max)?;
         count("http_requests_in_flight_max", self.requests_in_flight_max)?;
+        // The budget is counted in a semaphore's permits, whose number is bounded.
+        let budget_max = 1 << 40;
+        if self.body_bytes_in_flight_max < body_bytes_max
+            || self.body_bytes_in_flight_max > budget_max
+        {
+            return Err((
+                "http_body_bytes_in_flight_max",
+                format!(
+                    "must be between {body_bytes_max} (the largest request body: two values, \
+                     two keys and their JSON) and {budget_max}"
+                ),
+            ));
+        }
         // Each byte of a key is at most three in the path (%XX), plus the rest of the head.
         let header_bytes_min = HEADER_BYTES_MAX_MIN.max(3 * key_bytes_max + 4096);
         if self.header_bytes_max < header_bytes_min || self.header_bytes_max > 16 * 1024 * 1024 {
@@ -174,7 +198,7 @@ pub async fn serve_http<L>(
     L: axum::serve::Listener,
 {
     assert!(
-        limits.validate(0).is_ok(),
+        limits.validate(0, 0).is_ok(),
         "limits are validated with the configuration"
     );
     let connections_max = u32::try_from(limits.connections_max).unwrap_or(u32::MAX);
@@ -240,7 +264,10 @@ where
                 let _visit = visit;
                 let Ok(_slot) = shared.requests.try_acquire() else {
                     shared.metrics.http_requests_shed.inc();
-                    return Ok::<_, Infallible>(overloaded(shared.limits.requests_in_flight_max));
+                    return Ok::<_, Infallible>(retry_later(format!(
+                        "this node is handling its limit of {} requests; retry shortly",
+                        shared.limits.requests_in_flight_max
+                    )));
                 };
                 shared.metrics.http_requests_in_flight.inc();
                 let _in_flight = GaugeDecrement(&shared.metrics.http_requests_in_flight);
@@ -290,12 +317,17 @@ impl Drop for GaugeDecrement<'_> {
     }
 }
 
-/// The answer to a request beyond the in-flight limit.
-fn overloaded(requests_in_flight_max: usize) -> Response {
+/// The largest request body that keys of `key_bytes_max` and values of `value_bytes_max`
+/// need: a compare-and-swap carries two values and a key in JSON.
+pub fn request_body_bytes_max(key_bytes_max: usize, value_bytes_max: usize) -> usize {
+    2 * value_bytes_max + 2 * key_bytes_max + 4096
+}
+
+/// The answer to a request beyond a limit of the whole node: 503 with Retry-After, which the
+/// Rust client and other well-behaved clients retry (on another node) after a pause.
+pub(crate) fn retry_later(error: String) -> Response {
     let body = ErrorResponse {
-        error: format!(
-            "this node is handling its limit of {requests_in_flight_max} requests; retry shortly"
-        ),
+        error,
         leader: None,
         leader_http: None,
     };
@@ -450,10 +482,25 @@ mod tests {
     #[test]
     fn the_defaults_are_valid_and_each_limit_is_checked() {
         let defaults = HttpLimits::default();
-        assert_eq!(defaults.validate(4096), Ok(()));
+        let body_bytes_max = request_body_bytes_max(4096, 1024 * 1024);
+        assert_eq!(defaults.validate(4096, body_bytes_max), Ok(()));
         let refused = |limits: HttpLimits, key_bytes_max: usize| {
-            limits.validate(key_bytes_max).expect_err("out of range").0
+            limits
+                .validate(key_bytes_max, body_bytes_max)
+                .expect_err("out of range")
+                .0
         };
+        // Every valid request must fit in the body budget on its own.
+        assert_eq!(
+            refused(
+                HttpLimits {
+                    body_bytes_in_flight_max: body_bytes_max - 1,
+                    ..defaults
+                },
+                4096
+            ),
+            "http_body_bytes_in_flight_max"
+        );
         assert_eq!(
             refused(
                 HttpLimits {

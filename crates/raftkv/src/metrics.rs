@@ -57,6 +57,9 @@ pub struct Metrics {
     pub http_requests_in_flight: Gauge,
     /// Requests answered 503 because `--http-requests-in-flight-max` were being handled.
     pub http_requests_shed: Counter,
+    /// Requests answered 503 because their body did not fit in what was left of
+    /// `--http-body-bytes-in-flight-max`.
+    pub http_request_bodies_shed: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -118,6 +121,12 @@ impl Metrics {
             "HTTP requests answered 503 because the in-flight request limit was reached",
             http_requests_shed.clone(),
         );
+        let http_request_bodies_shed = Counter::default();
+        registry.register(
+            "http_request_bodies_shed",
+            "HTTP requests answered 503 because the request bodies being held reached their byte limit",
+            http_request_bodies_shed.clone(),
+        );
         registry.register_collector(Box::new(NodeCollector {
             server: Arc::downgrade(server),
         }));
@@ -130,6 +139,7 @@ impl Metrics {
             http_connections_timed_out,
             http_requests_in_flight,
             http_requests_shed,
+            http_request_bodies_shed,
         }
     }
 

@@ -677,3 +677,86 @@ async fn a_flood_beyond_the_limits_is_refused_and_the_node_stays_healthy() {
         "resident memory grew from {resident_before} KiB to {resident_after} KiB"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_beyond_the_byte_budget_are_refused_before_they_are_read() {
+    // Room for two bodies of 1,000,000 bytes (and a bit), not three; the least the node
+    // accepts is the largest single body (two 1 MiB values and two 4 KiB keys in JSON).
+    const BUDGET: usize = 2_500_000;
+    const LARGE: usize = 1_000_000;
+    let cluster =
+        TestCluster::start(1, &["--http-body-bytes-in-flight-max", &BUDGET.to_string()]).await;
+    let address = cluster.nodes[0].http.clone();
+    let put_head = |key: &str, length: usize| {
+        format!("PUT /v1/kv/{key} HTTP/1.1\r\nhost: raftkv\r\ncontent-length: {length}\r\n\r\n")
+    };
+
+    // Two large writes whose bodies have not come yet hold 2,000,000 bytes of the budget.
+    let mut held = Vec::new();
+    for number in 0..2 {
+        let mut stream = TcpStream::connect(&address).await.expect("connects");
+        let head = put_head(&format!("large-{number}"), LARGE);
+        stream.write_all(head.as_bytes()).await.expect("writes");
+        held.push(stream);
+    }
+    // A third is answered 503 with Retry-After at once, its body unread; so is a chunked
+    // body, which counts as the largest allowed.
+    let third = wait_for("the budget is taken", || {
+        let address = address.clone();
+        let head = put_head("large-2", LARGE);
+        async move {
+            let answer = raw_exchange(&address, head.as_bytes()).await;
+            (status_of(&answer) == Some(503)).then_some(answer)
+        }
+    })
+    .await;
+    let RawAnswer::Answered { head, body, .. } = third else {
+        panic!("answered")
+    };
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 1"),
+        "{head}"
+    );
+    let error = error_of(&Bytes::from(body));
+    assert!(error.error.contains("bytes of request bodies"), "{error:?}");
+    let chunked = raw_exchange(
+        &address,
+        b"PUT /v1/kv/chunked HTTP/1.1\r\nhost: raftkv\r\ntransfer-encoding: chunked\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&chunked), Some(503));
+
+    // What is left serves small writes and requests without a body.
+    let small = raw_exchange(
+        &address,
+        b"PUT /v1/kv/small HTTP/1.1\r\nhost: raftkv\r\ncontent-length: 5\r\n\r\nsmall",
+    )
+    .await;
+    assert_eq!(status_of(&small), Some(200));
+    let (status, _, _) = cluster.request(0, "GET", "/v1/kv/small", &[], "").await;
+    assert_eq!(status, 200);
+
+    // The held writes complete when their bodies come, and give their bytes back: the
+    // large write and the chunked one go through now.
+    let value = vec![b'v'; LARGE];
+    for stream in &mut held {
+        stream.write_all(&value).await.expect("writes");
+        assert_eq!(status_of(&read_answer(stream).await), Some(200));
+    }
+    drop(held);
+    let mut request = put_head("large-2", LARGE).into_bytes();
+    request.extend_from_slice(&value);
+    assert_eq!(
+        status_of(&raw_exchange(&address, &request).await),
+        Some(200)
+    );
+    let chunked = raw_exchange(
+        &address,
+        b"PUT /v1/kv/chunked HTTP/1.1\r\nhost: raftkv\r\ntransfer-encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&chunked), Some(200));
+    let shed = metric(&cluster, 0, None, "raftkv_http_request_bodies_shed_total").await;
+    assert!(shed >= 2.0, "{shed}");
+}
