@@ -458,6 +458,56 @@ fn unexpected(outcome: Outcome) -> Response {
     }
 }
 
+/// An axum extractor (`Path`, `Query`) whose rejection (a segment that is not UTF-8 once
+/// decoded, an id that is not a number, a malformed query) is answered as JSON, like every
+/// other error.
+struct Api<E>(E);
+
+/// What the wrapped extractors' rejections tell.
+trait Rejection {
+    fn status(&self) -> StatusCode;
+    fn body_text(&self) -> String;
+}
+
+impl Rejection for axum::extract::rejection::PathRejection {
+    fn status(&self) -> StatusCode {
+        self.status()
+    }
+    fn body_text(&self) -> String {
+        self.body_text()
+    }
+}
+
+impl Rejection for axum::extract::rejection::QueryRejection {
+    fn status(&self) -> StatusCode {
+        self.status()
+    }
+    fn body_text(&self) -> String {
+        self.body_text()
+    }
+}
+
+impl<E, S> axum::extract::FromRequestParts<S> for Api<E>
+where
+    E: axum::extract::FromRequestParts<S>,
+    E::Rejection: Rejection,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Api<E>, Response> {
+        E::from_request_parts(parts, state)
+            .await
+            .map(Api)
+            .map_err(|rejection| {
+                ApiError::new(rejection.status(), rejection.body_text()).into_response()
+            })
+    }
+}
+
 impl axum::extract::FromRequest<AppState> for Original {
     type Rejection = Response;
 
@@ -563,7 +613,7 @@ async fn keyed_write(
 
 async fn put_value(
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    Api(Path(key)): Api<Path<String>>,
     original: Original,
 ) -> Response {
     match keyed_write(&state, key, original, |key, value| Operation::Put {
@@ -584,7 +634,7 @@ async fn put_value(
 
 async fn delete_value(
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    Api(Path(key)): Api<Path<String>>,
     original: Original,
 ) -> Response {
     match keyed_write(&state, key, original, |key, _| Operation::Delete { key }).await {
@@ -605,7 +655,7 @@ async fn delete_value(
 
 async fn append_value(
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    Api(Path(key)): Api<Path<String>>,
     original: Original,
 ) -> Response {
     let append = |key, suffix| Operation::Append { key, suffix };
@@ -627,7 +677,7 @@ async fn append_value(
 
 async fn compare_and_swap(
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    Api(Path(key)): Api<Path<String>>,
     original: Original,
 ) -> Response {
     let server = &state.server;
@@ -711,7 +761,7 @@ async fn read_barrier(
 
 async fn get_value(
     State(state): State<AppState>,
-    Path(key): Path<String>,
+    Api(Path(key)): Api<Path<String>>,
     query: Result<Query<ReadQuery>, axum::extract::rejection::QueryRejection>,
     original: Original,
 ) -> Response {
@@ -914,7 +964,7 @@ struct DemoQuery {
 /// The original demo's `GET /set?key=K&value=V`.
 async fn demo_set(
     State(state): State<AppState>,
-    Query(query): Query<DemoQuery>,
+    Api(Query(query)): Api<Query<DemoQuery>>,
     original: Original,
 ) -> Response {
     let (Some(key), Some(value)) = (query.key, query.value) else {
@@ -935,7 +985,7 @@ async fn demo_set(
 /// The original demo's `GET /get?key=K` (linearizable).
 async fn demo_get(
     State(state): State<AppState>,
-    Query(query): Query<DemoQuery>,
+    Api(Query(query)): Api<Query<DemoQuery>>,
     original: Original,
 ) -> Response {
     let Some(key) = query.key else {
@@ -1232,7 +1282,7 @@ async fn add_member(State(state): State<AppState>, original: Original) -> Respon
 
 async fn promote_member(
     State(state): State<AppState>,
-    Path(id): Path<u64>,
+    Api(Path(id)): Api<Path<u64>>,
     original: Original,
 ) -> Response {
     change_membership(&state, original, ConfChange::Promote(NodeId(id))).await
@@ -1240,7 +1290,7 @@ async fn promote_member(
 
 async fn remove_member(
     State(state): State<AppState>,
-    Path(id): Path<u64>,
+    Api(Path(id)): Api<Path<u64>>,
     original: Original,
 ) -> Response {
     change_membership(&state, original, ConfChange::Remove(NodeId(id))).await

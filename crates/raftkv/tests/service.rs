@@ -334,6 +334,23 @@ async fn bad_input_gets_the_right_status_and_the_node_stays_healthy() {
         ("GET", "/v1/kv?limit=many".into(), vec![], Bytes::new(), 400),
         ("GET", "/nowhere".into(), vec![], Bytes::new(), 404),
         ("GET", "/set?key=a".into(), vec![], Bytes::new(), 400),
+        ("GET", "/set?key=a&key=b".into(), vec![], Bytes::new(), 400),
+        // Not UTF-8 once decoded; ids that are not numbers.
+        ("PUT", "/v1/kv/%FF".into(), vec![], Bytes::from("x"), 400),
+        (
+            "DELETE",
+            "/v1/members/abc".into(),
+            vec![],
+            Bytes::new(),
+            400,
+        ),
+        (
+            "POST",
+            "/v1/members/-1/promote".into(),
+            vec![],
+            Bytes::new(),
+            400,
+        ),
         (
             "POST",
             "/v1/internal/announce".into(),
