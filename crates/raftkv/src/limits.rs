@@ -9,7 +9,9 @@
 //!              │  byte (slowloris) ─► connection closed (counted)
 //!              ├─ silent for --http-idle-timeout-ms while waiting for a request ─► closed
 //!              └─ request ─► requests in flight < --http-requests-in-flight-max?
-//!                               ├─ no ─► 503 + Retry-After, body never read (counted)
+//!                               ├─ no ─► 503 + Retry-After, body never read (counted);
+//!                               │        but GET /metrics and /v1/status have a few slots
+//!                               │        of their own, so an overloaded node can be watched
 //!                               └─ yes ─► router: access guard, handler: its body bounded in
 //!                                         size (413) and in time (408), and its declared size
 //!                                         taken from --http-body-bytes-in-flight-max before it
@@ -181,6 +183,19 @@ struct Shared {
     builder: http1::Builder,
     /// One permit per request that may be in flight.
     requests: Arc<Semaphore>,
+    /// Slots only `GET /metrics` and `GET /v1/status` may take once `requests` has none left,
+    /// so that an overloaded node can still be watched.
+    monitoring: Semaphore,
+}
+
+/// Requests for `/metrics` and `/v1/status` that may be handled beyond the in-flight limit.
+const MONITORING_SLOTS: usize = 8;
+
+/// Whether `request` is one of the cheap reads a monitor makes, which the monitoring slots
+/// serve when the node is overloaded.
+fn is_monitoring<B>(request: &hyper::Request<B>) -> bool {
+    request.method() == axum::http::Method::GET
+        && matches!(request.uri().path(), "/metrics" | "/v1/status")
 }
 
 /// Serves `router` on the connections of `listener` within `limits` until `shutdown`
@@ -209,6 +224,7 @@ pub async fn serve_http<L>(
         limits,
         builder: limits.connection_builder(),
         requests: Arc::new(Semaphore::new(limits.requests_in_flight_max)),
+        monitoring: Semaphore::new(MONITORING_SLOTS),
         metrics,
     });
     let (stop_sender, stop) = watch::channel(false);
@@ -260,9 +276,17 @@ where
             // body, not a new head.
             let visit = clock.request_started();
             let shared = Arc::clone(&shared);
+            let monitoring = is_monitoring(&request);
             async move {
                 let _visit = visit;
-                let Ok(_slot) = shared.requests.try_acquire() else {
+                let slot = shared
+                    .requests
+                    .try_acquire()
+                    .or_else(|full| match monitoring {
+                        true => shared.monitoring.try_acquire(),
+                        false => Err(full),
+                    });
+                let Ok(_slot) = slot else {
                     shared.metrics.http_requests_shed.inc();
                     return Ok::<_, Infallible>(retry_later(format!(
                         "this node is handling its limit of {} requests; retry shortly",

@@ -586,13 +586,19 @@ async fn a_flood_beyond_the_limits_is_refused_and_the_node_stays_healthy() {
         async move {
             let answer = raw_exchange(
                 &address,
-                b"GET /v1/status HTTP/1.1\r\nhost: raftkv\r\nconnection: close\r\n\r\n",
+                b"GET /v1/kv/probe HTTP/1.1\r\nhost: raftkv\r\nconnection: close\r\n\r\n",
             )
             .await;
             (status_of(&answer) == Some(503)).then_some(())
         }
     })
     .await;
+    // Monitoring still sees the node: status and metrics have slots of their own.
+    for path in ["/v1/status", "/metrics"] {
+        let request = format!("GET {path} HTTP/1.1\r\nhost: raftkv\r\nconnection: close\r\n\r\n");
+        let answer = raw_exchange(&address, request.as_bytes()).await;
+        assert_eq!(status_of(&answer), Some(200), "{path}: {answer:?}");
+    }
 
     // A flood: every request is answered at once, 503 with Retry-After, not queued.
     let flooders: Vec<_> = (0..8)
