@@ -67,7 +67,7 @@ pub fn config_file(data: &[u8]) {
     }
 }
 
-/// Seeds of [`config_file`]: the README's example and a joining node's file.
+/// Seeds of [`config_file`]: the README's example, a joining node's file and a secure node's.
 pub(crate) fn config_seeds() -> Vec<Seed> {
     let full = r#"# node-1.toml
 id = 1
@@ -91,8 +91,30 @@ raft_addr = "127.0.0.1:9004"
 http_addr = "127.0.0.1:8004"
 join = "127.0.0.1:8001"
 "#;
+    let secure = r#"id = 1
+data_dir = "data-1"
+peers = "1=127.0.0.1:9001,2=127.0.0.1:9002,3=127.0.0.1:9003"
+tls_cert = "certs/node-1.pem"
+tls_key = "certs/node-1-key.pem"
+tls_ca = "certs/ca.pem"
+peer_tls_cert = "certs/node-1.pem"
+peer_tls_key = "certs/node-1-key.pem"
+peer_tls_ca = "certs/ca.pem"
+auth_tokens = "tokens.toml"
+cluster_token_file = "cluster-token"
+public_metrics = true
+public_status = false
+http_connections_max = 1000
+http_requests_in_flight_max = 256
+http_body_bytes_in_flight_max = 268435456
+http_header_bytes_max = 65536
+http_headers_max = 64
+http_request_read_timeout_ms = 5000
+http_idle_timeout_ms = 30000
+"#;
     vec![
         ("full", full.as_bytes().to_vec()),
+        ("secure", secure.as_bytes().to_vec()),
         ("joining", joining.as_bytes().to_vec()),
         ("peers_only", b"1=127.0.0.1:9001, 2=[::1]:9002".to_vec()),
     ]

@@ -12,6 +12,7 @@
 //!  peer wire      wire_message  wire_handshake  wire_frames                 raft_node::wire
 //!  write-ahead    wal_record  wal_segment  wal_recovery  snapshot_file      raft_wal
 //!  raftkv         kv_command  kv_snapshot  http_request  config_file        raftkv
+//!                 token_file
 //! ```
 //!
 //! Each [`Target`] also makes its seeds with the real encoders (`cargo run -p fuzz-targets
@@ -21,6 +22,7 @@
 
 #![deny(missing_docs)]
 
+mod auth;
 mod config;
 mod http;
 mod kv;
@@ -28,6 +30,7 @@ mod scratch;
 mod wal;
 mod wire;
 
+pub use auth::token_file;
 pub use config::config_file;
 pub use http::http_request;
 pub use kv::{kv_command, kv_snapshot};
@@ -121,6 +124,12 @@ pub const TARGETS: &[Target] = &[
         name: "config_file",
         run: config_file,
         seeds: config::config_seeds,
+        allocations_bounded: true,
+    },
+    Target {
+        name: "token_file",
+        run: token_file,
+        seeds: auth::token_file_seeds,
         allocations_bounded: true,
     },
 ];

@@ -319,4 +319,5 @@ short_fuzz_tests!(
     kv_snapshot,
     http_request,
     config_file,
+    token_file,
 );
