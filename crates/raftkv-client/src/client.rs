@@ -12,6 +12,7 @@
 //!        │                                                      │
 //!        └── next target: the leader the failure named, else the next endpoint;
 //!            wait the backoff between passes; past the retry deadline ──▶ Unavailable
+//!            (at once when every endpoint in a row refused a TLS certificate)
 //! ```
 //!
 //! A client made with [`Client::with_bearer_token`] sends `Authorization: Bearer <token>` on
@@ -216,6 +217,9 @@ enum FailureKind {
     Transport,
     /// The node answered with a 5xx status.
     ServerStatus,
+    /// The TLS handshake failed on a certificate: the node's is not the CA's or not for its
+    /// address, or the node refused ours. Trying again helps only once a certificate changes.
+    Certificate,
 }
 
 /// The outcome of one attempt.
@@ -642,7 +646,8 @@ impl Client {
     /// (connection refused, a timeout) or that names a leader, the next target is tried at once,
     /// until as many attempts as there are endpoints went out since the last wait; then, and
     /// after every 5xx, the client waits the backoff (50 ms doubling to 1 s, half of it random,
-    /// at least the `Retry-After` capped at 1 s).
+    /// at least the `Retry-After` capped at 1 s). As many TLS handshakes in a row as there are
+    /// endpoints failing on a certificate end the call at once: that is a misconfiguration.
     async fn execute(&self, call: &Call) -> Result<Answer, ClientError> {
         let options = self.inner.options;
         let start = Instant::now();
@@ -651,6 +656,7 @@ impl Client {
         let mut backoff = RETRY_BACKOFF_MIN;
         let mut attempts: u32 = 0;
         let mut attempts_since_wait: usize = 0;
+        let mut certificate_failures_in_a_row: usize = 0;
         loop {
             let target = rotation.next_target();
             let timeout = if attempts == 0 {
@@ -683,8 +689,23 @@ impl Client {
                 }
                 _ => false,
             };
-            let quick =
-                hinted || matches!(failure.kind, FailureKind::Connect | FailureKind::Timeout);
+            // As many handshakes in a row as there are nodes failed on a certificate: a
+            // misconfiguration, which retrying until the deadline would only hide for longer.
+            certificate_failures_in_a_row = match failure.kind {
+                FailureKind::Certificate => certificate_failures_in_a_row + 1,
+                _ => 0,
+            };
+            if certificate_failures_in_a_row >= self.inner.base_urls.len() {
+                return Err(ClientError::Unavailable(format!(
+                    "every node refused the TLS handshake ({attempts} attempts); last: {target}: {}",
+                    failure.description
+                )));
+            }
+            let quick = hinted
+                || matches!(
+                    failure.kind,
+                    FailureKind::Connect | FailureKind::Timeout | FailureKind::Certificate
+                );
             let delay = if quick && attempts_since_wait < self.inner.base_urls.len() {
                 Duration::ZERO
             } else {
@@ -718,7 +739,9 @@ impl Client {
             let response = match self.inner.http.client.request(request).await {
                 Ok(response) => response,
                 Err(error) => {
-                    let kind = if error.is_connect() {
+                    let kind = if certificate_refused(&error) {
+                        FailureKind::Certificate
+                    } else if error.is_connect() {
                         FailureKind::Connect
                     } else {
                         FailureKind::Transport
@@ -998,6 +1021,44 @@ fn quote(body: &[u8]) -> String {
 
 /// An error and its chain of sources, since hyper's own message ("client error (Connect)") hides
 /// the useful part ("Connection refused").
+/// Whether `error` comes from a TLS handshake that failed on a certificate, on either side.
+fn certificate_refused(error: &(dyn StdError + 'static)) -> bool {
+    use rustls::AlertDescription as Alert;
+    let on_certificate = |tls: &rustls::Error| match tls {
+        rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => true,
+        rustls::Error::AlertReceived(alert) => matches!(
+            alert,
+            Alert::BadCertificate
+                | Alert::UnsupportedCertificate
+                | Alert::CertificateRevoked
+                | Alert::CertificateExpired
+                | Alert::CertificateUnknown
+                | Alert::UnknownCA
+                | Alert::CertificateRequired
+        ),
+        _ => false,
+    };
+    let mut current = Some(error);
+    while let Some(cause) = current {
+        if cause
+            .downcast_ref::<rustls::Error>()
+            .is_some_and(on_certificate)
+        {
+            return true;
+        }
+        // An io::Error hands out the error it wraps (maybe another io::Error) with `get_ref`,
+        // not as its source.
+        current = match cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn StdError + 'static)),
+            None => cause.source(),
+        };
+    }
+    false
+}
+
 fn describe(error: &(dyn StdError + 'static)) -> String {
     let mut description = error.to_string();
     let mut source = error.source();
@@ -1020,6 +1081,30 @@ fn lock<T>(mutex: &StdMutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certificate_failures_are_told_from_other_failures_however_deep_they_are_wrapped() {
+        use std::io::{Error as IoError, ErrorKind};
+        let unknown_issuer =
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        // As hyper-rustls reports a refused server certificate: an io::Error in an io::Error.
+        let nested = IoError::other(IoError::new(ErrorKind::InvalidData, unknown_issuer));
+        assert!(certificate_refused(&nested));
+        let refused_ours = IoError::new(
+            ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired),
+        );
+        assert!(certificate_refused(&refused_ours));
+        // Not about a certificate: the node is down, or the handshake failed otherwise.
+        assert!(!certificate_refused(&IoError::from(
+            ErrorKind::ConnectionRefused
+        )));
+        let other_alert = IoError::new(
+            ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(rustls::AlertDescription::HandshakeFailure),
+        );
+        assert!(!certificate_refused(&other_alert));
+    }
 
     #[test]
     fn endpoints_are_normalized_to_base_urls() {

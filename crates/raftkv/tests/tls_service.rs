@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{client_tls, free_port, make_certs, tls_args, TestCluster, DEADLINE};
 use raftkv_client::api::LEADER_HEADER;
-use raftkv_client::{Client, ClientOptions, ClientTls, Consistency};
+use raftkv_client::{Client, ClientError, ClientOptions, ClientTls, Consistency};
 
 /// A node that is not one of the cluster's: certificates from another CA, its own
 /// membership flags. Killed when dropped.
@@ -189,6 +189,22 @@ async fn a_tls_cluster_serves_writes_and_linearizable_reads_through_every_node_o
         anonymous.status(endpoint).await.is_err(),
         "a client without a certificate was answered"
     );
+    // Nor does it wait out the retry deadline: a refused certificate is not retried for long.
+    let patient = ClientOptions {
+        request_timeout: Duration::from_secs(2),
+        retry_deadline: Duration::from_secs(60),
+    };
+    let anonymous_tls =
+        ClientTls::from_pem_files(&cluster.certs().join("ca.pem"), None).expect("a CA");
+    let anonymous =
+        Client::with_tls(cluster.endpoints(), patient, anonymous_tls).expect("valid endpoints");
+    match anonymous.get("key-0", Consistency::Linearizable).await {
+        Err(ClientError::Unavailable(message)) => assert!(
+            message.contains("every node refused the TLS handshake"),
+            "{message}"
+        ),
+        other => panic!("a client without a certificate was answered: {other:?}"),
+    }
     assert!(counter(&cluster, 0, "http_tls_handshakes_failed_total").await >= 2);
 }
 
@@ -293,4 +309,9 @@ async fn a_node_with_a_foreign_ca_certificate_cannot_join_or_disturb_the_cluster
     assert!(!exit.success(), "{exit:?}");
     let log = joiner.log_text();
     assert!(log.contains("cannot learn the members"), "{log}");
+    // It gave up on the certificate at once, not after retrying until the client's deadline.
+    assert!(
+        log.contains("every node refused the TLS handshake"),
+        "{log}"
+    );
 }
