@@ -348,7 +348,21 @@ struct Original {
     body: Bytes,
     /// The body's share of the body budget, given back when the request is answered (and
     /// every copy made to forward it is gone).
-    _body_budget: Option<Arc<OwnedSemaphorePermit>>,
+    _body_budget: Option<Arc<BodyBudgetShare>>,
+}
+
+/// A request body's share of the node's body budget, shown in
+/// `raftkv_http_request_body_bytes_held` until it is given back.
+struct BodyBudgetShare {
+    _permit: OwnedSemaphorePermit,
+    bytes: i64,
+    held: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl Drop for BodyBudgetShare {
+    fn drop(&mut self) {
+        self.held.dec_by(self.bytes);
+    }
 }
 
 fn check_key(key: &str, server: &KvServer) -> Result<(), ApiError> {
@@ -551,7 +565,16 @@ impl axum::extract::FromRequest<AppState> for Original {
             reserved => {
                 let permits = u32::try_from(reserved).unwrap_or(u32::MAX);
                 match Arc::clone(&state.body_budget).try_acquire_many_owned(permits) {
-                    Ok(permit) => Some(Arc::new(permit)),
+                    Ok(permit) => {
+                        let bytes = i64::from(permits);
+                        let held = state.metrics.http_request_body_bytes_held.clone();
+                        held.inc_by(bytes);
+                        Some(Arc::new(BodyBudgetShare {
+                            _permit: permit,
+                            bytes,
+                            held,
+                        }))
+                    }
                     Err(_) => {
                         state.metrics.http_request_bodies_shed.inc();
                         return Err(retry_later(format!(

@@ -10,8 +10,8 @@
 //!              ├─ silent for --http-idle-timeout-ms while waiting for a request ─► closed
 //!              └─ request ─► requests in flight < --http-requests-in-flight-max?
 //!                               ├─ no ─► 503 + Retry-After, body never read (counted);
-//!                               │        but GET /metrics and /v1/status have a few slots
-//!                               │        of their own, so an overloaded node can be watched
+//!                               │        GET /metrics and /v1/status take a few slots of
+//!                               │        their own first, so an overloaded node can be watched
 //!                               └─ yes ─► router: access guard, handler: its body bounded in
 //!                                         size (413) and in time (408), and its declared size
 //!                                         taken from --http-body-bytes-in-flight-max before it
@@ -183,8 +183,8 @@ struct Shared {
     builder: http1::Builder,
     /// One permit per request that may be in flight.
     requests: Arc<Semaphore>,
-    /// Slots only `GET /metrics` and `GET /v1/status` may take once `requests` has none left,
-    /// so that an overloaded node can still be watched.
+    /// Slots of `GET /metrics` and `GET /v1/status`, taken before those of `requests`, so
+    /// that an overloaded node can still be watched and watching it takes nothing from clients.
     monitoring: Semaphore,
 }
 
@@ -279,13 +279,15 @@ where
             let monitoring = is_monitoring(&request);
             async move {
                 let _visit = visit;
-                let slot = shared
-                    .requests
-                    .try_acquire()
-                    .or_else(|full| match monitoring {
-                        true => shared.monitoring.try_acquire(),
-                        false => Err(full),
-                    });
+                // Monitoring takes its own slots first, so that polling it never takes one a
+                // client's request then finds missing.
+                let slot = match monitoring {
+                    true => shared
+                        .monitoring
+                        .try_acquire()
+                        .or_else(|_| shared.requests.try_acquire()),
+                    false => shared.requests.try_acquire(),
+                };
                 let Ok(_slot) = slot else {
                     shared.metrics.http_requests_shed.inc();
                     return Ok::<_, Infallible>(retry_later(format!(

@@ -55,6 +55,9 @@ pub struct Metrics {
     pub http_connections_timed_out: Counter,
     /// Requests being handled now.
     pub http_requests_in_flight: Gauge,
+    /// Bytes of request bodies held now, each counted at its declared length from before it
+    /// is read until it is answered (what `--http-body-bytes-in-flight-max` bounds).
+    pub http_request_body_bytes_held: Gauge,
     /// Requests answered 503 because `--http-requests-in-flight-max` were being handled.
     pub http_requests_shed: Counter,
     /// Requests answered 503 because their body did not fit in what was left of
@@ -110,6 +113,12 @@ impl Metrics {
             http_connections_timed_out.clone(),
         );
         let http_requests_in_flight = Gauge::default();
+        let http_request_body_bytes_held = Gauge::default();
+        registry.register(
+            "http_request_body_bytes_held",
+            "Bytes of request bodies held now, each at its declared length until answered",
+            http_request_body_bytes_held.clone(),
+        );
         registry.register(
             "http_requests_in_flight",
             "HTTP requests being handled",
@@ -138,6 +147,7 @@ impl Metrics {
             http_connections_refused,
             http_connections_timed_out,
             http_requests_in_flight,
+            http_request_body_bytes_held,
             http_requests_shed,
             http_request_bodies_shed,
         }

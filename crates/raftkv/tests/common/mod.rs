@@ -308,6 +308,21 @@ impl TestCluster {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> (u16, hyper::HeaderMap, Bytes) {
+        self.try_request(index, method, path_and_query, headers, body)
+            .await
+            .unwrap_or_else(|error| panic!("{method} {path_and_query}: {error}"))
+    }
+
+    /// [`TestCluster::request`], with a failure to get an answer returned rather than
+    /// failing the test (for a node that may close connections, as at its connection limit).
+    pub async fn try_request(
+        &self,
+        index: usize,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<(u16, hyper::HeaderMap, Bytes), String> {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let mut request = hyper::Request::builder().method(method).uri(format!(
             "{scheme}://{}{path_and_query}",
@@ -322,11 +337,15 @@ impl TestCluster {
             None => tokio::time::timeout(DEADLINE, self.http.request(request)).await,
         };
         let response = response
-            .expect("answers in time")
-            .expect("the node answers");
+            .map_err(|_| format!("no answer within {DEADLINE:?}"))?
+            .map_err(|error| format!("the node does not answer: {error:?}"))?;
         let (parts, body) = response.into_parts();
-        let body = body.collect().await.expect("whole body").to_bytes();
-        (parts.status.as_u16(), parts.headers, body)
+        let body = body
+            .collect()
+            .await
+            .map_err(|error| format!("the body breaks off: {error}"))?
+            .to_bytes();
+        Ok((parts.status.as_u16(), parts.headers, body))
     }
 
     /// Prints every node's log (for a failing test).
