@@ -354,14 +354,43 @@ struct Original {
 /// A request body's share of the node's body budget, shown in
 /// `raftkv_http_request_body_bytes_held` until it is given back.
 struct BodyBudgetShare {
-    _permit: OwnedSemaphorePermit,
-    bytes: i64,
+    permit: OwnedSemaphorePermit,
     held: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Drop for BodyBudgetShare {
     fn drop(&mut self) {
-        self.held.dec_by(self.bytes);
+        self.held.dec_by(self.permit.num_permits() as i64);
+    }
+}
+
+/// No body budget left of the node's total (in bytes): answered 503 with Retry-After.
+struct BudgetSpent(usize);
+
+impl IntoResponse for BudgetSpent {
+    fn into_response(self) -> Response {
+        retry_later(format!(
+            "this node holds its limit of {} bytes of request bodies; retry shortly",
+            self.0
+        ))
+    }
+}
+
+impl AppState {
+    /// Takes `bytes` of the body budget for one request (none for a request without a body),
+    /// or says that they are not left.
+    fn reserve_body(&self, bytes: usize) -> Result<Option<Arc<BodyBudgetShare>>, BudgetSpent> {
+        if bytes == 0 {
+            return Ok(None);
+        }
+        let permits = u32::try_from(bytes).unwrap_or(u32::MAX);
+        let Ok(permit) = Arc::clone(&self.body_budget).try_acquire_many_owned(permits) else {
+            self.metrics.http_request_bodies_shed.inc();
+            return Err(BudgetSpent(self.body_budget_bytes));
+        };
+        let held = self.metrics.http_request_body_bytes_held.clone();
+        held.inc_by(i64::from(permits));
+        Ok(Some(Arc::new(BodyBudgetShare { permit, held })))
     }
 }
 
@@ -560,32 +589,9 @@ impl axum::extract::FromRequest<AppState> for Original {
             None if chunked => state.body_bytes_max,
             None => 0,
         };
-        let body_budget = match reserved {
-            0 => None,
-            reserved => {
-                let permits = u32::try_from(reserved).unwrap_or(u32::MAX);
-                match Arc::clone(&state.body_budget).try_acquire_many_owned(permits) {
-                    Ok(permit) => {
-                        let bytes = i64::from(permits);
-                        let held = state.metrics.http_request_body_bytes_held.clone();
-                        held.inc_by(bytes);
-                        Some(Arc::new(BodyBudgetShare {
-                            _permit: permit,
-                            bytes,
-                            held,
-                        }))
-                    }
-                    Err(_) => {
-                        state.metrics.http_request_bodies_shed.inc();
-                        return Err(retry_later(format!(
-                            "this node holds its limit of {} bytes of request bodies; retry \
-                             shortly",
-                            state.body_budget_bytes
-                        )));
-                    }
-                }
-            }
-        };
+        let body_budget = state
+            .reserve_body(reserved)
+            .map_err(IntoResponse::into_response)?;
         let reading = axum::body::to_bytes(body, state.body_bytes_max);
         let Ok(read) = tokio::time::timeout(state.body_read_timeout, reading).await else {
             // A body trickling in would hold a request slot for as long as it pleased.
