@@ -23,6 +23,12 @@ pub struct Config {
     pub check_quorum: bool,
     /// Append messages in flight to one follower before waiting for acknowledgements.
     pub inflight_messages_max: usize,
+    /// Of those, appends that carry everything the follower lacks (a partial message, below
+    /// `message_bytes_max`) in flight before further ones wait for an answer. Under load a
+    /// leader otherwise sends each round's few proposals as a message of their own; waiting
+    /// for an answer lets them travel together, and lets the follower answer once. Full
+    /// messages (catching a follower up) still fill the whole window. Must be at least 1.
+    pub partial_appends_in_flight_max: usize,
     /// Bytes of entries per append message (at least one entry is always sent).
     pub message_bytes_max: u64,
     /// Bytes per snapshot chunk.
@@ -66,6 +72,7 @@ impl Config {
             pre_vote: true,
             check_quorum: true,
             inflight_messages_max: 64,
+            partial_appends_in_flight_max: 2,
             message_bytes_max: 1024 * 1024,
             snapshot_chunk_bytes: 1024 * 1024,
             snapshot_bytes_max: 4 * 1024 * 1024 * 1024,
@@ -92,6 +99,9 @@ impl Config {
         }
         if self.inflight_messages_max == 0 {
             return invalid("inflight_messages_max must be at least 1");
+        }
+        if self.partial_appends_in_flight_max == 0 {
+            return invalid("partial_appends_in_flight_max must be at least 1");
         }
         if self.message_bytes_max == 0 || self.snapshot_chunk_bytes == 0 {
             return invalid("message_bytes_max and snapshot_chunk_bytes must be at least 1");

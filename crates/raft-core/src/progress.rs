@@ -83,6 +83,11 @@ impl Inflights {
         self.last_indexes.len() >= self.capacity
     }
 
+    /// Messages in flight.
+    pub fn len(&self) -> usize {
+        self.last_indexes.len()
+    }
+
     /// Whether nothing is in flight.
     pub fn is_empty(&self) -> bool {
         self.last_indexes.is_empty()

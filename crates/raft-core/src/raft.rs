@@ -824,6 +824,7 @@ impl<S: Storage> Raft<S> {
             }
         }
         ready.messages = std::mem::take(&mut self.messages);
+        crate::replication::coalesce_append_acks(&mut ready.messages);
         if let Some(snapshot) = self.snapshot_to_apply.take() {
             self.log
                 .snapshot_applying(snapshot.meta.last_included.index);

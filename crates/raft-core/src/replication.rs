@@ -10,12 +10,12 @@
 //!           maybe_commit (majority match, current term only)
 //! ```
 
-use crate::message::MessageBody;
+use crate::message::{Message, MessageBody};
 use crate::progress::ProgressState;
 use crate::quorum::{is_majority, majority_value};
 use crate::raft::{Raft, StepError};
 use crate::storage::{Storage, StorageError};
-use crate::types::{Entry, Index, LogId, NodeId, Role};
+use crate::types::{Entry, Index, LogId, NodeId, Role, Term};
 
 impl<S: Storage> Raft<S> {
     /// Offers the log to every follower, filling each one's window, and tells followers about
@@ -31,9 +31,14 @@ impl<S: Storage> Raft<S> {
             .collect();
         for peer in peers {
             while self.send_append(peer, false)? {}
+            // An append in flight is answered, and the answer makes room for the next append,
+            // which carries the commit index: a commit-only append then would be one more
+            // message per round for each follower, under load when it costs most.
             let wants_commit = self.progress.get(&peer).is_some_and(|progress| {
                 let can_commit = self.log.committed().min(progress.next_index.prev());
-                can_commit > progress.commit_sent && !progress.is_paused()
+                can_commit > progress.commit_sent
+                    && !progress.is_paused()
+                    && progress.inflights.is_empty()
             });
             if wants_commit {
                 self.send_append(peer, true)?;
@@ -91,6 +96,15 @@ impl<S: Storage> Raft<S> {
         let Some(progress) = self.progress.get_mut(&peer) else {
             return Ok(false);
         };
+        // A partial message waits for an answer to make room: the entries proposed until then
+        // go with it.
+        if sent_entries
+            && !probing
+            && last_sent == last
+            && progress.inflights.len() >= self.config.partial_appends_in_flight_max
+        {
+            return Ok(false);
+        }
         progress.commit_sent = progress.commit_sent.max(commit.min(last_sent));
         if sent_entries {
             progress.sent_entries(last_sent);
@@ -412,13 +426,54 @@ impl<S: Storage> Raft<S> {
     }
 }
 
+/// Keeps, of the successful append answers in `messages` to one peer in one term, only the one
+/// with the highest index (the last of equals); the other messages stay as they are. Within
+/// a term a follower answers one leader, whose log only grows, so its highest durable match
+/// says all the lower ones did; a follower that made many appends durable with one write
+/// then sends one answer instead of one per append.
+pub(crate) fn coalesce_append_acks(messages: &mut Vec<Message>) {
+    let acks = |message: &Message| match message.body {
+        MessageBody::AppendResponse {
+            index,
+            success: true,
+            ..
+        } => Some(index),
+        _ => None,
+    };
+    if messages
+        .iter()
+        .filter(|message| acks(message).is_some())
+        .count()
+        < 2
+    {
+        return;
+    }
+    // (peer, term, highest index, position of the answer kept): a handful of peers at most.
+    let mut kept: Vec<(NodeId, Term, Index, usize)> = Vec::new();
+    for (position, message) in messages.iter().enumerate() {
+        let Some(index) = acks(message) else {
+            continue;
+        };
+        match kept
+            .iter_mut()
+            .find(|(peer, term, ..)| *peer == message.to && *term == message.term)
+        {
+            Some(best) if index >= best.2 => (best.2, best.3) = (index, position),
+            Some(_) => {}
+            None => kept.push((message.to, message.term, index, position)),
+        }
+    }
+    let mut position = 0;
+    messages.retain(|message| {
+        let keep = acks(message).is_none() || kept.iter().any(|&(.., kept_at)| kept_at == position);
+        position += 1;
+        keep
+    });
+}
+
 /// Rejects appends no correct leader could send: entries not contiguous after `prev`, terms
 /// going backwards, or terms beyond the leader's.
-fn validate_entries(
-    prev: LogId,
-    entries: &[Entry],
-    leader_term: crate::types::Term,
-) -> Result<(), StepError> {
+fn validate_entries(prev: LogId, entries: &[Entry], leader_term: Term) -> Result<(), StepError> {
     if prev.index == Index(0) && prev.term.0 != 0 {
         return Err(StepError::Invalid("prev entry at index 0 must have term 0"));
     }

@@ -675,3 +675,134 @@ fn a_stale_campaign_is_refused_with_the_current_term() {
         )]
     );
 }
+
+/// The entries of the appends to `to` among `messages`, one list per append.
+fn appended_to(messages: &[Message], to: u64) -> Vec<Vec<Bytes>> {
+    messages
+        .iter()
+        .filter(|message| message.to == NodeId(to))
+        .filter_map(|message| match &message.body {
+            MessageBody::Append { entries, .. } => {
+                Some(entries.iter().map(|entry| entry.data.clone()).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Makes the leader's own pending write durable, as the node does after its disk write.
+fn persist_leader_write(net: &mut Net, ready: &mut raft_core::Ready) {
+    if let Some(persist) = ready.persist.take() {
+        let id = persist.id;
+        net.peer(1).storage_mut().persist(persist);
+        net.peer(1).on_persisted(id);
+    }
+}
+
+#[test]
+fn a_leader_holds_a_third_partial_append_until_an_answer_and_then_sends_what_waited_together() {
+    let mut net = Net::new(3);
+    net.elect(1);
+    let mut in_flight = Vec::new();
+    for value in ["a", "b"] {
+        net.peer(1).propose(Bytes::from(value)).expect("leader");
+        let mut ready = net.peer(1).ready();
+        assert_eq!(
+            appended_to(&ready.messages, 2),
+            vec![vec![Bytes::from(value)]]
+        );
+        in_flight.extend(ready.messages.drain(..).filter(|m| m.to == NodeId(2)));
+        persist_leader_write(&mut net, &mut ready);
+    }
+    for value in ["c", "d"] {
+        net.peer(1).propose(Bytes::from(value)).expect("leader");
+        let mut ready = net.peer(1).ready();
+        assert!(
+            appended_to(&ready.messages, 2).is_empty(),
+            "two partial appends are in flight: {value} waits"
+        );
+        persist_leader_write(&mut net, &mut ready);
+    }
+    // Follower 2 answers the first append; the room it makes carries both waiting entries.
+    let first = in_flight.remove(0);
+    let follower = &mut net.peers.get_mut(&NodeId(2)).expect("peer").raft;
+    follower.step(first).expect("accepted");
+    let mut ready = follower.ready();
+    let persist = ready.persist.take().expect("entries to persist");
+    let persist_id = persist.id;
+    follower.storage_mut().persist(persist);
+    follower.on_persisted(persist_id);
+    let answers = follower.ready().messages;
+    assert_eq!(answers.len(), 1);
+    net.peer(1)
+        .step(answers[0].clone())
+        .expect("answer accepted");
+    let ready = net.peer(1).ready();
+    assert_eq!(
+        appended_to(&ready.messages, 2),
+        vec![vec![Bytes::from("c"), Bytes::from("d")]],
+        "the waiting entries travel in one append"
+    );
+}
+
+#[test]
+fn a_leader_fills_its_whole_window_with_full_appends() {
+    let mut net = Net::with_config(3, |id| {
+        let mut config = config(id);
+        // One entry per message: every append but the last of a batch is full.
+        config.message_bytes_max = 1;
+        config
+    });
+    net.elect(1);
+    for value in ["a", "b", "c", "d", "e"] {
+        net.peer(1).propose(Bytes::from(value)).expect("leader");
+    }
+    let ready = net.peer(1).ready();
+    assert_eq!(
+        appended_to(&ready.messages, 3),
+        vec![
+            vec![Bytes::from("a")],
+            vec![Bytes::from("b")],
+            vec![Bytes::from("c")],
+            vec![Bytes::from("d")],
+        ],
+        "full appends fill the window; the partial last one waits (two are in flight)"
+    );
+}
+
+#[test]
+fn a_follower_answers_appends_made_durable_by_one_write_once() {
+    let mut net = Net::new(3);
+    net.elect(1);
+    let mut appends = Vec::new();
+    for value in ["a", "b"] {
+        net.peer(1).propose(Bytes::from(value)).expect("leader");
+        let mut ready = net.peer(1).ready();
+        appends.extend(ready.messages.drain(..).filter(|m| m.to == NodeId(3)));
+        persist_leader_write(&mut net, &mut ready);
+    }
+    assert_eq!(appends.len(), 2);
+    let follower = &mut net.peers.get_mut(&NodeId(3)).expect("peer").raft;
+    let mut last_persist = None;
+    for append in appends {
+        follower.step(append).expect("accepted");
+        let persist = follower.ready().persist.expect("entries to persist");
+        last_persist = Some(persist.id);
+        follower.storage_mut().persist(persist);
+    }
+    follower.on_persisted(last_persist.expect("two writes"));
+    let answers = follower.ready().messages;
+    let acks: Vec<_> = answers
+        .iter()
+        .filter_map(|message| match message.body {
+            MessageBody::AppendResponse { index, success, .. } => Some((index, success)),
+            _ => None,
+        })
+        .collect();
+    let last = net.peer(1).last_index();
+    assert_eq!(
+        acks,
+        vec![(last, true)],
+        "one answer, for the highest index"
+    );
+}

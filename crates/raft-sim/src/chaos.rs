@@ -134,6 +134,8 @@ pub fn chaos_config(seed: u64, options: &ChaosOptions) -> SimConfig {
     }
     // Small lags make promotions wait for learners to catch up (and be refused meanwhile).
     config.core.promotion_lag_max = *[0, 10, 1_000].choose(&mut rng).unwrap_or(&1_000);
+    // Drawn last, so the earlier settings of a seed stay what they were before it existed.
+    config.core.partial_appends_in_flight_max = *[1, 2, 64].choose(&mut rng).unwrap_or(&2);
     config
 }
 
