@@ -58,7 +58,9 @@ const SCAN_LIMIT_MAX: usize = 10_000;
 pub struct AppState {
     server: Arc<KvServer>,
     metrics: Arc<Metrics>,
-    forwarder: Forwarder,
+    /// Behind an `Arc`: the state is cloned for every request, and a forwarder's HTTP client
+    /// is several handles.
+    forwarder: Arc<Forwarder>,
     /// Largest request body read; larger ones get 413 before they are buffered.
     body_bytes_max: usize,
     /// Longest wait for a request's body; a slower one gets 408.
@@ -81,7 +83,7 @@ impl AppState {
         let defaults = HttpLimits::default();
         let body_budget_bytes = defaults.body_bytes_in_flight_max.max(body_bytes_max);
         AppState {
-            forwarder: Forwarder::new(config.request_timeout, server.tls()),
+            forwarder: Arc::new(Forwarder::new(config.request_timeout, server.tls())),
             body_bytes_max,
             body_read_timeout: defaults.request_read_timeout,
             body_budget: Arc::new(Semaphore::new(body_budget_bytes)),
@@ -96,7 +98,7 @@ impl AppState {
     /// token goes with this node's own announcements.
     pub fn with_access(mut self, access: &Access) -> AppState {
         self.access = access.policy.clone();
-        self.forwarder.node_authorization = access
+        Arc::make_mut(&mut self.forwarder).node_authorization = access
             .node_token
             .as_ref()
             .map(crate::auth::BearerToken::authorization);
@@ -118,7 +120,7 @@ impl AppState {
 
     /// The forwarder, for the announce loop.
     pub fn forwarder(&self) -> Forwarder {
-        self.forwarder.clone()
+        Forwarder::clone(&self.forwarder)
     }
 }
 
