@@ -122,7 +122,8 @@ pub struct ServeArgs {
     /// Length of a Raft tick in milliseconds (elections time out after 15–30 ticks).
     #[arg(long, env = "RAFTKV_TICK_MS")]
     pub tick_ms: Option<u64>,
-    /// Threads running the node's async work (default: one per CPU core). Nodes sharing a
+    /// Threads serving the HTTP API (default: one per CPU core); the Raft node and the apply
+    /// loop have a thread of their own besides, and the log its writer thread. Nodes sharing a
     /// machine do better with fewer: the cores divided among them (`raftkv dev` does this).
     #[arg(long, env = "RAFTKV_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
@@ -253,7 +254,7 @@ pub struct ServeConfig {
     pub request_timeout: Duration,
     /// Length of a Raft tick.
     pub tick: Duration,
-    /// Async worker threads; `None`: one per core.
+    /// Threads serving the HTTP API; `None`: one per core.
     pub worker_threads: Option<usize>,
 }
 

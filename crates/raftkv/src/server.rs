@@ -190,6 +190,53 @@ pub struct KvServer {
     tls: crate::tls::NodeTls,
     /// Service-level counters, exported as metrics.
     pub counters: ServiceCounters,
+    /// Where the node, its transport and the apply loop run.
+    node_runtime: NodeRuntime,
+}
+
+/// The Raft node's own runtime: one thread for its event loop, its transport and the apply
+/// loop. On the HTTP runtime they waited behind every request ready at the time, so under
+/// hundreds of clients a follower's answer waited milliseconds to be read, and each write as
+/// long for its commit; here they run as soon as their input arrives.
+struct NodeRuntime(Option<tokio::runtime::Runtime>);
+
+impl NodeRuntime {
+    fn start() -> Result<NodeRuntime, String> {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("raft-node")
+            .enable_all()
+            .build()
+            .map(|runtime| NodeRuntime(Some(runtime)))
+            .map_err(|error| format!("cannot start the node's runtime: {error}"))
+    }
+
+    fn enter(&self) -> tokio::runtime::EnterGuard<'_> {
+        self.runtime().enter()
+    }
+
+    fn spawn<F>(&self, future: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.runtime().spawn(future);
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.0
+            .as_ref()
+            .expect("invariant: the runtime is taken only when dropped")
+    }
+}
+
+impl Drop for NodeRuntime {
+    fn drop(&mut self) {
+        // The last handle on the server may go inside an async context, where waiting for
+        // the runtime's tasks to stop would panic; they are stopped without waiting.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl KvServer {
@@ -234,8 +281,15 @@ impl KvServer {
             }
             _ => BTreeMap::new(),
         };
-        let listener = TcpListener::bind(config.raft_addr)
-            .await
+        let node_runtime = NodeRuntime::start()?;
+        // Everything the node and its transport spawn, and the sockets they open, belong to the
+        // node's runtime from here.
+        let entered = node_runtime.enter();
+        let listener = std::net::TcpListener::bind(config.raft_addr)
+            .and_then(|listener| {
+                listener.set_nonblocking(true)?;
+                TcpListener::from_std(listener)
+            })
             .map_err(|error| format!("cannot listen on {}: {error}", config.raft_addr))?;
         let (inbound_sender, inbound) = mpsc::channel(4096);
         let peers = config
@@ -261,6 +315,7 @@ impl KvServer {
         };
         let node = RaftNode::start(node_config, wal, transport.clone(), inbound, apply)
             .map_err(|error| format!("cannot start the node: {error}"))?;
+        drop(entered);
         let (applied_sender, applied) = watch::channel(0);
         let server = Arc::new(KvServer {
             state: Mutex::new(StateMachine::new(config.sessions_max)),
@@ -274,11 +329,12 @@ impl KvServer {
             node_token,
             tls,
             counters: ServiceCounters::default(),
+            node_runtime,
         });
         if let Some(join) = server.config.join.clone() {
             tokio::spawn(join_loop(Arc::clone(&server), join));
         }
-        tokio::spawn(apply_loop(
+        server.node_runtime.spawn(apply_loop(
             Arc::clone(&server),
             apply_messages,
             applied_sender,
