@@ -166,12 +166,19 @@ fn with_runtime(
     }
 }
 
-/// The async runtime, with `worker_threads` threads (one per core when `None`).
+/// The async runtime, with `worker_threads` threads (one per core when `None`). One thread is
+/// the calling thread itself (a current-thread runtime): it then needs none of the machinery
+/// that lets threads steal work from each other, which costs CPU on every wake-up.
 fn runtime(worker_threads: Option<usize>) -> Option<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = worker_threads {
-        builder.worker_threads(threads);
-    }
+    let mut builder = match worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(threads) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(threads);
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     match builder.enable_all().build() {
         Ok(runtime) => Some(runtime),
         Err(error) => {
