@@ -155,6 +155,45 @@ impl<S: Storage> RaftLog<S> {
         self.term(id.index).is_ok_and(|term| term == id.term)
     }
 
+    /// Whether [`RaftLog::entries`] with `max_bytes` would stop short of `high`: the entries in
+    /// `low..high` hold more than `max_bytes`. Entries still in memory are only measured, not
+    /// copied out.
+    pub fn exceeds_bytes(
+        &self,
+        low: Index,
+        high: Index,
+        max_bytes: u64,
+    ) -> Result<bool, StorageError> {
+        if low >= high {
+            return Ok(false);
+        }
+        let mut bytes = 0u64;
+        if low < self.unstable.offset {
+            let stable_high = high.min(self.unstable.offset);
+            let stable = self.storage.entries(low, stable_high, max_bytes)?;
+            let complete = stable
+                .last()
+                .is_some_and(|entry| entry.index().next() == stable_high);
+            if !complete {
+                return Ok(true);
+            }
+            bytes = stable.iter().map(Entry::size_bytes).sum();
+        }
+        let unstable_low = low.max(self.unstable.offset);
+        for index in unstable_low.0..high.0 {
+            let entry = self
+                .unstable
+                .entries
+                .get((index - self.unstable.offset.0) as usize)
+                .ok_or(StorageError::Unavailable(Index(index)))?;
+            bytes += entry.size_bytes();
+            if bytes > max_bytes {
+                return Ok(true);
+            }
+        }
+        Ok(bytes > max_bytes)
+    }
+
     /// Entries in `[low, high)`, up to `max_bytes` (at least one when the range is non-empty).
     pub fn entries(
         &self,
@@ -430,6 +469,45 @@ mod tests {
         assert_eq!(log.durable_index(), Index(1));
         log.stable_to(LogId::new(Term(1), Index(2)));
         assert_eq!(log.durable_index(), Index(2));
+    }
+
+    #[test]
+    fn exceeds_bytes_says_whether_entries_would_stop_short_across_stable_and_unstable() {
+        let mut log = new_log();
+        log.append((1..=4).map(|index| entry(1, index)));
+        let (_, entries) = log.take_unpersisted();
+        log.storage_mut().persist(PersistRequest {
+            id: 0,
+            snapshot: None,
+            entries,
+            hard_state: None,
+        });
+        log.stable_to(LogId::new(Term(1), Index(4)));
+        log.append((5..=8).map(|index| entry(1, index)));
+        let entry_bytes = entry(1, 1).size_bytes();
+        for low in 1..=8 {
+            for high in low..=9 {
+                for max_bytes in [
+                    0,
+                    entry_bytes,
+                    3 * entry_bytes,
+                    3 * entry_bytes + 1,
+                    100 * entry_bytes,
+                ] {
+                    let (low, high) = (Index(low), Index(high));
+                    let fetched = log.entries(low, high, max_bytes).expect("held");
+                    let stops_short = fetched.len() as u64 != high.0 - low.0;
+                    let exceeds = log.exceeds_bytes(low, high, max_bytes).expect("held");
+                    // `entries` always returns one entry, however large; past that they agree.
+                    if fetched.len() > 1 || high.0 - low.0 > 1 {
+                        assert_eq!(exceeds, stops_short, "{low:?}..{high:?} within {max_bytes}");
+                    } else {
+                        let bytes = fetched.first().map_or(0, Entry::size_bytes);
+                        assert_eq!(exceeds, bytes > max_bytes, "{low:?}..{high:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -78,6 +78,20 @@ impl<S: Storage> Raft<S> {
             }
             Err(error) => return Err(error),
         };
+        // A partial append that would wait (below) is known from the entries' sizes alone,
+        // without copying them out of the log.
+        let waits_for_room = !probing
+            && next <= last
+            && progress.inflights.len() >= self.config.partial_appends_in_flight_max;
+        if waits_for_room
+            && matches!(
+                self.log
+                    .exceeds_bytes(next, last.next(), self.config.message_bytes_max),
+                Ok(false)
+            )
+        {
+            return Ok(false);
+        }
         let entries = if next <= last {
             match self
                 .log
