@@ -457,6 +457,19 @@ mod tests {
         RaftLog::new(storage, Index(0)).expect("memory storage")
     }
 
+    /// Appends entries `1..=last` of term 1 to an empty `log` and makes them durable.
+    fn append_durably(log: &mut RaftLog<MemStorage>, last: u64) {
+        log.append((1..=last).map(|index| entry(1, index)));
+        let (_, entries) = log.take_unpersisted();
+        log.storage_mut().persist(PersistRequest {
+            id: 0,
+            snapshot: None,
+            entries,
+            hard_state: None,
+        });
+        log.stable_to(LogId::new(Term(1), Index(last)));
+    }
+
     #[test]
     fn unstable_entries_become_stable_only_when_reported() {
         let mut log = new_log();
@@ -474,15 +487,7 @@ mod tests {
     #[test]
     fn exceeds_bytes_says_whether_entries_would_stop_short_across_stable_and_unstable() {
         let mut log = new_log();
-        log.append((1..=4).map(|index| entry(1, index)));
-        let (_, entries) = log.take_unpersisted();
-        log.storage_mut().persist(PersistRequest {
-            id: 0,
-            snapshot: None,
-            entries,
-            hard_state: None,
-        });
-        log.stable_to(LogId::new(Term(1), Index(4)));
+        append_durably(&mut log, 4);
         log.append((5..=8).map(|index| entry(1, index)));
         let entry_bytes = entry(1, 1).size_bytes();
         for low in 1..=8 {
@@ -513,15 +518,7 @@ mod tests {
     #[test]
     fn entries_handed_out_for_applying_are_bounded_until_reported_applied() {
         let mut log = new_log();
-        log.append((1..=10).map(|index| entry(1, index)));
-        let (_, entries) = log.take_unpersisted();
-        log.storage_mut().persist(PersistRequest {
-            id: 0,
-            snapshot: None,
-            entries,
-            hard_state: None,
-        });
-        log.stable_to(LogId::new(Term(1), Index(10)));
+        append_durably(&mut log, 10);
         log.commit_to(Index(10));
         let entry_bytes = entry(1, 1).size_bytes();
         let budget = 3 * entry_bytes;
