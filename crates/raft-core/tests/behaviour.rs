@@ -690,13 +690,17 @@ fn appended_to(messages: &[Message], to: u64) -> Vec<Vec<Bytes>> {
         .collect()
 }
 
-/// Makes the leader's own pending write durable, as the node does after its disk write.
-fn persist_leader_write(net: &mut Net, ready: &mut raft_core::Ready) {
-    if let Some(persist) = ready.persist.take() {
+/// Proposes `value` on the leader (peer 1), makes its write durable, and returns the messages
+/// of that round.
+fn propose_on_leader(net: &mut Net, value: &'static str) -> Vec<Message> {
+    net.peer(1).propose(Bytes::from(value)).expect("leader");
+    let ready = net.peer(1).ready();
+    if let Some(persist) = ready.persist {
         let id = persist.id;
         net.peer(1).storage_mut().persist(persist);
         net.peer(1).on_persisted(id);
     }
+    ready.messages
 }
 
 #[test]
@@ -705,23 +709,16 @@ fn a_leader_holds_a_third_partial_append_until_an_answer_and_then_sends_what_wai
     net.elect(1);
     let mut in_flight = Vec::new();
     for value in ["a", "b"] {
-        net.peer(1).propose(Bytes::from(value)).expect("leader");
-        let mut ready = net.peer(1).ready();
-        assert_eq!(
-            appended_to(&ready.messages, 2),
-            vec![vec![Bytes::from(value)]]
-        );
-        in_flight.extend(ready.messages.drain(..).filter(|m| m.to == NodeId(2)));
-        persist_leader_write(&mut net, &mut ready);
+        let messages = propose_on_leader(&mut net, value);
+        assert_eq!(appended_to(&messages, 2), vec![vec![Bytes::from(value)]]);
+        in_flight.extend(messages.into_iter().filter(|m| m.to == NodeId(2)));
     }
     for value in ["c", "d"] {
-        net.peer(1).propose(Bytes::from(value)).expect("leader");
-        let mut ready = net.peer(1).ready();
+        let messages = propose_on_leader(&mut net, value);
         assert!(
-            appended_to(&ready.messages, 2).is_empty(),
+            appended_to(&messages, 2).is_empty(),
             "two partial appends are in flight: {value} waits"
         );
-        persist_leader_write(&mut net, &mut ready);
     }
     // Follower 2 answers the first append; the room it makes carries both waiting entries.
     let first = in_flight.remove(0);
@@ -776,10 +773,8 @@ fn a_follower_answers_appends_made_durable_by_one_write_once() {
     net.elect(1);
     let mut appends = Vec::new();
     for value in ["a", "b"] {
-        net.peer(1).propose(Bytes::from(value)).expect("leader");
-        let mut ready = net.peer(1).ready();
-        appends.extend(ready.messages.drain(..).filter(|m| m.to == NodeId(3)));
-        persist_leader_write(&mut net, &mut ready);
+        let messages = propose_on_leader(&mut net, value);
+        appends.extend(messages.into_iter().filter(|m| m.to == NodeId(3)));
     }
     assert_eq!(appends.len(), 2);
     let follower = &mut net.peers.get_mut(&NodeId(3)).expect("peer").raft;
