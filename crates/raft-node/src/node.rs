@@ -152,8 +152,39 @@ impl NodeConfig {
 /// What a read waits for: the index to apply before serving it.
 type ReadReply = oneshot::Sender<Result<Index, NodeError>>;
 
+/// Who learns where a proposal was placed.
+enum Placement {
+    /// A task awaiting [`RaftNode::start_command`].
+    Reply(oneshot::Sender<Result<(Index, Term), NodeError>>),
+    /// A callback of [`RaftNode::start_command_with`], run on the event loop.
+    Callback(PlacedCallback),
+}
+
+/// The callback of [`RaftNode::start_command_with`]: called once, with the proposal's place,
+/// or with [`NodeError::Stopped`] when dropped uncalled (the event loop ended first).
+struct PlacedCallback(Option<Box<dyn FnOnce(Placed) + Send>>);
+
+/// Where a proposal was placed, or why it was not.
+type Placed = Result<(Index, Term), NodeError>;
+
+impl PlacedCallback {
+    fn call(mut self, result: Placed) {
+        if let Some(placed) = self.0.take() {
+            placed(result);
+        }
+    }
+}
+
+impl Drop for PlacedCallback {
+    fn drop(&mut self) {
+        if let Some(placed) = self.0.take() {
+            placed(Err(NodeError::Stopped("event loop ended".into())));
+        }
+    }
+}
+
 enum Command {
-    Propose(Bytes, oneshot::Sender<Result<(Index, Term), NodeError>>),
+    Propose(Bytes, Placement),
     ReadIndex(ReadReply),
     LeaseRead(ReadReply),
     Snapshot(Index, Bytes, oneshot::Sender<Result<(), NodeError>>),
@@ -360,12 +391,47 @@ impl RaftNode {
     /// Proposes `command`; returns at once with the index and term it will have if it is
     /// committed (it then arrives on the apply channel), or why it cannot be proposed here.
     pub async fn start_command(&self, command: Bytes) -> Result<(Index, Term), NodeError> {
-        let answer = self.ask(|reply| Command::Propose(command, reply)).await;
+        let answer = self
+            .ask(|reply| Command::Propose(command, Placement::Reply(reply)))
+            .await;
         if let Err(NodeError::Busy) = answer {
             // Refused before the event loop saw it, so the loop did not count it.
             count(&self.published.proposals_refused_total, 1);
         }
         answer?
+    }
+
+    /// Proposes `command` without waiting for its place: `placed` is called on the event
+    /// loop with what [`RaftNode::start_command`] would have returned, before the entry can
+    /// be committed. A service that registers its interest in the entry there learns of the
+    /// proposal without a task woken for it (a thread hop per write when the service runs
+    /// elsewhere). `placed` is called exactly once, with [`NodeError::Stopped`] if the node
+    /// stops first, unless this returns an error (a full queue, a stopped node).
+    pub fn start_command_with(
+        &self,
+        command: Bytes,
+        placed: impl FnOnce(Result<(Index, Term), NodeError>) + Send + 'static,
+    ) -> Result<(), NodeError> {
+        let sent = self.commands.try_send(Command::Propose(
+            command,
+            Placement::Callback(PlacedCallback(Some(Box::new(placed)))),
+        ));
+        sent.map_err(|error| {
+            let (error, command) = match error {
+                mpsc::error::TrySendError::Full(command) => {
+                    count(&self.published.proposals_refused_total, 1);
+                    (NodeError::Busy, command)
+                }
+                mpsc::error::TrySendError::Closed(command) => {
+                    (NodeError::Stopped("event loop ended".into()), command)
+                }
+            };
+            // The caller learns of the failure from the error, not from the callback too.
+            if let Command::Propose(_, Placement::Callback(mut placed)) = command {
+                placed.0 = None;
+            }
+            error
+        })
     }
 
     /// Resolves with an index once a linearizable read may be served: the service answers it
@@ -685,7 +751,7 @@ impl<T: Transport> EventLoop<T> {
 
     fn handle(&mut self, command: Command) {
         match command {
-            Command::Propose(data, reply) => {
+            Command::Propose(data, placement) => {
                 let result = self
                     .raft
                     .propose(data)
@@ -696,7 +762,12 @@ impl<T: Transport> EventLoop<T> {
                     Err(_) => &self.published.proposals_refused_total,
                 };
                 count(counter, 1);
-                let _ = reply.send(result);
+                match placement {
+                    Placement::Reply(reply) => {
+                        let _ = reply.send(result);
+                    }
+                    Placement::Callback(placed) => placed.call(result),
+                }
             }
             Command::ReadIndex(reply) => self.start_read(reply, false),
             Command::LeaseRead(reply) => self.start_read(reply, true),
@@ -933,6 +1004,28 @@ async fn apply_task(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_placement_callback_is_called_once_and_hears_of_a_stop_if_dropped_uncalled() {
+        use std::sync::Mutex;
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let callback = |heard: &Arc<Mutex<Vec<_>>>| {
+            let heard = Arc::clone(heard);
+            PlacedCallback(Some(Box::new(move |place| {
+                heard.lock().expect("not poisoned").push(place)
+            })))
+        };
+        callback(&heard).call(Ok((Index(3), Term(2))));
+        drop(callback(&heard));
+        let heard = heard.lock().expect("not poisoned");
+        assert_eq!(
+            *heard,
+            vec![
+                Ok((Index(3), Term(2))),
+                Err(NodeError::Stopped("event loop ended".into()))
+            ]
+        );
+    }
 
     #[test]
     fn the_clock_hands_out_one_tick_at_the_start_and_every_tick_that_passed() {

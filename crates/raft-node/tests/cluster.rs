@@ -2,7 +2,7 @@
 //! scenario runs over the in-process network and over loopback TCP with fsync; outcomes are
 //! awaited with generous deadlines, never fixed sleeps.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 mod common;
 
 use common::cluster::{command, next_random, Cluster, Net};
-use common::{wait_for, DEADLINE};
+use common::{wait_for, within_deadline, DEADLINE};
 
 /// Runs each named scenario `async fn name(net: Net)` once per network.
 macro_rules! over_both_networks {
@@ -505,6 +505,51 @@ async fn a_follower_refuses_commands_and_names_the_leader() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_placement_callback_learns_where_each_command_went_or_why_not() {
+    let cluster = Cluster::new(Net::Memory, 3, 4).await;
+    let placed = |node: &RaftNode, number: u64| {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let queued = node.start_command_with(command(number), move |place| {
+            let _ = sender.send(place);
+        });
+        async move {
+            queued.expect("queued");
+            within_deadline("the callback", receiver)
+                .await
+                .expect("called once")
+        }
+    };
+    // Placed entries are applied where the callback said (retried if leadership moves).
+    let mut places = Vec::new();
+    for number in 0..5 {
+        let place = loop {
+            match placed(cluster.running(cluster.leader().await), number).await {
+                Ok(place) => break place,
+                Err(NodeError::NotLeader { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await
+                }
+                Err(other) => panic!("unexpected refusal: {other:?}"),
+            }
+        };
+        places.push(place);
+    }
+    let expected: Vec<Bytes> = (0..5).map(command).collect();
+    cluster.wait_applied(0, &expected).await;
+    let indexes: Vec<Index> = places.iter().map(|(index, _)| *index).collect();
+    assert!(
+        indexes.windows(2).all(|pair| pair[0] < pair[1]),
+        "{indexes:?}"
+    );
+    // A follower's callback hears the refusal (unless leadership moved to it meanwhile).
+    let follower = (cluster.leader().await + 1) % 3;
+    match placed(cluster.running(follower), 9).await {
+        Err(NodeError::NotLeader { .. }) => {}
+        Ok(_) => assert!(cluster.running(follower).get_state().1),
+        Err(other) => panic!("unexpected refusal: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_threads_use_the_blocking_calls() {
     let cluster = Arc::new(Cluster::new(Net::Memory, 3, 4).await);
     cluster.leader().await;
@@ -571,4 +616,13 @@ async fn a_node_whose_service_closed_its_apply_channel_stops() {
     .expect("the node stops");
     assert!(stopped.contains("event loop ended"), "{stopped}");
     assert!(!node.get_state().1, "a stopped node does not claim to lead");
+    // Refused at once, a placement callback is dropped uncalled: the error tells.
+    let called = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&called);
+    let refused = node.start_command_with(command(3), move |_| flag.store(true, Ordering::SeqCst));
+    assert!(matches!(refused, Err(NodeError::Stopped(_))), "{refused:?}");
+    assert!(
+        !called.load(Ordering::SeqCst),
+        "the callback is not called as well"
+    );
 }

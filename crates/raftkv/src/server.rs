@@ -86,11 +86,13 @@ enum Resolution {
     Applied(WriteResult),
     NotCommitted,
     Unknown(&'static str),
+    /// The node did not take the proposal (not the leader, busy, stopped).
+    Refused(NodeError),
 }
 
 struct Waiter {
     reply: oneshot::Sender<Resolution>,
-    /// Where the entry was placed, once `start_command` answered.
+    /// Where the entry was placed, once the event loop proposed it.
     placed_at: Option<u64>,
 }
 
@@ -133,11 +135,11 @@ impl Waiters {
                 let _ = waiter.reply.send(Resolution::Applied(result));
             }
         }
-        self.settle_through(index, Resolution::NotCommitted);
+        self.settle_through(index, || Resolution::NotCommitted);
     }
 
     /// Answers every placed waiter at or below `index` (their entries did not apply there).
-    fn settle_through(&mut self, index: u64, resolution: Resolution) {
+    fn settle_through(&mut self, index: u64, resolution: impl Fn() -> Resolution) {
         self.applied_through = self.applied_through.max(index);
         // Oldest first, stopping at the first later one: this runs for every applied entry, and
         // splitting the map instead copied every later waiter each time (quadratic in the
@@ -148,15 +150,16 @@ impl Waiters {
             }
             let request = entry.remove();
             if let Some(waiter) = self.by_request.remove(&request) {
-                let resolution = match &resolution {
-                    Resolution::NotCommitted => Resolution::NotCommitted,
-                    Resolution::Unknown(reason) => Resolution::Unknown(reason),
-                    Resolution::Applied(result) => Resolution::Applied(result.clone()),
-                };
-                let _ = waiter.reply.send(resolution);
+                let _ = waiter.reply.send(resolution());
             }
         }
     }
+}
+
+fn lock_waiters(waiters: &Mutex<Waiters>) -> MutexGuard<'_, Waiters> {
+    waiters
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Counters of the service itself (the node keeps its own).
@@ -179,7 +182,8 @@ pub struct KvServer {
     /// A handle on the node's transport, to follow membership changes.
     transport: TcpTransport,
     state: Mutex<StateMachine>,
-    waiters: Mutex<Waiters>,
+    /// Shared with the node's event loop, which records where each write was placed.
+    waiters: Arc<Mutex<Waiters>>,
     /// The apply loop's progress: every entry through this index is reflected in `state`.
     applied: watch::Receiver<u64>,
     request_base: u64,
@@ -322,7 +326,7 @@ impl KvServer {
             config,
             node,
             transport,
-            waiters: Mutex::new(Waiters::default()),
+            waiters: Arc::default(),
             applied,
             request_base: rand::random::<u64>() & !0xFFFF_FFFF,
             next_request: AtomicU64::new(1),
@@ -370,9 +374,7 @@ impl KvServer {
     }
 
     fn waiters(&self) -> MutexGuard<'_, Waiters> {
-        self.waiters
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock_waiters(&self.waiters)
     }
 
     /// Whether this node leads now.
@@ -441,15 +443,28 @@ impl KvServer {
             operation,
             request_id: Some(request),
         };
-        match self.node.start_command(command.encode()).await {
-            Ok((index, _)) => self.waiters().placed(request, index.0),
-            Err(error) => {
-                self.waiters().by_request.remove(&request);
-                return Err(from_node_error(error));
-            }
+        // The event loop records the placement itself, so this task wakes once, answered.
+        let waiters = Arc::clone(&self.waiters);
+        let proposed = self
+            .node
+            .start_command_with(command.encode(), move |placed| {
+                let mut waiters = lock_waiters(&waiters);
+                match placed {
+                    Ok((index, _)) => waiters.placed(request, index.0),
+                    Err(error) => {
+                        if let Some(waiter) = waiters.by_request.remove(&request) {
+                            let _ = waiter.reply.send(Resolution::Refused(error));
+                        }
+                    }
+                }
+            });
+        if let Err(error) = proposed {
+            self.waiters().by_request.remove(&request);
+            return Err(from_node_error(error));
         }
         match tokio::time::timeout(self.config.request_timeout, answer).await {
             Ok(Ok(Resolution::Applied(result))) => Ok(result),
+            Ok(Ok(Resolution::Refused(error))) => Err(from_node_error(error)),
             Ok(Ok(Resolution::NotCommitted)) => {
                 self.counters
                     .writes_not_committed_total
@@ -805,13 +820,12 @@ fn apply_message(
                 }
             }
             *bytes_since_snapshot = 0;
-            server.waiters().settle_through(
-                index.0,
+            server.waiters().settle_through(index.0, || {
                 Resolution::Unknown(
                     "a snapshot replaced this node's state before the write was seen \
-                     applied; the outcome is unknown (retry with the same session)",
-                ),
-            );
+                         applied; the outcome is unknown (retry with the same session)",
+                )
+            });
             index.0
         }
     };
