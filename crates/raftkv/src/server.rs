@@ -105,6 +105,48 @@ struct Waiters {
     /// Highest index the apply loop finished. Invariant: no waiter in `by_index` at or below
     /// it (each was resolved when that index was applied).
     applied_through: u64,
+    /// Answers the apply loop settled and has not handed over yet (see [`Answers`]).
+    settled: Vec<(oneshot::Sender<Resolution>, Resolution)>,
+}
+
+/// A batch of settled writes' answers, from the apply loop to the HTTP runtime.
+type AnswerBatch = Vec<(oneshot::Sender<Resolution>, Resolution)>;
+
+/// Hands the apply loop's answers to the HTTP runtime a batch at a time. Answered one by one
+/// from the node's thread, each answer cost a syscall to wake the HTTP runtime (tokio wakes a
+/// runtime's I/O driver on every task scheduled from another thread); delivered together by a
+/// task on that runtime, the writes it answers become ready together, locally.
+struct Answers {
+    batches: mpsc::UnboundedSender<AnswerBatch>,
+}
+
+impl Answers {
+    /// Spawns the delivering task on the current runtime (the HTTP one).
+    fn start() -> Answers {
+        let (batches, mut incoming) = mpsc::unbounded_channel::<AnswerBatch>();
+        tokio::spawn(async move {
+            while let Some(batch) = incoming.recv().await {
+                deliver(batch);
+            }
+        });
+        Answers { batches }
+    }
+
+    /// Delivers `batch` through the HTTP runtime, or here if that runtime is gone. A lone
+    /// answer goes straight to its task: one wake either way, and one task hop fewer.
+    fn hand_over(&self, batch: AnswerBatch) {
+        if batch.len() <= 1 {
+            deliver(batch);
+        } else if let Err(mpsc::error::SendError(batch)) = self.batches.send(batch) {
+            deliver(batch);
+        }
+    }
+}
+
+fn deliver(batch: AnswerBatch) {
+    for (reply, resolution) in batch {
+        let _ = reply.send(resolution);
+    }
 }
 
 impl Waiters {
@@ -132,7 +174,8 @@ impl Waiters {
                 if let Some(at) = waiter.placed_at {
                     self.by_index.remove(&at);
                 }
-                let _ = waiter.reply.send(Resolution::Applied(result));
+                self.settled
+                    .push((waiter.reply, Resolution::Applied(result)));
             }
         }
         self.settle_through(index, || Resolution::NotCommitted);
@@ -150,7 +193,7 @@ impl Waiters {
             }
             let request = entry.remove();
             if let Some(waiter) = self.by_request.remove(&request) {
-                let _ = waiter.reply.send(resolution());
+                self.settled.push((waiter.reply, resolution()));
             }
         }
     }
@@ -194,6 +237,8 @@ pub struct KvServer {
     tls: crate::tls::NodeTls,
     /// Service-level counters, exported as metrics.
     pub counters: ServiceCounters,
+    /// The way the apply loop's answers reach the HTTP runtime.
+    answers: Answers,
     /// Where the node, its transport and the apply loop run.
     node_runtime: NodeRuntime,
 }
@@ -333,6 +378,7 @@ impl KvServer {
             node_token,
             tls,
             counters: ServiceCounters::default(),
+            answers: Answers::start(),
             node_runtime,
         });
         if let Some(join) = server.config.join.clone() {
@@ -375,6 +421,12 @@ impl KvServer {
 
     fn waiters(&self) -> MutexGuard<'_, Waiters> {
         lock_waiters(&self.waiters)
+    }
+
+    /// Sends the answers the apply loop settled so far on their way.
+    fn hand_over_answers(&self) {
+        let settled = std::mem::take(&mut self.waiters().settled);
+        self.answers.hand_over(settled);
     }
 
     /// Whether this node leads now.
@@ -732,6 +784,7 @@ async fn apply_loop(
                 &mut configuration,
                 &mut bytes_since_snapshot,
             ) else {
+                server.hand_over_answers();
                 return;
             };
             last_applied = Some(index);
@@ -743,6 +796,7 @@ async fn apply_loop(
                 tokio::spawn(compact(Arc::clone(&server), index, image));
             }
         }
+        server.hand_over_answers();
         // Once per batch, not per entry: every read waiting for an index wakes on each change.
         if let Some(index) = last_applied {
             applied.send_replace(index);
@@ -869,5 +923,58 @@ async fn compact(server: Arc<KvServer>, index: u64, image: SnapshotImage) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer() -> (oneshot::Sender<Resolution>, oneshot::Receiver<Resolution>) {
+        oneshot::channel()
+    }
+
+    fn is_not_committed(received: Result<Resolution, oneshot::error::TryRecvError>) -> bool {
+        matches!(received, Ok(Resolution::NotCommitted))
+    }
+
+    #[test]
+    fn a_batch_of_answers_is_delivered_by_the_http_runtime_and_a_lone_one_at_once() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let answers = runtime.block_on(async { Answers::start() });
+        let (lone, mut lone_answer) = answer();
+        answers.hand_over(vec![(lone, Resolution::NotCommitted)]);
+        assert!(
+            is_not_committed(lone_answer.try_recv()),
+            "delivered at once"
+        );
+
+        let (first, mut first_answer) = answer();
+        let (second, second_answer) = answer();
+        answers.hand_over(vec![
+            (first, Resolution::NotCommitted),
+            (second, Resolution::NotCommitted),
+        ]);
+        assert!(
+            first_answer.try_recv().is_err(),
+            "waits for the HTTP runtime"
+        );
+        runtime.block_on(async {
+            assert!(matches!(first_answer.await, Ok(Resolution::NotCommitted)));
+            assert!(matches!(second_answer.await, Ok(Resolution::NotCommitted)));
+        });
+
+        // With the HTTP runtime gone, the apply loop delivers its answers itself.
+        drop(runtime);
+        let (first, mut first_answer) = answer();
+        let (second, mut second_answer) = answer();
+        answers.hand_over(vec![
+            (first, Resolution::NotCommitted),
+            (second, Resolution::NotCommitted),
+        ]);
+        assert!(is_not_committed(first_answer.try_recv()));
+        assert!(is_not_committed(second_answer.try_recv()));
     }
 }
