@@ -102,7 +102,9 @@ pub struct ServeArgs {
     /// certificate is refused during the TLS handshake.
     #[arg(long, env = "RAFTKV_PEER_TLS_CA")]
     pub peer_tls_ca: Option<PathBuf>,
-    /// Take a snapshot once this many bytes of commands were applied since the last one.
+    /// Take a snapshot once about this many bytes of commands were applied since the last
+    /// one: each node draws its own threshold at start, between 0.75 and 1.25 times this, so
+    /// that the nodes of a cluster do not all stop to write a snapshot at the same moment.
     #[arg(long, env = "RAFTKV_SNAPSHOT_THRESHOLD_BYTES")]
     pub snapshot_threshold_bytes: Option<u64>,
     /// Client sessions remembered for exactly-once writes; beyond it the least recently
@@ -242,7 +244,7 @@ pub struct ServeConfig {
     pub join: Option<String>,
     /// The cluster's name.
     pub cluster_id: String,
-    /// Applied command bytes between snapshots.
+    /// Applied command bytes between snapshots, before each node's own stagger (0.75–1.25x).
     pub snapshot_threshold_bytes: u64,
     /// Sessions remembered.
     pub sessions_max: usize,
