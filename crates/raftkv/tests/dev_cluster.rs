@@ -2,6 +2,8 @@
 //! certificates and tokens it makes itself, prints how to reach them, and stops them all on
 //! SIGTERM. Every wait has a deadline.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener as StdListener;
 use std::os::unix::fs::PermissionsExt;
@@ -13,28 +15,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use raftkv_client::{Client, ClientError, ClientOptions, ClientTls, Consistency};
 
+use common::free_port_run;
+
 /// How long any awaited outcome may take.
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// The first of `count` consecutive loopback ports that nothing listens on right now.
-fn free_port_run(count: u16) -> u16 {
-    for _ in 0..100 {
-        let first = StdListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .map(|address| address.port())
-            .expect("a free port");
-        let Some(last) = first.checked_add(count) else {
-            continue;
-        };
-        let listeners: Vec<_> = (first..last)
-            .map_while(|port| StdListener::bind(("127.0.0.1", port)).ok())
-            .collect();
-        if listeners.len() == usize::from(count) {
-            return first;
-        }
-    }
-    panic!("no {count} consecutive free ports");
-}
 
 /// A running `raftkv dev`, stopped with SIGTERM when dropped (so that it stops its nodes).
 struct Dev {

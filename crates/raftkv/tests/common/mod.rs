@@ -6,6 +6,7 @@ use std::ffi::OsString;
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -49,12 +50,40 @@ pub struct TestCluster {
     tls: Option<(PathBuf, HttpsClient)>,
 }
 
-/// A port nothing listens on right now (the OS picks it; the test binds it soon after).
+/// A loopback port nothing listens on right now (the test's node binds it soon after).
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
+    free_port_run(1)
+}
+
+/// The first of `count` consecutive loopback ports nothing listens on right now, below the
+/// kernel's ephemeral range. A port the OS hands out for `127.0.0.1:0` is in that range, and
+/// may meanwhile become the local end of any outgoing connection (the tests' nodes and
+/// clients make many), so that the node given it cannot listen on it.
+pub fn free_port_run(count: u16) -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOWEST: u32 = 10_000;
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .filter(|start| *start > LOWEST + 1000)
+        .unwrap_or(32_768);
+    let count = u32::from(count);
+    let span = ephemeral_start - LOWEST - count;
+    // Test binaries run one after another, tests within one at once: the counter keeps this
+    // process's tests apart, the random start the runs of one binary.
+    static START: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(|| rand::random::<u32>() % span);
+    for _ in 0..span / count {
+        let step = NEXT.fetch_add(count, Ordering::Relaxed);
+        let first = LOWEST + (start + step) % span;
+        let listeners: Vec<_> = (first..first + count)
+            .map_while(|port| StdListener::bind(("127.0.0.1", port as u16)).ok())
+            .collect();
+        if listeners.len() == count as usize {
+            return first as u16;
+        }
+    }
+    panic!("no {count} consecutive free ports below {ephemeral_start}");
 }
 
 impl TestCluster {
