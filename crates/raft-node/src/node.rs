@@ -155,7 +155,7 @@ type ReadReply = oneshot::Sender<Result<Index, NodeError>>;
 /// Who learns where a proposal was placed.
 enum Placement {
     /// A task awaiting [`RaftNode::start_command`].
-    Reply(oneshot::Sender<Result<(Index, Term), NodeError>>),
+    Reply(oneshot::Sender<Placed>),
     /// A callback of [`RaftNode::start_command_with`], run on the event loop.
     Callback(PlacedCallback),
 }

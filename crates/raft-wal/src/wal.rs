@@ -55,10 +55,9 @@ pub struct WalOptions {
     pub truncate_corrupt_tail: bool,
     /// Give each new segment its full size up front (a sparse file), so that an fdatasync
     /// after an append need not record a new file size, and write zeros over that space a
-    /// little ahead of the appends (a mebibyte at a time), so that most
-    /// fdatasyncs write data into blocks already allocated and need no journal commit at
-    /// all. A segment is cut back to its data when the next one starts. Only the last segment
-    /// may end in zeros.
+    /// little ahead of the appends (a mebibyte at a time), so that most fdatasyncs write data
+    /// into blocks already allocated and need no journal commit at all. A segment is cut back
+    /// to its data when the next one starts. Only the last segment may end in zeros.
     pub preallocate: bool,
 }
 

@@ -106,7 +106,7 @@ struct Waiters {
     /// it (each was resolved when that index was applied).
     applied_through: u64,
     /// Answers the apply loop settled and has not handed over yet (see [`Answers`]).
-    settled: Vec<(oneshot::Sender<Resolution>, Resolution)>,
+    settled: AnswerBatch,
 }
 
 /// A batch of settled writes' answers, from the apply loop to the HTTP runtime.
