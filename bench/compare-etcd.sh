@@ -10,8 +10,9 @@
 #            wait for both to be healthy (30 s), record the 6 server pids
 #   floor    raft-bench floor --dir WORKDIR --json: 2 × fdatasync p50 + loopback round trip p50
 #   run      per mix (writes: --read-ratio 0; reads: --read-ratio 0.9, linearizable reads) and
-#            client count: per system, a 2 s warm-up (discarded), then the measured run; the
-#            two systems alternate, and which goes first alternates from point to point
+#            client count, ROUNDS times: per system, a 2 s warm-up (discarded), then the
+#            measured run; the two systems alternate, and which goes first alternates from
+#            round to round and point to point
 #   memory   MEMORY_WRITES writes of 256 B by 256 clients per system, then each node's RSS
 #   report   a table (printed and in results/summary.txt)
 #   cleanup  on exit, Ctrl-C or SIGTERM: stop the 6 servers (SIGTERM, SIGKILL after 15 s;
@@ -25,13 +26,18 @@
 #   CLIENTS        client counts, space-separated (default "1 16 64 256")
 #   MIXES          workloads, space-separated, from "writes reads" (default both)
 #   MEMORY_WRITES  writes of the memory run (default 1000000; 0 skips it)
+#   ROUNDS         measured pairs per point (default 1): each round runs both systems back to
+#                  back; the table shows the round whose throughput ratio is the median, and a
+#                  line per point lists every round's ratio (this machine's noise often moves
+#                  one 10 s point by 20%)
 #   WORKDIR        where data/, logs/ and results/ go (default target/compare-etcd, on the
 #                  repo's disk, which is the disk measured)
 #   KEEP_DATA      1 keeps the servers' data directories after the run
 #   RAFTKV_WORKER_THREADS  async threads per raftkv node (default: cores ÷ 3, at least 1)
 #   GOMAXPROCS     passed to etcd as usual (default: unset, one per core)
 #
-# Output: WORKDIR/results/<mix>-<clients>-<system>.json (one `raftkv bench --json` object each),
+# Output: WORKDIR/results/<mix>-<clients>-<system>.json (one `raftkv bench --json` object each;
+# rounds after the first: <mix>-<clients>-<system>.r<round>.json),
 # memory-<system>.json, floor.json, summary.txt; WORKDIR/logs/<system>-<n>.log; WORKDIR/pids.
 # A new run starts both clusters empty and replaces data/, logs/ and results/.
 set -euo pipefail
@@ -43,6 +49,7 @@ DURATION=${DURATION:-10s}
 CLIENTS=${CLIENTS:-"1 16 64 256"}
 MIXES=${MIXES:-"writes reads"}
 MEMORY_WRITES=${MEMORY_WRITES:-1000000}
+ROUNDS=${ROUNDS:-1}
 WORKDIR=${WORKDIR:-$REPO/target/compare-etcd}
 KEEP_DATA=${KEEP_DATA:-0}
 # The three raftkv nodes share the machine's cores, as `raftkv dev` sizes them; etcd keeps its
@@ -331,24 +338,37 @@ read_ratio_of() {
     esac
 }
 
+# result_file MIX CLIENTS SYSTEM ROUND: where one measured run's JSON goes.
+result_file() {
+    if (($4 == 1)); then
+        printf '%s/%s-%s-%s.json' "$RESULTS_DIR" "$1" "$2" "$3"
+    else
+        printf '%s/%s-%s-%s.r%s.json' "$RESULTS_DIR" "$1" "$2" "$3" "$4"
+    fi
+}
+
 run_workloads() {
-    local mix clients system ratio point=0 order
+    local mix clients system ratio round pair=0 order
     for mix in $MIXES; do
         ratio=$(read_ratio_of "$mix")
         for clients in $CLIENTS; do
-            # The system measured first alternates, so a drift of the disk or of the other
-            # load on the machine does not always favour the same one.
-            if ((point % 2 == 0)); then order="etcd raftkv"; else order="raftkv etcd"; fi
-            point=$((point + 1))
-            for system in $order; do
-                local common=(--clients "$clients" --keys "$KEYS" --read-ratio "$ratio"
-                    --consistency linearizable)
-                local result=$RESULTS_DIR/$mix-$clients-$system.json
-                say "$mix, $clients clients, $system: warm-up $WARMUP, then $DURATION"
-                bench "$system" "${common[@]}" --duration "$WARMUP" >/dev/null ||
-                    die "warm-up failed: $mix, $clients clients, $system"
-                bench "$system" "${common[@]}" --duration "$DURATION" >"$result" ||
-                    die "run failed: $mix, $clients clients, $system (see $result)"
+            for round in $(seq 1 "$ROUNDS"); do
+                # The system measured first alternates, so a drift of the disk or of the other
+                # load on the machine does not always favour the same one.
+                if ((pair % 2 == 0)); then order="etcd raftkv"; else order="raftkv etcd"; fi
+                pair=$((pair + 1))
+                for system in $order; do
+                    local common=(--clients "$clients" --keys "$KEYS" --read-ratio "$ratio"
+                        --consistency linearizable)
+                    local result
+                    result=$(result_file "$mix" "$clients" "$system" "$round")
+                    say "$mix, $clients clients, $system, round $round of $ROUNDS:" \
+                        "warm-up $WARMUP, then $DURATION"
+                    bench "$system" "${common[@]}" --duration "$WARMUP" >/dev/null ||
+                        die "warm-up failed: $mix, $clients clients, $system"
+                    bench "$system" "${common[@]}" --duration "$DURATION" >"$result" ||
+                        die "run failed: $mix, $clients clients, $system (see $result)"
+                done
             done
         done
     done
@@ -368,15 +388,30 @@ run_memory() {
 # 7. Report.
 
 summarize() {
-    python3 - "$RESULTS_DIR" "$MIXES" "$CLIENTS" "$MEMORY_WRITES" <<'EOF'
+    python3 - "$RESULTS_DIR" "$MIXES" "$CLIENTS" "$MEMORY_WRITES" "$ROUNDS" <<'EOF'
 import json, os, sys
 
 results, mixes, clients_list, memory_writes = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), int(sys.argv[4])
+rounds = int(sys.argv[5])
 systems = ("etcd", "raftkv")
 
 def load(name):
     with open(os.path.join(results, name)) as file:
         return json.load(file)
+
+def throughput_ratio(runs):
+    etcd = runs["etcd"]["throughput_ops_per_sec"]
+    return runs["raftkv"]["throughput_ops_per_sec"] / etcd if etcd else 0.0
+
+def point(mix, clients):
+    """Every round's runs of a point (a dict per round), and the round with the median
+    throughput ratio (the lower middle one of an even count)."""
+    per_round = []
+    for round_ in range(1, rounds + 1):
+        suffix = "" if round_ == 1 else f".r{round_}"
+        per_round.append({system: load(f"{mix}-{clients}-{system}{suffix}.json") for system in systems})
+    ordered = sorted(per_round, key=throughput_ratio)
+    return per_round, ordered[(len(ordered) - 1) // 2]
 
 def ratio(numerator, denominator):
     return f"{numerator / denominator:.2f}" if numerator and denominator else "-"
@@ -412,9 +447,15 @@ lines.append(" | ".join(f"{title:^{group_width(columns)}}" for title, columns in
 lines.append(render([[name for name, _ in columns] for _, columns in groups]))
 lines.append("-" * len(lines[-1]))
 errors = []
+spreads = []
+medians = {}
 for mix in mixes:
     for clients in clients_list:
-        runs = {system: load(f"{mix}-{clients}-{system}.json") for system in systems}
+        per_round, runs = point(mix, clients)
+        medians[(mix, clients)] = runs
+        if rounds > 1:
+            spreads.append(f"  {mix} {clients:>4} clients: "
+                           + " ".join(f"{throughput_ratio(each):.2f}" for each in per_round))
         e, r = runs["etcd"], runs["raftkv"]
         el, rl = e["latency_us"], r["latency_us"]
         et, rt = e["throughput_ops_per_sec"], r["throughput_ops_per_sec"]
@@ -426,12 +467,18 @@ for mix in mixes:
             [cpu(e, "servers"), cpu(r, "servers")],
             [cpu(e, "client_cpu"), cpu(r, "client_cpu")],
         ]))
-        for system, run in runs.items():
-            if run["ops"]["errors"]:
-                errors.append(f"  {mix}, {clients} clients, {system}: {run['ops']['errors']} errors "
-                              f"of {run['ops']['total']}; first: {run.get('first_error')}")
+        for round_, each in enumerate(per_round, start=1):
+            for system, run in each.items():
+                if run["ops"]["errors"]:
+                    errors.append(f"  {mix}, {clients} clients, {system}, round {round_}: "
+                                  f"{run['ops']['errors']} errors of {run['ops']['total']}; "
+                                  f"first: {run.get('first_error')}")
 lines.append("p50, p99: latency of every operation (reads and writes together); server CPU: the "
              "three nodes' CPU time together per operation; client CPU: the load generator's")
+if rounds > 1:
+    lines.append(f"each row: the median of {rounds} rounds by throughput ratio; every round's "
+                 "raftkv ÷ etcd throughput, in order:")
+    lines.extend(spreads)
 if errors:
     lines.append("errors:")
     lines.extend(errors)
@@ -448,7 +495,7 @@ lines.append(
     f"shared-disk: {floor['shared_floor_us']:.0f} µs")
 if "writes" in mixes and "1" in clients_list:
     for system in systems:
-        p50 = load(f"writes-1-{system}.json")["latency_us"]["p50"]
+        p50 = medians[("writes", "1")][system]["latency_us"]["p50"]
         lines.append(
             f"{system:>6} 1-client write p50 {p50} µs = {p50 / floor['floor_us']:.2f} × floor, "
             f"{p50 / floor['shared_floor_us']:.2f} × shared-disk floor")
@@ -478,6 +525,7 @@ EOF
 
 main() {
     [[ $MEMORY_WRITES =~ ^[0-9]+$ ]] || die "MEMORY_WRITES=$MEMORY_WRITES is not a count"
+    [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS=$ROUNDS is not a positive count"
     local mix clients
     for mix in $MIXES; do read_ratio_of "$mix" >/dev/null; done
     for clients in $CLIENTS; do
