@@ -352,14 +352,14 @@ run_workloads() {
     for mix in $MIXES; do
         ratio=$(read_ratio_of "$mix")
         for clients in $CLIENTS; do
+            local common=(--clients "$clients" --keys "$KEYS" --read-ratio "$ratio"
+                --consistency linearizable)
             for round in $(seq 1 "$ROUNDS"); do
                 # The system measured first alternates, so a drift of the disk or of the other
                 # load on the machine does not always favour the same one.
                 if ((pair % 2 == 0)); then order="etcd raftkv"; else order="raftkv etcd"; fi
                 pair=$((pair + 1))
                 for system in $order; do
-                    local common=(--clients "$clients" --keys "$KEYS" --read-ratio "$ratio"
-                        --consistency linearizable)
                     local result
                     result=$(result_file "$mix" "$clients" "$system" "$round")
                     say "$mix, $clients clients, $system, round $round of $ROUNDS:" \
