@@ -20,7 +20,10 @@ pub struct PersistRequest {
     pub snapshot: Option<Snapshot>,
     /// Entries to append, contiguous and in index order.
     pub entries: Vec<Entry>,
-    /// The new term, vote and commit, when they changed.
+    /// The term, vote and commit index, when they changed. A commit index that advanced while
+    /// the term and vote did not is only written along with entries, a snapshot or a new term
+    /// or vote: a restarted peer may recover an older commit index and learn the newer one
+    /// again from a leader.
     pub hard_state: Option<HardState>,
 }
 

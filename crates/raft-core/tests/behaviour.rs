@@ -41,6 +41,40 @@ fn single_peer_elects_itself_and_commits_after_its_write_is_durable() {
 }
 
 #[test]
+fn a_commit_index_that_advanced_alone_asks_for_no_write_and_rides_with_the_next_one() {
+    let mut net = Net::new(1);
+    net.elect(1);
+    net.peer(1)
+        .propose(Bytes::from_static(b"x"))
+        .expect("leader");
+    let persist = net.peer(1).ready().persist.expect("entry to persist");
+    let persist_id = persist.id;
+    net.peer(1).storage_mut().persist(persist);
+    net.peer(1).on_persisted(persist_id);
+    assert_eq!(
+        net.peer(1).commit_index(),
+        Index(2),
+        "committed once durable"
+    );
+    let ready = net.peer(1).ready();
+    assert_eq!(
+        ready.persist, None,
+        "a new commit index alone is not written"
+    );
+    assert!(!net.peer(1).has_ready(), "nothing is left to hand out");
+    net.peer(1)
+        .propose(Bytes::from_static(b"y"))
+        .expect("leader");
+    let persist = net.peer(1).ready().persist.expect("entry to persist");
+    assert_eq!(persist.entries.len(), 1);
+    assert_eq!(
+        persist.hard_state.map(|hard_state| hard_state.commit),
+        Some(Index(2)),
+        "the next write carries the commit index"
+    );
+}
+
+#[test]
 fn three_peers_elect_one_leader_and_replicate() {
     let mut net = Net::new(3);
     net.elect(1);
