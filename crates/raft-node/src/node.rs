@@ -7,13 +7,16 @@
 //!  timer ticks ─────────────────────────────────────────────────────┤► event loop: Raft<WalStorage>
 //!  storage thread (GroupCommit): durable ids ───────────────────────┤      │ ready()
 //!  apply task: applied indexes ─────────────────────────────────────┘      ├─► transport.send
-//!                                                                          ├─► GroupCommit::submit
+//!                                                                          ├─► GroupCommit::submit (or write_here)
 //!                                                                          └─► apply task ─► ApplyMsg channel
 //! ```
 //!
 //! Messages go out as soon as `ready()` hands them over, while the leader's own write is being
-//! synced (thesis §10.2.1); the core holds back anything that must wait for the write. The
-//! state machine is fed by its own task, so a slow service delays applying, never elections.
+//! synced (thesis §10.2.1); the core holds back anything that must wait for the write. A small
+//! write when the storage thread is idle is made on the loop's own thread, a leader's after the
+//! loop has yielded once so its appends are on the wire first: one client's writes then cost no
+//! thread hand-offs to the disk and back. The state machine is fed by its own task, so a slow
+//! service delays applying, never elections.
 //!
 //! After each round of work the event loop (and, for applying, the apply task) stores its
 //! figures in atomics, so [`RaftNode::get_state`] and [`RaftNode::metrics`] answer at once,
@@ -27,9 +30,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use raft_core::{
     ConfChange, ConfChangeError, Config, Configuration, Entry, EntryKind, Index, Message, NodeId,
-    PersistRequest, ProposeError, Raft, ReadContext, Snapshot, Status, Term,
+    PersistId, PersistRequest, ProposeError, Raft, ReadContext, Snapshot, Status, Term,
 };
-use raft_wal::{GroupCommit, HistogramSnapshot, SyncLatency, Wal, WalStorage};
+use raft_wal::{GroupCommit, HistogramSnapshot, SyncLatency, Wal, WalStorage, WriteHere};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -336,6 +339,9 @@ impl RaftNode {
             transport,
             writer: Some(writer),
             persist_backlog: VecDeque::new(),
+            durable_through: 0,
+            write_after_yield: false,
+            messages_out: false,
             apply_work,
             published: Arc::clone(&published),
             reads: BTreeMap::new(),
@@ -584,6 +590,15 @@ struct EventLoop<T> {
     /// Writes the storage thread's full queue refused, offered again in order after the next
     /// durable report, so that the event loop never blocks on the disk.
     persist_backlog: VecDeque<PersistRequest>,
+    /// The newest persist id the core has been told is durable: a storage thread's report
+    /// can arrive after a later write made on the loop (see [`EventLoop::write_place`]).
+    durable_through: PersistId,
+    /// A leader's small write waits in the backlog until the loop has yielded once, so that
+    /// the transport puts the appends handed to it on the wire before the sync blocks the
+    /// thread (see [`EventLoop::write_place`]).
+    write_after_yield: bool,
+    /// The loop has just yielded: the leader's waiting write may go now.
+    messages_out: bool,
     /// Bounded by the core: it hands out no more than `Config::apply_bytes_max` of entries
     /// the apply task has not reported applied.
     apply_work: mpsc::UnboundedSender<ApplyWork>,
@@ -602,6 +617,17 @@ struct EventLoop<T> {
 /// Most events the loop takes in one round before it hands out the core's output, so a flood
 /// of input cannot hold back messages and disk writes indefinitely.
 const EVENTS_PER_ROUND_MAX: usize = 1024;
+
+/// Where the event loop has a write made durable (see [`EventLoop::write_place`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WritePlace {
+    /// Handed to the storage thread.
+    Thread,
+    /// Written on the loop's thread, if the storage thread is idle.
+    Here,
+    /// Written on the loop's thread once it has yielded.
+    AfterYield,
+}
 
 /// One input of the event loop.
 enum Event {
@@ -702,8 +728,17 @@ impl<T: Transport> EventLoop<T> {
             if let Some(error) = self.raft.fatal_error() {
                 break format!("storage failed: {error}");
             }
-            if self.process_ready().is_err() {
-                break "storage thread gone".to_string();
+            if let Err(reason) = self.process_ready() {
+                break reason;
+            }
+            if std::mem::take(&mut self.write_after_yield) {
+                tokio::task::yield_now().await;
+                self.messages_out = true;
+                let written = self.process_ready();
+                self.messages_out = false;
+                if let Err(reason) = written {
+                    break reason;
+                }
             }
         };
         tracing::info!(id = %self.raft.id(), reason = %stop_reason, "raft node stopping");
@@ -738,7 +773,7 @@ impl<T: Transport> EventLoop<T> {
             }
             Event::Command(Some(Command::Shutdown) | None) => return Some("shut down".to_string()),
             Event::Command(Some(command)) => self.handle(command),
-            Event::Durable(Ok(id)) => self.raft.on_persisted(id),
+            Event::Durable(Ok(id)) => self.on_durable(id),
             Event::Durable(Err(error)) => return Some(format!("storage failed: {error}")),
             Event::Applied(Some(index)) => self.raft.on_applied(index),
             // Nobody applies what commits any more: serving on would be a lie.
@@ -835,8 +870,16 @@ impl<T: Transport> EventLoop<T> {
         }
     }
 
-    /// Hands out everything the core has ready. Errs if the storage thread is gone.
-    fn process_ready(&mut self) -> Result<(), ()> {
+    fn on_durable(&mut self, id: PersistId) {
+        if id > self.durable_through {
+            self.durable_through = id;
+            self.raft.on_persisted(id);
+        }
+    }
+
+    /// Hands out everything the core has ready. Errs with the reason to stop if the storage
+    /// failed or its thread is gone.
+    fn process_ready(&mut self) -> Result<(), String> {
         while self.raft.has_ready() {
             let ready = self.raft.ready();
             count(
@@ -874,6 +917,10 @@ impl<T: Transport> EventLoop<T> {
         }
         // A durable report may have made room for writes refused earlier.
         self.submit_backlog()?;
+        if self.raft.has_ready() {
+            // One of them was written here and made it durable.
+            return self.process_ready();
+        }
         self.publish();
         Ok(())
     }
@@ -919,17 +966,69 @@ impl<T: Transport> EventLoop<T> {
             .store(self.raft.counters().elections_started, Ordering::Relaxed);
     }
 
-    /// Offers the storage thread the waiting writes, oldest first, until its queue is full.
-    /// Errs if the storage thread is gone.
-    fn submit_backlog(&mut self) -> Result<(), ()> {
-        let writer = self.writer.as_ref().ok_or(())?;
+    /// Offers the storage thread the waiting writes, oldest first, until its queue is full,
+    /// or writes a small one on the loop when the thread is idle (see
+    /// [`EventLoop::write_place`]). Errs with the reason to stop if the storage failed or its
+    /// thread is gone.
+    fn submit_backlog(&mut self) -> Result<(), String> {
+        let gone = || "storage thread gone".to_string();
         while let Some(request) = self.persist_backlog.pop_front() {
-            if let Some(refused) = writer.try_submit(request).map_err(|_| ())? {
+            let place = self.write_place(&request);
+            if place == WritePlace::AfterYield {
+                self.persist_backlog.push_front(request);
+                self.write_after_yield = true;
+                break;
+            }
+            let writer = self.writer.as_mut().ok_or_else(gone)?;
+            let request = if place == WritePlace::Here {
+                match writer.write_here(request) {
+                    WriteHere::Written(Ok(id)) => {
+                        self.on_durable(id);
+                        continue;
+                    }
+                    WriteHere::Written(Err(error)) => {
+                        return Err(format!("storage failed: {error}"))
+                    }
+                    WriteHere::Busy(request) => request,
+                }
+            } else {
+                request
+            };
+            if let Some(refused) = writer.try_submit(request).map_err(|_| gone())? {
                 self.persist_backlog.push_front(refused);
                 break;
             }
         }
         Ok(())
+    }
+
+    /// Where to write `request`. On the event loop's thread when the storage thread is idle
+    /// and the write is small: handing it over and back costs two thread wake-ups, which on
+    /// a virtual machine cost more than the write itself when writes come one at a time. A
+    /// follower answers the leader only once its write is durable, so it has nothing else to
+    /// do meanwhile. A leader's appends go out only after the loop yields, and must not wait
+    /// for its own sync, so it yields first; it writes here only a few entries (one client's
+    /// pace), where blocking for the sync holds back nothing. A snapshot, or a batch big
+    /// enough to hold the loop up for long, goes to the thread.
+    fn write_place(&mut self, request: &PersistRequest) -> WritePlace {
+        const FOLLOWER_BYTES_MAX: u64 = 256 << 10;
+        const LEADER_BYTES_MAX: u64 = 4 << 10;
+        if request.snapshot.is_some() {
+            return WritePlace::Thread;
+        }
+        let entry_bytes: u64 = request.entries.iter().map(Entry::size_bytes).sum();
+        match self.raft.state().1 {
+            false if entry_bytes <= FOLLOWER_BYTES_MAX => WritePlace::Here,
+            true if entry_bytes <= LEADER_BYTES_MAX
+                && self.writer.as_ref().is_some_and(GroupCommit::is_idle) =>
+            {
+                match std::mem::take(&mut self.messages_out) {
+                    true => WritePlace::Here,
+                    false => WritePlace::AfterYield,
+                }
+            }
+            _ => WritePlace::Thread,
+        }
     }
 }
 

@@ -54,4 +54,4 @@ pub use metrics::{HistogramSnapshot, SyncLatency};
 pub use recovery::RecoveryReport;
 pub use storage::WalStorage;
 pub use wal::{Wal, WalOptions};
-pub use writer::{Durable, GroupCommit, QUEUED_REQUESTS_MAX};
+pub use writer::{Durable, GroupCommit, WriteHere, QUEUED_REQUESTS_MAX};

@@ -11,7 +11,7 @@ use raft_core::{
     Configuration, Entry, EntryKind, HardState, Index, LogId, NodeId, PersistRequest, Snapshot,
     SnapshotMeta, Storage, StorageError, Term,
 };
-use raft_wal::{GroupCommit, Wal, WalError, WalOptions};
+use raft_wal::{GroupCommit, Wal, WalError, WalOptions, WriteHere};
 
 use common::stored;
 
@@ -391,11 +391,10 @@ fn reopening_reads_the_newest_entries_back_into_the_cache() {
     assert_eq!(stored(&wal), entries(1, 1..=100));
 }
 
-#[test]
-fn try_submit_hands_a_request_back_when_the_queue_is_full_and_loses_nothing() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let wal = Wal::open(dir.path(), voters(), WalOptions::default()).expect("opens");
-    // The writer holds its first report until the test lets it go, so the queue fills.
+/// A group-commit writer whose reports each wait until the returned sender sends or is
+/// dropped, and then go to the returned receiver. The sender is bound after the writer, so
+/// a failing assertion drops it first and lets the writer go before it is joined.
+fn writer_holding_its_reports(wal: Wal) -> (GroupCommit, mpsc::Sender<()>, mpsc::Receiver<u64>) {
     let (release_sender, release) = mpsc::channel::<()>();
     let (done_sender, done) = mpsc::channel();
     let writer = GroupCommit::spawn(wal, move |result| {
@@ -405,15 +404,25 @@ fn try_submit_hands_a_request_back_when_the_queue_is_full_and_loses_nothing() {
             .expect("test listens");
     })
     .expect("thread starts");
-    // Declared after the writer so that a failing assertion drops it first, letting the
-    // writer go before it is joined.
-    let release_sender = release_sender;
-    let request = |index: u64| PersistRequest {
+    (writer, release_sender, done)
+}
+
+/// A request to append entry `index` of term 1, with id `index`.
+fn request(index: u64) -> PersistRequest {
+    PersistRequest {
         id: index,
         snapshot: None,
         entries: vec![entry(1, index)],
         hard_state: None,
-    };
+    }
+}
+
+#[test]
+fn try_submit_hands_a_request_back_when_the_queue_is_full_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let wal = Wal::open(dir.path(), voters(), WalOptions::default()).expect("opens");
+    // The writer holds its first report until the test lets it go, so the queue fills.
+    let (writer, release_sender, done) = writer_holding_its_reports(wal);
     let mut index = 1;
     let handed_back = loop {
         match writer.try_submit(request(index)).expect("the writer runs") {
@@ -435,4 +444,39 @@ fn try_submit_hands_a_request_back_when_the_queue_is_full_and_loses_nothing() {
     while done.recv().expect("a report per group") != index {}
     let wal = writer.shutdown().expect("stops");
     assert_eq!(stored(&wal), entries(1, 1..=index));
+}
+
+#[test]
+fn write_here_keeps_the_order_waiting_while_the_thread_has_work_and_writing_once_it_is_idle() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let wal = Wal::open(dir.path(), voters(), WalOptions::default()).expect("opens");
+    let storage = wal.storage();
+    // The writer holds its first report until the test lets it go: the second request then
+    // waits in its queue, unwritten.
+    let (mut writer, release_sender, done) = writer_holding_its_reports(wal);
+    writer.submit(request(1)).expect("queued");
+    // Once the first is written the thread waits in its report; the second stays queued.
+    while storage.last_index().expect("readable") < Index(1) {
+        std::thread::yield_now();
+    }
+    writer.submit(request(2)).expect("queued");
+    let WriteHere::Busy(handed_back) = writer.write_here(request(3)) else {
+        panic!("written while the thread had an unwritten request");
+    };
+    assert_eq!(handed_back, request(3), "the request comes back whole");
+    drop(release_sender);
+    assert_eq!(done.recv().expect("first report"), 1);
+    assert_eq!(done.recv().expect("second report"), 2);
+    let WriteHere::Written(written) = writer.write_here(handed_back) else {
+        panic!("handed back though the thread is idle");
+    };
+    assert_eq!(written.expect("durable"), 3);
+    assert!(
+        done.try_recv().is_err(),
+        "a request written here is not reported by the thread"
+    );
+    writer.submit(request(4)).expect("queued");
+    assert_eq!(done.recv().expect("fourth report"), 4);
+    let wal = writer.shutdown().expect("stops");
+    assert_eq!(stored(&wal), entries(1, 1..=4));
 }
