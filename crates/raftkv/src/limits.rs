@@ -2,7 +2,12 @@
 //!
 //! ```text
 //!  accept ─► connections open < --http-connections-max? ── no ─► close at once (counted)
-//!              │ yes: a task per connection (HTTP/1.1, hyper)
+//!              │ yes: a task per connection; its first bytes choose the protocol:
+//!              ├─ HTTP/2's preface (h2c, prior knowledge) ─► hyper's HTTP/2: streams up to
+//!              │  --http-requests-in-flight-max, headers up to --http-header-bytes-max, a ping
+//!              │  after --http-idle-timeout-ms of silence (no answer in 20 s: closed); every
+//!              │  request then meets the in-flight limit and the router as below
+//!              │ HTTP/1.1 (hyper):
 //!              ├─ head larger than --http-header-bytes-max, or more than --http-headers-max
 //!              │  headers ─► 431 from hyper, connection closed
 //!              ├─ request head not complete --http-request-read-timeout-ms after its first
@@ -43,10 +48,10 @@ use std::time::Duration;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use raftkv_client::api::ErrorResponse;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::Instant;
 
@@ -173,7 +178,28 @@ impl HttpLimits {
         }
         builder
     }
+
+    /// The HTTP/2 settings of every connection that opens with HTTP/2's preface.
+    fn http2_builder(&self) -> http2::Builder<TokioExecutor> {
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            // More streams than the node takes requests would only be answered 503.
+            .max_concurrent_streams(u32::try_from(self.requests_in_flight_max).unwrap_or(u32::MAX))
+            .max_header_list_size(u32::try_from(self.header_bytes_max).unwrap_or(u32::MAX))
+            // A multiplexed connection is meant to stay open while idle; a peer that vanished
+            // is found by a ping after the idle time and closed when it does not answer.
+            .keep_alive_interval(Some(self.idle_timeout))
+            .keep_alive_timeout(HTTP2_PING_TIMEOUT);
+        builder
+    }
 }
+
+/// How long an HTTP/2 connection's keep-alive ping may go unanswered before it is closed.
+const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What a client speaking HTTP/2 with prior knowledge (h2c) sends first (RFC 9113 §3.4).
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// What every connection task shares.
 struct Shared {
@@ -181,6 +207,7 @@ struct Shared {
     limits: HttpLimits,
     metrics: Arc<Metrics>,
     builder: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
     /// One permit per request that may be in flight.
     requests: Arc<Semaphore>,
     /// Slots of `GET /metrics` and `GET /v1/status`, taken before those of `requests`, so
@@ -223,6 +250,7 @@ pub async fn serve_http<L>(
         router: router.with_state(()),
         limits,
         builder: limits.connection_builder(),
+        http2: limits.http2_builder(),
         requests: Arc::new(Semaphore::new(limits.requests_in_flight_max)),
         monitoring: Semaphore::new(MONITORING_SLOTS),
         metrics,
@@ -256,7 +284,8 @@ pub async fn serve_http<L>(
 }
 
 /// Serves one connection until it closes, its head watchdog fires, or (after `stop` turns
-/// true) it finished its request in flight.
+/// true) it finished its requests in flight. Its first bytes tell HTTP/2's preface (one
+/// multiplexed connection per client) from an HTTP/1.1 request.
 async fn serve_connection<S>(stream: S, shared: &Arc<Shared>, mut stop: watch::Receiver<bool>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -264,74 +293,151 @@ where
     let metrics = &shared.metrics;
     metrics.http_connections_open.inc();
     let clock = Arc::new(RequestClock::new());
-    let io = TokioIo::new(WatchedIo {
+    let mut io = WatchedIo {
         inner: stream,
         clock: Arc::clone(&clock),
-    });
-    let service = {
-        let shared = Arc::clone(shared);
-        let clock = Arc::clone(&clock);
-        hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-            // Synchronously, before any of the body is read: what arrives from now on is
-            // body, not a new head.
-            let visit = clock.request_started();
-            let shared = Arc::clone(&shared);
-            let monitoring = is_monitoring(&request);
-            async move {
-                let _visit = visit;
-                // Monitoring takes its own slots first, so that polling it never takes one a
-                // client's request then finds missing.
-                let slot = match monitoring {
-                    true => shared
-                        .monitoring
-                        .try_acquire()
-                        .or_else(|_| shared.requests.try_acquire()),
-                    false => shared.requests.try_acquire(),
-                };
-                let Ok(_slot) = slot else {
-                    shared.metrics.http_requests_shed.inc();
-                    return Ok::<_, Infallible>(retry_later(format!(
-                        "this node is handling its limit of {} requests; retry shortly",
-                        shared.limits.requests_in_flight_max
-                    )));
-                };
-                shared.metrics.http_requests_in_flight.inc();
-                let _in_flight = GaugeDecrement(&shared.metrics.http_requests_in_flight);
-                // A `Router` is always ready (its `poll_ready` returns `Ready`), so it is
-                // called without waiting for readiness.
-                let mut router = shared.router.clone();
-                tower_service::Service::call(&mut router, request).await
-            }
-        })
+        replay: Vec::new(),
+        replayed: 0,
     };
-    let connection = shared.builder.serve_connection(io, service);
-    let mut connection = std::pin::pin!(connection);
+    let first_bytes = tokio::select! {
+        // Waiting for the first request is being idle, whichever the version.
+        read = tokio::time::timeout(shared.limits.idle_timeout, io.read_preface()) => read,
+        _ = stop.wait_for(|stop| *stop) => Ok(Ok(false)),
+    };
+    let service = connection_service(shared, &clock);
+    let graceful = "HTTP connection ended with an error";
+    match first_bytes {
+        _ if *stop.borrow() => {}
+        Ok(Ok(true)) => {
+            let connection = shared.http2.serve_connection(TokioIo::new(io), service);
+            let connection = std::pin::pin!(connection);
+            let ended = drive(
+                connection,
+                |connection| connection.graceful_shutdown(),
+                stop,
+                None,
+            );
+            if let Err(error) = ended.await {
+                tracing::debug!(%error, "{graceful}");
+            }
+        }
+        Ok(Ok(false)) => {
+            let connection = shared.builder.serve_connection(TokioIo::new(io), service);
+            let connection = std::pin::pin!(connection);
+            let head = Some((&*clock, shared.limits.request_read_timeout));
+            match drive(
+                connection,
+                |connection| connection.graceful_shutdown(),
+                stop,
+                head,
+            )
+            .await
+            {
+                Err(Ended::HeadOverdue) => {
+                    metrics.http_connections_timed_out.inc();
+                    tracing::debug!(
+                        timeout = ?shared.limits.request_read_timeout,
+                        "closing an HTTP connection whose request head did not arrive in time"
+                    );
+                }
+                Err(error) => tracing::debug!(%error, "{graceful}"),
+                Ok(()) => {}
+            }
+        }
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "HTTP connection failed before its first request")
+        }
+        Err(_idle) => {}
+    }
+    metrics.http_connections_open.dec();
+}
+
+/// The service every request of one connection goes through: the in-flight limit (with the
+/// monitoring slots), then the router.
+fn connection_service(
+    shared: &Arc<Shared>,
+    clock: &Arc<RequestClock>,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = Response,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response, Infallible>> + Send + 'static,
+> + Clone {
+    let shared = Arc::clone(shared);
+    let clock = Arc::clone(clock);
+    hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+        // Synchronously, before any of the body is read: what arrives from now on is
+        // body, not a new head.
+        let visit = clock.request_started();
+        let shared = Arc::clone(&shared);
+        let monitoring = is_monitoring(&request);
+        async move {
+            let _visit = visit;
+            // Monitoring takes its own slots first, so that polling it never takes one a
+            // client's request then finds missing.
+            let slot = match monitoring {
+                true => shared
+                    .monitoring
+                    .try_acquire()
+                    .or_else(|_| shared.requests.try_acquire()),
+                false => shared.requests.try_acquire(),
+            };
+            let Ok(_slot) = slot else {
+                shared.metrics.http_requests_shed.inc();
+                return Ok::<_, Infallible>(retry_later(format!(
+                    "this node is handling its limit of {} requests; retry shortly",
+                    shared.limits.requests_in_flight_max
+                )));
+            };
+            shared.metrics.http_requests_in_flight.inc();
+            let _in_flight = GaugeDecrement(&shared.metrics.http_requests_in_flight);
+            // A `Router` is always ready (its `poll_ready` returns `Ready`), so it is
+            // called without waiting for readiness.
+            let mut router = shared.router.clone();
+            tower_service::Service::call(&mut router, request).await
+        }
+    })
+}
+
+/// Why a connection ended other than by closing cleanly.
+#[derive(Debug, thiserror::Error)]
+enum Ended {
+    #[error("{0}")]
+    Http(#[from] hyper::Error),
+    #[error("request head overdue")]
+    HeadOverdue,
+}
+
+/// Runs `connection` until it ends; once `stop` turns true, shuts it down gracefully (its
+/// requests in flight are answered, idle it closes at once). With `head`, an HTTP/1.1 head
+/// that takes longer than the limit to arrive ends it ([`Ended::HeadOverdue`]).
+async fn drive<C>(
+    mut connection: Pin<&mut C>,
+    shut_down: impl Fn(Pin<&mut C>),
+    mut stop: watch::Receiver<bool>,
+    head: Option<(&RequestClock, Duration)>,
+) -> Result<(), Ended>
+where
+    C: Future<Output = Result<(), hyper::Error>>,
+{
+    let head_overdue = async {
+        match head {
+            Some((clock, limit)) => clock.head_overdue(limit).await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut head_overdue = std::pin::pin!(head_overdue);
     let mut stopping = false;
     loop {
         tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(error) = result {
-                    tracing::debug!(%error, "HTTP connection ended with an error");
-                }
-                break;
-            }
+            result = connection.as_mut() => return result.map_err(Ended::from),
             _ = stop.wait_for(|stop| *stop), if !stopping => {
-                // Closes the connection once its request in flight is answered, or at once
-                // when it is idle.
-                connection.as_mut().graceful_shutdown();
+                shut_down(connection.as_mut());
                 stopping = true;
             }
-            () = clock.head_overdue(shared.limits.request_read_timeout) => {
-                metrics.http_connections_timed_out.inc();
-                tracing::debug!(
-                    timeout = ?shared.limits.request_read_timeout,
-                    "closing an HTTP connection whose request head did not arrive in time"
-                );
-                break;
-            }
+            () = head_overdue.as_mut() => return Err(Ended::HeadOverdue),
         }
     }
-    metrics.http_connections_open.dec();
 }
 
 /// Decrements a gauge when dropped, however the request ends.
@@ -444,10 +550,37 @@ impl Drop for RequestVisit {
     }
 }
 
-/// A connection's stream, telling its [`RequestClock`] when bytes arrive.
+/// A connection's stream, telling its [`RequestClock`] when bytes arrive, and handing out
+/// the bytes read to tell the HTTP version again before the rest.
 struct WatchedIo<S> {
     inner: S,
     clock: Arc<RequestClock>,
+    /// The first bytes, read by [`WatchedIo::read_preface`].
+    replay: Vec<u8>,
+    /// How many of them were handed out again.
+    replayed: usize,
+}
+
+impl<S: AsyncRead + Unpin> WatchedIo<S> {
+    /// Reads the connection's first bytes until they are HTTP/2's preface (`true`), or differ
+    /// from it or end (`false`: HTTP/1.1, or a closed connection). Reads no further than the
+    /// preface, and keeps what it read to hand out again.
+    async fn read_preface(&mut self) -> std::io::Result<bool> {
+        let mut first = [0; HTTP2_PREFACE.len()];
+        let mut read = 0;
+        let is_http2 = loop {
+            if read == first.len() {
+                break true;
+            }
+            let more = self.read(&mut first[read..]).await?;
+            read += more;
+            if more == 0 || !HTTP2_PREFACE.starts_with(&first[..read]) {
+                break false;
+            }
+        };
+        self.replay = first[..read].to_vec();
+        Ok(is_http2)
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for WatchedIo<S> {
@@ -456,6 +589,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for WatchedIo<S> {
         context: &mut Context<'_>,
         buffer: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        if self.replayed < self.replay.len() {
+            let this = &mut *self;
+            let rest = &this.replay[this.replayed..];
+            let taken = rest.len().min(buffer.remaining());
+            buffer.put_slice(&rest[..taken]);
+            this.replayed += taken;
+            return Poll::Ready(Ok(()));
+        }
         let before = buffer.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(context, buffer);
         if buffer.filled().len() > before {
