@@ -15,6 +15,10 @@
 //!            (at once when every endpoint in a row refused a TLS certificate)
 //! ```
 //!
+//! A client made with [`Client::with_http2`] sends every request as a stream of one HTTP/2
+//! connection per node, shared by its clones and sessions, instead of one HTTP/1.1 connection per
+//! request in flight.
+//!
 //! A client made with [`Client::with_bearer_token`] sends `Authorization: Bearer <token>` on
 //! every request, to nodes run with `--auth-tokens`.
 //!
@@ -25,6 +29,7 @@
 //! (and its clones, which share the session) are serialized. Create more clients for concurrent
 //! writes.
 
+use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::fmt;
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard};
@@ -32,15 +37,19 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper::{header, Method, Request, StatusCode, Uri};
+use hyper::body::Incoming;
+use hyper::client::conn::http2;
+use hyper::http::uri::Authority;
+use hyper::{header, Method, Request, Response, StatusCode, Uri};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HttpClient;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::de::DeserializeOwned;
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::api::{
@@ -60,6 +69,10 @@ pub const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(50);
 
 /// Longest wait between passes, so a client notices a new leader within about a second.
 pub const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Idle time after which an HTTP/2 connection is pinged, so a dead node or a dropped NAT entry is
+/// noticed (and the connection replaced) before a request waits on it.
+const HTTP2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
 
 /// Longest part of an error body quoted in an error message, in bytes.
 const ERROR_QUOTE_BYTES_MAX: usize = 200;
@@ -133,6 +146,7 @@ impl fmt::Debug for Client {
             .field("client_id", &self.inner.client_id)
             .field("options", &self.inner.options)
             .field("authenticated", &self.inner.authorization.is_some())
+            .field("http2", &self.inner.http.is_http2())
             .finish_non_exhaustive()
     }
 }
@@ -207,6 +221,18 @@ struct Failure {
     retry_after: Option<Duration>,
 }
 
+impl Failure {
+    /// A failure of the exchange itself, before any answer that could name a leader.
+    fn local(kind: FailureKind, description: String) -> Failure {
+        Failure {
+            kind,
+            description,
+            leader_http: None,
+            retry_after: None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum FailureKind {
     /// Could not connect: the node is down or the address is wrong.
@@ -267,6 +293,36 @@ impl Client {
         Client::build(endpoints, options, Some(tls))
     }
 
+    /// Like [`Client::with_options`], over HTTP/2 with prior knowledge (h2c): one connection per
+    /// node, opened on first use and shared by this client, its clones and its sessions, with
+    /// each request a stream of it. Plaintext only: an `https://` endpoint is refused. The nodes
+    /// must accept HTTP/2 without an upgrade.
+    pub fn with_http2<I, S>(endpoints: I, options: ClientOptions) -> Result<Client, ClientError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let endpoints: Vec<String> = endpoints
+            .into_iter()
+            .map(|endpoint| endpoint.as_ref().trim().to_string())
+            .collect();
+        if let Some(secure) = endpoints
+            .iter()
+            .find(|endpoint| endpoint.to_ascii_lowercase().starts_with("https://"))
+        {
+            return Err(ClientError::InvalidInput(format!(
+                "endpoint {secure:?}: HTTP/2 is plaintext only here (h2c); use Client::with_tls \
+                 for HTTPS"
+            )));
+        }
+        let (given, base_urls) = parse_endpoints(endpoints, options, false)?;
+        let http = Http {
+            transport: Transport::Http2(Arc::new(Http2Connections::new(options.request_timeout))),
+            https: false,
+        };
+        Ok(Client::with_parts(given, base_urls, options, http, None))
+    }
+
     fn build<I, S>(
         endpoints: I,
         options: ClientOptions,
@@ -277,25 +333,7 @@ impl Client {
         S: AsRef<str>,
     {
         let https = tls.is_some();
-        if options.request_timeout.is_zero() {
-            return Err(ClientError::InvalidInput(
-                "request_timeout must not be zero".to_string(),
-            ));
-        }
-        let mut given = Vec::new();
-        let mut base_urls = Vec::new();
-        for endpoint in endpoints {
-            let endpoint = endpoint.as_ref().trim();
-            base_urls.push(parse_endpoint(endpoint, https)?);
-            given.push(endpoint.to_string());
-        }
-        if given.is_empty() {
-            return Err(ClientError::InvalidInput(
-                "at least one endpoint is needed".to_string(),
-            ));
-        }
-        assert_eq!(given.len(), base_urls.len(), "one base URL per endpoint");
-
+        let (given, base_urls) = parse_endpoints(endpoints, options, https)?;
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(options.request_timeout));
         // Requests are small and latency matters more than packet count.
@@ -312,7 +350,10 @@ impl Client {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        let http = Http { client, https };
+        let http = Http {
+            transport: Transport::Pooled(client),
+            https,
+        };
         Ok(Client::with_parts(given, base_urls, options, http, None))
     }
 
@@ -372,7 +413,8 @@ impl Client {
     /// A client of the same cluster with a session of its own, sharing this client's connection
     /// pool. Its writes are not serialized with this client's: this is how one process runs
     /// many concurrent writers without a pool (and a client id) per writer. Over HTTP/1.1 each
-    /// request in flight still takes a connection of the pool.
+    /// request in flight still takes a connection of the pool; over HTTP/2
+    /// ([`Client::with_http2`]) it is a stream of the one connection per node.
     pub fn new_session(&self) -> Client {
         let inner = &self.inner;
         let client = Client::with_parts(
@@ -736,23 +778,9 @@ impl Client {
             Err(error) => return Exchange::Final(error),
         };
         let attempt = async {
-            let response = match self.inner.http.client.request(request).await {
+            let response = match self.inner.http.send(request).await {
                 Ok(response) => response,
-                Err(error) => {
-                    let kind = if certificate_refused(&error) {
-                        FailureKind::Certificate
-                    } else if error.is_connect() {
-                        FailureKind::Connect
-                    } else {
-                        FailureKind::Transport
-                    };
-                    return Exchange::Failed(Failure {
-                        kind,
-                        description: describe(&error),
-                        leader_http: None,
-                        retry_after: None,
-                    });
-                }
+                Err(failure) => return Exchange::Failed(failure),
             };
             let (parts, body) = response.into_parts();
             let body = match Limited::new(body, RESPONSE_BYTES_MAX).collect().await {
@@ -865,12 +893,230 @@ impl<'a> Rotation<'a> {
     }
 }
 
-/// The connection pool, and whether it speaks TLS (then endpoints without a scheme are
-/// `https://`). Cloned into every client that shares the pool.
+/// The connections, and whether they speak TLS (then endpoints without a scheme are
+/// `https://`). Cloned into every client that shares them.
 #[derive(Clone)]
 struct Http {
-    client: HttpClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    transport: Transport,
     https: bool,
+}
+
+#[derive(Clone)]
+enum Transport {
+    /// HTTP/1.1, plain or TLS: a pool with one connection per request in flight.
+    Pooled(HttpClient<HttpsConnector<HttpConnector>, Full<Bytes>>),
+    /// HTTP/2 with prior knowledge, plain: one connection per node, a stream per request.
+    Http2(Arc<Http2Connections>),
+}
+
+impl Http {
+    fn is_http2(&self) -> bool {
+        matches!(self.transport, Transport::Http2(_))
+    }
+
+    /// Sends `request` and returns the answer's head, its body still to be read.
+    async fn send(&self, request: Request<Full<Bytes>>) -> Result<Response<Incoming>, Failure> {
+        match &self.transport {
+            Transport::Pooled(client) => client.request(request).await.map_err(|error| {
+                let kind = if certificate_refused(&error) {
+                    FailureKind::Certificate
+                } else if error.is_connect() {
+                    FailureKind::Connect
+                } else {
+                    FailureKind::Transport
+                };
+                Failure::local(kind, describe(&error))
+            }),
+            Transport::Http2(connections) => connections.send(request).await,
+        }
+    }
+}
+
+/// One HTTP/2 connection per node, opened on first use and again after it closed.
+///
+/// ```text
+///  send(request) ── slot of the URI's authority ── open sender? ──yes──▶ a new stream
+///                                                    │ no
+///                                                    ▼
+///                          one task connects (TCP, h2 handshake, spawned connection task)
+///                          while the others wait for its sender; a failure leaves the slot empty
+/// ```
+struct Http2Connections {
+    /// Bounds the TCP connect, as the HTTP/1.1 pool's connector does.
+    connect_timeout: Duration,
+    /// Slots without an open connection that no request is using are dropped whenever a slot is
+    /// added, so the nodes named as leaders over a client's life do not pile up.
+    slots: StdMutex<HashMap<Authority, Arc<Http2Slot>>>,
+}
+
+#[derive(Default)]
+struct Http2Slot {
+    /// The connection's sender; `None` before the first connect, after a failed one and once
+    /// the connection closed.
+    sender: StdMutex<Option<http2::SendRequest<Full<Bytes>>>>,
+    /// Held while connecting, so concurrent requests share one new connection rather than race
+    /// to open several.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl Http2Connections {
+    fn new(connect_timeout: Duration) -> Http2Connections {
+        assert!(!connect_timeout.is_zero(), "a connect timeout is not zero");
+        Http2Connections {
+            connect_timeout,
+            slots: StdMutex::new(HashMap::new()),
+        }
+    }
+
+    async fn send(&self, request: Request<Full<Bytes>>) -> Result<Response<Incoming>, Failure> {
+        let authority = request
+            .uri()
+            .authority()
+            .cloned()
+            .expect("a request's URI is absolute: build_request starts it with a base URL");
+        let slot = self.slot(&authority);
+        let mut sender = slot.sender(&authority, self.connect_timeout).await?;
+        let mut error = match sender.try_send_request(request).await {
+            Ok(response) => return Ok(response),
+            Err(error) => error,
+        };
+        // The connection closed between the check and the send, and handed the request back
+        // unsent: sending it on a new connection cannot apply it twice. The HTTP/1.1 pool does
+        // the same with a reused connection.
+        if let Some(request) = error.take_message() {
+            let mut sender = slot.sender(&authority, self.connect_timeout).await?;
+            return sender
+                .send_request(request)
+                .await
+                .map_err(|error| Failure::local(FailureKind::Transport, describe(&error)));
+        }
+        Err(Failure::local(
+            FailureKind::Transport,
+            describe(&error.into_error()),
+        ))
+    }
+
+    fn slot(&self, authority: &Authority) -> Arc<Http2Slot> {
+        let mut slots = lock(&self.slots);
+        if let Some(slot) = slots.get(authority) {
+            return slot.clone();
+        }
+        slots.retain(|_, slot| Arc::strong_count(slot) > 1 || slot.open().is_some());
+        slots.entry(authority.clone()).or_default().clone()
+    }
+}
+
+impl Http2Slot {
+    /// The cached sender if its connection is still open; a closed one is dropped, so the next
+    /// request reconnects.
+    fn open(&self) -> Option<http2::SendRequest<Full<Bytes>>> {
+        let mut sender = lock(&self.sender);
+        if sender.as_ref().is_some_and(http2::SendRequest::is_closed) {
+            *sender = None;
+        }
+        sender.clone()
+    }
+
+    async fn sender(
+        &self,
+        authority: &Authority,
+        connect_timeout: Duration,
+    ) -> Result<http2::SendRequest<Full<Bytes>>, Failure> {
+        if let Some(sender) = self.open() {
+            return Ok(sender);
+        }
+        let _connecting = self.connecting.lock().await;
+        // The task that held the lock may have connected meanwhile.
+        if let Some(sender) = self.open() {
+            return Ok(sender);
+        }
+        let sender = connect_http2(authority, connect_timeout).await?;
+        *lock(&self.sender) = Some(sender.clone());
+        Ok(sender)
+    }
+}
+
+/// Opens an HTTP/2 connection with prior knowledge to `authority` and spawns its task.
+async fn connect_http2(
+    authority: &Authority,
+    connect_timeout: Duration,
+) -> Result<http2::SendRequest<Full<Bytes>>, Failure> {
+    // As the HTTP/1.1 pool does: an authority without a port is port 80, and an IPv6 host is
+    // given to the resolver without its brackets.
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = authority.port_u16().unwrap_or(80);
+    let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect((host, port))).await
+    {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            return Err(Failure::local(
+                FailureKind::Connect,
+                format!("tcp connect error: {}", describe(&error)),
+            ))
+        }
+        Err(_) => {
+            return Err(Failure::local(
+                FailureKind::Connect,
+                format!("tcp connect error: no connection within {connect_timeout:?}"),
+            ))
+        }
+    };
+    // Requests are small and latency matters more than packet count.
+    stream.set_nodelay(true).map_err(|error| {
+        Failure::local(
+            FailureKind::Connect,
+            format!("tcp connect error: {}", describe(&error)),
+        )
+    })?;
+    // A handshake failure is a Transport failure, as the HTTP/1.1 pool reports its own.
+    let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(HTTP2_KEEP_ALIVE_INTERVAL)
+        .keep_alive_while_idle(true)
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|error| Failure::local(FailureKind::Transport, describe(&error)))?;
+    // The connection's error also fails the requests in flight on it, which report it as their
+    // failure; this crate has no log of its own to write it to.
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// Refuses a zero request timeout, and parses each endpoint (trimmed) with [`parse_endpoint`]:
+/// the endpoints as given and their base URLs, in the same order.
+fn parse_endpoints<I, S>(
+    endpoints: I,
+    options: ClientOptions,
+    https: bool,
+) -> Result<(Vec<String>, Vec<String>), ClientError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    if options.request_timeout.is_zero() {
+        return Err(ClientError::InvalidInput(
+            "request_timeout must not be zero".to_string(),
+        ));
+    }
+    let mut given = Vec::new();
+    let mut base_urls = Vec::new();
+    for endpoint in endpoints {
+        let endpoint = endpoint.as_ref().trim();
+        base_urls.push(parse_endpoint(endpoint, https)?);
+        given.push(endpoint.to_string());
+    }
+    if given.is_empty() {
+        return Err(ClientError::InvalidInput(
+            "at least one endpoint is needed".to_string(),
+        ));
+    }
+    assert_eq!(given.len(), base_urls.len(), "one base URL per endpoint");
+    Ok((given, base_urls))
 }
 
 /// `scheme://authority` for an endpoint given as `host:port`, `http://host:port` or (with TLS,
