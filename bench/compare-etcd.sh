@@ -34,6 +34,11 @@
 #                  repo's disk, which is the disk measured)
 #   KEEP_DATA      1 keeps the servers' data directories after the run
 #   RAFTKV_WORKER_THREADS  async threads per raftkv node (default: cores ÷ 3, at least 1)
+#   RAFTKV_HTTP2_FROM  from this many clients up (default 16), the load generator speaks
+#                  HTTP/2 (h2c) to raftkv, its clients streams of one connection per node, as
+#                  its etcd clients share gRPC (HTTP/2) connections; below, HTTP/1.1 with a
+#                  keep-alive connection per client (one client has nothing to multiplex, and
+#                  HTTP/1.1 costs it less). 0: HTTP/2 always; a huge number: never
 #   GOMAXPROCS     passed to etcd as usual (default: unset, one per core)
 #
 # Output: WORKDIR/results/<mix>-<clients>-<system>.json (one `raftkv bench --json` object each;
@@ -52,6 +57,7 @@ MEMORY_WRITES=${MEMORY_WRITES:-1000000}
 ROUNDS=${ROUNDS:-1}
 WORKDIR=${WORKDIR:-$REPO/target/compare-etcd}
 KEEP_DATA=${KEEP_DATA:-0}
+RAFTKV_HTTP2_FROM=${RAFTKV_HTTP2_FROM:-16}
 # The three raftkv nodes share the machine's cores, as `raftkv dev` sizes them; etcd keeps its
 # default GOMAXPROCS (one per core), which measured faster here than GOMAXPROCS=1.
 RAFTKV_WORKER_THREADS=${RAFTKV_WORKER_THREADS:-$(( $(nproc) / 3 > 0 ? $(nproc) / 3 : 1 ))}
@@ -318,16 +324,23 @@ wait_healthy() {
 bench() {
     local system=$1
     shift
-    local endpoints pids
+    local endpoints pids protocol=() argument clients=0 previous=
     if [[ $system == etcd ]]; then
         endpoints=$(etcd_endpoints)
         pids=$(IFS=,; printf '%s' "${ETCD_PIDS[*]}")
     else
         endpoints=$(raftkv_endpoints)
         pids=$(IFS=,; printf '%s' "${RAFTKV_PIDS[*]}")
+        for argument in "$@"; do
+            [[ $previous == --clients ]] && clients=$argument
+            previous=$argument
+        done
+        if ((clients >= RAFTKV_HTTP2_FROM)); then
+            protocol=(--http2)
+        fi
     fi
     run_child "$RAFTKV" bench --target "$system" --endpoints "$endpoints" \
-        --value-size "$VALUE_SIZE" --json --server-pids "$pids" "$@"
+        --value-size "$VALUE_SIZE" --json --server-pids "$pids" "${protocol[@]}" "$@"
 }
 
 read_ratio_of() {
@@ -388,11 +401,12 @@ run_memory() {
 # 7. Report.
 
 summarize() {
-    python3 - "$RESULTS_DIR" "$MIXES" "$CLIENTS" "$MEMORY_WRITES" "$ROUNDS" <<'EOF'
+    python3 - "$RESULTS_DIR" "$MIXES" "$CLIENTS" "$MEMORY_WRITES" "$ROUNDS" "$RAFTKV_HTTP2_FROM" <<'EOF'
 import json, os, sys
 
 results, mixes, clients_list, memory_writes = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), int(sys.argv[4])
 rounds = int(sys.argv[5])
+http2_from = int(sys.argv[6])
 systems = ("etcd", "raftkv")
 
 def load(name):
@@ -475,6 +489,8 @@ for mix in mixes:
                                   f"first: {run.get('first_error')}")
 lines.append("p50, p99: latency of every operation (reads and writes together); server CPU: the "
              "three nodes' CPU time together per operation; client CPU: the load generator's")
+lines.append(f"raftkv's load generator speaks HTTP/1.1 below {http2_from} clients (a connection "
+             f"per client), HTTP/2 (h2c, a stream per client) from {http2_from}; etcd's, gRPC")
 if rounds > 1:
     lines.append(f"each row: the median of {rounds} rounds by throughput ratio; every round's "
                  "raftkv ÷ etcd throughput, in order:")

@@ -71,9 +71,13 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = TargetKind::Raftkv)]
     pub target: TargetKind,
     /// etcd only: gRPC connections the clients share (round robin). raftkv's clients each
-    /// have their own HTTP/1.1 keep-alive connection.
+    /// have their own HTTP/1.1 keep-alive connection, unless --http2.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub connections: u64,
+    /// raftkv only: speak HTTP/2 with prior knowledge (h2c), every client a stream of one
+    /// connection per node, as etcd's gRPC clients share theirs. Plain HTTP only.
+    #[arg(long)]
+    pub http2: bool,
     /// Prefix of every key, so a run does not disturb other data.
     #[arg(long, default_value = "bench-")]
     pub key_prefix: String,

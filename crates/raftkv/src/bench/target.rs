@@ -41,9 +41,13 @@ pub(super) async fn connect(
                 ReadConsistency::Stale => Consistency::Stale,
             };
             // One pool; every client is a session of its own on it (a connection each, as an
-            // HTTP/1.1 connection carries one request at a time).
+            // HTTP/1.1 connection carries one request at a time; over HTTP/2 a stream each).
             let pool = match tls {
+                Some(_) if args.http2 => {
+                    return Err("--http2 speaks plain HTTP only, not HTTPS".to_string())
+                }
                 Some(tls) => Client::with_tls(endpoints, options, tls),
+                None if args.http2 => Client::with_http2(endpoints, options),
                 None => Client::with_options(endpoints, options),
             };
             let pool = pool
