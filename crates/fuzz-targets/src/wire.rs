@@ -203,6 +203,7 @@ fn sample_messages() -> Vec<Message> {
             read_round: 17,
         },
         MessageBody::HeartbeatResponse { read_round: 17 },
+        MessageBody::Commit { commit: Index(6) },
         MessageBody::InstallSnapshot {
             meta: SnapshotMeta {
                 last_included: id(3, 100),
@@ -235,13 +236,14 @@ fn sample_messages() -> Vec<Message> {
         .collect()
 }
 
-const MESSAGE_NAMES: [&str; 11] = [
+const MESSAGE_NAMES: [&str; 12] = [
     "vote_request",
     "vote_response",
     "append",
     "append_response",
     "heartbeat",
     "heartbeat_response",
+    "commit",
     "install_snapshot",
     "install_snapshot_response",
     "timeout_now",

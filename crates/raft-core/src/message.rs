@@ -70,6 +70,14 @@ pub enum MessageBody {
         /// The leader's current ReadIndex round, echoed back in the response.
         read_round: u64,
     },
+    /// The leader's commit index for a follower that holds everything an append would carry:
+    /// sent when the commit index moved and no append is due to carry it. Bounded by what the
+    /// follower is known to hold, like a heartbeat's, and not answered: an answer would tell
+    /// the leader nothing it does not know, and cost it a wake-up per write.
+    Commit {
+        /// `min(leader commit, follower match)`.
+        commit: Index,
+    },
     /// Answer to [`MessageBody::Heartbeat`].
     HeartbeatResponse {
         /// The echoed read round.
@@ -132,7 +140,9 @@ impl Message {
                     commit,
                 } => id_ok(prev) && ok(commit.0) && entries.iter().all(|entry| id_ok(&entry.id)),
                 MessageBody::AppendResponse { index, hint, .. } => ok(index.0) && id_ok(hint),
-                MessageBody::Heartbeat { commit, .. } => ok(commit.0),
+                MessageBody::Heartbeat { commit, .. } | MessageBody::Commit { commit } => {
+                    ok(commit.0)
+                }
                 MessageBody::InstallSnapshot { meta, .. } => id_ok(&meta.last_included),
                 MessageBody::InstallSnapshotResponse { last_included, .. } => id_ok(last_included),
                 MessageBody::ReadIndexResponse { index, .. } => index.is_none_or(|i| ok(i.0)),
@@ -155,6 +165,7 @@ impl MessageBody {
             MessageBody::Append { .. } => "Append",
             MessageBody::AppendResponse { .. } => "AppendResp",
             MessageBody::Heartbeat { .. } => "Heartbeat",
+            MessageBody::Commit { .. } => "Commit",
             MessageBody::HeartbeatResponse { .. } => "HeartbeatResp",
             MessageBody::InstallSnapshot { .. } => "InstallSnapshot",
             MessageBody::InstallSnapshotResponse { .. } => "InstallSnapshotResp",

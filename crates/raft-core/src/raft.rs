@@ -467,6 +467,7 @@ impl<S: Storage> Raft<S> {
             } => {}
             MessageBody::Append { .. }
             | MessageBody::Heartbeat { .. }
+            | MessageBody::Commit { .. }
             | MessageBody::InstallSnapshot { .. } => {
                 self.become_follower(message.term, Some(message.from));
             }
@@ -479,7 +480,9 @@ impl<S: Storage> Raft<S> {
     /// or a pre-candidate learns the current term.
     fn step_lower_term(&mut self, message: Message) -> Result<(), StepError> {
         match message.body {
-            MessageBody::Append { .. } | MessageBody::Heartbeat { .. }
+            MessageBody::Append { .. }
+            | MessageBody::Heartbeat { .. }
+            | MessageBody::Commit { .. }
                 if self.config.check_quorum || self.config.pre_vote || !self.is_promotable() =>
             {
                 // With CheckQuorum or PreVote a peer with a higher term may never get to
@@ -533,6 +536,12 @@ impl<S: Storage> Raft<S> {
             MessageBody::Heartbeat { commit, read_round } => {
                 self.follow_leader_of_current_term(from)?;
                 self.handle_heartbeat(from, commit, read_round)
+            }
+            MessageBody::Commit { commit } => {
+                self.follow_leader_of_current_term(from)?;
+                // The leader bounds `commit` by our acknowledged match, so it is safe to adopt.
+                self.log.commit_to(commit);
+                Ok(())
             }
             MessageBody::InstallSnapshot {
                 meta,

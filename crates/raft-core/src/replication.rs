@@ -8,6 +8,7 @@
 //!     ▲          (batched, windowed)                  │ (after its write is durable)
 //!     └── handle_append_response ◄─ AppendResponse ───┘ success: match / reject: hint
 //!           maybe_commit (majority match, current term only)
+//!     └─ commit moved, no append due ─ Commit ─► commit_to (not answered)
 //! ```
 
 use crate::message::{Message, MessageBody};
@@ -30,18 +31,22 @@ impl<S: Storage> Raft<S> {
             .filter(|&peer| peer != self.id)
             .collect();
         for peer in peers {
-            while self.send_append(peer, false)? {}
+            while self.send_append(peer)? {}
             // An append in flight is answered, and the answer makes room for the next append,
-            // which carries the commit index: a commit-only append then would be one more
-            // message per round for each follower, under load when it costs most.
-            let wants_commit = self.progress.get(&peer).is_some_and(|progress| {
-                let can_commit = self.log.committed().min(progress.next_index.prev());
-                can_commit > progress.commit_sent
+            // which carries the commit index: a commit notice then would be one more message
+            // per round for each follower, under load when it costs most.
+            let commit_notice = self.progress.get_mut(&peer).and_then(|progress| {
+                let commit = self.log.committed().min(progress.match_index);
+                let due = commit > progress.commit_sent
                     && !progress.is_paused()
-                    && progress.inflights.is_empty()
+                    && progress.inflights.is_empty();
+                due.then(|| {
+                    progress.commit_sent = commit;
+                    commit
+                })
             });
-            if wants_commit {
-                self.send_append(peer, true)?;
+            if let Some(commit) = commit_notice {
+                self.send(peer, MessageBody::Commit { commit });
             }
         }
         if self.reads.heartbeat_due() {
@@ -52,7 +57,7 @@ impl<S: Storage> Raft<S> {
 
     /// Sends one append to `peer` if its progress allows. Returns whether entries were sent
     /// (so the caller may try again to fill the window).
-    fn send_append(&mut self, peer: NodeId, allow_empty: bool) -> Result<bool, StorageError> {
+    fn send_append(&mut self, peer: NodeId) -> Result<bool, StorageError> {
         let Some(progress) = self.progress.get(&peer) else {
             return Ok(false);
         };
@@ -62,7 +67,7 @@ impl<S: Storage> Raft<S> {
         let next = progress.next_index;
         let probing = progress.state == ProgressState::Probe;
         let last = self.log.last_index();
-        if !probing && !allow_empty && next > last {
+        if !probing && next > last {
             return Ok(false);
         }
         let prev_index = next.prev();

@@ -75,6 +75,40 @@ fn a_commit_index_that_advanced_alone_asks_for_no_write_and_rides_with_the_next_
 }
 
 #[test]
+fn a_commit_index_that_moved_reaches_followers_in_a_notice_they_do_not_answer() {
+    let mut net = Net::new(3);
+    net.elect(1);
+    net.delivered.clear();
+    net.peer(1)
+        .propose(Bytes::from_static(b"x"))
+        .expect("leader");
+    net.settle();
+    let commit = net.commit(1);
+    assert_eq!(commit, Index(2), "the no-op and the write");
+    let kinds: Vec<(u64, u64, &str)> = net
+        .delivered
+        .iter()
+        .map(|message| (message.from.0, message.to.0, message.body.kind_name()))
+        .collect();
+    for follower in [2, 3] {
+        assert_eq!(net.commit(follower), commit, "peer {follower} learned it");
+        let notices: Vec<_> = net
+            .delivered
+            .iter()
+            .filter(|message| message.to == NodeId(follower))
+            .filter_map(|message| match message.body {
+                MessageBody::Commit { commit } => Some(commit),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(notices, vec![commit], "peer {follower}: {kinds:?}");
+    }
+    // Each follower answered its append, and nothing else.
+    let answers = kinds.iter().filter(|(from, _, _)| *from != 1).count();
+    assert_eq!(answers, 2, "{kinds:?}");
+}
+
+#[test]
 fn three_peers_elect_one_leader_and_replicate() {
     let mut net = Net::new(3);
     net.elect(1);

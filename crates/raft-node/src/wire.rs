@@ -215,6 +215,11 @@ pub struct Heartbeat {
     pub commit: u64,
     #[prost(uint64, tag = "2")]
     pub read_round: u64,
+    /// A commit notice ([`MessageBody::Commit`]), which wants no answer. It travels as a
+    /// heartbeat so that an older peer, which skips this field, takes it for one and answers
+    /// it, rather than refusing a message kind it does not know.
+    #[prost(bool, tag = "3")]
+    pub commit_notice: bool,
 }
 
 #[allow(missing_docs)]
@@ -343,12 +348,18 @@ impl From<&Message> for Envelope {
             MessageBody::Heartbeat { commit, read_round } => Body::Heartbeat(Heartbeat {
                 commit: commit.0,
                 read_round: *read_round,
+                commit_notice: false,
             }),
             MessageBody::HeartbeatResponse { read_round } => {
                 Body::HeartbeatResponse(HeartbeatResponse {
                     read_round: *read_round,
                 })
             }
+            MessageBody::Commit { commit } => Body::Heartbeat(Heartbeat {
+                commit: commit.0,
+                read_round: 0,
+                commit_notice: true,
+            }),
             MessageBody::InstallSnapshot {
                 meta,
                 offset,
@@ -441,6 +452,9 @@ impl TryFrom<Envelope> for Message {
                 index: Index(response.index),
                 success: response.success,
                 hint: log_id(response.hint, "append response")?,
+            },
+            Body::Heartbeat(heartbeat) if heartbeat.commit_notice => MessageBody::Commit {
+                commit: Index(heartbeat.commit),
             },
             Body::Heartbeat(heartbeat) => MessageBody::Heartbeat {
                 commit: Index(heartbeat.commit),
@@ -621,6 +635,7 @@ mod tests {
                 read_round: 17,
             },
             MessageBody::HeartbeatResponse { read_round: 17 },
+            MessageBody::Commit { commit: Index(9) },
             MessageBody::InstallSnapshot {
                 meta: SnapshotMeta {
                     last_included: id(3, 100),
@@ -758,6 +773,38 @@ mod tests {
         let read_by_older =
             OlderSnapshotMeta::decode(newer.encode_to_vec().as_slice()).expect("skips new fields");
         assert_eq!(read_by_older.voters, vec![1, 2, 4]);
+    }
+
+    #[test]
+    fn a_commit_notice_reads_as_a_heartbeat_to_an_older_peer() {
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct OlderHeartbeat {
+            #[prost(uint64, tag = "1")]
+            commit: u64,
+            #[prost(uint64, tag = "2")]
+            read_round: u64,
+        }
+        let notice = Message {
+            from: NodeId(1),
+            to: NodeId(2),
+            term: Term(3),
+            body: MessageBody::Commit { commit: Index(7) },
+        };
+        let Some(Body::Heartbeat(heartbeat)) = Envelope::from(&notice).body else {
+            panic!("a commit notice travels as a heartbeat");
+        };
+        let read_by_older = OlderHeartbeat::decode(heartbeat.encode_to_vec().as_slice())
+            .expect("skips the new field");
+        assert_eq!(read_by_older.commit, 7);
+        // A heartbeat is still a heartbeat to this build.
+        let heartbeat = Message {
+            body: MessageBody::Heartbeat {
+                commit: Index(7),
+                read_round: 0,
+            },
+            ..notice
+        };
+        assert_eq!(Message::try_from(Envelope::from(&heartbeat)), Ok(heartbeat));
     }
 
     #[test]

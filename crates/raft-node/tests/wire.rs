@@ -73,6 +73,9 @@ fn body() -> impl Strategy<Value = MessageBody> {
             read_round,
         }),
         any::<u64>().prop_map(|read_round| MessageBody::HeartbeatResponse { read_round }),
+        any::<u64>().prop_map(|commit| MessageBody::Commit {
+            commit: Index(commit),
+        }),
         (
             log_id(),
             configuration(),

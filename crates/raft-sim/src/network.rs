@@ -22,7 +22,7 @@ use raft_core::MessageBody;
 
 /// Names of the message kinds, in the order of [`kind_index`]; they match
 /// [`MessageBody::kind_name`].
-pub const KIND_NAMES: [&str; 13] = [
+pub const KIND_NAMES: [&str; 14] = [
     "PreVote",
     "Vote",
     "PreVoteResp",
@@ -36,6 +36,7 @@ pub const KIND_NAMES: [&str; 13] = [
     "TimeoutNow",
     "ReadIndex",
     "ReadIndexResp",
+    "Commit",
 ];
 
 fn kind_index(body: &MessageBody) -> usize {
@@ -53,12 +54,13 @@ fn kind_index(body: &MessageBody) -> usize {
         MessageBody::TimeoutNow => 10,
         MessageBody::ReadIndexRequest { .. } => 11,
         MessageBody::ReadIndexResponse { .. } => 12,
+        MessageBody::Commit { .. } => 13,
     }
 }
 
 /// Whether a message kind is a request (an "RPC" in labrpc's counting) rather than an answer.
 fn is_request(kind: usize) -> bool {
-    matches!(kind, 0 | 1 | 4 | 6 | 8 | 10 | 11)
+    matches!(kind, 0 | 1 | 4 | 6 | 8 | 10 | 11 | 13)
 }
 
 /// Counts for one message kind.
@@ -79,7 +81,7 @@ pub struct KindStats {
 /// Message and byte counts per kind since the cluster started.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NetworkStats {
-    kinds: [KindStats; 13],
+    kinds: [KindStats; 14],
 }
 
 impl NetworkStats {
@@ -316,6 +318,10 @@ mod tests {
         let body = MessageBody::ReadIndexResponse {
             context: 1,
             index: None,
+        };
+        assert_eq!(KIND_NAMES[kind_index(&body)], body.kind_name());
+        let body = MessageBody::Commit {
+            commit: raft_core::Index(1),
         };
         assert_eq!(KIND_NAMES[kind_index(&body)], body.kind_name());
     }

@@ -43,6 +43,9 @@ pub(crate) enum BodySummary {
     HeartbeatResponse {
         round: u64,
     },
+    Commit {
+        commit: Index,
+    },
     Snapshot {
         last: LogId,
         offset: u64,
@@ -105,6 +108,7 @@ impl BodySummary {
             MessageBody::HeartbeatResponse { read_round } => {
                 BodySummary::HeartbeatResponse { round: *read_round }
             }
+            MessageBody::Commit { commit } => BodySummary::Commit { commit: *commit },
             MessageBody::InstallSnapshot {
                 meta,
                 offset,
@@ -159,6 +163,7 @@ impl BodySummary {
             } => [4, index.0, u64::from(success), id(hint), 0],
             BodySummary::Heartbeat { commit, round } => [5, commit.0, round, 0, 0],
             BodySummary::HeartbeatResponse { round } => [6, round, 0, 0, 0],
+            BodySummary::Commit { commit } => [12, commit.0, 0, 0, 0],
             BodySummary::Snapshot {
                 last,
                 offset,
@@ -217,6 +222,7 @@ impl fmt::Display for BodySummary {
                 write!(f, "Heartbeat commit={} round={round}", commit.0)
             }
             BodySummary::HeartbeatResponse { round } => write!(f, "HeartbeatResp round={round}"),
+            BodySummary::Commit { commit } => write!(f, "Commit commit={}", commit.0),
             BodySummary::Snapshot {
                 last,
                 offset,
