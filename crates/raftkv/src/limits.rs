@@ -305,7 +305,7 @@ where
         _ = stop.wait_for(|stop| *stop) => Ok(Ok(false)),
     };
     let service = connection_service(shared, &clock);
-    let graceful = "HTTP connection ended with an error";
+    let ended_badly = "HTTP connection ended with an error";
     match first_bytes {
         _ if *stop.borrow() => {}
         Ok(Ok(true)) => {
@@ -318,7 +318,7 @@ where
                 None,
             );
             if let Err(error) = ended.await {
-                tracing::debug!(%error, "{graceful}");
+                tracing::debug!(%error, "{ended_badly}");
             }
         }
         Ok(Ok(false)) => {
@@ -340,7 +340,7 @@ where
                         "closing an HTTP connection whose request head did not arrive in time"
                     );
                 }
-                Err(error) => tracing::debug!(%error, "{graceful}"),
+                Err(error) => tracing::debug!(%error, "{ended_badly}"),
                 Ok(()) => {}
             }
         }
