@@ -341,7 +341,6 @@ impl RaftNode {
             persist_backlog: VecDeque::new(),
             durable_through: 0,
             write_after_yield: false,
-            messages_out: false,
             apply_work,
             published: Arc::clone(&published),
             reads: BTreeMap::new(),
@@ -597,8 +596,6 @@ struct EventLoop<T> {
     /// the transport puts the appends handed to it on the wire before the sync blocks the
     /// thread (see [`EventLoop::write_place`]).
     write_after_yield: bool,
-    /// The loop has just yielded: the leader's waiting write may go now.
-    messages_out: bool,
     /// Bounded by the core: it hands out no more than `Config::apply_bytes_max` of entries
     /// the apply task has not reported applied.
     apply_work: mpsc::UnboundedSender<ApplyWork>,
@@ -728,15 +725,12 @@ impl<T: Transport> EventLoop<T> {
             if let Some(error) = self.raft.fatal_error() {
                 break format!("storage failed: {error}");
             }
-            if let Err(reason) = self.process_ready() {
+            if let Err(reason) = self.process_ready(false) {
                 break reason;
             }
             if std::mem::take(&mut self.write_after_yield) {
                 tokio::task::yield_now().await;
-                self.messages_out = true;
-                let written = self.process_ready();
-                self.messages_out = false;
-                if let Err(reason) = written {
+                if let Err(reason) = self.process_ready(true) {
                     break reason;
                 }
             }
@@ -879,7 +873,9 @@ impl<T: Transport> EventLoop<T> {
 
     /// Hands out everything the core has ready. Errs with the reason to stop if the storage
     /// failed or its thread is gone.
-    fn process_ready(&mut self) -> Result<(), String> {
+    /// `yielded`: the loop has yielded since the messages of the waiting writes were handed
+    /// to the transport (see [`EventLoop::write_place`]).
+    fn process_ready(&mut self, yielded: bool) -> Result<(), String> {
         while self.raft.has_ready() {
             let ready = self.raft.ready();
             count(
@@ -892,7 +888,7 @@ impl<T: Transport> EventLoop<T> {
             if let Some(request) = ready.persist {
                 self.persist_backlog.push_back(request);
             }
-            self.submit_backlog()?;
+            self.submit_backlog(yielded)?;
             if let Some(snapshot) = ready.snapshot_to_apply {
                 if !std::mem::take(&mut self.restoring_snapshot) {
                     count(&self.published.snapshots_installed_total, 1);
@@ -916,10 +912,10 @@ impl<T: Transport> EventLoop<T> {
             }
         }
         // A durable report may have made room for writes refused earlier.
-        self.submit_backlog()?;
+        self.submit_backlog(yielded)?;
         if self.raft.has_ready() {
             // One of them was written here and made it durable.
-            return self.process_ready();
+            return self.process_ready(yielded);
         }
         self.publish();
         Ok(())
@@ -970,10 +966,10 @@ impl<T: Transport> EventLoop<T> {
     /// or writes a small one on the loop when the thread is idle (see
     /// [`EventLoop::write_place`]). Errs with the reason to stop if the storage failed or its
     /// thread is gone.
-    fn submit_backlog(&mut self) -> Result<(), String> {
+    fn submit_backlog(&mut self, yielded: bool) -> Result<(), String> {
         let gone = || "storage thread gone".to_string();
         while let Some(request) = self.persist_backlog.pop_front() {
-            let place = self.write_place(&request);
+            let place = self.write_place(&request, yielded);
             if place == WritePlace::AfterYield {
                 self.persist_backlog.push_front(request);
                 self.write_after_yield = true;
@@ -1010,7 +1006,7 @@ impl<T: Transport> EventLoop<T> {
     /// for its own sync, so it yields first; it writes here only a few entries (one client's
     /// pace), where blocking for the sync holds back nothing. A snapshot, or a batch big
     /// enough to hold the loop up for long, goes to the thread.
-    fn write_place(&mut self, request: &PersistRequest) -> WritePlace {
+    fn write_place(&self, request: &PersistRequest, yielded: bool) -> WritePlace {
         const FOLLOWER_BYTES_MAX: u64 = 256 << 10;
         const LEADER_BYTES_MAX: u64 = 4 << 10;
         if request.snapshot.is_some() {
@@ -1022,9 +1018,10 @@ impl<T: Transport> EventLoop<T> {
             true if entry_bytes <= LEADER_BYTES_MAX
                 && self.writer.as_ref().is_some_and(GroupCommit::is_idle) =>
             {
-                match std::mem::take(&mut self.messages_out) {
-                    true => WritePlace::Here,
-                    false => WritePlace::AfterYield,
+                if yielded {
+                    WritePlace::Here
+                } else {
+                    WritePlace::AfterYield
                 }
             }
             _ => WritePlace::Thread,
