@@ -118,6 +118,9 @@ pub struct Progress {
     /// Ticks since the peer last answered an append or snapshot chunk while something was
     /// outstanding; used to detect lost messages and stalled snapshot transfers.
     pub idle_ticks: u32,
+    /// Leader ticks in a row at which the peer's match was below the leader's last index as of
+    /// the tick before: how long it has been more than a tick behind.
+    pub lagging_ticks: u32,
     /// The highest commit index sent to the peer, so commit advances are told promptly.
     pub commit_sent: Index,
     /// The snapshot being sent in `Snapshot` state.
@@ -135,6 +138,7 @@ impl Progress {
             inflights: Inflights::new(inflight_messages_max),
             recent_active: false,
             idle_ticks: 0,
+            lagging_ticks: 0,
             commit_sent: Index(0),
             outgoing_snapshot: None,
         }

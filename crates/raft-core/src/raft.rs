@@ -190,6 +190,12 @@ pub struct Raft<S: Storage> {
     pub(crate) uncommitted_bytes: u64,
     /// Leader only: the log should be offered to followers at the next `ready()`.
     pub(crate) replication_due: bool,
+    /// Leader only: the next `ready()` sends spare followers everything they lack (see
+    /// [`Config::spare_flush_ticks`]).
+    pub(crate) spare_flush_due: bool,
+    /// Leader only: the last index at the latest tick, against which followers' lag is
+    /// measured at the next one.
+    pub(crate) last_index_at_tick: Index,
     pub(crate) reads: ReadIndexState,
     pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
     /// A snapshot taken by the service, to persist at the next `ready()`.
@@ -279,6 +285,8 @@ impl<S: Storage> Raft<S> {
             uncommitted: VecDeque::new(),
             uncommitted_bytes: 0,
             replication_due: false,
+            spare_flush_due: false,
+            last_index_at_tick: Index(0),
             reads,
             incoming_snapshot: None,
             pending_compaction: None,
@@ -348,6 +356,11 @@ impl<S: Storage> Raft<S> {
             }
         }
         self.tick_replication_timeouts();
+        let spare_flush_ticks = u64::from(self.config.spare_flush_ticks);
+        if spare_flush_ticks > 0 && self.now_ticks.is_multiple_of(spare_flush_ticks) {
+            self.spare_flush_due = true;
+            self.replication_due = true;
+        }
         if self.election_elapsed >= self.config.election_ticks {
             self.election_elapsed = 0;
             if self.config.check_quorum && !self.quorum_recently_active() {

@@ -361,6 +361,10 @@ impl<S: Storage> Raft<S> {
             );
             return Ok(());
         }
+        // The follower serves the read once it has applied through the read's index: a spare
+        // must not wait for its next flush for that.
+        self.spare_flush_due = true;
+        self.replication_due = true;
         self.leader_read(from, context);
         Ok(())
     }

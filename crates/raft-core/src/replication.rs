@@ -10,6 +10,10 @@
 //!           maybe_commit (majority match, current term only)
 //!     └─ commit moved, no append due ─ Commit ─► commit_to (not answered)
 //! ```
+//!
+//! New entries go at once only to the prompt followers that make a quorum with the leader;
+//! spare followers get them at the next tick's flush (see `Config::spare_flush_ticks`), so a
+//! write costs a majority's fdatasyncs rather than every peer's.
 
 use crate::message::{Message, MessageBody};
 use crate::progress::ProgressState;
@@ -17,6 +21,11 @@ use crate::quorum::{is_majority, majority_value};
 use crate::raft::{Raft, StepError};
 use crate::storage::{Storage, StorageError};
 use crate::types::{Entry, Index, LogId, NodeId, Role, Term};
+
+/// A follower whose durable log has been more than a tick behind the leader's at this many
+/// ticks in a row is not prompt: silent, or slowed (by its disk, or by writing a snapshot), it
+/// is not counted on for the quorum, and a spare follower takes its place.
+const PROMPT_LAG_TICKS: u32 = 2;
 
 impl<S: Storage> Raft<S> {
     /// Offers the log to every follower, filling each one's window, and tells followers about
@@ -30,8 +39,19 @@ impl<S: Storage> Raft<S> {
             .copied()
             .filter(|&peer| peer != self.id)
             .collect();
+        let spares = if std::mem::take(&mut self.spare_flush_due) {
+            Vec::new()
+        } else {
+            self.spare_followers()
+        };
         for peer in peers {
-            while self.send_append(peer)? {}
+            if spares.contains(&peer) {
+                // Until its next flush a spare gets only full messages, so one far behind
+                // still catches up at full speed.
+                while self.full_message_waits(peer) && self.send_append(peer)? {}
+            } else {
+                while self.send_append(peer)? {}
+            }
             // An append in flight is answered, and the answer makes room for the next append,
             // which carries the commit index: a commit notice then would be one more message
             // per round for each follower, under load when it costs most.
@@ -53,6 +73,56 @@ impl<S: Storage> Raft<S> {
             self.broadcast_heartbeat();
         }
         Ok(())
+    }
+
+    /// The voters whose new entries wait for the next flush (see
+    /// [`crate::Config::spare_flush_ticks`]): of the followers streaming appends that are prompt
+    /// (see [`PROMPT_LAG_TICKS`]), those after the first ones (in id order) that make a quorum
+    /// with the leader. None while joint, while the leader is not a voter, or when too few
+    /// followers answer promptly; never the target of a leadership transfer.
+    fn spare_followers(&self) -> Vec<NodeId> {
+        let voters = &self.configuration.voters;
+        if self.config.spare_flush_ticks == 0
+            || self.configuration.is_joint()
+            || !voters.contains(&self.id)
+        {
+            return Vec::new();
+        }
+        let transfer_target = self.transfer_target.map(|(target, _)| target);
+        let mut prompt_needed = voters.len() / 2;
+        let mut spares = Vec::new();
+        for &voter in voters {
+            let prompt = self.progress.get(&voter).is_some_and(|progress| {
+                progress.state == ProgressState::Replicate
+                    && progress.lagging_ticks < PROMPT_LAG_TICKS
+            });
+            if voter == self.id || !prompt {
+                continue;
+            }
+            if prompt_needed > 0 || transfer_target == Some(voter) {
+                prompt_needed = prompt_needed.saturating_sub(1);
+            } else {
+                spares.push(voter);
+            }
+        }
+        spares
+    }
+
+    /// Whether `peer` lacks at least a full append message's worth of entries.
+    fn full_message_waits(&self, peer: NodeId) -> bool {
+        let Some(progress) = self.progress.get(&peer) else {
+            return false;
+        };
+        let last = self.log.last_index();
+        progress.next_index <= last
+            && matches!(
+                self.log.exceeds_bytes(
+                    progress.next_index,
+                    last.next(),
+                    self.config.message_bytes_max
+                ),
+                Ok(true)
+            )
     }
 
     /// Sends one append to `peer` if its progress allows. Returns whether entries were sent
@@ -423,9 +493,20 @@ impl<S: Storage> Raft<S> {
     pub(crate) fn tick_replication_timeouts(&mut self) {
         let limit = self.config.election_ticks;
         let own = self.id;
+        let last_a_tick_ago =
+            std::mem::replace(&mut self.last_index_at_tick, self.log.last_index());
         for (&id, progress) in self.progress.iter_mut() {
             if id == own {
                 continue;
+            }
+            if progress.match_index >= last_a_tick_ago {
+                progress.lagging_ticks = 0;
+            } else {
+                progress.lagging_ticks += 1;
+                if progress.lagging_ticks == PROMPT_LAG_TICKS {
+                    // No longer prompt: a spare may take its place in the quorum now.
+                    self.replication_due = true;
+                }
             }
             let waiting = match progress.state {
                 ProgressState::Probe => progress.probe_sent,

@@ -3,7 +3,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{config, Net};
+use common::{classic_config, config, Net};
 use raft_core::{
     Configuration, Entry, EntryKind, Index, LogId, MemStorage, Message, MessageBody, NodeId,
     ProposeError, Raft, Role, SnapshotMeta, Term,
@@ -76,7 +76,7 @@ fn a_commit_index_that_advanced_alone_asks_for_no_write_and_rides_with_the_next_
 
 #[test]
 fn a_commit_index_that_moved_reaches_followers_in_a_notice_they_do_not_answer() {
-    let mut net = Net::new(3);
+    let mut net = Net::with_config(3, classic_config);
     net.elect(1);
     net.delivered.clear();
     net.peer(1)
@@ -195,11 +195,8 @@ fn vote_is_refused_to_a_candidate_with_an_older_log() {
 
 #[test]
 fn leader_sends_appends_before_its_own_write_and_followers_ack_after_theirs() {
-    let mut net = Net::new(3);
-    net.elect(1);
-    net.peer(1)
-        .propose(Bytes::from_static(b"x"))
-        .expect("leader");
+    let mut net = three_led_by_1(classic_config, |_| {});
+    propose_each_on_leader(&mut net, &["x"]);
     let ready = net.peer(1).ready();
     assert!(ready.persist.is_some());
     let appends: Vec<_> = ready
@@ -457,12 +454,9 @@ fn leader_compacted_past_lagging_follower(
     entries: u8,
     snapshot_data: Bytes,
 ) -> Net {
-    let mut net = Net::with_config(3, |id| {
-        let mut config = config(id);
-        config.snapshot_chunk_bytes = snapshot_chunk_bytes;
-        config
+    let mut net = three_led_by_1(config, |config| {
+        config.snapshot_chunk_bytes = snapshot_chunk_bytes
     });
-    net.elect(1);
     net.cut.insert(NodeId(3));
     for k in 0..entries {
         net.peer(1).propose(Bytes::from(vec![k])).expect("leader");
@@ -758,6 +752,27 @@ fn appended_to(messages: &[Message], to: u64) -> Vec<Vec<Bytes>> {
         .collect()
 }
 
+/// Three peers made by `make` and then `tweak`, peer 1 elected.
+fn three_led_by_1(
+    make: fn(u64) -> raft_core::Config,
+    tweak: impl Fn(&mut raft_core::Config),
+) -> Net {
+    let mut net = Net::with_config(3, |id| {
+        let mut config = make(id);
+        tweak(&mut config);
+        config
+    });
+    net.elect(1);
+    net
+}
+
+/// Proposes each value on the leader (peer 1), handing nothing out.
+fn propose_each_on_leader(net: &mut Net, values: &[&'static str]) {
+    for &value in values {
+        net.peer(1).propose(Bytes::from(value)).expect("leader");
+    }
+}
+
 /// Proposes `value` on the leader (peer 1), makes its write durable, and returns the messages
 /// of that round.
 fn propose_on_leader(net: &mut Net, value: &'static str) -> Vec<Message> {
@@ -812,16 +827,9 @@ fn a_leader_holds_a_third_partial_append_until_an_answer_and_then_sends_what_wai
 
 #[test]
 fn a_leader_fills_its_whole_window_with_full_appends() {
-    let mut net = Net::with_config(3, |id| {
-        let mut config = config(id);
-        // One entry per message: every append but the last of a batch is full.
-        config.message_bytes_max = 1;
-        config
-    });
-    net.elect(1);
-    for value in ["a", "b", "c", "d", "e"] {
-        net.peer(1).propose(Bytes::from(value)).expect("leader");
-    }
+    // One entry per message: every append but the last of a batch is full.
+    let mut net = three_led_by_1(config, |config| config.message_bytes_max = 1);
+    propose_each_on_leader(&mut net, &["a", "b", "c", "d", "e"]);
     let ready = net.peer(1).ready();
     assert_eq!(
         appended_to(&ready.messages, 3),
@@ -837,7 +845,7 @@ fn a_leader_fills_its_whole_window_with_full_appends() {
 
 #[test]
 fn a_follower_answers_appends_made_durable_by_one_write_once() {
-    let mut net = Net::new(3);
+    let mut net = Net::with_config(3, classic_config);
     net.elect(1);
     let mut appends = Vec::new();
     for value in ["a", "b"] {
@@ -867,5 +875,97 @@ fn a_follower_answers_appends_made_durable_by_one_write_once() {
         acks,
         vec![(last, true)],
         "one answer, for the highest index"
+    );
+}
+
+/// A config whose spare followers are flushed only every 1,000 ticks, so a test sees what the
+/// leader does between flushes.
+fn rarely_flushed_config(id: u64) -> raft_core::Config {
+    let mut config = config(id);
+    config.spare_flush_ticks = 1_000;
+    config
+}
+
+fn entries_sent_to(net: &Net, to: u64) -> usize {
+    net.delivered
+        .iter()
+        .filter(|message| message.to == NodeId(to))
+        .map(|message| match &message.body {
+            MessageBody::Append { entries, .. } => entries.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
+#[test]
+fn a_write_commits_on_the_leader_and_one_follower_and_the_spare_gets_it_at_the_next_tick() {
+    let mut net = three_led_by_1(config, |_| {});
+    net.delivered.clear();
+    propose_each_on_leader(&mut net, &["x"]);
+    net.settle();
+    assert_eq!(net.commit(1), Index(2), "the leader and peer 2 commit it");
+    assert_eq!(net.peer(2).last_index(), Index(2));
+    assert_eq!(entries_sent_to(&net, 3), 0, "the spare waits");
+    assert_eq!(net.peer(3).last_index(), Index(1));
+    net.tick_all(1);
+    assert_eq!(net.peer(3).last_index(), Index(2), "flushed at the tick");
+    assert_eq!(net.applied_data(3), vec!["x"], "with the commit index");
+}
+
+#[test]
+fn a_follower_that_stops_answering_hands_its_place_in_the_quorum_to_the_spare() {
+    let mut net = Net::with_config(3, rarely_flushed_config);
+    net.elect(1);
+    net.cut.insert(NodeId(2));
+    net.peer(1)
+        .propose(Bytes::from_static(b"x"))
+        .expect("leader");
+    net.settle();
+    // The entry was appended before the first tick; at the second and the third peer 2 is
+    // still behind what the leader had a tick before.
+    net.tick_all(2);
+    assert_eq!(
+        net.commit(1),
+        Index(1),
+        "behind at one tick: still counted on"
+    );
+    assert_eq!(net.peer(3).last_index(), Index(1));
+    net.tick_all(1);
+    assert_eq!(
+        net.peer(3).last_index(),
+        Index(2),
+        "behind at two: peer 3 took its place"
+    );
+    assert_eq!(net.commit(1), Index(2));
+}
+
+#[test]
+fn a_spare_that_forwards_a_read_is_sent_what_it_lacks_at_once() {
+    let mut net = three_led_by_1(rarely_flushed_config, |_| {});
+    propose_each_on_leader(&mut net, &["x"]);
+    net.settle();
+    assert_eq!(net.peer(3).last_index(), Index(1), "the spare waits");
+    net.peer(3).read_index(5).expect("follower read");
+    net.settle();
+    assert_eq!(net.peer(3).last_index(), Index(2));
+    assert_eq!(net.applied_data(3), vec!["x"]);
+    let reads = &net.peers[&NodeId(3)].read_states;
+    assert_eq!(reads.len(), 1);
+    assert_eq!((reads[0].context, reads[0].index), (5, Index(2)));
+}
+
+#[test]
+fn a_spare_far_behind_is_sent_full_messages_without_waiting_for_a_flush() {
+    // Two 4-byte entries (24 bytes of header each) to a message.
+    let mut net = three_led_by_1(rarely_flushed_config, |config| {
+        config.message_bytes_max = 60
+    });
+    propose_each_on_leader(&mut net, &["aaaa", "bbbb", "cccc", "dddd", "eeee"]);
+    net.settle();
+    assert_eq!(net.commit(1), Index(6));
+    assert_eq!(
+        net.peer(3).last_index(),
+        Index(5),
+        "two full messages went out (indexes 2-5), the partial rest (6) waits"
     );
 }

@@ -39,6 +39,14 @@ pub fn config(id: u64) -> Config {
     config
 }
 
+/// [`config`] with every follower sent every entry at once (no spare followers), for tests of
+/// what each follower does with it.
+pub fn classic_config(id: u64) -> Config {
+    let mut config = config(id);
+    config.spare_flush_ticks = 0;
+    config
+}
+
 impl Net {
     pub fn new(size: u64) -> Net {
         Net::with_config(size, config)
