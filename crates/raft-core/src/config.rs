@@ -62,14 +62,15 @@ pub struct Config {
     /// A leader sends new entries to its *spare* followers only every this many ticks, or
     /// once a full message (`message_bytes_max`) has accumulated for one; 0 sends every
     /// follower everything at once. A spare is a voter not needed for a quorum: the leader
-    /// and the first followers in id order that answer promptly (within two ticks) already
-    /// make one, so with three voters one follower is a spare. Each write is then made
-    /// durable by a majority rather than by every peer: where peers share a disk (or a
-    /// host's I/O budget), a third fdatasync at the same moment slows the two that commit
+    /// and the first followers in id order that keep up (not more than a tick behind the
+    /// leader's log at two ticks in a row) already make one, so with three voters one
+    /// follower is a spare. Each write is then made durable by a majority rather than by
+    /// every peer: where peers share a disk (or a host's I/O budget), a third fdatasync at
+    /// the same moment slows the two that commit
     /// (on one virtual disk, 3 files syncing at once take twice as long as one). A spare
     /// lags by at most this many ticks; it is flushed at once when it forwards a read, and a
-    /// follower that stops answering loses its place to a spare within two ticks. Joint
-    /// configurations and transfer targets are never spared.
+    /// follower that falls behind (silent, or slowed by its disk) loses its place to a spare
+    /// within three ticks. Joint configurations and transfer targets are never spared.
     pub spare_flush_ticks: u32,
 }
 
