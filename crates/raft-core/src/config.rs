@@ -66,11 +66,12 @@ pub struct Config {
     /// leader's log at two ticks in a row) already make one, so with three voters one
     /// follower is a spare. Each write is then made durable by a majority rather than by
     /// every peer: where peers share a disk (or a host's I/O budget), a third fdatasync at
-    /// the same moment slows the two that commit
-    /// (on one virtual disk, 3 files syncing at once take twice as long as one). A spare
-    /// lags by at most this many ticks; it is flushed at once when it forwards a read, and a
-    /// follower that falls behind (silent, or slowed by its disk) loses its place to a spare
-    /// within three ticks. Joint configurations and transfer targets are never spared.
+    /// the same moment slows the two that commit (on one virtual disk, 3 files syncing at
+    /// once take twice as long as one). A spare lags by at most this many ticks, and by no
+    /// more than three whatever the setting, since a spare that has not kept up is no
+    /// longer prompt and is sent everything; it is flushed at once when it forwards a read.
+    /// A follower that falls behind (silent, or slowed by its disk) loses its place to a
+    /// spare within three ticks. Joint configurations and transfer targets are never spared.
     pub spare_flush_ticks: u32,
 }
 

@@ -940,6 +940,27 @@ fn a_follower_that_stops_answering_hands_its_place_in_the_quorum_to_the_spare() 
 }
 
 #[test]
+fn a_spare_rarely_flushed_still_gets_an_entry_once_it_is_two_ticks_behind() {
+    let mut net = three_led_by_1(rarely_flushed_config, |_| {});
+    propose_each_on_leader(&mut net, &["x"]);
+    net.settle();
+    assert_eq!(net.commit(1), Index(2), "the leader and peer 2 commit it");
+    // Appended before the first tick: behind at the second and the third.
+    net.tick_all(2);
+    assert_eq!(
+        net.peer(3).last_index(),
+        Index(1),
+        "one tick behind: still spare"
+    );
+    net.tick_all(1);
+    assert_eq!(
+        net.peer(3).last_index(),
+        Index(2),
+        "two ticks behind: no longer prompt, so no longer spared"
+    );
+}
+
+#[test]
 fn a_spare_that_forwards_a_read_is_sent_what_it_lacks_at_once() {
     let mut net = three_led_by_1(rarely_flushed_config, |_| {});
     propose_each_on_leader(&mut net, &["x"]);
