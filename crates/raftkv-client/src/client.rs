@@ -1080,9 +1080,12 @@ async fn connect_http2(
         .await
         .map_err(|error| Failure::local(FailureKind::Transport, describe(&error)))?;
     // The connection's error also fails the requests in flight on it, which report it as their
-    // failure; this crate has no log of its own to write it to.
+    // failure; the log also says why a connection with none in flight went away.
+    let node = authority.clone();
     tokio::spawn(async move {
-        let _ = connection.await;
+        if let Err(error) = connection.await {
+            tracing::debug!(%node, error = %describe(&error), "HTTP/2 connection closed");
+        }
     });
     Ok(sender)
 }

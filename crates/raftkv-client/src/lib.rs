@@ -14,6 +14,9 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Failures reach the caller as [`ClientError`]s. An HTTP/2 connection that fails is also
+//! logged (through `tracing`, at debug level), as nobody may have a request on it to be told.
 
 #![deny(missing_docs)]
 
