@@ -156,8 +156,8 @@ impl<S: Storage> RaftLog<S> {
     }
 
     /// Whether [`RaftLog::entries`] with `max_bytes` would stop short of `high`: the entries in
-    /// `low..high` hold more than `max_bytes`. Entries still in memory are only measured, not
-    /// copied out.
+    /// `low..high` hold more than `max_bytes`. Nothing is copied out: entries in memory are
+    /// measured, stored ones by [`Storage::entries_size_bytes`].
     pub fn exceeds_bytes(
         &self,
         low: Index,
@@ -170,14 +170,12 @@ impl<S: Storage> RaftLog<S> {
         let mut bytes = 0u64;
         if low < self.unstable.offset {
             let stable_high = high.min(self.unstable.offset);
-            let stable = self.storage.entries(low, stable_high, max_bytes)?;
-            let complete = stable
-                .last()
-                .is_some_and(|entry| entry.index().next() == stable_high);
-            if !complete {
+            bytes = self
+                .storage
+                .entries_size_bytes(low, stable_high, max_bytes)?;
+            if bytes > max_bytes {
                 return Ok(true);
             }
-            bytes = stable.iter().map(Entry::size_bytes).sum();
         }
         let unstable_low = low.max(self.unstable.offset);
         for index in unstable_low.0..high.0 {

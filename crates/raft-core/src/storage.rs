@@ -59,6 +59,27 @@ pub trait Storage {
     /// least one entry is returned when the range is non-empty.
     fn entries(&self, low: Index, high: Index, max_bytes: u64) -> Result<Vec<Entry>, StorageError>;
 
+    /// The size ([`Entry::size_bytes`]) of the entries in `[low, high)`, counted until it
+    /// passes `max_bytes`: a result above `max_bytes` says only "more than that". The leader
+    /// asks it of a follower's backlog at every round, so a store that knows its entries'
+    /// sizes should answer without reading them; this default reads them with
+    /// [`Storage::entries`].
+    fn entries_size_bytes(
+        &self,
+        low: Index,
+        high: Index,
+        max_bytes: u64,
+    ) -> Result<u64, StorageError> {
+        if low >= high {
+            return Ok(0);
+        }
+        let entries = self.entries(low, high, max_bytes)?;
+        if entries.len() as u64 != high.0 - low.0 {
+            return Ok(max_bytes.saturating_add(1));
+        }
+        Ok(entries.iter().map(Entry::size_bytes).sum())
+    }
+
     /// The term of the entry at `index`. `index = first_index() - 1` answers from the snapshot.
     fn term(&self, index: Index) -> Result<Term, StorageError>;
 

@@ -174,6 +174,18 @@ impl Storage for SimStorage {
         }
     }
 
+    fn entries_size_bytes(
+        &self,
+        low: Index,
+        high: Index,
+        max_bytes: u64,
+    ) -> Result<u64, StorageError> {
+        match self {
+            SimStorage::Memory(memory) => memory.entries_size_bytes(low, high, max_bytes),
+            SimStorage::Wal(disk) => disk.storage.entries_size_bytes(low, high, max_bytes),
+        }
+    }
+
     fn term(&self, index: Index) -> Result<Term, StorageError> {
         match self {
             SimStorage::Memory(memory) => memory.term(index),

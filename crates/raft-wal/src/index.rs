@@ -88,6 +88,12 @@ impl LogIndex {
         Some(run_value(&self.term_runs, index))
     }
 
+    /// The length of the record payload of the entry at `index`.
+    pub(crate) fn payload_len(&self, index: Index) -> Option<u32> {
+        let offset = self.offset_of(index)?;
+        Some(self.locations[offset].1)
+    }
+
     /// Where the entry at `index` is stored.
     pub(crate) fn location(&self, index: Index) -> Option<Location> {
         let offset = self.offset_of(index)?;

@@ -142,12 +142,7 @@ impl WalStorage {
     fn plan(&self, low: Index, high: Index, max_bytes: u64) -> Result<Vec<Piece>, StorageError> {
         let state = self.shared.read()?;
         let log = &state.log;
-        if low < log.first_index() {
-            return Err(StorageError::Compacted(low));
-        }
-        if high.0 > log.last_index().0 + 1 {
-            return Err(StorageError::Unavailable(high.prev()));
-        }
+        check_range(log, low, high)?;
         let mut pieces = Vec::new();
         let mut planned_bytes = 0;
         for index in low.0..high.0 {
@@ -175,6 +170,17 @@ impl WalStorage {
         }
         Ok(pieces)
     }
+}
+
+/// Refuses a range that starts before the log's first entry or ends after its last.
+fn check_range(log: &LogIndex, low: Index, high: Index) -> Result<(), StorageError> {
+    if low < log.first_index() {
+        return Err(StorageError::Compacted(low));
+    }
+    if high.0 > log.last_index().0 + 1 {
+        return Err(StorageError::Unavailable(high.prev()));
+    }
+    Ok(())
 }
 
 /// What [`Entry::size_bytes`] says of the entry whose record payload is `payload_len` bytes,
@@ -294,6 +300,32 @@ impl Storage for WalStorage {
             }
         }
         Ok(read)
+    }
+
+    /// From the index's record lengths, without reading an entry.
+    fn entries_size_bytes(
+        &self,
+        low: Index,
+        high: Index,
+        max_bytes: u64,
+    ) -> Result<u64, StorageError> {
+        if low >= high {
+            return Ok(0);
+        }
+        let state = self.shared.read()?;
+        let log = &state.log;
+        check_range(log, low, high)?;
+        let mut bytes = 0u64;
+        for index in low.0..high.0 {
+            let payload_len = log
+                .payload_len(Index(index))
+                .ok_or(StorageError::Unavailable(Index(index)))?;
+            bytes += entry_size_bytes(payload_len);
+            if bytes > max_bytes {
+                break;
+            }
+        }
+        Ok(bytes)
     }
 
     fn term(&self, index: Index) -> Result<Term, StorageError> {

@@ -584,12 +584,22 @@ fn check(wal: &Wal, model: &MemStorage, options: &CaseOptions) -> Result<(), Str
         ));
     }
 
+    // Each range is also measured, from the log's index, against the model's default, which
+    // reads the entries: the same size up to max_bytes, and "more" past it.
     let everything = |low: u64, high: u64, max_bytes: u64| {
         let what = format!("entries({low}, {high}, {max_bytes})");
         same_entries(
             &what,
             &storage.entries(Index(low), Index(high), max_bytes),
             &model.entries(Index(low), Index(high), max_bytes),
+        )?;
+        let within = |bytes: Result<u64, StorageError>| {
+            bytes.map(|bytes| (bytes <= max_bytes).then_some(bytes))
+        };
+        same(
+            &format!("entries_size_bytes({low}, {high}, {max_bytes})"),
+            within(storage.entries_size_bytes(Index(low), Index(high), max_bytes)),
+            within(model.entries_size_bytes(Index(low), Index(high), max_bytes)),
         )
     };
     everything(first, last + 1, u64::MAX)?;
