@@ -110,19 +110,19 @@ impl<S: Storage> Raft<S> {
 
     /// Whether `peer` lacks at least a full append message's worth of entries.
     fn full_message_waits(&self, peer: NodeId) -> bool {
-        let Some(progress) = self.progress.get(&peer) else {
-            return false;
-        };
-        let last = self.log.last_index();
-        progress.next_index <= last
-            && matches!(
-                self.log.exceeds_bytes(
-                    progress.next_index,
-                    last.next(),
-                    self.config.message_bytes_max
-                ),
-                Ok(true)
-            )
+        self.progress
+            .get(&peer)
+            .is_some_and(|progress| matches!(self.fills_a_message(progress.next_index), Ok(true)))
+    }
+
+    /// Whether the entries from `next` to the end of the log hold more than one append
+    /// message may carry: known from their sizes, without copying them out of the log.
+    fn fills_a_message(&self, next: Index) -> Result<bool, StorageError> {
+        self.log.exceeds_bytes(
+            next,
+            self.log.last_index().next(),
+            self.config.message_bytes_max,
+        )
     }
 
     /// Sends one append to `peer` if its progress allows. Returns whether entries were sent
@@ -153,18 +153,10 @@ impl<S: Storage> Raft<S> {
             }
             Err(error) => return Err(error),
         };
-        // A partial append that would wait (below) is known from the entries' sizes alone,
-        // without copying them out of the log.
-        let waits_for_room = !probing
-            && next <= last
-            && progress.inflights.len() >= self.config.partial_appends_in_flight_max;
-        if waits_for_room
-            && matches!(
-                self.log
-                    .exceeds_bytes(next, last.next(), self.config.message_bytes_max),
-                Ok(false)
-            )
-        {
+        // A partial append that would wait (below) is known before its entries are read.
+        let waits_for_room =
+            !probing && progress.inflights.len() >= self.config.partial_appends_in_flight_max;
+        if waits_for_room && matches!(self.fills_a_message(next), Ok(false)) {
             return Ok(false);
         }
         let entries = if next <= last {
