@@ -45,9 +45,10 @@ pub enum ProposeError {
     /// A leadership transfer is under way; proposals are refused until it ends.
     #[error("leadership transfer in progress")]
     TransferInProgress,
-    /// The request itself is invalid (for example, a transfer to an unknown peer).
-    #[error("invalid request: {0}")]
-    Invalid(String),
+    /// A leadership transfer names a peer that is not a voter of the configuration in
+    /// effect (a learner, a peer on its way out, or no member at all).
+    #[error("{0} is not a voter")]
+    NotVoter(NodeId),
 }
 
 /// Why [`crate::Raft::propose_conf_change`] refused a membership change. Every refusal leaves

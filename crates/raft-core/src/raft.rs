@@ -671,7 +671,7 @@ impl<S: Storage> Raft<S> {
         }
         // A peer in the outgoing set only is on its way out: it would lead just to step down.
         if !self.configuration.voters.contains(&target) {
-            return Err(ProposeError::Invalid(format!("{target} is not a voter")));
+            return Err(ProposeError::NotVoter(target));
         }
         // The target's campaign passes followers' lease check, and its vote requests may be
         // delayed past any deadline, so this leader can no longer vouch that nobody else is

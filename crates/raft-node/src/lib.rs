@@ -12,4 +12,4 @@ mod node;
 pub mod transport;
 pub mod wire;
 
-pub use node::{ApplyMsg, NodeConfig, NodeError, NodeMetrics, RaftNode};
+pub use node::{ApplyMsg, NodeConfig, NodeError, NodeMetrics, RaftNode, StartError, StopReason};

@@ -29,8 +29,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use raft_core::{
-    ConfChange, ConfChangeError, Config, Configuration, Entry, EntryKind, Index, Message, NodeId,
-    PersistId, PersistRequest, ProposeError, Raft, ReadContext, Snapshot, Status, Term,
+    CompactError, ConfChange, ConfChangeError, Config, Configuration, Entry, EntryKind, Index,
+    InitError, Message, NodeId, PersistId, PersistRequest, ProposeError, Raft, ReadContext,
+    Snapshot, Status, Term,
 };
 use raft_wal::{GroupCommit, HistogramSnapshot, SyncLatency, Wal, WalStorage, WriteHere};
 use thiserror::Error;
@@ -83,10 +84,13 @@ pub enum ApplyMsg {
     },
 }
 
-/// Why a request to the node failed.
-#[derive(Debug, Error, PartialEq, Eq)]
+/// Why a request to the node failed. Every condition a caller must tell apart is a variant of
+/// its own; [`NodeError::is_retryable`] says which ones pass by themselves.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum NodeError {
-    /// This peer is not the leader; the leader it knows of, if any, and its address.
+    /// This peer is not the leader; the leader it knows of, if any, and its address. Send the
+    /// request there (or, with no leader known, retry shortly: an election is under way).
     #[error("not the leader (leader: {leader:?} at {address:?})")]
     NotLeader {
         /// The known leader.
@@ -94,25 +98,67 @@ pub enum NodeError {
         /// The known leader's address, from [`NodeConfig::addresses`].
         address: Option<String>,
     },
-    /// Too much is queued or in flight; retry later.
-    #[error("busy: too many requests in flight")]
+    /// A leadership transfer is under way: the leader takes no proposals until it ends (a
+    /// moment: the target is caught up and campaigns, or the attempt is abandoned after an
+    /// election timeout). Retry, at the new leader if it changed.
+    #[error("leadership transfer in progress; retry shortly")]
+    TransferInProgress,
+    /// The command is larger than the core accepts (`Config::proposal_bytes_max`); retrying
+    /// the same command cannot succeed.
+    #[error("command of {size} bytes exceeds the limit of {limit}")]
+    TooLarge {
+        /// The command's size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// Too much is queued or in flight (the node's request queue, uncommitted bytes, pending
+    /// reads); retry later.
+    #[error("busy: too many requests in flight; retry later")]
     Busy,
-    /// The request cannot be accepted as it is (too large, a snapshot of an unapplied index...).
-    #[error("rejected: {0}")]
-    Rejected(String),
-    /// The read could not be confirmed (leadership changed or the request was lost).
+    /// The read could not be confirmed (leadership changed or the request was lost); retry.
     #[error("read failed; retry")]
     ReadFailed,
-    /// The node has stopped (shut down, or stopped by a storage failure).
-    #[error("node stopped: {0}")]
-    Stopped(String),
+    /// A leadership transfer named a peer that is not a voter.
+    #[error("{0} is not a voter")]
+    NotVoter(NodeId),
     /// The membership change was refused as it stands (one already in progress, a learner not
     /// caught up, an unknown member...); the core's reason says which.
     #[error("membership change refused: {0}")]
     Membership(ConfChangeError),
+    /// The snapshot handed to [`RaftNode::snapshot`] was refused: its index is not applied yet
+    /// (the apply task reports applied indexes a moment after handing them over) or already
+    /// covered by a snapshot.
+    #[error("snapshot refused: {0}")]
+    Compact(CompactError),
+    /// The node has stopped, and why.
+    #[error("node stopped: {0}")]
+    Stopped(StopReason),
 }
 
 impl NodeError {
+    /// Whether the same request may succeed if retried after a short wait, here or at the
+    /// leader named in [`NodeError::NotLeader`]: not the leader, a transfer or a membership
+    /// change under way, busy, a read not confirmed, a snapshot whose index is not reported
+    /// applied yet. A service maps these to "try again" (HTTP 503), never to "bad request".
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            NodeError::NotLeader { .. }
+            | NodeError::TransferInProgress
+            | NodeError::Busy
+            | NodeError::ReadFailed => true,
+            NodeError::Membership(refusal) => matches!(
+                refusal,
+                ConfChangeError::NotLeader { .. }
+                    | ConfChangeError::InProgress
+                    | ConfChangeError::TransferInProgress
+                    | ConfChangeError::NotCaughtUp { .. }
+            ),
+            NodeError::Compact(refusal) => matches!(refusal, CompactError::NotApplied { .. }),
+            NodeError::TooLarge { .. } | NodeError::NotVoter(_) | NodeError::Stopped(_) => false,
+        }
+    }
+
     /// The error for a core refusal, with the leader's address looked up in `addresses`.
     fn from_propose(error: ProposeError, addresses: &BTreeMap<NodeId, String>) -> NodeError {
         match error {
@@ -121,9 +167,41 @@ impl NodeError {
                 address: leader.and_then(|leader| addresses.get(&leader).cloned()),
             },
             ProposeError::Busy => NodeError::Busy,
-            other => NodeError::Rejected(other.to_string()),
+            ProposeError::TransferInProgress => NodeError::TransferInProgress,
+            ProposeError::TooLarge { size, limit } => NodeError::TooLarge { size, limit },
+            ProposeError::NotVoter(peer) => NodeError::NotVoter(peer),
         }
     }
+}
+
+/// Why a node stopped. A stopped node refuses every request with [`NodeError::Stopped`].
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StopReason {
+    /// Its owner stopped it: [`RaftNode::shutdown`], or every handle dropped.
+    #[error("shut down")]
+    Shutdown,
+    /// The storage failed (an I/O error, a full disk, corruption found on a read): the node
+    /// stopped rather than acknowledge anything it could not make durable. The text is the
+    /// storage's error, for the operator.
+    #[error("storage failed: {0}")]
+    StorageFailed(String),
+    /// The service closed its apply channel: nobody applies what commits any more, so the
+    /// node stopped rather than commit more.
+    #[error("the service closed its apply channel")]
+    ApplyChannelClosed,
+}
+
+/// Why [`RaftNode::start`] could not start a node.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The core refused the settings or could not read its initial state from storage.
+    #[error("cannot start the core: {0}")]
+    Core(#[from] InitError),
+    /// The storage thread could not be spawned.
+    #[error("cannot start the storage thread: {0}")]
+    StorageThread(std::io::Error),
 }
 
 /// Settings of a node.
@@ -181,7 +259,7 @@ impl PlacedCallback {
 impl Drop for PlacedCallback {
     fn drop(&mut self) {
         if let Some(placed) = self.0.take() {
-            placed(Err(NodeError::Stopped("event loop ended".into())));
+            placed(Err(NodeError::Stopped(StopReason::Shutdown)));
         }
     }
 }
@@ -198,6 +276,29 @@ enum Command {
     ),
     Status(oneshot::Sender<Status>),
     Shutdown,
+}
+
+impl Command {
+    /// Answers the request with `error` without running it.
+    fn refuse(self, error: NodeError) {
+        match self {
+            Command::Propose(_, Placement::Reply(reply)) => {
+                let _ = reply.send(Err(error));
+            }
+            Command::Propose(_, Placement::Callback(placed)) => placed.call(Err(error)),
+            Command::ReadIndex(reply) | Command::LeaseRead(reply) => {
+                let _ = reply.send(Err(error));
+            }
+            Command::Snapshot(_, _, reply) | Command::Transfer(_, reply) => {
+                let _ = reply.send(Err(error));
+            }
+            Command::ChangeMembership(_, reply) => {
+                let _ = reply.send(Err(error));
+            }
+            // Dropping the reply tells the caller the node stopped.
+            Command::Status(_) | Command::Shutdown => {}
+        }
+    }
 }
 
 enum ApplyWork {
@@ -262,7 +363,8 @@ pub struct NodeMetrics {
 struct Published {
     term: AtomicU64,
     is_leader: AtomicBool,
-    stopped: AtomicBool,
+    /// Why the event loop stopped, once it has.
+    stop_reason: std::sync::Mutex<Option<StopReason>>,
     /// The known leader's id, or 0 for none (no peer has id 0).
     leader: AtomicU64,
     commit_index: AtomicU64,
@@ -309,10 +411,9 @@ impl RaftNode {
         transport: T,
         inbound: mpsc::Receiver<Message>,
         apply: mpsc::Sender<ApplyMsg>,
-    ) -> Result<RaftNode, NodeError> {
+    ) -> Result<RaftNode, StartError> {
         let id = config.raft.id;
-        let raft = Raft::new(config.raft.clone(), wal.storage())
-            .map_err(|error| NodeError::Rejected(format!("cannot start the core: {error}")))?;
+        let raft = Raft::new(config.raft.clone(), wal.storage())?;
         // The core hands out the snapshot in its own log first; that one is no install.
         let restoring_snapshot = raft.snapshot_index() > Index(0);
         let sync_latency = wal.sync_latency();
@@ -321,7 +422,7 @@ impl RaftNode {
             // The loop may be gone at shutdown; nothing is waiting then.
             let _ = durable_sender.send(result);
         })
-        .map_err(|error| NodeError::Stopped(format!("cannot start the storage thread: {error}")))?;
+        .map_err(StartError::StorageThread)?;
         let published = Arc::new(Published::default());
         let (applied_sender, applied) = mpsc::unbounded_channel();
         let (apply_work, apply_queue) = mpsc::unbounded_channel();
@@ -375,6 +476,18 @@ impl RaftNode {
         )
     }
 
+    /// The error for a request to a stopped node: why it stopped, as the event loop recorded
+    /// it (a loop aborted by dropping the node recorded nothing: it was shut down).
+    fn stopped(&self) -> NodeError {
+        let reason = self
+            .published
+            .stop_reason
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        NodeError::Stopped(reason.unwrap_or(StopReason::Shutdown))
+    }
+
     async fn ask<R>(
         &self,
         command: impl FnOnce(oneshot::Sender<R>) -> Command,
@@ -384,13 +497,9 @@ impl RaftNode {
             .try_send(command(reply))
             .map_err(|error| match error {
                 mpsc::error::TrySendError::Full(_) => NodeError::Busy,
-                mpsc::error::TrySendError::Closed(_) => {
-                    NodeError::Stopped("event loop ended".into())
-                }
+                mpsc::error::TrySendError::Closed(_) => self.stopped(),
             })?;
-        answer
-            .await
-            .map_err(|_| NodeError::Stopped("event loop ended".into()))
+        answer.await.map_err(|_| self.stopped())
     }
 
     /// Proposes `command`; returns at once with the index and term it will have if it is
@@ -427,9 +536,7 @@ impl RaftNode {
                     count(&self.published.proposals_refused_total, 1);
                     (NodeError::Busy, command)
                 }
-                mpsc::error::TrySendError::Closed(command) => {
-                    (NodeError::Stopped("event loop ended".into()), command)
-                }
+                mpsc::error::TrySendError::Closed(command) => (self.stopped(), command),
             };
             // The caller learns of the failure from the error, not from the callback too.
             if let Command::Propose(_, Placement::Callback(mut placed)) = command {
@@ -723,7 +830,7 @@ impl<T: Transport> EventLoop<T> {
                 }
             }
             if let Some(error) = self.raft.fatal_error() {
-                break format!("storage failed: {error}");
+                break StopReason::StorageFailed(error.to_string());
             }
             if let Err(reason) = self.process_ready(false) {
                 break reason;
@@ -736,10 +843,19 @@ impl<T: Transport> EventLoop<T> {
             }
         };
         tracing::info!(id = %self.raft.id(), reason = %stop_reason, "raft node stopping");
-        self.published.stopped.store(true, Ordering::Release);
+        *self
+            .published
+            .stop_reason
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(stop_reason.clone());
         self.published.is_leader.store(false, Ordering::Release);
         for (_, waiter) in std::mem::take(&mut self.reads) {
             let _ = waiter.send(Err(NodeError::Stopped(stop_reason.clone())));
+        }
+        // Requests already queued hear why, rather than a bare "gone".
+        commands.close();
+        while let Ok(command) = commands.try_recv() {
+            command.refuse(NodeError::Stopped(stop_reason.clone()));
         }
         if let Some(writer) = self.writer.take() {
             let backlog = std::mem::take(&mut self.persist_backlog);
@@ -757,7 +873,7 @@ impl<T: Transport> EventLoop<T> {
     }
 
     /// Feeds one event to the core; `Some(reason)` when the loop must stop.
-    fn on_event(&mut self, event: Event) -> Option<String> {
+    fn on_event(&mut self, event: Event) -> Option<StopReason> {
         match event {
             Event::Tick => self.tick_core(),
             Event::Message(message) => {
@@ -765,15 +881,15 @@ impl<T: Transport> EventLoop<T> {
                 // Rejected input is counted by the core; nothing else to do here.
                 let _ = self.raft.step(message);
             }
-            Event::Command(Some(Command::Shutdown) | None) => return Some("shut down".to_string()),
+            Event::Command(Some(Command::Shutdown) | None) => return Some(StopReason::Shutdown),
             Event::Command(Some(command)) => self.handle(command),
             Event::Durable(Ok(id)) => self.on_durable(id),
-            Event::Durable(Err(error)) => return Some(format!("storage failed: {error}")),
+            Event::Durable(Err(error)) => {
+                return Some(StopReason::StorageFailed(error.to_string()))
+            }
             Event::Applied(Some(index)) => self.raft.on_applied(index),
             // Nobody applies what commits any more: serving on would be a lie.
-            Event::Applied(None) => {
-                return Some("the service closed its apply channel".to_string())
-            }
+            Event::Applied(None) => return Some(StopReason::ApplyChannelClosed),
         }
         None
     }
@@ -801,10 +917,7 @@ impl<T: Transport> EventLoop<T> {
             Command::ReadIndex(reply) => self.start_read(reply, false),
             Command::LeaseRead(reply) => self.start_read(reply, true),
             Command::Snapshot(index, data, reply) => {
-                let result = self
-                    .raft
-                    .compact(index, data)
-                    .map_err(|error| NodeError::Rejected(error.to_string()));
+                let result = self.raft.compact(index, data).map_err(NodeError::Compact);
                 if result.is_ok() {
                     count(&self.published.snapshots_taken_total, 1);
                 }
@@ -875,7 +988,7 @@ impl<T: Transport> EventLoop<T> {
     /// failed or its thread is gone.
     /// `yielded`: the loop has yielded since the messages of the waiting writes were handed
     /// to the transport (see [`EventLoop::write_place`]).
-    fn process_ready(&mut self, yielded: bool) -> Result<(), String> {
+    fn process_ready(&mut self, yielded: bool) -> Result<(), StopReason> {
         while self.raft.has_ready() {
             let ready = self.raft.ready();
             count(
@@ -966,8 +1079,8 @@ impl<T: Transport> EventLoop<T> {
     /// or writes a small one on the loop when the thread is idle (see
     /// [`EventLoop::write_place`]). Errs with the reason to stop if the storage failed or its
     /// thread is gone.
-    fn submit_backlog(&mut self, yielded: bool) -> Result<(), String> {
-        let gone = || "storage thread gone".to_string();
+    fn submit_backlog(&mut self, yielded: bool) -> Result<(), StopReason> {
+        let gone = || StopReason::StorageFailed("the storage thread is gone".to_string());
         while let Some(request) = self.persist_backlog.pop_front() {
             let place = self.write_place(&request, yielded);
             if place == WritePlace::AfterYield {
@@ -983,7 +1096,7 @@ impl<T: Transport> EventLoop<T> {
                         continue;
                     }
                     WriteHere::Written(Err(error)) => {
-                        return Err(format!("storage failed: {error}"))
+                        return Err(StopReason::StorageFailed(error.to_string()))
                     }
                     WriteHere::Busy(request) => request,
                 }
@@ -1118,7 +1231,7 @@ mod tests {
             *heard,
             vec![
                 Ok((Index(3), Term(2))),
-                Err(NodeError::Stopped("event loop ended".into()))
+                Err(NodeError::Stopped(StopReason::Shutdown))
             ]
         );
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use raft_core::{ConfChange, Configuration, Index, NodeId, ProgressState};
 use raft_node::transport::memory::{Faults, MemoryNetwork};
-use raft_node::{NodeConfig, NodeError, RaftNode};
+use raft_node::{NodeConfig, NodeError, RaftNode, StopReason};
 use raft_wal::{Wal, WalOptions};
 use tokio::sync::mpsc;
 
@@ -614,7 +614,11 @@ async fn a_node_whose_service_closed_its_apply_channel_stops() {
     })
     .await
     .expect("the node stops");
-    assert!(stopped.contains("event loop ended"), "{stopped}");
+    assert_eq!(
+        stopped,
+        StopReason::ApplyChannelClosed,
+        "the node says why it stopped"
+    );
     assert!(!node.get_state().1, "a stopped node does not claim to lead");
     // Refused at once, a placement callback is dropped uncalled: the error tells.
     let called = Arc::new(AtomicBool::new(false));

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use raft_core::Index;
+use raft_core::{CompactError, Index};
 use raft_node::{NodeError, NodeMetrics};
 
 mod common;
@@ -190,7 +190,7 @@ async fn snapshot_once_applied(cluster: &Cluster, peer: usize, index: Index) {
             .await
         {
             Ok(()) => return,
-            Err(NodeError::Rejected(reason)) => assert!(
+            Err(reason @ NodeError::Compact(CompactError::NotApplied { .. })) => assert!(
                 tokio::time::Instant::now() < deadline,
                 "snapshot refused: {reason}"
             ),

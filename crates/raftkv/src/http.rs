@@ -1343,7 +1343,9 @@ async fn transfer_leader(State(state): State<AppState>, original: Original) -> R
     match server.node().transfer_leadership(NodeId(request.to)).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(NodeError::NotLeader { .. }) if !forwarded => state.forward(original).await,
-        Err(NodeError::Rejected(reason)) => ApiError::bad_request(reason).into_response(),
+        Err(refusal @ NodeError::NotVoter(_)) => {
+            ApiError::bad_request(refusal.to_string()).into_response()
+        }
         Err(error) => membership_error(error, server),
     }
 }

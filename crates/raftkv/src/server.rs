@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use raft_core::{Config, Configuration, Index, NodeId, Role};
+use raft_core::{CompactError, Config, Configuration, Index, NodeId, Role};
 use raft_node::transport::tcp::{TcpConfig, TcpTransport};
 use raft_node::{ApplyMsg, NodeConfig, NodeError, RaftNode};
 use raft_wal::{Wal, WalOptions};
@@ -758,19 +758,18 @@ fn authenticated(
 
 fn from_node_error(error: NodeError) -> ServeError {
     match error {
-        NodeError::NotLeader { leader, .. } => match leader {
-            Some(leader) => ServeError::NotLeader {
-                leader: Some(leader),
-            },
-            None => ServeError::Unavailable("no leader is known right now; retry".into()),
+        NodeError::NotLeader {
+            leader: Some(leader),
+            ..
+        } => ServeError::NotLeader {
+            leader: Some(leader),
         },
-        NodeError::Busy => ServeError::Unavailable("the node is busy; retry".into()),
-        NodeError::ReadFailed => {
-            ServeError::Unavailable("the read could not be confirmed; retry".into())
+        NodeError::NotLeader { leader: None, .. } => {
+            ServeError::Unavailable("no leader is known right now; retry".into())
         }
-        NodeError::Rejected(reason) => ServeError::Invalid(reason),
-        NodeError::Membership(error) => ServeError::Invalid(error.to_string()),
-        NodeError::Stopped(reason) => ServeError::Stopped(reason),
+        NodeError::Stopped(reason) => ServeError::Stopped(reason.to_string()),
+        transient if transient.is_retryable() => ServeError::Unavailable(transient.to_string()),
+        other => ServeError::Invalid(other.to_string()),
     }
 }
 
@@ -941,7 +940,7 @@ async fn compact(server: Arc<KvServer>, index: u64, image: SnapshotImage) {
                 );
                 return;
             }
-            Err(NodeError::Rejected(reason)) => {
+            Err(reason @ NodeError::Compact(CompactError::NotApplied { .. })) => {
                 tracing::debug!(%reason, index, "snapshot not taken yet");
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
