@@ -267,6 +267,21 @@ pub struct Wal {
     pub(crate) sync_latency: Arc<SyncLatency>,
 }
 
+/// The write-ahead log as the storage a `raft-node` peer runs on: [`Wal::write`] makes a batch
+/// durable with one fdatasync, [`Wal::storage`] is the reader.
+impl raft_core::LogStore for Wal {
+    type Reader = WalStorage;
+    type Error = WalError;
+
+    fn reader(&self) -> WalStorage {
+        self.storage()
+    }
+
+    fn write(&mut self, requests: Vec<PersistRequest>) -> Result<()> {
+        Wal::write(self, requests).map(|_| ())
+    }
+}
+
 impl Wal {
     /// A read handle implementing [`raft_core::Storage`].
     pub fn storage(&self) -> WalStorage {
