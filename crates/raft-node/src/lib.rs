@@ -9,6 +9,10 @@
 #![deny(missing_docs)]
 
 mod node;
+// Public for the group-commit benchmark (raft-bench) only: the node runs it for every store;
+// not part of the library's stable surface.
+#[doc(hidden)]
+pub mod storage_thread;
 pub mod transport;
 pub mod wire;
 

@@ -4,10 +4,10 @@
 //! ```text
 //!  RaftNode::start_command / read_index / lease_read_index / ... ─► commands (bounded) ─┐
 //!  transport inbound ───────────────────────────────────────────────┤
-//!  timer ticks ─────────────────────────────────────────────────────┤► event loop: Raft<WalStorage>
-//!  storage thread (GroupCommit): durable ids ───────────────────────┤      │ ready()
+//!  timer ticks ─────────────────────────────────────────────────────┤► event loop: Raft<S::Reader>
+//!  storage thread (S: LogStore): durable ids ───────────────────────┤      │ ready()
 //!  apply task: applied indexes ─────────────────────────────────────┘      ├─► transport.send
-//!                                                                          ├─► GroupCommit::submit (or write_here)
+//!                                                                          ├─► StorageThread::submit (or write_here)
 //!                                                                          └─► apply task ─► ApplyMsg channel
 //! ```
 //!
@@ -30,14 +30,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use raft_core::{
     CompactError, ConfChange, ConfChangeError, Config, Configuration, Entry, EntryKind, Index,
-    InitError, Message, NodeId, PersistId, PersistRequest, ProposeError, Raft, ReadContext,
-    Snapshot, Status, Term,
+    InitError, LogStore, Message, NodeId, PersistId, PersistRequest, ProposeError, Raft,
+    ReadContext, Snapshot, Status, Term,
 };
-use raft_wal::{GroupCommit, HistogramSnapshot, SyncLatency, Wal, WalStorage, WriteHere};
+use raft_wal::{HistogramSnapshot, LatencyHistogram};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::storage_thread::{self, StorageThread, WriteHere};
 use crate::transport::Transport;
 
 /// What the node delivers to the service, in log order. A peer restarted after a compaction
@@ -351,8 +352,10 @@ pub struct NodeMetrics {
     pub messages_sent_total: u64,
     /// Messages received from the transport (including those the core then dropped).
     pub messages_received_total: u64,
-    /// How long the write-ahead log's fdatasyncs took.
-    pub wal_sync_latency: HistogramSnapshot,
+    /// How long each durable write of the storage took (a batch of requests and its sync,
+    /// on the storage thread or the event loop): the figure that bounds how fast a write can
+    /// be acknowledged.
+    pub storage_write_latency: HistogramSnapshot,
 }
 
 /// What the event loop and the apply task publish for readers on other threads: term and
@@ -397,28 +400,30 @@ pub struct RaftNode {
     commands: mpsc::Sender<Command>,
     published: Arc<Published>,
     /// The write-ahead log's fdatasync durations, recorded by the storage thread.
-    sync_latency: Arc<SyncLatency>,
+    /// How long each durable write took, recorded by whoever wrote it.
+    write_latency: Arc<LatencyHistogram>,
     event_loop: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl RaftNode {
-    /// Starts a peer on `wal` (opened by the caller, so it owns the data directory), sending
-    /// through `transport`, receiving from `inbound`, and delivering committed commands and
-    /// installed snapshots on `apply`. Must be called inside a tokio runtime.
-    pub fn start<T: Transport>(
+    /// Starts a peer on `store` (its durable log: `raft_wal::Wal`, opened by the caller, or any
+    /// [`LogStore`]), sending through `transport`, receiving from `inbound`, and delivering
+    /// committed commands and installed snapshots on `apply`. The store moves to a storage
+    /// thread of its own. Must be called inside a tokio runtime.
+    pub fn start<S: LogStore, T: Transport>(
         config: NodeConfig,
-        wal: Wal,
+        store: S,
         transport: T,
         inbound: mpsc::Receiver<Message>,
         apply: mpsc::Sender<ApplyMsg>,
     ) -> Result<RaftNode, StartError> {
         let id = config.raft.id;
-        let raft = Raft::new(config.raft.clone(), wal.storage())?;
+        let raft = Raft::new(config.raft.clone(), store.reader())?;
         // The core hands out the snapshot in its own log first; that one is no install.
         let restoring_snapshot = raft.snapshot_index() > Index(0);
-        let sync_latency = wal.sync_latency();
+        let write_latency = Arc::new(LatencyHistogram::new());
         let (durable_sender, durable) = mpsc::unbounded_channel();
-        let writer = GroupCommit::spawn(wal, move |result| {
+        let writer = StorageThread::spawn(store, Arc::clone(&write_latency), move |result| {
             // The loop may be gone at shutdown; nothing is waiting then.
             let _ = durable_sender.send(result);
         })
@@ -458,7 +463,7 @@ impl RaftNode {
             runtime: tokio::runtime::Handle::current(),
             commands: commands_sender,
             published,
-            sync_latency,
+            write_latency,
             event_loop: std::sync::Mutex::new(Some(handle)),
         })
     }
@@ -586,7 +591,7 @@ impl RaftNode {
             snapshots_taken_total: load(&published.snapshots_taken_total),
             messages_sent_total: load(&published.messages_sent_total),
             messages_received_total: load(&published.messages_received_total),
-            wal_sync_latency: self.sync_latency.snapshot(),
+            storage_write_latency: self.write_latency.snapshot(),
         }
     }
 
@@ -688,11 +693,11 @@ impl Drop for RaftNode {
     }
 }
 
-struct EventLoop<T> {
-    raft: Raft<WalStorage>,
+struct EventLoop<S: LogStore, T> {
+    raft: Raft<S::Reader>,
     addresses: BTreeMap<NodeId, String>,
     transport: T,
-    writer: Option<GroupCommit>,
+    writer: Option<StorageThread<S>>,
     /// Writes the storage thread's full queue refused, offered again in order after the next
     /// durable report, so that the event loop never blocks on the disk.
     persist_backlog: VecDeque<PersistRequest>,
@@ -739,7 +744,7 @@ enum Event {
     Message(Message),
     /// `None`: every handle to the node is gone.
     Command(Option<Command>),
-    Durable(raft_wal::Durable),
+    Durable(storage_thread::Durable),
     /// `None`: the apply task is gone.
     Applied(Option<Index>),
 }
@@ -784,12 +789,12 @@ impl Clock {
     }
 }
 
-impl<T: Transport> EventLoop<T> {
+impl<S: LogStore, T: Transport> EventLoop<S, T> {
     async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
         mut inbound: mpsc::Receiver<Message>,
-        mut durable: mpsc::UnboundedReceiver<raft_wal::Durable>,
+        mut durable: mpsc::UnboundedReceiver<storage_thread::Durable>,
         mut applied: mpsc::UnboundedReceiver<Index>,
     ) {
         let mut ticker = tokio::time::interval(self.clock.tick);
@@ -884,9 +889,7 @@ impl<T: Transport> EventLoop<T> {
             Event::Command(Some(Command::Shutdown) | None) => return Some(StopReason::Shutdown),
             Event::Command(Some(command)) => self.handle(command),
             Event::Durable(Ok(id)) => self.on_durable(id),
-            Event::Durable(Err(error)) => {
-                return Some(StopReason::StorageFailed(error.to_string()))
-            }
+            Event::Durable(Err(error)) => return Some(StopReason::StorageFailed(error)),
             Event::Applied(Some(index)) => self.raft.on_applied(index),
             // Nobody applies what commits any more: serving on would be a lie.
             Event::Applied(None) => return Some(StopReason::ApplyChannelClosed),
@@ -1095,9 +1098,7 @@ impl<T: Transport> EventLoop<T> {
                         self.on_durable(id);
                         continue;
                     }
-                    WriteHere::Written(Err(error)) => {
-                        return Err(StopReason::StorageFailed(error.to_string()))
-                    }
+                    WriteHere::Written(Err(error)) => return Err(StopReason::StorageFailed(error)),
                     WriteHere::Busy(request) => request,
                 }
             } else {
@@ -1129,7 +1130,7 @@ impl<T: Transport> EventLoop<T> {
         match self.raft.state().1 {
             false if entry_bytes <= FOLLOWER_BYTES_MAX => WritePlace::Here,
             true if entry_bytes <= LEADER_BYTES_MAX
-                && self.writer.as_ref().is_some_and(GroupCommit::is_idle) =>
+                && self.writer.as_ref().is_some_and(StorageThread::is_idle) =>
             {
                 if yielded {
                     WritePlace::Here

@@ -18,7 +18,8 @@ mod common;
 use common::cluster::{command, next_random, Cluster, Net};
 use common::{wait_for, within_deadline, DEADLINE};
 
-/// Runs each named scenario `async fn name(net: Net)` once per network.
+/// Runs each named scenario `async fn name(net: Net)` once per network, and once more on
+/// memory storage.
 macro_rules! over_both_networks {
     ($($scenario:ident),* $(,)?) => {
         mod in_process {
@@ -34,6 +35,14 @@ macro_rules! over_both_networks {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $scenario() {
                     super::$scenario(super::Net::Tcp).await
+                }
+            )*
+        }
+        mod in_process_on_memory_storage {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(super::Net::MemoryOnMemStorage).await
                 }
             )*
         }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::error::{Result, WalError};
-use crate::metrics::SyncLatency;
+use crate::metrics::LatencyHistogram;
 
 /// Name of the lock file inside a data directory.
 pub(crate) const LOCK_FILE: &str = "LOCK";
@@ -34,7 +34,7 @@ impl Syncer {
 
     /// fdatasync: the file's data and the metadata needed to read it back (its size). Its
     /// duration goes into `latency` (a skipped sync records nothing).
-    pub(crate) fn data(self, file: &File, path: &Path, latency: &SyncLatency) -> Result<()> {
+    pub(crate) fn data(self, file: &File, path: &Path, latency: &LatencyHistogram) -> Result<()> {
         if !self.enabled {
             return Ok(());
         }

@@ -9,8 +9,8 @@
 //!    00000000000000000001.wal ...          segments: header, then framed records (codec)
 //!    snapshot-<index>-<term>.snap          the newest snapshot (written via a .tmp + rename)
 //!
-//!  core.ready().persist ─► Wal::write / GroupCommit::submit ─► fdatasync ─► core.on_persisted
-//!                                                     (timed into Wal::sync_latency, a SyncLatency)
+//!  core.ready().persist ─► Wal::write (LogStore::write) ─► fdatasync ─► core.on_persisted
+//!                                                     (timed into Wal::sync_latency, a LatencyHistogram)
 //!  core reads            ◄─ WalStorage (index in memory, tail cache, positioned file reads;
 //!                                      configuration entries tracked as written and replayed)
 //! ```
@@ -47,11 +47,9 @@ mod segment;
 mod snapshot_file;
 mod storage;
 mod wal;
-mod writer;
 
 pub use error::WalError;
-pub use metrics::{HistogramSnapshot, SyncLatency};
+pub use metrics::{HistogramSnapshot, LatencyHistogram};
 pub use recovery::RecoveryReport;
 pub use storage::WalStorage;
 pub use wal::{Wal, WalOptions};
-pub use writer::{Durable, GroupCommit, WriteHere, QUEUED_REQUESTS_MAX};

@@ -1,8 +1,9 @@
-//! A lock-free latency histogram for the log's fdatasyncs, shared with whoever exports it.
+//! A lock-free latency histogram, shared with whoever exports it: the log times its
+//! fdatasyncs into one, and `raft-node` times its storage writes into another.
 //!
 //! ```text
-//!  writer thread: fdatasync ─► SyncLatency::record(duration) ─► bucket += 1, count, sum (atomics)
-//!  exporter (any thread):      SyncLatency::snapshot() ─► HistogramSnapshot (Prometheus shape)
+//!  writer thread: fdatasync ─► LatencyHistogram::record(duration) ─► bucket += 1, count, sum (atomics)
+//!  exporter (any thread):      LatencyHistogram::snapshot() ─► HistogramSnapshot (Prometheus shape)
 //! ```
 //!
 //! Buckets are fixed upper bounds in the Prometheus convention (`le`: a duration falls in the
@@ -35,11 +36,11 @@ const BOUNDS_NANOSECONDS: [u64; 15] = [
 /// Buckets including the last, unbounded one.
 const BUCKETS: usize = BOUNDS_NANOSECONDS.len() + 1;
 
-/// How long the log's fdatasyncs took: a histogram updated with atomics only, so the writer
-/// thread never waits for a reader. Share it with [`std::sync::Arc`]; see
-/// [`crate::Wal::sync_latency`].
+/// How long something took, each time (the log's fdatasyncs, see [`crate::Wal::sync_latency`]):
+/// a histogram updated with atomics only, so the writer thread never waits for a reader. Share
+/// it with [`std::sync::Arc`].
 #[derive(Debug)]
-pub struct SyncLatency {
+pub struct LatencyHistogram {
     /// Syncs per bucket (not cumulative); the last bucket has no upper bound.
     buckets: [AtomicU64; BUCKETS],
     /// Total of every recorded duration, in nanoseconds (wraps after about 584 years).
@@ -60,22 +61,22 @@ pub struct HistogramSnapshot {
     pub sum_seconds: f64,
 }
 
-impl Default for SyncLatency {
-    fn default() -> SyncLatency {
-        SyncLatency::new()
+impl Default for LatencyHistogram {
+    fn default() -> LatencyHistogram {
+        LatencyHistogram::new()
     }
 }
 
-impl SyncLatency {
+impl LatencyHistogram {
     /// An empty histogram.
-    pub fn new() -> SyncLatency {
-        SyncLatency {
+    pub fn new() -> LatencyHistogram {
+        LatencyHistogram {
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
             sum_nanoseconds: AtomicU64::new(0),
         }
     }
 
-    /// Records one sync that took `duration`.
+    /// Records one observation that took `duration`.
     pub fn record(&self, duration: Duration) {
         let nanoseconds = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
         let bucket = BOUNDS_NANOSECONDS.partition_point(|&bound| bound < nanoseconds);
@@ -122,7 +123,7 @@ mod tests {
 
     #[test]
     fn durations_land_in_the_first_bucket_whose_bound_they_do_not_exceed() {
-        let latency = SyncLatency::new();
+        let latency = LatencyHistogram::new();
         latency.record(Duration::from_micros(50)); // exactly the first bound
         latency.record(Duration::from_micros(51)); // the second bucket
         latency.record(Duration::from_millis(3)); // at or below 5 ms
@@ -143,7 +144,7 @@ mod tests {
 
     #[test]
     fn an_empty_histogram_has_zero_everywhere() {
-        let snapshot = SyncLatency::new().snapshot();
+        let snapshot = LatencyHistogram::new().snapshot();
         assert_eq!(snapshot.count, 0);
         assert_eq!(snapshot.sum_seconds, 0.0);
         assert!(snapshot.cumulative_counts.iter().all(|&count| count == 0));
@@ -151,7 +152,7 @@ mod tests {
 
     #[test]
     fn concurrent_records_are_all_counted() {
-        let latency = std::sync::Arc::new(SyncLatency::new());
+        let latency = std::sync::Arc::new(LatencyHistogram::new());
         let threads: Vec<_> = (0..4)
             .map(|thread| {
                 let latency = std::sync::Arc::clone(&latency);

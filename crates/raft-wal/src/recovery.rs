@@ -23,7 +23,7 @@ use crate::codec::{decode_configuration, encode_frame, Record};
 use crate::error::{Result, WalError};
 use crate::fsutil::{DirectoryLock, Syncer};
 use crate::index::{ConfigurationIndex, Location, LogIndex, TailCache};
-use crate::metrics::SyncLatency;
+use crate::metrics::LatencyHistogram;
 use crate::segment::{self, Damage, ScanEnd};
 use crate::snapshot_file;
 use crate::storage::{DurableState, SegmentFile, Shared, WalStorage};
@@ -252,7 +252,7 @@ impl Wal {
         } = replay(&listing, &snapshot, &options, &mut report)?;
         let (mut active, segments) =
             open_active(&options, &dir, segments, last_data_end, hard_state)?;
-        let sync_latency = Arc::new(SyncLatency::new());
+        let sync_latency = Arc::new(LatencyHistogram::new());
         if let Some(discard) = missing_marker {
             let id = snapshot.meta.last_included;
             let mut frame = Vec::new();

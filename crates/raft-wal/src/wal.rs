@@ -29,7 +29,7 @@ use crate::codec::{
 use crate::error::{Result, WalError};
 use crate::fsutil::{DirectoryLock, Syncer};
 use crate::index::Location;
-use crate::metrics::SyncLatency;
+use crate::metrics::LatencyHistogram;
 use crate::pending::PendingView;
 use crate::recovery::RecoveryReport;
 use crate::segment;
@@ -174,7 +174,7 @@ impl ActiveSegment {
         &mut self,
         frames: &[u8],
         syncer: Syncer,
-        latency: &SyncLatency,
+        latency: &LatencyHistogram,
     ) -> Result<()> {
         self.append_vectored(&mut [IoSlice::new(frames)], syncer, latency)
     }
@@ -185,7 +185,7 @@ impl ActiveSegment {
         &mut self,
         slices: &mut [IoSlice<'_>],
         syncer: Syncer,
-        latency: &SyncLatency,
+        latency: &LatencyHistogram,
     ) -> Result<()> {
         let file = &self.file;
         let bytes: u64 = slices.iter().map(|slice| slice.len() as u64).sum();
@@ -264,7 +264,7 @@ pub struct Wal {
     /// Reused list of what a batch changes, published once it is durable.
     pub(crate) published: Vec<Published>,
     /// Durations of the segment fdatasyncs, shared with [`Wal::sync_latency`]'s callers.
-    pub(crate) sync_latency: Arc<SyncLatency>,
+    pub(crate) sync_latency: Arc<LatencyHistogram>,
 }
 
 /// The write-ahead log as the storage a `raft-node` peer runs on: [`Wal::write`] makes a batch
@@ -305,10 +305,10 @@ impl Wal {
 
     /// The histogram of how long each fdatasync of a segment took (the sync every write
     /// ends with, and the one of a marker restored at open), shared: take it before handing
-    /// the log to [`crate::GroupCommit`], and read it from any thread. Syncs skipped with
+    /// the log to another thread (`raft-node`'s storage thread), and read it from any thread. Syncs skipped with
     /// [`WalOptions::unsafe_no_sync`] are not recorded; the rarer fsyncs of snapshot files,
     /// trimmed segments and directories are not either.
-    pub fn sync_latency(&self) -> Arc<SyncLatency> {
+    pub fn sync_latency(&self) -> Arc<LatencyHistogram> {
         Arc::clone(&self.sync_latency)
     }
 

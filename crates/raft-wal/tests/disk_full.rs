@@ -20,14 +20,13 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 
 use bytes::Bytes;
 use raft_core::{
     Configuration, Entry, EntryKind, HardState, Index, LogId, NodeId, PersistRequest, Snapshot,
     SnapshotMeta, Storage, Term,
 };
-use raft_wal::{Durable, GroupCommit, Wal, WalError, WalOptions};
+use raft_wal::{Wal, WalError, WalOptions};
 
 use common::{newest_segment, stored};
 
@@ -162,7 +161,7 @@ fn a_full_disk_stops_the_log_without_acknowledging_lost_writes() {
     segment_roll_hits_the_limit(dir.path(), hard_state);
     snapshot_hits_the_limit(dir.path());
     let group_dir = tempfile::tempdir().expect("temporary directory");
-    group_commit_reports_the_failure(group_dir.path());
+    batches_report_the_failure(group_dir.path());
     let roll_dir = tempfile::tempdir().expect("temporary directory");
     compaction_after_a_cut_segment_roll_keeps_the_hard_state(roll_dir.path());
 }
@@ -335,50 +334,37 @@ fn snapshot_hits_the_limit(dir: &Path) {
     assert_eq!(stored(&wal), entries(21..=27));
 }
 
-/// Through group commit: the writer thread reports the error, acknowledges nothing after it,
-/// and the log holds on restart every acknowledged entry.
-fn group_commit_reports_the_failure(dir: &Path) {
+/// Batch by batch, as a group-commit thread writes: the failing batch reports the error,
+/// nothing is acknowledged after it, and the log holds on restart every acknowledged entry.
+fn batches_report_the_failure(dir: &Path) {
     let wal = Wal::open(dir, voters(), options()).expect("opens");
     let segment = segment_path(dir, 1);
     let start = file_size(&segment);
     let fitting = 50;
     let limit = start + fitting * FRAME_BYTES + LIMIT_INTO_FRAME_BYTES;
     let submitted = 200;
-    let (sender, reports) = mpsc::channel::<Durable>();
-    let (acknowledged, failure, wal) = {
+    let (acknowledged, failure, mut wal) = {
         let _limit = FileSizeLimit::set(limit);
-        let writer = GroupCommit::spawn(wal, move |durable| {
-            sender.send(durable).expect("the test listens");
-        })
-        .expect("thread starts");
-        for index in 1..=submitted {
-            // The writer stops only after failing on entry 51, so a refusal can come only
-            // after that entry was queued.
-            match writer.submit(append(index)) {
-                Ok(()) => {}
-                Err(WalError::Stopped(_)) if index > fitting + 1 => break,
-                Err(error) => panic!("submit {index} refused while the writer runs: {error}"),
-            }
-        }
-        // The writer reports each group until the failing one, then stops and drops the
-        // callback, which ends this iteration.
+        let mut wal = wal;
         let mut acknowledged = Vec::new();
         let mut failure = None;
-        for report in reports.iter() {
-            assert!(failure.is_none(), "a report after the failure: {report:?}");
-            match report {
-                Ok(id) => acknowledged.push(id),
-                Err(error) => failure = Some(error),
+        // Batches of seven, as a group-commit thread hands them over: each acknowledged whole
+        // (the id of its last request) until the one that fails, 50..=56, whose entry 50 fits
+        // and entry 51 does not.
+        for first in (1..=submitted).step_by(7) {
+            let batch = (first..first + 7).map(append);
+            match wal.write(batch) {
+                Ok(Some(id)) => acknowledged.push(id),
+                Ok(None) => panic!("a batch of seven wrote nothing"),
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
             }
         }
-        // The writer has stopped: a late request is refused or left unwritten, never
-        // acknowledged (the callback is gone).
-        let late = writer.submit(append(submitted + 1));
-        assert!(
-            matches!(late, Ok(()) | Err(WalError::Stopped(_))),
-            "{late:?}"
-        );
-        let wal = writer.shutdown().expect("the thread hands the log back");
+        // The log has stopped: a late request is refused, never acknowledged.
+        let late = wal.write([append(submitted + 1)]);
+        assert!(matches!(late, Err(WalError::Stopped(_))), "{late:?}");
         (acknowledged, failure, wal)
     };
     assert!(
@@ -408,11 +394,10 @@ fn group_commit_reports_the_failure(dir: &Path) {
         entries(1..=last_acknowledged),
         "only acknowledged entries are served"
     );
-    let mut wal = wal;
     assert_stopped(&mut wal, append(submitted + 2));
     drop(wal);
 
-    // The failing group's entries before entry 51 were written whole but never acknowledged;
+    // The failing batch's entry 50 was written whole but never acknowledged;
     // they survive like any write whose acknowledgement was lost. Entry 51 is torn and cut.
     let mut wal = Wal::open(dir, voters(), options()).expect("reopens");
     assert_eq!(

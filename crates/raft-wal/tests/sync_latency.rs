@@ -1,11 +1,11 @@
 //! The log times every fdatasync it performs into a histogram shared with its readers, also
-//! once the log has moved to the group-commit thread.
+//! once the log has moved to another thread.
 
 use std::sync::mpsc;
 
 use bytes::Bytes;
 use raft_core::{Configuration, Entry, EntryKind, Index, LogId, NodeId, PersistRequest, Term};
-use raft_wal::{GroupCommit, Wal, WalOptions};
+use raft_wal::{Wal, WalOptions};
 
 fn voters() -> Configuration {
     Configuration::new([NodeId(1), NodeId(2), NodeId(3)])
@@ -44,20 +44,22 @@ fn every_write_records_one_fdatasync() {
 }
 
 #[test]
-fn the_histogram_stays_readable_after_the_log_moves_to_group_commit() {
+fn the_histogram_stays_readable_after_the_log_moves_to_another_thread() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let wal = Wal::open(dir.path(), voters(), WalOptions::default()).expect("opens");
     let latency = wal.sync_latency();
     let (done_sender, done) = mpsc::channel();
-    let writer = GroupCommit::spawn(wal, move |result| {
-        let _ = done_sender.send(result.expect("durable"));
-    })
-    .expect("thread starts");
-    writer.submit(append_request(1)).expect("queued");
-    assert_eq!(done.recv().expect("reported"), 1);
-    let groups = latency.snapshot().count;
-    assert_eq!(groups, 1, "one group, one fdatasync");
-    writer.shutdown().expect("stops");
+    let writer = std::thread::spawn(move || {
+        let mut wal = wal;
+        let written = wal.write([append_request(1), append_request(2)]);
+        done_sender
+            .send(written.expect("durable"))
+            .expect("test listens");
+        wal
+    });
+    assert_eq!(done.recv().expect("reported"), Some(2));
+    assert_eq!(latency.snapshot().count, 1, "one batch, one fdatasync");
+    drop(writer.join().expect("the writer returns the log"));
 }
 
 #[test]

@@ -4,14 +4,13 @@
 mod common;
 
 use std::path::Path;
-use std::sync::mpsc;
 
 use bytes::Bytes;
 use raft_core::{
     Configuration, Entry, EntryKind, HardState, Index, LogId, NodeId, PersistRequest, Snapshot,
     SnapshotMeta, Storage, StorageError, Term,
 };
-use raft_wal::{GroupCommit, Wal, WalError, WalOptions, WriteHere};
+use raft_wal::{Wal, WalError, WalOptions};
 
 use common::stored;
 
@@ -340,39 +339,6 @@ fn a_second_open_of_the_same_directory_is_refused() {
 }
 
 #[test]
-fn group_commit_reports_every_group_in_order() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let wal = Wal::open(dir.path(), voters(), small_segments()).expect("opens");
-    let (done_sender, done) = mpsc::channel();
-    let writer = GroupCommit::spawn(wal, move |result| {
-        done_sender
-            .send(result.expect("durable"))
-            .expect("test listens");
-    })
-    .expect("thread starts");
-    for index in 1..=500 {
-        writer
-            .submit(PersistRequest {
-                id: index,
-                snapshot: None,
-                entries: vec![entry(1, index)],
-                hard_state: None,
-            })
-            .expect("queued");
-    }
-    let mut reported = Vec::new();
-    while reported.last() != Some(&500) {
-        reported.push(done.recv().expect("a report per group"));
-    }
-    assert!(
-        reported.windows(2).all(|pair| pair[0] < pair[1]),
-        "{reported:?}"
-    );
-    let wal = writer.shutdown().expect("stops");
-    assert_eq!(stored(&wal), entries(1, 1..=500));
-}
-
-#[test]
 fn reopening_reads_the_newest_entries_back_into_the_cache() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let options = WalOptions {
@@ -389,94 +355,4 @@ fn reopening_reads_the_newest_entries_back_into_the_cache() {
         "cache warmed to its bound: {cached}"
     );
     assert_eq!(stored(&wal), entries(1, 1..=100));
-}
-
-/// A group-commit writer whose reports each wait until the returned sender sends or is
-/// dropped, and then go to the returned receiver. The sender is bound after the writer, so
-/// a failing assertion drops it first and lets the writer go before it is joined.
-fn writer_holding_its_reports(wal: Wal) -> (GroupCommit, mpsc::Sender<()>, mpsc::Receiver<u64>) {
-    let (release_sender, release) = mpsc::channel::<()>();
-    let (done_sender, done) = mpsc::channel();
-    let writer = GroupCommit::spawn(wal, move |result| {
-        let _ = release.recv();
-        done_sender
-            .send(result.expect("durable"))
-            .expect("test listens");
-    })
-    .expect("thread starts");
-    (writer, release_sender, done)
-}
-
-/// A request to append entry `index` of term 1, with id `index`.
-fn request(index: u64) -> PersistRequest {
-    PersistRequest {
-        id: index,
-        snapshot: None,
-        entries: vec![entry(1, index)],
-        hard_state: None,
-    }
-}
-
-#[test]
-fn try_submit_hands_a_request_back_when_the_queue_is_full_and_loses_nothing() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let wal = Wal::open(dir.path(), voters(), WalOptions::default()).expect("opens");
-    // The writer holds its first report until the test lets it go, so the queue fills.
-    let (writer, release_sender, done) = writer_holding_its_reports(wal);
-    let mut index = 1;
-    let handed_back = loop {
-        match writer.try_submit(request(index)).expect("the writer runs") {
-            None => index += 1,
-            Some(back) => break back,
-        }
-        // The writer may have taken many requests into its first group before it stopped.
-        assert!(index < 1_000_000, "the queue never filled");
-    };
-    assert_eq!(
-        handed_back.id, index,
-        "the refused request comes back whole"
-    );
-    // Once the writer moves on, the refused request is accepted and everything is written.
-    drop(release_sender);
-    writer
-        .submit(handed_back)
-        .expect("queued once there is room");
-    while done.recv().expect("a report per group") != index {}
-    let wal = writer.shutdown().expect("stops");
-    assert_eq!(stored(&wal), entries(1, 1..=index));
-}
-
-#[test]
-fn write_here_keeps_the_order_waiting_while_the_thread_has_work_and_writing_once_it_is_idle() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let wal = Wal::open(dir.path(), voters(), WalOptions::default()).expect("opens");
-    let storage = wal.storage();
-    // The writer holds its first report until the test lets it go: the second request then
-    // waits in its queue, unwritten.
-    let (mut writer, release_sender, done) = writer_holding_its_reports(wal);
-    writer.submit(request(1)).expect("queued");
-    // Once the first is written the thread waits in its report; the second stays queued.
-    while storage.last_index().expect("readable") < Index(1) {
-        std::thread::yield_now();
-    }
-    writer.submit(request(2)).expect("queued");
-    let WriteHere::Busy(handed_back) = writer.write_here(request(3)) else {
-        panic!("written while the thread had an unwritten request");
-    };
-    assert_eq!(handed_back, request(3), "the request comes back whole");
-    drop(release_sender);
-    assert_eq!(done.recv().expect("first report"), 1);
-    assert_eq!(done.recv().expect("second report"), 2);
-    let WriteHere::Written(written) = writer.write_here(handed_back) else {
-        panic!("handed back though the thread is idle");
-    };
-    assert_eq!(written.expect("durable"), 3);
-    assert!(
-        done.try_recv().is_err(),
-        "a request written here is not reported by the thread"
-    );
-    writer.submit(request(4)).expect("queued");
-    assert_eq!(done.recv().expect("fourth report"), 4);
-    let wal = writer.shutdown().expect("stops");
-    assert_eq!(stored(&wal), entries(1, 1..=4));
 }

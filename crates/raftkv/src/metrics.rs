@@ -20,6 +20,8 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use raft_wal::HistogramSnapshot;
+
 use crate::server::KvServer;
 
 /// Labels of a request observation.
@@ -315,31 +317,19 @@ impl Collector for NodeCollector {
              plain HTTP on the HTTPS port, or too slow a handshake",
             server.tls().http_handshakes_failed(),
         )?;
-        let sync = &node.wal_sync_latency;
-        let mut previous = 0;
-        let buckets: Vec<(f64, u64)> = sync
-            .bounds_seconds
-            .iter()
-            .zip(&sync.cumulative_counts)
-            .map(|(bound, cumulative)| {
-                let in_bucket = cumulative.saturating_sub(previous);
-                previous = *cumulative;
-                (*bound, in_bucket)
-            })
-            .collect();
-        encoder
-            .encode_descriptor(
-                "wal_fsync_duration_seconds",
-                "Time of each fdatasync of the write-ahead log",
-                None,
-                MetricType::Histogram,
-            )?
-            .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-                sync.sum_seconds,
-                sync.count,
-                &buckets,
-                None,
-            )?;
+        histogram(
+            encoder,
+            "wal_fsync_duration_seconds",
+            "Time of each fdatasync of the write-ahead log",
+            &server.wal_sync_latency(),
+        )?;
+        histogram(
+            encoder,
+            "raft_storage_write_duration_seconds",
+            "Time of each durable write of the Raft log: a batch of requests encoded, \
+             written and synced",
+            &node.storage_write_latency,
+        )?;
         let (keys, sessions, data_bytes) = {
             let state = server.state();
             (state.keys(), state.sessions(), state.data_bytes())
@@ -384,4 +374,33 @@ impl Collector for NodeCollector {
         )?;
         Ok(())
     }
+}
+
+/// Encodes a latency histogram (cumulative buckets, as the node and the log keep them) as a
+/// Prometheus histogram.
+fn histogram(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    latency: &HistogramSnapshot,
+) -> Result<(), std::fmt::Error> {
+    let mut previous = 0;
+    let buckets: Vec<(f64, u64)> = latency
+        .bounds_seconds
+        .iter()
+        .zip(&latency.cumulative_counts)
+        .map(|(bound, cumulative)| {
+            let in_bucket = cumulative.saturating_sub(previous);
+            previous = *cumulative;
+            (*bound, in_bucket)
+        })
+        .collect();
+    encoder
+        .encode_descriptor(name, help, None, MetricType::Histogram)?
+        .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            latency.sum_seconds,
+            latency.count,
+            &buckets,
+            None,
+        )
 }

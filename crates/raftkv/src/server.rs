@@ -24,7 +24,7 @@ use std::time::Duration;
 use raft_core::{CompactError, Config, Configuration, Index, NodeId, Role};
 use raft_node::transport::tcp::{TcpConfig, TcpTransport};
 use raft_node::{ApplyMsg, NodeConfig, NodeError, RaftNode};
-use raft_wal::{Wal, WalOptions};
+use raft_wal::{HistogramSnapshot, LatencyHistogram, Wal, WalOptions};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -241,6 +241,9 @@ pub struct KvServer {
     answers: Answers,
     /// Where the node, its transport and the apply loop run.
     node_runtime: NodeRuntime,
+    /// How long the write-ahead log's fdatasyncs take, taken from the log before the node
+    /// moved it to its storage thread.
+    wal_sync_latency: Arc<LatencyHistogram>,
 }
 
 /// The Raft node's own runtime: one thread for its event loop, its transport and the apply
@@ -331,6 +334,7 @@ impl KvServer {
             .map_err(|error| format!("cannot open the log: {error}"))?;
         let report = wal.recovery_report();
         tracing::info!(?report, "write-ahead log opened");
+        let wal_sync_latency = wal.sync_latency();
         // Only a node that holds nothing yet asks the --join address who the members are. One
         // that joined before knows them from its own snapshot and log, and must start even when
         // the node it once joined through has left the cluster since.
@@ -391,6 +395,7 @@ impl KvServer {
             counters: ServiceCounters::default(),
             answers: Answers::start(),
             node_runtime,
+            wal_sync_latency,
         });
         if let Some(join) = server.config.join.clone() {
             tokio::spawn(join_loop(Arc::clone(&server), join));
@@ -401,6 +406,11 @@ impl KvServer {
             applied_sender,
         ));
         Ok(server)
+    }
+
+    /// How long each fdatasync of the write-ahead log took.
+    pub fn wal_sync_latency(&self) -> HistogramSnapshot {
+        self.wal_sync_latency.snapshot()
     }
 
     /// The settings the node runs with.

@@ -1,5 +1,5 @@
 //! Group commit under a closed loop: `producers` threads each submit one entry through
-//! [`GroupCommit`] and wait until it is durable before submitting the next.
+//! raft-node's storage thread (`StorageThread`, the node's group commit) and wait until it is durable before submitting the next.
 //!
 //! ```text
 //!  producer k ─► lock Queue { next_index, waiting } ─► index = next_index++,
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use raft_core::{Entry, EntryKind, Index, LogId, PersistRequest, Term};
-use raft_wal::{Durable, GroupCommit};
+use raft_node::storage_thread::{Durable, StorageThread};
 
 use super::{
     median, ok_or_panic, open_wal, quantile, remove_path, spread, timed, wal_bytes_per_sync,
@@ -97,9 +97,10 @@ fn run_once(dir: &std::path::Path, producers: usize, duration: Duration) -> RunF
             }
         }
     };
-    let group_commit = ok_or_panic(GroupCommit::spawn(wal, on_durable), || {
-        "spawn the group-commit thread".into()
-    });
+    let group_commit = ok_or_panic(
+        StorageThread::spawn(wal, Arc::default(), on_durable),
+        || "spawn the group-commit thread".into(),
+    );
     let payload = Bytes::from(vec![FILL_BYTE; ENTRY_BYTES]);
     let barrier = Barrier::new(producers + 1);
     let (latencies, elapsed) = thread::scope(|scope| {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use raft_core::{Configuration, Index, NodeId};
+use raft_core::{Configuration, Index, NodeId, SharedMemStorage};
 use raft_node::transport::memory::{Faults, MemoryNetwork, MemoryTransport};
 use raft_node::transport::tcp::{TcpConfig, TcpTransport};
 use raft_node::{ApplyMsg, NodeConfig, RaftNode};
@@ -19,13 +19,17 @@ use tokio::sync::mpsc;
 
 use super::{wait_for, DEADLINE};
 
-/// How the peers reach each other.
+/// How the peers reach each other (and, for one case, where they keep their log).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Net {
     /// The in-process network.
     Memory,
     /// Loopback TCP, each peer with its own listener.
     Tcp,
+    /// The in-process network, and every peer's log in a `SharedMemStorage` instead of a
+    /// write-ahead log: the node runs on any `LogStore`. A crash keeps what the store holds,
+    /// as a disk would.
+    MemoryOnMemStorage,
 }
 
 /// What a peer's service was handed, shared with the task that collects it.
@@ -43,6 +47,8 @@ pub struct Cluster {
     voters: Configuration,
     tweak: Tweak,
     dirs: Vec<tempfile::TempDir>,
+    /// Each peer's log, with [`Net::MemoryOnMemStorage`].
+    memory_stores: Vec<SharedMemStorage>,
     /// Listening addresses over TCP.
     addresses: BTreeMap<NodeId, SocketAddr>,
     /// Listeners bound at creation, used by the first start of each peer.
@@ -75,6 +81,9 @@ impl Cluster {
                 listeners.push(Some(listener));
             }
         }
+        let memory_stores = (0..peers)
+            .map(|_| SharedMemStorage::new(voters.clone()))
+            .collect();
         let mut cluster = Cluster {
             network: MemoryNetwork::new(seed),
             net,
@@ -84,6 +93,7 @@ impl Cluster {
             dirs: (0..peers)
                 .map(|_| tempfile::tempdir().expect("temporary directory"))
                 .collect(),
+            memory_stores,
             addresses,
             listeners,
             nodes: (0..peers).map(|_| None).collect(),
@@ -105,7 +115,6 @@ impl Cluster {
     /// Starts (or restarts, from its data directory) `peer` and connects it.
     pub async fn start(&mut self, peer: usize) {
         let id = Cluster::id(peer);
-        let wal = self.open_wal(peer).await;
         let (inbound_sender, inbound) = mpsc::channel(4096);
         let transport = self.transport(peer, inbound_sender).await;
         let (apply, mut applied_messages) = mpsc::channel(1024);
@@ -137,7 +146,14 @@ impl Cluster {
             .map(|member| (member, format!("node-{}.test:7000", member.0)))
             .collect();
         (self.tweak)(&mut config);
-        let node = RaftNode::start(config, wal, transport, inbound, apply).expect("starts");
+        let node = if self.net == Net::MemoryOnMemStorage {
+            let store = self.memory_stores[peer].clone();
+            RaftNode::start(config, store, transport, inbound, apply)
+        } else {
+            let wal = self.open_wal(peer).await;
+            RaftNode::start(config, wal, transport, inbound, apply)
+        };
+        let node = node.expect("starts");
         self.nodes[peer] = Some(node);
         self.network.connect(id);
     }
@@ -167,7 +183,7 @@ impl Cluster {
         inbound: mpsc::Sender<raft_core::Message>,
     ) -> MemoryTransport {
         let id = Cluster::id(peer);
-        if self.net == Net::Memory {
+        if self.net != Net::Tcp {
             return self.network.endpoint(id, inbound);
         }
         let listener = match self.listeners[peer].take() {
