@@ -20,7 +20,7 @@ use crate::config::NetworkConfig;
 use crate::SimRng;
 use raft_core::MessageBody;
 
-/// Names of the message kinds, in the order of [`kind_index`]; they match
+/// Names of the message kinds, in the order of `kind_index`; they match
 /// [`MessageBody::kind_name`].
 pub const KIND_NAMES: [&str; 14] = [
     "PreVote",

@@ -4,7 +4,7 @@
 //! commands ([`command`]), the node that runs them ([`server`]), the HTTP API ([`http`]),
 //! client authentication ([`auth`]), the HTTP server's limits ([`limits`]), metrics,
 //! configuration, the `raftkv` command line ([`cli`]), the local development
-//! cluster ([`dev`]) and the load generator ([`bench`]).
+//! cluster ([`dev`]) and the load generator ([`mod@bench`]).
 
 #![deny(missing_docs)]
 

@@ -33,7 +33,7 @@
 //! hyper's own `header_read_timeout` is armed whenever a connection waits for a request head,
 //! so it measures idleness plus the head's arrival from the same instant; it serves here as
 //! the idle timeout. The slowloris limit is counted from a head's first byte, by a watchdog
-//! per connection that sees the bytes as they are read ([`WatchedIo`]): that way an idle
+//! per connection that sees the bytes as they are read (`WatchedIo`): that way an idle
 //! keep-alive connection may wait long (clients pool them for up to 30 s) while a head that
 //! started must finish quickly.
 

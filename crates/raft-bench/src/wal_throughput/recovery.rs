@@ -1,4 +1,4 @@
-//! Recovery of a large log: how long [`Wal::open`] takes and how much memory it needs.
+//! Recovery of a large log: how long [`raft_wal::Wal::open`] takes and how much memory it needs.
 //!
 //! ```text
 //!  parent: df ─► write ~1 GiB (Appender) ─► drop the Wal
