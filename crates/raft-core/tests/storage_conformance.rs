@@ -9,16 +9,16 @@
 //!
 //! The feature `testing` is on for this test through raft-core's dev-dependency on itself.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use raft_core::testing::storage::{
     check_storage, run_storage_suite, run_storage_suite_with, BoxError, ConformanceFailure, Rule,
     StoreHarness, SuiteOptions,
 };
 use raft_core::{
-    Configuration, Entry, Index, InitialState, LogStore, MemStorage, PersistRequest,
-    SharedMemStorage, Snapshot, Storage, StorageError, Term,
+    Configuration, Entry, EntryKind, Index, InitialState, LogId, LogStore, MemStorage,
+    PersistRequest, SharedMemStorage, Snapshot, Storage, StorageError, Term,
 };
 
 /// Memory storage: a reopen keeps the state and drops the handle.
@@ -90,18 +90,51 @@ fn a_lent_harness_runs_the_suite_and_more_seeds_run_more_steps() {
     assert_eq!(more.seeds, vec![11, 12, 13]);
 }
 
-/// One planted bug per variant.
+/// One planted bug per variant: one for each rule, named for what the store does wrong, and
+/// two that make the store fail rather than answer wrong.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Bug {
     /// No bug: the control.
     None,
-    /// Term and vote are kept in memory only: a reopen loses them.
-    ForgetsHardStateOnReopen,
+    /// The bootstrap configuration is kept in memory only: a reopened new store reports none.
+    LosesBootstrapConfigurationOnReopen,
+    /// Entry data past 2 KiB is cut short when read.
+    CorruptsLargeEntries,
+    /// `entries` returns the whole range whatever `max_bytes` says.
+    IgnoresMaxBytes,
+    /// `entries_size_bytes` counts the data and not the header allowance.
+    SizeWithoutHeaders,
     /// Entries written over a stored suffix replace only the indexes they cover.
     KeepsConflictingSuffix,
+    /// Term and vote are kept in memory only: a reopen loses them.
+    ForgetsHardStateOnReopen,
+    /// Every newer snapshot discards the log, even one of entries the log holds.
+    DiscardsLogOnCompaction,
     /// A snapshot the log disagrees with is treated as a compaction: the entries after its
     /// index stay.
     KeepsLogUnderDisagreeingSnapshot,
+    /// An older snapshot replaces the stored one.
+    AppliesStaleSnapshots,
+    /// The commit index read back is the one last written, even below the snapshot.
+    KeepsCommitBelowSnapshot,
+    /// `term` below the snapshot answers `Unavailable` instead of `Compacted`.
+    CompactedReadsUnavailable,
+    /// `initial_state` reports the oldest configuration entry instead of the newest.
+    OldestConfigurationWins,
+    /// Configuration entries are tracked as written and dropped only when they leave the
+    /// log's range, not when a suffix replaces them.
+    KeepsReplacedConfigurations,
+    /// With no configuration entry, `initial_state` reports the bootstrap configuration,
+    /// not the snapshot's.
+    IgnoresSnapshotConfiguration,
+    /// A request's entries are written before its snapshot (those that would leave a gap
+    /// are dropped).
+    EntriesBeforeSnapshot,
+    /// A batch of several requests is written as all its entries, then its snapshots, then
+    /// its hard states.
+    MergesBatch,
+    /// A reader is a copy of the state when it was obtained.
+    ReaderIsACopy,
     /// `write` returns before the batch is durable: a reopen loses the last batch.
     LosesLastWriteOnReopen,
     /// Recovery replays configuration entries but the newest one: off by one.
@@ -115,86 +148,152 @@ enum Bug {
     PanicsOnZeroMaxBytes,
 }
 
+/// What [`Buggy`] tracks beside the state, shared with its readers and kept across reopens.
+#[derive(Debug, Default)]
+struct Notes {
+    /// The commit index of the last hard state written.
+    written_commit: Index,
+    /// Configuration entries written, for [`Bug::KeepsReplacedConfigurations`].
+    configurations: BTreeMap<Index, Configuration>,
+}
+
 /// `SharedMemStorage` with one planted bug.
 struct Buggy {
     bug: Bug,
     inner: SharedMemStorage,
+    bootstrap: Configuration,
     /// The state before the last write, which a reopen of [`Bug::LosesLastWriteOnReopen`]
     /// falls back to.
     before_last_write: MemStorage,
-    /// Set once the store was reopened, for the readers' bugs that show after recovery.
-    reopened: Arc<AtomicBool>,
+    /// Whether this store was reopened, for the bugs that show after recovery.
+    reopened: bool,
+    notes: Arc<Mutex<Notes>>,
 }
 
 /// The reader of [`Buggy`].
 struct BuggyReader {
     bug: Bug,
     inner: SharedMemStorage,
-    reopened: Arc<AtomicBool>,
+    bootstrap: Configuration,
+    reopened: bool,
+    notes: Arc<Mutex<Notes>>,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("this store does not take snapshots")]
 struct NoSnapshots;
 
+fn lock(notes: &Mutex<Notes>) -> MutexGuard<'_, Notes> {
+    notes
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl Buggy {
-    fn new(bug: Bug, storage: MemStorage) -> Buggy {
+    fn new(bug: Bug, bootstrap: Configuration) -> Buggy {
+        let storage = MemStorage::new(bootstrap.clone());
         Buggy {
             bug,
             before_last_write: storage.clone(),
             inner: SharedMemStorage::from_storage(storage),
-            reopened: Arc::new(AtomicBool::new(false)),
+            bootstrap,
+            reopened: false,
+            notes: Arc::default(),
         }
     }
 
-    /// Applies `request` the way the bug has it.
-    fn apply(&mut self, request: PersistRequest) {
-        let stored = self.inner.to_storage();
-        let mut kept_tail: Vec<Entry> = Vec::new();
-        match self.bug {
-            Bug::KeepsConflictingSuffix => {
-                if let Some(new_last) = request.entries.last().map(Entry::index) {
-                    kept_tail = stored
-                        .stored_entries()
-                        .filter(|entry| entry.index() > new_last)
-                        .cloned()
-                        .collect();
-                }
+    /// The one place the state is written: tracks what the bugs need, then writes.
+    fn persist(&mut self, request: PersistRequest) {
+        {
+            let mut notes = lock(&self.notes);
+            if let Some(hard_state) = request.hard_state {
+                notes.written_commit = hard_state.commit;
             }
-            Bug::KeepsLogUnderDisagreeingSnapshot => {
-                if let Some(snapshot) = &request.snapshot {
-                    let at = snapshot.meta.last_included;
-                    let disagrees = stored.term(at.index).is_ok_and(|term| term != at.term);
-                    if disagrees && at.index > stored.snapshot_meta().last_included.index {
-                        let after: Vec<Entry> = stored
-                            .stored_entries()
-                            .filter(|entry| entry.index() > at.index)
-                            .cloned()
-                            .collect();
-                        let Ok(()) = self.inner.write(vec![PersistRequest {
-                            snapshot: request.snapshot.clone(),
-                            ..PersistRequest::default()
-                        }]);
-                        let Ok(()) = self.inner.write(vec![PersistRequest {
-                            entries: after,
-                            ..PersistRequest::default()
-                        }]);
-                        let Ok(()) = self.inner.write(vec![PersistRequest {
-                            snapshot: None,
-                            ..request
-                        }]);
-                        return;
+            for entry in &request.entries {
+                if entry.kind == EntryKind::Configuration {
+                    if let Ok(configuration) = Configuration::decode(&entry.data) {
+                        notes.configurations.insert(entry.index(), configuration);
                     }
                 }
             }
-            _ => {}
         }
         let Ok(()) = self.inner.write(vec![request]);
-        if !kept_tail.is_empty() {
-            let Ok(()) = self.inner.write(vec![PersistRequest {
-                entries: kept_tail,
-                ..PersistRequest::default()
-            }]);
+        let stored = self.inner.to_storage();
+        let (first, last) = (stored.first_index(), stored.last_index());
+        if let (Ok(first), Ok(last)) = (first, last) {
+            lock(&self.notes)
+                .configurations
+                .retain(|&index, _| first <= index && index <= last);
+        }
+    }
+
+    /// Starts over from `snapshot` and the stored hard state, without the log.
+    fn replace_with(&mut self, snapshot: Snapshot) {
+        let hard_state = self.inner.to_storage().hard_state();
+        let mut fresh = MemStorage::new(self.bootstrap.clone());
+        fresh.persist(PersistRequest {
+            id: 0,
+            snapshot: Some(snapshot),
+            entries: Vec::new(),
+            hard_state: Some(hard_state),
+        });
+        self.inner = SharedMemStorage::from_storage(fresh);
+    }
+
+    /// Applies `request` the way the bug has it.
+    fn apply(&mut self, mut request: PersistRequest) {
+        let stored = self.inner.to_storage();
+        let stored_snapshot = stored.snapshot_meta().last_included;
+        let snapshot_at = request.snapshot.as_ref().map(|s| s.meta.last_included);
+        let agrees = |at: LogId| stored.term(at.index) == Ok(at.term);
+        match (self.bug, snapshot_at) {
+            (Bug::KeepsConflictingSuffix, _) => {
+                let new_last = request.entries.last().map(Entry::index);
+                let kept_tail: Vec<Entry> = stored
+                    .stored_entries()
+                    .filter(|entry| new_last.is_some_and(|last| entry.index() > last))
+                    .cloned()
+                    .collect();
+                self.persist(request);
+                if !kept_tail.is_empty() {
+                    self.persist(append(kept_tail));
+                }
+            }
+            (Bug::KeepsLogUnderDisagreeingSnapshot, Some(at))
+                if at.index > stored_snapshot.index
+                    && stored.term(at.index).is_ok()
+                    && !agrees(at) =>
+            {
+                let after: Vec<Entry> = stored
+                    .stored_entries()
+                    .filter(|entry| entry.index() > at.index)
+                    .cloned()
+                    .collect();
+                self.persist(install(request.snapshot.take()));
+                self.persist(append(after));
+                self.persist(request);
+            }
+            (Bug::AppliesStaleSnapshots, Some(at)) if at.index < stored_snapshot.index => {
+                self.replace_with(request.snapshot.take().expect("a snapshot"));
+                self.persist(request);
+            }
+            (Bug::DiscardsLogOnCompaction, Some(at))
+                if at.index > stored_snapshot.index && agrees(at) =>
+            {
+                self.replace_with(request.snapshot.take().expect("a snapshot"));
+                self.persist(request);
+            }
+            (Bug::EntriesBeforeSnapshot, Some(_)) => {
+                let entries = std::mem::take(&mut request.entries);
+                let leaves_a_gap = entries.first().is_some_and(|entry| {
+                    entry.index() > stored.last_index().unwrap_or_default().next()
+                });
+                if !leaves_a_gap {
+                    self.persist(append(entries));
+                }
+                self.persist(request);
+            }
+            _ => self.persist(request),
         }
     }
 
@@ -205,9 +304,28 @@ impl Buggy {
             Bug::ForgetsHardStateOnReopen => without_hard_state(&self.inner.to_storage()),
             _ => self.inner.to_storage(),
         };
-        let reopened = Buggy::new(self.bug, stored);
-        reopened.reopened.store(true, Ordering::SeqCst);
-        reopened
+        Buggy {
+            bug: self.bug,
+            before_last_write: stored.clone(),
+            inner: SharedMemStorage::from_storage(stored),
+            bootstrap: self.bootstrap,
+            reopened: true,
+            notes: self.notes,
+        }
+    }
+}
+
+fn append(entries: Vec<Entry>) -> PersistRequest {
+    PersistRequest {
+        entries,
+        ..PersistRequest::default()
+    }
+}
+
+fn install(snapshot: Option<Snapshot>) -> PersistRequest {
+    PersistRequest {
+        snapshot,
+        ..PersistRequest::default()
     }
 }
 
@@ -230,10 +348,17 @@ impl LogStore for Buggy {
     type Error = NoSnapshots;
 
     fn reader(&self) -> BuggyReader {
+        let inner = if self.bug == Bug::ReaderIsACopy {
+            SharedMemStorage::from_storage(self.inner.to_storage())
+        } else {
+            self.inner.clone()
+        };
         BuggyReader {
             bug: self.bug,
-            inner: self.inner.clone(),
-            reopened: Arc::clone(&self.reopened),
+            inner,
+            bootstrap: self.bootstrap.clone(),
+            reopened: self.reopened,
+            notes: Arc::clone(&self.notes),
         }
     }
 
@@ -244,6 +369,24 @@ impl LogStore for Buggy {
             return Err(NoSnapshots);
         }
         self.before_last_write = self.inner.to_storage();
+        if self.bug == Bug::MergesBatch && requests.len() > 1 {
+            let (mut snapshots, mut hard_states) = (Vec::new(), Vec::new());
+            for request in requests {
+                self.persist(append(request.entries));
+                snapshots.extend(request.snapshot);
+                hard_states.extend(request.hard_state);
+            }
+            for snapshot in snapshots {
+                self.persist(install(Some(snapshot)));
+            }
+            for hard_state in hard_states {
+                self.persist(PersistRequest {
+                    hard_state: Some(hard_state),
+                    ..PersistRequest::default()
+                });
+            }
+            return Ok(());
+        }
         for request in requests {
             self.apply(request);
         }
@@ -254,29 +397,84 @@ impl LogStore for Buggy {
 impl Storage for BuggyReader {
     fn initial_state(&self) -> Result<InitialState, StorageError> {
         let mut state = self.inner.initial_state()?;
-        if self.bug == Bug::DropsNewestConfigurationOnReopen && self.reopened.load(Ordering::SeqCst)
-        {
-            state.configuration_entries.pop();
-            state.configuration = match state.configuration_entries.last() {
-                Some((_, configuration)) => configuration.clone(),
-                None => self.inner.snapshot()?.meta.configuration,
-            };
+        let snapshot_configuration = self.inner.snapshot()?.meta.configuration;
+        let in_effect = |entries: &[(Index, Configuration)]| match entries.last() {
+            Some((_, configuration)) => configuration.clone(),
+            None => snapshot_configuration.clone(),
+        };
+        match self.bug {
+            Bug::DropsNewestConfigurationOnReopen if self.reopened => {
+                state.configuration_entries.pop();
+                state.configuration = in_effect(&state.configuration_entries);
+            }
+            Bug::LosesBootstrapConfigurationOnReopen
+                if self.reopened && state.configuration_entries.is_empty() =>
+            {
+                state.configuration = Configuration::default();
+            }
+            Bug::OldestConfigurationWins => {
+                if let Some((_, oldest)) = state.configuration_entries.first() {
+                    state.configuration = oldest.clone();
+                }
+            }
+            Bug::KeepsReplacedConfigurations => {
+                let notes = lock(&self.notes);
+                state.configuration_entries = notes
+                    .configurations
+                    .iter()
+                    .map(|(&index, configuration)| (index, configuration.clone()))
+                    .collect();
+                state.configuration = in_effect(&state.configuration_entries);
+            }
+            Bug::IgnoresSnapshotConfiguration if state.configuration_entries.is_empty() => {
+                state.configuration = self.bootstrap.clone();
+            }
+            Bug::KeepsCommitBelowSnapshot => {
+                state.hard_state.commit = lock(&self.notes).written_commit;
+            }
+            _ => {}
         }
         Ok(state)
     }
 
     fn entries(&self, low: Index, high: Index, max_bytes: u64) -> Result<Vec<Entry>, StorageError> {
-        if self.bug == Bug::PanicsOnZeroMaxBytes && max_bytes == 0 {
-            panic!("BuggyReader: entries with a zero max_bytes");
+        match self.bug {
+            Bug::PanicsOnZeroMaxBytes if max_bytes == 0 => {
+                panic!("BuggyReader: entries with a zero max_bytes")
+            }
+            Bug::IgnoresMaxBytes => self.inner.entries(low, high, u64::MAX),
+            Bug::CorruptsLargeEntries => {
+                let mut entries = self.inner.entries(low, high, max_bytes)?;
+                for entry in &mut entries {
+                    entry.data.truncate(2048);
+                }
+                Ok(entries)
+            }
+            _ => self.inner.entries(low, high, max_bytes),
         }
-        self.inner.entries(low, high, max_bytes)
+    }
+
+    fn entries_size_bytes(
+        &self,
+        low: Index,
+        high: Index,
+        max_bytes: u64,
+    ) -> Result<u64, StorageError> {
+        if self.bug == Bug::SizeWithoutHeaders {
+            let entries = self.inner.entries(low, high, u64::MAX)?;
+            return Ok(entries.iter().map(|entry| entry.data.len() as u64).sum());
+        }
+        self.inner.entries_size_bytes(low, high, max_bytes)
     }
 
     fn term(&self, index: Index) -> Result<Term, StorageError> {
-        if self.bug == Bug::WrongTermPastForty && index > Index(40) {
-            return self.inner.term(index.prev());
+        match self.bug {
+            Bug::WrongTermPastForty if index > Index(40) => self.inner.term(index.prev()),
+            Bug::CompactedReadsUnavailable if index.next() < self.inner.first_index()? => {
+                Err(StorageError::Unavailable(index))
+            }
+            _ => self.inner.term(index),
         }
-        self.inner.term(index)
     }
 
     fn first_index(&self) -> Result<Index, StorageError> {
@@ -288,7 +486,14 @@ impl Storage for BuggyReader {
     }
 
     fn snapshot(&self) -> Result<Snapshot, StorageError> {
-        self.inner.snapshot()
+        let mut snapshot = self.inner.snapshot()?;
+        if self.bug == Bug::LosesBootstrapConfigurationOnReopen
+            && self.reopened
+            && snapshot.meta.last_included.index == Index(0)
+        {
+            snapshot.meta.configuration = Configuration::default();
+        }
+        Ok(snapshot)
     }
 }
 
@@ -298,7 +503,7 @@ impl StoreHarness for BuggyHarness {
     type Store = Buggy;
 
     fn create(&mut self, bootstrap: &Configuration) -> Result<Buggy, BoxError> {
-        Ok(Buggy::new(self.0, MemStorage::new(bootstrap.clone())))
+        Ok(Buggy::new(self.0, bootstrap.clone()))
     }
 
     fn reopen(&mut self, store: Buggy) -> Result<Buggy, BoxError> {
@@ -383,6 +588,63 @@ fn a_panic_in_the_store_is_a_failure_of_the_rule_being_checked() {
     let failure = failure_of(Bug::PanicsOnZeroMaxBytes);
     assert_eq!(failure.rule, Rule::EntriesMaxBytes, "{failure}");
     assert!(failure.detail.contains("zero max_bytes"), "{failure}");
+}
+
+/// Every rule is live: a bug of its own breaks it, and no rule checked earlier catches that
+/// bug first.
+#[test]
+fn every_rule_is_broken_by_a_bug_of_its_own() {
+    let planted = [
+        (
+            Bug::LosesBootstrapConfigurationOnReopen,
+            Rule::BootstrapState,
+        ),
+        (Bug::CorruptsLargeEntries, Rule::AppendReadBack),
+        (Bug::IgnoresMaxBytes, Rule::EntriesMaxBytes),
+        (Bug::SizeWithoutHeaders, Rule::EntriesSizeBytes),
+        (Bug::KeepsConflictingSuffix, Rule::ConflictingSuffix),
+        (Bug::ForgetsHardStateOnReopen, Rule::HardState),
+        (Bug::DiscardsLogOnCompaction, Rule::Compaction),
+        (
+            Bug::KeepsLogUnderDisagreeingSnapshot,
+            Rule::SnapshotDiscardsDisagreeingLog,
+        ),
+        (Bug::AppliesStaleSnapshots, Rule::StaleSnapshotIgnored),
+        (Bug::KeepsCommitBelowSnapshot, Rule::SnapshotCommit),
+        (Bug::CompactedReadsUnavailable, Rule::OutOfRangeReads),
+        (Bug::OldestConfigurationWins, Rule::ConfigurationNewestEntry),
+        (
+            Bug::KeepsReplacedConfigurations,
+            Rule::ConfigurationFallback,
+        ),
+        (
+            Bug::IgnoresSnapshotConfiguration,
+            Rule::ConfigurationFromSnapshot,
+        ),
+        (
+            Bug::DropsNewestConfigurationOnReopen,
+            Rule::ConfigurationAcrossReopen,
+        ),
+        (Bug::EntriesBeforeSnapshot, Rule::RequestOrder),
+        (Bug::MergesBatch, Rule::BatchOrder),
+        (Bug::ReaderIsACopy, Rule::ReaderVisibility),
+        (Bug::LosesLastWriteOnReopen, Rule::DurableAcrossCrash),
+        (Bug::WrongTermPastForty, Rule::RandomWorkload),
+    ];
+    assert_eq!(
+        planted.iter().map(|&(_, rule)| rule).collect::<Vec<_>>(),
+        Rule::ALL.to_vec(),
+        "one bug per rule, in the order the rules are checked"
+    );
+    let wrong: Vec<String> = planted
+        .into_iter()
+        .filter_map(|(bug, rule)| {
+            let failure = failure_of(bug);
+            (failure.rule != rule)
+                .then(|| format!("{bug:?} broke {} not {}", failure.rule.name(), rule.name()))
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
 #[test]

@@ -100,8 +100,9 @@ pub(super) fn difference(expected: &Image, actual: &Image) -> Option<(Part, Stri
     let log = |text: String| Some((Part::Log, text));
     if expected.snapshot.meta != actual.snapshot.meta {
         return log(format!(
-            "snapshot: expected {:?}, read {:?}",
-            expected.snapshot, actual.snapshot
+            "snapshot: expected {}, read {}",
+            describe_snapshot(&expected.snapshot),
+            describe_snapshot(&actual.snapshot)
         ));
     }
     if expected.snapshot.data != actual.snapshot.data {
@@ -141,8 +142,9 @@ pub(super) fn difference(expected: &Image, actual: &Image) -> Option<(Part, Stri
         return Some((
             Part::HardState,
             format!(
-                "hard state: expected {:?}, read {:?}",
-                expected.hard_state, actual.hard_state
+                "hard state: expected {}, read {}",
+                describe_hard_state(expected.hard_state),
+                describe_hard_state(actual.hard_state)
             ),
         ));
     }
@@ -152,12 +154,12 @@ pub(super) fn difference(expected: &Image, actual: &Image) -> Option<(Part, Stri
         return Some((
             Part::Configuration,
             format!(
-                "initial_state configuration: expected {:?} with configuration entries {:?}, \
-                 read {:?} with {:?}",
-                expected.configuration,
-                expected.configuration_entries,
-                actual.configuration,
-                actual.configuration_entries
+                "initial_state: expected the configuration {} with configuration entries {}, \
+                 read {} with {}",
+                describe_configuration(&expected.configuration),
+                describe_configuration_entries(&expected.configuration_entries),
+                describe_configuration(&actual.configuration),
+                describe_configuration_entries(&actual.configuration_entries)
             ),
         ));
     }
@@ -238,6 +240,55 @@ pub(super) fn outcome<T>(result: &Result<T, StorageError>) -> &'static str {
     }
 }
 
+/// A configuration in a few words: `{1,2,3}`, or `{1,2} joint with {2,3}, learners {11}`.
+pub(super) fn describe_configuration(configuration: &Configuration) -> String {
+    let set = |nodes: &std::collections::BTreeSet<crate::types::NodeId>| {
+        let ids: Vec<String> = nodes.iter().map(|node| node.0.to_string()).collect();
+        format!("{{{}}}", ids.join(","))
+    };
+    let mut text = set(&configuration.voters);
+    if !configuration.outgoing.is_empty() {
+        let _ = write!(text, " joint with {}", set(&configuration.outgoing));
+    }
+    if !configuration.learners.is_empty() {
+        let _ = write!(text, ", learners {}", set(&configuration.learners));
+    }
+    text
+}
+
+/// `[2: {1,2,3}, 4: {1,2}]`.
+fn describe_configuration_entries(entries: &[(Index, Configuration)]) -> String {
+    let parts: Vec<String> = entries
+        .iter()
+        .map(|(index, configuration)| {
+            format!("{}: {}", index.0, describe_configuration(configuration))
+        })
+        .collect();
+    format!("[{}]", parts.join(", "))
+}
+
+/// `term 2, vote 3, commit 4` (`no vote` when there is none).
+fn describe_hard_state(hard_state: HardState) -> String {
+    let vote = match hard_state.vote {
+        Some(node) => format!("vote {}", node.0),
+        None => "no vote".to_string(),
+    };
+    format!(
+        "term {}, {vote}, commit {}",
+        hard_state.term.0, hard_state.commit.0
+    )
+}
+
+/// A snapshot's identity, configuration and size.
+fn describe_snapshot(snapshot: &Snapshot) -> String {
+    format!(
+        "snapshot {} of {} ({} bytes)",
+        snapshot.meta.last_included,
+        describe_configuration(&snapshot.meta.configuration),
+        snapshot.data.len()
+    )
+}
+
 /// `first..=last` of a run of entries, with their terms, in a few words.
 pub(super) fn describe_entries(entries: &[Entry]) -> String {
     let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
@@ -256,12 +307,7 @@ pub(super) fn describe_entries(entries: &[Entry]) -> String {
 pub(super) fn describe(request: &PersistRequest) -> String {
     let mut parts = Vec::new();
     if let Some(snapshot) = &request.snapshot {
-        parts.push(format!(
-            "snapshot {} ({} voters, {}B)",
-            snapshot.meta.last_included,
-            snapshot.meta.configuration.voters.len(),
-            snapshot.data.len()
-        ));
+        parts.push(describe_snapshot(snapshot));
     }
     if !request.entries.is_empty() {
         let configurations = request
@@ -276,12 +322,7 @@ pub(super) fn describe(request: &PersistRequest) -> String {
         parts.push(text);
     }
     if let Some(hard_state) = request.hard_state {
-        parts.push(format!(
-            "hard state term {} vote {:?} commit {}",
-            hard_state.term.0,
-            hard_state.vote.map(|vote| vote.0),
-            hard_state.commit.0
-        ));
+        parts.push(format!("hard state {}", describe_hard_state(hard_state)));
     }
     if parts.is_empty() {
         parts.push("nothing".to_string());
@@ -323,7 +364,10 @@ impl<'a, H: StoreHarness> Session<'a, H> {
             history: Vec::new(),
             history_dropped: 0,
         };
-        session.note(format!("create (bootstrap {bootstrap:?})"));
+        session.note(format!(
+            "create (bootstrap {})",
+            describe_configuration(bootstrap)
+        ));
         match created {
             Ok(store) => {
                 session.store = Some(store);
