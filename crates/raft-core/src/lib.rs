@@ -38,6 +38,8 @@ mod ready;
 mod replication;
 mod snapshot;
 mod storage;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod types;
 
 pub use config::Config;

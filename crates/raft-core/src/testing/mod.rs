@@ -1,0 +1,3 @@
+//! Support for testing code built on this crate (feature `testing`).
+
+pub mod storage;
