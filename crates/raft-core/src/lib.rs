@@ -39,6 +39,8 @@ mod replication;
 mod snapshot;
 mod storage;
 mod types;
+#[cfg(feature = "wire")]
+pub mod wire;
 
 pub use config::Config;
 pub use config_change::ConfChange;
