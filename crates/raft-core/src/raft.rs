@@ -619,7 +619,8 @@ impl<S: Storage> Raft<S> {
             kind != EntryKind::Configuration,
             "invariant configuration-entries-via-propose-conf-change"
         );
-        if self.role != Role::Leader || self.fatal.is_some() {
+        self.refuse_if_stopped()?;
+        if self.role != Role::Leader {
             return Err(ProposeError::NotLeader {
                 leader: self.leader.filter(|&leader| leader != self.id),
             });
@@ -661,6 +662,7 @@ impl<S: Storage> Raft<S> {
     /// Asks the leader to hand leadership to `target` (thesis §3.10): the target is caught up,
     /// then told to campaign at once. Proposals are refused meanwhile.
     pub fn transfer_leader(&mut self, target: NodeId) -> Result<(), ProposeError> {
+        self.refuse_if_stopped()?;
         if self.role != Role::Leader {
             return Err(ProposeError::NotLeader {
                 leader: self.leader,
@@ -801,8 +803,12 @@ impl<S: Storage> Raft<S> {
 
     // ----- Outputs ------------------------------------------------------------------------
 
-    /// Whether [`Raft::ready`] has anything to hand out.
+    /// Whether [`Raft::ready`] has anything to hand out. Always `false` once the peer has
+    /// stopped ([`Raft::is_stopped`]), so a loop `while raft.has_ready() { .. }` ends.
     pub fn has_ready(&self) -> bool {
+        if self.fatal.is_some() {
+            return false;
+        }
         !self.messages.is_empty()
             || (self.replication_due && self.role == Role::Leader)
             || self.log.has_unpersisted()
@@ -978,6 +984,15 @@ impl<S: Storage> Raft<S> {
     /// Counters of dropped messages and notable events.
     pub fn counters(&self) -> Counters {
         self.counters
+    }
+
+    /// Whether the peer has stopped: storage failed (see [`Raft::fatal_error`]). A stopped
+    /// peer hands out nothing more ([`Raft::has_ready`] is `false`, [`Raft::ready`] is
+    /// empty), ignores ticks, refuses messages with [`StepError::Fatal`] and proposals with
+    /// [`ProposeError::NotLeader`]. What it handed out before stopping stays valid; the caller
+    /// shuts it down and restarts it from its storage once the fault is dealt with.
+    pub fn is_stopped(&self) -> bool {
+        self.fatal.is_some()
     }
 
     /// The storage failure that stopped this peer, if any.
@@ -1174,6 +1189,17 @@ impl<S: Storage> Raft<S> {
             && self
                 .configuration_history
                 .any_since(committed, |configuration| configuration.is_voter(own))
+    }
+
+    /// Refuses a request to a stopped peer, as a peer that is not the leader does (naming the
+    /// leader it knew of, if another): it will never serve it, and another peer may.
+    pub(crate) fn refuse_if_stopped(&self) -> Result<(), ProposeError> {
+        if self.fatal.is_some() {
+            return Err(ProposeError::NotLeader {
+                leader: self.leader.filter(|&leader| leader != self.id),
+            });
+        }
+        Ok(())
     }
 
     pub(crate) fn fail(&mut self, error: StorageError) {
