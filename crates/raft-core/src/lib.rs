@@ -47,7 +47,7 @@ pub use config_change::ConfChange;
 pub use configuration::ConfigurationError;
 pub use error::{CompactError, ConfChangeError, ConfigError, InitError, ProposeError};
 pub use log_store::{LogStore, SharedMemStorage};
-pub use message::{Message, MessageBody, ReadContext, TERM_OR_INDEX_MAX};
+pub use message::{Message, MessageBody, MessageKind, ReadContext, TERM_OR_INDEX_MAX};
 pub use progress::ProgressState;
 pub use raft::{Counters, PeerStatus, Raft, Status, StepError};
 pub use ready::{PersistId, PersistRequest, ReadState, Ready, SoftState};

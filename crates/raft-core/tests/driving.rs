@@ -1,13 +1,14 @@
 //! What a caller driving the core from outside (its own loop, transport and storage) relies on:
-//! the driving loop ends when the peer stops.
+//! the driving loop ends when the peer stops, and every message is a request, a response or a
+//! notice as [`MessageBody::kind`] says.
 
 mod common;
 
 use bytes::Bytes;
-use common::config;
+use common::{config, Net};
 use raft_core::{
-    Configuration, Entry, Index, MemStorage, NodeId, ProposeError, Raft, Snapshot, Storage,
-    StorageError, Term,
+    Configuration, Entry, Index, MemStorage, Message, MessageBody, MessageKind, NodeId,
+    ProposeError, Raft, Snapshot, Storage, StorageError, Term,
 };
 
 /// [`MemStorage`] whose entry reads fail once `fail_entries` is set, as a disk that went bad.
@@ -109,4 +110,166 @@ fn a_peer_stopped_by_a_failed_read_says_so_and_its_driving_loop_ends() {
         raft.lease_read(2),
         Err(ProposeError::NotLeader { leader: None })
     );
+}
+
+/// Every message delivered in `net` until it is quiet, each with the messages its recipient
+/// sent as it handled it (as `Net::settle` does, which cannot tell them apart).
+fn settle_recording(net: &mut Net, log: &mut Vec<(Message, Vec<Message>)>) {
+    while let Some(message) = net.queue.pop_front() {
+        if net.cut.contains(&message.from) || net.cut.contains(&message.to) {
+            continue;
+        }
+        let to = message.to;
+        let queued_before = net.queue.len();
+        let _ = net.peer(to.0).step(message.clone());
+        net.process_ready(to);
+        let reaction = net.queue.range(queued_before..).cloned().collect();
+        log.push((message, reaction));
+    }
+}
+
+fn tick_recording(net: &mut Net, ticks: u32, log: &mut Vec<(Message, Vec<Message>)>) {
+    for _ in 0..ticks {
+        let ids: Vec<NodeId> = net.peers.keys().copied().collect();
+        for id in ids {
+            net.peer(id.0).tick();
+            net.process_ready(id);
+        }
+        settle_recording(net, log);
+    }
+}
+
+/// Whether `response` answers `request` (the pairs of [`MessageBody::kind`]'s table).
+fn answers(response: &MessageBody, request: &MessageBody) -> bool {
+    match (response, request) {
+        (
+            MessageBody::VoteResponse { pre_vote, .. },
+            MessageBody::VoteRequest {
+                pre_vote: asked, ..
+            },
+        ) => pre_vote == asked,
+        (
+            MessageBody::ReadIndexResponse { context, .. },
+            MessageBody::ReadIndexRequest { context: asked },
+        ) => context == asked,
+        (MessageBody::AppendResponse { .. }, MessageBody::Append { .. })
+        | (MessageBody::HeartbeatResponse { .. }, MessageBody::Heartbeat { .. })
+        | (MessageBody::InstallSnapshotResponse { .. }, MessageBody::InstallSnapshot { .. }) => {
+            true
+        }
+        _ => false,
+    }
+}
+
+/// A cluster goes through everything that makes each kind of message: pre-votes and votes,
+/// appends, heartbeats, commit notices, a snapshot sent to a lagging follower, a read forwarded
+/// by a follower and a leadership transfer. Every response it delivers answers a request its
+/// recipient sent before (or tells a stale leader of a newer term), and nobody answers a
+/// notice.
+#[test]
+fn every_response_answers_a_request_and_no_notice_is_answered() {
+    let mut net = Net::new(3);
+    let mut log = Vec::new();
+    // Elect peer 1 (pre-vote, then vote), recording.
+    for _ in 0..100 {
+        net.peer(1).tick();
+        net.process_ready(NodeId(1));
+        if !net.queue.is_empty() {
+            break;
+        }
+    }
+    settle_recording(&mut net, &mut log);
+    assert!(net.peer(1).state().1, "peer 1 leads");
+    // Peer 3 misses a few writes, which the leader then compacts away.
+    net.cut.insert(NodeId(3));
+    for value in 0..5u8 {
+        net.peer(1)
+            .propose(Bytes::from(vec![value]))
+            .expect("leader");
+        net.process_ready(NodeId(1));
+        settle_recording(&mut net, &mut log);
+    }
+    tick_recording(&mut net, 3, &mut log);
+    let applied = net.peer(1).status().applied;
+    net.peer(1)
+        .compact(applied, Bytes::from_static(b"state"))
+        .expect("compact");
+    net.process_ready(NodeId(1));
+    net.cut.clear();
+    tick_recording(&mut net, 6, &mut log);
+    assert_eq!(net.peer(3).counters().snapshots_installed, 1);
+    // A read through a follower, then a write the followers learn the commit of by notice.
+    net.peer(2)
+        .read_index(42)
+        .expect("follower knows its leader");
+    net.process_ready(NodeId(2));
+    settle_recording(&mut net, &mut log);
+    net.peer(1)
+        .propose(Bytes::from_static(b"y"))
+        .expect("leader");
+    net.process_ready(NodeId(1));
+    settle_recording(&mut net, &mut log);
+    // Leadership moves to peer 3.
+    net.peer(1).transfer_leader(NodeId(3)).expect("transfer");
+    net.process_ready(NodeId(1));
+    settle_recording(&mut net, &mut log);
+    tick_recording(&mut net, 3, &mut log);
+    assert!(net.peer(3).state().1, "peer 3 took over");
+
+    let seen: std::collections::BTreeSet<&str> = log
+        .iter()
+        .map(|(message, _)| message.body.kind_name())
+        .collect();
+    let every_kind = [
+        "PreVote",
+        "PreVoteResp",
+        "Vote",
+        "VoteResp",
+        "Append",
+        "AppendResp",
+        "Heartbeat",
+        "HeartbeatResp",
+        "Commit",
+        "InstallSnapshot",
+        "InstallSnapshotResp",
+        "TimeoutNow",
+        "ReadIndex",
+        "ReadIndexResp",
+    ];
+    for kind in every_kind {
+        assert!(seen.contains(kind), "no {kind} in the run: {seen:?}");
+    }
+
+    for (position, (message, reaction)) in log.iter().enumerate() {
+        let earlier = &log[..position];
+        match message.body.kind() {
+            MessageKind::Response => {
+                let answered = earlier.iter().any(|(request, _)| {
+                    request.from == message.to
+                        && request.to == message.from
+                        && request.body.kind() == MessageKind::Request
+                        && answers(&message.body, &request.body)
+                });
+                let stale_leader_told = matches!(
+                    message.body,
+                    MessageBody::AppendResponse { success: false, .. }
+                ) && earlier.iter().any(|(stale, _)| {
+                    stale.from == message.to
+                        && stale.to == message.from
+                        && stale.term < message.term
+                });
+                assert!(
+                    answered || stale_leader_told,
+                    "{message:?} answers nothing its recipient asked"
+                );
+            }
+            MessageKind::Notice => {
+                let answer = reaction.iter().find(|sent| {
+                    sent.to == message.from && sent.body.kind() == MessageKind::Response
+                });
+                assert_eq!(answer, None, "{message:?} was answered");
+            }
+            MessageKind::Request => {}
+        }
+    }
 }
