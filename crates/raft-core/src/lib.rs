@@ -51,7 +51,7 @@ pub use message::{Message, MessageBody, MessageKind, ReadContext, TERM_OR_INDEX_
 pub use progress::ProgressState;
 pub use raft::{Counters, PeerStatus, Raft, Status, StepError};
 pub use ready::{PersistId, PersistRequest, ReadState, Ready, SoftState};
-pub use storage::{InitialState, MemStorage, Storage, StorageError};
+pub use storage::{InitialState, MemStorage, RestoreError, Storage, StorageError};
 pub use types::{
     Configuration, Entry, EntryKind, HardState, Index, LogId, NodeId, Role, Snapshot, SnapshotMeta,
     Term,
