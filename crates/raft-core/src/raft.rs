@@ -605,7 +605,13 @@ impl<S: Storage> Raft<S> {
         Ok(())
     }
 
-    /// Proposes a command. Returns the id the entry will have if it is committed.
+    /// Proposes a command. Returns the id the entry has in the log: if it is committed, it
+    /// comes out of [`Raft::ready`] in [`Ready::committed_entries`] at this index, with this
+    /// term (the same index with another term means it was lost to a new leader; propose it
+    /// again). The indexes between two commands may be taken by entries that carry no
+    /// command — the no-op a new leader appends first (§5.4.2), configuration changes — so a
+    /// service that waits for "the index of my command" counts those as applied as well
+    /// ([`Raft::on_applied`]) and never numbers commands by counting them.
     pub fn propose(&mut self, data: Bytes) -> Result<LogId, ProposeError> {
         self.propose_entry(EntryKind::Normal, data)
     }
@@ -796,7 +802,20 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    /// Reports that the service applied everything through `index`.
+    /// Reports that the service applied everything through `index`: every entry of
+    /// [`Ready::committed_entries`] up to it, whatever its kind (a no-op or a configuration
+    /// entry is applied by doing nothing), or a [`Ready::snapshot_to_apply`] whose last index
+    /// it is.
+    ///
+    /// The core counts the entries and snapshots it handed out against
+    /// [`crate::Config::apply_bytes_max`] until they are reported, and only what was reported
+    /// may be compacted ([`Raft::compact`]) or shows in [`Status::applied`]. A snapshot from
+    /// the leader must be reported as well, once the state machine was replaced by it: until
+    /// it is (or a later entry is), the applied index stays where it was before the snapshot,
+    /// although the entries after it are handed out meanwhile. The snapshot found in storage
+    /// at start-up already counts as applied; reporting it again is harmless. An index beyond
+    /// what was handed out is taken as the last index handed out, and one below the applied
+    /// index changes nothing.
     pub fn on_applied(&mut self, index: Index) {
         self.log.applied_to(index);
     }
@@ -821,7 +840,9 @@ impl<S: Storage> Raft<S> {
             || (!self.messages_after_persist.is_empty())
     }
 
-    /// Takes everything the caller must do now. See [`Ready`].
+    /// Takes everything the caller must do now. See [`Ready`] for what to do with each part,
+    /// and [`Raft::on_applied`] for what to report once the committed entries and the
+    /// snapshot it hands out are applied. Empty once the peer has stopped.
     pub fn ready(&mut self) -> Ready {
         let mut ready = Ready::default();
         if self.fatal.is_some() {

@@ -1,14 +1,14 @@
 //! What a caller driving the core from outside (its own loop, transport and storage) relies on:
-//! the driving loop ends when the peer stops, and every message is a request, a response or a
-//! notice as [`MessageBody::kind`] says.
+//! the driving loop ends when the peer stops, every message is a request, a response or a
+//! notice as [`MessageBody::kind`] says, and what counts as applied.
 
 mod common;
 
 use bytes::Bytes;
 use common::{config, Net};
 use raft_core::{
-    Configuration, Entry, Index, MemStorage, Message, MessageBody, MessageKind, NodeId,
-    ProposeError, Raft, Snapshot, Storage, StorageError, Term,
+    CompactError, Configuration, Entry, Index, MemStorage, Message, MessageBody, MessageKind,
+    NodeId, ProposeError, Raft, Snapshot, Storage, StorageError, Term,
 };
 
 /// [`MemStorage`] whose entry reads fail once `fail_entries` is set, as a disk that went bad.
@@ -272,4 +272,84 @@ fn every_response_answers_a_request_and_no_notice_is_answered() {
             MessageKind::Request => {}
         }
     }
+}
+
+/// The core counts a snapshot from the leader as handed out, not as applied: until the service
+/// reports it with `on_applied`, the applied index stays where it was, and with it what the
+/// service may compact. The entries after it are handed out meanwhile.
+#[test]
+fn a_snapshot_from_the_leader_counts_as_applied_once_reported() {
+    let mut net = Net::new(3);
+    net.elect(1);
+    net.cut.insert(NodeId(3));
+    for value in 0..5u8 {
+        net.peer(1)
+            .propose(Bytes::from(vec![value]))
+            .expect("leader");
+    }
+    net.settle();
+    let snapshot_index = net.peer(1).status().applied;
+    net.peer(1)
+        .compact(snapshot_index, Bytes::from_static(b"state"))
+        .expect("compact");
+    net.peer(1)
+        .propose(Bytes::from_static(b"after"))
+        .expect("leader");
+    net.settle();
+    net.cut.clear();
+
+    // Drive peer 3 by hand: deliver to it, and apply without reporting the snapshot.
+    let applied_before = net.peer(3).status().applied;
+    let mut snapshot_seen = None;
+    let mut applied_after_snapshot = Vec::new();
+    for _ in 0..20 {
+        net.peer(1).tick();
+        net.process_ready(NodeId(1));
+        while let Some(message) = net.queue.pop_front() {
+            let to = message.to;
+            let _ = net.peer(to.0).step(message);
+            if to != NodeId(3) {
+                net.process_ready(to);
+                continue;
+            }
+            let peer = &mut net.peers.get_mut(&NodeId(3)).expect("peer 3").raft;
+            while peer.has_ready() {
+                let ready = peer.ready();
+                if let Some(persist) = ready.persist {
+                    let id = persist.id;
+                    peer.storage_mut().persist(persist);
+                    peer.on_persisted(id);
+                }
+                if let Some(snapshot) = ready.snapshot_to_apply {
+                    snapshot_seen = Some(snapshot.meta.last_included.index);
+                }
+                applied_after_snapshot.extend(ready.committed_entries.iter().map(Entry::index));
+                net.queue.extend(ready.messages);
+            }
+        }
+    }
+    assert_eq!(snapshot_seen, Some(snapshot_index), "peer 3 installed it");
+    assert_eq!(
+        applied_after_snapshot,
+        vec![snapshot_index.next()],
+        "the entry after the snapshot is handed out without the snapshot reported"
+    );
+    let peer = net.peer(3);
+    assert_eq!(
+        peer.status().applied,
+        applied_before,
+        "not applied until reported"
+    );
+    assert!(
+        matches!(
+            peer.compact(snapshot_index.next(), Bytes::new()),
+            Err(CompactError::NotApplied { .. })
+        ),
+        "the service may not compact what it has not reported applied"
+    );
+    peer.on_applied(snapshot_index);
+    assert_eq!(peer.status().applied, snapshot_index);
+    peer.on_applied(snapshot_index.next());
+    assert_eq!(peer.status().applied, snapshot_index.next());
+    assert_eq!(peer.compact(snapshot_index.next(), Bytes::new()), Ok(()));
 }
