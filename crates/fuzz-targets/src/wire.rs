@@ -1,14 +1,16 @@
-//! The peer wire format ([`raft_node::wire`]): a frame's payload as a Raft message or a
-//! handshake, and a connection's byte stream cut into frames as the TCP transport reads it.
+//! The peer wire format: a payload as a Raft message ([`raft_core::wire`]) or a handshake
+//! ([`raft_node::wire`]), and a connection's byte stream cut into frames as the TCP transport
+//! reads it.
 
 use bytes::{Bytes, BytesMut};
+use raft_core::wire::{decode_message, encode_message};
 use raft_core::{
     Configuration, Entry, EntryKind, Index, LogId, Message, MessageBody, NodeId, SnapshotMeta, Term,
 };
 use raft_node::transport::tcp::HANDSHAKE_BYTES_MAX;
 use raft_node::wire::{
-    decode_handshake, decode_message, encode_frame, encode_message, FrameDecoder, Handshake,
-    WireError, FRAME_PREFIX_BYTES, PROTOCOL_VERSION,
+    decode_handshake, encode_frame, encode_message_frame, FrameDecoder, Handshake, WireError,
+    FRAME_PREFIX_BYTES, PROTOCOL_VERSION,
 };
 
 use crate::Seed;
@@ -19,9 +21,9 @@ const FRAME_BYTES_MAX: u64 = 4096;
 
 /// The payload of `message`'s frame.
 fn message_payload(message: &Message) -> Bytes {
-    let mut frame = BytesMut::new();
-    encode_message(message, &mut frame);
-    frame.split_off(FRAME_PREFIX_BYTES).freeze()
+    let mut payload = BytesMut::new();
+    encode_message(message, &mut payload);
+    payload.freeze()
 }
 
 /// The payload of `handshake`'s frame.
@@ -293,7 +295,7 @@ pub(crate) fn frames_seeds() -> Vec<Seed> {
     encode_frame(&sample_handshake(), &mut stream);
     let handshake_only = stream.to_vec();
     for message in sample_messages() {
-        encode_message(&message, &mut stream);
+        encode_message_frame(&message, &mut stream);
     }
     let mut oversized = handshake_only.clone();
     oversized.extend_from_slice(&(FRAME_BYTES_MAX as u32 + 1).to_be_bytes());

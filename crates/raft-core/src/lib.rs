@@ -9,13 +9,79 @@
 //!      on message:  raft.step(message)
 //!      on request:  raft.propose(data) / raft.read_index(ctx) / raft.lease_read(ctx)
 //!                   / raft.transfer_leader(id) / raft.propose_conf_change(change)
-//!      let ready = raft.ready();
-//!      send ready.messages                      (need no write first)
-//!      write ready.persist → raft.on_persisted(id)   (held-back messages then appear)
-//!      apply ready.snapshot_to_apply, ready.committed_entries → raft.on_applied(index)
-//!      serve ready.read_states once applied through their index
+//!      while raft.has_ready() {                 (false once the peer stopped: is_stopped())
+//!          let ready = raft.ready();
+//!          send ready.messages                  (need no write first)
+//!          write ready.persist → raft.on_persisted(id)   (held-back messages then appear)
+//!          apply ready.snapshot_to_apply → raft.on_applied(its last index)
+//!          apply ready.committed_entries, no-ops and configurations included
+//!                                               → raft.on_applied(last index)
+//!          serve ready.read_states once applied through their index
+//!      }
 //!  }
 //! ```
+//!
+//! The smallest complete program: one voter on [`MemStorage`] elects itself once its election
+//! timeout has passed, then a command is proposed, made durable, committed and applied. A
+//! service of several peers sends `ready.messages` to them and steps what they send back; a
+//! durable one writes `ready.persist` to disk (raft-wal) before reporting it.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use raft_core::{Config, Configuration, EntryKind, Index, MemStorage, NodeId, Raft};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let me = NodeId(1);
+//! let storage = MemStorage::new(Configuration::new([me]));
+//! let mut raft = Raft::new(Config::new(me, 7), storage)?;
+//! let mut state_machine: Vec<Bytes> = Vec::new();
+//! let mut applied = Index(0);
+//! let mut proposed = None;
+//!
+//! // Each round is one tick of the caller's clock (say 10 ms).
+//! for _tick in 0..100 {
+//!     raft.tick();
+//!     if proposed.is_none() && raft.state().1 {
+//!         // The leader's index: the new leader's no-op took index 1.
+//!         proposed = Some(raft.propose(Bytes::from_static(b"set x = 1"))?);
+//!     }
+//!     while raft.has_ready() {
+//!         let ready = raft.ready();
+//!         assert!(ready.messages.is_empty(), "a single voter has nobody to talk to");
+//!         if let Some(persist) = ready.persist {
+//!             let id = persist.id;
+//!             raft.storage_mut().persist(persist); // a real store makes it durable first
+//!             raft.on_persisted(id);
+//!         }
+//!         if let Some(snapshot) = ready.snapshot_to_apply {
+//!             // Replace the state machine with `snapshot.data`, then report it.
+//!             raft.on_applied(snapshot.meta.last_included.index);
+//!         }
+//!         for entry in ready.committed_entries {
+//!             if entry.kind == EntryKind::Normal {
+//!                 state_machine.push(entry.data.clone());
+//!             }
+//!             // No-ops and configuration entries count as applied too.
+//!             applied = entry.index();
+//!             raft.on_applied(applied);
+//!         }
+//!     }
+//!     if proposed.is_some_and(|id| applied >= id.index) {
+//!         break;
+//!     }
+//! }
+//!
+//! let proposed = proposed.expect("the single voter became leader");
+//! assert_eq!(proposed.index, Index(2));
+//! assert_eq!(applied, proposed.index);
+//! assert_eq!(state_machine, vec![Bytes::from_static(b"set x = 1")]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Cargo features: `wire` adds the module `raft_core::wire`, a protobuf encoding of messages,
+//! entries and snapshot metadata for a transport of the caller's own (raft-node's TCP
+//! transport speaks it).
 //!
 //! Protocol references cite the Raft paper (Ongaro and Ousterhout, 2014) by section, and
 //! Ongaro's thesis (2014) as "thesis §".
@@ -41,17 +107,19 @@ mod storage;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod types;
+#[cfg(feature = "wire")]
+pub mod wire;
 
 pub use config::Config;
 pub use config_change::ConfChange;
 pub use configuration::ConfigurationError;
 pub use error::{CompactError, ConfChangeError, ConfigError, InitError, ProposeError};
 pub use log_store::{LogStore, SharedMemStorage};
-pub use message::{Message, MessageBody, ReadContext, TERM_OR_INDEX_MAX};
+pub use message::{Message, MessageBody, MessageKind, ReadContext, TERM_OR_INDEX_MAX};
 pub use progress::ProgressState;
 pub use raft::{Counters, PeerStatus, Raft, Status, StepError};
 pub use ready::{PersistId, PersistRequest, ReadState, Ready, SoftState};
-pub use storage::{InitialState, MemStorage, Storage, StorageError};
+pub use storage::{InitialState, MemStorage, RestoreError, Storage, StorageError};
 pub use types::{
     Configuration, Entry, EntryKind, HardState, Index, LogId, NodeId, Role, Snapshot, SnapshotMeta,
     Term,

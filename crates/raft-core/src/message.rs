@@ -122,6 +122,33 @@ pub enum MessageBody {
     },
 }
 
+/// What a message is to a transport: a request wanting an answer, the answer to one, or a
+/// notice that wants none. A request/response transport (gRPC unary, HTTP) can carry answers
+/// on the reply of the call that brought the request, and needs no call back for them.
+///
+/// Answers are not one for one, and a transport must not wait for one:
+/// - an answer comes out of a later [`crate::Raft::ready`] than the request was stepped in
+///   when the answering peer must first make something durable (a vote, appended entries), and
+///   some take a round of their own (a forwarded read waits for the leader's heartbeat round);
+/// - a request may get no answer: a stale one is dropped, and appends whose entries become
+///   durable in the same write are acknowledged together, by one
+///   [`MessageBody::AppendResponse`] for the highest index;
+/// - a peer at a higher term answers a stale message of the leader, notices included, with an
+///   [`MessageBody::AppendResponse`] that tells it about the newer term.
+///
+/// An answer is complete in itself (it names the term, the indexes or the token it concerns),
+/// so a transport may send it on the reply of any pending call from that peer, or as a call of
+/// its own when none is pending; the core never relies on which.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MessageKind {
+    /// The sender expects an answer (in the normal course).
+    Request,
+    /// Answers a request from the recipient.
+    Response,
+    /// Wants no answer.
+    Notice,
+}
+
 /// The largest term or index an honest peer can produce in practice; larger values (which would
 /// overflow arithmetic or exhaust the term space) mark a message as invalid.
 pub const TERM_OR_INDEX_MAX: u64 = u64::MAX >> 1;
@@ -155,6 +182,38 @@ impl Message {
 }
 
 impl MessageBody {
+    /// Whether the message is a request, a response or a notice (see [`MessageKind`]):
+    ///
+    /// | body | kind | answered by / answers |
+    /// |---|---|---|
+    /// | [`VoteRequest`](MessageBody::VoteRequest) (vote or pre-vote) | request | [`VoteResponse`](MessageBody::VoteResponse) with the same `pre_vote` |
+    /// | [`VoteResponse`](MessageBody::VoteResponse) | response | a [`VoteRequest`](MessageBody::VoteRequest) |
+    /// | [`Append`](MessageBody::Append) | request | [`AppendResponse`](MessageBody::AppendResponse) |
+    /// | [`AppendResponse`](MessageBody::AppendResponse) | response | an [`Append`](MessageBody::Append) (or tells a stale leader of a newer term) |
+    /// | [`Heartbeat`](MessageBody::Heartbeat) | request | [`HeartbeatResponse`](MessageBody::HeartbeatResponse) |
+    /// | [`HeartbeatResponse`](MessageBody::HeartbeatResponse) | response | a [`Heartbeat`](MessageBody::Heartbeat) |
+    /// | [`Commit`](MessageBody::Commit) (on the wire: a heartbeat flagged `commit_notice`) | notice | — |
+    /// | [`InstallSnapshot`](MessageBody::InstallSnapshot) | request | [`InstallSnapshotResponse`](MessageBody::InstallSnapshotResponse) |
+    /// | [`InstallSnapshotResponse`](MessageBody::InstallSnapshotResponse) | response | an [`InstallSnapshot`](MessageBody::InstallSnapshot) chunk |
+    /// | [`TimeoutNow`](MessageBody::TimeoutNow) | notice | — (the recipient campaigns) |
+    /// | [`ReadIndexRequest`](MessageBody::ReadIndexRequest) | request | [`ReadIndexResponse`](MessageBody::ReadIndexResponse) |
+    /// | [`ReadIndexResponse`](MessageBody::ReadIndexResponse) | response | a [`ReadIndexRequest`](MessageBody::ReadIndexRequest) |
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            MessageBody::VoteRequest { .. }
+            | MessageBody::Append { .. }
+            | MessageBody::Heartbeat { .. }
+            | MessageBody::InstallSnapshot { .. }
+            | MessageBody::ReadIndexRequest { .. } => MessageKind::Request,
+            MessageBody::VoteResponse { .. }
+            | MessageBody::AppendResponse { .. }
+            | MessageBody::HeartbeatResponse { .. }
+            | MessageBody::InstallSnapshotResponse { .. }
+            | MessageBody::ReadIndexResponse { .. } => MessageKind::Response,
+            MessageBody::Commit { .. } | MessageBody::TimeoutNow => MessageKind::Notice,
+        }
+    }
+
     /// A short name for logs and per-kind counters.
     pub fn kind_name(&self) -> &'static str {
         match self {
@@ -188,5 +247,105 @@ impl MessageBody {
                 }
                 _ => 0,
             }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every body, with the kind the table of [`MessageBody::kind`] gives it.
+    #[test]
+    fn every_body_has_the_kind_its_documentation_gives() {
+        let id = LogId::default();
+        let meta = SnapshotMeta::default();
+        let table = [
+            (
+                MessageBody::VoteRequest {
+                    last_log: id,
+                    pre_vote: false,
+                    leadership_transfer: false,
+                },
+                MessageKind::Request,
+            ),
+            (
+                MessageBody::VoteRequest {
+                    last_log: id,
+                    pre_vote: true,
+                    leadership_transfer: false,
+                },
+                MessageKind::Request,
+            ),
+            (
+                MessageBody::VoteResponse {
+                    granted: true,
+                    pre_vote: true,
+                },
+                MessageKind::Response,
+            ),
+            (
+                MessageBody::Append {
+                    prev: id,
+                    entries: Vec::new(),
+                    commit: Index(0),
+                },
+                MessageKind::Request,
+            ),
+            (
+                MessageBody::AppendResponse {
+                    index: Index(0),
+                    success: true,
+                    hint: id,
+                },
+                MessageKind::Response,
+            ),
+            (
+                MessageBody::Heartbeat {
+                    commit: Index(0),
+                    read_round: 0,
+                },
+                MessageKind::Request,
+            ),
+            (
+                MessageBody::HeartbeatResponse { read_round: 0 },
+                MessageKind::Response,
+            ),
+            (
+                MessageBody::Commit { commit: Index(0) },
+                MessageKind::Notice,
+            ),
+            (
+                MessageBody::InstallSnapshot {
+                    meta,
+                    offset: 0,
+                    data: Bytes::new(),
+                    done: true,
+                },
+                MessageKind::Request,
+            ),
+            (
+                MessageBody::InstallSnapshotResponse {
+                    last_included: id,
+                    next_offset: 0,
+                    done: true,
+                },
+                MessageKind::Response,
+            ),
+            (MessageBody::TimeoutNow, MessageKind::Notice),
+            (
+                MessageBody::ReadIndexRequest { context: 0 },
+                MessageKind::Request,
+            ),
+            (
+                MessageBody::ReadIndexResponse {
+                    context: 0,
+                    index: None,
+                },
+                MessageKind::Response,
+            ),
+        ];
+        for (body, kind) in table {
+            assert_eq!(body.kind(), kind, "{}", body.kind_name());
+        }
     }
 }

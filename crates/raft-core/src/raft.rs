@@ -605,7 +605,13 @@ impl<S: Storage> Raft<S> {
         Ok(())
     }
 
-    /// Proposes a command. Returns the id the entry will have if it is committed.
+    /// Proposes a command. Returns the id the entry has in the log: if it is committed, it
+    /// comes out of [`Raft::ready`] in [`Ready::committed_entries`] at this index, with this
+    /// term (the same index with another term means it was lost to a new leader; propose it
+    /// again). The indexes between two commands may be taken by entries that carry no
+    /// command — the no-op a new leader appends first (§5.4.2), configuration changes — so a
+    /// service that waits for "the index of my command" counts those as applied as well
+    /// ([`Raft::on_applied`]) and never numbers commands by counting them.
     pub fn propose(&mut self, data: Bytes) -> Result<LogId, ProposeError> {
         self.propose_entry(EntryKind::Normal, data)
     }
@@ -619,7 +625,8 @@ impl<S: Storage> Raft<S> {
             kind != EntryKind::Configuration,
             "invariant configuration-entries-via-propose-conf-change"
         );
-        if self.role != Role::Leader || self.fatal.is_some() {
+        self.refuse_if_stopped()?;
+        if self.role != Role::Leader {
             return Err(ProposeError::NotLeader {
                 leader: self.leader.filter(|&leader| leader != self.id),
             });
@@ -661,6 +668,7 @@ impl<S: Storage> Raft<S> {
     /// Asks the leader to hand leadership to `target` (thesis §3.10): the target is caught up,
     /// then told to campaign at once. Proposals are refused meanwhile.
     pub fn transfer_leader(&mut self, target: NodeId) -> Result<(), ProposeError> {
+        self.refuse_if_stopped()?;
         if self.role != Role::Leader {
             return Err(ProposeError::NotLeader {
                 leader: self.leader,
@@ -794,15 +802,32 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    /// Reports that the service applied everything through `index`.
+    /// Reports that the service applied everything through `index`: every entry of
+    /// [`Ready::committed_entries`] up to it, whatever its kind (a no-op or a configuration
+    /// entry is applied by doing nothing), or a [`Ready::snapshot_to_apply`] whose last index
+    /// it is.
+    ///
+    /// The core counts the entries and snapshots it handed out against
+    /// [`crate::Config::apply_bytes_max`] until they are reported, and only what was reported
+    /// may be compacted ([`Raft::compact`]) or shows in [`Status::applied`]. A snapshot from
+    /// the leader must be reported as well, once the state machine was replaced by it: until
+    /// it is (or a later entry is), the applied index stays where it was before the snapshot,
+    /// although the entries after it are handed out meanwhile. The snapshot found in storage
+    /// at start-up already counts as applied; reporting it again is harmless. An index beyond
+    /// what was handed out is taken as the last index handed out, and one below the applied
+    /// index changes nothing.
     pub fn on_applied(&mut self, index: Index) {
         self.log.applied_to(index);
     }
 
     // ----- Outputs ------------------------------------------------------------------------
 
-    /// Whether [`Raft::ready`] has anything to hand out.
+    /// Whether [`Raft::ready`] has anything to hand out. Always `false` once the peer has
+    /// stopped ([`Raft::is_stopped`]), so a loop `while raft.has_ready() { .. }` ends.
     pub fn has_ready(&self) -> bool {
+        if self.fatal.is_some() {
+            return false;
+        }
         !self.messages.is_empty()
             || (self.replication_due && self.role == Role::Leader)
             || self.log.has_unpersisted()
@@ -815,7 +840,9 @@ impl<S: Storage> Raft<S> {
             || (!self.messages_after_persist.is_empty())
     }
 
-    /// Takes everything the caller must do now. See [`Ready`].
+    /// Takes everything the caller must do now. See [`Ready`] for what to do with each part,
+    /// and [`Raft::on_applied`] for what to report once the committed entries and the
+    /// snapshot it hands out are applied. Empty once the peer has stopped.
     pub fn ready(&mut self) -> Ready {
         let mut ready = Ready::default();
         if self.fatal.is_some() {
@@ -978,6 +1005,15 @@ impl<S: Storage> Raft<S> {
     /// Counters of dropped messages and notable events.
     pub fn counters(&self) -> Counters {
         self.counters
+    }
+
+    /// Whether the peer has stopped: storage failed (see [`Raft::fatal_error`]). A stopped
+    /// peer hands out nothing more ([`Raft::has_ready`] is `false`, [`Raft::ready`] is
+    /// empty), ignores ticks, refuses messages with [`StepError::Fatal`] and proposals with
+    /// [`ProposeError::NotLeader`]. What it handed out before stopping stays valid; the caller
+    /// shuts it down and restarts it from its storage once the fault is dealt with.
+    pub fn is_stopped(&self) -> bool {
+        self.fatal.is_some()
     }
 
     /// The storage failure that stopped this peer, if any.
@@ -1174,6 +1210,17 @@ impl<S: Storage> Raft<S> {
             && self
                 .configuration_history
                 .any_since(committed, |configuration| configuration.is_voter(own))
+    }
+
+    /// Refuses a request to a stopped peer, as a peer that is not the leader does (naming the
+    /// leader it knew of, if another): it will never serve it, and another peer may.
+    pub(crate) fn refuse_if_stopped(&self) -> Result<(), ProposeError> {
+        if self.fatal.is_some() {
+            return Err(ProposeError::NotLeader {
+                leader: self.leader.filter(|&leader| leader != self.id),
+            });
+        }
+        Ok(())
     }
 
     pub(crate) fn fail(&mut self, error: StorageError) {

@@ -202,6 +202,7 @@ impl<S: Storage> Raft<S> {
     /// a later [`crate::Ready`]; the service serves the read once it has applied its index.
     /// On a follower the request is forwarded to the leader.
     pub fn read_index(&mut self, context: ReadContext) -> Result<(), ProposeError> {
+        self.refuse_if_stopped()?;
         if self.reads.is_full() {
             return Err(ProposeError::Busy);
         }
@@ -227,6 +228,7 @@ impl<S: Storage> Raft<S> {
     /// to. Safe as long as no peer's clock runs faster than `Config::lease_margin_ticks`
     /// allows; without `Config::check_quorum` every lease read takes a round.
     pub fn lease_read(&mut self, context: ReadContext) -> Result<(), ProposeError> {
+        self.refuse_if_stopped()?;
         if self.role != Role::Leader {
             return Err(ProposeError::NotLeader {
                 leader: self.leader,

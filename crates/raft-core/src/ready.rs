@@ -60,7 +60,12 @@ pub struct ReadState {
 /// - make `persist` durable and report it with [`crate::Raft::on_persisted`];
 /// - restore the state machine from `snapshot_to_apply`, then apply `committed_entries` in order,
 ///   reporting progress with [`crate::Raft::on_applied`] (entries stop coming while
-///   `Config::apply_bytes_max` of them are unreported);
+///   `Config::apply_bytes_max` of them are unreported). Report a snapshot too, with its last
+///   index, once the state machine holds it: the core counts it as handed out, not as
+///   applied (see [`crate::Raft::on_applied`]). Every entry counts, the leader's
+///   [`EntryKind::Noop`](crate::EntryKind::Noop) and configuration entries included: they carry
+///   no command but occupy an index, and the index of each command is the one
+///   [`crate::Raft::propose`] returned;
 /// - serve the reads in `read_states` once applied through their index, and fail those in
 ///   `failed_reads`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -71,9 +76,14 @@ pub struct Ready {
     pub persist: Option<PersistRequest>,
     /// Messages to send now.
     pub messages: Vec<Message>,
-    /// A snapshot the peer installed; the state machine must be replaced by it.
+    /// A snapshot the peer installed (from the leader, or found in storage at start-up); the
+    /// state machine must be replaced by it, and its last index then reported with
+    /// [`crate::Raft::on_applied`]. Entries that follow it come in later `Ready`s.
     pub snapshot_to_apply: Option<Snapshot>,
-    /// Committed, locally durable entries to apply, in log order, each handed out once.
+    /// Committed, locally durable entries to apply, in log order, each handed out once:
+    /// commands ([`EntryKind::Normal`](crate::EntryKind::Normal)) for the state machine, and
+    /// entries that carry none (a new leader's no-op, configuration changes) but must be
+    /// counted as applied all the same.
     pub committed_entries: Vec<Entry>,
     /// Reads that became safe to serve.
     pub read_states: Vec<ReadState>,

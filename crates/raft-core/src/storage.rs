@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 
 use thiserror::Error;
 
+use crate::configuration::ConfigurationError;
 use crate::ready::PersistRequest;
 use crate::types::{
     Configuration, Entry, EntryKind, HardState, Index, LogId, Snapshot, SnapshotMeta, Term,
@@ -31,6 +32,58 @@ pub enum StorageError {
     /// The storage failed (I/O error, corruption). Fatal to the node.
     #[error("storage failure: {0}")]
     Failed(String),
+}
+
+/// Why [`MemStorage::restore`] refused its parts: together they are not a state a peer could
+/// have made durable.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum RestoreError {
+    /// An entry is not where the log's next one belongs: the first right after the snapshot,
+    /// each next one after the one before it.
+    #[error("entry at {found} where {expected} belongs: the entries must follow the snapshot without a gap")]
+    NotContiguous {
+        /// The index the entry should have.
+        expected: Index,
+        /// The index it has.
+        found: Index,
+    },
+    /// An entry's term is below the term of the entry before it (or of the snapshot's last
+    /// entry): terms never decrease along a log (§5.3).
+    #[error("entry {index} has term {term}, below the term {previous} before it")]
+    TermDecreasing {
+        /// The entry.
+        index: Index,
+        /// Its term.
+        term: Term,
+        /// The term before it.
+        previous: Term,
+    },
+    /// The hard state's term is below the last entry's: a peer never holds an entry of a term
+    /// it has not seen.
+    #[error("hard state term {term} is below the last entry's term {last_entry_term}")]
+    TermBehindLog {
+        /// The hard state's term.
+        term: Term,
+        /// The last entry's (or the snapshot's) term.
+        last_entry_term: Term,
+    },
+    /// The commit index is beyond the last index of the log.
+    #[error("commit index {commit} is beyond the last index {last}")]
+    CommitBeyondLastIndex {
+        /// The hard state's commit index.
+        commit: Index,
+        /// The last index (of the entries, or the snapshot's when there are none).
+        last: Index,
+    },
+    /// The snapshot's configuration, or the data of a configuration entry, is not a valid
+    /// configuration.
+    #[error("configuration at {index}: {error}")]
+    Configuration {
+        /// The snapshot's last index, or the configuration entry's index.
+        index: Index,
+        /// What is wrong with it.
+        error: ConfigurationError,
+    },
 }
 
 /// What a peer recovers from its storage at start-up.
@@ -94,8 +147,9 @@ pub trait Storage {
 }
 
 /// Storage in memory, for tests and simulation. It stands for what a disk holds: the simulator
-/// keeps it across a crash and drops everything else.
-#[derive(Clone, Debug)]
+/// keeps it across a crash and drops everything else. To save it and load it again, see
+/// [`MemStorage::into_parts`] and [`MemStorage::restore`].
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemStorage {
     hard_state: HardState,
     snapshot: Snapshot,
@@ -140,6 +194,104 @@ impl MemStorage {
         }
     }
 
+    /// Storage holding `hard_state`, `snapshot` and the `entries` after it: what
+    /// [`MemStorage::into_parts`] (or [`MemStorage::hard_state`],
+    /// [`MemStorage::stored_snapshot`] and [`MemStorage::stored_entries`]) gave out, saved and
+    /// loaded again by the caller. A fresh log is a default hard state, a snapshot with index 0
+    /// and the initial configuration, and no entries (what [`MemStorage::new`] makes).
+    ///
+    /// The parts are checked to be a state a peer could have made durable: the entries follow
+    /// the snapshot without a gap, their terms never decrease from the snapshot's on, the hard
+    /// state's term is at least the last one's, the commit index is not beyond the last index,
+    /// and every configuration (the snapshot's, each configuration entry's) is valid. A commit
+    /// index below the snapshot is raised to it, as [`MemStorage::persist`] does: a snapshot
+    /// holds only committed entries.
+    ///
+    /// ```
+    /// use raft_core::{Configuration, MemStorage, NodeId, RestoreError};
+    ///
+    /// let storage = MemStorage::new(Configuration::new([NodeId(1)]));
+    /// // ... the peer runs; then the caller saves the parts ...
+    /// let (hard_state, snapshot, entries) = storage.clone().into_parts();
+    /// let restored = MemStorage::restore(hard_state, snapshot.clone(), entries)?;
+    /// assert_eq!(restored.hard_state(), storage.hard_state());
+    ///
+    /// let mut ahead = hard_state;
+    /// ahead.commit = raft_core::Index(1);
+    /// assert!(matches!(
+    ///     MemStorage::restore(ahead, snapshot, Vec::new()),
+    ///     Err(RestoreError::CommitBeyondLastIndex { .. })
+    /// ));
+    /// # Ok::<(), RestoreError>(())
+    /// ```
+    pub fn restore(
+        hard_state: HardState,
+        snapshot: Snapshot,
+        entries: Vec<Entry>,
+    ) -> Result<MemStorage, RestoreError> {
+        let snapshot_id = snapshot.meta.last_included;
+        snapshot
+            .meta
+            .configuration
+            .validate()
+            .map_err(|error| RestoreError::Configuration {
+                index: snapshot_id.index,
+                error,
+            })?;
+        let mut previous = snapshot_id;
+        for entry in &entries {
+            let expected = previous.index.next();
+            if entry.index() != expected {
+                return Err(RestoreError::NotContiguous {
+                    expected,
+                    found: entry.index(),
+                });
+            }
+            if entry.term() < previous.term {
+                return Err(RestoreError::TermDecreasing {
+                    index: entry.index(),
+                    term: entry.term(),
+                    previous: previous.term,
+                });
+            }
+            if entry.kind == EntryKind::Configuration {
+                Configuration::decode(&entry.data).map_err(|error| {
+                    RestoreError::Configuration {
+                        index: entry.index(),
+                        error,
+                    }
+                })?;
+            }
+            previous = entry.id;
+        }
+        let last = previous;
+        if hard_state.term < last.term {
+            return Err(RestoreError::TermBehindLog {
+                term: hard_state.term,
+                last_entry_term: last.term,
+            });
+        }
+        if hard_state.commit > last.index {
+            return Err(RestoreError::CommitBeyondLastIndex {
+                commit: hard_state.commit,
+                last: last.index,
+            });
+        }
+        let storage = MemStorage {
+            hard_state: HardState {
+                commit: hard_state.commit.max(snapshot_id.index),
+                ..hard_state
+            },
+            snapshot,
+            entries: entries.into(),
+        };
+        debug_assert!(
+            storage.initial_state().is_ok(),
+            "invariant restored-storage-reads: every configuration was checked"
+        );
+        Ok(storage)
+    }
+
     /// The durable hard state.
     pub fn hard_state(&self) -> HardState {
         self.hard_state
@@ -150,9 +302,21 @@ impl MemStorage {
         &self.snapshot.meta
     }
 
-    /// Every stored entry, in order (for invariant checks).
+    /// The newest snapshot (its index is 0 and its data empty when the log was never
+    /// compacted), without the copy [`Storage::snapshot`] makes.
+    pub fn stored_snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// Every stored entry, in order: those after the snapshot.
     pub fn stored_entries(&self) -> impl Iterator<Item = &Entry> {
         self.entries.iter()
+    }
+
+    /// The hard state, the snapshot and the entries after it, to save; see
+    /// [`MemStorage::restore`].
+    pub fn into_parts(self) -> (HardState, Snapshot, Vec<Entry>) {
+        (self.hard_state, self.snapshot, self.entries.into())
     }
 
     fn snapshot_index(&self) -> Index {

@@ -15,7 +15,7 @@ use raft_core::{
 };
 use raft_node::transport::tcp::{PeerChange, PeerError, TcpConfig, TcpTransport};
 use raft_node::transport::Transport;
-use raft_node::wire::{encode_frame, encode_message, Handshake, PROTOCOL_VERSION};
+use raft_node::wire::{encode_frame, encode_message_frame, Handshake, PROTOCOL_VERSION};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -474,7 +474,7 @@ async fn removed_peer_is_neither_sent_to_nor_accepted() {
         .await
         .expect("connects");
     let mut bytes = handshake_frame(CLUSTER, 2, 1, PROTOCOL_VERSION);
-    encode_message(&heartbeat(2, 1, RAW_ROUND), &mut bytes);
+    encode_message_frame(&heartbeat(2, 1, RAW_ROUND), &mut bytes);
     dialed_by_2.write_all(&bytes).await.expect("writes");
     within_deadline("the hand-made connection's message", async {
         let inbound = &mut nodes.get_mut(&1).expect("node exists").inbound;

@@ -15,7 +15,7 @@ use raft_core::{Index, Message, MessageBody, NodeId, Term};
 use raft_node::transport::tcp::{TcpConfig, TcpCounters, TcpTransport};
 use raft_node::transport::tls::{node_name, PeerTls, TlsError};
 use raft_node::transport::Transport;
-use raft_node::wire::{encode_frame, encode_message, Handshake, PROTOCOL_VERSION};
+use raft_node::wire::{encode_frame, encode_message_frame, Handshake, PROTOCOL_VERSION};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -215,7 +215,7 @@ async fn dial_by_hand(
         return; // Refused already.
     };
     let mut bytes = handshake_frame(from, 1);
-    encode_message(&heartbeat(from, 1, 99), &mut bytes);
+    encode_message_frame(&heartbeat(from, 1, 99), &mut bytes);
     // The refusal may arrive before or during the write; either way the connection ends.
     if stream.write_all(&bytes).await.is_ok() && stream.flush().await.is_ok() {
         let mut buffer = [0u8; 64];

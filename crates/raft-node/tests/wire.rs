@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use raft_core::{
     Configuration, Entry, EntryKind, Index, LogId, Message, MessageBody, NodeId, SnapshotMeta, Term,
 };
-use raft_node::wire::{decode_message, encode_message, FrameDecoder};
+use raft_node::wire::{decode_message, encode_message_frame, FrameDecoder};
 
 fn log_id() -> impl Strategy<Value = LogId> {
     (any::<u64>(), any::<u64>()).prop_map(|(term, index)| LogId::new(Term(term), Index(index)))
@@ -126,7 +126,7 @@ proptest! {
     fn every_message_roundtrips(messages in proptest::collection::vec(message(), 1..8)) {
         let mut stream = BytesMut::new();
         for message in &messages {
-            encode_message(message, &mut stream);
+            encode_message_frame(message, &mut stream);
         }
         let mut decoder = FrameDecoder::new(1 << 20);
         decoder.extend(&stream);

@@ -30,7 +30,7 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 use super::Transport;
-use crate::wire::{decode_message, encode_message, FrameDecoder};
+use crate::wire::{decode_message, encode_message_frame, FrameDecoder};
 
 /// What the network does to messages.
 #[derive(Clone, Debug, PartialEq)]
@@ -169,7 +169,7 @@ impl Shared {
 /// Encodes and decodes `message` as a TCP peer would.
 fn through_the_wire(message: &Message) -> Option<Message> {
     let mut stream = BytesMut::new();
-    encode_message(message, &mut stream);
+    encode_message_frame(message, &mut stream);
     let mut decoder = FrameDecoder::new(u64::MAX);
     decoder.extend(&stream);
     let frame = decoder.next_frame().ok()??;

@@ -73,7 +73,7 @@ use tracing::Instrument;
 use super::tls::{self, PeerTls};
 use super::Transport;
 use crate::wire::{
-    decode_handshake, decode_message, encode_frame, encode_message, FrameDecoder, Handshake,
+    decode_handshake, decode_message, encode_frame, encode_message_frame, FrameDecoder, Handshake,
     WireError, FRAME_PREFIX_BYTES, PROTOCOL_VERSION,
 };
 
@@ -891,7 +891,7 @@ async fn write_loop(
         let mut next = Some(first);
         while let Some(message) = next {
             let frame_start = batch.len();
-            encode_message(&message, &mut batch);
+            encode_message_frame(&message, &mut batch);
             let payload_bytes = (batch.len() - frame_start - FRAME_PREFIX_BYTES) as u64;
             if payload_bytes > config.frame_bytes_max {
                 // The peer would close the connection on it; drop this one message instead.
@@ -1098,7 +1098,7 @@ async fn forward_messages(
 ) -> Result<(), InboundError> {
     let config = &shared.config;
     while let Some(frame) = read_frame(stream, decoder).await? {
-        let message = decode_message(frame)?;
+        let message = decode_message(frame).map_err(WireError::from)?;
         if message.from != from || message.to != config.id {
             tracing::warn!(
                 from = message.from.0,
