@@ -46,6 +46,24 @@ fn in_memory_cluster_survives_a_crashed_leader_and_catches_it_up() {
     );
 }
 
+#[test]
+fn own_storage_holds_every_rule_of_the_conformance_suite() {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_own_storage"));
+    // Its fsyncs cost nothing on a memory file system, where there is one.
+    if Path::new("/dev/shm").is_dir() {
+        command.env("TMPDIR", "/dev/shm");
+    }
+    let output = command.output().expect("own_storage starts");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("FileStore holds all 20 rules"), "{stdout}");
+    assert!(stdout.contains("durable-across-crash"), "{stdout}");
+}
+
 /// One `kv_node` process, typed into through its standard input.
 struct KvNode {
     child: Child,
