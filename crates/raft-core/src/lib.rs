@@ -79,9 +79,24 @@
 //! # }
 //! ```
 //!
+//! Storage: the core reads through [`Storage`] and never writes; a runtime makes its
+//! [`PersistRequest`]s durable through a [`LogStore`] ([`SharedMemStorage`] in memory,
+//! `raft_wal::Wal` on disk, or a store of your own, held to the contract by the conformance
+//! suite in `testing::storage`).
+//!
 //! Cargo features: `wire` adds the module `raft_core::wire`, a protobuf encoding of messages,
 //! entries and snapshot metadata for a transport of the caller's own (raft-node's TCP
-//! transport speaks it).
+//! transport speaks it); `testing` adds `raft_core::testing::storage`, the storage conformance
+//! suite.
+//!
+//! ## Stability
+//!
+//! Version 0.x: the API may change between minor versions (the README lists what changed).
+//! What does not change without a new protocol version: the meaning of every message and the
+//! `wire` encoding (field tags are never reused), and the persistence contract of [`LogStore`]
+//! (what a store written by one version holds is read by the next). The error enums are
+//! exhaustive, so that a caller's `match` names every condition: a new variant is a breaking
+//! change and comes with a new minor version.
 //!
 //! Protocol references cite the Raft paper (Ongaro and Ousterhout, 2014) by section, and
 //! Ongaro's thesis (2014) as "thesis §".
@@ -97,7 +112,7 @@ mod log;
 mod log_store;
 mod message;
 mod progress;
-pub mod quorum;
+mod quorum;
 mod raft;
 mod read_index;
 mod ready;

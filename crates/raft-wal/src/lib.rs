@@ -19,17 +19,41 @@
 //! of the log is truncated on the next open; damage anywhere else stops the open with an error
 //! naming the file and the offset; after an I/O error the log accepts no more writes.
 //!
-//! ```no_run
-//! use raft_core::{Configuration, NodeId, PersistRequest};
+//! The log is the storage a `raft-node` peer runs on by default (it implements
+//! [`raft_core::LogStore`]); driving `raft-core` by hand, write each `ready.persist` with
+//! [`Wal::write`] and read through [`Wal::storage`]:
+//!
+//! ```
+//! use bytes::Bytes;
+//! use raft_core::{Configuration, Entry, EntryKind, Index, LogId, NodeId, PersistRequest, Storage, Term};
 //! use raft_wal::{Wal, WalOptions};
 //!
-//! let configuration = Configuration::new([NodeId(1), NodeId(2), NodeId(3)]);
-//! let mut wal = Wal::open("/var/lib/raftkv/1", configuration, WalOptions::default())?;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let bootstrap = Configuration::new([NodeId(1), NodeId(2), NodeId(3)]);
+//! let mut wal = Wal::open(dir.path(), bootstrap.clone(), WalOptions::default())?;
 //! let storage = wal.storage(); // give this to raft_core::Raft::new
-//! # let request = PersistRequest { id: 1, snapshot: None, entries: vec![], hard_state: None };
-//! wal.persist(request)?;       // then raft.on_persisted(id)
-//! # Ok::<(), raft_wal::WalError>(())
+//! let entry = Entry {
+//!     id: LogId::new(Term(1), Index(1)),
+//!     kind: EntryKind::Normal,
+//!     data: Bytes::from_static(b"x=1"),
+//! };
+//! let request = PersistRequest { id: 1, entries: vec![entry.clone()], ..Default::default() };
+//! wal.write([request])?; // durable (one fdatasync): now raft.on_persisted(1)
+//! assert_eq!(storage.last_index()?, Index(1));
+//!
+//! drop(wal); // a crash or a restart: the next open recovers what was durable
+//! let wal = Wal::open(dir.path(), bootstrap, WalOptions::default())?;
+//! assert_eq!(wal.storage().entries(Index(1), Index(2), u64::MAX)?, vec![entry]);
+//! # Ok(())
+//! # }
 //! ```
+//!
+//! ## Stability
+//!
+//! Version 0.x: the API may change between minor versions. The on-disk format does not change
+//! without a format version in the segment header that a newer version still reads: a log
+//! written by one version is recovered by the next.
 
 #![deny(missing_docs)]
 
@@ -37,7 +61,9 @@ mod checksum;
 mod codec;
 mod error;
 mod fsutil;
+// For the fuzz targets of this workspace only; not part of the stable surface.
 #[cfg(feature = "fuzzing")]
+#[doc(hidden)]
 pub mod fuzzing;
 mod index;
 mod metrics;
