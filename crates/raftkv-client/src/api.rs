@@ -24,9 +24,16 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Header naming the client's session, for exactly-once writes.
+/// Header naming the client's session, for exactly-once writes: any opaque id of 1 to
+/// [`CLIENT_ID_BYTES_MAX`] visible ASCII characters (`!` to `~`: letters, digits and
+/// punctuation, no spaces), such as a UUID or a name. Ids are compared byte for byte, so `7`
+/// and `007` are two clients.
 pub const CLIENT_ID_HEADER: &str = "client-id";
-/// Header carrying the request's sequence number within its client's session.
+/// Longest `client-id`, in bytes.
+pub const CLIENT_ID_BYTES_MAX: usize = 128;
+/// Header carrying the request's sequence number within its client's session: an unsigned
+/// integer, at least 1, that grows with every new request of the client and stays the same
+/// on a retry.
 pub const REQUEST_SEQ_HEADER: &str = "request-seq";
 /// Header a node sets on a request it forwards to the leader, naming itself, so a request is
 /// forwarded at most once.

@@ -44,7 +44,7 @@ use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::{Access, AccessLayer, AccessPolicy};
-use crate::command::{Operation, Session};
+use crate::command::{ClientId, Operation, Session};
 use crate::limits::{request_body_bytes_max, retry_later, HttpLimits};
 use crate::metrics::{Metrics, RequestLabels};
 use crate::server::{AnnounceForwarder, KvServer, ReadMode, ServeError, WriteResult};
@@ -427,32 +427,42 @@ fn check_value(value: &[u8], server: &KvServer) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The session of a request: both headers or neither.
+/// The session of a request: both headers or neither. `client-id` is any opaque id of 1 to
+/// 128 visible ASCII characters ([`ClientId::parse`]); `request-seq` an unsigned integer from 1.
 fn session(headers: &HeaderMap) -> Result<Option<Session>, ApiError> {
-    let number = |name: &str| -> Result<Option<u64>, ApiError> {
-        headers
-            .get(name)
-            .map(|value| {
-                value
-                    .to_str()
-                    .ok()
-                    .and_then(|text| text.trim().parse::<u64>().ok())
-                    .ok_or_else(|| {
-                        ApiError::bad_request(format!("header {name} must be an unsigned integer"))
-                    })
+    let client_id = headers
+        .get(CLIENT_ID_HEADER)
+        .map(|value| {
+            // HTTP has already trimmed the value's ends.
+            ClientId::parse(value.as_bytes()).map_err(|error| {
+                ApiError::bad_request(format!("header {CLIENT_ID_HEADER}: {error}"))
             })
-            .transpose()
-    };
-    match (number(CLIENT_ID_HEADER)?, number(REQUEST_SEQ_HEADER)?) {
-        (Some(client_id), Some(sequence)) if sequence >= 1 => Ok(Some(Session {
+        })
+        .transpose()?;
+    let sequence = headers
+        .get(REQUEST_SEQ_HEADER)
+        .map(|value| {
+            value
+                .to_str()
+                .ok()
+                .and_then(|text| text.trim().parse::<u64>().ok())
+                .filter(|sequence| *sequence >= 1)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "header {REQUEST_SEQ_HEADER} must be an unsigned integer, at least 1"
+                    ))
+                })
+        })
+        .transpose()?;
+    match (client_id, sequence) {
+        (Some(client_id), Some(sequence)) => Ok(Some(Session {
             client_id,
             sequence,
         })),
-        (Some(_), Some(_)) => Err(ApiError::bad_request("request-seq starts at 1")),
         (None, None) => Ok(None),
-        _ => Err(ApiError::bad_request(
-            "client-id and request-seq must be given together",
-        )),
+        _ => Err(ApiError::bad_request(format!(
+            "{CLIENT_ID_HEADER} and {REQUEST_SEQ_HEADER} must be given together"
+        ))),
     }
 }
 

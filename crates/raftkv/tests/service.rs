@@ -1,5 +1,6 @@
 //! Three real `raftkv serve` processes per test: writes through every node, linearizable reads,
-//! a SIGKILLed leader, restarts, exactly-once retries, snapshots and bad input.
+//! a SIGKILLed leader, restarts, exactly-once retries (numeric and opaque client ids),
+//! snapshots and bad input.
 
 use std::time::Duration;
 
@@ -193,6 +194,61 @@ async fn a_retried_write_is_applied_once_and_answered_with_the_first_result() {
     );
 }
 
+/// HTTP clients have a UUID or a name at hand, not a 64-bit number: any opaque id of up to 128
+/// visible ASCII characters is a session, with the same exactly-once guarantee.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_write_under_a_uuid_client_id_is_applied_once() {
+    let cluster = TestCluster::start(3, &[]).await;
+    let follower = (cluster.wait_for_leader().await + 1) % 3;
+    let uuid = "3f2504e0-4f89-11d3-9a0c-0305e82c3301";
+    let session = [("client-id", uuid), ("request-seq", "1")];
+    let (status, _, first) = cluster
+        .request(follower, "POST", "/v1/kv/uuid-log/append", &session, "x")
+        .await;
+    assert_eq!(status, 200, "{first:?}");
+    for node in [follower, (follower + 1) % 3, (follower + 2) % 3] {
+        let (status, _, again) = cluster
+            .request(node, "POST", "/v1/kv/uuid-log/append", &session, "x")
+            .await;
+        assert_eq!(status, 200, "{again:?}");
+        assert_eq!(again, first, "the retry is answered with the first result");
+    }
+    // A client whose id differs only by case is another client: its append is applied.
+    let other = [
+        ("client-id", "3F2504E0-4F89-11D3-9A0C-0305E82C3301"),
+        ("request-seq", "1"),
+    ];
+    let (status, _, _) = cluster
+        .request(follower, "POST", "/v1/kv/uuid-log/append", &other, "y")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        cluster
+            .client()
+            .get("uuid-log", Consistency::Linearizable)
+            .await
+            .expect("read"),
+        Some(Bytes::from("xy")),
+        "each client's append applied once"
+    );
+    // An id outside the rule is refused with the rule.
+    let (status, _, body) = cluster
+        .request(
+            follower,
+            "PUT",
+            "/v1/kv/k",
+            &[("client-id", "no spaces please"), ("request-seq", "1")],
+            "v",
+        )
+        .await;
+    assert_eq!(status, 400);
+    let error = error_of(&body).error;
+    assert!(
+        error.contains("client-id") && error.contains("1 to 128 visible ASCII characters"),
+        "{error}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lagging_node_recovers_from_a_snapshot_and_the_log() {
     let mut cluster = TestCluster::start(3, &["--snapshot-threshold-bytes", "20000"]).await;
@@ -277,6 +333,7 @@ async fn bad_input_gets_the_right_status_and_the_node_stays_healthy() {
     let node = (cluster.wait_for_leader().await + 1) % 3;
     let long_key = "k".repeat(5000);
     let big_value = Bytes::from(vec![b'v'; 1024 * 1024 + 1]);
+    let too_long_client_id: &'static str = Box::leak("c".repeat(129).into_boxed_str());
     let cases: Vec<BadRequest> = vec![
         ("PUT", "/v1/kv/".into(), vec![], Bytes::from("x"), 400),
         (
@@ -298,7 +355,21 @@ async fn bad_input_gets_the_right_status_and_the_node_stays_healthy() {
         (
             "PUT",
             "/v1/kv/a".into(),
-            vec![("client-id", "x"), ("request-seq", "1")],
+            vec![("client-id", too_long_client_id), ("request-seq", "1")],
+            Bytes::from("v"),
+            400,
+        ),
+        (
+            "PUT",
+            "/v1/kv/a".into(),
+            vec![("client-id", "two words"), ("request-seq", "1")],
+            Bytes::from("v"),
+            400,
+        ),
+        (
+            "PUT",
+            "/v1/kv/a".into(),
+            vec![("client-id", "a"), ("request-seq", "x")],
             Bytes::from("v"),
             400,
         ),
