@@ -297,6 +297,14 @@ impl Command {
         bytes
     }
 
+    /// The on-log bytes of this command proposed as request `request_id` (in place of
+    /// [`Command::request_id`]), without a copy of the command.
+    pub fn encode_for_request(&self, request_id: u64) -> Bytes {
+        let mut record = CommandRecord::from(self);
+        record.request_id = Some(request_id);
+        Bytes::from(record.encode_to_vec())
+    }
+
     /// Reads a command from its on-log bytes. Never panics, whatever the bytes.
     pub fn decode(bytes: &[u8]) -> Result<Command, CommandError> {
         let record = CommandRecord::decode(bytes)
