@@ -641,7 +641,7 @@ impl KvServer {
     }
 
     /// Runs `attempt` until it succeeds, fails on something other than a moment of a
-    /// leadership change, or [`KvServer::leadership_change_hold`] passes.
+    /// leadership change, or `leadership_change_hold` passes.
     ///
     /// A planned transfer (`raftkv leader transfer`) refuses proposals for a moment and then
     /// leaves this node a follower, with no leader known until the new one's first message;
@@ -684,12 +684,6 @@ impl KvServer {
         }
     }
 
-    /// Longest a request waits for a leadership change to pass
-    /// ([`KvServer::through_leadership_change`]).
-    pub fn leadership_change_hold(&self) -> Duration {
-        self.leadership_change_hold
-    }
-
     /// Notes the term in which this node knows a leader, if it knows one now.
     fn note_leader(&self) {
         let metrics = self.node.metrics();
@@ -718,8 +712,9 @@ impl KvServer {
         self.node.metrics().leader.is_some() || self.is_electing()
     }
 
-    /// The leader, waiting for one to be known while an election is under way
-    /// ([`KvServer::is_electing`]), at most [`KvServer::leadership_change_hold`].
+    /// The leader, waiting for one to be known while an election is under way (this node
+    /// knows no leader, in a term past the last one it knew a leader in), at most two election
+    /// timeouts.
     pub async fn leader_after_election(&self) -> Option<NodeId> {
         let deadline = tokio::time::Instant::now() + self.leadership_change_hold;
         let mut waited = false;
