@@ -338,6 +338,17 @@ pub(crate) fn request_seeds() -> Vec<Seed> {
             "put_session",
             request_text("PUT /v1/kv/h%C3%A9llo", &session, b"\x00\xff"),
         ),
+        (
+            "put_text_session",
+            request_text(
+                "PUT /v1/kv/hello",
+                &[
+                    (CLIENT_ID_HEADER, "3f2504e0-4f89-11d3-9a0c-0305e82c3301"),
+                    (REQUEST_SEQ_HEADER, "2"),
+                ],
+                b"again",
+            ),
+        ),
         ("get", request_text("GET /v1/kv/hello", &[], b"")),
         (
             "get_stale",

@@ -3,7 +3,7 @@
 //! [`raftkv::state_machine`]).
 
 use bytes::Bytes;
-use raftkv::command::{Command, Operation, Session};
+use raftkv::command::{ClientId, Command, Operation, Session};
 use raftkv::state_machine::{Outcome, StateMachine};
 
 use crate::Seed;
@@ -14,7 +14,7 @@ const SESSIONS_MAX: usize = 4;
 fn put(key: &str, value: &'static [u8], session: Option<(u64, u64)>) -> Command {
     Command {
         session: session.map(|(client_id, sequence)| Session {
-            client_id,
+            client_id: ClientId::number(client_id),
             sequence,
         }),
         operation: Operation::Put {
@@ -25,7 +25,16 @@ fn put(key: &str, value: &'static [u8], session: Option<(u64, u64)>) -> Command 
     }
 }
 
-/// A machine with keys, sessions (one evicted) and addresses, at applied index 10.
+/// A client id that is text, as HTTP clients send (a UUID).
+fn text_id() -> ClientId {
+    match ClientId::parse(b"3f2504e0-4f89-11d3-9a0c-0305e82c3301") {
+        Ok(id) => id,
+        Err(error) => panic!("a UUID is a valid client id: {error}"),
+    }
+}
+
+/// A machine with keys, sessions (numeric and text ids, some evicted) and addresses, at
+/// applied index 11.
 fn sample_machine() -> StateMachine {
     let commands = [
         put("alpha", b"1", Some((7, 1))),
@@ -34,6 +43,17 @@ fn sample_machine() -> StateMachine {
         put("alphabet", b"abc", Some((9, 1))),
         put("delta", b"4", Some((10, 1))),
         put("epsilon", b"5", Some((11, 1))),
+        Command {
+            session: Some(Session {
+                client_id: text_id(),
+                sequence: 2,
+            }),
+            operation: Operation::Append {
+                key: "zeta".into(),
+                suffix: Bytes::from_static(b"z"),
+            },
+            request_id: None,
+        },
         Command {
             session: None,
             operation: Operation::Announce {
@@ -56,7 +76,7 @@ fn sample_machine() -> StateMachine {
     for (index, command) in (2..).zip(commands) {
         machine.apply(index, &command.encode());
     }
-    machine.skip(10);
+    machine.skip(11);
     machine
 }
 
@@ -144,8 +164,12 @@ pub fn kv_snapshot(data: &[u8]) {
 /// Seeds of [`kv_command`]: every operation, with and without a session.
 pub(crate) fn command_seeds() -> Vec<Seed> {
     let session = Some(Session {
-        client_id: 7,
+        client_id: ClientId::number(7),
         sequence: 2,
+    });
+    let text_session = Some(Session {
+        client_id: text_id(),
+        sequence: 3,
     });
     let command = |session, operation| Command {
         session,
@@ -156,7 +180,7 @@ pub(crate) fn command_seeds() -> Vec<Seed> {
         (
             "put",
             command(
-                session,
+                session.clone(),
                 Operation::Put {
                     key: "alpha".into(),
                     value: Bytes::from_static(b"new"),
@@ -170,7 +194,7 @@ pub(crate) fn command_seeds() -> Vec<Seed> {
         (
             "append",
             command(
-                session,
+                session.clone(),
                 Operation::Append {
                     key: "gamma".into(),
                     suffix: Bytes::from_static(b"+"),
@@ -191,7 +215,7 @@ pub(crate) fn command_seeds() -> Vec<Seed> {
         (
             "cas_value",
             command(
-                session,
+                session.clone(),
                 Operation::Cas {
                     key: "alpha".into(),
                     expect: Some(Bytes::from_static(b"1")),
@@ -220,6 +244,26 @@ pub(crate) fn command_seeds() -> Vec<Seed> {
             ),
         ),
         ("stale_session", put("alpha", b"old", Some((8, 1)))),
+        (
+            "stale_text_session",
+            command(
+                Some(Session {
+                    client_id: text_id(),
+                    sequence: 1,
+                }),
+                Operation::Delete { key: "zeta".into() },
+            ),
+        ),
+        (
+            "text_session",
+            command(
+                text_session,
+                Operation::Put {
+                    key: "alpha".into(),
+                    value: Bytes::from_static(b"text"),
+                },
+            ),
+        ),
     ];
     commands
         .into_iter()

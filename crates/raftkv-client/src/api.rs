@@ -11,11 +11,21 @@
 //!  GET    /v1/status                                      → 200 StatusResponse
 //!  GET    /v1/members                                     → 200 MembersResponse
 //!  POST   /v1/members           JSON AddMemberRequest     → 200 MembershipChangeResponse (a learner)
-//!  POST   /v1/members/{id}/promote                        → 200 MembershipChangeResponse, 409 not caught up
+//!  POST   /v1/members/{id}/promote                        → 200 MembershipChangeResponse
 //!  DELETE /v1/members/{id}                                → 200 MembershipChangeResponse
-//!  POST   /v1/leader/transfer   JSON TransferRequest      → 200
+//!  POST   /v1/leader/transfer   JSON TransferRequest      → 204
 //!  GET    /metrics                                        → Prometheus text
-//!  errors: JSON ErrorResponse with 400 / 404 / 409 / 413 / 503 (+ Retry-After) / 500
+//!  errors: JSON ErrorResponse with
+//!    400 the request can never succeed as sent (bad key, header, body, node id 0)
+//!    404 no such key (GET) or route
+//!    409 conflicts with the cluster's state (request-seq reused or stale; a membership
+//!        change refused for good: already a member, not a member, the last voter; a
+//!        transfer to a node that is not a voter)
+//!    413 too large
+//!    503 + Retry-After: transient, retry (no leader, a leadership transfer, busy, a read not
+//!        confirmed, a write not committed or of unknown outcome, a membership change in
+//!        progress or a learner not caught up yet, a node stopping)
+//!    500 a refusal the server does not expect
 //! ```
 //!
 //! Keys are UTF-8 strings, percent-encoded in the path. Values are bytes; where JSON must carry
@@ -24,9 +34,16 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Header naming the client's session, for exactly-once writes.
+/// Header naming the client's session, for exactly-once writes: any opaque id of 1 to
+/// [`CLIENT_ID_BYTES_MAX`] visible ASCII characters (`!` to `~`: letters, digits and
+/// punctuation, no spaces), such as a UUID or a name. Ids are compared byte for byte, so `7`
+/// and `007` are two clients.
 pub const CLIENT_ID_HEADER: &str = "client-id";
-/// Header carrying the request's sequence number within its client's session.
+/// Longest `client-id`, in bytes.
+pub const CLIENT_ID_BYTES_MAX: usize = 128;
+/// Header carrying the request's sequence number within its client's session: an unsigned
+/// integer, at least 1, that grows with every new request of the client and stays the same
+/// on a retry.
 pub const REQUEST_SEQ_HEADER: &str = "request-seq";
 /// Header a node sets on a request it forwards to the leader, naming itself, so a request is
 /// forwarded at most once.
@@ -224,7 +241,7 @@ pub struct MembersResponse {
     /// and the new voters.
     pub joint: bool,
     /// A change is under way: the configuration is joint or its entry is not committed yet.
-    /// The leader refuses another change (409) until this is false.
+    /// The leader refuses another change (503, retry) until this is false.
     #[serde(default)]
     pub change_in_progress: bool,
     /// The leader this node knows of.

@@ -8,7 +8,7 @@
 //!        ▼                                 ▼                         ▼
 //!  execute(call) ── attempt ──▶ target node ──▶ answer (2xx/4xx) ──▶ interpret ──▶ Ok / Server
 //!        ▲              │
-//!        │              └─ connection error, timeout, 5xx ──▶ failure
+//!        │              └─ connection error, timeout, 5xx, 408, 429 ──▶ failure
 //!        │                                                      │
 //!        └── next target: the leader the failure named, else the next endpoint;
 //!            wait the backoff between passes; past the retry deadline ──▶ Unavailable
@@ -113,7 +113,8 @@ pub enum ClientError {
     #[error("invalid input: {0}")]
     InvalidInput(String),
     /// A node gave a definite answer that is an error (400, 404 outside `get`, 409 outside
-    /// `cas`, 413 ...). Such answers are final: the call was not retried.
+    /// `cas`, 413 ...). Such answers are final: the call was not retried. Transient answers
+    /// (5xx, 408, 429) never end up here: they are retried until the retry deadline.
     #[error("server answered {status}: {}", error.error)]
     Server {
         /// The HTTP status.
@@ -122,8 +123,8 @@ pub enum ClientError {
         error: ErrorResponse,
     },
     /// No node gave a definite answer before the retry deadline passed; the message describes
-    /// the last failure (connection refused, a timeout, 503 no leader, 500). A write's outcome
-    /// is unknown: it may or may not have been applied.
+    /// the last failure (connection refused, a timeout, 503 no leader or a leadership transfer,
+    /// 500). A write's outcome is unknown: it may or may not have been applied.
     #[error("unavailable: {0}")]
     Unavailable(String),
     /// A node's answer did not parse.
@@ -241,7 +242,7 @@ enum FailureKind {
     Timeout,
     /// The connection broke during the exchange.
     Transport,
-    /// The node answered with a 5xx status.
+    /// The node answered with a transient status ([`is_transient_status`]).
     ServerStatus,
     /// The TLS handshake failed on a certificate: the node's is not the CA's or not for its
     /// address, or the node refused ours. Trying again helps only once a certificate changes.
@@ -680,8 +681,9 @@ impl Client {
         result
     }
 
-    /// Sends `call` until a node gives a definite answer (any status but 5xx) or the retry
-    /// deadline passes.
+    /// Sends `call` until a node gives a definite answer (any status but a transient one:
+    /// [`is_transient_status`]) or the retry deadline passes. A write keeps its session's
+    /// sequence number across the attempts, so a retry is never applied twice.
     ///
     /// Order of targets: the node that answered last, then the endpoints in turn; a leader named
     /// by a failing node is tried next. After a failure that says nothing about the cluster
@@ -712,7 +714,7 @@ impl Client {
             attempts_since_wait += 1;
             let failure = match self.exchange(&target, call, timeout).await {
                 Exchange::Final(error) => return Err(error),
-                Exchange::Answered(answer) if !answer.status.is_server_error() => {
+                Exchange::Answered(answer) if !is_transient_status(answer.status) => {
                     self.remember(answer.served_by_leader.as_deref().unwrap_or(&target));
                     return Ok(answer);
                 }
@@ -1202,11 +1204,21 @@ fn build_request(
         .map_err(|error| ClientError::InvalidInput(format!("request to {base_url}: {error}")))
 }
 
-/// The failure a 5xx answer stands for, with the leader it names, if any.
+/// Whether an answer with `status` says "try again" rather than anything about the request:
+/// every 5xx (503 is the server's answer to every transient condition: no leader, a
+/// leadership transfer, busy, a write of unknown outcome...), 408 (the request did not arrive
+/// in time: the node did nothing with it) and 429 (a proxy's rate limit).
+fn is_transient_status(status: StatusCode) -> bool {
+    status.is_server_error()
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+}
+
+/// The failure a transient answer stands for, with the leader it names, if any.
 fn failure_of_answer(answer: &Answer) -> Failure {
     assert!(
-        answer.status.is_server_error(),
-        "only 5xx answers are retried"
+        is_transient_status(answer.status),
+        "only transient answers are retried"
     );
     let error = error_response(answer);
     Failure {
@@ -1464,6 +1476,14 @@ mod tests {
         };
         let failure = failure_of_answer(&answer);
         assert_eq!(failure.kind, FailureKind::ServerStatus);
+        for transient in [500, 502, 503, 504, 408, 429] {
+            let status = StatusCode::from_u16(transient).expect("a status");
+            assert!(is_transient_status(status), "{status}");
+        }
+        for definite in [200, 204, 400, 401, 403, 404, 409, 413] {
+            let status = StatusCode::from_u16(definite).expect("a status");
+            assert!(!is_transient_status(status), "{status}");
+        }
         assert_eq!(failure.leader_http.as_deref(), Some("10.0.0.2:8001"));
         assert_eq!(failure.description, "503 Service Unavailable: no leader");
     }

@@ -232,6 +232,37 @@ async fn put_carries_the_session_and_a_retry_after_503_reuses_its_sequence() {
     assert_eq!(sequences, [Some(1), Some(1), Some(2)]);
 }
 
+/// The server answers every transient condition 503 + Retry-After (a leadership transfer, a
+/// write not committed, a membership change that must wait); a slow request body gets 408. None
+/// is final: each is retried under the same session sequence until a definite answer.
+#[tokio::test]
+async fn every_transient_answer_is_retried_under_the_same_sequence() {
+    let node = FakeNode::start(vec![
+        canned(503, r#"{"error":"leadership transfer in progress; retry shortly"}"#),
+        canned(
+            503,
+            r#"{"error":"not committed: leadership changed before the write was committed; retry"}"#,
+        ),
+        canned(408, r#"{"error":"the request body did not arrive within 10s"}"#),
+        canned(429, ""),
+        canned(200, r#"{"length":3,"index":9,"term":4}"#),
+    ])
+    .await;
+    let client = Client::with_options([&node.address], quick_options()).expect("client");
+
+    let appended = client.append("log", "abc").await.expect("append");
+    assert_eq!((appended.length, appended.index), (3, 9));
+    let requests = node.requests();
+    assert_eq!(requests.len(), 5);
+    let client_id = client.client_id().to_string();
+    for request in &requests {
+        assert_eq!(request.target, "/v1/kv/log/append");
+        assert_eq!(request.header(CLIENT_ID_HEADER), Some(client_id.as_str()));
+        assert_eq!(request.sequence(), Some(1));
+        assert_eq!(request.body, b"abc");
+    }
+}
+
 #[tokio::test]
 async fn a_500_is_retried_with_the_same_sequence() {
     let node = FakeNode::start(vec![

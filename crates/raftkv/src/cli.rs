@@ -271,7 +271,9 @@ async fn members(client: &Client, action: MembersAction) -> Output {
             "{what} index={} term={}",
             change.index, change.term
         )),
-        // A learner that has not caught up is "not yet", like a refused compare-and-swap.
+        // A change refused for good (already a member, not a member, the last voter), like a
+        // refused compare-and-swap. A learner not caught up yet or a change in progress is a
+        // 503, which the client retries until its deadline.
         Err(ClientError::Server { status: 409, error }) => {
             Output::failure(Exit::NotFoundOrNotSwapped, error.error)
         }

@@ -26,6 +26,7 @@
 //! ```text
 //!  CommandRecord
 //!    1  session         Session { 1 client_id: uint64, 2 sequence: uint64 }   optional
+//!                       (a client id that is a number: see ClientId)
 //!    oneof operation
 //!      2  put           { 1 key: bytes (UTF-8), 2 value: bytes }
 //!      3  delete        { 1 key: bytes (UTF-8) }
@@ -35,23 +36,162 @@
 //!      7  raft_address  { 1 node: uint64, 2 raft_address: string }
 //!    15 format_version  uint32, 0 (absent) for this format
 //!    16 request_id      uint64, optional: the proposing node's id for its waiter
+//!    17 text_session    TextSession { 1 client_id: bytes, 2 sequence: uint64 }  optional
+//!                       (any other client id; never together with 1)
 //! ```
+//!
+//! A client id that is not a number came later than the rest (older releases refused it), so
+//! it has a field of its own: an older build skips field 17 and sees a command without a
+//! session, which it applies as any write sent without one. NB: that is at-least-once on
+//! that build, so during a rolling upgrade a retried write with such an id may be applied
+//! twice by the replicas not yet upgraded; clients should send such ids only once every node
+//! runs a build that knows them. Numeric ids keep field 1, so their commands are byte for
+//! byte what older releases wrote.
 //!
 //! Keys are carried as `bytes` rather than `string` (the two are the same on the wire) so that a
 //! key that is not UTF-8 is reported as such instead of as a generic decoding failure.
 
+use std::fmt;
+
 use bytes::Bytes;
 use prost::Message as _;
+use raftkv_client::api::CLIENT_ID_BYTES_MAX;
 use thiserror::Error;
 
 /// The highest `format_version` this build reads and the one it writes.
 pub const COMMAND_FORMAT_VERSION: u32 = 0;
 
+/// Who a session belongs to: the client's `client-id`, as the log and the snapshots keep it.
+///
+/// Two ids are the same client exactly when their texts are the same bytes. An id whose text
+/// is an unsigned integer in canonical decimal form (no sign, no leading zero, at most
+/// `u64::MAX`), as the Rust client and older releases send, is kept as that number; any other
+/// is kept as its text. Every id has one form only, so no two texts share a session.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClientId(ClientIdForm);
+
+/// Invariant: a `Text` is valid ([`ClientId::parse`]) and not the canonical form of a number.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum ClientIdForm {
+    Number(u64),
+    Text(Bytes),
+}
+
+/// Why a `client-id` is refused. Each message states the rule.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum ClientIdError {
+    /// The id is empty.
+    #[error(
+        "a client id is 1 to {CLIENT_ID_BYTES_MAX} visible ASCII characters (letters, digits, \
+         punctuation; no spaces), such as a UUID; this one is empty"
+    )]
+    Empty,
+    /// The id is longer than [`CLIENT_ID_BYTES_MAX`].
+    #[error(
+        "a client id is 1 to {CLIENT_ID_BYTES_MAX} visible ASCII characters (letters, digits, \
+         punctuation; no spaces), such as a UUID; this one is {length} bytes long"
+    )]
+    TooLong {
+        /// The id's length in bytes.
+        length: usize,
+    },
+    /// A byte of the id is not visible ASCII (`!` to `~`).
+    #[error(
+        "a client id is 1 to {CLIENT_ID_BYTES_MAX} visible ASCII characters (letters, digits, \
+         punctuation; no spaces), such as a UUID; byte {position} of this one is not"
+    )]
+    NotVisibleAscii {
+        /// Where the first such byte is, from 0.
+        position: usize,
+    },
+}
+
+impl ClientId {
+    /// The id of `text`: 1 to [`CLIENT_ID_BYTES_MAX`] visible ASCII bytes (`!` to `~`).
+    /// Visible ASCII is what every HTTP client can send in a header unchanged, proxies pass
+    /// through and logs show as it is; no spaces, since HTTP trims them from the ends of a
+    /// header value. The length bounds what every replica keeps per session.
+    pub fn parse(text: &[u8]) -> Result<ClientId, ClientIdError> {
+        if text.is_empty() {
+            return Err(ClientIdError::Empty);
+        }
+        if text.len() > CLIENT_ID_BYTES_MAX {
+            return Err(ClientIdError::TooLong { length: text.len() });
+        }
+        if let Some(position) = text.iter().position(|byte| !byte.is_ascii_graphic()) {
+            return Err(ClientIdError::NotVisibleAscii { position });
+        }
+        if let Some(number) = canonical_number(text) {
+            return Ok(ClientId::number(number));
+        }
+        // Copied: `text` is usually a slice of a log entry or a request, which a session
+        // would otherwise keep alive whole.
+        Ok(ClientId(ClientIdForm::Text(Bytes::copy_from_slice(text))))
+    }
+
+    /// The id whose text is `number` in decimal.
+    pub fn number(number: u64) -> ClientId {
+        ClientId(ClientIdForm::Number(number))
+    }
+
+    /// The number this id is, when its text is one.
+    pub fn as_number(&self) -> Option<u64> {
+        match &self.0 {
+            ClientIdForm::Number(number) => Some(*number),
+            ClientIdForm::Text(_) => None,
+        }
+    }
+
+    /// The id's text when it is not a number.
+    pub fn as_text(&self) -> Option<&Bytes> {
+        match &self.0 {
+            ClientIdForm::Number(_) => None,
+            ClientIdForm::Text(text) => Some(text),
+        }
+    }
+}
+
+impl From<u64> for ClientId {
+    fn from(number: u64) -> ClientId {
+        ClientId::number(number)
+    }
+}
+
+impl fmt::Display for ClientId {
+    /// The id's text, as the client sent it.
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            ClientIdForm::Number(number) => write!(formatter, "{number}"),
+            // Visible ASCII by the invariant, so this is the text itself.
+            ClientIdForm::Text(text) => formatter.write_str(&String::from_utf8_lossy(text)),
+        }
+    }
+}
+
+impl fmt::Debug for ClientId {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "ClientId({self})")
+    }
+}
+
+/// The number `text` writes in canonical decimal form (digits only, no leading zero, at most
+/// `u64::MAX`), if it is one.
+fn canonical_number(text: &[u8]) -> Option<u64> {
+    let digits_only = !text.is_empty() && text.iter().all(u8::is_ascii_digit);
+    let leading_zero = text.len() > 1 && text[0] == b'0';
+    if !digits_only || leading_zero {
+        return None;
+    }
+    // Digits only, so the text is UTF-8; `parse` refuses what overflows.
+    std::str::from_utf8(text).ok()?.parse().ok()
+}
+
 /// Identifies one request of a client's session, for exactly-once writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Session {
-    /// The client, chosen by the client (at random, so that clients do not collide).
-    pub client_id: u64,
+    /// The client, chosen by the client (at random or unique by construction, so that clients
+    /// do not collide).
+    pub client_id: ClientId,
     /// The request's number within the client's session. A client numbers its requests in
     /// increasing order and retries a request under the same number.
     pub sequence: u64,
@@ -139,6 +279,12 @@ pub enum CommandError {
     /// A key is not valid UTF-8.
     #[error("key is not valid UTF-8")]
     KeyNotUtf8,
+    /// The session's client id is not a valid one.
+    #[error("invalid session: {0}")]
+    ClientId(#[from] ClientIdError),
+    /// The command carries a numeric and a text session at once.
+    #[error("the command carries two sessions")]
+    TwoSessions,
 }
 
 impl Command {
@@ -149,6 +295,14 @@ impl Command {
         // Every command names an operation, so it always encodes to something.
         assert!(!bytes.is_empty(), "invariant command-encoding-nonempty");
         bytes
+    }
+
+    /// The on-log bytes of this command proposed as request `request_id` (in place of
+    /// [`Command::request_id`]), without a copy of the command.
+    pub fn encode_for_request(&self, request_id: u64) -> Bytes {
+        let mut record = CommandRecord::from(self);
+        record.request_id = Some(request_id);
+        Bytes::from(record.encode_to_vec())
     }
 
     /// Reads a command from its on-log bytes. Never panics, whatever the bytes.
@@ -174,13 +328,25 @@ struct CommandRecord {
     /// [`Command::request_id`].
     #[prost(uint64, optional, tag = "16")]
     request_id: Option<u64>,
+    /// The session when its client id is not a number.
+    #[prost(message, optional, tag = "17")]
+    text_session: Option<TextSessionRecord>,
 }
 
-/// The protobuf form of a [`Session`].
+/// The protobuf form of a [`Session`] whose client id is a number.
 #[derive(Clone, Copy, PartialEq, prost::Message)]
 struct SessionRecord {
     #[prost(uint64, tag = "1")]
     client_id: u64,
+    #[prost(uint64, tag = "2")]
+    sequence: u64,
+}
+
+/// The protobuf form of a [`Session`] whose client id is text.
+#[derive(Clone, PartialEq, prost::Message)]
+struct TextSessionRecord {
+    #[prost(bytes = "bytes", tag = "1")]
+    client_id: Bytes,
     #[prost(uint64, tag = "2")]
     sequence: u64,
 }
@@ -292,14 +458,31 @@ impl From<&Command> for CommandRecord {
                 })
             }
         };
+        let (session, text_session) = match &command.session {
+            None => (None, None),
+            Some(session) => match &session.client_id.0 {
+                ClientIdForm::Number(client_id) => (
+                    Some(SessionRecord {
+                        client_id: *client_id,
+                        sequence: session.sequence,
+                    }),
+                    None,
+                ),
+                ClientIdForm::Text(text) => (
+                    None,
+                    Some(TextSessionRecord {
+                        client_id: text.clone(),
+                        sequence: session.sequence,
+                    }),
+                ),
+            },
+        };
         CommandRecord {
-            session: command.session.map(|session| SessionRecord {
-                client_id: session.client_id,
-                sequence: session.sequence,
-            }),
+            session,
             operation: Some(operation),
             format_version: COMMAND_FORMAT_VERSION,
             request_id: command.request_id,
+            text_session,
         }
     }
 }
@@ -342,11 +525,20 @@ impl TryFrom<CommandRecord> for Command {
                 raft_address: record.raft_address,
             },
         };
-        Ok(Command {
-            session: record.session.map(|session| Session {
-                client_id: session.client_id,
+        let session = match (record.session, record.text_session) {
+            (Some(_), Some(_)) => return Err(CommandError::TwoSessions),
+            (Some(session), None) => Some(Session {
+                client_id: ClientId::number(session.client_id),
                 sequence: session.sequence,
             }),
+            (None, Some(session)) => Some(Session {
+                client_id: ClientId::parse(&session.client_id)?,
+                sequence: session.sequence,
+            }),
+            (None, None) => None,
+        };
+        Ok(Command {
+            session,
             operation,
             request_id: record.request_id,
         })
@@ -362,7 +554,7 @@ mod tests {
     fn put_encoding_is_stable() {
         let command = Command {
             session: Some(Session {
-                client_id: 7,
+                client_id: ClientId::number(7),
                 sequence: 1,
             }),
             operation: Operation::Put {
@@ -378,6 +570,146 @@ mod tests {
         ];
         assert_eq!(&command.encode()[..], expected);
         assert_eq!(Command::decode(expected), Ok(command));
+    }
+
+    fn put_as(client_id: ClientId, sequence: u64) -> Command {
+        Command {
+            session: Some(Session {
+                client_id,
+                sequence,
+            }),
+            operation: Operation::Put {
+                key: "k".into(),
+                value: Bytes::from_static(b"v"),
+            },
+            request_id: None,
+        }
+    }
+
+    #[test]
+    fn a_client_id_is_a_number_exactly_when_its_text_is_canonical_decimal() {
+        let id = |text: &str| ClientId::parse(text.as_bytes());
+        assert_eq!(id("7"), Ok(ClientId::number(7)));
+        assert_eq!(id("0"), Ok(ClientId::number(0)));
+        assert_eq!(id("18446744073709551615"), Ok(ClientId::number(u64::MAX)));
+        for text in [
+            "007",
+            "00",
+            "+7",
+            "18446744073709551616",
+            "7a",
+            "3f2504e0-4f89-11d3-9a0c-0305e82c3301",
+            "billing-service/worker-3",
+        ] {
+            let parsed = id(text).expect("a valid id");
+            assert_eq!(parsed.as_number(), None, "{text}");
+            assert_eq!(parsed.to_string(), text, "the id keeps its text");
+        }
+        assert_ne!(id("007"), id("7"), "two texts, two clients");
+        assert_eq!(id(""), Err(ClientIdError::Empty));
+        let longest = "x".repeat(CLIENT_ID_BYTES_MAX);
+        assert!(id(&longest).is_ok());
+        assert_eq!(
+            id(&format!("{longest}x")),
+            Err(ClientIdError::TooLong {
+                length: CLIENT_ID_BYTES_MAX + 1
+            })
+        );
+        assert_eq!(
+            id("a b"),
+            Err(ClientIdError::NotVisibleAscii { position: 1 })
+        );
+        assert_eq!(
+            ClientId::parse("é".as_bytes()),
+            Err(ClientIdError::NotVisibleAscii { position: 0 })
+        );
+        assert!(
+            ClientIdError::Empty
+                .to_string()
+                .contains("1 to 128 visible ASCII"),
+            "the message states the rule"
+        );
+    }
+
+    /// A text client id has a field of its own; its bytes are pinned like the numeric one's.
+    #[test]
+    fn a_text_session_is_encoded_in_its_own_field_and_round_trips() {
+        let command = put_as(ClientId::parse(b"ab").expect("valid"), 1);
+        let expected: &[u8] = &[
+            // 2 put { 1 key: "k", 2 value: "v" }
+            0x12, 0x06, 0x0a, 0x01, b'k', 0x12, 0x01, b'v',
+            // 17 text_session { 1 client_id: "ab", 2 sequence: 1 }
+            0x8a, 0x01, 0x06, 0x0a, 0x02, b'a', b'b', 0x10, 0x01,
+        ];
+        assert_eq!(&command.encode()[..], expected);
+        assert_eq!(Command::decode(expected), Ok(command));
+        // A numeric id written as text (no writer does) is still that number's client.
+        let as_text = CommandRecord {
+            session: None,
+            operation: Some(OperationRecord::Delete(DeleteRecord {
+                key: Bytes::from_static(b"k"),
+            })),
+            format_version: 0,
+            request_id: None,
+            text_session: Some(TextSessionRecord {
+                client_id: Bytes::from_static(b"7"),
+                sequence: 3,
+            }),
+        };
+        let decoded = Command::decode(&as_text.encode_to_vec()).expect("decodes");
+        assert_eq!(
+            decoded.session,
+            Some(Session {
+                client_id: ClientId::number(7),
+                sequence: 3
+            })
+        );
+    }
+
+    #[test]
+    fn a_command_with_two_sessions_or_a_bad_text_id_is_refused() {
+        let mut record = CommandRecord::from(&put_as(ClientId::number(7), 1));
+        record.text_session = Some(TextSessionRecord {
+            client_id: Bytes::from_static(b"ab"),
+            sequence: 1,
+        });
+        assert_eq!(
+            Command::decode(&record.encode_to_vec()),
+            Err(CommandError::TwoSessions)
+        );
+        record.session = None;
+        record.text_session = Some(TextSessionRecord {
+            client_id: Bytes::from_static(b"a b"),
+            sequence: 1,
+        });
+        assert_eq!(
+            Command::decode(&record.encode_to_vec()),
+            Err(CommandError::ClientId(ClientIdError::NotVisibleAscii {
+                position: 1
+            }))
+        );
+    }
+
+    /// What an older build (without field 17) makes of a command with a text id: a write
+    /// without a session, as the module documentation says, never a session of client 0.
+    #[test]
+    fn an_older_build_reads_a_text_session_command_as_one_without_a_session() {
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct OlderCommandRecord {
+            #[prost(message, optional, tag = "1")]
+            session: Option<SessionRecord>,
+            #[prost(oneof = "OperationRecord", tags = "2, 3, 4, 5, 6, 7")]
+            operation: Option<OperationRecord>,
+            #[prost(uint32, tag = "15")]
+            format_version: u32,
+            #[prost(uint64, optional, tag = "16")]
+            request_id: Option<u64>,
+        }
+        let command = put_as(ClientId::parse(b"worker-1").expect("valid"), 4);
+        let older = OlderCommandRecord::decode(&command.encode()[..]).expect("decodes");
+        assert_eq!(older.session, None);
+        assert!(matches!(older.operation, Some(OperationRecord::Put(_))));
+        assert_eq!(older.format_version, 0);
     }
 
     #[test]

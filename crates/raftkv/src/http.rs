@@ -2,11 +2,21 @@
 //!
 //! ```text
 //!  request ─► metrics middleware ─► access guard (401 / 403, with --auth-tokens)
-//!          ─► handler: validate (400 / 413) ─► leader? ── yes ─► KvServer
-//!                                                 │ no (writes, lease reads)
-//!                                                 └─► forward once to the leader's HTTP address
+//!          ─► handler: validate (400 / 413) ─► leader? ── yes ─► KvServer ─► answer, or
+//!                                                 │                 ServeError ─► status_of
+//!                                                 │ no (writes, lease reads, membership)
+//!                                                 └─► forward to the leader's HTTP address
 //!                                                     (header raftkv-forwarded), or 503 + Retry-After
 //! ```
+//!
+//! Errors stay typed until the answer is made: [`ServeError`] says what happened, and
+//! `status_of` picks the status. Every transient condition (no leader, a transfer, busy, a read
+//! not confirmed, a write not committed or of unknown outcome, a membership change that must
+//! wait) is 503 with Retry-After, which every client retries; 400 is kept for requests that can
+//! never succeed, 409 for conflicts with the cluster's state, 413 for what is too large. During
+//! a leadership transfer the server holds a request until the transfer ends rather than answer
+//! 503 ([`KvServer::write`]); a request held by a leader that then handed over is forwarded
+//! to the new leader, even when it was forwarded once already.
 //!
 //! A forwarded request carries the client's `Authorization` header as it came, and the
 //! leader's guard checks it again; the node's own announcements carry the node's token
@@ -32,8 +42,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
-use raft_core::{ConfChange, NodeId, ProgressState};
-use raft_node::NodeError;
+use raft_core::{ConfChange, ConfChangeError, NodeId, ProgressState};
 use raftkv_client::api::{
     AddMemberRequest, AppendResponse, CasRequest, CasResponse, Consistency, DeleteResponse,
     ErrorResponse, FollowerStatus, KeyValue, Member, MembersResponse, MembershipChangeResponse,
@@ -44,10 +53,12 @@ use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::{Access, AccessLayer, AccessPolicy};
-use crate::command::{Operation, Session};
+use crate::command::{ClientId, Operation, Session};
 use crate::limits::{request_body_bytes_max, retry_later, HttpLimits};
 use crate::metrics::{Metrics, RequestLabels};
-use crate::server::{AnnounceForwarder, KvServer, ReadMode, ServeError, WriteResult};
+use crate::server::{
+    membership_refusal_is_transient, AnnounceForwarder, KvServer, ReadMode, ServeError, WriteResult,
+};
 use crate::state_machine::Outcome;
 
 /// Most keys one scan returns.
@@ -210,25 +221,61 @@ impl ApiError {
     }
 
     fn unavailable(error: impl Into<String>, server: &KvServer) -> ApiError {
+        ApiError::unavailable_naming(error, server.node().metrics().leader, server)
+    }
+
+    /// A 503 naming `leader` (and its HTTP address, when known), for the client to go to.
+    fn unavailable_naming(
+        error: impl Into<String>,
+        leader: Option<NodeId>,
+        server: &KvServer,
+    ) -> ApiError {
         let mut error = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error);
-        if let Some(leader) = server.node().metrics().leader {
+        if let Some(leader) = leader {
             error.body.leader = Some(leader.0);
             error.body.leader_http = server.http_address_of(leader);
         }
         error
     }
 
+    /// The answer to `error`: its status ([`status_of`]), its message, and for a 503 the
+    /// leader to go to.
     fn from_serve(error: ServeError, server: &KvServer) -> ApiError {
-        match error {
-            ServeError::Invalid(reason) => ApiError::bad_request(reason),
-            ServeError::NotLeader { .. } => ApiError::unavailable(
-                "this node is not the leader and the request was already forwarded; retry",
-                server,
-            ),
-            other @ (ServeError::Unavailable(_)
-            | ServeError::NotCommitted
-            | ServeError::OutcomeUnknown(_)
-            | ServeError::Stopped(_)) => ApiError::unavailable(other.to_string(), server),
+        match status_of(&error) {
+            StatusCode::SERVICE_UNAVAILABLE => match error {
+                ServeError::NotLeader { leader } => ApiError::unavailable_naming(
+                    format!("{error}, and the request was forwarded here already; retry"),
+                    Some(leader),
+                    server,
+                ),
+                transient => ApiError::unavailable(transient.to_string(), server),
+            },
+            status => ApiError::new(status, error.to_string()),
+        }
+    }
+}
+
+/// The HTTP status of `error`: 503 (with Retry-After) for every transient condition
+/// ([`ServeError::is_transient`]), since a client must retry those and never give up on them;
+/// 413 for a command too large; 409 for a request that conflicts with the cluster as it is (a
+/// membership change refused for good, a transfer to a node that is not a voter); 400 for a
+/// request that can never be right (node id 0); 500 for a refusal of the node this service
+/// does not expect.
+fn status_of(error: &ServeError) -> StatusCode {
+    match error {
+        ServeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        ServeError::NotVoter(_) => StatusCode::CONFLICT,
+        ServeError::Membership(ConfChangeError::InvalidNode) => StatusCode::BAD_REQUEST,
+        ServeError::Membership(refusal) if !membership_refusal_is_transient(refusal) => {
+            StatusCode::CONFLICT
+        }
+        ServeError::Node(refusal) if !refusal.is_retryable() => StatusCode::INTERNAL_SERVER_ERROR,
+        transient => {
+            assert!(
+                transient.is_transient(),
+                "invariant every-permanent-error-has-its-status: {transient:?}"
+            );
+            StatusCode::SERVICE_UNAVAILABLE
         }
     }
 }
@@ -427,36 +474,46 @@ fn check_value(value: &[u8], server: &KvServer) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The session of a request: both headers or neither.
+/// The session of a request: both headers or neither. `client-id` is any opaque id of 1 to
+/// 128 visible ASCII characters ([`ClientId::parse`]); `request-seq` an unsigned integer from 1.
 fn session(headers: &HeaderMap) -> Result<Option<Session>, ApiError> {
-    let number = |name: &str| -> Result<Option<u64>, ApiError> {
-        headers
-            .get(name)
-            .map(|value| {
-                value
-                    .to_str()
-                    .ok()
-                    .and_then(|text| text.trim().parse::<u64>().ok())
-                    .ok_or_else(|| {
-                        ApiError::bad_request(format!("header {name} must be an unsigned integer"))
-                    })
+    let client_id = headers
+        .get(CLIENT_ID_HEADER)
+        .map(|value| {
+            // HTTP has already trimmed the value's ends.
+            ClientId::parse(value.as_bytes()).map_err(|error| {
+                ApiError::bad_request(format!("header {CLIENT_ID_HEADER}: {error}"))
             })
-            .transpose()
-    };
-    match (number(CLIENT_ID_HEADER)?, number(REQUEST_SEQ_HEADER)?) {
-        (Some(client_id), Some(sequence)) if sequence >= 1 => Ok(Some(Session {
+        })
+        .transpose()?;
+    let sequence = headers
+        .get(REQUEST_SEQ_HEADER)
+        .map(|value| {
+            value
+                .to_str()
+                .ok()
+                .and_then(|text| text.trim().parse::<u64>().ok())
+                .filter(|sequence| *sequence >= 1)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "header {REQUEST_SEQ_HEADER} must be an unsigned integer, at least 1"
+                    ))
+                })
+        })
+        .transpose()?;
+    match (client_id, sequence) {
+        (Some(client_id), Some(sequence)) => Ok(Some(Session {
             client_id,
             sequence,
         })),
-        (Some(_), Some(_)) => Err(ApiError::bad_request("request-seq starts at 1")),
         (None, None) => Ok(None),
-        _ => Err(ApiError::bad_request(
-            "client-id and request-seq must be given together",
-        )),
+        _ => Err(ApiError::bad_request(format!(
+            "{CLIENT_ID_HEADER} and {REQUEST_SEQ_HEADER} must be given together"
+        ))),
     }
 }
 
-/// Runs a write here if this node leads, else forwards it once to the leader.
+/// Runs a write here if this node leads, else forwards it to the leader.
 async fn write(
     state: &AppState,
     original: Original,
@@ -464,13 +521,14 @@ async fn write(
 ) -> Result<WriteResult, Response> {
     let server = &state.server;
     let session = session(&original.headers).map_err(IntoResponse::into_response)?;
-    let forwarded = original.headers.contains_key(FORWARDED_HEADER);
-    if !server.is_leader() && !forwarded {
+    if !state.serves_here(&original).await {
         return Err(state.forward(original).await);
     }
     match server.write(session, operation).await {
         Ok(result) => Ok(result),
-        Err(ServeError::NotLeader { .. }) if !forwarded => Err(state.forward(original).await),
+        Err(ServeError::NotLeader { leader }) if original.may_forward() => {
+            Err(state.forward_to(original, Some(leader)).await)
+        }
         Err(error) => Err(ApiError::from_serve(error, server).into_response()),
     }
 }
@@ -550,6 +608,33 @@ where
             .map_err(|rejection| {
                 ApiError::new(rejection.status(), rejection.body_text()).into_response()
             })
+    }
+}
+
+/// Most times a request is forwarded: once by the node it was sent to, once more by a leader
+/// that lost leadership before it could serve it (a transfer), and no more, so a request makes
+/// at most three hops whatever leadership does meanwhile.
+const FORWARDS_MAX: usize = 2;
+
+impl Original {
+    /// Whether a node forwarded this request here.
+    fn forwarded(&self) -> bool {
+        self.headers.contains_key(FORWARDED_HEADER)
+    }
+
+    /// Whether this node may forward the request (again) to the leader: it was forwarded
+    /// fewer than [`FORWARDS_MAX`] times. The forwarded header lists the forwarding nodes'
+    /// ids, comma-separated; a value that is not such a list counts as the most.
+    fn may_forward(&self) -> bool {
+        let Some(value) = self.headers.get(FORWARDED_HEADER) else {
+            return true;
+        };
+        let forwards = value.to_str().ok().and_then(|list| {
+            list.split(',')
+                .map(|id| id.trim().parse::<u64>().ok())
+                .collect::<Option<Vec<u64>>>()
+        });
+        forwards.is_some_and(|forwarders| forwarders.len() < FORWARDS_MAX)
     }
 }
 
@@ -779,13 +864,14 @@ async fn read_barrier(
         Consistency::Lease => ReadMode::Lease,
         Consistency::Stale => ReadMode::Stale,
     };
-    let forwarded = original.headers.contains_key(FORWARDED_HEADER);
-    if mode == ReadMode::Lease && !server.is_leader() && !forwarded {
+    if mode == ReadMode::Lease && !state.serves_here(&original).await {
         return Err(state.forward(original).await);
     }
     match server.read_barrier(mode).await {
         Ok(()) => Ok(()),
-        Err(ServeError::NotLeader { .. }) if !forwarded => Err(state.forward(original).await),
+        Err(ServeError::NotLeader { leader }) if original.may_forward() => {
+            Err(state.forward_to(original, Some(leader)).await)
+        }
         Err(error) => Err(ApiError::from_serve(error, server).into_response()),
     }
 }
@@ -871,10 +957,7 @@ async fn status(State(state): State<AppState>) -> Response {
     let server = &state.server;
     let status = match server.node().status().await {
         Ok(status) => status,
-        Err(error) => {
-            return ApiError::from_serve(ServeError::Stopped(error.to_string()), server)
-                .into_response()
-        }
+        Err(error) => return ApiError::from_serve(error.into(), server).into_response(),
     };
     let followers = status
         .peers
@@ -1118,18 +1201,47 @@ impl Forwarder {
 }
 
 impl AppState {
-    /// Forwards `original` once to the leader, or answers 503 if it cannot.
-    async fn forward(&self, original: Original) -> Response {
+    /// Whether this node serves `original` itself rather than forward it: it leads, or the
+    /// request was forwarded here. A node that knows no leader while an election is under way
+    /// waits for its end first ([`KvServer::leader_after_election`]): it may win it (the
+    /// target of a transfer does).
+    async fn serves_here(&self, original: &Original) -> bool {
         let server = &self.server;
-        let Some(leader) = server
-            .node()
-            .metrics()
-            .leader
-            .filter(|leader| *leader != server.config().id)
-        else {
-            return ApiError::unavailable("no leader is known right now; retry", server)
+        if original.forwarded() || server.is_leader() {
+            return true;
+        }
+        if server.node().metrics().leader.is_some() {
+            return false;
+        }
+        server.leader_after_election().await == Some(server.config().id)
+    }
+
+    /// Forwards `original` to the leader this node knows of, or answers 503 if it cannot.
+    async fn forward(&self, original: Original) -> Response {
+        self.forward_to(original, None).await
+    }
+
+    /// Forwards `original` to `leader`, or to the leader this node knows of (once it knows
+    /// one, while an election is under way: [`KvServer::leader_after_election`]), or answers
+    /// 503 if it cannot. The forwarded header gets this node's id added.
+    async fn forward_to(&self, original: Original, leader: Option<NodeId>) -> Response {
+        let server = &self.server;
+        let leader = match leader.or(server.node().metrics().leader) {
+            Some(leader) => Some(leader),
+            None => server.leader_after_election().await,
+        };
+        let Some(leader) = leader else {
+            return ApiError::unavailable("no leader is known right now; retry shortly", server)
                 .into_response();
         };
+        if leader == server.config().id {
+            // It won an election while the request waited; the client's retry finds it.
+            return ApiError::unavailable(
+                "this node became the leader while the request waited; retry",
+                server,
+            )
+            .into_response();
+        }
         let Some(address) = server.http_address_of(leader) else {
             return ApiError::unavailable(
                 format!(
@@ -1148,8 +1260,17 @@ impl AppState {
             .uri
             .path_and_query()
             .map_or("/", |path| path.as_str());
+        let own = server.config().id.0;
+        let forwarders = match original.headers.get(FORWARDED_HEADER) {
+            Some(previous) => {
+                let mut value = previous.as_bytes().to_vec();
+                value.extend_from_slice(format!(",{own}").as_bytes());
+                HeaderValue::from_bytes(&value).unwrap_or_else(|_| HeaderValue::from(own))
+            }
+            None => HeaderValue::from(own),
+        };
         let mut headers = original.headers;
-        headers.insert(FORWARDED_HEADER, HeaderValue::from(server.config().id.0));
+        headers.insert(FORWARDED_HEADER, forwarders);
         match self
             .forwarder
             .send(original.method, &address, path, headers, original.body)
@@ -1199,33 +1320,22 @@ impl AnnounceForwarder for Forwarder {
     }
 }
 
-/// The answer to a refused or failed membership call.
-fn membership_error(error: NodeError, server: &KvServer) -> Response {
-    match error {
-        NodeError::Membership(refusal) => {
-            ApiError::new(StatusCode::CONFLICT, refusal.to_string()).into_response()
-        }
-        other => {
-            ApiError::from_serve(ServeError::Unavailable(other.to_string()), server).into_response()
-        }
-    }
-}
-
-/// Runs `change` on the leader (forwarding once if this node is not it).
+/// Runs `change` on the leader (forwarding if this node is not it).
 async fn change_membership(state: &AppState, original: Original, change: ConfChange) -> Response {
     let server = &state.server;
-    let forwarded = original.headers.contains_key(FORWARDED_HEADER);
-    if !server.is_leader() && !forwarded {
+    if !state.serves_here(&original).await {
         return state.forward(original).await;
     }
-    match server.node().change_membership(change).await {
+    match server.change_membership(change).await {
         Ok((index, term)) => Json(MembershipChangeResponse {
             index: index.0,
             term: term.0,
         })
         .into_response(),
-        Err(NodeError::NotLeader { .. }) if !forwarded => state.forward(original).await,
-        Err(error) => membership_error(error, server),
+        Err(ServeError::NotLeader { leader }) if original.may_forward() => {
+            state.forward_to(original, Some(leader)).await
+        }
+        Err(error) => ApiError::from_serve(error, server).into_response(),
     }
 }
 
@@ -1233,7 +1343,7 @@ async fn list_members(State(state): State<AppState>) -> Response {
     let server = &state.server;
     let status = match server.node().status().await {
         Ok(status) => status,
-        Err(error) => return membership_error(error, server),
+        Err(error) => return ApiError::from_serve(error.into(), server).into_response(),
     };
     let configuration = &status.configuration;
     let members = configuration
@@ -1276,7 +1386,6 @@ async fn list_members(State(state): State<AppState>) -> Response {
 }
 
 async fn add_member(State(state): State<AppState>, original: Original) -> Response {
-    let server = &state.server;
     let request: AddMemberRequest = match serde_json::from_slice(&original.body) {
         Ok(request) => request,
         Err(error) => {
@@ -1295,8 +1404,7 @@ async fn add_member(State(state): State<AppState>, original: Original) -> Respon
         return ApiError::bad_request("id must be at least 1 and raft_address HOST:PORT")
             .into_response();
     }
-    let forwarded = original.headers.contains_key(FORWARDED_HEADER);
-    if !server.is_leader() && !forwarded {
+    if !state.serves_here(&original).await {
         return state.forward(original).await;
     }
     // Every node (and any later leader) must be able to dial the newcomer: its address goes
@@ -1336,23 +1444,203 @@ async fn transfer_leader(State(state): State<AppState>, original: Original) -> R
                 .into_response()
         }
     };
-    let forwarded = original.headers.contains_key(FORWARDED_HEADER);
-    if !server.is_leader() && !forwarded {
+    if !state.serves_here(&original).await {
         return state.forward(original).await;
     }
-    match server.node().transfer_leadership(NodeId(request.to)).await {
+    match server.transfer_leadership(NodeId(request.to)).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(NodeError::NotLeader { .. }) if !forwarded => state.forward(original).await,
-        Err(refusal @ NodeError::NotVoter(_)) => {
-            ApiError::bad_request(refusal.to_string()).into_response()
+        Err(ServeError::NotLeader { leader }) if original.may_forward() => {
+            state.forward_to(original, Some(leader)).await
         }
-        Err(error) => membership_error(error, server),
+        Err(error) => ApiError::from_serve(error, server).into_response(),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use raft_core::Index;
+    use raft_node::{NodeError, StopReason};
+
     use super::*;
+
+    /// Issue 23: a write refused during a leadership transfer was a 400, which every client
+    /// takes as final. Every transient condition is a 503 (with Retry-After) now, and nothing
+    /// else is.
+    #[test]
+    fn every_transient_error_is_a_503_and_every_other_has_its_own_status() {
+        let node = NodeId(2);
+        let cases = [
+            (ServeError::NotLeader { leader: node }, 503),
+            (ServeError::NoLeader, 503),
+            (ServeError::TransferInProgress, 503),
+            (ServeError::Busy, 503),
+            (ServeError::ReadNotConfirmed, 503),
+            (
+                ServeError::ApplyBehind {
+                    index: 9,
+                    within: Duration::from_secs(1),
+                },
+                503,
+            ),
+            (ServeError::NotCommitted, 503),
+            (ServeError::ReplacedBySnapshot, 503),
+            (
+                ServeError::TimedOut {
+                    within: Duration::from_secs(1),
+                },
+                503,
+            ),
+            (ServeError::Stopped(StopReason::Shutdown), 503),
+            (ServeError::ApplyLoopEnded, 503),
+            (ServeError::Membership(ConfChangeError::InProgress), 503),
+            (
+                ServeError::Membership(ConfChangeError::TransferInProgress),
+                503,
+            ),
+            (
+                ServeError::Membership(ConfChangeError::NotCaughtUp {
+                    match_index: Index(1),
+                    last_index: Index(90),
+                }),
+                503,
+            ),
+            (
+                ServeError::Membership(ConfChangeError::NotLeader { leader: None }),
+                503,
+            ),
+            (ServeError::TooLarge { size: 9, limit: 8 }, 413),
+            (ServeError::NotVoter(node), 409),
+            (
+                ServeError::Membership(ConfChangeError::AlreadyMember(node)),
+                409,
+            ),
+            (
+                ServeError::Membership(ConfChangeError::AlreadyVoter(node)),
+                409,
+            ),
+            (
+                ServeError::Membership(ConfChangeError::NotMember(node)),
+                409,
+            ),
+            (
+                ServeError::Membership(ConfChangeError::LastVoter(node)),
+                409,
+            ),
+            (ServeError::Membership(ConfChangeError::InvalidNode), 400),
+            (
+                ServeError::Node(NodeError::Compact(raft_core::CompactError::NotApplied {
+                    index: Index(2),
+                    applied: Index(1),
+                })),
+                503,
+            ),
+            (
+                ServeError::Node(NodeError::Compact(
+                    raft_core::CompactError::AlreadyCompacted {
+                        index: Index(1),
+                        snapshot: Index(2),
+                    },
+                )),
+                500,
+            ),
+        ];
+        for (error, expected) in cases {
+            let status = status_of(&error);
+            assert_eq!(status.as_u16(), expected, "{error:?}");
+            assert_eq!(
+                status == StatusCode::SERVICE_UNAVAILABLE,
+                error.is_transient(),
+                "{error:?}"
+            );
+        }
+        // The node's typed errors keep their meaning on the way.
+        let transfer = ServeError::from(NodeError::TransferInProgress);
+        assert!(matches!(transfer, ServeError::TransferInProgress));
+        let not_leader = ServeError::from(NodeError::NotLeader {
+            leader: Some(node),
+            address: None,
+        });
+        assert!(matches!(not_leader, ServeError::NotLeader { leader } if leader == node));
+        let too_large = ServeError::from(NodeError::TooLarge { size: 9, limit: 8 });
+        assert_eq!(status_of(&too_large), StatusCode::PAYLOAD_TOO_LARGE);
+        let response = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "x").into_response();
+        assert!(response.headers().contains_key("retry-after"));
+    }
+
+    #[test]
+    fn a_client_id_is_any_short_visible_ascii_text_and_a_bad_one_is_told_the_rule() {
+        let headers = |client_id: &str, sequence: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                CLIENT_ID_HEADER,
+                HeaderValue::from_str(client_id).expect("a header value"),
+            );
+            headers.insert(
+                REQUEST_SEQ_HEADER,
+                HeaderValue::from_str(sequence).expect("a header value"),
+            );
+            headers
+        };
+        let uuid = "3f2504e0-4f89-11d3-9a0c-0305e82c3301";
+        let parsed = session(&headers(uuid, "4"))
+            .expect("valid")
+            .expect("a session");
+        assert_eq!(parsed.client_id.to_string(), uuid);
+        assert_eq!(parsed.sequence, 4);
+        let numeric = session(&headers("77", "1"))
+            .expect("valid")
+            .expect("a session");
+        assert_eq!(
+            numeric.client_id,
+            ClientId::number(77),
+            "as older releases kept it"
+        );
+        for (client_id, sequence) in [
+            ("two words", "1"),
+            (&"x".repeat(129)[..], "1"),
+            ("ok", "0"),
+            ("ok", "-1"),
+        ] {
+            let refused = session(&headers(client_id, sequence)).expect_err("refused");
+            assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+            assert!(
+                refused.body.error.contains("visible ASCII")
+                    || refused.body.error.contains("at least 1"),
+                "{}",
+                refused.body.error
+            );
+        }
+        let mut alone = HeaderMap::new();
+        alone.insert(CLIENT_ID_HEADER, HeaderValue::from_static("ok"));
+        assert!(session(&alone).is_err(), "both headers or neither");
+        assert!(matches!(session(&HeaderMap::new()), Ok(None)));
+    }
+
+    #[test]
+    fn a_request_is_forwarded_at_most_twice() {
+        let original = |forwarded: Option<&'static str>| {
+            let mut headers = HeaderMap::new();
+            if let Some(value) = forwarded {
+                headers.insert(FORWARDED_HEADER, HeaderValue::from_static(value));
+            }
+            Original {
+                method: Method::PUT,
+                uri: Uri::from_static("/v1/kv/k"),
+                headers,
+                body: Bytes::new(),
+                _body_budget: None,
+            }
+        };
+        assert!(!original(None).forwarded());
+        assert!(original(None).may_forward());
+        assert!(original(Some("2")).forwarded());
+        assert!(original(Some("2")).may_forward(), "a second hop is allowed");
+        assert!(!original(Some("2,3")).may_forward());
+        assert!(!original(Some("2,3,1")).may_forward());
+        assert!(!original(Some("two")).may_forward(), "not a list: no hop");
+    }
 
     /// Found by fuzzing (fuzz/regressions/http_request/): a request-seq reused for a different
     /// request gets the first request's outcome, which the route cannot report; that is the

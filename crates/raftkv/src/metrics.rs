@@ -372,6 +372,12 @@ impl Collector for NodeCollector {
             "Writes answered with an unknown outcome (timeout or snapshot)",
             counters.writes_unknown_total.load(Ordering::Relaxed),
         )?;
+        counter(
+            encoder,
+            "kv_requests_held_for_leadership_change",
+            "Requests that waited for a leadership change (a transfer) to pass instead of being refused",
+            counters.held_for_leadership_change_total.load(Ordering::Relaxed),
+        )?;
         Ok(())
     }
 }

@@ -21,9 +21,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use raft_core::{CompactError, Config, Configuration, Index, NodeId, Role};
+use raft_core::{
+    CompactError, ConfChange, ConfChangeError, Config, Configuration, Index, NodeId, Role, Term,
+};
 use raft_node::transport::tcp::{TcpConfig, TcpTransport};
-use raft_node::{ApplyMsg, NodeConfig, NodeError, RaftNode};
+use raft_node::{ApplyMsg, NodeConfig, NodeError, RaftNode, StopReason};
 use raft_wal::{HistogramSnapshot, LatencyHistogram, Wal, WalOptions};
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -34,30 +36,164 @@ use crate::command::{Command, Operation, Session};
 use crate::config::ServeConfig;
 use crate::state_machine::{Outcome, SnapshotImage, StateMachine};
 
-/// Why a request could not be served.
+/// Why a request could not be served. Every condition a caller must tell apart is a variant
+/// of its own; [`ServeError::is_transient`] says which pass by themselves, so that the same
+/// request, retried shortly (at the leader, for [`ServeError::NotLeader`]), may succeed.
 #[derive(Debug, Error)]
 pub enum ServeError {
-    /// This node is not the leader (and the request must be served by it).
-    #[error("not the leader")]
+    /// This node is not the leader, and the request must be served by the leader, `leader`.
+    #[error("this node is not the leader (node {} is)", leader.0)]
     NotLeader {
         /// The leader this node knows of.
-        leader: Option<NodeId>,
+        leader: NodeId,
     },
-    /// No leader is known right now, or the cluster is busy: retry shortly.
-    #[error("{0}")]
-    Unavailable(String),
+    /// No leader is known right now: an election is under way, or this node is cut off from
+    /// a majority.
+    #[error("no leader is known right now; retry shortly")]
+    NoLeader,
+    /// The leader is handing leadership over, and takes no proposals or membership changes
+    /// until the transfer ends (within an election timeout).
+    #[error("leadership transfer in progress; retry shortly")]
+    TransferInProgress,
+    /// Too much is queued or in flight on the node.
+    #[error("busy: too many requests in flight; retry shortly")]
+    Busy,
+    /// The read could not be confirmed with the leader (leadership changed meanwhile).
+    #[error("the read could not be confirmed with the leader; retry")]
+    ReadNotConfirmed,
+    /// This node confirmed a read at `index` but did not apply that far in time.
+    #[error("this node did not apply through index {index} within {within:?}; retry")]
+    ApplyBehind {
+        /// The read's index.
+        index: u64,
+        /// How long it waited.
+        within: Duration,
+    },
+    /// The command is larger than the node accepts; retrying it cannot succeed.
+    #[error("the command of {size} bytes exceeds the limit of {limit}")]
+    TooLarge {
+        /// The encoded command's size, in bytes.
+        size: u64,
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// The write's entry lost its place to another leader's entry: it was not applied.
     #[error("not committed: leadership changed before the write was committed; retry")]
     NotCommitted,
-    /// The write may or may not have been applied (timed out, or covered by a snapshot).
-    #[error("{0}")]
-    OutcomeUnknown(String),
-    /// The request is wrong as it stands.
-    #[error("{0}")]
-    Invalid(String),
-    /// The node stopped.
+    /// A snapshot from the leader replaced this node's state before the write was seen
+    /// applied: it may or may not have been.
+    #[error(
+        "a snapshot replaced this node's state before the write was seen applied; the outcome \
+         is unknown (retry with the same client-id and request-seq to be safe)"
+    )]
+    ReplacedBySnapshot,
+    /// The write was not seen applied within the request timeout: it may or may not be.
+    #[error(
+        "not applied within {within:?}; the outcome is unknown (retry with the same client-id \
+         and request-seq to be safe)"
+    )]
+    TimedOut {
+        /// The request timeout.
+        within: Duration,
+    },
+    /// A leadership transfer named a node that is not a voter.
+    #[error("node {} is not a voter", .0 .0)]
+    NotVoter(NodeId),
+    /// The membership change was refused, for the core's reason (the transient ones, a
+    /// change or a transfer in progress and a learner not caught up, included).
+    #[error("membership change refused: {0}")]
+    Membership(ConfChangeError),
+    /// The node stopped, and why.
     #[error("node stopped: {0}")]
-    Stopped(String),
+    Stopped(StopReason),
+    /// The apply loop ended (the state could not go on), so nothing is applied any more.
+    #[error("this node stopped applying the log")]
+    ApplyLoopEnded,
+    /// Any other refusal of the node (none on the service's paths today); typed still, and
+    /// transient as [`NodeError::is_retryable`] says.
+    #[error(transparent)]
+    Node(NodeError),
+}
+
+impl ServeError {
+    /// Whether the same request may succeed if retried shortly (at the leader, for
+    /// [`ServeError::NotLeader`]): true for everything but a command too large, a transfer to
+    /// a non-voter, a membership change refused for good, and refusals of the node that are not
+    /// retryable. A service answers these "try again" (HTTP 503), never "bad request".
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ServeError::NotLeader { .. }
+            | ServeError::NoLeader
+            | ServeError::TransferInProgress
+            | ServeError::Busy
+            | ServeError::ReadNotConfirmed
+            | ServeError::ApplyBehind { .. }
+            | ServeError::NotCommitted
+            | ServeError::ReplacedBySnapshot
+            | ServeError::TimedOut { .. }
+            // Another node can serve the request.
+            | ServeError::Stopped(_)
+            | ServeError::ApplyLoopEnded => true,
+            ServeError::Membership(refusal) => membership_refusal_is_transient(refusal),
+            ServeError::TooLarge { .. } | ServeError::NotVoter(_) => false,
+            ServeError::Node(error) => error.is_retryable(),
+        }
+    }
+
+    /// Whether this is a moment of a leadership change, which passes within an election
+    /// timeout or two: a transfer, a read that leadership changed under, or no leader known
+    /// yet while an election is under way (`electing`), or right after one of the others.
+    fn is_leadership_changing(&self, electing: bool) -> bool {
+        match self {
+            ServeError::TransferInProgress
+            | ServeError::ReadNotConfirmed
+            | ServeError::Membership(ConfChangeError::TransferInProgress) => true,
+            ServeError::NoLeader => electing,
+            _ => false,
+        }
+    }
+}
+
+/// Whether the core's refusal of a membership change passes by itself: a change or a transfer
+/// in progress, a learner that has not caught up yet, or not the leader.
+pub fn membership_refusal_is_transient(refusal: &ConfChangeError) -> bool {
+    match refusal {
+        ConfChangeError::NotLeader { .. }
+        | ConfChangeError::InProgress
+        | ConfChangeError::TransferInProgress
+        | ConfChangeError::NotCaughtUp { .. } => true,
+        ConfChangeError::AlreadyMember(_)
+        | ConfChangeError::AlreadyVoter(_)
+        | ConfChangeError::NotMember(_)
+        | ConfChangeError::LastVoter(_)
+        | ConfChangeError::InvalidNode => false,
+    }
+}
+
+impl From<NodeError> for ServeError {
+    fn from(error: NodeError) -> ServeError {
+        match error {
+            NodeError::NotLeader {
+                leader: Some(leader),
+                ..
+            }
+            | NodeError::Membership(ConfChangeError::NotLeader {
+                leader: Some(leader),
+            }) => ServeError::NotLeader { leader },
+            NodeError::NotLeader { leader: None, .. }
+            | NodeError::Membership(ConfChangeError::NotLeader { leader: None }) => {
+                ServeError::NoLeader
+            }
+            NodeError::TransferInProgress => ServeError::TransferInProgress,
+            NodeError::TooLarge { size, limit } => ServeError::TooLarge { size, limit },
+            NodeError::Busy => ServeError::Busy,
+            NodeError::ReadFailed => ServeError::ReadNotConfirmed,
+            NodeError::NotVoter(node) => ServeError::NotVoter(node),
+            NodeError::Membership(refusal) => ServeError::Membership(refusal),
+            NodeError::Stopped(reason) => ServeError::Stopped(reason),
+            other => ServeError::Node(other),
+        }
+    }
 }
 
 /// What a write achieved, and where it sits in the log.
@@ -85,7 +221,8 @@ pub enum ReadMode {
 enum Resolution {
     Applied(WriteResult),
     NotCommitted,
-    Unknown(&'static str),
+    /// A snapshot replaced the state before the entry was seen applied.
+    ReplacedBySnapshot,
     /// The node did not take the proposal (not the leader, busy, stopped).
     Refused(NodeError),
 }
@@ -216,6 +353,9 @@ pub struct ServiceCounters {
     pub writes_not_committed_total: AtomicU64,
     /// Writes answered "outcome unknown".
     pub writes_unknown_total: AtomicU64,
+    /// Requests (writes, reads, membership changes) that waited for a leadership change to
+    /// pass instead of being refused at once.
+    pub held_for_leadership_change_total: AtomicU64,
 }
 
 /// A running raftkv node. Cheap to share (`Arc`).
@@ -237,6 +377,14 @@ pub struct KvServer {
     tls: crate::tls::NodeTls,
     /// Service-level counters, exported as metrics.
     pub counters: ServiceCounters,
+    /// The highest term in which this node was seen knowing a leader (noted by the apply loop
+    /// and the request paths), for [`KvServer::is_electing`].
+    leader_known_in_term: AtomicU64,
+    /// Longest a request waits for a leadership change to pass: two election timeouts, the
+    /// longest a transfer lasts (the core abandons one after an election timeout, thesis
+    /// §3.10) and then some for the new leader to make itself known; at most the request
+    /// timeout.
+    leadership_change_hold: Duration,
     /// The way the apply loop's answers reach the HTTP runtime.
     answers: Answers,
     /// Where the node, its transport and the apply loop run.
@@ -377,6 +525,10 @@ impl KvServer {
             commands_max: 4096,
             addresses: BTreeMap::new(),
         };
+        let leadership_change_hold = config
+            .tick
+            .saturating_mul(2 * node_config.raft.election_ticks)
+            .min(config.request_timeout);
         let node = RaftNode::start(node_config, wal, transport.clone(), inbound, apply)
             .map_err(|error| format!("cannot start the node: {error}"))?;
         drop(entered);
@@ -393,6 +545,8 @@ impl KvServer {
             node_token,
             tls,
             counters: ServiceCounters::default(),
+            leadership_change_hold,
+            leader_known_in_term: AtomicU64::new(0),
             answers: Answers::start(),
             node_runtime,
             wal_sync_latency,
@@ -496,12 +650,120 @@ impl KvServer {
         }
     }
 
-    /// Proposes `operation` on this node (which must lead) and waits until it is applied.
+    /// Runs `attempt` until it succeeds, fails on something other than a moment of a
+    /// leadership change, or `leadership_change_hold` passes.
+    ///
+    /// A planned transfer (`raftkv leader transfer`) refuses proposals for a moment and then
+    /// leaves this node a follower, with no leader known until the new one's first message;
+    /// answering "try again" during it failed requests of every client that does not retry,
+    /// and slowed those that do by a whole Retry-After. Held here, a request is proposed once
+    /// the transfer ends, or refused with the new leader named, which the HTTP layer forwards
+    /// it to. No leader known is waited out only while an election is under way
+    /// ([`KvServer::is_electing`]) or right after a transfer was seen. Only refusals that left
+    /// nothing in the log are retried (the proposal was not placed, the read not confirmed),
+    /// so a retry cannot apply anything twice.
+    async fn through_leadership_change<T, F, Attempt>(
+        &self,
+        mut attempt: F,
+    ) -> Result<T, ServeError>
+    where
+        F: FnMut() -> Attempt,
+        Attempt: std::future::Future<Output = Result<T, ServeError>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.leadership_change_hold;
+        let mut change_seen = false;
+        loop {
+            let error = match attempt().await {
+                Ok(result) => return Ok(result),
+                Err(error) => error,
+            };
+            let pause = self.config.tick;
+            let electing =
+                change_seen || matches!(error, ServeError::NoLeader) && self.no_leader_is_passing();
+            let passing = error.is_leadership_changing(electing);
+            if !passing || tokio::time::Instant::now() + pause > deadline {
+                return Err(error);
+            }
+            if !change_seen {
+                change_seen = true;
+                self.counters
+                    .held_for_leadership_change_total
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// Notes the term in which this node knows a leader, if it knows one now.
+    fn note_leader(&self) {
+        let metrics = self.node.metrics();
+        if metrics.leader.is_some() {
+            self.leader_known_in_term
+                .fetch_max(metrics.term.0, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether an election is under way as far as this node can tell: it knows no leader, in
+    /// a term past the last one it knew a leader in. Every leadership transfer ends so (the
+    /// target campaigns in a new term), and the new leader is known a round trip later. A node
+    /// cut off from the others knows no leader either, but in the same term (with PreVote its
+    /// campaigns do not raise it), and is answered at once.
+    fn is_electing(&self) -> bool {
+        let metrics = self.node.metrics();
+        metrics.leader.is_none()
+            && metrics.term.0 > self.leader_known_in_term.load(Ordering::Relaxed)
+    }
+
+    /// Whether the node's refusal for want of a leader will likely pass within an election
+    /// timeout: an election is under way ([`KvServer::is_electing`]), or the figures the node
+    /// published still name a leader (they trail its state by a moment, so leadership has
+    /// just changed).
+    fn no_leader_is_passing(&self) -> bool {
+        self.node.metrics().leader.is_some() || self.is_electing()
+    }
+
+    /// The leader, waiting for one to be known while an election is under way (this node
+    /// knows no leader, in a term past the last one it knew a leader in), at most two election
+    /// timeouts.
+    pub async fn leader_after_election(&self) -> Option<NodeId> {
+        let deadline = tokio::time::Instant::now() + self.leadership_change_hold;
+        let mut waited = false;
+        loop {
+            if let Some(leader) = self.node.metrics().leader {
+                return Some(leader);
+            }
+            if !self.is_electing() || tokio::time::Instant::now() + self.config.tick > deadline {
+                return None;
+            }
+            if !waited {
+                waited = true;
+                self.counters
+                    .held_for_leadership_change_total
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            tokio::time::sleep(self.config.tick).await;
+        }
+    }
+
+    /// Proposes `operation` on this node (which must lead) and waits until it is applied; a
+    /// proposal refused for a leadership transfer is proposed again once it ends.
     pub async fn write(
         &self,
         session: Option<Session>,
         operation: Operation,
     ) -> Result<WriteResult, ServeError> {
+        // Each attempt carries a request id of its own (`write_once`).
+        let command = Command {
+            session,
+            operation,
+            request_id: None,
+        };
+        self.through_leadership_change(|| self.write_once(&command))
+            .await
+    }
+
+    /// Proposes `command` once, under a request id of its own, and waits until it is applied.
+    async fn write_once(&self, command: &Command) -> Result<WriteResult, ServeError> {
         let request = self.request_base | self.next_request.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = oneshot::channel();
         self.waiters().by_request.insert(
@@ -511,46 +773,41 @@ impl KvServer {
                 placed_at: None,
             },
         );
-        let command = Command {
-            session,
-            operation,
-            request_id: Some(request),
-        };
         // The event loop records the placement itself, so this task wakes once, answered.
         let waiters = Arc::clone(&self.waiters);
-        let proposed = self
-            .node
-            .start_command_with(command.encode(), move |placed| {
-                let mut waiters = lock_waiters(&waiters);
-                match placed {
-                    Ok((index, _)) => waiters.placed(request, index.0),
-                    Err(error) => {
-                        if let Some(waiter) = waiters.by_request.remove(&request) {
-                            let _ = waiter.reply.send(Resolution::Refused(error));
+        let proposed =
+            self.node
+                .start_command_with(command.encode_for_request(request), move |placed| {
+                    let mut waiters = lock_waiters(&waiters);
+                    match placed {
+                        Ok((index, _)) => waiters.placed(request, index.0),
+                        Err(error) => {
+                            if let Some(waiter) = waiters.by_request.remove(&request) {
+                                let _ = waiter.reply.send(Resolution::Refused(error));
+                            }
                         }
                     }
-                }
-            });
+                });
         if let Err(error) = proposed {
             self.waiters().by_request.remove(&request);
-            return Err(from_node_error(error));
+            return Err(error.into());
         }
         match tokio::time::timeout(self.config.request_timeout, answer).await {
             Ok(Ok(Resolution::Applied(result))) => Ok(result),
-            Ok(Ok(Resolution::Refused(error))) => Err(from_node_error(error)),
+            Ok(Ok(Resolution::Refused(error))) => Err(error.into()),
             Ok(Ok(Resolution::NotCommitted)) => {
                 self.counters
                     .writes_not_committed_total
                     .fetch_add(1, Ordering::Relaxed);
                 Err(ServeError::NotCommitted)
             }
-            Ok(Ok(Resolution::Unknown(reason))) => {
+            Ok(Ok(Resolution::ReplacedBySnapshot)) => {
                 self.counters
                     .writes_unknown_total
                     .fetch_add(1, Ordering::Relaxed);
-                Err(ServeError::OutcomeUnknown(reason.to_string()))
+                Err(ServeError::ReplacedBySnapshot)
             }
-            Ok(Err(_)) => Err(ServeError::Stopped("the apply loop ended".into())),
+            Ok(Err(_)) => Err(ServeError::ApplyLoopEnded),
             Err(_) => {
                 let mut waiters = self.waiters();
                 if let Some(waiter) = waiters.by_request.remove(&request) {
@@ -562,24 +819,45 @@ impl KvServer {
                 self.counters
                     .writes_unknown_total
                     .fetch_add(1, Ordering::Relaxed);
-                Err(ServeError::OutcomeUnknown(format!(
-                    "not applied within {:?}; the outcome is unknown (retry with the same \
-                     client-id and request-seq to be safe)",
-                    self.config.request_timeout
-                )))
+                Err(ServeError::TimedOut {
+                    within: self.config.request_timeout,
+                })
             }
         }
     }
 
-    /// Waits until a read in `mode` may be served from the local state.
+    /// Waits until a read in `mode` may be served from the local state. A read that a
+    /// leadership change failed is asked again once the change passed.
     pub async fn read_barrier(&self, mode: ReadMode) -> Result<(), ServeError> {
-        let index = match mode {
-            ReadMode::Stale => return Ok(()),
-            ReadMode::Linearizable => self.node.read_index().await,
-            ReadMode::Lease => self.node.lease_read_index().await,
+        let read_index = || async {
+            match mode {
+                ReadMode::Stale => Ok(None),
+                ReadMode::Linearizable => self.node.read_index().await.map(Some),
+                ReadMode::Lease => self.node.lease_read_index().await.map(Some),
+            }
+            .map_err(ServeError::from)
+        };
+        match self.through_leadership_change(read_index).await? {
+            Some(index) => self.wait_applied(index).await,
+            None => Ok(()),
         }
-        .map_err(from_node_error)?;
-        self.wait_applied(index).await
+    }
+
+    /// Proposes `change` to the membership (this node must lead), once a leadership transfer
+    /// under way ended; the entry that carries it.
+    pub async fn change_membership(&self, change: ConfChange) -> Result<(Index, Term), ServeError> {
+        self.through_leadership_change(|| async {
+            self.node
+                .change_membership(change)
+                .await
+                .map_err(ServeError::from)
+        })
+        .await
+    }
+
+    /// Asks this node (which must lead) to hand leadership to voter `to`.
+    pub async fn transfer_leadership(&self, to: NodeId) -> Result<(), ServeError> {
+        Ok(self.node.transfer_leadership(to).await?)
     }
 
     async fn wait_applied(&self, index: Index) -> Result<(), ServeError> {
@@ -591,11 +869,11 @@ impl KvServer {
         .await;
         match reached {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) => Err(ServeError::Stopped("the apply loop ended".into())),
-            Err(_) => Err(ServeError::Unavailable(format!(
-                "this node did not apply through index {} within {:?}",
-                index.0, self.config.request_timeout
-            ))),
+            Ok(Err(_)) => Err(ServeError::ApplyLoopEnded),
+            Err(_) => Err(ServeError::ApplyBehind {
+                index: index.0,
+                within: self.config.request_timeout,
+            }),
         }
     }
 
@@ -766,23 +1044,6 @@ fn authenticated(
     }
 }
 
-fn from_node_error(error: NodeError) -> ServeError {
-    match error {
-        NodeError::NotLeader {
-            leader: Some(leader),
-            ..
-        } => ServeError::NotLeader {
-            leader: Some(leader),
-        },
-        NodeError::NotLeader { leader: None, .. } => {
-            ServeError::Unavailable("no leader is known right now; retry".into())
-        }
-        NodeError::Stopped(reason) => ServeError::Stopped(reason.to_string()),
-        transient if transient.is_retryable() => ServeError::Unavailable(transient.to_string()),
-        other => ServeError::Invalid(other.to_string()),
-    }
-}
-
 /// Most applied messages handled before the reads waiting for an index are told.
 const APPLY_BATCH_MAX: usize = 256;
 
@@ -819,6 +1080,7 @@ async fn apply_loop(
             }
         }
         server.hand_over_answers();
+        server.note_leader();
         // Once per batch, not per entry: every read waiting for an index wakes on each change.
         if let Some(index) = last_applied {
             applied.send_replace(index);
@@ -910,12 +1172,9 @@ fn apply_message(
                 }
             }
             *bytes_since_snapshot = 0;
-            server.waiters().settle_through(index.0, || {
-                Resolution::Unknown(
-                    "a snapshot replaced this node's state before the write was seen \
-                         applied; the outcome is unknown (retry with the same session)",
-                )
-            });
+            server
+                .waiters()
+                .settle_through(index.0, || Resolution::ReplacedBySnapshot);
             index.0
         }
     };

@@ -34,7 +34,8 @@
 //! Sessions are bounded by `sessions_max`. A session is active at the index of the last entry
 //! that applied a request of it or returned its cached outcome; when more than `sessions_max`
 //! sessions exist, the one least recently active (smallest index, then smallest client id) is
-//! evicted. In words: a client silent for longer than the `sessions_max` most recent clients
+//! evicted (client ids in [`ClientId`]'s order: numbers first, by value, then texts, byte
+//! by byte). In words: a client silent for longer than the `sessions_max` most recent clients
 //! loses its session; a retry after that may apply twice. Every replica must be configured with
 //! the same `sessions_max`, or their sessions diverge. `sessions_max = 0` disables exactly-once
 //! writes.
@@ -43,18 +44,24 @@
 //!
 //! ```text
 //!  SnapshotRecord
-//!    1 version        uint32 = SNAPSHOT_FORMAT_VERSION (1); anything else is refused
+//!    1 version        uint32: 1, or 2 when a session's client id is text; anything else
+//!                     is refused
 //!    2 applied_index  uint64
 //!    3 entries        repeated { 1 key: string, 2 value: bytes }                 key order
 //!    4 sessions       repeated { 1 client_id, 2 sequence, 3 last_active_index: uint64,
 //!                                4 outcome: OutcomeRecord, 5 applied_index,
-//!                                6 applied_term }                                client order
+//!                                6 applied_term, 7 text_client_id: bytes }      client order
 //!    5 addresses      repeated { 1 node: uint64, 2 http_address: string }        node order
 //!    6 raft_addresses repeated { 1 node: uint64, 2 address: string }             node order
 //!  OutcomeRecord oneof: 1 put {}, 2 deleted { 1 existed }, 3 appended { 1 length },
 //!    4 cas { 1 swapped, 2 current: optional bytes }, 5 announced {}, 6 rejected { 1 reason },
 //!    7 stale_sequence { 1 last }
 //! ```
+//!
+//! A session's client id is field 1 when it is a number, field 7 (with field 1 zero) when it
+//! is text ([`ClientId`]). Text ids came later, so a snapshot holding one says version 2: an
+//! older build, which would read every such session as client 0, refuses it instead. A
+//! snapshot without one stays version 1, byte for byte what older releases wrote and read.
 //!
 //! NB: the snapshot is built as one buffer in memory; a store much larger than memory would need
 //! a streamed format.
@@ -67,10 +74,15 @@ use bytes::{Bytes, BytesMut};
 use prost::Message as _;
 use thiserror::Error;
 
-use crate::command::{Command, CommandError, Operation, Session};
+use crate::command::{ClientId, ClientIdError, Command, CommandError, Operation, Session};
 
-/// The snapshot format this build writes and the only one it reads.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+/// The newest snapshot format this build reads and writes: 2, with text client ids. It writes
+/// [`SNAPSHOT_FORMAT_VERSION_NUMERIC_IDS`] when every session's client id is a number.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+
+/// The snapshot format of older releases, whose client ids were all numbers; still read, and
+/// still written when every client id is a number.
+pub const SNAPSHOT_FORMAT_VERSION_NUMERIC_IDS: u32 = 1;
 
 /// What applying a command did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,11 +128,11 @@ pub enum SnapshotError {
     #[error("undecodable snapshot: {0}")]
     Undecodable(String),
     /// The snapshot is in a format this build does not read (or is not a snapshot at all).
-    #[error("snapshot format version {version} is not the supported {supported}")]
+    #[error("snapshot format version {version} is not supported (1 to {supported} are)")]
     UnsupportedVersion {
         /// The snapshot's format version.
         version: u32,
-        /// The version this build reads.
+        /// The newest version this build reads.
         supported: u32,
     },
     /// The snapshot decodes but contradicts itself.
@@ -165,11 +177,11 @@ pub struct StateMachine {
     data_bytes: u64,
     /// Sessions by client id.
     /// Invariant: `sessions.len() <= sessions_max` after every call.
-    sessions: BTreeMap<u64, ClientSession>,
+    sessions: BTreeMap<ClientId, ClientSession>,
     /// The eviction order: `(last_active_index, client_id)` of every session, least recently
     /// active first.
     /// Invariant: holds exactly one pair per session, matching it.
-    activity: BTreeSet<(u64, u64)>,
+    activity: BTreeSet<(u64, ClientId)>,
     /// Sessions kept.
     sessions_max: usize,
     /// The HTTP address each node announced.
@@ -277,7 +289,7 @@ impl StateMachine {
             if session.sequence == existing.sequence {
                 let answer = (existing.outcome.clone(), existing.applied_at);
                 // A retry shows the client is alive and may retry again: keep its session.
-                self.mark_active(session.client_id, index);
+                self.mark_active(&session.client_id, index);
                 return answer;
             }
         }
@@ -363,8 +375,18 @@ impl StateMachine {
     /// A copy of the state for [`SnapshotImage::encode`], so that the slow part, encoding
     /// (about 100 ms for 25 MB), can run off the apply path and without the state's lock.
     pub fn snapshot_image(&self) -> SnapshotImage {
+        // Numbers sort before texts: the last session tells whether any id is text.
+        let text_ids = self
+            .sessions
+            .last_key_value()
+            .is_some_and(|(client_id, _)| client_id.as_text().is_some());
+        let version = if text_ids {
+            SNAPSHOT_FORMAT_VERSION
+        } else {
+            SNAPSHOT_FORMAT_VERSION_NUMERIC_IDS
+        };
         let record = SnapshotRecord {
-            version: SNAPSHOT_FORMAT_VERSION,
+            version,
             applied_index: self.applied_index,
             entries: self
                 .data
@@ -378,12 +400,13 @@ impl StateMachine {
                 .sessions
                 .iter()
                 .map(|(client_id, session)| SessionRecord {
-                    client_id: *client_id,
+                    client_id: client_id.as_number().unwrap_or(0),
                     sequence: session.sequence,
                     last_active_index: session.last_active_index,
                     outcome: Some(OutcomeRecord::from(&session.outcome)),
                     applied_index: session.applied_at.0,
                     applied_term: session.applied_at.1,
+                    text_client_id: client_id.as_text().cloned().unwrap_or_default(),
                 })
                 .collect(),
             addresses: self
@@ -412,7 +435,9 @@ impl StateMachine {
     pub fn restore(data: &[u8], sessions_max: usize) -> Result<StateMachine, SnapshotError> {
         let record = SnapshotRecord::decode(data)
             .map_err(|error| SnapshotError::Undecodable(error.to_string()))?;
-        if record.version != SNAPSHOT_FORMAT_VERSION {
+        if !(SNAPSHOT_FORMAT_VERSION_NUMERIC_IDS..=SNAPSHOT_FORMAT_VERSION)
+            .contains(&record.version)
+        {
             return Err(SnapshotError::UnsupportedVersion {
                 version: record.version,
                 supported: SNAPSHOT_FORMAT_VERSION,
@@ -443,8 +468,9 @@ impl StateMachine {
                 });
             }
             let outcome = Outcome::try_from(session.outcome.unwrap_or_default())?;
+            let client_id = session_client_id(session.client_id, &session.text_client_id)?;
             let previous = machine.sessions.insert(
-                session.client_id,
+                client_id.clone(),
                 ClientSession {
                     sequence: session.sequence,
                     outcome,
@@ -460,7 +486,7 @@ impl StateMachine {
             }
             machine
                 .activity
-                .insert((session.last_active_index, session.client_id));
+                .insert((session.last_active_index, client_id));
         }
         for address in record.addresses {
             let previous = machine
@@ -619,7 +645,7 @@ impl StateMachine {
             "only applied requests are cached"
         );
         let previous = self.sessions.insert(
-            session.client_id,
+            session.client_id.clone(),
             ClientSession {
                 sequence: session.sequence,
                 outcome,
@@ -627,6 +653,7 @@ impl StateMachine {
                 applied_at,
             },
         );
+        // A text id's clone shares its bytes: the two copies here cost no allocation.
         if let Some(previous) = previous {
             assert!(
                 previous.sequence < session.sequence,
@@ -634,7 +661,7 @@ impl StateMachine {
             );
             let removed = self
                 .activity
-                .remove(&(previous.last_active_index, session.client_id));
+                .remove(&(previous.last_active_index, session.client_id.clone()));
             assert!(removed, "invariant activity-indexes-sessions");
         }
         self.activity.insert((index, session.client_id));
@@ -642,17 +669,17 @@ impl StateMachine {
     }
 
     /// Moves `client_id`'s session to the most recently active end of the eviction order.
-    fn mark_active(&mut self, client_id: u64, index: u64) {
+    fn mark_active(&mut self, client_id: &ClientId, index: u64) {
         let session = self
             .sessions
-            .get_mut(&client_id)
+            .get_mut(client_id)
             .expect("mark_active is called for an existing session");
         let removed = self
             .activity
-            .remove(&(session.last_active_index, client_id));
+            .remove(&(session.last_active_index, client_id.clone()));
         assert!(removed, "invariant activity-indexes-sessions");
         session.last_active_index = index;
-        self.activity.insert((index, client_id));
+        self.activity.insert((index, client_id.clone()));
     }
 
     /// Evicts the least recently active sessions until at most `sessions_max` remain.
@@ -666,6 +693,24 @@ impl StateMachine {
             assert!(removed.is_some(), "invariant activity-indexes-sessions");
         }
     }
+}
+
+/// The client id of a snapshot's session record: `text` when it is not empty (and `number`
+/// then zero), else `number`.
+fn session_client_id(number: u64, text: &[u8]) -> Result<ClientId, SnapshotError> {
+    if text.is_empty() {
+        return Ok(ClientId::number(number));
+    }
+    if number != 0 {
+        return Err(SnapshotError::Malformed {
+            what: "session",
+            reason: "both a numeric and a text client id",
+        });
+    }
+    ClientId::parse(text).map_err(|_: ClientIdError| SnapshotError::Malformed {
+        what: "session",
+        reason: "the text client id is not a valid one",
+    })
 }
 
 /// The state machine at one applied index, detached from it (values are shared, not copied).
@@ -721,6 +766,9 @@ struct SessionRecord {
     applied_index: u64,
     #[prost(uint64, tag = "6")]
     applied_term: u64,
+    /// The client id when it is text (then `client_id` is 0); empty when it is a number.
+    #[prost(bytes = "bytes", tag = "7")]
+    text_client_id: Bytes,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -899,6 +947,7 @@ mod tests {
             outcome: Some(OutcomeRecord::from(&Outcome::Put)),
             applied_index: 1,
             applied_term: 1,
+            text_client_id: Bytes::new(),
         };
         let record = SnapshotRecord {
             version: SNAPSHOT_FORMAT_VERSION,
@@ -912,5 +961,151 @@ mod tests {
             StateMachine::restore(&record.encode_to_vec(), 10),
             Err(SnapshotError::Malformed { .. })
         ));
+    }
+
+    /// The session and snapshot records as releases before text client ids wrote them.
+    mod older {
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub struct SnapshotRecord {
+            #[prost(uint32, tag = "1")]
+            pub version: u32,
+            #[prost(uint64, tag = "2")]
+            pub applied_index: u64,
+            #[prost(message, repeated, tag = "3")]
+            pub entries: Vec<super::EntryRecord>,
+            #[prost(message, repeated, tag = "4")]
+            pub sessions: Vec<SessionRecord>,
+            #[prost(message, repeated, tag = "5")]
+            pub addresses: Vec<super::AddressRecord>,
+            #[prost(message, repeated, tag = "6")]
+            pub raft_addresses: Vec<super::AddressRecord>,
+        }
+
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub struct SessionRecord {
+            #[prost(uint64, tag = "1")]
+            pub client_id: u64,
+            #[prost(uint64, tag = "2")]
+            pub sequence: u64,
+            #[prost(uint64, tag = "3")]
+            pub last_active_index: u64,
+            #[prost(message, optional, tag = "4")]
+            pub outcome: Option<super::OutcomeRecord>,
+            #[prost(uint64, tag = "5")]
+            pub applied_index: u64,
+            #[prost(uint64, tag = "6")]
+            pub applied_term: u64,
+        }
+    }
+
+    fn put_command(client_id: ClientId, sequence: u64, key: &str, value: &'static [u8]) -> Bytes {
+        Command {
+            session: Some(Session {
+                client_id,
+                sequence,
+            }),
+            operation: Operation::Put {
+                key: key.into(),
+                value: Bytes::from_static(value),
+            },
+            request_id: None,
+        }
+        .encode()
+    }
+
+    /// A snapshot an older release wrote (version 1, no text ids) restores with its sessions:
+    /// a retry of the request it cached is answered from it, not applied again.
+    #[test]
+    fn an_older_snapshot_restores_with_its_sessions() {
+        let older = older::SnapshotRecord {
+            version: 1,
+            applied_index: 5,
+            entries: vec![EntryRecord {
+                key: "k".into(),
+                value: Bytes::from_static(b"first"),
+            }],
+            sessions: vec![older::SessionRecord {
+                client_id: 7,
+                sequence: 3,
+                last_active_index: 4,
+                outcome: Some(OutcomeRecord::from(&Outcome::Put)),
+                applied_index: 4,
+                applied_term: 2,
+            }],
+            addresses: Vec::new(),
+            raft_addresses: Vec::new(),
+        };
+        let bytes = older.encode_to_vec();
+        let mut machine = StateMachine::restore(&bytes, 10).expect("restores");
+        machine.check_invariants();
+        assert_eq!(machine.sessions(), 1);
+        assert_eq!(machine.snapshot(), bytes, "written back byte for byte");
+        let retry = machine.apply_entry(6, 3, &put_command(ClientId::number(7), 3, "k", b"again"));
+        assert_eq!(
+            retry,
+            Applied {
+                outcome: Outcome::Put,
+                index: 4,
+                term: 2
+            },
+            "answered from the session"
+        );
+        assert_eq!(machine.get("k"), Some(&Bytes::from_static(b"first")));
+    }
+
+    /// Text client ids go in a field of their own under version 2, which an older build
+    /// refuses instead of reading every such session as client 0.
+    #[test]
+    fn a_snapshot_with_a_text_client_id_is_version_2_and_round_trips() {
+        let uuid = ClientId::parse(b"3f2504e0-4f89-11d3-9a0c-0305e82c3301").expect("valid");
+        let mut machine = StateMachine::new(10);
+        machine.apply(1, &put_command(ClientId::number(7), 1, "a", b"1"));
+        machine.apply(2, &put_command(uuid.clone(), 1, "b", b"2"));
+        let snapshot = machine.snapshot();
+        let older = older::SnapshotRecord::decode(&snapshot[..]).expect("decodes");
+        assert_eq!(older.version, SNAPSHOT_FORMAT_VERSION);
+        assert_ne!(older.version, SNAPSHOT_FORMAT_VERSION_NUMERIC_IDS);
+        let mut restored = StateMachine::restore(&snapshot, 10).expect("restores");
+        restored.check_invariants();
+        assert_eq!(restored.snapshot(), snapshot);
+        let retry = restored.apply_entry(3, 1, &put_command(uuid.clone(), 1, "b", b"again"));
+        assert_eq!(retry.index, 2, "the text id's session survived");
+        assert_eq!(restored.get("b"), Some(&Bytes::from_static(b"2")));
+        // Once the text id's session is evicted, the snapshot is version 1 again.
+        let mut numeric = StateMachine::new(1);
+        numeric.apply(1, &put_command(uuid, 1, "b", b"2"));
+        numeric.apply(2, &put_command(ClientId::number(7), 1, "a", b"1"));
+        let record = SnapshotRecord::decode(&numeric.snapshot()[..]).expect("decodes");
+        assert_eq!(record.version, SNAPSHOT_FORMAT_VERSION_NUMERIC_IDS);
+    }
+
+    #[test]
+    fn restore_refuses_a_session_with_two_ids_or_a_bad_text_id() {
+        let session = |client_id, text: &'static [u8]| SessionRecord {
+            client_id,
+            sequence: 1,
+            last_active_index: 1,
+            outcome: Some(OutcomeRecord::from(&Outcome::Put)),
+            applied_index: 1,
+            applied_term: 1,
+            text_client_id: Bytes::from_static(text),
+        };
+        for bad in [session(7, b"ab"), session(0, b"a b")] {
+            let record = SnapshotRecord {
+                version: SNAPSHOT_FORMAT_VERSION,
+                applied_index: 2,
+                entries: Vec::new(),
+                sessions: vec![bad],
+                addresses: Vec::new(),
+                raft_addresses: Vec::new(),
+            };
+            assert!(matches!(
+                StateMachine::restore(&record.encode_to_vec(), 10),
+                Err(SnapshotError::Malformed {
+                    what: "session",
+                    ..
+                })
+            ));
+        }
     }
 }

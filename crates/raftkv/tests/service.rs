@@ -1,5 +1,6 @@
 //! Three real `raftkv serve` processes per test: writes through every node, linearizable reads,
-//! a SIGKILLed leader, restarts, exactly-once retries, snapshots and bad input.
+//! a SIGKILLed leader, restarts, exactly-once retries (numeric and opaque client ids),
+//! leadership transfers under writes, snapshots and bad input.
 
 use std::time::Duration;
 
@@ -193,6 +194,61 @@ async fn a_retried_write_is_applied_once_and_answered_with_the_first_result() {
     );
 }
 
+/// HTTP clients have a UUID or a name at hand, not a 64-bit number: any opaque id of up to 128
+/// visible ASCII characters is a session, with the same exactly-once guarantee.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_write_under_a_uuid_client_id_is_applied_once() {
+    let cluster = TestCluster::start(3, &[]).await;
+    let follower = (cluster.wait_for_leader().await + 1) % 3;
+    let uuid = "3f2504e0-4f89-11d3-9a0c-0305e82c3301";
+    let session = [("client-id", uuid), ("request-seq", "1")];
+    let (status, _, first) = cluster
+        .request(follower, "POST", "/v1/kv/uuid-log/append", &session, "x")
+        .await;
+    assert_eq!(status, 200, "{first:?}");
+    for node in [follower, (follower + 1) % 3, (follower + 2) % 3] {
+        let (status, _, again) = cluster
+            .request(node, "POST", "/v1/kv/uuid-log/append", &session, "x")
+            .await;
+        assert_eq!(status, 200, "{again:?}");
+        assert_eq!(again, first, "the retry is answered with the first result");
+    }
+    // A client whose id differs only by case is another client: its append is applied.
+    let other = [
+        ("client-id", "3F2504E0-4F89-11D3-9A0C-0305E82C3301"),
+        ("request-seq", "1"),
+    ];
+    let (status, _, _) = cluster
+        .request(follower, "POST", "/v1/kv/uuid-log/append", &other, "y")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        cluster
+            .client()
+            .get("uuid-log", Consistency::Linearizable)
+            .await
+            .expect("read"),
+        Some(Bytes::from("xy")),
+        "each client's append applied once"
+    );
+    // An id outside the rule is refused with the rule.
+    let (status, _, body) = cluster
+        .request(
+            follower,
+            "PUT",
+            "/v1/kv/k",
+            &[("client-id", "no spaces please"), ("request-seq", "1")],
+            "v",
+        )
+        .await;
+    assert_eq!(status, 400);
+    let error = error_of(&body).error;
+    assert!(
+        error.contains("client-id") && error.contains("1 to 128 visible ASCII characters"),
+        "{error}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lagging_node_recovers_from_a_snapshot_and_the_log() {
     let mut cluster = TestCluster::start(3, &["--snapshot-threshold-bytes", "20000"]).await;
@@ -277,6 +333,7 @@ async fn bad_input_gets_the_right_status_and_the_node_stays_healthy() {
     let node = (cluster.wait_for_leader().await + 1) % 3;
     let long_key = "k".repeat(5000);
     let big_value = Bytes::from(vec![b'v'; 1024 * 1024 + 1]);
+    let too_long_client_id: &'static str = Box::leak("c".repeat(129).into_boxed_str());
     let cases: Vec<BadRequest> = vec![
         ("PUT", "/v1/kv/".into(), vec![], Bytes::from("x"), 400),
         (
@@ -298,7 +355,21 @@ async fn bad_input_gets_the_right_status_and_the_node_stays_healthy() {
         (
             "PUT",
             "/v1/kv/a".into(),
-            vec![("client-id", "x"), ("request-seq", "1")],
+            vec![("client-id", too_long_client_id), ("request-seq", "1")],
+            Bytes::from("v"),
+            400,
+        ),
+        (
+            "PUT",
+            "/v1/kv/a".into(),
+            vec![("client-id", "two words"), ("request-seq", "1")],
+            Bytes::from("v"),
+            400,
+        ),
+        (
+            "PUT",
+            "/v1/kv/a".into(),
+            vec![("client-id", "a"), ("request-seq", "x")],
             Bytes::from("v"),
             400,
         ),
@@ -527,14 +598,7 @@ async fn members_are_listed_leadership_moves_and_a_member_is_removed() {
         .transfer_leader(target as u64 + 1)
         .await
         .expect("transfer starts");
-    wait_for("the target leads", || {
-        let cluster = &cluster;
-        async move {
-            let status = cluster.status(target).await?;
-            (status.role == "leader").then_some(())
-        }
-    })
-    .await;
+    cluster.wait_until_leads(target).await;
     // Refusals are 409 with the core's reason.
     let unknown = client.remove_member(42).await;
     assert!(
@@ -690,6 +754,256 @@ async fn the_cluster_grows_to_five_while_writing_replaces_a_node_and_shrinks_bac
                 .expect("read"),
             Some(Bytes::from(number.to_string())),
             "acknowledged write {number} lost"
+        );
+    }
+}
+
+/// What the writers of a test saw: the writes acknowledged, and every answer no client may
+/// get for a write that can succeed.
+#[derive(Default)]
+struct WriteLog {
+    /// `(key, value)` of every acknowledged write.
+    acknowledged: Vec<(String, String)>,
+    /// Answers that end a write for good (a 4xx, or the Rust client giving up).
+    final_failures: Vec<String>,
+    /// 503s (by error message) and connection failures, retried.
+    retried: std::collections::BTreeMap<String, u64>,
+}
+
+/// A plain HTTP client that does not follow leader hints: write `number` goes to node
+/// `number % 3`, under client id `client_id` and request-seq `number + 1`; a 503 or a failed
+/// connection is retried under the same request-seq at the next node, as any well-behaved
+/// client of the documented contract does. Writes until `stop`.
+async fn round_robin_writer(
+    cluster: std::sync::Arc<TestCluster>,
+    client_id: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    log: std::sync::Arc<std::sync::Mutex<WriteLog>>,
+) {
+    let mut number = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::Acquire) {
+        let key = format!("{client_id}-{number}");
+        let value = format!("value {number}");
+        let sequence = (number + 1).to_string();
+        let headers = [
+            ("client-id", client_id.as_str()),
+            ("request-seq", sequence.as_str()),
+        ];
+        let mut node = (number % 3) as usize;
+        loop {
+            let answer = cluster
+                .try_request(
+                    node,
+                    "PUT",
+                    &format!("/v1/kv/{key}"),
+                    &headers,
+                    value.clone(),
+                )
+                .await;
+            match answer {
+                Ok((200, _, _)) => {
+                    let mut log = log.lock().expect("not poisoned");
+                    log.acknowledged.push((key.clone(), value.clone()));
+                    break;
+                }
+                Ok((503, headers, body)) => {
+                    assert!(headers.contains_key("retry-after"), "a 503 says when");
+                    let reason = format!("503 {}", error_of(&body).error);
+                    *log.lock()
+                        .expect("not poisoned")
+                        .retried
+                        .entry(reason)
+                        .or_default() += 1;
+                }
+                Ok((status, _, body)) => {
+                    log.lock()
+                        .expect("not poisoned")
+                        .final_failures
+                        .push(format!(
+                            "PUT {key} through node {}: {status} {}",
+                            node + 1,
+                            String::from_utf8_lossy(&body)
+                        ));
+                    return;
+                }
+                Err(error) => {
+                    *log.lock()
+                        .expect("not poisoned")
+                        .retried
+                        .entry(error)
+                        .or_default() += 1
+                }
+            }
+            node = (node + 1) % 3;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        number += 1;
+    }
+}
+
+/// The sum over every node of the Prometheus counter `series`.
+async fn counter_total(cluster: &TestCluster, series: &str) -> f64 {
+    let mut total = 0.0;
+    for node in 0..cluster.nodes.len() {
+        let (status, _, body) = cluster
+            .request(node, "GET", "/metrics", &[], Bytes::new())
+            .await;
+        assert_eq!(status, 200);
+        total += String::from_utf8_lossy(&body)
+            .lines()
+            .find(|line| line.starts_with(series))
+            .and_then(|line| line.split_whitespace().last())
+            .and_then(|value| value.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("node {} exports {series}", node + 1));
+    }
+    total
+}
+
+/// The bug of issue 23: writes sent while `raftkv leader transfer` ran were answered 400
+/// "leadership transfer in progress", which every client takes as final. Writers that do not
+/// follow the leader (plain HTTP, round robin over the nodes) and Rust clients write while the
+/// leadership moves at least eight times through the admin route the CLI uses: no write may get
+/// a 4xx, and every acknowledged one is read back linearizably afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_through_every_node_during_leadership_transfers_get_no_4xx_and_all_survive() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    const TRANSFERS_MIN: usize = 8;
+    /// More transfers, only while none met a write yet (so the run tests something).
+    const TRANSFERS_MAX: usize = 20;
+    const HELD: &str = "raftkv_kv_requests_held_for_leadership_change_total";
+    let cluster = Arc::new(TestCluster::start(3, &[]).await);
+    // Every node can forward to whichever node leads next (a new cluster publishes the
+    // nodes' HTTP addresses within a second or so).
+    for node in 0..3 {
+        wait_for("every node knows every node's HTTP address", || {
+            let client = cluster.client_of(node);
+            async move {
+                let members = client.members().await.ok()?;
+                let published = members
+                    .members
+                    .iter()
+                    .all(|member| member.http_address.is_some());
+                published.then_some(())
+            }
+        })
+        .await;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let log: Arc<Mutex<WriteLog>> = Arc::default();
+    let mut writers = Vec::new();
+    for writer in 0..4 {
+        // Opaque ids, as HTTP clients have them at hand.
+        let client_id = format!("http-writer-{writer}");
+        writers.push(tokio::spawn(round_robin_writer(
+            Arc::clone(&cluster),
+            client_id,
+            Arc::clone(&stop),
+            Arc::clone(&log),
+        )));
+    }
+    for writer in 0..2 {
+        let client = cluster.client();
+        let stop = Arc::clone(&stop);
+        let log = Arc::clone(&log);
+        writers.push(tokio::spawn(async move {
+            let mut number = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                let key = format!("rust-writer-{writer}-{number}");
+                let value = format!("value {number}");
+                match client.put(&key, value.clone()).await {
+                    Ok(_) => log
+                        .lock()
+                        .expect("not poisoned")
+                        .acknowledged
+                        .push((key, value)),
+                    Err(error) => {
+                        log.lock()
+                            .expect("not poisoned")
+                            .final_failures
+                            .push(format!("Rust client put {key}: {error}"));
+                        return;
+                    }
+                }
+                number += 1;
+            }
+        }));
+    }
+    // (acknowledged writes, whether a write failed for good)
+    let progress = || {
+        let log = log.lock().expect("not poisoned");
+        (log.acknowledged.len(), !log.final_failures.is_empty())
+    };
+    // Whether a write met a transfer: it was held through it, or answered 503 and retried.
+    let met_a_transfer = || async {
+        let retried: u64 = log.lock().expect("not poisoned").retried.values().sum();
+        counter_total(&cluster, HELD).await >= 1.0 || retried > 0
+    };
+    let mut transfers = 0;
+    while transfers < TRANSFERS_MIN || (transfers < TRANSFERS_MAX && !met_a_transfer().await) {
+        // Writes flow under the current leader before it hands over.
+        let (before, _) = progress();
+        let failed = wait_for("writes are acknowledged", || {
+            let (now, failed) = progress();
+            async move { (failed || now >= before + 20).then_some(failed) }
+        })
+        .await;
+        if failed {
+            break;
+        }
+        let leader = cluster.wait_for_leader().await;
+        let target = (leader + 1) % 3;
+        let body = format!(r#"{{"to": {}}}"#, target + 1);
+        // Through any node, as `raftkv leader transfer` does; a follower forwards it.
+        let through = transfers % 3;
+        wait_for("the transfer is accepted", || {
+            let (cluster, body) = (&cluster, body.clone());
+            async move {
+                let (status, _, _) = cluster
+                    .try_request(through, "POST", "/v1/leader/transfer", &[], body)
+                    .await
+                    .ok()?;
+                (status == 204).then_some(())
+            }
+        })
+        .await;
+        cluster.wait_until_leads(target).await;
+        transfers += 1;
+    }
+    let held = counter_total(&cluster, HELD).await;
+    let tested_something = met_a_transfer().await;
+    stop.store(true, Ordering::Release);
+    for writer in writers {
+        tokio::time::timeout(common::DEADLINE, writer)
+            .await
+            .expect("the writer stops")
+            .expect("the writer does not panic");
+    }
+    let log = std::mem::take(&mut *log.lock().expect("not poisoned"));
+    assert!(
+        log.final_failures.is_empty(),
+        "writes refused for good during transfers: {:?}",
+        log.final_failures
+    );
+    assert!(
+        tested_something,
+        "in {transfers} transfers no write met one: the run tested nothing"
+    );
+    eprintln!(
+        "{transfers} transfers, {} writes acknowledged, {held} requests held through a \
+         transfer; attempts retried: {:?}",
+        log.acknowledged.len(),
+        log.retried
+    );
+    let reader = cluster.client();
+    for (key, value) in &log.acknowledged {
+        assert_eq!(
+            reader
+                .get(key, Consistency::Linearizable)
+                .await
+                .expect("read"),
+            Some(Bytes::from(value.clone())),
+            "acknowledged write of {key} lost"
         );
     }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use raftkv::command::{Command, CommandError, Operation, Session};
+use raftkv::command::{ClientId, Command, CommandError, Operation, Session};
 use raftkv::state_machine::{Outcome, SnapshotError, StateMachine, SNAPSHOT_FORMAT_VERSION};
 
 const SESSIONS_MAX: usize = 16;
@@ -54,7 +54,7 @@ impl Harness {
 fn encode(session: Option<(u64, u64)>, operation: Operation) -> Bytes {
     Command {
         session: session.map(|(client_id, sequence)| Session {
-            client_id,
+            client_id: ClientId::number(client_id),
             sequence,
         }),
         operation,
@@ -592,11 +592,11 @@ fn restore_refuses_garbage_and_other_versions() {
             supported: SNAPSHOT_FORMAT_VERSION
         })
     );
-    // Field 1 (version), varint 2.
+    // Field 1 (version), varint 3: newer than this build reads.
     assert_eq!(
-        StateMachine::restore(&[0x08, 0x02], SESSIONS_MAX).err(),
+        StateMachine::restore(&[0x08, 0x03], SESSIONS_MAX).err(),
         Some(SnapshotError::UnsupportedVersion {
-            version: 2,
+            version: 3,
             supported: SNAPSHOT_FORMAT_VERSION
         })
     );
@@ -643,7 +643,7 @@ fn every_operation_roundtrips_through_its_encoding() {
         for session in [None, Some((0, 0)), Some((u64::MAX, u64::MAX))] {
             let command = Command {
                 session: session.map(|(client_id, sequence)| Session {
-                    client_id,
+                    client_id: ClientId::number(client_id),
                     sequence,
                 }),
                 operation: operation.clone(),
@@ -712,7 +712,7 @@ fn truncated_command_is_undecodable() {
 struct Model {
     data: BTreeMap<String, Bytes>,
     /// `(client_id, sequence, outcome, last_active_index)`.
-    sessions: Vec<(u64, u64, Outcome, u64)>,
+    sessions: Vec<(ClientId, u64, Outcome, u64)>,
     sessions_max: usize,
     addresses: BTreeMap<u64, String>,
 }
@@ -748,7 +748,7 @@ impl Model {
                 .push((session.client_id, session.sequence, outcome.clone(), index));
             while self.sessions.len() > self.sessions_max {
                 let oldest = (0..self.sessions.len())
-                    .min_by_key(|&at| (self.sessions[at].3, self.sessions[at].0))
+                    .min_by_key(|&at| (self.sessions[at].3, self.sessions[at].0.clone()))
                     .expect("not empty");
                 self.sessions.remove(oldest);
             }
@@ -837,10 +837,24 @@ fn small_operation() -> impl Strategy<Value = Operation> {
     ]
 }
 
+/// A few client ids, numbers and texts, so that sessions meet often; `007` and `7` are two.
+fn small_client_id() -> impl Strategy<Value = ClientId> {
+    prop_oneof![
+        (0u64..5).prop_map(ClientId::number),
+        prop::sample::select(vec![
+            "7",
+            "007",
+            "a",
+            "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
+        ])
+        .prop_map(|text| ClientId::parse(text.as_bytes()).expect("a valid client id")),
+    ]
+}
+
 fn small_command() -> impl Strategy<Value = Command> {
     let session = prop::option::weighted(
         0.8,
-        (0u64..5, 0u64..6).prop_map(|(client_id, sequence)| Session {
+        (small_client_id(), 0u64..6).prop_map(|(client_id, sequence)| Session {
             client_id,
             sequence,
         }),
@@ -872,12 +886,18 @@ fn any_command() -> impl Strategy<Value = Command> {
         (any::<u64>(), any::<String>())
             .prop_map(|(node, http_address)| Operation::Announce { node, http_address }),
     ];
-    let session = prop::option::of((any::<u64>(), any::<u64>()).prop_map(
-        |(client_id, sequence)| Session {
-            client_id,
-            sequence,
-        },
-    ));
+    let client_id = prop_oneof![
+        any::<u64>().prop_map(ClientId::number),
+        "[!-~]{1,128}"
+            .prop_map(|text| ClientId::parse(text.as_bytes()).expect("a valid client id")),
+    ];
+    let session =
+        prop::option::of(
+            (client_id, any::<u64>()).prop_map(|(client_id, sequence)| Session {
+                client_id,
+                sequence,
+            }),
+        );
     (session, operation).prop_map(|(session, operation)| Command {
         session,
         operation,

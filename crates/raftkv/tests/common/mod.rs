@@ -328,6 +328,15 @@ impl TestCluster {
         }
     }
 
+    /// Waits until node `index` says it leads (after a leadership transfer to it).
+    pub async fn wait_until_leads(&self, index: usize) {
+        wait_for(&format!("node {} leads", index + 1), || async move {
+            let status = self.status(index).await?;
+            (status.role == "leader").then_some(())
+        })
+        .await;
+    }
+
     /// Sends a raw request to node `index`; returns status, headers and body.
     pub async fn request(
         &self,
