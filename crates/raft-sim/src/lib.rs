@@ -67,12 +67,31 @@
 //!
 //! ## Storage
 //!
-//! Peers keep their durable state in `raft_core::MemStorage` by default. With
-//! `SimConfig::storage` set to [`StorageKind::wal`], every peer runs on a real `raft_wal`
-//! write-ahead log in a temporary directory of its own: a crash closes the log, a restart
-//! recovers it from its files, and what recovery finds must equal what was durable
-//! (`tests/wal_storage.rs` runs the classic scenarios this way). The lying disk
-//! (`DiskConfig::lie_about_durability`) is supported with memory storage only.
+//! Every peer keeps its durable state in a store implementing `raft_core::LogStore`, opened
+//! through a [`StoreHarness`] — the trait of raft-core's storage conformance suite
+//! (`raft_core::testing::storage`), so the harness that runs the suite against a store runs the
+//! simulator on it too: `create` for each new peer, `reopen` (a drop without a close, and an
+//! open of the same storage) at every crash. The core reads the store through its reader; the
+//! disk model hands it each write when the write completes, so a crash loses exactly the writes
+//! still in flight; and after the reopen the store must hold exactly what it held before, or the
+//! run fails with `storage-recovers-durable-state`.
+//!
+//! `SimConfig::storage` picks a built-in harness: [`MemoryHarness`] (`SharedMemStorage`, the
+//! default) or, with [`StorageKind::wal`], [`WalHarness`]: a real `raft_wal` write-ahead log
+//! per peer in a temporary directory (under `RAFT_SIM_WAL_DIR`, default `/dev/shm`), without
+//! fsyncs (a simulated crash is a process crash), recovered from its files at every crash
+//! (`tests/wal_storage.rs` runs the classic scenarios this way). [`Cluster::builder`] takes
+//! any other harness:
+//!
+//! ```no_run
+//! # use raft_sim::{Cluster, SimConfig, WalHarness};
+//! # let my_harness = WalHarness::new(4096, 0);
+//! let mut cluster = Cluster::builder(SimConfig::new(3, 42)).storage(my_harness).build();
+//! ```
+//!
+//! `tests/storage_conformance.rs` runs the suite against both built-in harnesses. The lying
+//! disk (`DiskConfig::lie_about_durability`, the planted bug the checkers must catch) works on
+//! any store: the core reads an in-memory copy holding every write it was told is durable.
 //!
 //! The classic scenarios are functions of the storage kind and the seed
 //! (`tests/scenarios/*.rs`), so one body serves both the memory tests and the WAL tests.
@@ -93,14 +112,16 @@ mod tester;
 mod trace;
 
 pub use chaos::{chaos_config, run_chaos, run_chaos_with, ChaosOptions, ChaosReport};
-pub use cluster::{Cluster, SimCounters};
+pub use cluster::{Cluster, ClusterBuilder, SimCounters};
 pub use config::{DiskConfig, NetworkConfig, ServiceConfig, SimConfig};
 pub use invariants::{Check, Violation};
 pub use network::{KindStats, NetworkStats, KIND_NAMES};
+pub use raft_core::testing::storage::{BoxError, StoreHarness};
 pub use seeds::{for_each_seed, for_each_seed_n, seeds, DEFAULT_SEEDS};
 pub use service::Service;
 pub use storage::{
-    wal_parent_dir, SimStorage, StorageKind, WalDisk, WAL_CACHE_BYTES_MAX, WAL_SEGMENT_BYTES_MAX,
+    wal_parent_dir, MemoryHarness, SimStorage, StorageKind, WalDisk, WalDiskError, WalHarness,
+    WAL_CACHE_BYTES_MAX, WAL_SEGMENT_BYTES_MAX,
 };
 pub use tester::{
     command, Agreement, AgreementState, AGREEMENT_DEADLINE_MS, ATTEMPT_DEADLINE_MS,

@@ -30,7 +30,8 @@ mod requests;
 use std::panic::{self, AssertUnwindSafe};
 
 use bytes::Bytes;
-use raft_core::{Configuration, Index, LogId, MemStorage, NodeId, Raft, ReadState};
+use raft_core::testing::storage::StoreHarness;
+use raft_core::{Configuration, Index, LogId, NodeId, Raft, ReadState, SharedMemStorage};
 use rand::SeedableRng;
 
 use crate::config::SimConfig;
@@ -39,7 +40,7 @@ use crate::event::{Event, EventQueue};
 use crate::invariants::{Invariants, Violation};
 use crate::network::{Network, NetworkStats};
 use crate::service::Service;
-use crate::storage::{SimStorage, StorageKind};
+use crate::storage::{HarnessStores, SimStorage, Stores};
 use crate::trace::{Digest, Trace};
 use crate::SimRng;
 
@@ -94,11 +95,13 @@ pub(crate) struct Peer {
     id: NodeId,
     /// The running core; `None` while crashed.
     node: Option<Raft<SimStorage>>,
-    /// The disk of a crashed peer.
-    parked_storage: Option<SimStorage>,
-    /// With a disk that lies about durability (memory storage only): what really reached the
-    /// disk.
-    shadow_storage: Option<MemStorage>,
+    /// What the peer's store holds: a reader of it, for the checkers (also while the peer is
+    /// down). The core reads the same store through a reader of its own, except with the
+    /// lying disk.
+    disk: SimStorage,
+    /// With a disk that lies about durability: what the core reads, every write it was told
+    /// is durable (`disk` holds only those that really completed). Rebuilt at every boot.
+    overlay: Option<SharedMemStorage>,
     /// Bumped by every crash: events of an older incarnation are void.
     incarnation: u64,
     service: Service,
@@ -124,6 +127,8 @@ enum ApplyItem {
 /// A deterministic cluster of Raft peers. See the module documentation for the flow.
 pub struct Cluster {
     config: SimConfig,
+    /// Every peer's store.
+    stores: Box<dyn Stores>,
     now_us: u64,
     rng: SimRng,
     queue: EventQueue,
@@ -139,8 +144,21 @@ pub struct Cluster {
 impl Cluster {
     /// Starts a cluster: every peer boots from empty storage (of the configured kind). The
     /// first `config.initial_voters` name themselves as the voters; the others start with an
-    /// empty configuration and wait to be added.
+    /// empty configuration and wait to be added. [`Cluster::builder`] starts one on storage of
+    /// another kind.
     pub fn new(config: SimConfig) -> Cluster {
+        Cluster::builder(config).build()
+    }
+
+    /// A cluster to be started with more than a [`SimConfig`]: storage of the user's kind.
+    pub fn builder(config: SimConfig) -> ClusterBuilder {
+        ClusterBuilder {
+            config,
+            stores: None,
+        }
+    }
+
+    fn boot_all(config: SimConfig, mut stores: Box<dyn Stores>) -> Cluster {
         assert!(config.peers >= 1, "a cluster needs at least one peer");
         assert!(
             (1..=config.peers).contains(&config.initial_voters),
@@ -149,38 +167,31 @@ impl Cluster {
             config.peers
         );
         assert!(config.tick_us > 0, "the tick must last some time");
-        assert!(
-            !config.disk.lie_about_durability || config.storage == StorageKind::Memory,
-            "a disk that lies about durability is simulated with memory storage only, not {:?}",
-            config.storage
-        );
         let voters = Configuration::new((1..=config.initial_voters as u64).map(NodeId));
-        let peers = (1..=config.peers as u64)
-            .map(|id| {
-                let bootstrap = if id <= config.initial_voters as u64 {
+        let peers = (0..config.peers)
+            .map(|index| {
+                let bootstrap = if index < config.initial_voters {
                     voters.clone()
                 } else {
                     Configuration::default()
                 };
-                (id, bootstrap)
-            })
-            .map(|(id, bootstrap)| Peer {
-                id: NodeId(id),
-                node: None,
-                parked_storage: Some(
-                    SimStorage::new(config.storage, NodeId(id), bootstrap).unwrap_or_else(
-                        |error| panic!("seed {}: cannot create storage: {error}", config.seed),
-                    ),
-                ),
-                shadow_storage: None,
-                incarnation: 0,
-                service: Service::new(),
-                flush_scheduled: false,
-                proposals: Default::default(),
-                reads: Vec::new(),
-                failed_reads: Vec::new(),
-                apply_queue: Default::default(),
-                apply_done_us: 0,
+                if let Err(error) = stores.create(index, &bootstrap) {
+                    panic!("seed {}: cannot create storage: {error}", config.seed);
+                }
+                Peer {
+                    id: NodeId(index as u64 + 1),
+                    node: None,
+                    disk: stores.reader(index),
+                    overlay: None,
+                    incarnation: 0,
+                    service: Service::new(),
+                    flush_scheduled: false,
+                    proposals: Default::default(),
+                    reads: Vec::new(),
+                    failed_reads: Vec::new(),
+                    apply_queue: Default::default(),
+                    apply_done_us: 0,
+                }
             })
             .collect();
         let mut cluster = Cluster {
@@ -188,6 +199,7 @@ impl Cluster {
             rng: SimRng::seed_from_u64(config.seed),
             queue: EventQueue::default(),
             peers,
+            stores,
             network: Network::new(config.network.clone(), config.peers),
             disk: Disk::new(config.disk.clone(), config.peers),
             invariants: Invariants::default(),
@@ -428,5 +440,41 @@ impl Cluster {
 
     pub(crate) fn services(&self) -> impl Iterator<Item = &Service> + '_ {
         self.peers.iter().map(|peer| &peer.service)
+    }
+}
+
+/// Starts a [`Cluster`] on storage of the user's kind: every peer's store comes from a
+/// [`StoreHarness`] (the storage conformance suite's trait, so the harness that runs the suite
+/// runs the simulator too): `create` for each peer, `reopen` at every crash.
+///
+/// ```no_run
+/// use raft_sim::{Cluster, SimConfig, WalHarness};
+///
+/// let mut cluster = Cluster::builder(SimConfig::new(3, 7))
+///     .storage(WalHarness::new(64 * 1024, 0))
+///     .build();
+/// cluster.check_one_leader();
+/// ```
+pub struct ClusterBuilder {
+    config: SimConfig,
+    stores: Option<Box<dyn Stores>>,
+}
+
+impl ClusterBuilder {
+    /// Every peer runs on a store `harness` creates, instead of the kind `SimConfig::storage`
+    /// names. After a crash, the reopened store must hold exactly what the old one did, or the
+    /// run fails with `storage-recovers-durable-state`.
+    pub fn storage<H: StoreHarness + 'static>(mut self, harness: H) -> ClusterBuilder {
+        self.stores = Some(Box::new(HarnessStores::new(harness)));
+        self
+    }
+
+    /// Starts the cluster: creates every peer's store and boots it.
+    pub fn build(self) -> Cluster {
+        let stores = match self.stores {
+            Some(stores) => stores,
+            None => self.config.storage.stores(),
+        };
+        Cluster::boot_all(self.config, stores)
     }
 }

@@ -8,7 +8,7 @@
 //!           └─ read_states / failed_reads ─► read checks
 //! ```
 
-use raft_core::{CompactError, LogId, Message, NodeId, Storage};
+use raft_core::{CompactError, LogId, LogStore, Message, NodeId};
 use rand::Rng;
 
 use super::{ApplyItem, Cluster, EMPTY_READY_ROUNDS_MAX, READY_ROUNDS_MAX};
@@ -168,13 +168,9 @@ impl Cluster {
         if self.config.disk.lie_about_durability {
             // The planted bug: the write is visible and acknowledged at once; only the shadow
             // (what really reached the disk) waits for the completion.
-            if let Some(node) = self.peers[peer].node.as_mut() {
-                if let Err(error) = node.storage_mut().persist(request.clone()) {
-                    self.fail(Violation {
-                        invariant: "storage-never-fails",
-                        detail: error,
-                    });
-                }
+            let current = &mut self.peers[peer];
+            if let (Some(node), Some(overlay)) = (current.node.as_mut(), current.overlay.as_mut()) {
+                let Ok(()) = overlay.write(vec![request.clone()]);
                 node.on_persisted(request.id);
             }
         }
@@ -198,10 +194,7 @@ impl Cluster {
             });
         };
         if let Some(node) = self.peers[peer].node.as_ref() {
-            let disk: &dyn Storage = match self.peers[peer].shadow_storage.as_ref() {
-                Some(shadow) => shadow,
-                None => node.storage(),
-            };
+            let disk = &self.peers[peer].disk;
             self.check(check_durable_before_answer(&message, node, disk));
         }
         match self.network.send(peer, to, &message.body, &mut self.rng) {
