@@ -99,11 +99,13 @@
 #![deny(missing_docs)]
 
 mod chaos;
+mod check;
 mod cluster;
 mod config;
 mod disk;
 mod event;
 mod invariants;
+mod machine;
 mod network;
 mod seeds;
 mod service;
@@ -111,10 +113,15 @@ mod storage;
 mod tester;
 mod trace;
 
-pub use chaos::{chaos_config, run_chaos, run_chaos_with, ChaosOptions, ChaosReport};
+pub use chaos::{chaos_config, run_chaos, run_chaos_on, run_chaos_with, ChaosOptions, ChaosReport};
+pub use check::{
+    check_state_machine, run_state_machine, state_machine_config, try_check_state_machine,
+    CheckFailure, CheckOptions, CheckReport,
+};
 pub use cluster::{Cluster, ClusterBuilder, SimCounters};
 pub use config::{DiskConfig, NetworkConfig, ServiceConfig, SimConfig};
 pub use invariants::{Check, Violation};
+pub use machine::{MachineCounters, StateMachine};
 pub use network::{KindStats, NetworkStats, KIND_NAMES};
 pub use raft_core::testing::storage::{BoxError, StoreHarness};
 pub use seeds::{for_each_seed, for_each_seed_n, seeds, DEFAULT_SEEDS};
@@ -128,6 +135,10 @@ pub use tester::{
     LEADER_DEADLINE_MS, MEMBERSHIP_DEADLINE_MS,
 };
 pub use trace::Digest;
+
+/// The random generator crate, for [`StateMachine::random_command`] (`rand::Rng` brings
+/// `gen`, `gen_range` and the rest to [`SimRng`]).
+pub use rand;
 
 /// The random generator of a run.
 pub type SimRng = rand_xoshiro::Xoshiro256PlusPlus;

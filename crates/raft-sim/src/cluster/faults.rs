@@ -14,6 +14,7 @@ use rand::Rng;
 use super::Cluster;
 use crate::event::Event;
 use crate::invariants::Violation;
+use crate::machine::Machines;
 use crate::service::Service;
 use crate::storage::{copy_to_memory, SimStorage};
 use crate::trace::TraceEvent;
@@ -53,6 +54,7 @@ impl Cluster {
         let current = &mut self.peers[peer];
         current.node = Some(node);
         current.service = Service::new();
+        current.machine = self.machines.as_ref().map(Machines::boot);
         current.proposals.clear();
         let incarnation = current.incarnation;
         self.queue
@@ -101,6 +103,7 @@ impl Cluster {
     pub fn disconnect(&mut self, peer: NodeId) {
         let index = self.peer_index(peer);
         self.network.set_connected(index, false);
+        self.counters.partitions += 1;
         self.note(format!("disconnect n{}", peer.0));
     }
 
@@ -118,6 +121,7 @@ impl Cluster {
             .map(|group| group.iter().map(|&id| self.peer_index(id)).collect())
             .collect();
         self.network.partition(&groups);
+        self.counters.partitions += 1;
         self.note(format!("partition {groups:?} (0-based)"));
     }
 
@@ -126,6 +130,7 @@ impl Cluster {
     pub fn cut_link(&mut self, from: NodeId, to: NodeId) {
         let (from_index, to_index) = (self.peer_index(from), self.peer_index(to));
         self.network.cut_link(from_index, to_index);
+        self.counters.partitions += 1;
         self.note(format!("cut link n{} -> n{}", from.0, to.0));
     }
 

@@ -38,6 +38,7 @@ use crate::config::SimConfig;
 use crate::disk::Disk;
 use crate::event::{Event, EventQueue};
 use crate::invariants::{Invariants, Violation};
+use crate::machine::{MachineCounters, MachineKind, Machines, PeerMachine, StateMachine};
 use crate::network::{Network, NetworkStats};
 use crate::service::Service;
 use crate::storage::{HarnessStores, SimStorage, Stores};
@@ -45,7 +46,7 @@ use crate::trace::{Digest, Trace};
 use crate::SimRng;
 
 /// The text of a panic payload.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(text) = payload.downcast_ref::<String>() {
         text.clone()
     } else if let Some(text) = payload.downcast_ref::<&str>() {
@@ -70,6 +71,8 @@ pub struct SimCounters {
     pub crashes: u64,
     /// Restarts.
     pub restarts: u64,
+    /// Network faults injected: partitions, disconnections and one-way link cuts.
+    pub partitions: u64,
     /// Persist requests completed.
     pub disk_writes: u64,
     /// Entries applied by all services.
@@ -88,6 +91,39 @@ pub struct SimCounters {
     pub reads_failed: u64,
     /// Lease reads a leader served at once, on its lease (the rest took a round).
     pub lease_reads: u64,
+}
+
+impl std::ops::AddAssign for SimCounters {
+    fn add_assign(&mut self, other: SimCounters) {
+        let SimCounters {
+            events,
+            crashes,
+            restarts,
+            partitions,
+            disk_writes,
+            entries_applied,
+            snapshots_taken,
+            snapshots_restored,
+            messages_rejected,
+            proposals,
+            reads_served,
+            reads_failed,
+            lease_reads,
+        } = other;
+        self.events += events;
+        self.crashes += crashes;
+        self.restarts += restarts;
+        self.partitions += partitions;
+        self.disk_writes += disk_writes;
+        self.entries_applied += entries_applied;
+        self.snapshots_taken += snapshots_taken;
+        self.snapshots_restored += snapshots_restored;
+        self.messages_rejected += messages_rejected;
+        self.proposals += proposals;
+        self.reads_served += reads_served;
+        self.reads_failed += reads_failed;
+        self.lease_reads += lease_reads;
+    }
 }
 
 /// One simulated server: the core (absent while crashed), its disk and its service.
@@ -116,6 +152,8 @@ pub(crate) struct Peer {
     apply_queue: std::collections::VecDeque<ApplyItem>,
     /// Completion time of the newest item of `apply_queue`.
     apply_done_us: u64,
+    /// The user's state machine, beside `service`, when the cluster runs one.
+    machine: Option<PeerMachine>,
 }
 
 /// Work for the service.
@@ -129,6 +167,8 @@ pub struct Cluster {
     config: SimConfig,
     /// Every peer's store.
     stores: Box<dyn Stores>,
+    /// The user's state machines' checks, when the peers run one.
+    machines: Option<Machines>,
     now_us: u64,
     rng: SimRng,
     queue: EventQueue,
@@ -155,10 +195,15 @@ impl Cluster {
         ClusterBuilder {
             config,
             stores: None,
+            machine: None,
         }
     }
 
-    fn boot_all(config: SimConfig, mut stores: Box<dyn Stores>) -> Cluster {
+    fn boot_all(
+        config: SimConfig,
+        mut stores: Box<dyn Stores>,
+        machine: Option<MachineKind>,
+    ) -> Cluster {
         assert!(config.peers >= 1, "a cluster needs at least one peer");
         assert!(
             (1..=config.peers).contains(&config.initial_voters),
@@ -191,6 +236,7 @@ impl Cluster {
                     failed_reads: Vec::new(),
                     apply_queue: Default::default(),
                     apply_done_us: 0,
+                    machine: None,
                 }
             })
             .collect();
@@ -200,6 +246,7 @@ impl Cluster {
             queue: EventQueue::default(),
             peers,
             stores,
+            machines: machine.map(Machines::new),
             network: Network::new(config.network.clone(), config.peers),
             disk: Disk::new(config.disk.clone(), config.peers),
             invariants: Invariants::default(),
@@ -336,6 +383,20 @@ impl Cluster {
         &self.peers[self.peer_index(peer)].service
     }
 
+    /// The user's state machine of `peer` (after a crash, the state it had), when the cluster
+    /// runs one ([`ClusterBuilder::state_machine`]).
+    pub fn machine(&self, peer: NodeId) -> Option<&dyn StateMachine> {
+        self.peers[self.peer_index(peer)]
+            .machine
+            .as_ref()
+            .map(PeerMachine::state)
+    }
+
+    /// What the state-machine checks did so far, when the cluster runs a user's machine.
+    pub fn machine_counters(&self) -> Option<MachineCounters> {
+        self.machines.as_ref().map(|machines| machines.counters)
+    }
+
     /// Whether `peer` is running.
     pub fn is_alive(&self, peer: NodeId) -> bool {
         self.node(peer).is_some()
@@ -438,14 +499,20 @@ impl Cluster {
         self.invariants.state_machine.command_at(index)
     }
 
+    /// A command from the state machine's workload, when the peers run one.
+    pub(crate) fn random_machine_command(&mut self) -> Option<Bytes> {
+        let machines = self.machines.as_ref()?;
+        Some(machines.random_command(&mut self.rng))
+    }
+
     pub(crate) fn services(&self) -> impl Iterator<Item = &Service> + '_ {
         self.peers.iter().map(|peer| &peer.service)
     }
 }
 
-/// Starts a [`Cluster`] on storage of the user's kind: every peer's store comes from a
-/// [`StoreHarness`] (the storage conformance suite's trait, so the harness that runs the suite
-/// runs the simulator too): `create` for each peer, `reopen` at every crash.
+/// Starts a [`Cluster`] with a user's storage, state machine, or both. Every peer's store
+/// comes from a [`StoreHarness`] (the storage conformance suite's trait, so the harness that
+/// runs the suite runs the simulator too): `create` for each peer, `reopen` at every crash.
 ///
 /// ```no_run
 /// use raft_sim::{Cluster, SimConfig, WalHarness};
@@ -458,15 +525,34 @@ impl Cluster {
 pub struct ClusterBuilder {
     config: SimConfig,
     stores: Option<Box<dyn Stores>>,
+    machine: Option<MachineKind>,
 }
 
 impl ClusterBuilder {
     /// Every peer runs on a store `harness` creates, instead of the kind `SimConfig::storage`
     /// names. After a crash, the reopened store must hold exactly what the old one did, or the
     /// run fails with `storage-recovers-durable-state`.
-    pub fn storage<H: StoreHarness + 'static>(mut self, harness: H) -> ClusterBuilder {
-        self.stores = Some(Box::new(HarnessStores::new(harness)));
+    pub fn storage<H: StoreHarness + 'static>(self, harness: H) -> ClusterBuilder {
+        self.stores(Box::new(HarnessStores::new(harness)))
+    }
+
+    /// Every peer runs on a store of `stores`.
+    pub(crate) fn stores(mut self, stores: Box<dyn Stores>) -> ClusterBuilder {
+        self.stores = Some(stores);
         self
+    }
+
+    /// Every peer runs a state machine of `kind`.
+    pub(crate) fn machine_kind(mut self, kind: MachineKind) -> ClusterBuilder {
+        self.machine = Some(kind);
+        self
+    }
+
+    /// Every peer runs a state machine of type `M` beside the built-in digest service, the
+    /// simulated clients propose `M::random_command`s, and every replica is checked against
+    /// a reference replica (see [`StateMachine`] and [`crate::check_state_machine`]).
+    pub fn state_machine<M: StateMachine + Default>(self) -> ClusterBuilder {
+        self.machine_kind(MachineKind::of::<M>())
     }
 
     /// Starts the cluster: creates every peer's store and boots it.
@@ -475,6 +561,6 @@ impl ClusterBuilder {
             Some(stores) => stores,
             None => self.config.storage.stores(),
         };
-        Cluster::boot_all(self.config, stores)
+        Cluster::boot_all(self.config, stores, self.machine)
     }
 }
