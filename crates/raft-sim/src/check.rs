@@ -193,8 +193,8 @@ impl fmt::Display for CheckFailure {
         let (name, seed) = (&self.name, self.seed);
         write!(
             formatter,
-            "{}\nstate machine check {name} failed with seed {seed} ({}); replay it with \
-             RAFT_SIM_SEED={seed}, e.g. RAFT_SIM_SEED={seed} cargo test {name}",
+            "{}\nstate machine check {name} failed with seed {seed} ({}); replay it by running \
+             it again with RAFT_SIM_SEED={seed} in the environment",
             self.report, self.invariant
         )
     }
