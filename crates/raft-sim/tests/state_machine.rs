@@ -308,7 +308,7 @@ fn a_store_that_loses_a_write_on_reopen_fails_storage_recovers_durable_state() {
 }
 
 #[test]
-#[should_panic(expected = "replay it with RAFT_SIM_SEED=0")]
+#[should_panic(expected = "replay it by running it again with RAFT_SIM_SEED=0 in the environment")]
 fn check_state_machine_panics_with_the_replay() {
     check_state_machine::<Kv<COUNTS_APPLIES_GLOBALLY>>(
         &CheckOptions::new("check_state_machine_panics_with_the_replay").with_exact_seeds(0..3),

@@ -5,13 +5,15 @@
 //!           ▼                                                                            │
 //!  pop ─► Tick ─► core.tick() ──────┐                                                    │
 //!         Deliver ─► core.step(m) ──┼─► drive(peer): while has_ready { ready() }         │
-//!         DiskDone ─► storage.persist, core.on_persisted(id)   (now, or at a Flush when  │
+//!         DiskDone ─► store.write, core.on_persisted(id)       (now, or at a Flush when  │
 //!         Flush (start/read/restart, batching)                 ready() is batched)       │
 //!         ApplyDone (asynchronous service)  │                                            │
 //!                                   │   persist   ─► Disk ─► DiskDone ───────────────────┤
 //!                                   │   messages  ─► Network ─► Deliver ─────────────────┤
 //!                                   │   snapshot / committed ─► Service (now, or ────────┘
-//!                                   │        ApplyDone later) ─► on_applied, compact
+//!                                   │        ApplyDone later) [+ the user's machine,
+//!                                   │        checked against a reference replica]
+//!                                   │        ─► on_applied, compact
 //!                                   └─► invariants checked for the peer the event touched
 //! ```
 //!
@@ -19,8 +21,11 @@
 //! made on the cluster fix the whole run.
 //!
 //! Submodules: `inputs` (what each event does), `ready` (the driving loop), `requests`
-//! (client calls), `faults` (fault injection), `checks` (invariant hooks and reports).
+//! (client calls), `faults` (fault injection), `checks` (invariant hooks and reports). Every
+//! peer's store lives in `stores` (see `crate::storage`), the user's machines' checks in
+//! `machines` (see `crate::machine`).
 
+mod builder;
 mod checks;
 mod faults;
 mod inputs;
@@ -30,7 +35,6 @@ mod requests;
 use std::panic::{self, AssertUnwindSafe};
 
 use bytes::Bytes;
-use raft_core::testing::storage::StoreHarness;
 use raft_core::{Configuration, Index, LogId, NodeId, Raft, ReadState, SharedMemStorage};
 use rand::SeedableRng;
 
@@ -38,10 +42,12 @@ use crate::config::SimConfig;
 use crate::disk::Disk;
 use crate::event::{Event, EventQueue};
 use crate::invariants::{Invariants, Violation};
+pub use builder::ClusterBuilder;
+
 use crate::machine::{MachineCounters, MachineKind, Machines, PeerMachine, StateMachine};
 use crate::network::{Network, NetworkStats};
 use crate::service::Service;
-use crate::storage::{HarnessStores, SimStorage, Stores};
+use crate::storage::{SimStorage, Stores};
 use crate::trace::{Digest, Trace};
 use crate::SimRng;
 
@@ -192,14 +198,10 @@ impl Cluster {
 
     /// A cluster to be started with more than a [`SimConfig`]: storage of the user's kind.
     pub fn builder(config: SimConfig) -> ClusterBuilder {
-        ClusterBuilder {
-            config,
-            stores: None,
-            machine: None,
-        }
+        ClusterBuilder::new(config)
     }
 
-    fn boot_all(
+    pub(super) fn boot_all(
         config: SimConfig,
         mut stores: Box<dyn Stores>,
         machine: Option<MachineKind>,
@@ -507,60 +509,5 @@ impl Cluster {
 
     pub(crate) fn services(&self) -> impl Iterator<Item = &Service> + '_ {
         self.peers.iter().map(|peer| &peer.service)
-    }
-}
-
-/// Starts a [`Cluster`] with a user's storage, state machine, or both. Every peer's store
-/// comes from a [`StoreHarness`] (the storage conformance suite's trait, so the harness that
-/// runs the suite runs the simulator too): `create` for each peer, `reopen` at every crash.
-///
-/// ```no_run
-/// use raft_sim::{Cluster, SimConfig, WalHarness};
-///
-/// let mut cluster = Cluster::builder(SimConfig::new(3, 7))
-///     .storage(WalHarness::new(64 * 1024, 0))
-///     .build();
-/// cluster.check_one_leader();
-/// ```
-pub struct ClusterBuilder {
-    config: SimConfig,
-    stores: Option<Box<dyn Stores>>,
-    machine: Option<MachineKind>,
-}
-
-impl ClusterBuilder {
-    /// Every peer runs on a store `harness` creates, instead of the kind `SimConfig::storage`
-    /// names. After a crash, the reopened store must hold exactly what the old one did, or the
-    /// run fails with `storage-recovers-durable-state`.
-    pub fn storage<H: StoreHarness + 'static>(self, harness: H) -> ClusterBuilder {
-        self.stores(Box::new(HarnessStores::new(harness)))
-    }
-
-    /// Every peer runs on a store of `stores`.
-    pub(crate) fn stores(mut self, stores: Box<dyn Stores>) -> ClusterBuilder {
-        self.stores = Some(stores);
-        self
-    }
-
-    /// Every peer runs a state machine of `kind`.
-    pub(crate) fn machine_kind(mut self, kind: MachineKind) -> ClusterBuilder {
-        self.machine = Some(kind);
-        self
-    }
-
-    /// Every peer runs a state machine of type `M` beside the built-in digest service, the
-    /// simulated clients propose `M::random_command`s, and every replica is checked against
-    /// a reference replica (see [`StateMachine`] and [`crate::check_state_machine`]).
-    pub fn state_machine<M: StateMachine + Default>(self) -> ClusterBuilder {
-        self.machine_kind(MachineKind::of::<M>())
-    }
-
-    /// Starts the cluster: creates every peer's store and boots it.
-    pub fn build(self) -> Cluster {
-        let stores = match self.stores {
-            Some(stores) => stores,
-            None => self.config.storage.stores(),
-        };
-        Cluster::boot_all(self.config, stores, self.machine)
     }
 }

@@ -166,8 +166,9 @@ impl Cluster {
         }
         let done_us = self.disk.completion_us(peer, self.now_us, &mut self.rng);
         if self.config.disk.lie_about_durability {
-            // The planted bug: the write is visible and acknowledged at once; only the shadow
-            // (what really reached the disk) waits for the completion.
+            // The planted bug: the write is visible (in the overlay the core reads) and
+            // acknowledged at once; only the store, what really reached the disk, waits for
+            // the completion (`on_disk_done`).
             let current = &mut self.peers[peer];
             if let (Some(node), Some(overlay)) = (current.node.as_mut(), current.overlay.as_mut()) {
                 let Ok(()) = overlay.write(vec![request.clone()]);
