@@ -64,6 +64,34 @@ fn own_storage_holds_every_rule_of_the_conformance_suite() {
     assert!(stdout.contains("durable-across-crash"), "{stdout}");
 }
 
+#[test]
+fn simulate_checks_a_bank_under_faults_over_many_seeds() {
+    let output = run(env!("CARGO_BIN_EXE_simulate"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("simulate: "), "{stdout}");
+    let count = |label: &str| -> u64 {
+        let at = stdout
+            .find(label)
+            .unwrap_or_else(|| panic!("no {label:?} in {stdout}"));
+        let before = stdout[..at].trim_end();
+        let digits = before
+            .rsplit(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap_or("");
+        digits
+            .parse()
+            .unwrap_or_else(|_| panic!("no count before {label:?} in {stdout}"))
+    };
+    assert!(count("crashes") > 0, "{stdout}");
+    assert!(count("commands applied") > 0, "{stdout}");
+    assert!(count("fingerprints") > 0, "{stdout}");
+    assert!(count("snapshot round trips") > 0, "{stdout}");
+    assert!(
+        stdout.contains("every replica agreed with the reference replica at every index"),
+        "{stdout}"
+    );
+}
+
 /// One `kv_node` process, typed into through its standard input.
 struct KvNode {
     child: Child,

@@ -30,8 +30,9 @@ use raft_core::{ConfChange, NodeId};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-use crate::cluster::{Cluster, SimCounters};
+use crate::cluster::{Cluster, ClusterBuilder, SimCounters};
 use crate::config::SimConfig;
+use crate::machine::MachineCounters;
 use crate::network::NetworkStats;
 use crate::SimRng;
 
@@ -77,6 +78,8 @@ pub struct ChaosReport {
     pub terms_with_leader: usize,
     /// Digest of the whole event trace.
     pub digest: u64,
+    /// What the state-machine checks did, when the peers ran a user's machine.
+    pub machine: Option<MachineCounters>,
 }
 
 /// The cluster configuration a seed chooses.
@@ -148,8 +151,14 @@ pub fn run_chaos(seed: u64, options: &ChaosOptions) -> ChaosReport {
 /// [`run_chaos`] on a configuration the caller adjusted, typically [`chaos_config`] with
 /// another storage (`config.seed` drives the run).
 pub fn run_chaos_with(config: SimConfig, options: &ChaosOptions) -> ChaosReport {
-    let seed = config.seed;
-    let mut cluster = Cluster::new(config.clone());
+    run_chaos_on(Cluster::builder(config), options)
+}
+
+/// [`run_chaos`] on a cluster of the caller's making: another storage harness, a state
+/// machine of the user's (see [`crate::check_state_machine`] for the sweep over seeds).
+pub fn run_chaos_on(builder: ClusterBuilder, options: &ChaosOptions) -> ChaosReport {
+    let mut cluster = builder.build();
+    let config = cluster.config().clone();
     let ids = cluster.ids();
     while cluster.now_ms() < options.safety_ms {
         let pause_ms = cluster.rng().gen_range(0..=20);
@@ -159,7 +168,7 @@ pub fn run_chaos_with(config: SimConfig, options: &ChaosOptions) -> ChaosReport 
     let healed_ms = cluster.now_ms();
     converge(&mut cluster, &ids);
     ChaosReport {
-        seed,
+        seed: config.seed,
         config,
         virtual_ms: cluster.now_ms(),
         liveness_ms: cluster.now_ms() - healed_ms,
@@ -168,6 +177,7 @@ pub fn run_chaos_with(config: SimConfig, options: &ChaosOptions) -> ChaosReport 
         acknowledged_writes: cluster.acknowledged_writes(),
         terms_with_leader: cluster.terms_with_leader(),
         digest: cluster.digest().value(),
+        machine: cluster.machine_counters(),
     }
 }
 

@@ -73,7 +73,8 @@ pub struct DiskConfig {
     pub latency_max_us: u64,
     /// A planted bug for testing the checkers: the disk reports writes durable as soon as
     /// they are issued, so a crash loses acknowledged state. Never set it elsewhere. Works
-    /// with [`StorageKind::Memory`] only (it keeps a copy of what really reached the disk).
+    /// with any storage: the core reads an in-memory copy holding every acknowledged write,
+    /// while the store gets each write only when the disk completes it.
     pub lie_about_durability: bool,
 }
 
@@ -122,7 +123,8 @@ pub struct SimConfig {
     pub network: NetworkConfig,
     /// Disk behaviour.
     pub disk: DiskConfig,
-    /// What every peer stores its durable state in.
+    /// What every peer stores its durable state in (unless the cluster is built with a
+    /// harness of its own, `ClusterBuilder::storage`).
     pub storage: StorageKind,
     /// Service behaviour.
     pub service: ServiceConfig,

@@ -49,14 +49,28 @@ pub fn for_each_seed(name: &str, run: impl Fn(u64) + Sync) {
 /// `scenario NAME failed with seed S; rerun with RAFT_SIM_SEED=S cargo test -p raft-sim NAME`
 /// and re-raises the panic; with several failures, the smallest failing seed is reported.
 pub fn for_each_seed_n(name: &str, default_count: usize, run: impl Fn(u64) + Sync) {
-    let seeds = seeds(default_count);
+    if let Some((seed, payload)) = sweep(&seeds(default_count), run) {
+        eprintln!(
+            "scenario {name} failed with seed {seed}; rerun with RAFT_SIM_SEED={seed} cargo test -p raft-sim {name}"
+        );
+        panic::resume_unwind(payload);
+    }
+}
+
+/// A seed's panic.
+pub(crate) type SeedFailure = (u64, Box<dyn std::any::Any + Send>);
+
+/// Runs `run` over `seeds` on `RAFT_SIM_THREADS` threads (default: the available cores) until
+/// one panics; returns the failing seed and its panic (the smallest seed when several threads
+/// failed at once).
+pub(crate) fn sweep(seeds: &[u64], run: impl Fn(u64) + Sync) -> Option<SeedFailure> {
     let threads = env_number("RAFT_SIM_THREADS")
         .map(|threads| threads as usize)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
         .clamp(1, seeds.len().max(1));
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
-    let failure: Mutex<Option<(u64, Box<dyn std::any::Any + Send>)>> = Mutex::new(None);
+    let failure: Mutex<Option<SeedFailure>> = Mutex::new(None);
     let worker = || {
         while !stop.load(Ordering::Relaxed) {
             let position = next.fetch_add(1, Ordering::Relaxed);
@@ -85,13 +99,7 @@ pub fn for_each_seed_n(name: &str, default_count: usize, run: impl Fn(u64) + Syn
             }
         });
     }
-    let failure = failure
+    failure
         .into_inner()
-        .unwrap_or_else(|poison| poison.into_inner());
-    if let Some((seed, payload)) = failure {
-        eprintln!(
-            "scenario {name} failed with seed {seed}; rerun with RAFT_SIM_SEED={seed} cargo test -p raft-sim {name}"
-        );
-        panic::resume_unwind(payload);
-    }
+        .unwrap_or_else(|poison| poison.into_inner())
 }

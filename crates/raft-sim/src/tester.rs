@@ -46,10 +46,22 @@ pub fn command(value: u64) -> Bytes {
 }
 
 impl Cluster {
-    /// A random numeric command drawn from the run's generator.
+    /// A random command drawn from the run's generator: the state machine's
+    /// (`StateMachine::random_command`) when the peers run one, else a numeric one.
     pub fn random_command(&mut self) -> Bytes {
-        let value: u64 = self.rng().gen();
-        command(value)
+        let Some(command) = self.random_machine_command() else {
+            let value: u64 = self.rng().gen();
+            return command(value);
+        };
+        let limit = self.config().core.proposal_bytes_max;
+        if command.len() as u64 > limit {
+            self.fail_scenario(&format!(
+                "the state machine's random_command made a command of {} bytes, over the \
+                 proposal limit of {limit} bytes (Config::proposal_bytes_max)",
+                command.len()
+            ));
+        }
+        command
     }
 
     /// The peer `offset` places after `peer` in id order (wrapping), so scenarios can pick

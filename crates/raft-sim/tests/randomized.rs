@@ -2,9 +2,10 @@
 //! (see `raft_sim::run_chaos`). Also: a seed replays exactly, and the checkers catch a planted
 //! bug.
 
-use std::panic::{self, AssertUnwindSafe};
+#[path = "scenarios/lying_disk.rs"]
+mod lying_disk;
 
-use raft_sim::{chaos_config, for_each_seed_n, run_chaos, ChaosOptions, Cluster};
+use raft_sim::{for_each_seed_n, run_chaos, ChaosOptions, StorageKind};
 
 /// Seeds of the randomized run by default; `RAFT_SIM_SEEDS` overrides.
 const CHAOS_SEEDS: usize = 2_000;
@@ -59,41 +60,5 @@ fn same_seed_replays_exactly() {
 
 #[test]
 fn checkers_catch_a_disk_that_lies_about_durability() {
-    // With writes acknowledged before they are durable, crashes lose votes and entries that
-    // others counted on; some seed must trip an invariant.
-    let options = ChaosOptions::default();
-    let violation = (0..200u64).find_map(|seed| {
-        let mut config = chaos_config(seed, &options);
-        config.disk.lie_about_durability = true;
-        config.disk.latency_min_us = 20_000;
-        config.disk.latency_max_us = 200_000;
-        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-            let mut cluster = Cluster::new(config);
-            let ids = cluster.ids();
-            for round in 0..400u64 {
-                let command = cluster.random_command();
-                if let Some(leader) = cluster.any_leader() {
-                    cluster.start(leader, command);
-                }
-                cluster.run_for(15);
-                if round % 7 == 3 {
-                    let victim = ids[(round as usize / 7) % ids.len()];
-                    cluster.restart(victim);
-                }
-            }
-        }));
-        outcome.err().map(|payload| {
-            payload
-                .downcast_ref::<String>()
-                .cloned()
-                .unwrap_or_default()
-        })
-    });
-    let Some(message) = violation else {
-        panic!("no seed of a lying disk broke an invariant: the checkers are too weak");
-    };
-    assert!(
-        message.contains("invariant violated"),
-        "unexpected panic: {message}"
-    );
+    lying_disk::checkers_catch_it(StorageKind::Memory, 0..200);
 }

@@ -1,6 +1,6 @@
 //! The classic scenarios on a real write-ahead log (`raft_wal`, a temporary directory per peer)
-//! instead of memory storage: every persist is a write to segment files, a crash closes the log
-//! and a restart recovers it from its files, which must give back exactly what was durable.
+//! instead of memory storage: every persist is a write to segment files, and a crash drops the
+//! log and recovers it from its files, which must give back exactly what was durable.
 //! Segments are small (4 KiB), so runs roll over to new segments and compaction deletes whole
 //! ones; the tail cache alternates between none and 1 KiB by seed, so reads go to the files.
 //!
@@ -26,9 +26,12 @@ mod snapshots;
 #[path = "scenarios/membership.rs"]
 mod membership;
 
+#[path = "scenarios/lying_disk.rs"]
+mod lying_disk;
+
 use raft_sim::{
-    chaos_config, for_each_seed_n, run_chaos_with, ChaosOptions, Cluster, SimConfig, StorageKind,
-    WAL_CACHE_BYTES_MAX, WAL_SEGMENT_BYTES_MAX,
+    chaos_config, for_each_seed_n, run_chaos_with, ChaosOptions, StorageKind, WAL_CACHE_BYTES_MAX,
+    WAL_SEGMENT_BYTES_MAX,
 };
 
 /// Seeds of each classic scenario by default (the memory tests run 200).
@@ -88,11 +91,8 @@ fn same_seed_replays_exactly_on_wal() {
 }
 
 #[test]
-#[should_panic(expected = "memory storage only")]
-fn lying_disk_is_refused_on_wal() {
-    let mut config = SimConfig::new(3, 0).with_storage(StorageKind::wal());
-    config.disk.lie_about_durability = true;
-    Cluster::new(config);
+fn checkers_catch_a_disk_that_lies_about_durability_on_wal() {
+    lying_disk::checkers_catch_it(StorageKind::wal(), 0..100);
 }
 
 #[test]

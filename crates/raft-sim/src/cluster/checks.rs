@@ -56,14 +56,10 @@ impl Cluster {
     pub(super) fn check_fresh_commits(&mut self) {
         let fresh = self.invariants.committed.take_fresh();
         for (id, configuration) in fresh {
-            let disks = self.peers.iter().filter_map(|peer| {
-                let disk: &dyn Storage = match (&peer.shadow_storage, &peer.parked_storage) {
-                    (Some(shadow), _) => shadow,
-                    (None, Some(parked)) => parked,
-                    (None, None) => peer.node.as_ref()?.storage(),
-                };
-                Some((peer.id, disk))
-            });
+            let disks = self
+                .peers
+                .iter()
+                .map(|peer| (peer.id, &peer.disk as &dyn Storage));
             let content = self.invariants.log_matching.content(id);
             self.check(check_durable_majority(id, content, disks, &configuration));
         }

@@ -2,40 +2,44 @@
 //! unreliable and slow networks, slow disks.
 //!
 //! ```text
-//!  crash(p)   ─► core dropped, storage parked (a write-ahead log is closed), incarnation += 1
-//!                (its in-flight writes, ticks and undelivered messages become void)
-//!  restart(p) ─► storage recovered (a write-ahead log is opened again from its files)
-//!             ─► Raft::new(config, storage), fresh Service, new tick chain
+//!  crash(p)   ─► core dropped, incarnation += 1 (its in-flight writes, ticks and
+//!                undelivered messages become void) ─► store reopened through its harness
+//!                (a write-ahead log recovers from its files), checked against what it held
+//!  restart(p) ─► Raft::new(config, a reader of the store), fresh Service, new tick chain
 //! ```
 
-use raft_core::{NodeId, Raft};
+use raft_core::{NodeId, Raft, SharedMemStorage};
 use rand::Rng;
 
 use super::Cluster;
 use crate::event::Event;
 use crate::invariants::Violation;
+use crate::machine::Machines;
 use crate::service::Service;
-use crate::storage::SimStorage;
+use crate::storage::{copy_to_memory, SimStorage};
 use crate::trace::TraceEvent;
 
 impl Cluster {
-    /// Starts (or restarts) a peer from its parked storage.
+    /// Starts (or restarts) a peer from its store; does nothing to a running peer.
     pub(super) fn boot(&mut self, peer: usize) {
-        let Some(mut storage) = self.peers[peer].parked_storage.take() else {
+        if self.peers[peer].node.is_some() {
             return;
-        };
-        if let Err(error) = storage.recover() {
-            self.fail(Violation {
-                invariant: "storage-recovers-durable-state",
-                detail: error,
-            });
         }
-        if self.config.disk.lie_about_durability {
-            let Some(memory) = storage.as_memory() else {
-                panic!("Cluster::new admits the lying disk with memory storage only");
+        let storage = if self.config.disk.lie_about_durability {
+            // The core reads what it was told is durable; it starts from what truly is.
+            let copy = match copy_to_memory(&self.peers[peer].disk) {
+                Ok(copy) => copy,
+                Err(error) => self.fail(Violation {
+                    invariant: "storage-never-fails",
+                    detail: format!("n{} cannot copy its store to memory: {error}", peer + 1),
+                }),
             };
-            self.peers[peer].shadow_storage = Some(memory.clone());
-        }
+            let overlay = SharedMemStorage::from_storage(copy);
+            self.peers[peer].overlay = Some(overlay.clone());
+            SimStorage::new(overlay)
+        } else {
+            self.stores.reader(peer)
+        };
         let mut config = self.config.core.clone();
         config.id = self.peers[peer].id;
         config.seed = self.rng.gen();
@@ -50,6 +54,7 @@ impl Cluster {
         let current = &mut self.peers[peer];
         current.node = Some(node);
         current.service = Service::new();
+        current.machine = self.machines.as_ref().map(Machines::boot);
         current.proposals.clear();
         let incarnation = current.incarnation;
         self.queue
@@ -57,26 +62,27 @@ impl Cluster {
         self.schedule_flush(peer);
     }
 
-    /// Crashes `peer`: its core, unfinished disk writes and undelivered messages are lost;
-    /// its storage keeps what was durable.
+    /// Crashes `peer`: its core, unfinished disk writes and undelivered messages are lost; its
+    /// store is reopened (a crash and a restart, for the store) and must hold exactly what was
+    /// durable.
     pub fn crash(&mut self, peer: NodeId) {
         let index = self.peer_index(peer);
         let current = &mut self.peers[index];
-        let Some(node) = current.node.take() else {
+        if current.node.take().is_none() {
             return;
-        };
-        let mut storage = node.into_storage();
-        storage.crash();
-        current.parked_storage = Some(
-            current
-                .shadow_storage
-                .take()
-                .map_or(storage, SimStorage::Memory),
-        );
+        }
+        current.overlay = None;
         current.incarnation += 1;
         current.flush_scheduled = false;
         current.proposals.clear();
         current.apply_queue.clear();
+        if let Err(error) = self.stores.reopen(index) {
+            self.fail(Violation {
+                invariant: "storage-recovers-durable-state",
+                detail: error,
+            });
+        }
+        self.peers[index].disk = self.stores.reader(index);
         self.invariants.reads.forget_peer(peer);
         self.counters.crashes += 1;
         self.note(format!("crash n{}", peer.0));
@@ -97,6 +103,7 @@ impl Cluster {
     pub fn disconnect(&mut self, peer: NodeId) {
         let index = self.peer_index(peer);
         self.network.set_connected(index, false);
+        self.counters.partitions += 1;
         self.note(format!("disconnect n{}", peer.0));
     }
 
@@ -114,6 +121,7 @@ impl Cluster {
             .map(|group| group.iter().map(|&id| self.peer_index(id)).collect())
             .collect();
         self.network.partition(&groups);
+        self.counters.partitions += 1;
         self.note(format!("partition {groups:?} (0-based)"));
     }
 
@@ -122,6 +130,7 @@ impl Cluster {
     pub fn cut_link(&mut self, from: NodeId, to: NodeId) {
         let (from_index, to_index) = (self.peer_index(from), self.peer_index(to));
         self.network.cut_link(from_index, to_index);
+        self.counters.partitions += 1;
         self.note(format!("cut link n{} -> n{}", from.0, to.0));
     }
 

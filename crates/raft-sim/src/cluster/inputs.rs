@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  Tick ─► tick()          Deliver ─► reachable? ─► step(m)
-//!  DiskDone ─► storage.persist(req) ─► on_persisted(id)
+//!  DiskDone ─► store.write([req]) ─► on_persisted(id)
 //!  Flush / ApplyDone ─► the driving loop (ready.rs)
 //!  every input ─► after_input: drive now, or after a batching delay
 //! ```
@@ -85,17 +85,10 @@ impl Cluster {
             return None;
         }
         let id = current.id;
-        let node = current.node.as_mut()?;
+        current.node.as_ref()?;
         let (persist_id, hard_state, entry_count) =
             (request.id, request.hard_state, request.entries.len());
-        let persisted = match current.shadow_storage.as_mut() {
-            Some(shadow) => {
-                shadow.persist(request);
-                Ok(())
-            }
-            None => node.storage_mut().persist(request),
-        };
-        if let Err(error) = persisted {
+        if let Err(error) = self.stores.write(peer, vec![request]) {
             self.fail(Violation {
                 invariant: "storage-never-fails",
                 detail: error,
@@ -105,7 +98,8 @@ impl Cluster {
             let check = self.invariants.durable.on_persisted(id, hard_state);
             self.check(check);
         }
-        if self.peers[peer].shadow_storage.is_none() {
+        // A lying disk told the core at once (see `issue_write`).
+        if self.peers[peer].overlay.is_none() {
             let node = self.peers[peer].node.as_mut()?;
             node.on_persisted(persist_id);
         }

@@ -5,13 +5,15 @@
 //!           ▼                                                                            │
 //!  pop ─► Tick ─► core.tick() ──────┐                                                    │
 //!         Deliver ─► core.step(m) ──┼─► drive(peer): while has_ready { ready() }         │
-//!         DiskDone ─► storage.persist, core.on_persisted(id)   (now, or at a Flush when  │
+//!         DiskDone ─► store.write, core.on_persisted(id)       (now, or at a Flush when  │
 //!         Flush (start/read/restart, batching)                 ready() is batched)       │
 //!         ApplyDone (asynchronous service)  │                                            │
 //!                                   │   persist   ─► Disk ─► DiskDone ───────────────────┤
 //!                                   │   messages  ─► Network ─► Deliver ─────────────────┤
 //!                                   │   snapshot / committed ─► Service (now, or ────────┘
-//!                                   │        ApplyDone later) ─► on_applied, compact
+//!                                   │        ApplyDone later) [+ the user's machine,
+//!                                   │        checked against a reference replica]
+//!                                   │        ─► on_applied, compact
 //!                                   └─► invariants checked for the peer the event touched
 //! ```
 //!
@@ -19,8 +21,11 @@
 //! made on the cluster fix the whole run.
 //!
 //! Submodules: `inputs` (what each event does), `ready` (the driving loop), `requests`
-//! (client calls), `faults` (fault injection), `checks` (invariant hooks and reports).
+//! (client calls), `faults` (fault injection), `checks` (invariant hooks and reports). Every
+//! peer's store lives in `stores` (see `crate::storage`), the user's machines' checks in
+//! `machines` (see `crate::machine`).
 
+mod builder;
 mod checks;
 mod faults;
 mod inputs;
@@ -30,21 +35,24 @@ mod requests;
 use std::panic::{self, AssertUnwindSafe};
 
 use bytes::Bytes;
-use raft_core::{Configuration, Index, LogId, MemStorage, NodeId, Raft, ReadState};
+use raft_core::{Configuration, Index, LogId, NodeId, Raft, ReadState, SharedMemStorage};
 use rand::SeedableRng;
 
 use crate::config::SimConfig;
 use crate::disk::Disk;
 use crate::event::{Event, EventQueue};
 use crate::invariants::{Invariants, Violation};
+pub use builder::ClusterBuilder;
+
+use crate::machine::{MachineCounters, MachineKind, Machines, PeerMachine, StateMachine};
 use crate::network::{Network, NetworkStats};
 use crate::service::Service;
-use crate::storage::{SimStorage, StorageKind};
+use crate::storage::{SimStorage, Stores};
 use crate::trace::{Digest, Trace};
 use crate::SimRng;
 
 /// The text of a panic payload.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(text) = payload.downcast_ref::<String>() {
         text.clone()
     } else if let Some(text) = payload.downcast_ref::<&str>() {
@@ -69,6 +77,8 @@ pub struct SimCounters {
     pub crashes: u64,
     /// Restarts.
     pub restarts: u64,
+    /// Network faults injected: partitions, disconnections and one-way link cuts.
+    pub partitions: u64,
     /// Persist requests completed.
     pub disk_writes: u64,
     /// Entries applied by all services.
@@ -89,16 +99,51 @@ pub struct SimCounters {
     pub lease_reads: u64,
 }
 
+impl std::ops::AddAssign for SimCounters {
+    fn add_assign(&mut self, other: SimCounters) {
+        let SimCounters {
+            events,
+            crashes,
+            restarts,
+            partitions,
+            disk_writes,
+            entries_applied,
+            snapshots_taken,
+            snapshots_restored,
+            messages_rejected,
+            proposals,
+            reads_served,
+            reads_failed,
+            lease_reads,
+        } = other;
+        self.events += events;
+        self.crashes += crashes;
+        self.restarts += restarts;
+        self.partitions += partitions;
+        self.disk_writes += disk_writes;
+        self.entries_applied += entries_applied;
+        self.snapshots_taken += snapshots_taken;
+        self.snapshots_restored += snapshots_restored;
+        self.messages_rejected += messages_rejected;
+        self.proposals += proposals;
+        self.reads_served += reads_served;
+        self.reads_failed += reads_failed;
+        self.lease_reads += lease_reads;
+    }
+}
+
 /// One simulated server: the core (absent while crashed), its disk and its service.
 pub(crate) struct Peer {
     id: NodeId,
     /// The running core; `None` while crashed.
     node: Option<Raft<SimStorage>>,
-    /// The disk of a crashed peer.
-    parked_storage: Option<SimStorage>,
-    /// With a disk that lies about durability (memory storage only): what really reached the
-    /// disk.
-    shadow_storage: Option<MemStorage>,
+    /// What the peer's store holds: a reader of it, for the checkers (also while the peer is
+    /// down). The core reads the same store through a reader of its own, except with the
+    /// lying disk.
+    disk: SimStorage,
+    /// With a disk that lies about durability: what the core reads, every write it was told
+    /// is durable (`disk` holds only those that really completed). Rebuilt at every boot.
+    overlay: Option<SharedMemStorage>,
     /// Bumped by every crash: events of an older incarnation are void.
     incarnation: u64,
     service: Service,
@@ -113,6 +158,8 @@ pub(crate) struct Peer {
     apply_queue: std::collections::VecDeque<ApplyItem>,
     /// Completion time of the newest item of `apply_queue`.
     apply_done_us: u64,
+    /// The user's state machine, beside `service`, when the cluster runs one.
+    machine: Option<PeerMachine>,
 }
 
 /// Work for the service.
@@ -124,6 +171,10 @@ enum ApplyItem {
 /// A deterministic cluster of Raft peers. See the module documentation for the flow.
 pub struct Cluster {
     config: SimConfig,
+    /// Every peer's store.
+    stores: Box<dyn Stores>,
+    /// The user's state machines' checks, when the peers run one.
+    machines: Option<Machines>,
     now_us: u64,
     rng: SimRng,
     queue: EventQueue,
@@ -139,8 +190,22 @@ pub struct Cluster {
 impl Cluster {
     /// Starts a cluster: every peer boots from empty storage (of the configured kind). The
     /// first `config.initial_voters` name themselves as the voters; the others start with an
-    /// empty configuration and wait to be added.
+    /// empty configuration and wait to be added. [`Cluster::builder`] starts one on storage of
+    /// another kind.
     pub fn new(config: SimConfig) -> Cluster {
+        Cluster::builder(config).build()
+    }
+
+    /// A cluster to be started with more than a [`SimConfig`]: storage of the user's kind.
+    pub fn builder(config: SimConfig) -> ClusterBuilder {
+        ClusterBuilder::new(config)
+    }
+
+    pub(super) fn boot_all(
+        config: SimConfig,
+        mut stores: Box<dyn Stores>,
+        machine: Option<MachineKind>,
+    ) -> Cluster {
         assert!(config.peers >= 1, "a cluster needs at least one peer");
         assert!(
             (1..=config.peers).contains(&config.initial_voters),
@@ -149,38 +214,32 @@ impl Cluster {
             config.peers
         );
         assert!(config.tick_us > 0, "the tick must last some time");
-        assert!(
-            !config.disk.lie_about_durability || config.storage == StorageKind::Memory,
-            "a disk that lies about durability is simulated with memory storage only, not {:?}",
-            config.storage
-        );
         let voters = Configuration::new((1..=config.initial_voters as u64).map(NodeId));
-        let peers = (1..=config.peers as u64)
-            .map(|id| {
-                let bootstrap = if id <= config.initial_voters as u64 {
+        let peers = (0..config.peers)
+            .map(|index| {
+                let bootstrap = if index < config.initial_voters {
                     voters.clone()
                 } else {
                     Configuration::default()
                 };
-                (id, bootstrap)
-            })
-            .map(|(id, bootstrap)| Peer {
-                id: NodeId(id),
-                node: None,
-                parked_storage: Some(
-                    SimStorage::new(config.storage, NodeId(id), bootstrap).unwrap_or_else(
-                        |error| panic!("seed {}: cannot create storage: {error}", config.seed),
-                    ),
-                ),
-                shadow_storage: None,
-                incarnation: 0,
-                service: Service::new(),
-                flush_scheduled: false,
-                proposals: Default::default(),
-                reads: Vec::new(),
-                failed_reads: Vec::new(),
-                apply_queue: Default::default(),
-                apply_done_us: 0,
+                if let Err(error) = stores.create(index, &bootstrap) {
+                    panic!("seed {}: cannot create storage: {error}", config.seed);
+                }
+                Peer {
+                    id: NodeId(index as u64 + 1),
+                    node: None,
+                    disk: stores.reader(index),
+                    overlay: None,
+                    incarnation: 0,
+                    service: Service::new(),
+                    flush_scheduled: false,
+                    proposals: Default::default(),
+                    reads: Vec::new(),
+                    failed_reads: Vec::new(),
+                    apply_queue: Default::default(),
+                    apply_done_us: 0,
+                    machine: None,
+                }
             })
             .collect();
         let mut cluster = Cluster {
@@ -188,6 +247,8 @@ impl Cluster {
             rng: SimRng::seed_from_u64(config.seed),
             queue: EventQueue::default(),
             peers,
+            stores,
+            machines: machine.map(Machines::new),
             network: Network::new(config.network.clone(), config.peers),
             disk: Disk::new(config.disk.clone(), config.peers),
             invariants: Invariants::default(),
@@ -324,6 +385,20 @@ impl Cluster {
         &self.peers[self.peer_index(peer)].service
     }
 
+    /// The user's state machine of `peer` (after a crash, the state it had), when the cluster
+    /// runs one ([`ClusterBuilder::state_machine`]).
+    pub fn machine(&self, peer: NodeId) -> Option<&dyn StateMachine> {
+        self.peers[self.peer_index(peer)]
+            .machine
+            .as_ref()
+            .map(PeerMachine::state)
+    }
+
+    /// What the state-machine checks did so far, when the cluster runs a user's machine.
+    pub fn machine_counters(&self) -> Option<MachineCounters> {
+        self.machines.as_ref().map(|machines| machines.counters)
+    }
+
     /// Whether `peer` is running.
     pub fn is_alive(&self, peer: NodeId) -> bool {
         self.node(peer).is_some()
@@ -424,6 +499,12 @@ impl Cluster {
     /// The command applied at `index` by any peer (all peers agree, or an invariant failed).
     pub fn command_at(&self, index: Index) -> Option<&Bytes> {
         self.invariants.state_machine.command_at(index)
+    }
+
+    /// A command from the state machine's workload, when the peers run one.
+    pub(crate) fn random_machine_command(&mut self) -> Option<Bytes> {
+        let machines = self.machines.as_ref()?;
+        Some(machines.random_command(&mut self.rng))
     }
 
     pub(crate) fn services(&self) -> impl Iterator<Item = &Service> + '_ {

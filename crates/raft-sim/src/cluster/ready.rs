@@ -8,7 +8,7 @@
 //!           └─ read_states / failed_reads ─► read checks
 //! ```
 
-use raft_core::{CompactError, LogId, Message, NodeId, Storage};
+use raft_core::{CompactError, LogId, LogStore, Message, NodeId};
 use rand::Rng;
 
 use super::{ApplyItem, Cluster, EMPTY_READY_ROUNDS_MAX, READY_ROUNDS_MAX};
@@ -166,15 +166,12 @@ impl Cluster {
         }
         let done_us = self.disk.completion_us(peer, self.now_us, &mut self.rng);
         if self.config.disk.lie_about_durability {
-            // The planted bug: the write is visible and acknowledged at once; only the shadow
-            // (what really reached the disk) waits for the completion.
-            if let Some(node) = self.peers[peer].node.as_mut() {
-                if let Err(error) = node.storage_mut().persist(request.clone()) {
-                    self.fail(Violation {
-                        invariant: "storage-never-fails",
-                        detail: error,
-                    });
-                }
+            // The planted bug: the write is visible (in the overlay the core reads) and
+            // acknowledged at once; only the store, what really reached the disk, waits for
+            // the completion (`on_disk_done`).
+            let current = &mut self.peers[peer];
+            if let (Some(node), Some(overlay)) = (current.node.as_mut(), current.overlay.as_mut()) {
+                let Ok(()) = overlay.write(vec![request.clone()]);
                 node.on_persisted(request.id);
             }
         }
@@ -198,10 +195,7 @@ impl Cluster {
             });
         };
         if let Some(node) = self.peers[peer].node.as_ref() {
-            let disk: &dyn Storage = match self.peers[peer].shadow_storage.as_ref() {
-                Some(shadow) => shadow,
-                None => node.storage(),
-            };
+            let disk = &self.peers[peer].disk;
             self.check(check_durable_before_answer(&message, node, disk));
         }
         match self.network.send(peer, to, &message.body, &mut self.rng) {
@@ -264,8 +258,8 @@ impl Cluster {
     pub(super) fn restore_snapshot(&mut self, peer: usize, snapshot: &raft_core::Snapshot) {
         let id = self.peers[peer].id;
         let index = snapshot.meta.last_included.index;
-        let restored = match Service::decode(&snapshot.data, index) {
-            Ok(restored) => restored,
+        let (restored, machine_data) = match Service::decode(&snapshot.data, index) {
+            Ok(decoded) => decoded,
             Err(reason) => self.fail(Violation {
                 invariant: "snapshot-integrity",
                 detail: format!("{id} got a damaged snapshot through {index}: {reason}"),
@@ -285,6 +279,18 @@ impl Cluster {
             .state_machine
             .on_restore(id, index, restored.digest());
         self.check(check);
+        let machine = match (self.machines.as_mut(), machine_data) {
+            (Some(machines), Some(data)) => Some(machines.restore(id, index, data)),
+            (Some(_), None) => Some(Err(Violation {
+                invariant: "snapshot-integrity",
+                detail: format!("{id} got a snapshot through {index} without a state machine"),
+            })),
+            (None, _) => None,
+        };
+        let machine = match machine.transpose() {
+            Ok(machine) => machine,
+            Err(violation) => self.fail(violation),
+        };
         // As in `issue_write`: the configuration of the peer, not the snapshot's.
         let configuration = match self.peers[peer].node.as_ref() {
             Some(node) => node.configuration().clone(),
@@ -297,6 +303,9 @@ impl Cluster {
         self.check(check);
         let current = &mut self.peers[peer];
         current.service = restored;
+        if machine.is_some() {
+            current.machine = machine;
+        }
         current.proposals = current.proposals.split_off(&index.next());
         if let Some(node) = current.node.as_mut() {
             node.on_applied(index);
@@ -334,6 +343,13 @@ impl Cluster {
             }
             let check = self.invariants.state_machine.on_apply(id, entry, digest);
             self.check(check);
+            let current = &mut self.peers[peer];
+            if let (Some(machines), Some(machine)) =
+                (self.machines.as_mut(), current.machine.as_mut())
+            {
+                let check = machines.apply(id, machine, entry);
+                self.check(check);
+            }
         }
         let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
             return;
@@ -354,21 +370,33 @@ impl Cluster {
             return;
         };
         node.on_applied(last.index());
-        if current.service.snapshot_due(interval) {
-            let applied = current.service.applied();
-            match node.compact(applied, current.service.encode(padding)) {
-                Ok(()) => {
-                    current.service.snapshot_taken();
-                    self.counters.snapshots_taken += 1;
-                }
-                Err(CompactError::AlreadyCompacted { .. }) => current.service.snapshot_taken(),
-                Err(error) => self.fail(Violation {
-                    invariant: "compact-applied-state",
-                    detail: format!(
-                        "{id} could not snapshot its applied state at {applied}: {error}"
-                    ),
-                }),
+        if !current.service.snapshot_due(interval) {
+            return;
+        }
+        let applied = current.service.applied();
+        let machine_snapshot = match (self.machines.as_mut(), current.machine.as_ref()) {
+            (Some(machines), Some(machine)) => Some(machines.take_snapshot(id, machine, applied)),
+            _ => None,
+        };
+        let machine_snapshot = match machine_snapshot.transpose() {
+            Ok(snapshot) => snapshot,
+            Err(violation) => self.fail(violation),
+        };
+        let current = &mut self.peers[peer];
+        let Some(node) = current.node.as_mut() else {
+            return;
+        };
+        let data = current.service.encode(padding, machine_snapshot.as_deref());
+        match node.compact(applied, data) {
+            Ok(()) => {
+                current.service.snapshot_taken();
+                self.counters.snapshots_taken += 1;
             }
+            Err(CompactError::AlreadyCompacted { .. }) => current.service.snapshot_taken(),
+            Err(error) => self.fail(Violation {
+                invariant: "compact-applied-state",
+                detail: format!("{id} could not snapshot its applied state at {applied}: {error}"),
+            }),
         }
     }
 }
