@@ -13,28 +13,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use raft_core::testing::storage::{
-    check_storage, run_storage_suite, run_storage_suite_with, BoxError, ConformanceFailure, Rule,
-    StoreHarness, SuiteOptions,
+    check_storage, run_storage_suite, run_storage_suite_with, BoxError, ConformanceFailure,
+    MemHarness, Rule, StoreHarness, SuiteOptions,
 };
 use raft_core::{
     Configuration, Entry, EntryKind, Index, InitialState, LogId, LogStore, MemStorage,
     PersistRequest, SharedMemStorage, Snapshot, Storage, StorageError, Term,
 };
-
-/// Memory storage: a reopen keeps the state and drops the handle.
-struct MemHarness;
-
-impl StoreHarness for MemHarness {
-    type Store = SharedMemStorage;
-
-    fn create(&mut self, bootstrap: &Configuration) -> Result<SharedMemStorage, BoxError> {
-        Ok(SharedMemStorage::new(bootstrap.clone()))
-    }
-
-    fn reopen(&mut self, store: SharedMemStorage) -> Result<SharedMemStorage, BoxError> {
-        Ok(SharedMemStorage::from_storage(store.to_storage()))
-    }
-}
 
 #[test]
 fn shared_mem_storage_keeps_every_rule() {

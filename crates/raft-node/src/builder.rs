@@ -188,16 +188,9 @@ impl NodeBuilder {
     pub async fn start(self) -> Result<(RaftNode, mpsc::Receiver<ApplyMsg>), BuildError> {
         let dir = self.data_dir.clone().ok_or(BuildError::NoDataDir)?;
         let (bootstrap, options) = (self.bootstrap_configuration(), self.wal_options.clone());
-        // Recovery reads the whole log: off the runtime's threads.
-        let opened = tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(&dir).map_err(|source| WalError::Io {
-                operation: "create the data directory",
-                path: dir.clone(),
-                source,
-            })?;
-            Wal::open(&dir, bootstrap, options)
-        })
-        .await;
+        // Recovery reads the whole log: off the runtime's threads. `Wal::open` creates a missing
+        // directory itself, and syncs its parent so that the new entry survives a crash.
+        let opened = tokio::task::spawn_blocking(move || Wal::open(&dir, bootstrap, options)).await;
         let wal = match opened {
             Ok(wal) => wal?,
             Err(join) => std::panic::resume_unwind(join.into_panic()),

@@ -138,7 +138,7 @@
 //! still in flight; and after the reopen the store must hold exactly what it held before, or the
 //! run fails with `storage-recovers-durable-state`.
 //!
-//! `SimConfig::storage` picks a built-in harness: [`MemoryHarness`] (`SharedMemStorage`, the
+//! `SimConfig::storage` picks a built-in harness: [`MemHarness`] (`SharedMemStorage`, the
 //! default) or, with [`StorageKind::wal`], [`WalHarness`]: a real `raft_wal` write-ahead log
 //! per peer in a temporary directory (under `RAFT_SIM_WAL_DIR`, default `/dev/shm`), without
 //! fsyncs (a simulated crash is a process crash), recovered from its files at every crash
@@ -193,7 +193,7 @@ pub use raft_core::testing::storage::{BoxError, StoreHarness};
 pub use seeds::{for_each_seed, for_each_seed_n, seeds, DEFAULT_SEEDS};
 pub use service::Service;
 pub use storage::{
-    wal_parent_dir, MemoryHarness, SimStorage, StorageKind, WalDisk, WalDiskError, WalHarness,
+    wal_parent_dir, MemHarness, SimStorage, StorageKind, WalDisk, WalDiskError, WalHarness,
     WAL_CACHE_BYTES_MAX, WAL_SEGMENT_BYTES_MAX,
 };
 pub use tester::{

@@ -3,7 +3,7 @@
 //! serves both.
 //!
 //! ```text
-//!  MemoryHarness ─► check_storage ─► every rule holds  (SimConfig::storage = Memory)
+//!  MemHarness ─► check_storage ─► every rule holds  (SimConfig::storage = Memory)
 //!  WalHarness    ─► check_storage ─► every rule holds  (SimConfig::storage = Wal, and the
 //!                                                       small segments and cache it uses)
 //! ```
@@ -14,7 +14,7 @@
 //! `raft_core::testing::storage`).
 
 use raft_core::testing::storage::{check_storage, Rule, StoreHarness};
-use raft_sim::{MemoryHarness, WalHarness, WAL_CACHE_BYTES_MAX, WAL_SEGMENT_BYTES_MAX};
+use raft_sim::{MemHarness, WalHarness, WAL_CACHE_BYTES_MAX, WAL_SEGMENT_BYTES_MAX};
 
 /// Runs the suite on `harness`; fails unless every rule was checked and held.
 fn keeps_every_rule<H: StoreHarness>(name: &str, harness: H) {
@@ -29,7 +29,7 @@ fn keeps_every_rule<H: StoreHarness>(name: &str, harness: H) {
 
 #[test]
 fn the_simulators_memory_storage_keeps_every_rule() {
-    keeps_every_rule("MemoryHarness", MemoryHarness);
+    keeps_every_rule("MemHarness", MemHarness);
 }
 
 #[test]

@@ -78,7 +78,7 @@ mod tests {
     use raft_core::testing::storage::{run_storage_suite_with, Rule, SuiteOptions};
 
     use super::*;
-    use crate::storage::{MemoryHarness, WalHarness, WAL_CACHE_BYTES_MAX, WAL_SEGMENT_BYTES_MAX};
+    use crate::storage::{MemHarness, WalHarness, WAL_CACHE_BYTES_MAX, WAL_SEGMENT_BYTES_MAX};
 
     fn options() -> SuiteOptions {
         SuiteOptions {
@@ -89,7 +89,7 @@ mod tests {
 
     #[test]
     fn the_lying_disk_breaks_durable_across_crash_on_memory() {
-        let failure = run_storage_suite_with(LyingHarness(MemoryHarness), &options())
+        let failure = run_storage_suite_with(LyingHarness(MemHarness), &options())
             .expect_err("a store that acknowledges writes before they are durable must fail");
         assert_eq!(failure.rule, Rule::DurableAcrossCrash, "{failure}");
     }

@@ -11,7 +11,7 @@
 //!  crash        ─► image of what the store holds ─► harness.reopen(store) ─► the reopened
 //!                  store must hold exactly that image (storage-recovers-durable-state)
 //!
-//!  built in (SimConfig::storage):  Memory ─► MemoryHarness: SharedMemStorage
+//!  built in (SimConfig::storage):  Memory ─► MemHarness: SharedMemStorage
 //!                                  Wal    ─► WalHarness: raft_wal::Wal in a temporary
 //!                                            directory, unsafe_no_sync (wal.rs)
 //! ```
@@ -31,10 +31,11 @@ mod wal;
 
 use std::path::{Path, PathBuf};
 
+pub use raft_core::testing::storage::MemHarness;
 use raft_core::testing::storage::StoreHarness;
 use raft_core::{
-    Configuration, Entry, Index, InitialState, LogStore, NodeId, PersistRequest, SharedMemStorage,
-    Snapshot, Storage, StorageError, Term,
+    Configuration, Entry, Index, InitialState, LogStore, NodeId, PersistRequest, Snapshot, Storage,
+    StorageError, Term,
 };
 
 pub(crate) use image::copy_to_memory;
@@ -66,7 +67,7 @@ pub fn wal_parent_dir() -> PathBuf {
 /// through [`crate::ClusterBuilder::storage`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum StorageKind {
-    /// [`MemoryHarness`]: `raft_core::SharedMemStorage`, kept across crashes by the simulator.
+    /// [`MemHarness`]: `raft_core::SharedMemStorage`, kept across crashes by the simulator.
     #[default]
     Memory,
     /// [`WalHarness`]: a `raft_wal` write-ahead log in a temporary directory per peer (removed
@@ -96,7 +97,7 @@ impl StorageKind {
             // A memory store's reopen is a copy of its state: comparing the copy with the
             // original after every crash would only test `MemStorage::clone` (and cost a tenth
             // of the randomized run's time). The storage conformance suite checks the harness.
-            StorageKind::Memory => Box::new(HarnessStores::new(MemoryHarness).unverified()),
+            StorageKind::Memory => Box::new(HarnessStores::new(MemHarness).unverified()),
             StorageKind::Wal {
                 segment_bytes_max,
                 cache_bytes_max,
@@ -105,32 +106,6 @@ impl StorageKind {
                 cache_bytes_max,
             ))),
         }
-    }
-}
-
-/// Memory storage for simulated peers: each store is a `raft_core::SharedMemStorage`, and a
-/// reopen keeps its state on a new handle (a simulated disk that never loses a completed
-/// write). The simulator's default; it passes the storage conformance suite
-/// (`tests/storage_conformance.rs`).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct MemoryHarness;
-
-impl StoreHarness for MemoryHarness {
-    type Store = SharedMemStorage;
-
-    fn create(
-        &mut self,
-        bootstrap: &Configuration,
-    ) -> Result<SharedMemStorage, raft_core::testing::storage::BoxError> {
-        Ok(SharedMemStorage::new(bootstrap.clone()))
-    }
-
-    fn reopen(
-        &mut self,
-        store: SharedMemStorage,
-    ) -> Result<SharedMemStorage, raft_core::testing::storage::BoxError> {
-        // A new handle, so that nothing the crashed incarnation held on to reaches the new one.
-        Ok(SharedMemStorage::from_storage(store.to_storage()))
     }
 }
 

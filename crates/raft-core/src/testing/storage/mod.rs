@@ -33,10 +33,11 @@
 //! use raft_core::{Configuration, SharedMemStorage};
 //!
 //! /// Opens stores for the suite. A store on disk would create a new directory in `create`,
-//! /// and in `reopen` drop the store and open the same directory again.
-//! struct MemHarness;
+//! /// and in `reopen` drop the store and open the same directory again. (This one is provided
+//! /// as `MemHarness`.)
+//! struct MyHarness;
 //!
-//! impl StoreHarness for MemHarness {
+//! impl StoreHarness for MyHarness {
 //!     type Store = SharedMemStorage;
 //!
 //!     fn create(&mut self, bootstrap: &Configuration) -> Result<SharedMemStorage, BoxError> {
@@ -49,7 +50,7 @@
 //!     }
 //! }
 //!
-//! let report = check_storage(MemHarness);
+//! let report = check_storage(MyHarness);
 //! assert_eq!(report.rules.len(), raft_core::testing::storage::Rule::ALL.len());
 //! ```
 //!
@@ -127,6 +128,28 @@ pub trait StoreHarness {
     /// A crash and a restart: drop `store` without any orderly close (no flush, no sync beyond
     /// what its writes did) and open the same storage again.
     fn reopen(&mut self, store: Self::Store) -> Result<Self::Store, BoxError>;
+}
+
+/// The harness of [`SharedMemStorage`](crate::SharedMemStorage): a new store per `create`; a
+/// reopen keeps the state on a new handle, so nothing the crashed incarnation held on to
+/// reaches the new one (memory that never loses a completed write). The simulator runs its
+/// peers' memory storage through it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MemHarness;
+
+impl StoreHarness for MemHarness {
+    type Store = crate::SharedMemStorage;
+
+    fn create(&mut self, bootstrap: &Configuration) -> Result<crate::SharedMemStorage, BoxError> {
+        Ok(crate::SharedMemStorage::new(bootstrap.clone()))
+    }
+
+    fn reopen(
+        &mut self,
+        store: crate::SharedMemStorage,
+    ) -> Result<crate::SharedMemStorage, BoxError> {
+        Ok(crate::SharedMemStorage::from_storage(store.to_storage()))
+    }
 }
 
 /// A harness lent to the suite, so that the caller can look at it afterwards.
