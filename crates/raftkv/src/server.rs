@@ -473,8 +473,8 @@ impl KvServer {
         node_token: Option<BearerToken>,
         tls: crate::tls::NodeTls,
     ) -> Result<Arc<KvServer>, String> {
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|error| format!("cannot create {}: {error}", config.data_dir.display()))?;
+        // `Wal::open` creates a missing data directory and syncs its parent, so that the new
+        // directory survives a crash (creating it here first would skip that sync).
         // A joining node starts outside any configuration: it learns the membership, itself
         // included, from the leader's log once it is added.
         let voters = Configuration::new(config.peers.keys().copied());
