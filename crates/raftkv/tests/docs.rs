@@ -2,9 +2,11 @@
 //!
 //! **The rule.** The test reads README.md and every docs/*.md page and finds each command:
 //! - every line of a ```sh block (`\` continuations joined, a trailing `# comment` kept apart,
-//!   blank and `#` lines skipped, `[optional]` parts dropped, `a && b` split in two);
-//! - every inline `code span` in prose that starts with `cargo `, `raftkv `, `bench/`, `fuzz/`,
-//!   `target/release/` or `ENV=value cargo`; a span `-- ARGS` adds arguments to the cargo span
+//!   blank and `#` lines skipped, `[optional]` parts dropped from the run but their flags
+//!   checked against `--help`, `a && b` split in two);
+//! - every inline `code span` in prose that starts with `cargo `, `raftkv `, `target/release/`,
+//!   `ENV=value cargo`, or a script `bench/*.sh` or `fuzz/*.sh` (not a path like
+//!   `fuzz/regressions/`); a span `-- ARGS` adds arguments to the cargo span
 //!   before it; `a|b` in a prose span means one command per choice; a span `ENV_VAR` or
 //!   `ENV_VAR=value` belongs to the paragraph's closest earlier cargo or script span (and a
 //!   `ENV_VAR=value` with none is a setting of its own).
@@ -108,7 +110,12 @@ fn run_page(workspace: &Workspace, page: &Page, raftkv: &Path) -> Vec<Outcome> {
     for command in &page.commands {
         let verdict = if runner::is_run_form(command) {
             let page_runner = page_runner.get_or_insert_with(|| PageRunner::new(page, raftkv));
-            page_runner.run(command).map(|note| ("ran", note))
+            page_runner.run(command).and_then(|note| {
+                match checks::optional_flags(workspace, &command.text, &command.full_text)? {
+                    Some(listed) => Ok(("ran", format!("{note}; [optional] flags: {listed}"))),
+                    None => Ok(("ran", note)),
+                }
+            })
         } else {
             checks::check(workspace, &command.full_text, &command.env_mentions)
                 .map(|note| ("checked", note))

@@ -469,6 +469,35 @@ fn check_chaos(workspace: &Workspace, args: &[String]) -> Result<String, String>
     Ok(format!("in crates/chaos/src: {}", checked.join(" ")))
 }
 
+/// A run command's `[optional]` flags, which the run left out (`raftkv certs ... [--dns X]`):
+/// its subcommand's `--help` must list them. `None` when it had none.
+pub fn optional_flags(
+    workspace: &Workspace,
+    text: &str,
+    full_text: &str,
+) -> Result<Option<String>, String> {
+    let ran = shell::words(text, None)?;
+    let full = shell::words(full_text, None)?;
+    let Some(args) = crate::runner::raftkv_args(&full) else {
+        return Ok(None);
+    };
+    let left_out: Vec<String> = args
+        .iter()
+        .filter(|arg| arg.starts_with("--") && !ran.contains(arg))
+        .cloned()
+        .collect();
+    if left_out.is_empty() {
+        return Ok(None);
+    }
+    let mut mention: Vec<String> = args
+        .iter()
+        .take_while(|arg| !arg.starts_with('-'))
+        .cloned()
+        .collect();
+    mention.extend(left_out);
+    check_raftkv_mention(workspace, &mention).map(Some)
+}
+
 /// `raftkv SUB [SUB2] [--flags]` named in prose: the subcommand exists and lists the flags.
 fn check_raftkv_mention(workspace: &Workspace, args: &[String]) -> Result<String, String> {
     let path: Vec<&String> = args
