@@ -231,6 +231,19 @@ impl<'a> PageRunner<'a> {
         command
     }
 
+    /// Runs `program ARGS` to completion as a process of the page.
+    fn finish<S: AsRef<std::ffi::OsStr>>(
+        &self,
+        program: &Path,
+        args: impl IntoIterator<Item = S>,
+        extra_env: &BTreeMap<String, String>,
+        deadline: std::time::Duration,
+    ) -> Result<Finished, String> {
+        let mut command = self.command(program, extra_env);
+        command.args(args);
+        process::run(&mut command, deadline)
+    }
+
     fn curl(
         &mut self,
         args: &[String],
@@ -239,11 +252,13 @@ impl<'a> PageRunner<'a> {
     ) -> Result<String, String> {
         let started = self.ensure_cluster()?;
         let args = self.rewrite(args, None);
-        let mut command = self.command(Path::new("curl"), extra_env);
-        command
-            .args(["-sS", "--fail-with-body", "--max-time", "30"])
-            .args(&args);
-        let finished = process::run(&mut command, DEADLINE)?;
+        let flags = ["-sS", "--fail-with-body", "--max-time", "30"].map(String::from);
+        let finished = self.finish(
+            Path::new("curl"),
+            flags.iter().chain(&args),
+            extra_env,
+            DEADLINE,
+        )?;
         Ok(started + &compare(&finished, doc)?)
     }
 
@@ -270,9 +285,7 @@ impl<'a> PageRunner<'a> {
             false => String::new(),
         };
         let args = self.rewrite(args, None);
-        let mut command = self.command(&self.raftkv.clone(), extra_env);
-        command.args(&args);
-        let finished = process::run(&mut command, DEADLINE)?;
+        let finished = self.finish(&self.raftkv, &args, extra_env, DEADLINE)?;
         Ok(started + &compare(&finished, doc)?)
     }
 
@@ -307,7 +320,7 @@ impl<'a> PageRunner<'a> {
                 args.extend([flag.to_string(), port.to_string()]);
             }
         }
-        let mut command = self.command(&self.raftkv.clone(), extra_env);
+        let mut command = self.command(&self.raftkv, extra_env);
         command.args(&args);
         let log = self.dir.path().join("dev.stderr");
         let mut dev = Background::spawn("raftkv dev", &mut command, true, &log)?;
@@ -356,9 +369,8 @@ impl<'a> PageRunner<'a> {
             (["put", "docs-secure", "ok"], "OK"),
             (["get", "docs-secure", ""], "ok"),
         ] {
-            let mut command = self.command(&self.raftkv.clone(), printed);
-            command.args(args.iter().filter(|arg| !arg.is_empty()));
-            let finished = process::run(&mut command, DEADLINE)?;
+            let words = args.iter().filter(|arg| !arg.is_empty());
+            let finished = self.finish(&self.raftkv, words, printed, DEADLINE)?;
             if finished.code != Some(0) || !finished.stdout.contains(expect) {
                 return Err(format!(
                     "with its export line, raftkv {args:?}: {}",
@@ -377,7 +389,7 @@ impl<'a> PageRunner<'a> {
             .ok_or("serve without --id")?
             .to_string();
         let target = flag_value(&args, "--join").ok_or("no --join")?.to_string();
-        let mut command = self.command(&self.raftkv.clone(), &BTreeMap::new());
+        let mut command = self.command(&self.raftkv, &BTreeMap::new());
         command.args(&args);
         let log = self.dir.path().join(format!("serve-{id}.log"));
         let mut node = Background::spawn(&format!("serve --id {id}"), &mut command, false, &log)?;
@@ -439,7 +451,7 @@ impl<'a> PageRunner<'a> {
                 ca.filter(|_| tls).map(|ca| self.dir.path().join(ca)),
                 flag_value(&own, "--auth-tokens").map(|_| self.admin_token.clone()),
             ));
-            let mut command = self.command(&self.raftkv.clone(), &BTreeMap::new());
+            let mut command = self.command(&self.raftkv, &BTreeMap::new());
             command.args(&own);
             let log = self.dir.path().join(format!("machine-{machine}.log"));
             nodes.push(Background::spawn(
@@ -527,9 +539,7 @@ impl<'a> PageRunner<'a> {
             }
             set_flag(&mut args, "--server-pids", &pids.join(","));
         }
-        let mut command = self.command(&self.raftkv.clone(), extra_env);
-        command.args(&args);
-        let finished = process::run(&mut command, DEADLINE * 2)?;
+        let finished = self.finish(&self.raftkv, &args, extra_env, DEADLINE * 2)?;
         let mut note = started + &compare(&finished, doc)?;
         if let Some(plot) = flag_value(&args, "--plot") {
             let size = std::fs::metadata(self.dir.path().join(plot)).map(|meta| meta.len());
