@@ -50,6 +50,7 @@
 //! | `raftkv-chaos ...` (also with `sudo`, `target/release/`) | each `--flag` in crates/chaos/src (clap field or long name), each `--nemesis` name, the `check` subcommand, the history file's name | soaks of minutes, as root |
 //! | `raftkv SUB ...` named in prose | `raftkv SUB --help` succeeds and lists every `--flag` of the span | a mention, not a command to type (the typed ones are in blocks) |
 //! | `ENV=value` alone in prose | read by a workspace source | a setting, not a command |
+//! | a ```toml block (not the `[[token]]` file) | every key is a `serve` setting: `raftkv serve --help` lists `--the-key` | a config file, not a command |
 //!
 //! Runs in parallel page by page, with a deadline on every wait and every process stopped when
 //! its page ends (or fails). After the load generator moves to its own crate, `raftkv bench`
@@ -121,6 +122,18 @@ fn run_page(workspace: &Workspace, page: &Page, raftkv: &Path) -> Vec<Outcome> {
                 .map(|note| ("checked", note))
         };
         outcomes.push(outcome(command, verdict));
+    }
+    // A TOML example other than the token file is a `serve --config` file.
+    for (line, example) in &page.toml_blocks {
+        if example.contains("[[token]]") {
+            continue;
+        }
+        outcomes.push(Outcome {
+            page: page.name.clone(),
+            line: *line,
+            text: "(a TOML config example)".to_string(),
+            verdict: checks::config_keys(workspace, example).map(|note| ("checked", note)),
+        });
     }
     outcomes
 }

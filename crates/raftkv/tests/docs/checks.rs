@@ -498,6 +498,20 @@ pub fn optional_flags(
     check_raftkv_mention(workspace, &mention).map(Some)
 }
 
+/// A TOML example that is a `serve --config` file: each key is a setting whose flag
+/// (`snapshot_threshold_bytes` → `--snapshot-threshold-bytes`) `raftkv serve --help` lists.
+pub fn config_keys(workspace: &Workspace, example: &str) -> Result<String, String> {
+    let table: toml::Table =
+        toml::from_str(example).map_err(|error| format!("the example does not parse: {error}"))?;
+    let mut mention = vec!["serve".to_string()];
+    mention.extend(
+        table
+            .keys()
+            .map(|key| format!("--{}", key.replace('_', "-"))),
+    );
+    check_raftkv_mention(workspace, &mention)
+}
+
 /// `raftkv SUB [SUB2] [--flags]` named in prose: the subcommand exists and lists the flags.
 fn check_raftkv_mention(workspace: &Workspace, args: &[String]) -> Result<String, String> {
     let path: Vec<&String> = args
@@ -519,8 +533,15 @@ fn check_raftkv_mention(workspace: &Workspace, args: &[String]) -> Result<String
         ));
     }
     let help = String::from_utf8_lossy(&output.stdout);
+    // `--id` must not pass for `--idle-timeout`: the flag ends where a name cannot go on.
+    let lists = |flag: &str| {
+        help.match_indices(flag).any(|(at, _)| {
+            let next = help[at + flag.len()..].chars().next();
+            !next.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+    };
     for flag in &flags {
-        if !help.contains(flag.as_str()) {
+        if !lists(flag) {
             return Err(format!(
                 "`raftkv {} --help` does not list {flag}",
                 join(&path)

@@ -43,7 +43,8 @@ pub struct DocCommand {
 pub struct Page {
     pub name: String,
     pub commands: Vec<DocCommand>,
-    pub toml_blocks: Vec<String>,
+    /// Each ```toml block: its first line's number and its text.
+    pub toml_blocks: Vec<(usize, String)>,
 }
 
 /// Reads `root/name` and finds its commands.
@@ -103,7 +104,8 @@ impl Page {
             "sh" | "bash" | "shell" | "console" => {}
             "toml" => {
                 let text: Vec<&str> = lines.iter().map(|(_, line)| line.as_str()).collect();
-                self.toml_blocks.push(text.join("\n"));
+                let first = lines.first().map_or(0, |(number, _)| *number);
+                self.toml_blocks.push((first, text.join("\n")));
                 return;
             }
             _ => return,

@@ -491,6 +491,7 @@ impl<'a> PageRunner<'a> {
             .page
             .toml_blocks
             .iter()
+            .map(|(_, block)| block)
             .find(|block| block.contains("[[token]]"))
             .ok_or("--auth-tokens, but the page shows no [[token]] file")?;
         let digest = sha2::Sha256::digest(self.reader_token.as_bytes());
