@@ -2,11 +2,13 @@
 //! session that makes retried writes safe.
 //!
 //! ```text
-//!  put / delete / append / cas          get / scan / members ...   status(endpoint)
-//!        │ take the session lock,          │ no session               │ one node,
-//!        │ next sequence number            │                          │ one attempt
-//!        ▼                                 ▼                          ▼
-//!  retry::execute(call) ── transport: one attempt per node ─────▶ answer: decode ──▶ Ok / Err
+//!  put / delete / append / cas      get / scan / members ...      status(endpoint)
+//!        │ session lock, next          │ no session                  │ one node,
+//!        │ sequence number             │                             │ one attempt
+//!        ▼                             ▼                             │
+//!  retry::execute(call): attempts across the nodes ─┐                │
+//!                                                   ▼                ▼
+//!                                  transport: Http::attempt ──▶ answer: decode ──▶ Ok / Err
 //! ```
 //!
 //! Its parts: `endpoint` (URLs and paths), `retry` (the retry policy), `transport` (connections
