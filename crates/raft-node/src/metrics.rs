@@ -1,6 +1,7 @@
 //! One declaration per figure: a counter, a gauge or a latency histogram is named, typed,
-//! documented and described for an exporter in one line of [`declare_metrics!`], which
-//! generates everything that used to list it again.
+//! documented and described for an exporter in one line of
+//! [`declare_metrics!`](crate::declare_metrics!), which generates everything that used to list
+//! it again.
 //!
 //! ```text
 //!  declare_metrics! { /// doc
@@ -45,7 +46,8 @@ pub enum MetricValue<'a> {
 }
 
 impl MetricValue<'_> {
-    /// `value` as a counter (the constructor [`declare_metrics!`] calls for `counter(...)`).
+    /// `value` as a counter (the constructor [`declare_metrics!`](crate::declare_metrics!)
+    /// calls for `counter(...)`).
     pub fn counter<N: Number>(value: &N) -> MetricValue<'static> {
         MetricValue::Counter(value.to_u64())
     }

@@ -16,9 +16,9 @@
 //! a shared connection needs when both ends dial at once. Order is preserved per sender
 //! because a peer's messages travel on one connection at a time.
 //!
-//! The first frame on a connection is the dialer's [`Handshake`]. The acceptor closes the
-//! connection, with a log line, when the protocol version, the cluster id or the addressed node
-//! is wrong, or the dialer is not a known peer. Afterwards an oversized or undecodable frame
+//! The first frame on a connection is the dialer's [`Handshake`](crate::wire::Handshake). The
+//! acceptor closes the connection, with a log line, when the protocol version, the cluster id
+//! or the addressed node is wrong, or the dialer is not a known peer. Afterwards an oversized or undecodable frame
 //! closes that connection only; a frame whose addressing does not match the handshake is
 //! dropped. NB: the acceptor sends no handshake back (the dialer does not need to check whom it
 //! reached: the acceptor already refuses a connection meant for another node).
