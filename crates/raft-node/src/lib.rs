@@ -119,6 +119,7 @@
 #![deny(missing_docs)]
 
 mod builder;
+pub mod metrics;
 mod node;
 // Public for the group-commit benchmark (raft-bench) only: the node runs it for every store;
 // not part of the library's stable surface.

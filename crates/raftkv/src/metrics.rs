@@ -5,7 +5,8 @@
 //!  HTTP middleware ─► request_seconds{route,method,status}  (histogram, observed per request)
 //!  access guard ─► auth_refusals_total{reason}; connection loop ─► http_connections_* and
 //!                  http_requests_* (counted as they happen)
-//!  scrape ─► NodeCollector ─► RaftNode::metrics() + KvServer state  (read at scrape time)
+//!  scrape ─► NodeCollector ─► RaftNode::metrics() and TcpCounters (for_each: names, help and
+//!                              kinds declared once in raft-node) + KvServer state (read at scrape time)
 //! ```
 
 use std::sync::atomic::Ordering;
@@ -20,6 +21,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use raft_node::metrics::{MetricDescriptor, MetricValue};
 use raft_wal::HistogramSnapshot;
 
 use crate::server::KvServer;
@@ -96,62 +98,54 @@ impl Metrics {
             "Requests refused by client authentication: unauthenticated (401) or forbidden (403)",
             auth_refusals.clone(),
         );
-        let http_connections_open = Gauge::default();
-        registry.register(
-            "http_connections_open",
-            "HTTP connections open",
-            http_connections_open.clone(),
-        );
-        let http_connections_refused = Counter::default();
-        registry.register(
-            "http_connections_refused",
-            "HTTP connections closed at once because the connection limit was reached",
-            http_connections_refused.clone(),
-        );
-        let http_connections_timed_out = Counter::default();
-        registry.register(
-            "http_connections_timed_out",
-            "HTTP connections closed because a request head was not received in time",
-            http_connections_timed_out.clone(),
-        );
-        let http_requests_in_flight = Gauge::default();
-        let http_request_body_bytes_held = Gauge::default();
-        registry.register(
-            "http_request_body_bytes_held",
-            "Bytes of request bodies held now, each at its declared length until answered",
-            http_request_body_bytes_held.clone(),
-        );
-        registry.register(
-            "http_requests_in_flight",
-            "HTTP requests being handled",
-            http_requests_in_flight.clone(),
-        );
-        let http_requests_shed = Counter::default();
-        registry.register(
-            "http_requests_shed",
-            "HTTP requests answered 503 because the in-flight request limit was reached",
-            http_requests_shed.clone(),
-        );
-        let http_request_bodies_shed = Counter::default();
-        registry.register(
-            "http_request_bodies_shed",
-            "HTTP requests answered 503 because the request bodies being held reached their byte limit",
-            http_request_bodies_shed.clone(),
-        );
-        registry.register_collector(Box::new(NodeCollector {
-            server: Arc::downgrade(server),
-        }));
+        // Each metric is registered where its field is set: one place names it and says what
+        // it counts. Fields are evaluated in the order written, which is the exposition's.
         Metrics {
-            registry,
             requests,
             auth_refusals,
-            http_connections_open,
-            http_connections_refused,
-            http_connections_timed_out,
-            http_requests_in_flight,
-            http_request_body_bytes_held,
-            http_requests_shed,
-            http_request_bodies_shed,
+            http_connections_open: registered(
+                &mut registry,
+                "http_connections_open",
+                "HTTP connections open",
+            ),
+            http_connections_refused: registered(
+                &mut registry,
+                "http_connections_refused",
+                "HTTP connections closed at once because the connection limit was reached",
+            ),
+            http_connections_timed_out: registered(
+                &mut registry,
+                "http_connections_timed_out",
+                "HTTP connections closed because a request head was not received in time",
+            ),
+            http_request_body_bytes_held: registered(
+                &mut registry,
+                "http_request_body_bytes_held",
+                "Bytes of request bodies held now, each at its declared length until answered",
+            ),
+            http_requests_in_flight: registered(
+                &mut registry,
+                "http_requests_in_flight",
+                "HTTP requests being handled",
+            ),
+            http_requests_shed: registered(
+                &mut registry,
+                "http_requests_shed",
+                "HTTP requests answered 503 because the in-flight request limit was reached",
+            ),
+            http_request_bodies_shed: registered(
+                &mut registry,
+                "http_request_bodies_shed",
+                "HTTP requests answered 503 because the request bodies being held reached their \
+                 byte limit",
+            ),
+            // Last, so the collector's figures follow the metrics above.
+            registry: {
+                registry.register_collector(Box::new(NodeCollector {
+                    server: Arc::downgrade(server),
+                }));
+                registry
+            },
         }
     }
 
@@ -163,6 +157,16 @@ impl Metrics {
         }
         text
     }
+}
+
+/// A new metric, registered in `registry` under `name` with `help`.
+fn registered<M>(registry: &mut Registry, name: &str, help: &str) -> M
+where
+    M: Default + Clone + EncodeMetric + Send + Sync + std::fmt::Debug + 'static,
+{
+    let metric = M::default();
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 /// Reads the node's and the service's figures at scrape time.
@@ -196,120 +200,19 @@ impl Collector for NodeCollector {
         let Some(server) = self.server.upgrade() else {
             return Ok(());
         };
-        let node = server.node().metrics();
         let encoder = &mut encoder;
+        // The node's and the peer transport's figures, each declared once in raft-node with
+        // its exported name and help.
+        let mut encoded = Ok(());
+        let mut encode = |descriptor: &MetricDescriptor, value: MetricValue<'_>| {
+            if encoded.is_ok() {
+                encoded = figure(encoder, descriptor, value);
+            }
+        };
+        server.node().metrics().for_each(&mut encode);
+        server.transport_counters().for_each(&mut encode);
+        encoded?;
         let as_gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
-        gauge(
-            encoder,
-            "raft_term",
-            "Current Raft term",
-            as_gauge(node.term.0),
-        )?;
-        gauge(
-            encoder,
-            "raft_is_leader",
-            "1 if this node leads",
-            i64::from(node.is_leader),
-        )?;
-        gauge(
-            encoder,
-            "raft_commit_index",
-            "Highest log index known committed",
-            as_gauge(node.commit_index.0),
-        )?;
-        gauge(
-            encoder,
-            "raft_applied_index",
-            "Highest log index handed to the state machine",
-            as_gauge(node.applied_index.0),
-        )?;
-        gauge(
-            encoder,
-            "raft_last_log_index",
-            "Last index in the log",
-            as_gauge(node.last_log_index.0),
-        )?;
-        gauge(
-            encoder,
-            "raft_snapshot_index",
-            "Last index covered by the snapshot",
-            as_gauge(node.snapshot_index.0),
-        )?;
-        counter(
-            encoder,
-            "raft_proposals_accepted",
-            "Commands accepted for proposal by this node as leader",
-            node.proposals_accepted_total,
-        )?;
-        counter(
-            encoder,
-            "raft_proposals_refused",
-            "Commands refused (not leader, busy, too large)",
-            node.proposals_refused_total,
-        )?;
-        counter(
-            encoder,
-            "raft_entries_committed",
-            "Log entries this node saw committed",
-            node.entries_committed_total,
-        )?;
-        counter(
-            encoder,
-            "raft_entries_applied",
-            "Log entries handed to the state machine",
-            node.entries_applied_total,
-        )?;
-        counter(
-            encoder,
-            "raft_elections_started",
-            "Elections this node started",
-            node.elections_started_total,
-        )?;
-        counter(
-            encoder,
-            "raft_leader_changes",
-            "Times the leader this node knows of changed",
-            node.leader_changes_total,
-        )?;
-        counter(
-            encoder,
-            "raft_snapshots_installed",
-            "Snapshots installed from a leader",
-            node.snapshots_installed_total,
-        )?;
-        counter(
-            encoder,
-            "raft_snapshots_taken",
-            "Snapshots of the local state that compacted the log",
-            node.snapshots_taken_total,
-        )?;
-        counter(
-            encoder,
-            "raft_messages_sent",
-            "Raft messages sent",
-            node.messages_sent_total,
-        )?;
-        counter(
-            encoder,
-            "raft_messages_received",
-            "Raft messages received",
-            node.messages_received_total,
-        )?;
-        let transport = server.transport_counters();
-        counter(
-            encoder,
-            "raft_peer_tls_handshakes_failed",
-            "TLS handshakes with peers that failed: a certificate from another CA or none, \
-             one not for the node dialed, a plain-TCP peer, or too slow a handshake",
-            transport.tls_handshakes_failed,
-        )?;
-        counter(
-            encoder,
-            "raft_peer_connections_refused",
-            "Inbound Raft connections refused at their handshake (wrong cluster, unknown or \
-             removed peer, a certificate for another node) or for too many connections",
-            transport.connections_refused,
-        )?;
         counter(
             encoder,
             "http_tls_handshakes_failed",
@@ -322,13 +225,6 @@ impl Collector for NodeCollector {
             "wal_fsync_duration_seconds",
             "Time of each fdatasync of the write-ahead log",
             &server.wal_sync_latency(),
-        )?;
-        histogram(
-            encoder,
-            "raft_storage_write_duration_seconds",
-            "Time of each durable write of the Raft log: a batch of requests encoded, \
-             written and synced",
-            &node.storage_write_latency,
         )?;
         let (keys, sessions, data_bytes) = {
             let state = server.state();
@@ -379,6 +275,25 @@ impl Collector for NodeCollector {
             counters.held_for_leadership_change_total.load(Ordering::Relaxed),
         )?;
         Ok(())
+    }
+}
+
+/// Encodes one figure of raft-node's, as its kind says.
+fn figure(
+    encoder: &mut DescriptorEncoder,
+    descriptor: &MetricDescriptor,
+    value: MetricValue<'_>,
+) -> Result<(), std::fmt::Error> {
+    let (name, help) = (descriptor.name, descriptor.help);
+    match value {
+        MetricValue::Counter(value) => counter(encoder, name, help, value),
+        MetricValue::Gauge(value) => gauge(
+            encoder,
+            name,
+            help,
+            i64::try_from(value).unwrap_or(i64::MAX),
+        ),
+        MetricValue::Histogram(latency) => histogram(encoder, name, help, latency),
     }
 }
 
