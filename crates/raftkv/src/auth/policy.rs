@@ -1,0 +1,301 @@
+//! The access guard's rules: the [`Role`] each route needs ([`required_role`]), the
+//! [`AccessPolicy`] that checks a request's bearer token against the token store, and the
+//! [`Refusal`] it answers with (the router's middleware applies it to every route).
+//!
+//! ```text
+//!  route, method, headers ─► public route? (--public-metrics, --public-status) ── yes ─► admitted
+//!    └─ the one `Authorization: Bearer <token>` ─► missing, malformed, unknown ─► 401
+//!         └─ its role ─► below required_role(route, method) ─► 403, else admitted
+//! ```
+
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use raftkv_client::api::ErrorResponse;
+
+use super::token_file::TokenStore;
+
+/// The `realm` of the `WWW-Authenticate` challenge.
+const CHALLENGE: &str = "Bearer realm=\"raftkv\"";
+
+/// What a token may do. Each role includes the ones before it (the order is the derived `Ord`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Reads: keys, scans, status, members, metrics.
+    ReadOnly,
+    /// Reads and writes of keys.
+    ReadWrite,
+    /// Everything, membership changes and leader transfer included.
+    Admin,
+}
+
+impl Role {
+    /// The role's name in the token file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::ReadOnly => "read-only",
+            Role::ReadWrite => "read-write",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The role named `name` in the token file.
+    pub fn from_name(name: &str) -> Option<Role> {
+        [Role::ReadOnly, Role::ReadWrite, Role::Admin]
+            .into_iter()
+            .find(|role| role.name() == name)
+    }
+}
+
+/// The role a request to `route` (a pattern of the router, or `unmatched`) with `method`
+/// needs. Routes and methods not named here need [`Role::Admin`], so a new route fails closed.
+pub fn required_role(route: &str, method: &Method) -> Role {
+    let read = *method == Method::GET || *method == Method::HEAD;
+    match route {
+        "/v1/kv" | "/v1/status" | "/metrics" | "/get" | "/v1/members" | "unmatched" if read => {
+            Role::ReadOnly
+        }
+        "/v1/kv/" | "/v1/kv/{key}" if read => Role::ReadOnly,
+        "/v1/kv/" | "/v1/kv/{key}" if *method == Method::PUT || *method == Method::DELETE => {
+            Role::ReadWrite
+        }
+        "/v1/kv/{key}/append" | "/v1/kv/{key}/cas" if *method == Method::POST => Role::ReadWrite,
+        "/set" if read => Role::ReadWrite,
+        // A request to no route is answered 404 by whoever may read; its method does not
+        // matter, since nothing is done.
+        "unmatched" => Role::ReadOnly,
+        _ => Role::Admin,
+    }
+}
+
+/// Why a request was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// No token, a malformed one, or an unknown one: 401.
+    Unauthenticated,
+    /// A valid token whose role is not enough: 403.
+    Forbidden,
+}
+
+impl Refusal {
+    /// The `reason` label of `raftkv_auth_refusals_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::Unauthenticated => "unauthenticated",
+            Refusal::Forbidden => "forbidden",
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let (status, error) = match self {
+            Refusal::Unauthenticated => (
+                StatusCode::UNAUTHORIZED,
+                "authentication required: send Authorization: Bearer <token>",
+            ),
+            Refusal::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "forbidden: this token's role does not allow this request",
+            ),
+        };
+        let body = ErrorResponse {
+            error: error.to_string(),
+            leader: None,
+            leader_http: None,
+        };
+        let mut response = (status, Json(body)).into_response();
+        if self == Refusal::Unauthenticated {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(CHALLENGE),
+            );
+        }
+        response
+    }
+}
+
+/// Who may do what: the tokens, and which routes are open to anyone.
+#[derive(Clone, Debug)]
+pub struct AccessPolicy {
+    tokens: TokenStore,
+    /// `GET /metrics` needs no token.
+    public_metrics: bool,
+    /// `GET /v1/status` needs no token.
+    public_status: bool,
+}
+
+impl AccessPolicy {
+    /// A policy over `tokens`, with `/metrics` and `/v1/status` open to anyone or not.
+    pub fn new(tokens: TokenStore, public_metrics: bool, public_status: bool) -> AccessPolicy {
+        AccessPolicy {
+            tokens,
+            public_metrics,
+            public_status,
+        }
+    }
+
+    /// The tokens.
+    pub fn tokens(&self) -> &TokenStore {
+        &self.tokens
+    }
+
+    /// Whether a request to `route` with `method` and `headers` may go on.
+    pub fn check(&self, route: &str, method: &Method, headers: &HeaderMap) -> Result<(), Refusal> {
+        let read = *method == Method::GET || *method == Method::HEAD;
+        let public = read
+            && ((route == "/metrics" && self.public_metrics)
+                || (route == "/v1/status" && self.public_status));
+        if public {
+            return Ok(());
+        }
+        let token = bearer_token(headers).ok_or(Refusal::Unauthenticated)?;
+        let role = self.tokens.role_of(token).ok_or(Refusal::Unauthenticated)?;
+        if role >= required_role(route, method) {
+            Ok(())
+        } else {
+            Err(Refusal::Forbidden)
+        }
+    }
+}
+
+/// The token of the one `Authorization: Bearer <token>` header (scheme in any case), if there
+/// is exactly one such header.
+fn bearer_token(headers: &HeaderMap) -> Option<&[u8]> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None; // Two credentials: which one counts would be anyone's guess.
+    }
+    let value = value.as_bytes();
+    let scheme = b"bearer ";
+    if value.len() <= scheme.len() || !value[..scheme.len()].eq_ignore_ascii_case(scheme) {
+        return None;
+    }
+    let token = value[scheme.len()..].trim_ascii();
+    (!token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_tokens::{store, ADMIN, READER, WRITER};
+    use super::*;
+
+    fn headers(authorization: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in authorization {
+            headers.append(
+                header::AUTHORIZATION,
+                HeaderValue::from_str(value).expect("valid header"),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn the_role_table_gives_reads_writes_and_administration_their_roles() {
+        let cases = [
+            ("/v1/kv/{key}", Method::GET, Role::ReadOnly),
+            ("/v1/kv/{key}", Method::HEAD, Role::ReadOnly),
+            ("/v1/kv", Method::GET, Role::ReadOnly),
+            ("/v1/status", Method::GET, Role::ReadOnly),
+            ("/v1/members", Method::GET, Role::ReadOnly),
+            ("/metrics", Method::GET, Role::ReadOnly),
+            ("/get", Method::GET, Role::ReadOnly),
+            ("unmatched", Method::POST, Role::ReadOnly),
+            ("/v1/kv/{key}", Method::PUT, Role::ReadWrite),
+            ("/v1/kv/{key}", Method::DELETE, Role::ReadWrite),
+            ("/v1/kv/{key}/append", Method::POST, Role::ReadWrite),
+            ("/v1/kv/{key}/cas", Method::POST, Role::ReadWrite),
+            ("/set", Method::GET, Role::ReadWrite),
+            ("/v1/members", Method::POST, Role::Admin),
+            ("/v1/members/{id}", Method::DELETE, Role::Admin),
+            ("/v1/members/{id}/promote", Method::POST, Role::Admin),
+            ("/v1/leader/transfer", Method::POST, Role::Admin),
+            ("/v1/internal/announce", Method::POST, Role::Admin),
+            // Not in the table: the strongest role.
+            ("/v1/kv/{key}", Method::PATCH, Role::Admin),
+            ("/v1/status", Method::POST, Role::Admin),
+            ("/v1/some-future-route", Method::GET, Role::Admin),
+        ];
+        for (route, method, role) in cases {
+            assert_eq!(required_role(route, &method), role, "{method} {route}");
+        }
+        assert!(Role::ReadOnly < Role::ReadWrite && Role::ReadWrite < Role::Admin);
+    }
+
+    #[test]
+    fn requests_are_refused_unless_their_token_s_role_is_enough() {
+        let policy = AccessPolicy::new(store(), false, true);
+        let get = Method::GET;
+        let put = Method::PUT;
+        let key = "/v1/kv/{key}";
+        let bearer = |token: &str| format!("Bearer {token}");
+        assert_eq!(
+            policy.check(key, &get, &headers(&[])),
+            Err(Refusal::Unauthenticated)
+        );
+        for malformed in [
+            "Bearer",
+            "Bearer ",
+            "Basic cmVhZGVyOnNlY3JldA==",
+            READER,
+            "Bearer not-a-known-token-at-all",
+        ] {
+            assert_eq!(
+                policy.check(key, &get, &headers(&[malformed])),
+                Err(Refusal::Unauthenticated),
+                "{malformed}"
+            );
+        }
+        assert_eq!(
+            policy.check(key, &get, &headers(&[&bearer(READER), &bearer(READER)])),
+            Err(Refusal::Unauthenticated),
+            "two credentials"
+        );
+        assert_eq!(
+            policy.check(key, &get, &headers(&[&bearer(READER)])),
+            Ok(())
+        );
+        assert_eq!(
+            policy.check(key, &get, &headers(&[&format!("bEaReR  {READER} ")])),
+            Ok(())
+        );
+        assert_eq!(
+            policy.check(key, &put, &headers(&[&bearer(READER)])),
+            Err(Refusal::Forbidden)
+        );
+        assert_eq!(
+            policy.check(key, &put, &headers(&[&bearer(WRITER)])),
+            Ok(())
+        );
+        let transfer = "/v1/leader/transfer";
+        assert_eq!(
+            policy.check(transfer, &Method::POST, &headers(&[&bearer(WRITER)])),
+            Err(Refusal::Forbidden)
+        );
+        assert_eq!(
+            policy.check(transfer, &Method::POST, &headers(&[&bearer(ADMIN)])),
+            Ok(())
+        );
+        // Public status, authenticated metrics.
+        assert_eq!(policy.check("/v1/status", &get, &headers(&[])), Ok(()));
+        assert_eq!(
+            policy.check("/metrics", &get, &headers(&[])),
+            Err(Refusal::Unauthenticated)
+        );
+    }
+
+    #[test]
+    fn refusals_are_401_with_a_challenge_or_403_as_json() {
+        let response = Refusal::Unauthenticated.into_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            response.headers().get(header::WWW_AUTHENTICATE),
+            Some(&HeaderValue::from_static(CHALLENGE))
+        );
+        let response = Refusal::Forbidden.into_response();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert!(!response.headers().contains_key(header::WWW_AUTHENTICATE));
+    }
+}

@@ -1,0 +1,191 @@
+//! A write through Raft, for every route that makes one: the session headers that make a
+//! retry exactly-once, the write served here when this node leads or forwarded to the leader,
+//! and the answer to an outcome the route did not ask for.
+//!
+//! ```text
+//!  client-id + request-seq (both or neither; else 400) ─► leader here? ── no ─► forward
+//!    └─ yes ─► KvServer::write ─► WriteResult ─► the route's answer, or `unexpected`
+//!                  └─ ServeError ─► NotLeader and may forward ─► forward, else its status
+//! ```
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use raftkv_client::api::{CLIENT_ID_HEADER, REQUEST_SEQ_HEADER};
+
+use super::error::ApiError;
+use super::request::Original;
+use super::AppState;
+use crate::command::{ClientId, Operation, Session};
+use crate::server::{ServeError, WriteResult};
+use crate::state_machine::Outcome;
+
+/// The session of a request: both headers or neither. `client-id` is any opaque id of 1 to
+/// 128 visible ASCII characters ([`ClientId::parse`]); `request-seq` an unsigned integer from 1.
+fn session(headers: &HeaderMap) -> Result<Option<Session>, ApiError> {
+    let client_id = headers
+        .get(CLIENT_ID_HEADER)
+        .map(|value| {
+            // HTTP has already trimmed the value's ends.
+            ClientId::parse(value.as_bytes()).map_err(|error| {
+                ApiError::bad_request(format!("header {CLIENT_ID_HEADER}: {error}"))
+            })
+        })
+        .transpose()?;
+    let sequence = headers
+        .get(REQUEST_SEQ_HEADER)
+        .map(|value| {
+            value
+                .to_str()
+                .ok()
+                .and_then(|text| text.trim().parse::<u64>().ok())
+                .filter(|sequence| *sequence >= 1)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "header {REQUEST_SEQ_HEADER} must be an unsigned integer, at least 1"
+                    ))
+                })
+        })
+        .transpose()?;
+    match (client_id, sequence) {
+        (Some(client_id), Some(sequence)) => Ok(Some(Session {
+            client_id,
+            sequence,
+        })),
+        (None, None) => Ok(None),
+        _ => Err(ApiError::bad_request(format!(
+            "{CLIENT_ID_HEADER} and {REQUEST_SEQ_HEADER} must be given together"
+        ))),
+    }
+}
+
+/// Runs a write here if this node leads, else forwards it to the leader.
+pub(super) async fn write(
+    state: &AppState,
+    original: Original,
+    operation: Operation,
+) -> Result<WriteResult, Response> {
+    let server = &state.server;
+    let session = session(&original.headers).map_err(IntoResponse::into_response)?;
+    if !state.serves_here(&original).await {
+        return Err(state.forward(original).await);
+    }
+    match server.write(session, operation).await {
+        Ok(result) => Ok(result),
+        Err(ServeError::NotLeader { leader }) if original.may_forward() => {
+            Err(state.forward_to(original, Some(leader)).await)
+        }
+        Err(error) => Err(ApiError::from_serve(error, server).into_response()),
+    }
+}
+
+/// A write outcome that is not the one the route expects: a stale session sequence, or the
+/// cached outcome of a different request sent earlier under the same session sequence (the
+/// state machine answers a repeated sequence with the first request's outcome, whatever the
+/// repeat asks).
+pub(super) fn unexpected(outcome: Outcome) -> Response {
+    match outcome {
+        Outcome::StaleSequence { last } => ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "request-seq is older than this client's last request ({last}); its result is \
+                 no longer kept"
+            ),
+        )
+        .into_response(),
+        Outcome::Rejected { reason } => ApiError::bad_request(reason).into_response(),
+        // Found by fuzzing (fuzz/regressions/http_request/): this was a 500, which a client
+        // retries under the same sequence forever.
+        other => ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "request-seq was already used by a different request of this client; that \
+                 request's outcome: {other:?}"
+            ),
+        )
+        .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn a_client_id_is_any_short_visible_ascii_text_and_a_bad_one_is_told_the_rule() {
+        let headers = |client_id: &str, sequence: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                CLIENT_ID_HEADER,
+                HeaderValue::from_str(client_id).expect("a header value"),
+            );
+            headers.insert(
+                REQUEST_SEQ_HEADER,
+                HeaderValue::from_str(sequence).expect("a header value"),
+            );
+            headers
+        };
+        let uuid = "3f2504e0-4f89-11d3-9a0c-0305e82c3301";
+        let parsed = session(&headers(uuid, "4"))
+            .expect("valid")
+            .expect("a session");
+        assert_eq!(parsed.client_id.to_string(), uuid);
+        assert_eq!(parsed.sequence, 4);
+        let numeric = session(&headers("77", "1"))
+            .expect("valid")
+            .expect("a session");
+        assert_eq!(
+            numeric.client_id,
+            ClientId::number(77),
+            "as older releases kept it"
+        );
+        for (client_id, sequence) in [
+            ("two words", "1"),
+            (&"x".repeat(129)[..], "1"),
+            ("ok", "0"),
+            ("ok", "-1"),
+        ] {
+            let refused = session(&headers(client_id, sequence)).expect_err("refused");
+            assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+            assert!(
+                refused.body.error.contains("visible ASCII")
+                    || refused.body.error.contains("at least 1"),
+                "{}",
+                refused.body.error
+            );
+        }
+        let mut alone = HeaderMap::new();
+        alone.insert(CLIENT_ID_HEADER, HeaderValue::from_static("ok"));
+        assert!(session(&alone).is_err(), "both headers or neither");
+        assert!(matches!(session(&HeaderMap::new()), Ok(None)));
+    }
+
+    /// Found by fuzzing (fuzz/regressions/http_request/): a request-seq reused for a different
+    /// request gets the first request's outcome, which the route cannot report; that is the
+    /// client's conflict, not a server error a client would retry.
+    #[test]
+    fn an_outcome_of_another_request_under_the_same_sequence_is_a_conflict() {
+        for outcome in [
+            Outcome::Put,
+            Outcome::Deleted { existed: true },
+            Outcome::Appended { length: 3 },
+            Outcome::Cas {
+                swapped: true,
+                current: None,
+            },
+            Outcome::Announced,
+            Outcome::StaleSequence { last: 4 },
+        ] {
+            assert_eq!(
+                unexpected(outcome.clone()).status(),
+                StatusCode::CONFLICT,
+                "{outcome:?}"
+            );
+        }
+        let rejected = Outcome::Rejected {
+            reason: "undecodable".into(),
+        };
+        assert_eq!(unexpected(rejected).status(), StatusCode::BAD_REQUEST);
+    }
+}
