@@ -103,14 +103,13 @@
 
 #![deny(missing_docs)]
 
-mod config;
-mod config_change;
-mod configuration;
 mod election;
 mod error;
 mod log;
 mod log_store;
+mod membership;
 mod message;
+mod options;
 mod progress;
 mod quorum;
 mod raft;
@@ -125,12 +124,11 @@ mod types;
 #[cfg(feature = "wire")]
 pub mod wire;
 
-pub use config::Config;
-pub use config_change::ConfChange;
-pub use configuration::ConfigurationError;
 pub use error::{CompactError, ConfChangeError, ConfigError, InitError, ProposeError};
 pub use log_store::{LogStore, SharedMemStorage};
+pub use membership::{ConfChange, ConfigurationError};
 pub use message::{Message, MessageBody, MessageKind, ReadContext, TERM_OR_INDEX_MAX};
+pub use options::Config;
 pub use progress::ProgressState;
 pub use raft::{Counters, PeerStatus, Raft, Status, StepError};
 pub use ready::{PersistId, PersistRequest, ReadState, Ready, SoftState};

@@ -7,7 +7,7 @@
 //!  propose_conf_change        replication.rs                             persist ─► on_persisted()
 //!                             snapshot.rs                                apply   ─► on_applied()
 //!                             read_index.rs
-//!                             config_change.rs (membership: configuration.rs, quorum.rs)
+//!                             membership/change.rs (membership.rs, quorum.rs)
 //! ```
 //!
 //! Protocol rules live in the role modules; this file holds the plumbing: state, timers, role
@@ -19,11 +19,11 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use crate::config::Config;
-use crate::config_change::ConfigurationHistory;
 use crate::error::{CompactError, InitError, ProposeError};
 use crate::log::RaftLog;
+use crate::membership::ConfigurationHistory;
 use crate::message::{Message, MessageBody};
+use crate::options::Config;
 use crate::progress::{Progress, ProgressState};
 use crate::read_index::ReadIndexState;
 use crate::ready::{PersistId, PersistRequest, Ready, SoftState};
