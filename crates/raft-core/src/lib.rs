@@ -87,7 +87,12 @@
 //! Cargo features: `wire` adds the module `raft_core::wire`, a protobuf encoding of messages,
 //! entries and snapshot metadata for a transport of the caller's own (raft-node's TCP
 //! transport speaks it); `testing` adds `raft_core::testing::storage`, the storage conformance
-//! suite.
+//! suite, and `raft_core::testing::messages`, sample messages and entries for codec and
+//! transport tests; `proptest` adds to the latter strategies that generate any message.
+//!
+//! Text: [`Message`], [`MessageBody`], [`Configuration`], [`HardState`], [`SoftState`] and
+//! [`Ready`] print (`Display`) in one stable, one-line-per-message form, for logs, traces and
+//! golden test files: `1->2 Append term=3 prev=2.5 commit=5 entries=[3.6:noop 3.7..3.8]`.
 //!
 //! ## Stability
 //!
@@ -103,6 +108,7 @@
 
 #![deny(missing_docs)]
 
+mod display;
 mod election;
 mod error;
 mod log;
