@@ -6,8 +6,8 @@ use prost::Message as _;
 
 use super::*;
 use crate::message::MessageBody;
-use crate::types::{Configuration, EntryKind, Index, LogId, NodeId, Term};
 use crate::testing::messages::{joint_configuration, sample_entries, sample_messages};
+use crate::types::{Configuration, EntryKind, Index, LogId, NodeId, Term};
 
 fn id(term: u64, index: u64) -> LogId {
     LogId::new(Term(term), Index(index))
