@@ -48,6 +48,8 @@ use bytes::{Bytes, BytesMut};
 use thiserror::Error;
 
 use crate::message::Message;
+#[cfg(doc)]
+use crate::types::Configuration;
 use crate::types::{Entry, SnapshotMeta};
 
 pub use schema::{

@@ -85,7 +85,7 @@ impl<S: Storage> Raft<S> {
     ///
     /// The core counts the entries and snapshots it handed out against
     /// [`crate::Config::apply_bytes_max`] until they are reported, and only what was reported
-    /// may be compacted ([`Raft::compact`]) or shows in [`Status::applied`]. A snapshot from
+    /// may be compacted ([`Raft::compact`]) or shows in [`Status::applied`](crate::Status::applied). A snapshot from
     /// the leader must be reported as well, once the state machine was replaced by it: until
     /// it is (or a later entry is), the applied index stays where it was before the snapshot,
     /// although the entries after it are handed out meanwhile. The snapshot found in storage

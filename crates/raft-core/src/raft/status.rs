@@ -142,8 +142,8 @@ impl<S: Storage> Raft<S> {
 
     /// Whether the peer has stopped: storage failed (see [`Raft::fatal_error`]). A stopped
     /// peer hands out nothing more ([`Raft::has_ready`] is `false`, [`Raft::ready`] is
-    /// empty), ignores ticks, refuses messages with [`StepError::Fatal`] and proposals with
-    /// [`ProposeError::NotLeader`]. What it handed out before stopping stays valid; the caller
+    /// empty), ignores ticks, refuses messages with [`StepError::Fatal`](crate::StepError::Fatal) and proposals with
+    /// [`ProposeError::NotLeader`](crate::ProposeError::NotLeader). What it handed out before stopping stays valid; the caller
     /// shuts it down and restarts it from its storage once the fault is dealt with.
     pub fn is_stopped(&self) -> bool {
         self.fatal.is_some()

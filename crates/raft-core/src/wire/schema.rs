@@ -3,6 +3,12 @@
 
 use bytes::Bytes;
 
+#[cfg(doc)]
+use crate::{
+    message::MessageBody,
+    types::{Entry, LogId, SnapshotMeta},
+};
+
 /// One Raft message on the wire.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Envelope {
