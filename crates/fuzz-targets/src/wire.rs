@@ -3,8 +3,8 @@
 //! reads it.
 
 use bytes::{Bytes, BytesMut};
-use raft_core::wire::{decode_message, encode_message};
 use raft_core::testing::messages::{sample_messages, SAMPLE_BODY_NAMES};
+use raft_core::wire::{decode_message, encode_message};
 use raft_core::{Configuration, EntryKind, Message, MessageBody};
 use raft_node::transport::tcp::HANDSHAKE_BYTES_MAX;
 use raft_node::wire::{
