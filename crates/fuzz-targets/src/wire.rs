@@ -3,10 +3,9 @@
 //! reads it.
 
 use bytes::{Bytes, BytesMut};
+use raft_core::testing::messages::{sample_messages, SAMPLE_BODY_NAMES};
 use raft_core::wire::{decode_message, encode_message};
-use raft_core::{
-    Configuration, Entry, EntryKind, Index, LogId, Message, MessageBody, NodeId, SnapshotMeta, Term,
-};
+use raft_core::{Configuration, EntryKind, Message, MessageBody};
 use raft_node::transport::tcp::HANDSHAKE_BYTES_MAX;
 use raft_node::wire::{
     decode_handshake, encode_frame, encode_message_frame, FrameDecoder, Handshake, WireError,
@@ -156,103 +155,6 @@ pub fn wire_frames(data: &[u8]) {
     }
 }
 
-/// One message of every kind, as the core sends them.
-fn sample_messages() -> Vec<Message> {
-    let id = |term, index| LogId::new(Term(term), Index(index));
-    let joint = Configuration {
-        voters: [NodeId(1), NodeId(2), NodeId(4)].into_iter().collect(),
-        outgoing: [NodeId(1), NodeId(2), NodeId(3)].into_iter().collect(),
-        learners: [NodeId(5)].into_iter().collect(),
-    };
-    let bodies = vec![
-        MessageBody::VoteRequest {
-            last_log: id(3, 9),
-            pre_vote: true,
-            leadership_transfer: false,
-        },
-        MessageBody::VoteResponse {
-            granted: true,
-            pre_vote: false,
-        },
-        MessageBody::Append {
-            prev: id(2, 4),
-            entries: vec![
-                Entry {
-                    id: id(3, 5),
-                    kind: EntryKind::Noop,
-                    data: Bytes::new(),
-                },
-                Entry {
-                    id: id(3, 6),
-                    kind: EntryKind::Normal,
-                    data: Bytes::from_static(b"put x 1"),
-                },
-                Entry {
-                    id: id(3, 7),
-                    kind: EntryKind::Configuration,
-                    data: joint.encode(),
-                },
-            ],
-            commit: Index(4),
-        },
-        MessageBody::AppendResponse {
-            index: Index(6),
-            success: false,
-            hint: id(2, 3),
-        },
-        MessageBody::Heartbeat {
-            commit: Index(6),
-            read_round: 17,
-        },
-        MessageBody::HeartbeatResponse { read_round: 17 },
-        MessageBody::Commit { commit: Index(6) },
-        MessageBody::InstallSnapshot {
-            meta: SnapshotMeta {
-                last_included: id(3, 100),
-                configuration: joint,
-            },
-            offset: 4096,
-            data: Bytes::from_static(b"snapshot chunk"),
-            done: true,
-        },
-        MessageBody::InstallSnapshotResponse {
-            last_included: id(3, 100),
-            next_offset: 5096,
-            done: false,
-        },
-        MessageBody::TimeoutNow,
-        MessageBody::ReadIndexRequest { context: 99 },
-        MessageBody::ReadIndexResponse {
-            context: 99,
-            index: Some(Index(6)),
-        },
-    ];
-    bodies
-        .into_iter()
-        .map(|body| Message {
-            from: NodeId(1),
-            to: NodeId(2),
-            term: Term(3),
-            body,
-        })
-        .collect()
-}
-
-const MESSAGE_NAMES: [&str; 12] = [
-    "vote_request",
-    "vote_response",
-    "append",
-    "append_response",
-    "heartbeat",
-    "heartbeat_response",
-    "commit",
-    "install_snapshot",
-    "install_snapshot_response",
-    "timeout_now",
-    "read_index_request",
-    "read_index_response",
-];
-
 fn sample_handshake() -> Handshake {
     Handshake {
         protocol_version: PROTOCOL_VERSION,
@@ -268,10 +170,10 @@ pub(crate) fn message_seeds() -> Vec<Seed> {
     let messages = sample_messages();
     assert_eq!(
         messages.len(),
-        MESSAGE_NAMES.len(),
-        "a name per message kind"
+        SAMPLE_BODY_NAMES.len(),
+        "a name per sample message"
     );
-    MESSAGE_NAMES
+    SAMPLE_BODY_NAMES
         .into_iter()
         .zip(messages)
         .map(|(name, message)| (name, message_payload(&message).to_vec()))

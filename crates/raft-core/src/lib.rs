@@ -87,7 +87,12 @@
 //! Cargo features: `wire` adds the module `raft_core::wire`, a protobuf encoding of messages,
 //! entries and snapshot metadata for a transport of the caller's own (raft-node's TCP
 //! transport speaks it); `testing` adds `raft_core::testing::storage`, the storage conformance
-//! suite.
+//! suite, and `raft_core::testing::messages`, sample messages and entries for codec and
+//! transport tests; `proptest` adds to the latter strategies that generate any message.
+//!
+//! Text: [`Message`], [`MessageBody`], [`Configuration`], [`HardState`], [`SoftState`] and
+//! [`Ready`] print (`Display`) in one stable, one-line-per-message form, for logs, traces and
+//! golden test files: `1->2 Append term=3 prev=2.5 commit=5 entries=[3.6:noop 3.7..3.8]`.
 //!
 //! ## Stability
 //!
@@ -103,14 +108,14 @@
 
 #![deny(missing_docs)]
 
-mod config;
-mod config_change;
-mod configuration;
+mod display;
 mod election;
 mod error;
 mod log;
 mod log_store;
+mod membership;
 mod message;
+mod options;
 mod progress;
 mod quorum;
 mod raft;
@@ -125,12 +130,11 @@ mod types;
 #[cfg(feature = "wire")]
 pub mod wire;
 
-pub use config::Config;
-pub use config_change::ConfChange;
-pub use configuration::ConfigurationError;
 pub use error::{CompactError, ConfChangeError, ConfigError, InitError, ProposeError};
 pub use log_store::{LogStore, SharedMemStorage};
+pub use membership::{ConfChange, ConfigurationError};
 pub use message::{Message, MessageBody, MessageKind, ReadContext, TERM_OR_INDEX_MAX};
+pub use options::Config;
 pub use progress::ProgressState;
 pub use raft::{Counters, PeerStatus, Raft, Status, StepError};
 pub use ready::{PersistId, PersistRequest, ReadState, Ready, SoftState};

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use crate::types::{Entry, Index, LogId, NodeId, SnapshotMeta, Term};
 
 /// A message between two peers, stamped with the sender's term.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Message {
     /// The sender.
     pub from: NodeId,
@@ -22,7 +22,7 @@ pub struct Message {
 pub type ReadContext = u64;
 
 /// The payload of a [`Message`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum MessageBody {
     /// RequestVote (§5.2), or a pre-vote probe (thesis §9.6) when `pre_vote` is set.
     VoteRequest {

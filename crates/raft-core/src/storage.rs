@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 
 use thiserror::Error;
 
-use crate::configuration::ConfigurationError;
+use crate::membership::ConfigurationError;
 use crate::ready::PersistRequest;
 use crate::types::{
     Configuration, Entry, EntryKind, HardState, Index, LogId, Snapshot, SnapshotMeta, Term,

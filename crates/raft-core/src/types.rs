@@ -5,7 +5,7 @@ use std::fmt;
 
 use bytes::Bytes;
 
-pub use crate::configuration::Configuration;
+pub use crate::membership::Configuration;
 
 /// The identity of a Raft peer. `NodeId(0)` is never a valid peer: it is rejected at
 /// construction so that it can never be confused with "no node".

@@ -141,50 +141,30 @@ impl FrameDecoder {
 
 #[cfg(test)]
 mod tests {
-    use raft_core::{
-        Configuration, Entry, EntryKind, Index, LogId, MessageBody, NodeId, SnapshotMeta, Term,
-    };
+    use raft_core::testing::messages::sample_messages;
+    use raft_core::MessageBody;
 
     use super::*;
 
-    /// Frames of a few sizes: the codec's own tests (in raft-core) cover every message kind.
-    fn sample_messages() -> Vec<Message> {
-        let bodies = vec![
-            MessageBody::TimeoutNow,
-            MessageBody::Append {
-                prev: LogId::new(Term(2), Index(4)),
-                entries: vec![Entry {
-                    id: LogId::new(Term(3), Index(5)),
-                    kind: EntryKind::Normal,
-                    data: Bytes::from_static(b"put x 1"),
-                }],
-                commit: Index(4),
-            },
-            MessageBody::InstallSnapshot {
-                meta: SnapshotMeta {
-                    last_included: LogId::new(Term(3), Index(100)),
-                    configuration: Configuration::new([NodeId(1), NodeId(2), NodeId(3)]),
-                },
-                offset: 4096,
-                // Longer than a one-byte length varint, and than some frames are.
-                data: Bytes::from(vec![5u8; 1000]),
-                done: true,
-            },
-        ];
-        bodies
-            .into_iter()
-            .map(|body| Message {
-                from: NodeId(1),
-                to: NodeId(2),
-                term: Term(3),
-                body,
-            })
-            .collect()
+    /// Every message kind (the codec's own tests in raft-core pin their bytes), and a snapshot
+    /// chunk longer than a one-byte length varint, and than some frames are.
+    fn messages_of_a_few_sizes() -> Vec<Message> {
+        let mut messages = sample_messages();
+        let mut large = messages
+            .iter()
+            .find(|message| matches!(message.body, MessageBody::InstallSnapshot { .. }))
+            .expect("a sample snapshot chunk")
+            .clone();
+        if let MessageBody::InstallSnapshot { data, .. } = &mut large.body {
+            *data = Bytes::from(vec![5u8; 1000]);
+        }
+        messages.push(large);
+        messages
     }
 
     #[test]
     fn messages_roundtrip_through_frames_read_a_byte_at_a_time() {
-        let messages = sample_messages();
+        let messages = messages_of_a_few_sizes();
         let mut stream = BytesMut::new();
         for message in &messages {
             encode_message_frame(message, &mut stream);

@@ -20,10 +20,10 @@ use std::sync::{Arc, Mutex};
 use raft_core::testing::storage::StoreHarness;
 use raft_core::Config;
 
-use crate::chaos::{chaos_config, run_chaos_on, ChaosOptions, ChaosReport};
 use crate::cluster::{panic_message, Cluster, SimCounters};
 use crate::config::SimConfig;
 use crate::machine::{MachineCounters, MachineKind, StateMachine};
+use crate::randomized_run::{chaos_config, run_chaos_on, ChaosOptions, ChaosReport};
 use crate::seeds::{seeds, sweep, DEFAULT_SEEDS};
 use crate::storage::{HarnessStores, Stores};
 

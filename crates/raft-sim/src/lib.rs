@@ -8,15 +8,16 @@
 //! same faults and checks, with one call ([`check_state_machine`], below).
 //!
 //! ```text
-//!   scenario (tests/*.rs, chaos, check_state_machine)   seeds: for_each_seed(name, |seed| ..)
+//!   scenario (tests/*.rs, run_chaos, check_state_machine)   seeds: for_each_seed(name, |seed| ..)
 //!        │ start · one · crash · partition ...
 //!        ▼
 //!   Cluster ── EventQueue (virtual time) ──► Tick / Deliver / DiskDone / Flush / ApplyDone
 //!     │  peers: raft_core::Raft<SimStorage> + Service [+ the user's StateMachine]
 //!     │  Network (network.rs) · Disk (disk.rs)
 //!     │  stores (storage/): any LogStore through a StoreHarness: memory, raft-wal, the user's
-//!     └─ Invariants (invariants.rs, machine.rs) after every event ◄── ready() handling
-//!        Trace (trace.rs): last events + digest for replay checks
+//!     └─ Invariants (invariants/: one module per concern; machine.rs) after every event
+//!        Trace (trace.rs): last events, printed as raft-core prints messages, + digest
+//!   randomized_run.rs: run_chaos, a seed's configuration, faults and requests, then liveness
 //! ```
 //!
 //! One `u64` seed fixes every random choice (network, disk, timeouts, scenario), so a failing
@@ -164,7 +165,6 @@
 
 #![deny(missing_docs)]
 
-mod chaos;
 mod check;
 mod cluster;
 mod config;
@@ -173,13 +173,13 @@ mod event;
 mod invariants;
 mod machine;
 mod network;
+mod randomized_run;
 mod seeds;
 mod service;
 mod storage;
 mod tester;
 mod trace;
 
-pub use chaos::{chaos_config, run_chaos, run_chaos_on, run_chaos_with, ChaosOptions, ChaosReport};
 pub use check::{
     check_state_machine, run_state_machine, state_machine_config, try_check_state_machine,
     CheckFailure, CheckOptions, CheckReport,
@@ -190,6 +190,9 @@ pub use invariants::{Check, Violation};
 pub use machine::{MachineCounters, StateMachine};
 pub use network::{KindStats, NetworkStats, KIND_NAMES};
 pub use raft_core::testing::storage::{BoxError, StoreHarness};
+pub use randomized_run::{
+    chaos_config, run_chaos, run_chaos_on, run_chaos_with, ChaosOptions, ChaosReport,
+};
 pub use seeds::{for_each_seed, for_each_seed_n, seeds, DEFAULT_SEEDS};
 pub use service::Service;
 pub use storage::{

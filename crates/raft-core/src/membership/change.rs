@@ -22,8 +22,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::configuration::{Configuration, ConfigurationError};
 use crate::error::ConfChangeError;
+use crate::membership::{Configuration, ConfigurationError};
 use crate::message::MessageBody;
 use crate::progress::Progress;
 use crate::raft::Raft;

@@ -11,6 +11,11 @@
 //! [`crate::EntryKind::Configuration`] entry, in the binary format of
 //! [`Configuration::encode`]; it takes effect on a peer as soon as the entry is in its log,
 //! committed or not (thesis §4.1).
+//!
+//! How the membership changes (joint consensus, the configuration history a follower falls
+//! back on) is the child module `change`.
+
+mod change;
 
 use std::collections::BTreeSet;
 
@@ -18,6 +23,9 @@ use bytes::{BufMut, Bytes};
 use thiserror::Error;
 
 use crate::types::NodeId;
+
+pub use change::ConfChange;
+pub(crate) use change::ConfigurationHistory;
 
 /// The membership of the cluster. Quorum decisions (votes, commit, CheckQuorum, read
 /// confirmations) are always taken against a value of this type: a majority of `voters`

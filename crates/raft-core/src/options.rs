@@ -1,4 +1,5 @@
-//! Tunables of a peer.
+//! The options of one peer ([`Config`]): its id and seed, timers, limits and protocol
+//! switches. Not the cluster's membership, which is [`crate::Configuration`] (`membership.rs`).
 
 use crate::error::ConfigError;
 use crate::types::NodeId;

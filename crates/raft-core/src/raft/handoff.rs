@@ -1,0 +1,222 @@
+//! The hand-off of outputs: [`Raft::ready`] gives the caller what to send, persist and apply;
+//! [`Raft::on_persisted`] and [`Raft::on_applied`] report it done.
+//!
+//! ```text
+//!  ready() ─► persist request #n ─► caller writes it ─► on_persisted(n) ─► held-back messages
+//!         ─► messages (need no write first)                              released, own match
+//!         ─► committed entries / snapshot ─► caller applies ─► on_applied(i)  and vote count
+//! ```
+//!
+//! Persist requests are numbered in order; messages that must wait for a write (a vote, an
+//! append acknowledgement) stay inside the core until the write is reported durable, so the
+//! caller cannot send them too early.
+
+use crate::ready::{PersistId, PersistRequest, Ready, SoftState};
+use crate::storage::Storage;
+use crate::types::{HardState, Index, LogId, Role};
+
+use super::Raft;
+
+/// A write handed out for persisting and not yet reported durable.
+#[derive(Debug)]
+pub(super) struct PendingPersist {
+    id: PersistId,
+    snapshot_index: Option<Index>,
+    last_entry: Option<LogId>,
+    /// The hard state the write carries, if it carries one.
+    hard_state: Option<HardState>,
+}
+
+impl<S: Storage> Raft<S> {
+    /// Reports the end of the write handed out with `id` (and every earlier one): it is durable.
+    pub fn on_persisted(&mut self, id: PersistId) {
+        if id > self.last_persist_id || id <= self.persisted_id {
+            tracing::warn!(id = %self.id, persist = id, "on_persisted with an unknown id; ignored");
+            return;
+        }
+        while self
+            .pending_persists
+            .front()
+            .is_some_and(|pending| pending.id <= id)
+        {
+            let Some(pending) = self.pending_persists.pop_front() else {
+                break;
+            };
+            if let Some(index) = pending.snapshot_index {
+                if let Some(snapshot) = self.log.stable_snapshot_to(index) {
+                    self.snapshot_to_apply = Some(snapshot);
+                }
+            }
+            if let Some(last) = pending.last_entry {
+                self.log.stable_to(last);
+            }
+            if let Some(hard_state) = pending.hard_state {
+                self.durable_vote = hard_state.vote.map(|vote| (hard_state.term, vote));
+            }
+        }
+        self.persisted_id = id;
+        while self
+            .waiting_for_persist
+            .front()
+            .is_some_and(|(required, _)| *required <= id)
+        {
+            if let Some((_, messages)) = self.waiting_for_persist.pop_front() {
+                self.messages.extend(messages);
+            }
+        }
+        if self.role == Role::Leader {
+            let durable = self.log.durable_index();
+            let own = self.id;
+            if let Some(progress) = self.progress.get_mut(&own) {
+                progress.maybe_update(durable);
+            }
+            if let Err(error) = self.maybe_commit() {
+                self.fail(error);
+            }
+        } else if let Err(error) = self.count_own_durable_vote() {
+            self.fail(error);
+        }
+    }
+
+    /// Reports that the service applied everything through `index`: every entry of
+    /// [`Ready::committed_entries`] up to it, whatever its kind (a no-op or a configuration
+    /// entry is applied by doing nothing), or a [`Ready::snapshot_to_apply`] whose last index
+    /// it is.
+    ///
+    /// The core counts the entries and snapshots it handed out against
+    /// [`crate::Config::apply_bytes_max`] until they are reported, and only what was reported
+    /// may be compacted ([`Raft::compact`]) or shows in [`Status::applied`](crate::Status::applied). A snapshot from
+    /// the leader must be reported as well, once the state machine was replaced by it: until
+    /// it is (or a later entry is), the applied index stays where it was before the snapshot,
+    /// although the entries after it are handed out meanwhile. The snapshot found in storage
+    /// at start-up already counts as applied; reporting it again is harmless. An index beyond
+    /// what was handed out is taken as the last index handed out, and one below the applied
+    /// index changes nothing.
+    pub fn on_applied(&mut self, index: Index) {
+        self.log.applied_to(index);
+    }
+
+    /// Whether [`Raft::ready`] has anything to hand out. Always `false` once the peer has
+    /// stopped ([`Raft::is_stopped`]), so a loop `while raft.has_ready() { .. }` ends.
+    pub fn has_ready(&self) -> bool {
+        if self.fatal.is_some() {
+            return false;
+        }
+        !self.messages.is_empty()
+            || (self.replication_due && self.role == Role::Leader)
+            || self.log.has_unpersisted()
+            || self.log.has_committed_to_apply(self.config.apply_bytes_max)
+            || self.snapshot_to_apply.is_some()
+            || self.pending_compaction.is_some()
+            || self.term_or_vote_changed()
+            || self.soft_state() != self.handed_out_soft_state
+            || self.reads.has_output()
+            || (!self.messages_after_persist.is_empty())
+    }
+
+    /// Takes everything the caller must do now. See [`Ready`] for what to do with each part,
+    /// and [`Raft::on_applied`] for what to report once the committed entries and the
+    /// snapshot it hands out are applied. Empty once the peer has stopped.
+    pub fn ready(&mut self) -> Ready {
+        let mut ready = Ready::default();
+        if self.fatal.is_some() {
+            return ready;
+        }
+        if self.role == Role::Leader {
+            if let Err(error) = self.replicate_to_all() {
+                self.fail(error);
+                return ready;
+            }
+        } else {
+            self.replication_due = false;
+        }
+        ready.persist = self.take_persist_request();
+        let after_persist = std::mem::take(&mut self.messages_after_persist);
+        if !after_persist.is_empty() {
+            if self.last_persist_id <= self.persisted_id {
+                self.messages.extend(after_persist);
+            } else {
+                match self.waiting_for_persist.back_mut() {
+                    Some((required, waiting)) if *required == self.last_persist_id => {
+                        waiting.extend(after_persist)
+                    }
+                    _ => self
+                        .waiting_for_persist
+                        .push_back((self.last_persist_id, after_persist)),
+                }
+            }
+        }
+        ready.messages = std::mem::take(&mut self.messages);
+        crate::replication::coalesce_append_acks(&mut ready.messages);
+        if let Some(snapshot) = self.snapshot_to_apply.take() {
+            self.log
+                .snapshot_applying(snapshot.meta.last_included.index);
+            ready.snapshot_to_apply = Some(snapshot);
+        } else {
+            match self.log.take_committed(self.config.apply_bytes_max) {
+                Ok(entries) => ready.committed_entries = entries,
+                Err(error) => self.fail(error),
+            }
+        }
+        (ready.read_states, ready.failed_reads) = self.reads.take_output();
+        let soft_state = self.soft_state();
+        if soft_state != self.handed_out_soft_state {
+            self.handed_out_soft_state = soft_state;
+            ready.soft_state = Some(soft_state);
+        }
+        ready
+    }
+
+    fn take_persist_request(&mut self) -> Option<PersistRequest> {
+        let (restored, entries) = self.log.take_unpersisted();
+        // Only a restored snapshot moves the log; a compaction snapshot covers durable entries.
+        let restored_index = restored
+            .as_ref()
+            .map(|snapshot| snapshot.meta.last_included.index);
+        let snapshot = match restored {
+            Some(snapshot) => {
+                // A snapshot from the leader is beyond the commit index, so beyond anything
+                // the service could have snapshotted locally.
+                self.pending_compaction = None;
+                Some(snapshot)
+            }
+            None => self.pending_compaction.take(),
+        };
+        // A commit index that advanced alone is no reason to write: Raft needs none durable (a
+        // restarted peer learns it again from a leader), and syncing it cost every write a
+        // second fdatasync on every peer. It rides along with the next write instead.
+        if snapshot.is_none() && entries.is_empty() && !self.term_or_vote_changed() {
+            return None;
+        }
+        let hard_state = self.hard_state();
+        let hard_state_changed = hard_state != self.handed_out_hard_state;
+        self.handed_out_hard_state = hard_state;
+        self.last_persist_id += 1;
+        let id = self.last_persist_id;
+        self.pending_persists.push_back(PendingPersist {
+            id,
+            snapshot_index: restored_index,
+            last_entry: entries.last().map(|entry| entry.id),
+            hard_state: hard_state_changed.then_some(hard_state),
+        });
+        Some(PersistRequest {
+            id,
+            snapshot,
+            entries,
+            hard_state: hard_state_changed.then_some(hard_state),
+        })
+    }
+
+    /// Whether the term or the vote differ from what was last handed out to persist: those
+    /// must be durable before this peer acts on them.
+    fn term_or_vote_changed(&self) -> bool {
+        self.term != self.handed_out_hard_state.term || self.vote != self.handed_out_hard_state.vote
+    }
+
+    fn soft_state(&self) -> SoftState {
+        SoftState {
+            role: self.role,
+            leader: self.leader,
+        }
+    }
+}
