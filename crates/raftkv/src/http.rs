@@ -53,13 +53,12 @@ use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::{Access, AccessLayer, AccessPolicy};
-use crate::command::{ClientId, Operation, Session};
 use crate::limits::{request_body_bytes_max, retry_later, HttpLimits};
 use crate::metrics::{Metrics, RequestLabels};
 use crate::server::{
     membership_refusal_is_transient, AnnounceForwarder, KvServer, ReadMode, ServeError, WriteResult,
 };
-use crate::state_machine::Outcome;
+use crate::store::{ClientId, Operation, Outcome, Session};
 
 /// Most keys one scan returns.
 const SCAN_LIMIT_MAX: usize = 10_000;
