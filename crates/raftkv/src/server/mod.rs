@@ -12,13 +12,15 @@
 //!  members (membership) follow configurations, announce addresses, join, transfer
 //!  snapshot(snapshots)  staggered threshold ─► encode off the apply path ─► compact
 //!  serve   (launch)     `raftkv serve`: settings ─► KvServer + HTTP API ─► stop on a signal
+//!  counted (counters)   the service's own counters, each declared once
 //! ```
 //!
 //! A watch hub and a lessor go here as modules of their own beside these.
 
 mod apply;
+mod counters;
 mod error;
-pub mod launch;
+mod launch;
 mod leadership;
 mod membership;
 mod node_runtime;
@@ -38,6 +40,7 @@ use raft_wal::{HistogramSnapshot, LatencyHistogram, Wal, WalOptions};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
+pub use counters::{CounterValue, ServiceCounters};
 pub use error::{membership_refusal_is_transient, ServeError};
 pub use launch::{serve, stop_signal};
 pub use membership::AnnounceForwarder;
@@ -51,22 +54,6 @@ use apply::apply_loop;
 use membership::{join_loop, members_at};
 use node_runtime::NodeRuntime;
 use proposals::{Answers, Waiters};
-
-/// Counters of the service itself (the node keeps its own).
-#[derive(Debug, Default)]
-pub struct ServiceCounters {
-    /// Requests forwarded to the leader.
-    pub forwarded_total: AtomicU64,
-    /// Snapshots the service took.
-    pub snapshots_taken_total: AtomicU64,
-    /// Writes answered "not committed".
-    pub writes_not_committed_total: AtomicU64,
-    /// Writes answered "outcome unknown".
-    pub writes_unknown_total: AtomicU64,
-    /// Requests (writes, reads, membership changes) that waited for a leadership change to
-    /// pass instead of being refused at once.
-    pub held_for_leadership_change_total: AtomicU64,
-}
 
 /// A running raftkv node. Cheap to share (`Arc`).
 pub struct KvServer {
