@@ -1,8 +1,8 @@
-//! The TOML config file of `raftkv serve --config FILE` ([`raftkv::config`]).
+//! The TOML config file of `raftkv serve --config FILE` ([`raftkv::settings`]).
 
 use std::io::Write;
 
-use raftkv::config::{parse_peers, ServeArgs, ServeConfig};
+use raftkv::settings::{parse_peers, ServeArgs, ServeConfig};
 
 use crate::{scratch, Seed};
 

@@ -23,9 +23,9 @@ use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
 use axum::Router;
 use raft_core::{Configuration, NodeId};
-use raftkv::config::ServeConfig;
 use raftkv::http::{router, AppState};
 use raftkv::server::KvServer;
+use raftkv::settings::ServeConfig;
 use raftkv_client::api::{
     AddMemberRequest, CasRequest, ErrorResponse, TransferRequest, CLIENT_ID_HEADER,
     FORWARDED_HEADER, REQUEST_SEQ_HEADER,

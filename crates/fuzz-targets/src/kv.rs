@@ -1,10 +1,9 @@
 //! raftkv's state machine input: commands as they come out of the log (written by any peer,
-//! possibly a newer release) and snapshots as a leader sends them ([`raftkv::command`],
-//! [`raftkv::state_machine`]).
+//! possibly a newer release) and snapshots as a leader sends them ([`raftkv::store::command`],
+//! [`raftkv::store`]).
 
 use bytes::Bytes;
-use raftkv::command::{ClientId, Command, Operation, Session};
-use raftkv::state_machine::{Outcome, StateMachine};
+use raftkv::store::{ClientId, Command, Operation, Outcome, Session, StateMachine};
 
 use crate::Seed;
 

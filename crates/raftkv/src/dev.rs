@@ -267,7 +267,7 @@ async fn run_cluster(args: DevArgs) -> Result<ExitCode, String> {
     let ready = tokio::select! {
         leader = wait_for_leader(&endpoints, secure.as_ref()) => leader,
         exited = first_exit(&mut nodes) => Err(exited),
-        _ = crate::serve::stop_signal() => Err("interrupted".to_string()),
+        _ = crate::server::stop_signal() => Err("interrupted".to_string()),
     };
     match ready {
         Ok(leader) => {
@@ -287,7 +287,7 @@ async fn run_cluster(args: DevArgs) -> Result<ExitCode, String> {
     let mut running = nodes.len();
     let code = loop {
         tokio::select! {
-            _ = crate::serve::stop_signal() => {
+            _ = crate::server::stop_signal() => {
                 println!("stopping...");
                 break ExitCode::SUCCESS;
             }

@@ -1,10 +1,11 @@
 //! # raftkv
 //!
-//! A replicated key-value store on Raft: the state machine ([`state_machine`]) and its log
-//! commands ([`command`]), the node that runs them ([`server`]), the HTTP API ([`http`]),
-//! client authentication ([`auth`]), the HTTP server's limits ([`limits`]), metrics,
-//! configuration, the `raftkv` command line ([`cli`]), the local development
-//! cluster ([`dev`]) and the load generator ([`mod@bench`]).
+//! A replicated key-value store on Raft: the store, a deterministic state machine with its log
+//! commands, client sessions and snapshot format ([`store`]); the server runtime that runs it on
+//! a Raft node and launches `raftkv serve` ([`server`]) from its settings ([`settings`]); the
+//! HTTP API ([`http`]), client authentication ([`auth`]), the HTTP server's limits ([`limits`]),
+//! TLS ([`tls`], [`certs`]), metrics, the `raftkv` command line ([`cli`]), the local
+//! development cluster ([`dev`]) and the load generator ([`mod@bench`]).
 
 #![deny(missing_docs)]
 
@@ -12,13 +13,11 @@ pub mod auth;
 pub mod bench;
 pub mod certs;
 pub mod cli;
-pub mod command;
-pub mod config;
 pub mod dev;
 pub mod http;
 pub mod limits;
 pub mod metrics;
-pub mod serve;
 pub mod server;
-pub mod state_machine;
+pub mod settings;
+pub mod store;
 pub mod tls;

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use raftkv::bench::BenchArgs;
 use raftkv::cli::{self, ClientCommand};
-use raftkv::config::ServeArgs;
 use raftkv::dev::DevArgs;
+use raftkv::settings::ServeArgs;
 use tracing_subscriber::EnvFilter;
 
 /// glibc's allocator spends a tenth of a loaded node's CPU in malloc and free (measured with
@@ -144,7 +144,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     let Some(runtime) = runtime(config.worker_threads) else {
         return ExitCode::from(1);
     };
-    match runtime.block_on(raftkv::serve::serve(config, http, tls)) {
+    match runtime.block_on(raftkv::server::serve(config, http, tls)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("raftkv: {error}");

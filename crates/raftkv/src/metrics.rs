@@ -9,7 +9,6 @@
 //!                              kinds declared once in raft-node) + KvServer state (read at scrape time)
 //! ```
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use prometheus_client::collector::Collector;
@@ -201,8 +200,8 @@ impl Collector for NodeCollector {
             return Ok(());
         };
         let encoder = &mut encoder;
-        // The node's and the peer transport's figures, each declared once in raft-node with
-        // its exported name and help.
+        // The node's, the peer transport's and the service's figures, each declared once
+        // (with raft_node::declare_metrics!) with its exported name and help.
         let mut encoded = Ok(());
         let mut encode = |descriptor: &MetricDescriptor, value: MetricValue<'_>| {
             if encoded.is_ok() {
@@ -211,6 +210,7 @@ impl Collector for NodeCollector {
         };
         server.node().metrics().for_each(&mut encode);
         server.transport_counters().for_each(&mut encode);
+        server.counters.snapshot().for_each(&mut encode);
         encoded?;
         let as_gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
         counter(
@@ -242,37 +242,6 @@ impl Collector for NodeCollector {
             "kv_data_bytes",
             "Bytes of keys and values held",
             as_gauge(data_bytes),
-        )?;
-        let counters = &server.counters;
-        counter(
-            encoder,
-            "kv_requests_forwarded",
-            "Requests this node forwarded to the leader",
-            counters.forwarded_total.load(Ordering::Relaxed),
-        )?;
-        counter(
-            encoder,
-            "kv_snapshots_taken",
-            "Snapshots the service took of its state",
-            counters.snapshots_taken_total.load(Ordering::Relaxed),
-        )?;
-        counter(
-            encoder,
-            "kv_writes_not_committed",
-            "Writes answered not committed (leadership changed)",
-            counters.writes_not_committed_total.load(Ordering::Relaxed),
-        )?;
-        counter(
-            encoder,
-            "kv_writes_outcome_unknown",
-            "Writes answered with an unknown outcome (timeout or snapshot)",
-            counters.writes_unknown_total.load(Ordering::Relaxed),
-        )?;
-        counter(
-            encoder,
-            "kv_requests_held_for_leadership_change",
-            "Requests that waited for a leadership change (a transfer) to pass instead of being refused",
-            counters.held_for_leadership_change_total.load(Ordering::Relaxed),
         )?;
         Ok(())
     }

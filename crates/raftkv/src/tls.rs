@@ -18,7 +18,7 @@
 //! handshake never holds up the accept loop, and the server's per-connection limits and
 //! graceful shutdown apply to TLS connections as they are.
 //!
-//! [`ServeArgs::resolve_tls`]: crate::config::ServeArgs::resolve_tls
+//! [`ServeArgs::resolve_tls`]: crate::settings::ServeArgs::resolve_tls
 
 use std::fmt;
 use std::future::Future;
@@ -118,7 +118,7 @@ impl TlsPaths {
     }
 }
 
-/// A node's TLS settings, read and checked: what [`crate::serve::serve`] and
+/// A node's TLS settings, read and checked: what [`crate::server::serve`] and
 /// [`crate::server::KvServer`] use. The default is no TLS anywhere. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct NodeTls {
@@ -521,7 +521,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsIo<S> {
 mod tests {
     use super::*;
     use crate::certs::{generate, CertsArgs};
-    use crate::config::ServeArgs;
+    use crate::settings::ServeArgs;
 
     /// `raftkv certs` output for nodes 1 and 2 in a fresh directory.
     fn certificates() -> tempfile::TempDir {

@@ -23,8 +23,8 @@ use super::error::{Api, ApiError};
 use super::request::Original;
 use super::write::write;
 use super::AppState;
-use crate::command::Operation;
 use crate::server::ServeError;
+use crate::store::Operation;
 
 /// Runs `change` on the leader (forwarding if this node is not it).
 async fn change_membership(state: &AppState, original: Original, change: ConfChange) -> Response {

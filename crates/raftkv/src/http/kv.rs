@@ -25,9 +25,9 @@ use super::error::{Api, ApiError};
 use super::request::Original;
 use super::write::{unexpected, write};
 use super::AppState;
-use crate::command::Operation;
 use crate::server::{KvServer, ReadMode, ServeError, WriteResult};
-use crate::state_machine::Outcome;
+use crate::store::Operation;
+use crate::store::Outcome;
 
 /// Most keys one scan returns.
 const SCAN_LIMIT_MAX: usize = 10_000;

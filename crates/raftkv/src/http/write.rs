@@ -15,9 +15,9 @@ use raftkv_client::api::{CLIENT_ID_HEADER, REQUEST_SEQ_HEADER};
 use super::error::ApiError;
 use super::request::Original;
 use super::AppState;
-use crate::command::{ClientId, Operation, Session};
 use crate::server::{ServeError, WriteResult};
-use crate::state_machine::Outcome;
+use crate::store::Outcome;
+use crate::store::{ClientId, Operation, Session};
 
 /// The session of a request: both headers or neither. `client-id` is any opaque id of 1 to
 /// 128 visible ASCII characters ([`ClientId::parse`]); `request-seq` an unsigned integer from 1.

@@ -2,9 +2,19 @@
 //!
 //! ```text
 //!  --flag  >  RAFTKV_* environment variable  >  --config FILE (TOML)  >  default
+//!
+//!  serve_settings! { name: FlagType [ENV] clap(..) default(..); ... }   one entry per setting
+//!        ├─► ServeArgs      the flags (clap; `--name-with-dashes`, its environment variable)
+//!        ├─► FileSettings   the file's keys (serde; `name_with_underscores`, unknown keys refused)
+//!        └─► Merged         flag, else file, else the default: what `resolve*` read
 //! ```
 //!
 //! clap resolves a flag and its environment variable; the file fills what both left unset.
+//! Every setting is declared once, in the `serve_settings!` table below: its name (the flag
+//! and the file key), its environment variable, its type, its default and its doc (the flag's
+//! help). A setting whose default depends on others (the Raft addresses, the body bytes in
+//! flight) has none there and is derived in [`ServeArgs::resolve`] or
+//! [`ServeArgs::resolve_http`], as its comment in the table says.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,6 +24,8 @@ use std::time::Duration;
 use raft_core::NodeId;
 use serde::Deserialize;
 use thiserror::Error;
+
+use crate::limits::HttpLimits;
 
 /// A setting that cannot be used.
 #[derive(Debug, Error)]
@@ -39,179 +51,213 @@ pub enum ConfigError {
     },
 }
 
-/// `raftkv serve` flags; every one may also come from its environment variable or the config
-/// file.
-#[derive(Clone, Debug, Default, clap::Args)]
-pub struct ServeArgs {
-    /// A TOML file with any of the settings below (keys as the flags, with underscores:
-    /// `id`, `data_dir`, `raft_addr`, `http_addr`, `peers`, ...).
-    #[arg(long, env = "RAFTKV_CONFIG")]
-    pub config: Option<PathBuf>,
+/// Declares every `serve` setting once and generates from the list the flags ([`ServeArgs`]),
+/// the file's keys (`FileSettings`) and their merge (`Merged`, built by `ServeArgs::merged`).
+///
+/// Each entry is `name: FlagType [ENV] clap(extra arg attributes)? default(expression)?;`
+/// after its doc. An `Option<T>` setting is `Option<T>` as a key too, and in `Merged` a `T`
+/// when it has a default (flag, else file, else default), else still an `Option<T>`. A `bool`
+/// is a switch: a flag without a value (`--public-metrics`) and a `true`/`false` key
+/// ([`Flag`] says how they merge); it is off by default.
+macro_rules! serve_settings {
+    ($(
+        $(#[doc = $doc:literal])*
+        $name:ident: $flag:ty [$env:literal] $(clap($($clap:tt)*))? $(default($default:expr))?;
+    )*) => {
+        /// `raftkv serve` flags; every one may also come from its environment variable or the
+        /// config file.
+        #[derive(Clone, Debug, Default, clap::Args)]
+        pub struct ServeArgs {
+            /// A TOML file with any of the settings below (keys as the flags, with underscores:
+            /// `id`, `data_dir`, `raft_addr`, `http_addr`, `peers`, ...).
+            #[arg(long, env = "RAFTKV_CONFIG")]
+            pub config: Option<PathBuf>,
+            $(
+                $(#[doc = $doc])*
+                #[arg(long, env = $env $(, $($clap)*)?)]
+                pub $name: $flag,
+            )*
+        }
+
+        /// The same settings as read from a TOML file.
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct FileSettings {
+            $($name: <$flag as Flag>::InFile,)*
+        }
+
+        /// Every setting after precedence: the flag (or its environment variable), else the
+        /// file, else the default.
+        #[derive(Debug)]
+        struct Merged {
+            $($name: serve_settings!(@merged $flag $(, $default)?),)*
+        }
+
+        impl ServeArgs {
+            /// The settings of the flags and of the file (read now, if given), merged.
+            fn merged(&self) -> Result<Merged, ConfigError> {
+                let file = match &self.config {
+                    Some(path) => read_file(path)?,
+                    None => FileSettings::default(),
+                };
+                Ok(Merged {
+                    $($name: serve_settings!(
+                        @merge Flag::merge(self.$name.clone(), file.$name) $(, $default)?
+                    ),)*
+                })
+            }
+        }
+    };
+    (@merged $flag:ty) => { $flag };
+    (@merged $flag:ty, $default:expr) => { <$flag as Flag>::Value };
+    (@merge $merged:expr) => { $merged };
+    (@merge $merged:expr, $default:expr) => { $merged.unwrap_or_else(|| $default) };
+}
+
+/// How a flag's type reads in the file and merges with it: an `Option<T>` flag is an optional
+/// key, the flag winning; a `bool` switch is an optional `true`/`false` key, which a flag can
+/// only turn on (the file decides when the flag is absent).
+trait Flag {
+    /// The key's type in the file.
+    type InFile;
+    /// The value a default stands in for.
+    type Value;
+    /// The flag merged with the file's key.
+    fn merge(self, file: Self::InFile) -> Self;
+}
+
+impl<T> Flag for Option<T> {
+    type InFile = Option<T>;
+    type Value = T;
+    fn merge(self, file: Option<T>) -> Option<T> {
+        self.or(file)
+    }
+}
+
+impl Flag for bool {
+    type InFile = Option<bool>;
+    type Value = bool;
+    fn merge(self, file: Option<bool>) -> bool {
+        self || file.unwrap_or(false)
+    }
+}
+
+serve_settings! {
     /// This node's id (a positive integer, one of the ids in --peers).
-    #[arg(long, env = "RAFTKV_ID")]
-    pub id: Option<u64>,
+    id: Option<u64> ["RAFTKV_ID"];
     /// Directory of this node's write-ahead log and snapshots; created if missing. A node
     /// restarted on the same directory rejoins with its state.
-    #[arg(long, env = "RAFTKV_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
+    data_dir: Option<PathBuf> ["RAFTKV_DATA_DIR"];
     /// Address the Raft transport listens on (peers connect here).
-    #[arg(long, env = "RAFTKV_RAFT_ADDR")]
-    pub raft_addr: Option<SocketAddr>,
+    // Default: this node's entry in `peers` (required when joining).
+    raft_addr: Option<SocketAddr> ["RAFTKV_RAFT_ADDR"];
     /// Address the HTTP API listens on.
-    #[arg(long, env = "RAFTKV_HTTP_ADDR")]
-    pub http_addr: Option<SocketAddr>,
+    http_addr: Option<SocketAddr> ["RAFTKV_HTTP_ADDR"];
     /// The Raft address other nodes dial to reach this one, when it is not the address it
     /// listens on (behind a proxy or NAT). Default: this node's entry in --peers, else
     /// --raft-addr.
-    #[arg(long, env = "RAFTKV_ADVERTISE_RAFT_ADDR")]
-    pub advertise_raft_addr: Option<SocketAddr>,
+    // Default: this node's entry in `peers`, else `raft_addr`.
+    advertise_raft_addr: Option<SocketAddr> ["RAFTKV_ADVERTISE_RAFT_ADDR"];
     /// Every member, this node included, as ID=RAFT_ADDR pairs separated by commas, e.g.
     /// `1=127.0.0.1:9001,2=127.0.0.1:9002,3=127.0.0.1:9003`.
-    #[arg(long, env = "RAFTKV_PEERS", conflicts_with = "join")]
-    pub peers: Option<String>,
+    peers: Option<String> ["RAFTKV_PEERS"] clap(conflicts_with = "join");
     /// Instead of --peers: the HTTP address of any member of a running cluster. A new node
     /// asks it for the members, is added as a learner and promotes itself to voter once it
     /// has caught up; restarted later (same data directory), it rejoins with its state.
-    #[arg(long, env = "RAFTKV_JOIN")]
-    pub join: Option<String>,
+    join: Option<String> ["RAFTKV_JOIN"];
     /// A name shared by the members; a connection from another cluster is refused.
-    #[arg(long, env = "RAFTKV_CLUSTER_ID")]
-    pub cluster_id: Option<String>,
+    cluster_id: Option<String> ["RAFTKV_CLUSTER_ID"] default("raftkv".to_string());
     /// Serve the HTTP API over HTTPS with this certificate (PEM, the node's certificate
     /// first). Needs --tls-key, and a CA to verify the other nodes with when it calls them
     /// (--tls-ca or --peer-tls-ca): with it, the node reaches the others' HTTP addresses
     /// over https:// and presents this certificate. `raftkv certs` makes suitable files.
-    #[arg(long, env = "RAFTKV_TLS_CERT")]
-    pub tls_cert: Option<PathBuf>,
+    tls_cert: Option<PathBuf> ["RAFTKV_TLS_CERT"];
     /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
-    #[arg(long, env = "RAFTKV_TLS_KEY")]
-    pub tls_key: Option<PathBuf>,
+    tls_key: Option<PathBuf> ["RAFTKV_TLS_KEY"];
     /// Require HTTPS clients to present a certificate signed by this CA (PEM). The node also
     /// trusts it for the other nodes' HTTPS certificates.
-    #[arg(long, env = "RAFTKV_TLS_CA")]
-    pub tls_ca: Option<PathBuf>,
+    tls_ca: Option<PathBuf> ["RAFTKV_TLS_CA"];
     /// Mutual TLS on the Raft transport: this node's certificate (PEM), which must carry the
     /// DNS name `node-ID` and be signed by --peer-tls-ca. Give all three --peer-tls-* or none;
     /// every member must then use TLS with the same CA.
-    #[arg(long, env = "RAFTKV_PEER_TLS_CERT")]
-    pub peer_tls_cert: Option<PathBuf>,
+    peer_tls_cert: Option<PathBuf> ["RAFTKV_PEER_TLS_CERT"];
     /// The private key of --peer-tls-cert (PEM).
-    #[arg(long, env = "RAFTKV_PEER_TLS_KEY")]
-    pub peer_tls_key: Option<PathBuf>,
+    peer_tls_key: Option<PathBuf> ["RAFTKV_PEER_TLS_KEY"];
     /// The cluster CA (PEM) every peer's certificate must chain to; a peer with another
     /// certificate is refused during the TLS handshake.
-    #[arg(long, env = "RAFTKV_PEER_TLS_CA")]
-    pub peer_tls_ca: Option<PathBuf>,
+    peer_tls_ca: Option<PathBuf> ["RAFTKV_PEER_TLS_CA"];
     /// Take a snapshot once about this many bytes of commands were applied since the last
     /// one: each node draws its own threshold at start, between 0.75 and 1.25 times this, so
     /// that the nodes of a cluster do not all stop to write a snapshot at the same moment.
-    #[arg(long, env = "RAFTKV_SNAPSHOT_THRESHOLD_BYTES")]
-    pub snapshot_threshold_bytes: Option<u64>,
+    snapshot_threshold_bytes: Option<u64> ["RAFTKV_SNAPSHOT_THRESHOLD_BYTES"]
+        default(64 * 1024 * 1024);
     /// Client sessions remembered for exactly-once writes; beyond it the least recently
     /// active is forgotten.
-    #[arg(long, env = "RAFTKV_SESSIONS_MAX")]
-    pub sessions_max: Option<usize>,
+    sessions_max: Option<usize> ["RAFTKV_SESSIONS_MAX"] default(100_000);
     /// Longest key, in bytes.
-    #[arg(long, env = "RAFTKV_KEY_BYTES_MAX")]
-    pub key_bytes_max: Option<usize>,
+    key_bytes_max: Option<usize> ["RAFTKV_KEY_BYTES_MAX"] default(raftkv_client::api::KEY_BYTES_MAX);
     /// Largest value, in bytes.
-    #[arg(long, env = "RAFTKV_VALUE_BYTES_MAX")]
-    pub value_bytes_max: Option<usize>,
+    value_bytes_max: Option<usize> ["RAFTKV_VALUE_BYTES_MAX"]
+        default(raftkv_client::api::VALUE_BYTES_MAX);
     /// How long a request may wait for commit (or for the leader, when forwarded), in
     /// milliseconds.
-    #[arg(long, env = "RAFTKV_REQUEST_TIMEOUT_MS")]
-    pub request_timeout_ms: Option<u64>,
+    request_timeout_ms: Option<u64> ["RAFTKV_REQUEST_TIMEOUT_MS"] default(5_000);
     /// Length of a Raft tick in milliseconds (elections time out after 15–30 ticks).
-    #[arg(long, env = "RAFTKV_TICK_MS")]
-    pub tick_ms: Option<u64>,
+    tick_ms: Option<u64> ["RAFTKV_TICK_MS"] default(20);
     /// Threads serving the HTTP API (default: one per CPU core); the Raft node and the apply
     /// loop have a thread of their own besides, and the log its writer thread. Nodes sharing a
     /// machine do better with fewer: the cores divided among them (`raftkv dev` does this).
-    #[arg(long, env = "RAFTKV_WORKER_THREADS")]
-    pub worker_threads: Option<usize>,
+    // Default: one per CPU core (`None` in `ServeConfig`).
+    worker_threads: Option<usize> ["RAFTKV_WORKER_THREADS"];
     /// A TOML file of bearer tokens: `[[token]]` tables with a unique `name`, a `role`
     /// (read-only, read-write or admin) and `token_sha256` (64 hex digits: the SHA-256 of the
     /// token, `printf %s TOKEN | sha256sum`) or `token` (the token itself, 16 characters or
     /// more). Every HTTP request must then carry `Authorization: Bearer <token>` whose role
     /// allows it: reads need read-only, writes read-write, membership changes and leader
     /// transfer admin. Without this file the API is open to anyone.
-    #[arg(long, env = "RAFTKV_AUTH_TOKENS")]
-    pub auth_tokens: Option<PathBuf>,
+    auth_tokens: Option<PathBuf> ["RAFTKV_AUTH_TOKENS"];
     /// A file whose first line is the token this node sends on its own calls to other nodes
     /// (announcing its address, joining); it must be an admin token of theirs. Default: the
     /// first admin entry of --auth-tokens given as `token`.
-    #[arg(long, env = "RAFTKV_CLUSTER_TOKEN_FILE")]
-    pub cluster_token_file: Option<PathBuf>,
+    cluster_token_file: Option<PathBuf> ["RAFTKV_CLUSTER_TOKEN_FILE"];
     /// With --auth-tokens: let anyone read /metrics (for a scraper without a token).
-    #[arg(long, env = "RAFTKV_PUBLIC_METRICS", value_parser = clap::builder::BoolishValueParser::new())]
-    pub public_metrics: bool,
+    public_metrics: bool ["RAFTKV_PUBLIC_METRICS"]
+        clap(value_parser = clap::builder::BoolishValueParser::new());
     /// With --auth-tokens: let anyone read /v1/status (for load balancers' health checks).
-    #[arg(long, env = "RAFTKV_PUBLIC_STATUS", value_parser = clap::builder::BoolishValueParser::new())]
-    pub public_status: bool,
+    public_status: bool ["RAFTKV_PUBLIC_STATUS"]
+        clap(value_parser = clap::builder::BoolishValueParser::new());
     /// HTTP connections open at once (default 10000); one more is closed as it is accepted.
-    #[arg(long, env = "RAFTKV_HTTP_CONNECTIONS_MAX")]
-    pub http_connections_max: Option<usize>,
+    http_connections_max: Option<usize> ["RAFTKV_HTTP_CONNECTIONS_MAX"]
+        default(HttpLimits::default().connections_max);
     /// HTTP requests handled at once (default 4096); one more is answered 503 with
     /// Retry-After, its body unread.
-    #[arg(long, env = "RAFTKV_HTTP_REQUESTS_IN_FLIGHT_MAX")]
-    pub http_requests_in_flight_max: Option<usize>,
+    http_requests_in_flight_max: Option<usize> ["RAFTKV_HTTP_REQUESTS_IN_FLIGHT_MAX"]
+        default(HttpLimits::default().requests_in_flight_max);
     /// Bytes of request bodies held at once over all requests, each counted at its declared
     /// length from before it is read until it is answered (default 268435456); a body beyond
     /// it is answered 503 with Retry-After, unread.
-    #[arg(long, env = "RAFTKV_HTTP_BODY_BYTES_IN_FLIGHT_MAX")]
-    pub http_body_bytes_in_flight_max: Option<usize>,
+    // Default: `HttpLimits::default()`'s, raised to fit one request of the largest key and
+    // value.
+    http_body_bytes_in_flight_max: Option<usize> ["RAFTKV_HTTP_BODY_BYTES_IN_FLIGHT_MAX"];
     /// Bytes of a request's line and headers (default 65536); more is answered 431.
-    #[arg(long, env = "RAFTKV_HTTP_HEADER_BYTES_MAX")]
-    pub http_header_bytes_max: Option<usize>,
+    http_header_bytes_max: Option<usize> ["RAFTKV_HTTP_HEADER_BYTES_MAX"]
+        default(HttpLimits::default().header_bytes_max);
     /// Headers in a request (default 100); more is answered 431.
-    #[arg(long, env = "RAFTKV_HTTP_HEADERS_MAX")]
-    pub http_headers_max: Option<usize>,
+    http_headers_max: Option<usize> ["RAFTKV_HTTP_HEADERS_MAX"]
+        default(HttpLimits::default().headers_max);
     /// Milliseconds a client has to send a request's head once it started (against
     /// slowloris: the connection is closed), and again its body (408); default 10000.
-    #[arg(long, env = "RAFTKV_HTTP_REQUEST_READ_TIMEOUT_MS")]
-    pub http_request_read_timeout_ms: Option<u64>,
+    http_request_read_timeout_ms: Option<u64> ["RAFTKV_HTTP_REQUEST_READ_TIMEOUT_MS"]
+        default(milliseconds(HttpLimits::default().request_read_timeout));
     /// Milliseconds a connection may wait for its next request before it is closed
     /// (default 60000).
-    #[arg(long, env = "RAFTKV_HTTP_IDLE_TIMEOUT_MS")]
-    pub http_idle_timeout_ms: Option<u64>,
+    http_idle_timeout_ms: Option<u64> ["RAFTKV_HTTP_IDLE_TIMEOUT_MS"]
+        default(milliseconds(HttpLimits::default().idle_timeout));
 }
 
-/// The same settings as read from a TOML file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileSettings {
-    id: Option<u64>,
-    data_dir: Option<PathBuf>,
-    raft_addr: Option<SocketAddr>,
-    advertise_raft_addr: Option<SocketAddr>,
-    http_addr: Option<SocketAddr>,
-    peers: Option<String>,
-    join: Option<String>,
-    cluster_id: Option<String>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    tls_ca: Option<PathBuf>,
-    peer_tls_cert: Option<PathBuf>,
-    peer_tls_key: Option<PathBuf>,
-    peer_tls_ca: Option<PathBuf>,
-    snapshot_threshold_bytes: Option<u64>,
-    sessions_max: Option<usize>,
-    key_bytes_max: Option<usize>,
-    value_bytes_max: Option<usize>,
-    request_timeout_ms: Option<u64>,
-    tick_ms: Option<u64>,
-    worker_threads: Option<usize>,
-    auth_tokens: Option<PathBuf>,
-    cluster_token_file: Option<PathBuf>,
-    public_metrics: Option<bool>,
-    public_status: Option<bool>,
-    http_connections_max: Option<usize>,
-    http_requests_in_flight_max: Option<usize>,
-    http_body_bytes_in_flight_max: Option<usize>,
-    http_header_bytes_max: Option<usize>,
-    http_headers_max: Option<usize>,
-    http_request_read_timeout_ms: Option<u64>,
-    http_idle_timeout_ms: Option<u64>,
+/// `duration` in whole milliseconds, as the `*_ms` settings count.
+fn milliseconds(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The HTTP server's settings, beside the node's ([`ServeConfig`]): who may use the API and
@@ -263,18 +309,9 @@ pub struct ServeConfig {
 impl ServeArgs {
     /// Merges flags, environment and file, and validates the result.
     pub fn resolve(self) -> Result<ServeConfig, ConfigError> {
-        let file = match &self.config {
-            Some(path) => read_file(path)?,
-            None => FileSettings::default(),
-        };
-        let id = self
-            .id
-            .or(file.id)
-            .ok_or(ConfigError::Missing("id", "id"))?;
-        let id = NodeId(id);
-        let join = self.join.or(file.join);
-        let peers_text = self.peers.or(file.peers);
-        let (peers, raft_addr) = match (peers_text, join.as_ref()) {
+        let settings = self.merged()?;
+        let id = NodeId(settings.id.ok_or(ConfigError::Missing("id", "id"))?);
+        let (peers, raft_addr) = match (settings.peers, settings.join.as_ref()) {
             (Some(_), Some(_)) => {
                 return Err(invalid("peers", "give --peers or --join, not both".into()))
             }
@@ -284,155 +321,96 @@ impl ServeArgs {
                 let Some(own_raft_addr) = peers.get(&id).copied() else {
                     return Err(invalid("peers", format!("node {} is not listed", id.0)));
                 };
-                let raft_addr = self.raft_addr.or(file.raft_addr).unwrap_or(own_raft_addr);
-                (peers, raft_addr)
+                (peers, settings.raft_addr.unwrap_or(own_raft_addr))
             }
             (None, Some(_)) => {
-                let raft_addr = self
+                let raft_addr = settings
                     .raft_addr
-                    .or(file.raft_addr)
                     .ok_or(ConfigError::Missing("raft_addr", "raft-addr"))?;
                 (BTreeMap::new(), raft_addr)
             }
         };
-        let advertised_raft_addr = self
+        let advertised_raft_addr = settings
             .advertise_raft_addr
-            .or(file.advertise_raft_addr)
             .or_else(|| peers.get(&id).copied())
             .unwrap_or(raft_addr);
         let config = ServeConfig {
             id,
             advertised_raft_addr,
-            data_dir: self
+            data_dir: settings
                 .data_dir
-                .or(file.data_dir)
                 .ok_or(ConfigError::Missing("data_dir", "data-dir"))?,
             raft_addr,
-            http_addr: self
+            http_addr: settings
                 .http_addr
-                .or(file.http_addr)
                 .ok_or(ConfigError::Missing("http_addr", "http-addr"))?,
             peers,
-            join,
-            cluster_id: self
-                .cluster_id
-                .or(file.cluster_id)
-                .unwrap_or_else(|| "raftkv".to_string()),
-            snapshot_threshold_bytes: self
-                .snapshot_threshold_bytes
-                .or(file.snapshot_threshold_bytes)
-                .unwrap_or(64 * 1024 * 1024),
-            sessions_max: self.sessions_max.or(file.sessions_max).unwrap_or(100_000),
-            key_bytes_max: self
-                .key_bytes_max
-                .or(file.key_bytes_max)
-                .unwrap_or(raftkv_client::api::KEY_BYTES_MAX),
-            value_bytes_max: self
-                .value_bytes_max
-                .or(file.value_bytes_max)
-                .unwrap_or(raftkv_client::api::VALUE_BYTES_MAX),
-            request_timeout: Duration::from_millis(
-                self.request_timeout_ms
-                    .or(file.request_timeout_ms)
-                    .unwrap_or(5_000),
-            ),
-            tick: Duration::from_millis(self.tick_ms.or(file.tick_ms).unwrap_or(20)),
-            worker_threads: self.worker_threads.or(file.worker_threads),
+            join: settings.join,
+            cluster_id: settings.cluster_id,
+            snapshot_threshold_bytes: settings.snapshot_threshold_bytes,
+            sessions_max: settings.sessions_max,
+            key_bytes_max: settings.key_bytes_max,
+            value_bytes_max: settings.value_bytes_max,
+            request_timeout: Duration::from_millis(settings.request_timeout_ms),
+            tick: Duration::from_millis(settings.tick_ms),
+            worker_threads: settings.worker_threads,
         };
         config.validate()?;
         Ok(config)
     }
-}
 
-impl ServeArgs {
     /// The HTTP server's settings from flags, environment and file (the same precedence as
     /// [`ServeArgs::resolve`]), validated against the node's `config`: the token files are
     /// read and checked now, so a bad one stops the node at start with the reason.
     pub fn resolve_http(&self, config: &ServeConfig) -> Result<HttpSettings, ConfigError> {
-        let file = match &self.config {
-            Some(path) => read_file(path)?,
-            None => FileSettings::default(),
-        };
-        let defaults = crate::limits::HttpLimits::default();
-        let milliseconds =
-            |flag: Option<u64>, file: Option<u64>, default: Duration| match flag.or(file) {
-                Some(milliseconds) => Duration::from_millis(milliseconds),
-                None => default,
-            };
+        let settings = self.merged()?;
         let body_bytes_max =
             crate::limits::request_body_bytes_max(config.key_bytes_max, config.value_bytes_max);
-        let limits = crate::limits::HttpLimits {
-            connections_max: self
-                .http_connections_max
-                .or(file.http_connections_max)
-                .unwrap_or(defaults.connections_max),
-            requests_in_flight_max: self
-                .http_requests_in_flight_max
-                .or(file.http_requests_in_flight_max)
-                .unwrap_or(defaults.requests_in_flight_max),
-            body_bytes_in_flight_max: self
+        let limits = HttpLimits {
+            connections_max: settings.http_connections_max,
+            requests_in_flight_max: settings.http_requests_in_flight_max,
+            body_bytes_in_flight_max: settings
                 .http_body_bytes_in_flight_max
-                .or(file.http_body_bytes_in_flight_max)
                 // Values larger than the default allows raise it to fit one request.
-                .unwrap_or(defaults.body_bytes_in_flight_max.max(body_bytes_max)),
-            header_bytes_max: self
-                .http_header_bytes_max
-                .or(file.http_header_bytes_max)
-                .unwrap_or(defaults.header_bytes_max),
-            headers_max: self
-                .http_headers_max
-                .or(file.http_headers_max)
-                .unwrap_or(defaults.headers_max),
-            request_read_timeout: milliseconds(
-                self.http_request_read_timeout_ms,
-                file.http_request_read_timeout_ms,
-                defaults.request_read_timeout,
-            ),
-            idle_timeout: milliseconds(
-                self.http_idle_timeout_ms,
-                file.http_idle_timeout_ms,
-                defaults.idle_timeout,
-            ),
+                .unwrap_or(
+                    HttpLimits::default()
+                        .body_bytes_in_flight_max
+                        .max(body_bytes_max),
+                ),
+            header_bytes_max: settings.http_header_bytes_max,
+            headers_max: settings.http_headers_max,
+            request_read_timeout: Duration::from_millis(settings.http_request_read_timeout_ms),
+            idle_timeout: Duration::from_millis(settings.http_idle_timeout_ms),
         };
         limits
             .validate(config.key_bytes_max, body_bytes_max)
             .map_err(|(name, reason)| invalid(name, reason))?;
-        let auth_tokens = self.auth_tokens.clone().or(file.auth_tokens);
-        let cluster_token_file = self.cluster_token_file.clone().or(file.cluster_token_file);
-        // A flag can only turn these on; the file decides when the flag is absent.
-        let public_metrics = self.public_metrics || file.public_metrics.unwrap_or(false);
-        let public_status = self.public_status || file.public_status.unwrap_or(false);
         let access = crate::auth::Access::load(
-            auth_tokens.as_deref(),
-            cluster_token_file.as_deref(),
-            public_metrics,
-            public_status,
+            settings.auth_tokens.as_deref(),
+            settings.cluster_token_file.as_deref(),
+            settings.public_metrics,
+            settings.public_status,
         )
         .map_err(|reason| invalid("auth_tokens", reason))?;
         Ok(HttpSettings { access, limits })
     }
-}
 
-impl ServeArgs {
     /// The node's TLS settings from flags, environment and file (the same precedence as
     /// [`ServeArgs::resolve`]): checked to come in usable groups, then every file is read and
     /// parsed now, so a bad one stops the node at start with the reason.
     pub fn resolve_tls(&self) -> Result<crate::tls::NodeTls, ConfigError> {
-        let file = match &self.config {
-            Some(path) => read_file(path)?,
-            None => FileSettings::default(),
-        };
+        let settings = self.merged()?;
         let paths = crate::tls::TlsPaths {
-            http_certificate: self.tls_cert.clone().or(file.tls_cert),
-            http_key: self.tls_key.clone().or(file.tls_key),
-            http_client_ca: self.tls_ca.clone().or(file.tls_ca),
-            peer_certificate: self.peer_tls_cert.clone().or(file.peer_tls_cert),
-            peer_key: self.peer_tls_key.clone().or(file.peer_tls_key),
-            peer_ca: self.peer_tls_ca.clone().or(file.peer_tls_ca),
+            http_certificate: settings.tls_cert,
+            http_key: settings.tls_key,
+            http_client_ca: settings.tls_ca,
+            peer_certificate: settings.peer_tls_cert,
+            peer_key: settings.peer_tls_key,
+            peer_ca: settings.peer_tls_ca,
         };
         let tls =
             crate::tls::NodeTls::load(&paths).map_err(|(name, reason)| invalid(name, reason))?;
-        if let (Some(peer), Some(id)) = (tls.peer(), self.id.or(file.id)) {
+        if let (Some(peer), Some(id)) = (tls.peer(), settings.id) {
             // Here rather than when the transport starts, so that it is reported as the
             // configuration error it is.
             peer.check_identity(NodeId(id))
@@ -703,5 +681,68 @@ mod tests {
         args.auth_tokens = Some(dir.path().join("missing.toml"));
         let error = args.resolve_http(&config).expect_err("no such file");
         assert!(error.to_string().contains("missing.toml"), "{error}");
+    }
+
+    /// The defaults of the table, as the flags' help and the README state them.
+    #[test]
+    fn unset_settings_take_their_defaults() {
+        let config = args().resolve().expect("valid");
+        assert_eq!(config.cluster_id, "raftkv");
+        assert_eq!(config.snapshot_threshold_bytes, 64 * 1024 * 1024);
+        assert_eq!(config.sessions_max, 100_000);
+        assert_eq!(config.key_bytes_max, raftkv_client::api::KEY_BYTES_MAX);
+        assert_eq!(config.request_timeout, Duration::from_secs(5));
+        assert_eq!(config.tick, Duration::from_millis(20));
+        assert_eq!(config.worker_threads, None);
+        let http = args().resolve_http(&config).expect("valid");
+        let defaults = HttpLimits::default();
+        assert_eq!(http.limits.connections_max, 10_000);
+        assert_eq!(http.limits.requests_in_flight_max, 4096);
+        assert_eq!(http.limits.header_bytes_max, defaults.header_bytes_max);
+        assert_eq!(http.limits.headers_max, defaults.headers_max);
+        assert_eq!(http.limits.request_read_timeout, Duration::from_secs(10));
+        assert_eq!(http.limits.idle_timeout, Duration::from_secs(60));
+        assert_eq!(
+            http.limits.body_bytes_in_flight_max,
+            defaults.body_bytes_in_flight_max
+        );
+        assert!(http.access.policy.is_none(), "no token file: open");
+    }
+
+    /// Flags are `--name-with-dashes` and switches take no value; `--peers` and `--join`
+    /// exclude each other.
+    #[test]
+    fn the_table_declares_the_flags_as_before() {
+        #[derive(Debug, clap::Parser)]
+        struct Serve {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        let parsed = <Serve as clap::Parser>::try_parse_from([
+            "serve",
+            "--id",
+            "2",
+            "--data-dir",
+            "d",
+            "--advertise-raft-addr",
+            "10.0.0.9:7102",
+            "--http-idle-timeout-ms",
+            "1500",
+            "--public-metrics",
+        ])
+        .expect("parses");
+        assert_eq!(parsed.args.id, Some(2));
+        assert_eq!(parsed.args.data_dir, Some(PathBuf::from("d")));
+        assert_eq!(parsed.args.http_idle_timeout_ms, Some(1500));
+        assert!(parsed.args.public_metrics);
+        assert!(!parsed.args.public_status);
+        let both = <Serve as clap::Parser>::try_parse_from([
+            "serve",
+            "--peers",
+            "1=127.0.0.1:9001",
+            "--join",
+            "127.0.0.1:8001",
+        ]);
+        assert!(both.is_err(), "--peers conflicts with --join");
     }
 }

@@ -1,12 +1,12 @@
-//! `raftkv serve`: one node, its HTTP API, and a clean stop on SIGINT or SIGTERM.
+//! `raftkv serve`: one node from its settings, its HTTP API, a clean stop on SIGINT or SIGTERM.
 
 use std::sync::Arc;
 
 use axum::serve::ListenerExt;
 
-use crate::config::{HttpSettings, ServeConfig};
+use super::KvServer;
 use crate::http::{router, AppState};
-use crate::server::KvServer;
+use crate::settings::{HttpSettings, ServeConfig};
 
 /// Runs a node until SIGINT or SIGTERM; then stops taking requests, lets the ones in flight
 /// finish, and stops the node after its writes are durable. `http` says who may use the API

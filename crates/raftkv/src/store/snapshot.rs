@@ -1,46 +1,5 @@
-//! The deterministic key-value state machine every replica applies the committed log to.
-//!
-//! ```text
-//!  committed entry (index, data)
-//!        │
-//!        ▼
-//!  apply ── decode fails ─────────────────────────────────────────► Rejected { reason }
-//!        │ Command { session, operation }
-//!        ▼
-//!  session? ── none ─────────────────────────────────────────────► execute ──► outcome
-//!        │ Some { client_id, sequence }
-//!        ▼
-//!  sessions[client_id] ── sequence == last ──► cached outcome   (the retry is not applied again)
-//!                      ── sequence <  last ──► StaleSequence { last }      (nothing changes)
-//!                      ── otherwise, or no session ──► execute ──► cache (sequence, outcome)
-//!                                                              └─► evict beyond sessions_max
-//!  (applied_index moves to the entry's index in every case; `skip` moves only it)
-//! ```
-//!
-//! Everything here is a function of the log: the same entries applied in the same order give the
-//! same state and the same outcomes on every replica, and [`StateMachine::snapshot`] gives the
-//! same bytes. That is why there is no clock, no randomness and no hash-map iteration order in
-//! this module, and why eviction is ordered by log index.
-//!
-//! # Exactly-once writes
-//!
-//! A client numbers its requests and retries a request under the same number (Raft thesis §6.3).
-//! The machine keeps, per client, the last sequence number applied and that request's outcome,
-//! so a retry of the last request returns the first application's outcome without applying it
-//! again, and an older request is refused as stale. A client is expected to have one request
-//! in flight at a time; a request older than the last is not applied, so a client that pipelines
-//! requests must not let them overtake each other.
-//!
-//! Sessions are bounded by `sessions_max`. A session is active at the index of the last entry
-//! that applied a request of it or returned its cached outcome; when more than `sessions_max`
-//! sessions exist, the one least recently active (smallest index, then smallest client id) is
-//! evicted (client ids in [`ClientId`]'s order: numbers first, by value, then texts, byte
-//! by byte). In words: a client silent for longer than the `sessions_max` most recent clients
-//! loses its session; a retry after that may apply twice. Every replica must be configured with
-//! the same `sessions_max`, or their sessions diverge. `sessions_max = 0` disables exactly-once
-//! writes.
-//!
-//! # Snapshot format
+//! The snapshot format: the whole store at one applied index, as the bytes a leader sends a
+//! follower that is too far behind and a node writes beside its log.
 //!
 //! ```text
 //!  SnapshotRecord
@@ -66,15 +25,14 @@
 //! NB: the snapshot is built as one buffer in memory; a store much larger than memory would need
 //! a streamed format.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
-use std::ops::Bound;
+use std::collections::BTreeMap;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use prost::Message as _;
 use thiserror::Error;
 
-use crate::command::{ClientId, ClientIdError, Command, CommandError, Operation, Session};
+use super::sessions::{ClientId, ClientIdError, ClientSession};
+use super::{entry_bytes, Outcome, StateMachine};
 
 /// The newest snapshot format this build reads and writes: 2, with text client ids. It writes
 /// [`SNAPSHOT_FORMAT_VERSION_NUMERIC_IDS`] when every session's client id is a number.
@@ -83,43 +41,6 @@ pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
 /// The snapshot format of older releases, whose client ids were all numbers; still read, and
 /// still written when every client id is a number.
 pub const SNAPSHOT_FORMAT_VERSION_NUMERIC_IDS: u32 = 1;
-
-/// What applying a command did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// The key was set.
-    Put,
-    /// The key was removed.
-    Deleted {
-        /// Whether the key existed.
-        existed: bool,
-    },
-    /// The suffix was appended.
-    Appended {
-        /// The value's length afterwards, in bytes.
-        length: u64,
-    },
-    /// A compare-and-swap ran.
-    Cas {
-        /// Whether the value matched the expectation and was replaced.
-        swapped: bool,
-        /// The value found when not swapped (`None`: the key was absent); `None` when swapped.
-        current: Option<Bytes>,
-    },
-    /// A node's HTTP address was recorded.
-    Announced,
-    /// The command could not be decoded (every replica rejects it the same way).
-    Rejected {
-        /// Why, for the operator.
-        reason: String,
-    },
-    /// The session already moved past this sequence number: the request is older than the one
-    /// whose result is cached.
-    StaleSequence {
-        /// The session's last sequence number.
-        last: u64,
-    },
-}
 
 /// Why snapshot bytes could not be restored.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -145,227 +66,7 @@ pub enum SnapshotError {
     },
 }
 
-/// One client's exactly-once session.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct ClientSession {
-    /// The last sequence number applied.
-    sequence: u64,
-    /// The outcome of applying it, returned again to a retry.
-    outcome: Outcome,
-    /// The index of the last entry that applied a request of this session or answered a retry.
-    last_active_index: u64,
-    /// Index and term of the entry that first applied `sequence`, reported again to a retry.
-    applied_at: (u64, u64),
-}
-
-/// What applying an entry achieved, and the entry that achieved it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Applied {
-    /// The outcome (for a retry, the first application's).
-    pub outcome: Outcome,
-    /// Index of the entry that applied the request: for a retry, the first application's.
-    pub index: u64,
-    /// Term of that entry.
-    pub term: u64,
-}
-
-/// The replicated key-value store, its client sessions and the nodes' announced addresses.
-pub struct StateMachine {
-    /// The store.
-    data: BTreeMap<String, Bytes>,
-    /// Invariant: the sum of `key.len() + value.len()` over `data`.
-    data_bytes: u64,
-    /// Sessions by client id.
-    /// Invariant: `sessions.len() <= sessions_max` after every call.
-    sessions: BTreeMap<ClientId, ClientSession>,
-    /// The eviction order: `(last_active_index, client_id)` of every session, least recently
-    /// active first.
-    /// Invariant: holds exactly one pair per session, matching it.
-    activity: BTreeSet<(u64, ClientId)>,
-    /// Sessions kept.
-    sessions_max: usize,
-    /// The HTTP address each node announced.
-    http_addresses: BTreeMap<u64, String>,
-    /// The Raft address recorded for each node added at run time.
-    raft_addresses: BTreeMap<u64, String>,
-    /// The index of the last entry applied or skipped.
-    /// Invariant: no session is active at a later index.
-    applied_index: u64,
-}
-
-impl fmt::Debug for StateMachine {
-    /// A summary: the store itself can be far too large to print.
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter
-            .debug_struct("StateMachine")
-            .field("applied_index", &self.applied_index)
-            .field("keys", &self.data.len())
-            .field("data_bytes", &self.data_bytes)
-            .field("sessions", &self.sessions.len())
-            .field("sessions_max", &self.sessions_max)
-            .field("http_addresses", &self.http_addresses)
-            .field("raft_addresses", &self.raft_addresses)
-            .finish()
-    }
-}
-
-fn entry_bytes(key: &str, value: &Bytes) -> u64 {
-    // usize is at most 64 bits on every supported target, so this never truncates.
-    (key.len() + value.len()) as u64
-}
-
 impl StateMachine {
-    /// An empty machine, before any entry is applied.
-    ///
-    /// `sessions_max`: sessions kept; beyond it the least recently active is evicted (0
-    /// disables exactly-once writes). Every replica must use the same value.
-    pub fn new(sessions_max: usize) -> StateMachine {
-        StateMachine {
-            data: BTreeMap::new(),
-            data_bytes: 0,
-            sessions: BTreeMap::new(),
-            activity: BTreeSet::new(),
-            sessions_max,
-            http_addresses: BTreeMap::new(),
-            raft_addresses: BTreeMap::new(),
-            applied_index: 0,
-        }
-    }
-
-    /// Applies the committed command at `index` (indexes strictly increase; a repeated or older
-    /// index is a bug in the caller and panics). Returns the outcome, which for a retried
-    /// request (same client id and sequence as the session's last) is the cached outcome of the
-    /// first application (nothing is applied again).
-    pub fn apply(&mut self, index: u64, data: &[u8]) -> Outcome {
-        self.apply_entry(index, 0, data).outcome
-    }
-
-    /// [`StateMachine::apply`] for the entry at `index` of `term`, also saying which entry
-    /// applied the request: for a retry answered from its session, the first application's
-    /// index and term, so the retry gets exactly the first answer.
-    pub fn apply_entry(&mut self, index: u64, term: u64, data: &[u8]) -> Applied {
-        self.apply_decoded(index, term, Command::decode(data))
-    }
-
-    /// [`StateMachine::apply_entry`] for a caller that already decoded the entry (to look at
-    /// it before applying), so it is decoded once.
-    pub fn apply_decoded(
-        &mut self,
-        index: u64,
-        term: u64,
-        decoded: Result<Command, CommandError>,
-    ) -> Applied {
-        let (outcome, applied_at) = self.apply_command(index, term, decoded);
-        Applied {
-            outcome,
-            index: applied_at.0,
-            term: applied_at.1,
-        }
-    }
-
-    fn apply_command(
-        &mut self,
-        index: u64,
-        term: u64,
-        decoded: Result<Command, CommandError>,
-    ) -> (Outcome, (u64, u64)) {
-        let here = (index, term);
-        self.advance_applied_index(index);
-        let command = match decoded {
-            Ok(command) => command,
-            Err(error) => {
-                let reason = error.to_string();
-                return (Outcome::Rejected { reason }, here);
-            }
-        };
-        let Some(session) = command.session else {
-            return (self.execute(command.operation), here);
-        };
-        if let Some(existing) = self.sessions.get(&session.client_id) {
-            if session.sequence < existing.sequence {
-                let last = existing.sequence;
-                return (Outcome::StaleSequence { last }, here);
-            }
-            if session.sequence == existing.sequence {
-                let answer = (existing.outcome.clone(), existing.applied_at);
-                // A retry shows the client is alive and may retry again: keep its session.
-                self.mark_active(&session.client_id, index);
-                return answer;
-            }
-        }
-        let outcome = self.execute(command.operation);
-        self.record_session(session, here, outcome.clone());
-        (outcome, here)
-    }
-
-    /// Marks `index` applied without a command (a no-op or configuration entry the service
-    /// skips): only moves `applied_index`.
-    pub fn skip(&mut self, index: u64) {
-        self.advance_applied_index(index);
-    }
-
-    /// The value of `key`.
-    pub fn get(&self, key: &str) -> Option<&Bytes> {
-        self.data.get(key)
-    }
-
-    /// Keys starting with `prefix` in key order, at most `limit`; the bool says more followed.
-    pub fn scan(&self, prefix: &str, limit: usize) -> (Vec<(String, Bytes)>, bool) {
-        let mut matching = self
-            .data
-            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
-            .take_while(|(key, _)| key.starts_with(prefix));
-        let items: Vec<(String, Bytes)> = matching
-            .by_ref()
-            .take(limit)
-            .map(|(key, value)| (key.clone(), value.clone()))
-            .collect();
-        let more = matching.next().is_some();
-        assert!(items.len() <= limit, "a scan returns at most its limit");
-        (items, more)
-    }
-
-    /// The number of keys held.
-    pub fn keys(&self) -> usize {
-        self.data.len()
-    }
-
-    /// The index of the last entry applied or skipped (0 before the first).
-    pub fn applied_index(&self) -> u64 {
-        self.applied_index
-    }
-
-    /// The number of client sessions held.
-    pub fn sessions(&self) -> usize {
-        self.sessions.len()
-    }
-
-    /// The HTTP address node `node` announced, if any.
-    pub fn http_address(&self, node: u64) -> Option<&str> {
-        self.http_addresses.get(&node).map(String::as_str)
-    }
-
-    /// Every node's recorded HTTP address.
-    pub fn http_addresses(&self) -> &BTreeMap<u64, String> {
-        &self.http_addresses
-    }
-
-    /// The Raft address recorded for node `node`, if any.
-    pub fn raft_address(&self, node: u64) -> Option<&str> {
-        self.raft_addresses.get(&node).map(String::as_str)
-    }
-
-    /// Every recorded Raft address.
-    pub fn raft_addresses(&self) -> &BTreeMap<u64, String> {
-        &self.raft_addresses
-    }
-
-    /// Approximate bytes of keys and values held (for metrics): the sum of their lengths,
-    /// without the maps' overhead.
-    pub fn data_bytes(&self) -> u64 {
-        self.data_bytes
-    }
-
     /// Serialized state: data, sessions (with cached outcomes), announced addresses, applied
     /// index. Equal states give equal bytes.
     pub fn snapshot(&self) -> Bytes {
@@ -375,12 +76,7 @@ impl StateMachine {
     /// A copy of the state for [`SnapshotImage::encode`], so that the slow part, encoding
     /// (about 100 ms for 25 MB), can run off the apply path and without the state's lock.
     pub fn snapshot_image(&self) -> SnapshotImage {
-        // Numbers sort before texts: the last session tells whether any id is text.
-        let text_ids = self
-            .sessions
-            .last_key_value()
-            .is_some_and(|(client_id, _)| client_id.as_text().is_some());
-        let version = if text_ids {
+        let version = if self.sessions.has_text_id() {
             SNAPSHOT_FORMAT_VERSION
         } else {
             SNAPSHOT_FORMAT_VERSION_NUMERIC_IDS
@@ -469,8 +165,8 @@ impl StateMachine {
             }
             let outcome = Outcome::try_from(session.outcome.unwrap_or_default())?;
             let client_id = session_client_id(session.client_id, &session.text_client_id)?;
-            let previous = machine.sessions.insert(
-                client_id.clone(),
+            let inserted = machine.sessions.insert_restored(
+                client_id,
                 ClientSession {
                     sequence: session.sequence,
                     outcome,
@@ -478,221 +174,36 @@ impl StateMachine {
                     applied_at: (session.applied_index, session.applied_term),
                 },
             );
-            if previous.is_some() {
+            if !inserted {
                 return Err(SnapshotError::Malformed {
                     what: "session",
                     reason: "client id appears twice",
                 });
             }
-            machine
-                .activity
-                .insert((session.last_active_index, client_id));
         }
-        for address in record.addresses {
-            let previous = machine
-                .http_addresses
-                .insert(address.node, address.http_address);
-            if previous.is_some() {
-                return Err(SnapshotError::Malformed {
-                    what: "address",
-                    reason: "node appears twice",
-                });
-            }
-        }
-        for address in record.raft_addresses {
-            let previous = machine
-                .raft_addresses
-                .insert(address.node, address.http_address);
-            if previous.is_some() {
-                return Err(SnapshotError::Malformed {
-                    what: "raft address",
-                    reason: "node appears twice",
-                });
-            }
-        }
-        machine.evict_beyond_limit();
+        machine.http_addresses = addresses_by_node(record.addresses, "address")?;
+        machine.raft_addresses = addresses_by_node(record.raft_addresses, "raft address")?;
+        machine.sessions.evict_beyond_limit();
         machine.check_invariants();
         Ok(machine)
     }
+}
 
-    /// Panics, naming the invariant, if the machine's internal state contradicts itself. Takes
-    /// time linear in the state: for tests and simulators.
-    pub fn check_invariants(&self) {
-        let data_bytes: u64 = self
-            .data
-            .iter()
-            .map(|(key, value)| entry_bytes(key, value))
-            .sum();
-        assert_eq!(self.data_bytes, data_bytes, "invariant data-bytes-counted");
-        assert!(
-            self.sessions.len() <= self.sessions_max,
-            "invariant sessions-bounded: {} sessions, limit {}",
-            self.sessions.len(),
-            self.sessions_max
-        );
-        assert_eq!(
-            self.activity.len(),
-            self.sessions.len(),
-            "invariant activity-indexes-sessions"
-        );
-        for (last_active_index, client_id) in &self.activity {
-            let session = self
-                .sessions
-                .get(client_id)
-                .expect("invariant activity-indexes-sessions: session missing");
-            assert_eq!(
-                session.last_active_index, *last_active_index,
-                "invariant activity-indexes-sessions: index differs"
-            );
-            assert!(
-                *last_active_index <= self.applied_index,
-                "invariant session-active-before-applied"
-            );
+/// The addresses of a snapshot's `records` by node; `what` names them when a node appears twice.
+fn addresses_by_node(
+    records: Vec<AddressRecord>,
+    what: &'static str,
+) -> Result<BTreeMap<u64, String>, SnapshotError> {
+    let mut addresses = BTreeMap::new();
+    for record in records {
+        if addresses.insert(record.node, record.http_address).is_some() {
+            return Err(SnapshotError::Malformed {
+                what,
+                reason: "node appears twice",
+            });
         }
     }
-
-    fn advance_applied_index(&mut self, index: u64) {
-        assert!(
-            index > self.applied_index,
-            "invariant applied-index-increases: applying {index} after {}",
-            self.applied_index
-        );
-        self.applied_index = index;
-    }
-
-    /// Carries out `operation` on the store.
-    fn execute(&mut self, operation: Operation) -> Outcome {
-        match operation {
-            Operation::Put { key, value } => {
-                self.insert(key, value);
-                Outcome::Put
-            }
-            Operation::Delete { key } => {
-                let removed = self.data.remove_entry(&key);
-                if let Some((key, value)) = &removed {
-                    self.data_bytes -= entry_bytes(key, value);
-                }
-                Outcome::Deleted {
-                    existed: removed.is_some(),
-                }
-            }
-            Operation::Append { key, suffix } => {
-                let value = match self.data.get(&key) {
-                    Some(existing) => {
-                        let mut value = BytesMut::with_capacity(existing.len() + suffix.len());
-                        value.extend_from_slice(existing);
-                        value.extend_from_slice(&suffix);
-                        value.freeze()
-                    }
-                    None => suffix,
-                };
-                let length = value.len() as u64;
-                self.insert(key, value);
-                Outcome::Appended { length }
-            }
-            Operation::Cas { key, expect, value } => {
-                let current = self.data.get(&key);
-                if current == expect.as_ref() {
-                    self.insert(key, value);
-                    Outcome::Cas {
-                        swapped: true,
-                        current: None,
-                    }
-                } else {
-                    Outcome::Cas {
-                        swapped: false,
-                        current: current.cloned(),
-                    }
-                }
-            }
-            Operation::Announce { node, http_address } => {
-                self.http_addresses.insert(node, http_address);
-                Outcome::Announced
-            }
-            Operation::RaftAddress { node, raft_address } => {
-                self.raft_addresses.insert(node, raft_address);
-                Outcome::Announced
-            }
-        }
-    }
-
-    /// Sets `key` to `value`, keeping the byte count.
-    ///
-    /// The value is copied: the one handed in is usually a slice of a larger buffer (a network
-    /// frame, an HTTP read buffer, a WAL segment read), and keeping the slice would keep that
-    /// whole buffer alive for as long as the key lives (measured: followers' resident size grew
-    /// to several times the data they held).
-    fn insert(&mut self, key: String, value: Bytes) {
-        let value = Bytes::copy_from_slice(&value);
-        let key_bytes = key.len() as u64;
-        self.data_bytes += key_bytes + value.len() as u64;
-        // One search of the map, not a lookup and then an insert: this runs on every write on
-        // every node.
-        if let Some(previous) = self.data.insert(key, value) {
-            self.data_bytes -= key_bytes + previous.len() as u64;
-        }
-    }
-
-    /// Caches the outcome of a newly applied request of `session`, then evicts sessions beyond
-    /// the limit.
-    fn record_session(&mut self, session: Session, applied_at: (u64, u64), outcome: Outcome) {
-        let index = applied_at.0;
-        assert!(
-            !matches!(
-                outcome,
-                Outcome::Rejected { .. } | Outcome::StaleSequence { .. }
-            ),
-            "only applied requests are cached"
-        );
-        let previous = self.sessions.insert(
-            session.client_id.clone(),
-            ClientSession {
-                sequence: session.sequence,
-                outcome,
-                last_active_index: index,
-                applied_at,
-            },
-        );
-        // A text id's clone shares its bytes: the two copies here cost no allocation.
-        if let Some(previous) = previous {
-            assert!(
-                previous.sequence < session.sequence,
-                "a session's sequence only grows"
-            );
-            let removed = self
-                .activity
-                .remove(&(previous.last_active_index, session.client_id.clone()));
-            assert!(removed, "invariant activity-indexes-sessions");
-        }
-        self.activity.insert((index, session.client_id));
-        self.evict_beyond_limit();
-    }
-
-    /// Moves `client_id`'s session to the most recently active end of the eviction order.
-    fn mark_active(&mut self, client_id: &ClientId, index: u64) {
-        let session = self
-            .sessions
-            .get_mut(client_id)
-            .expect("mark_active is called for an existing session");
-        let removed = self
-            .activity
-            .remove(&(session.last_active_index, client_id.clone()));
-        assert!(removed, "invariant activity-indexes-sessions");
-        session.last_active_index = index;
-        self.activity.insert((index, client_id.clone()));
-    }
-
-    /// Evicts the least recently active sessions until at most `sessions_max` remain.
-    fn evict_beyond_limit(&mut self) {
-        while self.sessions.len() > self.sessions_max {
-            let (_, client_id) = self
-                .activity
-                .pop_first()
-                .expect("invariant activity-indexes-sessions: more sessions than activity");
-            let removed = self.sessions.remove(&client_id);
-            assert!(removed.is_some(), "invariant activity-indexes-sessions");
-        }
-    }
+    Ok(addresses)
 }
 
 /// The client id of a snapshot's session record: `text` when it is not empty (and `number`
@@ -905,6 +416,7 @@ impl TryFrom<OutcomeRecord> for Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{Applied, Command, Operation, Session};
 
     /// Every outcome kind survives the snapshot encoding, including the ones never cached.
     #[test]

@@ -51,140 +51,14 @@
 //! Keys are carried as `bytes` rather than `string` (the two are the same on the wire) so that a
 //! key that is not UTF-8 is reported as such instead of as a generic decoding failure.
 
-use std::fmt;
-
 use bytes::Bytes;
 use prost::Message as _;
-use raftkv_client::api::CLIENT_ID_BYTES_MAX;
 use thiserror::Error;
+
+use super::sessions::{ClientId, ClientIdError, ClientIdForm};
 
 /// The highest `format_version` this build reads and the one it writes.
 pub const COMMAND_FORMAT_VERSION: u32 = 0;
-
-/// Who a session belongs to: the client's `client-id`, as the log and the snapshots keep it.
-///
-/// Two ids are the same client exactly when their texts are the same bytes. An id whose text
-/// is an unsigned integer in canonical decimal form (no sign, no leading zero, at most
-/// `u64::MAX`), as the Rust client and older releases send, is kept as that number; any other
-/// is kept as its text. Every id has one form only, so no two texts share a session.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ClientId(ClientIdForm);
-
-/// Invariant: a `Text` is valid ([`ClientId::parse`]) and not the canonical form of a number.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-enum ClientIdForm {
-    Number(u64),
-    Text(Bytes),
-}
-
-/// Why a `client-id` is refused. Each message states the rule.
-#[derive(Clone, Debug, Error, PartialEq, Eq)]
-pub enum ClientIdError {
-    /// The id is empty.
-    #[error(
-        "a client id is 1 to {CLIENT_ID_BYTES_MAX} visible ASCII characters (letters, digits, \
-         punctuation; no spaces), such as a UUID; this one is empty"
-    )]
-    Empty,
-    /// The id is longer than [`CLIENT_ID_BYTES_MAX`].
-    #[error(
-        "a client id is 1 to {CLIENT_ID_BYTES_MAX} visible ASCII characters (letters, digits, \
-         punctuation; no spaces), such as a UUID; this one is {length} bytes long"
-    )]
-    TooLong {
-        /// The id's length in bytes.
-        length: usize,
-    },
-    /// A byte of the id is not visible ASCII (`!` to `~`).
-    #[error(
-        "a client id is 1 to {CLIENT_ID_BYTES_MAX} visible ASCII characters (letters, digits, \
-         punctuation; no spaces), such as a UUID; byte {position} of this one is not"
-    )]
-    NotVisibleAscii {
-        /// Where the first such byte is, from 0.
-        position: usize,
-    },
-}
-
-impl ClientId {
-    /// The id of `text`: 1 to [`CLIENT_ID_BYTES_MAX`] visible ASCII bytes (`!` to `~`).
-    /// Visible ASCII is what every HTTP client can send in a header unchanged, proxies pass
-    /// through and logs show as it is; no spaces, since HTTP trims them from the ends of a
-    /// header value. The length bounds what every replica keeps per session.
-    pub fn parse(text: &[u8]) -> Result<ClientId, ClientIdError> {
-        if text.is_empty() {
-            return Err(ClientIdError::Empty);
-        }
-        if text.len() > CLIENT_ID_BYTES_MAX {
-            return Err(ClientIdError::TooLong { length: text.len() });
-        }
-        if let Some(position) = text.iter().position(|byte| !byte.is_ascii_graphic()) {
-            return Err(ClientIdError::NotVisibleAscii { position });
-        }
-        if let Some(number) = canonical_number(text) {
-            return Ok(ClientId::number(number));
-        }
-        // Copied: `text` is usually a slice of a log entry or a request, which a session
-        // would otherwise keep alive whole.
-        Ok(ClientId(ClientIdForm::Text(Bytes::copy_from_slice(text))))
-    }
-
-    /// The id whose text is `number` in decimal.
-    pub fn number(number: u64) -> ClientId {
-        ClientId(ClientIdForm::Number(number))
-    }
-
-    /// The number this id is, when its text is one.
-    pub fn as_number(&self) -> Option<u64> {
-        match &self.0 {
-            ClientIdForm::Number(number) => Some(*number),
-            ClientIdForm::Text(_) => None,
-        }
-    }
-
-    /// The id's text when it is not a number.
-    pub fn as_text(&self) -> Option<&Bytes> {
-        match &self.0 {
-            ClientIdForm::Number(_) => None,
-            ClientIdForm::Text(text) => Some(text),
-        }
-    }
-}
-
-impl From<u64> for ClientId {
-    fn from(number: u64) -> ClientId {
-        ClientId::number(number)
-    }
-}
-
-impl fmt::Display for ClientId {
-    /// The id's text, as the client sent it.
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            ClientIdForm::Number(number) => write!(formatter, "{number}"),
-            // Visible ASCII by the invariant, so this is the text itself.
-            ClientIdForm::Text(text) => formatter.write_str(&String::from_utf8_lossy(text)),
-        }
-    }
-}
-
-impl fmt::Debug for ClientId {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "ClientId({self})")
-    }
-}
-
-/// The number `text` writes in canonical decimal form (digits only, no leading zero, at most
-/// `u64::MAX`), if it is one.
-fn canonical_number(text: &[u8]) -> Option<u64> {
-    let digits_only = !text.is_empty() && text.iter().all(u8::is_ascii_digit);
-    let leading_zero = text.len() > 1 && text[0] == b'0';
-    if !digits_only || leading_zero {
-        return None;
-    }
-    // Digits only, so the text is UTF-8; `parse` refuses what overflows.
-    std::str::from_utf8(text).ok()?.parse().ok()
-}
 
 /// Identifies one request of a client's session, for exactly-once writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -584,51 +458,6 @@ mod tests {
             },
             request_id: None,
         }
-    }
-
-    #[test]
-    fn a_client_id_is_a_number_exactly_when_its_text_is_canonical_decimal() {
-        let id = |text: &str| ClientId::parse(text.as_bytes());
-        assert_eq!(id("7"), Ok(ClientId::number(7)));
-        assert_eq!(id("0"), Ok(ClientId::number(0)));
-        assert_eq!(id("18446744073709551615"), Ok(ClientId::number(u64::MAX)));
-        for text in [
-            "007",
-            "00",
-            "+7",
-            "18446744073709551616",
-            "7a",
-            "3f2504e0-4f89-11d3-9a0c-0305e82c3301",
-            "billing-service/worker-3",
-        ] {
-            let parsed = id(text).expect("a valid id");
-            assert_eq!(parsed.as_number(), None, "{text}");
-            assert_eq!(parsed.to_string(), text, "the id keeps its text");
-        }
-        assert_ne!(id("007"), id("7"), "two texts, two clients");
-        assert_eq!(id(""), Err(ClientIdError::Empty));
-        let longest = "x".repeat(CLIENT_ID_BYTES_MAX);
-        assert!(id(&longest).is_ok());
-        assert_eq!(
-            id(&format!("{longest}x")),
-            Err(ClientIdError::TooLong {
-                length: CLIENT_ID_BYTES_MAX + 1
-            })
-        );
-        assert_eq!(
-            id("a b"),
-            Err(ClientIdError::NotVisibleAscii { position: 1 })
-        );
-        assert_eq!(
-            ClientId::parse("é".as_bytes()),
-            Err(ClientIdError::NotVisibleAscii { position: 0 })
-        );
-        assert!(
-            ClientIdError::Empty
-                .to_string()
-                .contains("1 to 128 visible ASCII"),
-            "the message states the rule"
-        );
     }
 
     /// A text client id has a field of its own; its bytes are pinned like the numeric one's.
