@@ -406,16 +406,28 @@ async fn wait_for_leader(endpoints: &[String], secure: Option<&Secure>) -> Resul
         None => Client::new(endpoints).map_err(|error| error.to_string())?,
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    // Ready means every node knows the same leader and where to forward to it: a node that
+    // does not know the leader's HTTP address yet answers a write with a 503, which is not
+    // what a quickstart's first command should see.
     loop {
+        let mut agreed: Option<u64> = None;
+        let mut every_node_knows = true;
         for endpoint in endpoints {
-            if let Ok(status) = client.status(endpoint).await {
-                if let (Some(leader), Some(_)) = (status.leader, status.leader_http) {
-                    return Ok(leader);
-                }
+            let known = match client.status(endpoint).await {
+                Ok(status) => status.leader.filter(|_| status.leader_http.is_some()),
+                Err(_) => None,
+            };
+            match (known, agreed) {
+                (Some(leader), None) => agreed = Some(leader),
+                (Some(leader), Some(first)) if leader == first => {}
+                _ => every_node_knows = false,
             }
         }
+        if let (true, Some(leader)) = (every_node_knows, agreed) {
+            return Ok(leader);
+        }
         if tokio::time::Instant::now() > deadline {
-            return Err("no leader within 30 s".into());
+            return Err("no leader known to every node within 30 s".into());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
