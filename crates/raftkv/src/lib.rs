@@ -3,13 +3,12 @@
 //! A replicated key-value store on Raft: the state machine ([`state_machine`]) and its log
 //! commands ([`command`]), the node that runs them ([`server`]), the HTTP API ([`http`]),
 //! client authentication ([`auth`]), the HTTP server's limits ([`limits`]), metrics,
-//! configuration, the `raftkv` command line ([`cli`]), the local development
-//! cluster ([`dev`]) and the load generator ([`mod@bench`]).
+//! configuration, the `raftkv` command line ([`cli`]) and the local development
+//! cluster ([`dev`]). The load generator (`raftkv bench`) is the `raftkv-bench` crate.
 
 #![deny(missing_docs)]
 
 pub mod auth;
-pub mod bench;
 pub mod certs;
 pub mod cli;
 pub mod command;
