@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Compares raftkv with etcd on this machine: the same closed-loop workloads from the same load
-# generator (`raftkv bench`), against a 3-member cluster of each on loopback, with the disk's
-# floor measured alongside.
+# generator (`raftkv-bench`, which `raftkv bench` runs), against a 3-member cluster of each on
+# loopback, with the disk's floor measured alongside.
 #
 #   install  etcd-server, etcd-client, protobuf-compiler, python3 (apt-get, only if missing)
-#   build    raftkv --features etcd, raft-bench (release)
+#   build    raftkv, raftkv-bench --features etcd, raft-bench (release)
 #   start    etcd   client 127.0.0.1:23791-23793, peer 23801-23803 (fsync on, the default)
 #            raftkv HTTP   127.0.0.1:18001-18003, Raft 19001-19003
 #            wait for both to be healthy (30 s), record the 6 server pids
@@ -80,6 +80,7 @@ readonly RAFTKV_RAFT_PORTS=(19001 19002 19003)
 
 readonly RAFTKV=$REPO/target/release/raftkv
 readonly RAFT_BENCH=$REPO/target/release/raft-bench
+readonly RAFTKV_BENCH=$REPO/target/release/raftkv-bench
 
 DATA_DIR=$WORKDIR/data
 LOG_DIR=$WORKDIR/logs
@@ -339,7 +340,7 @@ bench() {
             protocol=(--http2)
         fi
     fi
-    run_child "$RAFTKV" bench --target "$system" --endpoints "$endpoints" \
+    run_child "$RAFTKV_BENCH" --target "$system" --endpoints "$endpoints" \
         --value-size "$VALUE_SIZE" --json --server-pids "$pids" "${protocol[@]}" "$@"
 }
 
@@ -553,8 +554,9 @@ main() {
     # exits at start-up, with its log.
     check_ports_free
 
-    say "building raftkv (--features etcd) and raft-bench"
-    cargo build --release -p raftkv --features etcd
+    say "building raftkv, raftkv-bench (--features etcd) and raft-bench"
+    cargo build --release -p raftkv
+    cargo build --release -p raftkv-bench --features etcd
     cargo build --release -p raft-bench
 
     rm -rf "$DATA_DIR" "$RESULTS_DIR" "$WORKDIR/pids"

@@ -29,8 +29,9 @@ ROUNDS=${ROUNDS:-2}
 WORKLOADS=${WORKLOADS:-"1:0 64:0 256:0 64:0.9"}
 WORKDIR=${WORKDIR:-$REPO/target/compare-secure}
 
-cargo build --release --locked -p raftkv
+cargo build --release --locked -p raftkv -p raftkv-bench
 BIN=$REPO/target/release/raftkv
+BENCH=$REPO/target/release/raftkv-bench
 rm -rf "$WORKDIR"
 mkdir -p "$WORKDIR/results"
 
@@ -79,9 +80,9 @@ bench() { # system clients read_ratio round
     fi
     echo "round $round: $system, $clients clients, read ratio $ratio" >&2
     if [[ $system == plain ]]; then
-        "$BIN" bench --endpoints "$endpoints" --server-pids "$pids" "${args[@]}"
+        "$BENCH" --endpoints "$endpoints" --server-pids "$pids" "${args[@]}"
     else
-        RAFTKV_TOKEN=$token "$BIN" bench --endpoints "$endpoints" --server-pids "$pids" "${args[@]}"
+        RAFTKV_TOKEN=$token "$BENCH" --endpoints "$endpoints" --server-pids "$pids" "${args[@]}"
     fi >"$WORKDIR/results/$system-$clients-$ratio-$round.json"
 }
 for round in $(seq 1 "$ROUNDS"); do

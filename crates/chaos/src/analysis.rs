@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
+use hdrhistogram::Histogram;
 use lincheck::{Entry, Operation, Outcome, Report, Verdict};
 use serde::Serialize;
 
@@ -248,21 +249,21 @@ pub struct LatencyFigures {
     pub max_ms: f64,
 }
 
-/// The latency figures of the successful entries.
+/// The latency figures of the successful entries: HdrHistogram's `value_at_quantile` over
+/// microseconds with 3 significant digits, the definition the load generator's reports and
+/// the latency plot use, so a p50 here reads like theirs.
 pub fn latency_figures(entries: &[Entry]) -> LatencyFigures {
-    let mut latencies: Vec<u64> = entries
-        .iter()
-        .filter(|entry| entry.outcome.is_ok())
-        .map(|entry| entry.complete_ns.saturating_sub(entry.invoke_ns))
-        .collect();
-    if latencies.is_empty() {
+    // 1 µs to an hour, as the latency plot's histogram; a slower operation counts as an hour.
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
+        .expect("constant histogram bounds are valid");
+    for entry in entries.iter().filter(|entry| entry.outcome.is_ok()) {
+        let micros = entry.complete_ns.saturating_sub(entry.invoke_ns) / 1_000;
+        histogram.saturating_record(micros.max(1));
+    }
+    if histogram.is_empty() {
         return LatencyFigures::default();
     }
-    latencies.sort_unstable();
-    let at = |quantile: f64| {
-        let index = ((latencies.len() - 1) as f64 * quantile).round() as usize;
-        latencies[index] as f64 / 1e6
-    };
+    let at = |quantile: f64| histogram.value_at_quantile(quantile) as f64 / 1e3;
     LatencyFigures {
         p50_ms: at(0.5),
         p99_ms: at(0.99),

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use raftkv::bench::parse_duration;
+use raftkv_bench::parse_duration;
 use raftkv_chaos::{parse_nemeses, run, Isolation, RunOptions, Schedule};
 
 #[derive(Parser, Debug)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use lincheck::{CheckOptions, Entry, History, Operation, Outcome, Output};
-use raftkv::bench::plot::{render_svg_with_bands, Band, Sample};
+use raftkv_bench::plot::{render_svg_with_bands, Band, Sample};
 use raftkv_client::{Client, ClientOptions, Consistency};
 use tokio::sync::{watch, Mutex};
 use tokio::time::Instant;
@@ -691,10 +691,10 @@ fn write_outputs(
             summary.nemeses.join(", ")
         }
     );
-    write_file(
-        &out_dir.join("latency.svg"),
-        render_svg_with_bands(&title, samples, &histogram, &bands),
-    )
+    let svg = render_svg_with_bands(&title, samples, &histogram, &bands).map_err(|error| {
+        output_error(&out_dir.join("latency.svg"), std::io::Error::other(error))
+    })?;
+    write_file(&out_dir.join("latency.svg"), svg)
 }
 
 fn write_file(path: &Path, contents: String) -> Result<(), ChaosError> {

@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -87,12 +88,12 @@ pub struct Quantiles {
 }
 
 impl Quantiles {
-    /// Sorts `samples` and takes its quantiles.
-    fn of(samples: &mut [Duration]) -> Quantiles {
-        samples.sort_unstable();
+    /// The quantiles of `samples`.
+    fn of(samples: &[Duration]) -> Quantiles {
+        let latencies = Latencies::of(samples);
         let quantiles = Quantiles {
-            p50: percentile(samples, 0.50),
-            p90: percentile(samples, 0.90),
+            p50: latencies.at(0.50),
+            p90: latencies.at(0.90),
             samples: samples.len(),
         };
         assert!(quantiles.p50 <= quantiles.p90, "quantiles: p50 <= p90");
@@ -161,19 +162,43 @@ impl Floor {
     /// The quantiles of every kind of sample taken so far.
     pub fn summary(&mut self) -> FloorSummary {
         FloorSummary {
-            sync: Quantiles::of(&mut self.syncs),
-            shared_sync: Quantiles::of(&mut self.shared_syncs),
-            round_trip: Quantiles::of(&mut self.round_trips),
+            sync: Quantiles::of(&self.syncs),
+            shared_sync: Quantiles::of(&self.shared_syncs),
+            round_trip: Quantiles::of(&self.round_trips),
         }
     }
 }
 
-/// The element at `fraction` of the sorted `samples` (nearest rank).
-pub fn percentile(samples: &[Duration], fraction: f64) -> Duration {
-    assert!(!samples.is_empty(), "percentile of no samples");
-    assert!((0.0..=1.0).contains(&fraction), "fraction within 0..=1");
-    let rank = ((samples.len() as f64 * fraction).ceil() as usize).max(1);
-    samples[rank - 1]
+/// Latency samples, read as every report of this workspace reads them: HdrHistogram's
+/// `value_at_quantile`, here over nanoseconds with 3 significant digits (a loopback round trip
+/// takes tens of microseconds, so whole microseconds would be too coarse). The load generator
+/// and the chaos suite record microseconds at the same precision, so their percentiles agree
+/// with these to 0.1%.
+pub struct Latencies {
+    histogram: Histogram<u64>,
+}
+
+/// The slowest latency held, in nanoseconds (an hour); a slower sample counts as an hour.
+const LATENCY_MAX_NANOS: u64 = 3_600_000_000_000;
+
+impl Latencies {
+    /// Records `samples` (at least one).
+    pub fn of(samples: &[Duration]) -> Latencies {
+        assert!(!samples.is_empty(), "percentiles of no samples");
+        let mut histogram = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_NANOS, 3)
+            .expect("constant histogram bounds are valid");
+        for sample in samples {
+            let nanos = u64::try_from(sample.as_nanos()).unwrap_or(u64::MAX);
+            histogram.saturating_record(nanos.max(1));
+        }
+        Latencies { histogram }
+    }
+
+    /// The latency at `quantile` (0.5 for the median, 1.0 for the slowest).
+    pub fn at(&self, quantile: f64) -> Duration {
+        assert!((0.0..=1.0).contains(&quantile), "quantile within 0..=1");
+        Duration::from_nanos(self.histogram.value_at_quantile(quantile))
+    }
 }
 
 /// The file a round syncs: `shared` names the shared-disk file of one syncer.
@@ -450,4 +475,26 @@ fn print_table(dir: &Path, summary: &FloorSummary) {
         "same with the shared-disk fdatasync: {}",
         micros(summary.shared_replicated_write())
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latencies_are_read_at_hdr_quantiles_to_three_digits() {
+        let samples: Vec<Duration> = (1..=100).map(Duration::from_micros).collect();
+        let latencies = Latencies::of(&samples);
+        let near = |got: Duration, micros: u64| {
+            let want = Duration::from_micros(micros);
+            got >= want && got <= want + want / 1000
+        };
+        assert!(near(latencies.at(0.5), 50), "{:?}", latencies.at(0.5));
+        assert!(near(latencies.at(0.99), 99), "{:?}", latencies.at(0.99));
+        assert!(near(latencies.at(1.0), 100), "{:?}", latencies.at(1.0));
+        assert!(near(
+            Latencies::of(&[Duration::from_millis(7)]).at(0.9),
+            7_000
+        ));
+    }
 }

@@ -38,7 +38,7 @@ use raft_wal::{Wal, WalOptions};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::floor::{percentile, Floor, FloorShape};
+use crate::floor::{Floor, FloorShape, Latencies};
 
 /// Peers in the cluster.
 const PEERS: u64 = 3;
@@ -333,10 +333,10 @@ async fn measure_run(cluster: &Arc<Cluster>, proposers: usize, measure: Duration
         total.lost += result.lost;
     }
     let elapsed = start.elapsed();
-    total.latencies.sort_unstable();
     assert!(!total.latencies.is_empty(), "some command committed");
-    let p50 = percentile(&total.latencies, 0.50);
-    let p99 = percentile(&total.latencies, 0.99);
+    let latencies = Latencies::of(&total.latencies);
+    let p50 = latencies.at(0.50);
+    let p99 = latencies.at(0.99);
     println!(
         "{proposers:>9}  {:>10.0}  {:>10}  {:>10}  {:>8}  {:>5}",
         total.latencies.len() as f64 / elapsed.as_secs_f64(),

@@ -445,17 +445,14 @@ fn wal_bytes_per_sync(dir: &Path, entry_bytes: usize, batch_entries: u64) -> u64
     after - before
 }
 
-/// The value at quantile `quantile` of `sorted`.
-fn quantile<T: Copy>(sorted: &[T], quantile: f64) -> T {
-    assert!(!sorted.is_empty(), "quantile of an empty sample");
-    sorted[((sorted.len() - 1) as f64 * quantile).round() as usize]
-}
-
-/// The median of `values`.
+/// The median of `values`: the figures of a few repeated runs (rates, not a latency
+/// distribution, whose percentiles go through [`crate::floor::Latencies`]); the upper middle
+/// one when there is an even number.
 fn median(values: &[f64]) -> f64 {
+    assert!(!values.is_empty(), "median of no values");
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
-    quantile(&sorted, 0.5)
+    sorted[sorted.len() / 2]
 }
 
 /// The smallest and largest of `values`, as `min–max`.

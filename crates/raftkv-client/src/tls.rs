@@ -116,6 +116,30 @@ impl ClientTls {
         })
     }
 
+    /// The HTTPS settings a command line asks for with `--ca-cert`, `--client-cert` and
+    /// `--client-key` (as `raftkv` and `raftkv-bench` name them): `ca` to trust, `certificate`
+    /// and `key` to present. `None` when none is given; an error a person reads when a
+    /// certificate comes without its key (or the reverse), or without a CA.
+    pub fn from_cli_flags(
+        ca: Option<&Path>,
+        certificate: Option<&Path>,
+        key: Option<&Path>,
+    ) -> Result<Option<ClientTls>, String> {
+        let identity = match (certificate, key) {
+            (Some(certificate), Some(key)) => Some((certificate, key)),
+            (None, None) => None,
+            (Some(_), None) => return Err("--client-cert needs --client-key".into()),
+            (None, Some(_)) => return Err("--client-key needs --client-cert".into()),
+        };
+        match (ca, identity) {
+            (Some(ca), identity) => ClientTls::from_pem_files(ca, identity)
+                .map(Some)
+                .map_err(|error| error.to_string()),
+            (None, Some(_)) => Err("--client-cert needs --ca-cert (the CA of the nodes)".into()),
+            (None, None) => Ok(None),
+        }
+    }
+
     /// The rustls settings, for building other HTTPS clients that trust the same nodes.
     pub fn config(&self) -> Arc<ClientConfig> {
         Arc::clone(&self.config)

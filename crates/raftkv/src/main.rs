@@ -1,10 +1,10 @@
 //! The `raftkv` command: run a node, a local cluster, or talk to one.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use raftkv::bench::BenchArgs;
 use raftkv::cli::{self, ClientCommand};
 use raftkv::dev::DevArgs;
 use raftkv::settings::ServeArgs;
@@ -59,10 +59,22 @@ enum Command {
     /// --peer-tls-cert alike) and a client certificate, as PEM files.
     Certs(raftkv::certs::CertsArgs),
     /// Drives a cluster (raftkv, or etcd with --target etcd) with a closed-loop load and
-    /// prints throughput, latency percentiles, errors and CPU use.
-    Bench(Box<BenchArgs>),
+    /// prints throughput, latency percentiles, errors and CPU use. Runs the `raftkv-bench`
+    /// program (`cargo build --release -p raftkv-bench`); `raftkv bench --help` shows its
+    /// options.
+    #[command(disable_help_flag = true)]
+    Bench(BenchCommand),
     #[command(flatten)]
     Client(ClientCommand),
+}
+
+/// `raftkv bench ARGS`: ARGS go to `raftkv-bench` as they are, so the load generator alone
+/// defines its options and the server binary links none of it.
+#[derive(Debug, clap::Args)]
+struct BenchCommand {
+    /// Options of `raftkv-bench` (see `raftkv bench --help`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+    args: Vec<OsString>,
 }
 
 fn init_logging(default: &str) {
@@ -85,14 +97,7 @@ fn main() -> ExitCode {
             init_logging("warn");
             raftkv::certs::run(&args)
         }
-        Command::Bench(args) => {
-            let Some(tls) = client_tls(&cli.ca_cert, &cli.client_cert, &cli.client_key) else {
-                return ExitCode::from(2);
-            };
-            with_runtime(Some(usize::from(args.threads)), |runtime| {
-                runtime.block_on(raftkv::bench::run(cli.endpoints, cli.token, tls, *args))
-            })
-        }
+        Command::Bench(BenchCommand { ref args }) => run_bench(&cli, args),
         Command::Client(command) => {
             let Some(tls) = client_tls(&cli.ca_cert, &cli.client_cert, &cli.client_key) else {
                 return ExitCode::from(2);
@@ -111,12 +116,70 @@ fn client_tls(
     client_cert: &Option<PathBuf>,
     client_key: &Option<PathBuf>,
 ) -> Option<Option<raftkv_client::ClientTls>> {
-    let tls = raftkv::tls::cli_client_tls(
+    let tls = raftkv_client::ClientTls::from_cli_flags(
         ca_cert.as_deref(),
         client_cert.as_deref(),
         client_key.as_deref(),
     );
     tls.map_err(|error| eprintln!("raftkv: {error}")).ok()
+}
+
+/// The load generator's program, looked for beside this executable (cargo builds both into
+/// target/<profile>), then on PATH.
+const BENCH_PROGRAM: &str = "raftkv-bench";
+
+/// `raftkv bench`: replaces this process with `raftkv-bench ARGS`, so its output, its exit
+/// status and a Ctrl-C are the load generator's own. The client options given to `raftkv` go
+/// along in the environment variables both programs read (`RAFTKV_ENDPOINTS`, `RAFTKV_TOKEN`,
+/// ...): a token stays out of the process list, and an option repeated in ARGS wins.
+fn run_bench(cli: &Cli, args: &[OsString]) -> ExitCode {
+    use std::os::unix::process::CommandExt as _;
+
+    let beside = std::env::current_exe()
+        .ok()
+        .map(|own| own.with_file_name(BENCH_PROGRAM))
+        .filter(|path| path.is_file());
+    let program = beside
+        .clone()
+        .map_or_else(|| OsString::from(BENCH_PROGRAM), PathBuf::into_os_string);
+    let mut command = std::process::Command::new(&program);
+    command.args(args);
+    command.env("RAFTKV_ENDPOINTS", cli.endpoints.join(","));
+    let options = [
+        ("RAFTKV_TOKEN", cli.token.as_ref().map(OsString::from)),
+        (
+            "RAFTKV_CA_CERT",
+            cli.ca_cert.clone().map(PathBuf::into_os_string),
+        ),
+        (
+            "RAFTKV_CLIENT_CERT",
+            cli.client_cert.clone().map(PathBuf::into_os_string),
+        ),
+        (
+            "RAFTKV_CLIENT_KEY",
+            cli.client_key.clone().map(PathBuf::into_os_string),
+        ),
+    ];
+    for (variable, value) in options {
+        if let Some(value) = value {
+            command.env(variable, value);
+        }
+    }
+    // exec returns only when it failed.
+    let error = command.exec();
+    if error.kind() == std::io::ErrorKind::NotFound && beside.is_none() {
+        eprintln!(
+            "raftkv bench: the load generator {BENCH_PROGRAM} is neither beside this raftkv nor \
+             on PATH: build it with `cargo build --release -p raftkv-bench` (add \
+             `--features etcd` for --target etcd)"
+        );
+    } else {
+        eprintln!(
+            "raftkv bench: cannot run {}: {error}",
+            std::path::Path::new(&program).display()
+        );
+    }
+    ExitCode::from(2)
 }
 
 /// `raftkv serve`: the runtime is sized by the node's settings, so they are read first.

@@ -333,29 +333,6 @@ fn node_client_tls(
     })
 }
 
-/// The TLS settings of the command line's client: `ca` to trust, `certificate` and `key` to
-/// present. `None` when none is given; an error when a certificate comes without its key (or
-/// the reverse), or without a CA.
-pub fn cli_client_tls(
-    ca: Option<&Path>,
-    certificate: Option<&Path>,
-    key: Option<&Path>,
-) -> Result<Option<ClientTls>, String> {
-    let identity = match (certificate, key) {
-        (Some(certificate), Some(key)) => Some((certificate, key)),
-        (None, None) => None,
-        (Some(_), None) => return Err("--client-cert needs --client-key".into()),
-        (None, Some(_)) => return Err("--client-key needs --client-cert".into()),
-    };
-    match (ca, identity) {
-        (Some(ca), identity) => ClientTls::from_pem_files(ca, identity)
-            .map(Some)
-            .map_err(|error| error.to_string()),
-        (None, Some(_)) => Err("--client-cert needs --ca-cert (the CA of the nodes)".into()),
-        (None, None) => Ok(None),
-    }
-}
-
 /// Counts HTTPS handshakes that failed.
 #[derive(Debug, Default)]
 struct HandshakeCounters {
@@ -681,11 +658,13 @@ mod tests {
     fn the_command_line_needs_a_ca_for_a_client_certificate() {
         let dir = certificates();
         let file = |name: &str| dir.path().join(name);
-        assert!(cli_client_tls(None, None, None).expect("plain").is_none());
-        assert!(cli_client_tls(Some(&file("ca.pem")), None, None)
+        assert!(ClientTls::from_cli_flags(None, None, None)
+            .expect("plain")
+            .is_none());
+        assert!(ClientTls::from_cli_flags(Some(&file("ca.pem")), None, None)
             .expect("a CA")
             .is_some());
-        assert!(cli_client_tls(
+        assert!(ClientTls::from_cli_flags(
             Some(&file("ca.pem")),
             Some(&file("client.pem")),
             Some(&file("client-key.pem"))
@@ -713,8 +692,9 @@ mod tests {
             ),
             (Some(file("missing.pem")), None, None, "missing.pem"),
         ] {
-            let error = cli_client_tls(ca.as_deref(), certificate.as_deref(), key.as_deref())
-                .expect_err(reason);
+            let error =
+                ClientTls::from_cli_flags(ca.as_deref(), certificate.as_deref(), key.as_deref())
+                    .expect_err(reason);
             assert!(error.contains(reason), "{reason}: {error}");
         }
     }

@@ -23,9 +23,11 @@ use bytes::Bytes;
 use raft_core::{Entry, EntryKind, Index, LogId, PersistRequest, Term};
 use raft_node::storage_thread::{Durable, StorageThread};
 
+use crate::floor::Latencies;
+
 use super::{
-    median, ok_or_panic, open_wal, quantile, remove_path, spread, timed, wal_bytes_per_sync,
-    LimitFile, ScratchDir, Settings, FILL_BYTE, RUNS,
+    median, ok_or_panic, open_wal, remove_path, spread, timed, wal_bytes_per_sync, LimitFile,
+    ScratchDir, Settings, FILL_BYTE, RUNS,
 };
 
 /// Payload of every entry.
@@ -220,8 +222,8 @@ pub(super) fn run(scratch: &ScratchDir, settings: &Settings) {
             .collect();
         let entries: u64 = runs.iter().map(|run| run.entries).sum();
         let groups: u64 = runs.iter().map(|run| run.groups).sum();
-        let mut latencies: Vec<Duration> = runs.into_iter().flat_map(|run| run.latencies).collect();
-        latencies.sort_unstable();
+        let latencies: Vec<Duration> = runs.into_iter().flat_map(|run| run.latencies).collect();
+        let latencies = Latencies::of(&latencies);
         let micros = |latency: Duration| latency.as_secs_f64() * 1e6;
         println!(
             "{:>9} | {:>10.0} {:>15} | {:>13.1} {:>9.0} | {:>13.0} | {:>8.0} {:>8.0} {:>8.0}",
@@ -231,9 +233,9 @@ pub(super) fn run(scratch: &ScratchDir, settings: &Settings) {
             entries as f64 / groups as f64,
             median(&fsyncs_per_second),
             median(&limit),
-            micros(quantile(&latencies, 0.5)),
-            micros(quantile(&latencies, 0.99)),
-            micros(quantile(&latencies, 1.0)),
+            micros(latencies.at(0.5)),
+            micros(latencies.at(0.99)),
+            micros(latencies.at(1.0)),
         );
     }
     println!();

@@ -1,4 +1,7 @@
-//! `raftkv bench`: a closed-loop load generator for raftkv, and for etcd with the same workload.
+//! # raftkv-bench
+//!
+//! A closed-loop load generator for raftkv, and for etcd with the same workload; the
+//! `raftkv-bench` binary, which `raftkv bench` runs. The server binary does not link it.
 //!
 //! ```text
 //!  --clients N workers, each with its own session/connection
@@ -11,7 +14,11 @@
 //!
 //! Each worker keeps its own histograms and samples, so recording takes no lock and allocates
 //! only when its sample buffer grows; each worker writes its keys into one reused buffer, and
-//! values are one shared buffer.
+//! values are one shared buffer. Every percentile in the reports and the plots is HdrHistogram's
+//! `value_at_quantile` over microseconds, with 3 significant digits, the same definition as
+//! the chaos suite's and raft-bench's figures.
+
+#![deny(missing_docs)]
 
 pub mod plot;
 mod report;
@@ -359,7 +366,7 @@ async fn run_bench(
         let mut all = reads.clone();
         all.add(&writes)
             .map_err(|error| format!("merging histograms: {error}"))?;
-        let svg = plot::render_svg(&report.title(), &samples, &all);
+        let svg = plot::render_svg(&report.title(), &samples, &all)?;
         std::fs::write(path, svg)
             .map_err(|error| format!("cannot write the plot to {}: {error}", path.display()))?;
     }

@@ -1,12 +1,13 @@
-//! `raftkv bench` against a real 3-node cluster: a few seconds of mixed load, checked through
-//! its JSON report, its plot and the data it left behind. This is the CI smoke of the load
-//! generator; figures are printed, never asserted.
+//! `raftkv bench` (the `raftkv` binary running this crate's `raftkv-bench` beside it) against a
+//! real 3-node cluster: a few seconds of mixed load, checked through its JSON report, its plot
+//! and the data it left behind. This is the CI smoke of the load generator; figures are
+//! printed, never asserted.
 
 mod common;
 
 use std::process::Command;
 
-use common::TestCluster;
+use common::{raftkv_bin, Cluster};
 use serde_json::Value;
 
 fn number(report: &Value, path: &[&str]) -> f64 {
@@ -21,17 +22,13 @@ fn number(report: &Value, path: &[&str]) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_drives_a_mixed_load_and_reports_it_as_json_with_a_plot() {
-    let cluster = TestCluster::start(3, &[]).await;
-    cluster.wait_for_leader().await;
+    let raftkv = raftkv_bin();
+    let cluster = Cluster::start(&raftkv).await;
     let plot = tempfile::NamedTempFile::new().expect("plot file");
-    let pids: Vec<String> = cluster
-        .nodes
-        .iter()
-        .filter_map(|node| node.process.as_ref().map(|child| child.id().to_string()))
-        .collect();
+    let pids: Vec<String> = cluster.pids().iter().map(u32::to_string).collect();
     assert_eq!(pids.len(), 3, "every node runs");
 
-    let output = Command::new(env!("CARGO_BIN_EXE_raftkv"))
+    let output = Command::new(&raftkv)
         .arg("--endpoints")
         .arg(cluster.endpoints().join(","))
         .args([
@@ -108,8 +105,9 @@ async fn bench_drives_a_mixed_load_and_reports_it_as_json_with_a_plot() {
 
 #[test]
 fn bench_refuses_bad_options_with_a_clear_message() {
+    let raftkv = raftkv_bin();
     let run = |args: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_raftkv"))
+        let output = Command::new(&raftkv)
             .args(["--endpoints", "127.0.0.1:1", "bench"])
             .args(args)
             .output()

@@ -85,8 +85,9 @@ pub(super) async fn connect(
         }
         #[cfg(not(feature = "etcd"))]
         TargetKind::Etcd => Err(
-            "this raftkv was built without etcd support: build it with `--features etcd` \
-             (needs protoc, Debian's protobuf-compiler)"
+            "this raftkv-bench was built without etcd support: build it with \
+             `cargo build --release -p raftkv-bench --features etcd` (needs protoc, Debian's \
+             protobuf-compiler)"
                 .to_string(),
         ),
     }

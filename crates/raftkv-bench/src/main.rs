@@ -1,0 +1,95 @@
+//! The `raftkv-bench` command (also run as `raftkv bench`): drives a cluster with a closed-loop
+//! load and prints what it measured.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use raftkv_bench::BenchArgs;
+use raftkv_client::ClientTls;
+use tracing_subscriber::EnvFilter;
+
+/// The same allocator as the `raftkv` server binary, so the load generator's own CPU per
+/// operation reads the same as when it was part of that binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Drives a cluster (raftkv, or etcd with --target etcd) with a closed-loop load and prints
+/// throughput, latency percentiles, errors and CPU use.
+///
+/// The client options read the same flags and environment variables as `raftkv`'s client
+/// commands; `raftkv bench` passes its own through the environment.
+#[derive(Debug, Parser)]
+#[command(name = "raftkv-bench", version, about, long_about = None)]
+struct Cli {
+    /// HTTP addresses of the nodes (etcd: its client URLs), comma-separated.
+    #[arg(
+        long,
+        env = "RAFTKV_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:8001,127.0.0.1:8002,127.0.0.1:8003"
+    )]
+    endpoints: Vec<String>,
+    /// Bearer token every raftkv client sends, for nodes run with --auth-tokens. The
+    /// environment variable keeps it out of the process list.
+    #[arg(long, env = "RAFTKV_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// CA certificate (PEM) the nodes' HTTPS certificates are verified with; endpoints
+    /// without a scheme are then reached with https://.
+    #[arg(long, env = "RAFTKV_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+    /// Client certificate (PEM) to present, for nodes run with --tls-ca; needs --client-key
+    /// and --ca-cert.
+    #[arg(long, env = "RAFTKV_CLIENT_CERT")]
+    client_cert: Option<PathBuf>,
+    /// Private key (PEM) of --client-cert.
+    #[arg(long, env = "RAFTKV_CLIENT_KEY")]
+    client_key: Option<PathBuf>,
+    #[command(flatten)]
+    bench: BenchArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_env("RAFTKV_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let tls = match ClientTls::from_cli_flags(
+        cli.ca_cert.as_deref(),
+        cli.client_cert.as_deref(),
+        cli.client_key.as_deref(),
+    ) {
+        Ok(tls) => tls,
+        Err(error) => {
+            eprintln!("raftkv bench: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(runtime) = runtime(usize::from(cli.bench.threads)) else {
+        return ExitCode::from(1);
+    };
+    runtime.block_on(raftkv_bench::run(cli.endpoints, cli.token, tls, cli.bench))
+}
+
+/// The async runtime, with `threads` threads. One thread is the calling thread itself (a
+/// current-thread runtime): it then needs none of the machinery that lets threads steal work
+/// from each other, which costs CPU on every wake-up.
+fn runtime(threads: usize) -> Option<tokio::runtime::Runtime> {
+    let mut builder = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    };
+    match builder.enable_all().build() {
+        Ok(runtime) => Some(runtime),
+        Err(error) => {
+            eprintln!("raftkv bench: cannot start the runtime: {error}");
+            None
+        }
+    }
+}
