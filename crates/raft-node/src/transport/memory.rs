@@ -18,7 +18,7 @@
 //! message in flight when a partition starts is lost, as on a real network.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -64,28 +64,23 @@ impl Faults {
     }
 }
 
-/// Messages the network has seen, by fate.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NetworkCounters {
-    /// Handed to `send`.
-    pub sent: u64,
-    /// Put in a receiver's inbound channel.
-    pub delivered: u64,
-    /// Lost by the fault model.
-    pub dropped_by_faults: u64,
-    /// Stopped by a disconnected peer, a partition or a cut link.
-    pub dropped_by_links: u64,
-    /// Lost because the receiver is not registered or its inbound channel is full.
-    pub dropped_at_receiver: u64,
-}
+crate::declare_metrics! {
+    /// Messages the network has seen, by fate (none is exported: a test reads them).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct NetworkCounters;
+    /// Where the network counts, as messages go.
+    struct Counters;
 
-#[derive(Default)]
-struct Counters {
-    sent: AtomicU64,
-    delivered: AtomicU64,
-    dropped_by_faults: AtomicU64,
-    dropped_by_links: AtomicU64,
-    dropped_at_receiver: AtomicU64,
+    /// Handed to `send`.
+    sent: u64,
+    /// Put in a receiver's inbound channel.
+    delivered: u64,
+    /// Lost by the fault model.
+    dropped_by_faults: u64,
+    /// Stopped by a disconnected peer, a partition or a cut link.
+    dropped_by_links: u64,
+    /// Lost because the receiver is not registered or its inbound channel is full.
+    dropped_at_receiver: u64,
 }
 
 struct State {
@@ -293,14 +288,7 @@ impl MemoryNetwork {
 
     /// What has happened to messages so far.
     pub fn counters(&self) -> NetworkCounters {
-        let counters = &self.shared.counters;
-        NetworkCounters {
-            sent: counters.sent.load(Ordering::Relaxed),
-            delivered: counters.delivered.load(Ordering::Relaxed),
-            dropped_by_faults: counters.dropped_by_faults.load(Ordering::Relaxed),
-            dropped_by_links: counters.dropped_by_links.load(Ordering::Relaxed),
-            dropped_at_receiver: counters.dropped_at_receiver.load(Ordering::Relaxed),
-        }
+        self.shared.counters.snapshot()
     }
 }
 
