@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use raft_core::{
-    Configuration, Index, LogId, MemStorage, MessageBody, NodeId, ProposeError, Raft, Role,
+    Configuration, Index, LogId, MemStorage, MessageBody, NodeId, ProposeError, Raft, Role, Term,
 };
 
 use crate::common::{config, Net};
@@ -96,24 +96,59 @@ fn vote_response_waits_for_the_vote_to_be_durable() {
 #[test]
 fn vote_is_refused_to_a_candidate_with_an_older_log() {
     let mut net = Net::three_peers_with_one_entry();
-    // Peer 3 missed nothing; a candidate claiming an empty log in a later term is refused.
-    net.tick_all(20); // leave the leader lease
-    let result = net.peer(3).step(msg(
-        2,
-        3,
-        9,
-        MessageBody::VoteRequest {
-            last_log: LogId::default(),
-            pre_vote: false,
-            leadership_transfer: false,
-        },
-    ));
-    // Inside the lease the request is ignored; outside it, it is refused on log grounds.
-    if result.is_ok() {
-        let ready = net.peer(3).ready();
-        let persist = ready.persist.expect("new term");
-        assert_eq!(persist.hard_state.expect("hs").vote, None);
-    }
+    // Peer 3 holds the entry. Cut off from the leader until its leader lease has long passed
+    // (so it does not ignore the request as a disruption), it is asked for its vote in a later
+    // term by a candidate claiming an empty log: it takes the term, and refuses, because the
+    // candidate's log is not at least as up to date as its own (§5.4.1).
+    net.cut.insert(NodeId(3));
+    net.tick_all(60);
+    assert!(
+        net.peer(3).term() < Term(9),
+        "the cut-off peer never reached term 9 itself"
+    );
+    net.peer(3)
+        .step(msg(
+            2,
+            3,
+            9,
+            MessageBody::VoteRequest {
+                last_log: LogId::default(),
+                pre_vote: false,
+                leadership_transfer: false,
+            },
+        ))
+        .expect("a well-formed vote request is taken");
+    assert_eq!(
+        net.peer(3).term(),
+        Term(9),
+        "a request of a later term moves the peer to it"
+    );
+    let ready = net.peer(3).ready();
+    let persist = ready.persist.expect("the new term is written");
+    assert_eq!(
+        persist
+            .hard_state
+            .map(|hard_state| (hard_state.term, hard_state.vote)),
+        Some((Term(9), None)),
+        "the vote is not given"
+    );
+    net.peer(3).on_persisted(persist.id);
+    let answers: Vec<_> = net
+        .peer(3)
+        .ready()
+        .messages
+        .into_iter()
+        .filter(|message| message.to == NodeId(2))
+        .map(|message| message.body)
+        .collect();
+    assert_eq!(
+        answers,
+        [MessageBody::VoteResponse {
+            granted: false,
+            pre_vote: false
+        }],
+        "the candidate hears a refusal"
+    );
 }
 
 #[test]
