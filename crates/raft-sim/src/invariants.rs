@@ -43,6 +43,16 @@ pub(crate) use membership::check_membership_steps;
 pub(crate) use reads::ReadLinearizability;
 pub(crate) use state_machine::{IndexMonotonic, StateMachineSafety};
 
+/// A normal entry at `(term, index)` holding `data`, for the checkers' unit tests.
+#[cfg(test)]
+fn test_entry(term: u64, index: u64, data: &'static [u8]) -> raft_core::Entry {
+    raft_core::Entry {
+        id: raft_core::LogId::new(raft_core::Term(term), raft_core::Index(index)),
+        kind: raft_core::EntryKind::Normal,
+        data: bytes::Bytes::from_static(data),
+    }
+}
+
 /// A broken invariant.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {

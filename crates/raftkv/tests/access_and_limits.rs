@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use raftkv_client::api::ErrorResponse;
 use raftkv_client::{ClientError, Consistency};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -14,7 +13,7 @@ use tokio::net::TcpStream;
 
 mod common;
 
-use common::{wait_for, TestCluster, DEADLINE};
+use common::{error_of, wait_for, TestCluster, DEADLINE};
 
 const READER: &str = "reader-token-for-tests-0001";
 const WRITER: &str = "writer-token-for-tests-0002";
@@ -50,15 +49,6 @@ fn write_token_files(dir: &Path) -> (PathBuf, PathBuf) {
 
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
-}
-
-fn error_of(body: &Bytes) -> ErrorResponse {
-    serde_json::from_slice(body).unwrap_or_else(|error| {
-        panic!(
-            "error bodies are JSON ({error}): {}",
-            String::from_utf8_lossy(body)
-        )
-    })
 }
 
 /// The value of the Prometheus sample whose line starts with `series` on node `index`, read

@@ -139,18 +139,10 @@ pub(super) fn content_hash(entry: &Entry) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-    use raft_core::{Entry, EntryKind, Index, LogId, NodeId, Term};
+    use raft_core::{Index, LogId, NodeId, Term};
 
+    use super::super::test_entry as entry;
     use super::*;
-
-    fn entry(term: u64, index: u64, data: &'static [u8]) -> Entry {
-        Entry {
-            id: LogId::new(Term(term), Index(index)),
-            kind: EntryKind::Normal,
-            data: Bytes::from_static(data),
-        }
-    }
 
     #[test]
     fn log_matching_catches_content_and_predecessor_conflicts() {

@@ -116,18 +116,10 @@ impl IndexMonotonic {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-    use raft_core::{Entry, EntryKind, Index, LogId, NodeId, Term};
+    use raft_core::{Index, NodeId};
 
+    use super::super::test_entry as entry;
     use super::*;
-
-    fn entry(term: u64, index: u64, data: &'static [u8]) -> Entry {
-        Entry {
-            id: LogId::new(Term(term), Index(index)),
-            kind: EntryKind::Normal,
-            data: Bytes::from_static(data),
-        }
-    }
 
     #[test]
     fn state_machine_safety_catches_divergent_applies() {

@@ -472,3 +472,13 @@ pub fn tls_args(certs: &Path, id: u64) -> Vec<OsString> {
     .flat_map(|(flag, path)| [OsString::from(flag), path.clone().into_os_string()])
     .collect()
 }
+
+/// The JSON error of an error answer's body; a body that is not one fails the test.
+pub fn error_of(body: &Bytes) -> raftkv_client::api::ErrorResponse {
+    serde_json::from_slice(body).unwrap_or_else(|error| {
+        panic!(
+            "error bodies are JSON ({error}): {}",
+            String::from_utf8_lossy(body)
+        )
+    })
+}

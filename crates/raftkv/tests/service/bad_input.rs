@@ -6,8 +6,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use raftkv_client::api::{StatusResponse, WriteResponse};
 
+use crate::common::error_of;
 use crate::common::TestCluster;
-use crate::error_of;
 
 /// Method, path, headers, body and the status it must get.
 type BadRequest = (

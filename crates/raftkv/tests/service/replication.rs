@@ -6,8 +6,8 @@
 use bytes::Bytes;
 use raftkv_client::api::{Consistency, StatusResponse};
 
+use crate::common::error_of;
 use crate::common::{wait_for, TestCluster};
-use crate::error_of;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_through_every_node_are_read_back_linearizably_from_every_node() {

@@ -4,8 +4,8 @@
 use bytes::Bytes;
 use raftkv_client::api::Consistency;
 
+use crate::common::error_of;
 use crate::common::TestCluster;
-use crate::error_of;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_write_is_applied_once_and_answered_with_the_first_result() {

@@ -6,8 +6,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use raftkv_client::api::Consistency;
 
+use crate::common::error_of;
 use crate::common::{self, wait_for, TestCluster};
-use crate::error_of;
 
 /// What the writers of a test saw: the writes acknowledged, and every answer no client may
 /// get for a write that can succeed.
