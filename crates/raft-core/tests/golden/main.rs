@@ -766,7 +766,9 @@ impl goldenscript::Runner for GoldenRunner {
                     },
                 };
                 writeln!(out, "step {message}")?;
-                self.raft(id)?.step(message)?;
+                if let Err(error) = self.raft(id)?.step(message) {
+                    writeln!(out, "{}: step error: {error}", id.0)?;
+                }
             }
             "status" | "log" | "applied" => {
                 let mut ids = positional_nodes(&mut args)?;
@@ -841,4 +843,17 @@ macro_rules! scripts {
     };
 }
 
-scripts!(basic_election);
+scripts!(
+    basic_election,
+    check_quorum,
+    durability,
+    fast_backtracking,
+    joint_consensus,
+    leadership_transfer,
+    prevote,
+    reads,
+    reelection,
+    replication,
+    snapshot,
+    spare_followers,
+);
