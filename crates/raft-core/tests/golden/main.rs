@@ -63,6 +63,8 @@ struct Service {
     /// Committed entries and snapshots wait for an `apply` command.
     apply_held: bool,
     held_applies: VecDeque<ToApply>,
+    /// Reads the core reported failed, for `applied`.
+    failed_reads: Vec<u64>,
 }
 
 /// Runs one script. A fresh runner per script: scripts do not share state.
@@ -165,6 +167,8 @@ impl GoldenRunner {
             }
             let ready = raft.ready();
             if ready.is_empty() {
+                // A leader's `has_ready` is true while replication is due, even when nothing
+                // turns out to be sendable; `ready()` then clears it.
                 return Ok(());
             }
             for line in ready.to_string().lines() {
@@ -195,6 +199,11 @@ impl GoldenRunner {
                 }
             }
             self.peer(id)?.read_states.extend(ready.read_states);
+            self.services
+                .entry(id)
+                .or_default()
+                .failed_reads
+                .extend(ready.failed_reads);
         }
     }
 
@@ -344,7 +353,8 @@ impl GoldenRunner {
         Ok(())
     }
 
-    /// `N: snapshot="..." x y`: what the peer's state machine holds.
+    /// `N: applied snapshot(T.I)=TEXT T.I=x ...`: what the peer's state machine holds, then
+    /// the reads it was answered and those that failed.
     fn applied(&mut self, id: NodeId, out: &mut String) -> Result<(), Box<dyn Error>> {
         let peer = self.peer(id)?;
         write!(out, "{}: applied", id.0)?;
@@ -366,6 +376,9 @@ impl GoldenRunner {
                 "{}:   read context={} index={}",
                 id.0, read.context, read.index.0
             )?;
+        }
+        for context in &self.services.entry(id).or_default().failed_reads {
+            writeln!(out, "{}:   failed read context={context}", id.0)?;
         }
         Ok(())
     }
@@ -484,7 +497,7 @@ impl goldenscript::Runner for GoldenRunner {
     /// compact ID [index=APPLIED] data=TEXT   takes a snapshot holding TEXT
     /// restart ID              crash and restart from storage
     /// step ID from=ID term=T vote|prevote last=T.I   hands the peer a vote request
-    /// status [ID...] / log [ID...] / applied [ID...]
+    /// status [ID...] / log [ID...] / applied [ID...] / counters ID
     /// ```
     fn run(&mut self, command: &goldenscript::Command, _: &goldenscript::Context) -> Outcome {
         let mut out = String::new();
@@ -769,6 +782,12 @@ impl goldenscript::Runner for GoldenRunner {
                 if let Err(error) = self.raft(id)?.step(message) {
                     writeln!(out, "{}: step error: {error}", id.0)?;
                 }
+            }
+            "counters" => {
+                let id = one_node(&mut args)?;
+                args.reject_next()?;
+                let counters = self.raft(id)?.counters();
+                writeln!(out, "{}: {counters:?}", id.0)?;
             }
             "status" | "log" | "applied" => {
                 let mut ids = positional_nodes(&mut args)?;
