@@ -2,22 +2,18 @@
 //!
 //! ```text
 //!  replication    Figure 8 (logs built by hand)
-//!  flow_control   the window of appends in flight, spare followers
 //!  faults         bad input, unreachable peers
 //! ```
 //!
-//! Elections, votes, transfers, replication, snapshots and reads are golden interaction
-//! scripts: tests/golden/testdata/*.txt.
+//! Elections, votes, transfers, replication, flow control, spare followers, snapshots and reads
+//! are golden interaction scripts: tests/golden/testdata/*.txt.
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod faults;
-mod flow_control;
 mod replication;
 
-use bytes::Bytes;
-use common::Net;
 use raft_core::{Message, MessageBody, NodeId, Term};
 
 /// A message from `from` to `to` in `term`.
@@ -27,26 +23,5 @@ pub(crate) fn msg(from: u64, to: u64, term: u64, body: MessageBody) -> Message {
         to: NodeId(to),
         term: Term(term),
         body,
-    }
-}
-
-/// Three peers made by `make` and then `tweak`, peer 1 elected.
-pub(crate) fn three_led_by_1(
-    make: fn(u64) -> raft_core::Config,
-    tweak: impl Fn(&mut raft_core::Config),
-) -> Net {
-    let mut net = Net::with_config(3, |id| {
-        let mut config = make(id);
-        tweak(&mut config);
-        config
-    });
-    net.elect(1);
-    net
-}
-
-/// Proposes each value on the leader (peer 1), handing nothing out.
-pub(crate) fn propose_each_on_leader(net: &mut Net, values: &[&'static str]) {
-    for &value in values {
-        net.peer(1).propose(Bytes::from(value)).expect("leader");
     }
 }

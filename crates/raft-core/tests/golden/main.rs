@@ -482,12 +482,13 @@ impl goldenscript::Runner for GoldenRunner {
     ///                         and applies (unless held)
     /// stabilize [ID...]       process_ready and deliver until nothing moves (only messages
     ///                         to the given peers are delivered)
-    /// deliver [from=ID] [to=ID] [kind=K]   delivers matching queued messages, printing each
-    /// drop [from=ID] [to=ID] [kind=K]      loses matching queued messages, printing each
+    /// deliver [from=ID] [to=ID] [kind=K] [n=N]   delivers matching queued messages (the first
+    ///                         n), printing each; a message across a cut is lost
+    /// drop [from=ID] [to=ID] [kind=K] [n=N]      loses matching queued messages, printing each
     /// queue                   prints the messages in flight
     /// cut ID... / heal [ID...]  isolates peers (their messages are lost) / reconnects them
     /// disk ID hold|auto       writes wait for `persist` / complete at once (default)
-    /// persist ID [upto=N]     completes held writes (through persist id N)
+    /// persist ID [upto=N]     completes held writes (through persist id N), reported at once
     /// apply_mode ID hold|auto committed entries wait for `apply` / apply at once (default)
     /// apply ID                applies what is held
     /// propose ID DATA...      proposes each command
@@ -594,21 +595,24 @@ impl goldenscript::Runner for GoldenRunner {
                     to: args.take_key("to").map(parse_node).transpose()?,
                     kind: args.take_key("kind").map(str::to_string),
                 };
+                let mut left: usize = key!("n", usize::MAX);
                 args.reject_next()?;
                 let queue = std::mem::take(&mut self.net()?.queue);
                 let mut kept = VecDeque::new();
                 for message in queue {
-                    if !filter.matches(&message) {
+                    if left == 0 || !filter.matches(&message) {
                         kept.push_back(message);
-                    } else if name == "drop" {
+                        continue;
+                    }
+                    left -= 1;
+                    if name == "drop" {
                         writeln!(out, "drop {message}")?;
                     } else {
-                        let line = message.to_string();
-                        if self.deliver(message, &mut out)? {
-                            writeln!(out, "deliver {line}")?;
-                        } else {
-                            writeln!(out, "lost (cut) {line}")?;
-                        }
+                        let cut = &self.net()?.cut;
+                        let lost = cut.contains(&message.from) || cut.contains(&message.to);
+                        let verb = if lost { "lost (cut)" } else { "deliver" };
+                        writeln!(out, "{verb} {message}")?;
+                        self.deliver(message, &mut out)?;
                     }
                 }
                 let net = self.net()?;
@@ -658,6 +662,9 @@ impl goldenscript::Runner for GoldenRunner {
                 let id = one_node(&mut args)?;
                 let upto: Option<u64> = args.take_key("upto").map(str::parse).transpose()?;
                 args.reject_next()?;
+                // Every due write is stored, then reported once with the highest id (a
+                // batched fsync): `on_persisted(n)` covers every earlier write too.
+                let mut last = None;
                 loop {
                     let service = self.services.entry(id).or_default();
                     let due = service
@@ -667,8 +674,12 @@ impl goldenscript::Runner for GoldenRunner {
                     let Some(write) = due.then(|| service.held_writes.pop_front()).flatten() else {
                         break;
                     };
-                    writeln!(out, "{}: persisted #{}", id.0, write.id)?;
-                    self.write(id, write)?;
+                    last = Some(write.id);
+                    self.raft(id)?.storage_mut().persist(write);
+                }
+                if let Some(last) = last {
+                    writeln!(out, "{}: persisted through #{last}", id.0)?;
+                    self.raft(id)?.on_persisted(last);
                 }
             }
             "apply" => {
@@ -867,6 +878,7 @@ scripts!(
     check_quorum,
     durability,
     fast_backtracking,
+    flow_control,
     joint_consensus,
     leadership_transfer,
     prevote,
