@@ -18,13 +18,13 @@
 //! and read the diff (`git diff crates/raft-core/tests/golden`) before committing it.
 //!
 //! Why `goldenscript`: its files are in the style of etcd raft's datadriven `testdata/*.txt`
-//! (commands, `---`, their output), which is the form the issue asks for; it is what toyDB's
-//! Raft tests use and is kept up (0.8, 2025); it has `!` for a command expected to fail,
-//! `(...)` to silence setup, and one command rewrites every expected output. `datadriven`
-//! (the cockroach port) has the same file form but an older parser and an async runtime in its
-//! default features; `expect-test` and `insta` keep one snapshot per assertion, inline or in
-//! a separate file, which suits a value, not a conversation of many commands. It is a
-//! dev-dependency only.
+//! (commands, `---`, their output), the form the issue asks for; toyDB's Raft tests use it and
+//! it is maintained (0.8, on the 2024 edition); it has `!` for a command expected to fail,
+//! `(...)` to silence setup, and one variable rewrites every expected output. `datadriven`
+//! (the Rust port of cockroach's) has the same file form but pulls in `futures` through its
+//! default features and has neither expected failures nor silencing; `expect-test` and `insta`
+//! keep one snapshot per assertion, inline or in a file of their own, which suits a value
+//! rather than a conversation of many commands. A dev-dependency only.
 //!
 //! The command language is described in [`GoldenRunner::run`] and in docs/testing.md.
 //! Determinism: every peer's random generator is seeded from the script's `cluster seed=N`
