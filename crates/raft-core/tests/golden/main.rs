@@ -838,8 +838,15 @@ fn testdata() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/testdata")
 }
 
+/// Set to 1, the expected output of every script run is rewritten instead of compared (read
+/// by goldenscript's `goldenfile`; named here to say which scripts were rewritten).
+const UPDATE_VARIABLE: &str = "UPDATE_GOLDENFILES";
+
 fn run_script(name: &str) {
     let path = testdata().join(format!("{name}.txt"));
+    if std::env::var(UPDATE_VARIABLE).is_ok_and(|value| value == "1") {
+        eprintln!("{}: rewriting its expected output", path.display());
+    }
     if let Err(error) = goldenscript::run(&mut GoldenRunner::default(), &path) {
         panic!("{}: {error}", path.display());
     }
