@@ -14,7 +14,9 @@
 //! of unknown and failed operations; every parameter can be set from the environment, and the
 //! seed is printed so a slow case can be replayed. `LINCHECK_OPS=0` skips it;
 //! `LINCHECK_UNKNOWN_DELETES` lists the sizes of the unknown-delete family (empty skips it);
-//! `LINCHECK_STEPS` is the step budget per key (default: the checker's).
+//! `LINCHECK_STEPS` is the step budget per key (default: the checker's). The seconds include
+//! minimizing a counterexample; the steps and the memory (the most the search held for one key,
+//! estimated as the checker counts it) are the search's alone.
 
 use std::time::Instant;
 
@@ -50,6 +52,10 @@ fn verdict_text(verdict: &Verdict) -> String {
         Verdict::NotLinearizable(violation) => format!("NOT linearizable:\n{violation}"),
         Verdict::Unknown { keys } => format!("unknown (budget exhausted on {keys:?})"),
     }
+}
+
+fn mebibytes(bytes: u64) -> f64 {
+    bytes as f64 / f64::from(1u32 << 20)
 }
 
 fn timed_check(history: &History, options: &CheckOptions) -> (Report, f64) {
@@ -96,8 +102,11 @@ fn main() {
         );
         if let Some(key) = report.per_key.iter().max_by_key(|key| key.steps) {
             println!(
-                "most steps on one key: {} ({} operations, {} steps)",
-                key.key, key.operations, key.steps
+                "most steps on one key: {} ({} operations, {} steps, {:.1} MiB held at most)",
+                key.key,
+                key.operations,
+                key.steps,
+                mebibytes(key.memory_bytes)
             );
         }
     }
@@ -106,8 +115,8 @@ fn main() {
     if !sizes.is_empty() {
         println!("unknown-delete family (LINCHECK_UNKNOWN_DELETES):");
         println!(
-            "{:>15} {:>10} {:>11} {:>14} {:>12}  verdict",
-            "unknown deletes", "operations", "final read", "steps", "seconds"
+            "{:>15} {:>10} {:>11} {:>14} {:>9} {:>9}  verdict",
+            "unknown deletes", "operations", "final read", "steps", "seconds", "MiB"
         );
     }
     for size in sizes {
@@ -122,10 +131,12 @@ fn main() {
                 Verdict::NotLinearizable(_) => "NOT linearizable",
                 Verdict::Unknown { .. } => "unknown (budget exhausted)",
             };
+            let memory_bytes = report.per_key.iter().map(|key| key.memory_bytes).max();
             println!(
-                "{size:>15} {:>10} {name:>11} {:>14} {seconds:>12.3}  {verdict}",
+                "{size:>15} {:>10} {name:>11} {:>14} {seconds:>9.3} {:>9.1}  {verdict}",
                 history.len(),
-                report.steps
+                report.steps,
+                mebibytes(memory_bytes.unwrap_or(0))
             );
         }
     }

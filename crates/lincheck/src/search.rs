@@ -44,7 +44,7 @@
 //! were rejected by the model, failed, or were dominated by a configuration recorded earlier.
 //! By induction on the order of recording, every recorded configuration has no completion.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::history::Entry;
 use crate::model::{FastBuildHasher, Model, StateId, Step, ABSENT};
@@ -60,9 +60,12 @@ const MEMORY_BYTES_MAX: u64 = 512 << 20;
 /// the list, and the hash table's control byte and spare capacity, roughly.
 const CACHE_ENTRY_OVERHEAD_BYTES: u64 = 96;
 
-/// Unknown-entry sets kept for one `(A, s)`: more are not recorded (which only costs pruning),
-/// so that a dominance check stays cheap.
+/// Unknown-entry sets kept for one `(A, s)` to rule out their supersets: more are not kept
+/// there (the exact part of the cache still has them), so that a check stays cheap.
 const UNKNOWN_SETS_PER_KEY_MAX: usize = 32;
+
+/// Bytes of bookkeeping one more unknown set for an `(A, s)` costs beyond its words.
+const SET_OVERHEAD_BYTES: u64 = 32;
 
 /// Marks the end of a list.
 const NONE: usize = usize::MAX;
@@ -77,6 +80,9 @@ pub(crate) struct SearchOutcome {
     pub(crate) result: KeyResult,
     /// Loop iterations used; never more than the budget.
     pub(crate) steps: u64,
+    /// The most bytes the failure cache and the model's interned values held at once, estimated
+    /// from what they hold (deterministic, like the steps).
+    pub(crate) memory_bytes: u64,
     /// When traced: the indices (into the searched entries) of the longest sequence the search
     /// linearized, in order. Empty when not traced.
     pub(crate) longest_prefix: Vec<usize>,
@@ -169,6 +175,14 @@ struct Compiled {
     source: usize,
     step: Step,
     place: Place,
+    /// For an unknown entry: the unknown entry with the same step invoked last before it, its
+    /// twin; [`NONE`] when there is none, and for answered entries. Twins are interchangeable:
+    /// where a linearization uses a twin while an earlier-invoked one is unused or used later,
+    /// swapping the two gives a linearization too, since the earlier one may take effect
+    /// wherever the later one may (an unknown entry is bound only by its invocation) and the
+    /// steps, hence the states, stay the same. So the search uses twins in the order they were
+    /// invoked, which turns `n` interchangeable unknown entries from `2^n` sets into `n + 1`.
+    previous_twin: usize,
 }
 
 /// Where the walk is: which list and node. The unknown list is walked backwards from the newest
@@ -231,17 +245,84 @@ struct Frame {
     resume: Cursor,
 }
 
-/// The unknown sets recorded as failed for one `(A, s)`, kept free of supersets.
+/// A set of entries as a bitset that knows its leading full words and its trailing empty ones,
+/// so that its encoding in a cache key holds only the words in between. In a long history the
+/// linearized set is all ones up to about the current window and all zeros after it, so a key
+/// costs a few words however many entries the key's history has.
+///
+/// Invariant: `full_words` is the index of the first word that is not all ones (or the length),
+/// and `used_words` is one past the last nonzero word (or 0), so `full_words <= used_words`.
+#[derive(Debug)]
+struct BitSet {
+    words: Vec<u64>,
+    full_words: usize,
+    used_words: usize,
+}
+
+impl BitSet {
+    /// An empty set of `bits` bits.
+    fn new(bits: usize) -> BitSet {
+        BitSet {
+            words: vec![0; bits.div_ceil(64)],
+            full_words: 0,
+            used_words: 0,
+        }
+    }
+
+    /// Sets or clears `bit`, which must flip.
+    fn set(&mut self, bit: usize, value: bool) {
+        let word = bit / 64;
+        let mask = 1u64 << (bit % 64);
+        debug_assert_eq!(
+            self.words[word] & mask != 0,
+            !value,
+            "invariant: a bit flips each time"
+        );
+        if value {
+            self.words[word] |= mask;
+            self.used_words = self.used_words.max(word + 1);
+            while self.full_words < self.words.len() && self.words[self.full_words] == u64::MAX {
+                self.full_words += 1;
+            }
+        } else {
+            self.words[word] &= !mask;
+            self.full_words = self.full_words.min(word);
+            while self.used_words > 0 && self.words[self.used_words - 1] == 0 {
+                self.used_words -= 1;
+            }
+        }
+        debug_assert!(self.full_words <= self.used_words);
+    }
+
+    /// The words up to the last nonzero one.
+    fn used(&self) -> &[u64] {
+        &self.words[..self.used_words]
+    }
+
+    /// Appends the set's encoding to `key`: a word with the number of leading full words and
+    /// the number of words that follow, then those words. Equal sets encode equally, and the
+    /// encoding says where it ends, so encodings can be concatenated.
+    fn encode_into(&self, key: &mut Vec<u64>) {
+        let middle = &self.words[self.full_words..self.used_words];
+        key.push(self.full_words as u64 | ((middle.len() as u64) << 32));
+        key.extend_from_slice(middle);
+    }
+}
+
+/// The unknown sets recorded as failed for one `(A, s)`, kept free of supersets, each without its
+/// trailing empty words.
 enum UnknownSets {
     One(Box<[u64]>),
     Several(Vec<Box<[u64]>>),
 }
 
+/// Whether `smaller ⊆ larger`, for sets without trailing empty words.
 fn is_subset(smaller: &[u64], larger: &[u64]) -> bool {
-    smaller
-        .iter()
-        .zip(larger)
-        .all(|(small, large)| small & !large == 0)
+    smaller.len() <= larger.len()
+        && smaller
+            .iter()
+            .zip(larger)
+            .all(|(small, large)| small & !large == 0)
 }
 
 impl UnknownSets {
@@ -325,6 +406,7 @@ impl Search {
                 source,
                 step,
                 place,
+                previous_twin: NONE,
             });
         }
         answered_events.sort_unstable();
@@ -351,11 +433,22 @@ impl Search {
                 answered_count += 1;
             }
         }
+        // The last unknown entry seen with each step, in invocation order.
+        let mut last_with_step: HashMap<&Step, usize> = HashMap::new();
         for (position, &(_, _, index)) in unknown_events.iter().enumerate() {
             compiled[index].place = Place::Unknown {
                 bit: position,
                 node: position + 1,
             };
+        }
+        let mut twins = vec![NONE; compiled.len()];
+        for &(_, _, index) in &unknown_events {
+            let twin = last_with_step.insert(&compiled[index].step, index);
+            twins[index] = twin.unwrap_or(NONE);
+        }
+        drop(last_with_step);
+        for (entry, twin) in compiled.iter_mut().zip(twins) {
+            entry.previous_twin = twin;
         }
         // The lists hold calls as `is_call` and returns as not; the sort key held the opposite.
         let flip = |events: Vec<(u64, bool, usize)>| -> Vec<(u64, bool, usize)> {
@@ -399,20 +492,19 @@ impl Search {
         let mut outcome = SearchOutcome {
             result: KeyResult::Linearizable,
             steps: 0,
+            memory_bytes: 0,
             longest_prefix: Vec::new(),
         };
         let mut answered_remaining = self.answered_count;
         if answered_remaining == 0 {
             return outcome;
         }
-        let answered_words = self.answered_count.div_ceil(64);
-        // The answered set with one extra word holding the state id, so the vector is the cache
-        // key as it stands and a lookup needs no allocation.
-        let mut key = vec![0u64; answered_words + 1];
-        let mut unknown_set = vec![0u64; self.unknown_count.div_ceil(64)];
-        let entry_bytes = (key.len() + unknown_set.len()) as u64 * 8 + CACHE_ENTRY_OVERHEAD_BYTES;
-        let mut cache_entries: u64 = 0;
-        let mut failed: HashMap<Box<[u64]>, UnknownSets, FastBuildHasher> = HashMap::default();
+        let mut answered_set = BitSet::new(self.answered_count);
+        let mut unknown_set = BitSet::new(self.unknown_count);
+        let mut cache = FailureCache::default();
+        // The key of the configuration under consideration, built anew for each; kept here so
+        // that a lookup allocates nothing.
+        let mut key: Vec<u64> = Vec::new();
         let mut stack: Vec<Frame> = Vec::with_capacity(self.compiled.len());
         let mut state = ABSENT;
         // Unknown entries linearized since the last answered one, for the canonical-form rules.
@@ -420,7 +512,8 @@ impl Search {
         let mut cursor = Cursor::Answered(self.answered.first());
 
         loop {
-            let memory_bytes = cache_entries.saturating_mul(entry_bytes) + self.model.bytes_held();
+            let memory_bytes = cache.bytes + self.model.bytes_held();
+            outcome.memory_bytes = outcome.memory_bytes.max(memory_bytes);
             if outcome.steps == steps_max || memory_bytes >= MEMORY_BYTES_MAX {
                 outcome.result = KeyResult::BudgetExhausted;
                 return outcome;
@@ -469,13 +562,8 @@ impl Search {
                     outcome.result = KeyResult::NotLinearizable;
                     return outcome;
                 };
-                key[answered_words] = state_word(state, run);
-                cache_entries = cache_entries.saturating_add_signed(record_failure(
-                    &mut failed,
-                    &key,
-                    &unknown_set,
-                ));
-                self.set_bit(&mut key, &mut unknown_set, frame.entry, false);
+                cache.record(&answered_set, &unknown_set, state_word(state, run));
+                self.set_bit(&mut answered_set, &mut unknown_set, frame.entry, false);
                 state = frame.state_before;
                 run = frame.run_before;
                 self.set_lifted(frame.entry, false);
@@ -487,8 +575,12 @@ impl Search {
             };
 
             cursor = next_cursor;
-            let is_unknown = matches!(self.compiled[entry].place, Place::Unknown { .. });
-            if !run.allows(&self.compiled[entry].step) {
+            let compiled = &self.compiled[entry];
+            let is_unknown = matches!(compiled.place, Place::Unknown { .. });
+            if !run.allows(&compiled.step) {
+                continue;
+            }
+            if is_unknown && !self.is_next_of_its_twins(&unknown_set, entry) {
                 continue;
             }
             let entry_index = u32::try_from(entry).expect("fewer than 2^32 entries per key");
@@ -506,16 +598,18 @@ impl Search {
             if is_unknown && !self.run_can_end(next_state, next_run, entry) {
                 continue;
             }
-            self.set_bit(&mut key, &mut unknown_set, entry, true);
+            self.set_bit(&mut answered_set, &mut unknown_set, entry, true);
             // The same configuration in a shorter run may do more, so its failure covers this.
-            let dominated = Run::ALL[..=next_run as usize].iter().any(|&shorter| {
-                key[answered_words] = state_word(next_state, shorter);
-                failed
-                    .get(key.as_slice())
-                    .is_some_and(|sets| sets.dominates(&unknown_set))
+            let known_to_fail = Run::ALL[..=next_run as usize].iter().any(|&shorter| {
+                cache.has_failed(
+                    &mut key,
+                    &answered_set,
+                    &unknown_set,
+                    state_word(next_state, shorter),
+                )
             });
-            if dominated {
-                self.set_bit(&mut key, &mut unknown_set, entry, false);
+            if known_to_fail {
+                self.set_bit(&mut answered_set, &mut unknown_set, entry, false);
                 continue;
             }
             stack.push(Frame {
@@ -541,6 +635,21 @@ impl Search {
             }
             cursor = Cursor::Answered(self.answered.first());
         }
+    }
+
+    /// Whether unknown entry `entry` may be linearized given the unknown entries already
+    /// linearized: only when its twin invoked just before it (if any) is among them. Twins are
+    /// unknown entries with the same step; see [`Compiled::previous_twin`] for why using them in
+    /// the order of invocation loses no linearization.
+    fn is_next_of_its_twins(&self, unknown_set: &BitSet, entry: usize) -> bool {
+        let twin = self.compiled[entry].previous_twin;
+        if twin == NONE {
+            return true;
+        }
+        let Place::Unknown { bit, .. } = self.compiled[twin].place else {
+            panic!("invariant: a twin is an unknown entry");
+        };
+        unknown_set.words[bit / 64] & (1u64 << (bit % 64)) != 0
     }
 
     /// Whether a run of unknown entries that has reached `state` could still be followed by an
@@ -611,25 +720,14 @@ impl Search {
     /// Sets or clears an entry's bit in the set it belongs to.
     fn set_bit(
         &self,
-        answered_set: &mut [u64],
-        unknown_set: &mut [u64],
+        answered_set: &mut BitSet,
+        unknown_set: &mut BitSet,
         entry: usize,
         value: bool,
     ) {
-        let (set, bit) = match self.compiled[entry].place {
-            Place::Answered { bit, .. } => (answered_set, bit),
-            Place::Unknown { bit, .. } => (unknown_set, bit),
-        };
-        let mask = 1u64 << (bit % 64);
-        debug_assert_eq!(
-            set[bit / 64] & mask != 0,
-            !value,
-            "invariant: a bit flips each time"
-        );
-        if value {
-            set[bit / 64] |= mask;
-        } else {
-            set[bit / 64] &= !mask;
+        match self.compiled[entry].place {
+            Place::Answered { bit, .. } => answered_set.set(bit, value),
+            Place::Unknown { bit, .. } => unknown_set.set(bit, value),
         }
     }
 }
@@ -640,17 +738,85 @@ fn state_word(state: StateId, run: Run) -> u64 {
     u64::from(state) | ((run as u64) << 32)
 }
 
-/// Records that configuration `(key, unknown_set)` failed; returns the change in cache entries.
-fn record_failure(
-    failed: &mut HashMap<Box<[u64]>, UnknownSets, FastBuildHasher>,
-    key: &[u64],
-    unknown_set: &[u64],
-) -> i64 {
-    if let Some(sets) = failed.get_mut(key) {
-        return sets.record(unknown_set) as i64;
+/// Lowe's cache of configurations that failed, in two parts.
+///
+/// - `exact`: every failed configuration, exactly, keyed by the linearized answered set, the
+///   linearized unknown set and the state word (each set encoded without its leading full and
+///   trailing empty words, see [`BitSet::encode_into`]).
+/// - `dominating`: for each `(A, s)`, a few unknown sets `U` that failed, the smallest ones, since
+///   a failed `(A, U', s)` also rules out every `(A, U, s)` with `U ⊇ U'` (see the module
+///   comment). Only [`UNKNOWN_SETS_PER_KEY_MAX`] are kept, so that a check stays cheap; the exact
+///   part remembers the rest.
+#[derive(Default)]
+struct FailureCache {
+    exact: HashSet<Box<[u64]>, FastBuildHasher>,
+    dominating: HashMap<Box<[u64]>, UnknownSets, FastBuildHasher>,
+    /// What the two parts hold, estimated (see [`CACHE_ENTRY_OVERHEAD_BYTES`]).
+    bytes: u64,
+}
+
+impl FailureCache {
+    /// Builds the exact key in `key`, and returns where its `(A, s)` part ends: the key is the
+    /// answered set's encoding, the state word, then the unknown set's encoding.
+    fn encode(
+        key: &mut Vec<u64>,
+        answered_set: &BitSet,
+        unknown_set: &BitSet,
+        state_word: u64,
+    ) -> usize {
+        key.clear();
+        answered_set.encode_into(key);
+        key.push(state_word);
+        let answered_and_state = key.len();
+        unknown_set.encode_into(key);
+        answered_and_state
     }
-    failed.insert(key.into(), UnknownSets::One(unknown_set.into()));
-    1
+
+    /// Whether this configuration is known to fail: recorded exactly, or with a smaller unknown
+    /// set. `key` is scratch space, so that a lookup allocates nothing.
+    fn has_failed(
+        &self,
+        key: &mut Vec<u64>,
+        answered_set: &BitSet,
+        unknown_set: &BitSet,
+        state_word: u64,
+    ) -> bool {
+        let answered_and_state = FailureCache::encode(key, answered_set, unknown_set, state_word);
+        self.exact.contains(key.as_slice())
+            || self
+                .dominating
+                .get(&key[..answered_and_state])
+                .is_some_and(|sets| sets.dominates(unknown_set.used()))
+    }
+
+    /// Records that this configuration failed.
+    fn record(&mut self, answered_set: &BitSet, unknown_set: &BitSet, state_word: u64) {
+        let mut key = Vec::new();
+        let answered_and_state =
+            FailureCache::encode(&mut key, answered_set, unknown_set, state_word);
+        let unknown = unknown_set.used();
+        let unknown_bytes = unknown.len() as u64 * 8;
+        match self.dominating.get_mut(&key[..answered_and_state]) {
+            Some(sets) => {
+                let added = sets.record(unknown);
+                self.bytes = self.bytes.saturating_add_signed(
+                    added as i64 * (unknown_bytes + SET_OVERHEAD_BYTES) as i64,
+                );
+            }
+            None => {
+                self.bytes +=
+                    answered_and_state as u64 * 8 + unknown_bytes + CACHE_ENTRY_OVERHEAD_BYTES;
+                self.dominating.insert(
+                    key[..answered_and_state].into(),
+                    UnknownSets::One(unknown.into()),
+                );
+            }
+        }
+        self.bytes += key.len() as u64 * 8 + CACHE_ENTRY_OVERHEAD_BYTES;
+        // A configuration fails at most once: once recorded, no path enters it again.
+        let inserted = self.exact.insert(key.into_boxed_slice());
+        debug_assert!(inserted, "invariant: a configuration fails once");
+    }
 }
 
 /// Searches for a linearization of `entries`, which must all touch one key, in at most
