@@ -18,31 +18,37 @@
 //!
 //! A configuration is the set of answered entries linearized (`A`), the set of unknown ones
 //! linearized (`U`), and the model state `s`. Lowe's cache records configurations that failed, so
-//! a second path reaching one is cut at once; states are interned (see [`crate::model`]) so a
-//! key is two bitsets and an id.
+//! a second path reaching one is cut at once. It keeps every one, exactly: states are interned
+//! (see [`crate::model`]), so a key is two bitsets and an id, and each bitset is stored without
+//! its leading full and trailing empty words (in a long history `A` is all ones up to about the
+//! current window), so a key is a few words however long the history. The step budget and a
+//! memory limit ([`MEMORY_BYTES_MAX`], counted, not measured) bound it.
 //!
 //! An unknown entry has no return event: nothing forces it to be linearized, which is the same
 //! as letting it take effect at any point after its invocation or never. The search therefore
-//! succeeds as soon as every answered entry is linearized. Unknown entries would make the cache
-//! useless on their own, since each pending one doubles the configurations; hence a dominance
-//! rule: `(A, U', s)` with `U' ⊆ U` can do all that `(A, U, s)` can (it may skip the extra
-//! unknown entries for ever, and they do not move the real-time window, having no return), so
-//! when the former failed, so does the latter. Answered candidates are tried before unknown ones
-//! so that the smaller `U` tends to fail first and cover the rest.
-//!
-//! Two more cuts keep unknown entries in check, both sound because they only skip orders that
-//! another order explored anyway, or that cannot succeed:
-//! - a canonical form for runs of unknown entries between answered ones (see [`Run`]);
-//! - a run is abandoned as soon as no answered candidate could follow it (see
-//!   `Search::run_can_end`).
+//! succeeds as soon as every answered entry is linearized. Unknown entries multiply the
+//! configurations, since each pending one may or may not be in `U`; three rules keep them in
+//! check:
+//! - dominance: `(A, U', s)` with `U' ⊆ U` can do all that `(A, U, s)` can (it may skip the
+//!   extra unknown entries for ever, and they do not move the real-time window, having no
+//!   return), so when the former failed, so does the latter. The cache keeps a few of the
+//!   smallest failed `U` for each `(A, s)` to check this. Answered candidates are tried before
+//!   unknown ones so that the smaller `U` tends to fail first and cover the rest.
+//! - twins: unknown entries with the same step are used in the order they were invoked (see
+//!   [`Compiled::previous_twin`]), so `n` unknown deletes count as `n + 1` sets, not `2^n`.
+//! - a canonical form for runs of unknown entries between answered ones (see [`Run`]), and a run
+//!   is abandoned as soon as no answered candidate could follow it (see `Search::run_can_end`).
 //!
 //! Known limit: many clients on one key with many unknown appends whose lengths and contents are
 //! not pinned down by reads soon after can still make the search exponential; the step budget
 //! and the memory limit then end it with [`KeyResult::BudgetExhausted`], never a wrong answer.
 //!
-//! Why recorded failures are sound: a configuration is recorded only when all its successors
-//! were rejected by the model, failed, or were dominated by a configuration recorded earlier.
-//! By induction on the order of recording, every recorded configuration has no completion.
+//! Why recorded failures are sound: the search explores only canonical orders (twins in
+//! invocation order, runs in canonical form), and every order can be rewritten into a canonical
+//! one from the same configuration (each rule says how; the twin swaps keep every step, so they
+//! keep the run rules). A configuration is recorded only when all its canonical successors were
+//! rejected by the model, failed, or were known to fail from the cache. By induction on the
+//! order of recording, every recorded configuration has no canonical completion, hence none.
 
 use std::collections::{HashMap, HashSet};
 
@@ -56,9 +62,10 @@ use crate::report::KeyResult;
 /// measured, so it is as deterministic as the steps.
 const MEMORY_BYTES_MAX: u64 = 512 << 20;
 
-/// Bytes of bookkeeping a cache entry costs beyond its words: the boxes' pointers and lengths,
-/// the list, and the hash table's control byte and spare capacity, roughly.
-const CACHE_ENTRY_OVERHEAD_BYTES: u64 = 96;
+/// Bytes of bookkeeping a cache entry costs beyond its words: the box's pointer and length, the
+/// allocator's header and rounding, and the hash table's control byte and spare capacity,
+/// roughly.
+const CACHE_ENTRY_OVERHEAD_BYTES: u64 = 64;
 
 /// Unknown-entry sets kept for one `(A, s)` to rule out their supersets: more are not kept
 /// there (the exact part of the cache still has them), so that a check stays cheap.
@@ -833,4 +840,61 @@ pub(crate) fn search(entries: &[&Entry], steps_max: u64, trace: bool) -> SearchO
     let outcome = Search::new(entries).run(steps_max, trace);
     assert!(outcome.steps <= steps_max);
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simulate::SplitMix64;
+
+    fn encoding(set: &BitSet) -> Vec<u64> {
+        let mut key = Vec::new();
+        set.encode_into(&mut key);
+        key
+    }
+
+    /// The encoding depends on the set alone, not on how it was reached, tells different sets
+    /// apart, and drops the leading full and trailing empty words.
+    #[test]
+    fn bitset_encoding_is_canonical_and_trimmed() {
+        let bits = 300;
+        let mut random = SplitMix64::new(11);
+        let mut set = BitSet::new(bits);
+        let mut model = vec![false; bits];
+        let mut seen: HashMap<Vec<u64>, Vec<bool>> = HashMap::new();
+        for _ in 0..20_000 {
+            // Mostly fill from the front, as a search does, so that full words occur.
+            let bit = if random.below(2) == 0 {
+                random.below(bits as u64) as usize
+            } else {
+                model.iter().position(|&set| !set).unwrap_or(0)
+            };
+            model[bit] = !model[bit];
+            set.set(bit, model[bit]);
+            let key = encoding(&set);
+            let full_words = (key[0] & 0xffff_ffff) as usize;
+            let middle_words = (key[0] >> 32) as usize;
+            assert_eq!(key.len(), 1 + middle_words);
+            assert!(model[..full_words * 64].iter().all(|&set| set));
+            assert!(model[((full_words + middle_words) * 64).min(bits)..]
+                .iter()
+                .all(|&set| !set));
+            assert!(key[1..].first().is_none_or(|&word| word != u64::MAX));
+            assert!(key[1..].last().is_none_or(|&word| word != 0));
+            let previous = seen.insert(key, model.clone());
+            assert!(previous.is_none_or(|previous| previous == model));
+        }
+        assert!(
+            seen.keys().any(|key| key[0] & 0xffff_ffff > 0),
+            "full words occurred"
+        );
+    }
+
+    #[test]
+    fn subsets_need_no_trailing_words() {
+        assert!(is_subset(&[0b01], &[0b11, 0b1]));
+        assert!(!is_subset(&[0b01, 0b1], &[0b11]));
+        assert!(!is_subset(&[0b100], &[0b11]));
+        assert!(is_subset(&[], &[]));
+    }
 }
