@@ -341,27 +341,30 @@ impl UnknownSets {
         }
     }
 
-    /// Records `unknown`, dropping the recorded supersets it makes redundant. Returns how many
-    /// sets were added net (may be negative), for the memory count.
-    fn record(&mut self, unknown: &[u64]) -> isize {
+    /// Records `unknown` unless [`UNKNOWN_SETS_PER_KEY_MAX`] are kept already, dropping the
+    /// recorded supersets it makes redundant (a set leaves only for a subset of it, which still
+    /// rules it out). Returns whether it was kept, and how many sets were added net (may be
+    /// negative), for the memory count.
+    fn record(&mut self, unknown: &[u64]) -> (bool, isize) {
         match self {
             UnknownSets::One(set) => {
                 if is_subset(unknown, set) {
                     *set = unknown.into();
-                    0
+                    (true, 0)
                 } else {
                     let first = std::mem::take(set);
                     *self = UnknownSets::Several(vec![first, unknown.into()]);
-                    1
+                    (true, 1)
                 }
             }
             UnknownSets::Several(sets) => {
                 let before = sets.len();
                 sets.retain(|set| !is_subset(unknown, set));
-                if sets.len() < UNKNOWN_SETS_PER_KEY_MAX {
+                let kept = sets.len() < UNKNOWN_SETS_PER_KEY_MAX;
+                if kept {
                     sets.push(unknown.into());
                 }
-                sets.len() as isize - before as isize
+                (kept, sets.len() as isize - before as isize)
             }
         }
     }
@@ -745,15 +748,15 @@ fn state_word(state: StateId, run: Run) -> u64 {
     u64::from(state) | ((run as u64) << 32)
 }
 
-/// Lowe's cache of configurations that failed, in two parts.
+/// Lowe's cache of configurations that failed, in two parts; every failed configuration is in
+/// one or the other, or ruled out by a subset in the second, so no failure is forgotten.
 ///
-/// - `exact`: every failed configuration, exactly, keyed by the linearized answered set, the
-///   linearized unknown set and the state word (each set encoded without its leading full and
-///   trailing empty words, see [`BitSet::encode_into`]).
 /// - `dominating`: for each `(A, s)`, a few unknown sets `U` that failed, the smallest ones, since
 ///   a failed `(A, U', s)` also rules out every `(A, U, s)` with `U ⊇ U'` (see the module
-///   comment). Only [`UNKNOWN_SETS_PER_KEY_MAX`] are kept, so that a check stays cheap; the exact
-///   part remembers the rest.
+///   comment). Only [`UNKNOWN_SETS_PER_KEY_MAX`] are kept, so that a check stays cheap.
+/// - `exact`: the failed configurations for which there was no room there, exactly, keyed by the
+///   linearized answered set, the state word and the linearized unknown set (each set encoded
+///   without its leading full and trailing empty words, see [`BitSet::encode_into`]).
 #[derive(Default)]
 struct FailureCache {
     exact: HashSet<Box<[u64]>, FastBuildHasher>,
@@ -796,19 +799,21 @@ impl FailureCache {
                 .is_some_and(|sets| sets.dominates(unknown_set.used()))
     }
 
-    /// Records that this configuration failed.
+    /// Records that this configuration failed: among the few unknown sets of its `(A, s)` when
+    /// there is room, else in the exact part (a set kept among the few needs no exact copy,
+    /// since it leaves them only for a subset that still rules it out).
     fn record(&mut self, answered_set: &BitSet, unknown_set: &BitSet, state_word: u64) {
         let mut key = Vec::new();
         let answered_and_state =
             FailureCache::encode(&mut key, answered_set, unknown_set, state_word);
         let unknown = unknown_set.used();
         let unknown_bytes = unknown.len() as u64 * 8;
-        match self.dominating.get_mut(&key[..answered_and_state]) {
+        let kept_among_few = match self.dominating.get_mut(&key[..answered_and_state]) {
             Some(sets) => {
-                let added = sets.record(unknown);
-                self.bytes = self.bytes.saturating_add_signed(
-                    added as i64 * (unknown_bytes + SET_OVERHEAD_BYTES) as i64,
-                );
+                let (kept, added) = sets.record(unknown);
+                let set_bytes = (unknown_bytes + SET_OVERHEAD_BYTES) as i64;
+                self.bytes = self.bytes.saturating_add_signed(added as i64 * set_bytes);
+                kept
             }
             None => {
                 self.bytes +=
@@ -817,12 +822,15 @@ impl FailureCache {
                     key[..answered_and_state].into(),
                     UnknownSets::One(unknown.into()),
                 );
+                true
             }
+        };
+        if !kept_among_few {
+            self.bytes += key.len() as u64 * 8 + CACHE_ENTRY_OVERHEAD_BYTES;
+            // A configuration fails at most once: once recorded, no path enters it again.
+            let inserted = self.exact.insert(key.into_boxed_slice());
+            debug_assert!(inserted, "invariant: a configuration fails once");
         }
-        self.bytes += key.len() as u64 * 8 + CACHE_ENTRY_OVERHEAD_BYTES;
-        // A configuration fails at most once: once recorded, no path enters it again.
-        let inserted = self.exact.insert(key.into_boxed_slice());
-        debug_assert!(inserted, "invariant: a configuration fails once");
     }
 }
 
