@@ -610,13 +610,10 @@ impl Search {
             }
             self.set_bit(&mut answered_set, &mut unknown_set, entry, true);
             // The same configuration in a shorter run may do more, so its failure covers this.
+            let answered_and_state = FailureCache::encode(&mut key, &answered_set, &unknown_set, 0);
             let known_to_fail = Run::ALL[..=next_run as usize].iter().any(|&shorter| {
-                cache.has_failed(
-                    &mut key,
-                    &answered_set,
-                    &unknown_set,
-                    state_word(next_state, shorter),
-                )
+                key[answered_and_state - 1] = state_word(next_state, shorter);
+                cache.has_failed(&key, answered_and_state, &unknown_set)
             });
             if known_to_fail {
                 self.set_bit(&mut answered_set, &mut unknown_set, entry, false);
@@ -782,21 +779,14 @@ impl FailureCache {
         answered_and_state
     }
 
-    /// Whether this configuration is known to fail: recorded exactly, or with a smaller unknown
-    /// set. `key` is scratch space, so that a lookup allocates nothing.
-    fn has_failed(
-        &self,
-        key: &mut Vec<u64>,
-        answered_set: &BitSet,
-        unknown_set: &BitSet,
-        state_word: u64,
-    ) -> bool {
-        let answered_and_state = FailureCache::encode(key, answered_set, unknown_set, state_word);
-        self.exact.contains(key.as_slice())
-            || self
-                .dominating
-                .get(&key[..answered_and_state])
-                .is_some_and(|sets| sets.dominates(unknown_set.used()))
+    /// Whether the configuration of `key` (from [`FailureCache::encode`], which returned
+    /// `answered_and_state`) is known to fail: recorded with the same or a smaller unknown set.
+    fn has_failed(&self, key: &[u64], answered_and_state: usize, unknown_set: &BitSet) -> bool {
+        self.dominating
+            .get(&key[..answered_and_state])
+            .is_some_and(|sets| sets.dominates(unknown_set.used()))
+            // Most searches never fill the few sets of an `(A, s)`, so skip the hashing then.
+            || (!self.exact.is_empty() && self.exact.contains(key))
     }
 
     /// Records that this configuration failed: among the few unknown sets of its `(A, s)` when
