@@ -277,17 +277,17 @@ pub enum FinalRead {
     Overwritten,
 }
 
-/// A one-key history that is hard for a search whose failure cache cannot tell apart which of
-/// several interchangeable unknown entries it used: `unknown_deletes` deletes whose outcome is
-/// unknown, all invoked at the start and concurrent with everything, then one client that
-/// alternates `put(v<i>)` with a get that finds the key absent (each such get needs a delete of
-/// its own after the put), `unknown_deletes` times, and finally reads `v0`, the value of a put
-/// made at the start (see [`FinalRead`]). `3 * unknown_deletes + 2` entries on key `k`.
+/// A one-key history that is hard for a search that forgets failures or tells interchangeable
+/// unknown entries apart: `unknown_deletes` deletes whose outcome is unknown, all invoked at the
+/// start and concurrent with everything, then one client that alternates `put(v<i>)` with a get
+/// that finds the key absent (each such get needs a delete of its own after the put),
+/// `unknown_deletes` times, and finally reads `v0`, the value of a put made at the start (see
+/// [`FinalRead`]). `3 * unknown_deletes + 2` entries on key `k`.
 ///
-/// Every order of the deletes over the gaps looks different to a cache keyed by which unknown
-/// entries were used, so a search that does not remember failures exactly (or does not treat
-/// identical unknown entries as one) explores about `unknown_deletes!` orders where `2^n`
-/// configurations (or `n`) exist.
+/// With `n` deletes, the search meets the `i`-th get after any `i - 1` of them: a search that
+/// forgets failures walks the orders (about `n!`), one that remembers them exactly still meets
+/// `2^n` sets of used deletes, and one that uses identical unknown entries in invocation order
+/// meets `n + 1`.
 pub fn unknown_deletes_history(unknown_deletes: usize, final_read: FinalRead) -> History {
     let key = "k".to_owned();
     let pairs = unknown_deletes as u64;
