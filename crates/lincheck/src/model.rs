@@ -203,7 +203,7 @@ fn is_subset_sum(total_bytes: u64, pieces: &[&str]) -> bool {
 
 /// What linearizing one entry does, compiled from its operation and outcome with every value
 /// interned. `None` in an observation means the outcome is unknown, so the output is unchecked.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Step {
     /// A get that answered: the state must be `expected`.
     Read { expected: StateId },
@@ -238,7 +238,7 @@ impl Step {
 }
 
 /// What a compare-and-swap reported.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum CasObserved {
     /// It swapped.
     Swapped,

@@ -57,6 +57,11 @@ pub struct KeyReport {
     pub operations: usize,
     /// Search steps used for the key (minimization not counted).
     pub steps: u64,
+    /// The most bytes the key's search held at once (its failure cache and interned values),
+    /// estimated from what it held, so as deterministic as the steps; minimization not counted.
+    /// The search gives up (an unknown result) at 512 MiB.
+    #[serde(default)]
+    pub memory_bytes: u64,
     /// The answer.
     pub result: KeyResult,
 }
@@ -162,19 +167,20 @@ pub fn check(history: &History, options: &CheckOptions) -> Report {
     let per_key: Vec<KeyReport> = keys
         .iter()
         .zip(&results)
-        .map(|((key, entries), &(result, steps))| KeyReport {
+        .map(|((key, entries), searched)| KeyReport {
             key: (*key).to_owned(),
             operations: entries.len(),
-            steps,
-            result,
+            steps: searched.steps,
+            memory_bytes: searched.memory_bytes,
+            result: searched.result,
         })
         .collect();
     let failing = keys
         .iter()
         .zip(&results)
-        .find(|(_, (result, _))| *result == KeyResult::NotLinearizable);
-    let verdict = if let Some(((key, entries), &(_, steps))) = failing {
-        Verdict::NotLinearizable(explain(key, entries, options, steps))
+        .find(|(_, searched)| searched.result == KeyResult::NotLinearizable);
+    let verdict = if let Some(((key, entries), searched)) = failing {
+        Verdict::NotLinearizable(explain(key, entries, options, searched.steps))
     } else {
         let exhausted: Vec<String> = per_key
             .iter()
@@ -191,7 +197,7 @@ pub fn check(history: &History, options: &CheckOptions) -> Report {
         verdict,
         keys_checked: keys.len(),
         operations_checked: keys.iter().map(|(_, entries)| entries.len()).sum(),
-        steps: results.iter().map(|&(_, steps)| steps).sum(),
+        steps: results.iter().map(|searched| searched.steps).sum(),
         per_key,
     }
 }
@@ -203,25 +209,42 @@ pub fn check(history: &History, options: &CheckOptions) -> Report {
 /// meaningless.
 pub fn check_key(entries: &[Entry], options: &CheckOptions) -> (KeyResult, u64) {
     let entries: Vec<&Entry> = entries.iter().collect();
-    search_key(&entries, options)
+    let searched = search_key(&entries, options);
+    (searched.result, searched.steps)
 }
 
-fn search_key(entries: &[&Entry], options: &CheckOptions) -> (KeyResult, u64) {
+/// What searching one key gave.
+#[derive(Clone, Copy, Debug)]
+struct Searched {
+    result: KeyResult,
+    steps: u64,
+    memory_bytes: u64,
+}
+
+fn search_key(entries: &[&Entry], options: &CheckOptions) -> Searched {
     let one_key = entries
         .first()
         .is_none_or(|first| entries.iter().all(|entry| entry.key() == first.key()));
     // A read-and-append key is usually settled at once by the order its longest read gives
     // (see `append_log`); when that shows nothing, the search decides.
     if one_key && crate::append_log::witness(entries) {
-        return (KeyResult::Linearizable, entries.len() as u64);
+        return Searched {
+            result: KeyResult::Linearizable,
+            steps: entries.len() as u64,
+            memory_bytes: 0,
+        };
     }
     let outcome = search(entries, options.steps_max_per_key, false);
-    (outcome.result, outcome.steps)
+    Searched {
+        result: outcome.result,
+        steps: outcome.steps,
+        memory_bytes: outcome.memory_bytes,
+    }
 }
 
 /// Searches every key, keys handed out one at a time to the threads so a slow key does not hold
 /// up the rest. Results go back in key order, so the thread schedule cannot change the report.
-fn run_keys(keys: &[(&str, Vec<&Entry>)], options: &CheckOptions) -> Vec<(KeyResult, u64)> {
+fn run_keys(keys: &[(&str, Vec<&Entry>)], options: &CheckOptions) -> Vec<Searched> {
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .clamp(1, THREADS_MAX)
@@ -231,7 +254,7 @@ fn run_keys(keys: &[(&str, Vec<&Entry>)], options: &CheckOptions) -> Vec<(KeyRes
         return keys.iter().map(|(_, entries)| run_one(entries)).collect();
     }
     let next_key = AtomicUsize::new(0);
-    let mut results: Vec<Option<(KeyResult, u64)>> = vec![None; keys.len()];
+    let mut results: Vec<Option<Searched>> = vec![None; keys.len()];
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {

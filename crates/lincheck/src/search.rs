@@ -18,33 +18,39 @@
 //!
 //! A configuration is the set of answered entries linearized (`A`), the set of unknown ones
 //! linearized (`U`), and the model state `s`. Lowe's cache records configurations that failed, so
-//! a second path reaching one is cut at once; states are interned (see [`crate::model`]) so a
-//! key is two bitsets and an id.
+//! a second path reaching one is cut at once. It keeps every one, exactly: states are interned
+//! (see [`crate::model`]), so a key is two bitsets and an id, and each bitset is stored without
+//! its leading full and trailing empty words (in a long history `A` is all ones up to about the
+//! current window), so a key is a few words however long the history. The step budget and a
+//! memory limit ([`MEMORY_BYTES_MAX`], counted, not measured) bound it.
 //!
 //! An unknown entry has no return event: nothing forces it to be linearized, which is the same
 //! as letting it take effect at any point after its invocation or never. The search therefore
-//! succeeds as soon as every answered entry is linearized. Unknown entries would make the cache
-//! useless on their own, since each pending one doubles the configurations; hence a dominance
-//! rule: `(A, U', s)` with `U' ⊆ U` can do all that `(A, U, s)` can (it may skip the extra
-//! unknown entries for ever, and they do not move the real-time window, having no return), so
-//! when the former failed, so does the latter. Answered candidates are tried before unknown ones
-//! so that the smaller `U` tends to fail first and cover the rest.
-//!
-//! Two more cuts keep unknown entries in check, both sound because they only skip orders that
-//! another order explored anyway, or that cannot succeed:
-//! - a canonical form for runs of unknown entries between answered ones (see [`Run`]);
-//! - a run is abandoned as soon as no answered candidate could follow it (see
-//!   `Search::run_can_end`).
+//! succeeds as soon as every answered entry is linearized. Unknown entries multiply the
+//! configurations, since each pending one may or may not be in `U`; three rules keep them in
+//! check:
+//! - dominance: `(A, U', s)` with `U' ⊆ U` can do all that `(A, U, s)` can (it may skip the
+//!   extra unknown entries for ever, and they do not move the real-time window, having no
+//!   return), so when the former failed, so does the latter. The cache keeps a few of the
+//!   smallest failed `U` for each `(A, s)` to check this. Answered candidates are tried before
+//!   unknown ones so that the smaller `U` tends to fail first and cover the rest.
+//! - twins: unknown entries with the same step are used in the order they were invoked (see
+//!   [`Compiled::previous_twin`]), so `n` unknown deletes count as `n + 1` sets, not `2^n`.
+//! - a canonical form for runs of unknown entries between answered ones (see [`Run`]), and a run
+//!   is abandoned as soon as no answered candidate could follow it (see `Search::run_can_end`).
 //!
 //! Known limit: many clients on one key with many unknown appends whose lengths and contents are
 //! not pinned down by reads soon after can still make the search exponential; the step budget
 //! and the memory limit then end it with [`KeyResult::BudgetExhausted`], never a wrong answer.
 //!
-//! Why recorded failures are sound: a configuration is recorded only when all its successors
-//! were rejected by the model, failed, or were dominated by a configuration recorded earlier.
-//! By induction on the order of recording, every recorded configuration has no completion.
+//! Why recorded failures are sound: the search explores only canonical orders (twins in
+//! invocation order, runs in canonical form), and every order can be rewritten into a canonical
+//! one from the same configuration (each rule says how; the twin swaps keep every step, so they
+//! keep the run rules). A configuration is recorded only when all its canonical successors were
+//! rejected by the model, failed, or were known to fail from the cache. By induction on the
+//! order of recording, every recorded configuration has no canonical completion, hence none.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::history::Entry;
 use crate::model::{FastBuildHasher, Model, StateId, Step, ABSENT};
@@ -56,13 +62,17 @@ use crate::report::KeyResult;
 /// measured, so it is as deterministic as the steps.
 const MEMORY_BYTES_MAX: u64 = 512 << 20;
 
-/// Bytes of bookkeeping a cache entry costs beyond its words: the boxes' pointers and lengths,
-/// the list, and the hash table's control byte and spare capacity, roughly.
-const CACHE_ENTRY_OVERHEAD_BYTES: u64 = 96;
+/// Bytes of bookkeeping a cache entry costs beyond its words: the box's pointer and length, the
+/// allocator's header and rounding, and the hash table's control byte and spare capacity,
+/// roughly.
+const CACHE_ENTRY_OVERHEAD_BYTES: u64 = 64;
 
-/// Unknown-entry sets kept for one `(A, s)`: more are not recorded (which only costs pruning),
-/// so that a dominance check stays cheap.
+/// Unknown-entry sets kept for one `(A, s)` to rule out their supersets: more are not kept
+/// there (the exact part of the cache still has them), so that a check stays cheap.
 const UNKNOWN_SETS_PER_KEY_MAX: usize = 32;
+
+/// Bytes of bookkeeping one more unknown set for an `(A, s)` costs beyond its words.
+const SET_OVERHEAD_BYTES: u64 = 32;
 
 /// Marks the end of a list.
 const NONE: usize = usize::MAX;
@@ -77,6 +87,9 @@ pub(crate) struct SearchOutcome {
     pub(crate) result: KeyResult,
     /// Loop iterations used; never more than the budget.
     pub(crate) steps: u64,
+    /// The most bytes the failure cache and the model's interned values held at once, estimated
+    /// from what they hold (deterministic, like the steps).
+    pub(crate) memory_bytes: u64,
     /// When traced: the indices (into the searched entries) of the longest sequence the search
     /// linearized, in order. Empty when not traced.
     pub(crate) longest_prefix: Vec<usize>,
@@ -169,6 +182,14 @@ struct Compiled {
     source: usize,
     step: Step,
     place: Place,
+    /// For an unknown entry: the unknown entry with the same step invoked last before it, its
+    /// twin; [`NONE`] when there is none, and for answered entries. Twins are interchangeable:
+    /// where a linearization uses a twin while an earlier-invoked one is unused or used later,
+    /// swapping the two gives a linearization too, since the earlier one may take effect
+    /// wherever the later one may (an unknown entry is bound only by its invocation) and the
+    /// steps, hence the states, stay the same. So the search uses twins in the order they were
+    /// invoked, which turns `n` interchangeable unknown entries from `2^n` sets into `n + 1`.
+    previous_twin: usize,
 }
 
 /// Where the walk is: which list and node. The unknown list is walked backwards from the newest
@@ -231,17 +252,84 @@ struct Frame {
     resume: Cursor,
 }
 
-/// The unknown sets recorded as failed for one `(A, s)`, kept free of supersets.
+/// A set of entries as a bitset that knows its leading full words and its trailing empty ones,
+/// so that its encoding in a cache key holds only the words in between. In a long history the
+/// linearized set is all ones up to about the current window and all zeros after it, so a key
+/// costs a few words however many entries the key's history has.
+///
+/// Invariant: `full_words` is the index of the first word that is not all ones (or the length),
+/// and `used_words` is one past the last nonzero word (or 0), so `full_words <= used_words`.
+#[derive(Debug)]
+struct BitSet {
+    words: Vec<u64>,
+    full_words: usize,
+    used_words: usize,
+}
+
+impl BitSet {
+    /// An empty set of `bits` bits.
+    fn new(bits: usize) -> BitSet {
+        BitSet {
+            words: vec![0; bits.div_ceil(64)],
+            full_words: 0,
+            used_words: 0,
+        }
+    }
+
+    /// Sets or clears `bit`, which must flip.
+    fn set(&mut self, bit: usize, value: bool) {
+        let word = bit / 64;
+        let mask = 1u64 << (bit % 64);
+        debug_assert_eq!(
+            self.words[word] & mask != 0,
+            !value,
+            "invariant: a bit flips each time"
+        );
+        if value {
+            self.words[word] |= mask;
+            self.used_words = self.used_words.max(word + 1);
+            while self.full_words < self.words.len() && self.words[self.full_words] == u64::MAX {
+                self.full_words += 1;
+            }
+        } else {
+            self.words[word] &= !mask;
+            self.full_words = self.full_words.min(word);
+            while self.used_words > 0 && self.words[self.used_words - 1] == 0 {
+                self.used_words -= 1;
+            }
+        }
+        debug_assert!(self.full_words <= self.used_words);
+    }
+
+    /// The words up to the last nonzero one.
+    fn used(&self) -> &[u64] {
+        &self.words[..self.used_words]
+    }
+
+    /// Appends the set's encoding to `key`: a word with the number of leading full words and
+    /// the number of words that follow, then those words. Equal sets encode equally, and the
+    /// encoding says where it ends, so encodings can be concatenated.
+    fn encode_into(&self, key: &mut Vec<u64>) {
+        let middle = &self.words[self.full_words..self.used_words];
+        key.push(self.full_words as u64 | ((middle.len() as u64) << 32));
+        key.extend_from_slice(middle);
+    }
+}
+
+/// The unknown sets recorded as failed for one `(A, s)`, kept free of supersets, each without its
+/// trailing empty words.
 enum UnknownSets {
     One(Box<[u64]>),
     Several(Vec<Box<[u64]>>),
 }
 
+/// Whether `smaller ⊆ larger`, for sets without trailing empty words.
 fn is_subset(smaller: &[u64], larger: &[u64]) -> bool {
-    smaller
-        .iter()
-        .zip(larger)
-        .all(|(small, large)| small & !large == 0)
+    smaller.len() <= larger.len()
+        && smaller
+            .iter()
+            .zip(larger)
+            .all(|(small, large)| small & !large == 0)
 }
 
 impl UnknownSets {
@@ -253,27 +341,30 @@ impl UnknownSets {
         }
     }
 
-    /// Records `unknown`, dropping the recorded supersets it makes redundant. Returns how many
-    /// sets were added net (may be negative), for the memory count.
-    fn record(&mut self, unknown: &[u64]) -> isize {
+    /// Records `unknown` unless [`UNKNOWN_SETS_PER_KEY_MAX`] are kept already, dropping the
+    /// recorded supersets it makes redundant (a set leaves only for a subset of it, which still
+    /// rules it out). Returns whether it was kept, and how many sets were added net (may be
+    /// negative), for the memory count.
+    fn record(&mut self, unknown: &[u64]) -> (bool, isize) {
         match self {
             UnknownSets::One(set) => {
                 if is_subset(unknown, set) {
                     *set = unknown.into();
-                    0
+                    (true, 0)
                 } else {
                     let first = std::mem::take(set);
                     *self = UnknownSets::Several(vec![first, unknown.into()]);
-                    1
+                    (true, 1)
                 }
             }
             UnknownSets::Several(sets) => {
                 let before = sets.len();
                 sets.retain(|set| !is_subset(unknown, set));
-                if sets.len() < UNKNOWN_SETS_PER_KEY_MAX {
+                let kept = sets.len() < UNKNOWN_SETS_PER_KEY_MAX;
+                if kept {
                     sets.push(unknown.into());
                 }
-                sets.len() as isize - before as isize
+                (kept, sets.len() as isize - before as isize)
             }
         }
     }
@@ -325,6 +416,7 @@ impl Search {
                 source,
                 step,
                 place,
+                previous_twin: NONE,
             });
         }
         answered_events.sort_unstable();
@@ -351,11 +443,22 @@ impl Search {
                 answered_count += 1;
             }
         }
+        // The last unknown entry seen with each step, in invocation order.
+        let mut last_with_step: HashMap<&Step, usize> = HashMap::new();
         for (position, &(_, _, index)) in unknown_events.iter().enumerate() {
             compiled[index].place = Place::Unknown {
                 bit: position,
                 node: position + 1,
             };
+        }
+        let mut twins = vec![NONE; compiled.len()];
+        for &(_, _, index) in &unknown_events {
+            let twin = last_with_step.insert(&compiled[index].step, index);
+            twins[index] = twin.unwrap_or(NONE);
+        }
+        drop(last_with_step);
+        for (entry, twin) in compiled.iter_mut().zip(twins) {
+            entry.previous_twin = twin;
         }
         // The lists hold calls as `is_call` and returns as not; the sort key held the opposite.
         let flip = |events: Vec<(u64, bool, usize)>| -> Vec<(u64, bool, usize)> {
@@ -399,20 +502,19 @@ impl Search {
         let mut outcome = SearchOutcome {
             result: KeyResult::Linearizable,
             steps: 0,
+            memory_bytes: 0,
             longest_prefix: Vec::new(),
         };
         let mut answered_remaining = self.answered_count;
         if answered_remaining == 0 {
             return outcome;
         }
-        let answered_words = self.answered_count.div_ceil(64);
-        // The answered set with one extra word holding the state id, so the vector is the cache
-        // key as it stands and a lookup needs no allocation.
-        let mut key = vec![0u64; answered_words + 1];
-        let mut unknown_set = vec![0u64; self.unknown_count.div_ceil(64)];
-        let entry_bytes = (key.len() + unknown_set.len()) as u64 * 8 + CACHE_ENTRY_OVERHEAD_BYTES;
-        let mut cache_entries: u64 = 0;
-        let mut failed: HashMap<Box<[u64]>, UnknownSets, FastBuildHasher> = HashMap::default();
+        let mut answered_set = BitSet::new(self.answered_count);
+        let mut unknown_set = BitSet::new(self.unknown_count);
+        let mut cache = FailureCache::default();
+        // The key of the configuration under consideration, built anew for each; kept here so
+        // that a lookup allocates nothing.
+        let mut key: Vec<u64> = Vec::new();
         let mut stack: Vec<Frame> = Vec::with_capacity(self.compiled.len());
         let mut state = ABSENT;
         // Unknown entries linearized since the last answered one, for the canonical-form rules.
@@ -420,7 +522,8 @@ impl Search {
         let mut cursor = Cursor::Answered(self.answered.first());
 
         loop {
-            let memory_bytes = cache_entries.saturating_mul(entry_bytes) + self.model.bytes_held();
+            let memory_bytes = cache.bytes + self.model.bytes_held();
+            outcome.memory_bytes = outcome.memory_bytes.max(memory_bytes);
             if outcome.steps == steps_max || memory_bytes >= MEMORY_BYTES_MAX {
                 outcome.result = KeyResult::BudgetExhausted;
                 return outcome;
@@ -469,13 +572,8 @@ impl Search {
                     outcome.result = KeyResult::NotLinearizable;
                     return outcome;
                 };
-                key[answered_words] = state_word(state, run);
-                cache_entries = cache_entries.saturating_add_signed(record_failure(
-                    &mut failed,
-                    &key,
-                    &unknown_set,
-                ));
-                self.set_bit(&mut key, &mut unknown_set, frame.entry, false);
+                cache.record(&answered_set, &unknown_set, state_word(state, run));
+                self.set_bit(&mut answered_set, &mut unknown_set, frame.entry, false);
                 state = frame.state_before;
                 run = frame.run_before;
                 self.set_lifted(frame.entry, false);
@@ -487,8 +585,12 @@ impl Search {
             };
 
             cursor = next_cursor;
-            let is_unknown = matches!(self.compiled[entry].place, Place::Unknown { .. });
-            if !run.allows(&self.compiled[entry].step) {
+            let compiled = &self.compiled[entry];
+            let is_unknown = matches!(compiled.place, Place::Unknown { .. });
+            if !run.allows(&compiled.step) {
+                continue;
+            }
+            if is_unknown && !self.is_next_of_its_twins(&unknown_set, entry) {
                 continue;
             }
             let entry_index = u32::try_from(entry).expect("fewer than 2^32 entries per key");
@@ -506,16 +608,15 @@ impl Search {
             if is_unknown && !self.run_can_end(next_state, next_run, entry) {
                 continue;
             }
-            self.set_bit(&mut key, &mut unknown_set, entry, true);
+            self.set_bit(&mut answered_set, &mut unknown_set, entry, true);
             // The same configuration in a shorter run may do more, so its failure covers this.
-            let dominated = Run::ALL[..=next_run as usize].iter().any(|&shorter| {
-                key[answered_words] = state_word(next_state, shorter);
-                failed
-                    .get(key.as_slice())
-                    .is_some_and(|sets| sets.dominates(&unknown_set))
+            let answered_and_state = FailureCache::encode(&mut key, &answered_set, &unknown_set, 0);
+            let known_to_fail = Run::ALL[..=next_run as usize].iter().any(|&shorter| {
+                key[answered_and_state - 1] = state_word(next_state, shorter);
+                cache.has_failed(&key, answered_and_state, &unknown_set)
             });
-            if dominated {
-                self.set_bit(&mut key, &mut unknown_set, entry, false);
+            if known_to_fail {
+                self.set_bit(&mut answered_set, &mut unknown_set, entry, false);
                 continue;
             }
             stack.push(Frame {
@@ -541,6 +642,21 @@ impl Search {
             }
             cursor = Cursor::Answered(self.answered.first());
         }
+    }
+
+    /// Whether unknown entry `entry` may be linearized given the unknown entries already
+    /// linearized: only when its twin invoked just before it (if any) is among them. Twins are
+    /// unknown entries with the same step; see [`Compiled::previous_twin`] for why using them in
+    /// the order of invocation loses no linearization.
+    fn is_next_of_its_twins(&self, unknown_set: &BitSet, entry: usize) -> bool {
+        let twin = self.compiled[entry].previous_twin;
+        if twin == NONE {
+            return true;
+        }
+        let Place::Unknown { bit, .. } = self.compiled[twin].place else {
+            panic!("invariant: a twin is an unknown entry");
+        };
+        unknown_set.words[bit / 64] & (1u64 << (bit % 64)) != 0
     }
 
     /// Whether a run of unknown entries that has reached `state` could still be followed by an
@@ -611,25 +727,14 @@ impl Search {
     /// Sets or clears an entry's bit in the set it belongs to.
     fn set_bit(
         &self,
-        answered_set: &mut [u64],
-        unknown_set: &mut [u64],
+        answered_set: &mut BitSet,
+        unknown_set: &mut BitSet,
         entry: usize,
         value: bool,
     ) {
-        let (set, bit) = match self.compiled[entry].place {
-            Place::Answered { bit, .. } => (answered_set, bit),
-            Place::Unknown { bit, .. } => (unknown_set, bit),
-        };
-        let mask = 1u64 << (bit % 64);
-        debug_assert_eq!(
-            set[bit / 64] & mask != 0,
-            !value,
-            "invariant: a bit flips each time"
-        );
-        if value {
-            set[bit / 64] |= mask;
-        } else {
-            set[bit / 64] &= !mask;
+        match self.compiled[entry].place {
+            Place::Answered { bit, .. } => answered_set.set(bit, value),
+            Place::Unknown { bit, .. } => unknown_set.set(bit, value),
         }
     }
 }
@@ -640,17 +745,83 @@ fn state_word(state: StateId, run: Run) -> u64 {
     u64::from(state) | ((run as u64) << 32)
 }
 
-/// Records that configuration `(key, unknown_set)` failed; returns the change in cache entries.
-fn record_failure(
-    failed: &mut HashMap<Box<[u64]>, UnknownSets, FastBuildHasher>,
-    key: &[u64],
-    unknown_set: &[u64],
-) -> i64 {
-    if let Some(sets) = failed.get_mut(key) {
-        return sets.record(unknown_set) as i64;
+/// Lowe's cache of configurations that failed, in two parts; every failed configuration is in
+/// one or the other, or ruled out by a subset in the second, so no failure is forgotten.
+///
+/// - `dominating`: for each `(A, s)`, a few unknown sets `U` that failed, the smallest ones, since
+///   a failed `(A, U', s)` also rules out every `(A, U, s)` with `U ⊇ U'` (see the module
+///   comment). Only [`UNKNOWN_SETS_PER_KEY_MAX`] are kept, so that a check stays cheap.
+/// - `exact`: the failed configurations for which there was no room there, exactly, keyed by the
+///   linearized answered set, the state word and the linearized unknown set (each set encoded
+///   without its leading full and trailing empty words, see [`BitSet::encode_into`]).
+#[derive(Default)]
+struct FailureCache {
+    exact: HashSet<Box<[u64]>, FastBuildHasher>,
+    dominating: HashMap<Box<[u64]>, UnknownSets, FastBuildHasher>,
+    /// What the two parts hold, estimated (see [`CACHE_ENTRY_OVERHEAD_BYTES`]).
+    bytes: u64,
+}
+
+impl FailureCache {
+    /// Builds the exact key in `key`, and returns where its `(A, s)` part ends: the key is the
+    /// answered set's encoding, the state word, then the unknown set's encoding.
+    fn encode(
+        key: &mut Vec<u64>,
+        answered_set: &BitSet,
+        unknown_set: &BitSet,
+        state_word: u64,
+    ) -> usize {
+        key.clear();
+        answered_set.encode_into(key);
+        key.push(state_word);
+        let answered_and_state = key.len();
+        unknown_set.encode_into(key);
+        answered_and_state
     }
-    failed.insert(key.into(), UnknownSets::One(unknown_set.into()));
-    1
+
+    /// Whether the configuration of `key` (from [`FailureCache::encode`], which returned
+    /// `answered_and_state`) is known to fail: recorded with the same or a smaller unknown set.
+    fn has_failed(&self, key: &[u64], answered_and_state: usize, unknown_set: &BitSet) -> bool {
+        self.dominating
+            .get(&key[..answered_and_state])
+            .is_some_and(|sets| sets.dominates(unknown_set.used()))
+            // Most searches never fill the few sets of an `(A, s)`, so skip the hashing then.
+            || (!self.exact.is_empty() && self.exact.contains(key))
+    }
+
+    /// Records that this configuration failed: among the few unknown sets of its `(A, s)` when
+    /// there is room, else in the exact part (a set kept among the few needs no exact copy,
+    /// since it leaves them only for a subset that still rules it out).
+    fn record(&mut self, answered_set: &BitSet, unknown_set: &BitSet, state_word: u64) {
+        let mut key = Vec::new();
+        let answered_and_state =
+            FailureCache::encode(&mut key, answered_set, unknown_set, state_word);
+        let unknown = unknown_set.used();
+        let unknown_bytes = unknown.len() as u64 * 8;
+        let kept_among_few = match self.dominating.get_mut(&key[..answered_and_state]) {
+            Some(sets) => {
+                let (kept, added) = sets.record(unknown);
+                let set_bytes = (unknown_bytes + SET_OVERHEAD_BYTES) as i64;
+                self.bytes = self.bytes.saturating_add_signed(added as i64 * set_bytes);
+                kept
+            }
+            None => {
+                self.bytes +=
+                    answered_and_state as u64 * 8 + unknown_bytes + CACHE_ENTRY_OVERHEAD_BYTES;
+                self.dominating.insert(
+                    key[..answered_and_state].into(),
+                    UnknownSets::One(unknown.into()),
+                );
+                true
+            }
+        };
+        if !kept_among_few {
+            self.bytes += key.len() as u64 * 8 + CACHE_ENTRY_OVERHEAD_BYTES;
+            // A configuration fails at most once: once recorded, no path enters it again.
+            let inserted = self.exact.insert(key.into_boxed_slice());
+            debug_assert!(inserted, "invariant: a configuration fails once");
+        }
+    }
 }
 
 /// Searches for a linearization of `entries`, which must all touch one key, in at most
@@ -667,4 +838,61 @@ pub(crate) fn search(entries: &[&Entry], steps_max: u64, trace: bool) -> SearchO
     let outcome = Search::new(entries).run(steps_max, trace);
     assert!(outcome.steps <= steps_max);
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simulate::SplitMix64;
+
+    fn encoding(set: &BitSet) -> Vec<u64> {
+        let mut key = Vec::new();
+        set.encode_into(&mut key);
+        key
+    }
+
+    /// The encoding depends on the set alone, not on how it was reached, tells different sets
+    /// apart, and drops the leading full and trailing empty words.
+    #[test]
+    fn bitset_encoding_is_canonical_and_trimmed() {
+        let bits = 300;
+        let mut random = SplitMix64::new(11);
+        let mut set = BitSet::new(bits);
+        let mut model = vec![false; bits];
+        let mut seen: HashMap<Vec<u64>, Vec<bool>> = HashMap::new();
+        for _ in 0..20_000 {
+            // Mostly fill from the front, as a search does, so that full words occur.
+            let bit = if random.below(2) == 0 {
+                random.below(bits as u64) as usize
+            } else {
+                model.iter().position(|&set| !set).unwrap_or(0)
+            };
+            model[bit] = !model[bit];
+            set.set(bit, model[bit]);
+            let key = encoding(&set);
+            let full_words = (key[0] & 0xffff_ffff) as usize;
+            let middle_words = (key[0] >> 32) as usize;
+            assert_eq!(key.len(), 1 + middle_words);
+            assert!(model[..full_words * 64].iter().all(|&set| set));
+            assert!(model[((full_words + middle_words) * 64).min(bits)..]
+                .iter()
+                .all(|&set| !set));
+            assert!(key[1..].first().is_none_or(|&word| word != u64::MAX));
+            assert!(key[1..].last().is_none_or(|&word| word != 0));
+            let previous = seen.insert(key, model.clone());
+            assert!(previous.is_none_or(|previous| previous == model));
+        }
+        assert!(
+            seen.keys().any(|key| key[0] & 0xffff_ffff > 0),
+            "full words occurred"
+        );
+    }
+
+    #[test]
+    fn subsets_need_no_trailing_words() {
+        assert!(is_subset(&[0b01], &[0b11, 0b1]));
+        assert!(!is_subset(&[0b01, 0b1], &[0b11]));
+        assert!(!is_subset(&[0b100], &[0b11]));
+        assert!(is_subset(&[], &[]));
+    }
 }

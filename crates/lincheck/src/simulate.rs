@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::history::{Entry, History, Operation, Outcome};
+use crate::history::{Entry, History, Operation, Outcome, Output};
 use crate::model::apply;
 
 /// The SplitMix64 generator (Steele, Lea & Flood, 2014): tiny, fast, and good enough to drive a
@@ -264,6 +264,111 @@ pub fn simulate(options: &SimulationOptions) -> History {
             .map(|entry| entry.expect("every id applied"))
             .collect(),
     }
+}
+
+/// The shape of [`unknown_deletes_history`]'s final read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinalRead {
+    /// The first put is concurrent with everything, so it may take effect last and the final
+    /// read of its value is linearizable.
+    Linearizable,
+    /// The first put completes before any other entry is invoked, so its value is overwritten
+    /// long before the final read returns it: not linearizable.
+    Overwritten,
+}
+
+/// A one-key history that is hard for a search that forgets failures or tells interchangeable
+/// unknown entries apart: `unknown_deletes` deletes whose outcome is unknown, all invoked at the
+/// start and concurrent with everything, then one client that alternates `put(v<i>)` with a get
+/// that finds the key absent (each such get needs a delete of its own after the put),
+/// `unknown_deletes` times, and finally reads `v0`, the value of a put made at the start (see
+/// [`FinalRead`]). `3 * unknown_deletes + 2` entries on key `k`.
+///
+/// With `n` deletes, the search meets the `i`-th get after any `i - 1` of them: a search that
+/// forgets failures walks the orders (about `n!`), one that remembers them exactly still meets
+/// `2^n` sets of used deletes, and one that uses identical unknown entries in invocation order
+/// meets `n + 1`.
+pub fn unknown_deletes_history(unknown_deletes: usize, final_read: FinalRead) -> History {
+    let key = "k".to_owned();
+    let pairs = unknown_deletes as u64;
+    // The writer's operations take 1,000 ns slots from 1,000 ns on; the final read is last.
+    let final_read_ns = 1_000 * (pairs + 1);
+    let end_ns = final_read_ns + 1_000;
+    let mut entries = Vec::with_capacity(3 * unknown_deletes + 2);
+    let mut push =
+        |client: u64, operation: Operation, invoke_ns: u64, complete_ns: u64, outcome| {
+            entries.push(Entry {
+                id: entries.len() as u64,
+                client,
+                operation,
+                invoke_ns,
+                complete_ns,
+                outcome,
+            });
+        };
+    let first_put_complete_ns = match final_read {
+        FinalRead::Linearizable => end_ns,
+        FinalRead::Overwritten => 5,
+    };
+    push(
+        0,
+        Operation::Put {
+            key: key.clone(),
+            value: "v0".to_owned(),
+        },
+        0,
+        first_put_complete_ns,
+        Outcome::Ok {
+            output: Output::Put,
+        },
+    );
+    for delete in 0..pairs {
+        push(
+            2 + delete,
+            Operation::Delete { key: key.clone() },
+            10 + delete,
+            end_ns,
+            Outcome::Unknown {
+                reason: "timed out".to_owned(),
+            },
+        );
+    }
+    for pair in 1..=pairs {
+        let start_ns = 1_000 * pair;
+        push(
+            1,
+            Operation::Put {
+                key: key.clone(),
+                value: format!("v{pair}"),
+            },
+            start_ns,
+            start_ns + 100,
+            Outcome::Ok {
+                output: Output::Put,
+            },
+        );
+        push(
+            1,
+            Operation::Get { key: key.clone() },
+            start_ns + 200,
+            start_ns + 300,
+            Outcome::Ok {
+                output: Output::Get { value: None },
+            },
+        );
+    }
+    push(
+        1,
+        Operation::Get { key },
+        final_read_ns,
+        final_read_ns + 100,
+        Outcome::Ok {
+            output: Output::Get {
+                value: Some("v0".to_owned()),
+            },
+        },
+    );
+    History { entries }
 }
 
 /// The operation of a plan. A compare-and-swap expects the current value most of the time, so
