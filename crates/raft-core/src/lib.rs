@@ -111,6 +111,7 @@
 mod display;
 mod election;
 mod error;
+mod invariant;
 mod log;
 mod log_store;
 mod membership;
@@ -131,6 +132,7 @@ mod types;
 pub mod wire;
 
 pub use error::{CompactError, ConfChangeError, ConfigError, InitError, ProposeError};
+pub use invariant::{InvariantViolation, SafetyViolation};
 pub use log_store::{LogStore, SharedMemStorage};
 pub use membership::{ConfChange, ConfigurationError};
 pub use message::{Message, MessageBody, MessageKind, ReadContext, TERM_OR_INDEX_MAX};

@@ -14,6 +14,7 @@
 
 use std::collections::VecDeque;
 
+use crate::invariant::Violations;
 use crate::storage::{Storage, StorageError};
 use crate::types::{Entry, Index, LogId, Snapshot, Term};
 
@@ -290,9 +291,18 @@ impl<S: Storage> RaftLog<S> {
         }
     }
 
-    /// Advances the commit index (never backwards, never past the log).
+    /// Advances the commit index to `index`, returning whether it moved; an index at or below
+    /// the commit index changes nothing (commit never goes backwards).
+    ///
+    /// # Panics
+    /// When `index` is past the last index: nothing commits that the log does not hold, so the
+    /// caller computed it wrong. Input from the network is bounded before it gets here.
     pub fn commit_to(&mut self, index: Index) -> bool {
-        let index = index.min(self.last_index());
+        let last = self.last_index();
+        assert!(
+            index <= last,
+            "caller bug: commit_to({index}) past the last index {last}"
+        );
         if index > self.committed {
             self.committed = index;
             true
@@ -301,12 +311,25 @@ impl<S: Storage> RaftLog<S> {
         }
     }
 
-    /// Records that the caller applied through `index`.
+    /// Records that the caller applied through `index`. Reporting the applied index again
+    /// changes nothing.
+    ///
+    /// # Panics
+    /// When `index` is beyond what was handed out for applying (the caller claims to have
+    /// applied entries it never received), or below the applied index (its reports go
+    /// backwards).
     pub fn applied_to(&mut self, index: Index) {
-        let index = index.min(self.applying);
-        if index > self.applied {
-            self.applied = index;
-        }
+        assert!(
+            index <= self.applying,
+            "caller bug: on_applied({index}) beyond the last index handed out for applying ({})",
+            self.applying
+        );
+        assert!(
+            index >= self.applied,
+            "caller bug: on_applied({index}) below the applied index {}: reports went backwards",
+            self.applied
+        );
+        self.applied = index;
         while let Some(&(last, bytes)) = self.unapplied.front() {
             if last > self.applied {
                 break;
@@ -405,6 +428,111 @@ impl<S: Storage> RaftLog<S> {
             self.applying
         );
         self.applying = index;
+    }
+
+    /// Adds every broken invariant of the log window to `out` (see `Raft::invariant_violations`).
+    /// Storage that cannot answer is not an invariant's fault: those checks are skipped.
+    pub(crate) fn collect_violations(&self, out: &mut Violations) {
+        let (applied, applying, committed) = (self.applied, self.applying, self.committed);
+        let last = self.last_index();
+        out.check(
+            applied <= applying && applying <= committed && committed <= last,
+            "log-cursors-ordered",
+            || format!("applied {applied} <= applying {applying} <= committed {committed} <= last {last} fails"),
+        );
+        if let Ok(snapshot) = self.snapshot_index() {
+            out.check(snapshot <= committed, "log-snapshot-committed", || {
+                format!("snapshot index {snapshot} above committed {committed}")
+            });
+        }
+        let unstable = &self.unstable;
+        let end = unstable.offset.plus(unstable.entries.len() as u64);
+        let misplaced = unstable
+            .entries
+            .iter()
+            .zip(unstable.offset.0..)
+            .find(|(entry, index)| entry.index().0 != *index);
+        out.check(misplaced.is_none(), "log-unstable-contiguous", || {
+            let (entry, index) = misplaced.expect("found");
+            format!("unstable entry {} where index {index} belongs", entry.id)
+        });
+        let backwards = unstable
+            .entries
+            .iter()
+            .zip(unstable.entries.iter().skip(1))
+            .find(|(before, after)| after.term() < before.term());
+        out.check(backwards.is_none(), "log-terms-ordered", || {
+            let (before, after) = backwards.expect("found");
+            format!("entry {} follows {}", after.id, before.id)
+        });
+        out.check(
+            unstable.offset <= unstable.handed_out_below && unstable.handed_out_below <= end,
+            "log-handed-out-within-unstable",
+            || {
+                format!(
+                    "handed out below {} outside the unstable entries {}..{end}",
+                    unstable.handed_out_below, unstable.offset
+                )
+            },
+        );
+        match &unstable.snapshot {
+            Some(snapshot) => {
+                let index = snapshot.meta.last_included.index;
+                out.check(
+                    index < unstable.offset,
+                    "log-snapshot-before-unstable",
+                    || {
+                        format!(
+                            "pending snapshot at {index}, unstable entries from {}",
+                            unstable.offset
+                        )
+                    },
+                );
+            }
+            None => {
+                if let (Ok(first), Ok(stored_last)) =
+                    (self.storage.first_index(), self.storage.last_index())
+                {
+                    out.check(
+                        first <= unstable.offset && unstable.offset <= stored_last.next(),
+                        "log-unstable-joins-storage",
+                        || {
+                            format!(
+                                "unstable entries from {}, storage holds {first}..={stored_last}",
+                                unstable.offset
+                            )
+                        },
+                    );
+                }
+            }
+        }
+        let bytes: u64 = self.unapplied.iter().map(|&(_, bytes)| bytes).sum();
+        out.check(
+            bytes == self.unapplied_bytes,
+            "log-unapplied-bytes-sum",
+            || {
+                format!(
+                    "unapplied bytes {} but the batches hold {bytes}",
+                    self.unapplied_bytes
+                )
+            },
+        );
+        let mut floor = applied;
+        let out_of_place = self.unapplied.iter().find(|&&(batch_last, _)| {
+            let misplaced = batch_last <= floor || batch_last > applying;
+            floor = batch_last;
+            misplaced
+        });
+        out.check(
+            out_of_place.is_none(),
+            "log-unapplied-batches-ordered",
+            || {
+                format!(
+                    "unapplied batches {:?} not increasing within ({applied}, {applying}]",
+                    self.unapplied
+                )
+            },
+        );
     }
 
     /// Committed, durable entries not yet handed out for applying, so that at most

@@ -26,6 +26,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::error::ProposeError;
+use crate::invariant::Violations;
 use crate::message::{MessageBody, ReadContext};
 use crate::quorum::{is_majority, majority_value};
 use crate::raft::{Raft, StepError};
@@ -197,11 +198,121 @@ impl ReadIndexState {
     }
 }
 
+impl ReadIndexState {
+    /// Adds every broken invariant of the read bookkeeping to `out`, for a peer that `leads`
+    /// (or not), is committed through `committed` and whose clock reads `now_ticks`.
+    pub(crate) fn collect_violations(
+        &self,
+        leads: bool,
+        committed: Index,
+        now_ticks: u64,
+        out: &mut Violations,
+    ) {
+        let held = self.pending.len() + self.waiting_for_commit.len() + self.forwarded.len();
+        out.check(held <= self.capacity, "reads-bounded", || {
+            format!("{held} reads held, capacity {}", self.capacity)
+        });
+        let round = self.round;
+        let mut previous = 0;
+        let unordered = self.pending.iter().find(|read| {
+            let misplaced = read.round < previous || read.round > round || read.index > committed;
+            previous = read.round;
+            misplaced
+        });
+        out.check(unordered.is_none(), "reads-pending-ordered", || {
+            format!(
+                "pending read {unordered:?}: rounds must not decrease or pass {round}, indexes not pass commit {committed}"
+            )
+        });
+        let echoed_ahead = self.acked_rounds.iter().find(|(_, &acked)| acked > round);
+        out.check(echoed_ahead.is_none(), "reads-echo-not-ahead", || {
+            format!("{echoed_ahead:?} echoed beyond the latest round {round}")
+        });
+        let mut broadcasts = self.broadcasts.iter().zip(self.broadcasts.iter().skip(1));
+        let ordered = broadcasts.all(|(before, after)| before.0 < after.0 && before.1 < after.1)
+            && self
+                .broadcasts
+                .back()
+                .is_none_or(|&(tick, broadcast_round)| {
+                    tick <= now_ticks && broadcast_round <= round
+                });
+        out.check(ordered, "lease-broadcasts-ordered", || {
+            format!(
+                "broadcasts {:?} at tick {now_ticks}, round {round}",
+                self.broadcasts
+            )
+        });
+        if let Some(lease_ticks) = self.lease_ticks {
+            out.check(
+                self.broadcasts.len() as u64 <= lease_ticks + 1,
+                "lease-broadcasts-bounded",
+                || {
+                    format!(
+                        "{} broadcasts, lease of {lease_ticks} ticks",
+                        self.broadcasts.len()
+                    )
+                },
+            );
+        }
+        let lease_end = self.lease_end_ticks;
+        let lease_bounded = match (lease_end, self.lease_ticks) {
+            (None, _) => true,
+            (Some(end), Some(lease_ticks)) => {
+                leads && !self.lease_forbidden && end <= now_ticks + lease_ticks
+            }
+            (Some(_), None) => false,
+        };
+        out.check(lease_bounded, "lease-only-on-leader", || {
+            format!(
+                "lease until tick {lease_end:?} at tick {now_ticks} (leader: {leads}, forbidden: {}, lease ticks {:?})",
+                self.lease_forbidden, self.lease_ticks
+            )
+        });
+        if leads {
+            out.check(
+                self.forwarded.is_empty(),
+                "reads-forwarded-only-by-followers",
+                || format!("a leader holds {} forwarded reads", self.forwarded.len()),
+            );
+        } else {
+            let leader_state = self.pending.len()
+                + self.waiting_for_commit.len()
+                + self.acked_rounds.len()
+                + self.broadcasts.len();
+            out.check(
+                leader_state == 0 && !self.heartbeat_due,
+                "reads-leader-state-only-on-leader",
+                || {
+                    format!(
+                        "not leading, yet {} pending, {} waiting for commit, {} echoes, {} broadcasts, heartbeat due {}",
+                        self.pending.len(),
+                        self.waiting_for_commit.len(),
+                        self.acked_rounds.len(),
+                        self.broadcasts.len(),
+                        self.heartbeat_due
+                    )
+                },
+            );
+        }
+    }
+
+    /// Whether reads wait for this leader to commit an entry of its term.
+    pub(crate) fn waiting_for_commit(&self) -> usize {
+        self.waiting_for_commit.len()
+    }
+}
+
 impl<S: Storage> Raft<S> {
     /// Requests a linearizable read. When it is safe, a [`ReadState`] with `context` arrives in
     /// a later [`crate::Ready`]; the service serves the read once it has applied its index.
     /// On a follower the request is forwarded to the leader.
     pub fn read_index(&mut self, context: ReadContext) -> Result<(), ProposeError> {
+        let result = self.read_index_inner(context);
+        self.debug_check_invariants();
+        result
+    }
+
+    fn read_index_inner(&mut self, context: ReadContext) -> Result<(), ProposeError> {
         self.refuse_if_stopped()?;
         if self.reads.is_full() {
             return Err(ProposeError::Busy);
@@ -228,6 +339,12 @@ impl<S: Storage> Raft<S> {
     /// to. Safe as long as no peer's clock runs faster than `Config::lease_margin_ticks`
     /// allows; without `Config::check_quorum` every lease read takes a round.
     pub fn lease_read(&mut self, context: ReadContext) -> Result<(), ProposeError> {
+        let result = self.lease_read_inner(context);
+        self.debug_check_invariants();
+        result
+    }
+
+    fn lease_read_inner(&mut self, context: ReadContext) -> Result<(), ProposeError> {
         self.refuse_if_stopped()?;
         if self.role != Role::Leader {
             return Err(ProposeError::NotLeader {

@@ -15,6 +15,7 @@
 //! spare followers get them at the next tick's flush (see `Config::spare_flush_ticks`), so a
 //! write costs a majority's fdatasyncs rather than every peer's.
 
+use crate::invariant::SafetyViolation;
 use crate::message::{Message, MessageBody};
 use crate::progress::ProgressState;
 use crate::quorum::{is_majority, majority_value};
@@ -211,8 +212,15 @@ impl<S: Storage> Raft<S> {
         mut entries: Vec<Entry>,
         leader_commit: Index,
     ) -> Result<(), StepError> {
+        debug_assert!(
+            self.role == Role::Follower && self.leader == Some(from),
+            "precondition append-from-our-leader: {:?} following {:?}, append from {from}",
+            self.role,
+            self.leader
+        );
         validate_entries(prev, &entries, self.term)?;
         let committed = self.log.committed();
+        self.refuse_overwriting_committed(from, prev, &entries)?;
         let mut prev = prev;
         if prev.index < committed {
             // Everything through our commit index already matches the leader's log (Leader
@@ -255,11 +263,12 @@ impl<S: Storage> Raft<S> {
         }
         let last_new = prev.index.plus(entries.len() as u64);
         if let Some(conflict) = self.log.find_conflict(&entries) {
-            if conflict <= committed {
-                return Err(StepError::Invalid(
-                    "append conflicts with a committed entry",
-                ));
-            }
+            // `refuse_overwriting_committed` refused any conflict at or below the commit
+            // index, and the prefix through it was skipped above.
+            assert!(
+                conflict > committed,
+                "invariant committed-entries-immutable: conflict at {conflict}, committed {committed}"
+            );
             let from_conflict = (conflict.0 - prev.index.0 - 1) as usize;
             entries.drain(..from_conflict);
             // Configuration entries take effect as they arrive, and those of a replaced
@@ -270,6 +279,13 @@ impl<S: Storage> Raft<S> {
                 ));
             }
         }
+        // The log now matches the leader's through `last_new` (Log Matching, §5.3), and no
+        // further: entries after it may be from another leader.
+        assert!(
+            self.log.matches(prev) && last_new <= self.log.last_index(),
+            "postcondition append-matches: prev {prev}, last new {last_new}, last {}",
+            self.log.last_index()
+        );
         self.log.commit_to(leader_commit.min(last_new));
         let term = self.term;
         self.send_after_persist(
@@ -284,15 +300,83 @@ impl<S: Storage> Raft<S> {
         Ok(())
     }
 
+    /// Refuses an append that contradicts an entry this peer knows is committed: its `prev`
+    /// or one of its entries at or below the commit index names another term than ours. A
+    /// committed entry is in the log of every later leader (Leader Completeness, §5.4), so a
+    /// correct leader never sends one: either it or this peer has lost durable state, or the
+    /// message is forged. The peer stops (see [`Raft::safety_violation`]) rather than take part
+    /// in a divergence. Entries this peer no longer holds (compacted) cannot be compared and
+    /// are skipped, as the append handler does.
+    fn refuse_overwriting_committed(
+        &mut self,
+        from: NodeId,
+        prev: LogId,
+        entries: &[Entry],
+    ) -> Result<(), StepError> {
+        let committed = self.log.committed();
+        let claimed = std::iter::once(prev)
+            .chain(entries.iter().map(|entry| entry.id))
+            .take_while(|id| id.index <= committed);
+        for id in claimed {
+            match self.log.term(id.index) {
+                Ok(ours) if ours != id.term => {
+                    let violation = SafetyViolation {
+                        term: self.term,
+                        index: id.index,
+                        sender: from,
+                        ours,
+                        theirs: id.term,
+                        committed,
+                    };
+                    return Err(self.stop_on_safety_violation(violation));
+                }
+                Err(StorageError::Failed(error)) => {
+                    return Err(StepError::Fatal(StorageError::Failed(error)))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn handle_heartbeat(
         &mut self,
         from: NodeId,
         commit: Index,
         read_round: u64,
     ) -> Result<(), StepError> {
-        // The leader bounds `commit` by our acknowledged match, so it is safe to adopt.
-        self.log.commit_to(commit);
+        debug_assert!(
+            self.role == Role::Follower && self.leader == Some(from),
+            "precondition heartbeat-from-our-leader: {:?} following {:?}, heartbeat from {from}",
+            self.role,
+            self.leader
+        );
+        // The echo confirms this term's leader for its reads and lease whatever the commit
+        // index says (thesis §6.4), so it goes out even when the commit is refused.
         self.send(from, MessageBody::HeartbeatResponse { read_round });
+        self.adopt_leader_commit(commit)
+    }
+
+    /// Adopts the commit index a leader's heartbeat or commit notice carries. The leader
+    /// bounds it by the match this peer acknowledged in this term, once durable (Figure 2:
+    /// persist before answering); within a term only that leader changes this log and never
+    /// replaces an entry it matched, so every index up to it holds the leader's entry. One
+    /// beyond the last index is therefore impossible from a correct leader: it is refused
+    /// rather than clamped, and counted as invalid.
+    pub(crate) fn adopt_leader_commit(&mut self, commit: Index) -> Result<(), StepError> {
+        let last = self.log.last_index();
+        if commit > last {
+            return Err(StepError::Invalid(
+                "commit index beyond this follower's log",
+            ));
+        }
+        let before = self.log.committed();
+        self.log.commit_to(commit);
+        assert!(
+            self.log.committed() == before.max(commit),
+            "postcondition commit-adopted: {} after {before} and {commit}",
+            self.log.committed()
+        );
         Ok(())
     }
 

@@ -30,6 +30,13 @@ pub(crate) struct IncomingSnapshot {
     data: Vec<u8>,
 }
 
+impl IncomingSnapshot {
+    /// The term of the transfer and the bytes received so far.
+    pub(crate) fn term_and_bytes(&self) -> (Term, u64) {
+        (self.term, self.data.len() as u64)
+    }
+}
+
 impl<S: Storage> Raft<S> {
     /// Starts sending the newest stored snapshot to `peer`. Returns `false`: nothing more is
     /// sent to the peer until the transfer ends.

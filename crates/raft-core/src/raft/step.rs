@@ -10,6 +10,7 @@
 //!
 //! [`StepError`] says why a message was dropped; dropping is always safe.
 
+use crate::invariant::SafetyViolation;
 use crate::message::{Message, MessageBody};
 use crate::storage::{Storage, StorageError};
 use crate::types::{Index, LogId, NodeId, Role, Term};
@@ -43,14 +44,22 @@ pub enum StepError {
     /// Storage failed; the peer has stopped.
     #[error("storage failed: {0}")]
     Fatal(StorageError),
+    /// A leader asked this peer to overwrite a committed entry; the peer has stopped, and
+    /// every later message is refused with this error (see [`Raft::safety_violation`]).
+    #[error(transparent)]
+    SafetyViolation(#[from] SafetyViolation),
 }
 
 impl<S: Storage> Raft<S> {
     /// Handles a message from another peer. Errors say why a message was dropped; only
-    /// [`StepError::Fatal`] means the peer stopped.
+    /// [`StepError::Fatal`] and [`StepError::SafetyViolation`] mean the peer stopped. No
+    /// message, however malformed or hostile, makes it panic.
     pub fn step(&mut self, message: Message) -> Result<(), StepError> {
         if let Some(error) = &self.fatal {
             return Err(StepError::Fatal(error.clone()));
+        }
+        if let Some(violation) = &self.safety_violation {
+            return Err(StepError::SafetyViolation(violation.clone()));
         }
         let result = self.step_inner(message);
         match &result {
@@ -61,8 +70,11 @@ impl<S: Storage> Raft<S> {
             }
             Err(StepError::Invalid(_)) => self.counters.dropped_invalid += 1,
             Err(StepError::Ignored(_)) => self.counters.dropped_ignored += 1,
+            // Counted where it is detected (`stop_on_safety_violation`).
+            Err(StepError::SafetyViolation(_)) => {}
             Ok(()) => {}
         }
+        self.debug_check_invariants();
         result
     }
 
@@ -223,9 +235,7 @@ impl<S: Storage> Raft<S> {
             }
             MessageBody::Commit { commit } => {
                 self.follow_leader_of_current_term(from)?;
-                // The leader bounds `commit` by our acknowledged match, so it is safe to adopt.
-                self.log.commit_to(commit);
-                Ok(())
+                self.adopt_leader_commit(commit)
             }
             MessageBody::InstallSnapshot {
                 meta,

@@ -1,0 +1,374 @@
+//! The peer checks itself: every invariant the code relies on, tested on demand.
+//!
+//! ```text
+//!  invariant_violations() ─► log window (log.rs)            cursors, unstable tail, apply budget
+//!                         ─► roles, terms and votes (here)   leader voted for itself, ...
+//!                         ─► configuration (here)            in effect = history's latest
+//!                         ─► leader state (here, progress.rs) one progress per member, match < next
+//!                         ─► hand-off (here)                 held messages wait for real writes
+//!                         ─► reads (read_index.rs)           rounds, lease only on a leader
+//!  check_invariants() ─► panic naming each broken one, with the values
+//! ```
+//!
+//! In debug builds every public entry point ends with [`Raft::check_invariants`] (through
+//! `debug_check_invariants`); the simulator calls it after every event whatever the build, and
+//! the property tests after every input. A check never changes the peer, and storage that
+//! cannot answer a question is skipped, not reported: a storage failure is an environmental
+//! error (it stops the peer), not a broken invariant.
+
+use crate::invariant::{InvariantViolation, Violations};
+use crate::storage::Storage;
+use crate::types::{Index, NodeId, Role};
+
+use super::Raft;
+
+impl<S: Storage> Raft<S> {
+    /// Every invariant of this peer's state that does not hold, with the values that break
+    /// it; empty when all hold. A non-empty answer is a bug in the core or in its caller (an
+    /// input no peer could send is refused before it changes anything).
+    ///
+    /// The invariants, by name:
+    /// - the log: `log-cursors-ordered` (applied <= applying <= committed <= last),
+    ///   `log-snapshot-committed` (snapshot index <= committed), `log-unstable-contiguous`,
+    ///   `log-terms-ordered`, `log-handed-out-within-unstable`, `log-snapshot-before-unstable`,
+    ///   `log-unstable-joins-storage`, `log-unapplied-bytes-sum`, `log-unapplied-batches-ordered`;
+    /// - terms and roles: `term-bounds-entries` (no entry of a later term than the peer's),
+    ///   `term-bounds-durable-state`, `leader-voted-for-itself` (a leader knows itself as leader
+    ///   and its vote for itself is durable), `candidate-voted-for-itself`,
+    ///   `only-leader-knows-itself-leader`, `votes-only-while-campaigning`, `election-timer-bounds`;
+    /// - membership: `configuration-is-latest` (the configuration in effect equals the
+    ///   history's latest, thesis §4.1), `configuration-valid`, `configuration-history-within-log`;
+    /// - leader state: `leader-state-only-on-leader` (progress, transfer, uncommitted entries),
+    ///   `progress-for-every-member`, `progress-only-for-members`, the per-follower
+    ///   `progress-match-below-next`, `progress-within-log`, `progress-commit-sent-committed`,
+    ///   `progress-snapshot-state`, `progress-inflights-replicating`, `inflight-bounded`,
+    ///   `progress-own-match-durable`, `uncommitted-bytes-sum`, `uncommitted-entries-ordered`,
+    ///   `transfer-to-a-voter`;
+    /// - the hand-off: `persist-ids-ordered`, `held-messages-wait-for-unpersisted-writes`,
+    ///   `messages-from-self`, `snapshot-to-apply-committed`, `compaction-applied`,
+    ///   `incoming-snapshot-bounded`;
+    /// - reads: `reads-bounded`, `reads-pending-ordered`, `reads-echo-not-ahead`,
+    ///   `lease-broadcasts-ordered`, `lease-broadcasts-bounded`, `lease-only-on-leader`,
+    ///   `reads-forwarded-only-by-followers`, `reads-leader-state-only-on-leader`,
+    ///   `reads-wait-only-before-first-commit`.
+    pub fn invariant_violations(&self) -> Vec<InvariantViolation> {
+        let mut out = Violations::default();
+        self.log.collect_violations(&mut out);
+        self.collect_role_violations(&mut out);
+        self.collect_configuration_violations(&mut out);
+        self.collect_leader_violations(&mut out);
+        self.collect_hand_off_violations(&mut out);
+        let leads = self.role == Role::Leader;
+        let committed = self.log.committed();
+        self.reads
+            .collect_violations(leads, committed, self.now_ticks, &mut out);
+        if leads && self.log.term(committed).is_ok_and(|term| term == self.term) {
+            // Reads wait for the first commit of the term (thesis §6.4 step 1), and are let
+            // go the moment it happens.
+            let waiting = self.reads.waiting_for_commit();
+            out.check(waiting == 0, "reads-wait-only-before-first-commit", || {
+                format!("{waiting} reads wait although {committed} of this term is committed")
+            });
+        }
+        out.into_vec()
+    }
+
+    /// Panics naming every broken invariant and its values (see
+    /// [`Raft::invariant_violations`] for the list), with this peer's id, term and role. Runs
+    /// after every public entry point in debug builds; the simulator and the property tests
+    /// call it after every input in any build.
+    ///
+    /// # Panics
+    /// When any invariant is broken: a bug in the core or in its caller.
+    pub fn check_invariants(&self) {
+        let violations = self.invariant_violations();
+        if violations.is_empty() {
+            return;
+        }
+        let list: Vec<String> = violations.iter().map(ToString::to_string).collect();
+        panic!(
+            "invariant broken on {} (term {}, {:?}): {}",
+            self.id,
+            self.term,
+            self.role,
+            list.join("; ")
+        );
+    }
+
+    /// [`Raft::check_invariants`] in debug builds; nothing in release builds, where the
+    /// simulator calls the check itself.
+    #[inline]
+    pub(crate) fn debug_check_invariants(&self) {
+        // A stopped peer's state no longer matters: a storage failure may have stopped it
+        // half way through an input, and it hands nothing out any more.
+        #[cfg(debug_assertions)]
+        if !self.is_stopped() {
+            self.check_invariants();
+        }
+    }
+
+    fn collect_role_violations(&self, out: &mut Violations) {
+        let (id, term, role) = (self.id, self.term, self.role);
+        if let Ok(last) = self.log.last_log_id() {
+            out.check(last.term <= term, "term-bounds-entries", || {
+                format!("last entry {last} is of a term after the peer's {term}")
+            });
+        }
+        let handed_out = self.handed_out_hard_state.term;
+        let durable_vote = self.durable_vote;
+        out.check(
+            handed_out <= term && durable_vote.is_none_or(|(voted_in, _)| voted_in <= term),
+            "term-bounds-durable-state",
+            || format!("term {term}, handed out {handed_out}, durable vote {durable_vote:?}"),
+        );
+        match role {
+            Role::Leader => out.check(
+                self.leader == Some(id)
+                    && self.vote == Some(id)
+                    && durable_vote == Some((term, id)),
+                "leader-voted-for-itself",
+                || {
+                    format!(
+                        "leader {id}: knows leader {:?}, vote {:?}, durable vote {durable_vote:?}",
+                        self.leader, self.vote
+                    )
+                },
+            ),
+            Role::Candidate => out.check(
+                self.vote == Some(id) && self.leader.is_none(),
+                "candidate-voted-for-itself",
+                || format!("vote {:?}, leader {:?}", self.vote, self.leader),
+            ),
+            Role::PreCandidate | Role::Follower => out.check(
+                self.leader != Some(id),
+                "only-leader-knows-itself-leader",
+                || format!("{role:?} {id} names itself leader"),
+            ),
+        }
+        let campaigning = matches!(role, Role::Candidate | Role::PreCandidate);
+        out.check(
+            campaigning || self.votes.is_empty(),
+            "votes-only-while-campaigning",
+            || format!("{role:?} holds votes {:?}", self.votes),
+        );
+        let election_ticks = self.config.election_ticks;
+        let randomized = self.randomized_election_ticks;
+        let timers_bounded = if role == Role::Leader {
+            self.election_elapsed < election_ticks
+                && self.heartbeat_elapsed < self.config.heartbeat_ticks
+        } else {
+            self.election_elapsed < randomized
+        };
+        out.check(
+            timers_bounded && election_ticks <= randomized && randomized < 2 * election_ticks,
+            "election-timer-bounds",
+            || {
+                format!(
+                    "{role:?}: election elapsed {}, heartbeat elapsed {}, randomized timeout {randomized} (election ticks {election_ticks})",
+                    self.election_elapsed, self.heartbeat_elapsed
+                )
+            },
+        );
+    }
+
+    fn collect_configuration_violations(&self, out: &mut Violations) {
+        let latest = self.configuration_history.latest();
+        out.check(
+            *latest == self.configuration,
+            "configuration-is-latest",
+            || {
+                format!(
+                    "in effect {}, history's latest {latest}",
+                    self.configuration
+                )
+            },
+        );
+        let valid = self.configuration.validate();
+        out.check(valid.is_ok(), "configuration-valid", || {
+            format!("{}: {valid:?}", self.configuration)
+        });
+        let (base, latest_index) = (
+            self.configuration_history.base_index(),
+            self.configuration_history.latest_index(),
+        );
+        let (committed, last) = (self.log.committed(), self.log.last_index());
+        out.check(
+            base <= committed && latest_index <= last,
+            "configuration-history-within-log",
+            || format!("history from {base} to {latest_index}, committed {committed}, last {last}"),
+        );
+    }
+
+    fn collect_leader_violations(&self, out: &mut Violations) {
+        let id = self.id;
+        if self.role != Role::Leader {
+            out.check(
+                self.progress.is_empty()
+                    && self.transfer_target.is_none()
+                    && self.uncommitted.is_empty()
+                    && self.uncommitted_bytes == 0,
+                "leader-state-only-on-leader",
+                || {
+                    format!(
+                        "{:?} holds progress for {:?}, transfer {:?}, {} uncommitted entries of {} bytes",
+                        self.role,
+                        self.progress.keys().collect::<Vec<_>>(),
+                        self.transfer_target,
+                        self.uncommitted.len(),
+                        self.uncommitted_bytes
+                    )
+                },
+            );
+            return;
+        }
+        let (committed, last) = (self.log.committed(), self.log.last_index());
+        for (&peer, progress) in &self.progress {
+            progress.collect_violations(peer, last, committed, out);
+        }
+        let missing: Vec<NodeId> = self
+            .configuration
+            .members()
+            .chain([id])
+            .filter(|member| !self.progress.contains_key(member))
+            .collect();
+        out.check(missing.is_empty(), "progress-for-every-member", || {
+            format!("no progress for {missing:?} of {}", self.configuration)
+        });
+        // A peer the configuration in effect removed is still replicated to until that
+        // configuration commits (see `sync_progress_with_configuration`).
+        let committed_configuration = self.configuration_history.at(committed);
+        let strangers: Vec<NodeId> = self
+            .progress
+            .keys()
+            .copied()
+            .filter(|&peer| {
+                peer != id
+                    && !self.configuration.is_member(peer)
+                    && !committed_configuration.is_member(peer)
+            })
+            .collect();
+        out.check(strangers.is_empty(), "progress-only-for-members", || {
+            format!(
+                "progress for {strangers:?}, members of neither {} nor the committed {committed_configuration}",
+                self.configuration
+            )
+        });
+        if let Some(own) = self.progress.get(&id) {
+            let durable = self.log.durable_index();
+            out.check(
+                own.match_index <= durable,
+                "progress-own-match-durable",
+                || format!("own match {} beyond the durable {durable}", own.match_index),
+            );
+        }
+        let bytes: u64 = self.uncommitted.iter().map(|&(_, bytes)| bytes).sum();
+        out.check(
+            bytes == self.uncommitted_bytes,
+            "uncommitted-bytes-sum",
+            || {
+                format!(
+                    "uncommitted bytes {} but the entries hold {bytes}",
+                    self.uncommitted_bytes
+                )
+            },
+        );
+        let mut floor = committed;
+        let misplaced = self.uncommitted.iter().find(|&&(index, _)| {
+            let misplaced = index <= floor || index > last;
+            floor = index;
+            misplaced
+        });
+        out.check(misplaced.is_none(), "uncommitted-entries-ordered", || {
+            format!("uncommitted entry {misplaced:?} not increasing within ({committed}, {last}]")
+        });
+        if let Some((target, elapsed)) = self.transfer_target {
+            let election_ticks = self.config.election_ticks;
+            out.check(
+                target != id
+                    && self.configuration.voters.contains(&target)
+                    && elapsed < election_ticks
+                    && !self.reads.lease_holds(self.now_ticks),
+                "transfer-to-a-voter",
+                || {
+                    format!(
+                        "transfer to {target} after {elapsed} of {election_ticks} ticks, voters {:?}, lease held {}",
+                        self.configuration.voters,
+                        self.reads.lease_holds(self.now_ticks)
+                    )
+                },
+            );
+        }
+    }
+
+    fn collect_hand_off_violations(&self, out: &mut Violations) {
+        let (persisted, handed_out) = (self.persisted_id, self.last_persist_id);
+        let pending: Vec<u64> = self
+            .pending_persists
+            .iter()
+            .map(|pending| pending.id())
+            .collect();
+        let expected: Vec<u64> = (persisted + 1..=handed_out).collect();
+        out.check(
+            persisted <= handed_out && pending == expected,
+            "persist-ids-ordered",
+            || format!("persisted {persisted}, handed out {handed_out}, pending {pending:?}"),
+        );
+        // Messages held for a write wait for one that is handed out and not yet durable
+        // (Figure 2: persist before answering).
+        let mut floor = persisted;
+        let held: Vec<u64> = self
+            .waiting_for_persist
+            .iter()
+            .map(|(required, _)| *required)
+            .collect();
+        let misplaced = held.iter().any(|&required| {
+            let misplaced = required <= floor || required > handed_out;
+            floor = required;
+            misplaced
+        });
+        out.check(!misplaced, "held-messages-wait-for-unpersisted-writes", || {
+            format!("messages held for writes {held:?}; persisted {persisted}, handed out {handed_out}")
+        });
+        let foreign = self
+            .messages
+            .iter()
+            .chain(&self.messages_after_persist)
+            .chain(self.waiting_for_persist.iter().flat_map(|(_, held)| held))
+            .find(|message| message.from != self.id);
+        out.check(foreign.is_none(), "messages-from-self", || {
+            format!("queued message not from {}: {foreign:?}", self.id)
+        });
+        let (committed, applied) = (self.log.committed(), self.log.applied());
+        let to_apply = self
+            .snapshot_to_apply
+            .as_ref()
+            .map(|snapshot| snapshot.meta.last_included.index);
+        out.check(
+            to_apply.is_none_or(|index| index <= committed),
+            "snapshot-to-apply-committed",
+            || format!("snapshot to apply at {to_apply:?}, committed {committed}"),
+        );
+        let compaction = self
+            .pending_compaction
+            .as_ref()
+            .map(|snapshot| snapshot.meta.last_included.index);
+        out.check(
+            compaction.is_none_or(|index: Index| index <= applied),
+            "compaction-applied",
+            || format!("compaction through {compaction:?}, applied {applied}"),
+        );
+        if let Some(incoming) = &self.incoming_snapshot {
+            let (term, bytes) = incoming.term_and_bytes();
+            out.check(
+                term <= self.term && bytes <= self.config.snapshot_bytes_max,
+                "incoming-snapshot-bounded",
+                || {
+                    format!(
+                        "receiving {bytes} bytes in term {term}; term {}, limit {}",
+                        self.term, self.config.snapshot_bytes_max
+                    )
+                },
+            );
+        }
+    }
+}
