@@ -145,3 +145,15 @@ pub use types::{
     Configuration, Entry, EntryKind, HardState, Index, LogId, NodeId, Role, Snapshot, SnapshotMeta,
     Term,
 };
+
+/// The text of a caught panic, for tests that check what a panic says.
+#[cfg(test)]
+pub(crate) fn test_panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    match payload.downcast_ref::<String>() {
+        Some(text) => text.clone(),
+        None => payload
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_string())
+            .unwrap_or_default(),
+    }
+}

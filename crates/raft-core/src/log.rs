@@ -596,6 +596,102 @@ mod tests {
         log.stable_to(LogId::new(Term(1), Index(last)));
     }
 
+    /// The names of the log's broken invariants.
+    fn broken(log: &RaftLog<MemStorage>) -> Vec<&'static str> {
+        let mut out = Violations::default();
+        log.collect_violations(&mut out);
+        out.into_vec().iter().map(|v| v.invariant).collect()
+    }
+
+    /// A log of 6 entries, 4 durable, committed through 4, applying through 3, applied through 2.
+    fn busy_log() -> RaftLog<MemStorage> {
+        let mut log = new_log();
+        append_durably(&mut log, 4);
+        log.append((5..=6).map(|index| entry(1, index)));
+        log.commit_to(Index(4));
+        let _ = log.take_committed(3 * entry(1, 1).size_bytes()).expect("readable");
+        log.applied_to(Index(2));
+        assert!(broken(&log).is_empty(), "a healthy log: {:?}", broken(&log));
+        log
+    }
+
+    #[test]
+    fn every_log_invariant_is_checked() {
+        let cases: [(&str, fn(&mut RaftLog<MemStorage>)); 10] = [
+            ("log-cursors-ordered", |log| log.applied = Index(4)),
+            ("log-cursors-ordered", |log| log.committed = Index(7)),
+            ("log-snapshot-committed", |log| {
+                log.unstable.snapshot = Some(Snapshot {
+                    meta: crate::types::SnapshotMeta {
+                        last_included: LogId::new(Term(1), Index(5)),
+                        configuration: Configuration::new([NodeId(1)]),
+                    },
+                    data: Bytes::new(),
+                })
+            }),
+            ("log-unstable-contiguous", |log| log.unstable.entries[1] = entry(1, 9)),
+            ("log-terms-ordered", |log| {
+                log.unstable.entries[0] = entry(2, 5);
+            }),
+            ("log-handed-out-within-unstable", |log| {
+                log.unstable.handed_out_below = Index(9)
+            }),
+            ("log-unstable-joins-storage", |log| {
+                log.unstable.offset = Index(7);
+                log.unstable.handed_out_below = Index(7);
+                log.unstable.entries.clear();
+            }),
+            ("log-unapplied-bytes-sum", |log| log.unapplied_bytes += 1),
+            ("log-unapplied-batches-ordered", |log| {
+                log.unapplied.push_front((Index(1), 0))
+            }),
+            ("log-snapshot-before-unstable", |log| {
+                log.committed = Index(6);
+                log.unstable.snapshot = Some(Snapshot {
+                    meta: crate::types::SnapshotMeta {
+                        last_included: LogId::new(Term(1), Index(6)),
+                        configuration: Configuration::new([NodeId(1)]),
+                    },
+                    data: Bytes::new(),
+                })
+            }),
+        ];
+        for (invariant, corrupt) in cases {
+            let mut log = busy_log();
+            corrupt(&mut log);
+            let broken = broken(&log);
+            assert!(broken.contains(&invariant), "{invariant}: broke {broken:?}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "caller bug: commit_to(i7) past the last index i6")]
+    fn committing_past_the_last_index_is_a_caller_bug() {
+        busy_log().commit_to(Index(7));
+    }
+
+    #[test]
+    #[should_panic(expected = "caller bug: on_applied(i4) beyond the last index handed out for applying (i3)")]
+    fn applying_beyond_what_was_handed_out_is_a_caller_bug() {
+        busy_log().applied_to(Index(4));
+    }
+
+    #[test]
+    #[should_panic(expected = "caller bug: on_applied(i1) below the applied index i2: reports went backwards")]
+    fn applied_reports_going_backwards_are_a_caller_bug() {
+        busy_log().applied_to(Index(1));
+    }
+
+    #[test]
+    fn committing_at_or_below_the_commit_index_changes_nothing() {
+        let mut log = busy_log();
+        assert!(!log.commit_to(Index(3)));
+        assert!(!log.commit_to(Index(4)));
+        assert_eq!(log.committed(), Index(4));
+        log.applied_to(Index(2));
+        assert_eq!(log.applied(), Index(2), "reporting the applied index again is harmless");
+    }
+
     #[test]
     fn unstable_entries_become_stable_only_when_reported() {
         let mut log = new_log();
@@ -802,7 +898,11 @@ mod tests {
                             }
                         }
                     }
-                    // Invariants after every operation.
+                    // Invariants after every operation: the log's own self-check, then the model.
+                    let mut violations = crate::invariant::Violations::default();
+                    log.collect_violations(&mut violations);
+                    let violations = violations.into_vec();
+                    prop_assert!(violations.is_empty(), "{:?}", violations);
                     prop_assert_eq!(log.last_index().0, model.len() as u64);
                     prop_assert!(log.committed() <= log.last_index());
                     prop_assert!(log.applied() <= log.committed());

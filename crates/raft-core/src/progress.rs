@@ -319,6 +319,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_overfull_window_is_reported() {
+        let mut progress = Progress::new(Index(10), 1);
+        progress.become_replicate();
+        progress.inflights.last_indexes.extend([Index(3), Index(4)]);
+        progress.next_index = Index(5);
+        let mut out = Violations::default();
+        progress.collect_violations(NodeId(2), Index(10), Index(10), &mut out);
+        let broken: Vec<&str> = out.into_vec().iter().map(|v| v.invariant).collect();
+        assert_eq!(broken, ["inflight-bounded"]);
+    }
+
+    #[test]
     fn probe_ignores_stale_rejections_and_uses_hint() {
         let mut progress = Progress::new(Index(10), 4);
         progress.sent_entries(Index(10));

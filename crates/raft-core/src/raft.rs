@@ -17,6 +17,8 @@
 
 mod handoff;
 mod invariants;
+#[cfg(test)]
+pub(crate) use invariants::tests as invariants_tests;
 mod requests;
 mod status;
 mod step;

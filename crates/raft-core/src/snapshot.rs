@@ -35,6 +35,17 @@ impl IncomingSnapshot {
     pub(crate) fn term_and_bytes(&self) -> (Term, u64) {
         (self.term, self.data.len() as u64)
     }
+
+    /// A transfer from `leader` in `term` with nothing received yet.
+    #[cfg(test)]
+    pub(crate) fn for_test(leader: NodeId, term: Term, meta: SnapshotMeta) -> IncomingSnapshot {
+        IncomingSnapshot {
+            leader,
+            term,
+            meta,
+            data: Vec::new(),
+        }
+    }
 }
 
 impl<S: Storage> Raft<S> {

@@ -372,3 +372,250 @@ impl<S: Storage> Raft<S> {
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::BTreeSet;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::message::{Message, MessageBody};
+    use crate::options::Config;
+    use crate::progress::{Progress, ProgressState};
+    use crate::storage::MemStorage;
+    use crate::types::{Configuration, LogId, Snapshot, SnapshotMeta, Term};
+
+    /// Hands everything out and reports it done, as a caller with instant storage would.
+    pub(crate) fn drive(raft: &mut Raft<MemStorage>) {
+        while raft.has_ready() {
+            let ready = raft.ready();
+            if let Some(persist) = ready.persist {
+                let id = persist.id;
+                raft.storage_mut().persist(persist);
+                raft.on_persisted(id);
+            }
+            if let Some(snapshot) = ready.snapshot_to_apply {
+                raft.on_applied(snapshot.meta.last_included.index);
+            }
+            if let Some(last) = ready.committed_entries.last() {
+                raft.on_applied(last.index());
+            }
+        }
+    }
+
+    fn config(id: u64) -> Config {
+        let mut config = Config::new(NodeId(id), 7);
+        config.election_ticks = 10;
+        config.heartbeat_ticks = 2;
+        config
+    }
+
+    /// Peer 1, the only voter, leading with learner 2 and three committed, applied commands.
+    pub(crate) fn leader_with_learner() -> Raft<MemStorage> {
+        let configuration = Configuration {
+            voters: BTreeSet::from([NodeId(1)]),
+            outgoing: BTreeSet::new(),
+            learners: BTreeSet::from([NodeId(2)]),
+        };
+        let mut raft = Raft::new(config(1), MemStorage::new(configuration)).expect("valid");
+        for _ in 0..40 {
+            raft.tick();
+            drive(&mut raft);
+        }
+        assert_eq!(raft.role, Role::Leader, "a single voter elects itself");
+        for command in [b"a", b"b", b"c"] {
+            raft.propose(Bytes::from_static(command)).expect("leader");
+        }
+        drive(&mut raft);
+        assert_eq!(raft.log.applied(), raft.log.last_index());
+        assert!(raft.invariant_violations().is_empty(), "a healthy leader");
+        raft
+    }
+
+    /// Peer 2 of three, a follower that has heard from no leader.
+    pub(crate) fn follower() -> Raft<MemStorage> {
+        let storage = MemStorage::new(Configuration::new([NodeId(1), NodeId(2), NodeId(3)]));
+        let raft = Raft::new(config(2), storage).expect("valid");
+        assert!(raft.invariant_violations().is_empty(), "a healthy follower");
+        raft
+    }
+
+    fn snapshot_at(index: u64) -> Snapshot {
+        Snapshot {
+            meta: SnapshotMeta {
+                last_included: LogId::new(Term(1), Index(index)),
+                configuration: Configuration::new([NodeId(1)]),
+            },
+            data: Bytes::new(),
+        }
+    }
+
+    /// Asserts that `corrupt` applied to `raft` breaks `invariant`, and that
+    /// `check_invariants` names it.
+    pub(crate) fn assert_breaks(
+        mut raft: Raft<MemStorage>,
+        invariant: &str,
+        corrupt: impl FnOnce(&mut Raft<MemStorage>),
+    ) {
+        corrupt(&mut raft);
+        let broken: Vec<&str> = raft
+            .invariant_violations()
+            .iter()
+            .map(|violation| violation.invariant)
+            .collect();
+        assert!(
+            broken.contains(&invariant),
+            "corrupting for {invariant} broke {broken:?} instead"
+        );
+        let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            raft.check_invariants()
+        }))
+        .expect_err("check_invariants panics");
+        let message = crate::test_panic_message(panic.as_ref());
+        assert!(
+            message.contains(&format!("invariant {invariant}: ")),
+            "{invariant} not named in: {message}"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "invariant broken on n1 (term t1, Leader): invariant uncommitted-bytes-sum: uncommitted bytes 1 but the entries hold 0")]
+    fn check_invariants_panics_naming_the_peer_the_invariant_and_the_values() {
+        let mut raft = leader_with_learner();
+        raft.uncommitted_bytes = 1;
+        raft.check_invariants();
+    }
+
+    #[test]
+    fn terms_and_roles_are_checked() {
+        assert_breaks(leader_with_learner(), "term-bounds-entries", |raft| {
+            raft.term = Term(0)
+        });
+        assert_breaks(leader_with_learner(), "term-bounds-durable-state", |raft| {
+            raft.handed_out_hard_state.term = Term(9)
+        });
+        assert_breaks(leader_with_learner(), "leader-voted-for-itself", |raft| {
+            raft.vote = Some(NodeId(2))
+        });
+        assert_breaks(leader_with_learner(), "leader-voted-for-itself", |raft| {
+            raft.durable_vote = None
+        });
+        assert_breaks(follower(), "candidate-voted-for-itself", |raft| {
+            raft.role = Role::Candidate
+        });
+        assert_breaks(follower(), "only-leader-knows-itself-leader", |raft| {
+            raft.leader = Some(NodeId(2))
+        });
+        assert_breaks(follower(), "votes-only-while-campaigning", |raft| {
+            raft.votes.insert(NodeId(1), true);
+        });
+        assert_breaks(follower(), "election-timer-bounds", |raft| {
+            raft.election_elapsed = 2 * raft.config.election_ticks
+        });
+        assert_breaks(leader_with_learner(), "election-timer-bounds", |raft| {
+            raft.heartbeat_elapsed = raft.config.heartbeat_ticks
+        });
+    }
+
+    #[test]
+    fn the_configuration_is_checked() {
+        assert_breaks(leader_with_learner(), "configuration-is-latest", |raft| {
+            raft.configuration = Configuration::new([NodeId(1), NodeId(3)])
+        });
+        assert_breaks(follower(), "configuration-valid", |raft| {
+            raft.configuration.learners.insert(NodeId(1));
+        });
+        assert_breaks(follower(), "configuration-history-within-log", |raft| {
+            raft.configuration_history
+                .append(Index(50), Configuration::new([NodeId(1)]))
+        });
+    }
+
+    #[test]
+    fn leader_state_is_checked() {
+        assert_breaks(follower(), "leader-state-only-on-leader", |raft| {
+            raft.transfer_target = Some((NodeId(1), 0))
+        });
+        assert_breaks(follower(), "leader-state-only-on-leader", |raft| {
+            raft.progress.insert(NodeId(1), Progress::new(Index(0), 1));
+        });
+        assert_breaks(leader_with_learner(), "progress-for-every-member", |raft| {
+            raft.progress.remove(&NodeId(2));
+        });
+        assert_breaks(leader_with_learner(), "progress-only-for-members", |raft| {
+            raft.progress.insert(NodeId(9), Progress::new(Index(4), 1));
+        });
+        fn learner(raft: &mut Raft<MemStorage>) -> &mut Progress {
+            raft.progress.get_mut(&NodeId(2)).expect("learner progress")
+        }
+        assert_breaks(leader_with_learner(), "progress-match-below-next", |raft| {
+            let progress = learner(raft);
+            progress.next_index = progress.match_index
+        });
+        assert_breaks(leader_with_learner(), "progress-within-log", |raft| {
+            learner(raft).next_index = Index(60)
+        });
+        assert_breaks(leader_with_learner(), "progress-commit-sent-committed", |raft| {
+            learner(raft).commit_sent = Index(60)
+        });
+        assert_breaks(leader_with_learner(), "progress-snapshot-state", |raft| {
+            learner(raft).state = ProgressState::Snapshot(Index(2))
+        });
+        assert_breaks(leader_with_learner(), "progress-inflights-replicating", |raft| {
+            let progress = learner(raft);
+            progress.state = ProgressState::Probe;
+            progress.inflights.add(Index(3));
+        });
+        assert_breaks(leader_with_learner(), "progress-own-match-durable", |raft| {
+            let durable = raft.log.durable_index();
+            raft.log.append([crate::types::Entry {
+                id: LogId::new(raft.term, durable.next()),
+                kind: crate::types::EntryKind::Noop,
+                data: Bytes::new(),
+            }]);
+            raft.progress.get_mut(&NodeId(1)).expect("own").match_index = durable.next();
+        });
+        assert_breaks(leader_with_learner(), "uncommitted-bytes-sum", |raft| {
+            raft.uncommitted_bytes += 1
+        });
+        assert_breaks(leader_with_learner(), "uncommitted-entries-ordered", |raft| {
+            raft.uncommitted.push_back((Index(1), 0))
+        });
+        assert_breaks(leader_with_learner(), "transfer-to-a-voter", |raft| {
+            raft.transfer_target = Some((NodeId(2), 0))
+        });
+    }
+
+    #[test]
+    fn the_hand_off_is_checked() {
+        assert_breaks(leader_with_learner(), "persist-ids-ordered", |raft| {
+            raft.persisted_id = raft.last_persist_id + 1
+        });
+        assert_breaks(leader_with_learner(), "held-messages-wait-for-unpersisted-writes", |raft| {
+            let durable = raft.persisted_id;
+            raft.waiting_for_persist.push_back((durable, Vec::new()))
+        });
+        assert_breaks(follower(), "messages-from-self", |raft| {
+            raft.messages.push(Message {
+                from: NodeId(3),
+                to: NodeId(1),
+                term: Term(0),
+                body: MessageBody::TimeoutNow,
+            })
+        });
+        assert_breaks(follower(), "snapshot-to-apply-committed", |raft| {
+            raft.snapshot_to_apply = Some(snapshot_at(5))
+        });
+        assert_breaks(leader_with_learner(), "compaction-applied", |raft| {
+            raft.pending_compaction = Some(snapshot_at(50))
+        });
+        assert_breaks(follower(), "incoming-snapshot-bounded", |raft| {
+            raft.incoming_snapshot = Some(crate::snapshot::IncomingSnapshot::for_test(
+                NodeId(1),
+                Term(5),
+                snapshot_at(5).meta,
+            ))
+        });
+    }
+}
