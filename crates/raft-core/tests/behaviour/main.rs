@@ -7,6 +7,7 @@
 //!  snapshots      compaction, chunked transfer, restart from a snapshot
 //!  reads          ReadIndex on the leader and through a follower
 //!  faults         bad input, unreachable peers
+//!  self_check     caller bugs panic, impossible commits refused, committed entries never overwritten
 //! ```
 
 #[path = "../common/mod.rs"]
@@ -17,6 +18,7 @@ mod faults;
 mod flow_control;
 mod reads;
 mod replication;
+mod self_check;
 mod snapshots;
 
 use bytes::Bytes;
