@@ -388,6 +388,11 @@ impl<S: Storage> Raft<S> {
     }
 
     fn leader_read(&mut self, origin: NodeId, context: ReadContext) {
+        assert!(
+            self.role == Role::Leader,
+            "precondition reads-confirmed-by-leader: {:?}",
+            self.role
+        );
         let committed = self.log.committed();
         if !self.committed_in_term() {
             // Until the no-op of this term commits, the leader's commit index may be behind
@@ -415,6 +420,12 @@ impl<S: Storage> Raft<S> {
     }
 
     fn complete_read(&mut self, origin: NodeId, context: ReadContext, index: Index) {
+        // A read index is a commit index of this leader's term (thesis §6.4 step 1).
+        assert!(
+            index <= self.log.committed(),
+            "precondition read-index-committed: {index} beyond commit {}",
+            self.log.committed()
+        );
         if origin == self.id {
             self.reads.ready.push(ReadState { context, index });
         } else {
@@ -438,6 +449,11 @@ impl<S: Storage> Raft<S> {
     /// A heartbeat answer echoing `round`: reads of rounds a majority has echoed are safe, and
     /// the lease is renewed from the broadcast of that round.
     pub(crate) fn acknowledge_read_round(&mut self, from: NodeId, round: u64) {
+        assert!(
+            self.role == Role::Leader && from != self.id,
+            "precondition echo-to-leader: {:?} hearing {from}",
+            self.role
+        );
         let acked = self.reads.acked_rounds.entry(from).or_insert(0);
         *acked = (*acked).max(round.min(self.reads.round));
         if self.reads.pending.is_empty() && self.reads.broadcasts.is_empty() {
@@ -463,6 +479,10 @@ impl<S: Storage> Raft<S> {
                 self.complete_read(read.origin, read.context, read.index);
             }
         }
+        debug_assert!(
+            self.reads.pending.iter().all(|read| read.round > confirmed),
+            "postcondition confirmed-reads-released: round {confirmed} confirmed"
+        );
     }
 
     pub(crate) fn handle_read_index_request(
@@ -470,6 +490,7 @@ impl<S: Storage> Raft<S> {
         from: NodeId,
         context: ReadContext,
     ) -> Result<(), StepError> {
+        assert!(from != self.id, "precondition read-from-another: {from}");
         if self.role != Role::Leader || self.reads.is_full() {
             self.send(
                 from,
@@ -502,6 +523,10 @@ impl<S: Storage> Raft<S> {
         let Some(position) = position else {
             return Err(StepError::Ignored("read response for an unknown request"));
         };
+        assert!(
+            self.role != Role::Leader,
+            "invariant reads-forwarded-only-by-followers: a leader forwarded {context}"
+        );
         self.reads.forwarded.remove(position);
         match index {
             Some(index) => self.reads.ready.push(ReadState { context, index }),
@@ -532,6 +557,10 @@ impl<S: Storage> Raft<S> {
                 );
             }
         }
+        assert!(
+            self.reads.pending.is_empty() && self.reads.waiting_for_commit.is_empty(),
+            "postcondition leader-reads-failed"
+        );
         self.reads.acked_rounds.clear();
         self.reads.heartbeat_due = false;
         // Stepping down ends the lease: a later term may already have a leader.
@@ -556,6 +585,11 @@ impl<S: Storage> Raft<S> {
                 self.reads.failed.push(context);
             }
         }
+        // Ages grow together, oldest first: the front is the only one that can expire.
+        debug_assert!(
+            self.reads.forwarded.iter().all(|&(_, _, age)| age < limit),
+            "postcondition forwarded-reads-expire: older than {limit} ticks kept"
+        );
     }
 }
 

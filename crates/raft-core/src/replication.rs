@@ -33,6 +33,11 @@ impl<S: Storage> Raft<S> {
     /// commit advances. Called once per `ready()`, so proposals made since the last one travel
     /// together.
     pub(crate) fn replicate_to_all(&mut self) -> Result<(), StorageError> {
+        assert!(
+            self.role == Role::Leader,
+            "precondition only-leader-replicates: {:?}",
+            self.role
+        );
         self.replication_due = false;
         let peers: Vec<NodeId> = self
             .progress
@@ -106,6 +111,12 @@ impl<S: Storage> Raft<S> {
                 spares.push(voter);
             }
         }
+        // The prompt followers left out of `spares` make a quorum with the leader, so a write
+        // still commits at the pace of the fastest majority.
+        debug_assert!(
+            spares.is_empty() || prompt_needed == 0,
+            "postcondition spares-leave-a-quorum: {spares:?} spare, {prompt_needed} prompt missing"
+        );
         spares
     }
 
@@ -129,6 +140,12 @@ impl<S: Storage> Raft<S> {
     /// Sends one append to `peer` if its progress allows. Returns whether entries were sent
     /// (so the caller may try again to fill the window).
     fn send_append(&mut self, peer: NodeId) -> Result<bool, StorageError> {
+        assert!(
+            peer != self.id && self.role == Role::Leader,
+            "precondition append-to-a-follower: {:?} {} sending to {peer}",
+            self.role,
+            self.id
+        );
         let Some(progress) = self.progress.get(&peer) else {
             return Ok(false);
         };
@@ -188,6 +205,10 @@ impl<S: Storage> Raft<S> {
             return Ok(false);
         }
         progress.commit_sent = progress.commit_sent.max(commit.min(last_sent));
+        debug_assert!(
+            prev_index.next() == next && last_sent <= last,
+            "postcondition append-from-next: prev {prev_index}, next {next}, last sent {last_sent}, last {last}"
+        );
         if sent_entries {
             progress.sent_entries(last_sent);
         } else if probing {
@@ -390,6 +411,7 @@ impl<S: Storage> Raft<S> {
         if self.role != Role::Leader {
             return Err(StepError::Ignored("append response while not leader"));
         }
+        assert!(from != self.id, "precondition response-from-another: {from}");
         let last = self.log.last_index();
         if index > last {
             return Err(StepError::Invalid(
@@ -433,6 +455,12 @@ impl<S: Storage> Raft<S> {
                 ProgressState::Replicate => progress.inflights.free_through(index),
             }
             let caught_up = progress.match_index == last;
+            assert!(
+                progress.match_index <= last && progress.match_index < progress.next_index,
+                "postcondition progress-match-below-next: {from} match {}, next {}, last {last}",
+                progress.match_index,
+                progress.next_index
+            );
             self.maybe_commit().map_err(StepError::Fatal)?;
             if caught_up
                 && self
@@ -456,6 +484,7 @@ impl<S: Storage> Raft<S> {
         if self.role != Role::Leader {
             return Err(StepError::Ignored("heartbeat response while not leader"));
         }
+        assert!(from != self.id, "precondition response-from-another: {from}");
         let last = self.log.last_index();
         let Some(progress) = self.progress.get_mut(&from) else {
             return Err(StepError::UnknownPeer(from));
@@ -489,6 +518,11 @@ impl<S: Storage> Raft<S> {
         if self.maybe_leave_joint() {
             self.advance_commit()?;
         }
+        assert!(
+            self.log.committed() >= before,
+            "postcondition commit-monotonic: {} after {before}",
+            self.log.committed()
+        );
         if self.maybe_step_down_when_removed() {
             return Ok(());
         }
@@ -512,6 +546,13 @@ impl<S: Storage> Raft<S> {
             return Ok(());
         }
         let first_commit_in_term = self.log.term(self.log.committed())? != self.term;
+        // A majority holds `quorum_match` of this term durably: it is committed (§5.4.2), and
+        // every entry before it with it (Log Matching, §5.3).
+        assert!(
+            quorum_match <= self.log.last_index(),
+            "invariant commit-within-log: quorum match {quorum_match}, last {}",
+            self.log.last_index()
+        );
         self.log.commit_to(quorum_match);
         while self
             .uncommitted
@@ -532,6 +573,11 @@ impl<S: Storage> Raft<S> {
     /// Sends every follower a heartbeat carrying a fresh read round (see `read_index.rs`),
     /// which confirms waiting reads and renews the lease once a majority echoes it.
     pub(crate) fn broadcast_heartbeat(&mut self) {
+        assert!(
+            self.role == Role::Leader,
+            "precondition only-leader-heartbeats: {:?}",
+            self.role
+        );
         let round = self.reads.begin_broadcast_round(self.now_ticks);
         let committed = self.log.committed();
         let targets: Vec<(NodeId, Index)> = self
@@ -554,6 +600,11 @@ impl<S: Storage> Raft<S> {
     /// CheckQuorum (thesis §6.2): whether a majority was heard from since the last check.
     /// Resets the activity marks for the next round.
     pub(crate) fn quorum_recently_active(&mut self) -> bool {
+        assert!(
+            self.role == Role::Leader,
+            "precondition check-quorum-on-leader: {:?}",
+            self.role
+        );
         let own = self.id;
         let active = is_majority(&self.configuration, |id| {
             id == own || self.progress.get(&id).is_some_and(|p| p.recent_active)
@@ -567,6 +618,11 @@ impl<S: Storage> Raft<S> {
     /// Detects lost appends and stalled snapshot transfers: a follower silent for an election
     /// timeout while something is outstanding goes back to probing.
     pub(crate) fn tick_replication_timeouts(&mut self) {
+        assert!(
+            self.role == Role::Leader,
+            "precondition replication-timeouts-on-leader: {:?}",
+            self.role
+        );
         let limit = self.config.election_ticks;
         let own = self.id;
         let last_a_tick_ago =
@@ -639,12 +695,23 @@ pub(crate) fn coalesce_append_acks(messages: &mut Vec<Message>) {
             None => kept.push((message.to, message.term, index, position)),
         }
     }
+    let others = messages
+        .iter()
+        .filter(|message| acks(message).is_none())
+        .count();
     let mut position = 0;
     messages.retain(|message| {
         let keep = acks(message).is_none() || kept.iter().any(|&(.., kept_at)| kept_at == position);
         position += 1;
         keep
     });
+    // One answer per (peer, term) is kept; every other message stays.
+    debug_assert!(
+        messages.len() == others + kept.len(),
+        "postcondition one-ack-per-peer-and-term: {} messages, {} acks kept",
+        messages.len(),
+        kept.len()
+    );
 }
 
 /// Rejects appends no correct leader could send: entries not contiguous after `prev`, terms

@@ -52,6 +52,12 @@ impl<S: Storage> Raft<S> {
     /// Starts sending the newest stored snapshot to `peer`. Returns `false`: nothing more is
     /// sent to the peer until the transfer ends.
     pub(crate) fn send_snapshot(&mut self, peer: NodeId) -> Result<bool, StorageError> {
+        assert!(
+            peer != self.id && self.role == Role::Leader,
+            "precondition snapshot-to-a-follower: {:?} {} sending to {peer}",
+            self.role,
+            self.id
+        );
         let snapshot = self.log.storage().snapshot()?;
         if snapshot.meta.last_included.index.0 == 0 {
             return Err(StorageError::Failed(
@@ -83,6 +89,10 @@ impl<S: Storage> Raft<S> {
         let total = outgoing.data.len() as u64;
         let start = outgoing.offset.min(total);
         let end = start.saturating_add(chunk_bytes).min(total);
+        assert!(
+            start <= end && (end > start || total == 0 || end == total),
+            "invariant snapshot-chunk-within-data: {start}..{end} of {total}"
+        );
         let body = MessageBody::InstallSnapshot {
             meta: outgoing.meta.clone(),
             offset: start,
@@ -100,6 +110,12 @@ impl<S: Storage> Raft<S> {
         data: Bytes,
         done: bool,
     ) -> Result<(), StepError> {
+        debug_assert!(
+            self.role == Role::Follower && self.leader == Some(from),
+            "precondition snapshot-from-our-leader: {:?} following {:?}, snapshot from {from}",
+            self.role,
+            self.leader
+        );
         let last = meta.last_included;
         if last.index.0 == 0
             || last.term == Term(0)
@@ -199,6 +215,12 @@ impl<S: Storage> Raft<S> {
             });
             self.counters.snapshots_installed += 1;
         }
+        // Either way the log now holds the snapshot's last entry, committed (§7).
+        assert!(
+            self.log.committed() >= last.index,
+            "postcondition snapshot-committed: committed {} below snapshot {last}",
+            self.log.committed()
+        );
         self.send_after_persist(
             from,
             term,
@@ -221,6 +243,7 @@ impl<S: Storage> Raft<S> {
         if self.role != Role::Leader {
             return Err(StepError::Ignored("snapshot response while not leader"));
         }
+        assert!(from != self.id, "precondition response-from-another: {from}");
         let Some(progress) = self.progress.get_mut(&from) else {
             return Err(StepError::UnknownPeer(from));
         };

@@ -132,6 +132,12 @@ impl<S: Storage> Raft<S> {
     /// A message from a higher term (§5.1): usually adopt the term and follow; pre-votes and
     /// vote requests inside a leader lease are the exceptions.
     fn step_higher_term(&mut self, message: &Message) -> Result<(), StepError> {
+        assert!(
+            message.term > self.term,
+            "precondition higher-term: {} at {}",
+            message.term,
+            self.term
+        );
         match &message.body {
             MessageBody::VoteRequest {
                 pre_vote,
@@ -169,12 +175,30 @@ impl<S: Storage> Raft<S> {
             }
             _ => self.become_follower(message.term, None),
         }
+        // Only a (pre-)vote exchange leaves the term where it was (thesis §9.6).
+        assert!(
+            self.term == message.term
+                || matches!(
+                    message.body,
+                    MessageBody::VoteRequest { pre_vote: true, .. }
+                        | MessageBody::VoteResponse { pre_vote: true, .. }
+                ),
+            "postcondition higher-term-adopted: {} after {}",
+            self.term,
+            message.term
+        );
         Ok(())
     }
 
     /// A message from a lower term is stale. A few deserve an answer so that a deposed leader
     /// or a pre-candidate learns the current term.
     fn step_lower_term(&mut self, message: Message) -> Result<(), StepError> {
+        assert!(
+            message.term < self.term,
+            "precondition lower-term: {} at {}",
+            message.term,
+            self.term
+        );
         match message.body {
             MessageBody::Append { .. }
             | MessageBody::Heartbeat { .. }
@@ -214,6 +238,18 @@ impl<S: Storage> Raft<S> {
     fn step_current_term(&mut self, message: Message) -> Result<(), StepError> {
         let from = message.from;
         let term = message.term;
+        // Pre-votes are answered and counted in the term they ask about, without entering it.
+        debug_assert!(
+            term == self.term
+                || (term > self.term
+                    && matches!(
+                        message.body,
+                        MessageBody::VoteRequest { pre_vote: true, .. }
+                            | MessageBody::VoteResponse { pre_vote: true, .. }
+                    )),
+            "precondition current-term: {term} at {}",
+            self.term
+        );
         match message.body {
             MessageBody::VoteRequest {
                 last_log, pre_vote, ..
@@ -283,6 +319,12 @@ impl<S: Storage> Raft<S> {
             }
         }
         self.election_elapsed = 0;
+        assert!(
+            self.role == Role::Follower && self.leader == Some(from),
+            "postcondition following-the-leader: {:?} following {:?}, not {from}",
+            self.role,
+            self.leader
+        );
         Ok(())
     }
 }
