@@ -3,8 +3,10 @@
 `src/testing/**` and `#[cfg(test)]` modules (inline or in their own file).
 
 Counted as assertions: assert!, assert_eq!, assert_ne!, debug_assert!, debug_assert_eq!,
-debug_assert_ne!, unreachable!, and panic! with a message. Counted as functions: every `fn name`
-definition. Comments are left out. Usage (from anywhere):
+debug_assert_ne!, unreachable!, and panic! with a message. Counted apart: the invariant checks of
+the self-check (`out.check(...)`, each an invariant `Raft::check_invariants` asserts after every
+public entry point in debug builds). Counted as functions: every `fn name` definition. Comments
+are left out. Usage (from anywhere):
 
     python3 crates/raft-core/scripts/assertion-density.py [--per-file]
 """
@@ -16,6 +18,7 @@ SRC = pathlib.Path(__file__).resolve().parent.parent / "src"
 ASSERTION = re.compile(
     r"\b(?:debug_)?assert(?:_eq|_ne)?!\s*\(|\bunreachable!\s*\(|\bpanic!\s*\(\s*[^)\s]"
 )
+INVARIANT_CHECK = re.compile(r"\bout\.check\(")
 FUNCTION = re.compile(r"\bfn\s+[A-Za-z_][A-Za-z0-9_]*")
 TEST_MODULE = re.compile(r"#\[cfg\(test\)\]\s*(?:pub(?:\([a-z]+\))?\s+)?mod\s+(\w+)\s*([;{])")
 
@@ -50,14 +53,20 @@ def main() -> None:
     for path in files:
         text = strip_test_modules(path, path.read_text(), skipped)
         text = strip_comments(text)
-        rows.append((path, len(ASSERTION.findall(text)), len(FUNCTION.findall(text))))
+        rows.append(
+            (path, len(ASSERTION.findall(text)), len(FUNCTION.findall(text)), len(INVARIANT_CHECK.findall(text)))
+        )
     rows = [row for row in rows if row[0].resolve() not in skipped]
     assertions = sum(row[1] for row in rows)
     functions = sum(row[2] for row in rows)
+    checks = sum(row[3] for row in rows)
     if "--per-file" in sys.argv:
-        for path, a, f in rows:
-            print(f"{a:4} {f:4} {a / max(f, 1):5.2f}  {path.relative_to(SRC)}")
+        print("asserts  fns  per-fn  invariant-checks  file")
+        for path, a, f, c in rows:
+            print(f"{a:7} {f:4} {a / max(f, 1):7.2f} {c:17}  {path.relative_to(SRC)}")
     print(f"raft-core src: {assertions} assertions / {functions} functions = {assertions / functions:.2f} per function")
+    total = assertions + checks
+    print(f"  with the self-check's {checks} invariant checks: {total} / {functions} = {total / functions:.2f} per function")
 
 
 main()

@@ -78,6 +78,13 @@ impl<S: Storage> Raft<S> {
         if self.reads.heartbeat_due() {
             self.broadcast_heartbeat();
         }
+        let committed = self.log.committed();
+        debug_assert!(
+            self.progress
+                .values()
+                .all(|progress| progress.commit_sent <= committed),
+            "postcondition commit-told-committed: a follower was told a commit beyond {committed}"
+        );
         Ok(())
     }
 
@@ -335,6 +342,11 @@ impl<S: Storage> Raft<S> {
         entries: &[Entry],
     ) -> Result<(), StepError> {
         let committed = self.log.committed();
+        debug_assert!(
+            committed <= self.log.last_index(),
+            "invariant log-cursors-ordered: committed {committed} beyond {}",
+            self.log.last_index()
+        );
         let claimed = std::iter::once(prev)
             .chain(entries.iter().map(|entry| entry.id))
             .take_while(|id| id.index <= committed);
@@ -375,7 +387,14 @@ impl<S: Storage> Raft<S> {
         // The echo confirms this term's leader for its reads and lease whatever the commit
         // index says (thesis §6.4), so it goes out even when the commit is refused.
         self.send(from, MessageBody::HeartbeatResponse { read_round });
-        self.adopt_leader_commit(commit)
+        let adopted = self.adopt_leader_commit(commit);
+        assert!(
+            self.log.committed() <= self.log.last_index(),
+            "postcondition commit-within-log: {} beyond {}",
+            self.log.committed(),
+            self.log.last_index()
+        );
+        adopted
     }
 
     /// Adopts the commit index a leader's heartbeat or commit notice carries. The leader
@@ -501,6 +520,11 @@ impl<S: Storage> Raft<S> {
         if appends_lost {
             progress.become_probe();
         }
+        assert!(
+            progress.match_index <= last,
+            "invariant progress-within-log: {from} match {} beyond {last}",
+            progress.match_index
+        );
         if progress.match_index < last {
             self.replication_due = true;
         }
@@ -554,6 +578,11 @@ impl<S: Storage> Raft<S> {
             self.log.last_index()
         );
         self.log.commit_to(quorum_match);
+        assert!(
+            self.log.committed() == quorum_match,
+            "postcondition commit-advanced: {} instead of {quorum_match}",
+            self.log.committed()
+        );
         while self
             .uncommitted
             .front()
@@ -587,6 +616,9 @@ impl<S: Storage> Raft<S> {
             .map(|(&peer, progress)| (peer, committed.min(progress.match_index)))
             .collect();
         for (peer, commit) in targets {
+            // A heartbeat's commit is bounded by what the follower acknowledged, so a correct
+            // follower can always adopt it (see `adopt_leader_commit`).
+            debug_assert!(commit <= committed, "invariant heartbeat-commit-committed");
             self.send(
                 peer,
                 MessageBody::Heartbeat {
@@ -655,6 +687,10 @@ impl<S: Storage> Raft<S> {
                 self.replication_due = true;
             }
         }
+        debug_assert!(
+            self.progress.values().all(|progress| progress.idle_ticks < limit),
+            "postcondition stalled-followers-probed: a follower idle for {limit} ticks kept waiting"
+        );
     }
 }
 

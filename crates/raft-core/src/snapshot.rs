@@ -74,10 +74,21 @@ impl<S: Storage> Raft<S> {
         });
         self.counters.snapshots_sent += 1;
         self.send_snapshot_chunk(peer);
+        assert!(
+            self.progress
+                .get(&peer)
+                .is_some_and(|progress| matches!(progress.state, ProgressState::Snapshot(_))),
+            "postcondition snapshot-state: {peer} not in Snapshot state"
+        );
         Ok(false)
     }
 
     fn send_snapshot_chunk(&mut self, peer: NodeId) {
+        assert!(
+            self.role == Role::Leader,
+            "precondition only-leader-sends-snapshots: {:?}",
+            self.role
+        );
         let chunk_bytes = self.config.snapshot_chunk_bytes;
         let Some(outgoing) = self
             .progress
@@ -263,6 +274,13 @@ impl<S: Storage> Raft<S> {
         if done {
             progress.maybe_update(last_included.index);
             progress.become_probe();
+            assert!(
+                progress.match_index >= last_included.index
+                    && progress.next_index > last_included.index,
+                "postcondition snapshot-acknowledged: {from} match {}, next {}, snapshot {last_included}",
+                progress.match_index,
+                progress.next_index
+            );
             self.replication_due = true;
             return self.maybe_commit().map_err(StepError::Fatal);
         }
