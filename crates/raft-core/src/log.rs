@@ -440,12 +440,21 @@ impl<S: Storage> RaftLog<S> {
             "log-cursors-ordered",
             || format!("applied {applied} <= applying {applying} <= committed {committed} <= last {last} fails"),
         );
-        if let Ok(snapshot) = self.snapshot_index() {
+        let unstable = &self.unstable;
+        // Storage is asked once per question: the simulator runs this after every event.
+        let stored_first = match &unstable.snapshot {
+            Some(_) => None,
+            None => self.storage.first_index().ok(),
+        };
+        let snapshot = match &unstable.snapshot {
+            Some(snapshot) => Some(snapshot.meta.last_included.index),
+            None => stored_first.map(Index::prev),
+        };
+        if let Some(snapshot) = snapshot {
             out.check(snapshot <= committed, "log-snapshot-committed", || {
                 format!("snapshot index {snapshot} above committed {committed}")
             });
         }
-        let unstable = &self.unstable;
         let end = unstable.offset.plus(unstable.entries.len() as u64);
         let misplaced = unstable
             .entries
@@ -490,9 +499,7 @@ impl<S: Storage> RaftLog<S> {
                 );
             }
             None => {
-                if let (Ok(first), Ok(stored_last)) =
-                    (self.storage.first_index(), self.storage.last_index())
-                {
+                if let (Some(first), Ok(stored_last)) = (stored_first, self.storage.last_index()) {
                     out.check(
                         first <= unstable.offset && unstable.offset <= stored_last.next(),
                         "log-unstable-joins-storage",
@@ -533,6 +540,16 @@ impl<S: Storage> RaftLog<S> {
                 )
             },
         );
+    }
+
+    /// The term of the newest entry held in memory (not yet durable), or of a snapshot
+    /// received from the leader and not yet durable.
+    pub(crate) fn newest_unstable_term(&self) -> Option<Term> {
+        self.unstable
+            .entries
+            .back()
+            .map(Entry::term)
+            .or_else(|| Some(self.unstable.snapshot.as_ref()?.meta.last_included.term))
     }
 
     /// Committed, durable entries not yet handed out for applying, so that at most
@@ -609,7 +626,9 @@ mod tests {
         append_durably(&mut log, 4);
         log.append((5..=6).map(|index| entry(1, index)));
         log.commit_to(Index(4));
-        let _ = log.take_committed(3 * entry(1, 1).size_bytes()).expect("readable");
+        let _ = log
+            .take_committed(3 * entry(1, 1).size_bytes())
+            .expect("readable");
         log.applied_to(Index(2));
         assert!(broken(&log).is_empty(), "a healthy log: {:?}", broken(&log));
         log
@@ -629,7 +648,9 @@ mod tests {
                     data: Bytes::new(),
                 })
             }),
-            ("log-unstable-contiguous", |log| log.unstable.entries[1] = entry(1, 9)),
+            ("log-unstable-contiguous", |log| {
+                log.unstable.entries[1] = entry(1, 9)
+            }),
             ("log-terms-ordered", |log| {
                 log.unstable.entries[0] = entry(2, 5);
             }),
@@ -671,13 +692,17 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "caller bug: on_applied(i4) beyond the last index handed out for applying (i3)")]
+    #[should_panic(
+        expected = "caller bug: on_applied(i4) beyond the last index handed out for applying (i3)"
+    )]
     fn applying_beyond_what_was_handed_out_is_a_caller_bug() {
         busy_log().applied_to(Index(4));
     }
 
     #[test]
-    #[should_panic(expected = "caller bug: on_applied(i1) below the applied index i2: reports went backwards")]
+    #[should_panic(
+        expected = "caller bug: on_applied(i1) below the applied index i2: reports went backwards"
+    )]
     fn applied_reports_going_backwards_are_a_caller_bug() {
         busy_log().applied_to(Index(1));
     }
@@ -689,7 +714,11 @@ mod tests {
         assert!(!log.commit_to(Index(4)));
         assert_eq!(log.committed(), Index(4));
         log.applied_to(Index(2));
-        assert_eq!(log.applied(), Index(2), "reporting the applied index again is harmless");
+        assert_eq!(
+            log.applied(),
+            Index(2),
+            "reporting the applied index again is harmless"
+        );
     }
 
     #[test]

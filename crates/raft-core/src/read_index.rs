@@ -613,16 +613,22 @@ mod tests {
             }
         });
         assert_breaks(leader_with_learner(), "reads-pending-ordered", |raft| {
-            raft.reads.pending.push_back(pending(raft.reads.round + 1, 1))
+            raft.reads
+                .pending
+                .push_back(pending(raft.reads.round + 1, 1))
         });
         assert_breaks(leader_with_learner(), "reads-pending-ordered", |raft| {
             raft.reads.pending.push_back(pending(raft.reads.round, 60))
         });
         assert_breaks(leader_with_learner(), "reads-echo-not-ahead", |raft| {
-            raft.reads.acked_rounds.insert(NodeId(2), raft.reads.round + 1);
+            raft.reads
+                .acked_rounds
+                .insert(NodeId(2), raft.reads.round + 1);
         });
         assert_breaks(leader_with_learner(), "lease-broadcasts-ordered", |raft| {
-            raft.reads.broadcasts.push_back((raft.now_ticks + 1, raft.reads.round))
+            raft.reads
+                .broadcasts
+                .push_back((raft.now_ticks + 1, raft.reads.round))
         });
         assert_breaks(leader_with_learner(), "lease-broadcasts-bounded", |raft| {
             let lease_ticks = raft.reads.lease_ticks.expect("CheckQuorum is on");
@@ -639,14 +645,18 @@ mod tests {
         assert_breaks(leader_with_learner(), "lease-only-on-leader", |raft| {
             raft.reads.lease_end_ticks = Some(raft.now_ticks + 1000)
         });
-        assert_breaks(leader_with_learner(), "reads-forwarded-only-by-followers", |raft| {
-            raft.reads.forwarded.push_back((7, NodeId(2), 0))
-        });
+        assert_breaks(
+            leader_with_learner(),
+            "reads-forwarded-only-by-followers",
+            |raft| raft.reads.forwarded.push_back((7, NodeId(2), 0)),
+        );
         assert_breaks(follower(), "reads-leader-state-only-on-leader", |raft| {
             raft.reads.heartbeat_due = true
         });
-        assert_breaks(leader_with_learner(), "reads-wait-only-before-first-commit", |raft| {
-            raft.reads.waiting_for_commit.push_back((NodeId(1), 7))
-        });
+        assert_breaks(
+            leader_with_learner(),
+            "reads-wait-only-before-first-commit",
+            |raft| raft.reads.waiting_for_commit.push_back((NodeId(1), 7)),
+        );
     }
 }

@@ -272,6 +272,9 @@ impl<S: Storage> Raft<S> {
             prev = LogId::new(term, committed);
         }
         if !self.log.matches(prev) {
+            // `prev` is at or above the commit index here; at it, a mismatch contradicts a
+            // committed entry.
+            self.refuse_overwriting_committed(from, prev, &[])?;
             let hint = match self.log.find_conflict_by_term(prev.index, prev.term) {
                 Ok(hint) => hint,
                 Err(StorageError::Failed(error)) => {
@@ -309,7 +312,7 @@ impl<S: Storage> Raft<S> {
         }
         // The log now matches the leader's through `last_new` (Log Matching, §5.3), and no
         // further: entries after it may be from another leader.
-        assert!(
+        debug_assert!(
             self.log.matches(prev) && last_new <= self.log.last_index(),
             "postcondition append-matches: prev {prev}, last new {last_new}, last {}",
             self.log.last_index()
@@ -329,7 +332,9 @@ impl<S: Storage> Raft<S> {
     }
 
     /// Refuses an append that contradicts an entry this peer knows is committed: its `prev`
-    /// or one of its entries at or below the commit index names another term than ours. A
+    /// or one of its entries at or below the commit index names another term than ours (a
+    /// `prev` at the commit index is left to the consistency check, which calls this again
+    /// when it fails, so a matching append costs no extra lookup). A
     /// committed entry is in the log of every later leader (Leader Completeness, §5.4), so a
     /// correct leader never sends one: either it or this peer has lost durable state, or the
     /// message is forged. The peer stops (see [`Raft::safety_violation`]) rather than take part
@@ -347,7 +352,9 @@ impl<S: Storage> Raft<S> {
             "invariant log-cursors-ordered: committed {committed} beyond {}",
             self.log.last_index()
         );
+        let prev_to_check = entries.is_empty() || prev.index < committed;
         let claimed = std::iter::once(prev)
+            .filter(|_| prev_to_check)
             .chain(entries.iter().map(|entry| entry.id))
             .take_while(|id| id.index <= committed);
         for id in claimed {
@@ -430,7 +437,10 @@ impl<S: Storage> Raft<S> {
         if self.role != Role::Leader {
             return Err(StepError::Ignored("append response while not leader"));
         }
-        assert!(from != self.id, "precondition response-from-another: {from}");
+        assert!(
+            from != self.id,
+            "precondition response-from-another: {from}"
+        );
         let last = self.log.last_index();
         if index > last {
             return Err(StepError::Invalid(
@@ -503,7 +513,10 @@ impl<S: Storage> Raft<S> {
         if self.role != Role::Leader {
             return Err(StepError::Ignored("heartbeat response while not leader"));
         }
-        assert!(from != self.id, "precondition response-from-another: {from}");
+        assert!(
+            from != self.id,
+            "precondition response-from-another: {from}"
+        );
         let last = self.log.last_index();
         let Some(progress) = self.progress.get_mut(&from) else {
             return Err(StepError::UnknownPeer(from));

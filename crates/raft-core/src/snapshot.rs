@@ -254,7 +254,10 @@ impl<S: Storage> Raft<S> {
         if self.role != Role::Leader {
             return Err(StepError::Ignored("snapshot response while not leader"));
         }
-        assert!(from != self.id, "precondition response-from-another: {from}");
+        assert!(
+            from != self.id,
+            "precondition response-from-another: {from}"
+        );
         let Some(progress) = self.progress.get_mut(&from) else {
             return Err(StepError::UnknownPeer(from));
         };

@@ -28,7 +28,9 @@ fn reporting_a_write_again_changes_nothing() {
 }
 
 #[test]
-#[should_panic(expected = "caller bug: on_applied(i9) beyond the last index handed out for applying (i2)")]
+#[should_panic(
+    expected = "caller bug: on_applied(i9) beyond the last index handed out for applying (i2)"
+)]
 fn reporting_entries_applied_that_were_never_handed_out_is_a_caller_bug() {
     let mut net = Net::three_peers_with_one_entry();
     assert_eq!(net.peer(1).status().applied, Index(2));
@@ -55,7 +57,9 @@ fn a_commit_index_beyond_the_log_is_refused_not_clamped() {
     );
     assert_eq!(
         net.peer(2).step(heartbeat),
-        Err(StepError::Invalid("commit index beyond this follower's log"))
+        Err(StepError::Invalid(
+            "commit index beyond this follower's log"
+        ))
     );
     assert_eq!(net.commit(2), commit);
     let answers = net.peer(2).ready().messages;
@@ -67,7 +71,9 @@ fn a_commit_index_beyond_the_log_is_refused_not_clamped() {
     let notice = msg(1, 2, term, MessageBody::Commit { commit: beyond });
     assert_eq!(
         net.peer(2).step(notice),
-        Err(StepError::Invalid("commit index beyond this follower's log"))
+        Err(StepError::Invalid(
+            "commit index beyond this follower's log"
+        ))
     );
     assert_eq!(net.commit(2), commit);
     assert_eq!(net.peer(2).counters().dropped_invalid, 2);
@@ -87,7 +93,11 @@ fn an_append_overwriting_a_committed_entry_stops_the_follower() {
     net.tick_all(3);
     let term = net.peer(2).term();
     let committed = net.commit(2);
-    assert_eq!(committed, Index(2), "the no-op and \"x\" are committed on 2");
+    assert_eq!(
+        committed,
+        Index(2),
+        "the no-op and \"x\" are committed on 2"
+    );
     let ours = net.peer(2).term_at(committed).expect("held");
     let forged_term = Term(term.0 + 1);
     let forged = msg(
@@ -168,4 +178,39 @@ fn a_retransmitted_append_within_the_committed_prefix_is_accepted() {
     assert_eq!(net.peer(2).step(again), Ok(()));
     assert!(!net.peer(2).is_stopped());
     assert_eq!(net.peer(2).counters().safety_violations, 0);
+}
+
+/// The same from the consistency check: an append whose `prev` at the commit index names
+/// another term contradicts the committed entry there, whatever it carries.
+#[test]
+fn a_prev_contradicting_the_commit_index_stops_the_follower() {
+    let mut net = Net::three_peers_with_one_entry();
+    net.tick_all(3);
+    let term = net.peer(2).term();
+    let committed = net.commit(2);
+    let ours = net.peer(2).term_at(committed).expect("held");
+    let claimed = Term(ours.0 + 1);
+    let forged = msg(
+        1,
+        2,
+        term.0,
+        MessageBody::Append {
+            prev: LogId::new(claimed, committed),
+            entries: Vec::new(),
+            commit: Index(0),
+        },
+    );
+    let Err(StepError::SafetyViolation(violation)) = net.peer(2).step(forged) else {
+        panic!("the contradiction was not refused as a safety violation");
+    };
+    assert_eq!(
+        (
+            violation.index,
+            violation.ours,
+            violation.theirs,
+            violation.sender
+        ),
+        (committed, ours, claimed, NodeId(1))
+    );
+    assert!(net.peer(2).is_stopped());
 }
