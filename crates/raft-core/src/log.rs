@@ -636,7 +636,9 @@ mod tests {
 
     #[test]
     fn every_log_invariant_is_checked() {
-        let cases: [(&str, fn(&mut RaftLog<MemStorage>)); 10] = [
+        /// A way to break the log, named by the invariant it breaks.
+        type Corruption = (&'static str, fn(&mut RaftLog<MemStorage>));
+        let cases: [Corruption; 10] = [
             ("log-cursors-ordered", |log| log.applied = Index(4)),
             ("log-cursors-ordered", |log| log.committed = Index(7)),
             ("log-snapshot-committed", |log| {

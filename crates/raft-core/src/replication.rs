@@ -744,6 +744,7 @@ pub(crate) fn coalesce_append_acks(messages: &mut Vec<Message>) {
             None => kept.push((message.to, message.term, index, position)),
         }
     }
+    #[cfg(debug_assertions)]
     let others = messages
         .iter()
         .filter(|message| acks(message).is_none())
@@ -755,6 +756,7 @@ pub(crate) fn coalesce_append_acks(messages: &mut Vec<Message>) {
         keep
     });
     // One answer per (peer, term) is kept; every other message stays.
+    #[cfg(debug_assertions)]
     debug_assert!(
         messages.len() == others + kept.len(),
         "postcondition one-ack-per-peer-and-term: {} messages, {} acks kept",
