@@ -18,6 +18,12 @@ impl<S: Storage> Raft<S> {
     /// Starts campaigning: with a pre-vote round first when configured, unless the election
     /// was ordered by the leader (`transfer`).
     pub(crate) fn start_election(&mut self, transfer: bool) -> Result<(), StorageError> {
+        assert!(
+            self.role != Role::Leader,
+            "precondition campaign-not-leader: {} leads in {}",
+            self.id,
+            self.term
+        );
         if !self.is_promotable() {
             return Ok(());
         }
@@ -29,6 +35,7 @@ impl<S: Storage> Raft<S> {
     }
 
     fn campaign(&mut self, pre_vote: bool, transfer: bool) -> Result<(), StorageError> {
+        let term_before = self.term;
         let campaign_term = if pre_vote {
             self.become_pre_candidate();
             // A pre-vote asks about the term the peer would campaign in, without entering it.
@@ -74,11 +81,36 @@ impl<S: Storage> Raft<S> {
                 self.send_after_persist(voter, campaign_term, body);
             }
         }
+        // A pre-vote enters no term (thesis §9.6); a campaign enters the next one, voting for
+        // itself (§5.2).
+        if pre_vote {
+            assert!(
+                self.term == term_before,
+                "postcondition pre-vote-keeps-term: {term_before} became {}",
+                self.term
+            );
+        } else {
+            assert!(
+                self.term == term_before.next()
+                    && self.vote == Some(self.id)
+                    && self.role == Role::Candidate,
+                "postcondition campaign-votes-for-itself: term {term_before} -> {}, vote {:?}, {:?}",
+                self.term,
+                self.vote,
+                self.role
+            );
+        }
         Ok(())
     }
 
     /// A candidate's own vote became durable: count it (see `campaign`).
     pub(crate) fn count_own_durable_vote(&mut self) -> Result<(), StorageError> {
+        assert!(
+            self.durable_vote.is_none_or(|(term, _)| term <= self.term),
+            "invariant term-bounds-durable-state: durable vote {:?} in {}",
+            self.durable_vote,
+            self.term
+        );
         let own_vote_durable = self.role == Role::Candidate
             && self.vote == Some(self.id)
             && self.durable_vote == Some((self.term, self.id));
@@ -91,6 +123,17 @@ impl<S: Storage> Raft<S> {
 
     /// Counts the votes so far; acts and returns `true` when the campaign is decided.
     fn tally_votes(&mut self, pre_vote: bool) -> Result<bool, StorageError> {
+        let campaigning = if pre_vote {
+            Role::PreCandidate
+        } else {
+            Role::Candidate
+        };
+        assert!(
+            self.role == campaigning && !self.votes.is_empty(),
+            "precondition tally-while-campaigning: {:?} counting {} votes (pre-vote: {pre_vote})",
+            self.role,
+            self.votes.len()
+        );
         match vote_result(&self.configuration, &self.votes) {
             VoteResult::Won if pre_vote => {
                 self.campaign(false, false)?;
@@ -117,6 +160,12 @@ impl<S: Storage> Raft<S> {
         candidate_last: LogId,
         pre_vote: bool,
     ) -> Result<(), StepError> {
+        debug_assert!(
+            request_term == self.term || (pre_vote && request_term > self.term),
+            "precondition vote-request-of-current-term: {request_term} at {}",
+            self.term
+        );
+        let vote_before = self.vote;
         let our_last = self.log.last_log_id().map_err(StepError::Fatal)?;
         let can_vote = self.vote == Some(from)
             || (self.vote.is_none() && self.leader.is_none())
@@ -141,6 +190,13 @@ impl<S: Storage> Raft<S> {
             self.vote = Some(from);
             self.election_elapsed = 0;
         }
+        // Election Safety rests on this: at most one vote per term (Figure 2, §5.2).
+        assert!(
+            vote_before.is_none() || self.vote == vote_before,
+            "postcondition one-vote-per-term: voted {vote_before:?}, now {:?} in {}",
+            self.vote,
+            self.term
+        );
         let term = self.term;
         self.send_after_persist(
             from,
@@ -167,6 +223,7 @@ impl<S: Storage> Raft<S> {
         if self.role != expected {
             return Err(StepError::Ignored("vote response outside a campaign"));
         }
+        assert!(from != self.id, "precondition vote-from-another: {from}");
         self.votes.insert(from, granted);
         self.tally_votes(pre_vote).map_err(StepError::Fatal)?;
         Ok(())
@@ -179,6 +236,15 @@ impl<S: Storage> Raft<S> {
                 "TimeoutNow from a peer that is not our leader",
             ));
         }
-        self.start_election(true).map_err(StepError::Fatal)
+        let term_before = self.term;
+        self.start_election(true).map_err(StepError::Fatal)?;
+        // A transfer skips the pre-vote (thesis §3.10): the peer campaigns at once, unless it
+        // may not campaign at all.
+        assert!(
+            self.term == term_before.next() || !self.is_promotable(),
+            "postcondition timeout-now-campaigns: term {term_before} -> {}",
+            self.term
+        );
+        Ok(())
     }
 }

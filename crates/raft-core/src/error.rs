@@ -26,7 +26,7 @@ pub enum InitError {
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum ProposeError {
     /// This peer is not the leader; `leader` is the one it knows of, if any.
-    #[error("not the leader (leader: {leader:?})")]
+    #[error("not the leader ({})", leader_hint(*leader))]
     NotLeader {
         /// The current leader, when known.
         leader: Option<NodeId>,
@@ -56,7 +56,7 @@ pub enum ProposeError {
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum ConfChangeError {
     /// This peer is not the leader; `leader` is the one it knows of, if any.
-    #[error("not the leader (leader: {leader:?})")]
+    #[error("not the leader ({})", leader_hint(*leader))]
     NotLeader {
         /// The current leader, when known.
         leader: Option<NodeId>,
@@ -117,4 +117,12 @@ pub enum CompactError {
     /// Storage could not be read.
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+/// The leader hint of a "not the leader" error, in words.
+fn leader_hint(leader: Option<NodeId>) -> String {
+    match leader {
+        Some(leader) => format!("the leader is {leader}"),
+        None => "no leader known".to_owned(),
+    }
 }

@@ -111,6 +111,7 @@
 mod display;
 mod election;
 mod error;
+mod invariant;
 mod log;
 mod log_store;
 mod membership;
@@ -131,6 +132,7 @@ mod types;
 pub mod wire;
 
 pub use error::{CompactError, ConfChangeError, ConfigError, InitError, ProposeError};
+pub use invariant::{InvariantViolation, SafetyViolation};
 pub use log_store::{LogStore, SharedMemStorage};
 pub use membership::{ConfChange, ConfigurationError};
 pub use message::{Message, MessageBody, MessageKind, ReadContext, TERM_OR_INDEX_MAX};
@@ -143,3 +145,15 @@ pub use types::{
     Configuration, Entry, EntryKind, HardState, Index, LogId, NodeId, Role, Snapshot, SnapshotMeta,
     Term,
 };
+
+/// The text of a caught panic, for tests that check what a panic says.
+#[cfg(test)]
+pub(crate) fn test_panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    match payload.downcast_ref::<String>() {
+        Some(text) => text.clone(),
+        None => payload
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_string())
+            .unwrap_or_default(),
+    }
+}

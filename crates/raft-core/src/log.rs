@@ -14,6 +14,7 @@
 
 use std::collections::VecDeque;
 
+use crate::invariant::Violations;
 use crate::storage::{Storage, StorageError};
 use crate::types::{Entry, Index, LogId, Snapshot, Term};
 
@@ -290,9 +291,18 @@ impl<S: Storage> RaftLog<S> {
         }
     }
 
-    /// Advances the commit index (never backwards, never past the log).
+    /// Advances the commit index to `index`, returning whether it moved; an index at or below
+    /// the commit index changes nothing (commit never goes backwards).
+    ///
+    /// # Panics
+    /// When `index` is past the last index: nothing commits that the log does not hold, so the
+    /// caller computed it wrong. Input from the network is bounded before it gets here.
     pub fn commit_to(&mut self, index: Index) -> bool {
-        let index = index.min(self.last_index());
+        let last = self.last_index();
+        assert!(
+            index <= last,
+            "caller bug: commit_to({index}) past the last index {last}"
+        );
         if index > self.committed {
             self.committed = index;
             true
@@ -301,12 +311,25 @@ impl<S: Storage> RaftLog<S> {
         }
     }
 
-    /// Records that the caller applied through `index`.
+    /// Records that the caller applied through `index`. Reporting the applied index again
+    /// changes nothing.
+    ///
+    /// # Panics
+    /// When `index` is beyond what was handed out for applying (the caller claims to have
+    /// applied entries it never received), or below the applied index (its reports go
+    /// backwards).
     pub fn applied_to(&mut self, index: Index) {
-        let index = index.min(self.applying);
-        if index > self.applied {
-            self.applied = index;
-        }
+        assert!(
+            index <= self.applying,
+            "caller bug: on_applied({index}) beyond the last index handed out for applying ({})",
+            self.applying
+        );
+        assert!(
+            index >= self.applied,
+            "caller bug: on_applied({index}) below the applied index {}: reports went backwards",
+            self.applied
+        );
+        self.applied = index;
         while let Some(&(last, bytes)) = self.unapplied.front() {
             if last > self.applied {
                 break;
@@ -407,6 +430,128 @@ impl<S: Storage> RaftLog<S> {
         self.applying = index;
     }
 
+    /// Adds every broken invariant of the log window to `out` (see `Raft::invariant_violations`).
+    /// Storage that cannot answer is not an invariant's fault: those checks are skipped.
+    pub(crate) fn collect_violations(&self, out: &mut Violations) {
+        let (applied, applying, committed) = (self.applied, self.applying, self.committed);
+        let last = self.last_index();
+        out.check(
+            applied <= applying && applying <= committed && committed <= last,
+            "log-cursors-ordered",
+            || format!("applied {applied} <= applying {applying} <= committed {committed} <= last {last} fails"),
+        );
+        let unstable = &self.unstable;
+        // Storage is asked once per question: the simulator runs this after every event.
+        let stored_first = match &unstable.snapshot {
+            Some(_) => None,
+            None => self.storage.first_index().ok(),
+        };
+        let snapshot = match &unstable.snapshot {
+            Some(snapshot) => Some(snapshot.meta.last_included.index),
+            None => stored_first.map(Index::prev),
+        };
+        if let Some(snapshot) = snapshot {
+            out.check(snapshot <= committed, "log-snapshot-committed", || {
+                format!("snapshot index {snapshot} above committed {committed}")
+            });
+        }
+        let end = unstable.offset.plus(unstable.entries.len() as u64);
+        let misplaced = unstable
+            .entries
+            .iter()
+            .zip(unstable.offset.0..)
+            .find(|(entry, index)| entry.index().0 != *index);
+        out.check(misplaced.is_none(), "log-unstable-contiguous", || {
+            let (entry, index) = misplaced.expect("found");
+            format!("unstable entry {} where index {index} belongs", entry.id)
+        });
+        let backwards = unstable
+            .entries
+            .iter()
+            .zip(unstable.entries.iter().skip(1))
+            .find(|(before, after)| after.term() < before.term());
+        out.check(backwards.is_none(), "log-terms-ordered", || {
+            let (before, after) = backwards.expect("found");
+            format!("entry {} follows {}", after.id, before.id)
+        });
+        out.check(
+            unstable.offset <= unstable.handed_out_below && unstable.handed_out_below <= end,
+            "log-handed-out-within-unstable",
+            || {
+                format!(
+                    "handed out below {} outside the unstable entries {}..{end}",
+                    unstable.handed_out_below, unstable.offset
+                )
+            },
+        );
+        match &unstable.snapshot {
+            Some(snapshot) => {
+                let index = snapshot.meta.last_included.index;
+                out.check(
+                    index < unstable.offset,
+                    "log-snapshot-before-unstable",
+                    || {
+                        format!(
+                            "pending snapshot at {index}, unstable entries from {}",
+                            unstable.offset
+                        )
+                    },
+                );
+            }
+            None => {
+                if let (Some(first), Ok(stored_last)) = (stored_first, self.storage.last_index()) {
+                    out.check(
+                        first <= unstable.offset && unstable.offset <= stored_last.next(),
+                        "log-unstable-joins-storage",
+                        || {
+                            format!(
+                                "unstable entries from {}, storage holds {first}..={stored_last}",
+                                unstable.offset
+                            )
+                        },
+                    );
+                }
+            }
+        }
+        let bytes: u64 = self.unapplied.iter().map(|&(_, bytes)| bytes).sum();
+        out.check(
+            bytes == self.unapplied_bytes,
+            "log-unapplied-bytes-sum",
+            || {
+                format!(
+                    "unapplied bytes {} but the batches hold {bytes}",
+                    self.unapplied_bytes
+                )
+            },
+        );
+        let mut floor = applied;
+        let out_of_place = self.unapplied.iter().find(|&&(batch_last, _)| {
+            let misplaced = batch_last <= floor || batch_last > applying;
+            floor = batch_last;
+            misplaced
+        });
+        out.check(
+            out_of_place.is_none(),
+            "log-unapplied-batches-ordered",
+            || {
+                format!(
+                    "unapplied batches {:?} not increasing within ({applied}, {applying}]",
+                    self.unapplied
+                )
+            },
+        );
+    }
+
+    /// The term of the newest entry held in memory (not yet durable), or of a snapshot
+    /// received from the leader and not yet durable.
+    pub(crate) fn newest_unstable_term(&self) -> Option<Term> {
+        self.unstable
+            .entries
+            .back()
+            .map(Entry::term)
+            .or_else(|| Some(self.unstable.snapshot.as_ref()?.meta.last_included.term))
+    }
+
     /// Committed, durable entries not yet handed out for applying, so that at most
     /// `unapplied_bytes_max` are handed out and not reported applied (one larger entry goes
     /// out alone); marks them handed out.
@@ -466,6 +611,116 @@ mod tests {
             hard_state: None,
         });
         log.stable_to(LogId::new(Term(1), Index(last)));
+    }
+
+    /// The names of the log's broken invariants.
+    fn broken(log: &RaftLog<MemStorage>) -> Vec<&'static str> {
+        let mut out = Violations::default();
+        log.collect_violations(&mut out);
+        out.into_vec().iter().map(|v| v.invariant).collect()
+    }
+
+    /// A log of 6 entries, 4 durable, committed through 4, applying through 3, applied through 2.
+    fn busy_log() -> RaftLog<MemStorage> {
+        let mut log = new_log();
+        append_durably(&mut log, 4);
+        log.append((5..=6).map(|index| entry(1, index)));
+        log.commit_to(Index(4));
+        let _ = log
+            .take_committed(3 * entry(1, 1).size_bytes())
+            .expect("readable");
+        log.applied_to(Index(2));
+        assert!(broken(&log).is_empty(), "a healthy log: {:?}", broken(&log));
+        log
+    }
+
+    #[test]
+    fn every_log_invariant_is_checked() {
+        /// A way to break the log, named by the invariant it breaks.
+        type Corruption = (&'static str, fn(&mut RaftLog<MemStorage>));
+        let cases: [Corruption; 10] = [
+            ("log-cursors-ordered", |log| log.applied = Index(4)),
+            ("log-cursors-ordered", |log| log.committed = Index(7)),
+            ("log-snapshot-committed", |log| {
+                log.unstable.snapshot = Some(Snapshot {
+                    meta: crate::types::SnapshotMeta {
+                        last_included: LogId::new(Term(1), Index(5)),
+                        configuration: Configuration::new([NodeId(1)]),
+                    },
+                    data: Bytes::new(),
+                })
+            }),
+            ("log-unstable-contiguous", |log| {
+                log.unstable.entries[1] = entry(1, 9)
+            }),
+            ("log-terms-ordered", |log| {
+                log.unstable.entries[0] = entry(2, 5);
+            }),
+            ("log-handed-out-within-unstable", |log| {
+                log.unstable.handed_out_below = Index(9)
+            }),
+            ("log-unstable-joins-storage", |log| {
+                log.unstable.offset = Index(7);
+                log.unstable.handed_out_below = Index(7);
+                log.unstable.entries.clear();
+            }),
+            ("log-unapplied-bytes-sum", |log| log.unapplied_bytes += 1),
+            ("log-unapplied-batches-ordered", |log| {
+                log.unapplied.push_front((Index(1), 0))
+            }),
+            ("log-snapshot-before-unstable", |log| {
+                log.committed = Index(6);
+                log.unstable.snapshot = Some(Snapshot {
+                    meta: crate::types::SnapshotMeta {
+                        last_included: LogId::new(Term(1), Index(6)),
+                        configuration: Configuration::new([NodeId(1)]),
+                    },
+                    data: Bytes::new(),
+                })
+            }),
+        ];
+        for (invariant, corrupt) in cases {
+            let mut log = busy_log();
+            corrupt(&mut log);
+            let broken = broken(&log);
+            assert!(broken.contains(&invariant), "{invariant}: broke {broken:?}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "caller bug: commit_to(i7) past the last index i6")]
+    fn committing_past_the_last_index_is_a_caller_bug() {
+        busy_log().commit_to(Index(7));
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "caller bug: on_applied(i4) beyond the last index handed out for applying (i3)"
+    )]
+    fn applying_beyond_what_was_handed_out_is_a_caller_bug() {
+        busy_log().applied_to(Index(4));
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "caller bug: on_applied(i1) below the applied index i2: reports went backwards"
+    )]
+    fn applied_reports_going_backwards_are_a_caller_bug() {
+        busy_log().applied_to(Index(1));
+    }
+
+    #[test]
+    fn committing_at_or_below_the_commit_index_changes_nothing() {
+        let mut log = busy_log();
+        assert!(!log.commit_to(Index(3)));
+        assert!(!log.commit_to(Index(4)));
+        assert_eq!(log.committed(), Index(4));
+        log.applied_to(Index(2));
+        assert_eq!(
+            log.applied(),
+            Index(2),
+            "reporting the applied index again is harmless"
+        );
     }
 
     #[test]
@@ -674,7 +929,11 @@ mod tests {
                             }
                         }
                     }
-                    // Invariants after every operation.
+                    // Invariants after every operation: the log's own self-check, then the model.
+                    let mut violations = crate::invariant::Violations::default();
+                    log.collect_violations(&mut violations);
+                    let violations = violations.into_vec();
+                    prop_assert!(violations.is_empty(), "{:?}", violations);
                     prop_assert_eq!(log.last_index().0, model.len() as u64);
                     prop_assert!(log.committed() <= log.last_index());
                     prop_assert!(log.applied() <= log.committed());

@@ -18,7 +18,8 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use crate::types::{Index, SnapshotMeta};
+use crate::invariant::Violations;
+use crate::types::{Index, NodeId, SnapshotMeta};
 
 /// How the leader replicates to one follower.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +97,11 @@ impl Inflights {
     /// Forgets everything.
     pub fn clear(&mut self) {
         self.last_indexes.clear();
+    }
+
+    /// The last index of the oldest and of the newest message in flight.
+    fn bounds(&self) -> Option<(Index, Index)> {
+        Some((*self.last_indexes.front()?, *self.last_indexes.back()?))
     }
 }
 
@@ -231,9 +237,98 @@ impl Progress {
     }
 }
 
+impl Progress {
+    /// Adds every broken invariant of `peer`'s progress to `out`, on a leader whose log ends at
+    /// `last_index` and is committed through `committed`.
+    pub(crate) fn collect_violations(
+        &self,
+        peer: NodeId,
+        last_index: Index,
+        committed: Index,
+        out: &mut Violations,
+    ) {
+        let (match_index, next_index) = (self.match_index, self.next_index);
+        out.check(
+            match_index < next_index,
+            "progress-match-below-next",
+            || format!("{peer}: match {match_index} >= next {next_index}"),
+        );
+        out.check(
+            match_index <= last_index && next_index <= last_index.next(),
+            "progress-within-log",
+            || {
+                format!(
+                    "{peer}: match {match_index}, next {next_index}, leader's last {last_index}"
+                )
+            },
+        );
+        out.check(
+            self.commit_sent <= committed,
+            "progress-commit-sent-committed",
+            || {
+                format!(
+                    "{peer}: told commit {}, committed {committed}",
+                    self.commit_sent
+                )
+            },
+        );
+        let snapshot_index = self
+            .outgoing_snapshot
+            .as_ref()
+            .map(|snapshot| snapshot.meta.last_included.index);
+        let consistent = match self.state {
+            ProgressState::Snapshot(index) => snapshot_index == Some(index),
+            _ => snapshot_index.is_none(),
+        };
+        out.check(consistent, "progress-snapshot-state", || {
+            format!(
+                "{peer}: state {:?}, outgoing snapshot at {snapshot_index:?}",
+                self.state
+            )
+        });
+        let inflights = self.inflights.bounds();
+        let inflights_fit = match (self.state, inflights) {
+            (_, None) => true,
+            (ProgressState::Replicate, Some((oldest, newest))) => {
+                match_index < oldest && newest < next_index
+            }
+            _ => false,
+        };
+        out.check(inflights_fit, "progress-inflights-replicating", || {
+            format!(
+                "{peer}: {:?} with appends in flight through {inflights:?}, match {match_index}, next {next_index}",
+                self.state
+            )
+        });
+        out.check(
+            self.inflights.len() <= self.inflights.capacity,
+            "inflight-bounded",
+            || {
+                format!(
+                    "{peer}: {} in flight, window {}",
+                    self.inflights.len(),
+                    self.inflights.capacity
+                )
+            },
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_overfull_window_is_reported() {
+        let mut progress = Progress::new(Index(10), 1);
+        progress.become_replicate();
+        progress.inflights.last_indexes.extend([Index(3), Index(4)]);
+        progress.next_index = Index(5);
+        let mut out = Violations::default();
+        progress.collect_violations(NodeId(2), Index(10), Index(10), &mut out);
+        let broken: Vec<&str> = out.into_vec().iter().map(|v| v.invariant).collect();
+        assert_eq!(broken, ["inflight-bounded"]);
+    }
 
     #[test]
     fn probe_ignores_stale_rejections_and_uses_hint() {

@@ -16,6 +16,9 @@
 //! ready/persist/apply hand-off) and `raft/status.rs` (status types and queries).
 
 mod handoff;
+mod invariants;
+#[cfg(test)]
+pub(crate) use invariants::tests as invariants_tests;
 mod requests;
 mod status;
 mod step;
@@ -27,6 +30,7 @@ use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::error::{InitError, ProposeError};
+use crate::invariant::SafetyViolation;
 use crate::log::RaftLog;
 use crate::membership::ConfigurationHistory;
 use crate::message::{Message, MessageBody};
@@ -117,6 +121,9 @@ pub struct Raft<S: Storage> {
 
     pub(crate) counters: Counters,
     fatal: Option<StorageError>,
+    /// Set when a leader asked this peer to overwrite a committed entry: the peer stops (see
+    /// [`Raft::safety_violation`]).
+    pub(crate) safety_violation: Option<SafetyViolation>,
 }
 
 impl<S: Storage> Raft<S> {
@@ -201,6 +208,7 @@ impl<S: Storage> Raft<S> {
             },
             counters: Counters::default(),
             fatal: None,
+            safety_violation: None,
             config,
         })
     }
@@ -209,7 +217,7 @@ impl<S: Storage> Raft<S> {
 
     /// Advances logical time by one tick.
     pub fn tick(&mut self) {
-        if self.fatal.is_some() {
+        if self.is_stopped() {
             return;
         }
         self.now_ticks += 1;
@@ -217,6 +225,7 @@ impl<S: Storage> Raft<S> {
             Role::Leader => self.tick_leader(),
             _ => self.tick_election(),
         }
+        self.debug_check_invariants();
     }
 
     fn tick_election(&mut self) {
@@ -408,7 +417,7 @@ impl<S: Storage> Raft<S> {
     /// Refuses a request to a stopped peer, as a peer that is not the leader does (naming the
     /// leader it knew of, if another): it will never serve it, and another peer may.
     pub(crate) fn refuse_if_stopped(&self) -> Result<(), ProposeError> {
-        if self.fatal.is_some() {
+        if self.is_stopped() {
             return Err(ProposeError::NotLeader {
                 leader: self.leader.filter(|&leader| leader != self.id),
             });
@@ -419,5 +428,14 @@ impl<S: Storage> Raft<S> {
     pub(crate) fn fail(&mut self, error: StorageError) {
         tracing::error!(id = %self.id, %error, "storage failed; peer stopped");
         self.fatal = Some(error);
+    }
+
+    /// Stops the peer on a safety violation: it takes no more input and hands nothing out, so
+    /// it cannot spread a divergent log; its runtime logs the violation and exits.
+    pub(crate) fn stop_on_safety_violation(&mut self, violation: SafetyViolation) -> StepError {
+        tracing::error!(id = %self.id, term = %self.term, %violation, "peer stopped");
+        self.counters.safety_violations += 1;
+        self.safety_violation = Some(violation.clone());
+        StepError::SafetyViolation(violation)
     }
 }

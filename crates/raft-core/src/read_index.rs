@@ -26,6 +26,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::error::ProposeError;
+use crate::invariant::Violations;
 use crate::message::{MessageBody, ReadContext};
 use crate::quorum::{is_majority, majority_value};
 use crate::raft::{Raft, StepError};
@@ -197,11 +198,121 @@ impl ReadIndexState {
     }
 }
 
+impl ReadIndexState {
+    /// Adds every broken invariant of the read bookkeeping to `out`, for a peer that `leads`
+    /// (or not), is committed through `committed` and whose clock reads `now_ticks`.
+    pub(crate) fn collect_violations(
+        &self,
+        leads: bool,
+        committed: Index,
+        now_ticks: u64,
+        out: &mut Violations,
+    ) {
+        let held = self.pending.len() + self.waiting_for_commit.len() + self.forwarded.len();
+        out.check(held <= self.capacity, "reads-bounded", || {
+            format!("{held} reads held, capacity {}", self.capacity)
+        });
+        let round = self.round;
+        let mut previous = 0;
+        let unordered = self.pending.iter().find(|read| {
+            let misplaced = read.round < previous || read.round > round || read.index > committed;
+            previous = read.round;
+            misplaced
+        });
+        out.check(unordered.is_none(), "reads-pending-ordered", || {
+            format!(
+                "pending read {unordered:?}: rounds must not decrease or pass {round}, indexes not pass commit {committed}"
+            )
+        });
+        let echoed_ahead = self.acked_rounds.iter().find(|(_, &acked)| acked > round);
+        out.check(echoed_ahead.is_none(), "reads-echo-not-ahead", || {
+            format!("{echoed_ahead:?} echoed beyond the latest round {round}")
+        });
+        let mut broadcasts = self.broadcasts.iter().zip(self.broadcasts.iter().skip(1));
+        let ordered = broadcasts.all(|(before, after)| before.0 < after.0 && before.1 < after.1)
+            && self
+                .broadcasts
+                .back()
+                .is_none_or(|&(tick, broadcast_round)| {
+                    tick <= now_ticks && broadcast_round <= round
+                });
+        out.check(ordered, "lease-broadcasts-ordered", || {
+            format!(
+                "broadcasts {:?} at tick {now_ticks}, round {round}",
+                self.broadcasts
+            )
+        });
+        if let Some(lease_ticks) = self.lease_ticks {
+            out.check(
+                self.broadcasts.len() as u64 <= lease_ticks + 1,
+                "lease-broadcasts-bounded",
+                || {
+                    format!(
+                        "{} broadcasts, lease of {lease_ticks} ticks",
+                        self.broadcasts.len()
+                    )
+                },
+            );
+        }
+        let lease_end = self.lease_end_ticks;
+        let lease_bounded = match (lease_end, self.lease_ticks) {
+            (None, _) => true,
+            (Some(end), Some(lease_ticks)) => {
+                leads && !self.lease_forbidden && end <= now_ticks + lease_ticks
+            }
+            (Some(_), None) => false,
+        };
+        out.check(lease_bounded, "lease-only-on-leader", || {
+            format!(
+                "lease until tick {lease_end:?} at tick {now_ticks} (leader: {leads}, forbidden: {}, lease ticks {:?})",
+                self.lease_forbidden, self.lease_ticks
+            )
+        });
+        if leads {
+            out.check(
+                self.forwarded.is_empty(),
+                "reads-forwarded-only-by-followers",
+                || format!("a leader holds {} forwarded reads", self.forwarded.len()),
+            );
+        } else {
+            let leader_state = self.pending.len()
+                + self.waiting_for_commit.len()
+                + self.acked_rounds.len()
+                + self.broadcasts.len();
+            out.check(
+                leader_state == 0 && !self.heartbeat_due,
+                "reads-leader-state-only-on-leader",
+                || {
+                    format!(
+                        "not leading, yet {} pending, {} waiting for commit, {} echoes, {} broadcasts, heartbeat due {}",
+                        self.pending.len(),
+                        self.waiting_for_commit.len(),
+                        self.acked_rounds.len(),
+                        self.broadcasts.len(),
+                        self.heartbeat_due
+                    )
+                },
+            );
+        }
+    }
+
+    /// Whether reads wait for this leader to commit an entry of its term.
+    pub(crate) fn waiting_for_commit(&self) -> usize {
+        self.waiting_for_commit.len()
+    }
+}
+
 impl<S: Storage> Raft<S> {
     /// Requests a linearizable read. When it is safe, a [`ReadState`] with `context` arrives in
     /// a later [`crate::Ready`]; the service serves the read once it has applied its index.
     /// On a follower the request is forwarded to the leader.
     pub fn read_index(&mut self, context: ReadContext) -> Result<(), ProposeError> {
+        let result = self.read_index_inner(context);
+        self.debug_check_invariants();
+        result
+    }
+
+    fn read_index_inner(&mut self, context: ReadContext) -> Result<(), ProposeError> {
         self.refuse_if_stopped()?;
         if self.reads.is_full() {
             return Err(ProposeError::Busy);
@@ -228,6 +339,12 @@ impl<S: Storage> Raft<S> {
     /// to. Safe as long as no peer's clock runs faster than `Config::lease_margin_ticks`
     /// allows; without `Config::check_quorum` every lease read takes a round.
     pub fn lease_read(&mut self, context: ReadContext) -> Result<(), ProposeError> {
+        let result = self.lease_read_inner(context);
+        self.debug_check_invariants();
+        result
+    }
+
+    fn lease_read_inner(&mut self, context: ReadContext) -> Result<(), ProposeError> {
         self.refuse_if_stopped()?;
         if self.role != Role::Leader {
             return Err(ProposeError::NotLeader {
@@ -271,6 +388,11 @@ impl<S: Storage> Raft<S> {
     }
 
     fn leader_read(&mut self, origin: NodeId, context: ReadContext) {
+        assert!(
+            self.role == Role::Leader,
+            "precondition reads-confirmed-by-leader: {:?}",
+            self.role
+        );
         let committed = self.log.committed();
         if !self.committed_in_term() {
             // Until the no-op of this term commits, the leader's commit index may be behind
@@ -298,6 +420,12 @@ impl<S: Storage> Raft<S> {
     }
 
     fn complete_read(&mut self, origin: NodeId, context: ReadContext, index: Index) {
+        // A read index is a commit index of this leader's term (thesis §6.4 step 1).
+        assert!(
+            index <= self.log.committed(),
+            "precondition read-index-committed: {index} beyond commit {}",
+            self.log.committed()
+        );
         if origin == self.id {
             self.reads.ready.push(ReadState { context, index });
         } else {
@@ -321,6 +449,11 @@ impl<S: Storage> Raft<S> {
     /// A heartbeat answer echoing `round`: reads of rounds a majority has echoed are safe, and
     /// the lease is renewed from the broadcast of that round.
     pub(crate) fn acknowledge_read_round(&mut self, from: NodeId, round: u64) {
+        assert!(
+            self.role == Role::Leader && from != self.id,
+            "precondition echo-to-leader: {:?} hearing {from}",
+            self.role
+        );
         let acked = self.reads.acked_rounds.entry(from).or_insert(0);
         *acked = (*acked).max(round.min(self.reads.round));
         if self.reads.pending.is_empty() && self.reads.broadcasts.is_empty() {
@@ -346,6 +479,10 @@ impl<S: Storage> Raft<S> {
                 self.complete_read(read.origin, read.context, read.index);
             }
         }
+        debug_assert!(
+            self.reads.pending.iter().all(|read| read.round > confirmed),
+            "postcondition confirmed-reads-released: round {confirmed} confirmed"
+        );
     }
 
     pub(crate) fn handle_read_index_request(
@@ -353,6 +490,7 @@ impl<S: Storage> Raft<S> {
         from: NodeId,
         context: ReadContext,
     ) -> Result<(), StepError> {
+        assert!(from != self.id, "precondition read-from-another: {from}");
         if self.role != Role::Leader || self.reads.is_full() {
             self.send(
                 from,
@@ -385,6 +523,10 @@ impl<S: Storage> Raft<S> {
         let Some(position) = position else {
             return Err(StepError::Ignored("read response for an unknown request"));
         };
+        assert!(
+            self.role != Role::Leader,
+            "invariant reads-forwarded-only-by-followers: a leader forwarded {context}"
+        );
         self.reads.forwarded.remove(position);
         match index {
             Some(index) => self.reads.ready.push(ReadState { context, index }),
@@ -415,6 +557,10 @@ impl<S: Storage> Raft<S> {
                 );
             }
         }
+        assert!(
+            self.reads.pending.is_empty() && self.reads.waiting_for_commit.is_empty(),
+            "postcondition leader-reads-failed"
+        );
         self.reads.acked_rounds.clear();
         self.reads.heartbeat_due = false;
         // Stepping down ends the lease: a later term may already have a leader.
@@ -439,5 +585,78 @@ impl<S: Storage> Raft<S> {
                 self.reads.failed.push(context);
             }
         }
+        // Ages grow together, oldest first: the front is the only one that can expire.
+        debug_assert!(
+            self.reads.forwarded.iter().all(|&(_, _, age)| age < limit),
+            "postcondition forwarded-reads-expire: older than {limit} ticks kept"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::invariants_tests::{assert_breaks, follower, leader_with_learner};
+
+    #[test]
+    fn read_bookkeeping_is_checked() {
+        let pending = |round: u64, index: u64| PendingRead {
+            origin: NodeId(1),
+            context: 7,
+            index: Index(index),
+            round,
+        };
+        assert_breaks(leader_with_learner(), "reads-bounded", |raft| {
+            let capacity = raft.reads.capacity;
+            for _ in 0..=capacity {
+                raft.reads.pending.push_back(pending(raft.reads.round, 1));
+            }
+        });
+        assert_breaks(leader_with_learner(), "reads-pending-ordered", |raft| {
+            raft.reads
+                .pending
+                .push_back(pending(raft.reads.round + 1, 1))
+        });
+        assert_breaks(leader_with_learner(), "reads-pending-ordered", |raft| {
+            raft.reads.pending.push_back(pending(raft.reads.round, 60))
+        });
+        assert_breaks(leader_with_learner(), "reads-echo-not-ahead", |raft| {
+            raft.reads
+                .acked_rounds
+                .insert(NodeId(2), raft.reads.round + 1);
+        });
+        assert_breaks(leader_with_learner(), "lease-broadcasts-ordered", |raft| {
+            raft.reads
+                .broadcasts
+                .push_back((raft.now_ticks + 1, raft.reads.round))
+        });
+        assert_breaks(leader_with_learner(), "lease-broadcasts-bounded", |raft| {
+            let lease_ticks = raft.reads.lease_ticks.expect("CheckQuorum is on");
+            raft.reads.broadcasts.clear();
+            for step in 0..=lease_ticks + 1 {
+                raft.reads.broadcasts.push_back((step, step));
+            }
+            raft.now_ticks = raft.now_ticks.max(lease_ticks + 1);
+            raft.reads.round = raft.reads.round.max(lease_ticks + 1);
+        });
+        assert_breaks(follower(), "lease-only-on-leader", |raft| {
+            raft.reads.lease_end_ticks = Some(raft.now_ticks + 1)
+        });
+        assert_breaks(leader_with_learner(), "lease-only-on-leader", |raft| {
+            raft.reads.lease_end_ticks = Some(raft.now_ticks + 1000)
+        });
+        assert_breaks(
+            leader_with_learner(),
+            "reads-forwarded-only-by-followers",
+            |raft| raft.reads.forwarded.push_back((7, NodeId(2), 0)),
+        );
+        assert_breaks(follower(), "reads-leader-state-only-on-leader", |raft| {
+            raft.reads.heartbeat_due = true
+        });
+        assert_breaks(
+            leader_with_learner(),
+            "reads-wait-only-before-first-commit",
+            |raft| raft.reads.waiting_for_commit.push_back((NodeId(1), 7)),
+        );
     }
 }

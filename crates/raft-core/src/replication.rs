@@ -15,6 +15,7 @@
 //! spare followers get them at the next tick's flush (see `Config::spare_flush_ticks`), so a
 //! write costs a majority's fdatasyncs rather than every peer's.
 
+use crate::invariant::SafetyViolation;
 use crate::message::{Message, MessageBody};
 use crate::progress::ProgressState;
 use crate::quorum::{is_majority, majority_value};
@@ -32,6 +33,11 @@ impl<S: Storage> Raft<S> {
     /// commit advances. Called once per `ready()`, so proposals made since the last one travel
     /// together.
     pub(crate) fn replicate_to_all(&mut self) -> Result<(), StorageError> {
+        assert!(
+            self.role == Role::Leader,
+            "precondition only-leader-replicates: {:?}",
+            self.role
+        );
         self.replication_due = false;
         let peers: Vec<NodeId> = self
             .progress
@@ -72,6 +78,13 @@ impl<S: Storage> Raft<S> {
         if self.reads.heartbeat_due() {
             self.broadcast_heartbeat();
         }
+        let committed = self.log.committed();
+        debug_assert!(
+            self.progress
+                .values()
+                .all(|progress| progress.commit_sent <= committed),
+            "postcondition commit-told-committed: a follower was told a commit beyond {committed}"
+        );
         Ok(())
     }
 
@@ -105,6 +118,12 @@ impl<S: Storage> Raft<S> {
                 spares.push(voter);
             }
         }
+        // The prompt followers left out of `spares` make a quorum with the leader, so a write
+        // still commits at the pace of the fastest majority.
+        debug_assert!(
+            spares.is_empty() || prompt_needed == 0,
+            "postcondition spares-leave-a-quorum: {spares:?} spare, {prompt_needed} prompt missing"
+        );
         spares
     }
 
@@ -128,6 +147,12 @@ impl<S: Storage> Raft<S> {
     /// Sends one append to `peer` if its progress allows. Returns whether entries were sent
     /// (so the caller may try again to fill the window).
     fn send_append(&mut self, peer: NodeId) -> Result<bool, StorageError> {
+        assert!(
+            peer != self.id && self.role == Role::Leader,
+            "precondition append-to-a-follower: {:?} {} sending to {peer}",
+            self.role,
+            self.id
+        );
         let Some(progress) = self.progress.get(&peer) else {
             return Ok(false);
         };
@@ -187,6 +212,10 @@ impl<S: Storage> Raft<S> {
             return Ok(false);
         }
         progress.commit_sent = progress.commit_sent.max(commit.min(last_sent));
+        debug_assert!(
+            prev_index.next() == next && last_sent <= last,
+            "postcondition append-from-next: prev {prev_index}, next {next}, last sent {last_sent}, last {last}"
+        );
         if sent_entries {
             progress.sent_entries(last_sent);
         } else if probing {
@@ -211,8 +240,15 @@ impl<S: Storage> Raft<S> {
         mut entries: Vec<Entry>,
         leader_commit: Index,
     ) -> Result<(), StepError> {
+        debug_assert!(
+            self.role == Role::Follower && self.leader == Some(from),
+            "precondition append-from-our-leader: {:?} following {:?}, append from {from}",
+            self.role,
+            self.leader
+        );
         validate_entries(prev, &entries, self.term)?;
         let committed = self.log.committed();
+        self.refuse_overwriting_committed(from, prev, &entries)?;
         let mut prev = prev;
         if prev.index < committed {
             // Everything through our commit index already matches the leader's log (Leader
@@ -236,6 +272,9 @@ impl<S: Storage> Raft<S> {
             prev = LogId::new(term, committed);
         }
         if !self.log.matches(prev) {
+            // `prev` is at or above the commit index here; at it, a mismatch contradicts a
+            // committed entry.
+            self.refuse_overwriting_committed(from, prev, &[])?;
             let hint = match self.log.find_conflict_by_term(prev.index, prev.term) {
                 Ok(hint) => hint,
                 Err(StorageError::Failed(error)) => {
@@ -255,11 +294,12 @@ impl<S: Storage> Raft<S> {
         }
         let last_new = prev.index.plus(entries.len() as u64);
         if let Some(conflict) = self.log.find_conflict(&entries) {
-            if conflict <= committed {
-                return Err(StepError::Invalid(
-                    "append conflicts with a committed entry",
-                ));
-            }
+            // `refuse_overwriting_committed` refused any conflict at or below the commit
+            // index, and the prefix through it was skipped above.
+            assert!(
+                conflict > committed,
+                "invariant committed-entries-immutable: conflict at {conflict}, committed {committed}"
+            );
             let from_conflict = (conflict.0 - prev.index.0 - 1) as usize;
             entries.drain(..from_conflict);
             // Configuration entries take effect as they arrive, and those of a replaced
@@ -270,6 +310,13 @@ impl<S: Storage> Raft<S> {
                 ));
             }
         }
+        // The log now matches the leader's through `last_new` (Log Matching, §5.3), and no
+        // further: entries after it may be from another leader.
+        debug_assert!(
+            self.log.matches(prev) && last_new <= self.log.last_index(),
+            "postcondition append-matches: prev {prev}, last new {last_new}, last {}",
+            self.log.last_index()
+        );
         self.log.commit_to(leader_commit.min(last_new));
         let term = self.term;
         self.send_after_persist(
@@ -284,15 +331,99 @@ impl<S: Storage> Raft<S> {
         Ok(())
     }
 
+    /// Refuses an append that contradicts an entry this peer knows is committed: its `prev`
+    /// or one of its entries at or below the commit index names another term than ours (a
+    /// `prev` at the commit index is left to the consistency check, which calls this again
+    /// when it fails, so a matching append costs no extra lookup). A
+    /// committed entry is in the log of every later leader (Leader Completeness, §5.4), so a
+    /// correct leader never sends one: either it or this peer has lost durable state, or the
+    /// message is forged. The peer stops (see [`Raft::safety_violation`]) rather than take part
+    /// in a divergence. Entries this peer no longer holds (compacted) cannot be compared and
+    /// are skipped, as the append handler does.
+    fn refuse_overwriting_committed(
+        &mut self,
+        from: NodeId,
+        prev: LogId,
+        entries: &[Entry],
+    ) -> Result<(), StepError> {
+        let committed = self.log.committed();
+        debug_assert!(
+            committed <= self.log.last_index(),
+            "invariant log-cursors-ordered: committed {committed} beyond {}",
+            self.log.last_index()
+        );
+        let prev_to_check = entries.is_empty() || prev.index < committed;
+        let claimed = std::iter::once(prev)
+            .filter(|_| prev_to_check)
+            .chain(entries.iter().map(|entry| entry.id))
+            .take_while(|id| id.index <= committed);
+        for id in claimed {
+            match self.log.term(id.index) {
+                Ok(ours) if ours != id.term => {
+                    let violation = SafetyViolation {
+                        term: self.term,
+                        index: id.index,
+                        sender: from,
+                        ours,
+                        theirs: id.term,
+                        committed,
+                    };
+                    return Err(self.stop_on_safety_violation(violation));
+                }
+                Err(StorageError::Failed(error)) => {
+                    return Err(StepError::Fatal(StorageError::Failed(error)))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn handle_heartbeat(
         &mut self,
         from: NodeId,
         commit: Index,
         read_round: u64,
     ) -> Result<(), StepError> {
-        // The leader bounds `commit` by our acknowledged match, so it is safe to adopt.
-        self.log.commit_to(commit);
+        debug_assert!(
+            self.role == Role::Follower && self.leader == Some(from),
+            "precondition heartbeat-from-our-leader: {:?} following {:?}, heartbeat from {from}",
+            self.role,
+            self.leader
+        );
+        // The echo confirms this term's leader for its reads and lease whatever the commit
+        // index says (thesis §6.4), so it goes out even when the commit is refused.
         self.send(from, MessageBody::HeartbeatResponse { read_round });
+        let adopted = self.adopt_leader_commit(commit);
+        assert!(
+            self.log.committed() <= self.log.last_index(),
+            "postcondition commit-within-log: {} beyond {}",
+            self.log.committed(),
+            self.log.last_index()
+        );
+        adopted
+    }
+
+    /// Adopts the commit index a leader's heartbeat or commit notice carries. The leader
+    /// bounds it by the match this peer acknowledged in this term, once durable (Figure 2:
+    /// persist before answering); within a term only that leader changes this log and never
+    /// replaces an entry it matched, so every index up to it holds the leader's entry. One
+    /// beyond the last index is therefore impossible from a correct leader: it is refused
+    /// rather than clamped, and counted as invalid.
+    pub(crate) fn adopt_leader_commit(&mut self, commit: Index) -> Result<(), StepError> {
+        let last = self.log.last_index();
+        if commit > last {
+            return Err(StepError::Invalid(
+                "commit index beyond this follower's log",
+            ));
+        }
+        let before = self.log.committed();
+        self.log.commit_to(commit);
+        assert!(
+            self.log.committed() == before.max(commit),
+            "postcondition commit-adopted: {} after {before} and {commit}",
+            self.log.committed()
+        );
         Ok(())
     }
 
@@ -306,6 +437,10 @@ impl<S: Storage> Raft<S> {
         if self.role != Role::Leader {
             return Err(StepError::Ignored("append response while not leader"));
         }
+        assert!(
+            from != self.id,
+            "precondition response-from-another: {from}"
+        );
         let last = self.log.last_index();
         if index > last {
             return Err(StepError::Invalid(
@@ -338,7 +473,13 @@ impl<S: Storage> Raft<S> {
             }
             return Ok(());
         }
-        if progress.maybe_update(index) {
+        let updated = progress.maybe_update(index);
+        // A probe answered at the match the leader already knew is news too: the logs agree
+        // there, so streaming can start (after a snapshot install the match is already set, and
+        // without this the follower would stay a paused probe until the next heartbeat).
+        let probe_confirmed =
+            progress.state == ProgressState::Probe && index == progress.match_index;
+        if updated || probe_confirmed {
             match progress.state {
                 ProgressState::Probe => progress.become_replicate(),
                 ProgressState::Snapshot(pending) if progress.match_index >= pending => {
@@ -349,6 +490,12 @@ impl<S: Storage> Raft<S> {
                 ProgressState::Replicate => progress.inflights.free_through(index),
             }
             let caught_up = progress.match_index == last;
+            assert!(
+                progress.match_index <= last && progress.match_index < progress.next_index,
+                "postcondition progress-match-below-next: {from} match {}, next {}, last {last}",
+                progress.match_index,
+                progress.next_index
+            );
             self.maybe_commit().map_err(StepError::Fatal)?;
             if caught_up
                 && self
@@ -372,6 +519,10 @@ impl<S: Storage> Raft<S> {
         if self.role != Role::Leader {
             return Err(StepError::Ignored("heartbeat response while not leader"));
         }
+        assert!(
+            from != self.id,
+            "precondition response-from-another: {from}"
+        );
         let last = self.log.last_index();
         let Some(progress) = self.progress.get_mut(&from) else {
             return Err(StepError::UnknownPeer(from));
@@ -388,6 +539,11 @@ impl<S: Storage> Raft<S> {
         if appends_lost {
             progress.become_probe();
         }
+        assert!(
+            progress.match_index <= last,
+            "invariant progress-within-log: {from} match {} beyond {last}",
+            progress.match_index
+        );
         if progress.match_index < last {
             self.replication_due = true;
         }
@@ -405,6 +561,11 @@ impl<S: Storage> Raft<S> {
         if self.maybe_leave_joint() {
             self.advance_commit()?;
         }
+        assert!(
+            self.log.committed() >= before,
+            "postcondition commit-monotonic: {} after {before}",
+            self.log.committed()
+        );
         if self.maybe_step_down_when_removed() {
             return Ok(());
         }
@@ -428,7 +589,19 @@ impl<S: Storage> Raft<S> {
             return Ok(());
         }
         let first_commit_in_term = self.log.term(self.log.committed())? != self.term;
+        // A majority holds `quorum_match` of this term durably: it is committed (§5.4.2), and
+        // every entry before it with it (Log Matching, §5.3).
+        assert!(
+            quorum_match <= self.log.last_index(),
+            "invariant commit-within-log: quorum match {quorum_match}, last {}",
+            self.log.last_index()
+        );
         self.log.commit_to(quorum_match);
+        assert!(
+            self.log.committed() == quorum_match,
+            "postcondition commit-advanced: {} instead of {quorum_match}",
+            self.log.committed()
+        );
         while self
             .uncommitted
             .front()
@@ -448,6 +621,11 @@ impl<S: Storage> Raft<S> {
     /// Sends every follower a heartbeat carrying a fresh read round (see `read_index.rs`),
     /// which confirms waiting reads and renews the lease once a majority echoes it.
     pub(crate) fn broadcast_heartbeat(&mut self) {
+        assert!(
+            self.role == Role::Leader,
+            "precondition only-leader-heartbeats: {:?}",
+            self.role
+        );
         let round = self.reads.begin_broadcast_round(self.now_ticks);
         let committed = self.log.committed();
         let targets: Vec<(NodeId, Index)> = self
@@ -457,6 +635,9 @@ impl<S: Storage> Raft<S> {
             .map(|(&peer, progress)| (peer, committed.min(progress.match_index)))
             .collect();
         for (peer, commit) in targets {
+            // A heartbeat's commit is bounded by what the follower acknowledged, so a correct
+            // follower can always adopt it (see `adopt_leader_commit`).
+            debug_assert!(commit <= committed, "invariant heartbeat-commit-committed");
             self.send(
                 peer,
                 MessageBody::Heartbeat {
@@ -470,6 +651,11 @@ impl<S: Storage> Raft<S> {
     /// CheckQuorum (thesis §6.2): whether a majority was heard from since the last check.
     /// Resets the activity marks for the next round.
     pub(crate) fn quorum_recently_active(&mut self) -> bool {
+        assert!(
+            self.role == Role::Leader,
+            "precondition check-quorum-on-leader: {:?}",
+            self.role
+        );
         let own = self.id;
         let active = is_majority(&self.configuration, |id| {
             id == own || self.progress.get(&id).is_some_and(|p| p.recent_active)
@@ -483,6 +669,11 @@ impl<S: Storage> Raft<S> {
     /// Detects lost appends and stalled snapshot transfers: a follower silent for an election
     /// timeout while something is outstanding goes back to probing.
     pub(crate) fn tick_replication_timeouts(&mut self) {
+        assert!(
+            self.role == Role::Leader,
+            "precondition replication-timeouts-on-leader: {:?}",
+            self.role
+        );
         let limit = self.config.election_ticks;
         let own = self.id;
         let last_a_tick_ago =
@@ -515,6 +706,10 @@ impl<S: Storage> Raft<S> {
                 self.replication_due = true;
             }
         }
+        debug_assert!(
+            self.progress.values().all(|progress| progress.idle_ticks < limit),
+            "postcondition stalled-followers-probed: a follower idle for {limit} ticks kept waiting"
+        );
     }
 }
 
@@ -555,12 +750,25 @@ pub(crate) fn coalesce_append_acks(messages: &mut Vec<Message>) {
             None => kept.push((message.to, message.term, index, position)),
         }
     }
+    #[cfg(debug_assertions)]
+    let others = messages
+        .iter()
+        .filter(|message| acks(message).is_none())
+        .count();
     let mut position = 0;
     messages.retain(|message| {
         let keep = acks(message).is_none() || kept.iter().any(|&(.., kept_at)| kept_at == position);
         position += 1;
         keep
     });
+    // One answer per (peer, term) is kept; every other message stays.
+    #[cfg(debug_assertions)]
+    debug_assert!(
+        messages.len() == others + kept.len(),
+        "postcondition one-ack-per-peer-and-term: {} messages, {} acks kept",
+        messages.len(),
+        kept.len()
+    );
 }
 
 /// Rejects appends no correct leader could send: entries not contiguous after `prev`, terms

@@ -30,10 +30,34 @@ pub(crate) struct IncomingSnapshot {
     data: Vec<u8>,
 }
 
+impl IncomingSnapshot {
+    /// The term of the transfer and the bytes received so far.
+    pub(crate) fn term_and_bytes(&self) -> (Term, u64) {
+        (self.term, self.data.len() as u64)
+    }
+
+    /// A transfer from `leader` in `term` with nothing received yet.
+    #[cfg(test)]
+    pub(crate) fn for_test(leader: NodeId, term: Term, meta: SnapshotMeta) -> IncomingSnapshot {
+        IncomingSnapshot {
+            leader,
+            term,
+            meta,
+            data: Vec::new(),
+        }
+    }
+}
+
 impl<S: Storage> Raft<S> {
     /// Starts sending the newest stored snapshot to `peer`. Returns `false`: nothing more is
     /// sent to the peer until the transfer ends.
     pub(crate) fn send_snapshot(&mut self, peer: NodeId) -> Result<bool, StorageError> {
+        assert!(
+            peer != self.id && self.role == Role::Leader,
+            "precondition snapshot-to-a-follower: {:?} {} sending to {peer}",
+            self.role,
+            self.id
+        );
         let snapshot = self.log.storage().snapshot()?;
         if snapshot.meta.last_included.index.0 == 0 {
             return Err(StorageError::Failed(
@@ -50,10 +74,21 @@ impl<S: Storage> Raft<S> {
         });
         self.counters.snapshots_sent += 1;
         self.send_snapshot_chunk(peer);
+        assert!(
+            self.progress
+                .get(&peer)
+                .is_some_and(|progress| matches!(progress.state, ProgressState::Snapshot(_))),
+            "postcondition snapshot-state: {peer} not in Snapshot state"
+        );
         Ok(false)
     }
 
     fn send_snapshot_chunk(&mut self, peer: NodeId) {
+        assert!(
+            self.role == Role::Leader,
+            "precondition only-leader-sends-snapshots: {:?}",
+            self.role
+        );
         let chunk_bytes = self.config.snapshot_chunk_bytes;
         let Some(outgoing) = self
             .progress
@@ -65,6 +100,10 @@ impl<S: Storage> Raft<S> {
         let total = outgoing.data.len() as u64;
         let start = outgoing.offset.min(total);
         let end = start.saturating_add(chunk_bytes).min(total);
+        assert!(
+            start <= end && (end > start || total == 0 || end == total),
+            "invariant snapshot-chunk-within-data: {start}..{end} of {total}"
+        );
         let body = MessageBody::InstallSnapshot {
             meta: outgoing.meta.clone(),
             offset: start,
@@ -82,6 +121,12 @@ impl<S: Storage> Raft<S> {
         data: Bytes,
         done: bool,
     ) -> Result<(), StepError> {
+        debug_assert!(
+            self.role == Role::Follower && self.leader == Some(from),
+            "precondition snapshot-from-our-leader: {:?} following {:?}, snapshot from {from}",
+            self.role,
+            self.leader
+        );
         let last = meta.last_included;
         if last.index.0 == 0
             || last.term == Term(0)
@@ -181,6 +226,12 @@ impl<S: Storage> Raft<S> {
             });
             self.counters.snapshots_installed += 1;
         }
+        // Either way the log now holds the snapshot's last entry, committed (§7).
+        assert!(
+            self.log.committed() >= last.index,
+            "postcondition snapshot-committed: committed {} below snapshot {last}",
+            self.log.committed()
+        );
         self.send_after_persist(
             from,
             term,
@@ -203,6 +254,10 @@ impl<S: Storage> Raft<S> {
         if self.role != Role::Leader {
             return Err(StepError::Ignored("snapshot response while not leader"));
         }
+        assert!(
+            from != self.id,
+            "precondition response-from-another: {from}"
+        );
         let Some(progress) = self.progress.get_mut(&from) else {
             return Err(StepError::UnknownPeer(from));
         };
@@ -222,6 +277,13 @@ impl<S: Storage> Raft<S> {
         if done {
             progress.maybe_update(last_included.index);
             progress.become_probe();
+            assert!(
+                progress.match_index >= last_included.index
+                    && progress.next_index > last_included.index,
+                "postcondition snapshot-acknowledged: {from} match {}, next {}, snapshot {last_included}",
+                progress.match_index,
+                progress.next_index
+            );
             self.replication_due = true;
             return self.maybe_commit().map_err(StepError::Fatal);
         }

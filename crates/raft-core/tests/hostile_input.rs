@@ -156,7 +156,11 @@ proptest! {
                 let _ = net.peer(id).step(message);
                 let peer = net.peer(id);
                 prop_assert!(peer.commit_index() <= peer.last_index());
+                // The self-check runs in every build here, not only in debug ones.
+                let violations = peer.invariant_violations();
+                prop_assert!(violations.is_empty(), "{id}: {violations:?}");
                 let _ = peer.ready();
+                peer.check_invariants();
             }
         }
     }

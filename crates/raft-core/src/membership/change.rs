@@ -148,6 +148,11 @@ impl ConfigurationHistory {
         self.entries.values().next_back().unwrap_or(&self.base)
     }
 
+    /// The index the base configuration is of (the snapshot's or the compaction's).
+    pub(crate) fn base_index(&self) -> Index {
+        self.base_index
+    }
+
     /// The index of the latest configuration entry, or the base index.
     pub(crate) fn latest_index(&self) -> Index {
         self.entries
@@ -230,7 +235,13 @@ impl<S: Storage> Raft<S> {
     /// by itself once the joint configuration is committed. See [`ConfChange`] for each
     /// change's conditions and [`ConfChangeError`] for the refusals.
     pub fn propose_conf_change(&mut self, change: ConfChange) -> Result<LogId, ConfChangeError> {
-        if self.role != Role::Leader || self.fatal_error().is_some() {
+        let result = self.propose_conf_change_inner(change);
+        self.debug_check_invariants();
+        result
+    }
+
+    fn propose_conf_change_inner(&mut self, change: ConfChange) -> Result<LogId, ConfChangeError> {
+        if self.role != Role::Leader || self.is_stopped() {
             return Err(ConfChangeError::NotLeader {
                 leader: self.leader.filter(|&leader| leader != self.id),
             });

@@ -27,13 +27,39 @@ pub(super) struct PendingPersist {
     hard_state: Option<HardState>,
 }
 
+impl PendingPersist {
+    pub(super) fn id(&self) -> PersistId {
+        self.id
+    }
+}
+
 impl<S: Storage> Raft<S> {
     /// Reports the end of the write handed out with `id` (and every earlier one): it is durable.
+    /// Reporting an id again, or one older than the latest reported, changes nothing (a
+    /// storage layer that makes many writes durable at once may report them in any grouping).
+    ///
+    /// # Panics
+    /// When `id` was never handed out in a [`Ready::persist`]: the caller reports a write this
+    /// peer never asked for (a request of another peer, or of this one before a restart), and
+    /// believing it would acknowledge entries that may not be on disk.
     pub fn on_persisted(&mut self, id: PersistId) {
-        if id > self.last_persist_id || id <= self.persisted_id {
-            tracing::warn!(id = %self.id, persist = id, "on_persisted with an unknown id; ignored");
-            return;
+        assert!(
+            id <= self.last_persist_id,
+            "caller bug: on_persisted({id}) names a write never handed out (the last handed out is {})",
+            self.last_persist_id
+        );
+        if id > self.persisted_id {
+            self.on_persisted_inner(id);
         }
+        self.debug_check_invariants();
+    }
+
+    fn on_persisted_inner(&mut self, id: PersistId) {
+        assert!(
+            id > self.persisted_id && self.pending_persists.front().is_some(),
+            "invariant persist-ids-ordered: {id} after {} with nothing pending",
+            self.persisted_id
+        );
         while self
             .pending_persists
             .front()
@@ -89,17 +115,21 @@ impl<S: Storage> Raft<S> {
     /// the leader must be reported as well, once the state machine was replaced by it: until
     /// it is (or a later entry is), the applied index stays where it was before the snapshot,
     /// although the entries after it are handed out meanwhile. The snapshot found in storage
-    /// at start-up already counts as applied; reporting it again is harmless. An index beyond
-    /// what was handed out is taken as the last index handed out, and one below the applied
-    /// index changes nothing.
+    /// at start-up already counts as applied; reporting it again is harmless, as is reporting
+    /// the applied index again.
+    ///
+    /// # Panics
+    /// When `index` is beyond the last index handed out for applying (the service claims
+    /// entries it never received), or below the applied index (its reports go backwards).
     pub fn on_applied(&mut self, index: Index) {
         self.log.applied_to(index);
+        self.debug_check_invariants();
     }
 
     /// Whether [`Raft::ready`] has anything to hand out. Always `false` once the peer has
     /// stopped ([`Raft::is_stopped`]), so a loop `while raft.has_ready() { .. }` ends.
     pub fn has_ready(&self) -> bool {
-        if self.fatal.is_some() {
+        if self.is_stopped() {
             return false;
         }
         !self.messages.is_empty()
@@ -118,8 +148,14 @@ impl<S: Storage> Raft<S> {
     /// and [`Raft::on_applied`] for what to report once the committed entries and the
     /// snapshot it hands out are applied. Empty once the peer has stopped.
     pub fn ready(&mut self) -> Ready {
+        let ready = self.ready_inner();
+        self.debug_check_invariants();
+        ready
+    }
+
+    fn ready_inner(&mut self) -> Ready {
         let mut ready = Ready::default();
-        if self.fatal.is_some() {
+        if self.is_stopped() {
             return ready;
         }
         if self.role == Role::Leader {

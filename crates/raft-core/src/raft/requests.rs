@@ -21,7 +21,9 @@ impl<S: Storage> Raft<S> {
     /// service that waits for "the index of my command" counts those as applied as well
     /// ([`Raft::on_applied`]) and never numbers commands by counting them.
     pub fn propose(&mut self, data: Bytes) -> Result<LogId, ProposeError> {
-        self.propose_entry(EntryKind::Normal, data)
+        let result = self.propose_entry(EntryKind::Normal, data);
+        self.debug_check_invariants();
+        result
     }
 
     pub(crate) fn propose_entry(
@@ -76,6 +78,12 @@ impl<S: Storage> Raft<S> {
     /// Asks the leader to hand leadership to `target` (thesis §3.10): the target is caught up,
     /// then told to campaign at once. Proposals are refused meanwhile.
     pub fn transfer_leader(&mut self, target: NodeId) -> Result<(), ProposeError> {
+        let result = self.transfer_leader_inner(target);
+        self.debug_check_invariants();
+        result
+    }
+
+    fn transfer_leader_inner(&mut self, target: NodeId) -> Result<(), ProposeError> {
         self.refuse_if_stopped()?;
         if self.role != Role::Leader {
             return Err(ProposeError::NotLeader {
@@ -109,6 +117,12 @@ impl<S: Storage> Raft<S> {
     /// The service has a snapshot of its state through `index` (which it has applied); the log
     /// up to there may be dropped. The snapshot is persisted through the next `ready()`.
     pub fn compact(&mut self, index: Index, data: Bytes) -> Result<(), CompactError> {
+        let result = self.compact_inner(index, data);
+        self.debug_check_invariants();
+        result
+    }
+
+    fn compact_inner(&mut self, index: Index, data: Bytes) -> Result<(), CompactError> {
         let applied = self.log.applied();
         if index > applied {
             return Err(CompactError::NotApplied { index, applied });
@@ -158,5 +172,6 @@ impl<S: Storage> Raft<S> {
                 self.replication_due = true;
             }
         }
+        self.debug_check_invariants();
     }
 }

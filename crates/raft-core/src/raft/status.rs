@@ -1,6 +1,7 @@
 //! What the peer tells operators and callers about itself: [`Status`], [`PeerStatus`],
 //! [`Counters`] and the read-only queries.
 
+use crate::invariant::SafetyViolation;
 use crate::progress::ProgressState;
 use crate::storage::{Storage, StorageError};
 use crate::types::{Configuration, Entry, HardState, Index, NodeId, Role, Term};
@@ -34,6 +35,9 @@ pub struct Counters {
     /// Times the configuration in effect changed on this peer: a configuration entry appended
     /// or received, a truncated one fallen back from, a snapshot's installed.
     pub configurations_adopted: u64,
+    /// Appends that asked this peer to overwrite a committed entry; the first one stopped it
+    /// (see [`Raft::safety_violation`]), so this is 0 or 1 per peer.
+    pub safety_violations: u64,
 }
 
 /// A follower's or learner's replication state as shown by [`Raft::status`].
@@ -78,6 +82,9 @@ pub struct Status {
     pub configuration_change_in_progress: bool,
     /// Per-peer progress (followers and learners), on a leader.
     pub peers: Vec<PeerStatus>,
+    /// The safety violation that stopped this peer, if one did (see
+    /// [`Raft::safety_violation`]).
+    pub safety_violation: Option<SafetyViolation>,
 }
 
 impl<S: Storage> Raft<S> {
@@ -140,13 +147,24 @@ impl<S: Storage> Raft<S> {
         self.counters
     }
 
-    /// Whether the peer has stopped: storage failed (see [`Raft::fatal_error`]). A stopped
+    /// Whether the peer has stopped: storage failed (see [`Raft::fatal_error`]) or a leader
+    /// asked it to overwrite a committed entry (see [`Raft::safety_violation`]). A stopped
     /// peer hands out nothing more ([`Raft::has_ready`] is `false`, [`Raft::ready`] is
-    /// empty), ignores ticks, refuses messages with [`StepError::Fatal`](crate::StepError::Fatal) and proposals with
-    /// [`ProposeError::NotLeader`](crate::ProposeError::NotLeader). What it handed out before stopping stays valid; the caller
-    /// shuts it down and restarts it from its storage once the fault is dealt with.
+    /// empty), ignores ticks, refuses messages with [`StepError::Fatal`](crate::StepError::Fatal)
+    /// (or [`StepError::SafetyViolation`](crate::StepError::SafetyViolation)) and proposals with
+    /// [`ProposeError::NotLeader`](crate::ProposeError::NotLeader). What it handed out before
+    /// stopping stays valid; the caller shuts it down and, after a storage fault is dealt with,
+    /// restarts it from its storage.
     pub fn is_stopped(&self) -> bool {
-        self.fatal.is_some()
+        self.fatal.is_some() || self.safety_violation.is_some()
+    }
+
+    /// The safety violation that stopped this peer, if any: a leader asked it to overwrite an
+    /// entry it knows is committed (see [`SafetyViolation`]). One of the two has lost durable
+    /// state or is not a correct Raft peer; the runtime should log this and exit rather than
+    /// restart the peer on the same storage unexamined.
+    pub fn safety_violation(&self) -> Option<&SafetyViolation> {
+        self.safety_violation.as_ref()
     }
 
     /// The storage failure that stopped this peer, if any.
@@ -208,6 +226,7 @@ impl<S: Storage> Raft<S> {
             configuration: self.configuration.clone(),
             configuration_change_in_progress: self.configuration_change_in_progress(),
             peers,
+            safety_violation: self.safety_violation.clone(),
         }
     }
 }

@@ -10,6 +10,7 @@
 //!
 //! [`StepError`] says why a message was dropped; dropping is always safe.
 
+use crate::invariant::SafetyViolation;
 use crate::message::{Message, MessageBody};
 use crate::storage::{Storage, StorageError};
 use crate::types::{Index, LogId, NodeId, Role, Term};
@@ -43,14 +44,22 @@ pub enum StepError {
     /// Storage failed; the peer has stopped.
     #[error("storage failed: {0}")]
     Fatal(StorageError),
+    /// A leader asked this peer to overwrite a committed entry; the peer has stopped, and
+    /// every later message is refused with this error (see [`Raft::safety_violation`]).
+    #[error(transparent)]
+    SafetyViolation(#[from] SafetyViolation),
 }
 
 impl<S: Storage> Raft<S> {
     /// Handles a message from another peer. Errors say why a message was dropped; only
-    /// [`StepError::Fatal`] means the peer stopped.
+    /// [`StepError::Fatal`] and [`StepError::SafetyViolation`] mean the peer stopped. No
+    /// message, however malformed or hostile, makes it panic.
     pub fn step(&mut self, message: Message) -> Result<(), StepError> {
         if let Some(error) = &self.fatal {
             return Err(StepError::Fatal(error.clone()));
+        }
+        if let Some(violation) = &self.safety_violation {
+            return Err(StepError::SafetyViolation(violation.clone()));
         }
         let result = self.step_inner(message);
         match &result {
@@ -61,8 +70,11 @@ impl<S: Storage> Raft<S> {
             }
             Err(StepError::Invalid(_)) => self.counters.dropped_invalid += 1,
             Err(StepError::Ignored(_)) => self.counters.dropped_ignored += 1,
+            // Counted where it is detected (`stop_on_safety_violation`).
+            Err(StepError::SafetyViolation(_)) => {}
             Ok(()) => {}
         }
+        self.debug_check_invariants();
         result
     }
 
@@ -120,6 +132,12 @@ impl<S: Storage> Raft<S> {
     /// A message from a higher term (§5.1): usually adopt the term and follow; pre-votes and
     /// vote requests inside a leader lease are the exceptions.
     fn step_higher_term(&mut self, message: &Message) -> Result<(), StepError> {
+        assert!(
+            message.term > self.term,
+            "precondition higher-term: {} at {}",
+            message.term,
+            self.term
+        );
         match &message.body {
             MessageBody::VoteRequest {
                 pre_vote,
@@ -157,12 +175,30 @@ impl<S: Storage> Raft<S> {
             }
             _ => self.become_follower(message.term, None),
         }
+        // Only a (pre-)vote exchange leaves the term where it was (thesis §9.6).
+        assert!(
+            self.term == message.term
+                || matches!(
+                    message.body,
+                    MessageBody::VoteRequest { pre_vote: true, .. }
+                        | MessageBody::VoteResponse { pre_vote: true, .. }
+                ),
+            "postcondition higher-term-adopted: {} after {}",
+            self.term,
+            message.term
+        );
         Ok(())
     }
 
     /// A message from a lower term is stale. A few deserve an answer so that a deposed leader
     /// or a pre-candidate learns the current term.
     fn step_lower_term(&mut self, message: Message) -> Result<(), StepError> {
+        assert!(
+            message.term < self.term,
+            "precondition lower-term: {} at {}",
+            message.term,
+            self.term
+        );
         match message.body {
             MessageBody::Append { .. }
             | MessageBody::Heartbeat { .. }
@@ -202,6 +238,18 @@ impl<S: Storage> Raft<S> {
     fn step_current_term(&mut self, message: Message) -> Result<(), StepError> {
         let from = message.from;
         let term = message.term;
+        // Pre-votes are answered and counted in the term they ask about, without entering it.
+        debug_assert!(
+            term == self.term
+                || (term > self.term
+                    && matches!(
+                        message.body,
+                        MessageBody::VoteRequest { pre_vote: true, .. }
+                            | MessageBody::VoteResponse { pre_vote: true, .. }
+                    )),
+            "precondition current-term: {term} at {}",
+            self.term
+        );
         match message.body {
             MessageBody::VoteRequest {
                 last_log, pre_vote, ..
@@ -223,9 +271,7 @@ impl<S: Storage> Raft<S> {
             }
             MessageBody::Commit { commit } => {
                 self.follow_leader_of_current_term(from)?;
-                // The leader bounds `commit` by our acknowledged match, so it is safe to adopt.
-                self.log.commit_to(commit);
-                Ok(())
+                self.adopt_leader_commit(commit)
             }
             MessageBody::InstallSnapshot {
                 meta,
@@ -273,6 +319,12 @@ impl<S: Storage> Raft<S> {
             }
         }
         self.election_elapsed = 0;
+        assert!(
+            self.role == Role::Follower && self.leader == Some(from),
+            "postcondition following-the-leader: {:?} following {:?}, not {from}",
+            self.role,
+            self.leader
+        );
         Ok(())
     }
 }

@@ -3,6 +3,7 @@
 //! ```text
 //!  replication    Figure 8 (logs built by hand)
 //!  faults         bad input, unreachable peers
+//!  self_check     caller bugs panic, impossible commits refused, committed entries never overwritten
 //! ```
 //!
 //! Elections, votes, transfers, replication, flow control, spare followers, snapshots and reads
@@ -13,6 +14,7 @@ mod common;
 
 mod faults;
 mod replication;
+mod self_check;
 
 use raft_core::{Message, MessageBody, NodeId, Term};
 

@@ -500,6 +500,21 @@ impl goldenscript::Runner for GoldenRunner {
     /// step ID from=ID term=T vote|prevote last=T.I   hands the peer a vote request
     /// status [ID...] / log [ID...] / applied [ID...] / counters ID
     /// ```
+    /// Every peer checks its own invariants after every command, so a script that drives the
+    /// core into a broken state fails there, naming the invariant.
+    fn end_command(
+        &mut self,
+        _: &goldenscript::Command,
+        _: &goldenscript::Context,
+    ) -> Result<String, Box<dyn Error>> {
+        if let Some(net) = &self.net {
+            for peer in net.peers.values() {
+                peer.raft.check_invariants();
+            }
+        }
+        Ok(String::new())
+    }
+
     fn run(&mut self, command: &goldenscript::Command, _: &goldenscript::Context) -> Outcome {
         let mut out = String::new();
         let mut args = command.consume_args();

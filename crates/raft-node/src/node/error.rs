@@ -119,6 +119,13 @@ pub enum StopReason {
     /// node stopped rather than commit more.
     #[error("the service closed its apply channel")]
     ApplyChannelClosed,
+    /// A leader asked this node to overwrite an entry it knows is committed: this node or
+    /// that leader lost durable state, or a peer is not a correct Raft peer. The node stopped
+    /// rather than take part in a divergence; its storage needs examining (or wiping and
+    /// rejoining as a new member) before it serves again. The text names the term, the index
+    /// and the sender.
+    #[error("{0}")]
+    SafetyViolation(String),
 }
 
 /// Why [`RaftNode::start`] could not start a node.

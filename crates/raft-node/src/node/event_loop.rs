@@ -173,6 +173,11 @@ impl<S: LogStore, T: Transport> EventLoop<S, T> {
             if let Some(error) = self.raft.fatal_error() {
                 break StopReason::StorageFailed(error.to_string());
             }
+            if let Some(violation) = self.raft.safety_violation() {
+                add(&self.published.figures.safety_violations_total, 1);
+                tracing::error!(id = %self.raft.id(), %violation, "stopping the node");
+                break StopReason::SafetyViolation(violation.to_string());
+            }
             if let Err(reason) = self.process_ready(false) {
                 break reason;
             }

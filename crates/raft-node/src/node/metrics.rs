@@ -66,6 +66,12 @@ crate::declare_metrics! {
     /// Elections this peer started (real campaigns, not pre-votes).
     elections_started_total: u64
         => counter("raft_elections_started", "Elections this node started"),
+    /// Appends that asked this peer to overwrite an entry it knows is committed (0 or 1: the
+    /// first stops the node, see [`StopReason::SafetyViolation`]).
+    safety_violations_total: u64 => counter(
+        "raft_safety_violations",
+        "Appends that asked this node to overwrite a committed entry (the node stopped)"
+    ),
     /// Times this peer learned of a leader it did not know: another peer, or the same peer
     /// elected in a new term. The first leader counts.
     leader_changes_total: u64
@@ -166,6 +172,7 @@ mod tests {
                 "raft_entries_committed",
                 "raft_entries_applied",
                 "raft_elections_started",
+                "raft_safety_violations",
                 "raft_leader_changes",
                 "raft_snapshots_installed",
                 "raft_snapshots_taken",

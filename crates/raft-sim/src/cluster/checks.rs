@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!  after every event touching peer p ─► check_peer(p):
-//!      fatal error? · commit scan ─► durable-majority check of fresh commits (each disk
+//!      fatal error? · safety violation? · the core's self-check (Raft::check_invariants, in
+//!      every build) · commit scan ─► durable-majority check of fresh commits (each disk
 //!                                    read back through Storage)
 //!      election safety · leader completeness · index monotonicity
 //!  failure ─► panic: invariant name, detail, seed, virtual time, recent trace
@@ -24,6 +25,22 @@ impl Cluster {
             self.fail(Violation {
                 invariant: "storage-never-fails",
                 detail: format!("{} stopped on a storage error: {error}", current.id),
+            });
+        }
+        if let Some(violation) = node.safety_violation() {
+            self.fail(Violation {
+                invariant: "committed-entries-never-overwritten",
+                detail: format!("{} stopped: {violation}", current.id),
+            });
+        }
+        // The core's own invariants, whatever the build profile (debug builds also check them
+        // inside the core after every call).
+        let broken = node.invariant_violations();
+        if !broken.is_empty() {
+            let list: Vec<String> = broken.iter().map(ToString::to_string).collect();
+            self.fail(Violation {
+                invariant: broken[0].invariant,
+                detail: format!("{} (core self-check): {}", current.id, list.join("; ")),
             });
         }
         let (term, is_leader) = node.state();
