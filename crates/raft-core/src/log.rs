@@ -18,7 +18,7 @@ use crate::storage::{Storage, StorageError};
 use crate::types::{Entry, Index, LogId, Snapshot, Term};
 
 /// Entries (and possibly a snapshot received from a leader) that are not yet durable.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Unstable {
     /// A snapshot received from the leader, replacing everything before `offset`.
     snapshot: Option<Snapshot>,
@@ -33,7 +33,7 @@ struct Unstable {
 }
 
 /// The log window: storage plus the unstable tail, and the commit and apply cursors.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct RaftLog<S: Storage> {
     storage: S,
     unstable: Unstable,

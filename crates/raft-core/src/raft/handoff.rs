@@ -18,13 +18,25 @@ use crate::types::{HardState, Index, LogId, Role};
 use super::Raft;
 
 /// A write handed out for persisting and not yet reported durable.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct PendingPersist {
     id: PersistId,
     snapshot_index: Option<Index>,
     last_entry: Option<LogId>,
     /// The hard state the write carries, if it carries one.
     hard_state: Option<HardState>,
+}
+
+impl PendingPersist {
+    /// The write's id and what it carries, for [`Raft::hash_state`] (`raft/digest.rs`).
+    pub(super) fn parts(&self) -> (PersistId, Option<Index>, Option<LogId>, Option<HardState>) {
+        (
+            self.id,
+            self.snapshot_index,
+            self.last_entry,
+            self.hard_state,
+        )
+    }
 }
 
 impl<S: Storage> Raft<S> {
