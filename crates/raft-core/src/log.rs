@@ -434,6 +434,28 @@ impl<S: Storage> RaftLog<S> {
     }
 }
 
+impl<S: Storage> RaftLog<S> {
+    /// Feeds `hasher` the unstable tail and the cursors (for [`crate::Raft::hash_state`]);
+    /// the stored entries are the caller's to hash, from its storage.
+    pub fn hash_state<H: std::hash::Hasher>(&self, hasher: &mut H) {
+        use std::hash::Hash;
+        let unstable = &self.unstable;
+        unstable
+            .snapshot
+            .as_ref()
+            .map(|snapshot| (&snapshot.meta, &snapshot.data))
+            .hash(hasher);
+        unstable.snapshot_handed_out.hash(hasher);
+        unstable.entries.hash(hasher);
+        unstable.offset.hash(hasher);
+        unstable.handed_out_below.hash(hasher);
+        self.committed.hash(hasher);
+        self.applying.hash(hasher);
+        self.applied.hash(hasher);
+        self.unapplied.hash(hasher);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,6 @@
 //! reachable state of a small cluster once (raft-sim's explorer): two peers with equal hashes
 //! answer every input alike, up to the clocks and the random generator left out below.
 
-use std::fmt::{self, Debug, Write as _};
 use std::hash::{Hash, Hasher};
 
 use crate::storage::Storage;
@@ -10,10 +9,11 @@ use crate::types::Index;
 
 use super::Raft;
 
-impl<S: Storage + Debug> Raft<S> {
+impl<S: Storage> Raft<S> {
     /// Feeds `hasher` this peer's durable and volatile protocol state: term, vote, role,
-    /// leader, the log (stored and unstable entries with their content, commit and apply
-    /// cursors), configuration, votes received, each follower's progress, pending writes and
+    /// leader, the log (its entries with their content, the unstable tail, commit and apply
+    /// cursors; what storage holds beyond that, such as its hard state, is the caller's to
+    /// hash), configuration, votes received, each follower's progress, pending writes and
     /// the messages held back for them, the hard state handed out and the one known durable.
     ///
     /// Left out, so that states differing only in time collapse into one: the clocks (ticks
@@ -30,37 +30,42 @@ impl<S: Storage + Debug> Raft<S> {
         self.leader.hash(hasher);
         self.fatal.is_some().hash(hasher);
 
-        // The log's shape (storage, unstable window, cursors) through its Debug form, and the
-        // entries' content through their Hash (Debug prints a payload's length only).
-        hash_debug(hasher, &self.log);
+        // The stored entries (read through storage, content included) and the unstable tail
+        // and cursors. What storage holds apart from the log (its hard state, a stored
+        // suffix a newer unstable one replaces) is the caller's to hash, from its storage.
+        self.log.hash_state(hasher);
         let first = self.log.first_index().unwrap_or(Index(0));
         let high = self.log.last_index().next();
         if let Ok(entries) = self.log.entries(first, high, u64::MAX) {
             entries.hash(hasher);
         }
         self.configuration.hash(hasher);
-        hash_debug(hasher, &self.configuration_history);
+        self.configuration_history.hash(hasher);
 
         self.votes.hash(hasher);
         for (id, progress) in &self.progress {
             id.hash(hasher);
             progress.match_index.hash(hasher);
             progress.next_index.hash(hasher);
-            hash_debug(hasher, &progress.state);
+            progress.state.hash(hasher);
             progress.probe_sent.hash(hasher);
-            hash_debug(hasher, &progress.inflights);
+            progress.inflights.hash(hasher);
             progress.recent_active.hash(hasher);
             progress.commit_sent.hash(hasher);
-            hash_debug(hasher, &progress.outgoing_snapshot);
+            progress.outgoing_snapshot.hash(hasher);
         }
         self.transfer_target.hash(hasher);
         self.uncommitted.hash(hasher);
         self.uncommitted_bytes.hash(hasher);
         self.replication_due.hash(hasher);
         self.spare_flush_due.hash(hasher);
-        hash_debug(hasher, &self.incoming_snapshot);
-        hash_debug(hasher, &self.pending_compaction);
-        hash_debug(hasher, &self.snapshot_to_apply);
+        self.incoming_snapshot.hash(hasher);
+        for snapshot in [&self.pending_compaction, &self.snapshot_to_apply] {
+            snapshot
+                .as_ref()
+                .map(|snapshot| (&snapshot.meta, &snapshot.data))
+                .hash(hasher);
+        }
 
         self.messages.hash(hasher);
         self.messages_after_persist.hash(hasher);
@@ -74,25 +79,15 @@ impl<S: Storage + Debug> Raft<S> {
             (id - base).hash(hasher);
             snapshot_index.hash(hasher);
             last_entry.hash(hasher);
-            hash_debug(hasher, &hard_state);
+            hard_state
+                .map(|state| (state.term, state.vote, state.commit))
+                .hash(hasher);
         }
         (self.last_persist_id - base).hash(hasher);
-        hash_debug(hasher, &self.handed_out_hard_state);
+        let handed_out = self.handed_out_hard_state;
+        (handed_out.term, handed_out.vote, handed_out.commit).hash(hasher);
         self.durable_vote.hash(hasher);
         self.handed_out_soft_state.role.hash(hasher);
         self.handed_out_soft_state.leader.hash(hasher);
     }
-}
-
-/// Hashes `value`'s Debug form without building the string.
-fn hash_debug<H: Hasher>(hasher: &mut H, value: &impl Debug) {
-    struct Feed<'a, H: Hasher>(&'a mut H);
-    impl<H: Hasher> fmt::Write for Feed<'_, H> {
-        fn write_str(&mut self, text: &str) -> fmt::Result {
-            self.0.write(text.as_bytes());
-            Ok(())
-        }
-    }
-    // Writing into a hasher cannot fail; a Debug impl that errs only shortens the input.
-    let _ = write!(Feed(hasher), "{value:?}");
 }
