@@ -148,6 +148,12 @@ impl World {
         let mut hasher = DefaultHasher::new();
         for peer in &self.peers {
             peer.raft.hash_state(&mut hasher);
+            let disk = peer.raft.storage();
+            let durable = disk.hard_state();
+            (durable.term, durable.vote, durable.commit).hash(&mut hasher);
+            for entry in disk.stored_entries() {
+                entry.hash(&mut hasher);
+            }
             peer.writes.len().hash(&mut hasher);
             for write in &peer.writes {
                 write.entries.hash(&mut hasher);
