@@ -127,13 +127,17 @@ pub struct Bounds {
     pub pre_vote: bool,
     /// Stop after this many distinct states (the report then says it is incomplete).
     pub states_max: Option<u64>,
+    /// Worlds held in memory while they wait to be expanded (about 10 KiB each for three
+    /// peers); states beyond are kept as their action path and rebuilt by replaying it,
+    /// trading time for memory.
+    pub frontier_worlds_max: usize,
     /// A bug to plant, if any.
     pub planted_bug: Option<PlantedBug>,
 }
 
 impl Default for Bounds {
     /// 3 peers, terms up to 3, 2 commands, 4 messages in flight, 1 crash, 1 duplicate,
-    /// deferred persistence, no pre-vote.
+    /// deferred persistence, no pre-vote, 100,000 worlds in memory (about 1 GiB).
     fn default() -> Bounds {
         Bounds {
             peers: 3,
@@ -145,8 +149,91 @@ impl Default for Bounds {
             persistence: Persistence::Deferred,
             pre_vote: false,
             states_max: None,
+            frontier_worlds_max: 100_000,
             planted_bug: None,
         }
+    }
+}
+
+impl Bounds {
+    /// The bounds of the test suite's run: 3 peers, terms up to 2, no client command (the new
+    /// leaders' no-ops are the entries), 2 messages in flight, no crash or duplicate, writes
+    /// durable at once. About 120,000 states: a few seconds.
+    pub fn small() -> Bounds {
+        Bounds {
+            term_max: 2,
+            commands_max: 0,
+            in_flight_max: 2,
+            crashes_max: 0,
+            duplicates_max: 0,
+            persistence: Persistence::Immediate,
+            ..Bounds::default()
+        }
+    }
+
+    /// `self` with any of these environment variables applied: `RAFT_EXPLORE_PEERS`,
+    /// `RAFT_EXPLORE_TERMS`, `RAFT_EXPLORE_COMMANDS`, `RAFT_EXPLORE_IN_FLIGHT`,
+    /// `RAFT_EXPLORE_CRASHES`, `RAFT_EXPLORE_DUPLICATES`, `RAFT_EXPLORE_STATES_MAX`,
+    /// `RAFT_EXPLORE_WORLDS_IN_MEMORY` (numbers), `RAFT_EXPLORE_PERSIST` (`immediate` or
+    /// `deferred`) and `RAFT_EXPLORE_PRE_VOTE` (`1` or `0`). A value that does not parse is an
+    /// error naming the variable.
+    pub fn with_env(mut self) -> Result<Bounds, String> {
+        fn number<T: std::str::FromStr>(name: &str) -> Result<Option<T>, String> {
+            match std::env::var(name) {
+                Ok(value) => value
+                    .trim()
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| format!("{name}={value:?} is not a number in range")),
+                Err(_) => Ok(None),
+            }
+        }
+        if let Some(peers) = number("RAFT_EXPLORE_PEERS")? {
+            self.peers = peers;
+        }
+        if let Some(terms) = number("RAFT_EXPLORE_TERMS")? {
+            self.term_max = terms;
+        }
+        if let Some(commands) = number("RAFT_EXPLORE_COMMANDS")? {
+            self.commands_max = commands;
+        }
+        if let Some(in_flight) = number("RAFT_EXPLORE_IN_FLIGHT")? {
+            self.in_flight_max = in_flight;
+        }
+        if let Some(crashes) = number("RAFT_EXPLORE_CRASHES")? {
+            self.crashes_max = crashes;
+        }
+        if let Some(duplicates) = number("RAFT_EXPLORE_DUPLICATES")? {
+            self.duplicates_max = duplicates;
+        }
+        if let Some(states) = number("RAFT_EXPLORE_STATES_MAX")? {
+            self.states_max = Some(states);
+        }
+        if let Some(worlds) = number("RAFT_EXPLORE_WORLDS_IN_MEMORY")? {
+            self.frontier_worlds_max = worlds;
+        }
+        if let Ok(value) = std::env::var("RAFT_EXPLORE_PERSIST") {
+            self.persistence = match value.trim() {
+                "immediate" => Persistence::Immediate,
+                "deferred" => Persistence::Deferred,
+                _ => {
+                    return Err(format!(
+                        "RAFT_EXPLORE_PERSIST={value:?} is not immediate|deferred"
+                    ))
+                }
+            };
+        }
+        if let Ok(value) = std::env::var("RAFT_EXPLORE_PRE_VOTE") {
+            self.pre_vote = match value.trim() {
+                "1" => true,
+                "0" => false,
+                _ => return Err(format!("RAFT_EXPLORE_PRE_VOTE={value:?} is not 1|0")),
+            };
+        }
+        if self.peers == 0 {
+            return Err("RAFT_EXPLORE_PEERS must be at least 1".to_string());
+        }
+        Ok(self)
     }
 }
 
@@ -188,8 +275,11 @@ pub struct ExploreReport {
     pub transitions: u64,
     /// Actions on the longest shortest path to a state.
     pub depth_max: u32,
-    /// The most worlds waiting in the frontier at once.
+    /// The most states waiting in the frontier at once.
     pub frontier_max: usize,
+    /// States rebuilt by replaying their path (the frontier held more than
+    /// [`Bounds::frontier_worlds_max`] worlds).
+    pub replayed: u64,
     /// Every reachable state was visited (no violation stopped the search, and `states_max`
     /// was not reached).
     pub complete: bool,
@@ -203,12 +293,13 @@ impl fmt::Display for ExploreReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "explored {}: {} states, {} transitions, depth {}, frontier at most {}, {:.1} s, {}",
+            "explored {}: {} states, {} transitions, depth {}, frontier at most {} ({} replayed), {:.1} s, {}",
             self.bounds,
             self.states,
             self.transitions,
             self.depth_max,
             self.frontier_max,
+            self.replayed,
             self.elapsed.as_secs_f64(),
             match (&self.counterexample, self.complete) {
                 (Some(_), _) => "VIOLATION",

@@ -28,6 +28,7 @@ pub fn explore(bounds: &Bounds) -> ExploreReport {
         transitions: 0,
         depth_max: 0,
         frontier_max: 1,
+        replayed: 0,
         complete: false,
         elapsed: started.elapsed(),
         counterexample: None,
@@ -43,9 +44,22 @@ pub fn explore(bounds: &Bounds) -> ExploreReport {
     }
     let mut seen = HashSet::new();
     seen.insert(initial.digest());
-    let mut frontier = VecDeque::from([(0u32, initial)]);
+    // Worlds waiting to be expanded; past `frontier_worlds_max` of them only the arena index
+    // is kept, and the world is rebuilt by replaying its path when its turn comes.
+    let mut frontier = VecDeque::from([(0u32, Some(initial))]);
+    let mut worlds_held = 1usize;
 
     while let Some((at, world)) = frontier.pop_front() {
+        let world = match world {
+            Some(world) => {
+                worlds_held -= 1;
+                world
+            }
+            None => {
+                report.replayed += 1;
+                replay(bounds, &path_to(&arena, at), |_, _, _, _, _| {})
+            }
+        };
         for action in world.actions(bounds) {
             let mut next = world.clone();
             let Some(outcome) = next.take(bounds, action, None) else {
@@ -78,7 +92,12 @@ pub fn explore(bounds: &Bounds) -> ExploreReport {
             if bounds.states_max.is_some_and(|max| report.states >= max) {
                 return finish(report, started);
             }
-            frontier.push_back((index, next));
+            if worlds_held < bounds.frontier_worlds_max {
+                worlds_held += 1;
+                frontier.push_back((index, Some(next)));
+            } else {
+                frontier.push_back((index, None));
+            }
         }
         report.frontier_max = report.frontier_max.max(frontier.len());
     }
@@ -102,7 +121,8 @@ fn path_to(arena: &[Reached], mut index: u32) -> Vec<Action> {
     path
 }
 
-/// Replays `path` from the initial state; used by the trace printer.
+/// Replays `path` from the initial state, calling `on_step` after each action with the world
+/// before it, what it caused and the violation it led to, if any.
 pub(super) fn replay(
     bounds: &Bounds,
     path: &[Action],
@@ -113,9 +133,11 @@ pub(super) fn replay(
         let before = world.clone();
         let mut effects = super::world::Effects::default();
         let outcome = world.take(bounds, action, Some(&mut effects));
+        // The checks also record in the world's history what became committed, as they did
+        // when the search first took this step.
         let violation = match outcome {
             Some(Err(violation)) => Some(violation),
-            _ => None,
+            _ => check_world(&mut world).err(),
         };
         on_step(number, action, &before, effects, violation.as_ref());
     }
