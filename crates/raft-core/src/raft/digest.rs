@@ -91,3 +91,47 @@ impl<S: Storage> Raft<S> {
         self.handed_out_soft_state.leader.hash(hasher);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::hash_map::DefaultHasher;
+    use std::hash::Hasher;
+
+    use crate::options::Config;
+    use crate::storage::MemStorage;
+    use crate::types::{Configuration, NodeId, Role};
+
+    use super::Raft;
+
+    fn digest(raft: &Raft<MemStorage>) -> u64 {
+        let mut hasher = DefaultHasher::new();
+        raft.hash_state(&mut hasher);
+        hasher.finish()
+    }
+
+    #[test]
+    fn clocks_are_left_out_and_a_campaign_is_not() {
+        let storage = MemStorage::new(Configuration::new([NodeId(1), NodeId(2), NodeId(3)]));
+        let mut config = Config::new(NodeId(1), 7);
+        config.pre_vote = false;
+        let fresh = Raft::new(config, storage).expect("starts");
+        let mut ticked = fresh.clone();
+        ticked.tick();
+        assert_eq!(
+            ticked.role(),
+            Role::Follower,
+            "one tick is below any timeout"
+        );
+        assert_eq!(
+            digest(&fresh),
+            digest(&ticked),
+            "a tick changes only clocks"
+        );
+
+        let mut campaigning = fresh.clone();
+        while campaigning.role() == Role::Follower {
+            campaigning.tick();
+        }
+        assert_ne!(digest(&fresh), digest(&campaigning));
+    }
+}
