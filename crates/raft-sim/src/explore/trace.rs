@@ -19,18 +19,8 @@ pub(super) fn counterexample(
     let mut steps = Vec::new();
     let world = replay(bounds, path, |number, action, before, effects, _| {
         let mut text = format!("{:>3}. {}", number + 1, describe(action, before));
-        for role in &effects.roles {
-            let _ = write!(text, "\n       {role}");
-        }
-        for message in &effects.sent {
-            let _ = write!(text, "\n       sends {message}");
-        }
-        for write in &effects.written {
-            let _ = write!(text, "\n       {write}");
-        }
-        if !effects.applied.is_empty() {
-            let applied: Vec<String> = effects.applied.iter().map(|id| id.to_string()).collect();
-            let _ = write!(text, "\n       applies {}", applied.join(" "));
+        for line in &effects.lines {
+            let _ = write!(text, "\n       {line}");
         }
         steps.push(text);
     });

@@ -38,13 +38,11 @@ pub(super) enum Action {
     Crash(usize),
 }
 
-/// What one action caused, for the printed trace.
+/// What one action caused, for the printed trace: one line per event, in the order they
+/// happened.
 #[derive(Default)]
 pub(super) struct Effects {
-    pub(super) sent: Vec<Message>,
-    pub(super) written: Vec<String>,
-    pub(super) applied: Vec<LogId>,
-    pub(super) roles: Vec<String>,
+    pub(super) lines: Vec<String>,
 }
 
 /// One peer: the core, its disk queue and a state machine.
@@ -343,7 +341,7 @@ impl World {
         while self.peers[slot].raft.has_ready() {
             let ready = self.peers[slot].raft.ready();
             if let Some(soft) = ready.soft_state {
-                effects.roles.push(format!(
+                effects.lines.push(format!(
                     "{} is {:?} in {}",
                     self.peers[slot].raft.id(),
                     soft.role,
@@ -351,7 +349,7 @@ impl World {
                 ));
             }
             for message in ready.messages {
-                effects.sent.push(message.clone());
+                effects.lines.push(format!("sends {message}"));
                 self.add_message(message);
             }
             if let Some(write) = ready.persist {
@@ -374,7 +372,7 @@ impl World {
                     peer.machine = hasher.finish();
                 }
                 checks::on_apply(&mut self.ghost, id, &entry, peer.machine)?;
-                effects.applied.push(entry.id);
+                effects.lines.push(format!("{id} applies {}", entry.id));
                 peer.raft.on_applied(entry.index());
             }
         }
@@ -394,9 +392,7 @@ impl World {
     ) -> Result<(), Violation> {
         let raft = &mut self.peers[slot].raft;
         let before = raft.storage().hard_state();
-        effects
-            .written
-            .push(format!("{} writes {write}", raft.id()));
+        effects.lines.push(format!("{} writes {write}", raft.id()));
         let id = write.id;
         raft.storage_mut().persist(write);
         checks::durable_vote(raft.id(), before, raft.storage().hard_state())?;
