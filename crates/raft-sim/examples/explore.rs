@@ -12,7 +12,7 @@
 
 use std::process::ExitCode;
 
-use raft_sim::explore::{explore, Bounds, Persistence, PlantedBug};
+use raft_sim::explore::{explore_with_progress, Bounds, Persistence, PlantedBug};
 
 fn main() -> ExitCode {
     let bounds = match parse(std::env::args().skip(1)) {
@@ -23,7 +23,16 @@ fn main() -> ExitCode {
         }
     };
     println!("exploring {bounds}");
-    let report = explore(&bounds);
+    let report = explore_with_progress(&bounds, |so_far| {
+        eprintln!(
+            "  {} states, depth {}, frontier {}, {:.0} s, peak memory {} MiB",
+            so_far.states,
+            so_far.depth_max,
+            so_far.frontier_max,
+            so_far.elapsed.as_secs_f64(),
+            peak_memory_kib().unwrap_or(0) / 1024
+        );
+    });
     println!("{report}");
     if let Some(peak) = peak_memory_kib() {
         println!("peak memory (VmHWM): {} MiB", peak / 1024);

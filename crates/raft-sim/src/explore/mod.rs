@@ -85,7 +85,7 @@ mod world;
 use std::fmt;
 use std::time::Duration;
 
-pub use search::explore;
+pub use search::{explore, explore_with_progress, PROGRESS_EVERY_STATES};
 
 use crate::invariants::Violation;
 

@@ -20,6 +20,18 @@ struct Reached {
 /// Visits every state reachable within `bounds`, breadth first, checking every invariant in
 /// each; stops at the first violation (a shortest one) or at `bounds.states_max`.
 pub fn explore(bounds: &Bounds) -> ExploreReport {
+    explore_with_progress(bounds, |_| {})
+}
+
+/// Distinct states between two calls of the progress callback.
+pub const PROGRESS_EVERY_STATES: u64 = 1 << 20;
+
+/// [`explore`], calling `progress` with the figures so far every [`PROGRESS_EVERY_STATES`]
+/// states (for long runs).
+pub fn explore_with_progress(
+    bounds: &Bounds,
+    mut progress: impl FnMut(&ExploreReport),
+) -> ExploreReport {
     let started = Instant::now();
     let mut initial = World::initial(bounds);
     let mut report = ExploreReport {
@@ -83,6 +95,10 @@ pub fn explore(bounds: &Bounds) -> ExploreReport {
                 depth,
             });
             report.states += 1;
+            if report.states.is_multiple_of(PROGRESS_EVERY_STATES) {
+                report.elapsed = started.elapsed();
+                progress(&report);
+            }
             report.depth_max = report.depth_max.max(depth);
             if let Some(violation) = violation {
                 let path = path_to(&arena, index);
