@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --release -p raft-sim --example explore -- --terms 3 --commands 2 --in-flight 4 \
 //!     --crashes 1 --duplicates 1 [--persist immediate|deferred] [--pre-vote] \
-//!     [--states-max N] [--worlds-in-memory N] [--plant vote-without-log-check]
+//!     [--depth-max N] [--states-max N] [--worlds-in-memory N] [--plant vote-without-log-check]
 //! ```
 //!
 //! Exit status: 0 when the exploration found no violation, 1 when it found one, 2 on a bad
@@ -45,7 +45,7 @@ fn main() -> ExitCode {
 }
 
 const USAGE: &str = "usage: explore [--peers N] [--terms N] [--commands N] [--in-flight N] \
-[--crashes N] [--duplicates N] [--persist immediate|deferred] [--pre-vote] [--states-max N] \
+[--crashes N] [--duplicates N] [--persist immediate|deferred] [--pre-vote] [--depth-max N] [--states-max N] \
 [--worlds-in-memory N] [--plant vote-without-log-check]";
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Bounds, String> {
@@ -72,6 +72,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Bounds, String> {
             "--crashes" => bounds.crashes_max = narrow(&flag, number()?)?,
             "--duplicates" => bounds.duplicates_max = narrow(&flag, number()?)?,
             "--states-max" => bounds.states_max = Some(number()?),
+            "--depth-max" => bounds.depth_max = Some(narrow(&flag, number()?)?),
             "--worlds-in-memory" => bounds.frontier_worlds_max = narrow(&flag, number()?)?,
             "--persist" => {
                 bounds.persistence = match value.as_str() {

@@ -4,7 +4,7 @@
 //! shortest trace. `RAFT_EXPLORE_*` variables widen the bounds (see `Bounds::with_env`;
 //! bigger runs: `cargo run --release -p raft-sim --example explore -- --help`).
 
-use raft_sim::explore::{explore, Bounds, PlantedBug};
+use raft_sim::explore::{explore, Bounds, Persistence, PlantedBug};
 
 fn bounds() -> Bounds {
     match Bounds::small().with_env() {
@@ -37,6 +37,39 @@ fn every_reachable_state_is_safe() {
         report.depth_max >= 12,
         "depth {}: {report}",
         report.depth_max
+    );
+}
+
+/// Slow disks and a crash: writes complete one at a time, in any order relative to
+/// everything else, and a crash loses those still queued. The space grows fast, so the run
+/// takes every interleaving of up to 11 actions (`RAFT_EXPLORE_DEPTH_MAX` for more).
+#[test]
+fn every_short_interleaving_with_slow_disks_crashes_and_duplicates_is_safe() {
+    let bounds = Bounds {
+        commands_max: 1,
+        crashes_max: 1,
+        duplicates_max: 1,
+        persistence: Persistence::Deferred,
+        depth_max: Some(11),
+        ..Bounds::small()
+    };
+    let bounds = match bounds.with_env() {
+        Ok(bounds) => bounds,
+        Err(message) => panic!("bad RAFT_EXPLORE_* setting: {message}"),
+    };
+    let report = explore(&bounds);
+    println!("{report}");
+    if let Some(counterexample) = &report.counterexample {
+        panic!("the explorer found a violation:\n{counterexample}");
+    }
+    assert!(
+        report.complete || bounds.states_max.is_some(),
+        "the search stopped early: {report}"
+    );
+    assert!(
+        report.states > 10_000,
+        "only {} states: {report}",
+        report.states
     );
 }
 

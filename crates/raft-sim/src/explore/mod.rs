@@ -125,6 +125,9 @@ pub struct Bounds {
     pub persistence: Persistence,
     /// Peers probe with a pre-vote before campaigning (thesis §9.6).
     pub pre_vote: bool,
+    /// Only states within this many actions of the initial one (every interleaving of that
+    /// many steps); `None`: no limit but the others.
+    pub depth_max: Option<u32>,
     /// Stop after this many distinct states (the report then says it is incomplete).
     pub states_max: Option<u64>,
     /// Worlds held in memory while they wait to be expanded (about 10 KiB each for three
@@ -148,6 +151,7 @@ impl Default for Bounds {
             duplicates_max: 1,
             persistence: Persistence::Deferred,
             pre_vote: false,
+            depth_max: None,
             states_max: None,
             frontier_worlds_max: 100_000,
             planted_bug: None,
@@ -173,7 +177,8 @@ impl Bounds {
 
     /// `self` with any of these environment variables applied: `RAFT_EXPLORE_PEERS`,
     /// `RAFT_EXPLORE_TERMS`, `RAFT_EXPLORE_COMMANDS`, `RAFT_EXPLORE_IN_FLIGHT`,
-    /// `RAFT_EXPLORE_CRASHES`, `RAFT_EXPLORE_DUPLICATES`, `RAFT_EXPLORE_STATES_MAX`,
+    /// `RAFT_EXPLORE_CRASHES`, `RAFT_EXPLORE_DUPLICATES`, `RAFT_EXPLORE_DEPTH_MAX`,
+    /// `RAFT_EXPLORE_STATES_MAX`,
     /// `RAFT_EXPLORE_WORLDS_IN_MEMORY` (numbers), `RAFT_EXPLORE_PERSIST` (`immediate` or
     /// `deferred`) and `RAFT_EXPLORE_PRE_VOTE` (`1` or `0`). A value that does not parse is an
     /// error naming the variable.
@@ -205,6 +210,9 @@ impl Bounds {
         }
         if let Some(duplicates) = number("RAFT_EXPLORE_DUPLICATES")? {
             self.duplicates_max = duplicates;
+        }
+        if let Some(depth) = number("RAFT_EXPLORE_DEPTH_MAX")? {
+            self.depth_max = Some(depth);
         }
         if let Some(states) = number("RAFT_EXPLORE_STATES_MAX")? {
             self.states_max = Some(states);
@@ -254,6 +262,9 @@ impl fmt::Display for Bounds {
             },
             if self.pre_vote { "on" } else { "off" },
         )?;
+        if let Some(depth_max) = self.depth_max {
+            write!(f, " depth<={depth_max}")?;
+        }
         if let Some(states_max) = self.states_max {
             write!(f, " states<={states_max}")?;
         }
@@ -280,8 +291,8 @@ pub struct ExploreReport {
     /// States rebuilt by replaying their path (the frontier held more than
     /// [`Bounds::frontier_worlds_max`] worlds).
     pub replayed: u64,
-    /// Every reachable state was visited (no violation stopped the search, and `states_max`
-    /// was not reached).
+    /// Every reachable state was visited (within `depth_max`, if set): no violation stopped
+    /// the search, and `states_max` was not reached.
     pub complete: bool,
     /// Wall-clock time of the search.
     pub elapsed: Duration,

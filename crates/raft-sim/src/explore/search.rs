@@ -108,6 +108,9 @@ pub fn explore_with_progress(
             if bounds.states_max.is_some_and(|max| report.states >= max) {
                 return finish(report, started);
             }
+            if bounds.depth_max.is_some_and(|max| depth >= max) {
+                continue;
+            }
             if worlds_held < bounds.frontier_worlds_max {
                 worlds_held += 1;
                 frontier.push_back((index, Some(next)));
