@@ -19,13 +19,15 @@
 //! ## Why a search of our own, not `stateright`
 //!
 //! The core is sans-I/O: a peer is a plain value that is stepped, so a world (peers, messages
-//! in flight, budgets) is cloned and stepped directly, and an action is one call into the
-//! real `raft_core::Raft`. `stateright` would ask for the same clone-and-step plus an actor
-//! wrapper around `Raft` and its own `Hash`-based state identity (which for `Raft` would have
-//! to be written anyway: [`raft_core::Raft::hash_state`]), and brings a dependency tree
-//! (its explorer UI, parallel checker) for a loop of about a hundred lines. The search here
-//! is that loop: a `HashSet` of 64-bit digests, an arena of (parent, action) for traces,
-//! and a FIFO of worlds.
+//! in flight, budgets, the checkers' history) is cloned and stepped directly, and an action is
+//! one call into the real `raft_core::Raft`. `stateright`'s `Model` would take the same
+//! clone-and-step (its state must be `Hash + Send + Sync`, `Debug` to print a path: a wrapper
+//! around [`raft_core::Raft::hash_state`] and a printer of our own), and offers a parallel
+//! checker and a web explorer. What it would not give: a trace that shows what each step
+//! caused in raft-core's own `Display`, and rebuilding waiting states by replay when memory
+//! runs short. On a shared two-core machine a parallel checker buys little; the search is a
+//! loop of about a hundred lines (a `HashSet` of 64-bit digests, an arena of (parent, action)
+//! for traces, a FIFO of worlds) and adds no dependency.
 //!
 //! ## The model and its choices
 //!
@@ -49,6 +51,11 @@
 //! - **Messages** form a multiset (equal messages are one choice); the number in flight is
 //!   bounded: an action after which more are in flight is not taken. Duplicates are bounded
 //!   separately; drops are free (they only shrink the world).
+//! - **Depth**: [`Bounds::depth_max`] limits the search to every interleaving of that many
+//!   actions, for spaces (deferred writes with crashes) too large to finish otherwise.
+//! - **Memory**: up to [`Bounds::frontier_worlds_max`] waiting worlds are held (about 10 KiB
+//!   each); beyond that a waiting state is kept as its arena index and rebuilt by replaying
+//!   its path when its turn comes (deterministic: the same actions on the same seeds).
 //! - **Crashes** restart the peer at once from its disk ([`raft_core::MemStorage`]), with a
 //!   fresh state machine that re-applies what the disk says is committed.
 //! - **Digest**: each peer's [`raft_core::Raft::hash_state`], its disk queue, state machine
