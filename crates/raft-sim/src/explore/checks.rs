@@ -69,9 +69,11 @@ pub(super) fn check_world(world: &mut World) -> Result<(), Violation> {
         world.ghost.committed.insert(id.index, id.term);
     }
 
-    let mut completeness = LeaderCompleteness::default();
-    for peer in &world.peers {
-        completeness.observe(&peer.raft, &committed)?;
+    // Leader completeness is a property of the moment of election (§5.4): a leader holds
+    // every entry committed before it won. A deposed leader that has not heard of a newer
+    // term may lack entries committed since, legitimately.
+    if let Some(slot) = world.new_leader {
+        LeaderCompleteness::default().observe(&world.peers[slot].raft, &committed)?;
     }
     Ok(())
 }

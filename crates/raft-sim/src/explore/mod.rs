@@ -70,8 +70,8 @@
 //! The simulator's own checkers (`invariants/`), fed each world: election safety (from the
 //! history of (term, leader) pairs), log matching (over every peer's log and every append in
 //! flight), committed entries never change term, a newly committed entry is on a majority of
-//! disks, leader completeness (every leader holds every entry committed in an earlier term,
-//! checked in every state, not only at election), state-machine safety (from the history of
+//! disks, leader completeness (a peer that becomes leader holds every entry committed so far in
+//! an earlier term), state-machine safety (from the history of
 //! what was applied at each index, with a state digest), one durable vote per term (at every
 //! write), and no peer stopped on an error. A violation is reported with the shortest action
 //! path to it, replayed and printed with raft-core's `Display` for messages and writes

@@ -91,6 +91,9 @@ pub(super) struct World {
     pub(super) crashes: u32,
     pub(super) duplicates: u32,
     pub(super) ghost: Ghost,
+    /// The peer that became leader in the last action, if one did (for leader completeness,
+    /// which holds at the moment of election; not part of the digest).
+    pub(super) new_leader: Option<usize>,
 }
 
 /// The configuration of peer `id` under `bounds`.
@@ -138,6 +141,7 @@ impl World {
             crashes: 0,
             duplicates: 0,
             ghost: Ghost::default(),
+            new_leader: None,
         }
     }
 
@@ -220,6 +224,7 @@ impl World {
         action: Action,
         effects: Option<&mut Effects>,
     ) -> Option<Result<(), Violation>> {
+        self.new_leader = None;
         let mut scratch = Effects::default();
         let effects = effects.unwrap_or(&mut scratch);
         let touched = match action {
@@ -377,8 +382,8 @@ impl World {
             }
         }
         let raft = &self.peers[slot].raft;
-        if raft.role() == Role::Leader {
-            self.ghost.leaders.insert((raft.term(), raft.id()));
+        if raft.role() == Role::Leader && self.ghost.leaders.insert((raft.term(), raft.id())) {
+            self.new_leader = Some(slot);
         }
         Ok(())
     }
