@@ -19,7 +19,7 @@ use crate::storage::{Storage, StorageError};
 use crate::types::{Entry, Index, LogId, Snapshot, Term};
 
 /// Entries (and possibly a snapshot received from a leader) that are not yet durable.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Unstable {
     /// A snapshot received from the leader, replacing everything before `offset`.
     snapshot: Option<Snapshot>,
@@ -34,7 +34,7 @@ struct Unstable {
 }
 
 /// The log window: storage plus the unstable tail, and the commit and apply cursors.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct RaftLog<S: Storage> {
     storage: S,
     unstable: Unstable,
@@ -576,6 +576,28 @@ impl<S: Storage> RaftLog<S> {
         self.unstable.snapshot.is_none()
             && self.unapplied_bytes < unapplied_bytes_max
             && self.committed.min(self.durable_index()) > self.applying
+    }
+}
+
+impl<S: Storage> RaftLog<S> {
+    /// Feeds `hasher` the unstable tail and the cursors (for [`crate::Raft::hash_state`]);
+    /// the stored entries are the caller's to hash, from its storage.
+    pub fn hash_state<H: std::hash::Hasher>(&self, hasher: &mut H) {
+        use std::hash::Hash;
+        let unstable = &self.unstable;
+        unstable
+            .snapshot
+            .as_ref()
+            .map(|snapshot| (&snapshot.meta, &snapshot.data))
+            .hash(hasher);
+        unstable.snapshot_handed_out.hash(hasher);
+        unstable.entries.hash(hasher);
+        unstable.offset.hash(hasher);
+        unstable.handed_out_below.hash(hasher);
+        self.committed.hash(hasher);
+        self.applying.hash(hasher);
+        self.applied.hash(hasher);
+        self.unapplied.hash(hasher);
     }
 }
 

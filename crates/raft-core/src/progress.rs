@@ -22,7 +22,7 @@ use crate::invariant::Violations;
 use crate::types::{Index, NodeId, SnapshotMeta};
 
 /// How the leader replicates to one follower.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ProgressState {
     /// Searching for the point where the logs agree, one append at a time.
     Probe,
@@ -33,7 +33,7 @@ pub enum ProgressState {
 }
 
 /// A snapshot being sent, one chunk at a time.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Hash)]
 pub struct OutgoingSnapshot {
     /// What the snapshot covers.
     pub meta: SnapshotMeta,
@@ -44,7 +44,7 @@ pub struct OutgoingSnapshot {
 }
 
 /// Bounded window of append messages in flight, each remembered by its last index.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Hash)]
 pub struct Inflights {
     last_indexes: VecDeque<Index>,
     capacity: usize,

@@ -15,6 +15,7 @@
 //! checks), `raft/requests.rs` (proposals, transfer, compaction), `raft/handoff.rs` (the
 //! ready/persist/apply hand-off) and `raft/status.rs` (status types and queries).
 
+mod digest;
 mod handoff;
 mod invariants;
 #[cfg(test)]
@@ -47,6 +48,10 @@ pub use status::{Counters, PeerStatus, Status};
 pub use step::StepError;
 
 /// One Raft peer. See the crate documentation for the driving loop.
+///
+/// A clone is an independent copy of the peer, its storage included: a model checker forks a
+/// state this way to try every next step from it.
+#[derive(Clone)]
 pub struct Raft<S: Storage> {
     pub(crate) config: Config,
     pub(crate) id: NodeId,

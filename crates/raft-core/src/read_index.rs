@@ -34,7 +34,7 @@ use crate::ready::ReadState;
 use crate::storage::Storage;
 use crate::types::{Index, NodeId, Role};
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct PendingRead {
     origin: NodeId,
     context: ReadContext,
@@ -43,7 +43,7 @@ struct PendingRead {
 }
 
 /// Bookkeeping for reads on both sides.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct ReadIndexState {
     capacity: usize,
     /// The latest confirmation round. Invariant: rounds of `pending` are non-decreasing and at

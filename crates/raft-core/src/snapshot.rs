@@ -20,7 +20,7 @@ use crate::storage::{Storage, StorageError};
 use crate::types::{LogId, NodeId, Role, Snapshot, SnapshotMeta, Term};
 
 /// A snapshot being received.
-#[derive(Debug)]
+#[derive(Clone, Debug, Hash)]
 pub(crate) struct IncomingSnapshot {
     /// The leader sending it, in `term`: chunks from two transfers are never mixed, even of
     /// the same snapshot index (two leaders may encode one state differently).

@@ -170,6 +170,7 @@ mod cluster;
 mod config;
 mod disk;
 mod event;
+pub mod explore;
 mod invariants;
 mod machine;
 mod network;

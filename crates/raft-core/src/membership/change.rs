@@ -116,7 +116,7 @@ pub(crate) fn leave_joint(joint: &Configuration) -> Configuration {
 /// still needed) and every configuration entry after it. Answers "which configuration is in
 /// effect" (the latest) and "which one was in effect at index i" (for a snapshot at i), and
 /// falls back when a log suffix is replaced.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Hash)]
 pub(crate) struct ConfigurationHistory {
     base_index: Index,
     base: Configuration,

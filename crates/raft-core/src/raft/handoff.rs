@@ -18,7 +18,7 @@ use crate::types::{HardState, Index, LogId, Role};
 use super::Raft;
 
 /// A write handed out for persisting and not yet reported durable.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct PendingPersist {
     id: PersistId,
     snapshot_index: Option<Index>,
@@ -30,6 +30,16 @@ pub(super) struct PendingPersist {
 impl PendingPersist {
     pub(super) fn id(&self) -> PersistId {
         self.id
+    }
+
+    /// The write's id and what it carries, for [`Raft::hash_state`] (`raft/digest.rs`).
+    pub(super) fn parts(&self) -> (PersistId, Option<Index>, Option<LogId>, Option<HardState>) {
+        (
+            self.id,
+            self.snapshot_index,
+            self.last_entry,
+            self.hard_state,
+        )
     }
 }
 
