@@ -43,6 +43,7 @@
 //! | `cargo bench [-p P] [-- FILTER]` | the packages exist and have criterion `benches/`, the filter names something there | minutes of measuring |
 //! | `cargo build ...` | the packages exist | a release build takes minutes |
 //! | `cargo run --release -p raft-bench -- PART [--flags]` | the part is an arm of its main.rs, the flags are in its sources | minutes of measuring, gigabytes of scratch logs |
+//! | `cargo run [--release] -p P --example NAME [-- --flags]` | examples/NAME.rs is in P and spells each flag, each variable named is read by a workspace source | minutes of searching or measuring |
 //! | `cargo run -p raft-examples --bin NAME [-- ARGS]` | src/bin/NAME.rs exists and examples/tests/examples.rs runs it (the three-process kv_node block too) | already run by that test |
 //! | `cargo add CRATE [--dev] --path .../crates/X` | the crate is a workspace package at that path | it edits another project |
 //! | `cargo package` / `cargo publish -p P` | the packages exist with description and license, not `publish = false` | packaging builds every crate again; publishing is for real |

@@ -195,6 +195,7 @@ fn check_cargo(workspace: &Workspace, args: &[String], env: &[String]) -> Result
     let mut packages = Vec::new();
     let mut test_files = Vec::new();
     let mut bins = Vec::new();
+    let mut examples = Vec::new();
     let mut paths = Vec::new();
     let mut positional = Vec::new();
     let mut after_dashes = Vec::new();
@@ -209,6 +210,7 @@ fn check_cargo(workspace: &Workspace, args: &[String], env: &[String]) -> Result
             "-p" | "--package" => packages.push(value()?),
             "--test" => test_files.push(value()?),
             "--bin" => bins.push(value()?),
+            "--example" => examples.push(value()?),
             "--path" => paths.push(value()?),
             "--features" => {
                 value()?;
@@ -290,6 +292,12 @@ fn check_cargo(workspace: &Workspace, args: &[String], env: &[String]) -> Result
             checked.push("they have criterion benches/ matching the filter".to_string());
         }
         "build" => {}
+        "run" if !examples.is_empty() => {
+            check_cargo_example(workspace, &packages, &examples, &after_dashes, env)?;
+            checked.push(format!(
+                "examples {examples:?} exist and read their flags and variables"
+            ));
+        }
         "run" => check_cargo_run(workspace, &packages, &bins, &after_dashes, &mut checked)?,
         "add" => {
             let [name] = positional.as_slice() else {
@@ -369,6 +377,37 @@ fn check_cargo_run(
             "`cargo run -p {packages:?}` is not a form this test checks"
         )),
     }
+}
+
+/// `cargo run -p P --example NAME [-- --flags]`: the example is a file of the package that
+/// spells each flag, and each variable the docs give it is read by the workspace.
+fn check_cargo_example(
+    workspace: &Workspace,
+    packages: &[String],
+    examples: &[String],
+    args: &[String],
+    env: &[String],
+) -> Result<(), String> {
+    let [package] = packages else {
+        return Err("cargo run --example names one package here".to_string());
+    };
+    let dir = workspace.package(package)?;
+    for example in examples {
+        let file = dir.join("examples").join(format!("{example}.rs"));
+        if !file.is_file() {
+            return Err(format!("{package} has no example examples/{example}.rs"));
+        }
+        let text = read(&file);
+        for flag in args.iter().filter(|arg| arg.starts_with("--")) {
+            if !flag_in_sources(flag, std::iter::once(text.as_str())) {
+                return Err(format!("example {example} does not take {flag}"));
+            }
+        }
+    }
+    for name in env {
+        workspace.env_read(name)?;
+    }
+    Ok(())
 }
 
 /// A script: there, executable, and reading the words and variables the docs give it.
