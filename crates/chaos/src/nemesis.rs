@@ -44,11 +44,18 @@ pub enum Nemesis {
     Membership,
     /// A node's clocks (wall and monotonic) jumped forward, through libfaketime.
     Clock,
+    /// A node killed, a bit flipped in (or a cut made to) its newest write-ahead log segment
+    /// or snapshot file, and restarted: it must refuse to start naming the file and offset, or
+    /// truncate a torn tail; a refusal is mended by the operator's runbook.
+    Disk,
+    /// A node's fsync and fdatasync fail with EIO (it must stop) or lie (then a power loss on
+    /// kill), through the `raftkv-fsync-fault` LD_PRELOAD shim.
+    Fsync,
 }
 
 impl Nemesis {
     /// Every family.
-    pub const ALL: [Nemesis; 7] = [
+    pub const ALL: [Nemesis; 9] = [
         Nemesis::Partition,
         Nemesis::Kill,
         Nemesis::Pause,
@@ -56,6 +63,8 @@ impl Nemesis {
         Nemesis::Flaky,
         Nemesis::Membership,
         Nemesis::Clock,
+        Nemesis::Disk,
+        Nemesis::Fsync,
     ];
 
     /// Its name on the command line and in the timeline.
@@ -68,6 +77,8 @@ impl Nemesis {
             Nemesis::Flaky => "flaky",
             Nemesis::Membership => "membership",
             Nemesis::Clock => "clock",
+            Nemesis::Disk => "disk",
+            Nemesis::Fsync => "fsync",
         }
     }
 
@@ -137,7 +148,7 @@ pub struct Timeline {
 }
 
 impl Timeline {
-    fn begin(&self, origin: Instant, nemesis: Nemesis, detail: String) -> usize {
+    pub(crate) fn begin(&self, origin: Instant, nemesis: Nemesis, detail: String) -> usize {
         let mut records = self.lock();
         records.push(FaultRecord {
             nemesis,
@@ -148,9 +159,16 @@ impl Timeline {
         records.len() - 1
     }
 
-    fn end(&self, origin: Instant, index: usize) {
+    pub(crate) fn end(&self, origin: Instant, index: usize) {
         if let Some(record) = self.lock().get_mut(index) {
             record.end_ns = Some(nanos(origin.elapsed()));
+        }
+    }
+
+    /// Adds `text` to the detail of record `index` (what a fault turned out to do).
+    pub(crate) fn amend(&self, index: usize, text: &str) {
+        if let Some(record) = self.lock().get_mut(index) {
+            record.detail.push_str(text);
         }
     }
 
@@ -195,6 +213,11 @@ pub struct FaultContext {
     /// The founding voters: process faults keep a majority of this many running.
     pub voters: usize,
     network: StdMutex<NetworkState>,
+    /// What the nemeses found wrong (a damaged node that started, a refusal that named no
+    /// file, a replacement that never caught up): anomalies of the run.
+    findings: StdMutex<Vec<String>>,
+    /// Per node id, the length of its log when a disk nemesis last restarted it.
+    restart_log_offsets: StdMutex<BTreeMap<u64, u64>>,
 }
 
 #[derive(Debug, Default)]
@@ -221,7 +244,42 @@ impl FaultContext {
             timeline,
             voters,
             network: StdMutex::new(NetworkState::default()),
+            findings: StdMutex::new(Vec::new()),
+            restart_log_offsets: StdMutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Records a finding: an anomaly of the run.
+    pub(crate) fn report(&self, finding: String) {
+        tracing_error(&finding);
+        self.findings
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(finding);
+    }
+
+    /// What the nemeses found wrong so far.
+    pub fn findings(&self) -> Vec<String> {
+        self.findings
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_restart_log_offset(&self, id: u64, offset: u64) {
+        self.restart_log_offsets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(id, offset);
+    }
+
+    pub(crate) fn restart_log_offset(&self, id: u64) -> u64 {
+        self.restart_log_offsets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&id)
+            .copied()
+            .unwrap_or(0)
     }
 
     async fn apply_network(&self, change: impl FnOnce(&mut NetworkState)) {
@@ -274,7 +332,7 @@ impl FaultContext {
     }
 }
 
-fn tracing_error(message: &str) {
+pub(crate) fn tracing_error(message: &str) {
     eprintln!("raftkv-chaos: {message}");
 }
 
@@ -302,6 +360,10 @@ pub async fn run_nemesis(
             Nemesis::Flaky => flaky(&context, &mut random, hold, &mut stop).await,
             Nemesis::Membership => membership(&context, &mut random, hold).await,
             Nemesis::Clock => clock(&context, &mut random).await,
+            Nemesis::Disk => crate::disk_faults::disk(&context, &mut random).await,
+            Nemesis::Fsync => {
+                crate::disk_faults::fsync(&context, &mut random, hold, &mut stop).await
+            }
         }
         if *stop.borrow() {
             return;
@@ -317,7 +379,7 @@ fn between(random: &mut Xoshiro256PlusPlus, (low, high): (Duration, Duration)) -
 }
 
 /// Sleeps for `duration`; true when `stop` turned true first.
-async fn sleep_or_stop(duration: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+pub(crate) async fn sleep_or_stop(duration: Duration, stop: &mut watch::Receiver<bool>) -> bool {
     if *stop.borrow() {
         return true;
     }
@@ -411,7 +473,10 @@ async fn partition(
 
 /// Picks a running node to kill or pause, the leader half the time, while at most a minority
 /// of the founding voters' count is down.
-async fn process_victim(context: &FaultContext, random: &mut Xoshiro256PlusPlus) -> Option<usize> {
+pub(crate) async fn process_victim(
+    context: &FaultContext,
+    random: &mut Xoshiro256PlusPlus,
+) -> Option<usize> {
     let leader = if random.gen_bool(0.5) {
         context.leader_slot().await
     } else {

@@ -139,7 +139,10 @@ fn next_symbol(cache: &AtomicUsize, name: &CStr) -> usize {
     }
     // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name only reads the loader's tables.
     let address = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
-    assert!(address != 0, "raftkv-fsync-fault: no next definition of {name:?}");
+    assert!(
+        address != 0,
+        "raftkv-fsync-fault: no next definition of {name:?}"
+    );
     cache.store(address, Ordering::Relaxed);
     address
 }
