@@ -358,8 +358,11 @@ async fn runbook(context: &FaultContext, slot: usize, id: u64) -> String {
     let mut removed = false;
     let mut last_cli = String::new();
     while Instant::now() < deadline {
-        let members = context.admin.members().await;
-        if members.is_ok_and(|members| members.members.iter().all(|member| member.id != id)) {
+        // Only the leader's list, with the removal committed, says the node is gone.
+        let members = context.leader_members().await;
+        if members.is_some_and(|members| {
+            !members.change_in_progress && members.members.iter().all(|member| member.id != id)
+        }) {
             removed = true;
             break;
         }
@@ -380,6 +383,10 @@ async fn runbook(context: &FaultContext, slot: usize, id: u64) -> String {
     // 2. Wipe its data directory, 3. start it as a new member that joins.
     let joined = {
         let mut cluster = context.cluster.lock().await;
+        if cluster.id_in(slot) != Some(id) {
+            // The membership nemesis removed and retired it meanwhile; the slot is not ours.
+            return "refused; removed (by the membership nemesis)".to_string();
+        }
         let join = endpoints.first().cloned().unwrap_or_default();
         cluster.retire(slot);
         cluster.add_joiner(slot, join)

@@ -310,6 +310,44 @@ impl FaultContext {
         self.cluster.lock().await.revive_all()
     }
 
+    /// The member list as the current leader has it. Every node answers `GET /v1/members`
+    /// from its own configuration, and a node that is behind (a joiner still catching up, a
+    /// removed node, a leader cut off by a partition that has not noticed yet) may lack a
+    /// member the cluster has: trusting one, the harness once retired a node that was still a
+    /// voter and cost the cluster its quorum. So the list is taken from a node that answers as
+    /// leader, and only if that node is still leader in the same term after a new write
+    /// commits and its commit index covers that write: a deposed leader cannot learn of a
+    /// commit without stepping down.
+    pub async fn leader_members(&self) -> Option<raftkv_client::api::MembersResponse> {
+        let slot = self.leader_slot().await?;
+        let (endpoint, id) = {
+            let cluster = self.cluster.lock().await;
+            (
+                cluster.topology().http_addr(slot).to_string(),
+                cluster.id_in(slot)?,
+            )
+        };
+        let client = Client::with_options(
+            [endpoint.clone()],
+            raftkv_client::ClientOptions {
+                request_timeout: Duration::from_secs(1),
+                retry_deadline: Duration::from_secs(1),
+            },
+        )
+        .ok()?;
+        let before = self.admin.status(&endpoint).await.ok()?;
+        let members = client.members().await.ok()?;
+        let written = self.admin.put("chaos/leader-check", "1").await.ok()?;
+        let after = self.admin.status(&endpoint).await.ok()?;
+        let confirmed = before.role == "leader"
+            && before.id == id
+            && members.leader == Some(id)
+            && after.role == "leader"
+            && after.term == before.term
+            && after.commit_index >= written.index;
+        confirmed.then_some(members)
+    }
+
     /// The slot of the leader with the highest term among the nodes that answer, if any.
     pub async fn leader_slot(&self) -> Option<usize> {
         let occupants = self.cluster.lock().await.occupants();
@@ -706,11 +744,10 @@ async fn membership(context: &FaultContext, random: &mut Xoshiro256PlusPlus, hol
         let _ = context.admin.remove_member(victim).await;
         let mut removed = false;
         while Instant::now() < deadline {
-            removed = context
-                .admin
-                .members()
-                .await
-                .is_ok_and(|members| members.members.iter().all(|member| member.id != victim));
+            removed = context.leader_members().await.is_some_and(|members| {
+                !members.change_in_progress
+                    && members.members.iter().all(|member| member.id != victim)
+            });
             if removed {
                 break;
             }
