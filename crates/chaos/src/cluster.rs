@@ -364,6 +364,17 @@ impl Cluster {
         Ok(id)
     }
 
+    /// Starts slot `slot`'s joining node again, joining through `join_http` this time (after
+    /// it exited because the node it joined through did not answer).
+    pub fn rejoin_through(&mut self, slot: usize, join_http: String) -> Result<(), ChaosError> {
+        if let Some(node) = self.nodes.get_mut(&slot) {
+            if node.join.is_some() {
+                node.join = Some(join_http);
+            }
+        }
+        self.start(slot)
+    }
+
     /// Kills slot `slot`'s node for good and frees the slot (its data directory is deleted).
     pub fn retire(&mut self, slot: usize) {
         self.kill(slot);

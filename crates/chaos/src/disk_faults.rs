@@ -51,6 +51,9 @@ enum Start {
 /// Kills a node, damages its newest segment or snapshot file, restarts it and checks what the
 /// start shows; a refusal is followed by the runbook.
 pub(crate) async fn disk(context: &FaultContext, random: &mut Xoshiro256PlusPlus) {
+    if !can_lose_a_node(context).await {
+        return;
+    }
     let Some(slot) = process_victim(context, random).await else {
         return;
     };
@@ -137,6 +140,9 @@ pub(crate) async fn fsync(
     hold: Duration,
     stop: &mut watch::Receiver<bool>,
 ) {
+    if !can_lose_a_node(context).await {
+        return;
+    }
     let Some(slot) = process_victim(context, random).await else {
         return;
     };
@@ -232,7 +238,9 @@ pub(crate) async fn fsync(
         Start::Serving => "restarted, serving".to_string(),
         Start::Refused { status, log } if lie => {
             // A power loss after lies may leave any file short; the refusal must say which.
-            if !plain_names_corruption(&log) {
+            // A joiner that lost everything asks its join address for the members again, and
+            // may fail to reach it: not a storage refusal, and the runbook replaces it too.
+            if !plain_names_corruption(&log) && !log.contains("cannot learn the members") {
                 context.report(format!(
                     "node {id} refused to start after a power loss ({status}) without naming \
                      a damaged file and offset: {}",
@@ -261,6 +269,35 @@ pub(crate) async fn fsync(
         .amend(index, &format!(": {outcome}; {after}"));
     context.timeline.end(context.origin, index);
     context.cluster.lock().await.set_quarantined(slot, false);
+}
+
+/// Whether the cluster can lose a node for good (a refusal to start and the runbook): the
+/// current leader's configuration is settled, has at least the founding number of voters, and
+/// every voter runs unimpaired. Without this gate a damaged node in a cluster already down to
+/// two voters can be neither restarted nor removed, and the cluster stays without a quorum.
+async fn can_lose_a_node(context: &FaultContext) -> bool {
+    let Some(members) = context.leader_members().await else {
+        return false;
+    };
+    if members.change_in_progress {
+        return false;
+    }
+    let voters: Vec<u64> = members
+        .members
+        .iter()
+        .filter(|member| member.role == "voter")
+        .map(|member| member.id)
+        .collect();
+    if voters.len() < context.voters {
+        return false;
+    }
+    let cluster = context.cluster.lock().await;
+    let impaired = cluster.impaired_slots();
+    voters.iter().all(|&voter| {
+        cluster
+            .slot_of_id(voter)
+            .is_some_and(|slot| !impaired.contains(&slot))
+    })
 }
 
 fn plain_names_corruption(log: &str) -> bool {
@@ -380,14 +417,18 @@ async fn runbook(context: &FaultContext, slot: usize, id: u64) -> String {
         ));
         return "refused; its removal failed".to_string();
     }
-    // 2. Wipe its data directory, 3. start it as a new member that joins.
+    // 2. Wipe its data directory, 3. start it as a new member that joins (through the
+    // leader, which surely answers).
+    let join_through = leader_http(context).await;
     let joined = {
         let mut cluster = context.cluster.lock().await;
         if cluster.id_in(slot) != Some(id) {
             // The membership nemesis removed and retired it meanwhile; the slot is not ours.
             return "refused; removed (by the membership nemesis)".to_string();
         }
-        let join = endpoints.first().cloned().unwrap_or_default();
+        let join = join_through
+            .or_else(|| endpoints.first().cloned())
+            .unwrap_or_default();
         cluster.retire(slot);
         cluster.add_joiner(slot, join)
     };
@@ -414,6 +455,17 @@ async fn runbook(context: &FaultContext, slot: usize, id: u64) -> String {
         if caught_up(context, new_id, &endpoint).await {
             return format!("refused; removed, wiped, rejoined as node {new_id}, caught up");
         }
+        // `serve --join` gives up when the node it joins through does not answer (paused,
+        // cut off); an operator starts it again, through the leader.
+        let exited = context.cluster.lock().await.exit_status(slot).is_some();
+        if exited {
+            if let Some(join) = leader_http(context).await {
+                let restarted = context.cluster.lock().await.rejoin_through(slot, join);
+                if let Err(error) = restarted {
+                    crate::nemesis::tracing_error(&format!("restarting node {new_id}: {error}"));
+                }
+            }
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     context.report(format!(
@@ -421,6 +473,20 @@ async fn runbook(context: &FaultContext, slot: usize, id: u64) -> String {
          {RUNBOOK_STEP_TIMEOUT:?}"
     ));
     format!("refused; removed, wiped, rejoined as node {new_id}, not caught up")
+}
+
+/// The HTTP address of the leader, if one answers.
+async fn leader_http(context: &FaultContext) -> Option<String> {
+    let slot = context.leader_slot().await?;
+    Some(
+        context
+            .cluster
+            .lock()
+            .await
+            .topology()
+            .http_addr(slot)
+            .to_string(),
+    )
 }
 
 /// Whether node `id` (at `endpoint`) is a voter whose applied index has reached the
