@@ -35,6 +35,8 @@ use crate::nemesis::{process_victim, sleep_or_stop, FaultContext, Nemesis};
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest wait for each step of the runbook.
 const RUNBOOK_STEP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest wait for a node restarted after a power loss to catch up before it is replaced.
+const LIE_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Longest wait for a node whose syncs fail to stop, beyond the hold.
 const FAIL_STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -235,6 +237,37 @@ pub(crate) async fn fsync(
     }
     let start = restart_and_observe(context, slot, id).await;
     let after = match start {
+        Start::Serving if lie => {
+            // A power loss after lies takes entries the node had acknowledged: the leader's
+            // match index for it stays above its log, its rejections look stale, and it never
+            // catches up (Raft assumes an acknowledged entry is durable). The operator's way
+            // back is the runbook.
+            let endpoint = context
+                .cluster
+                .lock()
+                .await
+                .topology()
+                .http_addr(slot)
+                .to_string();
+            let deadline = Instant::now() + LIE_CATCH_UP_TIMEOUT;
+            let mut caught = false;
+            while Instant::now() < deadline {
+                if caught_up(context, id, &endpoint).await {
+                    caught = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            if caught {
+                "restarted, serving, caught up".to_string()
+            } else {
+                format!(
+                    "restarted but not caught up within {LIE_CATCH_UP_TIMEOUT:?} (it lost \
+                     entries it had acknowledged); {}",
+                    runbook(context, slot, id).await
+                )
+            }
+        }
         Start::Serving => "restarted, serving".to_string(),
         Start::Refused { status, log } if lie => {
             // A power loss after lies may leave any file short; the refusal must say which.

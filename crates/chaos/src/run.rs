@@ -556,16 +556,25 @@ async fn settled_members(context: &FaultContext) -> Result<Vec<(u64, usize)>, St
             }
             (slot, cluster.topology().http_addr(slot).to_string())
         };
-        let status = context
-            .admin
-            .status(&endpoint)
-            .await
-            .map_err(|error| format!("member {} does not answer: {error}", member.id))?;
-        if status.applied_index < written.index {
-            return Err(format!(
-                "member {} has applied {} of {}",
-                member.id, status.applied_index, written.index
-            ));
+        // A follower learns of the commit with the leader's next message: give it a moment
+        // rather than a new write (which would move the goal again).
+        let catch_up_deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let status = context
+                .admin
+                .status(&endpoint)
+                .await
+                .map_err(|error| format!("member {} does not answer: {error}", member.id))?;
+            if status.applied_index >= written.index {
+                break;
+            }
+            if Instant::now() >= catch_up_deadline {
+                return Err(format!(
+                    "member {} has applied {} of {}",
+                    member.id, status.applied_index, written.index
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         settled.push((member.id, slot));
     }
