@@ -45,6 +45,9 @@ pub struct NodeOptions {
     pub worker_threads: usize,
     /// Load libfaketime into every node so its clocks can be jumped.
     pub fake_clock: Option<PathBuf>,
+    /// Load the fsync shim (crate `raftkv-fsync-fault`) into every node so its fsyncs can be
+    /// made to fail or lie.
+    pub fsync_shim: Option<PathBuf>,
 }
 
 /// What a node process is doing.
@@ -70,6 +73,9 @@ struct Node {
     state: ProcessState,
     /// Total forward jump of its clocks, in seconds.
     clock_offset_seconds: u64,
+    /// A disk nemesis owns it: its exit is expected (not reaped and restarted), and it counts
+    /// as impaired.
+    quarantined: bool,
 }
 
 /// A process that ended without the harness killing it.
@@ -124,6 +130,7 @@ impl Cluster {
                     child: None,
                     state: ProcessState::Down,
                     clock_offset_seconds: 0,
+                    quarantined: false,
                 },
             );
             cluster.start(slot)?;
@@ -170,11 +177,11 @@ impl Cluster {
         self.nodes.get(&slot).map(|node| node.state)
     }
 
-    /// Slots whose node is not running (killed or paused).
+    /// Slots whose node is not running (killed or paused) or is under a disk fault.
     pub fn impaired_slots(&self) -> Vec<usize> {
         self.nodes
             .iter()
-            .filter(|(_, node)| node.state != ProcessState::Running)
+            .filter(|(_, node)| node.state != ProcessState::Running || node.quarantined)
             .map(|(slot, _)| *slot)
             .collect()
     }
@@ -236,14 +243,31 @@ impl Cluster {
                     .arg(topology.raft_advertised(slot).to_string());
             }
         }
+        let mut preload = Vec::new();
         if let Some(library) = &options.fake_clock {
             let clock_file = self.run_dir.join(format!("clock-{}", node.id));
             write_clock_file(&clock_file, node.clock_offset_seconds)?;
+            preload.push(library.display().to_string());
             command
-                .env("LD_PRELOAD", library)
                 .env("FAKETIME_TIMESTAMP_FILE", &clock_file)
                 // Re-read the offset file every second, so a jump takes effect at once.
                 .env("FAKETIME_CACHE_DURATION", "1");
+        }
+        if let Some(library) = &options.fsync_shim {
+            preload.push(library.display().to_string());
+            command
+                .env(
+                    "RAFTKV_FSYNC_FAULT_CONTROL",
+                    fsync_control_path(&self.run_dir, node.id),
+                )
+                .env(
+                    "RAFTKV_FSYNC_FAULT_LEDGER",
+                    fsync_ledger_path(&self.run_dir, node.id),
+                );
+        }
+        if !preload.is_empty() {
+            // The loader takes a list separated by colons (or spaces).
+            command.env("LD_PRELOAD", preload.join(":"));
         }
         command
             .env("RUST_LOG", "info")
@@ -333,10 +357,22 @@ impl Cluster {
                 child: None,
                 state: ProcessState::Down,
                 clock_offset_seconds: 0,
+                quarantined: false,
             },
         );
         self.start(slot)?;
         Ok(id)
+    }
+
+    /// Starts slot `slot`'s joining node again, joining through `join_http` this time (after
+    /// it exited because the node it joined through did not answer).
+    pub fn rejoin_through(&mut self, slot: usize, join_http: String) -> Result<(), ChaosError> {
+        if let Some(node) = self.nodes.get_mut(&slot) {
+            if node.join.is_some() {
+                node.join = Some(join_http);
+            }
+        }
+        self.start(slot)
     }
 
     /// Kills slot `slot`'s node for good and frees the slot (its data directory is deleted).
@@ -347,10 +383,64 @@ impl Cluster {
         }
     }
 
+    /// The data directory of slot `slot`'s node.
+    pub fn data_dir(&self, slot: usize) -> Option<PathBuf> {
+        self.nodes.get(&slot).map(|node| node.data_dir.clone())
+    }
+
+    /// The log file (stdout and stderr, appended across restarts) of node `id`.
+    pub fn log_path(&self, id: u64) -> PathBuf {
+        self.run_dir.join(format!("node-{id}.log"))
+    }
+
+    /// The fsync shim's ledger of node `id`: the ranges its lied syncs left unsynced.
+    pub fn fsync_ledger(&self, id: u64) -> PathBuf {
+        fsync_ledger_path(&self.run_dir, id)
+    }
+
+    /// The `raftkv` executable the nodes run.
+    pub fn raftkv_bin(&self) -> &Path {
+        &self.options.raftkv_bin
+    }
+
+    /// Tells the fsync shim of node `id` what its syncs do from now on: `pass`, `fail` or
+    /// `lie` (see the `raftkv-fsync-fault` crate). Written to a temporary name and renamed, so
+    /// the shim never reads half a word.
+    pub fn set_fsync_mode(&self, id: u64, mode: &str) -> Result<(), ChaosError> {
+        if self.options.fsync_shim.is_none() {
+            return Err(ChaosError::Unsupported(
+                "fsync faults need the shim (cargo build -p raftkv-fsync-fault)".into(),
+            ));
+        }
+        let path = fsync_control_path(&self.run_dir, id);
+        let temporary = path.with_extension("tmp");
+        std::fs::write(&temporary, format!("{mode}\n"))
+            .and_then(|()| std::fs::rename(&temporary, &path))
+            .map_err(|error| ChaosError::Setup(format!("{}: {error}", path.display())))
+    }
+
+    /// Puts slot `slot`'s node under (or releases it from) a disk nemesis: see
+    /// [`Cluster::reap_unexpected_exits`] and [`Cluster::impaired_slots`].
+    pub fn set_quarantined(&mut self, slot: usize, quarantined: bool) {
+        if let Some(node) = self.nodes.get_mut(&slot) {
+            node.quarantined = quarantined;
+        }
+    }
+
+    /// How slot `slot`'s process ended, if it did (then the node is down).
+    pub fn exit_status(&mut self, slot: usize) -> Option<String> {
+        let node = self.nodes.get_mut(&slot)?;
+        let status = node.child.as_mut()?.try_wait().ok()??;
+        node.child = None;
+        node.state = ProcessState::Down;
+        Some(status.to_string())
+    }
+
     /// Notes processes that ended on their own since the last call (a crash is a finding).
+    /// Quarantined nodes are left to the nemesis that quarantined them.
     pub fn reap_unexpected_exits(&mut self) -> Vec<UnexpectedExit> {
         let mut found = Vec::new();
-        for node in self.nodes.values_mut() {
+        for node in self.nodes.values_mut().filter(|node| !node.quarantined) {
             let Some(child) = node.child.as_mut() else {
                 continue;
             };
@@ -400,6 +490,14 @@ fn signal(node: &Node, signal: libc::c_int) -> bool {
     };
     // SAFETY: the pid is our own child's, not yet reaped (we hold its `Child`).
     unsafe { libc::kill(pid, signal) == 0 }
+}
+
+fn fsync_control_path(run_dir: &Path, id: u64) -> PathBuf {
+    run_dir.join(format!("fsync-control-{id}"))
+}
+
+fn fsync_ledger_path(run_dir: &Path, id: u64) -> PathBuf {
+    run_dir.join(format!("fsync-ledger-{id}"))
 }
 
 fn write_clock_file(path: &Path, offset_seconds: u64) -> Result<(), ChaosError> {

@@ -22,6 +22,8 @@
 
 pub mod analysis;
 pub mod cluster;
+pub mod disk;
+pub mod disk_faults;
 pub mod nemesis;
 pub mod proxy;
 pub mod run;

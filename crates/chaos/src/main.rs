@@ -44,7 +44,7 @@ enum Command {
 #[derive(Args, Debug)]
 struct RunArgs {
     /// `all`, `none`, or a comma-separated list of partition, kill, pause, slow, flaky,
-    /// membership, clock.
+    /// membership, clock, disk, fsync.
     #[arg(long, default_value = "all")]
     nemesis: String,
     /// How long the clients run while faults come and go: 90s, 10m, 1h.
@@ -65,6 +65,10 @@ struct RunArgs {
     /// The raftkv executable. Default: `raftkv` beside this program.
     #[arg(long, env = "RAFTKV_BIN")]
     raftkv_bin: Option<PathBuf>,
+    /// The fsync shim the `fsync` nemesis loads into the nodes. Default:
+    /// `libraftkv_fsync_fault.so` beside this program (cargo build -p raftkv-fsync-fault).
+    #[arg(long, env = "RAFTKV_FSYNC_SHIM")]
+    fsync_shim: Option<PathBuf>,
     /// Use loopback addresses even as root (no network faults).
     #[arg(long, conflicts_with = "namespaces")]
     loopback: bool,
@@ -158,6 +162,10 @@ async fn run_chaos(args: RunArgs) -> ExitCode {
     options.pause_between_operations = args.pause;
     options.settle_timeout = args.settle_timeout;
     options.progress_every = Some(Duration::from_secs(10));
+    options.fsync_shim = args.fsync_shim.or_else(|| {
+        let own = std::env::current_exe().ok()?;
+        Some(own.with_file_name("libraftkv_fsync_fault.so"))
+    });
     let run = tokio::select! {
         run = run(options) => run,
         _ = tokio::signal::ctrl_c() => {

@@ -44,11 +44,18 @@ pub enum Nemesis {
     Membership,
     /// A node's clocks (wall and monotonic) jumped forward, through libfaketime.
     Clock,
+    /// A node killed, a bit flipped in (or a cut made to) its newest write-ahead log segment
+    /// or snapshot file, and restarted: it must refuse to start naming the file and offset, or
+    /// truncate a torn tail; a refusal is mended by the operator's runbook.
+    Disk,
+    /// A node's fsync and fdatasync fail with EIO (it must stop) or lie (then a power loss on
+    /// kill), through the `raftkv-fsync-fault` LD_PRELOAD shim.
+    Fsync,
 }
 
 impl Nemesis {
     /// Every family.
-    pub const ALL: [Nemesis; 7] = [
+    pub const ALL: [Nemesis; 9] = [
         Nemesis::Partition,
         Nemesis::Kill,
         Nemesis::Pause,
@@ -56,6 +63,8 @@ impl Nemesis {
         Nemesis::Flaky,
         Nemesis::Membership,
         Nemesis::Clock,
+        Nemesis::Disk,
+        Nemesis::Fsync,
     ];
 
     /// Its name on the command line and in the timeline.
@@ -68,6 +77,8 @@ impl Nemesis {
             Nemesis::Flaky => "flaky",
             Nemesis::Membership => "membership",
             Nemesis::Clock => "clock",
+            Nemesis::Disk => "disk",
+            Nemesis::Fsync => "fsync",
         }
     }
 
@@ -137,7 +148,7 @@ pub struct Timeline {
 }
 
 impl Timeline {
-    fn begin(&self, origin: Instant, nemesis: Nemesis, detail: String) -> usize {
+    pub(crate) fn begin(&self, origin: Instant, nemesis: Nemesis, detail: String) -> usize {
         let mut records = self.lock();
         records.push(FaultRecord {
             nemesis,
@@ -148,9 +159,16 @@ impl Timeline {
         records.len() - 1
     }
 
-    fn end(&self, origin: Instant, index: usize) {
+    pub(crate) fn end(&self, origin: Instant, index: usize) {
         if let Some(record) = self.lock().get_mut(index) {
             record.end_ns = Some(nanos(origin.elapsed()));
+        }
+    }
+
+    /// Adds `text` to the detail of record `index` (what a fault turned out to do).
+    pub(crate) fn amend(&self, index: usize, text: &str) {
+        if let Some(record) = self.lock().get_mut(index) {
+            record.detail.push_str(text);
         }
     }
 
@@ -195,6 +213,11 @@ pub struct FaultContext {
     /// The founding voters: process faults keep a majority of this many running.
     pub voters: usize,
     network: StdMutex<NetworkState>,
+    /// What the nemeses found wrong (a damaged node that started, a refusal that named no
+    /// file, a replacement that never caught up): anomalies of the run.
+    findings: StdMutex<Vec<String>>,
+    /// Per node id, the length of its log when a disk nemesis last restarted it.
+    restart_log_offsets: StdMutex<BTreeMap<u64, u64>>,
 }
 
 #[derive(Debug, Default)]
@@ -221,7 +244,42 @@ impl FaultContext {
             timeline,
             voters,
             network: StdMutex::new(NetworkState::default()),
+            findings: StdMutex::new(Vec::new()),
+            restart_log_offsets: StdMutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Records a finding: an anomaly of the run.
+    pub(crate) fn report(&self, finding: String) {
+        tracing_error(&finding);
+        self.findings
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(finding);
+    }
+
+    /// What the nemeses found wrong so far.
+    pub fn findings(&self) -> Vec<String> {
+        self.findings
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_restart_log_offset(&self, id: u64, offset: u64) {
+        self.restart_log_offsets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(id, offset);
+    }
+
+    pub(crate) fn restart_log_offset(&self, id: u64) -> u64 {
+        self.restart_log_offsets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&id)
+            .copied()
+            .unwrap_or(0)
     }
 
     async fn apply_network(&self, change: impl FnOnce(&mut NetworkState)) {
@@ -252,6 +310,44 @@ impl FaultContext {
         self.cluster.lock().await.revive_all()
     }
 
+    /// The member list as the current leader has it. Every node answers `GET /v1/members`
+    /// from its own configuration, and a node that is behind (a joiner still catching up, a
+    /// removed node, a leader cut off by a partition that has not noticed yet) may lack a
+    /// member the cluster has: trusting one, the harness once retired a node that was still a
+    /// voter and cost the cluster its quorum. So the list is taken from a node that answers as
+    /// leader, and only if that node is still leader in the same term after a new write
+    /// commits and its commit index covers that write: a deposed leader cannot learn of a
+    /// commit without stepping down.
+    pub async fn leader_members(&self) -> Option<raftkv_client::api::MembersResponse> {
+        let slot = self.leader_slot().await?;
+        let (endpoint, id) = {
+            let cluster = self.cluster.lock().await;
+            (
+                cluster.topology().http_addr(slot).to_string(),
+                cluster.id_in(slot)?,
+            )
+        };
+        let client = Client::with_options(
+            [endpoint.clone()],
+            raftkv_client::ClientOptions {
+                request_timeout: Duration::from_secs(1),
+                retry_deadline: Duration::from_secs(1),
+            },
+        )
+        .ok()?;
+        let before = self.admin.status(&endpoint).await.ok()?;
+        let members = client.members().await.ok()?;
+        let written = self.admin.put("chaos/leader-check", "1").await.ok()?;
+        let after = self.admin.status(&endpoint).await.ok()?;
+        let confirmed = before.role == "leader"
+            && before.id == id
+            && members.leader == Some(id)
+            && after.role == "leader"
+            && after.term == before.term
+            && after.commit_index >= written.index;
+        confirmed.then_some(members)
+    }
+
     /// The slot of the leader with the highest term among the nodes that answer, if any.
     pub async fn leader_slot(&self) -> Option<usize> {
         let occupants = self.cluster.lock().await.occupants();
@@ -274,7 +370,7 @@ impl FaultContext {
     }
 }
 
-fn tracing_error(message: &str) {
+pub(crate) fn tracing_error(message: &str) {
     eprintln!("raftkv-chaos: {message}");
 }
 
@@ -302,6 +398,10 @@ pub async fn run_nemesis(
             Nemesis::Flaky => flaky(&context, &mut random, hold, &mut stop).await,
             Nemesis::Membership => membership(&context, &mut random, hold).await,
             Nemesis::Clock => clock(&context, &mut random).await,
+            Nemesis::Disk => crate::disk_faults::disk(&context, &mut random).await,
+            Nemesis::Fsync => {
+                crate::disk_faults::fsync(&context, &mut random, hold, &mut stop).await
+            }
         }
         if *stop.borrow() {
             return;
@@ -317,7 +417,7 @@ fn between(random: &mut Xoshiro256PlusPlus, (low, high): (Duration, Duration)) -
 }
 
 /// Sleeps for `duration`; true when `stop` turned true first.
-async fn sleep_or_stop(duration: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+pub(crate) async fn sleep_or_stop(duration: Duration, stop: &mut watch::Receiver<bool>) -> bool {
     if *stop.borrow() {
         return true;
     }
@@ -411,7 +511,10 @@ async fn partition(
 
 /// Picks a running node to kill or pause, the leader half the time, while at most a minority
 /// of the founding voters' count is down.
-async fn process_victim(context: &FaultContext, random: &mut Xoshiro256PlusPlus) -> Option<usize> {
+pub(crate) async fn process_victim(
+    context: &FaultContext,
+    random: &mut Xoshiro256PlusPlus,
+) -> Option<usize> {
     let leader = if random.gen_bool(0.5) {
         context.leader_slot().await
     } else {
@@ -641,11 +744,10 @@ async fn membership(context: &FaultContext, random: &mut Xoshiro256PlusPlus, hol
         let _ = context.admin.remove_member(victim).await;
         let mut removed = false;
         while Instant::now() < deadline {
-            removed = context
-                .admin
-                .members()
-                .await
-                .is_ok_and(|members| members.members.iter().all(|member| member.id != victim));
+            removed = context.leader_members().await.is_some_and(|members| {
+                !members.change_in_progress
+                    && members.members.iter().all(|member| member.id != victim)
+            });
             if removed {
                 break;
             }

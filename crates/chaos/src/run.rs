@@ -55,6 +55,9 @@ pub struct RunOptions {
     pub tick_ms: u64,
     /// Print a progress line to stderr every this often; `None` for quiet.
     pub progress_every: Option<Duration>,
+    /// The fsync shim (`libraftkv_fsync_fault.so`, crate `raftkv-fsync-fault`) the `fsync`
+    /// nemesis loads into the nodes; without it that nemesis is skipped.
+    pub fsync_shim: Option<PathBuf>,
 }
 
 impl RunOptions {
@@ -79,6 +82,7 @@ impl RunOptions {
             settle_timeout: Duration::from_secs(60),
             tick_ms: 20,
             progress_every: None,
+            fsync_shim: None,
         }
     }
 }
@@ -144,6 +148,11 @@ pub async fn run(options: RunOptions) -> Result<RunReport, ChaosError> {
         worker_threads: 2,
         fake_clock: if nemeses.contains(&Nemesis::Clock) {
             libfaketime()
+        } else {
+            None
+        },
+        fsync_shim: if nemeses.contains(&Nemesis::Fsync) {
+            options.fsync_shim.clone()
         } else {
             None
         },
@@ -282,6 +291,7 @@ pub async fn run(options: RunOptions) -> Result<RunReport, ChaosError> {
         }
     }
     unexpected_exits.extend(describe_exits(&cluster).await);
+    anomalies.extend(context.findings());
     for exit in &unexpected_exits {
         anomalies.push(format!("a node exited on its own: {exit}"));
     }
@@ -388,6 +398,17 @@ pub fn plan(options: &RunOptions) -> Result<Plan, ChaosError> {
         } else if nemesis == Nemesis::Clock && libfaketime().is_none() {
             Some(
                 "clock jumps need libfaketime (Debian/Ubuntu package `faketime`; .ci/run installs it)"
+                    .to_string(),
+            )
+        } else if nemesis == Nemesis::Fsync
+            && !options
+                .fsync_shim
+                .as_ref()
+                .is_some_and(|shim| shim.exists())
+        {
+            Some(
+                "fsync faults need the LD_PRELOAD shim libraftkv_fsync_fault.so \
+                 (cargo build --release -p raftkv-fsync-fault; --fsync-shim names it)"
                     .to_string(),
             )
         } else {
@@ -535,16 +556,25 @@ async fn settled_members(context: &FaultContext) -> Result<Vec<(u64, usize)>, St
             }
             (slot, cluster.topology().http_addr(slot).to_string())
         };
-        let status = context
-            .admin
-            .status(&endpoint)
-            .await
-            .map_err(|error| format!("member {} does not answer: {error}", member.id))?;
-        if status.applied_index < written.index {
-            return Err(format!(
-                "member {} has applied {} of {}",
-                member.id, status.applied_index, written.index
-            ));
+        // A follower learns of the commit with the leader's next message: give it a moment
+        // rather than a new write (which would move the goal again).
+        let catch_up_deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let status = context
+                .admin
+                .status(&endpoint)
+                .await
+                .map_err(|error| format!("member {} does not answer: {error}", member.id))?;
+            if status.applied_index >= written.index {
+                break;
+            }
+            if Instant::now() >= catch_up_deadline {
+                return Err(format!(
+                    "member {} has applied {} of {}",
+                    member.id, status.applied_index, written.index
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         settled.push((member.id, slot));
     }
@@ -589,12 +619,53 @@ async fn read_final_values(
     values
 }
 
-/// Every member's own copy of the workload's keys, by stale scans of each key generation.
+/// Attempts at reading every member's copy at one applied index.
+const COPY_ATTEMPTS: usize = 10;
+/// The entry of a [`Copy`] that holds how many keys the member holds in all, so that keys
+/// outside the workload's generations are compared too.
+const KEYS_HELD: &str = "<keys held, all prefixes>";
+
+/// Every member's own copy of the workload's keys (stale scans of each key generation) and
+/// its count of all keys, read while its applied index stays put, and with every member at
+/// the same applied index: copies compared at different points of the log would differ
+/// without anything being wrong. Retried while the members are still applying.
 async fn read_copies(
     cluster: &Mutex<Cluster>,
     members: &[(u64, usize)],
     history: &History,
 ) -> Result<Vec<(u64, Copy)>, String> {
+    let mut last_problem = String::new();
+    for _ in 0..COPY_ATTEMPTS {
+        match read_copies_once(cluster, members, history).await {
+            Ok(copies) => {
+                let indexes: BTreeSet<u64> = copies.iter().map(|(_, index, _)| *index).collect();
+                if indexes.len() <= 1 {
+                    return Ok(copies.into_iter().map(|(id, _, copy)| (id, copy)).collect());
+                }
+                last_problem = format!(
+                    "the members' applied indexes differ: {:?}",
+                    copies
+                        .iter()
+                        .map(|(id, index, _)| (*id, *index))
+                        .collect::<Vec<_>>()
+                );
+            }
+            Err(problem) => last_problem = problem,
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(format!(
+        "the members' copies could not be read at one applied index in {COPY_ATTEMPTS} \
+         attempts: {last_problem}"
+    ))
+}
+
+/// One reading of every member: (id, applied index, copy).
+async fn read_copies_once(
+    cluster: &Mutex<Cluster>,
+    members: &[(u64, usize)],
+    history: &History,
+) -> Result<Vec<(u64, u64, Copy)>, String> {
     let prefixes: BTreeSet<String> = history
         .keys()
         .into_iter()
@@ -604,13 +675,17 @@ async fn read_copies(
     for &(id, slot) in members {
         let endpoint = cluster.lock().await.topology().http_addr(slot).to_string();
         let client = Client::with_options(
-            [endpoint],
+            [endpoint.clone()],
             ClientOptions {
                 request_timeout: Duration::from_secs(2),
                 retry_deadline: Duration::from_secs(5),
             },
         )
         .map_err(|error| format!("a client of node {id}: {error}"))?;
+        let before = client
+            .status(&endpoint)
+            .await
+            .map_err(|error| format!("node {id} does not answer: {error}"))?;
         let mut copy = Copy::new();
         for prefix in &prefixes {
             let scan = client
@@ -624,7 +699,18 @@ async fn read_copies(
                 copy.insert(item.key, item.value.unwrap_or_default());
             }
         }
-        copies.push((id, copy));
+        let after = client
+            .status(&endpoint)
+            .await
+            .map_err(|error| format!("node {id} does not answer: {error}"))?;
+        if after.applied_index != before.applied_index {
+            return Err(format!(
+                "node {id} applied from {} to {} while it was read",
+                before.applied_index, after.applied_index
+            ));
+        }
+        copy.insert(KEYS_HELD.to_string(), after.keys.to_string());
+        copies.push((id, after.applied_index, copy));
     }
     Ok(copies)
 }

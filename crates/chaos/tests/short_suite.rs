@@ -1,8 +1,11 @@
 //! The short chaos suite: every nemesis for a few seconds against three real raftkv processes,
 //! then all of them at once; each run must settle, lose nothing and be linearizable.
 //!
-//! Network faults need root (network namespaces); without it those tests say why and pass
-//! without running. `RAFTKV_CHAOS_SECONDS` (default 6) sets each run's length and
+//! Network faults need root (network namespaces) and clock jumps need libfaketime; without
+//! them those nemeses are skipped with a message, and a test whose nemeses are all skipped
+//! passes without running, except where `.ci/run` would have installed what they need (root
+//! and apt-get): there a skip fails the test, so CI never reports an untested nemesis as a
+//! pass. The disk and fsync nemeses need nothing beyond the shim this suite builds. `RAFTKV_CHAOS_SECONDS` (default 6) sets each run's length and
 //! `RAFTKV_CHAOS_SEED` its seed (default: fixed per test; printed either way). A failing
 //! run leaves its files (history, timeline, node logs, summary) in target/chaos-tests/.
 
@@ -20,8 +23,15 @@ fn raftkv_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("RAFTKV_BIN") {
         return PathBuf::from(path);
     }
-    // This test's executable is target/<profile>/deps/short_suite-HASH; raftkv is built into
-    // target/<profile>. Building it here makes sure it is this tree's, not a stale one.
+    let path = build_with_this_profile("raftkv", &["--bin", "raftkv"]).join("raftkv");
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// Builds `package` with the profile this test was built with, so the artifact is this tree's
+/// and the one `cargo test` itself builds; returns target/<profile>.
+fn build_with_this_profile(package: &str, extra: &[&str]) -> PathBuf {
+    // This test's executable is target/<profile>/deps/short_suite-HASH.
     let profile_dir = std::env::current_exe()
         .expect("the test's own path")
         .parent()
@@ -29,11 +39,8 @@ fn raftkv_bin() -> PathBuf {
         .expect("target/<profile>/deps")
         .to_path_buf();
     let mut build = std::process::Command::new(env!("CARGO"));
-    build.args([
-        "build", "--quiet", "--locked", "-p", "raftkv", "--bin", "raftkv",
-    ]);
-    // The profile this test was built with, so the binary is the one `cargo test` itself
-    // builds for raftkv's own tests (and not overwritten by a differently optimized one).
+    build.args(["build", "--quiet", "--locked", "-p", package]);
+    build.args(extra);
     if profile_dir
         .file_name()
         .is_some_and(|name| name == "release")
@@ -43,10 +50,28 @@ fn raftkv_bin() -> PathBuf {
         build.args(["--profile", "test"]);
     }
     let status = build.status().expect("cargo runs");
-    assert!(status.success(), "building raftkv failed: {status}");
-    let path = profile_dir.join("raftkv");
+    assert!(status.success(), "building {package} failed: {status}");
+    profile_dir
+}
+
+/// The fsync shim (crate raftkv-fsync-fault), built for this run.
+fn fsync_shim() -> PathBuf {
+    if let Some(path) = std::env::var_os("RAFTKV_FSYNC_SHIM") {
+        return PathBuf::from(path);
+    }
+    let path = build_with_this_profile("raftkv-fsync-fault", &[]).join("libraftkv_fsync_fault.so");
     assert!(path.exists(), "{} was not built", path.display());
     path
+}
+
+/// Whether `.ci/run` would have installed the tools a nemesis needs here: it does so as root
+/// where apt-get exists.
+fn ci_would_install() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let apt = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("apt-get").exists()));
+    root && apt
 }
 
 fn run_short(name: &str, nemeses: &[Nemesis], default_seed: u64) {
@@ -79,14 +104,22 @@ fn run_short(name: &str, nemeses: &[Nemesis], default_seed: u64) {
         hold: (Duration::from_millis(500), Duration::from_millis(2_500)),
     };
     options.settle_timeout = Duration::from_secs(60);
+    if options.nemeses.contains(&Nemesis::Fsync) {
+        options.fsync_shim = Some(fsync_shim());
+    }
     let plan = plan(&options).unwrap_or_else(|error| panic!("chaos {name}: {error}"));
+    for skipped in &plan.skipped {
+        eprintln!(
+            "chaos {name}: SKIPPED {}: {}",
+            skipped.nemesis, skipped.reason
+        );
+    }
+    assert!(
+        plan.skipped.is_empty() || !ci_would_install(),
+        "chaos {name}: a nemesis was skipped where .ci/run installs what it needs (root and \
+         apt-get); run .ci/run or install the tools named above"
+    );
     if plan.nemeses.is_empty() {
-        for skipped in &plan.skipped {
-            eprintln!(
-                "chaos {name}: SKIPPED {}: {}",
-                skipped.nemesis, skipped.reason
-            );
-        }
         return;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -154,6 +187,11 @@ fn membership_churn() {
 #[test]
 fn clock_jumps() {
     run_short("clock", &[Nemesis::Clock], 17);
+}
+
+#[test]
+fn disk_and_fsync_faults() {
+    run_short("disk", &[Nemesis::Disk, Nemesis::Fsync], 19);
 }
 
 #[test]

@@ -1,0 +1,576 @@
+//! The storage nemeses: damaged files (`disk`) and failing or lying fsyncs (`fsync`), each
+//! followed by what the node's next start must show and, when it refuses, the operator's
+//! runbook (docs/operations.md, "A node that refuses to start").
+//!
+//! ```text
+//!  disk:  kill -9 ─► damage a file (disk.rs) ─► start ─┬─ serves:  must be a torn tail the
+//!                                                      │           log names (file, offset)
+//!                                                      └─ exits:   must name file and offset
+//!                                                                  ─► runbook
+//!  fsync fail: EIO from every sync ─► the node must stop its Raft node (log: storage failed)
+//!              ─► kill -9, syncs pass again ─► start: must serve (its files are whole)
+//!  fsync lie:  syncs return 0 unsynced ─► kill -9 + power loss (lied ranges zeroed)
+//!              ─► start: serves (a shorter log) or refuses naming a file ─► runbook
+//!  runbook: raftkv members remove ID ─► wipe the data directory
+//!           ─► raftkv serve --id NEW --join (a learner that promotes itself) ─► caught up
+//! ```
+//!
+//! A node under one of these faults is quarantined: its exit is expected, and it counts as
+//! down, so the process nemeses keep a majority running meanwhile. Whatever a start shows
+//! that it must not is a finding of the run, as is a replacement that never catches up.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rand::Rng;
+use rand_xoshiro::Xoshiro256PlusPlus;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::cluster::ProcessState;
+use crate::disk::{self, Expected};
+use crate::nemesis::{process_victim, sleep_or_stop, FaultContext, Nemesis};
+
+/// Longest wait for a restarted node to serve or exit.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for each step of the runbook.
+const RUNBOOK_STEP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest wait for a node restarted after a power loss to catch up before it is replaced.
+const LIE_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Longest wait for a node whose syncs fail to stop, beyond the hold.
+const FAIL_STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How a restarted node's start went.
+enum Start {
+    /// It answers its status.
+    Serving,
+    /// Its process exited: how, and what it logged since the restart.
+    Refused { status: String, log: String },
+    /// Neither within [`START_TIMEOUT`].
+    Stuck,
+}
+
+/// Kills a node, damages its newest segment or snapshot file, restarts it and checks what the
+/// start shows; a refusal is followed by the runbook.
+pub(crate) async fn disk(context: &FaultContext, random: &mut Xoshiro256PlusPlus) {
+    if !can_lose_a_node(context).await {
+        return;
+    }
+    let Some(slot) = process_victim(context, random).await else {
+        return;
+    };
+    let (id, dir) = {
+        let mut cluster = context.cluster.lock().await;
+        let (Some(id), Some(dir)) = (cluster.id_in(slot), cluster.data_dir(slot)) else {
+            return;
+        };
+        cluster.set_quarantined(slot, true);
+        cluster.kill(slot);
+        (id, dir)
+    };
+    let damage = match disk::damage(&dir, random) {
+        Ok(Some(damage)) => damage,
+        Ok(None) => {
+            restart_plain(context, slot, id, "nothing to damage").await;
+            return;
+        }
+        Err(error) => {
+            context.report(format!("damaging node {id}'s files failed: {error}"));
+            restart_plain(context, slot, id, "damage failed").await;
+            return;
+        }
+    };
+    let index = context.timeline.begin(
+        context.origin,
+        Nemesis::Disk,
+        format!("node {id} (slot {slot}) killed; {}", damage.detail),
+    );
+    let start = restart_and_observe(context, slot, id).await;
+    let outcome = match (&start, &damage.expected) {
+        (Start::Serving, Expected::TornTail { offset }) => {
+            let log = log_since_restart(context, id).await;
+            if !disk::names_torn_tail(&log, &damage.path, *offset) {
+                context.report(format!(
+                    "node {id} started after {} without reporting a torn tail at byte {offset}",
+                    damage.detail
+                ));
+            }
+            "torn tail truncated, serving".to_string()
+        }
+        (Start::Serving, Expected::Refusal { .. }) => {
+            context.report(format!(
+                "node {id} started on damaged data ({}): the damage went unnoticed",
+                damage.detail
+            ));
+            "started on damaged data".to_string()
+        }
+        (Start::Refused { status, log }, expected) => {
+            let offset = match expected {
+                Expected::Refusal { offset } => *offset,
+                // A cut that leaves the log short of its commit index is refused, naming the
+                // segment (the offset is then the log's, not the cut's).
+                Expected::TornTail { .. } => None,
+            };
+            if !disk::names_refusal(log, &damage.path, offset) {
+                context.report(format!(
+                    "node {id} refused to start after {} ({status}) without naming the file{}: {}",
+                    damage.detail,
+                    offset.map_or(String::new(), |offset| format!(" and byte {offset}")),
+                    disk::refusal_lines(log)
+                ));
+            }
+            runbook(context, slot, id).await
+        }
+        (Start::Stuck, _) => {
+            context.report(format!(
+                "node {id} neither served nor exited within {START_TIMEOUT:?} after {}",
+                damage.detail
+            ));
+            runbook(context, slot, id).await
+        }
+    };
+    context.timeline.amend(index, &format!(": {outcome}"));
+    context.timeline.end(context.origin, index);
+    context.cluster.lock().await.set_quarantined(slot, false);
+}
+
+/// Makes one node's syncs fail with EIO or lie for `hold`, then restarts it with honest
+/// syncs and checks what it shows.
+pub(crate) async fn fsync(
+    context: &FaultContext,
+    random: &mut Xoshiro256PlusPlus,
+    hold: Duration,
+    stop: &mut watch::Receiver<bool>,
+) {
+    if !can_lose_a_node(context).await {
+        return;
+    }
+    let Some(slot) = process_victim(context, random).await else {
+        return;
+    };
+    let lie = random.gen_bool(0.5);
+    let Some(id) = context.cluster.lock().await.id_in(slot) else {
+        return;
+    };
+    // Measured before the fault is set, so the failure's log lines all come after it.
+    let log_start = log_length(context, id).await;
+    let ledger = {
+        let mut cluster = context.cluster.lock().await;
+        if cluster.id_in(slot) != Some(id) {
+            return;
+        }
+        let ledger = cluster.fsync_ledger(id);
+        let _ = std::fs::remove_file(&ledger);
+        if let Err(error) = cluster.set_fsync_mode(id, if lie { "lie" } else { "fail" }) {
+            crate::nemesis::tracing_error(&format!("fsync fault: {error}"));
+            return;
+        }
+        cluster.set_quarantined(slot, true);
+        ledger
+    };
+    let index = context.timeline.begin(
+        context.origin,
+        Nemesis::Fsync,
+        format!(
+            "node {id} (slot {slot}): fsync and fdatasync {}",
+            if lie {
+                "lie (return 0, sync nothing)"
+            } else {
+                "fail with EIO"
+            }
+        ),
+    );
+    let mut outcome = String::new();
+    if lie {
+        sleep_or_stop(hold, stop).await;
+    } else {
+        // A node must stop at its first failed sync, never retry it and carry on: after a
+        // failed fsync the kernel may have dropped the dirty pages it could not write.
+        let deadline = Instant::now() + hold + FAIL_STOP_TIMEOUT;
+        let mut stopped = false;
+        sleep_or_stop(hold, stop).await;
+        while Instant::now() < deadline {
+            let log = read_from(&context.cluster.lock().await.log_path(id), log_start);
+            if log.contains("storage failed") {
+                stopped = true;
+                break;
+            }
+            if context.cluster.lock().await.exit_status(slot).is_some() {
+                stopped = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        outcome = if stopped {
+            "stopped on the failed sync".to_string()
+        } else {
+            let log = read_from(&context.cluster.lock().await.log_path(id), log_start);
+            if log.contains("Input/output error") {
+                context.report(format!(
+                    "node {id} logged a failed sync but did not stop its Raft node"
+                ));
+            }
+            "no failed sync seen (no write reached it)".to_string()
+        };
+    }
+    {
+        let mut cluster = context.cluster.lock().await;
+        if cluster.id_in(slot) != Some(id) {
+            context.timeline.end(context.origin, index);
+            return;
+        }
+        cluster.kill(slot);
+        if let Err(error) = cluster.set_fsync_mode(id, "pass") {
+            crate::nemesis::tracing_error(&format!("fsync fault: {error}"));
+        }
+    }
+    if lie {
+        match disk::lose_unsynced(&ledger) {
+            Ok(loss) => {
+                outcome = format!(
+                    "killed with a power loss: {} bytes of {} files unsynced",
+                    loss.bytes, loss.files
+                )
+            }
+            Err(error) => context.report(format!("simulating node {id}'s power loss: {error}")),
+        }
+    }
+    let start = restart_and_observe(context, slot, id).await;
+    let after = match start {
+        Start::Serving if lie => {
+            // A power loss after lies takes entries the node had acknowledged: the leader's
+            // match index for it stays above its log, its rejections look stale, and it never
+            // catches up (Raft assumes an acknowledged entry is durable). The operator's way
+            // back is the runbook.
+            let endpoint = context
+                .cluster
+                .lock()
+                .await
+                .topology()
+                .http_addr(slot)
+                .to_string();
+            let deadline = Instant::now() + LIE_CATCH_UP_TIMEOUT;
+            let mut caught = false;
+            while Instant::now() < deadline {
+                if caught_up(context, id, &endpoint).await {
+                    caught = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            if caught {
+                "restarted, serving, caught up".to_string()
+            } else {
+                format!(
+                    "restarted but not caught up within {LIE_CATCH_UP_TIMEOUT:?} (it lost \
+                     entries it had acknowledged); {}",
+                    runbook(context, slot, id).await
+                )
+            }
+        }
+        Start::Serving => "restarted, serving".to_string(),
+        Start::Refused { status, log } if lie => {
+            // A power loss after lies may leave any file short; the refusal must say which.
+            // A joiner that lost everything asks its join address for the members again, and
+            // may fail to reach it: not a storage refusal, and the runbook replaces it too.
+            if !plain_names_corruption(&log) && !log.contains("cannot learn the members") {
+                context.report(format!(
+                    "node {id} refused to start after a power loss ({status}) without naming \
+                     a damaged file and offset: {}",
+                    disk::refusal_lines(&log)
+                ));
+            }
+            runbook(context, slot, id).await
+        }
+        Start::Refused { status, log } => {
+            context.report(format!(
+                "node {id} refused to start after failed syncs, though its files are whole \
+                 ({status}): {}",
+                disk::refusal_lines(&log)
+            ));
+            runbook(context, slot, id).await
+        }
+        Start::Stuck => {
+            context.report(format!(
+                "node {id} neither served nor exited within {START_TIMEOUT:?} after the fsync fault"
+            ));
+            runbook(context, slot, id).await
+        }
+    };
+    context
+        .timeline
+        .amend(index, &format!(": {outcome}; {after}"));
+    context.timeline.end(context.origin, index);
+    context.cluster.lock().await.set_quarantined(slot, false);
+}
+
+/// Whether the cluster can lose a node for good (a refusal to start and the runbook): the
+/// current leader's configuration is settled, has at least the founding number of voters, and
+/// every voter runs unimpaired. Without this gate a damaged node in a cluster already down to
+/// two voters can be neither restarted nor removed, and the cluster stays without a quorum.
+async fn can_lose_a_node(context: &FaultContext) -> bool {
+    let Some(members) = context.leader_members().await else {
+        return false;
+    };
+    if members.change_in_progress {
+        return false;
+    }
+    let voters: Vec<u64> = members
+        .members
+        .iter()
+        .filter(|member| member.role == "voter")
+        .map(|member| member.id)
+        .collect();
+    if voters.len() < context.voters {
+        return false;
+    }
+    let cluster = context.cluster.lock().await;
+    let impaired = cluster.impaired_slots();
+    voters.iter().all(|&voter| {
+        cluster
+            .slot_of_id(voter)
+            .is_some_and(|slot| !impaired.contains(&slot))
+    })
+}
+
+fn plain_names_corruption(log: &str) -> bool {
+    disk::refusal_lines(log).contains("corrupt write-ahead log: ")
+        && disk::refusal_lines(log).contains(" at byte ")
+}
+
+async fn log_length(context: &FaultContext, id: u64) -> u64 {
+    let path = context.cluster.lock().await.log_path(id);
+    std::fs::metadata(path).map_or(0, |meta| meta.len())
+}
+
+fn read_from(path: &Path, offset: u64) -> String {
+    std::fs::read(path)
+        .map(|bytes| {
+            let start = (offset as usize).min(bytes.len());
+            String::from_utf8_lossy(&bytes[start..]).into_owned()
+        })
+        .unwrap_or_default()
+}
+
+/// What node `id` logged since [`restart_and_observe`] last started it.
+async fn log_since_restart(context: &FaultContext, id: u64) -> String {
+    let (path, offset) = {
+        let cluster = context.cluster.lock().await;
+        (cluster.log_path(id), context.restart_log_offset(id))
+    };
+    read_from(&path, offset)
+}
+
+/// Starts slot `slot`'s node without a fault (after a fault could not be set up).
+async fn restart_plain(context: &FaultContext, slot: usize, id: u64, why: &str) {
+    let mut cluster = context.cluster.lock().await;
+    if cluster.id_in(slot) == Some(id) {
+        if let Err(error) = cluster.start(slot) {
+            crate::nemesis::tracing_error(&format!("restarting slot {slot} ({why}): {error}"));
+        }
+    }
+    cluster.set_quarantined(slot, false);
+}
+
+/// Starts slot `slot`'s node `id` and waits until it serves or exits.
+async fn restart_and_observe(context: &FaultContext, slot: usize, id: u64) -> Start {
+    let log_start = log_length(context, id).await;
+    context.set_restart_log_offset(id, log_start);
+    let endpoint = {
+        let mut cluster = context.cluster.lock().await;
+        if let Err(error) = cluster.start(slot) {
+            return Start::Refused {
+                status: format!("could not be started: {error}"),
+                log: String::new(),
+            };
+        }
+        cluster.topology().http_addr(slot).to_string()
+    };
+    let deadline = Instant::now() + START_TIMEOUT;
+    while Instant::now() < deadline {
+        let exited = context.cluster.lock().await.exit_status(slot);
+        if let Some(status) = exited {
+            let log = log_since_restart(context, id).await;
+            return Start::Refused { status, log };
+        }
+        if let Ok(Ok(status)) =
+            tokio::time::timeout(Duration::from_secs(1), context.admin.status(&endpoint)).await
+        {
+            if status.id == id {
+                return Start::Serving;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Start::Stuck
+}
+
+/// The runbook for a node that refuses to start: remove it with `raftkv members remove`,
+/// wipe its data directory, start it afresh with a new id and `--join` (it joins as a
+/// learner and promotes itself once caught up), and wait until it is a voter that has
+/// applied what the leader had committed. Returns what happened, for the timeline.
+async fn runbook(context: &FaultContext, slot: usize, id: u64) -> String {
+    let (raftkv_bin, endpoints) = {
+        let mut cluster = context.cluster.lock().await;
+        cluster.kill(slot);
+        let endpoints: Vec<String> = cluster
+            .occupants()
+            .into_iter()
+            .filter(|&(other, _)| {
+                other != slot && cluster.state(other) == Some(ProcessState::Running)
+            })
+            .map(|(other, _)| cluster.topology().http_addr(other).to_string())
+            .collect();
+        (cluster.raftkv_bin().to_path_buf(), endpoints)
+    };
+    // 1. raftkv members remove ID, until the member list no longer holds it.
+    let deadline = Instant::now() + RUNBOOK_STEP_TIMEOUT;
+    let mut removed = false;
+    let mut last_cli = String::new();
+    while Instant::now() < deadline {
+        // Only the leader's list, with the removal committed, says the node is gone.
+        let members = context.leader_members().await;
+        if members.is_some_and(|members| {
+            !members.change_in_progress && members.members.iter().all(|member| member.id != id)
+        }) {
+            removed = true;
+            break;
+        }
+        last_cli = run_cli(
+            &raftkv_bin,
+            &endpoints,
+            &["members", "remove", &id.to_string()],
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    if !removed {
+        context.report(format!(
+            "runbook: node {id} could not be removed within {RUNBOOK_STEP_TIMEOUT:?} (last: {last_cli})"
+        ));
+        return "refused; its removal failed".to_string();
+    }
+    // 2. Wipe its data directory, 3. start it as a new member that joins (through the
+    // leader, which surely answers).
+    let join_through = leader_http(context).await;
+    let joined = {
+        let mut cluster = context.cluster.lock().await;
+        if cluster.id_in(slot) != Some(id) {
+            // The membership nemesis removed and retired it meanwhile; the slot is not ours.
+            return "refused; removed (by the membership nemesis)".to_string();
+        }
+        let join = join_through
+            .or_else(|| endpoints.first().cloned())
+            .unwrap_or_default();
+        cluster.retire(slot);
+        cluster.add_joiner(slot, join)
+    };
+    let new_id = match joined {
+        Ok(new_id) => new_id,
+        Err(error) => {
+            context.report(format!(
+                "runbook: the replacement of node {id} did not start: {error}"
+            ));
+            return "refused; removed, the replacement did not start".to_string();
+        }
+    };
+    context.cluster.lock().await.set_quarantined(slot, true);
+    // 4. Wait until it is a voter and has applied what the leader had committed.
+    let deadline = Instant::now() + RUNBOOK_STEP_TIMEOUT;
+    let endpoint = context
+        .cluster
+        .lock()
+        .await
+        .topology()
+        .http_addr(slot)
+        .to_string();
+    while Instant::now() < deadline {
+        if caught_up(context, new_id, &endpoint).await {
+            return format!("refused; removed, wiped, rejoined as node {new_id}, caught up");
+        }
+        // `serve --join` gives up when the node it joins through does not answer (paused,
+        // cut off); an operator starts it again, through the leader.
+        let exited = context.cluster.lock().await.exit_status(slot).is_some();
+        if exited {
+            if let Some(join) = leader_http(context).await {
+                let restarted = context.cluster.lock().await.rejoin_through(slot, join);
+                if let Err(error) = restarted {
+                    crate::nemesis::tracing_error(&format!("restarting node {new_id}: {error}"));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    context.report(format!(
+        "runbook: node {new_id}, replacing node {id}, did not become a caught-up voter within \
+         {RUNBOOK_STEP_TIMEOUT:?}"
+    ));
+    format!("refused; removed, wiped, rejoined as node {new_id}, not caught up")
+}
+
+/// The HTTP address of the leader, if one answers.
+async fn leader_http(context: &FaultContext) -> Option<String> {
+    let slot = context.leader_slot().await?;
+    Some(
+        context
+            .cluster
+            .lock()
+            .await
+            .topology()
+            .http_addr(slot)
+            .to_string(),
+    )
+}
+
+/// Whether node `id` (at `endpoint`) is a voter whose applied index has reached the
+/// leader's commit index.
+async fn caught_up(context: &FaultContext, id: u64, endpoint: &str) -> bool {
+    let Ok(members) = context.admin.members().await else {
+        return false;
+    };
+    let voter = members
+        .members
+        .iter()
+        .any(|member| member.id == id && member.role == "voter");
+    if !voter {
+        return false;
+    }
+    let Some(leader_slot) = context.leader_slot().await else {
+        return false;
+    };
+    let leader_endpoint = context
+        .cluster
+        .lock()
+        .await
+        .topology()
+        .http_addr(leader_slot)
+        .to_string();
+    let (Ok(leader), Ok(node)) = (
+        context.admin.status(&leader_endpoint).await,
+        context.admin.status(endpoint).await,
+    ) else {
+        return false;
+    };
+    node.id == id && node.applied_index >= leader.commit_index
+}
+
+/// Runs `raftkv --endpoints ENDPOINTS ARGS` and describes how it ended.
+async fn run_cli(raftkv_bin: &Path, endpoints: &[String], args: &[&str]) -> String {
+    let mut command = tokio::process::Command::new(raftkv_bin);
+    command
+        .arg("--endpoints")
+        .arg(endpoints.join(","))
+        .args(args)
+        .kill_on_drop(true);
+    match tokio::time::timeout(Duration::from_secs(15), command.output()).await {
+        Ok(Ok(output)) => format!(
+            "raftkv {}: {} {}{}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stdout).trim(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ),
+        Ok(Err(error)) => format!("raftkv {}: {error}", args.join(" ")),
+        Err(_) => format!("raftkv {}: timed out", args.join(" ")),
+    }
+}
