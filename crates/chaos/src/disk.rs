@@ -101,14 +101,28 @@ pub fn frames(contents: &[u8]) -> Vec<(u64, u64)> {
 }
 
 /// Damages the stopped node's data in `dir` in one of the ways the module lists, chosen by
-/// `random`. `None` when the directory holds nothing to damage that way.
-pub fn damage(dir: &Path, random: &mut Xoshiro256PlusPlus) -> std::io::Result<Option<Damage>> {
-    let kinds = [
-        DamageKind::SegmentBitFlip,
-        DamageKind::SegmentTornTail,
-        DamageKind::SnapshotBitFlip,
-        DamageKind::SnapshotCut,
-    ];
+/// `random`. `None` when the directory holds nothing to damage that way. Only with `lossy` a
+/// cut inside the newest segment's last record: after `kill -9` that record was synced (and
+/// may have been acknowledged), so truncating it as a torn write loses what Raft assumes kept.
+pub fn damage(
+    dir: &Path,
+    lossy: bool,
+    random: &mut Xoshiro256PlusPlus,
+) -> std::io::Result<Option<Damage>> {
+    let kinds: &[DamageKind] = if lossy {
+        &[
+            DamageKind::SegmentBitFlip,
+            DamageKind::SegmentTornTail,
+            DamageKind::SnapshotBitFlip,
+            DamageKind::SnapshotCut,
+        ]
+    } else {
+        &[
+            DamageKind::SegmentBitFlip,
+            DamageKind::SnapshotBitFlip,
+            DamageKind::SnapshotCut,
+        ]
+    };
     let kind = *kinds.choose(random).unwrap_or(&DamageKind::SegmentBitFlip);
     match kind {
         DamageKind::SegmentBitFlip | DamageKind::SegmentTornTail => {
@@ -134,6 +148,10 @@ pub fn damage(dir: &Path, random: &mut Xoshiro256PlusPlus) -> std::io::Result<Op
                         offset: Some(start),
                     },
                 }));
+            }
+            if !lossy {
+                // A record followed by no intact record: damage there looks like a torn write.
+                return Ok(None);
             }
             let Some(&(start, end)) = frames.last() else {
                 return Ok(None);
@@ -428,15 +446,20 @@ mod tests {
     }
 
     #[test]
-    fn a_bit_flip_in_a_frame_before_the_last_expects_a_refusal_at_that_frame() {
+    fn a_bit_flip_in_a_frame_before_the_last_expects_a_refusal_and_only_lossy_storage_cuts_the_last(
+    ) {
         let dir = std::env::temp_dir().join(format!("chaos-flip-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        for seed in 0..40 {
+        let mut torn_tails = [0, 0];
+        for (lossy, seed) in [false, true]
+            .into_iter()
+            .flat_map(|l| (0..40).map(move |s| (l, s)))
+        {
             let path = dir.join(format!("{:020}.wal", 1));
             let original = segment(&[5, 30, 8], 64);
             std::fs::write(&path, &original).unwrap();
             let mut random = Xoshiro256PlusPlus::seed_from_u64(seed);
-            let Some(damage) = damage(&dir, &mut random).unwrap() else {
+            let Some(damage) = damage(&dir, lossy, &mut random).unwrap() else {
                 continue; // chose the snapshot, which this directory lacks
             };
             let now = std::fs::read(&path).unwrap();
@@ -454,6 +477,7 @@ mod tests {
                     assert!(changed[0] as u64 >= start && (changed[0] as u64) < 91);
                 }
                 Expected::TornTail { offset } => {
+                    torn_tails[usize::from(lossy)] += 1;
                     assert_eq!(offset, 91, "seed {seed}: the last frame starts at 91");
                     assert!(
                         now.len() > 91 && now.len() < 111,
@@ -463,6 +487,12 @@ mod tests {
                 other => panic!("seed {seed}: unexpected {other:?}"),
             }
         }
+        // Synced data is cut only when the run asks for lossy storage.
+        assert_eq!(torn_tails[0], 0, "no torn tail without lossy storage");
+        assert!(
+            torn_tails[1] > 0,
+            "lossy storage cuts the last record sometimes"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

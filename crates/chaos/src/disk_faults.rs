@@ -68,7 +68,7 @@ pub(crate) async fn disk(context: &FaultContext, random: &mut Xoshiro256PlusPlus
         cluster.kill(slot);
         (id, dir)
     };
-    let damage = match disk::damage(&dir, random) {
+    let damage = match disk::damage(&dir, context.lossy_storage, random) {
         Ok(Some(damage)) => damage,
         Ok(None) => {
             restart_plain(context, slot, id, "nothing to damage").await;
@@ -148,7 +148,7 @@ pub(crate) async fn fsync(
     let Some(slot) = process_victim(context, random).await else {
         return;
     };
-    let lie = random.gen_bool(0.5);
+    let lie = context.lossy_storage && random.gen_bool(0.5);
     let Some(id) = context.cluster.lock().await.id_in(slot) else {
         return;
     };

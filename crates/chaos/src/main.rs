@@ -69,6 +69,11 @@ struct RunArgs {
     /// `libraftkv_fsync_fault.so` beside this program (cargo build -p raftkv-fsync-fault).
     #[arg(long, env = "RAFTKV_FSYNC_SHIM")]
     fsync_shim: Option<PathBuf>,
+    /// Let the disk and fsync nemeses also take away synced data (a cut inside the last
+    /// record of a segment; fsync that lies, then a power loss): beyond Raft's storage model,
+    /// so acknowledged writes may be lost.
+    #[arg(long)]
+    lossy_storage: bool,
     /// Use loopback addresses even as root (no network faults).
     #[arg(long, conflicts_with = "namespaces")]
     loopback: bool,
@@ -162,6 +167,7 @@ async fn run_chaos(args: RunArgs) -> ExitCode {
     options.pause_between_operations = args.pause;
     options.settle_timeout = args.settle_timeout;
     options.progress_every = Some(Duration::from_secs(10));
+    options.lossy_storage = args.lossy_storage;
     options.fsync_shim = args.fsync_shim.or_else(|| {
         let own = std::env::current_exe().ok()?;
         Some(own.with_file_name("libraftkv_fsync_fault.so"))

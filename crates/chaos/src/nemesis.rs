@@ -218,6 +218,9 @@ pub struct FaultContext {
     findings: StdMutex<Vec<String>>,
     /// Per node id, the length of its log when a disk nemesis last restarted it.
     restart_log_offsets: StdMutex<BTreeMap<u64, u64>>,
+    /// Whether the storage nemeses may also take away data a node had synced (see
+    /// [`crate::run::RunOptions::lossy_storage`]).
+    pub lossy_storage: bool,
 }
 
 #[derive(Debug, Default)]
@@ -246,6 +249,7 @@ impl FaultContext {
             network: StdMutex::new(NetworkState::default()),
             findings: StdMutex::new(Vec::new()),
             restart_log_offsets: StdMutex::new(BTreeMap::new()),
+            lossy_storage: false,
         }
     }
 
