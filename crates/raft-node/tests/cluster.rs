@@ -639,3 +639,74 @@ async fn a_node_whose_service_closed_its_apply_channel_stops() {
         "the callback is not called as well"
     );
 }
+
+/// A follower handed an append that would overwrite an entry it knows committed stops (it
+/// never drops such a message silently): the stop reason names the sender, term and index,
+/// and the metric counts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_asked_to_overwrite_a_committed_entry_stops_and_says_why() {
+    use raft_core::{Entry, EntryKind, LogId, Message, MessageBody, Term};
+
+    let voters = Configuration::new([NodeId(1), NodeId(2), NodeId(3)]);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let wal = Wal::open(dir.path(), voters, WalOptions::default()).expect("opens");
+    let network = MemoryNetwork::new(11);
+    let (inbound_sender, inbound) = mpsc::channel(16);
+    let transport = network.endpoint(NodeId(1), inbound_sender.clone());
+    let (apply, _apply_receiver) = mpsc::channel(16);
+    let node = RaftNode::start(
+        NodeConfig::new(NodeId(1), 11),
+        wal,
+        transport,
+        inbound,
+        apply,
+    )
+    .expect("starts");
+    // Peers 2 and 3 are forged here. Terms far above any this node reaches by campaigning
+    // alone keep both appends current.
+    let append = |from: u64, term: u64, entry_data: &'static [u8], commit: u64| Message {
+        from: NodeId(from),
+        to: NodeId(1),
+        term: Term(term),
+        body: MessageBody::Append {
+            prev: LogId::default(),
+            entries: vec![Entry {
+                id: LogId::new(Term(term), Index(1)),
+                kind: EntryKind::Normal,
+                data: Bytes::from_static(entry_data),
+            }],
+            commit: Index(commit),
+        },
+    };
+    inbound_sender
+        .send(append(2, 1_000, b"committed", 1))
+        .await
+        .expect("the node takes messages");
+    wait_for("the follower commits entry 1", || {
+        let metrics = node.metrics();
+        (metrics.commit_index >= Index(1)).then_some(())
+    })
+    .await;
+    inbound_sender
+        .send(append(3, 2_000, b"forged", 0))
+        .await
+        .expect("the node takes messages");
+    let stopped = tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let Err(NodeError::Stopped(reason)) = node.start_command(command(1)).await {
+                break reason;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the node stops");
+    let StopReason::SafetyViolation(text) = &stopped else {
+        panic!("stopped for another reason: {stopped:?}");
+    };
+    assert!(
+        text.contains("n3") && text.contains("2000") && text.contains("committed entry"),
+        "the reason names sender, term and the committed entry: {text}"
+    );
+    assert_eq!(node.metrics().safety_violations_total, 1, "counted once");
+}

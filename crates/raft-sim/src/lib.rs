@@ -67,7 +67,8 @@
 //!
 //! // Panics with the seed, the broken check and the last events when a run fails.
 //! let report = check_state_machine::<Counter>(&CheckOptions::new("counter").with_seeds(10));
-//! assert_eq!(report.seeds.len(), 10);
+//! // 10 seeds, unless RAFT_SIM_SEED or RAFT_SIM_SEEDS in the environment say otherwise.
+//! assert!(!report.seeds.is_empty());
 //! assert!(report.machine.fingerprints_compared > 0);
 //! ```
 //!
