@@ -242,13 +242,7 @@ pub(crate) async fn fsync(
             // match index for it stays above its log, its rejections look stale, and it never
             // catches up (Raft assumes an acknowledged entry is durable). The operator's way
             // back is the runbook.
-            let endpoint = context
-                .cluster
-                .lock()
-                .await
-                .topology()
-                .http_addr(slot)
-                .to_string();
+            let endpoint = http_endpoint(context, slot).await;
             let deadline = Instant::now() + LIE_CATCH_UP_TIMEOUT;
             let mut caught = false;
             while Instant::now() < deadline {
@@ -315,12 +309,7 @@ async fn can_lose_a_node(context: &FaultContext) -> bool {
     if members.change_in_progress {
         return false;
     }
-    let voters: Vec<u64> = members
-        .members
-        .iter()
-        .filter(|member| member.role == "voter")
-        .map(|member| member.id)
-        .collect();
+    let voters = crate::nemesis::voter_ids(&members);
     if voters.len() < context.voters {
         return false;
     }
@@ -477,13 +466,7 @@ async fn runbook(context: &FaultContext, slot: usize, id: u64) -> String {
     context.cluster.lock().await.set_quarantined(slot, true);
     // 4. Wait until it is a voter and has applied what the leader had committed.
     let deadline = Instant::now() + RUNBOOK_STEP_TIMEOUT;
-    let endpoint = context
-        .cluster
-        .lock()
-        .await
-        .topology()
-        .http_addr(slot)
-        .to_string();
+    let endpoint = http_endpoint(context, slot).await;
     while Instant::now() < deadline {
         if caught_up(context, new_id, &endpoint).await {
             return format!("refused; removed, wiped, rejoined as node {new_id}, caught up");
@@ -511,15 +494,18 @@ async fn runbook(context: &FaultContext, slot: usize, id: u64) -> String {
 /// The HTTP address of the leader, if one answers.
 async fn leader_http(context: &FaultContext) -> Option<String> {
     let slot = context.leader_slot().await?;
-    Some(
-        context
-            .cluster
-            .lock()
-            .await
-            .topology()
-            .http_addr(slot)
-            .to_string(),
-    )
+    Some(http_endpoint(context, slot).await)
+}
+
+/// The HTTP address of the node in `slot`.
+async fn http_endpoint(context: &FaultContext, slot: usize) -> String {
+    context
+        .cluster
+        .lock()
+        .await
+        .topology()
+        .http_addr(slot)
+        .to_string()
 }
 
 /// Whether node `id` (at `endpoint`) is a voter whose applied index has reached the
@@ -538,13 +524,7 @@ async fn caught_up(context: &FaultContext, id: u64, endpoint: &str) -> bool {
     let Some(leader_slot) = context.leader_slot().await else {
         return false;
     };
-    let leader_endpoint = context
-        .cluster
-        .lock()
-        .await
-        .topology()
-        .http_addr(leader_slot)
-        .to_string();
+    let leader_endpoint = http_endpoint(context, leader_slot).await;
     let (Ok(leader), Ok(node)) = (
         context.admin.status(&leader_endpoint).await,
         context.admin.status(endpoint).await,

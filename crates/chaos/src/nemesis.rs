@@ -684,12 +684,7 @@ async fn membership(context: &FaultContext, random: &mut Xoshiro256PlusPlus, hol
         );
         return;
     };
-    let voters: Vec<u64> = members
-        .members
-        .iter()
-        .filter(|member| member.role == "voter")
-        .map(|member| member.id)
-        .collect();
+    let voters = voter_ids(&members);
     if members.change_in_progress {
         return;
     }
@@ -786,4 +781,14 @@ async fn clock(context: &FaultContext, random: &mut Xoshiro256PlusPlus) {
         ),
         Err(error) => tracing_error(&format!("jumping a clock: {error}")),
     }
+}
+
+/// The ids of the voters in a members answer.
+pub(crate) fn voter_ids(members: &raftkv_client::api::MembersResponse) -> Vec<u64> {
+    members
+        .members
+        .iter()
+        .filter(|member| member.role == "voter")
+        .map(|member| member.id)
+        .collect()
 }

@@ -7,28 +7,14 @@ use std::process::{Command, Output};
 
 use raftkv_chaos::disk::{lose_unsynced, parse_ledger};
 
+mod common;
+use common::build_with_this_profile;
+
 fn shim() -> PathBuf {
     if let Some(path) = std::env::var_os("RAFTKV_FSYNC_SHIM") {
         return PathBuf::from(path);
     }
-    let profile_dir = std::env::current_exe()
-        .expect("the test's own path")
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps")
-        .to_path_buf();
-    let mut build = Command::new(env!("CARGO"));
-    build.args(["build", "--quiet", "--locked", "-p", "raftkv-fsync-fault"]);
-    if profile_dir
-        .file_name()
-        .is_some_and(|name| name == "release")
-    {
-        build.arg("--release");
-    } else {
-        build.args(["--profile", "test"]);
-    }
-    let status = build.status().expect("cargo runs");
-    assert!(status.success(), "building the shim failed: {status}");
+    let profile_dir = build_with_this_profile("raftkv-fsync-fault", &[]);
     let path = profile_dir.join("libraftkv_fsync_fault.so");
     assert!(path.exists(), "{} was not built", path.display());
     path

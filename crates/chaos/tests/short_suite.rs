@@ -15,6 +15,9 @@ use std::time::Duration;
 
 use raftkv_chaos::{plan, run, Nemesis, RunOptions, Schedule};
 
+mod common;
+use common::build_with_this_profile;
+
 /// Runs one at a time: each takes three nodes' worth of CPU, and the timing of faults means
 /// more on a machine that is not also running other clusters.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -26,32 +29,6 @@ fn raftkv_bin() -> PathBuf {
     let path = build_with_this_profile("raftkv", &["--bin", "raftkv"]).join("raftkv");
     assert!(path.exists(), "{} was not built", path.display());
     path
-}
-
-/// Builds `package` with the profile this test was built with, so the artifact is this tree's
-/// and the one `cargo test` itself builds; returns target/<profile>.
-fn build_with_this_profile(package: &str, extra: &[&str]) -> PathBuf {
-    // This test's executable is target/<profile>/deps/short_suite-HASH.
-    let profile_dir = std::env::current_exe()
-        .expect("the test's own path")
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps")
-        .to_path_buf();
-    let mut build = std::process::Command::new(env!("CARGO"));
-    build.args(["build", "--quiet", "--locked", "-p", package]);
-    build.args(extra);
-    if profile_dir
-        .file_name()
-        .is_some_and(|name| name == "release")
-    {
-        build.arg("--release");
-    } else {
-        build.args(["--profile", "test"]);
-    }
-    let status = build.status().expect("cargo runs");
-    assert!(status.success(), "building {package} failed: {status}");
-    profile_dir
 }
 
 /// The fsync shim (crate raftkv-fsync-fault), built for this run.
