@@ -123,7 +123,25 @@ pub fn damage(
             DamageKind::SnapshotCut,
         ]
     };
-    let kind = *kinds.choose(random).unwrap_or(&DamageKind::SegmentBitFlip);
+    // In random order, the first kind this directory offers something to damage for (a short
+    // run has no snapshot yet, and a fresh segment may hold one record).
+    let mut kinds = kinds.to_vec();
+    kinds.shuffle(random);
+    for kind in kinds {
+        if let Some(damage) = damage_one(dir, kind, lossy, random)? {
+            return Ok(Some(damage));
+        }
+    }
+    Ok(None)
+}
+
+/// Damages `dir` in the way `kind` says; `None` when there is nothing to damage that way.
+fn damage_one(
+    dir: &Path,
+    kind: DamageKind,
+    lossy: bool,
+    random: &mut Xoshiro256PlusPlus,
+) -> std::io::Result<Option<Damage>> {
     match kind {
         DamageKind::SegmentBitFlip | DamageKind::SegmentTornTail => {
             let Some(path) = newest_segment(dir) else {
@@ -460,7 +478,7 @@ mod tests {
             std::fs::write(&path, &original).unwrap();
             let mut random = Xoshiro256PlusPlus::seed_from_u64(seed);
             let Some(damage) = damage(&dir, lossy, &mut random).unwrap() else {
-                continue; // chose the snapshot, which this directory lacks
+                continue; // nothing to damage (never here: the segment has three records)
             };
             let now = std::fs::read(&path).unwrap();
             match damage.expected {

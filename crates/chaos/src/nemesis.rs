@@ -148,6 +148,14 @@ pub struct Timeline {
 }
 
 impl Timeline {
+    /// How many faults of `nemesis` the timeline holds.
+    fn count(&self, nemesis: Nemesis) -> usize {
+        self.lock()
+            .iter()
+            .filter(|record| record.nemesis == nemesis)
+            .count()
+    }
+
     pub(crate) fn begin(&self, origin: Instant, nemesis: Nemesis, detail: String) -> usize {
         let mut records = self.lock();
         records.push(FaultRecord {
@@ -378,6 +386,9 @@ pub(crate) fn tracing_error(message: &str) {
     eprintln!("raftkv-chaos: {message}");
 }
 
+/// How soon a storage nemesis that could not strike tries again.
+const STORAGE_FAULT_RETRY: Duration = Duration::from_millis(200);
+
 /// Runs `nemesis`'s loop until `stop` turns true, healing its fault in force at the end.
 pub async fn run_nemesis(
     nemesis: Nemesis,
@@ -387,12 +398,18 @@ pub async fn run_nemesis(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut random = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let mut retry_soon = false;
     loop {
-        let calm = between(&mut random, schedule.calm);
+        let calm = if retry_soon {
+            STORAGE_FAULT_RETRY
+        } else {
+            between(&mut random, schedule.calm)
+        };
         if sleep_or_stop(calm, &mut stop).await {
             return;
         }
         let hold = between(&mut random, schedule.hold);
+        let struck_before = context.timeline.count(nemesis);
         match nemesis {
             Nemesis::Partition => partition(&context, &mut random, hold, &mut stop).await,
             Nemesis::Kill | Nemesis::Pause => {
@@ -407,6 +424,11 @@ pub async fn run_nemesis(
                 crate::disk_faults::fsync(&context, &mut random, hold, &mut stop).await
             }
         }
+        // A storage fault waits for every founding voter to be up and unimpaired; one that
+        // could not strike tries again soon rather than after another calm, or a short run
+        // with every nemesis would seldom see one.
+        retry_soon = matches!(nemesis, Nemesis::Disk | Nemesis::Fsync)
+            && context.timeline.count(nemesis) == struck_before;
         if *stop.borrow() {
             return;
         }
