@@ -8,19 +8,12 @@
 //! runs n seeds (default 3,000), e.g. `LINCHECK_SEEDS=100000 cargo test -p lincheck --test
 //! brute_force`.
 
+mod common;
+use common::environment_number;
 use lincheck::simulate::SplitMix64;
 use lincheck::{check, CheckOptions, Entry, History, Operation, Outcome, Output, Verdict};
 
 const SEEDS_DEFAULT: u64 = 3_000;
-
-fn environment_number(name: &str) -> Option<u64> {
-    let text = std::env::var(name).ok()?;
-    Some(
-        text.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name} must be a number, not {text:?}")),
-    )
-}
 
 /// A sequential map of one key, written out again here so the test does not lean on the
 /// checker's own model: the next state and the output.

@@ -9,20 +9,11 @@
 
 mod common;
 
-use common::assert_violation_well_formed;
+use common::{assert_violation_well_formed, environment_number};
 use lincheck::simulate::{simulate, OperationMix, SimulationOptions, SplitMix64};
 use lincheck::{check, CheckOptions, Entry, History, Operation, Outcome, Output, Verdict};
 
 const SEEDS_DEFAULT: u64 = 16;
-
-fn environment_number(name: &str) -> Option<u64> {
-    let text = std::env::var(name).ok()?;
-    Some(
-        text.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name} must be a number, not {text:?}")),
-    )
-}
 
 fn seeds() -> std::ops::Range<u64> {
     let first = environment_number("LINCHECK_SEED").unwrap_or(1);

@@ -215,3 +215,14 @@ pub fn assert_violation_well_formed(history: &History, violation: &Violation) {
         .count();
     assert_eq!(violation.full_key_operations, full_key);
 }
+
+/// The number in environment variable `name`, if set; a value that is not a number fails the
+/// test, naming the variable.
+pub fn environment_number(name: &str) -> Option<u64> {
+    let text = std::env::var(name).ok()?;
+    Some(
+        text.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} must be a number, not {text:?}")),
+    )
+}
