@@ -8,7 +8,7 @@ mod common;
 
 use common::{assert_linearizable, assert_not_linearizable};
 use lincheck::simulate::{unknown_deletes_history, FinalRead};
-use lincheck::{check, CheckOptions, Outcome};
+use lincheck::{check, CheckOptions, History, Outcome};
 
 const SIZES: [usize; 5] = [1, 10, 20, 25, 100];
 
@@ -32,17 +32,22 @@ fn the_history_has_the_documented_shape() {
     assert_eq!(history.keys().len(), 1);
 }
 
+/// The search decided `history` (of `size` unknown deletes) within [`steps_max`] steps.
+fn assert_decided_in_few_steps(history: &History, size: usize) {
+    let report = check(history, &CheckOptions::default());
+    assert!(
+        report.steps <= steps_max(size),
+        "{size} unknown deletes took {} steps",
+        report.steps
+    );
+}
+
 #[test]
 fn final_read_of_a_value_that_may_be_written_last_is_linearizable() {
     for size in SIZES {
         let history = unknown_deletes_history(size, FinalRead::Linearizable);
         assert_linearizable(&history);
-        let report = check(&history, &CheckOptions::default());
-        assert!(
-            report.steps <= steps_max(size),
-            "{size} unknown deletes took {} steps",
-            report.steps
-        );
+        assert_decided_in_few_steps(&history, size);
     }
 }
 
@@ -60,12 +65,7 @@ fn final_read_of_an_overwritten_value_is_not_linearizable() {
                 .any(|entry| entry.id == final_read_id && entry.outcome.is_ok()),
             "{size}: {violation}"
         );
-        let report = check(&history, &CheckOptions::default());
-        assert!(
-            report.steps <= steps_max(size),
-            "{size} unknown deletes took {} steps",
-            report.steps
-        );
+        assert_decided_in_few_steps(&history, size);
     }
 }
 
