@@ -613,16 +613,7 @@ async fn a_node_whose_service_closed_its_apply_channel_stops() {
     // `ApplyMsg::Noop`), and its delivery alone finds the channel closed. Otherwise this
     // command's delivery does.
     let _ = node.start_command(command(1)).await;
-    let stopped = tokio::time::timeout(DEADLINE, async {
-        loop {
-            if let Err(NodeError::Stopped(reason)) = node.start_command(command(2)).await {
-                break reason;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("the node stops");
+    let stopped = wait_until_stopped(&node, 2).await;
     assert_eq!(
         stopped,
         StopReason::ApplyChannelClosed,
@@ -691,16 +682,7 @@ async fn a_follower_asked_to_overwrite_a_committed_entry_stops_and_says_why() {
         .send(append(3, 2_000, b"forged", 0))
         .await
         .expect("the node takes messages");
-    let stopped = tokio::time::timeout(DEADLINE, async {
-        loop {
-            if let Err(NodeError::Stopped(reason)) = node.start_command(command(1)).await {
-                break reason;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("the node stops");
+    let stopped = wait_until_stopped(&node, 1).await;
     let StopReason::SafetyViolation(text) = &stopped else {
         panic!("stopped for another reason: {stopped:?}");
     };
@@ -709,4 +691,18 @@ async fn a_follower_asked_to_overwrite_a_committed_entry_stops_and_says_why() {
         "the reason names sender, term and the committed entry: {text}"
     );
     assert_eq!(node.metrics().safety_violations_total, 1, "counted once");
+}
+
+/// Offers `node` command `n` until it answers that it stopped; its reason.
+async fn wait_until_stopped(node: &RaftNode, n: u64) -> StopReason {
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let Err(NodeError::Stopped(reason)) = node.start_command(command(n)).await {
+                break reason;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the node stops")
 }
