@@ -157,9 +157,19 @@ pub(super) async fn members_at(
 }
 
 /// Joins the cluster at `join`: asks to be added as a learner, then to be promoted until the
-/// leader finds this node caught up. Ends once it is a voter, or was removed after being one.
-pub(super) async fn join_loop(server: Arc<KvServer>, join: String) {
+/// leader finds this node caught up. Ends once it is a voter.
+///
+/// A node asks to be added only while it has never been a member. `was_member` says it was
+/// one before this start: it held a log or a snapshot, which only a member receives. A node
+/// that was a member (before this start, or since, seen listed) and is no longer listed was
+/// removed, and adding itself again would undo the operator's removal: a node restarted
+/// with `--join` while its removal was under way came back as a learner that way (the chaos
+/// suite's membership churn, seed 2601). It keeps asking, though, because the node that
+/// answered may merely lag behind: should a later answer list it as a learner, it still
+/// promotes itself.
+pub(super) async fn join_loop(server: Arc<KvServer>, join: String, mut was_member: bool) {
     let id = server.config.id.0;
+    let mut removal_logged = false;
     loop {
         // The --join address, and every node whose address this node has learned: the node
         // joined through may have left the cluster since.
@@ -195,6 +205,9 @@ pub(super) async fn join_loop(server: Arc<KvServer>, join: String) {
                 .find(|member| member.id == id)
                 .map(|member| member.role.clone())
         });
+        if matches!(role, Some(Some(_))) {
+            was_member = true;
+        }
         match role.as_ref().map(|role| role.as_deref()) {
             Some(Some("voter")) => {
                 tracing::info!(id, "joined the cluster as a voter");
@@ -204,6 +217,14 @@ pub(super) async fn join_loop(server: Arc<KvServer>, join: String) {
                 Ok(_) => tracing::info!(id, "promotion to voter proposed"),
                 Err(error) => tracing::debug!(%error, "not promoted yet"),
             },
+            Some(None) if was_member && !removal_logged => {
+                tracing::info!(
+                    id,
+                    "no longer a member (removed): not asking to be added again"
+                );
+                removal_logged = true;
+            }
+            Some(None) if was_member => {}
             Some(None) => {
                 let address = server.config.advertised_raft_addr.to_string();
                 match client.add_member(id, &address).await {

@@ -193,7 +193,7 @@ impl KvServer {
             wal_sync_latency,
         });
         if let Some(join) = server.config.join.clone() {
-            tokio::spawn(join_loop(Arc::clone(&server), join));
+            tokio::spawn(join_loop(Arc::clone(&server), join, !holds_nothing));
         }
         server.node_runtime.spawn(apply_loop(
             Arc::clone(&server),

@@ -190,3 +190,51 @@ async fn the_cluster_grows_to_five_while_writing_replaces_a_node_and_shrinks_bac
         );
     }
 }
+
+/// A node that joined, was stopped, was removed while down and then started again with the
+/// same `--join` stays out: it holds a log, so it was a member, and it must not undo its
+/// removal by adding itself back (the chaos suite's 30-minute soak, seed 2601, found a
+/// removed node back in the configuration as a learner with no process behind it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_node_started_again_with_join_does_not_add_itself_back() {
+    let mut cluster = TestCluster::start(3, &[]).await;
+    let fourth = cluster.join(0);
+    wait_for_voters(&cluster, 0, &[1, 2, 3, 4]).await;
+    cluster.kill(fourth);
+    cluster
+        .client_of(0)
+        .remove_member(4)
+        .await
+        .expect("node 4's removal proposed");
+    wait_for_voters(&cluster, 0, &[1, 2, 3]).await;
+    let log = cluster.nodes[fourth].log.clone();
+    let log_before = std::fs::metadata(&log).map_or(0, |meta| meta.len() as usize);
+    cluster.spawn(fourth);
+    wait_for("node 4 finds it was removed", || {
+        let log = &log;
+        async move {
+            let text = std::fs::read(log).unwrap_or_default();
+            let since = String::from_utf8_lossy(&text[log_before.min(text.len())..]).into_owned();
+            assert!(
+                !since.contains("added as a learner"),
+                "the removed node added itself back:\n{since}"
+            );
+            since.contains("no longer a member (removed)").then_some(())
+        }
+    })
+    .await;
+    // A write after its decision commits, and the configuration still lacks it.
+    cluster
+        .client_of(0)
+        .put("after-restart", "ok")
+        .await
+        .expect("write");
+    for through in 0..3 {
+        let members = cluster.client_of(through).members().await.expect("members");
+        assert!(
+            members.members.iter().all(|member| member.id != 4),
+            "node {} lists the removed node: {members:?}",
+            through + 1
+        );
+    }
+}
