@@ -419,6 +419,11 @@ impl Cluster {
             .map_err(|error| ChaosError::Setup(format!("{}: {error}", path.display())))
     }
 
+    /// Whether slot `slot`'s node is quarantined (see [`Cluster::set_quarantined`]).
+    pub fn is_quarantined(&self, slot: usize) -> bool {
+        self.nodes.get(&slot).is_some_and(|node| node.quarantined)
+    }
+
     /// Puts slot `slot`'s node under (or releases it from) a disk nemesis: see
     /// [`Cluster::reap_unexpected_exits`] and [`Cluster::impaired_slots`].
     pub fn set_quarantined(&mut self, slot: usize, quarantined: bool) {

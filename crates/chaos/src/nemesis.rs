@@ -312,6 +312,28 @@ impl FaultContext {
         }
     }
 
+    /// Whether a network or process fault is in force on any node but the one in
+    /// `own_slot`: a partition, packet loss, a delayed link, or a node killed, paused or
+    /// under a storage fault. Clock jumps are instants and do not count.
+    pub(crate) async fn faults_in_force(&self, own_slot: usize) -> bool {
+        let network = {
+            let state = self
+                .network
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            !state.partition.is_empty() || !state.loss_percent.is_empty()
+        };
+        let delayed = self.proxies.as_ref().is_some_and(LinkProxies::any_delay);
+        let impaired = self
+            .cluster
+            .lock()
+            .await
+            .impaired_slots()
+            .into_iter()
+            .any(|slot| slot != own_slot);
+        network || delayed || impaired
+    }
+
     /// Heals every fault: the network, link delays, paused and killed nodes.
     pub async fn heal_everything(&self) -> Result<(), crate::ChaosError> {
         self.apply_network(|state| *state = NetworkState::default())
@@ -593,8 +615,9 @@ async fn process_fault(
     );
     sleep_or_stop(hold, stop).await;
     let mut cluster = context.cluster.lock().await;
-    // The membership nemesis may have removed the node meanwhile, and its slot moved on.
-    if id.is_some() && cluster.id_in(slot) == id {
+    // The membership nemesis may have removed the node meanwhile, and its slot moved on; or
+    // it is retiring it, or a storage nemesis took it over (quarantined): theirs now.
+    if id.is_some() && cluster.id_in(slot) == id && !cluster.is_quarantined(slot) {
         if kill {
             if let Err(error) = cluster.start(slot) {
                 tracing_error(&format!("restarting slot {slot}: {error}"));
@@ -775,13 +798,80 @@ async fn membership(context: &FaultContext, random: &mut Xoshiro256PlusPlus, hol
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         if removed {
-            let mut cluster = context.cluster.lock().await;
-            if let Some(slot) = cluster.slot_of_id(victim) {
-                cluster.retire(slot);
-            }
+            retire_removed(context, victim).await;
         }
         context.timeline.end(context.origin, index);
     }
+}
+
+/// Longest wait for the leader to confirm, after a removed node's process was stopped, that
+/// the committed configuration still lacks it.
+const RETIRE_CONFIRM_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Retires the process of node `victim`, whose removal the leader reported committed, but
+/// only once the committed configuration lacks it with the process stopped. While it ran,
+/// the node could ask to be added back (seed 2601: a removed node restarted with `--join`
+/// did, between the harness's check and the retirement, and the run ended with a member
+/// that had no process). So the process is killed first, and the leader's committed list is
+/// read again: a node listed again is a finding, and its process is started again rather
+/// than retired.
+async fn retire_removed(context: &FaultContext, victim: u64) {
+    let slot = {
+        let mut cluster = context.cluster.lock().await;
+        let Some(slot) = cluster.slot_of_id(victim) else {
+            return;
+        };
+        // Quarantined, so that no process fault restarts or resumes it meanwhile.
+        cluster.set_quarantined(slot, true);
+        cluster.kill(slot);
+        slot
+    };
+    let deadline = Instant::now() + RETIRE_CONFIRM_TIMEOUT;
+    while Instant::now() < deadline {
+        let Some(members) = context.leader_members().await else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let listed = members.members.iter().find(|member| member.id == victim);
+        let mut cluster = context.cluster.lock().await;
+        if cluster.id_in(slot) != Some(victim) {
+            return;
+        }
+        match listed {
+            None if !members.change_in_progress => {
+                cluster.retire(slot);
+                return;
+            }
+            None => {}
+            Some(member) => {
+                let role = member.role.clone();
+                cluster.set_quarantined(slot, false);
+                if let Err(error) = cluster.start(slot) {
+                    tracing_error(&format!("restarting slot {slot}: {error}"));
+                }
+                drop(cluster);
+                context.report(format!(
+                    "node {victim} is a member again ({role}) after its removal committed; \
+                     its process was kept"
+                ));
+                return;
+            }
+        }
+        drop(cluster);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Never retire without the confirmation: the node runs on, outside the configuration.
+    let mut cluster = context.cluster.lock().await;
+    if cluster.id_in(slot) == Some(victim) {
+        cluster.set_quarantined(slot, false);
+        if let Err(error) = cluster.start(slot) {
+            tracing_error(&format!("restarting slot {slot}: {error}"));
+        }
+    }
+    tracing_error(&format!(
+        "node {victim}'s removal could not be confirmed again within \
+         {RETIRE_CONFIRM_TIMEOUT:?}; its process was started again"
+    ));
 }
 
 async fn clock(context: &FaultContext, random: &mut Xoshiro256PlusPlus) {

@@ -100,6 +100,11 @@ impl LinkProxies {
         self.lock().delays.clear();
     }
 
+    /// Whether any link is delayed now.
+    pub fn any_delay(&self) -> bool {
+        !self.lock().delays.is_empty()
+    }
+
     /// Breaks every proxied connection; the nodes reconnect.
     pub fn reset_connections(&self) {
         self.reset.send_modify(|generation| *generation += 1);
