@@ -220,7 +220,7 @@ pub(super) async fn join_loop(server: Arc<KvServer>, join: String, mut was_membe
             Some(None) if was_member && !removal_logged => {
                 tracing::info!(
                     id,
-                    "no longer a member (removed): not asking to be added again"
+                    "not a member as the node asked sees it (removed, or it lags): not asking to be added again"
                 );
                 removal_logged = true;
             }
