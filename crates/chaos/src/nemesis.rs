@@ -226,6 +226,8 @@ pub struct FaultContext {
     findings: StdMutex<Vec<String>>,
     /// Per node id, the length of its log when a disk nemesis last restarted it.
     restart_log_offsets: StdMutex<BTreeMap<u64, u64>>,
+    /// Why the last membership step did nothing (empty when it acted).
+    membership_skip: StdMutex<String>,
     /// Whether the storage nemeses may also take away data a node had synced (see
     /// [`crate::run::RunOptions::lossy_storage`]).
     pub lossy_storage: bool,
@@ -257,6 +259,7 @@ impl FaultContext {
             network: StdMutex::new(NetworkState::default()),
             findings: StdMutex::new(Vec::new()),
             restart_log_offsets: StdMutex::new(BTreeMap::new()),
+            membership_skip: StdMutex::new(String::new()),
             lossy_storage: false,
         }
     }
@@ -276,6 +279,21 @@ impl FaultContext {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
+    }
+
+    /// Says on stderr why a membership step did nothing, once per change of reason; `""`
+    /// when a step acted. Not in the timeline, which counts every record as a strike.
+    fn note_membership_skip(&self, reason: &str) {
+        let mut last = self
+            .membership_skip
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if *last != reason {
+            if !reason.is_empty() {
+                tracing_error(&format!("membership: skipping steps: {reason}"));
+            }
+            *last = reason.to_string();
+        }
     }
 
     pub(crate) fn set_restart_log_offset(&self, id: u64, offset: u64) {
@@ -731,12 +749,20 @@ async fn membership(context: &FaultContext, random: &mut Xoshiro256PlusPlus, hol
     };
     let voters = voter_ids(&members);
     if members.change_in_progress {
+        context.note_membership_skip(&format!(
+            "a change is in progress (voters {voters:?}, leader {:?})",
+            members.leader
+        ));
         return;
     }
     if voters.len() <= context.voters {
         let (slot, join) = {
             let cluster = context.cluster.lock().await;
             let Some(slot) = cluster.free_slot() else {
+                context.note_membership_skip(&format!(
+                    "no free slot for a joiner (voters {voters:?}, processes {:?})",
+                    cluster.occupants()
+                ));
                 return;
             };
             let running: Vec<usize> = cluster
@@ -758,6 +784,7 @@ async fn membership(context: &FaultContext, random: &mut Xoshiro256PlusPlus, hol
                 return;
             }
         };
+        context.note_membership_skip("");
         let index = context.timeline.begin(
             context.origin,
             Nemesis::Membership,
@@ -780,6 +807,7 @@ async fn membership(context: &FaultContext, random: &mut Xoshiro256PlusPlus, hol
         let Some(&victim) = voters.choose(random) else {
             return;
         };
+        context.note_membership_skip("");
         let index = context.timeline.begin(
             context.origin,
             Nemesis::Membership,
