@@ -186,8 +186,9 @@ pub use check::{
     check_state_machine, run_state_machine, state_machine_config, try_check_state_machine,
     CheckFailure, CheckOptions, CheckReport,
 };
+pub use cluster::LOST_WRITES_MAX;
 pub use cluster::{Cluster, ClusterBuilder, SimCounters};
-pub use config::{DiskConfig, NetworkConfig, ServiceConfig, SimConfig};
+pub use config::{DiskConfig, NetworkConfig, ServiceConfig, SimConfig, LOSSY_CRASH_PERCENT};
 pub use invariants::{Check, Violation};
 pub use machine::{MachineCounters, StateMachine};
 pub use network::{KindStats, NetworkStats, KIND_NAMES};
