@@ -161,6 +161,11 @@
 //! it fails the conformance suite with `durable-across-crash` (unit tests of
 //! `storage/lying.rs`).
 //!
+//! [`Cluster::crash_losing_writes`] models a disk that lied about its syncs and lost power:
+//! the peer's last few completed writes are undone, and its next boot reports
+//! `possibly_lost_writes`, so that raft-core's protocol-aware recovery runs (a quarter of the
+//! randomized run's crashes, one suspect peer at a time; `tests/recovery.rs`).
+//!
 //! The classic scenarios are functions of the storage kind and the seed
 //! (`tests/scenarios/*.rs`), so one body serves both the memory tests and the WAL tests.
 
