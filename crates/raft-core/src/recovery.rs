@@ -10,7 +10,8 @@
 //!                                 │ heartbeat interval                    │ follows a leader; never
 //!                                 ▼                                       │ campaigns; votes only
 //!                         every peer answers a probe with its term        │ by the three rules
-//!                         and last log, changing nothing                  ▼
+//!                         and last durable log, changing nothing          ▼
+//!                         (a leader forgets the prober's match)
 //!                                               all answered, term >= T_all with its vote
 //!                                               taken, durable log >= L_all ─► a normal member
 //! ```
@@ -18,10 +19,11 @@
 //! Three dangers, and why the rules meet them (fault model: at most one voter's durable
 //! state is suspect at a time; see docs/design.md):
 //! 1. Its log lost committed entries: a vote from it could elect a leader without them. It
-//!    votes only for a candidate whose log is at least as up to date (§5.4.1) as the best log
-//!    any other voter answered (`L_all`): an entry committed with its lost acknowledgement is
-//!    held by some other voter of that majority, every voter answered, and a log at least as
-//!    up to date as one holding a committed entry holds that entry (Leader Completeness).
+//!    votes only for a candidate whose log is at least as up to date (§5.4.1) as the best
+//!    durable log any other voter answered (`L_all`): an entry committed with its lost
+//!    acknowledgement is durable on some other voter of that majority, every voter answered,
+//!    and a log at least as up to date as one holding a committed entry holds that entry
+//!    (Leader Completeness).
 //! 2. It lost its vote in a term: voting again in it could elect two leaders. It votes only
 //!    in terms above `T_all`, the highest term any other voter answered: a candidate makes
 //!    its term durable before asking for votes, so every term this peer could have voted in
@@ -32,6 +34,11 @@
 //!    vote or acknowledgement counted was adopted by a majority including it, which meets the
 //!    answered majority (itself left out) in some other voter, so `T1` is at least that term
 //!    and every older leader is refused by the usual term check (§5.1).
+//!
+//! A leader may still count on entries the peer acknowledged and then lost: it would never
+//! send them again. So a probe makes a leader forget what it matched of the prober, and a
+//! peer that may have lost writes probes its leader again whenever a commit index or an
+//! append shows the leader counts on more than it holds.
 //!
 //! Whether the peer is recovering is not persisted: the node layer reports
 //! `possibly_lost_writes` again after a crash unless it shut down cleanly while
