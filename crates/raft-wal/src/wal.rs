@@ -303,6 +303,24 @@ impl Wal {
         self.failure.as_deref()
     }
 
+    /// Closes the log after a graceful stop: writes the clean-shutdown marker durably (the
+    /// file, then the directory), so that the next [`Wal::open`] knows no write reported
+    /// durable can have been lost to a crash (its [`RecoveryReport::possibly_lost_writes`] is
+    /// then false unless it finds damage). Every write [`Wal::write`] returned from is durable
+    /// already; call this only once nothing more will be written, and only if the peer
+    /// running on the log trusts its own state (`raft_core::Raft::is_recovering` is false:
+    /// a peer still recovering must recover again after the next start). Dropping the log
+    /// without it counts as a crash. Fails with [`WalError::Stopped`] if an earlier write
+    /// failed: what is on disk is then unknown.
+    pub fn close_cleanly(self) -> Result<()> {
+        if let Some(failure) = &self.failure {
+            return Err(WalError::Stopped(failure.clone()));
+        }
+        crate::clean_shutdown::write(self.options.syncer(), &self.dir)?;
+        tracing::info!(dir = %self.dir.display(), "write-ahead log closed cleanly");
+        Ok(())
+    }
+
     /// The histogram of how long each fdatasync of a segment took (the sync every write
     /// ends with, and the one of a marker restored at open), shared: take it before handing
     /// the log to another thread (`raft-node`'s storage thread), and read it from any thread. Syncs skipped with
