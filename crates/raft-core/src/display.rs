@@ -105,6 +105,8 @@ fn write_body_fields(f: &mut fmt::Formatter<'_>, body: &MessageBody) -> fmt::Res
             Some(index) => write!(f, " context={context} index={}", index.0),
             None => write!(f, " context={context} index=none"),
         },
+        MessageBody::RecoveryProbe => Ok(()),
+        MessageBody::RecoveryProbeResponse { last_log } => write!(f, " last={last_log}"),
     }
 }
 
@@ -451,6 +453,11 @@ mod tests {
                     index: None,
                 },
                 "1->2 ReadIndexResp term=3 context=98 index=none",
+            ),
+            (MessageBody::RecoveryProbe, "1->2 RecoveryProbe term=3"),
+            (
+                MessageBody::RecoveryProbeResponse { last_log: id(3, 7) },
+                "1->2 RecoveryProbeResp term=3 last=3.7",
             ),
         ];
         for (body, line) in table {

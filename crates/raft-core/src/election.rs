@@ -24,7 +24,8 @@ impl<S: Storage> Raft<S> {
             self.id,
             self.term
         );
-        if !self.is_promotable() {
+        // A recovering peer never campaigns (recovery.rs).
+        if !self.is_promotable() || self.is_recovering() {
             return Ok(());
         }
         if self.config.pre_vote && !transfer {
@@ -170,7 +171,11 @@ impl<S: Storage> Raft<S> {
         let can_vote = self.vote == Some(from)
             || (self.vote.is_none() && self.leader.is_none())
             || (pre_vote && request_term > self.term);
-        let granted = can_vote && candidate_last.is_up_to_date_with(our_last);
+        // A recovering peer may have lost a vote or entries this candidate lacks: it adds the
+        // recovery rules (recovery.rs, dangers 1 and 2).
+        let granted = can_vote
+            && candidate_last.is_up_to_date_with(our_last)
+            && self.recovery_permits_vote(request_term, candidate_last);
         if pre_vote {
             // A granted pre-vote answers in the candidate's prospective term, so the candidate
             // can match it with its campaign; a refusal tells our term.
@@ -235,6 +240,9 @@ impl<S: Storage> Raft<S> {
             return Err(StepError::Ignored(
                 "TimeoutNow from a peer that is not our leader",
             ));
+        }
+        if self.is_recovering() {
+            return Err(StepError::Ignored("TimeoutNow while recovering"));
         }
         let term_before = self.term;
         self.start_election(true).map_err(StepError::Fatal)?;

@@ -122,6 +122,7 @@ mod quorum;
 mod raft;
 mod read_index;
 mod ready;
+mod recovery;
 mod replication;
 mod snapshot;
 mod storage;
@@ -140,6 +141,7 @@ pub use options::Config;
 pub use progress::ProgressState;
 pub use raft::{Counters, PeerStatus, Raft, Status, StepError};
 pub use ready::{PersistId, PersistRequest, ReadState, Ready, SoftState};
+pub use recovery::{RecoveryPhase, RecoveryStatus};
 pub use storage::{InitialState, MemStorage, RestoreError, Storage, StorageError};
 pub use types::{
     Configuration, Entry, EntryKind, HardState, Index, LogId, NodeId, Role, Snapshot, SnapshotMeta,

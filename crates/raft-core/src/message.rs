@@ -120,6 +120,16 @@ pub enum MessageBody {
         /// leader could not serve it (it is stepping down or not yet ready).
         index: Option<Index>,
     },
+    /// A peer that restarted having possibly lost durable writes asks another voter for its
+    /// term (the message's) and last log entry, before it trusts its own term, vote or log
+    /// (protocol-aware recovery; see [`crate::InitialState::possibly_lost_writes`]). The
+    /// receiver answers whatever its role and changes nothing: no term, vote, role or timer.
+    RecoveryProbe,
+    /// Answer to [`MessageBody::RecoveryProbe`], stamped with the answerer's current term.
+    RecoveryProbeResponse {
+        /// The answerer's last log entry.
+        last_log: LogId,
+    },
 }
 
 /// What a message is to a transport: a request wanting an answer, the answer to one, or a
@@ -173,10 +183,12 @@ impl Message {
                 MessageBody::InstallSnapshot { meta, .. } => id_ok(&meta.last_included),
                 MessageBody::InstallSnapshotResponse { last_included, .. } => id_ok(last_included),
                 MessageBody::ReadIndexResponse { index, .. } => index.is_none_or(|i| ok(i.0)),
+                MessageBody::RecoveryProbeResponse { last_log } => id_ok(last_log),
                 MessageBody::VoteResponse { .. }
                 | MessageBody::HeartbeatResponse { .. }
                 | MessageBody::TimeoutNow
-                | MessageBody::ReadIndexRequest { .. } => true,
+                | MessageBody::ReadIndexRequest { .. }
+                | MessageBody::RecoveryProbe => true,
             }
     }
 }
@@ -198,18 +210,22 @@ impl MessageBody {
     /// | [`TimeoutNow`](MessageBody::TimeoutNow) | notice | — (the recipient campaigns) |
     /// | [`ReadIndexRequest`](MessageBody::ReadIndexRequest) | request | [`ReadIndexResponse`](MessageBody::ReadIndexResponse) |
     /// | [`ReadIndexResponse`](MessageBody::ReadIndexResponse) | response | a [`ReadIndexRequest`](MessageBody::ReadIndexRequest) |
+    /// | [`RecoveryProbe`](MessageBody::RecoveryProbe) | request | [`RecoveryProbeResponse`](MessageBody::RecoveryProbeResponse) |
+    /// | [`RecoveryProbeResponse`](MessageBody::RecoveryProbeResponse) | response | a [`RecoveryProbe`](MessageBody::RecoveryProbe) |
     pub fn kind(&self) -> MessageKind {
         match self {
             MessageBody::VoteRequest { .. }
             | MessageBody::Append { .. }
             | MessageBody::Heartbeat { .. }
             | MessageBody::InstallSnapshot { .. }
-            | MessageBody::ReadIndexRequest { .. } => MessageKind::Request,
+            | MessageBody::ReadIndexRequest { .. }
+            | MessageBody::RecoveryProbe => MessageKind::Request,
             MessageBody::VoteResponse { .. }
             | MessageBody::AppendResponse { .. }
             | MessageBody::HeartbeatResponse { .. }
             | MessageBody::InstallSnapshotResponse { .. }
-            | MessageBody::ReadIndexResponse { .. } => MessageKind::Response,
+            | MessageBody::ReadIndexResponse { .. }
+            | MessageBody::RecoveryProbeResponse { .. } => MessageKind::Response,
             MessageBody::Commit { .. } | MessageBody::TimeoutNow => MessageKind::Notice,
         }
     }
@@ -231,6 +247,8 @@ impl MessageBody {
             MessageBody::TimeoutNow => "TimeoutNow",
             MessageBody::ReadIndexRequest { .. } => "ReadIndex",
             MessageBody::ReadIndexResponse { .. } => "ReadIndexResp",
+            MessageBody::RecoveryProbe => "RecoveryProbe",
+            MessageBody::RecoveryProbeResponse { .. } => "RecoveryProbeResp",
         }
     }
 
@@ -341,6 +359,11 @@ mod tests {
                     context: 0,
                     index: None,
                 },
+                MessageKind::Response,
+            ),
+            (MessageBody::RecoveryProbe, MessageKind::Request),
+            (
+                MessageBody::RecoveryProbeResponse { last_log: id },
                 MessageKind::Response,
             ),
         ];

@@ -104,6 +104,26 @@ fn is_majority_of(voters: &BTreeSet<NodeId>, active: &impl Fn(NodeId) -> bool) -
     !voters.is_empty() && count > voters.len() / 2
 }
 
+/// Whether the voters other than `me` for which `answered` holds are a majority of the voters
+/// other than `me` (of both sets, when joint); a set in which `me` is the only voter asks
+/// nothing. Protocol-aware recovery asks this: a majority of the others meets, in some voter
+/// other than `me`, every majority that `me` was part of (3 voters: both others; 5: three of
+/// the other four).
+pub fn is_majority_of_others(
+    configuration: &Configuration,
+    me: NodeId,
+    answered: impl Fn(NodeId) -> bool,
+) -> bool {
+    let of_set = |voters: &BTreeSet<NodeId>| {
+        let others = voters.iter().filter(|&&voter| voter != me);
+        let total = others.clone().count();
+        let count = others.filter(|&&voter| answered(voter)).count();
+        total == 0 || count > total / 2
+    };
+    of_set(&configuration.voters)
+        && (configuration.outgoing.is_empty() || of_set(&configuration.outgoing))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +131,26 @@ mod tests {
 
     fn configuration(size: u64) -> Configuration {
         Configuration::new((1..=size).map(NodeId))
+    }
+
+    #[test]
+    fn a_majority_of_others_leaves_the_asker_out() {
+        let me = NodeId(1);
+        let three = configuration(3);
+        assert!(!is_majority_of_others(&three, me, |id| id == NodeId(2)));
+        assert!(is_majority_of_others(&three, me, |id| id != me));
+        let five = configuration(5);
+        assert!(!is_majority_of_others(&five, me, |id| id.0 <= 3));
+        assert!(is_majority_of_others(&five, me, |id| id.0 <= 4));
+        // Its own answer never counts.
+        assert!(!is_majority_of_others(&five, me, |id| id.0 <= 3 || id == me));
+        // Joint: both sets; a set of `me` alone asks nothing.
+        let mut joint = configuration(3);
+        joint.outgoing = [me].into_iter().collect();
+        assert!(is_majority_of_others(&joint, me, |id| id != me));
+        joint.outgoing = [me, NodeId(4), NodeId(5)].into_iter().collect();
+        assert!(!is_majority_of_others(&joint, me, |id| id.0 <= 3));
+        assert!(is_majority_of_others(&joint, me, |id| id != me));
     }
 
     #[test]

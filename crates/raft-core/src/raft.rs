@@ -39,6 +39,7 @@ use crate::options::Config;
 use crate::progress::Progress;
 use crate::read_index::ReadIndexState;
 use crate::ready::{PersistId, SoftState};
+use crate::recovery::Recovery;
 use crate::snapshot::IncomingSnapshot;
 use crate::storage::{Storage, StorageError};
 use crate::types::{Configuration, EntryKind, HardState, Index, NodeId, Role, Snapshot, Term};
@@ -122,6 +123,10 @@ pub struct Raft<S: Storage> {
     /// The term and vote of the newest hard state known durable, when it holds a vote: a
     /// candidate counts its own vote only once it is here.
     pub(crate) durable_vote: Option<(Term, NodeId)>,
+    /// The term of the newest hard state known durable.
+    pub(crate) durable_term: Term,
+    /// Set while the peer recovers from possibly lost writes (see `recovery.rs`).
+    pub(crate) recovery: Option<Recovery>,
     handed_out_soft_state: SoftState,
 
     pub(crate) counters: Counters,
@@ -137,6 +142,7 @@ impl<S: Storage> Raft<S> {
     pub fn new(config: Config, storage: S) -> Result<Raft<S>, InitError> {
         config.validate()?;
         let initial = storage.initial_state()?;
+        let possibly_lost_writes = initial.possibly_lost_writes;
         let stored_snapshot = storage.snapshot()?;
         let configuration_history = ConfigurationHistory::new(
             stored_snapshot.meta.last_included.index,
@@ -172,7 +178,7 @@ impl<S: Storage> Raft<S> {
         } else {
             0
         };
-        Ok(Raft {
+        let mut raft = Raft {
             id,
             rng,
             term: hard_state.term,
@@ -207,6 +213,8 @@ impl<S: Storage> Raft<S> {
             persisted_id: 0,
             handed_out_hard_state: hard_state,
             durable_vote: hard_state.vote.map(|vote| (hard_state.term, vote)),
+            durable_term: hard_state.term,
+            recovery: None,
             handed_out_soft_state: SoftState {
                 role: Role::Follower,
                 leader: None,
@@ -215,7 +223,13 @@ impl<S: Storage> Raft<S> {
             fatal: None,
             safety_violation: None,
             config,
-        })
+        };
+        // A peer whose storage may have lost acknowledged writes trusts neither its term nor
+        // its vote nor its log until the other voters answered (recovery.rs).
+        if possibly_lost_writes && raft.needs_recovery() {
+            raft.start_recovery();
+        }
+        Ok(raft)
     }
 
     // ----- Inputs -------------------------------------------------------------------------
@@ -235,10 +249,13 @@ impl<S: Storage> Raft<S> {
 
     fn tick_election(&mut self) {
         self.tick_forwarded_reads();
+        self.tick_recovery();
         self.election_elapsed += 1;
         if self.election_elapsed >= self.randomized_election_ticks {
             self.election_elapsed = 0;
-            if !self.is_promotable() {
+            // A recovering peer never campaigns: what it lost may be what makes it unfit to
+            // lead (recovery.rs).
+            if !self.is_promotable() || self.is_recovering() {
                 // A learner or a removed peer does not campaign, but it has not heard from a
                 // leader for an election timeout either: it forgets it, as a campaign would,
                 // so that the leader-lease check stops ignoring the campaigns of others —

@@ -98,6 +98,14 @@ pub struct InitialState {
     /// the ones a peer falls back along when a leader replaces its log's suffix. Its last
     /// element, when there is one, is `configuration`.
     pub configuration_entries: Vec<(Index, Configuration)>,
+    /// The storage may have lost writes it reported durable: a disk that lied about a sync,
+    /// a write-ahead log cut inside a synced record, or a previous run that did not finish
+    /// recovering. The peer then trusts neither its term, nor its vote, nor its log until it
+    /// has heard from the other voters ([`crate::Raft::is_recovering`]): it would otherwise
+    /// vote twice in a term, elect a leader without a committed entry, or acknowledge a stale
+    /// leader. A node layer reports this unless its last run shut down cleanly while not
+    /// recovering.
+    pub possibly_lost_writes: bool,
 }
 
 /// Read access to the durable log, hard state and newest snapshot.
@@ -155,6 +163,8 @@ pub struct MemStorage {
     snapshot: Snapshot,
     /// Invariant: `entries[k].index() == snapshot.meta.last_included.index + 1 + k`.
     entries: VecDeque<Entry>,
+    /// Reported as [`InitialState::possibly_lost_writes`].
+    possibly_lost_writes: bool,
 }
 
 impl MemStorage {
@@ -171,7 +181,15 @@ impl MemStorage {
                 data: bytes::Bytes::new(),
             },
             entries: VecDeque::new(),
+            possibly_lost_writes: false,
         }
+    }
+
+    /// Sets what [`Storage::initial_state`] reports as
+    /// [`InitialState::possibly_lost_writes`]: a simulator or test that cut this storage back
+    /// behind what it once reported durable says so here, and the peer built on it recovers.
+    pub fn set_possibly_lost_writes(&mut self, possibly_lost_writes: bool) {
+        self.possibly_lost_writes = possibly_lost_writes;
     }
 
     /// Makes a [`PersistRequest`] durable, in the documented order: snapshot, then entries
@@ -284,6 +302,7 @@ impl MemStorage {
             },
             snapshot,
             entries: entries.into(),
+            possibly_lost_writes: false,
         };
         debug_assert!(
             storage.initial_state().is_ok(),
@@ -393,6 +412,7 @@ impl Storage for MemStorage {
             hard_state: self.hard_state,
             configuration,
             configuration_entries,
+            possibly_lost_writes: self.possibly_lost_writes,
         })
     }
 

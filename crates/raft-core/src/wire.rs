@@ -54,8 +54,9 @@ use crate::types::{Entry, SnapshotMeta};
 
 pub use schema::{
     Append, AppendResponse, Body, Envelope, Heartbeat, HeartbeatResponse, InstallSnapshot,
-    InstallSnapshotResponse, ReadIndexRequest, ReadIndexResponse, TimeoutNow, VoteRequest,
-    VoteResponse, WireEntry, WireLogId, WireSnapshotMeta,
+    InstallSnapshotResponse, ReadIndexRequest, ReadIndexResponse, RecoveryProbe,
+    RecoveryProbeResponse, TimeoutNow, VoteRequest, VoteResponse, WireEntry, WireLogId,
+    WireSnapshotMeta,
 };
 
 /// Why bytes could not be turned into a message, entry or snapshot metadata.

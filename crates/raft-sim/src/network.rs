@@ -22,7 +22,7 @@ use raft_core::MessageBody;
 
 /// Names of the message kinds, in the order of `kind_index`; they match
 /// [`MessageBody::kind_name`].
-pub const KIND_NAMES: [&str; 14] = [
+pub const KIND_NAMES: [&str; 16] = [
     "PreVote",
     "Vote",
     "PreVoteResp",
@@ -37,6 +37,8 @@ pub const KIND_NAMES: [&str; 14] = [
     "ReadIndex",
     "ReadIndexResp",
     "Commit",
+    "RecoveryProbe",
+    "RecoveryProbeResp",
 ];
 
 fn kind_index(body: &MessageBody) -> usize {
@@ -55,12 +57,14 @@ fn kind_index(body: &MessageBody) -> usize {
         MessageBody::ReadIndexRequest { .. } => 11,
         MessageBody::ReadIndexResponse { .. } => 12,
         MessageBody::Commit { .. } => 13,
+        MessageBody::RecoveryProbe => 14,
+        MessageBody::RecoveryProbeResponse { .. } => 15,
     }
 }
 
 /// Whether a message kind is a request (an "RPC" in labrpc's counting) rather than an answer.
 fn is_request(kind: usize) -> bool {
-    matches!(kind, 0 | 1 | 4 | 6 | 8 | 10 | 11 | 13)
+    matches!(kind, 0 | 1 | 4 | 6 | 8 | 10 | 11 | 13 | 14)
 }
 
 /// Counts for one message kind.
@@ -81,7 +85,7 @@ pub struct KindStats {
 /// Message and byte counts per kind since the cluster started.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NetworkStats {
-    kinds: [KindStats; 14],
+    kinds: [KindStats; 16],
 }
 
 impl NetworkStats {
@@ -322,6 +326,12 @@ mod tests {
         assert_eq!(KIND_NAMES[kind_index(&body)], body.kind_name());
         let body = MessageBody::Commit {
             commit: raft_core::Index(1),
+        };
+        assert_eq!(KIND_NAMES[kind_index(&body)], body.kind_name());
+        let body = MessageBody::RecoveryProbe;
+        assert_eq!(KIND_NAMES[kind_index(&body)], body.kind_name());
+        let body = MessageBody::RecoveryProbeResponse {
+            last_log: raft_core::LogId::default(),
         };
         assert_eq!(KIND_NAMES[kind_index(&body)], body.kind_name());
     }

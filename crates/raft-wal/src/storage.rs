@@ -265,6 +265,9 @@ impl Storage for WalStorage {
             hard_state: state.hard_state,
             configuration,
             configuration_entries: state.configurations.to_vec(),
+            // NB: the node layer (branch recovery-node) decides this from its clean-shutdown
+            // marker; the log alone cannot tell.
+            possibly_lost_writes: false,
         })
     }
 

@@ -87,6 +87,8 @@ impl<S: Storage> Raft<S> {
         let handed_out = self.handed_out_hard_state;
         (handed_out.term, handed_out.vote, handed_out.commit).hash(hasher);
         self.durable_vote.hash(hasher);
+        self.durable_term.hash(hasher);
+        self.recovery.hash(hasher);
         self.handed_out_soft_state.role.hash(hasher);
         self.handed_out_soft_state.leader.hash(hasher);
     }

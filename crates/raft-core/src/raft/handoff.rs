@@ -88,6 +88,7 @@ impl<S: Storage> Raft<S> {
             }
             if let Some(hard_state) = pending.hard_state {
                 self.durable_vote = hard_state.vote.map(|vote| (hard_state.term, vote));
+                self.durable_term = hard_state.term;
             }
         }
         self.persisted_id = id;
@@ -110,6 +111,9 @@ impl<S: Storage> Raft<S> {
                 self.fail(error);
             }
         } else if let Err(error) = self.count_own_durable_vote() {
+            self.fail(error);
+        } else if let Err(error) = self.advance_recovery() {
+            // The recovery ends on durable state only.
             self.fail(error);
         }
     }

@@ -3,6 +3,7 @@
 
 use crate::invariant::SafetyViolation;
 use crate::progress::ProgressState;
+use crate::recovery::RecoveryStatus;
 use crate::storage::{Storage, StorageError};
 use crate::types::{Configuration, Entry, HardState, Index, NodeId, Role, Term};
 
@@ -38,6 +39,10 @@ pub struct Counters {
     /// Appends that asked this peer to overwrite a committed entry; the first one stopped it
     /// (see [`Raft::safety_violation`]), so this is 0 or 1 per peer.
     pub safety_violations: u64,
+    /// Times this peer started recovering from possibly lost writes (0 or 1 per start).
+    pub recoveries_started: u64,
+    /// Times this peer finished recovering and became a normal member again.
+    pub recoveries_finished: u64,
 }
 
 /// A follower's or learner's replication state as shown by [`Raft::status`].
@@ -85,6 +90,9 @@ pub struct Status {
     /// The safety violation that stopped this peer, if one did (see
     /// [`Raft::safety_violation`]).
     pub safety_violation: Option<SafetyViolation>,
+    /// Where the recovery from possibly lost writes stands, while the peer recovers (see
+    /// [`Raft::is_recovering`]).
+    pub recovery: Option<RecoveryStatus>,
 }
 
 impl<S: Storage> Raft<S> {
@@ -227,6 +235,7 @@ impl<S: Storage> Raft<S> {
             configuration_change_in_progress: self.configuration_change_in_progress(),
             peers,
             safety_violation: self.safety_violation.clone(),
+            recovery: self.recovery_status(),
         }
     }
 }

@@ -91,6 +91,27 @@ impl<S: Storage> Raft<S> {
         if !message.is_within_limits() {
             return Err(StepError::Invalid("term or index out of range"));
         }
+        // The recovery exchange passes outside the term rules (§5.1): answering a probe
+        // changes nothing, and the prober decides itself what its answers' terms mean.
+        match message.body {
+            MessageBody::RecoveryProbe => return self.handle_recovery_probe(message.from),
+            MessageBody::RecoveryProbeResponse { last_log } => {
+                return self.handle_recovery_probe_response(message.from, message.term, last_log)
+            }
+            _ => {}
+        }
+        if self.recovery_drops(&message.body) {
+            return Err(StepError::Ignored(
+                "recovering: acts as if down until a majority of the other voters answered",
+            ));
+        }
+        let result = self.step_by_term(message);
+        // An append may have brought a configuration or made the log catch up.
+        self.advance_recovery().map_err(StepError::Fatal)?;
+        result
+    }
+
+    fn step_by_term(&mut self, message: Message) -> Result<(), StepError> {
         if message.term > self.term {
             self.step_higher_term(&message)?;
         } else if message.term < self.term {
@@ -301,6 +322,10 @@ impl<S: Storage> Raft<S> {
             }
             MessageBody::ReadIndexResponse { context, index } => {
                 self.handle_read_index_response(from, context, index)
+            }
+            // Handled before the term check (`step_inner`).
+            MessageBody::RecoveryProbe | MessageBody::RecoveryProbeResponse { .. } => {
+                Err(StepError::Ignored("recovery message past the term check"))
             }
         }
     }

@@ -58,7 +58,7 @@ pub fn sample_entries() -> Vec<Entry> {
 }
 
 /// One body of every kind, in the order of [`MessageBody`]'s variants, and a refused
-/// [`MessageBody::ReadIndexResponse`] last (13 in all). [`SAMPLE_BODY_NAMES`] names them.
+/// [`MessageBody::ReadIndexResponse`] last (15 in all). [`SAMPLE_BODY_NAMES`] names them.
 pub fn sample_bodies() -> Vec<MessageBody> {
     vec![
         MessageBody::VoteRequest {
@@ -106,6 +106,8 @@ pub fn sample_bodies() -> Vec<MessageBody> {
             context: 99,
             index: Some(Index(6)),
         },
+        MessageBody::RecoveryProbe,
+        MessageBody::RecoveryProbeResponse { last_log: id(3, 9) },
         MessageBody::ReadIndexResponse {
             context: 98,
             index: None,
@@ -114,7 +116,7 @@ pub fn sample_bodies() -> Vec<MessageBody> {
 }
 
 /// A name for each of [`sample_bodies`], in its order (file names for fuzzing seeds).
-pub const SAMPLE_BODY_NAMES: [&str; 13] = [
+pub const SAMPLE_BODY_NAMES: [&str; 15] = [
     "vote_request",
     "vote_response",
     "append",
@@ -127,6 +129,8 @@ pub const SAMPLE_BODY_NAMES: [&str; 13] = [
     "timeout_now",
     "read_index_request",
     "read_index_response",
+    "recovery_probe",
+    "recovery_probe_response",
     "read_index_response_refused",
 ];
 
@@ -261,6 +265,8 @@ mod strategies {
                     index: index.map(Index),
                 }
             }),
+            Just(MessageBody::RecoveryProbe),
+            arb_log_id().prop_map(|last_log| MessageBody::RecoveryProbeResponse { last_log }),
         ]
     }
 
@@ -305,6 +311,8 @@ mod tests {
             "TimeoutNow",
             "ReadIndex",
             "ReadIndexResp",
+            "RecoveryProbe",
+            "RecoveryProbeResp",
         ] {
             assert!(kinds.contains(name), "no sample of {name}");
         }

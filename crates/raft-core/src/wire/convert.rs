@@ -170,6 +170,12 @@ impl From<&Message> for Envelope {
                     index: index.map(|index| index.0),
                 })
             }
+            MessageBody::RecoveryProbe => Body::RecoveryProbe(RecoveryProbe {}),
+            MessageBody::RecoveryProbeResponse { last_log } => {
+                Body::RecoveryProbeResponse(RecoveryProbeResponse {
+                    last_log: wire_log_id(*last_log),
+                })
+            }
         };
         Envelope {
             from: message.from.0,
@@ -242,6 +248,10 @@ impl TryFrom<Envelope> for Message {
             Body::ReadIndexResponse(response) => MessageBody::ReadIndexResponse {
                 context: response.context,
                 index: response.index.map(Index),
+            },
+            Body::RecoveryProbe(RecoveryProbe {}) => MessageBody::RecoveryProbe,
+            Body::RecoveryProbeResponse(response) => MessageBody::RecoveryProbeResponse {
+                last_log: log_id(response.last_log, "recovery probe response")?,
             },
         };
         Ok(Message {

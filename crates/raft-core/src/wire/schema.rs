@@ -22,7 +22,7 @@ pub struct Envelope {
     #[prost(uint64, tag = "3")]
     pub term: u64,
     /// What the message says.
-    #[prost(oneof = "Body", tags = "4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14")]
+    #[prost(oneof = "Body", tags = "4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16")]
     pub body: Option<Body>,
 }
 
@@ -53,6 +53,10 @@ pub enum Body {
     ReadIndexRequest(ReadIndexRequest),
     #[prost(message, tag = "14")]
     ReadIndexResponse(ReadIndexResponse),
+    #[prost(message, tag = "15")]
+    RecoveryProbe(RecoveryProbe),
+    #[prost(message, tag = "16")]
+    RecoveryProbeResponse(RecoveryProbeResponse),
 }
 
 /// A log entry's identity ([`LogId`]).
@@ -218,6 +222,19 @@ pub struct ReadIndexResponse {
     pub context: u64,
     #[prost(uint64, optional, tag = "2")]
     pub index: Option<u64>,
+}
+
+/// [`MessageBody::RecoveryProbe`]. An older peer decodes it as an envelope without a body
+/// and drops it, which the recovering peer sees as an unanswered probe.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RecoveryProbe {}
+
+/// [`MessageBody::RecoveryProbeResponse`]; the answerer's term is the envelope's.
+#[allow(missing_docs)]
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RecoveryProbeResponse {
+    #[prost(message, optional, tag = "1")]
+    pub last_log: Option<WireLogId>,
 }
 
 /// [`WireEntry::kind`] of a command.
