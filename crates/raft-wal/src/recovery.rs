@@ -303,6 +303,7 @@ impl Wal {
             configurations,
             cache: TailCache::new(options.cache_bytes_max),
             segments,
+            possibly_lost_writes: report.possibly_lost_writes,
         });
         let warm = WalStorage::new(Arc::clone(&shared))
             .warm_cache(options.cache_bytes_max.min(WARM_CACHE_BYTES_MAX));
