@@ -46,6 +46,7 @@ mod config;
 mod error;
 mod event_loop;
 mod metrics;
+mod reader;
 
 pub use apply::ApplyMsg;
 pub use config::NodeConfig;
@@ -56,6 +57,7 @@ use apply::apply_task;
 use command::{Command, PlacedCallback, Placement};
 use event_loop::EventLoop;
 use metrics::Published;
+use reader::NodeReader;
 
 /// A running peer. Dropping it stops the event loop; [`RaftNode::shutdown`] also waits for
 /// queued writes to reach the disk.
@@ -82,7 +84,8 @@ impl RaftNode {
         apply: mpsc::Sender<ApplyMsg>,
     ) -> Result<RaftNode, StartError> {
         let id = config.raft.id;
-        let raft = Raft::new(config.raft.clone(), store.reader())?;
+        let reader = NodeReader::new(store.reader(), config.trust_unclean_restart);
+        let raft = Raft::new(config.raft.clone(), reader)?;
         let published = Arc::new(Published::default());
         let write_latency = Arc::clone(&published.figures.storage_write_latency);
         let (durable_sender, durable) = mpsc::unbounded_channel();
