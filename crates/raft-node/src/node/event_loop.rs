@@ -207,10 +207,10 @@ impl<S: LogStore, T: Transport> EventLoop<S, T> {
             // Only a graceful stop may leave the clean-shutdown marker, and only once every
             // write the core asked for is durable: the one that ended a recovery (its term and
             // vote) may still be inside the core.
-            let graceful =
-                stop_reason == StopReason::Shutdown && self.take_pending_persists(&mut backlog);
+            let graceful = stop_reason == StopReason::Shutdown;
+            let all_handed_out = graceful && self.take_pending_persists(&mut backlog);
             // A peer still recovering must recover again after the next start.
-            let close_cleanly = graceful && !self.raft.is_recovering();
+            let close_cleanly = all_handed_out && !self.raft.is_recovering();
             let id = self.raft.id();
             // Joins the storage thread after it wrote what it was handed.
             let closed = tokio::task::spawn_blocking(move || {
@@ -232,6 +232,7 @@ impl<S: LogStore, T: Transport> EventLoop<S, T> {
                 Ok(Ok(false)) => tracing::info!(
                     %id,
                     graceful,
+                    all_handed_out,
                     recovering = self.raft.is_recovering(),
                     "storage closed without the clean-shutdown marker: the next start recovers"
                 ),
