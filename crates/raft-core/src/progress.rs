@@ -177,6 +177,19 @@ impl Progress {
         self.next_index = floor.next();
     }
 
+    /// The peer restarted having possibly lost writes it acknowledged (it sent a recovery
+    /// probe), so what it matched is no longer known: forget it and probe from the end of
+    /// the log, as a new leader does, backtracking to wherever the peer really is. Without
+    /// this the leader would never send again the entries the peer lost: rejections at or
+    /// below the match look stale. The commit index does not move back: what the peer
+    /// acknowledged before it lost it was true when counted.
+    pub fn forget_match(&mut self, last_index: Index) {
+        self.reset_state(ProgressState::Probe);
+        self.match_index = Index(0);
+        self.commit_sent = Index(0);
+        self.next_index = last_index.next();
+    }
+
     /// Start streaming from just after the match.
     pub fn become_replicate(&mut self) {
         self.reset_state(ProgressState::Replicate);

@@ -39,7 +39,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::message::MessageBody;
+use crate::message::{Message, MessageBody};
 use crate::quorum::is_majority_of_others;
 use crate::raft::{Raft, StepError};
 use crate::storage::{Storage, StorageError};
@@ -202,8 +202,18 @@ impl<S: Storage> Raft<S> {
     /// and changes nothing: not its term, vote, role or timers (like a pre-vote, thesis
     /// §9.6). An honest answer is all the prober needs; a term it has not adopted is no reason
     /// for this peer to move.
+    ///
+    /// A leader also forgets what it knew of the prober's log (`Progress::forget_match`):
+    /// the prober may have lost entries it acknowledged, which the leader would otherwise
+    /// never send again.
     pub(crate) fn handle_recovery_probe(&mut self, from: NodeId) -> Result<(), StepError> {
         let last_log = self.log.last_log_id().map_err(StepError::Fatal)?;
+        if self.role == Role::Leader {
+            if let Some(progress) = self.progress.get_mut(&from) {
+                progress.forget_match(last_log.index);
+                self.replication_due = true;
+            }
+        }
         self.send(from, MessageBody::RecoveryProbeResponse { last_log });
         Ok(())
     }
@@ -330,6 +340,25 @@ impl<S: Storage> Raft<S> {
             // ... and any entry committed with its lost acknowledgement is on some answerer
             // (danger 1).
             && candidate_last.is_up_to_date_with(recovery.log_floor())
+    }
+
+    /// A peer catching up asks its leader again when the leader counts on more of its log
+    /// than it holds: a commit index beyond its last entry is bounded by what the leader
+    /// believes it matched, and only an acknowledgement lost in the crash (one still in
+    /// flight when the leader heard the first probe) can make that belief wrong. The answer
+    /// makes the leader forget it (see `handle_recovery_probe`).
+    pub(crate) fn maybe_probe_leader_again(&mut self, message: &Message) {
+        let catching_up = self
+            .recovery
+            .as_ref()
+            .is_some_and(|recovery| recovery.phase == RecoveryPhase::CatchingUp);
+        let commit = match message.body {
+            MessageBody::Heartbeat { commit, .. } | MessageBody::Commit { commit } => commit,
+            _ => return,
+        };
+        if catching_up && message.term == self.term && commit > self.log.last_index() {
+            self.send(message.from, MessageBody::RecoveryProbe);
+        }
     }
 
     /// Whether a message is one a peer in phase 1 drops, acting as if down: anything but the

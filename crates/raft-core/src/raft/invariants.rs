@@ -17,6 +17,7 @@
 //! error (it stops the peer), not a broken invariant.
 
 use crate::invariant::{InvariantViolation, Violations};
+use crate::recovery::RecoveryPhase;
 use crate::storage::Storage;
 use crate::types::{Index, NodeId, Role};
 
@@ -50,7 +51,11 @@ impl<S: Storage> Raft<S> {
     /// - reads: `reads-bounded`, `reads-pending-ordered`, `reads-echo-not-ahead`,
     ///   `lease-broadcasts-ordered`, `lease-broadcasts-bounded`, `lease-only-on-leader`,
     ///   `reads-forwarded-only-by-followers`, `reads-leader-state-only-on-leader`,
-    ///   `reads-wait-only-before-first-commit`.
+    ///   `reads-wait-only-before-first-commit`;
+    /// - recovery from possibly lost writes (`recovery.rs`): `recovery-never-campaigns` (a
+    ///   recovering peer is a follower), `recovery-answers-from-others` (its own answer never
+    ///   counts), `recovery-probe-timer-bounds`, `recovery-adopted-term-abstains` (phase 2
+    ///   exactly when a term was adopted; the peer's term is at least it, its vote in it taken).
     pub fn invariant_violations(&self) -> Vec<InvariantViolation> {
         let mut out = Violations::default();
         self.log.collect_violations(&mut out);
@@ -58,6 +63,7 @@ impl<S: Storage> Raft<S> {
         self.collect_configuration_violations(&mut out);
         self.collect_leader_violations(&mut out);
         self.collect_hand_off_violations(&mut out);
+        self.collect_recovery_violations(&mut out);
         let leads = self.role == Role::Leader;
         let committed = self.log.committed();
         self.reads
@@ -121,10 +127,17 @@ impl<S: Storage> Raft<S> {
         }
         let handed_out = self.handed_out_hard_state.term;
         let durable_vote = self.durable_vote;
+        let durable_term = self.durable_term;
         out.check(
-            handed_out <= term && durable_vote.is_none_or(|(voted_in, _)| voted_in <= term),
+            handed_out <= term
+                && durable_term <= handed_out
+                && durable_vote.is_none_or(|(voted_in, _)| voted_in <= term),
             "term-bounds-durable-state",
-            || format!("term {term}, handed out {handed_out}, durable vote {durable_vote:?}"),
+            || {
+                format!(
+                    "term {term}, handed out {handed_out}, durable {durable_term}, durable vote {durable_vote:?}"
+                )
+            },
         );
         match role {
             Role::Leader => out.check(
@@ -174,6 +187,48 @@ impl<S: Storage> Raft<S> {
                 )
             },
         );
+    }
+
+    fn collect_recovery_violations(&self, out: &mut Violations) {
+        let Some(recovery) = &self.recovery else {
+            return;
+        };
+        let role = self.role;
+        // It may have lost what makes it fit to lead (recovery.rs, dangers 1 and 2).
+        out.check(role == Role::Follower, "recovery-never-campaigns", || {
+            format!("recovering as {role:?}")
+        });
+        out.check(
+            !recovery.answers.contains_key(&self.id),
+            "recovery-answers-from-others",
+            || format!("{} counts its own answer", self.id),
+        );
+        let heartbeat_ticks = self.config.heartbeat_ticks;
+        out.check(
+            recovery.probe_elapsed_ticks < heartbeat_ticks,
+            "recovery-probe-timer-bounds",
+            || {
+                format!(
+                    "{} ticks since the last probes, heartbeat interval {heartbeat_ticks}",
+                    recovery.probe_elapsed_ticks
+                )
+            },
+        );
+        // Danger 3 is met only once the peer holds the adopted term, abstaining in it.
+        let (term, vote) = (self.term, self.vote);
+        let abstains = match (recovery.phase, recovery.adopted_term) {
+            (RecoveryPhase::Probing, None) => true,
+            (RecoveryPhase::CatchingUp, Some(adopted)) => {
+                term > adopted || (term == adopted && vote.is_some())
+            }
+            _ => false,
+        };
+        out.check(abstains, "recovery-adopted-term-abstains", || {
+            format!(
+                "{:?} with adopted term {:?}, at term {term} vote {vote:?}",
+                recovery.phase, recovery.adopted_term
+            )
+        });
     }
 
     fn collect_configuration_violations(&self, out: &mut Violations) {
@@ -531,6 +586,91 @@ pub(crate) mod tests {
         });
         assert_breaks(leader_with_learner(), "election-timer-bounds", |raft| {
             raft.heartbeat_elapsed = raft.config.heartbeat_ticks
+        });
+    }
+
+    /// Peer 2 of three, restarted on storage that may have lost writes: probing.
+    pub(crate) fn recovering_follower() -> Raft<MemStorage> {
+        let mut storage = MemStorage::new(Configuration::new([NodeId(1), NodeId(2), NodeId(3)]));
+        storage.set_possibly_lost_writes(true);
+        let raft = Raft::new(config(2), storage).expect("valid");
+        assert!(raft.is_recovering(), "a voter with others to ask recovers");
+        assert!(
+            raft.invariant_violations().is_empty(),
+            "a healthy recovering peer"
+        );
+        raft
+    }
+
+    /// [`recovering_follower`] after both others answered: catching up in term 4.
+    fn caught_up_follower() -> Raft<MemStorage> {
+        let mut raft = recovering_follower();
+        for from in [1, 3] {
+            raft.step(Message {
+                from: NodeId(from),
+                to: NodeId(2),
+                term: Term(4),
+                body: MessageBody::RecoveryProbeResponse {
+                    last_log: LogId::default(),
+                },
+            })
+            .expect("an answer");
+        }
+        let phase = raft.recovery.as_ref().map(|recovery| recovery.phase);
+        assert_eq!(phase, Some(RecoveryPhase::CatchingUp));
+        assert!(
+            raft.invariant_violations().is_empty(),
+            "a healthy catching-up peer"
+        );
+        raft
+    }
+
+    #[test]
+    fn the_recovery_is_checked() {
+        assert_breaks(recovering_follower(), "recovery-never-campaigns", |raft| {
+            raft.role = Role::PreCandidate
+        });
+        assert_breaks(
+            recovering_follower(),
+            "recovery-answers-from-others",
+            |raft| {
+                if let Some(recovery) = &mut raft.recovery {
+                    recovery
+                        .answers
+                        .insert(NodeId(2), (Term(1), LogId::default()));
+                }
+            },
+        );
+        assert_breaks(
+            recovering_follower(),
+            "recovery-probe-timer-bounds",
+            |raft| {
+                if let Some(recovery) = &mut raft.recovery {
+                    recovery.probe_elapsed_ticks = raft.config.heartbeat_ticks;
+                }
+            },
+        );
+        assert_breaks(
+            recovering_follower(),
+            "recovery-adopted-term-abstains",
+            |raft| {
+                if let Some(recovery) = &mut raft.recovery {
+                    recovery.adopted_term = Some(Term(1));
+                }
+            },
+        );
+        assert_breaks(
+            caught_up_follower(),
+            "recovery-adopted-term-abstains",
+            |raft| raft.vote = None,
+        );
+        assert_breaks(
+            caught_up_follower(),
+            "recovery-adopted-term-abstains",
+            |raft| raft.term = Term(3),
+        );
+        assert_breaks(follower(), "term-bounds-durable-state", |raft| {
+            raft.durable_term = Term(9)
         });
     }
 

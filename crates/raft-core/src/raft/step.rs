@@ -105,6 +105,7 @@ impl<S: Storage> Raft<S> {
                 "recovering: acts as if down until a majority of the other voters answered",
             ));
         }
+        self.maybe_probe_leader_again(&message);
         let result = self.step_by_term(message);
         // An append may have brought a configuration or made the log catch up.
         self.advance_recovery().map_err(StepError::Fatal)?;

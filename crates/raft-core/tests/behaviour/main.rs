@@ -3,6 +3,7 @@
 //! ```text
 //!  replication    Figure 8 (logs built by hand)
 //!  faults         bad input, unreachable peers
+//!  recovery       a peer that lost acknowledged writes: each danger, with and without recovery
 //!  self_check     caller bugs panic, impossible commits refused, committed entries never overwritten
 //! ```
 //!
@@ -13,6 +14,7 @@
 mod common;
 
 mod faults;
+mod recovery;
 mod replication;
 mod self_check;
 

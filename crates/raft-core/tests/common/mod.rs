@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use raft_core::{
-    Config, Configuration, Entry, EntryKind, Index, MemStorage, Message, NodeId, Raft, ReadState,
-    Snapshot,
+    Config, Configuration, Entry, EntryKind, HardState, Index, MemStorage, Message, NodeId, Raft,
+    ReadState, Snapshot,
 };
 
 /// A peer with its applied state.
@@ -100,6 +100,35 @@ impl Net {
             node,
             Peer {
                 raft,
+                applied: Vec::new(),
+                snapshot: None,
+                read_states: Vec::new(),
+            },
+        );
+        self.queue
+            .retain(|message| message.to != node && message.from != node);
+        self.process_ready(node);
+    }
+
+    /// Restarts a peer as after a power loss on a disk that lied about its syncs: the last
+    /// `lost_entries` entries are gone, the hard state is `hard_state` when given (an older
+    /// one it once made durable), and the storage reports `possibly_lost_writes` as `recover`
+    /// says (`false`: the same loss, unnoticed).
+    pub fn restart_with_lost_writes(
+        &mut self,
+        id: u64,
+        lost_entries: usize,
+        hard_state: Option<HardState>,
+        recover: bool,
+        make: impl Fn(u64) -> Config,
+    ) {
+        let node = NodeId(id);
+        let peer = self.peers.remove(&node).expect("peer exists");
+        let storage = lose_writes(peer.raft.into_storage(), lost_entries, hard_state, recover);
+        self.peers.insert(
+            node,
+            Peer {
+                raft: Raft::new(make(id), storage).expect("restarts from its storage"),
                 applied: Vec::new(),
                 snapshot: None,
                 read_states: Vec::new(),
@@ -212,6 +241,31 @@ impl Net {
     pub fn commit(&self, id: u64) -> Index {
         self.peers[&NodeId(id)].raft.commit_index()
     }
+}
+
+/// `storage` as a power loss leaves a disk that lied about its syncs: without its last
+/// `lost_entries` entries, its hard state back to `hard_state` when given (commit cut to the
+/// log), reporting `possibly_lost_writes` as `recover` says.
+pub fn lose_writes(
+    storage: MemStorage,
+    lost_entries: usize,
+    hard_state: Option<HardState>,
+    recover: bool,
+) -> MemStorage {
+    let (mut hard, snapshot, mut entries) = storage.into_parts();
+    entries.truncate(entries.len().saturating_sub(lost_entries));
+    if let Some(older) = hard_state {
+        hard.term = older.term;
+        hard.vote = older.vote;
+    }
+    let last = entries
+        .last()
+        .map_or(snapshot.meta.last_included.index, Entry::index);
+    hard.commit = hard.commit.min(last);
+    let mut storage =
+        MemStorage::restore(hard, snapshot, entries).expect("a state the peer once held");
+    storage.set_possibly_lost_writes(recover);
+    storage
 }
 
 impl Net {

@@ -42,8 +42,8 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use common::{Net, Peer};
 use raft_core::{
-    ConfChange, Config, Configuration, Entry, EntryKind, Index, LogId, MemStorage, Message,
-    MessageBody, NodeId, PersistRequest, ProgressState, Raft, Snapshot, Term,
+    ConfChange, Config, Configuration, Entry, EntryKind, HardState, Index, LogId, MemStorage,
+    Message, MessageBody, NodeId, PersistRequest, ProgressState, Raft, Snapshot, Term,
 };
 
 type Outcome = Result<String, Box<dyn Error>>;
@@ -65,6 +65,17 @@ struct Service {
     held_applies: VecDeque<ToApply>,
     /// Reads the core reported failed, for `applied`.
     failed_reads: Vec<u64>,
+}
+
+/// Writes a `restart` loses although storage reported them durable (a disk that lied about
+/// its syncs, then lost power).
+struct Loss {
+    /// How many of the last entries are gone.
+    entries: usize,
+    /// The older hard state the storage holds instead (its commit is ignored).
+    hard_state: Option<HardState>,
+    /// Whether the storage reports `possibly_lost_writes`.
+    recover: bool,
 }
 
 /// Runs one script. A fresh runner per script: scripts do not share state.
@@ -332,6 +343,22 @@ impl GoldenRunner {
                 if peer.learner { " learner" } else { "" }
             )?;
         }
+        if let Some(recovery) = status.recovery {
+            let ids = |ids: &[NodeId]| {
+                let ids: Vec<String> = ids.iter().map(|id| id.0.to_string()).collect();
+                ids.join(",")
+            };
+            writeln!(
+                out,
+                "{}:   recovering {:?} answered={{{}}} awaiting={{{}}} term_floor={} log_floor={}",
+                id.0,
+                recovery.phase,
+                ids(&recovery.answered),
+                ids(&recovery.awaiting),
+                recovery.term_floor.0,
+                recovery.log_floor
+            )?;
+        }
         Ok(())
     }
 
@@ -384,8 +411,14 @@ impl GoldenRunner {
     }
 
     /// Restarts a peer from what its storage holds: unfinished writes and unapplied entries
-    /// are lost, as in a crash; messages queued to or from it are dropped.
-    fn restart(&mut self, id: NodeId, out: &mut String) -> Result<(), Box<dyn Error>> {
+    /// are lost, as in a crash; messages queued to or from it are dropped. With `loss`, the
+    /// storage also loses writes it reported durable first (see [`common::lose_writes`]).
+    fn restart(
+        &mut self,
+        id: NodeId,
+        loss: Option<Loss>,
+        out: &mut String,
+    ) -> Result<(), Box<dyn Error>> {
         let config = self
             .configs
             .get(&id)
@@ -396,7 +429,26 @@ impl GoldenRunner {
             .peers
             .remove(&id)
             .ok_or_else(|| format!("no peer {}", id.0))?;
-        let raft = Raft::new(config, old.raft.into_storage())?;
+        let mut storage = old.raft.into_storage();
+        if let Some(loss) = loss {
+            storage = common::lose_writes(storage, loss.entries, loss.hard_state, loss.recover);
+            let hard = storage.hard_state();
+            writeln!(
+                out,
+                "{}: lost writes: last={} hard=(term={} vote={} commit={}) possibly_lost_writes={}",
+                id.0,
+                storage
+                    .stored_entries()
+                    .last()
+                    .map_or(storage.snapshot_meta().last_included, |entry| entry.id),
+                hard.term.0,
+                hard.vote
+                    .map_or("none".to_string(), |vote| vote.0.to_string()),
+                hard.commit.0,
+                loss.recover
+            )?;
+        }
+        let raft = Raft::new(config, storage)?;
         net.peers.insert(
             id,
             Peer {
@@ -496,7 +548,10 @@ impl goldenscript::Runner for GoldenRunner {
     /// transfer ID TARGET      leadership transfer
     /// read_index ID CONTEXT / lease_read ID CONTEXT
     /// compact ID [index=APPLIED] data=TEXT   takes a snapshot holding TEXT
-    /// restart ID              crash and restart from storage
+    /// restart ID [lose_entries=N] [term=T [vote=ID|none]] [recover=true]
+    ///                         crash and restart from storage; with lose_entries or term, the
+    ///                         storage first loses its last N entries and/or goes back to an
+    ///                         older term and vote, and reports possibly_lost_writes=recover
     /// step ID from=ID term=T vote|prevote last=T.I   hands the peer a vote request
     /// status [ID...] / log [ID...] / applied [ID...] / counters ID
     /// ```
@@ -779,8 +834,25 @@ impl goldenscript::Runner for GoldenRunner {
             }
             "restart" => {
                 let id = one_node(&mut args)?;
+                let entries: Option<usize> =
+                    args.take_key("lose_entries").map(str::parse).transpose()?;
+                let term: Option<u64> = args.take_key("term").map(str::parse).transpose()?;
+                let vote = match args.take_key("vote") {
+                    None | Some("none") => None,
+                    Some(vote) => Some(parse_node(vote)?),
+                };
+                let recover: bool = key!("recover", true);
                 args.reject_next()?;
-                self.restart(id, &mut out)?;
+                let loss = (entries.is_some() || term.is_some()).then(|| Loss {
+                    entries: entries.unwrap_or(0),
+                    hard_state: term.map(|term| HardState {
+                        term: Term(term),
+                        vote,
+                        commit: Index(0),
+                    }),
+                    recover,
+                });
+                self.restart(id, loss, &mut out)?;
             }
             "step" => {
                 let id = one_node(&mut args)?;
@@ -905,6 +977,7 @@ scripts!(
     leadership_transfer,
     prevote,
     reads,
+    recovery,
     reelection,
     replication,
     snapshot,
