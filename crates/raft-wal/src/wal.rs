@@ -298,6 +298,16 @@ impl Wal {
         &self.report
     }
 
+    /// Overrides what the log reports as `InitialState::possibly_lost_writes` (recovery's
+    /// judgement, [`RecoveryReport::possibly_lost_writes`], until then), for a caller that
+    /// knows better before the core is built on it: a simulator whose crashes are process
+    /// crashes on an honest disk, having checked the reopened log holds every completed
+    /// write. Reporting `false` for a log that did lose writes lets its peer vote twice in a
+    /// term or help lose committed entries.
+    pub fn set_possibly_lost_writes(&mut self, possibly_lost_writes: bool) {
+        self.shared.write().possibly_lost_writes = possibly_lost_writes;
+    }
+
     /// Why the log stopped accepting writes, if it did.
     pub fn failure(&self) -> Option<&str> {
         self.failure.as_deref()

@@ -184,3 +184,20 @@ fn a_stopped_log_cannot_close_cleanly() {
     let wal = open(dir.path());
     assert!(reports_lost_writes(&wal));
 }
+
+#[test]
+fn a_caller_that_knows_better_overrides_the_judgement() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut wal = open(dir.path());
+    append(&mut wal, 1);
+    drop(wal);
+    let mut wal = open(dir.path());
+    assert!(reports_lost_writes(&wal));
+    wal.set_possibly_lost_writes(false);
+    let state = wal.storage().initial_state().expect("reads");
+    assert!(!state.possibly_lost_writes);
+    assert!(
+        wal.recovery_report().possibly_lost_writes,
+        "the report keeps what recovery found"
+    );
+}
