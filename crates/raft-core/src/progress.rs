@@ -183,7 +183,13 @@ impl Progress {
     /// this the leader would never send again the entries the peer lost: rejections at or
     /// below the match look stale. The commit index does not move back: what the peer
     /// acknowledged before it lost it was true when counted.
+    ///
+    /// Asked again while already probing from nothing, it changes nothing, so that the
+    /// backtracking under way goes on.
     pub fn forget_match(&mut self, last_index: Index) {
+        if self.match_index == Index(0) && self.state == ProgressState::Probe {
+            return;
+        }
         self.reset_state(ProgressState::Probe);
         self.match_index = Index(0);
         self.commit_sent = Index(0);

@@ -127,6 +127,9 @@ pub struct Raft<S: Storage> {
     pub(crate) durable_term: Term,
     /// Set while the peer recovers from possibly lost writes (see `recovery.rs`).
     pub(crate) recovery: Option<Recovery>,
+    /// The peer started on storage that may have lost writes (recovering or not: a learner
+    /// does not recover), so a leader may believe it holds entries it lost.
+    pub(crate) lost_writes_suspected: bool,
     handed_out_soft_state: SoftState,
 
     pub(crate) counters: Counters,
@@ -173,11 +176,14 @@ impl<S: Storage> Raft<S> {
             .check_quorum
             .then(|| u64::from(config.election_ticks - config.lease_margin_ticks));
         let reads = ReadIndexState::new(config.pending_reads_max, lease_ticks);
-        let restart_lease_end_ticks = if config.check_quorum && hard_state.term > Term(0) {
-            u64::from(config.election_ticks)
-        } else {
-            0
-        };
+        // A peer that may have lost writes may have lost the term too: it honours the lease
+        // whatever its storage says.
+        let restart_lease_end_ticks =
+            if config.check_quorum && (hard_state.term > Term(0) || possibly_lost_writes) {
+                u64::from(config.election_ticks)
+            } else {
+                0
+            };
         let mut raft = Raft {
             id,
             rng,
@@ -215,6 +221,7 @@ impl<S: Storage> Raft<S> {
             durable_vote: hard_state.vote.map(|vote| (hard_state.term, vote)),
             durable_term: hard_state.term,
             recovery: None,
+            lost_writes_suspected: possibly_lost_writes,
             handed_out_soft_state: SoftState {
                 role: Role::Follower,
                 leader: None,
@@ -228,6 +235,8 @@ impl<S: Storage> Raft<S> {
         // its vote nor its log until the other voters answered (recovery.rs).
         if possibly_lost_writes && raft.needs_recovery() {
             raft.start_recovery();
+        } else if possibly_lost_writes {
+            raft.tell_voters_of_possible_loss();
         }
         Ok(raft)
     }

@@ -39,11 +39,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::message::{Message, MessageBody};
+use crate::message::MessageBody;
 use crate::quorum::is_majority_of_others;
 use crate::raft::{Raft, StepError};
 use crate::storage::{Storage, StorageError};
-use crate::types::{LogId, NodeId, Role, Term};
+use crate::types::{Configuration, LogId, NodeId, Role, Term};
 
 /// Where a recovering peer is (see [`RecoveryStatus`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -70,9 +70,9 @@ pub struct RecoveryStatus {
     /// `T_all`: the highest term among the answers. The peer grants no vote in a term up to
     /// it.
     pub term_floor: Term,
-    /// `L_all`: the most up-to-date last log id among the answers. The peer grants no vote to
-    /// a candidate whose log is behind it, and recovers only once its own durable log reaches
-    /// it.
+    /// `L_all`: the most up-to-date last durable log id among the answers of the voters of
+    /// its configuration. The peer grants no vote to a candidate whose log is behind it, and
+    /// recovers only once its own durable log reaches it.
     pub log_floor: LogId,
 }
 
@@ -111,11 +111,15 @@ impl Recovery {
             .unwrap_or_default()
     }
 
-    /// `L_all`: the most up-to-date answered last log id (§5.4.1 order: term, then index).
-    pub(crate) fn log_floor(&self) -> LogId {
+    /// `L_all`: the most up-to-date last log id (§5.4.1 order: term, then index) answered by
+    /// a voter of `configuration`. A voter removed since no longer counts: a committed entry
+    /// is held by the voters that remain (thesis §4.1), and the removed one's log may hold
+    /// entries that never commit.
+    pub(crate) fn log_floor(&self, configuration: &Configuration) -> LogId {
         self.answers
-            .values()
-            .map(|&(_, last_log)| last_log)
+            .iter()
+            .filter(|(&voter, _)| configuration.is_voter(voter))
+            .map(|(_, &(_, last_log))| last_log)
             .max_by_key(|id| (id.term, id.index))
             .unwrap_or_default()
     }
@@ -137,7 +141,7 @@ impl<S: Storage> Raft<S> {
             answered: recovery.answers.keys().copied().collect(),
             awaiting: self.recovery_awaiting(recovery),
             term_floor: recovery.term_floor(),
-            log_floor: recovery.log_floor(),
+            log_floor: recovery.log_floor(&self.configuration),
         })
     }
 
@@ -206,8 +210,26 @@ impl<S: Storage> Raft<S> {
     /// A leader also forgets what it knew of the prober's log (`Progress::forget_match`):
     /// the prober may have lost entries it acknowledged, which the leader would otherwise
     /// never send again.
+    ///
+    /// The answer's last log id is the last durable one: an entry committed with the prober's
+    /// lost acknowledgement is durable on some voter, which is all the prober needs, and an
+    /// entry that a crash of the answerer may still lose must not become a floor nobody
+    /// reaches.
     pub(crate) fn handle_recovery_probe(&mut self, from: NodeId) -> Result<(), StepError> {
-        let last_log = self.log.last_log_id().map_err(StepError::Fatal)?;
+        let durable_index = self.log.durable_index();
+        let durable_term = match self.log.term(durable_index) {
+            Ok(term) => term,
+            Err(StorageError::Failed(error)) => {
+                return Err(StepError::Fatal(StorageError::Failed(error)))
+            }
+            // A snapshot being installed: answer at the next probe.
+            Err(_) => {
+                return Err(StepError::Ignored(
+                    "recovery probe while installing a snapshot",
+                ))
+            }
+        };
+        let last_log = LogId::new(durable_term, durable_index);
         if self.role == Role::Leader {
             if let Some(progress) = self.progress.get_mut(&from) {
                 progress.forget_match(last_log.index);
@@ -302,7 +324,7 @@ impl<S: Storage> Raft<S> {
             return Ok(());
         }
         let term_floor = recovery.term_floor();
-        let log_floor = recovery.log_floor();
+        let log_floor = recovery.log_floor(&self.configuration);
         if self.term <= term_floor {
             self.adopt_term_abstaining(term_floor);
         }
@@ -339,26 +361,36 @@ impl<S: Storage> Raft<S> {
             && term > recovery.term_floor()
             // ... and any entry committed with its lost acknowledgement is on some answerer
             // (danger 1).
-            && candidate_last.is_up_to_date_with(recovery.log_floor())
+            && candidate_last.is_up_to_date_with(recovery.log_floor(&self.configuration))
     }
 
-    /// A peer catching up asks its leader again when the leader counts on more of its log
-    /// than it holds: a commit index beyond its last entry is bounded by what the leader
-    /// believes it matched, and only an acknowledgement lost in the crash (one still in
-    /// flight when the leader heard the first probe) can make that belief wrong. The answer
-    /// makes the leader forget it (see `handle_recovery_probe`).
-    pub(crate) fn maybe_probe_leader_again(&mut self, message: &Message) {
-        let catching_up = self
-            .recovery
-            .as_ref()
-            .is_some_and(|recovery| recovery.phase == RecoveryPhase::CatchingUp);
-        let commit = match message.body {
-            MessageBody::Heartbeat { commit, .. } | MessageBody::Commit { commit } => commit,
-            _ => return,
-        };
-        if catching_up && message.term == self.term && commit > self.log.last_index() {
-            self.send(message.from, MessageBody::RecoveryProbe);
+    /// A peer that lost writes but does not recover (a learner) still probes the voters
+    /// once, ignoring their answers: whichever leads forgets what it knew of this peer's
+    /// log, and sends again what it lost.
+    pub(crate) fn tell_voters_of_possible_loss(&mut self) {
+        let voters: Vec<NodeId> = self
+            .configuration
+            .voting_members()
+            .filter(|&voter| voter != self.id)
+            .collect();
+        for voter in voters {
+            self.send(voter, MessageBody::RecoveryProbe);
         }
+    }
+
+    /// A leader counts on more of this peer's log than it holds (a commit index beyond its
+    /// last entry is bounded by what the leader believes it matched; an append after its
+    /// last entry may come from one too): an acknowledgement lost with the writes can explain
+    /// it, or a message that left before the leader heard this peer's probe, and the leader,
+    /// which may be no voter this peer probes (a removed leader leads until its removal
+    /// commits), would never send again what was lost. A probe makes the leader forget it (see
+    /// `handle_recovery_probe`); a recovering peer records the answer as any other.
+    pub(crate) fn ask_leader_to_forget_match(&mut self, leader: NodeId) {
+        debug_assert!(
+            self.lost_writes_suspected,
+            "precondition only-after-lost-writes: {leader}"
+        );
+        self.send(leader, MessageBody::RecoveryProbe);
     }
 
     /// Whether a message is one a peer in phase 1 drops, acting as if down: anything but the

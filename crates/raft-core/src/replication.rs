@@ -290,6 +290,11 @@ impl<S: Storage> Raft<S> {
                     hint,
                 },
             );
+            // The leader may believe this peer holds entries it lost: it would take this
+            // refusal for a stale one and never send them again (recovery.rs).
+            if self.lost_writes_suspected && prev.index > self.log.last_index() {
+                self.ask_leader_to_forget_match(from);
+            }
             return Ok(());
         }
         let last_new = prev.index.plus(entries.len() as u64);
@@ -394,7 +399,7 @@ impl<S: Storage> Raft<S> {
         // The echo confirms this term's leader for its reads and lease whatever the commit
         // index says (thesis §6.4), so it goes out even when the commit is refused.
         self.send(from, MessageBody::HeartbeatResponse { read_round });
-        let adopted = self.adopt_leader_commit(commit);
+        let adopted = self.adopt_leader_commit(from, commit);
         assert!(
             self.log.committed() <= self.log.last_index(),
             "postcondition commit-within-log: {} beyond {}",
@@ -410,8 +415,22 @@ impl<S: Storage> Raft<S> {
     /// replaces an entry it matched, so every index up to it holds the leader's entry. One
     /// beyond the last index is therefore impossible from a correct leader: it is refused
     /// rather than clamped, and counted as invalid.
-    pub(crate) fn adopt_leader_commit(&mut self, commit: Index) -> Result<(), StepError> {
+    ///
+    /// Unless this peer started on storage that may have lost writes: then the leader may
+    /// count on entries it acknowledged before it lost them, and it asks the leader to forget
+    /// them (see `Raft::ask_leader_to_forget_match`).
+    pub(crate) fn adopt_leader_commit(
+        &mut self,
+        from: NodeId,
+        commit: Index,
+    ) -> Result<(), StepError> {
         let last = self.log.last_index();
+        if commit > last && self.lost_writes_suspected {
+            self.ask_leader_to_forget_match(from);
+            return Err(StepError::Ignored(
+                "commit index beyond the log of a peer that may have lost writes",
+            ));
+        }
         if commit > last {
             return Err(StepError::Invalid(
                 "commit index beyond this follower's log",

@@ -76,7 +76,21 @@ pub struct DiskConfig {
     /// with any storage: the core reads an in-memory copy holding every acknowledged write,
     /// while the store gets each write only when the disk completes it.
     pub lie_about_durability: bool,
+    /// Whether a peer restarted after [`crate::Cluster::crash_losing_writes`] is told that
+    /// its storage may have lost writes (`InitialState::possibly_lost_writes`), so that it
+    /// recovers. `false` models a node layer without protocol-aware recovery: the same loss,
+    /// unnoticed, which the checkers must catch. Default `true`.
+    pub report_lost_writes: bool,
+    /// Randomized runs: the share of crashes, in percent, that also lose the writes of the
+    /// peer's last one to three completed persist batches
+    /// ([`crate::Cluster::crash_losing_writes`]), taken only while no peer is suspect (the
+    /// recovery's fault model). 0 (the default) never does; [`crate::chaos_config`] sets
+    /// [`LOSSY_CRASH_PERCENT`].
+    pub lossy_crash_percent: u32,
 }
+
+/// The share of crashes (percent) that lose durable writes in randomized runs.
+pub const LOSSY_CRASH_PERCENT: u32 = 25;
 
 impl Default for DiskConfig {
     fn default() -> DiskConfig {
@@ -84,6 +98,8 @@ impl Default for DiskConfig {
             latency_min_us: 0,
             latency_max_us: 2_000,
             lie_about_durability: false,
+            report_lost_writes: true,
+            lossy_crash_percent: 0,
         }
     }
 }

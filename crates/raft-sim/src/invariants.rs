@@ -10,6 +10,8 @@
 //!                                    ├─ durable majority    committed ⇒ on a majority of the
 //!                                    │                      voters' disks (of both sets while
 //!                                    │                      joint), read back intact from each
+//!                                    │                      (a recovering peer's lost entries
+//!                                    │                      count: LostWrites)
 //!                                    ├─ durable before answer  votes and acks only once on disk
 //!                                    ├─ LeaderCompleteness  a new leader holds every committed entry
 //!                                    ├─ StateMachineSafety  one command and one state per index
@@ -34,7 +36,9 @@ mod membership;
 mod reads;
 mod state_machine;
 
-pub(crate) use commitment::{check_durable_majority, CommittedEntries, LeaderCompleteness};
+pub(crate) use commitment::{
+    check_durable_majority, CommittedEntries, LeaderCompleteness, LostWrites,
+};
 pub(crate) use durability::check_durable_before_answer;
 pub(crate) use election::{DurableVote, ElectionSafety};
 pub(crate) use liveness::Acknowledged;
@@ -82,4 +86,5 @@ pub(crate) struct Invariants {
     pub(crate) durable: DurableVote,
     pub(crate) reads: ReadLinearizability,
     pub(crate) acknowledged: Acknowledged,
+    pub(crate) lost_writes: LostWrites,
 }

@@ -161,6 +161,11 @@
 //! it fails the conformance suite with `durable-across-crash` (unit tests of
 //! `storage/lying.rs`).
 //!
+//! [`Cluster::crash_losing_writes`] models a disk that lied about its syncs and lost power:
+//! the peer's last few completed writes are undone, and its next boot reports
+//! `possibly_lost_writes`, so that raft-core's protocol-aware recovery runs (a quarter of the
+//! randomized run's crashes, one suspect peer at a time; `tests/recovery.rs`).
+//!
 //! The classic scenarios are functions of the storage kind and the seed
 //! (`tests/scenarios/*.rs`), so one body serves both the memory tests and the WAL tests.
 
@@ -186,8 +191,9 @@ pub use check::{
     check_state_machine, run_state_machine, state_machine_config, try_check_state_machine,
     CheckFailure, CheckOptions, CheckReport,
 };
+pub use cluster::LOST_WRITES_MAX;
 pub use cluster::{Cluster, ClusterBuilder, SimCounters};
-pub use config::{DiskConfig, NetworkConfig, ServiceConfig, SimConfig};
+pub use config::{DiskConfig, NetworkConfig, ServiceConfig, SimConfig, LOSSY_CRASH_PERCENT};
 pub use invariants::{Check, Violation};
 pub use machine::{MachineCounters, StateMachine};
 pub use network::{KindStats, NetworkStats, KIND_NAMES};

@@ -37,6 +37,13 @@ fn figure_8_leaders_crash_repeatedly() {
 }
 
 #[test]
+fn figure_8_leaders_lose_writes() {
+    for_each_seed("figure_8_leaders_lose_writes", |seed| {
+        scenarios::figure_8_leaders_lose_writes(StorageKind::Memory, seed);
+    });
+}
+
+#[test]
 fn unreliable_agreement() {
     for_each_seed("unreliable_agreement", |seed| {
         scenarios::unreliable_agreement(StorageKind::Memory, seed);

@@ -269,6 +269,14 @@ fn figure_8_leaders_crash_repeatedly_on_wal() {
 }
 
 #[test]
+fn figure_8_leaders_lose_writes_on_wal() {
+    on_wal(
+        "figure_8_leaders_lose_writes_on_wal",
+        persistence::figure_8_leaders_lose_writes,
+    );
+}
+
+#[test]
 fn unreliable_agreement_on_wal() {
     on_wal(
         "unreliable_agreement_on_wal",

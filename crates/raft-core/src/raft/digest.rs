@@ -89,6 +89,7 @@ impl<S: Storage> Raft<S> {
         self.durable_vote.hash(hasher);
         self.durable_term.hash(hasher);
         self.recovery.hash(hasher);
+        self.lost_writes_suspected.hash(hasher);
         self.handed_out_soft_state.role.hash(hasher);
         self.handed_out_soft_state.leader.hash(hasher);
     }

@@ -105,7 +105,6 @@ impl<S: Storage> Raft<S> {
                 "recovering: acts as if down until a majority of the other voters answered",
             ));
         }
-        self.maybe_probe_leader_again(&message);
         let result = self.step_by_term(message);
         // An append may have brought a configuration or made the log catch up.
         self.advance_recovery().map_err(StepError::Fatal)?;
@@ -293,7 +292,7 @@ impl<S: Storage> Raft<S> {
             }
             MessageBody::Commit { commit } => {
                 self.follow_leader_of_current_term(from)?;
-                self.adopt_leader_commit(commit)
+                self.adopt_leader_commit(from, commit)
             }
             MessageBody::InstallSnapshot {
                 meta,

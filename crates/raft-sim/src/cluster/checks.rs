@@ -45,6 +45,9 @@ impl Cluster {
         }
         let (term, is_leader) = node.state();
         let invariants = &mut self.invariants;
+        if !node.is_recovering() {
+            invariants.lost_writes.forget(current.id);
+        }
         let commit_check = invariants.committed.observe(node, current.incarnation);
         self.check(commit_check);
         self.check_fresh_commits();
@@ -78,7 +81,13 @@ impl Cluster {
                 .iter()
                 .map(|peer| (peer.id, &peer.disk as &dyn Storage));
             let content = self.invariants.log_matching.content(id);
-            self.check(check_durable_majority(id, content, disks, &configuration));
+            self.check(check_durable_majority(
+                id,
+                content,
+                disks,
+                &configuration,
+                &self.invariants.lost_writes,
+            ));
         }
     }
 

@@ -40,6 +40,7 @@ impl Cluster {
         } else {
             self.stores.reader(peer)
         };
+        let storage = storage.reporting_lost_writes(self.peers[peer].possibly_lost_writes);
         let mut config = self.config.core.clone();
         config.id = self.peers[peer].id;
         config.seed = self.rng.gen();
@@ -68,9 +69,12 @@ impl Cluster {
     pub fn crash(&mut self, peer: NodeId) {
         let index = self.peer_index(peer);
         let current = &mut self.peers[index];
-        if current.node.take().is_none() {
+        let Some(node) = current.node.take() else {
             return;
-        }
+        };
+        // A node layer records a clean shutdown only once recovered; a crash records none
+        // either way, so a peer that crashes while recovering recovers again (recovery.rs).
+        current.possibly_lost_writes = node.is_recovering();
         current.overlay = None;
         current.incarnation += 1;
         current.flush_scheduled = false;

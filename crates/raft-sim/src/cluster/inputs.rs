@@ -88,6 +88,7 @@ impl Cluster {
         current.node.as_ref()?;
         let (persist_id, hard_state, entry_count) =
             (request.id, request.hard_state, request.entries.len());
+        current.journal.record(&request);
         if let Err(error) = self.stores.write(peer, vec![request]) {
             self.fail(Violation {
                 invariant: "storage-never-fails",

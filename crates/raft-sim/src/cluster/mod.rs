@@ -21,7 +21,8 @@
 //! made on the cluster fix the whole run.
 //!
 //! Submodules: `inputs` (what each event does), `ready` (the driving loop), `requests`
-//! (client calls), `faults` (fault injection), `checks` (invariant hooks and reports). Every
+//! (client calls), `faults` (fault injection), `lossy` (crashes that lose durable writes),
+//! `checks` (invariant hooks and reports). Every
 //! peer's store lives in `stores` (see `crate::storage`), the user's machines' checks in
 //! `machines` (see `crate::machine`).
 
@@ -29,6 +30,7 @@ mod builder;
 mod checks;
 mod faults;
 mod inputs;
+mod lossy;
 mod ready;
 mod requests;
 
@@ -43,6 +45,8 @@ use crate::disk::Disk;
 use crate::event::{Event, EventQueue};
 use crate::invariants::{Invariants, Violation};
 pub use builder::ClusterBuilder;
+use lossy::WriteJournal;
+pub use lossy::LOST_WRITES_MAX;
 
 use crate::machine::{MachineCounters, MachineKind, Machines, PeerMachine, StateMachine};
 use crate::network::{Network, NetworkStats};
@@ -77,6 +81,9 @@ pub struct SimCounters {
     pub crashes: u64,
     /// Restarts.
     pub restarts: u64,
+    /// Crashes that lost durable writes ([`Cluster::crash_losing_writes`]; counted in
+    /// `crashes` too).
+    pub lossy_crashes: u64,
     /// Network faults injected: partitions, disconnections and one-way link cuts.
     pub partitions: u64,
     /// Persist requests completed.
@@ -105,6 +112,7 @@ impl std::ops::AddAssign for SimCounters {
             events,
             crashes,
             restarts,
+            lossy_crashes,
             partitions,
             disk_writes,
             entries_applied,
@@ -119,6 +127,7 @@ impl std::ops::AddAssign for SimCounters {
         self.events += events;
         self.crashes += crashes;
         self.restarts += restarts;
+        self.lossy_crashes += lossy_crashes;
         self.partitions += partitions;
         self.disk_writes += disk_writes;
         self.entries_applied += entries_applied;
@@ -160,6 +169,11 @@ pub(crate) struct Peer {
     apply_done_us: u64,
     /// The user's state machine, beside `service`, when the cluster runs one.
     machine: Option<PeerMachine>,
+    /// The peer's latest completed writes, for a crash that loses some (`lossy.rs`).
+    journal: WriteJournal,
+    /// The next boot reports `possibly_lost_writes`: the peer crashed losing writes, or
+    /// crashed while still recovering (no clean-shutdown marker, in a real node's terms).
+    possibly_lost_writes: bool,
 }
 
 /// Work for the service.
@@ -239,6 +253,8 @@ impl Cluster {
                     apply_queue: Default::default(),
                     apply_done_us: 0,
                     machine: None,
+                    journal: WriteJournal::default(),
+                    possibly_lost_writes: false,
                 }
             })
             .collect();

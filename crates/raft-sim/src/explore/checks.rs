@@ -9,7 +9,7 @@ use raft_core::{Entry, HardState, Index, LogId, NodeId, Storage};
 use super::world::{Applied, Ghost, World};
 use crate::invariants::{
     check_durable_majority, CommittedEntries, DurableVote, ElectionSafety, LeaderCompleteness,
-    LogMatching, StateMachineSafety, Violation,
+    LogMatching, LostWrites, StateMachineSafety, Violation,
 };
 
 /// Every check of one world; records what it learned committed in its history.
@@ -80,7 +80,13 @@ pub(super) fn check_world(world: &mut World) -> Result<(), Violation> {
             .peers
             .iter()
             .map(|peer| (peer.raft.id(), peer.raft.storage() as &dyn Storage));
-        check_durable_majority(id, log_matching.content(id), disks, &configuration)?;
+        check_durable_majority(
+            id,
+            log_matching.content(id),
+            disks,
+            &configuration,
+            &LostWrites::default(),
+        )?;
         world.ghost.committed.insert(id.index, id.term);
     }
 

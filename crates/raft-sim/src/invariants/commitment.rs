@@ -103,14 +103,23 @@ impl CommittedEntries {
 /// the rule the leader applied, never stronger.) A disk holding the entry must give back the
 /// content first written at `id` (`content`, from [`LogMatching::content`]) through
 /// [`Storage::entries`], which reads a write-ahead log's segment files.
+///
+/// A peer that lost `id` in a lossy crash and is still recovering counts as holding it
+/// (`lost`, see [`LostWrites`]): its acknowledgement was true when the leader counted it, and
+/// the recovery keeps the promise it made (it votes for no log without the entry).
 pub(crate) fn check_durable_majority<'a>(
     id: LogId,
     content: Option<u64>,
     disks: impl Iterator<Item = (NodeId, &'a dyn Storage)>,
     configuration: &Configuration,
+    lost: &LostWrites,
 ) -> Check {
     let mut holding = BTreeSet::new();
     for (peer, disk) in disks {
+        if lost.lost(peer, id) {
+            holding.insert(peer);
+            continue;
+        }
         match disk.term(id.index) {
             Ok(term) if term == id.term => {
                 check_stored_content(peer, disk, id, content)?;
@@ -235,5 +244,35 @@ impl LeaderCompleteness {
             }
         }
         Ok(())
+    }
+}
+
+/// Entries recovering peers lost in lossy crashes (`Cluster::crash_losing_writes`), until
+/// they finish recovering: the durable-majority check counts them as held.
+#[derive(Default)]
+pub(crate) struct LostWrites {
+    /// Per peer: the index and term of each entry it lost.
+    lost: BTreeMap<NodeId, BTreeMap<Index, Term>>,
+}
+
+impl LostWrites {
+    /// `peer` lost `ids` (added to what it lost before, should it not have recovered yet).
+    pub(crate) fn record(&mut self, peer: NodeId, ids: Vec<LogId>) {
+        let lost = self.lost.entry(peer).or_default();
+        lost.extend(ids.into_iter().map(|id| (id.index, id.term)));
+    }
+
+    /// `peer` is not recovering (any more): what it holds is what it has.
+    pub(crate) fn forget(&mut self, peer: NodeId) {
+        if !self.lost.is_empty() {
+            self.lost.remove(&peer);
+        }
+    }
+
+    /// Whether `peer` lost `id` and is still recovering.
+    pub(crate) fn lost(&self, peer: NodeId, id: LogId) -> bool {
+        self.lost
+            .get(&peer)
+            .is_some_and(|ids| ids.get(&id.index) == Some(&id.term))
     }
 }

@@ -42,6 +42,12 @@ pub(crate) struct DurableVote {
 }
 
 impl DurableVote {
+    /// `peer`'s disk lost writes and holds `hard_state` again: the fault itself, not a
+    /// breach of the rule (a checker of the peer's recovery would judge what it does next).
+    pub(crate) fn revert(&mut self, peer: NodeId, hard_state: HardState) {
+        self.durable.insert(peer, hard_state);
+    }
+
     pub(crate) fn on_persisted(&mut self, peer: NodeId, hard_state: HardState) -> Check {
         let Some(previous) = self.durable.insert(peer, hard_state) else {
             return Ok(());

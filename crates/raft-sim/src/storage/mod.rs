@@ -113,6 +113,9 @@ impl StorageKind {
 /// store (`LogStore::reader`), whatever the store's type.
 pub struct SimStorage {
     reader: Box<dyn Storage + Send>,
+    /// Reported as `InitialState::possibly_lost_writes`: the peer booting on it crashed
+    /// losing writes, or crashed again before it finished recovering.
+    possibly_lost_writes: bool,
 }
 
 impl SimStorage {
@@ -120,7 +123,15 @@ impl SimStorage {
     pub(crate) fn new(reader: impl Storage + Send + 'static) -> SimStorage {
         SimStorage {
             reader: Box::new(reader),
+            possibly_lost_writes: false,
         }
+    }
+
+    /// The same view, reporting `possibly_lost_writes` at start-up (what a node layer reports
+    /// when it finds no clean-shutdown marker).
+    pub(crate) fn reporting_lost_writes(mut self, possibly_lost_writes: bool) -> SimStorage {
+        self.possibly_lost_writes = possibly_lost_writes;
+        self
     }
 
     /// Entries stored beyond the snapshot.
@@ -138,7 +149,9 @@ impl std::fmt::Debug for SimStorage {
 
 impl Storage for SimStorage {
     fn initial_state(&self) -> Result<InitialState, StorageError> {
-        self.reader.initial_state()
+        let mut initial = self.reader.initial_state()?;
+        initial.possibly_lost_writes |= self.possibly_lost_writes;
+        Ok(initial)
     }
 
     fn entries(&self, low: Index, high: Index, max_bytes: u64) -> Result<Vec<Entry>, StorageError> {

@@ -112,6 +112,17 @@ fn figure8_pause(cluster: &mut Cluster) -> u64 {
 }
 
 pub fn figure_8_leaders_crash_repeatedly(storage: StorageKind, seed: u64) {
+    figure_8(storage, seed, false);
+}
+
+/// Figure 8 where a leader's crash also loses its last one to three completed writes while
+/// no other peer is suspect (a lying fsync and a power loss): the restarted peer recovers
+/// (raft-core's recovery.rs) and every checker holds.
+pub fn figure_8_leaders_lose_writes(storage: StorageKind, seed: u64) {
+    figure_8(storage, seed, true);
+}
+
+fn figure_8(storage: StorageKind, seed: u64, lossy: bool) {
     let mut cluster = cluster(5, seed, storage);
     let ids = cluster.ids();
     let first = cluster.random_command();
@@ -128,6 +139,10 @@ pub fn figure_8_leaders_crash_repeatedly(storage: StorageKind, seed: u64) {
         let pause = figure8_pause(&mut cluster);
         cluster.run_for(pause);
         if let Some(leader) = leader {
+            if lossy && cluster.suspect_peers().is_empty() {
+                let writes = cluster.rng().gen_range(1..=3);
+                cluster.crash_losing_writes(leader, writes);
+            }
             crash1(&mut cluster, leader);
             up -= 1;
         }
@@ -148,6 +163,9 @@ pub fn figure_8_leaders_crash_repeatedly(storage: StorageKind, seed: u64) {
     }
     let last = cluster.random_command();
     cluster.one(last, 5, true);
+    if lossy && cluster.counters().lossy_crashes == 0 {
+        cluster.fail_scenario("no crash lost a write: the scenario tested nothing");
+    }
 }
 
 pub fn unreliable_agreement(storage: StorageKind, seed: u64) {
