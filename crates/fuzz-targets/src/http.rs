@@ -107,6 +107,7 @@ async fn start_server() -> Server {
         request_timeout: Duration::from_millis(500),
         tick: Duration::from_millis(5),
         worker_threads: Some(1),
+        trust_unclean_restart: false,
     };
     let server = match KvServer::start(config).await {
         Ok(server) => server,

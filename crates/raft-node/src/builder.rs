@@ -159,6 +159,15 @@ impl NodeBuilder {
         self
     }
 
+    /// Trust a restart after a crash: start as a peer that lost nothing even when the
+    /// write-ahead log was not closed cleanly (see [`NodeConfig::trust_unclean_restart`] for
+    /// the risk). Off by default: a peer restarted after a crash recovers with its peers'
+    /// help before it votes.
+    pub fn trust_unclean_restart(mut self, trust: bool) -> NodeBuilder {
+        self.config.trust_unclean_restart = trust;
+        self
+    }
+
     /// Messages the apply channel holds before the node waits for the service to take them.
     pub fn apply_channel_capacity(mut self, messages: usize) -> NodeBuilder {
         self.apply_messages_max = messages.max(1);

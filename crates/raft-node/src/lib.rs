@@ -102,6 +102,15 @@
 //! replaced it (it was not applied). [`RaftNode::snapshot`] hands the node the service's state
 //! through an applied index so the log can be compacted.
 //!
+//! ## Restarts
+//!
+//! [`RaftNode::shutdown`] leaves the write-ahead log closed cleanly. A peer started on a log
+//! that was not (a crash, a killed process, a power cut) may have lost writes its disk
+//! reported synced, so it recovers first: it asks the other voters for their terms and logs,
+//! and votes only once it cannot vote twice in a term or for a candidate missing a committed
+//! entry; [`Status::recovery`] and [`NodeMetrics::recovering`] show it. For disks known to
+//! keep every synced write, [`NodeBuilder::trust_unclean_restart`] skips it.
+//!
 //! ## Errors
 //!
 //! Requests fail with a typed [`NodeError`]; [`NodeError::is_retryable`] tells the conditions

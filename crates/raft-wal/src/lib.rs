@@ -8,6 +8,10 @@
 //!    LOCK                                  held while a process has the log open
 //!    00000000000000000001.wal ...          segments: header, then framed records (codec)
 //!    snapshot-<index>-<term>.snap          the newest snapshot (written via a .tmp + rename)
+//!    CLEAN_SHUTDOWN                        only while closed: written by Wal::close_cleanly
+//!                                          after a graceful stop, removed by Wal::open before
+//!                                          anything else; absent at open after a crash, so
+//!                                          RecoveryReport::possibly_lost_writes is set
 //!
 //!  core.ready().persist ─► Wal::write (LogStore::write) ─► fdatasync ─► core.on_persisted
 //!                                                     (timed into Wal::sync_latency, a LatencyHistogram)
@@ -58,6 +62,7 @@
 #![deny(missing_docs)]
 
 mod checksum;
+mod clean_shutdown;
 mod codec;
 mod error;
 mod fsutil;

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use raft_core::{Configuration, HardState, LogId, Snapshot, SnapshotMeta, Term};
 
+use crate::clean_shutdown;
 use crate::codec::{decode_configuration, encode_frame, Record};
 use crate::error::{Result, WalError};
 use crate::fsutil::{DirectoryLock, Syncer};
@@ -56,7 +57,25 @@ pub struct RecoveryReport {
     /// became durable) and was written.
     pub snapshot_marker_restored: bool,
     /// Files removed: temporaries, superseded snapshots, a segment whose creation was torn.
+    /// (The clean-shutdown marker is not listed: see [`RecoveryReport::clean_shutdown`].)
     pub removed_files: Vec<PathBuf>,
+    /// The previous process closed the log with [`Wal::close_cleanly`]: its clean-shutdown
+    /// marker was found (and removed, so that a crash from now on counts as unclean).
+    pub clean_shutdown: bool,
+    /// The log may lack writes that were reported durable: it held state from an earlier
+    /// run (it was not bootstrapped now), and either that run did not close it cleanly (a
+    /// crash, whose loss a disk lying about its fsyncs hides) or recovery cut a torn tail or
+    /// dropped corrupt bytes. What [`raft_core::Storage::initial_state`] reports, so that the
+    /// peer recovers with its peers' help before it votes (see `raft_core`'s recovery).
+    pub possibly_lost_writes: bool,
+}
+
+impl RecoveryReport {
+    /// [`RecoveryReport::possibly_lost_writes`] from the other findings.
+    fn judge_lost_writes(&self) -> bool {
+        let damaged = self.torn_tail_bytes > 0 || self.corrupt_bytes_dropped > 0;
+        !self.bootstrapped && (!self.clean_shutdown || damaged)
+    }
 }
 
 /// The files of a data directory, by kind.
@@ -231,7 +250,11 @@ impl Wal {
             }
         }
         let lock = DirectoryLock::acquire(&dir)?;
-        let mut report = RecoveryReport::default();
+        let mut report = RecoveryReport {
+            // First, before anything in the directory changes (see clean_shutdown).
+            clean_shutdown: clean_shutdown::take(options.syncer(), &dir)?,
+            ..RecoveryReport::default()
+        };
         let mut listing = list(&dir)?;
         if listing.segments.is_empty() && listing.snapshots.is_empty() {
             bootstrap_directory(options.syncer(), &dir, bootstrap)?;
@@ -262,12 +285,15 @@ impl Wal {
         }
         report.entries = log.len();
         report.snapshot = snapshot.meta.last_included;
+        report.possibly_lost_writes = report.judge_lost_writes();
         tracing::info!(
             dir = %dir.display(),
             segments = report.segments,
             entries = report.entries,
             snapshot = %report.snapshot,
             torn_tail_bytes = report.torn_tail_bytes,
+            clean_shutdown = report.clean_shutdown,
+            possibly_lost_writes = report.possibly_lost_writes,
             "write-ahead log recovered"
         );
         let shared = Shared::new(DurableState {
@@ -277,6 +303,7 @@ impl Wal {
             configurations,
             cache: TailCache::new(options.cache_bytes_max),
             segments,
+            possibly_lost_writes: report.possibly_lost_writes,
         });
         let warm = WalStorage::new(Arc::clone(&shared))
             .warm_cache(options.cache_bytes_max.min(WARM_CACHE_BYTES_MAX));

@@ -40,6 +40,9 @@ pub(crate) struct DurableState {
     pub(crate) cache: TailCache,
     /// Every segment still on disk, by sequence number.
     pub(crate) segments: BTreeMap<u64, Arc<SegmentFile>>,
+    /// What recovery judged when the log was opened (see
+    /// [`crate::RecoveryReport::possibly_lost_writes`]); reported in every initial state.
+    pub(crate) possibly_lost_writes: bool,
 }
 
 /// State shared between the writer and every [`WalStorage`] handle.
@@ -265,9 +268,7 @@ impl Storage for WalStorage {
             hard_state: state.hard_state,
             configuration,
             configuration_entries: state.configurations.to_vec(),
-            // NB: the node layer (branch recovery-node) decides this from its clean-shutdown
-            // marker; the log alone cannot tell.
-            possibly_lost_writes: false,
+            possibly_lost_writes: state.possibly_lost_writes,
         })
     }
 

@@ -298,9 +298,37 @@ impl Wal {
         &self.report
     }
 
+    /// Overrides what the log reports as `InitialState::possibly_lost_writes` (recovery's
+    /// judgement, [`RecoveryReport::possibly_lost_writes`], until then), for a caller that
+    /// knows better before the core is built on it: a simulator whose crashes are process
+    /// crashes on an honest disk, having checked the reopened log holds every completed
+    /// write. Reporting `false` for a log that did lose writes lets its peer vote twice in a
+    /// term or help lose committed entries.
+    pub fn set_possibly_lost_writes(&mut self, possibly_lost_writes: bool) {
+        self.shared.write().possibly_lost_writes = possibly_lost_writes;
+    }
+
     /// Why the log stopped accepting writes, if it did.
     pub fn failure(&self) -> Option<&str> {
         self.failure.as_deref()
+    }
+
+    /// Closes the log after a graceful stop: writes the clean-shutdown marker durably (the
+    /// file, then the directory), so that the next [`Wal::open`] knows no write reported
+    /// durable can have been lost to a crash (its [`RecoveryReport::possibly_lost_writes`] is
+    /// then false unless it finds damage). Every write [`Wal::write`] returned from is durable
+    /// already; call this only once nothing more will be written, and only if the peer
+    /// running on the log trusts its own state (`raft_core::Raft::is_recovering` is false:
+    /// a peer still recovering must recover again after the next start). Dropping the log
+    /// without it counts as a crash. Fails with [`WalError::Stopped`] if an earlier write
+    /// failed: what is on disk is then unknown.
+    pub fn close_cleanly(self) -> Result<()> {
+        if let Some(failure) = &self.failure {
+            return Err(WalError::Stopped(failure.clone()));
+        }
+        crate::clean_shutdown::write(self.options.syncer(), &self.dir)?;
+        tracing::info!(dir = %self.dir.display(), "write-ahead log closed cleanly");
+        Ok(())
     }
 
     /// The histogram of how long each fdatasync of a segment took (the sync every write

@@ -172,6 +172,27 @@ pub struct FollowerStatus {
     pub state: String,
 }
 
+/// A node's recovery after a restart that may have lost durable writes (an unclean stop):
+/// until it ends, the node neither campaigns nor votes unless that is safe.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryStatus {
+    /// `probing` (asking the other voters for their terms and logs; the node answers no
+    /// replication meanwhile) or `catching-up` (replicating from the leader; it votes only
+    /// once every other voter has answered).
+    pub phase: String,
+    /// Voters that answered its probe.
+    pub answered: Vec<u64>,
+    /// Voters it still waits for.
+    pub awaiting: Vec<u64>,
+    /// The highest term among the answers: it votes only for a candidate of a higher term.
+    pub term_floor: u64,
+    /// Index of the most up-to-date log among the answers: a candidate it votes for must
+    /// hold a log at least as up-to-date as that.
+    pub log_floor_index: u64,
+    /// Term of that log's last entry.
+    pub log_floor_term: u64,
+}
+
 /// Answer to `GET /v1/status`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusResponse {
@@ -201,6 +222,10 @@ pub struct StatusResponse {
     pub keys: u64,
     /// This node's HTTP address.
     pub http_address: String,
+    /// While the node recovers after an unclean restart, how far it is; absent otherwise
+    /// (and from nodes of versions before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoveryStatus>,
 }
 
 /// The body of every error answer.

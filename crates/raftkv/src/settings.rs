@@ -220,6 +220,14 @@ serve_settings! {
     /// (announcing its address, joining); it must be an admin token of theirs. Default: the
     /// first admin entry of --auth-tokens given as `token`.
     cluster_token_file: Option<PathBuf> ["RAFTKV_CLUSTER_TOKEN_FILE"];
+    /// Start as a node that lost nothing even after an unclean stop (a crash, a kill, a
+    /// power loss: no clean-shutdown marker in the data directory). By default such a node
+    /// first recovers with the other voters' help and votes only once that is safe, because
+    /// a disk whose write cache lies about fsync may have lost what the node acknowledged.
+    /// Only for disks known to keep every synced write: if one lost writes after all, the
+    /// node may vote twice in a term and committed entries can be lost.
+    trust_unclean_restart: bool ["RAFTKV_TRUST_UNCLEAN_RESTART"]
+        clap(value_parser = clap::builder::BoolishValueParser::new());
     /// With --auth-tokens: let anyone read /metrics (for a scraper without a token).
     public_metrics: bool ["RAFTKV_PUBLIC_METRICS"]
         clap(value_parser = clap::builder::BoolishValueParser::new());
@@ -304,6 +312,8 @@ pub struct ServeConfig {
     pub tick: Duration,
     /// Threads serving the HTTP API; `None`: one per core.
     pub worker_threads: Option<usize>,
+    /// Start without recovery after an unclean stop (see `--trust-unclean-restart`).
+    pub trust_unclean_restart: bool,
 }
 
 impl ServeArgs {
@@ -354,6 +364,7 @@ impl ServeArgs {
             request_timeout: Duration::from_millis(settings.request_timeout_ms),
             tick: Duration::from_millis(settings.tick_ms),
             worker_threads: settings.worker_threads,
+            trust_unclean_restart: settings.trust_unclean_restart,
         };
         config.validate()?;
         Ok(config)
@@ -694,6 +705,10 @@ mod tests {
         assert_eq!(config.request_timeout, Duration::from_secs(5));
         assert_eq!(config.tick, Duration::from_millis(20));
         assert_eq!(config.worker_threads, None);
+        assert!(
+            !config.trust_unclean_restart,
+            "an unclean restart recovers unless trusted"
+        );
         let http = args().resolve_http(&config).expect("valid");
         let defaults = HttpLimits::default();
         assert_eq!(http.limits.connections_max, 10_000);
@@ -707,6 +722,19 @@ mod tests {
             defaults.body_bytes_in_flight_max
         );
         assert!(http.access.policy.is_none(), "no token file: open");
+    }
+
+    #[test]
+    fn trusting_unclean_restarts_is_a_switch_of_the_flags_or_the_file() {
+        let mut flagged = args();
+        flagged.trust_unclean_restart = true;
+        assert!(flagged.resolve().expect("valid").trust_unclean_restart);
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, "trust_unclean_restart = true\n").expect("writes");
+        let mut from_file = args();
+        from_file.config = Some(path);
+        assert!(from_file.resolve().expect("valid").trust_unclean_restart);
     }
 
     /// Flags are `--name-with-dashes` and switches take no value; `--peers` and `--join`

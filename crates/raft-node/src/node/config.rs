@@ -21,6 +21,15 @@ pub struct NodeConfig {
     /// An address for each peer (whatever a client should be redirected to), named in
     /// [`NodeError::NotLeader`].
     pub addresses: BTreeMap<NodeId, String>,
+    /// Start as a peer that lost nothing even when the store says it may have lost durable
+    /// writes (`InitialState::possibly_lost_writes`: the write-ahead log was not closed
+    /// cleanly, or cut a torn tail). Off by default: such a peer first recovers with its
+    /// peers' help and votes only once that is safe (see `raft_core`'s recovery and
+    /// docs/operations.md). Turn it on only for disks known to keep every write they
+    /// acknowledged as synced (no volatile write cache that lies about its flushes): if such
+    /// a disk lost writes after all, the peer may vote twice in a term or help commit an
+    /// entry it no longer holds, and committed entries can be lost.
+    pub trust_unclean_restart: bool,
 }
 
 impl NodeConfig {
@@ -31,6 +40,7 @@ impl NodeConfig {
             tick: Duration::from_millis(20),
             commands_max: 4096,
             addresses: BTreeMap::new(),
+            trust_unclean_restart: false,
         }
     }
 }

@@ -14,6 +14,7 @@
 //! synced (thesis §10.2.1); the core holds back anything that must wait for the write. Where a
 //! write is made is [`EventLoop::write_place`]'s choice.
 
+use std::any::Any;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -22,12 +23,14 @@ use raft_core::{
     ConfChangeError, Entry, Index, LogStore, Message, NodeId, PersistId, PersistRequest, Raft,
     ReadContext, Term,
 };
+use raft_wal::Wal;
 use tokio::sync::mpsc;
 
 use super::apply::ApplyWork;
 use super::clock::Clock;
 use super::command::{Command, Placement, ReadReply};
 use super::metrics::Published;
+use super::reader::NodeReader;
 use super::{NodeConfig, NodeError, StopReason};
 use crate::metrics::{add, set};
 use crate::storage_thread::{self, StorageThread, WriteHere};
@@ -35,7 +38,7 @@ use crate::transport::Transport;
 
 /// The event loop's state: the core and everything it hands work to.
 pub(super) struct EventLoop<S: LogStore, T> {
-    raft: Raft<S::Reader>,
+    raft: Raft<NodeReader<S::Reader>>,
     addresses: BTreeMap<NodeId, String>,
     transport: T,
     writer: Option<StorageThread<S>>,
@@ -96,7 +99,7 @@ impl<S: LogStore, T: Transport> EventLoop<S, T> {
     /// the figures are right before the first event).
     pub(super) fn new(
         config: &NodeConfig,
-        raft: Raft<S::Reader>,
+        raft: Raft<NodeReader<S::Reader>>,
         transport: T,
         writer: StorageThread<S>,
         apply_work: mpsc::UnboundedSender<ApplyWork>,
@@ -200,18 +203,63 @@ impl<S: LogStore, T: Transport> EventLoop<S, T> {
             command.refuse(NodeError::Stopped(stop_reason.clone()));
         }
         if let Some(writer) = self.writer.take() {
-            let backlog = std::mem::take(&mut self.persist_backlog);
+            let mut backlog = std::mem::take(&mut self.persist_backlog);
+            // Only a graceful stop may leave the clean-shutdown marker, and only once every
+            // write the core asked for is durable: the one that ended a recovery (its term and
+            // vote) may still be inside the core.
+            let graceful = stop_reason == StopReason::Shutdown;
+            let all_handed_out = graceful && self.take_pending_persists(&mut backlog);
+            // A peer still recovering must recover again after the next start.
+            let close_cleanly = all_handed_out && !self.raft.is_recovering();
+            let id = self.raft.id();
             // Joins the storage thread after it wrote what it was handed.
-            let _ = tokio::task::spawn_blocking(move || {
+            let closed = tokio::task::spawn_blocking(move || {
                 for request in backlog {
                     if writer.submit(request).is_err() {
                         break;
                     }
                 }
-                writer.shutdown()
+                let store = writer.shutdown()?;
+                if close_cleanly {
+                    close_store_cleanly(store)
+                } else {
+                    Ok(false)
+                }
             })
             .await;
+            match closed {
+                Ok(Ok(true)) => tracing::info!(%id, "storage closed cleanly"),
+                Ok(Ok(false)) => tracing::info!(
+                    %id,
+                    graceful,
+                    all_handed_out,
+                    recovering = self.raft.is_recovering(),
+                    "storage closed without the clean-shutdown marker: the next start recovers"
+                ),
+                Ok(Err(error)) => {
+                    tracing::warn!(%id, %error, "storage not closed cleanly: the next start recovers")
+                }
+                Err(join) => {
+                    tracing::warn!(%id, error = %join, "the storage thread's shutdown failed")
+                }
+            }
         }
+    }
+
+    /// Takes every write the core has ready but not handed out yet into `backlog` (the rest
+    /// of its output is dropped: the node is stopping). False if the core kept producing
+    /// output past the bound, so that something may be left unwritten.
+    fn take_pending_persists(&mut self, backlog: &mut VecDeque<PersistRequest>) -> bool {
+        // Each round hands out all the core holds; with no input between rounds the second
+        // finds nothing. The bound only keeps a core bug from hanging the stop.
+        const ROUNDS_MAX: usize = 16;
+        for _ in 0..ROUNDS_MAX {
+            if !self.raft.has_ready() {
+                return true;
+            }
+            backlog.extend(self.raft.ready().persist);
+        }
+        !self.raft.has_ready()
     }
 
     /// Feeds one event to the core; `Some(reason)` when the loop must stop.
@@ -402,9 +450,16 @@ impl<S: LogStore, T: Transport> EventLoop<S, T> {
         set(&figures.commit_index, commit_index);
         set(&figures.last_log_index, self.raft.last_index());
         set(&figures.snapshot_index, self.raft.snapshot_index());
+        let counters = self.raft.counters();
+        set(&figures.elections_started_total, counters.elections_started);
+        set(&figures.recovering, self.raft.is_recovering());
         set(
-            &figures.elections_started_total,
-            self.raft.counters().elections_started,
+            &figures.recoveries_started_total,
+            counters.recoveries_started,
+        );
+        set(
+            &figures.recoveries_finished_total,
+            counters.recoveries_finished,
         );
     }
 
@@ -470,5 +525,22 @@ impl<S: LogStore, T: Transport> EventLoop<S, T> {
             }
             _ => WritePlace::Thread,
         }
+    }
+}
+
+/// Closes `store` after a graceful stop: a write-ahead log ([`Wal`]) writes its clean-shutdown
+/// marker, so that the next start trusts its state (see [`Wal::close_cleanly`]). Another
+/// store is just dropped (true if the marker was written).
+///
+/// NB: found by type, because `LogStore` has no method for it; a store of the user's own
+/// reports `InitialState::possibly_lost_writes` by its own means.
+fn close_store_cleanly<S: LogStore>(store: S) -> Result<bool, storage_thread::WriteFailure> {
+    let store: Box<dyn Any> = Box::new(store);
+    match store.downcast::<Wal>() {
+        Ok(wal) => wal
+            .close_cleanly()
+            .map(|()| true)
+            .map_err(|error| error.to_string()),
+        Err(_) => Ok(false),
     }
 }

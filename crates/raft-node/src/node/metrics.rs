@@ -66,6 +66,22 @@ crate::declare_metrics! {
     /// Elections this peer started (real campaigns, not pre-votes).
     elections_started_total: u64
         => counter("raft_elections_started", "Elections this node started"),
+    /// Whether this peer is recovering after a restart that may have lost durable writes
+    /// (an unclean stop): it answers no vote until it is safe, and never campaigns.
+    recovering: bool => gauge(
+        "raft_recovering",
+        "1 while this node recovers after an unclean restart (it cannot vote or campaign yet)"
+    ),
+    /// Recoveries this peer started (0 or 1: one at most, at start).
+    recoveries_started_total: u64 => counter(
+        "raft_recoveries_started",
+        "Recoveries started after an unclean restart"
+    ),
+    /// Recoveries this peer finished: it became a normal member again.
+    recoveries_finished_total: u64 => counter(
+        "raft_recoveries_finished",
+        "Recoveries finished: the node votes and campaigns again"
+    ),
     /// Appends that asked this peer to overwrite an entry it knows is committed (0 or 1: the
     /// first stops the node, see [`StopReason::SafetyViolation`]).
     safety_violations_total: u64 => counter(
@@ -172,6 +188,9 @@ mod tests {
                 "raft_entries_committed",
                 "raft_entries_applied",
                 "raft_elections_started",
+                "raft_recovering",
+                "raft_recoveries_started",
+                "raft_recoveries_finished",
                 "raft_safety_violations",
                 "raft_leader_changes",
                 "raft_snapshots_installed",

@@ -46,6 +46,7 @@ mod config;
 mod error;
 mod event_loop;
 mod metrics;
+mod reader;
 
 pub use apply::ApplyMsg;
 pub use config::NodeConfig;
@@ -56,9 +57,11 @@ use apply::apply_task;
 use command::{Command, PlacedCallback, Placement};
 use event_loop::EventLoop;
 use metrics::Published;
+use reader::NodeReader;
 
-/// A running peer. Dropping it stops the event loop; [`RaftNode::shutdown`] also waits for
-/// queued writes to reach the disk.
+/// A running peer. Dropping it stops the event loop as a crash would (the next start on its
+/// write-ahead log recovers with the peers' help); [`RaftNode::shutdown`] waits for queued
+/// writes to reach the disk and closes the log cleanly.
 pub struct RaftNode {
     id: NodeId,
     /// The runtime the node runs on, for the blocking calls.
@@ -82,7 +85,8 @@ impl RaftNode {
         apply: mpsc::Sender<ApplyMsg>,
     ) -> Result<RaftNode, StartError> {
         let id = config.raft.id;
-        let raft = Raft::new(config.raft.clone(), store.reader())?;
+        let reader = NodeReader::new(store.reader(), config.trust_unclean_restart);
+        let raft = Raft::new(config.raft.clone(), reader)?;
         let published = Arc::new(Published::default());
         let write_latency = Arc::clone(&published.figures.storage_write_latency);
         let (durable_sender, durable) = mpsc::unbounded_channel();
@@ -289,6 +293,12 @@ impl RaftNode {
     /// Stops the node after the writes already handed to the storage thread are durable.
     /// Takes `&self` so a node shared by a service can be stopped; later calls fail with
     /// [`NodeError::Stopped`], and a second `shutdown` returns at once.
+    ///
+    /// On a write-ahead log ([`raft_wal::Wal`]) it then writes the clean-shutdown marker
+    /// ([`raft_wal::Wal::close_cleanly`]), so that the next start trusts the log, unless the
+    /// peer is still recovering from an earlier unclean stop ([`Status::recovery`]): it then
+    /// recovers again at the next start. Any other stop (a dropped node, a storage failure)
+    /// leaves no marker: the next start recovers (see [`NodeConfig::trust_unclean_restart`]).
     pub async fn shutdown(&self) {
         let _ = self.commands.send(Command::Shutdown).await;
         let handle = self.take_event_loop();

@@ -107,6 +107,11 @@ impl Cluster {
         cluster
     }
 
+    /// The data directory of `peer`'s write-ahead log.
+    pub fn data_dir(&self, peer: usize) -> &std::path::Path {
+        self.dirs[peer].path()
+    }
+
     /// The node id of `peer`.
     pub fn id(peer: usize) -> NodeId {
         NodeId(peer as u64 + 1)

@@ -115,6 +115,9 @@ fn run_case(options: &CaseOptions, operations: &[Operation]) -> Result<(), TestC
             Operation::Reopen => {
                 trace.push("reopen".to_string());
                 drop(wal);
+                // Dropped without `close_cleanly`, as by a crash: the reopened log reports
+                // that writes may have been lost.
+                model.storage.set_possibly_lost_writes(true);
                 // An existing log keeps its own configuration: the bootstrap one is ignored.
                 wal = open(dir.path(), options, Configuration::default())
                     .map_err(|message| fail(&trace, message))?;
@@ -153,6 +156,7 @@ fn run_case(options: &CaseOptions, operations: &[Operation]) -> Result<(), TestC
     // A final restart: everything acknowledged survives it.
     drop(wal);
     trace.push("reopen".to_string());
+    model.storage.set_possibly_lost_writes(true);
     let wal = open(dir.path(), options, Configuration::default())
         .map_err(|message| fail(&trace, message))?;
     check_recovery(&wal, &model.storage).map_err(|message| fail(&trace, message))?;

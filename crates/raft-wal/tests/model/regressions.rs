@@ -60,6 +60,8 @@ fn scenario(requests: Vec<PersistRequest>) {
         }
     }
     drop(wal);
+    // Dropped without `close_cleanly`, as by a crash.
+    model.set_possibly_lost_writes(true);
     let wal = open(dir.path(), &options, Configuration::default())
         .unwrap_or_else(|message| panic!("{message}\n  {}", trace.join("\n  ")));
     if let Err(message) = check_recovery(&wal, &model).and_then(|()| check(&wal, &model, &options))

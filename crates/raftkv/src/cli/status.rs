@@ -1,7 +1,8 @@
 //! `raftkv status`: every node asked at once, one row each, with how far each has applied
-//! behind the highest commit index any of them reported.
+//! behind the highest commit index any of them reported, and the phase of a node recovering
+//! after an unclean restart.
 
-use raftkv_client::api::StatusResponse;
+use raftkv_client::api::{RecoveryStatus, StatusResponse};
 use raftkv_client::{Client, ClientError};
 
 use super::output::{table, Exit, Output};
@@ -60,8 +61,8 @@ fn status_output(endpoints: &[String], results: &[Result<StatusResponse, String>
 }
 
 /// The status table's header.
-const STATUS_HEADER: [&str; 8] = [
-    "ENDPOINT", "ID", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAG",
+const STATUS_HEADER: [&str; 9] = [
+    "ENDPOINT", "ID", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAG", "RECOVERY",
 ];
 
 /// The status table: a row of cells per node that answered, and `unreachable: REASON` after
@@ -88,11 +89,25 @@ fn status_table(
                 commit_index_max
                     .saturating_sub(status.applied_index)
                     .to_string(),
+                recovery_cell(status.recovery.as_ref()),
             ],
             Err(reason) => vec![endpoint.clone(), format!("unreachable: {reason}")],
         })
         .collect();
     table(&STATUS_HEADER, &rows).into_bytes()
+}
+
+/// `-` for a node not recovering; else its phase and, while it waits for voters, which:
+/// `probing (awaiting 2,3)`.
+fn recovery_cell(recovery: Option<&RecoveryStatus>) -> String {
+    let Some(recovery) = recovery else {
+        return "-".to_string();
+    };
+    if recovery.awaiting.is_empty() {
+        return recovery.phase.clone();
+    }
+    let awaiting: Vec<String> = recovery.awaiting.iter().map(u64::to_string).collect();
+    format!("{} (awaiting {})", recovery.phase, awaiting.join(","))
 }
 
 #[cfg(test)]
@@ -120,6 +135,7 @@ mod tests {
             followers: Vec::new(),
             keys: 0,
             http_address: String::new(),
+            recovery: None,
         }
     }
 
@@ -139,9 +155,9 @@ mod tests {
         assert_eq!(output.exit, Exit::Success);
         assert!(output.stderr.is_empty());
         let expected = "\
-ENDPOINT               ID  ROLE      TERM  LEADER  COMMIT  APPLIED  LAG
-127.0.0.1:8001         1   leader    3     1       120     120      0
-127.0.0.1:8002         2   follower  3     1       118     95       25
+ENDPOINT               ID  ROLE      TERM  LEADER  COMMIT  APPLIED  LAG  RECOVERY
+127.0.0.1:8001         1   leader    3     1       120     120      0    -
+127.0.0.1:8002         2   follower  3     1       118     95       25   -
 http://127.0.0.1:8003  unreachable: connection refused
 ";
         assert_eq!(String::from_utf8_lossy(&output.stdout), expected);
@@ -160,8 +176,43 @@ http://127.0.0.1:8003  unreachable: connection refused
         assert_eq!(output.exit.code(), 0);
         assert_eq!(
             String::from_utf8_lossy(&output.stdout),
-            "ENDPOINT        ID  ROLE       TERM  LEADER  COMMIT  APPLIED  LAG\n\
-             127.0.0.1:8001  1   candidate  3     -       7       7        0\n"
+            "ENDPOINT        ID  ROLE       TERM  LEADER  COMMIT  APPLIED  LAG  RECOVERY\n\
+             127.0.0.1:8001  1   candidate  3     -       7       7        0    -\n"
         );
+    }
+
+    #[test]
+    fn a_recovering_node_shows_its_phase_and_the_voters_it_waits_for() {
+        let recovery = |phase: &str, answered: Vec<u64>, awaiting: Vec<u64>| RecoveryStatus {
+            phase: phase.to_string(),
+            answered,
+            awaiting,
+            term_floor: 3,
+            log_floor_index: 118,
+            log_floor_term: 3,
+        };
+        let endpoints = [
+            "127.0.0.1:8001".to_string(),
+            "127.0.0.1:8002".to_string(),
+            "127.0.0.1:8003".to_string(),
+        ];
+        let mut probing = status(2, "follower", None, 0, 0);
+        probing.recovery = Some(recovery("probing", vec![1], vec![3]));
+        let mut catching_up = status(3, "follower", Some(1), 100, 100);
+        catching_up.recovery = Some(recovery("catching-up", vec![1, 2], vec![]));
+        let results = [
+            Ok(status(1, "leader", Some(1), 120, 120)),
+            Ok(probing),
+            Ok(catching_up),
+        ];
+        let output = status_output(&endpoints, &results);
+        assert_eq!(output.exit, Exit::Success);
+        let expected = "\
+ENDPOINT        ID  ROLE      TERM  LEADER  COMMIT  APPLIED  LAG  RECOVERY
+127.0.0.1:8001  1   leader    3     1       120     120      0    -
+127.0.0.1:8002  2   follower  3     -       0       0        120  probing (awaiting 3)
+127.0.0.1:8003  3   follower  3     1       100     100      20   catching-up
+";
+        assert_eq!(String::from_utf8_lossy(&output.stdout), expected);
     }
 }

@@ -4,8 +4,8 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use raft_core::ProgressState;
-use raftkv_client::api::{FollowerStatus, StatusResponse};
+use raft_core::{ProgressState, RecoveryPhase};
+use raftkv_client::api::{FollowerStatus, RecoveryStatus, StatusResponse};
 
 use super::error::ApiError;
 use super::AppState;
@@ -56,8 +56,25 @@ pub(super) async fn status(State(state): State<AppState>) -> Response {
         followers,
         keys,
         http_address: server.config().http_addr.to_string(),
+        recovery: status.recovery.map(recovery_status),
     })
     .into_response()
+}
+
+/// A recovery as the status answer shows it (see docs/operations.md).
+fn recovery_status(recovery: raft_core::RecoveryStatus) -> RecoveryStatus {
+    RecoveryStatus {
+        phase: match recovery.phase {
+            RecoveryPhase::Probing => "probing",
+            RecoveryPhase::CatchingUp => "catching-up",
+        }
+        .to_string(),
+        answered: recovery.answered.iter().map(|id| id.0).collect(),
+        awaiting: recovery.awaiting.iter().map(|id| id.0).collect(),
+        term_floor: recovery.term_floor.0,
+        log_floor_index: recovery.log_floor.index.0,
+        log_floor_term: recovery.log_floor.term.0,
+    }
 }
 
 pub(super) async fn metrics(State(state): State<AppState>) -> Response {

@@ -165,6 +165,7 @@ impl KvServer {
             tick: config.tick,
             commands_max: 4096,
             addresses: BTreeMap::new(),
+            trust_unclean_restart: config.trust_unclean_restart,
         };
         let leadership_change_hold = config
             .tick

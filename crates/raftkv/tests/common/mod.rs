@@ -299,6 +299,21 @@ impl TestCluster {
             .ok()
     }
 
+    /// The value of the Prometheus sample whose line starts with `series` on node `index`
+    /// (which must answer and export it).
+    pub async fn metric(&self, index: usize, series: &str) -> f64 {
+        let (status, _, body) = self
+            .request(index, "GET", "/metrics", &[], Bytes::new())
+            .await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        String::from_utf8_lossy(&body)
+            .lines()
+            .find(|line| line.starts_with(series))
+            .and_then(|line| line.split_whitespace().last())
+            .and_then(|value| value.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("node {} exports {series}", index + 1))
+    }
+
     /// Waits until every running node names the same leader and knows its HTTP address (so
     /// any node can forward); returns the leader's index.
     pub async fn wait_for_leader(&self) -> usize {

@@ -1,7 +1,8 @@
 //! Three real `raftkv serve` processes per test, one module per topic: replication and
 //! recovery (writes through every node, linearizable reads, a SIGKILLed leader, restarts,
 //! snapshots, SIGTERM), exactly-once sessions (numeric and opaque client ids), bad input, the
-//! command line, membership, and leadership transfers under writes.
+//! command line, membership, leadership transfers under writes, and the recovery of a node
+//! restarted after an unclean stop.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -12,3 +13,4 @@ mod membership;
 mod replication;
 mod sessions;
 mod transfers;
+mod unclean_restart;

@@ -96,16 +96,7 @@ async fn round_robin_writer(
 async fn counter_total(cluster: &TestCluster, series: &str) -> f64 {
     let mut total = 0.0;
     for node in 0..cluster.nodes.len() {
-        let (status, _, body) = cluster
-            .request(node, "GET", "/metrics", &[], Bytes::new())
-            .await;
-        assert_eq!(status, 200);
-        total += String::from_utf8_lossy(&body)
-            .lines()
-            .find(|line| line.starts_with(series))
-            .and_then(|line| line.split_whitespace().last())
-            .and_then(|value| value.parse::<f64>().ok())
-            .unwrap_or_else(|| panic!("node {} exports {series}", node + 1));
+        total += cluster.metric(node, series).await;
     }
     total
 }
