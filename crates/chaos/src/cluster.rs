@@ -48,6 +48,10 @@ pub struct NodeOptions {
     /// Load the fsync shim (crate `raftkv-fsync-fault`) into every node so its fsyncs can be
     /// made to fail or lie.
     pub fsync_shim: Option<PathBuf>,
+    /// Start every node with `--distrust-unclean-restart`: with `--lossy-storage` a crash may
+    /// take synced writes away without leaving damage to see, so every node restarted after
+    /// a kill recovers before it votes.
+    pub distrust_unclean_restart: bool,
 }
 
 /// What a node process is doing.
@@ -231,6 +235,9 @@ impl Cluster {
             .arg(options.request_timeout_ms.to_string())
             .arg("--worker-threads")
             .arg(options.worker_threads.to_string());
+        if options.distrust_unclean_restart {
+            command.arg("--distrust-unclean-restart");
+        }
         match &node.join {
             None => {
                 command.arg("--peers").arg(&self.founding_peers);

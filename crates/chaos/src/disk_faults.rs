@@ -303,7 +303,7 @@ pub(crate) async fn fsync(
 
 /// Whether the cluster can lose a node for good (a refusal to start and the runbook): the
 /// current leader's configuration is settled, has at least the founding number of voters, and
-/// every voter runs unimpaired. Without this gate a damaged node in a cluster already down to
+/// every voter runs unimpaired and is not recovering. Without this gate a damaged node in a cluster already down to
 /// two voters can be neither restarted nor removed, and the cluster stays without a quorum.
 async fn can_lose_a_node(context: &FaultContext) -> bool {
     let Some(members) = context.leader_members().await else {
@@ -314,6 +314,10 @@ async fn can_lose_a_node(context: &FaultContext) -> bool {
     }
     let voters = crate::nemesis::voter_ids(&members);
     if voters.len() < context.voters {
+        return false;
+    }
+    // A recovering node counts as down (see FaultContext::recovering_slots).
+    if !context.recovering_slots().await.is_empty() {
         return false;
     }
     let cluster = context.cluster.lock().await;

@@ -400,18 +400,40 @@ impl FaultContext {
         confirmed.then_some(members)
     }
 
+    /// The slots of running nodes that say they are recovering after a restart that may have
+    /// lost writes (`recovery` in `/v1/status`). Such a node counts as down: it acknowledges
+    /// nothing, or votes for no one, until the other voters answered it, so a fault that takes
+    /// another node away can leave the cluster without a quorum it cannot regain by itself (a
+    /// voter that refuses to start cannot be removed without a leader).
+    pub async fn recovering_slots(&self) -> Vec<usize> {
+        let mut recovering = Vec::new();
+        for (slot, endpoint) in self.running_endpoints().await {
+            let status =
+                tokio::time::timeout(Duration::from_secs(1), self.admin.status(&endpoint)).await;
+            if let Ok(Ok(status)) = status {
+                if status.recovery.is_some() {
+                    recovering.push(slot);
+                }
+            }
+        }
+        recovering
+    }
+
+    /// The slot and HTTP address of every running node.
+    async fn running_endpoints(&self) -> Vec<(usize, String)> {
+        let cluster = self.cluster.lock().await;
+        cluster
+            .occupants()
+            .into_iter()
+            .filter(|&(slot, _)| cluster.state(slot) == Some(ProcessState::Running))
+            .map(|(slot, _)| (slot, cluster.topology().http_addr(slot).to_string()))
+            .collect()
+    }
+
     /// The slot of the leader with the highest term among the nodes that answer, if any.
     pub async fn leader_slot(&self) -> Option<usize> {
-        let occupants = self.cluster.lock().await.occupants();
         let mut best: Option<(u64, usize)> = None;
-        for (slot, _) in occupants {
-            let endpoint = {
-                let cluster = self.cluster.lock().await;
-                if cluster.state(slot) != Some(ProcessState::Running) {
-                    continue;
-                }
-                cluster.topology().http_addr(slot).to_string()
-            };
+        for (slot, endpoint) in self.running_endpoints().await {
             if let Ok(status) = self.admin.status(&endpoint).await {
                 if status.role == "leader" && best.is_none_or(|(term, _)| status.term > term) {
                     best = Some((status.term, slot));
@@ -586,9 +608,14 @@ pub(crate) async fn process_victim(
     } else {
         None
     };
+    let recovering = context.recovering_slots().await;
     let cluster = context.cluster.lock().await;
     let down_max = (context.voters.saturating_sub(1)) / 2;
-    if cluster.impaired_slots().len() >= down_max.max(1) {
+    let mut impaired = cluster.impaired_slots();
+    impaired.extend(recovering.iter().copied());
+    impaired.sort_unstable();
+    impaired.dedup();
+    if impaired.len() >= down_max.max(1) {
         return None;
     }
     let running: Vec<usize> = cluster
@@ -596,6 +623,7 @@ pub(crate) async fn process_victim(
         .into_iter()
         .map(|(slot, _)| slot)
         .filter(|&slot| cluster.state(slot) == Some(ProcessState::Running))
+        .filter(|slot| !recovering.contains(slot))
         .collect();
     match leader {
         Some(slot) if running.contains(&slot) => Some(slot),

@@ -163,6 +163,7 @@ pub async fn run(options: RunOptions) -> Result<RunReport, ChaosError> {
         } else {
             None
         },
+        distrust_unclean_restart: options.lossy_storage,
     };
     let cluster = Cluster::launch(topology, &out_dir, node_options, options.nodes)?;
     let endpoints = cluster.all_endpoints();

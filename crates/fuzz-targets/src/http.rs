@@ -108,6 +108,7 @@ async fn start_server() -> Server {
         tick: Duration::from_millis(5),
         worker_threads: Some(1),
         trust_unclean_restart: false,
+        distrust_unclean_restart: false,
     };
     let server = match KvServer::start(config).await {
         Ok(server) => server,

@@ -50,15 +50,67 @@ pub(crate) fn take(syncer: Syncer, dir: &Path) -> Result<bool> {
 
 /// Writes the marker of `dir` durably: the file is synced, then the directory.
 pub(crate) fn write(syncer: Syncer, dir: &Path) -> Result<()> {
-    let path = dir.join(CLEAN_SHUTDOWN_FILE);
+    let operations = [
+        "create clean-shutdown marker",
+        "write clean-shutdown marker",
+        "fsync clean-shutdown marker",
+    ];
+    write_durably(syncer, dir, CLEAN_SHUTDOWN_FILE, CONTENTS, operations)
+}
+
+/// Writes file `name` of `dir` with `contents`, then syncs it and the directory; errors name
+/// the `[create, write, fsync]` operations given.
+fn write_durably(
+    syncer: Syncer,
+    dir: &Path,
+    name: &str,
+    contents: &[u8],
+    [create, write, fsync]: [&'static str; 3],
+) -> Result<()> {
+    let path = dir.join(name);
     let mut file = OpenOptions::new()
         .create(true)
         .truncate(true)
         .write(true)
         .open(&path)
-        .map_err(|error| WalError::io("create clean-shutdown marker", &path, error))?;
-    file.write_all(CONTENTS)
-        .map_err(|error| WalError::io("write clean-shutdown marker", &path, error))?;
-    syncer.file(&file, &path, "fsync clean-shutdown marker")?;
+        .map_err(|error| WalError::io(create, &path, error))?;
+    file.write_all(contents)
+        .map_err(|error| WalError::io(write, &path, error))?;
+    syncer.file(&file, &path, fsync)?;
     syncer.dir(dir)
+}
+
+/// Name of the file that keeps a log suspect of lost writes across starts, until a clean
+/// shutdown of a recovered peer ([`crate::Wal::close_cleanly`]) removes it.
+pub(crate) const SUSPECT_FILE: &str = "SUSPECT";
+
+/// What the suspect file holds, for an operator who finds it (only its presence is read).
+const SUSPECT_CONTENTS: &[u8] = b"The write-ahead log in this directory may have lost writes \
+it reported durable; the peer recovers with its peers' help at every start until it is \
+stopped cleanly after recovering.\n";
+
+/// Whether `dir` holds the suspect file.
+pub(crate) fn is_suspect(dir: &Path) -> bool {
+    dir.join(SUSPECT_FILE).exists()
+}
+
+/// Writes the suspect file of `dir` durably.
+pub(crate) fn mark_suspect(syncer: Syncer, dir: &Path) -> Result<()> {
+    let operations = [
+        "create suspect marker",
+        "write suspect marker",
+        "fsync suspect marker",
+    ];
+    write_durably(syncer, dir, SUSPECT_FILE, SUSPECT_CONTENTS, operations)
+}
+
+/// Removes the suspect file of `dir`, durably, if it is there: called once the clean-shutdown
+/// marker is durable, so that a crash in between leaves the log suspect (the safe side).
+pub(crate) fn clear_suspicion(syncer: Syncer, dir: &Path) -> Result<()> {
+    let path = dir.join(SUSPECT_FILE);
+    match fs::remove_file(&path) {
+        Ok(()) => syncer.dir(dir),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(WalError::io("remove suspect marker", &path, error)),
+    }
 }

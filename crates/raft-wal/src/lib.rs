@@ -10,8 +10,13 @@
 //!    snapshot-<index>-<term>.snap          the newest snapshot (written via a .tmp + rename)
 //!    CLEAN_SHUTDOWN                        only while closed: written by Wal::close_cleanly
 //!                                          after a graceful stop, removed by Wal::open before
-//!                                          anything else; absent at open after a crash, so
-//!                                          RecoveryReport::possibly_lost_writes is set
+//!                                          anything else; absent at open after a crash (with
+//!                                          WalOptions::distrust_unclean_shutdown, that sets
+//!                                          RecoveryReport::possibly_lost_writes)
+//!    SUSPECT                               written by Wal::open when the log may have lost
+//!                                          writes (a torn tail cut ...), removed by
+//!                                          Wal::close_cleanly: keeps the log suspect across
+//!                                          crashes until a recovered peer stops cleanly
 //!
 //!  core.ready().persist ─► Wal::write (LogStore::write) ─► fdatasync ─► core.on_persisted
 //!                                                     (timed into Wal::sync_latency, a LatencyHistogram)

@@ -62,19 +62,27 @@ pub struct RecoveryReport {
     /// The previous process closed the log with [`Wal::close_cleanly`]: its clean-shutdown
     /// marker was found (and removed, so that a crash from now on counts as unclean).
     pub clean_shutdown: bool,
+    /// An earlier start found that the log may have lost writes, and no clean shutdown of a
+    /// recovered peer has happened since (the `SUSPECT` file; see [`Wal::close_cleanly`]).
+    pub still_suspect: bool,
     /// The log may lack writes that were reported durable: it held state from an earlier
-    /// run (it was not bootstrapped now), and either that run did not close it cleanly (a
-    /// crash, whose loss a disk lying about its fsyncs hides) or recovery cut a torn tail or
-    /// dropped corrupt bytes. What [`raft_core::Storage::initial_state`] reports, so that the
+    /// run (it was not bootstrapped now), and recovery cut a torn tail or dropped corrupt
+    /// bytes, or an earlier start found the same and no clean shutdown of a recovered peer
+    /// followed (`still_suspect`), or, with [`WalOptions::distrust_unclean_shutdown`], that
+    /// run did not close it cleanly (a crash, whose loss a disk lying about its fsyncs
+    /// hides). What [`raft_core::Storage::initial_state`] reports, so that the
     /// peer recovers with its peers' help before it votes (see `raft_core`'s recovery).
     pub possibly_lost_writes: bool,
 }
 
 impl RecoveryReport {
     /// [`RecoveryReport::possibly_lost_writes`] from the other findings.
-    fn judge_lost_writes(&self) -> bool {
+    fn judge_lost_writes(&self, distrust_unclean_shutdown: bool) -> bool {
         let damaged = self.torn_tail_bytes > 0 || self.corrupt_bytes_dropped > 0;
-        !self.bootstrapped && (!self.clean_shutdown || damaged)
+        !self.bootstrapped
+            && (damaged
+                || self.still_suspect
+                || (distrust_unclean_shutdown && !self.clean_shutdown))
     }
 }
 
@@ -253,6 +261,7 @@ impl Wal {
         let mut report = RecoveryReport {
             // First, before anything in the directory changes (see clean_shutdown).
             clean_shutdown: clean_shutdown::take(options.syncer(), &dir)?,
+            still_suspect: clean_shutdown::is_suspect(&dir),
             ..RecoveryReport::default()
         };
         let mut listing = list(&dir)?;
@@ -285,7 +294,12 @@ impl Wal {
         }
         report.entries = log.len();
         report.snapshot = snapshot.meta.last_included;
-        report.possibly_lost_writes = report.judge_lost_writes();
+        report.possibly_lost_writes = report.judge_lost_writes(options.distrust_unclean_shutdown);
+        if report.possibly_lost_writes && !report.still_suspect {
+            // Until a recovered peer stops cleanly, every later start must recover again,
+            // even one that finds no damage (a crash in the middle of the recovery).
+            clean_shutdown::mark_suspect(options.syncer(), &dir)?;
+        }
         tracing::info!(
             dir = %dir.display(),
             segments = report.segments,

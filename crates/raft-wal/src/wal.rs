@@ -59,6 +59,12 @@ pub struct WalOptions {
     /// into blocks already allocated and need no journal commit at all. A segment is cut back
     /// to its data when the next one starts. Only the last segment may end in zeros.
     pub preallocate: bool,
+    /// Count every start after an unclean stop (no clean-shutdown marker) as one that may
+    /// have lost writes reported durable, not only a start that finds damage (a torn tail cut,
+    /// corrupt bytes dropped). For disks whose write cache may acknowledge an fsync it has
+    /// not done and lose it at a power cut: nothing on the disk then shows the loss. Off by
+    /// default: a disk that keeps what it synced loses nothing to a crash.
+    pub distrust_unclean_shutdown: bool,
 }
 
 impl WalOptions {
@@ -85,6 +91,7 @@ impl Default for WalOptions {
             unsafe_no_sync: false,
             truncate_corrupt_tail: false,
             preallocate: true,
+            distrust_unclean_shutdown: false,
         }
     }
 }
@@ -327,6 +334,7 @@ impl Wal {
             return Err(WalError::Stopped(failure.clone()));
         }
         crate::clean_shutdown::write(self.options.syncer(), &self.dir)?;
+        crate::clean_shutdown::clear_suspicion(self.options.syncer(), &self.dir)?;
         tracing::info!(dir = %self.dir.display(), "write-ahead log closed cleanly");
         Ok(())
     }

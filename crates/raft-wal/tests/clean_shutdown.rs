@@ -1,6 +1,7 @@
-//! The clean-shutdown marker and what the log reports from it: a restart after a graceful
-//! close trusts its state, a restart after anything else (a crash, a torn tail, a crash after
-//! a clean restart) reports that writes may have been lost.
+//! The clean-shutdown and suspect markers and what the log reports from them: a restart that
+//! finds damage (a torn tail) reports that writes may have been lost, and so does every later
+//! one until a clean close; with `distrust_unclean_shutdown`, so does every restart after a
+//! crash (no clean-shutdown marker); a restart after a graceful close trusts its state.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -14,6 +15,8 @@ use raft_wal::{Wal, WalError, WalOptions};
 
 /// The marker's file name, as the on-disk format documents it.
 const MARKER: &str = "CLEAN_SHUTDOWN";
+/// The suspect marker's file name, as the on-disk format documents it.
+const SUSPECT: &str = "SUSPECT";
 
 fn voters() -> Configuration {
     Configuration::new([NodeId(1), NodeId(2), NodeId(3)])
@@ -24,8 +27,28 @@ fn voters() -> Configuration {
 fn options() -> WalOptions {
     WalOptions {
         preallocate: false,
+        distrust_unclean_shutdown: true,
         ..WalOptions::default()
     }
+}
+
+/// As [`options`], trusting a crash that left no damage (the default).
+fn trusting_options() -> WalOptions {
+    WalOptions {
+        distrust_unclean_shutdown: false,
+        ..options()
+    }
+}
+
+/// Appends bytes that do not make a whole frame to the first segment: what a disk that
+/// reordered or half-wrote the last write leaves.
+fn tear_tail(dir: &Path) {
+    let segment = dir.join("00000000000000000001.wal");
+    let mut file = OpenOptions::new()
+        .append(true)
+        .open(&segment)
+        .expect("the segment opens");
+    file.write_all(&[0xA5; 7]).expect("garbage appended");
 }
 
 fn append(wal: &mut Wal, index: u64) {
@@ -125,15 +148,7 @@ fn a_restart_without_the_marker_may_have_lost_writes() {
 fn a_torn_tail_after_a_clean_close_may_have_lost_writes() {
     let dir = tempfile::tempdir().expect("temporary directory");
     cleanly_closed_log(dir.path());
-    // Bytes after the last record that do not make a whole frame: what a disk that reordered
-    // or half-wrote the last write leaves.
-    let segment = dir.path().join("00000000000000000001.wal");
-    let mut file = OpenOptions::new()
-        .append(true)
-        .open(&segment)
-        .expect("the segment opens");
-    file.write_all(&[0xA5; 7]).expect("garbage appended");
-    drop(file);
+    tear_tail(dir.path());
     let wal = open(dir.path());
     let report = wal.recovery_report();
     assert_eq!(report.torn_tail_bytes, 7, "{report:?}");
@@ -200,4 +215,49 @@ fn a_caller_that_knows_better_overrides_the_judgement() {
         wal.recovery_report().possibly_lost_writes,
         "the report keeps what recovery found"
     );
+}
+
+#[test]
+fn by_default_a_crash_without_damage_has_lost_nothing() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut wal = Wal::open(dir.path(), voters(), trusting_options()).expect("opens");
+    append(&mut wal, 1);
+    drop(wal);
+    let wal = Wal::open(dir.path(), voters(), trusting_options()).expect("opens");
+    let report = wal.recovery_report();
+    assert!(!report.clean_shutdown, "{report:?}");
+    assert!(
+        !reports_lost_writes(&wal),
+        "a disk that keeps what it synced loses nothing to a crash: {report:?}"
+    );
+}
+
+#[test]
+fn damage_keeps_the_log_suspect_across_crashes_until_a_clean_close() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let reopen = || Wal::open(dir.path(), voters(), trusting_options()).expect("opens");
+    let mut wal = reopen();
+    append(&mut wal, 1);
+    drop(wal);
+    tear_tail(dir.path());
+    let wal = reopen();
+    assert_eq!(wal.recovery_report().torn_tail_bytes, 7);
+    assert!(reports_lost_writes(&wal));
+    assert!(
+        dir.path().join(SUSPECT).exists(),
+        "the suspicion is durable"
+    );
+    // A crash in the middle of the recovery: no damage is left to see, yet the log is still
+    // suspect.
+    drop(wal);
+    let wal = reopen();
+    let report = wal.recovery_report();
+    assert_eq!(report.torn_tail_bytes, 0, "{report:?}");
+    assert!(report.still_suspect, "{report:?}");
+    assert!(reports_lost_writes(&wal), "{report:?}");
+    // A clean close (of a peer that recovered) ends it.
+    wal.close_cleanly().expect("closes cleanly");
+    assert!(!dir.path().join(SUSPECT).exists());
+    let wal = reopen();
+    assert!(!reports_lost_writes(&wal), "{:?}", wal.recovery_report());
 }

@@ -435,6 +435,13 @@ fn check_image(
             removed_names(wal.recovery_report())
         ));
     }
+    if dir.join(SUSPECT_FILE).exists() != report.possibly_lost_writes {
+        return Err(format!(
+            "suspect marker present: {}, but possibly_lost_writes: {}",
+            dir.join(SUSPECT_FILE).exists(),
+            report.possibly_lost_writes
+        ));
+    }
     let mut on_disk = capture(dir);
     let marker_missing = newest_snapshot_marker_missing(&files);
     if report.snapshot_marker_restored != marker_missing {

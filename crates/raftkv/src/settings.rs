@@ -228,6 +228,12 @@ serve_settings! {
     /// node may vote twice in a term and committed entries can be lost.
     trust_unclean_restart: bool ["RAFTKV_TRUST_UNCLEAN_RESTART"]
         clap(value_parser = clap::builder::BoolishValueParser::new());
+    /// Recover after every unclean stop (no clean-shutdown marker), not only after one whose
+    /// log shows damage (a torn tail cut): for disks whose write cache may acknowledge an
+    /// fsync it has not done, which leaves no trace of the loss. Costs availability: a node
+    /// restarted after a crash counts as down until the other voters answered it.
+    distrust_unclean_restart: bool ["RAFTKV_DISTRUST_UNCLEAN_RESTART"]
+        clap(value_parser = clap::builder::BoolishValueParser::new());
     /// With --auth-tokens: let anyone read /metrics (for a scraper without a token).
     public_metrics: bool ["RAFTKV_PUBLIC_METRICS"]
         clap(value_parser = clap::builder::BoolishValueParser::new());
@@ -314,6 +320,8 @@ pub struct ServeConfig {
     pub worker_threads: Option<usize>,
     /// Start without recovery after an unclean stop (see `--trust-unclean-restart`).
     pub trust_unclean_restart: bool,
+    /// Recover after every unclean stop (see `--distrust-unclean-restart`).
+    pub distrust_unclean_restart: bool,
 }
 
 impl ServeArgs {
@@ -365,6 +373,7 @@ impl ServeArgs {
             tick: Duration::from_millis(settings.tick_ms),
             worker_threads: settings.worker_threads,
             trust_unclean_restart: settings.trust_unclean_restart,
+            distrust_unclean_restart: settings.distrust_unclean_restart,
         };
         config.validate()?;
         Ok(config)
@@ -706,8 +715,8 @@ mod tests {
         assert_eq!(config.tick, Duration::from_millis(20));
         assert_eq!(config.worker_threads, None);
         assert!(
-            !config.trust_unclean_restart,
-            "an unclean restart recovers unless trusted"
+            !config.trust_unclean_restart && !config.distrust_unclean_restart,
+            "a restart recovers when its log shows damage, not after every crash"
         );
         let http = args().resolve_http(&config).expect("valid");
         let defaults = HttpLimits::default();
@@ -735,6 +744,19 @@ mod tests {
         let mut from_file = args();
         from_file.config = Some(path);
         assert!(from_file.resolve().expect("valid").trust_unclean_restart);
+    }
+
+    #[test]
+    fn distrusting_unclean_restarts_is_a_switch_of_the_flags_or_the_file() {
+        let mut flagged = args();
+        flagged.distrust_unclean_restart = true;
+        assert!(flagged.resolve().expect("valid").distrust_unclean_restart);
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, "distrust_unclean_restart = true\n").expect("writes");
+        let mut from_file = args();
+        from_file.config = Some(path);
+        assert!(from_file.resolve().expect("valid").distrust_unclean_restart);
     }
 
     /// Flags are `--name-with-dashes` and switches take no value; `--peers` and `--join`

@@ -22,8 +22,8 @@ pub struct NodeConfig {
     /// [`NodeError::NotLeader`].
     pub addresses: BTreeMap<NodeId, String>,
     /// Start as a peer that lost nothing even when the store says it may have lost durable
-    /// writes (`InitialState::possibly_lost_writes`: the write-ahead log was not closed
-    /// cleanly, or cut a torn tail). Off by default: such a peer first recovers with its
+    /// writes (`InitialState::possibly_lost_writes`: the write-ahead log cut a torn tail, or
+    /// was not closed cleanly under `WalOptions::distrust_unclean_shutdown`). Off by default: such a peer first recovers with its
     /// peers' help and votes only once that is safe (see `raft_core`'s recovery and
     /// docs/operations.md). Turn it on only for disks known to keep every write they
     /// acknowledged as synced (no volatile write cache that lies about its flushes): if such

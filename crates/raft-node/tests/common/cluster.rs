@@ -171,7 +171,12 @@ impl Cluster {
             match Wal::open(
                 self.dirs[peer].path(),
                 self.voters.clone(),
-                WalOptions::default(),
+                // A crash here is a dropped node on an honest disk; the peers distrust it all
+                // the same, so that every crash test runs the recovery too.
+                WalOptions {
+                    distrust_unclean_shutdown: true,
+                    ..WalOptions::default()
+                },
             ) {
                 Ok(wal) => return wal,
                 Err(WalError::Locked { .. }) if tokio::time::Instant::now() < deadline => {

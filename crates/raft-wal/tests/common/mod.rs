@@ -128,7 +128,21 @@ pub fn scratch_directory() -> tempfile::TempDir {
     builder.tempdir().expect("temporary directory")
 }
 
-/// The files of `dir` except the lock file.
+/// The suspect marker recovery leaves when the log may have lost writes (see
+/// [`assert_suspect_marker_matches`]).
+pub const SUSPECT_FILE: &str = "SUSPECT";
+
+/// The suspect marker is in `dir` exactly when recovery judged that writes may have been lost.
+pub fn assert_suspect_marker_matches(dir: &Path, report: &raft_wal::RecoveryReport, case: &str) {
+    assert_eq!(
+        dir.join(SUSPECT_FILE).exists(),
+        report.possibly_lost_writes,
+        "{case}: the suspect marker says what recovery judged: {report:?}"
+    );
+}
+
+/// The files of `dir` except the lock file and the suspect marker (checked on its own by
+/// [`assert_suspect_marker_matches`]).
 pub fn capture(dir: &Path) -> Image {
     let mut image = Image::new();
     for item in fs::read_dir(dir).expect("data directory lists") {
@@ -137,7 +151,7 @@ pub fn capture(dir: &Path) -> Image {
             .file_name()
             .into_string()
             .expect("file names are UTF-8");
-        if name == LOCK_FILE {
+        if name == LOCK_FILE || name == SUSPECT_FILE {
             continue;
         }
         let contents = fs::read(item.path()).expect("file reads");

@@ -255,6 +255,7 @@ fn expect_recovered(
     removed.sort();
     assert_eq!(reported, removed, "{case}: removed files");
     assert!(capture(dir) == *files, "{case}: files after recovery");
+    assert_suspect_marker_matches(dir, report, case);
     drop(wal);
 
     let mut wal = Wal::open(dir, voters(), options())

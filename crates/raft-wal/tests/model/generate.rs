@@ -95,6 +95,8 @@ impl CaseOptions {
             segment_bytes_max: self.segment_bytes_max,
             cache_bytes_max: self.cache_bytes_max,
             unsafe_no_sync: true,
+            // Every reopen is a crash: the model expects each to report possible losses.
+            distrust_unclean_shutdown: true,
             ..WalOptions::default()
         }
     }

@@ -119,7 +119,11 @@ impl KvServer {
         // A joining node starts outside any configuration: it learns the membership, itself
         // included, from the leader's log once it is added.
         let voters = Configuration::new(config.peers.keys().copied());
-        let wal = Wal::open(&config.data_dir, voters, WalOptions::default())
+        let wal_options = WalOptions {
+            distrust_unclean_shutdown: config.distrust_unclean_restart,
+            ..WalOptions::default()
+        };
+        let wal = Wal::open(&config.data_dir, voters, wal_options)
             .map_err(|error| format!("cannot open the log: {error}"))?;
         let report = wal.recovery_report();
         tracing::info!(?report, "write-ahead log opened");

@@ -1,6 +1,8 @@
-//! A node killed (SIGKILL) restarts recovering, and says so in `/v1/status`, `raftkv status`
-//! and `/metrics` until every other voter has answered; a node stopped with SIGTERM leaves the
-//! clean-shutdown marker and restarts as an ordinary member.
+//! A node that distrusts its disk (`--distrust-unclean-restart`) and is killed (SIGKILL)
+//! restarts recovering, and says so in `/v1/status`, `raftkv status` and `/metrics` until
+//! every other voter has answered; a node stopped with SIGTERM leaves the clean-shutdown marker
+//! and restarts as an ordinary member; by default a kill that leaves the log undamaged does
+//! not make a node recover.
 
 use raftkv_client::api::{Consistency, RecoveryStatus, StatusResponse};
 
@@ -56,8 +58,9 @@ async fn status_row(cluster: &TestCluster, index: usize) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_node_recovers_in_view_of_the_operator_and_a_terminated_one_does_not() {
-    let mut cluster = TestCluster::start(3, &[]).await;
+async fn a_killed_node_that_distrusts_its_disk_recovers_in_view_of_the_operator_and_a_terminated_one_does_not(
+) {
+    let mut cluster = TestCluster::start(3, &["--distrust-unclean-restart"]).await;
     cluster.client().put("k", "v").await.expect("write");
     let leader = cluster.wait_for_leader().await;
     let (killed, terminated) = ((leader + 1) % 3, (leader + 2) % 3);
@@ -130,8 +133,8 @@ async fn a_killed_node_recovers_in_view_of_the_operator_and_a_terminated_one_doe
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_that_trusts_unclean_restarts_restarts_after_a_kill_without_recovery() {
-    let mut cluster = TestCluster::start(3, &["--trust-unclean-restart"]).await;
+async fn by_default_a_killed_node_whose_log_shows_no_damage_restarts_without_recovery() {
+    let mut cluster = TestCluster::start(3, &[]).await;
     let leader = cluster.wait_for_leader().await;
     let killed = (leader + 1) % 3;
     cluster.kill(killed);
