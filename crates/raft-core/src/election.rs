@@ -15,6 +15,16 @@ use crate::storage::{Storage, StorageError};
 use crate::types::{LogId, NodeId, Role, Term};
 
 impl<S: Storage> Raft<S> {
+    /// The voters of the configuration in effect other than this peer (both sets when joint,
+    /// thesis §4.3; learners are never asked): whom a candidate asks for votes and a
+    /// recovering peer probes.
+    pub(crate) fn other_voters(&self) -> Vec<NodeId> {
+        self.configuration
+            .voting_members()
+            .filter(|&voter| voter != self.id)
+            .collect()
+    }
+
     /// Starts campaigning: with a pre-vote round first when configured, unless the election
     /// was ordered by the leader (`transfer`).
     pub(crate) fn start_election(&mut self, transfer: bool) -> Result<(), StorageError> {
@@ -58,12 +68,7 @@ impl<S: Storage> Raft<S> {
             }
         }
         // Voters of both sets when joint (thesis §4.3); learners are not asked.
-        let voters: Vec<NodeId> = self
-            .configuration
-            .voting_members()
-            .filter(|&voter| voter != self.id)
-            .collect();
-        for voter in voters {
+        for voter in self.other_voters() {
             let body = MessageBody::VoteRequest {
                 last_log,
                 pre_vote,

@@ -154,21 +154,16 @@ impl<S: Storage> Raft<S> {
 
     /// The other voters of the configuration in effect that have not answered.
     fn recovery_awaiting(&self, recovery: &Recovery) -> Vec<NodeId> {
-        self.configuration
-            .voting_members()
-            .filter(|&voter| voter != self.id && !recovery.answers.contains_key(&voter))
-            .collect()
+        let mut awaiting = self.other_voters();
+        awaiting.retain(|voter| !recovery.answers.contains_key(voter));
+        awaiting
     }
 
     /// Whether a peer starting from storage that may have lost writes must recover: only a
     /// voter with another voter to ask. A learner's acknowledgements and votes never count,
     /// and a voter alone has nobody to ask (it cannot be protected; see docs/design.md).
     pub(crate) fn needs_recovery(&self) -> bool {
-        self.configuration.is_voter(self.id)
-            && self
-                .configuration
-                .voting_members()
-                .any(|voter| voter != self.id)
+        self.configuration.is_voter(self.id) && !self.other_voters().is_empty()
     }
 
     /// Starts recovering (at creation): the first round of probes goes out at once.
@@ -375,12 +370,7 @@ impl<S: Storage> Raft<S> {
     /// once, ignoring their answers: whichever leads forgets what it knew of this peer's
     /// log, and sends again what it lost.
     pub(crate) fn tell_voters_of_possible_loss(&mut self) {
-        let voters: Vec<NodeId> = self
-            .configuration
-            .voting_members()
-            .filter(|&voter| voter != self.id)
-            .collect();
-        for voter in voters {
+        for voter in self.other_voters() {
             self.send(voter, MessageBody::RecoveryProbe);
         }
     }

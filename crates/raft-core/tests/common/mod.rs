@@ -92,14 +92,24 @@ impl Net {
     /// Restarts a peer from what its storage holds (everything persisted, since writes here
     /// are instant), with a fresh service.
     pub fn restart(&mut self, id: u64, make: impl Fn(u64) -> Config) {
+        self.reboot(id, make, |storage| storage);
+    }
+
+    /// Replaces peer `id` with one built by `make` on its storage as `damage` leaves it, with a
+    /// fresh service and no message to or from it in flight.
+    fn reboot(
+        &mut self,
+        id: u64,
+        make: impl Fn(u64) -> Config,
+        damage: impl FnOnce(MemStorage) -> MemStorage,
+    ) {
         let node = NodeId(id);
         let peer = self.peers.remove(&node).expect("peer exists");
-        let storage = peer.raft.into_storage();
-        let raft = Raft::new(make(id), storage).expect("restarts from its storage");
+        let storage = damage(peer.raft.into_storage());
         self.peers.insert(
             node,
             Peer {
-                raft,
+                raft: Raft::new(make(id), storage).expect("restarts from its storage"),
                 applied: Vec::new(),
                 snapshot: None,
                 read_states: Vec::new(),
@@ -122,21 +132,9 @@ impl Net {
         recover: bool,
         make: impl Fn(u64) -> Config,
     ) {
-        let node = NodeId(id);
-        let peer = self.peers.remove(&node).expect("peer exists");
-        let storage = lose_writes(peer.raft.into_storage(), lost_entries, hard_state, recover);
-        self.peers.insert(
-            node,
-            Peer {
-                raft: Raft::new(make(id), storage).expect("restarts from its storage"),
-                applied: Vec::new(),
-                snapshot: None,
-                read_states: Vec::new(),
-            },
-        );
-        self.queue
-            .retain(|message| message.to != node && message.from != node);
-        self.process_ready(node);
+        self.reboot(id, make, |storage| {
+            lose_writes(storage, lost_entries, hard_state, recover)
+        });
     }
 
     pub fn peer(&mut self, id: u64) -> &mut Raft<MemStorage> {
