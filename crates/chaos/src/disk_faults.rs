@@ -56,6 +56,7 @@ enum Start {
 /// Kills a node, damages its newest segment or snapshot file, restarts it and checks what the
 /// start shows; a refusal is followed by the runbook.
 pub(crate) async fn disk(context: &FaultContext, random: &mut Xoshiro256PlusPlus) {
+    replace_orphaned_recoveries(context).await;
     if !can_lose_a_node(context).await {
         return;
     }
@@ -145,6 +146,7 @@ pub(crate) async fn fsync(
     hold: Duration,
     stop: &mut watch::Receiver<bool>,
 ) {
+    replace_orphaned_recoveries(context).await;
     if !can_lose_a_node(context).await {
         return;
     }
@@ -299,6 +301,61 @@ pub(crate) async fn fsync(
         .amend(index, &format!(": {outcome}; {after}"));
     context.timeline.end(context.origin, index);
     context.cluster.lock().await.set_quarantined(slot, false);
+}
+
+/// The operator's answer to a node that recovers after lost writes from a configuration the
+/// cluster has left behind: its log lost the changes that removed some voters, it waits for
+/// their answers, and they will never come (they were removed and retired). As for a member
+/// whose data is lost, the remedy is the runbook: remove it, wipe it, let it join anew. Runs
+/// only while the leader's configuration is settled, for each running node whose recovery
+/// awaits a voter that configuration does not hold; returns what was done, for the timeline.
+pub(crate) async fn replace_orphaned_recoveries(context: &FaultContext) -> Vec<String> {
+    let mut done = Vec::new();
+    for slot in context.recovering_slots().await {
+        let Some(members) = context.leader_members().await else {
+            break;
+        };
+        if members.change_in_progress {
+            break;
+        }
+        let endpoint = http_endpoint(context, slot).await;
+        let Ok(Ok(status)) =
+            tokio::time::timeout(Duration::from_secs(1), context.admin.status(&endpoint)).await
+        else {
+            continue;
+        };
+        let Some(recovery) = status.recovery else {
+            continue;
+        };
+        let gone: Vec<u64> = recovery
+            .awaiting
+            .iter()
+            .copied()
+            .filter(|&voter| members.members.iter().all(|member| member.id != voter))
+            .collect();
+        if gone.is_empty() {
+            continue;
+        }
+        let id = status.id;
+        {
+            let mut cluster = context.cluster.lock().await;
+            if cluster.id_in(slot) != Some(id) || cluster.is_quarantined(slot) {
+                continue;
+            }
+            cluster.set_quarantined(slot, true);
+        }
+        let index = context.timeline.begin(
+            context.origin,
+            Nemesis::Disk,
+            format!("node {id} (slot {slot}) recovers awaiting removed voters {gone:?}: replaced"),
+        );
+        let outcome = runbook(context, slot, id).await;
+        context.timeline.amend(index, &format!(": {outcome}"));
+        context.timeline.end(context.origin, index);
+        context.cluster.lock().await.set_quarantined(slot, false);
+        done.push(format!("node {id}: {outcome}"));
+    }
+    done
 }
 
 /// Whether the cluster can lose a node for good (a refusal to start and the runbook): the
@@ -478,6 +535,11 @@ async fn runbook(context: &FaultContext, slot: usize, id: u64) -> String {
     let endpoint = http_endpoint(context, slot).await;
     let mut last_state = String::from("not asked yet");
     while !patience.exhausted() {
+        if context.cluster.lock().await.id_in(slot) != Some(new_id) {
+            // Retired meanwhile (removed by an operator or the membership nemesis): nothing
+            // left to wait for.
+            return format!("refused; removed, wiped, rejoined as node {new_id}, then removed");
+        }
         match caught_up(context, new_id, &endpoint).await {
             Ok(()) => {
                 return format!("refused; removed, wiped, rejoined as node {new_id}, caught up")

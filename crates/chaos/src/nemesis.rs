@@ -832,7 +832,24 @@ async fn membership(context: &FaultContext, random: &mut Xoshiro256PlusPlus, hol
         }
         context.timeline.end(context.origin, index);
     } else {
-        let Some(&victim) = voters.choose(random) else {
+        // A node a storage nemesis holds (quarantined) is in the middle of its runbook, which
+        // waits for it to catch up: removing it would end that check without an answer.
+        let removable: Vec<u64> = {
+            let cluster = context.cluster.lock().await;
+            voters
+                .iter()
+                .copied()
+                .filter(|&id| {
+                    cluster
+                        .slot_of_id(id)
+                        .is_none_or(|slot| !cluster.is_quarantined(slot))
+                })
+                .collect()
+        };
+        let Some(&victim) = removable.choose(random) else {
+            context.note_membership_skip(&format!(
+                "every voter is held by a storage nemesis (voters {voters:?})"
+            ));
             return;
         };
         context.note_membership_skip("");

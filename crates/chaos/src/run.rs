@@ -535,6 +535,8 @@ async fn settle(context: &FaultContext, timeout: Duration) -> Result<Vec<(u64, u
             Ok(members) => return Ok(members),
             Err(problem) => last_problem = problem,
         }
+        // An operator replaces a node stuck recovering from a configuration long gone.
+        crate::disk_faults::replace_orphaned_recoveries(context).await;
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     Err(last_problem)
