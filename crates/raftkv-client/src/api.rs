@@ -15,6 +15,7 @@
 //!  DELETE /v1/members/{id}                                → 200 MembershipChangeResponse
 //!  POST   /v1/leader/transfer   JSON TransferRequest      → 204
 //!  GET    /metrics                                        → Prometheus text
+//!  revisions, transactions, compaction, watch: see [`coordination`]
 //!  errors: JSON ErrorResponse with
 //!    400 the request can never succeed as sent (bad key, header, body, node id 0)
 //!    404 no such key (GET) or route
@@ -33,6 +34,9 @@
 //! given as base64 instead.
 
 use serde::{Deserialize, Serialize};
+
+pub mod coordination;
+pub use coordination::*;
 
 /// Header naming the client's session, for exactly-once writes: any opaque id of 1 to
 /// [`CLIENT_ID_BYTES_MAX`] visible ASCII characters (`!` to `~`: letters, digits and
