@@ -11,9 +11,10 @@ mod properties;
 mod revisions;
 mod sessions;
 mod snapshots;
+mod transactions;
 
 use bytes::Bytes;
-use raftkv::store::{ClientId, Command, Operation, Outcome, Session, StateMachine};
+use raftkv::store::{ClientId, Command, Operation, Outcome, Session, StateMachine, VersionedValue};
 
 const SESSIONS_MAX: usize = 16;
 
