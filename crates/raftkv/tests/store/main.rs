@@ -6,6 +6,7 @@
 //! This file holds what they share: a machine fed consecutive indexes and operation builders.
 
 mod commands;
+mod history_model;
 mod operations;
 mod properties;
 mod revisions;
