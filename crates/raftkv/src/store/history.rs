@@ -3,12 +3,14 @@
 //!
 //! ```text
 //!  keys: BTreeMap<key, KeyVersions>                 log: VecDeque<LogRecord>
+//!  (here compacted at 4)                            (every change at or after 4)
 //!  ┌──────┬──────────────────────────────────┐      ┌──────────┬─────┐
 //!  │ "a"  │ older: [a@3, a@5]   latest: a@9  │◄─────│ rev 5    │ "a" │  one record per change,
-//!  │ "b"  │ older: []           latest: b@7✝ │◄─────│ rev 7    │ "b" │  revision order; within a
-//!  │ "c"  │ older: [c@2]        latest: c@7  │◄─────│ rev 7    │ "c" │  revision, the command's
-//!  └──────┴──────────────────────────────────┘      │ rev 9    │ "a" │  order (✝: a delete,
-//!   versions ascending by mod_revision                └──────────┴─────┘  kept as a tombstone)
+//!  │ "b"  │ older: [b@6]        latest: b@7✝ │◄─────│ rev 6    │ "b" │  revision order; within a
+//!  │ "c"  │ older: [c@2]        latest: c@7  │◄─────│ rev 7    │ "b" │  revision, the command's
+//!  └──────┴──────────────────────────────────┘      │ rev 7    │ "c" │  order (✝: a delete,
+//!   versions ascending by mod_revision; a@3 and     │ rev 9    │ "a" │  kept as a tombstone)
+//!   c@2 are what reads at 4 see                     └──────────┴─────┘
 //!
 //!  get / scan        ── the latest version (a tombstone reads as absent)
 //!  get_at / scan_at  ── the latest version with mod_revision <= R, per key (binary search)
@@ -37,12 +39,19 @@
 //! Why the log beside the per-key lists: a watch on a prefix catching up from revision S must
 //! see every change since S in revision order, and a transaction's changes in the order it
 //! made them; the per-key lists know neither across keys. The log costs one record (a revision
-//! and a shared key, 32 bytes) per change, and makes catch-up and compaction cost what changed
+//! and a shared key, 24 bytes) per change, and makes catch-up and compaction cost what changed
 //! since S (or since the last compaction), not the size of the store.
 //!
 //! The current version of every key is the `latest` field inline in the map, so a read of the
 //! current state is one map search, as it was before there was history; older versions live in
 //! a vector that is not allocated until a key changes a second time.
+//!
+//! Measured (`tests/store/apply_cost.rs`, release build, 1M overwrites of 10,000 keys with
+//! 100-byte values): the resident set grows by about 240 bytes per history version held,
+//! that is per revision of a one-key write: the value's own allocation (about 112 bytes),
+//! its 56-byte `VersionedValue` in the key's vector (plus the vector's growth slack), the
+//! 24-byte log record, and the shared-buffer header the value gets when the change is handed
+//! to watchers. Retention is what bounds it: 1M revisions of such writes hold about 240 MB.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::mem;
