@@ -380,7 +380,7 @@ impl History {
                 },
             })
         });
-        let (value, _) = made.expect("a put always makes a version");
+        let value = made.expect("a put always makes a version");
         Change {
             kind: ChangeKind::Put,
             key,
@@ -388,35 +388,34 @@ impl History {
         }
     }
 
-    /// Deletes `key` at the pending revision if it exists, returning the change and the
-    /// version it replaced.
-    pub(super) fn delete(&mut self, key: &str) -> Option<(Change, VersionedValue)> {
+    /// Deletes `key` at the pending revision if it exists, returning the change.
+    pub(super) fn delete(&mut self, key: &str) -> Option<Change> {
         let revision = self.pending_revision();
-        let (tombstone, previous) = self.push_version(key, |latest| {
+        let tombstone = self.push_version(key, |latest| {
             latest
                 .filter(|latest| latest.exists())
                 .map(|_| VersionedValue::tombstone(revision))
         })?;
-        let change = Change {
+        Some(Change {
             kind: ChangeKind::Delete,
             key: key.to_owned(),
             value: tombstone,
-        };
-        Some((change, previous.expect("only an existing key is deleted")))
+        })
     }
 
     /// Makes `make(latest version)` the latest version of `key` unless it gives `None`, with
     /// one search of the map (this runs on every write on every node), keeping the counters
-    /// and the log. Returns the version made and the one it replaced.
+    /// and the log. Returns the version made.
     fn push_version(
         &mut self,
         key: &str,
         make: impl FnOnce(Option<&VersionedValue>) -> Option<VersionedValue>,
-    ) -> Option<(VersionedValue, Option<VersionedValue>)> {
+    ) -> Option<VersionedValue> {
+        let key_bytes = len_u64(key.len());
         let mut found = self
             .keys
             .range_mut::<str, _>((Bound::Included(key), Bound::Included(key)));
-        let (shared_key, previous, new) = match found.next() {
+        let (shared_key, new) = match found.next() {
             Some((shared_key, versions)) => {
                 let new = make(Some(&versions.latest))?;
                 assert!(
@@ -425,8 +424,15 @@ impl History {
                     new.mod_revision
                 );
                 let previous = mem::replace(&mut versions.latest, new.clone());
-                versions.older.push(previous.clone());
-                (Arc::clone(shared_key), Some(previous), new)
+                if previous.exists() {
+                    // A live version becomes history (a tombstone already was).
+                    self.live_keys -= 1;
+                    self.live_bytes -= key_bytes + len_u64(previous.value.len());
+                    self.history_versions += 1;
+                    self.history_bytes += len_u64(previous.value.len());
+                }
+                versions.older.push(previous);
+                (Arc::clone(shared_key), new)
             }
             None => {
                 let new = make(None)?;
@@ -438,17 +444,9 @@ impl History {
                         latest: new.clone(),
                     },
                 );
-                (shared_key, None, new)
+                (shared_key, new)
             }
         };
-        let key_bytes = len_u64(key.len());
-        if let Some(previous) = previous.as_ref().filter(|previous| previous.exists()) {
-            // A live version becomes history (a tombstone already was).
-            self.live_keys -= 1;
-            self.live_bytes -= key_bytes + len_u64(previous.value.len());
-            self.history_versions += 1;
-            self.history_bytes += len_u64(previous.value.len());
-        }
         if new.exists() {
             self.live_keys += 1;
             self.live_bytes += key_bytes + len_u64(new.value.len());
@@ -459,7 +457,7 @@ impl History {
             revision: new.mod_revision,
             key: shared_key,
         });
-        Some((new, previous))
+        Some(new)
     }
 
     /// Ends the command that made `changes` (with [`History::put`] and [`History::delete`]):

@@ -436,7 +436,8 @@ impl StateMachine {
 
     /// Carries out `operation` on the store; what it changed, at the revision it moved to.
     fn execute(&mut self, operation: Operation) -> (Outcome, Option<RevisionChanges>) {
-        let mut changes = Vec::new();
+        // Most commands change one key: one allocation, not a vector grown from empty.
+        let mut changes = Vec::with_capacity(1);
         let outcome = match operation {
             Operation::Put { key, value } => {
                 changes.push(self.history.put(key, copied(&value)));
@@ -445,7 +446,7 @@ impl StateMachine {
             Operation::Delete { key } => {
                 let deleted = self.history.delete(&key);
                 let existed = deleted.is_some();
-                changes.extend(deleted.map(|(change, _)| change));
+                changes.extend(deleted);
                 Outcome::Deleted { existed }
             }
             Operation::Append { key, suffix } => {
@@ -519,7 +520,7 @@ impl StateMachine {
                 TxnOpOutcome::Put { prev }
             }
             TxnOp::Delete { key } => {
-                let deleted = self.history.delete(&key).map(|(change, _)| change);
+                let deleted = self.history.delete(&key);
                 let count = u64::from(deleted.is_some());
                 changes.extend(deleted);
                 TxnOpOutcome::Delete { deleted: count }
@@ -533,7 +534,7 @@ impl StateMachine {
                     .collect();
                 let mut deleted = 0;
                 for key in keys {
-                    let (change, _) = self
+                    let change = self
                         .history
                         .delete(&key)
                         .expect("a key the scan found exists");

@@ -5,6 +5,7 @@
 //!
 //! This file holds what they share: a machine fed consecutive indexes and operation builders.
 
+mod apply_cost;
 mod commands;
 mod history_model;
 mod operations;
