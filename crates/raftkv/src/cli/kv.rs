@@ -243,6 +243,7 @@ mod tests {
             current: None,
             index: 12,
             term: 3,
+            revision: 0,
         };
         let swapped = cas_output(&response);
         assert_eq!(swapped.exit, Exit::Success);
@@ -269,11 +270,17 @@ mod tests {
                 key: "a".to_string(),
                 value: Some("one".to_string()),
                 value_base64: None,
+                create_revision: 0,
+                mod_revision: 0,
+                version: 0,
             },
             KeyValue {
                 key: "b".to_string(),
                 value: None,
                 value_base64: Some("/w==".to_string()),
+                create_revision: 0,
+                mod_revision: 0,
+                version: 0,
             },
         ];
         let output = scan_output(&items, false, 100);
