@@ -94,6 +94,10 @@ pub struct WriteResponse {
     pub index: u64,
     /// Term it was committed in.
     pub term: u64,
+    /// The store's revision after the write (the write's own when it changed a key); 0 from
+    /// nodes of versions before revisions.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 /// Answer to a `DELETE`.
@@ -105,6 +109,10 @@ pub struct DeleteResponse {
     pub index: u64,
     /// Term it was committed in.
     pub term: u64,
+    /// The store's revision after the write (the write's own when it changed a key); 0 from
+    /// nodes of versions before revisions.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 /// Answer to an append.
@@ -116,6 +124,10 @@ pub struct AppendResponse {
     pub index: u64,
     /// Term it was committed in.
     pub term: u64,
+    /// The store's revision after the write (the write's own when it changed a key); 0 from
+    /// nodes of versions before revisions.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 /// Body of a compare-and-swap.
@@ -139,6 +151,10 @@ pub struct CasResponse {
     pub index: u64,
     /// Term it was committed in.
     pub term: u64,
+    /// The store's revision after the write (the write's own when it changed a key); 0 from
+    /// nodes of versions before revisions.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 /// One key and its value in a scan.
@@ -152,6 +168,15 @@ pub struct KeyValue {
     /// The value in standard base64, when it is not UTF-8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value_base64: Option<String>,
+    /// The revision that created the key; 0 from nodes of versions before revisions.
+    #[serde(default)]
+    pub create_revision: u64,
+    /// The revision of the key's latest change.
+    #[serde(default)]
+    pub mod_revision: u64,
+    /// The key's changes since its creation.
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// Answer to a scan: keys in order.
@@ -161,6 +186,9 @@ pub struct ScanResponse {
     pub items: Vec<KeyValue>,
     /// More keys with the prefix follow the last one returned.
     pub truncated: bool,
+    /// The store's revision the scan read at (`?revision=`, else the current one).
+    #[serde(default)]
+    pub revision: u64,
 }
 
 /// A follower's replication progress, as the leader sees it.

@@ -29,10 +29,13 @@
 //! writes.
 
 mod answer;
+mod coordination;
 mod endpoint;
 mod http2;
 mod retry;
+mod sse;
 mod transport;
+mod watch;
 
 use std::fmt;
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard};
@@ -56,6 +59,7 @@ use crate::tls::ClientTls;
 
 pub use self::retry::{RETRY_BACKOFF_MAX, RETRY_BACKOFF_MIN};
 pub use self::transport::RESPONSE_BYTES_MAX;
+pub use self::watch::{WatchMessage, WatchRequest, WatchSelector, WatchStream};
 
 /// Timeouts of a [`Client`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +106,32 @@ pub enum ClientError {
     /// A node's answer did not parse.
     #[error("undecodable answer: {0}")]
     Decode(String),
+    /// The revision asked for (a read at a revision, a watch's start, the revision a watch
+    /// must resume at) is older than the cluster's compaction: its history is gone (410). Read
+    /// or watch again from `compact_revision` or later, accepting that the changes before it
+    /// are lost to you.
+    #[error(
+        "revision {requested} is compacted: the oldest revision available is {compact_revision} \
+         (current revision {revision})"
+    )]
+    Compacted {
+        /// The revision asked for (0 when the node did not say and the client cannot know).
+        requested: u64,
+        /// The oldest revision still readable.
+        compact_revision: u64,
+        /// The store's current revision.
+        revision: u64,
+    },
+    /// The revision asked for is past the store's current revision (400).
+    #[error("revision {requested} is in the future: the current revision is {revision}")]
+    FutureRevision {
+        /// The revision asked for.
+        requested: u64,
+        /// The store's current revision.
+        revision: u64,
+        /// The oldest revision still readable.
+        compact_revision: u64,
+    },
 }
 
 /// A client of a raftkv cluster. Cheap to clone; clones share the connection pool and the
