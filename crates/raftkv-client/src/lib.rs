@@ -28,5 +28,7 @@ pub use api::{
     AppendResponse, CasResponse, Consistency, DeleteResponse, ErrorResponse, KeyValue,
     ScanResponse, StatusResponse, WriteResponse,
 };
-pub use client::{Client, ClientError, ClientOptions};
+pub use client::{
+    Client, ClientError, ClientOptions, WatchMessage, WatchRequest, WatchSelector, WatchStream,
+};
 pub use tls::ClientTls;
