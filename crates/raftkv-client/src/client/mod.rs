@@ -113,16 +113,14 @@ pub enum ClientError {
     /// must resume at) is older than the cluster's compaction: its history is gone (410). Read
     /// or watch again from `compact_revision` or later, accepting that the changes before it
     /// are lost to you.
-    #[error(
-        "revision {requested} is compacted: the oldest revision available is {compact_revision} \
-         (current revision {revision})"
-    )]
+    #[error("{}", compacted_message(*.requested, *.compact_revision, *.revision))]
     Compacted {
-        /// The revision asked for (0 when the node did not say and the client cannot know).
+        /// The revision asked for.
         requested: u64,
         /// The oldest revision still readable.
         compact_revision: u64,
-        /// The store's current revision.
+        /// The store's current revision; 0 when the node did not say (a watch cancelled for
+        /// compaction).
         revision: u64,
     },
     /// The revision asked for is past the store's current revision (400).
@@ -135,6 +133,17 @@ pub enum ClientError {
         /// The oldest revision still readable.
         compact_revision: u64,
     },
+}
+
+/// The text of [`ClientError::Compacted`], which names the current revision when it is known.
+fn compacted_message(requested: u64, compact_revision: u64, revision: u64) -> String {
+    let mut message = format!(
+        "revision {requested} is compacted: the oldest revision available is {compact_revision}"
+    );
+    if revision > 0 {
+        message.push_str(&format!(" (current revision {revision})"));
+    }
+    message
 }
 
 /// A client of a raftkv cluster. Cheap to clone; clones share the connection pool and the
