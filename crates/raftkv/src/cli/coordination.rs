@@ -83,8 +83,9 @@ pub enum CoordinationCommand {
         /// Also print progress lines, asking the node for one every --progress-interval-ms.
         #[arg(long)]
         progress: bool,
-        /// How often a node reports progress while nothing changes, in milliseconds.
-        #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
+        /// How often a node reports progress while nothing changes, in milliseconds (10 to
+        /// 3,600,000). A connection silent for three intervals is replaced.
+        #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
         progress_interval_ms: u64,
         /// Stop after printing this many events.
         #[arg(long)]
@@ -650,6 +651,7 @@ mod tests {
                 .exit_code(),
             2
         );
+        assert!(parse(&["watch", "k", "--progress-interval-ms", "10"]).is_ok());
         assert!(matches!(
             parse(&["compact", "42"]),
             Ok(ClientCommand::Coordination(CoordinationCommand::Compact {
