@@ -109,6 +109,7 @@ async fn start_server() -> Server {
         worker_threads: Some(1),
         trust_unclean_restart: false,
         distrust_unclean_restart: false,
+        coordination: Default::default(),
     };
     let server = match KvServer::start(config).await {
         Ok(server) => server,

@@ -6,7 +6,8 @@
 //!  access guard ─► auth_refusals_total{reason}; connection loop ─► http_connections_* and
 //!                  http_requests_* (counted as they happen)
 //!  scrape ─► NodeCollector ─► RaftNode::metrics() and TcpCounters (for_each: names, help and
-//!                              kinds declared once in raft-node) + KvServer state (read at scrape time)
+//!                              kinds declared once in raft-node), the watch hub's counters
+//!                              + KvServer state, revisions and history (read at scrape time)
 //! ```
 
 use std::sync::{Arc, Weak};
@@ -211,6 +212,7 @@ impl Collector for NodeCollector {
         server.node().metrics().for_each(&mut encode);
         server.transport_counters().for_each(&mut encode);
         server.counters.snapshot().for_each(&mut encode);
+        server.watch_hub().figures().for_each(&mut encode);
         encoded?;
         let as_gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
         counter(
@@ -222,6 +224,13 @@ impl Collector for NodeCollector {
         )?;
         histogram(
             encoder,
+            "watch_delivery_seconds",
+            "Time from the apply loop's publish of a revision to its events' hand-over to a \
+             watch's stream (live events only)",
+            &server.watch_hub().delivery_latency.snapshot(),
+        )?;
+        histogram(
+            encoder,
             "wal_fsync_duration_seconds",
             "Time of each fdatasync of the write-ahead log",
             &server.wal_sync_latency(),
@@ -230,6 +239,39 @@ impl Collector for NodeCollector {
             let state = server.state();
             (state.keys(), state.sessions(), state.data_bytes())
         };
+        let (revision, compact_revision, history_versions, history_bytes) = {
+            let state = server.state();
+            (
+                state.revision(),
+                state.compact_revision(),
+                state.history_versions(),
+                state.history_bytes(),
+            )
+        };
+        gauge(
+            encoder,
+            "kv_revision",
+            "The store's revision: changes applied (1 for an empty store)",
+            as_gauge(revision),
+        )?;
+        gauge(
+            encoder,
+            "kv_compact_revision",
+            "The oldest revision still readable (history before it is compacted)",
+            as_gauge(compact_revision),
+        )?;
+        gauge(
+            encoder,
+            "kv_history_versions",
+            "Versions of keys held for reads at past revisions and watches (beside the current)",
+            history_versions as i64,
+        )?;
+        gauge(
+            encoder,
+            "kv_history_bytes",
+            "Bytes of keys and values held for reads at past revisions and watches",
+            as_gauge(history_bytes),
+        )?;
         gauge(encoder, "kv_keys", "Keys held", keys as i64)?;
         gauge(
             encoder,

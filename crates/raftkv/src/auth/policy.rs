@@ -59,7 +59,10 @@ pub fn required_role(route: &str, method: &Method) -> Role {
         "/v1/kv/" | "/v1/kv/{key}" if *method == Method::PUT || *method == Method::DELETE => {
             Role::ReadWrite
         }
-        "/v1/kv/{key}/append" | "/v1/kv/{key}/cas" if *method == Method::POST => Role::ReadWrite,
+        "/v1/kv/{key}/append" | "/v1/kv/{key}/cas" | "/v1/txn" if *method == Method::POST => {
+            Role::ReadWrite
+        }
+        "/v1/watch" if read => Role::ReadOnly,
         "/set" if read => Role::ReadWrite,
         // A request to no route is answered 404 by whoever may read; its method does not
         // matter, since nothing is done.
@@ -207,6 +210,9 @@ mod tests {
             ("/v1/kv/{key}", Method::DELETE, Role::ReadWrite),
             ("/v1/kv/{key}/append", Method::POST, Role::ReadWrite),
             ("/v1/kv/{key}/cas", Method::POST, Role::ReadWrite),
+            ("/v1/txn", Method::POST, Role::ReadWrite),
+            ("/v1/watch", Method::GET, Role::ReadOnly),
+            ("/v1/compact", Method::POST, Role::Admin),
             ("/set", Method::GET, Role::ReadWrite),
             ("/v1/members", Method::POST, Role::Admin),
             ("/v1/members/{id}", Method::DELETE, Role::Admin),

@@ -5,34 +5,37 @@
 //!  key (not empty, at most --key-bytes-max: 400 / 413) and value (413) checked
 //!    ├─ writes ─► write: through Raft on the leader (forwarded there) ─► index and term
 //!    └─ reads ─► read_barrier in the asked consistency (lease reads forwarded to the leader)
-//!               ─► the state machine's value (404 when absent), or a scan's page
+//!               ─► the state machine's value (404 when absent), or a scan's page, at the
+//!                  current revision or the one asked (?revision=N: 410 compacted, 400 future)
+//!               ─► the value's bytes with the raftkv-*revision headers, or ?format=json
 //! ```
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderValue;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use base64::Engine;
 use bytes::Bytes;
 use raftkv_client::api::{
-    AppendResponse, CasRequest, CasResponse, Consistency, DeleteResponse, KeyValue, ScanResponse,
-    WriteResponse,
+    AppendResponse, CasRequest, CasResponse, Consistency, DeleteResponse, KeyValue,
+    KeyValueResponse, ScanResponse, WriteResponse, CREATE_REVISION_HEADER, MOD_REVISION_HEADER,
+    REVISION_HEADER, VERSION_HEADER,
 };
 use serde::Deserialize;
 
 use super::error::{Api, ApiError};
 use super::request::Original;
+use super::revisions::{revision_error, value_fields, versioned_key_value};
 use super::write::{unexpected, write};
 use super::AppState;
 use crate::server::{KvServer, ReadMode, ServeError, WriteResult};
-use crate::store::Operation;
-use crate::store::Outcome;
+use crate::store::{Operation, Outcome, VersionedValue};
 
 /// Most keys one scan returns.
 const SCAN_LIMIT_MAX: usize = 10_000;
 
-fn check_key(key: &str, server: &KvServer) -> Result<(), ApiError> {
+pub(super) fn check_key(key: &str, server: &KvServer) -> Result<(), ApiError> {
     if key.is_empty() {
         return Err(ApiError::bad_request("the key is empty"));
     }
@@ -49,7 +52,7 @@ fn check_key(key: &str, server: &KvServer) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn check_value(value: &[u8], server: &KvServer) -> Result<(), ApiError> {
+pub(super) fn check_value(value: &[u8], server: &KvServer) -> Result<(), ApiError> {
     let limit = server.config().value_bytes_max;
     if value.len() > limit {
         return Err(ApiError::new(
@@ -90,14 +93,25 @@ pub(super) async fn put_value(
     })
     .await
     {
-        Ok(WriteResult {
-            outcome: Outcome::Put,
-            index,
-            term,
-        }) => Json(WriteResponse { index, term }).into_response(),
+        Ok(
+            result @ WriteResult {
+                outcome: Outcome::Put,
+                ..
+            },
+        ) => put_answer(&result),
         Ok(result) => unexpected(result.outcome),
         Err(response) => response,
     }
+}
+
+/// The answer to a put: where it sits in the log, and its revision.
+fn put_answer(result: &WriteResult) -> Response {
+    let answer = WriteResponse {
+        index: result.index,
+        term: result.term,
+        revision: result.revision,
+    };
+    with_revision(result.revision, Json(answer))
 }
 
 pub(super) async fn delete_value(
@@ -110,12 +124,16 @@ pub(super) async fn delete_value(
             outcome: Outcome::Deleted { existed },
             index,
             term,
-        }) => Json(DeleteResponse {
-            deleted: existed,
-            index,
-            term,
-        })
-        .into_response(),
+            revision,
+        }) => with_revision(
+            revision,
+            Json(DeleteResponse {
+                deleted: existed,
+                index,
+                term,
+                revision,
+            }),
+        ),
         Ok(result) => unexpected(result.outcome),
         Err(response) => response,
     }
@@ -132,12 +150,16 @@ pub(super) async fn append_value(
             outcome: Outcome::Appended { length },
             index,
             term,
-        }) => Json(AppendResponse {
-            length,
-            index,
-            term,
-        })
-        .into_response(),
+            revision,
+        }) => with_revision(
+            revision,
+            Json(AppendResponse {
+                length,
+                index,
+                term,
+                revision,
+            }),
+        ),
         Ok(result) => unexpected(result.outcome),
         Err(response) => response,
     }
@@ -175,6 +197,7 @@ pub(super) async fn compare_and_swap(
             outcome: Outcome::Cas { swapped, current },
             index,
             term,
+            revision,
         }) => {
             let status = if swapped {
                 StatusCode::OK
@@ -182,16 +205,19 @@ pub(super) async fn compare_and_swap(
                 StatusCode::CONFLICT
             };
             let current = current.map(|value| String::from_utf8_lossy(&value).into_owned());
-            (
-                status,
-                Json(CasResponse {
-                    ok: swapped,
-                    current,
-                    index,
-                    term,
-                }),
+            with_revision(
+                revision,
+                (
+                    status,
+                    Json(CasResponse {
+                        ok: swapped,
+                        current,
+                        index,
+                        term,
+                        revision,
+                    }),
+                ),
             )
-                .into_response()
         }
         Ok(result) => unexpected(result.outcome),
         Err(response) => response,
@@ -202,6 +228,29 @@ pub(super) async fn compare_and_swap(
 pub(super) struct ReadQuery {
     #[serde(default)]
     consistency: Consistency,
+    /// `json`: the key with its revisions as a [`KeyValueResponse`].
+    format: Option<String>,
+    /// Read at this past revision.
+    revision: Option<u64>,
+}
+
+/// A revision asked for with `?revision=`: at least 1.
+fn check_revision(revision: Option<u64>) -> Result<(), ApiError> {
+    match revision {
+        Some(0) => Err(ApiError::bad_request(
+            "revision must be at least 1 (leave it out to read the current state)",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `response` with the store's revision it reflects in the `raftkv-revision` header.
+fn with_revision(revision: u64, response: impl IntoResponse) -> Response {
+    let mut response = response.into_response();
+    response
+        .headers_mut()
+        .insert(REVISION_HEADER, HeaderValue::from(revision));
+    response
 }
 
 /// Confirms a read in `consistency` here, or forwards it to the leader (lease reads).
@@ -235,29 +284,79 @@ pub(super) async fn get_value(
     original: Original,
 ) -> Response {
     let Ok(Query(query)) = query else {
-        return ApiError::bad_request("consistency must be linearizable, lease or stale")
-            .into_response();
+        return ApiError::bad_request(
+            "consistency must be linearizable, lease or stale; revision an unsigned integer",
+        )
+        .into_response();
     };
-    if let Err(error) = check_key(&key, &state.server) {
+    let json = match query.format.as_deref() {
+        None => false,
+        Some("json") => true,
+        Some(other) => {
+            return ApiError::bad_request(format!(
+                "format `{other}` is unknown: leave it out for the value's bytes, or json"
+            ))
+            .into_response()
+        }
+    };
+    if let Err(error) = check_key(&key, &state.server).and_then(|()| check_revision(query.revision))
+    {
         return error.into_response();
     }
     if let Err(response) = read_barrier(&state, query.consistency, original).await {
         return response;
     }
-    serve_value(&state.server, &key)
+    serve_versioned(&state.server, &key, query.revision, json)
+}
+
+/// `key` at `revision` (else the current state): the value's bytes with the revision headers,
+/// or with `json` a [`KeyValueResponse`]; 404 when absent, 410 / 400 for a revision the store
+/// cannot serve.
+fn serve_versioned(server: &KvServer, key: &str, revision: Option<u64>, json: bool) -> Response {
+    let (found, read_at) = {
+        let state = server.state();
+        let read_at = revision.unwrap_or_else(|| state.revision());
+        (state.get_at(key, revision), read_at)
+    };
+    let found = match found {
+        Ok(found) => found.filter(VersionedValue::exists),
+        Err(error) => return revision_error(&error),
+    };
+    let status = match found {
+        Some(_) => StatusCode::OK,
+        None => StatusCode::NOT_FOUND,
+    };
+    if json {
+        let body = KeyValueResponse {
+            kv: found.as_ref().map(|value| versioned_key_value(key, value)),
+            revision: read_at,
+        };
+        return with_revision(read_at, (status, Json(body)));
+    }
+    let Some(value) = found else {
+        return with_revision(
+            read_at,
+            ApiError::new(StatusCode::NOT_FOUND, format!("key `{key}` not found")),
+        );
+    };
+    let headers = [
+        (CREATE_REVISION_HEADER, value.create_revision),
+        (MOD_REVISION_HEADER, value.mod_revision),
+        (VERSION_HEADER, value.version),
+    ]
+    .map(|(name, number)| (name, HeaderValue::from(number)));
+    with_revision(
+        read_at,
+        (
+            headers,
+            [("content-type", "application/octet-stream")],
+            Body::from(value.value),
+        ),
+    )
 }
 
 fn serve_value(server: &KvServer, key: &str) -> Response {
-    match server.state().get(key).cloned() {
-        Some(value) => (
-            [("content-type", "application/octet-stream")],
-            Body::from(value),
-        )
-            .into_response(),
-        None => {
-            ApiError::new(StatusCode::NOT_FOUND, format!("key `{key}` not found")).into_response()
-        }
-    }
+    serve_versioned(server, key, None, false)
 }
 
 #[derive(Debug, Deserialize)]
@@ -267,6 +366,8 @@ pub(super) struct ScanQuery {
     limit: Option<usize>,
     #[serde(default)]
     consistency: Consistency,
+    /// Scan at this past revision.
+    revision: Option<u64>,
 }
 
 pub(super) async fn scan(
@@ -283,26 +384,43 @@ pub(super) async fn scan(
         return ApiError::bad_request(format!("limit must be between 1 and {SCAN_LIMIT_MAX}"))
             .into_response();
     }
+    if let Err(error) = check_revision(query.revision) {
+        return error.into_response();
+    }
     if let Err(response) = read_barrier(&state, query.consistency, original).await {
         return response;
     }
-    let (pairs, truncated) = state.server.state().scan(&query.prefix, limit);
+    let (scanned, read_at) = {
+        let state = state.server.state();
+        let read_at = query.revision.unwrap_or_else(|| state.revision());
+        (state.scan_at(&query.prefix, limit, query.revision), read_at)
+    };
+    let (pairs, truncated) = match scanned {
+        Ok(scanned) => scanned,
+        Err(error) => return revision_error(&error),
+    };
     let items = pairs
         .into_iter()
-        .map(|(key, value)| match String::from_utf8(value.to_vec()) {
-            Ok(text) => KeyValue {
+        .map(|(key, version)| {
+            let (value, value_base64) = value_fields(&version.value);
+            KeyValue {
                 key,
-                value: Some(text),
-                value_base64: None,
-            },
-            Err(_) => KeyValue {
-                key,
-                value: None,
-                value_base64: Some(base64::engine::general_purpose::STANDARD.encode(&value)),
-            },
+                value,
+                value_base64,
+                create_revision: version.create_revision,
+                mod_revision: version.mod_revision,
+                version: version.version,
+            }
         })
         .collect();
-    Json(ScanResponse { items, truncated }).into_response()
+    with_revision(
+        read_at,
+        Json(ScanResponse {
+            items,
+            truncated,
+            revision: read_at,
+        }),
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -327,7 +445,7 @@ pub(super) async fn demo_set(
         return error.into_response();
     }
     match write(&state, original, Operation::Put { key, value }).await {
-        Ok(WriteResult { index, term, .. }) => Json(WriteResponse { index, term }).into_response(),
+        Ok(result) => put_answer(&result),
         Err(response) => response,
     }
 }

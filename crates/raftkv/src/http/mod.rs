@@ -18,8 +18,9 @@
 //! the status of each), `write` (a write through Raft, for every route that makes one),
 //! `forward` (to the leader), and the routes by group: `kv` (keys, and the original demo's
 //! `/set` and `/get`), `admin` (membership, leadership transfer, the nodes' announcements),
-//! `status` (status and metrics). A new group of routes (transactions, watch, leases) is a
-//! module of its own beside them, its routes listed in [`router`].
+//! `status` (status and metrics), `compact` (compaction of the history), `watch` (watches as
+//! Server-Sent Events), and `revisions` (revisions and their errors as JSON). A new group of
+//! routes (leases) is a module of its own beside them, its routes listed in [`router`].
 //!
 //! Errors stay typed until the answer is made: [`ServeError`](crate::server::ServeError) says
 //! what happened, and `status_of` picks the status. Every transient condition (no leader, a
@@ -52,12 +53,15 @@ use crate::metrics::Metrics;
 use crate::server::KvServer;
 
 mod admin;
+mod compact;
 mod error;
 mod forward;
 mod kv;
 mod middleware;
 mod request;
+mod revisions;
 mod status;
+mod watch;
 mod write;
 
 pub use forward::Forwarder;
@@ -139,7 +143,7 @@ impl AppState {
 /// The API's routes, each behind the access guard (with `--auth-tokens`) and timed under its
 /// pattern (unmatched requests under `unmatched`): see `middleware`.
 pub fn router(state: AppState) -> Router {
-    let routes: [(&'static str, MethodRouter<AppState>); 14] = [
+    let routes: [(&'static str, MethodRouter<AppState>); 16] = [
         ("/v1/kv", get(kv::scan)),
         (
             "/v1/kv/",
@@ -153,6 +157,8 @@ pub fn router(state: AppState) -> Router {
         ),
         ("/v1/kv/{key}/append", post(kv::append_value)),
         ("/v1/kv/{key}/cas", post(kv::compare_and_swap)),
+        ("/v1/compact", post(compact::compact)),
+        ("/v1/watch", get(watch::watch)),
         ("/v1/status", get(status::status)),
         (
             "/v1/members",

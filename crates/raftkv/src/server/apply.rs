@@ -6,6 +6,8 @@
 //!  ApplyMsg::Configuration / Noop ─► skip (and follow the configuration) ├─► answers handed over,
 //!  ApplyMsg::Snapshot ─► StateMachine::restore ─► waiters: unknown       │   applied index sent
 //!  bytes since the last snapshot ≥ threshold ─► snapshot_image ─► compact (off this path)
+//!  Applied.changes ─► WatchHub::publish (never waits); a snapshot ─► WatchHub::restored;
+//!  after each batch ─► WatchHub::reached(revision)
 //! ```
 
 use std::sync::Arc;
@@ -59,6 +61,10 @@ pub(super) async fn apply_loop(
         // Once per batch, not per entry: every read waiting for an index wakes on each change.
         if let Some(index) = last_applied {
             applied.send_replace(index);
+            // Every change up to this revision was published above, before it is announced:
+            // an idle watcher's progress relies on that order.
+            let revision = server.state().revision();
+            server.watch_hub.reached(revision);
         }
     }
 }
@@ -88,10 +94,16 @@ fn apply_message(
             }
             let applied = server.state().apply_decoded(index.0, term.0, decoded);
             *bytes_since_snapshot += data.len() as u64;
+            // Published after the state's lock is released and before the next entry is
+            // applied, so the window holds every revision in order.
+            if let Some(changes) = applied.changes {
+                server.watch_hub.publish(Arc::new(changes));
+            }
             let result = WriteResult {
                 outcome: applied.outcome,
                 index: applied.index,
                 term: applied.term,
+                revision: applied.revision,
             };
             server.waiters().applied(index.0, request, Some(result));
             index.0
@@ -123,7 +135,9 @@ fn apply_message(
                             let _ = server.transport.set_peer(NodeId(*node), address);
                         }
                     }
+                    let revision = restored.revision();
                     *server.state() = restored;
+                    server.watch_hub.restored(revision);
                 }
                 Err(error) => {
                     // Every replica wrote this snapshot with the same code; failing to read

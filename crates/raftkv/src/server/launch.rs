@@ -56,14 +56,22 @@ pub async fn serve(
     });
     let metrics = state.metrics();
     let router = router(state);
+    // Watches are answers that never end by themselves: they are cancelled (`stopping`, with
+    // where to resume) when the stop begins, so that the connections can finish.
+    let stopping = {
+        let server = Arc::clone(&server);
+        async move {
+            stop_signal().await;
+            server.watch_hub().stop();
+        }
+    };
     match tls.http_listener(http_listener) {
         // The same server and limits; the streams it gets do their TLS handshake first.
         Ok(listener) => {
-            crate::limits::serve_http(listener, router, http.limits, metrics, stop_signal()).await
+            crate::limits::serve_http(listener, router, http.limits, metrics, stopping).await
         }
         Err(http_listener) => {
-            crate::limits::serve_http(http_listener, router, http.limits, metrics, stop_signal())
-                .await
+            crate::limits::serve_http(http_listener, router, http.limits, metrics, stopping).await
         }
     }
     announcer.abort();

@@ -13,9 +13,11 @@
 //!  snapshot(snapshots)  staggered threshold ─► encode off the apply path ─► compact
 //!  serve   (launch)     `raftkv serve`: settings ─► KvServer + HTTP API ─► stop on a signal
 //!  counted (counters)   the service's own counters, each declared once
+//!  watch   (watches)    the watch hub the apply loop feeds; a watcher's history
+//!  compact (retention)  the leader's automatic compaction by retention
 //! ```
 //!
-//! A watch hub and a lessor go here as modules of their own beside these.
+//! A lessor goes here as a module of its own beside these.
 
 mod apply;
 mod counters;
@@ -26,7 +28,9 @@ mod membership;
 mod node_runtime;
 mod proposals;
 mod reads;
+mod retention;
 mod snapshots;
+mod watches;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
@@ -89,6 +93,8 @@ pub struct KvServer {
     /// How long the write-ahead log's fdatasyncs take, taken from the log before the node
     /// moved it to its storage thread.
     wal_sync_latency: Arc<LatencyHistogram>,
+    /// The changes the apply loop applied, handed to the watchers.
+    watch_hub: crate::watch::WatchHub,
 }
 
 impl KvServer {
@@ -179,6 +185,7 @@ impl KvServer {
             .map_err(|error| format!("cannot start the node: {error}"))?;
         drop(entered);
         let (applied_sender, applied) = watch::channel(0);
+        let config_window = config.coordination.watch_window_revisions;
         let server = Arc::new(KvServer {
             state: Mutex::new(StateMachine::new(config.sessions_max)),
             config,
@@ -196,6 +203,7 @@ impl KvServer {
             answers: Answers::start(),
             node_runtime,
             wal_sync_latency,
+            watch_hub: crate::watch::WatchHub::new(config_window),
         });
         if let Some(join) = server.config.join.clone() {
             tokio::spawn(join_loop(Arc::clone(&server), join, !holds_nothing));
@@ -205,6 +213,7 @@ impl KvServer {
             apply_messages,
             applied_sender,
         ));
+        tokio::spawn(retention::compaction_loop(Arc::downgrade(&server)));
         Ok(server)
     }
 

@@ -34,6 +34,9 @@ pub struct WriteResult {
     pub index: u64,
     /// Term of the entry.
     pub term: u64,
+    /// The store's revision after the write (the write's own when it changed a key; for a
+    /// retry answered from its session, the first application's).
+    pub revision: u64,
 }
 
 pub(super) enum Resolution {

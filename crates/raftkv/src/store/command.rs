@@ -34,6 +34,7 @@
 //!      5  cas           { 1 key: bytes (UTF-8), 2 expect: optional bytes, 3 value: bytes }
 //!      6  announce      { 1 node: uint64, 2 http_address: string }
 //!      7  raft_address  { 1 node: uint64, 2 raft_address: string }
+//!      8  compact       { 1 revision: uint64 }
 //!    15 format_version  uint32, 0 (absent) for this format
 //!    16 request_id      uint64, optional: the proposing node's id for its waiter
 //!    17 text_session    TextSession { 1 client_id: bytes, 2 sequence: uint64 }  optional
@@ -117,6 +118,13 @@ pub enum Operation {
         /// Its Raft address, e.g. `10.0.0.4:9001`.
         raft_address: String,
     },
+    /// Forgets the history before `revision`: reads and watches at earlier revisions fail
+    /// afterwards ([`super::history`]). Refused when `revision` is after the store's current
+    /// one; a no-op at or below the compaction revision in force.
+    Compact {
+        /// The oldest revision still readable afterwards.
+        revision: u64,
+    },
 }
 
 /// One entry of the log as the key-value service sees it.
@@ -194,7 +202,7 @@ struct CommandRecord {
     #[prost(message, optional, tag = "1")]
     session: Option<SessionRecord>,
     /// The operation; `None` when absent or of a kind this build does not know.
-    #[prost(oneof = "OperationRecord", tags = "2, 3, 4, 5, 6, 7")]
+    #[prost(oneof = "OperationRecord", tags = "2, 3, 4, 5, 6, 7, 8")]
     operation: Option<OperationRecord>,
     /// [`COMMAND_FORMAT_VERSION`] of the writer; 0 is not encoded, so today it costs nothing.
     #[prost(uint32, tag = "15")]
@@ -240,6 +248,14 @@ enum OperationRecord {
     Announce(AnnounceRecord),
     #[prost(message, tag = "7")]
     RaftAddress(RaftAddressRecord),
+    #[prost(message, tag = "8")]
+    Compact(CompactRecord),
+}
+
+#[derive(Clone, Copy, PartialEq, prost::Message)]
+struct CompactRecord {
+    #[prost(uint64, tag = "1")]
+    revision: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -331,6 +347,9 @@ impl From<&Command> for CommandRecord {
                     raft_address: raft_address.clone(),
                 })
             }
+            Operation::Compact { revision } => OperationRecord::Compact(CompactRecord {
+                revision: *revision,
+            }),
         };
         let (session, text_session) = match &command.session {
             None => (None, None),
@@ -397,6 +416,9 @@ impl TryFrom<CommandRecord> for Command {
             OperationRecord::RaftAddress(record) => Operation::RaftAddress {
                 node: record.node,
                 raft_address: record.raft_address,
+            },
+            OperationRecord::Compact(record) => Operation::Compact {
+                revision: record.revision,
             },
         };
         let session = match (record.session, record.text_session) {

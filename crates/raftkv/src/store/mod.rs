@@ -11,9 +11,14 @@
 //!  session? ── Some ──► Sessions::answer_again ── retry or stale ──► that answer
 //!        │ none            (sessions: exactly-once writes)   │ new
 //!        ▼                                                   ▼
-//!  execute(operation) ──► Outcome ──────────────────────► Sessions::record
+//!  execute(operation) ──► History::put / delete ──► commit ──► Sessions::record
+//!        │                   (history: versions,       │ (outcome, revision)
+//!        │                    revisions, compaction)    ▼
+//!        └──────────────────────────────────► Applied { outcome, revision, changes }
 //!  (applied_index moves to the entry's index in every case; `skip` moves only it)
 //!
+//!  get / scan: the current state; get_at / scan_at: at a past revision;
+//!  changes_since: a watch's catch-up from history                        (history)
 //!  snapshot / snapshot_image / restore: the whole store as bytes        (snapshot)
 //! ```
 //!
@@ -25,25 +30,30 @@
 //!
 //! One module per job: [`command`] (what the log carries and its encoding), [`sessions`]
 //! (who a client is, and the exactly-once bookkeeping), [`snapshot`] (the snapshot format),
-//! and this one (apply and read). Revisions with their history, transactions and leases each
-//! go in a module of their own beside these.
+//! [`history`] (revisions, every key's versions, compaction), and this one (apply and read).
+//! Transactions and leases each go in a module of their own beside these.
 
 pub mod command;
+pub mod history;
 pub mod sessions;
 pub mod snapshot;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::ops::Bound;
 
 use bytes::{Bytes, BytesMut};
 
 pub use command::{Command, CommandError, Operation, Session, COMMAND_FORMAT_VERSION};
+pub use history::{
+    Change, ChangeKind, KeySelector, RevisionChanges, RevisionError, VersionedValue,
+};
 pub use sessions::{ClientId, ClientIdError};
 pub use snapshot::{
     SnapshotError, SnapshotImage, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_FORMAT_VERSION_NUMERIC_IDS,
+    SNAPSHOT_FORMAT_VERSION_TEXT_IDS,
 };
 
+use history::History;
 use sessions::Sessions;
 
 /// What applying a command did.
@@ -70,6 +80,17 @@ pub enum Outcome {
     },
     /// A node's HTTP address was recorded.
     Announced,
+    /// The history before a revision was forgotten (or already had been).
+    Compacted {
+        /// The compaction revision in force afterwards: the oldest revision still readable.
+        compact_revision: u64,
+    },
+    /// A compaction was refused: its revision is later than the store's
+    /// ([`RevisionError::Future`]).
+    CompactRefused {
+        /// Why.
+        error: RevisionError,
+    },
     /// The command could not be decoded (every replica rejects it the same way).
     Rejected {
         /// Why, for the operator.
@@ -92,14 +113,19 @@ pub struct Applied {
     pub index: u64,
     /// Term of that entry.
     pub term: u64,
+    /// The store's revision after the command: for a retry answered from its session, the
+    /// revision after the first application.
+    pub revision: u64,
+    /// What the command changed, for watchers: `None` when it changed nothing, and for a
+    /// retry (its changes were handed out when it was first applied).
+    pub changes: Option<RevisionChanges>,
 }
 
-/// The replicated key-value store, its client sessions and the nodes' announced addresses.
+/// The replicated key-value store with its history, its client sessions and the nodes'
+/// announced addresses.
 pub struct StateMachine {
-    /// The store.
-    data: BTreeMap<String, Bytes>,
-    /// Invariant: the sum of `key.len() + value.len()` over `data`.
-    data_bytes: u64,
+    /// The store: every key's versions since the compaction revision.
+    history: History,
     /// The client sessions, for exactly-once writes.
     sessions: Sessions,
     /// The HTTP address each node announced.
@@ -117,8 +143,12 @@ impl fmt::Debug for StateMachine {
         formatter
             .debug_struct("StateMachine")
             .field("applied_index", &self.applied_index)
-            .field("keys", &self.data.len())
-            .field("data_bytes", &self.data_bytes)
+            .field("revision", &self.history.revision())
+            .field("compact_revision", &self.history.compact_revision())
+            .field("keys", &self.history.live_keys())
+            .field("data_bytes", &self.history.live_bytes())
+            .field("history_versions", &self.history.history_versions())
+            .field("history_bytes", &self.history.history_bytes())
             .field("sessions", &self.sessions.len())
             .field("sessions_max", &self.sessions.sessions_max())
             .field("http_addresses", &self.http_addresses)
@@ -127,20 +157,14 @@ impl fmt::Debug for StateMachine {
     }
 }
 
-fn entry_bytes(key: &str, value: &Bytes) -> u64 {
-    // usize is at most 64 bits on every supported target, so this never truncates.
-    (key.len() + value.len()) as u64
-}
-
 impl StateMachine {
-    /// An empty machine, before any entry is applied.
+    /// An empty machine, before any entry is applied, at revision 1.
     ///
     /// `sessions_max`: sessions kept; beyond it the least recently active is evicted (0
     /// disables exactly-once writes). Every replica must use the same value.
     pub fn new(sessions_max: usize) -> StateMachine {
         StateMachine {
-            data: BTreeMap::new(),
-            data_bytes: 0,
+            history: History::new(),
             sessions: Sessions::new(sessions_max),
             http_addresses: BTreeMap::new(),
             raft_addresses: BTreeMap::new(),
@@ -157,8 +181,9 @@ impl StateMachine {
     }
 
     /// [`StateMachine::apply`] for the entry at `index` of `term`, also saying which entry
-    /// applied the request: for a retry answered from its session, the first application's
-    /// index and term, so the retry gets exactly the first answer.
+    /// applied the request (for a retry answered from its session, the first application's
+    /// index and term, so the retry gets exactly the first answer), the revision and what
+    /// changed.
     pub fn apply_entry(&mut self, index: u64, term: u64, data: &[u8]) -> Applied {
         self.apply_decoded(index, term, Command::decode(data))
     }
@@ -171,38 +196,51 @@ impl StateMachine {
         term: u64,
         decoded: Result<Command, CommandError>,
     ) -> Applied {
-        let (outcome, applied_at) = self.apply_command(index, term, decoded);
-        Applied {
-            outcome,
-            index: applied_at.0,
-            term: applied_at.1,
-        }
-    }
-
-    fn apply_command(
-        &mut self,
-        index: u64,
-        term: u64,
-        decoded: Result<Command, CommandError>,
-    ) -> (Outcome, (u64, u64)) {
         let here = (index, term);
         self.advance_applied_index(index);
         let command = match decoded {
             Ok(command) => command,
             Err(error) => {
                 let reason = error.to_string();
-                return (Outcome::Rejected { reason }, here);
+                return self.applied_here(Outcome::Rejected { reason }, here, None);
             }
         };
         let Some(session) = command.session else {
-            return (self.execute(command.operation), here);
+            let (outcome, changes) = self.execute(command.operation);
+            return self.applied_here(outcome, here, changes);
         };
-        if let Some(answer) = self.sessions.answer_again(&session, here) {
-            return answer;
+        let revision = self.history.revision();
+        if let Some((outcome, applied_at, revision)) =
+            self.sessions.answer_again(&session, here, revision)
+        {
+            return Applied {
+                outcome,
+                index: applied_at.0,
+                term: applied_at.1,
+                revision,
+                changes: None,
+            };
         }
-        let outcome = self.execute(command.operation);
-        self.sessions.record(session, here, outcome.clone());
-        (outcome, here)
+        let (outcome, changes) = self.execute(command.operation);
+        let revision = self.history.revision();
+        self.sessions
+            .record(session, here, revision, outcome.clone());
+        self.applied_here(outcome, here, changes)
+    }
+
+    fn applied_here(
+        &self,
+        outcome: Outcome,
+        here: (u64, u64),
+        changes: Option<RevisionChanges>,
+    ) -> Applied {
+        Applied {
+            outcome,
+            index: here.0,
+            term: here.1,
+            revision: self.history.revision(),
+            changes,
+        }
     }
 
     /// Marks `index` applied without a command (a no-op or configuration entry the service
@@ -211,30 +249,119 @@ impl StateMachine {
         self.advance_applied_index(index);
     }
 
-    /// The value of `key`.
+    /// The current value of `key`.
     pub fn get(&self, key: &str) -> Option<&Bytes> {
-        self.data.get(key)
+        self.history.current(key).map(|version| &version.value)
     }
 
-    /// Keys starting with `prefix` in key order, at most `limit`; the bool says more followed.
+    /// The current value of `key` with its revisions.
+    pub fn get_versioned(&self, key: &str) -> Option<&VersionedValue> {
+        self.history.current(key)
+    }
+
+    /// Current keys starting with `prefix` in key order, at most `limit`; the bool says more
+    /// followed.
     pub fn scan(&self, prefix: &str, limit: usize) -> (Vec<(String, Bytes)>, bool) {
-        let mut matching = self
-            .data
-            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
-            .take_while(|(key, _)| key.starts_with(prefix));
-        let items: Vec<(String, Bytes)> = matching
-            .by_ref()
-            .take(limit)
-            .map(|(key, value)| (key.clone(), value.clone()))
+        let (items, more) = self.history.scan_at(prefix, limit, self.history.revision());
+        let items = items
+            .into_iter()
+            .map(|(key, version)| (key.to_owned(), version.value.clone()))
             .collect();
-        let more = matching.next().is_some();
-        assert!(items.len() <= limit, "a scan returns at most its limit");
         (items, more)
     }
 
-    /// The number of keys held.
+    /// `key` with its revisions as a read at `revision` sees it (`None`: the current
+    /// revision); `Ok(None)` when the key does not exist then.
+    pub fn get_at(
+        &self,
+        key: &str,
+        revision: Option<u64>,
+    ) -> Result<Option<VersionedValue>, RevisionError> {
+        let revision = self.readable(revision)?;
+        Ok(self.history.at(key, revision).cloned())
+    }
+
+    /// Keys starting with `prefix` that exist at `revision` (`None`: the current revision), in
+    /// key order with their revisions then, at most `limit`; the bool says more followed. A
+    /// consistent snapshot of the whole store at that revision.
+    pub fn scan_at(
+        &self,
+        prefix: &str,
+        limit: usize,
+        revision: Option<u64>,
+    ) -> Result<(Vec<(String, VersionedValue)>, bool), RevisionError> {
+        let revision = self.readable(revision)?;
+        let (items, more) = self.history.scan_at(prefix, limit, revision);
+        let items = items
+            .into_iter()
+            .map(|(key, version)| (key.to_owned(), version.clone()))
+            .collect();
+        Ok((items, more))
+    }
+
+    /// Every change with revision `>= start_revision` that `selector` selects, grouped by
+    /// revision, in revision order (a watch's catch-up from history). Empty when
+    /// `start_revision` is after the current revision; [`RevisionError::Compacted`] when it is
+    /// before the compaction revision.
+    pub fn changes_since(
+        &self,
+        start_revision: u64,
+        selector: &KeySelector,
+    ) -> Result<Vec<RevisionChanges>, RevisionError> {
+        self.changes_since_bounded(start_revision, selector, usize::MAX)
+            .map(|(changes, _)| changes)
+    }
+
+    /// [`StateMachine::changes_since`] in pages: stops at the first revision boundary after
+    /// `changes_max` changes (never splitting a revision, so a page may hold more when one
+    /// revision does); the bool says it stopped early (continue after the last revision
+    /// returned).
+    pub fn changes_since_bounded(
+        &self,
+        start_revision: u64,
+        selector: &KeySelector,
+        changes_max: usize,
+    ) -> Result<(Vec<RevisionChanges>, bool), RevisionError> {
+        if start_revision > self.history.revision() {
+            return Ok((Vec::new(), false));
+        }
+        self.history.check_readable(start_revision)?;
+        Ok(self
+            .history
+            .changes_since(start_revision, selector, changes_max))
+    }
+
+    fn readable(&self, revision: Option<u64>) -> Result<u64, RevisionError> {
+        let revision = revision.unwrap_or(self.history.revision());
+        self.history.check_readable(revision)?;
+        Ok(revision)
+    }
+
+    /// The store's revision: 1 when empty, raised by one by every command that changes a key.
+    pub fn revision(&self) -> u64 {
+        self.history.revision()
+    }
+
+    /// The oldest revision still readable (1 until the first compaction).
+    pub fn compact_revision(&self) -> u64 {
+        self.history.compact_revision()
+    }
+
+    /// The number of versions held beyond the current ones (older versions and deletes'
+    /// tombstones), for metrics.
+    pub fn history_versions(&self) -> usize {
+        self.history.history_versions()
+    }
+
+    /// The bytes of the values of those versions (keys are shared with the current ones), for
+    /// metrics.
+    pub fn history_bytes(&self) -> u64 {
+        self.history.history_bytes()
+    }
+
+    /// The number of keys that exist.
     pub fn keys(&self) -> usize {
-        self.data.len()
+        self.history.live_keys()
     }
 
     /// The index of the last entry applied or skipped (0 before the first).
@@ -267,22 +394,18 @@ impl StateMachine {
         &self.raft_addresses
     }
 
-    /// Approximate bytes of keys and values held (for metrics): the sum of their lengths,
-    /// without the maps' overhead.
+    /// Approximate bytes of the current keys and values (for metrics): the sum of their
+    /// lengths, without the maps' overhead or the history.
     pub fn data_bytes(&self) -> u64 {
-        self.data_bytes
+        self.history.live_bytes()
     }
 
     /// Panics, naming the invariant, if the machine's internal state contradicts itself. Takes
     /// time linear in the state: for tests and simulators.
     pub fn check_invariants(&self) {
-        let data_bytes: u64 = self
-            .data
-            .iter()
-            .map(|(key, value)| entry_bytes(key, value))
-            .sum();
-        assert_eq!(self.data_bytes, data_bytes, "invariant data-bytes-counted");
-        self.sessions.check_invariants(self.applied_index);
+        self.history.check_invariants();
+        self.sessions
+            .check_invariants(self.applied_index, self.history.revision());
     }
 
     fn advance_applied_index(&mut self, index: u64) {
@@ -294,40 +417,38 @@ impl StateMachine {
         self.applied_index = index;
     }
 
-    /// Carries out `operation` on the store.
-    fn execute(&mut self, operation: Operation) -> Outcome {
-        match operation {
+    /// Carries out `operation` on the store; what it changed, at the revision it moved to.
+    fn execute(&mut self, operation: Operation) -> (Outcome, Option<RevisionChanges>) {
+        let mut changes = Vec::new();
+        let outcome = match operation {
             Operation::Put { key, value } => {
-                self.insert(key, value);
+                changes.push(self.history.put(key, copied(&value)));
                 Outcome::Put
             }
             Operation::Delete { key } => {
-                let removed = self.data.remove_entry(&key);
-                if let Some((key, value)) = &removed {
-                    self.data_bytes -= entry_bytes(key, value);
-                }
-                Outcome::Deleted {
-                    existed: removed.is_some(),
-                }
+                let deleted = self.history.delete(&key);
+                let existed = deleted.is_some();
+                changes.extend(deleted.map(|(change, _)| change));
+                Outcome::Deleted { existed }
             }
             Operation::Append { key, suffix } => {
-                let value = match self.data.get(&key) {
+                let value = match self.get(&key) {
                     Some(existing) => {
                         let mut value = BytesMut::with_capacity(existing.len() + suffix.len());
                         value.extend_from_slice(existing);
                         value.extend_from_slice(&suffix);
                         value.freeze()
                     }
-                    None => suffix,
+                    None => copied(&suffix),
                 };
                 let length = value.len() as u64;
-                self.insert(key, value);
+                changes.push(self.history.put(key, value));
                 Outcome::Appended { length }
             }
             Operation::Cas { key, expect, value } => {
-                let current = self.data.get(&key);
+                let current = self.get(&key);
                 if current == expect.as_ref() {
-                    self.insert(key, value);
+                    changes.push(self.history.put(key, copied(&value)));
                     Outcome::Cas {
                         swapped: true,
                         current: None,
@@ -347,23 +468,38 @@ impl StateMachine {
                 self.raft_addresses.insert(node, raft_address);
                 Outcome::Announced
             }
-        }
+            Operation::Compact { revision } => self.compact(revision),
+        };
+        (outcome, self.history.commit(changes))
     }
 
-    /// Sets `key` to `value`, keeping the byte count.
-    ///
-    /// The value is copied: the one handed in is usually a slice of a larger buffer (a network
-    /// frame, an HTTP read buffer, a WAL segment read), and keeping the slice would keep that
-    /// whole buffer alive for as long as the key lives (measured: followers' resident size grew
-    /// to several times the data they held).
-    fn insert(&mut self, key: String, value: Bytes) {
-        let value = Bytes::copy_from_slice(&value);
-        let key_bytes = key.len() as u64;
-        self.data_bytes += key_bytes + value.len() as u64;
-        // One search of the map, not a lookup and then an insert: this runs on every write on
-        // every node.
-        if let Some(previous) = self.data.insert(key, value) {
-            self.data_bytes -= key_bytes + previous.len() as u64;
+    /// Compacts the history at `revision` (a no-op at or below the compaction revision in
+    /// force); refused beyond the current revision.
+    fn compact(&mut self, revision: u64) -> Outcome {
+        if revision > self.history.revision() {
+            return Outcome::CompactRefused {
+                error: RevisionError::Future {
+                    requested: revision,
+                    current: self.history.revision(),
+                    compact_revision: self.history.compact_revision(),
+                },
+            };
+        }
+        if revision > self.history.compact_revision() {
+            self.history.compact(revision);
+        }
+        Outcome::Compacted {
+            compact_revision: self.history.compact_revision(),
         }
     }
+}
+
+/// A copy of `value` the store may keep.
+///
+/// The value handed in is usually a slice of a larger buffer (a network frame, an HTTP read
+/// buffer, a WAL segment read), and keeping the slice would keep that whole buffer alive for
+/// as long as the version lives (measured: followers' resident size grew to several times the
+/// data they held).
+fn copied(value: &Bytes) -> Bytes {
+    Bytes::copy_from_slice(value)
 }

@@ -176,6 +176,8 @@ pub(super) struct ClientSession {
     pub(super) last_active_index: u64,
     /// Index and term of the entry that first applied `sequence`, reported again to a retry.
     pub(super) applied_at: (u64, u64),
+    /// The store's revision after `sequence` was first applied, reported again to a retry.
+    pub(super) revision: u64,
 }
 
 /// Every client's session, bounded by `sessions_max`, with the order they are evicted in.
@@ -217,40 +219,45 @@ impl Sessions {
         self.by_client.iter()
     }
 
-    /// Whether any session's client id is text.
-    pub(super) fn has_text_id(&self) -> bool {
-        // Numbers sort before texts: the last session tells whether any id is text.
-        self.by_client
-            .last_key_value()
-            .is_some_and(|(client_id, _)| client_id.as_text().is_some())
-    }
-
     /// The answer the session gives the request `session` carried in the entry `here` (index,
-    /// term) without applying it: the cached outcome of a retry (the session is then active
-    /// at `here`), or [`Outcome::StaleSequence`] for an older request. `None`: the request is
-    /// new, to be applied and then [recorded](Sessions::record).
+    /// term) without applying it, with the entry and the revision it reports: the cached
+    /// outcome of a retry with its first application's (the session is then active at
+    /// `here`), or [`Outcome::StaleSequence`] for an older request, with `here` and
+    /// `current_revision`. `None`: the request is new, to be applied and then
+    /// [recorded](Sessions::record).
     pub(super) fn answer_again(
         &mut self,
         session: &Session,
         here: (u64, u64),
-    ) -> Option<(Outcome, (u64, u64))> {
+        current_revision: u64,
+    ) -> Option<(Outcome, (u64, u64), u64)> {
         let existing = self.by_client.get(&session.client_id)?;
         if session.sequence < existing.sequence {
             let last = existing.sequence;
-            return Some((Outcome::StaleSequence { last }, here));
+            return Some((Outcome::StaleSequence { last }, here, current_revision));
         }
         if session.sequence > existing.sequence {
             return None;
         }
-        let answer = (existing.outcome.clone(), existing.applied_at);
+        let answer = (
+            existing.outcome.clone(),
+            existing.applied_at,
+            existing.revision,
+        );
         // A retry shows the client is alive and may retry again: keep its session.
         self.mark_active(&session.client_id, here.0);
         Some(answer)
     }
 
-    /// Caches the outcome of a newly applied request of `session`, then evicts sessions beyond
-    /// the limit.
-    pub(super) fn record(&mut self, session: Session, applied_at: (u64, u64), outcome: Outcome) {
+    /// Caches the outcome of a newly applied request of `session`, with the store's
+    /// `revision` after it, then evicts sessions beyond the limit.
+    pub(super) fn record(
+        &mut self,
+        session: Session,
+        applied_at: (u64, u64),
+        revision: u64,
+        outcome: Outcome,
+    ) {
         let index = applied_at.0;
         assert!(
             !matches!(
@@ -266,6 +273,7 @@ impl Sessions {
                 outcome,
                 last_active_index: index,
                 applied_at,
+                revision,
             },
         );
         // A text id's clone shares its bytes: the two copies here cost no allocation.
@@ -321,9 +329,9 @@ impl Sessions {
         }
     }
 
-    /// Panics, naming the invariant, if the sessions contradict themselves or one is active
-    /// after `applied_index`.
-    pub(super) fn check_invariants(&self, applied_index: u64) {
+    /// Panics, naming the invariant, if the sessions contradict themselves, one is active
+    /// after `applied_index` or one reports a revision after `revision`.
+    pub(super) fn check_invariants(&self, applied_index: u64, revision: u64) {
         assert!(
             self.by_client.len() <= self.sessions_max,
             "invariant sessions-bounded: {} sessions, limit {}",
@@ -347,6 +355,10 @@ impl Sessions {
             assert!(
                 *last_active_index <= applied_index,
                 "invariant session-active-before-applied"
+            );
+            assert!(
+                session.revision <= revision,
+                "invariant session-revision-not-in-future"
             );
         }
     }

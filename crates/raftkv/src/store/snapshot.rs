@@ -3,24 +3,50 @@
 //!
 //! ```text
 //!  SnapshotRecord
-//!    1 version        uint32: 1, or 2 when a session's client id is text; anything else
-//!                     is refused
-//!    2 applied_index  uint64
-//!    3 entries        repeated { 1 key: string, 2 value: bytes }                 key order
-//!    4 sessions       repeated { 1 client_id, 2 sequence, 3 last_active_index: uint64,
-//!                                4 outcome: OutcomeRecord, 5 applied_index,
-//!                                6 applied_term, 7 text_client_id: bytes }      client order
-//!    5 addresses      repeated { 1 node: uint64, 2 http_address: string }        node order
-//!    6 raft_addresses repeated { 1 node: uint64, 2 address: string }             node order
+//!    1 version          uint32: 3 (written); 1 and 2 are still read; anything else is
+//!                       refused
+//!    2 applied_index    uint64
+//!    3 entries          repeated { 1 key: string, 2 value: bytes }      versions 1, 2 only
+//!    4 sessions         repeated { 1 client_id, 2 sequence, 3 last_active_index: uint64,
+//!                                  4 outcome: OutcomeRecord, 5 applied_index,
+//!                                  6 applied_term, 7 text_client_id: bytes,
+//!                                  8 revision: uint64 }                       client order
+//!    5 addresses        repeated { 1 node: uint64, 2 http_address: string }  node order
+//!    6 raft_addresses   repeated { 1 node: uint64, 2 address: string }       node order
+//!    7 revision         uint64                                            version 3
+//!    8 compact_revision uint64                                            version 3
+//!    9 base             repeated VersionRecord: each key's one version older than the
+//!                       compaction revision, when it has one (never a delete); key order
+//!   10 changes          repeated VersionRecord: every version since the compaction
+//!                       revision, in the order made (revision order, then each
+//!                       command's own order)
+//!  VersionRecord { 1 key: string, 2 value: bytes, 3 create_revision, 4 mod_revision,
+//!                  5 version: uint64 }                           (a delete: version 0)
 //!  OutcomeRecord oneof: 1 put {}, 2 deleted { 1 existed }, 3 appended { 1 length },
 //!    4 cas { 1 swapped, 2 current: optional bytes }, 5 announced {}, 6 rejected { 1 reason },
-//!    7 stale_sequence { 1 last }
+//!    7 stale_sequence { 1 last }, 8 compacted { 1 compact_revision },
+//!    9 compact_refused RevisionErrorRecord { 1 compacted: bool, 2 requested,
+//!                      3 compact_revision, 4 current }
 //! ```
 //!
+//! Version 3 carries the history ([`super::history`]): the store's revision, its compaction
+//! revision, and every version held, so a restored replica answers reads at past revisions
+//! and watches' catch-up exactly as the one that wrote it, and its own snapshot is the same
+//! bytes. `changes` is the history's log: the versions in the order they were made, which is
+//! the order a watch must see them in (within one revision, the per-key lists alone would
+//! lose it); `base` holds the older versions reads at the compaction revision still see.
+//!
+//! Versions 1 and 2 (older releases) carry current values only: every key restores as
+//! created at revision 1, version 1, with the store at revision 1 and compacted there, the
+//! same on every replica that restores the same snapshot. NB: a replica that replays the log
+//! from an older snapshot and one that restores a later one reach different revisions for the
+//! same index; a cluster upgraded from a release without revisions agrees on revisions only
+//! once every replica restarts from snapshots of the same index (or a new snapshot is installed
+//! everywhere).
+//!
 //! A session's client id is field 1 when it is a number, field 7 (with field 1 zero) when it
-//! is text ([`ClientId`]). Text ids came later, so a snapshot holding one says version 2: an
-//! older build, which would read every such session as client 0, refuses it instead. A
-//! snapshot without one stays version 1, byte for byte what older releases wrote and read.
+//! is text ([`ClientId`]). Text ids came with version 2, which older builds refuse instead of
+//! reading every such session as client 0; version 3 carries both kinds.
 //!
 //! NB: the snapshot is built as one buffer in memory; a store much larger than memory would need
 //! a streamed format.
@@ -31,16 +57,20 @@ use bytes::Bytes;
 use prost::Message as _;
 use thiserror::Error;
 
+use super::history::History;
 use super::sessions::{ClientId, ClientIdError, ClientSession};
-use super::{entry_bytes, Outcome, StateMachine};
+use super::{Outcome, RevisionError, StateMachine, VersionedValue};
 
-/// The newest snapshot format this build reads and writes: 2, with text client ids. It writes
-/// [`SNAPSHOT_FORMAT_VERSION_NUMERIC_IDS`] when every session's client id is a number.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+/// The snapshot format this build writes, and the newest it reads: 3, with revisions and
+/// history.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 3;
 
-/// The snapshot format of older releases, whose client ids were all numbers; still read, and
-/// still written when every client id is a number.
+/// The oldest snapshot format still read: releases before text client ids (all client ids
+/// numbers), without revisions.
 pub const SNAPSHOT_FORMAT_VERSION_NUMERIC_IDS: u32 = 1;
+
+/// The snapshot format of releases with text client ids and without revisions; still read.
+pub const SNAPSHOT_FORMAT_VERSION_TEXT_IDS: u32 = 2;
 
 /// Why snapshot bytes could not be restored.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -76,22 +106,10 @@ impl StateMachine {
     /// A copy of the state for [`SnapshotImage::encode`], so that the slow part, encoding
     /// (about 100 ms for 25 MB), can run off the apply path and without the state's lock.
     pub fn snapshot_image(&self) -> SnapshotImage {
-        let version = if self.sessions.has_text_id() {
-            SNAPSHOT_FORMAT_VERSION
-        } else {
-            SNAPSHOT_FORMAT_VERSION_NUMERIC_IDS
-        };
         let record = SnapshotRecord {
-            version,
+            version: SNAPSHOT_FORMAT_VERSION,
             applied_index: self.applied_index,
-            entries: self
-                .data
-                .iter()
-                .map(|(key, value)| EntryRecord {
-                    key: key.clone(),
-                    value: value.clone(),
-                })
-                .collect(),
+            entries: Vec::new(),
             sessions: self
                 .sessions
                 .iter()
@@ -103,6 +121,7 @@ impl StateMachine {
                     applied_index: session.applied_at.0,
                     applied_term: session.applied_at.1,
                     text_client_id: client_id.as_text().cloned().unwrap_or_default(),
+                    revision: session.revision,
                 })
                 .collect(),
             addresses: self
@@ -121,6 +140,10 @@ impl StateMachine {
                     http_address: address.clone(),
                 })
                 .collect(),
+            revision: self.history.revision(),
+            compact_revision: self.history.compact_revision(),
+            base: self.history.base().map(VersionRecord::from).collect(),
+            changes: self.history.logged().map(VersionRecord::from).collect(),
         };
         SnapshotImage { record }
     }
@@ -141,18 +164,46 @@ impl StateMachine {
         }
         let mut machine = StateMachine::new(sessions_max);
         machine.applied_index = record.applied_index;
-        for entry in record.entries {
-            // Keys are written in increasing order; requiring it also refuses duplicates.
-            if let Some((last_key, _)) = machine.data.last_key_value() {
-                if *last_key >= entry.key {
+        let versioned = record.version >= SNAPSHOT_FORMAT_VERSION;
+        if versioned {
+            if !record.entries.is_empty() {
+                return Err(SnapshotError::Malformed {
+                    what: "entries",
+                    reason: "unversioned entries in a snapshot with history",
+                });
+            }
+            let versions =
+                |records: Vec<VersionRecord>| records.into_iter().map(VersionRecord::into_parts);
+            machine.history = History::restore(
+                record.revision,
+                record.compact_revision,
+                versions(record.base),
+                versions(record.changes),
+            )
+            .map_err(|reason| SnapshotError::Malformed {
+                what: "history",
+                reason,
+            })?;
+        } else {
+            if record.revision != 0
+                || record.compact_revision != 0
+                || !record.base.is_empty()
+                || !record.changes.is_empty()
+            {
+                return Err(SnapshotError::Malformed {
+                    what: "history",
+                    reason: "history in a snapshot of a format without it",
+                });
+            }
+            for entry in record.entries {
+                // Keys are written in increasing order; requiring it also refuses duplicates.
+                if !machine.history.insert_unversioned(&entry.key, entry.value) {
                     return Err(SnapshotError::Malformed {
                         what: "entries",
                         reason: "keys not in strictly increasing order",
                     });
                 }
             }
-            machine.data_bytes += entry_bytes(&entry.key, &entry.value);
-            machine.data.insert(entry.key, entry.value);
         }
         for session in record.sessions {
             if session.last_active_index > record.applied_index
@@ -164,6 +215,14 @@ impl StateMachine {
                 });
             }
             let outcome = Outcome::try_from(session.outcome.unwrap_or_default())?;
+            // Older formats kept no revisions: their store, and every answer cached, is at 1.
+            let revision = if versioned { session.revision } else { 1 };
+            if !(1..=machine.history.revision()).contains(&revision) {
+                return Err(SnapshotError::Malformed {
+                    what: "session",
+                    reason: "revision outside 1 and the store's revision",
+                });
+            }
             let client_id = session_client_id(session.client_id, &session.text_client_id)?;
             let inserted = machine.sessions.insert_restored(
                 client_id,
@@ -172,6 +231,7 @@ impl StateMachine {
                     outcome,
                     last_active_index: session.last_active_index,
                     applied_at: (session.applied_index, session.applied_term),
+                    revision,
                 },
             );
             if !inserted {
@@ -253,6 +313,53 @@ struct SnapshotRecord {
     /// Raft addresses, in the same record shape (its `http_address` field holds the address).
     #[prost(message, repeated, tag = "6")]
     raft_addresses: Vec<AddressRecord>,
+    #[prost(uint64, tag = "7")]
+    revision: u64,
+    #[prost(uint64, tag = "8")]
+    compact_revision: u64,
+    #[prost(message, repeated, tag = "9")]
+    base: Vec<VersionRecord>,
+    #[prost(message, repeated, tag = "10")]
+    changes: Vec<VersionRecord>,
+}
+
+/// One held version of a key.
+#[derive(Clone, PartialEq, prost::Message)]
+struct VersionRecord {
+    #[prost(string, tag = "1")]
+    key: String,
+    #[prost(bytes = "bytes", tag = "2")]
+    value: Bytes,
+    #[prost(uint64, tag = "3")]
+    create_revision: u64,
+    #[prost(uint64, tag = "4")]
+    mod_revision: u64,
+    #[prost(uint64, tag = "5")]
+    version: u64,
+}
+
+impl From<(&str, &VersionedValue)> for VersionRecord {
+    fn from((key, version): (&str, &VersionedValue)) -> VersionRecord {
+        VersionRecord {
+            key: key.to_owned(),
+            value: version.value.clone(),
+            create_revision: version.create_revision,
+            mod_revision: version.mod_revision,
+            version: version.version,
+        }
+    }
+}
+
+impl VersionRecord {
+    fn into_parts(self) -> (String, VersionedValue) {
+        let version = VersionedValue {
+            value: self.value,
+            create_revision: self.create_revision,
+            mod_revision: self.mod_revision,
+            version: self.version,
+        };
+        (self.key, version)
+    }
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -280,6 +387,9 @@ struct SessionRecord {
     /// The client id when it is text (then `client_id` is 0); empty when it is a number.
     #[prost(bytes = "bytes", tag = "7")]
     text_client_id: Bytes,
+    /// The store's revision after the cached request was applied.
+    #[prost(uint64, tag = "8")]
+    revision: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -292,7 +402,7 @@ struct AddressRecord {
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct OutcomeRecord {
-    #[prost(oneof = "OutcomeKind", tags = "1, 2, 3, 4, 5, 6, 7")]
+    #[prost(oneof = "OutcomeKind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
     kind: Option<OutcomeKind>,
 }
 
@@ -312,6 +422,74 @@ enum OutcomeKind {
     Rejected(RejectedRecord),
     #[prost(message, tag = "7")]
     StaleSequence(StaleSequenceRecord),
+    #[prost(message, tag = "8")]
+    Compacted(CompactedRecord),
+    #[prost(message, tag = "9")]
+    CompactRefused(RevisionErrorRecord),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct CompactedRecord {
+    #[prost(uint64, tag = "1")]
+    compact_revision: u64,
+}
+
+/// A [`RevisionError`]: `compacted` tells its kind.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RevisionErrorRecord {
+    #[prost(bool, tag = "1")]
+    compacted: bool,
+    #[prost(uint64, tag = "2")]
+    requested: u64,
+    #[prost(uint64, tag = "3")]
+    compact_revision: u64,
+    #[prost(uint64, tag = "4")]
+    current: u64,
+}
+
+impl From<&RevisionError> for RevisionErrorRecord {
+    fn from(error: &RevisionError) -> RevisionErrorRecord {
+        match *error {
+            RevisionError::Compacted {
+                requested,
+                compact_revision,
+                current,
+            } => RevisionErrorRecord {
+                compacted: true,
+                requested,
+                compact_revision,
+                current,
+            },
+            RevisionError::Future {
+                requested,
+                current,
+                compact_revision,
+            } => RevisionErrorRecord {
+                compacted: false,
+                requested,
+                compact_revision,
+                current,
+            },
+        }
+    }
+}
+
+impl From<RevisionErrorRecord> for RevisionError {
+    fn from(record: RevisionErrorRecord) -> RevisionError {
+        if record.compacted {
+            RevisionError::Compacted {
+                requested: record.requested,
+                compact_revision: record.compact_revision,
+                current: record.current,
+            }
+        } else {
+            RevisionError::Future {
+                requested: record.requested,
+                current: record.current,
+                compact_revision: record.compact_revision,
+            }
+        }
+    }
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -371,6 +549,12 @@ impl From<&Outcome> for OutcomeRecord {
             Outcome::StaleSequence { last } => {
                 OutcomeKind::StaleSequence(StaleSequenceRecord { last: *last })
             }
+            Outcome::Compacted { compact_revision } => OutcomeKind::Compacted(CompactedRecord {
+                compact_revision: *compact_revision,
+            }),
+            Outcome::CompactRefused { error } => {
+                OutcomeKind::CompactRefused(RevisionErrorRecord::from(error))
+            }
         };
         OutcomeRecord { kind: Some(kind) }
     }
@@ -409,6 +593,12 @@ impl TryFrom<OutcomeRecord> for Outcome {
                 reason: rejected.reason,
             },
             OutcomeKind::StaleSequence(stale) => Outcome::StaleSequence { last: stale.last },
+            OutcomeKind::Compacted(compacted) => Outcome::Compacted {
+                compact_revision: compacted.compact_revision,
+            },
+            OutcomeKind::CompactRefused(error) => Outcome::CompactRefused {
+                error: RevisionError::from(error),
+            },
         })
     }
 }
@@ -460,14 +650,13 @@ mod tests {
             applied_index: 1,
             applied_term: 1,
             text_client_id: Bytes::new(),
+            revision: 0,
         };
         let record = SnapshotRecord {
-            version: SNAPSHOT_FORMAT_VERSION,
+            version: SNAPSHOT_FORMAT_VERSION_TEXT_IDS,
             applied_index: 2,
-            entries: Vec::new(),
             sessions: vec![session.clone(), session],
-            addresses: Vec::new(),
-            raft_addresses: Vec::new(),
+            ..SnapshotRecord::default()
         };
         assert!(matches!(
             StateMachine::restore(&record.encode_to_vec(), 10),
@@ -525,8 +714,9 @@ mod tests {
         .encode()
     }
 
-    /// A snapshot an older release wrote (version 1, no text ids) restores with its sessions:
-    /// a retry of the request it cached is answered from it, not applied again.
+    /// A snapshot an older release wrote (version 1, no text ids, no revisions) restores with
+    /// its sessions (a retry of the request it cached is answered from it, not applied again)
+    /// and its keys at revision 1; written back as version 3, it restores to the same.
     #[test]
     fn an_older_snapshot_restores_with_its_sessions() {
         let older = older::SnapshotRecord {
@@ -551,24 +741,37 @@ mod tests {
         let mut machine = StateMachine::restore(&bytes, 10).expect("restores");
         machine.check_invariants();
         assert_eq!(machine.sessions(), 1);
-        assert_eq!(machine.snapshot(), bytes, "written back byte for byte");
+        assert_eq!((machine.revision(), machine.compact_revision()), (1, 1));
+        let first = VersionedValue {
+            value: Bytes::from_static(b"first"),
+            create_revision: 1,
+            mod_revision: 1,
+            version: 1,
+        };
+        assert_eq!(machine.get_at("k", Some(1)), Ok(Some(first)));
+        let written = machine.snapshot();
+        let again = StateMachine::restore(&written, 10).expect("restores");
+        assert_eq!(again.snapshot(), written, "version 3 round-trips");
         let retry = machine.apply_entry(6, 3, &put_command(ClientId::number(7), 3, "k", b"again"));
         assert_eq!(
             retry,
             Applied {
                 outcome: Outcome::Put,
                 index: 4,
-                term: 2
+                term: 2,
+                revision: 1,
+                changes: None,
             },
             "answered from the session"
         );
         assert_eq!(machine.get("k"), Some(&Bytes::from_static(b"first")));
     }
 
-    /// Text client ids go in a field of their own under version 2, which an older build
-    /// refuses instead of reading every such session as client 0.
+    /// Text client ids go in a field of their own, which version 2 introduced and an older
+    /// build refuses instead of reading every such session as client 0; version 3 carries
+    /// them too, and a retry after the restore gets the first answer and revision.
     #[test]
-    fn a_snapshot_with_a_text_client_id_is_version_2_and_round_trips() {
+    fn a_snapshot_with_a_text_client_id_round_trips() {
         let uuid = ClientId::parse(b"3f2504e0-4f89-11d3-9a0c-0305e82c3301").expect("valid");
         let mut machine = StateMachine::new(10);
         machine.apply(1, &put_command(ClientId::number(7), 1, "a", b"1"));
@@ -581,14 +784,49 @@ mod tests {
         restored.check_invariants();
         assert_eq!(restored.snapshot(), snapshot);
         let retry = restored.apply_entry(3, 1, &put_command(uuid.clone(), 1, "b", b"again"));
-        assert_eq!(retry.index, 2, "the text id's session survived");
+        assert_eq!(
+            (retry.index, retry.revision),
+            (2, 3),
+            "the text id's session survived"
+        );
         assert_eq!(restored.get("b"), Some(&Bytes::from_static(b"2")));
-        // Once the text id's session is evicted, the snapshot is version 1 again.
-        let mut numeric = StateMachine::new(1);
-        numeric.apply(1, &put_command(uuid, 1, "b", b"2"));
-        numeric.apply(2, &put_command(ClientId::number(7), 1, "a", b"1"));
-        let record = SnapshotRecord::decode(&numeric.snapshot()[..]).expect("decodes");
-        assert_eq!(record.version, SNAPSHOT_FORMAT_VERSION_NUMERIC_IDS);
+    }
+
+    /// A version 2 snapshot (text client ids, no revisions) still restores.
+    #[test]
+    fn a_version_2_snapshot_restores_at_revision_1() {
+        let record = SnapshotRecord {
+            version: SNAPSHOT_FORMAT_VERSION_TEXT_IDS,
+            applied_index: 3,
+            entries: vec![EntryRecord {
+                key: "k".into(),
+                value: Bytes::from_static(b"v"),
+            }],
+            sessions: vec![SessionRecord {
+                client_id: 0,
+                sequence: 1,
+                last_active_index: 2,
+                outcome: Some(OutcomeRecord::from(&Outcome::Put)),
+                applied_index: 2,
+                applied_term: 1,
+                text_client_id: Bytes::from_static(b"worker-1"),
+                revision: 0,
+            }],
+            ..SnapshotRecord::default()
+        };
+        let mut machine = StateMachine::restore(&record.encode_to_vec(), 10).expect("restores");
+        machine.check_invariants();
+        assert_eq!(machine.revision(), 1);
+        let client_id = ClientId::parse(b"worker-1").expect("valid");
+        let retry = machine.apply_entry(4, 1, &put_command(client_id, 1, "k", b"again"));
+        assert_eq!((retry.index, retry.revision), (2, 1));
+        assert_eq!(
+            machine
+                .get_at("k", None)
+                .expect("readable")
+                .map(|v| v.version),
+            Some(1)
+        );
     }
 
     #[test]
@@ -601,15 +839,14 @@ mod tests {
             applied_index: 1,
             applied_term: 1,
             text_client_id: Bytes::from_static(text),
+            revision: 0,
         };
         for bad in [session(7, b"ab"), session(0, b"a b")] {
             let record = SnapshotRecord {
-                version: SNAPSHOT_FORMAT_VERSION,
+                version: SNAPSHOT_FORMAT_VERSION_TEXT_IDS,
                 applied_index: 2,
-                entries: Vec::new(),
                 sessions: vec![bad],
-                addresses: Vec::new(),
-                raft_addresses: Vec::new(),
+                ..SnapshotRecord::default()
             };
             assert!(matches!(
                 StateMachine::restore(&record.encode_to_vec(), 10),

@@ -1,16 +1,20 @@
 //! Three real `raftkv serve` processes per test, one module per topic: replication and
 //! recovery (writes through every node, linearizable reads, a SIGKILLed leader, restarts,
 //! snapshots, SIGTERM), exactly-once sessions (numeric and opaque client ids), bad input, the
-//! command line, membership, leadership transfers under writes, and the recovery of a node
-//! restarted after an unclean stop.
+//! command line, membership, leadership transfers under writes, the recovery of a node
+//! restarted after an unclean stop, and the coordination API: revisions, reads at a past
+//! revision, compaction, transactions (coordination) and watches (watch, read through sse).
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod bad_input;
 mod cli;
+mod coordination;
 mod membership;
 mod replication;
 mod sessions;
+mod sse;
 mod transfers;
 mod unclean_restart;
+mod watch;

@@ -51,9 +51,9 @@ fn unknown_fields_are_skipped_but_an_unknown_operation_is_refused() {
             request_id: None,
         })
     );
-    // Field 8 (the next operation tag), an empty message: an operation this build lacks.
+    // Field 14 (a tag no operation has yet), an empty message: an operation this build lacks.
     assert_eq!(
-        Command::decode(&[0x42, 0x00]),
+        Command::decode(&[0x72, 0x00]),
         Err(CommandError::UnknownOperation)
     );
 }

@@ -8,6 +8,7 @@
 mod commands;
 mod operations;
 mod properties;
+mod revisions;
 mod sessions;
 mod snapshots;
 

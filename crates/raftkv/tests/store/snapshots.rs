@@ -99,11 +99,11 @@ fn restore_refuses_garbage_and_other_versions() {
             supported: SNAPSHOT_FORMAT_VERSION
         })
     );
-    // Field 1 (version), varint 3: newer than this build reads.
+    // Field 1 (version), varint 4: newer than this build reads.
     assert_eq!(
-        StateMachine::restore(&[0x08, 0x03], SESSIONS_MAX).err(),
+        StateMachine::restore(&[0x08, 0x04], SESSIONS_MAX).err(),
         Some(SnapshotError::UnsupportedVersion {
-            version: 3,
+            version: 4,
             supported: SNAPSHOT_FORMAT_VERSION
         })
     );
