@@ -36,8 +36,17 @@ fn describe(output: &Output) -> String {
     )
 }
 
+/// The revision in `succeeded revision=R ...` / `failed revision=R ...`.
+fn txn_revision(first_line: &str) -> u64 {
+    first_line
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("revision="))
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("no revision in {first_line:?}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn txn_get_at_a_revision_and_compact_from_the_command_line() {
+async fn txn_runs_the_branch_its_comparisons_choose_from_the_command_line() {
     let cluster = TestCluster::start(3, &[]).await;
     cluster.wait_for_leader().await;
     let endpoints = cluster.endpoints();
@@ -63,12 +72,7 @@ async fn txn_get_at_a_revision_and_compact_from_the_command_line() {
         lines[1..],
         ["put lock prev=(absent)", "put owner/alice prev=(absent)"]
     );
-    let revision: u64 = lines[0]
-        .trim_start_matches("succeeded revision=")
-        .split(' ')
-        .next()
-        .and_then(|number| number.parse().ok())
-        .expect("the revision");
+    let revision = txn_revision(&lines[0]);
 
     let refused = raftkv(
         &endpoints,
@@ -80,24 +84,48 @@ async fn txn_get_at_a_revision_and_compact_from_the_command_line() {
             "put lock bob",
             "--failure",
             "get lock",
+            "--failure",
+            "scan owner/",
         ],
     );
     assert_eq!(refused.status.code(), Some(1), "{}", describe(&refused));
     let text = stdout(&refused);
-    assert!(
-        text.starts_with(&format!("failed revision={revision} ")),
-        "{text}"
-    );
-    assert!(
-        text.contains(&format!(
-            "get lock alice create={revision} mod={revision} version=1"
-        )),
-        "{text}"
+    assert_eq!(
+        text,
+        format!(
+            "failed revision={revision} index={} term={}\n\
+             get lock alice create={revision} mod={revision} version=1\n\
+             scan owner/ keys=1\nowner/alice\tsince nine\n",
+            field(&text, "index"),
+            field(&text, "term")
+        ),
+        "a failed comparison changes nothing: the revision stays"
     );
 
     let bad = raftkv(&endpoints, &["txn", "--success", "put lock"]);
     assert_eq!(bad.status.code(), Some(2), "{}", describe(&bad));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--success #1: `put` needs a value"));
+}
+
+/// The value of `NAME=value` in `text`.
+fn field<'t>(text: &'t str, name: &str) -> &'t str {
+    text.split_whitespace()
+        .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {name}= in {text:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_at_a_revision_and_compaction_from_the_command_line() {
+    let cluster = TestCluster::start(3, &[]).await;
+    cluster.wait_for_leader().await;
+    let endpoints = cluster.endpoints();
+
+    let first = raftkv(&endpoints, &["put", "lock", "alice"]);
+    assert_eq!(first.status.code(), Some(0), "{}", describe(&first));
+    let at_first = raftkv(&endpoints, &["get", "lock", "--json"]);
+    let answer: serde_json::Value = serde_json::from_slice(&at_first.stdout).expect("JSON");
+    let revision = answer["revision"].as_u64().expect("a revision");
+    assert_eq!(answer["kv"]["mod_revision"], revision);
 
     // The lock changes; the old value stays readable at its revision until compacted.
     let moved = raftkv(&endpoints, &["put", "lock", "carol"]);
@@ -107,12 +135,25 @@ async fn txn_get_at_a_revision_and_compact_from_the_command_line() {
         &["get", "lock", "--revision", &revision.to_string()],
     );
     assert_eq!(stdout(&then), "alice\n", "{}", describe(&then));
+    let scanned = raftkv(
+        &endpoints,
+        &[
+            "scan",
+            "--prefix",
+            "lo",
+            "--revision",
+            &revision.to_string(),
+        ],
+    );
+    assert_eq!(stdout(&scanned), "lock\talice\n", "{}", describe(&scanned));
     let json = raftkv(&endpoints, &["get", "lock", "--json"]);
     let answer: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
     assert_eq!(answer["kv"]["value"], "carol");
     assert_eq!(answer["kv"]["version"], 2);
     assert_eq!(answer["kv"]["create_revision"], revision);
     assert_eq!(answer["revision"], revision + 1);
+    let future = raftkv(&endpoints, &["get", "lock", "--revision", "1000"]);
+    assert_eq!(future.status.code(), Some(2), "{}", describe(&future));
 
     let compacted = raftkv(&endpoints, &["compact", &(revision + 1).to_string()]);
     assert_eq!(compacted.status.code(), Some(0), "{}", describe(&compacted));
@@ -129,6 +170,29 @@ async fn txn_get_at_a_revision_and_compact_from_the_command_line() {
         )),
         "{}",
         describe(&gone)
+    );
+    let watch_gone = raftkv(
+        &endpoints,
+        &[
+            "watch",
+            "lock",
+            "--revision",
+            &revision.to_string(),
+            "--count",
+            "1",
+        ],
+    );
+    assert_eq!(
+        watch_gone.status.code(),
+        Some(2),
+        "{}",
+        describe(&watch_gone)
+    );
+    assert!(
+        String::from_utf8_lossy(&watch_gone.stderr)
+            .contains(&format!("watch again with --revision {}", revision + 1)),
+        "{}",
+        describe(&watch_gone)
     );
 }
 
@@ -186,7 +250,11 @@ async fn watch_prints_every_change_once_in_order_while_its_node_is_killed() {
     let mut expected = vec![format!("{start}\tput\tsvc/a\t1")];
     for write in 2..=WRITES {
         if write == WRITES / 2 {
-            // The watch started on node 1 (the first endpoint); it dies mid-stream.
+            // The watch follows node 1 (the first endpoint) and has printed everything so far;
+            // node 1 dies mid-stream, and the rest must come through another node.
+            while (seen.len() as u64) < write - 1 {
+                receive(&mut seen);
+            }
             cluster.kill(0);
         }
         let value = write.to_string();
