@@ -15,6 +15,60 @@
 //! # }
 //! ```
 //!
+//! Revisions, transactions and watch (docs/coordination.md is the guide):
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), raftkv_client::ClientError> {
+//! use raftkv_client::api::{Compare, CompareOp, CompareTarget, TxnOp, TxnRequest};
+//! use raftkv_client::{Client, ClientError, WatchMessage, WatchRequest};
+//!
+//! let client = Client::new(["127.0.0.1:8001", "127.0.0.1:8002", "127.0.0.1:8003"])?;
+//!
+//! // Take a lock if nobody holds it, atomically; read it either way.
+//! let take_lock = TxnRequest {
+//!     compare: vec![Compare {
+//!         key: "lock".into(),
+//!         op: CompareOp::Equal,
+//!         target: CompareTarget::Version(0),
+//!     }],
+//!     success: vec![TxnOp::Put { key: "lock".into(), value: Some("me".into()), value_base64: None }],
+//!     failure: vec![TxnOp::Get { key: "lock".into() }],
+//! };
+//! let answer = client.txn(&take_lock).await?;
+//! println!("took the lock: {} (revision {})", answer.succeeded, answer.revision);
+//!
+//! // The key with its revisions, now and as it was at an earlier revision.
+//! let now = client.get_versioned("lock", None).await?;
+//! if let Some(kv) = &now.kv {
+//!     println!("version {} last changed at revision {}", kv.version, kv.mod_revision);
+//! }
+//! match client.get_versioned("lock", Some(1)).await {
+//!     Ok(then) => println!("at revision 1: {:?}", then.kv),
+//!     Err(ClientError::Compacted { compact_revision, .. }) => {
+//!         println!("history before revision {compact_revision} is compacted")
+//!     }
+//!     Err(other) => return Err(other),
+//! }
+//!
+//! // Every change under "config/" from the next revision on; the stream resumes by itself
+//! // on another node if its node fails, without a gap or a repeat.
+//! let mut watch = client.watch(WatchRequest::prefix("config/", Some(now.revision + 1)));
+//! while let Some(message) = watch.next().await {
+//!     match message? {
+//!         WatchMessage::Events(batch) => {
+//!             for event in &batch.events {
+//!                 println!("{} {:?} {}", batch.revision, event.kind, event.kv.key);
+//!             }
+//!         }
+//!         WatchMessage::Progress(progress) => println!("up to date at {}", progress.revision),
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`WatchStream`] is a `futures_core::Stream` too, for use with stream combinators.
+//!
 //! Failures reach the caller as [`ClientError`]s. An HTTP/2 connection that fails is also
 //! logged (through `tracing`, at debug level), as nobody may have a request on it to be told.
 
@@ -28,5 +82,37 @@ pub use api::{
     AppendResponse, CasResponse, Consistency, DeleteResponse, ErrorResponse, KeyValue,
     ScanResponse, StatusResponse, WriteResponse,
 };
-pub use client::{Client, ClientError, ClientOptions};
+pub use client::{
+    Client, ClientError, ClientOptions, WatchMessage, WatchRequest, WatchSelector, WatchStream,
+};
 pub use tls::ClientTls;
+
+#[cfg(test)]
+mod tests {
+    /// The Rust example of docs/coordination.md is the crate documentation's, which the doc
+    /// tests compile: the two must not drift apart.
+    #[test]
+    fn the_guide_shows_the_compiled_coordination_example() {
+        let guide = include_str!("../../../docs/coordination.md");
+        let block = guide
+            .split("```rust\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("a rust block in docs/coordination.md");
+        let crate_docs = include_str!("lib.rs");
+        let example = crate_docs
+            .split("//! Revisions, transactions and watch")
+            .nth(1)
+            .and_then(|rest| rest.split("//! ```no_run\n").nth(1))
+            .and_then(|rest| rest.split("//! ```").next())
+            .expect("the coordination example in the crate docs");
+        let shown: String = example
+            .lines()
+            .map(|line| line.strip_prefix("//!").unwrap_or(line))
+            .map(|line| line.strip_prefix(' ').unwrap_or(line))
+            .filter(|line| !line.starts_with("# "))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        assert_eq!(block, shown);
+    }
+}

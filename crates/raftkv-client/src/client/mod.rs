@@ -12,7 +12,10 @@
 //! ```
 //!
 //! Its parts: `endpoint` (URLs and paths), `retry` (the retry policy), `transport` (connections
-//! and one attempt), `http2` (the HTTP/2 connection per node), `answer` (what an answer means).
+//! and one attempt), `http2` (the HTTP/2 connection per node), `answer` (what an answer means),
+//! `coordination` (reads at a revision, transactions, compaction, and their typed revision
+//! errors), `watch` (the watch: a task that follows `GET /v1/watch` across nodes, handed out as
+//! a [`WatchStream`]) and `sse` (the Server-Sent Events parser it reads with).
 //!
 //! A client made with [`Client::with_http2`] sends every request as a stream of one HTTP/2
 //! connection per node, shared by its clones and sessions, instead of one HTTP/1.1 connection per
@@ -29,10 +32,13 @@
 //! writes.
 
 mod answer;
+mod coordination;
 mod endpoint;
 mod http2;
 mod retry;
+mod sse;
 mod transport;
+mod watch;
 
 use std::fmt;
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard};
@@ -56,6 +62,7 @@ use crate::tls::ClientTls;
 
 pub use self::retry::{RETRY_BACKOFF_MAX, RETRY_BACKOFF_MIN};
 pub use self::transport::RESPONSE_BYTES_MAX;
+pub use self::watch::{WatchMessage, WatchRequest, WatchSelector, WatchStream};
 
 /// Timeouts of a [`Client`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +109,41 @@ pub enum ClientError {
     /// A node's answer did not parse.
     #[error("undecodable answer: {0}")]
     Decode(String),
+    /// The revision asked for (a read at a revision, a watch's start, the revision a watch
+    /// must resume at) is older than the cluster's compaction: its history is gone (410). Read
+    /// or watch again from `compact_revision` or later, accepting that the changes before it
+    /// are lost to you.
+    #[error("{}", compacted_message(*.requested, *.compact_revision, *.revision))]
+    Compacted {
+        /// The revision asked for.
+        requested: u64,
+        /// The oldest revision still readable.
+        compact_revision: u64,
+        /// The store's current revision; 0 when the node did not say (a watch cancelled for
+        /// compaction).
+        revision: u64,
+    },
+    /// The revision asked for is past the store's current revision (400).
+    #[error("revision {requested} is in the future: the current revision is {revision}")]
+    FutureRevision {
+        /// The revision asked for.
+        requested: u64,
+        /// The store's current revision.
+        revision: u64,
+        /// The oldest revision still readable.
+        compact_revision: u64,
+    },
+}
+
+/// The text of [`ClientError::Compacted`], which names the current revision when it is known.
+fn compacted_message(requested: u64, compact_revision: u64, revision: u64) -> String {
+    let mut message = format!(
+        "revision {requested} is compacted: the oldest revision available is {compact_revision}"
+    );
+    if revision > 0 {
+        message.push_str(&format!(" (current revision {revision})"));
+    }
+    message
 }
 
 /// A client of a raftkv cluster. Cheap to clone; clones share the connection pool and the

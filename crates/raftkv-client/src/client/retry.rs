@@ -60,7 +60,7 @@ impl RetryState {
 
     /// `backoff` with its upper half random ("equal jitter"), so clients that failed together do
     /// not retry together.
-    fn jittered(&self, backoff: Duration) -> Duration {
+    pub(super) fn jittered(&self, backoff: Duration) -> Duration {
         let half = backoff / 2;
         let random_nanos = lock(&self.random).gen_range(0..=half.as_nanos() as u64);
         half + Duration::from_nanos(random_nanos)
@@ -172,14 +172,14 @@ pub(super) async fn execute(client: &Inner, call: &Call) -> Result<Answer, Clien
 /// every 5xx (503 is the server's answer to every transient condition: no leader, a
 /// leadership transfer, busy, a write of unknown outcome...), 408 (the request did not arrive
 /// in time: the node did nothing with it) and 429 (a proxy's rate limit).
-fn is_transient_status(status: StatusCode) -> bool {
+pub(super) fn is_transient_status(status: StatusCode) -> bool {
     status.is_server_error()
         || status == StatusCode::REQUEST_TIMEOUT
         || status == StatusCode::TOO_MANY_REQUESTS
 }
 
 /// The failure a transient answer stands for, with the leader it names, if any.
-fn failure_of_answer(answer: &Answer) -> Failure {
+pub(super) fn failure_of_answer(answer: &Answer) -> Failure {
     assert!(
         is_transient_status(answer.status),
         "only transient answers are retried"
@@ -194,7 +194,7 @@ fn failure_of_answer(answer: &Answer) -> Failure {
 }
 
 /// The order in which one call tries nodes.
-struct Rotation<'a> {
+pub(super) struct Rotation<'a> {
     /// Invariant: not empty.
     base_urls: &'a [String],
     /// Index into `base_urls` of the next endpoint in turn.
@@ -206,7 +206,7 @@ struct Rotation<'a> {
 }
 
 impl<'a> Rotation<'a> {
-    fn new(base_urls: &'a [String], preferred: Option<String>) -> Rotation<'a> {
+    pub(super) fn new(base_urls: &'a [String], preferred: Option<String>) -> Rotation<'a> {
         assert!(!base_urls.is_empty(), "a client has at least one endpoint");
         // Continue the rotation after the preferred node, so it is not tried twice in a row.
         let position = preferred
@@ -225,7 +225,7 @@ impl<'a> Rotation<'a> {
         self.hint = Some(base_url);
     }
 
-    fn next_target(&mut self) -> String {
+    pub(super) fn next_target(&mut self) -> String {
         if let Some(hint) = self.hint.take() {
             return hint;
         }

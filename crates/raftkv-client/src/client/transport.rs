@@ -194,11 +194,49 @@ impl Http {
         }
     }
 
-    async fn exchange(&self, base_url: &str, request: Request<Full<Bytes>>) -> Exchange {
-        let response = match self.send(request).await {
-            Ok(response) => response,
-            Err(failure) => return Exchange::Failed(failure),
+    /// One attempt whose successful answer is a stream (a watch): sends `call` to `base_url`
+    /// and waits at most `timeout` for the answer's head. A 2xx answer comes back with its body
+    /// unread, for the caller to read as it arrives, with no time limit; any other answer is
+    /// read whole, as [`Http::attempt`] reads it, and comes back as the `Err` exchange.
+    pub(super) async fn open_stream(
+        &self,
+        base_url: &str,
+        call: &Call,
+        authorization: Option<&header::HeaderValue>,
+        timeout: Duration,
+    ) -> Result<Incoming, Exchange> {
+        let request = build_request(base_url, call, authorization).map_err(Exchange::Final)?;
+        let response = match tokio::time::timeout(timeout, self.send(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(failure)) => return Err(Exchange::Failed(failure)),
+            Err(_) => {
+                return Err(Exchange::Failed(Failure::local(
+                    FailureKind::Timeout,
+                    format!("no answer within {timeout:?}"),
+                )))
+            }
         };
+        if response.status().is_success() {
+            return Ok(response.into_body());
+        }
+        match tokio::time::timeout(timeout, self.read_answer(base_url, response)).await {
+            Ok(exchange) => Err(exchange),
+            Err(_) => Err(Exchange::Failed(Failure::local(
+                FailureKind::Timeout,
+                format!("no whole answer within {timeout:?}"),
+            ))),
+        }
+    }
+
+    async fn exchange(&self, base_url: &str, request: Request<Full<Bytes>>) -> Exchange {
+        match self.send(request).await {
+            Ok(response) => self.read_answer(base_url, response).await,
+            Err(failure) => Exchange::Failed(failure),
+        }
+    }
+
+    /// Reads the body of `response` whole (at most [`RESPONSE_BYTES_MAX`]) into an [`Answer`].
+    async fn read_answer(&self, base_url: &str, response: Response<Incoming>) -> Exchange {
         let (parts, body) = response.into_parts();
         let body = match Limited::new(body, RESPONSE_BYTES_MAX).collect().await {
             Ok(collected) => collected.to_bytes(),

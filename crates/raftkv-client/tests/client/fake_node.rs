@@ -140,7 +140,7 @@ async fn serve_one(mut stream: TcpStream, recorded: &Mutex<Vec<Recorded>>, scrip
     let _ = stream.shutdown().await;
 }
 
-async fn read_request(stream: &mut TcpStream) -> Option<Recorded> {
+pub async fn read_request(stream: &mut TcpStream) -> Option<Recorded> {
     let mut buffer = Vec::new();
     let head_end = loop {
         if let Some(position) = buffer.windows(4).position(|window| window == b"\r\n\r\n") {

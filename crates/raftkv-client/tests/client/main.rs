@@ -2,8 +2,10 @@
 //! [`http2`] speak only HTTP/2 with prior knowledge, for [`raftkv_client::Client::with_http2`].
 
 mod answers;
+mod coordination;
 mod failover;
 mod fake_node;
 mod http2;
 mod requests;
 mod sessions;
+mod watch;

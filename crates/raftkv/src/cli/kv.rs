@@ -1,7 +1,8 @@
 //! The key commands: `put`, `get`, `delete`, `append`, `cas` and `scan`, each one call of the
 //! client and its output.
 
-use raftkv_client::api::{Consistency, KeyValue};
+use base64::Engine as _;
+use raftkv_client::api::{Consistency, KeyValue, KeyValueResponse};
 use raftkv_client::{CasResponse, Client};
 
 use super::output::{Exit, Output};
@@ -45,16 +46,25 @@ pub enum KvCommand {
     },
     /// Prints KEY's value.
     ///
-    /// Prints the value's bytes followed by a newline.
+    /// Prints the value's bytes followed by a newline. With --revision, the value KEY had at
+    /// that revision; with --json, a KeyValueResponse: the key with its value (or
+    /// `value_base64`), create_revision, mod_revision and version, and the store's revision
+    /// (`"kv": null` when the key does not exist).
     ///
-    /// Exit status: 0 found, 1 the key does not exist, 2 bad input, 3 unavailable, 4 other
-    /// server error.
+    /// Exit status: 0 found, 1 the key does not exist, 2 bad input or a revision compacted or
+    /// in the future, 3 unavailable, 4 other server error.
     Get {
         /// The key.
         key: String,
-        /// How fresh the value must be.
-        #[arg(long, value_enum, default_value = "linearizable")]
+        /// How fresh the value must be (--revision and --json read linearizably).
+        #[arg(long, value_enum, default_value = "linearizable", conflicts_with_all = ["revision", "json"])]
         consistency: ConsistencyArg,
+        /// Read the value as of this past revision.
+        #[arg(long)]
+        revision: Option<u64>,
+        /// Print the key with its revisions as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Deletes KEY.
     ///
@@ -107,9 +117,11 @@ pub enum KvCommand {
     ///
     /// Prints one `KEY<TAB>VALUE` line per key; a value that is not UTF-8 is printed as
     /// `base64:` followed by its standard base64. When more keys follow than --limit, says so on
-    /// stderr.
+    /// stderr. With --revision, the keys as they were at that revision (one consistent
+    /// snapshot); with --json, the ScanResponse with each key's revisions and the revision read.
     ///
-    /// Exit status: 0 done, 2 bad input, 3 unavailable, 4 other server error.
+    /// Exit status: 0 done, 2 bad input or a revision compacted or in the future, 3
+    /// unavailable, 4 other server error.
     Scan {
         /// Only keys starting with this.
         #[arg(long, default_value = "")]
@@ -117,6 +129,12 @@ pub enum KvCommand {
         /// At most this many keys.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// List the keys as of this past revision.
+        #[arg(long)]
+        revision: Option<u64>,
+        /// Print the answer as JSON, with each key's revisions.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -129,7 +147,18 @@ pub(super) async fn execute(client: &Client, command: KvCommand) -> Output {
             }
             Err(error) => Output::from_error(&error),
         },
-        KvCommand::Get { key, consistency } => match client.get(&key, consistency.into()).await {
+        KvCommand::Get {
+            key,
+            revision,
+            json,
+            ..
+        } if revision.is_some() || json => match client.get_versioned(&key, revision).await {
+            Ok(found) => versioned_output(&key, &found, json),
+            Err(error) => Output::from_error(&error),
+        },
+        KvCommand::Get {
+            key, consistency, ..
+        } => match client.get(&key, consistency.into()).await {
             Ok(Some(value)) => {
                 let mut stdout = value.to_vec();
                 stdout.push(b'\n');
@@ -180,10 +209,71 @@ pub(super) async fn execute(client: &Client, command: KvCommand) -> Output {
                 Err(error) => Output::from_error(&error),
             }
         }
-        KvCommand::Scan { prefix, limit } => match client.scan(&prefix, limit).await {
+        KvCommand::Scan {
+            prefix,
+            limit,
+            revision,
+            json,
+        } => match client.scan_at(&prefix, limit, revision).await {
+            Ok(scanned) if json => match serde_json::to_string(&scanned) {
+                Ok(line) => Output::success(line),
+                Err(error) => {
+                    Output::failure(Exit::ServerError, format!("encoding the answer: {error}"))
+                }
+            },
             Ok(scanned) => scan_output(&scanned.items, scanned.truncated, limit),
             Err(error) => Output::from_error(&error),
         },
+    }
+}
+
+/// `get --revision` / `get --json`: the value, or the whole answer as JSON; exit 1 when the
+/// key does not exist at that revision.
+pub(super) fn versioned_output(key: &str, found: &KeyValueResponse, json: bool) -> Output {
+    let exit = if found.kv.is_some() {
+        Exit::Success
+    } else {
+        Exit::NotFoundOrNotSwapped
+    };
+    if json {
+        return match serde_json::to_string(found) {
+            Ok(line) => Output {
+                exit,
+                ..Output::success(line)
+            },
+            Err(error) => {
+                Output::failure(Exit::ServerError, format!("encoding the answer: {error}"))
+            }
+        };
+    }
+    match &found.kv {
+        Some(kv) => {
+            let mut stdout = match (&kv.value, &kv.value_base64) {
+                (Some(value), _) => value.clone().into_bytes(),
+                (None, Some(encoded)) => {
+                    match base64::engine::general_purpose::STANDARD.decode(encoded) {
+                        Ok(bytes) => bytes,
+                        Err(error) => {
+                            return Output::failure(
+                                Exit::ServerError,
+                                format!("the value's base64 does not decode: {error}"),
+                            )
+                        }
+                    }
+                }
+                (None, None) => Vec::new(),
+            };
+            stdout.push(b'\n');
+            Output {
+                stdout,
+                stderr: Vec::new(),
+                exit,
+            }
+        }
+        None => Output::failure(
+            exit,
+            format!("not found: {key} (at revision {})", found.revision),
+        ),
     }
 }
 
@@ -352,7 +442,7 @@ mod tests {
         ));
         assert!(matches!(
             parse(&["scan"]),
-            Ok(ClientCommand::Kv(KvCommand::Scan { limit: 100, ref prefix })) if prefix.is_empty()
+            Ok(ClientCommand::Kv(KvCommand::Scan { limit: 100, ref prefix, revision: None, json: false })) if prefix.is_empty()
         ));
         assert!(matches!(
             parse(&["put", "k", "-5"]),

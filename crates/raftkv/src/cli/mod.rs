@@ -1,8 +1,10 @@
-//! The `raftkv` client subcommands: `put`, `get`, `delete`, `append`, `cas`, `scan`, `status`.
+//! The `raftkv` client subcommands: `put`, `get`, `delete`, `append`, `cas`, `scan`, `txn`,
+//! `watch`, `compact`, `status`, `members`, `leader`.
 //!
 //! ```text
 //!  argv ─► clap ─► ClientCommand ─► execute: one Client call ─► Output { stdout, stderr, exit }
 //!                                                                 └─► print ─► ExitCode
+//!                   watch: a line per event written as it comes ──┘ (Output: the ending)
 //! ```
 //!
 //! Commands run through [`raftkv_client::Client`], so they retry across the nodes until the
@@ -11,17 +13,18 @@
 //!
 //! | exit | meaning | output |
 //! |------|---------|--------|
-//! | 0 | success | `put`: `OK index=I term=T`; `delete`: `deleted index=I term=T` or `not found index=I term=T`; `append`: `length=L index=I term=T`; `cas`: `swapped index=I term=T`; `get`: the value's bytes and a newline; `scan`: `key<TAB>value` lines, a value that is not UTF-8 as `base64:<standard base64>`; `status`: a table |
-//! | 1 | `get`: the key does not exist; `cas`: the swap did not happen | stderr: `raftkv: not found: KEY`, or `raftkv: not swapped; current: VALUE` (`(absent)` when the key does not exist) |
-//! | 2 | usage or input error: bad flags, an empty or too long key, a bad endpoint, or a request the server refused as invalid (400) or too large (413) | stderr: `raftkv: ...` (clap's own message for bad flags) |
-//! | 3 | unavailable: no node answered, or there was no leader, within the retry deadline; for `status`, no node answered | stderr: `raftkv: unavailable: ...` |
+//! | 0 | success | `put`: `OK index=I term=T`; `delete`: `deleted index=I term=T` or `not found index=I term=T`; `append`: `length=L index=I term=T`; `cas`: `swapped index=I term=T`; `get`: the value's bytes and a newline (`--json`: the key with its revisions); `scan`: `key<TAB>value` lines, a value that is not UTF-8 as `base64:<standard base64>`; `txn`: `succeeded revision=R index=I term=T` and a line per operation; `watch`: `REVISION<TAB>put<TAB>KEY<TAB>VALUE` / `REVISION<TAB>delete<TAB>KEY` lines until `--count`; `compact`: `compacted compact_revision=C revision=R index=I term=T`; `status`: a table |
+//! | 1 | `get`: the key does not exist (at `--revision`); `cas`: the swap did not happen; `txn`: a comparison failed (the failure branch ran; its results are printed after `failed revision=R ...`) | stderr: `raftkv: not found: KEY`, or `raftkv: not swapped; current: VALUE` (`(absent)` when the key does not exist) |
+//! | 2 | usage or input error: bad flags, an empty or too long key, a bad endpoint, a transaction that does not parse (the line is named), a revision compacted or in the future, or a request the server refused as invalid (400) or too large (413) | stderr: `raftkv: ...` (clap's own message for bad flags) |
+//! | 3 | unavailable: no node answered, or there was no leader, within the retry deadline; for `status`, no node answered; for `watch`, no node served it for the retry deadline | stderr: `raftkv: unavailable: ...` |
 //! | 4 | any other server error (401 without a valid `--token`, 403 when its role is not enough), or an answer that did not parse | stderr: `raftkv: ...` with the server's message |
 //!
 //! Everything but the command's result goes to stderr, prefixed `raftkv: `. With `--token`
 //! (or `RAFTKV_TOKEN`, which keeps it out of the process list) every request carries
 //! `Authorization: Bearer <token>`, for nodes run with `--auth-tokens`.
 //!
-//! One module per command group: `kv` (the key commands), `admin` (membership and
+//! One module per command group: `kv` (the key commands), `coordination` (`txn`, `watch`,
+//! `compact`; `txn_syntax` parses the transactions' line syntax), `admin` (membership and
 //! leadership), `status`, and `output` (what a command prints and its exit status). A new
 //! group (transactions, leases, locks) is a module of its own with its commands' enum,
 //! flattened into [`ClientCommand`] like [`KvCommand`].
@@ -31,16 +34,20 @@ use std::process::ExitCode;
 use raftkv_client::Client;
 
 mod admin;
+mod coordination;
 mod kv;
 mod output;
 mod status;
+mod txn_syntax;
 
 pub use admin::{LeaderAction, MembersAction};
+pub use coordination::CoordinationCommand;
 pub use kv::{ConsistencyArg, KvCommand};
 
 use output::Output;
 
-/// The client subcommands. Exit status: 0 success, 1 not found (`get`) or not swapped (`cas`),
+/// The client subcommands. Exit status: 0 success, 1 not found (`get`), not swapped (`cas`) or
+/// comparisons unmet (`txn`),
 /// 2 usage or input error, 3 unavailable (no node or no leader within the retry deadline),
 /// 4 other server error. Errors go to stderr, prefixed `raftkv: `.
 #[derive(Debug, clap::Subcommand)]
@@ -48,6 +55,9 @@ pub enum ClientCommand {
     /// The key commands: put, get, delete, append, cas, scan.
     #[command(flatten)]
     Kv(KvCommand),
+    /// The coordination commands: txn, watch, compact.
+    #[command(flatten)]
+    Coordination(CoordinationCommand),
     /// A table of every node: id, role, term, leader, commit and applied index, lag.
     ///
     /// Asks every endpoint at once and prints one row per endpoint; lag is the highest commit
@@ -118,6 +128,7 @@ async fn execute_with_tls(
     };
     match command {
         ClientCommand::Kv(command) => kv::execute(&client, command).await,
+        ClientCommand::Coordination(command) => coordination::execute(&client, command).await,
         ClientCommand::Status => status::status(&client).await,
         ClientCommand::Members { action } => admin::members(&client, action).await,
         ClientCommand::Leader { action } => admin::leader(&client, action).await,
@@ -174,6 +185,8 @@ mod tests {
             ClientCommand::Kv(KvCommand::Get {
                 key: "k".to_string(),
                 consistency: ConsistencyArg::Linearizable,
+                revision: None,
+                json: false,
             }),
         )
         .await;

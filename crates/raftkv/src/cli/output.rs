@@ -12,7 +12,7 @@ use raftkv_client::ClientError;
 pub(super) enum Exit {
     /// 0: the command did what it was asked.
     Success,
-    /// 1: `get` found no key, or `cas` found its condition unmet.
+    /// 1: `get` found no key, or `cas` or `txn` found its condition unmet.
     NotFoundOrNotSwapped,
     /// 2: the command line or the input was wrong.
     Input,
@@ -50,6 +50,15 @@ impl Output {
         assert!(!line.contains('\n'), "a summary is one line");
         Output {
             stdout: format!("{line}\n").into_bytes(),
+            stderr: Vec::new(),
+            exit: Exit::Success,
+        }
+    }
+
+    /// Success with nothing (more) to print: a command that printed as it went.
+    pub(super) fn empty() -> Output {
+        Output {
+            stdout: Vec::new(),
             stderr: Vec::new(),
             exit: Exit::Success,
         }
@@ -96,6 +105,8 @@ pub(super) fn exit_of(error: &ClientError) -> Exit {
         ClientError::Server {
             status: 400 | 413, ..
         } => Exit::Input,
+        // A revision the store cannot serve: the caller must ask for another one.
+        ClientError::Compacted { .. } | ClientError::FutureRevision { .. } => Exit::Input,
         ClientError::Server { .. } | ClientError::Decode(_) => Exit::ServerError,
         ClientError::Unavailable(_) => Exit::Unavailable,
     }
@@ -158,6 +169,22 @@ mod tests {
             (server_error(500, "boom"), 4),
             (ClientError::Decode("not JSON".to_string()), 4),
             (ClientError::Unavailable("no leader".to_string()), 3),
+            (
+                ClientError::Compacted {
+                    requested: 3,
+                    compact_revision: 10,
+                    revision: 40,
+                },
+                2,
+            ),
+            (
+                ClientError::FutureRevision {
+                    requested: 50,
+                    revision: 40,
+                    compact_revision: 10,
+                },
+                2,
+            ),
         ];
         for (error, code) in cases {
             assert_eq!(exit_of(&error).code(), code, "{error}");
