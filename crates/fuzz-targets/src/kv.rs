@@ -3,7 +3,10 @@
 //! [`raftkv::store`]).
 
 use bytes::Bytes;
-use raftkv::store::{ClientId, Command, Operation, Outcome, Session, StateMachine};
+use raftkv::store::{
+    ClientId, Command, Compare, CompareOp, CompareTarget, KeySelector, Operation, Outcome, Session,
+    StateMachine, Txn, TxnOp,
+};
 
 use crate::Seed;
 
@@ -32,8 +35,33 @@ fn text_id() -> ClientId {
     }
 }
 
-/// A machine with keys, sessions (numeric and text ids, some evicted) and addresses, at
-/// applied index 11.
+/// A transaction over the sample machine's keys: compares, puts, deletes, reads.
+fn sample_txn() -> Txn {
+    Txn {
+        compare: vec![Compare {
+            key: "alpha".into(),
+            op: CompareOp::Greater,
+            target: CompareTarget::ModRevision(1),
+        }],
+        success: vec![
+            TxnOp::Put {
+                key: "delta".into(),
+                value: Bytes::from_static(b"44"),
+            },
+            TxnOp::DeletePrefix {
+                prefix: "alpha".into(),
+            },
+            TxnOp::Scan {
+                prefix: String::new(),
+                limit: 3,
+            },
+        ],
+        failure: vec![TxnOp::Get { key: "beta".into() }],
+    }
+}
+
+/// A machine with keys and their history (a compaction, a transaction), sessions (numeric
+/// and text ids, some evicted) and addresses, at applied index 14.
 fn sample_machine() -> StateMachine {
     let commands = [
         put("alpha", b"1", Some((7, 1))),
@@ -69,13 +97,27 @@ fn sample_machine() -> StateMachine {
             },
             request_id: None,
         },
+        put("beta", b"b2", None),
+        Command {
+            session: None,
+            operation: Operation::Compact { revision: 3 },
+            request_id: None,
+        },
+        Command {
+            session: Some(Session {
+                client_id: ClientId::number(12),
+                sequence: 1,
+            }),
+            operation: Operation::Txn(sample_txn()),
+            request_id: None,
+        },
     ];
     let mut machine = StateMachine::new(SESSIONS_MAX);
     machine.skip(1);
     for (index, command) in (2..).zip(commands) {
         machine.apply(index, &command.encode());
     }
-    machine.skip(11);
+    machine.skip(14);
     machine
 }
 
@@ -104,8 +146,27 @@ pub fn kv_command(data: &[u8]) {
     }
     let mut machine = sample_machine();
     let index = machine.applied_index() + 1;
+    let revision_before = machine.revision();
     let applied = machine.apply_entry(index, 3, data);
     machine.check_invariants();
+    if let Some(changes) = &applied.changes {
+        assert_eq!(
+            changes.revision,
+            revision_before + 1,
+            "a change raises the revision by one"
+        );
+        assert_eq!(
+            machine.changes_since(changes.revision, &KeySelector::Prefix(String::new())),
+            Ok(vec![changes.clone()]),
+            "history holds what the command changed"
+        );
+    } else {
+        assert_eq!(
+            machine.revision(),
+            revision_before,
+            "no change, no new revision"
+        );
+    }
     assert_eq!(
         decoded.is_err(),
         matches!(applied.outcome, Outcome::Rejected { .. }),
@@ -276,6 +337,40 @@ pub(crate) fn command_seeds() -> Vec<Seed> {
                     key: "alpha".into(),
                     value: Bytes::from_static(b"text"),
                 },
+            ),
+        ),
+        (
+            "compact",
+            command(session.clone(), Operation::Compact { revision: 5 }),
+        ),
+        (
+            "compact_future",
+            command(None, Operation::Compact { revision: 99 }),
+        ),
+        (
+            "txn",
+            command(session.clone(), Operation::Txn(sample_txn())),
+        ),
+        (
+            "txn_refused",
+            command(
+                None,
+                Operation::Txn(Txn {
+                    success: vec![TxnOp::DeletePrefix {
+                        prefix: String::new(),
+                    }],
+                    ..Txn::default()
+                }),
+            ),
+        ),
+        (
+            "txn_retry",
+            command(
+                Some(Session {
+                    client_id: ClientId::number(12),
+                    sequence: 1,
+                }),
+                Operation::Txn(sample_txn()),
             ),
         ),
     ];

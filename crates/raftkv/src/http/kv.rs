@@ -39,13 +39,17 @@ pub(super) fn check_key(key: &str, server: &KvServer) -> Result<(), ApiError> {
     if key.is_empty() {
         return Err(ApiError::bad_request("the key is empty"));
     }
-    let limit = server.config().key_bytes_max;
-    if key.len() > limit {
+    check_key_bytes("key", key, server.config().key_bytes_max)
+}
+
+/// A key or prefix (`what`) longer than `limit` bytes is refused with 413.
+pub(super) fn check_key_bytes(what: &str, text: &str, limit: usize) -> Result<(), ApiError> {
+    if text.len() > limit {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
-                "the key is {} bytes; at most {limit} are allowed",
-                key.len()
+                "the {what} is {} bytes; at most {limit} are allowed",
+                text.len()
             ),
         ));
     }

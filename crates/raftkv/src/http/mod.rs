@@ -18,7 +18,8 @@
 //! the status of each), `write` (a write through Raft, for every route that makes one),
 //! `forward` (to the leader), and the routes by group: `kv` (keys, and the original demo's
 //! `/set` and `/get`), `admin` (membership, leadership transfer, the nodes' announcements),
-//! `status` (status and metrics), `compact` (compaction of the history), `watch` (watches as
+//! `status` (status and metrics), `txn` (transactions), `compact` (compaction of the history),
+//! `watch` (watches as
 //! Server-Sent Events), and `revisions` (revisions and their errors as JSON). A new group of
 //! routes (leases) is a module of its own beside them, its routes listed in [`router`].
 //!
@@ -61,6 +62,7 @@ mod middleware;
 mod request;
 mod revisions;
 mod status;
+mod txn;
 mod watch;
 mod write;
 
@@ -143,7 +145,7 @@ impl AppState {
 /// The API's routes, each behind the access guard (with `--auth-tokens`) and timed under its
 /// pattern (unmatched requests under `unmatched`): see `middleware`.
 pub fn router(state: AppState) -> Router {
-    let routes: [(&'static str, MethodRouter<AppState>); 16] = [
+    let routes: [(&'static str, MethodRouter<AppState>); 17] = [
         ("/v1/kv", get(kv::scan)),
         (
             "/v1/kv/",
@@ -157,6 +159,7 @@ pub fn router(state: AppState) -> Router {
         ),
         ("/v1/kv/{key}/append", post(kv::append_value)),
         ("/v1/kv/{key}/cas", post(kv::compare_and_swap)),
+        ("/v1/txn", post(txn::txn)),
         ("/v1/compact", post(compact::compact)),
         ("/v1/watch", get(watch::watch)),
         ("/v1/status", get(status::status)),

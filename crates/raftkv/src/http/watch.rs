@@ -21,13 +21,14 @@ use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use raftkv_client::api::{EventType, WatchCancelled, WatchEvent, WatchEvents, WatchProgress};
 use serde::Deserialize;
 
 use super::error::ApiError;
+use super::kv::check_key_bytes;
 use super::revisions::{revision_error, versioned_key_value};
 use super::AppState;
 use crate::store::{ChangeKind, KeySelector};
@@ -68,15 +69,7 @@ fn parse_watch(
         (None, Some(prefix)) => KeySelector::Prefix(prefix),
     };
     let (KeySelector::Key(text) | KeySelector::Prefix(text)) = &selector;
-    if text.len() > key_bytes_max {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the key or prefix is {} bytes; at most {key_bytes_max} are allowed",
-                text.len()
-            ),
-        ));
-    }
+    check_key_bytes("key or prefix", text, key_bytes_max)?;
     // A reconnecting EventSource sends the URL it first used and the last id it saw: the id
     // wins, since it is where the stream stopped.
     let last_event = headers
@@ -199,7 +192,7 @@ fn sse_event(message: WatchMessage) -> Event {
 
 #[cfg(test)]
 mod tests {
-    use axum::http::HeaderValue;
+    use axum::http::{HeaderValue, StatusCode};
 
     use super::*;
 

@@ -35,11 +35,24 @@
 //!      6  announce      { 1 node: uint64, 2 http_address: string }
 //!      7  raft_address  { 1 node: uint64, 2 raft_address: string }
 //!      8  compact       { 1 revision: uint64 }
+//!      9  txn           { 1 compare: repeated CompareRecord,
+//!                         2 success: repeated TxnOpRecord, 3 failure: repeated TxnOpRecord }
 //!    15 format_version  uint32, 0 (absent) for this format
 //!    16 request_id      uint64, optional: the proposing node's id for its waiter
 //!    17 text_session    TextSession { 1 client_id: bytes, 2 sequence: uint64 }  optional
 //!                       (any other client id; never together with 1)
+//!  CompareRecord  { 1 key: bytes (UTF-8), 2 op: uint32 (1 =, 2 !=, 3 <, 4 >; 0 refused),
+//!                   oneof target { 3 value: bytes, 4 version: uint64,
+//!                                  5 create_revision: uint64, 6 mod_revision: uint64,
+//!                                  7 exists: bool } }
+//!  TxnOpRecord    oneof { 1 put { 1 key, 2 value }, 2 delete { 1 key },
+//!                         3 delete_prefix { 1 prefix: bytes (UTF-8) }, 4 get { 1 key },
+//!                         5 scan { 1 prefix: bytes (UTF-8), 2 limit: uint64 } }
 //! ```
+//!
+//! A comparison without its target or operator, or an operation of a kind this build does
+//! not know (a newer release's), makes the whole transaction
+//! [`CommandError::UnknownTxnPart`]: applying part of a transaction would be wrong.
 //!
 //! A client id that is not a number came later than the rest (older releases refused it), so
 //! it has a field of its own: an older build skips field 17 and sees a command without a
@@ -57,6 +70,7 @@ use prost::Message as _;
 use thiserror::Error;
 
 use super::sessions::{ClientId, ClientIdError, ClientIdForm};
+use super::txn::{Compare, CompareOp, CompareTarget, Txn, TxnOp};
 
 /// The highest `format_version` this build reads and the one it writes.
 pub const COMMAND_FORMAT_VERSION: u32 = 0;
@@ -125,6 +139,9 @@ pub enum Operation {
         /// The oldest revision still readable afterwards.
         revision: u64,
     },
+    /// Comparisons, then one of two branches of operations, at one revision
+    /// ([`super::txn`]).
+    Txn(Txn),
 }
 
 /// One entry of the log as the key-value service sees it.
@@ -167,6 +184,12 @@ pub enum CommandError {
     /// The command carries a numeric and a text session at once.
     #[error("the command carries two sessions")]
     TwoSessions,
+    /// A part of a transaction is missing or of a kind this build does not know.
+    #[error("transaction {what} is missing or of a kind this build does not know")]
+    UnknownTxnPart {
+        /// Which part: a comparison's target or operator, or an operation.
+        what: &'static str,
+    },
 }
 
 impl Command {
@@ -202,7 +225,7 @@ struct CommandRecord {
     #[prost(message, optional, tag = "1")]
     session: Option<SessionRecord>,
     /// The operation; `None` when absent or of a kind this build does not know.
-    #[prost(oneof = "OperationRecord", tags = "2, 3, 4, 5, 6, 7, 8")]
+    #[prost(oneof = "OperationRecord", tags = "2, 3, 4, 5, 6, 7, 8, 9")]
     operation: Option<OperationRecord>,
     /// [`COMMAND_FORMAT_VERSION`] of the writer; 0 is not encoded, so today it costs nothing.
     #[prost(uint32, tag = "15")]
@@ -250,6 +273,218 @@ enum OperationRecord {
     RaftAddress(RaftAddressRecord),
     #[prost(message, tag = "8")]
     Compact(CompactRecord),
+    #[prost(message, tag = "9")]
+    Txn(TxnRecord),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct TxnRecord {
+    #[prost(message, repeated, tag = "1")]
+    compare: Vec<CompareRecord>,
+    #[prost(message, repeated, tag = "2")]
+    success: Vec<TxnOpRecord>,
+    #[prost(message, repeated, tag = "3")]
+    failure: Vec<TxnOpRecord>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct CompareRecord {
+    #[prost(bytes = "bytes", tag = "1")]
+    key: Bytes,
+    #[prost(uint32, tag = "2")]
+    op: u32,
+    #[prost(oneof = "CompareTargetRecord", tags = "3, 4, 5, 6, 7")]
+    target: Option<CompareTargetRecord>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+enum CompareTargetRecord {
+    #[prost(bytes = "bytes", tag = "3")]
+    Value(Bytes),
+    #[prost(uint64, tag = "4")]
+    Version(u64),
+    #[prost(uint64, tag = "5")]
+    CreateRevision(u64),
+    #[prost(uint64, tag = "6")]
+    ModRevision(u64),
+    #[prost(bool, tag = "7")]
+    Exists(bool),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct TxnOpRecord {
+    #[prost(oneof = "TxnOpKind", tags = "1, 2, 3, 4, 5")]
+    op: Option<TxnOpKind>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+enum TxnOpKind {
+    #[prost(message, tag = "1")]
+    Put(PutRecord),
+    #[prost(message, tag = "2")]
+    Delete(DeleteRecord),
+    /// The prefix in the key field.
+    #[prost(message, tag = "3")]
+    DeletePrefix(DeleteRecord),
+    #[prost(message, tag = "4")]
+    Get(DeleteRecord),
+    #[prost(message, tag = "5")]
+    Scan(ScanRecord),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ScanRecord {
+    #[prost(bytes = "bytes", tag = "1")]
+    prefix: Bytes,
+    #[prost(uint64, tag = "2")]
+    limit: u64,
+}
+
+const COMPARE_OPS: [(u32, CompareOp); 4] = [
+    (1, CompareOp::Equal),
+    (2, CompareOp::NotEqual),
+    (3, CompareOp::Less),
+    (4, CompareOp::Greater),
+];
+
+impl From<&Compare> for CompareRecord {
+    fn from(compare: &Compare) -> CompareRecord {
+        let op = COMPARE_OPS
+            .iter()
+            .find(|(_, op)| *op == compare.op)
+            .map(|(code, _)| *code)
+            .expect("every operator has a code");
+        let target = match &compare.target {
+            CompareTarget::Value(value) => CompareTargetRecord::Value(value.clone()),
+            CompareTarget::Version(version) => CompareTargetRecord::Version(*version),
+            CompareTarget::CreateRevision(revision) => {
+                CompareTargetRecord::CreateRevision(*revision)
+            }
+            CompareTarget::ModRevision(revision) => CompareTargetRecord::ModRevision(*revision),
+            CompareTarget::Exists(exists) => CompareTargetRecord::Exists(*exists),
+        };
+        CompareRecord {
+            key: key_record(&compare.key),
+            op,
+            target: Some(target),
+        }
+    }
+}
+
+impl TryFrom<CompareRecord> for Compare {
+    type Error = CommandError;
+
+    fn try_from(record: CompareRecord) -> Result<Compare, CommandError> {
+        let op = COMPARE_OPS
+            .iter()
+            .find(|(code, _)| *code == record.op)
+            .map(|(_, op)| *op)
+            .ok_or(CommandError::UnknownTxnPart {
+                what: "comparison operator",
+            })?;
+        let target = match record.target.ok_or(CommandError::UnknownTxnPart {
+            what: "comparison target",
+        })? {
+            CompareTargetRecord::Value(value) => CompareTarget::Value(value),
+            CompareTargetRecord::Version(version) => CompareTarget::Version(version),
+            CompareTargetRecord::CreateRevision(revision) => {
+                CompareTarget::CreateRevision(revision)
+            }
+            CompareTargetRecord::ModRevision(revision) => CompareTarget::ModRevision(revision),
+            CompareTargetRecord::Exists(exists) => CompareTarget::Exists(exists),
+        };
+        Ok(Compare {
+            key: key_from_record(record.key)?,
+            op,
+            target,
+        })
+    }
+}
+
+impl From<&TxnOp> for TxnOpRecord {
+    fn from(op: &TxnOp) -> TxnOpRecord {
+        let key = |key: &str| DeleteRecord {
+            key: key_record(key),
+        };
+        let kind = match op {
+            TxnOp::Put { key, value } => TxnOpKind::Put(PutRecord {
+                key: key_record(key),
+                value: value.clone(),
+            }),
+            TxnOp::Delete { key: deleted } => TxnOpKind::Delete(key(deleted)),
+            TxnOp::DeletePrefix { prefix } => TxnOpKind::DeletePrefix(key(prefix)),
+            TxnOp::Get { key: read } => TxnOpKind::Get(key(read)),
+            TxnOp::Scan { prefix, limit } => TxnOpKind::Scan(ScanRecord {
+                prefix: key_record(prefix),
+                limit: *limit as u64,
+            }),
+        };
+        TxnOpRecord { op: Some(kind) }
+    }
+}
+
+impl TryFrom<TxnOpRecord> for TxnOp {
+    type Error = CommandError;
+
+    fn try_from(record: TxnOpRecord) -> Result<TxnOp, CommandError> {
+        Ok(
+            match record
+                .op
+                .ok_or(CommandError::UnknownTxnPart { what: "operation" })?
+            {
+                TxnOpKind::Put(put) => TxnOp::Put {
+                    key: key_from_record(put.key)?,
+                    value: put.value,
+                },
+                TxnOpKind::Delete(delete) => TxnOp::Delete {
+                    key: key_from_record(delete.key)?,
+                },
+                TxnOpKind::DeletePrefix(delete) => TxnOp::DeletePrefix {
+                    prefix: key_from_record(delete.key)?,
+                },
+                TxnOpKind::Get(get) => TxnOp::Get {
+                    key: key_from_record(get.key)?,
+                },
+                TxnOpKind::Scan(scan) => TxnOp::Scan {
+                    prefix: key_from_record(scan.prefix)?,
+                    // A limit beyond the address space means "all"; the store caps it anyway.
+                    limit: usize::try_from(scan.limit).unwrap_or(usize::MAX),
+                },
+            },
+        )
+    }
+}
+
+impl From<&Txn> for TxnRecord {
+    fn from(txn: &Txn) -> TxnRecord {
+        TxnRecord {
+            compare: txn.compare.iter().map(CompareRecord::from).collect(),
+            success: txn.success.iter().map(TxnOpRecord::from).collect(),
+            failure: txn.failure.iter().map(TxnOpRecord::from).collect(),
+        }
+    }
+}
+
+impl TryFrom<TxnRecord> for Txn {
+    type Error = CommandError;
+
+    fn try_from(record: TxnRecord) -> Result<Txn, CommandError> {
+        let ops = |records: Vec<TxnOpRecord>| {
+            records
+                .into_iter()
+                .map(TxnOp::try_from)
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(Txn {
+            compare: record
+                .compare
+                .into_iter()
+                .map(Compare::try_from)
+                .collect::<Result<_, _>>()?,
+            success: ops(record.success)?,
+            failure: ops(record.failure)?,
+        })
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, prost::Message)]
@@ -350,6 +585,7 @@ impl From<&Command> for CommandRecord {
             Operation::Compact { revision } => OperationRecord::Compact(CompactRecord {
                 revision: *revision,
             }),
+            Operation::Txn(txn) => OperationRecord::Txn(TxnRecord::from(txn)),
         };
         let (session, text_session) = match &command.session {
             None => (None, None),
@@ -420,6 +656,7 @@ impl TryFrom<CommandRecord> for Command {
             OperationRecord::Compact(record) => Operation::Compact {
                 revision: record.revision,
             },
+            OperationRecord::Txn(record) => Operation::Txn(Txn::try_from(record)?),
         };
         let session = match (record.session, record.text_session) {
             (Some(_), Some(_)) => return Err(CommandError::TwoSessions),

@@ -347,6 +347,16 @@ impl History {
         (items, more)
     }
 
+    /// [`History::scan_at`] of the latest versions, including those the command being
+    /// applied made (a transaction's reads see its earlier writes).
+    pub(super) fn scan_latest(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> (Vec<(&str, &VersionedValue)>, bool) {
+        self.scan_at(prefix, limit, u64::MAX)
+    }
+
     /// Sets `key` to `value` at the pending revision and returns the change. The caller
     /// [commits](History::commit) the command's changes once it made them all.
     ///

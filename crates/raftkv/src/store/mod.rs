@@ -37,6 +37,7 @@ pub mod command;
 pub mod history;
 pub mod sessions;
 pub mod snapshot;
+pub mod txn;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -51,6 +52,10 @@ pub use sessions::{ClientId, ClientIdError};
 pub use snapshot::{
     SnapshotError, SnapshotImage, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_FORMAT_VERSION_NUMERIC_IDS,
     SNAPSHOT_FORMAT_VERSION_TEXT_IDS,
+};
+pub use txn::{
+    Compare, CompareOp, CompareTarget, Txn, TxnError, TxnOp, TxnOpOutcome, TXN_COMPARES_MAX,
+    TXN_OPERATIONS_MAX, TXN_SCAN_LIMIT_MAX,
 };
 
 use history::History;
@@ -90,6 +95,18 @@ pub enum Outcome {
     CompactRefused {
         /// Why.
         error: RevisionError,
+    },
+    /// A transaction ran.
+    Txn {
+        /// Whether every comparison held (the success branch ran).
+        succeeded: bool,
+        /// Each operation's result, in the order of the branch that ran.
+        results: Vec<TxnOpOutcome>,
+    },
+    /// A transaction was refused before it ran ([`Txn::validate`]); nothing changed.
+    TxnRefused {
+        /// Why.
+        error: TxnError,
     },
     /// The command could not be decoded (every replica rejects it the same way).
     Rejected {
@@ -469,8 +486,75 @@ impl StateMachine {
                 Outcome::Announced
             }
             Operation::Compact { revision } => self.compact(revision),
+            Operation::Txn(txn) => self.run_txn(txn, &mut changes),
         };
         (outcome, self.history.commit(changes))
+    }
+
+    /// Runs `txn` (refused if [`Txn::validate`] refuses it), pushing what it changed onto
+    /// `changes`.
+    fn run_txn(&mut self, txn: Txn, changes: &mut Vec<Change>) -> Outcome {
+        if let Err(error) = txn.validate() {
+            return Outcome::TxnRefused { error };
+        }
+        let succeeded = txn
+            .compare
+            .iter()
+            .all(|compare| compare.holds(self.history.current(&compare.key)));
+        let branch = if succeeded { txn.success } else { txn.failure };
+        let results = branch
+            .into_iter()
+            .map(|op| self.run_txn_op(op, changes))
+            .collect();
+        Outcome::Txn { succeeded, results }
+    }
+
+    /// One operation of a transaction, on the current state with the branch's earlier
+    /// operations applied (they are in the history at the pending revision).
+    fn run_txn_op(&mut self, op: TxnOp, changes: &mut Vec<Change>) -> TxnOpOutcome {
+        match op {
+            TxnOp::Put { key, value } => {
+                let prev = self.history.current(&key).cloned();
+                changes.push(self.history.put(key, copied(&value)));
+                TxnOpOutcome::Put { prev }
+            }
+            TxnOp::Delete { key } => {
+                let deleted = self.history.delete(&key).map(|(change, _)| change);
+                let count = u64::from(deleted.is_some());
+                changes.extend(deleted);
+                TxnOpOutcome::Delete { deleted: count }
+            }
+            TxnOp::DeletePrefix { prefix } => {
+                assert!(!prefix.is_empty(), "validated: no empty delete_prefix");
+                let (matching, _) = self.history.scan_latest(&prefix, usize::MAX);
+                let keys: Vec<String> = matching
+                    .into_iter()
+                    .map(|(key, _)| key.to_owned())
+                    .collect();
+                let mut deleted = 0;
+                for key in keys {
+                    let (change, _) = self
+                        .history
+                        .delete(&key)
+                        .expect("a key the scan found exists");
+                    changes.push(change);
+                    deleted += 1;
+                }
+                TxnOpOutcome::Delete { deleted }
+            }
+            TxnOp::Get { key } => TxnOpOutcome::Get {
+                value: self.history.current(&key).cloned(),
+            },
+            TxnOp::Scan { prefix, limit } => {
+                let limit = limit.min(TXN_SCAN_LIMIT_MAX);
+                let (items, truncated) = self.history.scan_latest(&prefix, limit);
+                let items = items
+                    .into_iter()
+                    .map(|(key, version)| (key.to_owned(), version.clone()))
+                    .collect();
+                TxnOpOutcome::Scan { items, truncated }
+            }
+        }
     }
 
     /// Compacts the history at `revision` (a no-op at or below the compaction revision in

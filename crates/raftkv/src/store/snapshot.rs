@@ -26,7 +26,12 @@
 //!    4 cas { 1 swapped, 2 current: optional bytes }, 5 announced {}, 6 rejected { 1 reason },
 //!    7 stale_sequence { 1 last }, 8 compacted { 1 compact_revision },
 //!    9 compact_refused RevisionErrorRecord { 1 compacted: bool, 2 requested,
-//!                      3 compact_revision, 4 current }
+//!                      3 compact_revision, 4 current },
+//!   10 txn { 1 succeeded: bool, 2 results: repeated TxnOpOutcomeRecord },
+//!   11 txn_refused { 1 kind: uint32, 2 key: string, 3 count: uint64 }
+//!  TxnOpOutcomeRecord oneof: 1 put { 1 prev: optional VersionRecord },
+//!    2 delete { 1 deleted: uint64 }, 3 get { 1 value: optional VersionRecord },
+//!    4 scan { 1 items: repeated VersionRecord, 2 truncated: bool }
 //! ```
 //!
 //! Version 3 carries the history ([`super::history`]): the store's revision, its compaction
@@ -57,9 +62,12 @@ use bytes::Bytes;
 use prost::Message as _;
 use thiserror::Error;
 
+mod outcomes;
+
 use super::history::History;
 use super::sessions::{ClientId, ClientIdError, ClientSession};
-use super::{Outcome, RevisionError, StateMachine, VersionedValue};
+use super::{Outcome, StateMachine, VersionedValue};
+use outcomes::OutcomeRecord;
 
 /// The snapshot format this build writes, and the newest it reads: 3, with revisions and
 /// history.
@@ -325,7 +333,7 @@ struct SnapshotRecord {
 
 /// One held version of a key.
 #[derive(Clone, PartialEq, prost::Message)]
-struct VersionRecord {
+pub(super) struct VersionRecord {
     #[prost(string, tag = "1")]
     key: String,
     #[prost(bytes = "bytes", tag = "2")]
@@ -351,7 +359,7 @@ impl From<(&str, &VersionedValue)> for VersionRecord {
 }
 
 impl VersionRecord {
-    fn into_parts(self) -> (String, VersionedValue) {
+    pub(super) fn into_parts(self) -> (String, VersionedValue) {
         let version = VersionedValue {
             value: self.value,
             create_revision: self.create_revision,
@@ -400,217 +408,22 @@ struct AddressRecord {
     http_address: String,
 }
 
-#[derive(Clone, PartialEq, prost::Message)]
-struct OutcomeRecord {
-    #[prost(oneof = "OutcomeKind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
-    kind: Option<OutcomeKind>,
-}
-
-#[derive(Clone, PartialEq, prost::Oneof)]
-enum OutcomeKind {
-    #[prost(message, tag = "1")]
-    Put(EmptyRecord),
-    #[prost(message, tag = "2")]
-    Deleted(DeletedRecord),
-    #[prost(message, tag = "3")]
-    Appended(AppendedRecord),
-    #[prost(message, tag = "4")]
-    Cas(CasOutcomeRecord),
-    #[prost(message, tag = "5")]
-    Announced(EmptyRecord),
-    #[prost(message, tag = "6")]
-    Rejected(RejectedRecord),
-    #[prost(message, tag = "7")]
-    StaleSequence(StaleSequenceRecord),
-    #[prost(message, tag = "8")]
-    Compacted(CompactedRecord),
-    #[prost(message, tag = "9")]
-    CompactRefused(RevisionErrorRecord),
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct CompactedRecord {
-    #[prost(uint64, tag = "1")]
-    compact_revision: u64,
-}
-
-/// A [`RevisionError`]: `compacted` tells its kind.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RevisionErrorRecord {
-    #[prost(bool, tag = "1")]
-    compacted: bool,
-    #[prost(uint64, tag = "2")]
-    requested: u64,
-    #[prost(uint64, tag = "3")]
-    compact_revision: u64,
-    #[prost(uint64, tag = "4")]
-    current: u64,
-}
-
-impl From<&RevisionError> for RevisionErrorRecord {
-    fn from(error: &RevisionError) -> RevisionErrorRecord {
-        match *error {
-            RevisionError::Compacted {
-                requested,
-                compact_revision,
-                current,
-            } => RevisionErrorRecord {
-                compacted: true,
-                requested,
-                compact_revision,
-                current,
-            },
-            RevisionError::Future {
-                requested,
-                current,
-                compact_revision,
-            } => RevisionErrorRecord {
-                compacted: false,
-                requested,
-                compact_revision,
-                current,
-            },
-        }
-    }
-}
-
-impl From<RevisionErrorRecord> for RevisionError {
-    fn from(record: RevisionErrorRecord) -> RevisionError {
-        if record.compacted {
-            RevisionError::Compacted {
-                requested: record.requested,
-                compact_revision: record.compact_revision,
-                current: record.current,
-            }
-        } else {
-            RevisionError::Future {
-                requested: record.requested,
-                current: record.current,
-                compact_revision: record.compact_revision,
-            }
-        }
-    }
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct EmptyRecord {}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct DeletedRecord {
-    #[prost(bool, tag = "1")]
-    existed: bool,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct AppendedRecord {
-    #[prost(uint64, tag = "1")]
-    length: u64,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct CasOutcomeRecord {
-    #[prost(bool, tag = "1")]
-    swapped: bool,
-    /// Explicit presence, so that an absent key differs from an empty value.
-    #[prost(bytes = "bytes", optional, tag = "2")]
-    current: Option<Bytes>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct RejectedRecord {
-    #[prost(string, tag = "1")]
-    reason: String,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct StaleSequenceRecord {
-    #[prost(uint64, tag = "1")]
-    last: u64,
-}
-
-impl From<&Outcome> for OutcomeRecord {
-    fn from(outcome: &Outcome) -> OutcomeRecord {
-        let kind = match outcome {
-            Outcome::Put => OutcomeKind::Put(EmptyRecord {}),
-            Outcome::Deleted { existed } => {
-                OutcomeKind::Deleted(DeletedRecord { existed: *existed })
-            }
-            Outcome::Appended { length } => {
-                OutcomeKind::Appended(AppendedRecord { length: *length })
-            }
-            Outcome::Cas { swapped, current } => OutcomeKind::Cas(CasOutcomeRecord {
-                swapped: *swapped,
-                current: current.clone(),
-            }),
-            Outcome::Announced => OutcomeKind::Announced(EmptyRecord {}),
-            Outcome::Rejected { reason } => OutcomeKind::Rejected(RejectedRecord {
-                reason: reason.clone(),
-            }),
-            Outcome::StaleSequence { last } => {
-                OutcomeKind::StaleSequence(StaleSequenceRecord { last: *last })
-            }
-            Outcome::Compacted { compact_revision } => OutcomeKind::Compacted(CompactedRecord {
-                compact_revision: *compact_revision,
-            }),
-            Outcome::CompactRefused { error } => {
-                OutcomeKind::CompactRefused(RevisionErrorRecord::from(error))
-            }
-        };
-        OutcomeRecord { kind: Some(kind) }
-    }
-}
-
-impl TryFrom<OutcomeRecord> for Outcome {
-    type Error = SnapshotError;
-
-    fn try_from(record: OutcomeRecord) -> Result<Outcome, SnapshotError> {
-        let kind = record.kind.ok_or(SnapshotError::Malformed {
-            what: "session",
-            reason: "cached outcome missing or of an unknown kind",
-        })?;
-        Ok(match kind {
-            OutcomeKind::Put(EmptyRecord {}) => Outcome::Put,
-            OutcomeKind::Deleted(deleted) => Outcome::Deleted {
-                existed: deleted.existed,
-            },
-            OutcomeKind::Appended(appended) => Outcome::Appended {
-                length: appended.length,
-            },
-            OutcomeKind::Cas(cas) => {
-                if cas.swapped && cas.current.is_some() {
-                    return Err(SnapshotError::Malformed {
-                        what: "session",
-                        reason: "a swapped compare-and-swap reports a current value",
-                    });
-                }
-                Outcome::Cas {
-                    swapped: cas.swapped,
-                    current: cas.current,
-                }
-            }
-            OutcomeKind::Announced(EmptyRecord {}) => Outcome::Announced,
-            OutcomeKind::Rejected(rejected) => Outcome::Rejected {
-                reason: rejected.reason,
-            },
-            OutcomeKind::StaleSequence(stale) => Outcome::StaleSequence { last: stale.last },
-            OutcomeKind::Compacted(compacted) => Outcome::Compacted {
-                compact_revision: compacted.compact_revision,
-            },
-            OutcomeKind::CompactRefused(error) => Outcome::CompactRefused {
-                error: RevisionError::from(error),
-            },
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Applied, Command, Operation, Session};
+    use crate::store::{
+        Applied, Command, Operation, RevisionError, Session, TxnError, TxnOpOutcome,
+    };
 
     /// Every outcome kind survives the snapshot encoding, including the ones never cached.
     #[test]
     fn every_outcome_roundtrips_through_its_record() {
+        let version = VersionedValue {
+            value: Bytes::from_static(b"v"),
+            create_revision: 2,
+            mod_revision: 3,
+            version: 2,
+        };
         let outcomes = [
             Outcome::Put,
             Outcome::Deleted { existed: true },
@@ -632,6 +445,40 @@ mod tests {
                 reason: "bad".into(),
             },
             Outcome::StaleSequence { last: 4 },
+            Outcome::Compacted {
+                compact_revision: 3,
+            },
+            Outcome::CompactRefused {
+                error: RevisionError::Future {
+                    requested: 9,
+                    current: 4,
+                    compact_revision: 2,
+                },
+            },
+            Outcome::Txn {
+                succeeded: false,
+                results: vec![
+                    TxnOpOutcome::Put { prev: None },
+                    TxnOpOutcome::Put {
+                        prev: Some(version.clone()),
+                    },
+                    TxnOpOutcome::Delete { deleted: 2 },
+                    TxnOpOutcome::Get { value: None },
+                    TxnOpOutcome::Scan {
+                        items: vec![("k".into(), version)],
+                        truncated: true,
+                    },
+                ],
+            },
+            Outcome::TxnRefused {
+                error: TxnError::KeyChangedTwice { key: "k".into() },
+            },
+            Outcome::TxnRefused {
+                error: TxnError::TooManyOperations { count: 200 },
+            },
+            Outcome::TxnRefused {
+                error: TxnError::EmptyDeletePrefix,
+            },
         ];
         for outcome in outcomes {
             let record = OutcomeRecord::decode(&OutcomeRecord::from(&outcome).encode_to_vec()[..])

@@ -15,6 +15,7 @@ mod membership;
 mod replication;
 mod sessions;
 mod sse;
+mod transactions;
 mod transfers;
 mod unclean_restart;
 mod watch;

@@ -6,14 +6,16 @@
 //! This file holds what they share: a machine fed consecutive indexes and operation builders.
 
 mod commands;
+mod history_model;
 mod operations;
 mod properties;
 mod revisions;
 mod sessions;
 mod snapshots;
+mod transactions;
 
 use bytes::Bytes;
-use raftkv::store::{ClientId, Command, Operation, Outcome, Session, StateMachine};
+use raftkv::store::{ClientId, Command, Operation, Outcome, Session, StateMachine, VersionedValue};
 
 const SESSIONS_MAX: usize = 16;
 

@@ -96,8 +96,11 @@ impl Model {
             }
             // Raft addresses are checked by their own test; the model only acknowledges them.
             Operation::RaftAddress { .. } => Outcome::Announced,
-            // Revisions and compaction are checked against a model of their own (history.rs).
-            Operation::Compact { .. } => unreachable!("compaction is not generated here"),
+            // Revisions, compaction and transactions are checked against a model of their own
+            // (history_model.rs).
+            Operation::Compact { .. } | Operation::Txn(_) => {
+                unreachable!("not generated here")
+            }
         }
     }
 }

@@ -1,9 +1,7 @@
 //! Revisions and history: the revision, create/mod revision and version rules of each
 //! operation, reads at past revisions, compaction and its errors, and a watch's catch-up.
 
-use raftkv::store::{
-    Applied, ChangeKind, KeySelector, RevisionError, SnapshotError, VersionedValue,
-};
+use raftkv::store::{Applied, ChangeKind, KeySelector, RevisionError, SnapshotError};
 
 use super::*;
 

@@ -1,0 +1,389 @@
+//! The records of the outcomes a session caches, in a snapshot (tags in the diagram of
+//! [`super`]).
+
+use bytes::Bytes;
+
+use super::{SnapshotError, VersionRecord};
+use crate::store::{Outcome, RevisionError, TxnError, TxnOpOutcome, VersionedValue};
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub(super) struct OutcomeRecord {
+    #[prost(oneof = "OutcomeKind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11")]
+    kind: Option<OutcomeKind>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+enum OutcomeKind {
+    #[prost(message, tag = "1")]
+    Put(EmptyRecord),
+    #[prost(message, tag = "2")]
+    Deleted(DeletedRecord),
+    #[prost(message, tag = "3")]
+    Appended(AppendedRecord),
+    #[prost(message, tag = "4")]
+    Cas(CasOutcomeRecord),
+    #[prost(message, tag = "5")]
+    Announced(EmptyRecord),
+    #[prost(message, tag = "6")]
+    Rejected(RejectedRecord),
+    #[prost(message, tag = "7")]
+    StaleSequence(StaleSequenceRecord),
+    #[prost(message, tag = "8")]
+    Compacted(CompactedRecord),
+    #[prost(message, tag = "9")]
+    CompactRefused(RevisionErrorRecord),
+    #[prost(message, tag = "10")]
+    Txn(TxnOutcomeRecord),
+    #[prost(message, tag = "11")]
+    TxnRefused(TxnErrorRecord),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct TxnOutcomeRecord {
+    #[prost(bool, tag = "1")]
+    succeeded: bool,
+    #[prost(message, repeated, tag = "2")]
+    results: Vec<TxnOpOutcomeRecord>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct TxnOpOutcomeRecord {
+    #[prost(oneof = "TxnOpOutcomeKind", tags = "1, 2, 3, 4")]
+    kind: Option<TxnOpOutcomeKind>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+enum TxnOpOutcomeKind {
+    #[prost(message, tag = "1")]
+    Put(OptionalVersionRecord),
+    #[prost(message, tag = "2")]
+    Delete(DeletedCountRecord),
+    #[prost(message, tag = "3")]
+    Get(OptionalVersionRecord),
+    #[prost(message, tag = "4")]
+    Scan(ScanOutcomeRecord),
+}
+
+/// A version or none (the key field unused).
+#[derive(Clone, PartialEq, prost::Message)]
+struct OptionalVersionRecord {
+    #[prost(message, optional, tag = "1")]
+    version: Option<VersionRecord>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct DeletedCountRecord {
+    #[prost(uint64, tag = "1")]
+    deleted: u64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ScanOutcomeRecord {
+    #[prost(message, repeated, tag = "1")]
+    items: Vec<VersionRecord>,
+    #[prost(bool, tag = "2")]
+    truncated: bool,
+}
+
+/// A [`TxnError`]: `kind` 1 too many compares, 2 too many operations, 3 key changed twice,
+/// 4 empty delete prefix, 5 exists ordered.
+#[derive(Clone, PartialEq, prost::Message)]
+struct TxnErrorRecord {
+    #[prost(uint32, tag = "1")]
+    kind: u32,
+    #[prost(string, tag = "2")]
+    key: String,
+    #[prost(uint64, tag = "3")]
+    count: u64,
+}
+
+impl From<&TxnError> for TxnErrorRecord {
+    fn from(error: &TxnError) -> TxnErrorRecord {
+        let (kind, key, count) = match error {
+            TxnError::TooManyCompares { count } => (1, String::new(), *count),
+            TxnError::TooManyOperations { count } => (2, String::new(), *count),
+            TxnError::KeyChangedTwice { key } => (3, key.clone(), 0),
+            TxnError::EmptyDeletePrefix => (4, String::new(), 0),
+            TxnError::ExistsOrdered { key } => (5, key.clone(), 0),
+        };
+        TxnErrorRecord {
+            kind,
+            key,
+            count: count as u64,
+        }
+    }
+}
+
+impl TryFrom<TxnErrorRecord> for TxnError {
+    type Error = SnapshotError;
+
+    fn try_from(record: TxnErrorRecord) -> Result<TxnError, SnapshotError> {
+        let count = usize::try_from(record.count).unwrap_or(usize::MAX);
+        Ok(match record.kind {
+            1 => TxnError::TooManyCompares { count },
+            2 => TxnError::TooManyOperations { count },
+            3 => TxnError::KeyChangedTwice { key: record.key },
+            4 => TxnError::EmptyDeletePrefix,
+            5 => TxnError::ExistsOrdered { key: record.key },
+            _ => {
+                return Err(SnapshotError::Malformed {
+                    what: "session",
+                    reason: "a cached transaction refusal of an unknown kind",
+                })
+            }
+        })
+    }
+}
+
+fn version_record(version: &Option<VersionedValue>) -> OptionalVersionRecord {
+    OptionalVersionRecord {
+        version: version
+            .as_ref()
+            .map(|version| VersionRecord::from(("", version))),
+    }
+}
+
+fn version_from_record(record: OptionalVersionRecord) -> Option<VersionedValue> {
+    record.version.map(|version| version.into_parts().1)
+}
+
+impl From<&TxnOpOutcome> for TxnOpOutcomeRecord {
+    fn from(outcome: &TxnOpOutcome) -> TxnOpOutcomeRecord {
+        let kind = match outcome {
+            TxnOpOutcome::Put { prev } => TxnOpOutcomeKind::Put(version_record(prev)),
+            TxnOpOutcome::Delete { deleted } => {
+                TxnOpOutcomeKind::Delete(DeletedCountRecord { deleted: *deleted })
+            }
+            TxnOpOutcome::Get { value } => TxnOpOutcomeKind::Get(version_record(value)),
+            TxnOpOutcome::Scan { items, truncated } => TxnOpOutcomeKind::Scan(ScanOutcomeRecord {
+                items: items
+                    .iter()
+                    .map(|(key, version)| VersionRecord::from((key.as_str(), version)))
+                    .collect(),
+                truncated: *truncated,
+            }),
+        };
+        TxnOpOutcomeRecord { kind: Some(kind) }
+    }
+}
+
+impl TryFrom<TxnOpOutcomeRecord> for TxnOpOutcome {
+    type Error = SnapshotError;
+
+    fn try_from(record: TxnOpOutcomeRecord) -> Result<TxnOpOutcome, SnapshotError> {
+        let kind = record.kind.ok_or(SnapshotError::Malformed {
+            what: "session",
+            reason: "a cached transaction result missing or of an unknown kind",
+        })?;
+        Ok(match kind {
+            TxnOpOutcomeKind::Put(prev) => TxnOpOutcome::Put {
+                prev: version_from_record(prev),
+            },
+            TxnOpOutcomeKind::Delete(deleted) => TxnOpOutcome::Delete {
+                deleted: deleted.deleted,
+            },
+            TxnOpOutcomeKind::Get(value) => TxnOpOutcome::Get {
+                value: version_from_record(value),
+            },
+            TxnOpOutcomeKind::Scan(scan) => TxnOpOutcome::Scan {
+                items: scan
+                    .items
+                    .into_iter()
+                    .map(VersionRecord::into_parts)
+                    .collect(),
+                truncated: scan.truncated,
+            },
+        })
+    }
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct CompactedRecord {
+    #[prost(uint64, tag = "1")]
+    compact_revision: u64,
+}
+
+/// A [`RevisionError`]: `compacted` tells its kind.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RevisionErrorRecord {
+    #[prost(bool, tag = "1")]
+    compacted: bool,
+    #[prost(uint64, tag = "2")]
+    requested: u64,
+    #[prost(uint64, tag = "3")]
+    compact_revision: u64,
+    #[prost(uint64, tag = "4")]
+    current: u64,
+}
+
+impl From<&RevisionError> for RevisionErrorRecord {
+    fn from(error: &RevisionError) -> RevisionErrorRecord {
+        match *error {
+            RevisionError::Compacted {
+                requested,
+                compact_revision,
+                current,
+            } => RevisionErrorRecord {
+                compacted: true,
+                requested,
+                compact_revision,
+                current,
+            },
+            RevisionError::Future {
+                requested,
+                current,
+                compact_revision,
+            } => RevisionErrorRecord {
+                compacted: false,
+                requested,
+                compact_revision,
+                current,
+            },
+        }
+    }
+}
+
+impl From<RevisionErrorRecord> for RevisionError {
+    fn from(record: RevisionErrorRecord) -> RevisionError {
+        if record.compacted {
+            RevisionError::Compacted {
+                requested: record.requested,
+                compact_revision: record.compact_revision,
+                current: record.current,
+            }
+        } else {
+            RevisionError::Future {
+                requested: record.requested,
+                current: record.current,
+                compact_revision: record.compact_revision,
+            }
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct EmptyRecord {}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct DeletedRecord {
+    #[prost(bool, tag = "1")]
+    existed: bool,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct AppendedRecord {
+    #[prost(uint64, tag = "1")]
+    length: u64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct CasOutcomeRecord {
+    #[prost(bool, tag = "1")]
+    swapped: bool,
+    /// Explicit presence, so that an absent key differs from an empty value.
+    #[prost(bytes = "bytes", optional, tag = "2")]
+    current: Option<Bytes>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct RejectedRecord {
+    #[prost(string, tag = "1")]
+    reason: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct StaleSequenceRecord {
+    #[prost(uint64, tag = "1")]
+    last: u64,
+}
+
+impl From<&Outcome> for OutcomeRecord {
+    fn from(outcome: &Outcome) -> OutcomeRecord {
+        let kind = match outcome {
+            Outcome::Put => OutcomeKind::Put(EmptyRecord {}),
+            Outcome::Deleted { existed } => {
+                OutcomeKind::Deleted(DeletedRecord { existed: *existed })
+            }
+            Outcome::Appended { length } => {
+                OutcomeKind::Appended(AppendedRecord { length: *length })
+            }
+            Outcome::Cas { swapped, current } => OutcomeKind::Cas(CasOutcomeRecord {
+                swapped: *swapped,
+                current: current.clone(),
+            }),
+            Outcome::Announced => OutcomeKind::Announced(EmptyRecord {}),
+            Outcome::Rejected { reason } => OutcomeKind::Rejected(RejectedRecord {
+                reason: reason.clone(),
+            }),
+            Outcome::StaleSequence { last } => {
+                OutcomeKind::StaleSequence(StaleSequenceRecord { last: *last })
+            }
+            Outcome::Compacted { compact_revision } => OutcomeKind::Compacted(CompactedRecord {
+                compact_revision: *compact_revision,
+            }),
+            Outcome::CompactRefused { error } => {
+                OutcomeKind::CompactRefused(RevisionErrorRecord::from(error))
+            }
+            Outcome::Txn { succeeded, results } => OutcomeKind::Txn(TxnOutcomeRecord {
+                succeeded: *succeeded,
+                results: results.iter().map(TxnOpOutcomeRecord::from).collect(),
+            }),
+            Outcome::TxnRefused { error } => OutcomeKind::TxnRefused(TxnErrorRecord::from(error)),
+        };
+        OutcomeRecord { kind: Some(kind) }
+    }
+}
+
+impl TryFrom<OutcomeRecord> for Outcome {
+    type Error = SnapshotError;
+
+    fn try_from(record: OutcomeRecord) -> Result<Outcome, SnapshotError> {
+        let kind = record.kind.ok_or(SnapshotError::Malformed {
+            what: "session",
+            reason: "cached outcome missing or of an unknown kind",
+        })?;
+        Ok(match kind {
+            OutcomeKind::Put(EmptyRecord {}) => Outcome::Put,
+            OutcomeKind::Deleted(deleted) => Outcome::Deleted {
+                existed: deleted.existed,
+            },
+            OutcomeKind::Appended(appended) => Outcome::Appended {
+                length: appended.length,
+            },
+            OutcomeKind::Cas(cas) => {
+                if cas.swapped && cas.current.is_some() {
+                    return Err(SnapshotError::Malformed {
+                        what: "session",
+                        reason: "a swapped compare-and-swap reports a current value",
+                    });
+                }
+                Outcome::Cas {
+                    swapped: cas.swapped,
+                    current: cas.current,
+                }
+            }
+            OutcomeKind::Announced(EmptyRecord {}) => Outcome::Announced,
+            OutcomeKind::Rejected(rejected) => Outcome::Rejected {
+                reason: rejected.reason,
+            },
+            OutcomeKind::StaleSequence(stale) => Outcome::StaleSequence { last: stale.last },
+            OutcomeKind::Compacted(compacted) => Outcome::Compacted {
+                compact_revision: compacted.compact_revision,
+            },
+            OutcomeKind::CompactRefused(error) => Outcome::CompactRefused {
+                error: RevisionError::from(error),
+            },
+            OutcomeKind::Txn(txn) => Outcome::Txn {
+                succeeded: txn.succeeded,
+                results: txn
+                    .results
+                    .into_iter()
+                    .map(TxnOpOutcome::try_from)
+                    .collect::<Result<_, _>>()?,
+            },
+            OutcomeKind::TxnRefused(error) => Outcome::TxnRefused {
+                error: TxnError::try_from(error)?,
+            },
+        })
+    }
+}

@@ -1,0 +1,455 @@
+//! Revisions against a naive model: random sequences of writes, transactions and compactions
+//! applied to a machine (and to a second one snapshotted and restored part-way), while a model
+//! keeps the whole map of every revision and the changes that made it. After every step every
+//! read at every revision, every catch-up since every revision and the history's counters must
+//! match the model. Failing cases are shrunk and persisted by proptest
+//! (`proptest-regressions/`), which prints the minimal failing input.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use raftkv::store::{
+    Change, ChangeKind, Compare, CompareOp, CompareTarget, KeySelector, RevisionChanges,
+    RevisionError, Txn, TxnOp, TxnOpOutcome,
+};
+
+use super::*;
+
+type State = BTreeMap<String, VersionedValue>;
+
+/// Every revision's whole map, and the changes that made it.
+struct Model {
+    /// `states[r]`: the store after revision `r` (`states[0]` is unused).
+    states: Vec<State>,
+    /// `changes[r]`: what revision `r` changed, in order.
+    changes: Vec<Vec<Change>>,
+    compact_revision: u64,
+}
+
+impl Model {
+    fn new() -> Model {
+        Model {
+            states: vec![State::new(), State::new()],
+            changes: vec![Vec::new(), Vec::new()],
+            compact_revision: 1,
+        }
+    }
+
+    fn revision(&self) -> u64 {
+        self.states.len() as u64 - 1
+    }
+
+    fn apply(&mut self, operation: &Operation) -> Outcome {
+        let mut work = Working {
+            state: self.states.last().expect("a state").clone(),
+            changes: Vec::new(),
+            revision: self.revision() + 1,
+        };
+        let outcome = match operation {
+            Operation::Put { key, value } => {
+                work.put(key, value.clone());
+                Outcome::Put
+            }
+            Operation::Delete { key } => Outcome::Deleted {
+                existed: work.delete(key),
+            },
+            Operation::Append { key, suffix } => {
+                let mut value = work
+                    .state
+                    .get(key)
+                    .map(|current| current.value.to_vec())
+                    .unwrap_or_default();
+                value.extend_from_slice(suffix);
+                let length = value.len() as u64;
+                work.put(key, Bytes::from(value));
+                Outcome::Appended { length }
+            }
+            Operation::Cas { key, expect, value } => {
+                let current = work.state.get(key).map(|current| current.value.clone());
+                if current == *expect {
+                    work.put(key, value.clone());
+                    Outcome::Cas {
+                        swapped: true,
+                        current: None,
+                    }
+                } else {
+                    Outcome::Cas {
+                        swapped: false,
+                        current,
+                    }
+                }
+            }
+            Operation::Compact { revision } => {
+                if *revision > self.revision() {
+                    Outcome::CompactRefused {
+                        error: RevisionError::Future {
+                            requested: *revision,
+                            current: self.revision(),
+                            compact_revision: self.compact_revision,
+                        },
+                    }
+                } else {
+                    self.compact_revision = self.compact_revision.max(*revision);
+                    Outcome::Compacted {
+                        compact_revision: self.compact_revision,
+                    }
+                }
+            }
+            Operation::Txn(txn) => work.txn(txn),
+            Operation::Announce { .. } | Operation::RaftAddress { .. } => Outcome::Announced,
+        };
+        if !work.changes.is_empty() {
+            self.states.push(work.state);
+            self.changes.push(work.changes);
+        }
+        outcome
+    }
+
+    /// What a read at `revision` must answer.
+    fn readable(&self, revision: u64) -> Result<&State, RevisionError> {
+        if revision < self.compact_revision {
+            return Err(RevisionError::Compacted {
+                requested: revision,
+                compact_revision: self.compact_revision,
+                current: self.revision(),
+            });
+        }
+        if revision > self.revision() {
+            return Err(RevisionError::Future {
+                requested: revision,
+                current: self.revision(),
+                compact_revision: self.compact_revision,
+            });
+        }
+        Ok(&self.states[revision as usize])
+    }
+
+    /// Every change since `start` that `selector` selects, grouped by revision.
+    fn changes_since(&self, start: u64, selector: &KeySelector) -> Vec<RevisionChanges> {
+        (start.max(1)..=self.revision())
+            .filter_map(|revision| {
+                let changes: Vec<Change> = self.changes[revision as usize]
+                    .iter()
+                    .filter(|change| selector.matches(&change.key))
+                    .cloned()
+                    .collect();
+                (!changes.is_empty()).then_some(RevisionChanges { revision, changes })
+            })
+            .collect()
+    }
+
+    /// The versions the rule says are held: each one some read at a revision from the
+    /// compaction on can see, and a delete made at the compaction revision; with their value
+    /// bytes. Less the current ones, it is the history the machine reports.
+    fn held_history(&self) -> (usize, u64) {
+        let mut versions: BTreeMap<&str, Vec<&VersionedValue>> = BTreeMap::new();
+        for changes in &self.changes {
+            for change in changes {
+                versions.entry(&change.key).or_default().push(&change.value);
+            }
+        }
+        let compact_revision = self.compact_revision;
+        let (mut count, mut bytes) = (0, 0);
+        for list in versions.values() {
+            let seen_at_compaction = list
+                .iter()
+                .rposition(|version| version.mod_revision <= compact_revision);
+            for (at, version) in list.iter().enumerate() {
+                let held = version.mod_revision >= compact_revision
+                    || (Some(at) == seen_at_compaction && version.version != 0);
+                if held {
+                    count += 1;
+                    bytes += version.value.len() as u64;
+                }
+            }
+        }
+        let current = self.states.last().expect("a state");
+        let current_bytes: u64 = current.values().map(|v| v.value.len() as u64).sum();
+        (count - current.len(), bytes - current_bytes)
+    }
+}
+
+/// The state a command works on, with the changes it made.
+struct Working {
+    state: State,
+    changes: Vec<Change>,
+    revision: u64,
+}
+
+impl Working {
+    fn put(&mut self, key: &str, value: Bytes) -> Option<VersionedValue> {
+        let previous = self.state.get(key).cloned();
+        let (create_revision, version) = previous.as_ref().map_or((self.revision, 1), |previous| {
+            (previous.create_revision, previous.version + 1)
+        });
+        let new = VersionedValue {
+            value,
+            create_revision,
+            mod_revision: self.revision,
+            version,
+        };
+        self.state.insert(key.to_owned(), new.clone());
+        self.changes.push(Change {
+            kind: ChangeKind::Put,
+            key: key.to_owned(),
+            value: new,
+        });
+        previous
+    }
+
+    fn delete(&mut self, key: &str) -> bool {
+        if self.state.remove(key).is_none() {
+            return false;
+        }
+        self.changes.push(Change {
+            kind: ChangeKind::Delete,
+            key: key.to_owned(),
+            value: VersionedValue {
+                value: Bytes::new(),
+                create_revision: 0,
+                mod_revision: self.revision,
+                version: 0,
+            },
+        });
+        true
+    }
+
+    fn txn(&mut self, txn: &Txn) -> Outcome {
+        // Refusals are unit-tested in txn.rs; here the model follows the same rule.
+        if let Err(error) = txn.validate() {
+            return Outcome::TxnRefused { error };
+        }
+        let succeeded = txn.compare.iter().all(|compare| {
+            let current = self.state.get(&compare.key);
+            let number = |get: fn(&VersionedValue) -> u64| current.map_or(0, get);
+            let ordering = match &compare.target {
+                CompareTarget::Value(operand) => match current {
+                    None => return false,
+                    Some(current) => current.value.cmp(operand),
+                },
+                CompareTarget::Version(operand) => number(|v| v.version).cmp(operand),
+                CompareTarget::CreateRevision(operand) => {
+                    number(|v| v.create_revision).cmp(operand)
+                }
+                CompareTarget::ModRevision(operand) => number(|v| v.mod_revision).cmp(operand),
+                CompareTarget::Exists(operand) => current.is_some().cmp(operand),
+            };
+            match compare.op {
+                CompareOp::Equal => ordering.is_eq(),
+                CompareOp::NotEqual => ordering.is_ne(),
+                CompareOp::Less => ordering.is_lt(),
+                CompareOp::Greater => ordering.is_gt(),
+            }
+        });
+        let branch = if succeeded {
+            &txn.success
+        } else {
+            &txn.failure
+        };
+        let mut results = Vec::new();
+        for op in branch {
+            results.push(match op {
+                TxnOp::Put { key, value } => TxnOpOutcome::Put {
+                    prev: self.put(key, value.clone()),
+                },
+                TxnOp::Delete { key } => TxnOpOutcome::Delete {
+                    deleted: u64::from(self.delete(key)),
+                },
+                TxnOp::DeletePrefix { prefix } => {
+                    let keys: Vec<String> = self
+                        .state
+                        .keys()
+                        .filter(|key| key.starts_with(prefix.as_str()))
+                        .cloned()
+                        .collect();
+                    for key in &keys {
+                        self.delete(key);
+                    }
+                    TxnOpOutcome::Delete {
+                        deleted: keys.len() as u64,
+                    }
+                }
+                TxnOp::Get { key } => TxnOpOutcome::Get {
+                    value: self.state.get(key).cloned(),
+                },
+                TxnOp::Scan { prefix, limit } => {
+                    let matching: Vec<(String, VersionedValue)> = self
+                        .state
+                        .iter()
+                        .filter(|(key, _)| key.starts_with(prefix.as_str()))
+                        .map(|(key, value)| (key.clone(), value.clone()))
+                        .collect();
+                    TxnOpOutcome::Scan {
+                        truncated: matching.len() > *limit,
+                        items: matching.into_iter().take(*limit).collect(),
+                    }
+                }
+            });
+        }
+        Outcome::Txn { succeeded, results }
+    }
+}
+
+const KEYS: [&str; 5] = ["", "a", "ab", "b", "ba"];
+
+fn key() -> impl Strategy<Value = String> {
+    prop::sample::select(KEYS.to_vec()).prop_map(String::from)
+}
+
+fn prefix() -> impl Strategy<Value = String> {
+    prop::sample::select(vec!["", "a", "b", "ab"]).prop_map(String::from)
+}
+
+fn value() -> impl Strategy<Value = Bytes> {
+    prop::collection::vec(0u8..2, 0..3).prop_map(Bytes::from)
+}
+
+fn compare() -> impl Strategy<Value = Compare> {
+    let op = prop::sample::select(vec![
+        CompareOp::Equal,
+        CompareOp::NotEqual,
+        CompareOp::Less,
+        CompareOp::Greater,
+    ]);
+    let target = prop_oneof![
+        value().prop_map(CompareTarget::Value),
+        (0u64..3).prop_map(CompareTarget::Version),
+        (0u64..6).prop_map(CompareTarget::CreateRevision),
+        (0u64..8).prop_map(CompareTarget::ModRevision),
+        any::<bool>().prop_map(CompareTarget::Exists),
+    ];
+    (key(), op, target).prop_map(|(key, op, target)| Compare { key, op, target })
+}
+
+fn txn_op() -> impl Strategy<Value = TxnOp> {
+    prop_oneof![
+        3 => (key(), value()).prop_map(|(key, value)| TxnOp::Put { key, value }),
+        2 => key().prop_map(|key| TxnOp::Delete { key }),
+        1 => prefix().prop_map(|prefix| TxnOp::DeletePrefix { prefix }),
+        2 => key().prop_map(|key| TxnOp::Get { key }),
+        2 => (prefix(), 0usize..4).prop_map(|(prefix, limit)| TxnOp::Scan { prefix, limit }),
+    ]
+}
+
+fn operation() -> impl Strategy<Value = Operation> {
+    let branch = || prop::collection::vec(txn_op(), 0..4);
+    prop_oneof![
+        4 => (key(), value()).prop_map(|(key, value)| Operation::Put { key, value }),
+        2 => key().prop_map(|key| Operation::Delete { key }),
+        1 => (key(), value()).prop_map(|(key, suffix)| Operation::Append { key, suffix }),
+        1 => (key(), prop::option::of(value()), value())
+            .prop_map(|(key, expect, value)| Operation::Cas { key, expect, value }),
+        2 => (0u64..12).prop_map(|revision| Operation::Compact { revision }),
+        4 => (prop::collection::vec(compare(), 0..3), branch(), branch())
+            .prop_map(|(compare, success, failure)| Operation::Txn(Txn {
+                compare,
+                success,
+                failure,
+            })),
+        1 => Just(Operation::Announce { node: 1, http_address: "h:1".into() }),
+    ]
+}
+
+/// Every read of `machine` at every revision (and one past the current) against the model.
+fn check_reads(machine: &StateMachine, model: &Model, limit: usize) -> Result<(), TestCaseError> {
+    prop_assert_eq!(machine.revision(), model.revision());
+    prop_assert_eq!(machine.compact_revision(), model.compact_revision);
+    for revision in 0..=model.revision() + 1 {
+        let expected = model.readable(revision);
+        let scanned = machine.scan_at("", usize::MAX, Some(revision));
+        match expected {
+            Err(error) => {
+                prop_assert_eq!(scanned, Err(error.clone()));
+                prop_assert_eq!(machine.get_at("a", Some(revision)), Err(error));
+            }
+            Ok(state) => {
+                let all: Vec<(String, VersionedValue)> =
+                    state.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                prop_assert_eq!(scanned, Ok((all, false)), "revision {}", revision);
+                for key in KEYS {
+                    prop_assert_eq!(
+                        machine.get_at(key, Some(revision)),
+                        Ok(state.get(key).cloned())
+                    );
+                }
+                let (items, more) = machine
+                    .scan_at("a", limit, Some(revision))
+                    .expect("readable");
+                let matching: Vec<_> = state.keys().filter(|k| k.starts_with('a')).collect();
+                prop_assert_eq!(items.len(), matching.len().min(limit));
+                prop_assert_eq!(more, matching.len() > limit);
+            }
+        }
+    }
+    let selectors = [
+        KeySelector::Prefix(String::new()),
+        KeySelector::Prefix("a".into()),
+        KeySelector::Key("ab".into()),
+        KeySelector::Key(String::new()),
+    ];
+    for start in 0..=model.revision() + 1 {
+        for selector in &selectors {
+            let got = machine.changes_since(start, selector);
+            if start < model.compact_revision {
+                let compacted = matches!(got, Err(RevisionError::Compacted { .. }));
+                prop_assert!(compacted, "start {} is compacted", start);
+            } else {
+                prop_assert_eq!(got, Ok(model.changes_since(start, selector)));
+                let (first_page, more) = machine
+                    .changes_since_bounded(start, selector, 1)
+                    .expect("readable");
+                let all = model.changes_since(start, selector);
+                prop_assert_eq!(&first_page[..], &all[..all.len().min(1)]);
+                prop_assert_eq!(more, all.len() > 1);
+            }
+        }
+    }
+    let (history_versions, history_bytes) = model.held_history();
+    prop_assert_eq!(machine.history_versions(), history_versions);
+    prop_assert_eq!(machine.history_bytes(), history_bytes);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Reads at every revision, catch-up from every revision and the history's counters match
+    /// the model after every step; a replica restored from a snapshot part-way answers the
+    /// same and ends with the same snapshot bytes.
+    #[test]
+    fn reads_at_every_revision_and_changes_since_match_the_model(
+        operations in prop::collection::vec(operation(), 0..40),
+        restore_at in any::<prop::sample::Index>(),
+        limit in 0usize..3,
+    ) {
+        let restore_at = restore_at.index(operations.len() + 1);
+        let mut straight = StateMachine::new(SESSIONS_MAX);
+        let mut restored = StateMachine::new(SESSIONS_MAX);
+        let mut model = Model::new();
+        for (at, operation) in operations.iter().enumerate() {
+            if at == restore_at {
+                let snapshot = restored.snapshot();
+                restored = StateMachine::restore(&snapshot, SESSIONS_MAX).expect("restores");
+                prop_assert_eq!(restored.snapshot(), snapshot);
+            }
+            let index = at as u64 + 1;
+            let data = encode(None, operation.clone());
+            let before = model.revision();
+            let expected = model.apply(operation);
+            let applied = straight.apply_entry(index, 1, &data);
+            straight.check_invariants();
+            prop_assert_eq!(&applied.outcome, &expected, "step {}: {:?}", at, operation);
+            prop_assert_eq!(applied.revision, model.revision());
+            let made = (model.revision() > before).then(|| RevisionChanges {
+                revision: model.revision(),
+                changes: model.changes[model.revision() as usize].clone(),
+            });
+            prop_assert_eq!(&applied.changes, &made);
+            prop_assert_eq!(restored.apply_entry(index, 1, &data), applied);
+            restored.check_invariants();
+            check_reads(&straight, &model, limit)?;
+            check_reads(&restored, &model, limit)?;
+        }
+        prop_assert_eq!(straight.snapshot(), restored.snapshot());
+    }
+}
