@@ -1,7 +1,7 @@
-//! The coordination commands end to end: `raftkv txn`, `get --revision`, `compact` and
-//! `raftkv watch` as a user runs them, against real `raftkv serve` processes; the watch keeps
-//! printing every change once, in order, while the node it follows is killed. Every wait has a
-//! deadline.
+//! The coordination commands end to end, as a user runs them against real `raftkv serve`
+//! processes: `raftkv txn`, `get --revision`, `scan --revision`, `compact` and `raftkv watch`,
+//! whose watch keeps printing every change once, in order, while the node it follows is
+//! killed; and the Rust client's watch over HTTP/2. Every wait has a deadline.
 
 mod common;
 
@@ -280,4 +280,41 @@ async fn watch_prints_every_change_once_in_order_while_its_node_is_killed() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "watch exits 0 after --count: {status}");
+}
+
+/// The Rust client's watch from now over HTTP/2 (one connection per node, the watch a stream of
+/// it beside other requests): every later write arrives, each revision once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_watch_from_now_over_http2_sees_every_later_write() {
+    let cluster = TestCluster::start(3, &[]).await;
+    cluster.wait_for_leader().await;
+    let endpoints = cluster.endpoints();
+    let options = raftkv_client::ClientOptions::default();
+    let client = raftkv_client::Client::with_http2(&endpoints, options).expect("client");
+    client.put("job/before", "0").await.expect("put");
+    let mut watch = client.watch(raftkv_client::WatchRequest::prefix("job/", None));
+    // Written after the watch began: it reads the current revision first, so none is missed
+    // even if these land before its stream is open.
+    let mut written = Vec::new();
+    for job in 1..=5 {
+        let answer = client
+            .put(&format!("job/{job}"), job.to_string())
+            .await
+            .expect("put");
+        written.push((answer.revision, format!("job/{job}")));
+    }
+    let mut seen = Vec::new();
+    while seen.len() < written.len() {
+        let message = tokio::time::timeout(DEADLINE, watch.next())
+            .await
+            .expect("a message within the deadline")
+            .expect("the watch goes on")
+            .expect("no error");
+        if let raftkv_client::WatchMessage::Events(batch) = message {
+            for event in batch.events {
+                seen.push((batch.revision, event.kv.key));
+            }
+        }
+    }
+    assert_eq!(seen, written);
 }
