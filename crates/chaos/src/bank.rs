@@ -16,9 +16,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::revision_check::{
-    bank_balance, bank_value, BankEntry, BankOperation, BankOutcome,
-};
+use crate::revision_check::{bank_balance, bank_value, BankEntry, BankOperation, BankOutcome};
 use crate::workload::nanos;
 
 /// The prefix of every account key.
@@ -138,7 +136,14 @@ pub async fn run_bank_client(
                 outcome = transfer_outcome(&client, &operation) => outcome,
                 _ = stop.changed() => BankOutcome::Unknown { reason: "the run ended".into() },
             };
-            entries.push(entry(number, transfer_id, invoke, &shared, operation, outcome));
+            entries.push(entry(
+                number,
+                transfer_id,
+                invoke,
+                &shared,
+                operation,
+                outcome,
+            ));
         }
         if !shared.pause.is_zero() {
             tokio::select! {
@@ -184,8 +189,8 @@ fn plan_transfer(
         return None;
     }
     let from = keys[random.gen_range(0..keys.len())];
-    let to = keys[(keys.iter().position(|k| *k == from)? + random.gen_range(1..keys.len()))
-        % keys.len()];
+    let to = keys
+        [(keys.iter().position(|k| *k == from)? + random.gen_range(1..keys.len())) % keys.len()];
     let from_balance = bank_balance(&accounts[from])?;
     let to_balance = bank_balance(&accounts[to])?;
     if from_balance <= 0 {

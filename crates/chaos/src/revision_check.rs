@@ -138,8 +138,7 @@ pub fn real_time_anomalies(stamps: &[Stamp]) -> Vec<String> {
     // The completed operation with the highest revision so far.
     let mut highest: Option<&Stamp> = None;
     for later in by_invoke {
-        while finished < by_complete.len() && by_complete[finished].complete_ns < later.invoke_ns
-        {
+        while finished < by_complete.len() && by_complete[finished].complete_ns < later.invoke_ns {
             let done = by_complete[finished];
             if highest.is_none_or(|high| done.revision > high.revision) {
                 highest = Some(done);
@@ -515,7 +514,10 @@ pub fn bank_anomalies(
     for entry in queries {
         let at = query_revision(entry);
         while let Some((revision, revision_changes)) = changes.next_if(|(r, _)| **r <= at) {
-            for change in revision_changes.iter().filter(|c| c.key.starts_with(prefix)) {
+            for change in revision_changes
+                .iter()
+                .filter(|c| c.key.starts_with(prefix))
+            {
                 match &change.value {
                     Some(value) => {
                         accounts.insert(&change.key, (value, *revision));
@@ -863,7 +865,10 @@ mod tests {
     /// A consistent run: the init at 2, transfer 1 at 3, a kv put at 4, transfer 3 at 5.
     fn log() -> ChangeLog {
         ChangeLog::from([
-            (2, vec![Change::put(A, "100/init"), Change::put(B, "100/init")]),
+            (
+                2,
+                vec![Change::put(A, "100/init"), Change::put(B, "100/init")],
+            ),
             (3, vec![Change::put(A, "90/t1"), Change::put(B, "110/t1")]),
             (4, vec![Change::put("kv/r0", "v1")]),
             (5, vec![Change::put(B, "100/t3"), Change::put(A, "100/t3")]),
@@ -1009,14 +1014,23 @@ mod tests {
     #[test]
     fn a_consistent_run_has_no_anomaly() {
         let log = log();
-        assert_eq!(bank_anomalies(&entries(), &log, PREFIX, TOTAL), Vec::<String>::new());
-        assert_eq!(watcher_anomalies(&faithful_watcher(), &log), Vec::<String>::new());
+        assert_eq!(
+            bank_anomalies(&entries(), &log, PREFIX, TOTAL),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            watcher_anomalies(&faithful_watcher(), &log),
+            Vec::<String>::new()
+        );
         assert_eq!(real_time_anomalies(&stamps()), Vec::<String>::new());
         assert_eq!(
             acknowledged_write_anomalies(&stamps(), &log),
             Vec::<String>::new()
         );
-        assert_eq!(log_anomalies(&[(1, log.clone()), (2, log)]), Vec::<String>::new());
+        assert_eq!(
+            log_anomalies(&[(1, log.clone()), (2, log)]),
+            Vec::<String>::new()
+        );
         assert!(member_revision_anomalies(&[(1, 5), (2, 5)]).is_empty());
     }
 
@@ -1025,7 +1039,10 @@ mod tests {
         let mut entries = entries();
         entries[3] = read(4, 3, 3, "90/t1", "100/init");
         let anomalies = bank_anomalies(&entries, &log(), PREFIX, TOTAL);
-        one_containing(&anomalies, "bank op 4 read at revision 3 sums to 190 instead of 200");
+        one_containing(
+            &anomalies,
+            "bank op 4 read at revision 3 sums to 190 instead of 200",
+        );
         // And it differs from the replayed accounts at revision 3.
         one_containing(&anomalies, "but the history gives");
     }
@@ -1056,7 +1073,10 @@ mod tests {
         log.insert(9, vec![Change::put(A, "50/t99"), Change::put(B, "150/t99")]);
         let anomalies = bank_anomalies(&entries(), &log, PREFIX, TOTAL);
         one_containing(&anomalies, "bank op 7 did not take effect (refused)");
-        one_containing(&anomalies, "bank op 6 (outcome unknown) was applied more than once");
+        one_containing(
+            &anomalies,
+            "bank op 6 (outcome unknown) was applied more than once",
+        );
         one_containing(&anomalies, "bank values no operation wrote (tag t99)");
     }
 
@@ -1118,7 +1138,10 @@ mod tests {
         record.delivered[1] = events(3, &log[&3][..1]);
         record.delivered.insert(2, events(3, &log[&3][1..]));
         let anomalies = watcher_anomalies(&record, &log);
-        one_containing(&anomalies, "revision 3 delivered put bank/a=\"90/t1\" but the history");
+        one_containing(
+            &anomalies,
+            "revision 3 delivered put bank/a=\"90/t1\" but the history",
+        );
         one_containing(&anomalies, "(out of order or repeated)");
     }
 
@@ -1184,7 +1207,9 @@ mod tests {
             invoke_ns: 1_000,
             complete_ns: 1_001,
             revision: 5,
-            writes: vec![ExpectedWrite::Delete { key: "kv/r0".into() }],
+            writes: vec![ExpectedWrite::Delete {
+                key: "kv/r0".into(),
+            }],
         });
         let anomalies = real_time_anomalies(&stamps);
         one_containing(&anomalies, "a write must come strictly later");
@@ -1199,7 +1224,10 @@ mod tests {
         other.remove(&4);
         let anomalies = log_anomalies(&[(1, log), (2, other)]);
         one_containing(&anomalies, "node 2's history has no change at revisions 4");
-        one_containing(&anomalies, "nodes 1 and 2 disagree on the history: revision 3");
+        one_containing(
+            &anomalies,
+            "nodes 1 and 2 disagree on the history: revision 3",
+        );
         one_containing(
             &member_revision_anomalies(&[(1, 5), (2, 4)]),
             "node 1 at 5, node 2 at 4",

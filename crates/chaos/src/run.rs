@@ -15,12 +15,14 @@ use tokio::time::Instant;
 
 use crate::analysis::{self, CoordinationFigures, Copy, LincheckFigures, Skipped, Summary};
 use crate::bank::{run_bank_client, BankShared, BANK_PREFIX, TOTAL};
-use crate::revision_check::{self as checks, BankEntry, BankOutcome, Selection, Stamp, WatcherRecord};
-use crate::watchers::{node_client, read_change_log, run_watcher};
 use crate::cluster::{libfaketime, Cluster, NodeOptions, ProcessState};
 use crate::nemesis::{run_nemesis, FaultContext, FaultRecord, Nemesis, Schedule, Timeline};
 use crate::proxy::LinkProxies;
+use crate::revision_check::{
+    self as checks, BankEntry, BankOutcome, Selection, Stamp, WatcherRecord,
+};
 use crate::topology::{is_root, namespace_tools_missing, Isolation, Topology};
+use crate::watchers::{node_client, read_change_log, run_watcher};
 use crate::workload::{nanos, run_client, ClientRecord, WorkloadOptions, WorkloadShared};
 use crate::ChaosError;
 
@@ -336,7 +338,9 @@ pub async fn run(options: RunOptions) -> Result<RunReport, ChaosError> {
         match client.await {
             Ok(entries) => bank_entries.extend(entries),
             Err(error) => {
-                return Err(ChaosError::Setup(format!("a bank client task failed: {error}")))
+                return Err(ChaosError::Setup(format!(
+                    "a bank client task failed: {error}"
+                )))
             }
         }
     }
@@ -1085,7 +1089,10 @@ async fn check_revisions(
                 continue;
             }
         };
-        match client.scan_with("chaos/settle", 1, Consistency::Stale).await {
+        match client
+            .scan_with("chaos/settle", 1, Consistency::Stale)
+            .await
+        {
             Ok(scan) => member_revisions.push((id, scan.revision)),
             Err(error) => anomalies.push(format!("node {id}'s revision cannot be read: {error}")),
         }
@@ -1107,7 +1114,12 @@ async fn check_revisions(
     figures.history_revisions = log.len() as u64;
     anomalies.extend(checks::acknowledged_write_anomalies(&stamps, log));
     if workload.bank() {
-        anomalies.extend(checks::bank_anomalies(bank_entries, log, BANK_PREFIX, TOTAL));
+        anomalies.extend(checks::bank_anomalies(
+            bank_entries,
+            log,
+            BANK_PREFIX,
+            TOTAL,
+        ));
     }
     for record in &records {
         anomalies.extend(checks::watcher_anomalies(record, log));

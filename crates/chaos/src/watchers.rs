@@ -139,7 +139,10 @@ pub async fn read_change_log(
             let message = tokio::time::timeout_at(deadline, stream.next())
                 .await
                 .map_err(|_| {
-                    format!("{endpoint}'s history reached only revision {} of {target}", next - 1)
+                    format!(
+                        "{endpoint}'s history reached only revision {} of {target}",
+                        next - 1
+                    )
                 })?;
             match message {
                 Some(Ok(WatchMessage::Events(events))) => {
