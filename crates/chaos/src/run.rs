@@ -944,15 +944,17 @@ async fn start_watchers(
         selections.push(Selection::Prefix(BANK_PREFIX.to_string()));
         selections.push(Selection::Key(crate::bank::account_key(0)));
     }
-    let endpoints: Vec<String> = {
+    let endpoints: Vec<(usize, String)> = {
         let cluster = cluster.lock().await;
         let topology = cluster.topology();
-        (0..topology.slots())
-            .map(|slot| topology.http_addr(slot).to_string())
+        // Slots count from 1.
+        (1..=topology.slots())
+            .map(|slot| (slot, topology.http_addr(slot).to_string()))
             .collect()
     };
     let mut watchers = Vec::new();
-    for (slot, endpoint) in endpoints.iter().enumerate() {
+    for (slot, endpoint) in &endpoints {
+        let slot = *slot;
         let client = node_client(endpoint).map_err(ChaosError::Setup)?;
         for selection in &selections {
             let name = match selection {
