@@ -214,7 +214,8 @@ pub struct OutcomeCounts {
 }
 
 impl OutcomeCounts {
-    fn add(&mut self, outcome: &Outcome) {
+    /// Counts one operation with `outcome`.
+    pub fn add(&mut self, outcome: &Outcome) {
         self.total += 1;
         match outcome {
             Outcome::Ok { .. } => self.ok += 1,
@@ -348,8 +349,37 @@ pub struct Summary {
     pub lincheck: LincheckFigures,
     /// Node processes that exited without being killed.
     pub unexpected_exits: Vec<String>,
+    /// The bank workload, the watchers and the revisions.
+    pub coordination: CoordinationFigures,
     /// Everything found wrong. Empty when the run passed.
     pub anomalies: Vec<String>,
+}
+
+/// What the bank workload did, what the watchers were handed, and the revisions checked.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CoordinationFigures {
+    /// The workloads that ran: `kv`, `bank`.
+    pub workloads: Vec<String>,
+    /// Reads of every account, by outcome.
+    pub bank_reads: OutcomeCounts,
+    /// Transfers, by outcome (a failed comparison counts as ok: it was answered).
+    pub bank_transfers: OutcomeCounts,
+    /// Transfers whose comparison failed (an account changed since the read): retried later.
+    pub bank_transfers_compare_failed: u64,
+    /// Operations acknowledged with a revision (both workloads), checked for real-time order.
+    pub operations_with_revision: u64,
+    /// Watchers run.
+    pub watchers: u64,
+    /// Events (changes of one key) delivered to them, in all.
+    pub watch_events_delivered: u64,
+    /// Progress notifications delivered to them.
+    pub watch_progress_delivered: u64,
+    /// Streams the watchers reopened at one past their last revision.
+    pub watchers_resumed: u64,
+    /// The revision every member reached after healing, per member id.
+    pub member_revisions: BTreeMap<u64, u64>,
+    /// Revisions in the change history read after the run.
+    pub history_revisions: u64,
 }
 
 impl Summary {
@@ -453,6 +483,43 @@ impl Summary {
             } else {
                 format!("; out of budget on {}", examples(&lincheck.unknown_keys))
             }
+        );
+        let coordination = &self.coordination;
+        if coordination.workloads.iter().any(|w| w == "bank") {
+            let (reads, transfers) = (&coordination.bank_reads, &coordination.bank_transfers);
+            let _ = writeln!(
+                text,
+                "bank: {} reads ({} ok, {} failed), {} transfers ({} ok of which {} found an \
+                 account changed, {} failed, {} unknown)",
+                reads.total,
+                reads.ok,
+                reads.failed,
+                transfers.total,
+                transfers.ok,
+                coordination.bank_transfers_compare_failed,
+                transfers.failed,
+                transfers.unknown
+            );
+        }
+        let _ = writeln!(
+            text,
+            "watch: {} watchers, {} events and {} progress notifications delivered, {} resumes",
+            coordination.watchers,
+            coordination.watch_events_delivered,
+            coordination.watch_progress_delivered,
+            coordination.watchers_resumed
+        );
+        let _ = writeln!(
+            text,
+            "revisions: {} operations answered with one, {} in the history, members at {}",
+            coordination.operations_with_revision,
+            coordination.history_revisions,
+            coordination
+                .member_revisions
+                .iter()
+                .map(|(id, revision)| format!("{id}:{revision}"))
+                .collect::<Vec<_>>()
+                .join(" ")
         );
         for exit in &self.unexpected_exits {
             let _ = writeln!(text, "unexpected exit: {exit}");

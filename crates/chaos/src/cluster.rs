@@ -234,7 +234,11 @@ impl Cluster {
             .arg("--request-timeout-ms")
             .arg(options.request_timeout_ms.to_string())
             .arg("--worker-threads")
-            .arg(options.worker_threads.to_string());
+            .arg(options.worker_threads.to_string())
+            // The checks read the whole change history after the run (from revision 1):
+            // nothing may be compacted away before then.
+            .arg("--history-retention-revisions")
+            .arg("0");
         if options.distrust_unclean_restart {
             command.arg("--distrust-unclean-restart");
         }

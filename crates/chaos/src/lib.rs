@@ -7,32 +7,43 @@
 //!    │                else distinct loopback addresses
 //!    ├─ LinkProxies   user-space TCP relays on every Raft link, for delay and jitter
 //!    ├─ Cluster       the raftkv processes: start, kill -9, SIGSTOP/SIGCONT, join, retire
-//!    ├─ clients       sessions doing get/put/cas/delete/append, every operation recorded
+//!    ├─ clients       sessions doing get/put/cas/delete/append (kv), and transfers and
+//!    │                whole reads of a bank's accounts by transaction (bank), every
+//!    │                operation recorded with the revision it was answered
+//!    ├─ watchers      key and prefix watches through every node, resuming after faults
 //!    ├─ nemeses       one loop per fault family, all at once with --nemesis all
 //!    └─ after the run heal, settle, read every key, compare every node's copy, check the
-//!                     history (lincheck), look for lost or doubled appends, write the reports
+//!                     history (lincheck), look for lost or doubled appends, read every
+//!                     node's change history and check the bank, the watchers and the
+//!                     revisions against it (revision_check), write the reports
 //! ```
 //!
 //! A run's findings are its [`analysis::Summary`]'s anomalies: a history that is not
 //! linearizable, an acknowledged append missing from (or doubled in) the final value, nodes whose
 //! copies differ after the cluster settled, a cluster that did not settle once healed, and a node
-//! process that exited on its own. Everything of a run is written to its output directory:
-//! `history.jsonl`, `nemesis.jsonl`, `summary.json`, `summary.txt`, `latency.svg`, the nodes'
+//! process that exited on its own, and what [`revision_check`] finds: a bank read that does not
+//! sum to the total or a transfer not exactly at its revision, a watcher's gap, repeat or
+//! split transaction, revisions out of real-time order or different on the members. Everything
+//! of a run is written to its output directory: `history.jsonl`, `bank.jsonl`,
+//! `watchers.jsonl`, `nemesis.jsonl`, `summary.json`, `summary.txt`, `latency.svg`, the nodes'
 //! logs, and `violation.txt` / `violation.html` when the history is not linearizable.
 
 pub mod analysis;
+pub mod bank;
 pub mod cluster;
 pub mod disk;
 pub mod disk_faults;
 pub mod nemesis;
 pub mod proxy;
+pub mod revision_check;
 pub mod run;
 pub mod topology;
+pub mod watchers;
 pub mod workload;
 
 pub use analysis::Summary;
 pub use nemesis::{parse_nemeses, Nemesis, Schedule};
-pub use run::{plan, run, Plan, RunOptions, RunReport};
+pub use run::{plan, run, Plan, RunOptions, RunReport, Workload};
 pub use topology::Isolation;
 
 /// What stops a run from being carried out (as opposed to what a run finds, which is in its

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use raftkv_bench::parse_duration;
-use raftkv_chaos::{parse_nemeses, run, Isolation, RunOptions, Schedule};
+use raftkv_chaos::{parse_nemeses, run, Isolation, RunOptions, Schedule, Workload};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -53,9 +53,16 @@ struct RunArgs {
     /// Founding voters.
     #[arg(long, default_value_t = 3)]
     nodes: usize,
-    /// Concurrent client sessions.
+    /// Concurrent client sessions of the kv workload.
     #[arg(long, default_value_t = 8)]
     clients: usize,
+    /// The workloads: `kv` (single-key operations, checked by lincheck), `bank` (transfers by
+    /// transaction, checked by revision) or `all` (both at once).
+    #[arg(long, default_value = "all", value_parser = Workload::parse)]
+    workload: Workload,
+    /// Concurrent client sessions of the bank workload.
+    #[arg(long, default_value_t = 3)]
+    bank_clients: usize,
     /// Seed of every random choice; printed when not given.
     #[arg(long)]
     seed: Option<u64>,
@@ -151,6 +158,8 @@ async fn run_chaos(args: RunArgs) -> ExitCode {
     options.duration = args.duration;
     options.nodes = args.nodes;
     options.clients = args.clients;
+    options.workload = args.workload;
+    options.bank_clients = args.bank_clients;
     options.seed = seed;
     options.isolation = if args.loopback {
         Some(Isolation::Loopback)

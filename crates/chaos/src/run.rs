@@ -13,11 +13,16 @@ use raftkv_client::{Client, ClientOptions, Consistency};
 use tokio::sync::{watch, Mutex};
 use tokio::time::Instant;
 
-use crate::analysis::{self, Copy, LincheckFigures, Skipped, Summary};
+use crate::analysis::{self, CoordinationFigures, Copy, LincheckFigures, Skipped, Summary};
+use crate::bank::{run_bank_client, BankShared, BANK_PREFIX, TOTAL};
 use crate::cluster::{libfaketime, Cluster, NodeOptions, ProcessState};
 use crate::nemesis::{run_nemesis, FaultContext, FaultRecord, Nemesis, Schedule, Timeline};
 use crate::proxy::LinkProxies;
+use crate::revision_check::{
+    self as checks, BankEntry, BankOutcome, Selection, Stamp, WatcherRecord,
+};
 use crate::topology::{is_root, namespace_tools_missing, Isolation, Topology};
+use crate::watchers::{node_client, read_change_log, run_watcher};
 use crate::workload::{nanos, run_client, ClientRecord, WorkloadOptions, WorkloadShared};
 use crate::ChaosError;
 
@@ -64,6 +69,54 @@ pub struct RunOptions {
     /// node acknowledged stays on its disk), and raftkv has no protocol-aware recovery yet,
     /// so such a run can lose acknowledged writes; off by default and in `all`.
     pub lossy_storage: bool,
+    /// Which workloads the clients run.
+    pub workload: Workload,
+    /// Clients of the bank workload (beside `clients` of the kv one).
+    pub bank_clients: usize,
+}
+
+/// The workloads of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// Single-key operations on registers and logs, checked by lincheck.
+    Kv,
+    /// Transfers and whole reads of a bank's accounts by transaction, checked by revision.
+    Bank,
+    /// Both at once.
+    All,
+}
+
+impl Workload {
+    /// Whether the kv workload runs.
+    pub fn kv(self) -> bool {
+        matches!(self, Workload::Kv | Workload::All)
+    }
+
+    /// Whether the bank workload runs.
+    pub fn bank(self) -> bool {
+        matches!(self, Workload::Bank | Workload::All)
+    }
+
+    /// Parses `kv`, `bank` or `all`.
+    pub fn parse(text: &str) -> Result<Workload, String> {
+        match text {
+            "kv" => Ok(Workload::Kv),
+            "bank" => Ok(Workload::Bank),
+            "all" => Ok(Workload::All),
+            other => Err(format!("unknown workload {other:?}: kv, bank or all")),
+        }
+    }
+
+    fn names(self) -> Vec<String> {
+        let mut names = Vec::new();
+        if self.kv() {
+            names.push("kv".to_string());
+        }
+        if self.bank() {
+            names.push("bank".to_string());
+        }
+        names
+    }
 }
 
 impl RunOptions {
@@ -90,6 +143,8 @@ impl RunOptions {
             progress_every: None,
             fsync_shim: None,
             lossy_storage: false,
+            workload: Workload::All,
+            bank_clients: 3,
         }
     }
 }
@@ -116,6 +171,10 @@ const FINAL_READER: u64 = 0;
 const SCAN_LIMIT: usize = 10_000;
 /// Longest wait for the first leader.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for the watchers of the members to reach the final revision once settled.
+const WATCHERS_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest read of one member's whole change history.
+const CHANGE_LOG_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Carries out one run: sets up the hosts and nodes, runs the clients and the nemeses for
 /// `options.duration`, heals, settles, checks, and writes everything to `options.out_dir`.
@@ -213,7 +272,35 @@ pub async fn run(options: RunOptions) -> Result<RunReport, ChaosError> {
         },
     )
     .map_err(|error| ChaosError::Setup(format!("workload client: {error}")))?;
+    let mut bank_entries = Vec::new();
+    if options.workload.bank() {
+        bank_entries.push(
+            crate::bank::initialise(&admin, origin)
+                .await
+                .map_err(ChaosError::NotReady)?,
+        );
+    }
+    let bank_shared = Arc::new(BankShared {
+        origin,
+        next_id: AtomicU64::new(1),
+        stop: stop.clone(),
+        pause: options.pause_between_operations,
+    });
+    let bank_clients: Vec<_> = (1..=options.bank_clients as u64)
+        .filter(|_| options.workload.bank())
+        .map(|number| {
+            tokio::spawn(run_bank_client(
+                number,
+                client_base.new_session(),
+                bank_shared.clone(),
+                derive_seed(options.seed, 2_000 + number),
+            ))
+        })
+        .collect();
+    let (watchers_stop_sender, watchers_stop) = watch::channel(false);
+    let watchers = start_watchers(&cluster, options.workload, &watchers_stop).await?;
     let clients: Vec<_> = (1..=options.clients as u64)
+        .filter(|_| options.workload.kv())
         .map(|number| {
             tokio::spawn(run_client(
                 number,
@@ -247,6 +334,16 @@ pub async fn run(options: RunOptions) -> Result<RunReport, ChaosError> {
             Err(error) => return Err(ChaosError::Setup(format!("a client task failed: {error}"))),
         }
     }
+    for client in bank_clients {
+        match client.await {
+            Ok(entries) => bank_entries.extend(entries),
+            Err(error) => {
+                return Err(ChaosError::Setup(format!(
+                    "a bank client task failed: {error}"
+                )))
+            }
+        }
+    }
     for task in nemesis_tasks {
         let _ = task.await;
     }
@@ -268,13 +365,16 @@ pub async fn run(options: RunOptions) -> Result<RunReport, ChaosError> {
 
     let mut history = History::new();
     let mut samples = Vec::new();
+    let mut stamps = Vec::new();
     for ClientRecord {
         entries,
         samples: s,
+        stamps: st,
     } in records
     {
         history.entries.extend(entries);
         samples.extend(s);
+        stamps.extend(st);
     }
     history.entries.sort_by_key(|entry| entry.id);
     let workload_entries = history.entries.len();
@@ -300,6 +400,18 @@ pub async fn run(options: RunOptions) -> Result<RunReport, ChaosError> {
             Err(reason) => anomalies.push(reason),
         }
     }
+    let coordination = check_revisions(
+        &admin,
+        &cluster,
+        &members,
+        watchers,
+        watchers_stop_sender,
+        stamps,
+        &bank_entries,
+        options.workload,
+        &mut anomalies,
+    )
+    .await;
     unexpected_exits.extend(describe_exits(&cluster).await);
     anomalies.extend(context.findings());
     for exit in &unexpected_exits {
@@ -352,9 +464,12 @@ pub async fn run(options: RunOptions) -> Result<RunReport, ChaosError> {
         settle_seconds: settled.is_ok().then_some(settle_seconds),
         lincheck,
         unexpected_exits,
+        coordination: coordination.figures,
         anomalies,
     };
 
+    write_jsonl(&out_dir.join("bank.jsonl"), &bank_entries)?;
+    write_jsonl(&out_dir.join("watchers.jsonl"), &coordination.watchers)?;
     write_outputs(
         &out_dir,
         &history,
@@ -804,4 +919,225 @@ fn output_error(path: &Path, source: std::io::Error) -> ChaosError {
         path: path.display().to_string(),
         source,
     }
+}
+
+/// A running watcher: its name, slot, how far it has got, and its task.
+struct RunningWatcher {
+    slot: usize,
+    reached: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<WatcherRecord>,
+}
+
+/// Starts the watchers: through every host slot, a prefix watcher on each workload's keys and
+/// a key watcher on one key of each.
+async fn start_watchers(
+    cluster: &Mutex<Cluster>,
+    workload: Workload,
+    stop: &watch::Receiver<bool>,
+) -> Result<Vec<RunningWatcher>, ChaosError> {
+    let mut selections = Vec::new();
+    if workload.kv() {
+        selections.push(Selection::Prefix("chaos/g".to_string()));
+        selections.push(Selection::Key(crate::workload::register_key(0, 0)));
+    }
+    if workload.bank() {
+        selections.push(Selection::Prefix(BANK_PREFIX.to_string()));
+        selections.push(Selection::Key(crate::bank::account_key(0)));
+    }
+    let endpoints: Vec<(usize, String)> = {
+        let cluster = cluster.lock().await;
+        let topology = cluster.topology();
+        // Slots count from 1.
+        (1..=topology.slots())
+            .map(|slot| (slot, topology.http_addr(slot).to_string()))
+            .collect()
+    };
+    let mut watchers = Vec::new();
+    for (slot, endpoint) in &endpoints {
+        let slot = *slot;
+        let client = node_client(endpoint).map_err(ChaosError::Setup)?;
+        for selection in &selections {
+            let name = match selection {
+                Selection::Key(key) => format!("slot {slot} key {key}"),
+                Selection::Prefix(prefix) => format!("slot {slot} prefix {prefix}"),
+            };
+            let reached = Arc::new(AtomicU64::new(0));
+            watchers.push(RunningWatcher {
+                slot,
+                reached: reached.clone(),
+                task: tokio::spawn(run_watcher(
+                    name,
+                    client.clone(),
+                    selection.clone(),
+                    reached,
+                    stop.clone(),
+                )),
+            });
+        }
+    }
+    Ok(watchers)
+}
+
+/// What the revision checks produced.
+struct RevisionFindings {
+    figures: CoordinationFigures,
+    watchers: Vec<WatcherRecord>,
+}
+
+/// After settling: lets the members' watchers catch up to the final revision and stops them,
+/// reads every member's revision and change history, and runs every check of
+/// [`checks`], adding what they find to `anomalies`.
+#[allow(clippy::too_many_arguments)]
+async fn check_revisions(
+    admin: &Client,
+    cluster: &Mutex<Cluster>,
+    members: &[(u64, usize)],
+    watchers: Vec<RunningWatcher>,
+    stop_watchers: watch::Sender<bool>,
+    mut stamps: Vec<Stamp>,
+    bank_entries: &[BankEntry],
+    workload: Workload,
+    anomalies: &mut Vec<String>,
+) -> RevisionFindings {
+    let mut figures = CoordinationFigures {
+        workloads: workload.names(),
+        ..CoordinationFigures::default()
+    };
+    let target = match admin.scan_at("chaos/settle", 1, None).await {
+        Ok(scan) => Some(scan.revision),
+        Err(error) => {
+            anomalies.push(format!("the final revision could not be read: {error}"));
+            None
+        }
+    };
+    let member_slots: BTreeSet<usize> = members.iter().map(|(_, slot)| *slot).collect();
+    if let Some(target) = target {
+        let deadline = Instant::now() + WATCHERS_CATCH_UP_TIMEOUT;
+        while Instant::now() < deadline
+            && watchers.iter().any(|watcher| {
+                member_slots.contains(&watcher.slot)
+                    && watcher.reached.load(Ordering::Relaxed) < target
+            })
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let _ = stop_watchers.send(true);
+    let mut records = Vec::new();
+    for watcher in watchers {
+        let on_member = member_slots.contains(&watcher.slot);
+        let reached = watcher.reached.load(Ordering::Relaxed);
+        match watcher.task.await {
+            Ok(record) => {
+                if let Some(target) = target.filter(|target| on_member && reached < *target) {
+                    anomalies.push(format!(
+                        "watcher {} on a member reached only revision {reached} of {target} \
+                         within {WATCHERS_CATCH_UP_TIMEOUT:?} of settling",
+                        record.name
+                    ));
+                }
+                records.push(record);
+            }
+            Err(error) => anomalies.push(format!("a watcher task failed: {error}")),
+        }
+    }
+    figures.watchers = records.len() as u64;
+    figures.watch_events_delivered = records.iter().map(WatcherRecord::events).sum();
+    figures.watch_progress_delivered = records
+        .iter()
+        .flat_map(|record| &record.delivered)
+        .filter(|delivered| matches!(delivered, checks::Delivered::Progress { .. }))
+        .count() as u64;
+    figures.watchers_resumed = records.iter().map(WatcherRecord::resumes).sum();
+    for entry in bank_entries {
+        let counts = match entry.operation {
+            checks::BankOperation::Read => &mut figures.bank_reads,
+            checks::BankOperation::Transfer { .. } => &mut figures.bank_transfers,
+            checks::BankOperation::Init { .. } => continue,
+        };
+        counts.add(&match &entry.outcome {
+            BankOutcome::Failed { reason } => lincheck::Outcome::Failed {
+                reason: reason.clone(),
+            },
+            BankOutcome::Unknown { reason } => lincheck::Outcome::Unknown {
+                reason: reason.clone(),
+            },
+            _ => lincheck::Outcome::Ok {
+                output: Output::Put,
+            },
+        });
+        if matches!(entry.outcome, BankOutcome::CompareFailed { .. }) {
+            figures.bank_transfers_compare_failed += 1;
+        }
+    }
+    stamps.extend(bank_entries.iter().filter_map(BankEntry::stamp));
+    figures.operations_with_revision = stamps.len() as u64;
+    anomalies.extend(checks::real_time_anomalies(&stamps));
+
+    let Some(target) = target else {
+        return RevisionFindings {
+            figures,
+            watchers: records,
+        };
+    };
+    let mut member_revisions = Vec::new();
+    let mut logs = Vec::new();
+    for &(id, slot) in members {
+        let endpoint = cluster.lock().await.topology().http_addr(slot).to_string();
+        let client = match node_client(&endpoint) {
+            Ok(client) => client,
+            Err(error) => {
+                anomalies.push(error);
+                continue;
+            }
+        };
+        match client
+            .scan_with("chaos/settle", 1, Consistency::Stale)
+            .await
+        {
+            Ok(scan) => member_revisions.push((id, scan.revision)),
+            Err(error) => anomalies.push(format!("node {id}'s revision cannot be read: {error}")),
+        }
+        match read_change_log(&endpoint, target, CHANGE_LOG_TIMEOUT).await {
+            Ok(log) => logs.push((id, log)),
+            Err(error) => anomalies.push(format!("node {id}'s change history: {error}")),
+        }
+    }
+    figures.member_revisions = member_revisions.iter().copied().collect();
+    anomalies.extend(checks::member_revision_anomalies(&member_revisions));
+    anomalies.extend(checks::log_anomalies(&logs));
+    let Some((_, log)) = logs.first() else {
+        anomalies.push("no member's change history could be read".to_string());
+        return RevisionFindings {
+            figures,
+            watchers: records,
+        };
+    };
+    figures.history_revisions = log.len() as u64;
+    anomalies.extend(checks::acknowledged_write_anomalies(&stamps, log));
+    if workload.bank() {
+        anomalies.extend(checks::bank_anomalies(
+            bank_entries,
+            log,
+            BANK_PREFIX,
+            TOTAL,
+        ));
+    }
+    for record in &records {
+        anomalies.extend(checks::watcher_anomalies(record, log));
+    }
+    anomalies.extend(checks::watcher_agreement_anomalies(&records));
+    RevisionFindings {
+        figures,
+        watchers: records,
+    }
+}
+
+fn write_jsonl<T: serde::Serialize>(path: &Path, items: &[T]) -> Result<(), ChaosError> {
+    let mut text = String::new();
+    for item in items {
+        text.push_str(&serde_json::to_string(item).unwrap_or_default());
+        text.push('\n');
+    }
+    write_file(path, text)
 }

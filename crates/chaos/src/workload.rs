@@ -16,6 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lincheck::{Entry, Operation, Outcome, Output};
+
+use crate::revision_check::{ExpectedWrite, Stamp};
 use raftkv_client::{Client, ClientError, Consistency};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -59,6 +61,8 @@ pub struct ClientRecord {
     pub entries: Vec<Entry>,
     /// Their latencies.
     pub samples: Vec<LatencySample>,
+    /// The writes acknowledged with a revision, for the revision checks.
+    pub stamps: Vec<Stamp>,
 }
 
 /// Shared by the clients of a run.
@@ -133,11 +137,21 @@ pub async fn run_client(
         let lease = random.gen_range(0..100u8) < options.lease_read_percent;
         let invoke = shared.origin.elapsed();
         let outcome = tokio::select! {
-            outcome = execute(&client, &operation, lease) => outcome,
+            answer = execute_with_revision(&client, &operation, lease) => answer,
             // At the end of the run an operation in flight is abandoned: its outcome is unknown.
-            _ = stop.changed() => Outcome::Unknown { reason: "the run ended".into() },
+            _ = stop.changed() => (Outcome::Unknown { reason: "the run ended".into() }, None),
         };
+        let (outcome, revision) = outcome;
         let complete = shared.origin.elapsed();
+        if let Some(revision) = revision {
+            record.stamps.push(Stamp {
+                operation: format!("kv op {id}"),
+                invoke_ns: nanos(invoke),
+                complete_ns: nanos(complete),
+                revision,
+                writes: expected_writes(&operation, &outcome),
+            });
+        }
         if let Outcome::Ok { output } = &outcome {
             match (&operation, output) {
                 (Operation::Get { key }, Output::Get { value }) => {
@@ -190,48 +204,96 @@ pub fn nanos(duration: Duration) -> u64 {
 
 /// Performs `operation` and classifies its result.
 pub async fn execute(client: &Client, operation: &Operation, lease: bool) -> Outcome {
+    execute_with_revision(client, operation, lease).await.0
+}
+
+/// What an acknowledged `operation` with `outcome` changed: nothing for a read, a delete of
+/// an absent key or a compare-and-swap that did not swap.
+fn expected_writes(operation: &Operation, outcome: &Outcome) -> Vec<ExpectedWrite> {
+    let Outcome::Ok { output } = outcome else {
+        return Vec::new();
+    };
+    match (operation, output) {
+        (Operation::Put { key, value }, _)
+        | (Operation::Cas { key, value, .. }, Output::Cas { swapped: true, .. }) => {
+            vec![ExpectedWrite::Put {
+                key: key.clone(),
+                value: value.clone(),
+            }]
+        }
+        (Operation::Append { key, suffix }, _) => vec![ExpectedWrite::EndsWith {
+            key: key.clone(),
+            suffix: suffix.clone(),
+        }],
+        (Operation::Delete { key }, Output::Delete { existed: true }) => {
+            vec![ExpectedWrite::Delete { key: key.clone() }]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Performs `operation` and classifies its result, with the revision a write was answered
+/// (reads of the plain route carry none here; a node before revisions answers 0: none).
+pub async fn execute_with_revision(
+    client: &Client,
+    operation: &Operation,
+    lease: bool,
+) -> (Outcome, Option<u64>) {
     let consistency = if lease {
         Consistency::Lease
     } else {
         Consistency::Linearizable
     };
+    let revision = |revision: u64| (revision > 0).then_some(revision);
     match operation {
-        Operation::Get { key } => match client.get(key, consistency).await {
-            Ok(value) => match value.map(|bytes| String::from_utf8(bytes.to_vec())) {
-                None => ok(Output::Get { value: None }),
-                Some(Ok(text)) => ok(Output::Get { value: Some(text) }),
-                Some(Err(_)) => Outcome::Failed {
-                    reason: "the value is not UTF-8".into(),
+        Operation::Get { key } => (
+            match client.get(key, consistency).await {
+                Ok(value) => match value.map(|bytes| String::from_utf8(bytes.to_vec())) {
+                    None => ok(Output::Get { value: None }),
+                    Some(Ok(text)) => ok(Output::Get { value: Some(text) }),
+                    Some(Err(_)) => Outcome::Failed {
+                        reason: "the value is not UTF-8".into(),
+                    },
+                },
+                // A read changes nothing, so a read without an answer simply did not happen.
+                Err(error) => Outcome::Failed {
+                    reason: error.to_string(),
                 },
             },
-            // A read changes nothing, so a read without an answer simply did not happen.
-            Err(error) => Outcome::Failed {
-                reason: error.to_string(),
-            },
-        },
+            None,
+        ),
         Operation::Put { key, value } => match client.put(key, value.clone()).await {
-            Ok(_) => ok(Output::Put),
-            Err(error) => write_error(error),
+            Ok(response) => (ok(Output::Put), revision(response.revision)),
+            Err(error) => (write_error(error), None),
         },
         Operation::Delete { key } => match client.delete(key).await {
-            Ok(response) => ok(Output::Delete {
-                existed: response.deleted,
-            }),
-            Err(error) => write_error(error),
+            Ok(response) => (
+                ok(Output::Delete {
+                    existed: response.deleted,
+                }),
+                revision(response.revision),
+            ),
+            Err(error) => (write_error(error), None),
         },
         Operation::Append { key, suffix } => match client.append(key, suffix.clone()).await {
-            Ok(response) => ok(Output::Append {
-                length: Some(response.length),
-            }),
-            Err(error) => write_error(error),
+            Ok(response) => (
+                ok(Output::Append {
+                    length: Some(response.length),
+                }),
+                revision(response.revision),
+            ),
+            Err(error) => (write_error(error), None),
         },
         Operation::Cas { key, expect, value } => {
             match client.cas(key, expect.as_deref(), value).await {
-                Ok(response) => ok(Output::Cas {
-                    swapped: response.ok,
-                    current: response.current,
-                }),
-                Err(error) => write_error(error),
+                Ok(response) => (
+                    ok(Output::Cas {
+                        swapped: response.ok,
+                        current: response.current,
+                    }),
+                    revision(response.revision),
+                ),
+                Err(error) => (write_error(error), None),
             }
         }
     }
@@ -243,7 +305,7 @@ fn ok(output: Output) -> Outcome {
 
 /// A write that got no definite answer may have been applied; only a refusal before sending,
 /// or a definite rejection of the input, means it was not.
-fn write_error(error: ClientError) -> Outcome {
+pub fn write_error(error: ClientError) -> Outcome {
     match &error {
         ClientError::InvalidInput(_) => Outcome::Failed {
             reason: error.to_string(),

@@ -1,5 +1,7 @@
 //! The short chaos suite: every nemesis for a few seconds against three real raftkv processes,
-//! then all of them at once; each run must settle, lose nothing and be linearizable.
+//! then all of them at once, with both workloads (kv and bank) and watchers through every
+//! node; each run must settle, lose nothing, be linearizable, keep the bank's total, deliver
+//! every watcher every change once and in order, and agree on revisions.
 //!
 //! Network faults need root (network namespaces) and clock jumps need libfaketime; without
 //! them those nemeses are skipped with a message, and a test whose nemeses are all skipped
@@ -81,6 +83,7 @@ fn run_short(name: &str, nemeses: &[Nemesis], default_seed: u64) {
     options.duration = Duration::from_secs(seconds);
     options.seed = seed;
     options.clients = 6;
+    options.bank_clients = 2;
     options.schedule = Schedule {
         calm: (Duration::from_millis(300), Duration::from_millis(1_500)),
         hold: (Duration::from_millis(500), Duration::from_millis(2_500)),
@@ -123,6 +126,17 @@ fn run_short(name: &str, nemeses: &[Nemesis], default_seed: u64) {
     assert!(
         summary.operations.ok > 100,
         "chaos {name} (seed {seed}): too few operations succeeded to mean anything:\n{}",
+        summary.to_text()
+    );
+    let coordination = &summary.coordination;
+    assert!(
+        coordination.bank_transfers.ok > 10 && coordination.bank_reads.ok > 10,
+        "chaos {name} (seed {seed}): too few bank operations succeeded to mean anything:\n{}",
+        summary.to_text()
+    );
+    assert!(
+        coordination.watch_events_delivered > 100 && coordination.history_revisions > 100,
+        "chaos {name} (seed {seed}): the watchers saw too little to mean anything:\n{}",
         summary.to_text()
     );
     let combined = summary.nemeses.len() > 2;
