@@ -161,10 +161,10 @@ pub(super) async fn members_at(
 ///
 /// A node asks to be added only while it has never been a member. `was_member` says it was
 /// one before this start: it held a log or a snapshot, which only a member receives. A node
-/// that was a member (before this start, or since, seen listed) and is no longer listed was
-/// removed, and adding itself again would undo the operator's removal: a node restarted
-/// with `--join` while its removal was under way came back as a learner that way (the chaos
-/// suite's membership churn, seed 2601). It keeps asking, though, because the node that
+/// that was a member (before this start, or since, seen listed in a settled configuration)
+/// and is no longer listed was removed, and adding itself again would undo the operator's
+/// removal: a node restarted with `--join` while its removal was under way came back as a
+/// learner that way (the chaos suite's membership churn, seed 2601). It keeps asking, though, because the node that
 /// answered may merely lag behind: should a later answer list it as a learner, it still
 /// promotes itself.
 pub(super) async fn join_loop(server: Arc<KvServer>, join: String, mut was_member: bool) {
@@ -198,14 +198,20 @@ pub(super) async fn join_loop(server: Arc<KvServer>, join: String, mut was_membe
                 return;
             }
         };
-        let role = client.members().await.ok().map(|members| {
+        let answer = client.members().await.ok();
+        let role = answer.as_ref().map(|members| {
             members
                 .members
                 .iter()
                 .find(|member| member.id == id)
                 .map(|member| member.role.clone())
         });
-        if matches!(role, Some(Some(_))) {
+        // Only a settled configuration makes this node a member: the entry that added it
+        // may still be lost with a leader change (the chaos suite's runbook, seed 2701:
+        // listed as a learner, then not, and it never asked again).
+        if matches!(role, Some(Some(_)))
+            && answer.is_some_and(|members| !members.change_in_progress)
+        {
             was_member = true;
         }
         match role.as_ref().map(|role| role.as_deref()) {
