@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use hdrhistogram::Histogram;
 use raftkv_client::{Client, ClientOptions, WatchMessage, WatchRequest, WatchStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
@@ -487,62 +488,16 @@ async fn active(
     drop(connections);
     let end = metrics(node).await?;
 
-    // Every watcher must hold exactly the acknowledged revisions, each once, in order, each
-    // with the key written; a revision nobody acknowledged is a put whose answer was lost.
-    let mut from_ack = new_histogram();
-    let mut from_start = new_histogram();
-    let mut before_ack = 0u64;
-    let mut unacknowledged = 0u64;
-    let mut events = 0u64;
     delivered.sort_by_key(|one| one.index);
-    for one in &delivered {
-        if let Some(problem) = &one.problem {
-            problems.push(format!("watcher {}: {problem}", one.index));
-        }
-        let mut matched = 0usize;
-        for (revision, at, key) in &one.received {
-            events += 1;
-            let Some(write) = written.get(revision) else {
-                unacknowledged += 1;
-                continue;
-            };
-            matched += 1;
-            if *key != write.key {
-                problems.push(format!(
-                    "watcher {} got key {key:?} at revision {revision}, the writer wrote {:?}",
-                    one.index, write.key
-                ));
-            }
-            if *at < write.acknowledged {
-                before_ack += 1;
-            }
-            from_ack
-                .saturating_record(micros(at.saturating_duration_since(write.acknowledged)).max(1));
-            from_start
-                .saturating_record(micros(at.saturating_duration_since(write.started)).max(1));
-        }
-        if matched != written.len() {
-            let seen: std::collections::HashSet<u64> = one
-                .received
-                .iter()
-                .map(|(revision, _, _)| *revision)
-                .collect();
-            let missing = written
-                .keys()
-                .filter(|revision| !seen.contains(revision))
-                .min();
-            problems.push(format!(
-                "watcher {} delivered {matched} of the {} acknowledged revisions (a gap: first missing {missing:?})",
-                one.index,
-                written.len()
-            ));
-        }
-    }
-    if unacknowledged > 0 && write_error_count == 0 {
-        problems.push(format!(
-            "{unacknowledged} events of revisions no put was acknowledged for, with no failed put"
-        ));
-    }
+    let Checked {
+        from_ack,
+        from_start,
+        before_ack,
+        unacknowledged,
+        events,
+        problems: found,
+    } = check_deliveries(&written, &delivered, write_error_count);
+    problems.extend(found);
     let mut text = String::new();
     let write_latency = write_latency
         .lock()
@@ -597,6 +552,89 @@ async fn active(
     }
     print!("{text}");
     Ok(problems)
+}
+
+/// What the active watchers' deliveries add up to.
+struct Checked {
+    from_ack: Histogram<u64>,
+    from_start: Histogram<u64>,
+    before_ack: u64,
+    unacknowledged: u64,
+    events: u64,
+    problems: Vec<Failure>,
+}
+
+/// Checks every watcher's deliveries against the acknowledged puts: each must hold exactly
+/// the acknowledged revisions, each once, each with the key written; a revision nobody
+/// acknowledged is a put whose answer was lost, which only a failed put explains. Records
+/// every delivery's delay from its put's acknowledgement and start.
+fn check_deliveries(
+    written: &HashMap<u64, Written>,
+    delivered: &[Delivered],
+    write_error_count: u64,
+) -> Checked {
+    let mut from_ack = new_histogram();
+    let mut from_start = new_histogram();
+    let mut before_ack = 0u64;
+    let mut unacknowledged = 0u64;
+    let mut events = 0u64;
+    let mut problems = Vec::new();
+    for one in delivered {
+        if let Some(problem) = &one.problem {
+            problems.push(format!("watcher {}: {problem}", one.index));
+        }
+        let mut matched = 0usize;
+        for (revision, at, key) in &one.received {
+            events += 1;
+            let Some(write) = written.get(revision) else {
+                unacknowledged += 1;
+                continue;
+            };
+            matched += 1;
+            if *key != write.key {
+                problems.push(format!(
+                    "watcher {} got key {key:?} at revision {revision}, the writer wrote {:?}",
+                    one.index, write.key
+                ));
+            }
+            if *at < write.acknowledged {
+                before_ack += 1;
+            }
+            from_ack
+                .saturating_record(micros(at.saturating_duration_since(write.acknowledged)).max(1));
+            from_start
+                .saturating_record(micros(at.saturating_duration_since(write.started)).max(1));
+        }
+        if matched != written.len() {
+            let seen: std::collections::HashSet<u64> = one
+                .received
+                .iter()
+                .map(|(revision, _, _)| *revision)
+                .collect();
+            let missing = written
+                .keys()
+                .filter(|revision| !seen.contains(revision))
+                .min();
+            problems.push(format!(
+                "watcher {} delivered {matched} of the {} acknowledged revisions (a gap: first missing {missing:?})",
+                one.index,
+                written.len()
+            ));
+        }
+    }
+    if unacknowledged > 0 && write_error_count == 0 {
+        problems.push(format!(
+            "{unacknowledged} events of revisions no put was acknowledged for, with no failed put"
+        ));
+    }
+    Checked {
+        from_ack,
+        from_start,
+        before_ack,
+        unacknowledged,
+        events,
+        problems,
+    }
 }
 
 /// One active watcher: records every revision it is handed until it reaches the last one
@@ -736,6 +774,60 @@ fn raise_open_files_limit() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn write(key: &str, at: Instant) -> Written {
+        Written {
+            key: key.to_string(),
+            started: at,
+            acknowledged: at + Duration::from_millis(1),
+        }
+    }
+
+    fn delivered(index: usize, received: &[(u64, &str)], at: Instant) -> Delivered {
+        Delivered {
+            index,
+            received: received
+                .iter()
+                .map(|(revision, key)| (*revision, at + Duration::from_millis(3), key.to_string()))
+                .collect(),
+            problem: None,
+        }
+    }
+
+    #[test]
+    fn complete_deliveries_pass_and_their_delays_are_recorded() {
+        let now = Instant::now();
+        let written = HashMap::from([(5, write("a", now)), (6, write("b", now))]);
+        let watchers = [
+            delivered(0, &[(5, "a"), (6, "b")], now),
+            delivered(1, &[(5, "a"), (6, "b")], now),
+        ];
+        let checked = check_deliveries(&written, &watchers, 0);
+        assert!(checked.problems.is_empty(), "{:?}", checked.problems);
+        assert_eq!(checked.events, 4);
+        assert_eq!(checked.from_ack.len(), 4);
+        // 3 ms after the start, 2 ms after the acknowledgement.
+        assert!((1_990..=2_010).contains(&checked.from_ack.value_at_quantile(0.5)));
+        assert!((2_990..=3_010).contains(&checked.from_start.value_at_quantile(0.5)));
+    }
+
+    #[test]
+    fn a_gap_a_wrong_key_and_an_unexplained_revision_are_failures() {
+        let now = Instant::now();
+        let written = HashMap::from([(5, write("a", now)), (6, write("b", now))]);
+        let gap = check_deliveries(&written, &[delivered(3, &[(6, "b")], now)], 0);
+        assert_eq!(gap.problems.len(), 1);
+        assert!(gap.problems[0].contains("watcher 3") && gap.problems[0].contains("Some(5)"));
+        let wrong_key = check_deliveries(&written, &[delivered(0, &[(5, "a"), (6, "a")], now)], 0);
+        assert_eq!(wrong_key.problems.len(), 1);
+        assert!(wrong_key.problems[0].contains("key \"a\" at revision 6"));
+        let extra = [delivered(0, &[(5, "a"), (6, "b"), (7, "c")], now)];
+        assert_eq!(check_deliveries(&written, &extra, 0).problems.len(), 1);
+        // A put that failed may still have been applied: its event is no failure then.
+        let explained = check_deliveries(&written, &extra, 1);
+        assert!(explained.problems.is_empty());
+        assert_eq!(explained.unacknowledged, 1);
+    }
 
     #[test]
     fn figures_are_read_by_name_with_or_without_prefix_suffix_and_labels() {
