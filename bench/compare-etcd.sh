@@ -40,6 +40,10 @@
 #                  keep-alive connection per client (one client has nothing to multiplex, and
 #                  HTTP/1.1 costs it less). 0: HTTP/2 always; a huge number: never
 #   GOMAXPROCS     passed to etcd as usual (default: unset, one per core)
+#   RAFTKV_BASELINE_BIN  a second raftkv binary (e.g. an older commit's, built in a worktree of
+#                  its own) measured in the same run as a third system, "raftkv-base": its own
+#                  3-node cluster on 127.0.0.1:18011-18013 (Raft 19011-19013), alternated with
+#                  the other two at every point, and a second table, this build ÷ the baseline
 #
 # Output: WORKDIR/results/<mix>-<clients>-<system>.json (one `raftkv bench --json` object each;
 # rounds after the first: <mix>-<clients>-<system>.r<round>.json),
@@ -77,6 +81,12 @@ readonly ETCD_CLIENT_PORTS=(23791 23792 23793)
 readonly ETCD_PEER_PORTS=(23801 23802 23803)
 readonly RAFTKV_HTTP_PORTS=(18001 18002 18003)
 readonly RAFTKV_RAFT_PORTS=(19001 19002 19003)
+readonly BASE_HTTP_PORTS=(18011 18012 18013)
+readonly BASE_RAFT_PORTS=(19011 19012 19013)
+RAFTKV_BASELINE_BIN=${RAFTKV_BASELINE_BIN:-}
+# The systems measured, in their first order.
+SYSTEMS=(etcd raftkv)
+if [[ -n $RAFTKV_BASELINE_BIN ]]; then SYSTEMS+=(raftkv-base); fi
 
 readonly RAFTKV=$REPO/target/release/raftkv
 readonly RAFT_BENCH=$REPO/target/release/raft-bench
@@ -88,6 +98,7 @@ RESULTS_DIR=$WORKDIR/results
 
 ETCD_PIDS=()
 RAFTKV_PIDS=()
+BASE_PIDS=()
 # The load generator or floor run in progress, stopped by the cleanup too.
 CHILD_PID=""
 # Whether this run made DATA_DIR (so the cleanup never removes a kept one it did not start).
@@ -122,7 +133,7 @@ cleanup() {
     local status=$?
     trap - EXIT INT TERM
     if [[ -n $CHILD_PID ]]; then stop_pids "$CHILD_PID"; fi
-    stop_pids "${ETCD_PIDS[@]}" "${RAFTKV_PIDS[@]}"
+    stop_pids "${ETCD_PIDS[@]}" "${RAFTKV_PIDS[@]}" "${BASE_PIDS[@]}"
     if ((DATA_CREATED)); then
         if [[ $KEEP_DATA == 1 ]]; then
             say "data kept in $DATA_DIR"
@@ -176,7 +187,8 @@ port_in_use() {
 check_ports_free() {
     local port
     for port in "${ETCD_CLIENT_PORTS[@]}" "${ETCD_PEER_PORTS[@]}" \
-        "${RAFTKV_HTTP_PORTS[@]}" "${RAFTKV_RAFT_PORTS[@]}"; do
+        "${RAFTKV_HTTP_PORTS[@]}" "${RAFTKV_RAFT_PORTS[@]}" \
+        "${BASE_HTTP_PORTS[@]}" "${BASE_RAFT_PORTS[@]}"; do
         if port_in_use "$port"; then
             die "port $port on 127.0.0.1 is taken (see: ss -ltnp 'sport = :$port'); stop what uses it"
         fi
@@ -196,10 +208,12 @@ etcd_endpoints() {
     printf '%s' "${endpoints[*]}"
 }
 
+# raftkv_endpoints [PORT...]: the HTTP endpoints of this build's nodes (or of PORTs).
 raftkv_endpoints() {
     local IFS=,
-    local endpoints=() port
-    for port in "${RAFTKV_HTTP_PORTS[@]}"; do endpoints+=("127.0.0.1:$port"); done
+    local endpoints=() port ports=("$@")
+    ((${#ports[@]})) || ports=("${RAFTKV_HTTP_PORTS[@]}")
+    for port in "${ports[@]}"; do endpoints+=("127.0.0.1:$port"); done
     printf '%s' "${endpoints[*]}"
 }
 
@@ -224,20 +238,24 @@ start_etcd() {
     done
 }
 
+# start_raftkv NAME BINARY HTTP_PORTS_VAR RAFT_PORTS_VAR PIDS_VAR: a 3-node cluster of BINARY,
+# its data and logs named NAME-<n>, its pids appended to the array PIDS_VAR.
 start_raftkv() {
+    local name=$1 binary=$2
+    local -n http_ports=$3 raft_ports=$4 started=$5
     local peers="" i
     for i in "${!NODES[@]}"; do
-        peers+="${peers:+,}${NODES[i]}=127.0.0.1:${RAFTKV_RAFT_PORTS[i]}"
+        peers+="${peers:+,}${NODES[i]}=127.0.0.1:${raft_ports[i]}"
     done
     for i in "${!NODES[@]}"; do
         local n=${NODES[i]}
-        "$RAFTKV" serve --id "$n" \
-            --http-addr "127.0.0.1:${RAFTKV_HTTP_PORTS[i]}" \
-            --raft-addr "127.0.0.1:${RAFTKV_RAFT_PORTS[i]}" \
-            --peers "$peers" --data-dir "$DATA_DIR/raftkv-$n" --cluster-id compare-etcd \
+        "$binary" serve --id "$n" \
+            --http-addr "127.0.0.1:${http_ports[i]}" \
+            --raft-addr "127.0.0.1:${raft_ports[i]}" \
+            --peers "$peers" --data-dir "$DATA_DIR/$name-$n" --cluster-id "compare-$name" \
             --worker-threads "$RAFTKV_WORKER_THREADS" \
-            >"$LOG_DIR/raftkv-$n.log" 2>&1 &
-        RAFTKV_PIDS+=($!)
+            >"$LOG_DIR/$name-$n.log" 2>&1 &
+        started+=($!)
     done
 }
 
@@ -263,7 +281,7 @@ etcd_member_healthy() {
 # knows that leader and its HTTP address (so forwarded requests work from the start).
 # Prints the nodes that did not answer, for a failure message.
 raftkv_healthy() {
-    python3 - "${RAFTKV_HTTP_PORTS[@]}" <<'EOF'
+    python3 - "$@" <<'EOF'
 import json, sys, urllib.request
 
 statuses, silent = [], []
@@ -299,18 +317,28 @@ wait_healthy() {
         fi
         sleep 0.2
     done
-    say "waiting for raftkv ($(raftkv_endpoints))"
-    until silent=$(raftkv_healthy); do
-        check_alive raftkv "${RAFTKV_PIDS[@]}"
+    wait_raftkv_healthy raftkv RAFTKV_HTTP_PORTS RAFTKV_PIDS "$deadline"
+    if [[ -n $RAFTKV_BASELINE_BIN ]]; then
+        wait_raftkv_healthy raftkv-base BASE_HTTP_PORTS BASE_PIDS "$deadline"
+    fi
+}
+
+# wait_raftkv_healthy NAME HTTP_PORTS_VAR PIDS_VAR DEADLINE
+wait_raftkv_healthy() {
+    local name=$1 deadline=$4 i silent
+    local -n http_ports=$2 pids=$3
+    say "waiting for $name ($(raftkv_endpoints "${http_ports[@]}"))"
+    until silent=$(raftkv_healthy "${http_ports[@]}"); do
+        check_alive "$name" "${pids[@]}"
         if ((SECONDS >= deadline)); then
             for i in "${!NODES[@]}"; do
                 # A node that answers but knows no leader is as suspect as a silent one when
                 # none answers; show every log unless some nodes are silent.
-                if [[ -z $silent || " $silent " == *" ${RAFTKV_HTTP_PORTS[i]} "* ]]; then
-                    show_log "$LOG_DIR/raftkv-${NODES[i]}.log"
+                if [[ -z $silent || " $silent " == *" ${http_ports[i]} "* ]]; then
+                    show_log "$LOG_DIR/$name-${NODES[i]}.log"
                 fi
             done
-            die "raftkv has no leader known to every node within ${HEALTH_DEADLINE_SECONDS} s" \
+            die "$name has no leader known to every node within ${HEALTH_DEADLINE_SECONDS} s" \
                 "${silent:+(not answering: ports $silent)}"
         fi
         sleep 0.2
@@ -320,18 +348,24 @@ wait_healthy() {
 # ---------------------------------------------------------------------------------------------
 # 5-6. Workloads.
 
-# bench SYSTEM ARGS...: one `raftkv bench --json` run against SYSTEM (etcd or raftkv), with its
-# servers' pids; the JSON goes to stdout.
+# bench SYSTEM ARGS...: one `raftkv bench --json` run against SYSTEM (etcd, raftkv or
+# raftkv-base), with its servers' pids; the JSON goes to stdout.
 bench() {
     local system=$1
     shift
-    local endpoints pids protocol=() argument clients=0 previous=
+    local endpoints pids protocol=() argument clients=0 previous= target=raftkv
     if [[ $system == etcd ]]; then
+        target=etcd
         endpoints=$(etcd_endpoints)
         pids=$(IFS=,; printf '%s' "${ETCD_PIDS[*]}")
     else
-        endpoints=$(raftkv_endpoints)
-        pids=$(IFS=,; printf '%s' "${RAFTKV_PIDS[*]}")
+        if [[ $system == raftkv-base ]]; then
+            endpoints=$(raftkv_endpoints "${BASE_HTTP_PORTS[@]}")
+            pids=$(IFS=,; printf '%s' "${BASE_PIDS[*]}")
+        else
+            endpoints=$(raftkv_endpoints)
+            pids=$(IFS=,; printf '%s' "${RAFTKV_PIDS[*]}")
+        fi
         for argument in "$@"; do
             [[ $previous == --clients ]] && clients=$argument
             previous=$argument
@@ -340,7 +374,7 @@ bench() {
             protocol=(--http2)
         fi
     fi
-    run_child "$RAFTKV_BENCH" --target "$system" --endpoints "$endpoints" \
+    run_child "$RAFTKV_BENCH" --target "$target" --endpoints "$endpoints" \
         --value-size "$VALUE_SIZE" --json --server-pids "$pids" "${protocol[@]}" "$@"
 }
 
@@ -369,9 +403,17 @@ run_workloads() {
             local common=(--clients "$clients" --keys "$KEYS" --read-ratio "$ratio"
                 --consistency linearizable)
             for round in $(seq 1 "$ROUNDS"); do
-                # The system measured first alternates, so a drift of the disk or of the other
+                # The system measured first rotates, so a drift of the disk or of the other
                 # load on the machine does not always favour the same one.
-                if ((pair % 2 == 0)); then order="etcd raftkv"; else order="raftkv etcd"; fi
+                order=""
+                local k count=${#SYSTEMS[@]}
+                for ((k = 0; k < count; k++)); do
+                    if ((count == 2 && pair % 2 == 1)); then
+                        order+=" ${SYSTEMS[count - 1 - k]}"
+                    else
+                        order+=" ${SYSTEMS[(k + pair) % count]}"
+                    fi
+                done
                 pair=$((pair + 1))
                 for system in $order; do
                     local result
@@ -390,7 +432,7 @@ run_workloads() {
 
 run_memory() {
     local system
-    for system in etcd raftkv; do
+    for system in "${SYSTEMS[@]}"; do
         say "memory: $MEMORY_WRITES writes by $MEMORY_CLIENTS clients, $system"
         bench "$system" --ops "$MEMORY_WRITES" --clients "$MEMORY_CLIENTS" --keys "$KEYS" \
             --read-ratio 0 >"$RESULTS_DIR/memory-$system.json" ||
@@ -402,13 +444,15 @@ run_memory() {
 # 7. Report.
 
 summarize() {
-    python3 - "$RESULTS_DIR" "$MIXES" "$CLIENTS" "$MEMORY_WRITES" "$ROUNDS" "$RAFTKV_HTTP2_FROM" <<'EOF'
+    python3 - "$RESULTS_DIR" "$MIXES" "$CLIENTS" "$MEMORY_WRITES" "$ROUNDS" "$RAFTKV_HTTP2_FROM" \
+        "${SYSTEMS[*]}" <<'EOF'
 import json, os, sys
 
 results, mixes, clients_list, memory_writes = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), int(sys.argv[4])
 rounds = int(sys.argv[5])
 http2_from = int(sys.argv[6])
-systems = ("etcd", "raftkv")
+systems = tuple(sys.argv[7].split())
+baseline = "raftkv-base" in systems
 
 def load(name):
     with open(os.path.join(results, name)) as file:
@@ -500,6 +544,34 @@ if errors:
     lines.append("errors:")
     lines.extend(errors)
 
+if baseline:
+    # This build against the baseline build, same run: the cost of what changed between them.
+    lines.append("")
+    lines.append("raftkv (this build) against raftkv-base (RAFTKV_BASELINE_BIN), same run, same rounds:")
+    lines.append(f"{'mix':<7} {'clients':>7} | {'base ops/s':>10} {'p50 µs':>7} {'p99 µs':>7} | "
+                 f"{'this ops/s':>10} {'p50 µs':>7} {'p99 µs':>7} | {'÷base ops/s':>11} {'p50':>5} {'p99':>5} | "
+                 f"{'base÷etcd':>9} {'this÷etcd':>9}")
+    lines.append("-" * len(lines[-1]))
+    for mix in mixes:
+        for clients in clients_list:
+            runs = medians[(mix, clients)]
+            b, r, e = runs["raftkv-base"], runs["raftkv"], runs["etcd"]
+            bl, rl = b["latency_us"], r["latency_us"]
+            bt, rt, et = (b["throughput_ops_per_sec"], r["throughput_ops_per_sec"],
+                          e["throughput_ops_per_sec"])
+            lines.append(f"{mix:<7} {clients:>7} | {bt:>10.0f} {bl['p50']:>7} {bl['p99']:>7} | "
+                         f"{rt:>10.0f} {rl['p50']:>7} {rl['p99']:>7} | {ratio(rt, bt):>11} "
+                         f"{ratio(rl['p50'], bl['p50']):>5} {ratio(rl['p99'], bl['p99']):>5} | "
+                         f"{ratio(bt, et):>9} {ratio(rt, et):>9}")
+    if rounds > 1:
+        lines.append("every round's raftkv ÷ raftkv-base throughput, in order:")
+        for mix in mixes:
+            for clients in clients_list:
+                per_round, _ = point(mix, clients)
+                lines.append(f"  {mix} {clients:>4} clients: " + " ".join(
+                    ratio(each["raftkv"]["throughput_ops_per_sec"],
+                          each["raftkv-base"]["throughput_ops_per_sec"]) for each in per_round))
+
 floor = load("floor.json")
 lines.append("")
 lines.append(
@@ -543,6 +615,9 @@ EOF
 main() {
     [[ $MEMORY_WRITES =~ ^[0-9]+$ ]] || die "MEMORY_WRITES=$MEMORY_WRITES is not a count"
     [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS=$ROUNDS is not a positive count"
+    if [[ -n $RAFTKV_BASELINE_BIN && ! -x $RAFTKV_BASELINE_BIN ]]; then
+        die "RAFTKV_BASELINE_BIN=$RAFTKV_BASELINE_BIN is not an executable file"
+    fi
     local mix clients
     for mix in $MIXES; do read_ratio_of "$mix" >/dev/null; done
     for clients in $CLIENTS; do
@@ -565,10 +640,14 @@ main() {
     say "work directory $WORKDIR"
 
     start_etcd
-    start_raftkv
+    start_raftkv raftkv "$RAFTKV" RAFTKV_HTTP_PORTS RAFTKV_RAFT_PORTS RAFTKV_PIDS
+    if [[ -n $RAFTKV_BASELINE_BIN ]]; then
+        start_raftkv raftkv-base "$RAFTKV_BASELINE_BIN" BASE_HTTP_PORTS BASE_RAFT_PORTS BASE_PIDS
+    fi
     wait_healthy
-    say "etcd pids ${ETCD_PIDS[*]}; raftkv pids ${RAFTKV_PIDS[*]}"
-    printf 'etcd %s\nraftkv %s\n' "${ETCD_PIDS[*]}" "${RAFTKV_PIDS[*]}" >"$WORKDIR/pids"
+    say "etcd pids ${ETCD_PIDS[*]}; raftkv pids ${RAFTKV_PIDS[*]}; raftkv-base pids ${BASE_PIDS[*]:-}"
+    printf 'etcd %s\nraftkv %s\nraftkv-base %s\n' "${ETCD_PIDS[*]}" "${RAFTKV_PIDS[*]}" \
+        "${BASE_PIDS[*]:-}" >"$WORKDIR/pids"
 
     say "floor: $RAFT_BENCH floor --dir $WORKDIR --json"
     run_child "$RAFT_BENCH" floor --dir "$WORKDIR" --json >"$RESULTS_DIR/floor.json" ||

@@ -20,9 +20,11 @@
 
 #![deny(missing_docs)]
 
+pub mod history;
 pub mod plot;
 mod report;
 mod target;
+pub mod watch;
 
 use std::fmt::Write as _;
 use std::io::IsTerminal;
