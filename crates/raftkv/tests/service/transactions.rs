@@ -244,13 +244,16 @@ async fn a_retried_transaction_is_applied_once_and_answered_with_the_first_resul
 async fn a_watcher_gets_a_transactions_changes_together_in_its_order() {
     let cluster = TestCluster::start(3, &[]).await;
     let leader = cluster.wait_for_leader().await;
-    committed(
+    let first = committed(
         &cluster,
         leader,
         json!({"success": [{"put": {"key": "t/c", "value": "old"}}]}),
     )
     .await;
-    let mut watch = Watch::open(&cluster, (leader + 2) % 3, "prefix=t/", &[])
+    // From the revision after the first transaction: a watch "from now" on a follower that
+    // has not applied it yet would begin with it.
+    let query = format!("prefix=t/&start_revision={}", first.revision + 1);
+    let mut watch = Watch::open(&cluster, (leader + 2) % 3, &query, &[])
         .await
         .expect("opens");
     let together = committed(
