@@ -51,6 +51,9 @@ enum Start {
     Refused { status: String, log: String },
     /// Neither within [`START_TIMEOUT`].
     Stuck,
+    /// The slot was retired meanwhile (the membership nemesis removed the node and stopped
+    /// it): nothing left to observe.
+    Retired,
 }
 
 /// Kills a node, damages its newest segment or snapshot file, restarts it and checks what the
@@ -63,11 +66,20 @@ pub(crate) async fn disk(context: &FaultContext, random: &mut Xoshiro256PlusPlus
     let Some(slot) = process_victim(context, random).await else {
         return;
     };
+    // A node removed a moment ago runs until the membership nemesis retires it: not a member
+    // to damage (the retirement would race the restart, seed 2901).
+    let members = context.leader_members().await;
     let (id, dir) = {
         let mut cluster = context.cluster.lock().await;
         let (Some(id), Some(dir)) = (cluster.id_in(slot), cluster.data_dir(slot)) else {
             return;
         };
+        let is_member = members.is_some_and(|members| {
+            !members.change_in_progress && members.members.iter().any(|member| member.id == id)
+        });
+        if !is_member {
+            return;
+        }
         cluster.set_quarantined(slot, true);
         cluster.kill(slot);
         (id, dir)
@@ -132,6 +144,7 @@ pub(crate) async fn disk(context: &FaultContext, random: &mut Xoshiro256PlusPlus
             ));
             runbook(context, slot, id).await
         }
+        (Start::Retired, _) => "removed and retired (by the membership nemesis) meanwhile".into(),
     };
     context.timeline.amend(index, &format!(": {outcome}"));
     context.timeline.end(context.origin, index);
@@ -295,6 +308,7 @@ pub(crate) async fn fsync(
             ));
             runbook(context, slot, id).await
         }
+        Start::Retired => "removed and retired (by the membership nemesis) meanwhile".into(),
     };
     context
         .timeline
@@ -441,7 +455,13 @@ async fn restart_and_observe(context: &FaultContext, slot: usize, id: u64) -> St
     };
     let deadline = Instant::now() + START_TIMEOUT;
     while Instant::now() < deadline {
-        let exited = context.cluster.lock().await.exit_status(slot);
+        let (exited, retired) = {
+            let mut cluster = context.cluster.lock().await;
+            (cluster.exit_status(slot), cluster.id_in(slot) != Some(id))
+        };
+        if retired {
+            return Start::Retired;
+        }
         if let Some(status) = exited {
             let log = log_since_restart(context, id).await;
             return Start::Refused { status, log };
