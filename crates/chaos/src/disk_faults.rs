@@ -60,24 +60,20 @@ enum Start {
 /// start shows; a refusal is followed by the runbook.
 pub(crate) async fn disk(context: &FaultContext, random: &mut Xoshiro256PlusPlus) {
     replace_orphaned_recoveries(context).await;
-    if !can_lose_a_node(context).await {
+    let Some(members) = members_if_a_node_can_be_lost(context).await else {
         return;
-    }
+    };
     let Some(slot) = process_victim(context, random).await else {
         return;
     };
-    // A node removed a moment ago runs until the membership nemesis retires it: not a member
-    // to damage (the retirement would race the restart, seed 2901).
-    let members = context.leader_members().await;
     let (id, dir) = {
         let mut cluster = context.cluster.lock().await;
         let (Some(id), Some(dir)) = (cluster.id_in(slot), cluster.data_dir(slot)) else {
             return;
         };
-        let is_member = members.is_some_and(|members| {
-            !members.change_in_progress && members.members.iter().any(|member| member.id == id)
-        });
-        if !is_member {
+        // A node removed a moment ago runs until the membership nemesis retires it: not a
+        // member to damage (the retirement would race the restart, seed 2901).
+        if !members.contains(&id) {
             return;
         }
         cluster.set_quarantined(slot, true);
@@ -160,7 +156,7 @@ pub(crate) async fn fsync(
     stop: &mut watch::Receiver<bool>,
 ) {
     replace_orphaned_recoveries(context).await;
-    if !can_lose_a_node(context).await {
+    if members_if_a_node_can_be_lost(context).await.is_none() {
         return;
     }
     let Some(slot) = process_victim(context, random).await else {
@@ -374,30 +370,31 @@ pub(crate) async fn replace_orphaned_recoveries(context: &FaultContext) -> Vec<S
 
 /// Whether the cluster can lose a node for good (a refusal to start and the runbook): the
 /// current leader's configuration is settled, has at least the founding number of voters, and
-/// every voter runs unimpaired and is not recovering. Without this gate a damaged node in a cluster already down to
-/// two voters can be neither restarted nor removed, and the cluster stays without a quorum.
-async fn can_lose_a_node(context: &FaultContext) -> bool {
-    let Some(members) = context.leader_members().await else {
-        return false;
-    };
+/// every voter runs unimpaired and is not recovering. Without this gate a damaged node in a
+/// cluster already down to two voters can be neither restarted nor removed, and the cluster
+/// stays without a quorum. When it can, the ids of that configuration's members (every role),
+/// the nodes a storage fault may strike.
+async fn members_if_a_node_can_be_lost(context: &FaultContext) -> Option<Vec<u64>> {
+    let members = context.leader_members().await?;
     if members.change_in_progress {
-        return false;
+        return None;
     }
     let voters = crate::nemesis::voter_ids(&members);
     if voters.len() < context.voters {
-        return false;
+        return None;
     }
     // A recovering node counts as down (see FaultContext::recovering_slots).
     if !context.recovering_slots().await.is_empty() {
-        return false;
+        return None;
     }
     let cluster = context.cluster.lock().await;
     let impaired = cluster.impaired_slots();
-    voters.iter().all(|&voter| {
+    let unimpaired = voters.iter().all(|&voter| {
         cluster
             .slot_of_id(voter)
             .is_some_and(|slot| !impaired.contains(&slot))
-    })
+    });
+    unimpaired.then(|| members.members.iter().map(|member| member.id).collect())
 }
 
 fn plain_names_corruption(log: &str) -> bool {
