@@ -69,6 +69,7 @@ pub async fn initialise(client: &Client, origin: Instant) -> Result<BankEntry, S
                 key: key.clone(),
                 value: Some(value.clone()),
                 value_base64: None,
+                lease: None,
             })
             .collect(),
         failure: Vec::new(),
@@ -234,6 +235,7 @@ async fn transfer_outcome(client: &Client, operation: &BankOperation) -> BankOut
                 key: key.clone(),
                 value: Some(value.clone()),
                 value_base64: None,
+                lease: None,
             })
             .collect(),
         failure: Vec::new(),

@@ -36,7 +36,9 @@
 use serde::{Deserialize, Serialize};
 
 pub mod coordination;
+pub mod lease;
 pub use coordination::*;
+pub use lease::*;
 
 /// Header naming the client's session, for exactly-once writes: any opaque id of 1 to
 /// [`CLIENT_ID_BYTES_MAX`] visible ASCII characters (`!` to `~`: letters, digits and

@@ -31,7 +31,7 @@
 //!         op: CompareOp::Equal,
 //!         target: CompareTarget::Version(0),
 //!     }],
-//!     success: vec![TxnOp::Put { key: "lock".into(), value: Some("me".into()), value_base64: None }],
+//!     success: vec![TxnOp::Put { key: "lock".into(), value: Some("me".into()), value_base64: None, lease: None }],
 //!     failure: vec![TxnOp::Get { key: "lock".into() }],
 //! };
 //! let answer = client.txn(&take_lock).await?;

@@ -54,6 +54,13 @@ pub struct VersionedKeyValue {
     pub mod_revision: u64,
     /// The number of changes since the key's creation (1 after the first put).
     pub version: u64,
+    /// The lease the key is attached to (0, left out of the JSON: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lease: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// Answer to `GET /v1/kv/{key}?format=json`.
@@ -104,6 +111,8 @@ pub enum CompareTarget {
     ModRevision(u64),
     /// Whether the key exists (`=` and `!=` only).
     Exists(bool),
+    /// The lease the key is attached to (0: none, or the key does not exist).
+    Lease(u64),
 }
 
 /// One comparison of a transaction: `key`'s target `op` operand.
@@ -138,6 +147,10 @@ pub enum TxnOp {
         /// The value in standard base64 (exactly one of the two).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         value_base64: Option<String>,
+        /// The lease to attach the key to (absent: none; the put detaches the key from any
+        /// lease it had). A lease that does not exist fails the whole transaction (404).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lease: Option<u64>,
     },
     /// Removes a key.
     Delete {

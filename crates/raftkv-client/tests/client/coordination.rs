@@ -143,6 +143,7 @@ async fn a_transaction_is_a_session_write_retried_under_one_sequence() {
                 key: "k".to_string(),
                 value: Some("v".to_string()),
                 value_base64: None,
+                lease: None,
             },
             TxnOp::Get {
                 key: "k".to_string(),

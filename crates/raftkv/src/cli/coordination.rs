@@ -464,6 +464,7 @@ mod tests {
             create_revision: revision,
             mod_revision: revision,
             version: 1,
+            lease: 0,
         }
     }
 
@@ -480,6 +481,7 @@ mod tests {
                     key: "k".to_string(),
                     value: Some("v".to_string()),
                     value_base64: None,
+                    lease: None,
                 },
                 TxnOp::DeletePrefix {
                     prefix: "tmp/".to_string(),

@@ -122,6 +122,7 @@ pub(crate) fn parse_op(line: &str) -> Result<TxnOp, String> {
                 key,
                 value: Some(value),
                 value_base64: None,
+                lease: None,
             }
         }
         "del" | "delete" => match argument("a key, or --prefix and a prefix")? {
@@ -300,6 +301,7 @@ mod tests {
             key: key.to_string(),
             value: Some(value.to_string()),
             value_base64: None,
+            lease: None,
         }
     }
 
