@@ -148,6 +148,12 @@ async fn the_keeper_keeps_a_short_lease_past_its_ttl_and_after_stop_it_expires()
         .is_some());
 
     keeper.stop().await;
+    assert_eq!(
+        *status.borrow_and_update(),
+        LeaseStatus::Lost {
+            reason: LeaseLost::Stopped
+        }
+    );
     assert!(
         status.changed().await.is_err(),
         "stop ended the keeper's task"
