@@ -16,8 +16,9 @@ use std::sync::{Arc, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use super::lessor::{Lessor, CHECKPOINTS_PER_ENTRY_MAX, SCAN_INTERVAL};
+use super::proposals::PlacedWrite;
 use super::{KvServer, ServeError};
-use crate::store::{LeaseCheckpoint, Operation, Outcome, LEASE_ID_MAX};
+use crate::store::{Command, LeaseCheckpoint, Operation, Outcome, LEASE_ID_MAX};
 
 /// Largest id the node picks for a grant that names none: 2^53, the largest integer a
 /// JavaScript number holds exactly.
@@ -280,10 +281,13 @@ pub(super) async fn lease_loop(server: Weak<KvServer>) {
         let (expired, checkpoints) = {
             let mut lessor = server.lessor();
             lessor.observe(now);
-            (
-                lessor.expired(now),
-                lessor.checkpoints_due(now, checkpoint_interval),
-            )
+            let expired = lessor.expired(now);
+            let due = lessor.checkpoints_due(now, checkpoint_interval);
+            // Handed to the node while the lessor is still locked: a keepalive that saw a
+            // checkpoint in flight then sends its clearing checkpoint after this one, so the
+            // clear lands later in the log (the node takes commands in order).
+            let placed = place_checkpoints(&server, &mut lessor, &due);
+            (expired, placed)
         };
         for id in expired {
             server
@@ -292,18 +296,45 @@ pub(super) async fn lease_loop(server: Weak<KvServer>) {
                 .fetch_add(1, Ordering::Relaxed);
             tokio::spawn(revoke_expired(Arc::clone(&server), id));
         }
-        for chunk in checkpoints.chunks(CHECKPOINTS_PER_ENTRY_MAX) {
+        for (ids, placed) in checkpoints {
             server
                 .counters
                 .lease_checkpoints_proposed_total
-                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            let checkpoints = chunk
-                .iter()
-                .map(|&(id, remaining_ms)| LeaseCheckpoint { id, remaining_ms })
-                .collect();
-            tokio::spawn(propose_checkpoints(Arc::clone(&server), checkpoints));
+                .fetch_add(ids.len() as u64, Ordering::Relaxed);
+            tokio::spawn(checkpoints_answered(Arc::clone(&server), ids, placed));
         }
     }
+}
+
+/// Hands the checkpoint round `due` to the node in entries of at most
+/// [`CHECKPOINTS_PER_ENTRY_MAX`]; those refused at once count as failed in `lessor`.
+fn place_checkpoints(
+    server: &KvServer,
+    lessor: &mut Lessor,
+    due: &[(u64, u64)],
+) -> Vec<(Vec<u64>, PlacedWrite)> {
+    let mut placed = Vec::new();
+    for chunk in due.chunks(CHECKPOINTS_PER_ENTRY_MAX) {
+        let ids: Vec<u64> = chunk.iter().map(|&(id, _)| id).collect();
+        let command = Command {
+            session: None,
+            operation: Operation::LeaseCheckpoint {
+                checkpoints: chunk
+                    .iter()
+                    .map(|&(id, remaining_ms)| LeaseCheckpoint { id, remaining_ms })
+                    .collect(),
+            },
+            request_id: None,
+        };
+        match server.place(&command) {
+            Ok(write) => placed.push((ids, write)),
+            Err(error) => {
+                tracing::debug!(%error, leases = ids.len(), "lease checkpoints refused");
+                lessor.checkpoints_failed(&ids);
+            }
+        }
+    }
+    placed
 }
 
 async fn revoke_expired(server: Arc<KvServer>, id: u64) {
@@ -327,14 +358,10 @@ async fn revoke_expired(server: Arc<KvServer>, id: u64) {
     }
 }
 
-async fn propose_checkpoints(server: Arc<KvServer>, checkpoints: Vec<LeaseCheckpoint>) {
-    let ids: Vec<u64> = checkpoints.iter().map(|checkpoint| checkpoint.id).collect();
-    if let Err(error) = server
-        .write(None, Operation::LeaseCheckpoint { checkpoints })
-        .await
-    {
+async fn checkpoints_answered(server: Arc<KvServer>, ids: Vec<u64>, placed: PlacedWrite) {
+    if let Err(error) = server.answer_of(placed).await {
         tracing::debug!(%error, leases = ids.len(), "lease checkpoints not seen applied");
-        server.lessor().checkpoints_ended(&ids);
+        server.lessor().checkpoints_failed(&ids);
     }
 }
 

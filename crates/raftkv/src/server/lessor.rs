@@ -11,10 +11,12 @@
 //!  leadership lost (term or role changed) ─► demote: every deadline dropped
 //! ```
 //!
-//! Lease time only runs slower than real time, never faster: the [`LeaseClock`] credits at
-//! most [`STEP_MAX`] per observation, so a forward jump of the clock, a paused process or a
-//! starved thread cannot expire a lease early, and a backward step credits nothing. A lease can
-//! therefore expire late (by the stall), never early. Deadlines live only on the promoted
+//! Lease time only runs slower than real time, never faster: the [`LeaseClock`] credits the
+//! monotonic clock's step between two observations only when it is at most [`STEP_MAX`] (the
+//! leader looks every [`SCAN_INTERVAL`]); a longer step (a forward jump of the clock, a paused
+//! process, a starved thread) and a backward step credit nothing. A lease can therefore expire
+//! late (by the stall), never early, for any jump longer than [`STEP_MAX`] (the chaos clock
+//! nemesis jumps by whole seconds; a real monotonic clock does not jump at all). Deadlines live only on the promoted
 //! leader; a new leader starts them afresh from the store's TTLs and checkpoints, one
 //! election timeout later than they could have ended under the previous leader (see
 //! `docs/leases.md` for the proof sketch).
@@ -25,9 +27,10 @@ use std::time::{Duration, Instant};
 /// How often the promoted leader looks for expired leases.
 pub(super) const SCAN_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Most lease time credited by one observation of the clock: two scan intervals. The leader
-/// observes the clock at least every scan interval, so a longer gap is a stall or a jump of
-/// the clock, which must not count as lease time.
+/// The longest step of the clock one observation credits: two scan intervals. The leader
+/// observes the clock at least every scan interval, so a longer step is a stall or a jump of
+/// the clock, which must not count as lease time: it credits nothing at all (crediting even
+/// a capped part of it would let each jump run lease time ahead of real time by that part).
 pub(super) const STEP_MAX: Duration = Duration::from_millis(200);
 
 /// Most revokes by expiry in flight at once; the rest are proposed by later scans.
@@ -40,8 +43,8 @@ pub(super) const CHECKPOINTS_PER_ENTRY_MAX: usize = 1000;
 /// for a new leader, which adds an election timeout anyway).
 const CHECKPOINT_USED_MIN: Duration = Duration::from_secs(1);
 
-/// Time as the lessor counts it: the monotonic clock's progress, credited in steps of at
-/// most [`STEP_MAX`] and never backwards. Lease time is a [`Duration`] since the clock began.
+/// Time as the lessor counts it: the monotonic clock's progress, credited only in steps of at
+/// most [`STEP_MAX`], never backwards. Lease time is a [`Duration`] since the clock began.
 #[derive(Clone, Debug)]
 pub(super) struct LeaseClock {
     step_max: Duration,
@@ -50,7 +53,7 @@ pub(super) struct LeaseClock {
 }
 
 impl LeaseClock {
-    /// A clock crediting at most `step_max` per observation.
+    /// A clock crediting only steps of at most `step_max`.
     pub(super) fn new(step_max: Duration) -> LeaseClock {
         LeaseClock {
             step_max,
@@ -59,11 +62,15 @@ impl LeaseClock {
         }
     }
 
-    /// Lease time at `now`: advanced by the monotonic time since the previous observation,
-    /// at most `step_max`; by nothing when `now` is earlier (a clock stepped back).
+    /// Lease time at `now`: advanced by the monotonic time since the previous observation
+    /// when that is at most `step_max`; by nothing when it is longer (a jump or a stall) or
+    /// when `now` is earlier (a clock stepped back).
     pub(super) fn observe(&mut self, now: Instant) -> Duration {
         if let Some(last) = self.last_seen {
-            self.elapsed += now.saturating_duration_since(last).min(self.step_max);
+            let step = now.saturating_duration_since(last);
+            if step <= self.step_max {
+                self.elapsed += step;
+            }
         }
         // A clock stepped back is followed from where it is now: real time passing after the
         // step is credited again, and the step itself never was.
@@ -273,13 +280,16 @@ impl Lessor {
         }
     }
 
-    /// A checkpoint round's entry for `ids` ended without being seen applied: they are no
-    /// longer on their way (if it is applied after all, [`Lessor::checkpoint_applied`] marks
-    /// them stored then).
-    pub(super) fn checkpoints_ended(&mut self, ids: &[u64]) {
+    /// A checkpoint round's entry for `ids` was refused or not seen applied: it may be in the
+    /// log or not, so each lease counts as checkpointed (its next keepalive clears it, which
+    /// is harmless if nothing was stored). Never forgotten outright: a keepalive answered
+    /// without a clear while the checkpoint could still be applied would let a later leader
+    /// expire the lease from a remaining TTL older than that keepalive.
+    pub(super) fn checkpoints_failed(&mut self, ids: &[u64]) {
         for id in ids {
             if let Some(held) = self.leases.get_mut(id) {
                 held.checkpoints_in_flight = held.checkpoints_in_flight.saturating_sub(1);
+                held.checkpoint_stored = true;
             }
         }
     }
@@ -413,19 +423,25 @@ mod tests {
     }
 
     #[test]
-    fn the_clock_credits_real_steps_caps_a_jump_and_never_runs_backward() {
+    fn the_clock_credits_real_steps_ignores_a_jump_and_never_runs_backward() {
         let start = Instant::now();
         let mut clock = LeaseClock::new(STEP_MAX);
         assert_eq!(clock.observe(start), Duration::ZERO);
         assert_eq!(clock.observe(start + ms(100)), ms(100));
-        assert_eq!(clock.observe(start + ms(250)), ms(250));
-        // A jump of an hour (or a process paused for one) counts as one capped step.
+        assert_eq!(
+            clock.observe(start + ms(300)),
+            ms(300),
+            "a step of STEP_MAX counts"
+        );
+        // A jump of an hour (or a process paused for one) counts for nothing, and so does a
+        // step just over STEP_MAX: no part of a jump is ever lease time.
         let jumped = start + Duration::from_secs(3600);
-        assert_eq!(clock.observe(jumped), ms(250) + STEP_MAX);
+        assert_eq!(clock.observe(jumped), ms(300));
+        assert_eq!(clock.observe(jumped + STEP_MAX + ms(1)), ms(300));
         // A step back credits nothing; time after it is credited again from there.
         let back = start + ms(300);
-        assert_eq!(clock.observe(back), ms(450));
-        assert_eq!(clock.observe(back + ms(100)), ms(550));
+        assert_eq!(clock.observe(back), ms(300));
+        assert_eq!(clock.observe(back + ms(100)), ms(400));
     }
 
     #[test]
@@ -433,7 +449,7 @@ mod tests {
         let start = Instant::now();
         let mut lessor = promoted(start, &[]);
         lessor.granted(7, 10, start);
-        // The clock jumps a day ahead: one step of lease time, not a day.
+        // The clock jumps a day ahead: no lease time at all.
         let jumped = start + Duration::from_secs(86_400);
         assert!(lessor.expired(jumped).is_empty());
         assert_eq!(lessor.time_to_live(7, jumped), Some(10));
@@ -445,9 +461,8 @@ mod tests {
             scans += 1;
             assert!(scans <= 100, "expired after ten seconds of scans");
         }
-        // The jump credited STEP_MAX, so the lease lasted TTL − STEP_MAX of real scans after
-        // it, and TTL of lease time in all.
-        assert_eq!(u128::from(scans), (ms(10_000) - STEP_MAX).as_millis() / 100);
+        // The jump credited nothing, so the lease lasted its whole TTL of real scans after it.
+        assert_eq!(u128::from(scans), ms(10_000).as_millis() / 100);
     }
 
     #[test]
@@ -568,8 +583,13 @@ mod tests {
         let plan = lessor.keep_alive(&[2], round).expect("promoted");
         assert!(plan.clear.is_empty(), "cleared");
         // Lease 1 came checkpointed from the store; its round checkpoint failed.
-        lessor.checkpoints_ended(&[1]);
+        lessor.checkpoints_failed(&[1]);
         let plan = lessor.keep_alive(&[1], round).expect("promoted");
         assert_eq!(plan.clear, vec![1], "the store still holds one");
+        // A checkpoint of lease 3 that failed may still be in the log: its next keepalive
+        // clears it, though nothing may have been stored.
+        lessor.checkpoints_failed(&[3]);
+        let plan = lessor.keep_alive(&[3], round).expect("promoted");
+        assert_eq!(plan.clear, vec![3], "may have been placed");
     }
 }

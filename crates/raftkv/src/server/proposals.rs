@@ -199,6 +199,16 @@ impl KvServer {
 
     /// Proposes `command` once, under a request id of its own, and waits until it is applied.
     async fn write_once(&self, command: &Command) -> Result<WriteResult, ServeError> {
+        let placed = self.place(command)?;
+        self.answer_of(placed).await
+    }
+
+    /// Hands `command` to the node at once, under a request id of its own, without waiting.
+    ///
+    /// The node takes commands in the order they are handed over, so a command placed here
+    /// lands in the log before any command handed over after this returns: the lessor relies
+    /// on that to order a lease checkpoint before the keepalives that must clear it.
+    pub(super) fn place(&self, command: &Command) -> Result<PlacedWrite, ServeError> {
         let request = self.request_base | self.next_request.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = oneshot::channel();
         self.waiters().by_request.insert(
@@ -227,6 +237,13 @@ impl KvServer {
             self.waiters().by_request.remove(&request);
             return Err(error.into());
         }
+        Ok(PlacedWrite { request, answer })
+    }
+
+    /// Waits until the command [`KvServer::place`] handed over is applied (or refused, or the
+    /// request timeout passes).
+    pub(super) async fn answer_of(&self, placed: PlacedWrite) -> Result<WriteResult, ServeError> {
+        let PlacedWrite { request, answer } = placed;
         match tokio::time::timeout(self.config.request_timeout, answer).await {
             Ok(Ok(Resolution::Applied(result))) => Ok(result),
             Ok(Ok(Resolution::Refused(error))) => Err(error.into()),
@@ -313,4 +330,10 @@ mod tests {
         assert!(is_not_committed(first_answer.try_recv()));
         assert!(is_not_committed(second_answer.try_recv()));
     }
+}
+
+/// A command handed to the node by [`KvServer::place`], whose answer is still to come.
+pub(super) struct PlacedWrite {
+    request: u64,
+    answer: oneshot::Receiver<Resolution>,
 }
