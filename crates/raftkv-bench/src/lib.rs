@@ -21,6 +21,7 @@
 #![deny(missing_docs)]
 
 pub mod history;
+pub mod lease;
 pub mod plot;
 mod report;
 mod target;
