@@ -648,12 +648,12 @@ mod tests {
             node_id_in_cmdline(b"raftkv\0serve\0--id\x002\0--data-dir\0d\0"),
             Some(2)
         );
-        assert_eq!(
-            node_id_in_cmdline(b"/x/raftkv\0serve\0--id=13\0"),
-            Some(13)
-        );
+        assert_eq!(node_id_in_cmdline(b"/x/raftkv\0serve\0--id=13\0"), Some(13));
         // `--idle-timeout 5` is not `--id`, and a missing or bad value is no id.
-        assert_eq!(node_id_in_cmdline(b"raftkv\0serve\0--idle-timeout\x005\0"), None);
+        assert_eq!(
+            node_id_in_cmdline(b"raftkv\0serve\0--idle-timeout\x005\0"),
+            None
+        );
         assert_eq!(node_id_in_cmdline(b"raftkv\0serve\0--id\0"), None);
         assert_eq!(node_id_in_cmdline(b"raftkv\0serve\0--id\0x\0"), None);
     }
@@ -667,7 +667,9 @@ mod tests {
         assert_eq!(batch_ids(&ids, 4, 3), &[1, 2, 3, 4]);
         assert_eq!(batch_ids(&ids, 10_000, 7), &ids[..]);
         // Every lease is renewed once per round of batches.
-        let mut seen: Vec<u64> = (0..3).flat_map(|batch| batch_ids(&ids, 4, batch).to_vec()).collect();
+        let mut seen: Vec<u64> = (0..3)
+            .flat_map(|batch| batch_ids(&ids, 4, batch).to_vec())
+            .collect();
         seen.sort_unstable();
         assert_eq!(seen, ids);
     }

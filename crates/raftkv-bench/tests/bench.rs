@@ -177,10 +177,18 @@ async fn bench_lease_keeps_every_lease_alive_reports_its_cost_and_revokes_them()
     let keepalives = figure_before(&stdout, "keepalives (");
     assert!(keepalives >= 300.0, "{stdout}");
     assert!(keepalives <= requests * 100.0, "{stdout}");
-    assert_eq!(figure_before(&stdout, "answered lease gone"), 0.0, "{stdout}");
+    assert_eq!(
+        figure_before(&stdout, "answered lease gone"),
+        0.0,
+        "{stdout}"
+    );
     // The leader was found among the pids, so its CPU per keepalive is reported.
     assert!(stdout.contains("µs per keepalive"), "{stdout}");
-    for stream in ["keepalive (1 lease):", "linearizable GET:", "keepalive ÷ GET:"] {
+    for stream in [
+        "keepalive (1 lease):",
+        "linearizable GET:",
+        "keepalive ÷ GET:",
+    ] {
         assert!(stdout.contains(stream), "no {stream:?} line: {stdout}");
     }
     assert!(stdout.contains("revoked 300 leases"), "{stdout}");
