@@ -94,6 +94,7 @@ pub(super) async fn put_value(
     match keyed_write(&state, key, original, |key, value| Operation::Put {
         key,
         value,
+        lease: 0,
     })
     .await
     {
@@ -448,7 +449,17 @@ pub(super) async fn demo_set(
     {
         return error.into_response();
     }
-    match write(&state, original, Operation::Put { key, value }).await {
+    match write(
+        &state,
+        original,
+        Operation::Put {
+            key,
+            value,
+            lease: 0,
+        },
+    )
+    .await
+    {
         Ok(result) => put_answer(&result),
         Err(response) => response,
     }

@@ -100,7 +100,11 @@ fn operation_of(op: api::TxnOp, server: &KvServer) -> Result<TxnOp, ApiError> {
                 }
             };
             check_value(&value, server)?;
-            TxnOp::Put { key, value }
+            TxnOp::Put {
+                key,
+                value,
+                lease: 0,
+            }
         }
         api::TxnOp::Delete { key } => {
             check_key(&key, server)?;
