@@ -129,11 +129,11 @@ async fn run_lease(
     let to_leader = with_token(Client::with_http2([leader.http.as_str()], options))?;
     let latency_client = with_token(Client::with_options([leader.http.as_str()], options))?;
     println!(
-        "lease benchmark: {} leases of TTL {} s, keepalives of {} ids ({} in flight) for {:?}; \
+        "lease benchmark: {} leases of TTL {} s, keepalives of {} ({} in flight) for {:?}; \
          leader node {} at {} (pid {})",
         args.leases,
         args.ttl,
-        args.batch,
+        ids_text(args.batch.min(args.leases)),
         args.batches_in_flight,
         args.duration,
         leader.id,
@@ -382,8 +382,10 @@ impl Batched {
         let mut text = String::new();
         let _ = writeln!(
             text,
-            "\n== batched keepalives: {} ids a request, {} in flight, {:.1} s ==",
-            args.batch, args.batches_in_flight, seconds
+            "\n== batched keepalives: {} a request, {} in flight, {:.1} s ==",
+            ids_text(args.batch.min(args.leases)),
+            args.batches_in_flight,
+            seconds
         );
         let _ = writeln!(
             text,
@@ -631,6 +633,14 @@ async fn renew_every_third_of_ttl(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok((rounds, lost))
+}
+
+/// `1 id`, `10000 ids`.
+fn ids_text(count: u64) -> String {
+    match count {
+        1 => "1 id".to_string(),
+        count => format!("{count} ids"),
+    }
 }
 
 /// A histogram's value at `quantile`, in milliseconds.
