@@ -30,10 +30,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use raftkv_client::api::LEASE_KEEPALIVE_IDS_MAX;
-use raftkv_client::{Client, ClientOptions, Consistency};
+use raftkv_client::{Client, Consistency};
 use tokio::task::JoinSet;
 
-use crate::{micros, new_histogram, parse_duration, report};
+use crate::{micros, mode_options, new_histogram, parse_duration, report, with_token};
 
 /// `raftkv-bench lease` options.
 #[derive(Clone, Debug, clap::Args)]
@@ -110,18 +110,8 @@ async fn run_lease(
     token: Option<&str>,
     args: &LeaseArgs,
 ) -> Result<u64, String> {
-    let options = ClientOptions {
-        request_timeout: args.request_timeout,
-        retry_deadline: Duration::from_secs(30),
-    };
-    let with_token = |client: Result<Client, raftkv_client::ClientError>| {
-        client
-            .and_then(|client| match token {
-                Some(token) => client.with_bearer_token(token),
-                None => Ok(client),
-            })
-            .map_err(|error| error.to_string())
-    };
+    let options = mode_options(args.request_timeout);
+    let with_token = |client| with_token(client, token);
     let cluster = with_token(Client::with_http2(endpoints, options))?;
     let leader = find_leader(&cluster, endpoints, args).await?;
     // Straight to the leader: HTTP/2 for the batches and grants (many requests on one

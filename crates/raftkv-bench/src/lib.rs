@@ -235,6 +235,29 @@ impl WorkerResult {
     }
 }
 
+/// A client of the measurement modes (`watch`, `lease`) with the bearer token, if any, set;
+/// the error as text for the mode's message.
+pub(crate) fn with_token(
+    client: Result<raftkv_client::Client, raftkv_client::ClientError>,
+    token: Option<&str>,
+) -> Result<raftkv_client::Client, String> {
+    client
+        .and_then(|client| match token {
+            Some(token) => client.with_bearer_token(token),
+            None => Ok(client),
+        })
+        .map_err(|error| error.to_string())
+}
+
+/// The client options of the measurement modes: `request_timeout` for one answer, and 30 s to
+/// find a node that serves (a leader elected meanwhile).
+pub(crate) fn mode_options(request_timeout: Duration) -> raftkv_client::ClientOptions {
+    raftkv_client::ClientOptions {
+        request_timeout,
+        retry_deadline: Duration::from_secs(30),
+    }
+}
+
 /// A histogram of microseconds from 1 µs to two minutes with 3 significant digits.
 fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, LATENCY_MAX_MICROS, 3)
