@@ -21,6 +21,7 @@
 #![deny(missing_docs)]
 
 pub mod history;
+pub mod lease;
 pub mod plot;
 mod report;
 mod target;
@@ -231,6 +232,29 @@ impl WorkerResult {
             first_error: None,
             samples: Vec::new(),
         }
+    }
+}
+
+/// A client of the measurement modes (`watch`, `lease`) with the bearer token, if any, set;
+/// the error as text for the mode's message.
+pub(crate) fn with_token(
+    client: Result<raftkv_client::Client, raftkv_client::ClientError>,
+    token: Option<&str>,
+) -> Result<raftkv_client::Client, String> {
+    client
+        .and_then(|client| match token {
+            Some(token) => client.with_bearer_token(token),
+            None => Ok(client),
+        })
+        .map_err(|error| error.to_string())
+}
+
+/// The client options of the measurement modes: `request_timeout` for one answer, and 30 s to
+/// find a node that serves (a leader elected meanwhile).
+pub(crate) fn mode_options(request_timeout: Duration) -> raftkv_client::ClientOptions {
+    raftkv_client::ClientOptions {
+        request_timeout,
+        retry_deadline: Duration::from_secs(30),
     }
 }
 

@@ -61,6 +61,10 @@ enum Mode {
     /// What a held version of history costs a node's memory: RSS growth of overwrites with
     /// the history kept against the same overwrites compacted as they go.
     History(raftkv_bench::history::HistoryArgs),
+    /// What keeping leases alive costs the leader: keepalives per second and the leader's CPU
+    /// per keepalive with batched keepalives of 10,000 leases, and a single-lease keepalive's
+    /// latency beside a linearizable GET's (exit 1 if a lease was lost during the run).
+    Lease(raftkv_bench::lease::LeaseArgs),
 }
 
 fn main() -> ExitCode {
@@ -99,6 +103,13 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
             runtime.block_on(raftkv_bench::history::run(cli.endpoints, cli.token, args))
+        }
+        Some(Mode::Lease(args)) => {
+            if tls.is_some() {
+                eprintln!("raftkv bench lease: speaks plain HTTP only, not HTTPS");
+                return ExitCode::from(2);
+            }
+            runtime.block_on(raftkv_bench::lease::run(cli.endpoints, cli.token, args))
         }
         None => runtime.block_on(raftkv_bench::run(cli.endpoints, cli.token, tls, cli.bench)),
     }

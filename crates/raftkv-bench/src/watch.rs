@@ -29,11 +29,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use raftkv_client::{Client, ClientOptions, WatchMessage, WatchRequest, WatchStream};
+use raftkv_client::{Client, WatchMessage, WatchRequest, WatchStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
 
-use crate::{micros, new_histogram, parse_duration, report};
+use crate::{micros, mode_options, new_histogram, parse_duration, report, with_token};
 
 /// How long the node may take to count every watch opened (or closed).
 const GAUGE_WAIT_MAX: Duration = Duration::from_secs(180);
@@ -122,18 +122,8 @@ async fn run_watch(
         .first()
         .ok_or_else(|| "no endpoint given".to_string())?
         .clone();
-    let options = ClientOptions {
-        request_timeout: args.request_timeout,
-        retry_deadline: Duration::from_secs(30),
-    };
-    let with_token = |client: Result<Client, raftkv_client::ClientError>| {
-        client
-            .and_then(|client| match token {
-                Some(token) => client.with_bearer_token(token),
-                None => Ok(client),
-            })
-            .map_err(|error| error.to_string())
-    };
+    let options = mode_options(args.request_timeout);
+    let with_token = |client| with_token(client, token);
     let cluster = with_token(Client::with_options(endpoints, options))?;
     let connections = |watchers: usize| -> Result<Vec<Client>, String> {
         let count = watchers

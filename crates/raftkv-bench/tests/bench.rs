@@ -20,6 +20,20 @@ fn number(report: &Value, path: &[&str]) -> f64 {
         .unwrap_or_else(|| panic!("{path:?} is not a number in {report}"))
 }
 
+/// A run's stdout, once it exited 0; else the nodes' logs and the output, and the test fails.
+fn succeeded(output: &std::process::Output, cluster: &Cluster) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        cluster.dump_logs();
+        panic!(
+            "raftkv bench failed ({}): {}\nstdout: {stdout}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    stdout
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_drives_a_mixed_load_and_reports_it_as_json_with_a_plot() {
     let raftkv = raftkv_bin();
@@ -48,15 +62,7 @@ async fn bench_drives_a_mixed_load_and_reports_it_as_json_with_a_plot() {
         .arg(plot.path())
         .output()
         .expect("raftkv bench runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if !output.status.success() {
-        cluster.dump_logs();
-    }
-    assert!(
-        output.status.success(),
-        "bench failed: {stderr}\nstdout: {stdout}"
-    );
+    let stdout = succeeded(&output, &cluster);
     // Piped output: no progress bar, just the JSON object.
     let report: Value = serde_json::from_str(stdout.trim())
         .unwrap_or_else(|error| panic!("stdout is not one JSON object ({error}): {stdout}"));
@@ -130,4 +136,62 @@ fn bench_refuses_bad_options_with_a_clear_message() {
     let (code, stderr) = run(&["--clients", "2", "--ops", "4", "--request-timeout", "200ms"]);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("no operation succeeded"), "{stderr}");
+}
+
+/// The figure printed right before `label` on the line that has it (`123 keepalives`).
+fn figure_before(stdout: &str, label: &str) -> f64 {
+    let line = stdout
+        .lines()
+        .find(|line| line.contains(label))
+        .unwrap_or_else(|| panic!("no line with {label:?} in:\n{stdout}"));
+    let before = &line[..line.find(label).expect("found above")];
+    before
+        .split_whitespace()
+        .last()
+        .and_then(|word| word.trim_start_matches('(').parse().ok())
+        .unwrap_or_else(|| panic!("no number before {label:?} in {line:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_lease_keeps_every_lease_alive_reports_its_cost_and_revokes_them() {
+    let raftkv = raftkv_bin();
+    let cluster = Cluster::start(&raftkv).await;
+    let pids: Vec<String> = cluster.pids().iter().map(u32::to_string).collect();
+    let output = Command::new(&raftkv)
+        .arg("--endpoints")
+        .arg(cluster.endpoints().join(","))
+        .args(["bench", "lease", "--leases", "300", "--batch", "100"])
+        .args(["--ttl", "5", "--duration", "2s", "--latency-duration", "1s"])
+        .arg("--server-pids")
+        .arg(pids.join(","))
+        .output()
+        .expect("raftkv bench lease runs");
+    let stdout = succeeded(&output, &cluster);
+    println!("bench lease smoke:\n{stdout}");
+
+    assert_eq!(figure_before(&stdout, "leases in"), 300.0, "{stdout}");
+    // Two seconds of back-to-back batches of 100 renew every one of the 300 at least once.
+    let requests = figure_before(&stdout, "requests,");
+    let keepalives = figure_before(&stdout, "keepalives (");
+    assert!(keepalives >= 300.0, "{stdout}");
+    assert!(keepalives <= requests * 100.0, "{stdout}");
+    assert_eq!(
+        figure_before(&stdout, "answered lease gone"),
+        0.0,
+        "{stdout}"
+    );
+    // The leader was found among the pids, so its CPU per keepalive is reported.
+    assert!(stdout.contains("µs per keepalive"), "{stdout}");
+    for stream in [
+        "keepalive (1 lease):",
+        "linearizable GET:",
+        "keepalive ÷ GET:",
+    ] {
+        assert!(stdout.contains(stream), "no {stream:?} line: {stdout}");
+    }
+    assert!(stdout.contains("revoked 300 leases"), "{stdout}");
+
+    // Nothing is left behind: every lease the run granted was revoked.
+    let left = cluster.client().lease_list().await.expect("lease list");
+    assert!(left.ids.is_empty(), "leases left: {:?}", left.ids);
 }
