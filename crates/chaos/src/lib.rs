@@ -33,6 +33,8 @@ pub mod bank;
 pub mod cluster;
 pub mod disk;
 pub mod disk_faults;
+pub mod lease_check;
+pub mod lock_check;
 pub mod nemesis;
 pub mod proxy;
 pub mod revision_check;

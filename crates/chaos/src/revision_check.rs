@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 /// Anomalies of one kind shown at most; the rest are counted.
-const SHOWN_MAX: usize = 20;
+pub(crate) const SHOWN_MAX: usize = 20;
 
 /// One change of one key: its new value, or `None` for a delete.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
