@@ -83,7 +83,9 @@ pub use api::{
     ScanResponse, StatusResponse, WriteResponse,
 };
 pub use client::{
-    Client, ClientError, ClientOptions, WatchMessage, WatchRequest, WatchSelector, WatchStream,
+    Client, ClientError, ClientOptions, ElectionLeader, ElectionObserver, Leadership, LeaseKeeper,
+    LeaseLost, LeaseStatus, LockError, LockGuard, LockLost, Session, WatchMessage, WatchRequest,
+    WatchSelector, WatchStream, SESSION_TTL_SECONDS_DEFAULT,
 };
 pub use tls::ClientTls;
 

@@ -11,7 +11,7 @@
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
 
-use super::answer::{decode, decode_success, server_error, Answer};
+use super::answer::{decode, decode_success, Answer};
 use super::endpoint::{encode, key_path};
 use super::transport::Call;
 use super::{Client, ClientError};
@@ -146,7 +146,8 @@ pub(super) fn revision_error(answer: &Answer, requested: u64) -> ClientError {
             revision: body.revision,
             compact_revision: body.compact_revision,
         },
-        _ => server_error(answer),
+        // A transaction whose branch puts with a lease that does not exist.
+        _ => super::lease::lease_error(answer, 0),
     }
 }
 

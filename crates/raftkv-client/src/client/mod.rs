@@ -35,6 +35,8 @@ mod answer;
 mod coordination;
 mod endpoint;
 mod http2;
+mod lease;
+mod lock;
 mod retry;
 mod sse;
 mod transport;
@@ -52,7 +54,7 @@ use rand::{Rng, SeedableRng};
 use self::answer::{decode, decode_success, server_error, Answer};
 use self::endpoint::{encode, key_path, parse_endpoint, parse_endpoints};
 use self::retry::RetryState;
-use self::transport::{Call, Exchange, Http, Session};
+use self::transport::{Call, Exchange, Http, Session as WriteSession};
 use crate::api::{
     AddMemberRequest, AppendResponse, CasRequest, CasResponse, Consistency, DeleteResponse,
     ErrorResponse, MembersResponse, MembershipChangeResponse, ScanResponse, StatusResponse,
@@ -60,6 +62,11 @@ use crate::api::{
 };
 use crate::tls::ClientTls;
 
+pub use self::lease::{LeaseKeeper, LeaseLost, LeaseStatus};
+pub use self::lock::{
+    ElectionLeader, ElectionObserver, Leadership, LockError, LockGuard, LockLost, Session,
+    SESSION_TTL_SECONDS_DEFAULT,
+};
 pub use self::retry::{RETRY_BACKOFF_MAX, RETRY_BACKOFF_MIN};
 pub use self::transport::RESPONSE_BYTES_MAX;
 pub use self::watch::{WatchMessage, WatchRequest, WatchSelector, WatchStream};
@@ -132,6 +139,23 @@ pub enum ClientError {
         revision: u64,
         /// The oldest revision still readable.
         compact_revision: u64,
+    },
+    /// No lease with this id exists (404): it was never granted, or it was revoked or expired.
+    /// A put or transaction naming it changed nothing.
+    #[error("lease {id:x} not found: {message}")]
+    LeaseNotFound {
+        /// The lease asked for.
+        id: u64,
+        /// The node's message.
+        message: String,
+    },
+    /// A grant named an id that is already in use (409); nothing was granted.
+    #[error("lease {id:x} already exists: {message}")]
+    LeaseAlreadyExists {
+        /// The id asked for.
+        id: u64,
+        /// The node's message.
+        message: String,
     },
 }
 
@@ -517,7 +541,7 @@ impl Client {
         // The number is consumed even if the call fails: the server may have applied it, and a
         // later write must not be mistaken for its retry.
         *last_sequence += 1;
-        call.session = Some(Session {
+        call.session = Some(WriteSession {
             client_id: self.inner.client_id,
             sequence: *last_sequence,
         });
