@@ -252,11 +252,14 @@ pub fn lease_anomalies(
         let deadline_ns = owner_deadline_ns(lease, ttl);
         // The lease itself reported gone before its deadline (no key needed to see that).
         for step in &lease.steps {
-            let gone = match (&step.call, &step.answer) {
-                (LeaseCall::KeepAlive, LeaseAnswer::Ok { ttl_seconds: 0, .. }) => true,
-                (LeaseCall::Attach | LeaseCall::KeepAlive, LeaseAnswer::NotFound) => true,
-                _ => false,
-            };
+            let gone = matches!(
+                (&step.call, &step.answer),
+                (LeaseCall::KeepAlive, LeaseAnswer::Ok { ttl_seconds: 0, .. })
+                    | (
+                        LeaseCall::Attach | LeaseCall::KeepAlive,
+                        LeaseAnswer::NotFound
+                    )
+            );
             if gone && step.complete_ns < deadline_ns {
                 early.push(format!(
                     "{name}: a {:?} answered at {} that the lease is gone, before its owner's \
