@@ -241,6 +241,10 @@ async fn call(
                 revision,
             },
             Err(ClientError::LeaseNotFound { .. }) => LeaseAnswer::NotFound,
+            // An id another lease took: nothing was granted.
+            Err(error @ ClientError::LeaseAlreadyExists { .. }) => LeaseAnswer::Failed {
+                reason: error.to_string(),
+            },
             Err(error) => match crate::workload::write_error(error) {
                 lincheck::Outcome::Failed { reason } => LeaseAnswer::Failed { reason },
                 lincheck::Outcome::Unknown { reason } => LeaseAnswer::Unknown { reason },
