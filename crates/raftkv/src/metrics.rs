@@ -7,7 +7,8 @@
 //!                  http_requests_* (counted as they happen)
 //!  scrape ─► NodeCollector ─► RaftNode::metrics() and TcpCounters (for_each: names, help and
 //!                              kinds declared once in raft-node), the watch hub's counters
-//!                              + KvServer state, revisions and history (read at scrape time)
+//!                              + KvServer state, revisions, history and leases (read at
+//!                              scrape time)
 //! ```
 
 use std::sync::{Arc, Weak};
@@ -284,6 +285,20 @@ impl Collector for NodeCollector {
             "kv_data_bytes",
             "Bytes of keys and values held",
             as_gauge(data_bytes),
+        )?;
+        let leases = server.state().leases_count();
+        gauge(
+            encoder,
+            "kv_leases",
+            "Leases granted and not revoked or expired",
+            leases as i64,
+        )?;
+        gauge(
+            encoder,
+            "kv_lessor_promoted",
+            "1 while this node is the leader that decides about leases (it leads and applied its \
+             own first entry of the term), else 0",
+            i64::from(server.lessor_promoted()),
         )?;
         Ok(())
     }

@@ -286,9 +286,24 @@ serve_settings! {
     /// for another interval (0: none).
     watch_progress_interval_ms: Option<u64> ["RAFTKV_WATCH_PROGRESS_INTERVAL_MS"]
         default(milliseconds(CoordinationSettings::default().watch_progress_interval));
+    /// Shortest lease TTL, in seconds: a grant asking for less gets this (as etcd does).
+    lease_ttl_min_seconds: Option<u64> ["RAFTKV_LEASE_TTL_MIN_SECONDS"]
+        default(CoordinationSettings::default().lease_ttl_min_seconds);
+    /// Longest lease TTL, in seconds: a grant asking for more is refused (400).
+    lease_ttl_max_seconds: Option<u64> ["RAFTKV_LEASE_TTL_MAX_SECONDS"]
+        default(CoordinationSettings::default().lease_ttl_max_seconds);
+    /// How often the leader records in the log how much of each lease's TTL is left (a
+    /// checkpoint), e.g. `90s`, `5m`, `1h`, so that a lease that is not kept alive still
+    /// expires when leaders change more often than its TTL (a new leader starts from the
+    /// checkpoint, not the full TTL). `0`: never.
+    lease_checkpoint_interval: Option<String> ["RAFTKV_LEASE_CHECKPOINT_INTERVAL"]
+        default("5m".to_string());
 }
 
-/// Revision history and watch settings ([`ServeConfig::coordination`]).
+/// The largest `--lease-ttl-max-seconds` accepted: a century.
+pub const LEASE_TTL_SECONDS_LIMIT: u64 = 100 * 365 * 86_400;
+
+/// Revision history, watch and lease settings ([`ServeConfig::coordination`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CoordinationSettings {
     /// Revisions of history the leader keeps when it compacts automatically (0: no
@@ -301,6 +316,12 @@ pub struct CoordinationSettings {
     pub watch_window_revisions: usize,
     /// Default interval of an idle watch's progress notifications (zero: none).
     pub watch_progress_interval: Duration,
+    /// Shortest lease TTL granted, in seconds (a shorter one asked for is raised to it).
+    pub lease_ttl_min_seconds: u64,
+    /// Longest lease TTL granted, in seconds (a longer one asked for is refused).
+    pub lease_ttl_max_seconds: u64,
+    /// How often the leader checkpoints the remaining TTL of leases (zero: never).
+    pub lease_checkpoint_interval: Duration,
 }
 
 impl Default for CoordinationSettings {
@@ -313,6 +334,10 @@ impl Default for CoordinationSettings {
             // (about 20,000 revisions a second on a laptop) before it is cancelled.
             watch_window_revisions: 16_384,
             watch_progress_interval: Duration::from_secs(10),
+            lease_ttl_min_seconds: 2,
+            // 30 days, as etcd's longest.
+            lease_ttl_max_seconds: 30 * 86_400,
+            lease_checkpoint_interval: Duration::from_secs(300),
         }
     }
 }
@@ -463,6 +488,13 @@ impl ServeArgs {
                     .filter(|retention| !retention.is_zero()),
                 watch_window_revisions: settings.watch_window_revisions,
                 watch_progress_interval: Duration::from_millis(settings.watch_progress_interval_ms),
+                lease_ttl_min_seconds: settings.lease_ttl_min_seconds,
+                lease_ttl_max_seconds: settings.lease_ttl_max_seconds,
+                lease_checkpoint_interval: match settings.lease_checkpoint_interval.trim() {
+                    "0" => Duration::ZERO,
+                    text => parse_duration(text)
+                        .map_err(|reason| invalid("lease_checkpoint_interval", reason))?,
+                },
             },
         };
         config.validate()?;
@@ -573,6 +605,16 @@ impl ServeConfig {
             return Err(invalid(
                 "watch_window_revisions",
                 "must be between 1 and 16777216".into(),
+            ));
+        }
+        let coordination = &self.coordination;
+        if coordination.lease_ttl_min_seconds == 0
+            || coordination.lease_ttl_min_seconds > coordination.lease_ttl_max_seconds
+            || coordination.lease_ttl_max_seconds > LEASE_TTL_SECONDS_LIMIT
+        {
+            return Err(invalid(
+                "lease_ttl_min_seconds / lease_ttl_max_seconds",
+                format!("need 1 <= min <= max <= {}", LEASE_TTL_SECONDS_LIMIT),
             ));
         }
         if self.snapshot_threshold_bytes == 0 {
@@ -852,6 +894,9 @@ mod tests {
         args.history_retention_revisions = Some(0);
         args.watch_window_revisions = Some(64);
         args.watch_progress_interval_ms = Some(250);
+        args.lease_ttl_min_seconds = Some(5);
+        args.lease_ttl_max_seconds = Some(60);
+        args.lease_checkpoint_interval = Some("0".into());
         let config = args.clone().resolve().expect("valid");
         assert_eq!(
             config.coordination,
@@ -860,8 +905,25 @@ mod tests {
                 history_retention: Some(Duration::from_secs(7200)),
                 watch_window_revisions: 64,
                 watch_progress_interval: Duration::from_millis(250),
+                lease_ttl_min_seconds: 5,
+                lease_ttl_max_seconds: 60,
+                lease_checkpoint_interval: Duration::ZERO,
             }
         );
+        args.lease_checkpoint_interval = Some("90s".into());
+        let config = args.clone().resolve().expect("valid");
+        assert_eq!(
+            config.coordination.lease_checkpoint_interval,
+            Duration::from_secs(90)
+        );
+        args.lease_checkpoint_interval = Some("often".into());
+        let error = args.clone().resolve().expect_err("refused").to_string();
+        assert!(error.contains("lease_checkpoint_interval"), "{error}");
+        args.lease_checkpoint_interval = None;
+        args.lease_ttl_min_seconds = Some(61);
+        let error = args.clone().resolve().expect_err("refused").to_string();
+        assert!(error.contains("lease_ttl_min_seconds"), "{error}");
+        args.lease_ttl_min_seconds = None;
         args.history_retention = Some("2 fortnights".into());
         let error = args.clone().resolve().expect_err("refused").to_string();
         assert!(error.contains("history_retention"), "{error}");

@@ -6,6 +6,7 @@ mod coordination;
 mod failover;
 mod fake_node;
 mod http2;
+mod lease;
 mod requests;
 mod sessions;
 mod watch;

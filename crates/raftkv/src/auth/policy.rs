@@ -62,7 +62,13 @@ pub fn required_role(route: &str, method: &Method) -> Role {
         "/v1/kv/{key}/append" | "/v1/kv/{key}/cas" | "/v1/txn" if *method == Method::POST => {
             Role::ReadWrite
         }
-        "/v1/watch" if read => Role::ReadOnly,
+        "/v1/watch" | "/v1/lease/{id}" | "/v1/leases" if read => Role::ReadOnly,
+        // A keepalive changes no key, but keeps keys from being deleted: a writer's request.
+        "/v1/lease/grant" | "/v1/lease/revoke" | "/v1/lease/keepalive"
+            if *method == Method::POST =>
+        {
+            Role::ReadWrite
+        }
         "/set" if read => Role::ReadWrite,
         // A request to no route is answered 404 by whoever may read; its method does not
         // matter, since nothing is done.
@@ -212,6 +218,11 @@ mod tests {
             ("/v1/kv/{key}/cas", Method::POST, Role::ReadWrite),
             ("/v1/txn", Method::POST, Role::ReadWrite),
             ("/v1/watch", Method::GET, Role::ReadOnly),
+            ("/v1/lease/{id}", Method::GET, Role::ReadOnly),
+            ("/v1/leases", Method::GET, Role::ReadOnly),
+            ("/v1/lease/grant", Method::POST, Role::ReadWrite),
+            ("/v1/lease/revoke", Method::POST, Role::ReadWrite),
+            ("/v1/lease/keepalive", Method::POST, Role::ReadWrite),
             ("/v1/compact", Method::POST, Role::Admin),
             ("/set", Method::GET, Role::ReadWrite),
             ("/v1/members", Method::POST, Role::Admin),

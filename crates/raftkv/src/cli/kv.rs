@@ -34,15 +34,21 @@ impl From<ConsistencyArg> for Consistency {
 pub enum KvCommand {
     /// Sets KEY to VALUE.
     ///
-    /// Prints `OK index=I term=T`: where the write sits in the log.
+    /// Prints `OK index=I term=T`: where the write sits in the log. With --lease, KEY is
+    /// attached to the lease (and deleted when it ends); without, a put detaches KEY from any
+    /// lease it had.
     ///
-    /// Exit status: 0 done, 2 bad input, 3 unavailable, 4 other server error.
+    /// Exit status: 0 done, 1 the lease does not exist (nothing changed), 2 bad input, 3
+    /// unavailable, 4 other server error.
     Put {
         /// The key (UTF-8, not empty).
         key: String,
         /// The value.
         #[arg(allow_hyphen_values = true)]
         value: String,
+        /// Attach KEY to this lease (its id in hexadecimal, as `lease grant` prints it).
+        #[arg(long, value_parser = super::lease::parse_lease_id)]
+        lease: Option<u64>,
     },
     /// Prints KEY's value.
     ///
@@ -141,7 +147,10 @@ pub enum KvCommand {
 /// Runs `command` with `client`.
 pub(super) async fn execute(client: &Client, command: KvCommand) -> Output {
     match command {
-        KvCommand::Put { key, value } => match client.put(&key, value.into_bytes()).await {
+        KvCommand::Put { key, value, lease } => match client
+            .put_with_lease(&key, value.into_bytes(), lease.unwrap_or(0))
+            .await
+        {
             Ok(written) => {
                 Output::success(format!("OK index={} term={}", written.index, written.term))
             }
@@ -446,8 +455,21 @@ mod tests {
         ));
         assert!(matches!(
             parse(&["put", "k", "-5"]),
-            Ok(ClientCommand::Kv(KvCommand::Put { ref value, .. })) if value == "-5"
+            Ok(ClientCommand::Kv(KvCommand::Put { ref value, lease: None, .. })) if value == "-5"
         ));
+        assert!(matches!(
+            parse(&["put", "k", "v", "--lease", "694d7a1a2f7a3c0b"]),
+            Ok(ClientCommand::Kv(KvCommand::Put {
+                lease: Some(0x694d7a1a2f7a3c0b),
+                ..
+            }))
+        ));
+        assert_eq!(
+            parse(&["put", "k", "v", "--lease", "0"])
+                .expect_err("no lease 0")
+                .exit_code(),
+            2
+        );
         assert_eq!(
             parse(&["get", "k", "--consistency", "eventual"])
                 .expect_err("unknown consistency")

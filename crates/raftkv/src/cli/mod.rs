@@ -1,5 +1,5 @@
 //! The `raftkv` client subcommands: `put`, `get`, `delete`, `append`, `cas`, `scan`, `txn`,
-//! `watch`, `compact`, `status`, `members`, `leader`.
+//! `watch`, `compact`, `lease`, `lock`, `elect`, `status`, `members`, `leader`.
 //!
 //! ```text
 //!  argv ─► clap ─► ClientCommand ─► execute: one Client call ─► Output { stdout, stderr, exit }
@@ -18,13 +18,20 @@
 //! | 2 | usage or input error: bad flags, an empty or too long key, a bad endpoint, a transaction that does not parse (the line is named), a revision compacted or in the future, or a request the server refused as invalid (400) or too large (413) | stderr: `raftkv: ...` (clap's own message for bad flags) |
 //! | 3 | unavailable: no node answered, or there was no leader, within the retry deadline; for `status`, no node answered; for `watch`, no node served it for the retry deadline | stderr: `raftkv: unavailable: ...` |
 //! | 4 | any other server error (401 without a valid `--token`, 403 when its role is not enough), or an answer that did not parse | stderr: `raftkv: ...` with the server's message |
+//! | 5 | `lock`, `elect`, `lease keepalive`: the lease (and with it the lock or leadership) was lost; `lock` killed its command | stderr: `raftkv: lock lost: ...` |
+//! | 130 | `lock`, `elect`: interrupted (SIGINT, SIGTERM) before the lock or leadership was taken | stderr: `raftkv: interrupted ...` |
+//!
+//! A lease that does not exist is exit status 1 (`raftkv: lease ID not found: ...`), a grant
+//! of an id in use 2. `raftkv lock NAME -- COMMAND` exits with COMMAND's own status.
 //!
 //! Everything but the command's result goes to stderr, prefixed `raftkv: `. With `--token`
 //! (or `RAFTKV_TOKEN`, which keeps it out of the process list) every request carries
 //! `Authorization: Bearer <token>`, for nodes run with `--auth-tokens`.
 //!
 //! One module per command group: `kv` (the key commands), `coordination` (`txn`, `watch`,
-//! `compact`; `txn_syntax` parses the transactions' line syntax), `admin` (membership and
+//! `compact`; `txn_syntax` parses the transactions' line syntax), `lease` (`lease ...`, lease
+//! ids in hexadecimal), `lock` (`lock`, `elect`; `signals` lets them release on SIGINT and
+//! SIGTERM), `admin` (membership and
 //! leadership), `status`, and `output` (what a command prints and its exit status). A new
 //! group (transactions, leases, locks) is a module of its own with its commands' enum,
 //! flattened into [`ClientCommand`] like [`KvCommand`].
@@ -36,13 +43,18 @@ use raftkv_client::Client;
 mod admin;
 mod coordination;
 mod kv;
+mod lease;
+mod lock;
 mod output;
+mod signals;
 mod status;
 mod txn_syntax;
 
 pub use admin::{LeaderAction, MembersAction};
 pub use coordination::CoordinationCommand;
 pub use kv::{ConsistencyArg, KvCommand};
+pub use lease::LeaseAction;
+pub use lock::LockCommand;
 
 use output::Output;
 
@@ -58,6 +70,18 @@ pub enum ClientCommand {
     /// The coordination commands: txn, watch, compact.
     #[command(flatten)]
     Coordination(CoordinationCommand),
+    /// Leases: grant, keepalive, revoke, ttl, list (ids in hexadecimal, as etcdctl's).
+    ///
+    /// A lease has a TTL; keys put with `--lease ID` are deleted together when it is revoked or
+    /// expires, which happens when no keepalive reached the leader for its TTL.
+    Lease {
+        /// What to do.
+        #[command(subcommand)]
+        action: LeaseAction,
+    },
+    /// The lock and election commands: lock, elect.
+    #[command(flatten)]
+    Lock(LockCommand),
     /// A table of every node: id, role, term, leader, commit and applied index, lag.
     ///
     /// Asks every endpoint at once and prints one row per endpoint; lag is the highest commit
@@ -129,6 +153,8 @@ async fn execute_with_tls(
     match command {
         ClientCommand::Kv(command) => kv::execute(&client, command).await,
         ClientCommand::Coordination(command) => coordination::execute(&client, command).await,
+        ClientCommand::Lease { action } => lease::execute(&client, action).await,
+        ClientCommand::Lock(command) => lock::execute(&client, command).await,
         ClientCommand::Status => status::status(&client).await,
         ClientCommand::Members { action } => admin::members(&client, action).await,
         ClientCommand::Leader { action } => admin::leader(&client, action).await,
@@ -173,6 +199,7 @@ mod tests {
             ClientCommand::Kv(KvCommand::Put {
                 key: String::new(),
                 value: "v".to_string(),
+                lease: None,
             }),
         )
         .await;

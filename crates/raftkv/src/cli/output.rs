@@ -20,6 +20,12 @@ pub(super) enum Exit {
     Unavailable,
     /// 4: any other server error.
     ServerError,
+    /// 5: a lease, lock or leadership held by the command was lost.
+    Lost,
+    /// 130 (128 + SIGINT): interrupted before the lock or leadership was taken.
+    Interrupted,
+    /// The status of the command `raftkv lock` ran (not 0).
+    Command(u8),
 }
 
 impl Exit {
@@ -30,6 +36,9 @@ impl Exit {
             Exit::Input => 2,
             Exit::Unavailable => 3,
             Exit::ServerError => 4,
+            Exit::Lost => 5,
+            Exit::Interrupted => 130,
+            Exit::Command(code) => code,
         }
     }
 }
@@ -108,6 +117,10 @@ pub(super) fn exit_of(error: &ClientError) -> Exit {
         // A revision the store cannot serve: the caller must ask for another one.
         ClientError::Compacted { .. } | ClientError::FutureRevision { .. } => Exit::Input,
         ClientError::Server { .. } | ClientError::Decode(_) => Exit::ServerError,
+        // A lease that does not exist is "not found", like a key; an id in use is the
+        // caller's to change.
+        ClientError::LeaseNotFound { .. } => Exit::NotFoundOrNotSwapped,
+        ClientError::LeaseAlreadyExists { .. } => Exit::Input,
         ClientError::Unavailable(_) => Exit::Unavailable,
     }
 }
@@ -169,6 +182,20 @@ mod tests {
             (server_error(500, "boom"), 4),
             (ClientError::Decode("not JSON".to_string()), 4),
             (ClientError::Unavailable("no leader".to_string()), 3),
+            (
+                ClientError::LeaseNotFound {
+                    id: 42,
+                    message: "revoked".to_string(),
+                },
+                1,
+            ),
+            (
+                ClientError::LeaseAlreadyExists {
+                    id: 42,
+                    message: "in use".to_string(),
+                },
+                2,
+            ),
             (
                 ClientError::Compacted {
                     requested: 3,

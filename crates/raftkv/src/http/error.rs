@@ -175,6 +175,7 @@ mod tests {
             (ServeError::NotLeader { leader: node }, 503),
             (ServeError::NoLeader, 503),
             (ServeError::TransferInProgress, 503),
+            (ServeError::LessorNotPromoted, 503),
             (ServeError::Busy, 503),
             (ServeError::ReadNotConfirmed, 503),
             (

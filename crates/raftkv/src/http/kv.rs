@@ -25,6 +25,7 @@ use raftkv_client::api::{
 use serde::Deserialize;
 
 use super::error::{Api, ApiError};
+use super::lease::{check_lease_id, lease_refusal};
 use super::request::Original;
 use super::revisions::{revision_error, value_fields, versioned_key_value};
 use super::write::{unexpected, write};
@@ -86,14 +87,30 @@ async fn keyed_write(
     write(state, original, operation).await
 }
 
+/// Query of `PUT /v1/kv/{key}`.
+#[derive(Debug, Deserialize)]
+pub(super) struct PutQuery {
+    /// The lease to attach the key to (absent or 0: none; the put detaches the key).
+    lease: Option<u64>,
+}
+
 pub(super) async fn put_value(
     State(state): State<AppState>,
     Api(Path(key)): Api<Path<String>>,
+    Api(Query(query)): Api<Query<PutQuery>>,
     original: Original,
 ) -> Response {
+    let lease = match query.lease {
+        None | Some(0) => 0,
+        Some(id) => match check_lease_id(id) {
+            Ok(id) => id,
+            Err(error) => return lease_refusal(&error),
+        },
+    };
     match keyed_write(&state, key, original, |key, value| Operation::Put {
         key,
         value,
+        lease,
     })
     .await
     {
@@ -103,6 +120,11 @@ pub(super) async fn put_value(
                 ..
             },
         ) => put_answer(&result),
+        // No lease with that id: the key was left as it was.
+        Ok(WriteResult {
+            outcome: Outcome::LeaseRefused { error },
+            ..
+        }) => lease_refusal(&error),
         Ok(result) => unexpected(result.outcome),
         Err(response) => response,
     }
@@ -448,7 +470,17 @@ pub(super) async fn demo_set(
     {
         return error.into_response();
     }
-    match write(&state, original, Operation::Put { key, value }).await {
+    match write(
+        &state,
+        original,
+        Operation::Put {
+            key,
+            value,
+            lease: 0,
+        },
+    )
+    .await
+    {
         Ok(result) => put_answer(&result),
         Err(response) => response,
     }

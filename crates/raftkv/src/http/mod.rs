@@ -8,7 +8,8 @@
 //!                                                                    │        ─► answer, or
 //!                                                                    │  ServeError ─► status_of
 //!                                                                    │ no (writes, lease reads,
-//!                                                                    │     membership)
+//!                                                                    │     keepalives, lease
+//!                                                                    │     TTLs, membership)
 //!                                                                    └─► forward to the leader's
 //!                                          HTTP address (header raftkv-forwarded), or 503 + Retry-After
 //! ```
@@ -20,8 +21,8 @@
 //! `/set` and `/get`), `admin` (membership, leadership transfer, the nodes' announcements),
 //! `status` (status and metrics), `txn` (transactions), `compact` (compaction of the history),
 //! `watch` (watches as
-//! Server-Sent Events), and `revisions` (revisions and their errors as JSON). A new group of
-//! routes (leases) is a module of its own beside them, its routes listed in [`router`].
+//! Server-Sent Events), `revisions` (revisions and their errors as JSON), and `lease` (grant,
+//! revoke, keepalive, time to live and list of leases).
 //!
 //! Errors stay typed until the answer is made: [`ServeError`](crate::server::ServeError) says
 //! what happened, and `status_of` picks the status. Every transient condition (no leader, a
@@ -58,6 +59,7 @@ mod compact;
 mod error;
 mod forward;
 mod kv;
+mod lease;
 mod middleware;
 mod request;
 mod revisions;
@@ -145,7 +147,7 @@ impl AppState {
 /// The API's routes, each behind the access guard (with `--auth-tokens`) and timed under its
 /// pattern (unmatched requests under `unmatched`): see `middleware`.
 pub fn router(state: AppState) -> Router {
-    let routes: [(&'static str, MethodRouter<AppState>); 17] = [
+    let routes: [(&'static str, MethodRouter<AppState>); 22] = [
         ("/v1/kv", get(kv::scan)),
         (
             "/v1/kv/",
@@ -161,6 +163,11 @@ pub fn router(state: AppState) -> Router {
         ("/v1/kv/{key}/cas", post(kv::compare_and_swap)),
         ("/v1/txn", post(txn::txn)),
         ("/v1/compact", post(compact::compact)),
+        ("/v1/lease/grant", post(lease::grant)),
+        ("/v1/lease/revoke", post(lease::revoke)),
+        ("/v1/lease/keepalive", post(lease::keep_alive)),
+        ("/v1/lease/{id}", get(lease::time_to_live)),
+        ("/v1/leases", get(lease::list)),
         ("/v1/watch", get(watch::watch)),
         ("/v1/status", get(status::status)),
         (

@@ -32,7 +32,7 @@ pub(super) fn versioned_key_value(key: &str, value: &VersionedValue) -> Versione
         create_revision: value.create_revision,
         mod_revision: value.mod_revision,
         version: value.version,
-        lease: 0,
+        lease: value.lease,
     }
 }
 

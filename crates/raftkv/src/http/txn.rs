@@ -21,13 +21,14 @@ use raftkv_client::api::{self, TxnOpResult, TxnRequest, TxnResponse};
 
 use super::error::ApiError;
 use super::kv::{check_key, check_key_bytes, check_value};
+use super::lease::{check_lease_id, lease_refusal};
 use super::request::Original;
 use super::revisions::versioned_key_value;
 use super::write::{unexpected, write};
 use super::AppState;
 use crate::server::{KvServer, WriteResult};
 use crate::store::txn::{Compare, CompareOp, CompareTarget, Txn, TxnOp, TxnOpOutcome};
-use crate::store::{Operation, Outcome, VersionedValue};
+use crate::store::{Operation, Outcome, VersionedValue, LEASE_ID_MAX};
 
 /// Keys a scan of a transaction returns unless it says otherwise.
 const TXN_SCAN_LIMIT_DEFAULT: usize = 1000;
@@ -67,12 +68,8 @@ fn compare_of(compare: api::Compare, server: &KvServer) -> Result<Compare, ApiEr
         api::CompareTarget::CreateRevision(revision) => CompareTarget::CreateRevision(revision),
         api::CompareTarget::ModRevision(revision) => CompareTarget::ModRevision(revision),
         api::CompareTarget::Exists(exists) => CompareTarget::Exists(exists),
-        // Leases are being built (issue 27); until the store knows them, say so plainly.
-        api::CompareTarget::Lease(_) => {
-            return Err(ApiError::bad_request(
-                "comparing a key's lease is not supported yet".to_string(),
-            ))
-        }
+        // 0 compares with "no lease" (a key without one, or a missing key).
+        api::CompareTarget::Lease(lease) => CompareTarget::Lease(lease),
     };
     Ok(Compare {
         key: compare.key,
@@ -87,9 +84,11 @@ fn operation_of(op: api::TxnOp, server: &KvServer) -> Result<TxnOp, ApiError> {
             key,
             value,
             value_base64,
-            lease: _,
+            lease,
         } => {
             check_key(&key, server)?;
+            // Ids above the largest were answered already (`invalid_lease`); 0 is no lease.
+            let lease = lease.unwrap_or(0);
             let value = match (value, value_base64) {
                 (Some(text), None) => Bytes::from(text),
                 (None, Some(text)) => decode_base64(&text, "a put's value_base64")?,
@@ -100,7 +99,7 @@ fn operation_of(op: api::TxnOp, server: &KvServer) -> Result<TxnOp, ApiError> {
                 }
             };
             check_value(&value, server)?;
-            TxnOp::Put { key, value }
+            TxnOp::Put { key, value, lease }
         }
         api::TxnOp::Delete { key } => {
             check_key(&key, server)?;
@@ -125,6 +124,21 @@ fn operation_of(op: api::TxnOp, server: &KvServer) -> Result<TxnOp, ApiError> {
             TxnOp::Scan { prefix, limit }
         }
     })
+}
+
+/// The answer to a put of `request` naming a lease id no lease can have (above i64::MAX),
+/// if one does: 400 with a LeaseErrorResponse.
+fn invalid_lease(request: &TxnRequest) -> Option<Response> {
+    request
+        .success
+        .iter()
+        .chain(&request.failure)
+        .find_map(|op| match op {
+            api::TxnOp::Put {
+                lease: Some(id), ..
+            } if *id > LEASE_ID_MAX => check_lease_id(*id).err().map(|error| lease_refusal(&error)),
+            _ => None,
+        })
 }
 
 /// The store's transaction for `request`, checked as the store will check it.
@@ -204,6 +218,9 @@ pub(super) async fn txn(State(state): State<AppState>, original: Original) -> Re
             .into_response()
         }
     };
+    if let Some(refused) = invalid_lease(&request) {
+        return refused;
+    }
     let txn = match txn_of(request, &state.server) {
         Ok(txn) => txn,
         Err(error) => return error.into_response(),
@@ -233,6 +250,11 @@ pub(super) async fn txn(State(state): State<AppState>, original: Original) -> Re
             outcome: Outcome::TxnRefused { error },
             ..
         }) => ApiError::bad_request(error.to_string()).into_response(),
+        // The branch that ran puts with a lease that does not exist: nothing ran.
+        Ok(WriteResult {
+            outcome: Outcome::LeaseRefused { error },
+            ..
+        }) => lease_refusal(&error),
         Ok(result) => unexpected(result.outcome),
         Err(response) => response,
     }

@@ -8,6 +8,8 @@
 //!  bytes since the last snapshot ≥ threshold ─► snapshot_image ─► compact (off this path)
 //!  Applied.changes ─► WatchHub::publish (never waits); a snapshot ─► WatchHub::restored;
 //!  after each batch ─► WatchHub::reached(revision)
+//!  lease grants, revokes, checkpoints ─► the lessor (before the write is answered); the
+//!  leader's own Noop ─► the lessor promoted; a snapshot or leadership lost ─► demoted
 //! ```
 
 use std::sync::Arc;
@@ -58,6 +60,7 @@ pub(super) async fn apply_loop(
         }
         server.hand_over_answers();
         server.note_leader();
+        server.lessor_follow_leadership();
         // Once per batch, not per entry: every read waiting for an index wakes on each change.
         if let Some(index) = last_applied {
             applied.send_replace(index);
@@ -92,7 +95,23 @@ fn apply_message(
                     let _ = server.transport.set_peer(NodeId(*node), address);
                 }
             }
+            // Only lease commands are kept for the lessor (a clone of a few ids).
+            let lease_operation = match &decoded {
+                Ok(Command {
+                    operation:
+                        operation @ (Operation::LeaseGrant { .. }
+                        | Operation::LeaseRevoke { .. }
+                        | Operation::LeaseCheckpoint { .. }),
+                    ..
+                }) => Some(operation.clone()),
+                _ => None,
+            };
             let applied = server.state().apply_decoded(index.0, term.0, decoded);
+            // Before the write is answered: a client that saw its grant may keep it alive at
+            // once.
+            if let Some(operation) = &lease_operation {
+                server.lessor_applied(operation, &applied.outcome);
+            }
             *bytes_since_snapshot += data.len() as u64;
             // Published after the state's lock is released and before the next entry is
             // applied, so the window holds every revision in order.
@@ -120,9 +139,12 @@ fn apply_message(
             *configuration = committed;
             index.0
         }
-        ApplyMsg::Noop { index, .. } => {
+        ApplyMsg::Noop { index, term } => {
             server.state().skip(index.0);
             server.waiters().applied(index.0, None, None);
+            // A leader's own no-op applied: every earlier entry is, so it may decide about
+            // leases from here (a stale leader's revokes and checkpoints are all in).
+            server.lessor_noop_applied(term.0);
             index.0
         }
         ApplyMsg::Snapshot { index, data, .. } => {
@@ -137,6 +159,8 @@ fn apply_message(
                     }
                     let revision = restored.revision();
                     *server.state() = restored;
+                    // Only a follower installs a snapshot; whatever deadlines it held are stale.
+                    server.lessor().demote();
                     server.watch_hub.restored(revision);
                 }
                 Err(error) => {

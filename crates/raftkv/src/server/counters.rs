@@ -28,6 +28,16 @@ declare_metrics! {
     /// refused.
     held_for_leadership_change_total: u64 => counter("kv_requests_held_for_leadership_change",
         "Requests that waited for a leadership change (a transfer) to pass instead of being refused"),
+    /// Leases renewed by keepalives this node answered as the promoted leader (one per lease
+    /// renewed, not per request).
+    lease_keepalives_answered_total: u64 => counter("kv_lease_keepalives_answered",
+        "Leases renewed by keepalives this node answered as the leader (one per lease renewed)"),
+    /// Revokes this node proposed as the leader for leases past their deadline.
+    leases_expired_total: u64 => counter("kv_leases_expired",
+        "Revokes this node proposed as the leader for leases past their deadline"),
+    /// Lease checkpoints (a lease's remaining TTL) this node proposed as the leader.
+    lease_checkpoints_proposed_total: u64 => counter("kv_lease_checkpoints_proposed",
+        "Lease checkpoints (remaining TTLs recorded in the log) this node proposed as the leader"),
 }
 
 #[cfg(test)]
@@ -59,6 +69,9 @@ mod tests {
                     "kv_requests_held_for_leadership_change",
                     MetricValue::Counter(0)
                 ),
+                ("kv_lease_keepalives_answered", MetricValue::Counter(0)),
+                ("kv_leases_expired", MetricValue::Counter(0)),
+                ("kv_lease_checkpoints_proposed", MetricValue::Counter(0)),
             ]
         );
     }

@@ -26,6 +26,11 @@ pub enum ServeError {
     /// until the transfer ends (within an election timeout).
     #[error("leadership transfer in progress; retry shortly")]
     TransferInProgress,
+    /// This node leads but has not taken the leases over yet: it decides about leases only
+    /// once it applied its own first entry of the term (and so every earlier one), within a
+    /// moment of its election.
+    #[error("the new leader has not taken the leases over yet; retry shortly")]
+    LessorNotPromoted,
     /// Too much is queued or in flight on the node.
     #[error("busy: too many requests in flight; retry shortly")]
     Busy,
@@ -96,6 +101,7 @@ impl ServeError {
             ServeError::NotLeader { .. }
             | ServeError::NoLeader
             | ServeError::TransferInProgress
+            | ServeError::LessorNotPromoted
             | ServeError::Busy
             | ServeError::ReadNotConfirmed
             | ServeError::ApplyBehind { .. }
@@ -118,6 +124,7 @@ impl ServeError {
         match self {
             ServeError::TransferInProgress
             | ServeError::ReadNotConfirmed
+            | ServeError::LessorNotPromoted
             | ServeError::Membership(ConfChangeError::TransferInProgress) => true,
             ServeError::NoLeader => electing,
             _ => false,

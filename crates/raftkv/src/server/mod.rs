@@ -15,15 +15,17 @@
 //!  counted (counters)   the service's own counters, each declared once
 //!  watch   (watches)    the watch hub the apply loop feeds; a watcher's history
 //!  compact (retention)  the leader's automatic compaction by retention
+//!  leases  (leases)     the lessor's wiring: promotion, the expiry scan, keepalives
+//!  lessor  (lessor)     the promoted leader's lease deadlines on the lease clock
 //! ```
-//!
-//! A lessor goes here as a module of its own beside these.
 
 mod apply;
 mod counters;
 mod error;
 mod launch;
 mod leadership;
+mod leases;
+mod lessor;
 mod membership;
 mod node_runtime;
 mod proposals;
@@ -47,6 +49,7 @@ use tokio::sync::{mpsc, watch};
 pub use counters::{ServiceCounters, ServiceFigures};
 pub use error::{membership_refusal_is_transient, ServeError};
 pub use launch::{serve, stop_signal};
+pub use leases::{LeaseGrantError, LeaseTimeToLive};
 pub use membership::AnnounceForwarder;
 pub use proposals::WriteResult;
 pub use reads::ReadMode;
@@ -95,6 +98,8 @@ pub struct KvServer {
     wal_sync_latency: Arc<LatencyHistogram>,
     /// The changes the apply loop applied, handed to the watchers.
     watch_hub: crate::watch::WatchHub,
+    /// The leases' deadlines, while this node is the promoted leader.
+    lessor: Mutex<lessor::Lessor>,
 }
 
 impl KvServer {
@@ -181,6 +186,8 @@ impl KvServer {
             .tick
             .saturating_mul(2 * node_config.raft.election_ticks)
             .min(config.request_timeout);
+        let election_timeout =
+            leases::election_timeout_max(config.tick, node_config.raft.election_ticks);
         let node = RaftNode::start(node_config, wal, transport.clone(), inbound, apply)
             .map_err(|error| format!("cannot start the node: {error}"))?;
         drop(entered);
@@ -204,6 +211,7 @@ impl KvServer {
             node_runtime,
             wal_sync_latency,
             watch_hub: crate::watch::WatchHub::new(config_window),
+            lessor: Mutex::new(lessor::Lessor::new(election_timeout)),
         });
         if let Some(join) = server.config.join.clone() {
             tokio::spawn(join_loop(Arc::clone(&server), join, !holds_nothing));
@@ -214,6 +222,7 @@ impl KvServer {
             applied_sender,
         ));
         tokio::spawn(retention::compaction_loop(Arc::downgrade(&server)));
+        tokio::spawn(leases::lease_loop(Arc::downgrade(&server)));
         Ok(server)
     }
 

@@ -3,7 +3,8 @@
 //! snapshots, SIGTERM), exactly-once sessions (numeric and opaque client ids), bad input, the
 //! command line, membership, leadership transfers under writes, the recovery of a node
 //! restarted after an unclean stop, and the coordination API: revisions, reads at a past
-//! revision, compaction, transactions (coordination) and watches (watch, read through sse).
+//! revision, compaction, transactions (coordination) and watches (watch, read through sse),
+//! and leases (leases).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -11,6 +12,7 @@ mod common;
 mod bad_input;
 mod cli;
 mod coordination;
+mod leases;
 mod membership;
 mod replication;
 mod sessions;
