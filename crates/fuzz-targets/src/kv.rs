@@ -22,6 +22,7 @@ fn put(key: &str, value: &'static [u8], session: Option<(u64, u64)>) -> Command 
         operation: Operation::Put {
             key: key.into(),
             value: Bytes::from_static(value),
+            lease: 0,
         },
         request_id: None,
     }
@@ -47,6 +48,7 @@ fn sample_txn() -> Txn {
             TxnOp::Put {
                 key: "delta".into(),
                 value: Bytes::from_static(b"44"),
+                lease: 0,
             },
             TxnOp::DeletePrefix {
                 prefix: "alpha".into(),
@@ -259,6 +261,7 @@ pub(crate) fn command_seeds() -> Vec<Seed> {
                 Operation::Put {
                     key: "alpha".into(),
                     value: Bytes::from_static(b"new"),
+                    lease: 0,
                 },
             ),
         ),
@@ -336,6 +339,7 @@ pub(crate) fn command_seeds() -> Vec<Seed> {
                 Operation::Put {
                     key: "alpha".into(),
                     value: Bytes::from_static(b"text"),
+                    lease: 0,
                 },
             ),
         ),

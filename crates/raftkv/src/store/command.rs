@@ -28,7 +28,7 @@
 //!    1  session         Session { 1 client_id: uint64, 2 sequence: uint64 }   optional
 //!                       (a client id that is a number: see ClientId)
 //!    oneof operation
-//!      2  put           { 1 key: bytes (UTF-8), 2 value: bytes }
+//!      2  put           { 1 key: bytes (UTF-8), 2 value: bytes, 3 lease: uint64 (0: none) }
 //!      3  delete        { 1 key: bytes (UTF-8) }
 //!      4  append        { 1 key: bytes (UTF-8), 2 suffix: bytes }
 //!      5  cas           { 1 key: bytes (UTF-8), 2 expect: optional bytes, 3 value: bytes }
@@ -37,6 +37,10 @@
 //!      8  compact       { 1 revision: uint64 }
 //!      9  txn           { 1 compare: repeated CompareRecord,
 //!                         2 success: repeated TxnOpRecord, 3 failure: repeated TxnOpRecord }
+//!     10  lease_grant   { 1 id: uint64, 2 ttl_seconds: uint64 }
+//!     11  lease_revoke  { 1 id: uint64, 2 expired: bool (proposed by the leader's expiry) }
+//!     12  lease_checkpoint { 1 checkpoints: repeated { 1 id: uint64,
+//!                                                      2 remaining_ms: uint64 (0: clear) } }
 //!    15 format_version  uint32, 0 (absent) for this format
 //!    16 request_id      uint64, optional: the proposing node's id for its waiter
 //!    17 text_session    TextSession { 1 client_id: bytes, 2 sequence: uint64 }  optional
@@ -44,8 +48,8 @@
 //!  CompareRecord  { 1 key: bytes (UTF-8), 2 op: uint32 (1 =, 2 !=, 3 <, 4 >; 0 refused),
 //!                   oneof target { 3 value: bytes, 4 version: uint64,
 //!                                  5 create_revision: uint64, 6 mod_revision: uint64,
-//!                                  7 exists: bool } }
-//!  TxnOpRecord    oneof { 1 put { 1 key, 2 value }, 2 delete { 1 key },
+//!                                  7 exists: bool, 8 lease: uint64 } }
+//!  TxnOpRecord    oneof { 1 put { 1 key, 2 value, 3 lease }, 2 delete { 1 key },
 //!                         3 delete_prefix { 1 prefix: bytes (UTF-8) }, 4 get { 1 key },
 //!                         5 scan { 1 prefix: bytes (UTF-8), 2 limit: uint64 } }
 //! ```
@@ -62,6 +66,11 @@
 //! runs a build that knows them. Numeric ids keep field 1, so their commands are byte for
 //! byte what older releases wrote.
 //!
+//! Leases came later too: a put's `lease` (field 3, not encoded when 0, so a put without a
+//! lease is byte for byte what older releases wrote) and the three lease operations. NB: an
+//! older build skips field 3 and applies such a put without its lease, and rejects the lease
+//! operations; like every new operation, they may be proposed only once every node knows them.
+//!
 //! Keys are carried as `bytes` rather than `string` (the two are the same on the wire) so that a
 //! key that is not UTF-8 is reported as such instead of as a generic decoding failure.
 
@@ -69,6 +78,7 @@ use bytes::Bytes;
 use prost::Message as _;
 use thiserror::Error;
 
+use super::lease::LeaseCheckpoint;
 use super::sessions::{ClientId, ClientIdError, ClientIdForm};
 use super::txn::{Compare, CompareOp, CompareTarget, Txn, TxnOp};
 
@@ -89,12 +99,15 @@ pub struct Session {
 /// What a command does to the store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Operation {
-    /// Sets `key` to `value`.
+    /// Sets `key` to `value`, attached to `lease` (0: detached from any lease, as in etcd).
+    /// Refused, changing nothing, when `lease` names a lease that does not exist.
     Put {
         /// The key.
         key: String,
         /// The new value.
         value: Bytes,
+        /// The lease to attach the key to; 0 for none.
+        lease: u64,
     },
     /// Removes `key`.
     Delete {
@@ -142,6 +155,29 @@ pub enum Operation {
     /// Comparisons, then one of two branches of operations, at one revision
     /// ([`super::txn`]).
     Txn(Txn),
+    /// Grants lease `id` ([`super::lease`]); changes no key, so the revision stays. Refused
+    /// when the id is 0, above [`super::LEASE_ID_MAX`] or in use.
+    LeaseGrant {
+        /// The lease's id.
+        id: u64,
+        /// Its time to live, in seconds (bounds are checked where it is proposed).
+        ttl_seconds: u64,
+    },
+    /// Revokes lease `id`: deletes every key attached to it, at one revision in key order, and
+    /// removes the lease. Refused when it does not exist. No keys: the revision stays.
+    LeaseRevoke {
+        /// The lease.
+        id: u64,
+        /// Proposed by the leader's expiry rather than by a client (for logs and metrics; the
+        /// effect is the same).
+        expired: bool,
+    },
+    /// Records the remaining time of leases, as the leader computed it, for the next leader.
+    /// Ids that no longer exist are skipped.
+    LeaseCheckpoint {
+        /// The leases' remaining times.
+        checkpoints: Vec<LeaseCheckpoint>,
+    },
 }
 
 /// One entry of the log as the key-value service sees it.
@@ -225,7 +261,7 @@ struct CommandRecord {
     #[prost(message, optional, tag = "1")]
     session: Option<SessionRecord>,
     /// The operation; `None` when absent or of a kind this build does not know.
-    #[prost(oneof = "OperationRecord", tags = "2, 3, 4, 5, 6, 7, 8, 9")]
+    #[prost(oneof = "OperationRecord", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12")]
     operation: Option<OperationRecord>,
     /// [`COMMAND_FORMAT_VERSION`] of the writer; 0 is not encoded, so today it costs nothing.
     #[prost(uint32, tag = "15")]
@@ -275,6 +311,42 @@ enum OperationRecord {
     Compact(CompactRecord),
     #[prost(message, tag = "9")]
     Txn(TxnRecord),
+    #[prost(message, tag = "10")]
+    LeaseGrant(LeaseGrantRecord),
+    #[prost(message, tag = "11")]
+    LeaseRevoke(LeaseRevokeRecord),
+    #[prost(message, tag = "12")]
+    LeaseCheckpoint(LeaseCheckpointsRecord),
+}
+
+#[derive(Clone, Copy, PartialEq, prost::Message)]
+struct LeaseGrantRecord {
+    #[prost(uint64, tag = "1")]
+    id: u64,
+    #[prost(uint64, tag = "2")]
+    ttl_seconds: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, prost::Message)]
+struct LeaseRevokeRecord {
+    #[prost(uint64, tag = "1")]
+    id: u64,
+    #[prost(bool, tag = "2")]
+    expired: bool,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct LeaseCheckpointsRecord {
+    #[prost(message, repeated, tag = "1")]
+    checkpoints: Vec<LeaseCheckpointRecord>,
+}
+
+#[derive(Clone, Copy, PartialEq, prost::Message)]
+struct LeaseCheckpointRecord {
+    #[prost(uint64, tag = "1")]
+    id: u64,
+    #[prost(uint64, tag = "2")]
+    remaining_ms: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -293,7 +365,7 @@ struct CompareRecord {
     key: Bytes,
     #[prost(uint32, tag = "2")]
     op: u32,
-    #[prost(oneof = "CompareTargetRecord", tags = "3, 4, 5, 6, 7")]
+    #[prost(oneof = "CompareTargetRecord", tags = "3, 4, 5, 6, 7, 8")]
     target: Option<CompareTargetRecord>,
 }
 
@@ -309,6 +381,8 @@ enum CompareTargetRecord {
     ModRevision(u64),
     #[prost(bool, tag = "7")]
     Exists(bool),
+    #[prost(uint64, tag = "8")]
+    Lease(u64),
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -362,6 +436,7 @@ impl From<&Compare> for CompareRecord {
             }
             CompareTarget::ModRevision(revision) => CompareTargetRecord::ModRevision(*revision),
             CompareTarget::Exists(exists) => CompareTargetRecord::Exists(*exists),
+            CompareTarget::Lease(lease) => CompareTargetRecord::Lease(*lease),
         };
         CompareRecord {
             key: key_record(&compare.key),
@@ -392,6 +467,7 @@ impl TryFrom<CompareRecord> for Compare {
             }
             CompareTargetRecord::ModRevision(revision) => CompareTarget::ModRevision(revision),
             CompareTargetRecord::Exists(exists) => CompareTarget::Exists(exists),
+            CompareTargetRecord::Lease(lease) => CompareTarget::Lease(lease),
         };
         Ok(Compare {
             key: key_from_record(record.key)?,
@@ -407,9 +483,10 @@ impl From<&TxnOp> for TxnOpRecord {
             key: key_record(key),
         };
         let kind = match op {
-            TxnOp::Put { key, value } => TxnOpKind::Put(PutRecord {
+            TxnOp::Put { key, value, lease } => TxnOpKind::Put(PutRecord {
                 key: key_record(key),
                 value: value.clone(),
+                lease: *lease,
             }),
             TxnOp::Delete { key: deleted } => TxnOpKind::Delete(key(deleted)),
             TxnOp::DeletePrefix { prefix } => TxnOpKind::DeletePrefix(key(prefix)),
@@ -435,6 +512,7 @@ impl TryFrom<TxnOpRecord> for TxnOp {
                 TxnOpKind::Put(put) => TxnOp::Put {
                     key: key_from_record(put.key)?,
                     value: put.value,
+                    lease: put.lease,
                 },
                 TxnOpKind::Delete(delete) => TxnOp::Delete {
                     key: key_from_record(delete.key)?,
@@ -499,6 +577,9 @@ struct PutRecord {
     key: Bytes,
     #[prost(bytes = "bytes", tag = "2")]
     value: Bytes,
+    /// 0 (none) is not encoded: a put without a lease is what older releases wrote.
+    #[prost(uint64, tag = "3")]
+    lease: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -554,9 +635,10 @@ fn key_from_record(key: Bytes) -> Result<String, CommandError> {
 impl From<&Command> for CommandRecord {
     fn from(command: &Command) -> CommandRecord {
         let operation = match &command.operation {
-            Operation::Put { key, value } => OperationRecord::Put(PutRecord {
+            Operation::Put { key, value, lease } => OperationRecord::Put(PutRecord {
                 key: key_record(key),
                 value: value.clone(),
+                lease: *lease,
             }),
             Operation::Delete { key } => OperationRecord::Delete(DeleteRecord {
                 key: key_record(key),
@@ -586,6 +668,29 @@ impl From<&Command> for CommandRecord {
                 revision: *revision,
             }),
             Operation::Txn(txn) => OperationRecord::Txn(TxnRecord::from(txn)),
+            Operation::LeaseGrant { id, ttl_seconds } => {
+                OperationRecord::LeaseGrant(LeaseGrantRecord {
+                    id: *id,
+                    ttl_seconds: *ttl_seconds,
+                })
+            }
+            Operation::LeaseRevoke { id, expired } => {
+                OperationRecord::LeaseRevoke(LeaseRevokeRecord {
+                    id: *id,
+                    expired: *expired,
+                })
+            }
+            Operation::LeaseCheckpoint { checkpoints } => {
+                OperationRecord::LeaseCheckpoint(LeaseCheckpointsRecord {
+                    checkpoints: checkpoints
+                        .iter()
+                        .map(|checkpoint| LeaseCheckpointRecord {
+                            id: checkpoint.id,
+                            remaining_ms: checkpoint.remaining_ms,
+                        })
+                        .collect(),
+                })
+            }
         };
         let (session, text_session) = match &command.session {
             None => (None, None),
@@ -632,6 +737,7 @@ impl TryFrom<CommandRecord> for Command {
             OperationRecord::Put(put) => Operation::Put {
                 key: key_from_record(put.key)?,
                 value: put.value,
+                lease: put.lease,
             },
             OperationRecord::Delete(delete) => Operation::Delete {
                 key: key_from_record(delete.key)?,
@@ -657,6 +763,24 @@ impl TryFrom<CommandRecord> for Command {
                 revision: record.revision,
             },
             OperationRecord::Txn(record) => Operation::Txn(Txn::try_from(record)?),
+            OperationRecord::LeaseGrant(record) => Operation::LeaseGrant {
+                id: record.id,
+                ttl_seconds: record.ttl_seconds,
+            },
+            OperationRecord::LeaseRevoke(record) => Operation::LeaseRevoke {
+                id: record.id,
+                expired: record.expired,
+            },
+            OperationRecord::LeaseCheckpoint(record) => Operation::LeaseCheckpoint {
+                checkpoints: record
+                    .checkpoints
+                    .into_iter()
+                    .map(|checkpoint| LeaseCheckpoint {
+                        id: checkpoint.id,
+                        remaining_ms: checkpoint.remaining_ms,
+                    })
+                    .collect(),
+            },
         };
         let session = match (record.session, record.text_session) {
             (Some(_), Some(_)) => return Err(CommandError::TwoSessions),
@@ -693,6 +817,7 @@ mod tests {
             operation: Operation::Put {
                 key: "k".into(),
                 value: Bytes::from_static(b"v"),
+                lease: 0,
             },
             request_id: None,
         };
@@ -714,6 +839,7 @@ mod tests {
             operation: Operation::Put {
                 key: "k".into(),
                 value: Bytes::from_static(b"v"),
+                lease: 0,
             },
             request_id: None,
         }
@@ -816,5 +942,115 @@ mod tests {
         assert_ne!(absent.encode(), empty.encode());
         assert_eq!(Command::decode(&absent.encode()), Ok(absent));
         assert_eq!(Command::decode(&empty.encode()), Ok(empty));
+    }
+
+    /// A put's lease and the lease operations have pinned bytes too; each round-trips.
+    #[test]
+    fn lease_encodings_are_stable_and_round_trip() {
+        let command = |operation| Command {
+            session: None,
+            operation,
+            request_id: None,
+        };
+        let put = command(Operation::Put {
+            key: "k".into(),
+            value: Bytes::from_static(b"v"),
+            lease: 5,
+        });
+        let expected: &[u8] = &[
+            // 2 put { 1 key: "k", 2 value: "v", 3 lease: 5 }
+            0x12, 0x08, 0x0a, 0x01, b'k', 0x12, 0x01, b'v', 0x18, 0x05,
+        ];
+        assert_eq!(&put.encode()[..], expected);
+        let grant = command(Operation::LeaseGrant {
+            id: 7,
+            ttl_seconds: 60,
+        });
+        // 10 lease_grant { 1 id: 7, 2 ttl_seconds: 60 }
+        assert_eq!(&grant.encode()[..], &[0x52, 0x04, 0x08, 0x07, 0x10, 0x3c]);
+        let revoke = command(Operation::LeaseRevoke {
+            id: 7,
+            expired: true,
+        });
+        // 11 lease_revoke { 1 id: 7, 2 expired: true }
+        assert_eq!(&revoke.encode()[..], &[0x5a, 0x04, 0x08, 0x07, 0x10, 0x01]);
+        let checkpoint = command(Operation::LeaseCheckpoint {
+            checkpoints: vec![
+                LeaseCheckpoint {
+                    id: 7,
+                    remaining_ms: 1500,
+                },
+                LeaseCheckpoint {
+                    id: 9,
+                    remaining_ms: 0,
+                },
+            ],
+        });
+        let txn = command(Operation::Txn(Txn {
+            compare: vec![Compare {
+                key: "k".into(),
+                op: CompareOp::Equal,
+                target: CompareTarget::Lease(7),
+            }],
+            success: vec![TxnOp::Put {
+                key: "k".into(),
+                value: Bytes::new(),
+                lease: 7,
+            }],
+            failure: Vec::new(),
+        }));
+        for command in [put, grant, revoke, checkpoint, txn] {
+            assert_eq!(Command::decode(&command.encode()), Ok(command.clone()));
+        }
+    }
+
+    /// An older build (without the lease operations) decodes them as an unknown operation,
+    /// never as something else; a put with a lease reads as the same put without it.
+    #[test]
+    fn an_older_build_rejects_lease_operations_and_skips_a_puts_lease() {
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct OlderCommandRecord {
+            #[prost(oneof = "OlderOperation", tags = "2")]
+            operation: Option<OlderOperation>,
+        }
+        #[derive(Clone, PartialEq, prost::Oneof)]
+        enum OlderOperation {
+            #[prost(message, tag = "2")]
+            Put(OlderPut),
+        }
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct OlderPut {
+            #[prost(bytes = "bytes", tag = "1")]
+            key: Bytes,
+            #[prost(bytes = "bytes", tag = "2")]
+            value: Bytes,
+        }
+        let grant = Command {
+            session: None,
+            operation: Operation::LeaseGrant {
+                id: 1,
+                ttl_seconds: 5,
+            },
+            request_id: None,
+        };
+        let older = OlderCommandRecord::decode(&grant.encode()[..]).expect("decodes");
+        assert_eq!(older.operation, None);
+        let put = Command {
+            session: None,
+            operation: Operation::Put {
+                key: "k".into(),
+                value: Bytes::from_static(b"v"),
+                lease: 3,
+            },
+            request_id: None,
+        };
+        let older = OlderCommandRecord::decode(&put.encode()[..]).expect("decodes");
+        assert_eq!(
+            older.operation,
+            Some(OlderOperation::Put(OlderPut {
+                key: Bytes::from_static(b"k"),
+                value: Bytes::from_static(b"v"),
+            }))
+        );
     }
 }

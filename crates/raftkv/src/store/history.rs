@@ -72,6 +72,8 @@ pub struct VersionedValue {
     pub mod_revision: u64,
     /// Changes since the key's creation: 1 after the first put (0 for a delete).
     pub version: u64,
+    /// The lease the key is attached to at this version (0: none, and always for a delete).
+    pub lease: u64,
 }
 
 impl VersionedValue {
@@ -87,6 +89,7 @@ impl VersionedValue {
             create_revision: 0,
             mod_revision: revision,
             version: 0,
+            lease: 0,
         }
     }
 }
@@ -371,7 +374,7 @@ impl History {
     ///
     /// Panics if the command already changed `key` (a transaction changes each key once; that
     /// is checked before it runs).
-    pub(super) fn put(&mut self, key: String, value: Bytes) -> Change {
+    pub(super) fn put(&mut self, key: String, value: Bytes, lease: u64) -> Change {
         let revision = self.pending_revision();
         let made = self.push_version(&key, |latest| {
             Some(match latest.filter(|latest| latest.exists()) {
@@ -380,12 +383,14 @@ impl History {
                     create_revision: latest.create_revision,
                     mod_revision: revision,
                     version: latest.version + 1,
+                    lease,
                 },
                 None => VersionedValue {
                     value,
                     create_revision: revision,
                     mod_revision: revision,
                     version: 1,
+                    lease,
                 },
             })
         });
@@ -637,6 +642,7 @@ impl History {
                 create_revision: 1,
                 mod_revision: 1,
                 version: 1,
+                lease: 0,
             })
         });
         assert!(made.is_some(), "a new key always gets its version");
@@ -656,6 +662,22 @@ impl History {
         self.keys.iter().filter_map(move |(key, versions)| {
             let oldest = versions.iter().next()?;
             (oldest.mod_revision < compact_revision).then_some((&**key, oldest))
+        })
+    }
+
+    /// The shared text of `key` if any version of it is held (a lease lists its keys with it,
+    /// instead of a copy).
+    pub(super) fn shared_key(&self, key: &str) -> Option<Arc<str>> {
+        self.keys
+            .get_key_value(key)
+            .map(|(shared, _)| Arc::clone(shared))
+    }
+
+    /// Every live key attached to a lease, in key order, with that lease.
+    pub(super) fn leased_keys(&self) -> impl Iterator<Item = (&Arc<str>, u64)> {
+        self.keys.iter().filter_map(|(key, versions)| {
+            let latest = &versions.latest;
+            (latest.exists() && latest.lease != 0).then_some((key, latest.lease))
         })
     }
 
@@ -762,7 +784,9 @@ impl History {
                     );
                 } else {
                     assert!(
-                        version.value.is_empty() && version.create_revision == 0,
+                        version.value.is_empty()
+                            && version.create_revision == 0
+                            && version.lease == 0,
                         "invariant tombstone-empty: {key}"
                     );
                 }
@@ -853,8 +877,8 @@ fn check_first_held(version: &VersionedValue) -> Result<(), &'static str> {
         if !created_ok {
             return Err("a version's create revision does not fit its mod revision and version");
         }
-    } else if !version.value.is_empty() || version.create_revision != 0 {
-        return Err("a delete's tombstone has a value or a create revision");
+    } else if !version.value.is_empty() || version.create_revision != 0 || version.lease != 0 {
+        return Err("a delete's tombstone has a value, a create revision or a lease");
     }
     Ok(())
 }

@@ -31,10 +31,12 @@
 //! One module per job: [`command`] (what the log carries and its encoding), [`sessions`]
 //! (who a client is, and the exactly-once bookkeeping), [`snapshot`] (the snapshot format),
 //! [`history`] (revisions, every key's versions, compaction), and this one (apply and read).
-//! Transactions and leases each go in a module of their own beside these.
+//! Transactions ([`txn`]) and leases ([`lease`]: the lease table, which keys each lease
+//! holds) each have a module of their own beside these.
 
 pub mod command;
 pub mod history;
+pub mod lease;
 pub mod sessions;
 pub mod snapshot;
 pub mod txn;
@@ -48,10 +50,11 @@ pub use command::{Command, CommandError, Operation, Session, COMMAND_FORMAT_VERS
 pub use history::{
     Change, ChangeKind, KeySelector, RevisionChanges, RevisionError, VersionedValue,
 };
+pub use lease::{LeaseCheckpoint, LeaseError, LeaseInfo, LEASE_ID_MAX};
 pub use sessions::{ClientId, ClientIdError};
 pub use snapshot::{
     SnapshotError, SnapshotImage, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_FORMAT_VERSION_NUMERIC_IDS,
-    SNAPSHOT_FORMAT_VERSION_TEXT_IDS,
+    SNAPSHOT_FORMAT_VERSION_REVISIONS, SNAPSHOT_FORMAT_VERSION_TEXT_IDS,
 };
 pub use txn::{
     Compare, CompareOp, CompareTarget, Txn, TxnError, TxnOp, TxnOpOutcome, TXN_COMPARES_MAX,
@@ -59,6 +62,7 @@ pub use txn::{
 };
 
 use history::History;
+use lease::Leases;
 use sessions::Sessions;
 
 /// What applying a command did.
@@ -108,6 +112,30 @@ pub enum Outcome {
         /// Why.
         error: TxnError,
     },
+    /// A lease was granted.
+    LeaseGranted {
+        /// The lease's id.
+        id: u64,
+        /// Its TTL, in seconds.
+        ttl_seconds: u64,
+    },
+    /// A lease was revoked and its keys deleted, all at the revision after the command (which
+    /// did not move when the lease held no keys).
+    LeaseRevoked {
+        /// The lease.
+        id: u64,
+        /// How many keys were deleted.
+        keys_deleted: u64,
+        /// The revoke was proposed by the leader's expiry, not by a client.
+        expired: bool,
+    },
+    /// Lease checkpoints were recorded (those of leases that still exist).
+    LeaseCheckpointed,
+    /// A lease command, or a put or transaction naming a lease, was refused; nothing changed.
+    LeaseRefused {
+        /// Why.
+        error: LeaseError,
+    },
     /// The command could not be decoded (every replica rejects it the same way).
     Rejected {
         /// Why, for the operator.
@@ -143,6 +171,9 @@ pub struct Applied {
 pub struct StateMachine {
     /// The store: every key's versions since the compaction revision.
     history: History,
+    /// The leases, and which keys each holds.
+    /// Invariant: they agree with the lease of every live key's latest version.
+    leases: Leases,
     /// The client sessions, for exactly-once writes.
     sessions: Sessions,
     /// The HTTP address each node announced.
@@ -166,6 +197,7 @@ impl fmt::Debug for StateMachine {
             .field("data_bytes", &self.history.live_bytes())
             .field("history_versions", &self.history.history_versions())
             .field("history_bytes", &self.history.history_bytes())
+            .field("leases", &self.leases.len())
             .field("sessions", &self.sessions.len())
             .field("sessions_max", &self.sessions.sessions_max())
             .field("http_addresses", &self.http_addresses)
@@ -182,6 +214,7 @@ impl StateMachine {
     pub fn new(sessions_max: usize) -> StateMachine {
         StateMachine {
             history: History::new(),
+            leases: Leases::new(),
             sessions: Sessions::new(sessions_max),
             http_addresses: BTreeMap::new(),
             raft_addresses: BTreeMap::new(),
@@ -417,10 +450,39 @@ impl StateMachine {
         self.history.live_bytes()
     }
 
+    /// What the store knows of lease `id` (its keys in key order), if it exists.
+    pub fn lease(&self, id: u64) -> Option<LeaseInfo> {
+        self.leases.info(id)
+    }
+
+    /// Every lease's id, ascending.
+    pub fn lease_ids(&self) -> Vec<u64> {
+        self.leases.iter().map(|(id, _)| id).collect()
+    }
+
+    /// The number of leases.
+    pub fn leases_count(&self) -> usize {
+        self.leases.len()
+    }
+
+    /// Every lease as a new leader's lessor starts from: `(id, ttl_seconds, remaining_ms)`,
+    /// ascending by id (`remaining_ms` as the last checkpoint left it).
+    pub fn lease_deadlines(&self) -> Vec<(u64, u64, Option<u64>)> {
+        self.leases
+            .iter()
+            .map(|(id, lease)| (id, lease.ttl_seconds, lease.remaining_ms))
+            .collect()
+    }
+
     /// Panics, naming the invariant, if the machine's internal state contradicts itself. Takes
     /// time linear in the state: for tests and simulators.
     pub fn check_invariants(&self) {
         self.history.check_invariants();
+        self.leases.check_against(
+            self.history
+                .leased_keys()
+                .map(|(key, lease)| (&**key, lease)),
+        );
         self.sessions
             .check_invariants(self.applied_index, self.history.revision());
     }
@@ -439,34 +501,41 @@ impl StateMachine {
         // Most commands change one key: one allocation, not a vector grown from empty.
         let mut changes = Vec::with_capacity(1);
         let outcome = match operation {
-            Operation::Put { key, value } => {
-                changes.push(self.history.put(key, copied(&value)));
+            Operation::Put { key, value, lease } => {
+                if let Err(error) = self.check_lease(lease) {
+                    return (Outcome::LeaseRefused { error }, None);
+                }
+                changes.push(self.put_key(key, copied(&value), lease));
                 Outcome::Put
             }
             Operation::Delete { key } => {
-                let deleted = self.history.delete(&key);
+                let deleted = self.delete_key(&key);
                 let existed = deleted.is_some();
                 changes.extend(deleted);
                 Outcome::Deleted { existed }
             }
             Operation::Append { key, suffix } => {
-                let value = match self.get(&key) {
+                let (value, lease) = match self.history.current(&key) {
                     Some(existing) => {
-                        let mut value = BytesMut::with_capacity(existing.len() + suffix.len());
-                        value.extend_from_slice(existing);
+                        let mut value =
+                            BytesMut::with_capacity(existing.value.len() + suffix.len());
+                        value.extend_from_slice(&existing.value);
                         value.extend_from_slice(&suffix);
-                        value.freeze()
+                        (value.freeze(), existing.lease)
                     }
-                    None => copied(&suffix),
+                    None => (copied(&suffix), 0),
                 };
                 let length = value.len() as u64;
-                changes.push(self.history.put(key, value));
+                // An append changes the value in place: the key keeps its lease.
+                changes.push(self.put_key(key, value, lease));
                 Outcome::Appended { length }
             }
             Operation::Cas { key, expect, value } => {
-                let current = self.get(&key);
-                if current == expect.as_ref() {
-                    changes.push(self.history.put(key, copied(&value)));
+                let current = self.history.current(&key);
+                if current.map(|current| &current.value) == expect.as_ref() {
+                    // Like an append, a swap keeps the key's lease.
+                    let lease = current.map_or(0, |current| current.lease);
+                    changes.push(self.put_key(key, copied(&value), lease));
                     Outcome::Cas {
                         swapped: true,
                         current: None,
@@ -474,7 +543,7 @@ impl StateMachine {
                 } else {
                     Outcome::Cas {
                         swapped: false,
-                        current: current.cloned(),
+                        current: current.map(|current| current.value.clone()),
                     }
                 }
             }
@@ -488,12 +557,83 @@ impl StateMachine {
             }
             Operation::Compact { revision } => self.compact(revision),
             Operation::Txn(txn) => self.run_txn(txn, &mut changes),
+            Operation::LeaseGrant { id, ttl_seconds } => match self.leases.grant(id, ttl_seconds) {
+                Ok(()) => Outcome::LeaseGranted { id, ttl_seconds },
+                Err(error) => Outcome::LeaseRefused { error },
+            },
+            Operation::LeaseRevoke { id, expired } => self.revoke(id, expired, &mut changes),
+            Operation::LeaseCheckpoint { checkpoints } => {
+                self.leases.checkpoint(&checkpoints);
+                Outcome::LeaseCheckpointed
+            }
         };
         (outcome, self.history.commit(changes))
     }
 
-    /// Runs `txn` (refused if [`Txn::validate`] refuses it), pushing what it changed onto
-    /// `changes`.
+    /// `Ok` if a put may attach a key to `lease`: none (0), or one that exists.
+    fn check_lease(&self, lease: u64) -> Result<(), LeaseError> {
+        if lease == 0 || self.leases.contains(lease) {
+            Ok(())
+        } else {
+            Err(LeaseError::NotFound { id: lease })
+        }
+    }
+
+    /// Sets `key` to `value` attached to `lease` (checked to exist, or 0) at the pending
+    /// revision, moving the key between leases' lists. Every write of a key goes through here
+    /// (and every delete through [`StateMachine::delete_key`]), so the lease table cannot miss
+    /// one.
+    fn put_key(&mut self, key: String, value: Bytes, lease: u64) -> Change {
+        let previous = self
+            .history
+            .current(&key)
+            .map_or(0, |current| current.lease);
+        if previous != 0 && previous != lease {
+            self.leases.detach(previous, &key);
+        }
+        let change = self.history.put(key, value, lease);
+        if lease != 0 && previous != lease {
+            let shared = self
+                .history
+                .shared_key(&change.key)
+                .expect("the key was just written");
+            self.leases.attach(lease, shared);
+        }
+        change
+    }
+
+    /// Deletes `key` at the pending revision if it exists, detaching it from its lease.
+    fn delete_key(&mut self, key: &str) -> Option<Change> {
+        let lease = self.history.current(key)?.lease;
+        if lease != 0 {
+            self.leases.detach(lease, key);
+        }
+        self.history.delete(key)
+    }
+
+    /// Revokes lease `id`: its keys deleted in key order at the pending revision (pushed onto
+    /// `changes`), then the lease gone.
+    fn revoke(&mut self, id: u64, expired: bool, changes: &mut Vec<Change>) -> Outcome {
+        let keys = match self.leases.revoke(id) {
+            Ok(keys) => keys,
+            Err(error) => return Outcome::LeaseRefused { error },
+        };
+        let keys_deleted = keys.len() as u64;
+        changes.reserve(keys.len());
+        for key in keys {
+            // The lease is already gone from the table, so there is nothing to detach.
+            let change = self.history.delete(&key);
+            changes.push(change.expect("invariant lease-keys-exist"));
+        }
+        Outcome::LeaseRevoked {
+            id,
+            keys_deleted,
+            expired,
+        }
+    }
+
+    /// Runs `txn` (refused if [`Txn::validate`] refuses it, or if the branch chosen puts with
+    /// a lease that does not exist), pushing what it changed onto `changes`.
     fn run_txn(&mut self, txn: Txn, changes: &mut Vec<Change>) -> Outcome {
         if let Err(error) = txn.validate() {
             return Outcome::TxnRefused { error };
@@ -503,6 +643,14 @@ impl StateMachine {
             .iter()
             .all(|compare| compare.holds(self.history.current(&compare.key)));
         let branch = if succeeded { txn.success } else { txn.failure };
+        // Before any operation runs: a transaction either runs whole or changes nothing.
+        for op in &branch {
+            if let TxnOp::Put { lease, .. } = op {
+                if let Err(error) = self.check_lease(*lease) {
+                    return Outcome::LeaseRefused { error };
+                }
+            }
+        }
         let results = branch
             .into_iter()
             .map(|op| self.run_txn_op(op, changes))
@@ -514,13 +662,13 @@ impl StateMachine {
     /// operations applied (they are in the history at the pending revision).
     fn run_txn_op(&mut self, op: TxnOp, changes: &mut Vec<Change>) -> TxnOpOutcome {
         match op {
-            TxnOp::Put { key, value } => {
+            TxnOp::Put { key, value, lease } => {
                 let prev = self.history.current(&key).cloned();
-                changes.push(self.history.put(key, copied(&value)));
+                changes.push(self.put_key(key, copied(&value), lease));
                 TxnOpOutcome::Put { prev }
             }
             TxnOp::Delete { key } => {
-                let deleted = self.history.delete(&key);
+                let deleted = self.delete_key(&key);
                 let count = u64::from(deleted.is_some());
                 changes.extend(deleted);
                 TxnOpOutcome::Delete { deleted: count }
@@ -534,10 +682,7 @@ impl StateMachine {
                     .collect();
                 let mut deleted = 0;
                 for key in keys {
-                    let change = self
-                        .history
-                        .delete(&key)
-                        .expect("a key the scan found exists");
+                    let change = self.delete_key(&key).expect("a key the scan found exists");
                     changes.push(change);
                     deleted += 1;
                 }

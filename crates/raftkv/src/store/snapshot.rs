@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  SnapshotRecord
-//!    1 version          uint32: 3 (written); 1 and 2 are still read; anything else is
+//!    1 version          uint32: 4 (written); 1, 2 and 3 are still read; anything else is
 //!                       refused
 //!    2 applied_index    uint64
 //!    3 entries          repeated { 1 key: string, 2 value: bytes }      versions 1, 2 only
@@ -20,15 +20,21 @@
 //!   10 changes          repeated VersionRecord: every version since the compaction
 //!                       revision, in the order made (revision order, then each
 //!                       command's own order)
+//!   11 leases           repeated { 1 id: uint64, 2 ttl_seconds: uint64,
+//!                                  3 remaining_ms: optional uint64 }   id order; version 4
 //!  VersionRecord { 1 key: string, 2 value: bytes, 3 create_revision, 4 mod_revision,
-//!                  5 version: uint64 }                           (a delete: version 0)
+//!                  5 version: uint64, 6 lease: uint64 (version 4; 0: none) }
+//!                                                                 (a delete: version 0)
 //!  OutcomeRecord oneof: 1 put {}, 2 deleted { 1 existed }, 3 appended { 1 length },
 //!    4 cas { 1 swapped, 2 current: optional bytes }, 5 announced {}, 6 rejected { 1 reason },
 //!    7 stale_sequence { 1 last }, 8 compacted { 1 compact_revision },
 //!    9 compact_refused RevisionErrorRecord { 1 compacted: bool, 2 requested,
 //!                      3 compact_revision, 4 current },
 //!   10 txn { 1 succeeded: bool, 2 results: repeated TxnOpOutcomeRecord },
-//!   11 txn_refused { 1 kind: uint32, 2 key: string, 3 count: uint64 }
+//!   11 txn_refused { 1 kind: uint32, 2 key: string, 3 count: uint64 },
+//!   12 lease_granted { 1 id, 2 ttl_seconds }, 13 lease_revoked { 1 id, 2 keys_deleted,
+//!      3 expired: bool }, 14 lease_checkpointed {},
+//!   15 lease_refused { 1 kind: uint32 (1 not found, 2 already exists, 3 invalid id), 2 id }
 //!  TxnOpOutcomeRecord oneof: 1 put { 1 prev: optional VersionRecord },
 //!    2 delete { 1 deleted: uint64 }, 3 get { 1 value: optional VersionRecord },
 //!    4 scan { 1 items: repeated VersionRecord, 2 truncated: bool }
@@ -41,6 +47,11 @@
 //! the order a watch must see them in (within one revision, the per-key lists alone would
 //! lose it); `base` holds the older versions reads at the compaction revision still see.
 //!
+//! Version 4 adds leases ([`super::lease`]): the table (id, granted TTL, checkpointed
+//! remaining time) and each version's lease. Which keys a lease holds is not written: it is
+//! the live keys whose latest version names it, rebuilt on restore (a live key naming a lease
+//! the snapshot does not hold is refused). Version 3 snapshots restore without leases.
+//!
 //! Versions 1 and 2 (older releases) carry current values only: every key restores as
 //! created at revision 1, version 1, with the store at revision 1 and compacted there, the
 //! same on every replica that restores the same snapshot. NB: a replica that replays the log
@@ -51,12 +62,13 @@
 //!
 //! A session's client id is field 1 when it is a number, field 7 (with field 1 zero) when it
 //! is text ([`ClientId`]). Text ids came with version 2, which older builds refuse instead of
-//! reading every such session as client 0; version 3 carries both kinds.
+//! reading every such session as client 0; versions 3 and 4 carry both kinds.
 //!
 //! NB: the snapshot is built as one buffer in memory; a store much larger than memory would need
 //! a streamed format.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use prost::Message as _;
@@ -69,9 +81,12 @@ use super::sessions::{ClientId, ClientIdError, ClientSession};
 use super::{Outcome, StateMachine, VersionedValue};
 use outcomes::OutcomeRecord;
 
-/// The snapshot format this build writes, and the newest it reads: 3, with revisions and
-/// history.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 3;
+/// The snapshot format this build writes, and the newest it reads: 4, with revisions,
+/// history and leases.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 4;
+
+/// The snapshot format of releases with revisions and history but without leases; still read.
+pub const SNAPSHOT_FORMAT_VERSION_REVISIONS: u32 = 3;
 
 /// The oldest snapshot format still read: releases before text client ids (all client ids
 /// numbers), without revisions.
@@ -152,6 +167,15 @@ impl StateMachine {
             compact_revision: self.history.compact_revision(),
             base: self.history.base().map(VersionRecord::from).collect(),
             changes: self.history.logged().map(VersionRecord::from).collect(),
+            leases: self
+                .leases
+                .iter()
+                .map(|(id, lease)| LeaseRecord {
+                    id,
+                    ttl_seconds: lease.ttl_seconds,
+                    remaining_ms: lease.remaining_ms,
+                })
+                .collect(),
         };
         SnapshotImage { record }
     }
@@ -172,7 +196,21 @@ impl StateMachine {
         }
         let mut machine = StateMachine::new(sessions_max);
         machine.applied_index = record.applied_index;
-        let versioned = record.version >= SNAPSHOT_FORMAT_VERSION;
+        let versioned = record.version >= SNAPSHOT_FORMAT_VERSION_REVISIONS;
+        let with_leases = record.version >= SNAPSHOT_FORMAT_VERSION;
+        if !with_leases {
+            let leased = record
+                .base
+                .iter()
+                .chain(&record.changes)
+                .any(|version| version.lease != 0);
+            if leased || !record.leases.is_empty() {
+                return Err(SnapshotError::Malformed {
+                    what: "leases",
+                    reason: "leases in a snapshot of a format without them",
+                });
+            }
+        }
         if versioned {
             if !record.entries.is_empty() {
                 return Err(SnapshotError::Malformed {
@@ -248,6 +286,26 @@ impl StateMachine {
                     reason: "client id appears twice",
                 });
             }
+        }
+        for lease in record.leases {
+            if !machine
+                .leases
+                .insert_restored(lease.id, lease.ttl_seconds, lease.remaining_ms)
+            {
+                return Err(SnapshotError::Malformed {
+                    what: "leases",
+                    reason: "an id is 0, too large or out of order, or a checkpoint is 0",
+                });
+            }
+        }
+        for (key, lease) in machine.history.leased_keys() {
+            if !machine.leases.contains(lease) {
+                return Err(SnapshotError::Malformed {
+                    what: "leases",
+                    reason: "a key is attached to a lease the snapshot does not hold",
+                });
+            }
+            machine.leases.attach(lease, Arc::clone(key));
         }
         machine.http_addresses = addresses_by_node(record.addresses, "address")?;
         machine.raft_addresses = addresses_by_node(record.raft_addresses, "raft address")?;
@@ -329,6 +387,19 @@ struct SnapshotRecord {
     base: Vec<VersionRecord>,
     #[prost(message, repeated, tag = "10")]
     changes: Vec<VersionRecord>,
+    #[prost(message, repeated, tag = "11")]
+    leases: Vec<LeaseRecord>,
+}
+
+/// One lease of the table (its keys are the live keys naming it).
+#[derive(Clone, PartialEq, prost::Message)]
+struct LeaseRecord {
+    #[prost(uint64, tag = "1")]
+    id: u64,
+    #[prost(uint64, tag = "2")]
+    ttl_seconds: u64,
+    #[prost(uint64, optional, tag = "3")]
+    remaining_ms: Option<u64>,
 }
 
 /// One held version of a key.
@@ -344,6 +415,8 @@ pub(super) struct VersionRecord {
     mod_revision: u64,
     #[prost(uint64, tag = "5")]
     version: u64,
+    #[prost(uint64, tag = "6")]
+    lease: u64,
 }
 
 impl From<(&str, &VersionedValue)> for VersionRecord {
@@ -354,6 +427,7 @@ impl From<(&str, &VersionedValue)> for VersionRecord {
             create_revision: version.create_revision,
             mod_revision: version.mod_revision,
             version: version.version,
+            lease: version.lease,
         }
     }
 }
@@ -365,6 +439,7 @@ impl VersionRecord {
             create_revision: self.create_revision,
             mod_revision: self.mod_revision,
             version: self.version,
+            lease: self.lease,
         };
         (self.key, version)
     }
@@ -423,6 +498,7 @@ mod tests {
             create_revision: 2,
             mod_revision: 3,
             version: 2,
+            lease: 0,
         };
         let outcomes = [
             Outcome::Put,
@@ -555,6 +631,7 @@ mod tests {
             operation: Operation::Put {
                 key: key.into(),
                 value: Bytes::from_static(value),
+                lease: 0,
             },
             request_id: None,
         }
@@ -563,7 +640,7 @@ mod tests {
 
     /// A snapshot an older release wrote (version 1, no text ids, no revisions) restores with
     /// its sessions (a retry of the request it cached is answered from it, not applied again)
-    /// and its keys at revision 1; written back as version 3, it restores to the same.
+    /// and its keys at revision 1; written back in the current format, it restores to the same.
     #[test]
     fn an_older_snapshot_restores_with_its_sessions() {
         let older = older::SnapshotRecord {
@@ -594,11 +671,12 @@ mod tests {
             create_revision: 1,
             mod_revision: 1,
             version: 1,
+            lease: 0,
         };
         assert_eq!(machine.get_at("k", Some(1)), Ok(Some(first)));
         let written = machine.snapshot();
         let again = StateMachine::restore(&written, 10).expect("restores");
-        assert_eq!(again.snapshot(), written, "version 3 round-trips");
+        assert_eq!(again.snapshot(), written, "the current format round-trips");
         let retry = machine.apply_entry(6, 3, &put_command(ClientId::number(7), 3, "k", b"again"));
         assert_eq!(
             retry,
@@ -615,7 +693,7 @@ mod tests {
     }
 
     /// Text client ids go in a field of their own, which version 2 introduced and an older
-    /// build refuses instead of reading every such session as client 0; version 3 carries
+    /// build refuses instead of reading every such session as client 0; the current format carries
     /// them too, and a retry after the restore gets the first answer and revision.
     #[test]
     fn a_snapshot_with_a_text_client_id_round_trips() {

@@ -15,8 +15,11 @@
 //! ```
 //!
 //! The comparisons and operations are etcd's (so its API maps directly): a comparison looks at
-//! a key's value, version, create revision, mod revision or existence; a key that does not
-//! exist has version and revisions 0, and fails every comparison of its value (even `!=`).
+//! a key's value, version, create revision, mod revision, existence or lease; a key that does
+//! not exist has version, revisions and lease 0, and fails every comparison of its value (even
+//! `!=`). A put may attach its key to a lease ([`super::lease`]): once the comparisons chose
+//! the branch, a put of that branch naming a lease that does not exist refuses the whole
+//! transaction before any of its operations runs.
 //! A branch changes each key at most once: two puts of one key, a put and a delete of one key,
 //! or a put of a key a `delete_prefix` of the branch covers are refused, since the events a
 //! watcher sees for one revision could not say which came last. Deletes may overlap (the later
@@ -65,6 +68,8 @@ pub enum CompareTarget {
     ModRevision(u64),
     /// Whether the key exists (with `=` and `!=` only).
     Exists(bool),
+    /// The id of the lease the key is attached to (0: none, or the key does not exist).
+    Lease(u64),
 }
 
 /// One comparison: `key`'s target `op` the operand.
@@ -94,6 +99,9 @@ impl Compare {
                 .map_or(0, |current| current.mod_revision)
                 .cmp(operand),
             (CompareTarget::Exists(operand), _) => current.is_some().cmp(operand),
+            (CompareTarget::Lease(operand), _) => {
+                current.map_or(0, |current| current.lease).cmp(operand)
+            }
         };
         match self.op {
             CompareOp::Equal => ordering.is_eq(),
@@ -107,12 +115,15 @@ impl Compare {
 /// One operation of a transaction's branch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TxnOp {
-    /// Sets `key` to `value`.
+    /// Sets `key` to `value`, attached to `lease` (detached from any lease when 0).
     Put {
         /// The key.
         key: String,
         /// The value.
         value: Bytes,
+        /// The lease to attach the key to (0: none). A lease that does not exist when the
+        /// branch is chosen refuses the whole transaction ([`super::LeaseError::NotFound`]).
+        lease: u64,
     },
     /// Removes `key` (nothing if it does not exist).
     Delete {
@@ -279,6 +290,7 @@ mod tests {
             create_revision: 2,
             mod_revision: 5,
             version,
+            lease: 7,
         }
     }
 
@@ -325,6 +337,10 @@ mod tests {
         assert!(!holds(CompareOp::Greater, CompareTarget::CreateRevision(2)));
         assert!(holds(CompareOp::NotEqual, CompareTarget::CreateRevision(1)));
         assert!(holds(CompareOp::Equal, CompareTarget::Exists(true)));
+        assert!(holds(CompareOp::Equal, CompareTarget::Lease(7)));
+        assert!(holds(CompareOp::Greater, CompareTarget::Lease(6)));
+        assert!(!holds(CompareOp::Equal, CompareTarget::Lease(0)));
+        assert!(compare(CompareOp::Equal, CompareTarget::Lease(0)).holds(None));
     }
 
     #[test]
@@ -332,6 +348,7 @@ mod tests {
         let put = |key: &str| TxnOp::Put {
             key: key.into(),
             value: Bytes::new(),
+            lease: 0,
         };
         let delete = |key: &str| TxnOp::Delete { key: key.into() };
         let delete_prefix = |prefix: &str| TxnOp::DeletePrefix {

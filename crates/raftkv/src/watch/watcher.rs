@@ -446,6 +446,7 @@ mod tests {
                 create_revision: revision,
                 mod_revision: revision,
                 version: 1,
+                lease: 0,
             },
         }
     }

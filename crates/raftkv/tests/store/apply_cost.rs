@@ -44,6 +44,7 @@ fn put_commands(value_seed: u8) -> Vec<Bytes> {
                 Operation::Put {
                     key: key(at),
                     value: Bytes::from(value),
+                    lease: 0,
                 },
             )
         })
@@ -64,6 +65,7 @@ fn put_owned(key: String, value: Vec<u8>) -> Operation {
     Operation::Put {
         key,
         value: Bytes::from(value),
+        lease: 0,
     }
 }
 

@@ -46,7 +46,11 @@ impl Model {
             revision: self.revision() + 1,
         };
         let outcome = match operation {
-            Operation::Put { key, value } => {
+            Operation::Put {
+                key,
+                value,
+                lease: _,
+            } => {
                 work.put(key, value.clone());
                 Outcome::Put
             }
@@ -97,6 +101,9 @@ impl Model {
             }
             Operation::Txn(txn) => work.txn(txn),
             Operation::Announce { .. } | Operation::RaftAddress { .. } => Outcome::Announced,
+            Operation::LeaseGrant { .. }
+            | Operation::LeaseRevoke { .. }
+            | Operation::LeaseCheckpoint { .. } => unreachable!("not generated yet"),
         };
         if !work.changes.is_empty() {
             self.states.push(work.state);
@@ -187,6 +194,7 @@ impl Working {
             create_revision,
             mod_revision: self.revision,
             version,
+            lease: 0,
         };
         self.state.insert(key.to_owned(), new.clone());
         self.changes.push(Change {
@@ -209,6 +217,7 @@ impl Working {
                 create_revision: 0,
                 mod_revision: self.revision,
                 version: 0,
+                lease: 0,
             },
         });
         true
@@ -233,6 +242,7 @@ impl Working {
                 }
                 CompareTarget::ModRevision(operand) => number(|v| v.mod_revision).cmp(operand),
                 CompareTarget::Exists(operand) => current.is_some().cmp(operand),
+                CompareTarget::Lease(operand) => number(|v| v.lease).cmp(operand),
             };
             match compare.op {
                 CompareOp::Equal => ordering.is_eq(),
@@ -249,7 +259,11 @@ impl Working {
         let mut results = Vec::new();
         for op in branch {
             results.push(match op {
-                TxnOp::Put { key, value } => TxnOpOutcome::Put {
+                TxnOp::Put {
+                    key,
+                    value,
+                    lease: _,
+                } => TxnOpOutcome::Put {
                     prev: self.put(key, value.clone()),
                 },
                 TxnOp::Delete { key } => TxnOpOutcome::Delete {
@@ -323,7 +337,7 @@ fn compare() -> impl Strategy<Value = Compare> {
 
 fn txn_op() -> impl Strategy<Value = TxnOp> {
     prop_oneof![
-        3 => (key(), value()).prop_map(|(key, value)| TxnOp::Put { key, value }),
+        3 => (key(), value()).prop_map(|(key, value)| TxnOp::Put { key, value, lease: 0 }),
         2 => key().prop_map(|key| TxnOp::Delete { key }),
         1 => prefix().prop_map(|prefix| TxnOp::DeletePrefix { prefix }),
         2 => key().prop_map(|key| TxnOp::Get { key }),
@@ -334,7 +348,7 @@ fn txn_op() -> impl Strategy<Value = TxnOp> {
 fn operation() -> impl Strategy<Value = Operation> {
     let branch = || prop::collection::vec(txn_op(), 0..4);
     prop_oneof![
-        4 => (key(), value()).prop_map(|(key, value)| Operation::Put { key, value }),
+        4 => (key(), value()).prop_map(|(key, value)| Operation::Put { key, value, lease: 0 }),
         2 => key().prop_map(|key| Operation::Delete { key }),
         1 => (key(), value()).prop_map(|(key, suffix)| Operation::Append { key, suffix }),
         1 => (key(), prop::option::of(value()), value())

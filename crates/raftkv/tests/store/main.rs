@@ -73,6 +73,7 @@ fn put(key: &str, value: &'static [u8]) -> Operation {
     Operation::Put {
         key: key.into(),
         value: Bytes::from_static(value),
+        lease: 0,
     }
 }
 

@@ -61,7 +61,11 @@ impl Model {
 
     fn execute(&mut self, operation: Operation) -> Outcome {
         match operation {
-            Operation::Put { key, value } => {
+            Operation::Put {
+                key,
+                value,
+                lease: _,
+            } => {
                 self.data.insert(key, value);
                 Outcome::Put
             }
@@ -96,9 +100,13 @@ impl Model {
             }
             // Raft addresses are checked by their own test; the model only acknowledges them.
             Operation::RaftAddress { .. } => Outcome::Announced,
-            // Revisions, compaction and transactions are checked against a model of their own
-            // (history_model.rs).
-            Operation::Compact { .. } | Operation::Txn(_) => {
+            // Revisions, compaction, transactions and leases are checked against a model of
+            // their own (history_model.rs).
+            Operation::Compact { .. }
+            | Operation::Txn(_)
+            | Operation::LeaseGrant { .. }
+            | Operation::LeaseRevoke { .. }
+            | Operation::LeaseCheckpoint { .. } => {
                 unreachable!("not generated here")
             }
         }
@@ -128,7 +136,7 @@ fn small_value() -> impl Strategy<Value = Bytes> {
 
 fn small_operation() -> impl Strategy<Value = Operation> {
     prop_oneof![
-        3 => (small_key(), small_value()).prop_map(|(key, value)| Operation::Put { key, value }),
+        3 => (small_key(), small_value()).prop_map(|(key, value)| Operation::Put { key, value, lease: 0 }),
         2 => small_key().prop_map(|key| Operation::Delete { key }),
         2 => (small_key(), small_value())
             .prop_map(|(key, suffix)| Operation::Append { key, suffix }),
@@ -184,7 +192,11 @@ fn step() -> impl Strategy<Value = Step> {
 fn any_command() -> impl Strategy<Value = Command> {
     let bytes = || prop::collection::vec(any::<u8>(), 0..16).prop_map(Bytes::from);
     let operation = prop_oneof![
-        (any::<String>(), bytes()).prop_map(|(key, value)| Operation::Put { key, value }),
+        (any::<String>(), bytes()).prop_map(|(key, value)| Operation::Put {
+            key,
+            value,
+            lease: 0
+        }),
         any::<String>().prop_map(|key| Operation::Delete { key }),
         (any::<String>(), bytes()).prop_map(|(key, suffix)| Operation::Append { key, suffix }),
         (any::<String>(), prop::option::of(bytes()), bytes())

@@ -11,6 +11,7 @@ fn versioned(value: &'static [u8], create: u64, modified: u64, version: u64) -> 
         create_revision: create,
         mod_revision: modified,
         version,
+        lease: 0,
     }
 }
 

@@ -99,11 +99,11 @@ fn restore_refuses_garbage_and_other_versions() {
             supported: SNAPSHOT_FORMAT_VERSION
         })
     );
-    // Field 1 (version), varint 4: newer than this build reads.
+    // Field 1 (version), varint 5: newer than this build reads.
     assert_eq!(
-        StateMachine::restore(&[0x08, 0x04], SESSIONS_MAX).err(),
+        StateMachine::restore(&[0x08, 0x05], SESSIONS_MAX).err(),
         Some(SnapshotError::UnsupportedVersion {
-            version: 4,
+            version: 5,
             supported: SNAPSHOT_FORMAT_VERSION
         })
     );

@@ -13,6 +13,7 @@ fn txn_put(key: &str, value: &'static [u8]) -> TxnOp {
     TxnOp::Put {
         key: key.into(),
         value: Bytes::from_static(value),
+        lease: 0,
     }
 }
 
@@ -67,6 +68,7 @@ fn the_success_branch_runs_at_one_revision_and_its_reads_see_its_writes() {
         create_revision: 2,
         mod_revision: 4,
         version: 2,
+        lease: 0,
     };
     assert_eq!(
         results,
@@ -77,6 +79,7 @@ fn the_success_branch_runs_at_one_revision_and_its_reads_see_its_writes() {
                     create_revision: 2,
                     mod_revision: 2,
                     version: 1,
+                    lease: 0,
                 })
             },
             TxnOpOutcome::Put {
@@ -85,6 +88,7 @@ fn the_success_branch_runs_at_one_revision_and_its_reads_see_its_writes() {
                     create_revision: 3,
                     mod_revision: 3,
                     version: 1,
+                    lease: 0,
                 })
             },
             TxnOpOutcome::Get {
@@ -244,6 +248,7 @@ fn a_scan_in_a_transaction_returns_at_most_the_cap() {
                 Operation::Put {
                     key,
                     value: Bytes::new(),
+                    lease: 0,
                 },
             ),
         );

@@ -4,11 +4,14 @@
 use bytes::Bytes;
 
 use super::{SnapshotError, VersionRecord};
-use crate::store::{Outcome, RevisionError, TxnError, TxnOpOutcome, VersionedValue};
+use crate::store::{LeaseError, Outcome, RevisionError, TxnError, TxnOpOutcome, VersionedValue};
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub(super) struct OutcomeRecord {
-    #[prost(oneof = "OutcomeKind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11")]
+    #[prost(
+        oneof = "OutcomeKind",
+        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15"
+    )]
     kind: Option<OutcomeKind>,
 }
 
@@ -36,6 +39,71 @@ enum OutcomeKind {
     Txn(TxnOutcomeRecord),
     #[prost(message, tag = "11")]
     TxnRefused(TxnErrorRecord),
+    #[prost(message, tag = "12")]
+    LeaseGranted(LeaseGrantedRecord),
+    #[prost(message, tag = "13")]
+    LeaseRevoked(LeaseRevokedRecord),
+    #[prost(message, tag = "14")]
+    LeaseCheckpointed(EmptyRecord),
+    #[prost(message, tag = "15")]
+    LeaseRefused(LeaseErrorRecord),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct LeaseGrantedRecord {
+    #[prost(uint64, tag = "1")]
+    id: u64,
+    #[prost(uint64, tag = "2")]
+    ttl_seconds: u64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct LeaseRevokedRecord {
+    #[prost(uint64, tag = "1")]
+    id: u64,
+    #[prost(uint64, tag = "2")]
+    keys_deleted: u64,
+    #[prost(bool, tag = "3")]
+    expired: bool,
+}
+
+/// A [`LeaseError`]: `kind` 1 not found, 2 already exists, 3 invalid id.
+#[derive(Clone, PartialEq, prost::Message)]
+struct LeaseErrorRecord {
+    #[prost(uint32, tag = "1")]
+    kind: u32,
+    #[prost(uint64, tag = "2")]
+    id: u64,
+}
+
+impl From<&LeaseError> for LeaseErrorRecord {
+    fn from(error: &LeaseError) -> LeaseErrorRecord {
+        let (kind, id) = match *error {
+            LeaseError::NotFound { id } => (1, id),
+            LeaseError::AlreadyExists { id } => (2, id),
+            LeaseError::InvalidId { id } => (3, id),
+        };
+        LeaseErrorRecord { kind, id }
+    }
+}
+
+impl TryFrom<LeaseErrorRecord> for LeaseError {
+    type Error = SnapshotError;
+
+    fn try_from(record: LeaseErrorRecord) -> Result<LeaseError, SnapshotError> {
+        let id = record.id;
+        Ok(match record.kind {
+            1 => LeaseError::NotFound { id },
+            2 => LeaseError::AlreadyExists { id },
+            3 => LeaseError::InvalidId { id },
+            _ => {
+                return Err(SnapshotError::Malformed {
+                    what: "session",
+                    reason: "a cached lease refusal of an unknown kind",
+                })
+            }
+        })
+    }
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -329,6 +397,25 @@ impl From<&Outcome> for OutcomeRecord {
                 results: results.iter().map(TxnOpOutcomeRecord::from).collect(),
             }),
             Outcome::TxnRefused { error } => OutcomeKind::TxnRefused(TxnErrorRecord::from(error)),
+            Outcome::LeaseGranted { id, ttl_seconds } => {
+                OutcomeKind::LeaseGranted(LeaseGrantedRecord {
+                    id: *id,
+                    ttl_seconds: *ttl_seconds,
+                })
+            }
+            Outcome::LeaseRevoked {
+                id,
+                keys_deleted,
+                expired,
+            } => OutcomeKind::LeaseRevoked(LeaseRevokedRecord {
+                id: *id,
+                keys_deleted: *keys_deleted,
+                expired: *expired,
+            }),
+            Outcome::LeaseCheckpointed => OutcomeKind::LeaseCheckpointed(EmptyRecord {}),
+            Outcome::LeaseRefused { error } => {
+                OutcomeKind::LeaseRefused(LeaseErrorRecord::from(error))
+            }
         };
         OutcomeRecord { kind: Some(kind) }
     }
@@ -383,6 +470,19 @@ impl TryFrom<OutcomeRecord> for Outcome {
             },
             OutcomeKind::TxnRefused(error) => Outcome::TxnRefused {
                 error: TxnError::try_from(error)?,
+            },
+            OutcomeKind::LeaseGranted(granted) => Outcome::LeaseGranted {
+                id: granted.id,
+                ttl_seconds: granted.ttl_seconds,
+            },
+            OutcomeKind::LeaseRevoked(revoked) => Outcome::LeaseRevoked {
+                id: revoked.id,
+                keys_deleted: revoked.keys_deleted,
+                expired: revoked.expired,
+            },
+            OutcomeKind::LeaseCheckpointed(EmptyRecord {}) => Outcome::LeaseCheckpointed,
+            OutcomeKind::LeaseRefused(error) => Outcome::LeaseRefused {
+                error: LeaseError::try_from(error)?,
             },
         })
     }
