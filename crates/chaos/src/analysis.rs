@@ -549,8 +549,8 @@ impl Summary {
             );
             let _ = writeln!(
                 text,
-                "  expiry: keys last seen at least {} after the owner's deadline; deleted at most \
-                 {} after the owner's last call + TTL",
+                "  expiry: deletes first seen at least {} after the owner's deadline, at most {} \
+                 after the owner's last call + TTL",
                 milliseconds(leases.expiry_margin_min_ms),
                 milliseconds(leases.expiry_lateness_max_ms)
             );

@@ -211,9 +211,9 @@ pub struct LeaseFigures {
     pub scans: u64,
     /// Term increases the observer saw.
     pub term_changes: u64,
-    /// Over the expired leases: the least time between the owner's deadline and the latest
-    /// moment the keys were seen (how close expiry came to being early), in milliseconds;
-    /// `None` when no lease expired.
+    /// Over the expired leases: the least time between the owner's deadline and the first
+    /// moment anything saw the deletes (how close expiry came to being early, as far as the
+    /// observers can tell), in milliseconds; `None` when no lease expired.
     pub expiry_margin_min_ms: Option<i64>,
     /// Over the expired leases: the most time between the owner's last call plus the TTL and
     /// the first moment anything saw the deletes (how late expiry was, at most), in
@@ -369,12 +369,6 @@ pub fn lease_anomalies(
             .map(|step| step.complete_ns)
             .max()
             .unwrap_or(0);
-        let last_present = evidence
-            .scans
-            .iter()
-            .filter(|scan| attached.keys().any(|key| scan.keys.contains(key)))
-            .map(|scan| scan.invoke_ns)
-            .max();
         if let Some(scan) = evidence.scans.iter().find(|scan| {
             attached.keys().any(|key| scan.keys.contains(key))
                 && scan.invoke_ns
@@ -406,15 +400,13 @@ pub fn lease_anomalies(
             ));
         }
         if let Some(revision) = revisions_of_delete.iter().flatten().min() {
-            if let Some(present_ns) = last_present {
-                let margin = present_ns as i64 - deadline_ns as i64;
+            if let Some((seen_ns, _)) = revisions.first_seen(*revision) {
+                let margin = seen_ns as i64 - deadline_ns as i64;
                 figures.expiry_margin_min_ms = Some(
                     figures
                         .expiry_margin_min_ms
                         .map_or(margin / 1_000_000, |m| m.min(margin / 1_000_000)),
                 );
-            }
-            if let Some((seen_ns, _)) = revisions.first_seen(*revision) {
                 let lateness = seen_ns as i64 - (reference_ns + nanos(ttl)) as i64;
                 figures.expiry_lateness_max_ms = Some(
                     figures
@@ -776,8 +768,8 @@ mod tests {
         assert_eq!(figures.keys_attached, 2);
         assert_eq!(figures.keepalives_acknowledged, 3);
         assert_eq!(figures.expired, 1);
-        // Last seen present at 6.5 s, deadline 7.0 s; first seen deleted 7.4 s, 4.1 s + 3 s.
-        assert_eq!(figures.expiry_margin_min_ms, Some(-500));
+        // First seen deleted at 7.4 s: 400 ms after the deadline 7.0 s, 300 ms after 4.1 s + 3 s.
+        assert_eq!(figures.expiry_margin_min_ms, Some(400));
         assert_eq!(figures.expiry_lateness_max_ms, Some(300));
     }
 
