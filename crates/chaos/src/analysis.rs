@@ -533,8 +533,8 @@ impl Summary {
             let _ = writeln!(
                 text,
                 "leases: {} granted ({} unanswered), {} keys attached, {} keepalives acknowledged \
-                 ({} unanswered), {} revoked, {} expired; {} stopped early by their client's \
-                 jumped clock ({:.1} s of jumps); {} scans, {} term changes",
+                 ({} unanswered), {} revoked, {} expired; {} given up by their client's own \
+                 clock ({:.1} s of forward jumps in all); {} scans, {} term changes",
                 leases.granted,
                 leases.grants_unknown,
                 leases.keys_attached,

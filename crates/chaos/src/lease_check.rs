@@ -203,7 +203,8 @@ pub struct LeaseFigures {
     pub revoked: u64,
     /// Leases whose keys were deleted without an acknowledged revoke (expired).
     pub expired: u64,
-    /// Leases whose owner's jumped clock made it stop early.
+    /// Leases their owner gave up because by its own (offset, jumping) clock no keepalive
+    /// had been acknowledged for a TTL.
     pub stopped_by_client_clock: u64,
     /// Forward jumps of the clients' clocks, in all, in milliseconds.
     pub client_clock_jumped_ms: u64,

@@ -142,12 +142,17 @@ fn run_short(name: &str, nemeses: &[Nemesis], default_seed: u64) {
         "chaos {name} (seed {seed}): the watchers saw too little to mean anything:\n{}",
         summary.to_text()
     );
+    let combined = summary.nemeses.len() > 2;
     let leases = coordination
         .leases
         .as_ref()
         .unwrap_or_else(|| panic!("chaos {name} (seed {seed}): no lease checks ran"));
+    // Every nemesis at once leaves the cluster without a leader for much of a short run: there
+    // a lease granted with keys is enough (its keys are checked against the grant's TTL).
     assert!(
-        leases.granted > 1 && leases.keys_attached > 1 && leases.keepalives_acknowledged > 1,
+        leases.granted > 1
+            && leases.keys_attached > 1
+            && (combined || leases.keepalives_acknowledged > 1),
         "chaos {name} (seed {seed}): too few leases were held to mean anything:\n{}",
         summary.to_text()
     );
@@ -160,7 +165,6 @@ fn run_short(name: &str, nemeses: &[Nemesis], default_seed: u64) {
         "chaos {name} (seed {seed}): the lock was held too little to mean anything:\n{}",
         summary.to_text()
     );
-    let combined = summary.nemeses.len() > 2;
     for nemesis in &summary.nemeses {
         // A storage fault strikes only while every founding voter is up and unimpaired, which
         // the other families seldom allow in a combined run: its own run (disk_and_fsync_faults)
