@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::revision_check::{ChangeLog, SHOWN_MAX};
+use crate::revision_check::{bounded, ChangeLog};
 
 /// Slack of the expiry bound with a stable leader: the lessor's scan (100 ms) and the commit
 /// of the revoke, with room to spare.
@@ -418,10 +418,10 @@ pub fn lease_anomalies(
         }
     }
     let mut anomalies = Vec::new();
-    anomalies.extend(shown(early, "lease expired early"));
-    anomalies.extend(shown(apart, "lease keys deleted apart"));
-    anomalies.extend(shown(revoke, "revoked lease's keys survived"));
-    anomalies.extend(shown(late, "lease expired late"));
+    anomalies.extend(bounded(early, "lease expired early"));
+    anomalies.extend(bounded(apart, "lease keys deleted apart"));
+    anomalies.extend(bounded(revoke, "revoked lease's keys survived"));
+    anomalies.extend(bounded(late, "lease expired late"));
     (anomalies, figures)
 }
 
@@ -655,15 +655,6 @@ fn nanos(duration: Duration) -> u64 {
 
 fn seconds(ns: u64) -> String {
     format!("{:.3} s", ns as f64 / 1e9)
-}
-
-fn shown(mut anomalies: Vec<String>, what: &str) -> Vec<String> {
-    if anomalies.len() > SHOWN_MAX {
-        let more = anomalies.len() - SHOWN_MAX;
-        anomalies.truncate(SHOWN_MAX);
-        anomalies.push(format!("{what}: {more} more anomalies of this kind"));
-    }
-    anomalies
 }
 
 #[cfg(test)]

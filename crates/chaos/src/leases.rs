@@ -43,7 +43,7 @@ const LEASE_ID_MAX: u64 = 1 << 53;
 /// Chance that a client's clock jumps before a keepalive, in percent.
 const CLOCK_JUMP_PERCENT: u32 = 10;
 /// Scans and term samples, this often.
-const OBSERVE_EVERY: Duration = Duration::from_millis(200);
+pub const OBSERVE_EVERY: Duration = Duration::from_millis(200);
 /// Most lease keys one scan reads.
 const SCAN_LIMIT: usize = 10_000;
 

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::revision_check::{ChangeLog, SHOWN_MAX};
+use crate::revision_check::{bounded, ChangeLog};
 
 /// The register's token key.
 pub const FENCE_TOKEN_KEY: &str = "chaos/lock/fence/token";
@@ -285,14 +285,7 @@ pub fn lock_anomalies(holdings: &[LockHolding], log: &ChangeLog) -> (Vec<String>
             .take_while(|(start, _)| start < end)
             .count() as u64;
     }
-    if register.len() > SHOWN_MAX {
-        let more = register.len() - SHOWN_MAX;
-        register.truncate(SHOWN_MAX);
-        register.push(format!(
-            "fencing register: {more} more anomalies of this kind"
-        ));
-    }
-    anomalies.extend(register);
+    anomalies.extend(bounded(register, "fencing register"));
     (anomalies, figures)
 }
 

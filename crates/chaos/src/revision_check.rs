@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 /// Anomalies of one kind shown at most; the rest are counted.
-pub(crate) const SHOWN_MAX: usize = 20;
+const SHOWN_MAX: usize = 20;
 
 /// One change of one key: its new value, or `None` for a delete.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -844,7 +844,7 @@ fn examples(items: &[String]) -> String {
 }
 
 /// At most [`SHOWN_MAX`] anomalies, then one line counting the rest.
-fn bounded(mut anomalies: Vec<String>, what: &str) -> Vec<String> {
+pub(crate) fn bounded(mut anomalies: Vec<String>, what: &str) -> Vec<String> {
     if anomalies.len() > SHOWN_MAX {
         let more = anomalies.len() - SHOWN_MAX;
         anomalies.truncate(SHOWN_MAX);
