@@ -4,8 +4,8 @@
 
 use bytes::Bytes;
 use raftkv::store::{
-    ClientId, Command, Compare, CompareOp, CompareTarget, KeySelector, Operation, Outcome, Session,
-    StateMachine, Txn, TxnOp,
+    ChangeKind, ClientId, Command, Compare, CompareOp, CompareTarget, KeySelector, LeaseCheckpoint,
+    Operation, Outcome, Session, StateMachine, Txn, TxnOp,
 };
 
 use crate::Seed;
@@ -62,8 +62,18 @@ fn sample_txn() -> Txn {
     }
 }
 
+/// A command without a session.
+fn bare(operation: Operation) -> Command {
+    Command {
+        session: None,
+        operation,
+        request_id: None,
+    }
+}
+
 /// A machine with keys and their history (a compaction, a transaction), sessions (numeric
-/// and text ids, some evicted) and addresses, at applied index 14.
+/// and text ids, some evicted), addresses, and leases 5 (holding "eta" and "theta", with a
+/// checkpoint) and 6 (holding "iota"), its last entry skipped.
 fn sample_machine() -> StateMachine {
     let commands = [
         put("alpha", b"1", Some((7, 1))),
@@ -113,13 +123,42 @@ fn sample_machine() -> StateMachine {
             operation: Operation::Txn(sample_txn()),
             request_id: None,
         },
+        bare(Operation::LeaseGrant {
+            id: 5,
+            ttl_seconds: 30,
+        }),
+        bare(Operation::LeaseGrant {
+            id: 6,
+            ttl_seconds: 10,
+        }),
+        bare(Operation::Put {
+            key: "theta".into(),
+            value: Bytes::from_static(b"8"),
+            lease: 5,
+        }),
+        bare(Operation::Put {
+            key: "eta".into(),
+            value: Bytes::from_static(b"7"),
+            lease: 5,
+        }),
+        bare(Operation::Put {
+            key: "iota".into(),
+            value: Bytes::from_static(b"9"),
+            lease: 6,
+        }),
+        bare(Operation::LeaseCheckpoint {
+            checkpoints: vec![LeaseCheckpoint {
+                id: 5,
+                remaining_ms: 12_000,
+            }],
+        }),
     ];
     let mut machine = StateMachine::new(SESSIONS_MAX);
     machine.skip(1);
     for (index, command) in (2..).zip(commands) {
         machine.apply(index, &command.encode());
     }
-    machine.skip(14);
+    machine.skip(machine.applied_index() + 1);
     machine
 }
 
@@ -174,6 +213,7 @@ pub fn kv_command(data: &[u8]) {
         matches!(applied.outcome, Outcome::Rejected { .. }),
         "rejected exactly when it does not decode"
     );
+    check_lease_outcome(&machine, &applied.outcome, applied.changes.as_ref());
     check_snapshot_roundtrip(&machine);
     let Ok(Command {
         session: Some(_), ..
@@ -204,6 +244,46 @@ pub fn kv_command(data: &[u8]) {
     );
     assert_eq!(retried.changes, None, "a retry changes nothing");
     assert_eq!(all_pairs(&machine), before, "a retry changes no data");
+}
+
+/// What a lease outcome promises: a revoked lease is gone and its keys were deleted together,
+/// in key order; a refusal changed nothing.
+fn check_lease_outcome(
+    machine: &StateMachine,
+    outcome: &Outcome,
+    changes: Option<&raftkv::store::RevisionChanges>,
+) {
+    match outcome {
+        Outcome::LeaseRevoked {
+            id, keys_deleted, ..
+        } => {
+            assert!(machine.lease(*id).is_none(), "a revoked lease is gone");
+            let deleted = changes.map_or(0, |changes| changes.changes.len());
+            assert_eq!(deleted as u64, *keys_deleted, "one change per key deleted");
+            if let Some(changes) = changes {
+                assert!(
+                    changes
+                        .changes
+                        .iter()
+                        .all(|change| change.kind == ChangeKind::Delete),
+                    "a revoke only deletes"
+                );
+                assert!(
+                    changes
+                        .changes
+                        .windows(2)
+                        .all(|pair| pair[0].key < pair[1].key),
+                    "a revoke deletes in key order"
+                );
+            }
+        }
+        Outcome::LeaseRefused { .. }
+        | Outcome::LeaseGranted { .. }
+        | Outcome::LeaseCheckpointed => {
+            assert_eq!(changes, None, "this lease outcome changes no key");
+        }
+        _ => {}
+    }
 }
 
 /// Every key of `machine` with its value, in key order.
@@ -368,6 +448,128 @@ pub(crate) fn command_seeds() -> Vec<Seed> {
             ),
         ),
         (
+            "lease_grant",
+            command(
+                session.clone(),
+                Operation::LeaseGrant {
+                    id: 7,
+                    ttl_seconds: 60,
+                },
+            ),
+        ),
+        (
+            "lease_grant_in_use",
+            command(
+                None,
+                Operation::LeaseGrant {
+                    id: 5,
+                    ttl_seconds: 60,
+                },
+            ),
+        ),
+        (
+            "lease_revoke",
+            command(
+                session.clone(),
+                Operation::LeaseRevoke {
+                    id: 5,
+                    expired: false,
+                },
+            ),
+        ),
+        (
+            "lease_revoke_expired",
+            command(
+                None,
+                Operation::LeaseRevoke {
+                    id: 6,
+                    expired: true,
+                },
+            ),
+        ),
+        (
+            "lease_revoke_missing",
+            command(
+                None,
+                Operation::LeaseRevoke {
+                    id: 99,
+                    expired: false,
+                },
+            ),
+        ),
+        (
+            "lease_checkpoint",
+            command(
+                None,
+                Operation::LeaseCheckpoint {
+                    checkpoints: vec![
+                        LeaseCheckpoint {
+                            id: 5,
+                            remaining_ms: 0,
+                        },
+                        LeaseCheckpoint {
+                            id: 6,
+                            remaining_ms: 4000,
+                        },
+                        LeaseCheckpoint {
+                            id: 99,
+                            remaining_ms: 1,
+                        },
+                    ],
+                },
+            ),
+        ),
+        (
+            "put_with_lease",
+            command(
+                session.clone(),
+                Operation::Put {
+                    key: "iota".into(),
+                    value: Bytes::from_static(b"moved"),
+                    lease: 5,
+                },
+            ),
+        ),
+        (
+            "put_with_missing_lease",
+            command(
+                None,
+                Operation::Put {
+                    key: "eta".into(),
+                    value: Bytes::from_static(b"x"),
+                    lease: 99,
+                },
+            ),
+        ),
+        (
+            "txn_with_lease",
+            command(
+                session.clone(),
+                Operation::Txn(Txn {
+                    compare: vec![Compare {
+                        key: "eta".into(),
+                        op: CompareOp::Equal,
+                        target: CompareTarget::Lease(5),
+                    }],
+                    success: vec![
+                        TxnOp::Put {
+                            key: "kappa".into(),
+                            value: Bytes::from_static(b"k"),
+                            lease: 6,
+                        },
+                        TxnOp::DeletePrefix {
+                            prefix: "thet".into(),
+                        },
+                    ],
+                    failure: vec![TxnOp::Put {
+                        key: "kappa".into(),
+                        value: Bytes::from_static(b"k"),
+                        lease: 99,
+                    }],
+                }),
+            ),
+        ),
+        (
             "txn_retry",
             command(
                 Some(Session {
@@ -384,7 +586,8 @@ pub(crate) fn command_seeds() -> Vec<Seed> {
         .collect()
 }
 
-/// Seeds of [`kv_snapshot`]: an empty machine and one with keys, sessions and addresses.
+/// Seeds of [`kv_snapshot`]: an empty machine and one with keys, sessions, addresses and
+/// leases.
 pub(crate) fn snapshot_seeds() -> Vec<Seed> {
     vec![
         ("empty", StateMachine::new(SESSIONS_MAX).snapshot().to_vec()),

@@ -69,6 +69,43 @@
 //!
 //! [`WatchStream`] is a `futures_core::Stream` too, for use with stream combinators.
 //!
+//! Leases, locks and elections (docs/leases.md is the guide): a [`Session`] is a lease kept
+//! alive by a [`LeaseKeeper`]; its locks hand out fencing tokens.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), raftkv_client::LockError> {
+//! use raftkv_client::{Client, Session, SESSION_TTL_SECONDS_DEFAULT};
+//!
+//! let client = Client::new(["127.0.0.1:8001", "127.0.0.1:8002", "127.0.0.1:8003"])?;
+//!
+//! // A key that lives as long as this process keeps its lease alive.
+//! let lease = client.lease_grant(10, None).await?;
+//! client.put_with_lease("services/web/1", "10.0.0.1:80", lease.id).await?;
+//! let keeper = client.keep_alive(lease.id).await?;
+//!
+//! // A lock: wait for it, then pass the fencing token to what it guards.
+//! let session = Session::new(&client, SESSION_TTL_SECONDS_DEFAULT).await?;
+//! let guard = session.lock("jobs/nightly").await?;
+//! let token = guard.fencing_token();
+//! tokio::select! {
+//!     reason = guard.lost() => println!("lost the lock: {reason}"),
+//!     () = async { println!("working with fencing token {token}") } => {}
+//! }
+//! guard.unlock().await?;
+//!
+//! // An election, and whoever watches it.
+//! let mut observer = client.observe_election("db-primary");
+//! let leadership = session.campaign("db-primary", "node-1").await?;
+//! if let Some(Ok(Some(leader))) = observer.next().await {
+//!     println!("leader: {} (revision {})", leader.key, leader.create_revision);
+//! }
+//! leadership.resign().await?;
+//! session.close().await?;
+//! keeper.revoke().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Failures reach the caller as [`ClientError`]s. An HTTP/2 connection that fails is also
 //! logged (through `tracing`, at debug level), as nobody may have a request on it to be told.
 

@@ -286,16 +286,18 @@ serve_settings! {
     /// for another interval (0: none).
     watch_progress_interval_ms: Option<u64> ["RAFTKV_WATCH_PROGRESS_INTERVAL_MS"]
         default(milliseconds(CoordinationSettings::default().watch_progress_interval));
-    /// Shortest lease TTL, in seconds: a grant asking for less gets this (as etcd does).
+    /// Shortest lease TTL, in seconds (default 2): a grant asking for less gets this, as etcd
+    /// does.
     lease_ttl_min_seconds: Option<u64> ["RAFTKV_LEASE_TTL_MIN_SECONDS"]
         default(CoordinationSettings::default().lease_ttl_min_seconds);
-    /// Longest lease TTL, in seconds: a grant asking for more is refused (400).
+    /// Longest lease TTL, in seconds (default 2592000, 30 days): a grant asking for more is
+    /// refused (400).
     lease_ttl_max_seconds: Option<u64> ["RAFTKV_LEASE_TTL_MAX_SECONDS"]
         default(CoordinationSettings::default().lease_ttl_max_seconds);
     /// How often the leader records in the log how much of each lease's TTL is left (a
     /// checkpoint), e.g. `90s`, `5m`, `1h`, so that a lease that is not kept alive still
     /// expires when leaders change more often than its TTL (a new leader starts from the
-    /// checkpoint, not the full TTL). `0`: never.
+    /// checkpoint, not the full TTL). Default `5m`; `0`: never.
     lease_checkpoint_interval: Option<String> ["RAFTKV_LEASE_CHECKPOINT_INTERVAL"]
         default("5m".to_string());
 }

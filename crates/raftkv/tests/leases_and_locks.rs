@@ -148,6 +148,12 @@ async fn the_keeper_keeps_a_short_lease_past_its_ttl_and_after_stop_it_expires()
         .is_some());
 
     keeper.stop().await;
+    assert_eq!(
+        *status.borrow_and_update(),
+        LeaseStatus::Lost {
+            reason: LeaseLost::Stopped
+        }
+    );
     assert!(
         status.changed().await.is_err(),
         "stop ended the keeper's task"
@@ -171,6 +177,40 @@ async fn the_keeper_keeps_a_short_lease_past_its_ttl_and_after_stop_it_expires()
         client.keep_alive(granted.id).await,
         Err(ClientError::LeaseNotFound { .. })
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keeper_follows_a_new_leader_without_losing_the_lease() {
+    let mut cluster = TestCluster::start(3, &[]).await;
+    let leader = cluster.wait_for_leader().await;
+    let client = cluster.client();
+    let granted = client.lease_grant(10, None).await.expect("grant");
+    let keeper = client.keep_alive(granted.id).await.expect("keeper");
+    cluster.kill(leader);
+    let killed_at = tokio::time::Instant::now();
+    // A keepalive sent after the old leader died is acknowledged (by the new leader, through
+    // the client's retries), and the lease was never lost on the way.
+    let mut status = keeper.status();
+    within("a keepalive acknowledged by the new leader", async {
+        loop {
+            match &*status.borrow_and_update() {
+                LeaseStatus::Alive {
+                    acknowledged_at, ..
+                } if *acknowledged_at > killed_at => break,
+                LeaseStatus::Alive { .. } => {}
+                LeaseStatus::Lost { reason } => panic!("lost across the leader change: {reason}"),
+            }
+            status.changed().await.expect("the keeper runs");
+        }
+    })
+    .await;
+    let ttl = cluster
+        .client()
+        .lease_time_to_live(granted.id, false)
+        .await
+        .expect("the new leader knows the lease");
+    assert_eq!(ttl.granted_ttl_seconds, 10);
+    keeper.revoke().await.expect("revoke");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,9 +22,9 @@
 //!
 //! The table and the history's latest versions describe the same attachment twice (a key's
 //! latest version names its lease; the lease lists its keys): the table answers "which keys
-//! does lease L hold" without a scan of the store, which a revoke needs. The two must agree;
-//! [`Leases::check_against`] checks it. A listed key shares its text with the history's map
-//! (an `Arc<str>`), so attaching costs a set node, not a copy of the key.
+//! does lease L hold" without a scan of the store, which a revoke needs. The two must agree
+//! ([`super::StateMachine::check_invariants`] checks it). A listed key shares its text with
+//! the history's map (an `Arc<str>`), so attaching costs a set node, not a copy of the key.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -11,12 +11,15 @@
 //!  session? ── Some ──► Sessions::answer_again ── retry or stale ──► that answer
 //!        │ none            (sessions: exactly-once writes)   │ new
 //!        ▼                                                   ▼
-//!  execute(operation) ──► History::put / delete ──► commit ──► Sessions::record
-//!        │                   (history: versions,       │ (outcome, revision)
-//!        │                    revisions, compaction)    ▼
+//!  execute(operation) ──► put_key / delete_key ──► commit ──► Sessions::record
+//!        │                 │ History::put / delete  │ (outcome, revision)
+//!        │                 │ (history: versions,    ▼
+//!        │                 │  revisions, compaction)
+//!        │                 └ Leases attach / detach (lease: which keys each lease holds)
 //!        └──────────────────────────────────► Applied { outcome, revision, changes }
 //!  (applied_index moves to the entry's index in every case; `skip` moves only it)
 //!
+//!  lease / lease_ids / lease_deadlines: the lease table                    (lease)
 //!  get / scan: the current state; get_at / scan_at: at a past revision;
 //!  changes_since: a watch's catch-up from history                        (history)
 //!  snapshot / snapshot_image / restore: the whole store as bytes        (snapshot)
@@ -621,8 +624,8 @@ impl StateMachine {
         let keys_deleted = keys.len() as u64;
         changes.reserve(keys.len());
         for key in keys {
-            // The lease is already gone from the table, so there is nothing to detach.
-            let change = self.history.delete(&key);
+            // The lease is already out of the table: detaching from it is a no-op.
+            let change = self.delete_key(&key);
             changes.push(change.expect("invariant lease-keys-exist"));
         }
         Outcome::LeaseRevoked {

@@ -487,7 +487,7 @@ struct AddressRecord {
 mod tests {
     use super::*;
     use crate::store::{
-        Applied, Command, Operation, RevisionError, Session, TxnError, TxnOpOutcome,
+        Applied, Command, LeaseError, Operation, RevisionError, Session, TxnError, TxnOpOutcome,
     };
 
     /// Every outcome kind survives the snapshot encoding, including the ones never cached.
@@ -555,11 +555,77 @@ mod tests {
             Outcome::TxnRefused {
                 error: TxnError::EmptyDeletePrefix,
             },
+            Outcome::LeaseGranted {
+                id: 5,
+                ttl_seconds: 60,
+            },
+            Outcome::LeaseRevoked {
+                id: 5,
+                keys_deleted: 3,
+                expired: true,
+            },
+            Outcome::LeaseCheckpointed,
+            Outcome::LeaseRefused {
+                error: LeaseError::NotFound { id: 8 },
+            },
+            Outcome::LeaseRefused {
+                error: LeaseError::AlreadyExists { id: 8 },
+            },
+            Outcome::LeaseRefused {
+                error: LeaseError::InvalidId { id: 0 },
+            },
         ];
         for outcome in outcomes {
             let record = OutcomeRecord::decode(&OutcomeRecord::from(&outcome).encode_to_vec()[..])
                 .expect("decodes");
             assert_eq!(Outcome::try_from(record), Ok(outcome));
+        }
+    }
+
+    /// A snapshot whose keys and lease table disagree, or whose table is out of order or
+    /// holds an impossible checkpoint, is refused, never restored into a broken machine.
+    #[test]
+    fn restore_refuses_leases_that_contradict_the_keys() {
+        let leased_key = |lease| VersionRecord {
+            key: "k".into(),
+            value: Bytes::from_static(b"v"),
+            create_revision: 2,
+            mod_revision: 2,
+            version: 1,
+            lease,
+        };
+        let lease = |id, remaining_ms| LeaseRecord {
+            id,
+            ttl_seconds: 10,
+            remaining_ms,
+        };
+        let snapshot = |leases, lease_of_key| SnapshotRecord {
+            version: SNAPSHOT_FORMAT_VERSION,
+            applied_index: 3,
+            revision: 2,
+            compact_revision: 1,
+            changes: vec![leased_key(lease_of_key)],
+            leases,
+            ..SnapshotRecord::default()
+        };
+        let restore = |record: SnapshotRecord| StateMachine::restore(&record.encode_to_vec(), 10);
+        let good = restore(snapshot(vec![lease(3, None), lease(4, Some(5))], 3)).expect("restores");
+        assert_eq!(
+            good.lease(3).map(|info| info.keys),
+            Some(vec!["k".to_string()])
+        );
+        for bad in [
+            snapshot(Vec::new(), 3),
+            snapshot(vec![lease(4, None)], 3),
+            snapshot(vec![lease(4, None), lease(3, None)], 3),
+            snapshot(vec![lease(3, None), lease(3, None)], 3),
+            snapshot(vec![lease(0, None)], 0),
+            snapshot(vec![lease(3, Some(0))], 3),
+        ] {
+            assert!(matches!(
+                restore(bad),
+                Err(SnapshotError::Malformed { what: "leases", .. })
+            ));
         }
     }
 

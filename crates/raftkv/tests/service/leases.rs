@@ -462,3 +462,48 @@ async fn a_lease_kept_alive_survives_a_leader_kill_and_a_transfer() {
         deleted_at - last_sent
     );
 }
+
+/// etcd's lease checkpoints: a leader records how much of each lease's TTL is left, so a
+/// lease nobody keeps alive still expires after a leader change, from what was left rather
+/// than from a full TTL again (and never before its TTL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_expires_a_lease_from_its_checkpoint_not_a_full_ttl() {
+    let mut cluster = TestCluster::start(3, &["--lease-checkpoint-interval", "1s"]).await;
+    let leader = cluster.wait_for_leader().await;
+    let follower = (leader + 1) % 3;
+    let ttl = Duration::from_secs(10);
+    let sent = Instant::now();
+    let lease = granted(&cluster, follower, 10).await;
+    let (status, _) = put_with_lease(&cluster, follower, "checkpointed", lease.id).await;
+    assert_eq!(status, 200);
+    wait_for("a checkpoint of the lease is proposed", || async {
+        let proposed = cluster
+            .metric(leader, "raftkv_kv_lease_checkpoints_proposed_total")
+            .await;
+        (proposed >= 2.0).then_some(())
+    })
+    .await;
+    // Half its TTL used: the leader dies.
+    tokio::time::sleep_until((sent + ttl / 2).into()).await;
+    let killed_at = Instant::now();
+    cluster.kill(leader);
+    let gone_at = wait_for("the lease expires under the new leader", || async {
+        let survivor = cluster.wait_for_leader().await;
+        let path = "/v1/kv/checkpointed?consistency=linearizable";
+        let answer = cluster.try_request(survivor, "GET", path, &[], "").await;
+        matches!(answer, Ok((404, _, _))).then(Instant::now)
+    })
+    .await;
+    assert!(
+        gone_at - sent >= ttl,
+        "deleted {:?} after the grant was sent, before its TTL",
+        gone_at - sent
+    );
+    // From a full TTL again it would live at least 10.6 s after the kill; from the checkpoint
+    // (at most 6 s left, a second old), an election and an election timeout add about 2 s.
+    assert!(
+        gone_at - killed_at < Duration::from_millis(9_500),
+        "deleted {:?} after the leader's kill: the checkpoint was not used",
+        gone_at - killed_at
+    );
+}

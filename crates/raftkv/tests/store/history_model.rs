@@ -1,16 +1,17 @@
-//! Revisions against a naive model: random sequences of writes, transactions and compactions
-//! applied to a machine (and to a second one snapshotted and restored part-way), while a model
-//! keeps the whole map of every revision and the changes that made it. After every step every
-//! read at every revision, every catch-up since every revision and the history's counters must
-//! match the model. Failing cases are shrunk and persisted by proptest
+//! Revisions against a naive model: random sequences of writes, transactions, compactions and
+//! lease commands (grant, put with a lease, revoke, checkpoint) applied to a machine (and to a
+//! second one snapshotted and restored part-way), while a model keeps the whole map of every
+//! revision (each version with its lease), the changes that made it and the lease table. After
+//! every step every read at every revision, every catch-up since every revision, the history's
+//! counters and every lease (TTL, checkpoint, keys) must match the model. Failing cases are shrunk and persisted by proptest
 //! (`proptest-regressions/`), which prints the minimal failing input.
 
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use raftkv::store::{
-    Change, ChangeKind, Compare, CompareOp, CompareTarget, KeySelector, RevisionChanges,
-    RevisionError, Txn, TxnOp, TxnOpOutcome,
+    Change, ChangeKind, Compare, CompareOp, CompareTarget, KeySelector, LeaseCheckpoint,
+    LeaseError, LeaseInfo, RevisionChanges, RevisionError, Txn, TxnOp, TxnOpOutcome, LEASE_ID_MAX,
 };
 
 use super::*;
@@ -24,6 +25,9 @@ struct Model {
     /// `changes[r]`: what revision `r` changed, in order.
     changes: Vec<Vec<Change>>,
     compact_revision: u64,
+    /// Every lease now: its TTL and checkpointed remaining time (its keys are the current
+    /// state's keys naming it).
+    leases: BTreeMap<u64, (u64, Option<u64>)>,
 }
 
 impl Model {
@@ -32,7 +36,37 @@ impl Model {
             states: vec![State::new(), State::new()],
             changes: vec![Vec::new(), Vec::new()],
             compact_revision: 1,
+            leases: BTreeMap::new(),
         }
+    }
+
+    /// `Err` (the refusal) unless `lease` is none or exists.
+    fn check_lease(&self, lease: u64) -> Result<(), Outcome> {
+        if lease == 0 || self.leases.contains_key(&lease) {
+            Ok(())
+        } else {
+            Err(Outcome::LeaseRefused {
+                error: LeaseError::NotFound { id: lease },
+            })
+        }
+    }
+
+    /// Every lease as the machine must describe it.
+    fn lease_infos(&self) -> Vec<LeaseInfo> {
+        let current = self.states.last().expect("a state");
+        self.leases
+            .iter()
+            .map(|(&id, &(ttl_seconds, remaining_ms))| LeaseInfo {
+                id,
+                ttl_seconds,
+                remaining_ms,
+                keys: current
+                    .iter()
+                    .filter(|(_, version)| version.lease == id)
+                    .map(|(key, _)| key.clone())
+                    .collect(),
+            })
+            .collect()
     }
 
     fn revision(&self) -> u64 {
@@ -46,32 +80,32 @@ impl Model {
             revision: self.revision() + 1,
         };
         let outcome = match operation {
-            Operation::Put {
-                key,
-                value,
-                lease: _,
-            } => {
-                work.put(key, value.clone());
-                Outcome::Put
-            }
+            Operation::Put { key, value, lease } => match self.check_lease(*lease) {
+                Ok(()) => {
+                    work.put(key, value.clone(), *lease);
+                    Outcome::Put
+                }
+                Err(refused) => refused,
+            },
             Operation::Delete { key } => Outcome::Deleted {
                 existed: work.delete(key),
             },
             Operation::Append { key, suffix } => {
-                let mut value = work
-                    .state
-                    .get(key)
+                let current = work.state.get(key);
+                let lease = current.map_or(0, |current| current.lease);
+                let mut value = current
                     .map(|current| current.value.to_vec())
                     .unwrap_or_default();
                 value.extend_from_slice(suffix);
                 let length = value.len() as u64;
-                work.put(key, Bytes::from(value));
+                work.put(key, Bytes::from(value), lease);
                 Outcome::Appended { length }
             }
             Operation::Cas { key, expect, value } => {
+                let lease = work.state.get(key).map_or(0, |current| current.lease);
                 let current = work.state.get(key).map(|current| current.value.clone());
                 if current == *expect {
-                    work.put(key, value.clone());
+                    work.put(key, value.clone(), lease);
                     Outcome::Cas {
                         swapped: true,
                         current: None,
@@ -99,11 +133,58 @@ impl Model {
                     }
                 }
             }
-            Operation::Txn(txn) => work.txn(txn),
+            Operation::Txn(txn) => work.txn(txn, |lease| self.check_lease(lease)),
             Operation::Announce { .. } | Operation::RaftAddress { .. } => Outcome::Announced,
-            Operation::LeaseGrant { .. }
-            | Operation::LeaseRevoke { .. }
-            | Operation::LeaseCheckpoint { .. } => unreachable!("not generated yet"),
+            Operation::LeaseGrant { id, ttl_seconds } => {
+                let error = if *id == 0 || *id > LEASE_ID_MAX {
+                    Some(LeaseError::InvalidId { id: *id })
+                } else if self.leases.contains_key(id) {
+                    Some(LeaseError::AlreadyExists { id: *id })
+                } else {
+                    None
+                };
+                match error {
+                    Some(error) => Outcome::LeaseRefused { error },
+                    None => {
+                        self.leases.insert(*id, (*ttl_seconds, None));
+                        Outcome::LeaseGranted {
+                            id: *id,
+                            ttl_seconds: *ttl_seconds,
+                        }
+                    }
+                }
+            }
+            Operation::LeaseRevoke { id, expired } => {
+                if self.leases.remove(id).is_none() {
+                    Outcome::LeaseRefused {
+                        error: LeaseError::NotFound { id: *id },
+                    }
+                } else {
+                    // The state is a BTreeMap: its keys come in key order, as a revoke's do.
+                    let keys: Vec<String> = work
+                        .state
+                        .iter()
+                        .filter(|(_, version)| version.lease == *id)
+                        .map(|(key, _)| key.clone())
+                        .collect();
+                    for key in &keys {
+                        work.delete(key);
+                    }
+                    Outcome::LeaseRevoked {
+                        id: *id,
+                        keys_deleted: keys.len() as u64,
+                        expired: *expired,
+                    }
+                }
+            }
+            Operation::LeaseCheckpoint { checkpoints } => {
+                for checkpoint in checkpoints {
+                    if let Some(lease) = self.leases.get_mut(&checkpoint.id) {
+                        lease.1 = (checkpoint.remaining_ms != 0).then_some(checkpoint.remaining_ms);
+                    }
+                }
+                Outcome::LeaseCheckpointed
+            }
         };
         if !work.changes.is_empty() {
             self.states.push(work.state);
@@ -184,7 +265,7 @@ struct Working {
 }
 
 impl Working {
-    fn put(&mut self, key: &str, value: Bytes) -> Option<VersionedValue> {
+    fn put(&mut self, key: &str, value: Bytes, lease: u64) -> Option<VersionedValue> {
         let previous = self.state.get(key).cloned();
         let (create_revision, version) = previous.as_ref().map_or((self.revision, 1), |previous| {
             (previous.create_revision, previous.version + 1)
@@ -194,7 +275,7 @@ impl Working {
             create_revision,
             mod_revision: self.revision,
             version,
-            lease: 0,
+            lease,
         };
         self.state.insert(key.to_owned(), new.clone());
         self.changes.push(Change {
@@ -223,7 +304,7 @@ impl Working {
         true
     }
 
-    fn txn(&mut self, txn: &Txn) -> Outcome {
+    fn txn(&mut self, txn: &Txn, check_lease: impl Fn(u64) -> Result<(), Outcome>) -> Outcome {
         // Refusals are unit-tested in txn.rs; here the model follows the same rule.
         if let Err(error) = txn.validate() {
             return Outcome::TxnRefused { error };
@@ -256,15 +337,18 @@ impl Working {
         } else {
             &txn.failure
         };
+        for op in branch {
+            if let TxnOp::Put { lease, .. } = op {
+                if let Err(refused) = check_lease(*lease) {
+                    return refused;
+                }
+            }
+        }
         let mut results = Vec::new();
         for op in branch {
             results.push(match op {
-                TxnOp::Put {
-                    key,
-                    value,
-                    lease: _,
-                } => TxnOpOutcome::Put {
-                    prev: self.put(key, value.clone()),
+                TxnOp::Put { key, value, lease } => TxnOpOutcome::Put {
+                    prev: self.put(key, value.clone(), *lease),
                 },
                 TxnOp::Delete { key } => TxnOpOutcome::Delete {
                     deleted: u64::from(self.delete(key)),
@@ -318,6 +402,17 @@ fn value() -> impl Strategy<Value = Bytes> {
     prop::collection::vec(0u8..2, 0..3).prop_map(Bytes::from)
 }
 
+/// A lease id: 0 (none, and invalid for a grant) or one of three, so grants collide and puts
+/// name missing leases often enough.
+fn lease_id() -> impl Strategy<Value = u64> {
+    0u64..4
+}
+
+/// A put's lease: none half the time.
+fn put_lease() -> impl Strategy<Value = u64> {
+    prop_oneof![Just(0u64), lease_id()]
+}
+
 fn compare() -> impl Strategy<Value = Compare> {
     let op = prop::sample::select(vec![
         CompareOp::Equal,
@@ -331,13 +426,14 @@ fn compare() -> impl Strategy<Value = Compare> {
         (0u64..6).prop_map(CompareTarget::CreateRevision),
         (0u64..8).prop_map(CompareTarget::ModRevision),
         any::<bool>().prop_map(CompareTarget::Exists),
+        lease_id().prop_map(CompareTarget::Lease),
     ];
     (key(), op, target).prop_map(|(key, op, target)| Compare { key, op, target })
 }
 
 fn txn_op() -> impl Strategy<Value = TxnOp> {
     prop_oneof![
-        3 => (key(), value()).prop_map(|(key, value)| TxnOp::Put { key, value, lease: 0 }),
+        3 => (key(), value(), put_lease()).prop_map(|(key, value, lease)| TxnOp::Put { key, value, lease }),
         2 => key().prop_map(|key| TxnOp::Delete { key }),
         1 => prefix().prop_map(|prefix| TxnOp::DeletePrefix { prefix }),
         2 => key().prop_map(|key| TxnOp::Get { key }),
@@ -348,7 +444,18 @@ fn txn_op() -> impl Strategy<Value = TxnOp> {
 fn operation() -> impl Strategy<Value = Operation> {
     let branch = || prop::collection::vec(txn_op(), 0..4);
     prop_oneof![
-        4 => (key(), value()).prop_map(|(key, value)| Operation::Put { key, value, lease: 0 }),
+        4 => (key(), value(), put_lease())
+            .prop_map(|(key, value, lease)| Operation::Put { key, value, lease }),
+        2 => (lease_id(), 1u64..3).prop_map(|(id, ttl_seconds)| Operation::LeaseGrant { id, ttl_seconds }),
+        1 => (lease_id(), any::<bool>()).prop_map(|(id, expired)| Operation::LeaseRevoke { id, expired }),
+        1 => prop::collection::vec((lease_id(), 0u64..3), 0..3).prop_map(|checkpoints| {
+            Operation::LeaseCheckpoint {
+                checkpoints: checkpoints
+                    .into_iter()
+                    .map(|(id, remaining_ms)| LeaseCheckpoint { id, remaining_ms })
+                    .collect(),
+            }
+        }),
         2 => key().prop_map(|key| Operation::Delete { key }),
         1 => (key(), value()).prop_map(|(key, suffix)| Operation::Append { key, suffix }),
         1 => (key(), prop::option::of(value()), value())
@@ -417,6 +524,14 @@ fn check_reads(machine: &StateMachine, model: &Model, limit: usize) -> Result<()
                 prop_assert_eq!(more, all.len() > 1);
             }
         }
+    }
+    let infos = model.lease_infos();
+    prop_assert_eq!(
+        machine.lease_ids(),
+        infos.iter().map(|info| info.id).collect::<Vec<_>>()
+    );
+    for info in infos {
+        prop_assert_eq!(machine.lease(info.id), Some(info));
     }
     let (history_versions, history_bytes) = model.held_history();
     prop_assert_eq!(machine.history_versions(), history_versions);

@@ -1,13 +1,14 @@
 //! The store (`raftkv::store`): the key-value state machine and its command encoding, one
 //! file per topic: each operation's semantics ([`operations`]), exactly-once sessions and their
 //! eviction ([`sessions`]), snapshots ([`snapshots`]), the command encoding ([`commands`]),
-//! and properties over random command sequences and hostile bytes ([`properties`]).
+//! leases ([`leases`]), and properties over random command sequences and hostile bytes ([`properties`]).
 //!
 //! This file holds what they share: a machine fed consecutive indexes and operation builders.
 
 mod apply_cost;
 mod commands;
 mod history_model;
+mod leases;
 mod operations;
 mod properties;
 mod revisions;
