@@ -380,6 +380,10 @@ pub struct CoordinationFigures {
     pub member_revisions: BTreeMap<u64, u64>,
     /// Revisions in the change history read after the run.
     pub history_revisions: u64,
+    /// The lease workload, when it ran and its checks could run.
+    pub leases: Option<crate::lease_check::LeaseFigures>,
+    /// The lock workload, when it ran and its checks could run.
+    pub locks: Option<crate::lock_check::LockFigures>,
 }
 
 impl Summary {
@@ -521,6 +525,58 @@ impl Summary {
                 .collect::<Vec<_>>()
                 .join(" ")
         );
+        if let Some(leases) = &coordination.leases {
+            let milliseconds = |value: Option<i64>| match value {
+                Some(value) => format!("{value} ms"),
+                None => "-".to_string(),
+            };
+            let _ = writeln!(
+                text,
+                "leases: {} granted ({} unanswered), {} keys attached, {} keepalives acknowledged \
+                 ({} unanswered), {} revoked, {} expired; {} given up by their client's own \
+                 clock ({:.1} s of forward jumps in all); {} scans, {} term changes",
+                leases.granted,
+                leases.grants_unknown,
+                leases.keys_attached,
+                leases.keepalives_acknowledged,
+                leases.keepalives_unanswered,
+                leases.revoked,
+                leases.expired,
+                leases.stopped_by_client_clock,
+                leases.client_clock_jumped_ms as f64 / 1000.0,
+                leases.scans,
+                leases.term_changes
+            );
+            let _ = writeln!(
+                text,
+                "  expiry: deletes first seen at least {} after the owner's deadline, at most {} \
+                 after the owner's last call + TTL",
+                milliseconds(leases.expiry_margin_min_ms),
+                milliseconds(leases.expiry_lateness_max_ms)
+            );
+        }
+        if let Some(locks) = &coordination.locks {
+            let _ = writeln!(
+                text,
+                "locks: {} holdings ({} stalled past their lease on purpose), fenced counter {} \
+                 ({} accepted, {} unanswered, {} refused for a lower token)",
+                locks.holdings,
+                locks.stalled,
+                locks.fenced_final,
+                locks.fenced_writes_accepted,
+                locks.fenced_writes_unknown,
+                locks.fenced_refused
+            );
+            let _ = writeln!(
+                text,
+                "  unguarded counter (information: the lock alone cannot promise it): {} after \
+                 {} acknowledged increments, {} lost; {} pairs of holdings overlapped in time",
+                locks.unguarded_final,
+                locks.unguarded_writes_acknowledged,
+                locks.unguarded_lost,
+                locks.holdings_overlapping
+            );
+        }
         for exit in &self.unexpected_exits {
             let _ = writeln!(text, "unexpected exit: {exit}");
         }

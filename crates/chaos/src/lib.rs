@@ -9,7 +9,9 @@
 //!    ├─ Cluster       the raftkv processes: start, kill -9, SIGSTOP/SIGCONT, join, retire
 //!    ├─ clients       sessions doing get/put/cas/delete/append (kv), and transfers and
 //!    │                whole reads of a bank's accounts by transaction (bank), every
-//!    │                operation recorded with the revision it was answered
+//!    │                operation recorded with the revision it was answered; leases with
+//!    │                keys kept alive by clients whose own clocks jump (lease), holders of
+//!    │                a lock with a fencing register (lock)
 //!    ├─ watchers      key and prefix watches through every node, resuming after faults
 //!    ├─ nemeses       one loop per fault family, all at once with --nemesis all
 //!    └─ after the run heal, settle, read every key, compare every node's copy, check the
@@ -23,9 +25,14 @@
 //! copies differ after the cluster settled, a cluster that did not settle once healed, and a node
 //! process that exited on its own, and what [`revision_check`] finds: a bank read that does not
 //! sum to the total or a transfer not exactly at its revision, a watcher's gap, repeat or
-//! split transaction, revisions out of real-time order or different on the members. Everything
+//! split transaction, revisions out of real-time order or different on the members; and what
+//! [`lease_check`] and [`lock_check`] find: a lease's key deleted before its owner's deadline
+//! or kept past the expiry bound, a lease's keys deleted apart, a revoked lease's keys still
+//! there, two lock holdings with one token, a token going down at the fencing register, or a
+//! fenced increment lost. Everything
 //! of a run is written to its output directory: `history.jsonl`, `bank.jsonl`,
-//! `watchers.jsonl`, `nemesis.jsonl`, `summary.json`, `summary.txt`, `latency.svg`, the nodes'
+//! `watchers.jsonl`, `leases.jsonl`, `lease-scans.jsonl`, `lease-deletes.jsonl`,
+//! `terms.jsonl`, `locks.jsonl`, `nemesis.jsonl`, `summary.json`, `summary.txt`, `latency.svg`, the nodes'
 //! logs, and `violation.txt` / `violation.html` when the history is not linearizable.
 
 pub mod analysis;
@@ -33,6 +40,10 @@ pub mod bank;
 pub mod cluster;
 pub mod disk;
 pub mod disk_faults;
+pub mod lease_check;
+pub mod leases;
+pub mod lock_check;
+pub mod locks;
 pub mod nemesis;
 pub mod proxy;
 pub mod revision_check;

@@ -56,13 +56,21 @@ struct RunArgs {
     /// Concurrent client sessions of the kv workload.
     #[arg(long, default_value_t = 8)]
     clients: usize,
-    /// The workloads: `kv` (single-key operations, checked by lincheck), `bank` (transfers by
-    /// transaction, checked by revision) or `all` (both at once).
+    /// The workloads, comma-separated: `kv` (single-key operations, checked by lincheck),
+    /// `bank` (transfers by transaction, checked by revision), `lease` (leases with keys kept
+    /// alive, revoked or left to expire, checked against the lease timing rule), `lock`
+    /// (holders of a lock with a fencing register), or `all`.
     #[arg(long, default_value = "all", value_parser = Workload::parse)]
     workload: Workload,
     /// Concurrent client sessions of the bank workload.
     #[arg(long, default_value_t = 3)]
     bank_clients: usize,
+    /// Concurrent clients of the lease workload.
+    #[arg(long, default_value_t = 3)]
+    lease_clients: usize,
+    /// Concurrent clients of the lock workload (each its own session).
+    #[arg(long, default_value_t = 3)]
+    lock_clients: usize,
     /// Seed of every random choice; printed when not given.
     #[arg(long)]
     seed: Option<u64>,
@@ -160,6 +168,8 @@ async fn run_chaos(args: RunArgs) -> ExitCode {
     options.clients = args.clients;
     options.workload = args.workload;
     options.bank_clients = args.bank_clients;
+    options.lease_clients = args.lease_clients;
+    options.lock_clients = args.lock_clients;
     options.seed = seed;
     options.isolation = if args.loopback {
         Some(Isolation::Loopback)

@@ -844,7 +844,7 @@ fn examples(items: &[String]) -> String {
 }
 
 /// At most [`SHOWN_MAX`] anomalies, then one line counting the rest.
-fn bounded(mut anomalies: Vec<String>, what: &str) -> Vec<String> {
+pub(crate) fn bounded(mut anomalies: Vec<String>, what: &str) -> Vec<String> {
     if anomalies.len() > SHOWN_MAX {
         let more = anomalies.len() - SHOWN_MAX;
         anomalies.truncate(SHOWN_MAX);

@@ -16,15 +16,18 @@ use tokio::time::Instant;
 use crate::analysis::{self, CoordinationFigures, Copy, LincheckFigures, Skipped, Summary};
 use crate::bank::{run_bank_client, BankShared, BANK_PREFIX, TOTAL};
 use crate::cluster::{libfaketime, Cluster, NodeOptions, ProcessState};
+use crate::leases::{self, run_lease_client, LeaseShared, LEASE_PREFIX};
+use crate::locks::{run_lock_client, LockShared};
 use crate::nemesis::{run_nemesis, FaultContext, FaultRecord, Nemesis, Schedule, Timeline};
 use crate::proxy::LinkProxies;
 use crate::revision_check::{
-    self as checks, BankEntry, BankOutcome, Selection, Stamp, WatcherRecord,
+    self as checks, BankEntry, BankOutcome, ChangeLog, Selection, Stamp, WatcherRecord,
 };
 use crate::topology::{is_root, namespace_tools_missing, Isolation, Topology};
 use crate::watchers::{node_client, read_change_log, run_watcher};
 use crate::workload::{nanos, run_client, ClientRecord, WorkloadOptions, WorkloadShared};
 use crate::ChaosError;
+use crate::{lease_check, lock_check};
 
 /// How a run goes.
 #[derive(Clone, Debug)]
@@ -73,49 +76,88 @@ pub struct RunOptions {
     pub workload: Workload,
     /// Clients of the bank workload (beside `clients` of the kv one).
     pub bank_clients: usize,
+    /// Clients of the lease workload.
+    pub lease_clients: usize,
+    /// Clients of the lock workload.
+    pub lock_clients: usize,
 }
 
-/// The workloads of a run.
+/// The workloads of a run: any of them, at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Workload {
+pub struct Workload {
     /// Single-key operations on registers and logs, checked by lincheck.
-    Kv,
+    pub kv: bool,
     /// Transfers and whole reads of a bank's accounts by transaction, checked by revision.
-    Bank,
-    /// Both at once.
-    All,
+    pub bank: bool,
+    /// Leases with keys kept alive, revoked or left to expire, checked against the lease
+    /// timing rule and the expiry bound (`lease_check`).
+    pub lease: bool,
+    /// Holders of a lock incrementing a fenced and an unguarded counter (`lock_check`).
+    pub lock: bool,
 }
 
 impl Workload {
+    /// Every workload.
+    pub const ALL: Workload = Workload {
+        kv: true,
+        bank: true,
+        lease: true,
+        lock: true,
+    };
+    const NAMES: &'static str = "kv, bank, lease, lock or all";
+
     /// Whether the kv workload runs.
     pub fn kv(self) -> bool {
-        matches!(self, Workload::Kv | Workload::All)
+        self.kv
     }
 
     /// Whether the bank workload runs.
     pub fn bank(self) -> bool {
-        matches!(self, Workload::Bank | Workload::All)
+        self.bank
     }
 
-    /// Parses `kv`, `bank` or `all`.
+    /// Whether the lease workload runs.
+    pub fn lease(self) -> bool {
+        self.lease
+    }
+
+    /// Whether the lock workload runs.
+    pub fn lock(self) -> bool {
+        self.lock
+    }
+
+    /// Parses a comma-separated list of `kv`, `bank`, `lease`, `lock`, or `all`.
     pub fn parse(text: &str) -> Result<Workload, String> {
-        match text {
-            "kv" => Ok(Workload::Kv),
-            "bank" => Ok(Workload::Bank),
-            "all" => Ok(Workload::All),
-            other => Err(format!("unknown workload {other:?}: kv, bank or all")),
+        let mut workload = Workload {
+            kv: false,
+            bank: false,
+            lease: false,
+            lock: false,
+        };
+        for name in text.split(',').map(str::trim) {
+            match name {
+                "kv" => workload.kv = true,
+                "bank" => workload.bank = true,
+                "lease" => workload.lease = true,
+                "lock" => workload.lock = true,
+                "all" => workload = Workload::ALL,
+                other => return Err(format!("unknown workload {other:?}: {}", Workload::NAMES)),
+            }
         }
+        Ok(workload)
     }
 
     fn names(self) -> Vec<String> {
-        let mut names = Vec::new();
-        if self.kv() {
-            names.push("kv".to_string());
-        }
-        if self.bank() {
-            names.push("bank".to_string());
-        }
-        names
+        [
+            (self.kv, "kv"),
+            (self.bank, "bank"),
+            (self.lease, "lease"),
+            (self.lock, "lock"),
+        ]
+        .into_iter()
+        .filter(|(runs, _)| *runs)
+        .map(|(_, name)| name.to_string())
+        .collect()
     }
 }
 
@@ -143,8 +185,10 @@ impl RunOptions {
             progress_every: None,
             fsync_shim: None,
             lossy_storage: false,
-            workload: Workload::All,
+            workload: Workload::ALL,
             bank_clients: 3,
+            lease_clients: 3,
+            lock_clients: 3,
         }
     }
 }
@@ -299,6 +343,51 @@ pub async fn run(options: RunOptions) -> Result<RunReport, ChaosError> {
         .collect();
     let (watchers_stop_sender, watchers_stop) = watch::channel(false);
     let watchers = start_watchers(&cluster, options.workload, &watchers_stop).await?;
+    let lease_shared = Arc::new(LeaseShared {
+        origin,
+        stop: stop.clone(),
+    });
+    let lease_clients: Vec<_> = (1..=options.lease_clients as u64)
+        .filter(|_| options.workload.lease())
+        .map(|number| {
+            tokio::spawn(run_lease_client(
+                number,
+                client_base.new_session(),
+                lease_shared.clone(),
+                derive_seed(options.seed, 3_000 + number),
+            ))
+        })
+        .collect();
+    let (observers_stop_sender, observers_stop) = watch::channel(false);
+    let lease_observers = if options.workload.lease() {
+        Some(LeaseObservers::start(
+            &client_base,
+            slot_endpoints(&cluster)
+                .await
+                .into_iter()
+                .map(|(_, e)| e)
+                .collect(),
+            origin,
+            &observers_stop,
+        ))
+    } else {
+        None
+    };
+    let lock_shared = Arc::new(LockShared {
+        origin,
+        stop: stop.clone(),
+    });
+    let lock_clients: Vec<_> = (1..=options.lock_clients as u64)
+        .filter(|_| options.workload.lock())
+        .map(|number| {
+            tokio::spawn(run_lock_client(
+                number,
+                client_base.new_session(),
+                lock_shared.clone(),
+                derive_seed(options.seed, 4_000 + number),
+            ))
+        })
+        .collect();
     let clients: Vec<_> = (1..=options.clients as u64)
         .filter(|_| options.workload.kv())
         .map(|number| {
@@ -340,6 +429,28 @@ pub async fn run(options: RunOptions) -> Result<RunReport, ChaosError> {
             Err(error) => {
                 return Err(ChaosError::Setup(format!(
                     "a bank client task failed: {error}"
+                )))
+            }
+        }
+    }
+    let mut leases = Vec::new();
+    for client in lease_clients {
+        match client.await {
+            Ok(histories) => leases.extend(histories),
+            Err(error) => {
+                return Err(ChaosError::Setup(format!(
+                    "a lease client task failed: {error}"
+                )))
+            }
+        }
+    }
+    let mut holdings = Vec::new();
+    for client in lock_clients {
+        match client.await {
+            Ok(held) => holdings.extend(held),
+            Err(error) => {
+                return Err(ChaosError::Setup(format!(
+                    "a lock client task failed: {error}"
                 )))
             }
         }
@@ -400,7 +511,19 @@ pub async fn run(options: RunOptions) -> Result<RunReport, ChaosError> {
             Err(reason) => anomalies.push(reason),
         }
     }
-    let coordination = check_revisions(
+    // The leases left to expire go now: wait for them before the final revision is taken,
+    // so the change history holds their deletes.
+    let lease_evidence = match lease_observers {
+        Some(observers) => {
+            if settled.is_ok() {
+                wait_for_leases_to_go(&admin).await;
+            }
+            let _ = observers_stop_sender.send(true);
+            Some(observers.finish().await)
+        }
+        None => None,
+    };
+    let mut coordination = check_revisions(
         &admin,
         &cluster,
         &members,
@@ -412,6 +535,20 @@ pub async fn run(options: RunOptions) -> Result<RunReport, ChaosError> {
         &mut anomalies,
     )
     .await;
+    if let Some(log) = &coordination.log {
+        let election_timeout = Duration::from_millis(ELECTION_TICKS_MAX * options.tick_ms);
+        if let Some(evidence) = &lease_evidence {
+            let (found, figures) =
+                lease_check::lease_anomalies(&leases, evidence, log, election_timeout);
+            anomalies.extend(found);
+            coordination.figures.leases = Some(figures);
+        }
+        if options.workload.lock() {
+            let (found, figures) = lock_check::lock_anomalies(&holdings, log);
+            anomalies.extend(found);
+            coordination.figures.locks = Some(figures);
+        }
+    }
     unexpected_exits.extend(describe_exits(&cluster).await);
     anomalies.extend(context.findings());
     for exit in &unexpected_exits {
@@ -470,6 +607,17 @@ pub async fn run(options: RunOptions) -> Result<RunReport, ChaosError> {
 
     write_jsonl(&out_dir.join("bank.jsonl"), &bank_entries)?;
     write_jsonl(&out_dir.join("watchers.jsonl"), &coordination.watchers)?;
+    if options.workload.lease() {
+        write_jsonl(&out_dir.join("leases.jsonl"), &leases)?;
+    }
+    if let Some(evidence) = &lease_evidence {
+        write_jsonl(&out_dir.join("lease-scans.jsonl"), &evidence.scans)?;
+        write_jsonl(&out_dir.join("lease-deletes.jsonl"), &evidence.deletes_seen)?;
+        write_jsonl(&out_dir.join("terms.jsonl"), &evidence.terms)?;
+    }
+    if options.workload.lock() {
+        write_jsonl(&out_dir.join("locks.jsonl"), &holdings)?;
+    }
     write_outputs(
         &out_dir,
         &history,
@@ -921,6 +1069,73 @@ fn output_error(path: &Path, source: std::io::Error) -> ChaosError {
     }
 }
 
+/// Every host slot with its HTTP address (slots count from 1).
+async fn slot_endpoints(cluster: &Mutex<Cluster>) -> Vec<(usize, String)> {
+    let cluster = cluster.lock().await;
+    let topology = cluster.topology();
+    (1..=topology.slots())
+        .map(|slot| (slot, topology.http_addr(slot).to_string()))
+        .collect()
+}
+
+/// The largest randomized election timeout of the nodes, in ticks (`--tick-ms`).
+const ELECTION_TICKS_MAX: u64 = 30;
+/// Longest wait, once settled, for the keys of the leases left to expire to go.
+const LEASES_GONE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Waits until no lease key is left, or [`LEASES_GONE_TIMEOUT`] passed (the lease checks
+/// then judge the keys still there against their bound).
+async fn wait_for_leases_to_go(admin: &Client) {
+    let deadline = Instant::now() + LEASES_GONE_TIMEOUT;
+    while Instant::now() < deadline {
+        if let Ok(scan) = admin.scan_at(LEASE_PREFIX, 1, None).await {
+            if scan.items.is_empty() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The lease workload's observers: the scanner, the delete watcher and the term observer.
+struct LeaseObservers {
+    scanner: tokio::task::JoinHandle<Vec<lease_check::LeaseScan>>,
+    deletes: tokio::task::JoinHandle<Vec<lease_check::SeenDelete>>,
+    terms: tokio::task::JoinHandle<Vec<lease_check::TermSample>>,
+}
+
+impl LeaseObservers {
+    fn start(
+        client: &Client,
+        endpoints: Vec<String>,
+        origin: Instant,
+        stop: &watch::Receiver<bool>,
+    ) -> LeaseObservers {
+        LeaseObservers {
+            scanner: tokio::spawn(leases::run_scanner(
+                client.new_session(),
+                origin,
+                stop.clone(),
+            )),
+            deletes: tokio::spawn(leases::run_delete_watcher(
+                client.new_session(),
+                origin,
+                stop.clone(),
+            )),
+            terms: tokio::spawn(leases::run_term_observer(endpoints, origin, stop.clone())),
+        }
+    }
+
+    /// Waits for the observers (stopped by their channel) and gathers what they saw.
+    async fn finish(self) -> lease_check::LeaseEvidence {
+        lease_check::LeaseEvidence {
+            scans: self.scanner.await.unwrap_or_default(),
+            deletes_seen: self.deletes.await.unwrap_or_default(),
+            terms: self.terms.await.unwrap_or_default(),
+        }
+    }
+}
+
 /// A running watcher: its name, slot, how far it has got, and its task.
 struct RunningWatcher {
     slot: usize,
@@ -944,14 +1159,11 @@ async fn start_watchers(
         selections.push(Selection::Prefix(BANK_PREFIX.to_string()));
         selections.push(Selection::Key(crate::bank::account_key(0)));
     }
-    let endpoints: Vec<(usize, String)> = {
-        let cluster = cluster.lock().await;
-        let topology = cluster.topology();
-        // Slots count from 1.
-        (1..=topology.slots())
-            .map(|slot| (slot, topology.http_addr(slot).to_string()))
-            .collect()
-    };
+    if workload.lease() {
+        // A revoke deletes several keys at one revision: the watchers must hand them together.
+        selections.push(Selection::Prefix(LEASE_PREFIX.to_string()));
+    }
+    let endpoints = slot_endpoints(cluster).await;
     let mut watchers = Vec::new();
     for (slot, endpoint) in &endpoints {
         let slot = *slot;
@@ -982,6 +1194,8 @@ async fn start_watchers(
 struct RevisionFindings {
     figures: CoordinationFigures,
     watchers: Vec<WatcherRecord>,
+    /// The first member's change history, when one could be read.
+    log: Option<ChangeLog>,
 }
 
 /// After settling: lets the members' watchers catch up to the final revision and stops them,
@@ -1078,6 +1292,7 @@ async fn check_revisions(
         return RevisionFindings {
             figures,
             watchers: records,
+            log: None,
         };
     };
     let mut member_revisions = Vec::new();
@@ -1111,6 +1326,7 @@ async fn check_revisions(
         return RevisionFindings {
             figures,
             watchers: records,
+            log: None,
         };
     };
     figures.history_revisions = log.len() as u64;
@@ -1130,6 +1346,7 @@ async fn check_revisions(
     RevisionFindings {
         figures,
         watchers: records,
+        log: Some(log.clone()),
     }
 }
 
@@ -1140,4 +1357,27 @@ fn write_jsonl<T: serde::Serialize>(path: &Path, items: &[T]) -> Result<(), Chao
         text.push('\n');
     }
     write_file(path, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workloads_parse_as_a_list_and_all_means_every_one() {
+        assert_eq!(Workload::parse("all"), Ok(Workload::ALL));
+        let chosen = Workload::parse("kv, lease").expect("a list of names");
+        assert!(chosen.kv() && chosen.lease() && !chosen.bank() && !chosen.lock());
+        assert_eq!(chosen.names(), vec!["kv".to_string(), "lease".to_string()]);
+        assert_eq!(
+            Workload::ALL.names(),
+            vec!["kv", "bank", "lease", "lock"]
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        );
+        assert!(Workload::parse("kv,locks")
+            .unwrap_err()
+            .contains("unknown workload \"locks\""));
+    }
 }

@@ -233,6 +233,10 @@ impl Topology {
         }
         self.torn_down = true;
         if self.isolation == Isolation::Namespaces {
+            // Deleting the harness end of its veth at once (both ends go) leaves no name for
+            // the next run of this index to collide with while the namespaces are destroyed.
+            let _ =
+                run(Command::new("ip").args(["link", "del", &format!("rkc{}h", self.run_index)]));
             remove_namespaces(self.run_index);
             let _ = std::fs::remove_file(owner_file(self.run_index));
         }
@@ -350,6 +354,10 @@ fn build_namespaces(topology: &Topology) -> Result<(), ChaosError> {
     ip(&["-n", &bridge, "link", "set", "br0", "up"])?;
     let harness_end = format!("rkc{index}h");
     let harness_peer = format!("rkc{index}hb");
+    // The harness end lives in the root namespace; the kernel may still be destroying the one
+    // of the previous run of this index (a namespace's veths go asynchronously when it is
+    // deleted), and the index is ours now, so a leftover is removed rather than collided with.
+    let _ = ip(&["link", "del", &harness_end]);
     ip(&[
         "link",
         "add",

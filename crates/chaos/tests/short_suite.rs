@@ -1,7 +1,8 @@
 //! The short chaos suite: every nemesis for a few seconds against three real raftkv processes,
-//! then all of them at once, with both workloads (kv and bank) and watchers through every
-//! node; each run must settle, lose nothing, be linearizable, keep the bank's total, deliver
-//! every watcher every change once and in order, and agree on revisions.
+//! then all of them at once, with every workload (kv, bank, lease, lock) and watchers through
+//! every node; each run must settle, lose nothing, be linearizable, keep the bank's total,
+//! deliver every watcher every change once and in order, agree on revisions, expire no lease
+//! early nor later than its bound, and let no stale lock holder past the fencing register.
 //!
 //! Network faults need root (network namespaces) and clock jumps need libfaketime; without
 //! them those nemeses are skipped with a message, and a test whose nemeses are all skipped
@@ -84,6 +85,8 @@ fn run_short(name: &str, nemeses: &[Nemesis], default_seed: u64) {
     options.seed = seed;
     options.clients = 6;
     options.bank_clients = 2;
+    options.lease_clients = 2;
+    options.lock_clients = 2;
     options.schedule = Schedule {
         calm: (Duration::from_millis(300), Duration::from_millis(1_500)),
         hold: (Duration::from_millis(500), Duration::from_millis(2_500)),
@@ -140,6 +143,28 @@ fn run_short(name: &str, nemeses: &[Nemesis], default_seed: u64) {
         summary.to_text()
     );
     let combined = summary.nemeses.len() > 2;
+    let leases = coordination
+        .leases
+        .as_ref()
+        .unwrap_or_else(|| panic!("chaos {name} (seed {seed}): no lease checks ran"));
+    // Every nemesis at once leaves the cluster without a leader for much of a short run: there
+    // a lease granted with keys is enough (its keys are checked against the grant's TTL).
+    assert!(
+        leases.granted > 1
+            && leases.keys_attached > 1
+            && (combined || leases.keepalives_acknowledged > 1),
+        "chaos {name} (seed {seed}): too few leases were held to mean anything:\n{}",
+        summary.to_text()
+    );
+    let locks = coordination
+        .locks
+        .as_ref()
+        .unwrap_or_else(|| panic!("chaos {name} (seed {seed}): no lock checks ran"));
+    assert!(
+        locks.holdings > 2 && locks.fenced_writes_accepted > 1,
+        "chaos {name} (seed {seed}): the lock was held too little to mean anything:\n{}",
+        summary.to_text()
+    );
     for nemesis in &summary.nemeses {
         // A storage fault strikes only while every founding voter is up and unimpaired, which
         // the other families seldom allow in a combined run: its own run (disk_and_fsync_faults)
