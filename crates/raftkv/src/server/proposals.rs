@@ -279,6 +279,12 @@ impl KvServer {
     }
 }
 
+/// A command handed to the node by [`KvServer::place`], whose answer is still to come.
+pub(super) struct PlacedWrite {
+    request: u64,
+    answer: oneshot::Receiver<Resolution>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,10 +336,4 @@ mod tests {
         assert!(is_not_committed(first_answer.try_recv()));
         assert!(is_not_committed(second_answer.try_recv()));
     }
-}
-
-/// A command handed to the node by [`KvServer::place`], whose answer is still to come.
-pub(super) struct PlacedWrite {
-    request: u64,
-    answer: oneshot::Receiver<Resolution>,
 }
