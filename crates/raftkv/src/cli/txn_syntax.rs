@@ -3,10 +3,10 @@
 //!
 //! ```text
 //!  version(config) = 0            comparisons, one per line: TARGET(KEY) OP OPERAND
-//!  value(owner) != "bob smith"      TARGET  value | version | create | mod | exists
+//!  value(owner) != "bob smith"      TARGET  value | version | create | mod | exists | lease
 //!                                   OP      =  !=  <  >        (exists: = and != only)
 //!  put config "v1"                success operations, one per line:
-//!  get config                       put KEY VALUE | del KEY | del --prefix PREFIX
+//!  get config                       put KEY VALUE [--lease ID] | del KEY | del --prefix PREFIX
 //!                                   get KEY | scan PREFIX [LIMIT]
 //!  get config                     failure operations, same forms
 //! ```
@@ -16,6 +16,8 @@
 //! written in double quotes, with `\"`, `\\`, `\n` and `\t` escapes. Errors name the line.
 
 use raftkv_client::api::{Compare, CompareOp, CompareTarget, TxnOp, TxnRequest};
+
+use super::lease::parse_lease_id;
 
 /// The three blocks, parsed into a request; the error names the line (1-based) and what is
 /// wrong with it.
@@ -81,6 +83,12 @@ pub(crate) fn parse_compare(line: &str) -> Result<Compare, String> {
         "version" => CompareTarget::Version(number("version")?),
         "create" | "create_revision" => CompareTarget::CreateRevision(number("create")?),
         "mod" | "mod_revision" => CompareTarget::ModRevision(number("mod")?),
+        // Lease ids are hexadecimal on the command line, as `lease grant` prints them; 0 is
+        // "no lease".
+        "lease" => CompareTarget::Lease(match operand.as_str() {
+            "0" => 0,
+            id => parse_lease_id(id)?,
+        }),
         "exists" => {
             if !matches!(op, CompareOp::Equal | CompareOp::NotEqual) {
                 return Err("exists compares with = or != only".to_string());
@@ -97,15 +105,15 @@ pub(crate) fn parse_compare(line: &str) -> Result<Compare, String> {
         }
         other => {
             return Err(format!(
-                "unknown comparison target {other:?}; expected value, version, create, mod or \
-                 exists"
+                "unknown comparison target {other:?}; expected value, version, create, mod, \
+                 exists or lease"
             ))
         }
     };
     Ok(Compare { key, op, target })
 }
 
-/// `put KEY VALUE`, `del KEY`, `del --prefix PREFIX`, `get KEY`, `scan PREFIX [LIMIT]`.
+/// `put KEY VALUE [--lease ID]`, `del KEY`, `del --prefix PREFIX`, `get KEY`, `scan PREFIX [LIMIT]`.
 pub(crate) fn parse_op(line: &str) -> Result<TxnOp, String> {
     let mut words = Words::new(line);
     let verb = words.bare_until('\0');
@@ -118,11 +126,26 @@ pub(crate) fn parse_op(line: &str) -> Result<TxnOp, String> {
         "put" => {
             let key = argument("a key and a value")?;
             let value = argument("a value after the key")?;
+            let lease = match words.word_until('\0')? {
+                None => None,
+                Some(flag) if flag == "--lease" => {
+                    let id = words
+                        .word_until('\0')?
+                        .ok_or_else(|| "`put ... --lease` needs a lease id".to_string())?;
+                    Some(parse_lease_id(&id)?)
+                }
+                Some(other) => {
+                    return Err(format!(
+                        "unexpected {other:?} at the end of the line (quote a value with \
+                         spaces; `--lease ID` attaches the key to a lease)"
+                    ))
+                }
+            };
             TxnOp::Put {
                 key,
                 value: Some(value),
                 value_base64: None,
-                lease: None,
+                lease,
             }
         }
         "del" | "delete" => match argument("a key, or --prefix and a prefix")? {
@@ -377,6 +400,29 @@ mod tests {
     }
 
     #[test]
+    fn leases_are_compared_and_attached_in_hexadecimal() {
+        let request =
+            parse_txn("lease(svc/a) = 0\nlease(svc/b) != abc\n\nput svc/a up --lease 0x1f\n")
+                .expect("valid");
+        assert_eq!(
+            request.compare,
+            [
+                compare("svc/a", CompareOp::Equal, CompareTarget::Lease(0)),
+                compare("svc/b", CompareOp::NotEqual, CompareTarget::Lease(0xabc)),
+            ]
+        );
+        assert_eq!(
+            request.success,
+            [TxnOp::Put {
+                key: "svc/a".to_string(),
+                value: Some("up".to_string()),
+                value_base64: None,
+                lease: Some(0x1f),
+            }]
+        );
+    }
+
+    #[test]
     fn a_leading_blank_line_means_no_comparisons_and_trailing_ones_are_fine() {
         let request = parse_txn("\nput k v\n\n\n\n").expect("valid");
         assert!(request.compare.is_empty());
@@ -391,8 +437,10 @@ mod tests {
 
     #[test]
     fn errors_name_the_line_and_the_fault() {
-        let cases: [(&str, &str); 16] = [
-            ("vers(k) = 0", "line 1: unknown comparison target \"vers\"; expected value, version, create, mod or exists"),
+        let cases: [(&str, &str); 18] = [
+            ("lease(k) = xyz", "line 1: \"xyz\" is not a lease id: lease ids are hexadecimal, as `lease grant` prints them"),
+            ("\nput k v --lease", "line 2: `put ... --lease` needs a lease id"),
+            ("vers(k) = 0", "line 1: unknown comparison target \"vers\"; expected value, version, create, mod, exists or lease"),
             ("version k = 0", "line 1: expected a comparison such as `version(KEY) = 0`, got \"version k = 0\""),
             ("version() = 0", "line 1: a comparison needs a key inside the parentheses"),
             ("version(k = 0", "line 1: expected `)` after the key \"k\""),
@@ -403,7 +451,7 @@ mod tests {
             ("exists(k) = yes", "line 1: exists compares with true or false, not \"yes\""),
             ("value(k) = \"open", "line 1: a quoted string is not closed"),
             ("\nput k", "line 2: `put` needs a value after the key"),
-            ("\nput k two words", "line 2: unexpected \"words\" at the end of the line (quote a value with spaces)"),
+            ("\nput k two words", "line 2: unexpected \"words\" at the end of the line (quote a value with spaces; `--lease ID` attaches the key to a lease)"),
             ("\n\nfrob k", "line 3: unknown operation \"frob\"; expected put, del, get or scan"),
             ("\nscan p ten", "line 2: scan's limit is a whole number, not \"ten\""),
             ("\ndel --prefix \"\"", "line 2: del --prefix needs a prefix that is not empty"),
