@@ -6,35 +6,11 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{TestCluster, DEADLINE};
-
-/// `raftkv --endpoints ... ARGS`, run to its end.
-fn raftkv(endpoints: &[String], args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_raftkv"))
-        .arg("--endpoints")
-        .arg(endpoints.join(","))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("raftkv runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}stderr:\n{}",
-        output.status.code(),
-        stdout(output),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
+use common::{describe, raftkv, stdout, TestCluster, DEADLINE};
 
 /// The revision in `succeeded revision=R ...` / `failed revision=R ...`.
 fn txn_revision(first_line: &str) -> u64 {

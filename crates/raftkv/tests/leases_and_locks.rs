@@ -5,28 +5,17 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{TestCluster, DEADLINE};
+use common::{describe, raftkv, stdout, TestCluster, DEADLINE};
 use raftkv_client::api::Consistency;
 use raftkv_client::{
     ClientError, ElectionLeader, ElectionObserver, LeaseLost, LeaseStatus, LockError, LockLost,
     Session,
 };
-
-/// `raftkv --endpoints ... ARGS`, run to its end.
-fn raftkv(endpoints: &[String], args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_raftkv"))
-        .arg("--endpoints")
-        .arg(endpoints.join(","))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("raftkv runs")
-}
 
 /// `raftkv --endpoints ... ARGS` started, its stdout piped.
 fn spawn_raftkv(endpoints: &[String], args: &[&str]) -> Child {
@@ -39,19 +28,6 @@ fn spawn_raftkv(endpoints: &[String], args: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("raftkv starts")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}stderr:\n{}",
-        output.status.code(),
-        stdout(output),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// Waits (polling, with the deadline) for `child` to exit.

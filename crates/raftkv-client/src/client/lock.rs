@@ -187,14 +187,7 @@ impl Session {
             ],
             failure: vec![TxnOp::Get { key: key.clone() }],
         };
-        let answer = self
-            .client
-            .txn(&request)
-            .await
-            .map_err(|error| match error {
-                ClientError::LeaseNotFound { .. } => LockError::LeaseLost(LeaseLost::NotFound),
-                other => LockError::Client(other),
-            })?;
+        let answer = self.client.txn(&request).await.map_err(lock_error)?;
         let kv = match answer.results.last() {
             Some(TxnOpResult::Get { kv: Some(kv) }) => kv.clone(),
             other => {
@@ -447,15 +440,7 @@ impl Leadership {
             }],
             failure: vec![],
         };
-        let answer = self
-            .held
-            .client
-            .txn(&request)
-            .await
-            .map_err(|error| match error {
-                ClientError::LeaseNotFound { .. } => LockError::LeaseLost(LeaseLost::NotFound),
-                other => LockError::Client(other),
-            })?;
+        let answer = self.held.client.txn(&request).await.map_err(lock_error)?;
         if !answer.succeeded {
             return Err(LockError::NotLeader {
                 key: self.held.key.clone(),
@@ -619,6 +604,15 @@ async fn observe(
         }
     }
     Ok(())
+}
+
+/// A transaction of the lock or election recipe refused: a lease that no longer exists means
+/// the session's lease is lost; anything else is the client's error.
+fn lock_error(error: ClientError) -> LockError {
+    match error {
+        ClientError::LeaseNotFound { .. } => LockError::LeaseLost(LeaseLost::NotFound),
+        other => LockError::Client(other),
+    }
 }
 
 #[cfg(test)]

@@ -497,3 +497,29 @@ pub fn error_of(body: &Bytes) -> raftkv_client::api::ErrorResponse {
         )
     })
 }
+
+/// `raftkv --endpoints ENDPOINTS ARGS` (the CLI under test), run to its end.
+pub fn raftkv(endpoints: &[String], args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_raftkv"))
+        .arg("--endpoints")
+        .arg(endpoints.join(","))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("raftkv runs")
+}
+
+/// A command's standard output, as text.
+pub fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A command's exit status and both outputs, for an assertion's message.
+pub fn describe(output: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}stderr:\n{}",
+        output.status.code(),
+        stdout(output),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
