@@ -154,4 +154,29 @@ mod tests {
             .collect();
         assert_eq!(block, shown);
     }
+
+    #[test]
+    fn the_lease_guide_shows_the_compiled_lease_example() {
+        let guide = include_str!("../../../docs/leases.md");
+        let block = guide
+            .split("```rust\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("a rust block in docs/leases.md");
+        let crate_docs = include_str!("lib.rs");
+        let example = crate_docs
+            .split("//! Leases, locks and elections")
+            .nth(1)
+            .and_then(|rest| rest.split("//! ```no_run\n").nth(1))
+            .and_then(|rest| rest.split("//! ```").next())
+            .expect("the lease example in the crate docs");
+        let shown: String = example
+            .lines()
+            .map(|line| line.strip_prefix("//!").unwrap_or(line))
+            .map(|line| line.strip_prefix(' ').unwrap_or(line))
+            .filter(|line| !line.starts_with("# "))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        assert_eq!(block, shown);
+    }
 }
