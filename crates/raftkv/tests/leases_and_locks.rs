@@ -280,6 +280,41 @@ async fn a_holder_whose_lease_is_revoked_sees_lost_and_the_waiter_gets_the_lock(
     session.close().await.expect("close");
 }
 
+/// Seed 3101 of the chaos soak: a lock taken again by a session whose key survived (an unlock
+/// whose answer was lost) got the same fencing token as the holding before it, so a write that
+/// holding left in flight could not be told apart from the new holder's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_taken_again_in_the_same_session_gets_a_new_token_and_ends_the_old_holding() {
+    let cluster = TestCluster::start(3, &[]).await;
+    cluster.wait_for_leader().await;
+    let client = cluster.client();
+    let session = Session::new(&client, 30).await.expect("session");
+    let first = session.lock("vault").await.expect("lock");
+    let first_lost = first.lost();
+    // As if the unlock's answer were lost: the key is still there, and the session locks again.
+    let second = within("locking again", session.lock("vault"))
+        .await
+        .expect("lock");
+    assert!(
+        second.fencing_token() > first.fencing_token(),
+        "a new holding, a greater token: {} after {}",
+        second.fencing_token(),
+        first.fencing_token()
+    );
+    assert_eq!(second.key(), first.key(), "one key per lease and lock");
+    let reason = within("the first holding ends", first_lost).await;
+    assert!(matches!(reason, LockLost::KeyDeleted { .. }), "{reason:?}");
+    assert!(
+        !first.unlock().await.expect("unlock"),
+        "not the first's any more"
+    );
+    assert!(
+        second.unlock().await.expect("unlock"),
+        "the second still holds"
+    );
+    session.close().await.expect("close");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_election_leader_changes_when_the_leader_resigns_and_observers_see_each_change() {
     let cluster = TestCluster::start(3, &[]).await;
