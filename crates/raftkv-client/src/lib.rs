@@ -130,21 +130,20 @@ pub use tls::ClientTls;
 mod tests {
     /// The Rust example of docs/coordination.md is the crate documentation's, which the doc
     /// tests compile: the two must not drift apart.
-    #[test]
-    fn the_guide_shows_the_compiled_coordination_example() {
-        let guide = include_str!("../../../docs/coordination.md");
-        let block = guide
+    /// The first Rust block of the guide `page` and the crate docs' example after `heading`,
+    /// as the guide shows it (the hidden `# ` lines left out).
+    fn guide_and_crate_example(page: &str, heading: &str) -> (String, String) {
+        let block = page
             .split("```rust\n")
             .nth(1)
             .and_then(|rest| rest.split("```").next())
-            .expect("a rust block in docs/coordination.md");
-        let crate_docs = include_str!("lib.rs");
-        let example = crate_docs
-            .split("//! Revisions, transactions and watch")
+            .expect("a rust block in the guide");
+        let example = include_str!("lib.rs")
+            .split(heading)
             .nth(1)
             .and_then(|rest| rest.split("//! ```no_run\n").nth(1))
             .and_then(|rest| rest.split("//! ```").next())
-            .expect("the coordination example in the crate docs");
+            .expect("the example in the crate docs");
         let shown: String = example
             .lines()
             .map(|line| line.strip_prefix("//!").unwrap_or(line))
@@ -152,31 +151,24 @@ mod tests {
             .filter(|line| !line.starts_with("# "))
             .map(|line| format!("{line}\n"))
             .collect();
+        (block.to_string(), shown)
+    }
+
+    #[test]
+    fn the_guide_shows_the_compiled_coordination_example() {
+        let (block, shown) = guide_and_crate_example(
+            include_str!("../../../docs/coordination.md"),
+            "//! Revisions, transactions and watch",
+        );
         assert_eq!(block, shown);
     }
 
     #[test]
     fn the_lease_guide_shows_the_compiled_lease_example() {
-        let guide = include_str!("../../../docs/leases.md");
-        let block = guide
-            .split("```rust\n")
-            .nth(1)
-            .and_then(|rest| rest.split("```").next())
-            .expect("a rust block in docs/leases.md");
-        let crate_docs = include_str!("lib.rs");
-        let example = crate_docs
-            .split("//! Leases, locks and elections")
-            .nth(1)
-            .and_then(|rest| rest.split("//! ```no_run\n").nth(1))
-            .and_then(|rest| rest.split("//! ```").next())
-            .expect("the lease example in the crate docs");
-        let shown: String = example
-            .lines()
-            .map(|line| line.strip_prefix("//!").unwrap_or(line))
-            .map(|line| line.strip_prefix(' ').unwrap_or(line))
-            .filter(|line| !line.starts_with("# "))
-            .map(|line| format!("{line}\n"))
-            .collect();
+        let (block, shown) = guide_and_crate_example(
+            include_str!("../../../docs/leases.md"),
+            "//! Leases, locks and elections",
+        );
         assert_eq!(block, shown);
     }
 }
