@@ -96,6 +96,7 @@ async fn start_server() -> Server {
         raft_addr: loopback(0),
         advertised_raft_addr: loopback(0),
         http_addr: loopback(8001),
+        grpc_addr: None,
         peers: BTreeMap::from([(NODE, loopback(0))]),
         join: None,
         cluster_id: "fuzz".into(),

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod certs;
 pub mod cli;
 pub mod dev;
+pub mod grpc;
 pub mod http;
 pub mod limits;
 pub mod metrics;

@@ -153,6 +153,9 @@ serve_settings! {
     raft_addr: Option<SocketAddr> ["RAFTKV_RAFT_ADDR"];
     /// Address the HTTP API listens on.
     http_addr: Option<SocketAddr> ["RAFTKV_HTTP_ADDR"];
+    /// Address the etcd v3 gRPC API listens on (etcdctl and etcd's client libraries talk to
+    /// it); none by default.
+    grpc_addr: Option<SocketAddr> ["RAFTKV_GRPC_ADDR"];
     /// The Raft address other nodes dial to reach this one, when it is not the address it
     /// listens on (behind a proxy or NAT). Default: this node's entry in --peers, else
     /// --raft-addr.
@@ -401,6 +404,8 @@ pub struct ServeConfig {
     pub advertised_raft_addr: SocketAddr,
     /// Where the HTTP API listens.
     pub http_addr: SocketAddr,
+    /// Where the etcd v3 gRPC API listens, if it is served.
+    pub grpc_addr: Option<SocketAddr>,
     /// Every member's Raft address, this node's included; empty when joining.
     pub peers: BTreeMap<NodeId, SocketAddr>,
     /// The HTTP address of a member to join through, instead of `peers`.
@@ -467,6 +472,7 @@ impl ServeArgs {
             http_addr: settings
                 .http_addr
                 .ok_or(ConfigError::Missing("http_addr", "http-addr"))?,
+            grpc_addr: settings.grpc_addr,
             peers,
             join: settings.join,
             cluster_id: settings.cluster_id,

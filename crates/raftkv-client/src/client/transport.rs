@@ -142,7 +142,8 @@ pub(super) struct Http {
 #[derive(Clone)]
 enum Transport {
     /// HTTP/1.1, plain or TLS: a pool with one connection per request in flight.
-    Pooled(HttpClient<HttpsConnector<HttpConnector>, Full<Bytes>>),
+    /// Boxed: the pooled client is a few hundred bytes, the other variant a pointer.
+    Pooled(Box<HttpClient<HttpsConnector<HttpConnector>, Full<Bytes>>>),
     /// HTTP/2 with prior knowledge, plain: one connection per node, a stream per request.
     Http2(Arc<Http2Connections>),
 }
@@ -156,7 +157,7 @@ impl Http {
             .pool_idle_timeout(HTTP1_IDLE_TIMEOUT)
             .build(connector(connect_timeout, tls));
         Http {
-            transport: Transport::Pooled(client),
+            transport: Transport::Pooled(Box::new(client)),
             https,
         }
     }

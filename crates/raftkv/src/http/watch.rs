@@ -65,11 +65,15 @@ fn parse_watch(
         (Some(key), None) if key.is_empty() => {
             return Err(ApiError::bad_request("the key is empty"))
         }
-        (Some(key), None) => KeySelector::Key(key),
-        (None, Some(prefix)) => KeySelector::Prefix(prefix),
+        (Some(key), None) => {
+            check_key_bytes("key or prefix", &key, key_bytes_max)?;
+            KeySelector::Key(key)
+        }
+        (None, Some(prefix)) => {
+            check_key_bytes("key or prefix", &prefix, key_bytes_max)?;
+            KeySelector::Prefix(prefix)
+        }
     };
-    let (KeySelector::Key(text) | KeySelector::Prefix(text)) = &selector;
-    check_key_bytes("key or prefix", text, key_bytes_max)?;
     // A reconnecting EventSource sends the URL it first used and the last id it saw: the id
     // wins, since it is where the stream stopped.
     let last_event = headers

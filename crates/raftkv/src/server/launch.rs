@@ -20,6 +20,14 @@ pub async fn serve(
     let http_listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .map_err(|error| format!("cannot listen on {}: {error}", config.http_addr))?;
+    let grpc_listener = match config.grpc_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|error| format!("cannot listen on {addr}: {error}"))?,
+        ),
+        None => None,
+    };
     let server =
         KvServer::start_with_tls(config.clone(), http.access.node_token.clone(), tls.clone())
             .await?;
@@ -42,6 +50,7 @@ pub async fn serve(
     tracing::info!(
         id = config.id.0,
         http = %config.http_addr,
+        grpc = ?config.grpc_addr,
         raft = %config.raft_addr,
         data = %config.data_dir.display(),
         https = tls.https(),
@@ -56,6 +65,15 @@ pub async fn serve(
     });
     let metrics = state.metrics();
     let router = router(state);
+    // The etcd API stops taking calls when the HTTP API does.
+    let (grpc_stop, grpc_stopped) = tokio::sync::watch::channel(false);
+    let grpc = grpc_listener.map(|listener| {
+        let api = crate::grpc::EtcdApi::new(Arc::clone(&server));
+        let mut stopped = grpc_stopped;
+        tokio::spawn(crate::grpc::serve(listener, api, async move {
+            let _ = stopped.wait_for(|stopped| *stopped).await;
+        }))
+    });
     // Watches are answers that never end by themselves: they are cancelled (`stopping`, with
     // where to resume) when the stop begins, so that the connections can finish.
     let stopping = {
@@ -63,6 +81,7 @@ pub async fn serve(
         async move {
             stop_signal().await;
             server.watch_hub().stop();
+            let _ = grpc_stop.send(true);
         }
     };
     match tls.http_listener(http_listener) {
@@ -72,6 +91,13 @@ pub async fn serve(
         }
         Err(http_listener) => {
             crate::limits::serve_http(http_listener, router, http.limits, metrics, stopping).await
+        }
+    }
+    if let Some(grpc) = grpc {
+        match grpc.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "the etcd gRPC API stopped with an error"),
+            Err(error) => tracing::warn!(%error, "the etcd gRPC API task failed"),
         }
     }
     announcer.abort();

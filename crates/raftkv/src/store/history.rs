@@ -149,6 +149,8 @@ pub enum KeySelector {
     Key(String),
     /// Every key starting with this prefix; the empty prefix selects every key.
     Prefix(String),
+    /// Every key in an etcd range ([`super::KeyRange`]).
+    Range(super::KeyRange),
 }
 
 impl KeySelector {
@@ -157,6 +159,7 @@ impl KeySelector {
         match self {
             KeySelector::Key(selected) => key == selected,
             KeySelector::Prefix(prefix) => key.starts_with(prefix.as_str()),
+            KeySelector::Range(range) => range.contains(key),
         }
     }
 }
@@ -606,7 +609,7 @@ impl History {
                     }
                 }
             }
-            KeySelector::Prefix(_) => {
+            KeySelector::Prefix(_) | KeySelector::Range(_) => {
                 let from = self
                     .log
                     .partition_point(|record| record.revision < start_revision);

@@ -40,6 +40,7 @@
 pub mod command;
 pub mod history;
 pub mod lease;
+pub mod range;
 pub mod sessions;
 pub mod snapshot;
 pub mod txn;
@@ -54,6 +55,7 @@ pub use history::{
     Change, ChangeKind, KeySelector, RevisionChanges, RevisionError, VersionedValue,
 };
 pub use lease::{LeaseCheckpoint, LeaseError, LeaseInfo, LEASE_ID_MAX};
+pub use range::{KeyRange, KeyRangeError, RangeEnd};
 pub use sessions::{ClientId, ClientIdError};
 pub use snapshot::{
     SnapshotError, SnapshotImage, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_FORMAT_VERSION_NUMERIC_IDS,
