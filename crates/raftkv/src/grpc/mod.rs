@@ -25,6 +25,7 @@ pub mod error;
 mod auth;
 mod cluster;
 mod kv;
+mod kv_convert;
 mod lease;
 mod maintenance;
 mod watch;
