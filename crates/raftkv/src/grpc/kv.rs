@@ -38,20 +38,17 @@ impl EtcdApi {
         }
     }
 
-    /// A client of the leader's KV service, when this node does not lead.
-    async fn leader_kv(&self) -> Result<Option<KvClient<Channel>>, Status> {
-        Ok(self.leader_channel().await?.map(|channel| {
+    /// A client of the leader's KV service for `request`, when this node does not lead.
+    async fn leader_kv<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<Option<KvClient<Channel>>, Status> {
+        Ok(self.leader_channel(request).await?.map(|channel| {
+            // The leader's answer was bounded when it was made.
             KvClient::new(channel)
                 .max_decoding_message_size(usize::MAX)
                 .max_encoding_message_size(GRPC_RECEIVE_BYTES_MAX)
         }))
-    }
-
-    /// The leader's answer as this node gives it: this node's member id in the header.
-    fn restamp(&self, header: &mut Option<ResponseHeader>) {
-        if let Some(header) = header {
-            header.member_id = self.server().config().id.0;
-        }
     }
 
     /// Runs `txn` through Raft on this node (the leader): whether its comparisons held, each
@@ -114,12 +111,10 @@ impl kv_server::Kv for EtcdApi {
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        let request = request.into_inner();
-        if let Some(mut leader) = self.leader_kv().await? {
-            let mut response = leader.put(request).await?.into_inner();
-            self.restamp(&mut response.header);
-            return Ok(Response::new(response));
+        if let Some(mut leader) = self.leader_kv(&request).await? {
+            return self.relay(leader.put(self.forwarded(request)).await);
         }
+        let request = request.into_inner();
         let op = put_op(&request, self.limits())?;
         match self.write_one(op).await? {
             (TxnOpOutcome::Put { prev }, revision) => Ok(Response::new(put_response(
@@ -138,12 +133,10 @@ impl kv_server::Kv for EtcdApi {
         &self,
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
-        let request = request.into_inner();
-        if let Some(mut leader) = self.leader_kv().await? {
-            let mut response = leader.delete_range(request).await?.into_inner();
-            self.restamp(&mut response.header);
-            return Ok(Response::new(response));
+        if let Some(mut leader) = self.leader_kv(&request).await? {
+            return self.relay(leader.delete_range(self.forwarded(request)).await);
         }
+        let request = request.into_inner();
         let op = delete_op(&request, self.limits())?;
         match self.write_one(op).await? {
             (TxnOpOutcome::DeleteRange { deleted, prev }, revision) => Ok(Response::new(
@@ -157,12 +150,10 @@ impl kv_server::Kv for EtcdApi {
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        let request = request.into_inner();
-        if let Some(mut leader) = self.leader_kv().await? {
-            let mut response = leader.txn(request).await?.into_inner();
-            self.restamp(&mut response.header);
-            return Ok(Response::new(response));
+        if let Some(mut leader) = self.leader_kv(&request).await? {
+            return self.relay(leader.txn(self.forwarded(request)).await);
         }
+        let request = request.into_inner();
         let txn = txn_of(&request, self.limits())?;
         let (succeeded, results, revision) = self.write_txn(txn).await?;
         let ran = if succeeded {
@@ -182,12 +173,10 @@ impl kv_server::Kv for EtcdApi {
         &self,
         request: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
-        let request = request.into_inner();
-        if let Some(mut leader) = self.leader_kv().await? {
-            let mut response = leader.compact(request).await?.into_inner();
-            self.restamp(&mut response.header);
-            return Ok(Response::new(response));
+        if let Some(mut leader) = self.leader_kv(&request).await? {
+            return self.relay(leader.compact(self.forwarded(request)).await);
         }
+        let request = request.into_inner();
         let revision = u64::try_from(request.revision).unwrap_or(0);
         {
             // etcd refuses a compaction at or below the one in force. The store takes it as a
