@@ -458,6 +458,7 @@ async fn a_watch_from_a_compacted_revision_is_created_then_canceled_with_the_com
     assert!(compacted.canceled, "{compacted:?}");
     assert_eq!(compacted.watch_id, created.watch_id);
     assert_eq!(compacted.compact_revision, last as i64);
+    assert_eq!(revision_of(&compacted), 0, "etcd's header revision here");
     assert_eq!(
         compacted.cancel_reason,
         "etcdserver: mvcc: required revision has been compacted"

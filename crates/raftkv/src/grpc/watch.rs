@@ -456,7 +456,8 @@ fn progress_response(api: &EtcdApi, revision: Option<u64>) -> WatchResponse {
 /// revision, from which etcd's clients report `ErrCompacted`.
 fn compacted(api: &EtcdApi, watch_id: i64, compact_revision: u64) -> WatchResponse {
     WatchResponse {
-        header: Some(api.header()),
+        // Revision 0, as etcd's (its response carries no revision of the store).
+        header: Some(api.header_at(0)),
         watch_id,
         canceled: true,
         compact_revision: signed(compact_revision),
