@@ -118,6 +118,8 @@ pub struct Watcher<H: History> {
     progress: Option<Interval>,
     /// Whether a message was yielded since the last progress tick.
     sent_since_tick: bool,
+    /// Whether a progress message was asked for ([`Watcher::request_progress`]).
+    progress_requested: bool,
     /// Whether the cancellation is queued: nothing follows it.
     finished: bool,
     requested_start: Option<u64>,
@@ -161,6 +163,7 @@ impl<H: History> Watcher<H> {
             pending: VecDeque::new(),
             progress,
             sent_since_tick: false,
+            progress_requested: false,
             finished: false,
             requested_start: start.start_revision,
         }
@@ -183,7 +186,16 @@ impl<H: History> Watcher<H> {
         self.start
     }
 
+    /// Asks for a progress message: once the events already queued are yielded, the watcher
+    /// takes what the window holds and yields [`WatchMessage::Progress`] with the revision
+    /// the store reached (every selected change up to it yielded before), whether or not
+    /// anything was sent lately. Requests made before it is yielded share it.
+    pub fn request_progress(&mut self) {
+        self.progress_requested = true;
+    }
+
     /// The next message: events, progress, or the cancellation (after which `None`).
+    /// Cancel-safe: a call dropped before it returns loses nothing.
     pub async fn next(&mut self) -> Option<WatchMessage> {
         loop {
             if let Some(message) = self.pending.pop_front() {
@@ -192,6 +204,10 @@ impl<H: History> Watcher<H> {
             }
             if self.finished {
                 return None;
+            }
+            if std::mem::take(&mut self.progress_requested) {
+                self.progress_now();
+                continue;
             }
             let (stopping, live, progress) =
                 (&mut self.stopping, &mut self.live, &mut self.progress);
@@ -336,6 +352,11 @@ impl<H: History> Watcher<H> {
         if std::mem::take(&mut self.sent_since_tick) {
             return;
         }
+        self.progress_now();
+    }
+
+    /// Drains the window, then queues progress at the revision the store reached.
+    fn progress_now(&mut self) {
         let reached = *self.reached.borrow();
         loop {
             match self.live.try_recv() {
@@ -688,5 +709,32 @@ mod tests {
             Some(WatchMessage::Progress { revision: 7 })
         );
         assert_eq!(started.elapsed(), Duration::from_secs(30));
+    }
+
+    #[tokio::test]
+    async fn a_requested_progress_follows_the_queued_events_and_names_the_revision_reached() {
+        let hub = WatchHub::new(64);
+        let history = history_at(1);
+        let mut watcher = hub.watch(
+            history.clone(),
+            start(KeySelector::Key("a".into()), Some(2)),
+        );
+        hub.publish(history.apply(&["a"])); // 2
+        watcher.catch_up().expect("caught up");
+        hub.publish(history.apply(&["a"])); // 3: in the window only
+        hub.publish(history.apply(&["b"])); // 4: not selected
+        hub.reached(4);
+        watcher.request_progress();
+        watcher.request_progress(); // shares the answer
+        let mut messages = Vec::new();
+        for _ in 0..3 {
+            messages.push(watcher.next().await.expect("a message"));
+        }
+        assert_eq!(revision_of(&messages[0]), 2, "from history first");
+        assert_eq!(revision_of(&messages[1]), 3, "then the window, drained");
+        assert_eq!(messages[2], WatchMessage::Progress { revision: 4 });
+        // Without an interval and with no new request, nothing more comes.
+        let more = tokio::time::timeout(Duration::from_millis(50), watcher.next()).await;
+        assert!(more.is_err(), "{more:?}");
     }
 }
