@@ -289,6 +289,10 @@ serve_settings! {
     /// for another interval (0: none).
     watch_progress_interval_ms: Option<u64> ["RAFTKV_WATCH_PROGRESS_INTERVAL_MS"]
         default(milliseconds(CoordinationSettings::default().watch_progress_interval));
+    /// Interval of the progress notifications of an idle etcd watch created with
+    /// `progress_notify` (gRPC API), e.g. `10m` (etcd's), `30s`, `500ms`.
+    watch_progress_notify_interval: Option<String> ["RAFTKV_WATCH_PROGRESS_NOTIFY_INTERVAL"]
+        default("10m".to_string());
     /// Shortest lease TTL, in seconds (default 2): a grant asking for less gets this, as etcd
     /// does.
     lease_ttl_min_seconds: Option<u64> ["RAFTKV_LEASE_TTL_MIN_SECONDS"]
@@ -321,6 +325,8 @@ pub struct CoordinationSettings {
     pub watch_window_revisions: usize,
     /// Default interval of an idle watch's progress notifications (zero: none).
     pub watch_progress_interval: Duration,
+    /// Interval of the progress notifications of an idle etcd watch that asks for them.
+    pub watch_progress_notify_interval: Duration,
     /// Shortest lease TTL granted, in seconds (a shorter one asked for is raised to it).
     pub lease_ttl_min_seconds: u64,
     /// Longest lease TTL granted, in seconds (a longer one asked for is refused).
@@ -339,6 +345,8 @@ impl Default for CoordinationSettings {
             // (about 20,000 revisions a second on a laptop) before it is cancelled.
             watch_window_revisions: 16_384,
             watch_progress_interval: Duration::from_secs(10),
+            // etcd's default.
+            watch_progress_notify_interval: Duration::from_secs(600),
             lease_ttl_min_seconds: 2,
             // 30 days, as etcd's longest.
             lease_ttl_max_seconds: 30 * 86_400,
@@ -496,6 +504,20 @@ impl ServeArgs {
                     .filter(|retention| !retention.is_zero()),
                 watch_window_revisions: settings.watch_window_revisions,
                 watch_progress_interval: Duration::from_millis(settings.watch_progress_interval_ms),
+                watch_progress_notify_interval: parse_duration(
+                    &settings.watch_progress_notify_interval,
+                )
+                .ok()
+                .filter(|interval| !interval.is_zero())
+                .ok_or_else(|| {
+                    invalid(
+                        "watch_progress_notify_interval",
+                        format!(
+                            "`{}` is not a positive duration such as 500ms, 30s or 10m",
+                            settings.watch_progress_notify_interval
+                        ),
+                    )
+                })?,
                 lease_ttl_min_seconds: settings.lease_ttl_min_seconds,
                 lease_ttl_max_seconds: settings.lease_ttl_max_seconds,
                 lease_checkpoint_interval: match settings.lease_checkpoint_interval.trim() {
@@ -902,6 +924,7 @@ mod tests {
         args.history_retention_revisions = Some(0);
         args.watch_window_revisions = Some(64);
         args.watch_progress_interval_ms = Some(250);
+        args.watch_progress_notify_interval = Some("2s".into());
         args.lease_ttl_min_seconds = Some(5);
         args.lease_ttl_max_seconds = Some(60);
         args.lease_checkpoint_interval = Some("0".into());
@@ -913,6 +936,7 @@ mod tests {
                 history_retention: Some(Duration::from_secs(7200)),
                 watch_window_revisions: 64,
                 watch_progress_interval: Duration::from_millis(250),
+                watch_progress_notify_interval: Duration::from_secs(2),
                 lease_ttl_min_seconds: 5,
                 lease_ttl_max_seconds: 60,
                 lease_checkpoint_interval: Duration::ZERO,
@@ -928,6 +952,12 @@ mod tests {
         let error = args.clone().resolve().expect_err("refused").to_string();
         assert!(error.contains("lease_checkpoint_interval"), "{error}");
         args.lease_checkpoint_interval = None;
+        for bad in ["0", "0s", "soon"] {
+            args.watch_progress_notify_interval = Some(bad.into());
+            let error = args.clone().resolve().expect_err("refused").to_string();
+            assert!(error.contains("watch_progress_notify_interval"), "{error}");
+        }
+        args.watch_progress_notify_interval = None;
         args.lease_ttl_min_seconds = Some(61);
         let error = args.clone().resolve().expect_err("refused").to_string();
         assert!(error.contains("lease_ttl_min_seconds"), "{error}");

@@ -32,7 +32,8 @@
 //!      3  delete        { 1 key: bytes (UTF-8) }
 //!      4  append        { 1 key: bytes (UTF-8), 2 suffix: bytes }
 //!      5  cas           { 1 key: bytes (UTF-8), 2 expect: optional bytes, 3 value: bytes }
-//!      6  announce      { 1 node: uint64, 2 http_address: string }
+//!      6  announce      { 1 node: uint64, 2 http_address: string,
+//!                         3 grpc_address: optional string (absent: serves no gRPC API) }
 //!      7  raft_address  { 1 node: uint64, 2 raft_address: string }
 //!      8  compact       { 1 revision: uint64 }
 //!      9  txn           { 1 compare: repeated CompareRecord,
@@ -130,12 +131,17 @@ pub enum Operation {
         /// The new value.
         value: Bytes,
     },
-    /// A node records the HTTP address clients can reach it at (so other nodes can forward to it).
+    /// A node records the HTTP address clients can reach it at (so other nodes can forward to it),
+    /// and its etcd gRPC address if it serves that API.
     Announce {
         /// The announcing node's id.
         node: u64,
         /// Its HTTP address, e.g. `127.0.0.1:8080`.
         http_address: String,
+        /// Its etcd v3 gRPC address (`--grpc-addr`), e.g. `127.0.0.1:2379`; `None` when it
+        /// serves no gRPC API (then any address recorded before is forgotten). Entries written
+        /// before the field existed decode to `None`; an older build skips the field.
+        grpc_address: Option<String>,
     },
     /// Records where the other nodes reach `node`'s Raft transport, before it is added to the
     /// cluster, so every node (and any later leader) can dial it.
@@ -622,6 +628,10 @@ struct AnnounceRecord {
     node: u64,
     #[prost(string, tag = "2")]
     http_address: String,
+    /// Explicit presence, so "serves no gRPC API" is not encoded at all: an announcement
+    /// without it is byte for byte what older releases wrote.
+    #[prost(string, optional, tag = "3")]
+    grpc_address: Option<String>,
 }
 
 fn key_record(key: &str) -> Bytes {
@@ -652,12 +662,15 @@ impl From<&Command> for CommandRecord {
                 expect: expect.clone(),
                 value: value.clone(),
             }),
-            Operation::Announce { node, http_address } => {
-                OperationRecord::Announce(AnnounceRecord {
-                    node: *node,
-                    http_address: http_address.clone(),
-                })
-            }
+            Operation::Announce {
+                node,
+                http_address,
+                grpc_address,
+            } => OperationRecord::Announce(AnnounceRecord {
+                node: *node,
+                http_address: http_address.clone(),
+                grpc_address: grpc_address.clone(),
+            }),
             Operation::RaftAddress { node, raft_address } => {
                 OperationRecord::RaftAddress(RaftAddressRecord {
                     node: *node,
@@ -754,6 +767,7 @@ impl TryFrom<CommandRecord> for Command {
             OperationRecord::Announce(announce) => Operation::Announce {
                 node: announce.node,
                 http_address: announce.http_address,
+                grpc_address: announce.grpc_address,
             },
             OperationRecord::RaftAddress(record) => Operation::RaftAddress {
                 node: record.node,
@@ -828,6 +842,29 @@ mod tests {
         ];
         assert_eq!(&command.encode()[..], expected);
         assert_eq!(Command::decode(expected), Ok(command));
+    }
+
+    /// An announcement without a gRPC address is byte for byte what releases before the field
+    /// wrote, and those bytes decode to "serves no gRPC API"; one with it adds field 3.
+    #[test]
+    fn announce_encoding_keeps_older_entries_readable() {
+        let announce = |grpc_address: Option<&str>| Command {
+            session: None,
+            operation: Operation::Announce {
+                node: 2,
+                http_address: "h".into(),
+                grpc_address: grpc_address.map(str::to_string),
+            },
+            request_id: None,
+        };
+        // 6 announce { 1 node: 2, 2 http_address: "h" }
+        let older: &[u8] = &[0x32, 0x05, 0x08, 0x02, 0x12, 0x01, b'h'];
+        assert_eq!(&announce(None).encode()[..], older);
+        assert_eq!(Command::decode(older), Ok(announce(None)));
+        // ... 3 grpc_address: "g"
+        let newer: &[u8] = &[0x32, 0x08, 0x08, 0x02, 0x12, 0x01, b'h', 0x1a, 0x01, b'g'];
+        assert_eq!(&announce(Some("g")).encode()[..], newer);
+        assert_eq!(Command::decode(newer), Ok(announce(Some("g"))));
     }
 
     fn put_as(client_id: ClientId, sequence: u64) -> Command {

@@ -185,6 +185,8 @@ pub struct StateMachine {
     http_addresses: BTreeMap<u64, String>,
     /// The Raft address recorded for each node added at run time.
     raft_addresses: BTreeMap<u64, String>,
+    /// The etcd gRPC address each node announced (only nodes that serve that API).
+    grpc_addresses: BTreeMap<u64, String>,
     /// The index of the last entry applied or skipped.
     /// Invariant: no session is active at a later index.
     applied_index: u64,
@@ -207,6 +209,7 @@ impl fmt::Debug for StateMachine {
             .field("sessions_max", &self.sessions.sessions_max())
             .field("http_addresses", &self.http_addresses)
             .field("raft_addresses", &self.raft_addresses)
+            .field("grpc_addresses", &self.grpc_addresses)
             .finish()
     }
 }
@@ -223,6 +226,7 @@ impl StateMachine {
             sessions: Sessions::new(sessions_max),
             http_addresses: BTreeMap::new(),
             raft_addresses: BTreeMap::new(),
+            grpc_addresses: BTreeMap::new(),
             applied_index: 0,
         }
     }
@@ -439,6 +443,16 @@ impl StateMachine {
         &self.http_addresses
     }
 
+    /// The etcd gRPC address node `node` announced, if it serves that API.
+    pub fn grpc_address(&self, node: u64) -> Option<&str> {
+        self.grpc_addresses.get(&node).map(String::as_str)
+    }
+
+    /// Every node's announced etcd gRPC address.
+    pub fn grpc_addresses(&self) -> &BTreeMap<u64, String> {
+        &self.grpc_addresses
+    }
+
     /// The Raft address recorded for node `node`, if any.
     pub fn raft_address(&self, node: u64) -> Option<&str> {
         self.raft_addresses.get(&node).map(String::as_str)
@@ -552,8 +566,18 @@ impl StateMachine {
                     }
                 }
             }
-            Operation::Announce { node, http_address } => {
+            Operation::Announce {
+                node,
+                http_address,
+                grpc_address,
+            } => {
                 self.http_addresses.insert(node, http_address);
+                // A node restarted without --grpc-addr no longer serves the API: forget the
+                // old address so nobody forwards to it.
+                match grpc_address {
+                    Some(grpc_address) => self.grpc_addresses.insert(node, grpc_address),
+                    None => self.grpc_addresses.remove(&node),
+                };
                 Outcome::Announced
             }
             Operation::RaftAddress { node, raft_address } => {

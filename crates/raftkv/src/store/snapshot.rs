@@ -22,6 +22,8 @@
 //!                       command's own order)
 //!   11 leases           repeated { 1 id: uint64, 2 ttl_seconds: uint64,
 //!                                  3 remaining_ms: optional uint64 }   id order; version 4
+//!   12 grpc_addresses   repeated { 1 node: uint64, 2 address: string }       node order
+//!                       (absent from older snapshots: no node announced one then)
 //!  VersionRecord { 1 key: string, 2 value: bytes, 3 create_revision, 4 mod_revision,
 //!                  5 version: uint64, 6 lease: uint64 (version 4; 0: none) }
 //!                                                                 (a delete: version 0)
@@ -157,6 +159,14 @@ impl StateMachine {
                 .collect(),
             raft_addresses: self
                 .raft_addresses
+                .iter()
+                .map(|(node, address)| AddressRecord {
+                    node: *node,
+                    http_address: address.clone(),
+                })
+                .collect(),
+            grpc_addresses: self
+                .grpc_addresses
                 .iter()
                 .map(|(node, address)| AddressRecord {
                     node: *node,
@@ -309,6 +319,7 @@ impl StateMachine {
         }
         machine.http_addresses = addresses_by_node(record.addresses, "address")?;
         machine.raft_addresses = addresses_by_node(record.raft_addresses, "raft address")?;
+        machine.grpc_addresses = addresses_by_node(record.grpc_addresses, "gRPC address")?;
         machine.sessions.evict_beyond_limit();
         machine.check_invariants();
         Ok(machine)
@@ -389,6 +400,9 @@ struct SnapshotRecord {
     changes: Vec<VersionRecord>,
     #[prost(message, repeated, tag = "11")]
     leases: Vec<LeaseRecord>,
+    /// etcd gRPC addresses, in the same record shape as `raft_addresses`.
+    #[prost(message, repeated, tag = "12")]
+    grpc_addresses: Vec<AddressRecord>,
 }
 
 /// One lease of the table (its keys are the live keys naming it).

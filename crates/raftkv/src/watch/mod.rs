@@ -153,6 +153,16 @@ impl WatchHub {
         self.stopping.send_replace(true);
     }
 
+    /// Resolves once the node stops ([`WatchHub::stop`]): for what serves watches and must
+    /// end with them even while it has none.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut stopping = self.stopping.subscribe();
+        async move {
+            // The sender lives as long as the hub: an error means it is gone, a stop too.
+            let _ = stopping.wait_for(|stopping| *stopping).await;
+        }
+    }
+
     /// The capacity of the window, in revisions.
     pub fn window_revisions(&self) -> usize {
         self.window_revisions

@@ -118,6 +118,8 @@ pub struct Watcher<H: History> {
     progress: Option<Interval>,
     /// Whether a message was yielded since the last progress tick.
     sent_since_tick: bool,
+    /// Whether a progress message was asked for ([`Watcher::request_progress`]).
+    progress_requested: bool,
     /// Whether the cancellation is queued: nothing follows it.
     finished: bool,
     requested_start: Option<u64>,
@@ -161,6 +163,7 @@ impl<H: History> Watcher<H> {
             pending: VecDeque::new(),
             progress,
             sent_since_tick: false,
+            progress_requested: false,
             finished: false,
             requested_start: start.start_revision,
         }
@@ -183,7 +186,16 @@ impl<H: History> Watcher<H> {
         self.start
     }
 
+    /// Asks for a progress message: once the events already queued are yielded, the watcher
+    /// takes what the window holds and yields [`WatchMessage::Progress`] with the revision
+    /// the store reached (every selected change up to it yielded before), whether or not
+    /// anything was sent lately. Requests made before it is yielded share it.
+    pub fn request_progress(&mut self) {
+        self.progress_requested = true;
+    }
+
     /// The next message: events, progress, or the cancellation (after which `None`).
+    /// Cancel-safe: a call dropped before it returns loses nothing.
     pub async fn next(&mut self) -> Option<WatchMessage> {
         loop {
             if let Some(message) = self.pending.pop_front() {
@@ -192,6 +204,10 @@ impl<H: History> Watcher<H> {
             }
             if self.finished {
                 return None;
+            }
+            if std::mem::take(&mut self.progress_requested) {
+                self.progress_now();
+                continue;
             }
             let (stopping, live, progress) =
                 (&mut self.stopping, &mut self.live, &mut self.progress);
@@ -336,6 +352,11 @@ impl<H: History> Watcher<H> {
         if std::mem::take(&mut self.sent_since_tick) {
             return;
         }
+        self.progress_now();
+    }
+
+    /// Drains the window, then queues progress at the revision the store reached.
+    fn progress_now(&mut self) {
         let reached = *self.reached.borrow();
         loop {
             match self.live.try_recv() {

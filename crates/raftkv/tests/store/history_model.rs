@@ -467,7 +467,7 @@ fn operation() -> impl Strategy<Value = Operation> {
                 success,
                 failure,
             })),
-        1 => Just(Operation::Announce { node: 1, http_address: "h:1".into() }),
+        1 => Just(Operation::Announce { node: 1, http_address: "h:1".into(), grpc_address: None }),
     ]
 }
 
