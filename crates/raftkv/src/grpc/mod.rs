@@ -28,6 +28,7 @@ mod auth;
 mod cluster;
 mod forward;
 mod kv;
+mod kv_convert;
 mod lease;
 mod maintenance;
 mod watch;

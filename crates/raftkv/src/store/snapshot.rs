@@ -33,13 +33,17 @@
 //!    9 compact_refused RevisionErrorRecord { 1 compacted: bool, 2 requested,
 //!                      3 compact_revision, 4 current },
 //!   10 txn { 1 succeeded: bool, 2 results: repeated TxnOpOutcomeRecord },
-//!   11 txn_refused { 1 kind: uint32, 2 key: string, 3 count: uint64 },
+//!   11 txn_refused { 1 kind: uint32, 2 key: string, 3 count: uint64,
+//!                    4 revision: RevisionErrorRecord (kind 7) },
 //!   12 lease_granted { 1 id, 2 ttl_seconds }, 13 lease_revoked { 1 id, 2 keys_deleted,
 //!      3 expired: bool }, 14 lease_checkpointed {},
 //!   15 lease_refused { 1 kind: uint32 (1 not found, 2 already exists, 3 invalid id), 2 id }
 //!  TxnOpOutcomeRecord oneof: 1 put { 1 prev: optional VersionRecord },
 //!    2 delete { 1 deleted: uint64 }, 3 get { 1 value: optional VersionRecord },
-//!    4 scan { 1 items: repeated VersionRecord, 2 truncated: bool }
+//!    4 scan { 1 items: repeated VersionRecord, 2 truncated: bool },
+//!    5 delete_range { 1 deleted: uint64, 2 prev: repeated VersionRecord },
+//!    6 range { 1 kvs: repeated VersionRecord, 2 more: bool, 3 count: uint64 },
+//!    7 txn { 1 succeeded: bool, 2 results: repeated TxnOpOutcomeRecord } (nested)
 //! ```
 //!
 //! Version 3 carries the history ([`super::history`]): the store's revision, its compaction
