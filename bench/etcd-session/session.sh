@@ -46,6 +46,8 @@ step_in txn-success $'value("t/1") = "one"\nversion("t/1") = "1"\n\nput t/1 "two
 step_in txn-failure $'mod("t/1") < "3"\ncreate("t/nothing") > "0"\n\ndel t/1\n\nget t/ --prefix\nput t/failed y\n\n' txn -i
 step_in txn-range-compare $'version("t/") > "0"\n\nget t/2\n\n\n' txn -i
 step_in txn-json $'value("t/1") = "two"\n\nget t/1\ndel t/failed\n\nget t/2\n\n' txn -i -w json
+# A read after a write in one transaction: which revision its header carries.
+step_in txn-json-put-then-get $'\nput t/4 four\nget t/4\n\n\n' txn -i -w json
 step_in txn-no-compare $'\nput t/3 three\n\n\n' txn -i
 
 # ---- leases ------------------------------------------------------------------------------------
@@ -134,4 +136,5 @@ step get-oversized-absent get big --keys-only
 step get-negative-limit get z/ --prefix --limit=-1
 step get-bad-sort get a --sort-by=SIZE
 step lease-grant-zero lease grant 0
+alias_lease "$(lease_of_last)" "<LEASE_2>"
 step lease-timetolive-bad-id lease timetolive nothex

@@ -375,7 +375,12 @@ async fn put_get_del_with_prefixes_ranges_revisions_and_output_formats() {
     let cluster = EtcdCluster::start().await;
     let (all, follower) = (cluster.all(), cluster.follower());
 
-    for (key, value) in [("a/1", "one"), ("a/2", "two"), ("a/3", "three"), ("b/1", "bee")] {
+    for (key, value) in [
+        ("a/1", "one"),
+        ("a/2", "two"),
+        ("a/3", "three"),
+        ("b/1", "bee"),
+    ] {
         assert_eq!(etcdctl(&follower, &["put", key, value]).ok(), "OK\n");
     }
     let everything_a = pairs(&[("a/1", "one"), ("a/2", "two"), ("a/3", "three")]);
@@ -407,7 +412,14 @@ async fn put_get_del_with_prefixes_ranges_revisions_and_output_formats() {
     assert_eq!(
         etcdctl(
             &all,
-            &["get", "a/", "--prefix", "--sort-by=MODIFY", "--order=DESCEND", "--limit=1"]
+            &[
+                "get",
+                "a/",
+                "--prefix",
+                "--sort-by=MODIFY",
+                "--order=DESCEND",
+                "--limit=1"
+            ]
         )
         .ok(),
         pairs(&[("a/3", "three")])
@@ -440,12 +452,17 @@ async fn put_get_del_with_prefixes_ranges_revisions_and_output_formats() {
     assert_eq!(json["kvs"][0]["value"], "b25l", "{}", limited.describe());
     assert_eq!(json["kvs"][0]["version"], 1, "{}", limited.describe());
     assert_eq!(
-        json["kvs"][0]["create_revision"], json["kvs"][0]["mod_revision"],
+        json["kvs"][0]["create_revision"],
+        json["kvs"][0]["mod_revision"],
         "{}",
         limited.describe()
     );
-    assert!(json["header"]["cluster_id"].as_u64().is_some_and(|id| id != 0));
-    assert!(json["header"]["raft_term"].as_u64().is_some_and(|term| term >= 1));
+    assert!(json["header"]["cluster_id"]
+        .as_u64()
+        .is_some_and(|id| id != 0));
+    assert!(json["header"]["raft_term"]
+        .as_u64()
+        .is_some_and(|term| term >= 1));
 
     // A put with --prev-kv prints the value it replaced; the old value stays readable at its
     // revision.
@@ -493,7 +510,8 @@ async fn txn_reads_comparisons_and_both_branches_from_standard_input() {
     let cluster = EtcdCluster::start().await;
     let (all, follower) = (cluster.all(), cluster.follower());
     assert_eq!(etcdctl(&follower, &["put", "t/1", "one"]).ok(), "OK\n");
-    let prompts = "compares:\nsuccess requests (get, put, del):\nfailure requests (get, put, del):\n";
+    let prompts =
+        "compares:\nsuccess requests (get, put, del):\nfailure requests (get, put, del):\n";
 
     let success = etcdctl_with_input(
         &follower,
@@ -539,12 +557,14 @@ async fn txn_reads_comparisons_and_both_branches_from_standard_input() {
     let responses = answer["responses"].as_array().expect("responses");
     assert_eq!(responses.len(), 2, "{}", json.describe());
     assert_eq!(
-        responses[0]["Response"]["ResponseRange"]["kvs"][0]["value"], "dHdv",
+        responses[0]["Response"]["ResponseRange"]["kvs"][0]["value"],
+        "dHdv",
         "{}",
         json.describe()
     );
     assert_eq!(
-        responses[1]["Response"]["ResponseDeleteRange"]["deleted"], 1,
+        responses[1]["Response"]["ResponseDeleteRange"]["deleted"],
+        1,
         "{}",
         json.describe()
     );
@@ -559,10 +579,8 @@ async fn watch_follows_changes_and_resumes_from_an_earlier_revision() {
     // Started at a revision not yet written, so they cannot miss the writes below however
     // late their streams open: they see exactly these changes, live.
     let mut key = Background::start(&follower, &["watch", "w/1", &from_start]);
-    let mut prefix = Background::start(
-        &all,
-        &["watch", "w/", "--prefix", "--prev-kv", &from_start],
-    );
+    let mut prefix =
+        Background::start(&all, &["watch", "w/", "--prefix", "--prev-kv", &from_start]);
     assert_eq!(etcdctl(&follower, &["put", "w/1", "a"]).ok(), "OK\n");
     assert_eq!(etcdctl(&follower, &["put", "w/2", "b"]).ok(), "OK\n");
     assert_eq!(etcdctl(&all, &["put", "w/1", "c"]).ok(), "OK\n");
@@ -573,7 +591,7 @@ async fn watch_follows_changes_and_resumes_from_an_earlier_revision() {
     );
     // With --prev-kv, each event after the first of its key carries the value before it.
     assert_eq!(
-        prefix.lines(22),
+        prefix.lines(21),
         [
             "PUT", "w/1", "a", //
             "PUT", "w/2", "b", //
@@ -738,7 +756,7 @@ async fn lock_waits_for_its_holder_and_elect_hands_over_leadership() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn members_endpoints_and_compaction() {
+async fn member_list_endpoint_status_and_health() {
     let cluster = EtcdCluster::start().await;
     let (all, follower) = (cluster.all(), cluster.follower());
 
@@ -775,13 +793,22 @@ async fn members_endpoints_and_compaction() {
     let json = etcdctl(&follower, &["endpoint", "status", "-w", "json"]).json();
     let member = json[0]["Status"]["header"]["member_id"].as_u64();
     let leader = json[0]["Status"]["leader"].as_u64();
-    assert!(member.is_some() && leader.is_some() && member != leader, "{json}");
-    assert!(json[0]["Status"]["raftIndex"].as_u64().unwrap_or(0) > 0, "{json}");
+    assert!(
+        member.is_some() && leader.is_some() && member != leader,
+        "{json}"
+    );
+    assert!(
+        json[0]["Status"]["raftIndex"].as_u64().unwrap_or(0) > 0,
+        "{json}"
+    );
     let cluster_status = etcdctl(&follower, &["endpoint", "status", "--cluster"]).ok();
     assert_eq!(cluster_status.lines().count(), 3, "{cluster_status}");
 
     // endpoint health: etcdctl prints it on standard error.
-    for args in [&["endpoint", "health"][..], &["endpoint", "health", "--cluster"]] {
+    for args in [
+        &["endpoint", "health"][..],
+        &["endpoint", "health", "--cluster"],
+    ] {
         let ran = etcdctl(&all, args);
         let healthy = ran.stderr();
         assert!(ran.succeeded(), "{}", ran.describe());
@@ -795,8 +822,13 @@ async fn members_endpoints_and_compaction() {
             ran.describe()
         );
     }
+}
 
-    // Compaction: the history below the revision is gone, the revision itself is readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_removes_the_history_below_its_revision() {
+    let cluster = EtcdCluster::start().await;
+    let (all, follower) = (cluster.all(), cluster.follower());
+    // The history below the revision is gone, the revision itself is readable.
     assert_eq!(etcdctl(&follower, &["put", "z/1", "one"]).ok(), "OK\n");
     let first = revision_now(&all);
     assert_eq!(etcdctl(&follower, &["put", "z/1", "two"]).ok(), "OK\n");
