@@ -304,7 +304,24 @@ async fn puts_ranges_deletes_and_transactions_answer_as_etcd_does() {
         panic!("a nested response: {answer:?}");
     };
     assert!(inner.succeeded, "a was 2 before the outer put");
-    assert_eq!(inner.header.as_ref().map(|header| header.revision), Some(8));
+    assert_eq!(
+        inner.header.as_ref().map(|header| header.revision),
+        Some(0),
+        "etcd leaves a nested transaction's header empty"
+    );
+    assert_eq!(
+        answer.responses[0].response,
+        Some(response_op::Response::ResponsePut(
+            raftkv_etcd_api::etcdserverpb::PutResponse {
+                header: Some(raftkv_etcd_api::etcdserverpb::ResponseHeader {
+                    revision: 8,
+                    ..Default::default()
+                }),
+                prev_kv: None,
+            }
+        )),
+        "an inner response's header holds the transaction's revision only"
+    );
     let Some(response_op::Response::ResponseRange(read)) = &inner.responses[1].response else {
         panic!("a range response: {inner:?}");
     };

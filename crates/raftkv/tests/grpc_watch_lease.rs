@@ -160,21 +160,25 @@ impl GrpcCluster {
             .unwrap_or_else(|| panic!("node {} exports {series}", index + 1))
     }
 
-    /// SIGTERMs node `index` and waits (within the deadline) for it to exit.
-    fn terminate(&mut self, index: usize) {
-        let Some(mut process) = self.nodes[index].process.take() else {
-            return;
-        };
+    /// SIGTERMs node `index`; returns its process, to wait for.
+    fn sigterm(&mut self, index: usize) -> Child {
+        let process = self.nodes[index].process.take().expect("running");
         let pid = i32::try_from(process.id()).expect("pid fits");
         // SAFETY: kill(2) on our own child's pid with a valid signal.
         unsafe {
             libc::kill(pid, libc::SIGTERM);
         }
-        let deadline = Instant::now() + DEADLINE;
-        while !matches!(process.try_wait(), Ok(Some(_))) {
-            assert!(Instant::now() < deadline, "node did not stop after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        process
+    }
+}
+
+/// Waits (within the deadline) for `process` to exit, while the test's clients go on (they
+/// run on the test's runtime).
+async fn exited(mut process: Child) {
+    let deadline = Instant::now() + DEADLINE;
+    while !matches!(process.try_wait(), Ok(Some(_))) {
+        assert!(Instant::now() < deadline, "node did not stop after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -508,10 +512,11 @@ async fn a_slow_reader_misses_nothing_and_a_stopping_node_ends_the_stream_unavai
     stream.create(create("s/", b"s0")).await;
     let created = stream.next().await;
     let start = revision_of(&created) + 1;
-    // Nobody reads while 300 revisions of 4 KB pass a window of 8: the watch falls behind
-    // it, and catches up from history as etcd's slow watchers do.
-    let value = "x".repeat(4096);
-    let count = 300;
+    // Nobody reads while 120 revisions of 128 KB pass a window of 8 (more than HTTP/2's
+    // flow-control windows and the stream's queue hold): the watch falls behind it, and
+    // catches up from history as etcd's slow watchers do.
+    let value = "x".repeat(128 * 1024);
+    let count = 120;
     for index in 0..count {
         client
             .put(&format!("s/{}", index % 7), value.clone())
@@ -529,13 +534,14 @@ async fn a_slow_reader_misses_nothing_and_a_stopping_node_ends_the_stream_unavai
         "the watch did fall out of the window"
     );
 
-    cluster.terminate(0);
+    let process = cluster.sigterm(0);
     let ended = tokio::time::timeout(DEADLINE, stream.responses.message())
         .await
         .expect("the stream ends");
     let status = ended.expect_err("ended with a status");
     assert_eq!(status.code(), Code::Unavailable);
     assert_eq!(status.message(), "etcdserver: server stopped");
+    exited(process).await;
 }
 
 #[tokio::test]

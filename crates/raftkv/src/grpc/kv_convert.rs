@@ -406,7 +406,8 @@ pub(super) fn delete_response(
 }
 
 /// Each operation's response, for the branch `ops` that ran and the store's `outcomes` of it.
-/// etcd gives each inner response a header holding only the transaction's revision.
+/// etcd gives each inner response a header holding only the transaction's revision, except a
+/// nested transaction's, which it leaves empty.
 pub(super) fn txn_responses(
     ops: &[RequestOp],
     outcomes: Vec<TxnOpOutcome>,
@@ -451,7 +452,8 @@ pub(super) fn txn_responses(
                         &txn.failure
                     };
                     response_op::Response::ResponseTxn(TxnResponse {
-                        header: inner_header(),
+                        // etcd leaves a nested transaction's own header empty.
+                        header: Some(ResponseHeader::default()),
                         succeeded,
                         responses: txn_responses(ran, results, revision)?,
                     })

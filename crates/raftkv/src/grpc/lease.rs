@@ -55,27 +55,17 @@ fn lease_id(id: i64) -> Option<u64> {
 }
 
 impl EtcdApi {
-    /// The leader's Lease service when another node leads; `None` when this one does.
-    async fn lease_leader(&self) -> Result<Option<LeaseClient<Channel>>, Status> {
-        Ok(self.leader_channel().await?.map(|channel| {
+    /// A Lease client of the leader for `request` when another node leads (see
+    /// [`EtcdApi::leader_channel`]); `None` when this one does.
+    async fn lease_leader<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<Option<LeaseClient<Channel>>, Status> {
+        Ok(self.leader_channel(request).await?.map(|channel| {
             LeaseClient::new(channel)
                 .max_decoding_message_size(usize::MAX)
                 .max_encoding_message_size(usize::MAX)
         }))
-    }
-
-    /// `message` as a request to relay to the leader, bounded by the request timeout.
-    fn relayed_request<T>(&self, message: T) -> Request<T> {
-        let mut request = Request::new(message);
-        request.set_timeout(self.server().config().request_timeout);
-        request
-    }
-
-    /// The leader's header as this node answers it: its own member id.
-    fn relayed_header(&self, header: &mut Option<ResponseHeader>) {
-        if let Some(header) = header {
-            header.member_id = self.server().config().id.0;
-        }
     }
 
     /// The answers of this node, the promoted leader, to a keepalive stream: one per request,
@@ -123,15 +113,22 @@ impl EtcdApi {
     async fn keep_alive_relayed(
         &self,
         mut leader: LeaseClient<Channel>,
-        requests: Streaming<LeaseKeepAliveRequest>,
+        request: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<KeepAliveStream, Status> {
+        let forwarded = self.forwarded(request);
+        let (mut metadata, extensions, requests) = forwarded.into_parts();
+        // A keepalive stream lasts as long as the client keeps its lease: no deadline.
+        metadata.remove("grpc-timeout");
         // The relayed stream ends when the client's does (or breaks).
         let outgoing = requests.map_while(Result::ok);
-        let answers = leader.lease_keep_alive(outgoing).await?.into_inner();
-        let api = self.clone();
+        let relayed = Request::from_parts(metadata, extensions, outgoing);
+        let answers = leader.lease_keep_alive(relayed).await?.into_inner();
+        let own = self.server().config().id.0;
         Ok(Box::pin(answers.map(move |answer| {
             answer.map(|mut answer| {
-                api.relayed_header(&mut answer.header);
+                if let Some(header) = answer.header.as_mut() {
+                    header.member_id = own;
+                }
                 answer
             })
         })))
@@ -146,16 +143,11 @@ impl lease_server::Lease for EtcdApi {
         &self,
         request: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
-        let request = request.into_inner();
         // The node that proposes the grant picks its id, against its own store: the leader.
-        if let Some(mut leader) = self.lease_leader().await? {
-            let mut answer = leader
-                .lease_grant(self.relayed_request(request))
-                .await?
-                .into_inner();
-            self.relayed_header(&mut answer.header);
-            return Ok(Response::new(answer));
+        if let Some(mut leader) = self.lease_leader(&request).await? {
+            return self.relay(leader.lease_grant(self.forwarded(request)).await);
         }
+        let request = request.into_inner();
         // A TTL of 0 or less is raised to the minimum, as any short one.
         let ttl_seconds = u64::try_from(request.ttl).unwrap_or(0);
         let id = match request.id {
@@ -190,17 +182,11 @@ impl lease_server::Lease for EtcdApi {
         &self,
         request: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
-        let request = request.into_inner();
-        let Some(id) = lease_id(request.id) else {
+        let Some(id) = lease_id(request.get_ref().id) else {
             return Err(LEASE_NOT_FOUND.status());
         };
-        if let Some(mut leader) = self.lease_leader().await? {
-            let mut answer = leader
-                .lease_revoke(self.relayed_request(request))
-                .await?
-                .into_inner();
-            self.relayed_header(&mut answer.header);
-            return Ok(Response::new(answer));
+        if let Some(mut leader) = self.lease_leader(&request).await? {
+            return self.relay(leader.lease_revoke(self.forwarded(request)).await);
         }
         let operation = Operation::LeaseRevoke { id, expired: false };
         let result = self
@@ -220,10 +206,9 @@ impl lease_server::Lease for EtcdApi {
         &self,
         request: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
-        let requests = request.into_inner();
-        let answers = match self.lease_leader().await? {
-            Some(leader) => self.keep_alive_relayed(leader, requests).await?,
-            None => self.keep_alive_here(requests),
+        let answers = match self.lease_leader(&request).await? {
+            Some(leader) => self.keep_alive_relayed(leader, request).await?,
+            None => self.keep_alive_here(request.into_inner()),
         };
         Ok(Response::new(answers))
     }
@@ -232,8 +217,7 @@ impl lease_server::Lease for EtcdApi {
         &self,
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
-        let request = request.into_inner();
-        let asked = request.id;
+        let asked = request.get_ref().id;
         // etcd answers a lease it does not have with TTL -1 rather than an error.
         let missing = |api: &EtcdApi| LeaseTimeToLiveResponse {
             header: Some(api.header()),
@@ -242,17 +226,13 @@ impl lease_server::Lease for EtcdApi {
             granted_ttl: 0,
             keys: Vec::new(),
         };
-        let Some(id) = lease_id(request.id) else {
+        let Some(id) = lease_id(asked) else {
             return Ok(Response::new(missing(self)));
         };
-        if let Some(mut leader) = self.lease_leader().await? {
-            let mut answer = leader
-                .lease_time_to_live(self.relayed_request(request))
-                .await?
-                .into_inner();
-            self.relayed_header(&mut answer.header);
-            return Ok(Response::new(answer));
+        if let Some(mut leader) = self.lease_leader(&request).await? {
+            return self.relay(leader.lease_time_to_live(self.forwarded(request)).await);
         }
+        let request = request.into_inner();
         let lease = self
             .server()
             .lease_time_to_live(id, request.keys)
@@ -263,7 +243,7 @@ impl lease_server::Lease for EtcdApi {
         };
         Ok(Response::new(LeaseTimeToLiveResponse {
             header: Some(self.header_at(lease.revision)),
-            id: request.id,
+            id: asked,
             ttl: i64::try_from(lease.ttl_seconds).unwrap_or(i64::MAX),
             granted_ttl: i64::try_from(lease.granted_ttl_seconds).unwrap_or(i64::MAX),
             keys: lease

@@ -14,8 +14,8 @@
 //!   cancel ─► task aborted (and awaited) ─► canceled response (unknown id: nothing, as etcd)
 //!   progress request ─► every watch drains the window and reports its revision ─► once all
 //!                       did: a response with watch_id -1 at the lowest (no watch: at once)
-//!   node stopping ─► the stream ends with `etcdserver: server stopped` (Unavailable: etcd's
-//!                    clients reconnect and resume each watch from its next revision)
+//!   node stopping ─► the stream ends at once with `etcdserver: server stopped` (Unavailable:
+//!                    etcd's clients reconnect and resume each watch from its next revision)
 //!   client gone (responses dropped, or its request stream broken) ─► every task aborted
 //! ```
 //!
@@ -181,12 +181,8 @@ impl Session {
             let outcome = tokio::select! {
                 biased;
                 () = self.responses.closed() => Err(Closed),
-                () = &mut stopped => {
-                    // Unavailable: etcd's clients take it for a passing failure, reconnect
-                    // (to another member) and resume every watch from its next revision.
-                    let _ = self.responses.send(Err(STOPPED.status())).await;
-                    Err(Closed)
-                }
+                // The response stream ends itself with the status (see `watch`).
+                () = &mut stopped => Err(Closed),
                 Some(report) = reports.recv() => self.report(report).await,
                 request = requests.next(), if requests_open => match request {
                     Some(Ok(request)) => self.request(request).await,
@@ -683,9 +679,20 @@ impl watch_server::Watch for EtcdApi {
             progress_requests: 0,
         };
         tokio::spawn(session.run(request.into_inner(), reported));
-        let stream = futures_util::stream::unfold(queued, |mut queued| async move {
-            let response = queued.recv().await?;
-            Some((response, queued))
+        // When the node stops, the stream ends at once with `etcdserver: server stopped`
+        // (Unavailable: etcd's clients take it for a passing failure, reconnect, to another
+        // member, and resume every watch from its next revision), even if responses are
+        // still queued for a client that reads slowly: they are dropped, the client resumes
+        // from the last it read.
+        let stopped: Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+            Box::pin(self.server().watch_hub().stopped());
+        let stream = futures_util::stream::unfold(Some((queued, stopped)), |state| async move {
+            let (mut queued, mut stopped) = state?;
+            tokio::select! {
+                biased;
+                () = &mut stopped => Some((Err(STOPPED.status()), None)),
+                response = queued.recv() => Some((response?, Some((queued, stopped)))),
+            }
         });
         Ok(Response::new(Box::pin(stream)))
     }

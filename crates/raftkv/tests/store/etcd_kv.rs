@@ -583,7 +583,7 @@ fn etcd_operations_round_trip_through_the_log_encoding() {
     query.keys_only = true;
     query.max_create_revision = 9;
     query.min_mod_revision = 1;
-    let txn = txn(
+    let whole = txn(
         vec![compare_range(
             "a",
             "b",
@@ -614,9 +614,37 @@ fn etcd_operations_round_trip_through_the_log_encoding() {
     );
     let command = Command {
         session: None,
-        operation: Operation::Txn(txn),
+        operation: Operation::Txn(whole),
         request_id: None,
     };
     assert_eq!(Command::decode(&command.encode()), Ok(command));
-    assert_eq!(RangeEnd::Single, range("x", "").end);
+    // Ends etcd's form cannot say (it reads "" as the key alone, "\0" as no end) still
+    // decode to themselves.
+    for end in [&b""[..], &b"\0"[..]] {
+        let odd = KeyRange {
+            start: "ab".into(),
+            end: RangeEnd::Before(Bytes::copy_from_slice(end)),
+        };
+        let command = Command {
+            session: None,
+            operation: Operation::Txn(txn(
+                vec![Compare {
+                    key: "k".into(),
+                    range_end: odd.end.clone(),
+                    op: CompareOp::Equal,
+                    target: CompareTarget::Version(0),
+                }],
+                vec![
+                    TxnOp::DeleteRange {
+                        range: odd.clone(),
+                        prev_kv: false,
+                    },
+                    TxnOp::Range(RangeQuery::of(odd)),
+                ],
+                vec![],
+            )),
+            request_id: None,
+        };
+        assert_eq!(Command::decode(&command.encode()), Ok(command));
+    }
 }
