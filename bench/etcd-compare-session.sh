@@ -83,8 +83,9 @@ trap 'exit 130' INT TERM
 
 # ---- what the session file calls -------------------------------------------------------------
 
-# The system under test's endpoint (set per run).
+# The system under test's endpoint and its peer (Raft) address (set per run).
 EP=
+PEER=
 # The directory of the current run's step outputs.
 STEPS=
 # Background etcdctl processes: step name → pid.
@@ -181,6 +182,8 @@ lease_of_last() {
 bg_start() {
   local name=$1
   shift
+  # The file exists before the process opens it, for bg_wait to count its lines at once.
+  : >"$STEPS/$name.stream"
   # etcdctl itself, not a subshell running `ctl`, so that the signal reaches it.
   etcdctl --endpoints="$EP" --command-timeout=10s "$@" \
     >"$STEPS/$name.stream" 2>"$STEPS/$name.stream-err" </dev/null &
@@ -245,6 +248,7 @@ run_session() {
   # The address differs; the cluster and member ids are rewritten by normalize.sed, in the
   # places they appear (as values, small ids like raftkv's would match anything).
   alias_value "$EP" "<ENDPOINT>"
+  alias_value "$PEER" "<PEER>"
   # shellcheck source=etcd-session/session.sh
   source "$SESSION_DIR/session.sh"
   rm -f "$STEPS/.out" "$STEPS/.err"
@@ -260,6 +264,7 @@ start_etcd() {
     --initial-cluster "compare=http://$ETCD_PEER" >"$dir/server.log" 2>&1 &
   PIDS+=("$!")
   EP=$ETCD_CLIENT
+  PEER=$ETCD_PEER
   wait_up etcd "$dir/server.log"
 }
 
@@ -272,6 +277,7 @@ start_raftkv() {
     >"$dir/server.log" 2>&1 &
   PIDS+=("$!")
   EP=$RAFTKV_GRPC
+  PEER=$RAFTKV_RAFT
   wait_up raftkv "$dir/server.log"
 }
 

@@ -91,7 +91,6 @@ step lock-run lock lk-once echo held
 bg_start lock-holder lock lk-shared
 bg_wait lock-holder 1
 bg_start lock-waiter lock lk-shared echo second
-step lock-keys-while-held get lk-shared --prefix --keys-only
 bg_until lock-holder 1
 bg_until lock-waiter 2
 bg_start elect-campaigner elect el-x alice
