@@ -249,6 +249,7 @@ run_session() {
   # places they appear (as values, small ids like raftkv's would match anything).
   alias_value "$EP" "<ENDPOINT>"
   alias_value "$PEER" "<PEER>"
+  alias_value "$STEPS" "<STEPS>"
   # shellcheck source=etcd-session/session.sh
   source "$SESSION_DIR/session.sh"
   rm -f "$STEPS/.out" "$STEPS/.err"

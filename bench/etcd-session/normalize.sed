@@ -4,6 +4,7 @@
 
 # etcdctl's own log lines: the time and the client's random target name.
 s/"ts":"[^"]*"/"ts":"<TIME>"/g
+s/"ts":[0-9.]+/"ts":<TIME>/g
 s#"target":"endpoint://client-[0-9a-f-]*/#"target":"endpoint://client-<UUID>/#g
 # How long a health check took.
 s/took = [0-9.]+(µs|ms|s|ns)/took = <DURATION>/g

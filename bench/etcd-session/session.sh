@@ -137,3 +137,18 @@ step get-bad-sort get a --sort-by=SIZE
 step lease-grant-zero lease grant 0
 alias_lease "$(lease_of_last)" "<LEASE_2>"
 step lease-timetolive-bad-id lease timetolive nothex
+step put-ignore-value-missing put nothing-here --ignore-value
+step put-for-ignore put iv/1 first
+step put-ignore-value put iv/1 --ignore-value
+step get-after-ignore-value get iv/1 -w json
+step put-ignore-lease-missing put iv/2 v --ignore-lease
+step get-negative-revision get iv/1 --rev=-1
+step compaction-physical compaction --physical "$(revision_now)"
+
+# ---- what raftkv does not serve, and auth with auth off ----------------------------------------
+step defrag defrag
+step snapshot-save snapshot save "$STEPS/.snapshot.db"
+step user-list user list
+step role-list role list
+step auth-disable auth disable
+step move-leader-unknown move-leader ffff
