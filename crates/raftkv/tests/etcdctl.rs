@@ -615,6 +615,20 @@ async fn watch_follows_changes_and_resumes_from_an_earlier_revision() {
     let printed = key.printed().to_vec();
     assert_eq!(printed.len(), 9, "w/3 is not w/1: {printed:?}");
 
+    // A watch from now on (no --rev): once it is seen to be open (it printed a marker written
+    // after it started), it prints the next change and only that.
+    let mut live = Background::start(&follower, &["watch", "live/", "--prefix"]);
+    let deadline = Instant::now() + DEADLINE;
+    while !live.printed().iter().any(|line| line == "live/marker") {
+        assert!(Instant::now() < deadline, "{}: never opened", live.command);
+        etcdctl(&all, &["put", "live/marker", "m"]).ok();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let opened = live.printed().len();
+    assert_eq!(etcdctl(&all, &["put", "live/next", "n"]).ok(), "OK\n");
+    let seen = live.lines(opened + 3)[opened..].to_vec();
+    assert_eq!(seen, ["PUT", "live/next", "n"]);
+
     // A range watch: [w/1, w/2).
     let mut range = Background::start(&all, &["watch", "w/1", "w/2", &from_start]);
     assert_eq!(
@@ -684,6 +698,42 @@ async fn leases_grant_keep_alive_list_time_to_live_and_revoke() {
         format!("lease {lease} already expired\n")
     );
     assert_eq!(etcdctl(&all, &["lease", "list"]).ok(), "found 0 leases\n");
+
+    // Keepalives in a stream: each answered with the granted TTL.
+    let kept = etcdctl(&follower, &["lease", "grant", "300"]).ok();
+    let kept = kept
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("not a grant: {kept:?}"))
+        .to_string();
+    let mut keep_alive = Background::start(&follower, &["lease", "keep-alive", &kept]);
+    assert_eq!(
+        keep_alive.lines(1),
+        [format!("lease {kept} keepalived with TTL(300)")]
+    );
+    drop(keep_alive);
+
+    // A lease nobody keeps alive expires on the leader, and takes its key along.
+    let short = etcdctl(&all, &["lease", "grant", "1"]).ok();
+    let short = short
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("not a grant: {short:?}"))
+        .to_string();
+    let short_flag = format!("--lease={short}");
+    assert_eq!(
+        etcdctl(&follower, &["put", "expiring", "soon", &short_flag]).ok(),
+        "OK\n"
+    );
+    wait_for("the short lease's key to go", || {
+        let left = etcdctl(&all, &["get", "expiring"]).ok();
+        async move { left.is_empty().then_some(()) }
+    })
+    .await;
+    assert_eq!(
+        etcdctl(&all, &["lease", "timetolive", &short]).ok(),
+        format!("lease {short} already expired\n")
+    );
 
     // The missing lease, wherever it is named.
     etcdctl(&follower, &["lease", "revoke", &lease])
