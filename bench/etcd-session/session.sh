@@ -105,6 +105,9 @@ step member-list-json member list -w json
 step endpoint-status endpoint status
 step endpoint-status-json endpoint status -w json
 step endpoint-status-cluster endpoint status --cluster
+# The endpoint written as a URL (the later --endpoints wins), as many users write it.
+step endpoint-status-url --endpoints="http://$EP" endpoint status
+step get-url --endpoints="http://$EP" get nothing-here
 step endpoint-health endpoint health
 step endpoint-health-cluster endpoint health --cluster
 step endpoint-hashkv endpoint hashkv
