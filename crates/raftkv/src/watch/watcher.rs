@@ -710,4 +710,31 @@ mod tests {
         );
         assert_eq!(started.elapsed(), Duration::from_secs(30));
     }
+
+    #[tokio::test]
+    async fn a_requested_progress_follows_the_queued_events_and_names_the_revision_reached() {
+        let hub = WatchHub::new(64);
+        let history = history_at(1);
+        let mut watcher = hub.watch(
+            history.clone(),
+            start(KeySelector::Key("a".into()), Some(2)),
+        );
+        hub.publish(history.apply(&["a"])); // 2
+        watcher.catch_up().expect("caught up");
+        hub.publish(history.apply(&["a"])); // 3: in the window only
+        hub.publish(history.apply(&["b"])); // 4: not selected
+        hub.reached(4);
+        watcher.request_progress();
+        watcher.request_progress(); // shares the answer
+        let mut messages = Vec::new();
+        for _ in 0..3 {
+            messages.push(watcher.next().await.expect("a message"));
+        }
+        assert_eq!(revision_of(&messages[0]), 2, "from history first");
+        assert_eq!(revision_of(&messages[1]), 3, "then the window, drained");
+        assert_eq!(messages[2], WatchMessage::Progress { revision: 4 });
+        // Without an interval and with no new request, nothing more comes.
+        let more = tokio::time::timeout(Duration::from_millis(50), watcher.next()).await;
+        assert!(more.is_err(), "{more:?}");
+    }
 }
