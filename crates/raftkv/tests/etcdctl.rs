@@ -642,7 +642,14 @@ async fn watch_follows_changes_and_resumes_from_an_earlier_revision() {
         etcdctl(&follower, &["compaction", &now.to_string()]).ok(),
         format!("compacted revision {now}\n")
     );
-    let mut compacted = Background::start(&all, &["watch", "w/1", &from_start]);
+    // The follower has applied the compaction once a linearizable read there says so.
+    let below = format!("--rev={}", now - 1);
+    wait_for("the follower applies the compaction", || {
+        let ran = etcdctl(&follower, &["get", "w/1", &below]);
+        async move { (!ran.succeeded()).then_some(()) }
+    })
+    .await;
+    let mut compacted = Background::start(&follower, &["watch", "w/1", &from_start]);
     assert_ne!(compacted.exit_code(), Some(0), "{}", compacted.command);
 }
 
@@ -818,12 +825,18 @@ async fn member_list_endpoint_status_and_health() {
         .iter()
         .map(|node| format!("http://{}", node.grpc))
         .collect();
-    let members = wait_for("every member listed with its client URL", || {
-        let ran = etcdctl(&follower, &["member", "list"]);
-        let members = ran.ok();
-        let announced = grpc_urls.iter().all(|url| members.contains(url.as_str()));
-        async move { announced.then_some(members) }
-    })
+    let members = wait_for(
+        "every member listed with its client URL on every node",
+        || {
+            let lists: Vec<String> = (0..cluster.nodes.len())
+                .map(|index| etcdctl(&cluster.endpoint(index), &["member", "list"]).ok())
+                .collect();
+            let announced = lists
+                .iter()
+                .all(|members| grpc_urls.iter().all(|url| members.contains(url.as_str())));
+            async move { announced.then(|| lists[0].clone()) }
+        },
+    )
     .await;
     assert_eq!(members.lines().count(), 3, "{members}");
     for line in members.lines() {
