@@ -14,6 +14,7 @@ use raftkv_etcd_api::etcdserverpb::watch_create_request::FilterType;
 use raftkv_etcd_api::etcdserverpb::watch_request::RequestUnion;
 use raftkv_etcd_api::etcdserverpb::*;
 use raftkv_etcd_api::mvccpb::event::EventType;
+use raftkv_etcd_api::mvccpb::Event;
 use tokio::sync::mpsc;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
@@ -253,6 +254,29 @@ impl WatchStream {
             }
         }
     }
+
+    /// Reads the responses of watch `watch_id` until they held `count` events (a response
+    /// may hold several revisions' events); returns them in order. Responses of other
+    /// watches go to `others`.
+    async fn events_of_watch(
+        &mut self,
+        watch_id: i64,
+        count: usize,
+        others: &mut Vec<WatchResponse>,
+    ) -> Vec<Event> {
+        let mut events = Vec::new();
+        while events.len() < count {
+            let response = self.next().await;
+            if response.watch_id == watch_id {
+                assert!(!response.canceled, "{response:?}");
+                events.extend(response.events);
+            } else {
+                others.push(response);
+            }
+        }
+        assert_eq!(events.len(), count, "no more than asked for");
+        events
+    }
 }
 
 fn create(key: &str, range_end: &[u8]) -> WatchCreateRequest {
@@ -261,6 +285,14 @@ fn create(key: &str, range_end: &[u8]) -> WatchCreateRequest {
         range_end: range_end.to_vec().into(),
         ..WatchCreateRequest::default()
     }
+}
+
+/// The revisions of `events`.
+fn mod_revisions(events: &[Event]) -> Vec<u64> {
+    events
+        .iter()
+        .map(|event| event.kv.as_ref().expect("a key").mod_revision as u64)
+        .collect()
 }
 
 fn revision_of(response: &WatchResponse) -> i64 {
@@ -311,15 +343,18 @@ async fn watches_share_a_stream_with_their_ids_history_prev_kv_filters_and_cance
             prev.map(str::to_string),
         )
     };
+    // Both from history: etcd sends them in one response, as raftkv does.
     let events = stream.next_events().await;
     assert_eq!(
         events_of(&events),
-        [put("a", "1", None)],
-        "a creation has none"
+        [put("a", "1", None), put("a", "2", Some("1"))],
+        "a creation has no previous version"
     );
-    assert_eq!(revision_of(&events), first as i64);
-    let events = stream.next_events().await;
-    assert_eq!(events_of(&events), [put("a", "2", Some("1"))]);
+    assert_eq!(mod_revisions(&events.events), [first, first + 1]);
+    assert!(
+        revision_of(&events) > first as i64,
+        "the header is past both"
+    );
 
     // A prefix, deletes only; then the ids: the next free one, and a taken one refused.
     let mut deletes = create("p/", b"p0");
@@ -349,14 +384,24 @@ async fn watches_share_a_stream_with_their_ids_history_prev_kv_filters_and_cance
     client.put("p/x", "1").await.expect("put");
     let deleted = client.delete("p/x").await.expect("delete").revision;
     client.put("a", "3").await.expect("put");
-    // Events in revision order, one revision per response, each for its watch.
-    let events = stream.next_events().await;
-    assert_eq!(events.watch_id, 1);
-    assert_eq!(revision_of(&events), deleted as i64);
-    assert_eq!(events_of(&events)[0].0, EventType::Delete);
-    let events = stream.next_events().await;
-    assert_eq!(events.watch_id, 0);
-    assert_eq!(events_of(&events), [put("a", "3", Some("2"))]);
+    // Each watch gets its own events, in revision order (etcd orders events per watch).
+    let mut others = Vec::new();
+    let deletes = stream.events_of_watch(1, 1, &mut others).await;
+    assert_eq!(deletes[0].r#type, EventType::Delete as i32);
+    assert_eq!(mod_revisions(&deletes), [deleted]);
+    let mut puts = others
+        .drain(..)
+        .inspect(|response| assert_eq!(response.watch_id, 0, "{response:?}"))
+        .flat_map(|response| response.events)
+        .collect::<Vec<_>>();
+    if puts.is_empty() {
+        puts = stream.events_of_watch(0, 1, &mut others).await;
+    }
+    let response = WatchResponse {
+        events: puts,
+        ..WatchResponse::default()
+    };
+    assert_eq!(events_of(&response), [put("a", "3", Some("2"))]);
 
     // Cancel: answered; a cancel of an unknown id is not answered at all (as etcd).
     stream
@@ -527,12 +572,14 @@ async fn a_slow_reader_misses_nothing_and_a_stopping_node_ends_the_stream_unavai
             .await
             .expect("put");
     }
-    let mut expected = start;
-    while expected < start + count {
-        let events = stream.next_events().await;
-        assert_eq!(revision_of(&events), expected, "in order, none missing");
-        expected += 1;
-    }
+    let mut others = Vec::new();
+    let events = stream
+        .events_of_watch(created.watch_id, count as usize, &mut others)
+        .await;
+    let expected: Vec<u64> = (start..start + count)
+        .map(|revision| revision as u64)
+        .collect();
+    assert_eq!(mod_revisions(&events), expected, "in order, none missing");
     assert!(
         cluster.metric(0, "raftkv_watch_cancelled_lagged").await > 0.0,
         "the watch did fall out of the window"

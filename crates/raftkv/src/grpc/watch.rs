@@ -7,7 +7,8 @@
 //!             ├─ refused (duplicate id, empty range, not UTF-8) ─► created + canceled, reason
 //!             ├─ compacted ─► created, then canceled with compact_revision
 //!             └─ created ─► a follow task per watch:
-//!                  Events ─► filters, prev_kv (history at revision - 1), fragments ─► responses
+//!                  Events (with the later ones ready now: a batch, as etcd's catch-up)
+//!                    ─► filters, prev_kv (history at revision - 1), fragments ─► responses
 //!                  Progress (notify interval) ─► empty response with the watch's id
 //!                  Lagged ─► a new watcher from where it stopped (etcd keeps slow watchers)
 //!                  Compacted ─► canceled with compact_revision;   Stopping ─► ends
@@ -22,9 +23,10 @@
 //! Ordering: a watch's created response is queued before its task starts; a task queues its
 //! events before it reports progress; the session queues a cancellation only after the task
 //! ended. So every event of a watch comes after its creation and before its cancellation,
-//! and a progress response after every event up to its revision. Events of one revision are
-//! one response (or its fragments); etcd may batch several revisions into one, which its
-//! clients cannot tell apart.
+//! and a progress response after every event up to its revision. A response holds the events
+//! of one revision, or of several when more were ready (a catch-up from history, a reader
+//! that fell behind), as etcd batches them; either way no revision is split across responses
+//! but by fragments.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::pin::Pin;
@@ -32,6 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use prost::Message;
 use raftkv_client::api::CancelReason;
 use raftkv_etcd_api::etcdserverpb::watch_create_request::FilterType;
@@ -63,6 +66,12 @@ const RESPONSES_QUEUED_MAX: usize = 64;
 /// Progress requests awaiting their answer on one stream; more are dropped (the client has
 /// that many unanswered already, and each answer covers every request made before it).
 const PROGRESS_REQUESTS_PENDING_MAX: usize = 1_000;
+/// Revisions in one response at most (etcd's batch of a catch-up).
+const BATCH_REVISIONS_MAX: usize = 1_000;
+/// Keys and values in one response, past its first revision, at most: etcd has no such
+/// bound, but clients bound what they decode (tonic's default: 4 MiB), and the revisions
+/// left over come in the next response.
+const BATCH_BYTES_MAX: usize = 1024 * 1024;
 /// The size from which the events of one revision are sent in fragments, for a watch that
 /// allows them: etcd's rule, its largest request (`--max-request-bytes`, 1.5 MiB by
 /// default) and the gRPC overhead it allows on top (512 KiB).
@@ -181,8 +190,12 @@ impl Session {
             let outcome = tokio::select! {
                 biased;
                 () = self.responses.closed() => Err(Closed),
-                // The response stream ends itself with the status (see `watch`).
-                () = &mut stopped => Err(Closed),
+                // The response stream ends itself with the status (see `watch`); queued
+                // here too, for a stream that drains its queue first.
+                () = &mut stopped => {
+                    let _ = self.responses.try_send(Err(STOPPED.status()));
+                    Err(Closed)
+                }
                 Some(report) = reports.recv() => self.report(report).await,
                 request = requests.next(), if requests_open => match request {
                     Some(Ok(request)) => self.request(request).await,
@@ -472,8 +485,13 @@ impl Follower {
         let id = self.options.id;
         // The latest progress request handed to the watcher, and the latest answered.
         let (mut requested, mut answered) = (0, 0);
+        // A message read while gathering a batch of events, to handle after it.
+        let mut held = None;
         loop {
-            let message = tokio::select! {
+            let message = if let Some(message) = held.take() {
+                Some(message)
+            } else {
+                tokio::select! {
                 biased;
                 request = asked.recv() => match request {
                     Some(request) => {
@@ -485,13 +503,15 @@ impl Follower {
                     None => return,
                 },
                 message = watcher.next() => message,
+                }
             };
             let Some(message) = message else {
                 break;
             };
             match message {
                 WatchMessage::Events { revision, changes } => {
-                    for response in self.responses_of(revision, &changes) {
+                    let batch = gather(&mut watcher, (revision, changes), &mut held);
+                    for response in self.responses_of(&batch) {
                         if self.responses.send(Ok(response)).await.is_err() {
                             return;
                         }
@@ -565,11 +585,18 @@ impl Follower {
         });
     }
 
-    /// The responses of one revision's changes: those the filters let through, with their
-    /// previous versions if asked, in fragments if asked and large; none if none is left.
-    fn responses_of(&self, revision: u64, changes: &[Change]) -> Vec<WatchResponse> {
-        let selected: Vec<&Change> = changes
+    /// The responses of a batch of revisions' changes: one with those the filters let
+    /// through, with their previous versions if asked, in fragments if asked and large; none
+    /// if none is left. Its header's revision is the store's when the store is past the
+    /// batch (a catch-up, as etcd's), else the batch's last.
+    fn responses_of(&self, batch: &[(u64, Vec<Change>)]) -> Vec<WatchResponse> {
+        let Some((last, _)) = batch.last() else {
+            return Vec::new();
+        };
+        let revision = (*last).max(self.api.server().watch_hub().revision());
+        let selected: Vec<&Change> = batch
             .iter()
+            .flat_map(|(_, changes)| changes)
             .filter(|change| self.options.selects(change))
             .collect();
         if selected.is_empty() {
@@ -601,6 +628,41 @@ impl Follower {
             vec![response]
         }
     }
+}
+
+/// `first` and the events messages of later revisions `watcher` has ready now, as etcd
+/// sends a catch-up from history: several revisions in one response, at most
+/// [`BATCH_REVISIONS_MAX`] and, past the first, [`BATCH_BYTES_MAX`] of values. A ready
+/// message of another kind goes to `held`, to handle after the batch.
+fn gather(
+    watcher: &mut Watcher<Arc<KvServer>>,
+    first: (u64, Vec<Change>),
+    held: &mut Option<WatchMessage>,
+) -> Vec<(u64, Vec<Change>)> {
+    let value_bytes = |changes: &[Change]| -> usize {
+        changes
+            .iter()
+            .map(|change| change.key.len() + change.value.value.len())
+            .sum()
+    };
+    let mut bytes = value_bytes(&first.1);
+    let mut batch = vec![first];
+    while batch.len() < BATCH_REVISIONS_MAX && bytes < BATCH_BYTES_MAX {
+        // `next` is cancel-safe: a message not ready now stays where it is.
+        match watcher.next().now_or_never() {
+            Some(Some(WatchMessage::Events { revision, changes })) => {
+                bytes += value_bytes(&changes);
+                batch.push((revision, changes));
+            }
+            Some(Some(other)) => {
+                *held = Some(other);
+                break;
+            }
+            // Ended (the next read says so again), or nothing ready.
+            Some(None) | None => break,
+        }
+    }
+    batch
 }
 
 /// A key at a version, as etcd's `KeyValue`.
