@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use raftkv::store::{
     ChangeKind, ClientId, Command, Compare, CompareOp, CompareTarget, KeySelector, LeaseCheckpoint,
-    Operation, Outcome, Session, StateMachine, Txn, TxnOp,
+    Operation, Outcome, RangeEnd, Session, StateMachine, Txn, TxnOp,
 };
 
 use crate::Seed;
@@ -41,6 +41,7 @@ fn sample_txn() -> Txn {
     Txn {
         compare: vec![Compare {
             key: "alpha".into(),
+            range_end: RangeEnd::Single,
             op: CompareOp::Greater,
             target: CompareTarget::ModRevision(1),
         }],
@@ -548,6 +549,7 @@ pub(crate) fn command_seeds() -> Vec<Seed> {
                 Operation::Txn(Txn {
                     compare: vec![Compare {
                         key: "eta".into(),
+                        range_end: RangeEnd::Single,
                         op: CompareOp::Equal,
                         target: CompareTarget::Lease(5),
                     }],

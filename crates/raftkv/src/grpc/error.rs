@@ -58,6 +58,9 @@ pub const DUPLICATE_KEY: EtcdError = EtcdError::new(
     Code::InvalidArgument,
     "etcdserver: duplicate key given in txn request",
 );
+/// A range with a sort order or target etcd does not define.
+pub const INVALID_SORT_OPTION: EtcdError =
+    EtcdError::new(Code::InvalidArgument, "etcdserver: invalid sort option");
 /// A read, a watch or a compaction at a compacted revision.
 pub const COMPACTED: EtcdError = EtcdError::new(
     Code::OutOfRange,

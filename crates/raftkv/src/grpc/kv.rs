@@ -1,39 +1,211 @@
-//! The KV service of the etcd v3 API.
+//! The KV service of the etcd v3 API: a thin translation ([`super::kv_convert`]) onto the
+//! store's range reads and transactions, which hold the semantics.
+//!
+//! ```text
+//!  Range ─► checked ─► read barrier (linearizable; serializable: the local state as it is)
+//!        ─► StateMachine::range ─► RangeResponse (header: the store's revision)   any node
+//!  Put / DeleteRange / Txn ─► this node leads? ── no ─► the same call on the leader
+//!        └ yes ─► checked ─► one store transaction (Operation::Txn) through Raft
+//!              ─► Outcome::Txn ─► the response (header: the write's revision)
+//!  Compact ─► the leader ─► Operation::Compact (applied when answered: `physical` holds)
+//! ```
+//!
+//! A put and a range delete are transactions of one operation, so the rules of leases,
+//! `ignore_value` / `ignore_lease` and `prev_kv` live in one place, the store's transaction.
+//! A call forwarded to the leader comes back as the leader answered it, with this node's
+//! member id in the header.
 
 use raftkv_etcd_api::etcdserverpb::*;
+use raftkv_etcd_api::kv_client::KvClient;
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use super::error::unimplemented;
-use super::EtcdApi;
+use super::error::{revision_status, serve_status, COMPACTED, FUTURE_REV};
+use super::kv_convert::{
+    delete_op, delete_response, put_op, put_response, range_query, range_response, signed, txn_of,
+    txn_outcome, txn_responses, unexpected, Limits,
+};
+use super::{EtcdApi, GRPC_RECEIVE_BYTES_MAX};
+use crate::server::ReadMode;
+use crate::store::{Operation, Outcome, Txn, TxnOp, TxnOpOutcome};
+
+impl EtcdApi {
+    fn limits(&self) -> Limits {
+        let config = self.server().config();
+        Limits {
+            key_bytes_max: config.key_bytes_max,
+            value_bytes_max: config.value_bytes_max,
+        }
+    }
+
+    /// A client of the leader's KV service for `request`, when this node does not lead.
+    async fn leader_kv<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<Option<KvClient<Channel>>, Status> {
+        Ok(self.leader_channel(request).await?.map(|channel| {
+            // The leader's answer was bounded when it was made.
+            KvClient::new(channel)
+                .max_decoding_message_size(usize::MAX)
+                .max_encoding_message_size(GRPC_RECEIVE_BYTES_MAX)
+        }))
+    }
+
+    /// Runs `txn` through Raft on this node (the leader): whether its comparisons held, each
+    /// operation's result and the revision after it.
+    async fn write_txn(&self, txn: Txn) -> Result<(bool, Vec<TxnOpOutcome>, u64), Status> {
+        let result = self
+            .server()
+            .write(None, Operation::Txn(txn))
+            .await
+            .map_err(|error| serve_status(&error))?;
+        let (succeeded, results) = txn_outcome(result.outcome)?;
+        Ok((succeeded, results, result.revision))
+    }
+
+    /// Runs the one operation `op` as a transaction; its result and the revision after it.
+    async fn write_one(&self, op: TxnOp) -> Result<(TxnOpOutcome, u64), Status> {
+        let txn = Txn {
+            compare: Vec::new(),
+            success: vec![op],
+            failure: Vec::new(),
+        };
+        let (_, results, revision) = self.write_txn(txn).await?;
+        let mut results = results.into_iter();
+        match (results.next(), results.next()) {
+            (Some(outcome), None) => Ok((outcome, revision)),
+            _ => Err(Status::internal(
+                "raftkv: the store answered one operation with another count of results",
+            )),
+        }
+    }
+}
 
 #[tonic::async_trait]
 impl kv_server::Kv for EtcdApi {
     async fn range(
         &self,
-        _request: Request<RangeRequest>,
+        request: Request<RangeRequest>,
     ) -> Result<Response<RangeResponse>, Status> {
-        Err(unimplemented("KV.range", "not yet"))
+        let request = request.into_inner();
+        let query = range_query(&request, self.limits())?;
+        let mode = if request.serializable {
+            ReadMode::Stale
+        } else {
+            ReadMode::Linearizable
+        };
+        self.server()
+            .read_barrier(mode)
+            .await
+            .map_err(|error| serve_status(&error))?;
+        let (result, revision) = {
+            let state = self.server().state();
+            (state.range(&query), state.revision())
+        };
+        let result = result.map_err(|error| revision_status(&error))?;
+        // etcd's header holds the store's revision, even for a read at an older one.
+        Ok(Response::new(range_response(
+            Some(self.header_at(revision)),
+            result,
+        )))
     }
 
-    async fn put(&self, _request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        Err(unimplemented("KV.put", "not yet"))
+    async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        if let Some(mut leader) = self.leader_kv(&request).await? {
+            return self.relay(leader.put(self.forwarded(request)).await);
+        }
+        let request = request.into_inner();
+        let op = put_op(&request, self.limits())?;
+        match self.write_one(op).await? {
+            (TxnOpOutcome::Put { prev }, revision) => Ok(Response::new(put_response(
+                Some(self.header_at(revision)),
+                &request,
+                prev,
+            ))),
+            (other, _) => Err(unexpected(&Outcome::Txn {
+                succeeded: true,
+                results: vec![other],
+            })),
+        }
     }
 
     async fn delete_range(
         &self,
-        _request: Request<DeleteRangeRequest>,
+        request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
-        Err(unimplemented("KV.delete_range", "not yet"))
+        if let Some(mut leader) = self.leader_kv(&request).await? {
+            return self.relay(leader.delete_range(self.forwarded(request)).await);
+        }
+        let request = request.into_inner();
+        let op = delete_op(&request, self.limits())?;
+        match self.write_one(op).await? {
+            (TxnOpOutcome::DeleteRange { deleted, prev }, revision) => Ok(Response::new(
+                delete_response(Some(self.header_at(revision)), deleted, prev),
+            )),
+            (other, _) => Err(unexpected(&Outcome::Txn {
+                succeeded: true,
+                results: vec![other],
+            })),
+        }
     }
 
-    async fn txn(&self, _request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        Err(unimplemented("KV.txn", "not yet"))
+    async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        if let Some(mut leader) = self.leader_kv(&request).await? {
+            return self.relay(leader.txn(self.forwarded(request)).await);
+        }
+        let request = request.into_inner();
+        let txn = txn_of(&request, self.limits())?;
+        let (succeeded, results, revision) = self.write_txn(txn).await?;
+        let ran = if succeeded {
+            &request.success
+        } else {
+            &request.failure
+        };
+        let responses = txn_responses(ran, results, signed(revision))?;
+        Ok(Response::new(TxnResponse {
+            header: Some(self.header_at(revision)),
+            succeeded,
+            responses,
+        }))
     }
 
     async fn compact(
         &self,
-        _request: Request<CompactionRequest>,
+        request: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
-        Err(unimplemented("KV.compact", "not yet"))
+        if let Some(mut leader) = self.leader_kv(&request).await? {
+            return self.relay(leader.compact(self.forwarded(request)).await);
+        }
+        let request = request.into_inner();
+        let revision = u64::try_from(request.revision).unwrap_or(0);
+        {
+            // etcd refuses a compaction at or below the one in force. The store takes it as a
+            // no-op, and cannot tell its first compaction (at 1) from none, so revision 1 is
+            // let through before any compaction.
+            let state = self.server().state();
+            let compacted = state.compact_revision();
+            if revision < compacted || (revision == compacted && compacted > 1) {
+                return Err(COMPACTED.status());
+            }
+            if revision > state.revision() {
+                return Err(FUTURE_REV.status());
+            }
+        }
+        let result = self
+            .server()
+            .write(None, Operation::Compact { revision })
+            .await
+            .map_err(|error| serve_status(&error))?;
+        match result.outcome {
+            Outcome::Compacted { compact_revision } if compact_revision == revision => {
+                Ok(Response::new(CompactionResponse {
+                    header: Some(self.header_at(result.revision)),
+                }))
+            }
+            // Another compaction got there first.
+            Outcome::Compacted { .. } => Err(COMPACTED.status()),
+            Outcome::CompactRefused { error } => Err(revision_status(&error)),
+            other => Err(unexpected(&other)),
+        }
     }
 }

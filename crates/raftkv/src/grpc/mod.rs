@@ -22,9 +22,13 @@
 
 pub mod error;
 
+pub use forward::FORWARDED_METADATA;
+
 mod auth;
 mod cluster;
+mod forward;
 mod kv;
+mod kv_convert;
 mod lease;
 mod maintenance;
 mod watch;
@@ -38,8 +42,6 @@ use raftkv_etcd_api::{
     lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
 use tokio::net::TcpListener;
-use tonic::transport::Channel;
-use tonic::Status;
 
 use crate::server::KvServer;
 
@@ -58,6 +60,8 @@ struct Inner {
     /// The header's `cluster_id`: a digest of the cluster's name (`--cluster-id`), the same on
     /// every member.
     cluster_id: u64,
+    /// Where calls only the leader serves are forwarded ([`forward`]).
+    leader_channel: forward::LeaderChannel,
 }
 
 impl EtcdApi {
@@ -65,7 +69,11 @@ impl EtcdApi {
     pub fn new(server: Arc<KvServer>) -> EtcdApi {
         let cluster_id = cluster_id_of(&server.config().cluster_id);
         EtcdApi {
-            inner: Arc::new(Inner { server, cluster_id }),
+            inner: Arc::new(Inner {
+                server,
+                cluster_id,
+                leader_channel: forward::LeaderChannel::default(),
+            }),
         }
     }
 
@@ -89,15 +97,6 @@ impl EtcdApi {
             revision: i64::try_from(revision).unwrap_or(i64::MAX),
             raft_term: term.0,
         }
-    }
-
-    /// A channel to the leader's gRPC API for a call only the leader serves; `None` when this
-    /// node leads.
-    pub(crate) async fn leader_channel(&self) -> Result<Option<Channel>, Status> {
-        if self.inner.server.is_leader() {
-            return Ok(None);
-        }
-        Err(error::NOT_LEADER.status())
     }
 
     /// Every service, ready to serve.

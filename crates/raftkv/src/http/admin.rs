@@ -6,7 +6,7 @@
 //!  add member:  id and Raft address checked (400) ─► its address written through the log
 //!               (every node, and any later leader, must dial it) ─► AddLearner
 //!  promote, remove, transfer ─► on the leader (forwarded there) ─► index and term, or 204
-//!  announce:    a member's HTTP (and Raft) address written through the log
+//!  announce:    a member's HTTP (and gRPC and Raft) address written through the log
 //! ```
 
 use axum::extract::{Path, State};
@@ -172,6 +172,9 @@ pub(super) struct Announcement {
     /// Where the others dial the node's Raft transport (absent from older nodes).
     #[serde(default)]
     pub(super) raft_address: Option<String>,
+    /// Where its etcd gRPC API is reached; absent when it serves none (and from older nodes).
+    #[serde(default)]
+    pub(super) grpc_address: Option<String>,
 }
 
 pub(super) async fn announce(State(state): State<AppState>, original: Original) -> Response {
@@ -198,6 +201,11 @@ pub(super) async fn announce(State(state): State<AppState>, original: Original) 
     {
         return ApiError::bad_request("http_address must be HOST:PORT").into_response();
     }
+    if let Some(grpc_address) = &announcement.grpc_address {
+        if grpc_address.parse::<std::net::SocketAddr>().is_err() {
+            return ApiError::bad_request("grpc_address must be HOST:PORT").into_response();
+        }
+    }
     if let Some(raft_address) = &announcement.raft_address {
         if raft_address.parse::<std::net::SocketAddr>().is_err() {
             return ApiError::bad_request("raft_address must be HOST:PORT").into_response();
@@ -213,6 +221,7 @@ pub(super) async fn announce(State(state): State<AppState>, original: Original) 
     let operation = Operation::Announce {
         node: announcement.node,
         http_address: announcement.http_address,
+        grpc_address: announcement.grpc_address,
     };
     match write(&state, original, operation).await {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),

@@ -30,7 +30,7 @@ use super::admin::Announcement;
 use super::error::ApiError;
 use super::request::Original;
 use super::AppState;
-use crate::server::AnnounceForwarder;
+use crate::server::{AnnounceForwarder, AnnouncedAddresses};
 
 /// Most times a request is forwarded: once by the node it was sent to, once more by a leader
 /// that lost leadership before it could serve it (a transfer), and no more, so a request makes
@@ -220,17 +220,12 @@ impl AppState {
 }
 
 impl AnnounceForwarder for Forwarder {
-    async fn announce(
-        &self,
-        leader_http: String,
-        node: u64,
-        http_address: String,
-        raft_address: String,
-    ) {
+    async fn announce(&self, leader_http: String, node: u64, addresses: AnnouncedAddresses) {
         let announcement = Announcement {
             node,
-            http_address,
-            raft_address: Some(raft_address),
+            http_address: addresses.http,
+            raft_address: Some(addresses.raft),
+            grpc_address: addresses.grpc,
         };
         let body = match serde_json::to_vec(&announcement) {
             Ok(body) => Bytes::from(body),

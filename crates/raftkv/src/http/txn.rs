@@ -28,7 +28,7 @@ use super::write::{unexpected, write};
 use super::AppState;
 use crate::server::{KvServer, WriteResult};
 use crate::store::txn::{Compare, CompareOp, CompareTarget, Txn, TxnOp, TxnOpOutcome};
-use crate::store::{Operation, Outcome, VersionedValue, LEASE_ID_MAX};
+use crate::store::{Operation, Outcome, RangeEnd, VersionedValue, LEASE_ID_MAX};
 
 /// Keys a scan of a transaction returns unless it says otherwise.
 const TXN_SCAN_LIMIT_DEFAULT: usize = 1000;
@@ -73,6 +73,7 @@ fn compare_of(compare: api::Compare, server: &KvServer) -> Result<Compare, ApiEr
     };
     Ok(Compare {
         key: compare.key,
+        range_end: RangeEnd::Single,
         op,
         target,
     })
@@ -162,11 +163,18 @@ fn txn_of(request: TxnRequest, server: &KvServer) -> Result<Txn, ApiError> {
     Ok(txn)
 }
 
-/// The key an operation is about, to name it in its result.
+/// The key an operation is about, to name it in its result (this API builds none of etcd's
+/// range operations or nested transactions; their start key stands in).
 fn key_of(op: &TxnOp) -> &str {
     match op {
-        TxnOp::Put { key, .. } | TxnOp::Delete { key } | TxnOp::Get { key } => key,
+        TxnOp::Put { key, .. }
+        | TxnOp::PutKeeping { key, .. }
+        | TxnOp::Delete { key }
+        | TxnOp::Get { key } => key,
         TxnOp::DeletePrefix { prefix } | TxnOp::Scan { prefix, .. } => prefix,
+        TxnOp::DeleteRange { range, .. } => &range.start,
+        TxnOp::Range(query) => &query.range.start,
+        TxnOp::Txn(_) => "",
     }
 }
 
@@ -181,12 +189,11 @@ fn results_of(ops: &[TxnOp], outcomes: Vec<TxnOpOutcome>) -> Option<Vec<TxnOpRes
     if ops.len() != outcomes.len() {
         return None;
     }
-    let results = ops
-        .iter()
+    ops.iter()
         .zip(outcomes)
         .map(|(op, outcome)| {
             let key = key_of(op);
-            match outcome {
+            Some(match outcome {
                 TxnOpOutcome::Put { prev } => TxnOpResult::Put {
                     prev: existing(prev.as_ref()).map(|prev| versioned_key_value(key, prev)),
                 },
@@ -201,10 +208,14 @@ fn results_of(ops: &[TxnOp], outcomes: Vec<TxnOpOutcome>) -> Option<Vec<TxnOpRes
                         .collect(),
                     truncated,
                 },
-            }
+                // Outcomes of etcd's operations, which this API never sends: a cached answer
+                // to another request under the same sequence.
+                TxnOpOutcome::DeleteRange { .. }
+                | TxnOpOutcome::Range(_)
+                | TxnOpOutcome::Txn { .. } => return None,
+            })
         })
-        .collect();
-    Some(results)
+        .collect()
 }
 
 pub(super) async fn txn(State(state): State<AppState>, original: Original) -> Response {

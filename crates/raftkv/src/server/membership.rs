@@ -2,7 +2,7 @@
 //! transfers, announcing this node's addresses, and joining a running cluster (`--join`).
 //!
 //! ```text
-//!  announce_loop: own HTTP and Raft addresses not in the state ─► write Announce/RaftAddress
+//!  announce_loop: own HTTP, gRPC and Raft addresses not in the state ─► write Announce/RaftAddress
 //!                 (at the leader) or ask the leader to (AnnounceForwarder)
 //!  join_loop:     not a member ─► add as learner ─► caught up ─► promote ─► voter: done
 //! ```
@@ -72,18 +72,21 @@ impl KvServer {
         Ok(self.node.transfer_leadership(to).await?)
     }
 
-    /// Keeps this node's HTTP and Raft addresses in the replicated state, so other nodes can
-    /// forward to it when it leads and nodes that join later can dial it. Runs until the node
-    /// stops.
+    /// Keeps this node's HTTP, etcd gRPC and Raft addresses in the replicated state, so other
+    /// nodes can forward to it when it leads and nodes that join later can dial it. A node
+    /// without `--grpc-addr` announces none, which clears an address it announced before.
+    /// Runs until the node stops.
     pub async fn announce_loop(self: Arc<KvServer>, forward: impl AnnounceForwarder) {
         let own_http = self.config.http_addr.to_string();
+        let own_grpc = self.config.grpc_addr.map(|address| address.to_string());
         let own_raft = self.config.advertised_raft_addr.to_string();
         let id = self.config.id.0;
         loop {
             let (http_recorded, raft_recorded) = {
                 let state = self.state();
                 (
-                    state.http_address(id) == Some(own_http.as_str()),
+                    state.http_address(id) == Some(own_http.as_str())
+                        && state.grpc_address(id) == own_grpc.as_deref(),
                     state.raft_address(id) == Some(own_raft.as_str()),
                 )
             };
@@ -95,6 +98,7 @@ impl KvServer {
                 let http = Operation::Announce {
                     node: id,
                     http_address: own_http.clone(),
+                    grpc_address: own_grpc.clone(),
                 };
                 let raft = Operation::RaftAddress {
                     node: id,
@@ -107,9 +111,12 @@ impl KvServer {
                 }
             } else if let Some(leader) = self.node.metrics().leader {
                 if let Some(address) = self.http_address_of(leader) {
-                    forward
-                        .announce(address, id, own_http.clone(), own_raft.clone())
-                        .await;
+                    let addresses = AnnouncedAddresses {
+                        http: own_http.clone(),
+                        grpc: own_grpc.clone(),
+                        raft: own_raft.clone(),
+                    };
+                    forward.announce(address, id, addresses).await;
                 }
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -117,15 +124,25 @@ impl KvServer {
     }
 }
 
+/// Where a node is reached, as it announces it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnnouncedAddresses {
+    /// Its HTTP API.
+    pub http: String,
+    /// Its etcd gRPC API, if it serves one.
+    pub grpc: Option<String>,
+    /// Its Raft transport, as the others dial it.
+    pub raft: String,
+}
+
 /// How the announce loop reaches the leader's HTTP API (the HTTP layer implements it).
 pub trait AnnounceForwarder: Send + Sync + 'static {
-    /// Asks the node at `leader_http` to record `http_address` and `raft_address` for `node`.
+    /// Asks the node at `leader_http` to record `addresses` for `node`.
     fn announce(
         &self,
         leader_http: String,
         node: u64,
-        http_address: String,
-        raft_address: String,
+        addresses: AnnouncedAddresses,
     ) -> impl std::future::Future<Output = ()> + Send;
 }
 

@@ -50,7 +50,7 @@ pub use counters::{ServiceCounters, ServiceFigures};
 pub use error::{membership_refusal_is_transient, ServeError};
 pub use launch::{serve, stop_signal};
 pub use leases::{LeaseGrantError, LeaseTimeToLive};
-pub use membership::AnnounceForwarder;
+pub use membership::{AnnounceForwarder, AnnouncedAddresses};
 pub use proposals::WriteResult;
 pub use reads::ReadMode;
 
@@ -269,6 +269,15 @@ impl KvServer {
             return Some(self.config.http_addr.to_string());
         }
         self.state().http_address(id.0).map(str::to_string)
+    }
+
+    /// The etcd gRPC address of node `id`, as it announced it; `None` when it serves no gRPC
+    /// API (or has not announced it yet).
+    pub fn grpc_address_of(&self, id: NodeId) -> Option<String> {
+        if id == self.config.id {
+            return self.config.grpc_addr.map(|address| address.to_string());
+        }
+        self.state().grpc_address(id.0).map(str::to_string)
     }
 
     /// The role name used in status answers.

@@ -32,7 +32,8 @@
 //!      3  delete        { 1 key: bytes (UTF-8) }
 //!      4  append        { 1 key: bytes (UTF-8), 2 suffix: bytes }
 //!      5  cas           { 1 key: bytes (UTF-8), 2 expect: optional bytes, 3 value: bytes }
-//!      6  announce      { 1 node: uint64, 2 http_address: string }
+//!      6  announce      { 1 node: uint64, 2 http_address: string,
+//!                         3 grpc_address: optional string (absent: serves no gRPC API) }
 //!      7  raft_address  { 1 node: uint64, 2 raft_address: string }
 //!      8  compact       { 1 revision: uint64 }
 //!      9  txn           { 1 compare: repeated CompareRecord,
@@ -48,10 +49,20 @@
 //!  CompareRecord  { 1 key: bytes (UTF-8), 2 op: uint32 (1 =, 2 !=, 3 <, 4 >; 0 refused),
 //!                   oneof target { 3 value: bytes, 4 version: uint64,
 //!                                  5 create_revision: uint64, 6 mod_revision: uint64,
-//!                                  7 exists: bool, 8 lease: uint64 } }
+//!                                  7 exists: bool, 8 lease: uint64 },
+//!                   9 range_end: bytes (etcd's form: absent for the key alone) }
 //!  TxnOpRecord    oneof { 1 put { 1 key, 2 value, 3 lease }, 2 delete { 1 key },
 //!                         3 delete_prefix { 1 prefix: bytes (UTF-8) }, 4 get { 1 key },
-//!                         5 scan { 1 prefix: bytes (UTF-8), 2 limit: uint64 } }
+//!                         5 scan { 1 prefix: bytes (UTF-8), 2 limit: uint64 },
+//!                         6 range { 1 key, 2 range_end, 3 revision, 4 limit,
+//!                                   5 sort_order: uint32, 6 sort_target: uint32,
+//!                                   7 keys_only, 8 count_only, 9 min_mod_revision,
+//!                                   10 max_mod_revision, 11 min_create_revision,
+//!                                   12 max_create_revision },
+//!                         7 delete_range { 1 key, 2 range_end, 3 prev_kv: bool },
+//!                         8 put_keeping { 1 key, 2 value: optional bytes (absent: keep),
+//!                                         3 lease: optional uint64 (absent: keep) },
+//!                         9 txn TxnRecord (nested) }
 //! ```
 //!
 //! A comparison without its target or operator, or an operation of a kind this build does
@@ -71,6 +82,11 @@
 //! older build skips field 3 and applies such a put without its lease, and rejects the lease
 //! operations; like every new operation, they may be proposed only once every node knows them.
 //!
+//! etcd's semantics came later still: a comparison's range end (field 9) and the operations
+//! 6 to 9. NB: an older build skips field 9 and compares the start key alone, so like every
+//! new operation these may be proposed only once every node knows them; the older operations
+//! decode exactly as before (`an_older_txn_encoding_still_decodes`).
+//!
 //! Keys are carried as `bytes` rather than `string` (the two are the same on the wire) so that a
 //! key that is not UTF-8 is reported as such instead of as a generic decoding failure.
 
@@ -79,6 +95,8 @@ use prost::Message as _;
 use thiserror::Error;
 
 use super::lease::LeaseCheckpoint;
+use super::range::{KeyRange, RangeEnd};
+use super::range_query::{RangeQuery, SortOrder, SortTarget};
 use super::sessions::{ClientId, ClientIdError, ClientIdForm};
 use super::txn::{Compare, CompareOp, CompareTarget, Txn, TxnOp};
 
@@ -130,12 +148,17 @@ pub enum Operation {
         /// The new value.
         value: Bytes,
     },
-    /// A node records the HTTP address clients can reach it at (so other nodes can forward to it).
+    /// A node records the HTTP address clients can reach it at (so other nodes can forward to it),
+    /// and its etcd gRPC address if it serves that API.
     Announce {
         /// The announcing node's id.
         node: u64,
         /// Its HTTP address, e.g. `127.0.0.1:8080`.
         http_address: String,
+        /// Its etcd v3 gRPC address (`--grpc-addr`), e.g. `127.0.0.1:2379`; `None` when it
+        /// serves no gRPC API (then any address recorded before is forgotten). Entries written
+        /// before the field existed decode to `None`; an older build skips the field.
+        grpc_address: Option<String>,
     },
     /// Records where the other nodes reach `node`'s Raft transport, before it is added to the
     /// cluster, so every node (and any later leader) can dial it.
@@ -367,6 +390,10 @@ struct CompareRecord {
     op: u32,
     #[prost(oneof = "CompareTargetRecord", tags = "3, 4, 5, 6, 7, 8")]
     target: Option<CompareTargetRecord>,
+    /// The range's end in etcd's form (see [`range_end_record`]); absent for one key, which
+    /// is what older releases wrote.
+    #[prost(bytes = "bytes", tag = "9")]
+    range_end: Bytes,
 }
 
 #[derive(Clone, PartialEq, prost::Oneof)]
@@ -387,7 +414,7 @@ enum CompareTargetRecord {
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct TxnOpRecord {
-    #[prost(oneof = "TxnOpKind", tags = "1, 2, 3, 4, 5")]
+    #[prost(oneof = "TxnOpKind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
     op: Option<TxnOpKind>,
 }
 
@@ -404,6 +431,150 @@ enum TxnOpKind {
     Get(DeleteRecord),
     #[prost(message, tag = "5")]
     Scan(ScanRecord),
+    #[prost(message, tag = "6")]
+    Range(RangeRecord),
+    #[prost(message, tag = "7")]
+    DeleteRange(DeleteRangeRecord),
+    #[prost(message, tag = "8")]
+    PutKeeping(PutKeepingRecord),
+    #[prost(message, tag = "9")]
+    Txn(TxnRecord),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct RangeRecord {
+    #[prost(bytes = "bytes", tag = "1")]
+    key: Bytes,
+    #[prost(bytes = "bytes", tag = "2")]
+    range_end: Bytes,
+    #[prost(uint64, tag = "3")]
+    revision: u64,
+    #[prost(uint64, tag = "4")]
+    limit: u64,
+    /// 0 none, 1 ascending, 2 descending (etcd's numbers).
+    #[prost(uint32, tag = "5")]
+    sort_order: u32,
+    /// 0 key, 1 version, 2 create, 3 mod, 4 value (etcd's numbers).
+    #[prost(uint32, tag = "6")]
+    sort_target: u32,
+    #[prost(bool, tag = "7")]
+    keys_only: bool,
+    #[prost(bool, tag = "8")]
+    count_only: bool,
+    #[prost(uint64, tag = "9")]
+    min_mod_revision: u64,
+    #[prost(uint64, tag = "10")]
+    max_mod_revision: u64,
+    #[prost(uint64, tag = "11")]
+    min_create_revision: u64,
+    #[prost(uint64, tag = "12")]
+    max_create_revision: u64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct DeleteRangeRecord {
+    #[prost(bytes = "bytes", tag = "1")]
+    key: Bytes,
+    #[prost(bytes = "bytes", tag = "2")]
+    range_end: Bytes,
+    #[prost(bool, tag = "3")]
+    prev_kv: bool,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct PutKeepingRecord {
+    #[prost(bytes = "bytes", tag = "1")]
+    key: Bytes,
+    /// Absent: keep the current value.
+    #[prost(bytes = "bytes", optional, tag = "2")]
+    value: Option<Bytes>,
+    /// Absent: keep the current lease.
+    #[prost(uint64, optional, tag = "3")]
+    lease: Option<u64>,
+}
+
+/// etcd's form of a range's end: empty for the start key alone, `"\0"` for every key from the
+/// start on, else the end itself. (No [`RangeEnd::Before`] the store builds is empty or
+/// `"\0"`: [`super::KeyRange::from_etcd`] reads those forms as the other two.)
+fn range_end_record(end: &RangeEnd) -> Bytes {
+    match end {
+        RangeEnd::Single => Bytes::new(),
+        RangeEnd::Unbounded => Bytes::from_static(b"\0"),
+        RangeEnd::Before(end) => end.clone(),
+    }
+}
+
+fn range_from_record(key: Bytes, range_end: Bytes) -> Result<KeyRange, CommandError> {
+    KeyRange::from_etcd(&key, &range_end).map_err(|_| CommandError::KeyNotUtf8)
+}
+
+const SORT_ORDERS: [(u32, SortOrder); 3] = [
+    (0, SortOrder::None),
+    (1, SortOrder::Ascend),
+    (2, SortOrder::Descend),
+];
+
+const SORT_TARGETS: [(u32, SortTarget); 5] = [
+    (0, SortTarget::Key),
+    (1, SortTarget::Version),
+    (2, SortTarget::Create),
+    (3, SortTarget::Mod),
+    (4, SortTarget::Value),
+];
+
+fn code_of<T: PartialEq + Copy>(table: &[(u32, T)], value: T) -> u32 {
+    table
+        .iter()
+        .find(|(_, known)| *known == value)
+        .map(|(code, _)| *code)
+        .expect("every value has a code")
+}
+
+fn value_of<T: Copy>(table: &[(u32, T)], code: u32, what: &'static str) -> Result<T, CommandError> {
+    table
+        .iter()
+        .find(|(known, _)| *known == code)
+        .map(|(_, value)| *value)
+        .ok_or(CommandError::UnknownTxnPart { what })
+}
+
+impl From<&RangeQuery> for RangeRecord {
+    fn from(query: &RangeQuery) -> RangeRecord {
+        RangeRecord {
+            key: key_record(&query.range.start),
+            range_end: range_end_record(&query.range.end),
+            revision: query.revision,
+            limit: query.limit,
+            sort_order: code_of(&SORT_ORDERS, query.sort_order),
+            sort_target: code_of(&SORT_TARGETS, query.sort_target),
+            keys_only: query.keys_only,
+            count_only: query.count_only,
+            min_mod_revision: query.min_mod_revision,
+            max_mod_revision: query.max_mod_revision,
+            min_create_revision: query.min_create_revision,
+            max_create_revision: query.max_create_revision,
+        }
+    }
+}
+
+impl TryFrom<RangeRecord> for RangeQuery {
+    type Error = CommandError;
+
+    fn try_from(record: RangeRecord) -> Result<RangeQuery, CommandError> {
+        Ok(RangeQuery {
+            range: range_from_record(record.key, record.range_end)?,
+            revision: record.revision,
+            limit: record.limit,
+            sort_order: value_of(&SORT_ORDERS, record.sort_order, "range sort order")?,
+            sort_target: value_of(&SORT_TARGETS, record.sort_target, "range sort target")?,
+            keys_only: record.keys_only,
+            count_only: record.count_only,
+            min_mod_revision: record.min_mod_revision,
+            max_mod_revision: record.max_mod_revision,
+            min_create_revision: record.min_create_revision,
+            max_create_revision: record.max_create_revision,
+        })
+    }
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -442,6 +613,7 @@ impl From<&Compare> for CompareRecord {
             key: key_record(&compare.key),
             op,
             target: Some(target),
+            range_end: range_end_record(&compare.range_end),
         }
     }
 }
@@ -469,8 +641,10 @@ impl TryFrom<CompareRecord> for Compare {
             CompareTargetRecord::Exists(exists) => CompareTarget::Exists(exists),
             CompareTargetRecord::Lease(lease) => CompareTarget::Lease(lease),
         };
+        let range = range_from_record(record.key, record.range_end)?;
         Ok(Compare {
-            key: key_from_record(record.key)?,
+            key: range.start,
+            range_end: range.end,
             op,
             target,
         })
@@ -495,6 +669,18 @@ impl From<&TxnOp> for TxnOpRecord {
                 prefix: key_record(prefix),
                 limit: *limit as u64,
             }),
+            TxnOp::Range(query) => TxnOpKind::Range(RangeRecord::from(query)),
+            TxnOp::DeleteRange { range, prev_kv } => TxnOpKind::DeleteRange(DeleteRangeRecord {
+                key: key_record(&range.start),
+                range_end: range_end_record(&range.end),
+                prev_kv: *prev_kv,
+            }),
+            TxnOp::PutKeeping { key, value, lease } => TxnOpKind::PutKeeping(PutKeepingRecord {
+                key: key_record(key),
+                value: value.clone(),
+                lease: *lease,
+            }),
+            TxnOp::Txn(txn) => TxnOpKind::Txn(TxnRecord::from(txn)),
         };
         TxnOpRecord { op: Some(kind) }
     }
@@ -528,6 +714,17 @@ impl TryFrom<TxnOpRecord> for TxnOp {
                     // A limit beyond the address space means "all"; the store caps it anyway.
                     limit: usize::try_from(scan.limit).unwrap_or(usize::MAX),
                 },
+                TxnOpKind::Range(range) => TxnOp::Range(RangeQuery::try_from(range)?),
+                TxnOpKind::DeleteRange(delete) => TxnOp::DeleteRange {
+                    range: range_from_record(delete.key, delete.range_end)?,
+                    prev_kv: delete.prev_kv,
+                },
+                TxnOpKind::PutKeeping(put) => TxnOp::PutKeeping {
+                    key: key_from_record(put.key)?,
+                    value: put.value,
+                    lease: put.lease,
+                },
+                TxnOpKind::Txn(txn) => TxnOp::Txn(Txn::try_from(txn)?),
             },
         )
     }
@@ -622,6 +819,10 @@ struct AnnounceRecord {
     node: u64,
     #[prost(string, tag = "2")]
     http_address: String,
+    /// Explicit presence, so "serves no gRPC API" is not encoded at all: an announcement
+    /// without it is byte for byte what older releases wrote.
+    #[prost(string, optional, tag = "3")]
+    grpc_address: Option<String>,
 }
 
 fn key_record(key: &str) -> Bytes {
@@ -652,12 +853,15 @@ impl From<&Command> for CommandRecord {
                 expect: expect.clone(),
                 value: value.clone(),
             }),
-            Operation::Announce { node, http_address } => {
-                OperationRecord::Announce(AnnounceRecord {
-                    node: *node,
-                    http_address: http_address.clone(),
-                })
-            }
+            Operation::Announce {
+                node,
+                http_address,
+                grpc_address,
+            } => OperationRecord::Announce(AnnounceRecord {
+                node: *node,
+                http_address: http_address.clone(),
+                grpc_address: grpc_address.clone(),
+            }),
             Operation::RaftAddress { node, raft_address } => {
                 OperationRecord::RaftAddress(RaftAddressRecord {
                     node: *node,
@@ -754,6 +958,7 @@ impl TryFrom<CommandRecord> for Command {
             OperationRecord::Announce(announce) => Operation::Announce {
                 node: announce.node,
                 http_address: announce.http_address,
+                grpc_address: announce.grpc_address,
             },
             OperationRecord::RaftAddress(record) => Operation::RaftAddress {
                 node: record.node,
@@ -828,6 +1033,29 @@ mod tests {
         ];
         assert_eq!(&command.encode()[..], expected);
         assert_eq!(Command::decode(expected), Ok(command));
+    }
+
+    /// An announcement without a gRPC address is byte for byte what releases before the field
+    /// wrote, and those bytes decode to "serves no gRPC API"; one with it adds field 3.
+    #[test]
+    fn announce_encoding_keeps_older_entries_readable() {
+        let announce = |grpc_address: Option<&str>| Command {
+            session: None,
+            operation: Operation::Announce {
+                node: 2,
+                http_address: "h".into(),
+                grpc_address: grpc_address.map(str::to_string),
+            },
+            request_id: None,
+        };
+        // 6 announce { 1 node: 2, 2 http_address: "h" }
+        let older: &[u8] = &[0x32, 0x05, 0x08, 0x02, 0x12, 0x01, b'h'];
+        assert_eq!(&announce(None).encode()[..], older);
+        assert_eq!(Command::decode(older), Ok(announce(None)));
+        // ... 3 grpc_address: "g"
+        let newer: &[u8] = &[0x32, 0x08, 0x08, 0x02, 0x12, 0x01, b'h', 0x1a, 0x01, b'g'];
+        assert_eq!(&announce(Some("g")).encode()[..], newer);
+        assert_eq!(Command::decode(newer), Ok(announce(Some("g"))));
     }
 
     fn put_as(client_id: ClientId, sequence: u64) -> Command {
@@ -989,6 +1217,7 @@ mod tests {
         let txn = command(Operation::Txn(Txn {
             compare: vec![Compare {
                 key: "k".into(),
+                range_end: RangeEnd::Single,
                 op: CompareOp::Equal,
                 target: CompareTarget::Lease(7),
             }],
@@ -1002,6 +1231,42 @@ mod tests {
         for command in [put, grant, revoke, checkpoint, txn] {
             assert_eq!(Command::decode(&command.encode()), Ok(command.clone()));
         }
+    }
+
+    /// A transaction as releases before etcd's operations wrote it (a comparison without a
+    /// range end, a put, a get) still decodes to the same transaction, and is still written
+    /// byte for byte the same.
+    #[test]
+    fn an_older_txn_encoding_still_decodes() {
+        let older: &[u8] = &[
+            // 9 txn {
+            0x4a, 0x1a, //
+            // 1 compare { 1 key: "k", 2 op: 1 (=), 4 version: 2 }
+            0x0a, 0x07, 0x0a, 0x01, b'k', 0x10, 0x01, 0x20, 0x02,
+            // 2 success { 1 put { 1 key: "k", 2 value: "v" } }
+            0x12, 0x08, 0x0a, 0x06, 0x0a, 0x01, b'k', 0x12, 0x01, b'v',
+            // 3 failure { 4 get { 1 key: "k" } } }
+            0x1a, 0x05, 0x22, 0x03, 0x0a, 0x01, b'k',
+        ];
+        let expected = Command {
+            session: None,
+            operation: Operation::Txn(Txn {
+                compare: vec![Compare::key(
+                    "k",
+                    CompareOp::Equal,
+                    CompareTarget::Version(2),
+                )],
+                success: vec![TxnOp::Put {
+                    key: "k".into(),
+                    value: Bytes::from_static(b"v"),
+                    lease: 0,
+                }],
+                failure: vec![TxnOp::Get { key: "k".into() }],
+            }),
+            request_id: None,
+        };
+        assert_eq!(Command::decode(older), Ok(expected.clone()));
+        assert_eq!(&expected.encode()[..], older);
     }
 
     /// An older build (without the lease operations) decodes them as an unknown operation,

@@ -365,6 +365,25 @@ impl History {
         (items, more)
     }
 
+    /// The keys of `range` that exist at `revision` (checked readable, or `u64::MAX` for the
+    /// latest versions including the pending command's), in key order, with their versions
+    /// then. Lazy: a caller that stops early pays for what it took.
+    pub(super) fn range_at<'a>(
+        &'a self,
+        range: &'a super::KeyRange,
+        revision: u64,
+    ) -> impl Iterator<Item = (&'a str, &'a VersionedValue)> + 'a {
+        // An empty range selects nothing; starting past its end keeps `take_while` honest.
+        let empty = range.is_empty();
+        self.keys
+            .range::<str, _>((Bound::Included(range.start.as_str()), Bound::Unbounded))
+            .take_while(move |(key, _)| !empty && range.contains(key))
+            .filter_map(move |(key, versions)| {
+                let version = versions.at(revision).filter(|version| version.exists())?;
+                Some((&**key, version))
+            })
+    }
+
     /// [`History::scan_at`] of the latest versions, including those the command being
     /// applied made (a transaction's reads see its earlier writes).
     pub(super) fn scan_latest(

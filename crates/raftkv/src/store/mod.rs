@@ -41,6 +41,7 @@ pub mod command;
 pub mod history;
 pub mod lease;
 pub mod range;
+pub mod range_query;
 pub mod sessions;
 pub mod snapshot;
 pub mod txn;
@@ -56,6 +57,7 @@ pub use history::{
 };
 pub use lease::{LeaseCheckpoint, LeaseError, LeaseInfo, LEASE_ID_MAX};
 pub use range::{KeyRange, KeyRangeError, RangeEnd};
+pub use range_query::{RangeQuery, RangeResult, SortOrder, SortTarget};
 pub use sessions::{ClientId, ClientIdError};
 pub use snapshot::{
     SnapshotError, SnapshotImage, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_FORMAT_VERSION_NUMERIC_IDS,
@@ -185,6 +187,8 @@ pub struct StateMachine {
     http_addresses: BTreeMap<u64, String>,
     /// The Raft address recorded for each node added at run time.
     raft_addresses: BTreeMap<u64, String>,
+    /// The etcd gRPC address each node announced (only nodes that serve that API).
+    grpc_addresses: BTreeMap<u64, String>,
     /// The index of the last entry applied or skipped.
     /// Invariant: no session is active at a later index.
     applied_index: u64,
@@ -207,6 +211,7 @@ impl fmt::Debug for StateMachine {
             .field("sessions_max", &self.sessions.sessions_max())
             .field("http_addresses", &self.http_addresses)
             .field("raft_addresses", &self.raft_addresses)
+            .field("grpc_addresses", &self.grpc_addresses)
             .finish()
     }
 }
@@ -223,6 +228,7 @@ impl StateMachine {
             sessions: Sessions::new(sessions_max),
             http_addresses: BTreeMap::new(),
             raft_addresses: BTreeMap::new(),
+            grpc_addresses: BTreeMap::new(),
             applied_index: 0,
         }
     }
@@ -439,6 +445,16 @@ impl StateMachine {
         &self.http_addresses
     }
 
+    /// The etcd gRPC address node `node` announced, if it serves that API.
+    pub fn grpc_address(&self, node: u64) -> Option<&str> {
+        self.grpc_addresses.get(&node).map(String::as_str)
+    }
+
+    /// Every node's announced etcd gRPC address.
+    pub fn grpc_addresses(&self) -> &BTreeMap<u64, String> {
+        &self.grpc_addresses
+    }
+
     /// The Raft address recorded for node `node`, if any.
     pub fn raft_address(&self, node: u64) -> Option<&str> {
         self.raft_addresses.get(&node).map(String::as_str)
@@ -552,8 +568,18 @@ impl StateMachine {
                     }
                 }
             }
-            Operation::Announce { node, http_address } => {
+            Operation::Announce {
+                node,
+                http_address,
+                grpc_address,
+            } => {
                 self.http_addresses.insert(node, http_address);
+                // A node restarted without --grpc-addr no longer serves the API: forget the
+                // old address so nobody forwards to it.
+                match grpc_address {
+                    Some(grpc_address) => self.grpc_addresses.insert(node, grpc_address),
+                    None => self.grpc_addresses.remove(&node),
+                };
                 Outcome::Announced
             }
             Operation::RaftAddress { node, raft_address } => {
@@ -637,33 +663,141 @@ impl StateMachine {
         }
     }
 
-    /// Runs `txn` (refused if [`Txn::validate`] refuses it, or if the branch chosen puts with
-    /// a lease that does not exist), pushing what it changed onto `changes`.
+    /// Runs `txn` (refused if [`Txn::validate`] refuses it, or if the path its comparisons
+    /// choose puts with a lease that does not exist, keeps the value or lease of a key that
+    /// does not exist, or reads at a revision the store cannot read), pushing what it changed
+    /// onto `changes`.
     fn run_txn(&mut self, txn: Txn, changes: &mut Vec<Change>) -> Outcome {
         if let Err(error) = txn.validate() {
             return Outcome::TxnRefused { error };
         }
-        let succeeded = txn
-            .compare
-            .iter()
-            .all(|compare| compare.holds(self.history.current(&compare.key)));
-        let branch = if succeeded { txn.success } else { txn.failure };
+        // Every comparison, nested ones included, sees the state before any operation runs.
+        let path = self.choose(&txn);
         // Before any operation runs: a transaction either runs whole or changes nothing.
-        for op in &branch {
-            if let TxnOp::Put { lease, .. } = op {
-                if let Err(error) = self.check_lease(*lease) {
-                    return Outcome::LeaseRefused { error };
-                }
-            }
+        if let Err(outcome) = self.check_path(&txn, &path) {
+            return outcome;
         }
-        let results = branch
-            .into_iter()
-            .map(|op| self.run_txn_op(op, changes))
-            .collect();
+        let (succeeded, results) = self.run_path(txn, &path, changes);
         Outcome::Txn { succeeded, results }
     }
 
-    /// One operation of a transaction, on the current state with the branch's earlier
+    /// Which branch `txn` and every nested transaction of the branch it takes run.
+    fn choose(&self, txn: &Txn) -> Path {
+        let succeeded = txn
+            .compare
+            .iter()
+            .all(|compare| self.compare_holds(compare));
+        let branch = if succeeded {
+            &txn.success
+        } else {
+            &txn.failure
+        };
+        let nested = branch
+            .iter()
+            .filter_map(|op| match op {
+                TxnOp::Txn(nested) => Some(self.choose(nested)),
+                _ => None,
+            })
+            .collect();
+        Path { succeeded, nested }
+    }
+
+    fn compare_holds(&self, compare: &Compare) -> bool {
+        if compare.range_end == RangeEnd::Single {
+            return compare.holds(self.history.current(&compare.key));
+        }
+        let range = compare.range();
+        let mut keys = self.history.range_at(&range, u64::MAX).peekable();
+        if keys.peek().is_none() {
+            // etcd's rule: a range without keys compares as a missing key.
+            return compare.holds(None);
+        }
+        keys.all(|(_, version)| compare.holds(Some(version)))
+    }
+
+    /// `Err` with the refusal if an operation on `path` cannot run: puts first (a key kept
+    /// must exist, then the lease), then range reads' revisions, as etcd checks them.
+    fn check_path(&self, txn: &Txn, path: &Path) -> Result<(), Outcome> {
+        self.check_puts(txn, path)?;
+        self.check_ranges(txn, path)
+            .map_err(|error| Outcome::TxnRefused {
+                error: TxnError::Revision(error),
+            })
+    }
+
+    fn check_puts(&self, txn: &Txn, path: &Path) -> Result<(), Outcome> {
+        let mut nested = path.nested.iter();
+        for op in path.branch(txn) {
+            match op {
+                TxnOp::Put { lease, .. } => {
+                    self.check_lease(*lease)
+                        .map_err(|error| Outcome::LeaseRefused { error })?;
+                }
+                TxnOp::PutKeeping { key, lease, .. } => {
+                    if self.history.current(key).is_none() {
+                        return Err(Outcome::TxnRefused {
+                            error: TxnError::KeyNotFound { key: key.clone() },
+                        });
+                    }
+                    self.check_lease(lease.unwrap_or(0))
+                        .map_err(|error| Outcome::LeaseRefused { error })?;
+                }
+                TxnOp::Txn(inner) => {
+                    let inner_path = nested.next().expect("one path per nested transaction");
+                    self.check_puts(inner, inner_path)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn check_ranges(&self, txn: &Txn, path: &Path) -> Result<(), RevisionError> {
+        let mut nested = path.nested.iter();
+        for op in path.branch(txn) {
+            match op {
+                TxnOp::Range(query) if query.revision != 0 => {
+                    self.history.check_readable(query.revision)?;
+                }
+                TxnOp::Txn(inner) => {
+                    let inner_path = nested.next().expect("one path per nested transaction");
+                    self.check_ranges(inner, inner_path)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the operations `path` chose, in order; whether the comparisons held, and each
+    /// operation's outcome.
+    fn run_path(
+        &mut self,
+        txn: Txn,
+        path: &Path,
+        changes: &mut Vec<Change>,
+    ) -> (bool, Vec<TxnOpOutcome>) {
+        let branch = if path.succeeded {
+            txn.success
+        } else {
+            txn.failure
+        };
+        let mut nested = path.nested.iter();
+        let results = branch
+            .into_iter()
+            .map(|op| match op {
+                TxnOp::Txn(inner) => {
+                    let inner_path = nested.next().expect("one path per nested transaction");
+                    let (succeeded, results) = self.run_path(inner, inner_path, changes);
+                    TxnOpOutcome::Txn { succeeded, results }
+                }
+                op => self.run_txn_op(op, changes),
+            })
+            .collect();
+        (path.succeeded, results)
+    }
+
+    /// One operation of a transaction, on the current state with the path's earlier
     /// operations applied (they are in the history at the pending revision).
     fn run_txn_op(&mut self, op: TxnOp, changes: &mut Vec<Change>) -> TxnOpOutcome {
         match op {
@@ -671,6 +805,17 @@ impl StateMachine {
                 let prev = self.history.current(&key).cloned();
                 changes.push(self.put_key(key, copied(&value), lease));
                 TxnOpOutcome::Put { prev }
+            }
+            TxnOp::PutKeeping { key, value, lease } => {
+                let prev = self
+                    .history
+                    .current(&key)
+                    .cloned()
+                    .expect("checked: a put keeping the value or lease finds its key");
+                let value = value.map_or_else(|| prev.value.clone(), |value| copied(&value));
+                let lease = lease.unwrap_or(prev.lease);
+                changes.push(self.put_key(key, value, lease));
+                TxnOpOutcome::Put { prev: Some(prev) }
             }
             TxnOp::Delete { key } => {
                 let deleted = self.delete_key(&key);
@@ -680,18 +825,12 @@ impl StateMachine {
             }
             TxnOp::DeletePrefix { prefix } => {
                 assert!(!prefix.is_empty(), "validated: no empty delete_prefix");
-                let (matching, _) = self.history.scan_latest(&prefix, usize::MAX);
-                let keys: Vec<String> = matching
-                    .into_iter()
-                    .map(|(key, _)| key.to_owned())
-                    .collect();
-                let mut deleted = 0;
-                for key in keys {
-                    let change = self.delete_key(&key).expect("a key the scan found exists");
-                    changes.push(change);
-                    deleted += 1;
-                }
-                TxnOpOutcome::Delete { deleted }
+                let deleted = self.delete_range(&KeyRange::prefix(prefix), false, changes);
+                TxnOpOutcome::Delete { deleted: deleted.0 }
+            }
+            TxnOp::DeleteRange { range, prev_kv } => {
+                let (deleted, prev) = self.delete_range(&range, prev_kv, changes);
+                TxnOpOutcome::DeleteRange { deleted, prev }
             }
             TxnOp::Get { key } => TxnOpOutcome::Get {
                 value: self.history.current(&key).cloned(),
@@ -705,7 +844,44 @@ impl StateMachine {
                     .collect();
                 TxnOpOutcome::Scan { items, truncated }
             }
+            TxnOp::Range(query) => TxnOpOutcome::Range(
+                range_query::run(&self.history, &query, u64::MAX)
+                    .expect("checked: a range read's revision is readable"),
+            ),
+            TxnOp::Txn(_) => unreachable!("nested transactions run through run_path"),
         }
+    }
+
+    /// Deletes every key of `range` at the pending revision, in key order; how many, and the
+    /// keys as they were when `prev_kv`.
+    fn delete_range(
+        &mut self,
+        range: &KeyRange,
+        prev_kv: bool,
+        changes: &mut Vec<Change>,
+    ) -> (u64, Vec<(String, VersionedValue)>) {
+        let matching: Vec<(String, Option<VersionedValue>)> = self
+            .history
+            .range_at(range, u64::MAX)
+            .map(|(key, version)| (key.to_owned(), prev_kv.then(|| version.clone())))
+            .collect();
+        let deleted = matching.len() as u64;
+        changes.reserve(matching.len());
+        let mut prev = Vec::new();
+        for (key, version) in matching {
+            let change = self.delete_key(&key).expect("a key the range found exists");
+            changes.push(change);
+            if let Some(version) = version {
+                prev.push((key, version));
+            }
+        }
+        (deleted, prev)
+    }
+
+    /// Reads `query` at the current revision ([`range_query`]): the Range of etcd's API, after
+    /// the caller's read barrier.
+    pub fn range(&self, query: &RangeQuery) -> Result<RangeResult, RevisionError> {
+        range_query::run(&self.history, query, self.history.revision())
     }
 
     /// Compacts the history at `revision` (a no-op at or below the compaction revision in
@@ -725,6 +901,23 @@ impl StateMachine {
         }
         Outcome::Compacted {
             compact_revision: self.history.compact_revision(),
+        }
+    }
+}
+
+/// The branches a transaction's comparisons chose: its own, and those of the nested
+/// transactions of that branch, in order.
+struct Path {
+    succeeded: bool,
+    nested: Vec<Path>,
+}
+
+impl Path {
+    fn branch<'a>(&self, txn: &'a Txn) -> &'a [TxnOp] {
+        if self.succeeded {
+            &txn.success
+        } else {
+            &txn.failure
         }
     }
 }

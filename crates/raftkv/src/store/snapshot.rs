@@ -22,6 +22,8 @@
 //!                       command's own order)
 //!   11 leases           repeated { 1 id: uint64, 2 ttl_seconds: uint64,
 //!                                  3 remaining_ms: optional uint64 }   id order; version 4
+//!   12 grpc_addresses   repeated { 1 node: uint64, 2 address: string }       node order
+//!                       (absent from older snapshots: no node announced one then)
 //!  VersionRecord { 1 key: string, 2 value: bytes, 3 create_revision, 4 mod_revision,
 //!                  5 version: uint64, 6 lease: uint64 (version 4; 0: none) }
 //!                                                                 (a delete: version 0)
@@ -31,13 +33,17 @@
 //!    9 compact_refused RevisionErrorRecord { 1 compacted: bool, 2 requested,
 //!                      3 compact_revision, 4 current },
 //!   10 txn { 1 succeeded: bool, 2 results: repeated TxnOpOutcomeRecord },
-//!   11 txn_refused { 1 kind: uint32, 2 key: string, 3 count: uint64 },
+//!   11 txn_refused { 1 kind: uint32, 2 key: string, 3 count: uint64,
+//!                    4 revision: RevisionErrorRecord (kind 7) },
 //!   12 lease_granted { 1 id, 2 ttl_seconds }, 13 lease_revoked { 1 id, 2 keys_deleted,
 //!      3 expired: bool }, 14 lease_checkpointed {},
 //!   15 lease_refused { 1 kind: uint32 (1 not found, 2 already exists, 3 invalid id), 2 id }
 //!  TxnOpOutcomeRecord oneof: 1 put { 1 prev: optional VersionRecord },
 //!    2 delete { 1 deleted: uint64 }, 3 get { 1 value: optional VersionRecord },
-//!    4 scan { 1 items: repeated VersionRecord, 2 truncated: bool }
+//!    4 scan { 1 items: repeated VersionRecord, 2 truncated: bool },
+//!    5 delete_range { 1 deleted: uint64, 2 prev: repeated VersionRecord },
+//!    6 range { 1 kvs: repeated VersionRecord, 2 more: bool, 3 count: uint64 },
+//!    7 txn { 1 succeeded: bool, 2 results: repeated TxnOpOutcomeRecord } (nested)
 //! ```
 //!
 //! Version 3 carries the history ([`super::history`]): the store's revision, its compaction
@@ -157,6 +163,14 @@ impl StateMachine {
                 .collect(),
             raft_addresses: self
                 .raft_addresses
+                .iter()
+                .map(|(node, address)| AddressRecord {
+                    node: *node,
+                    http_address: address.clone(),
+                })
+                .collect(),
+            grpc_addresses: self
+                .grpc_addresses
                 .iter()
                 .map(|(node, address)| AddressRecord {
                     node: *node,
@@ -309,6 +323,7 @@ impl StateMachine {
         }
         machine.http_addresses = addresses_by_node(record.addresses, "address")?;
         machine.raft_addresses = addresses_by_node(record.raft_addresses, "raft address")?;
+        machine.grpc_addresses = addresses_by_node(record.grpc_addresses, "gRPC address")?;
         machine.sessions.evict_beyond_limit();
         machine.check_invariants();
         Ok(machine)
@@ -389,6 +404,9 @@ struct SnapshotRecord {
     changes: Vec<VersionRecord>,
     #[prost(message, repeated, tag = "11")]
     leases: Vec<LeaseRecord>,
+    /// etcd gRPC addresses, in the same record shape as `raft_addresses`.
+    #[prost(message, repeated, tag = "12")]
+    grpc_addresses: Vec<AddressRecord>,
 }
 
 /// One lease of the table (its keys are the live keys naming it).

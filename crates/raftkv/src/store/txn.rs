@@ -5,35 +5,49 @@
 //!        │
 //!        ▼
 //!  validate ── refused (TxnError) ─────────────────────────► Outcome::TxnRefused { error }
-//!        │ ok                    (the HTTP layer calls it before proposing; the store again,
+//!        │ ok                    (the front ends call it before proposing; the store again,
 //!        ▼                        so every replica refuses the same way)
-//!  every compare holds? ── yes ──► success ──┐
-//!        └──────────────── no ───► failure ──┤ each op in order, on the current state with the
-//!                                            │ branch's earlier ops applied
-//!                                            ▼
-//!                      Outcome::Txn { succeeded, results }   (one revision for all changes)
+//!  choose: every compare holds? ── yes ─► success ─┐  nested transactions of the chosen
+//!          └────────────────────── no ──► failure ─┤  branch choose theirs too, all against
+//!                                                  │  the state before any operation runs
+//!  check the chosen path: leases exist, keys that a put keeps the value or lease of exist,
+//!  range revisions readable ── refused ──► LeaseRefused / TxnRefused (nothing changed)
+//!        ▼
+//!  each op of the chosen path in order, on the current state with the earlier ops applied
+//!        ▼
+//!  Outcome::Txn { succeeded, results }   (one revision for all changes)
 //! ```
 //!
 //! The comparisons and operations are etcd's (so its API maps directly): a comparison looks at
 //! a key's value, version, create revision, mod revision, existence or lease; a key that does
 //! not exist has version, revisions and lease 0, and fails every comparison of its value (even
-//! `!=`). A put may attach its key to a lease ([`super::lease`]): once the comparisons chose
-//! the branch, a put of that branch naming a lease that does not exist refuses the whole
-//! transaction before any of its operations runs.
-//! A branch changes each key at most once: two puts of one key, a put and a delete of one key,
-//! or a put of a key a `delete_prefix` of the branch covers are refused, since the events a
-//! watcher sees for one revision could not say which came last. Deletes may overlap (the later
-//! one finds the key gone and changes nothing). Validation is static, on the request alone,
-//! so the store and the HTTP layer refuse exactly the same transactions.
+//! `!=`). A comparison over a range of keys holds when it holds for every key of the range;
+//! over a range without keys, as for a missing key. A put may attach its key to a lease
+//! ([`super::lease`]): once the comparisons chose the path, a put of that path naming a lease
+//! that does not exist refuses the whole transaction before any of its operations runs.
+//!
+//! A transaction changes each key at most once, whichever branches run: two puts of one key, a
+//! put and a delete of one key, or a put of a key a range delete covers are refused, since the
+//! events a watcher sees for one revision could not say which came last. The rule is etcd's
+//! (`duplicate key given in txn request`), checked over nested transactions as etcd does: the
+//! two branches of one nested transaction never both run, so they may put the same key. It is
+//! slightly stricter than etcd's in one case: a nested transaction's put followed by a later
+//! sibling's delete of the key is refused here (etcd lets it through and records two changes of
+//! one key at one revision). Deletes may overlap (the later one finds the key gone and
+//! changes nothing). Validation is static, on the request
+//! alone, so the store and the front ends refuse exactly the same transactions.
 //!
 //! Every transaction is bounded: at most [`TXN_COMPARES_MAX`] comparisons and
-//! [`TXN_OPERATIONS_MAX`] operations per branch (etcd's default is 128), and a scan returns at
+//! [`TXN_OPERATIONS_MAX`] operations per branch (etcd's default is 128), a nested transaction
+//! counting against what its parent left of that bound (as in etcd), and a scan returns at
 //! most [`TXN_SCAN_LIMIT_MAX`] keys.
 
 use bytes::Bytes;
 use thiserror::Error;
 
-use super::history::VersionedValue;
+use super::history::{RevisionError, VersionedValue};
+use super::range::{KeyRange, RangeEnd};
+use super::range_query::{RangeQuery, RangeResult};
 
 /// Most comparisons in one transaction.
 pub const TXN_COMPARES_MAX: usize = 128;
@@ -72,11 +86,14 @@ pub enum CompareTarget {
     Lease(u64),
 }
 
-/// One comparison: `key`'s target `op` the operand.
+/// One comparison: `key`'s target `op` the operand (or every key's of `[key, range_end)`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Compare {
-    /// The key compared.
+    /// The key compared, or the start of the range.
     pub key: String,
+    /// [`RangeEnd::Single`] for the key alone; otherwise the comparison must hold for every
+    /// key of the range (for a range without keys, as for a missing key).
+    pub range_end: RangeEnd,
     /// How.
     pub op: CompareOp,
     /// What, with the operand.
@@ -84,6 +101,24 @@ pub struct Compare {
 }
 
 impl Compare {
+    /// A comparison of the key `key` alone.
+    pub fn key(key: impl Into<String>, op: CompareOp, target: CompareTarget) -> Compare {
+        Compare {
+            key: key.into(),
+            range_end: RangeEnd::Single,
+            op,
+            target,
+        }
+    }
+
+    /// The keys compared.
+    pub fn range(&self) -> KeyRange {
+        KeyRange {
+            start: self.key.clone(),
+            end: self.range_end.clone(),
+        }
+    }
+
     /// Whether the comparison holds for the key's current version (`None`: it does not exist).
     pub fn holds(&self, current: Option<&VersionedValue>) -> bool {
         let ordering = match (&self.target, current) {
@@ -125,6 +160,17 @@ pub enum TxnOp {
         /// branch is chosen refuses the whole transaction ([`super::LeaseError::NotFound`]).
         lease: u64,
     },
+    /// Sets `key`, keeping its current value or its current lease (etcd's put with
+    /// `ignore_value` or `ignore_lease`); the key must exist when the path is chosen, else the
+    /// whole transaction is refused ([`TxnError::KeyNotFound`]).
+    PutKeeping {
+        /// The key.
+        key: String,
+        /// The new value; `None` keeps the current one.
+        value: Option<Bytes>,
+        /// The new lease (0: none); `None` keeps the current one.
+        lease: Option<u64>,
+    },
     /// Removes `key` (nothing if it does not exist).
     Delete {
         /// The key.
@@ -134,6 +180,13 @@ pub enum TxnOp {
     DeletePrefix {
         /// The prefix.
         prefix: String,
+    },
+    /// Removes every key of a range (etcd's `DeleteRange`).
+    DeleteRange {
+        /// The keys.
+        range: KeyRange,
+        /// Answer with the keys as they were ([`TxnOpOutcome::DeleteRange::prev`]).
+        prev_kv: bool,
     },
     /// Reads `key`.
     Get {
@@ -147,6 +200,12 @@ pub enum TxnOp {
         /// Most keys returned; at most [`TXN_SCAN_LIMIT_MAX`] are, whatever it says.
         limit: usize,
     },
+    /// Reads a range as etcd's `Range` does ([`super::range_query`]); a revision that is
+    /// compacted or in the future refuses the whole transaction.
+    Range(RangeQuery),
+    /// A nested transaction: its comparisons are evaluated with the outer ones, against the
+    /// state before any operation runs.
+    Txn(Txn),
 }
 
 /// A transaction: if every comparison holds, `success` runs, else `failure`.
@@ -163,7 +222,7 @@ pub struct Txn {
 /// What one operation of a transaction did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TxnOpOutcome {
-    /// A put: the key before it (`None`: it did not exist).
+    /// A put (either kind): the key before it (`None`: it did not exist).
     Put {
         /// The key's previous version.
         prev: Option<VersionedValue>,
@@ -172,6 +231,13 @@ pub enum TxnOpOutcome {
     Delete {
         /// Keys removed.
         deleted: u64,
+    },
+    /// A range delete: how many keys it removed, and which when asked.
+    DeleteRange {
+        /// Keys removed.
+        deleted: u64,
+        /// The keys removed as they were, in key order, when the operation asked for them.
+        prev: Vec<(String, VersionedValue)>,
     },
     /// A get: the key (`None`: it does not exist).
     Get {
@@ -184,6 +250,15 @@ pub enum TxnOpOutcome {
         items: Vec<(String, VersionedValue)>,
         /// More keys with the prefix followed the last one returned.
         truncated: bool,
+    },
+    /// A range read.
+    Range(RangeResult),
+    /// A nested transaction.
+    Txn {
+        /// Whether its comparisons held.
+        succeeded: bool,
+        /// Each operation's result, in the order of its branch that ran.
+        results: Vec<TxnOpOutcome>,
     },
 }
 
@@ -223,19 +298,39 @@ pub enum TxnError {
         /// The key compared.
         key: String,
     },
+    /// A put keeping the value or the lease of a key that does not exist (on the chosen path).
+    #[error("a put keeping the value or lease of {key:?} needs the key, which does not exist")]
+    KeyNotFound {
+        /// The key.
+        key: String,
+    },
+    /// A range read of the chosen path at a revision the store cannot read.
+    #[error("a range read of the transaction: {0}")]
+    Revision(RevisionError),
 }
 
 impl Txn {
-    /// `Ok` if the store will run this transaction rather than refuse it; the HTTP layer
-    /// calls it before proposing, the store again before running it.
+    /// `Ok` if the store will run this transaction rather than refuse it; the front ends
+    /// call it before proposing, the store again before running it.
     pub fn validate(&self) -> Result<(), TxnError> {
-        if self.compare.len() > TXN_COMPARES_MAX {
+        self.validate_bounds(TXN_OPERATIONS_MAX)?;
+        branch_writes(&self.success)?;
+        branch_writes(&self.failure)?;
+        Ok(())
+    }
+
+    /// The bounds and the comparisons' form, at every level of nesting. As in etcd, a nested
+    /// transaction's comparisons and branches count against what its parent left of
+    /// `operations_max` (so the nesting is bounded too).
+    fn validate_bounds(&self, operations_max: usize) -> Result<(), TxnError> {
+        let compares_max = operations_max.min(TXN_COMPARES_MAX);
+        if self.compare.len() > compares_max {
             return Err(TxnError::TooManyCompares {
                 count: self.compare.len(),
             });
         }
         let longest = self.success.len().max(self.failure.len());
-        if longest > TXN_OPERATIONS_MAX {
+        if longest > operations_max {
             return Err(TxnError::TooManyOperations { count: longest });
         }
         for compare in &self.compare {
@@ -246,38 +341,169 @@ impl Txn {
                 });
             }
         }
-        validate_branch(&self.success)?;
-        validate_branch(&self.failure)
+        let left = operations_max - longest.max(self.compare.len());
+        for op in self.success.iter().chain(&self.failure) {
+            match op {
+                TxnOp::DeletePrefix { prefix } if prefix.is_empty() => {
+                    return Err(TxnError::EmptyDeletePrefix);
+                }
+                TxnOp::Txn(nested) => nested.validate_bounds(left)?,
+                _ => {}
+            }
+        }
+        Ok(())
     }
 }
 
-/// `Ok` if `branch` changes each key at most once and deletes no empty prefix. Quadratic in
-/// the branch's length, which [`TXN_OPERATIONS_MAX`] bounds.
-fn validate_branch(branch: &[TxnOp]) -> Result<(), TxnError> {
+/// Keys a range delete removes, as a span of byte strings.
+#[derive(Clone, Copy, Debug)]
+struct Deletion<'a> {
+    start: &'a str,
+    end: DeletionEnd<'a>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum DeletionEnd<'a> {
+    /// The start key alone.
+    Key,
+    /// Keys starting with the start.
+    Prefix,
+    /// Keys before this one.
+    Before(&'a [u8]),
+    /// Every key from the start on.
+    Unbounded,
+}
+
+impl<'a> Deletion<'a> {
+    fn of(op: &'a TxnOp) -> Option<Deletion<'a>> {
+        let (start, end) = match op {
+            TxnOp::Delete { key } => (key, DeletionEnd::Key),
+            TxnOp::DeletePrefix { prefix } => (prefix, DeletionEnd::Prefix),
+            TxnOp::DeleteRange { range, .. } => (
+                &range.start,
+                match &range.end {
+                    RangeEnd::Single => DeletionEnd::Key,
+                    RangeEnd::Unbounded => DeletionEnd::Unbounded,
+                    RangeEnd::Before(end) => DeletionEnd::Before(end),
+                },
+            ),
+            _ => return None,
+        };
+        Some(Deletion { start, end })
+    }
+
+    /// Whether `key` (at or after the start) is in the span.
+    fn reaches(&self, key: &str) -> bool {
+        match self.end {
+            DeletionEnd::Key => key == self.start,
+            DeletionEnd::Prefix => key.starts_with(self.start),
+            DeletionEnd::Before(end) => key.as_bytes() < end,
+            DeletionEnd::Unbounded => true,
+        }
+    }
+}
+
+/// What one branch (with its nested transactions, both of their branches) may change.
+#[derive(Default)]
+struct BranchWrites<'a> {
+    puts: Vec<&'a str>,
+    deletions: Vec<Deletion<'a>>,
+}
+
+/// Whose a put or a deletion is, within one branch: an operation of the branch itself, or the
+/// nested transaction at that position.
+type Owner = usize;
+/// The owner of the branch's own deletions, which no put of the branch may meet.
+const OWNER_BRANCH: Owner = usize::MAX;
+
+/// What `branch` changes, or [`TxnError::KeyChangedTwice`] if a run of it could change a key
+/// twice (see the module documentation). Each level sorts what it holds once, so this costs
+/// `O(n log n)` per level of nesting for `n` operations, whatever the request.
+fn branch_writes(branch: &[TxnOp]) -> Result<BranchWrites<'_>, TxnError> {
+    let mut puts: Vec<(&str, Owner)> = Vec::new();
+    let mut deletions: Vec<(Deletion<'_>, Owner)> = Vec::new();
     for (at, op) in branch.iter().enumerate() {
-        let put_key = match op {
-            TxnOp::DeletePrefix { prefix } if prefix.is_empty() => {
-                return Err(TxnError::EmptyDeletePrefix);
+        match op {
+            TxnOp::Put { key, .. } | TxnOp::PutKeeping { key, .. } => puts.push((key, at)),
+            TxnOp::Txn(nested) => {
+                let then = branch_writes(&nested.success)?;
+                let otherwise = branch_writes(&nested.failure)?;
+                // The two branches never both run: a key both put is one change.
+                let mut nested_puts = then.puts;
+                nested_puts.extend(otherwise.puts);
+                nested_puts.sort_unstable();
+                nested_puts.dedup();
+                puts.extend(nested_puts.into_iter().map(|key| (key, at)));
+                deletions.extend(
+                    then.deletions
+                        .into_iter()
+                        .chain(otherwise.deletions)
+                        .map(|deletion| (deletion, at)),
+                );
             }
-            TxnOp::Put { key, .. } => key,
-            _ => continue,
+            _ => {
+                if let Some(deletion) = Deletion::of(op) {
+                    deletions.push((deletion, OWNER_BRANCH));
+                }
+            }
+        }
+    }
+    if puts.is_empty() {
+        return Ok(BranchWrites {
+            puts: Vec::new(),
+            deletions: deletions
+                .into_iter()
+                .map(|(deletion, _)| deletion)
+                .collect(),
+        });
+    }
+    puts.sort_unstable();
+    // Within one owner keys are distinct (a nested transaction's were deduplicated, and a put
+    // is one key), so equal neighbours belong to two owners.
+    if let Some(pair) = puts.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+        return Err(TxnError::KeyChangedTwice {
+            key: pair[0].0.to_owned(),
+        });
+    }
+    // next_other[i]: the first position after i whose owner differs from i's.
+    let mut next_other = vec![puts.len(); puts.len()];
+    for at in (0..puts.len().saturating_sub(1)).rev() {
+        next_other[at] = if puts[at + 1].1 != puts[at].1 {
+            at + 1
+        } else {
+            next_other[at + 1]
         };
-        let conflicts = |other: &TxnOp| match other {
-            TxnOp::Put { key, .. } | TxnOp::Delete { key } => key == put_key,
-            TxnOp::DeletePrefix { prefix } => put_key.starts_with(prefix.as_str()),
-            TxnOp::Get { .. } | TxnOp::Scan { .. } => false,
+    }
+    for (deletion, owner) in &deletions {
+        let first = puts.partition_point(|(key, _)| *key < deletion.start);
+        let Some(&(key, put_owner)) = puts.get(first) else {
+            continue;
         };
-        let conflicting = branch
-            .iter()
-            .enumerate()
-            .any(|(other_at, other)| other_at != at && conflicts(other));
-        if conflicting {
+        if !deletion.reaches(key) {
+            continue;
+        }
+        // A nested transaction's own puts and deletions were checked inside it (or are in
+        // branches that never both run): only another owner's put in the span conflicts.
+        let conflicting = if put_owner != *owner {
+            Some(key)
+        } else {
+            puts.get(next_other[first])
+                .map(|(key, _)| *key)
+                .filter(|key| deletion.reaches(key))
+        };
+        if let Some(key) = conflicting {
             return Err(TxnError::KeyChangedTwice {
-                key: put_key.clone(),
+                key: key.to_owned(),
             });
         }
     }
-    Ok(())
+    Ok(BranchWrites {
+        puts: puts.into_iter().map(|(key, _)| key).collect(),
+        deletions: deletions
+            .into_iter()
+            .map(|(deletion, _)| deletion)
+            .collect(),
+    })
 }
 
 #[cfg(test)]
@@ -297,6 +523,7 @@ mod tests {
     fn compare(op: CompareOp, target: CompareTarget) -> Compare {
         Compare {
             key: "k".into(),
+            range_end: RangeEnd::Single,
             op,
             target,
         }

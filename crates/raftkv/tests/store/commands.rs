@@ -17,6 +17,12 @@ fn every_operation_roundtrips_through_its_encoding() {
         Operation::Announce {
             node: u64::MAX,
             http_address: "[::1]:80".into(),
+            grpc_address: None,
+        },
+        Operation::Announce {
+            node: 2,
+            http_address: "10.0.0.2:8080".into(),
+            grpc_address: Some("10.0.0.2:2379".into()),
         },
         Operation::RaftAddress {
             node: 4,

@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use raftkv::store::{
-    Change, ChangeKind, Compare, CompareOp, CompareTarget, KeySelector, LeaseCheckpoint,
-    LeaseError, LeaseInfo, RevisionChanges, RevisionError, Txn, TxnOp, TxnOpOutcome, LEASE_ID_MAX,
+    Change, ChangeKind, Compare, CompareOp, CompareTarget, KeyRange, KeySelector, LeaseCheckpoint,
+    LeaseError, LeaseInfo, RangeEnd, RangeQuery, RangeResult, RevisionChanges, RevisionError,
+    SortOrder, SortTarget, Txn, TxnError, TxnOp, TxnOpOutcome, LEASE_ID_MAX,
 };
 
 use super::*;
@@ -309,47 +310,106 @@ impl Working {
         if let Err(error) = txn.validate() {
             return Outcome::TxnRefused { error };
         }
-        let succeeded = txn.compare.iter().all(|compare| {
-            let current = self.state.get(&compare.key);
-            let number = |get: fn(&VersionedValue) -> u64| current.map_or(0, get);
-            let ordering = match &compare.target {
-                CompareTarget::Value(operand) => match current {
-                    None => return false,
-                    Some(current) => current.value.cmp(operand),
-                },
-                CompareTarget::Version(operand) => number(|v| v.version).cmp(operand),
-                CompareTarget::CreateRevision(operand) => {
-                    number(|v| v.create_revision).cmp(operand)
-                }
-                CompareTarget::ModRevision(operand) => number(|v| v.mod_revision).cmp(operand),
-                CompareTarget::Exists(operand) => current.is_some().cmp(operand),
-                CompareTarget::Lease(operand) => number(|v| v.lease).cmp(operand),
-            };
-            match compare.op {
-                CompareOp::Equal => ordering.is_eq(),
-                CompareOp::NotEqual => ordering.is_ne(),
-                CompareOp::Less => ordering.is_lt(),
-                CompareOp::Greater => ordering.is_gt(),
+        // Every comparison (nested ones too) sees the state before any operation: the path
+        // is chosen first, as one flag per transaction in the order the run meets them.
+        let mut path = Vec::new();
+        self.choose(txn, &mut path);
+        let mut flags = path.iter().copied();
+        if let Err(refused) = self.check(txn, &mut flags, &check_lease) {
+            return refused;
+        }
+        let mut flags = path.iter().copied();
+        let (succeeded, results) = self.run(txn, &mut flags);
+        Outcome::Txn { succeeded, results }
+    }
+
+    fn holds(&self, compare: &Compare) -> bool {
+        let range = KeyRange {
+            start: compare.key.clone(),
+            end: compare.range_end.clone(),
+        };
+        let found: Vec<&VersionedValue> = self
+            .state
+            .iter()
+            .filter(|(key, _)| range.contains(key) && !range.is_empty())
+            .map(|(_, version)| version)
+            .collect();
+        if found.is_empty() {
+            return holds_for(compare, None);
+        }
+        found
+            .into_iter()
+            .all(|version| holds_for(compare, Some(version)))
+    }
+
+    fn choose(&self, txn: &Txn, path: &mut Vec<bool>) {
+        let succeeded = txn.compare.iter().all(|compare| self.holds(compare));
+        path.push(succeeded);
+        for op in if succeeded {
+            &txn.success
+        } else {
+            &txn.failure
+        } {
+            if let TxnOp::Txn(nested) = op {
+                self.choose(nested, path);
             }
-        });
+        }
+    }
+
+    fn check(
+        &self,
+        txn: &Txn,
+        path: &mut impl Iterator<Item = bool>,
+        check_lease: &impl Fn(u64) -> Result<(), Outcome>,
+    ) -> Result<(), Outcome> {
+        let succeeded = path.next().expect("a flag per transaction");
+        for op in if succeeded {
+            &txn.success
+        } else {
+            &txn.failure
+        } {
+            match op {
+                TxnOp::Put { lease, .. } => check_lease(*lease)?,
+                TxnOp::PutKeeping { key, lease, .. } => {
+                    if !self.state.contains_key(key) {
+                        return Err(Outcome::TxnRefused {
+                            error: TxnError::KeyNotFound { key: key.clone() },
+                        });
+                    }
+                    check_lease(lease.unwrap_or(0))?;
+                }
+                TxnOp::Txn(nested) => self.check(nested, path, check_lease)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn run(
+        &mut self,
+        txn: &Txn,
+        path: &mut impl Iterator<Item = bool>,
+    ) -> (bool, Vec<TxnOpOutcome>) {
+        let succeeded = path.next().expect("a flag per transaction");
         let branch = if succeeded {
             &txn.success
         } else {
             &txn.failure
         };
-        for op in branch {
-            if let TxnOp::Put { lease, .. } = op {
-                if let Err(refused) = check_lease(*lease) {
-                    return refused;
-                }
-            }
-        }
         let mut results = Vec::new();
         for op in branch {
             results.push(match op {
                 TxnOp::Put { key, value, lease } => TxnOpOutcome::Put {
                     prev: self.put(key, value.clone(), *lease),
                 },
+                TxnOp::PutKeeping { key, value, lease } => {
+                    let current = self.state.get(key).cloned().expect("checked");
+                    let value = value.clone().unwrap_or(current.value);
+                    let lease = lease.unwrap_or(current.lease);
+                    TxnOpOutcome::Put {
+                        prev: self.put(key, value, lease),
+                    }
+                }
                 TxnOp::Delete { key } => TxnOpOutcome::Delete {
                     deleted: u64::from(self.delete(key)),
                 },
@@ -367,6 +427,16 @@ impl Working {
                         deleted: keys.len() as u64,
                     }
                 }
+                TxnOp::DeleteRange { range, prev_kv } => {
+                    let found = self.in_range(range);
+                    for (key, _) in &found {
+                        self.delete(key);
+                    }
+                    TxnOpOutcome::DeleteRange {
+                        deleted: found.len() as u64,
+                        prev: if *prev_kv { found } else { Vec::new() },
+                    }
+                }
                 TxnOp::Get { key } => TxnOpOutcome::Get {
                     value: self.state.get(key).cloned(),
                 },
@@ -382,10 +452,105 @@ impl Working {
                         items: matching.into_iter().take(*limit).collect(),
                     }
                 }
+                TxnOp::Range(query) => {
+                    TxnOpOutcome::Range(model_range(self.in_range(&query.range), query))
+                }
+                TxnOp::Txn(nested) => {
+                    let (succeeded, results) = self.run(nested, path);
+                    TxnOpOutcome::Txn { succeeded, results }
+                }
             });
         }
-        Outcome::Txn { succeeded, results }
+        (succeeded, results)
     }
+
+    fn in_range(&self, range: &KeyRange) -> Vec<(String, VersionedValue)> {
+        self.state
+            .iter()
+            .filter(|(key, _)| !range.is_empty() && range.contains(key))
+            .map(|(key, version)| (key.clone(), version.clone()))
+            .collect()
+    }
+}
+
+/// Whether `compare` holds for a key's version (`None`: missing), as etcd defines it.
+fn holds_for(compare: &Compare, current: Option<&VersionedValue>) -> bool {
+    let number = |get: fn(&VersionedValue) -> u64| current.map_or(0, get);
+    let ordering = match &compare.target {
+        CompareTarget::Value(operand) => match current {
+            None => return false,
+            Some(current) => current.value.cmp(operand),
+        },
+        CompareTarget::Version(operand) => number(|v| v.version).cmp(operand),
+        CompareTarget::CreateRevision(operand) => number(|v| v.create_revision).cmp(operand),
+        CompareTarget::ModRevision(operand) => number(|v| v.mod_revision).cmp(operand),
+        CompareTarget::Exists(operand) => current.is_some().cmp(operand),
+        CompareTarget::Lease(operand) => number(|v| v.lease).cmp(operand),
+    };
+    match compare.op {
+        CompareOp::Equal => ordering.is_eq(),
+        CompareOp::NotEqual => ordering.is_ne(),
+        CompareOp::Less => ordering.is_lt(),
+        CompareOp::Greater => ordering.is_gt(),
+    }
+}
+
+/// etcd's range over `found` (every key of the range, in key order), naively: count them all,
+/// filter, sort (stably; a target other than the key without an order ascends), cut.
+fn model_range(found: Vec<(String, VersionedValue)>, query: &RangeQuery) -> RangeResult {
+    let count = found.len() as u64;
+    if query.count_only {
+        return RangeResult {
+            kvs: Vec::new(),
+            more: false,
+            count,
+        };
+    }
+    let bound = |bound: u64, value: u64, at_least: bool| {
+        bound == 0
+            || if at_least {
+                value >= bound
+            } else {
+                value <= bound
+            }
+    };
+    let mut kvs: Vec<(String, VersionedValue)> = found
+        .into_iter()
+        .filter(|(_, v)| {
+            bound(query.min_mod_revision, v.mod_revision, true)
+                && bound(query.max_mod_revision, v.mod_revision, false)
+                && bound(query.min_create_revision, v.create_revision, true)
+                && bound(query.max_create_revision, v.create_revision, false)
+        })
+        .collect();
+    let descending = query.sort_order == SortOrder::Descend;
+    if query.sort_order != SortOrder::None || query.sort_target != SortTarget::Key {
+        kvs.sort_by(|(left_key, left), (right_key, right)| {
+            let ordering = match query.sort_target {
+                SortTarget::Key => left_key.cmp(right_key),
+                SortTarget::Version => left.version.cmp(&right.version),
+                SortTarget::Create => left.create_revision.cmp(&right.create_revision),
+                SortTarget::Mod => left.mod_revision.cmp(&right.mod_revision),
+                SortTarget::Value => left.value.cmp(&right.value),
+            };
+            if descending {
+                ordering.reverse()
+            } else {
+                ordering
+            }
+        });
+    }
+    let limit = query.limit as usize;
+    let more = limit != 0 && kvs.len() > limit;
+    if more {
+        kvs.truncate(limit);
+    }
+    if query.keys_only {
+        for (_, version) in &mut kvs {
+            version.value = Bytes::new();
+        }
+    }
+    RangeResult { kvs, more, count }
 }
 
 const KEYS: [&str; 5] = ["", "a", "ab", "b", "ba"];
@@ -428,16 +593,100 @@ fn compare() -> impl Strategy<Value = Compare> {
         any::<bool>().prop_map(CompareTarget::Exists),
         lease_id().prop_map(CompareTarget::Lease),
     ];
-    (key(), op, target).prop_map(|(key, op, target)| Compare { key, op, target })
+    let end = prop_oneof![
+        3 => Just(RangeEnd::Single),
+        1 => Just(RangeEnd::Unbounded),
+        1 => key().prop_map(|end| RangeEnd::Before(Bytes::from(end.into_bytes()))),
+    ];
+    (key(), end, op, target).prop_map(|(key, range_end, op, target)| Compare {
+        key,
+        range_end,
+        op,
+        target,
+    })
 }
 
-fn txn_op() -> impl Strategy<Value = TxnOp> {
+/// A range: one key, a prefix, from a key on, or between two (perhaps empty).
+fn key_range() -> impl Strategy<Value = KeyRange> {
+    prop_oneof![
+        key().prop_map(KeyRange::single),
+        prefix().prop_map(KeyRange::prefix),
+        key().prop_map(|start| KeyRange {
+            start,
+            end: RangeEnd::Unbounded
+        }),
+        (key(), key()).prop_map(|(start, end)| KeyRange {
+            start,
+            end: RangeEnd::Before(Bytes::from(end.into_bytes())),
+        }),
+    ]
+}
+
+fn range_query() -> impl Strategy<Value = RangeQuery> {
+    let order = prop::sample::select(vec![SortOrder::None, SortOrder::Ascend, SortOrder::Descend]);
+    let target = prop::sample::select(vec![
+        SortTarget::Key,
+        SortTarget::Version,
+        SortTarget::Create,
+        SortTarget::Mod,
+        SortTarget::Value,
+    ]);
+    (
+        key_range(),
+        0u64..3,
+        order,
+        target,
+        any::<bool>(),
+        prop::bool::weighted(0.1),
+        0u64..6,
+        0u64..8,
+    )
+        .prop_map(
+            |(
+                range,
+                limit,
+                sort_order,
+                sort_target,
+                keys_only,
+                count_only,
+                max_create,
+                min_mod,
+            )| {
+                RangeQuery {
+                    limit,
+                    sort_order,
+                    sort_target,
+                    keys_only,
+                    count_only,
+                    max_create_revision: max_create,
+                    min_mod_revision: min_mod,
+                    ..RangeQuery::of(range)
+                }
+            },
+        )
+}
+
+fn leaf_txn_op() -> impl Strategy<Value = TxnOp> {
     prop_oneof![
         3 => (key(), value(), put_lease()).prop_map(|(key, value, lease)| TxnOp::Put { key, value, lease }),
+        1 => (key(), prop::option::of(value()), prop::option::of(put_lease()))
+            .prop_map(|(key, value, lease)| TxnOp::PutKeeping { key, value, lease }),
         2 => key().prop_map(|key| TxnOp::Delete { key }),
         1 => prefix().prop_map(|prefix| TxnOp::DeletePrefix { prefix }),
+        1 => (key_range(), any::<bool>()).prop_map(|(range, prev_kv)| TxnOp::DeleteRange { range, prev_kv }),
         2 => key().prop_map(|key| TxnOp::Get { key }),
         2 => (prefix(), 0usize..4).prop_map(|(prefix, limit)| TxnOp::Scan { prefix, limit }),
+        2 => range_query().prop_map(TxnOp::Range),
+    ]
+}
+
+/// An operation, or (one time in eight) a nested transaction of leaf operations.
+fn txn_op() -> impl Strategy<Value = TxnOp> {
+    let branch = || prop::collection::vec(leaf_txn_op(), 0..3);
+    prop_oneof![
+        7 => leaf_txn_op(),
+        1 => (prop::collection::vec(compare(), 0..2), branch(), branch())
+            .prop_map(|(compare, success, failure)| TxnOp::Txn(Txn { compare, success, failure })),
     ]
 }
 
@@ -467,7 +716,7 @@ fn operation() -> impl Strategy<Value = Operation> {
                 success,
                 failure,
             })),
-        1 => Just(Operation::Announce { node: 1, http_address: "h:1".into() }),
+        1 => Just(Operation::Announce { node: 1, http_address: "h:1".into(), grpc_address: None }),
     ]
 }
 
@@ -499,6 +748,26 @@ fn check_reads(machine: &StateMachine, model: &Model, limit: usize) -> Result<()
                 let matching: Vec<_> = state.keys().filter(|k| k.starts_with('a')).collect();
                 prop_assert_eq!(items.len(), matching.len().min(limit));
                 prop_assert_eq!(more, matching.len() > limit);
+                // etcd's range read at the revision, sorted and filtered, against the model.
+                for range in [
+                    KeyRange::prefix("a"),
+                    KeyRange::from_etcd(b"ab", b"\0").expect("utf-8"),
+                ] {
+                    let query = RangeQuery {
+                        revision,
+                        limit: limit as u64,
+                        sort_order: SortOrder::Descend,
+                        sort_target: SortTarget::Create,
+                        min_mod_revision: 2,
+                        ..RangeQuery::of(range.clone())
+                    };
+                    let found = state
+                        .iter()
+                        .filter(|(key, _)| range.contains(key))
+                        .map(|(key, version)| (key.clone(), version.clone()))
+                        .collect();
+                    prop_assert_eq!(machine.range(&query), Ok(model_range(found, &query)));
+                }
             }
         }
     }

@@ -5,8 +5,8 @@
 
 use raftkv::store::{
     Change, ChangeKind, Compare, CompareOp, CompareTarget, KeySelector, LeaseCheckpoint,
-    LeaseError, LeaseInfo, RevisionChanges, SnapshotError, Txn, TxnOp, TxnOpOutcome, LEASE_ID_MAX,
-    SNAPSHOT_FORMAT_VERSION, SNAPSHOT_FORMAT_VERSION_REVISIONS,
+    LeaseError, LeaseInfo, RangeEnd, RevisionChanges, SnapshotError, Txn, TxnOp, TxnOpOutcome,
+    LEASE_ID_MAX, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_FORMAT_VERSION_REVISIONS,
 };
 
 use super::*;
@@ -321,6 +321,7 @@ fn a_transaction_attaches_compares_leases_and_refuses_a_missing_one_before_runni
     harness.apply(put_leased("held", b"v", 1)); // 2
     let lease_is = |key: &str, id| Compare {
         key: key.into(),
+        range_end: RangeEnd::Single,
         op: CompareOp::Equal,
         target: CompareTarget::Lease(id),
     };

@@ -7,6 +7,7 @@
 
 mod apply_cost;
 mod commands;
+mod etcd_kv;
 mod history_model;
 mod leases;
 mod operations;

@@ -100,6 +100,7 @@ fn announce_records_an_address_and_a_later_announce_replaces_it() {
     let announce = |address: &str| Operation::Announce {
         node: 2,
         http_address: address.into(),
+        grpc_address: None,
     };
     assert_eq!(harness.machine.http_address(2), None);
     assert_eq!(harness.apply(announce("10.0.0.2:8080")), Outcome::Announced);
@@ -108,6 +109,26 @@ fn announce_records_an_address_and_a_later_announce_replaces_it() {
     assert_eq!(harness.machine.http_address(2), Some("10.0.0.2:9090"));
     assert_eq!(harness.machine.http_address(1), None);
     assert_eq!(harness.machine.keys(), 0, "addresses are not keys");
+}
+
+#[test]
+fn announce_records_a_grpc_address_and_one_without_it_forgets_it() {
+    let mut harness = Harness::new(SESSIONS_MAX);
+    let announce = |grpc: Option<&str>| Operation::Announce {
+        node: 2,
+        http_address: "10.0.0.2:8080".into(),
+        grpc_address: grpc.map(str::to_string),
+    };
+    assert_eq!(
+        harness.apply(announce(Some("10.0.0.2:2379"))),
+        Outcome::Announced
+    );
+    assert_eq!(harness.machine.grpc_address(2), Some("10.0.0.2:2379"));
+    assert_eq!(harness.machine.grpc_address(1), None);
+    // Restarted without --grpc-addr: nobody may forward to the old address any more.
+    assert_eq!(harness.apply(announce(None)), Outcome::Announced);
+    assert_eq!(harness.machine.grpc_address(2), None);
+    assert_eq!(harness.machine.http_address(2), Some("10.0.0.2:8080"));
 }
 
 #[test]

@@ -94,7 +94,9 @@ impl Model {
                     }
                 }
             }
-            Operation::Announce { node, http_address } => {
+            Operation::Announce {
+                node, http_address, ..
+            } => {
                 self.addresses.insert(node, http_address);
                 Outcome::Announced
             }
@@ -145,7 +147,8 @@ fn small_operation() -> impl Strategy<Value = Operation> {
         1 => (1u64..4, prop::sample::select(vec!["h1:1", "h2:2"])).prop_map(
             |(node, http_address)| Operation::Announce {
                 node,
-                http_address: http_address.into()
+                http_address: http_address.into(),
+                grpc_address: None,
             }
         ),
     ]
@@ -201,8 +204,16 @@ fn any_command() -> impl Strategy<Value = Command> {
         (any::<String>(), bytes()).prop_map(|(key, suffix)| Operation::Append { key, suffix }),
         (any::<String>(), prop::option::of(bytes()), bytes())
             .prop_map(|(key, expect, value)| Operation::Cas { key, expect, value }),
-        (any::<u64>(), any::<String>())
-            .prop_map(|(node, http_address)| Operation::Announce { node, http_address }),
+        (
+            any::<u64>(),
+            any::<String>(),
+            prop::option::of(any::<String>())
+        )
+            .prop_map(|(node, http_address, grpc_address)| Operation::Announce {
+                node,
+                http_address,
+                grpc_address
+            }),
     ];
     let client_id = prop_oneof![
         any::<u64>().prop_map(ClientId::number),

@@ -62,6 +62,7 @@ fn commands_that_change_nothing_keep_the_revision() {
         Operation::Announce {
             node: 1,
             http_address: "h:1".into(),
+            grpc_address: Some("g:1".into()),
         },
         Operation::RaftAddress {
             node: 1,

@@ -93,6 +93,7 @@ fn announce_with_a_session_follows_session_rules() {
     let announce = |address: &str| Operation::Announce {
         node: 1,
         http_address: address.into(),
+        grpc_address: None,
     };
     harness.apply_as(9, 2, announce("new"));
     assert_eq!(

@@ -17,6 +17,7 @@ fn busy_harness() -> Harness {
         Operation::Announce {
             node: 3,
             http_address: "127.0.0.1:7003".into(),
+            grpc_address: Some("127.0.0.1:2379".into()),
         },
     );
     harness.apply_bytes(b"\x0agarbage");
@@ -36,6 +37,7 @@ fn snapshot_restores_data_sessions_addresses_and_applied_index() {
     assert_eq!(restored.get("c").map(|v| &v[..]), Some(&b"\xff\x00"[..]));
     assert_eq!(restored.sessions(), 3);
     assert_eq!(restored.http_address(3), Some("127.0.0.1:7003"));
+    assert_eq!(restored.grpc_address(3), Some("127.0.0.1:2379"));
     assert_eq!(restored.data_bytes(), harness.machine.data_bytes());
 }
 
@@ -78,7 +80,8 @@ fn restore_with_a_smaller_limit_evicts_the_least_recently_active() {
             0,
             Operation::Announce {
                 node: 3,
-                http_address: "stale".into()
+                http_address: "stale".into(),
+                grpc_address: None,
             }
         ),
         Outcome::StaleSequence { last: 1 }

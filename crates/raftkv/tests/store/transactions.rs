@@ -3,7 +3,7 @@
 //! what it does not know, and a retry under a session gets the first answer and revision.
 
 use raftkv::store::{
-    CommandError, Compare, CompareOp, CompareTarget, KeySelector, Txn, TxnError, TxnOp,
+    CommandError, Compare, CompareOp, CompareTarget, KeySelector, RangeEnd, Txn, TxnError, TxnOp,
     TxnOpOutcome, TXN_SCAN_LIMIT_MAX,
 };
 
@@ -20,6 +20,7 @@ fn txn_put(key: &str, value: &'static [u8]) -> TxnOp {
 fn version_is(key: &str, version: u64) -> Compare {
     Compare {
         key: key.into(),
+        range_end: RangeEnd::Single,
         op: CompareOp::Equal,
         target: CompareTarget::Version(version),
     }
@@ -124,6 +125,7 @@ fn a_failed_comparison_runs_the_failure_branch_and_value_comparisons_fail_on_a_m
     let txn = Txn {
         compare: vec![Compare {
             key: "missing".into(),
+            range_end: RangeEnd::Single,
             op: CompareOp::NotEqual,
             target: CompareTarget::Value(Bytes::from_static(b"x")),
         }],
@@ -303,21 +305,25 @@ fn a_transaction_round_trips_through_the_log_and_unknown_parts_are_refused() {
         compare: vec![
             Compare {
                 key: "a".into(),
+                range_end: RangeEnd::Single,
                 op: CompareOp::Greater,
                 target: CompareTarget::Value(Bytes::from_static(b"\xff")),
             },
             Compare {
                 key: "b".into(),
+                range_end: RangeEnd::Single,
                 op: CompareOp::NotEqual,
                 target: CompareTarget::Exists(true),
             },
             Compare {
                 key: "c".into(),
+                range_end: RangeEnd::Single,
                 op: CompareOp::Less,
                 target: CompareTarget::ModRevision(9),
             },
             Compare {
                 key: "d".into(),
+                range_end: RangeEnd::Single,
                 op: CompareOp::Equal,
                 target: CompareTarget::CreateRevision(0),
             },

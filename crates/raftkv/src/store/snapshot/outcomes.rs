@@ -4,7 +4,9 @@
 use bytes::Bytes;
 
 use super::{SnapshotError, VersionRecord};
-use crate::store::{LeaseError, Outcome, RevisionError, TxnError, TxnOpOutcome, VersionedValue};
+use crate::store::{
+    LeaseError, Outcome, RangeResult, RevisionError, TxnError, TxnOpOutcome, VersionedValue,
+};
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub(super) struct OutcomeRecord {
@@ -116,7 +118,7 @@ struct TxnOutcomeRecord {
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct TxnOpOutcomeRecord {
-    #[prost(oneof = "TxnOpOutcomeKind", tags = "1, 2, 3, 4")]
+    #[prost(oneof = "TxnOpOutcomeKind", tags = "1, 2, 3, 4, 5, 6, 7")]
     kind: Option<TxnOpOutcomeKind>,
 }
 
@@ -130,6 +132,41 @@ enum TxnOpOutcomeKind {
     Get(OptionalVersionRecord),
     #[prost(message, tag = "4")]
     Scan(ScanOutcomeRecord),
+    #[prost(message, tag = "5")]
+    DeleteRange(DeleteRangeOutcomeRecord),
+    #[prost(message, tag = "6")]
+    Range(RangeOutcomeRecord),
+    #[prost(message, tag = "7")]
+    Txn(TxnOutcomeRecord),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct DeleteRangeOutcomeRecord {
+    #[prost(uint64, tag = "1")]
+    deleted: u64,
+    #[prost(message, repeated, tag = "2")]
+    prev: Vec<VersionRecord>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct RangeOutcomeRecord {
+    #[prost(message, repeated, tag = "1")]
+    kvs: Vec<VersionRecord>,
+    #[prost(bool, tag = "2")]
+    more: bool,
+    #[prost(uint64, tag = "3")]
+    count: u64,
+}
+
+fn version_records(items: &[(String, VersionedValue)]) -> Vec<VersionRecord> {
+    items
+        .iter()
+        .map(|(key, version)| VersionRecord::from((key.as_str(), version)))
+        .collect()
+}
+
+fn versions_from_records(records: Vec<VersionRecord>) -> Vec<(String, VersionedValue)> {
+    records.into_iter().map(VersionRecord::into_parts).collect()
 }
 
 /// A version or none (the key field unused).
@@ -154,7 +191,8 @@ struct ScanOutcomeRecord {
 }
 
 /// A [`TxnError`]: `kind` 1 too many compares, 2 too many operations, 3 key changed twice,
-/// 4 empty delete prefix, 5 exists ordered.
+/// 4 empty delete prefix, 5 exists ordered, 6 key not found, 7 a range read's revision
+/// (in `revision`).
 #[derive(Clone, PartialEq, prost::Message)]
 struct TxnErrorRecord {
     #[prost(uint32, tag = "1")]
@@ -163,6 +201,8 @@ struct TxnErrorRecord {
     key: String,
     #[prost(uint64, tag = "3")]
     count: u64,
+    #[prost(message, optional, tag = "4")]
+    revision: Option<RevisionErrorRecord>,
 }
 
 impl From<&TxnError> for TxnErrorRecord {
@@ -173,11 +213,18 @@ impl From<&TxnError> for TxnErrorRecord {
             TxnError::KeyChangedTwice { key } => (3, key.clone(), 0),
             TxnError::EmptyDeletePrefix => (4, String::new(), 0),
             TxnError::ExistsOrdered { key } => (5, key.clone(), 0),
+            TxnError::KeyNotFound { key } => (6, key.clone(), 0),
+            TxnError::Revision(_) => (7, String::new(), 0),
+        };
+        let revision = match error {
+            TxnError::Revision(error) => Some(RevisionErrorRecord::from(error)),
+            _ => None,
         };
         TxnErrorRecord {
             kind,
             key,
             count: count as u64,
+            revision,
         }
     }
 }
@@ -193,6 +240,16 @@ impl TryFrom<TxnErrorRecord> for TxnError {
             3 => TxnError::KeyChangedTwice { key: record.key },
             4 => TxnError::EmptyDeletePrefix,
             5 => TxnError::ExistsOrdered { key: record.key },
+            6 => TxnError::KeyNotFound { key: record.key },
+            7 => match record.revision {
+                Some(revision) => TxnError::Revision(RevisionError::from(revision)),
+                None => {
+                    return Err(SnapshotError::Malformed {
+                        what: "session",
+                        reason: "a cached range refusal without its revision error",
+                    })
+                }
+            },
             _ => {
                 return Err(SnapshotError::Malformed {
                     what: "session",
@@ -224,11 +281,23 @@ impl From<&TxnOpOutcome> for TxnOpOutcomeRecord {
             }
             TxnOpOutcome::Get { value } => TxnOpOutcomeKind::Get(version_record(value)),
             TxnOpOutcome::Scan { items, truncated } => TxnOpOutcomeKind::Scan(ScanOutcomeRecord {
-                items: items
-                    .iter()
-                    .map(|(key, version)| VersionRecord::from((key.as_str(), version)))
-                    .collect(),
+                items: version_records(items),
                 truncated: *truncated,
+            }),
+            TxnOpOutcome::DeleteRange { deleted, prev } => {
+                TxnOpOutcomeKind::DeleteRange(DeleteRangeOutcomeRecord {
+                    deleted: *deleted,
+                    prev: version_records(prev),
+                })
+            }
+            TxnOpOutcome::Range(result) => TxnOpOutcomeKind::Range(RangeOutcomeRecord {
+                kvs: version_records(&result.kvs),
+                more: result.more,
+                count: result.count,
+            }),
+            TxnOpOutcome::Txn { succeeded, results } => TxnOpOutcomeKind::Txn(TxnOutcomeRecord {
+                succeeded: *succeeded,
+                results: results.iter().map(TxnOpOutcomeRecord::from).collect(),
             }),
         };
         TxnOpOutcomeRecord { kind: Some(kind) }
@@ -254,12 +323,25 @@ impl TryFrom<TxnOpOutcomeRecord> for TxnOpOutcome {
                 value: version_from_record(value),
             },
             TxnOpOutcomeKind::Scan(scan) => TxnOpOutcome::Scan {
-                items: scan
-                    .items
-                    .into_iter()
-                    .map(VersionRecord::into_parts)
-                    .collect(),
+                items: versions_from_records(scan.items),
                 truncated: scan.truncated,
+            },
+            TxnOpOutcomeKind::DeleteRange(delete) => TxnOpOutcome::DeleteRange {
+                deleted: delete.deleted,
+                prev: versions_from_records(delete.prev),
+            },
+            TxnOpOutcomeKind::Range(range) => TxnOpOutcome::Range(RangeResult {
+                kvs: versions_from_records(range.kvs),
+                more: range.more,
+                count: range.count,
+            }),
+            TxnOpOutcomeKind::Txn(txn) => TxnOpOutcome::Txn {
+                succeeded: txn.succeeded,
+                results: txn
+                    .results
+                    .into_iter()
+                    .map(TxnOpOutcome::try_from)
+                    .collect::<Result<_, _>>()?,
             },
         })
     }
