@@ -6,7 +6,8 @@
 //!             ─► with --secure: first a CA, node certificates (DATA/certs/) and tokens
 //!                (DATA/tokens.toml), made once and reused; the nodes then speak TLS to each
 //!                other (mutual) and HTTPS to clients, and want a bearer token
-//!             ─► wait until a leader is elected, print endpoints and examples
+//!             ─► wait until a leader is elected, print endpoints (HTTP and etcd gRPC) and
+//!                examples (curl, raftkv, etcdctl)
 //!             ─► a node exits (killed to try failover): say so, keep the others running
 //!             ─► Ctrl-C / SIGTERM / every node gone ─► SIGTERM to every node ─► wait ─► exit
 //! ```
@@ -34,6 +35,12 @@ pub struct DevArgs {
     /// Raft port of node 1; node N listens on this + N - 1.
     #[arg(long, default_value_t = 9001)]
     pub raft_port: u16,
+    /// etcd v3 gRPC port of node 1 (etcdctl and etcd's client libraries talk to it); node N
+    /// listens on this + N - 1. The default is etcd's client port, so `etcdctl` finds node 1
+    /// without --endpoints (2380, node 2's, is etcd's peer port: beside a real etcd, pick
+    /// another base).
+    #[arg(long, default_value_t = 2379)]
+    pub grpc_port: u16,
     /// Interface the nodes listen on.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
@@ -173,6 +180,8 @@ struct Node {
     child: Child,
     log: PathBuf,
     http: String,
+    /// Where its etcd gRPC API listens.
+    grpc: String,
     /// Its exit was reported.
     exited: bool,
 }
@@ -209,11 +218,12 @@ async fn run_cluster(args: DevArgs) -> Result<ExitCode, String> {
         for address in [
             format!("{}:{}", args.host, port(args.http_port, id)?),
             format!("{}:{}", args.host, port(args.raft_port, id)?),
+            format!("{}:{}", args.host, port(args.grpc_port, id)?),
         ] {
             if let Err(error) = std::net::TcpListener::bind(&address) {
                 return Err(format!(
-                    "{address} is not free ({error}); is another raftkv running? \
-                     (--http-port and --raft-port choose other ports)"
+                    "{address} is not free ({error}); is another raftkv (or an etcd) running? \
+                     (--http-port, --raft-port and --grpc-port choose other ports)"
                 ));
             }
         }
@@ -226,11 +236,13 @@ async fn run_cluster(args: DevArgs) -> Result<ExitCode, String> {
     for id in 1..=args.nodes {
         let http = format!("{}:{}", args.host, port(args.http_port, id)?);
         let raft = format!("{}:{}", args.host, port(args.raft_port, id)?);
+        let grpc = format!("{}:{}", args.host, port(args.grpc_port, id)?);
         let log = args.data_dir.join(format!("node-{id}.log"));
         let node = NodeSpec {
             id,
             http: &http,
             raft: &raft,
+            grpc: &grpc,
             peers: &peers,
             worker_threads,
             secure: secure.as_ref(),
@@ -241,6 +253,7 @@ async fn run_cluster(args: DevArgs) -> Result<ExitCode, String> {
                 child,
                 log,
                 http,
+                grpc,
                 exited: false,
             }),
             Err(message) => {
@@ -258,9 +271,10 @@ async fn run_cluster(args: DevArgs) -> Result<ExitCode, String> {
     let scheme = if secure.is_some() { "https" } else { "http" };
     for node in &nodes {
         println!(
-            "  node {}  {scheme}://{}  (log: {})",
+            "  node {}  {scheme}://{}  etcd gRPC {scheme}://{}  (log: {})",
             node.id,
             node.http,
+            node.grpc,
             node.log.display()
         );
     }
@@ -271,7 +285,8 @@ async fn run_cluster(args: DevArgs) -> Result<ExitCode, String> {
     };
     match ready {
         Ok(leader) => {
-            print_examples(&endpoints, leader, secure.as_ref());
+            let grpc_endpoints: Vec<String> = nodes.iter().map(|node| node.grpc.clone()).collect();
+            print_examples(&endpoints, &grpc_endpoints, leader, secure.as_ref());
             println!(
                 "Ctrl-C stops the cluster (the data stays in {}).",
                 args.data_dir.display()
@@ -310,6 +325,7 @@ struct NodeSpec<'a> {
     id: u64,
     http: &'a str,
     raft: &'a str,
+    grpc: &'a str,
     peers: &'a str,
     worker_threads: usize,
     secure: Option<&'a Secure>,
@@ -325,6 +341,7 @@ fn spawn_node(
         id,
         http,
         raft,
+        grpc,
         peers,
         worker_threads,
         secure,
@@ -351,6 +368,7 @@ fn spawn_node(
         .arg("--data-dir")
         .arg(data_dir.join(format!("node-{id}")))
         .args(["--http-addr", http, "--raft-addr", raft, "--peers", peers])
+        .args(["--grpc-addr", grpc])
         .args(["--cluster-id", "raftkv-dev"])
         .args(["--worker-threads", &worker_threads.to_string()])
         .args(
@@ -366,8 +384,14 @@ fn spawn_node(
         .map_err(|error| format!("cannot start node {id}: {error}"))
 }
 
-/// Prints how to talk to the cluster, once it is up.
-fn print_examples(endpoints: &[String], leader: u64, secure: Option<&Secure>) {
+/// Prints how to talk to the cluster, once it is up: its HTTP API at `endpoints`, its etcd
+/// API at `grpc_endpoints`.
+fn print_examples(
+    endpoints: &[String],
+    grpc_endpoints: &[String],
+    leader: u64,
+    secure: Option<&Secure>,
+) {
     let first = &endpoints[0];
     let second = endpoints.get(1).unwrap_or(first);
     let all = endpoints.join(",");
@@ -380,6 +404,11 @@ fn print_examples(endpoints: &[String], leader: u64, secure: Option<&Secure>) {
             println!("  raftkv --endpoints {all} put greeting hi");
             println!("  raftkv get greeting        (default endpoints: 127.0.0.1:8001-8003)");
             println!("  raftkv status");
+            let etcdctl = format!("etcdctl --endpoints {}", grpc_endpoints.join(","));
+            println!("  {etcdctl} put foo bar       (etcd's v3 API; ETCDCTL_API=3 on etcd 3.3)");
+            println!("  {etcdctl} get foo");
+            println!("  {etcdctl} endpoint status -w table");
+            println!("  {etcdctl} member list -w table");
         }
         Some(secure) => {
             let ca = secure.certs.join("ca.pem");
@@ -395,6 +424,16 @@ fn print_examples(endpoints: &[String], leader: u64, secure: Option<&Secure>) {
             println!("  curl --cacert {ca} https://{first}/v1/status      (401: no token)");
             println!("  raftkv --endpoints {all} put greeting hi");
             println!("  raftkv status");
+            let https: Vec<String> = grpc_endpoints
+                .iter()
+                .map(|endpoint| format!("https://{endpoint}"))
+                .collect();
+            let etcdctl = format!(
+                "etcdctl --cacert {ca} --user admin:$RAFTKV_TOKEN --endpoints {}",
+                https.join(",")
+            );
+            println!("  {etcdctl} put foo bar");
+            println!("  {etcdctl} endpoint status -w table");
         }
     }
 }

@@ -185,6 +185,25 @@ impl NodeTls {
         }
     }
 
+    /// `inner` wrapped to serve the etcd gRPC API over the same TLS as the HTTPS API (same
+    /// certificate, same client CA), or `inner` itself back when the API is plain HTTP. gRPC
+    /// is HTTP/2 only, and clients check the server agreed to it: the handshake offers ALPN
+    /// `h2` (the HTTPS listener offers none, so HTTP/1 clients keep working there).
+    pub fn grpc_listener<L>(&self, inner: L) -> Result<TlsListener<L>, L> {
+        match &self.http_server {
+            Some(config) => {
+                let mut config = (**config).clone();
+                config.alpn_protocols = vec![b"h2".to_vec()];
+                Ok(TlsListener {
+                    inner,
+                    acceptor: TlsAcceptor::from(Arc::new(config)),
+                    counters: Arc::clone(&self.http_handshakes),
+                })
+            }
+            None => Err(inner),
+        }
+    }
+
     /// HTTPS handshakes that failed so far (a client without a certificate the CA signed,
     /// plain HTTP sent to the HTTPS port, a handshake that took too long).
     pub fn http_handshakes_failed(&self) -> u64 {

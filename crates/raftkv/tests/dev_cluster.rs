@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use raftkv_client::{Client, ClientError, ClientOptions, ClientTls, Consistency};
 
-use common::free_port_run;
+use common::{describe, free_port_run, stdout};
 
 /// How long any awaited outcome may take.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -28,12 +28,13 @@ struct Dev {
 }
 
 impl Dev {
-    fn start(data_dir: &Path, http_port: u16, raft_port: u16) -> Dev {
+    fn start(data_dir: &Path, http_port: u16, raft_port: u16, grpc_port: u16) -> Dev {
         let mut process = Command::new(env!("CARGO_BIN_EXE_raftkv"))
             .args(["dev", "--secure", "--data-dir"])
             .arg(data_dir)
             .args(["--http-port", &http_port.to_string()])
             .args(["--raft-port", &raft_port.to_string()])
+            .args(["--grpc-port", &grpc_port.to_string()])
             // A setting meant for another node, which dev does not set itself: handed on to its
             // nodes, it would keep them from starting.
             .env("RAFTKV_TLS_CA", "/nonexistent/ca.pem")
@@ -136,14 +137,16 @@ fn client(endpoints: &[String], ca: &Path, token: Option<&str>) -> Client {
 async fn dev_secure_starts_a_tls_cluster_with_tokens_and_stops_it_on_sigterm() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let data_dir = dir.path().join("data");
-    let http_port = free_port_run(6);
+    let http_port = free_port_run(9);
     let raft_port = http_port + 3;
-    let mut dev = Dev::start(&data_dir, http_port, raft_port);
+    let grpc_port = http_port + 6;
+    let mut dev = Dev::start(&data_dir, http_port, raft_port, grpc_port);
 
     let node_line = dev.wait_for_line("node 1");
     assert!(
-        node_line.contains(&format!("https://127.0.0.1:{http_port}")),
-        "node 1 is announced over https: {node_line}"
+        node_line.contains(&format!("https://127.0.0.1:{http_port}"))
+            && node_line.contains(&format!("etcd gRPC https://127.0.0.1:{grpc_port}")),
+        "node 1 is announced over https, its etcd API too: {node_line}"
     );
     let export = dev.wait_for_line("export RAFTKV_CA_CERT=");
     let words: Vec<&str> = export.split_whitespace().collect();
@@ -158,6 +161,14 @@ async fn dev_secure_starts_a_tls_cluster_with_tokens_and_stops_it_on_sigterm() {
         .find_map(|word| word.strip_prefix("RAFTKV_TOKEN="))
         .expect("the admin token")
         .to_string();
+    let etcdctl_example = dev.wait_for_line("etcdctl --cacert");
+    let grpc_endpoints: Vec<String> = (0..3)
+        .map(|offset| format!("https://127.0.0.1:{}", grpc_port + offset))
+        .collect();
+    assert!(
+        etcdctl_example.contains(&format!("--endpoints {}", grpc_endpoints.join(","))),
+        "the etcdctl example names every node's etcd API: {etcdctl_example}"
+    );
     dev.wait_for_line("Ctrl-C stops the cluster");
 
     let tokens_file = data_dir.join("tokens.toml");
@@ -213,6 +224,57 @@ async fn dev_secure_starts_a_tls_cluster_with_tokens_and_stops_it_on_sigterm() {
         "{refused}"
     );
 
+    // Every node's etcd API answers over the same TLS, with the same tokens: etcdctl (which
+    // must be installed) with the CA and the admin token as the password.
+    for (index, endpoint) in grpc_endpoints.iter().enumerate() {
+        let status = etcdctl(&ca, Some(&admin_token), endpoint, &["endpoint", "status"]);
+        assert!(
+            status.status.success() && stdout(&status).contains(", 3.5.0, "),
+            "node {}'s etcd API answers its status: {}",
+            index + 1,
+            describe(&status)
+        );
+    }
+    let listed = etcdctl(
+        &ca,
+        Some(&reader_token),
+        &grpc_endpoints[1],
+        &["member", "list"],
+    );
+    assert!(listed.status.success(), "{}", describe(&listed));
+    for offset in 0..3 {
+        let member = format!(
+            "{id}, started, {id}, https://127.0.0.1:{}, https://127.0.0.1:{}",
+            raft_port + offset,
+            grpc_port + offset,
+            id = offset + 1,
+        );
+        assert!(
+            stdout(&listed).contains(&member),
+            "{member}: {}",
+            describe(&listed)
+        );
+    }
+    let refused = etcdctl(
+        &ca,
+        Some(&reader_token),
+        &grpc_endpoints[0],
+        &["member", "remove", "3"],
+    );
+    assert!(
+        !refused.status.success()
+            && String::from_utf8_lossy(&refused.stderr).contains("etcdserver: permission denied"),
+        "the read-only token may not change the membership: {}",
+        describe(&refused)
+    );
+    let refused = etcdctl(&ca, None, &grpc_endpoints[0], &["member", "list"]);
+    assert!(
+        !refused.status.success()
+            && String::from_utf8_lossy(&refused.stderr).contains("etcdserver: invalid auth token"),
+        "no token, no answer: {}",
+        describe(&refused)
+    );
+
     // SIGTERM stops dev and every node it started: their ports are free again.
     dev.terminate();
     let deadline = Instant::now() + DEADLINE;
@@ -224,10 +286,28 @@ async fn dev_secure_starts_a_tls_cluster_with_tokens_and_stops_it_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "raftkv dev exits cleanly: {status}");
-    for port in (http_port..http_port + 3).chain(raft_port..raft_port + 3) {
+    for port in http_port..http_port + 9 {
         assert!(
             StdListener::bind(("127.0.0.1", port)).is_ok(),
             "port {port} is free once dev has stopped"
         );
     }
+}
+
+/// Runs etcdctl (Debian's etcd-client: the test fails without it) against `endpoint` over
+/// TLS with `ca`, as user `admin` with `token` as the password when given.
+fn etcdctl(ca: &Path, token: Option<&str>, endpoint: &str, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new("etcdctl");
+    command
+        .env("ETCDCTL_API", "3")
+        .arg("--cacert")
+        .arg(ca)
+        .args(["--endpoints", endpoint, "--command-timeout", "10s"]);
+    if let Some(token) = token {
+        command.args(["--user", &format!("admin:{token}")]);
+    }
+    command
+        .args(args)
+        .output()
+        .expect("etcdctl runs (install Debian's etcd-client)")
 }

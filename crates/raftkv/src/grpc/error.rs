@@ -136,6 +136,27 @@ pub const BAD_LEADER_TRANSFEREE: EtcdError = EtcdError::new(
     Code::FailedPrecondition,
     "etcdserver: bad leader transferee",
 );
+/// A call without a valid token, to a node that requires one (`--auth-tokens`).
+pub const INVALID_AUTH_TOKEN: EtcdError =
+    EtcdError::new(Code::Unauthenticated, "etcdserver: invalid auth token");
+/// A call whose token's role does not allow it.
+pub const PERMISSION_DENIED: EtcdError =
+    EtcdError::new(Code::PermissionDenied, "etcdserver: permission denied");
+/// An `Authenticate` whose password is not a token of the node's.
+pub const AUTH_FAILED: EtcdError = EtcdError::new(
+    Code::InvalidArgument,
+    "etcdserver: authentication failed, invalid user ID or password",
+);
+/// An `Authenticate` to a node that requires no tokens.
+pub const AUTH_NOT_ENABLED: EtcdError = EtcdError::new(
+    Code::FailedPrecondition,
+    "etcdserver: authentication is not enabled",
+);
+/// A leadership transfer that did not finish within the request timeout.
+pub const TIMEOUT_LEADER_TRANSFER: EtcdError = EtcdError::new(
+    Code::Unavailable,
+    "etcdserver: request timed out, leader transfer took too long",
+);
 
 /// The status of a request the service could not serve, as etcd answers the same condition.
 pub fn serve_status(error: &ServeError) -> Status {

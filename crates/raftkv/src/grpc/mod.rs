@@ -24,6 +24,7 @@ pub mod error;
 
 pub use forward::FORWARDED_METADATA;
 
+mod access;
 mod auth;
 mod cluster;
 mod forward;
@@ -43,6 +44,7 @@ use raftkv_etcd_api::{
 };
 use tokio::net::TcpListener;
 
+use crate::auth::AccessPolicy;
 use crate::server::KvServer;
 
 /// Largest request the front end decodes, in bytes: etcd's default `--max-request-bytes`
@@ -62,6 +64,8 @@ struct Inner {
     cluster_id: u64,
     /// Where calls only the leader serves are forwarded ([`forward`]).
     leader_channel: forward::LeaderChannel,
+    /// Who may call ([`access`]): the HTTP API's tokens; `None` when anyone may.
+    policy: Option<Arc<AccessPolicy>>,
 }
 
 impl EtcdApi {
@@ -73,8 +77,27 @@ impl EtcdApi {
                 server,
                 cluster_id,
                 leader_channel: forward::LeaderChannel::default(),
+                policy: None,
             }),
         }
+    }
+
+    /// This API requiring the tokens of `policy` on every call (the HTTP API's
+    /// `--auth-tokens`, with the same roles); `None`: open to anyone.
+    pub fn with_policy(self, policy: Option<Arc<AccessPolicy>>) -> EtcdApi {
+        EtcdApi {
+            inner: Arc::new(Inner {
+                server: Arc::clone(&self.inner.server),
+                cluster_id: self.inner.cluster_id,
+                leader_channel: forward::LeaderChannel::default(),
+                policy,
+            }),
+        }
+    }
+
+    /// The tokens calls need, if any.
+    pub(crate) fn policy(&self) -> Option<&Arc<AccessPolicy>> {
+        self.inner.policy.as_ref()
     }
 
     /// The node.
@@ -132,17 +155,56 @@ fn cluster_id_of(name: &str) -> u64 {
 }
 
 /// Serves `api` on `listener` until `stopping` resolves, then lets the calls in flight finish.
+/// Over TLS when the node serves HTTPS (the same certificate and client CA, [`NodeTls`]); every
+/// call checked against the node's tokens when it has any ([`access`]).
+///
+/// [`NodeTls`]: crate::tls::NodeTls
 pub async fn serve(
     listener: TcpListener,
     api: EtcdApi,
     stopping: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
-        .add_routes(api.routes())
-        .serve_with_incoming_shutdown(incoming, stopping)
-        .await
-        .map_err(|error| format!("the gRPC server failed: {error}"))
+    let access = access::AccessLayer {
+        policy: api.policy().cloned(),
+    };
+    let server = tonic::transport::Server::builder()
+        .layer(access)
+        .add_routes(api.routes());
+    // Calls are small and a client waits for each: no Nagle's delay, on TLS streams too.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY on a gRPC connection");
+        }
+    });
+    let served = match api.server().tls().grpc_listener(listener) {
+        Ok(listener) => {
+            // Each connection does its TLS handshake in its own task, on first use (as the
+            // HTTPS API's): a slow handshake never holds up the accept loop.
+            let incoming = futures_util::stream::unfold(listener, |mut listener| async move {
+                let (stream, _) = axum::serve::Listener::accept(&mut listener).await;
+                Some((Ok::<_, std::io::Error>(stream), listener))
+            });
+            server
+                .serve_with_incoming_shutdown(incoming, stopping)
+                .await
+        }
+        Err(listener) => {
+            let incoming = futures_util::stream::unfold(listener, |mut listener| async move {
+                let (stream, _) = axum::serve::Listener::accept(&mut listener).await;
+                Some((Ok::<_, std::io::Error>(stream), listener))
+            });
+            server
+                .serve_with_incoming_shutdown(incoming, stopping)
+                .await
+        }
+    };
+    served.map_err(|error| format!("the gRPC server failed: {error}"))
+}
+
+impl<S> tonic::transport::server::Connected for crate::tls::TlsIo<S> {
+    type ConnectInfo = ();
+
+    fn connect_info(&self) -> Self::ConnectInfo {}
 }
 
 #[cfg(test)]

@@ -68,7 +68,9 @@ pub async fn serve(
     // The etcd API stops taking calls when the HTTP API does.
     let (grpc_stop, grpc_stopped) = tokio::sync::watch::channel(false);
     let grpc = grpc_listener.map(|listener| {
-        let api = crate::grpc::EtcdApi::new(Arc::clone(&server));
+        // The same tokens and roles as the HTTP API's.
+        let api =
+            crate::grpc::EtcdApi::new(Arc::clone(&server)).with_policy(http.access.policy.clone());
         let mut stopped = grpc_stopped;
         tokio::spawn(crate::grpc::serve(listener, api, async move {
             let _ = stopped.wait_for(|stopped| *stopped).await;

@@ -29,6 +29,8 @@ pub struct Node {
     pub id: u64,
     pub http: String,
     pub raft: String,
+    /// Where its etcd gRPC API listens (`--grpc-addr`).
+    pub grpc: String,
     pub data_dir: PathBuf,
     pub log: PathBuf,
     pub process: Option<Child>,
@@ -131,6 +133,7 @@ impl TestCluster {
                 id,
                 http: format!("127.0.0.1:{}", free_port()),
                 raft: format!("127.0.0.1:{}", free_port()),
+                grpc: format!("127.0.0.1:{}", free_port()),
                 data_dir: dir.path().join(format!("node-{id}")),
                 log: dir.path().join(format!("node-{id}.log")),
                 process: None,
@@ -172,6 +175,7 @@ impl TestCluster {
             .arg("--data-dir")
             .arg(&node.data_dir)
             .args(["--http-addr", &node.http, "--raft-addr", &node.raft])
+            .args(["--grpc-addr", &node.grpc])
             .args(match &node.join {
                 Some(join) => ["--join", join.as_str()],
                 None => ["--peers", self.peers.as_str()],
@@ -198,6 +202,7 @@ impl TestCluster {
             id,
             http: format!("127.0.0.1:{}", free_port()),
             raft: format!("127.0.0.1:{}", free_port()),
+            grpc: format!("127.0.0.1:{}", free_port()),
             data_dir: self.dir.path().join(format!("node-{id}")),
             log: self.dir.path().join(format!("node-{id}.log")),
             process: None,
