@@ -12,7 +12,8 @@
 #            (every port plus PORT_OFFSET)
 #            wait for both to be healthy (30 s), record the 6 server pids
 #   floor    raft-bench floor --dir WORKDIR --json: 2 × fdatasync p50 + loopback round trip p50
-#   run      per mix (writes: --read-ratio 0; reads: --read-ratio 0.9, linearizable reads) and
+#   run      per mix (writes: --read-ratio 0; reads: --read-ratio 0.9, readonly: --read-ratio 1;
+#            linearizable reads) and
 #            client count, ROUNDS times: per system, a 2 s warm-up (discarded), then the
 #            measured run; the two systems alternate, and which goes first alternates from
 #            round to round and point to point
@@ -27,7 +28,8 @@
 # Environment:
 #   DURATION       length of each measured run (default 10s; any `raftkv bench --duration`)
 #   CLIENTS        client counts, space-separated (default "1 16 64 256")
-#   MIXES          workloads, space-separated, from "writes reads" (default both)
+#   MIXES          workloads, space-separated, from "writes reads readonly" (default "writes
+#                  reads"; reads: 90% linearizable reads, readonly: 100%)
 #   MEMORY_WRITES  writes of the memory run (default 1000000; 0 skips it)
 #   ROUNDS         measured pairs per point (default 1): each round runs both systems back to
 #                  back; the table shows the round whose throughput ratio is the median, and a
@@ -431,7 +433,8 @@ read_ratio_of() {
     case $1 in
     writes) printf '0' ;;
     reads) printf '0.9' ;;
-    *) die "unknown mix \"$1\" in MIXES (expected writes or reads)" ;;
+    readonly) printf '1' ;;
+    *) die "unknown mix \"$1\" in MIXES (expected writes, reads or readonly)" ;;
     esac
 }
 
@@ -534,7 +537,7 @@ def cpu(run, part):
 # raftkv's HTTP API is "raftkv" in the table, its gRPC API "gRPC".
 shown = ["etcd", "raftkv"] + (["raftkv-grpc"] if grpc else [])
 label = {"etcd": "etcd", "raftkv": "raftkv", "raftkv-grpc": "gRPC"}
-groups = [("", [("mix", 7), ("clients", 7)])]
+groups = [("", [("mix", 8), ("clients", 7)])]
 groups += [(f"{label[system]}" if system != "raftkv-grpc" else "raftkv via gRPC",
             [("ops/s", 8), ("p50 µs", 7), ("p99 µs", 7)]) for system in shown]
 groups += [("raftkv ÷ etcd", [("ops/s", 5), ("p50", 5), ("p99", 5)])]
