@@ -235,25 +235,39 @@ async fn dev_secure_starts_a_tls_cluster_with_tokens_and_stops_it_on_sigterm() {
             describe(&status)
         );
     }
-    let listed = etcdctl(
-        &ca,
-        Some(&reader_token),
-        &grpc_endpoints[1],
-        &["member", "list"],
-    );
-    assert!(listed.status.success(), "{}", describe(&listed));
-    for offset in 0..3 {
-        let member = format!(
-            "{id}, started, {id}, https://127.0.0.1:{}, https://127.0.0.1:{}",
-            raft_port + offset,
-            grpc_port + offset,
-            id = offset + 1,
+    // Once every node announced itself (a moment after the leader is known), each is listed
+    // as started with its Raft and gRPC addresses.
+    let members: Vec<String> = (0..3)
+        .map(|offset| {
+            format!(
+                "{id}, started, {id}, https://127.0.0.1:{}, https://127.0.0.1:{}, false",
+                raft_port + offset,
+                grpc_port + offset,
+                id = offset + 1,
+            )
+        })
+        .collect();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let listed = etcdctl(
+            &ca,
+            Some(&reader_token),
+            &grpc_endpoints[1],
+            &["member", "list"],
         );
+        assert!(listed.status.success(), "{}", describe(&listed));
+        if members
+            .iter()
+            .all(|member| stdout(&listed).contains(member))
+        {
+            break;
+        }
         assert!(
-            stdout(&listed).contains(&member),
-            "{member}: {}",
+            Instant::now() < deadline,
+            "not every member is listed as started: {}",
             describe(&listed)
         );
+        std::thread::sleep(Duration::from_millis(100));
     }
     let refused = etcdctl(
         &ca,

@@ -44,7 +44,7 @@ fn follower_of(leader: usize) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_alarms_and_member_list_describe_the_cluster() {
+async fn status_alarms_hashes_and_member_list_describe_the_cluster() {
     let cluster = TestCluster::start(3, &[]).await;
     let leader = cluster.wait_for_leader().await;
     // Every member announced its gRPC address: each lists the others' client URLs.
@@ -100,6 +100,49 @@ async fn status_alarms_and_member_list_describe_the_cluster() {
         assert!(alarms.alarms.is_empty());
     }
     assert!(cluster_ids.iter().all(|id| *id == cluster_ids[0]));
+
+    // HashKV: every member that applied a revision gives the same hash for it.
+    let client = cluster.client();
+    for (key, value) in [("a", "1"), ("b", "2"), ("a", "3")] {
+        client
+            .put(key, bytes::Bytes::from(value))
+            .await
+            .expect("a put through HTTP");
+    }
+    let nodes = &cluster;
+    let hash_at = move |index: usize, revision: i64| async move {
+        maintenance(nodes, index)
+            .hash_kv(HashKvRequest { revision })
+            .await
+            .ok()
+            .map(|answer| answer.into_inner())
+    };
+    let latest = hash_at(leader, 0).await.expect("HashKV on the leader");
+    let revision = latest.header.as_ref().expect("a header").revision;
+    assert!(revision >= 4, "{latest:?}");
+    for index in 0..3 {
+        let answer = wait_for("the member applied the revision", || {
+            hash_at(index, revision)
+        })
+        .await;
+        assert_eq!(answer.hash, latest.hash, "node {}", index + 1);
+        assert_eq!(answer.compact_revision, latest.compact_revision);
+    }
+    let earlier = hash_at(leader, revision - 1)
+        .await
+        .expect("an earlier revision");
+    assert_ne!(earlier.hash, latest.hash);
+    let refusal = maintenance(&cluster, leader)
+        .hash_kv(HashKvRequest {
+            revision: revision + 1000,
+        })
+        .await
+        .expect_err("a future revision");
+    assert_eq!(refusal.code(), Code::OutOfRange);
+    assert_eq!(
+        refusal.message(),
+        "etcdserver: mvcc: required revision is a future revision"
+    );
 
     // What raftkv does not serve says so, with a reason, at once.
     let mut client = maintenance(&cluster, 0);

@@ -6,7 +6,10 @@
 //!  Alarm       GET: no alarms (raftkv raises none); ACTIVATE / DEACTIVATE: Unimplemented
 //!  MoveLeader  on the leader (forwarded there): leadership transfer, answered once the
 //!              target leads (thesis §3.10)
-//!  Defragment, Hash, HashKV, Snapshot, Downgrade: Unimplemented, saying why
+//!  HashKV      a CRC-32C of the store as a read at the revision sees it: every key with its
+//!              revisions, version, lease and value (the same on every member that applied
+//!              that revision; not etcd's number for the same data)
+//!  Defragment, Hash, Snapshot, Downgrade: Unimplemented, saying why
 //! ```
 
 use std::time::Duration;
@@ -113,13 +116,27 @@ impl maintenance_server::Maintenance for EtcdApi {
 
     async fn hash_kv(
         &self,
-        _request: Request<HashKvRequest>,
+        request: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
-        Err(unimplemented(
-            "HashKV",
-            "raftkv has no hash of its key-value history yet; compare members with \
-             `etcdctl get --prefix ''` at one revision",
-        ))
+        let revision = u64::try_from(request.get_ref().revision)
+            .ok()
+            .filter(|revision| *revision > 0);
+        let (hash, compact_revision, revision) = {
+            let state = self.server().state();
+            // NB: the store is read under its lock, which holds up the apply loop for as long
+            // as hashing the whole store takes (as etcd's HashKV reads its whole backend); an
+            // operator's check, not a request to make often on a large store.
+            let (items, _) = state
+                .scan_at("", usize::MAX, revision)
+                .map_err(|error| error::revision_status(&error))?;
+            let at = revision.unwrap_or_else(|| state.revision());
+            (hash_of(&items), state.compact_revision(), at)
+        };
+        Ok(Response::new(HashKvResponse {
+            header: Some(self.header_at(revision)),
+            hash,
+            compact_revision: i64::try_from(compact_revision).unwrap_or(i64::MAX),
+        }))
     }
 
     async fn snapshot(
@@ -186,5 +203,58 @@ impl maintenance_server::Maintenance for EtcdApi {
             "it changes etcd's cluster version; raftkv's releases read older logs and \
              snapshots by themselves",
         ))
+    }
+}
+
+/// The HashKV digest of `items` (keys in order, as a read sees them): CRC-32C over each key's
+/// fields, each length-prefixed so that no two stores hash the same bytes.
+fn hash_of(items: &[(String, crate::store::VersionedValue)]) -> u32 {
+    items.iter().fold(0, |crc, (key, version)| {
+        let crc = crc32c::crc32c_append(crc, &(key.len() as u64).to_le_bytes());
+        let crc = crc32c::crc32c_append(crc, key.as_bytes());
+        let crc = [
+            version.create_revision,
+            version.mod_revision,
+            version.version,
+            version.lease,
+            version.value.len() as u64,
+        ]
+        .iter()
+        .fold(crc, |crc, number| {
+            crc32c::crc32c_append(crc, &number.to_le_bytes())
+        });
+        crc32c::crc32c_append(crc, &version.value)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::VersionedValue;
+
+    fn item(key: &str, value: &'static [u8], mod_revision: u64) -> (String, VersionedValue) {
+        let version = VersionedValue {
+            value: bytes::Bytes::from_static(value),
+            create_revision: 2,
+            mod_revision,
+            version: 1,
+            lease: 0,
+        };
+        (key.to_string(), version)
+    }
+
+    #[test]
+    fn the_hash_covers_keys_values_and_revisions_and_not_their_concatenation() {
+        let base = hash_of(&[item("a", b"1", 2), item("b", b"2", 3)]);
+        assert_eq!(base, hash_of(&[item("a", b"1", 2), item("b", b"2", 3)]));
+        assert_ne!(base, hash_of(&[item("a", b"1", 2), item("b", b"2", 4)]));
+        assert_ne!(base, hash_of(&[item("a", b"1", 2), item("b", b"3", 3)]));
+        assert_ne!(base, hash_of(&[item("a", b"1", 2)]));
+        // The key "ab" with value "c" is not the key "a" with value "bc".
+        assert_ne!(
+            hash_of(&[item("ab", b"c", 2)]),
+            hash_of(&[item("a", b"bc", 2)])
+        );
+        assert_eq!(hash_of(&[]), 0);
     }
 }

@@ -11,14 +11,14 @@
 //!     cluster      the membership as etcd's members
 //!     maintenance  status, alarms (none), leadership transfer
 //!     auth         raftkv's bearer tokens as etcd's auth tokens
-//!  a call only the leader serves, on a follower ─► the leader's gRPC address (forwarding)
+//!  access          every call's token checked first (the HTTP API's tokens and roles)
+//!  forward         a call only the leader serves, on a follower ─► the leader's gRPC address
+//!                  (announced through the log), once: a forwarded call is never forwarded again
+//!  over TLS when the node serves HTTPS (the same certificate and client CA)
 //! ```
 //!
 //! The statuses are etcd's ([`error`]); what raftkv does not serve answers `Unimplemented`
 //! with a message (the list is in the README).
-
-// The services use these as they land (issue 28, in progress).
-#![allow(dead_code)]
 
 pub mod error;
 
@@ -156,7 +156,7 @@ fn cluster_id_of(name: &str) -> u64 {
 
 /// Serves `api` on `listener` until `stopping` resolves, then lets the calls in flight finish.
 /// Over TLS when the node serves HTTPS (the same certificate and client CA, [`NodeTls`]); every
-/// call checked against the node's tokens when it has any ([`access`]).
+/// call checked against the node's tokens when it has any.
 ///
 /// [`NodeTls`]: crate::tls::NodeTls
 pub async fn serve(
@@ -177,28 +177,31 @@ pub async fn serve(
         }
     });
     let served = match api.server().tls().grpc_listener(listener) {
+        // Each connection does its TLS handshake in its own task, on first use (as the HTTPS
+        // API's): a slow handshake never holds up the accept loop.
         Ok(listener) => {
-            // Each connection does its TLS handshake in its own task, on first use (as the
-            // HTTPS API's): a slow handshake never holds up the accept loop.
-            let incoming = futures_util::stream::unfold(listener, |mut listener| async move {
-                let (stream, _) = axum::serve::Listener::accept(&mut listener).await;
-                Some((Ok::<_, std::io::Error>(stream), listener))
-            });
             server
-                .serve_with_incoming_shutdown(incoming, stopping)
+                .serve_with_incoming_shutdown(connections(listener), stopping)
                 .await
         }
         Err(listener) => {
-            let incoming = futures_util::stream::unfold(listener, |mut listener| async move {
-                let (stream, _) = axum::serve::Listener::accept(&mut listener).await;
-                Some((Ok::<_, std::io::Error>(stream), listener))
-            });
             server
-                .serve_with_incoming_shutdown(incoming, stopping)
+                .serve_with_incoming_shutdown(connections(listener), stopping)
                 .await
         }
     };
     served.map_err(|error| format!("the gRPC server failed: {error}"))
+}
+
+/// The connections `listener` accepts, as the stream tonic serves (the listener itself retries
+/// accept errors such as running out of file descriptors).
+fn connections<L: axum::serve::Listener>(
+    listener: L,
+) -> impl futures_util::Stream<Item = Result<L::Io, std::io::Error>> {
+    futures_util::stream::unfold(listener, |mut listener| async move {
+        let (stream, _) = listener.accept().await;
+        Some((Ok(stream), listener))
+    })
 }
 
 impl<S> tonic::transport::server::Connected for crate::tls::TlsIo<S> {
