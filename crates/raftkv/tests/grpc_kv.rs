@@ -304,7 +304,24 @@ async fn puts_ranges_deletes_and_transactions_answer_as_etcd_does() {
         panic!("a nested response: {answer:?}");
     };
     assert!(inner.succeeded, "a was 2 before the outer put");
-    assert_eq!(inner.header.as_ref().map(|header| header.revision), Some(8));
+    assert_eq!(
+        inner.header.as_ref().map(|header| header.revision),
+        Some(0),
+        "etcd leaves a nested transaction's header empty"
+    );
+    assert_eq!(
+        answer.responses[0].response,
+        Some(response_op::Response::ResponsePut(
+            raftkv_etcd_api::etcdserverpb::PutResponse {
+                header: Some(raftkv_etcd_api::etcdserverpb::ResponseHeader {
+                    revision: 8,
+                    ..Default::default()
+                }),
+                prev_kv: None,
+            }
+        )),
+        "an inner response's header holds the transaction's revision only"
+    );
     let Some(response_op::Response::ResponseRange(read)) = &inner.responses[1].response else {
         panic!("a range response: {inner:?}");
     };
@@ -384,50 +401,61 @@ async fn bad_requests_get_etcds_statuses_and_change_nothing() {
     })
     .await;
 
-    assert_status(
-        kv.put(put("", "v")).await,
-        Code::InvalidArgument,
-        "etcdserver: key is not provided",
-    );
-    assert_status(
-        kv.range(range("", "")).await,
-        Code::InvalidArgument,
-        "etcdserver: key is not provided",
-    );
-    let mut ignore_value = put("k", "v");
-    ignore_value.ignore_value = true;
-    assert_status(
-        kv.put(ignore_value).await,
-        Code::InvalidArgument,
-        "etcdserver: value is provided",
-    );
-    let mut ignore_lease = put("k", "");
-    ignore_lease.ignore_lease = true;
-    ignore_lease.lease = 5;
-    assert_status(
-        kv.put(ignore_lease).await,
-        Code::InvalidArgument,
-        "etcdserver: lease is provided",
-    );
-    let mut missing = put("missing", "");
-    missing.ignore_value = true;
-    assert_status(
-        kv.put(missing).await,
-        Code::InvalidArgument,
-        "etcdserver: key not found",
-    );
-    let mut leased = put("k", "v");
-    leased.lease = 12345;
-    assert_status(
-        kv.put(leased).await,
-        Code::NotFound,
-        "etcdserver: requested lease not found",
-    );
-    assert_status(
-        kv.put(put("k", &"x".repeat(1025))).await,
-        Code::InvalidArgument,
-        "etcdserver: request is too large",
-    );
+    let with = |mut request: PutRequest, change: fn(&mut PutRequest)| {
+        change(&mut request);
+        request
+    };
+    let refusals = [
+        (
+            kv.put(put("", "v")).await.map(drop),
+            Code::InvalidArgument,
+            "etcdserver: key is not provided",
+        ),
+        (
+            kv.range(range("", "")).await.map(drop),
+            Code::InvalidArgument,
+            "etcdserver: key is not provided",
+        ),
+        (
+            kv.put(with(put("k", "v"), |put| put.ignore_value = true))
+                .await
+                .map(drop),
+            Code::InvalidArgument,
+            "etcdserver: value is provided",
+        ),
+        (
+            kv.put(with(put("k", ""), |put| {
+                put.ignore_lease = true;
+                put.lease = 5;
+            }))
+            .await
+            .map(drop),
+            Code::InvalidArgument,
+            "etcdserver: lease is provided",
+        ),
+        (
+            kv.put(with(put("missing", ""), |put| put.ignore_value = true))
+                .await
+                .map(drop),
+            Code::InvalidArgument,
+            "etcdserver: key not found",
+        ),
+        (
+            kv.put(with(put("k", "v"), |put| put.lease = 12345))
+                .await
+                .map(drop),
+            Code::NotFound,
+            "etcdserver: requested lease not found",
+        ),
+        (
+            kv.put(put("k", &"x".repeat(1025))).await.map(drop),
+            Code::InvalidArgument,
+            "etcdserver: request is too large",
+        ),
+    ];
+    for (result, code, message) in refusals {
+        assert_status(result, code, message);
+    }
     let not_utf8 = PutRequest {
         key: Bytes::from_static(b"\xff"),
         ..PutRequest::default()

@@ -228,15 +228,20 @@ fn compare_of(compare: &EtcdCompare, limits: Limits) -> Result<Compare, Status> 
             compare.target
         ))
     })?;
+    use compare::{CompareTarget as Target, TargetUnion as Union};
     // etcd reads the operand of the target named, and 0 (or the empty value) when the union
     // holds another one or none.
-    let number = |wanted: fn(&compare::TargetUnion) -> Option<i64>| {
-        compare.target_union.as_ref().and_then(wanted).unwrap_or(0)
+    let number = match (target, &compare.target_union) {
+        (Target::Version, Some(Union::Version(number)))
+        | (Target::Create, Some(Union::CreateRevision(number)))
+        | (Target::Mod, Some(Union::ModRevision(number)))
+        | (Target::Lease, Some(Union::Lease(number))) => *number,
+        _ => 0,
     };
     let (op, target) = match target {
-        compare::CompareTarget::Value => {
+        Target::Value => {
             let value = match &compare.target_union {
-                Some(compare::TargetUnion::Value(value)) => value.clone(),
+                Some(Union::Value(value)) => value.clone(),
                 _ => Bytes::new(),
             };
             if value.len() > limits.value_bytes_max {
@@ -244,38 +249,10 @@ fn compare_of(compare: &EtcdCompare, limits: Limits) -> Result<Compare, Status> 
             }
             (op, CompareTarget::Value(value))
         }
-        compare::CompareTarget::Version => numeric(
-            op,
-            number(|union| match union {
-                compare::TargetUnion::Version(version) => Some(*version),
-                _ => None,
-            }),
-            CompareTarget::Version,
-        ),
-        compare::CompareTarget::Create => numeric(
-            op,
-            number(|union| match union {
-                compare::TargetUnion::CreateRevision(revision) => Some(*revision),
-                _ => None,
-            }),
-            CompareTarget::CreateRevision,
-        ),
-        compare::CompareTarget::Mod => numeric(
-            op,
-            number(|union| match union {
-                compare::TargetUnion::ModRevision(revision) => Some(*revision),
-                _ => None,
-            }),
-            CompareTarget::ModRevision,
-        ),
-        compare::CompareTarget::Lease => numeric(
-            op,
-            number(|union| match union {
-                compare::TargetUnion::Lease(lease) => Some(*lease),
-                _ => None,
-            }),
-            CompareTarget::Lease,
-        ),
+        Target::Version => numeric(op, number, CompareTarget::Version),
+        Target::Create => numeric(op, number, CompareTarget::CreateRevision),
+        Target::Mod => numeric(op, number, CompareTarget::ModRevision),
+        Target::Lease => numeric(op, number, CompareTarget::Lease),
     };
     Ok(Compare {
         key: range.start,
@@ -406,7 +383,8 @@ pub(super) fn delete_response(
 }
 
 /// Each operation's response, for the branch `ops` that ran and the store's `outcomes` of it.
-/// etcd gives each inner response a header holding only the transaction's revision.
+/// etcd gives each inner response a header holding only the transaction's revision, except a
+/// nested transaction's, which it leaves empty.
 pub(super) fn txn_responses(
     ops: &[RequestOp],
     outcomes: Vec<TxnOpOutcome>,
@@ -451,7 +429,8 @@ pub(super) fn txn_responses(
                         &txn.failure
                     };
                     response_op::Response::ResponseTxn(TxnResponse {
-                        header: inner_header(),
+                        // etcd leaves a nested transaction's own header empty.
+                        header: Some(ResponseHeader::default()),
                         succeeded,
                         responses: txn_responses(ran, results, revision)?,
                     })

@@ -50,7 +50,8 @@
 //!                   oneof target { 3 value: bytes, 4 version: uint64,
 //!                                  5 create_revision: uint64, 6 mod_revision: uint64,
 //!                                  7 exists: bool, 8 lease: uint64 },
-//!                   9 range_end: bytes (etcd's form: absent for the key alone) }
+//!                   9 range_end: bytes (etcd's form: absent for the key alone),
+//!                   10 range_end_before: bool (an end of "" or "\0" that is not etcd's form) }
 //!  TxnOpRecord    oneof { 1 put { 1 key, 2 value, 3 lease }, 2 delete { 1 key },
 //!                         3 delete_prefix { 1 prefix: bytes (UTF-8) }, 4 get { 1 key },
 //!                         5 scan { 1 prefix: bytes (UTF-8), 2 limit: uint64 },
@@ -58,8 +59,9 @@
 //!                                   5 sort_order: uint32, 6 sort_target: uint32,
 //!                                   7 keys_only, 8 count_only, 9 min_mod_revision,
 //!                                   10 max_mod_revision, 11 min_create_revision,
-//!                                   12 max_create_revision },
-//!                         7 delete_range { 1 key, 2 range_end, 3 prev_kv: bool },
+//!                                   12 max_create_revision, 13 range_end_before },
+//!                         7 delete_range { 1 key, 2 range_end, 3 prev_kv: bool,
+//!                                          4 range_end_before },
 //!                         8 put_keeping { 1 key, 2 value: optional bytes (absent: keep),
 //!                                         3 lease: optional uint64 (absent: keep) },
 //!                         9 txn TxnRecord (nested) }
@@ -394,6 +396,9 @@ struct CompareRecord {
     /// is what older releases wrote.
     #[prost(bytes = "bytes", tag = "9")]
     range_end: Bytes,
+    /// `range_end` is a [`RangeEnd::Before`] even though etcd's form would read it otherwise.
+    #[prost(bool, tag = "10")]
+    range_end_before: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Oneof)]
@@ -469,6 +474,8 @@ struct RangeRecord {
     min_create_revision: u64,
     #[prost(uint64, tag = "12")]
     max_create_revision: u64,
+    #[prost(bool, tag = "13")]
+    range_end_before: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -479,6 +486,8 @@ struct DeleteRangeRecord {
     range_end: Bytes,
     #[prost(bool, tag = "3")]
     prev_kv: bool,
+    #[prost(bool, tag = "4")]
+    range_end_before: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -494,18 +503,23 @@ struct PutKeepingRecord {
 }
 
 /// etcd's form of a range's end: empty for the start key alone, `"\0"` for every key from the
-/// start on, else the end itself. (No [`RangeEnd::Before`] the store builds is empty or
-/// `"\0"`: [`super::KeyRange::from_etcd`] reads those forms as the other two.)
-fn range_end_record(end: &RangeEnd) -> Bytes {
+/// start on, else the end itself; and whether it is a [`RangeEnd::Before`] of one of the first
+/// two (an end etcd's form cannot say: `Before("")` selects nothing, `Before("\0")` only the
+/// empty key), so that every range decodes to itself.
+fn range_end_record(end: &RangeEnd) -> (Bytes, bool) {
     match end {
-        RangeEnd::Single => Bytes::new(),
-        RangeEnd::Unbounded => Bytes::from_static(b"\0"),
-        RangeEnd::Before(end) => end.clone(),
+        RangeEnd::Single => (Bytes::new(), false),
+        RangeEnd::Unbounded => (Bytes::from_static(b"\0"), false),
+        RangeEnd::Before(end) => (end.clone(), matches!(&end[..], [] | [0])),
     }
 }
 
-fn range_from_record(key: Bytes, range_end: Bytes) -> Result<KeyRange, CommandError> {
-    KeyRange::from_etcd(&key, &range_end).map_err(|_| CommandError::KeyNotUtf8)
+fn range_from_record(key: Bytes, range_end: Bytes, before: bool) -> Result<KeyRange, CommandError> {
+    let mut range = KeyRange::from_etcd(&key, &range_end).map_err(|_| CommandError::KeyNotUtf8)?;
+    if before {
+        range.end = RangeEnd::Before(range_end);
+    }
+    Ok(range)
 }
 
 const SORT_ORDERS: [(u32, SortOrder); 3] = [
@@ -542,7 +556,8 @@ impl From<&RangeQuery> for RangeRecord {
     fn from(query: &RangeQuery) -> RangeRecord {
         RangeRecord {
             key: key_record(&query.range.start),
-            range_end: range_end_record(&query.range.end),
+            range_end: range_end_record(&query.range.end).0,
+            range_end_before: range_end_record(&query.range.end).1,
             revision: query.revision,
             limit: query.limit,
             sort_order: code_of(&SORT_ORDERS, query.sort_order),
@@ -562,7 +577,7 @@ impl TryFrom<RangeRecord> for RangeQuery {
 
     fn try_from(record: RangeRecord) -> Result<RangeQuery, CommandError> {
         Ok(RangeQuery {
-            range: range_from_record(record.key, record.range_end)?,
+            range: range_from_record(record.key, record.range_end, record.range_end_before)?,
             revision: record.revision,
             limit: record.limit,
             sort_order: value_of(&SORT_ORDERS, record.sort_order, "range sort order")?,
@@ -613,7 +628,8 @@ impl From<&Compare> for CompareRecord {
             key: key_record(&compare.key),
             op,
             target: Some(target),
-            range_end: range_end_record(&compare.range_end),
+            range_end: range_end_record(&compare.range_end).0,
+            range_end_before: range_end_record(&compare.range_end).1,
         }
     }
 }
@@ -641,7 +657,7 @@ impl TryFrom<CompareRecord> for Compare {
             CompareTargetRecord::Exists(exists) => CompareTarget::Exists(exists),
             CompareTargetRecord::Lease(lease) => CompareTarget::Lease(lease),
         };
-        let range = range_from_record(record.key, record.range_end)?;
+        let range = range_from_record(record.key, record.range_end, record.range_end_before)?;
         Ok(Compare {
             key: range.start,
             range_end: range.end,
@@ -672,7 +688,8 @@ impl From<&TxnOp> for TxnOpRecord {
             TxnOp::Range(query) => TxnOpKind::Range(RangeRecord::from(query)),
             TxnOp::DeleteRange { range, prev_kv } => TxnOpKind::DeleteRange(DeleteRangeRecord {
                 key: key_record(&range.start),
-                range_end: range_end_record(&range.end),
+                range_end: range_end_record(&range.end).0,
+                range_end_before: range_end_record(&range.end).1,
                 prev_kv: *prev_kv,
             }),
             TxnOp::PutKeeping { key, value, lease } => TxnOpKind::PutKeeping(PutKeepingRecord {
@@ -716,7 +733,11 @@ impl TryFrom<TxnOpRecord> for TxnOp {
                 },
                 TxnOpKind::Range(range) => TxnOp::Range(RangeQuery::try_from(range)?),
                 TxnOpKind::DeleteRange(delete) => TxnOp::DeleteRange {
-                    range: range_from_record(delete.key, delete.range_end)?,
+                    range: range_from_record(
+                        delete.key,
+                        delete.range_end,
+                        delete.range_end_before,
+                    )?,
                     prev_kv: delete.prev_kv,
                 },
                 TxnOpKind::PutKeeping(put) => TxnOp::PutKeeping {

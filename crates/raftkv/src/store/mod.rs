@@ -21,6 +21,7 @@
 //!
 //!  lease / lease_ids / lease_deadlines: the lease table                    (lease)
 //!  get / scan: the current state; get_at / scan_at: at a past revision;
+//!  range: etcd's range read (count, limit, sort, filters) at any revision  (range_query)
 //!  changes_since: a watch's catch-up from history                        (history)
 //!  snapshot / snapshot_image / restore: the whole store as bytes        (snapshot)
 //! ```
@@ -34,8 +35,11 @@
 //! One module per job: [`command`] (what the log carries and its encoding), [`sessions`]
 //! (who a client is, and the exactly-once bookkeeping), [`snapshot`] (the snapshot format),
 //! [`history`] (revisions, every key's versions, compaction), and this one (apply and read).
-//! Transactions ([`txn`]) and leases ([`lease`]: the lease table, which keys each lease
-//! holds) each have a module of their own beside these.
+//! Transactions ([`txn`]: comparisons, then the operations of the path they choose, nested
+//! transactions included) and leases ([`lease`]: the lease table, which keys each lease holds)
+//! each have a module of their own beside these, as do etcd's key ranges ([`range`]) and its
+//! range reads ([`range_query`]), which the Range RPC and a transaction's range operations
+//! share.
 
 pub mod command;
 pub mod history;
@@ -619,6 +623,13 @@ impl StateMachine {
             .history
             .current(&key)
             .map_or(0, |current| current.lease);
+        self.put_key_over(key, value, lease, previous)
+    }
+
+    /// [`StateMachine::put_key`] for a caller that already looked the key up: `previous` is
+    /// the lease of its current version (0: none, or no current version). This runs for every
+    /// put, so the map is searched once fewer.
+    fn put_key_over(&mut self, key: String, value: Bytes, lease: u64, previous: u64) -> Change {
         if previous != 0 && previous != lease {
             self.leases.detach(previous, &key);
         }
@@ -803,7 +814,8 @@ impl StateMachine {
         match op {
             TxnOp::Put { key, value, lease } => {
                 let prev = self.history.current(&key).cloned();
-                changes.push(self.put_key(key, copied(&value), lease));
+                let previous_lease = prev.as_ref().map_or(0, |prev| prev.lease);
+                changes.push(self.put_key_over(key, copied(&value), lease, previous_lease));
                 TxnOpOutcome::Put { prev }
             }
             TxnOp::PutKeeping { key, value, lease } => {
@@ -814,7 +826,7 @@ impl StateMachine {
                     .expect("checked: a put keeping the value or lease finds its key");
                 let value = value.map_or_else(|| prev.value.clone(), |value| copied(&value));
                 let lease = lease.unwrap_or(prev.lease);
-                changes.push(self.put_key(key, value, lease));
+                changes.push(self.put_key_over(key, value, lease, prev.lease));
                 TxnOpOutcome::Put { prev: Some(prev) }
             }
             TxnOp::Delete { key } => {

@@ -559,13 +559,39 @@ mod tests {
                     TxnOpOutcome::Delete { deleted: 2 },
                     TxnOpOutcome::Get { value: None },
                     TxnOpOutcome::Scan {
-                        items: vec![("k".into(), version)],
+                        items: vec![("k".into(), version.clone())],
                         truncated: true,
+                    },
+                    TxnOpOutcome::DeleteRange {
+                        deleted: 1,
+                        prev: vec![("k".into(), version.clone())],
+                    },
+                    TxnOpOutcome::Range(crate::store::RangeResult {
+                        kvs: vec![("k".into(), version.clone())],
+                        more: true,
+                        count: 4,
+                    }),
+                    TxnOpOutcome::Txn {
+                        succeeded: true,
+                        results: vec![TxnOpOutcome::DeleteRange {
+                            deleted: 0,
+                            prev: Vec::new(),
+                        }],
                     },
                 ],
             },
             Outcome::TxnRefused {
                 error: TxnError::KeyChangedTwice { key: "k".into() },
+            },
+            Outcome::TxnRefused {
+                error: TxnError::KeyNotFound { key: "k".into() },
+            },
+            Outcome::TxnRefused {
+                error: TxnError::Revision(RevisionError::Compacted {
+                    requested: 2,
+                    compact_revision: 3,
+                    current: 9,
+                }),
             },
             Outcome::TxnRefused {
                 error: TxnError::TooManyOperations { count: 200 },

@@ -38,6 +38,19 @@ fn run(harness: &mut Harness, txn: Txn) -> Outcome {
     harness.apply(Operation::Txn(txn))
 }
 
+fn assert_succeeded(outcome: &Outcome) {
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Txn {
+                succeeded: true,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+}
+
 /// a@2 b@3 c@4 d@5 e@6, then b changed at 7 and c at 8.
 fn five_keys() -> Harness {
     let mut harness = Harness::new(SESSIONS_MAX);
@@ -225,16 +238,7 @@ fn a_put_keeping_the_value_or_lease_needs_the_key_and_keeps_what_it_says() {
         lease: Some(0),
     };
     let outcome = run(&mut harness, txn(vec![], vec![keep_value], vec![]));
-    assert!(
-        matches!(
-            outcome,
-            Outcome::Txn {
-                succeeded: true,
-                ..
-            }
-        ),
-        "{outcome:?}"
-    );
+    assert_succeeded(&outcome);
     let now = harness.machine.get_versioned("k").expect("exists").clone();
     assert_eq!((&now.value[..], now.lease, now.version), (&b"v1"[..], 0, 2));
 
@@ -510,18 +514,19 @@ fn a_missing_lease_or_an_unreadable_revision_on_the_chosen_path_refuses_the_whol
         value: Bytes::new(),
         lease: 99,
     };
-    let revision = harness.machine.revision();
-    let outcome = run(
-        &mut harness,
+    // A put of "a", then a nested transaction that puts with the missing lease if `compare`.
+    let nested_lease = |compare: Vec<Compare>| {
         txn(
             vec![],
             vec![
                 txn_put("a", b"x"),
-                TxnOp::Txn(txn(vec![], vec![leased.clone()], vec![])),
+                TxnOp::Txn(txn(compare, vec![leased.clone()], vec![])),
             ],
             vec![],
-        ),
-    );
+        )
+    };
+    let revision = harness.machine.revision();
+    let outcome = run(&mut harness, nested_lease(vec![]));
     assert_eq!(
         outcome,
         Outcome::LeaseRefused {
@@ -531,27 +536,8 @@ fn a_missing_lease_or_an_unreadable_revision_on_the_chosen_path_refuses_the_whol
     assert_eq!(harness.machine.revision(), revision);
     // Off the chosen path, the missing lease does not matter.
     let never = Compare::key("a", CompareOp::Equal, CompareTarget::Version(0));
-    let outcome = run(
-        &mut harness,
-        txn(
-            vec![],
-            vec![
-                txn_put("a", b"x"),
-                TxnOp::Txn(txn(vec![never], vec![leased], vec![])),
-            ],
-            vec![],
-        ),
-    );
-    assert!(
-        matches!(
-            outcome,
-            Outcome::Txn {
-                succeeded: true,
-                ..
-            }
-        ),
-        "{outcome:?}"
-    );
+    let outcome = run(&mut harness, nested_lease(vec![never]));
+    assert_succeeded(&outcome);
 
     harness.apply(Operation::Compact { revision: 5 });
     let mut old = RangeQuery::of(range("a", "z"));
@@ -583,7 +569,7 @@ fn etcd_operations_round_trip_through_the_log_encoding() {
     query.keys_only = true;
     query.max_create_revision = 9;
     query.min_mod_revision = 1;
-    let txn = txn(
+    let whole = txn(
         vec![compare_range(
             "a",
             "b",
@@ -614,9 +600,37 @@ fn etcd_operations_round_trip_through_the_log_encoding() {
     );
     let command = Command {
         session: None,
-        operation: Operation::Txn(txn),
+        operation: Operation::Txn(whole),
         request_id: None,
     };
     assert_eq!(Command::decode(&command.encode()), Ok(command));
-    assert_eq!(RangeEnd::Single, range("x", "").end);
+    // Ends etcd's form cannot say (it reads "" as the key alone, "\0" as no end) still
+    // decode to themselves.
+    for end in [&b""[..], &b"\0"[..]] {
+        let odd = KeyRange {
+            start: "ab".into(),
+            end: RangeEnd::Before(Bytes::copy_from_slice(end)),
+        };
+        let command = Command {
+            session: None,
+            operation: Operation::Txn(txn(
+                vec![Compare {
+                    key: "k".into(),
+                    range_end: odd.end.clone(),
+                    op: CompareOp::Equal,
+                    target: CompareTarget::Version(0),
+                }],
+                vec![
+                    TxnOp::DeleteRange {
+                        range: odd.clone(),
+                        prev_kv: false,
+                    },
+                    TxnOp::Range(RangeQuery::of(odd)),
+                ],
+                vec![],
+            )),
+            request_id: None,
+        };
+        assert_eq!(Command::decode(&command.encode()), Ok(command));
+    }
 }

@@ -116,6 +116,26 @@ struct TxnOutcomeRecord {
     results: Vec<TxnOpOutcomeRecord>,
 }
 
+impl TxnOutcomeRecord {
+    /// The record of a transaction's (or a nested one's) results.
+    fn of(succeeded: bool, results: &[TxnOpOutcome]) -> TxnOutcomeRecord {
+        TxnOutcomeRecord {
+            succeeded,
+            results: results.iter().map(TxnOpOutcomeRecord::from).collect(),
+        }
+    }
+
+    /// Whether the comparisons held, and each operation's result.
+    fn into_parts(self) -> Result<(bool, Vec<TxnOpOutcome>), SnapshotError> {
+        let results = self
+            .results
+            .into_iter()
+            .map(TxnOpOutcome::try_from)
+            .collect::<Result<_, _>>()?;
+        Ok((self.succeeded, results))
+    }
+}
+
 #[derive(Clone, PartialEq, prost::Message)]
 struct TxnOpOutcomeRecord {
     #[prost(oneof = "TxnOpOutcomeKind", tags = "1, 2, 3, 4, 5, 6, 7")]
@@ -295,10 +315,9 @@ impl From<&TxnOpOutcome> for TxnOpOutcomeRecord {
                 more: result.more,
                 count: result.count,
             }),
-            TxnOpOutcome::Txn { succeeded, results } => TxnOpOutcomeKind::Txn(TxnOutcomeRecord {
-                succeeded: *succeeded,
-                results: results.iter().map(TxnOpOutcomeRecord::from).collect(),
-            }),
+            TxnOpOutcome::Txn { succeeded, results } => {
+                TxnOpOutcomeKind::Txn(TxnOutcomeRecord::of(*succeeded, results))
+            }
         };
         TxnOpOutcomeRecord { kind: Some(kind) }
     }
@@ -335,14 +354,10 @@ impl TryFrom<TxnOpOutcomeRecord> for TxnOpOutcome {
                 more: range.more,
                 count: range.count,
             }),
-            TxnOpOutcomeKind::Txn(txn) => TxnOpOutcome::Txn {
-                succeeded: txn.succeeded,
-                results: txn
-                    .results
-                    .into_iter()
-                    .map(TxnOpOutcome::try_from)
-                    .collect::<Result<_, _>>()?,
-            },
+            TxnOpOutcomeKind::Txn(txn) => {
+                let (succeeded, results) = txn.into_parts()?;
+                TxnOpOutcome::Txn { succeeded, results }
+            }
         })
     }
 }
@@ -474,10 +489,9 @@ impl From<&Outcome> for OutcomeRecord {
             Outcome::CompactRefused { error } => {
                 OutcomeKind::CompactRefused(RevisionErrorRecord::from(error))
             }
-            Outcome::Txn { succeeded, results } => OutcomeKind::Txn(TxnOutcomeRecord {
-                succeeded: *succeeded,
-                results: results.iter().map(TxnOpOutcomeRecord::from).collect(),
-            }),
+            Outcome::Txn { succeeded, results } => {
+                OutcomeKind::Txn(TxnOutcomeRecord::of(*succeeded, results))
+            }
             Outcome::TxnRefused { error } => OutcomeKind::TxnRefused(TxnErrorRecord::from(error)),
             Outcome::LeaseGranted { id, ttl_seconds } => {
                 OutcomeKind::LeaseGranted(LeaseGrantedRecord {
@@ -542,14 +556,10 @@ impl TryFrom<OutcomeRecord> for Outcome {
             OutcomeKind::CompactRefused(error) => Outcome::CompactRefused {
                 error: RevisionError::from(error),
             },
-            OutcomeKind::Txn(txn) => Outcome::Txn {
-                succeeded: txn.succeeded,
-                results: txn
-                    .results
-                    .into_iter()
-                    .map(TxnOpOutcome::try_from)
-                    .collect::<Result<_, _>>()?,
-            },
+            OutcomeKind::Txn(txn) => {
+                let (succeeded, results) = txn.into_parts()?;
+                Outcome::Txn { succeeded, results }
+            }
             OutcomeKind::TxnRefused(error) => Outcome::TxnRefused {
                 error: TxnError::try_from(error)?,
             },
