@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Compares raftkv with etcd on this machine: the same closed-loop workloads from the same load
 # generator (`raftkv-bench`, which `raftkv bench` runs), against a 3-member cluster of each on
-# loopback, with the disk's floor measured alongside.
+# loopback, with the disk's floor measured alongside. raftkv is measured twice at every point:
+# through its own HTTP API ("raftkv") and through etcd's v3 gRPC API on its --grpc-addr
+# ("raftkv-grpc"), driven exactly as etcd is (`raftkv bench --target etcd`, the same flags).
 #
-#   install  etcd-server, etcd-client, protobuf-compiler, python3 (apt-get, only if missing)
-#   build    raftkv, raftkv-bench --features etcd, raft-bench (release)
+#   install  etcd-server, etcd-client, python3 (apt-get, only if missing)
+#   build    raftkv, raftkv-bench, raft-bench (release)
 #   start    etcd   client 127.0.0.1:23791-23793, peer 23801-23803 (fsync on, the default)
-#            raftkv HTTP   127.0.0.1:18001-18003, Raft 19001-19003
+#            raftkv HTTP   127.0.0.1:18001-18003, gRPC 18021-18023, Raft 19001-19003
+#            (every port plus PORT_OFFSET)
 #            wait for both to be healthy (30 s), record the 6 server pids
 #   floor    raft-bench floor --dir WORKDIR --json: 2 × fdatasync p50 + loopback round trip p50
-#   run      per mix (writes: --read-ratio 0; reads: --read-ratio 0.9, linearizable reads) and
+#   run      per mix (writes: --read-ratio 0; reads: --read-ratio 0.9, readonly: --read-ratio 1;
+#            linearizable reads) and
 #            client count, ROUNDS times: per system, a 2 s warm-up (discarded), then the
 #            measured run; the two systems alternate, and which goes first alternates from
 #            round to round and point to point
@@ -24,7 +28,8 @@
 # Environment:
 #   DURATION       length of each measured run (default 10s; any `raftkv bench --duration`)
 #   CLIENTS        client counts, space-separated (default "1 16 64 256")
-#   MIXES          workloads, space-separated, from "writes reads" (default both)
+#   MIXES          workloads, space-separated, from "writes reads readonly" (default "writes
+#                  reads"; reads: 90% linearizable reads, readonly: 100%)
 #   MEMORY_WRITES  writes of the memory run (default 1000000; 0 skips it)
 #   ROUNDS         measured pairs per point (default 1): each round runs both systems back to
 #                  back; the table shows the round whose throughput ratio is the median, and a
@@ -33,6 +38,14 @@
 #   WORKDIR        where data/, logs/ and results/ go (default target/compare-etcd, on the
 #                  repo's disk, which is the disk measured)
 #   KEEP_DATA      1 keeps the servers' data directories after the run
+#   GRPC           1 (default) measures raftkv through etcd's gRPC API too, as a third system
+#                  "raftkv-grpc" (the same cluster as "raftkv"); 0 leaves it out
+#   ETCD_CONNECTIONS  gRPC connections per endpoint of the etcd-protocol runs (etcd and
+#                  raftkv-grpc alike; default 1, as etcd's Go client keeps)
+#   ETCD_TARGET_LEADER  1: the etcd-protocol runs send every request to the leader, as
+#                  raftkv's HTTP clients do (`--target-leader`); 0 (default): the clients are
+#                  spread over the three endpoints and followers pass writes on
+#   PORT_OFFSET    added to every port below (default 0), to run beside other clusters
 #   RAFTKV_WORKER_THREADS  async threads per raftkv node (default: cores ÷ 3, at least 1)
 #   RAFTKV_HTTP2_FROM  from this many clients up (default 16), the load generator speaks
 #                  HTTP/2 (h2c) to raftkv, its clients streams of one connection per node, as
@@ -45,7 +58,7 @@
 #                  3-node cluster on 127.0.0.1:18011-18013 (Raft 19011-19013), alternated with
 #                  the other two at every point, and a second table, this build ÷ the baseline
 #
-# Output: WORKDIR/results/<mix>-<clients>-<system>.json (one `raftkv bench --json` object each;
+# Output (system: etcd, raftkv, raftkv-grpc, raftkv-base): WORKDIR/results/<mix>-<clients>-<system>.json (one `raftkv bench --json` object each;
 # rounds after the first: <mix>-<clients>-<system>.r<round>.json),
 # memory-<system>.json, floor.json, summary.txt; WORKDIR/logs/<system>-<n>.log; WORKDIR/pids.
 # A new run starts both clusters empty and replaces data/, logs/ and results/.
@@ -62,6 +75,10 @@ ROUNDS=${ROUNDS:-1}
 WORKDIR=${WORKDIR:-$REPO/target/compare-etcd}
 KEEP_DATA=${KEEP_DATA:-0}
 RAFTKV_HTTP2_FROM=${RAFTKV_HTTP2_FROM:-16}
+GRPC=${GRPC:-1}
+ETCD_CONNECTIONS=${ETCD_CONNECTIONS:-1}
+ETCD_TARGET_LEADER=${ETCD_TARGET_LEADER:-0}
+PORT_OFFSET=${PORT_OFFSET:-0}
 # The three raftkv nodes share the machine's cores, as `raftkv dev` sizes them; etcd keeps its
 # default GOMAXPROCS (one per core), which measured faster here than GOMAXPROCS=1.
 RAFTKV_WORKER_THREADS=${RAFTKV_WORKER_THREADS:-$(( $(nproc) / 3 > 0 ? $(nproc) / 3 : 1 ))}
@@ -77,15 +94,26 @@ readonly STOP_DEADLINE_SECONDS=15
 readonly ETCD_QUOTA_BACKEND_BYTES=$((8 * 1024 * 1024 * 1024))
 
 readonly NODES=(1 2 3)
-readonly ETCD_CLIENT_PORTS=(23791 23792 23793)
-readonly ETCD_PEER_PORTS=(23801 23802 23803)
-readonly RAFTKV_HTTP_PORTS=(18001 18002 18003)
-readonly RAFTKV_RAFT_PORTS=(19001 19002 19003)
-readonly BASE_HTTP_PORTS=(18011 18012 18013)
-readonly BASE_RAFT_PORTS=(19011 19012 19013)
+# ports BASE...: each BASE plus PORT_OFFSET.
+ports() {
+    local port
+    for port in "$@"; do printf '%s ' $((port + PORT_OFFSET)); done
+}
+[[ $PORT_OFFSET =~ ^[0-9]+$ ]] && ((PORT_OFFSET <= 40000)) ||
+    { printf 'compare-etcd: PORT_OFFSET=%s is not a number up to 40000\n' "$PORT_OFFSET" >&2; exit 1; }
+read -ra ETCD_CLIENT_PORTS <<<"$(ports 23791 23792 23793)"
+read -ra ETCD_PEER_PORTS <<<"$(ports 23801 23802 23803)"
+read -ra RAFTKV_HTTP_PORTS <<<"$(ports 18001 18002 18003)"
+read -ra RAFTKV_GRPC_PORTS <<<"$(ports 18021 18022 18023)"
+read -ra RAFTKV_RAFT_PORTS <<<"$(ports 19001 19002 19003)"
+read -ra BASE_HTTP_PORTS <<<"$(ports 18011 18012 18013)"
+read -ra BASE_RAFT_PORTS <<<"$(ports 19011 19012 19013)"
+readonly ETCD_CLIENT_PORTS ETCD_PEER_PORTS RAFTKV_HTTP_PORTS RAFTKV_GRPC_PORTS RAFTKV_RAFT_PORTS \
+    BASE_HTTP_PORTS BASE_RAFT_PORTS
 RAFTKV_BASELINE_BIN=${RAFTKV_BASELINE_BIN:-}
 # The systems measured, in their first order.
 SYSTEMS=(etcd raftkv)
+if [[ $GRPC == 1 ]]; then SYSTEMS+=(raftkv-grpc); fi
 if [[ -n $RAFTKV_BASELINE_BIN ]]; then SYSTEMS+=(raftkv-base); fi
 
 readonly RAFTKV=$REPO/target/release/raftkv
@@ -166,7 +194,6 @@ install_missing() {
     local packages=()
     command -v etcd >/dev/null || packages+=(etcd-server)
     command -v etcdctl >/dev/null || packages+=(etcd-client)
-    command -v protoc >/dev/null || packages+=(protobuf-compiler)
     command -v python3 >/dev/null || packages+=(python3)
     ((${#packages[@]})) || return 0
     local sudo=()
@@ -187,7 +214,7 @@ port_in_use() {
 check_ports_free() {
     local port
     for port in "${ETCD_CLIENT_PORTS[@]}" "${ETCD_PEER_PORTS[@]}" \
-        "${RAFTKV_HTTP_PORTS[@]}" "${RAFTKV_RAFT_PORTS[@]}" \
+        "${RAFTKV_HTTP_PORTS[@]}" "${RAFTKV_GRPC_PORTS[@]}" "${RAFTKV_RAFT_PORTS[@]}" \
         "${BASE_HTTP_PORTS[@]}" "${BASE_RAFT_PORTS[@]}"; do
         if port_in_use "$port"; then
             die "port $port on 127.0.0.1 is taken (see: ss -ltnp 'sport = :$port'); stop what uses it"
@@ -208,7 +235,8 @@ etcd_endpoints() {
     printf '%s' "${endpoints[*]}"
 }
 
-# raftkv_endpoints [PORT...]: the HTTP endpoints of this build's nodes (or of PORTs).
+# raftkv_endpoints [PORT...]: the HTTP endpoints of this build's nodes (or of PORTs: also
+# their gRPC ones).
 raftkv_endpoints() {
     local IFS=,
     local endpoints=() port ports=("$@")
@@ -238,19 +266,25 @@ start_etcd() {
     done
 }
 
-# start_raftkv NAME BINARY HTTP_PORTS_VAR RAFT_PORTS_VAR PIDS_VAR: a 3-node cluster of BINARY,
-# its data and logs named NAME-<n>, its pids appended to the array PIDS_VAR.
+# start_raftkv NAME BINARY HTTP_PORTS_VAR RAFT_PORTS_VAR PIDS_VAR [GRPC_PORTS_VAR]: a 3-node
+# cluster of BINARY, its data and logs named NAME-<n>, its pids appended to the array PIDS_VAR,
+# serving etcd's gRPC API on GRPC_PORTS_VAR's ports if given.
 start_raftkv() {
     local name=$1 binary=$2
     local -n http_ports=$3 raft_ports=$4 started=$5
+    local grpc_ports_var=${6:-}
     local peers="" i
     for i in "${!NODES[@]}"; do
         peers+="${peers:+,}${NODES[i]}=127.0.0.1:${raft_ports[i]}"
     done
     for i in "${!NODES[@]}"; do
-        local n=${NODES[i]}
+        local n=${NODES[i]} grpc=()
+        if [[ -n $grpc_ports_var ]]; then
+            local -n grpc_ports=$grpc_ports_var
+            grpc=(--grpc-addr "127.0.0.1:${grpc_ports[i]}")
+        fi
         "$binary" serve --id "$n" \
-            --http-addr "127.0.0.1:${http_ports[i]}" \
+            --http-addr "127.0.0.1:${http_ports[i]}" "${grpc[@]}" \
             --raft-addr "127.0.0.1:${raft_ports[i]}" \
             --peers "$peers" --data-dir "$DATA_DIR/$name-$n" --cluster-id "compare-$name" \
             --worker-threads "$RAFTKV_WORKER_THREADS" \
@@ -318,6 +352,14 @@ wait_healthy() {
         sleep 0.2
     done
     wait_raftkv_healthy raftkv RAFTKV_HTTP_PORTS RAFTKV_PIDS "$deadline"
+    if [[ $GRPC == 1 ]]; then
+        # The gRPC listener is bound before the node serves HTTP; this only catches a node
+        # that was started without it.
+        for i in "${!NODES[@]}"; do
+            port_in_use "${RAFTKV_GRPC_PORTS[i]}" ||
+                die "raftkv node ${NODES[i]} does not listen on its gRPC port ${RAFTKV_GRPC_PORTS[i]}"
+        done
+    fi
     if [[ -n $RAFTKV_BASELINE_BIN ]]; then
         wait_raftkv_healthy raftkv-base BASE_HTTP_PORTS BASE_PIDS "$deadline"
     fi
@@ -348,16 +390,25 @@ wait_raftkv_healthy() {
 # ---------------------------------------------------------------------------------------------
 # 5-6. Workloads.
 
-# bench SYSTEM ARGS...: one `raftkv bench --json` run against SYSTEM (etcd, raftkv or
-# raftkv-base), with its servers' pids; the JSON goes to stdout.
+# bench SYSTEM ARGS...: one `raftkv bench --json` run against SYSTEM (etcd, raftkv,
+# raftkv-grpc or raftkv-base), with its servers' pids; the JSON goes to stdout. etcd and
+# raftkv-grpc are driven alike, through etcd's gRPC API.
 bench() {
     local system=$1
     shift
     local endpoints pids protocol=() argument clients=0 previous= target=raftkv
+    local grpc_options=(--connections "$ETCD_CONNECTIONS")
+    if [[ $ETCD_TARGET_LEADER == 1 ]]; then grpc_options+=(--target-leader); fi
     if [[ $system == etcd ]]; then
         target=etcd
         endpoints=$(etcd_endpoints)
         pids=$(IFS=,; printf '%s' "${ETCD_PIDS[*]}")
+        protocol=("${grpc_options[@]}")
+    elif [[ $system == raftkv-grpc ]]; then
+        target=etcd
+        endpoints=$(raftkv_endpoints "${RAFTKV_GRPC_PORTS[@]}")
+        pids=$(IFS=,; printf '%s' "${RAFTKV_PIDS[*]}")
+        protocol=("${grpc_options[@]}")
     else
         if [[ $system == raftkv-base ]]; then
             endpoints=$(raftkv_endpoints "${BASE_HTTP_PORTS[@]}")
@@ -382,7 +433,8 @@ read_ratio_of() {
     case $1 in
     writes) printf '0' ;;
     reads) printf '0.9' ;;
-    *) die "unknown mix \"$1\" in MIXES (expected writes or reads)" ;;
+    readonly) printf '1' ;;
+    *) die "unknown mix \"$1\" in MIXES (expected writes, reads or readonly)" ;;
     esac
 }
 
@@ -432,7 +484,8 @@ run_workloads() {
 
 run_memory() {
     local system
-    for system in "${SYSTEMS[@]}"; do
+    # raftkv-grpc is the raftkv cluster again: its memory is raftkv's.
+    for system in etcd raftkv ${RAFTKV_BASELINE_BIN:+raftkv-base}; do
         say "memory: $MEMORY_WRITES writes by $MEMORY_CLIENTS clients, $system"
         bench "$system" --ops "$MEMORY_WRITES" --clients "$MEMORY_CLIENTS" --keys "$KEYS" \
             --read-ratio 0 >"$RESULTS_DIR/memory-$system.json" ||
@@ -453,14 +506,15 @@ rounds = int(sys.argv[5])
 http2_from = int(sys.argv[6])
 systems = tuple(sys.argv[7].split())
 baseline = "raftkv-base" in systems
+grpc = "raftkv-grpc" in systems
 
 def load(name):
     with open(os.path.join(results, name)) as file:
         return json.load(file)
 
-def throughput_ratio(runs):
+def throughput_ratio(runs, system="raftkv"):
     etcd = runs["etcd"]["throughput_ops_per_sec"]
-    return runs["raftkv"]["throughput_ops_per_sec"] / etcd if etcd else 0.0
+    return runs[system]["throughput_ops_per_sec"] / etcd if etcd else 0.0
 
 def point(mix, clients):
     """Every round's runs of a point (a dict per round), and the round with the median
@@ -480,14 +534,17 @@ def cpu(run, part):
     return f"{figures['us_per_op']:.0f}" if figures and figures.get("us_per_op") is not None else "-"
 
 # Column groups: a title over (header, width) columns; the first column is left-aligned.
-groups = [
-    ("", [("mix", 7), ("clients", 7)]),
-    ("etcd", [("ops/s", 8), ("p50 µs", 7), ("p99 µs", 7)]),
-    ("raftkv", [("ops/s", 8), ("p50 µs", 7), ("p99 µs", 7)]),
-    ("raftkv ÷ etcd", [("ops/s", 5), ("p50", 5), ("p99", 5)]),
-    ("server CPU µs/op", [("etcd", 8), ("raftkv", 7)]),
-    ("client CPU µs/op", [("etcd", 8), ("raftkv", 7)]),
-]
+# raftkv's HTTP API is "raftkv" in the table, its gRPC API "gRPC".
+shown = ["etcd", "raftkv"] + (["raftkv-grpc"] if grpc else [])
+label = {"etcd": "etcd", "raftkv": "raftkv", "raftkv-grpc": "gRPC"}
+groups = [("", [("mix", 8), ("clients", 7)])]
+groups += [(f"{label[system]}" if system != "raftkv-grpc" else "raftkv via gRPC",
+            [("ops/s", 8), ("p50 µs", 7), ("p99 µs", 7)]) for system in shown]
+groups += [("raftkv ÷ etcd", [("ops/s", 5), ("p50", 5), ("p99", 5)])]
+if grpc:
+    groups += [("gRPC ÷ etcd", [("ops/s", 5), ("p50", 5), ("p99", 5)])]
+groups += [("server CPU µs/op", [(label[system], 7) for system in shown]),
+           ("client CPU µs/op", [(label[system], 7) for system in shown])]
 
 def render(cells):
     """One line of the table from one list of texts per group."""
@@ -514,18 +571,23 @@ for mix in mixes:
         medians[(mix, clients)] = runs
         if rounds > 1:
             spreads.append(f"  {mix} {clients:>4} clients: "
-                           + " ".join(f"{throughput_ratio(each):.2f}" for each in per_round))
-        e, r = runs["etcd"], runs["raftkv"]
-        el, rl = e["latency_us"], r["latency_us"]
-        et, rt = e["throughput_ops_per_sec"], r["throughput_ops_per_sec"]
-        lines.append(render([
-            [mix, clients],
-            [f"{et:.0f}", str(el["p50"]), str(el["p99"])],
-            [f"{rt:.0f}", str(rl["p50"]), str(rl["p99"])],
-            [ratio(rt, et), ratio(rl["p50"], el["p50"]), ratio(rl["p99"], el["p99"])],
-            [cpu(e, "servers"), cpu(r, "servers")],
-            [cpu(e, "client_cpu"), cpu(r, "client_cpu")],
-        ]))
+                           + " ".join(f"{throughput_ratio(each):.2f}" for each in per_round)
+                           + ("; gRPC: " + " ".join(f"{throughput_ratio(each, 'raftkv-grpc'):.2f}"
+                                                    for each in per_round) if grpc else ""))
+        e = runs["etcd"]
+        el, et = e["latency_us"], e["throughput_ops_per_sec"]
+        cells = [[mix, clients]]
+        for system in shown:
+            run = runs[system]
+            cells.append([f"{run['throughput_ops_per_sec']:.0f}", str(run["latency_us"]["p50"]),
+                          str(run["latency_us"]["p99"])])
+        for system in shown[1:]:
+            run = runs[system]
+            rl, rt = run["latency_us"], run["throughput_ops_per_sec"]
+            cells.append([ratio(rt, et), ratio(rl["p50"], el["p50"]), ratio(rl["p99"], el["p99"])])
+        cells.append([cpu(runs[system], "servers") for system in shown])
+        cells.append([cpu(runs[system], "client_cpu") for system in shown])
+        lines.append(render(cells))
         for round_, each in enumerate(per_round, start=1):
             for system, run in each.items():
                 if run["ops"]["errors"]:
@@ -536,9 +598,13 @@ lines.append("p50, p99: latency of every operation (reads and writes together); 
              "three nodes' CPU time together per operation; client CPU: the load generator's")
 lines.append(f"raftkv's load generator speaks HTTP/1.1 below {http2_from} clients (a connection "
              f"per client), HTTP/2 (h2c, a stream per client) from {http2_from}; etcd's, gRPC")
+if grpc:
+    lines.append("gRPC: the same raftkv cluster through etcd's v3 API on its --grpc-addr, driven as "
+                 "etcd is (raftkv bench --target etcd, the same options)")
 if rounds > 1:
-    lines.append(f"each row: the median of {rounds} rounds by throughput ratio; every round's "
-                 "raftkv ÷ etcd throughput, in order:")
+    lines.append(f"each row: the median of {rounds} rounds by raftkv ÷ etcd throughput; every "
+                 "round's raftkv ÷ etcd throughput"
+                 + (" (and raftkv via gRPC ÷ etcd)" if grpc else "") + ", in order:")
     lines.extend(spreads)
 if errors:
     lines.append("errors:")
@@ -586,14 +652,14 @@ if "writes" in mixes and "1" in clients_list:
     for system in systems:
         p50 = medians[("writes", "1")][system]["latency_us"]["p50"]
         lines.append(
-            f"{system:>6} 1-client write p50 {p50} µs = {p50 / floor['floor_us']:.2f} × floor, "
+            f"{system:>11} 1-client write p50 {p50} µs = {p50 / floor['floor_us']:.2f} × floor, "
             f"{p50 / floor['shared_floor_us']:.2f} × shared-disk floor")
 else:
     lines.append("(no 1-client write run, so no latency ÷ floor)")
 
 if memory_writes > 0:
     lines.append("")
-    for system in systems:
+    for system in (system for system in systems if system != "raftkv-grpc"):
         run = load(f"memory-{system}.json")
         servers = run.get("servers") or {}
         rss = servers.get("rss_bytes") or []
@@ -615,6 +681,11 @@ EOF
 main() {
     [[ $MEMORY_WRITES =~ ^[0-9]+$ ]] || die "MEMORY_WRITES=$MEMORY_WRITES is not a count"
     [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS=$ROUNDS is not a positive count"
+    [[ $GRPC == 0 || $GRPC == 1 ]] || die "GRPC=$GRPC is neither 0 nor 1"
+    [[ $ETCD_TARGET_LEADER == 0 || $ETCD_TARGET_LEADER == 1 ]] ||
+        die "ETCD_TARGET_LEADER=$ETCD_TARGET_LEADER is neither 0 nor 1"
+    [[ $ETCD_CONNECTIONS =~ ^[1-9][0-9]*$ ]] ||
+        die "ETCD_CONNECTIONS=$ETCD_CONNECTIONS is not a positive count"
     if [[ -n $RAFTKV_BASELINE_BIN && ! -x $RAFTKV_BASELINE_BIN ]]; then
         die "RAFTKV_BASELINE_BIN=$RAFTKV_BASELINE_BIN is not an executable file"
     fi
@@ -629,10 +700,8 @@ main() {
     # exits at start-up, with its log.
     check_ports_free
 
-    say "building raftkv, raftkv-bench (--features etcd) and raft-bench"
-    cargo build --release -p raftkv
-    cargo build --release -p raftkv-bench --features etcd
-    cargo build --release -p raft-bench
+    say "building raftkv, raftkv-bench and raft-bench"
+    cargo build --release -p raftkv -p raftkv-bench -p raft-bench
 
     rm -rf "$DATA_DIR" "$RESULTS_DIR" "$WORKDIR/pids"
     mkdir -p "$DATA_DIR" "$LOG_DIR" "$RESULTS_DIR"
@@ -640,7 +709,11 @@ main() {
     say "work directory $WORKDIR"
 
     start_etcd
-    start_raftkv raftkv "$RAFTKV" RAFTKV_HTTP_PORTS RAFTKV_RAFT_PORTS RAFTKV_PIDS
+    if [[ $GRPC == 1 ]]; then
+        start_raftkv raftkv "$RAFTKV" RAFTKV_HTTP_PORTS RAFTKV_RAFT_PORTS RAFTKV_PIDS RAFTKV_GRPC_PORTS
+    else
+        start_raftkv raftkv "$RAFTKV" RAFTKV_HTTP_PORTS RAFTKV_RAFT_PORTS RAFTKV_PIDS
+    fi
     if [[ -n $RAFTKV_BASELINE_BIN ]]; then
         start_raftkv raftkv-base "$RAFTKV_BASELINE_BIN" BASE_HTTP_PORTS BASE_RAFT_PORTS BASE_PIDS
     fi

@@ -76,14 +76,21 @@ pub struct BenchArgs {
     /// serializable (what `stale` selects there).
     #[arg(long, value_enum, default_value_t = ReadConsistency::Linearizable)]
     pub consistency: ReadConsistency,
-    /// The system to drive: raftkv over its HTTP API, or etcd over its gRPC API (needs a
-    /// build with `--features etcd`).
+    /// The system to drive: raftkv over its HTTP API, or anything speaking etcd's v3 gRPC API
+    /// (etcd itself, or raftkv's --grpc-addr) over it.
     #[arg(long, value_enum, default_value_t = TargetKind::Raftkv)]
     pub target: TargetKind,
-    /// etcd only: gRPC connections the clients share (round robin). raftkv's clients each
-    /// have their own HTTP/1.1 keep-alive connection, unless --http2.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    /// etcd only: gRPC (HTTP/2) connections to each endpoint, every client a stream of one of
+    /// them, the clients spread over the endpoints in turn. One, as etcd's own Go client
+    /// keeps one per endpoint. raftkv's clients each have their own HTTP/1.1 keep-alive
+    /// connection, unless --http2.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub connections: u64,
+    /// etcd only: send every request to the leader (the endpoint whose Maintenance.Status
+    /// names itself as leader), as raftkv's HTTP clients do, instead of spreading the clients
+    /// over every endpoint (where a follower hands writes on to the leader).
+    #[arg(long)]
+    pub target_leader: bool,
     /// raftkv only: speak HTTP/2 with prior knowledge (h2c), every client a stream of one
     /// connection per node, as etcd's gRPC clients share theirs. Plain HTTP only.
     #[arg(long)]
@@ -311,6 +318,7 @@ async fn run_bench(
     let seed = args.seed.unwrap_or_else(|| rand::thread_rng().gen());
     let mut value = vec![0u8; args.value_size];
     StdRng::seed_from_u64(seed).fill_bytes(&mut value);
+    let protocol = target::protocol(args, tls.is_some());
     let drivers = target::connect(&endpoints, token, tls, args).await?;
     let server_cpu_start = servers_cpu_seconds(&args.server_pids)?;
     let cpu_start = report::own_cpu_seconds();
@@ -378,6 +386,7 @@ async fn run_bench(
     let report = Report::new(
         args,
         &endpoints,
+        protocol,
         seed,
         elapsed,
         &reads,

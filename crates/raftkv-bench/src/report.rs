@@ -15,6 +15,8 @@ pub struct Report {
     pub target: TargetKind,
     /// Its endpoints.
     pub endpoints: Vec<String>,
+    /// How the clients reached it: protocol and connections.
+    pub protocol: String,
     /// Concurrent clients.
     pub clients: u64,
     /// Threads of the load generator.
@@ -138,6 +140,7 @@ impl Report {
     pub(super) fn new(
         args: &BenchArgs,
         endpoints: &[String],
+        protocol: String,
         seed: u64,
         elapsed: Duration,
         reads: &Histogram<u64>,
@@ -170,6 +173,7 @@ impl Report {
         Report {
             target: args.target,
             endpoints: endpoints.to_vec(),
+            protocol,
             clients: args.clients,
             threads: args.threads,
             value_size: args.value_size,
@@ -229,9 +233,10 @@ impl Report {
         // Writing to a String cannot fail.
         let _ = writeln!(
             text,
-            "target      {} at {}",
+            "target      {} at {} ({})",
             self.target.name(),
-            self.endpoints.join(",")
+            self.endpoints.join(","),
+            self.protocol
         );
         let _ = writeln!(
             text,

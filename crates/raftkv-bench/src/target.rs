@@ -1,7 +1,13 @@
 //! The systems `raftkv bench` drives: one [`Driver`] per client.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use raftkv_client::{Client, ClientOptions, ClientTls, Consistency};
+use raftkv_etcd_api::etcdserverpb::kv_client::KvClient;
+use raftkv_etcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
+use raftkv_etcd_api::etcdserverpb::{PutRequest, RangeRequest, StatusRequest};
+use tonic::transport::{Channel, Endpoint};
 
 use super::{BenchArgs, ReadConsistency, TargetKind};
 
@@ -12,12 +18,31 @@ pub(super) enum Driver {
         client: Client,
         consistency: Consistency,
     },
-    /// An etcd KV client on one of the shared gRPC connections.
-    #[cfg(feature = "etcd")]
+    /// An etcd v3 KV client on one of the shared gRPC (HTTP/2) connections: a stream of it
+    /// per request.
     Etcd {
-        kv: etcd_client::KvClient,
+        kv: KvClient<Channel>,
         serializable: bool,
     },
+}
+
+/// How `args` has the clients reach the target, for the report: protocol and connections.
+pub(super) fn protocol(args: &BenchArgs, tls: bool) -> String {
+    match args.target {
+        TargetKind::Raftkv if args.http2 => "HTTP/2, one connection per node".to_string(),
+        TargetKind::Raftkv if tls => "HTTPS, a connection per client".to_string(),
+        TargetKind::Raftkv => "HTTP/1.1, a connection per client".to_string(),
+        TargetKind::Etcd => format!(
+            "gRPC, {} connection{} {}",
+            args.connections,
+            if args.connections == 1 { "" } else { "s" },
+            if args.target_leader {
+                "to the leader"
+            } else {
+                "per endpoint"
+            }
+        ),
+    }
 }
 
 /// Makes one driver per client of `args`; raftkv clients send `token` as bearer token and
@@ -63,34 +88,106 @@ pub(super) async fn connect(
                 })
                 .collect())
         }
-        #[cfg(feature = "etcd")]
         TargetKind::Etcd => {
-            let options = etcd_client::ConnectOptions::new()
-                .with_timeout(args.request_timeout)
-                .with_connect_timeout(args.request_timeout);
-            let mut connections = Vec::new();
-            for _ in 0..args.connections {
-                let client = etcd_client::Client::connect(endpoints, Some(options.clone()))
-                    .await
-                    .map_err(|error| format!("cannot connect to etcd at {endpoints:?}: {error}"))?;
-                connections.push(client.kv_client());
+            if tls.is_some() {
+                return Err("--target etcd speaks plain HTTP/2 only, not HTTPS".to_string());
             }
+            let channels = etcd_channels(endpoints, args).await?;
             let serializable = args.consistency == ReadConsistency::Stale;
+            // Client i on connection i mod count: the endpoints' connections take turns, so
+            // every member serves the same share of the clients (unless --target-leader).
             Ok((0..clients)
                 .map(|index| Driver::Etcd {
-                    kv: connections[index % connections.len()].clone(),
+                    kv: KvClient::new(channels[index % channels.len()].clone()),
                     serializable,
                 })
                 .collect())
         }
-        #[cfg(not(feature = "etcd"))]
-        TargetKind::Etcd => Err(
-            "this raftkv-bench was built without etcd support: build it with \
-             `cargo build --release -p raftkv-bench --features etcd` (needs protoc, Debian's \
-             protobuf-compiler)"
-                .to_string(),
-        ),
     }
+}
+
+/// The gRPC connections of `--target etcd`: `--connections` per endpoint (or per the leader's
+/// endpoint alone with `--target-leader`), each made now, so a wrong address fails the run
+/// before it starts. Ordered endpoint by endpoint within each round, so that handing them
+/// out in turn spreads clients over the endpoints first.
+async fn etcd_channels(endpoints: &[String], args: &BenchArgs) -> Result<Vec<Channel>, String> {
+    if endpoints.is_empty() {
+        return Err("no --endpoints given".to_string());
+    }
+    let endpoints = endpoints
+        .iter()
+        .map(|address| etcd_endpoint(address, args.request_timeout))
+        .collect::<Result<Vec<_>, _>>()?;
+    let endpoints = if args.target_leader {
+        vec![etcd_leader(&endpoints).await?]
+    } else {
+        endpoints
+    };
+    let mut channels = Vec::new();
+    for _ in 0..args.connections {
+        for endpoint in &endpoints {
+            let channel = endpoint.connect().await.map_err(|error| {
+                format!("cannot connect to etcd at {}: {error}", endpoint.uri())
+            })?;
+            channels.push(channel);
+        }
+    }
+    Ok(channels)
+}
+
+/// One etcd client URL, `host:port` meaning `http://host:port`, with the request timeout as
+/// the deadline of every call (sent to the server as `grpc-timeout`, as etcd's clients do)
+/// and of connecting.
+fn etcd_endpoint(address: &str, request_timeout: Duration) -> Result<Endpoint, String> {
+    let url = if address.contains("://") {
+        address.to_string()
+    } else {
+        format!("http://{address}")
+    };
+    if url.starts_with("https://") {
+        return Err(format!(
+            "{address}: --target etcd speaks plain HTTP/2 only, not HTTPS"
+        ));
+    }
+    Endpoint::from_shared(url)
+        .map(|endpoint| {
+            endpoint
+                .timeout(request_timeout)
+                .connect_timeout(request_timeout)
+                // Both ends on loopback: no reason to hold small frames back.
+                .tcp_nodelay(true)
+        })
+        .map_err(|error| format!("{address} is not an etcd client URL: {error}"))
+}
+
+/// The endpoint of the member that leads, as the members' Maintenance.Status tells: the one
+/// whose own id (its answer's header) is the leader id it reports.
+async fn etcd_leader(endpoints: &[Endpoint]) -> Result<Endpoint, String> {
+    let mut failures = Vec::new();
+    for endpoint in endpoints {
+        let answer = match endpoint.connect().await {
+            Ok(channel) => MaintenanceClient::new(channel)
+                .status(StatusRequest {})
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(|status| status.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        match answer {
+            Ok(status) => {
+                let own_id = status.header.map(|header| header.member_id);
+                if status.leader != 0 && own_id == Some(status.leader) {
+                    return Ok(endpoint.clone());
+                }
+            }
+            Err(error) => failures.push(format!("{}: {error}", endpoint.uri())),
+        }
+    }
+    Err(format!(
+        "no endpoint says it leads (--target-leader){}{}",
+        if failures.is_empty() { "" } else { "; " },
+        failures.join("; ")
+    ))
 }
 
 impl Driver {
@@ -102,12 +199,15 @@ impl Driver {
                 .await
                 .map(drop)
                 .map_err(|error| error.to_string()),
-            #[cfg(feature = "etcd")]
             Driver::Etcd { kv, .. } => kv
-                .put(key, value.as_ref(), None)
+                .put(PutRequest {
+                    key: Bytes::copy_from_slice(key.as_bytes()),
+                    value: value.clone(),
+                    ..PutRequest::default()
+                })
                 .await
                 .map(drop)
-                .map_err(|error| error.to_string()),
+                .map_err(|status| status.to_string()),
         }
     }
 
@@ -122,15 +222,16 @@ impl Driver {
                 .await
                 .map(drop)
                 .map_err(|error| error.to_string()),
-            #[cfg(feature = "etcd")]
-            Driver::Etcd { kv, serializable } => {
-                let options =
-                    serializable.then(|| etcd_client::GetOptions::new().with_serializable());
-                kv.get(key, options)
-                    .await
-                    .map(drop)
-                    .map_err(|error| error.to_string())
-            }
+            // One key, no range end: what `etcdctl get KEY` asks.
+            Driver::Etcd { kv, serializable } => kv
+                .range(RangeRequest {
+                    key: Bytes::copy_from_slice(key.as_bytes()),
+                    serializable: *serializable,
+                    ..RangeRequest::default()
+                })
+                .await
+                .map(drop)
+                .map_err(|status| status.to_string()),
         }
     }
 }

@@ -170,8 +170,7 @@ fn run_bench(cli: &Cli, args: &[OsString]) -> ExitCode {
     if error.kind() == std::io::ErrorKind::NotFound && beside.is_none() {
         eprintln!(
             "raftkv bench: the load generator {BENCH_PROGRAM} is neither beside this raftkv nor \
-             on PATH: build it with `cargo build --release -p raftkv-bench` (add \
-             `--features etcd` for --target etcd)"
+             on PATH: build it with `cargo build --release -p raftkv-bench`"
         );
     } else {
         eprintln!(

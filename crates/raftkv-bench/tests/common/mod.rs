@@ -4,7 +4,8 @@
 //! ```text
 //!  raftkv_bin(): cargo build -p raftkv (this test's profile) ─► target/<profile>/raftkv,
 //!                beside target/<profile>/raftkv-bench, which `raftkv bench` runs
-//!  Cluster::start(): 3 × raftkv serve on free ports ─► wait until a write succeeds
+//!  Cluster::start(): 3 × raftkv serve on free ports (HTTP, and etcd's gRPC API on
+//!                   --grpc-addr) ─► wait until a write succeeds
 //!  drop: kill every node
 //! ```
 
@@ -49,7 +50,7 @@ pub fn raftkv_bin() -> PathBuf {
 
 /// A loopback port nothing listens on right now, below the kernel's ephemeral range: a port
 /// handed out for `127.0.0.1:0` may meanwhile become the local end of an outgoing connection.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let start = 20_000 + (std::process::id() % 10_000) as u16;
     (start..start + 2_000)
         .find(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok() && !taken(port))
@@ -71,6 +72,7 @@ fn taken(port: u16) -> bool {
 pub struct Cluster {
     nodes: Vec<Child>,
     http: Vec<String>,
+    grpc: Vec<String>,
     dir: tempfile::TempDir,
 }
 
@@ -79,6 +81,9 @@ impl Cluster {
     pub async fn start(raftkv: &Path) -> Cluster {
         let dir = tempfile::tempdir().expect("temporary directory");
         let http: Vec<String> = (0..3)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        let grpc: Vec<String> = (0..3)
             .map(|_| format!("127.0.0.1:{}", free_port()))
             .collect();
         let raft: Vec<String> = (0..3)
@@ -99,6 +104,7 @@ impl Cluster {
                     .arg("--data-dir")
                     .arg(dir.path().join(format!("node-{}", index + 1)))
                     .args(["--http-addr", &http[index], "--raft-addr", &raft[index]])
+                    .args(["--grpc-addr", &grpc[index]])
                     .args(["--peers", &peers.join(","), "--cluster-id", "bench-test"])
                     .stdin(Stdio::null())
                     .stdout(Stdio::from(log.try_clone().expect("log file")))
@@ -107,7 +113,12 @@ impl Cluster {
                     .expect("raftkv serve starts")
             })
             .collect();
-        let cluster = Cluster { nodes, http, dir };
+        let cluster = Cluster {
+            nodes,
+            http,
+            grpc,
+            dir,
+        };
         let client = cluster.client();
         let started = Instant::now();
         while let Err(error) = client
@@ -124,11 +135,19 @@ impl Cluster {
     }
 
     /// The nodes' HTTP addresses.
+    #[allow(dead_code)] // Each test binary compiles this module; not every one uses each.
     pub fn endpoints(&self) -> &[String] {
         &self.http
     }
 
+    /// The nodes' etcd v3 gRPC addresses (`--grpc-addr`).
+    #[allow(dead_code)] // Each test binary compiles this module; not every one uses each.
+    pub fn grpc_endpoints(&self) -> &[String] {
+        &self.grpc
+    }
+
     /// The nodes' process ids.
+    #[allow(dead_code)] // Each test binary compiles this module; not every one uses each.
     pub fn pids(&self) -> Vec<u32> {
         self.nodes.iter().map(Child::id).collect()
     }
