@@ -98,6 +98,7 @@ fn sample_machine() -> StateMachine {
             operation: Operation::Announce {
                 node: 2,
                 http_address: "127.0.0.1:8002".into(),
+                grpc_address: None,
             },
             request_id: Some(5),
         },
@@ -388,6 +389,7 @@ pub(crate) fn command_seeds() -> Vec<Seed> {
                 Operation::Announce {
                     node: 3,
                     http_address: "127.0.0.1:8003".into(),
+                    grpc_address: None,
                 },
             ),
         ),
