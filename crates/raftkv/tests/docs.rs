@@ -18,7 +18,8 @@
 //! **Run** for real, page by page in a temporary directory of the page's own, in order: the
 //! lines of ```sh blocks that are `raftkv ...` (also spelled `target/release/raftkv` or
 //! `cargo run [--release] [-q] -p raftkv --`: this test's own binary), `curl ...` (with
-//! `-sS --fail-with-body`), `alias raftkv=...`, `export ...` and `NAME=value`; and prose
+//! `-sS --fail-with-body`), `etcdctl ...` (Debian's, against the cluster's etcd v3 API),
+//! `alias raftkv=...`, `export ...` and `NAME=value`; and prose
 //! `raftkv ... --help`. The ports the docs show become free ports (the same one for the same
 //! documented port on a page), `10.0.0.N` becomes `127.0.0.N` and a bind to `0.0.0.0` the
 //! node's own `127.0.0.N`, absolute paths land in the temporary directory, and `...` in

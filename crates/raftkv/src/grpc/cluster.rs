@@ -86,7 +86,7 @@ impl cluster_server::Cluster for EtcdApi {
                 is_learner: true,
             });
         Ok(Response::new(MemberAddResponse {
-            header: Some(self.header()),
+            header: Some(self.cluster_header()),
             member: Some(member),
             members,
         }))
@@ -105,7 +105,7 @@ impl cluster_server::Cluster for EtcdApi {
         let id = NodeId(request.get_ref().id);
         let members = self.change(ConfChange::Remove(id)).await?;
         Ok(Response::new(MemberRemoveResponse {
-            header: Some(self.header()),
+            header: Some(self.cluster_header()),
             members,
         }))
     }
@@ -146,7 +146,7 @@ impl cluster_server::Cluster for EtcdApi {
             .map_err(|error| serve_status(&error))?;
         let members = self.members_after(written.index).await?;
         Ok(Response::new(MemberUpdateResponse {
-            header: Some(self.header()),
+            header: Some(self.cluster_header()),
             members,
         }))
     }
@@ -163,7 +163,7 @@ impl cluster_server::Cluster for EtcdApi {
         }
         let configuration = self.configuration().await?;
         Ok(Response::new(MemberListResponse {
-            header: Some(self.header()),
+            header: Some(self.cluster_header()),
             members: self.members_of(&configuration),
         }))
     }
@@ -198,13 +198,19 @@ impl cluster_server::Cluster for EtcdApi {
         }
         let members = self.change(ConfChange::Promote(id)).await?;
         Ok(Response::new(MemberPromoteResponse {
-            header: Some(self.header()),
+            header: Some(self.cluster_header()),
             members,
         }))
     }
 }
 
 impl EtcdApi {
+    /// The header of a membership answer: etcd's carries no revision there (0), since the
+    /// membership is not part of the key-value store.
+    fn cluster_header(&self) -> ResponseHeader {
+        self.header_at(0)
+    }
+
     /// The configuration as this node knows it (the latest it appended).
     async fn configuration(&self) -> Result<Configuration, Status> {
         let status = self

@@ -20,14 +20,16 @@ pub struct Ports {
 }
 
 impl Ports {
-    /// The dev cluster's ports (HTTP 8001.., Raft 9001..) come as runs of consecutive free
-    /// ports, as `raftkv dev --http-port P --raft-port Q` uses P, P+1, P+2 and Q, Q+1, Q+2.
+    /// The dev cluster's ports (HTTP 8001.., Raft 9001.., etcd gRPC 2379..) come as runs of
+    /// consecutive free ports, as `raftkv dev --http-port P --raft-port Q --grpc-port R` uses
+    /// P, P+1, P+2, Q, Q+1, Q+2 and R, R+1, R+2.
     pub fn new() -> Ports {
-        let first = free_port_run(6);
+        let first = free_port_run(9);
         let mut map = HashMap::new();
         for offset in 0..3 {
             map.insert(8001 + offset, first + offset);
             map.insert(9001 + offset, first + 3 + offset);
+            map.insert(2379 + offset, first + 6 + offset);
         }
         Ports { map }
     }
@@ -62,7 +64,12 @@ impl Place<'_> {
 }
 
 /// The flags whose address is the node's own (what it binds or announces).
-const OWN_ADDRESS_FLAGS: [&str; 3] = ["--raft-addr", "--http-addr", "--advertise-raft-addr"];
+const OWN_ADDRESS_FLAGS: [&str; 4] = [
+    "--raft-addr",
+    "--http-addr",
+    "--grpc-addr",
+    "--advertise-raft-addr",
+];
 
 /// Rewrites every word of a command (see the module's doc).
 pub fn rewrite_words(words: &[String], ports: &mut Ports, place: &Place) -> Vec<String> {

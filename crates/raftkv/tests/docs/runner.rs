@@ -82,7 +82,7 @@ pub fn is_run_form(command: &DocCommand) -> bool {
         }
         crate::markdown::Origin::Block => {
             program.is_empty()
-                || ["alias", "export", "curl"].contains(&program[0].as_str())
+                || ["alias", "export", "curl", "etcdctl"].contains(&program[0].as_str())
                 || raftkv_args(&program).is_some()
         }
     }
@@ -169,6 +169,7 @@ impl<'a> PageRunner<'a> {
             "alias" => self.alias(&words[1..]),
             "export" => self.export(&words[1..]),
             "curl" => self.curl(&words[1..], command, &command_env),
+            "etcdctl" => self.etcdctl(&words[1..], command, &command_env),
             _ => match raftkv_args(words) {
                 Some(args) => self.raftkv(args, command, &command_env),
                 None => Err(format!("`{program}` is not a program this runner runs")),
@@ -250,13 +251,39 @@ impl<'a> PageRunner<'a> {
         doc: &DocCommand,
         extra_env: &BTreeMap<String, String>,
     ) -> Result<String, String> {
+        let flags = ["-sS", "--fail-with-body", "--max-time", "30"].map(String::from);
+        self.client("curl", &flags, args, doc, extra_env.clone())
+    }
+
+    /// etcd's own client against the page's cluster, through its etcd v3 gRPC API (Debian's
+    /// etcd-client, which `.ci/run` installs: missing, the command fails).
+    fn etcdctl(
+        &mut self,
+        args: &[String],
+        doc: &DocCommand,
+        extra_env: &BTreeMap<String, String>,
+    ) -> Result<String, String> {
+        let mut env = extra_env.clone();
+        env.insert("ETCDCTL_API".to_string(), "3".to_string());
+        self.client("etcdctl", &[], args, doc, env)
+    }
+
+    /// Runs an outside client (`flags`, then the documented `args` rewritten) against the
+    /// page's cluster, starting one if none runs.
+    fn client(
+        &mut self,
+        program: &str,
+        flags: &[String],
+        args: &[String],
+        doc: &DocCommand,
+        env: BTreeMap<String, String>,
+    ) -> Result<String, String> {
         let started = self.ensure_cluster()?;
         let args = self.rewrite(args, None);
-        let flags = ["-sS", "--fail-with-body", "--max-time", "30"].map(String::from);
         let finished = self.finish(
-            Path::new("curl"),
+            Path::new(program),
             flags.iter().chain(&args),
-            extra_env,
+            &env,
             DEADLINE,
         )?;
         Ok(started + &compare(&finished, doc)?)
@@ -314,7 +341,11 @@ impl<'a> PageRunner<'a> {
         };
         self.stop_cluster();
         let mut args = self.rewrite(args, None);
-        for (flag, documented) in [("--http-port", 8001), ("--raft-port", 9001)] {
+        for (flag, documented) in [
+            ("--http-port", 8001),
+            ("--raft-port", 9001),
+            ("--grpc-port", 2379),
+        ] {
             if !args.iter().any(|arg| arg == flag) {
                 let port = self.ports.get(documented);
                 args.extend([flag.to_string(), port.to_string()]);
