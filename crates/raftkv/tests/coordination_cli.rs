@@ -261,16 +261,19 @@ async fn watch_prints_every_change_once_in_order_while_its_node_is_killed() {
 /// The Rust client's watch from now over HTTP/2 (one connection per node, the watch a stream of
 /// it beside other requests): every later write arrives, each revision once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_client_watch_from_now_over_http2_sees_every_later_write() {
+async fn the_client_watch_over_http2_sees_every_later_write() {
     let cluster = TestCluster::start(3, &[]).await;
     cluster.wait_for_leader().await;
     let endpoints = cluster.endpoints();
     let options = raftkv_client::ClientOptions::default();
     let client = raftkv_client::Client::with_http2(&endpoints, options).expect("client");
-    client.put("job/before", "0").await.expect("put");
-    let mut watch = client.watch(raftkv_client::WatchRequest::prefix("job/", None));
-    // Written after the watch began: it reads the current revision first, so none is missed
-    // even if these land before its stream is open.
+    let before = client.put("job/before", "0").await.expect("put");
+    // From the revision after `before`: a watch "from now" (`None`) reads the present in its
+    // own task, after `watch` returned, so writes made at once may land before it.
+    let mut watch = client.watch(raftkv_client::WatchRequest::prefix(
+        "job/",
+        Some(before.revision + 1),
+    ));
     let mut written = Vec::new();
     for job in 1..=5 {
         let answer = client
@@ -280,8 +283,10 @@ async fn the_client_watch_from_now_over_http2_sees_every_later_write() {
         written.push((answer.revision, format!("job/{job}")));
     }
     let mut seen = Vec::new();
+    // One deadline for the whole wait: progress messages alone must not keep it going.
+    let until = tokio::time::Instant::now() + DEADLINE;
     while seen.len() < written.len() {
-        let message = tokio::time::timeout(DEADLINE, watch.next())
+        let message = tokio::time::timeout_at(until, watch.next())
             .await
             .expect("a message within the deadline")
             .expect("the watch goes on")

@@ -66,7 +66,9 @@ pub struct WatchRequest {
     /// The key or keys watched.
     pub selector: WatchSelector,
     /// The first revision whose changes are wanted; `None`: the changes after the present
-    /// (the client reads the current revision first, so a reconnection cannot skip any).
+    /// (the client reads the current revision first, so a reconnection cannot skip any). That
+    /// read happens in the watch's own task, after [`Client::watch`] returned: to be sure of
+    /// seeing a write made right after, start at a revision you know.
     pub start_revision: Option<u64>,
     /// Asks the node for a [`WatchMessage::Progress`] this often while nothing changes
     /// (millisecond resolution); `None`: the node's default. With it, a connection silent for
