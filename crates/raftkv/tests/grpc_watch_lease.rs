@@ -187,13 +187,7 @@ impl Drop for GrpcCluster {
     fn drop(&mut self) {
         for node in &mut self.nodes {
             if std::thread::panicking() {
-                if let Ok(text) = std::fs::read_to_string(&node.log) {
-                    let lines: Vec<&str> = text.lines().collect();
-                    eprintln!("--- {} log (last 30 lines) ---", node.grpc);
-                    for line in &lines[lines.len().saturating_sub(30)..] {
-                        eprintln!("{line}");
-                    }
-                }
+                common::print_log_tail(&node.grpc, &node.log, 30);
             }
             if let Some(mut process) = node.process.take() {
                 let _ = process.kill();

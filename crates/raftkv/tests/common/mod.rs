@@ -409,13 +409,7 @@ impl TestCluster {
     /// Prints every node's log (for a failing test).
     pub fn dump_logs(&self) {
         for node in &self.nodes {
-            if let Ok(text) = std::fs::read_to_string(&node.log) {
-                let lines: Vec<&str> = text.lines().collect();
-                eprintln!("--- node {} log (last 40 lines) ---", node.id);
-                for line in &lines[lines.len().saturating_sub(40)..] {
-                    eprintln!("{line}");
-                }
-            }
+            print_log_tail(&format!("node {}", node.id), &node.log, 40);
         }
     }
 }
@@ -427,6 +421,17 @@ impl Drop for TestCluster {
         }
         for index in 0..self.nodes.len() {
             self.kill(index);
+        }
+    }
+}
+
+/// Prints the last `count` lines of the log at `path` (for a failing test), if it is readable.
+pub fn print_log_tail(label: &str, path: &std::path::Path, count: usize) {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let lines: Vec<&str> = text.lines().collect();
+        eprintln!("--- {label} log (last {count} lines) ---");
+        for line in &lines[lines.len().saturating_sub(count)..] {
+            eprintln!("{line}");
         }
     }
 }
