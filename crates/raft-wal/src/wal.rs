@@ -395,7 +395,14 @@ impl Wal {
                     let id = snapshot.meta.last_included;
                     if let Some(discard) = view.apply_snapshot(id) {
                         // The file is durable before the marker that refers to it.
+                        let started = std::time::Instant::now();
                         snapshot_file::write(self.options.syncer(), &self.dir, &snapshot)?;
+                        tracing::info!(
+                            index = id.index.0,
+                            bytes = snapshot.data.len(),
+                            write_us = started.elapsed().as_micros() as u64,
+                            "snapshot file written"
+                        );
                         self.encode(&Record::Snapshot { id, discard }, &mut buffer)?;
                         published.push(Published::Snapshot(snapshot, discard));
                         wrote_snapshot = true;

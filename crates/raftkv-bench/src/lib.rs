@@ -119,6 +119,11 @@ pub struct BenchArgs {
     /// Write an SVG of latency over time and the latency distribution here.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Write every operation here as CSV (`completed_unix_micros,latency_micros,ok`, in
+    /// completion order), to line latencies up with events the servers log (a snapshot, a
+    /// leader change) by wall-clock time.
+    #[arg(long)]
+    pub samples: Option<PathBuf>,
 }
 
 /// Read consistency asked of the target.
@@ -323,6 +328,7 @@ async fn run_bench(
     let server_cpu_start = servers_cpu_seconds(&args.server_pids)?;
     let cpu_start = report::own_cpu_seconds();
     let started = Instant::now();
+    let started_unix_micros = unix_micros_now();
     // The deadline counts from now, not from before the connections were made.
     let stop = match args.ops {
         Some(ops) => Stop::AfterOps(ops),
@@ -336,7 +342,7 @@ async fn run_bench(
         read_ratio: args.read_ratio,
         seed,
         stop,
-        record_samples: args.plot.is_some(),
+        record_samples: args.plot.is_some() || args.samples.is_some(),
     });
     let progress = Arc::new(Progress::default());
     let (bar, display) = show_progress(args, Arc::clone(&progress), started);
@@ -396,8 +402,11 @@ async fn run_bench(
         client_cpu,
         servers,
     );
+    samples.sort_by_key(|sample| sample.at_micros);
+    if let Some(path) = &args.samples {
+        write_samples_csv(path, &samples, started_unix_micros)?;
+    }
     if let Some(path) = &args.plot {
-        samples.sort_by_key(|sample| sample.at_micros);
         let mut all = reads.clone();
         all.add(&writes)
             .map_err(|error| format!("merging histograms: {error}"))?;
@@ -406,6 +415,35 @@ async fn run_bench(
             .map_err(|error| format!("cannot write the plot to {}: {error}", path.display()))?;
     }
     Ok(report)
+}
+
+/// Microseconds since the Unix epoch now (0 if the clock is set before it).
+fn unix_micros_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, micros)
+}
+
+/// Writes `samples` (times relative to a run that started at `started_unix_micros`) as CSV.
+fn write_samples_csv(
+    path: &std::path::Path,
+    samples: &[plot::Sample],
+    started_unix_micros: u64,
+) -> Result<(), String> {
+    let mut text = String::with_capacity(32 * (samples.len() + 1));
+    text.push_str("completed_unix_micros,latency_micros,ok\n");
+    for sample in samples {
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            text,
+            "{},{},{}",
+            started_unix_micros + sample.at_micros,
+            sample.latency_micros,
+            u8::from(sample.ok)
+        );
+    }
+    std::fs::write(path, text)
+        .map_err(|error| format!("cannot write the samples to {}: {error}", path.display()))
 }
 
 /// One closed-loop client: one operation in flight until the plan says stop.
