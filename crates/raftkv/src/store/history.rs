@@ -56,12 +56,13 @@
 //! 8 more per version. A key attached to a lease also costs a node in the lease's set, which
 //! shares the key's text with this map.)
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::mem;
 use std::ops::Bound;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use imbl::OrdMap;
 use thiserror::Error;
 
 /// A key's value at one version, with the key's revisions at that version.
@@ -239,8 +240,10 @@ struct LogRecord {
 /// The held history of every key, and the store's revisions.
 #[derive(Clone, Debug)]
 pub(super) struct History {
-    /// Every key with at least one held version.
-    keys: BTreeMap<Arc<str>, KeyVersions>,
+    /// Every key with at least one held version. A persistent map: a clone shares every
+    /// node with the original (each copied only when one side changes it), so that a snapshot
+    /// takes its image of the whole store in O(1) on the apply path instead of copying it.
+    keys: OrdMap<Arc<str>, KeyVersions>,
     /// Every change with `revision >= compact_revision`, in the order made.
     /// Invariant: names exactly the held versions with `mod_revision >= compact_revision`.
     log: VecDeque<LogRecord>,
@@ -268,7 +271,7 @@ impl History {
     /// The empty store at revision 1, compacted at 1.
     pub(super) fn new() -> History {
         History {
-            keys: BTreeMap::new(),
+            keys: OrdMap::new(),
             log: VecDeque::new(),
             revision: 1,
             compact_revision: 1,
@@ -353,7 +356,7 @@ impl History {
     ) -> (Vec<(&str, &VersionedValue)>, bool) {
         let mut matching = self
             .keys
-            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .range::<_, str>((Bound::Included(prefix), Bound::Unbounded))
             .take_while(|(key, _)| key.starts_with(prefix))
             .filter_map(|(key, versions)| {
                 let version = versions.at(revision).filter(|version| version.exists())?;
@@ -376,7 +379,7 @@ impl History {
         // An empty range selects nothing; starting past its end keeps `take_while` honest.
         let empty = range.is_empty();
         self.keys
-            .range::<str, _>((Bound::Included(range.start.as_str()), Bound::Unbounded))
+            .range::<_, str>((Bound::Included(range.start.as_str()), Bound::Unbounded))
             .take_while(move |(key, _)| !empty && range.contains(key))
             .filter_map(move |(key, versions)| {
                 let version = versions.at(revision).filter(|version| version.exists())?;
@@ -451,10 +454,7 @@ impl History {
         make: impl FnOnce(Option<&VersionedValue>) -> Option<VersionedValue>,
     ) -> Option<VersionedValue> {
         let key_bytes = len_u64(key.len());
-        let mut found = self
-            .keys
-            .range_mut::<str, _>((Bound::Included(key), Bound::Included(key)));
-        let (shared_key, new) = match found.next() {
+        let (shared_key, new) = match self.keys.get_key_value_mut(key) {
             Some((shared_key, versions)) => {
                 let new = make(Some(&versions.latest))?;
                 assert!(
@@ -675,9 +675,7 @@ impl History {
     }
 
     fn sorts_last(&self, key: &str) -> bool {
-        self.keys
-            .last_key_value()
-            .is_none_or(|(last, _)| **last < *key)
+        self.keys.get_max().is_none_or(|(last, _)| **last < *key)
     }
 
     /// Each key's version older than the compaction revision, when it has one (never a

@@ -311,6 +311,46 @@ proptest! {
         }
     }
 
+    /// A snapshot image taken part-way is the state at that moment, whatever the machine does
+    /// afterwards (its keys are shared with the machine until either changes them): it
+    /// encodes to the bytes a snapshot taken then gives, and the live machine is not changed
+    /// by it.
+    #[test]
+    fn an_image_taken_while_writes_go_on_encodes_the_state_it_was_taken_at(
+        steps in prop::collection::vec(step(), 0..60),
+        image_at in any::<prop::sample::Index>(),
+        sessions_max in 0usize..4,
+    ) {
+        let image_at = image_at.index(steps.len() + 1);
+        let mut machine = StateMachine::new(sessions_max);
+        let mut untouched = StateMachine::new(sessions_max);
+        let mut taken = None;
+        let mut previous = Bytes::new();
+        for (at, step) in steps.iter().enumerate() {
+            if at == image_at {
+                taken = Some((machine.snapshot(), machine.snapshot_image()));
+            }
+            let index = at as u64 + 1;
+            let data = match step {
+                Step::Apply(command) => command.encode(),
+                Step::Retry => previous.clone(),
+                Step::Garbage(bytes) => Bytes::from(bytes.clone()),
+                Step::Skip => {
+                    machine.skip(index);
+                    untouched.skip(index);
+                    continue;
+                }
+            };
+            previous = data.clone();
+            prop_assert_eq!(machine.apply(index, &data), untouched.apply(index, &data));
+        }
+        let (bytes_then, image) =
+            taken.unwrap_or_else(|| (machine.snapshot(), machine.snapshot_image()));
+        prop_assert_eq!(image.encode(), bytes_then);
+        machine.check_invariants();
+        prop_assert_eq!(machine.snapshot(), untouched.snapshot());
+    }
+
     #[test]
     fn command_encoding_roundtrips(command in any_command()) {
         prop_assert_eq!(Command::decode(&command.encode()), Ok(command));
