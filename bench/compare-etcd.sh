@@ -141,21 +141,8 @@ die() {
 # ---------------------------------------------------------------------------------------------
 # Cleanup: everything started here is stopped on any exit.
 
-stop_pids() {
-    local pids=("$@") pid deadline
-    ((${#pids[@]})) || return 0
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    deadline=$((SECONDS + STOP_DEADLINE_SECONDS))
-    for pid in "${pids[@]}"; do
-        while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
-        if kill -0 "$pid" 2>/dev/null; then
-            printf 'compare-etcd: pid %s did not stop within %s s; killing it\n' \
-                "$pid" "$STOP_DEADLINE_SECONDS" >&2
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-        wait "$pid" 2>/dev/null || true
-    done
-}
+# shellcheck source=lib/processes.sh
+source "$REPO/bench/lib/processes.sh"
 
 cleanup() {
     local status=$?
@@ -175,17 +162,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# Runs "$@" in the background and waits for it, so a signal reaches the traps at once rather
-# than after the command ends; returns its exit status.
-run_child() {
-    local status=0
-    "$@" &
-    CHILD_PID=$!
-    wait "$CHILD_PID" || status=$?
-    CHILD_PID=""
-    return "$status"
-}
 
 # ---------------------------------------------------------------------------------------------
 # 1. Tools.

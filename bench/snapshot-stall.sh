@@ -86,17 +86,8 @@ NODES=(1 2 3)
 PIDS=()
 CHILD_PID=""
 
-stop_pids() {
-    local pids=("$@") pid deadline
-    ((${#pids[@]})) || return 0
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    deadline=$((SECONDS + STOP_DEADLINE_SECONDS))
-    for pid in "${pids[@]}"; do
-        while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-}
+# shellcheck source=lib/processes.sh
+source "$REPO/bench/lib/processes.sh"
 
 cleanup() {
     local status=$?
@@ -109,16 +100,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# Runs "$@" in the background and waits for it, so that a signal reaches the traps at once.
-run_child() {
-    local status=0
-    "$@" &
-    CHILD_PID=$!
-    wait "$CHILD_PID" || status=$?
-    CHILD_PID=""
-    return "$status"
-}
 
 HTTP_PORTS=() RAFT_PORTS=()
 for n in "${NODES[@]}"; do
@@ -206,11 +187,9 @@ results_dir, label, logs = sys.argv[1], sys.argv[2], sys.argv[3:]
 LINE = re.compile(r"^(\S+Z)\s+INFO\s+\S+: (snapshot taken|snapshot file written) (.*)$")
 FIELD = re.compile(r"(\w+)=(\S+)")
 
-
 def unix_micros(stamp):
     moment = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     return round(moment.timestamp() * 1e6)
-
 
 windows = []
 for log in logs:
@@ -246,16 +225,13 @@ for w in windows:
     longest = max(longest, w[1])
     ends_max.append(longest)
 
-
 def during(start, end):
     last = bisect.bisect_right(starts, end) - 1
     return last >= 0 and ends_max[last] >= start
 
-
 inside, outside = [], []
 for start, end, latency, ok in samples:
     (inside if during(start, end) else outside).append(latency)
-
 
 def percentile(values, quantile):
     if not values:
@@ -263,7 +239,6 @@ def percentile(values, quantile):
     ordered = sorted(values)
     rank = max(0, min(len(ordered) - 1, int(round(quantile * len(ordered) + 0.5)) - 1))
     return ordered[rank]
-
 
 def summary(values):
     return {
@@ -273,7 +248,6 @@ def summary(values):
         "p99.9_ms": percentile(values, 0.999) / 1000,
         "max_ms": max(values, default=float("nan")) / 1000,
     }
-
 
 with open(f"{results_dir}/windows.csv", "w") as handle:
     handle.write("start_unix_micros,end_unix_micros,log,index,bytes,image_us,write_us\n")
@@ -289,7 +263,8 @@ print(f"snapshots in the run: {len(windows)} "
 for w in windows:
     print(f"  {w[2].rsplit('/', 1)[-1]} index {w[3]}: {(w[1] - w[0]) / 1000:.0f} ms "
           f"(image {w[5] / 1000:.1f} ms, file write {w[6] / 1000:.0f} ms), {w[4] / 1e6:.1f} MB")
-print(f"throughput: {measure['throughput_ops_per_sec']:.0f} ops/s")
+print(f"throughput: {measure['throughput_ops_per_sec']:.0f} ops/s, "
+      f"{measure['ops']['errors']} failed (timed out or refused; counted at their latency)")
 for name, figures in stats.items():
     print(f"{name:>8}: " + ", ".join(f"{key} {value:.2f}" if isinstance(value, float)
                                      else f"{key} {value}" for key, value in figures.items()))

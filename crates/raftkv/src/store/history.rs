@@ -2,7 +2,7 @@
 //! the order the changes were made in, and the reads at a past revision they answer.
 //!
 //! ```text
-//!  keys: BTreeMap<key, KeyVersions>                 log: VecDeque<LogRecord>
+//!  keys: OrdMap<key, KeyVersions>                   log: VecDeque<LogRecord>
 //!  (here compacted at 4)                            (every change at or after 4)
 //!  ┌──────┬──────────────────────────────────┐      ┌──────────┬─────┐
 //!  │ "a"  │ older: [a@3, a@5]   latest: a@9  │◄─────│ rev 5    │ "a" │  one record per change,
