@@ -134,8 +134,8 @@ impl StateMachine {
 
     /// The state as it is now, detached from it, for [`SnapshotImage::encode`], so that the
     /// slow part, encoding (about 100 ms for 25 MB), runs off the apply path and without the
-    /// state's lock. Cheap: the store's keys are shared, not copied (a persistent map, see `store::history`); the
-    /// sessions, leases and addresses are copied.
+    /// state's lock. Cheap: the store's keys are shared, not copied (a persistent map, see
+    /// `store::history`); the sessions, leases and addresses are copied.
     pub fn snapshot_image(&self) -> SnapshotImage {
         let record = SnapshotRecord {
             version: SNAPSHOT_FORMAT_VERSION,
