@@ -95,7 +95,7 @@ fn check(cluster: &Cluster, seed: u64) -> u64 {
             cluster.node(id).is_some_and(|node| {
                 let first = Index(node.snapshot_index().0 + 1);
                 node.entries(first, node.last_index().next())
-                    .is_ok_and(|entries| entries.iter().any(|entry| &entry.data == command))
+                    .is_ok_and(|entries| entries.iter().any(|entry| entry.data == *command))
             })
         })
     };
