@@ -12,6 +12,12 @@
 //!          peer) are synced at once, as the three peers share one disk here
 //! ```
 //!
+//! Each proposer count runs twice, alternating: proposals entering at the leader
+//! (`start_command`), then at a follower (`start_command_or_forward`: the follower forwards
+//! them to the leader over the Raft transport, and the proposer waits for the command to be
+//! applied on that follower, as a service answering its client there would); the table prints
+//! both and their ratio.
+//!
 //! A commit needs the leader's fsync and one follower's fsync, which run in parallel, plus one
 //! round trip to that follower, so the 1-proposer latency is expected at 1.0–1.5× the floor.
 //! The floor is sampled before and after the cluster runs (by `crate::floor`, which `raft-bench
@@ -281,6 +287,34 @@ async fn dispatch(mut applied: mpsc::Receiver<ApplyMsg>, tracker: Arc<Tracker>) 
     }
 }
 
+/// Where the proposers' commands enter the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Entry {
+    /// At the leader, with `start_command`.
+    Leader,
+    /// At a follower, forwarded to the leader (`start_command_or_forward`).
+    Follower,
+}
+
+impl Entry {
+    fn name(self) -> &'static str {
+        match self {
+            Entry::Leader => "leader",
+            Entry::Follower => "follower",
+        }
+    }
+}
+
+/// Proposes `payload` at `peer` through `start_command_or_forward`; the place the leader gave
+/// it, or why not.
+async fn forward(node: &RaftNode, payload: Bytes) -> Result<(Index, Term), NodeError> {
+    let (sender, receiver) = oneshot::channel();
+    node.start_command_or_forward(payload, move |placed| {
+        let _ = sender.send(placed);
+    })?;
+    receiver.await.unwrap_or(Err(NodeError::ForwardUnanswered))
+}
+
 /// What the proposers of one run observed.
 #[derive(Debug, Default)]
 struct RunResult {
@@ -293,23 +327,32 @@ struct RunResult {
     lost: u64,
 }
 
-/// One closed-loop proposer: proposes, waits for the leader to apply, repeats until `end`.
-async fn propose_until(cluster: Arc<Cluster>, end: Instant) -> RunResult {
+/// One closed-loop proposer: proposes where `entry` says, waits for the entry peer to apply,
+/// repeats until `end`.
+async fn propose_until(cluster: Arc<Cluster>, end: Instant, entry: Entry) -> RunResult {
     let payload = Bytes::from(vec![0x5a; COMMAND_BYTES]);
     let mut result = RunResult::default();
     while Instant::now() < end {
         let leader = cluster.leader().await;
+        let (peer, proposed) = match entry {
+            Entry::Leader => (leader, None),
+            Entry::Follower => ((leader + 1) % cluster.nodes.len(), Some(())),
+        };
         let start = Instant::now();
-        let (index, term) = match cluster.nodes[leader].start_command(payload.clone()).await {
+        let placed = match proposed {
+            None => cluster.nodes[peer].start_command(payload.clone()).await,
+            Some(()) => forward(&cluster.nodes[peer], payload.clone()).await,
+        };
+        let (index, term) = match placed {
             Ok(proposed) => proposed,
-            Err(NodeError::NotLeader { .. } | NodeError::Busy) => {
+            Err(NodeError::NotLeader { .. } | NodeError::Busy | NodeError::ForwardUnanswered) => {
                 result.refused += 1;
                 tokio::task::yield_now().await;
                 continue;
             }
             Err(error) => panic!("start_command failed: {error}"),
         };
-        match cluster.trackers[leader].wait(index).await {
+        match cluster.trackers[peer].wait(index).await {
             Some(applied_term) if applied_term == term => result.latencies.push(start.elapsed()),
             _ => result.lost += 1,
         }
@@ -317,13 +360,19 @@ async fn propose_until(cluster: Arc<Cluster>, end: Instant) -> RunResult {
     result
 }
 
-/// Runs `proposers` closed-loop proposers for `measure`; prints one row of the table.
-async fn measure_run(cluster: &Arc<Cluster>, proposers: usize, measure: Duration) -> Duration {
+/// Runs `proposers` closed-loop proposers entering at `entry` for `measure`; prints one row
+/// of the table and returns the p50 latency and the throughput.
+async fn measure_run(
+    cluster: &Arc<Cluster>,
+    proposers: usize,
+    measure: Duration,
+    entry: Entry,
+) -> (Duration, f64) {
     assert!(proposers > 0, "at least one proposer");
     let start = Instant::now();
     let end = start + measure;
     let tasks: Vec<_> = (0..proposers)
-        .map(|_| tokio::spawn(propose_until(Arc::clone(cluster), end)))
+        .map(|_| tokio::spawn(propose_until(Arc::clone(cluster), end, entry)))
         .collect();
     let mut total = RunResult::default();
     for task in tasks {
@@ -337,15 +386,16 @@ async fn measure_run(cluster: &Arc<Cluster>, proposers: usize, measure: Duration
     let latencies = Latencies::of(&total.latencies);
     let p50 = latencies.at(0.50);
     let p99 = latencies.at(0.99);
+    let throughput = total.latencies.len() as f64 / elapsed.as_secs_f64();
     println!(
-        "{proposers:>9}  {:>10.0}  {:>10}  {:>10}  {:>8}  {:>5}",
-        total.latencies.len() as f64 / elapsed.as_secs_f64(),
+        "{proposers:>9}  {:>8}  {throughput:>10.0}  {:>10}  {:>10}  {:>8}  {:>5}",
+        entry.name(),
         micros(p50),
         micros(p99),
         total.refused,
         total.lost,
     );
-    p50
+    (p50, throughput)
 }
 
 /// A duration as whole microseconds followed by the unit, for the tables.
@@ -372,15 +422,22 @@ async fn measure(settings: &Settings, scratch: &ScratchDir) {
         leader + 1,
     );
     println!(
-        "{:>9}  {:>10}  {:>10}  {:>10}  {:>8}  {:>5}",
-        "proposers", "commands/s", "p50", "p99", "refused", "lost"
+        "{:>9}  {:>8}  {:>10}  {:>10}  {:>10}  {:>8}  {:>5}",
+        "proposers", "entry", "commands/s", "p50", "p99", "refused", "lost"
     );
     let mut single_p50 = None;
     for proposers in PROPOSERS {
-        let p50 = measure_run(&cluster, proposers, settings.measure).await;
+        let (p50, at_leader) =
+            measure_run(&cluster, proposers, settings.measure, Entry::Leader).await;
         if proposers == 1 {
             single_p50 = Some(p50);
         }
+        let (_, at_follower) =
+            measure_run(&cluster, proposers, settings.measure, Entry::Follower).await;
+        println!(
+            "{proposers:>9}  follower ÷ leader throughput: {:.2}",
+            at_follower / at_leader
+        );
     }
     Arc::try_unwrap(cluster)
         .unwrap_or_else(|_| panic!("every proposer has finished"))

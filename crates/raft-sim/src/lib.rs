@@ -192,7 +192,7 @@ pub use check::{
     CheckFailure, CheckOptions, CheckReport,
 };
 pub use cluster::LOST_WRITES_MAX;
-pub use cluster::{Cluster, ClusterBuilder, SimCounters};
+pub use cluster::{Cluster, ClusterBuilder, ForwardRecord, SimCounters};
 pub use config::{DiskConfig, NetworkConfig, ServiceConfig, SimConfig, LOSSY_CRASH_PERCENT};
 pub use invariants::{Check, Violation};
 pub use machine::{MachineCounters, StateMachine};

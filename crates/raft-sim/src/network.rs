@@ -22,7 +22,7 @@ use raft_core::MessageBody;
 
 /// Names of the message kinds, in the order of `kind_index`; they match
 /// [`MessageBody::kind_name`].
-pub const KIND_NAMES: [&str; 16] = [
+pub const KIND_NAMES: [&str; 18] = [
     "PreVote",
     "Vote",
     "PreVoteResp",
@@ -39,6 +39,8 @@ pub const KIND_NAMES: [&str; 16] = [
     "Commit",
     "RecoveryProbe",
     "RecoveryProbeResp",
+    "ForwardProposal",
+    "ForwardProposalResp",
 ];
 
 fn kind_index(body: &MessageBody) -> usize {
@@ -59,12 +61,14 @@ fn kind_index(body: &MessageBody) -> usize {
         MessageBody::Commit { .. } => 13,
         MessageBody::RecoveryProbe => 14,
         MessageBody::RecoveryProbeResponse { .. } => 15,
+        MessageBody::ForwardProposal { .. } => 16,
+        MessageBody::ForwardProposalResponse { .. } => 17,
     }
 }
 
 /// Whether a message kind is a request (an "RPC" in labrpc's counting) rather than an answer.
 fn is_request(kind: usize) -> bool {
-    matches!(kind, 0 | 1 | 4 | 6 | 8 | 10 | 11 | 13 | 14)
+    matches!(kind, 0 | 1 | 4 | 6 | 8 | 10 | 11 | 13 | 14 | 16)
 }
 
 /// Counts for one message kind.
@@ -85,7 +89,7 @@ pub struct KindStats {
 /// Message and byte counts per kind since the cluster started.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NetworkStats {
-    kinds: [KindStats; 16],
+    kinds: [KindStats; 18],
 }
 
 impl NetworkStats {

@@ -79,6 +79,8 @@ impl Cluster {
         current.incarnation += 1;
         current.flush_scheduled = false;
         current.proposals.clear();
+        // The core that would have reported these is gone: their outcome stays unknown.
+        current.forwards.clear();
         current.apply_queue.clear();
         if let Err(error) = self.stores.reopen(index) {
             self.fail(Violation {

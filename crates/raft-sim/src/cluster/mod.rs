@@ -163,6 +163,8 @@ pub(crate) struct Peer {
     reads: Vec<ReadState>,
     /// Reads that failed on this peer.
     failed_reads: Vec<u64>,
+    /// Commands this incarnation forwarded to a leader and awaits the outcome of.
+    forwards: std::collections::BTreeMap<raft_core::ForwardId, Bytes>,
     /// Work handed to an asynchronous service, oldest first.
     apply_queue: std::collections::VecDeque<ApplyItem>,
     /// Completion time of the newest item of `apply_queue`.
@@ -199,6 +201,19 @@ pub struct Cluster {
     trace: Trace,
     counters: SimCounters,
     next_read_context: u64,
+    /// Every forwarded command's outcome as its follower learned it, in order.
+    forward_outcomes: Vec<ForwardRecord>,
+}
+
+/// What a follower learned of a command it forwarded ([`Cluster::start_or_forward`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardRecord {
+    /// The follower that forwarded it.
+    pub peer: NodeId,
+    /// The command.
+    pub command: Bytes,
+    /// The outcome handed out in its `Ready::forwarded`.
+    pub outcome: Result<LogId, raft_core::ForwardError>,
 }
 
 impl Cluster {
@@ -250,6 +265,7 @@ impl Cluster {
                     proposals: Default::default(),
                     reads: Vec::new(),
                     failed_reads: Vec::new(),
+                    forwards: std::collections::BTreeMap::new(),
                     apply_queue: Default::default(),
                     apply_done_us: 0,
                     machine: None,
@@ -271,6 +287,7 @@ impl Cluster {
             trace: Trace::new(config.trace_capacity),
             counters: SimCounters::default(),
             next_read_context: 1,
+            forward_outcomes: Vec::new(),
             config,
         };
         for peer in 0..cluster.peers.len() {
@@ -510,6 +527,11 @@ impl Cluster {
     /// Reads answered, in total, with an index checked against the commit history.
     pub fn reads_verified(&self) -> u64 {
         self.invariants.reads.served()
+    }
+
+    /// The outcomes of forwarded commands so far, in the order the followers learned them.
+    pub fn forward_outcomes(&self) -> &[ForwardRecord] {
+        &self.forward_outcomes
     }
 
     /// The command applied at `index` by any peer (all peers agree, or an invariant failed).

@@ -11,7 +11,7 @@
 use raft_core::{CompactError, LogId, LogStore, Message, NodeId};
 use rand::Rng;
 
-use super::{ApplyItem, Cluster, EMPTY_READY_ROUNDS_MAX, READY_ROUNDS_MAX};
+use super::{ApplyItem, Cluster, ForwardRecord, EMPTY_READY_ROUNDS_MAX, READY_ROUNDS_MAX};
 use crate::event::Event;
 use crate::invariants::{check_durable_before_answer, check_membership_steps, Violation};
 use crate::network::Fate;
@@ -120,6 +120,19 @@ impl Cluster {
             self.invariants.reads.fail(context);
             self.counters.reads_failed += 1;
             self.peers[peer].failed_reads.push(context);
+        }
+        for (forward, outcome) in ready.forwarded {
+            let Some(command) = self.peers[peer].forwards.remove(&forward) else {
+                self.fail(Violation {
+                    invariant: "forward-answered-once",
+                    detail: format!("{id} handed out {forward:?} twice, or one it never made"),
+                });
+            };
+            self.forward_outcomes.push(ForwardRecord {
+                peer: id,
+                command,
+                outcome,
+            });
         }
         if let Some(node) = self.peers[peer].node.as_mut() {
             for to in unreachable {

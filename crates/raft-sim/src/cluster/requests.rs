@@ -2,13 +2,15 @@
 //!
 //! ```text
 //!  start(p, cmd) ─► propose ─► Flush event ─► the driving loop sends the entries
+//!  start_or_forward(p, cmd) ─► a leader: as start; a follower: forwarded at its next ready,
+//!                              the outcome recorded in forward_outcomes
 //!  read_index(p) ─► read check begins (floor: everything committed now) ─► Flush
 //!  lease_read(p) ─► the same check; a leader whose lease holds answers at the next ready()
 //!  propose_conf_change(p, change) ─► the configuration entry, in effect at once ─► Flush
 //! ```
 
 use bytes::Bytes;
-use raft_core::{ConfChange, ConfChangeError, LogId, NodeId, ProposeError};
+use raft_core::{ConfChange, ConfChangeError, LogId, NodeId, Proposal, ProposeError};
 
 use super::Cluster;
 use crate::trace::{hash_bytes, TraceEvent};
@@ -27,6 +29,40 @@ impl Cluster {
             .record(self.now_us, TraceEvent::Propose { peer: peer.0, id });
         self.schedule_flush(index);
         Some(id)
+    }
+
+    /// Proposes `command` on `peer` wherever it stands ([`raft_core::Raft::propose_or_forward`]):
+    /// a leader places it as [`Cluster::start`] does; a follower forwards it to its leader,
+    /// and the outcome appears in [`Cluster::forward_outcomes`] (none if the peer crashes
+    /// first). A down peer refuses with `NotLeader`.
+    pub fn start_or_forward(
+        &mut self,
+        peer: NodeId,
+        command: Bytes,
+    ) -> Result<Proposal, ProposeError> {
+        let index = self.peer_index(peer);
+        let hash = hash_bytes(&command);
+        let Some(node) = self.peers[index].node.as_mut() else {
+            return Err(ProposeError::NotLeader { leader: None });
+        };
+        let proposal = node.propose_or_forward(command.clone())?;
+        match proposal {
+            Proposal::Placed(id) => {
+                self.peers[index].proposals.insert(id.index, (id, hash));
+                self.counters.proposals += 1;
+                self.trace
+                    .record(self.now_us, TraceEvent::Propose { peer: peer.0, id });
+            }
+            Proposal::Forwarded(forward) => {
+                self.peers[index].forwards.insert(forward, command);
+                self.trace.record(
+                    self.now_us,
+                    TraceEvent::Note(format!("n{} forwards {forward:?}", peer.0)),
+                );
+            }
+        }
+        self.schedule_flush(index);
+        Ok(proposal)
     }
 
     /// Requests a linearizable read on `peer`. Returns the read's context; its answer appears
