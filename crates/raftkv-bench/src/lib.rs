@@ -20,10 +20,14 @@
 
 #![deny(missing_docs)]
 
+pub mod background;
+pub mod disk;
+pub mod fill;
 pub mod history;
 pub mod lease;
 pub mod plot;
 mod report;
+pub mod sweep;
 mod target;
 pub mod watch;
 
@@ -116,9 +120,13 @@ pub struct BenchArgs {
     /// Print the result as one JSON object on stdout instead of a text summary.
     #[arg(long)]
     pub json: bool,
-    /// Write an SVG of latency over time and the latency distribution here.
+    /// Write an SVG of latency over time and the latency distribution here (with --sweep:
+    /// throughput and latency against the swept parameter).
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// The sweep options (--sweep and what goes with it).
+    #[command(flatten)]
+    pub sweep: sweep::SweepArgs,
 }
 
 /// Read consistency asked of the target.
@@ -280,6 +288,9 @@ pub async fn run(
     tls: Option<ClientTls>,
     args: BenchArgs,
 ) -> ExitCode {
+    if let Some(spec) = args.sweep.sweep.clone() {
+        return sweep::run(endpoints, token, tls, args, spec).await;
+    }
     match run_bench(endpoints, token.as_deref(), tls, &args).await {
         Ok(report) => {
             if args.json {
