@@ -5,7 +5,8 @@
 //! ```text
 //!  start: watchers spread over the endpoints (HTTP/2, WATCH_STREAMS_PER_CONNECTION streams per
 //!         connection) ─► wait until the nodes' watch_watchers_open gauges count them
-//!         leases granted (TTL LEASE_TTL_SECONDS) ─► one task renews all every TTL/3
+//!         leases granted (TTL LEASE_TTL_SECONDS) ─► one task renews all every
+//!         LEASE_RENEWAL_INTERVAL_SECONDS
 //!  ... the measured run ...
 //!  stop:  watchers closed (events received counted, any error reported)
 //!         renewals stopped (a lease found gone fails the point) ─► leases revoked
@@ -29,14 +30,19 @@ use crate::{mode_options, with_token};
 /// connection (4,096), as `raftkv bench watch` keeps them.
 const WATCH_STREAMS_PER_CONNECTION: usize = 4_000;
 
-/// TTL of the leases kept alive: renewed every third of it, so 10 s is a renewal of every
-/// lease every 3.3 s, several times over a 10 s point.
-const LEASE_TTL_SECONDS: u64 = 10;
+/// TTL of the leases kept alive: long enough that the first leases granted do not expire while
+/// the last ones are granted (100,000 grants took over 10 s on a loaded 2-core machine, and a
+/// 10 s TTL lost leases before the first renewal).
+const LEASE_TTL_SECONDS: u64 = 60;
+
+/// How often every lease is renewed: several rounds of keepalives within a point of a few
+/// seconds, so their cost is part of what the point measures.
+const LEASE_RENEWAL_INTERVAL_SECONDS: u64 = 2;
 
 /// Grants and revokes in flight at once.
 const LEASE_GRANTS_IN_FLIGHT: u64 = 64;
 
-/// How long the nodes may take to count every watch opened.
+/// How long the nodes may take to count every watch opened (or closed).
 const WATCHERS_OPEN_WAIT_MAX: Duration = Duration::from_secs(180);
 
 /// What to run beside the measured run.
@@ -64,6 +70,9 @@ pub struct BackgroundFigures {
 /// The background load while it runs.
 pub struct RunningLoad {
     load: BackgroundLoad,
+    /// The endpoints, and the watches open on them before this load opened its own.
+    endpoints: Vec<String>,
+    watchers_open_before: u64,
     watchers: JoinSet<()>,
     counts: Arc<WatchCounts>,
     leases: Option<LeasesKept>,
@@ -95,8 +104,9 @@ impl BackgroundLoad {
         let options = mode_options(request_timeout);
         let counts = Arc::new(WatchCounts::default());
         let mut watchers = JoinSet::new();
+        let mut open_before = 0;
         if self.watchers > 0 {
-            let open_before = watchers_open(endpoints).await?;
+            open_before = watchers_open(endpoints).await?;
             let current = with_token(Client::with_http2(endpoints, options), token)?
                 .scan_at(key_prefix, 1, None)
                 .await
@@ -139,7 +149,8 @@ impl BackgroundLoad {
                     }
                 });
             }
-            wait_for_watchers(endpoints, open_before + self.watchers as u64, &counts).await?;
+            let target = open_before + self.watchers as u64;
+            wait_for_watchers(endpoints, |open| open >= target, &counts).await?;
         }
         let leases = if self.leases > 0 {
             let client = with_token(Client::with_http2(endpoints, options), token)?;
@@ -157,7 +168,8 @@ impl BackgroundLoad {
                 client.clone(),
                 Arc::clone(&ids),
                 LEASE_KEEPALIVE_IDS_MAX as u64,
-                LEASE_TTL_SECONDS,
+                // It renews every third of the TTL it is given.
+                3 * LEASE_RENEWAL_INTERVAL_SECONDS,
                 Arc::clone(&stop),
             ));
             Some(LeasesKept {
@@ -171,6 +183,8 @@ impl BackgroundLoad {
         };
         Ok(RunningLoad {
             load: self,
+            endpoints: endpoints.to_vec(),
+            watchers_open_before: open_before,
             watchers,
             counts,
             leases,
@@ -186,6 +200,16 @@ impl RunningLoad {
             return Ok(None);
         }
         self.watchers.shutdown().await;
+        if self.load.watchers > 0 {
+            // The next point counts its own watches by the same gauges: wait until the nodes
+            // have closed these.
+            wait_for_watchers(
+                &self.endpoints,
+                |open| open <= self.watchers_open_before,
+                &self.counts,
+            )
+            .await?;
+        }
         let watch_error = self
             .counts
             .first_error
@@ -227,15 +251,17 @@ async fn watchers_open(endpoints: &[String]) -> Result<u64, String> {
     Ok(open)
 }
 
+/// Polls the nodes' open watches until `done` holds; fails when a watcher ended with an error
+/// or after [`WATCHERS_OPEN_WAIT_MAX`].
 async fn wait_for_watchers(
     endpoints: &[String],
-    target: u64,
+    done: impl Fn(u64) -> bool,
     counts: &WatchCounts,
 ) -> Result<(), String> {
     let deadline = Instant::now() + WATCHERS_OPEN_WAIT_MAX;
     loop {
         let open = watchers_open(endpoints).await?;
-        if open >= target {
+        if done(open) {
             return Ok(());
         }
         if let Ok(first) = counts.first_error.lock() {
@@ -245,7 +271,7 @@ async fn wait_for_watchers(
         }
         if Instant::now() >= deadline {
             return Err(format!(
-                "the nodes count {open} watches open, not {target}, after {WATCHERS_OPEN_WAIT_MAX:?}"
+                "the nodes' open watches stayed at {open} for {WATCHERS_OPEN_WAIT_MAX:?}"
             ));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

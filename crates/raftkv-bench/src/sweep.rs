@@ -39,8 +39,8 @@ pub struct SweepArgs {
     /// Run once per value of one parameter and report (and with --plot, draw) throughput and
     /// latency against it: `clients=1,4,16,64`, `value-size=100,1Ki,64Ki`, `keys=1k,1M`,
     /// `read-ratio=0,0.5,0.9`, `threads=1,2`, `connections=1,4`, `watchers=1,100,10k`
-    /// (watches of --key-prefix open during the run), `leases=1,1k,100k` (leases kept alive
-    /// during the run). Suffixes: k (1,000), M (1,000,000), Ki (1,024), Mi (1,048,576).
+    /// (watches of --key-prefix open during the run), `leases=1,1k,100k` (leases of 60 s kept
+    /// alive during the run, every one renewed every 2 s). Suffixes: k (1,000), M (1,000,000), Ki (1,024), Mi (1,048,576).
     #[arg(long, value_parser = parse_sweep)]
     pub sweep: Option<SweepSpec>,
     /// A run before each point's measured run, with the same options, not counted.
@@ -469,14 +469,17 @@ fn chart_of(result: &SweepResult, args: &BenchArgs) -> SweepChart {
             figures: point.figures,
         })
         .collect();
-    let title = match result.points.first() {
-        Some(point) => format!(
-            "{} against {}",
-            point.report.title(),
-            result.parameter.name()
-        ),
-        None => format!("raftkv bench against {}", result.parameter.name()),
+    let workload = match args.read_ratio {
+        _ if result.parameter == Parameter::ReadRatio => "operations".to_string(),
+        0.0 => "writes".to_string(),
+        1.0 => format!("{} reads", args.consistency.name()),
+        ratio => format!("{:.0}% {} reads", ratio * 100.0, args.consistency.name()),
     };
+    let title = format!(
+        "{} {workload} against {}",
+        args.target.name(),
+        result.parameter.name()
+    );
     SweepChart {
         title,
         x_label: result.parameter.axis_label().to_string(),

@@ -278,7 +278,7 @@ fn draw_throughput(
         .x_desc(axis.description(&chart.x_label))
         .y_desc("successful ops/s")
         .label_style((FONT, 14))
-        .axis_desc_style((FONT, 15).into_font().color(&COLOUR_THROUGHPUT))
+        .axis_desc_style((FONT, 15))
         .draw()?;
     if chart.show_bandwidth {
         plot.configure_secondary_axes()
