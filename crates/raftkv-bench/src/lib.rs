@@ -293,16 +293,8 @@ pub async fn run(
     }
     match run_bench(endpoints, token.as_deref(), tls, &args).await {
         Ok(report) => {
-            if args.json {
-                match serde_json::to_string(&report) {
-                    Ok(json) => println!("{json}"),
-                    Err(error) => {
-                        eprintln!("raftkv bench: cannot encode the result: {error}");
-                        return ExitCode::from(1);
-                    }
-                }
-            } else {
-                print!("{}", report.text());
+            if let Err(failed) = print_result(args.json, &report, || report.text()) {
+                return failed;
             }
             if report.ops.ok == 0 {
                 eprintln!("raftkv bench: no operation succeeded");
@@ -488,6 +480,27 @@ async fn work(
         }
     }
     result
+}
+
+/// Prints `result` as one JSON object (`json`) or as `text`; exit status 1 if it cannot be
+/// encoded.
+pub(crate) fn print_result<T: serde::Serialize>(
+    json: bool,
+    result: &T,
+    text: impl FnOnce() -> String,
+) -> Result<(), ExitCode> {
+    if json {
+        match serde_json::to_string(result) {
+            Ok(json) => println!("{json}"),
+            Err(error) => {
+                eprintln!("raftkv bench: cannot encode the result: {error}");
+                return Err(ExitCode::from(1));
+            }
+        }
+    } else {
+        print!("{}", text());
+    }
+    Ok(())
 }
 
 /// CPU time of all of `pids` together so far, in seconds.

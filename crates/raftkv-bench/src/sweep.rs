@@ -339,17 +339,7 @@ pub(crate) async fn run(
 ) -> ExitCode {
     match run_sweep(&endpoints, token.as_deref(), tls, &args, &spec).await {
         Ok(result) => {
-            if args.json {
-                match serde_json::to_string(&result) {
-                    Ok(json) => println!("{json}"),
-                    Err(error) => {
-                        eprintln!("raftkv bench: cannot encode the result: {error}");
-                        return ExitCode::from(1);
-                    }
-                }
-            } else {
-                print!("{}", table(&result));
-            }
+            // The plot first: a closed stdout (a pager quit early) must not lose it.
             if let Some(path) = &args.plot {
                 let svg = match sweep_chart::render(&chart_of(&result, &args)) {
                     Ok(svg) => svg,
@@ -365,6 +355,9 @@ pub(crate) async fn run(
                     );
                     return ExitCode::from(1);
                 }
+            }
+            if let Err(failed) = crate::print_result(args.json, &result, || table(&result)) {
+                return failed;
             }
             if result.points.iter().any(|point| point.figures.ok == 0) {
                 eprintln!("raftkv bench: a point of the sweep had no successful operation");
