@@ -261,7 +261,7 @@ fn node_id_in_cmdline(cmdline: &[u8]) -> Option<u64> {
 }
 
 /// Grants `count` leases of `ttl_seconds`, `in_flight` at once; their ids, in grant order.
-async fn grant(
+pub(crate) async fn grant(
     client: &Client,
     count: u64,
     ttl_seconds: u64,
@@ -298,7 +298,11 @@ async fn grant(
 }
 
 /// Revokes every lease of `ids`, `in_flight` at once; how many existed still.
-async fn revoke(client: &Client, ids: &Arc<Vec<u64>>, in_flight: u64) -> Result<u64, String> {
+pub(crate) async fn revoke(
+    client: &Client,
+    ids: &Arc<Vec<u64>>,
+    in_flight: u64,
+) -> Result<u64, String> {
     let next = Arc::new(AtomicU64::new(0));
     let revoked = Arc::new(AtomicU64::new(0));
     let mut revokers = JoinSet::new();
@@ -600,7 +604,7 @@ async fn alternate(
 
 /// Renews every lease once per TTL/3 (at once first) until `stop`: (rounds, answers that found
 /// a lease gone).
-async fn renew_every_third_of_ttl(
+pub(crate) async fn renew_every_third_of_ttl(
     client: Client,
     ids: Arc<Vec<u64>>,
     batch: u64,

@@ -20,10 +20,14 @@
 
 #![deny(missing_docs)]
 
+pub mod background;
+pub mod disk;
+pub mod fill;
 pub mod history;
 pub mod lease;
 pub mod plot;
 mod report;
+pub mod sweep;
 mod target;
 pub mod watch;
 
@@ -116,7 +120,8 @@ pub struct BenchArgs {
     /// Print the result as one JSON object on stdout instead of a text summary.
     #[arg(long)]
     pub json: bool,
-    /// Write an SVG of latency over time and the latency distribution here.
+    /// Write an SVG of latency over time and the latency distribution here (with --sweep:
+    /// throughput and latency against the swept parameter).
     #[arg(long)]
     pub plot: Option<PathBuf>,
     /// Write every operation here as CSV (`completed_unix_micros,latency_micros,ok`, in
@@ -124,6 +129,9 @@ pub struct BenchArgs {
     /// leader change) by wall-clock time.
     #[arg(long)]
     pub samples: Option<PathBuf>,
+    /// The sweep options (--sweep and what goes with it).
+    #[command(flatten)]
+    pub sweep: sweep::SweepArgs,
 }
 
 /// Read consistency asked of the target.
@@ -285,18 +293,13 @@ pub async fn run(
     tls: Option<ClientTls>,
     args: BenchArgs,
 ) -> ExitCode {
+    if let Some(spec) = args.sweep.sweep.clone() {
+        return sweep::run(endpoints, token, tls, args, spec).await;
+    }
     match run_bench(endpoints, token.as_deref(), tls, &args).await {
         Ok(report) => {
-            if args.json {
-                match serde_json::to_string(&report) {
-                    Ok(json) => println!("{json}"),
-                    Err(error) => {
-                        eprintln!("raftkv bench: cannot encode the result: {error}");
-                        return ExitCode::from(1);
-                    }
-                }
-            } else {
-                print!("{}", report.text());
+            if let Err(failed) = print_result(args.json, &report, || report.text()) {
+                return failed;
             }
             if report.ops.ok == 0 {
                 eprintln!("raftkv bench: no operation succeeded");
@@ -515,6 +518,27 @@ async fn work(
         }
     }
     result
+}
+
+/// Prints `result` as one JSON object (`json`) or as `text`; exit status 1 if it cannot be
+/// encoded.
+pub(crate) fn print_result<T: serde::Serialize>(
+    json: bool,
+    result: &T,
+    text: impl FnOnce() -> String,
+) -> Result<(), ExitCode> {
+    if json {
+        match serde_json::to_string(result) {
+            Ok(json) => println!("{json}"),
+            Err(error) => {
+                eprintln!("raftkv bench: cannot encode the result: {error}");
+                return Err(ExitCode::from(1));
+            }
+        }
+    } else {
+        print!("{}", text());
+    }
+    Ok(())
 }
 
 /// CPU time of all of `pids` together so far, in seconds.

@@ -65,6 +65,12 @@ enum Mode {
     /// per keepalive with batched keepalives of 10,000 leases, and a single-lease keepalive's
     /// latency beside a linearizable GET's (exit 1 if a lease was lost during the run).
     Lease(raftkv_bench::lease::LeaseArgs),
+    /// Draws reports of separate `raftkv bench --json` runs (e.g. one per cluster size) as
+    /// one sweep: throughput and latency against the value each was run at.
+    SweepPlot(raftkv_bench::sweep::SweepPlotArgs),
+    /// Puts --keys distinct keys into the store in transactions of up to 128 puts, as fast as
+    /// they go (to measure what a large store costs).
+    Fill(raftkv_bench::fill::FillArgs),
 }
 
 fn main() -> ExitCode {
@@ -111,6 +117,14 @@ fn main() -> ExitCode {
             }
             runtime.block_on(raftkv_bench::lease::run(cli.endpoints, cli.token, args))
         }
+        Some(Mode::Fill(args)) => {
+            if tls.is_some() {
+                eprintln!("raftkv bench fill: speaks plain HTTP/2 only, not HTTPS");
+                return ExitCode::from(2);
+            }
+            runtime.block_on(raftkv_bench::fill::run(cli.endpoints, cli.token, args))
+        }
+        Some(Mode::SweepPlot(args)) => raftkv_bench::sweep::plot_reports(args),
         None => runtime.block_on(raftkv_bench::run(cli.endpoints, cli.token, tls, cli.bench)),
     }
 }

@@ -29,6 +29,7 @@
 mod distribution_panel;
 mod labels;
 mod series;
+pub mod sweep_chart;
 mod time_panel;
 
 use hdrhistogram::Histogram;

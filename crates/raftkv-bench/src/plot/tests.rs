@@ -47,12 +47,12 @@ fn empty_histogram() -> Histogram<u64> {
 }
 
 /// The colour as the SVG writes it.
-fn hex(colour: RGBColor) -> String {
+pub(super) fn hex(colour: RGBColor) -> String {
     format!("#{:02X}{:02X}{:02X}", colour.0, colour.1, colour.2)
 }
 
 /// Every text drawn, unescaped only as far as the SVG writes it (one line each).
-fn texts(svg: &str) -> Vec<&str> {
+pub(super) fn texts(svg: &str) -> Vec<&str> {
     svg.split("<text ")
         .skip(1)
         .filter_map(|rest| {
@@ -63,7 +63,7 @@ fn texts(svg: &str) -> Vec<&str> {
 }
 
 /// The tags named `tag` (e.g. "<circle") whose attributes contain every one of `attributes`.
-fn tags_with(svg: &str, tag: &str, attributes: &[&str]) -> usize {
+pub(super) fn tags_with(svg: &str, tag: &str, attributes: &[&str]) -> usize {
     svg.split(tag)
         .skip(1)
         .filter(|rest| {
@@ -81,7 +81,7 @@ fn failed_dots(svg: &str) -> usize {
     tags_with(svg, "<circle", &[&fill, r#"opacity="0.85""#])
 }
 
-fn assert_well_formed(svg: &str) {
+pub(super) fn assert_well_formed(svg: &str) {
     let trimmed = svg.trim();
     assert!(
         trimmed.starts_with("<svg"),
