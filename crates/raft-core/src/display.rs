@@ -22,6 +22,9 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use bytes::Bytes;
+
+use crate::error::ProposeError;
 use crate::message::{Message, MessageBody};
 use crate::ready::{PersistRequest, ReadState, Ready, SoftState};
 use crate::types::{Configuration, Entry, EntryKind, HardState, NodeId, Snapshot};
@@ -107,6 +110,49 @@ fn write_body_fields(f: &mut fmt::Formatter<'_>, body: &MessageBody) -> fmt::Res
         },
         MessageBody::RecoveryProbe => Ok(()),
         MessageBody::RecoveryProbeResponse { last_log } => write!(f, " last={last_log}"),
+        MessageBody::ForwardProposal {
+            session,
+            first_id,
+            proposals,
+        } => {
+            let bytes: usize = proposals.iter().map(Bytes::len).sum();
+            write!(f, " session={session} ids=")?;
+            write_id_range(f, *first_id, proposals.len())?;
+            write!(f, " bytes={bytes}")
+        }
+        MessageBody::ForwardProposalResponse {
+            session,
+            first_id,
+            outcomes,
+        } => {
+            write!(f, " session={session} ids=")?;
+            write_id_range(f, *first_id, outcomes.len())?;
+            f.write_str(" outcomes=[")?;
+            for (position, outcome) in outcomes.iter().enumerate() {
+                if position > 0 {
+                    f.write_str(" ")?;
+                }
+                match outcome {
+                    Ok(id) => write!(f, "{id}")?,
+                    Err(ProposeError::NotLeader { .. }) => f.write_str("not-leader")?,
+                    Err(ProposeError::TooLarge { .. }) => f.write_str("too-large")?,
+                    Err(ProposeError::Busy) => f.write_str("busy")?,
+                    Err(ProposeError::TransferInProgress) => f.write_str("transfer")?,
+                    Err(ProposeError::NotVoter(_)) => f.write_str("not-voter")?,
+                }
+            }
+            f.write_str("]")
+        }
+    }
+}
+
+/// `first..last` of `count` consecutive forward ids (`first` alone for one, `first..` and
+/// nothing for none).
+fn write_id_range(f: &mut fmt::Formatter<'_>, first: u64, count: usize) -> fmt::Result {
+    match count {
+        0 => write!(f, "{first}.."),
+        1 => write!(f, "{first}"),
+        _ => write!(f, "{first}..{}", first.wrapping_add(count as u64 - 1)),
     }
 }
 
@@ -265,6 +311,9 @@ impl fmt::Display for Ready {
     /// apply entries=[2.4..2.5]
     /// read context=7 index=5
     /// failed read context=8
+    /// forwarded id=3 placed=3.9
+    /// forwarded id=4 refused: busy: too many uncommitted proposals or pending reads
+    /// forwarded id=5 unanswered
     /// ```
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut lines = Lines { f, first: true };
@@ -297,6 +346,15 @@ impl fmt::Display for Ready {
         for context in &self.failed_reads {
             lines.start()?;
             write!(lines.f, "failed read context={context}")?;
+        }
+        for (id, outcome) in &self.forwarded {
+            lines.start()?;
+            write!(lines.f, "forwarded id={}", id.0)?;
+            match outcome {
+                Ok(placed) => write!(lines.f, " placed={placed}")?,
+                Err(crate::ForwardError::Refused(error)) => write!(lines.f, " refused: {error}")?,
+                Err(crate::ForwardError::Unanswered) => lines.f.write_str(" unanswered")?,
+            }
         }
         Ok(())
     }
@@ -459,6 +517,22 @@ mod tests {
                 MessageBody::RecoveryProbeResponse { last_log: id(3, 7) },
                 "1->2 RecoveryProbeResp term=3 last=3.7",
             ),
+            (
+                MessageBody::ForwardProposal {
+                    session: 7,
+                    first_id: 5,
+                    proposals: vec![Bytes::from_static(b"ab"), Bytes::from_static(b"cde")],
+                },
+                "1->2 ForwardProposal term=3 session=7 ids=5..6 bytes=5",
+            ),
+            (
+                MessageBody::ForwardProposalResponse {
+                    session: 7,
+                    first_id: 5,
+                    outcomes: vec![Ok(id(3, 10)), Err(crate::ProposeError::Busy)],
+                },
+                "1->2 ForwardProposalResp term=3 session=7 ids=5..6 outcomes=[3.10 busy]",
+            ),
         ];
         for (body, line) in table {
             assert_eq!(message(body.clone()), line);
@@ -550,6 +624,14 @@ mod tests {
                 index: Index(5),
             }],
             failed_reads: vec![8],
+            forwarded: vec![
+                (crate::ForwardId(3), Ok(id(3, 9))),
+                (
+                    crate::ForwardId(4),
+                    Err(crate::ForwardError::Refused(ProposeError::Busy)),
+                ),
+                (crate::ForwardId(5), Err(crate::ForwardError::Unanswered)),
+            ],
         };
         assert_eq!(
             ready.to_string(),
@@ -560,7 +642,10 @@ mod tests {
              send 1->3 Commit term=3 commit=5\n\
              apply entries=[3.6:noop]\n\
              read context=7 index=5\n\
-             failed read context=8"
+             failed read context=8\n\
+             forwarded id=3 placed=3.9\n\
+             forwarded id=4 refused: busy: too many uncommitted proposals or pending reads\n\
+             forwarded id=5 unanswered"
         );
         let restart = Ready {
             soft_state: Some(SoftState {

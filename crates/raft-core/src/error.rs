@@ -23,7 +23,7 @@ pub enum InitError {
 }
 
 /// Why a proposal, read or transfer request was refused.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[derive(Debug, Error, Clone, PartialEq, Eq, Hash)]
 pub enum ProposeError {
     /// This peer is not the leader; `leader` is the one it knows of, if any.
     #[error("not the leader ({})", leader_hint(*leader))]

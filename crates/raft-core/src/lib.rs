@@ -7,7 +7,8 @@
 //!  loop {
 //!      on timer:    raft.tick()
 //!      on message:  raft.step(message)
-//!      on request:  raft.propose(data) / raft.read_index(ctx) / raft.lease_read(ctx)
+//!      on request:  raft.propose(data) / raft.propose_or_forward(data) / raft.read_index(ctx)
+//!                   / raft.lease_read(ctx)
 //!                   / raft.transfer_leader(id) / raft.propose_conf_change(change)
 //!      while raft.has_ready() {                 (false once the peer stopped: is_stopped())
 //!          let ready = raft.ready();
@@ -17,6 +18,7 @@
 //!          apply ready.committed_entries, no-ops and configurations included
 //!                                               → raft.on_applied(last index)
 //!          serve ready.read_states once applied through their index
+//!          answer forwarded proposals from ready.forwarded
 //!      }
 //!  }
 //! ```
@@ -111,6 +113,7 @@
 mod display;
 mod election;
 mod error;
+mod forward;
 mod invariant;
 mod log;
 mod log_store;
@@ -133,6 +136,10 @@ mod types;
 pub mod wire;
 
 pub use error::{CompactError, ConfChangeError, ConfigError, InitError, ProposeError};
+pub use forward::{
+    ForwardError, ForwardId, ForwardOutcome, Proposal, FORWARD_ANSWER_ELECTION_TIMEOUTS,
+    SESSIONS_PER_SENDER_MAX,
+};
 pub use invariant::{InvariantViolation, SafetyViolation};
 pub use log_store::{LogStore, SharedMemStorage};
 pub use membership::{ConfChange, ConfigurationError};

@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 
+use crate::forward::ForwardOutcome;
 use crate::types::{Entry, Index, LogId, NodeId, SnapshotMeta, Term};
 
 /// A message between two peers, stamped with the sender's term.
@@ -130,6 +131,27 @@ pub enum MessageBody {
         /// The answerer's last log entry.
         last_log: LogId,
     },
+    /// A follower hands proposals to the leader of its term ([`crate::Raft::propose_or_forward`]).
+    /// The proposals carry the forward ids `first_id`, `first_id + 1`, ... of the sender's
+    /// `session`; the leader handles each id at most once (see [`crate::ForwardId`]).
+    ForwardProposal {
+        /// The sender's incarnation: its forward ids count from 1 in each.
+        session: u64,
+        /// The forward id of the first proposal; the others follow consecutively.
+        first_id: u64,
+        /// The commands, in id order (at least one, at most `Config::forward_batch_max`).
+        proposals: Vec<Bytes>,
+    },
+    /// The leader's answer to a [`MessageBody::ForwardProposal`]: per proposal, in order, the
+    /// id of the entry it appended, or why it refused it (then it is not in the log).
+    ForwardProposalResponse {
+        /// The session of the batch answered.
+        session: u64,
+        /// The forward id of the batch's first proposal.
+        first_id: u64,
+        /// One outcome per proposal of the batch.
+        outcomes: Vec<ForwardOutcome>,
+    },
 }
 
 /// What a message is to a transport: a request wanting an answer, the answer to one, or a
@@ -184,7 +206,11 @@ impl Message {
                 MessageBody::InstallSnapshotResponse { last_included, .. } => id_ok(last_included),
                 MessageBody::ReadIndexResponse { index, .. } => index.is_none_or(|i| ok(i.0)),
                 MessageBody::RecoveryProbeResponse { last_log } => id_ok(last_log),
-                MessageBody::VoteResponse { .. }
+                MessageBody::ForwardProposalResponse { outcomes, .. } => outcomes
+                    .iter()
+                    .all(|outcome| outcome.as_ref().is_ok_and(id_ok) || outcome.is_err()),
+                MessageBody::ForwardProposal { .. }
+                | MessageBody::VoteResponse { .. }
                 | MessageBody::HeartbeatResponse { .. }
                 | MessageBody::TimeoutNow
                 | MessageBody::ReadIndexRequest { .. }
@@ -212,6 +238,8 @@ impl MessageBody {
     /// | [`ReadIndexResponse`](MessageBody::ReadIndexResponse) | response | a [`ReadIndexRequest`](MessageBody::ReadIndexRequest) |
     /// | [`RecoveryProbe`](MessageBody::RecoveryProbe) | request | [`RecoveryProbeResponse`](MessageBody::RecoveryProbeResponse) |
     /// | [`RecoveryProbeResponse`](MessageBody::RecoveryProbeResponse) | response | a [`RecoveryProbe`](MessageBody::RecoveryProbe) |
+    /// | [`ForwardProposal`](MessageBody::ForwardProposal) | request | [`ForwardProposalResponse`](MessageBody::ForwardProposalResponse) (none for a duplicate or late batch) |
+    /// | [`ForwardProposalResponse`](MessageBody::ForwardProposalResponse) | response | a [`ForwardProposal`](MessageBody::ForwardProposal) |
     pub fn kind(&self) -> MessageKind {
         match self {
             MessageBody::VoteRequest { .. }
@@ -219,13 +247,15 @@ impl MessageBody {
             | MessageBody::Heartbeat { .. }
             | MessageBody::InstallSnapshot { .. }
             | MessageBody::ReadIndexRequest { .. }
-            | MessageBody::RecoveryProbe => MessageKind::Request,
+            | MessageBody::RecoveryProbe
+            | MessageBody::ForwardProposal { .. } => MessageKind::Request,
             MessageBody::VoteResponse { .. }
             | MessageBody::AppendResponse { .. }
             | MessageBody::HeartbeatResponse { .. }
             | MessageBody::InstallSnapshotResponse { .. }
             | MessageBody::ReadIndexResponse { .. }
-            | MessageBody::RecoveryProbeResponse { .. } => MessageKind::Response,
+            | MessageBody::RecoveryProbeResponse { .. }
+            | MessageBody::ForwardProposalResponse { .. } => MessageKind::Response,
             MessageBody::Commit { .. } | MessageBody::TimeoutNow => MessageKind::Notice,
         }
     }
@@ -249,6 +279,8 @@ impl MessageBody {
             MessageBody::ReadIndexResponse { .. } => "ReadIndexResp",
             MessageBody::RecoveryProbe => "RecoveryProbe",
             MessageBody::RecoveryProbeResponse { .. } => "RecoveryProbeResp",
+            MessageBody::ForwardProposal { .. } => "ForwardProposal",
+            MessageBody::ForwardProposalResponse { .. } => "ForwardProposalResp",
         }
     }
 
@@ -263,6 +295,11 @@ impl MessageBody {
                 MessageBody::InstallSnapshot { data, meta, .. } => {
                     data.len() as u64 + 8 * meta.configuration.members().count() as u64
                 }
+                MessageBody::ForwardProposal { proposals, .. } => proposals
+                    .iter()
+                    .map(|data| data.len() as u64 + 2)
+                    .sum::<u64>(),
+                MessageBody::ForwardProposalResponse { outcomes, .. } => 16 * outcomes.len() as u64,
                 _ => 0,
             }
     }
@@ -364,6 +401,22 @@ mod tests {
             (MessageBody::RecoveryProbe, MessageKind::Request),
             (
                 MessageBody::RecoveryProbeResponse { last_log: id },
+                MessageKind::Response,
+            ),
+            (
+                MessageBody::ForwardProposal {
+                    session: 1,
+                    first_id: 1,
+                    proposals: vec![Bytes::new()],
+                },
+                MessageKind::Request,
+            ),
+            (
+                MessageBody::ForwardProposalResponse {
+                    session: 1,
+                    first_id: 1,
+                    outcomes: vec![Ok(id)],
+                },
                 MessageKind::Response,
             ),
         ];

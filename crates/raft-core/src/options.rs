@@ -74,6 +74,14 @@ pub struct Config {
     /// A follower that falls behind (silent, or slowed by its disk) loses its place to a
     /// spare within three ticks. Joint configurations and transfer targets are never spared.
     pub spare_flush_ticks: u32,
+    /// Proposals a follower holds forwarded to the leader ([`crate::Raft::propose_or_forward`])
+    /// and not yet answered, sent or not; more are refused with `Busy`.
+    pub forwards_pending_max: usize,
+    /// Proposals in one [`crate::MessageBody::ForwardProposal`]: a follower sends a round's
+    /// forwarded proposals in messages of at most this many (and at most `message_bytes_max`
+    /// bytes, one proposal at least), and a leader drops a message with more as invalid, which
+    /// bounds its work per message.
+    pub forward_batch_max: usize,
 }
 
 impl Config {
@@ -98,6 +106,8 @@ impl Config {
             lease_margin_ticks: 2,
             promotion_lag_max: 1_000,
             spare_flush_ticks: 1,
+            forwards_pending_max: 16_384,
+            forward_batch_max: 1_024,
         }
     }
 
@@ -127,6 +137,9 @@ impl Config {
         }
         if self.lease_margin_ticks == 0 || self.lease_margin_ticks >= self.election_ticks {
             return invalid("lease_margin_ticks must be at least 1 and below election_ticks");
+        }
+        if self.forwards_pending_max == 0 || self.forward_batch_max == 0 {
+            return invalid("forwards_pending_max and forward_batch_max must be at least 1");
         }
         if self.proposal_bytes_max > self.uncommitted_bytes_max {
             return invalid("proposal_bytes_max must not exceed uncommitted_bytes_max");

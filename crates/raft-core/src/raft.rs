@@ -31,6 +31,7 @@ use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::error::{InitError, ProposeError};
+use crate::forward::Forwards;
 use crate::invariant::SafetyViolation;
 use crate::log::RaftLog;
 use crate::membership::ConfigurationHistory;
@@ -47,6 +48,9 @@ use crate::types::{Configuration, EntryKind, HardState, Index, NodeId, Role, Sna
 use handoff::PendingPersist;
 pub use status::{Counters, PeerStatus, Status};
 pub use step::StepError;
+
+/// Mixed into the seed of the generator that draws the forwarding session (`forward.rs`).
+const FORWARD_SESSION_SALT: u64 = 0x666f_7277_6172_6473;
 
 /// One Raft peer. See the crate documentation for the driving loop.
 ///
@@ -103,6 +107,8 @@ pub struct Raft<S: Storage> {
     /// measured at the next one.
     pub(crate) last_index_at_tick: Index,
     pub(crate) reads: ReadIndexState,
+    /// Proposals forwarded to the leader (follower) and the windows that admit them (leader).
+    pub(crate) forwards: Forwards,
     pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
     /// A snapshot taken by the service, to persist at the next `ready()`.
     pending_compaction: Option<Snapshot>,
@@ -164,6 +170,12 @@ impl<S: Storage> Raft<S> {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(config.seed ^ id.0.rotate_left(32));
         let randomized_election_ticks =
             rng.gen_range(config.election_ticks..2 * config.election_ticks);
+        // The forwarding session comes from a generator of its own, so that the election
+        // timeouts drawn from `rng` stay what they were for a seed.
+        let forward_session = Xoshiro256PlusPlus::seed_from_u64(
+            config.seed ^ id.0.rotate_left(32) ^ FORWARD_SESSION_SALT,
+        )
+        .gen::<u64>();
         let snapshot_to_apply =
             (stored_snapshot.meta.last_included.index > Index(0)).then_some(stored_snapshot);
         let hard_state = HardState {
@@ -208,6 +220,7 @@ impl<S: Storage> Raft<S> {
             spare_flush_due: false,
             last_index_at_tick: Index(0),
             reads,
+            forwards: Forwards::new(forward_session),
             incoming_snapshot: None,
             pending_compaction: None,
             snapshot_to_apply,
@@ -258,6 +271,7 @@ impl<S: Storage> Raft<S> {
 
     fn tick_election(&mut self) {
         self.tick_forwarded_reads();
+        self.tick_forwarded_proposals();
         self.tick_recovery();
         self.election_elapsed += 1;
         if self.election_elapsed >= self.randomized_election_ticks {
@@ -366,6 +380,7 @@ impl<S: Storage> Raft<S> {
         self.reset_role_state();
         self.set_leader(Some(self.id));
         self.reads.start_term_as_leader();
+        self.forwards.start_term_as_leader(self.term);
         self.counters.became_leader += 1;
         let last = self.log.last_index();
         self.sync_progress_with_configuration();
@@ -401,6 +416,8 @@ impl<S: Storage> Raft<S> {
         if self.leader != leader {
             self.reads.leader_changed(leader, self.id);
         }
+        // Every caller has set the term first: forwards to another leader or term end here.
+        self.forwards.follow(leader, self.term, self.id);
         self.leader = leader;
     }
 

@@ -1,7 +1,8 @@
 //! What the core asks its caller to do: [`Ready`] and the pieces it carries.
 
+use crate::forward::{ForwardError, ForwardId};
 use crate::message::{Message, ReadContext};
-use crate::types::{Entry, HardState, Index, NodeId, Role, Snapshot};
+use crate::types::{Entry, HardState, Index, LogId, NodeId, Role, Snapshot};
 
 /// Identifies one [`PersistRequest`]; requests are numbered in the order they are handed out
 /// and must be made durable in that order.
@@ -90,6 +91,15 @@ pub struct Ready {
     /// Reads that cannot be served by this leader (it lost leadership, or the leader it
     /// forwarded to refused); the caller should retry them.
     pub failed_reads: Vec<ReadContext>,
+    /// The outcomes of proposals this follower forwarded with
+    /// [`crate::Raft::propose_or_forward`], each handed out once, under the id that call
+    /// returned: `Ok` with the entry's id as the leader placed it (it is committed and applied
+    /// like any other, or lost to a new leader like any proposal: the same index with another
+    /// term); [`ForwardError::Refused`] when the leader refused it (it is not in the log); or
+    /// [`ForwardError::Unanswered`] when no answer can come any more (the leader or the term
+    /// changed, or none came within [`crate::FORWARD_ANSWER_ELECTION_TIMEOUTS`] election timeouts): it
+    /// may or may not be in the log, and if committed it is applied as usual.
+    pub forwarded: Vec<(ForwardId, Result<LogId, ForwardError>)>,
 }
 
 impl Ready {
@@ -102,5 +112,6 @@ impl Ready {
             && self.committed_entries.is_empty()
             && self.read_states.is_empty()
             && self.failed_reads.is_empty()
+            && self.forwarded.is_empty()
     }
 }

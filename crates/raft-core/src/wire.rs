@@ -53,10 +53,11 @@ use crate::types::Configuration;
 use crate::types::{Entry, SnapshotMeta};
 
 pub use schema::{
-    Append, AppendResponse, Body, Envelope, Heartbeat, HeartbeatResponse, InstallSnapshot,
-    InstallSnapshotResponse, ReadIndexRequest, ReadIndexResponse, RecoveryProbe,
-    RecoveryProbeResponse, TimeoutNow, VoteRequest, VoteResponse, WireEntry, WireLogId,
-    WireSnapshotMeta,
+    Append, AppendResponse, Body, Envelope, ForwardProposal, ForwardProposalResponse, Heartbeat,
+    HeartbeatResponse, InstallSnapshot, InstallSnapshotResponse, ReadIndexRequest,
+    ReadIndexResponse, RecoveryProbe, RecoveryProbeResponse, TimeoutNow, VoteRequest, VoteResponse,
+    WireEntry, WireForwardOutcome, WireLogId, WireSnapshotMeta, REFUSAL_BUSY, REFUSAL_NOT_LEADER,
+    REFUSAL_NOT_VOTER, REFUSAL_TOO_LARGE, REFUSAL_TRANSFER_IN_PROGRESS,
 };
 
 /// Why bytes could not be turned into a message, entry or snapshot metadata.

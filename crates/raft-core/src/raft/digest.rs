@@ -60,6 +60,7 @@ impl<S: Storage> Raft<S> {
         self.replication_due.hash(hasher);
         self.spare_flush_due.hash(hasher);
         self.incoming_snapshot.hash(hasher);
+        self.forwards.hash_state(hasher);
         for snapshot in [&self.pending_compaction, &self.snapshot_to_apply] {
             snapshot
                 .as_ref()

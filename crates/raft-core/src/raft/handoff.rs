@@ -155,6 +155,7 @@ impl<S: Storage> Raft<S> {
             || self.term_or_vote_changed()
             || self.soft_state() != self.handed_out_soft_state
             || self.reads.has_output()
+            || self.forwards.has_output()
             || (!self.messages_after_persist.is_empty())
     }
 
@@ -179,6 +180,7 @@ impl<S: Storage> Raft<S> {
             }
         } else {
             self.replication_due = false;
+            self.send_forwarded_proposals();
         }
         ready.persist = self.take_persist_request();
         let after_persist = std::mem::take(&mut self.messages_after_persist);
@@ -209,6 +211,7 @@ impl<S: Storage> Raft<S> {
             }
         }
         (ready.read_states, ready.failed_reads) = self.reads.take_output();
+        ready.forwarded = self.forwards.take_answers();
         let soft_state = self.soft_state();
         if soft_state != self.handed_out_soft_state {
             self.handed_out_soft_state = soft_state;

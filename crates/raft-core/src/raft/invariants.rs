@@ -52,6 +52,9 @@ impl<S: Storage> Raft<S> {
     ///   `lease-broadcasts-ordered`, `lease-broadcasts-bounded`, `lease-only-on-leader`,
     ///   `reads-forwarded-only-by-followers`, `reads-leader-state-only-on-leader`,
     ///   `reads-wait-only-before-first-commit`;
+    /// - forwarded proposals (`forward.rs`): `forwards-bounded`, `forwards-count-sum`,
+    ///   `forwards-ids-ascending`, `forwards-to-current-leader` (a follower waits only for the
+    ///   leader and term it follows now; a leader forwards nothing), `forward-windows-bounded`;
     /// - recovery from possibly lost writes (`recovery.rs`): `recovery-never-campaigns` (a
     ///   recovering peer is a follower), `recovery-answers-from-others` (its own answer never
     ///   counts), `recovery-probe-timer-bounds`, `recovery-adopted-term-abstains` (phase 2
@@ -68,6 +71,12 @@ impl<S: Storage> Raft<S> {
         let committed = self.log.committed();
         self.reads
             .collect_violations(leads, committed, self.now_ticks, &mut out);
+        self.forwards.collect_violations(
+            leads,
+            (self.leader, self.term),
+            self.config.forwards_pending_max,
+            &mut out,
+        );
         // Reads wait for the first commit of the term (thesis §6.4 step 1), and are let go the
         // moment it happens. (The term lookup only when reads wait: it may read storage.)
         let waiting = self.reads.waiting_for_commit();

@@ -43,6 +43,9 @@ pub struct Counters {
     pub recoveries_started: u64,
     /// Times this peer finished recovering and became a normal member again.
     pub recoveries_finished: u64,
+    /// Proposals other peers forwarded to this one as leader of their term
+    /// ([`Raft::propose_or_forward`]), admitted (not duplicates), appended or refused.
+    pub forwarded_proposals_received: u64,
 }
 
 /// A follower's or learner's replication state as shown by [`Raft::status`].

@@ -145,7 +145,7 @@ impl<S: Storage> Raft<S> {
                 let our_last = self.log.last_log_id().map_err(StepError::Fatal)?;
                 Ok(!last_log.is_up_to_date_with(our_last))
             }
-            MessageBody::ReadIndexRequest { .. } => Ok(true),
+            MessageBody::ReadIndexRequest { .. } | MessageBody::ForwardProposal { .. } => Ok(true),
             _ => Ok(false),
         }
     }
@@ -323,6 +323,16 @@ impl<S: Storage> Raft<S> {
             MessageBody::ReadIndexResponse { context, index } => {
                 self.handle_read_index_response(from, context, index)
             }
+            MessageBody::ForwardProposal {
+                session,
+                first_id,
+                proposals,
+            } => self.handle_forward_proposal(from, session, first_id, proposals),
+            MessageBody::ForwardProposalResponse {
+                session,
+                first_id,
+                outcomes,
+            } => self.handle_forward_proposal_response(from, session, first_id, outcomes),
             // Handled before the term check (`step_inner`).
             MessageBody::RecoveryProbe | MessageBody::RecoveryProbeResponse { .. } => {
                 Err(StepError::Ignored("recovery message past the term check"))

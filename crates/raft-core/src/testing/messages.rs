@@ -2,7 +2,8 @@
 //! with feature `proptest`, strategies that generate any message.
 //!
 //! ```text
-//!  sample_messages()  every message kind (and both answers of a forwarded read), 1->2 in term 3
+//!  sample_messages()  every message kind (and both answers of a forwarded read, every outcome
+//!                     of a forwarded proposal), 1->2 in term 3
 //!  sample_entries()   one entry of each kind, as the sample append carries them
 //!  arb_message()      any message: every kind, any terms and indexes, joint configurations
 //! ```
@@ -12,6 +13,7 @@
 
 use bytes::Bytes;
 
+use crate::error::ProposeError;
 use crate::message::{Message, MessageBody};
 use crate::types::{Configuration, Entry, EntryKind, Index, LogId, NodeId, SnapshotMeta, Term};
 
@@ -57,8 +59,9 @@ pub fn sample_entries() -> Vec<Entry> {
     ]
 }
 
-/// One body of every kind, in the order of [`MessageBody`]'s variants, and a refused
-/// [`MessageBody::ReadIndexResponse`] last (15 in all). [`SAMPLE_BODY_NAMES`] names them.
+/// One body of every kind, in the order of [`MessageBody`]'s variants (a forwarded proposal's
+/// answer with one outcome of every kind), and a refused [`MessageBody::ReadIndexResponse`]
+/// last (17 in all). [`SAMPLE_BODY_NAMES`] names them.
 pub fn sample_bodies() -> Vec<MessageBody> {
     vec![
         MessageBody::VoteRequest {
@@ -108,6 +111,29 @@ pub fn sample_bodies() -> Vec<MessageBody> {
         },
         MessageBody::RecoveryProbe,
         MessageBody::RecoveryProbeResponse { last_log: id(3, 9) },
+        MessageBody::ForwardProposal {
+            session: 0x5e55,
+            first_id: 41,
+            proposals: vec![Bytes::from_static(b"put x 1"), Bytes::new()],
+        },
+        MessageBody::ForwardProposalResponse {
+            session: 0x5e55,
+            first_id: 41,
+            outcomes: vec![
+                Ok(id(3, 10)),
+                Err(ProposeError::NotLeader {
+                    leader: Some(NodeId(4)),
+                }),
+                Err(ProposeError::NotLeader { leader: None }),
+                Err(ProposeError::TooLarge {
+                    size: 9000,
+                    limit: 8192,
+                }),
+                Err(ProposeError::Busy),
+                Err(ProposeError::TransferInProgress),
+                Err(ProposeError::NotVoter(NodeId(5))),
+            ],
+        },
         MessageBody::ReadIndexResponse {
             context: 98,
             index: None,
@@ -116,7 +142,7 @@ pub fn sample_bodies() -> Vec<MessageBody> {
 }
 
 /// A name for each of [`sample_bodies`], in its order (file names for fuzzing seeds).
-pub const SAMPLE_BODY_NAMES: [&str; 15] = [
+pub const SAMPLE_BODY_NAMES: [&str; 17] = [
     "vote_request",
     "vote_response",
     "append",
@@ -131,6 +157,8 @@ pub const SAMPLE_BODY_NAMES: [&str; 15] = [
     "read_index_response",
     "recovery_probe",
     "recovery_probe_response",
+    "forward_proposal",
+    "forward_proposal_response",
     "read_index_response_refused",
 ];
 
@@ -148,13 +176,17 @@ pub fn sample_messages() -> Vec<Message> {
 }
 
 #[cfg(feature = "proptest")]
-pub use strategies::{arb_configuration, arb_entry, arb_log_id, arb_message, arb_message_body};
+pub use strategies::{
+    arb_configuration, arb_entry, arb_forward_outcome, arb_log_id, arb_message, arb_message_body,
+};
 
 #[cfg(feature = "proptest")]
 mod strategies {
     use bytes::Bytes;
     use proptest::prelude::*;
 
+    use crate::error::ProposeError;
+    use crate::forward::ForwardOutcome;
     use crate::message::{Message, MessageBody};
     use crate::types::{Configuration, Entry, EntryKind, Index, LogId, NodeId, SnapshotMeta, Term};
 
@@ -267,6 +299,45 @@ mod strategies {
             }),
             Just(MessageBody::RecoveryProbe),
             arb_log_id().prop_map(|last_log| MessageBody::RecoveryProbeResponse { last_log }),
+            (
+                any::<u64>(),
+                any::<u64>(),
+                proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..16), 0..5)
+            )
+                .prop_map(|(session, first_id, proposals)| {
+                    MessageBody::ForwardProposal {
+                        session,
+                        first_id,
+                        proposals: proposals.into_iter().map(Bytes::from).collect(),
+                    }
+                }),
+            (
+                any::<u64>(),
+                any::<u64>(),
+                proptest::collection::vec(arb_forward_outcome(), 0..5)
+            )
+                .prop_map(|(session, first_id, outcomes)| {
+                    MessageBody::ForwardProposalResponse {
+                        session,
+                        first_id,
+                        outcomes,
+                    }
+                }),
+        ]
+    }
+
+    /// Any outcome of a forwarded proposal: placed anywhere, or any refusal.
+    pub fn arb_forward_outcome() -> impl Strategy<Value = ForwardOutcome> {
+        prop_oneof![
+            arb_log_id().prop_map(Ok),
+            proptest::option::of(any::<u64>()).prop_map(|leader| Err(ProposeError::NotLeader {
+                leader: leader.map(NodeId)
+            })),
+            (any::<u64>(), any::<u64>())
+                .prop_map(|(size, limit)| Err(ProposeError::TooLarge { size, limit })),
+            Just(Err(ProposeError::Busy)),
+            Just(Err(ProposeError::TransferInProgress)),
+            any::<u64>().prop_map(|node| Err(ProposeError::NotVoter(NodeId(node)))),
         ]
     }
 
@@ -313,6 +384,8 @@ mod tests {
             "ReadIndexResp",
             "RecoveryProbe",
             "RecoveryProbeResp",
+            "ForwardProposal",
+            "ForwardProposalResp",
         ] {
             assert!(kinds.contains(name), "no sample of {name}");
         }

@@ -5,6 +5,8 @@ use std::collections::BTreeSet;
 
 use super::schema::*;
 use super::DecodeError;
+use crate::error::ProposeError;
+use crate::forward::ForwardOutcome;
 use crate::message::{Message, MessageBody};
 use crate::types::{Configuration, Entry, EntryKind, Index, LogId, NodeId, SnapshotMeta, Term};
 
@@ -89,6 +91,55 @@ impl TryFrom<WireSnapshotMeta> for SnapshotMeta {
             },
         })
     }
+}
+
+fn wire_forward_outcome(outcome: &ForwardOutcome) -> WireForwardOutcome {
+    let refused = |refusal| WireForwardOutcome {
+        refusal,
+        ..WireForwardOutcome::default()
+    };
+    match outcome {
+        Ok(id) => WireForwardOutcome {
+            placed: wire_log_id(*id),
+            ..WireForwardOutcome::default()
+        },
+        Err(ProposeError::NotLeader { leader }) => WireForwardOutcome {
+            leader: leader.map(|leader| leader.0),
+            ..refused(REFUSAL_NOT_LEADER)
+        },
+        Err(ProposeError::TooLarge { size, limit }) => WireForwardOutcome {
+            size: *size,
+            limit: *limit,
+            ..refused(REFUSAL_TOO_LARGE)
+        },
+        Err(ProposeError::Busy) => refused(REFUSAL_BUSY),
+        Err(ProposeError::TransferInProgress) => refused(REFUSAL_TRANSFER_IN_PROGRESS),
+        Err(ProposeError::NotVoter(node)) => WireForwardOutcome {
+            node: node.0,
+            ..refused(REFUSAL_NOT_VOTER)
+        },
+    }
+}
+
+fn forward_outcome(outcome: WireForwardOutcome) -> Result<ForwardOutcome, DecodeError> {
+    let malformed = |reason| DecodeError::Malformed {
+        what: "forwarded proposal outcome",
+        reason,
+    };
+    Ok(match outcome.refusal {
+        0 => Ok(log_id(outcome.placed, "forwarded proposal outcome")?),
+        REFUSAL_NOT_LEADER => Err(ProposeError::NotLeader {
+            leader: outcome.leader.map(NodeId),
+        }),
+        REFUSAL_TOO_LARGE => Err(ProposeError::TooLarge {
+            size: outcome.size,
+            limit: outcome.limit,
+        }),
+        REFUSAL_BUSY => Err(ProposeError::Busy),
+        REFUSAL_TRANSFER_IN_PROGRESS => Err(ProposeError::TransferInProgress),
+        REFUSAL_NOT_VOTER => Err(ProposeError::NotVoter(NodeId(outcome.node))),
+        _ => return Err(malformed("unknown refusal")),
+    })
 }
 
 impl From<&Message> for Envelope {
@@ -176,6 +227,24 @@ impl From<&Message> for Envelope {
                     last_log: wire_log_id(*last_log),
                 })
             }
+            MessageBody::ForwardProposal {
+                session,
+                first_id,
+                proposals,
+            } => Body::ForwardProposal(ForwardProposal {
+                session: *session,
+                first_id: *first_id,
+                proposals: proposals.clone(),
+            }),
+            MessageBody::ForwardProposalResponse {
+                session,
+                first_id,
+                outcomes,
+            } => Body::ForwardProposalResponse(ForwardProposalResponse {
+                session: *session,
+                first_id: *first_id,
+                outcomes: outcomes.iter().map(wire_forward_outcome).collect(),
+            }),
         };
         Envelope {
             from: message.from.0,
@@ -252,6 +321,20 @@ impl TryFrom<Envelope> for Message {
             Body::RecoveryProbe(RecoveryProbe {}) => MessageBody::RecoveryProbe,
             Body::RecoveryProbeResponse(response) => MessageBody::RecoveryProbeResponse {
                 last_log: log_id(response.last_log, "recovery probe response")?,
+            },
+            Body::ForwardProposal(forward) => MessageBody::ForwardProposal {
+                session: forward.session,
+                first_id: forward.first_id,
+                proposals: forward.proposals,
+            },
+            Body::ForwardProposalResponse(response) => MessageBody::ForwardProposalResponse {
+                session: response.session,
+                first_id: response.first_id,
+                outcomes: response
+                    .outcomes
+                    .into_iter()
+                    .map(forward_outcome)
+                    .collect::<Result<_, _>>()?,
             },
         };
         Ok(Message {

@@ -22,7 +22,10 @@ pub struct Envelope {
     #[prost(uint64, tag = "3")]
     pub term: u64,
     /// What the message says.
-    #[prost(oneof = "Body", tags = "4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16")]
+    #[prost(
+        oneof = "Body",
+        tags = "4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18"
+    )]
     pub body: Option<Body>,
 }
 
@@ -57,6 +60,10 @@ pub enum Body {
     RecoveryProbe(RecoveryProbe),
     #[prost(message, tag = "16")]
     RecoveryProbeResponse(RecoveryProbeResponse),
+    #[prost(message, tag = "17")]
+    ForwardProposal(ForwardProposal),
+    #[prost(message, tag = "18")]
+    ForwardProposalResponse(ForwardProposalResponse),
 }
 
 /// A log entry's identity ([`LogId`]).
@@ -236,6 +243,66 @@ pub struct RecoveryProbeResponse {
     #[prost(message, optional, tag = "1")]
     pub last_log: Option<WireLogId>,
 }
+
+/// [`MessageBody::ForwardProposal`]. An older peer decodes it as an envelope without a body
+/// and drops it, which the follower sees as proposals without an answer.
+#[allow(missing_docs)]
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ForwardProposal {
+    #[prost(uint64, tag = "1")]
+    pub session: u64,
+    #[prost(uint64, tag = "2")]
+    pub first_id: u64,
+    #[prost(bytes = "bytes", repeated, tag = "3")]
+    pub proposals: Vec<Bytes>,
+}
+
+/// [`MessageBody::ForwardProposalResponse`].
+#[allow(missing_docs)]
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ForwardProposalResponse {
+    #[prost(uint64, tag = "1")]
+    pub session: u64,
+    #[prost(uint64, tag = "2")]
+    pub first_id: u64,
+    #[prost(message, repeated, tag = "3")]
+    pub outcomes: Vec<WireForwardOutcome>,
+}
+
+/// One outcome of a [`ForwardProposalResponse`]: `refusal` 0 with `placed` set, the entry's
+/// id; otherwise the refusal ([`REFUSAL_NOT_LEADER`] and the others below) with its values.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireForwardOutcome {
+    /// The appended entry's id, when `refusal` is 0.
+    #[prost(message, optional, tag = "1")]
+    pub placed: Option<WireLogId>,
+    /// 0: placed; otherwise which refusal.
+    #[prost(uint32, tag = "2")]
+    pub refusal: u32,
+    /// Not the leader: the leader the refuser knows of, if any.
+    #[prost(uint64, optional, tag = "3")]
+    pub leader: Option<u64>,
+    /// Too large: the proposal's size.
+    #[prost(uint64, tag = "4")]
+    pub size: u64,
+    /// Too large: the limit.
+    #[prost(uint64, tag = "5")]
+    pub limit: u64,
+    /// Not a voter: the peer named.
+    #[prost(uint64, tag = "6")]
+    pub node: u64,
+}
+
+/// [`WireForwardOutcome::refusal`] of `ProposeError::NotLeader`.
+pub const REFUSAL_NOT_LEADER: u32 = 1;
+/// [`WireForwardOutcome::refusal`] of `ProposeError::TooLarge`.
+pub const REFUSAL_TOO_LARGE: u32 = 2;
+/// [`WireForwardOutcome::refusal`] of `ProposeError::Busy`.
+pub const REFUSAL_BUSY: u32 = 3;
+/// [`WireForwardOutcome::refusal`] of `ProposeError::TransferInProgress`.
+pub const REFUSAL_TRANSFER_IN_PROGRESS: u32 = 4;
+/// [`WireForwardOutcome::refusal`] of `ProposeError::NotVoter`.
+pub const REFUSAL_NOT_VOTER: u32 = 5;
 
 /// [`WireEntry::kind`] of a command.
 pub(super) const ENTRY_NORMAL: u32 = 0;

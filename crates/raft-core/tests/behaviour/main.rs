@@ -3,6 +3,7 @@
 //! ```text
 //!  replication    Figure 8 (logs built by hand)
 //!  faults         bad input, unreachable peers
+//!  forward        proposals forwarded by followers: placed, refused, duplicated, stale
 //!  recovery       a peer that lost acknowledged writes: each danger, with and without recovery
 //!  self_check     caller bugs panic, impossible commits refused, committed entries never overwritten
 //! ```
@@ -14,6 +15,7 @@
 mod common;
 
 mod faults;
+mod forward;
 mod recovery;
 mod replication;
 mod self_check;

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use raft_core::{
-    Config, Configuration, Entry, EntryKind, HardState, Index, MemStorage, Message, NodeId, Raft,
-    ReadState, Snapshot,
+    Config, Configuration, Entry, EntryKind, ForwardError, ForwardId, HardState, Index, LogId,
+    MemStorage, Message, NodeId, Raft, ReadState, Snapshot,
 };
 
 /// A peer with its applied state.
@@ -17,6 +17,8 @@ pub struct Peer {
     pub applied: Vec<Entry>,
     pub snapshot: Option<Snapshot>,
     pub read_states: Vec<ReadState>,
+    /// The outcomes of proposals this peer forwarded, as handed out.
+    pub forwarded: Vec<(ForwardId, Result<LogId, ForwardError>)>,
 }
 
 /// Decides which messages are lost.
@@ -76,6 +78,7 @@ impl Net {
                         applied: Vec::new(),
                         snapshot: None,
                         read_states: Vec::new(),
+                        forwarded: Vec::new(),
                     },
                 )
             })
@@ -113,6 +116,7 @@ impl Net {
                 applied: Vec::new(),
                 snapshot: None,
                 read_states: Vec::new(),
+                forwarded: Vec::new(),
             },
         );
         self.queue
@@ -167,6 +171,7 @@ impl Net {
                 peer.raft.on_applied(last);
             }
             peer.read_states.extend(ready.read_states);
+            peer.forwarded.extend(ready.forwarded);
         }
     }
 

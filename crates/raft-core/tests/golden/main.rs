@@ -456,6 +456,7 @@ impl GoldenRunner {
                 applied: Vec::new(),
                 snapshot: None,
                 read_states: Vec::new(),
+                forwarded: Vec::new(),
             },
         );
         net.queue.retain(|m| m.to != id && m.from != id);
