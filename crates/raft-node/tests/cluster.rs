@@ -559,6 +559,95 @@ async fn a_placement_callback_learns_where_each_command_went_or_why_not() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_forwards_a_command_that_every_node_applies_where_its_callback_said() {
+    let cluster = Cluster::new(Net::Memory, 3, 5).await;
+    let forwarded = |node: &RaftNode, number: u64| {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let queued = node.start_command_or_forward(command(number), move |place| {
+            let _ = sender.send(place);
+        });
+        async move {
+            queued.expect("queued");
+            within_deadline("the callback", receiver)
+                .await
+                .expect("called once")
+        }
+    };
+    // Offered to a follower until one takes it: right after the election a follower may not
+    // know the leader yet, and a leader change may leave a forward unanswered.
+    let mut places = Vec::new();
+    for number in 0..3 {
+        let place = within_deadline("a forwarded command placed", async {
+            loop {
+                let follower = (cluster.leader().await + 1 + number as usize % 2) % 3;
+                let node = cluster.running(follower);
+                match forwarded(node, number).await {
+                    Ok(place) => break (follower, place),
+                    Err(NodeError::NotLeader { .. } | NodeError::ForwardUnanswered) => {
+                        tokio::time::sleep(Duration::from_millis(10)).await
+                    }
+                    Err(other) => panic!("unexpected refusal: {other:?}"),
+                }
+            }
+        })
+        .await;
+        places.push(place);
+    }
+    // Every node applies each command exactly once, at the index its callback was given.
+    for peer in 0..3 {
+        let applied = wait_for(
+            &format!("peer {peer} applies the forwarded commands"),
+            || {
+                let applied = cluster.applied_at(peer);
+                (applied.len() >= 3).then_some(applied)
+            },
+        )
+        .await;
+        for (number, (_, (index, _))) in places.iter().enumerate() {
+            let at_index: Vec<&Bytes> = applied
+                .iter()
+                .filter(|(applied_index, _)| applied_index == index)
+                .map(|(_, data)| data)
+                .collect();
+            assert_eq!(at_index, vec![&command(number as u64)], "peer {peer}");
+        }
+    }
+    // The forwarding followers counted what they sent and heard placed, and the leader what
+    // it received (a command offered to a peer that had just become leader is placed there
+    // directly, so at least one, not all three, went through a forward).
+    let sent: u64 = (0..3)
+        .map(|peer| {
+            cluster
+                .running(peer)
+                .metrics()
+                .forwarded_proposals_sent_total
+        })
+        .sum();
+    let placed: u64 = (0..3)
+        .map(|peer| {
+            cluster
+                .running(peer)
+                .metrics()
+                .forwarded_proposals_placed_total
+        })
+        .sum();
+    assert!(sent >= 3 && placed == 3, "sent {sent}, placed {placed}");
+    let received = wait_for("the leader publishes what it received", || {
+        let received: u64 = (0..3)
+            .map(|peer| {
+                cluster
+                    .running(peer)
+                    .metrics()
+                    .forwarded_proposals_received_total
+            })
+            .sum();
+        (received >= 3).then_some(received)
+    })
+    .await;
+    assert!(received >= placed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_threads_use_the_blocking_calls() {
     let cluster = Arc::new(Cluster::new(Net::Memory, 3, 4).await);
     cluster.leader().await;

@@ -6,6 +6,8 @@
 //!                                                  ◄── oneshot: (index, term) or NodeError
 //!  RaftNode::start_command_with ─► Placement::Callback, called on the loop (once, or with
 //!                                  Stopped when dropped uncalled)
+//!  RaftNode::start_command_or_forward ─► Command::ProposeOrForward: the same callback, held
+//!                                  by the loop while a follower's forward awaits its answer
 //! ```
 
 use bytes::Bytes;
@@ -53,6 +55,7 @@ impl Drop for PlacedCallback {
 /// A request for the event loop.
 pub(super) enum Command {
     Propose(Bytes, Placement),
+    ProposeOrForward(Bytes, PlacedCallback),
     ReadIndex(ReadReply),
     LeaseRead(ReadReply),
     Snapshot(Index, Bytes, oneshot::Sender<Result<(), NodeError>>),
@@ -72,7 +75,8 @@ impl Command {
             Command::Propose(_, Placement::Reply(reply)) => {
                 let _ = reply.send(Err(error));
             }
-            Command::Propose(_, Placement::Callback(placed)) => placed.call(Err(error)),
+            Command::Propose(_, Placement::Callback(placed))
+            | Command::ProposeOrForward(_, placed) => placed.call(Err(error)),
             Command::ReadIndex(reply) | Command::LeaseRead(reply) => {
                 let _ = reply.send(Err(error));
             }

@@ -60,6 +60,13 @@ pub enum NodeError {
     /// The node has stopped, and why.
     #[error("node stopped: {0}")]
     Stopped(StopReason),
+    /// A command forwarded to the leader ([`RaftNode::start_command_or_forward`]) got no
+    /// answer that can still come (the leader or term changed, or the answer was lost): its
+    /// outcome is unknown. It may be in the log; if it is committed, it is applied as usual
+    /// and arrives on the apply channel like any other. Not retryable as such: a retry may
+    /// apply the command twice unless the command is idempotent or deduplicated.
+    #[error("forwarded to the leader, no answer: outcome unknown (it may be in the log)")]
+    ForwardUnanswered,
 }
 
 impl NodeError {
@@ -81,7 +88,10 @@ impl NodeError {
                     | ConfChangeError::NotCaughtUp { .. }
             ),
             NodeError::Compact(refusal) => matches!(refusal, CompactError::NotApplied { .. }),
-            NodeError::TooLarge { .. } | NodeError::NotVoter(_) | NodeError::Stopped(_) => false,
+            NodeError::TooLarge { .. }
+            | NodeError::NotVoter(_)
+            | NodeError::Stopped(_)
+            | NodeError::ForwardUnanswered => false,
         }
     }
 

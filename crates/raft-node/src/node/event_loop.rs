@@ -19,16 +19,17 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use raft_core::{
-    ConfChangeError, Entry, Index, LogStore, Message, NodeId, PersistId, PersistRequest, Raft,
-    ReadContext, Term,
+    ConfChangeError, Entry, ForwardError, ForwardId, Index, LogId, LogStore, Message, NodeId,
+    PersistId, PersistRequest, Proposal, Raft, ReadContext, Term,
 };
 use raft_wal::Wal;
 use tokio::sync::mpsc;
 
 use super::apply::ApplyWork;
 use super::clock::Clock;
-use super::command::{Command, Placement, ReadReply};
+use super::command::{Command, PlacedCallback, Placement, ReadReply};
 use super::metrics::Published;
 use super::reader::NodeReader;
 use super::{NodeConfig, NodeError, StopReason};
@@ -58,6 +59,10 @@ pub(super) struct EventLoop<S: LogStore, T> {
     published: Arc<Published>,
     reads: BTreeMap<ReadContext, ReadReply>,
     next_read: ReadContext,
+    /// The callbacks of commands this follower forwarded, until the core hands out their
+    /// outcome (bounded by `Config::forwards_pending_max`). Dropped uncalled when the loop
+    /// ends, which tells each it stopped.
+    forwards: BTreeMap<ForwardId, PlacedCallback>,
     /// The core's first snapshot hand-out restores the peer's own snapshot, not a leader's.
     restoring_snapshot: bool,
     /// The commit index last published, to count its advances.
@@ -119,6 +124,7 @@ impl<S: LogStore, T: Transport> EventLoop<S, T> {
             apply_work,
             published,
             reads: BTreeMap::new(),
+            forwards: BTreeMap::new(),
             next_read: 0,
             restoring_snapshot,
             commit_index,
@@ -302,6 +308,7 @@ impl<S: LogStore, T: Transport> EventLoop<S, T> {
                     Placement::Callback(placed) => placed.call(result),
                 }
             }
+            Command::ProposeOrForward(data, placed) => self.propose_or_forward(data, placed),
             Command::ReadIndex(reply) => self.start_read(reply, false),
             Command::LeaseRead(reply) => self.start_read(reply, true),
             Command::Snapshot(index, data, reply) => {
@@ -411,6 +418,9 @@ impl<S: LogStore, T: Transport> EventLoop<S, T> {
                     let _ = waiter.send(Err(NodeError::ReadFailed));
                 }
             }
+            for (id, outcome) in ready.forwarded {
+                self.answer_forward(id, outcome);
+            }
         }
         // A durable report may have made room for writes refused earlier.
         self.submit_backlog(yielded)?;
@@ -423,6 +433,49 @@ impl<S: LogStore, T: Transport> EventLoop<S, T> {
     }
 
     /// Publishes the core's state for [`RaftNode::get_state`] and [`RaftNode::metrics`].
+    fn propose_or_forward(&mut self, data: Bytes, placed: PlacedCallback) {
+        let figures = &self.published.figures;
+        match self.raft.propose_or_forward(data) {
+            Ok(Proposal::Placed(id)) => {
+                add(&figures.proposals_accepted_total, 1);
+                placed.call(Ok((id.index, id.term)));
+            }
+            Ok(Proposal::Forwarded(id)) => {
+                add(&figures.forwarded_proposals_sent_total, 1);
+                let previous = self.forwards.insert(id, placed);
+                assert!(previous.is_none(), "invariant forward-ids-unique: {id:?}");
+            }
+            Err(error) => {
+                add(&figures.proposals_refused_total, 1);
+                placed.call(Err(NodeError::from_propose(error, &self.addresses)));
+            }
+        }
+    }
+
+    /// Calls the callback of the forwarded command `id` with its outcome.
+    fn answer_forward(&mut self, id: ForwardId, outcome: Result<LogId, ForwardError>) {
+        let figures = &self.published.figures;
+        let (counter, result) = match outcome {
+            Ok(placed) => (
+                &figures.forwarded_proposals_placed_total,
+                Ok((placed.index, placed.term)),
+            ),
+            Err(ForwardError::Refused(error)) => (
+                &figures.forwarded_proposals_refused_total,
+                Err(NodeError::from_propose(error, &self.addresses)),
+            ),
+            Err(ForwardError::Unanswered) => (
+                &figures.forwarded_proposals_unanswered_total,
+                Err(NodeError::ForwardUnanswered),
+            ),
+        };
+        add(counter, 1);
+        match self.forwards.remove(&id) {
+            Some(placed) => placed.call(result),
+            None => panic!("invariant forward-answered-once: {id:?} has no waiting callback"),
+        }
+    }
+
     fn publish(&mut self) {
         let published = &self.published;
         let figures = &published.figures;
@@ -460,6 +513,10 @@ impl<S: LogStore, T: Transport> EventLoop<S, T> {
         set(
             &figures.recoveries_finished_total,
             counters.recoveries_finished,
+        );
+        set(
+            &figures.forwarded_proposals_received_total,
+            counters.forwarded_proposals_received,
         );
     }
 

@@ -63,6 +63,35 @@ crate::declare_metrics! {
     /// never sees them; entries covered by a snapshot are not).
     entries_applied_total: u64
         => counter("raft_entries_applied", "Log entries handed to the state machine"),
+    /// Commands this peer, as a follower, forwarded to the leader
+    /// ([`RaftNode::start_command_or_forward`]).
+    forwarded_proposals_sent_total: u64 => counter(
+        "raft_forwarded_proposals_sent",
+        "Commands this node forwarded to the leader as a follower"
+    ),
+    /// Forwarded commands the leader answered with their place in the log.
+    forwarded_proposals_placed_total: u64 => counter(
+        "raft_forwarded_proposals_placed",
+        "Forwarded commands the leader appended to its log"
+    ),
+    /// Forwarded commands the leader refused (or that were never sent: the leader changed
+    /// first); they are not in the log.
+    forwarded_proposals_refused_total: u64 => counter(
+        "raft_forwarded_proposals_refused",
+        "Forwarded commands refused by the leader (not in the log)"
+    ),
+    /// Forwarded commands whose answer could not come (the leader or term changed, or none
+    /// came in time): they may or may not be in the log.
+    forwarded_proposals_unanswered_total: u64 => counter(
+        "raft_forwarded_proposals_unanswered",
+        "Forwarded commands without an answer from the leader (outcome unknown)"
+    ),
+    /// Commands other peers forwarded to this one as leader, appended or refused
+    /// (duplicates excluded).
+    forwarded_proposals_received_total: u64 => counter(
+        "raft_forwarded_proposals_received",
+        "Commands forwarded to this node as leader by followers"
+    ),
     /// Elections this peer started (real campaigns, not pre-votes).
     elections_started_total: u64
         => counter("raft_elections_started", "Elections this node started"),
@@ -187,6 +216,11 @@ mod tests {
                 "raft_proposals_refused",
                 "raft_entries_committed",
                 "raft_entries_applied",
+                "raft_forwarded_proposals_sent",
+                "raft_forwarded_proposals_placed",
+                "raft_forwarded_proposals_refused",
+                "raft_forwarded_proposals_unanswered",
+                "raft_forwarded_proposals_received",
                 "raft_elections_started",
                 "raft_recovering",
                 "raft_recoveries_started",

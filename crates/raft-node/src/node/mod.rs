@@ -197,6 +197,41 @@ impl RaftNode {
         })
     }
 
+    /// [`RaftNode::start_command_with`] (the same queue, the same callback rules: `placed` is
+    /// called once, on the event loop), but a follower that knows the leader forwards the
+    /// command to it over the Raft transport instead of refusing with `NotLeader`. `placed`
+    /// is then called when the leader's answer arrives: `Ok((index, term))` where the leader
+    /// put it (committed, it arrives on this node's apply channel like any entry), `Err` with
+    /// the leader's refusal (it is not in the log), or `Err(NodeError::ForwardUnanswered)`
+    /// when no answer can come any more (the leader or term changed, or none came within two
+    /// election timeouts): it may be in the log, and if committed it is applied as usual.
+    /// On the leader this is `start_command_with`; with no leader known it refuses with
+    /// `NotLeader`, as `start_command_with` does.
+    pub fn start_command_or_forward(
+        &self,
+        command: Bytes,
+        placed: impl FnOnce(Result<(Index, Term), NodeError>) + Send + 'static,
+    ) -> Result<(), NodeError> {
+        let sent = self.commands.try_send(Command::ProposeOrForward(
+            command,
+            PlacedCallback(Some(Box::new(placed))),
+        ));
+        sent.map_err(|error| {
+            let (error, command) = match error {
+                mpsc::error::TrySendError::Full(command) => {
+                    add(&self.published.figures.proposals_refused_total, 1);
+                    (NodeError::Busy, command)
+                }
+                mpsc::error::TrySendError::Closed(command) => (self.stopped(), command),
+            };
+            // The caller learns of the failure from the error, not from the callback too.
+            if let Command::ProposeOrForward(_, mut placed) = command {
+                placed.0 = None;
+            }
+            error
+        })
+    }
+
     /// Resolves with an index once a linearizable read may be served: the service answers it
     /// after applying through that index (thesis §6.4).
     pub async fn read_index(&self) -> Result<Index, NodeError> {

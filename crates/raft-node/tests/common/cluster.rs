@@ -57,6 +57,8 @@ pub struct Cluster {
     pub nodes: Vec<Option<RaftNode>>,
     /// Commands each peer's service received, per incarnation (cleared at restart).
     applied: Vec<Received<Bytes>>,
+    /// Commands each peer's service received with their index, per incarnation.
+    applied_at: Vec<Received<(Index, Bytes)>>,
     /// Index of the last command or snapshot each peer's service received.
     pub applied_index: Vec<Arc<AtomicU64>>,
     /// Snapshots each peer's service was handed: (last index, data).
@@ -98,6 +100,7 @@ impl Cluster {
             listeners,
             nodes: (0..peers).map(|_| None).collect(),
             applied: (0..peers).map(|_| Arc::default()).collect(),
+            applied_at: (0..peers).map(|_| Arc::default()).collect(),
             applied_index: (0..peers).map(|_| Arc::default()).collect(),
             snapshots: (0..peers).map(|_| Arc::default()).collect(),
         };
@@ -124,13 +127,19 @@ impl Cluster {
         let transport = self.transport(peer, inbound_sender).await;
         let (apply, mut applied_messages) = mpsc::channel(1024);
         let applied = Arc::clone(&self.applied[peer]);
+        let applied_at = Arc::clone(&self.applied_at[peer]);
         let applied_index = Arc::clone(&self.applied_index[peer]);
         let snapshots = Arc::clone(&self.snapshots[peer]);
         applied.lock().expect("not poisoned").clear();
+        applied_at.lock().expect("not poisoned").clear();
         tokio::spawn(async move {
             while let Some(message) = applied_messages.recv().await {
                 match message {
                     ApplyMsg::Command { index, data, .. } => {
+                        applied_at
+                            .lock()
+                            .expect("not poisoned")
+                            .push((index, data.clone()));
                         applied.lock().expect("not poisoned").push(data);
                         applied_index.store(index.0, Ordering::Release);
                     }
@@ -255,6 +264,11 @@ impl Cluster {
     /// The commands `peer`'s service received in its current incarnation.
     pub fn applied(&self, peer: usize) -> Vec<Bytes> {
         self.applied[peer].lock().expect("not poisoned").clone()
+    }
+
+    /// The commands `peer`'s service received in its current incarnation, with their index.
+    pub fn applied_at(&self, peer: usize) -> Vec<(Index, Bytes)> {
+        self.applied_at[peer].lock().expect("not poisoned").clone()
     }
 
     /// Waits until `peer`'s service has received exactly `expected`.
