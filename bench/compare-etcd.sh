@@ -45,6 +45,14 @@
 #   ETCD_TARGET_LEADER  1: the etcd-protocol runs send every request to the leader, as
 #                  raftkv's HTTP clients do (`--target-leader`); 0 (default): the clients are
 #                  spread over the three endpoints and followers pass writes on
+#   SPREAD         1: every system's clients spread evenly over its three nodes, each client
+#                  sending every request to its own node and never following the leader (as
+#                  behind a load balancer): raftkv's HTTP runs with `raftkv bench --spread`, the
+#                  etcd-protocol runs spread over the endpoints (`--spread`; not with
+#                  ETCD_TARGET_LEADER=1); followers pass writes on to the leader. 0 (default):
+#                  raftkv's HTTP clients follow the leader. The summary says which; each JSON
+#                  has it as "placement". Same run length either way: run the script once per
+#                  setting (with another WORKDIR to keep both) to compare them
 #   PORT_OFFSET    added to every port below (default 0), to run beside other clusters
 #   RAFTKV_WORKER_THREADS  async threads per raftkv node (default: cores ÷ 3, at least 1)
 #   RAFTKV_HTTP2_FROM  from this many clients up (default 16), the load generator speaks
@@ -78,6 +86,7 @@ RAFTKV_HTTP2_FROM=${RAFTKV_HTTP2_FROM:-16}
 GRPC=${GRPC:-1}
 ETCD_CONNECTIONS=${ETCD_CONNECTIONS:-1}
 ETCD_TARGET_LEADER=${ETCD_TARGET_LEADER:-0}
+SPREAD=${SPREAD:-0}
 PORT_OFFSET=${PORT_OFFSET:-0}
 # The three raftkv nodes share the machine's cores, as `raftkv dev` sizes them; etcd keeps its
 # default GOMAXPROCS (one per core), which measured faster here than GOMAXPROCS=1.
@@ -375,6 +384,7 @@ bench() {
     local endpoints pids protocol=() argument clients=0 previous= target=raftkv
     local grpc_options=(--connections "$ETCD_CONNECTIONS")
     if [[ $ETCD_TARGET_LEADER == 1 ]]; then grpc_options+=(--target-leader); fi
+    if [[ $SPREAD == 1 ]]; then grpc_options+=(--spread); fi
     if [[ $system == etcd ]]; then
         target=etcd
         endpoints=$(etcd_endpoints)
@@ -400,6 +410,7 @@ bench() {
         if ((clients >= RAFTKV_HTTP2_FROM)); then
             protocol=(--http2)
         fi
+        if [[ $SPREAD == 1 ]]; then protocol+=(--spread); fi
     fi
     run_child "$RAFTKV_BENCH" --target "$target" --endpoints "$endpoints" \
         --value-size "$VALUE_SIZE" --json --server-pids "$pids" "${protocol[@]}" "$@"
@@ -474,13 +485,14 @@ run_memory() {
 
 summarize() {
     python3 - "$RESULTS_DIR" "$MIXES" "$CLIENTS" "$MEMORY_WRITES" "$ROUNDS" "$RAFTKV_HTTP2_FROM" \
-        "${SYSTEMS[*]}" <<'EOF'
+        "${SYSTEMS[*]}" "$SPREAD" <<'EOF'
 import json, os, sys
 
 results, mixes, clients_list, memory_writes = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), int(sys.argv[4])
 rounds = int(sys.argv[5])
 http2_from = int(sys.argv[6])
 systems = tuple(sys.argv[7].split())
+spread = sys.argv[8] == "1"
 baseline = "raftkv-base" in systems
 grpc = "raftkv-grpc" in systems
 
@@ -535,6 +547,9 @@ def group_width(columns):
     return sum(width for _, width in columns) + len(columns) - 1
 
 lines = []
+lines.append("clients: " + ("spread evenly over every node of each system, leader hints ignored "
+                            "(SPREAD=1; followers pass writes on to the leader)" if spread else
+                            "raftkv's HTTP clients follow the leader (SPREAD=0)"))
 lines.append(" | ".join(f"{title:^{group_width(columns)}}" for title, columns in groups).rstrip())
 lines.append(render([[name for name, _ in columns] for _, columns in groups]))
 lines.append("-" * len(lines[-1]))
@@ -660,6 +675,10 @@ main() {
     [[ $GRPC == 0 || $GRPC == 1 ]] || die "GRPC=$GRPC is neither 0 nor 1"
     [[ $ETCD_TARGET_LEADER == 0 || $ETCD_TARGET_LEADER == 1 ]] ||
         die "ETCD_TARGET_LEADER=$ETCD_TARGET_LEADER is neither 0 nor 1"
+    [[ $SPREAD == 0 || $SPREAD == 1 ]] || die "SPREAD=$SPREAD is neither 0 nor 1"
+    if [[ $SPREAD == 1 && $ETCD_TARGET_LEADER == 1 ]]; then
+        die "SPREAD=1 spreads every system's clients; ETCD_TARGET_LEADER=1 contradicts it"
+    fi
     [[ $ETCD_CONNECTIONS =~ ^[1-9][0-9]*$ ]] ||
         die "ETCD_CONNECTIONS=$ETCD_CONNECTIONS is not a positive count"
     if [[ -n $RAFTKV_BASELINE_BIN && ! -x $RAFTKV_BASELINE_BIN ]]; then

@@ -90,11 +90,17 @@ pub struct BenchArgs {
     /// connection, unless --http2.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub connections: u64,
-    /// etcd only: send every request to the leader (the endpoint whose Maintenance.Status
-    /// names itself as leader), as raftkv's HTTP clients do, instead of spreading the clients
-    /// over every endpoint (where a follower hands writes on to the leader).
-    #[arg(long)]
+    /// Send every request to the leader: etcd: to the endpoint whose Maintenance.Status
+    /// names itself as leader; raftkv: the clients follow the leader the nodes name
+    /// (`raftkv-leader`), as raftkv's client does. The default for --target raftkv.
+    #[arg(long, conflicts_with = "spread")]
     pub target_leader: bool,
+    /// Spread the clients evenly over every endpoint, each sending every request to its own
+    /// node and never following the leader the nodes name, as clients behind a load balancer
+    /// do: a follower serves their writes by forwarding them to the leader. The default for
+    /// --target etcd (etcd's own clients spread over their endpoints).
+    #[arg(long)]
+    pub spread: bool,
     /// raftkv only: speak HTTP/2 with prior knowledge (h2c), every client a stream of one
     /// connection per node, as etcd's gRPC clients share theirs. Plain HTTP only.
     #[arg(long)]
@@ -132,6 +138,40 @@ pub struct BenchArgs {
     /// The sweep options (--sweep and what goes with it).
     #[command(flatten)]
     pub sweep: sweep::SweepArgs,
+}
+
+/// Which nodes the clients send their requests to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Placement {
+    /// Every request to the leader (--target-leader; raftkv's default).
+    Leader,
+    /// The clients spread evenly over every node, each staying on its own (--spread; etcd's
+    /// default).
+    Spread,
+}
+
+impl Placement {
+    /// The name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Placement::Leader => "leader",
+            Placement::Spread => "spread",
+        }
+    }
+}
+
+impl BenchArgs {
+    /// Where the clients send their requests: as --spread or --target-leader say, else the
+    /// target's default.
+    pub fn placement(&self) -> Placement {
+        match (self.spread, self.target_leader, self.target) {
+            (true, _, _) => Placement::Spread,
+            (false, true, _) => Placement::Leader,
+            (false, false, TargetKind::Raftkv) => Placement::Leader,
+            (false, false, TargetKind::Etcd) => Placement::Spread,
+        }
+    }
 }
 
 /// Read consistency asked of the target.

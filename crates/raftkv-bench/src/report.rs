@@ -6,7 +6,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::{BenchArgs, ReadConsistency, TargetKind};
+use super::{BenchArgs, Placement, ReadConsistency, TargetKind};
 
 /// The result of one run; serialized as-is for `--json`.
 #[derive(Clone, Debug, Serialize)]
@@ -17,6 +17,8 @@ pub struct Report {
     pub endpoints: Vec<String>,
     /// How the clients reached it: protocol and connections.
     pub protocol: String,
+    /// Which nodes the clients sent to: the leader, or spread over every node.
+    pub placement: Placement,
     /// Concurrent clients.
     pub clients: u64,
     /// Threads of the load generator.
@@ -174,6 +176,7 @@ impl Report {
             target: args.target,
             endpoints: endpoints.to_vec(),
             protocol,
+            placement: args.placement(),
             clients: args.clients,
             threads: args.threads,
             value_size: args.value_size,
@@ -216,9 +219,10 @@ impl Report {
     /// One line naming the run, for the plot.
     pub fn title(&self) -> String {
         format!(
-            "{} — {} clients, {} B values, {} keys, {:.0}% reads ({}): {:.0} ops/s",
+            "{} — {} clients ({}), {} B values, {} keys, {:.0}% reads ({}): {:.0} ops/s",
             self.target.name(),
             self.clients,
+            self.placement.name(),
             self.value_size,
             self.keys,
             self.read_ratio * 100.0,
@@ -233,10 +237,14 @@ impl Report {
         // Writing to a String cannot fail.
         let _ = writeln!(
             text,
-            "target      {} at {} ({})",
+            "target      {} at {} ({}; clients {})",
             self.target.name(),
             self.endpoints.join(","),
-            self.protocol
+            self.protocol,
+            match self.placement {
+                Placement::Leader => "to the leader",
+                Placement::Spread => "spread over every node, leader hints ignored",
+            }
         );
         let _ = writeln!(
             text,

@@ -9,7 +9,7 @@ use raftkv_etcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
 use raftkv_etcd_api::etcdserverpb::{PutRequest, RangeRequest, StatusRequest};
 use tonic::transport::{Channel, Endpoint};
 
-use super::{BenchArgs, ReadConsistency, TargetKind};
+use super::{BenchArgs, Placement, ReadConsistency, TargetKind};
 
 /// One client's connection to the system under test.
 pub(super) enum Driver {
@@ -26,7 +26,8 @@ pub(super) enum Driver {
     },
 }
 
-/// How `args` has the clients reach the target, for the report: protocol and connections.
+/// How `args` has the clients reach the target, for the report: protocol and connections
+/// (which nodes the clients send to is [`BenchArgs::placement`]).
 pub(super) fn protocol(args: &BenchArgs, tls: bool) -> String {
     match args.target {
         TargetKind::Raftkv if args.http2 => "HTTP/2, one connection per node".to_string(),
@@ -36,10 +37,9 @@ pub(super) fn protocol(args: &BenchArgs, tls: bool) -> String {
             "gRPC, {} connection{} {}",
             args.connections,
             if args.connections == 1 { "" } else { "s" },
-            if args.target_leader {
-                "to the leader"
-            } else {
-                "per endpoint"
+            match args.placement() {
+                Placement::Leader => "to the leader",
+                Placement::Spread => "per endpoint",
             }
         ),
     }
@@ -67,23 +67,49 @@ pub(super) async fn connect(
             };
             // One pool; every client is a session of its own on it (a connection each, as an
             // HTTP/1.1 connection carries one request at a time; over HTTP/2 a stream each).
-            let pool = match tls {
-                Some(_) if args.http2 => {
-                    return Err("--http2 speaks plain HTTP only, not HTTPS".to_string())
-                }
-                Some(tls) => Client::with_tls(endpoints, options, tls),
-                None if args.http2 => Client::with_http2(endpoints, options),
-                None => Client::with_options(endpoints, options),
-            };
-            let pool = pool
-                .and_then(|pool| match token {
+            if tls.is_some() && args.http2 {
+                return Err("--http2 speaks plain HTTP only, not HTTPS".to_string());
+            }
+            let pool = |endpoints: &[String]| {
+                let pool = match &tls {
+                    Some(tls) => Client::with_tls(endpoints, options, tls.clone()),
+                    None if args.http2 => Client::with_http2(endpoints, options),
+                    None => Client::with_options(endpoints, options),
+                };
+                pool.and_then(|pool| match token {
                     Some(token) => pool.with_bearer_token(token),
                     None => Ok(pool),
                 })
-                .map_err(|error| error.to_string())?;
+                .map_err(|error| error.to_string())
+            };
+            // Following the leader: one pool, every client a session of its own on it (a
+            // connection each over HTTP/1.1, as a connection carries one request at a time;
+            // over HTTP/2 a stream each).
+            if args.placement() == Placement::Leader {
+                let pool = pool(endpoints)?;
+                return Ok((0..clients)
+                    .map(|_| Driver::Raftkv {
+                        client: pool.new_session(),
+                        consistency,
+                    })
+                    .collect());
+            }
+            // Spread: a pool per node, its endpoints starting at that node (a client goes on
+            // to the next only when its own fails), client i on pool i mod nodes, each
+            // ignoring the leader the nodes name.
+            let pools = (0..endpoints.len())
+                .map(|first| {
+                    let mut rotated = endpoints.to_vec();
+                    rotated.rotate_left(first);
+                    pool(&rotated)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if pools.is_empty() {
+                return Err("no --endpoints given".to_string());
+            }
             Ok((0..clients)
-                .map(|_| Driver::Raftkv {
-                    client: pool.new_session(),
+                .map(|index| Driver::Raftkv {
+                    client: pools[index % pools.len()].ignoring_leader_hints(),
                     consistency,
                 })
                 .collect())
@@ -95,7 +121,7 @@ pub(super) async fn connect(
             let channels = etcd_channels(endpoints, args).await?;
             let serializable = args.consistency == ReadConsistency::Stale;
             // Client i on connection i mod count: the endpoints' connections take turns, so
-            // every member serves the same share of the clients (unless --target-leader).
+            // every member serves the same share of the clients (when spread).
             Ok((0..clients)
                 .map(|index| Driver::Etcd {
                     kv: KvClient::new(channels[index % channels.len()].clone()),
@@ -118,7 +144,7 @@ async fn etcd_channels(endpoints: &[String], args: &BenchArgs) -> Result<Vec<Cha
         .iter()
         .map(|address| etcd_endpoint(address, args.request_timeout))
         .collect::<Result<Vec<_>, _>>()?;
-    let endpoints = if args.target_leader {
+    let endpoints = if args.placement() == Placement::Leader {
         vec![etcd_leader(&endpoints).await?]
     } else {
         endpoints

@@ -109,6 +109,68 @@ async fn bench_drives_a_mixed_load_and_reports_it_as_json_with_a_plot() {
         .all(|item| item.key.starts_with("smoke-") && item.key.len() == "smoke-".len() + 2));
 }
 
+/// The count of PUTs of a key that node `http` answered 200, from its `/metrics` (a plain
+/// HTTP/1.0 GET: nothing more is needed to read it).
+fn puts_answered(http: &str) -> f64 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(http).expect("the node listens");
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {http}\r\n\r\n").expect("request sent");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("metrics read");
+    text.lines()
+        .filter(|line| {
+            line.starts_with("raftkv_request_seconds_count{")
+                && line.contains(r#"route="/v1/kv/{key}""#)
+                && line.contains(r#"method="PUT""#)
+                && line.contains(r#"status="200""#)
+        })
+        .filter_map(|line| line.split_whitespace().last()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_spread_sends_every_clients_requests_to_its_own_node() {
+    let raftkv = raftkv_bin();
+    let cluster = Cluster::start(&raftkv).await;
+    let before: Vec<f64> = cluster
+        .endpoints()
+        .iter()
+        .map(|http| puts_answered(http))
+        .collect();
+    let output = Command::new(&raftkv)
+        .arg("--endpoints")
+        .arg(cluster.endpoints().join(","))
+        .args([
+            "bench",
+            "--spread",
+            "--http2",
+            "--clients",
+            "6",
+            "--ops",
+            "300",
+        ])
+        .args(["--keys", "50", "--key-prefix", "spread-", "--json"])
+        .output()
+        .expect("raftkv bench runs");
+    let stdout = succeeded(&output, &cluster);
+    let report: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|error| panic!("stdout is not one JSON object ({error}): {stdout}"));
+    println!("bench spread: {report}");
+    assert_eq!(report["placement"], "spread", "{report}");
+    assert_eq!(number(&report, &["ops", "errors"]), 0.0, "{report}");
+    assert_eq!(number(&report, &["ops", "writes"]), 300.0, "{report}");
+    // Two clients per node, each staying on its node whatever the answers say of the leader:
+    // every node answered its share of the puts.
+    for (index, http) in cluster.endpoints().iter().enumerate() {
+        let answered = puts_answered(http) - before[index];
+        assert!(
+            answered >= 50.0,
+            "node {} answered {answered} of 300 puts",
+            index + 1
+        );
+    }
+}
+
 #[test]
 fn bench_refuses_bad_options_with_a_clear_message() {
     let raftkv = raftkv_bin();

@@ -128,10 +128,30 @@ async fn a_tls_cluster_serves_writes_and_linearizable_reads_through_every_node_o
         }
     }
 
-    // A write sent to a follower is answered by the leader, through the follower.
+    // A write sent to a follower goes to the leader over the (mutual TLS) Raft transport, and
+    // the answer names the leader.
     let follower = (leader + 1) % 3;
     let (status, headers, body) = cluster
         .request(follower, "PUT", "/v1/kv/forwarded", &[], "yes")
+        .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        headers
+            .get(LEADER_HEADER)
+            .and_then(|value| value.to_str().ok()),
+        Some(cluster.nodes[leader].http.as_str()),
+        "the leader is named"
+    );
+    // A lease grant only the leader serves is forwarded to the leader's HTTPS API, and
+    // answered by it through the follower.
+    let (status, headers, body) = cluster
+        .request(
+            follower,
+            "POST",
+            "/v1/lease/grant",
+            &[("content-type", "application/json")],
+            r#"{"ttl_seconds": 60}"#,
+        )
         .await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     assert_eq!(

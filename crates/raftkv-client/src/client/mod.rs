@@ -207,6 +207,9 @@ struct Inner {
     retry: RetryState,
     /// `Bearer <token>`, sent with every request; marked sensitive.
     authorization: Option<header::HeaderValue>,
+    /// Whether calls go to the leader the nodes name (the default), or stay on this client's
+    /// endpoints ([`Client::ignoring_leader_hints`]).
+    follows_leader: bool,
 }
 
 impl Client {
@@ -229,7 +232,9 @@ impl Client {
     {
         let endpoints = parse_endpoints(endpoints, options, false)?;
         let http = Http::http1(options.request_timeout, None);
-        Ok(Client::from_parts(endpoints, options, http, None, None))
+        Ok(Client::from_parts(
+            endpoints, options, http, None, None, true,
+        ))
     }
 
     /// Like [`Client::with_options`], over HTTPS: endpoints given as `host:port`, and leader
@@ -247,7 +252,9 @@ impl Client {
     {
         let endpoints = parse_endpoints(endpoints, options, true)?;
         let http = Http::http1(options.request_timeout, Some(tls));
-        Ok(Client::from_parts(endpoints, options, http, None, None))
+        Ok(Client::from_parts(
+            endpoints, options, http, None, None, true,
+        ))
     }
 
     /// Like [`Client::with_options`], over HTTP/2 with prior knowledge (h2c): one connection per
@@ -274,7 +281,9 @@ impl Client {
         }
         let endpoints = parse_endpoints(endpoints, options, false)?;
         let http = Http::http2(options.request_timeout);
-        Ok(Client::from_parts(endpoints, options, http, None, None))
+        Ok(Client::from_parts(
+            endpoints, options, http, None, None, true,
+        ))
     }
 
     /// A client of the same cluster that sends `Authorization: Bearer <token>` with every
@@ -304,6 +313,24 @@ impl Client {
         self.sibling(self.inner.authorization.clone())
     }
 
+    /// A client with a session of its own, sharing this client's connection pool, that never
+    /// follows the leader the nodes name (the `raftkv-leader` header of an answer, the leader a
+    /// refusal names): every call goes to one of this client's endpoints, the one that
+    /// answered last, and a failed call is tried at the next. A node serves any request (a
+    /// follower forwards a write to the leader), so this is how a client behind a load
+    /// balancer behaves; `raftkv bench --spread` measures it.
+    pub fn ignoring_leader_hints(&self) -> Client {
+        let inner = &self.inner;
+        Client::from_parts(
+            (inner.endpoints.clone(), inner.base_urls.clone()),
+            inner.options,
+            inner.http.clone(),
+            inner.authorization.clone(),
+            None,
+            false,
+        )
+    }
+
     /// A client with a new session that shares this one's pool and starts at its preferred node.
     fn sibling(&self, authorization: Option<header::HeaderValue>) -> Client {
         let inner = &self.inner;
@@ -313,6 +340,7 @@ impl Client {
             inner.http.clone(),
             authorization,
             inner.retry.preferred(),
+            inner.follows_leader,
         )
     }
 
@@ -323,6 +351,7 @@ impl Client {
         http: Http,
         authorization: Option<header::HeaderValue>,
         preferred: Option<String>,
+        follows_leader: bool,
     ) -> Client {
         assert_eq!(
             endpoints.len(),
@@ -341,6 +370,7 @@ impl Client {
                 session: tokio::sync::Mutex::new(0),
                 retry: RetryState::new(random, preferred),
                 authorization,
+                follows_leader,
             }),
         }
     }

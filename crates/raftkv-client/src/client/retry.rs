@@ -72,7 +72,8 @@ impl RetryState {
 /// sequence number across the attempts, so a retry is never applied twice.
 ///
 /// Order of targets: the node that answered last, then the endpoints in turn; a leader named
-/// by a failing node is tried next. After a failure that says nothing about the cluster
+/// by a failing node is tried next (unless the client ignores leader hints:
+/// [`super::Client::ignoring_leader_hints`]). After a failure that says nothing about the cluster
 /// (connection refused, a timeout) or that names a leader, the next target is tried at once,
 /// until as many attempts as there are endpoints went out since the last wait; then, and
 /// after every 5xx, the client waits the backoff (50 ms doubling to 1 s, half of it random,
@@ -106,9 +107,12 @@ pub(super) async fn execute(client: &Inner, call: &Call) -> Result<Answer, Clien
         let failure = match exchange {
             Exchange::Final(error) => return Err(error),
             Exchange::Answered(answer) if !is_transient_status(answer.status) => {
-                client
-                    .retry
-                    .remember(answer.served_by_leader.as_deref().unwrap_or(&target));
+                let leader = answer.served_by_leader.as_deref();
+                let next = match leader {
+                    Some(leader) if client.follows_leader => leader,
+                    _ => &target,
+                };
+                client.retry.remember(next);
                 return Ok(answer);
             }
             Exchange::Answered(answer) => failure_of_answer(&answer),
@@ -118,6 +122,7 @@ pub(super) async fn execute(client: &Inner, call: &Call) -> Result<Answer, Clien
         let hinted = match failure
             .leader_http
             .as_deref()
+            .filter(|_| client.follows_leader)
             .map(|leader| parse_endpoint(leader, client.http.https))
         {
             Some(Ok(leader)) if leader != target => {

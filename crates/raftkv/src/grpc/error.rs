@@ -168,7 +168,9 @@ pub fn serve_status(error: &ServeError) -> Status {
         | ServeError::LessorNotPromoted => LEADER_CHANGED,
         ServeError::Busy => TOO_MANY_REQUESTS,
         ServeError::ApplyBehind { .. } | ServeError::TimedOut { .. } => TIMEOUT,
-        ServeError::NotCommitted | ServeError::ReplacedBySnapshot => TIMEOUT_DUE_TO_LEADER_FAIL,
+        ServeError::NotCommitted
+        | ServeError::ReplacedBySnapshot
+        | ServeError::ForwardUnanswered => TIMEOUT_DUE_TO_LEADER_FAIL,
         ServeError::TooLarge { .. } => REQUEST_TOO_LARGE,
         ServeError::NotVoter(_) => BAD_LEADER_TRANSFEREE,
         ServeError::Stopped(_) | ServeError::ApplyLoopEnded => STOPPED,

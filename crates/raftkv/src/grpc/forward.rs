@@ -1,5 +1,6 @@
-//! Forwarding a call only the leader serves (a write, a lease keepalive, a membership change)
-//! from a follower to the leader's gRPC API, as etcd's members do.
+//! Forwarding a call only the leader serves (a lease call, a membership change, a compaction)
+//! from a follower to the leader's gRPC API; and the fallback of a store write whose Raft
+//! forwarding met a leader that no longer leads (`super::kv`).
 //!
 //! ```text
 //!  call on a follower ─► leader_channel: leader known? ─ no ─► wait out an election, else NO_LEADER
@@ -115,6 +116,10 @@ impl EtcdApi {
             .inner
             .leader_channel
             .get(leader, &address, || self.channel_to(&address))?;
+        server
+            .counters
+            .grpc_calls_forwarded_total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Some(channel))
     }
 

@@ -4,29 +4,32 @@
 //! ```text
 //!  Range ─► checked ─► read barrier (linearizable; serializable: the local state as it is)
 //!        ─► StateMachine::range ─► RangeResponse (header: the store's revision)   any node
-//!  Put / DeleteRange / Txn ─► this node leads? ── no ─► the same call on the leader
-//!        └ yes ─► checked ─► one store transaction (Operation::Txn) through Raft
-//!              ─► Outcome::Txn ─► the response (header: the write's revision)
-//!  Compact ─► the leader ─► Operation::Compact (applied when answered: `physical` holds)
+//!  Put / DeleteRange / Txn ─► checked ─► one store transaction (Operation::Txn) through
+//!        Raft from this node (a follower forwards the proposal to the leader over Raft)
+//!        ─► applied here ─► Outcome::Txn ─► the response (header: the write's revision)
+//!  Compact ─► this node leads? ── no ─► the same call on the leader (its checks read the
+//!        leader's state) ─► Operation::Compact (applied when answered: `physical` holds)
 //! ```
 //!
 //! A put and a range delete are transactions of one operation, so the rules of leases,
 //! `ignore_value` / `ignore_lease` and `prev_kv` live in one place, the store's transaction.
-//! A call forwarded to the leader comes back as the leader answered it, with this node's
-//! member id in the header.
+//! A write a follower forwards over Raft is answered by that follower once it applied the
+//! entry, so a read there right after sees it (as etcd's followers do). A compaction forwarded
+//! to the leader comes back as the leader answered it, with this node's member id in the
+//! header.
 
 use raftkv_etcd_api::etcdserverpb::*;
 use raftkv_etcd_api::kv_client::KvClient;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use super::error::{revision_status, serve_status, COMPACTED, FUTURE_REV};
+use super::error::{revision_status, serve_status, COMPACTED, FUTURE_REV, NOT_LEADER};
 use super::kv_convert::{
     delete_op, delete_response, put_op, put_response, range_query, range_response, signed, txn_of,
     txn_outcome, txn_responses, unexpected, Limits,
 };
 use super::{EtcdApi, GRPC_RECEIVE_BYTES_MAX};
-use crate::server::ReadMode;
+use crate::server::{ReadMode, Route, ServeError};
 use crate::store::{Operation, Outcome, Txn, TxnOp, TxnOpOutcome};
 
 impl EtcdApi {
@@ -51,20 +54,25 @@ impl EtcdApi {
         }))
     }
 
-    /// Runs `txn` through Raft on this node (the leader): whether its comparisons held, each
+    /// Runs `txn` through Raft from this node (a follower forwards the proposal to the leader
+    /// over Raft, and answers once it applied it): whether its comparisons held, each
     /// operation's result and the revision after it.
-    async fn write_txn(&self, txn: Txn) -> Result<(bool, Vec<TxnOpOutcome>, u64), Status> {
-        let result = self
+    async fn write_txn(&self, txn: Txn) -> Result<(bool, Vec<TxnOpOutcome>, u64), Refusal> {
+        let result = match self
             .server()
-            .write(None, Operation::Txn(txn))
+            .write_on(Route::AnyNode, None, Operation::Txn(txn))
             .await
-            .map_err(|error| serve_status(&error))?;
+        {
+            Ok(result) => result,
+            Err(ServeError::NotLeader { .. }) => return Err(Refusal::NotLeader),
+            Err(error) => return Err(Refusal::Status(serve_status(&error))),
+        };
         let (succeeded, results) = txn_outcome(result.outcome)?;
         Ok((succeeded, results, result.revision))
     }
 
     /// Runs the one operation `op` as a transaction; its result and the revision after it.
-    async fn write_one(&self, op: TxnOp) -> Result<(TxnOpOutcome, u64), Status> {
+    async fn write_one(&self, op: TxnOp) -> Result<(TxnOpOutcome, u64), Refusal> {
         let txn = Txn {
             compare: Vec::new(),
             success: vec![op],
@@ -74,10 +82,44 @@ impl EtcdApi {
         let mut results = results.into_iter();
         match (results.next(), results.next()) {
             (Some(outcome), None) => Ok((outcome, revision)),
-            _ => Err(Status::internal(
+            _ => Err(Refusal::Status(Status::internal(
                 "raftkv: the store answered one operation with another count of results",
-            )),
+            ))),
         }
+    }
+}
+
+/// The result of `$written` (a [`Refusal`] result), or a return from the calling method with
+/// its refusal, or, when the proposal met a node that no longer leads, with the answer of the
+/// leader's gRPC API to the same call (`$call`, a method of [`KvClient`]) relayed.
+macro_rules! written_or_relayed {
+    ($api:expr, $request:ident, $written:expr, $call:ident) => {
+        match $written {
+            Ok(written) => written,
+            Err(Refusal::Status(status)) => return Err(status),
+            Err(Refusal::NotLeader) => {
+                let mut leader = $api
+                    .leader_kv(&$request)
+                    .await?
+                    .ok_or_else(|| NOT_LEADER.status())?;
+                return $api.relay(leader.$call($api.forwarded($request)).await);
+            }
+        }
+    };
+}
+
+/// Why a write from this node did not run.
+enum Refusal {
+    /// The leader the proposal reached no longer leads (the proposal is in no log): the call
+    /// goes to the leader's gRPC API instead, as before Raft forwarding.
+    NotLeader,
+    /// Answered with this status.
+    Status(Status),
+}
+
+impl From<Status> for Refusal {
+    fn from(status: Status) -> Refusal {
+        Refusal::Status(status)
     }
 }
 
@@ -111,15 +153,12 @@ impl kv_server::Kv for EtcdApi {
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        if let Some(mut leader) = self.leader_kv(&request).await? {
-            return self.relay(leader.put(self.forwarded(request)).await);
-        }
-        let request = request.into_inner();
-        let op = put_op(&request, self.limits())?;
-        match self.write_one(op).await? {
+        let op = put_op(request.get_ref(), self.limits())?;
+        let written = written_or_relayed!(self, request, self.write_one(op).await, put);
+        match written {
             (TxnOpOutcome::Put { prev }, revision) => Ok(Response::new(put_response(
                 Some(self.header_at(revision)),
-                &request,
+                request.get_ref(),
                 prev,
             ))),
             (other, _) => Err(unexpected(&Outcome::Txn {
@@ -133,12 +172,9 @@ impl kv_server::Kv for EtcdApi {
         &self,
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
-        if let Some(mut leader) = self.leader_kv(&request).await? {
-            return self.relay(leader.delete_range(self.forwarded(request)).await);
-        }
-        let request = request.into_inner();
-        let op = delete_op(&request, self.limits())?;
-        match self.write_one(op).await? {
+        let op = delete_op(request.get_ref(), self.limits())?;
+        let written = written_or_relayed!(self, request, self.write_one(op).await, delete_range);
+        match written {
             (TxnOpOutcome::DeleteRange { deleted, prev }, revision) => Ok(Response::new(
                 delete_response(Some(self.header_at(revision)), deleted, prev),
             )),
@@ -150,12 +186,10 @@ impl kv_server::Kv for EtcdApi {
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        if let Some(mut leader) = self.leader_kv(&request).await? {
-            return self.relay(leader.txn(self.forwarded(request)).await);
-        }
+        let txn = txn_of(request.get_ref(), self.limits())?;
+        let (succeeded, results, revision) =
+            written_or_relayed!(self, request, self.write_txn(txn).await, txn);
         let request = request.into_inner();
-        let txn = txn_of(&request, self.limits())?;
-        let (succeeded, results, revision) = self.write_txn(txn).await?;
         let ran = if succeeded {
             &request.success
         } else {

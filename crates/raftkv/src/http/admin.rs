@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use super::error::{Api, ApiError};
 use super::request::Original;
-use super::write::write;
+use super::write::write_on_leader;
 use super::AppState;
 use crate::server::ServeError;
 use crate::store::Operation;
@@ -119,7 +119,7 @@ pub(super) async fn add_member(State(state): State<AppState>, original: Original
         node: request.id,
         raft_address: request.raft_address.clone(),
     };
-    if let Err(response) = write(&state, original.clone(), address).await {
+    if let Err(response) = write_on_leader(&state, original.clone(), address).await {
         return response;
     }
     change_membership(&state, original, ConfChange::AddLearner(NodeId(request.id))).await
@@ -214,7 +214,7 @@ pub(super) async fn announce(State(state): State<AppState>, original: Original) 
             node: announcement.node,
             raft_address: raft_address.clone(),
         };
-        if let Err(response) = write(&state, original.clone(), operation).await {
+        if let Err(response) = write_on_leader(&state, original.clone(), operation).await {
             return response;
         }
     }
@@ -223,7 +223,7 @@ pub(super) async fn announce(State(state): State<AppState>, original: Original) 
         http_address: announcement.http_address,
         grpc_address: announcement.grpc_address,
     };
-    match write(&state, original, operation).await {
+    match write_on_leader(&state, original, operation).await {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(response) => response,
     }

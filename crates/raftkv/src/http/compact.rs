@@ -39,7 +39,7 @@ pub(super) async fn compact(State(state): State<AppState>, original: Original) -
     let operation = Operation::Compact {
         revision: request.revision,
     };
-    match write(&state, original, operation).await {
+    let answer = match write(&state, original, operation).await {
         Ok(WriteResult {
             outcome: Outcome::Compacted { compact_revision },
             index,
@@ -58,5 +58,6 @@ pub(super) async fn compact(State(state): State<AppState>, original: Original) -
         }) => revision_error(&error),
         Ok(result) => unexpected(result.outcome),
         Err(response) => response,
-    }
+    };
+    state.naming_leader(answer)
 }

@@ -187,6 +187,7 @@ mod tests {
             ),
             (ServeError::NotCommitted, 503),
             (ServeError::ReplacedBySnapshot, 503),
+            (ServeError::ForwardUnanswered, 503),
             (
                 ServeError::TimedOut {
                     within: Duration::from_secs(1),

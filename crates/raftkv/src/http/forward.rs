@@ -153,6 +153,30 @@ impl AppState {
         server.leader_after_election().await == Some(server.config().id)
     }
 
+    /// `response`, a write's answer this node made, as a follower gives it: with the leader's
+    /// HTTP address in `raftkv-leader` (as an answer forwarded from the leader carries it), so
+    /// that a client that follows the leader finds it. Left alone when this node leads, the
+    /// answer already names a leader, or it is a server error (which names one in its body).
+    pub(super) fn naming_leader(&self, mut response: Response) -> Response {
+        let server = &self.server;
+        if response.status().is_server_error()
+            || response.headers().contains_key(LEADER_HEADER)
+            || server.is_leader()
+        {
+            return response;
+        }
+        let address = server
+            .node()
+            .metrics()
+            .leader
+            .and_then(|leader| server.http_address_of(leader))
+            .and_then(|address| HeaderValue::from_str(&address).ok());
+        if let Some(address) = address {
+            response.headers_mut().insert(LEADER_HEADER, address);
+        }
+        response
+    }
+
     /// Forwards `original` to the leader this node knows of, or answers 503 if it cannot.
     pub(super) async fn forward(&self, original: Original) -> Response {
         self.forward_to(original, None).await

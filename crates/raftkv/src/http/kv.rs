@@ -107,7 +107,7 @@ pub(super) async fn put_value(
             Err(error) => return lease_refusal(&error),
         },
     };
-    match keyed_write(&state, key, original, |key, value| Operation::Put {
+    let answer = match keyed_write(&state, key, original, |key, value| Operation::Put {
         key,
         value,
         lease,
@@ -127,7 +127,8 @@ pub(super) async fn put_value(
         }) => lease_refusal(&error),
         Ok(result) => unexpected(result.outcome),
         Err(response) => response,
-    }
+    };
+    state.naming_leader(answer)
 }
 
 /// The answer to a put: where it sits in the log, and its revision.
@@ -145,7 +146,8 @@ pub(super) async fn delete_value(
     Api(Path(key)): Api<Path<String>>,
     original: Original,
 ) -> Response {
-    match keyed_write(&state, key, original, |key, _| Operation::Delete { key }).await {
+    let answer = match keyed_write(&state, key, original, |key, _| Operation::Delete { key }).await
+    {
         Ok(WriteResult {
             outcome: Outcome::Deleted { existed },
             index,
@@ -162,7 +164,8 @@ pub(super) async fn delete_value(
         ),
         Ok(result) => unexpected(result.outcome),
         Err(response) => response,
-    }
+    };
+    state.naming_leader(answer)
 }
 
 pub(super) async fn append_value(
@@ -171,7 +174,7 @@ pub(super) async fn append_value(
     original: Original,
 ) -> Response {
     let append = |key, suffix| Operation::Append { key, suffix };
-    match keyed_write(&state, key, original, append).await {
+    let answer = match keyed_write(&state, key, original, append).await {
         Ok(WriteResult {
             outcome: Outcome::Appended { length },
             index,
@@ -188,7 +191,8 @@ pub(super) async fn append_value(
         ),
         Ok(result) => unexpected(result.outcome),
         Err(response) => response,
-    }
+    };
+    state.naming_leader(answer)
 }
 
 pub(super) async fn compare_and_swap(
@@ -218,7 +222,7 @@ pub(super) async fn compare_and_swap(
         expect: request.expect.map(Bytes::from),
         value: Bytes::from(request.value),
     };
-    match write(&state, original, operation).await {
+    let answer = match write(&state, original, operation).await {
         Ok(WriteResult {
             outcome: Outcome::Cas { swapped, current },
             index,
@@ -247,7 +251,8 @@ pub(super) async fn compare_and_swap(
         }
         Ok(result) => unexpected(result.outcome),
         Err(response) => response,
-    }
+    };
+    state.naming_leader(answer)
 }
 
 #[derive(Debug, Deserialize)]
@@ -470,7 +475,7 @@ pub(super) async fn demo_set(
     {
         return error.into_response();
     }
-    match write(
+    let answer = match write(
         &state,
         original,
         Operation::Put {
@@ -483,7 +488,8 @@ pub(super) async fn demo_set(
     {
         Ok(result) => put_answer(&result),
         Err(response) => response,
-    }
+    };
+    state.naming_leader(answer)
 }
 
 /// The original demo's `GET /get?key=K` (linearizable).

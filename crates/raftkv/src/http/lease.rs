@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 use super::error::{Api, ApiError};
 use super::request::Original;
-use super::write::{unexpected, write};
+use super::write::{unexpected, write_on_leader};
 use super::AppState;
 use crate::server::{LeaseGrantError, ReadMode, ServeError, WriteResult};
 use crate::store::{LeaseError, Operation, Outcome, LEASE_ID_MAX};
@@ -105,7 +105,7 @@ pub(super) async fn grant(State(state): State<AppState>, original: Original) -> 
             return lease_error(StatusCode::BAD_REQUEST, error, request.id.unwrap_or(0))
         }
     };
-    let answer = write(&state, original, operation).await;
+    let answer = write_on_leader(&state, original, operation).await;
     lease_write_answer(answer, |result| match result.outcome {
         Outcome::LeaseGranted { id, ttl_seconds } => Some(Json(LeaseGrantResponse {
             id,
@@ -128,7 +128,7 @@ pub(super) async fn revoke(State(state): State<AppState>, original: Original) ->
         Err(error) => return lease_refusal(&error),
     };
     let operation = Operation::LeaseRevoke { id, expired: false };
-    let answer = write(&state, original, operation).await;
+    let answer = write_on_leader(&state, original, operation).await;
     lease_write_answer(answer, |result| match result.outcome {
         Outcome::LeaseRevoked {
             id, keys_deleted, ..

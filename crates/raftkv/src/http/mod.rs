@@ -7,11 +7,13 @@
 //!          ─► handler (kv, admin, status): validate (400 / 413) ─► leader? ── yes ─► KvServer
 //!                                                                    │        ─► answer, or
 //!                                                                    │  ServeError ─► status_of
-//!                                                                    │ no (writes, lease reads,
+//!                                                                    │ no (lease writes and reads,
 //!                                                                    │     keepalives, lease
 //!                                                                    │     TTLs, membership)
 //!                                                                    └─► forward to the leader's
 //!                                          HTTP address (header raftkv-forwarded), or 503 + Retry-After
+//!          ─► store writes on any node: KvServer::write_on(AnyNode), a follower forwarding the
+//!             proposal to the leader over Raft and answering once it applied it
 //! ```
 //!
 //! One module per part: `middleware` (the access guard and the timing around every route),
@@ -38,7 +40,8 @@
 //! ([`crate::auth`]).
 //!
 //! Linearizable reads are served by whichever node is asked: it confirms the read index with
-//! the leader over Raft and waits to apply through it, so no HTTP hop is needed.
+//! the leader over Raft and waits to apply through it, so no HTTP hop is needed. Store writes
+//! likewise: a follower forwards the proposal over Raft (`write`).
 
 use std::sync::Arc;
 

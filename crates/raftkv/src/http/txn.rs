@@ -237,7 +237,7 @@ pub(super) async fn txn(State(state): State<AppState>, original: Original) -> Re
         Err(error) => return error.into_response(),
     };
     let (success, failure) = (txn.success.clone(), txn.failure.clone());
-    match write(&state, original, Operation::Txn(txn)).await {
+    let answer = match write(&state, original, Operation::Txn(txn)).await {
         Ok(WriteResult {
             outcome: Outcome::Txn { succeeded, results },
             index,
@@ -268,5 +268,6 @@ pub(super) async fn txn(State(state): State<AppState>, original: Original) -> Re
         }) => lease_refusal(&error),
         Ok(result) => unexpected(result.outcome),
         Err(response) => response,
-    }
+    };
+    state.naming_leader(answer)
 }

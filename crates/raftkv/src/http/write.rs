@@ -1,11 +1,17 @@
 //! A write through Raft, for every route that makes one: the session headers that make a
-//! retry exactly-once, the write served here when this node leads or forwarded to the leader,
-//! and the answer to an outcome the route did not ask for.
+//! retry exactly-once, the write served here (a store write on any node, through Raft
+//! forwarding on a follower; a lease or membership write when this node leads) or forwarded
+//! to the leader's HTTP API, and the answer to an outcome the route did not ask for.
 //!
 //! ```text
-//!  client-id + request-seq (both or neither; else 400) ─► leader here? ── no ─► forward
-//!    └─ yes ─► KvServer::write ─► WriteResult ─► the route's answer, or `unexpected`
-//!                  └─ ServeError ─► NotLeader and may forward ─► forward, else its status
+//!  client-id + request-seq (both or neither; else 400)
+//!    ├─ store write (`write`) ─► KvServer::write_on(AnyNode): a follower hands the proposal
+//!    │     to the leader over Raft and answers once it applied the entry itself
+//!    │     (raftkv-leader: the leader's address, as a forwarded answer has)
+//!    └─ leader's write (`write_on_leader`) ─► leader here? ── no ─► forward (HTTP)
+//!          └─ yes ─► KvServer::write
+//!  ─► WriteResult ─► the route's answer, or `unexpected`
+//!     └─ ServeError ─► NotLeader and may forward ─► forward (HTTP), else its status
 //! ```
 
 use axum::http::{HeaderMap, StatusCode};
@@ -15,7 +21,7 @@ use raftkv_client::api::{CLIENT_ID_HEADER, REQUEST_SEQ_HEADER};
 use super::error::ApiError;
 use super::request::Original;
 use super::AppState;
-use crate::server::{ServeError, WriteResult};
+use crate::server::{Route, ServeError, WriteResult};
 use crate::store::Outcome;
 use crate::store::{ClientId, Operation, Session};
 
@@ -58,7 +64,11 @@ fn session(headers: &HeaderMap) -> Result<Option<Session>, ApiError> {
     }
 }
 
-/// Runs a write here if this node leads, else forwards it to the leader.
+/// Runs a plain store write (a put, a delete, a transaction...) from this node, whichever
+/// node leads: a follower forwards the proposal to the leader over Raft and answers once it
+/// applied it, so a read here right after sees it. A request the Raft path cannot place (the
+/// leader it reached no longer leads) is forwarded to the leader's HTTP API. Answer a success
+/// through [`AppState::naming_leader`], as a forwarded answer names the leader.
 pub(super) async fn write(
     state: &AppState,
     original: Original,
@@ -66,15 +76,38 @@ pub(super) async fn write(
 ) -> Result<WriteResult, Response> {
     let server = &state.server;
     let session = session(&original.headers).map_err(IntoResponse::into_response)?;
+    let answer = server.write_on(Route::AnyNode, session, operation).await;
+    settled(state, original, answer).await
+}
+
+/// Runs a write only the leader may propose (a lease's, a membership record) here if this
+/// node leads, else forwards it to the leader's HTTP API.
+pub(super) async fn write_on_leader(
+    state: &AppState,
+    original: Original,
+    operation: Operation,
+) -> Result<WriteResult, Response> {
+    let session = session(&original.headers).map_err(IntoResponse::into_response)?;
     if !state.serves_here(&original).await {
         return Err(state.forward(original).await);
     }
-    match server.write(session, operation).await {
+    let answer = state.server.write(session, operation).await;
+    settled(state, original, answer).await
+}
+
+/// The result of a write, or its refusal as an answer: a refusal naming another leader is
+/// forwarded there over HTTP (if the request may make another hop).
+async fn settled(
+    state: &AppState,
+    original: Original,
+    answer: Result<WriteResult, ServeError>,
+) -> Result<WriteResult, Response> {
+    match answer {
         Ok(result) => Ok(result),
         Err(ServeError::NotLeader { leader }) if original.may_forward() => {
             Err(state.forward_to(original, Some(leader)).await)
         }
-        Err(error) => Err(ApiError::from_serve(error, server).into_response()),
+        Err(error) => Err(ApiError::from_serve(error, &state.server).into_response()),
     }
 }
 

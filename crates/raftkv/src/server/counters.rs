@@ -12,9 +12,12 @@ declare_metrics! {
     /// Counters of the service itself (the node keeps its own), written as requests go.
     pub struct ServiceCounters;
 
-    /// Requests this node forwarded to the leader.
+    /// HTTP requests this node forwarded to the leader's HTTP API.
     forwarded_total: u64 => counter("kv_requests_forwarded",
-        "Requests this node forwarded to the leader"),
+        "HTTP requests this node forwarded to the leader's HTTP API"),
+    /// etcd gRPC calls this node relayed to the leader's gRPC API.
+    grpc_calls_forwarded_total: u64 => counter("kv_grpc_calls_forwarded",
+        "etcd gRPC calls this node relayed to the leader's gRPC API"),
     /// Snapshots the service took of its state.
     snapshots_taken_total: u64 => counter("kv_snapshots_taken",
         "Snapshots the service took of its state"),
@@ -62,6 +65,7 @@ mod tests {
             exported,
             [
                 ("kv_requests_forwarded", MetricValue::Counter(1)),
+                ("kv_grpc_calls_forwarded", MetricValue::Counter(0)),
                 ("kv_snapshots_taken", MetricValue::Counter(0)),
                 ("kv_writes_not_committed", MetricValue::Counter(0)),
                 ("kv_writes_outcome_unknown", MetricValue::Counter(3)),

@@ -72,6 +72,13 @@ pub enum ServeError {
         /// The request timeout.
         within: Duration,
     },
+    /// A write this node forwarded to the leader over Raft got no answer (the leader went
+    /// away): it may or may not be applied.
+    #[error(
+        "the leader did not answer the forwarded write; the outcome is unknown (retry with the \
+         same client-id and request-seq to be safe)"
+    )]
+    ForwardUnanswered,
     /// A leadership transfer named a node that is not a voter.
     #[error("node {} is not a voter", .0 .0)]
     NotVoter(NodeId),
@@ -108,6 +115,7 @@ impl ServeError {
             | ServeError::NotCommitted
             | ServeError::ReplacedBySnapshot
             | ServeError::TimedOut { .. }
+            | ServeError::ForwardUnanswered
             // Another node can serve the request.
             | ServeError::Stopped(_)
             | ServeError::ApplyLoopEnded => true,
@@ -169,6 +177,7 @@ impl From<NodeError> for ServeError {
             NodeError::NotVoter(node) => ServeError::NotVoter(node),
             NodeError::Membership(refusal) => ServeError::Membership(refusal),
             NodeError::Stopped(reason) => ServeError::Stopped(reason),
+            NodeError::ForwardUnanswered => ServeError::ForwardUnanswered,
             other => ServeError::Node(other),
         }
     }

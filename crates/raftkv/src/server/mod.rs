@@ -51,7 +51,7 @@ pub use error::{membership_refusal_is_transient, ServeError};
 pub use launch::{serve, stop_signal};
 pub use leases::{LeaseGrantError, LeaseTimeToLive};
 pub use membership::{AnnounceForwarder, AnnouncedAddresses};
-pub use proposals::WriteResult;
+pub use proposals::{Route, WriteResult};
 pub use reads::ReadMode;
 
 use crate::auth::BearerToken;
@@ -60,7 +60,7 @@ use crate::store::StateMachine;
 use apply::apply_loop;
 use membership::{join_loop, members_at};
 use node_runtime::NodeRuntime;
-use proposals::{Answers, Waiters};
+use proposals::{Answers, RequestIds, Waiters};
 
 /// A running raftkv node. Cheap to share (`Arc`).
 pub struct KvServer {
@@ -73,8 +73,8 @@ pub struct KvServer {
     waiters: Arc<Mutex<Waiters>>,
     /// The apply loop's progress: every entry through this index is reflected in `state`.
     applied: watch::Receiver<u64>,
-    request_base: u64,
-    next_request: AtomicU64,
+    /// The ids this node's writes carry, to recognise their entries when applied.
+    request_ids: RequestIds,
     /// The token of this node's own calls to other nodes (joining), when they need one.
     node_token: Option<BearerToken>,
     /// HTTPS and peer TLS settings; none by default.
@@ -193,6 +193,7 @@ impl KvServer {
         drop(entered);
         let (applied_sender, applied) = watch::channel(0);
         let config_window = config.coordination.watch_window_revisions;
+        let request_ids = RequestIds::new(config.id.0, rand::random());
         let server = Arc::new(KvServer {
             state: Mutex::new(StateMachine::new(config.sessions_max)),
             config,
@@ -200,8 +201,7 @@ impl KvServer {
             transport,
             waiters: Arc::default(),
             applied,
-            request_base: rand::random::<u64>() & !0xFFFF_FFFF,
-            next_request: AtomicU64::new(1),
+            request_ids,
             node_token,
             tls,
             counters: ServiceCounters::default(),

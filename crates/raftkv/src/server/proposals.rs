@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!  write ─► register Waiter(request id) ─► node.start_command_with(Command) ─► placed(index)
-//!                                                                               │
+//!    │     (Route::Leader; Route::AnyNode: start_command_or_forward, which a   │
+//!    │      follower hands to the leader over the Raft transport)              │
 //!  apply loop: Waiters::applied(index, request id) ─► Resolution ◄──────────────┘
 //!              └► every waiter placed at or below the index and not applied there:
 //!                 NotCommitted (another entry won that index)
@@ -14,11 +15,21 @@
 //! it is applied; a write whose entry lost its index to another leader's entry is answered
 //! "not committed" (a definite no), and one swallowed by an installed snapshot or a timeout is
 //! answered "outcome unknown" (the session makes a retry safe).
+//!
+//! A follower's write ([`Route::AnyNode`]) is handed to the leader over the Raft transport and
+//! answered by the follower once it applied the entry itself, so a read on it right after sees
+//! the write. A leader's refusal is a definite no; a forward that can get no answer (the
+//! leader went away) leaves the waiter in place: if the entry commits, applying it here
+//! answers the write, else the request timeout answers "outcome unknown".
+//!
+//! Every node's apply loop sees every node's entries, so a request id must name the node that
+//! proposed it: see [`RequestIds`].
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use raft_core::{Index, Term};
 use raft_node::NodeError;
 use tokio::sync::{mpsc, oneshot};
 
@@ -133,12 +144,21 @@ impl Waiters {
         result: Option<WriteResult>,
     ) {
         if let (Some(request), Some(result)) = (request, result) {
-            if let Some(waiter) = self.by_request.remove(&request) {
-                if let Some(at) = waiter.placed_at {
-                    self.by_index.remove(&at);
+            // A waiter that knows its index is answered only by the entry at that index: an
+            // entry elsewhere under the same id (proposed by an earlier run of this node, see
+            // `RequestIds`) is not its own.
+            let its_own = self
+                .by_request
+                .get(&request)
+                .is_some_and(|waiter| waiter.placed_at.is_none_or(|at| at == index));
+            if its_own {
+                if let Some(waiter) = self.by_request.remove(&request) {
+                    if let Some(at) = waiter.placed_at {
+                        self.by_index.remove(&at);
+                    }
+                    self.settled
+                        .push((waiter.reply, Resolution::Applied(result)));
                 }
-                self.settled
-                    .push((waiter.reply, Resolution::Applied(result)));
             }
         }
         self.settle_through(index, || Resolution::NotCommitted);
@@ -187,29 +207,44 @@ impl KvServer {
         session: Option<Session>,
         operation: Operation,
     ) -> Result<WriteResult, ServeError> {
-        // Each attempt carries a request id of its own (`write_once`).
+        self.write_on(Route::Leader, session, operation).await
+    }
+
+    /// Proposes `operation` by the way `route` says and waits until this node applied it; a
+    /// proposal refused for a leadership transfer is proposed again once it ends.
+    pub async fn write_on(
+        &self,
+        route: Route,
+        session: Option<Session>,
+        operation: Operation,
+    ) -> Result<WriteResult, ServeError> {
+        // Each attempt carries a request id of its own (`place_on`).
         let command = Command {
             session,
             operation,
             request_id: None,
         };
-        self.through_leadership_change(|| self.write_once(&command))
-            .await
+        self.through_leadership_change(|| async {
+            let placed = self.place_on(route, &command)?;
+            self.answer_of(placed).await
+        })
+        .await
     }
 
-    /// Proposes `command` once, under a request id of its own, and waits until it is applied.
-    async fn write_once(&self, command: &Command) -> Result<WriteResult, ServeError> {
-        let placed = self.place(command)?;
-        self.answer_of(placed).await
-    }
-
-    /// Hands `command` to the node at once, under a request id of its own, without waiting.
+    /// Hands `command` to the node at once, under a request id of its own, without waiting;
+    /// refused unless this node leads ([`Route::Leader`]).
     ///
     /// The node takes commands in the order they are handed over, so a command placed here
     /// lands in the log before any command handed over after this returns: the lessor relies
     /// on that to order a lease checkpoint before the keepalives that must clear it.
     pub(super) fn place(&self, command: &Command) -> Result<PlacedWrite, ServeError> {
-        let request = self.request_base | self.next_request.fetch_add(1, Ordering::Relaxed);
+        self.place_on(Route::Leader, command)
+    }
+
+    /// Hands `command` to the node at once, under a request id of its own, by the way
+    /// `route` says, without waiting.
+    fn place_on(&self, route: Route, command: &Command) -> Result<PlacedWrite, ServeError> {
+        let request = self.request_ids.next();
         let (reply, answer) = oneshot::channel();
         self.waiters().by_request.insert(
             request,
@@ -220,19 +255,25 @@ impl KvServer {
         );
         // The event loop records the placement itself, so this task wakes once, answered.
         let waiters = Arc::clone(&self.waiters);
-        let proposed =
-            self.node
-                .start_command_with(command.encode_for_request(request), move |placed| {
-                    let mut waiters = lock_waiters(&waiters);
-                    match placed {
-                        Ok((index, _)) => waiters.placed(request, index.0),
-                        Err(error) => {
-                            if let Some(waiter) = waiters.by_request.remove(&request) {
-                                let _ = waiter.reply.send(Resolution::Refused(error));
-                            }
-                        }
+        let placed = move |placed: Result<(Index, Term), NodeError>| {
+            let mut waiters = lock_waiters(&waiters);
+            match placed {
+                Ok((index, _)) => waiters.placed(request, index.0),
+                // The leader may have placed it: applying it here answers the write, else the
+                // request timeout does ("outcome unknown").
+                Err(NodeError::ForwardUnanswered) => {}
+                Err(error) => {
+                    if let Some(waiter) = waiters.by_request.remove(&request) {
+                        let _ = waiter.reply.send(Resolution::Refused(error));
                     }
-                });
+                }
+            }
+        };
+        let command = command.encode_for_request(request);
+        let proposed = match route {
+            Route::Leader => self.node.start_command_with(command, placed),
+            Route::AnyNode => self.node.start_command_or_forward(command, placed),
+        };
         if let Err(error) = proposed {
             self.waiters().by_request.remove(&request);
             return Err(error.into());
@@ -276,6 +317,53 @@ impl KvServer {
                 })
             }
         }
+    }
+}
+
+/// Where a write may be proposed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// On the leader only: a follower refuses it ([`ServeError::NotLeader`]). For what only
+    /// the leader may decide: leases, membership, the leader's own housekeeping.
+    Leader,
+    /// On any node: a follower hands the proposal to the leader over the Raft transport and
+    /// answers once it applied the entry itself. For plain store writes.
+    AnyNode,
+}
+
+/// The request ids of one run of a node: the node's id in the top [`NODE_ID_BITS`] bits, so
+/// that no two nodes' ids meet (every node's apply loop sees every node's entries and looks
+/// their ids up among its own waiters), then a counter from a random start, so that a
+/// restarted node's ids are unlikely to meet those of its earlier run still in the log (and
+/// a waiter that knows its index is answered only by the entry there: `Waiters::applied`).
+pub(super) struct RequestIds {
+    node_prefix: u64,
+    next: AtomicU64,
+}
+
+/// Bits of a request id that hold the node's id: node ids below 2^20 (a million) keep ids of
+/// different nodes apart for certain; larger ids are folded into them (two nodes whose ids
+/// agree in their low 20 bits could then share ids).
+const NODE_ID_BITS: u32 = 20;
+
+/// Bits of a request id that count: 2^44 requests per run before the counter wraps.
+const COUNTER_BITS: u32 = u64::BITS - NODE_ID_BITS;
+
+impl RequestIds {
+    /// The ids of node `node` for this run, starting at a counter value drawn from `random`
+    /// (the lower half of the counter's range, so a run never wraps in practice).
+    pub(super) fn new(node: u64, random: u64) -> RequestIds {
+        let counter_mask = (1u64 << COUNTER_BITS) - 1;
+        RequestIds {
+            node_prefix: (node & ((1u64 << NODE_ID_BITS) - 1)) << COUNTER_BITS,
+            next: AtomicU64::new(random & (counter_mask >> 1)),
+        }
+    }
+
+    /// The next id.
+    fn next(&self) -> u64 {
+        let counter_mask = (1u64 << COUNTER_BITS) - 1;
+        self.node_prefix | (self.next.fetch_add(1, Ordering::Relaxed) & counter_mask)
     }
 }
 
@@ -335,5 +423,74 @@ mod tests {
         ]);
         assert!(is_not_committed(first_answer.try_recv()));
         assert!(is_not_committed(second_answer.try_recv()));
+    }
+
+    #[test]
+    fn request_ids_of_different_nodes_never_meet_whatever_their_random_starts() {
+        // The largest starts, so the counters are as close to the next node's range as they
+        // can be.
+        let first = RequestIds::new(1, u64::MAX);
+        let second = RequestIds::new(2, u64::MAX);
+        let first_ids: Vec<u64> = (0..1000).map(|_| first.next()).collect();
+        assert!(
+            first_ids.windows(2).all(|pair| pair[0] < pair[1]),
+            "distinct"
+        );
+        for id in (0..1000).map(|_| second.next()) {
+            assert_eq!(id >> COUNTER_BITS, 2, "node 2's prefix");
+            assert!(!first_ids.contains(&id));
+        }
+        assert!(first_ids.iter().all(|id| id >> COUNTER_BITS == 1));
+        let random_start = RequestIds::new(7, 0).next();
+        assert_eq!(
+            random_start,
+            7 << COUNTER_BITS,
+            "a zero start counts from 0"
+        );
+    }
+
+    #[test]
+    fn a_waiter_placed_at_an_index_is_answered_only_by_its_own_entry_there() {
+        let mut waiters = Waiters::default();
+        let (reply, mut answered) = answer();
+        waiters.by_request.insert(
+            5,
+            Waiter {
+                reply,
+                placed_at: None,
+            },
+        );
+        waiters.placed(5, 10);
+        let result = |index| WriteResult {
+            outcome: Outcome::Put,
+            index,
+            term: 1,
+            revision: 2,
+        };
+        // Another entry under the same id (an earlier run's) before its index: not its own.
+        waiters.applied(8, Some(5), Some(result(8)));
+        assert!(waiters.by_request.contains_key(&5));
+        waiters.applied(10, Some(5), Some(result(10)));
+        deliver(std::mem::take(&mut waiters.settled));
+        assert!(matches!(
+            answered.try_recv(),
+            Ok(Resolution::Applied(WriteResult { index: 10, .. }))
+        ));
+
+        // Not placed yet (a forwarded proposal's placement still on its way): the id decides.
+        let (reply, mut answered) = answer();
+        waiters.by_request.insert(
+            6,
+            Waiter {
+                reply,
+                placed_at: None,
+            },
+        );
+        waiters.applied(11, Some(6), Some(result(11)));
+        deliver(std::mem::take(&mut waiters.settled));
+        assert!(matches!(answered.try_recv(), Ok(Resolution::Applied(_))));
+        // Its placement arriving afterwards finds nothing to do.
+        waiters.placed(6, 11);
+        assert!(waiters.by_index.is_empty());
     }
 }
