@@ -3,7 +3,7 @@
 # a long time, reported per interval (issue 29: "p50 and p99 per minute stay within 10% of the
 # first minute's; resident memory flat once history retention is reached").
 #
-#   build    raftkv, raftkv-bench (release), unless RAFTKV_BIN names another raftkv binary
+#   build    raftkv, raftkv-bench (release); RAFTKV_BIN may name another raftkv binary to run
 #   start    raftkv HTTP 127.0.0.1:18001-18003, Raft 19001-19003, each plus PORT_OFFSET
 #            (default 600, so it runs beside a compare-etcd.sh on the default ports); the
 #            cluster pieces are compare-etcd.sh's (sourced)
@@ -66,12 +66,11 @@ steady_main() {
     if [[ -n $RAFTKV_BIN ]]; then
         [[ -x $RAFTKV_BIN ]] || die "RAFTKV_BIN=$RAFTKV_BIN is not an executable file"
         binary=$RAFTKV_BIN
-        say "building raftkv-bench"
-        cargo build --release -p raftkv-bench
-    else
-        say "building raftkv and raftkv-bench"
-        cargo build --release -p raftkv -p raftkv-bench
     fi
+    # Both, even with RAFTKV_BIN: built alone, raftkv-bench unifies its dependencies'
+    # features differently and rebuilds them.
+    say "building raftkv and raftkv-bench"
+    cargo build --release -p raftkv -p raftkv-bench
 
     rm -rf "$DATA_DIR" "$RESULTS_DIR" "$LOG_DIR"
     mkdir -p "$DATA_DIR" "$LOG_DIR" "$RESULTS_DIR"
