@@ -29,7 +29,8 @@
 #   WORKDIR        data/, logs/, results/ (default target/steady)
 #   PORT_OFFSET    added to every port (default 600)
 #   KEEP_DATA      1 keeps the data directories
-#   Server settings pass through the environment, e.g. RAFTKV_HISTORY_RETENTION_REVISIONS.
+#   Server settings pass through the environment, e.g. RAFTKV_HISTORY_RETENTION_REVISIONS,
+#                  RAFTKV_SNAPSHOT_THRESHOLD_BYTES (the chaos soaks: 0 and 262144).
 #
 # Output: WORKDIR/results/peak.json and steady.json (`raftkv bench --json`), steady.txt (the
 # table printed at the end), WORKDIR/logs/raftkv-<n>.log and bench.log (the live rows).
