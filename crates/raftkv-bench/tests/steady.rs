@@ -104,7 +104,9 @@ fn rate_and_interval_options_refuse_bad_values_with_a_clear_message() {
         )
     };
     for rate in ["0", "-5", "lots"] {
-        let (code, stderr) = run(&["--rate", rate]);
+        // `=`: a lone `-5` would read as a flag.
+        let flag = format!("--rate={rate}");
+        let (code, stderr) = run(&[flag.as_str()]);
         assert_eq!(code, Some(2), "--rate {rate}: {stderr}");
         assert!(stderr.contains("not a rate"), "{stderr}");
     }
