@@ -728,4 +728,5 @@ main() {
     summarize
 }
 
-main "$@"
+# bench/steady.sh sources this file for its cluster pieces, without running it.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then main "$@"; fi

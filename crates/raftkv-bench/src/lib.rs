@@ -28,6 +28,7 @@ pub mod lease;
 pub mod plot;
 mod report;
 pub mod sweep;
+pub mod steady;
 mod target;
 pub mod watch;
 
@@ -138,6 +139,15 @@ pub struct BenchArgs {
     /// The sweep options (--sweep and what goes with it).
     #[command(flatten)]
     pub sweep: sweep::SweepArgs,
+    /// Pace the load: this many operations a second over all clients, open loop (each
+    /// operation has an intended start; its latency counts from then, so a stall is charged
+    /// to every operation it delayed). At most --clients are in flight. Without it, closed loop.
+    #[arg(long, value_parser = steady::parse_rate)]
+    pub rate: Option<f64>,
+    /// Report throughput, p50/p99/p99.9, errors and the servers' resident size and CPU for
+    /// every interval this long (e.g. 1m), live on stderr and in the summary.
+    #[arg(long, value_parser = parse_duration)]
+    pub report_every: Option<Duration>,
 }
 
 /// Which nodes the clients send their requests to.
@@ -259,6 +269,10 @@ struct Plan {
     seed: u64,
     stop: Stop,
     record_samples: bool,
+    /// The schedule of a paced run (--rate).
+    pacer: Option<steady::Pacer>,
+    /// Where operations are counted for the interval reports (--report-every).
+    intervals: Option<Arc<steady::IntervalRecorder>>,
 }
 
 enum Stop {
@@ -319,7 +333,7 @@ pub(crate) fn mode_options(request_timeout: Duration) -> raftkv_client::ClientOp
 }
 
 /// A histogram of microseconds from 1 µs to two minutes with 3 significant digits.
-fn new_histogram() -> Histogram<u64> {
+pub(crate) fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, LATENCY_MAX_MICROS, 3)
         .expect("constant histogram bounds are valid")
 }
@@ -386,9 +400,28 @@ async fn run_bench(
         seed,
         stop,
         record_samples: args.plot.is_some() || args.samples.is_some(),
+        pacer: args.rate.map(|rate| steady::Pacer::new(started, rate)),
+        intervals: args
+            .report_every
+            .map(|_| Arc::new(steady::IntervalRecorder::new())),
     });
     let progress = Arc::new(Progress::default());
     let (bar, display) = show_progress(args, Arc::clone(&progress), started);
+    let (intervals_done, interval_reporter) = match (&plan.intervals, args.report_every) {
+        (Some(recorder), Some(every)) => {
+            let (done, finished) = tokio::sync::oneshot::channel();
+            let reporter = tokio::spawn(steady::report_intervals(
+                Arc::clone(recorder),
+                every,
+                started,
+                args.server_pids.clone(),
+                args.rate.is_some(),
+                finished,
+            ));
+            (Some(done), Some(reporter))
+        }
+        _ => (None, None),
+    };
 
     let mut workers = tokio::task::JoinSet::new();
     for (index, driver) in drivers.into_iter().enumerate() {
@@ -401,6 +434,18 @@ async fn run_bench(
         results.push(joined.map_err(|error| format!("a client task failed: {error}"))?);
     }
     let elapsed = started.elapsed();
+    if let Some(done) = intervals_done {
+        // The reporter may have ended already only by panicking, which the join reports.
+        let _ = done.send(());
+    }
+    let intervals = match interval_reporter {
+        Some(reporter) => Some(
+            reporter
+                .await
+                .map_err(|error| format!("the interval reporter failed: {error}"))?,
+        ),
+        None => None,
+    };
     let client_cpu = report::own_cpu_seconds() - cpu_start;
     let servers = if args.server_pids.is_empty() {
         None
@@ -444,7 +489,8 @@ async fn run_bench(
         first_error,
         client_cpu,
         servers,
-    );
+    )
+    .with_intervals(args.rate, intervals);
     samples.sort_by_key(|sample| sample.at_micros);
     if let Some(path) = &args.samples {
         write_samples_csv(path, &samples, started_unix_micros)?;
@@ -502,6 +548,8 @@ async fn work(
     let mut result = WorkerResult::new();
     let mut key = String::with_capacity(plan.key_prefix.len() + plan.key_width);
     loop {
+        // Paced: the slot's intended start decides whether the run is over.
+        let intended = plan.pacer.as_ref().map(steady::Pacer::next_start);
         match plan.stop {
             Stop::AfterOps(total) => {
                 if progress.issued.fetch_add(1, Ordering::Relaxed) >= total {
@@ -509,10 +557,13 @@ async fn work(
                 }
             }
             Stop::At(deadline) => {
-                if Instant::now() >= deadline {
+                if intended.unwrap_or_else(Instant::now) >= deadline {
                     break;
                 }
             }
+        }
+        if let Some(intended) = intended {
+            tokio::time::sleep_until(intended.into()).await;
         }
         key.clear();
         key.push_str(&plan.key_prefix);
@@ -531,8 +582,16 @@ async fn work(
             driver.write(&key, &plan.value).await
         };
         let end = Instant::now();
-        let latency = micros(end - begin).clamp(1, LATENCY_MAX_MICROS);
+        let service = micros(end - begin).clamp(1, LATENCY_MAX_MICROS);
+        // Open loop: from the intended start, so time spent waiting for it to come round
+        // behind a slow operation counts (module `steady`).
+        let latency = intended.map_or(service, |intended| {
+            micros(end.saturating_duration_since(intended)).clamp(1, LATENCY_MAX_MICROS)
+        });
         let ok = outcome.is_ok();
+        if let Some(recorder) = &plan.intervals {
+            recorder.record(ok.then_some((latency, service)));
+        }
         match outcome {
             Ok(()) => {
                 let histogram = if is_read {

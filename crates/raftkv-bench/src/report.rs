@@ -6,6 +6,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use super::steady::{IntervalRow, Steadiness};
 use super::{BenchArgs, Placement, ReadConsistency, TargetKind};
 
 /// The result of one run; serialized as-is for `--json`.
@@ -51,6 +52,14 @@ pub struct Report {
     pub servers: Option<ServerFigures>,
     /// The first error a client saw, if any.
     pub first_error: Option<String>,
+    /// The paced rate asked for (`--rate`), operations a second; absent for a closed loop.
+    pub rate_ops_per_sec: Option<f64>,
+    /// What latencies count from: `send` (closed loop) or `intended start` (paced).
+    pub latency_from: &'static str,
+    /// Per-interval figures (`--report-every`).
+    pub intervals: Option<Vec<IntervalRow>>,
+    /// Whether the intervals' p50 and p99 stayed near the first's (two full intervals or more).
+    pub steadiness: Option<Steadiness>,
 }
 
 /// Operation counts of a run.
@@ -213,7 +222,28 @@ impl Report {
                 rss_bytes,
             }),
             first_error,
+            rate_ops_per_sec: None,
+            latency_from: "send",
+            intervals: None,
+            steadiness: None,
         }
+    }
+
+    /// Adds what `--rate` and `--report-every` measured.
+    pub(super) fn with_intervals(
+        mut self,
+        rate: Option<f64>,
+        intervals: Option<Vec<IntervalRow>>,
+    ) -> Report {
+        if rate.is_some() {
+            self.latency_from = "intended start";
+        }
+        self.rate_ops_per_sec = rate;
+        if let Some(mut rows) = intervals {
+            self.steadiness = Steadiness::judge(&mut rows);
+            self.intervals = Some(rows);
+        }
+        self
     }
 
     /// One line naming the run, for the plot.
@@ -261,7 +291,19 @@ impl Report {
             "operations  {} ok ({} reads, {} writes), {} errors in {:.2} s",
             self.ops.ok, self.ops.reads, self.ops.writes, self.ops.errors, self.elapsed_secs
         );
-        let _ = writeln!(text, "throughput  {:.0} ops/s", self.throughput_ops_per_sec);
+        match self.rate_ops_per_sec {
+            Some(rate) => {
+                let _ = writeln!(
+                    text,
+                    "throughput  {:.0} ops/s (paced at {rate:.0}; latency from each operation's \
+                     intended start)",
+                    self.throughput_ops_per_sec
+                );
+            }
+            None => {
+                let _ = writeln!(text, "throughput  {:.0} ops/s", self.throughput_ops_per_sec);
+            }
+        }
         let _ = writeln!(text, "latency     {}", self.latency_us.text());
         if self.ops.reads > 0 && self.ops.writes > 0 {
             if let Some(reads) = &self.read_latency_us {
@@ -299,6 +341,27 @@ impl Report {
         }
         if let Some(error) = &self.first_error {
             let _ = writeln!(text, "first error {error}");
+        }
+        if let Some(rows) = &self.intervals {
+            let _ = writeln!(text, "intervals   (RSS: all servers together)");
+            let _ = writeln!(text, "{}", IntervalRow::text_header());
+            for row in rows {
+                let _ = writeln!(text, "{}", row.text());
+            }
+        }
+        if let Some(steady) = &self.steadiness {
+            let _ = writeln!(
+                text,
+                "steady      {}: over {} full intervals p50 {:.2}–{:.2}× and p99 {:.2}–{:.2}× the \
+                 first's (allowed ±{:.0}%)",
+                if steady.within { "yes" } else { "NO" },
+                steady.intervals,
+                steady.p50_min_vs_first,
+                steady.p50_max_vs_first,
+                steady.p99_min_vs_first,
+                steady.p99_max_vs_first,
+                steady.tolerance * 100.0
+            );
         }
         text
     }

@@ -190,8 +190,10 @@ serve_settings! {
     /// certificate is refused during the TLS handshake.
     peer_tls_ca: Option<PathBuf> ["RAFTKV_PEER_TLS_CA"];
     /// Take a snapshot once about this many bytes of commands were applied since the last
-    /// one: each node draws its own threshold at start, between 0.75 and 1.25 times this, so
-    /// that the nodes of a cluster do not all stop to write a snapshot at the same moment.
+    /// one, or, when the state (with its history) is larger, about the state's size, so that
+    /// snapshot work stays in proportion to the writes as the state grows: each node draws
+    /// its own factor at start, between 0.75 and 1.25, so that the nodes of a cluster do not
+    /// all stop to write a snapshot at the same moment.
     snapshot_threshold_bytes: Option<u64> ["RAFTKV_SNAPSHOT_THRESHOLD_BYTES"]
         default(64 * 1024 * 1024);
     /// Client sessions remembered for exactly-once writes; beyond it the least recently

@@ -27,14 +27,19 @@ pub(super) fn staggered_threshold(configured: u64, draw: u64) -> u64 {
 }
 
 /// Starts a snapshot of the state at `index` (just applied): takes its image here, on the
-/// apply path, and leaves the rest to a task of its own.
-pub(super) fn start_snapshot(server: &Arc<KvServer>, index: u64) {
+/// apply path, and leaves the rest to a task of its own. Returns about the bytes the snapshot
+/// encodes to ([`super::apply::state_bytes`]), which spaces the next one.
+pub(super) fn start_snapshot(server: &Arc<KvServer>, index: u64) -> u64 {
     let started = Instant::now();
     // Only the image is taken here, under the lock; encoding 25 MB takes about 100 ms, which
     // on this path stalled every write and read for as long.
-    let image = server.state().snapshot_image();
+    let (image, state_size) = {
+        let state = server.state();
+        (state.snapshot_image(), super::apply::state_bytes(&state))
+    };
     let imaged_in = started.elapsed();
     tokio::spawn(compact(Arc::clone(server), index, image, imaged_in));
+    state_size
 }
 
 /// How much lower than the server's own the encoding thread's priority is (`nice`). Encoding
