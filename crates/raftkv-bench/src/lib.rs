@@ -27,8 +27,8 @@ pub mod history;
 pub mod lease;
 pub mod plot;
 mod report;
-pub mod sweep;
 pub mod steady;
+pub mod sweep;
 mod target;
 pub mod watch;
 
