@@ -496,6 +496,7 @@ impl<S: Storage> Raft<S> {
         }
         self.forwards.admit(from, session, first_id, count)?;
         self.counters.forwarded_proposals_received += count;
+        self.note_client_traffic(from);
         let outcomes = proposals
             .into_iter()
             .map(|data| self.propose_entry(EntryKind::Normal, data))

@@ -70,7 +70,8 @@ pub struct Config {
     /// the same moment slows the two that commit (on one virtual disk, 3 files syncing at
     /// once take twice as long as one). A spare lags by at most this many ticks, and by no
     /// more than three whatever the setting, since a spare that has not kept up is no
-    /// longer prompt and is sent everything; it is flushed at once when it forwards a read.
+    /// longer prompt and is sent everything; it is flushed at once when it forwards a read,
+    /// and is no spare for 20 ticks after it forwards a proposal or a read (it serves clients).
     /// A follower that falls behind (silent, or slowed by its disk) loses its place to a
     /// spare within three ticks. Joint configurations and transfer targets are never spared.
     pub spare_flush_ticks: u32,

@@ -127,6 +127,11 @@ pub struct Progress {
     /// Leader ticks in a row at which the peer's match was below the leader's last index as of
     /// the tick before: how long it has been more than a tick behind.
     pub lagging_ticks: u32,
+    /// Leader ticks since the peer last forwarded a proposal or a read here (saturating;
+    /// `u32::MAX` when it never did). A follower serving clients answers them only once it has
+    /// applied their entries, so for a while after it is never a spare (see
+    /// `Raft::spare_followers`): its clients would wait for every flush.
+    pub client_ticks: u32,
     /// The highest commit index sent to the peer, so commit advances are told promptly.
     pub commit_sent: Index,
     /// The snapshot being sent in `Snapshot` state.
@@ -145,6 +150,7 @@ impl Progress {
             recent_active: false,
             idle_ticks: 0,
             lagging_ticks: 0,
+            client_ticks: u32::MAX,
             commit_sent: Index(0),
             outgoing_snapshot: None,
         }

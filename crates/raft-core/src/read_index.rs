@@ -505,6 +505,7 @@ impl<S: Storage> Raft<S> {
         // must not wait for its next flush for that.
         self.spare_flush_due = true;
         self.replication_due = true;
+        self.note_client_traffic(from);
         self.leader_read(from, context);
         Ok(())
     }

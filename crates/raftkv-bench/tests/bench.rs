@@ -119,7 +119,7 @@ fn puts_answered(http: &str) -> f64 {
     stream.read_to_string(&mut text).expect("metrics read");
     text.lines()
         .filter(|line| {
-            line.starts_with("raftkv_request_seconds_count{")
+            line.starts_with("raftkv_http_request_duration_seconds_count{")
                 && line.contains(r#"route="/v1/kv/{key}""#)
                 && line.contains(r#"method="PUT""#)
                 && line.contains(r#"status="200""#)

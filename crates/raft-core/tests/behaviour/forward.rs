@@ -424,3 +424,44 @@ fn malformed_batches_are_dropped_as_invalid() {
     }
     assert_eq!(copies_in_log(&mut net, 1, b"m"), 0);
 }
+
+#[test]
+fn a_spare_follower_that_forwards_is_sent_its_entry_and_the_commit_at_once() {
+    // Flushed only every 1000 ticks, peer 3 (the spare: peer 2 makes the quorum) would see a
+    // write it forwarded, and so answer its client, only at the next flush.
+    let mut net = Net::with_config(3, |id| {
+        let mut config = config(id);
+        config.spare_flush_ticks = 1000;
+        config
+    });
+    net.elect(1);
+    net.settle();
+    net.peer(1)
+        .propose(Bytes::from_static(b"from the leader"))
+        .expect("the leader takes it");
+    net.settle();
+    assert!(
+        !net.applied_data(3)
+            .contains(&Bytes::from_static(b"from the leader")),
+        "peer 3 is a spare: the leader's own write waits for the flush"
+    );
+
+    forward(&mut net, 3, b"x");
+    net.settle();
+    assert!(
+        net.applied_data(3).contains(&Bytes::from_static(b"x")),
+        "a follower serving clients is no spare: it applied its forwarded write without a tick"
+    );
+
+    // It stays prompt while it serves clients, and becomes a spare again once it stops.
+    net.tick_all(25);
+    net.settle();
+    net.peer(1)
+        .propose(Bytes::from_static(b"later"))
+        .expect("the leader takes it");
+    net.settle();
+    assert!(
+        !net.applied_data(3).contains(&Bytes::from_static(b"later")),
+        "20 ticks without client traffic: a spare again"
+    );
+}
