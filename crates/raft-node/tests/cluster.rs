@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use raft_core::{ConfChange, Configuration, Index, NodeId, ProgressState};
+use raft_core::{ConfChange, Configuration, Index, NodeId, ProgressState, Term};
 use raft_node::transport::memory::{Faults, MemoryNetwork};
 use raft_node::{NodeConfig, NodeError, RaftNode, StopReason};
 use raft_wal::{Wal, WalOptions};
@@ -513,20 +513,35 @@ async fn a_follower_refuses_commands_and_names_the_leader() {
     assert!(read.is_ok(), "no read served within {DEADLINE:?}");
 }
 
+/// Where a proposal was placed, or why not, as a placement callback hears it.
+type Placed = Result<(Index, Term), NodeError>;
+
+/// A placement callback for `start_command_with` / `start_command_or_forward`, and the place
+/// it is called with (within the deadline; called once).
+fn placement_callback() -> (
+    impl FnOnce(Placed) + Send + 'static,
+    impl std::future::Future<Output = Placed>,
+) {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let callback = move |place| {
+        let _ = sender.send(place);
+    };
+    let place = async move {
+        within_deadline("the callback", receiver)
+            .await
+            .expect("called once")
+    };
+    (callback, place)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_placement_callback_learns_where_each_command_went_or_why_not() {
     let cluster = Cluster::new(Net::Memory, 3, 4).await;
     let placed = |node: &RaftNode, number: u64| {
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        let queued = node.start_command_with(command(number), move |place| {
-            let _ = sender.send(place);
-        });
-        async move {
-            queued.expect("queued");
-            within_deadline("the callback", receiver)
-                .await
-                .expect("called once")
-        }
+        let (callback, place) = placement_callback();
+        node.start_command_with(command(number), callback)
+            .expect("queued");
+        place
     };
     // Placed entries are applied where the callback said (retried if leadership moves).
     let mut places = Vec::new();
@@ -562,16 +577,10 @@ async fn a_placement_callback_learns_where_each_command_went_or_why_not() {
 async fn a_follower_forwards_a_command_that_every_node_applies_where_its_callback_said() {
     let cluster = Cluster::new(Net::Memory, 3, 5).await;
     let forwarded = |node: &RaftNode, number: u64| {
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        let queued = node.start_command_or_forward(command(number), move |place| {
-            let _ = sender.send(place);
-        });
-        async move {
-            queued.expect("queued");
-            within_deadline("the callback", receiver)
-                .await
-                .expect("called once")
-        }
+        let (callback, place) = placement_callback();
+        node.start_command_or_forward(command(number), callback)
+            .expect("queued");
+        place
     };
     // Offered to a follower until one takes it: right after the election a follower may not
     // know the leader yet, and a leader change may leave a forward unanswered.

@@ -14,7 +14,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use raftkv_client::{Client, WatchMessage, WatchRequest};
 use serde::Serialize;
@@ -23,7 +23,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use raftkv_client::api::LEASE_KEEPALIVE_IDS_MAX;
 
 use crate::lease::{grant, renew_every_third_of_ttl, revoke};
-use crate::watch::{figure, metrics};
+use crate::watch::{open_watches, wait_for_open_watches};
 use crate::{mode_options, with_token};
 
 /// Watch streams per HTTP/2 connection: under a node's default cap of streams in flight on one
@@ -41,9 +41,6 @@ const LEASE_RENEWAL_INTERVAL_SECONDS: u64 = 2;
 
 /// Grants and revokes in flight at once.
 const LEASE_GRANTS_IN_FLIGHT: u64 = 64;
-
-/// How long the nodes may take to count every watch opened (or closed).
-const WATCHERS_OPEN_WAIT_MAX: Duration = Duration::from_secs(180);
 
 /// What to run beside the measured run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -106,7 +103,7 @@ impl BackgroundLoad {
         let mut watchers = JoinSet::new();
         let mut open_before = 0;
         if self.watchers > 0 {
-            open_before = watchers_open(endpoints).await?;
+            open_before = open_watches(endpoints).await?;
             let current = with_token(Client::with_http2(endpoints, options), token)?
                 .scan_at(key_prefix, 1, None)
                 .await
@@ -150,7 +147,7 @@ impl BackgroundLoad {
                 });
             }
             let target = open_before + self.watchers as u64;
-            wait_for_watchers(endpoints, |open| open >= target, &counts).await?;
+            wait_for_open_watches(endpoints, |open| open >= target, &counts.first_error).await?;
         }
         let leases = if self.leases > 0 {
             let client = with_token(Client::with_http2(endpoints, options), token)?;
@@ -203,10 +200,10 @@ impl RunningLoad {
         if self.load.watchers > 0 {
             // The next point counts its own watches by the same gauges: wait until the nodes
             // have closed these.
-            wait_for_watchers(
+            wait_for_open_watches(
                 &self.endpoints,
                 |open| open <= self.watchers_open_before,
-                &self.counts,
+                &self.counts.first_error,
             )
             .await?;
         }
@@ -239,41 +236,5 @@ impl RunningLoad {
             leases: self.load.leases,
             lease_renewal_rounds: rounds,
         }))
-    }
-}
-
-/// Watches open on all of `endpoints` together, by their `watch_watchers_open` gauges.
-async fn watchers_open(endpoints: &[String]) -> Result<u64, String> {
-    let mut open = 0;
-    for endpoint in endpoints {
-        open += figure(&metrics(endpoint).await?, "watch_watchers_open");
-    }
-    Ok(open)
-}
-
-/// Polls the nodes' open watches until `done` holds; fails when a watcher ended with an error
-/// or after [`WATCHERS_OPEN_WAIT_MAX`].
-async fn wait_for_watchers(
-    endpoints: &[String],
-    done: impl Fn(u64) -> bool,
-    counts: &WatchCounts,
-) -> Result<(), String> {
-    let deadline = Instant::now() + WATCHERS_OPEN_WAIT_MAX;
-    loop {
-        let open = watchers_open(endpoints).await?;
-        if done(open) {
-            return Ok(());
-        }
-        if let Ok(first) = counts.first_error.lock() {
-            if let Some(error) = first.as_ref() {
-                return Err(format!("a watch failed while opening: {error}"));
-            }
-        }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "the nodes' open watches stayed at {open} for {WATCHERS_OPEN_WAIT_MAX:?}"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

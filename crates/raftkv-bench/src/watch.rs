@@ -236,7 +236,7 @@ async fn idle(
         watchers.spawn(drain_idle(stream, Arc::clone(&counts)));
     }
     let target = open_before + args.idle as u64;
-    wait_for_gauge(node, |open| open >= target, &counts).await?;
+    wait_for_open_watches(&[node], |open| open >= target, &counts.first_error).await?;
     let opened_in = opening.elapsed();
     let opened = sample(args.node_pid)?;
     let progress_before = counts.progress.load(Ordering::Relaxed);
@@ -290,7 +290,7 @@ async fn idle(
     );
     watchers.shutdown().await;
     drop(connections);
-    wait_for_gauge(node, |open| open <= open_before, &counts).await?;
+    wait_for_open_watches(&[node], |open| open <= open_before, &counts.first_error).await?;
     Ok(())
 }
 
@@ -314,27 +314,37 @@ async fn drain_idle(mut stream: WatchStream, counts: Arc<IdleCounts>) {
     counts.ended.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Polls the node's `watch_watchers_open` until `done` holds; fails when a watcher ended
-/// with an error (it will not be counted) or after [`GAUGE_WAIT_MAX`].
-async fn wait_for_gauge(
-    node: &str,
+/// The watches open on `nodes`, by their `watch_watchers_open` gauges, summed.
+pub(crate) async fn open_watches(nodes: &[impl AsRef<str>]) -> Result<u64, String> {
+    let mut open = 0;
+    for node in nodes {
+        open += figure(&metrics(node.as_ref()).await?, "watch_watchers_open");
+    }
+    Ok(open)
+}
+
+/// Polls the open watches of `nodes` (their `watch_watchers_open`, summed) until `done`
+/// holds; fails when a watcher ended with an error (`first_error`: it will not be counted) or
+/// after [`GAUGE_WAIT_MAX`].
+pub(crate) async fn wait_for_open_watches(
+    nodes: &[impl AsRef<str>],
     done: impl Fn(u64) -> bool,
-    counts: &IdleCounts,
+    first_error: &Mutex<Option<String>>,
 ) -> Result<(), String> {
     let deadline = Instant::now() + GAUGE_WAIT_MAX;
     loop {
-        let open = figure(&metrics(node).await?, "watch_watchers_open");
+        let open = open_watches(nodes).await?;
         if done(open) {
             return Ok(());
         }
-        if let Ok(first) = counts.first_error.lock() {
+        if let Ok(first) = first_error.lock() {
             if let Some(error) = first.as_ref() {
                 return Err(format!("a watch failed while opening: {error}"));
             }
         }
         if Instant::now() >= deadline {
             return Err(format!(
-                "the node's open watches stayed at {open} for {GAUGE_WAIT_MAX:?}"
+                "the open watches stayed at {open} for {GAUGE_WAIT_MAX:?}"
             ));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -388,7 +398,7 @@ async fn active(
     }
     let counts = IdleCounts::default();
     let target = open_before + args.active as u64;
-    wait_for_gauge(node, |open| open >= target, &counts).await?;
+    wait_for_open_watches(&[node], |open| open >= target, &counts.first_error).await?;
     let before = sample(args.node_pid)?;
     let own_cpu_before = report::own_cpu_seconds();
 

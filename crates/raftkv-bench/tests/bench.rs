@@ -20,20 +20,6 @@ fn number(report: &Value, path: &[&str]) -> f64 {
         .unwrap_or_else(|| panic!("{path:?} is not a number in {report}"))
 }
 
-/// A run's stdout, once it exited 0; else the nodes' logs and the output, and the test fails.
-fn succeeded(output: &std::process::Output, cluster: &Cluster) -> String {
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    if !output.status.success() {
-        cluster.dump_logs();
-        panic!(
-            "raftkv bench failed ({}): {}\nstdout: {stdout}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    stdout
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_drives_a_mixed_load_and_reports_it_as_json_with_a_plot() {
     let raftkv = raftkv_bin();
@@ -62,7 +48,7 @@ async fn bench_drives_a_mixed_load_and_reports_it_as_json_with_a_plot() {
         .arg(plot.path())
         .output()
         .expect("raftkv bench runs");
-    let stdout = succeeded(&output, &cluster);
+    let stdout = cluster.succeeded(&output);
     // Piped output: no progress bar, just the JSON object.
     let report: Value = serde_json::from_str(stdout.trim())
         .unwrap_or_else(|error| panic!("stdout is not one JSON object ({error}): {stdout}"));
@@ -152,7 +138,7 @@ async fn bench_spread_sends_every_clients_requests_to_its_own_node() {
         .args(["--keys", "50", "--key-prefix", "spread-", "--json"])
         .output()
         .expect("raftkv bench runs");
-    let stdout = succeeded(&output, &cluster);
+    let stdout = cluster.succeeded(&output);
     let report: Value = serde_json::from_str(stdout.trim())
         .unwrap_or_else(|error| panic!("stdout is not one JSON object ({error}): {stdout}"));
     println!("bench spread: {report}");
@@ -228,7 +214,7 @@ async fn bench_lease_keeps_every_lease_alive_reports_its_cost_and_revokes_them()
         .arg(pids.join(","))
         .output()
         .expect("raftkv bench lease runs");
-    let stdout = succeeded(&output, &cluster);
+    let stdout = cluster.succeeded(&output);
     println!("bench lease smoke:\n{stdout}");
 
     assert_eq!(figure_before(&stdout, "leases in"), 300.0, "{stdout}");

@@ -36,15 +36,8 @@ async fn a_paced_run_keeps_to_its_schedule_and_counts_every_operation_in_one_int
         .arg(pids.join(","))
         .output()
         .expect("raftkv bench runs");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stdout = cluster.succeeded(&output);
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    if !output.status.success() {
-        cluster.dump_logs();
-        panic!(
-            "raftkv bench failed ({}): {stderr}\nstdout: {stdout}",
-            output.status
-        );
-    }
     let report: Value = serde_json::from_str(stdout.trim())
         .unwrap_or_else(|error| panic!("stdout is not one JSON object ({error}): {stdout}"));
     println!("paced run: {report}\nlive rows:\n{stderr}");

@@ -177,24 +177,10 @@ impl RaftNode {
         command: Bytes,
         placed: impl FnOnce(Result<(Index, Term), NodeError>) + Send + 'static,
     ) -> Result<(), NodeError> {
-        let sent = self.commands.try_send(Command::Propose(
+        self.queue_with_callback(Command::Propose(
             command,
             Placement::Callback(PlacedCallback(Some(Box::new(placed)))),
-        ));
-        sent.map_err(|error| {
-            let (error, command) = match error {
-                mpsc::error::TrySendError::Full(command) => {
-                    add(&self.published.figures.proposals_refused_total, 1);
-                    (NodeError::Busy, command)
-                }
-                mpsc::error::TrySendError::Closed(command) => (self.stopped(), command),
-            };
-            // The caller learns of the failure from the error, not from the callback too.
-            if let Command::Propose(_, Placement::Callback(mut placed)) = command {
-                placed.0 = None;
-            }
-            error
-        })
+        ))
     }
 
     /// [`RaftNode::start_command_with`] (the same queue, the same callback rules: `placed` is
@@ -212,20 +198,26 @@ impl RaftNode {
         command: Bytes,
         placed: impl FnOnce(Result<(Index, Term), NodeError>) + Send + 'static,
     ) -> Result<(), NodeError> {
-        let sent = self.commands.try_send(Command::ProposeOrForward(
+        self.queue_with_callback(Command::ProposeOrForward(
             command,
             PlacedCallback(Some(Box::new(placed))),
-        ));
-        sent.map_err(|error| {
-            let (error, command) = match error {
+        ))
+    }
+
+    /// Queues a proposal whose place goes to a callback. Refused here (a full queue, a stopped
+    /// node), the caller learns of it from the error, not from the callback too.
+    fn queue_with_callback(&self, command: Command) -> Result<(), NodeError> {
+        self.commands.try_send(command).map_err(|error| {
+            let (error, mut command) = match error {
                 mpsc::error::TrySendError::Full(command) => {
                     add(&self.published.figures.proposals_refused_total, 1);
                     (NodeError::Busy, command)
                 }
                 mpsc::error::TrySendError::Closed(command) => (self.stopped(), command),
             };
-            // The caller learns of the failure from the error, not from the callback too.
-            if let Command::ProposeOrForward(_, mut placed) = command {
+            if let Command::Propose(_, Placement::Callback(placed))
+            | Command::ProposeOrForward(_, placed) = &mut command
+            {
                 placed.0 = None;
             }
             error

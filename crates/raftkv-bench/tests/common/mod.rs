@@ -135,6 +135,22 @@ impl Cluster {
     }
 
     /// The nodes' HTTP addresses.
+    /// A `raftkv bench` run's stdout, once it exited 0; else the nodes' logs and the output,
+    /// and the test fails.
+    #[allow(dead_code)] // Each test binary compiles this module; not every one uses each.
+    pub fn succeeded(&self, output: &std::process::Output) -> String {
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        if !output.status.success() {
+            self.dump_logs();
+            panic!(
+                "raftkv bench failed ({}): {}\nstdout: {stdout}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        stdout
+    }
+
     #[allow(dead_code)] // Each test binary compiles this module; not every one uses each.
     pub fn endpoints(&self) -> &[String] {
         &self.http
