@@ -141,7 +141,7 @@ pub use forward::{
     SESSIONS_PER_SENDER_MAX,
 };
 pub use invariant::{InvariantViolation, SafetyViolation};
-pub use log_store::{LogStore, SharedMemStorage};
+pub use log_store::{LogStore, SharedMemStorage, SnapshotStager, StageError};
 pub use membership::{ConfChange, ConfigurationError};
 pub use message::{Message, MessageBody, MessageKind, ReadContext, TERM_OR_INDEX_MAX};
 pub use options::Config;

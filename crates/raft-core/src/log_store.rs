@@ -7,6 +7,10 @@
 //!                          (one sync for every request of the batch)
 //! ```
 //!
+//! A store may also stage a snapshot: make its data durable from another thread ahead of the
+//! write that records it ([`SnapshotStager`]), so that a large snapshot file does not hold up
+//! the log's appends. Stores that do not leave [`LogStore::snapshot_stager`] at its default.
+//!
 //! `raft-wal`'s `Wal` is the durable implementation; [`SharedMemStorage`] keeps everything in
 //! memory (tests, examples, simulations); a user's own engine implements [`LogStore`] and runs
 //! under `raft-node` unchanged. The conformance suite (feature `testing`,
@@ -17,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::ready::PersistRequest;
 use crate::storage::{InitialState, MemStorage, Storage, StorageError};
-use crate::types::{Configuration, Entry, Index, Snapshot, Term};
+use crate::types::{Configuration, Entry, Index, LogId, Snapshot, Term};
 
 /// Durable storage a peer runs on: it makes the core's [`PersistRequest`]s durable and gives the
 /// core a read view ([`Storage`]) of what is.
@@ -53,6 +57,42 @@ pub trait LogStore: Send + 'static {
     /// Makes every request durable, in order, and returns once all of it would survive a
     /// crash. Taking several at once lets an implementation cover them with one sync.
     fn write(&mut self, requests: Vec<PersistRequest>) -> Result<(), Self::Error>;
+
+    /// A handle that makes snapshots durable ahead of the write that records them, from any
+    /// thread, while this store goes on writing; `None` (the default) if the store has none,
+    /// and a snapshot's data is then made durable by the [`LogStore::write`] that records it.
+    /// Taken once, before the store moves to the thread that writes.
+    fn snapshot_stager(&self) -> Option<Arc<dyn SnapshotStager>> {
+        None
+    }
+}
+
+/// Why staging a snapshot failed, for the operator: a runtime logs it and lets the write that
+/// records the snapshot make it durable instead (which fails the same way if the disk is at
+/// fault, and stops the node).
+pub type StageError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Makes a snapshot's data durable ahead of the [`LogStore::write`] that records it, so that
+/// writing a large snapshot file runs on a thread of its own while the log's appends go on.
+///
+/// The contract:
+/// - **Invisible until recorded.** A staged snapshot is not part of the store: a crash before
+///   the write whose request carries it leaves the store as if it had never been staged, and
+///   the reader never returns it.
+/// - **Same outcome.** A write whose request carries a snapshot staged with the same contents
+///   makes it durable exactly as if it had not been staged (only faster); one that differs in
+///   anything is written whole.
+/// - **No leaks.** What a staged snapshot holds (files, memory) is freed once it is recorded,
+///   once a newer snapshot is recorded, on [`SnapshotStager::discard`], or at the store's next
+///   open.
+pub trait SnapshotStager: Send + Sync {
+    /// Makes `snapshot` durable without recording it, and returns once it is. Blocks for the
+    /// whole write: call it on a thread that has nothing else to do.
+    fn stage(&self, snapshot: &Snapshot) -> Result<(), StageError>;
+
+    /// Forgets the staged snapshot through `id`, which will not be recorded (the core refused
+    /// the compaction), and frees what it held. Nothing happens if none is staged.
+    fn discard(&self, id: LogId);
 }
 
 /// [`MemStorage`] behind a shared handle: a [`LogStore`] whose reader is another handle on the

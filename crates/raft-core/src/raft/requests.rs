@@ -123,6 +123,21 @@ impl<S: Storage> Raft<S> {
     }
 
     fn compact_inner(&mut self, index: Index, data: Bytes) -> Result<(), CompactError> {
+        let snapshot = self.snapshot_for_compaction(index, data)?;
+        self.configuration_history.compact_to(index);
+        self.pending_compaction = Some(snapshot);
+        Ok(())
+    }
+
+    /// The snapshot [`Raft::compact`] would record for `index` and `data` now, or why it would
+    /// refuse; nothing changes. A runtime uses it to have the snapshot made durable ahead of
+    /// the compaction (see [`crate::SnapshotStager`]); `compact` checks again when it comes,
+    /// since a snapshot installed meanwhile may have covered `index`.
+    pub fn snapshot_for_compaction(
+        &self,
+        index: Index,
+        data: Bytes,
+    ) -> Result<Snapshot, CompactError> {
         let applied = self.log.applied();
         if index > applied {
             return Err(CompactError::NotApplied { index, applied });
@@ -149,15 +164,13 @@ impl<S: Storage> Raft<S> {
         // paper §7), which may be older than the one in effect: configurations after `index`
         // are still entries of the log.
         let configuration = self.configuration_history.at(index).clone();
-        self.configuration_history.compact_to(index);
-        self.pending_compaction = Some(Snapshot {
+        Ok(Snapshot {
             meta: SnapshotMeta {
                 last_included: LogId::new(term, index),
                 configuration,
             },
             data,
-        });
-        Ok(())
+        })
     }
 
     /// The runtime could not deliver to `peer`: stop pipelining to it and probe again, so
