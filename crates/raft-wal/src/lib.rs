@@ -8,6 +8,9 @@
 //!    LOCK                                  held while a process has the log open
 //!    00000000000000000001.wal ...          segments: header, then framed records (codec)
 //!    snapshot-<index>-<term>.snap          the newest snapshot (written via a .tmp + rename)
+//!    snapshot-<index>-<term>.staged.snap.tmp  a snapshot staged ahead of the write that
+//!                                          records it (LogStore::snapshot_stager), renamed
+//!                                          into place by that write; removed at open unread
 //!    CLEAN_SHUTDOWN                        only while closed: written by Wal::close_cleanly
 //!                                          after a graceful stop, removed by Wal::open before
 //!                                          anything else; absent at open after a crash (with
@@ -81,6 +84,7 @@ mod pending;
 mod recovery;
 mod segment;
 mod snapshot_file;
+mod staging;
 mod storage;
 mod wal;
 

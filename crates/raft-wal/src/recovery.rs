@@ -1,7 +1,8 @@
 //! Opening a data directory: bootstrap a new one, or rebuild the durable state of an old one.
 //!
 //! ```text
-//!  lock ─► list files ─► newest snapshot file (older ones and temporaries removed)
+//!  lock ─► list files ─► newest snapshot file (older ones and temporaries removed, staged
+//!          snapshots among them: no marker names those)
 //!       ─► replay every segment in order into the index (entries, hard state, markers),
 //!            decoding configuration entries as they pass (the configuration in effect at
 //!            start-up, with no second read)
@@ -27,6 +28,7 @@ use crate::index::{ConfigurationIndex, Location, LogIndex, TailCache};
 use crate::metrics::LatencyHistogram;
 use crate::segment::{self, Damage, ScanEnd};
 use crate::snapshot_file;
+use crate::staging::StagedSnapshots;
 use crate::storage::{DurableState, SegmentFile, Shared, WalStorage};
 use crate::wal::{ActiveSegment, Wal, WalOptions};
 
@@ -325,6 +327,11 @@ impl Wal {
             // Only an optimisation: the same read fails again, loudly, when the core needs it.
             tracing::warn!(dir = %dir.display(), %error, "could not read the log's end into the cache");
         }
+        let staged = Arc::new(StagedSnapshots::new(
+            dir.clone(),
+            options.syncer(),
+            report.snapshot.index,
+        ));
         Ok(Wal {
             dir,
             options,
@@ -336,6 +343,7 @@ impl Wal {
             buffer: Default::default(),
             published: Vec::new(),
             sync_latency,
+            staged,
         })
     }
 }

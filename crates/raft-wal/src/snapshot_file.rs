@@ -1,5 +1,7 @@
 //! Snapshot files: written whole to a temporary name, fsynced, renamed into place and the
-//! directory fsynced, so a snapshot file under its final name is always complete.
+//! directory fsynced, so a snapshot file under its final name is always complete. A staged
+//! snapshot (see `staging`) is written the same way under a temporary name of its own, and
+//! renamed into place only by the write that records it.
 //!
 //! ```text
 //!  snapshot-<index>-<term>.snap :=
@@ -43,6 +45,26 @@ pub(crate) const TEMPORARY_SUFFIX: &str = ".snap.tmp";
 /// The final name of the snapshot covering through `id`.
 pub(crate) fn file_name(id: LogId) -> String {
     format!("{PREFIX}{:020}-{:020}{SUFFIX}", id.index.0, id.term.0)
+}
+
+/// The temporary name of the staged snapshot covering through `id`: it ends in
+/// [`TEMPORARY_SUFFIX`], so recovery (of this build or an older one) removes it unread.
+pub(crate) fn staged_file_name(id: LogId) -> String {
+    format!(
+        "{PREFIX}{:020}-{:020}{STAGED_INFIX}{TEMPORARY_SUFFIX}",
+        id.index.0, id.term.0
+    )
+}
+
+/// What sets a staged snapshot's name apart from a temporary one being written.
+const STAGED_INFIX: &str = ".staged";
+
+/// Parses a staged snapshot's file name back into its log id.
+pub(crate) fn parse_staged_file_name(name: &str) -> Option<LogId> {
+    let rest = name
+        .strip_suffix(TEMPORARY_SUFFIX)?
+        .strip_suffix(STAGED_INFIX)?;
+    parse_file_name(&format!("{rest}{SUFFIX}"))
 }
 
 /// Parses a final snapshot file name back into its log id.
@@ -192,22 +214,41 @@ pub(crate) fn write(syncer: Syncer, dir: &Path, snapshot: &Snapshot) -> Result<P
     let name = file_name(snapshot.meta.last_included);
     let final_path = dir.join(&name);
     let temporary_path = dir.join(format!("{name}.tmp"));
-    // The same bytes as `encode`, without a copy of the data (tens of megabytes, on the
-    // thread that appends to the log).
-    let header = encode_header(snapshot, 0);
-    let crc = checksum::crc32c_append(checksum::crc32c(&header), &snapshot.data);
-    let mut file = File::create(&temporary_path)
-        .map_err(|error| WalError::io("create snapshot", &temporary_path, error))?;
-    [&header[..], &snapshot.data[..], &crc.to_le_bytes()]
-        .into_iter()
-        .try_for_each(|part| file.write_all(part))
-        .map_err(|error| WalError::io("write snapshot", &temporary_path, error))?;
-    syncer.file(&file, &temporary_path, "fsync snapshot")?;
-    drop(file);
+    write_unnamed(syncer, &temporary_path, snapshot)?;
     fs::rename(&temporary_path, &final_path)
         .map_err(|error| WalError::io("rename snapshot", &final_path, error))?;
     syncer.dir(dir)?;
     Ok(final_path)
+}
+
+/// Writes `snapshot`'s file at `path` (a temporary name) and fsyncs it. The directory entry is
+/// not made durable: the rename that gives the file its final name, followed by a directory
+/// fsync, does that.
+pub(crate) fn write_unnamed(syncer: Syncer, path: &Path, snapshot: &Snapshot) -> Result<()> {
+    // The same bytes as `encode`, without a copy of the data (tens of megabytes).
+    let header = encode_header(snapshot, 0);
+    let crc = checksum::crc32c_append(checksum::crc32c(&header), &snapshot.data);
+    let mut file =
+        File::create(path).map_err(|error| WalError::io("create snapshot", path, error))?;
+    [&header[..], &snapshot.data[..], &crc.to_le_bytes()]
+        .into_iter()
+        .try_for_each(|part| file.write_all(part))
+        .map_err(|error| WalError::io("write snapshot", path, error))?;
+    syncer.file(&file, path, "fsync snapshot")
+}
+
+/// Gives the staged snapshot through `id` in `dir` its final name and makes that durable
+/// (directory fsync). False, with nothing changed, if no staged file is there.
+pub(crate) fn rename_staged(syncer: Syncer, dir: &Path, id: LogId) -> Result<bool> {
+    let staged_path = dir.join(staged_file_name(id));
+    let final_path = dir.join(file_name(id));
+    match fs::rename(&staged_path, &final_path) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(error) => return Err(WalError::io("rename staged snapshot", &final_path, error)),
+    }
+    syncer.dir(dir)?;
+    Ok(true)
 }
 
 /// Reads and verifies the snapshot file at `path`.
@@ -265,6 +306,20 @@ mod tests {
                 file_name(LogId::new(Term(4), Index(120)))
             ))
             .exists());
+    }
+
+    #[test]
+    fn a_staged_name_is_a_temporary_one_and_parses_back() {
+        let id = LogId::new(Term(4), Index(120));
+        let name = staged_file_name(id);
+        assert!(name.ends_with(TEMPORARY_SUFFIX), "{name}");
+        assert_eq!(parse_staged_file_name(&name), Some(id));
+        assert_eq!(parse_file_name(&name), None, "never read as a snapshot");
+        assert_eq!(parse_staged_file_name(&file_name(id)), None);
+        assert_eq!(
+            parse_staged_file_name(&format!("{}.tmp", file_name(id))),
+            None
+        );
     }
 
     fn sample_with_membership() -> Snapshot {

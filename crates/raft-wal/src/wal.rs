@@ -3,6 +3,7 @@
 //! ```text
 //!  write(batch of requests)
 //!    for each request:  snapshot? → snapshot file (tmp, fsync, rename, dir fsync) + marker record
+//!                                   (staged ahead with the same contents: rename, dir fsync)
 //!                       entries   → entry records (a lower index replaces the suffix)
 //!                       hard state→ hard state record
 //!    one vectored write of every record at the end of the active segment (payloads of 2 KiB
@@ -20,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use raft_core::{Configuration, Entry, HardState, PersistId, PersistRequest, Snapshot};
+use raft_core::{
+    Configuration, Entry, HardState, PersistId, PersistRequest, Snapshot, SnapshotStager,
+};
 
 use crate::codec::{
     decode_configuration, encode_frame, encode_frame_leaving_data, frame_bytes, Record,
@@ -34,6 +37,7 @@ use crate::pending::PendingView;
 use crate::recovery::RecoveryReport;
 use crate::segment;
 use crate::snapshot_file;
+use crate::staging::StagedSnapshots;
 use crate::storage::{SegmentFile, Shared, WalStorage};
 
 /// Settings of a write-ahead log.
@@ -272,6 +276,9 @@ pub struct Wal {
     pub(crate) published: Vec<Published>,
     /// Durations of the segment fdatasyncs, shared with [`Wal::sync_latency`]'s callers.
     pub(crate) sync_latency: Arc<LatencyHistogram>,
+    /// Snapshots whose files were made durable ahead of the write that records them, shared
+    /// with the stager handles.
+    pub(crate) staged: Arc<StagedSnapshots>,
 }
 
 /// The write-ahead log as the storage a `raft-node` peer runs on: [`Wal::write`] makes a batch
@@ -286,6 +293,12 @@ impl raft_core::LogStore for Wal {
 
     fn write(&mut self, requests: Vec<PersistRequest>) -> Result<()> {
         Wal::write(self, requests).map(|_| ())
+    }
+
+    /// Stages a snapshot's file under a temporary name of its own, which the write that
+    /// records the snapshot renames into place (see [`SnapshotStager`]'s contract).
+    fn snapshot_stager(&self) -> Option<Arc<dyn SnapshotStager>> {
+        Some(Arc::clone(&self.staged) as Arc<dyn SnapshotStager>)
     }
 }
 
@@ -396,10 +409,11 @@ impl Wal {
                     if let Some(discard) = view.apply_snapshot(id) {
                         // The file is durable before the marker that refers to it.
                         let started = std::time::Instant::now();
-                        snapshot_file::write(self.options.syncer(), &self.dir, &snapshot)?;
+                        let staged = self.write_snapshot_file(&snapshot)?;
                         tracing::info!(
                             index = id.index.0,
                             bytes = snapshot.data.len(),
+                            staged,
                             write_us = started.elapsed().as_micros() as u64,
                             "snapshot file written"
                         );
@@ -439,6 +453,21 @@ impl Wal {
             self.remove_compacted();
         }
         Ok(last_id)
+    }
+
+    /// Makes `snapshot`'s file durable under its final name: a staged file of the same
+    /// contents is renamed into place, otherwise the whole file is written here. Returns
+    /// whether it had been staged.
+    fn write_snapshot_file(&self, snapshot: &Snapshot) -> Result<bool> {
+        let syncer = self.options.syncer();
+        let id = snapshot.meta.last_included;
+        if self.staged.take_if_staged(snapshot)
+            && snapshot_file::rename_staged(syncer, &self.dir, id)?
+        {
+            return Ok(true);
+        }
+        snapshot_file::write(syncer, &self.dir, snapshot)?;
+        Ok(false)
     }
 
     /// Appends `record`'s frame to `batch`; returns where the frame will be in the segment.
@@ -554,8 +583,9 @@ impl Wal {
 
     /// Deletes segments that hold nothing the newest snapshot does not cover, oldest first
     /// with a directory fsync after each, so that a crash leaves a prefix of them deleted and
-    /// never a hole; then the snapshot files older than the newest. A failure here loses
-    /// nothing (the files just stay), so it is logged and the deletion stops.
+    /// never a hole; then the snapshot files older than the newest, and the staged ones it
+    /// covers (they will never be recorded). A failure here loses nothing (the files just
+    /// stay), so it is logged and the deletion stops.
     fn remove_compacted(&mut self) {
         let (removable, newest) = {
             let mut state = self.shared.write();
@@ -565,6 +595,7 @@ impl Wal {
             let removable = std::mem::replace(&mut state.segments, kept);
             (removable, state.snapshot.meta.last_included)
         };
+        self.staged.forget_through(newest.index);
         for segment in removable.values() {
             let removed = fs::remove_file(&segment.path)
                 .map_err(|error| WalError::io("delete compacted segment", &segment.path, error))
@@ -583,7 +614,18 @@ impl Wal {
         };
         for item in listing.flatten() {
             let name = item.file_name();
-            let Some(id) = name.to_str().and_then(snapshot_file::parse_file_name) else {
+            let Some(name) = name.to_str() else { continue };
+            if let Some(id) = snapshot_file::parse_staged_file_name(name) {
+                // Covered: it will never be recorded. (One still being written when listed
+                // finds its slot gone and deletes itself.)
+                if id.index <= newest.index {
+                    if let Err(error) = fs::remove_file(item.path()) {
+                        tracing::warn!(path = %item.path().display(), %error, "could not delete a stale staged snapshot");
+                    }
+                }
+                continue;
+            }
+            let Some(id) = snapshot_file::parse_file_name(name) else {
                 continue;
             };
             if id.index < newest.index {

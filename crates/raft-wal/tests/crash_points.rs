@@ -6,7 +6,7 @@
 //!  state k ──── call k+1 (roll? snapshot file, one append, fdatasync, deletions) ────► state k+1
 //!
 //!  crash images of call k+1:
-//!    state k + the snapshot's temporary file (crash before the rename)
+//!    state k + the snapshot's temporary file (crash before the rename), or its staged file
 //!    state k + the new snapshot file + the growing segment cut at every length
 //!    state k+1 with only the oldest of the compaction's deletions done
 //!
@@ -179,6 +179,18 @@ fn crash_images(before: &Image, after: &Image) -> Vec<CrashImage> {
                 torn: None,
             });
         }
+        // Staged ahead of the call (staging.rs) and durable, but not renamed into place: no
+        // marker names it, so recovery must not trust it.
+        let mut files = before.clone();
+        let staged = name.replace(".snap", ".staged.snap.tmp");
+        files.insert(staged.clone(), contents.clone());
+        images.push(CrashImage {
+            label: format!("{staged}, staged whole, not renamed yet"),
+            kind: Kind::Temporary,
+            files,
+            expected: Expected::Before,
+            torn: None,
+        });
         base.insert(name.clone(), contents.clone());
     }
     if let Some(&name) = growing.first() {
