@@ -147,7 +147,7 @@ pub use bytes::{self, Bytes};
 pub use raft_core as core;
 pub use raft_core::{
     CompactError, ConfChange, ConfChangeError, Config, Configuration, Index, LogId, LogStore,
-    NodeId, Role, SharedMemStorage, Status, Term,
+    NodeId, Role, SharedMemStorage, SnapshotStager, StageError, Status, Term,
 };
 pub use raft_wal as wal;
 pub use raft_wal::{HistogramSnapshot, Wal, WalError, WalOptions};

@@ -7,8 +7,11 @@
 //!  transport inbound ───────────┤                                 ├─► storage thread, or here
 //!  ticks (Clock) ───────────────┼─► on_event ─► Raft ─► process_ready ┼─► apply task (ApplyWork)
 //!  durable reports ─────────────┤   (one round takes what is      ├─► read replies
-//!  applied reports ─────────────┘    waiting, then ready())       └─► publish() figures
+//!  applied reports ─────────────┤    waiting, then ready())       └─► publish() figures
+//!  staged snapshots ────────────┘
 //! ```
+//!
+//! The service's snapshots are staged first, when the store can (see [`super::staging`]).
 //!
 //! Messages go out as soon as `ready()` hands them over, while the leader's own write is being
 //! synced (thesis §10.2.1); the core holds back anything that must wait for the write. Where a
@@ -32,6 +35,7 @@ use super::clock::Clock;
 use super::command::{Command, PlacedCallback, Placement, ReadReply};
 use super::metrics::Published;
 use super::reader::NodeReader;
+use super::staging::{SnapshotReply, Staged, Staging};
 use super::{NodeConfig, NodeError, StopReason};
 use crate::metrics::{add, set};
 use crate::storage_thread::{self, StorageThread, WriteHere};
@@ -70,6 +74,9 @@ pub(super) struct EventLoop<S: LogStore, T> {
     /// The leader last published and its term, to count leader changes.
     known_leader: Option<(Term, NodeId)>,
     clock: Clock,
+    /// Makes the service's snapshots durable before they are compacted with; `None` if the
+    /// store cannot stage (the write that records a snapshot then writes it).
+    staging: Option<Staging>,
 }
 
 /// Most events the loop takes in one round before it hands out the core's output, so a flood
@@ -96,18 +103,21 @@ enum Event {
     Durable(storage_thread::Durable),
     /// `None`: the apply task is gone.
     Applied(Option<Index>),
+    Staged(Staged),
 }
 
 impl<S: LogStore, T: Transport> EventLoop<S, T> {
     /// A loop over `raft`, writing through `writer`, sending through `transport`, feeding the
-    /// apply task through `apply_work` and publishing into `published` (done once here, so
-    /// the figures are right before the first event).
+    /// apply task through `apply_work`, staging the service's snapshots through `staging` and
+    /// publishing into `published` (done once here, so the figures are right before the first
+    /// event).
     pub(super) fn new(
         config: &NodeConfig,
         raft: Raft<NodeReader<S::Reader>>,
         transport: T,
         writer: StorageThread<S>,
         apply_work: mpsc::UnboundedSender<ApplyWork>,
+        staging: Option<Staging>,
         published: Arc<Published>,
     ) -> EventLoop<S, T> {
         // The core hands out the snapshot in its own log first; that one is no install.
@@ -130,6 +140,7 @@ impl<S: LogStore, T: Transport> EventLoop<S, T> {
             commit_index,
             known_leader: None,
             clock: Clock::new(config.tick, config.raft.election_ticks),
+            staging,
         };
         event_loop.publish();
         event_loop
@@ -141,6 +152,7 @@ impl<S: LogStore, T: Transport> EventLoop<S, T> {
         mut inbound: mpsc::Receiver<Message>,
         mut durable: mpsc::UnboundedReceiver<storage_thread::Durable>,
         mut applied: mpsc::UnboundedReceiver<Index>,
+        mut staged: mpsc::UnboundedReceiver<Staged>,
     ) {
         let mut ticker = tokio::time::interval(self.clock.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -151,6 +163,7 @@ impl<S: LogStore, T: Transport> EventLoop<S, T> {
                 command = commands.recv() => Event::Command(command),
                 Some(result) = durable.recv() => Event::Durable(result),
                 index = applied.recv() => Event::Applied(index),
+                Some(staged) = staged.recv() => Event::Staged(staged),
             };
             if let Some(reason) = self.on_event(event) {
                 break reason;
@@ -284,6 +297,7 @@ impl<S: LogStore, T: Transport> EventLoop<S, T> {
             Event::Applied(Some(index)) => self.raft.on_applied(index),
             // Nobody applies what commits any more: serving on would be a lie.
             Event::Applied(None) => return Some(StopReason::ApplyChannelClosed),
+            Event::Staged(staged) => self.on_staged(staged),
         }
         None
     }
@@ -312,11 +326,22 @@ impl<S: LogStore, T: Transport> EventLoop<S, T> {
             Command::ReadIndex(reply) => self.start_read(reply, false),
             Command::LeaseRead(reply) => self.start_read(reply, true),
             Command::Snapshot(index, data, reply) => {
-                let result = self.raft.compact(index, data).map_err(NodeError::Compact);
-                if result.is_ok() {
-                    add(&self.published.figures.snapshots_taken_total, 1);
+                let Some(staging) = self.staging.as_mut() else {
+                    self.compact(index, data, reply);
+                    return;
+                };
+                // Refusals (not applied yet, covered already) are answered before anything
+                // is written; `compact` checks again once the file is durable.
+                match self.raft.snapshot_for_compaction(index, data) {
+                    Ok(snapshot) => {
+                        if let Some((snapshot, reply)) = staging.start(snapshot, reply) {
+                            self.compact(index, snapshot.data, reply);
+                        }
+                    }
+                    Err(error) => {
+                        let _ = reply.send(Err(NodeError::Compact(error)));
+                    }
                 }
-                let _ = reply.send(result);
             }
             Command::Transfer(to, reply) => {
                 let result = self
@@ -340,6 +365,42 @@ impl<S: LogStore, T: Transport> EventLoop<S, T> {
                 let _ = reply.send(self.raft.status());
             }
             Command::Shutdown => {}
+        }
+    }
+
+    /// Compacts the log through `index` with the service's snapshot `data`, answering `reply`;
+    /// whether the core took it.
+    fn compact(&mut self, index: Index, data: Bytes, reply: SnapshotReply) -> bool {
+        let result = self.raft.compact(index, data).map_err(NodeError::Compact);
+        let compacted = result.is_ok();
+        if compacted {
+            add(&self.published.figures.snapshots_taken_total, 1);
+        }
+        let _ = reply.send(result);
+        compacted
+    }
+
+    /// A snapshot's staging finished: the core compacts with it now (its write finds the file
+    /// durable), or, if it has been covered meanwhile by a snapshot installed from the leader,
+    /// refuses and the staged file is discarded. A staging that failed leaves the file to the
+    /// write that records the snapshot, as without staging.
+    fn on_staged(&mut self, Staged { snapshot, result }: Staged) {
+        let Some(reply) = self.staging.as_mut().and_then(Staging::take_finished) else {
+            panic!("invariant staged-in-flight: a staging finished that was not started");
+        };
+        let id = snapshot.meta.last_included;
+        if let Err(error) = &result {
+            tracing::warn!(id = %self.raft.id(), snapshot = %id, %error, "could not stage the snapshot: the log writes it");
+        }
+        let compacted = self.compact(id.index, snapshot.data, reply);
+        let Some(staging) = self.staging.as_mut() else {
+            return;
+        };
+        if !compacted && result.is_ok() {
+            staging.discard(id);
+        }
+        if let Some((next, reply)) = staging.start_waiting() {
+            self.compact(next.meta.last_included.index, next.data, reply);
         }
     }
 

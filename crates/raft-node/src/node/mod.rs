@@ -25,8 +25,9 @@
 //!
 //! The parts, one module each: [`config`] (settings), [`command`] (requests queued for the
 //! loop and their replies), [`event_loop`] (the task that owns the core), [`clock`] (real time
-//! as ticks), [`apply`] (the task feeding the service), [`metrics`] (the figures, declared
-//! once), [`error`] (what can go wrong). This file is the API a service calls.
+//! as ticks), [`apply`] (the task feeding the service), [`staging`] (the service's snapshots
+//! made durable before the core compacts), [`metrics`] (the figures, declared once),
+//! [`error`] (what can go wrong). This file is the API a service calls.
 
 use std::sync::Arc;
 
@@ -47,6 +48,7 @@ mod error;
 mod event_loop;
 mod metrics;
 mod reader;
+mod staging;
 
 pub use apply::ApplyMsg;
 pub use config::NodeConfig;
@@ -58,6 +60,7 @@ use command::{Command, PlacedCallback, Placement};
 use event_loop::EventLoop;
 use metrics::Published;
 use reader::NodeReader;
+use staging::Staging;
 
 /// A running peer. Dropping it stops the event loop as a crash would (the next start on its
 /// write-ahead log recovers with the peers' help); [`RaftNode::shutdown`] waits for queued
@@ -86,6 +89,10 @@ impl RaftNode {
     ) -> Result<RaftNode, StartError> {
         let id = config.raft.id;
         let reader = NodeReader::new(store.reader(), config.trust_unclean_restart);
+        let (staged_sender, staged) = mpsc::unbounded_channel();
+        let staging = store
+            .snapshot_stager()
+            .map(|stager| Staging::new(stager, staged_sender));
         let raft = Raft::new(config.raft.clone(), reader)?;
         let published = Arc::new(Published::default());
         let write_latency = Arc::clone(&published.figures.storage_write_latency);
@@ -110,9 +117,10 @@ impl RaftNode {
             transport,
             writer,
             apply_work,
+            staging,
             Arc::clone(&published),
         );
-        let handle = tokio::spawn(event_loop.run(commands, inbound, durable, applied));
+        let handle = tokio::spawn(event_loop.run(commands, inbound, durable, applied, staged));
         Ok(RaftNode {
             id,
             runtime: tokio::runtime::Handle::current(),
@@ -247,7 +255,11 @@ impl RaftNode {
     }
 
     /// Tells the node the service has snapshotted its state through `index` (which it has
-    /// applied), so the log up to there can be compacted.
+    /// applied), so the log up to there can be compacted. If the store stages snapshots
+    /// ([`LogStore::snapshot_stager`]; `raft_wal::Wal` does), the snapshot's file is written
+    /// first on a thread of its own while the log goes on appending, and this returns once
+    /// the core has taken the snapshot after that; a snapshot no newer than one still being
+    /// staged is refused as [`raft_core::CompactError::AlreadyCompacted`].
     pub async fn snapshot(&self, index: Index, data: Bytes) -> Result<(), NodeError> {
         self.ask(|reply| Command::Snapshot(index, data, reply))
             .await?
