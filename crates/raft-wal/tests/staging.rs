@@ -40,6 +40,22 @@ fn log_with_entries(dir: &Path) -> Wal {
     wal
 }
 
+/// A new log holding entries 1..=20, with a snapshot through 12 staged (not recorded).
+fn log_with_a_staged_snapshot() -> (tempfile::TempDir, Wal, Snapshot) {
+    let (dir, wal, stager) = log_and_stager();
+    let staged = snapshot(1, 12);
+    stager.stage(&staged).expect("staged");
+    (dir, wal, staged)
+}
+
+/// A new log holding entries 1..=20, and its stager.
+fn log_and_stager() -> (tempfile::TempDir, Wal, Arc<dyn SnapshotStager>) {
+    let dir = scratch_directory();
+    let wal = log_with_entries(dir.path());
+    let stager = stager(&wal);
+    (dir, wal, stager)
+}
+
 fn stager(wal: &Wal) -> Arc<dyn SnapshotStager> {
     LogStore::snapshot_stager(wal).expect("the log stages snapshots")
 }
@@ -76,12 +92,16 @@ fn reopen(wal: Wal) -> Wal {
     Wal::open(&dir, voters(), options()).expect("reopens")
 }
 
+/// Reopens `wal` (a crash and a restart) and checks it recovers `snapshot` as its own.
+fn reopen_holding(wal: Wal, snapshot: &Snapshot) -> Wal {
+    let wal = reopen(wal);
+    assert_eq!(&wal.storage().snapshot().expect("readable"), snapshot);
+    wal
+}
+
 #[test]
 fn a_staged_snapshot_is_recorded_by_renaming_its_file_not_writing_it_again() {
-    let dir = scratch_directory();
-    let mut wal = log_with_entries(dir.path());
-    let staged = snapshot(1, 12);
-    stager(&wal).stage(&staged).expect("staged");
+    let (dir, mut wal, staged) = log_with_a_staged_snapshot();
     let staged_file = staged_path(dir.path(), &staged);
     let inode = std::fs::metadata(&staged_file)
         .expect("the staged file is there")
@@ -102,8 +122,7 @@ fn a_staged_snapshot_is_recorded_by_renaming_its_file_not_writing_it_again() {
     assert!(!staged_file.exists());
     assert_eq!(wal.storage().snapshot().expect("readable"), staged);
 
-    let wal = reopen(wal);
-    assert_eq!(wal.storage().snapshot().expect("readable"), staged);
+    let wal = reopen_holding(wal, &staged);
     assert_eq!(wal.storage().first_index(), Ok(Index(13)));
     assert_eq!(wal.storage().last_index(), Ok(Index(20)));
     assert!(!wal.recovery_report().snapshot_marker_restored);
@@ -111,10 +130,7 @@ fn a_staged_snapshot_is_recorded_by_renaming_its_file_not_writing_it_again() {
 
 #[test]
 fn a_staged_snapshot_no_marker_names_is_not_recovered_and_is_removed() {
-    let dir = scratch_directory();
-    let wal = log_with_entries(dir.path());
-    let staged = snapshot(1, 12);
-    stager(&wal).stage(&staged).expect("staged");
+    let (dir, wal, staged) = log_with_a_staged_snapshot();
     // A crash between staging and the write that would have recorded it.
     let wal = reopen(wal);
     let storage = wal.storage();
@@ -141,15 +157,12 @@ fn a_staged_snapshot_that_differs_from_the_recorded_one_is_not_used() {
     assert_ne!(recorded, staged);
     record(&mut wal, 2, recorded.clone());
     assert!(!staged_path(dir.path(), &staged).exists(), "deleted");
-    let wal = reopen(wal);
-    assert_eq!(wal.storage().snapshot().expect("readable"), recorded);
+    reopen_holding(wal, &recorded);
 }
 
 #[test]
 fn staged_snapshots_a_newer_recorded_one_covers_are_deleted() {
-    let dir = scratch_directory();
-    let mut wal = log_with_entries(dir.path());
-    let stager = stager(&wal);
+    let (dir, mut wal, stager) = log_and_stager();
     let older = snapshot(1, 8);
     let newer = snapshot(1, 15);
     stager.stage(&older).expect("staged");
@@ -164,35 +177,26 @@ fn staged_snapshots_a_newer_recorded_one_covers_are_deleted() {
 
 #[test]
 fn a_discarded_staged_snapshot_is_deleted_and_written_whole_if_recorded_after_all() {
-    let dir = scratch_directory();
-    let mut wal = log_with_entries(dir.path());
-    let stager = stager(&wal);
+    let (dir, mut wal, stager) = log_and_stager();
     let staged = snapshot(1, 12);
     stager.stage(&staged).expect("staged");
     stager.discard(staged.meta.last_included);
     assert!(!staged_path(dir.path(), &staged).exists());
     record(&mut wal, 2, staged.clone());
-    let wal = reopen(wal);
-    assert_eq!(wal.storage().snapshot().expect("readable"), staged);
+    reopen_holding(wal, &staged);
 }
 
 #[test]
 fn a_staged_file_deleted_behind_the_logs_back_is_written_whole() {
-    let dir = scratch_directory();
-    let mut wal = log_with_entries(dir.path());
-    let staged = snapshot(1, 12);
-    stager(&wal).stage(&staged).expect("staged");
+    let (dir, mut wal, staged) = log_with_a_staged_snapshot();
     std::fs::remove_file(staged_path(dir.path(), &staged)).expect("deleted");
     record(&mut wal, 2, staged.clone());
-    let wal = reopen(wal);
-    assert_eq!(wal.storage().snapshot().expect("readable"), staged);
+    reopen_holding(wal, &staged);
 }
 
 #[test]
 fn staging_goes_on_from_another_thread_while_the_log_appends() {
-    let dir = scratch_directory();
-    let mut wal = log_with_entries(dir.path());
-    let stager = stager(&wal);
+    let (_dir, mut wal, stager) = log_and_stager();
     let staged = snapshot(1, 12);
     let staging = {
         let staged = staged.clone();
@@ -209,8 +213,7 @@ fn staging_goes_on_from_another_thread_while_the_log_appends() {
     }
     staging.join().expect("no panic").expect("staged");
     record(&mut wal, 41, staged.clone());
-    let wal = reopen(wal);
-    assert_eq!(wal.storage().snapshot().expect("readable"), staged);
+    let wal = reopen_holding(wal, &staged);
     assert_eq!(wal.storage().last_index(), Ok(Index(59)));
 }
 
