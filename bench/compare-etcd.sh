@@ -13,7 +13,8 @@
 #            wait for both to be healthy (30 s), record the 6 server pids
 #   floor    raft-bench floor --dir WORKDIR --json: 2 × fdatasync p50 + loopback round trip p50
 #   run      per mix (writes: --read-ratio 0; reads: --read-ratio 0.9, readonly: --read-ratio 1;
-#            linearizable reads) and
+#            linearizable reads; lease-reads: --read-ratio 0.9 with raftkv's HTTP reads served
+#            under the leader's lease, the others linearizable) and
 #            client count, ROUNDS times: per system, a 2 s warm-up (discarded), then the
 #            measured run; the two systems alternate, and which goes first alternates from
 #            round to round and point to point
@@ -28,8 +29,11 @@
 # Environment:
 #   DURATION       length of each measured run (default 10s; any `raftkv bench --duration`)
 #   CLIENTS        client counts, space-separated (default "1 16 64 256")
-#   MIXES          workloads, space-separated, from "writes reads readonly" (default "writes
-#                  reads"; reads: 90% linearizable reads, readonly: 100%)
+#   MIXES          workloads, space-separated, from "writes reads readonly lease-reads"
+#                  (default "writes reads"; reads: 90% linearizable reads, readonly: 100%;
+#                  lease-reads: 90% reads, raftkv's HTTP runs with `--consistency lease`, etcd
+#                  and raftkv-grpc linearizable, since etcd has no lease reads: the row shows
+#                  what a raftkv client gains by choosing them)
 #   MEMORY_WRITES  writes of the memory run (default 1000000; 0 skips it)
 #   ROUNDS         measured pairs per point (default 1): each round runs both systems back to
 #                  back; the table shows the round whose throughput ratio is the median, and a
@@ -421,7 +425,8 @@ read_ratio_of() {
     writes) printf '0' ;;
     reads) printf '0.9' ;;
     readonly) printf '1' ;;
-    *) die "unknown mix \"$1\" in MIXES (expected writes, reads or readonly)" ;;
+    lease-reads) printf '0.9' ;;
+    *) die "unknown mix \"$1\" in MIXES (expected writes, reads, readonly or lease-reads)" ;;
     esac
 }
 
@@ -439,8 +444,7 @@ run_workloads() {
     for mix in $MIXES; do
         ratio=$(read_ratio_of "$mix")
         for clients in $CLIENTS; do
-            local common=(--clients "$clients" --keys "$KEYS" --read-ratio "$ratio"
-                --consistency linearizable)
+            local common=(--clients "$clients" --keys "$KEYS" --read-ratio "$ratio")
             for round in $(seq 1 "$ROUNDS"); do
                 # The system measured first rotates, so a drift of the disk or of the other
                 # load on the machine does not always favour the same one.
@@ -459,9 +463,15 @@ run_workloads() {
                     result=$(result_file "$mix" "$clients" "$system" "$round")
                     say "$mix, $clients clients, $system, round $round of $ROUNDS:" \
                         "warm-up $WARMUP, then $DURATION"
-                    bench "$system" "${common[@]}" --duration "$WARMUP" >/dev/null ||
+                    local consistency=linearizable
+                    if [[ $mix == lease-reads && ($system == raftkv || $system == raftkv-base) ]]; then
+                        consistency=lease
+                    fi
+                    bench "$system" "${common[@]}" --consistency "$consistency" \
+                        --duration "$WARMUP" >/dev/null ||
                         die "warm-up failed: $mix, $clients clients, $system"
-                    bench "$system" "${common[@]}" --duration "$DURATION" >"$result" ||
+                    bench "$system" "${common[@]}" --consistency "$consistency" \
+                        --duration "$DURATION" >"$result" ||
                         die "run failed: $mix, $clients clients, $system (see $result)"
                 done
             done
@@ -525,7 +535,7 @@ def cpu(run, part):
 # raftkv's HTTP API is "raftkv" in the table, its gRPC API "gRPC".
 shown = ["etcd", "raftkv"] + (["raftkv-grpc"] if grpc else [])
 label = {"etcd": "etcd", "raftkv": "raftkv", "raftkv-grpc": "gRPC"}
-groups = [("", [("mix", 8), ("clients", 7)])]
+groups = [("", [("mix", max(8, *(len(mix) for mix in mixes))), ("clients", 7)])]
 groups += [(f"{label[system]}" if system != "raftkv-grpc" else "raftkv via gRPC",
             [("ops/s", 8), ("p50 µs", 7), ("p99 µs", 7)]) for system in shown]
 groups += [("raftkv ÷ etcd", [("ops/s", 5), ("p50", 5), ("p99", 5)])]
@@ -587,6 +597,9 @@ for mix in mixes:
                                   f"first: {run.get('first_error')}")
 lines.append("p50, p99: latency of every operation (reads and writes together); server CPU: the "
              "three nodes' CPU time together per operation; client CPU: the load generator's")
+if "lease-reads" in mixes:
+    lines.append("lease-reads: raftkv's HTTP reads served by the leader under its lease (--consistency "
+                 "lease); etcd has no lease reads, so etcd and raftkv-grpc read linearizably there")
 lines.append(f"raftkv's load generator speaks HTTP/1.1 below {http2_from} clients (a connection "
              f"per client), HTTP/2 (h2c, a stream per client) from {http2_from}; etcd's, gRPC")
 if grpc:
