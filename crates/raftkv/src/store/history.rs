@@ -237,6 +237,24 @@ struct LogRecord {
     key: Arc<str>,
 }
 
+/// A change [`History::put`] or [`History::delete`] made, with the lease the key was attached
+/// to before it (0: none, or the key did not exist): the lease table moves the key by it.
+#[derive(Debug)]
+pub(super) struct Written {
+    /// The change.
+    pub(super) change: Change,
+    /// The lease of the key's version before the change.
+    pub(super) previous_lease: u64,
+}
+
+/// What [`History::push_version`] made.
+struct Pushed {
+    /// The key's new latest version.
+    version: VersionedValue,
+    /// The lease of the latest version before it (0 if none: a tombstone's is 0).
+    previous_lease: u64,
+}
+
 /// The held history of every key, and the store's revisions.
 #[derive(Clone, Debug)]
 pub(super) struct History {
@@ -397,14 +415,15 @@ impl History {
         self.scan_at(prefix, limit, u64::MAX)
     }
 
-    /// Sets `key` to `value` at the pending revision and returns the change. The caller
-    /// [commits](History::commit) the command's changes once it made them all.
+    /// Sets `key` to `value` at the pending revision and returns the change, with the lease of
+    /// the version it replaced. The caller [commits](History::commit) the command's changes
+    /// once it made them all.
     ///
     /// Panics if the command already changed `key` (a transaction changes each key once; that
     /// is checked before it runs).
-    pub(super) fn put(&mut self, key: String, value: Bytes, lease: u64) -> Change {
+    pub(super) fn put(&mut self, key: String, value: Bytes, lease: u64) -> Written {
         let revision = self.pending_revision();
-        let made = self.push_version(&key, |latest| {
+        let pushed = self.push_version(&key, |latest| {
             Some(match latest.filter(|latest| latest.exists()) {
                 Some(latest) => VersionedValue {
                     value,
@@ -422,39 +441,53 @@ impl History {
                 },
             })
         });
-        let value = made.expect("a put always makes a version");
-        Change {
-            kind: ChangeKind::Put,
-            key,
-            value,
+        let pushed = pushed.expect("a put always makes a version");
+        Written {
+            change: Change {
+                kind: ChangeKind::Put,
+                key,
+                value: pushed.version,
+            },
+            previous_lease: pushed.previous_lease,
         }
     }
 
-    /// Deletes `key` at the pending revision if it exists, returning the change.
-    pub(super) fn delete(&mut self, key: &str) -> Option<Change> {
+    /// Deletes `key` at the pending revision if it exists, returning the change with the lease
+    /// the key was attached to.
+    pub(super) fn delete(&mut self, key: &str) -> Option<Written> {
         let revision = self.pending_revision();
-        let tombstone = self.push_version(key, |latest| {
+        let pushed = self.push_version(key, |latest| {
             latest
                 .filter(|latest| latest.exists())
                 .map(|_| VersionedValue::tombstone(revision))
         })?;
-        Some(Change {
-            kind: ChangeKind::Delete,
-            key: key.to_owned(),
-            value: tombstone,
+        Some(Written {
+            change: Change {
+                kind: ChangeKind::Delete,
+                key: key.to_owned(),
+                value: pushed.version,
+            },
+            previous_lease: pushed.previous_lease,
         })
+    }
+
+    /// The map's shared text of the key the latest change was made to (a lease lists its keys
+    /// with it, instead of a copy): the log's last record names it, so this is no search.
+    pub(super) fn last_changed_key(&self) -> Option<&Arc<str>> {
+        self.log.back().map(|record| &record.key)
     }
 
     /// Makes `make(latest version)` the latest version of `key` unless it gives `None`, with
     /// one search of the map (this runs on every write on every node), keeping the counters
-    /// and the log. Returns the version made.
+    /// and the log. Returns the version made, and the lease of the one it replaced, which the
+    /// caller needs for the lease table and would otherwise search the map again for.
     fn push_version(
         &mut self,
         key: &str,
         make: impl FnOnce(Option<&VersionedValue>) -> Option<VersionedValue>,
-    ) -> Option<VersionedValue> {
+    ) -> Option<Pushed> {
         let key_bytes = len_u64(key.len());
-        let (shared_key, new) = match self.keys.get_key_value_mut(key) {
+        let (shared_key, new, previous_lease) = match self.keys.get_key_value_mut(key) {
             Some((shared_key, versions)) => {
                 let new = make(Some(&versions.latest))?;
                 assert!(
@@ -463,6 +496,9 @@ impl History {
                     new.mod_revision
                 );
                 let previous = mem::replace(&mut versions.latest, new.clone());
+                // A tombstone's lease is 0 (invariant tombstone-empty): a deleted key is
+                // attached to nothing.
+                let previous_lease = previous.lease;
                 if previous.exists() {
                     // A live version becomes history (a tombstone already was).
                     self.live_keys -= 1;
@@ -471,7 +507,7 @@ impl History {
                     self.history_bytes += len_u64(previous.value.len());
                 }
                 versions.older.push(previous);
-                (Arc::clone(shared_key), new)
+                (Arc::clone(shared_key), new, previous_lease)
             }
             None => {
                 let new = make(None)?;
@@ -483,7 +519,7 @@ impl History {
                         latest: new.clone(),
                     },
                 );
-                (shared_key, new)
+                (shared_key, new, 0)
             }
         };
         if new.exists() {
@@ -496,7 +532,10 @@ impl History {
             revision: new.mod_revision,
             key: shared_key,
         });
-        Some(new)
+        Some(Pushed {
+            version: new,
+            previous_lease,
+        })
     }
 
     /// Ends the command that made `changes` (with [`History::put`] and [`History::delete`]):
@@ -686,14 +725,6 @@ impl History {
             let oldest = versions.iter().next()?;
             (oldest.mod_revision < compact_revision).then_some((&**key, oldest))
         })
-    }
-
-    /// The shared text of `key` if any version of it is held (a lease lists its keys with it,
-    /// instead of a copy).
-    pub(super) fn shared_key(&self, key: &str) -> Option<Arc<str>> {
-        self.keys
-            .get_key_value(key)
-            .map(|(shared, _)| Arc::clone(shared))
     }
 
     /// Every live key attached to a lease, in key order, with that lease.
@@ -947,3 +978,4 @@ fn check_next_version(
         Err("a key's version does not follow from the one before it")
     }
 }
+
