@@ -16,8 +16,8 @@
 //!  get_at / scan_at  ── the latest version with mod_revision <= R, per key (binary search)
 //!  changes_since(S)  ── Key: that key's versions >= S; Prefix: the log from S, values looked
 //!                       up by (key, revision)
-//!  compact(C)        ── the keys the log names up to C: drop every version a read at >= C
-//!                       cannot see; then drop log records before C
+//!  compact(C)        ── the keys the log names up to C, each once in key order: drop every
+//!                       version a read at >= C cannot see; then drop log records before C
 //! ```
 //!
 //! The store's revision starts at 1 (the empty store) and rises by exactly one for every
@@ -570,56 +570,32 @@ impl History {
         let changed_until = self
             .log
             .partition_point(|record| record.revision <= compact_revision);
-        for at in 0..changed_until {
-            let key = Arc::clone(&self.log[at].key);
-            self.compact_key(&key, compact_revision);
+        // Each such key once, in key order, rather than once per log record in revision
+        // order: a key changed many times is searched once, and each search walks the map's
+        // upper nodes the previous one just brought into cache, where revision order sends
+        // every search to a random part of a map far larger than the cache. (Compacting a key
+        // is idempotent and touches no other key, so the order cannot change the result.)
+        let mut changed: Vec<&str> = self
+            .log
+            .range(..changed_until)
+            .map(|record| &*record.key)
+            .collect();
+        // The map's order is `str`'s, so neighbours here are neighbours there.
+        changed.sort_unstable();
+        changed.dedup();
+        let (mut dropped_versions, mut dropped_bytes) = (0, 0);
+        for key in changed {
+            let (versions, bytes) = compact_key(&mut self.keys, key, compact_revision);
+            dropped_versions += versions;
+            dropped_bytes += bytes;
         }
+        self.history_versions -= dropped_versions;
+        self.history_bytes -= dropped_bytes;
         let forgotten = self
             .log
             .partition_point(|record| record.revision < compact_revision);
         self.log.drain(..forgotten);
         self.compact_revision = compact_revision;
-    }
-
-    /// Drops the versions of `key` no read at `compact_revision` or later sees.
-    fn compact_key(&mut self, key: &str, compact_revision: u64) {
-        let Some(versions) = self.keys.get_mut(key) else {
-            return;
-        };
-        // The version reads at compact_revision see: the latest with mod_revision <= it.
-        let held = versions.older.len() + 1;
-        let seen_at = versions
-            .iter()
-            .take_while(|version| version.mod_revision <= compact_revision)
-            .count();
-        let Some(seen_at) = seen_at.checked_sub(1) else {
-            return;
-        };
-        let seen = if seen_at == versions.older.len() {
-            &versions.latest
-        } else {
-            &versions.older[seen_at]
-        };
-        // A tombstone older than the compaction revision hides nothing from anyone.
-        let drop_seen = !seen.exists() && seen.mod_revision < compact_revision;
-        let dropped = seen_at + usize::from(drop_seen);
-        let mut dropped_versions = 0;
-        let mut dropped_bytes = 0;
-        if dropped == held {
-            // Everything goes: the latest is an old tombstone.
-            let removed = self.keys.remove(key).expect("the key was just found");
-            for version in removed.iter() {
-                dropped_versions += 1;
-                dropped_bytes += len_u64(version.value.len());
-            }
-        } else {
-            for version in versions.older.drain(..dropped) {
-                dropped_versions += 1;
-                dropped_bytes += len_u64(version.value.len());
-            }
-        }
-        self.history_versions -= dropped_versions;
-        self.history_bytes -= dropped_bytes;
     }
 
     /// Every change with revision `>= start_revision` (checked not compacted) that `selector`
@@ -979,3 +955,59 @@ fn check_next_version(
     }
 }
 
+/// Drops the versions of `key` in `keys` no read at `compact_revision` or later sees (the key
+/// itself when that is every version); how many versions and value bytes went.
+fn compact_key(
+    keys: &mut OrdMap<Arc<str>, KeyVersions>,
+    key: &str,
+    compact_revision: u64,
+) -> (usize, u64) {
+    // `get_mut` copies every node on the path that a snapshot's image still shares, found or
+    // not: a read-only search first keeps a key with nothing to drop from copying them.
+    let Some(dropped) = keys
+        .get(key)
+        .map(|versions| versions_compacted(versions, compact_revision))
+    else {
+        return (0, 0);
+    };
+    if dropped == 0 {
+        return (0, 0);
+    }
+    let versions = keys.get_mut(key).expect("the key was just found");
+    let held = versions.older.len() + 1;
+    assert!(dropped <= held, "compaction drops at most every version");
+    let mut dropped_bytes = 0;
+    if dropped == held {
+        // Everything goes: the latest is an old tombstone.
+        let removed = keys.remove(key).expect("the key was just found");
+        for version in removed.iter() {
+            dropped_bytes += len_u64(version.value.len());
+        }
+    } else {
+        for version in versions.older.drain(..dropped) {
+            dropped_bytes += len_u64(version.value.len());
+        }
+    }
+    (dropped, dropped_bytes)
+}
+
+/// How many of a key's oldest versions compaction at `compact_revision` drops: those before
+/// the one reads at `compact_revision` see, and that one too if it is a tombstone older than
+/// the compaction revision (it hides nothing from anyone).
+fn versions_compacted(versions: &KeyVersions, compact_revision: u64) -> usize {
+    // The version reads at compact_revision see: the latest with mod_revision <= it.
+    let seen_at = versions
+        .iter()
+        .take_while(|version| version.mod_revision <= compact_revision)
+        .count();
+    let Some(seen_at) = seen_at.checked_sub(1) else {
+        return 0;
+    };
+    let seen = if seen_at == versions.older.len() {
+        &versions.latest
+    } else {
+        &versions.older[seen_at]
+    };
+    let drop_seen = !seen.exists() && seen.mod_revision < compact_revision;
+    seen_at + usize::from(drop_seen)
+}
