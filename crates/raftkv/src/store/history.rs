@@ -16,8 +16,8 @@
 //!  get_at / scan_at  ── the latest version with mod_revision <= R, per key (binary search)
 //!  changes_since(S)  ── Key: that key's versions >= S; Prefix: the log from S, values looked
 //!                       up by (key, revision)
-//!  compact(C)        ── the keys the log names up to C: drop every version a read at >= C
-//!                       cannot see; then drop log records before C
+//!  compact(C)        ── the keys the log names up to C, each once in key order: drop every
+//!                       version a read at >= C cannot see; then drop log records before C
 //! ```
 //!
 //! The store's revision starts at 1 (the empty store) and rises by exactly one for every
@@ -237,6 +237,24 @@ struct LogRecord {
     key: Arc<str>,
 }
 
+/// A change [`History::put`] or [`History::delete`] made, with the lease the key was attached
+/// to before it (0: none, or the key did not exist): the lease table moves the key by it.
+#[derive(Debug)]
+pub(super) struct Written {
+    /// The change.
+    pub(super) change: Change,
+    /// The lease of the key's version before the change.
+    pub(super) previous_lease: u64,
+}
+
+/// What [`History::push_version`] made.
+struct Pushed {
+    /// The key's new latest version.
+    version: VersionedValue,
+    /// The lease of the latest version before it (0 if none: a tombstone's is 0).
+    previous_lease: u64,
+}
+
 /// The held history of every key, and the store's revisions.
 #[derive(Clone, Debug)]
 pub(super) struct History {
@@ -397,14 +415,15 @@ impl History {
         self.scan_at(prefix, limit, u64::MAX)
     }
 
-    /// Sets `key` to `value` at the pending revision and returns the change. The caller
-    /// [commits](History::commit) the command's changes once it made them all.
+    /// Sets `key` to `value` at the pending revision and returns the change, with the lease of
+    /// the version it replaced. The caller [commits](History::commit) the command's changes
+    /// once it made them all.
     ///
     /// Panics if the command already changed `key` (a transaction changes each key once; that
     /// is checked before it runs).
-    pub(super) fn put(&mut self, key: String, value: Bytes, lease: u64) -> Change {
+    pub(super) fn put(&mut self, key: String, value: Bytes, lease: u64) -> Written {
         let revision = self.pending_revision();
-        let made = self.push_version(&key, |latest| {
+        let pushed = self.push_version(&key, |latest| {
             Some(match latest.filter(|latest| latest.exists()) {
                 Some(latest) => VersionedValue {
                     value,
@@ -422,39 +441,53 @@ impl History {
                 },
             })
         });
-        let value = made.expect("a put always makes a version");
-        Change {
-            kind: ChangeKind::Put,
-            key,
-            value,
+        let pushed = pushed.expect("a put always makes a version");
+        Written {
+            change: Change {
+                kind: ChangeKind::Put,
+                key,
+                value: pushed.version,
+            },
+            previous_lease: pushed.previous_lease,
         }
     }
 
-    /// Deletes `key` at the pending revision if it exists, returning the change.
-    pub(super) fn delete(&mut self, key: &str) -> Option<Change> {
+    /// Deletes `key` at the pending revision if it exists, returning the change with the lease
+    /// the key was attached to.
+    pub(super) fn delete(&mut self, key: &str) -> Option<Written> {
         let revision = self.pending_revision();
-        let tombstone = self.push_version(key, |latest| {
+        let pushed = self.push_version(key, |latest| {
             latest
                 .filter(|latest| latest.exists())
                 .map(|_| VersionedValue::tombstone(revision))
         })?;
-        Some(Change {
-            kind: ChangeKind::Delete,
-            key: key.to_owned(),
-            value: tombstone,
+        Some(Written {
+            change: Change {
+                kind: ChangeKind::Delete,
+                key: key.to_owned(),
+                value: pushed.version,
+            },
+            previous_lease: pushed.previous_lease,
         })
+    }
+
+    /// The map's shared text of the key the latest change was made to (a lease lists its keys
+    /// with it, instead of a copy): the log's last record names it, so this is no search.
+    pub(super) fn last_changed_key(&self) -> Option<&Arc<str>> {
+        self.log.back().map(|record| &record.key)
     }
 
     /// Makes `make(latest version)` the latest version of `key` unless it gives `None`, with
     /// one search of the map (this runs on every write on every node), keeping the counters
-    /// and the log. Returns the version made.
+    /// and the log. Returns the version made, and the lease of the one it replaced, which the
+    /// caller needs for the lease table and would otherwise search the map again for.
     fn push_version(
         &mut self,
         key: &str,
         make: impl FnOnce(Option<&VersionedValue>) -> Option<VersionedValue>,
-    ) -> Option<VersionedValue> {
+    ) -> Option<Pushed> {
         let key_bytes = len_u64(key.len());
-        let (shared_key, new) = match self.keys.get_key_value_mut(key) {
+        let (shared_key, new, previous_lease) = match self.keys.get_key_value_mut(key) {
             Some((shared_key, versions)) => {
                 let new = make(Some(&versions.latest))?;
                 assert!(
@@ -463,6 +496,9 @@ impl History {
                     new.mod_revision
                 );
                 let previous = mem::replace(&mut versions.latest, new.clone());
+                // A tombstone's lease is 0 (invariant tombstone-empty): a deleted key is
+                // attached to nothing.
+                let previous_lease = previous.lease;
                 if previous.exists() {
                     // A live version becomes history (a tombstone already was).
                     self.live_keys -= 1;
@@ -471,7 +507,7 @@ impl History {
                     self.history_bytes += len_u64(previous.value.len());
                 }
                 versions.older.push(previous);
-                (Arc::clone(shared_key), new)
+                (Arc::clone(shared_key), new, previous_lease)
             }
             None => {
                 let new = make(None)?;
@@ -483,7 +519,7 @@ impl History {
                         latest: new.clone(),
                     },
                 );
-                (shared_key, new)
+                (shared_key, new, 0)
             }
         };
         if new.exists() {
@@ -496,7 +532,10 @@ impl History {
             revision: new.mod_revision,
             key: shared_key,
         });
-        Some(new)
+        Some(Pushed {
+            version: new,
+            previous_lease,
+        })
     }
 
     /// Ends the command that made `changes` (with [`History::put`] and [`History::delete`]):
@@ -531,56 +570,32 @@ impl History {
         let changed_until = self
             .log
             .partition_point(|record| record.revision <= compact_revision);
-        for at in 0..changed_until {
-            let key = Arc::clone(&self.log[at].key);
-            self.compact_key(&key, compact_revision);
+        // Each such key once, in key order, rather than once per log record in revision
+        // order: a key changed many times is searched once, and each search walks the map's
+        // upper nodes the previous one just brought into cache, where revision order sends
+        // every search to a random part of a map far larger than the cache. (Compacting a key
+        // is idempotent and touches no other key, so the order cannot change the result.)
+        let mut changed: Vec<&str> = self
+            .log
+            .range(..changed_until)
+            .map(|record| &*record.key)
+            .collect();
+        // The map's order is `str`'s, so neighbours here are neighbours there.
+        changed.sort_unstable();
+        changed.dedup();
+        let (mut dropped_versions, mut dropped_bytes) = (0, 0);
+        for key in changed {
+            let (versions, bytes) = compact_key(&mut self.keys, key, compact_revision);
+            dropped_versions += versions;
+            dropped_bytes += bytes;
         }
+        self.history_versions -= dropped_versions;
+        self.history_bytes -= dropped_bytes;
         let forgotten = self
             .log
             .partition_point(|record| record.revision < compact_revision);
         self.log.drain(..forgotten);
         self.compact_revision = compact_revision;
-    }
-
-    /// Drops the versions of `key` no read at `compact_revision` or later sees.
-    fn compact_key(&mut self, key: &str, compact_revision: u64) {
-        let Some(versions) = self.keys.get_mut(key) else {
-            return;
-        };
-        // The version reads at compact_revision see: the latest with mod_revision <= it.
-        let held = versions.older.len() + 1;
-        let seen_at = versions
-            .iter()
-            .take_while(|version| version.mod_revision <= compact_revision)
-            .count();
-        let Some(seen_at) = seen_at.checked_sub(1) else {
-            return;
-        };
-        let seen = if seen_at == versions.older.len() {
-            &versions.latest
-        } else {
-            &versions.older[seen_at]
-        };
-        // A tombstone older than the compaction revision hides nothing from anyone.
-        let drop_seen = !seen.exists() && seen.mod_revision < compact_revision;
-        let dropped = seen_at + usize::from(drop_seen);
-        let mut dropped_versions = 0;
-        let mut dropped_bytes = 0;
-        if dropped == held {
-            // Everything goes: the latest is an old tombstone.
-            let removed = self.keys.remove(key).expect("the key was just found");
-            for version in removed.iter() {
-                dropped_versions += 1;
-                dropped_bytes += len_u64(version.value.len());
-            }
-        } else {
-            for version in versions.older.drain(..dropped) {
-                dropped_versions += 1;
-                dropped_bytes += len_u64(version.value.len());
-            }
-        }
-        self.history_versions -= dropped_versions;
-        self.history_bytes -= dropped_bytes;
     }
 
     /// Every change with revision `>= start_revision` (checked not compacted) that `selector`
@@ -686,14 +701,6 @@ impl History {
             let oldest = versions.iter().next()?;
             (oldest.mod_revision < compact_revision).then_some((&**key, oldest))
         })
-    }
-
-    /// The shared text of `key` if any version of it is held (a lease lists its keys with it,
-    /// instead of a copy).
-    pub(super) fn shared_key(&self, key: &str) -> Option<Arc<str>> {
-        self.keys
-            .get_key_value(key)
-            .map(|(shared, _)| Arc::clone(shared))
     }
 
     /// Every live key attached to a lease, in key order, with that lease.
@@ -946,4 +953,61 @@ fn check_next_version(
     } else {
         Err("a key's version does not follow from the one before it")
     }
+}
+
+/// Drops the versions of `key` in `keys` no read at `compact_revision` or later sees (the key
+/// itself when that is every version); how many versions and value bytes went.
+fn compact_key(
+    keys: &mut OrdMap<Arc<str>, KeyVersions>,
+    key: &str,
+    compact_revision: u64,
+) -> (usize, u64) {
+    // `get_mut` copies every node on the path that a snapshot's image still shares, found or
+    // not: a read-only search first keeps a key with nothing to drop from copying them.
+    let Some(dropped) = keys
+        .get(key)
+        .map(|versions| versions_compacted(versions, compact_revision))
+    else {
+        return (0, 0);
+    };
+    if dropped == 0 {
+        return (0, 0);
+    }
+    let versions = keys.get_mut(key).expect("the key was just found");
+    let held = versions.older.len() + 1;
+    assert!(dropped <= held, "compaction drops at most every version");
+    let mut dropped_bytes = 0;
+    if dropped == held {
+        // Everything goes: the latest is an old tombstone.
+        let removed = keys.remove(key).expect("the key was just found");
+        for version in removed.iter() {
+            dropped_bytes += len_u64(version.value.len());
+        }
+    } else {
+        for version in versions.older.drain(..dropped) {
+            dropped_bytes += len_u64(version.value.len());
+        }
+    }
+    (dropped, dropped_bytes)
+}
+
+/// How many of a key's oldest versions compaction at `compact_revision` drops: those before
+/// the one reads at `compact_revision` see, and that one too if it is a tombstone older than
+/// the compaction revision (it hides nothing from anyone).
+fn versions_compacted(versions: &KeyVersions, compact_revision: u64) -> usize {
+    // The version reads at compact_revision see: the latest with mod_revision <= it.
+    let seen_at = versions
+        .iter()
+        .take_while(|version| version.mod_revision <= compact_revision)
+        .count();
+    let Some(seen_at) = seen_at.checked_sub(1) else {
+        return 0;
+    };
+    let seen = if seen_at == versions.older.len() {
+        &versions.latest
+    } else {
+        &versions.older[seen_at]
+    };
+    let drop_seen = !seen.exists() && seen.mod_revision < compact_revision;
+    seen_at + usize::from(drop_seen)
 }

@@ -52,6 +52,7 @@ pub mod txn;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
@@ -72,7 +73,7 @@ pub use txn::{
     TXN_OPERATIONS_MAX, TXN_SCAN_LIMIT_MAX,
 };
 
-use history::History;
+use history::{History, Written};
 use lease::Leases;
 use sessions::Sessions;
 
@@ -617,40 +618,39 @@ impl StateMachine {
     /// Sets `key` to `value` attached to `lease` (checked to exist, or 0) at the pending
     /// revision, moving the key between leases' lists. Every write of a key goes through here
     /// (and every delete through [`StateMachine::delete_key`]), so the lease table cannot miss
-    /// one.
+    /// one. This runs for every put on every node: the history hands back the lease the key
+    /// had and its shared text from its one search of the map, so nothing searches it again.
     fn put_key(&mut self, key: String, value: Bytes, lease: u64) -> Change {
-        let previous = self
-            .history
-            .current(&key)
-            .map_or(0, |current| current.lease);
-        self.put_key_over(key, value, lease, previous)
-    }
-
-    /// [`StateMachine::put_key`] for a caller that already looked the key up: `previous` is
-    /// the lease of its current version (0: none, or no current version). This runs for every
-    /// put, so the map is searched once fewer.
-    fn put_key_over(&mut self, key: String, value: Bytes, lease: u64, previous: u64) -> Change {
-        if previous != 0 && previous != lease {
-            self.leases.detach(previous, &key);
-        }
-        let change = self.history.put(key, value, lease);
-        if lease != 0 && previous != lease {
-            let shared = self
-                .history
-                .shared_key(&change.key)
-                .expect("the key was just written");
-            self.leases.attach(lease, shared);
+        let Written {
+            change,
+            previous_lease,
+        } = self.history.put(key, value, lease);
+        if previous_lease != lease {
+            if previous_lease != 0 {
+                self.leases.detach(previous_lease, &change.key);
+            }
+            if lease != 0 {
+                let shared = self
+                    .history
+                    .last_changed_key()
+                    .expect("the put was just logged");
+                assert_eq!(**shared, *change.key, "the put's key is the last logged");
+                self.leases.attach(lease, Arc::clone(shared));
+            }
         }
         change
     }
 
     /// Deletes `key` at the pending revision if it exists, detaching it from its lease.
     fn delete_key(&mut self, key: &str) -> Option<Change> {
-        let lease = self.history.current(key)?.lease;
-        if lease != 0 {
-            self.leases.detach(lease, key);
+        let Written {
+            change,
+            previous_lease,
+        } = self.history.delete(key)?;
+        if previous_lease != 0 {
+            self.leases.detach(previous_lease, key);
         }
-        self.history.delete(key)
+        Some(change)
     }
 
     /// Revokes lease `id`: its keys deleted in key order at the pending revision (pushed onto
@@ -814,8 +814,7 @@ impl StateMachine {
         match op {
             TxnOp::Put { key, value, lease } => {
                 let prev = self.history.current(&key).cloned();
-                let previous_lease = prev.as_ref().map_or(0, |prev| prev.lease);
-                changes.push(self.put_key_over(key, copied(&value), lease, previous_lease));
+                changes.push(self.put_key(key, copied(&value), lease));
                 TxnOpOutcome::Put { prev }
             }
             TxnOp::PutKeeping { key, value, lease } => {
@@ -826,7 +825,7 @@ impl StateMachine {
                     .expect("checked: a put keeping the value or lease finds its key");
                 let value = value.map_or_else(|| prev.value.clone(), |value| copied(&value));
                 let lease = lease.unwrap_or(prev.lease);
-                changes.push(self.put_key_over(key, value, lease, prev.lease));
+                changes.push(self.put_key(key, value, lease));
                 TxnOpOutcome::Put { prev: Some(prev) }
             }
             TxnOp::Delete { key } => {

@@ -10,8 +10,18 @@
 //! current values, and the memory each history version costs: the growth of the resident set
 //! over those 1M puts, which keep 1M versions of 100 bytes, divided by 1M. The same file
 //! without the compaction figure runs against a build before revisions for the comparison.
+//!
+//! `server_workload_*` apply what a server's store applies under the write benchmark: puts of
+//! 256-byte values to keys picked at random among 100,000 or 1,000,000 that exist (named as
+//! raftkv-bench names them), with the `Compact` the leader's retention proposes (to 100,000
+//! revisions back) every 12,000 puts, and print the nanoseconds per apply: puts and
+//! compactions together, and each alone.
+//!
+//! ```text
+//! cargo test --release -p raftkv --test store apply_cost::server -- --ignored --nocapture --test-threads 1
+//! ```
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::*;
 
@@ -132,4 +142,130 @@ fn put_throughput_with_compaction() {
         PUTS as f64 / elapsed.as_secs_f64(),
         machine.history_versions()
     );
+}
+
+/// The server's default retention: the revisions a `Compact` keeps.
+const SERVER_RETAINED_REVISIONS: u64 = 100_000;
+/// Puts between two `Compact` entries: about what 500 ms of the write benchmark commits.
+const SERVER_PUTS_PER_COMPACTION: usize = 12_000;
+/// The write benchmark's value size.
+const SERVER_VALUE_BYTES: usize = 256;
+
+/// A machine applying the server's write workload over `keys` keys, fed consecutive indexes.
+struct ServerWorkload {
+    machine: StateMachine,
+    index: u64,
+    keys: usize,
+    /// xorshift64 state: the same keys in the same order on every run and every build.
+    random: u64,
+}
+
+impl ServerWorkload {
+    /// Every key created (in key order, untimed).
+    fn populated(keys: usize) -> ServerWorkload {
+        let mut workload = ServerWorkload {
+            machine: StateMachine::new(SESSIONS_MAX),
+            index: 0,
+            keys,
+            random: 0x9E37_79B9_7F4A_7C15,
+        };
+        for at in 0..keys {
+            let put = encode(
+                None,
+                put_owned(server_key(at, keys), vec![0; SERVER_VALUE_BYTES]),
+            );
+            workload.apply(&put);
+        }
+        workload
+    }
+
+    fn apply(&mut self, command: &[u8]) -> Outcome {
+        self.index += 1;
+        self.machine.apply(self.index, command)
+    }
+
+    fn random_key(&mut self) -> usize {
+        self.random ^= self.random << 13;
+        self.random ^= self.random >> 7;
+        self.random ^= self.random << 17;
+        (self.random % self.keys as u64) as usize
+    }
+
+    /// One compaction period: its puts encoded (untimed), applied, then the `Compact`; the
+    /// time the puts took and the time the compaction took.
+    fn period(&mut self) -> (Duration, Duration) {
+        let puts: Vec<Bytes> = (0..SERVER_PUTS_PER_COMPACTION)
+            .map(|at| {
+                let mut value = vec![5; SERVER_VALUE_BYTES];
+                value[..8].copy_from_slice(&(at as u64).to_le_bytes());
+                let key = server_key(self.random_key(), self.keys);
+                encode(None, put_owned(key, value))
+            })
+            .collect();
+        let started = Instant::now();
+        for put in &puts {
+            assert_eq!(self.apply(put), Outcome::Put);
+        }
+        let puts_took = started.elapsed();
+        let revision = self
+            .machine
+            .revision()
+            .saturating_sub(SERVER_RETAINED_REVISIONS)
+            .max(1);
+        let compact = encode(None, Operation::Compact { revision });
+        let started = Instant::now();
+        let outcome = self.apply(&compact);
+        let compaction_took = started.elapsed();
+        assert!(matches!(outcome, Outcome::Compacted { .. }));
+        (puts_took, compaction_took)
+    }
+}
+
+/// Key `at` as the write benchmark names it among `keys`: `bench-` and the number, padded to
+/// the width of the largest.
+fn server_key(at: usize, keys: usize) -> String {
+    let width = (keys - 1).to_string().len();
+    format!("bench-{at:0width$}")
+}
+
+/// Runs the workload over `keys` keys: enough periods first for the retention to fill
+/// (untimed), then `periods` measured ones.
+fn measure_server_workload(keys: usize, periods: usize) {
+    let mut workload = ServerWorkload::populated(keys);
+    let warm_up = SERVER_RETAINED_REVISIONS as usize / SERVER_PUTS_PER_COMPACTION + 1;
+    for _ in 0..warm_up {
+        workload.period();
+    }
+    let (mut puts_took, mut compactions_took) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..periods {
+        let (puts, compaction) = workload.period();
+        puts_took += puts;
+        compactions_took += compaction;
+    }
+    let puts = (periods * SERVER_PUTS_PER_COMPACTION) as f64;
+    let nanos = |took: Duration| took.as_nanos() as f64;
+    println!(
+        "server workload, {keys} keys, {SERVER_VALUE_BYTES}-byte values, compacting every \
+         {SERVER_PUTS_PER_COMPACTION} puts to keep {SERVER_RETAINED_REVISIONS} revisions: \
+         {:.0} ns per put applied with its share of compaction (puts {:.0} ns each, \
+         compactions {:.0} ns per put, {:.2} ms each); {} history versions held",
+        nanos(puts_took + compactions_took) / puts,
+        nanos(puts_took) / puts,
+        nanos(compactions_took) / puts,
+        nanos(compactions_took) / periods as f64 / 1e6,
+        workload.machine.history_versions()
+    );
+    workload.machine.check_invariants();
+}
+
+#[test]
+#[ignore = "a measurement: run in release mode (see the module documentation)"]
+fn server_workload_100k_keys() {
+    measure_server_workload(100_000, 50);
+}
+
+#[test]
+#[ignore = "a measurement: run in release mode (see the module documentation)"]
+fn server_workload_1m_keys() {
+    measure_server_workload(1_000_000, 50);
 }

@@ -476,3 +476,75 @@ fn a_format_3_snapshot_restores_and_one_claiming_leases_is_refused() {
         Err(SnapshotError::Malformed { what: "leases", .. })
     ));
 }
+
+#[test]
+fn a_key_moved_between_leases_by_every_kind_of_write_is_listed_by_its_latest_lease_only() {
+    let mut harness = Harness::new(SESSIONS_MAX);
+    harness.apply(grant(1, 10));
+    harness.apply(grant(2, 10));
+    // Harness::apply checks after each step that the lease table lists exactly the live keys
+    // whose latest version names the lease, each once.
+    let listed = |harness: &Harness| (keys_of(harness, 1), keys_of(harness, 2));
+    let none = Vec::<String>::new;
+    let k = || vec!["k".to_owned()];
+    harness.apply(put_leased("k", b"a", 1));
+    harness.apply(put_leased("k", b"b", 1)); // the same lease again
+    assert_eq!(listed(&harness), (k(), none()));
+    harness.apply(put_leased("k", b"c", 2));
+    assert_eq!(listed(&harness), (none(), k()));
+    harness.apply(append("k", b"d"));
+    assert_eq!(listed(&harness), (none(), k()), "an append keeps the lease");
+    harness.apply(Operation::Txn(Txn {
+        success: vec![TxnOp::Put {
+            key: "k".into(),
+            value: Bytes::from_static(b"e"),
+            lease: 1,
+        }],
+        ..Txn::default()
+    }));
+    assert_eq!(
+        listed(&harness),
+        (k(), none()),
+        "a transaction's put moves it"
+    );
+    harness.apply(Operation::Txn(Txn {
+        success: vec![TxnOp::PutKeeping {
+            key: "k".into(),
+            value: Some(Bytes::from_static(b"f")),
+            lease: None,
+        }],
+        ..Txn::default()
+    }));
+    assert_eq!(
+        listed(&harness),
+        (k(), none()),
+        "keeping the lease keeps it"
+    );
+    harness.apply(put("k", b"g"));
+    assert_eq!(listed(&harness), (none(), none()));
+    harness.apply(put_leased("k", b"h", 2));
+    harness.apply(delete("k"));
+    assert_eq!(listed(&harness), (none(), none()));
+    // Compacted away entirely (its tombstone is old), then created again with a lease: the
+    // lease lists the new key.
+    harness.apply(put("other", b"x"));
+    let revision = harness.machine.revision();
+    harness.apply(Operation::Compact { revision });
+    harness.apply(put_leased("k", b"i", 1));
+    assert_eq!(listed(&harness), (k(), none()));
+    let revoked = harness.apply(revoke(2));
+    assert!(matches!(
+        revoked,
+        Outcome::LeaseRevoked {
+            keys_deleted: 0,
+            ..
+        }
+    ));
+    assert_eq!(
+        harness.get("k"),
+        Some(&b"i"[..]),
+        "lease 2 no longer held it"
+    );
+    harness.apply(revoke(1));
+    assert_eq!(harness.get("k"), None);
+}

@@ -244,3 +244,74 @@ fn a_snapshot_whose_history_contradicts_itself_is_refused() {
         })
     ));
 }
+
+#[test]
+fn compaction_of_keys_changed_many_times_out_of_key_order_keeps_every_read_from_its_revision() {
+    let mut harness = Harness::new(SESSIONS_MAX);
+    // Keys changed in an order unlike key order, each many times between two compactions:
+    // overwritten, deleted, created again; one written once.
+    let keys = ["m", "b", "z", "a", "q", "b/1", "c"];
+    for round in 0..6u8 {
+        for (at, key) in keys.iter().enumerate() {
+            if (usize::from(round) + at) % 4 == 3 {
+                harness.apply(delete(key));
+            } else {
+                harness.apply(Operation::Put {
+                    key: (*key).into(),
+                    value: Bytes::from(vec![round; at + 1]),
+                    lease: 0,
+                });
+            }
+        }
+        if round == 2 {
+            harness.apply(put("once", b"1"));
+        }
+    }
+    harness.apply(put("a", b"last"));
+    let everything = KeySelector::Prefix(String::new());
+    let last = harness.machine.revision();
+    assert!(last > 32, "the compaction revisions below increase");
+    for compact_revision in [3, 4, 12, 13, 20, 31, last - 1, last] {
+        let reads_from = |machine: &StateMachine| {
+            (compact_revision..=last)
+                .map(|revision| machine.scan_at("", 100, Some(revision)))
+                .collect::<Vec<_>>()
+        };
+        let reads_before = reads_from(&harness.machine);
+        let changes_before = harness.machine.changes_since(compact_revision, &everything);
+        let image = harness.machine.snapshot_image();
+        let snapshot_before = harness.machine.snapshot();
+        // Harness::apply checks the invariants, among them that compaction dropped exactly
+        // the versions no read at or after it can see, and counted them.
+        harness.apply(Operation::Compact {
+            revision: compact_revision,
+        });
+        assert_eq!(
+            reads_from(&harness.machine),
+            reads_before,
+            "reads from {compact_revision} on"
+        );
+        assert_eq!(
+            harness.machine.changes_since(compact_revision, &everything),
+            changes_before,
+            "changes from {compact_revision} on"
+        );
+        assert_eq!(
+            image.encode(),
+            snapshot_before,
+            "an image taken before a compaction keeps what it dropped"
+        );
+        assert!(
+            matches!(
+                harness.machine.get_at("a", Some(compact_revision - 1)),
+                Err(RevisionError::Compacted { .. })
+            ),
+            "compacted at {compact_revision}"
+        );
+    }
+    assert_eq!(
+        harness.machine.history_versions(),
+        0,
+        "compacted at the current revision, nothing but current versions is held"
+    );
+}
