@@ -249,9 +249,9 @@ fn sse_events(revision: u64, changes: &[Change]) -> Bytes {
 fn sse_message_of(event: &str, id: Option<u64>, body: &impl Serialize) -> Bytes {
     let mut message = Vec::with_capacity(256);
     // Writing into a Vec cannot fail.
-    let _ = write!(message, "event: {event}\n");
+    let _ = writeln!(message, "event: {event}");
     if let Some(id) = id {
-        let _ = write!(message, "id: {id}\n");
+        let _ = writeln!(message, "id: {id}");
     }
     message.extend_from_slice(b"data: ");
     let data_start = message.len();
