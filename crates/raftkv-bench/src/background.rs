@@ -5,6 +5,8 @@
 //! ```text
 //!  start: watchers spread over the endpoints (HTTP/2, WATCH_STREAMS_PER_CONNECTION streams per
 //!         connection) ─► wait until the nodes' watch_watchers_open gauges count them
+//!         (--target etcd: etcd's v3 Watch, a gRPC stream per watch, one connection per
+//!         endpoint ─► wait until every watch is answered `created`)
 //!         leases granted (TTL LEASE_TTL_SECONDS) ─► one task renews all every
 //!         LEASE_RENEWAL_INTERVAL_SECONDS
 //!  ... the measured run ...
@@ -17,14 +19,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use raftkv_client::{Client, WatchMessage, WatchRequest};
+use raftkv_etcd_api::etcdserverpb::watch_client::WatchClient;
+use raftkv_etcd_api::etcdserverpb::watch_request::RequestUnion;
+use raftkv_etcd_api::etcdserverpb::{WatchCreateRequest, WatchRequest as EtcdWatchRequest};
 use serde::Serialize;
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_stream::StreamExt as _;
 
 use raftkv_client::api::LEASE_KEEPALIVE_IDS_MAX;
 
 use crate::lease::{grant, renew_every_third_of_ttl, revoke};
 use crate::watch::{open_watches, wait_for_open_watches};
-use crate::{mode_options, with_token};
+use crate::{mode_options, with_token, TargetKind};
 
 /// Watch streams per HTTP/2 connection: under a node's default cap of streams in flight on one
 /// connection (4,096), as `raftkv bench watch` keeps them.
@@ -41,6 +47,13 @@ const LEASE_RENEWAL_INTERVAL_SECONDS: u64 = 2;
 
 /// Grants and revokes in flight at once.
 const LEASE_GRANTS_IN_FLIGHT: u64 = 64;
+
+/// The deadline of an etcd watch call (sent as `grpc-timeout`): longer than any run, since a
+/// watch lives as long as its point.
+const ETCD_WATCH_DEADLINE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How long etcd watches may take to be answered `created`, all of them.
+const ETCD_WATCHES_CREATED_WAIT_MAX: Duration = Duration::from_secs(180);
 
 /// What to run beside the measured run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -67,6 +80,7 @@ pub struct BackgroundFigures {
 /// The background load while it runs.
 pub struct RunningLoad {
     load: BackgroundLoad,
+    target: TargetKind,
     /// The endpoints, and the watches open on them before this load opened its own.
     endpoints: Vec<String>,
     watchers_open_before: u64,
@@ -85,24 +99,42 @@ struct LeasesKept {
 #[derive(Default)]
 struct WatchCounts {
     events: AtomicU64,
+    /// etcd watches answered `created`.
+    created: AtomicU64,
     first_error: Mutex<Option<String>>,
+}
+
+impl WatchCounts {
+    fn failed(&self, error: String) {
+        if let Ok(mut first) = self.first_error.lock() {
+            first.get_or_insert(error);
+        }
+    }
 }
 
 impl BackgroundLoad {
     /// Opens the watches of `key_prefix` and grants the leases; returns once every watch is
-    /// counted open by the nodes.
+    /// counted open by the nodes (for `target` etcd: answered `created`; no leases).
     pub(crate) async fn start(
         self,
         endpoints: &[String],
         token: Option<&str>,
         key_prefix: &str,
         request_timeout: Duration,
+        target: TargetKind,
     ) -> Result<RunningLoad, String> {
         let options = mode_options(request_timeout);
         let counts = Arc::new(WatchCounts::default());
         let mut watchers = JoinSet::new();
         let mut open_before = 0;
-        if self.watchers > 0 {
+        if target == TargetKind::Etcd {
+            if self.leases > 0 {
+                return Err("lease sweeps drive raftkv's HTTP API only".into());
+            }
+            if self.watchers > 0 {
+                watchers = open_etcd_watches(endpoints, key_prefix, self.watchers, &counts).await?;
+            }
+        } else if self.watchers > 0 {
             open_before = open_watches(endpoints).await?;
             let current = with_token(Client::with_http2(endpoints, options), token)?
                 .scan_at(key_prefix, 1, None)
@@ -136,12 +168,7 @@ impl BackgroundLoad {
                                     .fetch_add(batch.events.len() as u64, Ordering::Relaxed);
                             }
                             Ok(WatchMessage::Progress(_)) => {}
-                            Err(error) => {
-                                if let Ok(mut first) = counts.first_error.lock() {
-                                    first.get_or_insert(error.to_string());
-                                }
-                                return;
-                            }
+                            Err(error) => return counts.failed(error.to_string()),
                         }
                     }
                 });
@@ -180,6 +207,7 @@ impl BackgroundLoad {
         };
         Ok(RunningLoad {
             load: self,
+            target,
             endpoints: endpoints.to_vec(),
             watchers_open_before: open_before,
             watchers,
@@ -197,7 +225,8 @@ impl RunningLoad {
             return Ok(None);
         }
         self.watchers.shutdown().await;
-        if self.load.watchers > 0 {
+        // etcd has no gauge of its watches: its streams are gone with their connections.
+        if self.load.watchers > 0 && self.target == TargetKind::Raftkv {
             // The next point counts its own watches by the same gauges: wait until the nodes
             // have closed these.
             wait_for_open_watches(
@@ -236,5 +265,111 @@ impl RunningLoad {
             leases: self.load.leases,
             lease_renewal_rounds: rounds,
         }))
+    }
+}
+
+/// Opens `count` etcd v3 watches of `key_prefix` from the next revision, a gRPC stream each,
+/// spread over one connection per endpoint; returns once every one is answered `created`.
+async fn open_etcd_watches(
+    endpoints: &[String],
+    key_prefix: &str,
+    count: usize,
+    counts: &Arc<WatchCounts>,
+) -> Result<JoinSet<()>, String> {
+    let mut clients = Vec::new();
+    for address in endpoints {
+        let endpoint = crate::target::etcd_endpoint(address, ETCD_WATCHES_CREATED_WAIT_MAX)?
+            .timeout(ETCD_WATCH_DEADLINE);
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|error| format!("cannot connect to {address}: {error}"))?;
+        clients.push(WatchClient::new(channel));
+    }
+    if clients.is_empty() {
+        return Err("no --endpoints given".into());
+    }
+    let create = EtcdWatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+            key: key_prefix.as_bytes().to_vec().into(),
+            range_end: prefix_range_end(key_prefix.as_bytes()).into(),
+            ..WatchCreateRequest::default()
+        })),
+    };
+    let mut watchers = JoinSet::new();
+    for index in 0..count {
+        let mut client = clients[index % clients.len()].clone();
+        // The request side stays open: a closed one may end the watch.
+        let requests = tokio_stream::iter([create.clone()]).chain(tokio_stream::pending());
+        let counts = Arc::clone(counts);
+        watchers.spawn(async move {
+            let mut responses = match client.watch(requests).await {
+                Ok(responses) => responses.into_inner(),
+                Err(status) => return counts.failed(format!("watch refused: {status}")),
+            };
+            loop {
+                match responses.message().await {
+                    Ok(Some(response)) if response.canceled => {
+                        return counts
+                            .failed(format!("watch canceled: {}", response.cancel_reason));
+                    }
+                    Ok(Some(response)) => {
+                        if response.created {
+                            counts.created.fetch_add(1, Ordering::Relaxed);
+                        }
+                        counts
+                            .events
+                            .fetch_add(response.events.len() as u64, Ordering::Relaxed);
+                    }
+                    Ok(None) => return counts.failed("watch stream ended".into()),
+                    Err(status) => return counts.failed(format!("watch failed: {status}")),
+                }
+            }
+        });
+    }
+    let deadline = tokio::time::Instant::now() + ETCD_WATCHES_CREATED_WAIT_MAX;
+    while counts.created.load(Ordering::Relaxed) < count as u64 {
+        if let Some(error) = counts
+            .first_error
+            .lock()
+            .map_err(|_| "a watcher panicked".to_string())?
+            .as_ref()
+        {
+            return Err(format!("a watch failed while opening: {error}"));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "{} of {count} watches created in {ETCD_WATCHES_CREATED_WAIT_MAX:?}",
+                counts.created.load(Ordering::Relaxed)
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(watchers)
+}
+
+/// The end of etcd's range of every key starting with `prefix`: the prefix with its last
+/// byte below 0xff incremented (what follows dropped); `\0` (every key) when there is none.
+fn prefix_range_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_range_end;
+
+    #[test]
+    fn a_prefix_range_ends_after_every_key_starting_with_it() {
+        assert_eq!(prefix_range_end(b"watched/"), b"watched0");
+        assert_eq!(prefix_range_end(b"a\xff\xff"), b"b");
+        assert_eq!(prefix_range_end(b"\xff"), b"\0");
+        assert_eq!(prefix_range_end(b""), b"\0");
     }
 }

@@ -383,8 +383,8 @@ async fn run_sweep(
     if needs_background && tls.is_some() {
         return Err("watcher and lease sweeps speak plain HTTP only, not HTTPS".into());
     }
-    if needs_background && args.target != crate::TargetKind::Raftkv {
-        return Err("watcher and lease sweeps drive raftkv only".into());
+    if spec.parameter == Parameter::Leases && args.target != crate::TargetKind::Raftkv {
+        return Err("lease sweeps drive raftkv's HTTP API only".into());
     }
     let mut disk = Vec::new();
     if let Some(dir) = &args.sweep.disk_dir {
@@ -399,6 +399,7 @@ async fn run_sweep(
                 token,
                 &point_args.key_prefix,
                 args.request_timeout,
+                args.target,
             )
             .await?;
         if !args.sweep.sweep_warmup.is_zero() {

@@ -164,7 +164,7 @@ async fn etcd_channels(endpoints: &[String], args: &BenchArgs) -> Result<Vec<Cha
 /// One etcd client URL, `host:port` meaning `http://host:port`, with the request timeout as
 /// the deadline of every call (sent to the server as `grpc-timeout`, as etcd's clients do)
 /// and of connecting.
-fn etcd_endpoint(address: &str, request_timeout: Duration) -> Result<Endpoint, String> {
+pub(crate) fn etcd_endpoint(address: &str, request_timeout: Duration) -> Result<Endpoint, String> {
     let url = if address.contains("://") {
         address.to_string()
     } else {

@@ -50,7 +50,7 @@ use super::error::{COMPACTED, STOPPED};
 use super::{EtcdApi, GRPC_RECEIVE_BYTES_MAX};
 use crate::server::KvServer;
 use crate::store::{Change, ChangeKind, KeyRange, KeySelector, StateMachine, VersionedValue};
-use crate::watch::{Start, WatchMessage, Watcher};
+use crate::watch::{RevisionEvents, Start, WatchMessage, Watcher};
 
 /// etcd's reason for a create naming a watch id the stream already has.
 pub const DUPLICATE_WATCH_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
@@ -510,8 +510,8 @@ impl Follower {
                 break;
             };
             match message {
-                WatchMessage::Events { revision, changes } => {
-                    let batch = gather(&mut watcher, (revision, changes), &mut held);
+                WatchMessage::Events(events) => {
+                    let batch = gather(&mut watcher, events, &mut held);
                     for response in self.responses_of(&batch) {
                         if self.responses.send(Ok(response)).await.is_err() {
                             return;
@@ -590,14 +590,16 @@ impl Follower {
     /// through, with their previous versions if asked, in fragments if asked and large; none
     /// if none is left. Its header's revision is the store's when the store is past the
     /// batch (a catch-up, as etcd's), else the batch's last.
-    fn responses_of(&self, batch: &[(u64, Vec<Change>)]) -> Vec<WatchResponse> {
-        let Some((last, _)) = batch.last() else {
+    fn responses_of(&self, batch: &[RevisionEvents]) -> Vec<WatchResponse> {
+        let Some(last) = batch.last() else {
             return Vec::new();
         };
-        let revision = (*last).max(self.api.server().watch_hub().revision());
+        let revision = last
+            .revision()
+            .max(self.api.server().watch_hub().revision());
         let selected: Vec<&Change> = batch
             .iter()
-            .flat_map(|(_, changes)| changes)
+            .flat_map(RevisionEvents::changes)
             .filter(|change| self.options.selects(change))
             .collect();
         if selected.is_empty() {
@@ -637,23 +639,24 @@ impl Follower {
 /// message of another kind goes to `held`, to handle after the batch.
 fn gather(
     watcher: &mut Watcher<Arc<KvServer>>,
-    first: (u64, Vec<Change>),
+    first: RevisionEvents,
     held: &mut Option<WatchMessage>,
-) -> Vec<(u64, Vec<Change>)> {
-    let value_bytes = |changes: &[Change]| -> usize {
-        changes
+) -> Vec<RevisionEvents> {
+    let value_bytes = |events: &RevisionEvents| -> usize {
+        events
+            .changes()
             .iter()
             .map(|change| change.key.len() + change.value.value.len())
             .sum()
     };
-    let mut bytes = value_bytes(&first.1);
+    let mut bytes = value_bytes(&first);
     let mut batch = vec![first];
     while batch.len() < BATCH_REVISIONS_MAX && bytes < BATCH_BYTES_MAX {
         // `next` is cancel-safe: a message not ready now stays where it is.
         match watcher.next().now_or_never() {
-            Some(Some(WatchMessage::Events { revision, changes })) => {
-                bytes += value_bytes(&changes);
-                batch.push((revision, changes));
+            Some(Some(WatchMessage::Events(events))) => {
+                bytes += value_bytes(&events);
+                batch.push(events);
             }
             Some(Some(other)) => {
                 *held = Some(other);

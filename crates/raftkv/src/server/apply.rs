@@ -151,7 +151,7 @@ fn apply_message(
             // Published after the state's lock is released and before the next entry is
             // applied, so the window holds every revision in order.
             if let Some(changes) = applied.changes {
-                server.watch_hub.publish(Arc::new(changes));
+                server.watch_hub.publish(changes);
             }
             let result = WriteResult {
                 outcome: applied.outcome,

@@ -2,7 +2,8 @@
 //! order, and the watchers that follow them.
 //!
 //! ```text
-//!  apply loop ── Applied.changes (Arc) ──► WatchHub::publish ─► broadcast window (bounded,
+//!  apply loop ── Applied.changes ──► WatchHub::publish ─► PublishedRevision (Arc, shared:
+//!     │                                 events.rs)        ─► broadcast window (bounded,
 //!     │                                                       never blocks the sender)
 //!     ├── snapshot installed at R ──────► WatchHub::restored ─► the same window
 //!     └── after each batch: revision ───► WatchHub::reached  ─► watch channel (latest only)
@@ -15,11 +16,17 @@
 //!        └── node stopping ───────────────────► cancelled `stopping`, resume = next revision
 //! ```
 //!
+//! A watcher that selects every change of a published revision yields the shared revision
+//! itself, not a copy, and the front ends encode it once for all such watchers
+//! ([`PublishedRevision::encoded`]): what a write costs N watchers of its key is then the
+//! hand-over of the same bytes N times, not N encodings.
+//!
 //! The apply loop never waits for a watcher: a broadcast send only overwrites the window's
 //! oldest slot, so a slow watcher costs the loop nothing and is told it fell behind when it
 //! next reads. Its cancellation names the revision to resume from, so a client never misses
 //! a change silently: it resumes from the store's history, or learns that history is gone.
 
+mod events;
 mod watcher;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +36,7 @@ use raft_node::declare_metrics;
 use raft_wal::LatencyHistogram;
 use tokio::sync::{broadcast, watch};
 
+pub use events::{PublishedRevision, RevisionEvents, SharedEncoding};
 pub use watcher::{CaughtUp, History, Start, WatchMessage, Watcher};
 
 use crate::store::RevisionChanges;
@@ -38,7 +46,7 @@ use crate::store::RevisionChanges;
 pub enum HubMessage {
     /// Every change of one revision, in the order the command made them, and when the
     /// apply loop published them (for the delivery delay).
-    Changes(Arc<RevisionChanges>, std::time::Instant),
+    Changes(Arc<PublishedRevision>),
     /// A snapshot replaced the state, which is now at `revision`: the changes between the
     /// last one published and it were never published, so watchers read them from history.
     Restored {
@@ -123,10 +131,18 @@ impl WatchHub {
 
     /// Hands one revision's changes to the watchers. Never waits: with no watcher the
     /// changes are dropped, and a full window overwrites its oldest revision.
-    pub fn publish(&self, changes: Arc<RevisionChanges>) {
+    pub fn publish(&self, changes: RevisionChanges) {
+        // With no watcher the window would drop it anyway: skip the allocation. A watcher
+        // that subscribes after this check reads the revision from history (it was applied
+        // before it was published).
+        if self.window.receiver_count() == 0 {
+            return;
+        }
         let _ = self
             .window
-            .send(HubMessage::Changes(changes, std::time::Instant::now()));
+            .send(HubMessage::Changes(Arc::new(PublishedRevision::new(
+                changes,
+            ))));
     }
 
     /// Tells the watchers that a snapshot replaced the state, now at `revision`.

@@ -27,8 +27,8 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, watch};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
-use super::{count, HubMessage, WatchCounters};
-use crate::store::{Change, KeySelector, RevisionChanges, RevisionError};
+use super::{count, HubMessage, PublishedRevision, RevisionEvents, WatchCounters};
+use crate::store::{KeySelector, RevisionChanges, RevisionError};
 
 /// Where a watcher catches up from: the store's history, read under its lock.
 pub trait History: Send + 'static {
@@ -64,13 +64,9 @@ pub struct Start {
 /// What a watcher yields, in order.
 #[derive(Clone, Debug, PartialEq)]
 pub enum WatchMessage {
-    /// The selected changes of one revision, in the order the command made them.
-    Events {
-        /// Their revision.
-        revision: u64,
-        /// The changes.
-        changes: Vec<Change>,
-    },
+    /// The selected changes of one revision, in the order the command made them (shared
+    /// with the other watchers when they are all of the revision's).
+    Events(RevisionEvents),
     /// Every selected change up to `revision` was yielded.
     Progress {
         /// The revision reached.
@@ -209,6 +205,23 @@ impl<H: History> Watcher<H> {
                 self.progress_now();
                 continue;
             }
+            // A revision already in the window (one of an apply batch, or a watcher a little
+            // behind) is taken without the select below, which registers with and leaves
+            // three wait lists for each message. The stop still comes first.
+            if !*self.stopping.borrow() {
+                match self.live.try_recv() {
+                    Ok(message) => {
+                        self.take(message);
+                        continue;
+                    }
+                    Err(TryRecvError::Lagged(missed)) => {
+                        self.lagged(missed);
+                        continue;
+                    }
+                    // Nothing yet, or the hub is gone (the select says so): wait.
+                    Err(TryRecvError::Empty | TryRecvError::Closed) => {}
+                }
+            }
             let (stopping, live, progress) =
                 (&mut self.stopping, &mut self.live, &mut self.progress);
             let woken = tokio::select! {
@@ -244,10 +257,10 @@ impl<H: History> Watcher<H> {
     fn note_yielded(&mut self, message: &WatchMessage) {
         self.sent_since_tick = true;
         match message {
-            WatchMessage::Events { changes, .. } => {
+            WatchMessage::Events(events) => {
                 self.counters
                     .events_sent_total
-                    .fetch_add(changes.len() as u64, Ordering::Relaxed);
+                    .fetch_add(events.changes().len() as u64, Ordering::Relaxed);
                 if let Some(Some(published_at)) = self.published_at.pop_front() {
                     self.delivery_latency.record(published_at.elapsed());
                 }
@@ -262,57 +275,72 @@ impl<H: History> Watcher<H> {
     }
 
     fn queue_history(&mut self, changes: Vec<RevisionChanges>) {
-        for revision in changes {
+        for mut revision in changes {
             assert!(
                 revision.revision <= self.processed,
                 "invariant history-within-its-revision: {} > {}",
                 revision.revision,
                 self.processed
             );
-            self.queue(revision.revision, revision.changes.iter(), None);
+            revision
+                .changes
+                .retain(|change| self.selector.matches(&change.key));
+            if !revision.changes.is_empty() {
+                let events = RevisionEvents::Part {
+                    revision: revision.revision,
+                    changes: revision.changes,
+                };
+                self.queue(events, None);
+            }
         }
     }
 
-    /// Queues the changes of `revision` the watch selects, if any.
-    fn queue<'a>(
-        &mut self,
-        revision: u64,
-        changes: impl Iterator<Item = &'a Change>,
-        published_at: Option<std::time::Instant>,
-    ) {
+    /// Queues the changes of a published revision the watch selects, if any: the shared
+    /// revision itself when it selects them all.
+    fn queue_live(&mut self, published: &Arc<PublishedRevision>) {
+        let selector = &self.selector;
+        if let Some(events) =
+            RevisionEvents::select(published, |change| selector.matches(&change.key))
+        {
+            self.queue(events, Some(published.published_at()));
+        }
+    }
+
+    /// Queues selected events, unless they come before the watch's start.
+    fn queue(&mut self, events: RevisionEvents, published_at: Option<std::time::Instant>) {
+        let revision = events.revision();
         if revision < self.start {
             return;
         }
-        if let Some(WatchMessage::Events { revision: last, .. }) = self.pending.back() {
-            assert!(*last < revision, "invariant events-in-revision-order");
+        if let Some(WatchMessage::Events(last)) = self.pending.back() {
+            assert!(
+                last.revision() < revision,
+                "invariant events-in-revision-order"
+            );
         }
-        let selected: Vec<Change> = changes
-            .filter(|change| self.selector.matches(&change.key))
-            .cloned()
-            .collect();
-        if !selected.is_empty() {
-            self.pending.push_back(WatchMessage::Events {
-                revision,
-                changes: selected,
-            });
-            self.published_at.push_back(published_at);
-        }
+        assert!(
+            !events.changes().is_empty(),
+            "invariant events-not-empty: a revision with nothing selected is not queued"
+        );
+        self.pending.push_back(WatchMessage::Events(events));
+        self.published_at.push_back(published_at);
     }
 
     fn take(&mut self, message: HubMessage) {
         match message {
-            HubMessage::Changes(changes, published_at) => {
-                if changes.revision <= self.processed {
+            HubMessage::Changes(published) => {
+                let revision = published.revision();
+                if revision <= self.processed {
                     return; // Read from history already.
                 }
                 assert_eq!(
-                    changes.revision,
+                    revision,
                     self.processed + 1,
                     "invariant watch-window-contiguous: every revision is published, and a \
                      snapshot's marker comes before the revisions after it"
                 );
-                self.processed = changes.revision;
-                self.queue(changes.revision, changes.changes.iter(), Some(published_at));
+                self.processed = revision;
+                self.queue_live(&published);
             }
             HubMessage::Restored { revision } => {
                 if revision <= self.processed {
@@ -396,8 +424,8 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::store::{ChangeKind, VersionedValue};
-    use crate::watch::WatchHub;
+    use crate::store::{Change, ChangeKind, VersionedValue};
+    use crate::watch::{SharedEncoding, WatchHub};
 
     /// A store's history reduced to what a watcher reads.
     #[derive(Clone, Default)]
@@ -475,7 +503,7 @@ mod tests {
     impl FakeHistory {
         /// Applies a revision changing `keys`; returns its changes, as the apply loop
         /// publishes them.
-        fn apply(&self, keys: &[&str]) -> Arc<RevisionChanges> {
+        fn apply(&self, keys: &[&str]) -> RevisionChanges {
             let mut store = self.0.lock().expect("lock");
             store.revision += 1;
             let revision = store.revision;
@@ -484,7 +512,7 @@ mod tests {
                 changes: keys.iter().map(|key| put(key, revision)).collect(),
             };
             store.revisions.push(changes.clone());
-            Arc::new(changes)
+            changes
         }
     }
 
@@ -498,7 +526,7 @@ mod tests {
 
     fn revision_of(message: &WatchMessage) -> u64 {
         match message {
-            WatchMessage::Events { revision, .. } => *revision,
+            WatchMessage::Events(events) => events.revision(),
             other => panic!("events expected: {other:?}"),
         }
     }
@@ -561,12 +589,74 @@ mod tests {
             "from the revision after the current"
         );
         hub.publish(history.apply(&["p/2", "q", "p/1"]));
-        let Some(WatchMessage::Events { revision, changes }) = watcher.next().await else {
+        let Some(WatchMessage::Events(events)) = watcher.next().await else {
             panic!("events expected");
         };
-        assert_eq!(revision, 2);
-        let keys: Vec<&str> = changes.iter().map(|change| change.key.as_str()).collect();
+        assert_eq!(events.revision(), 2);
+        let keys: Vec<&str> = events
+            .changes()
+            .iter()
+            .map(|change| change.key.as_str())
+            .collect();
         assert_eq!(keys, ["p/2", "p/1"]);
+        assert!(events.whole().is_none(), "a part of the revision: a copy");
+    }
+
+    #[tokio::test]
+    async fn many_watchers_of_a_revision_share_it_and_its_encoding_is_made_once() {
+        let hub = WatchHub::new(64);
+        let history = history_at(1);
+        let mut watchers: Vec<_> = (0..50)
+            .map(|_| {
+                let mut watcher = hub.watch(
+                    history.clone(),
+                    start(KeySelector::Prefix("p/".into()), None),
+                );
+                watcher.catch_up().expect("caught up");
+                watcher
+            })
+            .collect();
+        for _ in 0..5 {
+            hub.publish(history.apply(&["p/a", "p/b"])); // 2..=6: every change selected
+        }
+        hub.publish(history.apply(&["p/c", "q"])); // 7: a part selected
+        let encodings_made = std::sync::atomic::AtomicUsize::new(0);
+        let encode = |revision: u64, changes: &[Change]| {
+            encodings_made.fetch_add(1, Ordering::Relaxed);
+            let keys: Vec<&str> = changes.iter().map(|change| change.key.as_str()).collect();
+            Bytes::from(format!("{revision}:{}", keys.join(",")))
+        };
+        let mut first_seen: Option<Vec<Bytes>> = None;
+        for watcher in &mut watchers {
+            let mut seen = Vec::new();
+            for expected in 2..=6 {
+                let Some(WatchMessage::Events(events)) = watcher.next().await else {
+                    panic!("events expected");
+                };
+                assert_eq!(events.revision(), expected, "in order, no gap");
+                let whole = events.whole().expect("every change selected: shared");
+                seen.push(whole.encoded(SharedEncoding::ServerSentEvents, encode));
+            }
+            let Some(WatchMessage::Events(part)) = watcher.next().await else {
+                panic!("events expected");
+            };
+            assert_eq!(part.revision(), 7);
+            assert!(part.whole().is_none(), "a part: this watcher's own copy");
+            assert_eq!(part.changes().len(), 1);
+            assert_eq!(part.changes()[0].key, "p/c");
+            let first = first_seen.get_or_insert_with(|| seen.clone());
+            for (bytes, first) in seen.iter().zip(first.iter()) {
+                assert_eq!(bytes, first, "identical for every watcher");
+                assert_eq!(bytes.as_ptr(), first.as_ptr(), "the same bytes, not a copy");
+            }
+            assert_eq!(seen[0], Bytes::from("2:p/a,p/b"));
+        }
+        assert_eq!(
+            encodings_made.load(Ordering::Relaxed),
+            5,
+            "one encoding per revision for 50 watchers"
+        );
+        assert_eq!(hub.figures().events_sent_total, 50 * (5 * 2 + 1));
     }
 
     #[tokio::test]
