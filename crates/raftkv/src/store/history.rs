@@ -964,30 +964,34 @@ fn compact_key(
 ) -> (usize, u64) {
     // `get_mut` copies every node on the path that a snapshot's image still shares, found or
     // not: a read-only search first keeps a key with nothing to drop from copying them.
-    let Some(dropped) = keys
-        .get(key)
-        .map(|versions| versions_compacted(versions, compact_revision))
-    else {
+    let Some((dropped, held)) = keys.get(key).map(|versions| {
+        (
+            versions_compacted(versions, compact_revision),
+            versions.older.len() + 1,
+        )
+    }) else {
         return (0, 0);
     };
     if dropped == 0 {
         return (0, 0);
     }
-    let versions = keys.get_mut(key).expect("the key was just found");
-    let held = versions.older.len() + 1;
     assert!(dropped <= held, "compaction drops at most every version");
-    let mut dropped_bytes = 0;
-    if dropped == held {
-        // Everything goes: the latest is an old tombstone.
+    let dropped_bytes = if dropped == held {
+        // Everything goes (the latest is an old tombstone): removed with one search, without
+        // first copying the path for a `get_mut`.
         let removed = keys.remove(key).expect("the key was just found");
-        for version in removed.iter() {
-            dropped_bytes += len_u64(version.value.len());
-        }
+        removed
+            .iter()
+            .map(|version| len_u64(version.value.len()))
+            .sum()
     } else {
-        for version in versions.older.drain(..dropped) {
-            dropped_bytes += len_u64(version.value.len());
-        }
-    }
+        let versions = keys.get_mut(key).expect("the key was just found");
+        versions
+            .older
+            .drain(..dropped)
+            .map(|version| len_u64(version.value.len()))
+            .sum()
+    };
     (dropped, dropped_bytes)
 }
 
