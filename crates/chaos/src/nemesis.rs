@@ -448,8 +448,8 @@ pub(crate) fn tracing_error(message: &str) {
     eprintln!("raftkv-chaos: {message}");
 }
 
-/// How soon a storage nemesis that could not strike tries again.
-const STORAGE_FAULT_RETRY: Duration = Duration::from_millis(200);
+/// How soon a storage or process nemesis that could not strike tries again.
+const STRIKE_RETRY: Duration = Duration::from_millis(200);
 
 /// Runs `nemesis`'s loop until `stop` turns true, healing its fault in force at the end.
 pub async fn run_nemesis(
@@ -463,7 +463,7 @@ pub async fn run_nemesis(
     let mut retry_soon = false;
     loop {
         let calm = if retry_soon {
-            STORAGE_FAULT_RETRY
+            STRIKE_RETRY
         } else {
             between(&mut random, schedule.calm)
         };
@@ -486,11 +486,14 @@ pub async fn run_nemesis(
                 crate::disk_faults::fsync(&context, &mut random, hold, &mut stop).await
             }
         }
-        // A storage fault waits for every founding voter to be up and unimpaired; one that
-        // could not strike tries again soon rather than after another calm, or a short run
-        // with every nemesis would seldom see one.
-        retry_soon = matches!(nemesis, Nemesis::Disk | Nemesis::Fsync)
-            && context.timeline.count(nemesis) == struck_before;
+        // A storage fault waits for every founding voter to be up and unimpaired, and a kill or
+        // a pause for no other node to be down: one that could not strike tries again soon
+        // rather than after another calm, or a short run with every nemesis would seldom see
+        // one (seed 18 of the combined run once ended without a single kill).
+        retry_soon = matches!(
+            nemesis,
+            Nemesis::Disk | Nemesis::Fsync | Nemesis::Kill | Nemesis::Pause
+        ) && context.timeline.count(nemesis) == struck_before;
         if *stop.borrow() {
             return;
         }
