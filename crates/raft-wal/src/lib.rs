@@ -79,6 +79,7 @@ mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;
 mod index;
+pub mod inspect;
 mod metrics;
 mod pending;
 mod recovery;

@@ -24,6 +24,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod inspect;
 mod segments;
 mod snapshots;
 mod tail;
