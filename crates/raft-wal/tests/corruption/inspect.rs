@@ -329,18 +329,11 @@ fn missing_segment_is_a_gap_named_where_recovery_names_it() {
     let scratch = scratch_directory();
     let built = Built::new(&scratch.path().join("log"), one_record_per_call());
     let dir = scratch.path().join("image");
-    let name = built.middle_segment();
-    let position = built
-        .segments
-        .iter()
-        .position(|segment| segment == name)
-        .expect("listed");
-    let mut image = built.image.clone();
-    image.remove(name);
+    let (image, _, next) = built.without_middle_segment();
     let inspection = expect_agreement(&dir, &image, "middle segment missing");
     let first = inspection.damage().next().expect("damage");
     assert_eq!(first.problem, Problem::MissingSegment, "{first}");
-    assert_eq!(first.path, dir.join(&built.segments[position + 1]));
+    assert_eq!(first.path, dir.join(next));
 
     // The first segment gone: the entries that follow no longer connect to the snapshot.
     let mut image = built.image.clone();

@@ -5,11 +5,10 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{describe, TestCluster, DEADLINE};
+use crate::common::{describe, TestCluster};
 
 /// Runs `raftkv inspect DIR ARGS`.
 fn inspect(dir: &Path, args: &[&str]) -> Output {
@@ -137,18 +136,7 @@ async fn inspect_reports_a_stopped_nodes_log_and_names_a_flipped_byte_where_the_
 
     // The node itself refuses to start, naming the same file and offset.
     cluster.spawn(0);
-    let deadline = Instant::now() + DEADLINE;
-    let exit = loop {
-        let process = cluster.nodes[0].process.as_mut().expect("spawned");
-        if let Some(exit) = process.try_wait().expect("waitable") {
-            break exit;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the node did not refuse to start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let exit = cluster.wait_for_exit(0);
     assert!(!exit.success(), "{exit:?}");
     let log = std::fs::read_to_string(&cluster.nodes[0].log).expect("the node's log");
     let refusal = format!("{} at byte {offset}", path.display());
@@ -156,5 +144,4 @@ async fn inspect_reports_a_stopped_nodes_log_and_names_a_flipped_byte_where_the_
         log.contains(&refusal),
         "{refusal} in the node's log:\n{log}"
     );
-    cluster.nodes[0].process = None;
 }
