@@ -302,6 +302,36 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_without_a_log_is_unusable_and_what_it_holds_is_named() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        std::fs::create_dir(dir.path().join("node-1")).expect("a node's directory");
+        let args = InspectArgs {
+            data_dir: dir.path().to_path_buf(),
+            verify: true,
+            json: false,
+            entries: false,
+        };
+        let (exit, stdout, stderr) = execute(&args);
+        assert_eq!(exit, InspectExit::Unusable);
+        assert_eq!(stdout, "");
+        assert!(
+            stderr.contains("holds no write-ahead log") && stderr.contains("it holds: node-1"),
+            "{stderr}"
+        );
+        let missing = InspectArgs {
+            data_dir: dir.path().join("absent"),
+            ..args
+        };
+        let (exit, _, stderr) = execute(&missing);
+        assert_eq!(exit, InspectExit::Unusable);
+        assert!(
+            stderr.starts_with("raftkv: cannot inspect: list directory"),
+            "{stderr}"
+        );
+        assert!(!dir.path().join("absent").exists(), "nothing is created");
+    }
+
+    #[test]
     fn configurations_name_every_set_that_is_not_empty() {
         use raft_core::NodeId;
         let plain = Configuration::new([NodeId(1), NodeId(2), NodeId(3)]);

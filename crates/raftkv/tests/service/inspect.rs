@@ -114,7 +114,14 @@ async fn inspect_reports_a_stopped_nodes_log_and_names_a_flipped_byte_where_the_
         "{}",
         describe(&damaged)
     );
-    let report = json_of(&inspect(&dir, &["--json"]));
+    let without_verify = inspect(&dir, &["--json"]);
+    assert_eq!(
+        without_verify.status.code(),
+        Some(0),
+        "read, so 0 without --verify: {}",
+        describe(&without_verify)
+    );
+    let report = json_of(&without_verify);
     assert_eq!(report["damaged"], true);
     assert_eq!(report["recovery"], "refuses");
     let first = &report["findings"][0];
