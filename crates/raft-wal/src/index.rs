@@ -173,6 +173,25 @@ impl LogIndex {
         }
     }
 
+    /// How many live entries each segment holds (segments without one are left out).
+    pub(crate) fn live_entries_by_segment(&self) -> BTreeMap<u64, u64> {
+        let end = self.last_index().next();
+        let mut counts = BTreeMap::new();
+        for (position, &(start, segment)) in self.segment_runs.iter().enumerate() {
+            let run_end = self
+                .segment_runs
+                .get(position + 1)
+                .map_or(end, |&(next, _)| next);
+            *counts.entry(segment).or_insert(0) += run_end.0 - start.0;
+        }
+        assert_eq!(
+            counts.values().sum::<u64>(),
+            self.len(),
+            "LogIndex: segment runs cover every live entry once"
+        );
+        counts
+    }
+
     /// Approximate heap bytes used.
     pub(crate) fn heap_bytes(&self) -> u64 {
         (self.locations.capacity() * 8

@@ -25,6 +25,9 @@
 //!                                                     (timed into Wal::sync_latency, a LatencyHistogram)
 //!  core reads            ◄─ WalStorage (index in memory, tail cache, positioned file reads;
 //!                                      configuration entries tracked as written and replayed)
+//!  an operator           ◄─ inspect::inspect_directory (a closed directory, read only: records,
+//!                                      checksums, damage by file and offset, the state an
+//!                                      open would recover)
 //! ```
 //!
 //! Guarantees: a write is reported durable only after its fdatasync; a torn write at the end
@@ -79,6 +82,7 @@ mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;
 mod index;
+pub mod inspect;
 mod metrics;
 mod pending;
 mod recovery;

@@ -23,10 +23,10 @@ use raft_core::{Configuration, HardState, LogId, Snapshot, SnapshotMeta, Term};
 use crate::clean_shutdown;
 use crate::codec::{decode_configuration, encode_frame, Record};
 use crate::error::{Result, WalError};
-use crate::fsutil::{DirectoryLock, Syncer};
+use crate::fsutil::{DirectoryLock, Syncer, LOCK_FILE};
 use crate::index::{ConfigurationIndex, Location, LogIndex, TailCache};
 use crate::metrics::LatencyHistogram;
-use crate::segment::{self, Damage, ScanEnd};
+use crate::segment::{self, Damage, Fault, ScanEnd};
 use crate::snapshot_file;
 use crate::staging::StagedSnapshots;
 use crate::storage::{DurableState, SegmentFile, Shared, WalStorage};
@@ -88,21 +88,30 @@ impl RecoveryReport {
     }
 }
 
-/// The files of a data directory, by kind.
+/// The files of a data directory, by kind (the inspection lists them the same way).
 #[derive(Default)]
-struct Listing {
-    segments: BTreeMap<u64, PathBuf>,
-    snapshots: BTreeMap<(u64, u64), PathBuf>,
-    temporaries: Vec<PathBuf>,
+pub(crate) struct Listing {
+    pub(crate) segments: BTreeMap<u64, PathBuf>,
+    pub(crate) snapshots: BTreeMap<(u64, u64), PathBuf>,
+    pub(crate) temporaries: Vec<PathBuf>,
+    /// The clean-shutdown marker is there.
+    pub(crate) clean_shutdown: bool,
+    /// The suspect marker is there.
+    pub(crate) suspect: bool,
+    /// Files the log does not know (the lock file and markers aside), sorted.
+    pub(crate) others: Vec<PathBuf>,
 }
 
-fn list(dir: &Path) -> Result<Listing> {
+pub(crate) fn list(dir: &Path) -> Result<Listing> {
     let mut listing = Listing::default();
     let entries = fs::read_dir(dir).map_err(|error| WalError::io("list directory", dir, error))?;
     for entry in entries {
         let entry = entry.map_err(|error| WalError::io("list directory", dir, error))?;
         let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
+        let Some(name) = name.to_str() else {
+            listing.others.push(entry.path());
+            continue;
+        };
         if let Some(sequence) = segment::parse_file_name(name) {
             listing.segments.insert(sequence, entry.path());
         } else if let Some(id) = snapshot_file::parse_file_name(name) {
@@ -111,8 +120,16 @@ fn list(dir: &Path) -> Result<Listing> {
                 .insert((id.index.0, id.term.0), entry.path());
         } else if name.ends_with(snapshot_file::TEMPORARY_SUFFIX) {
             listing.temporaries.push(entry.path());
+        } else if name == clean_shutdown::CLEAN_SHUTDOWN_FILE {
+            listing.clean_shutdown = true;
+        } else if name == clean_shutdown::SUSPECT_FILE {
+            listing.suspect = true;
+        } else if name != LOCK_FILE {
+            listing.others.push(entry.path());
         }
     }
+    listing.temporaries.sort();
+    listing.others.sort();
     Ok(listing)
 }
 
@@ -163,8 +180,9 @@ fn truncate_segment(
 /// Starting from the snapshot rather than from the first record makes the replay independent
 /// of which older segments compaction has deleted: entries the snapshot covers are skipped
 /// (though writing one cut off every entry after it), and markers of older snapshots only
-/// matter for the entries they discarded.
-struct Replay {
+/// matter for the entries they discarded. The inspection (`crate::inspect`) replays the same
+/// way, so that it reports the state recovery would rebuild.
+pub(crate) struct Replay {
     log: LogIndex,
     configurations: ConfigurationIndex,
     hard_state: HardState,
@@ -179,15 +197,87 @@ struct Replay {
     unconnected: Option<(PathBuf, u64, LogId)>,
 }
 
+/// Why replayed records do not make a log recovery can open: a corrupt-log error at `path`
+/// and `offset`, sorted by kind for the inspection.
+#[derive(Debug)]
+pub(crate) struct ReplayFault {
+    pub(crate) kind: ReplayFaultKind,
+    pub(crate) path: PathBuf,
+    pub(crate) offset: u64,
+    pub(crate) reason: String,
+}
+
+/// The kinds of [`ReplayFault`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReplayFaultKind {
+    /// A configuration entry's data does not decode.
+    UndecodableConfiguration,
+    /// An entry leaves a gap after the last one.
+    IndexGap,
+    /// A marker names a snapshot newer than the newest snapshot file.
+    MarkerBeyondSnapshot,
+    /// Entries do not follow the snapshot: a segment before them is missing.
+    MissingEarlierSegment,
+    /// The hard state's commit index is beyond the last entry.
+    CommitBeyondLog,
+}
+
+impl ReplayFault {
+    fn new(
+        kind: ReplayFaultKind,
+        path: impl Into<PathBuf>,
+        offset: u64,
+        reason: impl Into<String>,
+    ) -> ReplayFault {
+        ReplayFault {
+            kind,
+            path: path.into(),
+            offset,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<ReplayFault> for WalError {
+    fn from(fault: ReplayFault) -> WalError {
+        WalError::corrupt(fault.path, fault.offset, fault.reason)
+    }
+}
+
+/// What a replay rebuilt, once its end checks passed.
+pub(crate) struct ReplayEnd {
+    /// The live log.
+    pub(crate) log: LogIndex,
+    /// Its configuration entries.
+    pub(crate) configurations: ConfigurationIndex,
+    /// The hard state, its commit at least the snapshot's index.
+    pub(crate) hard_state: HardState,
+    /// The newest snapshot's marker must be written, with this discard decision.
+    pub(crate) missing_marker: Option<bool>,
+}
+
 impl Replay {
-    fn record(
+    /// A replay of the log that follows the newest snapshot, through `snapshot_id`.
+    pub(crate) fn new(snapshot_id: LogId) -> Replay {
+        Replay {
+            log: LogIndex::new(snapshot_id),
+            configurations: ConfigurationIndex::default(),
+            hard_state: HardState::default(),
+            marker_found: snapshot_id.index.0 == 0,
+            term_at_snapshot: None,
+            unconnected: None,
+        }
+    }
+
+    /// Replays `record`, the frame at `offset` of segment `sequence` (at `path`).
+    pub(crate) fn record(
         &mut self,
         path: &Path,
         sequence: u64,
         offset: u64,
         payload_len: u32,
         record: Record,
-    ) -> Result<()> {
+    ) -> Result<(), ReplayFault> {
         let snapshot = self.log.base();
         match record {
             Record::Entry(entry) => {
@@ -208,18 +298,20 @@ impl Replay {
                     offset: offset as u32,
                     payload_len,
                 };
+                let fault = |kind, reason| ReplayFault::new(kind, path, offset, reason);
                 let configuration = decode_configuration(&entry)
-                    .map_err(|reason| WalError::corrupt(path, offset, reason))?;
+                    .map_err(|reason| fault(ReplayFaultKind::UndecodableConfiguration, reason))?;
                 self.log
                     .append(entry.id, location)
-                    .map_err(|reason| WalError::corrupt(path, offset, reason))?;
+                    .map_err(|reason| fault(ReplayFaultKind::IndexGap, reason))?;
                 self.configurations
                     .append(snapshot.index, entry.index(), configuration);
             }
             Record::HardState(hard_state) => self.hard_state = hard_state,
             Record::Snapshot { id, discard } => {
                 if id.index > snapshot.index {
-                    return Err(WalError::corrupt(
+                    return Err(ReplayFault::new(
+                        ReplayFaultKind::MarkerBeyondSnapshot,
                         path,
                         offset,
                         format!(
@@ -238,6 +330,60 @@ impl Replay {
             }
         }
         Ok(())
+    }
+}
+
+impl Replay {
+    /// The checks recovery makes once every segment was replayed (`last_segment` is the last
+    /// one kept): no entry left that follows a missing segment, the newest snapshot's marker
+    /// settled if it was never written, the commit index within the log.
+    pub(crate) fn finish(self, last_segment: Option<&Path>) -> Result<ReplayEnd, ReplayFault> {
+        let Replay {
+            mut log,
+            mut configurations,
+            mut hard_state,
+            marker_found,
+            term_at_snapshot,
+            unconnected,
+        } = self;
+        let snapshot_id = log.base();
+        if let Some((path, offset, id)) = unconnected {
+            return Err(ReplayFault::new(
+                ReplayFaultKind::MissingEarlierSegment,
+                path,
+                offset,
+                format!(
+                    "entry {id} does not follow snapshot {snapshot_id}: a segment before it is missing"
+                ),
+            ));
+        }
+        // A crash between making the snapshot file durable and writing its marker: settle now
+        // what the marker would have said, and have it written before any new entry.
+        let missing_marker = (!marker_found).then(|| {
+            let discard = term_at_snapshot != Some(snapshot_id.term);
+            log.apply_snapshot(snapshot_id, discard);
+            configurations.apply_snapshot(snapshot_id, discard);
+            discard
+        });
+        hard_state.commit = hard_state.commit.max(snapshot_id.index);
+        if hard_state.commit > log.last_index() {
+            return Err(ReplayFault::new(
+                ReplayFaultKind::CommitBeyondLog,
+                last_segment.unwrap_or(Path::new("")),
+                0,
+                format!(
+                    "commit index {} is beyond the last durable entry {}",
+                    hard_state.commit,
+                    log.last_index()
+                ),
+            ));
+        }
+        Ok(ReplayEnd {
+            log,
+            configurations,
+            hard_state,
+            missing_marker,
+        })
     }
 }
 
@@ -412,15 +558,7 @@ fn replay(
     options: &WalOptions,
     report: &mut RecoveryReport,
 ) -> Result<Replayed> {
-    let snapshot_id = snapshot.meta.last_included;
-    let mut replay = Replay {
-        log: LogIndex::new(snapshot_id),
-        configurations: ConfigurationIndex::default(),
-        hard_state: HardState::default(),
-        marker_found: snapshot_id.index.0 == 0,
-        term_at_snapshot: None,
-        unconnected: None,
-    };
+    let mut replay = Replay::new(snapshot.meta.last_included);
     let mut retained = BTreeMap::new();
     let mut read_buffer = Vec::new();
     // Where the next frame goes in the last segment kept.
@@ -451,7 +589,7 @@ fn replay(
         let mut segment_records = 0;
         let end = segment::scan(path, sequence, &contents, |offset, payload_len, record| {
             segment_records += 1;
-            replay.record(path, sequence, offset, payload_len, record)
+            Ok(replay.record(path, sequence, offset, payload_len, record)?)
         })?;
         report.records += segment_records;
         let is_last = position + 1 == sequences.len();
@@ -463,6 +601,7 @@ fn replay(
                 Some(Damage {
                     offset,
                     reason: "zeros where records should be",
+                    fault: Fault::Zeros,
                     intact_frame_after: None,
                 }),
                 offset,
@@ -548,47 +687,13 @@ fn replay(
             last_data_end = data_end;
         }
     }
-    let Replay {
-        mut log,
-        mut configurations,
-        mut hard_state,
-        marker_found,
-        term_at_snapshot,
-        unconnected,
-    } = replay;
-    if let Some((path, offset, id)) = unconnected {
-        return Err(WalError::corrupt(
-            path,
-            offset,
-            format!(
-                "entry {id} does not follow snapshot {snapshot_id}: a segment before it is missing"
-            ),
-        ));
-    }
-    // A crash between making the snapshot file durable and writing its marker: settle now
-    // what the marker would have said, and have it written before any new entry.
-    let missing_marker = (!marker_found).then(|| {
-        let discard = term_at_snapshot != Some(snapshot_id.term);
-        log.apply_snapshot(snapshot_id, discard);
-        configurations.apply_snapshot(snapshot_id, discard);
-        discard
-    });
-    hard_state.commit = hard_state.commit.max(snapshot_id.index);
-    if hard_state.commit > log.last_index() {
-        return Err(WalError::corrupt(
-            listing
-                .segments
-                .values()
-                .last()
-                .map_or(Path::new(""), PathBuf::as_path),
-            0,
-            format!(
-                "commit index {} is beyond the last durable entry {}",
-                hard_state.commit,
-                log.last_index()
-            ),
-        ));
-    }
+    let last_segment = listing.segments.values().last().map(PathBuf::as_path);
+    let ReplayEnd {
+        log,
+        configurations,
+        hard_state,
+        missing_marker,
+    } = replay.finish(last_segment)?;
     Ok(Replayed {
         log,
         configurations,

@@ -80,9 +80,27 @@ pub(crate) struct Damage {
     pub(crate) offset: u64,
     /// What is wrong there.
     pub(crate) reason: &'static str,
+    /// The kind of fault `reason` describes, for sorting damage (the inspection).
+    pub(crate) fault: Fault,
     /// Offset of an intact frame after the damage, if there is one: proof that the damage is
     /// not a torn tail.
     pub(crate) intact_frame_after: Option<u64>,
+}
+
+/// The kinds of fault a scan stops at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// The segment header is incomplete, or its magic number or checksum is wrong.
+    SegmentHeader,
+    /// A frame header fails its checksum, or gives an implausible length.
+    FrameHeader,
+    /// A payload fails its checksum.
+    Payload,
+    /// The file ends inside a frame.
+    Truncated,
+    /// Zeros where records should be: a segment is trimmed to its data when the next one
+    /// starts, so only the last one may end in preallocated zeros.
+    Zeros,
 }
 
 /// How a scan ended.
@@ -134,49 +152,81 @@ fn scan_frames(
     contents: &Bytes,
     mut visit: impl FnMut(u64, u32, Record) -> Result<()>,
 ) -> Result<Option<Damage>> {
-    let total = contents.len() as u64;
-    if total < SEGMENT_HEADER_BYTES {
+    if let Some(damage) = check_header(path, expected_sequence, contents)? {
+        return Ok(Some(damage));
+    }
+    walk_frames(
+        contents,
+        SEGMENT_HEADER_BYTES,
+        |offset, payload_len, payload| {
+            let record = decode_payload(payload)
+                .map_err(|reason| WalError::corrupt(path, offset, reason))?;
+            visit(offset, payload_len, record)
+        },
+    )
+}
+
+/// Checks the header of the segment at `path` whose bytes are `contents`: `None` when it is
+/// valid and names `expected_sequence`, the damage when it is damaged (a torn creation looks
+/// the same), an error when it is intact but belongs elsewhere (another segment, another
+/// format version).
+pub(crate) fn check_header(
+    path: &Path,
+    expected_sequence: u64,
+    contents: &Bytes,
+) -> Result<Option<Damage>> {
+    if (contents.len() as u64) < SEGMENT_HEADER_BYTES {
         return Ok(Some(Damage {
             offset: 0,
             reason: "incomplete segment header",
+            fault: Fault::SegmentHeader,
             intact_frame_after: None,
         }));
     }
     match decode_segment_header(&contents[..SEGMENT_HEADER_BYTES as usize]) {
-        SegmentHeader::Valid { sequence } if sequence == expected_sequence => {}
-        SegmentHeader::Valid { sequence } => {
-            return Err(WalError::corrupt(
-                path,
-                0,
-                format!(
-                    "segment header says sequence {sequence}, the file name {expected_sequence}"
-                ),
-            ))
-        }
-        SegmentHeader::Version(found) => {
-            return Err(WalError::UnsupportedVersion {
-                path: path.to_path_buf(),
-                found,
-                supported: FORMAT_VERSION,
-            })
-        }
-        SegmentHeader::Damaged(reason) => {
-            return Ok(Some(Damage {
-                offset: 0,
-                reason,
-                intact_frame_after: find_intact_frame(contents, SEGMENT_HEADER_BYTES),
-            }))
-        }
+        SegmentHeader::Valid { sequence } if sequence == expected_sequence => Ok(None),
+        SegmentHeader::Valid { sequence } => Err(WalError::corrupt(
+            path,
+            0,
+            format!("segment header says sequence {sequence}, the file name {expected_sequence}"),
+        )),
+        SegmentHeader::Version(found) => Err(WalError::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found,
+            supported: FORMAT_VERSION,
+        }),
+        SegmentHeader::Damaged(reason) => Ok(Some(Damage {
+            offset: 0,
+            reason,
+            fault: Fault::SegmentHeader,
+            intact_frame_after: find_intact_frame(contents, SEGMENT_HEADER_BYTES),
+        })),
     }
-    let mut offset = SEGMENT_HEADER_BYTES;
+}
+
+/// Walks the frames of `contents` from the one at offset `from`, handing each intact frame's
+/// offset, payload length and payload to `visit`, up to the end of the file (`None`) or the
+/// first frame that fails its checks (its damage). The segment header is not looked at.
+pub(crate) fn walk_frames(
+    contents: &Bytes,
+    from: u64,
+    mut visit: impl FnMut(u64, u32, Bytes) -> Result<()>,
+) -> Result<Option<Damage>> {
+    let total = contents.len() as u64;
+    assert!(
+        from >= SEGMENT_HEADER_BYTES,
+        "walk_frames: frames start after the segment header"
+    );
+    let mut offset = from;
     while offset < total {
-        let damage = |reason: &'static str, search_from: u64| {
+        let damage = |reason: &'static str, fault: Fault, search_from: u64| {
             // Zeros to the end hold no frame; checking that first spares a byte-by-byte search
             // of a large preallocated tail.
             let zeros = contents[offset as usize..].iter().all(|&byte| byte == 0);
             Ok(Some(Damage {
                 offset,
                 reason,
+                fault,
                 intact_frame_after: if zeros {
                     None
                 } else {
@@ -185,30 +235,36 @@ fn scan_frames(
             }))
         };
         if total - offset < FRAME_HEADER_BYTES {
-            return damage("incomplete frame header", total);
+            return damage("incomplete frame header", Fault::Truncated, total);
         }
         let header_end = offset + FRAME_HEADER_BYTES;
         let Some(header) = decode_frame_header(&contents[offset as usize..header_end as usize])
         else {
-            return damage("frame header checksum mismatch", offset + 1);
+            return damage(
+                "frame header checksum mismatch",
+                Fault::FrameHeader,
+                offset + 1,
+            );
         };
         let payload_len = header.payload_len as u64;
         if payload_len == 0 || payload_len > PAYLOAD_BYTES_MAX {
-            return damage("implausible record length", offset + 1);
+            return damage("implausible record length", Fault::FrameHeader, offset + 1);
         }
         let frame_end = header_end + payload_len;
         if frame_end > total {
-            return damage("record runs past the end of the file", total);
+            return damage(
+                "record runs past the end of the file",
+                Fault::Truncated,
+                total,
+            );
         }
         let payload = contents.slice(header_end as usize..frame_end as usize);
         if checksum::crc32c(&payload) != header.payload_crc {
             // The header's own checksum holds, so its length can be trusted to find what
             // follows.
-            return damage("record checksum mismatch", frame_end);
+            return damage("record checksum mismatch", Fault::Payload, frame_end);
         }
-        let record =
-            decode_payload(payload).map_err(|reason| WalError::corrupt(path, offset, reason))?;
-        visit(offset, header.payload_len, record)?;
+        visit(offset, header.payload_len, payload)?;
         offset = frame_end;
     }
     Ok(None)

@@ -4,7 +4,7 @@
 //! commands, client sessions and snapshot format ([`store`]); the server runtime that runs it on
 //! a Raft node and launches `raftkv serve` ([`server`]) from its settings ([`settings`]); the
 //! HTTP API ([`http`]), client authentication ([`auth`]), the HTTP server's limits ([`limits`]),
-//! TLS ([`tls`], [`certs`]), metrics, the `raftkv` command line ([`cli`]), the local
+//! TLS ([`tls`], [`certs`]), metrics, the offline inspection of a data directory ([`inspect`]), the `raftkv` command line ([`cli`]), the local
 //! development cluster ([`dev`]). The load generator (`raftkv bench`) is the `raftkv-bench`
 //! crate.
 
@@ -16,6 +16,7 @@ pub mod cli;
 pub mod dev;
 pub mod grpc;
 pub mod http;
+pub mod inspect;
 pub mod limits;
 pub mod metrics;
 pub mod server;

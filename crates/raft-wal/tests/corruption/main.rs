@@ -24,6 +24,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod inspect;
 mod segments;
 mod snapshots;
 mod tail;
@@ -113,6 +114,19 @@ impl Built {
             self.segments
         );
         &self.segments[self.segments.len() / 2]
+    }
+
+    /// The image without its middle segment, with that segment's name and its successor's.
+    fn without_middle_segment(&self) -> (Image, &str, &str) {
+        let name = self.middle_segment();
+        let position = self
+            .segments
+            .iter()
+            .position(|segment| segment == name)
+            .expect("listed");
+        let mut image = self.image.clone();
+        image.remove(name);
+        (image, name, &self.segments[position + 1])
     }
 
     fn last_segment(&self) -> &str {

@@ -216,18 +216,14 @@ fn missing_segment_is_corrupt() {
     let scratch = scratch_directory();
     let built = Built::new(&scratch.path().join("log"), one_record_per_call());
     let dir = scratch.path().join("image");
-    let name = built.middle_segment();
-    let position = built
-        .segments
-        .iter()
-        .position(|segment| segment == name)
-        .expect("listed");
-    let mut image = built.image.clone();
-    image.remove(name);
-    let next = &built.segments[position + 1];
+    let (image, name, next) = built.without_middle_segment();
     let reason = expect_corrupt(&dir, &image, &format!("{name} missing"), next, 0);
+    let position = built.segments.iter().position(|segment| segment == name);
     assert!(
-        reason.contains(&format!("segment {} is missing", position + 1)),
+        reason.contains(&format!(
+            "segment {} is missing",
+            position.expect("listed") + 1
+        )),
         "{reason}"
     );
 

@@ -45,7 +45,7 @@ mod coordination;
 mod kv;
 mod lease;
 mod lock;
-mod output;
+pub(crate) mod output;
 mod signals;
 mod status;
 mod txn_syntax;

@@ -128,7 +128,7 @@ pub(super) fn exit_of(error: &ClientError) -> Exit {
 /// Left-aligned columns two spaces apart, the last cell of each line unpadded. A row shorter
 /// than the header runs its last cell across the columns left (a reason in place of the
 /// cells), which widens none of them.
-pub(super) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|cell| cell.chars().count()).collect();
     for row in rows {
         let sized = if row.len() < header.len() {

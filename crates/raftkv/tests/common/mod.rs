@@ -229,14 +229,14 @@ impl TestCluster {
         unsafe {
             libc::kill(pid, libc::SIGTERM);
         }
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Ok(Some(status)) = process.try_wait() {
-                return Some(status);
-            }
-            assert!(Instant::now() < deadline, "node did not stop after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        Some(wait_exit(&mut process, "node did not stop after SIGTERM"))
+    }
+
+    /// Waits for node `index`, started and expected to stop by itself (a node that refuses
+    /// to start), to exit; returns its exit status.
+    pub fn wait_for_exit(&mut self, index: usize) -> std::process::ExitStatus {
+        let mut process = self.nodes[index].process.take().expect("node started");
+        wait_exit(&mut process, "node did not exit")
     }
 
     /// Every endpoint.
@@ -422,6 +422,19 @@ impl Drop for TestCluster {
         for index in 0..self.nodes.len() {
             self.kill(index);
         }
+    }
+}
+
+/// Waits (polling, until [`DEADLINE`]) for `child` to exit; fails with `failure` if it does
+/// not.
+pub fn wait_exit(child: &mut Child, failure: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "{failure}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

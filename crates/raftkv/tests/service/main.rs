@@ -4,7 +4,8 @@
 //! command line, membership, leadership transfers under writes, the recovery of a node
 //! restarted after an unclean stop, and the coordination API: revisions, reads at a past
 //! revision, compaction, transactions (coordination) and watches (watch, read through sse),
-//! and leases (leases).
+//! and leases (leases); and `raftkv inspect` on a stopped node's data directory (inspect, one
+//! node).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -12,6 +13,7 @@ mod common;
 mod bad_input;
 mod cli;
 mod coordination;
+mod inspect;
 mod leases;
 mod membership;
 mod replication;
