@@ -5,12 +5,13 @@
 //! a Raft node and launches `raftkv serve` ([`server`]) from its settings ([`settings`]); the
 //! HTTP API ([`http`]), client authentication ([`auth`]), the HTTP server's limits ([`limits`]),
 //! TLS ([`tls`], [`certs`]), metrics, the `raftkv` command line ([`cli`]), the local
-//! development cluster ([`dev`]). The load generator (`raftkv bench`) is the `raftkv-bench`
-//! crate.
+//! development cluster ([`dev`]), backup, restore and disaster recovery ([`backup`]). The load
+//! generator (`raftkv bench`) is the `raftkv-bench` crate.
 
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod backup;
 pub mod certs;
 pub mod cli;
 pub mod dev;

@@ -64,6 +64,17 @@ enum Command {
     /// options.
     #[command(disable_help_flag = true)]
     Bench(BenchCommand),
+    /// Saves the cluster's state to a file (online, from any node) or restores a new
+    /// cluster's data directories from one (offline); see docs/operations.md.
+    Snapshot {
+        /// What to do.
+        #[command(subcommand)]
+        action: raftkv::backup::SnapshotAction,
+    },
+    /// Makes a stopped node that survived the loss of its cluster's majority a cluster of one
+    /// with its data (--force-new-cluster), which new members then join; its old data
+    /// directory is kept beside it. See docs/operations.md for what may be lost.
+    Recover(raftkv::backup::recover::RecoverArgs),
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -98,6 +109,17 @@ fn main() -> ExitCode {
             raftkv::certs::run(&args)
         }
         Command::Bench(BenchCommand { ref args }) => run_bench(&cli, args),
+        Command::Snapshot { action } => {
+            init_logging("warn");
+            let Some(tls) = client_tls(&cli.ca_cert, &cli.client_cert, &cli.client_key) else {
+                return ExitCode::from(2);
+            };
+            raftkv::backup::run_snapshot_command(cli.endpoints, cli.token, tls, action)
+        }
+        Command::Recover(args) => {
+            init_logging("warn");
+            raftkv::backup::run_recover_command(&args)
+        }
         Command::Client(command) => {
             let Some(tls) = client_tls(&cli.ca_cert, &cli.client_cert, &cli.client_key) else {
                 return ExitCode::from(2);
