@@ -4,11 +4,13 @@
 //! command line, membership, leadership transfers under writes, the recovery of a node
 //! restarted after an unclean stop, and the coordination API: revisions, reads at a past
 //! revision, compaction, transactions (coordination) and watches (watch, read through sse),
-//! and leases (leases).
+//! leases (leases), and backup and disaster recovery (backup: snapshot save and restore,
+//! recover --force-new-cluster).
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod backup;
 mod bad_input;
 mod cli;
 mod coordination;
