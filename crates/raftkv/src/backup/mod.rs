@@ -8,7 +8,7 @@
 //!  restore  FILE ─► checked ─► StateMachine (old cluster's addresses dropped) ─┐
 //!  recover  DIR's log: snapshot + every entry it holds applied ────────────────┤
 //!                                                                              ▼
-//!           data_dir::write_fresh: a new log holding that state as its installed snapshot,
+//!           data_dir::build: a new log holding that state as its installed snapshot,
 //!           the new members as voters, the cluster id file ─► `raftkv serve` starts it
 //! ```
 //!
@@ -114,8 +114,9 @@ pub enum SnapshotAction {
     /// length, written to FILE.tmp, synced, then renamed to FILE. Prints the index, revision,
     /// bytes and checksum.
     ///
-    /// Exit status: 0 saved; 2 the download was damaged or truncated (no FILE); 3 no node
-    /// served it; 4 refused (401, 403); 1 a local file error.
+    /// Exit status: 0 saved; 2 the bytes did not match their header (damaged, or cut short;
+    /// no FILE); 3 no node served it, or the connection broke or stalled (no FILE); 4 refused
+    /// (401, 403); 1 a local file error.
     Save {
         /// The file to write.
         file: PathBuf,
