@@ -78,6 +78,16 @@ pub struct SnapshotHeader {
     pub body_sha256: String,
 }
 
+impl SnapshotHeader {
+    /// `index=I term=T revision=R keys=K leases=L sessions=S`: what the commands print of it.
+    pub fn figures(&self) -> String {
+        format!(
+            "index={} term={} revision={} keys={} leases={} sessions={}",
+            self.index, self.term, self.revision, self.keys, self.leases, self.sessions
+        )
+    }
+}
+
 /// Why bytes are not a usable snapshot file.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum SnapshotFileError {

@@ -72,14 +72,8 @@ impl std::fmt::Display for Restored {
         let voters: Vec<String> = self.voters.iter().map(u64::to_string).collect();
         write!(
             formatter,
-            "restored index={} term={} revision={} keys={} leases={} sessions={} cluster_id={} \
-             voters={}",
-            self.header.index,
-            self.header.term,
-            self.header.revision,
-            self.header.keys,
-            self.header.leases,
-            self.header.sessions,
+            "restored {} cluster_id={} voters={}",
+            self.header.figures(),
             self.cluster_id,
             voters.join(",")
         )

@@ -33,14 +33,8 @@ impl std::fmt::Display for Saved {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             formatter,
-            "saved index={} term={} revision={} keys={} leases={} sessions={} bytes={} \
-             sha256={} node={} endpoint={}",
-            self.header.index,
-            self.header.term,
-            self.header.revision,
-            self.header.keys,
-            self.header.leases,
-            self.header.sessions,
+            "saved {} bytes={} sha256={} node={} endpoint={}",
+            self.header.figures(),
             self.file_bytes,
             self.header.body_sha256,
             self.header.node_id,
