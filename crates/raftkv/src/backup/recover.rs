@@ -11,6 +11,10 @@
 //!    ─► DIR renamed to DIR.before-recover-<unix seconds> ─► the new one renamed to DIR
 //! ```
 //!
+//! The two renames are not one step: a crash between them leaves no DIR, the old data at
+//! `DIR.before-recover-<time>` and the new at `DIR.new-<pid>`; renaming the latter to DIR (or
+//! running `recover` again on the former, renamed back) finishes the job.
+//!
 //! What is kept and what may be lost (docs/operations.md, "Losing a majority"): every entry
 //! this node's log holds is applied, committed or not, so a write it received but the lost
 //! majority never acknowledged becomes committed (its client may have been told it failed or
@@ -112,7 +116,10 @@ pub fn run(args: &RecoverArgs) -> Result<Recovered, BackupError> {
     }
     let id = NodeId(args.id);
     let cluster_id = match &args.cluster_id {
-        Some(given) => Some(given.trim().to_string()).filter(|given| !given.is_empty()),
+        Some(given) if given.trim().is_empty() => {
+            return Err(BackupError::Usage("--cluster-id is empty".into()))
+        }
+        Some(given) => Some(given.trim().to_string()),
         None => data_dir::read_cluster_id(dir)?,
     };
     let (state, recovered) = replay(dir, id, args.sessions_max)?;
