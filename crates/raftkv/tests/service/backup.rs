@@ -105,6 +105,7 @@ async fn a_snapshot_saved_from_a_follower_restores_a_new_cluster_with_history_se
     );
     assert!(saved.status.success(), "{}", describe(&saved));
     let line = stdout(&saved);
+    println!("{line}");
     assert!(line.starts_with("saved index="), "{line}");
     assert_eq!(field(&line, "node"), (follower + 1).to_string(), "{line}");
     assert_eq!(
@@ -297,12 +298,13 @@ fn a_damaged_or_truncated_snapshot_file_is_refused_by_restore_and_writes_nothing
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_survivor_of_a_lost_majority_recovers_alone_with_its_acknowledged_writes_and_a_member_joins(
 ) {
-    let mut cluster = TestCluster::start(3, &[]).await;
+    // Snapshots every kilobyte or so: the survivor's state is a snapshot and entries after it.
+    let mut cluster = TestCluster::start(3, &["--snapshot-threshold-bytes", "1024"]).await;
     let leader = cluster.wait_for_leader().await;
     let survivor = (leader + 1) % 3;
     let client = cluster.client();
     let mut acknowledged = Vec::new();
-    for number in 0..20 {
+    for number in 0..30 {
         let (key, value) = (format!("key/{number:02}"), format!("value {number}"));
         let put = client.put(&key, value.clone()).await.expect("put");
         acknowledged.push((key, value, put.index));
@@ -310,10 +312,13 @@ async fn a_survivor_of_a_lost_majority_recovers_alone_with_its_acknowledged_writ
     let last_index = acknowledged.last().expect("writes").2;
     // Which node survives is chance; the runbook picks the one furthest ahead. This one is
     // made to hold every acknowledged write.
-    wait_for("the survivor applied every write", || async {
-        let status = cluster.status(survivor).await?;
-        (status.applied_index >= last_index).then_some(())
-    })
+    wait_for(
+        "the survivor applied every write and took a snapshot",
+        || async {
+            let status = cluster.status(survivor).await?;
+            (status.applied_index >= last_index && status.snapshot_index > 0).then_some(())
+        },
+    )
     .await;
     for lost in (0..3).filter(|index| *index != survivor) {
         cluster.kill(lost);
@@ -348,8 +353,14 @@ async fn a_survivor_of_a_lost_majority_recovers_alone_with_its_acknowledged_writ
     );
     assert!(recovered.status.success(), "{}", describe(&recovered));
     let line = stdout(&recovered);
+    println!("{line}");
     let index: u64 = field(&line, "index").parse().expect("number");
     assert!(index >= last_index, "{line}");
+    let snapshot_index: u64 = field(&line, "snapshot_index").parse().expect("number");
+    assert!(
+        snapshot_index > 0,
+        "recovered from a snapshot and its log: {line}"
+    );
     let old_data = Path::new(field(&line, "old_data"));
     assert!(
         old_data.is_dir(),
