@@ -121,8 +121,8 @@ pub use api::{
 };
 pub use client::{
     Client, ClientError, ClientOptions, ElectionLeader, ElectionObserver, Leadership, LeaseKeeper,
-    LeaseLost, LeaseStatus, LockError, LockGuard, LockLost, Session, WatchMessage, WatchRequest,
-    WatchSelector, WatchStream, SESSION_TTL_SECONDS_DEFAULT,
+    LeaseLost, LeaseStatus, LockError, LockGuard, LockLost, Session, SnapshotDownload,
+    WatchMessage, WatchRequest, WatchSelector, WatchStream, SESSION_TTL_SECONDS_DEFAULT,
 };
 pub use tls::ClientTls;
 

@@ -4,13 +4,15 @@
 //! commands, client sessions and snapshot format ([`store`]); the server runtime that runs it on
 //! a Raft node and launches `raftkv serve` ([`server`]) from its settings ([`settings`]); the
 //! HTTP API ([`http`]), client authentication ([`auth`]), the HTTP server's limits ([`limits`]),
-//! TLS ([`tls`], [`certs`]), metrics, the offline inspection of a data directory ([`inspect`]), the `raftkv` command line ([`cli`]), the local
-//! development cluster ([`dev`]). The load generator (`raftkv bench`) is the `raftkv-bench`
-//! crate.
+//! TLS ([`tls`], [`certs`]), metrics, the `raftkv` command line ([`cli`]), the local
+//! development cluster ([`dev`]), backup, restore and disaster recovery ([`backup`]), the
+//! offline inspection of a data directory ([`inspect`]). The load generator (`raftkv bench`)
+//! is the `raftkv-bench` crate.
 
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod backup;
 pub mod certs;
 pub mod cli;
 pub mod dev;

@@ -69,6 +69,17 @@ enum Command {
     /// offset, and what the next start would recover. Exit status 0 read, 1 damage found
     /// (with --verify), 2 unusable directory.
     Inspect(raftkv::inspect::InspectArgs),
+    /// Saves the cluster's state to a file (online, from any node) or restores a new
+    /// cluster's data directories from one (offline); see docs/operations.md.
+    Snapshot {
+        /// What to do.
+        #[command(subcommand)]
+        action: raftkv::backup::SnapshotAction,
+    },
+    /// Makes a stopped node that survived the loss of its cluster's majority a cluster of one
+    /// with its data (--force-new-cluster), which new members then join; its old data
+    /// directory is kept beside it. See docs/operations.md for what may be lost.
+    Recover(raftkv::backup::recover::RecoverArgs),
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -106,6 +117,17 @@ fn main() -> ExitCode {
         Command::Inspect(args) => {
             init_logging("warn");
             raftkv::inspect::run(&args)
+        }
+        Command::Snapshot { action } => {
+            init_logging("warn");
+            let Some(tls) = client_tls(&cli.ca_cert, &cli.client_cert, &cli.client_key) else {
+                return ExitCode::from(2);
+            };
+            raftkv::backup::run_snapshot_command(cli.endpoints, cli.token, tls, action)
+        }
+        Command::Recover(args) => {
+            init_logging("warn");
+            raftkv::backup::run_recover_command(&args)
         }
         Command::Client(command) => {
             let Some(tls) = client_tls(&cli.ca_cert, &cli.client_cert, &cli.client_key) else {

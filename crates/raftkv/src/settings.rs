@@ -168,8 +168,11 @@ serve_settings! {
     /// asks it for the members, is added as a learner and promotes itself to voter once it
     /// has caught up; restarted later (same data directory), it rejoins with its state.
     join: Option<String> ["RAFTKV_JOIN"];
-    /// A name shared by the members; a connection from another cluster is refused.
-    cluster_id: Option<String> ["RAFTKV_CLUSTER_ID"] default("raftkv".to_string());
+    /// A name shared by the members; a connection from another cluster is refused. Default:
+    /// the one in the data directory's CLUSTER_ID file (written by `raftkv snapshot restore`
+    /// and `raftkv recover`), else `raftkv`; a value that contradicts that file is refused.
+    // Default: `cluster_id_for` (the data directory's file, else `DEFAULT_CLUSTER_ID`).
+    cluster_id: Option<String> ["RAFTKV_CLUSTER_ID"];
     /// Serve the HTTP API over HTTPS with this certificate (PEM, the node's certificate
     /// first). Needs --tls-key, and a CA to verify the other nodes with when it calls them
     /// (--tls-ca or --peer-tls-ca): with it, the node reaches the others' HTTP addresses
@@ -309,6 +312,37 @@ serve_settings! {
     /// checkpoint, not the full TTL). Default `5m`; `0`: never.
     lease_checkpoint_interval: Option<String> ["RAFTKV_LEASE_CHECKPOINT_INTERVAL"]
         default("5m".to_string());
+}
+
+/// The cluster id of a node given none, in a data directory that records none.
+pub const DEFAULT_CLUSTER_ID: &str = "raftkv";
+
+/// The cluster id a node runs with: `given` (flag, environment or file), else the one
+/// `data_dir` records (`raftkv snapshot restore` and `raftkv recover` write it), else
+/// [`DEFAULT_CLUSTER_ID`]. A given id that contradicts the recorded one is refused: the
+/// directory belongs to another cluster.
+fn cluster_id_for(
+    given: Option<String>,
+    data_dir: Option<&std::path::Path>,
+) -> Result<String, ConfigError> {
+    let recorded = match data_dir {
+        Some(dir) => crate::backup::data_dir::read_cluster_id(dir)
+            .map_err(|error| invalid("cluster_id", error.to_string()))?,
+        None => None,
+    };
+    match (given, recorded) {
+        (Some(given), Some(recorded)) if given != recorded => Err(invalid(
+            "cluster_id",
+            format!(
+                "`{given}`, but the data directory belongs to cluster `{recorded}` (its {} \
+                 file)",
+                crate::backup::data_dir::CLUSTER_ID_FILE
+            ),
+        )),
+        (Some(given), _) => Ok(given),
+        (None, Some(recorded)) => Ok(recorded),
+        (None, None) => Ok(DEFAULT_CLUSTER_ID.to_string()),
+    }
 }
 
 /// The largest `--lease-ttl-max-seconds` accepted: a century.
@@ -472,6 +506,7 @@ impl ServeArgs {
             .advertise_raft_addr
             .or_else(|| peers.get(&id).copied())
             .unwrap_or(raft_addr);
+        let cluster_id = cluster_id_for(settings.cluster_id, settings.data_dir.as_deref())?;
         let config = ServeConfig {
             id,
             advertised_raft_addr,
@@ -485,7 +520,7 @@ impl ServeArgs {
             grpc_addr: settings.grpc_addr,
             peers,
             join: settings.join,
-            cluster_id: settings.cluster_id,
+            cluster_id,
             snapshot_threshold_bytes: settings.snapshot_threshold_bytes,
             sessions_max: settings.sessions_max,
             key_bytes_max: settings.key_bytes_max,
@@ -874,6 +909,31 @@ mod tests {
         args.auth_tokens = Some(dir.path().join("missing.toml"));
         let error = args.resolve_http(&config).expect_err("no such file");
         assert!(error.to_string().contains("missing.toml"), "{error}");
+    }
+
+    #[test]
+    fn the_cluster_id_is_the_flag_else_the_data_directorys_and_a_contradiction_is_refused() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut args = args();
+        args.data_dir = Some(dir.path().to_path_buf());
+        assert_eq!(args.clone().resolve().expect("valid").cluster_id, "raftkv");
+        std::fs::write(
+            dir.path().join(crate::backup::data_dir::CLUSTER_ID_FILE),
+            "restored-1\n",
+        )
+        .expect("writes");
+        assert_eq!(
+            args.clone().resolve().expect("valid").cluster_id,
+            "restored-1"
+        );
+        args.cluster_id = Some("restored-1".into());
+        assert_eq!(
+            args.clone().resolve().expect("valid").cluster_id,
+            "restored-1"
+        );
+        args.cluster_id = Some("raftkv".into());
+        let error = args.resolve().expect_err("contradiction").to_string();
+        assert!(error.contains("belongs to cluster `restored-1`"), "{error}");
     }
 
     /// The defaults of the table, as the flags' help and the README state them.

@@ -15,7 +15,8 @@
 //! and one attempt), `http2` (the HTTP/2 connection per node), `answer` (what an answer means),
 //! `coordination` (reads at a revision, transactions, compaction, and their typed revision
 //! errors), `watch` (the watch: a task that follows `GET /v1/watch` across nodes, handed out as
-//! a [`WatchStream`]) and `sse` (the Server-Sent Events parser it reads with).
+//! a [`WatchStream`]), `sse` (the Server-Sent Events parser it reads with) and `snapshot` (a
+//! node's snapshot of the state, streamed: [`Client::download_snapshot`]).
 //!
 //! A client made with [`Client::with_http2`] sends every request as a stream of one HTTP/2
 //! connection per node, shared by its clones and sessions, instead of one HTTP/1.1 connection per
@@ -38,6 +39,7 @@ mod http2;
 mod lease;
 mod lock;
 mod retry;
+mod snapshot;
 mod sse;
 mod transport;
 mod watch;
@@ -68,6 +70,7 @@ pub use self::lock::{
     SESSION_TTL_SECONDS_DEFAULT,
 };
 pub use self::retry::{RETRY_BACKOFF_MAX, RETRY_BACKOFF_MIN};
+pub use self::snapshot::{SnapshotDownload, SNAPSHOT_PATH};
 pub use self::transport::RESPONSE_BYTES_MAX;
 pub use self::watch::{WatchMessage, WatchRequest, WatchSelector, WatchStream};
 

@@ -230,6 +230,7 @@ mod tests {
             ("/v1/members/{id}/promote", Method::POST, Role::Admin),
             ("/v1/leader/transfer", Method::POST, Role::Admin),
             ("/v1/internal/announce", Method::POST, Role::Admin),
+            ("/v1/snapshot", Method::GET, Role::Admin),
             // Not in the table: the strongest role.
             ("/v1/kv/{key}", Method::PATCH, Role::Admin),
             ("/v1/status", Method::POST, Role::Admin),

@@ -23,8 +23,9 @@
 //! `/set` and `/get`), `admin` (membership, leadership transfer, the nodes' announcements),
 //! `status` (status and metrics), `txn` (transactions), `compact` (compaction of the history),
 //! `watch` (watches as
-//! Server-Sent Events), `revisions` (revisions and their errors as JSON), and `lease` (grant,
-//! revoke, keepalive, time to live and list of leases).
+//! Server-Sent Events), `revisions` (revisions and their errors as JSON), `lease` (grant,
+//! revoke, keepalive, time to live and list of leases), and `snapshot` (the node's state as a
+//! backup file, admin only).
 //!
 //! Errors stay typed until the answer is made: [`ServeError`](crate::server::ServeError) says
 //! what happened, and `status_of` picks the status. Every transient condition (no leader, a
@@ -66,6 +67,7 @@ mod lease;
 mod middleware;
 mod request;
 mod revisions;
+mod snapshot;
 mod status;
 mod txn;
 mod watch;
@@ -150,7 +152,7 @@ impl AppState {
 /// The API's routes, each behind the access guard (with `--auth-tokens`) and timed under its
 /// pattern (unmatched requests under `unmatched`): see `middleware`.
 pub fn router(state: AppState) -> Router {
-    let routes: [(&'static str, MethodRouter<AppState>); 22] = [
+    let routes: [(&'static str, MethodRouter<AppState>); 23] = [
         ("/v1/kv", get(kv::scan)),
         (
             "/v1/kv/",
@@ -181,6 +183,7 @@ pub fn router(state: AppState) -> Router {
         ("/v1/members/{id}/promote", post(admin::promote_member)),
         ("/v1/leader/transfer", post(admin::transfer_leader)),
         ("/v1/internal/announce", post(admin::announce)),
+        ("/v1/snapshot", get(snapshot::snapshot)),
         ("/metrics", get(status::metrics)),
         ("/set", get(kv::demo_set)),
         ("/get", get(kv::demo_get)),

@@ -11,6 +11,7 @@
 //!  held    (leadership) a request refused for a leadership change is tried again
 //!  members (membership) follow configurations, announce addresses, join, transfer
 //!  snapshot(snapshots)  staggered threshold ─► encode off the apply path ─► compact
+//!  backup  (backup)     read barrier ─► image ─► encode off the apply path ─► a backup's header
 //!  serve   (launch)     `raftkv serve`: settings ─► KvServer + HTTP API ─► stop on a signal
 //!  counted (counters)   the service's own counters, each declared once
 //!  watch   (watches)    the watch hub the apply loop feeds; a watcher's history
@@ -20,6 +21,7 @@
 //! ```
 
 mod apply;
+mod backup;
 mod counters;
 mod error;
 mod launch;
@@ -46,6 +48,7 @@ use raft_wal::{HistogramSnapshot, LatencyHistogram, Wal, WalOptions};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
+pub use backup::BackupSnapshotError;
 pub use counters::{ServiceCounters, ServiceFigures};
 pub use error::{membership_refusal_is_transient, ServeError};
 pub use launch::{serve, stop_signal};

@@ -49,7 +49,7 @@ const ENCODE_NICENESS: libc::c_int = 10;
 
 /// `image`'s bytes, encoded on a thread of its own at a lower priority ([`ENCODE_NICENESS`]);
 /// `None` if that thread could not start or panicked.
-async fn encode_in_background(image: SnapshotImage) -> Option<Bytes> {
+pub(super) async fn encode_in_background(image: SnapshotImage) -> Option<Bytes> {
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new()
         .name("snapshot-encode".into())

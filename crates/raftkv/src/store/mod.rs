@@ -470,6 +470,16 @@ impl StateMachine {
         &self.raft_addresses
     }
 
+    /// Forgets the HTTP, Raft and gRPC addresses of every node but those `keep` names. For a
+    /// state moved to another cluster (`raftkv snapshot restore`, `raftkv recover`): an
+    /// address recorded here wins over the new members' `--peers`, so the old cluster's would
+    /// send them to the old machines; each node announces its own again once it serves.
+    pub fn forget_addresses_except(&mut self, keep: impl Fn(u64) -> bool) {
+        self.http_addresses.retain(|node, _| keep(*node));
+        self.raft_addresses.retain(|node, _| keep(*node));
+        self.grpc_addresses.retain(|node, _| keep(*node));
+    }
+
     /// Approximate bytes of the current keys and values (for metrics): the sum of their
     /// lengths, without the maps' overhead or the history.
     pub fn data_bytes(&self) -> u64 {

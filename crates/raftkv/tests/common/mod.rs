@@ -50,6 +50,9 @@ pub struct TestCluster {
     /// With TLS: the certificates (`raftkv certs` output), and an HTTPS client presenting the
     /// client certificate.
     tls: Option<(PathBuf, HttpsClient)>,
+    /// The `--cluster-id` the nodes are started with (none: the data directory's, or the
+    /// default).
+    cluster_id: Option<String>,
 }
 
 /// A loopback port nothing listens on right now (the test's node binds it soon after).
@@ -112,6 +115,21 @@ impl TestCluster {
     }
 
     async fn launch(size: u64, extra_args: &[&str], token: Option<&str>, tls: bool) -> TestCluster {
+        let mut cluster = TestCluster::prepare_with(size, extra_args, token, tls);
+        for index in 0..cluster.nodes.len() {
+            cluster.spawn(index);
+        }
+        cluster.wait_for_leader().await;
+        cluster
+    }
+
+    /// The addresses and directories of `size` nodes with `extra_args`, none started yet (for
+    /// a test that writes their data directories first, then [`TestCluster::spawn`]s them).
+    pub fn prepare(size: u64, extra_args: &[&str]) -> TestCluster {
+        TestCluster::prepare_with(size, extra_args, None, false)
+    }
+
+    fn prepare_with(size: u64, extra_args: &[&str], token: Option<&str>, tls: bool) -> TestCluster {
         let dir = tempfile::tempdir().expect("temporary directory");
         let tls = tls.then(|| {
             let certs = dir.path().join("certs");
@@ -145,7 +163,7 @@ impl TestCluster {
             .map(|node| format!("{}={}", node.id, node.raft))
             .collect::<Vec<_>>()
             .join(",");
-        let mut cluster = TestCluster {
+        TestCluster {
             nodes,
             peers,
             extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
@@ -153,12 +171,18 @@ impl TestCluster {
             http: HttpClient::builder(TokioExecutor::new()).build(HttpConnector::new()),
             token: token.map(str::to_string),
             tls,
-        };
-        for index in 0..cluster.nodes.len() {
-            cluster.spawn(index);
+            cluster_id: Some("raftkv-test".to_string()),
         }
-        cluster.wait_for_leader().await;
-        cluster
+    }
+
+    /// Nodes started from now on get `--peers peers` (unless they join).
+    pub fn set_peers(&mut self, peers: &str) {
+        self.peers = peers.to_string();
+    }
+
+    /// Nodes started from now on get `--cluster-id cluster_id`, or none.
+    pub fn set_cluster_id(&mut self, cluster_id: Option<&str>) {
+        self.cluster_id = cluster_id.map(str::to_string);
     }
 
     /// Starts node `index` (0-based) on its data directory.
@@ -180,7 +204,11 @@ impl TestCluster {
                 Some(join) => ["--join", join.as_str()],
                 None => ["--peers", self.peers.as_str()],
             })
-            .args(["--cluster-id", "raftkv-test"])
+            .args(
+                self.cluster_id
+                    .iter()
+                    .flat_map(|cluster_id| ["--cluster-id", cluster_id.as_str()]),
+            )
             .args(&self.extra_args)
             .args(match &self.tls {
                 Some((certs, _)) => tls_args(certs, node.id),

@@ -4,12 +4,14 @@
 //! command line, membership, leadership transfers under writes, the recovery of a node
 //! restarted after an unclean stop, and the coordination API: revisions, reads at a past
 //! revision, compaction, transactions (coordination) and watches (watch, read through sse),
-//! and leases (leases); and `raftkv inspect` on a stopped node's data directory (inspect, one
-//! node).
+//! leases (leases), backup and disaster recovery (backup: snapshot save and restore,
+//! recover --force-new-cluster), and `raftkv inspect` on a stopped node's data directory
+//! (inspect, one node).
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod backup;
 mod bad_input;
 mod cli;
 mod coordination;
