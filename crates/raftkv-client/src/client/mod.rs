@@ -14,7 +14,7 @@
 //! Its parts: `endpoint` (URLs and paths), `retry` (the retry policy), `transport` (connections
 //! and one attempt), `http2` (the HTTP/2 connection per node), `answer` (what an answer means),
 //! `coordination` (reads at a revision, transactions, compaction, and their typed revision
-//! errors), `watch` (the watch: a task that follows `GET /v1/watch` across nodes, handed out as
+//! errors), `log_level` (a node's log filter, asked of one node like `status`), `watch` (the watch: a task that follows `GET /v1/watch` across nodes, handed out as
 //! a [`WatchStream`]) and `sse` (the Server-Sent Events parser it reads with).
 //!
 //! A client made with [`Client::with_http2`] sends every request as a stream of one HTTP/2
@@ -37,6 +37,7 @@ mod endpoint;
 mod http2;
 mod lease;
 mod lock;
+mod log_level;
 mod retry;
 mod sse;
 mod transport;
