@@ -17,6 +17,8 @@ pub mod dev;
 pub mod grpc;
 pub mod http;
 pub mod limits;
+pub mod live_config;
+pub mod logging;
 pub mod metrics;
 pub mod server;
 pub mod settings;

@@ -24,7 +24,7 @@
 //! `status` (status and metrics), `txn` (transactions), `compact` (compaction of the history),
 //! `watch` (watches as
 //! Server-Sent Events), `revisions` (revisions and their errors as JSON), and `lease` (grant,
-//! revoke, keepalive, time to live and list of leases).
+//! revoke, keepalive, time to live and list of leases); `log_level` (this node's log filter).
 //!
 //! Errors stay typed until the answer is made: [`ServeError`](crate::server::ServeError) says
 //! what happened, and `status_of` picks the status. Every transient condition (no leader, a
@@ -63,6 +63,7 @@ mod error;
 mod forward;
 mod kv;
 mod lease;
+mod log_level;
 mod middleware;
 mod request;
 mod revisions;
@@ -150,7 +151,7 @@ impl AppState {
 /// The API's routes, each behind the access guard (with `--auth-tokens`) and timed under its
 /// pattern (unmatched requests under `unmatched`): see `middleware`.
 pub fn router(state: AppState) -> Router {
-    let routes: [(&'static str, MethodRouter<AppState>); 22] = [
+    let routes: [(&'static str, MethodRouter<AppState>); 23] = [
         ("/v1/kv", get(kv::scan)),
         (
             "/v1/kv/",
@@ -184,6 +185,10 @@ pub fn router(state: AppState) -> Router {
         ("/metrics", get(status::metrics)),
         ("/set", get(kv::demo_set)),
         ("/get", get(kv::demo_get)),
+        (
+            "/v1/log-level",
+            get(log_level::get_log_level).put(log_level::set_log_level),
+        ),
     ];
     let guarded = |route: &'static str| {
         RouteLayer::new(route, state.access.clone(), Arc::clone(&state.metrics))
