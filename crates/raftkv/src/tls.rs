@@ -183,7 +183,7 @@ impl NodeTls {
     /// Reads and checks every file of `paths` (which must [`TlsPaths::validate`]). Returns the
     /// setting at fault and why.
     pub fn load(paths: &TlsPaths) -> Result<NodeTls, (&'static str, String)> {
-        let (http, peer) = read_material(paths)?;
+        let Material { http, peer } = read_material(paths)?;
         let peer = peer
             .map(PeerTls::from_material)
             .transpose()
@@ -202,7 +202,7 @@ impl NodeTls {
     /// on every clone of this value; connections already made keep what they have. If any
     /// fails, nothing changes: returns the setting at fault and why.
     pub fn reload(&self, id: NodeId) -> Result<(), (&'static str, String)> {
-        let (http, peer) = read_material(&self.paths)?;
+        let Material { http, peer } = read_material(&self.paths)?;
         if let Some(peer) = &peer {
             peer.check_identity(id)
                 .map_err(|error| ("peer_tls_cert", error.to_string()))?;
@@ -340,10 +340,14 @@ fn plain_client_config() -> rustls::ClientConfig {
     }
 }
 
+/// Every TLS file of a node, read and checked, not in force yet.
+struct Material {
+    http: Option<HttpMaterial>,
+    peer: Option<PeerMaterial>,
+}
+
 /// Reads and checks the HTTPS files and the peer files of `paths` (which must validate).
-fn read_material(
-    paths: &TlsPaths,
-) -> Result<(Option<HttpMaterial>, Option<PeerMaterial>), (&'static str, String)> {
+fn read_material(paths: &TlsPaths) -> Result<Material, (&'static str, String)> {
     paths.validate()?;
     let peer = match (&paths.peer_certificate, &paths.peer_key, &paths.peer_ca) {
         (Some(certificate), Some(key), Some(ca)) => Some(
@@ -356,7 +360,7 @@ fn read_material(
         (Some(certificate), Some(key)) => Some(http_material(paths, certificate, key)?),
         _ => None,
     };
-    Ok((http, peer))
+    Ok(Material { http, peer })
 }
 
 impl HttpTls {

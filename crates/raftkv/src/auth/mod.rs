@@ -40,7 +40,7 @@
 //! |---|---|
 //! | `read-only` | `GET` a key, scan, `/v1/status`, `/v1/members`, `/metrics`, the demo `/get` |
 //! | `read-write` | also put, delete, append, compare-and-swap, the demo `/set` |
-//! | `admin` | also add, promote and remove members, transfer leadership, and the nodes' own `/v1/internal/announce` (which records where a member is reached, so it is as strong as a membership change) |
+//! | `admin` | also add, promote and remove members, transfer leadership, read and set the log filter (`/v1/log-level`), and the nodes' own `/v1/internal/announce` (which records where a member is reached, so it is as strong as a membership change) |
 //!
 //! A route or method this table does not name needs `admin`: a route added later without a
 //! thought for its role fails closed. `/metrics` and `/v1/status` are open to anyone when the
