@@ -96,7 +96,6 @@ impl Trigger {
 type Fingerprint = Vec<Option<[u8; 32]>>;
 
 /// The files of one kind and what is known of them.
-#[derive(Debug)]
 struct Group {
     what: What,
     files: Vec<PathBuf>,
@@ -120,6 +119,9 @@ impl Group {
         if unique.is_empty() {
             return None;
         }
+        // NB: hashed a moment after the node read the files at start; a file changed in that
+        // moment is taken up at the next change or SIGHUP. Passing the content read at start
+        // down to here would close the gap at the cost of threading it through the settings.
         let now = fingerprint(&unique);
         Some(Group {
             what,
@@ -128,6 +130,18 @@ impl Group {
             seen: now,
             refused: None,
         })
+    }
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The hashes stay out of logs: they are digests of files that may hold tokens.
+        formatter
+            .debug_struct("Group")
+            .field("what", &self.what)
+            .field("files", &self.files)
+            .field("refused", &self.refused.is_some())
+            .finish_non_exhaustive()
     }
 }
 

@@ -71,6 +71,23 @@ async fn metric(cluster: &TestCluster, index: usize, token: Option<&str>, series
         .unwrap_or_else(|| panic!("{series} is exported:\n{text}"))
 }
 
+/// One node behind the token files of [`write_token_files`] (written into `files`), run with
+/// `extra` flags besides, whose clients send `token`; returns the token file's path too.
+async fn one_node_with_tokens(files: &Path, extra: &[&str], token: &str) -> (PathBuf, TestCluster) {
+    let (tokens, cluster_token) = write_token_files(files);
+    let tokens_arg = tokens.to_string_lossy().into_owned();
+    let cluster_token = cluster_token.to_string_lossy().into_owned();
+    let mut args = vec![
+        "--auth-tokens",
+        tokens_arg.as_str(),
+        "--cluster-token-file",
+        cluster_token.as_str(),
+    ];
+    args.extend_from_slice(extra);
+    let cluster = TestCluster::start_with_token(1, &args, Some(token)).await;
+    (tokens, cluster)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_decide_who_reads_writes_and_administers_and_refusals_are_counted() {
     let files = tempfile::tempdir().expect("temporary directory");
@@ -298,20 +315,10 @@ async fn tokens_decide_who_reads_writes_and_administers_and_refusals_are_counted
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn public_status_and_metrics_need_no_token_when_asked_for() {
     let files = tempfile::tempdir().expect("temporary directory");
-    let (tokens, cluster_token) = write_token_files(files.path());
-    let tokens = tokens.to_string_lossy().into_owned();
-    let cluster_token = cluster_token.to_string_lossy().into_owned();
-    let cluster = TestCluster::start_with_token(
-        1,
-        &[
-            "--auth-tokens",
-            &tokens,
-            "--cluster-token-file",
-            &cluster_token,
-            "--public-status",
-            "--public-metrics",
-        ],
-        Some(READER),
+    let (_, cluster) = one_node_with_tokens(
+        files.path(),
+        &["--public-status", "--public-metrics"],
+        READER,
     )
     .await;
     for path in ["/v1/status", "/metrics"] {
@@ -359,23 +366,9 @@ fn log_lines(cluster: &TestCluster, parts: &[&str]) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rewritten_token_file_is_reloaded_and_a_bad_one_leaves_the_tokens_in_force() {
     let files = tempfile::tempdir().expect("temporary directory");
-    let (tokens, cluster_token) = write_token_files(files.path());
-    let tokens_arg = tokens.to_string_lossy().into_owned();
-    let cluster_token = cluster_token.to_string_lossy().into_owned();
-    let cluster = TestCluster::start_with_token(
-        1,
-        &[
-            "--auth-tokens",
-            &tokens_arg,
-            "--cluster-token-file",
-            &cluster_token,
-            // Polled often so the test waits little; the default is a second.
-            "--config-watch-interval-ms",
-            "100",
-        ],
-        Some(ADMIN),
-    )
-    .await;
+    // Polled often so the test waits little; the default is a second.
+    let (tokens, cluster) =
+        one_node_with_tokens(files.path(), &["--config-watch-interval-ms", "100"], ADMIN).await;
     let reloads = |result: &'static str| {
         let cluster = &cluster;
         async move {
@@ -481,20 +474,7 @@ async fn a_rewritten_token_file_is_reloaded_and_a_bad_one_leaves_the_tokens_in_f
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_filter_changes_at_run_time_for_admins_and_a_bad_one_is_refused() {
     let files = tempfile::tempdir().expect("temporary directory");
-    let (tokens, cluster_token) = write_token_files(files.path());
-    let tokens = tokens.to_string_lossy().into_owned();
-    let cluster_token = cluster_token.to_string_lossy().into_owned();
-    let cluster = TestCluster::start_with_token(
-        1,
-        &[
-            "--auth-tokens",
-            &tokens,
-            "--cluster-token-file",
-            &cluster_token,
-        ],
-        Some(ADMIN),
-    )
-    .await;
+    let (_, cluster) = one_node_with_tokens(files.path(), &[], ADMIN).await;
     let admin = bearer(ADMIN);
     let as_admin = [("authorization", admin.as_str())];
     let writer = bearer(WRITER);

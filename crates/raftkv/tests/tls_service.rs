@@ -435,11 +435,7 @@ impl LiveNode {
             request_timeout: Duration::from_secs(2),
             retry_deadline: Duration::ZERO,
         };
-        let tls = ClientTls::from_pem_files(
-            server_ca,
-            Some((&certs.join("client.pem"), &certs.join("client-key.pem"))),
-        )
-        .expect("valid client TLS files");
+        let tls = presenting(server_ca, certs);
         let client = Client::with_tls([self.http.as_str()], quick, tls).expect("valid endpoint");
         client.status(&self.http).await.is_ok()
     }
@@ -447,11 +443,7 @@ impl LiveNode {
     /// The certificate a new HTTPS handshake gets, seen by a client trusting `server_ca` and
     /// presenting the client certificate of `certs`.
     async fn served_certificate(&self, server_ca: &Path, certs: &Path) -> Vec<u8> {
-        let tls = ClientTls::from_pem_files(
-            server_ca,
-            Some((&certs.join("client.pem"), &certs.join("client-key.pem"))),
-        )
-        .expect("valid client TLS files");
+        let tls = presenting(server_ca, certs);
         let connector = tokio_rustls::TlsConnector::from(tls.config());
         let stream = tokio::net::TcpStream::connect(&self.http)
             .await
@@ -472,11 +464,7 @@ impl LiveNode {
     /// `raftkv_config_reloads_total{what, result}`, read by a client trusting `server_ca` and
     /// presenting the client certificate of `certs`.
     async fn reloads(&self, what: &str, result: &str, server_ca: &Path, certs: &Path) -> u64 {
-        let tls = ClientTls::from_pem_files(
-            server_ca,
-            Some((&certs.join("client.pem"), &certs.join("client-key.pem"))),
-        )
-        .expect("valid client TLS files");
+        let tls = presenting(server_ca, certs);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config((*tls.config()).clone())
             .https_only()
@@ -517,6 +505,16 @@ impl Drop for LiveNode {
         let _ = self.process.kill();
         let _ = self.process.wait();
     }
+}
+
+/// Client settings trusting `server_ca` and presenting the client certificate of `certs` (a
+/// `raftkv certs` directory).
+fn presenting(server_ca: &Path, certs: &Path) -> ClientTls {
+    ClientTls::from_pem_files(
+        server_ca,
+        Some((&certs.join("client.pem"), &certs.join("client-key.pem"))),
+    )
+    .expect("valid client TLS files")
 }
 
 /// The DER of the first certificate in the PEM file at `path`.

@@ -4,9 +4,7 @@
 use bytes::Bytes;
 use hyper::Method;
 
-use super::answer::decode_success;
-use super::endpoint::parse_endpoint;
-use super::transport::{Call, Exchange};
+use super::transport::Call;
 use super::Client;
 use crate::api::LogLevelResponse;
 use crate::ClientError;
@@ -16,7 +14,7 @@ impl Client {
     /// tokens). A node that does not answer is [`ClientError::Unavailable`].
     pub async fn log_filter(&self, endpoint: &str) -> Result<LogLevelResponse, ClientError> {
         let call = Call::empty(Method::GET, "/v1/log-level".to_string());
-        self.ask_one(endpoint, &call).await
+        self.ask_one(endpoint, &call, "LogLevelResponse").await
     }
 
     /// Sets the log filter of the one node at `endpoint` to `filter` (`RAFTKV_LOG`'s syntax,
@@ -32,30 +30,6 @@ impl Client {
             "/v1/log-level".to_string(),
             Bytes::copy_from_slice(filter.as_bytes()),
         );
-        self.ask_one(endpoint, &call).await
-    }
-
-    /// Sends `call` to the node at `endpoint` once, with the request timeout; other nodes are
-    /// never tried, since the answer is about this one.
-    async fn ask_one(&self, endpoint: &str, call: &Call) -> Result<LogLevelResponse, ClientError> {
-        let inner = &self.inner;
-        let base_url = parse_endpoint(endpoint.trim(), inner.http.https)?;
-        let exchange = inner
-            .http
-            .attempt(
-                &base_url,
-                call,
-                inner.authorization.as_ref(),
-                inner.options.request_timeout,
-            )
-            .await;
-        match exchange {
-            Exchange::Answered(answer) => decode_success(answer, "LogLevelResponse"),
-            Exchange::Failed(failure) => Err(ClientError::Unavailable(format!(
-                "{base_url}: {}",
-                failure.description
-            ))),
-            Exchange::Final(error) => Err(error),
-        }
+        self.ask_one(endpoint, &call, "LogLevelResponse").await
     }
 }

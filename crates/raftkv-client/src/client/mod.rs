@@ -491,20 +491,31 @@ impl Client {
     /// is asked once, with the request timeout; other nodes are never tried, since the point is
     /// to learn about this one. A node that does not answer is [`ClientError::Unavailable`].
     pub async fn status(&self, endpoint: &str) -> Result<StatusResponse, ClientError> {
+        let call = Call::empty(Method::GET, "/v1/status".to_string());
+        self.ask_one(endpoint, &call, "StatusResponse").await
+    }
+
+    /// Sends `call` to the node at `endpoint` once, with the request timeout, and decodes its
+    /// answer as `what`; other nodes are never tried, since the answer is about this one.
+    async fn ask_one<T: serde::de::DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        call: &Call,
+        what: &str,
+    ) -> Result<T, ClientError> {
         let inner = &self.inner;
         let base_url = parse_endpoint(endpoint.trim(), inner.http.https)?;
-        let call = Call::empty(Method::GET, "/v1/status".to_string());
         let exchange = inner
             .http
             .attempt(
                 &base_url,
-                &call,
+                call,
                 inner.authorization.as_ref(),
                 inner.options.request_timeout,
             )
             .await;
         match exchange {
-            Exchange::Answered(answer) => decode_success(answer, "StatusResponse"),
+            Exchange::Answered(answer) => decode_success(answer, what),
             Exchange::Failed(failure) => Err(ClientError::Unavailable(format!(
                 "{base_url}: {}",
                 failure.description

@@ -113,6 +113,39 @@ impl ResolvesClientCert for LiveCertifiedKey {
     }
 }
 
+/// The handshake signature checks of a verifier in a cell, handed to the verifier in force:
+/// they depend on the certificate's key, not on the CA, so which verifier answers them does not
+/// matter; the one in force is as good as any.
+macro_rules! signature_checks_of_the_cell {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            certificate: &CertificateDer<'_>,
+            signature: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.0
+                .current()
+                .verify_tls12_signature(message, certificate, signature)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            certificate: &CertificateDer<'_>,
+            signature: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.0
+                .current()
+                .verify_tls13_signature(message, certificate, signature)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.current().supported_verify_schemes()
+        }
+    };
+}
+
 /// The verifier of the other end's certificate on the server side (client certificates),
 /// replaceable: a new CA takes effect from the next handshake.
 #[derive(Clone)]
@@ -175,31 +208,7 @@ impl ClientCertVerifier for LiveClientVerifier {
             .verify_client_cert(end_entity, intermediates, now)
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        certificate: &CertificateDer<'_>,
-        signature: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0
-            .current()
-            .verify_tls12_signature(message, certificate, signature)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        certificate: &CertificateDer<'_>,
-        signature: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0
-            .current()
-            .verify_tls13_signature(message, certificate, signature)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.current().supported_verify_schemes()
-    }
+    signature_checks_of_the_cell!();
 }
 
 /// The verifier of the other end's certificate on the client side (the server's), replaceable:
@@ -246,31 +255,7 @@ impl ServerCertVerifier for LiveServerVerifier {
         )
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        certificate: &CertificateDer<'_>,
-        signature: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0
-            .current()
-            .verify_tls12_signature(message, certificate, signature)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        certificate: &CertificateDer<'_>,
-        signature: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0
-            .current()
-            .verify_tls13_signature(message, certificate, signature)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.current().supported_verify_schemes()
-    }
+    signature_checks_of_the_cell!();
 }
 
 /// A server's cache of TLS sessions that clients may resume, emptied on demand. A resumed
