@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use raft_core::{Index, Message, MessageBody, NodeId, Term};
 use raft_node::transport::tcp::{TcpConfig, TcpCounters, TcpTransport};
-use raft_node::transport::tls::{node_name, PeerTls, TlsError};
+use raft_node::transport::tls::{node_name, PeerMaterial, PeerTls, TlsError};
 use raft_node::transport::Transport;
 use raft_node::wire::{encode_frame, encode_message_frame, Handshake, PROTOCOL_VERSION};
 use rcgen::{
@@ -391,6 +391,60 @@ async fn wrong_certificate_files_are_refused_at_start_with_a_reason() {
     .expect_err("missing files")
     .to_string();
     assert!(error.contains("/nonexistent/ca.pem"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn material_installed_in_a_running_transport_is_used_by_the_next_handshakes() {
+    let authority = Authority::new("cluster CA");
+    let foreign = Authority::new("foreign CA");
+    // Node 2 starts with a PKI of its own: refused both ways, as in the test above.
+    let tls_2 = foreign.peer_tls(2);
+    let (mut node_1, mut node_2) =
+        start_pair(Some(authority.peer_tls(1)), Some(tls_2.clone())).await;
+    assert_eq!(
+        send_for_a_while(&node_2.transport, 2, 1, &mut node_1).await,
+        0
+    );
+    wait_until("node 1 to refuse node 2's certificate", || {
+        node_1.counters().tls_handshakes_failed >= 1
+    })
+    .await;
+
+    // Material for another node is refused before it is installed (the caller's check).
+    let (chain, key) = authority.issue(&[&node_name(NodeId(3))]);
+    let wrong_node = PeerMaterial::new(vec![authority.certificate.clone()], chain, key)
+        .expect("valid for node 3");
+    let error = wrong_node
+        .check_identity(NodeId(2))
+        .expect_err("not node 2's")
+        .to_string();
+    assert!(error.contains("node-2"), "{error}");
+    // Material whose certificate the new CA did not sign is refused as at start.
+    let (chain, key) = foreign.issue(&[&node_name(NodeId(2))]);
+    let error = PeerMaterial::new(vec![authority.certificate.clone()], chain, key)
+        .expect_err("not signed by the CA")
+        .to_string();
+    assert!(error.contains("does not verify against the CA"), "{error}");
+
+    // Node 2 moves to the cluster's CA and a certificate from it, in the running transport
+    // (through a clone of its settings, as a reload does): every new handshake uses them, so
+    // the two exchange messages both ways once node 2's next dial and node 1's next dial go.
+    let (chain, key) = authority.issue(&[&node_name(NodeId(2)), "127.0.0.1"]);
+    let material =
+        PeerMaterial::new(vec![authority.certificate.clone()], chain, key).expect("valid");
+    material.check_identity(NodeId(2)).expect("node 2's");
+    tls_2.install(material);
+    tls_2.check_identity(NodeId(2)).expect("still node 2's");
+    let mut from_2 = 0;
+    let mut from_1 = 0;
+    within_deadline("messages to flow both ways after the install", async {
+        while from_2 == 0 || from_1 == 0 {
+            from_2 += send_for_a_while(&node_2.transport, 2, 1, &mut node_1).await;
+            from_1 += send_for_a_while(&node_1.transport, 1, 2, &mut node_2).await;
+        }
+    })
+    .await;
+    assert!(from_2 > 0 && from_1 > 0, "{from_2} {from_1}");
 }
 
 #[test]

@@ -16,6 +16,7 @@
 //!  POST   /v1/leader/transfer   JSON TransferRequest      → 204
 //!  GET    /metrics                                        → Prometheus text
 //!  revisions, transactions, compaction, watch: see [`coordination`]
+//!  GET, PUT /v1/log-level: a node's log filter, see [`log_level`]
 //!  errors: JSON ErrorResponse with
 //!    400 the request can never succeed as sent (bad key, header, body, node id 0)
 //!    404 no such key (GET) or route
@@ -37,8 +38,10 @@ use serde::{Deserialize, Serialize};
 
 pub mod coordination;
 pub mod lease;
+pub mod log_level;
 pub use coordination::*;
 pub use lease::*;
+pub use log_level::*;
 
 /// Header naming the client's session, for exactly-once writes: any opaque id of 1 to
 /// [`CLIENT_ID_BYTES_MAX`] visible ASCII characters (`!` to `~`: letters, digits and

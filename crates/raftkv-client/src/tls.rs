@@ -140,6 +140,13 @@ impl ClientTls {
         }
     }
 
+    /// Settings made elsewhere: `config` must be a TLS 1.3 client configuration that verifies
+    /// the nodes' certificates. A raftkv node builds its own this way, with a verifier and a
+    /// certificate that its configuration reloads replace (`raftkv::tls`).
+    pub fn from_config(config: Arc<ClientConfig>) -> ClientTls {
+        ClientTls { config }
+    }
+
     /// The rustls settings, for building other HTTPS clients that trust the same nodes.
     pub fn config(&self) -> Arc<ClientConfig> {
         Arc::clone(&self.config)

@@ -20,6 +20,8 @@ pub mod grpc;
 pub mod http;
 pub mod inspect;
 pub mod limits;
+pub mod live_config;
+pub mod logging;
 pub mod metrics;
 pub mod server;
 pub mod settings;

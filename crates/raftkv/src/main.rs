@@ -8,7 +8,6 @@ use clap::{Parser, Subcommand};
 use raftkv::cli::{self, ClientCommand};
 use raftkv::dev::DevArgs;
 use raftkv::settings::ServeArgs;
-use tracing_subscriber::EnvFilter;
 
 /// glibc's allocator spends a tenth of a loaded node's CPU in malloc and free (measured with
 /// perf: fragmentation work under many connections' buffers); mimalloc does the same job for less.
@@ -51,7 +50,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Runs one node. Settings come from flags, RAFTKV_* environment variables or a TOML
-    /// file (--config); logs go to stderr (filter with RAFTKV_LOG, e.g. `info,raft_node=debug`).
+    /// file (--config); logs go to stderr (filter with RAFTKV_LOG, e.g. `info,raft_node=debug`;
+    /// change it while the node runs with `raftkv log-level`). SIGHUP reloads the TLS and
+    /// token files (they are also reloaded when they change).
     Serve(Box<ServeArgs>),
     /// Runs a local cluster (3 nodes unless --nodes) until Ctrl-C.
     Dev(DevArgs),
@@ -93,13 +94,10 @@ struct BenchCommand {
     args: Vec<OsString>,
 }
 
+/// Logs to stderr from `RAFTKV_LOG`, else `default`; the filter can be changed while the
+/// process runs (`raftkv log-level`, see `raftkv::logging`).
 fn init_logging(default: &str) {
-    let filter = EnvFilter::try_from_env("RAFTKV_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    raftkv::logging::init(default);
 }
 
 fn main() -> ExitCode {

@@ -45,6 +45,22 @@ pub struct RefusalLabels {
     pub reason: &'static str,
 }
 
+/// Labels of a configuration reload (see [`crate::live_config`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// What was reloaded: `tls` (certificates and keys), `ca` or `tokens`.
+    pub what: &'static str,
+    /// `ok`, or `failed` (the old files stay in force).
+    pub result: &'static str,
+}
+
+/// Labels of what a configuration reload was about.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadWhatLabels {
+    /// `tls`, `ca` or `tokens`.
+    pub what: &'static str,
+}
+
 /// The registry and the metrics observed directly.
 pub struct Metrics {
     registry: Registry,
@@ -52,6 +68,11 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Histogram>,
     /// Requests refused by the access guard, by reason.
     pub auth_refusals: Family<RefusalLabels, Counter>,
+    /// Reloads of the TLS files, the CAs and the token file, by what and result.
+    pub config_reloads: Family<ReloadLabels, Counter>,
+    /// When each kind of file was last put in force (Unix seconds): at start, then at each
+    /// successful reload.
+    pub config_reload_last_success: Family<ReloadWhatLabels, Gauge>,
     /// HTTP connections open now.
     pub http_connections_open: Gauge,
     /// Connections closed at once because `--http-connections-max` were open.
@@ -99,11 +120,27 @@ impl Metrics {
             "Requests refused by client authentication: unauthenticated (401) or forbidden (403)",
             auth_refusals.clone(),
         );
+        let config_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Reloads of configuration files without a restart (SIGHUP or a change seen), by \
+             what (tls, ca, tokens) and result (ok, failed: the old files stay in force)",
+            config_reloads.clone(),
+        );
+        let config_reload_last_success = Family::<ReloadWhatLabels, Gauge>::default();
+        registry.register(
+            "config_reload_last_success_timestamp_seconds",
+            "When the files of each kind (tls, ca, tokens) were last put in force, at start \
+             or by a reload, in Unix seconds",
+            config_reload_last_success.clone(),
+        );
         // Each metric is registered where its field is set: one place names it and says what
         // it counts. Fields are evaluated in the order written, which is the exposition's.
         Metrics {
             requests,
             auth_refusals,
+            config_reloads,
+            config_reload_last_success,
             http_connections_open: registered(
                 &mut registry,
                 "http_connections_open",

@@ -248,6 +248,11 @@ serve_settings! {
     /// With --auth-tokens: let anyone read /v1/status (for load balancers' health checks).
     public_status: bool ["RAFTKV_PUBLIC_STATUS"]
         clap(value_parser = clap::builder::BoolishValueParser::new());
+    /// Milliseconds between checks of the TLS files (certificates, keys, CAs) and the token
+    /// files for changes (default 1000): a changed file is reloaded without a restart once its
+    /// content has stayed the same for one interval, if it is valid. 0: only on SIGHUP.
+    config_watch_interval_ms: Option<u64> ["RAFTKV_CONFIG_WATCH_INTERVAL_MS"]
+        default(1000);
     /// HTTP connections open at once (default 10000); one more is closed as it is accepted.
     http_connections_max: Option<usize> ["RAFTKV_HTTP_CONNECTIONS_MAX"]
         default(HttpLimits::default().connections_max);
@@ -432,6 +437,9 @@ pub struct HttpSettings {
     pub access: crate::auth::Access,
     /// Connection, request and time limits (see [`crate::limits`]).
     pub limits: crate::limits::HttpLimits,
+    /// How often the TLS and token files are checked for changes ([`crate::live_config`]);
+    /// zero: only on SIGHUP.
+    pub config_watch_interval: Duration,
 }
 
 /// Everything a node needs, validated.
@@ -601,7 +609,11 @@ impl ServeArgs {
             settings.public_status,
         )
         .map_err(|reason| invalid("auth_tokens", reason))?;
-        Ok(HttpSettings { access, limits })
+        Ok(HttpSettings {
+            access,
+            limits,
+            config_watch_interval: Duration::from_millis(settings.config_watch_interval_ms),
+        })
     }
 
     /// The node's TLS settings from flags, environment and file (the same precedence as

@@ -32,9 +32,17 @@ use std::time::Duration;
 
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use raft_node::transport::tls::{self as peer_tls, PeerTls};
+use raft_core::NodeId;
+use raft_node::transport::tls::live::{
+    ForgetfulSessionCache, LiveCertifiedKey, LiveClientVerifier, LiveServerVerifier,
+};
+use raft_node::transport::tls::{self as peer_tls, PeerMaterial, PeerTls};
 use raftkv_client::{Client, ClientError, ClientOptions, ClientTls};
+use rustls::client::danger::ServerCertVerifier;
+use rustls::client::WebPkiServerVerifier;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
+use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_rustls::TlsAcceptor;
@@ -119,14 +127,45 @@ impl TlsPaths {
 }
 
 /// A node's TLS settings, read and checked: what [`crate::server::serve`] and
-/// [`crate::server::KvServer`] use. The default is no TLS anywhere. Cheap to clone.
+/// [`crate::server::KvServer`] use. The default is no TLS anywhere. Cheap to clone; clones
+/// share the certificates, keys and CAs in force, which [`NodeTls::reload`] replaces.
 #[derive(Clone, Default)]
 pub struct NodeTls {
-    http_server: Option<Arc<ServerConfig>>,
-    http_client: Option<ClientTls>,
+    /// The files, for [`NodeTls::reload`].
+    paths: TlsPaths,
+    http: Option<HttpTls>,
     peer: Option<PeerTls>,
     /// Shared with the HTTPS listener, read by the metrics.
     http_handshakes: Arc<HandshakeCounters>,
+}
+
+/// The HTTPS side: the rustls configurations, made once, and the live cells they read, which
+/// a reload fills anew (see `raft_node::transport::tls::live`).
+#[derive(Clone)]
+struct HttpTls {
+    /// The HTTPS server's settings (and, with ALPN `h2`, the gRPC server's).
+    server: Arc<ServerConfig>,
+    /// The settings of this node's HTTPS calls to the other nodes.
+    client: ClientTls,
+    /// `--tls-cert` and `--tls-key`: presented to HTTPS clients, and to the other nodes when
+    /// this node calls them.
+    certified_key: LiveCertifiedKey,
+    /// `--tls-ca`: what client certificates must chain to, when given.
+    client_verifier: Option<LiveClientVerifier>,
+    /// `--tls-ca` and `--peer-tls-ca`: what the other nodes' HTTPS certificates must chain to.
+    node_verifier: LiveServerVerifier,
+    /// The sessions HTTPS clients may resume, forgotten at each reload.
+    sessions: Arc<ForgetfulSessionCache>,
+}
+
+/// TLS sessions the HTTPS server remembers for resumption (rustls' default).
+const HTTP_SESSIONS_MAX: usize = 256;
+
+/// The HTTPS files, read and checked, not in force yet.
+struct HttpMaterial {
+    certified_key: Arc<CertifiedKey>,
+    client_verifier: Option<Arc<dyn ClientCertVerifier>>,
+    node_verifier: Arc<dyn ServerCertVerifier>,
 }
 
 impl fmt::Debug for NodeTls {
@@ -134,7 +173,7 @@ impl fmt::Debug for NodeTls {
         // The configurations hold private keys: say only what is on.
         formatter
             .debug_struct("NodeTls")
-            .field("https", &self.http_server.is_some())
+            .field("https", &self.http.is_some())
             .field("peer_tls", &self.peer.is_some())
             .finish_non_exhaustive()
     }
@@ -144,41 +183,64 @@ impl NodeTls {
     /// Reads and checks every file of `paths` (which must [`TlsPaths::validate`]). Returns the
     /// setting at fault and why.
     pub fn load(paths: &TlsPaths) -> Result<NodeTls, (&'static str, String)> {
-        paths.validate()?;
-        let peer = match (&paths.peer_certificate, &paths.peer_key, &paths.peer_ca) {
-            (Some(certificate), Some(key), Some(ca)) => Some(
-                PeerTls::from_pem_files(ca, certificate, key)
-                    .map_err(|error| ("peer_tls", error.to_string()))?,
-            ),
-            _ => None,
-        };
-        let (http_server, http_client) = match (&paths.http_certificate, &paths.http_key) {
-            (Some(certificate), Some(key)) => {
-                let server = http_server_config(certificate, key, paths.http_client_ca.as_deref())?;
-                let client = node_client_tls(paths, certificate, key)?;
-                (Some(server), Some(client))
-            }
-            _ => (None, None),
-        };
+        let Material { http, peer } = read_material(paths)?;
+        let peer = peer
+            .map(PeerTls::from_material)
+            .transpose()
+            .map_err(|error| ("peer_tls", error.to_string()))?;
+        let http = http.map(HttpTls::new).transpose()?;
         Ok(NodeTls {
-            http_server,
-            http_client,
+            paths: paths.clone(),
+            http,
             peer,
             http_handshakes: Arc::default(),
         })
     }
 
+    /// Reads every file again and, if all of them pass the checks of a start (and the peer
+    /// certificate still names node `id`), puts them in force for every handshake from now on,
+    /// on every clone of this value; connections already made keep what they have. If any
+    /// fails, nothing changes: returns the setting at fault and why.
+    pub fn reload(&self, id: NodeId) -> Result<(), (&'static str, String)> {
+        let Material { http, peer } = read_material(&self.paths)?;
+        if let Some(peer) = &peer {
+            peer.check_identity(id)
+                .map_err(|error| ("peer_tls_cert", error.to_string()))?;
+        }
+        // The same paths as at load: the same parts are on.
+        assert_eq!(http.is_some(), self.http.is_some(), "HTTPS stays on or off");
+        assert_eq!(
+            peer.is_some(),
+            self.peer.is_some(),
+            "peer TLS stays on or off"
+        );
+        // Every check passed: from here nothing can fail, so the node never runs on half of
+        // the new files.
+        if let (Some(material), Some(live)) = (peer, &self.peer) {
+            live.install(material);
+        }
+        if let (Some(material), Some(live)) = (http, &self.http) {
+            live.install(material);
+        }
+        Ok(())
+    }
+
+    /// The files this node's TLS comes from.
+    pub fn paths(&self) -> &TlsPaths {
+        &self.paths
+    }
+
     /// Whether the HTTP API is served over HTTPS (and the other nodes are called with it).
     pub fn https(&self) -> bool {
-        self.http_server.is_some()
+        self.http.is_some()
     }
 
     /// `inner` wrapped to serve HTTPS, or `inner` itself back when the API is plain HTTP.
     pub fn http_listener<L>(&self, inner: L) -> Result<TlsListener<L>, L> {
-        match &self.http_server {
-            Some(config) => Ok(TlsListener {
+        match &self.http {
+            Some(http) => Ok(TlsListener {
                 inner,
-                acceptor: TlsAcceptor::from(Arc::clone(config)),
+                acceptor: TlsAcceptor::from(Arc::clone(&http.server)),
                 counters: Arc::clone(&self.http_handshakes),
             }),
             None => Err(inner),
@@ -186,13 +248,15 @@ impl NodeTls {
     }
 
     /// `inner` wrapped to serve the etcd gRPC API over the same TLS as the HTTPS API (same
-    /// certificate, same client CA), or `inner` itself back when the API is plain HTTP. gRPC
-    /// is HTTP/2 only, and clients check the server agreed to it: the handshake offers ALPN
-    /// `h2` (the HTTPS listener offers none, so HTTP/1 clients keep working there).
+    /// certificate, same client CA, reloaded with them), or `inner` itself back when the API
+    /// is plain HTTP. gRPC is HTTP/2 only, and clients check the server agreed to it: the
+    /// handshake offers ALPN `h2` (the HTTPS listener offers none, so HTTP/1 clients keep
+    /// working there).
     pub fn grpc_listener<L>(&self, inner: L) -> Result<TlsListener<L>, L> {
-        match &self.http_server {
-            Some(config) => {
-                let mut config = (**config).clone();
+        match &self.http {
+            Some(http) => {
+                // The clone shares the resolver and verifier cells.
+                let mut config = (*http.server).clone();
                 config.alpn_protocols = vec![b"h2".to_vec()];
                 Ok(TlsListener {
                     inner,
@@ -212,7 +276,7 @@ impl NodeTls {
 
     /// The settings of this node's HTTPS calls to the other nodes.
     pub fn http_client(&self) -> Option<&ClientTls> {
-        self.http_client.as_ref()
+        self.http.as_ref().map(|http| &http.client)
     }
 
     /// The Raft transport's mutual TLS settings.
@@ -226,7 +290,7 @@ impl NodeTls {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        match &self.http_client {
+        match self.http_client() {
             Some(tls) => Client::with_tls(endpoints, options, tls.clone()),
             None => Client::with_options(endpoints, options),
         }
@@ -249,7 +313,8 @@ impl NodeTls {
         http.set_nodelay(true);
         // The TLS connector hands `https://` URIs to this one for the TCP part.
         http.enforce_http(false);
-        let config = match &self.http_client {
+        let config = match self.http_client() {
+            // The clone shares the verifier and certificate cells, so reloads reach it.
             Some(tls) => (*tls.config()).clone(),
             None => plain_client_config(),
         };
@@ -275,35 +340,96 @@ fn plain_client_config() -> rustls::ClientConfig {
     }
 }
 
-/// The HTTPS server settings: `certificate` and `key`, and client certificates required and
-/// verified against `client_ca` when given.
-fn http_server_config(
+/// Every TLS file of a node, read and checked, not in force yet.
+struct Material {
+    http: Option<HttpMaterial>,
+    peer: Option<PeerMaterial>,
+}
+
+/// Reads and checks the HTTPS files and the peer files of `paths` (which must validate).
+fn read_material(paths: &TlsPaths) -> Result<Material, (&'static str, String)> {
+    paths.validate()?;
+    let peer = match (&paths.peer_certificate, &paths.peer_key, &paths.peer_ca) {
+        (Some(certificate), Some(key), Some(ca)) => Some(
+            PeerMaterial::from_pem_files(ca, certificate, key)
+                .map_err(|error| ("peer_tls", error.to_string()))?,
+        ),
+        _ => None,
+    };
+    let http = match (&paths.http_certificate, &paths.http_key) {
+        (Some(certificate), Some(key)) => Some(http_material(paths, certificate, key)?),
+        _ => None,
+    };
+    Ok(Material { http, peer })
+}
+
+impl HttpTls {
+    /// The HTTPS server settings (client certificates required when `--tls-ca` is given) and
+    /// those of the node's own HTTPS calls, both reading cells that start with `material`.
+    fn new(material: HttpMaterial) -> Result<HttpTls, (&'static str, String)> {
+        let certified_key = LiveCertifiedKey::new(material.certified_key);
+        let client_verifier = material.client_verifier.map(LiveClientVerifier::new);
+        let node_verifier = LiveServerVerifier::new(material.node_verifier);
+        let provider = peer_tls::crypto_provider();
+        let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|error| ("tls_cert", error.to_string()))?;
+        let builder = match &client_verifier {
+            None => builder.with_no_client_auth(),
+            Some(verifier) => builder.with_client_cert_verifier(Arc::new(verifier.clone())),
+        };
+        let mut server = builder.with_cert_resolver(Arc::new(certified_key.clone()));
+        let sessions = Arc::new(ForgetfulSessionCache::new(HTTP_SESSIONS_MAX));
+        server.session_storage = Arc::clone(&sessions) as _;
+        // The node trusts the client CA and the peer CA (whichever are given; usually one
+        // cluster CA) and presents its HTTPS certificate, which the other nodes require when
+        // they run with `--tls-ca`.
+        let mut client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|error| ("tls_cert", error.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(node_verifier.clone()))
+            .with_client_cert_resolver(Arc::new(certified_key.clone()));
+        // A resumed session skips the server's certificate check: after a reload to a new CA
+        // the node would go on trusting a server only the old one vouched for.
+        client.resumption = rustls::client::Resumption::disabled();
+        Ok(HttpTls {
+            server: Arc::new(server),
+            client: ClientTls::from_config(Arc::new(client)),
+            certified_key,
+            client_verifier,
+            node_verifier,
+            sessions,
+        })
+    }
+
+    /// Puts `material` in force from the next handshake on (checked already: cannot fail).
+    fn install(&self, material: HttpMaterial) {
+        match (&self.client_verifier, material.client_verifier) {
+            (Some(live), Some(verifier)) => live.replace(verifier),
+            (None, None) => {}
+            _ => unreachable!("the same paths require client certificates or not"),
+        }
+        self.node_verifier.replace(material.node_verifier);
+        self.certified_key.replace(material.certified_key);
+        // Sessions made under the old CA must not skip the new one's check.
+        self.sessions.forget_all();
+    }
+}
+
+/// Reads and checks the HTTPS files: `certificate` and `key` (which must fit together), the
+/// client CA of `paths` when given, and the CAs the node verifies the other nodes with.
+fn http_material(
+    paths: &TlsPaths,
     certificate: &Path,
     key: &Path,
-    client_ca: Option<&Path>,
-) -> Result<Arc<ServerConfig>, (&'static str, String)> {
+) -> Result<HttpMaterial, (&'static str, String)> {
     let chain = peer_tls::read_certificates(certificate)
         .map_err(|error| ("tls_cert", error.to_string()))?;
     let key_der =
         peer_tls::read_private_key(key).map_err(|error| ("tls_key", error.to_string()))?;
     let provider = peer_tls::crypto_provider();
-    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|error| ("tls_cert", error.to_string()))?;
-    let builder = match client_ca {
-        None => builder.with_no_client_auth(),
-        Some(ca) => {
-            let authorities =
-                peer_tls::read_certificates(ca).map_err(|error| ("tls_ca", error.to_string()))?;
-            let roots = peer_tls::root_store(&authorities, &ca.display().to_string())
-                .map_err(|error| ("tls_ca", error.to_string()))?;
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|error| ("tls_ca", format!("{}: {error}", ca.display())))?;
-            builder.with_client_cert_verifier(verifier)
-        }
-    };
-    let config = builder.with_single_cert(chain, key_der).map_err(|error| {
+    let certified_key = CertifiedKey::from_der(chain, key_der, &provider).map_err(|error| {
         (
             "tls_key",
             format!(
@@ -313,42 +439,42 @@ fn http_server_config(
             ),
         )
     })?;
-    Ok(Arc::new(config))
-}
-
-/// The settings of this node's HTTPS calls to the other nodes: it trusts the client CA and the
-/// peer CA (whichever are given; usually one cluster CA) and presents its HTTPS certificate,
-/// which the other nodes require when they run with `--tls-ca`.
-fn node_client_tls(
-    paths: &TlsPaths,
-    certificate: &Path,
-    key: &Path,
-) -> Result<ClientTls, (&'static str, String)> {
+    let client_verifier = match &paths.http_client_ca {
+        None => None,
+        Some(ca) => {
+            let authorities =
+                peer_tls::read_certificates(ca).map_err(|error| ("tls_ca", error.to_string()))?;
+            let roots = peer_tls::root_store(&authorities, &ca.display().to_string())
+                .map_err(|error| ("tls_ca", error.to_string()))?;
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+                    .build()
+                    .map_err(|error| ("tls_ca", format!("{}: {error}", ca.display())))?;
+            Some(verifier)
+        }
+    };
     let mut authorities = Vec::new();
     for ca in [&paths.http_client_ca, &paths.peer_ca]
         .into_iter()
         .flatten()
     {
-        let pem = std::fs::read(ca)
-            .map_err(|error| ("tls_ca", format!("cannot read {}: {error}", ca.display())))?;
-        authorities.extend_from_slice(&pem);
-        authorities.push(b'\n');
+        authorities.extend(
+            peer_tls::read_certificates(ca).map_err(|error| ("tls_ca", error.to_string()))?,
+        );
     }
     assert!(
         !authorities.is_empty(),
         "validate requires a CA with --tls-cert"
     );
-    let read = |path: &Path, name: &'static str| {
-        std::fs::read(path)
-            .map_err(|error| (name, format!("cannot read {}: {error}", path.display())))
-    };
-    let certificate_pem = read(certificate, "tls_cert")?;
-    let key_pem = read(key, "tls_key")?;
-    ClientTls::from_pem(&authorities, Some((&certificate_pem, &key_pem))).map_err(|error| {
-        (
-            "tls_cert",
-            format!("as this node's client certificate: {error}"),
-        )
+    let roots = peer_tls::root_store(&authorities, "the CAs of --tls-ca and --peer-tls-ca")
+        .map_err(|error| ("tls_ca", error.to_string()))?;
+    let node_verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|error| ("tls_ca", error.to_string()))?;
+    Ok(HttpMaterial {
+        certified_key: Arc::new(certified_key),
+        client_verifier,
+        node_verifier,
     })
 }
 

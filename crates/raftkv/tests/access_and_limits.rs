@@ -71,6 +71,23 @@ async fn metric(cluster: &TestCluster, index: usize, token: Option<&str>, series
         .unwrap_or_else(|| panic!("{series} is exported:\n{text}"))
 }
 
+/// One node behind the token files of [`write_token_files`] (written into `files`), run with
+/// `extra` flags besides, whose clients send `token`; returns the token file's path too.
+async fn one_node_with_tokens(files: &Path, extra: &[&str], token: &str) -> (PathBuf, TestCluster) {
+    let (tokens, cluster_token) = write_token_files(files);
+    let tokens_arg = tokens.to_string_lossy().into_owned();
+    let cluster_token = cluster_token.to_string_lossy().into_owned();
+    let mut args = vec![
+        "--auth-tokens",
+        tokens_arg.as_str(),
+        "--cluster-token-file",
+        cluster_token.as_str(),
+    ];
+    args.extend_from_slice(extra);
+    let cluster = TestCluster::start_with_token(1, &args, Some(token)).await;
+    (tokens, cluster)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_decide_who_reads_writes_and_administers_and_refusals_are_counted() {
     let files = tempfile::tempdir().expect("temporary directory");
@@ -298,20 +315,10 @@ async fn tokens_decide_who_reads_writes_and_administers_and_refusals_are_counted
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn public_status_and_metrics_need_no_token_when_asked_for() {
     let files = tempfile::tempdir().expect("temporary directory");
-    let (tokens, cluster_token) = write_token_files(files.path());
-    let tokens = tokens.to_string_lossy().into_owned();
-    let cluster_token = cluster_token.to_string_lossy().into_owned();
-    let cluster = TestCluster::start_with_token(
-        1,
-        &[
-            "--auth-tokens",
-            &tokens,
-            "--cluster-token-file",
-            &cluster_token,
-            "--public-status",
-            "--public-metrics",
-        ],
-        Some(READER),
+    let (_, cluster) = one_node_with_tokens(
+        files.path(),
+        &["--public-status", "--public-metrics"],
+        READER,
     )
     .await;
     for path in ["/v1/status", "/metrics"] {
@@ -322,6 +329,263 @@ async fn public_status_and_metrics_need_no_token_when_asked_for() {
         .request(0, "GET", "/v1/kv/anything", &[], Bytes::new())
         .await;
     assert_eq!(status, 401, "only those two are public");
+}
+
+/// A token that is in no file until the test rotates it in.
+const ROTATED: &str = "rotated-writer-token-0004";
+
+/// Writes `text` to `path` in place (not renamed into place), as an editor may.
+fn rewrite(path: &Path, text: &str) {
+    std::fs::write(path, text).expect("rewrites the file");
+}
+
+/// The status of `method path` on node 0 with `token`.
+async fn status_with(cluster: &TestCluster, method: &str, path: &str, token: &str) -> u16 {
+    let authorization = bearer(token);
+    let (status, _, _) = cluster
+        .request(
+            0,
+            method,
+            path,
+            &[("authorization", authorization.as_str())],
+            Bytes::from("v"),
+        )
+        .await;
+    status
+}
+
+/// Lines of node 0's log containing every one of `parts`.
+fn log_lines(cluster: &TestCluster, parts: &[&str]) -> usize {
+    std::fs::read_to_string(&cluster.nodes[0].log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| parts.iter().all(|part| line.contains(part)))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewritten_token_file_is_reloaded_and_a_bad_one_leaves_the_tokens_in_force() {
+    let files = tempfile::tempdir().expect("temporary directory");
+    // Polled often so the test waits little; the default is a second.
+    let (tokens, cluster) =
+        one_node_with_tokens(files.path(), &["--config-watch-interval-ms", "100"], ADMIN).await;
+    let reloads = |result: &'static str| {
+        let cluster = &cluster;
+        async move {
+            metric(
+                cluster,
+                0,
+                Some(ADMIN),
+                &format!("raftkv_config_reloads_total{{what=\"tokens\",result=\"{result}\"}}"),
+            )
+            .await
+        }
+    };
+    assert_eq!((reloads("ok").await, reloads("failed").await), (0.0, 0.0));
+    assert_eq!(status_with(&cluster, "PUT", "/v1/kv/k", ROTATED).await, 401);
+    assert_eq!(status_with(&cluster, "PUT", "/v1/kv/k", WRITER).await, 200);
+
+    // The writer's token rotated: the new one in, the old one out, in a file rewritten in
+    // place while the node runs.
+    let rotated = format!(
+        "[[token]]\nname = \"dashboards\"\nrole = \"read-only\"\ntoken_sha256 = \"{}\"\n\n\
+         [[token]]\nname = \"app\"\nrole = \"read-write\"\ntoken = \"{ROTATED}\"\n\n\
+         [[token]]\nname = \"operators\"\nrole = \"admin\"\ntoken_sha256 = \"{}\"\n",
+        sha256_hex(READER),
+        sha256_hex(ADMIN)
+    );
+    rewrite(&tokens, &rotated);
+    wait_for("the new token to be accepted", || async {
+        (status_with(&cluster, "PUT", "/v1/kv/k", ROTATED).await == 200).then_some(())
+    })
+    .await;
+    assert_eq!(status_with(&cluster, "PUT", "/v1/kv/k", WRITER).await, 401);
+    assert_eq!(status_with(&cluster, "GET", "/v1/kv/k", READER).await, 200);
+    assert_eq!(reloads("ok").await, 1.0);
+    assert_eq!(
+        log_lines(
+            &cluster,
+            &[
+                "INFO",
+                "configuration reloaded",
+                "what=\"tokens\"",
+                "file change"
+            ]
+        ),
+        1
+    );
+
+    // Unusable files leave the tokens in force: one that does not parse, and one that no
+    // longer holds the node's own (cluster) token as admin, which its calls to the other
+    // nodes send.
+    for (number, (bad, reason)) in [
+        (
+            "[[token]]\nname = \"half-written\"\n".to_string(),
+            "missing field",
+        ),
+        (
+            rotated.replace(&sha256_hex(ADMIN), &sha256_hex("some-other-admin-token-05")),
+            "not an admin token",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        rewrite(&tokens, &bad);
+        wait_for("the bad file to be refused", || async {
+            (reloads("failed").await == (number + 1) as f64).then_some(())
+        })
+        .await;
+        assert_eq!(
+            log_lines(
+                &cluster,
+                &["ERROR", "reload refused", "what=\"tokens\"", reason]
+            ),
+            1,
+            "{reason}"
+        );
+        assert_eq!(status_with(&cluster, "PUT", "/v1/kv/k", ROTATED).await, 200);
+        assert_eq!(status_with(&cluster, "PUT", "/v1/kv/k", WRITER).await, 401);
+        assert_eq!(
+            status_with(&cluster, "POST", "/v1/compact", ADMIN).await,
+            400
+        );
+    }
+    // A bad file is refused once, not once a poll: the ERROR lines above stayed one each.
+    // SIGHUP tries again at once, whatever changed.
+    let pid = cluster.nodes[0].process.as_ref().expect("running").id();
+    let pid = i32::try_from(pid).expect("pid fits");
+    // SAFETY: kill(2) on our own child's pid with a valid signal.
+    unsafe {
+        libc::kill(pid, libc::SIGHUP);
+    }
+    wait_for("SIGHUP to retry the bad file", || async {
+        (reloads("failed").await == 3.0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        log_lines(&cluster, &["ERROR", "what=\"tokens\"", "SIGHUP"]),
+        1
+    );
+    assert_eq!(reloads("ok").await, 1.0);
+    assert_eq!(status_with(&cluster, "PUT", "/v1/kv/k", ROTATED).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_filter_changes_at_run_time_for_admins_and_a_bad_one_is_refused() {
+    let files = tempfile::tempdir().expect("temporary directory");
+    let (_, cluster) = one_node_with_tokens(files.path(), &[], ADMIN).await;
+    let admin = bearer(ADMIN);
+    let as_admin = [("authorization", admin.as_str())];
+    let writer = bearer(WRITER);
+    let as_writer = [("authorization", writer.as_str())];
+    let filter_of = |body: &Bytes| -> String {
+        let answer: raftkv_client::api::LogLevelResponse =
+            serde_json::from_slice(body).expect("a LogLevelResponse");
+        answer.filter
+    };
+
+    // Admins only, reading as well as writing: a filter at `trace` can fill a disk.
+    let (status, _, _) = cluster
+        .request(0, "GET", "/v1/log-level", &as_writer, Bytes::new())
+        .await;
+    assert_eq!(status, 403);
+    let (status, _, _) = cluster
+        .request(0, "PUT", "/v1/log-level", &as_writer, "debug")
+        .await;
+    assert_eq!(status, 403);
+    let (status, _, body) = cluster
+        .request(0, "GET", "/v1/log-level", &as_admin, Bytes::new())
+        .await;
+    assert_eq!((status, filter_of(&body).as_str()), (200, "info"));
+
+    // A connection to the Raft port that closes at once is logged by the transport at debug
+    // level: not under `info`.
+    let raft = cluster.nodes[0].raft.clone();
+    let knock = || async {
+        let stream = TcpStream::connect(&raft)
+            .await
+            .expect("the Raft port accepts");
+        drop(stream);
+    };
+    knock().await;
+
+    // A filter that does not parse is refused with the reason, and the old one stays.
+    let (status, _, body) = cluster
+        .request(0, "PUT", "/v1/log-level", &as_admin, "info,raft_node=loud")
+        .await;
+    assert_eq!(status, 400);
+    let error = error_of(&body).error;
+    assert!(
+        error.contains("raft_node=loud") && error.contains("level"),
+        "{error}"
+    );
+    let (_, _, body) = cluster
+        .request(0, "GET", "/v1/log-level", &as_admin, Bytes::new())
+        .await;
+    assert_eq!(filter_of(&body), "info");
+
+    // Debug for the transport: its lines appear from the next event on.
+    let (status, _, body) = cluster
+        .request(0, "PUT", "/v1/log-level", &as_admin, "info,raft_node=debug")
+        .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(filter_of(&body), "raft_node=debug,info");
+    let log = &cluster.nodes[0].log;
+    let changed_at = |text: &str| {
+        text.lines()
+            .position(|line| line.contains("log filter changed at run time"))
+    };
+    knock().await;
+    let text = wait_for("a debug line of the transport", || async {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let changed = changed_at(&text)?;
+        text.lines()
+            .skip(changed)
+            .any(|line| line.contains("DEBUG") && line.contains("raft_node::transport"))
+            .then_some(text)
+    })
+    .await;
+    let changed = changed_at(&text).expect("the change is logged");
+    assert!(
+        !text
+            .lines()
+            .take(changed)
+            .any(|line| line.contains("DEBUG")),
+        "no debug line before the change:\n{text}"
+    );
+
+    // The command line: print, set, and a bad filter's exit status.
+    let endpoints = cluster.endpoints();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--token", ADMIN];
+        all.extend_from_slice(args);
+        common::raftkv(&endpoints, &all)
+    };
+    let printed = run(&["log-level"]);
+    assert!(printed.status.success(), "{}", common::describe(&printed));
+    assert_eq!(common::stdout(&printed), "raft_node=debug,info\n");
+    let set = run(&["log-level", "warn", "--all"]);
+    assert!(set.status.success(), "{}", common::describe(&set));
+    assert_eq!(common::stdout(&set), format!("{}\twarn\n", endpoints[0]));
+    let refused = run(&["log-level", "warn,raft_node=loud"]);
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "{}",
+        common::describe(&refused)
+    );
+    let forbidden = common::raftkv(&endpoints, &["--token", WRITER, "log-level"]);
+    assert_eq!(
+        forbidden.status.code(),
+        Some(4),
+        "{}",
+        common::describe(&forbidden)
+    );
+    let (_, _, body) = cluster
+        .request(0, "GET", "/v1/log-level", &as_admin, Bytes::new())
+        .await;
+    assert_eq!(filter_of(&body), "warn");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,6 +30,14 @@
 //!   names `node-{from}`. A node holding a valid certificate for node 2 cannot speak as
 //!   node 1, and a client certificate (which names no node) cannot speak Raft at all.
 //!
+//! # Reloading
+//!
+//! A running node's certificate, key and CA can be replaced ([`PeerTls::install`], with a
+//! [`PeerMaterial`] checked as at start): new connections use the new ones from their
+//! handshake on ([`live`]), connections already made keep theirs. To move the cluster to a
+//! new CA without a gap, trust both (a CA file holding the old and the new certificate) on
+//! every node first, then give the nodes certificates from the new CA, then drop the old.
+//!
 //! The CA is the cluster's alone: anyone who holds a certificate it signed for `node-N` may
 //! be node N, so it must sign nothing else with such a name. TLS 1.3 only, since both ends
 //! are this code; the `ring` provider, chosen explicitly so that no process-wide default is
@@ -41,14 +49,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use raft_core::NodeId;
+use rustls::client::danger::ServerCertVerifier;
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use thiserror::Error;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+pub mod live;
+
+use live::{LiveCertifiedKey, LiveClientVerifier, LiveServerVerifier};
 
 /// The DNS name prefix a node certificate carries its id under: node 3's is `node-3`.
 pub const NODE_NAME_PREFIX: &str = "node-";
@@ -152,14 +167,111 @@ fn pem_error(what: &str, reason: String) -> TlsError {
     }
 }
 
+/// A node's peer TLS files, read and checked but not in force yet: what [`PeerTls`] starts
+/// with, and what [`PeerTls::install`] replaces its material with on a reload. Building one
+/// makes every check a start makes, so a reload that would fail a start is refused before
+/// anything changes.
+pub struct PeerMaterial {
+    certified_key: Arc<CertifiedKey>,
+    client_verifier: Arc<dyn ClientCertVerifier>,
+    server_verifier: Arc<dyn ServerCertVerifier>,
+}
+
+impl fmt::Debug for PeerMaterial {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The certified key holds the private key: show nothing of it.
+        formatter
+            .debug_struct("PeerMaterial")
+            .finish_non_exhaustive()
+    }
+}
+
+impl PeerMaterial {
+    /// Reads the cluster CA certificate(s), this node's certificate chain and its private key
+    /// from PEM files (see [`PeerMaterial::new`]).
+    pub fn from_pem_files(
+        ca: &Path,
+        certificate: &Path,
+        key: &Path,
+    ) -> Result<PeerMaterial, TlsError> {
+        PeerMaterial::new(
+            read_certificates(ca)?,
+            read_certificates(certificate)?,
+            read_private_key(key)?,
+        )
+    }
+
+    /// From parsed parts: `authorities` are the cluster CA certificates, `chain` this node's
+    /// certificate first (then any intermediates), `key` its private key.
+    ///
+    /// Fails when the chain is not signed by the CA or is expired, or when the key does not
+    /// match the certificate.
+    pub fn new(
+        authorities: Vec<CertificateDer<'static>>,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<PeerMaterial, TlsError> {
+        let Some(certificate) = chain.first().cloned() else {
+            return Err(TlsError::Invalid("no certificate given".into()));
+        };
+        let provider = crypto_provider();
+        let roots = Arc::new(root_store(&authorities, "the CA certificate")?);
+        // The default verifier requires a client certificate: an anonymous dialer is refused
+        // during the TLS handshake, before any of its bytes are read as frames.
+        let client_verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots), Arc::clone(&provider))
+                .build()
+                .map_err(|error| TlsError::Invalid(format!("the CA certificate: {error}")))?;
+        // Checking our own certificate as a peer would, so that a node given the wrong files
+        // says so at start (or at a reload) instead of failing every handshake later.
+        client_verifier
+            .verify_client_cert(&certificate, &chain[1..], UnixTime::now())
+            .map_err(|error| {
+                TlsError::Invalid(format!(
+                    "this node's certificate does not verify against the CA: {error}"
+                ))
+            })?;
+        let server_verifier =
+            WebPkiServerVerifier::builder_with_provider(Arc::clone(&roots), Arc::clone(&provider))
+                .build()
+                .map_err(|error| TlsError::Invalid(format!("the CA certificate: {error}")))?;
+        let certified_key = CertifiedKey::from_der(chain, key, &provider).map_err(|error| {
+            TlsError::Invalid(format!("the certificate and key do not fit: {error}"))
+        })?;
+        Ok(PeerMaterial {
+            certified_key: Arc::new(certified_key),
+            client_verifier,
+            server_verifier,
+        })
+    }
+
+    /// Checks that the certificate names node `id` (see [`PeerTls::check_identity`]).
+    pub fn check_identity(&self, id: NodeId) -> Result<(), TlsError> {
+        let certificate = self
+            .certified_key
+            .cert
+            .first()
+            .unwrap_or_else(|| unreachable!("a certified key is built from a non-empty chain"));
+        certificate_names_node(certificate, id).map_err(TlsError::Invalid)
+    }
+}
+
 /// The TLS side of one node's peer transport: its certificate and key, and the cluster CA
 /// that every peer's certificate must chain to. Give it to [`super::tcp::TcpConfig::tls`].
+///
+/// Clones share the material: [`PeerTls::install`] on any of them (a reload) takes effect
+/// for every new connection, accepted or dialed, from the next handshake on ([`live`]);
+/// connections already made keep the certificates they were made with.
 #[derive(Clone)]
 pub struct PeerTls {
     acceptor: TlsAcceptor,
     connector: TlsConnector,
-    /// This node's own certificate, to check at start that it names the node.
-    certificate: CertificateDer<'static>,
+    /// This node's certificate and key, presented on both sides of a handshake.
+    certified_key: LiveCertifiedKey,
+    /// Checks a dialer's certificate against the cluster CA.
+    client_verifier: LiveClientVerifier,
+    /// Checks an acceptor's certificate against the cluster CA.
+    server_verifier: LiveServerVerifier,
 }
 
 impl fmt::Debug for PeerTls {
@@ -173,78 +285,67 @@ impl PeerTls {
     /// Reads the cluster CA certificate(s), this node's certificate chain and its private key
     /// from PEM files.
     pub fn from_pem_files(ca: &Path, certificate: &Path, key: &Path) -> Result<PeerTls, TlsError> {
-        PeerTls::new(
-            read_certificates(ca)?,
-            read_certificates(certificate)?,
-            read_private_key(key)?,
-        )
+        PeerTls::from_material(PeerMaterial::from_pem_files(ca, certificate, key)?)
     }
 
-    /// From parsed parts: `authorities` are the cluster CA certificates, `chain` this node's
-    /// certificate first (then any intermediates), `key` its private key.
-    ///
-    /// Fails when the chain is not signed by the CA or is expired, when the key does not match
-    /// the certificate, or when the certificate cannot serve both as server and as client.
+    /// From parsed parts (see [`PeerMaterial::new`]).
     pub fn new(
         authorities: Vec<CertificateDer<'static>>,
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
     ) -> Result<PeerTls, TlsError> {
-        let Some(certificate) = chain.first().cloned() else {
-            return Err(TlsError::Invalid("no certificate given".into()));
-        };
+        PeerTls::from_material(PeerMaterial::new(authorities, chain, key)?)
+    }
+
+    /// The settings both ends of a peer connection use, serving `material` until
+    /// [`PeerTls::install`] replaces it.
+    pub fn from_material(material: PeerMaterial) -> Result<PeerTls, TlsError> {
         let provider = crypto_provider();
-        let roots = Arc::new(root_store(&authorities, "the CA certificate")?);
-        // The default verifier requires a client certificate: an anonymous dialer is refused
-        // during the TLS handshake, before any of its bytes are read as frames.
-        let client_verifier =
-            WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots), Arc::clone(&provider))
-                .build()
-                .map_err(|error| TlsError::Invalid(format!("the CA certificate: {error}")))?;
-        // Checking our own certificate as a peer would, so that a node given the wrong files
-        // says so at start instead of failing every handshake later.
-        client_verifier
-            .verify_client_cert(&certificate, &chain[1..], UnixTime::now())
-            .map_err(|error| {
-                TlsError::Invalid(format!(
-                    "this node's certificate does not verify against the CA: {error}"
-                ))
-            })?;
-        let server_verifier =
-            WebPkiServerVerifier::builder_with_provider(Arc::clone(&roots), Arc::clone(&provider))
-                .build()
-                .map_err(|error| TlsError::Invalid(format!("the CA certificate: {error}")))?;
+        let certified_key = LiveCertifiedKey::new(material.certified_key);
+        let client_verifier = LiveClientVerifier::new(material.client_verifier);
+        let server_verifier = LiveServerVerifier::new(material.server_verifier);
         let mut server = ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|error| TlsError::Invalid(error.to_string()))?
-            .with_client_cert_verifier(client_verifier)
-            .with_single_cert(chain.clone(), key.clone_key())
-            .map_err(|error| {
-                TlsError::Invalid(format!("the certificate and key do not fit: {error}"))
-            })?;
+            .with_client_cert_verifier(Arc::new(client_verifier.clone()))
+            .with_cert_resolver(Arc::new(certified_key.clone()));
         // Peers never resume sessions (a connection lives as long as the peer is up), so
         // tickets would be bytes for nothing.
         server.send_tls13_tickets = 0;
         let mut client = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|error| TlsError::Invalid(error.to_string()))?
-            .with_webpki_verifier(server_verifier)
-            .with_client_auth_cert(chain, key)
-            .map_err(|error| {
-                TlsError::Invalid(format!("the certificate and key do not fit: {error}"))
-            })?;
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(server_verifier.clone()))
+            .with_client_cert_resolver(Arc::new(certified_key.clone()));
         client.resumption = rustls::client::Resumption::disabled();
         Ok(PeerTls {
             acceptor: TlsAcceptor::from(Arc::new(server)),
             connector: TlsConnector::from(Arc::new(client)),
-            certificate,
+            certified_key,
+            client_verifier,
+            server_verifier,
         })
+    }
+
+    /// Puts `material` in force for every handshake from now on (a reload). The caller has
+    /// checked it as a start would, [`PeerMaterial::check_identity`] included; nothing here
+    /// can fail, so the node never runs on half of the new material.
+    pub fn install(&self, material: PeerMaterial) {
+        self.client_verifier.replace(material.client_verifier);
+        self.server_verifier.replace(material.server_verifier);
+        self.certified_key.replace(material.certified_key);
     }
 
     /// Checks that this node's certificate names node `id` (see the module doc), so that a
     /// node given another node's files refuses to start rather than be refused by every peer.
     pub fn check_identity(&self, id: NodeId) -> Result<(), TlsError> {
-        certificate_names_node(&self.certificate, id).map_err(TlsError::Invalid)
+        let key = self.certified_key.current();
+        let certificate = key
+            .cert
+            .first()
+            .unwrap_or_else(|| unreachable!("a certified key is built from a non-empty chain"));
+        certificate_names_node(certificate, id).map_err(TlsError::Invalid)
     }
 
     pub(crate) fn acceptor(&self) -> &TlsAcceptor {

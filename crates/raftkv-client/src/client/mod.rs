@@ -14,9 +14,10 @@
 //! Its parts: `endpoint` (URLs and paths), `retry` (the retry policy), `transport` (connections
 //! and one attempt), `http2` (the HTTP/2 connection per node), `answer` (what an answer means),
 //! `coordination` (reads at a revision, transactions, compaction, and their typed revision
-//! errors), `watch` (the watch: a task that follows `GET /v1/watch` across nodes, handed out as
-//! a [`WatchStream`]), `sse` (the Server-Sent Events parser it reads with) and `snapshot` (a
-//! node's snapshot of the state, streamed: [`Client::download_snapshot`]).
+//! errors), `log_level` (a node's log filter, asked of one node like `status`), `watch` (the
+//! watch: a task that follows `GET /v1/watch` across nodes, handed out as a [`WatchStream`]),
+//! `sse` (the Server-Sent Events parser it reads with) and `snapshot` (a node's snapshot of the
+//! state, streamed: [`Client::download_snapshot`]).
 //!
 //! A client made with [`Client::with_http2`] sends every request as a stream of one HTTP/2
 //! connection per node, shared by its clones and sessions, instead of one HTTP/1.1 connection per
@@ -38,6 +39,7 @@ mod endpoint;
 mod http2;
 mod lease;
 mod lock;
+mod log_level;
 mod retry;
 mod snapshot;
 mod sse;
@@ -493,20 +495,31 @@ impl Client {
     /// is asked once, with the request timeout; other nodes are never tried, since the point is
     /// to learn about this one. A node that does not answer is [`ClientError::Unavailable`].
     pub async fn status(&self, endpoint: &str) -> Result<StatusResponse, ClientError> {
+        let call = Call::empty(Method::GET, "/v1/status".to_string());
+        self.ask_one(endpoint, &call, "StatusResponse").await
+    }
+
+    /// Sends `call` to the node at `endpoint` once, with the request timeout, and decodes its
+    /// answer as `what`; other nodes are never tried, since the answer is about this one.
+    async fn ask_one<T: serde::de::DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        call: &Call,
+        what: &str,
+    ) -> Result<T, ClientError> {
         let inner = &self.inner;
         let base_url = parse_endpoint(endpoint.trim(), inner.http.https)?;
-        let call = Call::empty(Method::GET, "/v1/status".to_string());
         let exchange = inner
             .http
             .attempt(
                 &base_url,
-                &call,
+                call,
                 inner.authorization.as_ref(),
                 inner.options.request_timeout,
             )
             .await;
         match exchange {
-            Exchange::Answered(answer) => decode_success(answer, "StatusResponse"),
+            Exchange::Answered(answer) => decode_success(answer, what),
             Exchange::Failed(failure) => Err(ClientError::Unavailable(format!(
                 "{base_url}: {}",
                 failure.description

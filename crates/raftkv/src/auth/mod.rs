@@ -40,7 +40,7 @@
 //! |---|---|
 //! | `read-only` | `GET` a key, scan, `/v1/status`, `/v1/members`, `/metrics`, the demo `/get` |
 //! | `read-write` | also put, delete, append, compare-and-swap, the demo `/set` |
-//! | `admin` | also add, promote and remove members, transfer leadership, and the nodes' own `/v1/internal/announce` (which records where a member is reached, so it is as strong as a membership change) |
+//! | `admin` | also add, promote and remove members, transfer leadership, read and set the log filter (`/v1/log-level`), and the nodes' own `/v1/internal/announce` (which records where a member is reached, so it is as strong as a membership change) |
 //!
 //! A route or method this table does not name needs `admin`: a route added later without a
 //! thought for its role fails closed. `/metrics` and `/v1/status` are open to anyone when the
@@ -74,7 +74,7 @@
 //! needs, the check, the refusals), and here [`Access`], what the flags amount to. The router's
 //! middleware ([`crate::http`]) applies the policy to every route.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod digest;
@@ -95,6 +95,17 @@ pub struct Access {
     pub policy: Option<Arc<AccessPolicy>>,
     /// The token this node sends on its own calls to other nodes (announce, join).
     pub node_token: Option<BearerToken>,
+    /// Where it all came from, for [`Access::reload`].
+    files: AccessFiles,
+}
+
+/// The settings [`Access::load`] was given.
+#[derive(Clone, Debug, Default)]
+struct AccessFiles {
+    auth_tokens: Option<PathBuf>,
+    cluster_token_file: Option<PathBuf>,
+    public_metrics: bool,
+    public_status: bool,
 }
 
 impl Access {
@@ -114,10 +125,17 @@ impl Access {
         if let Some(path) = cluster_token_file {
             warn_if_others_may_read(path);
         }
+        let files = AccessFiles {
+            auth_tokens: auth_tokens.map(Path::to_path_buf),
+            cluster_token_file: cluster_token_file.map(Path::to_path_buf),
+            public_metrics,
+            public_status,
+        };
         let Some(path) = auth_tokens else {
             return Ok(Access {
                 policy: None,
                 node_token: cluster_token,
+                files,
             });
         };
         let tokens = TokenStore::load(path)
@@ -152,7 +170,58 @@ impl Access {
                 public_status,
             ))),
             node_token: Some(node_token),
+            files,
         })
+    }
+
+    /// The files [`Access::reload`] reads: the token file of `--auth-tokens` and the
+    /// `--cluster-token-file`; none without a token file (the cluster token alone is the
+    /// node's own, which does not change while it runs).
+    pub fn token_files(&self) -> Vec<PathBuf> {
+        match &self.files.auth_tokens {
+            Some(tokens) => std::iter::once(tokens.clone())
+                .chain(self.files.cluster_token_file.clone())
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Reads the token file (and the cluster token file) again and, if they pass the checks
+    /// of a start and the new tokens still hold this node's own token as `admin`, checks every
+    /// request from now on against the new tokens, wherever this policy is shared (the HTTP
+    /// and the gRPC API). Returns how many tokens are in force, `None` without a token file;
+    /// on an error nothing changes.
+    ///
+    /// The node's own token is not replaced: it is what the node sends on its own calls
+    /// until it restarts, so a file that no longer accepts it is refused (the other nodes,
+    /// given the same file, would refuse this node's calls).
+    pub fn reload(&self) -> Result<Option<usize>, String> {
+        let (Some(policy), Some(path)) = (&self.policy, &self.files.auth_tokens) else {
+            return Ok(None);
+        };
+        let fresh = Access::load(
+            Some(path),
+            self.files.cluster_token_file.as_deref(),
+            self.files.public_metrics,
+            self.files.public_status,
+        )?;
+        let Some(fresh_policy) = fresh.policy else {
+            unreachable!("a token file makes a policy");
+        };
+        if let Some(own) = &self.node_token {
+            if fresh_policy.role_of(own.secret().as_bytes()) != Some(Role::Admin) {
+                return Err(format!(
+                    "--auth-tokens {}: it no longer holds this node's own token as an admin \
+                     token; the node sends that token to the other nodes until it restarts, so \
+                     keep it in the file until every node has restarted with a new one",
+                    path.display()
+                ));
+            }
+        }
+        let tokens = fresh_policy.tokens();
+        let count = tokens.len();
+        policy.replace_tokens(tokens);
+        Ok(Some(count))
     }
 }
 

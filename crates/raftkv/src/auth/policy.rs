@@ -8,6 +8,8 @@
 //!         └─ its role ─► below required_role(route, method) ─► 403, else admitted
 //! ```
 
+use std::sync::{Arc, PoisonError, RwLock};
+
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -125,9 +127,11 @@ impl IntoResponse for Refusal {
 }
 
 /// Who may do what: the tokens, and which routes are open to anyone.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct AccessPolicy {
-    tokens: TokenStore,
+    /// Replaced whole when the token file is reloaded ([`AccessPolicy::replace_tokens`]); a
+    /// request holds the lock only while its token is looked up.
+    tokens: RwLock<Arc<TokenStore>>,
     /// `GET /metrics` needs no token.
     public_metrics: bool,
     /// `GET /v1/status` needs no token.
@@ -138,15 +142,30 @@ impl AccessPolicy {
     /// A policy over `tokens`, with `/metrics` and `/v1/status` open to anyone or not.
     pub fn new(tokens: TokenStore, public_metrics: bool, public_status: bool) -> AccessPolicy {
         AccessPolicy {
-            tokens,
+            tokens: RwLock::new(Arc::new(tokens)),
             public_metrics,
             public_status,
         }
     }
 
-    /// The tokens.
-    pub fn tokens(&self) -> &TokenStore {
-        &self.tokens
+    /// The tokens in force now.
+    pub fn tokens(&self) -> Arc<TokenStore> {
+        Arc::clone(&self.tokens.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Checks every request from now on against `tokens` instead (a reloaded token file).
+    /// Requests being checked finish with the tokens they began with.
+    pub fn replace_tokens(&self, tokens: Arc<TokenStore>) {
+        // A poisoned lock holds a whole `Arc`: a panic cannot leave half a store behind.
+        *self.tokens.write().unwrap_or_else(PoisonError::into_inner) = tokens;
+    }
+
+    /// The role of `token` among the tokens in force.
+    pub fn role_of(&self, token: &[u8]) -> Option<Role> {
+        self.tokens
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .role_of(token)
     }
 
     /// Whether a request to `route` with `method` and `headers` may go on.
@@ -159,7 +178,7 @@ impl AccessPolicy {
             return Ok(());
         }
         let token = bearer_token(headers).ok_or(Refusal::Unauthenticated)?;
-        let role = self.tokens.role_of(token).ok_or(Refusal::Unauthenticated)?;
+        let role = self.role_of(token).ok_or(Refusal::Unauthenticated)?;
         if role >= required_role(route, method) {
             Ok(())
         } else {

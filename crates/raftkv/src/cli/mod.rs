@@ -1,5 +1,5 @@
 //! The `raftkv` client subcommands: `put`, `get`, `delete`, `append`, `cas`, `scan`, `txn`,
-//! `watch`, `compact`, `lease`, `lock`, `elect`, `status`, `members`, `leader`.
+//! `watch`, `compact`, `lease`, `lock`, `elect`, `status`, `members`, `leader`, `log-level`.
 //!
 //! ```text
 //!  argv ─► clap ─► ClientCommand ─► execute: one Client call ─► Output { stdout, stderr, exit }
@@ -45,6 +45,7 @@ mod coordination;
 mod kv;
 mod lease;
 mod lock;
+mod log_level;
 pub(crate) mod output;
 mod signals;
 mod status;
@@ -102,6 +103,21 @@ pub enum ClientCommand {
         #[command(subcommand)]
         action: LeaderAction,
     },
+    /// Prints a node's log filter, or sets it while the node runs (admin token needed).
+    ///
+    /// Asks the first endpoint, or every endpoint with --all (a line `ENDPOINT<TAB>FILTER`
+    /// each). FILTER is RAFTKV_LOG's syntax, e.g. `info,raft_node=debug`; a node restarted
+    /// starts from its RAFTKV_LOG again.
+    ///
+    /// Exit status: 0 done, 2 the filter was refused as invalid (the old one stays), 3 a node
+    /// did not answer, 4 other server error (401 or 403 without an admin token).
+    LogLevel {
+        /// The new filter; without it the filter in force is printed.
+        filter: Option<String>,
+        /// Every endpoint, not only the first.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 /// Runs `command` against the cluster at `endpoints` (with `token` as bearer token, when
@@ -158,6 +174,7 @@ async fn execute_with_tls(
         ClientCommand::Status => status::status(&client).await,
         ClientCommand::Members { action } => admin::members(&client, action).await,
         ClientCommand::Leader { action } => admin::leader(&client, action).await,
+        ClientCommand::LogLevel { filter, all } => log_level::log_level(&client, filter, all).await,
     }
 }
 

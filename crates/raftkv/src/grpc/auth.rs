@@ -57,7 +57,7 @@ impl auth_server::Auth for EtcdApi {
             return Err(error::AUTH_NOT_ENABLED.status());
         };
         let password = request.into_inner().password;
-        if policy.tokens().role_of(password.as_bytes()).is_none() {
+        if policy.role_of(password.as_bytes()).is_none() {
             return Err(error::AUTH_FAILED.status());
         }
         Ok(Response::new(AuthenticateResponse {

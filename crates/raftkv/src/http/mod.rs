@@ -24,8 +24,8 @@
 //! `status` (status and metrics), `txn` (transactions), `compact` (compaction of the history),
 //! `watch` (watches as
 //! Server-Sent Events), `revisions` (revisions and their errors as JSON), `lease` (grant,
-//! revoke, keepalive, time to live and list of leases), and `snapshot` (the node's state as a
-//! backup file, admin only).
+//! revoke, keepalive, time to live and list of leases), `snapshot` (the node's state as a
+//! backup file, admin only) and `log_level` (this node's log filter).
 //!
 //! Errors stay typed until the answer is made: [`ServeError`](crate::server::ServeError) says
 //! what happened, and `status_of` picks the status. Every transient condition (no leader, a
@@ -64,6 +64,7 @@ mod error;
 mod forward;
 mod kv;
 mod lease;
+mod log_level;
 mod middleware;
 mod request;
 mod revisions;
@@ -152,7 +153,7 @@ impl AppState {
 /// The API's routes, each behind the access guard (with `--auth-tokens`) and timed under its
 /// pattern (unmatched requests under `unmatched`): see `middleware`.
 pub fn router(state: AppState) -> Router {
-    let routes: [(&'static str, MethodRouter<AppState>); 23] = [
+    let routes: [(&'static str, MethodRouter<AppState>); 24] = [
         ("/v1/kv", get(kv::scan)),
         (
             "/v1/kv/",
@@ -187,6 +188,10 @@ pub fn router(state: AppState) -> Router {
         ("/metrics", get(status::metrics)),
         ("/set", get(kv::demo_set)),
         ("/get", get(kv::demo_get)),
+        (
+            "/v1/log-level",
+            get(log_level::get_log_level).put(log_level::set_log_level),
+        ),
     ];
     let guarded = |route: &'static str| {
         RouteLayer::new(route, state.access.clone(), Arc::clone(&state.metrics))

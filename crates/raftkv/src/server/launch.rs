@@ -64,6 +64,17 @@ pub async fn serve(
         }
     });
     let metrics = state.metrics();
+    // TLS and token files reloaded on SIGHUP and when they change, for as long as the node
+    // serves.
+    let live_config = crate::live_config::LiveConfig::new(
+        config.id,
+        tls.clone(),
+        http.access.clone(),
+        Arc::clone(&metrics),
+        http.config_watch_interval,
+    );
+    tracing::debug!(?live_config, "watching configuration files");
+    let live_config = tokio::spawn(live_config.run());
     let router = router(state);
     // The etcd API stops taking calls when the HTTP API does.
     let (grpc_stop, grpc_stopped) = tokio::sync::watch::channel(false);
@@ -103,6 +114,7 @@ pub async fn serve(
         }
     }
     announcer.abort();
+    live_config.abort();
     server.node().shutdown().await;
     tracing::info!(id = config.id.0, "raftkv node stopped");
     Ok(())
