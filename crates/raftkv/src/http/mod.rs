@@ -23,7 +23,7 @@
 //! `/set` and `/get`), `admin` (membership, leadership transfer, the nodes' announcements),
 //! `status` (status and metrics), `txn` (transactions), `compact` (compaction of the history),
 //! `watch` (watches as
-//! Server-Sent Events), `revisions` (revisions and their errors as JSON), and `lease` (grant,
+//! Server-Sent Events), `ui` (the live dashboard and its feed), `revisions` (revisions and their errors as JSON), and `lease` (grant,
 //! revoke, keepalive, time to live and list of leases).
 //!
 //! Errors stay typed until the answer is made: [`ServeError`](crate::server::ServeError) says
@@ -68,6 +68,7 @@ mod request;
 mod revisions;
 mod status;
 mod txn;
+mod ui;
 mod watch;
 mod write;
 
@@ -95,6 +96,8 @@ pub struct AppState {
     body_budget_bytes: usize,
     /// Who may do what; `None`: anyone may do anything.
     access: Option<Arc<AccessPolicy>>,
+    /// The dashboard's live feed (`ui`).
+    ui: Arc<ui::FeedHub>,
 }
 
 impl AppState {
@@ -112,6 +115,7 @@ impl AppState {
             body_budget: Arc::new(Semaphore::new(body_budget_bytes)),
             body_budget_bytes,
             access: None,
+            ui: Arc::default(),
             server,
             metrics,
         }
@@ -150,7 +154,7 @@ impl AppState {
 /// The API's routes, each behind the access guard (with `--auth-tokens`) and timed under its
 /// pattern (unmatched requests under `unmatched`): see `middleware`.
 pub fn router(state: AppState) -> Router {
-    let routes: [(&'static str, MethodRouter<AppState>); 22] = [
+    let routes: [(&'static str, MethodRouter<AppState>); 26] = [
         ("/v1/kv", get(kv::scan)),
         (
             "/v1/kv/",
@@ -184,6 +188,10 @@ pub fn router(state: AppState) -> Router {
         ("/metrics", get(status::metrics)),
         ("/set", get(kv::demo_set)),
         ("/get", get(kv::demo_get)),
+        ("/ui", get(ui::page)),
+        ("/ui/", get(ui::page)),
+        ("/ui/{asset}", get(ui::asset)),
+        ("/v1/ui/events", get(ui::events)),
     ];
     let guarded = |route: &'static str| {
         RouteLayer::new(route, state.access.clone(), Arc::clone(&state.metrics))
