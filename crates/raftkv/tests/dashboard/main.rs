@@ -116,7 +116,7 @@ async fn the_dashboard_shows_the_cluster_live_and_transfers_leadership() {
                     written.fetch_add(1, Ordering::Relaxed);
                 }
                 // A read for every two writes, so that the reads' line has something too.
-                if sequence % 2 == 0 {
+                if sequence.is_multiple_of(2) {
                     let _ = client.get(&key, Consistency::Linearizable).await;
                 }
             }
