@@ -8,6 +8,7 @@
 //!  a follower killed  ─► shown unreachable within seconds; restarted ─► shown up again
 //!  "Make leader" on the page, confirmed in its dialog ─► the page and /v1/status agree on the
 //!                       new leader; the events list tells the kill and the new leader
+//!  "Compact history…" confirmed ─► the history shown starts at the revision offered
 //!  phone width        ─► nothing wider than the screen
 //!  screenshot         ─► docs/dashboard.png (the README shows it)
 //! ```
@@ -253,6 +254,37 @@ async fn the_dashboard_shows_the_cluster_live_and_transfers_leadership() {
             "the events list tells \"{expected}\": {events:?}"
         );
     }
+
+    // Compaction from the page: its dialog offers the current revision; confirmed, the
+    // history shown starts there.
+    let compact_before = browser
+        .evaluate(
+            &page,
+            "Number(document.getElementById('store-revision').dataset.compactRevision)",
+        )
+        .await
+        .as_f64()
+        .expect("the compact revision shown");
+    browser.click(&page, "#compact").await;
+    browser
+        .wait_for(
+            &page,
+            "the compaction dialog opens with a revision",
+            "document.getElementById('confirm-dialog').open && \
+             Number(document.querySelector('#confirm-fields input').value) > 1",
+        )
+        .await;
+    browser.click(&page, "#confirm-ok").await;
+    browser
+        .wait_for(
+            &page,
+            "the compacted history shown",
+            &format!(
+                "Number(document.getElementById('store-revision').dataset.compactRevision) > {compact_before} && \
+                 /^Compact to revision \\d+: done$/.test(document.getElementById('action-result').textContent)"
+            ),
+        )
+        .await;
 
     // At a phone's width nothing is wider than the screen.
     browser.resize(&page, PHONE.0, PHONE.1).await;

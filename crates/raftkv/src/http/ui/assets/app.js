@@ -177,6 +177,7 @@ function renderSummary(frame) {
   $("membership-change").hidden = !frame.change_in_progress;
   $("store-revision").textContent =
     "Store revision " + frame.revision + ", history kept from revision " + frame.compact_revision + ".";
+  $("store-revision").dataset.compactRevision = frame.compact_revision;
 }
 
 function cell(row, label, text, className) {
@@ -220,10 +221,13 @@ function renderMembers(frame) {
     cell(row, "Address", member.http_address || "unknown");
     cell(row, "Membership", member.membership);
     cell(row, "Role", member.role || "–", member.role === "leader" ? "role-leader" : "");
-    const healthCell = cell(row, "Health",
-      health === "down" ? "unreachable" : health === "recovering" ? "recovering: " + member.recovering : "up",
-      "health");
-    healthCell.dataset.health = health;
+    const healthCell = cell(row, "Health", "");
+    const healthText = document.createElement("span");
+    healthText.className = "health";
+    healthText.dataset.health = health;
+    healthText.textContent =
+      health === "down" ? "unreachable" : health === "recovering" ? "recovering: " + member.recovering : "up";
+    healthCell.appendChild(healthText);
     if (member.unreachable_reason) healthCell.title = member.unreachable_reason;
     cell(row, "Term", show(member.term), "num");
     cell(row, "Commit", show(member.commit_index), "num");
