@@ -48,6 +48,7 @@ pub struct Browser {
 
 /// A tab, attached with its own session.
 pub struct Page {
+    target: String,
     session: String,
 }
 
@@ -238,6 +239,7 @@ impl Browser {
             )
             .await;
         let page = Page {
+            target: target_id,
             session: attached["sessionId"]
                 .as_str()
                 .expect("a session id")
@@ -255,6 +257,16 @@ impl Browser {
         )
         .await;
         page
+    }
+
+    /// Closes the tab `page` (its connections with it).
+    pub async fn close(&mut self, page: Page) {
+        self.call(
+            None,
+            "Target.closeTarget",
+            json!({ "targetId": page.target }),
+        )
+        .await;
     }
 
     /// Sizes `page`'s viewport as a desktop window (or a phone's, when narrow).

@@ -11,6 +11,7 @@
 //!  "Compact history…" confirmed ─► the history shown starts at the revision offered
 //!  phone width        ─► nothing wider than the screen
 //!  screenshot         ─► docs/dashboard.png (the README shows it)
+//!  tab closed         ─► node 1 stops asking the others for their status (no page, no cost)
 //! ```
 //!
 //! Without chromium the test fails (it does not skip): see `cdp::chromium_path`.
@@ -338,6 +339,35 @@ async fn the_dashboard_shows_the_cluster_live_and_transfers_leadership() {
         Vec::<String>::new(),
         "the page threw nothing"
     );
+
+    // The tab closed, nobody watches: node 1 stops asking the others for their status.
+    let asked = "raftkv_http_request_duration_seconds_count{route=\"/v1/status\",method=\"GET\",status=\"200\"}";
+    // Neither node 1 (which reads its own status directly) nor the victim (whose counts
+    // restarted with it).
+    let other = 3 - victim;
+    let asked_while_watched = cluster.metric(other, asked).await;
+    assert!(
+        asked_while_watched > 0.0,
+        "the feed asked node {} for its status",
+        other + 1
+    );
+    browser.close(page).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut previous = asked_while_watched;
+    loop {
+        // Longer than two gathering intervals: a gathering still under way would show.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let now = cluster.metric(other, asked).await;
+        if now == previous {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {} is still asked for its status with no page open ({previous} then {now})",
+            other + 1
+        );
+        previous = now;
+    }
     println!(
         "dashboard test: {:?} in all; screenshot {} bytes at {}; phone screenshot at {}",
         started.elapsed(),
