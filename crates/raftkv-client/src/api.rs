@@ -263,6 +263,35 @@ pub struct StatusResponse {
     /// (and from nodes of versions before it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<RecoveryStatus>,
+    /// The requests this node served and its log's fsyncs, since it started: given only when
+    /// asked for (`GET /v1/status?load=true`, what the dashboard's feed gathers), absent
+    /// otherwise and from nodes of versions before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<NodeLoad>,
+}
+
+/// What a node served and how fast, since it started, for a dashboard to turn into rates and
+/// percentiles by taking the difference of two readings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeLoad {
+    /// Time to answer each read of keys (a get or a scan) a client sent to this node.
+    pub read_latency: LatencyBuckets,
+    /// Time to answer each write of keys (put, delete, append, compare-and-swap, transaction)
+    /// a client sent to this node.
+    pub write_latency: LatencyBuckets,
+    /// Time of each fdatasync of this node's write-ahead log.
+    pub wal_fsync: LatencyBuckets,
+}
+
+/// A latency histogram in Prometheus' shape: cumulative counts under fixed bounds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatencyBuckets {
+    /// Upper bound of each finite bucket, in microseconds, increasing.
+    pub bounds_micros: Vec<u64>,
+    /// Observations at or below each bound (cumulative, so non-decreasing); one per bound.
+    pub cumulative_counts: Vec<u64>,
+    /// Observations in all, those above the last bound included.
+    pub count: u64,
 }
 
 /// The body of every error answer.

@@ -23,7 +23,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use raft_node::metrics::{MetricDescriptor, MetricValue};
-use raft_wal::HistogramSnapshot;
+use raft_wal::{HistogramSnapshot, LatencyHistogram};
 
 use crate::server::KvServer;
 
@@ -89,6 +89,12 @@ pub struct Metrics {
     /// Requests answered 503 because their body did not fit in what was left of
     /// `--http-body-bytes-in-flight-max`.
     pub http_request_bodies_shed: Counter,
+    /// Time to answer each read of keys a client sent to this node (not one a node forwarded
+    /// here), for the dashboard's throughput and latency (`/v1/status?load=true`). Not
+    /// exported: `http_request_duration_seconds` has the same by route.
+    pub key_reads: LatencyHistogram,
+    /// Time to answer each write of keys a client sent to this node, as `key_reads`.
+    pub key_writes: LatencyHistogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -177,6 +183,8 @@ impl Metrics {
                 "HTTP requests answered 503 because the request bodies being held reached their \
                  byte limit",
             ),
+            key_reads: LatencyHistogram::new(),
+            key_writes: LatencyHistogram::new(),
             // Last, so the collector's figures follow the metrics above.
             registry: {
                 registry.register_collector(Box::new(NodeCollector {

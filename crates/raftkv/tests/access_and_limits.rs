@@ -112,6 +112,26 @@ async fn tokens_decide_who_reads_writes_and_administers_and_refusals_are_counted
     let as_reader = [("authorization", reader.as_str())];
     let as_writer = [("authorization", writer.as_str())];
 
+    // The dashboard: its page is public, its feed needs the read role, and the node gathers
+    // the other members' status with its own token (every member shown reachable).
+    let (status, headers, _) = cluster
+        .request(follower, "GET", "/ui", &[], Bytes::new())
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        headers
+            .get("content-type")
+            .and_then(|value| value.to_str().ok()),
+        Some("text/html; charset=utf-8")
+    );
+    let (status, _, _) = cluster
+        .request(follower, "GET", "/v1/ui/events", &[], Bytes::new())
+        .await;
+    assert_eq!(status, 401, "the feed needs a token");
+    let members =
+        dashboard_members_once_all_reachable(&cluster.nodes[follower].http, &reader).await;
+    assert_eq!(members, [1, 2, 3]);
+
     // No token, a malformed one or an unknown one: the same 401 with a challenge, whatever
     // the route (status and metrics are not public by default).
     let mut refusal_bodies = Vec::new();
@@ -687,6 +707,45 @@ async fn raw_exchange(address: &str, request: &[u8]) -> RawAnswer {
         return RawAnswer::Closed;
     }
     read_answer(&mut stream).await
+}
+
+/// The dashboard feed's members, read as `authorization` from node `address`'s
+/// `/v1/ui/events`, once a frame shows every member reachable; fails after [`DEADLINE`].
+async fn dashboard_members_once_all_reachable(address: &str, authorization: &str) -> Vec<u64> {
+    let mut stream = TcpStream::connect(address).await.expect("connects");
+    let request = format!(
+        "GET /v1/ui/events HTTP/1.1\r\nhost: {address}\r\nauthorization: {authorization}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("sends");
+    let deadline = Instant::now() + DEADLINE;
+    let mut received = String::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        // Each frame is one line `data: {...}` (the body is chunked: sizes are lines apart).
+        let frames: Vec<serde_json::Value> = received
+            .lines()
+            .filter_map(|line| line.strip_prefix("data: "))
+            .filter_map(|data| serde_json::from_str(data).ok())
+            .collect();
+        if let Some(frame) = frames.iter().rev().find(|frame| {
+            frame["members"]
+                .as_array()
+                .is_some_and(|members| members.iter().all(|member| member["reachable"] == true))
+        }) {
+            assert!(received.starts_with("HTTP/1.1 200"), "{received}");
+            return frame["members"]
+                .as_array()
+                .expect("members")
+                .iter()
+                .filter_map(|member| member["id"].as_u64())
+                .collect();
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut chunk)).await {
+            Ok(Ok(read)) if read > 0 => received.push_str(&String::from_utf8_lossy(&chunk[..read])),
+            _ => panic!("no frame with every member reachable within {DEADLINE:?}: {received}"),
+        }
+    }
 }
 
 fn status_of(answer: &RawAnswer) -> Option<u16> {

@@ -38,7 +38,7 @@
 //!
 //! | role | may |
 //! |---|---|
-//! | `read-only` | `GET` a key, scan, `/v1/status`, `/v1/members`, `/metrics`, the demo `/get` |
+//! | `read-only` | `GET` a key, scan, `/v1/status`, `/v1/members`, `/metrics`, the demo `/get`, the dashboard's feed `/v1/ui/events` |
 //! | `read-write` | also put, delete, append, compare-and-swap, the demo `/set` |
 //! | `admin` | also add, promote and remove members, transfer leadership, read and set the log filter (`/v1/log-level`), and the nodes' own `/v1/internal/announce` (which records where a member is reached, so it is as strong as a membership change) |
 //!
@@ -46,7 +46,8 @@
 //! thought for its role fails closed. `/metrics` and `/v1/status` are open to anyone when the
 //! node runs with `--public-metrics` / `--public-status` (for scrapers and load balancers'
 //! health checks); by default they need a read-only token like every other read, since
-//! status names the members' addresses and metrics tell the data's size.
+//! status names the members' addresses and metrics tell the data's size. The dashboard's
+//! files (`/ui`) are open to anyone: they hold no data, and its feed follows `/v1/status`.
 //!
 //! # Between nodes
 //!

@@ -3,7 +3,8 @@
 //! [`Refusal`] it answers with (the router's middleware applies it to every route).
 //!
 //! ```text
-//!  route, method, headers ─► public route? (--public-metrics, --public-status) ── yes ─► admitted
+//!  route, method, headers ─► public route? (the dashboard's files; --public-metrics,
+//!                            --public-status: the dashboard's feed too) ── yes ─► admitted
 //!    └─ the one `Authorization: Bearer <token>` ─► missing, malformed, unknown ─► 401
 //!         └─ its role ─► below required_role(route, method) ─► 403, else admitted
 //! ```
@@ -65,6 +66,8 @@ pub fn required_role(route: &str, method: &Method) -> Role {
             Role::ReadWrite
         }
         "/v1/watch" | "/v1/lease/{id}" | "/v1/leases" if read => Role::ReadOnly,
+        // The dashboard's feed tells what every member's status does.
+        "/v1/ui/events" if read => Role::ReadOnly,
         // A keepalive changes no key, but keeps keys from being deleted: a writer's request.
         "/v1/lease/grant" | "/v1/lease/revoke" | "/v1/lease/keepalive"
             if *method == Method::POST =>
@@ -172,8 +175,10 @@ impl AccessPolicy {
     pub fn check(&self, route: &str, method: &Method, headers: &HeaderMap) -> Result<(), Refusal> {
         let read = *method == Method::GET || *method == Method::HEAD;
         let public = read
-            && ((route == "/metrics" && self.public_metrics)
-                || (route == "/v1/status" && self.public_status));
+            && (is_public_asset(route)
+                || (route == "/metrics" && self.public_metrics)
+                || (route == "/v1/status" && self.public_status)
+                || (route == "/v1/ui/events" && self.public_status));
         if public {
             return Ok(());
         }
@@ -185,6 +190,13 @@ impl AccessPolicy {
             Err(Refusal::Forbidden)
         }
     }
+}
+
+/// Whether `route` serves the dashboard's static files, which anyone may read: they hold no
+/// data (the page asks for a token before it reads the feed), and a browser cannot send a
+/// token with the request for a page.
+fn is_public_asset(route: &str) -> bool {
+    matches!(route, "/ui" | "/ui/" | "/ui/{asset}")
 }
 
 /// The token of the one `Authorization: Bearer <token>` header (scheme in any case), if there
@@ -237,6 +249,7 @@ mod tests {
             ("/v1/kv/{key}/cas", Method::POST, Role::ReadWrite),
             ("/v1/txn", Method::POST, Role::ReadWrite),
             ("/v1/watch", Method::GET, Role::ReadOnly),
+            ("/v1/ui/events", Method::GET, Role::ReadOnly),
             ("/v1/lease/{id}", Method::GET, Role::ReadOnly),
             ("/v1/leases", Method::GET, Role::ReadOnly),
             ("/v1/lease/grant", Method::POST, Role::ReadWrite),
@@ -315,11 +328,35 @@ mod tests {
             policy.check(transfer, &Method::POST, &headers(&[&bearer(ADMIN)])),
             Ok(())
         );
-        // Public status, authenticated metrics.
+        // Public status (and so the dashboard's feed), authenticated metrics.
         assert_eq!(policy.check("/v1/status", &get, &headers(&[])), Ok(()));
+        assert_eq!(policy.check("/v1/ui/events", &get, &headers(&[])), Ok(()));
         assert_eq!(
             policy.check("/metrics", &get, &headers(&[])),
             Err(Refusal::Unauthenticated)
+        );
+    }
+
+    #[test]
+    fn the_dashboard_s_files_are_public_and_its_feed_needs_the_read_role() {
+        let policy = AccessPolicy::new(store(), false, false);
+        let get = Method::GET;
+        for route in ["/ui", "/ui/", "/ui/{asset}"] {
+            assert_eq!(policy.check(route, &get, &headers(&[])), Ok(()), "{route}");
+            assert_eq!(
+                policy.check(route, &Method::POST, &headers(&[])),
+                Err(Refusal::Unauthenticated),
+                "POST {route}"
+            );
+        }
+        let feed = "/v1/ui/events";
+        assert_eq!(
+            policy.check(feed, &get, &headers(&[])),
+            Err(Refusal::Unauthenticated)
+        );
+        assert_eq!(
+            policy.check(feed, &get, &headers(&[&format!("Bearer {READER}")])),
+            Ok(())
         );
     }
 

@@ -136,6 +136,7 @@ mod tests {
             keys: 0,
             http_address: String::new(),
             recovery: None,
+            load: None,
         }
     }
 

@@ -137,6 +137,47 @@ impl Forwarder {
     }
 }
 
+impl Forwarder {
+    /// The body of `GET path` from the node at `http_address`, with this node's token when
+    /// it has one, within `timeout`; an answer other than 200 is an error.
+    pub(super) async fn fetch(
+        &self,
+        http_address: &str,
+        path: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Bytes, String> {
+        let url = format!("{}://{http_address}{path}", self.scheme);
+        let mut request = hyper::Request::builder().method(Method::GET).uri(&url);
+        if let Some(authorization) = &self.node_authorization {
+            request = request.header("authorization", authorization.clone());
+        }
+        let request = request
+            .body(Full::new(Bytes::new()))
+            .map_err(|error| format!("cannot build the request to {url}: {error}"))?;
+        let answer = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|error| format!("cannot reach {http_address}: {error}"))?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|error| format!("the answer of {http_address} broke off: {error}"))?
+                .to_bytes();
+            match status {
+                hyper::StatusCode::OK => Ok(body),
+                status => Err(format!("{http_address} answered {status}")),
+            }
+        };
+        tokio::time::timeout(timeout, answer)
+            .await
+            .map_err(|_| format!("{http_address} did not answer in {timeout:?}"))?
+    }
+}
+
 impl AppState {
     /// Whether this node serves `original` itself rather than forward it: it leads, or the
     /// request was forwarded here. A node that knows no leader while an election is under way

@@ -23,9 +23,10 @@
 //! `/set` and `/get`), `admin` (membership, leadership transfer, the nodes' announcements),
 //! `status` (status and metrics), `txn` (transactions), `compact` (compaction of the history),
 //! `watch` (watches as
-//! Server-Sent Events), `revisions` (revisions and their errors as JSON), `lease` (grant,
-//! revoke, keepalive, time to live and list of leases), `snapshot` (the node's state as a
-//! backup file, admin only) and `log_level` (this node's log filter).
+//! Server-Sent Events), `ui` (the live dashboard and its feed), `revisions` (revisions and
+//! their errors as JSON), `lease` (grant, revoke, keepalive, time to live and list of leases),
+//! `snapshot` (the node's state as a backup file, admin only) and `log_level` (this node's log
+//! filter).
 //!
 //! Errors stay typed until the answer is made: [`ServeError`](crate::server::ServeError) says
 //! what happened, and `status_of` picks the status. Every transient condition (no leader, a
@@ -71,6 +72,7 @@ mod revisions;
 mod snapshot;
 mod status;
 mod txn;
+mod ui;
 mod watch;
 mod write;
 
@@ -98,6 +100,8 @@ pub struct AppState {
     body_budget_bytes: usize,
     /// Who may do what; `None`: anyone may do anything.
     access: Option<Arc<AccessPolicy>>,
+    /// The dashboard's live feed (`ui`).
+    ui: Arc<ui::FeedHub>,
 }
 
 impl AppState {
@@ -115,6 +119,7 @@ impl AppState {
             body_budget: Arc::new(Semaphore::new(body_budget_bytes)),
             body_budget_bytes,
             access: None,
+            ui: Arc::default(),
             server,
             metrics,
         }
@@ -153,7 +158,7 @@ impl AppState {
 /// The API's routes, each behind the access guard (with `--auth-tokens`) and timed under its
 /// pattern (unmatched requests under `unmatched`): see `middleware`.
 pub fn router(state: AppState) -> Router {
-    let routes: [(&'static str, MethodRouter<AppState>); 24] = [
+    let routes: [(&'static str, MethodRouter<AppState>); 28] = [
         ("/v1/kv", get(kv::scan)),
         (
             "/v1/kv/",
@@ -192,6 +197,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/log-level",
             get(log_level::get_log_level).put(log_level::set_log_level),
         ),
+        ("/ui", get(ui::page)),
+        ("/ui/", get(ui::page)),
+        ("/ui/{asset}", get(ui::asset)),
+        ("/v1/ui/events", get(ui::events)),
     ];
     let guarded = |route: &'static str| {
         RouteLayer::new(route, state.access.clone(), Arc::clone(&state.metrics))

@@ -1,22 +1,51 @@
 //! What a node tells about itself: `/v1/status` (its role, term, indexes, members and
-//! followers' progress) and `/metrics` (OpenMetrics text).
+//! followers' progress; with `?load=true` also what it served and its fsyncs, for the
+//! dashboard) and `/metrics` (OpenMetrics text).
 
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use raft_core::{ProgressState, RecoveryPhase};
-use raftkv_client::api::{FollowerStatus, RecoveryStatus, StatusResponse};
+use raft_wal::HistogramSnapshot;
+use raftkv_client::api::{
+    FollowerStatus, LatencyBuckets, NodeLoad, RecoveryStatus, StatusResponse,
+};
+use serde::Deserialize;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::server::KvServer;
+use crate::server::{KvServer, ServeError};
 
-pub(super) async fn status(State(state): State<AppState>) -> Response {
-    let server = &state.server;
-    let status = match server.node().status().await {
-        Ok(status) => status,
-        Err(error) => return ApiError::from_serve(error.into(), server).into_response(),
+/// The query of `GET /v1/status`.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct StatusQuery {
+    /// Add [`NodeLoad`] to the answer.
+    #[serde(default)]
+    load: bool,
+}
+
+pub(super) async fn status(
+    State(state): State<AppState>,
+    query: Result<Query<StatusQuery>, QueryRejection>,
+) -> Response {
+    let query = match query {
+        Ok(Query(query)) => query,
+        Err(rejection) => return ApiError::bad_request(rejection.body_text()).into_response(),
     };
+    match local_status(&state, query.load).await {
+        Ok(status) => Json(status).into_response(),
+        Err(error) => ApiError::from_serve(error, &state.server).into_response(),
+    }
+}
+
+/// This node's status, as `GET /v1/status` answers it (with its load when `load`).
+pub(super) async fn local_status(
+    state: &AppState,
+    load: bool,
+) -> Result<StatusResponse, ServeError> {
+    let server = &state.server;
+    let status = server.node().status().await?;
     let followers = status
         .peers
         .iter()
@@ -36,7 +65,7 @@ pub(super) async fn status(State(state): State<AppState>) -> Response {
         let kv = server.state();
         (kv.applied_index(), kv.keys() as u64)
     };
-    Json(StatusResponse {
+    Ok(StatusResponse {
         id: status.id.0,
         role: KvServer::role_name(status.role).to_string(),
         term: status.term.0,
@@ -57,8 +86,34 @@ pub(super) async fn status(State(state): State<AppState>) -> Response {
         keys,
         http_address: server.config().http_addr.to_string(),
         recovery: status.recovery.map(recovery_status),
+        load: load.then(|| NodeLoad {
+            read_latency: latency_buckets(&state.metrics.key_reads.snapshot()),
+            write_latency: latency_buckets(&state.metrics.key_writes.snapshot()),
+            wal_fsync: latency_buckets(&server.wal_sync_latency()),
+        }),
     })
-    .into_response()
+}
+
+/// `histogram` as the API gives it: its finite bounds in microseconds.
+fn latency_buckets(histogram: &HistogramSnapshot) -> LatencyBuckets {
+    let finite = histogram
+        .bounds_seconds
+        .iter()
+        .take_while(|bound| bound.is_finite())
+        .count();
+    LatencyBuckets {
+        bounds_micros: histogram.bounds_seconds[..finite]
+            .iter()
+            .map(|bound| (bound * 1e6).round() as u64)
+            .collect(),
+        cumulative_counts: histogram
+            .cumulative_counts
+            .iter()
+            .take(finite)
+            .copied()
+            .collect(),
+        count: histogram.count,
+    }
 }
 
 /// A recovery as the status answer shows it (see docs/operations.md).
