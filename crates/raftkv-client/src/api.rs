@@ -16,6 +16,7 @@
 //!  POST   /v1/leader/transfer   JSON TransferRequest      → 204
 //!  GET    /metrics                                        → Prometheus text
 //!  revisions, transactions, compaction, watch: see [`coordination`]
+//!  consistency checks (state hashes): see [`consistency`]
 //!  errors: JSON ErrorResponse with
 //!    400 the request can never succeed as sent (bad key, header, body, node id 0)
 //!    404 no such key (GET) or route
@@ -35,8 +36,10 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod consistency;
 pub mod coordination;
 pub mod lease;
+pub use consistency::*;
 pub use coordination::*;
 pub use lease::*;
 

@@ -14,7 +14,7 @@
 //! Its parts: `endpoint` (URLs and paths), `retry` (the retry policy), `transport` (connections
 //! and one attempt), `http2` (the HTTP/2 connection per node), `answer` (what an answer means),
 //! `coordination` (reads at a revision, transactions, compaction, and their typed revision
-//! errors), `watch` (the watch: a task that follows `GET /v1/watch` across nodes, handed out as
+//! errors), `consistency` (the consistency check), `watch` (the watch: a task that follows `GET /v1/watch` across nodes, handed out as
 //! a [`WatchStream`]) and `sse` (the Server-Sent Events parser it reads with).
 //!
 //! A client made with [`Client::with_http2`] sends every request as a stream of one HTTP/2
@@ -32,6 +32,7 @@
 //! writes.
 
 mod answer;
+mod consistency;
 mod coordination;
 mod endpoint;
 mod http2;

@@ -24,7 +24,8 @@
 //! `status` (status and metrics), `txn` (transactions), `compact` (compaction of the history),
 //! `watch` (watches as
 //! Server-Sent Events), `revisions` (revisions and their errors as JSON), and `lease` (grant,
-//! revoke, keepalive, time to live and list of leases).
+//! revoke, keepalive, time to live and list of leases), and `consistency` (a node's hash of its
+//! state at an index, and the consistency check comparing every member's).
 //!
 //! Errors stay typed until the answer is made: [`ServeError`](crate::server::ServeError) says
 //! what happened, and `status_of` picks the status. Every transient condition (no leader, a
@@ -59,6 +60,7 @@ use crate::server::KvServer;
 
 mod admin;
 mod compact;
+mod consistency;
 mod error;
 mod forward;
 mod kv;
@@ -150,7 +152,7 @@ impl AppState {
 /// The API's routes, each behind the access guard (with `--auth-tokens`) and timed under its
 /// pattern (unmatched requests under `unmatched`): see `middleware`.
 pub fn router(state: AppState) -> Router {
-    let routes: [(&'static str, MethodRouter<AppState>); 22] = [
+    let routes: [(&'static str, MethodRouter<AppState>); 24] = [
         ("/v1/kv", get(kv::scan)),
         (
             "/v1/kv/",
@@ -181,6 +183,8 @@ pub fn router(state: AppState) -> Router {
         ("/v1/members/{id}/promote", post(admin::promote_member)),
         ("/v1/leader/transfer", post(admin::transfer_leader)),
         ("/v1/internal/announce", post(admin::announce)),
+        ("/v1/consistency/hash", get(consistency::state_hash)),
+        ("/v1/consistency/check", post(consistency::check)),
         ("/metrics", get(status::metrics)),
         ("/set", get(kv::demo_set)),
         ("/get", get(kv::demo_get)),

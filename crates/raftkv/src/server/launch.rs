@@ -47,6 +47,10 @@ pub async fn serve(
         None => {}
     }
     let announcer = tokio::spawn(Arc::clone(&server).announce_loop(state.forwarder()));
+    let consistency_checker = tokio::spawn(super::consistency::consistency_loop(
+        Arc::downgrade(&server),
+        state.forwarder(),
+    ));
     tracing::info!(
         id = config.id.0,
         http = %config.http_addr,
@@ -103,6 +107,7 @@ pub async fn serve(
         }
     }
     announcer.abort();
+    consistency_checker.abort();
     server.node().shutdown().await;
     tracing::info!(id = config.id.0, "raftkv node stopped");
     Ok(())

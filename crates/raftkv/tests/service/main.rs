@@ -4,13 +4,15 @@
 //! command line, membership, leadership transfers under writes, the recovery of a node
 //! restarted after an unclean stop, and the coordination API: revisions, reads at a past
 //! revision, compaction, transactions (coordination) and watches (watch, read through sse),
-//! and leases (leases).
+//! and leases (leases), and consistency checks naming a replica corrupted on disk
+//! (consistency).
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod bad_input;
 mod cli;
+mod consistency;
 mod coordination;
 mod leases;
 mod membership;
