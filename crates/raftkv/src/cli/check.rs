@@ -76,7 +76,9 @@ fn report_output(report: &ConsistencyCheckResponse) -> Output {
     let mut stdout = table(&MEMBERS_HEADER, &rows);
     let index = report.index;
     let (verdict, stderr, exit) = match report.verdict {
-        ConsistencyVerdict::Consistent => (format!("consistent index={index}"), None, Exit::Success),
+        ConsistencyVerdict::Consistent => {
+            (format!("consistent index={index}"), None, Exit::Success)
+        }
         ConsistencyVerdict::Divergent => {
             let ids: Vec<String> = report.divergent.iter().map(u64::to_string).collect();
             let ids = ids.join(",");
@@ -125,7 +127,11 @@ mod tests {
         ConsistencyCheckResponse {
             index: 40,
             verdict,
-            members: vec![member(1, Some("aa")), member(2, Some("bb")), member(3, None)],
+            members: vec![
+                member(1, Some("aa")),
+                member(2, Some("bb")),
+                member(3, None),
+            ],
             divergent,
         }
     }
@@ -146,8 +152,9 @@ mod tests {
 
         let divergent = report_output(&report(ConsistencyVerdict::Divergent, vec![2]));
         assert_eq!(divergent.exit.code(), 1);
-        assert!(String::from_utf8_lossy(&divergent.stdout)
-            .ends_with("divergent index=40 members=2\n"));
+        assert!(
+            String::from_utf8_lossy(&divergent.stdout).ends_with("divergent index=40 members=2\n")
+        );
         assert_eq!(
             divergent.stderr,
             ["raftkv: diverged: member(s) 2 hold a different state than the others at index 40"]

@@ -104,4 +104,3 @@ impl StateHashFetcher for Forwarder {
             .map_err(|error| format!("{http_address}: not a state hash answer: {error}"))
     }
 }
-

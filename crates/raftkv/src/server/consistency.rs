@@ -330,7 +330,11 @@ mod tests {
     fn equal_hashes_from_every_member_are_consistent() {
         let report = judge(
             12,
-            vec![member(3, Some("aa")), member(1, Some("aa")), member(2, Some("aa"))],
+            vec![
+                member(3, Some("aa")),
+                member(1, Some("aa")),
+                member(2, Some("aa")),
+            ],
         );
         assert_eq!(report.verdict, ConsistencyVerdict::Consistent);
         assert!(report.divergent.is_empty());
@@ -343,7 +347,11 @@ mod tests {
     fn the_odd_member_out_is_named_divergent() {
         let report = judge(
             5,
-            vec![member(1, Some("aa")), member(2, Some("bb")), member(3, Some("aa"))],
+            vec![
+                member(1, Some("aa")),
+                member(2, Some("bb")),
+                member(3, Some("aa")),
+            ],
         );
         assert_eq!(report.verdict, ConsistencyVerdict::Divergent);
         assert_eq!(report.divergent, [2]);
@@ -363,14 +371,28 @@ mod tests {
 
     #[test]
     fn a_tie_names_every_member_that_hashed() {
-        let report = judge(5, vec![member(1, Some("aa")), member(2, Some("bb")), member(3, None)]);
+        let report = judge(
+            5,
+            vec![
+                member(1, Some("aa")),
+                member(2, Some("bb")),
+                member(3, None),
+            ],
+        );
         assert_eq!(report.verdict, ConsistencyVerdict::Divergent);
         assert_eq!(report.divergent, [1, 2]);
     }
 
     #[test]
     fn a_member_without_a_hash_makes_agreeing_hashes_incomplete() {
-        let report = judge(5, vec![member(1, Some("aa")), member(2, Some("aa")), member(3, None)]);
+        let report = judge(
+            5,
+            vec![
+                member(1, Some("aa")),
+                member(2, Some("aa")),
+                member(3, None),
+            ],
+        );
         assert_eq!(report.verdict, ConsistencyVerdict::Incomplete);
         assert!(report.divergent.is_empty());
         assert_eq!(judge(5, Vec::new()).verdict, ConsistencyVerdict::Incomplete);
@@ -388,10 +410,12 @@ mod tests {
         let good = "0f".repeat(32);
         assert_eq!(
             answer_of(response(2, 9, Some(&good)), NodeId(2), 9),
-            Ok(StateHashAnswer::Hashed(super::super::state_hashes::StateHash {
-                digest: [0x0f; 32],
-                revision: 3
-            }))
+            Ok(StateHashAnswer::Hashed(
+                super::super::state_hashes::StateHash {
+                    digest: [0x0f; 32],
+                    revision: 3
+                }
+            ))
         );
         assert!(answer_of(response(3, 9, Some(&good)), NodeId(2), 9).is_err());
         assert!(answer_of(response(2, 8, Some(&good)), NodeId(2), 9).is_err());

@@ -149,7 +149,10 @@ impl StateHashes {
         let shared = &self.shared;
         if shared.in_flight.fetch_add(1, Ordering::AcqRel) >= HASHINGS_IN_FLIGHT_MAX {
             shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-            tracing::warn!(index, "state not hashed: earlier hashes are still being taken");
+            tracing::warn!(
+                index,
+                "state not hashed: earlier hashes are still being taken"
+            );
             shared.set(index, Record::Skipped);
             return;
         }
@@ -237,7 +240,11 @@ mod tests {
     async fn a_hash_is_pending_until_taken_and_indexes_without_a_check_are_not_hashed() {
         let hashes = StateHashes::new();
         assert_eq!(hashes.at(5, 4), StateHashAnswer::Pending, "not applied yet");
-        assert_eq!(hashes.at(3, 4), StateHashAnswer::NotHashed, "no check there");
+        assert_eq!(
+            hashes.at(3, 4),
+            StateHashAnswer::NotHashed,
+            "no check there"
+        );
         let image = image_at(5);
         let expected = image.digest();
         hashes.begin(image);

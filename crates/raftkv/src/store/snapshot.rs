@@ -429,7 +429,10 @@ impl SnapshotImage {
         // prost writes for the fields around the versions.
         let mut part = head.encode_to_vec();
         hasher.update(&part);
-        let versions = self.history.base().map(|version| (BASE_TAG, version))
+        let versions = self
+            .history
+            .base()
+            .map(|version| (BASE_TAG, version))
             .chain(self.history.logged().map(|version| (CHANGES_TAG, version)));
         for (tag, (key, version)) in versions {
             part.clear();
@@ -876,7 +879,11 @@ mod tests {
             advanced.apply(100, &hash_check.encode()),
             Outcome::HashCheckMarked
         );
-        assert_eq!((advanced.revision(), advanced.keys()), before, "nothing changed");
+        assert_eq!(
+            (advanced.revision(), advanced.keys()),
+            before,
+            "nothing changed"
+        );
         // The applied index is part of the state hashed: hashes compare at one index.
         assert_ne!(advanced.snapshot_image().digest(), digest);
         assert_eq!(advanced.snapshot_image().applied_index(), 100);

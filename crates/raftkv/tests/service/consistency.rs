@@ -46,7 +46,14 @@ async fn a_replica_whose_state_was_changed_on_disk_is_reported_divergent() {
     let victim = (leader + 1) % 3;
     let victim_id = cluster.nodes[victim].id;
 
-    // Healthy: on demand, and the leader's periodic checks agree.
+    // Healthy: the leader's periodic checks (before any on demand, which the leader counts
+    // too) and one on demand agree.
+    wait_for("a periodic check on the leader", || async {
+        let checks = cluster.metric(leader, CHECKS).await;
+        (checks >= 1.0).then_some(())
+    })
+    .await;
+    assert_eq!(cluster.metric(leader, DIVERGENT).await, 0.0);
     let healthy = check(&cluster);
     assert_eq!(healthy.status.code(), Some(0), "{}", describe(&healthy));
     let text = stdout(&healthy);
@@ -58,15 +65,11 @@ async fn a_replica_whose_state_was_changed_on_disk_is_reported_divergent() {
         .map(|row| row.split_whitespace().nth(1).expect("a hash column"))
         .collect();
     assert_eq!(hashes.len(), 3, "{text}");
-    assert!(hashes.iter().all(|hash| hash.len() == 64 && *hash == hashes[0]), "{text}");
-    wait_for("a periodic check on the leader", || async {
-        let checks = cluster.metric(leader, "raftkv_consistency_checks_total").await;
-        (checks >= 1.0).then_some(())
-    })
-    .await;
-    assert_eq!(
-        cluster.metric(leader, "raftkv_consistency_divergent_members ").await,
-        0.0
+    assert!(
+        hashes
+            .iter()
+            .all(|hash| hash.len() == 64 && *hash == hashes[0]),
+        "{text}"
     );
 
     // Corrupt the victim's state: stopped cleanly, one value of its newest snapshot changed.
@@ -103,25 +106,50 @@ async fn a_replica_whose_state_was_changed_on_disk_is_reported_divergent() {
         "{stderr}"
     );
 
-    // Periodic: the leader's gauge says one member disagreed, and its log names it.
+    // Periodic: a check after the one on demand (and after the restart's leadership, if it
+    // moved) leaves the leader's gauge at one divergent member, and each logs it.
     let leader = cluster.wait_for_leader().await;
-    wait_for("the leader's gauge naming one divergent member", || async {
-        let divergent = cluster
-            .metric(leader, "raftkv_consistency_divergent_members ")
-            .await;
-        (divergent == 1.0).then_some(())
+    let checks_on_demand = cluster.metric(leader, CHECKS).await;
+    let checked_index = cluster.metric(leader, LAST_INDEX).await;
+    wait_for("a periodic check naming one divergent member", || async {
+        let checks = cluster.metric(leader, CHECKS).await;
+        let index = cluster.metric(leader, LAST_INDEX).await;
+        let divergent = cluster.metric(leader, DIVERGENT).await;
+        (checks > checks_on_demand && index > checked_index && divergent == 1.0).then_some(())
     })
     .await;
-    assert!(cluster.metric(leader, "raftkv_consistency_last_check_index ").await > 0.0);
+    let divergence = format!("divergent=[{victim_id}]");
     let log = std::fs::read_to_string(&cluster.nodes[leader].log).expect("the leader's log");
-    let line = log
+    let lines: Vec<&str> = log
         .lines()
-        .find(|line| line.contains("members hold different states at the same index"))
-        .expect("the leader logs the divergence");
-    assert!(line.contains("ERROR"), "{line}");
-    assert!(line.contains(&format!("divergent=[{victim_id}]")), "{line}");
-    assert!(line.contains(&format!("{victim_id}=")), "each member's hash: {line}");
+        .filter(|line| line.contains("members hold different states at the same index"))
+        .collect();
+    assert!(!lines.is_empty(), "the leader logs the divergence");
+    for line in lines {
+        assert!(
+            line.contains("ERROR") && line.contains(&divergence),
+            "{line}"
+        );
+        assert!(
+            line.contains(&format!("{victim_id}=")),
+            "each member's hash: {line}"
+        );
+    }
+    // Only the leader reports (a node that led before clears its gauge within a second).
+    for follower in (0..3).filter(|index| *index != leader) {
+        wait_for("a follower's gauge at 0", || async {
+            (cluster.metric(follower, DIVERGENT).await == 0.0).then_some(())
+        })
+        .await;
+    }
 }
+
+/// The leader's count of checks.
+const CHECKS: &str = "raftkv_consistency_checks_total";
+/// Members that disagreed at the last check (the space: not a longer name's prefix).
+const DIVERGENT: &str = "raftkv_consistency_divergent_members ";
+/// The last check's index.
+const LAST_INDEX: &str = "raftkv_consistency_last_check_index ";
 
 /// `raftkv check consistency` against every node.
 fn check(cluster: &TestCluster) -> std::process::Output {
@@ -165,7 +193,10 @@ fn tamper_with(path: &Path) {
     );
     snapshot.data = Bytes::from(data);
     let rewritten = path.with_extension("tampered");
-    std::fs::write(&rewritten, raft_wal::fuzzing::encode_snapshot_file(&snapshot))
-        .expect("write the changed snapshot");
+    std::fs::write(
+        &rewritten,
+        raft_wal::fuzzing::encode_snapshot_file(&snapshot),
+    )
+    .expect("write the changed snapshot");
     std::fs::rename(&rewritten, path).expect("replace the snapshot");
 }
