@@ -110,35 +110,22 @@ fn report_output(report: &ConsistencyCheckResponse) -> Output {
 
 #[cfg(test)]
 mod tests {
-    use raftkv_client::api::MemberStateHash;
-
     use super::*;
 
-    fn member(id: u64, hash: Option<&str>) -> MemberStateHash {
-        MemberStateHash {
-            id,
-            hash: hash.map(str::to_string),
-            revision: hash.map(|_| 9),
-            missing: hash.is_none().then(|| "unreachable".to_string()),
-        }
-    }
-
-    fn report(verdict: ConsistencyVerdict, divergent: Vec<u64>) -> ConsistencyCheckResponse {
-        ConsistencyCheckResponse {
-            index: 40,
-            verdict,
-            members: vec![
-                member(1, Some("aa")),
-                member(2, Some("bb")),
-                member(3, None),
-            ],
-            divergent,
-        }
+    /// A report as the server sends it: members 1 and 2 hashed, 3 unreachable.
+    fn report(verdict: &str, divergent: &str) -> ConsistencyCheckResponse {
+        let json = format!(
+            r#"{{"index": 40, "verdict": "{verdict}", "divergent": [{divergent}], "members": [
+                {{"id": 1, "hash": "aa", "revision": 9}},
+                {{"id": 2, "hash": "bb", "revision": 9}},
+                {{"id": 3, "missing": "unreachable"}}]}}"#
+        );
+        serde_json::from_str(&json).expect("the API's JSON")
     }
 
     #[test]
     fn each_verdict_prints_the_members_and_exits_with_its_status() {
-        let consistent = report_output(&report(ConsistencyVerdict::Consistent, Vec::new()));
+        let consistent = report_output(&report("consistent", ""));
         assert_eq!(consistent.exit.code(), 0);
         assert_eq!(
             String::from_utf8_lossy(&consistent.stdout),
@@ -150,7 +137,7 @@ mod tests {
         );
         assert!(consistent.stderr.is_empty());
 
-        let divergent = report_output(&report(ConsistencyVerdict::Divergent, vec![2]));
+        let divergent = report_output(&report("divergent", "2"));
         assert_eq!(divergent.exit.code(), 1);
         assert!(
             String::from_utf8_lossy(&divergent.stdout).ends_with("divergent index=40 members=2\n")
@@ -160,7 +147,7 @@ mod tests {
             ["raftkv: diverged: member(s) 2 hold a different state than the others at index 40"]
         );
 
-        let incomplete = report_output(&report(ConsistencyVerdict::Incomplete, Vec::new()));
+        let incomplete = report_output(&report("incomplete", ""));
         assert_eq!(incomplete.exit.code(), 3);
         assert!(String::from_utf8_lossy(&incomplete.stdout).ends_with("incomplete index=40\n"));
     }

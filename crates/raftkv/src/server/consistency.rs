@@ -317,85 +317,63 @@ pub(super) async fn consistency_loop(server: Weak<KvServer>, fetcher: impl State
 mod tests {
     use super::*;
 
-    fn member(id: u64, hash: Option<&str>) -> MemberStateHash {
-        MemberStateHash {
-            id,
-            hash: hash.map(str::to_string),
-            revision: hash.map(|_| 7),
-            missing: hash.is_none().then(|| "unreachable".to_string()),
-        }
+    /// The verdict and the divergent members when member `n` (from 1) gave `hashes[n - 1]`,
+    /// the members handed to the judge last first.
+    fn verdict_of(hashes: &[Option<&str>]) -> (ConsistencyVerdict, Vec<u64>) {
+        let mut members: Vec<MemberStateHash> = (1..)
+            .zip(hashes)
+            .map(|(id, hash)| match hash {
+                Some(hash) => member_hash(NodeId(id), Ok(hashed(hash))),
+                None => member_hash(NodeId(id), Err("unreachable".to_string())),
+            })
+            .collect();
+        members.reverse();
+        let report = judge(12, members);
+        let ids: Vec<u64> = report.members.iter().map(|member| member.id).collect();
+        assert_eq!(
+            ids,
+            (1..=hashes.len() as u64).collect::<Vec<_>>(),
+            "in id order"
+        );
+        assert_eq!(report.index, 12);
+        (report.verdict, report.divergent)
+    }
+
+    /// A hash whose digest is `text`'s first byte, repeated.
+    fn hashed(text: &str) -> StateHashAnswer {
+        StateHashAnswer::Hashed(super::super::state_hashes::StateHash {
+            digest: [text.as_bytes()[0]; 32],
+            revision: 7,
+        })
     }
 
     #[test]
     fn equal_hashes_from_every_member_are_consistent() {
-        let report = judge(
-            12,
-            vec![
-                member(3, Some("aa")),
-                member(1, Some("aa")),
-                member(2, Some("aa")),
-            ],
-        );
-        assert_eq!(report.verdict, ConsistencyVerdict::Consistent);
-        assert!(report.divergent.is_empty());
-        let ids: Vec<u64> = report.members.iter().map(|member| member.id).collect();
-        assert_eq!(ids, [1, 2, 3], "listed in id order");
-        assert_eq!(report.index, 12);
+        let all_equal = verdict_of(&[Some("a"), Some("a"), Some("a")]);
+        assert_eq!(all_equal, (ConsistencyVerdict::Consistent, Vec::new()));
     }
 
     #[test]
-    fn the_odd_member_out_is_named_divergent() {
-        let report = judge(
-            5,
-            vec![
-                member(1, Some("aa")),
-                member(2, Some("bb")),
-                member(3, Some("aa")),
-            ],
+    fn the_odd_member_out_is_named_divergent_even_when_another_is_missing() {
+        let expected = (ConsistencyVerdict::Divergent, vec![2]);
+        assert_eq!(verdict_of(&[Some("a"), Some("b"), Some("a")]), expected);
+        assert_eq!(
+            verdict_of(&[Some("a"), Some("b"), Some("a"), None]),
+            expected
         );
-        assert_eq!(report.verdict, ConsistencyVerdict::Divergent);
-        assert_eq!(report.divergent, [2]);
-        // Even when another member is missing: a disagreement is a divergence.
-        let report = judge(
-            5,
-            vec![
-                member(1, Some("aa")),
-                member(2, Some("bb")),
-                member(3, Some("aa")),
-                member(4, None),
-            ],
-        );
-        assert_eq!(report.verdict, ConsistencyVerdict::Divergent);
-        assert_eq!(report.divergent, [2]);
     }
 
     #[test]
     fn a_tie_names_every_member_that_hashed() {
-        let report = judge(
-            5,
-            vec![
-                member(1, Some("aa")),
-                member(2, Some("bb")),
-                member(3, None),
-            ],
-        );
-        assert_eq!(report.verdict, ConsistencyVerdict::Divergent);
-        assert_eq!(report.divergent, [1, 2]);
+        let tie = verdict_of(&[Some("a"), Some("b"), None]);
+        assert_eq!(tie, (ConsistencyVerdict::Divergent, vec![1, 2]));
     }
 
     #[test]
     fn a_member_without_a_hash_makes_agreeing_hashes_incomplete() {
-        let report = judge(
-            5,
-            vec![
-                member(1, Some("aa")),
-                member(2, Some("aa")),
-                member(3, None),
-            ],
-        );
-        assert_eq!(report.verdict, ConsistencyVerdict::Incomplete);
-        assert!(report.divergent.is_empty());
-        assert_eq!(judge(5, Vec::new()).verdict, ConsistencyVerdict::Incomplete);
+        let incomplete = (ConsistencyVerdict::Incomplete, Vec::new());
+        assert_eq!(verdict_of(&[Some("a"), Some("a"), None]), incomplete);
+        assert_eq!(verdict_of(&[]), incomplete);
     }
 
     #[test]

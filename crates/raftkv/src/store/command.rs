@@ -1310,27 +1310,31 @@ mod tests {
         assert_eq!(&expected.encode()[..], older);
     }
 
+    /// A command as a build that knew only puts, without leases, reads it.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct OlderCommandRecord {
+        #[prost(oneof = "OlderOperation", tags = "2")]
+        operation: Option<OlderOperation>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    enum OlderOperation {
+        #[prost(message, tag = "2")]
+        Put(OlderPut),
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct OlderPut {
+        #[prost(bytes = "bytes", tag = "1")]
+        key: Bytes,
+        #[prost(bytes = "bytes", tag = "2")]
+        value: Bytes,
+    }
+
     /// An older build (without the lease operations) decodes them as an unknown operation,
     /// never as something else; a put with a lease reads as the same put without it.
     #[test]
     fn an_older_build_rejects_lease_operations_and_skips_a_puts_lease() {
-        #[derive(Clone, PartialEq, prost::Message)]
-        struct OlderCommandRecord {
-            #[prost(oneof = "OlderOperation", tags = "2")]
-            operation: Option<OlderOperation>,
-        }
-        #[derive(Clone, PartialEq, prost::Oneof)]
-        enum OlderOperation {
-            #[prost(message, tag = "2")]
-            Put(OlderPut),
-        }
-        #[derive(Clone, PartialEq, prost::Message)]
-        struct OlderPut {
-            #[prost(bytes = "bytes", tag = "1")]
-            key: Bytes,
-            #[prost(bytes = "bytes", tag = "2")]
-            value: Bytes,
-        }
         let grant = Command {
             session: None,
             operation: Operation::LeaseGrant {
@@ -1373,17 +1377,6 @@ mod tests {
         let bytes = check.encode();
         assert_eq!(&bytes[..], &[0x6a, 0x00, 0x80, 0x01, 0x07]);
         assert_eq!(Command::decode(&bytes), Ok(check));
-
-        #[derive(Clone, PartialEq, prost::Message)]
-        struct OlderCommandRecord {
-            #[prost(oneof = "OlderOperation", tags = "2")]
-            operation: Option<OlderOperation>,
-        }
-        #[derive(Clone, PartialEq, prost::Oneof)]
-        enum OlderOperation {
-            #[prost(message, tag = "2")]
-            Put(LeaseGrantRecord),
-        }
         let older = OlderCommandRecord::decode(&bytes[..]).expect("decodes");
         assert_eq!(older.operation, None, "unknown to an older build");
     }
