@@ -111,6 +111,7 @@ async fn start_server() -> Server {
         trust_unclean_restart: false,
         distrust_unclean_restart: false,
         coordination: Default::default(),
+        consistency_check_interval: Duration::ZERO,
     };
     let server = match KvServer::start(config).await {
         Ok(server) => server,

@@ -17,6 +17,7 @@
 //!  GET    /metrics                                        → Prometheus text
 //!  revisions, transactions, compaction, watch: see [`coordination`]
 //!  GET, PUT /v1/log-level: a node's log filter, see [`log_level`]
+//!  consistency checks (state hashes): see [`consistency`]
 //!  errors: JSON ErrorResponse with
 //!    400 the request can never succeed as sent (bad key, header, body, node id 0)
 //!    404 no such key (GET) or route
@@ -36,9 +37,11 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod consistency;
 pub mod coordination;
 pub mod lease;
 pub mod log_level;
+pub use consistency::*;
 pub use coordination::*;
 pub use lease::*;
 pub use log_level::*;

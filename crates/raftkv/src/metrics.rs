@@ -259,6 +259,7 @@ impl Collector for NodeCollector {
         server.transport_counters().for_each(&mut encode);
         server.counters.snapshot().for_each(&mut encode);
         server.watch_hub().figures().for_each(&mut encode);
+        server.consistency_figures().for_each(&mut encode);
         encoded?;
         let as_gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
         counter(

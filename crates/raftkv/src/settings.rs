@@ -317,6 +317,13 @@ serve_settings! {
     /// checkpoint, not the full TTL). Default `5m`; `0`: never.
     lease_checkpoint_interval: Option<String> ["RAFTKV_LEASE_CHECKPOINT_INTERVAL"]
         default("5m".to_string());
+    /// How often the leader checks that the members hold the same state, e.g. `90s`, `5m`,
+    /// `1h`: it proposes a hash check, every member hashes its state at that entry's index,
+    /// and a member whose hash differs is reported (metric
+    /// `raftkv_consistency_divergent_members`, an error in the log). Default `5m`; `0`:
+    /// never (`raftkv check consistency` still runs one on demand).
+    consistency_check_interval: Option<String> ["RAFTKV_CONSISTENCY_CHECK_INTERVAL"]
+        default("5m".to_string());
 }
 
 /// The cluster id of a node given none, in a data directory that records none.
@@ -484,6 +491,8 @@ pub struct ServeConfig {
     pub distrust_unclean_restart: bool,
     /// Revision history retention and watch settings.
     pub coordination: CoordinationSettings,
+    /// How often the leader runs a consistency check (zero: never).
+    pub consistency_check_interval: Duration,
 }
 
 impl ServeArgs {
@@ -570,6 +579,11 @@ impl ServeArgs {
                     text => parse_duration(text)
                         .map_err(|reason| invalid("lease_checkpoint_interval", reason))?,
                 },
+            },
+            consistency_check_interval: match settings.consistency_check_interval.trim() {
+                "0" => Duration::ZERO,
+                text => parse_duration(text)
+                    .map_err(|reason| invalid("consistency_check_interval", reason))?,
             },
         };
         config.validate()?;
@@ -977,6 +991,25 @@ mod tests {
         );
         assert!(http.access.policy.is_none(), "no token file: open");
         assert_eq!(config.coordination, CoordinationSettings::default());
+    }
+
+    #[test]
+    fn the_consistency_check_interval_is_five_minutes_unless_set_and_zero_turns_it_off() {
+        let config = args().resolve().expect("valid");
+        assert_eq!(config.consistency_check_interval, Duration::from_secs(300));
+        let mut args = args();
+        args.consistency_check_interval = Some("0".into());
+        let config = args.clone().resolve().expect("valid");
+        assert_eq!(config.consistency_check_interval, Duration::ZERO);
+        args.consistency_check_interval = Some("750ms".into());
+        let config = args.clone().resolve().expect("valid");
+        assert_eq!(
+            config.consistency_check_interval,
+            Duration::from_millis(750)
+        );
+        args.consistency_check_interval = Some("hourly".into());
+        let error = args.resolve().expect_err("refused").to_string();
+        assert!(error.contains("consistency_check_interval"), "{error}");
     }
 
     #[test]

@@ -14,10 +14,10 @@
 //! Its parts: `endpoint` (URLs and paths), `retry` (the retry policy), `transport` (connections
 //! and one attempt), `http2` (the HTTP/2 connection per node), `answer` (what an answer means),
 //! `coordination` (reads at a revision, transactions, compaction, and their typed revision
-//! errors), `log_level` (a node's log filter, asked of one node like `status`), `watch` (the
-//! watch: a task that follows `GET /v1/watch` across nodes, handed out as a [`WatchStream`]),
-//! `sse` (the Server-Sent Events parser it reads with) and `snapshot` (a node's snapshot of the
-//! state, streamed: [`Client::download_snapshot`]).
+//! errors), `consistency` (the consistency check), `log_level` (a node's log filter, asked of
+//! one node like `status`), `watch` (the watch: a task that follows `GET /v1/watch` across
+//! nodes, handed out as a [`WatchStream`]), `sse` (the Server-Sent Events parser it reads with)
+//! and `snapshot` (a node's snapshot of the state, streamed: [`Client::download_snapshot`]).
 //!
 //! A client made with [`Client::with_http2`] sends every request as a stream of one HTTP/2
 //! connection per node, shared by its clones and sessions, instead of one HTTP/1.1 connection per
@@ -34,6 +34,7 @@
 //! writes.
 
 mod answer;
+mod consistency;
 mod coordination;
 mod endpoint;
 mod http2;

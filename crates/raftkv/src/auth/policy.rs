@@ -68,6 +68,9 @@ pub fn required_role(route: &str, method: &Method) -> Role {
         "/v1/watch" | "/v1/lease/{id}" | "/v1/leases" if read => Role::ReadOnly,
         // The dashboard's feed tells what every member's status does.
         "/v1/ui/events" if read => Role::ReadOnly,
+        // A node's hash of its state reveals nothing a reader could not read; running a check
+        // (POST /v1/consistency/check) writes to the log and is an admin's.
+        "/v1/consistency/hash" if read => Role::ReadOnly,
         // A keepalive changes no key, but keeps keys from being deleted: a writer's request.
         "/v1/lease/grant" | "/v1/lease/revoke" | "/v1/lease/keepalive"
             if *method == Method::POST =>

@@ -18,6 +18,7 @@
 //! | 2 | usage or input error: bad flags, an empty or too long key, a bad endpoint, a transaction that does not parse (the line is named), a revision compacted or in the future, or a request the server refused as invalid (400) or too large (413) | stderr: `raftkv: ...` (clap's own message for bad flags) |
 //! | 3 | unavailable: no node answered, or there was no leader, within the retry deadline; for `status`, no node answered; for `watch`, no node served it for the retry deadline | stderr: `raftkv: unavailable: ...` |
 //! | 4 | any other server error (401 without a valid `--token`, 403 when its role is not enough), or an answer that did not parse | stderr: `raftkv: ...` with the server's message |
+//! | 1 | `check consistency`: a member's state differs from the others' at the check's index | stdout: a row per member, then `divergent index=I members=IDS`; stderr: `raftkv: diverged: ...` |
 //! | 5 | `lock`, `elect`, `lease keepalive`: the lease (and with it the lock or leadership) was lost; `lock` killed its command | stderr: `raftkv: lock lost: ...` |
 //! | 130 | `lock`, `elect`: interrupted (SIGINT, SIGTERM) before the lock or leadership was taken | stderr: `raftkv: interrupted ...` |
 //!
@@ -41,6 +42,7 @@ use std::process::ExitCode;
 use raftkv_client::Client;
 
 mod admin;
+mod check;
 mod coordination;
 mod kv;
 mod lease;
@@ -52,6 +54,7 @@ mod status;
 mod txn_syntax;
 
 pub use admin::{LeaderAction, MembersAction};
+pub use check::{CheckCommand, CheckTarget};
 pub use coordination::CoordinationCommand;
 pub use kv::{ConsistencyArg, KvCommand};
 pub use lease::LeaseAction;
@@ -118,6 +121,9 @@ pub enum ClientCommand {
         #[arg(long)]
         all: bool,
     },
+    /// The check commands: check consistency.
+    #[command(flatten)]
+    Check(CheckCommand),
 }
 
 /// Runs `command` against the cluster at `endpoints` (with `token` as bearer token, when
@@ -175,6 +181,7 @@ async fn execute_with_tls(
         ClientCommand::Members { action } => admin::members(&client, action).await,
         ClientCommand::Leader { action } => admin::leader(&client, action).await,
         ClientCommand::LogLevel { filter, all } => log_level::log_level(&client, filter, all).await,
+        ClientCommand::Check(command) => check::execute(&client, command).await,
     }
 }
 

@@ -24,6 +24,8 @@ pub(super) enum Exit {
     Lost,
     /// 130 (128 + SIGINT): interrupted before the lock or leadership was taken.
     Interrupted,
+    /// 1: `check consistency` found a member whose state differs from the others'.
+    Divergent,
     /// The status of the command `raftkv lock` ran (not 0).
     Command(u8),
 }
@@ -38,6 +40,7 @@ impl Exit {
             Exit::ServerError => 4,
             Exit::Lost => 5,
             Exit::Interrupted => 130,
+            Exit::Divergent => 1,
             Exit::Command(code) => code,
         }
     }

@@ -86,7 +86,9 @@ impl Forwarder {
         }
     }
 
-    async fn send(
+    /// Sends a request to the node whose HTTP API is at `leader_http` (the leader, for every
+    /// caller but the consistency check's hash requests); its answer, or why there is none.
+    pub(super) async fn send(
         &self,
         method: Method,
         leader_http: &str,

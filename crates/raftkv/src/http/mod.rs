@@ -25,8 +25,9 @@
 //! `watch` (watches as
 //! Server-Sent Events), `ui` (the live dashboard and its feed), `revisions` (revisions and
 //! their errors as JSON), `lease` (grant, revoke, keepalive, time to live and list of leases),
-//! `snapshot` (the node's state as a backup file, admin only) and `log_level` (this node's log
-//! filter).
+//! `snapshot` (the node's state as a backup file, admin only), `log_level` (this node's log
+//! filter) and `consistency` (a node's hash of its state at an index, and the consistency
+//! check comparing every member's).
 //!
 //! Errors stay typed until the answer is made: [`ServeError`](crate::server::ServeError) says
 //! what happened, and `status_of` picks the status. Every transient condition (no leader, a
@@ -61,6 +62,7 @@ use crate::server::KvServer;
 
 mod admin;
 mod compact;
+mod consistency;
 mod error;
 mod forward;
 mod kv;
@@ -158,7 +160,7 @@ impl AppState {
 /// The API's routes, each behind the access guard (with `--auth-tokens`) and timed under its
 /// pattern (unmatched requests under `unmatched`): see `middleware`.
 pub fn router(state: AppState) -> Router {
-    let routes: [(&'static str, MethodRouter<AppState>); 28] = [
+    let routes: [(&'static str, MethodRouter<AppState>); 30] = [
         ("/v1/kv", get(kv::scan)),
         (
             "/v1/kv/",
@@ -190,6 +192,8 @@ pub fn router(state: AppState) -> Router {
         ("/v1/leader/transfer", post(admin::transfer_leader)),
         ("/v1/internal/announce", post(admin::announce)),
         ("/v1/snapshot", get(snapshot::snapshot)),
+        ("/v1/consistency/hash", get(consistency::state_hash)),
+        ("/v1/consistency/check", post(consistency::check)),
         ("/metrics", get(status::metrics)),
         ("/set", get(kv::demo_set)),
         ("/get", get(kv::demo_get)),

@@ -244,6 +244,7 @@ fn describe_command(data: &[u8]) -> String {
         Operation::LeaseCheckpoint { checkpoints } => {
             format!("lease checkpoint of {} leases", checkpoints.len())
         }
+        Operation::HashCheck => "consistency check: every member hashes its state here".to_string(),
     };
     match &command.session {
         Some(session) => format!(

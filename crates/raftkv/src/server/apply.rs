@@ -12,6 +12,7 @@
 //!  after each batch ─► WatchHub::reached(revision)
 //!  lease grants, revokes, checkpoints ─► the lessor (before the write is answered); the
 //!  leader's own Noop ─► the lessor promoted; a snapshot or leadership lost ─► demoted
+//!  HashCheck ─► snapshot_image at its index ─► StateHashes::begin (hashed off this path)
 //! ```
 
 use std::sync::Arc;
@@ -141,7 +142,23 @@ fn apply_message(
                 }) => Some(operation.clone()),
                 _ => None,
             };
-            let applied = server.state().apply_decoded(index.0, term.0, decoded);
+            let hash_check = matches!(
+                &decoded,
+                Ok(Command {
+                    operation: Operation::HashCheck,
+                    ..
+                })
+            );
+            let (applied, image) = {
+                let mut state = server.state();
+                let applied = state.apply_decoded(index.0, term.0, decoded);
+                // The image of the state at this very index (O(1)), taken under the same lock.
+                (applied, hash_check.then(|| state.snapshot_image()))
+            };
+            // Hashed off this path; recorded before the index is announced as applied.
+            if let Some(image) = image {
+                server.state_hashes.begin(image);
+            }
             // Before the write is answered: a client that saw its grant may keep it alive at
             // once.
             if let Some(operation) = &lease_operation {

@@ -47,6 +47,10 @@ pub async fn serve(
         None => {}
     }
     let announcer = tokio::spawn(Arc::clone(&server).announce_loop(state.forwarder()));
+    let consistency_checker = tokio::spawn(super::consistency::consistency_loop(
+        Arc::downgrade(&server),
+        state.forwarder(),
+    ));
     tracing::info!(
         id = config.id.0,
         http = %config.http_addr,
@@ -115,6 +119,7 @@ pub async fn serve(
     }
     announcer.abort();
     live_config.abort();
+    consistency_checker.abort();
     server.node().shutdown().await;
     tracing::info!(id = config.id.0, "raftkv node stopped");
     Ok(())

@@ -18,10 +18,14 @@
 //!  compact (retention)  the leader's automatic compaction by retention
 //!  leases  (leases)     the lessor's wiring: promotion, the expiry scan, keepalives
 //!  lessor  (lessor)     the promoted leader's lease deadlines on the lease clock
+//!  hashes  (state_hashes) this node's hashes of its state at hash checks, taken off the apply
+//!                       path
+//!  check   (consistency) the leader's consistency checks: the members' hashes compared
 //! ```
 
 mod apply;
 mod backup;
+mod consistency;
 mod counters;
 mod error;
 mod launch;
@@ -34,6 +38,7 @@ mod proposals;
 mod reads;
 mod retention;
 mod snapshots;
+mod state_hashes;
 mod watches;
 
 use std::collections::BTreeMap;
@@ -49,6 +54,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 pub use backup::BackupSnapshotError;
+pub use consistency::{ConsistencyFigures, StateHashFetcher};
 pub use counters::{ServiceCounters, ServiceFigures};
 pub use error::{membership_refusal_is_transient, ServeError};
 pub use launch::{serve, stop_signal};
@@ -56,6 +62,7 @@ pub use leases::{LeaseGrantError, LeaseTimeToLive};
 pub use membership::{AnnounceForwarder, AnnouncedAddresses};
 pub use proposals::{Route, WriteResult};
 pub use reads::ReadMode;
+pub use state_hashes::{StateHash, StateHashAnswer};
 
 use crate::auth::BearerToken;
 use crate::settings::ServeConfig;
@@ -103,6 +110,10 @@ pub struct KvServer {
     watch_hub: crate::watch::WatchHub,
     /// The leases' deadlines, while this node is the promoted leader.
     lessor: Mutex<lessor::Lessor>,
+    /// This node's hashes of its state at hash checks' indexes.
+    state_hashes: state_hashes::StateHashes,
+    /// What this node's consistency checks found.
+    consistency: consistency::ConsistencyCounters,
 }
 
 impl KvServer {
@@ -215,6 +226,8 @@ impl KvServer {
             wal_sync_latency,
             watch_hub: crate::watch::WatchHub::new(config_window),
             lessor: Mutex::new(lessor::Lessor::new(election_timeout)),
+            state_hashes: state_hashes::StateHashes::new(),
+            consistency: consistency::ConsistencyCounters::default(),
         });
         if let Some(join) = server.config.join.clone() {
             tokio::spawn(join_loop(Arc::clone(&server), join, !holds_nothing));

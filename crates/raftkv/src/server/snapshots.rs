@@ -67,7 +67,7 @@ pub(super) async fn encode_in_background(image: SnapshotImage) -> Option<Bytes> 
 /// Lowers the calling thread's scheduling priority by [`ENCODE_NICENESS`] (Linux schedules
 /// threads, so the rest of the process keeps its own); best effort: unchanged elsewhere or if
 /// refused.
-fn lower_this_threads_priority() {
+pub(super) fn lower_this_threads_priority() {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: plain system calls on the calling thread's own id, no memory handed over.

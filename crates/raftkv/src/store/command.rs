@@ -42,6 +42,7 @@
 //!     11  lease_revoke  { 1 id: uint64, 2 expired: bool (proposed by the leader's expiry) }
 //!     12  lease_checkpoint { 1 checkpoints: repeated { 1 id: uint64,
 //!                                                      2 remaining_ms: uint64 (0: clear) } }
+//!     13  hash_check    {}   (changes nothing: every replica hashes its state here)
 //!    15 format_version  uint32, 0 (absent) for this format
 //!    16 request_id      uint64, optional: the proposing node's id for its waiter
 //!    17 text_session    TextSession { 1 client_id: bytes, 2 sequence: uint64 }  optional
@@ -88,6 +89,10 @@
 //! 6 to 9. NB: an older build skips field 9 and compares the start key alone, so like every
 //! new operation these may be proposed only once every node knows them; the older operations
 //! decode exactly as before (`an_older_txn_encoding_still_decodes`).
+//!
+//! The hash check (13) came with consistency checks. It changes nothing, so an older build that
+//! rejects it as an unknown operation stays in step with the others; it only has no hash to
+//! compare at that index.
 //!
 //! Keys are carried as `bytes` rather than `string` (the two are the same on the wire) so that a
 //! key that is not UTF-8 is reported as such instead of as a generic decoding failure.
@@ -203,6 +208,10 @@ pub enum Operation {
         /// The leases' remaining times.
         checkpoints: Vec<LeaseCheckpoint>,
     },
+    /// Changes nothing (the revision stays): marks the index at which every replica hashes
+    /// its state, so that the hashes of the replicas, taken at the same applied index, can be
+    /// compared (a consistency check).
+    HashCheck,
 }
 
 /// One entry of the log as the key-value service sees it.
@@ -286,7 +295,10 @@ struct CommandRecord {
     #[prost(message, optional, tag = "1")]
     session: Option<SessionRecord>,
     /// The operation; `None` when absent or of a kind this build does not know.
-    #[prost(oneof = "OperationRecord", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12")]
+    #[prost(
+        oneof = "OperationRecord",
+        tags = "2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13"
+    )]
     operation: Option<OperationRecord>,
     /// [`COMMAND_FORMAT_VERSION`] of the writer; 0 is not encoded, so today it costs nothing.
     #[prost(uint32, tag = "15")]
@@ -342,7 +354,13 @@ enum OperationRecord {
     LeaseRevoke(LeaseRevokeRecord),
     #[prost(message, tag = "12")]
     LeaseCheckpoint(LeaseCheckpointsRecord),
+    #[prost(message, tag = "13")]
+    HashCheck(HashCheckRecord),
 }
+
+/// A hash check carries nothing: its index is all it says.
+#[derive(Clone, Copy, PartialEq, prost::Message)]
+struct HashCheckRecord {}
 
 #[derive(Clone, Copy, PartialEq, prost::Message)]
 struct LeaseGrantRecord {
@@ -916,6 +934,7 @@ impl From<&Command> for CommandRecord {
                         .collect(),
                 })
             }
+            Operation::HashCheck => OperationRecord::HashCheck(HashCheckRecord {}),
         };
         let (session, text_session) = match &command.session {
             None => (None, None),
@@ -1007,6 +1026,7 @@ impl TryFrom<CommandRecord> for Command {
                     })
                     .collect(),
             },
+            OperationRecord::HashCheck(HashCheckRecord {}) => Operation::HashCheck,
         };
         let session = match (record.session, record.text_session) {
             (Some(_), Some(_)) => return Err(CommandError::TwoSessions),
@@ -1290,27 +1310,31 @@ mod tests {
         assert_eq!(&expected.encode()[..], older);
     }
 
+    /// A command as a build that knew only puts, without leases, reads it.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct OlderCommandRecord {
+        #[prost(oneof = "OlderOperation", tags = "2")]
+        operation: Option<OlderOperation>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    enum OlderOperation {
+        #[prost(message, tag = "2")]
+        Put(OlderPut),
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct OlderPut {
+        #[prost(bytes = "bytes", tag = "1")]
+        key: Bytes,
+        #[prost(bytes = "bytes", tag = "2")]
+        value: Bytes,
+    }
+
     /// An older build (without the lease operations) decodes them as an unknown operation,
     /// never as something else; a put with a lease reads as the same put without it.
     #[test]
     fn an_older_build_rejects_lease_operations_and_skips_a_puts_lease() {
-        #[derive(Clone, PartialEq, prost::Message)]
-        struct OlderCommandRecord {
-            #[prost(oneof = "OlderOperation", tags = "2")]
-            operation: Option<OlderOperation>,
-        }
-        #[derive(Clone, PartialEq, prost::Oneof)]
-        enum OlderOperation {
-            #[prost(message, tag = "2")]
-            Put(OlderPut),
-        }
-        #[derive(Clone, PartialEq, prost::Message)]
-        struct OlderPut {
-            #[prost(bytes = "bytes", tag = "1")]
-            key: Bytes,
-            #[prost(bytes = "bytes", tag = "2")]
-            value: Bytes,
-        }
         let grant = Command {
             session: None,
             operation: Operation::LeaseGrant {
@@ -1338,5 +1362,22 @@ mod tests {
                 value: Bytes::from_static(b"v"),
             }))
         );
+    }
+
+    /// A hash check is field 13 with an empty record (its bytes fixed here), round-trips, and
+    /// an older build (which knows operations up to 12) reads it as an unknown operation: it
+    /// rejects it, changing nothing, like every replica of that build.
+    #[test]
+    fn a_hash_check_is_stable_round_trips_and_an_older_build_finds_it_unknown() {
+        let check = Command {
+            session: None,
+            operation: Operation::HashCheck,
+            request_id: Some(7),
+        };
+        let bytes = check.encode();
+        assert_eq!(&bytes[..], &[0x6a, 0x00, 0x80, 0x01, 0x07]);
+        assert_eq!(Command::decode(&bytes), Ok(check));
+        let older = OlderCommandRecord::decode(&bytes[..]).expect("decodes");
+        assert_eq!(older.operation, None, "unknown to an older build");
     }
 }

@@ -143,6 +143,8 @@ pub enum Outcome {
     },
     /// Lease checkpoints were recorded (those of leases that still exist).
     LeaseCheckpointed,
+    /// A hash check was applied: nothing changed; the replicas hash their state at its index.
+    HashCheckMarked,
     /// A lease command, or a put or transaction naming a lease, was refused; nothing changed.
     LeaseRefused {
         /// Why.
@@ -612,6 +614,7 @@ impl StateMachine {
                 self.leases.checkpoint(&checkpoints);
                 Outcome::LeaseCheckpointed
             }
+            Operation::HashCheck => Outcome::HashCheckMarked,
         };
         (outcome, self.history.commit(changes))
     }

@@ -37,7 +37,8 @@
 //!                    4 revision: RevisionErrorRecord (kind 7) },
 //!   12 lease_granted { 1 id, 2 ttl_seconds }, 13 lease_revoked { 1 id, 2 keys_deleted,
 //!      3 expired: bool }, 14 lease_checkpointed {},
-//!   15 lease_refused { 1 kind: uint32 (1 not found, 2 already exists, 3 invalid id), 2 id }
+//!   15 lease_refused { 1 kind: uint32 (1 not found, 2 already exists, 3 invalid id), 2 id },
+//!   16 hash_check_marked {}
 //!  TxnOpOutcomeRecord oneof: 1 put { 1 prev: optional VersionRecord },
 //!    2 delete { 1 deleted: uint64 }, 3 get { 1 value: optional VersionRecord },
 //!    4 scan { 1 items: repeated VersionRecord, 2 truncated: bool },
@@ -396,16 +397,7 @@ impl SnapshotImage {
     /// copy per version), and the fields after `changes` (prost). The bytes are those prost
     /// gives for the whole record.
     pub fn encode(&self) -> Bytes {
-        let head = SnapshotRecord {
-            leases: Vec::new(),
-            grpc_addresses: Vec::new(),
-            ..self.record.clone()
-        };
-        let tail = SnapshotRecord {
-            leases: self.record.leases.clone(),
-            grpc_addresses: self.record.grpc_addresses.clone(),
-            ..SnapshotRecord::default()
-        };
+        let (head, tail) = self.head_and_tail();
         let versions_len: usize = self
             .history
             .base()
@@ -422,6 +414,62 @@ impl SnapshotImage {
         }
         tail.encode_raw(&mut out);
         Bytes::from(out)
+    }
+
+    /// The SHA-256 digest of the bytes [`SnapshotImage::encode`] gives, computed a version at
+    /// a time, without holding those bytes: equal states give equal digests, and the digest
+    /// covers everything a snapshot holds (every version held, with its revisions and lease,
+    /// sessions with their cached answers, leases, addresses, the applied index). Consistency
+    /// checks compare it across replicas at one applied index.
+    pub fn digest(&self) -> [u8; 32] {
+        use sha2::Digest as _;
+        let (head, tail) = self.head_and_tail();
+        let mut hasher = sha2::Sha256::new();
+        // One buffer for every part: a version's record is small, the head and tail are what
+        // prost writes for the fields around the versions.
+        let mut part = head.encode_to_vec();
+        hasher.update(&part);
+        let versions = self
+            .history
+            .base()
+            .map(|version| (BASE_TAG, version))
+            .chain(self.history.logged().map(|version| (CHANGES_TAG, version)));
+        for (tag, (key, version)) in versions {
+            part.clear();
+            encode_version_record(tag, key, version, &mut part);
+            hasher.update(&part);
+        }
+        part.clear();
+        tail.encode_raw(&mut part);
+        hasher.update(&part);
+        hasher.finalize().into()
+    }
+
+    /// The applied index of the state this image was taken of.
+    pub fn applied_index(&self) -> u64 {
+        self.record.applied_index
+    }
+
+    /// The store's revision in the state this image was taken of.
+    pub fn revision(&self) -> u64 {
+        self.record.revision
+    }
+
+    /// The record's fields before the versions (`head`) and after them (`tail`), each a
+    /// record of its own: a protobuf message is the concatenation of its fields, so the
+    /// snapshot's bytes are `head`, the versions, then `tail`.
+    fn head_and_tail(&self) -> (SnapshotRecord, SnapshotRecord) {
+        let head = SnapshotRecord {
+            leases: Vec::new(),
+            grpc_addresses: Vec::new(),
+            ..self.record.clone()
+        };
+        let tail = SnapshotRecord {
+            leases: self.record.leases.clone(),
+            grpc_addresses: self.record.grpc_addresses.clone(),
+            ..SnapshotRecord::default()
+        };
+        (head, tail)
     }
 }
 
@@ -708,6 +756,7 @@ mod tests {
                 expired: true,
             },
             Outcome::LeaseCheckpointed,
+            Outcome::HashCheckMarked,
             Outcome::LeaseRefused {
                 error: LeaseError::NotFound { id: 8 },
             },
@@ -729,6 +778,21 @@ mod tests {
     /// field present: sessions, addresses, history before and after a compaction, leases.
     #[test]
     fn the_snapshot_is_the_whole_record_prost_writes() {
+        let machine = machine_with_every_field();
+        let image = machine.snapshot_image();
+        let whole = SnapshotRecord {
+            base: machine.history.base().map(VersionRecord::from).collect(),
+            changes: machine.history.logged().map(VersionRecord::from).collect(),
+            ..image.record.clone()
+        };
+        assert!(!whole.base.is_empty() && !whole.changes.is_empty() && !whole.leases.is_empty());
+        assert!(!whole.sessions.is_empty() && !whole.grpc_addresses.is_empty());
+        assert_eq!(machine.snapshot(), Bytes::from(whole.encode_to_vec()));
+    }
+
+    /// A machine whose snapshot has every field present: sessions, addresses, history before
+    /// and after a compaction, leases.
+    fn machine_with_every_field() -> StateMachine {
         let mut machine = StateMachine::new(10);
         let operations = [
             Operation::Announce {
@@ -769,15 +833,60 @@ mod tests {
             };
             machine.apply(at as u64 + 1, &command.encode());
         }
-        let image = machine.snapshot_image();
-        let whole = SnapshotRecord {
-            base: machine.history.base().map(VersionRecord::from).collect(),
-            changes: machine.history.logged().map(VersionRecord::from).collect(),
-            ..image.record.clone()
+        machine
+    }
+
+    /// The digest is SHA-256 of the snapshot's bytes, computed without them.
+    #[test]
+    fn the_digest_is_the_sha256_of_the_encoded_snapshot() {
+        use sha2::Digest as _;
+        for machine in [StateMachine::new(10), machine_with_every_field()] {
+            let expected: [u8; 32] = sha2::Sha256::digest(machine.snapshot()).into();
+            assert_eq!(machine.snapshot_image().digest(), expected);
+        }
+    }
+
+    /// Replicas that applied the same entries hash the same, and so does one restored from
+    /// the other's snapshot (a node restarted, or one that installed a snapshot); a value
+    /// changed, or any other part of the state, changes the digest.
+    #[test]
+    fn equal_states_hash_equal_and_a_changed_value_does_not() {
+        let replica = machine_with_every_field();
+        let digest = replica.snapshot_image().digest();
+        assert_eq!(machine_with_every_field().snapshot_image().digest(), digest);
+        let restored = StateMachine::restore(&replica.snapshot(), 10).expect("restores");
+        assert_eq!(restored.snapshot_image().digest(), digest);
+
+        let snapshot = replica.snapshot();
+        let at = snapshot
+            .windows(3)
+            .position(|window| window == b"\x12\x013")
+            .expect("the value of `a` is in the snapshot");
+        let mut corrupted = snapshot.to_vec();
+        corrupted[at + 2] = b'4';
+        let diverged = StateMachine::restore(&corrupted, 10).expect("still a valid snapshot");
+        assert_eq!(diverged.get("a").map(|value| &value[..]), Some(&b"4"[..]));
+        assert_ne!(diverged.snapshot_image().digest(), digest);
+
+        let mut advanced = machine_with_every_field();
+        let hash_check = Command {
+            session: None,
+            operation: Operation::HashCheck,
+            request_id: None,
         };
-        assert!(!whole.base.is_empty() && !whole.changes.is_empty() && !whole.leases.is_empty());
-        assert!(!whole.sessions.is_empty() && !whole.grpc_addresses.is_empty());
-        assert_eq!(machine.snapshot(), Bytes::from(whole.encode_to_vec()));
+        let before = (advanced.revision(), advanced.keys());
+        assert_eq!(
+            advanced.apply(100, &hash_check.encode()),
+            Outcome::HashCheckMarked
+        );
+        assert_eq!(
+            (advanced.revision(), advanced.keys()),
+            before,
+            "nothing changed"
+        );
+        // The applied index is part of the state hashed: hashes compare at one index.
+        assert_ne!(advanced.snapshot_image().digest(), digest);
+        assert_eq!(advanced.snapshot_image().applied_index(), 100);
     }
 
     /// The versions written without building their records are the bytes prost writes for

@@ -5,8 +5,9 @@
 //! restarted after an unclean stop, and the coordination API: revisions, reads at a past
 //! revision, compaction, transactions (coordination) and watches (watch, read through sse),
 //! leases (leases), backup and disaster recovery (backup: snapshot save and restore,
-//! recover --force-new-cluster), and `raftkv inspect` on a stopped node's data directory
-//! (inspect, one node).
+//! recover --force-new-cluster), `raftkv inspect` on a stopped node's data directory
+//! (inspect, one node), and consistency checks naming a replica corrupted on disk
+//! (consistency).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -14,6 +15,7 @@ mod common;
 mod backup;
 mod bad_input;
 mod cli;
+mod consistency;
 mod coordination;
 mod inspect;
 mod leases;

@@ -186,6 +186,7 @@ impl Model {
                 }
                 Outcome::LeaseCheckpointed
             }
+            Operation::HashCheck => Outcome::HashCheckMarked,
         };
         if !work.changes.is_empty() {
             self.states.push(work.state);
@@ -717,6 +718,7 @@ fn operation() -> impl Strategy<Value = Operation> {
                 failure,
             })),
         1 => Just(Operation::Announce { node: 1, http_address: "h:1".into(), grpc_address: None }),
+        1 => Just(Operation::HashCheck),
     ]
 }
 

@@ -108,7 +108,8 @@ impl Model {
             | Operation::Txn(_)
             | Operation::LeaseGrant { .. }
             | Operation::LeaseRevoke { .. }
-            | Operation::LeaseCheckpoint { .. } => {
+            | Operation::LeaseCheckpoint { .. }
+            | Operation::HashCheck => {
                 unreachable!("not generated here")
             }
         }

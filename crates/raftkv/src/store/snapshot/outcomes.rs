@@ -12,7 +12,7 @@ use crate::store::{
 pub(super) struct OutcomeRecord {
     #[prost(
         oneof = "OutcomeKind",
-        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15"
+        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16"
     )]
     kind: Option<OutcomeKind>,
 }
@@ -49,6 +49,8 @@ enum OutcomeKind {
     LeaseCheckpointed(EmptyRecord),
     #[prost(message, tag = "15")]
     LeaseRefused(LeaseErrorRecord),
+    #[prost(message, tag = "16")]
+    HashCheckMarked(EmptyRecord),
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -509,6 +511,7 @@ impl From<&Outcome> for OutcomeRecord {
                 expired: *expired,
             }),
             Outcome::LeaseCheckpointed => OutcomeKind::LeaseCheckpointed(EmptyRecord {}),
+            Outcome::HashCheckMarked => OutcomeKind::HashCheckMarked(EmptyRecord {}),
             Outcome::LeaseRefused { error } => {
                 OutcomeKind::LeaseRefused(LeaseErrorRecord::from(error))
             }
@@ -573,6 +576,7 @@ impl TryFrom<OutcomeRecord> for Outcome {
                 expired: revoked.expired,
             },
             OutcomeKind::LeaseCheckpointed(EmptyRecord {}) => Outcome::LeaseCheckpointed,
+            OutcomeKind::HashCheckMarked(EmptyRecord {}) => Outcome::HashCheckMarked,
             OutcomeKind::LeaseRefused(error) => Outcome::LeaseRefused {
                 error: LeaseError::try_from(error)?,
             },
