@@ -346,8 +346,69 @@ impl Collector for NodeCollector {
              own first entry of the term), else 0",
             i64::from(server.lessor_promoted()),
         )?;
+        let data_dir = &server.config().data_dir;
+        gauge(
+            encoder,
+            "data_dir_bytes",
+            "Bytes of the files in this node's data directory (log segments, snapshots)",
+            as_gauge(directory_bytes(data_dir)),
+        )?;
+        // A scrape that cannot read the file system's figures leaves them out rather than
+        // reporting a full or empty disk that is neither.
+        if let Some(space) = filesystem_space(data_dir) {
+            gauge(
+                encoder,
+                "data_dir_filesystem_size_bytes",
+                "Size of the file system that holds the data directory",
+                as_gauge(space.size_bytes),
+            )?;
+            gauge(
+                encoder,
+                "data_dir_filesystem_available_bytes",
+                "Bytes of that file system an unprivileged process may still write",
+                as_gauge(space.available_bytes),
+            )?;
+        }
         Ok(())
     }
+}
+
+/// The bytes of every file under `dir` (its subdirectories too); unreadable entries count as
+/// empty. A data directory holds tens of files, so a walk per scrape costs microseconds.
+fn directory_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => directory_bytes(&entry.path()),
+            Ok(kind) if kind.is_file() => entry.metadata().map_or(0, |meta| meta.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// The size and free space of a file system, from `statvfs`.
+struct FilesystemSpace {
+    size_bytes: u64,
+    available_bytes: u64,
+}
+
+fn filesystem_space(path: &std::path::Path) -> Option<FilesystemSpace> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs only writes the struct it is given; zeroed is a valid value for it.
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a NUL-terminated string that outlives the call.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stats) } != 0 {
+        return None;
+    }
+    let block = stats.f_frsize as u64;
+    Some(FilesystemSpace {
+        size_bytes: (stats.f_blocks as u64).saturating_mul(block),
+        available_bytes: (stats.f_bavail as u64).saturating_mul(block),
+    })
 }
 
 /// Encodes one figure of raft-node's, as its kind says.

@@ -10,7 +10,8 @@
 //!                       new leader; the events list tells the kill and the new leader
 //!  "Compact history…" confirmed ─► the history shown starts at the revision offered
 //!  phone width        ─► nothing wider than the screen
-//!  screenshot         ─► docs/dashboard.png (the README shows it)
+//!  screenshot         ─► target/tmp/dashboard.png; docs/dashboard.png (the README's) with
+//!                         RAFTKV_UPDATE_SCREENSHOT=1
 //!  tab closed         ─► node 1 stops asking the others for their status (no page, no cost)
 //! ```
 //!
@@ -329,8 +330,15 @@ async fn the_dashboard_shows_the_cluster_live_and_transfers_leadership() {
         "a PNG with something on it ({} bytes)",
         screenshot.len()
     );
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/dashboard.png");
+    // Written into the target directory on every run, and over the README's picture only when
+    // asked (RAFTKV_UPDATE_SCREENSHOT=1), so that running the suite leaves the tree clean.
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     std::fs::write(&path, &screenshot).expect("screenshot written");
+    if std::env::var_os("RAFTKV_UPDATE_SCREENSHOT").is_some_and(|value| value == "1") {
+        let docs =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/dashboard.png");
+        std::fs::write(&docs, &screenshot).expect("screenshot written into docs/");
+    }
 
     stop.store(true, Ordering::Relaxed);
     writer.await.expect("the writer ends");
