@@ -8,13 +8,13 @@ use std::process::{Command, Output};
 use raftkv_chaos::disk::{lose_unsynced, parse_ledger};
 
 mod common;
-use common::build_with_this_profile;
+use common::build_fsync_shim_with_this_profile;
 
 fn shim() -> PathBuf {
     if let Some(path) = std::env::var_os("RAFTKV_FSYNC_SHIM") {
         return PathBuf::from(path);
     }
-    let profile_dir = build_with_this_profile("raftkv-fsync-fault", &[]);
+    let profile_dir = build_fsync_shim_with_this_profile();
     let path = profile_dir.join("libraftkv_fsync_fault.so");
     assert!(path.exists(), "{} was not built", path.display());
     path

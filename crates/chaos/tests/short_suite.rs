@@ -20,7 +20,7 @@ use std::time::Duration;
 use raftkv_chaos::{plan, run, Nemesis, RunOptions, Schedule};
 
 mod common;
-use common::build_with_this_profile;
+use common::{build_fsync_shim_with_this_profile, build_raftkv_with_this_profile};
 
 /// Runs one at a time: each takes three nodes' worth of CPU, and the timing of faults means
 /// more on a machine that is not also running other clusters.
@@ -30,7 +30,7 @@ fn raftkv_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("RAFTKV_BIN") {
         return PathBuf::from(path);
     }
-    let path = build_with_this_profile("raftkv", &["--bin", "raftkv"]).join("raftkv");
+    let path = build_raftkv_with_this_profile().join("raftkv");
     assert!(path.exists(), "{} was not built", path.display());
     path
 }
@@ -40,7 +40,7 @@ fn fsync_shim() -> PathBuf {
     if let Some(path) = std::env::var_os("RAFTKV_FSYNC_SHIM") {
         return PathBuf::from(path);
     }
-    let path = build_with_this_profile("raftkv-fsync-fault", &[]).join("libraftkv_fsync_fault.so");
+    let path = build_fsync_shim_with_this_profile().join("libraftkv_fsync_fault.so");
     assert!(path.exists(), "{} was not built", path.display());
     path
 }

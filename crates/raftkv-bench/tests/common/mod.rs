@@ -2,7 +2,7 @@
 //! drive, and the `raftkv` binary that runs `raftkv bench`.
 //!
 //! ```text
-//!  raftkv_bin(): cargo build -p raftkv (this test's profile) ─► target/<profile>/raftkv,
+//!  raftkv_bin(): cargo build --workspace --tests (this test's profile) ─► target/<profile>/raftkv,
 //!                beside target/<profile>/raftkv-bench, which `raftkv bench` runs
 //!  Cluster::start(): 3 × raftkv serve on free ports (HTTP, and etcd's gRPC API on
 //!                   --grpc-addr) ─► wait until a write succeeds
@@ -29,10 +29,11 @@ pub fn raftkv_bin() -> PathBuf {
     }
     let bench = Path::new(env!("CARGO_BIN_EXE_raftkv-bench"));
     let profile_dir = bench.parent().expect("target/<profile>").to_path_buf();
+    // Every workspace package's tests, as `cargo test --workspace` builds them: `-p raftkv`
+    // alone resolves features without the dev-dependencies' and rebuilt tokio and all above it
+    // (about three minutes of the CI run); this selection finds everything fresh.
     let mut build = Command::new(env!("CARGO"));
-    build.args([
-        "build", "--quiet", "--locked", "-p", "raftkv", "--bin", "raftkv",
-    ]);
+    build.args(["build", "--quiet", "--locked", "--workspace", "--tests"]);
     if profile_dir
         .file_name()
         .is_some_and(|name| name == "release")
