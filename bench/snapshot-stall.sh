@@ -31,6 +31,9 @@
 #   PRELOAD_VALUE_SIZE bytes per preloaded value (default 32)
 #   DURATION           length of the measured run (default 40s)
 #   CLIENTS            clients of the measured run (default 64)
+#   RATE               pace the measured run at this many writes a second (open loop: latency
+#                      counts from each write's intended start, so a stall is charged to every
+#                      write queued behind it); default: closed loop, as fast as the clients go
 #   VALUE_SIZE         bytes per value of the measured run (default 256)
 #   SNAPSHOT_THRESHOLD_BYTES  the nodes' snapshot threshold (default 16777216)
 #   RAFTKV_BIN         the raftkv binary to run (default: this checkout's target/release/raftkv,
@@ -54,6 +57,7 @@ PRELOAD_KEYS=${PRELOAD_KEYS:-1000000}
 PRELOAD_VALUE_SIZE=${PRELOAD_VALUE_SIZE:-32}
 DURATION=${DURATION:-40s}
 CLIENTS=${CLIENTS:-64}
+RATE=${RATE:-}
 VALUE_SIZE=${VALUE_SIZE:-256}
 SNAPSHOT_THRESHOLD_BYTES=${SNAPSHOT_THRESHOLD_BYTES:-16777216}
 PORT_OFFSET=${PORT_OFFSET:-0}
@@ -168,8 +172,13 @@ run_child "$RAFTKV_BENCH" --endpoints "$endpoints" --clients 256 --http2 \
     --key-prefix pre- --json >"$RESULTS_DIR/preload.json" ||
     die "the preload failed (see $LOG_DIR)"
 
-say "measure: $CLIENTS clients, $VALUE_SIZE B writes, $DURATION"
-run_child "$RAFTKV_BENCH" --endpoints "$endpoints" --clients "$CLIENTS" \
+pacing=()
+if [[ -n $RATE ]]; then
+    [[ $RATE =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "RATE=$RATE is not a number"
+    pacing=(--rate "$RATE")
+fi
+say "measure: $CLIENTS clients, $VALUE_SIZE B writes, $DURATION${RATE:+ at $RATE writes/s}"
+run_child "$RAFTKV_BENCH" --endpoints "$endpoints" --clients "$CLIENTS" "${pacing[@]}" \
     --duration "$DURATION" --keys 100000 --value-size "$VALUE_SIZE" --key-prefix load- \
     --server-pids "$server_pids" --samples "$RESULTS_DIR/samples.csv" \
     --json >"$RESULTS_DIR/measure.json" ||
@@ -203,12 +212,15 @@ for log in logs:
         index = int(fields["index"])
         if match.group(2) == "snapshot taken":
             took = sum(int(fields.get(name, 0)) for name in ("image_us", "encode_us", "hand_over_us"))
-            taken[index] = (at - took, at, int(fields["bytes"]), int(fields.get("image_us", 0)))
+            encoded = int(fields.get("image_us", 0)) + int(fields.get("encode_us", 0))
+            taken[index] = (at - took, at, int(fields["bytes"]), int(fields.get("image_us", 0)),
+                            at - took + encoded)
         else:
             written[index] = (at, int(fields["write_us"]))
-    for index, (start, end, size, image_us) in sorted(taken.items()):
+    for index, (start, end, size, image_us, encoded_at) in sorted(taken.items()):
         file_end, write_us = written.get(index, (end, 0))
-        windows.append((start, max(end, file_end), log, index, size, image_us, write_us))
+        windows.append((start, max(end, file_end), log, index, size, image_us, write_us,
+                        encoded_at))
 windows.sort()
 
 samples = []
@@ -229,9 +241,24 @@ def during(start, end):
     last = bisect.bisect_right(starts, end) - 1
     return last >= 0 and ends_max[last] >= start
 
-inside, outside = [], []
+# A window's two phases: taking the image and encoding it (CPU, memory), then handing it to
+# the node (staging the file: disk) until its file is recorded.
+encoding = sorted((w[0], w[7]) for w in windows)
+handing = sorted((w[7], w[1]) for w in windows)
+
+def overlaps(phases, start, end):
+    return any(a <= end and b >= start for a, b in phases)
+
+inside, outside, in_encoding, in_handing = [], [], [], []
 for start, end, latency, ok in samples:
-    (inside if during(start, end) else outside).append(latency)
+    if not during(start, end):
+        outside.append(latency)
+        continue
+    inside.append(latency)
+    if overlaps(encoding, start, end):
+        in_encoding.append(latency)
+    if overlaps(handing, start, end):
+        in_handing.append(latency)
 
 def percentile(values, quantile):
     if not values:
@@ -250,11 +277,13 @@ def summary(values):
     }
 
 with open(f"{results_dir}/windows.csv", "w") as handle:
-    handle.write("start_unix_micros,end_unix_micros,log,index,bytes,image_us,write_us\n")
+    handle.write("start_unix_micros,end_unix_micros,log,index,bytes,image_us,write_us,"
+                 "encoded_unix_micros\n")
     for w in windows:
         handle.write(",".join(str(x) for x in w) + "\n")
 measure = json.load(open(f"{results_dir}/measure.json"))
 stats = {"during": summary(inside), "outside": summary(outside)}
+phases = {"encoding": summary(in_encoding), "handing over": summary(in_handing)}
 ratio = stats["during"]["p99.9_ms"] / stats["outside"]["p99_ms"] if outside else float("nan")
 covered = sum(min(w[1], run_end) - max(w[0], run_start) for w in windows) / (run_end - run_start)
 print(f"snapshots in the run: {len(windows)} "
@@ -262,14 +291,18 @@ print(f"snapshots in the run: {len(windows)} "
       f"{covered:.0%} of the run inside a window, counting overlaps twice)")
 for w in windows:
     print(f"  {w[2].rsplit('/', 1)[-1]} index {w[3]}: {(w[1] - w[0]) / 1000:.0f} ms "
-          f"(image {w[5] / 1000:.1f} ms, file write {w[6] / 1000:.0f} ms), {w[4] / 1e6:.1f} MB")
+          f"(image {w[5] / 1000:.1f} ms, image and encoding {(w[7] - w[0]) / 1000:.0f} ms, "
+          f"file recorded {w[6] / 1000:.0f} ms), {w[4] / 1e6:.1f} MB")
 print(f"throughput: {measure['throughput_ops_per_sec']:.0f} ops/s, "
       f"{measure['ops']['errors']} failed (timed out or refused; counted at their latency)")
 for name, figures in stats.items():
     print(f"{name:>8}: " + ", ".join(f"{key} {value:.2f}" if isinstance(value, float)
                                      else f"{key} {value}" for key, value in figures.items()))
+for name, figures in phases.items():
+    print(f"  of which {name}: " + ", ".join(f"{key} {value:.2f}" if isinstance(value, float)
+                                       else f"{key} {value}" for key, value in figures.items()))
 print(f"p99.9(during) / p99(outside) = {ratio:.2f} (target: at most 2)")
-json.dump({"label": label, "ratio": ratio, "snapshots": len(windows), **stats},
+json.dump({"label": label, "ratio": ratio, "snapshots": len(windows), **stats, **phases},
           open(f"{results_dir}/stall.json", "w"), indent=1)
 print(f"RESULT {label} ratio={ratio:.2f} p99.9_during={stats['during']['p99.9_ms']:.2f} "
       f"p99_outside={stats['outside']['p99_ms']:.2f} p50_outside={stats['outside']['p50_ms']:.2f} "

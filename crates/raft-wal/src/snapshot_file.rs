@@ -20,7 +20,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use bytes::{Buf, BufMut, Bytes};
@@ -230,11 +230,12 @@ pub(crate) fn write_unnamed(syncer: Syncer, path: &Path, snapshot: &Snapshot) ->
     let crc = checksum::crc32c_append(checksum::crc32c(&header), &snapshot.data);
     let mut file =
         File::create(path).map_err(|error| WalError::io("create snapshot", path, error))?;
-    [&header[..], &snapshot.data[..], &crc.to_le_bytes()]
-        .into_iter()
-        .try_for_each(|part| file.write_all(part))
-        .map_err(|error| WalError::io("write snapshot", path, error))?;
-    syncer.file(&file, path, "fsync snapshot")
+    syncer.write_behind(
+        &mut file,
+        path,
+        &[&header[..], &snapshot.data[..], &crc.to_le_bytes()],
+        "write snapshot",
+    )
 }
 
 /// Gives the staged snapshot through `id` in `dir` its final name and makes that durable
