@@ -476,6 +476,7 @@ impl Wal {
         let staged = Arc::new(StagedSnapshots::new(
             dir.clone(),
             options.syncer(),
+            options.staged_snapshot_bytes_per_second,
             report.snapshot.index,
         ));
         Ok(Wal {

@@ -214,7 +214,7 @@ pub(crate) fn write(syncer: Syncer, dir: &Path, snapshot: &Snapshot) -> Result<P
     let name = file_name(snapshot.meta.last_included);
     let final_path = dir.join(&name);
     let temporary_path = dir.join(format!("{name}.tmp"));
-    write_unnamed(syncer, &temporary_path, snapshot)?;
+    write_unnamed(syncer, &temporary_path, snapshot, None)?;
     fs::rename(&temporary_path, &final_path)
         .map_err(|error| WalError::io("rename snapshot", &final_path, error))?;
     syncer.dir(dir)?;
@@ -224,7 +224,12 @@ pub(crate) fn write(syncer: Syncer, dir: &Path, snapshot: &Snapshot) -> Result<P
 /// Writes `snapshot`'s file at `path` (a temporary name) and fsyncs it. The directory entry is
 /// not made durable: the rename that gives the file its final name, followed by a directory
 /// fsync, does that.
-pub(crate) fn write_unnamed(syncer: Syncer, path: &Path, snapshot: &Snapshot) -> Result<()> {
+pub(crate) fn write_unnamed(
+    syncer: Syncer,
+    path: &Path,
+    snapshot: &Snapshot,
+    bytes_per_second: Option<u64>,
+) -> Result<()> {
     // The same bytes as `encode`, without a copy of the data (tens of megabytes).
     let header = encode_header(snapshot, 0);
     let crc = checksum::crc32c_append(checksum::crc32c(&header), &snapshot.data);
@@ -235,6 +240,7 @@ pub(crate) fn write_unnamed(syncer: Syncer, path: &Path, snapshot: &Snapshot) ->
         path,
         &[&header[..], &snapshot.data[..], &crc.to_le_bytes()],
         "write snapshot",
+        bytes_per_second,
     )
 }
 

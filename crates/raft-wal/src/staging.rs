@@ -34,6 +34,8 @@ use crate::snapshot_file;
 pub(crate) struct StagedSnapshots {
     dir: PathBuf,
     syncer: Syncer,
+    /// [`crate::WalOptions::staged_snapshot_bytes_per_second`].
+    bytes_per_second: u64,
     state: Mutex<State>,
 }
 
@@ -63,11 +65,17 @@ enum Slot {
 
 impl StagedSnapshots {
     /// Nothing staged yet in `dir`, whose log has recorded a snapshot through
-    /// `recorded_through`.
-    pub(crate) fn new(dir: PathBuf, syncer: Syncer, recorded_through: Index) -> StagedSnapshots {
+    /// `recorded_through`; files are written at most `bytes_per_second` (0: unpaced).
+    pub(crate) fn new(
+        dir: PathBuf,
+        syncer: Syncer,
+        bytes_per_second: u64,
+        recorded_through: Index,
+    ) -> StagedSnapshots {
         StagedSnapshots {
             dir,
             syncer,
+            bytes_per_second,
             state: Mutex::new(State {
                 slots: BTreeMap::new(),
                 recorded_through,
@@ -117,7 +125,8 @@ impl StagedSnapshots {
         }
         let path = self.staged_path(id);
         let started = Instant::now();
-        let written = snapshot_file::write_unnamed(self.syncer, &path, snapshot);
+        let written =
+            snapshot_file::write_unnamed(self.syncer, &path, snapshot, Some(self.bytes_per_second));
         let mut state = self.lock();
         let wanted = matches!(state.slots.get(&key(id)), Some(Slot::Writing))
             && id.index > state.recorded_through;

@@ -77,6 +77,13 @@ use history::{History, Written};
 use lease::Leases;
 use sessions::Sessions;
 
+/// Keys a compaction left waiting ([`History::compact_some`]) that each applied command
+/// compacts per key it changed (at least one). A compaction waits with about one key per
+/// command applied since the previous one, so at a steady rate the waiting keys are done
+/// halfway to the next compaction; a burst's leftovers wait with the next compaction's keys.
+/// At ~2.5 µs a key, a command pays ~5 µs instead of one command paying 25 ms.
+const COMPACTION_KEYS_PER_CHANGE: usize = 2;
+
 /// What applying a command did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -415,8 +422,21 @@ impl StateMachine {
         self.history.compact_revision()
     }
 
+    /// Keys the last compactions made versions unreadable of that may still hold them: each
+    /// command applied drops those of two for each key it changed (at least one).
+    pub fn compaction_waiting(&self) -> usize {
+        self.history.compaction_waiting()
+    }
+
+    /// Drops at once every version the last compactions left waiting, which the commands
+    /// applied next would otherwise drop a few at a time. Changes no read and no snapshot:
+    /// for tests and tools that count the versions held.
+    pub fn finish_compaction(&mut self) {
+        self.history.compact_some(usize::MAX);
+    }
+
     /// The number of versions held beyond the current ones (older versions and deletes'
-    /// tombstones), for metrics.
+    /// tombstones, including those a compaction left waiting), for metrics.
     pub fn history_versions(&self) -> usize {
         self.history.history_versions()
     }
@@ -616,6 +636,9 @@ impl StateMachine {
             }
             Operation::HashCheck => Outcome::HashCheckMarked,
         };
+        // A share of the last compaction's work (COMPACTION_KEYS_PER_CHANGE).
+        self.history
+            .compact_some(COMPACTION_KEYS_PER_CHANGE * changes.len().max(1));
         (outcome, self.history.commit(changes))
     }
 

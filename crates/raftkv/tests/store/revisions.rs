@@ -309,9 +309,81 @@ fn compaction_of_keys_changed_many_times_out_of_key_order_keeps_every_read_from_
             "compacted at {compact_revision}"
         );
     }
+    harness.machine.finish_compaction();
+    harness.machine.check_invariants();
     assert_eq!(
         harness.machine.history_versions(),
         0,
         "compacted at the current revision, nothing but current versions is held"
     );
+}
+
+#[test]
+fn a_compaction_drops_what_it_made_unreadable_a_few_keys_per_command_applied_after_it() {
+    // Two replicas apply the same commands; one drops what each compaction made unreadable
+    // at once.
+    let mut replicas = [Harness::new(SESSIONS_MAX), Harness::new(SESSIONS_MAX)];
+    let keys: Vec<String> = (0..100)
+        .map(|n| format!("key-{:03}", (n * 37) % 100))
+        .collect();
+    for round in 0..3u8 {
+        for key in &keys {
+            for replica in &mut replicas {
+                replica.apply(Operation::Put {
+                    key: key.clone(),
+                    value: Bytes::from(vec![round; 8]),
+                    lease: 0,
+                });
+            }
+        }
+    }
+    let compact_revision = replicas[0].machine.revision();
+    let before_compaction = replicas[0].machine.snapshot();
+    for replica in &mut replicas {
+        replica.apply(Operation::Compact {
+            revision: compact_revision,
+        });
+    }
+    let [lazy, eager] = &mut replicas;
+    eager.machine.finish_compaction();
+    eager.machine.check_invariants();
+    // The compaction's own command dropped the two older versions of two keys only, like
+    // any command: not those of all 100.
+    assert_eq!(lazy.machine.compaction_waiting(), 98);
+    assert_eq!(lazy.machine.history_versions(), 196);
+    assert_eq!(eager.machine.history_versions(), 0);
+    let mut commands = 0;
+    while lazy.machine.compaction_waiting() > 0 {
+        assert_eq!(lazy.machine.snapshot(), eager.machine.snapshot());
+        assert_ne!(lazy.machine.snapshot(), before_compaction);
+        let waiting = lazy.machine.compaction_waiting();
+        for replica in [&mut *lazy, &mut *eager] {
+            replica.apply(put("other", b"v"));
+        }
+        commands += 1;
+        assert_eq!(
+            lazy.machine.compaction_waiting(),
+            waiting.saturating_sub(2),
+            "each one-key command compacts two waiting keys"
+        );
+        assert!(
+            matches!(
+                lazy.machine.get_at("key-001", Some(compact_revision - 1)),
+                Err(RevisionError::Compacted { .. })
+            ),
+            "unreadable from the compaction on, dropped or not"
+        );
+        assert_eq!(
+            lazy.machine.scan_at("key-", 1000, Some(compact_revision)),
+            eager.machine.scan_at("key-", 1000, Some(compact_revision))
+        );
+    }
+    assert_eq!(commands, 49);
+    // Left: "other"'s history, one version per put after its first.
+    assert_eq!(lazy.machine.history_versions(), commands - 1);
+    assert_eq!(
+        lazy.machine.history_versions(),
+        eager.machine.history_versions()
+    );
+    assert_eq!(lazy.machine.snapshot(), eager.machine.snapshot());
 }
