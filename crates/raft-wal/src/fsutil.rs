@@ -122,19 +122,32 @@ impl WriteBehind {
     }
 
     /// `bytes` more were written at the file's end: once a chunk's worth waits, sends it to
-    /// the disk and waits for the range sent before it.
+    /// the disk and waits for the range sent before it. A file system that does not support
+    /// this leaves the rest of the file to the final fsync; any other error is the write's
+    /// (waiting here takes a writeback error from the file, so the fsync would not see it).
     fn written(&mut self, file: &File, bytes: u64) -> std::io::Result<()> {
         self.written += bytes;
         if !self.enabled || self.written - self.sent_from < WRITE_BEHIND_CHUNK as u64 {
             return Ok(());
         }
-        start_writeback(file, self.sent_from, self.written - self.sent_from)?;
-        if self.sent_from > self.previous_from {
-            wait_for_writeback(
-                file,
-                self.previous_from,
-                self.sent_from - self.previous_from,
-            )?;
+        let sent =
+            start_writeback(file, self.sent_from, self.written - self.sent_from).and_then(|()| {
+                if self.sent_from > self.previous_from {
+                    wait_for_writeback(
+                        file,
+                        self.previous_from,
+                        self.sent_from - self.previous_from,
+                    )
+                } else {
+                    Ok(())
+                }
+            });
+        match sent {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::Unsupported => {
+                self.enabled = false;
+            }
+            Err(error) => return Err(error),
         }
         self.previous_from = self.sent_from;
         self.sent_from = self.written;
@@ -148,8 +161,8 @@ fn start_writeback(file: &File, offset: u64, length: u64) -> std::io::Result<()>
     sync_file_range(file, offset, length, libc::SYNC_FILE_RANGE_WRITE)
 }
 
-/// Waits until `length` bytes of `file` from `offset` are written to the disk (its volatile
-/// cache included: only an fsync makes them durable).
+/// Waits until `length` bytes of `file` from `offset` are written to the disk (perhaps only to
+/// its volatile cache: only an fsync makes them durable).
 #[cfg(target_os = "linux")]
 fn wait_for_writeback(file: &File, offset: u64, length: u64) -> std::io::Result<()> {
     sync_file_range(
@@ -176,9 +189,15 @@ fn sync_file_range(
     // SAFETY: a system call on an open descriptor this function borrows; no memory is passed.
     let result = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, length, flags) };
     if result == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
+        return Ok(());
+    }
+    let error = std::io::Error::last_os_error();
+    match error.raw_os_error() {
+        // Not supported by this file system or kind of file.
+        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP | libc::ESPIPE) => {
+            Err(std::io::Error::new(std::io::ErrorKind::Unsupported, error))
+        }
+        _ => Err(error),
     }
 }
 
