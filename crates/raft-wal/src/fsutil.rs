@@ -56,15 +56,15 @@ impl Syncer {
     /// milliseconds its writeback took: every write waited for it. The final fsync still makes
     /// the file durable; without syncing ([`Syncer::new`]`(false)`) the parts are only written.
     ///
-    /// With `bytes_per_second`, the writer also sleeps as needed to write no faster than
-    /// that: see [`crate::WalOptions::staged_snapshot_bytes_per_second`].
+    /// With `bytes_per_second` above 0, the writer also sleeps as needed to write no faster
+    /// than that: see [`crate::WalOptions::staged_snapshot_bytes_per_second`].
     pub(crate) fn write_behind(
         self,
         file: &mut File,
         path: &Path,
         parts: &[&[u8]],
         operation: &'static str,
-        bytes_per_second: Option<u64>,
+        bytes_per_second: u64,
     ) -> Result<()> {
         let started = Instant::now();
         let mut chunks = WriteBehind::new(self.enabled);
@@ -73,9 +73,10 @@ impl Syncer {
                 file.write_all(piece)
                     .and_then(|()| chunks.written(file, piece.len() as u64))
                     .map_err(|error| WalError::io(operation, path, error))?;
-                if let Some(rate) = bytes_per_second.filter(|rate| *rate > 0) {
-                    let due =
-                        std::time::Duration::from_secs_f64(chunks.written as f64 / rate as f64);
+                if bytes_per_second > 0 {
+                    let due = std::time::Duration::from_secs_f64(
+                        chunks.written as f64 / bytes_per_second as f64,
+                    );
                     if let Some(early) = due.checked_sub(started.elapsed()) {
                         std::thread::sleep(early);
                     }
@@ -255,7 +256,7 @@ mod tests {
             let mut file = File::create(&path).expect("create");
             let parts: [&[u8]; 4] = [b"head", &large, b"", b"tail"];
             Syncer::new(syncing)
-                .write_behind(&mut file, &path, &parts, "write test file", None)
+                .write_behind(&mut file, &path, &parts, "write test file", 0)
                 .expect("written");
             let expected: Vec<u8> = parts.concat();
             assert_eq!(std::fs::read(&path).expect("read back"), expected);
@@ -270,13 +271,7 @@ mod tests {
         let data = vec![7u8; 2 * WRITE_BEHIND_CHUNK];
         let started = Instant::now();
         Syncer::new(true)
-            .write_behind(
-                &mut file,
-                &path,
-                &[&data],
-                "write test file",
-                Some(16 << 20),
-            )
+            .write_behind(&mut file, &path, &[&data], "write test file", 16 << 20)
             .expect("written");
         // 2 MiB at 16 MiB/s: the writer sleeps until 125 ms have passed (never less).
         assert!(started.elapsed() >= std::time::Duration::from_millis(125));

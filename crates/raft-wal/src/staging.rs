@@ -126,7 +126,7 @@ impl StagedSnapshots {
         let path = self.staged_path(id);
         let started = Instant::now();
         let written =
-            snapshot_file::write_unnamed(self.syncer, &path, snapshot, Some(self.bytes_per_second));
+            snapshot_file::write_unnamed(self.syncer, &path, snapshot, self.bytes_per_second);
         let mut state = self.lock();
         let wanted = matches!(state.slots.get(&key(id)), Some(Slot::Writing))
             && id.index > state.recorded_through;

@@ -625,8 +625,8 @@ impl History {
     }
 
     /// Drops the versions no read can see of up to `keys` of the keys the last compactions
-    /// left waiting; whether any still wait.
-    pub(super) fn compact_some(&mut self, keys: usize) -> bool {
+    /// left waiting.
+    pub(super) fn compact_some(&mut self, keys: usize) {
         let waiting = &mut self.waiting;
         let until = waiting.keys.len().min(waiting.next.saturating_add(keys));
         let (mut dropped_versions, mut dropped_bytes) = (0, 0);
@@ -641,7 +641,6 @@ impl History {
         }
         self.history_versions -= dropped_versions;
         self.history_bytes -= dropped_bytes;
-        !self.waiting.keys.is_empty()
     }
 
     /// Keys a compaction left that may still hold versions no read can see.
