@@ -78,6 +78,20 @@ pub enum ConfChangeError {
         /// The leader's last index.
         last_index: Index,
     },
+    /// The voters after the change would lack a majority that answers: fewer than `needed`
+    /// of them (this leader, if it stays a voter, and the peers that answered it within an
+    /// election timeout) are reachable, so the cluster could elect no leader once the change
+    /// is done. Retry once the missing peers answer (etcd's strict reconfiguration check).
+    #[error(
+        "the voters after the change would lack a majority that answers: {active} of them \
+         answered within an election timeout, {needed} needed"
+    )]
+    TooFewActiveVoters {
+        /// Voters of the new configuration that answered within an election timeout.
+        active: usize,
+        /// A majority of the new configuration's voters.
+        needed: usize,
+    },
     /// The peer to add is a member already (voter or learner).
     #[error("{0} is already a member")]
     AlreadyMember(NodeId),

@@ -121,6 +121,10 @@ pub struct Progress {
     pub inflights: Inflights,
     /// Heard from since the last CheckQuorum round.
     pub recent_active: bool,
+    /// Leader ticks since the peer last answered anything (saturating; `u32::MAX` when it
+    /// never did under this leader). Unlike `recent_active`, not reset by CheckQuorum rounds,
+    /// so it can say at any moment whether the peer answered within an election timeout.
+    pub silent_ticks: u32,
     /// Ticks since the peer last answered an append or snapshot chunk while something was
     /// outstanding; used to detect lost messages and stalled snapshot transfers.
     pub idle_ticks: u32,
@@ -148,12 +152,19 @@ impl Progress {
             probe_sent: false,
             inflights: Inflights::new(inflight_messages_max),
             recent_active: false,
+            silent_ticks: u32::MAX,
             idle_ticks: 0,
             lagging_ticks: 0,
             client_ticks: u32::MAX,
             commit_sent: Index(0),
             outgoing_snapshot: None,
         }
+    }
+
+    /// Records an answer from the peer.
+    pub fn heard_from(&mut self) {
+        self.recent_active = true;
+        self.silent_ticks = 0;
     }
 
     /// Whether nothing may be sent now.

@@ -502,7 +502,7 @@ impl<S: Storage> Raft<S> {
         let Some(progress) = self.progress.get_mut(&from) else {
             return Err(StepError::UnknownPeer(from));
         };
-        progress.recent_active = true;
+        progress.heard_from();
         progress.idle_ticks = 0;
         if !success {
             if progress.maybe_decrease_to(index, probe_from) {
@@ -567,7 +567,7 @@ impl<S: Storage> Raft<S> {
         let Some(progress) = self.progress.get_mut(&from) else {
             return Err(StepError::UnknownPeer(from));
         };
-        progress.recent_active = true;
+        progress.heard_from();
         // A probe may have been lost: the heartbeat answer shows the peer is reachable, so
         // probe again.
         progress.probe_sent = false;
@@ -723,6 +723,7 @@ impl<S: Storage> Raft<S> {
                 continue;
             }
             progress.client_ticks = progress.client_ticks.saturating_add(1);
+            progress.silent_ticks = progress.silent_ticks.saturating_add(1);
             if progress.match_index >= last_a_tick_ago {
                 progress.lagging_ticks = 0;
             } else {

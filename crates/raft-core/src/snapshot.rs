@@ -261,7 +261,7 @@ impl<S: Storage> Raft<S> {
         let Some(progress) = self.progress.get_mut(&from) else {
             return Err(StepError::UnknownPeer(from));
         };
-        progress.recent_active = true;
+        progress.heard_from();
         let Some(outgoing) = progress.outgoing_snapshot.as_mut() else {
             return Err(StepError::Ignored("no snapshot transfer to this peer"));
         };

@@ -491,14 +491,24 @@ fn a_voter_that_is_a_quorum_alone_leads_only_once_its_vote_is_durable() {
 #[test]
 fn a_promoted_peer_that_knows_no_configuration_yet_still_votes() {
     // Thesis §4.1: a voter may be needed before it has seen the configuration that made it
-    // one. Here 2 is promoted while cut off (the default lag admits it), so the joint
+    // one. Here 2 answers heartbeats but loses every append (the default lag admits its
+    // promotion, and it answers, so the new voters have a majority that answers): the joint
     // configuration needs its vote, and it has an empty log that names nobody.
     let mut net = Net::with_members(2, 1, config);
     net.elect(1);
-    net.cut.insert(NodeId(2));
+    net.drop_if = Some(Box::new(|message: &Message| {
+        message.to == NodeId(2)
+            && matches!(
+                message.body,
+                MessageBody::Append { .. } | MessageBody::InstallSnapshot { .. }
+            )
+    }));
     change(&mut net, 1, ConfChange::AddLearner(NodeId(2)));
     net.settle();
+    net.tick_all(2);
     change(&mut net, 1, ConfChange::Promote(NodeId(2)));
+    net.cut.insert(NodeId(2));
+    net.drop_if = None;
     net.settle();
     net.restart(1, config);
     assert!(net.peer(1).configuration().is_joint());

@@ -1,6 +1,6 @@
 //! Membership changes (thesis §4.3): removing the leader, adding to a cluster with a member
-//! cut off, shrinking to one voter and growing back, and a removed peer that never heard of
-//! its removal. On memory storage; the scenario bodies are in `scenarios/membership.rs`,
+//! cut off, shrinking to one voter and growing back, a removed peer that never heard of its
+//! removal, and a change refused because too few of the new voters answer. On memory storage; the scenario bodies are in `scenarios/membership.rs`,
 //! shared with `wal_storage.rs`. The randomized run (`randomized.rs`) adds membership churn to
 //! every other fault.
 
@@ -48,6 +48,19 @@ fn a_removed_peer_that_missed_its_removal_never_disrupts() {
         "a_removed_peer_that_missed_its_removal_never_disrupts",
         |seed| {
             scenarios::a_removed_peer_that_missed_its_removal_never_disrupts(
+                StorageKind::Memory,
+                seed,
+            );
+        },
+    );
+}
+
+#[test]
+fn a_change_leaving_too_few_answering_voters_is_refused() {
+    for_each_seed(
+        "a_change_leaving_too_few_answering_voters_is_refused",
+        |seed| {
+            scenarios::a_change_leaving_too_few_answering_voters_is_refused(
                 StorageKind::Memory,
                 seed,
             );

@@ -358,6 +358,14 @@ fn removing_the_leader_hands_over_and_the_rest_carry_on_on_wal() {
 }
 
 #[test]
+fn a_change_leaving_too_few_answering_voters_is_refused_on_wal() {
+    on_wal(
+        "a_change_leaving_too_few_answering_voters_is_refused_on_wal",
+        membership::a_change_leaving_too_few_answering_voters_is_refused,
+    );
+}
+
+#[test]
 fn adding_to_a_cluster_with_a_partitioned_member_on_wal() {
     on_wal(
         "adding_to_a_cluster_with_a_partitioned_member_on_wal",

@@ -340,6 +340,10 @@ pub struct MembersResponse {
     pub change_in_progress: bool,
     /// The leader this node knows of.
     pub leader: Option<u64>,
+    /// The cluster id the answering node runs with (`--cluster-id`): the Raft transport
+    /// refuses peers of another, so a node joining checks it first (absent from older nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
 }
 
 /// Body of `POST /v1/members`: adds a node as a learner.

@@ -369,7 +369,8 @@ fn spawn_node(
         .arg(data_dir.join(format!("node-{id}")))
         .args(["--http-addr", http, "--raft-addr", raft, "--peers", peers])
         .args(["--grpc-addr", grpc])
-        .args(["--cluster-id", "raftkv-dev"])
+        // The default id, so that a node started by hand with `serve --join` joins at once.
+        .args(["--cluster-id", crate::settings::DEFAULT_CLUSTER_ID])
         .args(["--worker-threads", &worker_threads.to_string()])
         .args(
             secure

@@ -18,7 +18,10 @@
 //! log suffix is replaced by a new leader falls back to the latest configuration left in its
 //! log, or to its snapshot's; [`ConfigurationHistory`] keeps what that needs. Learners take
 //! no part in quorums, so adding or removing one needs no joint phase. One change at a time:
-//! a new one is refused while the latest configuration entry is uncommitted or joint.
+//! a new one is refused while the latest configuration entry is uncommitted or joint. A voter
+//! change is also refused while fewer than a majority of the new voters answer the leader
+//! (`ConfChangeError::TooFewActiveVoters`, as etcd's strict reconfiguration check): done, it
+//! would leave a configuration that can elect no leader.
 
 use std::collections::BTreeMap;
 
@@ -37,10 +40,12 @@ pub enum ConfChange {
     /// neither votes nor counts, so it can catch up without slowing commits (thesis §4.2.1).
     AddLearner(NodeId),
     /// Makes a learner a voter, by joint consensus. Refused until the learner trails the
-    /// leader's log by at most `Config::promotion_lag_max` entries.
+    /// leader's log by at most `Config::promotion_lag_max` entries, and while the voters
+    /// after it would not have a majority that answers the leader.
     Promote(NodeId),
     /// Removes a voter (by joint consensus) or a learner (in one step). Refused for the last
-    /// voter. A leader that removes itself leads until the change is committed, then steps
+    /// voter, and for a voter while the voters left would not have a majority that answers
+    /// the leader. A leader that removes itself leads until the change is committed, then steps
     /// down (thesis §4.2.2).
     Remove(NodeId),
 }
@@ -268,9 +273,37 @@ impl<S: Storage> Raft<S> {
                 });
             }
         }
+        if next.voters != self.configuration.voters {
+            self.check_new_voters_answer(&next)?;
+        }
         let id = self.append_configuration(next);
         tracing::debug!(id = %self.id, term = %self.term, ?change, entry = %id, "configuration change proposed");
         Ok(id)
+    }
+
+    /// Refuses a change whose new voters would not have a majority that answers: once it is
+    /// done, they alone elect the leader, and a majority that includes unreachable or
+    /// never-started peers elects none (a promoted learner that was never reached, then the
+    /// leader removed: the cluster stops). This leader counts while it stays a voter; the
+    /// others count once they answered within an election timeout.
+    fn check_new_voters_answer(&self, next: &Configuration) -> Result<(), ConfChangeError> {
+        let window = self.config.election_ticks;
+        let active = next
+            .voters
+            .iter()
+            .filter(|&&voter| {
+                voter == self.id
+                    || self
+                        .progress
+                        .get(&voter)
+                        .is_some_and(|progress| progress.silent_ticks <= window)
+            })
+            .count();
+        let needed = next.voters.len() / 2 + 1;
+        if active < needed {
+            return Err(ConfChangeError::TooFewActiveVoters { active, needed });
+        }
+        Ok(())
     }
 
     /// Whether a membership change is under way on this peer: the configuration in effect is

@@ -86,6 +86,7 @@ impl NodeError {
                     | ConfChangeError::InProgress
                     | ConfChangeError::TransferInProgress
                     | ConfChangeError::NotCaughtUp { .. }
+                    | ConfChangeError::TooFewActiveVoters { .. }
             ),
             NodeError::Compact(refusal) => matches!(refusal, CompactError::NotApplied { .. }),
             NodeError::TooLarge { .. }

@@ -7,7 +7,7 @@
 //! learners, promotes them, or removes members, one change at a time, and waits for each to
 //! complete (both steps of a joint change committed).
 
-use raft_core::{ConfChange, Configuration, NodeId};
+use raft_core::{ConfChange, ConfChangeError, Configuration, NodeId};
 use raft_sim::{command, Cluster, SimConfig, StorageKind};
 use rand::Rng;
 
@@ -159,4 +159,40 @@ pub fn a_removed_peer_that_missed_its_removal_never_disrupts(storage: StorageKin
         ));
     }
     cluster.one(command(2), 2, true);
+}
+
+pub fn a_change_leaving_too_few_answering_voters_is_refused(storage: StorageKind, seed: u64) {
+    // Peer 4 is added and promoted while cut off (never reached), peer 5 while crashed: the
+    // five voters still have a majority that answers. Removing the leader would leave 2, 3,
+    // 4, 5 with only 2 and 3 answering, which can elect no one: refused until 4 answers.
+    let mut cluster = cluster(5, 3, seed, storage);
+    let timeout_ms = cluster.config().election_timeout_ms();
+    cluster.check_one_leader();
+    cluster.one(command(1), 3, true);
+    cluster.disconnect(NodeId(4));
+    cluster.change_membership(ConfChange::AddLearner(NodeId(4)));
+    cluster.change_membership(ConfChange::Promote(NodeId(4)));
+    cluster.crash(NodeId(5));
+    cluster.change_membership(ConfChange::AddLearner(NodeId(5)));
+    cluster.change_membership(ConfChange::Promote(NodeId(5)));
+    cluster.one(command(2), 3, true);
+    let leader = cluster.check_one_leader();
+    match cluster.propose_conf_change(leader, ConfChange::Remove(leader)) {
+        Err(ConfChangeError::TooFewActiveVoters {
+            active: 2,
+            needed: 3,
+        }) => {}
+        other => cluster.fail_scenario(&format!(
+            "removing the leader with only 2 of 4 new voters answering: {other:?}"
+        )),
+    }
+    cluster.one(command(3), 3, true);
+    cluster.connect(NodeId(4));
+    let leader = cluster.check_one_leader();
+    let successor = cluster.change_membership(ConfChange::Remove(leader));
+    if successor == leader || successor == NodeId(5) {
+        cluster.fail_scenario(&format!("{successor} leads after the removal of {leader}"));
+    }
+    cluster.run_for(timeout_ms);
+    cluster.one(command(4), 3, true);
 }

@@ -154,6 +154,7 @@ mod tests {
             joint: true,
             change_in_progress: true,
             leader: Some(1),
+            cluster_id: None,
         });
         assert_eq!(output.exit, Exit::Success);
         assert_eq!(

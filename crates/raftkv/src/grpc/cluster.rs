@@ -338,6 +338,9 @@ fn membership_status(error: &ServeError) -> Status {
         ServeError::Membership(ConfChangeError::NotCaughtUp { .. }) => {
             error::LEARNER_NOT_READY.status()
         }
+        ServeError::Membership(ConfChangeError::TooFewActiveVoters { .. }) => {
+            error::MEMBER_NOT_ENOUGH_STARTED.status()
+        }
         ServeError::Membership(ConfChangeError::InvalidNode) => error::MEMBER_NOT_FOUND.status(),
         other => serve_status(other),
     }

@@ -87,6 +87,7 @@ pub(super) async fn list_members(State(state): State<AppState>) -> Response {
         joint: configuration.is_joint(),
         change_in_progress: status.configuration_change_in_progress,
         leader: status.leader.map(|leader| leader.0),
+        cluster_id: Some(server.config().cluster_id.clone()),
     })
     .into_response()
 }

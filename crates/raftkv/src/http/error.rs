@@ -212,6 +212,13 @@ mod tests {
                 ServeError::Membership(ConfChangeError::NotLeader { leader: None }),
                 503,
             ),
+            (
+                ServeError::Membership(ConfChangeError::TooFewActiveVoters {
+                    active: 2,
+                    needed: 3,
+                }),
+                503,
+            ),
             (ServeError::TooLarge { size: 9, limit: 8 }, 413),
             (ServeError::NotVoter(node), 409),
             (

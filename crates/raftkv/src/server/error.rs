@@ -141,13 +141,15 @@ impl ServeError {
 }
 
 /// Whether the core's refusal of a membership change passes by itself: a change or a transfer
-/// in progress, a learner that has not caught up yet, or not the leader.
+/// in progress, a learner that has not caught up yet, new voters that do not answer yet, or not
+/// the leader.
 pub fn membership_refusal_is_transient(refusal: &ConfChangeError) -> bool {
     match refusal {
         ConfChangeError::NotLeader { .. }
         | ConfChangeError::InProgress
         | ConfChangeError::TransferInProgress
-        | ConfChangeError::NotCaughtUp { .. } => true,
+        | ConfChangeError::NotCaughtUp { .. }
+        | ConfChangeError::TooFewActiveVoters { .. } => true,
         ConfChangeError::AlreadyMember(_)
         | ConfChangeError::AlreadyVoter(_)
         | ConfChangeError::NotMember(_)

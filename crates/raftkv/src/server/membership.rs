@@ -216,6 +216,22 @@ pub(super) async fn join_loop(server: Arc<KvServer>, join: String, mut was_membe
             }
         };
         let answer = client.members().await.ok();
+        let theirs = answer
+            .as_ref()
+            .and_then(|members| members.cluster_id.as_ref());
+        if let Some(theirs) = theirs.filter(|&theirs| *theirs != server.config.cluster_id) {
+            // Their transport would refuse every connection of this node's: added, it would
+            // count in majorities without ever answering.
+            tracing::error!(
+                id,
+                join = %join,
+                cluster_id = %theirs,
+                own_cluster_id = %server.config.cluster_id,
+                "cannot join: the cluster runs with another cluster id; restart this node with \
+                 --cluster-id {theirs} (and an empty data directory)"
+            );
+            return;
+        }
         let role = answer.as_ref().map(|members| {
             members
                 .members

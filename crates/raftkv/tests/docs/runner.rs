@@ -424,21 +424,33 @@ impl<'a> PageRunner<'a> {
         command.args(&args);
         let log = self.dir.path().join(format!("serve-{id}.log"));
         let mut node = Background::spawn(&format!("serve --id {id}"), &mut command, false, &log)?;
+        let own_status = flag_value(&args, "--http-addr")
+            .map(|address| format!("http://{address}/v1/status"))
+            .ok_or("serve --join without --http-addr")?;
         let url = format!("http://{target}/v1/members");
-        process::wait_until(&format!("node {id} to become a voter"), || {
-            if let Some(status) = node.exited() {
-                return Err(format!("fatal: it exited ({status}): {}", node.log_tail()));
-            }
-            let members = curl_json(&url, None, None)?;
-            Ok(members["members"].as_array().is_some_and(|members| {
-                members.iter().any(|member| {
-                    member["id"].as_u64().map(|n| n.to_string()) == Some(id.clone())
-                        && member["role"] == "voter"
-                })
-            }))
-        })?;
+        // A voter in the leader's list is not enough: a node the others cannot reach (another
+        // cluster id) was once listed as one. It must also know the leader, which only the
+        // leader's messages tell it.
+        process::wait_until(
+            &format!("node {id} to become a voter that hears the leader"),
+            || {
+                if let Some(status) = node.exited() {
+                    return Err(format!("fatal: it exited ({status}): {}", node.log_tail()));
+                }
+                let members = curl_json(&url, None, None)?;
+                let voter = members["members"].as_array().is_some_and(|members| {
+                    members.iter().any(|member| {
+                        member["id"].as_u64().map(|n| n.to_string()) == Some(id.clone())
+                            && member["role"] == "voter"
+                    })
+                });
+                Ok(voter && curl_json(&own_status, None, None)?["leader"].is_u64())
+            },
+        )?;
         self.joined.push(node);
-        Ok(format!("started; node {id} joined and is a voter"))
+        Ok(format!(
+            "started; node {id} joined, is a voter and hears the leader"
+        ))
     }
 
     /// `serve --peers 1=A,2=B,3=C ...` as the docs' machines: once per entry, as that machine.
