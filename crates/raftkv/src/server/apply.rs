@@ -15,6 +15,7 @@
 //!  HashCheck ─► snapshot_image at its index ─► StateHashes::begin (hashed off this path)
 //! ```
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use raft_core::{Configuration, NodeId};
@@ -70,6 +71,7 @@ pub(super) async fn apply_loop(
     // Until the first snapshot, the configured threshold alone; then also the state's size
     // at the last snapshot (`snapshot_spacing`).
     let mut snapshot_threshold = staggered_threshold(configured_threshold, stagger);
+    let snapshot_in_flight = Arc::new(AtomicBool::new(false));
     let mut configuration = Configuration::new(server.config.peers.keys().copied());
     let mut batch = Vec::with_capacity(APPLY_BATCH_MAX);
     while messages.recv_many(&mut batch, APPLY_BATCH_MAX).await > 0 {
@@ -86,12 +88,13 @@ pub(super) async fn apply_loop(
             };
             last_applied = Some(index);
             if bytes_since_snapshot >= snapshot_threshold {
-                bytes_since_snapshot = 0;
-                let state_size = start_snapshot(&server, index);
-                snapshot_threshold = staggered_threshold(
-                    snapshot_spacing(configured_threshold, state_size),
-                    stagger,
-                );
+                if let Some(state_size) = start_snapshot(&server, index, &snapshot_in_flight) {
+                    bytes_since_snapshot = 0;
+                    snapshot_threshold = staggered_threshold(
+                        snapshot_spacing(configured_threshold, state_size),
+                        stagger,
+                    );
+                }
             }
         }
         server.hand_over_answers();

@@ -1,7 +1,7 @@
 //! Snapshots the service takes: when (each node's staggered threshold) and how (encoded off
 //! the apply path, then handed to the node to compact its log).
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,8 +28,15 @@ pub(super) fn staggered_threshold(configured: u64, draw: u64) -> u64 {
 
 /// Starts a snapshot of the state at `index` (just applied): takes its image here, on the
 /// apply path, and leaves the rest to a task of its own. Returns about the bytes the snapshot
-/// encodes to ([`super::apply::state_bytes`]), which spaces the next one.
-pub(super) fn start_snapshot(server: &Arc<KvServer>, index: u64) -> u64 {
+/// encodes to ([`super::apply::state_bytes`]), which spaces the next one; `None`, starting
+/// nothing, while the previous one (`in_flight`) is not done: encodings that pile up would
+/// each hold an image and take turns for the same idle time.
+pub(super) fn start_snapshot(
+    server: &Arc<KvServer>,
+    index: u64,
+    in_flight: &Arc<AtomicBool>,
+) -> Option<u64> {
+    let done = InFlight::claim(in_flight)?;
     let started = Instant::now();
     // Only the image is taken here, under the lock; encoding 25 MB takes about 100 ms, which
     // on this path stalled every write and read for as long.
@@ -38,9 +45,47 @@ pub(super) fn start_snapshot(server: &Arc<KvServer>, index: u64) -> u64 {
         (state.snapshot_image(), super::apply::state_bytes(&state))
     };
     let imaged_in = started.elapsed();
-    tokio::spawn(compact(Arc::clone(server), index, image, imaged_in));
-    state_size
+    let patience = idle_encoding_patience(state_size);
+    let server = Arc::clone(server);
+    tokio::spawn(async move {
+        compact(server, index, image, imaged_in, patience).await;
+        drop(done);
+    });
+    Some(state_size)
 }
+
+/// A snapshot's in-flight mark, cleared when dropped (so also by a task that panics).
+struct InFlight(Arc<AtomicBool>);
+
+impl InFlight {
+    /// Sets the mark; `None` if it is set already.
+    fn claim(mark: &Arc<AtomicBool>) -> Option<InFlight> {
+        match mark.swap(true, Ordering::AcqRel) {
+            true => None,
+            false => Some(InFlight(Arc::clone(mark))),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// How long an encoding at idle priority may take before it is taken for starved:
+/// [`IDLE_ENCODING_PATIENCE_BASE`] plus the state at [`IDLE_ENCODING_SLOWEST_RATE`].
+fn idle_encoding_patience(state_bytes: u64) -> Duration {
+    IDLE_ENCODING_PATIENCE_BASE
+        + Duration::from_secs_f64(state_bytes as f64 / IDLE_ENCODING_SLOWEST_RATE)
+}
+
+/// See [`idle_encoding_patience`].
+const IDLE_ENCODING_PATIENCE_BASE: Duration = Duration::from_secs(1);
+
+/// Bytes per second below which an idle-priority encoding counts as starved. A core encodes
+/// 50 to 100 MB/s; a sixth of that means the machine has had almost no idle time.
+const IDLE_ENCODING_SLOWEST_RATE: f64 = 16e6;
 
 /// How much lower than the server's own the encoding thread's priority is (`nice`). Encoding
 /// a large state takes a core for a good part of a second; at the same priority it took
@@ -64,6 +109,56 @@ pub(super) async fn encode_in_background(image: SnapshotImage) -> Option<Bytes> 
     receiver.await.ok()
 }
 
+/// `image`'s bytes, encoded on a thread that runs only when a core would otherwise be idle
+/// (Linux's `SCHED_IDLE`), so that requests never wait for it. A machine with no idle time
+/// would starve it, and the log would grow meanwhile: past `patience` it is cancelled and
+/// the encoding starts again at [`encode_in_background`]'s priority (an unprivileged thread
+/// cannot leave `SCHED_IDLE`). `None` if no thread could start or the encoding panicked.
+pub(super) async fn encode_when_idle(image: SnapshotImage, patience: Duration) -> Option<Bytes> {
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let again = image.clone();
+    let flag = Arc::clone(&cancelled);
+    let spawned = std::thread::Builder::new()
+        .name("snapshot-encode-idle".into())
+        .spawn(move || {
+            run_this_thread_only_when_idle();
+            let _ = sender.send(image.encode_unless_cancelled(&flag));
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "cannot start the snapshot's idle encoding thread");
+        return encode_in_background(again).await;
+    }
+    match tokio::time::timeout(patience, receiver).await {
+        Ok(Ok(encoded)) => encoded,
+        // The thread panicked.
+        Ok(Err(_)) => None,
+        Err(_) => {
+            cancelled.store(true, Ordering::Relaxed);
+            tracing::info!(
+                patience_ms = patience.as_millis() as u64,
+                "the snapshot's encoding found too little idle time; encoding it at low priority"
+            );
+            encode_in_background(again).await
+        }
+    }
+}
+
+/// Puts the calling thread in the `SCHED_IDLE` class (Linux); where that is refused or
+/// unknown, lowers its priority by [`ENCODE_NICENESS`] instead.
+fn run_this_thread_only_when_idle() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: a plain system call on the calling thread (pid 0); `param` outlives it.
+        let refused = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0;
+        if !refused {
+            return;
+        }
+    }
+    lower_this_threads_priority();
+}
+
 /// Lowers the calling thread's scheduling priority by [`ENCODE_NICENESS`] (Linux schedules
 /// threads, so the rest of the process keeps its own); best effort: unchanged elsewhere or if
 /// refused.
@@ -83,12 +178,19 @@ pub(super) fn lower_this_threads_priority() {
     }
 }
 
-/// Encodes `image` in the background and hands it to the node, retrying while the node has
-/// not yet seen `index` applied (its applied report trails the apply channel by a moment).
-/// `imaged_in`: how long taking the image held the apply path (logged).
-async fn compact(server: Arc<KvServer>, index: u64, image: SnapshotImage, imaged_in: Duration) {
+/// Encodes `image` when a core is idle ([`encode_when_idle`]) and hands it to the node,
+/// retrying while the node has not yet seen `index` applied (its applied report trails the
+/// apply channel by a moment). `imaged_in`: how long taking the image held the apply path
+/// (logged).
+async fn compact(
+    server: Arc<KvServer>,
+    index: u64,
+    image: SnapshotImage,
+    imaged_in: Duration,
+    patience: Duration,
+) {
     let started = Instant::now();
-    let Some(data) = encode_in_background(image).await else {
+    let Some(data) = encode_when_idle(image, patience).await else {
         tracing::warn!(index, "snapshot not taken: encoding failed");
         return;
     };
@@ -125,6 +227,54 @@ async fn compact(server: Arc<KvServer>, index: u64, image: SnapshotImage, imaged
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{Command, Operation, StateMachine};
+
+    #[test]
+    fn one_snapshot_at_a_time() {
+        let mark = Arc::new(AtomicBool::new(false));
+        let first = InFlight::claim(&mark).expect("nothing in flight");
+        assert!(
+            InFlight::claim(&mark).is_none(),
+            "a second while the first runs"
+        );
+        drop(first);
+        assert!(
+            InFlight::claim(&mark).is_some(),
+            "the next once the first is done"
+        );
+    }
+
+    fn image_of_a_few_keys() -> SnapshotImage {
+        let mut machine = StateMachine::new(16);
+        for (index, key) in (1..).zip(["a", "b", "c"]) {
+            let command = Command {
+                session: None,
+                operation: Operation::Put {
+                    key: key.into(),
+                    value: Bytes::from_static(b"v"),
+                    lease: 0,
+                },
+                request_id: None,
+            };
+            machine.apply(index, &command.encode());
+        }
+        machine.snapshot_image()
+    }
+
+    #[tokio::test]
+    async fn an_idle_encoding_and_one_that_ran_out_of_patience_give_the_same_bytes() {
+        let image = image_of_a_few_keys();
+        let expected = image.encode();
+        let patient = encode_when_idle(image.clone(), Duration::from_secs(60)).await;
+        assert_eq!(patient.as_ref(), Some(&expected));
+        let impatient = encode_when_idle(image.clone(), Duration::ZERO).await;
+        assert_eq!(impatient.as_ref(), Some(&expected));
+        assert_eq!(
+            image.encode_unless_cancelled(&AtomicBool::new(true)),
+            None,
+            "cancelled before it began"
+        );
+    }
 
     #[test]
     fn each_node_snapshots_within_a_quarter_of_the_configured_threshold() {

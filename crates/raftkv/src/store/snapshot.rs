@@ -374,14 +374,19 @@ fn session_client_id(number: u64, text: &[u8]) -> Result<ClientId, SnapshotError
     })
 }
 
-/// The state machine at one applied index, detached from it (values are shared, not copied).
-#[derive(Debug)]
+/// The state machine at one applied index, detached from it (values are shared, not copied;
+/// a clone shares everything too).
+#[derive(Clone, Debug)]
 pub struct SnapshotImage {
     /// Every field but the history's versions (`base` and `changes` are empty).
     record: SnapshotRecord,
     /// The history at that index, sharing its keys with the machine's.
     history: History,
 }
+
+/// How many versions [`SnapshotImage::encode_unless_cancelled`] writes between looks at its
+/// flag: a few milliseconds of work at most.
+pub const VERSIONS_PER_CANCEL_CHECK: usize = 4096;
 
 /// The snapshot record's field of each key's version older than the compaction revision.
 const BASE_TAG: u32 = 9;
@@ -397,6 +402,19 @@ impl SnapshotImage {
     /// copy per version), and the fields after `changes` (prost). The bytes are those prost
     /// gives for the whole record.
     pub fn encode(&self) -> Bytes {
+        let never = std::sync::atomic::AtomicBool::new(false);
+        match self.encode_unless_cancelled(&never) {
+            Some(bytes) => bytes,
+            None => unreachable!("an encoding nobody can cancel was cancelled"),
+        }
+    }
+
+    /// [`SnapshotImage::encode`], given up (`None`) soon after `cancelled` is set: it is
+    /// checked every [`VERSIONS_PER_CANCEL_CHECK`] versions.
+    pub fn encode_unless_cancelled(
+        &self,
+        cancelled: &std::sync::atomic::AtomicBool,
+    ) -> Option<Bytes> {
         let (head, tail) = self.head_and_tail();
         let versions_len: usize = self
             .history
@@ -406,14 +424,18 @@ impl SnapshotImage {
             .sum();
         let mut out = Vec::with_capacity(head.encoded_len() + versions_len + tail.encoded_len());
         head.encode_raw(&mut out);
-        for (key, version) in self.history.base() {
-            encode_version_record(BASE_TAG, key, version, &mut out);
-        }
-        for (key, version) in self.history.logged() {
-            encode_version_record(CHANGES_TAG, key, version, &mut out);
+        let base = self.history.base().map(|version| (BASE_TAG, version));
+        let changes = self.history.logged().map(|version| (CHANGES_TAG, version));
+        for (written, (tag, (key, version))) in base.chain(changes).enumerate() {
+            if written % VERSIONS_PER_CANCEL_CHECK == 0
+                && cancelled.load(std::sync::atomic::Ordering::Relaxed)
+            {
+                return None;
+            }
+            encode_version_record(tag, key, version, &mut out);
         }
         tail.encode_raw(&mut out);
-        Bytes::from(out)
+        Some(Bytes::from(out))
     }
 
     /// The SHA-256 digest of the bytes [`SnapshotImage::encode`] gives, computed a version at
