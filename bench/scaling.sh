@@ -19,12 +19,12 @@
 #            open, spread over the nodes                                    ─► watchers.svg
 #   leases   3 nodes; writes at 64 clients with LEASES_SWEEP leases kept alive (TTL 60 s,
 #            every one renewed every 2 s in keepalives of 10,000 ids)                      ─► leases.svg
-#   keys     for K in STORE_KEYS: a fresh 3-node cluster, K keys of KEY_VALUE_SIZE bytes put
-#            in transactions of 128 (`raftkv bench fill`); then each node's RSS growth per
-#            key, the snapshots the nodes took (their "snapshot taken" log lines: size,
-#            encode and hand-over time), node 3 stopped and restarted (time until it serves
-#            with everything applied, its RSS per key after), and a new member (node 4,
-#            `serve --join`) until it is a voter with everything applied   ─► keys.txt
+#   keys     for K in STORE_KEYS: a fresh cluster of KEYS_NODES nodes, K keys of
+#            KEY_VALUE_SIZE bytes put in transactions of 128 (`raftkv bench fill`); then each
+#            node's RSS growth per key, the snapshots the nodes took (their "snapshot taken"
+#            log lines: size, encode and hand-over time), the last node stopped and restarted
+#            (time until it serves with everything applied, its RSS per key after), and a new
+#            member (`serve --join`) until it is a voter with everything applied ─► keys.txt
 #   cleanup  on exit, Ctrl-C or SIGTERM: every node started here is stopped (SIGTERM, SIGKILL
 #            after 15 s); data directories removed unless KEEP_DATA=1
 #
@@ -39,7 +39,9 @@
 #   WATCHERS_SWEEP default 1,10,100,1k,10k
 #   LEASES_SWEEP   default 1,100,10k,100k
 #   STORE_KEYS     default "1M"; "1M 10M" adds ten million keys (opt-in: about 10 minutes more
-#                  and several GiB of RAM over the three nodes)
+#                  and ~6.5 GiB of RAM per node, the new member included)
+#   KEYS_NODES     nodes of the keys part's cluster (default 3; 1 for ten million keys on a
+#                  machine with less than ~30 GiB: 3 nodes and the new member need 26)
 #   KEY_VALUE_SIZE bytes per value of the keys part (default 100)
 #   DISK_BYTES     bytes of each disk measurement (default 268435456)
 #   PLOTS_DIR      where the SVGs go (default docs/plots)
@@ -67,6 +69,7 @@ NODE_COUNTS=${NODE_COUNTS:-"3 5 7"}
 WATCHERS_SWEEP=${WATCHERS_SWEEP:-1,10,100,1k,10k}
 LEASES_SWEEP=${LEASES_SWEEP:-1,100,10k,100k}
 STORE_KEYS=${STORE_KEYS:-"1M"}
+KEYS_NODES=${KEYS_NODES:-3}
 KEY_VALUE_SIZE=${KEY_VALUE_SIZE:-100}
 DISK_BYTES=${DISK_BYTES:-268435456}
 PLOTS_DIR=${PLOTS_DIR:-$REPO/docs/plots}
@@ -323,47 +326,62 @@ for part in $PARTS; do
         ;;
     keys)
         : >"$RESULTS_DIR/keys.txt"
+        n=$KEYS_NODES
+        joiner=$((n + 1))
+        peers=""
+        for ((id = 1; id <= n; id++)); do peers+="${peers:+,}$id=127.0.0.1:$(raft_port "$id")"; done
         for keys in $STORE_KEYS; do
-            start_cluster "keys$keys" 3
+            start_cluster "keys$keys" "$n"
             declare -A rss_before=()
-            for id in 1 2 3; do rss_before[$id]=$(rss_kib "${PIDS[$id]}"); done
+            for ((id = 1; id <= n; id++)); do rss_before[$id]=$(rss_kib "${PIDS[$id]}"); done
             count=$(python3 -c 'import sys; s=sys.argv[1]; m={"k":10**3,"M":10**6}; print(int(float(s[:-1])*m[s[-1]]) if s[-1] in m else int(s))' "$keys")
             say "keys: filling $count keys of $KEY_VALUE_SIZE B"
             fill=$("$RAFTKV_BENCH" --endpoints "$(endpoints)" fill --keys "$count" \
                 --value-size "$KEY_VALUE_SIZE")
             index=$(commit_index)
-            for id in 1 2 3; do wait_until 600 "node $id to apply $index" caught_up "$id" "$index" >/dev/null; done
+            for ((id = 1; id <= n; id++)); do wait_until 600 "node $id to apply $index" caught_up "$id" "$index" >/dev/null; done
             {
-                printf '## %s keys of %s B (3 nodes, %s)\n%s\n' "$count" "$KEY_VALUE_SIZE" "$(date -u +%FT%TZ)" "$fill"
-                for id in 1 2 3; do
+                printf '## %s keys of %s B (%s nodes, %s)\n%s\n' "$count" "$KEY_VALUE_SIZE" "$n" "$(date -u +%FT%TZ)" "$fill"
+                for ((id = 1; id <= n; id++)); do
                     after=$(rss_kib "${PIDS[$id]}")
                     printf 'node %s RSS %s MiB -> %s MiB: %.0f bytes per key\n' "$id" \
                         $((rss_before[$id] / 1024)) $((after / 1024)) \
                         "$(python3 -c "print(($after - ${rss_before[$id]}) * 1024 / $count)")"
                 done
                 printf 'snapshots taken during the fill (node: bytes, encode ms, hand-over ms):\n'
-                for id in 1 2 3; do
+                for ((id = 1; id <= n; id++)); do
                     grep -a 'snapshot taken' "$LOG_DIR/$CLUSTER-$id.log" |
                         sed -E 's/\x1b\[[0-9;]*m//g' |
-                        sed -nE "s/.*bytes=([0-9]+).*encode_ms=([0-9]+).*hand_over_ms=([0-9]+).*/  node $id: \1 B, \2 ms, \3 ms/p"
+                        sed -nE "s/.*bytes=([0-9]+).*encode_us=([0-9]+).*hand_over_us=([0-9]+).*/$id \1 \2 \3/p" |
+                        awk '{ printf "  node %s: %s B, %.0f ms, %.0f ms\n", $1, $2, $3 / 1000, $4 / 1000 }' ||
+                        true # a node that took none
                 done
+                # The snapshots above were taken during the fill, of a smaller state: a backup
+                # encodes the whole state the same way (an image, then the encoding off the
+                # apply path) and sends it.
+                backup="$DATA_DIR/keys$keys-backup.snap"
+                started=$EPOCHREALTIME
+                saved=$("$RAFTKV" snapshot save "$backup" --endpoints "$(endpoints)")
+                printf 'the whole state saved (raftkv snapshot save: encode, send, write, fsync) in %s ms: %s\n' \
+                    "$(elapsed_ms "$started")" "$saved"
+                rm -f "$backup"
             } | tee -a "$RESULTS_DIR/keys.txt" >&2
-            say "keys: restarting node 3"
-            stop_node 3
-            start_node 3 --peers "1=127.0.0.1:$(raft_port 1),2=127.0.0.1:$(raft_port 2),3=127.0.0.1:$(raft_port 3)"
-            restart_ms=$(wait_until "$CATCH_UP_DEADLINE_SECONDS" "node 3 to serve again" caught_up 3 "$index")
-            restarted_rss=$(rss_kib "${PIDS[3]}")
-            say "keys: node 4 joins"
-            start_node 4 --join "127.0.0.1:$(http_port 1)"
-            join_ms=$(wait_until "$CATCH_UP_DEADLINE_SECONDS" "node 4 to catch up" caught_up 4 "$index")
+            say "keys: restarting node $n"
+            stop_node "$n"
+            start_node "$n" --peers "$peers"
+            restart_ms=$(wait_until "$CATCH_UP_DEADLINE_SECONDS" "node $n to serve again" caught_up "$n" "$index")
+            restarted_rss=$(rss_kib "${PIDS[$n]}")
+            say "keys: node $joiner joins"
+            start_node "$joiner" --join "127.0.0.1:$(http_port 1)"
+            join_ms=$(wait_until "$CATCH_UP_DEADLINE_SECONDS" "node $joiner to catch up" caught_up "$joiner" "$index")
             {
-                printf 'node 3 restarted: serving with index %s applied after %s ms; RSS %s MiB, %.0f bytes per key\n' \
-                    "$index" "$restart_ms" $((restarted_rss / 1024)) \
+                printf 'node %s restarted: serving with index %s applied after %s ms; RSS %s MiB, %.0f bytes per key\n' \
+                    "$n" "$index" "$restart_ms" $((restarted_rss / 1024)) \
                     "$(python3 -c "print($restarted_rss * 1024 / $count)")"
-                printf 'node 4 joined (serve --join): a voter with index %s applied after %s ms\n' \
-                    "$index" "$join_ms"
-                printf 'snapshots node 4 received or took:\n'
-                grep -a -i 'snapshot' "$LOG_DIR/$CLUSTER-4.log" | sed -E 's/\x1b\[[0-9;]*m//g' | tail -n 5 || true
+                printf 'node %s joined (serve --join): a voter with index %s applied after %s ms\n' \
+                    "$joiner" "$index" "$join_ms"
+                printf 'snapshots node %s received or took:\n' "$joiner"
+                grep -a -i 'snapshot' "$LOG_DIR/$CLUSTER-$joiner.log" | sed -E 's/\x1b\[[0-9;]*m//g' | tail -n 5 || true
                 printf '\n'
             } | tee -a "$RESULTS_DIR/keys.txt" >&2
             stop_cluster
