@@ -75,6 +75,7 @@
 //! a streamed format.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -386,7 +387,7 @@ pub struct SnapshotImage {
 
 /// How many versions [`SnapshotImage::encode_unless_cancelled`] writes between looks at its
 /// flag: a few milliseconds of work at most.
-pub const VERSIONS_PER_CANCEL_CHECK: usize = 4096;
+const VERSIONS_PER_CANCEL_CHECK: usize = 4096;
 
 /// The snapshot record's field of each key's version older than the compaction revision.
 const BASE_TAG: u32 = 9;
@@ -402,7 +403,7 @@ impl SnapshotImage {
     /// copy per version), and the fields after `changes` (prost). The bytes are those prost
     /// gives for the whole record.
     pub fn encode(&self) -> Bytes {
-        let never = std::sync::atomic::AtomicBool::new(false);
+        let never = AtomicBool::new(false);
         match self.encode_unless_cancelled(&never) {
             Some(bytes) => bytes,
             None => unreachable!("an encoding nobody can cancel was cancelled"),
@@ -410,11 +411,8 @@ impl SnapshotImage {
     }
 
     /// [`SnapshotImage::encode`], given up (`None`) soon after `cancelled` is set: it is
-    /// checked every [`VERSIONS_PER_CANCEL_CHECK`] versions.
-    pub fn encode_unless_cancelled(
-        &self,
-        cancelled: &std::sync::atomic::AtomicBool,
-    ) -> Option<Bytes> {
+    /// checked every few thousand versions.
+    pub fn encode_unless_cancelled(&self, cancelled: &AtomicBool) -> Option<Bytes> {
         let (head, tail) = self.head_and_tail();
         let versions_len: usize = self
             .history
@@ -427,9 +425,7 @@ impl SnapshotImage {
         let base = self.history.base().map(|version| (BASE_TAG, version));
         let changes = self.history.logged().map(|version| (CHANGES_TAG, version));
         for (written, (tag, (key, version))) in base.chain(changes).enumerate() {
-            if written % VERSIONS_PER_CANCEL_CHECK == 0
-                && cancelled.load(std::sync::atomic::Ordering::Relaxed)
-            {
+            if written % VERSIONS_PER_CANCEL_CHECK == 0 && cancelled.load(Ordering::Relaxed) {
                 return None;
             }
             encode_version_record(tag, key, version, &mut out);
