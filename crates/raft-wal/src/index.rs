@@ -339,15 +339,24 @@ impl TailCache {
         }
     }
 
-    /// Forgets entries at or below `index`.
-    pub(crate) fn drop_through(&mut self, index: Index) {
-        while self
+    /// Forgets entries at or below `index`, returning them (for the caller to free where it
+    /// costs no one).
+    pub(crate) fn take_through(&mut self, index: Index) -> VecDeque<Entry> {
+        let covered = self
             .entries
-            .front()
-            .is_some_and(|first| first.index() <= index)
-        {
-            self.pop_front();
-        }
+            .iter()
+            .take_while(|entry| entry.index() <= index)
+            .count();
+        let kept = self.entries.split_off(covered);
+        let taken = std::mem::replace(&mut self.entries, kept);
+        self.bytes -= taken.iter().map(Entry::size_bytes).sum::<u64>();
+        taken
+    }
+
+    /// Forgets every entry, returning them.
+    pub(crate) fn take_all(&mut self) -> VecDeque<Entry> {
+        self.bytes = 0;
+        std::mem::take(&mut self.entries)
     }
 
     /// Forgets every entry.
@@ -476,7 +485,15 @@ mod tests {
         assert_eq!(cache.bytes(), 300);
         cache.push(entry(3, 9));
         assert_eq!(cache.get(Index(4)), None, "a jump forgets the old run");
-        cache.drop_through(Index(9));
+        cache.push(entry(3, 10));
+        let taken = cache.take_through(Index(9));
+        assert_eq!(
+            taken.iter().map(Entry::index).collect::<Vec<_>>(),
+            [Index(9)]
+        );
+        assert_eq!(cache.bytes(), 100, "the entry after the cut is kept");
+        assert_eq!(cache.get(Index(10)).map(Entry::term), Some(Term(3)));
+        assert_eq!(cache.take_all().len(), 1);
         assert_eq!(cache.bytes(), 0);
     }
 }

@@ -85,6 +85,7 @@ mod index;
 pub mod inspect;
 mod metrics;
 mod pending;
+mod reaper;
 mod recovery;
 mod segment;
 mod snapshot_file;

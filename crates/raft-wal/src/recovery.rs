@@ -486,6 +486,7 @@ impl Wal {
             active,
             report,
             failure: None,
+            reaper: Default::default(),
             _lock: lock,
             buffer: Default::default(),
             published: Vec::new(),

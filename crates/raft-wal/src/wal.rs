@@ -8,13 +8,15 @@
 //!                       hard state→ hard state record
 //!    one vectored write of every record at the end of the active segment (payloads of 2 KiB
 //!    and more straight from their own buffers), one fdatasync
-//!    publish to readers (index, cache, hard state, snapshot) → delete compacted segments
+//!    publish to readers (index, cache, hard state, snapshot) → hand compacted segments,
+//!    old snapshot files and replaced memory to the reaper thread (crate::reaper)
 //! ```
 //!
 //! A batch is all or nothing for the caller: only after `write` returns `Ok` may it report the
 //! requests persisted. After any failure the log stops and refuses further writes.
 
-use std::fs::{self, File};
+use std::any::Any;
+use std::fs::File;
 use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -34,6 +36,7 @@ use crate::fsutil::{DirectoryLock, Syncer};
 use crate::index::Location;
 use crate::metrics::LatencyHistogram;
 use crate::pending::PendingView;
+use crate::reaper::{Job, Reaper};
 use crate::recovery::RecoveryReport;
 use crate::segment;
 use crate::snapshot_file;
@@ -278,6 +281,9 @@ pub struct Wal {
     pub(crate) report: RecoveryReport,
     /// Why the log stopped accepting writes, if it did.
     pub(crate) failure: Option<String>,
+    /// Deletes and frees what recorded snapshots made obsolete. Before the lock: dropping it
+    /// finishes its work while the directory is still this log's.
+    pub(crate) reaper: Reaper,
     pub(crate) _lock: DirectoryLock,
     /// Reused encoding buffer.
     pub(crate) buffer: Batch,
@@ -355,10 +361,20 @@ impl Wal {
         if let Some(failure) = &self.failure {
             return Err(WalError::Stopped(failure.clone()));
         }
+        self.reaper.wait();
         crate::clean_shutdown::write(self.options.syncer(), &self.dir)?;
         crate::clean_shutdown::clear_suspicion(self.options.syncer(), &self.dir)?;
         tracing::info!(dir = %self.dir.display(), "write-ahead log closed cleanly");
         Ok(())
+    }
+
+    /// Waits until what the snapshots recorded so far made obsolete is gone: compacted
+    /// segments and older snapshot files deleted, the entries and snapshot they replaced
+    /// freed. [`Wal::write`] hands that work to a thread of the log's own and returns without
+    /// it (it is not needed for durability: recovery skips whatever a crash left of it), so
+    /// that the next write does not wait behind deletions; dropping the log waits for it too.
+    pub fn wait_for_cleanup(&self) {
+        self.reaper.wait();
     }
 
     /// The histogram of how long each fdatasync of a segment took (the sync every write
@@ -456,10 +472,10 @@ impl Wal {
                 .append_vectored(&mut slices, self.options.syncer(), &self.sync_latency)?;
         }
         self.buffer = buffer;
-        self.publish(&mut published);
+        let garbage = self.publish(&mut published);
         self.published = published;
         if wrote_snapshot {
-            self.remove_compacted();
+            self.remove_compacted(garbage);
         }
         Ok(last_id)
     }
@@ -508,7 +524,11 @@ impl Wal {
     }
 
     /// Makes a durable batch visible to readers, in write order.
-    fn publish(&mut self, published: &mut Vec<Published>) {
+    /// Makes `published` visible to readers; returns what a snapshot among them replaced
+    /// (cached entries, the previous snapshot), to be freed after the readers' lock is
+    /// released, off this thread.
+    fn publish(&mut self, published: &mut Vec<Published>) -> Vec<Box<dyn Any + Send>> {
+        let mut garbage: Vec<Box<dyn Any + Send>> = Vec::new();
         let mut state = self.shared.write();
         for change in published.drain(..) {
             match change {
@@ -526,13 +546,14 @@ impl Wal {
                     let id = snapshot.meta.last_included;
                     state.log.apply_snapshot(id, discard);
                     state.configurations.apply_snapshot(id, discard);
-                    if discard {
-                        state.cache.clear();
+                    let dropped = if discard {
+                        state.cache.take_all()
                     } else {
-                        state.cache.drop_through(id.index);
-                    }
+                        state.cache.take_through(id.index)
+                    };
+                    garbage.push(Box::new(dropped));
                     state.hard_state.commit = state.hard_state.commit.max(id.index);
-                    state.snapshot = snapshot;
+                    garbage.push(Box::new(std::mem::replace(&mut state.snapshot, snapshot)));
                 }
                 Published::HardState(hard_state) => {
                     state.hard_state = HardState {
@@ -544,6 +565,7 @@ impl Wal {
                 }
             }
         }
+        garbage
     }
 
     /// Starts a new segment whose first record is the durable hard state, so that deleting
@@ -590,12 +612,13 @@ impl Wal {
         Ok(())
     }
 
-    /// Deletes segments that hold nothing the newest snapshot does not cover, oldest first
-    /// with a directory fsync after each, so that a crash leaves a prefix of them deleted and
-    /// never a hole; then the snapshot files older than the newest, and the staged ones it
-    /// covers (they will never be recorded). A failure here loses nothing (the files just
-    /// stay), so it is logged and the deletion stops.
-    fn remove_compacted(&mut self) {
+    /// Hands the reaper ([`crate::reaper`]) the segments that hold nothing the newest
+    /// snapshot does not cover, the snapshot files older than it and the staged ones it covers
+    /// (they will never be recorded), and `garbage` to free. The segments go oldest first with
+    /// a directory fsync after each, so that a crash leaves a prefix of them deleted and never
+    /// a hole. A failure there loses nothing (the files just stay): it is logged and the
+    /// deletion stops.
+    fn remove_compacted(&mut self, garbage: Vec<Box<dyn Any + Send>>) {
         let (removable, newest) = {
             let mut state = self.shared.write();
             let keep_from = state.log.first_segment().unwrap_or(self.active.sequence);
@@ -605,43 +628,18 @@ impl Wal {
             (removable, state.snapshot.meta.last_included)
         };
         self.staged.forget_through(newest.index);
-        for segment in removable.values() {
-            let removed = fs::remove_file(&segment.path)
-                .map_err(|error| WalError::io("delete compacted segment", &segment.path, error))
-                .and_then(|()| self.options.syncer().dir(&self.dir));
-            if let Err(error) = removed {
-                tracing::warn!(%error, "stopped deleting compacted segments");
-                return;
-            }
-        }
-        let listing = match fs::read_dir(&self.dir) {
-            Ok(listing) => listing,
-            Err(error) => {
-                tracing::warn!(dir = %self.dir.display(), %error, "could not list old snapshots");
-                return;
-            }
-        };
-        for item in listing.flatten() {
-            let name = item.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if let Some(id) = snapshot_file::parse_staged_file_name(name) {
-                // Covered: it will never be recorded. (One still being written when listed
-                // finds its slot gone and deletes itself.)
-                if id.index <= newest.index {
-                    if let Err(error) = fs::remove_file(item.path()) {
-                        tracing::warn!(path = %item.path().display(), %error, "could not delete a stale staged snapshot");
-                    }
-                }
-                continue;
-            }
-            let Some(id) = snapshot_file::parse_file_name(name) else {
-                continue;
-            };
-            if id.index < newest.index {
-                if let Err(error) = fs::remove_file(item.path()) {
-                    tracing::warn!(path = %item.path().display(), %error, "could not delete an old snapshot");
-                }
-            }
-        }
+        let files = removable
+            .values()
+            .map(|segment| segment.path.clone())
+            .collect();
+        let mut garbage = garbage;
+        // Their open files are closed there too.
+        garbage.push(Box::new(removable));
+        self.reaper.hand(Job {
+            files,
+            sweep: Some((self.dir.clone(), newest.index)),
+            dir_sync: Some((self.options.syncer(), self.dir.clone())),
+            garbage,
+        });
     }
 }

@@ -64,6 +64,7 @@ fn record(dir: &Path, requests: &[PersistRequest]) -> Recording {
             model_state(&model),
             "call {call}: the live log matches the model"
         );
+        wal.wait_for_cleanup();
         recording.states.push(capture(dir));
         recording.models.push(model.clone());
     }

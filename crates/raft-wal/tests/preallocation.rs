@@ -51,6 +51,7 @@ fn zeros_after_the_data_are_room_for_more_and_finished_segments_are_trimmed() {
             Ok(model_state(&model)),
             "call {call}"
         );
+        wal.wait_for_cleanup();
         let image = capture(&dir);
         let segments = segment_names(&image);
         let (last, finished) = segments.split_last().expect("a segment");
@@ -192,6 +193,7 @@ fn every_crash_point_of_preallocated_segments_recovers_an_acknowledged_prefix() 
     let (mut checked, mut failures) = (0, Vec::new());
     for (call, request) in requests.iter().enumerate() {
         wal.persist(request.clone()).expect("durable");
+        wal.wait_for_cleanup();
         let after = capture(&dir);
         let candidates: Vec<LogState> = candidates(&model, request)
             .iter()

@@ -60,6 +60,7 @@ fn stager(wal: &Wal) -> Arc<dyn SnapshotStager> {
     LogStore::snapshot_stager(wal).expect("the log stages snapshots")
 }
 
+/// Records `snapshot` and waits until the files it made obsolete are deleted.
 fn record(wal: &mut Wal, id: u64, snapshot: Snapshot) {
     wal.persist(PersistRequest {
         id,
@@ -68,6 +69,7 @@ fn record(wal: &mut Wal, id: u64, snapshot: Snapshot) {
         hard_state: None,
     })
     .expect("the snapshot is recorded");
+    wal.wait_for_cleanup();
 }
 
 fn staged_path(dir: &Path, snapshot: &Snapshot) -> PathBuf {

@@ -268,6 +268,7 @@ fn compaction_deletes_covered_segments_and_old_snapshots() {
         hard_state: None,
     })
     .expect("snapshot is durable");
+    wal.wait_for_cleanup();
     assert!(
         segment_count(dir.path()) < before / 2,
         "covered segments deleted"
@@ -290,6 +291,7 @@ fn compaction_deletes_covered_segments_and_old_snapshots() {
         hard_state: None,
     })
     .expect("second snapshot is durable");
+    wal.wait_for_cleanup();
     let snapshots: Vec<_> = std::fs::read_dir(dir.path())
         .expect("lists")
         .filter_map(|item| item.ok())

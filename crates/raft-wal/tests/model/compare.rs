@@ -116,6 +116,7 @@ pub(super) fn check(wal: &Wal, model: &MemStorage, options: &CaseOptions) -> Res
             model.term(Index(index)),
         )?;
     }
+    wal.wait_for_cleanup();
     check_files(wal.dir(), model)
 }
 
