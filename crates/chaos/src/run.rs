@@ -993,10 +993,17 @@ async fn read_copies_once(
 fn samples_of(samples: &[crate::workload::LatencySample]) -> Vec<Sample> {
     samples
         .iter()
-        .map(|sample| Sample {
-            at_micros: u64::try_from(sample.at.as_micros()).unwrap_or(u64::MAX),
-            latency_micros: u64::try_from(sample.latency.as_micros()).unwrap_or(u64::MAX),
-            ok: sample.ok,
+        .map(|sample| {
+            let latency_micros = u64::try_from(sample.latency.as_micros()).unwrap_or(u64::MAX);
+            Sample {
+                at_micros: u64::try_from(sample.at.as_micros()).unwrap_or(u64::MAX),
+                latency_micros,
+                ok: sample.ok,
+                // A closed loop: each operation is sent when the previous one is answered.
+                service_micros: latency_micros,
+                // Not drawn: the fault plots do not split reads from writes.
+                read: false,
+            }
         })
         .collect()
 }

@@ -41,7 +41,7 @@ use labels::{format_count, format_significant, printable};
 use series::TimeSeries;
 
 /// One completed operation, as the load generator records it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Sample {
     /// When the operation completed, in microseconds since the run started.
     pub at_micros: u64,
@@ -49,6 +49,11 @@ pub struct Sample {
     pub latency_micros: u64,
     /// False if it failed (drawn in a different colour).
     pub ok: bool,
+    /// How long its request itself took, in microseconds: `latency_micros` less the time an
+    /// open-loop operation waited for its turn behind slower ones (equal in a closed loop).
+    pub service_micros: u64,
+    /// True for a read, false for a write.
+    pub read: bool,
 }
 
 /// A stretch of the run to shade behind the latency-over-time panel, such as a fault in force.

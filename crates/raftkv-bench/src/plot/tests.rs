@@ -33,6 +33,7 @@ fn synthetic(count: u64, run_micros: u64, failed_every: u64) -> Vec<Sample> {
                 at_micros: index * run_micros / count.max(1),
                 latency_micros: 100 + (state >> 33) % 100_000,
                 ok: failed_every == 0 || index % failed_every != 0,
+                ..Default::default()
             }
         })
         .collect()
@@ -274,6 +275,7 @@ fn failed_samples_are_red() {
             at_micros: index * 100_000,
             latency_micros: 1_000 + index * 10,
             ok: index % 3 != 0,
+            ..Default::default()
         })
         .collect();
     let svg = render("failures", &samples, &histogram_of(&samples));
@@ -298,12 +300,14 @@ fn degenerate_inputs_do_not_panic() {
             at_micros: 0,
             latency_micros: 0,
             ok: true,
+            ..Default::default()
         }],
         vec![
             Sample {
                 at_micros: 0,
                 latency_micros: 5,
                 ok: false,
+                ..Default::default()
             };
             3
         ],
@@ -311,6 +315,7 @@ fn degenerate_inputs_do_not_panic() {
             at_micros: u64::MAX,
             latency_micros: u64::MAX,
             ok: true,
+            ..Default::default()
         }],
         // Out of order, with a gap of empty intervals.
         vec![
@@ -318,11 +323,13 @@ fn degenerate_inputs_do_not_panic() {
                 at_micros: 9_000_000,
                 latency_micros: 1_000,
                 ok: true,
+                ..Default::default()
             },
             Sample {
                 at_micros: 10,
                 latency_micros: 2_000,
                 ok: true,
+                ..Default::default()
             },
         ],
     ];
@@ -354,6 +361,7 @@ fn interval_percentiles_are_hdr_quantiles() {
             at_micros: 0,
             latency_micros,
             ok: true,
+            ..Default::default()
         })
         .collect();
     let series = TimeSeries::from_samples(&samples);
