@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!  Wal::write_batch (the writer)      records the snapshot's marker, fdatasync, publishes
-//!     └─ hand(Job { files, sweep, garbage }) ─► reaper thread: unlink files, sweep the
+//!     └─ hand(Job { segments, .. }) ─► reaper thread: unlink segments, sweep the
 //!                                               directory's old snapshots, drop garbage
 //!  Wal::wait_for_cleanup / drop      waits until every handed job is done
 //! ```
@@ -30,40 +30,36 @@ use crate::fsutil::Syncer;
 use crate::snapshot_file;
 
 /// Files and memory a recorded snapshot made obsolete.
-#[derive(Default)]
 pub(crate) struct Job {
+    /// The log's directory: synced after each segment's deletion, so that a crash leaves a
+    /// prefix of them deleted, then swept for old snapshot files.
+    pub(crate) dir: PathBuf,
+    pub(crate) syncer: Syncer,
     /// Compacted segment files, oldest first.
-    pub(crate) files: Vec<PathBuf>,
-    /// Synced after each deletion of `files`, so that a crash leaves a prefix of them deleted.
-    pub(crate) dir_sync: Option<(Syncer, PathBuf)>,
-    /// Staged snapshot files at or below this index and snapshot files below it, found by
-    /// listing the directory.
-    pub(crate) sweep: Option<(PathBuf, Index)>,
+    pub(crate) segments: Vec<PathBuf>,
+    /// The newest snapshot recorded: staged snapshot files at or below it and snapshot files
+    /// below it are deleted.
+    pub(crate) newest_snapshot: Index,
     /// Freed when the job runs: cached entries, the replaced snapshot's data.
     pub(crate) garbage: Vec<Box<dyn Any + Send>>,
 }
 
 impl Job {
     fn run(self) {
-        for path in &self.files {
+        for path in &self.segments {
             let removed = match fs::remove_file(path) {
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
                 removed => {
                     removed.map_err(|error| WalError::io("delete compacted segment", path, error))
                 }
             }
-            .and_then(|()| match &self.dir_sync {
-                Some((syncer, dir)) => syncer.dir(dir),
-                None => Ok(()),
-            });
+            .and_then(|()| self.syncer.dir(&self.dir));
             if let Err(error) = removed {
                 tracing::warn!(%error, "stopped deleting compacted segments");
                 break;
             }
         }
-        if let Some((dir, newest)) = &self.sweep {
-            sweep_snapshots(dir, *newest);
-        }
+        sweep_snapshots(&self.dir, self.newest_snapshot);
         drop(self.garbage);
     }
 }
@@ -210,6 +206,17 @@ mod tests {
         fs::write(path, b"x").expect("writable scratch directory");
     }
 
+    /// Deletes `segments` in `dir` (no fsync) and sweeps no snapshot.
+    fn job(dir: &std::path::Path, segments: Vec<PathBuf>) -> Job {
+        Job {
+            dir: dir.to_path_buf(),
+            syncer: Syncer::new(false),
+            segments,
+            newest_snapshot: Index(0),
+            garbage: Vec::new(),
+        }
+    }
+
     #[test]
     fn a_job_deletes_its_files_and_the_snapshots_its_index_covers() {
         let dir = tempfile::tempdir().expect("scratch directory");
@@ -227,10 +234,9 @@ mod tests {
         }
         let mut reaper = Reaper::default();
         reaper.hand(Job {
-            files: vec![segment.clone()],
-            sweep: Some((dir.path().to_path_buf(), Index(9))),
-            dir_sync: None,
+            newest_snapshot: Index(9),
             garbage: vec![Box::new(vec![0u8; 1024])],
+            ..job(dir.path(), vec![segment.clone()])
         });
         reaper.wait();
         assert!(!segment.exists(), "compacted segment deleted");
@@ -252,17 +258,11 @@ mod tests {
         paths.iter().for_each(|path| touch(path));
         let mut reaper = Reaper::default();
         for pair in paths[..40].chunks(2) {
-            reaper.hand(Job {
-                files: pair.to_vec(),
-                ..Job::default()
-            });
+            reaper.hand(job(dir.path(), pair.to_vec()));
         }
         reaper.wait();
         assert!(paths[..40].iter().all(|path| !path.exists()));
-        reaper.hand(Job {
-            files: paths[40..].to_vec(),
-            ..Job::default()
-        });
+        reaper.hand(job(dir.path(), paths[40..].to_vec()));
         drop(reaper);
         assert!(paths.iter().all(|path| !path.exists()), "dropped: done");
     }
@@ -274,10 +274,7 @@ mod tests {
         let present = dir.path().join("00000000000000000002.wal");
         touch(&present);
         let mut reaper = Reaper::default();
-        reaper.hand(Job {
-            files: vec![gone, present.clone()],
-            ..Job::default()
-        });
+        reaper.hand(job(dir.path(), vec![gone, present.clone()]));
         reaper.wait();
         assert!(!present.exists());
     }

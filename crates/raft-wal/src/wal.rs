@@ -618,7 +618,7 @@ impl Wal {
     /// a directory fsync after each, so that a crash leaves a prefix of them deleted and never
     /// a hole. A failure there loses nothing (the files just stay): it is logged and the
     /// deletion stops.
-    fn remove_compacted(&mut self, garbage: Vec<Box<dyn Any + Send>>) {
+    fn remove_compacted(&mut self, mut garbage: Vec<Box<dyn Any + Send>>) {
         let (removable, newest) = {
             let mut state = self.shared.write();
             let keep_from = state.log.first_segment().unwrap_or(self.active.sequence);
@@ -628,17 +628,17 @@ impl Wal {
             (removable, state.snapshot.meta.last_included)
         };
         self.staged.forget_through(newest.index);
-        let files = removable
+        let segments = removable
             .values()
             .map(|segment| segment.path.clone())
             .collect();
-        let mut garbage = garbage;
         // Their open files are closed there too.
         garbage.push(Box::new(removable));
         self.reaper.hand(Job {
-            files,
-            sweep: Some((self.dir.clone(), newest.index)),
-            dir_sync: Some((self.options.syncer(), self.dir.clone())),
+            dir: self.dir.clone(),
+            syncer: self.options.syncer(),
+            segments,
+            newest_snapshot: newest.index,
             garbage,
         });
     }

@@ -316,12 +316,9 @@ impl WorkerResult {
     }
 }
 
-/// [`Plan::samples_per_worker`]: 0 unless samples are recorded and the run's length in
-/// operations is known; a little over each worker's share of it.
+/// [`Plan::samples_per_worker`]: a little over each worker's share of the run's operations
+/// if that is known, else 0. Only for runs that record samples.
 fn samples_per_worker(args: &BenchArgs) -> usize {
-    if args.plot.is_none() && args.samples.is_none() {
-        return 0;
-    }
     let total = match (args.ops, args.rate) {
         (Some(ops), _) => ops as f64,
         (None, Some(rate)) => rate * args.duration.unwrap_or(DEFAULT_DURATION).as_secs_f64(),
@@ -415,6 +412,7 @@ async fn run_bench(
         Some(ops) => Stop::AfterOps(ops),
         None => Stop::At(started + args.duration.unwrap_or(DEFAULT_DURATION)),
     };
+    let record_samples = args.plot.is_some() || args.samples.is_some();
     let plan = Arc::new(Plan {
         key_prefix: args.key_prefix.clone(),
         keys: args.keys,
@@ -423,8 +421,12 @@ async fn run_bench(
         read_ratio: args.read_ratio,
         seed,
         stop,
-        record_samples: args.plot.is_some() || args.samples.is_some(),
-        samples_per_worker: samples_per_worker(args),
+        record_samples,
+        samples_per_worker: if record_samples {
+            samples_per_worker(args)
+        } else {
+            0
+        },
         pacer: args.rate.map(|rate| steady::Pacer::new(started, rate)),
         intervals: args
             .report_every
