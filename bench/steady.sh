@@ -8,8 +8,11 @@
 #            (default 600, so it runs beside a compare-etcd.sh on the default ports); the
 #            cluster pieces are compare-etcd.sh's (sourced)
 #   peak     a closed-loop run of PEAK_DURATION, CLIENTS clients, the same mix: its throughput
+#   warm-up  the paced load below for WARMUP on the same connections, not counted
+#            (`raftkv bench --warmup`): the first seconds of a run were tens of times slower
+#            than any later second, and every interval is compared with the first
 #   steady   `raftkv bench --rate (LOAD × peak) --duration DURATION --report-every INTERVAL`
-#            (open loop, latency from each operation's intended start), the same clients
+#            (open loop, latency from each operation's intended start), PACED_CLIENTS clients
 #   report   per interval: ops/s, p50, p99, p99.9, errors, p50 and p99 over the first
 #            interval's, each node's RSS; whether every full interval is within 10% of the
 #            first; RSS growth over the second half of the run
@@ -22,8 +25,15 @@
 #   LOAD           fraction of the peak to pace at (default 0.7)
 #   RATE           pace at this many operations a second instead (skips the peak run)
 #   PEAK_DURATION  length of the closed-loop peak run (default 20s)
-#   CLIENTS        clients of both runs (default 64; HTTP/2 from RAFTKV_HTTP2_FROM up, as in
-#                  compare-etcd.sh)
+#   WARMUP         length of the paced load before the measured run, not counted (default
+#                  30s; 0 for none)
+#   CLIENTS        clients of the peak run (default 64; HTTP/2 from RAFTKV_HTTP2_FROM up, as
+#                  in compare-etcd.sh)
+#   PACED_CLIENTS  clients of the paced runs: the most operations they keep in flight (default
+#                  4 × CLIENTS). A paced run is an open loop only while a client is free when an
+#                  operation's time comes; at 0.7 of the 64-client peak, 64 paced clients were
+#                  mostly busy, and a pause of the servers that raised their service time by
+#                  half queued the schedule in the load generator for hundreds of milliseconds
 #   READ_RATIO     fraction of reads, linearizable (default 0.5)
 #   RAFTKV_BIN     the raftkv binary to run (default: this repo's release build, built here)
 #   WORKDIR        data/, logs/, results/ (default target/steady)
@@ -33,14 +43,17 @@
 #                  each: 1.3 GB for 30 min at 18,500 ops/s) and lines them up with the nodes'
 #                  snapshots and compactions (bench/lib/timeline.py): per interval the p99 of
 #                  reads, of writes and of requests overlapping no snapshot encoding, then the
-#                  slowest seconds and what overlapped them (timeline.txt). The nodes log the
-#                  leader's compactions for it (RAFTKV_LOG, unless set)
+#                  slowest seconds and what overlapped them, with how busy the machine was
+#                  and its steal time (/proc/stat each second in cpu.txt; timeline.txt). The
+#                  nodes log the
+#                  leader's compactions and the consistency checks' hashing for it
+#                  (RAFTKV_LOG, unless set)
 #   Server settings pass through the environment, e.g. RAFTKV_HISTORY_RETENTION_REVISIONS,
 #                  RAFTKV_SNAPSHOT_THRESHOLD_BYTES (the chaos soaks: 0 and 262144).
 #
 # Output: WORKDIR/results/peak.json and steady.json (`raftkv bench --json`), steady.txt (the
 # table printed at the end), WORKDIR/logs/raftkv-<n>.log and bench.log (the live rows); with
-# SAMPLES=1 also samples.csv and timeline.txt.
+# SAMPLES=1 also samples.csv, cpu.txt and timeline.txt.
 set -euo pipefail
 
 STEADY_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -49,12 +62,16 @@ INTERVAL=${INTERVAL:-1m}
 LOAD=${LOAD:-0.7}
 RATE=${RATE:-}
 PEAK_DURATION=${PEAK_DURATION:-20s}
+# compare-etcd.sh (sourced below) fixes its own WARMUP.
+STEADY_WARMUP=${WARMUP:-30s}
 STEADY_CLIENTS=${CLIENTS:-64}
+PACED_CLIENTS=${PACED_CLIENTS:-$((4 * STEADY_CLIENTS))}
 READ_RATIO=${READ_RATIO:-0.5}
 RAFTKV_BIN=${RAFTKV_BIN:-}
 SAMPLES=${SAMPLES:-0}
 if [[ $SAMPLES == 1 ]]; then
-    export RAFTKV_LOG=${RAFTKV_LOG:-info,raftkv::server::retention=debug}
+    SAMPLES_LOG=info,raftkv::server::retention=debug,raftkv::server::state_hashes=debug
+    export RAFTKV_LOG=${RAFTKV_LOG:-$SAMPLES_LOG}
 fi
 export WORKDIR=${WORKDIR:-$STEADY_REPO/target/steady}
 export PORT_OFFSET=${PORT_OFFSET:-600}
@@ -65,11 +82,14 @@ source "$STEADY_REPO/bench/compare-etcd.sh"
 
 steady_main() {
     [[ $STEADY_CLIENTS =~ ^[1-9][0-9]*$ ]] || die "CLIENTS=$STEADY_CLIENTS is not a positive count"
+    [[ $PACED_CLIENTS =~ ^[1-9][0-9]*$ ]] ||
+        die "PACED_CLIENTS=$PACED_CLIENTS is not a positive count"
     [[ $LOAD =~ ^(0?\.[0-9]+|1(\.0*)?)$ ]] || die "LOAD=$LOAD is not a fraction in (0, 1]"
     [[ -z $RATE || $RATE =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "RATE=$RATE is not a number"
     [[ $SAMPLES == [01] ]] || die "SAMPLES=$SAMPLES is neither 0 nor 1"
     local interval_seconds
     interval_seconds=$(seconds_of "$INTERVAL") || die "INTERVAL=$INTERVAL is not a duration"
+    seconds_of "$STEADY_WARMUP" >/dev/null || die "WARMUP=$STEADY_WARMUP is not a duration"
     install_missing
     local port
     for port in "${RAFTKV_HTTP_PORTS[@]}" "${RAFTKV_RAFT_PORTS[@]}"; do
@@ -95,12 +115,12 @@ steady_main() {
     wait_raftkv_healthy raftkv RAFTKV_HTTP_PORTS RAFTKV_PIDS $((SECONDS + HEALTH_DEADLINE_SECONDS))
     say "raftkv pids ${RAFTKV_PIDS[*]}"
 
-    local common=(--clients "$STEADY_CLIENTS" --keys "$KEYS" --read-ratio "$READ_RATIO"
-        --consistency linearizable)
+    local common=(--keys "$KEYS" --read-ratio "$READ_RATIO" --consistency linearizable)
     local rate=$RATE
     if [[ -z $rate ]]; then
         say "peak: closed loop for $PEAK_DURATION"
-        bench raftkv "${common[@]}" --duration "$PEAK_DURATION" >"$RESULTS_DIR/peak.json" ||
+        bench raftkv "${common[@]}" --clients "$STEADY_CLIENTS" --duration "$PEAK_DURATION" \
+            >"$RESULTS_DIR/peak.json" ||
             die "the peak run failed"
         rate=$(python3 -c '
 import json, sys
@@ -110,17 +130,33 @@ print(f"{peak * float(sys.argv[2]):.0f}")' "$RESULTS_DIR/peak.json" "$LOAD")
             "$RESULTS_DIR/peak.json") ops/s; pacing at $LOAD of it: $rate ops/s"
     fi
     local samples=()
-    if [[ $SAMPLES == 1 ]]; then samples=(--samples "$RESULTS_DIR/samples.csv"); fi
-    say "steady: $rate ops/s for $DURATION, a row every $INTERVAL (live in $LOG_DIR/bench.log)"
-    bench raftkv "${common[@]}" --rate "$rate" --duration "$DURATION" \
-        --report-every "$INTERVAL" "${samples[@]}" >"$RESULTS_DIR/steady.json" \
+    if [[ $SAMPLES == 1 ]]; then
+        samples=(--samples "$RESULTS_DIR/samples.csv")
+        record_cpu "$RESULTS_DIR/cpu.txt" &
+    fi
+    say "steady: $rate ops/s from $PACED_CLIENTS clients for $DURATION after $STEADY_WARMUP of" \
+        "warm-up, a row every $INTERVAL (live in $LOG_DIR/bench.log)"
+    bench raftkv "${common[@]}" --clients "$PACED_CLIENTS" --rate "$rate" \
+        --warmup "$STEADY_WARMUP" --duration "$DURATION" --report-every "$INTERVAL" "${samples[@]}" \
+        >"$RESULTS_DIR/steady.json" \
         2> >(tee "$LOG_DIR/bench.log" >&2) ||
         die "the steady run failed"
     steady_table "$RESULTS_DIR/steady.json" | tee "$RESULTS_DIR/steady.txt"
     if [[ $SAMPLES == 1 ]]; then
         python3 "$STEADY_REPO/bench/lib/timeline.py" "$RESULTS_DIR/samples.csv" \
-            "$interval_seconds" "$LOG_DIR"/raftkv-*.log | tee "$RESULTS_DIR/timeline.txt"
+            "$interval_seconds" --cpu "$RESULTS_DIR/cpu.txt" "$LOG_DIR"/raftkv-*.log | tee "$RESULTS_DIR/timeline.txt"
     fi
+}
+
+# record_cpu FILE: the machine's /proc/stat `cpu` line about once a second, after the Unix time,
+# until this script ends (bash builtins only, so that it costs the run nothing measurable).
+record_cpu() {
+    local line parent=$$
+    while kill -0 "$parent" 2>/dev/null; do
+        read -r line </proc/stat
+        printf '%s %s\n' "$EPOCHREALTIME" "$line"
+        sleep 1
+    done >"$1"
 }
 
 # seconds_of DURATION: a `raftkv bench --duration` text (90s, 1m, 1.5h, 200ms) in seconds.

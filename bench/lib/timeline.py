@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
 """Lines a paced run's requests up with what the servers were doing, second by second.
 
-Usage: timeline.py SAMPLES_CSV INTERVAL_SECONDS NODE_LOG...
+Usage: timeline.py SAMPLES_CSV INTERVAL_SECONDS [--cpu CPU_FILE] NODE_LOG...
 
 SAMPLES_CSV is `raftkv bench --samples` output; the logs are the nodes' (INFO level gives
-the snapshots; `raftkv::server::retention=debug` adds the leader's compactions). Prints, per
+the snapshots; `raftkv::server::retention=debug` adds the leader's compactions and
+`raftkv::server::state_hashes=debug` the consistency checks' hashing). Prints, per
 interval, the p99 of every request and of those that overlapped no snapshot encoding, the
 share of the interval some node spent encoding, and the p99 of the requests' own service time
 (without the wait of a paced request for its turn); then the slowest seconds of the run and
-what was going on in each.
+what was going on in each, and what the consistency checks' hashing cost the requests that
+overlapped it. CPU_FILE holds the machine's /proc/stat `cpu` line about once a second, each
+after its Unix time (steady.sh writes it): the slowest seconds then show how busy the machine
+was and how much of its time the hypervisor gave to others (steal).
 """
 
 import bisect
@@ -18,7 +22,7 @@ import re
 import sys
 
 LINE = re.compile(r"^(\S+Z)\s+(?:INFO|DEBUG)\s+(\S+): (snapshot taken|"
-                  r"history compacted by retention)(.*)$")
+                  r"history compacted by retention|state hashed)(.*)$")
 FIELD = re.compile(r"(\w+)=(\S+)")
 SLOWEST_SECONDS = 15
 
@@ -36,10 +40,11 @@ def percentile(values, fraction):
 
 
 def read_events(logs):
-    """(encodings, hand_overs, recorded, compactions): a snapshot's image and encoding, then
-    its hand-over to the node (staging its file) as (start, end, node) windows; the instants
-    each node recorded a snapshot and the leader compacted the history as (at, node)."""
-    encodings, hand_overs, recorded, compactions = [], [], [], []
+    """(encodings, hand_overs, hashings, recorded, compactions): a snapshot's image and
+    encoding, then its hand-over to the node (staging its file), and a consistency check's
+    hashing as (start, end, node) windows; the instants each node recorded a snapshot and the
+    leader compacted the history as (at, node)."""
+    encodings, hand_overs, hashings, recorded, compactions = [], [], [], [], []
     for node, log in enumerate(logs, start=1):
         for line in open(log, errors="replace"):
             match = LINE.match(line.strip())
@@ -55,9 +60,44 @@ def read_events(logs):
                 encodings.append((start, start + image + encode, node))
                 hand_overs.append((start + image + encode, at, node))
                 recorded.append((at, node))
+            elif match.group(3) == "state hashed":
+                hashings.append((at - int(fields.get("hash_us", 0)), at, node))
             else:
                 compactions.append((at, node))
-    return sorted(encodings), sorted(hand_overs), sorted(recorded), sorted(compactions)
+    return (sorted(encodings), sorted(hand_overs), sorted(hashings), sorted(recorded),
+            sorted(compactions))
+
+
+def read_cpu(path):
+    """[(unix micros, busy jiffies, steal jiffies, total jiffies)] from a CPU_FILE."""
+    points = []
+    for line in open(path, errors="replace"):
+        fields = line.split()
+        if len(fields) < 10 or fields[1] != "cpu":
+            continue
+        try:
+            at = round(float(fields[0]) * 1e6)
+            jiffies = [int(value) for value in fields[2:]]
+        except ValueError:
+            continue
+        # user nice system idle iowait irq softirq steal [guest guest_nice, inside user]
+        idle, steal = jiffies[3] + jiffies[4], jiffies[7]
+        total = sum(jiffies[:8])
+        points.append((at, total - idle - steal, steal, total))
+    return points
+
+
+def cpu_shares(points, begin, end):
+    """(busy, steal) shares of the machine's time between the samples around [begin, end)."""
+    before = [p for p in points if p[0] <= begin]
+    after = [p for p in points if p[0] >= end]
+    if not before or not after:
+        return None
+    first, last = before[-1], after[0]
+    total = last[3] - first[3]
+    if total <= 0:
+        return None
+    return (last[1] - first[1]) / total, (last[2] - first[2]) / total
 
 
 class Windows:
@@ -101,8 +141,11 @@ class Windows:
 
 def main():
     samples_path, interval = sys.argv[1], float(sys.argv[2])
-    encodings, hand_overs, recorded, compactions = read_events(sys.argv[3:])
-    encoding, handing = Windows(encodings), Windows(hand_overs)
+    logs, cpu = sys.argv[3:], []
+    if logs[:1] == ["--cpu"]:
+        cpu, logs = read_cpu(logs[1]), logs[2:]
+    encodings, hand_overs, hashings, recorded, compactions = read_events(logs)
+    encoding, handing, hashing = Windows(encodings), Windows(hand_overs), Windows(hashings)
     rows = []
     with open(samples_path) as handle:
         for row in csv.DictReader(handle):
@@ -148,7 +191,8 @@ def main():
         begin = run_start + second * 1_000_000
         end = begin + 1_000_000
         events = []
-        for name, windows in (("encoding", encoding), ("handing over", handing)):
+        for name, windows in (("encoding", encoding), ("handing over", handing),
+                              ("hashing", hashing)):
             nodes = windows.nodes(begin, end)
             if nodes:
                 events.append(f"{name} on " + ",".join(map(str, sorted(nodes))))
@@ -158,6 +202,9 @@ def main():
         compacted = sum(1 for at, _ in compactions if begin <= at < end)
         if compacted:
             events.append(f"{compacted} compaction(s)")
+        shares = cpu_shares(cpu, begin, end)
+        if shares:
+            events.append(f"machine busy {shares[0]:.0%}, steal {shares[1]:.0%}")
         print(f"{second + 1:>6} {percentile([x[0] for x in bucket], 0.99) / 1000:>7.1f} "
               f"{max(x[0] for x in bucket) / 1000:>7.1f} "
               f"{percentile([x[1] for x in bucket], 0.99) / 1000:>11.1f}  "
@@ -179,6 +226,22 @@ def main():
         if worst:
             print(f"  node {node}: {len(worst)} snapshots, median {percentile(worst, 0.5):.1f}, "
                   f"max {max(worst):.1f}")
+
+
+    if cpu:
+        shares = cpu_shares(cpu, cpu[0][0], cpu[-1][0])
+        if shares:
+            print(f"\nthe machine over the run: busy {shares[0]:.0%}, steal {shares[1]:.0%}")
+
+    # What the consistency checks' hashing (every member at once) costs the requests.
+    if hashings:
+        during = [latency for start, end, latency, _, _ in rows if hashing.any(start, end)]
+        rest = [latency for start, end, latency, _, _ in rows if not hashing.any(start, end)]
+        took = sorted((w[1] - w[0]) / 1000 for w in hashings)
+        print(f"\nconsistency checks: {len(hashings)} hashings, median {percentile(took, 0.5):.0f} "
+              f"ms, max {took[-1]:.0f} ms; p99 of the {len(during)} requests overlapping one "
+              f"{percentile(during, 0.99) / 1000:.1f} ms, of the rest "
+              f"{percentile(rest, 0.99) / 1000:.1f} ms")
 
 
 if __name__ == "__main__":

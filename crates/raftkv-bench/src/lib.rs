@@ -149,6 +149,13 @@ pub struct BenchArgs {
     /// every interval this long (e.g. 1m), live on stderr and in the summary.
     #[arg(long, value_parser = parse_duration)]
     pub report_every: Option<Duration>,
+    /// Before the measured run, the same load (paced too with --rate) for this long on the
+    /// same connections, not counted, so that the first interval, which steadiness is judged
+    /// against, does not hold the start: a cluster's first seconds under load (files created,
+    /// the store filling) and a load generator's first requests on new connections were the
+    /// slowest of their runs.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub warmup: Duration,
 }
 
 /// Which nodes the clients send their requests to.
@@ -270,16 +277,34 @@ struct Plan {
     seed: u64,
     stop: Stop,
     record_samples: bool,
-    /// Samples each worker reserves room for at the start, where the run's length in operations
-    /// is known (a count, or a pace and a duration). Grown by doubling instead, every worker's
-    /// buffer reached the same size at the same moment and all of them copied at once: the
-    /// paced runs' slowest seconds (p99 60-300 ms) fell at 80, 160 and 320 s, where 64 workers at
-    /// 205 operations a second each passed 2^14, 2^15 and 2^16 samples.
-    samples_per_worker: usize,
     /// The schedule of a paced run (--rate).
     pacer: Option<steady::Pacer>,
     /// Where operations are counted for the interval reports (--report-every).
     intervals: Option<Arc<steady::IntervalRecorder>>,
+}
+
+impl Plan {
+    /// The workload of `args` from `started` until `stop`, recording no samples or intervals.
+    fn counting_nothing(
+        args: &BenchArgs,
+        seed: u64,
+        value: Bytes,
+        stop: Stop,
+        started: Instant,
+    ) -> Plan {
+        Plan {
+            key_prefix: args.key_prefix.clone(),
+            keys: args.keys,
+            key_width: args.keys.saturating_sub(1).to_string().len(),
+            value,
+            read_ratio: args.read_ratio,
+            seed,
+            stop,
+            record_samples: false,
+            pacer: args.rate.map(|rate| steady::Pacer::new(started, rate)),
+            intervals: None,
+        }
+    }
 }
 
 enum Stop {
@@ -316,8 +341,12 @@ impl WorkerResult {
     }
 }
 
-/// [`Plan::samples_per_worker`]: a little over each worker's share of the run's operations
-/// if that is known, else 0. Only for runs that record samples.
+/// Samples each worker reserves room for before the run, where its length in operations is
+/// known (a count, or a pace and a duration): a little over each worker's share, else 0. Grown
+/// by doubling instead, every worker's buffer reached the same size at the same moment and all
+/// of them copied at once: the paced runs' slowest seconds (p99 60-300 ms) fell at 80, 160 and
+/// 320 s, where 64 workers at 205 operations a second each passed 2^14, 2^15 and 2^16 samples.
+/// Only for runs that record samples.
 fn samples_per_worker(args: &BenchArgs) -> usize {
     let total = match (args.ops, args.rate) {
         (Some(ops), _) => ops as f64,
@@ -401,8 +430,19 @@ async fn run_bench(
     let seed = args.seed.unwrap_or_else(|| rand::thread_rng().gen());
     let mut value = vec![0u8; args.value_size];
     StdRng::seed_from_u64(seed).fill_bytes(&mut value);
+    let value = Bytes::from(value);
     let protocol = target::protocol(args, tls.is_some());
-    let drivers = target::connect(&endpoints, token, tls, args).await?;
+    let mut drivers = target::connect(&endpoints, token, tls, args).await?;
+    if !args.warmup.is_zero() {
+        drivers = warm_up(drivers, args, seed, value.clone()).await?;
+    }
+    let record_samples = args.plot.is_some() || args.samples.is_some();
+    let samples_capacity = if record_samples {
+        samples_per_worker(args)
+    } else {
+        0
+    };
+    let results = fresh_results(drivers.len(), samples_capacity);
     let server_cpu_start = servers_cpu_seconds(&args.server_pids)?;
     let cpu_start = report::own_cpu_seconds();
     let started = Instant::now();
@@ -412,25 +452,12 @@ async fn run_bench(
         Some(ops) => Stop::AfterOps(ops),
         None => Stop::At(started + args.duration.unwrap_or(DEFAULT_DURATION)),
     };
-    let record_samples = args.plot.is_some() || args.samples.is_some();
     let plan = Arc::new(Plan {
-        key_prefix: args.key_prefix.clone(),
-        keys: args.keys,
-        key_width: args.keys.saturating_sub(1).to_string().len(),
-        value: Bytes::from(value),
-        read_ratio: args.read_ratio,
-        seed,
-        stop,
         record_samples,
-        samples_per_worker: if record_samples {
-            samples_per_worker(args)
-        } else {
-            0
-        },
-        pacer: args.rate.map(|rate| steady::Pacer::new(started, rate)),
         intervals: args
             .report_every
             .map(|_| Arc::new(steady::IntervalRecorder::new())),
+        ..Plan::counting_nothing(args, seed, value, stop, started)
     });
     let progress = Arc::new(Progress::default());
     let (bar, display) = show_progress(args, Arc::clone(&progress), started);
@@ -451,15 +478,12 @@ async fn run_bench(
     };
 
     let mut workers = tokio::task::JoinSet::new();
-    for (index, driver) in drivers.into_iter().enumerate() {
+    for (index, (driver, result)) in drivers.into_iter().zip(results).enumerate() {
         let plan = Arc::clone(&plan);
         let progress = Arc::clone(&progress);
-        workers.spawn(work(index as u64, driver, plan, progress, started));
+        workers.spawn(work(index as u64, driver, result, plan, progress, started));
     }
-    let mut results = Vec::new();
-    while let Some(joined) = workers.join_next().await {
-        results.push(joined.map_err(|error| format!("a client task failed: {error}"))?);
-    }
+    let results = join_workers(workers).await?;
     let elapsed = started.elapsed();
     if let Some(done) = intervals_done {
         // The reporter may have ended already only by panicking, which the join reports.
@@ -493,7 +517,7 @@ async fn run_bench(
     let mut errors = 0;
     let mut first_error = None;
     let mut samples = Vec::new();
-    for result in results {
+    for (_, result) in results {
         reads
             .add(&result.reads)
             .map_err(|error| format!("merging histograms: {error}"))?;
@@ -533,6 +557,59 @@ async fn run_bench(
     Ok(report)
 }
 
+/// Runs the load of `args` for `--warmup` on `drivers`, counting nothing, and gives them back.
+async fn warm_up(
+    drivers: Vec<Driver>,
+    args: &BenchArgs,
+    seed: u64,
+    value: Bytes,
+) -> Result<Vec<Driver>, String> {
+    let results = fresh_results(drivers.len(), 0);
+    let started = Instant::now();
+    // Another sequence of keys than the measured run's.
+    let plan = Arc::new(Plan::counting_nothing(
+        args,
+        seed.wrapping_add(1),
+        value,
+        Stop::At(started + args.warmup),
+        started,
+    ));
+    let progress = Arc::new(Progress::default());
+    let mut workers = tokio::task::JoinSet::new();
+    for (index, (driver, result)) in drivers.into_iter().zip(results).enumerate() {
+        workers.spawn(work(
+            index as u64,
+            driver,
+            result,
+            Arc::clone(&plan),
+            Arc::clone(&progress),
+            started,
+        ));
+    }
+    let results = join_workers(workers).await?;
+    Ok(results.into_iter().map(|(driver, _)| driver).collect())
+}
+
+/// An empty result for each of `workers`, each with room for `samples_capacity` samples: made
+/// before a run's clock starts, since 256 workers making theirs as they started (two
+/// histograms of ~150 KB each, zeroed) held the run's first sends back by 35-75 ms.
+fn fresh_results(workers: usize, samples_capacity: usize) -> Vec<WorkerResult> {
+    (0..workers)
+        .map(|_| WorkerResult::new(samples_capacity))
+        .collect()
+}
+
+/// Every worker's driver and result, once all have stopped.
+async fn join_workers(
+    mut workers: tokio::task::JoinSet<(Driver, WorkerResult)>,
+) -> Result<Vec<(Driver, WorkerResult)>, String> {
+    let mut results = Vec::with_capacity(workers.len());
+    while let Some(joined) = workers.join_next().await {
+        results.push(joined.map_err(|error| format!("a client task failed: {error}"))?);
+    }
+    Ok(results)
+}
+
 /// Microseconds since the Unix epoch now (0 if the clock is set before it).
 fn unix_micros_now() -> u64 {
     std::time::SystemTime::now()
@@ -564,17 +641,18 @@ fn write_samples_csv(
         .map_err(|error| format!("cannot write the samples to {}: {error}", path.display()))
 }
 
-/// One closed-loop client: one operation in flight until the plan says stop.
+/// One closed-loop client: one operation in flight until the plan says stop; gives its driver
+/// back with what it measured, added to `result`.
 async fn work(
     index: u64,
     mut driver: Driver,
+    mut result: WorkerResult,
     plan: Arc<Plan>,
     progress: Arc<Progress>,
     started: Instant,
-) -> WorkerResult {
+) -> (Driver, WorkerResult) {
     let mut random =
         StdRng::seed_from_u64(plan.seed ^ (index + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    let mut result = WorkerResult::new(plan.samples_per_worker);
     let mut key = String::with_capacity(plan.key_prefix.len() + plan.key_width);
     loop {
         // Paced: the slot's intended start decides whether the run is over.
@@ -647,7 +725,7 @@ async fn work(
             });
         }
     }
-    result
+    (driver, result)
 }
 
 /// Prints `result` as one JSON object (`json`) or as `text`; exit status 1 if it cannot be

@@ -7,7 +7,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{raftkv_bin, Cluster};
+use common::{puts_answered, raftkv_bin, Cluster};
 use serde_json::Value;
 
 fn number(report: &Value, path: &[&str]) -> f64 {
@@ -93,25 +93,6 @@ async fn bench_drives_a_mixed_load_and_reports_it_as_json_with_a_plot() {
         .items
         .iter()
         .all(|item| item.key.starts_with("smoke-") && item.key.len() == "smoke-".len() + 2));
-}
-
-/// The count of PUTs of a key that node `http` answered 200, from its `/metrics` (a plain
-/// HTTP/1.0 GET: nothing more is needed to read it).
-fn puts_answered(http: &str) -> f64 {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(http).expect("the node listens");
-    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {http}\r\n\r\n").expect("request sent");
-    let mut text = String::new();
-    stream.read_to_string(&mut text).expect("metrics read");
-    text.lines()
-        .filter(|line| {
-            line.starts_with("raftkv_http_request_duration_seconds_count{")
-                && line.contains(r#"route="/v1/kv/{key}""#)
-                && line.contains(r#"method="PUT""#)
-                && line.contains(r#"status="200""#)
-        })
-        .filter_map(|line| line.split_whitespace().last()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,13 +1,14 @@
 //! `raftkv bench --rate --report-every` against a real 3-node cluster: a paced run reported
 //! per interval. What is checked is what the schedule and the bookkeeping guarantee whatever
 //! the machine's speed (no timed assertions): no more operations start than the schedule has
-//! slots before the deadline, and every operation is counted in exactly one interval.
+//! slots before the deadline, and every operation is counted in exactly one interval; the
+//! warm-up's operations reach the servers and none of them is counted.
 
 mod common;
 
 use std::process::Command;
 
-use common::{raftkv_bin, Cluster};
+use common::{puts_answered, raftkv_bin, Cluster};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,6 +18,11 @@ async fn a_paced_run_keeps_to_its_schedule_and_counts_every_operation_in_one_int
     let pids: Vec<String> = cluster.pids().iter().map(u32::to_string).collect();
     const RATE: f64 = 200.0;
     const SECONDS: f64 = 3.0;
+    let puts_before: f64 = cluster
+        .endpoints()
+        .iter()
+        .map(|http| puts_answered(http))
+        .sum();
 
     let output = Command::new(&raftkv)
         .arg("--endpoints")
@@ -31,7 +37,7 @@ async fn a_paced_run_keeps_to_its_schedule_and_counts_every_operation_in_one_int
             "50",
         ])
         .args(["--read-ratio", "0.5", "--json", "--seed", "11"])
-        .args(["--rate", "200", "--report-every", "1s"])
+        .args(["--rate", "200", "--report-every", "1s", "--warmup", "1s"])
         .arg("--server-pids")
         .arg(pids.join(","))
         .output()
@@ -47,10 +53,22 @@ async fn a_paced_run_keeps_to_its_schedule_and_counts_every_operation_in_one_int
     let total = report["ops"]["total"].as_u64().expect("total");
     let ok = report["ops"]["ok"].as_u64().expect("ok");
     assert!(ok > 0, "{report}");
-    // Slot k is intended at k / RATE: slots 0 ..= RATE × SECONDS − 1 lie before the deadline.
+    // Slot k is intended at k / RATE: slots 0 ..= RATE × SECONDS − 1 lie before the deadline
+    // (the warm-up's second, counted, would have added up to RATE more).
     assert!(
         total <= (RATE * SECONDS) as u64,
         "{total} operations started in a 3 s schedule of {RATE}/s"
+    );
+    let puts: f64 = cluster
+        .endpoints()
+        .iter()
+        .map(|http| puts_answered(http))
+        .sum();
+    let writes = report["ops"]["writes"].as_f64().expect("writes");
+    assert!(
+        puts - puts_before > writes,
+        "the warm-up wrote too: {} puts answered, {writes} in the report",
+        puts - puts_before
     );
 
     let rows = report["intervals"].as_array().expect("interval rows");

@@ -196,3 +196,23 @@ impl Drop for Cluster {
         }
     }
 }
+
+/// The count of PUTs of a key that node `http` answered 200, from its `/metrics` (a plain
+/// HTTP/1.0 GET: nothing more is needed to read it).
+#[allow(dead_code)] // Each test binary compiles this module; not every one uses each.
+pub fn puts_answered(http: &str) -> f64 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(http).expect("the node listens");
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {http}\r\n\r\n").expect("request sent");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("metrics read");
+    text.lines()
+        .filter(|line| {
+            line.starts_with("raftkv_http_request_duration_seconds_count{")
+                && line.contains(r#"route="/v1/kv/{key}""#)
+                && line.contains(r#"method="PUT""#)
+                && line.contains(r#"status="200""#)
+        })
+        .filter_map(|line| line.split_whitespace().last()?.parse::<f64>().ok())
+        .sum()
+}

@@ -5,16 +5,17 @@
 //!  read barrier (linearizable: the state holds every write acknowledged before the request)
 //!    ─► image under the state's lock (O(1): the store's map is shared) at its applied index
 //!    ─► term read after it (no older than the entry at that index), members from the node
-//!    ─► encoded on a thread of its own (snapshots::encode_in_background), off the apply path
+//!    ─► encoded on a thread of its own (idle::run_at_low_priority), off the apply path
 //!    ─► header (crate::backup::file): index, term, cluster id, members, revision, SHA-256
 //! ```
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
+use super::idle;
 use super::reads::ReadMode;
-use super::snapshots::encode_in_background;
 use super::{KvServer, ServeError};
 use crate::backup::file::sha256_hex;
 use crate::backup::{SnapshotHeader, SnapshotMember};
@@ -64,7 +65,8 @@ impl KvServer {
                 .collect(),
             Err(error) => return Err(ServeError::from(error).into()),
         };
-        let body = encode_in_background(image)
+        let encode: idle::Cancellable<Bytes> = Arc::new(move |_| Some(image.encode()));
+        let body = idle::run_at_low_priority("backup-encode", encode)
             .await
             .ok_or(BackupSnapshotError::EncodingFailed)?;
         let taken_unix_ms = SystemTime::now()

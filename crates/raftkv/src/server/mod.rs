@@ -28,6 +28,7 @@ mod backup;
 mod consistency;
 mod counters;
 mod error;
+mod idle;
 mod launch;
 mod leadership;
 mod leases;

@@ -161,7 +161,7 @@ impl StateHashes {
         let spawned = std::thread::Builder::new()
             .name("state-hash".into())
             .spawn(move || {
-                super::snapshots::lower_this_threads_priority();
+                super::idle::lower_this_threads_priority();
                 let started = std::time::Instant::now();
                 let digest = image.digest();
                 drop(image);
