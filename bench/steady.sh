@@ -29,11 +29,11 @@
 #                  30s; 0 for none)
 #   CLIENTS        clients of the peak run (default 64; HTTP/2 from RAFTKV_HTTP2_FROM up, as
 #                  in compare-etcd.sh)
-#   PACED_CLIENTS  clients of the paced runs: the most operations they keep in flight (default
-#                  4 × CLIENTS). A paced run is an open loop only while a client is free when an
-#                  operation's time comes; at 0.7 of the 64-client peak, 64 paced clients were
-#                  mostly busy, and a pause of the servers that raised their service time by
-#                  half queued the schedule in the load generator for hundreds of milliseconds
+#   PACED_CLIENTS  clients of the paced run: the most operations it keeps in flight (default
+#                  CLIENTS). A paced run is an open loop only while a client is free when an
+#                  operation's time comes: 64 clients at 0.7 of their peak queue the schedule
+#                  in the load generator when the servers slow down; 256 queue less but raise
+#                  the servers' own service time 3× (bench/RESULTS.md, sixth session)
 #   READ_RATIO     fraction of reads, linearizable (default 0.5)
 #   RAFTKV_BIN     the raftkv binary to run (default: this repo's release build, built here)
 #   WORKDIR        data/, logs/, results/ (default target/steady)
@@ -65,7 +65,7 @@ PEAK_DURATION=${PEAK_DURATION:-20s}
 # compare-etcd.sh (sourced below) fixes its own WARMUP.
 STEADY_WARMUP=${WARMUP:-30s}
 STEADY_CLIENTS=${CLIENTS:-64}
-PACED_CLIENTS=${PACED_CLIENTS:-$((4 * STEADY_CLIENTS))}
+PACED_CLIENTS=${PACED_CLIENTS:-$STEADY_CLIENTS}
 READ_RATIO=${READ_RATIO:-0.5}
 RAFTKV_BIN=${RAFTKV_BIN:-}
 SAMPLES=${SAMPLES:-0}
