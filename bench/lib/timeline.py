@@ -235,8 +235,9 @@ def main():
 
     # What the consistency checks' hashing (every member at once) costs the requests.
     if hashings:
-        during = [latency for start, end, latency, _, _ in rows if hashing.any(start, end)]
-        rest = [latency for start, end, latency, _, _ in rows if not hashing.any(start, end)]
+        during, rest = [], []
+        for start, end, latency, _, _ in rows:
+            (during if hashing.any(start, end) else rest).append(latency)
         took = sorted((w[1] - w[0]) / 1000 for w in hashings)
         print(f"\nconsistency checks: {len(hashings)} hashings, median {percentile(took, 0.5):.0f} "
               f"ms, max {took[-1]:.0f} ms; p99 of the {len(during)} requests overlapping one "
